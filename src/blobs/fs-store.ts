@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ObjectInfo } from '../core/model.js';
+import type { BlobStore, ByteRange, PresignedRequest, PresignPutRequest, SealHook } from '../core/ports.js';
+
+export interface PutPresigner {
+  presignPut(request: PresignPutRequest): Promise<PresignedRequest>;
+}
+
+const WRITE_CHUNK = 1 << 20;
+
+/**
+ * Bytes in a local directory: `objects/<key>` holds data, `meta/<key>.json` what was
+ * verified about it, `tmp/` writes in progress. A write goes to tmp, is fsynced, checked
+ * by the seal hook, and renamed into place: readers never see a partial object.
+ */
+export class FsBlobStore implements BlobStore {
+  readonly name = 'local';
+  private readonly objects: string;
+  private readonly meta: string;
+  private readonly tmp: string;
+
+  constructor(
+    root: string,
+    private readonly presigner: PutPresigner,
+  ) {
+    const base = resolve(root);
+    this.objects = join(base, 'objects');
+    this.meta = join(base, 'meta');
+    this.tmp = join(base, 'tmp');
+  }
+
+  async init(): Promise<void> {
+    await Promise.all([this.objects, this.meta, this.tmp].map((d) => mkdir(d, { recursive: true })));
+  }
+
+  async write(key: string, source: Readable, seal: SealHook): Promise<void> {
+    const target = this.pathOf(this.objects, key);
+    const metaTarget = `${this.pathOf(this.meta, key)}.json`;
+    const temp = join(this.tmp, `${randomUUID()}.part`);
+    const tempMeta = `${temp}.json`;
+    try {
+      const handle = await open(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o640);
+      // The stream owns (and closes) this handle: pipeline() resolves on its 'close'.
+      await pipeline(source, handle.createWriteStream({ highWaterMark: WRITE_CHUNK }));
+      await fsyncPath(temp);
+      const info = await seal();
+      await writeDurably(tempMeta, JSON.stringify(info));
+      await mkdir(dirname(target), { recursive: true });
+      await mkdir(dirname(metaTarget), { recursive: true });
+      // Metadata first: an object that is visible always has its facts beside it.
+      await rename(tempMeta, metaTarget);
+      await rename(temp, target);
+      await fsyncPath(dirname(target));
+    } catch (err) {
+      await rm(temp, { force: true });
+      await rm(tempMeta, { force: true });
+      throw err;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    let size: number;
+    try {
+      size = (await stat(this.pathOf(this.objects, key))).size;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    try {
+      const recorded = JSON.parse(
+        await readFile(`${this.pathOf(this.meta, key)}.json`, 'utf8'),
+      ) as ObjectInfo;
+      if (recorded.size === size) return recorded;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    return { size };
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    const handle = await open(this.pathOf(this.objects, key), 'r');
+    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.pathOf(this.objects, key), { force: true });
+    await rm(`${this.pathOf(this.meta, key)}.json`, { force: true });
+  }
+
+  presignPut(request: PresignPutRequest): Promise<PresignedRequest> {
+    return this.presigner.presignPut(request);
+  }
+
+  async sweepIncomplete(olderThan: number): Promise<number> {
+    let removed = 0;
+    for (const entry of await readdir(this.tmp)) {
+      const path = join(this.tmp, entry);
+      try {
+        if ((await stat(path)).mtimeMs < olderThan) {
+          await unlink(path);
+          removed += 1;
+        }
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {}
+
+  /** Keys come from the core, never from clients; this is the last line of defence anyway. */
+  private pathOf(base: string, key: string): string {
+    const path = resolve(base, key);
+    const rel = relative(base, path);
+    if (rel === '' || rel.startsWith('..') || rel.split(sep).includes('..') || key.includes('\0')) {
+      throw new Error(`Refusing storage key outside the store: ${JSON.stringify(key)}`);
+    }
+    return path;
+  }
+}
+
+async function writeDurably(path: string, content: string): Promise<void> {
+  await writeFile(path, content, { flag: 'wx', mode: 0o640 });
+  await fsyncPath(path);
+}
+
+/** fsync acts on the file, not the descriptor: a fresh read handle flushes what any other wrote. */
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}

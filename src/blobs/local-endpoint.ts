@@ -1,0 +1,214 @@
+import { timingSafeEqual } from 'node:crypto';
+import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
+import { Hash } from '@smithy/hash-node';
+import { HttpRequest } from '@smithy/protocol-http';
+import { buildQueryString } from '@smithy/querystring-builder';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { hexToBase64 } from '../core/digests.js';
+import { WharfError } from '../core/errors.js';
+import type { PresignedRequest, PresignPutRequest, PresignVerifier, SignedRequest } from '../core/ports.js';
+import type { PutPresigner } from './fs-store.js';
+
+export interface LocalEndpointOptions {
+  /** Public base URL of this Wharf; the endpoint lives under `${publicUrl}/s3`. */
+  publicUrl: string;
+  bucket: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export const LOCAL_ENDPOINT_PATH = '/s3';
+const MAX_EXPIRES = 7 * 24 * 3600;
+// Headers that bind the body: S3RequestPresigner leaves content-type unsigned by default.
+const BODY_HEADERS = ['content-type', 'content-length', 'content-md5', 'x-amz-checksum-sha256'];
+
+/**
+ * Wharf's own S3-style storage endpoint in the embedded deployment. URLs are real SigV4
+ * query-presigned S3 URLs (made by the AWS presigner), so the scaled-out deployment can
+ * hand out the object store's URLs instead and clients never see a difference.
+ * Verification recomputes the same presign from what arrived and compares signatures.
+ */
+export class LocalEndpoint implements PutPresigner, PresignVerifier {
+  private readonly base: URL;
+  private readonly basePath: string;
+  private readonly presigner: S3RequestPresigner;
+  private readonly verifier: SignatureV4;
+
+  constructor(private readonly options: LocalEndpointOptions) {
+    this.base = new URL(options.publicUrl);
+    this.basePath = `${this.base.pathname.replace(/\/$/, '')}${LOCAL_ENDPOINT_PATH}/${options.bucket}/`;
+    const common = {
+      credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+      region: options.region,
+      service: 's3',
+      sha256: Hash.bind(null, 'sha256'),
+    };
+    this.presigner = new S3RequestPresigner(common);
+    // Same settings S3RequestPresigner gives its signer: S3 paths are signed as sent.
+    this.verifier = new SignatureV4({ ...common, uriEscapePath: false, applyChecksum: false });
+  }
+
+  async presignPut(request: PresignPutRequest): Promise<PresignedRequest> {
+    const headers: Record<string, string> = {
+      'content-type': request.contentType,
+      'content-length': String(request.size),
+    };
+    if (request.md5) headers['content-md5'] = hexToBase64(request.md5);
+    if (request.sha256) headers['x-amz-checksum-sha256'] = hexToBase64(request.sha256);
+    const signed = await this.presigner.presign(
+      new HttpRequest({
+        method: 'PUT',
+        protocol: this.base.protocol,
+        hostname: this.base.hostname,
+        port: this.base.port ? Number(this.base.port) : undefined,
+        path: this.basePath + encodeKey(request.key),
+        headers: { ...headers, host: this.base.host },
+      }),
+      {
+        signingDate: new Date(request.now),
+        expiresIn: request.expiresInSeconds,
+        signableHeaders: new Set(BODY_HEADERS),
+        unhoistableHeaders: new Set(['x-amz-checksum-sha256']),
+      },
+    );
+    const url = `${this.base.protocol}//${this.base.host}${signed.path}?${buildQueryString(signed.query ?? {})}`;
+    // Content-Length is bound too, but clients set it themselves (browsers must).
+    const { 'content-length': _length, ...clientHeaders } = headers;
+    return { method: 'PUT', url, headers: canonicalCase(clientHeaders) };
+  }
+
+  async verify(request: SignedRequest, now: number): Promise<{ key: string }> {
+    const { path, query } = splitUrl(request.rawUrl);
+    if (!path.startsWith(this.basePath)) throw new WharfError('NOT_FOUND', 'No such bucket.');
+    const key = decodeURIComponent(path.slice(this.basePath.length));
+
+    const param = (name: string): string => {
+      const value = query[name];
+      if (typeof value !== 'string' || value === '') {
+        throw new WharfError('MALFORMED_SIGNATURE', `Query-string authentication requires ${name}.`);
+      }
+      return value;
+    };
+    if (param('X-Amz-Algorithm') !== 'AWS4-HMAC-SHA256') {
+      throw new WharfError('MALFORMED_SIGNATURE', 'X-Amz-Algorithm must be AWS4-HMAC-SHA256.');
+    }
+    const [accessKeyId, shortDate, region, service, terminator] = param('X-Amz-Credential').split('/');
+    if (accessKeyId !== this.options.accessKeyId) {
+      throw new WharfError('UNKNOWN_ACCESS_KEY', 'The access key id does not exist in our records.');
+    }
+    const amzDate = param('X-Amz-Date');
+    const signingDate = parseAmzDate(amzDate);
+    const expires = Number(param('X-Amz-Expires'));
+    if (
+      !signingDate ||
+      shortDate !== amzDate.slice(0, 8) ||
+      region !== this.options.region ||
+      service !== 's3' ||
+      terminator !== 'aws4_request' ||
+      !Number.isInteger(expires) ||
+      expires < 1 ||
+      expires > MAX_EXPIRES
+    ) {
+      throw new WharfError('MALFORMED_SIGNATURE', 'The presigned URL has malformed signing parameters.');
+    }
+    const signedHeaders = param('X-Amz-SignedHeaders').split(';');
+    const signature = param('X-Amz-Signature');
+
+    const headers: Record<string, string> = {};
+    for (const name of signedHeaders) {
+      const value = request.headers[name];
+      if (value === undefined) throw new WharfError('INVALID_SIGNATURE', `Signed header ${name} is missing.`);
+      headers[name] = Array.isArray(value) ? value.join(',') : value;
+    }
+    const rest: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(query)) {
+      if (!/^X-Amz-(Algorithm|Credential|Date|Expires|SignedHeaders|Signature|Content-Sha256)$/.test(name)) {
+        rest[name] = value;
+      }
+    }
+    const payload =
+      typeof query['X-Amz-Content-Sha256'] === 'string' ? query['X-Amz-Content-Sha256'] : undefined;
+    const signed = new Set(signedHeaders);
+    const unhoistable = new Set(signedHeaders);
+    if (!payload) unhoistable.add('x-amz-content-sha256');
+    const recomputed = await this.verifier.presign(
+      new HttpRequest({
+        method: request.method,
+        path,
+        query: rest,
+        // Spelled as S3RequestPresigner spells it: a hoisted header keeps its case in the query.
+        headers: { ...headers, 'X-Amz-Content-Sha256': payload ?? 'UNSIGNED-PAYLOAD' },
+      }),
+      {
+        signingDate,
+        expiresIn: expires,
+        signableHeaders: signed,
+        unsignableHeaders: payload ? new Set() : new Set(['x-amz-content-sha256']),
+        unhoistableHeaders: unhoistable,
+      },
+    );
+    const expected = Buffer.from(String(recomputed.query?.['X-Amz-Signature']));
+    const given = Buffer.from(signature);
+    if (
+      recomputed.query?.['X-Amz-SignedHeaders'] !== signedHeaders.join(';') ||
+      expected.length !== given.length ||
+      !timingSafeEqual(expected, given)
+    ) {
+      throw new WharfError(
+        'INVALID_SIGNATURE',
+        'The request signature we calculated does not match the signature you provided.',
+      );
+    }
+    // Expiry is checked after the signature so an attacker learns nothing from timing it.
+    if (now > signingDate.getTime() + expires * 1000) {
+      throw new WharfError('URL_EXPIRED', 'Request has expired');
+    }
+    if (now < signingDate.getTime() - 15 * 60_000) {
+      throw new WharfError('MALFORMED_SIGNATURE', 'Request is not valid yet.');
+    }
+    for (const bound of ['content-type', 'content-length']) {
+      if (!signed.has(bound)) throw new WharfError('INVALID_SIGNATURE', `The signature must cover ${bound}.`);
+    }
+    return { key };
+  }
+}
+
+/** S3 keys are encoded per segment, slashes kept (what the AWS SDK does). */
+function encodeKey(key: string): string {
+  return key
+    .split('/')
+    .map((segment) =>
+      encodeURIComponent(segment).replace(
+        /[!'()*]/g,
+        (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+      ),
+    )
+    .join('/');
+}
+
+function splitUrl(rawUrl: string): { path: string; query: Record<string, string | string[]> } {
+  const at = rawUrl.indexOf('?');
+  const path = at === -1 ? rawUrl : rawUrl.slice(0, at);
+  const query: Record<string, string | string[]> = {};
+  for (const [name, value] of new URLSearchParams(at === -1 ? '' : rawUrl.slice(at + 1))) {
+    const prior = query[name];
+    query[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
+  }
+  return { path, query };
+}
+
+function parseAmzDate(value: string): Date | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value);
+  if (!m) return undefined;
+  return new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
+}
+
+function canonicalCase(headers: Record<string, string>): Record<string, string> {
+  const names: Record<string, string> = {
+    'content-type': 'Content-Type',
+    'content-md5': 'Content-MD5',
+    'x-amz-checksum-sha256': 'x-amz-checksum-sha256',
+  };
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [names[k] ?? k, v]));
+}

@@ -1,0 +1,95 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { Clock } from './clock.js';
+import { WharfError } from './errors.js';
+import type { Asset, Principal } from './model.js';
+import type { AssetPage, AssetQuery, BlobStore, ByteRange, Store } from './ports.js';
+
+export const MAX_PAGE_SIZE = 1000;
+const MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600;
+
+export type Disposition = 'inline' | 'attachment';
+
+/** The parts of a download URL that prove it was issued by this server and is unexpired. */
+export interface DownloadGrant {
+  assetId: string;
+  /** Unix seconds. */
+  expires: number;
+  disposition: Disposition;
+  signature: string;
+}
+
+export class AssetService {
+  constructor(
+    private readonly store: Store,
+    private readonly blobs: BlobStore,
+    private readonly clock: Clock,
+    private readonly signingKey: Buffer,
+  ) {}
+
+  async list(principal: Principal, query: AssetQuery): Promise<AssetPage> {
+    const limit = Math.min(Math.max(query.limit, 1), MAX_PAGE_SIZE);
+    return this.store.listAssets(principal.accountId, { ...query, limit });
+  }
+
+  async get(principal: Principal, id: string): Promise<Asset> {
+    const asset = await this.store.getAsset(principal.accountId, id);
+    // Another account's asset is indistinguishable from a missing one.
+    if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
+    return asset;
+  }
+
+  async delete(principal: Principal, id: string): Promise<void> {
+    const asset = await this.store.deleteAsset(principal.accountId, id);
+    if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
+    if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
+      await this.blobs.delete(asset.storageKey);
+    }
+  }
+
+  async read(asset: Asset, range?: ByteRange): Promise<Readable> {
+    return this.blobs.read(asset.storageKey, range);
+  }
+
+  async grantDownload(
+    principal: Principal,
+    id: string,
+    expiresInSeconds: number,
+    disposition: Disposition,
+  ): Promise<DownloadGrant> {
+    const asset = await this.get(principal, id);
+    if (
+      !Number.isInteger(expiresInSeconds) ||
+      expiresInSeconds < 1 ||
+      expiresInSeconds > MAX_SIGNED_URL_SECONDS
+    ) {
+      throw new WharfError(
+        'VALIDATION_FAILED',
+        `expires_in must be between 1 and ${MAX_SIGNED_URL_SECONDS} seconds.`,
+      );
+    }
+    const expires = Math.floor(this.clock.now() / 1000) + expiresInSeconds;
+    return { assetId: asset.id, expires, disposition, signature: this.sign(asset.id, expires, disposition) };
+  }
+
+  /** Resolves a signed download URL to its asset, whichever account owns it. */
+  async redeem(grant: DownloadGrant): Promise<Asset> {
+    const expected = Buffer.from(this.sign(grant.assetId, grant.expires, grant.disposition));
+    const given = Buffer.from(grant.signature);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+      throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
+    }
+    if (Math.floor(this.clock.now() / 1000) > grant.expires) {
+      throw new WharfError('URL_EXPIRED', 'This URL has expired.');
+    }
+    const asset = await this.store.getAssetById(grant.assetId);
+    if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
+    return asset;
+  }
+
+  private sign(assetId: string, expires: number, disposition: Disposition): string {
+    return createHmac('sha256', this.signingKey)
+      .update(`download\n${assetId}\n${expires}\n${disposition}`)
+      .digest('base64url');
+  }
+}

@@ -1,0 +1,41 @@
+import { WharfError } from './errors.js';
+
+/**
+ * Clients declare digests in several spellings (hex, base64, RFC 9530 fields). The core
+ * keeps one: lower-case hex.
+ */
+const HEX = /^[0-9a-fA-F]+$/;
+const BASE64 = /^[A-Za-z0-9+/_-]+={0,2}$/;
+
+export type DigestAlgorithm = 'sha256' | 'md5';
+const LENGTH: Record<DigestAlgorithm, number> = { sha256: 32, md5: 16 };
+
+/** Accepts hex or base64 (standard or URL-safe); returns lower-case hex. */
+export function parseDigest(algorithm: DigestAlgorithm, value: string, field: string): string {
+  const bytes = LENGTH[algorithm];
+  const trimmed = value.trim();
+  if (trimmed.length === bytes * 2 && HEX.test(trimmed)) return trimmed.toLowerCase();
+  if (BASE64.test(trimmed)) {
+    const decoded = Buffer.from(
+      trimmed,
+      trimmed.includes('-') || trimmed.includes('_') ? 'base64url' : 'base64',
+    );
+    if (decoded.length === bytes) return decoded.toString('hex');
+  }
+  throw new WharfError(
+    'INVALID_DIGEST',
+    `${field} must be a ${algorithm.toUpperCase()} digest in hex or base64 (${bytes} bytes).`,
+  );
+}
+
+/** Content-MD5 is base64 only (RFC 1864). */
+export function parseContentMd5(value: string): string {
+  const decoded = BASE64.test(value.trim()) ? Buffer.from(value.trim(), 'base64') : Buffer.alloc(0);
+  if (decoded.length !== 16)
+    throw new WharfError('INVALID_DIGEST', 'Content-MD5 must be the base64 of 16 bytes.');
+  return decoded.toString('hex');
+}
+
+export function hexToBase64(hex: string): string {
+  return Buffer.from(hex, 'hex').toString('base64');
+}

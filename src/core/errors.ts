@@ -1,0 +1,49 @@
+/**
+ * Every failure the core reports is a WharfError with a stable code. HTTP layers map the
+ * code to a status and to their own wire shape; nothing ever matches on message text.
+ */
+export const ERROR_STATUS = {
+  VALIDATION_FAILED: 400,
+  INVALID_NAME: 400,
+  INVALID_CONTENT_TYPE: 400,
+  INVALID_DIGEST: 400,
+  CHECKSUM_MISMATCH: 400,
+  SIZE_MISMATCH: 400,
+  TOO_MANY_FILES: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  ACCOUNT_DISABLED: 403,
+  INVALID_SIGNATURE: 403,
+  UNKNOWN_ACCESS_KEY: 403,
+  MALFORMED_SIGNATURE: 400,
+  URL_EXPIRED: 403,
+  NOT_FOUND: 404,
+  UPLOAD_INCOMPLETE: 409,
+  UPLOAD_NOT_PENDING: 409,
+  CONFLICT: 409,
+  UPLOAD_EXPIRED: 410,
+  LENGTH_REQUIRED: 411,
+  FILE_TOO_LARGE: 413,
+  RANGE_NOT_SATISFIABLE: 416,
+  INTERNAL: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class WharfError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'WharfError';
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.details = details;
+  }
+}
+
+export function isWharfError(err: unknown, code?: ErrorCode): err is WharfError {
+  return err instanceof WharfError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,59 @@
+import { WharfError } from './errors.js';
+
+/**
+ * File names are display metadata only: storage keys never derive from them, so a name
+ * cannot reach the filesystem. They still end up in Content-Disposition headers, logs and
+ * other people's download dialogs, so names that could mislead or break those are refused
+ * outright rather than silently rewritten (a rewritten name would lose what the user sent).
+ */
+const MAX_NAME_BYTES = 255;
+
+// C0 controls (NUL, CR, LF, TAB…), DEL and C1 controls.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+// Bidirectional overrides/isolates ("invoice\u202Efdp.exe" shows as "invoiceexe.pdf"),
+// zero-width characters and the BOM, which make two different names look identical.
+const INVISIBLE = /[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+const SEPARATOR = /[/\\]/u;
+
+export function validateFileName(raw: string): string {
+  const name = raw.normalize('NFC');
+  if (name.length === 0) throw new WharfError('INVALID_NAME', 'The file name is empty.');
+  if (CONTROL.test(name)) {
+    throw new WharfError('INVALID_NAME', 'The file name contains control characters (NUL, CR, LF, …).');
+  }
+  if (INVISIBLE.test(name)) {
+    throw new WharfError(
+      'INVALID_NAME',
+      'The file name contains invisible or bidirectional-override characters.',
+    );
+  }
+  if (SEPARATOR.test(name)) {
+    throw new WharfError('INVALID_NAME', 'The file name must not contain "/" or "\\".');
+  }
+  if (name === '.' || name === '..')
+    throw new WharfError('INVALID_NAME', 'The file name must not be "." or "..".');
+  if (name.trim().length === 0) throw new WharfError('INVALID_NAME', 'The file name is blank.');
+  if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) {
+    throw new WharfError('INVALID_NAME', `The file name is longer than ${MAX_NAME_BYTES} bytes.`);
+  }
+  return name;
+}
+
+// RFC 9110 media type: type "/" subtype, both tokens; parameters allowed after ";".
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(\\s*;\\s*${TOKEN}=(${TOKEN}|"[^"\\\\\\r\\n]*"))*$`);
+
+export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
+
+export function validateContentType(raw: string | undefined | null): string {
+  if (raw === undefined || raw === null || raw === '') return DEFAULT_CONTENT_TYPE;
+  const value = raw.trim();
+  if (value.length > 255 || !MEDIA_TYPE.test(value)) {
+    throw new WharfError(
+      'INVALID_CONTENT_TYPE',
+      'The content type is not a valid media type (type/subtype).',
+    );
+  }
+  return value.toLowerCase();
+}

@@ -1,0 +1,131 @@
+/**
+ * The core's ports: what it needs from the outside, in its own terms. Adapters under
+ * src/db and src/blobs implement them; nothing here knows SQL, a filesystem or an SDK.
+ */
+import type { Readable } from 'node:stream';
+import type { Account, ApiKey, Asset, ObjectInfo, Upload } from './model.js';
+
+export interface AssetPage {
+  assets: Asset[];
+  /** The id to pass as `cursor` for the next page, or null at the end. */
+  nextCursor: string | null;
+}
+
+export interface AssetQuery {
+  limit: number;
+  cursor?: string | undefined;
+  namePrefix?: string | undefined;
+  /** Exact type (`image/png`) or a whole top-level type (`image/*`). */
+  contentType?: string | undefined;
+}
+
+export interface FinishResult {
+  asset: Asset;
+  /** True when the content was already an asset and that asset was returned instead. */
+  deduplicated: boolean;
+  /** True when this call did the completion; false when it had already happened. */
+  completedNow: boolean;
+}
+
+export interface Store {
+  /** Returns the stored value, storing `value` first if there was none (first writer wins). */
+  settingOrInit(name: string, value: string): Promise<string>;
+
+  ensureAccount(account: Account): Promise<Account>;
+  getAccount(id: string): Promise<Account | undefined>;
+  listAccounts(): Promise<Account[]>;
+
+  insertKey(key: ApiKey, secretHash: string): Promise<void>;
+  /** Inserts the key unless one with this hash exists; returns the stored key either way. */
+  ensureKey(key: ApiKey, secretHash: string): Promise<ApiKey>;
+  findKeyByHash(secretHash: string): Promise<ApiKey | undefined>;
+  listKeys(accountId?: string): Promise<ApiKey[]>;
+  countKeys(): Promise<number>;
+  revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean>;
+  touchKey(keyId: string, at: number): Promise<void>;
+
+  insertUploads(uploads: Upload[]): Promise<void>;
+  getUpload(id: string): Promise<Upload | undefined>;
+  /**
+   * Atomically: records `candidate` as an asset unless the account already holds that
+   * SHA-256 (then the existing asset is returned), and marks the upload completed.
+   * If the upload was completed already, returns its asset without changing anything.
+   */
+  finishUpload(uploadId: string, candidate: Asset, at: number): Promise<FinishResult>;
+  /** Pending uploads whose expiry is before `before`, oldest first. */
+  listStaleUploads(before: number, limit: number): Promise<Upload[]>;
+  /** Marks a pending upload expired; false if it was no longer pending. */
+  expireUpload(id: string): Promise<boolean>;
+
+  getAsset(accountId: string, id: string): Promise<Asset | undefined>;
+  /** Only for signed URLs, which carry their own proof and no account. */
+  getAssetById(id: string): Promise<Asset | undefined>;
+  findAssetBySha256(accountId: string, sha256: string): Promise<Asset | undefined>;
+  findAssetsBySha256(accountId: string, sha256s: string[]): Promise<Asset[]>;
+  listAssets(accountId: string, query: AssetQuery): Promise<AssetPage>;
+  deleteAsset(accountId: string, id: string): Promise<Asset | undefined>;
+  /** How many assets still point at these bytes (0 means they may be freed). */
+  countAssetsWithStorageKey(storageKey: string): Promise<number>;
+
+  close(): Promise<void>;
+}
+
+export interface PresignPutRequest {
+  key: string;
+  contentType: string;
+  size: number;
+  /** Lower-case hex; bound into the signature as Content-MD5 when present. */
+  md5?: string | null;
+  /** Lower-case hex; bound as x-amz-checksum-sha256 when present. */
+  sha256?: string | null;
+  expiresInSeconds: number;
+  now: number;
+}
+
+export interface PresignedRequest {
+  method: 'PUT' | 'POST';
+  url: string;
+  /** Headers the client must send exactly as given. */
+  headers: Record<string, string>;
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive, as in HTTP Range. */
+  end: number;
+}
+
+/**
+ * Facts checked and recorded once every byte is written and flushed, before the object
+ * becomes visible. Throwing aborts the write: the object never appears.
+ */
+export type SealHook = () => Promise<ObjectInfo> | ObjectInfo;
+
+/** One storage backend (ActiveStorage's "service"): where bytes live. */
+export interface BlobStore {
+  readonly name: string;
+  /** Writes `source` under `key`; visible only whole, after `seal` accepted it. */
+  write(key: string, source: Readable, seal: SealHook): Promise<void>;
+  head(key: string): Promise<ObjectInfo | undefined>;
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  delete(key: string): Promise<void>;
+  /** A URL a client can PUT the bytes to directly, with size, type and digests bound. */
+  presignPut(request: PresignPutRequest): Promise<PresignedRequest>;
+  /** Removes debris of writes that never finished (temp files, incomplete parts). */
+  sweepIncomplete(olderThan: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** An incoming request as the embedded storage endpoint sees it, before its body is read. */
+export interface SignedRequest {
+  method: string;
+  /** Path and query exactly as sent (still percent-encoded): the signature covers them. */
+  rawUrl: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** Checks presigned requests addressed to the embedded storage endpoint. */
+export interface PresignVerifier {
+  /** Returns the object key the request is allowed to write; throws a WharfError otherwise. */
+  verify(request: SignedRequest, now: number): Promise<{ key: string }>;
+}

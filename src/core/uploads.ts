@@ -1,0 +1,410 @@
+import { pipeline, type Readable } from 'node:stream';
+import type { Clock } from './clock.js';
+import { parseDigest } from './digests.js';
+import { WharfError } from './errors.js';
+import { DigestStream } from './hashing.js';
+import type { IdSource } from './ids.js';
+import type { Asset, Digests, ObjectInfo, Principal, Upload } from './model.js';
+import { validateContentType, validateFileName } from './names.js';
+import type { BlobStore, PresignedRequest, Store } from './ports.js';
+
+export interface UploadSettings {
+  /** Server-wide default; an account's own limit overrides it. */
+  maxFileSize: number;
+  /** How long a presigned URL (and its upload intent) stays valid. */
+  uploadExpiresInSeconds: number;
+  maxFilesPerRequest: number;
+  /** After expiry, how long a pending upload whose bytes did arrive may still complete. */
+  completionGraceMs: number;
+}
+
+/** A file as a client declares it before sending the bytes. Digests in hex or base64. */
+export interface FileDeclaration {
+  name: string;
+  contentType?: string | undefined;
+  size: number;
+  sha256?: string | undefined;
+  md5?: string | undefined;
+}
+
+export type IntentResult =
+  | { status: 'pending'; upload: Upload; request: PresignedRequest }
+  | { status: 'exists'; asset: Asset };
+
+export interface UploadOutcome {
+  asset: Asset;
+  /** The content was already stored in this account; the existing asset is returned. */
+  deduplicated: boolean;
+}
+
+export interface DirectUpload {
+  name: string;
+  contentType?: string | undefined;
+  body: Readable;
+  /** From Content-Length when the client sent one: lets an oversize body fail before it is read. */
+  declaredSize?: number | undefined;
+  expected?: { sha256?: string | undefined; md5?: string | undefined };
+}
+
+export interface ReceivedObject {
+  key: string;
+  contentType: string;
+  size: number;
+  body: Readable;
+  /** Digests the client bound into the request (Content-MD5, x-amz-checksum-sha256), hex. */
+  expected: { md5?: string | undefined; sha256?: string | undefined };
+}
+
+// Storage keys carry the upload id and a short extension (handy when browsing a bucket);
+// never anything else from the client.
+const SAFE_EXTENSION = /\.[a-z0-9]{1,10}$/;
+const KEY_PATTERN =
+  /^([A-Za-z0-9_-]{1,64})\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.[a-z0-9]{1,10})?$/;
+const DIRECT_UPLOAD_TTL_MS = 24 * 3600_000;
+
+export function storageKeyFor(accountId: string, uploadId: string, name: string): string {
+  const ext = SAFE_EXTENSION.exec(name.toLowerCase())?.[0] ?? '';
+  return `${accountId}/${uploadId}${ext}`;
+}
+
+function uploadIdFromKey(key: string): string | undefined {
+  return KEY_PATTERN.exec(key)?.[2];
+}
+
+function noop(): void {}
+
+export class UploadService {
+  constructor(
+    private readonly store: Store,
+    private readonly blobs: BlobStore,
+    private readonly clock: Clock,
+    private readonly ids: IdSource,
+    private readonly settings: UploadSettings,
+  ) {}
+
+  async maxFileSize(accountId: string): Promise<number> {
+    const account = await this.store.getAccount(accountId);
+    return account?.maxFileSize ?? this.settings.maxFileSize;
+  }
+
+  /** Bytes through Wharf: streamed to storage, hashed in the same pass, verified, then an asset. */
+  async uploadDirect(principal: Principal, input: DirectUpload): Promise<UploadOutcome> {
+    const name = validateFileName(input.name);
+    const contentType = validateContentType(input.contentType);
+    const expectedSha256 = input.expected?.sha256
+      ? parseDigest('sha256', input.expected.sha256, 'sha256')
+      : null;
+    const expectedMd5 = input.expected?.md5 ? parseDigest('md5', input.expected.md5, 'md5') : null;
+    const limit = await this.maxFileSize(principal.accountId);
+    if (input.declaredSize !== undefined && input.declaredSize > limit) {
+      input.body.resume();
+      throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
+        limit,
+      });
+    }
+
+    const now = this.clock.now();
+    const id = this.ids.id();
+    // The row exists before any byte is written, so a crash mid-write leaves something
+    // the sweep can find and clean.
+    const upload: Upload = {
+      id,
+      accountId: principal.accountId,
+      keyId: principal.keyId,
+      kind: 'direct',
+      name,
+      contentType,
+      size: null,
+      sha256: expectedSha256,
+      md5: expectedMd5,
+      storageKey: storageKeyFor(principal.accountId, id, name),
+      status: 'pending',
+      assetId: null,
+      deduplicated: false,
+      createdAt: now,
+      expiresAt: now + DIRECT_UPLOAD_TTL_MS,
+      completedAt: null,
+    };
+    await this.store.insertUploads([upload]);
+
+    let digests: Digests | undefined;
+    try {
+      digests = await this.writeVerified(upload.storageKey, input.body, limit, contentType, (d) => {
+        checkDigests(d, { sha256: expectedSha256, md5: expectedMd5 });
+      });
+    } catch (err) {
+      await this.store.expireUpload(id);
+      throw err;
+    }
+    return this.finish(upload, digests);
+  }
+
+  /** Upload intents: one presigned request per file, or the existing asset for known content. */
+  async createPresigned(principal: Principal, files: FileDeclaration[]): Promise<IntentResult[]> {
+    if (files.length === 0) throw new WharfError('VALIDATION_FAILED', 'At least one file is required.');
+    if (files.length > this.settings.maxFilesPerRequest) {
+      throw new WharfError(
+        'TOO_MANY_FILES',
+        `At most ${this.settings.maxFilesPerRequest} files per request.`,
+      );
+    }
+    const limit = await this.maxFileSize(principal.accountId);
+    const declared = files.map((file, index) => {
+      try {
+        return this.validateDeclaration(file, limit);
+      } catch (err) {
+        if (err instanceof WharfError) {
+          throw new WharfError(err.code, `files[${index}]: ${err.message}`, { ...err.details, index });
+        }
+        throw err;
+      }
+    });
+
+    const hashes = [...new Set(declared.flatMap((f) => (f.sha256 ? [f.sha256] : [])))];
+    const existing = new Map(
+      (hashes.length > 0 ? await this.store.findAssetsBySha256(principal.accountId, hashes) : []).map((a) => [
+        a.sha256,
+        a,
+      ]),
+    );
+
+    const now = this.clock.now();
+    const expiresAt = now + this.settings.uploadExpiresInSeconds * 1000;
+    const results: IntentResult[] = [];
+    const uploads: Upload[] = [];
+    for (const file of declared) {
+      const known = file.sha256 ? existing.get(file.sha256) : undefined;
+      if (known) {
+        results.push({ status: 'exists', asset: known });
+        continue;
+      }
+      const id = this.ids.id();
+      const upload: Upload = {
+        id,
+        accountId: principal.accountId,
+        keyId: principal.keyId,
+        kind: 'presigned',
+        name: file.name,
+        contentType: file.contentType,
+        size: file.size,
+        sha256: file.sha256,
+        md5: file.md5,
+        storageKey: storageKeyFor(principal.accountId, id, file.name),
+        status: 'pending',
+        assetId: null,
+        deduplicated: false,
+        createdAt: now,
+        expiresAt,
+        completedAt: null,
+      };
+      uploads.push(upload);
+      const request = await this.blobs.presignPut({
+        key: upload.storageKey,
+        contentType: upload.contentType,
+        size: file.size,
+        md5: file.md5,
+        sha256: file.sha256,
+        expiresInSeconds: this.settings.uploadExpiresInSeconds,
+        now,
+      });
+      results.push({ status: 'pending', upload, request });
+    }
+    if (uploads.length > 0) await this.store.insertUploads(uploads);
+    return results;
+  }
+
+  async get(principal: Principal, uploadId: string): Promise<Upload> {
+    const upload = await this.store.getUpload(uploadId);
+    if (!upload || upload.accountId !== principal.accountId) {
+      throw new WharfError('NOT_FOUND', 'No such upload.');
+    }
+    return upload;
+  }
+
+  /**
+   * Bytes PUT to a presigned URL of the embedded storage endpoint. The caller has already
+   * checked the signature; this checks the intent is still open and the bytes are what
+   * was declared, and makes the object visible only then.
+   */
+  async receive(input: ReceivedObject): Promise<Digests> {
+    const uploadId = uploadIdFromKey(input.key);
+    const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
+    if (!upload || upload.storageKey !== input.key || upload.kind !== 'presigned') {
+      input.body.resume();
+      throw new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
+    }
+    if (upload.status !== 'pending') {
+      input.body.resume();
+      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+    }
+    if (this.clock.now() > upload.expiresAt) {
+      input.body.resume();
+      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    }
+    if (input.size !== upload.size || input.contentType !== upload.contentType) {
+      input.body.resume();
+      throw new WharfError('SIZE_MISMATCH', 'The request does not match the declared size and type.');
+    }
+    return this.writeVerified(input.key, input.body, upload.size, upload.contentType, (d) => {
+      if (d.size !== upload.size) {
+        throw new WharfError('SIZE_MISMATCH', `Expected ${upload.size} bytes, received ${d.size}.`);
+      }
+      checkDigests(d, input.expected);
+      checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
+    });
+  }
+
+  /** Turns a presigned upload into an asset once storage holds the declared bytes. Idempotent. */
+  async complete(principal: Principal, uploadId: string): Promise<UploadOutcome> {
+    const upload = await this.get(principal, uploadId);
+    if (upload.status === 'completed') return this.completedOutcome(upload);
+    if (upload.status === 'expired') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    if (upload.kind !== 'presigned') {
+      throw new WharfError(
+        'UPLOAD_NOT_PENDING',
+        'A direct upload completes by itself when its request ends.',
+      );
+    }
+
+    const info = await this.blobs.head(upload.storageKey);
+    const now = this.clock.now();
+    if (!info) {
+      if (now > upload.expiresAt) throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+      throw new WharfError('UPLOAD_INCOMPLETE', 'No bytes have been uploaded for this upload yet.');
+    }
+    const digests = await this.attest(upload.storageKey, info);
+    try {
+      if (digests.size !== upload.size) {
+        throw new WharfError(
+          'SIZE_MISMATCH',
+          `Declared ${upload.size} bytes; storage holds ${digests.size}.`,
+        );
+      }
+      checkDigests(digests, { sha256: upload.sha256, md5: upload.md5 });
+    } catch (err) {
+      // Wrong bytes are never kept: the client may PUT again while the intent is open.
+      await this.blobs.delete(upload.storageKey);
+      throw err;
+    }
+    return this.finish(upload, digests);
+  }
+
+  /** Expires abandoned intents and frees their bytes; clears storage debris. */
+  async sweep(): Promise<{ expired: number; debris: number }> {
+    const now = this.clock.now();
+    let expired = 0;
+    for (;;) {
+      const stale = await this.store.listStaleUploads(now - this.settings.completionGraceMs, 200);
+      for (const upload of stale) {
+        if (!(await this.store.expireUpload(upload.id))) continue;
+        expired += 1;
+        if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
+          await this.blobs.delete(upload.storageKey);
+        }
+      }
+      if (stale.length < 200) break;
+    }
+    const debris = await this.blobs.sweepIncomplete(now - 3600_000);
+    return { expired, debris };
+  }
+
+  private validateDeclaration(file: FileDeclaration, limit: number) {
+    const name = validateFileName(file.name);
+    const contentType = validateContentType(file.contentType);
+    if (!Number.isSafeInteger(file.size) || file.size < 0) {
+      throw new WharfError('VALIDATION_FAILED', 'size must be a non-negative integer.');
+    }
+    if (file.size > limit) {
+      throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
+        limit,
+      });
+    }
+    return {
+      name,
+      contentType,
+      size: file.size,
+      sha256: file.sha256 ? parseDigest('sha256', file.sha256, 'sha256') : null,
+      md5: file.md5 ? parseDigest('md5', file.md5, 'md5') : null,
+    };
+  }
+
+  private async writeVerified(
+    key: string,
+    body: Readable,
+    limit: number,
+    contentType: string,
+    verify: (digests: Digests) => void,
+  ): Promise<Digests> {
+    const digest = new DigestStream(limit);
+    // pipeline() carries a client abort on `body` into `digest`, which the store reads.
+    const source = pipeline(body, digest, noop);
+    await this.blobs.write(key, source, () => {
+      const d = digest.digests();
+      verify(d);
+      return { ...d, contentType };
+    });
+    return digest.digests();
+  }
+
+  /** The size and digests of stored bytes; hashes them when storage cannot say. */
+  private async attest(key: string, info: ObjectInfo): Promise<Digests> {
+    if (info.sha256 && info.md5) return { size: info.size, sha256: info.sha256, md5: info.md5 };
+    const digest = new DigestStream();
+    const stream = await this.blobs.read(key);
+    for await (const _ of stream.pipe(digest)) {
+      // Drain: the digest is all we want.
+    }
+    return digest.digests();
+  }
+
+  private async finish(upload: Upload, digests: Digests): Promise<UploadOutcome> {
+    const now = this.clock.now();
+    const candidate: Asset = {
+      id: this.ids.id(),
+      accountId: upload.accountId,
+      name: upload.name,
+      contentType: upload.contentType,
+      size: digests.size,
+      sha256: digests.sha256,
+      md5: digests.md5,
+      storageKey: upload.storageKey,
+      status: 'ready',
+      metadata: {},
+      createdAt: now,
+      updatedAt: now,
+    };
+    const result = await this.store.finishUpload(upload.id, candidate, now);
+    if (result.completedNow && result.deduplicated) {
+      // The account already holds these bytes under the existing asset.
+      await this.blobs.delete(upload.storageKey);
+    }
+    return { asset: result.asset, deduplicated: result.deduplicated };
+  }
+
+  private async completedOutcome(upload: Upload): Promise<UploadOutcome> {
+    const asset = upload.assetId ? await this.store.getAsset(upload.accountId, upload.assetId) : undefined;
+    if (!asset) throw new WharfError('NOT_FOUND', 'The asset of this upload has since been deleted.');
+    return { asset, deduplicated: upload.deduplicated };
+  }
+}
+
+function checkDigests(actual: Digests, expected: { sha256?: string | null; md5?: string | null }): void {
+  if (expected.sha256 && expected.sha256 !== actual.sha256) {
+    throw new WharfError(
+      'CHECKSUM_MISMATCH',
+      'The SHA-256 of the received bytes does not match the declared one.',
+      {
+        algorithm: 'sha256',
+      },
+    );
+  }
+  if (expected.md5 && expected.md5 !== actual.md5) {
+    throw new WharfError(
+      'CHECKSUM_MISMATCH',
+      'The MD5 of the received bytes does not match the declared one.',
+      {
+        algorithm: 'md5',
+      },
+    );
+  }
+}

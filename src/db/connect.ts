@@ -1,0 +1,32 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import type { Database } from './schema.js';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Connection {
+  db: Kysely<Database>;
+  dialect: Dialect;
+}
+
+/** `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path; PostgreSQL comes with scale-out. */
+export function connect(url: string): Connection {
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    throw new Error('PostgreSQL support is not built yet; use a SQLite path for WHARF_DATABASE_URL.');
+  }
+  const path = url.replace(/^sqlite:(\/\/)?/, '');
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new SQLite(path);
+  // WAL lets readers run alongside the writer. synchronous=FULL makes each commit durable
+  // before it is acknowledged: an asset that was reported created survives a power cut.
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+  return {
+    db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }),
+    dialect: 'sqlite',
+  };
+}

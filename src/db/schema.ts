@@ -1,0 +1,69 @@
+/** Table shapes as Kysely sees them. Times are epoch milliseconds; booleans are 0/1. */
+import type { Generated } from 'kysely';
+
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
+export interface AccountsTable {
+  id: string;
+  name: string;
+  max_file_size: number | null;
+  disabled: number;
+  created_at: number;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  account_id: string;
+  name: string;
+  role: string;
+  prefix: string;
+  secret_hash: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface UploadsTable {
+  id: string;
+  account_id: string;
+  key_id: string;
+  kind: string;
+  name: string;
+  content_type: string;
+  size: number | null;
+  sha256: string | null;
+  md5: string | null;
+  storage_key: string;
+  status: string;
+  asset_id: string | null;
+  deduplicated: Generated<number>;
+  created_at: number;
+  expires_at: number;
+  completed_at: number | null;
+}
+
+export interface AssetsTable {
+  id: string;
+  account_id: string;
+  name: string;
+  content_type: string;
+  size: number;
+  sha256: string;
+  md5: string;
+  storage_key: string;
+  status: string;
+  metadata: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface Database {
+  settings: SettingsTable;
+  accounts: AccountsTable;
+  api_keys: ApiKeysTable;
+  uploads: UploadsTable;
+  assets: AssetsTable;
+}

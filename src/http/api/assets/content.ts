@@ -1,0 +1,117 @@
+import { Type } from '@fastify/type-provider-typebox';
+import contentDisposition from 'content-disposition';
+import rangeParser from 'range-parser';
+import type { Disposition } from '../../../core/assets.js';
+import { WharfError } from '../../../core/errors.js';
+import type { Asset } from '../../../core/model.js';
+import { authenticate } from '../../plugins/auth.js';
+import type { ApiContext, App } from '../context.js';
+import { IdParams } from '../schemas.js';
+
+const ContentQuery = Type.Object(
+  {
+    expires: Type.Optional(Type.Integer({ minimum: 0 })),
+    disposition: Type.Optional(Type.Union([Type.Literal('inline'), Type.Literal('attachment')])),
+    signature: Type.Optional(Type.String({ maxLength: 128 })),
+    download: Type.Optional(
+      Type.Boolean({ description: 'Force a download (Content-Disposition: attachment).' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+// Types a browser renders without running anything of the file's own. Everything else
+// (HTML, SVG, XML, JavaScript, unknown types) is served as an attachment, and every
+// response is sandboxed, so uploaded content can never act with Wharf's origin.
+const INLINE_SAFE =
+  /^(image\/(png|jpeg|gif|webp|avif|bmp)|video\/[\w.+-]+|audio\/[\w.+-]+|text\/plain|application\/pdf)$/;
+
+export function isInlineSafe(contentType: string): boolean {
+  return INLINE_SAFE.test(contentType.split(';')[0]!.trim());
+}
+
+/** GET /v1/assets/:id/content — with a key, or with a signed URL's query parameters. */
+export async function assetContentRoute(app: App, { core }: ApiContext): Promise<void> {
+  app.get(
+    '/v1/assets/:id/content',
+    {
+      config: { auth: 'optional' },
+      schema: {
+        summary: 'Download the bytes (Range, ETag/If-None-Match supported)',
+        description:
+          'Authenticate with a key, or use the query parameters of a URL from POST /v1/assets/{id}/signed-url.',
+        tags: ['assets'],
+        params: IdParams,
+        querystring: ContentQuery,
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const q = request.query;
+      let asset: Asset;
+      let wanted: Disposition = q.download ? 'attachment' : 'inline';
+      if (q.signature !== undefined || q.expires !== undefined) {
+        if (q.signature === undefined || q.expires === undefined || q.disposition === undefined) {
+          throw new WharfError('INVALID_SIGNATURE', 'A signed URL needs expires, disposition and signature.');
+        }
+        asset = await core.assets.redeem({
+          assetId: id,
+          expires: q.expires,
+          disposition: q.disposition,
+          signature: q.signature,
+        });
+        if (q.disposition === 'attachment') wanted = 'attachment';
+        reply.header(
+          'cache-control',
+          `private, max-age=${Math.max(0, q.expires - Math.floor(core.clock.now() / 1000))}`,
+        );
+      } else {
+        asset = await core.assets.get(await authenticate(core, request), id);
+        reply.header('cache-control', 'private, no-cache');
+      }
+
+      const etag = `"${asset.sha256}"`;
+      const inline = wanted === 'inline' && isInlineSafe(asset.contentType);
+      reply
+        .header('etag', etag)
+        .header('accept-ranges', 'bytes')
+        .header('content-type', asset.contentType)
+        .header(
+          'content-disposition',
+          contentDisposition(asset.name, { type: inline ? 'inline' : 'attachment' }),
+        )
+        .header('x-content-type-options', 'nosniff')
+        .header('content-security-policy', "default-src 'none'; sandbox")
+        .header('cross-origin-resource-policy', 'same-site')
+        .header('repr-digest', `sha-256=:${Buffer.from(asset.sha256, 'hex').toString('base64')}:`);
+
+      const ifNoneMatch = request.headers['if-none-match'];
+      if (ifNoneMatch?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
+        return reply.status(304).send();
+      }
+
+      const rangeHeader = request.headers.range;
+      const ifRange = request.headers['if-range'];
+      if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
+        const ranges = rangeParser(asset.size, rangeHeader, { combine: true });
+        if (ranges === -1) {
+          reply.header('content-range', `bytes */${asset.size}`);
+          throw new WharfError('RANGE_NOT_SATISFIABLE', `The file has ${asset.size} bytes.`);
+        }
+        // A malformed header or several ranges: answer with the whole file (RFC 9110 allows it).
+        if (ranges !== -2 && ranges.length === 1) {
+          const range = ranges[0]!;
+          const stream = await core.assets.read(asset, range);
+          return reply
+            .status(206)
+            .header('content-range', `bytes ${range.start}-${range.end}/${asset.size}`)
+            .header('content-length', range.end - range.start + 1)
+            .send(stream);
+        }
+      }
+      if (asset.size === 0) return reply.header('content-length', 0).send('');
+      const stream = await core.assets.read(asset);
+      return reply.header('content-length', asset.size).send(stream);
+    },
+  );
+}

@@ -1,0 +1,125 @@
+import { Type } from '@fastify/type-provider-typebox';
+import { MAX_PAGE_SIZE } from '../../../core/assets.js';
+import { validateContentType } from '../../../core/names.js';
+import type { ApiContext, App } from '../context.js';
+import { AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
+
+const ListQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 100 }),
+    cursor: Type.Optional(Type.String({ maxLength: 64, description: '`next_cursor` of the previous page.' })),
+    prefix: Type.Optional(Type.String({ maxLength: 1024, description: 'Only names starting with this.' })),
+    content_type: Type.Optional(
+      Type.String({ maxLength: 255, description: 'Exact type (`image/png`) or a whole family (`image/*`).' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const SignedUrlBody = Type.Object(
+  {
+    expires_in: Type.Integer({ minimum: 1, maximum: 604800, default: 3600, description: 'Seconds.' }),
+    disposition: Type.Union([Type.Literal('inline'), Type.Literal('attachment')], { default: 'inline' }),
+  },
+  { additionalProperties: false },
+);
+
+/** Listing, reading, signing and deleting assets. */
+export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext): Promise<void> {
+  app.get(
+    '/v1/assets',
+    {
+      schema: {
+        summary: 'List assets, newest first',
+        tags: ['assets'],
+        querystring: ListQuery,
+        response: {
+          200: Type.Object({
+            data: Type.Array(AssetSchema),
+            next_cursor: Type.Union([Type.String(), Type.Null()]),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const { limit, cursor, prefix, content_type } = request.query;
+      const contentType =
+        content_type === undefined
+          ? undefined
+          : content_type.endsWith('/*')
+            ? `${validateContentType(`${content_type.slice(0, -2)}/x`).slice(0, -2)}/*`
+            : validateContentType(content_type);
+      const page = await core.assets.list(request.principal!, {
+        limit,
+        cursor,
+        namePrefix: prefix,
+        contentType,
+      });
+      return { data: page.assets.map((a) => assetJson(a, publicUrl)), next_cursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/assets/:id',
+    {
+      schema: {
+        summary: 'Get one asset',
+        tags: ['assets'],
+        params: IdParams,
+        response: { 200: AssetSchema, ...errorResponses },
+      },
+    },
+    async (request) => assetJson(await core.assets.get(request.principal!, request.params.id), publicUrl),
+  );
+
+  app.delete(
+    '/v1/assets/:id',
+    {
+      schema: {
+        summary: 'Delete an asset; its bytes are freed when nothing else references them',
+        tags: ['assets'],
+        params: IdParams,
+        response: { 204: Type.Null(), ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      await core.assets.delete(request.principal!, request.params.id);
+      reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/assets/:id/signed-url',
+    {
+      schema: {
+        summary: 'An expiring URL that downloads the asset without a key',
+        tags: ['assets'],
+        params: IdParams,
+        body: Type.Optional(SignedUrlBody),
+        response: {
+          200: Type.Object({ url: Type.String(), expires_at: Type.String({ format: 'date-time' }) }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const body = request.body ?? { expires_in: 3600, disposition: 'inline' as const };
+      const grant = await core.assets.grantDownload(
+        request.principal!,
+        request.params.id,
+        body.expires_in ?? 3600,
+        body.disposition ?? 'inline',
+      );
+      const query = new URLSearchParams({
+        expires: String(grant.expires),
+        disposition: grant.disposition,
+        signature: grant.signature,
+      });
+      return {
+        url: `${publicUrl}/v1/assets/${grant.assetId}/content?${query}`,
+        expires_at: iso(grant.expires * 1000),
+      };
+    },
+  );
+}

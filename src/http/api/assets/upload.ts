@@ -1,0 +1,112 @@
+import multipart from '@fastify/multipart';
+import { Type } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import { WharfError } from '../../../core/errors.js';
+import type { Principal } from '../../../core/model.js';
+import type { DirectUpload } from '../../../core/uploads.js';
+import type { ApiContext, App } from '../context.js';
+import { declaredDigests } from '../integrity.js';
+import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
+
+const Query = Type.Object(
+  {
+    name: Type.Optional(
+      Type.String({ maxLength: 1024, description: 'File name (required for raw bodies).' }),
+    ),
+    content_type: Type.Optional(
+      Type.String({ maxLength: 255, description: 'Overrides the part/body type.' }),
+    ),
+    sha256: Type.Optional(Type.String({ maxLength: 128, description: 'Expected SHA-256, hex or base64.' })),
+    md5: Type.Optional(Type.String({ maxLength: 64, description: 'Expected MD5, hex or base64.' })),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * POST /v1/assets — the bytes come through Wharf, either as multipart/form-data (field
+ * `file`) or as the raw body. This plugin owns its content-type parsers: here a JSON or
+ * text body is a file to store, not something to parse.
+ */
+export async function directUploadRoute(app: App, { core, publicUrl }: ApiContext): Promise<void> {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  await app.register(multipart, {
+    limits: { files: 1, fields: 8, fieldSize: 4096, parts: 10, headerPairs: 100 },
+  });
+
+  app.post(
+    '/v1/assets',
+    {
+      schema: {
+        summary: 'Upload a file through Wharf',
+        description:
+          'multipart/form-data with the file in field `file`, or any other content type with the raw bytes as ' +
+          'the body and `?name=`. Optional integrity: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:`, ' +
+          'or `?sha256=`/`?md5=`; a mismatch stores nothing. 201 when a new asset was created, 200 when the ' +
+          'account already held this content (the existing asset is returned).',
+        tags: ['assets'],
+        querystring: Query,
+        response: {
+          200: AssetResultSchema,
+          201: AssetResultSchema,
+          413: errorResponses[400],
+          ...errorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const principal = request.principal!;
+      const expected = declaredDigests(request.headers, request.query);
+      const input = request.isMultipart()
+        ? await multipartInput(core, principal, request, request.query)
+        : rawInput(request, request.query);
+      const outcome = await core.uploads.uploadDirect(principal, { ...input, expected });
+      reply.status(outcome.deduplicated ? 200 : 201);
+      return {
+        status: outcome.deduplicated ? ('exists' as const) : ('created' as const),
+        asset: assetJson(outcome.asset, publicUrl),
+      };
+    },
+  );
+}
+
+type Query = { name?: string; content_type?: string };
+
+function rawInput(request: FastifyRequest, query: Query): DirectUpload {
+  if (!query.name) {
+    request.raw.resume();
+    throw new WharfError('VALIDATION_FAILED', 'A raw upload needs ?name= (or send multipart/form-data).');
+  }
+  const length = request.headers['content-length'];
+  return {
+    name: query.name,
+    contentType: query.content_type ?? request.headers['content-type'],
+    body: request.raw,
+    declaredSize: length === undefined ? undefined : Number(length),
+  };
+}
+
+async function multipartInput(
+  core: ApiContext['core'],
+  principal: Principal,
+  request: FastifyRequest,
+  query: Query,
+): Promise<DirectUpload> {
+  const limit = await core.uploads.maxFileSize(principal.accountId);
+  // One byte over the limit so the core, not busboy's silent truncation, reports it.
+  const part = await request.file({ limits: { fileSize: limit + 1 }, throwFileSizeLimit: false });
+  if (!part) throw new WharfError('VALIDATION_FAILED', 'The form has no file part (field "file").');
+  if (part.fieldname !== 'file') {
+    part.file.resume();
+    throw new WharfError(
+      'VALIDATION_FAILED',
+      `The file must be sent in field "file", not "${part.fieldname}".`,
+    );
+  }
+  const name = query.name ?? part.filename;
+  if (!name) {
+    part.file.resume();
+    throw new WharfError('VALIDATION_FAILED', 'The file part has no filename; add ?name=.');
+  }
+  return { name, contentType: query.content_type ?? part.mimetype, body: part.file };
+}

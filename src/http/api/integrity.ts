@@ -1,0 +1,51 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { parseDictionary } from 'structured-headers';
+import { parseContentMd5, parseDigest } from '../../core/digests.js';
+import { WharfError } from '../../core/errors.js';
+
+export interface Declared {
+  sha256?: string | undefined;
+  md5?: string | undefined;
+}
+
+/**
+ * Digests a client declared for the file: `Content-MD5` (RFC 1864), `Content-Digest` /
+ * `Repr-Digest` with `sha-256` (RFC 9530), and the `sha256` / `md5` query parameters.
+ * Several declarations of one algorithm must agree. Hex out.
+ */
+export function declaredDigests(
+  headers: IncomingHttpHeaders,
+  query: { sha256?: string; md5?: string },
+): Declared {
+  const sha256: string[] = [];
+  const md5: string[] = [];
+  if (query.sha256) sha256.push(parseDigest('sha256', query.sha256, 'sha256'));
+  if (query.md5) md5.push(parseDigest('md5', query.md5, 'md5'));
+  const contentMd5 = headers['content-md5'];
+  if (typeof contentMd5 === 'string') md5.push(parseContentMd5(contentMd5));
+  for (const name of ['content-digest', 'repr-digest'] as const) {
+    const value = headers[name];
+    if (typeof value !== 'string') continue;
+    let dictionary: ReturnType<typeof parseDictionary>;
+    try {
+      dictionary = parseDictionary(value);
+    } catch {
+      throw new WharfError('INVALID_DIGEST', `${name} is not a valid structured-field dictionary.`);
+    }
+    const item = dictionary.get('sha-256');
+    if (!item) continue; // Other algorithms are allowed by RFC 9530; we verify SHA-256.
+    const bytes = item[0];
+    if (!(bytes instanceof ArrayBuffer) || bytes.byteLength !== 32) {
+      throw new WharfError('INVALID_DIGEST', `${name}: sha-256 must be a 32-byte byte sequence (:base64:).`);
+    }
+    sha256.push(Buffer.from(bytes).toString('hex'));
+  }
+  return { sha256: agree(sha256, 'SHA-256'), md5: agree(md5, 'MD5') };
+}
+
+function agree(values: string[], label: string): string | undefined {
+  if (values.some((v) => v !== values[0])) {
+    throw new WharfError('INVALID_DIGEST', `The request declares different ${label} digests.`);
+  }
+  return values[0];
+}

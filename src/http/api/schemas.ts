@@ -1,0 +1,108 @@
+import { Type } from '@fastify/type-provider-typebox';
+import type { Asset, Upload } from '../../core/model.js';
+
+export const ErrorSchema = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({ description: 'Stable machine-readable code, e.g. CHECKSUM_MISMATCH.' }),
+      message: Type.String(),
+      details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    }),
+  },
+  { description: 'Every native API error.' },
+);
+
+export const AssetSchema = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    name: Type.String(),
+    content_type: Type.String(),
+    size: Type.Integer({ minimum: 0 }),
+    sha256: Type.String({ description: 'Hex SHA-256 of the bytes, verified by Wharf.' }),
+    md5: Type.String({ description: 'Hex MD5 of the bytes.' }),
+    status: Type.String(),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+    created_at: Type.String({ format: 'date-time' }),
+    updated_at: Type.String({ format: 'date-time' }),
+    content_url: Type.String({ description: 'Where the bytes are read (needs a key or a signed URL).' }),
+  },
+  { description: 'A verified, stored file.' },
+);
+
+export const AssetResultSchema = Type.Object({
+  status: Type.Union([Type.Literal('created'), Type.Literal('exists')], {
+    description: '"exists" when the account already held this content: the existing asset is returned.',
+  }),
+  asset: AssetSchema,
+});
+
+export const PendingUploadSchema = Type.Object({
+  status: Type.Literal('pending'),
+  id: Type.String({ format: 'uuid' }),
+  name: Type.String(),
+  method: Type.Literal('PUT'),
+  url: Type.String(),
+  headers: Type.Record(Type.String(), Type.String(), {
+    description: 'Send exactly these headers with the PUT.',
+  }),
+  expires_at: Type.String({ format: 'date-time' }),
+});
+
+export const ExistingUploadSchema = Type.Object({
+  status: Type.Literal('exists'),
+  name: Type.String(),
+  asset: AssetSchema,
+});
+
+export const UploadItemSchema = Type.Union([PendingUploadSchema, ExistingUploadSchema]);
+
+export const UploadStateSchema = Type.Object({
+  id: Type.String(),
+  status: Type.String(),
+  name: Type.String(),
+  content_type: Type.String(),
+  size: Type.Union([Type.Integer(), Type.Null()]),
+  expires_at: Type.String({ format: 'date-time' }),
+  asset_id: Type.Union([Type.String(), Type.Null()]),
+});
+
+export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
+export function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+export function assetJson(asset: Asset, publicUrl: string) {
+  return {
+    id: asset.id,
+    name: asset.name,
+    content_type: asset.contentType,
+    size: asset.size,
+    sha256: asset.sha256,
+    md5: asset.md5,
+    status: asset.status,
+    metadata: asset.metadata,
+    created_at: iso(asset.createdAt),
+    updated_at: iso(asset.updatedAt),
+    content_url: `${publicUrl}/v1/assets/${asset.id}/content`,
+  };
+}
+
+export function uploadStateJson(upload: Upload) {
+  return {
+    id: upload.id,
+    status: upload.status,
+    name: upload.name,
+    content_type: upload.contentType,
+    size: upload.size,
+    expires_at: iso(upload.expiresAt),
+    asset_id: upload.assetId,
+  };
+}
+
+export const errorResponses = {
+  400: ErrorSchema,
+  401: ErrorSchema,
+  403: ErrorSchema,
+  404: ErrorSchema,
+};

@@ -1,0 +1,126 @@
+import { Type } from '@fastify/type-provider-typebox';
+import type { IntentResult } from '../../../core/uploads.js';
+import type { ApiContext, App } from '../context.js';
+import {
+  AssetResultSchema,
+  assetJson,
+  errorResponses,
+  IdParams,
+  iso,
+  UploadItemSchema,
+  UploadStateSchema,
+  uploadStateJson,
+} from '../schemas.js';
+
+const FileSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 1024 }),
+    content_type: Type.Optional(Type.String({ maxLength: 255 })),
+    size: Type.Integer({ minimum: 0, description: 'Exact size in bytes; bound into the URL.' }),
+    sha256: Type.Optional(
+      Type.String({ maxLength: 128, description: 'Hex or base64; bound into the URL and verified.' }),
+    ),
+    md5: Type.Optional(Type.String({ maxLength: 64, description: 'Hex or base64; bound as Content-MD5.' })),
+  },
+  { additionalProperties: false },
+);
+
+const CreateBody = Type.Union([
+  Type.Object(
+    { files: Type.Array(FileSchema, { minItems: 1, maxItems: 10_000 }) },
+    { additionalProperties: false },
+  ),
+  FileSchema,
+]);
+
+/** Presigned uploads: declare, PUT the bytes to the returned URL, then complete. */
+export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): Promise<void> {
+  const itemJson = (result: IntentResult, name: string) =>
+    result.status === 'exists'
+      ? { status: 'exists' as const, name, asset: assetJson(result.asset, publicUrl) }
+      : {
+          status: 'pending' as const,
+          id: result.upload.id,
+          name: result.upload.name,
+          method: 'PUT' as const,
+          url: result.request.url,
+          headers: result.request.headers,
+          expires_at: iso(result.upload.expiresAt),
+        };
+
+  app.post(
+    '/v1/uploads',
+    {
+      config: { bodyLimit: 8 * 1024 * 1024 },
+      schema: {
+        summary: 'Create presigned uploads (one file, or {"files": [...]})',
+        description:
+          'For each file: a URL to PUT the bytes to, with the headers to send and when it expires; or, when the ' +
+          'account already holds a file with the declared sha256, `status: "exists"` and that asset.',
+        tags: ['uploads'],
+        body: CreateBody,
+        response: {
+          200: Type.Union([Type.Object({ uploads: Type.Array(UploadItemSchema) }), UploadItemSchema]),
+          201: Type.Union([Type.Object({ uploads: Type.Array(UploadItemSchema) }), UploadItemSchema]),
+          ...errorResponses,
+          413: errorResponses[400],
+        },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const batch = 'files' in body;
+      const files = batch ? body.files : [body];
+      const results = await core.uploads.createPresigned(
+        request.principal!,
+        files.map((f) => ({
+          name: f.name,
+          contentType: f.content_type,
+          size: f.size,
+          sha256: f.sha256,
+          md5: f.md5,
+        })),
+      );
+      const items = results.map((r, i) => itemJson(r, files[i]!.name));
+      reply.status(results.some((r) => r.status === 'pending') ? 201 : 200);
+      return batch ? { uploads: items } : items[0]!;
+    },
+  );
+
+  app.post(
+    '/v1/uploads/:id/complete',
+    {
+      schema: {
+        summary: 'Verify the uploaded bytes and turn them into an asset (idempotent)',
+        tags: ['uploads'],
+        params: IdParams,
+        response: {
+          200: AssetResultSchema,
+          ...errorResponses,
+          409: errorResponses[400],
+          410: errorResponses[400],
+        },
+      },
+    },
+    async (request) => {
+      const outcome = await core.uploads.complete(request.principal!, request.params.id);
+      return {
+        status: outcome.deduplicated ? ('exists' as const) : ('created' as const),
+        asset: assetJson(outcome.asset, publicUrl),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/uploads/:id',
+    {
+      schema: {
+        summary: 'State of an upload',
+        tags: ['uploads'],
+        params: IdParams,
+        response: { 200: UploadStateSchema, ...errorResponses },
+      },
+    },
+    async (request) => uploadStateJson(await core.uploads.get(request.principal!, request.params.id)),
+  );
+}

@@ -1,0 +1,94 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { LOCAL_ENDPOINT_PATH } from '../blobs/local-endpoint.js';
+import type { Principal } from '../core/model.js';
+import type { Core } from '../core/wharf.js';
+import { assetContentRoute } from './api/assets/content.js';
+import { assetReadRoutes } from './api/assets/read.js';
+import { directUploadRoute } from './api/assets/upload.js';
+import type { ApiContext, App } from './api/context.js';
+import { keyRoutes } from './api/keys.js';
+import { uploadRoutes } from './api/uploads/routes.js';
+import { authenticate } from './plugins/auth.js';
+import { registerNativeErrors } from './plugins/errors.js';
+import { storageEndpointRoutes } from './storage/put-object.js';
+import { validatorCompiler } from './validation.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set for every native API route that requires a key. */
+    principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /** 'none': public; 'optional': the handler authenticates itself (signed URLs). */
+    auth?: 'none' | 'optional';
+  }
+}
+
+export interface AppOptions {
+  core: Core;
+  publicUrl: string;
+  logger: boolean | { level: string };
+}
+
+export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger,
+    bodyLimit: 1024 * 1024,
+    // Wharf sits behind load balancers; request ids come from there when present.
+    requestIdHeader: 'x-request-id',
+    routerOptions: { maxParamLength: 500 },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.decorateRequest('principal', null);
+  registerNativeErrors(app);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Wharf',
+        version: '0.1.0',
+        description:
+          'Self-hosted upload and asset service: verified, deduplicated, access-controlled assets.',
+      },
+      servers: [{ url: publicUrl }],
+      components: {
+        securitySchemes: {
+          apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
+          bearer: { type: 'http', scheme: 'bearer' },
+        },
+      },
+      security: [{ apiKey: [] }, { bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.get('/openapi.json', { schema: { hide: true }, config: { auth: 'none' } }, async () => app.swagger());
+  app.get(
+    '/healthz',
+    { config: { auth: 'none' }, schema: { summary: 'Liveness', tags: ['meta'] } },
+    async () => ({ status: 'ok' }),
+  );
+
+  const context: ApiContext = { core, publicUrl };
+  await app.register(async (api: App) => {
+    api.addHook('onRequest', async (request) => {
+      const mode = request.routeOptions.config.auth;
+      if (mode === 'none' || mode === 'optional') return;
+      request.principal = await authenticate(core, request);
+    });
+    await api.register(directUploadRoute, context);
+    await api.register(assetReadRoutes, context);
+    await api.register(assetContentRoute, context);
+    await api.register(uploadRoutes, context);
+    await api.register(keyRoutes, context);
+  });
+
+  if (core.endpoint) {
+    await app.register(storageEndpointRoutes, { endpoint: core.endpoint, prefix: LOCAL_ENDPOINT_PATH });
+  }
+  return app;
+}

@@ -1,0 +1,38 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { type ErrorCode, isWharfError } from '../../core/errors.js';
+
+/** How the core's refusals read to an S3 client (codes and statuses as AWS S3 uses them). */
+const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
+  INVALID_SIGNATURE: { status: 403, code: 'SignatureDoesNotMatch' },
+  UNKNOWN_ACCESS_KEY: { status: 403, code: 'InvalidAccessKeyId' },
+  URL_EXPIRED: { status: 403, code: 'AccessDenied' },
+  MALFORMED_SIGNATURE: { status: 400, code: 'AuthorizationQueryParametersError' },
+  UPLOAD_EXPIRED: { status: 403, code: 'AccessDenied' },
+  UPLOAD_NOT_PENDING: { status: 403, code: 'AccessDenied' },
+  NOT_FOUND: { status: 403, code: 'AccessDenied' },
+  CHECKSUM_MISMATCH: { status: 400, code: 'BadDigest' },
+  INVALID_DIGEST: { status: 400, code: 'InvalidDigest' },
+  SIZE_MISMATCH: { status: 400, code: 'IncompleteBody' },
+  FILE_TOO_LARGE: { status: 400, code: 'EntityTooLarge' },
+  LENGTH_REQUIRED: { status: 411, code: 'MissingContentLength' },
+};
+
+function escapeXml(value: string): string {
+  return value.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+export function sendS3Error(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const mapped = isWharfError(err) ? S3_CODES[err.code] : undefined;
+  const status = mapped?.status ?? 500;
+  const code = mapped?.code ?? 'InternalError';
+  const message =
+    mapped && isWharfError(err) ? err.message : 'We encountered an internal error. Please try again.';
+  if (status >= 500) request.log.error({ err }, 'storage endpoint failed');
+  const resource = request.url.split('?')[0] ?? '';
+  const body =
+    '<?xml version="1.0" encoding="UTF-8"?>\n' +
+    `<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message>` +
+    `<Resource>${escapeXml(resource)}</Resource><RequestId>${escapeXml(String(request.id))}</RequestId></Error>`;
+  if (!request.raw.complete) reply.header('connection', 'close');
+  return reply.status(status).header('content-type', 'application/xml').send(body);
+}

@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config.js';
+import { ManualClock } from '../../src/core/clock.js';
+import type { Role } from '../../src/core/model.js';
+import { createWharf, type Wharf } from '../../src/server.js';
+
+/** A Wharf started for one test file: real HTTP on a loopback port, its own data dir. */
+export interface TestWharf {
+  url: string;
+  /** Admin key of the default account. */
+  key: string;
+  clock: ManualClock;
+  wharf: Wharf;
+  dataDir: string;
+  /** A new account with its own admin key (tenancy tests). */
+  newAccount(name?: string): Promise<{ accountId: string; key: string }>;
+  newKey(role?: Role, accountId?: string): Promise<{ id: string; key: string }>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+  /** Defaults to a ManualClock at the real current time, so tests can move it. */
+  clock?: ManualClock;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+export async function startWharf(options: StartOptions = {}): Promise<TestWharf> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'wharf-test-'));
+  const port = await freePort();
+  const key = `wharf_test_${randomBytes(16).toString('hex')}`;
+  const config = loadConfig({
+    WHARF_HOST: '127.0.0.1',
+    WHARF_PORT: String(port),
+    WHARF_DATA_DIR: dataDir,
+    WHARF_API_KEY: key,
+    WHARF_SWEEP_INTERVAL: '0',
+    ...options.env,
+  });
+  const clock = options.clock ?? new ManualClock(Date.now());
+  const wharf = await createWharf(config, { clock, logger: false });
+  await wharf.app.listen({ host: config.host, port: config.port });
+  let accounts = 0;
+  return {
+    url: config.publicUrl,
+    key,
+    clock,
+    wharf,
+    dataDir,
+    async newAccount(name = `tenant-${++accounts}`) {
+      const accountId = `acct-${randomBytes(6).toString('hex')}`;
+      await wharf.core.keys.ensureAccount(accountId, name);
+      const created = await wharf.core.keys.create(accountId, 'test admin', 'admin');
+      return { accountId, key: created.secret };
+    },
+    async newKey(role: Role = 'member', accountId = 'default') {
+      const created = await wharf.core.keys.create(accountId, `test ${role}`, role);
+      return { id: created.key.id, key: created.secret };
+    },
+    async close() {
+      await wharf.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
