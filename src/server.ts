@@ -1,16 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { FsBlobStore } from './blobs/fs-store.js';
-import { LocalEndpoint } from './blobs/local-endpoint.js';
+import { openCore } from './bootstrap.js';
 import type { Config } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
-import { createIdSource } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
-import { type Core, createCore, deriveKey } from './core/wharf.js';
-import { connect } from './db/connect.js';
-import { migrateToLatest } from './db/migrate.js';
-import { SqlStore } from './db/store.js';
+import type { Core } from './core/wharf.js';
 import { buildApp } from './http/app.js';
 
 export interface Wharf {
@@ -26,43 +19,11 @@ export interface WharfOptions {
   logger?: boolean | { level: string };
 }
 
-/** Wires adapters to the core and the core to HTTP, by configuration alone. */
+/** The server: the core behind HTTP, plus the key bootstrap and the periodic sweep. */
 export async function createWharf(config: Config, options: WharfOptions = {}): Promise<Wharf> {
-  const clock = options.clock ?? systemClock;
-  const ids = createIdSource(clock);
-  const connection = connect(config.databaseUrl);
-  await migrateToLatest(connection.db);
-  const store = new SqlStore(connection);
+  const opened = await openCore(config, options.clock ?? systemClock);
+  const { core } = opened;
 
-  // One secret per installation, kept in the database so every node shares it.
-  const secret =
-    config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
-  const endpoint = new LocalEndpoint({
-    publicUrl: config.publicUrl,
-    bucket: 'wharf',
-    region: 'us-east-1',
-    accessKeyId: 'wharf-local',
-    secretAccessKey: deriveKey(secret, 'local-s3').toString('base64url'),
-  });
-  const blobs = new FsBlobStore(join(config.dataDir, 'blobs'), endpoint);
-  await blobs.init();
-
-  const core = createCore({
-    store,
-    blobs,
-    clock,
-    ids,
-    secret,
-    endpoint,
-    uploads: {
-      maxFileSize: config.maxFileSize,
-      uploadExpiresInSeconds: config.uploadExpiresSeconds,
-      maxFilesPerRequest: config.maxFilesPerRequest,
-      completionGraceMs: 3600_000,
-    },
-  });
-
-  await core.keys.ensureAccount(DEFAULT_ACCOUNT_ID, 'Default');
   let generatedKey: string | undefined;
   if (config.apiKey) {
     await core.keys.register(DEFAULT_ACCOUNT_ID, 'WHARF_API_KEY', 'admin', config.apiKey);
@@ -89,8 +50,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       if (timer) clearInterval(timer);
       await app.close();
       await sweeping;
-      await blobs.close();
-      await store.close();
+      await opened.close();
     },
   };
 }

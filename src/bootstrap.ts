@@ -1,0 +1,68 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { FsBlobStore } from './blobs/fs-store.js';
+import { LocalEndpoint } from './blobs/local-endpoint.js';
+import type { Config } from './config.js';
+import { type Clock, systemClock } from './core/clock.js';
+import { createIdSource } from './core/ids.js';
+import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
+import type { BlobStore, Store } from './core/ports.js';
+import { type Core, createCore, deriveKey } from './core/wharf.js';
+import { connect } from './db/connect.js';
+import { migrateToLatest } from './db/migrate.js';
+import { SqlStore } from './db/store.js';
+
+export interface OpenedCore {
+  core: Core;
+  store: Store;
+  blobs: BlobStore;
+  close(): Promise<void>;
+}
+
+/**
+ * Adapters chosen by configuration, wired to the core. Shared by the server and the CLI,
+ * so both always see the same database, storage and secret.
+ */
+export async function openCore(config: Config, clock: Clock = systemClock): Promise<OpenedCore> {
+  const connection = connect(config.databaseUrl);
+  await migrateToLatest(connection.db);
+  const store = new SqlStore(connection);
+
+  // One secret per installation, kept in the database so every node shares it.
+  const secret =
+    config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
+  const endpoint = new LocalEndpoint({
+    publicUrl: config.publicUrl,
+    bucket: 'wharf',
+    region: 'us-east-1',
+    accessKeyId: 'wharf-local',
+    secretAccessKey: deriveKey(secret, 'local-s3').toString('base64url'),
+  });
+  const blobs = new FsBlobStore(join(config.dataDir, 'blobs'), endpoint);
+  await blobs.init();
+
+  const core = createCore({
+    store,
+    blobs,
+    clock,
+    ids: createIdSource(clock),
+    secret,
+    endpoint,
+    uploads: {
+      maxFileSize: config.maxFileSize,
+      uploadExpiresInSeconds: config.uploadExpiresSeconds,
+      maxFilesPerRequest: config.maxFilesPerRequest,
+      completionGraceMs: 3600_000,
+    },
+  });
+  await core.keys.ensureAccount(DEFAULT_ACCOUNT_ID, 'Default');
+  return {
+    core,
+    store,
+    blobs,
+    async close() {
+      await blobs.close();
+      await store.close();
+    },
+  };
+}
