@@ -22,7 +22,11 @@ function put(
   body: Buffer,
   headers: Record<string, string> = {},
 ) {
-  return fetch(intent.url, { method: 'PUT', headers: { ...intent.headers, ...headers }, body });
+  return fetch(intent.url, {
+    method: 'PUT',
+    headers: { ...intent.headers, ...headers },
+    body: new Uint8Array(body),
+  });
 }
 
 describe('presigned PUT then complete', () => {
