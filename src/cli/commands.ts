@@ -1,0 +1,272 @@
+import { type OpenedCore, openCore } from '../bootstrap.js';
+import { type Config, ConfigError, loadConfig } from '../config.js';
+import { isWharfError } from '../core/errors.js';
+import { DEFAULT_ACCOUNT_ID } from '../core/keys.js';
+import type { Role } from '../core/model.js';
+import { type OptionSpec, type Parsed, parse, stringOption, UsageError } from './args.js';
+import { accountJson, accountTable, keyJson, keyTable } from './format.js';
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+/** What `run` asks of its caller: an exit code, or nothing because the server now runs. */
+export type CliResult = { exitCode: number } | { serving: true };
+
+interface Command {
+  /** e.g. "keys create" */
+  name: string;
+  usage: string;
+  summary: string;
+  options: OptionSpec;
+  positionals: number;
+  run(args: Parsed, ctx: Context): Promise<void>;
+}
+
+interface Context {
+  io: CliIo;
+  /** Opens the database and storage named by the environment; closed by `run`. */
+  open(): Promise<OpenedCore>;
+}
+
+// Same rule the core applies to the account segment of storage keys (src/core/uploads.ts):
+// an account whose id broke it could not complete presigned uploads.
+const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const HELP: OptionSpec = { help: { type: 'boolean', short: 'h' } };
+
+const COMMANDS: Command[] = [
+  {
+    name: 'keys create',
+    usage: 'wharf keys create [--name NAME] [--role admin|member] [--account ID] [--json]',
+    summary: 'Create an API key and print its secret (shown only this once).',
+    options: {
+      ...HELP,
+      name: { type: 'string' },
+      role: { type: 'string' },
+      account: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    positionals: 0,
+    async run({ values }, ctx) {
+      const name = stringOption(values, 'name') ?? 'created with the CLI';
+      if (name.length < 1 || name.length > 200) throw new UsageError('--name must be 1 to 200 characters.');
+      const role = stringOption(values, 'role') ?? 'member';
+      if (role !== 'admin' && role !== 'member') {
+        throw new UsageError(`--role must be "admin" or "member", got "${role}".`);
+      }
+      const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
+      const { core } = await ctx.open();
+      const created = await core.keys.create(accountId, name, role as Role);
+      if (values.json) {
+        ctx.io.stdout(`${JSON.stringify({ key: keyJson(created.key), secret: created.secret }, null, 2)}\n`);
+        return;
+      }
+      ctx.io.stdout(
+        `Created ${role} key ${created.key.id} for account "${accountId}".\n` +
+          'Its secret is shown only now (Wharf keeps only a hash of it):\n\n' +
+          `  ${created.secret}\n\n`,
+      );
+    },
+  },
+  {
+    name: 'keys list',
+    usage: 'wharf keys list [--account ID] [--json]',
+    summary: 'List API keys (never their secrets), revoked ones included.',
+    options: { ...HELP, account: { type: 'string' }, json: { type: 'boolean' } },
+    positionals: 0,
+    async run({ values }, ctx) {
+      const accountId = accountOption(values);
+      const { core, store } = await ctx.open();
+      if (accountId !== undefined) await requireAccount(store, accountId);
+      const keys = await core.keys.list(accountId);
+      if (values.json) {
+        ctx.io.stdout(`${JSON.stringify(keys.map(keyJson), null, 2)}\n`);
+      } else {
+        ctx.io.stdout(keys.length === 0 ? 'No keys.\n' : `${keyTable(keys)}\n`);
+      }
+    },
+  },
+  {
+    name: 'keys revoke',
+    usage: 'wharf keys revoke <key-id> [--account ID]',
+    summary: 'Revoke a key: requests with it are refused (401) from now on.',
+    options: { ...HELP, account: { type: 'string' } },
+    positionals: 1,
+    async run({ values, positionals }, ctx) {
+      const keyId = positionals[0];
+      if (!keyId) throw new UsageError('Which key? Give its id (see "wharf keys list").');
+      const accountId = accountOption(values);
+      const { core } = await ctx.open();
+      await core.keys.revoke(keyId, accountId);
+      ctx.io.stdout(`Revoked key ${keyId}.\n`);
+    },
+  },
+  {
+    name: 'accounts create',
+    usage: 'wharf accounts create <id> [--name NAME] [--max-file-size BYTES] [--json]',
+    summary: 'Create an account (a tenant: its own keys and assets).',
+    options: {
+      ...HELP,
+      name: { type: 'string' },
+      'max-file-size': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    positionals: 1,
+    async run({ values, positionals }, ctx) {
+      const id = positionals[0];
+      if (!id) throw new UsageError('Give the new account an id, e.g. "wharf accounts create acme".');
+      checkAccountId(id);
+      const name = stringOption(values, 'name') ?? id;
+      if (name.length < 1 || name.length > 200) throw new UsageError('--name must be 1 to 200 characters.');
+      const rawLimit = stringOption(values, 'max-file-size');
+      let maxFileSize: number | null = null;
+      if (rawLimit !== undefined) {
+        maxFileSize = Number(rawLimit);
+        if (!/^\d+$/.test(rawLimit) || !Number.isSafeInteger(maxFileSize)) {
+          throw new UsageError(`--max-file-size must be a whole number of bytes, got "${rawLimit}".`);
+        }
+      }
+      const { core, store } = await ctx.open();
+      if (await store.getAccount(id)) throw new Failure(`Account "${id}" already exists.`);
+      const account = await store.ensureAccount({
+        id,
+        name,
+        maxFileSize,
+        disabled: false,
+        createdAt: core.clock.now(),
+      });
+      if (values.json) {
+        ctx.io.stdout(`${JSON.stringify(accountJson(account), null, 2)}\n`);
+        return;
+      }
+      ctx.io.stdout(
+        `Created account "${account.id}" (max file size: ${
+          account.maxFileSize === null ? 'server default' : `${account.maxFileSize} bytes`
+        }).\nGive it a first key with: wharf keys create --account ${account.id} --role admin\n`,
+      );
+    },
+  },
+  {
+    name: 'accounts list',
+    usage: 'wharf accounts list [--json]',
+    summary: 'List accounts.',
+    options: { ...HELP, json: { type: 'boolean' } },
+    positionals: 0,
+    async run({ values }, ctx) {
+      const { store } = await ctx.open();
+      const accounts = await store.listAccounts();
+      if (values.json) {
+        ctx.io.stdout(`${JSON.stringify(accounts.map(accountJson), null, 2)}\n`);
+      } else {
+        ctx.io.stdout(`${accountTable(accounts)}\n`);
+      }
+    },
+  },
+];
+
+const SERVE_USAGE = 'wharf serve';
+
+export function usage(): string {
+  const entry = (u: string, s: string) => `  ${u}\n      ${s}`;
+  return [
+    'wharf: the command line of the Wharf upload and asset service.',
+    '',
+    'Usage:',
+    entry(SERVE_USAGE, 'Start the server (the same as `npm start`).'),
+    ...COMMANDS.map((c) => entry(c.usage, c.summary)),
+    entry('wharf --help', 'Show this help. Each command also takes --help.'),
+    '',
+    'It reads the same environment as the server (WHARF_DATA_DIR, WHARF_DATABASE_URL, …),',
+    'so it works on the same data, also while the server runs.',
+    'Exit codes: 0 done, 1 failed, 2 the command line was wrong.',
+    '',
+  ].join('\n');
+}
+
+/** Runs one command line. Never throws: every failure becomes a message and an exit code. */
+export async function run(argv: string[], io: CliIo): Promise<CliResult> {
+  let opened: OpenedCore | undefined;
+  try {
+    const [first, second] = argv;
+    if (first === undefined) throw new UsageError('No command given.');
+    if (first === '--help' || first === '-h' || first === 'help') {
+      io.stdout(usage());
+      return { exitCode: 0 };
+    }
+    if (first === 'serve') {
+      const { values } = parse(argv.slice(1), HELP, 0);
+      if (values.help) {
+        io.stdout(`Usage: ${SERVE_USAGE}\n\nStarts the server, configured by the environment.\n`);
+        return { exitCode: 0 };
+      }
+      // Same module as `npm start`: it listens, and prints a generated admin key on first start.
+      await import('../main.js');
+      return { serving: true };
+    }
+    const groups = new Set(COMMANDS.map((c) => c.name.split(' ')[0]));
+    if (!groups.has(first)) throw new UsageError(`Unknown command "${first}".`);
+    if (second === undefined || second === '--help' || second === '-h') {
+      const of = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+      const text = `Usage:\n${of.map((c) => `  ${c.usage}\n      ${c.summary}`).join('\n')}\n`;
+      if (second === undefined) {
+        io.stderr(text);
+        return { exitCode: 2 };
+      }
+      io.stdout(text);
+      return { exitCode: 0 };
+    }
+    const command = COMMANDS.find((c) => c.name === `${first} ${second}`);
+    if (!command) throw new UsageError(`Unknown command "${first} ${second}".`);
+    const args = parse(argv.slice(2), command.options, command.positionals);
+    if (args.values.help) {
+      io.stdout(`Usage: ${command.usage}\n\n${command.summary}\n`);
+      return { exitCode: 0 };
+    }
+    let config: Config | undefined;
+    await command.run(args, {
+      io,
+      async open() {
+        config ??= loadConfig(io.env);
+        opened ??= await openCore(config);
+        return opened;
+      },
+    });
+    return { exitCode: 0 };
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`wharf: ${err.message}\nRun "wharf --help" for usage.\n`);
+      return { exitCode: 2 };
+    }
+    if (err instanceof Failure || err instanceof ConfigError || isWharfError(err)) {
+      io.stderr(`wharf: ${err.message}\n`);
+      return { exitCode: 1 };
+    }
+    io.stderr(`wharf: ${(err as Error)?.stack ?? String(err)}\n`);
+    return { exitCode: 1 };
+  } finally {
+    await opened?.close();
+  }
+}
+
+/** The command was understood but could not be done: exit code 1. */
+class Failure extends Error {}
+
+function accountOption(values: Parsed['values']): string | undefined {
+  const id = stringOption(values, 'account');
+  if (id !== undefined) checkAccountId(id);
+  return id;
+}
+
+function checkAccountId(id: string): void {
+  if (!ACCOUNT_ID.test(id)) {
+    throw new UsageError(
+      `Account ids are 1 to 64 letters, digits, "-" or "_"; "${id}" is not one (use --name for a display name).`,
+    );
+  }
+}
+
+async function requireAccount(store: OpenedCore['store'], id: string): Promise<void> {
+  if (!(await store.getAccount(id))) throw new Failure(`No account "${id}".`);
+}
