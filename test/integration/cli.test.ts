@@ -1,0 +1,288 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/config.js';
+import { createWharf, type Wharf } from '../../src/server.js';
+import { api } from '../helpers/http.js';
+import { freePort } from '../helpers/wharf.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The environment without any WHARF_* of the developer's shell: only what a test sets. */
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith('WHARF_')) env[name] = value;
+  }
+  return { ...env, ...extra };
+}
+
+function spawnNode(args: string[], env: NodeJS.ProcessEnv): Promise<Ran> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { cwd: REPO, env, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+let dataDir: string;
+let wharf: Wharf | undefined;
+let url: string;
+
+/** The CLI from source, exactly as `npm run wharf -- …` runs it, on the test's data dir. */
+function cli(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  return spawnNode(
+    ['--import', 'tsx', 'src/cli/main.ts', ...args],
+    cleanEnv({ WHARF_DATA_DIR: dataDir, ...env }),
+  );
+}
+
+async function ok(args: string[]): Promise<string> {
+  const ran = await cli(args);
+  assert.equal(ran.code, 0, `wharf ${args.join(' ')} failed: ${ran.stderr}`);
+  return ran.stdout;
+}
+
+const SECRET = /\bwharf_[A-Za-z0-9_-]{43}\b/;
+const UUID = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/;
+
+// A key made before the server ever ran, from the human-readable output.
+let first: { id: string; secret: string };
+
+before(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'wharf-cli-'));
+  const out = await ok(['keys', 'create', '--name', 'first', '--role', 'admin']);
+  first = { id: UUID.exec(out)?.[0] ?? '', secret: SECRET.exec(out)?.[0] ?? '' };
+  assert.ok(first.id && first.secret, `no id or secret in:\n${out}`);
+
+  // The server on the same data dir, configured the way `npm start` is: from the environment.
+  const port = await freePort();
+  const config = loadConfig({
+    WHARF_HOST: '127.0.0.1',
+    WHARF_PORT: String(port),
+    WHARF_DATA_DIR: dataDir,
+    WHARF_SWEEP_INTERVAL: '0',
+  });
+  wharf = await createWharf(config, { logger: false });
+  await wharf.app.listen({ host: config.host, port: config.port });
+  url = config.publicUrl;
+});
+
+after(async () => {
+  await wharf?.close();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('wharf keys', () => {
+  test('a key created before the first start authenticates, and no other key is generated', async () => {
+    assert.equal(wharf!.generatedKey, undefined, 'a key existed, so the server must not generate one');
+    const res = await api(url, first.secret, 'GET', '/v1/keys');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(
+      res.body.data.map((k: { id: string }) => k.id),
+      [first.id],
+    );
+    assert.equal(res.body.data[0].role, 'admin');
+    assert.equal(res.body.data[0].name, 'first');
+  });
+
+  test('create, list and revoke while the server runs', async () => {
+    const created = JSON.parse(await ok(['keys', 'create', '--json', '--name', 'ci']));
+    assert.match(created.secret, SECRET);
+    assert.equal(created.key.role, 'member', 'member is the default role, as in the API');
+    assert.equal(created.key.account_id, 'default');
+    assert.equal((await api(url, created.secret, 'GET', '/v1/assets')).status, 200);
+    const forbidden = await api(url, created.secret, 'GET', '/v1/keys');
+    assert.equal(forbidden.status, 403);
+    assert.equal(forbidden.body.error.code, 'FORBIDDEN');
+
+    const table = await ok(['keys', 'list']);
+    assert.ok(table.includes(first.id) && table.includes(created.key.id), table);
+    for (const secret of [first.secret, created.secret]) {
+      assert.ok(!table.includes(secret), 'a listing never shows a secret');
+    }
+    const listed = JSON.parse(await ok(['keys', 'list', '--json']));
+    assert.deepEqual(
+      listed.map((k: { id: string }) => k.id),
+      [first.id, created.key.id],
+    );
+    assert.ok(!JSON.stringify(listed).includes(created.secret));
+    assert.ok(listed.every((k: Record<string, unknown>) => !('secret' in k) && k.revoked_at === null));
+
+    assert.match(await ok(['keys', 'revoke', created.key.id]), /Revoked/);
+    const refused = await api(url, created.secret, 'GET', '/v1/assets');
+    assert.equal(refused.status, 401);
+    assert.equal(refused.body.error.code, 'UNAUTHORIZED');
+    assert.equal((await api(url, first.secret, 'GET', '/v1/assets')).status, 200, 'other keys still work');
+
+    const after = JSON.parse(await ok(['keys', 'list', '--json']));
+    assert.notEqual(after.find((k: { id: string }) => k.id === created.key.id).revoked_at, null);
+    assert.match(await ok(['keys', 'list']), /revoked \d{4}-/);
+
+    const again = await cli(['keys', 'revoke', created.key.id]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /No active key/);
+  });
+
+  test('revoke --account only touches keys of that account', async () => {
+    await ok(['accounts', 'create', 'other']);
+    const ran = await cli(['keys', 'revoke', first.id, '--account', 'other']);
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.equal((await api(url, first.secret, 'GET', '/v1/keys')).status, 200);
+  });
+});
+
+describe('wharf accounts', () => {
+  test('an account created by the CLI has its limit and its own keys and assets', async () => {
+    const out = await ok(['accounts', 'create', 'acme', '--name', 'Acme Inc', '--max-file-size', '10']);
+    assert.match(out, /acme/);
+    const accounts = JSON.parse(await ok(['accounts', 'list', '--json']));
+    const acme = accounts.find((a: { id: string }) => a.id === 'acme');
+    assert.deepEqual(
+      { name: acme.name, max_file_size: acme.max_file_size, disabled: acme.disabled },
+      { name: 'Acme Inc', max_file_size: 10, disabled: false },
+    );
+    assert.match(await ok(['accounts', 'list']), /acme\s+Acme Inc\s+10\s/);
+
+    const key = JSON.parse(await ok(['keys', 'create', '--account', 'acme', '--role', 'admin', '--json']));
+    assert.equal(key.key.account_id, 'acme');
+    const upload = (bytes: string) =>
+      fetch(`${url}/v1/assets?name=a.txt`, {
+        method: 'POST',
+        headers: { 'x-api-key': key.secret, 'content-type': 'text/plain' },
+        body: bytes,
+      });
+    const tooBig = await upload('eleven byte');
+    assert.equal(tooBig.status, 413);
+    assert.equal(((await tooBig.json()) as { error: { code: string } }).error.code, 'FILE_TOO_LARGE');
+    const fits = await upload('ten bytes!');
+    assert.equal(fits.status, 201, await fits.clone().text());
+
+    const own = await api(url, key.secret, 'GET', '/v1/keys');
+    assert.deepEqual(
+      own.body.data.map((k: { id: string }) => k.id),
+      [key.key.id],
+      'an account sees only its own keys',
+    );
+    const listed = JSON.parse(await ok(['keys', 'list', '--account', 'acme', '--json']));
+    assert.deepEqual(
+      listed.map((k: { id: string }) => k.id),
+      [key.key.id],
+    );
+
+    const duplicate = await cli(['accounts', 'create', 'acme']);
+    assert.equal(duplicate.code, 1);
+    assert.match(duplicate.stderr, /already exists/);
+  });
+});
+
+describe('errors and help', () => {
+  test('usage errors exit 2 with a message on stderr and nothing on stdout', async () => {
+    const cases = [
+      [],
+      ['frobnicate'],
+      ['keys'],
+      ['keys', 'rotate'],
+      ['keys', 'create', '--role', 'owner'],
+      ['keys', 'create', '--bogus'],
+      ['keys', 'create', '--name'],
+      ['keys', 'create', '--name', ''],
+      ['keys', 'create', 'extra'],
+      ['keys', 'revoke'],
+      ['keys', 'list', '--account', '../etc'],
+      ['accounts', 'create'],
+      ['accounts', 'create', 'has/slash'],
+      ['accounts', 'create', 'x', '--max-file-size', '10MB'],
+      ['accounts', 'create', 'x', '--max-file-size', '-1'],
+      ['serve', '--port', '1'],
+    ];
+    const results = await Promise.all(cases.map((args) => cli(args)));
+    results.forEach((ran, i) => {
+      const label = `wharf ${cases[i]!.join(' ')}`;
+      assert.equal(ran.code, 2, `${label}: exit ${ran.code}, stderr ${ran.stderr}`);
+      assert.ok(ran.stderr.trim().length > 0, `${label}: says why on stderr`);
+      assert.ok(!ran.stderr.includes('    at '), `${label}: a message, not a stack trace`);
+      assert.equal(ran.stdout, '', `${label}: nothing on stdout`);
+    });
+    const names = JSON.parse(await ok(['accounts', 'list', '--json'])).map((a: { id: string }) => a.id);
+    assert.ok(!names.includes('x'), 'a refused command changed nothing');
+  });
+
+  test('failures exit 1 with a message', async () => {
+    const [noAccount, badConfig] = await Promise.all([
+      cli(['keys', 'create', '--account', 'nope']),
+      cli(['keys', 'list'], { WHARF_PORT: 'eighty' }),
+    ]);
+    assert.equal(noAccount.code, 1);
+    assert.match(noAccount.stderr, /No account "nope"/);
+    assert.equal(badConfig.code, 1);
+    assert.match(badConfig.stderr, /WHARF_PORT must be a whole number/);
+    assert.ok(!badConfig.stderr.includes('    at '));
+  });
+
+  test('--help lists every command and exits 0', async () => {
+    const top = await cli(['--help']);
+    assert.equal(top.code, 0);
+    for (const command of [
+      'serve',
+      'keys create',
+      'keys list',
+      'keys revoke',
+      'accounts create',
+      'accounts list',
+    ]) {
+      assert.ok(top.stdout.includes(`wharf ${command}`), `--help mentions ${command}`);
+    }
+    const sub = await cli(['keys', 'create', '--help']);
+    assert.equal(sub.code, 0);
+    assert.match(sub.stdout, /--role admin\|member/);
+  });
+});
+
+describe('bin/wharf.js', () => {
+  test('runs the compiled CLI, and says so when it is not built', async () => {
+    // Build into a scratch copy of the package so the repository's dist/ is left alone.
+    const pkg = await mkdtemp(join(tmpdir(), 'wharf-bin-'));
+    try {
+      await mkdir(join(pkg, 'bin'));
+      await copyFile(join(REPO, 'bin', 'wharf.js'), join(pkg, 'bin', 'wharf.js'));
+      await copyFile(join(REPO, 'package.json'), join(pkg, 'package.json'));
+      await symlink(join(REPO, 'node_modules'), join(pkg, 'node_modules'), 'dir');
+      const env = cleanEnv({ WHARF_DATA_DIR: dataDir });
+
+      const unbuilt = await spawnNode([join(pkg, 'bin', 'wharf.js'), 'keys', 'list'], env);
+      assert.equal(unbuilt.code, 1);
+      assert.match(unbuilt.stderr, /npm run build/);
+
+      const tsc = await spawnNode(
+        [
+          join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'),
+          '-p',
+          join(REPO, 'tsconfig.build.json'),
+          '--outDir',
+          join(pkg, 'dist'),
+        ],
+        env,
+      );
+      assert.equal(tsc.code, 0, tsc.stdout + tsc.stderr);
+      const listed = await spawnNode([join(pkg, 'bin', 'wharf.js'), 'keys', 'list', '--json'], env);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.ok(JSON.parse(listed.stdout).some((k: { id: string }) => k.id === first.id));
+      const usage = await spawnNode([join(pkg, 'bin', 'wharf.js'), 'keys', 'nope'], env);
+      assert.equal(usage.code, 2);
+    } finally {
+      await rm(pkg, { recursive: true, force: true });
+    }
+  });
+});
