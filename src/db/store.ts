@@ -104,9 +104,41 @@ export class SqlStore implements Store {
     await this.db.updateTable('api_keys').set({ last_used_at: at }).where('id', '=', keyId).execute();
   }
 
-  async insertUploads(uploads: Upload[]): Promise<void> {
-    // Chunked to stay under SQLite's bound-parameter limit; one transaction for the batch.
-    const rows = uploads.map(fromUpload);
+  /**
+   * Group commit: intents created by concurrent requests are written in one transaction,
+   * so one fsync serves them all instead of one each. Each caller still resolves only
+   * once its rows are durable.
+   */
+  insertUploads(uploads: Upload[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queuedUploads.push({ rows: uploads.map(fromUpload), resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        setImmediate(() => void this.flushUploads());
+      }
+    });
+  }
+
+  private queuedUploads: { rows: UploadRow[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private flushing = false;
+
+  private async flushUploads(): Promise<void> {
+    const batch = this.queuedUploads;
+    this.queuedUploads = [];
+    try {
+      await this.writeUploads(batch.flatMap((entry) => entry.rows));
+      for (const entry of batch) entry.resolve();
+    } catch {
+      // One caller's bad rows must not fail the others: retry each on its own.
+      for (const entry of batch) await this.writeUploads(entry.rows).then(entry.resolve, entry.reject);
+    } finally {
+      if (this.queuedUploads.length > 0) setImmediate(() => void this.flushUploads());
+      else this.flushing = false;
+    }
+  }
+
+  private async writeUploads(rows: UploadRow[]): Promise<void> {
+    // Chunked to stay under SQLite's bound-parameter limit.
     await this.db.transaction().execute(async (trx) => {
       for (let i = 0; i < rows.length; i += 500) {
         await trx
@@ -313,6 +345,8 @@ function toKey(row: Selectable<ApiKeysTable>): ApiKey {
     revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
   };
 }
+
+type UploadRow = ReturnType<typeof fromUpload>;
 
 function fromUpload(u: Upload) {
   return {
