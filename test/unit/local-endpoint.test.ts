@@ -1,0 +1,281 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { LocalEndpoint, type LocalEndpointOptions } from '../../src/blobs/local-endpoint.js';
+import { isWharfError } from '../../src/core/errors.js';
+import type { PresignedRequest, SignedRequest } from '../../src/core/ports.js';
+
+const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);
+const OPTIONS: LocalEndpointOptions = {
+  publicUrl: 'http://127.0.0.1:8080',
+  bucket: 'wharf',
+  region: 'us-east-1',
+  accessKeyId: 'wharf-local',
+  secretAccessKey: 'a-secret-that-only-the-server-knows',
+};
+const KEY = 'default/019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b.txt';
+const BYTES = Buffer.from('hello, endpoint');
+const MD5 = createHash('md5').update(BYTES).digest('hex');
+const SHA256 = createHash('sha256').update(BYTES).digest('hex');
+
+const endpoint = new LocalEndpoint(OPTIONS);
+
+function presign(extra: { md5?: string; sha256?: string; expires?: number; now?: number } = {}) {
+  return endpoint.presignPut({
+    key: KEY,
+    contentType: 'text/plain',
+    size: BYTES.length,
+    md5: extra.md5 ?? null,
+    sha256: extra.sha256 ?? null,
+    expiresInSeconds: extra.expires ?? 900,
+    now: extra.now ?? NOW,
+  });
+}
+
+/** What an HTTP client following the presigned request would send (Host from the URL). */
+function asSent(signed: PresignedRequest): SignedRequest {
+  const url = new URL(signed.url);
+  const headers: Record<string, string> = { host: url.host, 'content-length': String(BYTES.length) };
+  for (const [name, value] of Object.entries(signed.headers)) headers[name.toLowerCase()] = value;
+  return { method: 'PUT', rawUrl: url.pathname + url.search, headers };
+}
+
+function withQuery(request: SignedRequest, edit: (q: URLSearchParams) => void): SignedRequest {
+  const at = request.rawUrl.indexOf('?');
+  const q = new URLSearchParams(request.rawUrl.slice(at + 1));
+  edit(q);
+  return { ...request, rawUrl: `${request.rawUrl.slice(0, at)}?${q}` };
+}
+
+async function refused(code: string, request: SignedRequest, now = NOW, verifier = endpoint): Promise<void> {
+  await assert.rejects(verifier.verify(request, now), (err: unknown) => {
+    assert.ok(isWharfError(err), String(err));
+    assert.equal(err.code, code, err.message);
+    return true;
+  });
+}
+
+describe('LocalEndpoint.presignPut', () => {
+  test('makes a SigV4 query-presigned URL for the key under /s3/<bucket>', async () => {
+    const signed = await presign();
+    const url = new URL(signed.url);
+    assert.equal(signed.method, 'PUT');
+    assert.equal(url.origin, 'http://127.0.0.1:8080');
+    assert.equal(url.pathname, `/s3/wharf/${KEY}`);
+    const q = url.searchParams;
+    assert.equal(q.get('X-Amz-Algorithm'), 'AWS4-HMAC-SHA256');
+    assert.equal(q.get('X-Amz-Credential'), 'wharf-local/20260101/us-east-1/s3/aws4_request');
+    assert.equal(q.get('X-Amz-Date'), '20260101T120000Z');
+    assert.equal(q.get('X-Amz-Expires'), '900');
+    assert.match(q.get('X-Amz-Signature') ?? '', /^[0-9a-f]{64}$/);
+    assert.deepEqual(q.get('X-Amz-SignedHeaders')?.split(';'), ['content-length', 'content-type', 'host']);
+  });
+
+  test('carries no x-amz-checksum-* (e.g. crc32) or sdk-checksum parameter nobody asked for', async () => {
+    for (const signed of [await presign(), await presign({ md5: MD5, sha256: SHA256 })]) {
+      const names = [...new URL(signed.url).searchParams.keys()].map((n) => n.toLowerCase());
+      assert.deepEqual(
+        names.filter((n) => n.startsWith('x-amz-checksum') || n.startsWith('x-amz-sdk-checksum')),
+        [],
+      );
+      assert.doesNotMatch(signed.url.toLowerCase(), /crc32/);
+      assert.deepEqual(
+        Object.keys(signed.headers).filter((h) => /crc/i.test(h)),
+        [],
+      );
+    }
+  });
+
+  test('returns the headers to send: Content-Type only when no digest was declared', async () => {
+    assert.deepEqual((await presign()).headers, { 'Content-Type': 'text/plain' });
+  });
+
+  test('declared digests are bound as signed headers, not hoisted into the query', async () => {
+    const signed = await presign({ md5: MD5, sha256: SHA256 });
+    assert.deepEqual(signed.headers, {
+      'Content-Type': 'text/plain',
+      'Content-MD5': Buffer.from(MD5, 'hex').toString('base64'),
+      'x-amz-checksum-sha256': Buffer.from(SHA256, 'hex').toString('base64'),
+    });
+    const q = new URL(signed.url).searchParams;
+    assert.deepEqual(q.get('X-Amz-SignedHeaders')?.split(';'), [
+      'content-length',
+      'content-md5',
+      'content-type',
+      'host',
+      'x-amz-checksum-sha256',
+    ]);
+    assert.equal(q.get('Content-MD5'), null);
+  });
+
+  test('two URLs for the same request at the same instant are identical (deterministic signing)', async () => {
+    assert.equal((await presign()).url, (await presign()).url);
+    assert.notEqual((await presign()).url, (await presign({ now: NOW + 1000 })).url);
+  });
+});
+
+describe('LocalEndpoint.verify: a URL it signed verifies, and only unchanged', () => {
+  test('round trip returns the key', async () => {
+    assert.deepEqual(await endpoint.verify(asSent(await presign()), NOW), { key: KEY });
+    assert.deepEqual(await endpoint.verify(asSent(await presign({ md5: MD5, sha256: SHA256 })), NOW), {
+      key: KEY,
+    });
+  });
+
+  test('header names are case-insensitive and extra unsigned headers are allowed', async () => {
+    const request = asSent(await presign());
+    request.headers['user-agent'] = 'curl/8';
+    request.headers['x-whatever'] = '1';
+    assert.deepEqual(await endpoint.verify(request, NOW), { key: KEY });
+  });
+
+  test('a base URL with a path prefix signs and verifies under that prefix', async () => {
+    const prefixed = new LocalEndpoint({ ...OPTIONS, publicUrl: 'https://files.example.com/wharf/' });
+    const signed = await prefixed.presignPut({
+      key: KEY,
+      contentType: 'image/png',
+      size: BYTES.length,
+      expiresInSeconds: 60,
+      now: NOW,
+    });
+    assert.ok(signed.url.startsWith(`https://files.example.com/wharf/s3/wharf/${KEY}?`), signed.url);
+    assert.deepEqual(await prefixed.verify(asSent(signed), NOW), { key: KEY });
+    await refused('NOT_FOUND', asSent(signed), NOW, endpoint);
+  });
+
+  const queryTampering: Array<[string, string, (q: URLSearchParams) => void]> = [
+    [
+      'signature changed',
+      'INVALID_SIGNATURE',
+      (q) => q.set('X-Amz-Signature', flip(q.get('X-Amz-Signature')!)),
+    ],
+    [
+      'signature truncated',
+      'INVALID_SIGNATURE',
+      (q) => q.set('X-Amz-Signature', q.get('X-Amz-Signature')!.slice(1)),
+    ],
+    ['expiry lengthened', 'INVALID_SIGNATURE', (q) => q.set('X-Amz-Expires', '604800')],
+    ['signing time moved', 'INVALID_SIGNATURE', (q) => q.set('X-Amz-Date', '20260101T120500Z')],
+    [
+      'content-type dropped from the signed headers',
+      'INVALID_SIGNATURE',
+      (q) => q.set('X-Amz-SignedHeaders', 'content-length;host'),
+    ],
+    ['extra query parameter', 'INVALID_SIGNATURE', (q) => q.set('acl', 'public-read')],
+    ['payload hash parameter added', 'INVALID_SIGNATURE', (q) => q.set('X-Amz-Content-Sha256', SHA256)],
+    [
+      'another access key',
+      'UNKNOWN_ACCESS_KEY',
+      (q) => q.set('X-Amz-Credential', 'someone-else/20260101/us-east-1/s3/aws4_request'),
+    ],
+    [
+      'another region',
+      'MALFORMED_SIGNATURE',
+      (q) => q.set('X-Amz-Credential', 'wharf-local/20260101/eu-west-1/s3/aws4_request'),
+    ],
+    [
+      'credential date not the signing date',
+      'MALFORMED_SIGNATURE',
+      (q) => q.set('X-Amz-Credential', 'wharf-local/20260102/us-east-1/s3/aws4_request'),
+    ],
+    ['another algorithm', 'MALFORMED_SIGNATURE', (q) => q.set('X-Amz-Algorithm', 'AWS4-HMAC-SHA1')],
+    ['expiry beyond seven days', 'MALFORMED_SIGNATURE', (q) => q.set('X-Amz-Expires', '604801')],
+    ['expiry not a number', 'MALFORMED_SIGNATURE', (q) => q.set('X-Amz-Expires', '9e9')],
+    ['unparseable date', 'MALFORMED_SIGNATURE', (q) => q.set('X-Amz-Date', '2026-01-01T12:00:00Z')],
+    ['signature removed', 'MALFORMED_SIGNATURE', (q) => q.delete('X-Amz-Signature')],
+    ['credential removed', 'MALFORMED_SIGNATURE', (q) => q.delete('X-Amz-Credential')],
+  ];
+  for (const [label, code, edit] of queryTampering) {
+    test(`query: ${label} → ${code}`, async () => {
+      await refused(code, withQuery(asSent(await presign({ md5: MD5, sha256: SHA256 })), edit));
+    });
+  }
+
+  test('path: another key under the same signature', async () => {
+    const request = asSent(await presign());
+    request.rawUrl = request.rawUrl.replace('019b7c2a', '019b7c2b');
+    await refused('INVALID_SIGNATURE', request);
+  });
+
+  test('path: traversal out of the key', async () => {
+    const request = asSent(await presign());
+    request.rawUrl = request.rawUrl.replace(`/s3/wharf/${KEY}`, `/s3/wharf/default/../other/${KEY.slice(8)}`);
+    await refused('INVALID_SIGNATURE', request);
+  });
+
+  test('path: another bucket', async () => {
+    const request = asSent(await presign());
+    request.rawUrl = request.rawUrl.replace('/s3/wharf/', '/s3/other/');
+    await refused('NOT_FOUND', request);
+  });
+
+  test('method: the URL is for PUT only', async () => {
+    await refused('INVALID_SIGNATURE', { ...asSent(await presign()), method: 'POST' });
+  });
+
+  const headerTampering: Array<[string, (h: SignedRequest['headers']) => void]> = [
+    ['another content type', (h) => (h['content-type'] = 'text/html')],
+    ['content type parameters added', (h) => (h['content-type'] = 'text/plain; charset=utf-8')],
+    ['another length', (h) => (h['content-length'] = String(BYTES.length + 1))],
+    ['content length missing', (h) => delete h['content-length']],
+    ['content type missing', (h) => delete h['content-type']],
+    ['another host', (h) => (h.host = 'evil.example.com')],
+    ['another Content-MD5', (h) => (h['content-md5'] = Buffer.alloc(16).toString('base64'))],
+    ['Content-MD5 missing', (h) => delete h['content-md5']],
+    [
+      'another x-amz-checksum-sha256',
+      (h) => (h['x-amz-checksum-sha256'] = Buffer.alloc(32).toString('base64')),
+    ],
+    ['x-amz-checksum-sha256 missing', (h) => delete h['x-amz-checksum-sha256']],
+  ];
+  for (const [label, edit] of headerTampering) {
+    test(`header: ${label}`, async () => {
+      const request = asSent(await presign({ md5: MD5, sha256: SHA256 }));
+      edit(request.headers);
+      await refused('INVALID_SIGNATURE', request);
+    });
+  }
+
+  test('a URL signed with another secret does not verify', async () => {
+    const other = new LocalEndpoint({ ...OPTIONS, secretAccessKey: 'another-secret' });
+    const signed = await other.presignPut({
+      key: KEY,
+      contentType: 'text/plain',
+      size: BYTES.length,
+      expiresInSeconds: 900,
+      now: NOW,
+    });
+    await refused('INVALID_SIGNATURE', asSent(signed));
+  });
+});
+
+describe('LocalEndpoint.verify: expiry', () => {
+  test('valid through the last millisecond of its lifetime, expired one millisecond later', async () => {
+    const request = asSent(await presign({ expires: 900 }));
+    assert.deepEqual(await endpoint.verify(request, NOW + 900_000), { key: KEY });
+    await refused('URL_EXPIRED', request, NOW + 900_001);
+    await refused('URL_EXPIRED', request, NOW + 30 * 24 * 3600_000);
+  });
+
+  test('a short lifetime is honoured as signed', async () => {
+    const request = asSent(await presign({ expires: 1 }));
+    assert.deepEqual(await endpoint.verify(request, NOW + 1000), { key: KEY });
+    await refused('URL_EXPIRED', request, NOW + 1001);
+  });
+
+  test('a tampered URL is reported as a bad signature even once expired (no oracle on validity)', async () => {
+    const request = withQuery(asSent(await presign()), (q) => q.set('X-Amz-Signature', '0'.repeat(64)));
+    await refused('INVALID_SIGNATURE', request, NOW + 3600_000);
+  });
+
+  test('a URL used long before its signing time is refused; small clock skew is tolerated', async () => {
+    const request = asSent(await presign());
+    assert.deepEqual(await endpoint.verify(request, NOW - 14 * 60_000), { key: KEY });
+    await refused('MALFORMED_SIGNATURE', request, NOW - 16 * 60_000);
+  });
+});
+
+function flip(hex: string): string {
+  const last = hex.at(-1) === '0' ? '1' : '0';
+  return hex.slice(0, -1) + last;
+}
