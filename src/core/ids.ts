@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Clock } from './clock.js';
 
@@ -10,9 +10,22 @@ export interface IdSource {
   token(bytes: number): string;
 }
 
+// uuid draws fresh random bytes per id through a slow path; one refill serves 256 ids.
+const POOL_IDS = 256;
+
 export function createIdSource(clock: Clock): IdSource {
+  const pool = Buffer.alloc(16 * POOL_IDS);
+  let next = POOL_IDS;
+  const random = (): Uint8Array => {
+    if (next === POOL_IDS) {
+      randomFillSync(pool);
+      next = 0;
+    }
+    next += 1;
+    return pool.subarray((next - 1) * 16, next * 16);
+  };
   return {
-    id: () => uuidv7({ msecs: clock.now() }),
+    id: () => uuidv7({ msecs: clock.now(), random: random() }),
     token: (bytes) => randomBytes(bytes).toString('base64url'),
   };
 }

@@ -72,19 +72,28 @@ export class KeyService {
   }
 
   async authenticate(secret: string | undefined): Promise<Principal> {
-    if (!secret)
+    if (!secret) {
       throw new WharfError('UNAUTHORIZED', 'An API key is required (x-api-key or Authorization: Bearer).');
-    const key = await this.store.findKeyByHash(hashSecret(secret));
-    if (!key || key.revokedAt !== null)
+    }
+    // Looked up on every request, never cached: a revoked key stops working at once, on
+    // every node. One indexed join keeps that cheap.
+    const found = await this.store.findKeyByHash(hashSecret(secret));
+    if (!found || found.key.revokedAt !== null) {
       throw new WharfError('UNAUTHORIZED', 'The API key is invalid or revoked.');
-    const account = await this.store.getAccount(key.accountId);
-    if (!account) throw new WharfError('UNAUTHORIZED', 'The API key is invalid or revoked.');
+    }
+    const { key, account } = found;
     if (account.disabled) throw new WharfError('ACCOUNT_DISABLED', 'This account is disabled.');
     const now = this.clock.now();
     if (key.lastUsedAt === null || now - key.lastUsedAt > TOUCH_INTERVAL_MS) {
       await this.store.touchKey(key.id, now);
     }
-    return { accountId: key.accountId, keyId: key.id, role: key.role };
+    const principal: Principal = {
+      accountId: key.accountId,
+      keyId: key.id,
+      role: key.role,
+      maxFileSize: account.maxFileSize,
+    };
+    return principal;
   }
 
   private newKey(accountId: string, name: string, role: Role, secret: string): ApiKey {

@@ -28,6 +28,8 @@ export interface Principal {
   accountId: string;
   keyId: string;
   role: Role;
+  /** The account's own file size limit, if it has one. */
+  maxFileSize: number | null;
 }
 
 export type AssetStatus = 'ready';

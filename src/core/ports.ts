@@ -38,7 +38,8 @@ export interface Store {
   insertKey(key: ApiKey, secretHash: string): Promise<void>;
   /** Inserts the key unless one with this hash exists; returns the stored key either way. */
   ensureKey(key: ApiKey, secretHash: string): Promise<ApiKey>;
-  findKeyByHash(secretHash: string): Promise<ApiKey | undefined>;
+  /** The key with this hash and its account, in one lookup (it runs on every request). */
+  findKeyByHash(secretHash: string): Promise<{ key: ApiKey; account: Account } | undefined>;
   listKeys(accountId?: string): Promise<ApiKey[]>;
   countKeys(): Promise<number>;
   revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean>;

@@ -82,9 +82,8 @@ export class UploadService {
     private readonly settings: UploadSettings,
   ) {}
 
-  async maxFileSize(accountId: string): Promise<number> {
-    const account = await this.store.getAccount(accountId);
-    return account?.maxFileSize ?? this.settings.maxFileSize;
+  maxFileSize(principal: Principal): number {
+    return principal.maxFileSize ?? this.settings.maxFileSize;
   }
 
   /** Bytes through Wharf: streamed to storage, hashed in the same pass, verified, then an asset. */
@@ -95,7 +94,7 @@ export class UploadService {
       ? parseDigest('sha256', input.expected.sha256, 'sha256')
       : null;
     const expectedMd5 = input.expected?.md5 ? parseDigest('md5', input.expected.md5, 'md5') : null;
-    const limit = await this.maxFileSize(principal.accountId);
+    const limit = this.maxFileSize(principal);
     if (input.declaredSize !== undefined && input.declaredSize > limit) {
       input.body.resume();
       throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
@@ -148,7 +147,7 @@ export class UploadService {
         `At most ${this.settings.maxFilesPerRequest} files per request.`,
       );
     }
-    const limit = await this.maxFileSize(principal.accountId);
+    const limit = this.maxFileSize(principal);
     const declared = files.map((file, index) => {
       try {
         return this.validateDeclaration(file, limit);

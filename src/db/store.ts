@@ -63,16 +63,33 @@ export class SqlStore implements Store {
       .values(fromKey(key, secretHash))
       .onConflict((oc) => oc.column('secret_hash').doNothing())
       .execute();
-    return (await this.findKeyByHash(secretHash))!;
+    return (await this.findKeyByHash(secretHash))!.key;
   }
 
-  async findKeyByHash(secretHash: string): Promise<ApiKey | undefined> {
+  async findKeyByHash(secretHash: string): Promise<{ key: ApiKey; account: Account } | undefined> {
     const row = await this.db
-      .selectFrom('api_keys')
-      .selectAll()
-      .where('secret_hash', '=', secretHash)
+      .selectFrom('api_keys as k')
+      .innerJoin('accounts as a', 'a.id', 'k.account_id')
+      .selectAll('k')
+      .select([
+        'a.name as account_name',
+        'a.max_file_size as account_max_file_size',
+        'a.disabled as account_disabled',
+        'a.created_at as account_created_at',
+      ])
+      .where('k.secret_hash', '=', secretHash)
       .executeTakeFirst();
-    return row && toKey(row);
+    if (!row) return undefined;
+    return {
+      key: toKey(row),
+      account: toAccount({
+        id: row.account_id,
+        name: row.account_name,
+        max_file_size: row.account_max_file_size,
+        disabled: row.account_disabled,
+        created_at: row.account_created_at,
+      }),
+    };
   }
 
   async listKeys(accountId?: string): Promise<ApiKey[]> {

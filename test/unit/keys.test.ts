@@ -52,9 +52,14 @@ describe('KeyService', () => {
     const { key, secret } = await keys.create('acme', 'ci', 'member');
     assert.match(secret, /^wharf_[A-Za-z0-9_-]{43}$/);
     assert.equal(key.prefix, secret.slice(0, 12));
-    assert.deepEqual(await keys.authenticate(secret), { accountId: 'acme', keyId: key.id, role: 'member' });
+    assert.deepEqual(await keys.authenticate(secret), {
+      accountId: 'acme',
+      keyId: key.id,
+      role: 'member',
+      maxFileSize: null,
+    });
     const stored = await store.findKeyByHash(hashSecret(secret));
-    assert.equal(stored?.id, key.id);
+    assert.equal(stored?.key.id, key.id);
     assert.equal(JSON.stringify(await keys.list('acme')).includes(secret), false);
   });
 
@@ -131,9 +136,9 @@ describe('KeyService', () => {
   });
 
   test('requireAdmin lets admins through and refuses members with FORBIDDEN', () => {
-    requireAdmin({ accountId: 'acme', keyId: 'k', role: 'admin' });
+    requireAdmin({ accountId: 'acme', keyId: 'k', role: 'admin', maxFileSize: null });
     assert.throws(
-      () => requireAdmin({ accountId: 'acme', keyId: 'k', role: 'member' }),
+      () => requireAdmin({ accountId: 'acme', keyId: 'k', role: 'member', maxFileSize: null }),
       (err: unknown) => isWharfError(err, 'FORBIDDEN') && err.status === 403,
     );
   });

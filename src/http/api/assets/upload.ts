@@ -92,7 +92,7 @@ async function multipartInput(
   request: FastifyRequest,
   query: Query,
 ): Promise<DirectUpload> {
-  const limit = await core.uploads.maxFileSize(principal.accountId);
+  const limit = core.uploads.maxFileSize(principal);
   // One byte over the limit so the core, not busboy's silent truncation, reports it.
   const part = await request.file({ limits: { fileSize: limit + 1 }, throwFileSizeLimit: false });
   if (!part) throw new WharfError('VALIDATION_FAILED', 'The form has no file part (field "file").');
