@@ -27,7 +27,7 @@ export async function uploadRaw(
   const query = new URLSearchParams({ name, ...options.query });
   const headers: Record<string, string> = { 'x-api-key': key, ...options.headers };
   if (options.contentType !== undefined) headers['content-type'] = options.contentType;
-  return send(
+  return readJson(
     fetch(`${w.url}/v1/assets?${query}`, {
       method: 'POST',
       headers,
@@ -47,7 +47,7 @@ export async function uploadForm(
 ): Promise<JsonResponse> {
   const form = new FormData();
   form.append('file', new Blob([new Uint8Array(Buffer.from(bytes))], { type }), filename);
-  return send(fetch(w.url + path, { method: 'POST', headers: { 'x-api-key': key }, body: form }));
+  return readJson(fetch(w.url + path, { method: 'POST', headers: { 'x-api-key': key }, body: form }));
 }
 
 /**
@@ -77,7 +77,7 @@ export async function postRawMultipart(
   content: Buffer | string,
 ): Promise<JsonResponse> {
   const { body, contentType } = rawMultipart(filenameBytes, content);
-  return send(
+  return readJson(
     fetch(`${w.url}/v1/assets`, {
       method: 'POST',
       headers: { 'x-api-key': key, 'content-type': contentType },
@@ -212,7 +212,8 @@ export async function eventually(check: () => Promise<boolean> | boolean, what: 
   assert.fail(`never happened: ${what}`);
 }
 
-async function send(pending: Promise<Response>): Promise<JsonResponse> {
+/** Status, headers and the parsed JSON body (or the text when it is not JSON) of a fetch. */
+export async function readJson(pending: Response | Promise<Response>): Promise<JsonResponse> {
   const res = await pending;
   const text = await res.text();
   let body: unknown = text;
