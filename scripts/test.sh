@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The README walkthrough test (test/integration/readme.test.ts) runs its snippets, which use jq.
+command -v jq >/dev/null || (apt-get update -qq && apt-get install -y -qq jq)
+
 echo "== lint and format (biome)"
 npx --no-install biome check .
 echo "== typecheck (tsc, strict)"
