@@ -1,5 +1,19 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import {
+  complete,
+  countAssets,
+  createAsset,
+  dbQuery,
+  declare,
+  eventually,
+  type Intent,
+  objectFiles,
+  putPresigned,
+  tmpFiles,
+} from '../helpers/assets.js';
 import { api, b64, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -11,28 +25,30 @@ after(async () => {
   await w?.close();
 });
 
-async function declare(file: Record<string, unknown>) {
-  const res = await api(w.url, w.key, 'POST', '/v1/uploads', file);
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  return res.body;
-}
+const FIFTEEN_MINUTES = 900_000;
 
 function put(
   intent: { url: string; headers: Record<string, string> },
   body: Buffer,
   headers: Record<string, string> = {},
 ) {
-  return fetch(intent.url, {
-    method: 'PUT',
-    headers: { ...intent.headers, ...headers },
-    body: new Uint8Array(body),
-  });
+  return putPresigned(intent, body, headers);
+}
+
+async function s3Error(res: Response): Promise<string | undefined> {
+  return /<Code>([^<]+)<\/Code>/.exec(await res.text())?.[1];
+}
+
+function tamper(url: string, edit: (u: URL) => void): string {
+  const u = new URL(url);
+  edit(u);
+  return u.toString();
 }
 
 describe('presigned PUT then complete', () => {
   test('the declared bytes become an asset with verified digests', async () => {
     const bytes = Buffer.from('presigned hello');
-    const intent = await declare({ name: 'a.txt', content_type: 'text/plain', size: bytes.length });
+    const intent = await declare(w, w.key, { name: 'a.txt', content_type: 'text/plain', size: bytes.length });
     assert.equal(intent.method, 'PUT');
     assert.equal(intent.headers['Content-Type'], 'text/plain');
     const res = await put(intent, bytes);
@@ -52,7 +68,7 @@ describe('presigned PUT then complete', () => {
 
   test('a body whose SHA-256 differs from the declared one is refused and stores nothing', async () => {
     const bytes = Buffer.from('the real bytes');
-    const intent = await declare({ name: 'b.bin', size: bytes.length, sha256: sha256Hex(bytes) });
+    const intent = await declare(w, w.key, { name: 'b.bin', size: bytes.length, sha256: sha256Hex(bytes) });
     const forged = Buffer.from('the fake bytes');
     const res = await put(intent, forged, { 'x-amz-checksum-sha256': b64(sha256Hex(forged)) });
     assert.equal(res.status, 403, 'changing a signed header breaks the signature');
@@ -63,4 +79,456 @@ describe('presigned PUT then complete', () => {
     assert.equal(done.status, 409);
     assert.equal(done.body.error.code, 'UPLOAD_INCOMPLETE');
   });
+
+  test('the intent carries an id, a URL on the embedded endpoint and an expiry 15 minutes out', async () => {
+    const intent = await declare(w, w.key, { name: 'c.txt', content_type: 'text/plain', size: 3 });
+    assert.match(intent.id, /^[0-9a-f-]{36}$/);
+    assert.equal(intent.name, 'c.txt');
+    assert.ok(intent.url.startsWith(`${w.url}/s3/wharf/default/${intent.id}.txt?`), intent.url);
+    assert.equal(intent.expires_at, new Date(w.clock.now() + FIFTEEN_MINUTES).toISOString());
+    assert.deepEqual(intent.headers, { 'Content-Type': 'text/plain' });
+  });
+
+  test('without content_type the file is application/octet-stream, and that is what must be sent', async () => {
+    const bytes = randomBytes(20);
+    const intent = await declare(w, w.key, { name: 'noext', size: bytes.length });
+    assert.deepEqual(intent.headers, { 'Content-Type': 'application/octet-stream' });
+    assert.equal((await put(intent, bytes)).status, 200);
+    const done = await complete(w, w.key, intent.id);
+    assert.equal(done.body.asset.content_type, 'application/octet-stream');
+  });
+
+  test('GET /v1/uploads/{id} follows the upload from pending to completed', async () => {
+    const bytes = randomBytes(64);
+    const intent = await declare(w, w.key, { name: 'state.bin', content_type: 'image/png', size: 64 });
+    const pending = await api(w.url, w.key, 'GET', `/v1/uploads/${intent.id}`);
+    assert.equal(pending.status, 200);
+    assert.deepEqual(pending.body, {
+      id: intent.id,
+      status: 'pending',
+      name: 'state.bin',
+      content_type: 'image/png',
+      size: 64,
+      expires_at: intent.expires_at,
+      asset_id: null,
+    });
+    assert.equal((await put(intent, bytes)).status, 200);
+    const done = await complete(w, w.key, intent.id);
+    const completed = await api(w.url, w.key, 'GET', `/v1/uploads/${intent.id}`);
+    assert.equal(completed.body.status, 'completed');
+    assert.equal(completed.body.asset_id, done.body.asset.id);
+  });
+
+  test('an empty file can be uploaded through a presigned URL', async () => {
+    const intent = await declare(w, w.key, { name: 'zero.txt', content_type: 'text/plain', size: 0 });
+    assert.equal((await put(intent, Buffer.alloc(0))).status, 200);
+    const done = await complete(w, w.key, intent.id);
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.asset.size, 0);
+    assert.equal(done.body.asset.sha256, sha256Hex(''));
+  });
+
+  test('a PUT may be retried while the intent is open; the last good body wins', async () => {
+    const bytes = randomBytes(100);
+    const intent = await declare(w, w.key, { name: 'retry.bin', size: 100 });
+    assert.equal((await put(intent, randomBytes(100))).status, 200);
+    assert.equal((await put(intent, bytes)).status, 200);
+    const done = await complete(w, w.key, intent.id);
+    assert.equal(done.body.asset.sha256, sha256Hex(bytes));
+  });
+
+  test('a PUT after completion is AccessDenied and does not change the asset', async () => {
+    const bytes = randomBytes(50);
+    const intent = await declare(w, w.key, { name: 'once.bin', size: 50 });
+    assert.equal((await put(intent, bytes)).status, 200);
+    const done = await complete(w, w.key, intent.id);
+    const late = await put(intent, randomBytes(50));
+    assert.equal(late.status, 403);
+    assert.equal(await s3Error(late), 'AccessDenied');
+    const read = await fetch(`${w.url}/v1/assets/${done.body.asset.id}/content`, {
+      headers: { 'x-api-key': w.key },
+    });
+    assert.ok(Buffer.from(await read.arrayBuffer()).equals(bytes));
+  });
 });
+
+describe('bound digests', () => {
+  test('declared md5 is sent as Content-MD5; a matching body is stored, a different one is BadDigest', async () => {
+    const bytes = randomBytes(256);
+    const intent = await declare(w, w.key, { name: 'md5.bin', size: 256, md5: md5Hex(bytes) });
+    assert.equal(intent.headers['Content-MD5'], b64(md5Hex(bytes)));
+    const bad = await put(intent, randomBytes(256));
+    assert.equal(bad.status, 400);
+    assert.equal(await s3Error(bad), 'BadDigest');
+    assert.equal((await complete(w, w.key, intent.id)).body.error.code, 'UPLOAD_INCOMPLETE');
+    const good = await put(intent, bytes);
+    assert.equal(good.status, 200);
+    assert.equal(good.headers.get('etag'), `"${md5Hex(bytes)}"`);
+    const done = await complete(w, w.key, intent.id);
+    assert.equal(done.body.status, 'created');
+    assert.equal(done.body.asset.md5, md5Hex(bytes));
+  });
+
+  test('declared sha256 (base64 too) is bound as x-amz-checksum-sha256', async () => {
+    const bytes = randomBytes(300);
+    const intent = await declare(w, w.key, { name: 'sha.bin', size: 300, sha256: b64(sha256Hex(bytes)) });
+    assert.equal(intent.headers['x-amz-checksum-sha256'], b64(sha256Hex(bytes)));
+    const bad = await put(intent, randomBytes(300));
+    assert.equal(bad.status, 400);
+    assert.equal(await s3Error(bad), 'BadDigest');
+    assert.equal((await put(intent, bytes)).status, 200);
+    assert.equal((await complete(w, w.key, intent.id)).body.asset.sha256, sha256Hex(bytes));
+  });
+
+  test('a refused body leaves no object and no temp file', async () => {
+    const bytes = randomBytes(4096);
+    const objects = await objectFiles(w);
+    const intent = await declare(w, w.key, { name: 'nothing.bin', size: 4096, sha256: sha256Hex(bytes) });
+    assert.equal((await put(intent, randomBytes(4096))).status, 400);
+    assert.deepEqual(await objectFiles(w), objects);
+    assert.deepEqual(await tmpFiles(w), []);
+  });
+});
+
+describe('the signature binds the URL, the type and the size', () => {
+  let intent: Intent;
+  const bytes = randomBytes(128);
+  before(async () => {
+    intent = await declare(w, w.key, { name: 'bound.bin', content_type: 'image/png', size: 128 });
+  });
+
+  const cases: Array<[string, () => Promise<Response>]> = [
+    [
+      'signature changed',
+      () =>
+        put(
+          {
+            ...intent,
+            url: tamper(intent.url, (u) =>
+              u.searchParams.set('X-Amz-Signature', flip(u.searchParams.get('X-Amz-Signature')!)),
+            ),
+          },
+          bytes,
+        ),
+    ],
+    [
+      'expiry lengthened',
+      () =>
+        put(
+          { ...intent, url: tamper(intent.url, (u) => u.searchParams.set('X-Amz-Expires', '604800')) },
+          bytes,
+        ),
+    ],
+    [
+      'query parameter added',
+      () =>
+        put({ ...intent, url: tamper(intent.url, (u) => u.searchParams.set('x-id', 'PutObject')) }, bytes),
+    ],
+    [
+      'another object key',
+      () =>
+        put(
+          { ...intent, url: tamper(intent.url, (u) => (u.pathname = u.pathname.replace('.bin', '.exe'))) },
+          bytes,
+        ),
+    ],
+    ['another Content-Type', () => put(intent, bytes, { 'Content-Type': 'text/html' })],
+    ['a larger body', () => put(intent, Buffer.concat([bytes, Buffer.from('x')]))],
+    ['a smaller body', () => put(intent, bytes.subarray(1))],
+  ];
+  for (const [label, attempt] of cases) {
+    test(`${label} → 403 SignatureDoesNotMatch`, async () => {
+      const res = await attempt();
+      assert.equal(res.status, 403);
+      assert.equal(res.headers.get('content-type'), 'application/xml');
+      assert.equal(await s3Error(res), 'SignatureDoesNotMatch');
+    });
+  }
+
+  test('the untampered request still works afterwards', async () => {
+    assert.equal((await put(intent, bytes)).status, 200);
+    const done = await complete(w, w.key, intent.id);
+    assert.equal(done.body.asset.content_type, 'image/png');
+  });
+
+  test('missing query authentication is AuthorizationQueryParametersError', async () => {
+    const res = await put({ ...intent, url: intent.url.split('?')[0]! }, bytes);
+    assert.equal(res.status, 400);
+    assert.equal(await s3Error(res), 'AuthorizationQueryParametersError');
+  });
+});
+
+describe('expiry (WHARF_UPLOAD_EXPIRES defaults to 900 s)', () => {
+  test('a PUT in the last minute works; after 15 minutes the URL is AccessDenied and completion is 410', async () => {
+    const early = await declare(w, w.key, { name: 'early.bin', size: 10 });
+    const late = await declare(w, w.key, { name: 'late.bin', size: 10 });
+    w.clock.advance(FIFTEEN_MINUTES - 60_000);
+    assert.equal((await put(early, randomBytes(10))).status, 200);
+
+    w.clock.advance(61_000);
+    const res = await put(late, randomBytes(10));
+    assert.equal(res.status, 403);
+    assert.equal(await s3Error(res), 'AccessDenied');
+    const done = await complete(w, w.key, late.id);
+    assert.equal(done.status, 410);
+    assert.equal(done.body.error.code, 'UPLOAD_EXPIRED');
+
+    // Bytes that arrived in time still complete after the URL expired.
+    const ok = await complete(w, w.key, early.id);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.status, 'created');
+  });
+
+  test('WHARF_UPLOAD_EXPIRES sets the lifetime', async () => {
+    const short = await startWharf({ env: { WHARF_UPLOAD_EXPIRES: '60' } });
+    try {
+      const intent = await declare(short, short.key, { name: 'short.bin', size: 4 });
+      assert.equal(intent.expires_at, new Date(short.clock.now() + 60_000).toISOString());
+      assert.equal(new URL(intent.url).searchParams.get('X-Amz-Expires'), '60');
+      short.clock.advance(61_000);
+      const res = await put(intent, randomBytes(4));
+      assert.equal(res.status, 403);
+      assert.equal(await s3Error(res), 'AccessDenied');
+    } finally {
+      await short.close();
+    }
+  });
+});
+
+describe('completion', () => {
+  test('with no bytes uploaded yet: 409 UPLOAD_INCOMPLETE', async () => {
+    const intent = await declare(w, w.key, { name: 'empty-handed.bin', size: 5 });
+    const res = await complete(w, w.key, intent.id);
+    assert.equal(res.status, 409);
+    assert.equal(res.body.error.code, 'UPLOAD_INCOMPLETE');
+  });
+
+  test('unknown upload ids are 404 NOT_FOUND', async () => {
+    const res = await complete(w, w.key, '019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b');
+    assert.equal(res.status, 404);
+    assert.equal(res.body.error.code, 'NOT_FOUND');
+    const state = await api(w.url, w.key, 'GET', '/v1/uploads/not-an-id');
+    assert.equal(state.status, 404);
+  });
+
+  test('five concurrent completions of one upload make exactly one asset', async () => {
+    const bytes = randomBytes(10_000);
+    const assetsBefore = countAssets(w);
+    const intent = await declare(w, w.key, { name: 'race.bin', size: bytes.length });
+    assert.equal((await put(intent, bytes)).status, 200);
+    const results = await Promise.all(Array.from({ length: 5 }, () => complete(w, w.key, intent.id)));
+    for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
+    const ids = new Set(results.map((r) => r.body.asset.id));
+    assert.equal(ids.size, 1);
+    assert.equal(countAssets(w), assetsBefore + 1);
+    assert.deepEqual(
+      dbQuery(w, 'select id from assets where sha256 = ?', sha256Hex(bytes)).map((r) => r.id),
+      [...ids],
+    );
+    assert.equal(results.filter((r) => r.body.status === 'created').length, 5, 'every caller sees "created"');
+  });
+
+  test('completing an upload of content the account already holds returns that asset and frees the copy', async () => {
+    const bytes = randomBytes(777);
+    const existing = await createAsset(w, w.key, 'original.bin', bytes);
+    const objects = await objectFiles(w);
+    const intent = await declare(w, w.key, { name: 'copy.bin', size: bytes.length });
+    assert.equal((await put(intent, bytes)).status, 200);
+    const results = await Promise.all(Array.from({ length: 5 }, () => complete(w, w.key, intent.id)));
+    for (const r of results) {
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.status, 'exists');
+      assert.equal(r.body.asset.id, existing.id);
+    }
+    assert.deepEqual(await objectFiles(w), objects, 'the duplicate bytes were deleted');
+  });
+
+  test('an aborted PUT leaves no object or temp file; the intent stays open for a retry', async () => {
+    const bytes = randomBytes(3_000_000);
+    const intent = await declare(w, w.key, { name: 'abort.bin', size: bytes.length });
+    const objects = await objectFiles(w);
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(intent.url, {
+        method: 'PUT',
+        headers: { ...intent.headers, 'content-length': String(bytes.length) },
+      });
+      req.on('error', () => resolve());
+      req.write(bytes.subarray(0, 500_000), () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    await eventually(async () => (await tmpFiles(w)).length === 0, 'temp file removed');
+    assert.deepEqual(await objectFiles(w), objects);
+    assert.equal((await complete(w, w.key, intent.id)).body.error.code, 'UPLOAD_INCOMPLETE');
+    assert.equal((await put(intent, bytes)).status, 200);
+    assert.equal((await complete(w, w.key, intent.id)).body.asset.sha256, sha256Hex(bytes));
+  });
+});
+
+describe('batches', () => {
+  test('{files: [...]} answers {uploads: [...]} in order, one distinct URL each', async () => {
+    const files = ['x.txt', 'y.png', 'z.bin'].map((name, i) => ({ name, size: 10 + i }));
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { files });
+    assert.equal(res.status, 201);
+    const uploads: Intent[] = res.body.uploads;
+    assert.deepEqual(
+      uploads.map((u) => [u.status, u.name]),
+      files.map((f) => ['pending', f.name]),
+    );
+    assert.equal(new Set(uploads.map((u) => u.url)).size, 3);
+    for (const [i, u] of uploads.entries()) {
+      const bytes = randomBytes(10 + i);
+      assert.equal((await put(u, bytes)).status, 200);
+      assert.equal((await complete(w, w.key, u.id)).body.asset.sha256, sha256Hex(bytes));
+    }
+  });
+
+  test('a batch of 1000 files in one call', async () => {
+    const files = Array.from({ length: 1000 }, (_, i) => ({
+      name: `file-${String(i).padStart(4, '0')}.txt`,
+      content_type: 'text/plain',
+      size: String(i).length,
+    }));
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { files });
+    assert.equal(res.status, 201);
+    const uploads: Intent[] = res.body.uploads;
+    assert.equal(uploads.length, 1000);
+    assert.equal(new Set(uploads.map((u) => u.id)).size, 1000);
+    assert.equal(new Set(uploads.map((u) => u.url)).size, 1000);
+    assert.ok(uploads.every((u, i) => u.status === 'pending' && u.name === files[i]!.name));
+    const ids = uploads.map((u) => u.id);
+    const rows = dbQuery(w, `select id from uploads where id in (${ids.map(() => '?').join(',')})`, ...ids);
+    assert.equal(rows.length, 1000, 'every intent was recorded');
+    // The URLs work: the first, a middle and the last.
+    for (const i of [0, 499, 999]) {
+      const bytes = Buffer.from(String(i));
+      assert.equal((await put(uploads[i]!, bytes)).status, 200);
+      const done = await complete(w, w.key, uploads[i]!.id);
+      assert.equal(done.body.asset.name, files[i]!.name);
+    }
+  });
+
+  test('1001 files are TOO_MANY_FILES and nothing is recorded', async () => {
+    const before = countUploads();
+    const files = Array.from({ length: 1001 }, (_, i) => ({ name: `f${i}`, size: 1 }));
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { files });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'TOO_MANY_FILES');
+    assert.equal(countUploads(), before);
+  });
+
+  test('one invalid file fails the whole batch, naming its index, and records nothing', async () => {
+    const before = countUploads();
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', {
+      files: [
+        { name: 'ok.txt', size: 1 },
+        { name: 'fine.txt', size: 2 },
+        { name: '../evil', size: 3 },
+      ],
+    });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'INVALID_NAME');
+    assert.match(res.body.error.message, /files\[2\]/);
+    assert.equal(res.body.error.details.index, 2);
+    assert.equal(countUploads(), before);
+  });
+
+  test('WHARF_MAX_FILES_PER_REQUEST sets the batch limit', async () => {
+    const small = await startWharf({ env: { WHARF_MAX_FILES_PER_REQUEST: '3' } });
+    try {
+      const files = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `f${i}`, size: 1 }));
+      assert.equal((await api(small.url, small.key, 'POST', '/v1/uploads', { files: files(3) })).status, 201);
+      const res = await api(small.url, small.key, 'POST', '/v1/uploads', { files: files(4) });
+      assert.equal(res.status, 400);
+      assert.equal(res.body.error.code, 'TOO_MANY_FILES');
+    } finally {
+      await small.close();
+    }
+  });
+
+  test('an empty batch is refused', async () => {
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { files: [] });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+  });
+});
+
+describe('dedupe by declared sha256', () => {
+  test('content the account holds answers status "exists" with the asset and no URL', async () => {
+    const bytes = randomBytes(999);
+    const asset = await createAsset(w, w.key, 'known.bin', bytes);
+    for (const sha256 of [sha256Hex(bytes), sha256Hex(bytes).toUpperCase(), b64(sha256Hex(bytes))]) {
+      const res = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'again.bin', size: 999, sha256 });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.status, 'exists');
+      assert.equal(res.body.name, 'again.bin');
+      assert.equal(res.body.asset.id, asset.id);
+      assert.equal(res.body.url, undefined);
+      assert.equal(res.body.id, undefined);
+    }
+  });
+
+  test('in a batch, known files are "exists" and new ones pending; 201 since one is pending', async () => {
+    const known = randomBytes(50);
+    const asset = await createAsset(w, w.key, 'known2.bin', known);
+    const fresh = randomBytes(60);
+    const uploadsBefore = countUploads();
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', {
+      files: [
+        { name: 'k.bin', size: 50, sha256: sha256Hex(known) },
+        { name: 'n.bin', size: 60, sha256: sha256Hex(fresh) },
+      ],
+    });
+    assert.equal(res.status, 201);
+    assert.equal(res.body.uploads[0].status, 'exists');
+    assert.equal(res.body.uploads[0].asset.id, asset.id);
+    assert.equal(res.body.uploads[1].status, 'pending');
+    assert.equal(countUploads(), uploadsBefore + 1);
+  });
+
+  test('a batch where every file is known answers 200', async () => {
+    const bytes = randomBytes(33);
+    await createAsset(w, w.key, 'all-known.bin', bytes);
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', {
+      files: [
+        { name: 'a', size: 33, sha256: sha256Hex(bytes) },
+        { name: 'b', size: 33, sha256: sha256Hex(bytes) },
+      ],
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(
+      res.body.uploads.map((u: { status: string }) => u.status),
+      ['exists', 'exists'],
+    );
+  });
+
+  test('the same new content twice in one batch becomes one asset', async () => {
+    const bytes = randomBytes(80);
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', {
+      files: [
+        { name: 'twin-1.bin', size: 80, sha256: sha256Hex(bytes) },
+        { name: 'twin-2.bin', size: 80, sha256: sha256Hex(bytes) },
+      ],
+    });
+    const [a, b] = res.body.uploads as Intent[];
+    assert.equal((await put(a!, bytes)).status, 200);
+    assert.equal((await put(b!, bytes)).status, 200);
+    const first = await complete(w, w.key, a!.id);
+    const second = await complete(w, w.key, b!.id);
+    assert.equal(first.body.status, 'created');
+    assert.equal(second.body.status, 'exists');
+    assert.equal(second.body.asset.id, first.body.asset.id);
+    assert.equal(dbQuery(w, 'select id from assets where sha256 = ?', sha256Hex(bytes)).length, 1);
+    const stored = (await objectFiles(w)).filter((f) => f.includes(a!.id) || f.includes(b!.id));
+    assert.deepEqual(stored, [`default/${a!.id}.bin`]);
+  });
+});
+
+function flip(hex: string): string {
+  return hex.slice(0, -1) + (hex.at(-1) === '0' ? '1' : '0');
+}
+
+function countUploads(): number {
+  return dbQuery<{ n: number }>(w, 'select count(*) as n from uploads')[0]!.n;
+}
