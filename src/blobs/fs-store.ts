@@ -34,8 +34,13 @@ export class FsBlobStore implements BlobStore {
     this.tmp = join(base, 'tmp');
   }
 
+  /**
+   * One process owns a local store, so at start no write is in flight: whatever is in
+   * tmp/ was left by a crash and is removed.
+   */
   async init(): Promise<void> {
     await Promise.all([this.objects, this.meta, this.tmp].map((d) => mkdir(d, { recursive: true })));
+    await this.sweepIncomplete(Number.POSITIVE_INFINITY);
   }
 
   async write(key: string, source: Readable, seal: SealHook): Promise<void> {

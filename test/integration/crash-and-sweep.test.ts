@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { api } from '../helpers/http.js';
+import { freePort, startWharf } from '../helpers/wharf.js';
+
+async function filesUnder(dir: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+describe('the sweep', () => {
+  test('an intent whose bytes arrived but which was never completed expires and its bytes are freed', async () => {
+    const w = await startWharf();
+    try {
+      const bytes = randomBytes(2048);
+      const intent = (
+        await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'left.bin', size: bytes.length })
+      ).body;
+      const put = await fetch(intent.url, {
+        method: 'PUT',
+        headers: intent.headers,
+        body: new Uint8Array(bytes),
+      });
+      assert.equal(put.status, 200);
+      const objects = join(w.dataDir, 'blobs', 'objects');
+      assert.equal((await filesUnder(objects)).length, 1);
+
+      // Within the intent's life plus the completion grace, nothing is swept.
+      w.clock.advance(30 * 60_000);
+      assert.deepEqual(await w.wharf.core.uploads.sweep(), { expired: 0, debris: 0 });
+      assert.equal((await filesUnder(objects)).length, 1);
+
+      w.clock.advance(60 * 60_000);
+      const swept = await w.wharf.core.uploads.sweep();
+      assert.equal(swept.expired, 1);
+      assert.deepEqual(await filesUnder(objects), []);
+      const state = await api(w.url, w.key, 'GET', `/v1/uploads/${intent.id}`);
+      assert.equal(state.body.status, 'expired');
+      const complete = await api(w.url, w.key, 'POST', `/v1/uploads/${intent.id}/complete`);
+      assert.equal(complete.status, 410);
+      assert.equal(complete.body.error.code, 'UPLOAD_EXPIRED');
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('completed uploads and their assets are never swept', async () => {
+    const w = await startWharf();
+    try {
+      const bytes = randomBytes(1000);
+      const intent = (
+        await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'kept.bin', size: bytes.length })
+      ).body;
+      await fetch(intent.url, { method: 'PUT', headers: intent.headers, body: new Uint8Array(bytes) });
+      const done = await api(w.url, w.key, 'POST', `/v1/uploads/${intent.id}/complete`);
+      assert.equal(done.status, 200);
+      w.clock.advance(48 * 3600_000);
+      assert.equal((await w.wharf.core.uploads.sweep()).expired, 0);
+      const content = await fetch(`${w.url}/v1/assets/${done.body.asset.id}/content`, {
+        headers: { 'x-api-key': w.key },
+      });
+      assert.equal(Buffer.compare(Buffer.from(await content.arrayBuffer()), bytes), 0);
+    } finally {
+      await w.close();
+    }
+  });
+});
+
+describe('a crash mid-upload', () => {
+  const children: ChildProcess[] = [];
+  after(() => {
+    for (const child of children) child.kill('SIGKILL');
+  });
+
+  async function startProcess(env: Record<string, string>): Promise<ChildProcess> {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    children.push(child);
+    for (let i = 0; i < 150; i++) {
+      const ok = await fetch(`http://127.0.0.1:${env.WHARF_PORT}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) return child;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('Wharf did not start');
+  }
+
+  test('SIGKILL during a direct upload leaves no asset, and the next start clears the partial bytes', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'wharf-crash-'));
+    const env = {
+      WHARF_DATA_DIR: dataDir,
+      WHARF_PORT: String(await freePort()),
+      WHARF_API_KEY: `crash-test-key-${randomBytes(8).toString('hex')}`,
+      WHARF_LOG_LEVEL: 'error',
+    };
+    try {
+      const first = await startProcess(env);
+      const base = `http://127.0.0.1:${env.WHARF_PORT}`;
+      // Send half of a declared 64 MiB body, then kill the server while it waits for more.
+      const sent = await new Promise<number>((resolve) => {
+        const req = request(`${base}/v1/assets?name=partial.bin`, {
+          method: 'POST',
+          headers: {
+            'x-api-key': env.WHARF_API_KEY,
+            'content-type': 'application/octet-stream',
+            'content-length': String(64 * 1024 * 1024),
+          },
+        });
+        req.on('error', () => {});
+        const chunk = randomBytes(1024 * 1024);
+        let written = 0;
+        const pump = () => {
+          while (written < 32) {
+            written += 1;
+            if (!req.write(chunk)) return void req.once('drain', pump);
+          }
+          resolve(written);
+        };
+        pump();
+      });
+      assert.equal(sent, 32);
+      // Wait until the partial write is on disk, so the crash really interrupts a write.
+      const tmp = join(dataDir, 'blobs', 'tmp');
+      for (let i = 0; i < 100 && (await filesUnder(tmp)).length === 0; i++)
+        await new Promise((r) => setTimeout(r, 50));
+      assert.equal((await filesUnder(tmp)).length, 1, 'a temp file is being written');
+      first.kill('SIGKILL');
+      await new Promise((r) => first.once('exit', r));
+
+      await startProcess(env);
+      assert.deepEqual(await filesUnder(tmp), [], 'the restart removed the partial write');
+      assert.deepEqual(await filesUnder(join(dataDir, 'blobs', 'objects')), []);
+      const list = await api(base, env.WHARF_API_KEY, 'GET', '/v1/assets');
+      assert.equal(list.status, 200);
+      assert.deepEqual(list.body.data, [], 'no asset exists for the interrupted upload');
+    } finally {
+      for (const child of children) child.kill('SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
