@@ -16,7 +16,7 @@ export interface Wharf {
 
 export interface WharfOptions {
   clock?: Clock;
-  logger?: boolean | { level: string };
+  logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
 }
 
 /** The server: the core behind HTTP, plus the key bootstrap and the periodic sweep. */

@@ -57,3 +57,12 @@ export function validateContentType(raw: string | undefined | null): string {
   }
   return value.toLowerCase();
 }
+
+const TYPE_FAMILY = new RegExp(`^${TOKEN}/\\*$`);
+
+/** A listing filter: an exact media type, or a whole family such as `image/*`. */
+export function validateTypeFilter(raw: string): string {
+  const value = raw.trim().toLowerCase();
+  if (TYPE_FAMILY.test(value)) return value;
+  return validateContentType(value);
+}

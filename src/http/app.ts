@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { LOCAL_ENDPOINT_PATH } from '../blobs/local-endpoint.js';
 import type { Principal } from '../core/model.js';
 import type { Core } from '../core/wharf.js';
@@ -30,12 +30,28 @@ declare module 'fastify' {
 export interface AppOptions {
   core: Core;
   publicUrl: string;
-  logger: boolean | { level: string };
+  logger: boolean | { level: string; stream?: NodeJS.WritableStream };
+}
+
+// Presigned and signed URLs are bearer credentials until they expire: logs keep the
+// parameters' names but never their values.
+const SECRET_PARAMS = /([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|signature)=)[^&]*/gi;
+
+function redactedRequest(request: FastifyRequest) {
+  return {
+    method: request.method,
+    url: request.url.replace(SECRET_PARAMS, '$1REDACTED'),
+    host: request.host,
+    remoteAddress: request.ip,
+  };
 }
 
 export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger,
+    logger: logger && {
+      ...(typeof logger === 'object' ? logger : {}),
+      serializers: { req: redactedRequest },
+    },
     bodyLimit: 1024 * 1024,
     // Wharf sits behind load balancers; request ids come from there when present.
     requestIdHeader: 'x-request-id',

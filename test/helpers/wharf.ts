@@ -26,6 +26,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Defaults to a ManualClock at the real current time, so tests can move it. */
   clock?: ManualClock;
+  /** Where to send the server's log lines (silent by default). */
+  logStream?: NodeJS.WritableStream;
 }
 
 export async function freePort(): Promise<number> {
@@ -52,7 +54,8 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
     ...options.env,
   });
   const clock = options.clock ?? new ManualClock(Date.now());
-  const wharf = await createWharf(config, { clock, logger: false });
+  const logger = options.logStream ? { level: 'info', stream: options.logStream } : false;
+  const wharf = await createWharf(config, { clock, logger });
   await wharf.app.listen({ host: config.host, port: config.port });
   let accounts = 0;
   return {

@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { MAX_PAGE_SIZE } from '../../../core/assets.js';
-import { validateContentType } from '../../../core/names.js';
+import { validateTypeFilter } from '../../../core/names.js';
 import type { ApiContext, App } from '../context.js';
 import { AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
 
@@ -44,12 +44,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
     },
     async (request) => {
       const { limit, cursor, prefix, content_type } = request.query;
-      const contentType =
-        content_type === undefined
-          ? undefined
-          : content_type.endsWith('/*')
-            ? `${validateContentType(`${content_type.slice(0, -2)}/x`).slice(0, -2)}/*`
-            : validateContentType(content_type);
+      const contentType = content_type === undefined ? undefined : validateTypeFilter(content_type);
       const page = await core.assets.list(request.principal!, {
         limit,
         cursor,
