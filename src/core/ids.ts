@@ -24,8 +24,26 @@ export function createIdSource(clock: Clock): IdSource {
     next += 1;
     return pool.subarray((next - 1) * 16, next * 16);
   };
+  // uuid's v7 keeps ids monotonic only when it reads the clock itself; given msecs it draws
+  // a random sequence per id, so ids made in the same millisecond would sort at random
+  // (listings "newest first" out of order, a cursor skipping or repeating same-ms assets).
+  // Kept here as uuid does it: a counter within a millisecond, never moving backwards.
+  let lastMs = Number.NEGATIVE_INFINITY;
+  let seq = 0;
+  const monotonic = (): string => {
+    const rnds = random();
+    const now = clock.now();
+    if (now > lastMs) {
+      lastMs = now;
+      seq = ((rnds[6]! & 0x7f) << 24) | (rnds[7]! << 16) | (rnds[8]! << 8) | rnds[9]!;
+    } else {
+      seq = (seq + 1) | 0;
+      if (seq === 0) lastMs += 1;
+    }
+    return uuidv7({ msecs: lastMs, seq, random: rnds });
+  };
   return {
-    id: () => uuidv7({ msecs: clock.now(), random: random() }),
+    id: monotonic,
     token: (bytes) => randomBytes(bytes).toString('base64url'),
   };
 }
