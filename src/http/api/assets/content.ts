@@ -94,12 +94,14 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       const ifRange = request.headers['if-range'];
       if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
         const ranges = rangeParser(asset.size, rangeHeader, { combine: true });
-        if (ranges === -1) {
+        // A unit other than bytes ("items=0-4") is not ours to interpret: the header is ignored.
+        const bytesUnit = /^bytes=/i.test(rangeHeader);
+        if (bytesUnit && ranges === -1) {
           reply.header('content-range', `bytes */${asset.size}`);
           throw new WharfError('RANGE_NOT_SATISFIABLE', `The file has ${asset.size} bytes.`);
         }
         // A malformed header or several ranges: answer with the whole file (RFC 9110 allows it).
-        if (ranges !== -2 && ranges.length === 1) {
+        if (bytesUnit && ranges !== -1 && ranges !== -2 && ranges.length === 1) {
           const range = ranges[0]!;
           const stream = await core.assets.read(asset, range);
           return reply
