@@ -276,9 +276,9 @@ export class SqlStore implements Store {
     if (query.namePrefix) {
       const prefix = query.namePrefix;
       // substr() rather than LIKE: LIKE has wildcards to escape and folds case in SQLite.
-      select = select.where((eb) =>
-        eb(eb.fn('substr', ['name', eb.val(1), eb.val(prefix.length)]), '=', prefix),
-      );
+      // substr() counts characters (code points), not UTF-16 units as .length does.
+      const chars = [...prefix].length;
+      select = select.where((eb) => eb(eb.fn('substr', ['name', eb.val(1), eb.val(chars)]), '=', prefix));
     }
     if (query.contentType) {
       if (query.contentType.endsWith('/*')) {

@@ -48,7 +48,8 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
       const page = await core.assets.list(request.principal!, {
         limit,
         cursor,
-        namePrefix: prefix,
+        // Names are stored NFC (validateFileName); a prefix typed in NFD must find them.
+        namePrefix: prefix?.normalize('NFC'),
         contentType,
       });
       return { data: page.assets.map((a) => assetJson(a, publicUrl)), next_cursor: page.nextCursor };
@@ -87,6 +88,13 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
   app.post(
     '/v1/assets/:id/signed-url',
     {
+      // Every field has a default, so no body at all means the defaults (the schema alone
+      // would refuse a missing body: "body must be object").
+      preValidation: async (request) => {
+        if (request.body === undefined || request.body === null) {
+          request.body = {} as typeof request.body;
+        }
+      },
       schema: {
         summary: 'An expiring URL that downloads the asset without a key',
         tags: ['assets'],
