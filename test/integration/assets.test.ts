@@ -1,0 +1,572 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import {
+  type AssetJson,
+  createAsset,
+  dbQuery,
+  metaFiles,
+  objectFiles,
+  presignedUpload,
+  uploadRaw,
+} from '../helpers/assets.js';
+import { api, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+function get(path: string, headers: Record<string, string> = {}, key: string | undefined = w.key) {
+  return fetch(w.url + path, { headers: key ? { 'x-api-key': key, ...headers } : headers });
+}
+
+async function body(res: Response): Promise<Buffer> {
+  return Buffer.from(await res.arrayBuffer());
+}
+
+/** The filename* parameter of a Content-Disposition header, decoded (RFC 8187). */
+function extendedFilename(header: string | null): string | undefined {
+  const match = /filename\*=UTF-8''([^;]+)/i.exec(header ?? '');
+  return match ? decodeURIComponent(match[1]!) : undefined;
+}
+
+describe('GET /v1/assets: listing', () => {
+  let key: string;
+  const created: AssetJson[] = [];
+  before(async () => {
+    // A fresh account, so the listing holds exactly what this block created.
+    ({ key } = await newAccount());
+    const files: Array<[string, string]> = [
+      ['alpha.png', 'image/png'],
+      ['Alpha-upper.txt', 'text/plain'],
+      ['beta.jpg', 'image/jpeg'],
+      ['résumé 📄.pdf', 'application/pdf'],
+      ['résumé 📄 v2.pdf', 'application/pdf'],
+      ['100%_done.txt', 'text/plain'],
+      ['100_x.txt', 'text/plain'],
+      ['imagery.svg', 'image/svg+xml'],
+    ];
+    // Created in the same instant as far as the clock can tell: order must still hold.
+    for (const [name, type] of files) created.push(await createAsset(w, key, name, randomBytes(16), type));
+  });
+
+  const list = async (query = '') => {
+    const res = await api(w.url, key, 'GET', `/v1/assets${query}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return res.body as { data: AssetJson[]; next_cursor: string | null };
+  };
+
+  test('lists the account’s assets newest first', async () => {
+    const page = await list();
+    assert.deepEqual(
+      page.data.map((a) => a.name),
+      created.map((a) => a.name).reverse(),
+    );
+    assert.equal(page.next_cursor, null);
+    assert.deepEqual(page.data.at(-1), created[0]);
+  });
+
+  test('pages with limit and next_cursor visit every asset exactly once, in order', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page: { data: AssetJson[]; next_cursor: string | null } = await list(
+        `?limit=3${cursor ? `&cursor=${cursor}` : ''}`,
+      );
+      assert.ok(page.data.length <= 3);
+      seen.push(...page.data.map((a) => a.id));
+      cursor = page.next_cursor;
+      pages += 1;
+    } while (cursor && pages < 10);
+    assert.equal(pages, 3);
+    assert.deepEqual(seen, created.map((a) => a.id).reverse());
+  });
+
+  test('a page exactly as long as what is left ends with next_cursor null', async () => {
+    const page = await list(`?limit=${created.length}`);
+    assert.equal(page.data.length, created.length);
+    assert.equal(page.next_cursor, null);
+    const shorter = await list(`?limit=${created.length - 1}`);
+    assert.equal(shorter.next_cursor, shorter.data.at(-1)!.id);
+  });
+
+  test('a page started from a cursor sees assets created before it, not after', async () => {
+    const first = await list('?limit=2');
+    const later = await createAsset(w, key, 'later.bin', randomBytes(8));
+    try {
+      const next = await list(`?limit=100&cursor=${first.next_cursor}`);
+      assert.ok(
+        !next.data.some((a) => a.id === later.id),
+        'an asset created after the cursor is not on later pages',
+      );
+      assert.deepEqual(
+        next.data.map((a) => a.id),
+        created
+          .map((a) => a.id)
+          .reverse()
+          .slice(2),
+      );
+    } finally {
+      await api(w.url, key, 'DELETE', `/v1/assets/${later.id}`);
+    }
+  });
+
+  test('prefix matches the start of the name, case-sensitively, with no wildcards', async () => {
+    const names = async (prefix: string) =>
+      (await list(`?prefix=${encodeURIComponent(prefix)}`)).data.map((a) => a.name).sort();
+    assert.deepEqual(await names('alpha'), ['alpha.png']);
+    assert.deepEqual(await names('Alpha'), ['Alpha-upper.txt']);
+    assert.deepEqual(await names('100%'), ['100%_done.txt']);
+    assert.deepEqual(await names('100_'), ['100_x.txt']);
+    assert.deepEqual(await names('%'), []);
+    assert.deepEqual(await names('_'), []);
+    assert.deepEqual(await names('zzz'), []);
+  });
+
+  test('prefix works with accents and emoji', async () => {
+    const names = async (prefix: string) =>
+      (await list(`?prefix=${encodeURIComponent(prefix)}`)).data.map((a) => a.name).sort();
+    assert.deepEqual(await names('résumé'), ['résumé 📄 v2.pdf', 'résumé 📄.pdf']);
+    assert.deepEqual(await names('résumé 📄'), ['résumé 📄 v2.pdf', 'résumé 📄.pdf']);
+    assert.deepEqual(await names('résumé 📄.'), ['résumé 📄.pdf']);
+    assert.deepEqual(await names('résumé 📄 v'), ['résumé 📄 v2.pdf']);
+  });
+
+  test('prefix is matched in the same Unicode normal form the names are stored in', async () => {
+    const decomposed = 're\u0301sume\u0301'; // How macOS spells "résumé".
+    const found = (await list(`?prefix=${encodeURIComponent(decomposed)}`)).data.map((a) => a.name);
+    assert.equal(found.length, 2);
+  });
+
+  test('content_type filters on an exact type or a whole family with /*', async () => {
+    const names = async (type: string) =>
+      (await list(`?content_type=${encodeURIComponent(type)}`)).data.map((a) => a.name).sort();
+    assert.deepEqual(await names('image/png'), ['alpha.png']);
+    assert.deepEqual(await names('IMAGE/PNG'), ['alpha.png']);
+    assert.deepEqual(await names('image/*'), ['alpha.png', 'beta.jpg', 'imagery.svg']);
+    assert.deepEqual(await names('text/*'), ['100%_done.txt', '100_x.txt', 'Alpha-upper.txt']);
+    assert.deepEqual(await names('video/*'), []);
+    assert.deepEqual(await names('image/svg+xml'), ['imagery.svg']);
+  });
+
+  test('filters combine with each other and with paging', async () => {
+    const page = await list(`?content_type=${encodeURIComponent('application/pdf')}&prefix=r&limit=1`);
+    assert.equal(page.data.length, 1);
+    assert.equal(page.data[0]!.name, 'résumé 📄 v2.pdf');
+    const rest = await list(
+      `?content_type=${encodeURIComponent('application/pdf')}&prefix=r&limit=1&cursor=${page.next_cursor}`,
+    );
+    assert.deepEqual(
+      rest.data.map((a) => a.name),
+      ['résumé 📄.pdf'],
+    );
+    assert.equal(rest.next_cursor, null);
+  });
+
+  test('invalid list parameters are 400 VALIDATION_FAILED or INVALID_CONTENT_TYPE', async () => {
+    for (const query of ['?limit=0', '?limit=1001', '?limit=abc', '?limit=1.5', '?unknown=1', '?limit=-1']) {
+      const res = await api(w.url, key, 'GET', `/v1/assets${query}`);
+      assert.equal(res.status, 400, query);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED', query);
+    }
+    for (const type of ['image', 'image/', '/*', 'a b/c', 'text/plain\r\nx: y']) {
+      const res = await api(w.url, key, 'GET', `/v1/assets?content_type=${encodeURIComponent(type)}`);
+      assert.equal(res.status, 400, type);
+      assert.equal(res.body.error.code, 'INVALID_CONTENT_TYPE', type);
+    }
+  });
+
+  test('limit=1000 is allowed', async () => {
+    assert.equal((await list('?limit=1000')).data.length, created.length);
+  });
+});
+
+describe('GET /v1/assets/{id}', () => {
+  test('returns the asset; unknown ids are 404 NOT_FOUND', async () => {
+    const asset = await createAsset(w, w.key, 'one.txt', 'one', 'text/plain');
+    const res = await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, asset);
+    for (const id of ['019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b', 'nope', asset.id.toUpperCase()]) {
+      const missing = await api(w.url, w.key, 'GET', `/v1/assets/${id}`);
+      assert.equal(missing.status, 404, id);
+      assert.equal(missing.body.error.code, 'NOT_FOUND');
+    }
+  });
+});
+
+describe('DELETE /v1/assets/{id}', () => {
+  test('204, then the asset is gone everywhere and its bytes are freed', async () => {
+    const bytes = randomBytes(4000);
+    const asset = await createAsset(w, w.key, 'doomed.bin', bytes);
+    const signed = await api(w.url, w.key, 'POST', `/v1/assets/${asset.id}/signed-url`, {});
+    const key = dbQuery<{ storage_key: string }>(
+      w,
+      'select storage_key from assets where id = ?',
+      asset.id,
+    )[0]!.storage_key;
+    assert.ok((await objectFiles(w)).includes(key));
+    assert.ok((await metaFiles(w)).includes(`${key}.json`));
+
+    const del = await fetch(`${w.url}/v1/assets/${asset.id}`, {
+      method: 'DELETE',
+      headers: { 'x-api-key': w.key },
+    });
+    assert.equal(del.status, 204);
+    assert.equal((await del.text()).length, 0);
+
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`)).status, 404);
+    assert.equal((await get(`/v1/assets/${asset.id}/content`)).status, 404);
+    assert.equal((await fetch(signed.body.url)).status, 404, 'a signed URL stops working too');
+    const listed = await api(w.url, w.key, 'GET', '/v1/assets?limit=1000');
+    assert.ok(!listed.body.data.some((a: AssetJson) => a.id === asset.id));
+    assert.ok(!(await objectFiles(w)).includes(key), 'object file removed');
+    assert.ok(!(await metaFiles(w)).includes(`${key}.json`), 'metadata file removed');
+    assert.deepEqual(dbQuery(w, 'select id from assets where id = ?', asset.id), []);
+
+    const again = await api(w.url, w.key, 'DELETE', `/v1/assets/${asset.id}`);
+    assert.equal(again.status, 404);
+    assert.equal(again.body.error.code, 'NOT_FOUND');
+  });
+
+  test('the same bytes can be uploaded again after deletion, as a new asset', async () => {
+    const bytes = randomBytes(100);
+    const first = await createAsset(w, w.key, 'again.bin', bytes);
+    await api(w.url, w.key, 'DELETE', `/v1/assets/${first.id}`);
+    const second = await uploadRaw(w, w.key, 'again.bin', bytes);
+    assert.equal(second.status, 201);
+    assert.notEqual(second.body.asset.id, first.id);
+    assert.ok((await body(await get(`/v1/assets/${second.body.asset.id}/content`))).equals(bytes));
+  });
+
+  test('deleting one account’s copy leaves another account’s identical bytes readable', async () => {
+    const other = await newAccount();
+    const bytes = randomBytes(64);
+    const mine = await createAsset(w, w.key, 'shared.bin', bytes);
+    const theirs = await createAsset(w, other.key, 'shared.bin', bytes);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${mine.id}`)).status, 204);
+    const res = await get(`/v1/assets/${theirs.id}/content`, {}, other.key);
+    assert.equal(res.status, 200);
+    assert.ok((await body(res)).equals(bytes));
+  });
+
+  test('a presigned upload’s bytes are freed too', async () => {
+    const bytes = randomBytes(300);
+    const done = await presignedUpload(w, w.key, 'via-url.bin', bytes);
+    const objects = await objectFiles(w);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${done.body.asset.id}`)).status, 204);
+    const after = await objectFiles(w);
+    assert.equal(after.length, objects.length - 1);
+    assert.ok(!after.some((f) => f.endsWith('.bin') && objects.indexOf(f) === -1));
+  });
+});
+
+describe('GET /v1/assets/{id}/content', () => {
+  let text: AssetJson;
+  const textBytes = Buffer.from('0123456789abcdefghij'); // 20 bytes
+  let binary: AssetJson;
+  const binaryBytes = randomBytes(300_000);
+  before(async () => {
+    text = await createAsset(w, w.key, 'digits.txt', textBytes, 'text/plain');
+    binary = await createAsset(w, w.key, 'blob.bin', binaryBytes, 'application/octet-stream');
+  });
+
+  test('streams the exact bytes with type, length, ETag and hardening headers', async () => {
+    const res = await get(`/v1/assets/${binary.id}/content`);
+    assert.equal(res.status, 200);
+    assert.ok((await body(res)).equals(binaryBytes));
+    assert.equal(res.headers.get('content-type'), 'application/octet-stream');
+    assert.equal(res.headers.get('content-length'), String(binaryBytes.length));
+    assert.equal(res.headers.get('etag'), `"${sha256Hex(binaryBytes)}"`);
+    assert.equal(res.headers.get('accept-ranges'), 'bytes');
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    assert.match(res.headers.get('content-security-policy') ?? '', /(^|;\s*)sandbox(;|$)/);
+    assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+    assert.equal(
+      res.headers.get('repr-digest'),
+      `sha-256=:${Buffer.from(sha256Hex(binaryBytes), 'hex').toString('base64')}:`,
+    );
+    assert.match(res.headers.get('cache-control') ?? '', /private/);
+  });
+
+  test('Bearer authentication works for downloads too', async () => {
+    const res = await fetch(`${w.url}/v1/assets/${text.id}/content`, {
+      headers: { authorization: `Bearer ${w.key}` },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), textBytes.toString());
+  });
+
+  const ranges: Array<[string, number, number]> = [
+    ['bytes=0-4', 0, 4],
+    ['bytes=5-9', 5, 9],
+    ['bytes=15-', 15, 19],
+    ['bytes=-3', 17, 19],
+    ['bytes=19-19', 19, 19],
+    ['bytes=10-1000', 10, 19],
+    ['bytes=0-1,2-3', 0, 3], // Adjacent ranges are combined into one.
+  ];
+  for (const [header, start, end] of ranges) {
+    test(`Range: ${header} → 206 bytes ${start}-${end}`, async () => {
+      const res = await get(`/v1/assets/${text.id}/content`, { range: header });
+      assert.equal(res.status, 206);
+      assert.equal(res.headers.get('content-range'), `bytes ${start}-${end}/20`);
+      assert.equal(res.headers.get('content-length'), String(end - start + 1));
+      assert.equal(await res.text(), textBytes.subarray(start, end + 1).toString());
+      assert.equal(res.headers.get('etag'), `"${text.sha256}"`);
+    });
+  }
+
+  test('a range deep inside a large binary file is exact', async () => {
+    const res = await get(`/v1/assets/${binary.id}/content`, { range: 'bytes=123456-223455' });
+    assert.equal(res.status, 206);
+    assert.ok((await body(res)).equals(binaryBytes.subarray(123456, 223456)));
+  });
+
+  for (const header of ['bytes=20-', 'bytes=100-200', 'bytes=-0']) {
+    test(`Range: ${header} is unsatisfiable → 416 with Content-Range */20`, async () => {
+      const res = await get(`/v1/assets/${text.id}/content`, { range: header });
+      assert.equal(res.status, 416);
+      assert.equal(res.headers.get('content-range'), 'bytes */20');
+      const json = (await res.json()) as { error: { code: string } };
+      assert.equal(json.error.code, 'RANGE_NOT_SATISFIABLE');
+    });
+  }
+
+  for (const header of ['bytes=abc', 'bytes=', 'pages=0-4', 'bytes=0-1,5-6', '0-4', 'bytes 0-4']) {
+    test(`Range: ${JSON.stringify(header)} is ignored → the whole file with 200`, async () => {
+      const res = await get(`/v1/assets/${text.id}/content`, { range: header });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-range'), null);
+      assert.equal(await res.text(), textBytes.toString());
+    });
+  }
+
+  test('If-Range with the current ETag honours the range; with another it sends the whole file', async () => {
+    const same = await get(`/v1/assets/${text.id}/content`, {
+      range: 'bytes=0-1',
+      'if-range': `"${text.sha256}"`,
+    });
+    assert.equal(same.status, 206);
+    assert.equal(await same.text(), '01');
+    const stale = await get(`/v1/assets/${text.id}/content`, { range: 'bytes=0-1', 'if-range': '"stale"' });
+    assert.equal(stale.status, 200);
+    assert.equal(await stale.text(), textBytes.toString());
+  });
+
+  test('a range of an empty file is unsatisfiable; the whole empty file is 200', async () => {
+    const empty = await createAsset(w, w.key, 'empty.txt', '', 'text/plain');
+    const whole = await get(`/v1/assets/${empty.id}/content`);
+    assert.equal(whole.status, 200);
+    assert.equal(whole.headers.get('content-length'), '0');
+    assert.equal(await whole.text(), '');
+    const ranged = await get(`/v1/assets/${empty.id}/content`, { range: 'bytes=0-0' });
+    assert.equal(ranged.status, 416);
+    assert.equal(ranged.headers.get('content-range'), 'bytes */0');
+  });
+
+  test('If-None-Match with the ETag is 304 with no body', async () => {
+    for (const inm of [`"${text.sha256}"`, `"other", "${text.sha256}"`, '*']) {
+      const res = await get(`/v1/assets/${text.id}/content`, { 'if-none-match': inm });
+      assert.equal(res.status, 304, inm);
+      assert.equal(await res.text(), '');
+      assert.equal(res.headers.get('etag'), `"${text.sha256}"`);
+    }
+    const changed = await get(`/v1/assets/${text.id}/content`, { 'if-none-match': '"something-else"' });
+    assert.equal(changed.status, 200);
+    assert.equal(await changed.text(), textBytes.toString());
+  });
+
+  test('HEAD gives the headers without the body', async () => {
+    const res = await fetch(`${w.url}/v1/assets/${text.id}/content`, {
+      method: 'HEAD',
+      headers: { 'x-api-key': w.key },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-length'), '20');
+    assert.equal(res.headers.get('etag'), `"${text.sha256}"`);
+    assert.equal(await res.text(), '');
+  });
+});
+
+describe('Content-Disposition: only types that cannot run script are inline', () => {
+  const cases: Array<[string, string, 'inline' | 'attachment']> = [
+    ['text/plain', 'notes.txt', 'inline'],
+    ['image/png', 'pic.png', 'inline'],
+    ['image/jpeg', 'pic.jpg', 'inline'],
+    ['application/pdf', 'doc.pdf', 'inline'],
+    ['video/mp4', 'clip.mp4', 'inline'],
+    ['text/html', 'page.html', 'attachment'],
+    ['text/html; charset=utf-8', 'page2.html', 'attachment'],
+    ['image/svg+xml', 'logo.svg', 'attachment'],
+    ['application/xhtml+xml', 'page.xhtml', 'attachment'],
+    ['text/xml', 'feed.xml', 'attachment'],
+    ['application/javascript', 'app.js', 'attachment'],
+    ['text/javascript', 'app2.js', 'attachment'],
+    ['application/octet-stream', 'blob', 'attachment'],
+    ['application/x-shockwave-flash', 'old.swf', 'attachment'],
+  ];
+  for (const [type, name, expected] of cases) {
+    test(`${type} → ${expected}`, async () => {
+      const asset = await createAsset(w, w.key, name, `<script>alert(1)</script> ${type}`, type);
+      const res = await get(`/v1/assets/${asset.id}/content`);
+      assert.equal(res.status, 200);
+      const disposition = res.headers.get('content-disposition') ?? '';
+      assert.ok(disposition.startsWith(`${expected};`), disposition);
+      assert.match(disposition, new RegExp(`filename="${name.replace('.', '\\.')}"`));
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+      assert.match(res.headers.get('content-security-policy') ?? '', /sandbox/);
+    });
+  }
+
+  test('?download=true forces attachment even for an inline-safe type', async () => {
+    const asset = await createAsset(w, w.key, 'forced.png', randomBytes(10), 'image/png');
+    const res = await get(`/v1/assets/${asset.id}/content?download=true`);
+    assert.ok(res.headers.get('content-disposition')?.startsWith('attachment;'));
+  });
+
+  test('a Unicode name round-trips through filename*, with an ASCII fallback', async () => {
+    const name = 'résumé 📄.pdf';
+    const asset = await createAsset(w, w.key, name, randomBytes(10), 'application/pdf');
+    assert.equal(asset.name, name);
+    const res = await get(`/v1/assets/${asset.id}/content`);
+    const header = res.headers.get('content-disposition');
+    assert.equal(extendedFilename(header), name);
+    // The plain filename is the ISO-8859-1 fallback (RFC 6266): the emoji cannot appear in it.
+    assert.match(header ?? '', /filename="résumé \?+\.pdf"/);
+  });
+
+  test('quotes and semicolons in a name cannot break out of the header', async () => {
+    const name = 'a"; filename="evil.html; x=.txt';
+    const asset = await createAsset(w, w.key, name, 'harmless', 'text/plain');
+    const res = await get(`/v1/assets/${asset.id}/content`);
+    const header = res.headers.get('content-disposition') ?? '';
+    assert.equal(header, 'inline; filename="a\\"; filename=\\"evil.html; x=.txt"');
+  });
+});
+
+describe('signed download URLs', () => {
+  let asset: AssetJson;
+  const bytes = Buffer.from('signed content, 30 bytes long.');
+  before(async () => {
+    asset = await createAsset(w, w.key, 'signed.txt', bytes, 'text/plain');
+  });
+
+  const sign = (body?: unknown, id = asset.id, key = w.key) =>
+    api(w.url, key, 'POST', `/v1/assets/${id}/signed-url`, body);
+
+  test('the URL downloads without a key until it expires (default one hour)', async () => {
+    const now = w.clock.now();
+    const res = await sign();
+    assert.equal(res.status, 200);
+    assert.equal(res.body.expires_at, new Date((Math.floor(now / 1000) + 3600) * 1000).toISOString());
+    assert.ok(res.body.url.startsWith(`${w.url}/v1/assets/${asset.id}/content?`));
+    const download = await fetch(res.body.url);
+    assert.equal(download.status, 200);
+    assert.ok((await body(download)).equals(bytes));
+    assert.equal(download.headers.get('etag'), `"${asset.sha256}"`);
+    assert.equal(download.headers.get('x-content-type-options'), 'nosniff');
+  });
+
+  test('expires_in is honoured to the second, then URL_EXPIRED', async () => {
+    const res = await sign({ expires_in: 60 });
+    const expiresAt = Date.parse(res.body.expires_at);
+    w.clock.set(expiresAt);
+    assert.equal((await fetch(res.body.url)).status, 200, 'valid through its last second');
+    w.clock.set(expiresAt + 1000);
+    const expired = await fetch(res.body.url);
+    assert.equal(expired.status, 403);
+    assert.equal(((await expired.json()) as { error: { code: string } }).error.code, 'URL_EXPIRED');
+  });
+
+  test('every tampered part of the URL is 403 INVALID_SIGNATURE', async () => {
+    const { url } = (await sign({ expires_in: 600 })).body as { url: string };
+    const other = await createAsset(w, w.key, 'other.txt', randomBytes(5), 'text/plain');
+    const edits: Array<[string, (u: URL) => void]> = [
+      [
+        'signature',
+        (u) => u.searchParams.set('signature', `${u.searchParams.get('signature')!.slice(0, -1)}A`),
+      ],
+      ['expires', (u) => u.searchParams.set('expires', String(Number(u.searchParams.get('expires')) + 1))],
+      ['disposition', (u) => u.searchParams.set('disposition', 'attachment')],
+      ['asset id', (u) => (u.pathname = u.pathname.replace(asset.id, other.id))],
+      ['signature removed', (u) => u.searchParams.delete('signature')],
+      ['disposition removed', (u) => u.searchParams.delete('disposition')],
+      ['expires removed', (u) => u.searchParams.delete('expires')],
+    ];
+    for (const [label, edit] of edits) {
+      const u = new URL(url);
+      edit(u);
+      const res = await fetch(u);
+      assert.equal(res.status, 403, label);
+      assert.equal(
+        ((await res.json()) as { error: { code: string } }).error.code,
+        'INVALID_SIGNATURE',
+        label,
+      );
+    }
+  });
+
+  test('a tampered URL is INVALID_SIGNATURE even after expiry (no validity oracle)', async () => {
+    const { url } = (await sign({ expires_in: 1 })).body as { url: string };
+    w.clock.advance(10_000);
+    const u = new URL(url);
+    u.searchParams.set('signature', 'A'.repeat(43));
+    const res = await fetch(u);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'INVALID_SIGNATURE');
+  });
+
+  test('disposition attachment is honoured; inline never makes HTML inline', async () => {
+    const attachment = await sign({ disposition: 'attachment' });
+    const res = await fetch(attachment.body.url);
+    assert.ok(res.headers.get('content-disposition')?.startsWith('attachment;'));
+
+    const html = await createAsset(w, w.key, 'x.html', '<script>alert(1)</script>', 'text/html');
+    const inline = await sign({ disposition: 'inline' }, html.id);
+    const htmlRes = await fetch(inline.body.url);
+    assert.equal(htmlRes.status, 200);
+    assert.ok(htmlRes.headers.get('content-disposition')?.startsWith('attachment;'));
+    assert.match(htmlRes.headers.get('content-security-policy') ?? '', /sandbox/);
+  });
+
+  test('signed URLs support Range and If-None-Match', async () => {
+    const { url } = (await sign()).body as { url: string };
+    const ranged = await fetch(url, { headers: { range: 'bytes=0-5' } });
+    assert.equal(ranged.status, 206);
+    assert.equal(await ranged.text(), bytes.subarray(0, 6).toString());
+    const cached = await fetch(url, { headers: { 'if-none-match': `"${asset.sha256}"` } });
+    assert.equal(cached.status, 304);
+  });
+
+  test('invalid bodies are 400 VALIDATION_FAILED', async () => {
+    for (const bad of [
+      { expires_in: 0 },
+      { expires_in: 604801 },
+      { expires_in: '60' },
+      { expires_in: 1.5 },
+      { disposition: 'evil' },
+      { expires_in: 60, extra: true },
+    ]) {
+      const res = await sign(bad);
+      assert.equal(res.status, 400, JSON.stringify(bad));
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED', JSON.stringify(bad));
+    }
+    assert.equal((await sign({ expires_in: 604800 })).status, 200, 'seven days is the maximum');
+  });
+
+  test('an unknown asset is 404', async () => {
+    const res = await sign({}, '019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b');
+    assert.equal(res.status, 404);
+    assert.equal(res.body.error.code, 'NOT_FOUND');
+  });
+});
+
+async function newAccount() {
+  return w.newAccount();
+}
