@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import { CompiledQuery, type InferResult, type Kysely, type Selectable } from 'kysely';
 import { WharfError } from '../core/errors.js';
 import type { Account, ApiKey, Asset, Role, Upload, UploadKind, UploadStatus } from '../core/model.js';
 import type { AssetPage, AssetQuery, FinishResult, Store } from '../core/ports.js';
@@ -10,9 +10,14 @@ export class SqlStore implements Store {
   private readonly db: Kysely<Database>;
   private readonly dialect: Dialect;
 
+  // Runs on every request. Building a Kysely query costs more than SQLite takes to run it,
+  // so this one is compiled once and re-run with each new parameter.
+  private readonly keyLookup: ReturnType<typeof compileKeyLookup>;
+
   constructor(connection: Connection) {
     this.db = connection.db;
     this.dialect = connection.dialect;
+    this.keyLookup = compileKeyLookup(this.db);
   }
 
   async settingOrInit(name: string, value: string): Promise<string> {
@@ -67,18 +72,8 @@ export class SqlStore implements Store {
   }
 
   async findKeyByHash(secretHash: string): Promise<{ key: ApiKey; account: Account } | undefined> {
-    const row = await this.db
-      .selectFrom('api_keys as k')
-      .innerJoin('accounts as a', 'a.id', 'k.account_id')
-      .selectAll('k')
-      .select([
-        'a.name as account_name',
-        'a.max_file_size as account_max_file_size',
-        'a.disabled as account_disabled',
-        'a.created_at as account_created_at',
-      ])
-      .where('k.secret_hash', '=', secretHash)
-      .executeTakeFirst();
+    const { rows } = await this.db.executeQuery(CompiledQuery.raw(this.keyLookup.sql, [secretHash]));
+    const row = rows[0] as KeyLookupRow | undefined;
     if (!row) return undefined;
     return {
       key: toKey(row),
@@ -325,6 +320,23 @@ export class SqlStore implements Store {
     await this.db.destroy();
   }
 }
+
+function compileKeyLookup(db: Kysely<Database>) {
+  return db
+    .selectFrom('api_keys as k')
+    .innerJoin('accounts as a', 'a.id', 'k.account_id')
+    .selectAll('k')
+    .select([
+      'a.name as account_name',
+      'a.max_file_size as account_max_file_size',
+      'a.disabled as account_disabled',
+      'a.created_at as account_created_at',
+    ])
+    .where('k.secret_hash', '=', '')
+    .compile();
+}
+
+type KeyLookupRow = InferResult<ReturnType<typeof compileKeyLookup>>[number];
 
 function toAccount(row: Selectable<AccountsTable>): Account {
   return {
