@@ -1,9 +1,9 @@
 import multipart from '@fastify/multipart';
 import { Type } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
-import type { DirectUpload } from '../../../core/uploads.js';
+import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';
 import type { ApiContext, App } from '../context.js';
 import { declaredDigests } from '../integrity.js';
 import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
@@ -11,7 +11,8 @@ import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
 const Query = Type.Object(
   {
     name: Type.Optional(
-      Type.String({ maxLength: 1024, description: 'File name (required for raw bodies).' }),
+      // No maxLength here: the name rules report a long name as INVALID_NAME (255 UTF-8 bytes).
+      Type.String({ description: 'File name (required for raw bodies), at most 255 UTF-8 bytes.' }),
     ),
     content_type: Type.Optional(
       Type.String({ maxLength: 255, description: 'Overrides the part/body type.' }),
@@ -32,6 +33,8 @@ export async function directUploadRoute(app: App, { core, publicUrl }: ApiContex
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   await app.register(multipart, {
     limits: { files: 1, fields: 8, fieldSize: 4096, parts: 10, headerPairs: 100 },
+    // busboy would cut "../etc/passwd" down to "passwd" silently; the name rules refuse it.
+    preservePath: true,
   });
 
   app.post(
@@ -57,17 +60,50 @@ export async function directUploadRoute(app: App, { core, publicUrl }: ApiContex
     async (request, reply) => {
       const principal = request.principal!;
       const expected = declaredDigests(request.headers, request.query);
-      const input = request.isMultipart()
-        ? await multipartInput(core, principal, request, request.query)
-        : rawInput(request, request.query);
-      const outcome = await core.uploads.uploadDirect(principal, { ...input, expected });
-      reply.status(outcome.deduplicated ? 200 : 201);
-      return {
-        status: outcome.deduplicated ? ('exists' as const) : ('created' as const),
-        asset: assetJson(outcome.asset, publicUrl),
-      };
+      if (!request.isMultipart()) {
+        const input = rawInput(request, request.query);
+        return created(reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
+      }
+      let input: DirectUpload;
+      try {
+        input = await multipartInput(core, principal, request, request.query);
+      } catch (err) {
+        throw isParserError(err) ? malformedForm(err) : err;
+      }
+      // A form that breaks off inside the file part errors the part's stream first.
+      let partError: unknown;
+      input.body.once('error', (err) => {
+        partError = err;
+      });
+      try {
+        return created(reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
+      } catch (err) {
+        // busboy errors the part ("terminated early") and the form ("unexpected end"); a
+        // storage failure carries a code (ENOSPC…) and stays a 500.
+        throw isParserError(partError) && isParserError(err) ? malformedForm(err) : err;
+      }
     },
   );
+
+  function created(reply: FastifyReply, outcome: UploadOutcome) {
+    reply.status(outcome.deduplicated ? 200 : 201);
+    return {
+      status: outcome.deduplicated ? ('exists' as const) : ('created' as const),
+      asset: assetJson(outcome.asset, publicUrl),
+    };
+  }
+}
+
+/**
+ * busboy reports a broken form (no boundary, truncated data) with plain Errors that carry
+ * neither a code nor a status: the client's fault, so 400 rather than 500.
+ */
+function isParserError(err: unknown): boolean {
+  return err instanceof Error && !(err instanceof WharfError) && !('code' in err) && !('statusCode' in err);
+}
+
+function malformedForm(err: unknown): WharfError {
+  return new WharfError('VALIDATION_FAILED', `The multipart body is malformed: ${(err as Error).message}`);
 }
 
 type Query = { name?: string; content_type?: string };

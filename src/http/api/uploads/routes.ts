@@ -14,7 +14,11 @@ import {
 
 const FileSchema = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 1024 }),
+    // No maxLength here: the name rules report a long name as INVALID_NAME (255 UTF-8 bytes).
+    name: Type.String({
+      minLength: 1,
+      description: 'At most 255 UTF-8 bytes; no "/", "\\" or control characters.',
+    }),
     content_type: Type.Optional(Type.String({ maxLength: 255 })),
     size: Type.Integer({ minimum: 0, description: 'Exact size in bytes; bound into the URL.' }),
     sha256: Type.Optional(
