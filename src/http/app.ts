@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { LOCAL_ENDPOINT_PATH } from '../blobs/local-endpoint.js';
+import { WharfError } from '../core/errors.js';
 import type { Principal } from '../core/model.js';
 import type { Core } from '../core/wharf.js';
 import { assetContentRoute } from './api/assets/content.js';
@@ -12,8 +13,9 @@ import type { ApiContext, App } from './api/context.js';
 import { keyRoutes } from './api/keys.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { authenticate } from './plugins/auth.js';
-import { registerNativeErrors } from './plugins/errors.js';
+import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
+import { sendS3Error } from './storage/s3-errors.js';
 import { validatorCompiler } from './validation.js';
 
 declare module 'fastify' {
@@ -56,6 +58,15 @@ export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise
     // Wharf sits behind load balancers; request ids come from there when present.
     requestIdHeader: 'x-request-id',
     routerOptions: { maxParamLength: 500 },
+    // Failures before routing (a malformed percent-encoding in the URL) skip the error
+    // handlers; answer them in the shape the path's clients read, not Fastify's default.
+    frameworkErrors: (err, request, reply) => {
+      if (request.url.startsWith(`${LOCAL_ENDPOINT_PATH}/`)) {
+        sendS3Error(request, reply, new WharfError('VALIDATION_FAILED', err.message));
+      } else {
+        nativeErrorHandler(err, request, reply);
+      }
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { StorageEndpointService } from '../../core/endpoint.js';
+import { WharfError } from '../../core/errors.js';
 import { sendS3Error } from './s3-errors.js';
 
 /**
@@ -14,7 +15,14 @@ export async function storageEndpointRoutes(
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   app.setErrorHandler((err, request, reply) => sendS3Error(request, reply, err));
-  app.setNotFoundHandler((request, reply) => sendS3Error(request, reply, undefined));
+  // Only presigned PUTs exist here; anything else is refused as S3 refuses an unsigned request.
+  app.setNotFoundHandler((request, reply) =>
+    sendS3Error(
+      request,
+      reply,
+      new WharfError('NOT_FOUND', 'Only presigned PUT requests are accepted here.'),
+    ),
+  );
 
   app.put('/*', { schema: { hide: true } }, async (request, reply) => {
     const digests = await endpoint.putObject(

@@ -15,6 +15,7 @@ const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
   SIZE_MISMATCH: { status: 400, code: 'IncompleteBody' },
   FILE_TOO_LARGE: { status: 400, code: 'EntityTooLarge' },
   LENGTH_REQUIRED: { status: 411, code: 'MissingContentLength' },
+  VALIDATION_FAILED: { status: 400, code: 'InvalidArgument' },
 };
 
 function escapeXml(value: string): string {
