@@ -93,7 +93,14 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       const rangeHeader = request.headers.range;
       const ifRange = request.headers['if-range'];
       if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
-        const ranges = rangeParser(asset.size, rangeHeader, { combine: true });
+        // RFC 9110 §14.1.3: a suffix longer than the file selects all of it (range-parser
+        // drops such a range, which would make "bytes=-1000" of a small file a 416).
+        const header = rangeHeader.replace(
+          /(=|,)\s*-(\d+)\s*(?=,|$)/g,
+          (spec, lead: string, suffix: string) =>
+            asset.size > 0 && Number(suffix) > asset.size ? `${lead}0-` : spec,
+        );
+        const ranges = rangeParser(asset.size, header, { combine: true });
         // A unit other than bytes ("items=0-4") is not ours to interpret: the header is ignored.
         const bytesUnit = /^bytes=/i.test(rangeHeader);
         if (bytesUnit && ranges === -1) {
