@@ -1,0 +1,588 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import {
+  countAssets,
+  createAsset,
+  dbQuery,
+  declare,
+  objectFiles,
+  postRawMultipart,
+  putPresigned,
+  readJson,
+  tmpFiles,
+  uploadForm,
+  uploadRaw,
+} from '../helpers/assets.js';
+import { api, b64, type JsonResponse, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+function countUploads(): number {
+  return dbQuery<{ n: number }>(w, 'select count(*) as n from uploads')[0]!.n;
+}
+
+/** Runs `attempt` and checks it was refused with `status`/`code` and left no trace at all. */
+async function refusedWithoutTrace(
+  status: number,
+  code: string,
+  attempt: () => Promise<JsonResponse>,
+  label: string,
+): Promise<void> {
+  const assets = countAssets(w);
+  const uploads = dbQuery(w, "select id from uploads where status = 'pending'").length;
+  const objects = await objectFiles(w);
+  const res = await attempt();
+  assert.equal(res.status, status, `${label}: ${JSON.stringify(res.body)}`);
+  assert.equal(res.body?.error?.code, code, `${label}: ${JSON.stringify(res.body)}`);
+  assert.equal(typeof res.body.error.message, 'string');
+  assert.equal(countAssets(w), assets, `${label}: no asset`);
+  assert.equal(
+    dbQuery(w, "select id from uploads where status = 'pending'").length,
+    uploads,
+    `${label}: no open upload`,
+  );
+  assert.deepEqual(await objectFiles(w), objects, `${label}: no object`);
+  assert.deepEqual(await tmpFiles(w), [], `${label}: no temp file`);
+}
+
+const BAD_NAMES: Array<[string, string]> = [
+  ['NUL', 'a\u0000b.txt'],
+  ['CR', 'a\rb.txt'],
+  ['LF', 'a\nb.txt'],
+  ['CRLF header injection', 'x.txt\r\nContent-Type: text/html'],
+  ['TAB', 'a\tb.txt'],
+  ['ESC', 'a\u001b[2Jb.txt'],
+  ['DEL', 'a\u007fb.txt'],
+  ['C1 control', 'a\u009bb.txt'],
+  ['right-to-left override', 'invoice\u202Efdp.exe'],
+  ['left-to-right isolate', 'a\u2066b.txt'],
+  ['zero-width space', 'pay\u200bpal.pdf'],
+  ['zero-width non-joiner', 'a\u200cb.txt'],
+  ['byte-order mark', '\ufeffname.txt'],
+  ['slash', 'dir/file.txt'],
+  ['parent traversal', '../etc/passwd'],
+  ['backslash traversal', '..\\..\\boot.ini'],
+  ['absolute path', '/etc/shadow'],
+  ['dot', '.'],
+  ['dot dot', '..'],
+  ['blank', '    '],
+  ['256 bytes', 'n'.repeat(252) + '.txt'],
+  ['256 bytes of accents', 'é'.repeat(128)],
+  ['2000 characters', 'n'.repeat(2000)],
+];
+
+describe('file names: refused as INVALID_NAME on every way in, nothing stored', () => {
+  for (const [label, name] of BAD_NAMES) {
+    test(`declared name: ${label}`, async () => {
+      await refusedWithoutTrace(
+        400,
+        'INVALID_NAME',
+        () => api(w.url, w.key, 'POST', '/v1/uploads', { name, size: 1 }),
+        label,
+      );
+      await refusedWithoutTrace(
+        400,
+        'INVALID_NAME',
+        () =>
+          api(w.url, w.key, 'POST', '/v1/uploads', {
+            files: [
+              { name: 'fine.txt', size: 1 },
+              { name, size: 1 },
+            ],
+          }),
+        `${label} in a batch`,
+      );
+    });
+
+    test(`?name=: ${label}`, async () => {
+      await refusedWithoutTrace(
+        400,
+        'INVALID_NAME',
+        () => uploadRaw(w, w.key, name, randomBytes(16), { contentType: 'application/octet-stream' }),
+        label,
+      );
+    });
+
+    test(`?name= overriding a good multipart filename: ${label}`, async () => {
+      await refusedWithoutTrace(
+        400,
+        'INVALID_NAME',
+        () =>
+          uploadForm(
+            w,
+            w.key,
+            'good.bin',
+            randomBytes(16),
+            '',
+            `/v1/assets?name=${encodeURIComponent(name)}`,
+          ),
+        label,
+      );
+    });
+  }
+
+  // In a multipart header a raw CR or LF ends the header line, so those cannot be tested
+  // as part of a filename; everything else goes in as raw bytes.
+  for (const [label, name] of BAD_NAMES.filter(([, n]) => !/[\r\n]/.test(n))) {
+    test(`multipart filename (raw bytes): ${label}`, async () => {
+      await refusedWithoutTrace(
+        400,
+        'INVALID_NAME',
+        () => postRawMultipart(w, w.key, Buffer.from(name.replace(/"/g, '%22'), 'utf8'), randomBytes(16)),
+        label,
+      );
+    });
+  }
+
+  test('multipart filename with a Windows path is refused, not silently cut to its last part', async () => {
+    await refusedWithoutTrace(
+      400,
+      'INVALID_NAME',
+      () => postRawMultipart(w, w.key, Buffer.from('C:\\Users\\me\\secret.txt'), 'x'),
+      'windows path',
+    );
+  });
+
+  test('an empty ?name= is refused, not replaced', async () => {
+    const res = await uploadRaw(w, w.key, '', 'x', { contentType: 'text/plain' });
+    assert.equal(res.status, 400);
+    assert.ok(['VALIDATION_FAILED', 'INVALID_NAME'].includes(res.body.error.code));
+    assert.equal((await api(w.url, w.key, 'POST', '/v1/uploads', { name: '', size: 1 })).status, 400);
+  });
+});
+
+describe('file names that are fine round-trip exactly', () => {
+  const names = [
+    'résumé 📄.pdf',
+    '日本語 ファイル.txt',
+    'Ελληνικά.doc',
+    'עברית.txt', // Right-to-left script itself is fine; only override characters are not.
+    'emoji 👩‍💻 zwj.txt', // The ZWJ inside an emoji sequence… see the assertion below.
+    'quote\'s "double" name.txt',
+    'percent %41 not decoded.txt',
+    '.env',
+    'n'.repeat(251) + '.txt',
+  ];
+  for (const name of names) {
+    test(JSON.stringify(name), async () => {
+      const hasZwj = name.includes('\u200d');
+      const res = await uploadRaw(w, w.key, name, randomBytes(12), { contentType: 'text/plain' });
+      if (hasZwj) {
+        // Zero-width joiners are refused even inside emoji: documented strictness.
+        assert.equal(res.status, 400);
+        assert.equal(res.body.error.code, 'INVALID_NAME');
+        return;
+      }
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(res.body.asset.name, name);
+      const got = await api(w.url, w.key, 'GET', `/v1/assets/${res.body.asset.id}`);
+      assert.equal(got.body.name, name);
+      const content = await fetch(`${w.url}/v1/assets/${res.body.asset.id}/content`, {
+        headers: { 'x-api-key': w.key },
+      });
+      const disposition = content.headers.get('content-disposition') ?? '';
+      const star = /filename\*=UTF-8''([^;]+)/i.exec(disposition)?.[1];
+      const plain = /filename="((?:[^"\\]|\\.)*)"/.exec(disposition)?.[1]?.replace(/\\(.)/g, '$1');
+      assert.equal(star ? decodeURIComponent(star) : plain, name, disposition);
+    });
+  }
+
+  test('a name sent decomposed (NFD) is stored composed (NFC)', async () => {
+    const res = await uploadRaw(w, w.key, 'cafe\u0301.txt', randomBytes(5), { contentType: 'text/plain' });
+    assert.equal(res.status, 201);
+    assert.equal(res.body.asset.name, 'café.txt');
+  });
+});
+
+describe('strict JSON bodies', () => {
+  const refused = async (path: string, body: unknown, label: string) => {
+    const uploads = countUploads();
+    const res = await api(w.url, w.key, 'POST', path, body);
+    assert.equal(res.status, 400, `${label}: ${JSON.stringify(res.body)}`);
+    assert.equal(res.body.error.code, 'VALIDATION_FAILED', label);
+    assert.equal(countUploads(), uploads, `${label}: nothing recorded`);
+  };
+
+  const uploadBodies: Array<[string, unknown]> = [
+    ['unknown top-level field', { name: 'a', size: 1, public: true }],
+    ['unknown field in a batch item', { files: [{ name: 'a', size: 1, acl: 'public-read' }] }],
+    ['unknown field beside files', { files: [{ name: 'a', size: 1 }], callback: 'http://x' }],
+    ['name and files mixed', { name: 'a', size: 1, files: [{ name: 'b', size: 1 }] }],
+    ['size as a string', { name: 'a', size: '12' }],
+    ['size as a float', { name: 'a', size: 1.5 }],
+    ['size negative', { name: 'a', size: -1 }],
+    ['size null', { name: 'a', size: null }],
+    ['size boolean', { name: 'a', size: true }],
+    ['size as an array', { name: 'a', size: [1] }],
+    ['size 1e30', { name: 'a', size: 1e30 }],
+    ['size 2^53', { name: 'a', size: 2 ** 53 }],
+    ['size missing', { name: 'a' }],
+    ['name missing', { size: 1 }],
+    ['name as a number', { name: 12, size: 1 }],
+    ['name null', { name: null, size: 1 }],
+    ['name as an object', { name: { toString: 'x' }, size: 1 }],
+    ['content_type as a number', { name: 'a', size: 1, content_type: 5 }],
+    ['sha256 as a number', { name: 'a', size: 1, sha256: 123 }],
+    ['files as an object', { files: { 0: { name: 'a', size: 1 } } }],
+    ['files as a string', { files: 'a' }],
+    ['files with a null item', { files: [null] }],
+    ['an array body', [{ name: 'a', size: 1 }]],
+    ['a string body', 'name=a'],
+    ['a number body', 42],
+    ['null', null],
+    ['empty object', {}],
+  ];
+  for (const [label, body] of uploadBodies) {
+    test(`POST /v1/uploads: ${label}`, () => refused('/v1/uploads', body, label));
+  }
+
+  test('size 2^53 - 1 is a valid integer but over the 5 GiB default: 413 FILE_TOO_LARGE', async () => {
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'a', size: Number.MAX_SAFE_INTEGER });
+    assert.equal(res.status, 413);
+    assert.equal(res.body.error.code, 'FILE_TOO_LARGE');
+    const edge = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'a', size: 5 * 1024 ** 3 + 1 });
+    assert.equal(edge.status, 413);
+    const max = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'a', size: 5 * 1024 ** 3 });
+    assert.equal(max.status, 201);
+  });
+
+  test('a __proto__ key is refused and pollutes nothing', async () => {
+    const res = await fetch(`${w.url}/v1/uploads`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/json' },
+      body: '{"name":"a","size":1,"__proto__":{"polluted":true}}',
+    });
+    assert.equal(res.status, 400);
+    assert.equal(((await readJson(res)).body as { error: { code: string } }).error.code, 'VALIDATION_FAILED');
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    const ctor = await api(
+      w.url,
+      w.key,
+      'POST',
+      '/v1/uploads',
+      JSON.parse('{"name":"a","size":1,"constructor":{"prototype":{"x":1}}}'),
+    );
+    assert.equal(ctor.status, 400);
+  });
+
+  for (const [label, text] of [
+    ['malformed JSON', '{"name": "a", "size": 1'],
+    ['trailing garbage', '{"name":"a","size":1} x'],
+    ['empty body', ''],
+    ['single quotes', "{'name':'a','size':1}"],
+    ['NaN', '{"name":"a","size":NaN}'],
+  ] as const) {
+    test(`POST /v1/uploads with ${label} → 400 VALIDATION_FAILED`, async () => {
+      const res = await readJson(
+        fetch(`${w.url}/v1/uploads`, {
+          method: 'POST',
+          headers: { 'x-api-key': w.key, 'content-type': 'application/json' },
+          body: text,
+        }),
+      );
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+    });
+  }
+
+  test('a body that is not JSON at all is 415, in the native error shape', async () => {
+    const res = await readJson(
+      fetch(`${w.url}/v1/uploads`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key, 'content-type': 'application/xml' },
+        body: '<files/>',
+      }),
+    );
+    assert.equal(res.status, 415);
+    assert.equal(res.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  test('a 10 MB JSON body is 413 and the server carries on', async () => {
+    const body = JSON.stringify({ files: [{ name: 'a', size: 1 }], pad: 'x'.repeat(10 * 1024 * 1024) });
+    const res = await readJson(
+      fetch(`${w.url}/v1/uploads`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key, 'content-type': 'application/json' },
+        body,
+      }),
+    );
+    assert.equal(res.status, 413);
+    assert.equal(res.body.error.code, 'FILE_TOO_LARGE');
+    const keys = await readJson(
+      fetch(`${w.url}/v1/keys`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }),
+      }),
+    );
+    assert.equal(keys.status, 413);
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?limit=1')).status, 200);
+  });
+
+  test('a batch with 10,001 files is refused without creating anything', async () => {
+    const uploads = countUploads();
+    const files = Array.from({ length: 10_001 }, (_, i) => ({ name: `f${i}`, size: 1 }));
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { files });
+    assert.equal(res.status, 400);
+    assert.equal(countUploads(), uploads);
+  });
+});
+
+describe('bad digests and types are refused before anything is stored', () => {
+  const bytes = Buffer.from('digest target');
+  const declared: Array<[string, Record<string, unknown>, string]> = [
+    ['sha256 not hex', { sha256: 'z'.repeat(64) }, 'INVALID_DIGEST'],
+    ['sha256 too short', { sha256: 'ab'.repeat(31) }, 'INVALID_DIGEST'],
+    ['sha256 that is an md5', { sha256: 'd41d8cd98f00b204e9800998ecf8427e' }, 'INVALID_DIGEST'],
+    ['md5 too long', { md5: 'ab'.repeat(17) }, 'INVALID_DIGEST'],
+    ['md5 garbage', { md5: '!!!' }, 'INVALID_DIGEST'],
+    ['sha256 over the length cap', { sha256: 'a'.repeat(500) }, 'VALIDATION_FAILED'],
+    ['content type without subtype', { content_type: 'text' }, 'INVALID_CONTENT_TYPE'],
+    ['content type with CRLF', { content_type: 'text/plain\r\nX-Injected: 1' }, 'INVALID_CONTENT_TYPE'],
+    ['content type with spaces', { content_type: 'text / plain' }, 'INVALID_CONTENT_TYPE'],
+  ];
+  for (const [label, extra, code] of declared) {
+    test(`declared: ${label} → ${code}`, async () => {
+      await refusedWithoutTrace(
+        400,
+        code,
+        () => api(w.url, w.key, 'POST', '/v1/uploads', { name: 'd.bin', size: bytes.length, ...extra }),
+        label,
+      );
+    });
+  }
+
+  const direct: Array<[string, { headers?: Record<string, string>; query?: Record<string, string> }]> = [
+    ['?sha256= not a digest', { query: { sha256: 'not-a-digest' } }],
+    ['?md5= not a digest', { query: { md5: 'xyz' } }],
+    [
+      'Content-MD5 in hex (it must be base64)',
+      { headers: { 'content-md5': 'd41d8cd98f00b204e9800998ecf8427e' } },
+    ],
+    ['Content-MD5 of the wrong length', { headers: { 'content-md5': b64('abcd') } }],
+    ['Content-Digest that is not a structured field', { headers: { 'content-digest': 'sha-256=abc' } }],
+    ['Content-Digest with a short sha-256', { headers: { 'content-digest': `sha-256=:${b64('abcd')}:` } }],
+    ['Content-Digest sha-256 as a string', { headers: { 'content-digest': 'sha-256="abc"' } }],
+    ['Repr-Digest garbage', { headers: { 'repr-digest': ',,,' } }],
+    [
+      'two declarations that disagree',
+      {
+        headers: { 'repr-digest': `sha-256=:${b64(sha256Hex('other'))}:` },
+        query: { sha256: sha256Hex(bytes) },
+      },
+    ],
+  ];
+  for (const [label, options] of direct) {
+    test(`direct upload: ${label} → INVALID_DIGEST`, async () => {
+      await refusedWithoutTrace(
+        400,
+        'INVALID_DIGEST',
+        () => uploadRaw(w, w.key, 'd.bin', bytes, { contentType: 'application/octet-stream', ...options }),
+        label,
+      );
+    });
+  }
+
+  test('direct upload with an invalid Content-Type is INVALID_CONTENT_TYPE', async () => {
+    await refusedWithoutTrace(
+      400,
+      'INVALID_CONTENT_TYPE',
+      () => uploadRaw(w, w.key, 'd.bin', bytes, { query: { content_type: 'nonsense' } }),
+      'bad ?content_type',
+    );
+  });
+
+  test('unknown query parameters on POST /v1/assets are refused', async () => {
+    await refusedWithoutTrace(
+      400,
+      'VALIDATION_FAILED',
+      () => uploadRaw(w, w.key, 'd.bin', bytes, { query: { public: 'true' } }),
+      'unknown query parameter',
+    );
+  });
+});
+
+describe('malformed multipart bodies are 400, never 500, and store nothing', () => {
+  const bodies: Array<[string, string, string]> = [
+    ['no boundary', 'multipart/form-data', 'anything'],
+    ['garbage body', 'multipart/form-data; boundary=zz', 'this is not multipart'],
+    [
+      'truncated inside the file part',
+      'multipart/form-data; boundary=zz',
+      '--zz\r\nContent-Disposition: form-data; name="file"; filename="t.txt"\r\n\r\nsome bytes',
+    ],
+    [
+      'truncated inside the part headers',
+      'multipart/form-data; boundary=zz',
+      '--zz\r\nContent-Disposition: form-data; name="file"; filen',
+    ],
+  ];
+  for (const [label, type, body] of bodies) {
+    test(label, async () => {
+      await refusedWithoutTrace(
+        400,
+        'VALIDATION_FAILED',
+        () =>
+          readJson(
+            fetch(`${w.url}/v1/assets`, {
+              method: 'POST',
+              headers: { 'x-api-key': w.key, 'content-type': type },
+              body,
+            }),
+          ),
+        label,
+      );
+    });
+  }
+});
+
+describe('malformed Range headers never break a download', () => {
+  let id: string;
+  const bytes = Buffer.from('0123456789');
+  before(async () => {
+    id = (await createAsset(w, w.key, 'ranges.txt', bytes, 'text/plain')).id;
+  });
+  const whole = [
+    'bytes=abc',
+    'bytes=--1',
+    'bytes=1-2-3',
+    'bytes',
+    'bytes=,',
+    'items=0-4',
+    'bytes=0-1,4-5,8-9',
+    '\u00e9',
+  ];
+  for (const header of whole) {
+    test(`Range ${JSON.stringify(header.slice(0, 30))} → 200 with the whole file`, async () => {
+      const res = await fetch(`${w.url}/v1/assets/${id}/content`, {
+        headers: { 'x-api-key': w.key, range: header },
+      });
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), bytes.toString());
+    });
+  }
+  for (const [header, expected] of [
+    ['bytes=0-99999999999999999999999', 'bytes 0-9/10'],
+    ['bytes=9-', 'bytes 9-9/10'],
+    ['bytes=-999', 'bytes 0-9/10'],
+    ['bytes=-10', 'bytes 0-9/10'],
+    ['bytes=-999,0-3', 'bytes 0-9/10'],
+    [`bytes=${'0-0,'.repeat(2000)}0-0`, 'bytes 0-0/10'], // Overlapping ranges combine into one.
+  ] as const) {
+    test(`Range ${header.slice(0, 30)} → 206 ${expected}`, async () => {
+      const res = await fetch(`${w.url}/v1/assets/${id}/content`, {
+        headers: { 'x-api-key': w.key, range: header },
+      });
+      assert.equal(res.status, 206);
+      assert.equal(res.headers.get('content-range'), expected);
+    });
+  }
+  for (const header of ['bytes=10-', 'bytes=99999999999999999999-', 'bytes=-0']) {
+    test(`Range ${header} → 416`, async () => {
+      const res = await fetch(`${w.url}/v1/assets/${id}/content`, {
+        headers: { 'x-api-key': w.key, range: header },
+      });
+      assert.equal(res.status, 416);
+      assert.equal(res.headers.get('content-range'), 'bytes */10');
+    });
+  }
+});
+
+describe('hostile ids, paths and URLs', () => {
+  const ids = [
+    '..%2F..%2Fetc%2Fpasswd',
+    '%00',
+    `${'a'.repeat(65)}`,
+    "1' OR '1'='1",
+    '%2e%2e',
+    '*',
+    '%E2%80%AE',
+  ];
+  for (const id of ids) {
+    test(`asset id ${JSON.stringify(id.slice(0, 30))} → 400 or 404 in the native shape`, async () => {
+      for (const path of [`/v1/assets/${id}`, `/v1/assets/${id}/content`, `/v1/uploads/${id}`]) {
+        const res = await readJson(fetch(`${w.url}${path}`, { headers: { 'x-api-key': w.key } }));
+        assert.ok([400, 404].includes(res.status), `${path}: ${res.status}`);
+        assert.equal(typeof res.body.error.code, 'string', `${path}: ${JSON.stringify(res.body)}`);
+      }
+    });
+  }
+
+  test('a malformed percent-encoding is 400 in the native error shape', async () => {
+    const res = await readJson(fetch(`${w.url}/v1/assets/%E0%A4%A`, { headers: { 'x-api-key': w.key } }));
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'VALIDATION_FAILED', JSON.stringify(res.body));
+  });
+
+  test('an unknown route is 404 NOT_FOUND in the native shape', async () => {
+    const res = await readJson(fetch(`${w.url}/v1/nothing-here`, { headers: { 'x-api-key': w.key } }));
+    assert.equal(res.status, 404);
+    assert.equal(res.body.error.code, 'NOT_FOUND');
+  });
+
+  test('the storage endpoint answers other methods and bad paths with S3 errors, never 500', async () => {
+    const intent = await declare(w, w.key, { name: 's3.bin', size: 3 });
+    const u = new URL(intent.url);
+    const attempts: Array<[string, string, RequestInit]> = [
+      ['GET the presigned URL', intent.url, {}],
+      ['HEAD the presigned URL', intent.url, { method: 'HEAD' }],
+      ['DELETE the presigned URL', intent.url, { method: 'DELETE' }],
+      ['POST the presigned URL', intent.url, { method: 'POST', body: 'abc', headers: intent.headers }],
+      ['list the bucket', `${u.origin}/s3/wharf/`, {}],
+      [
+        'bad percent-encoding in the key',
+        `${u.origin}/s3/wharf/default/%E0%A4%A${u.search}`,
+        { method: 'PUT', body: 'abc', headers: intent.headers },
+      ],
+      [
+        'another bucket',
+        intent.url.replace('/s3/wharf/', '/s3/other/'),
+        { method: 'PUT', body: 'abc', headers: intent.headers },
+      ],
+      [
+        'traversal in the key',
+        `${u.origin}/s3/wharf/default/..%2F..%2Fwharf.db${u.search}`,
+        { method: 'PUT', body: 'abc', headers: intent.headers },
+      ],
+    ];
+    for (const [label, url, init] of attempts) {
+      const res = await fetch(url, init);
+      const text = await res.text();
+      assert.ok(res.status >= 400 && res.status < 500, `${label}: ${res.status} ${text}`);
+      if (init.method !== 'HEAD')
+        assert.match(text, /^<\?xml[^>]*>\s*<Error><Code>\w+<\/Code>/, `${label}: ${text}`);
+    }
+    // The real PUT still works afterwards, and the database file is untouched.
+    assert.equal((await putPresigned(intent, 'abc')).status, 200);
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?limit=1')).status, 200);
+  });
+
+  test('a PUT without Content-Length (chunked) to a presigned URL is refused', async () => {
+    const intent = await declare(w, w.key, { name: 'chunked.bin', size: 6 });
+    const res = await fetch(intent.url, {
+      method: 'PUT',
+      headers: intent.headers,
+      body: new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('abcdef'));
+          c.close();
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    assert.ok(res.status === 403 || res.status === 411, String(res.status));
+    assert.match(await res.text(), /<Code>(SignatureDoesNotMatch|MissingContentLength)<\/Code>/);
+    assert.equal(
+      (await api(w.url, w.key, 'POST', `/v1/uploads/${intent.id}/complete`)).body.error.code,
+      'UPLOAD_INCOMPLETE',
+    );
+  });
+});
