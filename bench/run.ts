@@ -4,13 +4,12 @@
  * full), BENCH_ROUNDS, BENCH_ONLY=upload,presign,complete,download,rss, BENCH_TMPDIR,
  * BENCH_CPU_PROF=<dir>, BENCH_MARKDOWN=1, BENCH_JSON=<file>, and per-size overrides.
  */
-import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ChildServer } from './lib/children.js';
-import { cleanupAll, installExitHandlers, onCleanup } from './lib/cleanup.js';
+import { cleanupAll, installExitHandlers } from './lib/cleanup.js';
 import { type BenchConfig, GiB, loadBenchConfig, type Section } from './lib/config.js';
 import type { BenchContext } from './lib/context.js';
 import { writeRandomFile } from './lib/data.js';
@@ -19,6 +18,7 @@ import { renderHotspots, summarizeProfile } from './lib/profile.js';
 import { type Row, renderMarkdown, renderText } from './lib/report.js';
 import { buildServers, startBaseline, startWharf, type WharfServer } from './lib/servers.js';
 import { formatBytes } from './lib/units.js';
+import { createWorkDir } from './lib/workdir.js';
 import { completeScenario } from './scenarios/complete.js';
 import { directUploadScenario } from './scenarios/direct-upload.js';
 import { downloadScenario } from './scenarios/download.js';
@@ -48,12 +48,7 @@ async function main(config: BenchConfig): Promise<Row[]> {
   log('building Wharf (tsconfig.build.json) and the reference servers...');
   await buildServers();
 
-  const workDir = await mkdtemp(join(config.tmpRoot, 'wharf-bench-'));
-  onCleanup(
-    'remove temporary files',
-    () => rm(workDir, { recursive: true, force: true }),
-    () => rmSync(workDir, { recursive: true, force: true }),
-  );
+  const workDir = await createWorkDir(config.tmpRoot, log);
   const dataFileBytes = Math.max(
     config.singleUploadBytes,
     config.downloadBytes,
