@@ -96,7 +96,7 @@ export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise
   app.get('/openapi.json', { schema: { hide: true }, config: { auth: 'none' } }, async () => app.swagger());
   app.get(
     '/healthz',
-    { config: { auth: 'none' }, schema: { summary: 'Liveness', tags: ['meta'] } },
+    { config: { auth: 'none' }, schema: { summary: 'Liveness', tags: ['meta'], security: [] } },
     async () => ({ status: 'ok' }),
   );
 

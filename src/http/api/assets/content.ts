@@ -6,7 +6,12 @@ import { WharfError } from '../../../core/errors.js';
 import type { Asset } from '../../../core/model.js';
 import { authenticate } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
-import { IdParams } from '../schemas.js';
+import { errorResponses, IdParams } from '../schemas.js';
+
+/** A response body of raw bytes (documentation only: streams are never serialised). */
+function binary(description: string) {
+  return { description, content: { '*/*': { schema: { type: 'string', format: 'binary' } } } };
+}
 
 const ContentQuery = Type.Object(
   {
@@ -43,6 +48,18 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
         tags: ['assets'],
         params: IdParams,
         querystring: ContentQuery,
+        // A key, or none at all with a signed URL's query parameters.
+        security: [{ apiKey: [] }, { bearer: [] }, {}],
+        response: {
+          200: binary('The bytes; Content-Type is the asset’s own.'),
+          206: binary('The requested byte range (see Content-Range).'),
+          304: { description: 'Not modified: If-None-Match matched the ETag.', type: 'null' },
+          ...errorResponses,
+          416: {
+            ...errorResponses[400],
+            description: 'The Range cannot be satisfied (Content-Range: bytes */size).',
+          },
+        },
       },
     },
     async (request, reply) => {
@@ -87,7 +104,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
 
       const ifNoneMatch = request.headers['if-none-match'];
       if (ifNoneMatch?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
-        return reply.status(304).send();
+        return reply.status(304).send(null);
       }
 
       const rangeHeader = request.headers.range;
