@@ -1,0 +1,288 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { createAsset, declare, putPresigned, readJson } from '../helpers/assets.js';
+import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+let w: TestWharf;
+// biome-ignore lint/suspicious/noExplicitAny: an OpenAPI document is walked dynamically
+type Json = any;
+let doc: Json;
+before(async () => {
+  w = await startWharf();
+  const res = await fetch(`${w.url}/openapi.json`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+  doc = await res.json();
+});
+after(async () => {
+  await w?.close();
+});
+
+const ROUTES: Record<string, string[]> = {
+  '/healthz': ['get'],
+  '/v1/assets': ['get', 'post'],
+  '/v1/assets/{id}': ['delete', 'get'],
+  '/v1/assets/{id}/content': ['get'],
+  '/v1/assets/{id}/signed-url': ['post'],
+  '/v1/uploads': ['post'],
+  '/v1/uploads/{id}': ['get'],
+  '/v1/uploads/{id}/complete': ['post'],
+  '/v1/keys': ['get', 'post'],
+  '/v1/keys/{id}': ['delete'],
+};
+
+describe('the OpenAPI document', () => {
+  test('is OpenAPI 3.1 describing this server', () => {
+    assert.equal(doc.openapi, '3.1.0');
+    assert.equal(doc.info.title, 'Wharf');
+    assert.equal(typeof doc.info.version, 'string');
+    assert.deepEqual(
+      doc.servers.map((s: { url: string }) => s.url),
+      [w.url],
+    );
+  });
+
+  test('lists exactly the native API routes (not the storage endpoint or the docs themselves)', () => {
+    const documented = Object.fromEntries(
+      Object.entries(doc.paths).map(([path, ops]) => [path, Object.keys(ops as object).sort()]),
+    );
+    assert.deepEqual(documented, ROUTES);
+  });
+
+  test('every operation has a summary, a tag and its path parameter', () => {
+    for (const [path, ops] of Object.entries<Record<string, Json>>(doc.paths)) {
+      for (const [method, op] of Object.entries<Json>(ops)) {
+        assert.ok(op.summary, `${method} ${path} has a summary`);
+        assert.ok(op.tags?.length, `${method} ${path} has a tag`);
+        if (path.includes('{id}')) {
+          const param = op.parameters?.find(
+            (p: { in: string; name: string }) => p.in === 'path' && p.name === 'id',
+          );
+          assert.ok(param?.required, `${method} ${path} documents {id}`);
+        }
+      }
+    }
+  });
+
+  test('declares both ways to present a key, and that public routes need none', () => {
+    assert.deepEqual(doc.components.securitySchemes.apiKey, {
+      type: 'apiKey',
+      in: 'header',
+      name: 'x-api-key',
+    });
+    assert.deepEqual(doc.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer' });
+    assert.deepEqual(doc.security, [{ apiKey: [] }, { bearer: [] }]);
+    assert.deepEqual(doc.paths['/healthz'].get.security, [], '/healthz is public');
+    const content = doc.paths['/v1/assets/{id}/content'].get.security;
+    assert.ok(
+      content?.some((s: object) => Object.keys(s).length === 0),
+      'content is readable without a key (signed URL)',
+    );
+  });
+
+  test('request bodies are documented as strict (no unknown fields)', () => {
+    const uploads = doc.paths['/v1/uploads'].post.requestBody.content['application/json'].schema;
+    assert.equal(uploads.anyOf.length, 2);
+    for (const variant of uploads.anyOf) assert.equal(variant.additionalProperties, false);
+    const file = uploads.anyOf.find((v: Json) => v.properties.files).properties.files.items;
+    assert.equal(file.additionalProperties, false);
+    assert.deepEqual(file.required.sort(), ['name', 'size']);
+    assert.equal(file.properties.size.type, 'integer');
+    const keys = doc.paths['/v1/keys'].post.requestBody.content['application/json'].schema;
+    assert.equal(keys.additionalProperties, false);
+    const signed =
+      doc.paths['/v1/assets/{id}/signed-url'].post.requestBody.content['application/json'].schema;
+    assert.equal(signed.additionalProperties, false);
+  });
+
+  test('every documented 4xx answer has the native error shape', () => {
+    for (const [path, ops] of Object.entries<Record<string, Json>>(doc.paths)) {
+      for (const [method, op] of Object.entries<Json>(ops)) {
+        for (const [status, response] of Object.entries<Json>(op.responses)) {
+          if (!status.startsWith('4')) continue;
+          const schema = response.content?.['application/json']?.schema;
+          assert.ok(schema, `${method} ${path} ${status} has a JSON schema`);
+          assert.deepEqual(schema.required, ['error'], `${method} ${path} ${status}`);
+          assert.deepEqual(schema.properties.error.required.sort(), ['code', 'message']);
+        }
+      }
+    }
+  });
+});
+
+describe('real responses match the document', () => {
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+  const seen: Array<[string, string, number]> = [];
+
+  /** Checks a response against the document's schema for its operation and status. */
+  function conforms(method: string, template: string, res: JsonResponse): void {
+    seen.push([method, template, res.status]);
+    const op = doc.paths[template]?.[method.toLowerCase()];
+    assert.ok(op, `${method} ${template} is documented`);
+    const response = op.responses[String(res.status)];
+    assert.ok(response, `${method} ${template} documents status ${res.status}`);
+    const schema = response.content?.['application/json']?.schema;
+    if (!schema || typeof res.body !== 'object') return;
+    const validate = ajv.compile(schema);
+    assert.ok(
+      validate(res.body),
+      `${method} ${template} ${res.status}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(res.body)}`,
+    );
+  }
+
+  test('assets: upload (created and exists), list, get, signed URL, delete, and their errors', async () => {
+    const bytes = randomBytes(64);
+    const upload = async () =>
+      readJson(
+        fetch(`${w.url}/v1/assets?name=doc.bin`, {
+          method: 'POST',
+          headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream' },
+          body: new Uint8Array(bytes),
+        }),
+      );
+    const created = await upload();
+    conforms('POST', '/v1/assets', created);
+    assert.equal(created.status, 201);
+    conforms('POST', '/v1/assets', await upload()); // 200 "exists"
+    const id = created.body.asset.id;
+    conforms('GET', '/v1/assets', await api(w.url, w.key, 'GET', '/v1/assets?limit=5'));
+    conforms('GET', '/v1/assets', await api(w.url, w.key, 'GET', '/v1/assets?limit=0'));
+    conforms('GET', '/v1/assets/{id}', await api(w.url, w.key, 'GET', `/v1/assets/${id}`));
+    conforms(
+      'GET',
+      '/v1/assets/{id}',
+      await api(w.url, w.key, 'GET', `/v1/assets/${sha256Hex('x').slice(0, 36)}`),
+    );
+    conforms('GET', '/v1/assets/{id}', await api(w.url, undefined, 'GET', `/v1/assets/${id}`));
+    conforms(
+      'POST',
+      '/v1/assets/{id}/signed-url',
+      await api(w.url, w.key, 'POST', `/v1/assets/${id}/signed-url`, {}),
+    );
+    conforms(
+      'POST',
+      '/v1/assets/{id}/signed-url',
+      await api(w.url, w.key, 'POST', `/v1/assets/${id}/signed-url`, { expires_in: 0 }),
+    );
+    const small = await startWharf({ env: { WHARF_MAX_FILE_SIZE: '10' } });
+    try {
+      const tooBig = await readJson(
+        fetch(`${small.url}/v1/assets?name=big.bin`, {
+          method: 'POST',
+          headers: { 'x-api-key': small.key, 'content-type': 'application/octet-stream' },
+          body: new Uint8Array(randomBytes(11)),
+        }),
+      );
+      assert.equal(tooBig.status, 413);
+      seen.push(['POST', '/v1/assets', 413]);
+      const op = doc.paths['/v1/assets'].post;
+      assert.ok(ajv.compile(op.responses['413'].content['application/json'].schema)(tooBig.body));
+    } finally {
+      await small.close();
+    }
+    conforms('DELETE', '/v1/assets/{id}', await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`));
+    conforms('DELETE', '/v1/assets/{id}', await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`));
+  });
+
+  test('content: full, partial, not modified, unsatisfiable, missing', async () => {
+    const asset = await createAsset(w, w.key, 'c.txt', 'content body', 'text/plain');
+    const read = (headers: Record<string, string> = {}, id = asset.id) =>
+      readJson(fetch(`${w.url}/v1/assets/${id}/content`, { headers: { 'x-api-key': w.key, ...headers } }));
+    conforms('GET', '/v1/assets/{id}/content', await read());
+    conforms('GET', '/v1/assets/{id}/content', await read({ range: 'bytes=0-3' }));
+    conforms('GET', '/v1/assets/{id}/content', await read({ 'if-none-match': `"${asset.sha256}"` }));
+    conforms('GET', '/v1/assets/{id}/content', await read({ range: 'bytes=999-' }));
+    conforms('GET', '/v1/assets/{id}/content', await read({}, '019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b'));
+    const signed = await api(w.url, w.key, 'POST', `/v1/assets/${asset.id}/signed-url`, {});
+    conforms('GET', '/v1/assets/{id}/content', await readJson(fetch(`${signed.body.url.slice(0, -2)}xx`)));
+  });
+
+  test('uploads: single and batch intents, exists, state, completion and its errors', async () => {
+    const bytes = randomBytes(20);
+    const single = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'u.bin', size: 20 });
+    conforms('POST', '/v1/uploads', single);
+    conforms(
+      'POST',
+      '/v1/uploads',
+      await api(w.url, w.key, 'POST', '/v1/uploads', {
+        files: [
+          { name: 'a', size: 1 },
+          { name: 'b', size: 2 },
+        ],
+      }),
+    );
+    conforms(
+      'POST',
+      '/v1/uploads',
+      await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'u.bin', size: '20' }),
+    );
+    conforms(
+      'POST',
+      '/v1/uploads',
+      await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'u.bin', size: 6 * 1024 ** 3 }),
+    );
+    conforms('GET', '/v1/uploads/{id}', await api(w.url, w.key, 'GET', `/v1/uploads/${single.body.id}`));
+    conforms(
+      'POST',
+      '/v1/uploads/{id}/complete',
+      await api(w.url, w.key, 'POST', `/v1/uploads/${single.body.id}/complete`),
+    );
+    assert.equal((await putPresigned(single.body, bytes)).status, 200);
+    const done = await api(w.url, w.key, 'POST', `/v1/uploads/${single.body.id}/complete`);
+    conforms('POST', '/v1/uploads/{id}/complete', done);
+    conforms(
+      'POST',
+      '/v1/uploads',
+      await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'again', size: 20, sha256: sha256Hex(bytes) }),
+    );
+    const expiring = await declare(w, w.key, { name: 'late.bin', size: 1 });
+    w.clock.advance(16 * 60_000);
+    conforms(
+      'POST',
+      '/v1/uploads/{id}/complete',
+      await api(w.url, w.key, 'POST', `/v1/uploads/${expiring.id}/complete`),
+    );
+    conforms('GET', '/v1/uploads/{id}', await api(w.url, w.key, 'GET', '/v1/uploads/nope'));
+  });
+
+  test('keys: list, create, revoke and their errors', async () => {
+    conforms('GET', '/v1/keys', await api(w.url, w.key, 'GET', '/v1/keys'));
+    const created = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'doc key' });
+    conforms('POST', '/v1/keys', created);
+    conforms('GET', '/v1/keys', await api(w.url, created.body.secret, 'GET', '/v1/keys'));
+    conforms('POST', '/v1/keys', await api(w.url, w.key, 'POST', '/v1/keys', { name: 'x', role: 'root' }));
+    conforms('DELETE', '/v1/keys/{id}', await api(w.url, w.key, 'DELETE', `/v1/keys/${created.body.key.id}`));
+    conforms('DELETE', '/v1/keys/{id}', await api(w.url, w.key, 'DELETE', `/v1/keys/${created.body.key.id}`));
+  });
+
+  test('health', async () => {
+    const res = await api(w.url, undefined, 'GET', '/healthz');
+    assert.deepEqual(res.body, { status: 'ok' });
+    conforms('GET', '/healthz', res);
+  });
+
+  test('the checks above really exercised a spread of statuses', () => {
+    const statuses = new Set(seen.map(([, , s]) => s));
+    for (const s of [200, 201, 204, 206, 304, 400, 401, 403, 404, 409, 410, 413, 416]) {
+      assert.ok(statuses.has(s), `status ${s} was checked against the document`);
+    }
+  });
+});
+
+describe('/docs', () => {
+  test('serves the interactive documentation as HTML, itself served from this server', async () => {
+    const res = await fetch(`${w.url}/docs`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
+    const html = await res.text();
+    assert.match(html, /swagger/i);
+    const spec = await fetch(`${w.url}/docs/json`);
+    assert.equal(spec.status, 200);
+    assert.deepEqual(Object.keys((await spec.json()) as object).sort(), Object.keys(doc).sort());
+  });
+});
