@@ -14,6 +14,7 @@ import {
   uploadForm,
   uploadRaw,
 } from '../helpers/assets.js';
+import { curl } from '../helpers/curl.js';
 import { api, b64, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -497,5 +498,26 @@ describe('a client that goes away mid-body leaves nothing behind', () => {
   test('the server still serves requests afterwards', async () => {
     const asset = await createAsset(w, w.key, 'after-abort.txt', 'still here', 'text/plain');
     assert.equal((await content(asset.id)).toString(), 'still here');
+  });
+});
+
+describe('raw body content type', () => {
+  test('curl --data-binary without a Content-Type is recorded as application/octet-stream, not a URL-encoded form', async () => {
+    const w = await startWharf();
+    try {
+      const res = await curl([
+        '-X',
+        'POST',
+        '--data-binary',
+        'not a form',
+        '-H',
+        `x-api-key: ${w.key}`,
+        `${w.url}/v1/assets?name=blob.bin`,
+      ]);
+      assert.equal(res.status, 201, res.body);
+      assert.equal(JSON.parse(res.body).asset.content_type, 'application/octet-stream');
+    } finally {
+      await w.close();
+    }
   });
 });

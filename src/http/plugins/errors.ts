@@ -6,7 +6,7 @@ export interface ErrorBody {
 }
 
 /** Fastify's own failures (parsing, validation, limits) as Wharf codes. */
-const FASTIFY_CODES: Record<string, { code: ErrorCode | 'UNSUPPORTED_MEDIA_TYPE'; status: number }> = {
+const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 'FILE_TOO_LARGE', status: 413 },
   FST_REQ_FILE_TOO_LARGE: { code: 'FILE_TOO_LARGE', status: 413 },
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', status: 415 },

@@ -108,6 +108,17 @@ function malformedForm(err: unknown): WharfError {
 
 type Query = { name?: string; content_type?: string };
 
+/**
+ * curl --data-binary labels its body application/x-www-form-urlencoded unless told
+ * otherwise; a file uploaded raw is never really a URL-encoded form, so that label is
+ * treated as "no type given".
+ */
+function rawBodyType(header: string | undefined): string | undefined {
+  return header?.split(';')[0]?.trim().toLowerCase() === 'application/x-www-form-urlencoded'
+    ? undefined
+    : header;
+}
+
 function rawInput(request: FastifyRequest, query: Query): DirectUpload {
   if (!query.name) {
     request.raw.resume();
@@ -116,7 +127,7 @@ function rawInput(request: FastifyRequest, query: Query): DirectUpload {
   const length = request.headers['content-length'];
   return {
     name: query.name,
-    contentType: query.content_type ?? request.headers['content-type'],
+    contentType: query.content_type ?? rawBodyType(request.headers['content-type']),
     body: request.raw,
     declaredSize: length === undefined ? undefined : Number(length),
   };
