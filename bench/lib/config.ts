@@ -34,7 +34,7 @@ export interface BenchConfig {
 
 const SCALES = {
   full: {
-    rounds: 3,
+    rounds: 5,
     singleUploadBytes: 1 * GiB,
     concurrentUploads: 8,
     concurrentUploadBytes: 128 * MiB,
