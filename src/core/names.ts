@@ -60,9 +60,10 @@ export function validateContentType(raw: string | undefined | null): string {
 
 const TYPE_FAMILY = new RegExp(`^${TOKEN}/\\*$`);
 
-/** A listing filter: an exact media type, or a whole family such as `image/*`. */
-export function validateTypeFilter(raw: string): string {
+/** A listing filter: an exact media type, a whole family such as `image/*`, or the wildcard of all types (no filter). */
+export function validateTypeFilter(raw: string): string | undefined {
   const value = raw.trim().toLowerCase();
+  if (value === '*/*') return undefined;
   if (TYPE_FAMILY.test(value)) return value;
   return validateContentType(value);
 }

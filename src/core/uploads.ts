@@ -44,6 +44,11 @@ export interface DirectUpload {
   /** From Content-Length when the client sent one: lets an oversize body fail before it is read. */
   declaredSize?: number | undefined;
   expected?: { sha256?: string | undefined; md5?: string | undefined };
+  /**
+   * Runs once the bytes are stored and verified but before they become an asset; throwing
+   * leaves nothing behind. (A form's later parts can only be read after the file part.)
+   */
+  beforeCommit?: () => Promise<void>;
 }
 
 export interface ReceivedObject {
@@ -128,8 +133,9 @@ export class UploadService {
 
     let digests: Digests | undefined;
     try {
-      digests = await this.writeVerified(upload.storageKey, input.body, limit, contentType, (d) => {
+      digests = await this.writeVerified(upload.storageKey, input.body, limit, contentType, async (d) => {
         checkDigests(d, { sha256: expectedSha256, md5: expectedMd5 });
+        await input.beforeCommit?.();
       });
     } catch (err) {
       await this.store.expireUpload(id);
@@ -332,14 +338,14 @@ export class UploadService {
     body: Readable,
     limit: number,
     contentType: string,
-    verify: (digests: Digests) => void,
+    verify: (digests: Digests) => void | Promise<void>,
   ): Promise<Digests> {
     const digest = new DigestStream(limit);
     // pipeline() carries a client abort on `body` into `digest`, which the store reads.
     const source = pipeline(body, digest, noop);
-    await this.blobs.write(key, source, () => {
+    await this.blobs.write(key, source, async () => {
       const d = digest.digests();
-      verify(d);
+      await verify(d);
       return { ...d, contentType };
     });
     return digest.digests();

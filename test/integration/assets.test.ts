@@ -570,3 +570,25 @@ describe('signed download URLs', () => {
 async function newAccount() {
   return w.newAccount();
 }
+
+test('content_type=*/* lists every type, like no filter at all', async () => {
+  const own = await startWharf();
+  try {
+    for (const [name, type] of [
+      ['a.png', 'image/png'],
+      ['b.txt', 'text/plain'],
+    ]) {
+      const res = await fetch(`${own.url}/v1/assets?name=${name}`, {
+        method: 'POST',
+        headers: { 'x-api-key': own.key, 'content-type': type },
+        body: `${name} body`,
+      });
+      assert.equal(res.status, 201);
+    }
+    const all = await api(own.url, own.key, 'GET', '/v1/assets?content_type=*/*');
+    assert.equal(all.status, 200);
+    assert.deepEqual(all.body.data.map((a: { name: string }) => a.name).sort(), ['a.png', 'b.txt']);
+  } finally {
+    await own.close();
+  }
+});

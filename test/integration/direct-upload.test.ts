@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   countAssets,
@@ -516,6 +518,53 @@ describe('raw body content type', () => {
       ]);
       assert.equal(res.status, 201, res.body);
       assert.equal(JSON.parse(res.body).asset.content_type, 'application/octet-stream');
+    } finally {
+      await w.close();
+    }
+  });
+});
+
+describe('forms with more than one file', () => {
+  test('a second file part is refused with TOO_MANY_FILES and neither file is stored', async () => {
+    const w = await startWharf();
+    try {
+      const form = new FormData();
+      form.append('note', 'text fields before the file are fine');
+      form.append('file', new Blob(['first file']), 'one.txt');
+      form.append('file', new Blob(['second file']), 'two.txt');
+      const res = await fetch(`${w.url}/v1/assets`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key },
+        body: form,
+      });
+      assert.equal(res.status, 400);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'TOO_MANY_FILES');
+      const list = await api(w.url, w.key, 'GET', '/v1/assets');
+      assert.deepEqual(list.body.data, []);
+      assert.deepEqual(
+        await readdir(join(w.dataDir, 'blobs', 'objects'), { recursive: true }).then((e) =>
+          e.filter((f) => f.includes('.')),
+        ),
+        [],
+      );
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('text fields before the file part are ignored, and the file is stored', async () => {
+    const w = await startWharf();
+    try {
+      const form = new FormData();
+      form.append('note', 'hello');
+      form.append('file', new Blob(['only file']), 'only.txt');
+      const res = await fetch(`${w.url}/v1/assets`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key },
+        body: form,
+      });
+      assert.equal(res.status, 201);
+      assert.equal(((await res.json()) as { asset: { name: string } }).asset.name, 'only.txt');
     } finally {
       await w.close();
     }

@@ -1,4 +1,4 @@
-import multipart from '@fastify/multipart';
+import multipart, { type MultipartFile } from '@fastify/multipart';
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { WharfError } from '../../../core/errors.js';
@@ -33,6 +33,8 @@ export async function directUploadRoute(app: App, { core, publicUrl }: ApiContex
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   await app.register(multipart, {
     limits: { files: 1, fields: 8, fieldSize: 4096, parts: 10, headerPairs: 100 },
+    // The core's byte limit reports oversize files; busboy only must not cut them silently.
+    throwFileSizeLimit: false,
     // busboy would cut "../etc/passwd" down to "passwd" silently; the name rules refuse it.
     preservePath: true,
   });
@@ -141,7 +143,15 @@ async function multipartInput(
 ): Promise<DirectUpload> {
   const limit = core.uploads.maxFileSize(principal);
   // One byte over the limit so the core, not busboy's silent truncation, reports it.
-  const part = await request.file({ limits: { fileSize: limit + 1 }, throwFileSizeLimit: false });
+  const parts = request.parts({ limits: { fileSize: limit + 1 } })[Symbol.asyncIterator]();
+  let part: MultipartFile | undefined;
+  // Text fields before the file are allowed and ignored; the first file part is the upload.
+  for (let next = await parts.next(); !next.done; next = await parts.next()) {
+    if (next.value.type === 'file') {
+      part = next.value;
+      break;
+    }
+  }
   if (!part) throw new WharfError('VALIDATION_FAILED', 'The form has no file part (field "file").');
   if (part.fieldname !== 'file') {
     part.file.resume();
@@ -155,5 +165,28 @@ async function multipartInput(
     part.file.resume();
     throw new WharfError('VALIDATION_FAILED', 'The file part has no filename; add ?name=.');
   }
-  return { name, contentType: query.content_type ?? part.mimetype, body: part.file };
+  return {
+    name,
+    contentType: query.content_type ?? part.mimetype,
+    body: part.file,
+    // A second file would otherwise be dropped without a word: read the rest of the form
+    // before the first file becomes an asset, and refuse the request if another comes.
+    beforeCommit: async () => {
+      try {
+        for (let next = await parts.next(); !next.done; next = await parts.next()) {
+          if (next.value.type === 'file') {
+            next.value.file.resume();
+            throw tooManyFiles();
+          }
+        }
+      } catch (err) {
+        if ((err as { code?: string } | null)?.code === 'FST_FILES_LIMIT') throw tooManyFiles();
+        throw err;
+      }
+    },
+  };
+}
+
+function tooManyFiles(): WharfError {
+  return new WharfError('TOO_MANY_FILES', 'Send one file per request (field "file"); this form has more.');
 }
