@@ -491,7 +491,11 @@ describe('signed download URLs', () => {
     const edits: Array<[string, (u: URL) => void]> = [
       [
         'signature',
-        (u) => u.searchParams.set('signature', `${u.searchParams.get('signature')!.slice(0, -1)}A`),
+        (u) => {
+          // Always a different last character (a fixed 'A' would be no change 1 time in 64).
+          const sig = u.searchParams.get('signature')!;
+          u.searchParams.set('signature', `${sig.slice(0, -1)}${sig.endsWith('A') ? 'B' : 'A'}`);
+        },
       ],
       ['expires', (u) => u.searchParams.set('expires', String(Number(u.searchParams.get('expires')) + 1))],
       ['disposition', (u) => u.searchParams.set('disposition', 'attachment')],
@@ -577,7 +581,7 @@ test('content_type=*/* lists every type, like no filter at all', async () => {
     for (const [name, type] of [
       ['a.png', 'image/png'],
       ['b.txt', 'text/plain'],
-    ]) {
+    ] as const) {
       const res = await fetch(`${own.url}/v1/assets?name=${name}`, {
         method: 'POST',
         headers: { 'x-api-key': own.key, 'content-type': type },
