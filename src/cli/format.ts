@@ -1,18 +1,7 @@
 import type { Account, ApiKey } from '../core/model.js';
 
-/** The key as the CLI shows it (the API's field names); there is no secret to show. */
-export function keyJson(key: ApiKey) {
-  return {
-    id: key.id,
-    account_id: key.accountId,
-    name: key.name,
-    role: key.role,
-    prefix: key.prefix,
-    created_at: iso(key.createdAt),
-    last_used_at: key.lastUsedAt === null ? null : iso(key.lastUsedAt),
-    revoked_at: key.revokedAt === null ? null : iso(key.revokedAt),
-  };
-}
+// The CLI's JSON is the API's: one serializer for both.
+export { keyJson } from '../http/api/keys.js';
 
 export function accountJson(account: Account) {
   return {

@@ -17,7 +17,7 @@ const KeySchema = Type.Object({
 
 const Role = Type.Union([Type.Literal('admin'), Type.Literal('member')]);
 
-function keyJson(key: ApiKey) {
+export function keyJson(key: ApiKey) {
   return {
     id: key.id,
     account_id: key.accountId,
