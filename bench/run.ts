@@ -2,7 +2,8 @@
  * `npm run bench`: Wharf against a raw Node baseline, both as child processes on loopback.
  * See bench/README.md for what each figure means. Env: BENCH_SCALE=small|full (default
  * full), BENCH_ROUNDS, BENCH_ONLY=upload,presign,complete,download,rss, BENCH_TMPDIR,
- * BENCH_CPU_PROF=<dir>, BENCH_MARKDOWN=1, BENCH_JSON=<file>, and per-size overrides.
+ * BENCH_CPU_PROF=<dir>, BENCH_LOG_DIR=<dir>, BENCH_CHILD_NODE_ARGS, BENCH_MARKDOWN=1, BENCH_JSON=<file>,
+ * and per-size overrides.
  */
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, totalmem } from 'node:os';
@@ -96,8 +97,19 @@ async function startShared(
   const baselineDir = join(workDir, 'baseline');
   await mkdir(wharfDir);
   await mkdir(baselineDir);
-  const wharf = await startWharf({ dataDir: wharfDir, cpuProfileDir: config.cpuProfileDir });
-  const baseline = await startBaseline(baselineDir);
+  const logs = config.childLogDir;
+  if (logs) await mkdir(logs, { recursive: true });
+  const wharf = await startWharf({
+    dataDir: wharfDir,
+    cpuProfileDir: config.cpuProfileDir,
+    nodeArgs: config.childNodeArgs,
+    logFile: logs && join(logs, 'wharf.log'),
+  });
+  const baseline = await startBaseline({
+    dataDir: baselineDir,
+    nodeArgs: config.childNodeArgs,
+    logFile: logs && join(logs, 'baseline.log'),
+  });
   log(`Wharf pid ${wharf.pid} at ${wharf.url}; baseline pid ${baseline.pid} at ${baseline.url}`);
   return { wharf, baseline };
 }

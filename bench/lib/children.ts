@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
@@ -27,6 +28,8 @@ export interface SpawnOptions {
   /** GET here answers 200 once the server accepts requests. */
   healthPath: string;
   cwd: string;
+  /** Also append everything the child prints to this file. */
+  logFile?: string | undefined;
 }
 
 // Loaded into every child before its own code: when the benchmark dies without cleaning up
@@ -75,6 +78,12 @@ export async function spawnServer(options: SpawnOptions): Promise<ChildServer> {
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
+  if (options.logFile) {
+    const file = createWriteStream(options.logFile, { flags: 'a' });
+    child.stdout?.pipe(file, { end: false });
+    child.stderr?.pipe(file, { end: false });
+    child.once('exit', () => file.end());
+  }
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());

@@ -30,6 +30,10 @@ export interface BenchConfig {
   completeConcurrency: number;
   /** Directory for `node --cpu-prof` profiles of the Wharf child, or undefined for none. */
   cpuProfileDir: string | undefined;
+  /** Extra `node` flags for the shared Wharf and baseline children (diagnostics, e.g. --trace-gc). */
+  childNodeArgs: string[];
+  /** Where the shared children's full stdout/stderr go, or undefined to keep only a tail for errors. */
+  childLogDir: string | undefined;
 }
 
 const SCALES = {
@@ -88,6 +92,8 @@ export function loadBenchConfig(env: NodeJS.ProcessEnv = process.env): BenchConf
     completeFileBytes: 1 * KiB,
     completeConcurrency: 20,
     cpuProfileDir: env.BENCH_CPU_PROF ? resolve(env.BENCH_CPU_PROF) : undefined,
+    childNodeArgs: (env.BENCH_CHILD_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== ''),
+    childLogDir: env.BENCH_LOG_DIR ? resolve(env.BENCH_LOG_DIR) : undefined,
   };
 }
 

@@ -29,6 +29,9 @@ export interface WharfOptions {
   dataDir: string;
   /** Adds `--cpu-prof` so the child writes a V8 CPU profile there when it stops. */
   cpuProfileDir?: string | undefined;
+  /** Extra `node` flags, before the entry script. */
+  nodeArgs?: string[];
+  logFile?: string | undefined;
   name?: string;
 }
 
@@ -39,7 +42,7 @@ export async function startWharf(options: WharfOptions): Promise<WharfServer> {
   if (options.cpuProfileDir) await mkdir(options.cpuProfileDir, { recursive: true });
   const server = await spawnServer({
     name: options.name ?? 'wharf',
-    nodeArgs: [...profiling, join(REPO_ROOT, 'dist', 'src', 'main.js')],
+    nodeArgs: [...profiling, ...(options.nodeArgs ?? []), join(REPO_ROOT, 'dist', 'src', 'main.js')],
     env: {
       ...cleanEnv(),
       WHARF_DATA_DIR: options.dataDir,
@@ -52,20 +55,27 @@ export async function startWharf(options: WharfOptions): Promise<WharfServer> {
     port,
     healthPath: '/healthz',
     cwd: REPO_ROOT,
+    logFile: options.logFile,
   });
   return { ...server, apiKey, dataDir: options.dataDir };
 }
 
 /** bench/baseline-server.ts: raw node:http, hash + temp file + fsync + rename; GET streams a file. */
-export async function startBaseline(dataDir: string, name = 'baseline'): Promise<ChildServer> {
+export async function startBaseline(options: {
+  dataDir: string;
+  name?: string;
+  nodeArgs?: string[];
+  logFile?: string | undefined;
+}): Promise<ChildServer> {
   const port = await freePort();
   return spawnServer({
-    name,
-    nodeArgs: [join(REPO_ROOT, 'dist', 'bench', 'baseline-server.js')],
-    env: { ...cleanEnv(), BASELINE_PORT: String(port), BASELINE_DIR: dataDir },
+    name: options.name ?? 'baseline',
+    nodeArgs: [...(options.nodeArgs ?? []), join(REPO_ROOT, 'dist', 'bench', 'baseline-server.js')],
+    env: { ...cleanEnv(), BASELINE_PORT: String(port), BASELINE_DIR: options.dataDir },
     port,
     healthPath: '/healthz',
     cwd: REPO_ROOT,
+    logFile: options.logFile,
   });
 }
 

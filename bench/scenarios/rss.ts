@@ -76,7 +76,7 @@ async function measure(ctx: RssContext, size: number, which: 'wharf' | 'baseline
       server = wharf;
       return await peakDuring(wharf, () => wharfUpload(wharf, 'rss.bin', body));
     }
-    const baseline = await startBaseline(dir, name);
+    const baseline = await startBaseline({ dataDir: dir, name });
     server = baseline;
     return await peakDuring(baseline, () => baselineUpload(baseline, body));
   } finally {
