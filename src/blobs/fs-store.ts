@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -49,17 +49,21 @@ export class FsBlobStore implements BlobStore {
     const temp = join(this.tmp, `${randomUUID()}.part`);
     const tempMeta = `${temp}.json`;
     try {
-      const handle = await open(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o640);
-      // The stream owns (and closes) this handle: pipeline() resolves on its 'close'.
-      await pipeline(source, handle.createWriteStream({ highWaterMark: WRITE_CHUNK }));
-      await fsyncPath(temp);
+      // flush: the stream fsyncs its own descriptor before it closes, so the bytes are on
+      // disk when pipeline() resolves (on the stream's 'close').
+      await pipeline(
+        source,
+        createWriteStream(temp, { flags: 'wx', mode: 0o640, flush: true, highWaterMark: WRITE_CHUNK }),
+      );
       const info = await seal();
-      await writeDurably(tempMeta, JSON.stringify(info));
-      await mkdir(dirname(target), { recursive: true });
-      await mkdir(dirname(metaTarget), { recursive: true });
-      // Metadata first: an object that is visible always has its facts beside it.
+      await this.ensureDirectory(dirname(target));
+      await this.ensureDirectory(dirname(metaTarget));
+      // The facts only cache what the bytes say: head() checks them against the file and
+      // the core re-hashes when they are missing or damaged, so they need no fsync.
+      await writeFile(tempMeta, JSON.stringify(info), { flag: 'wx', mode: 0o640 });
       await rename(tempMeta, metaTarget);
       await rename(temp, target);
+      // The rename itself must survive a power cut before the asset row may point at it.
       await fsyncPath(dirname(target));
     } catch (err) {
       await rm(temp, { force: true });
@@ -76,15 +80,14 @@ export class FsBlobStore implements BlobStore {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+    let text: string;
     try {
-      const recorded = JSON.parse(
-        await readFile(`${this.pathOf(this.meta, key)}.json`, 'utf8'),
-      ) as ObjectInfo;
-      if (recorded.size === size) return recorded;
+      text = await readFile(`${this.pathOf(this.meta, key)}.json`, 'utf8');
     } catch (err) {
-      if (!isNotFound(err)) throw err;
+      if (isNotFound(err)) return { size };
+      throw err;
     }
-    return { size };
+    return recordedFacts(text, size) ?? { size };
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
@@ -119,6 +122,15 @@ export class FsBlobStore implements BlobStore {
 
   async close(): Promise<void> {}
 
+  /** Wharf never removes directories, so each needs creating once per process. */
+  private async ensureDirectory(path: string): Promise<void> {
+    if (this.directories.has(path)) return;
+    await mkdir(path, { recursive: true });
+    this.directories.add(path);
+  }
+
+  private readonly directories = new Set<string>();
+
   /** Keys come from the core, never from clients; this is the last line of defence anyway. */
   private pathOf(base: string, key: string): string {
     const path = resolve(base, key);
@@ -130,12 +142,20 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-async function writeDurably(path: string, content: string): Promise<void> {
-  await writeFile(path, content, { flag: 'wx', mode: 0o640 });
-  await fsyncPath(path);
+/** The sidecar's facts, if it is intact and describes a file of this size. */
+function recordedFacts(text: string, size: number): ObjectInfo | undefined {
+  try {
+    const facts = JSON.parse(text) as Partial<ObjectInfo>;
+    const hex = (value: unknown, length: number) =>
+      typeof value === 'string' && new RegExp(`^[0-9a-f]{${length}}$`).test(value);
+    if (facts.size === size && hex(facts.sha256, 64) && hex(facts.md5, 32)) return facts as ObjectInfo;
+  } catch {
+    // Torn by a crash: the bytes are re-hashed instead.
+  }
+  return undefined;
 }
 
-/** fsync acts on the file, not the descriptor: a fresh read handle flushes what any other wrote. */
+/** Opens a directory to fsync it, which makes renames into it durable. */
 async function fsyncPath(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {

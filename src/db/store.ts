@@ -5,6 +5,8 @@ import type { AssetPage, AssetQuery, FinishResult, Store } from '../core/ports.j
 import type { Connection, Dialect } from './connect.js';
 import type { AccountsTable, ApiKeysTable, AssetsTable, Database, UploadsTable } from './schema.js';
 
+const INSERT_CHUNK = 100;
+
 /** The core's Store on Kysely: one implementation for SQLite and PostgreSQL. */
 export class SqlStore implements Store {
   private readonly db: Kysely<Database>;
@@ -150,12 +152,14 @@ export class SqlStore implements Store {
   }
 
   private async writeUploads(rows: UploadRow[]): Promise<void> {
-    // Chunked to stay under SQLite's bound-parameter limit.
+    // Fixed-size chunks: group commit merges calls into any number of rows, and a fixed
+    // chunk keeps the SQL text the same, so its prepared statement is reused (and the
+    // statement stays well under SQLite's bound-parameter limit).
     await this.db.transaction().execute(async (trx) => {
-      for (let i = 0; i < rows.length; i += 500) {
+      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
         await trx
           .insertInto('uploads')
-          .values(rows.slice(i, i + 500))
+          .values(rows.slice(i, i + INSERT_CHUNK))
           .execute();
       }
     });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,6 +68,32 @@ describe('the sweep', () => {
         headers: { 'x-api-key': w.key },
       });
       assert.equal(Buffer.compare(Buffer.from(await content.arrayBuffer()), bytes), 0);
+    } finally {
+      await w.close();
+    }
+  });
+});
+
+describe('a torn metadata sidecar', () => {
+  test('is not trusted: completion re-hashes the stored bytes and records the right digests', async () => {
+    const w = await startWharf();
+    try {
+      const bytes = randomBytes(4096);
+      const intent = (
+        await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'torn.bin', size: bytes.length })
+      ).body;
+      assert.equal(
+        (await fetch(intent.url, { method: 'PUT', headers: intent.headers, body: new Uint8Array(bytes) }))
+          .status,
+        200,
+      );
+      const [sidecar] = await filesUnder(join(w.dataDir, 'blobs', 'meta'));
+      assert.ok(sidecar, 'the PUT recorded its facts');
+      await writeFile(sidecar, '{"size":40'); // as a crash mid-write could leave it
+      const done = await api(w.url, w.key, 'POST', `/v1/uploads/${intent.id}/complete`);
+      assert.equal(done.status, 200);
+      assert.equal(done.body.asset.sha256, createHash('sha256').update(bytes).digest('hex'));
+      assert.equal(done.body.asset.md5, createHash('md5').update(bytes).digest('hex'));
     } finally {
       await w.close();
     }
