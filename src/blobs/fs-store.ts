@@ -5,10 +5,20 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ObjectInfo } from '../core/model.js';
-import type { BlobStore, ByteRange, PresignedRequest, PresignPutRequest, SealHook } from '../core/ports.js';
+import type {
+  BlobStore,
+  ByteRange,
+  PresignedPost,
+  PresignedRequest,
+  PresignPostRequest,
+  PresignPutRequest,
+  SealHook,
+} from '../core/ports.js';
 
+/** Presigns requests to the embedded storage endpoint (LocalEndpoint). */
 export interface PutPresigner {
   presignPut(request: PresignPutRequest): Promise<PresignedRequest>;
+  presignPost(request: PresignPostRequest): Promise<PresignedPost>;
 }
 
 const WRITE_CHUNK = 1 << 20;
@@ -102,6 +112,10 @@ export class FsBlobStore implements BlobStore {
 
   presignPut(request: PresignPutRequest): Promise<PresignedRequest> {
     return this.presigner.presignPut(request);
+  }
+
+  presignPost(request: PresignPostRequest): Promise<PresignedPost> {
+    return this.presigner.presignPost(request);
   }
 
   async sweepIncomplete(olderThan: number): Promise<number> {

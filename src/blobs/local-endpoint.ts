@@ -6,7 +6,15 @@ import { buildQueryString } from '@smithy/querystring-builder';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { hexToBase64 } from '../core/digests.js';
 import { WharfError } from '../core/errors.js';
-import type { PresignedRequest, PresignPutRequest, PresignVerifier, SignedRequest } from '../core/ports.js';
+import type {
+  PostConditions,
+  PresignedPost,
+  PresignedRequest,
+  PresignPostRequest,
+  PresignPutRequest,
+  PresignVerifier,
+  SignedRequest,
+} from '../core/ports.js';
 import type { PutPresigner } from './fs-store.js';
 
 export interface LocalEndpointOptions {
@@ -76,6 +84,14 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     // Content-Length is bound too, but clients set it themselves (browsers must).
     const { 'content-length': _length, ...clientHeaders } = headers;
     return { method: 'PUT', url, headers: canonicalCase(clientHeaders) };
+  }
+
+  async presignPost(_request: PresignPostRequest): Promise<PresignedPost> {
+    throw new WharfError('INTERNAL', 'POST policies are not built yet.');
+  }
+
+  async verifyPost(_fields: Record<string, string>, _now: number): Promise<PostConditions> {
+    throw new WharfError('INTERNAL', 'POST policies are not built yet.');
   }
 
   async verify(request: SignedRequest, now: number): Promise<{ key: string }> {

@@ -90,6 +90,25 @@ export interface PresignedRequest {
   headers: Record<string, string>;
 }
 
+/** A browser-form upload policy (S3 POST Object): every condition is enforced by storage. */
+export interface PresignPostRequest {
+  /** The exact key the form may write. */
+  key: string;
+  /** When set, the form must send exactly this Content-Type. */
+  contentType?: string | undefined;
+  minSize: number;
+  maxSize: number;
+  expiresInSeconds: number;
+  now: number;
+}
+
+export interface PresignedPost {
+  /** Where the form is POSTed. */
+  url: string;
+  /** Form fields to send, in this order, before the `file` field. */
+  fields: Record<string, string>;
+}
+
 export interface ByteRange {
   start: number;
   /** Inclusive, as in HTTP Range. */
@@ -112,6 +131,8 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** A URL a client can PUT the bytes to directly, with size, type and digests bound. */
   presignPut(request: PresignPutRequest): Promise<PresignedRequest>;
+  /** A POST policy for browser forms, binding the key, a size range, the type and the expiry. */
+  presignPost(request: PresignPostRequest): Promise<PresignedPost>;
   /** Removes debris of writes that never finished (temp files, incomplete parts). */
   sweepIncomplete(olderThan: number): Promise<number>;
   close(): Promise<void>;
@@ -129,4 +150,18 @@ export interface SignedRequest {
 export interface PresignVerifier {
   /** Returns the object key the request is allowed to write; throws a WharfError otherwise. */
   verify(request: SignedRequest, now: number): Promise<{ key: string }>;
+  /**
+   * Checks a POST Object form's policy and signature against the fields that arrived before
+   * the file. Returns the key and the conditions the file itself must still meet.
+   */
+  verifyPost(fields: Record<string, string>, now: number): Promise<PostConditions>;
+}
+
+/** What a verified POST policy still requires of the file part. */
+export interface PostConditions {
+  key: string;
+  minSize: number;
+  maxSize: number;
+  /** Exact Content-Type required of the form, if the policy names one. */
+  contentType?: string | undefined;
 }
