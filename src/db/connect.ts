@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, type SqliteDatabase, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, type SqliteDatabase, SqliteDialect } from 'kysely';
+import pg from 'pg';
 import type { Database } from './schema.js';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -11,11 +12,9 @@ export interface Connection {
   dialect: Dialect;
 }
 
-/** `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path; PostgreSQL comes with scale-out. */
+/** `postgres://…` / `postgresql://…`, or SQLite: `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path. */
 export function connect(url: string): Connection {
-  if (/^postgres(ql)?:\/\//.test(url)) {
-    throw new Error('PostgreSQL support is not built yet; use a SQLite path for WHARF_DATABASE_URL.');
-  }
+  if (/^postgres(ql)?:\/\//.test(url)) return connectPostgres(url);
   const path = url.replace(/^sqlite:(\/\/)?/, '');
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
@@ -29,6 +28,22 @@ export function connect(url: string): Connection {
     db: new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) }),
     dialect: 'sqlite',
   };
+}
+
+const INT8_OID = 20;
+
+function connectPostgres(url: string): Connection {
+  // bigint columns hold epoch milliseconds and byte sizes, all far below 2^53, and counts
+  // come back as int8 too: numbers, as SQLite gives them, rather than pg's default strings.
+  // Set on this pool only, not on pg's global parsers.
+  const types = {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      oid === INT8_OID && format !== 'binary'
+        ? (value: string) => Number(value)
+        : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+  };
+  const pool = new pg.Pool({ connectionString: url, types });
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), dialect: 'postgres' };
 }
 
 /**
