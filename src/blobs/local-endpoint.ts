@@ -1,9 +1,9 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { buildQueryString } from '@smithy/querystring-builder';
-import { SignatureV4 } from '@smithy/signature-v4';
+import { createScope, getSigningKey, SignatureV4 } from '@smithy/signature-v4';
 import { hexToBase64 } from '../core/digests.js';
 import { WharfError } from '../core/errors.js';
 import type {
@@ -16,6 +16,14 @@ import type {
   SignedRequest,
 } from '../core/ports.js';
 import type { PutPresigner } from './fs-store.js';
+import {
+  decodePolicy,
+  encodePolicy,
+  evaluatePolicy,
+  iso8601,
+  normalizeFields,
+  type PolicyCondition,
+} from './post-policy.js';
 
 export interface LocalEndpointOptions {
   /** Public base URL of this Wharf; the endpoint lives under `${publicUrl}/s3`. */
@@ -27,6 +35,9 @@ export interface LocalEndpointOptions {
 }
 
 export const LOCAL_ENDPOINT_PATH = '/s3';
+/** The embedded endpoint's one bucket; POST Object forms go to `${LOCAL_ENDPOINT_PATH}/${LOCAL_BUCKET}/`. */
+export const LOCAL_BUCKET = 'wharf';
+const ALGORITHM = 'AWS4-HMAC-SHA256';
 const MAX_EXPIRES = 7 * 24 * 3600;
 // Headers that bind the body: S3RequestPresigner leaves content-type unsigned by default.
 const BODY_HEADERS = ['content-type', 'content-length', 'content-md5', 'x-amz-checksum-sha256'];
@@ -42,6 +53,7 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
   private readonly basePath: string;
   private readonly presigner: S3RequestPresigner;
   private readonly verifier: SignatureV4;
+  private readonly credentials: { accessKeyId: string; secretAccessKey: string };
 
   constructor(private readonly options: LocalEndpointOptions) {
     this.base = new URL(options.publicUrl);
@@ -52,6 +64,7 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
       service: 's3',
       sha256: Hash.bind(null, 'sha256'),
     };
+    this.credentials = common.credentials;
     this.presigner = new S3RequestPresigner(common);
     // Same settings S3RequestPresigner gives its signer: S3 paths are signed as sent.
     this.verifier = new SignatureV4({ ...common, uriEscapePath: false, applyChecksum: false });
@@ -86,12 +99,98 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     return { method: 'PUT', url, headers: canonicalCase(clientHeaders) };
   }
 
-  async presignPost(_request: PresignPostRequest): Promise<PresignedPost> {
-    throw new WharfError('INTERNAL', 'POST policies are not built yet.');
+  /**
+   * The policy and fields S3's own presigned POST gives (@aws-sdk/s3-presigned-post builds
+   * the same document with the same signing key), names lower-cased as in boto3's forms.
+   * Built here rather than through that function because it reads the wall clock, and the
+   * policy's dates must come from `request.now`.
+   */
+  async presignPost(request: PresignPostRequest): Promise<PresignedPost> {
+    const amzDate = iso8601(request.now).replace(/[-:]/g, '');
+    const shortDate = amzDate.slice(0, 8);
+    const credential = `${this.options.accessKeyId}/${createScope(shortDate, this.options.region, 's3')}`;
+    const conditions: PolicyCondition[] = [
+      { bucket: this.options.bucket },
+      { key: request.key },
+      ['content-length-range', request.minSize, request.maxSize],
+      { 'x-amz-algorithm': ALGORITHM },
+      { 'x-amz-credential': credential },
+      { 'x-amz-date': amzDate },
+    ];
+    if (request.contentType !== undefined) conditions.push(['eq', '$Content-Type', request.contentType]);
+    const policy = encodePolicy({
+      expiration: iso8601(request.now + request.expiresInSeconds * 1000),
+      conditions,
+    });
+    const fields: Record<string, string> = { key: request.key };
+    if (request.contentType !== undefined) fields['Content-Type'] = request.contentType;
+    Object.assign(fields, {
+      'x-amz-algorithm': ALGORITHM,
+      'x-amz-credential': credential,
+      'x-amz-date': amzDate,
+      policy,
+      'x-amz-signature': await this.signPolicy(policy, shortDate),
+    });
+    return { url: `${this.base.protocol}//${this.base.host}${this.basePath}`, fields };
   }
 
-  async verifyPost(_fields: Record<string, string>, _now: number): Promise<PostConditions> {
-    throw new WharfError('INTERNAL', 'POST policies are not built yet.');
+  /**
+   * Checks a form as S3 does: algorithm and credential scope, then the signature over the
+   * policy exactly as sent, then expiry and every condition against the fields.
+   */
+  async verifyPost(raw: Record<string, string>, now: number): Promise<PostConditions> {
+    const fields = normalizeFields(raw);
+    const required = (name: string): string => {
+      const value = fields.get(name);
+      if (value === undefined || value === '') {
+        throw new WharfError('VALIDATION_FAILED', `Bucket POST must contain a field named '${name}'.`);
+      }
+      return value;
+    };
+    const policy = required('policy');
+    if (required('x-amz-algorithm') !== ALGORITHM) {
+      throw new WharfError('VALIDATION_FAILED', `x-amz-algorithm must be ${ALGORITHM}.`);
+    }
+    const [accessKeyId, shortDate, region, service, terminator, ...rest] =
+      required('x-amz-credential').split('/');
+    if (accessKeyId !== this.options.accessKeyId) {
+      throw new WharfError(
+        'UNKNOWN_ACCESS_KEY',
+        'The AWS Access Key Id you provided does not exist in our records.',
+      );
+    }
+    const amzDate = required('x-amz-date');
+    if (
+      !parseAmzDate(amzDate) ||
+      shortDate !== amzDate.slice(0, 8) ||
+      region !== this.options.region ||
+      service !== 's3' ||
+      terminator !== 'aws4_request' ||
+      rest.length > 0
+    ) {
+      throw new WharfError('VALIDATION_FAILED', 'The x-amz-credential or x-amz-date field is malformed.');
+    }
+    const expected = Buffer.from(await this.signPolicy(policy, shortDate));
+    const given = Buffer.from(required('x-amz-signature').toLowerCase());
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+      throw new WharfError(
+        'INVALID_SIGNATURE',
+        'The request signature we calculated does not match the signature you provided.',
+      );
+    }
+    // Only a signed policy is read: nothing about an unsigned one is worth telling.
+    return evaluatePolicy(decodePolicy(policy), fields, this.options.bucket, now);
+  }
+
+  private async signPolicy(policy: string, shortDate: string): Promise<string> {
+    const key = await getSigningKey(
+      Hash.bind(null, 'sha256'),
+      this.credentials,
+      shortDate,
+      this.options.region,
+      's3',
+    );
+    return createHmac('sha256', key).update(policy, 'utf8').digest('hex');
   }
 
   async verify(request: SignedRequest, now: number): Promise<{ key: string }> {
