@@ -46,4 +46,28 @@ export class StorageEndpointService {
       throw err;
     }
   }
+
+  /**
+   * A browser form's file (S3 POST Object). `fields` are the form fields that came before
+   * the file; the policy they carry is checked before a byte is read, and the size range it
+   * sets is enforced while the file streams.
+   */
+  async postObject(
+    fields: Record<string, string>,
+    file: { body: Readable; contentType: string },
+  ): Promise<Digests> {
+    try {
+      const conditions = await this.verifier.verifyPost(fields, this.clock.now());
+      return await this.uploads.receivePost({
+        key: conditions.key,
+        contentType: file.contentType,
+        body: file.body,
+        minSize: conditions.minSize,
+        maxSize: conditions.maxSize,
+      });
+    } catch (err) {
+      file.body.resume();
+      throw err;
+    }
+  }
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { StorageEndpointService } from '../../core/endpoint.js';
 import { WharfError } from '../../core/errors.js';
+import { postObjectRoute } from './post-object.js';
 import { sendS3Error } from './s3-errors.js';
 
 /**
@@ -15,14 +16,16 @@ export async function storageEndpointRoutes(
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   app.setErrorHandler((err, request, reply) => sendS3Error(request, reply, err));
-  // Only presigned PUTs exist here; anything else is refused as S3 refuses an unsigned request.
+  // Only presigned PUTs and POST policy forms exist here; anything else is refused as S3
+  // refuses an unsigned request.
   app.setNotFoundHandler((request, reply) =>
     sendS3Error(
       request,
       reply,
-      new WharfError('NOT_FOUND', 'Only presigned PUT requests are accepted here.'),
+      new WharfError('NOT_FOUND', 'Only presigned PUT requests and POST policy forms are accepted here.'),
     ),
   );
+  await app.register(postObjectRoute, { endpoint });
 
   app.put('/*', { schema: { hide: true } }, async (request, reply) => {
     const digests = await endpoint.putObject(

@@ -6,6 +6,8 @@ const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
   INVALID_SIGNATURE: { status: 403, code: 'SignatureDoesNotMatch' },
   UNKNOWN_ACCESS_KEY: { status: 403, code: 'InvalidAccessKeyId' },
   URL_EXPIRED: { status: 403, code: 'AccessDenied' },
+  // POST policies: an unmet condition or an expired policy.
+  FORBIDDEN: { status: 403, code: 'AccessDenied' },
   MALFORMED_SIGNATURE: { status: 400, code: 'AuthorizationQueryParametersError' },
   UPLOAD_EXPIRED: { status: 403, code: 'AccessDenied' },
   UPLOAD_NOT_PENDING: { status: 403, code: 'AccessDenied' },
@@ -14,6 +16,7 @@ const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
   INVALID_DIGEST: { status: 400, code: 'InvalidDigest' },
   SIZE_MISMATCH: { status: 400, code: 'IncompleteBody' },
   FILE_TOO_LARGE: { status: 400, code: 'EntityTooLarge' },
+  FILE_TOO_SMALL: { status: 400, code: 'EntityTooSmall' },
   LENGTH_REQUIRED: { status: 411, code: 'MissingContentLength' },
   VALIDATION_FAILED: { status: 400, code: 'InvalidArgument' },
 };

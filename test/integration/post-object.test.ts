@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Principal } from '../../src/core/model.js';
+import type { PresignedPost } from '../../src/core/ports.js';
+import type { PostDeclaration } from '../../src/core/uploads.js';
+import { objectFiles, tmpFiles } from '../helpers/assets.js';
+import { curl } from '../helpers/curl.js';
+import { md5Hex, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+let w: TestWharf;
+let principal: Principal;
+let dir: string;
+before(async () => {
+  w = await startWharf();
+  principal = await w.wharf.core.keys.authenticate(w.key);
+  dir = await mkdtemp(join(tmpdir(), 'wharf-post-object-'));
+});
+after(async () => {
+  await w?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function intent(declaration: Partial<PostDeclaration> = {}) {
+  return w.wharf.core.uploads.createPost(principal, { name: 'photo.jpg', ...declaration });
+}
+
+async function file(bytes: Buffer): Promise<string> {
+  const path = join(dir, `${randomBytes(6).toString('hex')}.jpg`);
+  await writeFile(path, bytes);
+  return path;
+}
+
+/** The seed's flow: every field with curl -F, in the order given, then the file. */
+function postForm(post: PresignedPost, path: string, fields: Record<string, string> = post.fields) {
+  const args = ['-X', 'POST', post.url];
+  for (const [name, value] of Object.entries(fields)) args.push('-F', `${name}=${value}`);
+  args.push('-F', `file=@${path};type=image/jpeg`);
+  return curl(args);
+}
+
+function s3Code(body: string): string | undefined {
+  return /<Code>([^<]+)<\/Code>/.exec(body)?.[1];
+}
+
+function header(headers: string, name: string): string | undefined {
+  return new RegExp(`^${name}: *(.*?)\\r?$`, 'im').exec(headers)?.[1];
+}
+
+describe('POST Object with a presigned policy (curl -F)', () => {
+  test('a good form stores the file: 204 with ETag and Location, and it completes', async () => {
+    const { upload, post } = await intent({ maxSize: 4096 });
+    assert.equal(post.url, `${w.url}/s3/wharf/`);
+    const bytes = randomBytes(3000);
+    const res = await postForm(post, await file(bytes));
+    assert.equal(res.status, 204, res.body);
+    assert.equal(header(res.headers, 'etag'), `"${md5Hex(bytes)}"`);
+    assert.equal(header(res.headers, 'location'), `${w.url}/s3/wharf/${upload.storageKey}`);
+    const done = await w.wharf.core.uploads.complete(principal, upload.id);
+    assert.equal(done.asset.sha256, sha256Hex(bytes));
+    assert.equal(done.asset.size, bytes.length);
+  });
+
+  test('a field the policy does not cover (success_action_status) is 403 Extra input fields', async () => {
+    const { post } = await intent();
+    const res = await postForm(post, await file(randomBytes(10)), {
+      ...post.fields,
+      success_action_status: '201',
+    });
+    // The field is not in the policy, so S3 refuses it as an extra input field.
+    assert.equal(res.status, 403, res.body);
+    assert.equal(s3Code(res.body), 'AccessDenied');
+    assert.match(res.body, /Extra input fields: success_action_status/);
+  });
+
+  test('a file above the policy range is 400 EntityTooLarge and nothing is stored', async () => {
+    const { upload, post } = await intent({ maxSize: 1024 });
+    const before = (await objectFiles(w)).length;
+    const res = await postForm(post, await file(randomBytes(200_000)));
+    assert.equal(res.status, 400, res.body);
+    assert.equal(s3Code(res.body), 'EntityTooLarge');
+    assert.equal((await objectFiles(w)).length, before);
+    assert.deepEqual(await tmpFiles(w), []);
+    await assert.rejects(w.wharf.core.uploads.complete(principal, upload.id), { code: 'UPLOAD_INCOMPLETE' });
+  });
+
+  test('a tampered policy is 403 SignatureDoesNotMatch', async () => {
+    const { post } = await intent({ maxSize: 1024 });
+    const document = JSON.parse(Buffer.from(post.fields['policy']!, 'base64').toString('utf8'));
+    document.conditions = document.conditions.map((c: unknown) =>
+      Array.isArray(c) && c[0] === 'content-length-range' ? ['content-length-range', 0, 10_000_000] : c,
+    );
+    const policy = Buffer.from(JSON.stringify(document)).toString('base64');
+    const res = await postForm(post, await file(randomBytes(10)), { ...post.fields, policy });
+    assert.equal(res.status, 403, res.body);
+    assert.equal(s3Code(res.body), 'SignatureDoesNotMatch');
+  });
+
+  test('an expired policy is 403 AccessDenied "Policy expired."', async () => {
+    const { post } = await intent({ expiresInSeconds: 60 });
+    w.clock.advance(61_000);
+    const res = await postForm(post, await file(randomBytes(10)));
+    assert.equal(res.status, 403, res.body);
+    assert.equal(s3Code(res.body), 'AccessDenied');
+    assert.match(res.body, /Invalid according to Policy: Policy expired\./);
+  });
+
+  test('a key other than the policy names is 403 AccessDenied', async () => {
+    const { post } = await intent();
+    const other = await intent();
+    const res = await postForm(post, await file(randomBytes(10)), {
+      ...post.fields,
+      key: other.post.fields['key']!,
+    });
+    assert.equal(res.status, 403, res.body);
+    assert.equal(s3Code(res.body), 'AccessDenied');
+    assert.match(res.body, /Policy Condition failed/);
+  });
+
+  test('a bound Content-Type must be sent as that field', async () => {
+    const { post } = await intent({ contentType: 'image/jpeg' });
+    assert.equal(post.fields['Content-Type'], 'image/jpeg');
+    const res = await postForm(post, await file(randomBytes(10)), {
+      ...post.fields,
+      'Content-Type': 'text/html',
+    });
+    assert.equal(res.status, 403, res.body);
+    assert.equal(s3Code(res.body), 'AccessDenied');
+    const ok = await postForm(post, await file(randomBytes(10)));
+    assert.equal(ok.status, 204, ok.body);
+  });
+
+  test('a form that is not multipart is refused as S3 does', async () => {
+    const res = await curl(['-X', 'POST', `${w.url}/s3/wharf/`, '--data', 'key=x']);
+    assert.equal(res.status, 400, res.body);
+    assert.equal(s3Code(res.body), 'InvalidArgument');
+  });
+});
