@@ -4,6 +4,7 @@ import { readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
+import { queryPostgres } from './deployment.js';
 import { api, type JsonResponse } from './http.js';
 import type { TestWharf } from './wharf.js';
 
@@ -184,10 +185,12 @@ export const tmpFiles = (w: TestWharf) => filesUnder(join(w.dataDir, 'blobs', 't
 export const metaFiles = (w: TestWharf) => filesUnder(join(w.dataDir, 'blobs', 'meta'));
 
 /**
- * Reads the server's SQLite database through a separate read-only connection: what was
- * really recorded, not what the API chooses to show.
+ * Reads the server's database through a separate connection (read-only on SQLite): what
+ * was really recorded, not what the API chooses to show. Write the SQL both SQLite and
+ * PostgreSQL accept, with `?` placeholders.
  */
 export function dbQuery<T = Record<string, unknown>>(w: TestWharf, sql: string, ...params: unknown[]): T[] {
+  if (/^postgres(ql)?:/.test(w.databaseUrl)) return queryPostgres<T>(w.databaseUrl, sql, params);
   const db = new Database(join(w.dataDir, 'wharf.db'), { readonly: true, fileMustExist: true });
   try {
     return db.prepare(sql).all(...params) as T[];

@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config.js';
 import { ManualClock } from '../../src/core/clock.js';
 import type { Role } from '../../src/core/model.js';
 import { createWharf, type Wharf } from '../../src/server.js';
+import { type Backing, provision } from './deployment.js';
 
 /** A Wharf started for one test file: real HTTP on a loopback port, its own data dir. */
 export interface TestWharf {
@@ -16,6 +17,10 @@ export interface TestWharf {
   clock: ManualClock;
   wharf: Wharf;
   dataDir: string;
+  /** Where its metadata lives: the SQLite file on embedded, a PostgreSQL database when scaled. */
+  databaseUrl: string;
+  /** The database and storage settings a second node needs to share this one's (see `sharing`). */
+  backingEnv: Record<string, string>;
   /** A new account with its own admin key (tenancy tests). */
   newAccount(name?: string): Promise<{ accountId: string; key: string }>;
   newKey(role?: Role, accountId?: string): Promise<{ id: string; key: string }>;
@@ -28,6 +33,11 @@ export interface StartOptions {
   clock?: ManualClock;
   /** Where to send the server's log lines (silent by default). */
   logStream?: NodeJS.WritableStream;
+  /**
+   * Another node of the same deployment: this server uses its database, storage and data
+   * dir (which it leaves in place on close) instead of fresh ones.
+   */
+  sharing?: TestWharf;
 }
 
 export async function freePort(): Promise<number> {
@@ -42,7 +52,11 @@ export async function freePort(): Promise<number> {
 }
 
 export async function startWharf(options: StartOptions = {}): Promise<TestWharf> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'wharf-test-'));
+  const shared = options.sharing;
+  const dataDir = shared ? shared.dataDir : await mkdtemp(join(tmpdir(), 'wharf-test-'));
+  // On the scaled deployment, a database (and bucket) of its own for each server.
+  const backing: Backing | undefined = shared ? undefined : await provision();
+  const backingEnv = shared ? shared.backingEnv : backing!.env;
   const port = await freePort();
   const key = `wharf_test_${randomBytes(16).toString('hex')}`;
   const config = loadConfig({
@@ -51,12 +65,19 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
     WHARF_DATA_DIR: dataDir,
     WHARF_API_KEY: key,
     WHARF_SWEEP_INTERVAL: '0',
+    ...backingEnv,
     ...options.env,
   });
   const clock = options.clock ?? new ManualClock(Date.now());
   const logger = options.logStream ? { level: 'info', stream: options.logStream } : false;
-  const wharf = await createWharf(config, { clock, logger });
-  await wharf.app.listen({ host: config.host, port: config.port });
+  let wharf: Wharf;
+  try {
+    wharf = await createWharf(config, { clock, logger });
+    await wharf.app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await backing?.release();
+    throw err;
+  }
   let accounts = 0;
   return {
     url: config.publicUrl,
@@ -64,6 +85,8 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
     clock,
     wharf,
     dataDir,
+    databaseUrl: config.databaseUrl,
+    backingEnv,
     async newAccount(name = `tenant-${++accounts}`) {
       const accountId = `acct-${randomBytes(6).toString('hex')}`;
       await wharf.core.keys.ensureAccount(accountId, name);
@@ -76,6 +99,8 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
     },
     async close() {
       await wharf.close();
+      if (shared) return;
+      await backing?.release();
       await rm(dataDir, { recursive: true, force: true });
     },
   };

@@ -1,18 +1,21 @@
 import type { Kysely } from 'kysely';
+import { text } from './text.js';
 
 // Written against Kysely's schema builder only, so the same migration runs on SQLite and
-// PostgreSQL. Ids are text (UUIDv7), times bigint milliseconds.
+// PostgreSQL. Ids are text (UUIDv7), times bigint milliseconds; text columns sort bytewise on
+// both (see text.ts).
 export async function up(db: Kysely<unknown>): Promise<void> {
+  const t = text(db);
   await db.schema
     .createTable('settings')
-    .addColumn('name', 'text', (c) => c.primaryKey())
-    .addColumn('value', 'text', (c) => c.notNull())
+    .addColumn('name', t, (c) => c.primaryKey())
+    .addColumn('value', t, (c) => c.notNull())
     .execute();
 
   await db.schema
     .createTable('accounts')
-    .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('id', t, (c) => c.primaryKey())
+    .addColumn('name', t, (c) => c.notNull())
     .addColumn('max_file_size', 'bigint')
     .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('created_at', 'bigint', (c) => c.notNull())
@@ -20,12 +23,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable('api_keys')
-    .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
-    .addColumn('name', 'text', (c) => c.notNull())
-    .addColumn('role', 'text', (c) => c.notNull())
-    .addColumn('prefix', 'text', (c) => c.notNull())
-    .addColumn('secret_hash', 'text', (c) => c.notNull().unique())
+    .addColumn('id', t, (c) => c.primaryKey())
+    .addColumn('account_id', t, (c) => c.notNull().references('accounts.id'))
+    .addColumn('name', t, (c) => c.notNull())
+    .addColumn('role', t, (c) => c.notNull())
+    .addColumn('prefix', t, (c) => c.notNull())
+    .addColumn('secret_hash', t, (c) => c.notNull().unique())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('last_used_at', 'bigint')
     .addColumn('revoked_at', 'bigint')
@@ -33,18 +36,18 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable('uploads')
-    .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
-    .addColumn('key_id', 'text', (c) => c.notNull())
-    .addColumn('kind', 'text', (c) => c.notNull())
-    .addColumn('name', 'text', (c) => c.notNull())
-    .addColumn('content_type', 'text', (c) => c.notNull())
+    .addColumn('id', t, (c) => c.primaryKey())
+    .addColumn('account_id', t, (c) => c.notNull().references('accounts.id'))
+    .addColumn('key_id', t, (c) => c.notNull())
+    .addColumn('kind', t, (c) => c.notNull())
+    .addColumn('name', t, (c) => c.notNull())
+    .addColumn('content_type', t, (c) => c.notNull())
     .addColumn('size', 'bigint')
-    .addColumn('sha256', 'text')
-    .addColumn('md5', 'text')
-    .addColumn('storage_key', 'text', (c) => c.notNull())
-    .addColumn('status', 'text', (c) => c.notNull())
-    .addColumn('asset_id', 'text')
+    .addColumn('sha256', t)
+    .addColumn('md5', t)
+    .addColumn('storage_key', t, (c) => c.notNull())
+    .addColumn('status', t, (c) => c.notNull())
+    .addColumn('asset_id', t)
     .addColumn('deduplicated', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('expires_at', 'bigint', (c) => c.notNull())
@@ -58,16 +61,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable('assets')
-    .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
-    .addColumn('name', 'text', (c) => c.notNull())
-    .addColumn('content_type', 'text', (c) => c.notNull())
+    .addColumn('id', t, (c) => c.primaryKey())
+    .addColumn('account_id', t, (c) => c.notNull().references('accounts.id'))
+    .addColumn('name', t, (c) => c.notNull())
+    .addColumn('content_type', t, (c) => c.notNull())
     .addColumn('size', 'bigint', (c) => c.notNull())
-    .addColumn('sha256', 'text', (c) => c.notNull())
-    .addColumn('md5', 'text', (c) => c.notNull())
-    .addColumn('storage_key', 'text', (c) => c.notNull())
-    .addColumn('status', 'text', (c) => c.notNull())
-    .addColumn('metadata', 'text', (c) => c.notNull().defaultTo('{}'))
+    .addColumn('sha256', t, (c) => c.notNull())
+    .addColumn('md5', t, (c) => c.notNull())
+    .addColumn('storage_key', t, (c) => c.notNull())
+    .addColumn('status', t, (c) => c.notNull())
+    .addColumn('metadata', t, (c) => c.notNull().defaultTo('{}'))
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('updated_at', 'bigint', (c) => c.notNull())
     // One asset per content per account: dedupe is a constraint, not a check-then-insert.

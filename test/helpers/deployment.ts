@@ -1,0 +1,141 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/**
+ * Which deployment the suite runs against. `scripts/test.sh` runs it twice: embedded (SQLite
+ * and a local directory) and scaled (WHARF_TEST_DEPLOYMENT=scaled: PostgreSQL at
+ * WHARF_TEST_PG_URL, and an S3-compatible store when WHARF_TEST_S3_ENDPOINT is set).
+ */
+export type Deployment = 'embedded' | 'scaled';
+
+export const deployment: Deployment = process.env.WHARF_TEST_DEPLOYMENT === 'scaled' ? 'scaled' : 'embedded';
+
+/** A scaled-out server's own database (and bucket), made for it and dropped afterwards. */
+export interface Backing {
+  /** Environment that points Wharf at them. */
+  env: Record<string, string>;
+  release(): Promise<void>;
+}
+
+/** The backing a new server needs: nothing on embedded, a fresh database (and bucket) when scaled. */
+export async function provision(): Promise<Backing> {
+  if (deployment === 'embedded') return { env: {}, release: async () => {} };
+  const database = await createDatabase();
+  let bucket: Backing | undefined;
+  try {
+    bucket = await createBucket();
+  } catch (err) {
+    await database.release();
+    throw err;
+  }
+  return {
+    env: { ...database.env, ...bucket.env },
+    async release() {
+      await Promise.all([database.release(), bucket.release()]);
+    },
+  };
+}
+
+function adminUrl(): string {
+  const url = process.env.WHARF_TEST_PG_URL;
+  if (!url) {
+    throw new Error(
+      'WHARF_TEST_DEPLOYMENT=scaled needs WHARF_TEST_PG_URL (start one with scripts/services/postgres.sh start)',
+    );
+  }
+  return url;
+}
+
+async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: adminUrl() });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A new, empty database on the test server, as Wharf's README says to create one. */
+export async function createDatabase(): Promise<Backing> {
+  const name = `wharf_${randomBytes(8).toString('hex')}`;
+  await admin((c) => c.query(`create database ${name} encoding 'UTF8'`));
+  const url = new URL(adminUrl());
+  url.pathname = `/${name}`;
+  return {
+    env: { WHARF_DATABASE_URL: url.toString() },
+    async release() {
+      // FORCE: a server that crashed on purpose may have left connections behind.
+      await admin((c) => c.query(`drop database if exists ${name} with (force)`));
+    },
+  };
+}
+
+/** A new bucket on the test S3 store, or nothing (local storage) when there is none. */
+async function createBucket(): Promise<Backing> {
+  const endpoint = process.env.WHARF_TEST_S3_ENDPOINT;
+  if (!endpoint) return { env: {}, release: async () => {} };
+  const { S3Client, CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command } =
+    await import('@aws-sdk/client-s3');
+  const region = process.env.WHARF_TEST_S3_REGION ?? 'us-east-1';
+  const accessKeyId = process.env.WHARF_TEST_S3_ACCESS_KEY_ID ?? '';
+  const secretAccessKey = process.env.WHARF_TEST_S3_SECRET_ACCESS_KEY ?? '';
+  const s3 = new S3Client({
+    endpoint,
+    region,
+    forcePathStyle: true,
+    credentials: { accessKeyId, secretAccessKey },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  const bucket = `wharf-${randomBytes(8).toString('hex')}`;
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  return {
+    env: {
+      WHARF_STORAGE: 's3',
+      WHARF_S3_ENDPOINT: endpoint,
+      WHARF_S3_REGION: region,
+      WHARF_S3_BUCKET: bucket,
+      WHARF_S3_ACCESS_KEY_ID: accessKeyId,
+      WHARF_S3_SECRET_ACCESS_KEY: secretAccessKey,
+      WHARF_S3_FORCE_PATH_STYLE: 'true',
+    },
+    async release() {
+      try {
+        for (;;) {
+          const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket }));
+          const keys = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));
+          if (keys.length === 0) break;
+          await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }));
+        }
+        await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+      } finally {
+        s3.destroy();
+      }
+    },
+  };
+}
+
+/**
+ * Runs a SELECT on a PostgreSQL database through `psql`, a connection of its own, and
+ * returns its rows. Synchronous, like the better-sqlite3 reads the tests make on embedded,
+ * so one `dbQuery` serves both deployments. `?` placeholders become psql variables, which
+ * psql quotes as literals.
+ */
+export function queryPostgres<T>(url: string, query: string, params: unknown[]): T[] {
+  let n = 0;
+  // Placeholders only outside quoted literals.
+  const text = query
+    .split(/('(?:[^']|'')*')/)
+    .map((part, i) => (i % 2 === 1 ? part : part.replace(/\?/g, () => `:'p${++n}'`)))
+    .join('');
+  if (n !== params.length) throw new Error(`query has ${n} placeholders, got ${params.length} values`);
+  const vars = params.flatMap((value, i) => ['-v', `p${i + 1}=${String(value)}`]);
+  const out = execFileSync(
+    'psql',
+    [url, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', ...vars, '-f', '-'],
+    { input: `select coalesce(json_agg(q), '[]') from (${text}) q;\n`, encoding: 'utf8' },
+  );
+  return JSON.parse(out) as T[];
+}
