@@ -14,6 +14,22 @@ export interface Config {
   maxFilesPerRequest: number;
   sweepIntervalSeconds: number;
   logLevel: string;
+  /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
+  storage: StorageConfig;
+}
+
+export type StorageConfig = { kind: 'local' } | ({ kind: 's3' } & S3Config);
+
+export interface S3Config {
+  /** Unset for AWS S3 itself. */
+  endpoint: string | undefined;
+  region: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  forcePathStyle: boolean;
+  /** `redirect`: downloads 302 to a presigned URL of the bucket; `stream`: through Wharf. */
+  downloads: 'stream' | 'redirect';
 }
 
 export class ConfigError extends Error {}
@@ -49,7 +65,45 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxFilesPerRequest: integer(env, 'WHARF_MAX_FILES_PER_REQUEST', 1000, 1, 10_000),
     sweepIntervalSeconds: integer(env, 'WHARF_SWEEP_INTERVAL', 60, 0, 24 * 3600),
     logLevel: env.WHARF_LOG_LEVEL ?? 'info',
+    storage: storageConfig(env),
   };
+}
+
+function storageConfig(env: NodeJS.ProcessEnv): StorageConfig {
+  const kind = env.WHARF_STORAGE || 'local';
+  if (kind === 'local') return { kind };
+  if (kind !== 's3') throw new ConfigError(`WHARF_STORAGE must be local or s3, got ${JSON.stringify(kind)}`);
+  const missing = ['WHARF_S3_BUCKET', 'WHARF_S3_ACCESS_KEY_ID', 'WHARF_S3_SECRET_ACCESS_KEY'].filter(
+    (name) => !env[name],
+  );
+  if (missing.length > 0) {
+    throw new ConfigError(`WHARF_STORAGE=s3 needs ${missing.join(', ')}.`);
+  }
+  const endpoint = env.WHARF_S3_ENDPOINT || undefined;
+  if (endpoint !== undefined && !/^https?:\/\/[^/]/.test(endpoint)) {
+    throw new ConfigError(`WHARF_S3_ENDPOINT must be an http(s) URL, got ${JSON.stringify(endpoint)}`);
+  }
+  return {
+    kind,
+    endpoint,
+    region: env.WHARF_S3_REGION || 'us-east-1',
+    bucket: env.WHARF_S3_BUCKET!,
+    accessKeyId: env.WHARF_S3_ACCESS_KEY_ID!,
+    secretAccessKey: env.WHARF_S3_SECRET_ACCESS_KEY!,
+    // Servers other than AWS rarely resolve bucket.host names.
+    forcePathStyle:
+      choice(env, 'WHARF_S3_FORCE_PATH_STYLE', ['true', 'false'], endpoint ? 'true' : 'false') === 'true',
+    downloads: choice(env, 'WHARF_S3_DOWNLOADS', ['stream', 'redirect'], 'stream'),
+  };
+}
+
+function choice<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be ${allowed.join(' or ')}, got ${JSON.stringify(raw)}`);
+  }
+  return raw as T;
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {

@@ -102,6 +102,16 @@ export interface PresignPostRequest {
   now: number;
 }
 
+/** A direct download from storage; the header values are sent back as they are given. */
+export interface PresignGetRequest {
+  /** The response's Content-Type. */
+  contentType: string;
+  /** The response's whole Content-Disposition header. */
+  disposition: string;
+  expiresInSeconds: number;
+  now: number;
+}
+
 export interface PresignedPost {
   /** Where the form is POSTed. */
   url: string;
@@ -133,6 +143,11 @@ export interface BlobStore {
   presignPut(request: PresignPutRequest): Promise<PresignedRequest>;
   /** A POST policy for browser forms, binding the key, a size range, the type and the expiry. */
   presignPost(request: PresignPostRequest): Promise<PresignedPost>;
+  /**
+   * A URL that downloads the object straight from storage, the response's type and
+   * disposition fixed by its signature. Absent when downloads stream through Wharf.
+   */
+  presignGet?: ((key: string, request: PresignGetRequest) => Promise<string>) | undefined;
   /** Removes debris of writes that never finished (temp files, incomplete parts). */
   sweepIncomplete(olderThan: number): Promise<number>;
   close(): Promise<void>;

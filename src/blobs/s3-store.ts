@@ -1,0 +1,291 @@
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  type S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { hexToBase64 } from '../core/digests.js';
+import type { ObjectInfo } from '../core/model.js';
+import type {
+  BlobStore,
+  ByteRange,
+  PresignedPost,
+  PresignedRequest,
+  PresignGetRequest,
+  PresignPostRequest,
+  PresignPutRequest,
+  SealHook,
+} from '../core/ports.js';
+import { createS3Client, type S3Options } from './s3-client.js';
+
+export interface S3BlobStoreOptions extends S3Options {
+  /** Offer presigned GET URLs so downloads bypass Wharf (`presignGet`). */
+  directDownloads?: boolean | undefined;
+  /** Bytes per multipart part; memory held per write is about `partSize × queueSize`. */
+  partSize?: number | undefined;
+  queueSize?: number | undefined;
+}
+
+const MiB = 1024 * 1024;
+// S3 allows 10,000 parts: 8 MiB parts reach 78 GiB, above any sensible file limit.
+const DEFAULT_PART_SIZE = 8 * MiB;
+const DEFAULT_QUEUE_SIZE = 4;
+
+/**
+ * Bytes in an S3-compatible bucket (the scaled-out deployment). Uploads stream as multipart
+ * uploads with a bounded number of parts in flight; presigned URLs and POST policies are the
+ * object store's own, so storage itself enforces what they bind.
+ */
+export class S3BlobStore implements BlobStore {
+  readonly name = 's3';
+  readonly presignGet: ((key: string, request: PresignGetRequest) => Promise<string>) | undefined;
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly partSize: number;
+  private readonly queueSize: number;
+
+  constructor(options: S3BlobStoreOptions) {
+    this.client = createS3Client(options);
+    this.bucket = options.bucket;
+    this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
+    this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
+    this.presignGet = options.directDownloads ? (key, request) => this.signGet(key, request) : undefined;
+  }
+
+  /**
+   * Creates the bucket when it is missing. Credentials that may not create buckets (403)
+   * are fine if the bucket is there; if it is not, the first write fails with S3's error.
+   */
+  async ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return;
+    } catch (err) {
+      if (statusOf(err) === 403) return;
+      if (statusOf(err) !== 404) throw err;
+    }
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      const code = (err as { name?: string }).name;
+      if (statusOf(err) === 403 || code === 'BucketAlreadyOwnedByYou') return;
+      throw err;
+    }
+  }
+
+  /**
+   * S3 has no rename, so bytes go to the final key and are deleted again if `seal` refuses
+   * them. Keys are per upload and no record points at one before `seal` accepted it, so
+   * nobody can reach the object in between. A failed stream aborts its multipart upload.
+   */
+  async write(key: string, source: Readable, seal: SealHook): Promise<void> {
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: key, Body: source },
+      partSize: this.partSize,
+      queueSize: this.queueSize,
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      source.destroy();
+      await this.abortUploadsOf(key);
+      throw err;
+    }
+    try {
+      await seal();
+    } catch (err) {
+      await this.delete(key);
+      throw err;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    let out: HeadObjectCommandOutput;
+    try {
+      out = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: 'ENABLED' }),
+      );
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw err;
+    }
+    return {
+      size: out.ContentLength ?? 0,
+      md5: md5FromETag(out),
+      sha256: sha256FromChecksum(out),
+      contentType: out.ContentType,
+    };
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    const out = await this.client.send(
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Range: range ? `bytes=${range.start}-${range.end}` : undefined,
+      }),
+    );
+    // In Node the SDK's body is the HTTP response stream itself: bytes flow as they arrive.
+    return out.Body as Readable;
+  }
+
+  async delete(key: string): Promise<void> {
+    // S3 answers 204 for a missing key too.
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  async presignPut(request: PresignPutRequest): Promise<PresignedRequest> {
+    const command = new PutObjectCommand({
+      Bucket: this.bucket,
+      Key: request.key,
+      ContentType: request.contentType,
+      ContentLength: request.size,
+      ContentMD5: request.md5 ? hexToBase64(request.md5) : undefined,
+      ChecksumSHA256: request.sha256 ? hexToBase64(request.sha256) : undefined,
+    });
+    const url = await getSignedUrl(this.client, command, {
+      expiresIn: request.expiresInSeconds,
+      signingDate: new Date(request.now),
+      // The presigner leaves Content-Type unsigned and hoists x-amz-* headers into the
+      // query, where they would bind nothing: every header about the body stays a header
+      // and is signed, so storage refuses a body that does not match.
+      signableHeaders: new Set(['content-type', 'content-length', 'content-md5']),
+      unhoistableHeaders: new Set(['x-amz-checksum-sha256', 'content-md5']),
+    });
+    // Content-Length is bound too, but clients set it themselves (browsers must).
+    const headers: Record<string, string> = { 'Content-Type': request.contentType };
+    if (request.md5) headers['Content-MD5'] = hexToBase64(request.md5);
+    if (request.sha256) headers['x-amz-checksum-sha256'] = hexToBase64(request.sha256);
+    return { method: 'PUT', url, headers };
+  }
+
+  async presignPost(request: PresignPostRequest): Promise<PresignedPost> {
+    const conditions: Parameters<typeof createPresignedPost>[1]['Conditions'] = [
+      ['content-length-range', request.minSize, request.maxSize],
+    ];
+    const fields: Record<string, string> = {};
+    if (request.contentType !== undefined) {
+      conditions.push(['eq', '$Content-Type', request.contentType]);
+      fields['Content-Type'] = request.contentType;
+    }
+    // createPresignedPost dates the policy by the wall clock plus the client's clock offset,
+    // read before its first await: an offset on a view of the client dates it `now`.
+    const client = {
+      config: { ...this.client.config, systemClockOffset: request.now - Date.now() },
+    } as unknown as S3Client;
+    const post = await createPresignedPost(client, {
+      Bucket: this.bucket,
+      Key: request.key,
+      Conditions: conditions,
+      Fields: fields,
+      Expires: request.expiresInSeconds,
+    });
+    return { url: post.url, fields: post.fields };
+  }
+
+  async sweepIncomplete(olderThan: number): Promise<number> {
+    let aborted = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({
+          Bucket: this.bucket,
+          KeyMarker: keyMarker,
+          UploadIdMarker: uploadIdMarker,
+        }),
+      );
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId) continue;
+        if ((upload.Initiated?.getTime() ?? Number.POSITIVE_INFINITY) >= olderThan) continue;
+        await this.abortUpload(upload.Key, upload.UploadId);
+        aborted += 1;
+      }
+      if (!page.IsTruncated) return aborted;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  private async signGet(key: string, request: PresignGetRequest): Promise<string> {
+    const command = new GetObjectCommand({
+      Bucket: this.bucket,
+      Key: key,
+      ResponseContentType: request.contentType,
+      ResponseContentDisposition: request.disposition,
+    });
+    return getSignedUrl(this.client, command, {
+      expiresIn: request.expiresInSeconds,
+      signingDate: new Date(request.now),
+    });
+  }
+
+  /**
+   * lib-storage aborts its multipart upload when the body fails, but not when the failure
+   * races the upload's creation; a key belongs to one write, so whatever is open under it
+   * is this write's debris.
+   */
+  private async abortUploadsOf(key: string): Promise<void> {
+    try {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: key }),
+      );
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key === key && upload.UploadId) await this.abortUpload(key, upload.UploadId);
+      }
+    } catch {
+      // The write's own error matters more; sweepIncomplete() catches what is left.
+    }
+  }
+
+  private async abortUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
+      );
+    } catch (err) {
+      // Finished or aborted meanwhile.
+      if (statusOf(err) !== 404) throw err;
+    }
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  return err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+}
+
+/**
+ * A single-part upload's ETag is the MD5 of its bytes, unless S3 encrypted them with a key
+ * of KMS or of the client's (then it is not). Multipart ETags carry a `-N` suffix.
+ */
+function md5FromETag(out: HeadObjectCommandOutput): string | undefined {
+  if (out.SSECustomerAlgorithm || (out.ServerSideEncryption && out.ServerSideEncryption !== 'AES256')) {
+    return undefined;
+  }
+  const etag = out.ETag?.replace(/^"|"$/g, '').toLowerCase();
+  return etag && /^[0-9a-f]{32}$/.test(etag) ? etag : undefined;
+}
+
+/** A whole-object SHA-256 (a multipart object's composite checksum is not one). */
+function sha256FromChecksum(out: HeadObjectCommandOutput): string | undefined {
+  const value = out.ChecksumSHA256;
+  if (!value || out.ChecksumType === 'COMPOSITE') return undefined;
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(value)) return undefined;
+  return Buffer.from(value, 'base64').toString('hex');
+}
