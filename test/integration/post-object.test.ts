@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,16 +7,20 @@ import { after, before, describe, test } from 'node:test';
 import type { Principal } from '../../src/core/model.js';
 import type { PresignedPost } from '../../src/core/ports.js';
 import type { PostDeclaration } from '../../src/core/uploads.js';
+import { deriveKey } from '../../src/core/wharf.js';
 import { objectFiles, tmpFiles } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
 import { md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
+const SECRET = randomBytes(32).toString('base64url');
 let w: TestWharf;
 let principal: Principal;
 let dir: string;
 before(async () => {
-  w = await startWharf();
+  // A known server secret lets the tests sign policies of their own, as a client of the
+  // S3 deployment could with its credentials.
+  w = await startWharf({ env: { WHARF_SECRET: SECRET } });
   principal = await w.wharf.core.keys.authenticate(w.key);
   dir = await mkdtemp(join(tmpdir(), 'wharf-post-object-'));
 });
@@ -41,6 +45,18 @@ function postForm(post: PresignedPost, path: string, fields: Record<string, stri
   for (const [name, value] of Object.entries(fields)) args.push('-F', `${name}=${value}`);
   args.push('-F', `file=@${path};type=image/jpeg`);
   return curl(args);
+}
+
+/** The intent's policy with extra conditions, re-signed by the SigV4 spec's own steps. */
+function withConditions(post: PresignedPost, extra: unknown[]): Record<string, string> {
+  const document = JSON.parse(Buffer.from(post.fields['policy']!, 'base64').toString('utf8'));
+  document.conditions.push(...extra);
+  const policy = Buffer.from(JSON.stringify(document)).toString('base64');
+  const [, date, region, service] = post.fields['x-amz-credential']!.split('/');
+  const hmac = (key: string | Buffer, data: string) => createHmac('sha256', key).update(data).digest();
+  let key = hmac(`AWS4${deriveKey(SECRET, 'local-s3').toString('base64url')}`, date!);
+  for (const part of [region!, service!, 'aws4_request']) key = hmac(key, part);
+  return { ...post.fields, policy, 'x-amz-signature': hmac(key, policy).toString('hex') };
 }
 
 function s3Code(body: string): string | undefined {
@@ -77,6 +93,56 @@ describe('POST Object with a presigned policy (curl -F)', () => {
     assert.match(res.body, /Extra input fields: success_action_status/);
   });
 
+  test('success_action_status 201 answers PostResponse XML when the policy allows it', async () => {
+    const { upload, post } = await intent();
+    const bytes = randomBytes(50);
+    const fields = withConditions(post, [{ success_action_status: '201' }]);
+    const res = await postForm(post, await file(bytes), { ...fields, success_action_status: '201' });
+    assert.equal(res.status, 201, res.body);
+    assert.match(res.body, /^<\?xml/);
+    assert.match(res.body, new RegExp(`<Bucket>wharf</Bucket><Key>${upload.storageKey}</Key>`));
+    assert.match(res.body, new RegExp(`<ETag>&#34;${md5Hex(bytes)}&#34;</ETag>`));
+  });
+
+  test('success_action_redirect answers 303 to it with bucket, key and etag', async () => {
+    const { upload, post } = await intent();
+    const bytes = randomBytes(50);
+    const fields = withConditions(post, [
+      ['starts-with', '$success_action_redirect', 'https://app.example/'],
+    ]);
+    const res = await postForm(post, await file(bytes), {
+      ...fields,
+      success_action_redirect: 'https://app.example/done?x=1',
+    });
+    assert.equal(res.status, 303, res.body);
+    const target = new URL(header(res.headers, 'location')!);
+    assert.equal(target.origin + target.pathname, 'https://app.example/done');
+    assert.equal(target.searchParams.get('x'), '1');
+    assert.equal(target.searchParams.get('key'), upload.storageKey);
+    assert.equal(target.searchParams.get('etag'), `"${md5Hex(bytes)}"`);
+  });
+
+  test('x-ignore- fields need no condition; fields after the file are ignored', async () => {
+    const { post } = await intent();
+    const path = await file(randomBytes(20));
+    const args = ['-X', 'POST', post.url, '-F', 'x-ignore-note=anything'];
+    for (const [name, value] of Object.entries(post.fields)) args.push('-F', `${name}=${value}`);
+    args.push('-F', `file=@${path}`, '-F', 'acl=public-read-write');
+    const res = await curl(args);
+    assert.equal(res.status, 204, res.body);
+  });
+
+  test('a field sent twice is refused', async () => {
+    const { post } = await intent();
+    const path = await file(randomBytes(20));
+    const args = ['-X', 'POST', post.url];
+    for (const [name, value] of Object.entries(post.fields)) args.push('-F', `${name}=${value}`);
+    args.push('-F', `KEY=${post.fields['key']}`, '-F', `file=@${path}`);
+    const res = await curl(args);
+    assert.equal(res.status, 400, res.body);
+    assert.equal(s3Code(res.body), 'InvalidArgument');
+  });
+
   test('a file above the policy range is 400 EntityTooLarge and nothing is stored', async () => {
     const { upload, post } = await intent({ maxSize: 1024 });
     const before = (await objectFiles(w)).length;
@@ -85,6 +151,17 @@ describe('POST Object with a presigned policy (curl -F)', () => {
     assert.equal(s3Code(res.body), 'EntityTooLarge');
     assert.equal((await objectFiles(w)).length, before);
     assert.deepEqual(await tmpFiles(w), []);
+    await assert.rejects(w.wharf.core.uploads.complete(principal, upload.id), { code: 'UPLOAD_INCOMPLETE' });
+  });
+
+  test('a file below the policy range is 400 EntityTooSmall and nothing is stored', async () => {
+    const { upload, post } = await intent();
+    const before = (await objectFiles(w)).length;
+    const fields = withConditions(post, [['content-length-range', 100, 1000]]);
+    const res = await postForm(post, await file(randomBytes(10)), fields);
+    assert.equal(res.status, 400, res.body);
+    assert.equal(s3Code(res.body), 'EntityTooSmall');
+    assert.equal((await objectFiles(w)).length, before);
     await assert.rejects(w.wharf.core.uploads.complete(principal, upload.id), { code: 'UPLOAD_INCOMPLETE' });
   });
 
