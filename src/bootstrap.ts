@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
+import { S3BlobStore } from './blobs/s3-store.js';
 import type { Config } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
 import { createIdSource } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
-import type { BlobStore, Store } from './core/ports.js';
+import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
 import { type Core, createCore, deriveKey } from './core/wharf.js';
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
@@ -31,15 +32,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
   // One secret per installation, kept in the database so every node shares it.
   const secret =
     config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
-  const endpoint = new LocalEndpoint({
-    publicUrl: config.publicUrl,
-    bucket: 'wharf',
-    region: 'us-east-1',
-    accessKeyId: 'wharf-local',
-    secretAccessKey: deriveKey(secret, 'local-s3').toString('base64url'),
-  });
-  const blobs = new FsBlobStore(join(config.dataDir, 'blobs'), endpoint);
-  await blobs.init();
+  const { blobs, endpoint } = await openBlobs(config, secret);
 
   const core = createCore({
     store,
@@ -65,4 +58,30 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
       await store.close();
     },
   };
+}
+
+/**
+ * Local storage comes with Wharf's own S3-style endpoint for presigned uploads; with S3
+ * storage, presigned URLs are the bucket's own and Wharf serves no endpoint.
+ */
+async function openBlobs(
+  config: Config,
+  secret: string,
+): Promise<{ blobs: BlobStore; endpoint: PresignVerifier | undefined }> {
+  const storage = config.storage;
+  if (storage.kind === 's3') {
+    const blobs = new S3BlobStore({ ...storage, directDownloads: storage.downloads === 'redirect' });
+    await blobs.ensureBucket();
+    return { blobs, endpoint: undefined };
+  }
+  const endpoint = new LocalEndpoint({
+    publicUrl: config.publicUrl,
+    bucket: 'wharf',
+    region: 'us-east-1',
+    accessKeyId: 'wharf-local',
+    secretAccessKey: deriveKey(secret, 'local-s3').toString('base64url'),
+  });
+  const blobs = new FsBlobStore(join(config.dataDir, 'blobs'), endpoint);
+  await blobs.init();
+  return { blobs, endpoint };
 }
