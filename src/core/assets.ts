@@ -51,6 +51,17 @@ export class AssetService {
     return this.blobs.read(asset.storageKey, range);
   }
 
+  /**
+   * A URL at which storage serves the bytes itself, when it offers one (S3 with
+   * WHARF_S3_DOWNLOADS=redirect); undefined when downloads stream through Wharf.
+   */
+  async directUrl(
+    asset: Asset,
+    response: { contentType: string; disposition: string; expiresInSeconds: number },
+  ): Promise<string | undefined> {
+    return this.blobs.presignGet?.(asset.storageKey, { ...response, now: this.clock.now() });
+  }
+
   async grantDownload(
     principal: Principal,
     id: string,

@@ -8,6 +8,9 @@ import { authenticate } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { errorResponses, IdParams } from '../schemas.js';
 
+/** How long a redirect to storage stays valid after a download with a key (which re-asks each time). */
+const DIRECT_URL_SECONDS = 300;
+
 /** A response body of raw bytes (documentation only: streams are never serialised). */
 function binary(description: string) {
   return { description, content: { '*/*': { schema: { type: 'string', format: 'binary' } } } };
@@ -53,6 +56,10 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
         response: {
           200: binary('The bytes; Content-Type is the asset’s own.'),
           206: binary('The requested byte range (see Content-Range).'),
+          302: {
+            description: 'With S3 storage and WHARF_S3_DOWNLOADS=redirect: the bytes are at Location.',
+            type: 'null',
+          },
           304: { description: 'Not modified: If-None-Match matched the ETag.', type: 'null' },
           ...errorResponses,
           416: {
@@ -67,6 +74,8 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       const q = request.query;
       let asset: Asset;
       let wanted: Disposition = q.download ? 'attachment' : 'inline';
+      // A signed URL's remaining life, which a redirect to storage must not outlive.
+      let urlSeconds: number | undefined;
       if (q.signature !== undefined || q.expires !== undefined) {
         if (q.signature === undefined || q.expires === undefined || q.disposition === undefined) {
           throw new WharfError('INVALID_SIGNATURE', 'A signed URL needs expires, disposition and signature.');
@@ -78,25 +87,30 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
           signature: q.signature,
         });
         if (q.disposition === 'attachment') wanted = 'attachment';
-        reply.header(
-          'cache-control',
-          `private, max-age=${Math.max(0, q.expires - Math.floor(core.clock.now() / 1000))}`,
-        );
+        urlSeconds = Math.max(0, q.expires - Math.floor(core.clock.now() / 1000));
+        reply.header('cache-control', `private, max-age=${urlSeconds}`);
       } else {
         asset = await core.assets.get(await authenticate(core, request), id);
         reply.header('cache-control', 'private, no-cache');
       }
 
-      const etag = `"${asset.sha256}"`;
       const inline = wanted === 'inline' && isInlineSafe(asset.contentType);
+      const disposition = contentDisposition(asset.name, { type: inline ? 'inline' : 'attachment' });
+      // Storage that serves downloads itself gets the same type and disposition signed into
+      // its URL; Range and conditional requests then go to it.
+      const direct = await core.assets.directUrl(asset, {
+        contentType: asset.contentType,
+        disposition,
+        expiresInSeconds: Math.max(1, urlSeconds ?? DIRECT_URL_SECONDS),
+      });
+      if (direct !== undefined) return reply.redirect(direct, 302);
+
+      const etag = `"${asset.sha256}"`;
       reply
         .header('etag', etag)
         .header('accept-ranges', 'bytes')
         .header('content-type', asset.contentType)
-        .header(
-          'content-disposition',
-          contentDisposition(asset.name, { type: inline ? 'inline' : 'attachment' }),
-        )
+        .header('content-disposition', disposition)
         .header('x-content-type-options', 'nosniff')
         .header('content-security-policy', "default-src 'none'; sandbox")
         .header('cross-origin-resource-policy', 'same-site')
