@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, type SqliteDatabase, SqliteDialect } from 'kysely';
+import { type DatabaseConnection, Kysely, PostgresDialect, type SqliteDatabase, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import { WharfError } from '../core/errors.js';
 import type { Database } from './schema.js';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -43,7 +44,23 @@ function connectPostgres(url: string): Connection {
         : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
   };
   const pool = new pg.Pool({ connectionString: url, types });
-  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), dialect: 'postgres' };
+  const dialect = new PostgresDialect({ pool, onCreateConnection: refuseNul });
+  return { db: new Kysely<Database>({ dialect }), dialect: 'postgres' };
+}
+
+/**
+ * PostgreSQL text cannot hold U+0000, and a query that binds one fails as a server error.
+ * SQLite stores and compares it like any other character. No valid id, name or cursor
+ * contains it, so such a value is refused as invalid input, the same on every query.
+ */
+async function refuseNul(connection: DatabaseConnection): Promise<void> {
+  const execute = connection.executeQuery.bind(connection);
+  connection.executeQuery = (query) => {
+    if (query.parameters.some((p) => typeof p === 'string' && p.includes('\0'))) {
+      return Promise.reject(new WharfError('VALIDATION_FAILED', 'Text may not contain NUL characters.'));
+    }
+    return execute(query);
+  };
 }
 
 /**

@@ -82,7 +82,10 @@ export async function directUploadRoute(app: App, { core, publicUrl }: ApiContex
       } catch (err) {
         // busboy errors the part ("terminated early") and the form ("unexpected end"); a
         // storage failure carries a code (ENOSPC…) and stays a 500.
-        throw isParserError(partError) && isParserError(err) ? malformedForm(err) : err;
+        // When the whole body was already in before the form was parsed (a slow key lookup),
+        // the part was destroyed with the error before the listener above existed.
+        const bodyError = partError ?? input.body.errored;
+        throw isParserError(bodyError) && isParserError(err) ? malformedForm(err) : err;
       }
     },
   );
