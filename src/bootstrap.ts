@@ -12,6 +12,7 @@ import { type Core, createCore, deriveKey } from './core/wharf.js';
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
 import { SqlStore } from './db/store.js';
+import { ImageAnalyzer } from './processing/image-analyzer.js';
 
 export interface OpenedCore {
   core: Core;
@@ -41,6 +42,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     ids: createIdSource(clock),
     secret,
     endpoint,
+    analyzer: new ImageAnalyzer(),
     uploads: {
       maxFileSize: config.maxFileSize,
       uploadExpiresInSeconds: config.uploadExpiresSeconds,

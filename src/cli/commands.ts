@@ -134,6 +134,7 @@ const COMMANDS: Command[] = [
         id,
         name,
         maxFileSize,
+        storageQuota: null,
         disabled: false,
         createdAt: core.clock.now(),
       });

@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
-import type { Asset, Principal } from './model.js';
+import type { Access, Asset, Principal } from './model.js';
 import type { AssetPage, AssetQuery, BlobStore, ByteRange, Store } from './ports.js';
 
 export const MAX_PAGE_SIZE = 1000;
@@ -45,6 +45,19 @@ export class AssetService {
     if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
       await this.blobs.delete(asset.storageKey);
     }
+  }
+
+  async setAccess(principal: Principal, id: string, access: Access): Promise<Asset> {
+    const asset = await this.store.setAssetAccess(principal.accountId, id, access);
+    if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
+    return asset;
+  }
+
+  /** An asset anyone may read: its owner made it public. Private ones look missing. */
+  async getPublic(id: string): Promise<Asset> {
+    const asset = await this.store.getAssetById(id);
+    if (asset?.access !== 'public') throw new WharfError('NOT_FOUND', 'No such asset.');
+    return asset;
   }
 
   async read(asset: Asset, range?: ByteRange): Promise<Readable> {

@@ -3,7 +3,7 @@ import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import type { IdSource } from './ids.js';
 import type { Account, ApiKey, Principal, Role } from './model.js';
-import type { Store } from './ports.js';
+import type { AccountChanges, Store } from './ports.js';
 
 export const DEFAULT_ACCOUNT_ID = 'default';
 const KEY_PREFIX = 'wharf_';
@@ -37,9 +37,22 @@ export class KeyService {
       id,
       name,
       maxFileSize: null,
+      storageQuota: null,
       disabled: false,
       createdAt: this.clock.now(),
     });
+  }
+
+  /** Disables or re-enables an account, or changes its limits (a disabled account's keys stop working at once). */
+  async updateAccount(id: string, changes: AccountChanges): Promise<Account> {
+    for (const limit of [changes.maxFileSize, changes.storageQuota]) {
+      if (limit !== undefined && limit !== null && (!Number.isSafeInteger(limit) || limit < 0)) {
+        throw new WharfError('VALIDATION_FAILED', 'Limits must be whole numbers of bytes.');
+      }
+    }
+    const account = await this.store.updateAccount(id, changes);
+    if (!account) throw new WharfError('NOT_FOUND', `No account "${id}".`);
+    return account;
   }
 
   async create(accountId: string, name: string, role: Role): Promise<CreatedKey> {
@@ -92,6 +105,7 @@ export class KeyService {
       keyId: key.id,
       role: key.role,
       maxFileSize: account.maxFileSize,
+      storageQuota: account.storageQuota,
     };
     return principal;
   }

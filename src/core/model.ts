@@ -7,6 +7,8 @@ export interface Account {
   name: string;
   /** Per-account limit; null falls back to the server-wide default. */
   maxFileSize: number | null;
+  /** Total bytes the account may store (its plan's upload limit); null means unlimited. */
+  storageQuota: number | null;
   disabled: boolean;
   createdAt: number;
 }
@@ -30,9 +32,30 @@ export interface Principal {
   role: Role;
   /** The account's own file size limit, if it has one. */
   maxFileSize: number | null;
+  storageQuota: number | null;
 }
 
-export type AssetStatus = 'ready';
+/** `verifying`: recorded, but storage could not attest the SHA-256; a job is hashing it. */
+export type AssetStatus = 'ready' | 'verifying';
+
+/** Who may read an asset without a key or a signed URL. */
+export type Access = 'private' | 'public';
+
+/** Where processing of a new asset stands (type sniffing, image facts, EXIF location). */
+export type ProcessingStatus = 'pending' | 'done' | 'failed';
+
+/** What processing learned from the bytes themselves. */
+export interface AssetAnalysis {
+  /** Sniffed from the content (e.g. `jpg`, `png`, `pdf`), not from the name. */
+  format?: string;
+  mime?: string;
+  width?: number;
+  height?: number;
+  /** From EXIF GPS. */
+  location?: { latitude: number; longitude: number; altitude?: number };
+  /** A place name the file itself carries (IPTC/XMP city, region, country). */
+  locationName?: string;
+}
 
 export interface Asset {
   id: string;
@@ -45,12 +68,32 @@ export interface Asset {
   md5: string;
   storageKey: string;
   status: AssetStatus;
+  /** A small integer id, unique per installation (for APIs whose ids are integers). */
+  seq: number;
+  access: Access;
+  processing: ProcessingStatus;
+  analysis: AssetAnalysis;
   metadata: Record<string, unknown>;
   createdAt: number;
   updatedAt: number;
 }
 
-export type UploadKind = 'direct' | 'presigned';
+export type UploadKind = 'direct' | 'presigned' | 'post';
+
+/** Where a finished upload is filed, besides being an asset: a version of a named file. */
+export interface FileTarget {
+  namespace: string;
+  name: string;
+}
+
+/** What a protocol asked for when it opened the upload, applied when it completes. */
+export interface UploadIntent {
+  /** Complete as soon as storage holds the bytes (protocols with no confirm step). */
+  autoComplete?: boolean;
+  file?: FileTarget;
+  access?: Access;
+  metadata?: Record<string, unknown>;
+}
 export type UploadStatus = 'pending' | 'completed' | 'expired';
 
 export interface Upload {
@@ -66,6 +109,11 @@ export interface Upload {
   md5: string | null;
   storageKey: string;
   status: UploadStatus;
+  /** Assigned when the upload is recorded; its asset takes the same number. */
+  seq: number | null;
+  /** An id the client chose (unique per account), for APIs that let it. */
+  externalId: string | null;
+  intent: UploadIntent;
   assetId: string | null;
   /** Whether completion found the content already stored and returned that asset. */
   deduplicated: boolean;
@@ -86,4 +134,26 @@ export interface Digests {
   size: number;
   sha256: string;
   md5: string;
+}
+
+/** One version of a named file in a namespace; versions point at assets (deduplicated). */
+export interface FileVersion {
+  accountId: string;
+  namespace: string;
+  name: string;
+  version: number;
+  latestVersion: number;
+  assetId: string;
+  createdAt: number;
+}
+
+export type JobStatus = 'queued' | 'running' | 'done' | 'failed';
+
+export interface Job {
+  id: string;
+  kind: string;
+  payload: Record<string, unknown>;
+  status: JobStatus;
+  attempts: number;
+  runAt: number;
 }

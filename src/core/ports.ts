@@ -3,7 +3,18 @@
  * src/db and src/blobs implement them; nothing here knows SQL, a filesystem or an SDK.
  */
 import type { Readable } from 'node:stream';
-import type { Account, ApiKey, Asset, ObjectInfo, Upload } from './model.js';
+import type {
+  Access,
+  Account,
+  ApiKey,
+  Asset,
+  AssetAnalysis,
+  FileVersion,
+  Job,
+  ObjectInfo,
+  ProcessingStatus,
+  Upload,
+} from './model.js';
 
 export interface AssetPage {
   assets: Asset[];
@@ -25,6 +36,26 @@ export interface FinishResult {
   deduplicated: boolean;
   /** True when this call did the completion; false when it had already happened. */
   completedNow: boolean;
+  /** The file version this completion recorded, when the upload targeted a named file. */
+  version?: FileVersion | undefined;
+}
+
+export interface AccountChanges {
+  disabled?: boolean;
+  maxFileSize?: number | null;
+  storageQuota?: number | null;
+}
+
+export interface Usage {
+  bytes: number;
+  assets: number;
+}
+
+export interface NewJob {
+  id: string;
+  kind: string;
+  payload: Record<string, unknown>;
+  runAt: number;
 }
 
 export interface Store {
@@ -34,6 +65,8 @@ export interface Store {
   ensureAccount(account: Account): Promise<Account>;
   getAccount(id: string): Promise<Account | undefined>;
   listAccounts(): Promise<Account[]>;
+  updateAccount(id: string, changes: AccountChanges): Promise<Account | undefined>;
+  usage(accountId: string): Promise<Usage>;
 
   insertKey(key: ApiKey, secretHash: string): Promise<void>;
   /** Inserts the key unless one with this hash exists; returns the stored key either way. */
@@ -45,14 +78,23 @@ export interface Store {
   revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean>;
   touchKey(keyId: string, at: number): Promise<void>;
 
+  /**
+   * Records upload intents and gives each its `seq` (set on the objects passed in). A
+   * clashing `externalId` fails the whole call with ID_EXISTS.
+   */
   insertUploads(uploads: Upload[]): Promise<void>;
   getUpload(id: string): Promise<Upload | undefined>;
+  getUploadByExternalId(accountId: string, externalId: string): Promise<Upload | undefined>;
   /**
    * Atomically: records `candidate` as an asset unless the account already holds that
    * SHA-256 (then the existing asset is returned), and marks the upload completed.
    * If the upload was completed already, returns its asset without changing anything.
+   * In the same transaction: files the asset as the next version of the upload's target
+   * file, if it has one, and queues `jobs` when a new asset was recorded.
    */
-  finishUpload(uploadId: string, candidate: Asset, at: number): Promise<FinishResult>;
+  finishUpload(uploadId: string, candidate: Asset, at: number, jobs: NewJob[]): Promise<FinishResult>;
+  /** Pending uploads that complete by themselves (no confirm step), oldest first. */
+  listAutoCompletable(limit: number): Promise<Upload[]>;
   /** Pending uploads whose expiry is before `before`, oldest first. */
   listStaleUploads(before: number, limit: number): Promise<Upload[]>;
   /** Marks a pending upload expired; false if it was no longer pending. */
@@ -67,6 +109,35 @@ export interface Store {
   deleteAsset(accountId: string, id: string): Promise<Asset | undefined>;
   /** How many assets still point at these bytes (0 means they may be freed). */
   countAssetsWithStorageKey(storageKey: string): Promise<number>;
+  setAssetAccess(accountId: string, id: string, access: Access): Promise<Asset | undefined>;
+  recordAnalysis(
+    id: string,
+    processing: ProcessingStatus,
+    analysis: AssetAnalysis,
+    at: number,
+  ): Promise<void>;
+  /** Marks a `verifying` asset ready once its bytes were hashed and matched. */
+  markAssetVerified(id: string, at: number): Promise<void>;
+
+  /** A version of a named file: the given one, or the latest when `version` is undefined. */
+  getFileVersion(
+    accountId: string,
+    namespace: string,
+    name: string,
+    version?: number,
+  ): Promise<FileVersion | undefined>;
+  listFileVersions(accountId: string, namespace: string, name: string): Promise<FileVersion[]>;
+
+  enqueueJobs(jobs: NewJob[]): Promise<void>;
+  /**
+   * Claims one due job for `worker` until `leaseUntil` (a job whose lease ran out is due
+   * again). Exactly one claimant wins, across processes and nodes.
+   */
+  claimJob(worker: string, now: number, leaseUntil: number): Promise<Job | undefined>;
+  finishJob(id: string, worker: string, at: number): Promise<void>;
+  /** Records a failure; `retryAt` null gives up on the job. */
+  failJob(id: string, worker: string, error: string, retryAt: number | null, at: number): Promise<void>;
+  getJob(id: string): Promise<Job | undefined>;
 
   close(): Promise<void>;
 }

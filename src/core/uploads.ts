@@ -4,9 +4,9 @@ import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
-import type { Asset, Digests, ObjectInfo, Principal, Upload } from './model.js';
+import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
-import type { BlobStore, PresignedRequest, Store } from './ports.js';
+import type { BlobStore, NewJob, PresignedPost, PresignedRequest, Store } from './ports.js';
 
 export interface UploadSettings {
   /** Server-wide default; an account's own limit overrides it. */
@@ -25,6 +25,35 @@ export interface FileDeclaration {
   size: number;
   sha256?: string | undefined;
   md5?: string | undefined;
+  /** An id the client chose for this upload (unique in the account). */
+  externalId?: string | undefined;
+  intent?: UploadIntent | undefined;
+}
+
+/** Options for one batch of presigned uploads. */
+export interface PresignOptions {
+  /** Overrides the server's default validity (bounded by it and by a week). */
+  expiresInSeconds?: number | undefined;
+}
+
+/** A browser-form upload (POST policy) of a file whose exact size is not known in advance. */
+export interface PostDeclaration {
+  name: string;
+  /** Bound into the policy when given; otherwise the form may send any type. */
+  contentType?: string | undefined;
+  /** Defaults to the account's file size limit. */
+  maxSize?: number | undefined;
+  externalId?: string | undefined;
+  intent?: UploadIntent | undefined;
+  expiresInSeconds?: number | undefined;
+}
+
+/** What a client asserts about the bytes when it confirms an upload. */
+export interface CompletionClaims {
+  size?: number | undefined;
+  /** Hex or base64. */
+  sha256?: string | undefined;
+  md5?: string | undefined;
 }
 
 export type IntentResult =
@@ -35,6 +64,8 @@ export interface UploadOutcome {
   asset: Asset;
   /** The content was already stored in this account; the existing asset is returned. */
   deduplicated: boolean;
+  /** The version recorded, when the upload targeted a named file. */
+  version?: FileVersion | undefined;
 }
 
 export interface DirectUpload {
@@ -49,6 +80,7 @@ export interface DirectUpload {
    * leaves nothing behind. (A form's later parts can only be read after the file part.)
    */
   beforeCommit?: () => Promise<void>;
+  intent?: UploadIntent | undefined;
 }
 
 export interface ReceivedObject {
@@ -60,12 +92,26 @@ export interface ReceivedObject {
   expected: { md5?: string | undefined; sha256?: string | undefined };
 }
 
+/** A file arriving in a POST Object form whose policy the endpoint has verified. */
+export interface ReceivedPost {
+  key: string;
+  contentType: string;
+  body: Readable;
+  minSize: number;
+  maxSize: number;
+}
+
+/** The job queued for every new asset: sniffing, image facts, EXIF location. */
+export const PROCESS_ASSET_JOB = 'process-asset';
+
 // Storage keys carry the upload id and a short extension (handy when browsing a bucket);
 // never anything else from the client.
 const SAFE_EXTENSION = /\.[a-z0-9]{1,10}$/;
 const KEY_PATTERN =
   /^([A-Za-z0-9_-]{1,64})\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.[a-z0-9]{1,10})?$/;
 const DIRECT_UPLOAD_TTL_MS = 24 * 3600_000;
+const MAX_EXPIRES_SECONDS = 7 * 24 * 3600;
+const EXTERNAL_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 export function storageKeyFor(accountId: string, uploadId: string, name: string): string {
   const ext = SAFE_EXTENSION.exec(name.toLowerCase())?.[0] ?? '';
@@ -77,6 +123,14 @@ function uploadIdFromKey(key: string): string | undefined {
 }
 
 function noop(): void {}
+
+function checkExternalId(id: string | undefined): string | null {
+  if (id === undefined) return null;
+  if (!EXTERNAL_ID.test(id)) {
+    throw new WharfError('VALIDATION_FAILED', 'An upload id must be 1 to 128 letters, digits, _ or -.');
+  }
+  return id;
+}
 
 export class UploadService {
   constructor(
@@ -107,6 +161,8 @@ export class UploadService {
       });
     }
 
+    if (input.declaredSize !== undefined) await this.checkQuota(principal, input.declaredSize);
+
     const now = this.clock.now();
     const id = this.ids.id();
     // The row exists before any byte is written, so a crash mid-write leaves something
@@ -123,6 +179,9 @@ export class UploadService {
       md5: expectedMd5,
       storageKey: storageKeyFor(principal.accountId, id, name),
       status: 'pending',
+      seq: null,
+      externalId: null,
+      intent: input.intent ?? {},
       assetId: null,
       deduplicated: false,
       createdAt: now,
@@ -145,7 +204,11 @@ export class UploadService {
   }
 
   /** Upload intents: one presigned request per file, or the existing asset for known content. */
-  async createPresigned(principal: Principal, files: FileDeclaration[]): Promise<IntentResult[]> {
+  async createPresigned(
+    principal: Principal,
+    files: FileDeclaration[],
+    options: PresignOptions = {},
+  ): Promise<IntentResult[]> {
     if (files.length === 0) throw new WharfError('VALIDATION_FAILED', 'At least one file is required.');
     if (files.length > this.settings.maxFilesPerRequest) {
       throw new WharfError(
@@ -165,6 +228,12 @@ export class UploadService {
       }
     });
 
+    await this.checkQuota(
+      principal,
+      declared.reduce((sum, f) => sum + f.size, 0),
+    );
+    const expiresInSeconds = this.expiry(options.expiresInSeconds);
+
     const hashes = [...new Set(declared.flatMap((f) => (f.sha256 ? [f.sha256] : [])))];
     const existing = new Map(
       (hashes.length > 0 ? await this.store.findAssetsBySha256(principal.accountId, hashes) : []).map((a) => [
@@ -174,7 +243,7 @@ export class UploadService {
     );
 
     const now = this.clock.now();
-    const expiresAt = now + this.settings.uploadExpiresInSeconds * 1000;
+    const expiresAt = now + expiresInSeconds * 1000;
     const results: IntentResult[] = [];
     const uploads: Upload[] = [];
     for (const file of declared) {
@@ -196,6 +265,9 @@ export class UploadService {
         md5: file.md5,
         storageKey: storageKeyFor(principal.accountId, id, file.name),
         status: 'pending',
+        seq: null,
+        externalId: file.externalId,
+        intent: file.intent,
         assetId: null,
         deduplicated: false,
         createdAt: now,
@@ -209,13 +281,68 @@ export class UploadService {
         size: file.size,
         md5: file.md5,
         sha256: file.sha256,
-        expiresInSeconds: this.settings.uploadExpiresInSeconds,
+        expiresInSeconds,
         now,
       });
       results.push({ status: 'pending', upload, request });
     }
     if (uploads.length > 0) await this.store.insertUploads(uploads);
     return results;
+  }
+
+  /** A browser-form (POST policy) upload: the policy binds the key, a size range and expiry. */
+  async createPost(
+    principal: Principal,
+    declaration: PostDeclaration,
+  ): Promise<{ upload: Upload; post: PresignedPost }> {
+    const name = validateFileName(declaration.name);
+    const boundType =
+      declaration.contentType === undefined ? undefined : validateContentType(declaration.contentType);
+    const limit = this.maxFileSize(principal);
+    const maxSize = Math.min(declaration.maxSize ?? limit, limit);
+    const externalId = checkExternalId(declaration.externalId);
+    await this.checkQuota(principal, 0);
+    const expiresInSeconds = this.expiry(declaration.expiresInSeconds);
+    const now = this.clock.now();
+    const id = this.ids.id();
+    const upload: Upload = {
+      id,
+      accountId: principal.accountId,
+      keyId: principal.keyId,
+      kind: 'post',
+      name,
+      contentType: boundType ?? validateContentType(undefined),
+      size: null,
+      sha256: null,
+      md5: null,
+      storageKey: storageKeyFor(principal.accountId, id, name),
+      status: 'pending',
+      seq: null,
+      externalId,
+      intent: declaration.intent ?? {},
+      assetId: null,
+      deduplicated: false,
+      createdAt: now,
+      expiresAt: now + expiresInSeconds * 1000,
+      completedAt: null,
+    };
+    const post = await this.blobs.presignPost({
+      key: upload.storageKey,
+      contentType: boundType,
+      minSize: 0,
+      maxSize,
+      expiresInSeconds,
+      now,
+    });
+    await this.store.insertUploads([upload]);
+    return { upload, post };
+  }
+
+  /** The upload a client named with its own id. */
+  async getByExternalId(principal: Principal, externalId: string): Promise<Upload> {
+    const upload = await this.store.getUploadByExternalId(principal.accountId, externalId);
+    if (!upload) throw new WharfError('NOT_FOUND', 'No such upload.');
+    return upload;
   }
 
   async get(principal: Principal, uploadId: string): Promise<Upload> {
@@ -250,21 +377,77 @@ export class UploadService {
       input.body.resume();
       throw new WharfError('SIZE_MISMATCH', 'The request does not match the declared size and type.');
     }
-    return this.writeVerified(input.key, input.body, upload.size, upload.contentType, (d) => {
+    const digests = await this.writeVerified(input.key, input.body, upload.size, upload.contentType, (d) => {
       if (d.size !== upload.size) {
         throw new WharfError('SIZE_MISMATCH', `Expected ${upload.size} bytes, received ${d.size}.`);
       }
       checkDigests(d, input.expected);
       checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
     });
+    if (upload.intent.autoComplete) await this.finish(upload, digests);
+    return digests;
+  }
+
+  /** A POST Object form's file, after the endpoint verified the policy that names its key. */
+  async receivePost(input: ReceivedPost): Promise<Digests> {
+    const uploadId = uploadIdFromKey(input.key);
+    const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
+    if (!upload || upload.storageKey !== input.key || upload.kind !== 'post') {
+      input.body.resume();
+      throw new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
+    }
+    if (upload.status !== 'pending') {
+      input.body.resume();
+      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+    }
+    if (this.clock.now() > upload.expiresAt) {
+      input.body.resume();
+      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    }
+    const digests = await this.writeVerified(input.key, input.body, input.maxSize, input.contentType, (d) => {
+      if (d.size < input.minSize) {
+        throw new WharfError(
+          'FILE_TOO_SMALL',
+          `The file is smaller than the minimum of ${input.minSize} bytes.`,
+        );
+      }
+    });
+    if (upload.intent.autoComplete) await this.finish(upload, digests);
+    return digests;
   }
 
   /** Turns a presigned upload into an asset once storage holds the declared bytes. Idempotent. */
-  async complete(principal: Principal, uploadId: string): Promise<UploadOutcome> {
-    const upload = await this.get(principal, uploadId);
-    if (upload.status === 'completed') return this.completedOutcome(upload);
+  async complete(
+    principal: Principal,
+    uploadId: string,
+    claims: CompletionClaims = {},
+  ): Promise<UploadOutcome> {
+    return this.completeUpload(await this.get(principal, uploadId), claims);
+  }
+
+  /**
+   * Completes an upload whichever way it arrived: idempotent, and checks what storage
+   * holds against everything declared and claimed. Also what reconciliation runs.
+   */
+  async completeUpload(upload: Upload, claims: CompletionClaims = {}): Promise<UploadOutcome> {
+    const claimed = {
+      sha256: claims.sha256 ? parseDigest('sha256', claims.sha256, 'sha256') : null,
+      md5: claims.md5 ? parseDigest('md5', claims.md5, 'md5') : null,
+    };
+    if (upload.status === 'completed') {
+      const outcome = await this.completedOutcome(upload);
+      // A confirm that contradicts the bytes is refused even after the fact.
+      if (claims.size !== undefined && claims.size !== outcome.asset.size) {
+        throw new WharfError(
+          'SIZE_MISMATCH',
+          `Claimed ${claims.size} bytes; the file has ${outcome.asset.size}.`,
+        );
+      }
+      checkDigests(outcome.asset, claimed);
+      return outcome;
+    }
     if (upload.status === 'expired') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
-    if (upload.kind !== 'presigned') {
+    if (upload.kind === 'direct') {
       throw new WharfError(
         'UPLOAD_NOT_PENDING',
         'A direct upload completes by itself when its request ends.',
@@ -279,13 +462,17 @@ export class UploadService {
     }
     const digests = await this.attest(upload.storageKey, info);
     try {
-      if (digests.size !== upload.size) {
+      if (upload.size !== null && digests.size !== upload.size) {
         throw new WharfError(
           'SIZE_MISMATCH',
           `Declared ${upload.size} bytes; storage holds ${digests.size}.`,
         );
       }
+      if (claims.size !== undefined && digests.size !== claims.size) {
+        throw new WharfError('SIZE_MISMATCH', `Claimed ${claims.size} bytes; storage holds ${digests.size}.`);
+      }
       checkDigests(digests, { sha256: upload.sha256, md5: upload.md5 });
+      checkDigests(digests, claimed);
     } catch (err) {
       // Wrong bytes are never kept: the client may PUT again while the intent is open.
       await this.blobs.delete(upload.storageKey);
@@ -295,7 +482,8 @@ export class UploadService {
   }
 
   /** Expires abandoned intents and frees their bytes; clears storage debris. */
-  async sweep(): Promise<{ expired: number; debris: number }> {
+  async sweep(): Promise<{ expired: number; debris: number; reconciled: number }> {
+    const reconciled = await this.reconcile();
     const now = this.clock.now();
     let expired = 0;
     for (;;) {
@@ -310,7 +498,45 @@ export class UploadService {
       if (stale.length < 200) break;
     }
     const debris = await this.blobs.sweepIncomplete(now - 3600_000);
-    return { expired, debris };
+    return { expired, debris, reconciled };
+  }
+
+  /**
+   * Completes uploads whose protocol has no confirm step (or whose client never confirmed)
+   * once storage holds their bytes and they verify. Wrong bytes are dropped, as on confirm.
+   */
+  async reconcile(): Promise<number> {
+    let completed = 0;
+    for (const upload of await this.store.listAutoCompletable(500)) {
+      if (!(await this.blobs.head(upload.storageKey))) continue;
+      try {
+        await this.completeUpload(upload);
+        completed += 1;
+      } catch (err) {
+        if (!(err instanceof WharfError)) throw err;
+      }
+    }
+    return completed;
+  }
+
+  private expiry(requested: number | undefined): number {
+    if (requested === undefined) return this.settings.uploadExpiresInSeconds;
+    if (!Number.isInteger(requested) || requested < 1 || requested > MAX_EXPIRES_SECONDS) {
+      throw new WharfError('VALIDATION_FAILED', `Expiry must be 1 to ${MAX_EXPIRES_SECONDS} seconds.`);
+    }
+    return requested;
+  }
+
+  /** The account's plan limit on stored bytes, checked before bytes move and again at completion. */
+  private async checkQuota(principal: { accountId: string; storageQuota: number | null }, adding: number) {
+    if (principal.storageQuota === null) return;
+    const usage = await this.store.usage(principal.accountId);
+    if (usage.bytes + adding > principal.storageQuota) {
+      throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
+        quota: principal.storageQuota,
+        used: usage.bytes,
+      });
+    }
   }
 
   private validateDeclaration(file: FileDeclaration, limit: number) {
@@ -330,6 +556,8 @@ export class UploadService {
       size: file.size,
       sha256: file.sha256 ? parseDigest('sha256', file.sha256, 'sha256') : null,
       md5: file.md5 ? parseDigest('md5', file.md5, 'md5') : null,
+      externalId: checkExternalId(file.externalId),
+      intent: file.intent ?? {},
     };
   }
 
@@ -363,6 +591,20 @@ export class UploadService {
   }
 
   private async finish(upload: Upload, digests: Digests): Promise<UploadOutcome> {
+    const account = await this.store.getAccount(upload.accountId);
+    try {
+      await this.checkQuota(
+        { accountId: upload.accountId, storageQuota: account?.storageQuota ?? null },
+        digests.size,
+      );
+    } catch (err) {
+      if ((await this.store.findAssetBySha256(upload.accountId, digests.sha256)) === undefined) {
+        await this.store.expireUpload(upload.id);
+        await this.blobs.delete(upload.storageKey);
+        throw err;
+      }
+      // Known content costs no new storage: dedupe below returns the existing asset.
+    }
     const now = this.clock.now();
     const candidate: Asset = {
       id: this.ids.id(),
@@ -374,16 +616,23 @@ export class UploadService {
       md5: digests.md5,
       storageKey: upload.storageKey,
       status: 'ready',
-      metadata: {},
+      seq: upload.seq ?? 0,
+      access: upload.intent.access ?? 'private',
+      processing: 'pending',
+      analysis: {},
+      metadata: upload.intent.metadata ?? {},
       createdAt: now,
       updatedAt: now,
     };
-    const result = await this.store.finishUpload(upload.id, candidate, now);
+    const jobs: NewJob[] = [
+      { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: candidate.id }, runAt: now },
+    ];
+    const result = await this.store.finishUpload(upload.id, candidate, now, jobs);
     if (result.completedNow && result.deduplicated) {
       // The account already holds these bytes under the existing asset.
       await this.blobs.delete(upload.storageKey);
     }
-    return { asset: result.asset, deduplicated: result.deduplicated };
+    return { asset: result.asset, deduplicated: result.deduplicated, version: result.version };
   }
 
   private async completedOutcome(upload: Upload): Promise<UploadOutcome> {
@@ -393,7 +642,10 @@ export class UploadService {
   }
 }
 
-function checkDigests(actual: Digests, expected: { sha256?: string | null; md5?: string | null }): void {
+function checkDigests(
+  actual: { sha256: string; md5: string },
+  expected: { sha256?: string | null; md5?: string | null },
+): void {
   if (expected.sha256 && expected.sha256 !== actual.sha256) {
     throw new WharfError(
       'CHECKSUM_MISMATCH',

@@ -2,10 +2,14 @@ import { createHmac } from 'node:crypto';
 import { AssetService } from './assets.js';
 import type { Clock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
+import { FileService } from './files.js';
 import type { IdSource } from './ids.js';
+import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
-import { UploadService, type UploadSettings } from './uploads.js';
+import { type Analyzer, processAssetJob } from './processing.js';
+import { SignedIds } from './signed-ids.js';
+import { PROCESS_ASSET_JOB, UploadService, type UploadSettings } from './uploads.js';
 
 export interface CoreDeps {
   store: Store;
@@ -17,6 +21,7 @@ export interface CoreDeps {
   uploads: UploadSettings;
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
+  analyzer: Analyzer;
 }
 
 /** The core: every protocol Wharf speaks ends up calling these services. */
@@ -25,6 +30,9 @@ export interface Core {
   uploads: UploadService;
   assets: AssetService;
   endpoint: StorageEndpointService | undefined;
+  files: FileService;
+  jobs: JobRunner;
+  signedIds: SignedIds;
   clock: Clock;
 }
 
@@ -35,11 +43,16 @@ export function deriveKey(secret: string, purpose: string): Buffer {
 
 export function createCore(deps: CoreDeps): Core {
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads);
+  const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
+  jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
   return {
     keys: new KeyService(deps.store, deps.clock, deps.ids),
     uploads,
     assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, deps.clock),
+    files: new FileService(deps.store, uploads),
+    jobs,
+    signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     clock: deps.clock,
   };
 }

@@ -1,10 +1,12 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
 import * as initial from './migrations/001_initial.js';
+import * as filesJobs from './migrations/002_files_jobs_processing.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
 const migrations: Record<string, Migration> = {
   '001_initial': initial,
+  '002_files_jobs_processing': filesJobs,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

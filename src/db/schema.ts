@@ -10,6 +10,7 @@ export interface AccountsTable {
   id: string;
   name: string;
   max_file_size: number | null;
+  storage_quota: number | null;
   disabled: number;
   created_at: number;
 }
@@ -38,6 +39,10 @@ export interface UploadsTable {
   md5: string | null;
   storage_key: string;
   status: string;
+  seq: number | null;
+  external_id: string | null;
+  intent: string;
+  auto_complete: Generated<number>;
   asset_id: string | null;
   deduplicated: Generated<number>;
   created_at: number;
@@ -55,7 +60,46 @@ export interface AssetsTable {
   md5: string;
   storage_key: string;
   status: string;
+  seq: number;
+  access: string;
+  processing: string;
+  analysis: string;
   metadata: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface CountersTable {
+  name: string;
+  value: number;
+}
+
+export interface FilesTable {
+  account_id: string;
+  namespace: string;
+  name: string;
+  latest_version: number;
+}
+
+export interface FileVersionsTable {
+  account_id: string;
+  namespace: string;
+  name: string;
+  version: number;
+  asset_id: string;
+  created_at: number;
+}
+
+export interface JobsTable {
+  id: string;
+  kind: string;
+  payload: string;
+  status: string;
+  attempts: number;
+  run_at: number;
+  lease_until: number | null;
+  worker: string | null;
+  last_error: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -66,4 +110,8 @@ export interface Database {
   api_keys: ApiKeysTable;
   uploads: UploadsTable;
   assets: AssetsTable;
+  counters: CountersTable;
+  files: FilesTable;
+  file_versions: FileVersionsTable;
+  jobs: JobsTable;
 }

@@ -1,9 +1,40 @@
-import { CompiledQuery, type InferResult, type Kysely, type Selectable } from 'kysely';
+import { CompiledQuery, type InferResult, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { WharfError } from '../core/errors.js';
-import type { Account, ApiKey, Asset, Role, Upload, UploadKind, UploadStatus } from '../core/model.js';
-import type { AssetPage, AssetQuery, FinishResult, Store } from '../core/ports.js';
+import type {
+  Access,
+  Account,
+  ApiKey,
+  Asset,
+  AssetAnalysis,
+  FileVersion,
+  Job,
+  JobStatus,
+  ProcessingStatus,
+  Role,
+  Upload,
+  UploadIntent,
+  UploadKind,
+  UploadStatus,
+} from '../core/model.js';
+import type {
+  AccountChanges,
+  AssetPage,
+  AssetQuery,
+  FinishResult,
+  NewJob,
+  Store,
+  Usage,
+} from '../core/ports.js';
 import type { Connection, Dialect } from './connect.js';
-import type { AccountsTable, ApiKeysTable, AssetsTable, Database, UploadsTable } from './schema.js';
+import type {
+  AccountsTable,
+  ApiKeysTable,
+  AssetsTable,
+  Database,
+  FileVersionsTable,
+  JobsTable,
+  UploadsTable,
+} from './schema.js';
 
 const INSERT_CHUNK = 100;
 
@@ -43,6 +74,7 @@ export class SqlStore implements Store {
         id: account.id,
         name: account.name,
         max_file_size: account.maxFileSize,
+        storage_quota: account.storageQuota,
         disabled: account.disabled ? 1 : 0,
         created_at: account.createdAt,
       })
@@ -58,6 +90,26 @@ export class SqlStore implements Store {
 
   async listAccounts(): Promise<Account[]> {
     return (await this.db.selectFrom('accounts').selectAll().orderBy('created_at').execute()).map(toAccount);
+  }
+
+  async updateAccount(id: string, changes: AccountChanges): Promise<Account | undefined> {
+    const set: Partial<AccountsTable> = {};
+    if (changes.disabled !== undefined) set.disabled = changes.disabled ? 1 : 0;
+    if (changes.maxFileSize !== undefined) set.max_file_size = changes.maxFileSize;
+    if (changes.storageQuota !== undefined) set.storage_quota = changes.storageQuota;
+    if (Object.keys(set).length > 0) {
+      await this.db.updateTable('accounts').set(set).where('id', '=', id).execute();
+    }
+    return this.getAccount(id);
+  }
+
+  async usage(accountId: string): Promise<Usage> {
+    const row = await this.db
+      .selectFrom('assets')
+      .select((eb) => [eb.fn.countAll<number>().as('assets'), eb.fn.sum<number>('size').as('bytes')])
+      .where('account_id', '=', accountId)
+      .executeTakeFirstOrThrow();
+    return { assets: Number(row.assets), bytes: Number(row.bytes ?? 0) };
   }
 
   async insertKey(key: ApiKey, secretHash: string): Promise<void> {
@@ -83,6 +135,7 @@ export class SqlStore implements Store {
         id: row.account_id,
         name: row.account_name,
         max_file_size: row.account_max_file_size,
+        storage_quota: row.account_storage_quota,
         disabled: row.account_disabled,
         created_at: row.account_created_at,
       }),
@@ -125,7 +178,7 @@ export class SqlStore implements Store {
    */
   insertUploads(uploads: Upload[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queuedUploads.push({ rows: uploads.map(fromUpload), resolve, reject });
+      this.queuedUploads.push({ uploads, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flushUploads());
@@ -133,29 +186,44 @@ export class SqlStore implements Store {
     });
   }
 
-  private queuedUploads: { rows: UploadRow[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private queuedUploads: { uploads: Upload[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private flushing = false;
 
   private async flushUploads(): Promise<void> {
     const batch = this.queuedUploads;
     this.queuedUploads = [];
     try {
-      await this.writeUploads(batch.flatMap((entry) => entry.rows));
+      await this.writeUploads(batch.flatMap((entry) => entry.uploads));
       for (const entry of batch) entry.resolve();
     } catch {
       // One caller's bad rows must not fail the others: retry each on its own.
-      for (const entry of batch) await this.writeUploads(entry.rows).then(entry.resolve, entry.reject);
+      for (const entry of batch) {
+        await this.writeUploads(entry.uploads).then(entry.resolve, (err: unknown) =>
+          entry.reject(
+            isUniqueViolation(err)
+              ? new WharfError('ID_EXISTS', 'An upload with this id already exists.')
+              : err,
+          ),
+        );
+      }
     } finally {
       if (this.queuedUploads.length > 0) setImmediate(() => void this.flushUploads());
       else this.flushing = false;
     }
   }
 
-  private async writeUploads(rows: UploadRow[]): Promise<void> {
+  private async writeUploads(uploads: Upload[]): Promise<void> {
     // Fixed-size chunks: group commit merges calls into any number of rows, and a fixed
     // chunk keeps the SQL text the same, so its prepared statement is reused (and the
     // statement stays well under SQLite's bound-parameter limit).
     await this.db.transaction().execute(async (trx) => {
+      // Numbers are taken in the same transaction as the rows: a rolled-back batch gives
+      // its numbers back, so every number belongs to a recorded upload.
+      const last = await bumpCounter(trx, 'seq', uploads.length);
+      uploads.forEach((upload, i) => {
+        upload.seq = last - uploads.length + 1 + i;
+      });
+      const rows = uploads.map(fromUpload);
       for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
         await trx
           .insertInto('uploads')
@@ -170,7 +238,29 @@ export class SqlStore implements Store {
     return row && toUpload(row);
   }
 
-  async finishUpload(uploadId: string, candidate: Asset, at: number): Promise<FinishResult> {
+  async getUploadByExternalId(accountId: string, externalId: string): Promise<Upload | undefined> {
+    const row = await this.db
+      .selectFrom('uploads')
+      .selectAll()
+      .where('account_id', '=', accountId)
+      .where('external_id', '=', externalId)
+      .executeTakeFirst();
+    return row && toUpload(row);
+  }
+
+  async listAutoCompletable(limit: number): Promise<Upload[]> {
+    const rows = await this.db
+      .selectFrom('uploads')
+      .selectAll()
+      .where('status', '=', 'pending')
+      .where('auto_complete', '=', 1)
+      .orderBy('created_at')
+      .limit(limit)
+      .execute();
+    return rows.map(toUpload);
+  }
+
+  async finishUpload(uploadId: string, candidate: Asset, at: number, jobs: NewJob[]): Promise<FinishResult> {
     return this.db.transaction().execute(async (trx) => {
       let select = trx.selectFrom('uploads').selectAll().where('id', '=', uploadId);
       // Row lock on PostgreSQL so two nodes completing the same upload serialise here.
@@ -190,7 +280,7 @@ export class SqlStore implements Store {
 
       await trx
         .insertInto('assets')
-        .values(fromAsset(candidate))
+        .values(fromAsset({ ...candidate, seq: Number(upload.seq ?? 0) }))
         .onConflict((oc) => oc.columns(['account_id', 'sha256']).doNothing())
         .execute();
       const stored = await trx
@@ -210,7 +300,12 @@ export class SqlStore implements Store {
         })
         .where('id', '=', uploadId)
         .execute();
-      return { asset: toAsset(stored), deduplicated, completedNow: true };
+      const intent = parseIntent(upload.intent);
+      const version = intent.file
+        ? await addFileVersion(trx, upload.account_id, intent.file.namespace, intent.file.name, stored.id, at)
+        : undefined;
+      if (!deduplicated && jobs.length > 0) await trx.insertInto('jobs').values(jobs.map(fromJob)).execute();
+      return { asset: toAsset(stored), deduplicated, completedNow: true, version };
     });
   }
 
@@ -306,6 +401,7 @@ export class SqlStore implements Store {
         .where('id', '=', id)
         .executeTakeFirst();
       if (!row) return undefined;
+      await trx.deleteFrom('file_versions').where('asset_id', '=', id).execute();
       await trx.deleteFrom('assets').where('id', '=', id).execute();
       return toAsset(row);
     });
@@ -320,9 +416,231 @@ export class SqlStore implements Store {
     return Number(row.n);
   }
 
+  async setAssetAccess(accountId: string, id: string, access: Access): Promise<Asset | undefined> {
+    await this.db
+      .updateTable('assets')
+      .set({ access })
+      .where('account_id', '=', accountId)
+      .where('id', '=', id)
+      .execute();
+    return this.getAsset(accountId, id);
+  }
+
+  async recordAnalysis(
+    id: string,
+    processing: ProcessingStatus,
+    analysis: AssetAnalysis,
+    at: number,
+  ): Promise<void> {
+    await this.db
+      .updateTable('assets')
+      .set({ processing, analysis: JSON.stringify(analysis), updated_at: at })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async markAssetVerified(id: string, at: number): Promise<void> {
+    await this.db
+      .updateTable('assets')
+      .set({ status: 'ready', updated_at: at })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async getFileVersion(
+    accountId: string,
+    namespace: string,
+    name: string,
+    version?: number,
+  ): Promise<FileVersion | undefined> {
+    let query = this.versionsOf(accountId, namespace, name);
+    query =
+      version === undefined
+        ? query.orderBy('v.version', 'desc').limit(1)
+        : query.where('v.version', '=', version);
+    const row = await query.executeTakeFirst();
+    return row && toFileVersion(row, Number(row.latest_version));
+  }
+
+  async listFileVersions(accountId: string, namespace: string, name: string): Promise<FileVersion[]> {
+    const rows = await this.versionsOf(accountId, namespace, name).orderBy('v.version').execute();
+    return rows.map((row) => toFileVersion(row, Number(row.latest_version)));
+  }
+
+  private versionsOf(accountId: string, namespace: string, name: string) {
+    return this.db
+      .selectFrom('file_versions as v')
+      .innerJoin('files as f', (join) =>
+        join
+          .onRef('f.account_id', '=', 'v.account_id')
+          .onRef('f.namespace', '=', 'v.namespace')
+          .onRef('f.name', '=', 'v.name'),
+      )
+      .selectAll('v')
+      .select('f.latest_version')
+      .where('v.account_id', '=', accountId)
+      .where('v.namespace', '=', namespace)
+      .where('v.name', '=', name);
+  }
+
+  async enqueueJobs(jobs: NewJob[]): Promise<void> {
+    if (jobs.length > 0) await this.db.insertInto('jobs').values(jobs.map(fromJob)).execute();
+  }
+
+  async claimJob(worker: string, now: number, leaseUntil: number): Promise<Job | undefined> {
+    return this.db.transaction().execute(async (trx) => {
+      let select = trx
+        .selectFrom('jobs')
+        .selectAll()
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('status', '=', 'queued'), eb('run_at', '<=', now)]),
+            eb.and([eb('status', '=', 'running'), eb('lease_until', '<', now)]),
+          ]),
+        )
+        .orderBy('run_at')
+        .limit(1);
+      // Other nodes skip the row this one is claiming instead of queueing behind it.
+      // (SQLite has one writer at a time, which serialises claims by itself.)
+      if (this.dialect === 'postgres') select = select.forUpdate().skipLocked();
+      const row = await select.executeTakeFirst();
+      if (!row) return undefined;
+      const attempts = Number(row.attempts) + 1;
+      await trx
+        .updateTable('jobs')
+        .set({ status: 'running', worker, lease_until: leaseUntil, attempts, updated_at: now })
+        .where('id', '=', row.id)
+        .execute();
+      return toJob({ ...row, status: 'running', attempts });
+    });
+  }
+
+  async finishJob(id: string, worker: string, at: number): Promise<void> {
+    await this.db
+      .updateTable('jobs')
+      .set({ status: 'done', lease_until: null, updated_at: at })
+      .where('id', '=', id)
+      .where('worker', '=', worker)
+      .execute();
+  }
+
+  async failJob(
+    id: string,
+    worker: string,
+    error: string,
+    retryAt: number | null,
+    at: number,
+  ): Promise<void> {
+    await this.db
+      .updateTable('jobs')
+      .set({
+        status: retryAt === null ? 'failed' : 'queued',
+        run_at: retryAt ?? at,
+        lease_until: null,
+        last_error: error.slice(0, 2000),
+        updated_at: at,
+      })
+      .where('id', '=', id)
+      .where('worker', '=', worker)
+      .execute();
+  }
+
+  async getJob(id: string): Promise<Job | undefined> {
+    const row = await this.db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toJob(row);
+  }
+
   async close(): Promise<void> {
     await this.db.destroy();
   }
+}
+
+/** Adds `by` to a named counter and returns the new value, inside the caller's transaction. */
+async function bumpCounter(trx: Transaction<Database>, name: string, by: number): Promise<number> {
+  const row = await trx
+    .insertInto('counters')
+    .values({ name, value: by })
+    .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({ value: eb('counters.value', '+', by) })))
+    .returning('value')
+    .executeTakeFirstOrThrow();
+  return Number(row.value);
+}
+
+async function addFileVersion(
+  trx: Transaction<Database>,
+  accountId: string,
+  namespace: string,
+  name: string,
+  assetId: string,
+  at: number,
+): Promise<FileVersion> {
+  // The upsert locks the file's head row, so concurrent uploads of one name (on any node)
+  // are numbered one after another.
+  const head = await trx
+    .insertInto('files')
+    .values({ account_id: accountId, namespace, name, latest_version: 1 })
+    .onConflict((oc) =>
+      oc
+        .columns(['account_id', 'namespace', 'name'])
+        .doUpdateSet((eb) => ({ latest_version: eb('files.latest_version', '+', 1) })),
+    )
+    .returning('latest_version')
+    .executeTakeFirstOrThrow();
+  const version = Number(head.latest_version);
+  await trx
+    .insertInto('file_versions')
+    .values({ account_id: accountId, namespace, name, version, asset_id: assetId, created_at: at })
+    .execute();
+  return { accountId, namespace, name, version, latestVersion: version, assetId, createdAt: at };
+}
+
+/** SQLite and PostgreSQL report a unique-key clash by code; never by message text. */
+function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === '23505';
+}
+
+function parseIntent(text: string): UploadIntent {
+  return JSON.parse(text) as UploadIntent;
+}
+
+function toFileVersion(row: Selectable<FileVersionsTable>, latestVersion: number): FileVersion {
+  return {
+    accountId: row.account_id,
+    namespace: row.namespace,
+    name: row.name,
+    version: Number(row.version),
+    latestVersion,
+    assetId: row.asset_id,
+    createdAt: Number(row.created_at),
+  };
+}
+
+function fromJob(job: NewJob): JobsTable {
+  return {
+    id: job.id,
+    kind: job.kind,
+    payload: JSON.stringify(job.payload),
+    status: 'queued',
+    attempts: 0,
+    run_at: job.runAt,
+    lease_until: null,
+    worker: null,
+    last_error: null,
+    created_at: job.runAt,
+    updated_at: job.runAt,
+  };
+}
+
+function toJob(row: Selectable<JobsTable>): Job {
+  return {
+    id: row.id,
+    kind: row.kind,
+    payload: JSON.parse(row.payload) as Record<string, unknown>,
+    status: row.status as JobStatus,
+    attempts: Number(row.attempts),
+    runAt: Number(row.run_at),
+  };
 }
 
 function compileKeyLookup(db: Kysely<Database>) {
@@ -333,6 +651,7 @@ function compileKeyLookup(db: Kysely<Database>) {
     .select([
       'a.name as account_name',
       'a.max_file_size as account_max_file_size',
+      'a.storage_quota as account_storage_quota',
       'a.disabled as account_disabled',
       'a.created_at as account_created_at',
     ])
@@ -347,6 +666,7 @@ function toAccount(row: Selectable<AccountsTable>): Account {
     id: row.id,
     name: row.name,
     maxFileSize: row.max_file_size === null ? null : Number(row.max_file_size),
+    storageQuota: row.storage_quota === null ? null : Number(row.storage_quota),
     disabled: Number(row.disabled) === 1,
     createdAt: Number(row.created_at),
   };
@@ -379,8 +699,6 @@ function toKey(row: Selectable<ApiKeysTable>): ApiKey {
   };
 }
 
-type UploadRow = ReturnType<typeof fromUpload>;
-
 function fromUpload(u: Upload) {
   return {
     id: u.id,
@@ -394,6 +712,10 @@ function fromUpload(u: Upload) {
     md5: u.md5,
     storage_key: u.storageKey,
     status: u.status,
+    seq: u.seq,
+    external_id: u.externalId,
+    intent: JSON.stringify(u.intent),
+    auto_complete: u.intent.autoComplete ? 1 : 0,
     asset_id: u.assetId,
     deduplicated: u.deduplicated ? 1 : 0,
     created_at: u.createdAt,
@@ -415,6 +737,9 @@ function toUpload(row: Selectable<UploadsTable>): Upload {
     md5: row.md5,
     storageKey: row.storage_key,
     status: row.status as UploadStatus,
+    seq: row.seq === null ? null : Number(row.seq),
+    externalId: row.external_id,
+    intent: parseIntent(row.intent),
     assetId: row.asset_id,
     deduplicated: Number(row.deduplicated) === 1,
     createdAt: Number(row.created_at),
@@ -434,6 +759,10 @@ function fromAsset(a: Asset): AssetsTable {
     md5: a.md5,
     storage_key: a.storageKey,
     status: a.status,
+    seq: a.seq,
+    access: a.access,
+    processing: a.processing,
+    analysis: JSON.stringify(a.analysis),
     metadata: JSON.stringify(a.metadata),
     created_at: a.createdAt,
     updated_at: a.updatedAt,
@@ -451,6 +780,10 @@ function toAsset(row: Selectable<AssetsTable>): Asset {
     md5: row.md5,
     storageKey: row.storage_key,
     status: row.status as Asset['status'],
+    seq: Number(row.seq),
+    access: row.access as Access,
+    processing: row.processing as ProcessingStatus,
+    analysis: JSON.parse(row.analysis) as AssetAnalysis,
     metadata: JSON.parse(row.metadata) as Record<string, unknown>,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),

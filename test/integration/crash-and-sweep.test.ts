@@ -35,7 +35,7 @@ describe('the sweep', () => {
 
       // Within the intent's life plus the completion grace, nothing is swept.
       w.clock.advance(30 * 60_000);
-      assert.deepEqual(await w.wharf.core.uploads.sweep(), { expired: 0, debris: 0 });
+      assert.deepEqual(await w.wharf.core.uploads.sweep(), { expired: 0, debris: 0, reconciled: 0 });
       assert.equal((await filesUnder(objects)).length, 1);
 
       w.clock.advance(60 * 60_000);

@@ -57,6 +57,7 @@ describe('KeyService', () => {
       keyId: key.id,
       role: 'member',
       maxFileSize: null,
+      storageQuota: null,
     });
     const stored = await store.findKeyByHash(hashSecret(secret));
     assert.equal(stored?.key.id, key.id);
@@ -136,9 +137,9 @@ describe('KeyService', () => {
   });
 
   test('requireAdmin lets admins through and refuses members with FORBIDDEN', () => {
-    requireAdmin({ accountId: 'acme', keyId: 'k', role: 'admin', maxFileSize: null });
+    requireAdmin({ accountId: 'acme', keyId: 'k', role: 'admin', maxFileSize: null, storageQuota: null });
     assert.throws(
-      () => requireAdmin({ accountId: 'acme', keyId: 'k', role: 'member', maxFileSize: null }),
+      () => requireAdmin({ accountId: 'acme', keyId: 'k', role: 'member', maxFileSize: null, storageQuota: null }),
       (err: unknown) => isWharfError(err, 'FORBIDDEN') && err.status === 403,
     );
   });

@@ -1,0 +1,86 @@
+import type { Readable } from 'node:stream';
+import { WharfError } from './errors.js';
+import type { Access, Asset, FileVersion, Principal } from './model.js';
+import { validateFileName } from './names.js';
+import type { Store } from './ports.js';
+import type { UploadOutcome, UploadService } from './uploads.js';
+
+const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export function validateNamespace(namespace: string): string {
+  if (!NAMESPACE.test(namespace) || namespace.includes('..')) {
+    throw new WharfError(
+      'INVALID_NAME',
+      'A namespace is 1 to 64 letters, digits, _, - or ., starting with a letter or digit.',
+    );
+  }
+  return namespace;
+}
+
+export interface NamedFileUpload {
+  namespace: string;
+  name: string;
+  body: Readable;
+  contentType?: string | undefined;
+  declaredSize?: number | undefined;
+  access?: Access | undefined;
+}
+
+export interface ResolvedVersion {
+  version: FileVersion;
+  asset: Asset;
+}
+
+/**
+ * Named files in namespaces, with versions: each upload of a name is its next version,
+ * numbered in the same transaction that records the asset. Versions point at assets, so
+ * identical content is stored once however many versions carry it.
+ */
+export class FileService {
+  constructor(
+    private readonly store: Store,
+    private readonly uploads: UploadService,
+  ) {}
+
+  async put(principal: Principal, input: NamedFileUpload): Promise<UploadOutcome & { version: FileVersion }> {
+    const namespace = validateNamespace(input.namespace);
+    const name = validateFileName(input.name);
+    const outcome = await this.uploads.uploadDirect(principal, {
+      name,
+      contentType: input.contentType,
+      body: input.body,
+      declaredSize: input.declaredSize,
+      intent: { file: { namespace, name }, access: input.access },
+    });
+    if (!outcome.version) throw new WharfError('INTERNAL', 'The upload recorded no version.');
+    return { ...outcome, version: outcome.version };
+  }
+
+  /** The latest version, or the given one; older versions stay readable. */
+  async get(
+    principal: Principal,
+    namespace: string,
+    name: string,
+    version?: number,
+  ): Promise<ResolvedVersion> {
+    const found = await this.store.getFileVersion(
+      principal.accountId,
+      validateNamespace(namespace),
+      validateFileName(name),
+      version,
+    );
+    const asset = found && (await this.store.getAsset(principal.accountId, found.assetId));
+    if (!found || !asset) throw new WharfError('NOT_FOUND', 'No such file or version.');
+    return { version: found, asset };
+  }
+
+  async versions(principal: Principal, namespace: string, name: string): Promise<FileVersion[]> {
+    const all = await this.store.listFileVersions(
+      principal.accountId,
+      validateNamespace(namespace),
+      validateFileName(name),
+    );
+    if (all.length === 0) throw new WharfError('NOT_FOUND', 'No such file.');
+    return all;
+  }
+}

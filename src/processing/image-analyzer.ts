@@ -1,0 +1,58 @@
+import exifr from 'exifr';
+import { fileTypeFromBuffer } from 'file-type';
+import sharp from 'sharp';
+import type { AssetAnalysis } from '../core/model.js';
+import type { Analyzer } from '../core/processing.js';
+
+// Headers, EXIF and IPTC sit at the start of image files; 16 MiB covers the header of any
+// image sharp reads and keeps memory bounded however large the file is.
+const HEAD_BYTES = 16 * 1024 * 1024;
+
+/**
+ * file-type sniffs the content (never trusting the name or declared type), sharp reads an
+ * image's dimensions from its header, exifr its GPS position and any place name.
+ */
+export class ImageAnalyzer implements Analyzer {
+  readonly headBytes = HEAD_BYTES;
+
+  async analyze(head: Buffer): Promise<AssetAnalysis> {
+    const sniffed = await fileTypeFromBuffer(head);
+    const analysis: AssetAnalysis = {};
+    if (sniffed) {
+      analysis.format = sniffed.ext;
+      analysis.mime = sniffed.mime;
+    }
+    if (!sniffed?.mime.startsWith('image/')) return analysis;
+
+    try {
+      const meta = await sharp(head, { failOn: 'none' }).metadata();
+      if (meta.width && meta.height) {
+        // EXIF orientations 5–8 rotate the picture a quarter turn: report it as it displays.
+        const turned = (meta.orientation ?? 1) >= 5;
+        analysis.width = turned ? meta.height : meta.width;
+        analysis.height = turned ? meta.width : meta.height;
+      }
+    } catch {
+      // A format sharp cannot decode still has a sniffed type; dimensions stay unknown.
+    }
+    try {
+      const tags = (await exifr.parse(head, { gps: true, iptc: true, xmp: true, tiff: true })) as
+        | Record<string, unknown>
+        | undefined;
+      if (tags) {
+        const { latitude, longitude, GPSAltitude } = tags;
+        if (typeof latitude === 'number' && typeof longitude === 'number' && Number.isFinite(latitude)) {
+          analysis.location = { latitude, longitude };
+          if (typeof GPSAltitude === 'number') analysis.location.altitude = GPSAltitude;
+        }
+        const place = ['Sublocation', 'City', 'State', 'Country']
+          .map((name) => tags[name])
+          .filter((value): value is string => typeof value === 'string' && value.trim() !== '');
+        if (place.length > 0) analysis.locationName = place.join(', ');
+      }
+    } catch {
+      // No or malformed EXIF: nothing to report.
+    }
+    return analysis;
+  }
+}
