@@ -13,6 +13,8 @@ export interface Config {
   uploadExpiresSeconds: number;
   maxFilesPerRequest: number;
   sweepIntervalSeconds: number;
+  /** How often this node looks for due jobs (processing, verification); 0 runs none. */
+  jobIntervalMs: number;
   logLevel: string;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
@@ -64,6 +66,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     uploadExpiresSeconds: integer(env, 'WHARF_UPLOAD_EXPIRES', 900, 1, 7 * 24 * 3600),
     maxFilesPerRequest: integer(env, 'WHARF_MAX_FILES_PER_REQUEST', 1000, 1, 10_000),
     sweepIntervalSeconds: integer(env, 'WHARF_SWEEP_INTERVAL', 60, 0, 24 * 3600),
+    jobIntervalMs: integer(env, 'WHARF_JOB_INTERVAL_MS', 1000, 0, 3600_000),
     logLevel: env.WHARF_LOG_LEVEL ?? 'info',
     storage: storageConfig(env),
   };

@@ -42,14 +42,31 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       ? setInterval(sweep, config.sweepIntervalSeconds * 1000).unref()
       : undefined;
 
+  // Every node polls the shared queue; the claim gives each job to exactly one of them.
+  let working: Promise<unknown> = Promise.resolve();
+  let busy = false;
+  const work = () => {
+    if (busy) return;
+    busy = true;
+    working = core.jobs
+      .drain(100)
+      .catch((err: unknown) => app.log.error({ err }, 'job runner failed'))
+      .finally(() => {
+        busy = false;
+      });
+  };
+  const jobTimer = config.jobIntervalMs > 0 ? setInterval(work, config.jobIntervalMs).unref() : undefined;
+
   return {
     app,
     core,
     generatedKey,
     async close() {
       if (timer) clearInterval(timer);
+      if (jobTimer) clearInterval(jobTimer);
       await app.close();
       await sweeping;
+      await working;
       await opened.close();
     },
   };

@@ -12,6 +12,7 @@ import { directUploadRoute } from './api/assets/upload.js';
 import type { ApiContext, App } from './api/context.js';
 import { keyRoutes } from './api/keys.js';
 import { uploadRoutes } from './api/uploads/routes.js';
+import { compatRoutes } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
@@ -113,6 +114,8 @@ export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise
     await api.register(uploadRoutes, context);
     await api.register(keyRoutes, context);
   });
+
+  await app.register(compatRoutes, context);
 
   if (core.endpoint) {
     await app.register(storageEndpointRoutes, { endpoint: core.endpoint, prefix: LOCAL_ENDPOINT_PATH });

@@ -65,6 +65,8 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
     WHARF_DATA_DIR: dataDir,
     WHARF_API_KEY: key,
     WHARF_SWEEP_INTERVAL: '0',
+    // Tests run jobs themselves (core.jobs.drain()), so what they observe is deterministic.
+    WHARF_JOB_INTERVAL_MS: '0',
     ...backingEnv,
     ...options.env,
   });

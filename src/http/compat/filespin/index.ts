@@ -1,0 +1,5 @@
+import type { FastifyInstance } from 'fastify';
+import type { CompatContext } from '../context.js';
+
+/** Seed API routes (filled in by its own folder's modules). */
+export async function filespinCompat(_app: FastifyInstance, _context: CompatContext): Promise<void> {}
