@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
+import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
 import type { Access, Asset, Principal } from './model.js';
 import type { AssetPage, AssetQuery, BlobStore, ByteRange, Store } from './ports.js';
@@ -37,6 +38,22 @@ export class AssetService {
     // Another account's asset is indistinguishable from a missing one.
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
     return asset;
+  }
+
+  /** The account's asset with this content, if any (digests in hex or base64). */
+  async findByDigest(
+    principal: Principal,
+    digest: { sha256?: string; md5?: string },
+  ): Promise<Asset | undefined> {
+    if (digest.sha256) {
+      return this.store.findAssetBySha256(
+        principal.accountId,
+        parseDigest('sha256', digest.sha256, 'sha256'),
+      );
+    }
+    if (digest.md5)
+      return this.store.findAssetByMd5(principal.accountId, parseDigest('md5', digest.md5, 'md5'));
+    return undefined;
   }
 
   async delete(principal: Principal, id: string): Promise<void> {

@@ -105,6 +105,7 @@ export interface Store {
   getAssetById(id: string): Promise<Asset | undefined>;
   findAssetBySha256(accountId: string, sha256: string): Promise<Asset | undefined>;
   findAssetsBySha256(accountId: string, sha256s: string[]): Promise<Asset[]>;
+  findAssetByMd5(accountId: string, md5: string): Promise<Asset | undefined>;
   listAssets(accountId: string, query: AssetQuery): Promise<AssetPage>;
   deleteAsset(accountId: string, id: string): Promise<Asset | undefined>;
   /** How many assets still point at these bytes (0 means they may be freed). */

@@ -338,6 +338,16 @@ export class UploadService {
     return { upload, post };
   }
 
+  /** The upload that writes this storage key (APIs that identify uploads by their path). */
+  async getByStorageKey(principal: Principal, key: string): Promise<Upload> {
+    const uploadId = uploadIdFromKey(key);
+    const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
+    if (!upload || upload.storageKey !== key || upload.accountId !== principal.accountId) {
+      throw new WharfError('NOT_FOUND', 'No such upload.');
+    }
+    return upload;
+  }
+
   /** The upload a client named with its own id. */
   async getByExternalId(principal: Principal, externalId: string): Promise<Upload> {
     const upload = await this.store.getUploadByExternalId(principal.accountId, externalId);

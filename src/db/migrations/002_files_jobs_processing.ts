@@ -41,6 +41,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('analysis', 'text', (c) => c.notNull().defaultTo('{}'))
     .execute();
   await db.schema.createIndex('assets_seq').on('assets').column('seq').execute();
+  // ActiveStorage-style clients identify content by MD5.
+  await db.schema.createIndex('assets_account_md5').on('assets').columns(['account_id', 'md5']).execute();
 
   // Sequences both databases share: one row per name, bumped inside the writing transaction.
   await db.schema
