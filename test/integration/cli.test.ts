@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.js';
 import { createWharf, type Wharf } from '../../src/server.js';
+import { type Backing, provision } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
 import { freePort } from '../helpers/wharf.js';
 
@@ -37,6 +38,8 @@ function spawnNode(args: string[], env: NodeJS.ProcessEnv): Promise<Ran> {
 }
 
 let dataDir: string;
+// The database (and storage) of the scaled deployment; nothing on embedded.
+let backing: Backing | undefined;
 let wharf: Wharf | undefined;
 let url: string;
 
@@ -44,7 +47,7 @@ let url: string;
 function cli(args: string[], env: Record<string, string> = {}): Promise<Ran> {
   return spawnNode(
     ['--import', 'tsx', 'src/cli/main.ts', ...args],
-    cleanEnv({ WHARF_DATA_DIR: dataDir, ...env }),
+    cleanEnv({ WHARF_DATA_DIR: dataDir, ...backing?.env, ...env }),
   );
 }
 
@@ -62,6 +65,7 @@ let first: { id: string; secret: string };
 
 before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'wharf-cli-'));
+  backing = await provision();
   const out = await ok(['keys', 'create', '--name', 'first', '--role', 'admin']);
   first = { id: UUID.exec(out)?.[0] ?? '', secret: SECRET.exec(out)?.[0] ?? '' };
   assert.ok(first.id && first.secret, `no id or secret in:\n${out}`);
@@ -73,6 +77,7 @@ before(async () => {
     WHARF_PORT: String(port),
     WHARF_DATA_DIR: dataDir,
     WHARF_SWEEP_INTERVAL: '0',
+    ...backing.env,
   });
   wharf = await createWharf(config, { logger: false });
   await wharf.app.listen({ host: config.host, port: config.port });
@@ -81,6 +86,7 @@ before(async () => {
 
 after(async () => {
   await wharf?.close();
+  await backing?.release();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -259,7 +265,7 @@ describe('bin/wharf.js', () => {
       await copyFile(join(REPO, 'bin', 'wharf.js'), join(pkg, 'bin', 'wharf.js'));
       await copyFile(join(REPO, 'package.json'), join(pkg, 'package.json'));
       await symlink(join(REPO, 'node_modules'), join(pkg, 'node_modules'), 'dir');
-      const env = cleanEnv({ WHARF_DATA_DIR: dataDir });
+      const env = cleanEnv({ WHARF_DATA_DIR: dataDir, ...backing?.env });
 
       const unbuilt = await spawnNode([join(pkg, 'bin', 'wharf.js'), 'keys', 'list'], env);
       assert.equal(unbuilt.code, 1);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.js';
 import { ERROR_STATUS } from '../../src/core/errors.js';
 import { createWharf } from '../../src/server.js';
+import { provision } from '../helpers/deployment.js';
 import { freePort } from '../helpers/wharf.js';
 
 /**
@@ -80,15 +81,18 @@ describe('README.md', () => {
     await mkdir(join(REPO, '.tmp'), { recursive: true });
     const workDir = await mkdtemp(join(REPO, '.tmp', 'readme-'));
     const port = await freePort();
+    const backing = await provision();
     const config = loadConfig({
       WHARF_HOST: '127.0.0.1',
       WHARF_PORT: String(port),
       WHARF_DATA_DIR: dataDir,
       WHARF_SWEEP_INTERVAL: '0',
+      ...backing.env,
     });
     const wharf = await createWharf(config, { logger: false });
     t.after(async () => {
       await wharf.close();
+      await backing.release();
       await rm(dataDir, { recursive: true, force: true });
       await rm(workDir, { recursive: true, force: true });
     });
@@ -114,6 +118,8 @@ describe('README.md', () => {
       KEY: wharf.generatedKey,
       // What `npm run wharf` would find as ./data when the server was started by `npm start`.
       WHARF_DATA_DIR: dataDir,
+      // The scaled deployment's database and storage, which the CLI examples must use too.
+      ...backing.env,
     });
     const result = await run('bash', ['walkthrough.sh'], { cwd: workDir, env, timeoutMs: 180_000 });
     assert.equal(
