@@ -10,6 +10,7 @@ import { assetContentRoute } from './api/assets/content.js';
 import { assetReadRoutes } from './api/assets/read.js';
 import { directUploadRoute } from './api/assets/upload.js';
 import type { ApiContext, App } from './api/context.js';
+import { fileRoutes } from './api/files/routes.js';
 import { keyRoutes } from './api/keys.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { compatRoutes } from './compat/index.js';
@@ -113,6 +114,7 @@ export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise
     await api.register(assetContentRoute, context);
     await api.register(uploadRoutes, context);
     await api.register(keyRoutes, context);
+    await api.register(fileRoutes, context);
   });
 
   await app.register(compatRoutes, context);

@@ -1,5 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
-import type { Asset, Upload } from '../../core/model.js';
+import type { Asset, AssetAnalysis, Upload } from '../../core/model.js';
 
 export const ErrorSchema = Type.Object(
   {
@@ -12,6 +12,28 @@ export const ErrorSchema = Type.Object(
   { description: 'Every native API error.' },
 );
 
+export const AccessSchema = Type.Union([Type.Literal('private'), Type.Literal('public')], {
+  description: '`public`: anyone may download the content without a key or signed URL.',
+});
+
+const AnalysisSchema = Type.Object(
+  {
+    format: Type.Optional(Type.String({ description: 'Sniffed from the bytes, e.g. `jpg`.' })),
+    mime: Type.Optional(Type.String()),
+    width: Type.Optional(Type.Integer()),
+    height: Type.Optional(Type.Integer()),
+    location: Type.Optional(
+      Type.Object({
+        latitude: Type.Number(),
+        longitude: Type.Number(),
+        altitude: Type.Optional(Type.Number()),
+      }),
+    ),
+    location_name: Type.Optional(Type.String()),
+  },
+  { description: 'What processing learned from the content itself (type, image size, EXIF GPS).' },
+);
+
 export const AssetSchema = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
@@ -20,7 +42,15 @@ export const AssetSchema = Type.Object(
     size: Type.Integer({ minimum: 0 }),
     sha256: Type.String({ description: 'Hex SHA-256 of the bytes, verified by Wharf.' }),
     md5: Type.String({ description: 'Hex MD5 of the bytes.' }),
-    status: Type.String(),
+    status: Type.Union([Type.Literal('ready'), Type.Literal('verifying')], {
+      description: '`verifying`: storage could not attest the SHA-256 and Wharf is hashing the bytes.',
+    }),
+    number: Type.Integer({ description: 'A small integer id, unique in this installation.' }),
+    access: AccessSchema,
+    processing: Type.Union([Type.Literal('pending'), Type.Literal('done'), Type.Literal('failed')], {
+      description: 'Whether `analysis` has been filled yet.',
+    }),
+    analysis: AnalysisSchema,
     metadata: Type.Record(Type.String(), Type.Unknown()),
     created_at: Type.String({ format: 'date-time' }),
     updated_at: Type.String({ format: 'date-time' }),
@@ -81,11 +111,20 @@ export function assetJson(asset: Asset, publicUrl: string) {
     sha256: asset.sha256,
     md5: asset.md5,
     status: asset.status,
+    number: asset.seq,
+    access: asset.access,
+    processing: asset.processing,
+    analysis: analysisJson(asset.analysis),
     metadata: asset.metadata,
     created_at: iso(asset.createdAt),
     updated_at: iso(asset.updatedAt),
     content_url: `${publicUrl}/v1/assets/${asset.id}/content`,
   };
+}
+
+function analysisJson(analysis: AssetAnalysis) {
+  const { locationName, ...rest } = analysis;
+  return locationName === undefined ? rest : { ...rest, location_name: locationName };
 }
 
 export function uploadStateJson(upload: Upload) {

@@ -2,9 +2,9 @@ import { Type } from '@fastify/type-provider-typebox';
 import contentDisposition from 'content-disposition';
 import rangeParser from 'range-parser';
 import type { Disposition } from '../../../core/assets.js';
-import { WharfError } from '../../../core/errors.js';
+import { isWharfError, WharfError } from '../../../core/errors.js';
 import type { Asset } from '../../../core/model.js';
-import { authenticate } from '../../plugins/auth.js';
+import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { errorResponses, IdParams } from '../schemas.js';
 
@@ -89,6 +89,15 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
         if (q.disposition === 'attachment') wanted = 'attachment';
         urlSeconds = Math.max(0, q.expires - Math.floor(core.clock.now() / 1000));
         reply.header('cache-control', `private, max-age=${urlSeconds}`);
+      } else if (presentedKey(request) === undefined) {
+        // No credentials: only a public asset answers; anything else reads as "key required",
+        // so nobody learns which private ids exist.
+        asset = await core.assets.getPublic(id).catch((err: unknown) => {
+          throw isWharfError(err, 'NOT_FOUND')
+            ? new WharfError('UNAUTHORIZED', 'An API key is required (x-api-key or Authorization: Bearer).')
+            : err;
+        });
+        reply.header('cache-control', 'public, no-cache');
       } else {
         asset = await core.assets.get(await authenticate(core, request), id);
         reply.header('cache-control', 'private, no-cache');

@@ -2,7 +2,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import { MAX_PAGE_SIZE } from '../../../core/assets.js';
 import { validateTypeFilter } from '../../../core/names.js';
 import type { ApiContext, App } from '../context.js';
-import { AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
+import { AccessSchema, AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
 
 const ListQuery = Type.Object(
   {
@@ -67,6 +67,24 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
       },
     },
     async (request) => assetJson(await core.assets.get(request.principal!, request.params.id), publicUrl),
+  );
+
+  app.patch(
+    '/v1/assets/:id',
+    {
+      schema: {
+        summary: 'Change an asset’s access level',
+        tags: ['assets'],
+        params: IdParams,
+        body: Type.Object({ access: AccessSchema }, { additionalProperties: false }),
+        response: { 200: AssetSchema, ...errorResponses },
+      },
+    },
+    async (request) =>
+      assetJson(
+        await core.assets.setAccess(request.principal!, request.params.id, request.body.access),
+        publicUrl,
+      ),
   );
 
   app.delete(

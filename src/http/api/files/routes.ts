@@ -1,0 +1,134 @@
+import { Type } from '@fastify/type-provider-typebox';
+import type { FileVersion } from '../../../core/model.js';
+import type { ApiContext, App } from '../context.js';
+import { AccessSchema, AssetSchema, assetJson, errorResponses, iso } from '../schemas.js';
+
+const FileParams = Type.Object({
+  namespace: Type.String({ maxLength: 64, description: 'Letters, digits, `_`, `-`, `.`.' }),
+  name: Type.String({ maxLength: 1024, description: 'The file name (a version is added on each upload).' }),
+});
+
+const VersionSchema = Type.Object({
+  namespace: Type.String(),
+  name: Type.String(),
+  version: Type.Integer({ minimum: 1 }),
+  latest_version: Type.Integer({ minimum: 1 }),
+  created_at: Type.String({ format: 'date-time' }),
+  asset: AssetSchema,
+});
+
+const VersionQuery = Type.Object(
+  { version: Type.Optional(Type.Integer({ minimum: 1, description: 'Default: the latest.' })) },
+  { additionalProperties: false },
+);
+
+function versionJson(version: FileVersion) {
+  return {
+    namespace: version.namespace,
+    name: version.name,
+    version: version.version,
+    latest_version: version.latestVersion,
+    created_at: iso(version.createdAt),
+  };
+}
+
+/**
+ * Named files with versions: PUT the same name again and it becomes the next version;
+ * every version stays readable. Identical content is stored once (versions point at assets).
+ */
+export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Promise<void> {
+  // The body is the file, whatever its type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+  app.put(
+    '/v1/files/:namespace/:name',
+    {
+      schema: {
+        summary: 'Upload the next version of a named file (raw body)',
+        tags: ['files'],
+        params: FileParams,
+        querystring: Type.Object(
+          {
+            content_type: Type.Optional(Type.String({ maxLength: 255 })),
+            access: Type.Optional(AccessSchema),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: VersionSchema, 413: errorResponses[400], ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const length = request.headers['content-length'];
+      const type = request.headers['content-type'];
+      const outcome = await core.files.put(request.principal!, {
+        namespace: request.params.namespace,
+        name: request.params.name,
+        body: request.raw,
+        contentType:
+          request.query.content_type ??
+          (type?.startsWith('application/x-www-form-urlencoded') ? undefined : type),
+        declaredSize: length === undefined ? undefined : Number(length),
+        access: request.query.access,
+      });
+      reply.status(201);
+      return { ...versionJson(outcome.version), asset: assetJson(outcome.asset, publicUrl) };
+    },
+  );
+
+  app.get(
+    '/v1/files/:namespace/:name',
+    {
+      schema: {
+        summary: 'The latest (or a given) version of a named file',
+        tags: ['files'],
+        params: FileParams,
+        querystring: VersionQuery,
+        response: { 200: VersionSchema, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { version, asset } = await core.files.get(
+        request.principal!,
+        request.params.namespace,
+        request.params.name,
+        request.query.version,
+      );
+      return { ...versionJson(version), asset: assetJson(asset, publicUrl) };
+    },
+  );
+
+  app.get(
+    '/v1/files/:namespace/:name/versions',
+    {
+      schema: {
+        summary: 'Every version of a named file, oldest first',
+        tags: ['files'],
+        params: FileParams,
+        response: {
+          200: Type.Object({
+            data: Type.Array(
+              Type.Object({
+                namespace: Type.String(),
+                name: Type.String(),
+                version: Type.Integer({ minimum: 1 }),
+                latest_version: Type.Integer({ minimum: 1 }),
+                created_at: Type.String({ format: 'date-time' }),
+                asset_id: Type.String(),
+              }),
+            ),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const versions = await core.files.versions(
+        request.principal!,
+        request.params.namespace,
+        request.params.name,
+      );
+      return { data: versions.map((v) => ({ ...versionJson(v), asset_id: v.assetId })) };
+    },
+  );
+}
