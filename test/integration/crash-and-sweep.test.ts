@@ -7,6 +7,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { provision } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
 import { freePort, startWharf } from '../helpers/wharf.js';
 
@@ -125,7 +126,9 @@ describe('a crash mid-upload', () => {
 
   test('SIGKILL during a direct upload leaves no asset, and the next start clears the partial bytes', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'wharf-crash-'));
+    const backing = await provision();
     const env = {
+      ...backing.env,
       WHARF_DATA_DIR: dataDir,
       WHARF_PORT: String(await freePort()),
       WHARF_API_KEY: `crash-test-key-${randomBytes(8).toString('hex')}`,
@@ -173,6 +176,13 @@ describe('a crash mid-upload', () => {
       assert.deepEqual(list.body.data, [], 'no asset exists for the interrupted upload');
     } finally {
       for (const child of children) child.kill('SIGKILL');
+      // The database is dropped next, which the killed servers must no longer hold open.
+      await Promise.all(
+        children.map(
+          (c) => c.exitCode === null && c.signalCode === null && new Promise((r) => c.once('exit', r)),
+        ),
+      );
+      await backing.release();
       await rm(dataDir, { recursive: true, force: true });
     }
   });
