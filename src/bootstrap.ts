@@ -48,6 +48,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
       uploadExpiresInSeconds: config.uploadExpiresSeconds,
       maxFilesPerRequest: config.maxFilesPerRequest,
       completionGraceMs: 3600_000,
+      inlineVerifyMaxBytes: config.inlineVerifyMaxBytes,
     },
   });
   await core.keys.ensureAccount(DEFAULT_ACCOUNT_ID, 'Default');

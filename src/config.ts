@@ -15,6 +15,8 @@ export interface Config {
   sweepIntervalSeconds: number;
   /** How often this node looks for due jobs (processing, verification); 0 runs none. */
   jobIntervalMs: number;
+  /** Objects up to this size whose SHA-256 storage cannot attest are hashed at completion. */
+  inlineVerifyMaxBytes: number;
   logLevel: string;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
@@ -67,6 +69,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxFilesPerRequest: integer(env, 'WHARF_MAX_FILES_PER_REQUEST', 1000, 1, 10_000),
     sweepIntervalSeconds: integer(env, 'WHARF_SWEEP_INTERVAL', 60, 0, 24 * 3600),
     jobIntervalMs: integer(env, 'WHARF_JOB_INTERVAL_MS', 1000, 0, 3600_000),
+    inlineVerifyMaxBytes: integer(
+      env,
+      'WHARF_INLINE_VERIFY_MAX',
+      16 * 1024 * 1024,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
     logLevel: env.WHARF_LOG_LEVEL ?? 'info',
     storage: storageConfig(env),
   };

@@ -77,7 +77,15 @@ export class AssetService {
     return asset;
   }
 
+  /** Bytes are served only once verified: a `verifying` asset may still turn out wrong. */
+  assertReadable(asset: Asset): void {
+    if (asset.status === 'verifying') {
+      throw new WharfError('ASSET_VERIFYING', 'The bytes are still being verified; try again shortly.');
+    }
+  }
+
   async read(asset: Asset, range?: ByteRange): Promise<Readable> {
+    this.assertReadable(asset);
     return this.blobs.read(asset.storageKey, range);
   }
 
@@ -89,6 +97,7 @@ export class AssetService {
     asset: Asset,
     response: { contentType: string; disposition: string; expiresInSeconds: number },
   ): Promise<string | undefined> {
+    this.assertReadable(asset);
     return this.blobs.presignGet?.(asset.storageKey, { ...response, now: this.clock.now() });
   }
 

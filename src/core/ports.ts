@@ -117,8 +117,8 @@ export interface Store {
     analysis: AssetAnalysis,
     at: number,
   ): Promise<void>;
-  /** Marks a `verifying` asset ready once its bytes were hashed and matched. */
-  markAssetVerified(id: string, at: number): Promise<void>;
+  /** Marks a `verifying` asset ready once its bytes were hashed and matched; records the MD5. */
+  markAssetVerified(id: string, md5: string, at: number): Promise<void>;
 
   /** A version of a named file: the given one, or the latest when `version` is undefined. */
   getFileVersion(

@@ -16,6 +16,12 @@ export interface UploadSettings {
   maxFilesPerRequest: number;
   /** After expiry, how long a pending upload whose bytes did arrive may still complete. */
   completionGraceMs: number;
+  /**
+   * When storage cannot attest a SHA-256 (most S3 servers), objects up to this size are
+   * hashed during completion; larger ones with a declared SHA-256 become `verifying` assets
+   * and a job hashes them, so a confirm call never waits minutes on a huge file.
+   */
+  inlineVerifyMaxBytes: number;
 }
 
 /** A file as a client declares it before sending the bytes. Digests in hex or base64. */
@@ -103,6 +109,8 @@ export interface ReceivedPost {
 
 /** The job queued for every new asset: sniffing, image facts, EXIF location. */
 export const PROCESS_ASSET_JOB = 'process-asset';
+/** The job that hashes a `verifying` asset's bytes and accepts or drops it. */
+export const VERIFY_ASSET_JOB = 'verify-asset';
 
 // Storage keys carry the upload id and a short extension (handy when browsing a bucket);
 // never anything else from the client.
@@ -470,7 +478,17 @@ export class UploadService {
       if (now > upload.expiresAt) throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
       throw new WharfError('UPLOAD_INCOMPLETE', 'No bytes have been uploaded for this upload yet.');
     }
-    const digests = await this.attest(upload.storageKey, info);
+    // Storage attests size (and maybe MD5) but not the SHA-256: a large file whose SHA-256
+    // was declared is recorded now and hashed by a job; anything claimed now is hashed now.
+    const deferred =
+      !info.sha256 &&
+      upload.sha256 !== null &&
+      info.size > this.settings.inlineVerifyMaxBytes &&
+      !claimed.sha256 &&
+      !claimed.md5;
+    const digests = deferred
+      ? { size: info.size, sha256: upload.sha256!, md5: info.md5 ?? '' }
+      : await this.attest(upload.storageKey, info);
     try {
       if (upload.size !== null && digests.size !== upload.size) {
         throw new WharfError(
@@ -481,14 +499,43 @@ export class UploadService {
       if (claims.size !== undefined && digests.size !== claims.size) {
         throw new WharfError('SIZE_MISMATCH', `Claimed ${claims.size} bytes; storage holds ${digests.size}.`);
       }
-      checkDigests(digests, { sha256: upload.sha256, md5: upload.md5 });
+      checkDigests(digests, { sha256: upload.sha256, md5: deferred && !info.md5 ? null : upload.md5 });
       checkDigests(digests, claimed);
     } catch (err) {
       // Wrong bytes are never kept: the client may PUT again while the intent is open.
       await this.blobs.delete(upload.storageKey);
       throw err;
     }
-    return this.finish(upload, digests);
+    return this.finish(upload, digests, deferred);
+  }
+
+  /**
+   * The `verify-asset` job: hashes the stored bytes of a `verifying` asset. A match makes it
+   * ready (and queues processing); a mismatch deletes the asset and frees the bytes, so a
+   * wrong file never becomes readable however the client declared it.
+   */
+  async verifyAsset(assetId: string, uploadMd5: string | null): Promise<'ready' | 'rejected' | 'gone'> {
+    const asset = await this.store.getAssetById(assetId);
+    if (!asset || asset.status !== 'verifying') return 'gone';
+    const actual = await this.attest(asset.storageKey, { size: asset.size });
+    const now = this.clock.now();
+    const matches =
+      actual.size === asset.size &&
+      actual.sha256 === asset.sha256 &&
+      (asset.md5 === '' || actual.md5 === asset.md5) &&
+      (uploadMd5 === null || actual.md5 === uploadMd5);
+    if (matches) {
+      await this.store.markAssetVerified(asset.id, actual.md5, now);
+      await this.store.enqueueJobs([
+        { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: asset.id }, runAt: now },
+      ]);
+      return 'ready';
+    }
+    await this.store.deleteAsset(asset.accountId, asset.id);
+    if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
+      await this.blobs.delete(asset.storageKey);
+    }
+    return 'rejected';
   }
 
   /** Expires abandoned intents and frees their bytes; clears storage debris. */
@@ -600,7 +647,7 @@ export class UploadService {
     return digest.digests();
   }
 
-  private async finish(upload: Upload, digests: Digests): Promise<UploadOutcome> {
+  private async finish(upload: Upload, digests: Digests, verifying = false): Promise<UploadOutcome> {
     const account = await this.store.getAccount(upload.accountId);
     try {
       await this.checkQuota(
@@ -625,7 +672,7 @@ export class UploadService {
       sha256: digests.sha256,
       md5: digests.md5,
       storageKey: upload.storageKey,
-      status: 'ready',
+      status: verifying ? 'verifying' : 'ready',
       seq: upload.seq ?? 0,
       access: upload.intent.access ?? 'private',
       processing: 'pending',
@@ -635,7 +682,14 @@ export class UploadService {
       updatedAt: now,
     };
     const jobs: NewJob[] = [
-      { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: candidate.id }, runAt: now },
+      verifying
+        ? {
+            id: this.ids.id(),
+            kind: VERIFY_ASSET_JOB,
+            payload: { assetId: candidate.id, md5: upload.md5 },
+            runAt: now,
+          }
+        : { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: candidate.id }, runAt: now },
     ];
     const result = await this.store.finishUpload(upload.id, candidate, now, jobs);
     if (result.completedNow && result.deduplicated) {

@@ -450,10 +450,10 @@ export class SqlStore implements Store {
       .execute();
   }
 
-  async markAssetVerified(id: string, at: number): Promise<void> {
+  async markAssetVerified(id: string, md5: string, at: number): Promise<void> {
     await this.db
       .updateTable('assets')
-      .set({ status: 'ready', updated_at: at })
+      .set({ status: 'ready', md5, updated_at: at })
       .where('id', '=', id)
       .execute();
   }
