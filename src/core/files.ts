@@ -24,6 +24,8 @@ export interface NamedFileUpload {
   contentType?: string | undefined;
   declaredSize?: number | undefined;
   access?: Access | undefined;
+  /** See DirectUpload.beforeCommit: a form's later parts can only be checked after the file. */
+  beforeCommit?: (() => Promise<void>) | undefined;
 }
 
 export interface ResolvedVersion {
@@ -50,6 +52,7 @@ export class FileService {
       contentType: input.contentType,
       body: input.body,
       declaredSize: input.declaredSize,
+      ...(input.beforeCommit && { beforeCommit: input.beforeCommit }),
       intent: { file: { namespace, name }, access: input.access },
     });
     if (!outcome.version) throw new WharfError('INTERNAL', 'The upload recorded no version.');
