@@ -1,16 +1,19 @@
 import type { Kysely } from 'kysely';
+import { text } from './text.js';
 
 // Seed APIs and scale-out: integer ids, client-chosen ids, upload intents, access levels,
 // processing results, versioned files, quotas and a durable job queue. Schema builder only,
 // so it runs on SQLite and PostgreSQL alike.
 export async function up(db: Kysely<unknown>): Promise<void> {
+  // Text columns sort bytewise on PostgreSQL as on SQLite (see text.ts).
+  const t = text(db);
   await db.schema.alterTable('accounts').addColumn('storage_quota', 'bigint').execute();
 
   await db.schema.alterTable('uploads').addColumn('seq', 'bigint').execute();
-  await db.schema.alterTable('uploads').addColumn('external_id', 'text').execute();
+  await db.schema.alterTable('uploads').addColumn('external_id', t).execute();
   await db.schema
     .alterTable('uploads')
-    .addColumn('intent', 'text', (c) => c.notNull().defaultTo('{}'))
+    .addColumn('intent', t, (c) => c.notNull().defaultTo('{}'))
     .execute();
   await db.schema
     .alterTable('uploads')
@@ -30,15 +33,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .execute();
   await db.schema
     .alterTable('assets')
-    .addColumn('access', 'text', (c) => c.notNull().defaultTo('private'))
+    .addColumn('access', t, (c) => c.notNull().defaultTo('private'))
     .execute();
   await db.schema
     .alterTable('assets')
-    .addColumn('processing', 'text', (c) => c.notNull().defaultTo('done'))
+    .addColumn('processing', t, (c) => c.notNull().defaultTo('done'))
     .execute();
   await db.schema
     .alterTable('assets')
-    .addColumn('analysis', 'text', (c) => c.notNull().defaultTo('{}'))
+    .addColumn('analysis', t, (c) => c.notNull().defaultTo('{}'))
     .execute();
   await db.schema.createIndex('assets_seq').on('assets').column('seq').execute();
   // ActiveStorage-style clients identify content by MD5.
@@ -47,7 +50,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // Sequences both databases share: one row per name, bumped inside the writing transaction.
   await db.schema
     .createTable('counters')
-    .addColumn('name', 'text', (c) => c.primaryKey())
+    .addColumn('name', t, (c) => c.primaryKey())
     .addColumn('value', 'bigint', (c) => c.notNull())
     .execute();
 
@@ -55,19 +58,19 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // uploads of one name on many nodes get consecutive versions without retries.
   await db.schema
     .createTable('files')
-    .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
-    .addColumn('namespace', 'text', (c) => c.notNull())
-    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('account_id', t, (c) => c.notNull().references('accounts.id'))
+    .addColumn('namespace', t, (c) => c.notNull())
+    .addColumn('name', t, (c) => c.notNull())
     .addColumn('latest_version', 'integer', (c) => c.notNull())
     .addPrimaryKeyConstraint('files_pk', ['account_id', 'namespace', 'name'])
     .execute();
   await db.schema
     .createTable('file_versions')
-    .addColumn('account_id', 'text', (c) => c.notNull())
-    .addColumn('namespace', 'text', (c) => c.notNull())
-    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('account_id', t, (c) => c.notNull())
+    .addColumn('namespace', t, (c) => c.notNull())
+    .addColumn('name', t, (c) => c.notNull())
     .addColumn('version', 'integer', (c) => c.notNull())
-    .addColumn('asset_id', 'text', (c) => c.notNull())
+    .addColumn('asset_id', t, (c) => c.notNull())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addPrimaryKeyConstraint('file_versions_pk', ['account_id', 'namespace', 'name', 'version'])
     .execute();
@@ -75,15 +78,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable('jobs')
-    .addColumn('id', 'text', (c) => c.primaryKey())
-    .addColumn('kind', 'text', (c) => c.notNull())
-    .addColumn('payload', 'text', (c) => c.notNull())
-    .addColumn('status', 'text', (c) => c.notNull())
+    .addColumn('id', t, (c) => c.primaryKey())
+    .addColumn('kind', t, (c) => c.notNull())
+    .addColumn('payload', t, (c) => c.notNull())
+    .addColumn('status', t, (c) => c.notNull())
     .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('run_at', 'bigint', (c) => c.notNull())
     .addColumn('lease_until', 'bigint')
-    .addColumn('worker', 'text')
-    .addColumn('last_error', 'text')
+    .addColumn('worker', t)
+    .addColumn('last_error', t)
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('updated_at', 'bigint', (c) => c.notNull())
     .execute();
