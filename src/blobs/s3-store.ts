@@ -154,6 +154,10 @@ export class S3BlobStore implements BlobStore {
       ContentLength: request.size,
       ContentMD5: request.md5 ? hexToBase64(request.md5) : undefined,
       ChecksumSHA256: request.sha256 ? hexToBase64(request.sha256) : undefined,
+      // Write-once: Wharf's own endpoint refuses a PUT once the upload is completed, but the
+      // store knows nothing of completion. Without this, the URL could replace an asset's
+      // verified bytes with others of the same size and type until it expires.
+      IfNoneMatch: '*',
     });
     const url = await getSignedUrl(this.client, command, {
       expiresIn: request.expiresInSeconds,
@@ -161,11 +165,11 @@ export class S3BlobStore implements BlobStore {
       // The presigner leaves Content-Type unsigned and hoists x-amz-* headers into the
       // query, where they would bind nothing: every header about the body stays a header
       // and is signed, so storage refuses a body that does not match.
-      signableHeaders: new Set(['content-type', 'content-length', 'content-md5']),
+      signableHeaders: new Set(['content-type', 'content-length', 'content-md5', 'if-none-match']),
       unhoistableHeaders: new Set(['x-amz-checksum-sha256', 'content-md5']),
     });
     // Content-Length is bound too, but clients set it themselves (browsers must).
-    const headers: Record<string, string> = { 'Content-Type': request.contentType };
+    const headers: Record<string, string> = { 'Content-Type': request.contentType, 'If-None-Match': '*' };
     if (request.md5) headers['Content-MD5'] = hexToBase64(request.md5);
     if (request.sha256) headers['x-amz-checksum-sha256'] = hexToBase64(request.sha256);
     return { method: 'PUT', url, headers };

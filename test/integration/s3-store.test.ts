@@ -270,6 +270,22 @@ describe('S3BlobStore against a real S3 server', { skip }, () => {
       assert.deepEqual(await drain(await store.read(key)), body);
     });
 
+    test('the URL writes once: a second PUT is refused (412) and the first bytes stay', async () => {
+      const key = 'put/once.txt';
+      const { url, headers } = await presign(key, { md5: null, sha256: null });
+      assert.equal((await put(url, headers)).status, 200);
+      const other = join(dir, 'same-size-other-bytes.txt');
+      await writeFile(other, Buffer.alloc(body.length, 'x'));
+      const again = await put(url, headers, other);
+      assert.equal(again.status, 412);
+      assert.match(again.body, /<Code>PreconditionFailed<\/Code>/);
+      assert.deepEqual(await drain(await store.read(key)), body);
+      // Leaving the condition out breaks the signature instead.
+      const { 'If-None-Match': _dropped, ...rest } = headers;
+      assert.equal((await put(url, rest, other)).status, 403);
+      assert.deepEqual(await drain(await store.read(key)), body);
+    });
+
     test('a tampered signature is refused (403)', async () => {
       const key = 'put/tampered.txt';
       const { url, headers } = await presign(key);

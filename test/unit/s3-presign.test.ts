@@ -53,11 +53,11 @@ describe('S3BlobStore.presignPut', () => {
     });
   }
 
-  test('type and size are signed headers; the client is told the type, not the length', async () => {
+  test('type, size and write-once are signed headers; the client is told all but the length', async () => {
     const { method, url, headers } = await presignPut();
     assert.equal(method, 'PUT');
-    assert.deepEqual(signedHeaders(url), ['content-length', 'content-type', 'host']);
-    assert.deepEqual(headers, { 'Content-Type': 'text/plain' });
+    assert.deepEqual(signedHeaders(url), ['content-length', 'content-type', 'host', 'if-none-match']);
+    assert.deepEqual(headers, { 'Content-Type': 'text/plain', 'If-None-Match': '*' });
   });
 
   test('declared digests are signed headers the client must send', async () => {
@@ -67,10 +67,12 @@ describe('S3BlobStore.presignPut', () => {
       'content-md5',
       'content-type',
       'host',
+      'if-none-match',
       'x-amz-checksum-sha256',
     ]);
     assert.deepEqual(headers, {
       'Content-Type': 'text/plain',
+      'If-None-Match': '*',
       'Content-MD5': Buffer.from(MD5, 'hex').toString('base64'),
       'x-amz-checksum-sha256': Buffer.from(SHA256, 'hex').toString('base64'),
     });
