@@ -1,4 +1,4 @@
-import { CompiledQuery, type InferResult, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { CompiledQuery, type InferResult, type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import { WharfError } from '../core/errors.js';
 import type {
   Access,
@@ -499,6 +499,35 @@ export class SqlStore implements Store {
   }
 
   async claimJob(worker: string, now: number, leaseUntil: number): Promise<Job | undefined> {
+    if (this.dialect === 'sqlite') {
+      // One statement: it takes the write lock before it reads. A read-then-update
+      // transaction would meet another connection's claim with SQLITE_BUSY instead.
+      const row = await this.db
+        .updateTable('jobs')
+        .set({
+          status: 'running',
+          worker,
+          lease_until: leaseUntil,
+          attempts: sql<number>`attempts + 1`,
+          updated_at: now,
+        })
+        .where('id', '=', (eb) =>
+          eb
+            .selectFrom('jobs')
+            .select('id')
+            .where((w) =>
+              w.or([
+                w.and([w('status', '=', 'queued'), w('run_at', '<=', now)]),
+                w.and([w('status', '=', 'running'), w('lease_until', '<', now)]),
+              ]),
+            )
+            .orderBy('run_at')
+            .limit(1),
+        )
+        .returningAll()
+        .executeTakeFirst();
+      return row && toJob(row);
+    }
     return this.db.transaction().execute(async (trx) => {
       let select = trx
         .selectFrom('jobs')
@@ -512,7 +541,6 @@ export class SqlStore implements Store {
         .orderBy('run_at')
         .limit(1);
       // Other nodes skip the row this one is claiming instead of queueing behind it.
-      // (SQLite has one writer at a time, which serialises claims by itself.)
       if (this.dialect === 'postgres') select = select.forUpdate().skipLocked();
       const row = await select.executeTakeFirst();
       if (!row) return undefined;

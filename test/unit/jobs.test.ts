@@ -1,0 +1,232 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { ManualClock } from '../../src/core/clock.js';
+import { createIdSource } from '../../src/core/ids.js';
+import { type JobHandler, JobRunner, type JobSettings, PermanentJobError } from '../../src/core/jobs.js';
+import type { Job } from '../../src/core/model.js';
+import { connect } from '../../src/db/connect.js';
+import { migrateToLatest } from '../../src/db/migrate.js';
+import { SqlStore } from '../../src/db/store.js';
+
+// A real SQLite database file, opened through two connections as two processes (or nodes)
+// would: the claim has to hold across connections, not just within one. A fresh database
+// for each test, since a runner claims due jobs of every kind.
+let dir: string;
+let first: SqlStore;
+let second: SqlStore;
+const clock = new ManualClock(Date.UTC(2026, 0, 1));
+const ids = createIdSource(clock);
+const settings: JobSettings = { leaseMs: 60_000, maxAttempts: 3 };
+const kind = 'test-job';
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wharf-jobs-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+let databases = 0;
+beforeEach(async () => {
+  const url = `sqlite://${join(dir, `jobs-${++databases}.db`)}`;
+  const a = connect(url);
+  await migrateToLatest(a.db);
+  first = new SqlStore(a);
+  second = new SqlStore(connect(url));
+});
+afterEach(async () => {
+  await first.close();
+  await second.close();
+});
+
+function runner(store: SqlStore, handler: JobHandler, overrides: Partial<JobSettings> = {}): JobRunner {
+  const r = new JobRunner(store, clock, ids, { ...settings, ...overrides });
+  r.register(kind, handler);
+  return r;
+}
+
+async function enqueue(count = 1, payload: Record<string, unknown> = {}): Promise<string[]> {
+  const jobs = Array.from({ length: count }, (_, i) => ({
+    id: ids.id(),
+    kind,
+    payload: { ...payload, n: i },
+    runAt: clock.now(),
+  }));
+  await first.enqueueJobs(jobs);
+  return jobs.map((j) => j.id);
+}
+
+async function job(id: string): Promise<Job> {
+  const found = await first.getJob(id);
+  assert.ok(found, `job ${id} exists`);
+  return found;
+}
+
+/** Lets other pending work (the other runner, the other connection) interleave. */
+const yieldNow = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('JobRunner', () => {
+  test('two runners on two connections run each of 50 jobs exactly once', async () => {
+    const runs = new Map<string, number>();
+    const byWorker = new Map<string, number>();
+    const handler = (name: string): JobHandler => {
+      return async (j) => {
+        runs.set(j.id, (runs.get(j.id) ?? 0) + 1);
+        byWorker.set(name, (byWorker.get(name) ?? 0) + 1);
+        await yieldNow();
+      };
+    };
+    const a = runner(first, handler('a'));
+    const b = runner(second, handler('b'));
+    assert.notEqual(a.workerId, b.workerId);
+    const jobIds = await enqueue(50);
+
+    const [ranA, ranB] = await Promise.all([a.drain(), b.drain()]);
+
+    assert.equal(ranA + ranB, 50, `a ran ${ranA}, b ran ${ranB}`);
+    assert.deepEqual([...runs.keys()].sort(), [...jobIds].sort());
+    for (const [id, n] of runs) assert.equal(n, 1, `job ${id} ran ${n} times`);
+    for (const id of jobIds) assert.equal((await job(id)).status, 'done');
+    assert.equal(await a.runOne(), false);
+    assert.equal(await b.runOne(), false);
+  });
+
+  test('a failing job is retried with growing backoff, then given up after maxAttempts', async () => {
+    let calls = 0;
+    const r = runner(first, async () => {
+      calls += 1;
+      throw new Error('storage is flapping');
+    });
+    const [id] = await enqueue();
+    const start = clock.now();
+
+    assert.equal(await r.runOne(), true);
+    assert.equal(calls, 1);
+    let state = await job(id!);
+    assert.equal(state.status, 'queued');
+    assert.equal(state.attempts, 1);
+    const firstRetry = state.runAt;
+    assert.ok(firstRetry > start, 'the retry is in the future');
+
+    // Not due before its time, however often a runner asks.
+    assert.equal(await r.runOne(), false);
+    clock.set(firstRetry - 1);
+    assert.equal(await r.runOne(), false);
+    assert.equal(calls, 1);
+
+    clock.set(firstRetry);
+    assert.equal(await r.runOne(), true);
+    assert.equal(calls, 2);
+    state = await job(id!);
+    assert.equal(state.status, 'queued');
+    assert.equal(state.attempts, 2);
+    assert.ok(state.runAt - clock.now() > firstRetry - start, 'the second wait is longer than the first');
+
+    clock.set(state.runAt - 1);
+    assert.equal(await r.runOne(), false);
+    clock.set(state.runAt);
+    assert.equal(await r.runOne(), true);
+    assert.equal(calls, 3);
+    state = await job(id!);
+    assert.equal(state.status, 'failed');
+    assert.equal(state.attempts, 3);
+
+    // Given up for good: no later time makes it due again.
+    clock.advance(365 * 24 * 3600_000);
+    assert.equal(await r.runOne(), false);
+    assert.equal(calls, 3);
+  });
+
+  test('a job that fails once and then succeeds ends done', async () => {
+    let calls = 0;
+    const r = runner(first, async () => {
+      calls += 1;
+      if (calls === 1) throw new Error('transient');
+    });
+    const [id] = await enqueue();
+    assert.equal(await r.runOne(), true);
+    clock.set((await job(id!)).runAt);
+    assert.equal(await r.runOne(), true);
+    const state = await job(id!);
+    assert.equal(state.status, 'done');
+    assert.equal(state.attempts, 2);
+    clock.advance(3600_000);
+    assert.equal(await r.runOne(), false);
+    assert.equal(calls, 2);
+  });
+
+  test('PermanentJobError gives up at once', async () => {
+    let calls = 0;
+    const r = runner(first, async () => {
+      calls += 1;
+      throw new PermanentJobError('the asset is gone');
+    });
+    const [id] = await enqueue();
+    assert.equal(await r.runOne(), true);
+    const state = await job(id!);
+    assert.equal(state.status, 'failed');
+    assert.equal(state.attempts, 1);
+    clock.advance(3600_000);
+    assert.equal(await r.runOne(), false);
+    assert.equal(calls, 1);
+  });
+
+  test('a job of a kind nobody handles fails at once instead of looping', async () => {
+    const r = new JobRunner(first, clock, ids, settings);
+    const [id] = await enqueue();
+    assert.equal(await r.runOne(), true);
+    assert.equal((await job(id!)).status, 'failed');
+    clock.advance(3600_000);
+    assert.equal(await r.runOne(), false);
+  });
+
+  test('a job whose worker crashed is taken over by another runner once the lease runs out', async () => {
+    // Worker a claims the job and then hangs forever, as a crashed process would.
+    let claimedByA!: () => void;
+    const aClaimed = new Promise<void>((resolve) => {
+      claimedByA = resolve;
+    });
+    let releaseA!: (err?: Error) => void;
+    const aHangs = new Promise<void>((resolve, reject) => {
+      releaseA = (err) => (err ? reject(err) : resolve());
+    });
+    const a = runner(first, async () => {
+      claimedByA();
+      await aHangs;
+    });
+    let runsByB = 0;
+    const b = runner(second, async () => {
+      runsByB += 1;
+    });
+    const [id] = await enqueue();
+
+    const aRun = a.runOne();
+    await aClaimed;
+    assert.equal((await job(id!)).status, 'running');
+
+    // Within the lease the job is a's: b finds nothing due.
+    assert.equal(await b.runOne(), false);
+    clock.advance(settings.leaseMs - 1);
+    assert.equal(await b.runOne(), false);
+    assert.equal(runsByB, 0);
+
+    clock.advance(2);
+    assert.equal(await b.runOne(), true);
+    assert.equal(runsByB, 1);
+    let state = await job(id!);
+    assert.equal(state.status, 'done');
+    assert.equal(state.attempts, 2);
+
+    // The stale worker coming back (with a failure) does not undo b's work or requeue it.
+    releaseA(new Error('woke up too late'));
+    assert.equal(await aRun, true);
+    state = await job(id!);
+    assert.equal(state.status, 'done');
+    clock.advance(3600_000);
+    assert.equal(await b.runOne(), false);
+    assert.equal(runsByB, 1);
+  });
+});
