@@ -1,0 +1,318 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { dbQuery, readJson } from '../helpers/assets.js';
+import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+/** PUT /v1/files/{namespace}/{name}: both segments are encoded as a client library would. */
+function putFile(
+  namespace: string,
+  name: string,
+  bytes: Buffer | string,
+  key = w.key,
+  contentType = 'text/plain',
+): Promise<JsonResponse> {
+  return readJson(
+    fetch(`${w.url}/v1/files/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`, {
+      method: 'PUT',
+      headers: { 'x-api-key': key, 'content-type': contentType },
+      body: new Uint8Array(Buffer.from(bytes)),
+    }),
+  );
+}
+
+/** GET /v1/files/{namespace}/{name}, then `suffix` as it is (`?version=1`, `/versions`). */
+function getFile(namespace: string, name: string, suffix = '', key = w.key): Promise<JsonResponse> {
+  return api(
+    w.url,
+    key,
+    'GET',
+    `/v1/files/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}${suffix}`,
+  );
+}
+
+async function content(url: string, key = w.key): Promise<Buffer> {
+  const res = await fetch(url, { headers: { 'x-api-key': key } });
+  assert.equal(res.status, 200, url);
+  return Buffer.from(await res.arrayBuffer());
+}
+
+/**
+ * A PUT with the path exactly as given, not normalised: fetch resolves `..` (even
+ * percent-encoded) before sending, and a hostile client would not.
+ */
+function rawPut(path: string, bytes: string): Promise<JsonResponse> {
+  const url = new URL(w.url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        method: 'PUT',
+        path,
+        headers: {
+          'x-api-key': w.key,
+          'content-type': 'text/plain',
+          'content-length': Buffer.byteLength(bytes),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            // Not JSON: keep the text.
+          }
+          resolve({ status: res.statusCode ?? 0, headers: new Headers(), body });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(bytes);
+  });
+}
+
+function countFileVersions(): number {
+  return dbQuery<{ n: number }>(w, 'select count(*) as n from file_versions')[0]!.n;
+}
+
+describe('PUT /v1/files/{namespace}/{name}: versions', () => {
+  const v1 = 'first version\n';
+  const v2 = 'second version, a little longer\n';
+  let first: JsonResponse;
+  let second: JsonResponse;
+  before(async () => {
+    first = await putFile('docs', 'readme.txt', v1);
+    second = await putFile('docs', 'readme.txt', v2);
+  });
+
+  test('each upload of a name is its next version', () => {
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    assert.equal(second.status, 201, JSON.stringify(second.body));
+    assert.equal(first.body.namespace, 'docs');
+    assert.equal(first.body.name, 'readme.txt');
+    assert.equal(first.body.version, 1);
+    assert.equal(first.body.latest_version, 1);
+    assert.equal(second.body.version, 2);
+    assert.equal(second.body.latest_version, 2);
+    assert.equal(first.body.asset.sha256, sha256Hex(v1));
+    assert.equal(second.body.asset.sha256, sha256Hex(v2));
+    assert.equal(first.body.asset.content_type, 'text/plain');
+    assert.notEqual(first.body.asset.id, second.body.asset.id);
+  });
+
+  test('GET gives the latest version, its asset and its bytes', async () => {
+    const res = await getFile('docs', 'readme.txt');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.version, 2);
+    assert.equal(res.body.latest_version, 2);
+    assert.equal(res.body.asset.id, second.body.asset.id);
+    assert.equal((await content(res.body.asset.content_url)).toString(), v2);
+  });
+
+  test('?version=1 gives the older version, which stays readable', async () => {
+    const res = await getFile('docs', 'readme.txt', '?version=1');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.version, 1);
+    assert.equal(res.body.latest_version, 2, 'latest_version is the file’s, not the version’s');
+    assert.equal(res.body.asset.id, first.body.asset.id);
+    assert.equal((await content(res.body.asset.content_url)).toString(), v1);
+  });
+
+  test('a version that does not exist, or a name never uploaded, is 404', async () => {
+    for (const [ns, name, query] of [
+      ['docs', 'readme.txt', '?version=3'],
+      ['docs', 'nothing-here.txt', ''],
+      ['other', 'readme.txt', ''],
+    ] as const) {
+      const res = await getFile(ns, name, query);
+      assert.equal(res.status, 404, `${ns}/${name}${query}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'NOT_FOUND');
+    }
+    const versions = await getFile('docs', 'nothing-here.txt', '/versions');
+    assert.equal(versions.status, 404);
+  });
+
+  test('a version number that is not a positive integer is refused', async () => {
+    for (const query of ['?version=0', '?version=-1', '?version=1.5', '?version=abc']) {
+      const res = await getFile('docs', 'readme.txt', query);
+      assert.equal(res.status, 400, `${query}: ${JSON.stringify(res.body)}`);
+    }
+  });
+});
+
+describe('versions and identical content', () => {
+  test('identical content in two versions is one asset; the versions list shows them all', async () => {
+    const a = `content A ${randomBytes(8).toString('hex')}`;
+    const b = `content B ${randomBytes(8).toString('hex')}`;
+    const r1 = await putFile('dedupe', 'notes.txt', a);
+    const r2 = await putFile('dedupe', 'notes.txt', b);
+    const r3 = await putFile('dedupe', 'notes.txt', a);
+    assert.deepEqual(
+      [r1.status, r2.status, r3.status],
+      [201, 201, 201],
+      JSON.stringify([r1.body, r2.body, r3.body]),
+    );
+    assert.deepEqual([r1.body.version, r2.body.version, r3.body.version], [1, 2, 3]);
+    assert.equal(r3.body.asset.id, r1.body.asset.id, 'the same content is the same asset');
+    assert.notEqual(r2.body.asset.id, r1.body.asset.id);
+    const stored = dbQuery<{ n: number }>(
+      w,
+      "select count(*) as n from assets where account_id = 'default' and sha256 = ?",
+      sha256Hex(a),
+    );
+    assert.equal(stored[0]!.n, 1);
+
+    // Another name with the same content also reuses the asset.
+    const other = await putFile('dedupe', 'copy.txt', a);
+    assert.equal(other.status, 201);
+    assert.equal(other.body.version, 1);
+    assert.equal(other.body.asset.id, r1.body.asset.id);
+
+    const list = await getFile('dedupe', 'notes.txt', '/versions');
+    assert.equal(list.status, 200, JSON.stringify(list.body));
+    assert.deepEqual(
+      list.body.data.map((v: { version: number; asset_id: string; latest_version: number }) => [
+        v.version,
+        v.asset_id,
+        v.latest_version,
+      ]),
+      [
+        [1, r1.body.asset.id, 3],
+        [2, r2.body.asset.id, 3],
+        [3, r1.body.asset.id, 3],
+      ],
+    );
+    assert.ok(list.body.data.every((v: { namespace: string; name: string }) => v.namespace === 'dedupe'));
+    assert.ok(list.body.data.every((v: { namespace: string; name: string }) => v.name === 'notes.txt'));
+
+    const v3 = await getFile('dedupe', 'notes.txt', '?version=3');
+    assert.equal((await content(v3.body.asset.content_url)).toString(), a);
+    const v2 = await getFile('dedupe', 'notes.txt', '?version=2');
+    assert.equal((await content(v2.body.asset.content_url)).toString(), b);
+  });
+
+  test('8 concurrent uploads of one name get versions 1 to 8, each once', async () => {
+    const bodies = Array.from({ length: 8 }, (_, i) => `parallel ${i} ${randomBytes(8).toString('hex')}`);
+    const results = await Promise.all(bodies.map((b) => putFile('race', 'same-name.bin', b)));
+    for (const r of results) assert.equal(r.status, 201, JSON.stringify(r.body));
+    const versions = results.map((r) => r.body.version as number).sort((x, y) => x - y);
+    assert.deepEqual(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+
+    // Each version points at the content of the request that was told that version.
+    const list = await getFile('race', 'same-name.bin', '/versions');
+    assert.equal(list.status, 200);
+    assert.equal(list.body.data.length, 8);
+    const byVersion = new Map<number, string>(
+      list.body.data.map((v: { version: number; asset_id: string }) => [v.version, v.asset_id]),
+    );
+    for (const r of results) assert.equal(byVersion.get(r.body.version), r.body.asset.id);
+    for (let i = 0; i < bodies.length; i += 1) {
+      const got = await getFile('race', 'same-name.bin', `?version=${results[i]!.body.version}`);
+      assert.equal((await content(got.body.asset.content_url)).toString(), bodies[i]);
+    }
+    const latest = await getFile('race', 'same-name.bin');
+    assert.equal(latest.body.version, 8);
+    assert.equal(latest.body.latest_version, 8);
+  });
+
+  test('namespaces and names are separate files', async () => {
+    const a = await putFile('ns-one', 'x.txt', 'one');
+    const b = await putFile('ns-two', 'x.txt', 'two');
+    const c = await putFile('ns-one', 'y.txt', 'three');
+    assert.deepEqual([a.body.version, b.body.version, c.body.version], [1, 1, 1]);
+    assert.equal((await getFile('ns-two', 'x.txt')).body.asset.id, b.body.asset.id);
+  });
+});
+
+describe('hostile namespaces and names', () => {
+  const HOSTILE_PATHS: Array<[string, string]> = [
+    ['namespace ..', '/v1/files/../evil.txt'],
+    ['namespace %2E%2E', '/v1/files/%2E%2E/evil.txt'],
+    ['name ..', '/v1/files/docs/..'],
+    ['name %2e%2e', '/v1/files/docs/%2e%2e'],
+    ['namespace with ..', '/v1/files/a..b/evil.txt'],
+    ['namespace starting with .', '/v1/files/.hidden/evil.txt'],
+    ['NUL in namespace', '/v1/files/do%00cs/evil.txt'],
+    ['NUL in name', '/v1/files/docs/evil%00.txt'],
+    ['CR/LF in namespace', '/v1/files/do%0D%0Acs/evil.txt'],
+    ['CR/LF in name', '/v1/files/docs/evil%0D%0AX-Injected:%201.txt'],
+    ['LF in name', '/v1/files/docs/evil%0A.txt'],
+    ['encoded slash in name', '/v1/files/docs/..%2F..%2Fetc%2Fpasswd'],
+    ['encoded slash in namespace', '/v1/files/a%2Fb/evil.txt'],
+    ['backslash traversal in name', '/v1/files/docs/..%5C..%5Cboot.ini'],
+    ['namespace of spaces', '/v1/files/%20%20/evil.txt'],
+  ];
+
+  for (const [label, path] of HOSTILE_PATHS) {
+    test(`${label} is 400 INVALID_NAME and stores nothing`, async () => {
+      const before = countFileVersions();
+      const res = await rawPut(path, 'should not be stored');
+      assert.equal(res.status, 400, `${path}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body?.error?.code, 'INVALID_NAME', `${path}: ${JSON.stringify(res.body)}`);
+      assert.equal(countFileVersions(), before);
+      const read = await api(w.url, w.key, 'GET', path);
+      assert.ok(read.status === 400 || read.status === 404, `GET ${path}: ${read.status}`);
+      assert.notEqual(read.status, 200);
+    });
+  }
+
+  test('a namespace longer than 64 characters is refused', async () => {
+    const res = await putFile('n'.repeat(65), 'x.txt', 'x');
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+  });
+});
+
+describe('tenancy', () => {
+  test('another account cannot see, list or read a file, and its own file of that name is separate', async () => {
+    const mine = await putFile('private-ns', 'secret.txt', 'the default account’s secret');
+    assert.equal(mine.status, 201);
+    const other = await w.newAccount();
+
+    for (const query of ['', '?version=1']) {
+      const res = await getFile('private-ns', 'secret.txt', query, other.key);
+      assert.equal(res.status, 404, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'NOT_FOUND');
+    }
+    const versions = await getFile('private-ns', 'secret.txt', '/versions', other.key);
+    assert.equal(versions.status, 404);
+    const bytes = await fetch(mine.body.asset.content_url, { headers: { 'x-api-key': other.key } });
+    assert.equal(bytes.status, 404);
+    await bytes.arrayBuffer();
+
+    // The same name in the other account starts at version 1 and leaves mine alone.
+    const theirs = await putFile('private-ns', 'secret.txt', 'theirs', other.key);
+    assert.equal(theirs.status, 201);
+    assert.equal(theirs.body.version, 1);
+    const still = await getFile('private-ns', 'secret.txt');
+    assert.equal(still.body.version, 1);
+    assert.equal(still.body.asset.id, mine.body.asset.id);
+  });
+
+  test('without a key, files are 401', async () => {
+    const res = await getFile('docs', 'readme.txt', '', '');
+    assert.equal(res.status, 401);
+    const put = await readJson(
+      fetch(`${w.url}/v1/files/docs/readme.txt`, {
+        method: 'PUT',
+        body: 'x',
+        headers: { 'content-type': 'text/plain' },
+      }),
+    );
+    assert.equal(put.status, 401);
+  });
+});
