@@ -1,5 +1,29 @@
-import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { presentedKey } from '../../plugins/auth.js';
 import type { CompatContext } from '../context.js';
+import { fileSpinErrorHandler } from './errors.js';
+import { registerAssetRoute } from './register-asset.js';
+import { storageUrlRoute } from './storage-url.js';
 
-/** Seed API routes (filled in by its own folder's modules). */
-export async function filespinCompat(_app: FastifyInstance, _context: CompatContext): Promise<void> {}
+/** FileSpin's key header; Wharf's own (x-api-key, Bearer) are accepted too. */
+function fileSpinKey(request: FastifyRequest): string | undefined {
+  const header = request.headers['x-filespin-api-key'];
+  if (typeof header === 'string' && header !== '') return header;
+  return presentedKey(request);
+}
+
+/**
+ * FileSpin (seed 004): presigned S3 POST upload, then register_asset. Storage is whatever
+ * Wharf's core presigns for (its own endpoint, or the S3 store of a scaled deployment).
+ */
+export async function filespinCompat(scope: FastifyInstance, context: CompatContext): Promise<void> {
+  const app = scope.withTypeProvider<TypeBoxTypeProvider>();
+  app.setErrorHandler(fileSpinErrorHandler);
+  // Before the body is parsed or validated: a caller without a valid key learns nothing else.
+  app.addHook('onRequest', async (request) => {
+    request.principal = await context.core.keys.authenticate(fileSpinKey(request));
+  });
+  await app.register(storageUrlRoute, context);
+  await app.register(registerAssetRoute, context);
+}

@@ -1,0 +1,86 @@
+import { Type } from '@fastify/type-provider-typebox';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { type ErrorCode, isWharfError } from '../../../core/errors.js';
+
+/**
+ * FileSpin's document names its error codes (MISSING_MANDATORY_PARAMETERS, ASSET_ID_EXISTS,
+ * INVALID_REQUEST) and statuses but no body; Wharf answers `{"error": CODE, "message": …}`.
+ */
+export const FileSpinErrorSchema = Type.Object(
+  {
+    error: Type.String({
+      description: 'e.g. MISSING_MANDATORY_PARAMETERS, ASSET_ID_EXISTS, INVALID_REQUEST.',
+    }),
+    message: Type.String(),
+  },
+  { description: 'Every FileSpin-API error.' },
+);
+
+export const fileSpinErrorResponses = {
+  400: FileSpinErrorSchema,
+  401: FileSpinErrorSchema,
+  403: FileSpinErrorSchema,
+  404: FileSpinErrorSchema,
+  500: FileSpinErrorSchema,
+};
+
+interface Mapped {
+  status: number;
+  error: string;
+}
+
+/** The core's codes in the document's vocabulary; codes it does not name keep Wharf's. */
+const CODES: Partial<Record<ErrorCode, Mapped>> = {
+  VALIDATION_FAILED: { status: 400, error: 'INVALID_REQUEST' },
+  INVALID_NAME: { status: 400, error: 'INVALID_REQUEST' },
+  INVALID_CONTENT_TYPE: { status: 400, error: 'INVALID_REQUEST' },
+  INVALID_DIGEST: { status: 400, error: 'INVALID_REQUEST' },
+  ID_EXISTS: { status: 400, error: 'ASSET_ID_EXISTS' },
+  UNAUTHORIZED: { status: 401, error: 'UNAUTHORIZED' },
+  ACCOUNT_DISABLED: { status: 403, error: 'ACCOUNT_DISABLED' },
+  QUOTA_EXCEEDED: { status: 403, error: 'UPLOAD_LIMIT_EXCEEDED' },
+  FORBIDDEN: { status: 403, error: 'FORBIDDEN' },
+  NOT_FOUND: { status: 404, error: 'ASSET_NOT_FOUND' },
+  CHECKSUM_MISMATCH: { status: 400, error: 'CHECKSUM_MISMATCH' },
+  SIZE_MISMATCH: { status: 400, error: 'SIZE_MISMATCH' },
+  // The document lists no 409/410: a register that cannot complete yet is a bad request.
+  UPLOAD_INCOMPLETE: { status: 400, error: 'UPLOAD_INCOMPLETE' },
+  UPLOAD_EXPIRED: { status: 400, error: 'UPLOAD_EXPIRED' },
+  UPLOAD_NOT_PENDING: { status: 400, error: 'INVALID_REQUEST' },
+  FILE_TOO_LARGE: { status: 400, error: 'FILE_TOO_LARGE' },
+};
+
+/** Schema failures: a mandatory value that is absent (or empty) is the document's own code. */
+function validationError(err: FastifyError, request: FastifyRequest): Mapped {
+  const first = err.validation?.[0];
+  const emptyRequired = first?.keyword === 'minLength' && (first.params as { limit?: number }).limit === 1;
+  const noBody = err.validationContext === 'body' && (request.body === undefined || request.body === null);
+  if (first?.keyword === 'required' || emptyRequired || noBody) {
+    return { status: 400, error: 'MISSING_MANDATORY_PARAMETERS' };
+  }
+  return { status: 400, error: 'INVALID_REQUEST' };
+}
+
+function mapError(err: FastifyError, request: FastifyRequest): Mapped & { message: string } {
+  if (isWharfError(err)) {
+    return { ...(CODES[err.code] ?? { status: err.status, error: err.code }), message: err.message };
+  }
+  if (err.validation) return { ...validationError(err, request), message: err.message };
+  // An empty JSON body carries none of the mandatory parameters.
+  if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+    return { status: 400, error: 'MISSING_MANDATORY_PARAMETERS', message: err.message };
+  }
+  const status = err.statusCode;
+  if (err instanceof SyntaxError || (typeof status === 'number' && status >= 400 && status < 500)) {
+    return { status: 400, error: 'INVALID_REQUEST', message: err.message };
+  }
+  return { status: 500, error: 'INTERNAL_SERVER_ERROR', message: 'Internal server error.' };
+}
+
+export function fileSpinErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const mapped = mapError(err, request);
+  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  // A body we refused may still be arriving; close rather than read what we will drop.
+  if (!request.raw.complete) reply.header('connection', 'close');
+  reply.status(mapped.status).send({ error: mapped.error, message: mapped.message });
+}
