@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import pg from 'pg';
 
 /**
@@ -81,14 +83,7 @@ async function createBucket(): Promise<Backing> {
   const region = process.env.WHARF_TEST_S3_REGION ?? 'us-east-1';
   const accessKeyId = process.env.WHARF_TEST_S3_ACCESS_KEY_ID ?? '';
   const secretAccessKey = process.env.WHARF_TEST_S3_SECRET_ACCESS_KEY ?? '';
-  const s3 = new S3Client({
-    endpoint,
-    region,
-    forcePathStyle: true,
-    credentials: { accessKeyId, secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  const s3 = new S3Client(s3Options(endpoint, region, accessKeyId, secretAccessKey));
   const bucket = `wharf-${randomBytes(8).toString('hex')}`;
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   return {
@@ -115,6 +110,53 @@ async function createBucket(): Promise<Backing> {
       }
     },
   };
+}
+
+function s3Options(endpoint: string, region: string, accessKeyId: string, secretAccessKey: string) {
+  return {
+    endpoint,
+    region,
+    forcePathStyle: true,
+    credentials: { accessKeyId, secretAccessKey },
+    requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+    responseChecksumValidation: 'WHEN_REQUIRED' as const,
+  };
+}
+
+/** Every object key a server's storage holds: its bucket's keys, or the files of its local store. */
+export async function storedKeys(server: { dataDir: string; backingEnv: Record<string, string> }) {
+  const env = server.backingEnv;
+  if (env.WHARF_STORAGE !== 's3') {
+    const dir = join(server.dataDir, 'blobs', 'objects');
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+    return entries
+      .filter((e) => e.isFile())
+      .map((e) => relative(dir, join(e.parentPath, e.name)))
+      .sort();
+  }
+  const { S3Client, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+  const s3 = new S3Client(
+    s3Options(
+      env.WHARF_S3_ENDPOINT!,
+      env.WHARF_S3_REGION!,
+      env.WHARF_S3_ACCESS_KEY_ID!,
+      env.WHARF_S3_SECRET_ACCESS_KEY!,
+    ),
+  );
+  try {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3.send(
+        new ListObjectsV2Command({ Bucket: env.WHARF_S3_BUCKET, ContinuationToken: token }),
+      );
+      keys.push(...(page.Contents ?? []).map((o) => o.Key!));
+      token = page.NextContinuationToken;
+    } while (token);
+    return keys.sort();
+  } finally {
+    s3.destroy();
+  }
 }
 
 /**

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { complete, dbQuery, declare, type Intent, putPresigned, uploadRaw } from '../helpers/assets.js';
+import { deployment, storedKeys } from '../helpers/deployment.js';
+import { api, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+// Two servers on one database and one storage: what a scaled-out deployment behind a load
+// balancer is. Any request may land on either node, and both may race on the same upload.
+const skip =
+  deployment !== 'scaled' &&
+  'needs a database two servers share (PostgreSQL); the embedded SQLite file belongs to one process';
+
+describe('two nodes of one deployment', { skip }, () => {
+  let a: TestWharf;
+  let b: TestWharf;
+  before(async () => {
+    a = await startWharf();
+    b = await startWharf({ sharing: a, clock: a.clock });
+  });
+  after(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  /**
+   * PUTs an intent's bytes through node B. Storage's own presigned URLs go to the store;
+   * Wharf's local endpoint URLs name node A's host, so node B gets the request with A's Host
+   * header, as a load balancer that keeps Host hands it over.
+   */
+  async function putThroughB(intent: Intent, bytes: Buffer): Promise<number> {
+    const target = new URL(intent.url);
+    if (target.origin !== a.url) return (await putPresigned(intent, bytes)).status;
+    const port = Number(new URL(b.url).port);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'PUT',
+          path: target.pathname + target.search,
+          headers: { ...intent.headers, host: target.host, 'content-length': String(bytes.length) },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(bytes);
+    });
+  }
+
+  test('an intent signed on node A is PUT and completed through node B', async () => {
+    const bytes = randomBytes(4096);
+    const intent = await declare(a, a.key, { name: 'across.bin', size: bytes.length });
+    assert.equal(await putThroughB(intent, bytes), 200);
+
+    const done = await complete(b, a.key, intent.id);
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.status, 'created');
+    assert.equal(done.body.asset.sha256, sha256Hex(bytes));
+
+    // Node A sees what node B recorded, and serves the bytes B's upload stored.
+    const got = await api(a.url, a.key, 'GET', `/v1/assets/${done.body.asset.id}`);
+    assert.equal(got.status, 200);
+    const content = await fetch(`${a.url}/v1/assets/${done.body.asset.id}/content`, {
+      headers: { 'x-api-key': a.key },
+    });
+    assert.equal(content.status, 200);
+    assert.deepEqual(Buffer.from(await content.arrayBuffer()), bytes);
+  });
+
+  test('one upload completed on both nodes at once becomes exactly one asset', async () => {
+    for (let round = 0; round < 5; round++) {
+      const bytes = randomBytes(2048);
+      const intent = await declare(a, a.key, { name: `race-${round}.bin`, size: bytes.length });
+      assert.equal((await putPresigned(intent, bytes)).status, 200);
+
+      const [onA, onB] = await Promise.all([complete(a, a.key, intent.id), complete(b, a.key, intent.id)]);
+      assert.equal(onA.status, 200, JSON.stringify(onA.body));
+      assert.equal(onB.status, 200, JSON.stringify(onB.body));
+      assert.equal(onA.body.asset.id, onB.body.asset.id, 'both nodes answer with the same asset');
+
+      const assets = dbQuery<{ id: string }>(a, 'select id from assets where sha256 = ?', sha256Hex(bytes));
+      assert.deepEqual(
+        assets.map((r) => r.id),
+        [onA.body.asset.id],
+      );
+      const [upload] = dbQuery<{ status: string; asset_id: string }>(
+        a,
+        'select status, asset_id from uploads where id = ?',
+        intent.id,
+      );
+      assert.deepEqual(upload, { status: 'completed', asset_id: onA.body.asset.id });
+    }
+  });
+
+  test('the same content sent through both nodes at once is stored once', async () => {
+    for (let round = 0; round < 5; round++) {
+      const bytes = randomBytes(64 * 1024);
+      const name = `twice-${round}-${randomBytes(4).toString('hex')}.bin`;
+      const [viaA, viaB] = await Promise.all([
+        uploadRaw(a, a.key, name, bytes, { contentType: 'application/octet-stream' }),
+        uploadRaw(b, a.key, name, bytes, { contentType: 'application/octet-stream' }),
+      ]);
+      assert.deepEqual(
+        [viaA.status, viaB.status].sort(),
+        [200, 201],
+        `one created, one found existing: ${JSON.stringify([viaA.body, viaB.body])}`,
+      );
+      assert.equal(viaA.body.asset.id, viaB.body.asset.id);
+
+      const assets = dbQuery<{ id: string; storage_key: string }>(
+        a,
+        'select id, storage_key from assets where sha256 = ?',
+        sha256Hex(bytes),
+      );
+      assert.equal(assets.length, 1, 'one asset for the content');
+      // Each request wrote its bytes under its own key; the one that lost the race removed its copy.
+      const uploads = dbQuery<{ storage_key: string }>(
+        a,
+        'select storage_key from uploads where name = ?',
+        name,
+      );
+      assert.equal(uploads.length, 2);
+      const stored = new Set(await storedKeys(a));
+      assert.deepEqual(
+        uploads.map((u) => stored.has(u.storage_key)).sort(),
+        [false, true],
+        'exactly one of the two copies is kept',
+      );
+      assert.ok(stored.has(assets[0]!.storage_key), "the asset's bytes are stored");
+    }
+  });
+});
