@@ -13,6 +13,8 @@ import type { ApiContext, App } from './api/context.js';
 import { fileRoutes } from './api/files/routes.js';
 import { keyRoutes } from './api/keys.js';
 import { uploadRoutes } from './api/uploads/routes.js';
+import { sendError } from './compat/file-service/errors.js';
+import { FILE_SERVICE_PREFIX } from './compat/file-service/index.js';
 import { compatRoutes } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
@@ -65,6 +67,8 @@ export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise
     frameworkErrors: (err, request, reply) => {
       if (request.url.startsWith(`${LOCAL_ENDPOINT_PATH}/`)) {
         sendS3Error(request, reply, new WharfError('VALIDATION_FAILED', err.message));
+      } else if (request.url.startsWith(`${FILE_SERVICE_PREFIX}/`)) {
+        sendError(request, reply, new WharfError('VALIDATION_FAILED', err.message));
       } else {
         nativeErrorHandler(err, request, reply);
       }

@@ -520,6 +520,9 @@ describe('errors', () => {
       const read = await curl(['--path-as-is', '-u', `${keyId}:${secret}`, `${w.url}${PREFIX}${path}`]);
       assertError({ status: read.status, body: JSON.parse(read.body) }, 400, 'INVALID_NAME');
     }
+    // A percent-encoding that decodes to nothing fails before routing; same envelope.
+    const broken = await curl(['-u', `${keyId}:${secret}`, `${w.url}${PREFIX}/rewards/a%ZZ.png`]);
+    assertError({ status: broken.status, body: JSON.parse(broken.body) }, 400, 'VALIDATION_FAILED');
     const afterCount = dbQuery<{ n: number }>(w, 'select count(*) as n from file_versions')[0]!.n;
     assert.equal(afterCount, before);
   });
