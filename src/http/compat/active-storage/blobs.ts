@@ -1,0 +1,87 @@
+import { Type } from '@fastify/type-provider-typebox';
+import { WharfError } from '../../../core/errors.js';
+import type { App } from '../../api/context.js';
+import { presentedKey } from '../../plugins/auth.js';
+import type { CompatContext } from '../context.js';
+import { asNotFound } from './errors.js';
+import { blobRecord, holderOf, resolveBlob, verifyBlob } from './records.js';
+import { ErrorResponse, errorResponses, FileUploadResponse, SignedIdParams, TAG } from './schemas.js';
+
+/** Rails' ActiveStorage.service_urls_expire_in: how long the URL a redirect hands out lives. */
+const REDIRECT_URL_SECONDS = 300;
+
+/** Reading blobs by their signed id: the record (with a key), and Rails' public redirect URL. */
+export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): Promise<void> {
+  app.get(
+    '/api/v1/upload/blobs/:signed_id',
+    {
+      schema: {
+        summary: 'The file record a signed_id names',
+        description:
+          'Needs a key of the account the record belongs to. An upload whose bytes have arrived is completed here.',
+        tags: [TAG],
+        params: SignedIdParams,
+        response: { 200: FileUploadResponse, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const principal = await core.keys.authenticate(presentedKey(request));
+      const ref = (() => {
+        try {
+          return verifyBlob(core, request.params.signed_id);
+        } catch (err) {
+          return asNotFound(err);
+        }
+      })();
+      return blobRecord(core, await resolveBlob(core, ref, principal));
+    },
+  );
+
+  app.get(
+    '/rails/active_storage/blobs/redirect/:signed_id/:filename',
+    {
+      schema: {
+        summary:
+          'Redirect to a short-lived signed download URL of the blob (no key: the signed_id is the credential)',
+        tags: [TAG],
+        security: [],
+        params: Type.Object({ signed_id: Type.String({ maxLength: 400 }), filename: Type.String() }),
+        querystring: Type.Object({
+          disposition: Type.Optional(Type.Union([Type.Literal('inline'), Type.Literal('attachment')])),
+        }),
+        response: {
+          302: { description: 'The bytes are at Location (valid for five minutes).', type: 'null' },
+          404: ErrorResponse,
+          410: ErrorResponse,
+          422: errorResponses[422],
+          500: ErrorResponse,
+        },
+      },
+    },
+    async (request, reply) => {
+      const ref = (() => {
+        try {
+          return verifyBlob(core, request.params.signed_id);
+        } catch (err) {
+          return asNotFound(err);
+        }
+      })();
+      const holder = holderOf(ref.accountId);
+      const blob = await resolveBlob(core, ref, holder);
+      if (!blob.asset) throw new WharfError('NOT_FOUND', 'The file of this blob has not been uploaded yet.');
+      const grant = await core.assets.grantDownload(
+        holder,
+        blob.asset.id,
+        REDIRECT_URL_SECONDS,
+        request.query.disposition ?? 'inline',
+      );
+      const query = new URLSearchParams({
+        expires: String(grant.expires),
+        disposition: grant.disposition,
+        signature: grant.signature,
+      });
+      reply.header('cache-control', `max-age=${REDIRECT_URL_SECONDS}, private`);
+      return reply.redirect(`${publicUrl}/v1/assets/${grant.assetId}/content?${query}`, 302);
+    },
+  );
+}

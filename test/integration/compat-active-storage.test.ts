@@ -1,0 +1,580 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type AssetJson, createAsset } from '../helpers/assets.js';
+import { curl } from '../helpers/curl.js';
+import { api, type JsonResponse, md5Hex, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+// Seed 002: the ActiveStorage-style direct upload API, driven with the real curl binary.
+
+let w: TestWharf;
+let dir: string;
+before(async () => {
+  w = await startWharf();
+  dir = await mkdtemp(join(tmpdir(), 'wharf-as-'));
+});
+after(async () => {
+  await w?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const md5B64 = (b: Buffer) => createHash('md5').update(b).digest('base64');
+const sha256B64 = (b: Buffer) => createHash('sha256').update(b).digest('base64');
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+/** The native asset as GET /v1/assets lists it, with its integer number. */
+type NativeAsset = AssetJson & { number: number };
+
+interface BlobJson {
+  id: number;
+  key: string;
+  filename: string;
+  content_type: string;
+  metadata: Record<string, unknown>;
+  service_name: string;
+  byte_size: number;
+  checksum: string;
+  created_at: string;
+  signed_id: string;
+  direct_upload?: { url: string; headers: Record<string, string> };
+}
+
+/** The document's request, as curl sends it: JSON body, key in x-api-key. */
+async function createBlob(blob: unknown, key = w.key): Promise<JsonResponse> {
+  const res = await curl([
+    '-X',
+    'POST',
+    '-H',
+    `x-api-key: ${key}`,
+    '-H',
+    'Content-Type: application/json',
+    '--data-binary',
+    JSON.stringify({ blob }),
+    `${w.url}/api/v1/upload/direct`,
+  ]);
+  return {
+    status: res.status,
+    headers: new Headers(),
+    body: res.body === '' ? undefined : JSON.parse(res.body),
+  };
+}
+
+/** PUT the file to direct_upload.url with exactly direct_upload.headers, as curl. */
+async function putFile(upload: { url: string; headers: Record<string, string> }, bytes: Buffer) {
+  const file = join(dir, `put-${randomBytes(4).toString('hex')}`);
+  await writeFile(file, bytes);
+  const headers = Object.entries(upload.headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  return curl(['-X', 'PUT', ...headers, '--data-binary', `@${file}`, upload.url]);
+}
+
+function getRecord(signedId: string, key = w.key) {
+  return api(w.url, key, 'GET', `/api/v1/upload/blobs/${signedId}`);
+}
+
+/** The native API's view of the asset with this number (ids differ: the document's are integers). */
+async function nativeByNumber(n: number, key = w.key) {
+  const list = await api(w.url, key, 'GET', '/v1/assets?limit=1000');
+  assert.equal(list.status, 200);
+  return (list.body.data as NativeAsset[]).find((a) => a.number === n);
+}
+
+function assertRecordShape(r: BlobJson) {
+  assert.ok(Number.isInteger(r.id) && r.id > 0, 'id is a positive integer');
+  assert.equal(typeof r.key, 'string');
+  assert.equal(typeof r.signed_id, 'string');
+  assert.match(r.created_at, ISO);
+  assert.deepEqual(r.metadata, {});
+  assert.equal(r.service_name, w.wharf.core.endpoint ? 'local' : 's3');
+}
+
+function assertErrorResponse(body: Record<string, unknown>, status: number, code: string) {
+  assert.deepEqual(Object.keys(body).sort(), ['detail', 'error', 'error_code']);
+  assert.equal(typeof body.detail, 'string');
+  assert.equal(body.error_code, code);
+  assert.equal(
+    body.error,
+    { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large' }[status],
+  );
+}
+
+describe('direct upload: POST, PUT, done', () => {
+  test('MD5 checksum (what ActiveStorage clients send): every field, then the PUT makes the asset', async () => {
+    const bytes = randomBytes(20_000);
+    const checksum = md5B64(bytes);
+    const res = await createBlob({
+      filename: 'report.pdf',
+      content_type: 'application/pdf',
+      byte_size: bytes.length,
+      checksum,
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const r = res.body as BlobJson;
+    assertRecordShape(r);
+    assert.deepEqual(Object.keys(r).sort(), [
+      'byte_size',
+      'checksum',
+      'content_type',
+      'created_at',
+      'direct_upload',
+      'filename',
+      'id',
+      'key',
+      'metadata',
+      'service_name',
+      'signed_id',
+    ]);
+    assert.equal(r.filename, 'report.pdf');
+    assert.equal(r.content_type, 'application/pdf');
+    assert.equal(r.byte_size, bytes.length);
+    assert.equal(r.checksum, checksum);
+    assert.match(r.key, /\.pdf$/);
+    assert.equal(Math.abs(Date.parse(r.created_at) - w.clock.now()) < 1000, true);
+    const du = r.direct_upload!;
+    assert.match(du.url, /^https?:\/\//);
+    assert.equal(du.headers['Content-Type'], 'application/pdf');
+    assert.equal(du.headers['Content-MD5'], checksum);
+    assert.equal(du.headers['Content-Disposition'], 'inline; filename="report.pdf"');
+
+    // Nothing exists until the bytes arrive; the record is already readable.
+    assert.equal(await nativeByNumber(r.id), undefined);
+    const early = await getRecord(r.signed_id);
+    assert.equal(early.status, 200);
+    assert.equal(early.body.id, r.id);
+    assert.equal(early.body.direct_upload, undefined);
+
+    const put = await putFile(du, bytes);
+    assert.equal(put.status, 200, put.body);
+    // No confirm step: storage holding the bytes is enough (the embedded endpoint completes on
+    // the PUT; with S3, reconciliation does).
+    await w.wharf.core.uploads.reconcile();
+    const asset = await nativeByNumber(r.id);
+    assert.ok(asset, 'the asset is visible through the native API');
+    assert.equal(asset.sha256, sha256Hex(bytes));
+    assert.equal(asset.md5, md5Hex(bytes));
+    assert.equal(asset.name, 'report.pdf');
+    assert.equal(asset.content_type, 'application/pdf');
+    assert.equal(asset.size, bytes.length);
+
+    const record = await getRecord(r.signed_id);
+    assert.equal(record.status, 200);
+    const { direct_upload: _du, ...withoutUpload } = r;
+    assert.deepEqual(record.body, withoutUpload);
+
+    // Rails' redirect URL: no key, the signed id is the credential.
+    const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${r.signed_id}/report.pdf`, {
+      redirect: 'manual',
+    });
+    assert.equal(redirect.status, 302);
+    const location = redirect.headers.get('location')!;
+    assert.ok(location.startsWith(`${w.url}/v1/assets/${asset.id}/content?`), location);
+    const download = await fetch(location);
+    assert.equal(download.status, 200);
+    assert.equal(sha256Hex(Buffer.from(await download.arrayBuffer())), sha256Hex(bytes));
+  });
+
+  test('SHA-256 checksum (the document’s example): bound by x-amz-checksum-sha256 instead of Content-MD5', async () => {
+    const bytes = randomBytes(7_000);
+    const checksum = sha256B64(bytes);
+    const res = await createBlob({
+      filename: 'n.txt',
+      content_type: 'text/plain',
+      byte_size: bytes.length,
+      checksum,
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const r = res.body as BlobJson;
+    assertRecordShape(r);
+    assert.equal(r.checksum, checksum);
+    assert.equal(r.direct_upload!.headers['Content-Type'], 'text/plain');
+    assert.equal(r.direct_upload!.headers['Content-MD5'], undefined);
+    assert.equal(r.direct_upload!.headers['x-amz-checksum-sha256'], checksum);
+    const put = await putFile(r.direct_upload!, bytes);
+    assert.equal(put.status, 200, put.body);
+    const record = await getRecord(r.signed_id);
+    assert.equal(record.status, 200);
+    assert.equal(record.body.checksum, checksum);
+    const asset = await nativeByNumber(r.id);
+    assert.equal(asset?.sha256, sha256Hex(bytes));
+  });
+
+  test('bytes that do not match the checksum are refused; the right ones still go through', async () => {
+    const bytes = randomBytes(4_096);
+    const res = await createBlob({
+      filename: 'x.bin',
+      content_type: 'application/octet-stream',
+      byte_size: bytes.length,
+      checksum: md5B64(bytes),
+    });
+    const r = res.body as BlobJson;
+    const wrong = randomBytes(4_096);
+    const put = await putFile(r.direct_upload!, wrong);
+    assert.ok(put.status >= 400 && put.status < 500, `storage refuses the body (${put.status})`);
+    await w.wharf.core.uploads.reconcile();
+    assert.equal(await nativeByNumber(r.id), undefined);
+    const record = await getRecord(r.signed_id);
+    assert.equal(record.status, 200, 'the record stays, waiting for the right bytes');
+    const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${r.signed_id}/x.bin`, {
+      redirect: 'manual',
+    });
+    assert.equal(redirect.status, 404);
+    assertErrorResponse(await redirect.json(), 404, 'NOT_FOUND');
+
+    assert.equal((await putFile(r.direct_upload!, bytes)).status, 200);
+    await getRecord(r.signed_id);
+    assert.equal((await nativeByNumber(r.id))?.sha256, sha256Hex(bytes));
+  });
+});
+
+describe('lookup of content already uploaded', () => {
+  test('same MD5 and size: the existing record, without direct_upload', async () => {
+    const bytes = randomBytes(3_000);
+    const first = (
+      await createBlob({
+        filename: 'orig.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: md5B64(bytes),
+      })
+    ).body as BlobJson;
+    assert.equal((await putFile(first.direct_upload!, bytes)).status, 200);
+    await w.wharf.core.uploads.reconcile();
+
+    const again = await createBlob({
+      filename: 'copy.bin',
+      content_type: 'application/octet-stream',
+      byte_size: bytes.length,
+      checksum: md5B64(bytes),
+    });
+    assert.equal(again.status, 200);
+    const r = again.body as BlobJson;
+    assertRecordShape(r);
+    assert.equal(r.direct_upload, undefined);
+    assert.equal('direct_upload' in r, false);
+    assert.equal(r.id, first.id);
+    assert.equal(r.key, first.key);
+    assert.equal(r.filename, 'orig.bin', 'the record of the content, under its first name');
+    assert.equal(r.byte_size, bytes.length);
+    assert.equal(r.checksum, md5B64(bytes));
+    const record = await getRecord(r.signed_id);
+    assert.equal(record.status, 200);
+    assert.equal(record.body.id, first.id);
+
+    // The SHA-256 of the same content finds it too.
+    const bySha = await createBlob({
+      filename: 'copy2.bin',
+      content_type: 'application/octet-stream',
+      byte_size: bytes.length,
+      checksum: sha256B64(bytes),
+    });
+    assert.equal(bySha.status, 200);
+    assert.equal(bySha.body.id, first.id);
+    assert.equal(bySha.body.direct_upload, undefined);
+    assert.equal(bySha.body.checksum, sha256B64(bytes));
+  });
+
+  test('content uploaded through the native API is found by its checksum', async () => {
+    const bytes = randomBytes(2_500);
+    const asset = await createAsset(w, w.key, 'native.png', bytes, 'image/png');
+    const res = await createBlob({
+      filename: 'other.png',
+      content_type: 'image/png',
+      byte_size: bytes.length,
+      checksum: md5B64(bytes),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.id, (asset as NativeAsset).number);
+    assert.equal(res.body.filename, 'native.png');
+    assert.equal(res.body.direct_upload, undefined);
+    const redirect = await fetch(
+      `${w.url}/rails/active_storage/blobs/redirect/${res.body.signed_id}/native.png?disposition=attachment`,
+      { redirect: 'manual' },
+    );
+    assert.equal(redirect.status, 302);
+    assert.match(
+      redirect.headers.get('location')!,
+      new RegExp(`/v1/assets/${asset.id}/content\\?.*disposition=attachment`),
+    );
+  });
+
+  test('same checksum, different size: a new upload', async () => {
+    const bytes = randomBytes(1_000);
+    await createAsset(w, w.key, 'sized.bin', bytes);
+    const res = await createBlob({
+      filename: 'sized.bin',
+      content_type: 'application/octet-stream',
+      byte_size: bytes.length + 1,
+      checksum: md5B64(bytes),
+    });
+    assert.equal(res.status, 200);
+    assert.ok(res.body.direct_upload);
+  });
+
+  test('another account’s content is not found', async () => {
+    const other = await w.newAccount();
+    const bytes = randomBytes(1_500);
+    await createAsset(w, w.key, 'mine.bin', bytes);
+    const res = await createBlob(
+      {
+        filename: 'mine.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: md5B64(bytes),
+      },
+      other.key,
+    );
+    assert.equal(res.status, 200);
+    assert.ok(res.body.direct_upload, 'a fresh upload in the other account');
+  });
+});
+
+describe('signed ids', () => {
+  let good: BlobJson;
+  before(async () => {
+    const bytes = randomBytes(500);
+    good = (
+      await createBlob({
+        filename: 's.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: md5B64(bytes),
+      })
+    ).body as BlobJson;
+    assert.equal((await putFile(good.direct_upload!, bytes)).status, 200);
+  });
+
+  function forgeries(): string[] {
+    const [body, mac] = good.signed_id.split('--') as [string, string];
+    const payload = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+    // Point the token at another record, keeping the old MAC.
+    payload._wharf.id = payload._wharf.id.replace(/^u:/, 'a:');
+    const retargeted = Buffer.from(JSON.stringify(payload)).toString('base64url');
+    const flipped = mac.slice(0, -1) + (mac.endsWith('0') ? '1' : '0');
+    return [`${body}--${flipped}`, `${retargeted}--${mac}`, 'garbage', `${body}--`, `--${mac}`];
+  }
+
+  test('a tampered or made-up signed id is refused with 404 and the ErrorResponse shape', async () => {
+    for (const forged of forgeries()) {
+      const record = await getRecord(encodeURIComponent(forged));
+      assert.equal(record.status, 404, forged);
+      assertErrorResponse(record.body, 404, 'NOT_FOUND');
+      const redirect = await fetch(
+        `${w.url}/rails/active_storage/blobs/redirect/${encodeURIComponent(forged)}/s.bin`,
+        { redirect: 'manual' },
+      );
+      assert.equal(redirect.status, 404, forged);
+      assertErrorResponse(await redirect.json(), 404, 'NOT_FOUND');
+    }
+  });
+
+  test('a signed id of another account reads as missing with this account’s key', async () => {
+    const other = await w.newAccount();
+    const record = await getRecord(good.signed_id, other.key);
+    assert.equal(record.status, 404);
+    assertErrorResponse(record.body, 404, 'NOT_FOUND');
+  });
+
+  test('the record route needs a key; the redirect does not', async () => {
+    const res = await curl([`${w.url}/api/v1/upload/blobs/${good.signed_id}`]);
+    assert.equal(res.status, 401);
+    assertErrorResponse(JSON.parse(res.body), 401, 'UNAUTHORIZED');
+    const redirect = await curl([`${w.url}/rails/active_storage/blobs/redirect/${good.signed_id}/s.bin`]);
+    assert.equal(redirect.status, 302);
+  });
+});
+
+describe('errors', () => {
+  const valid = {
+    filename: 'a.txt',
+    content_type: 'text/plain',
+    byte_size: 3,
+    checksum: md5B64(Buffer.from('abc')),
+  };
+
+  test('missing fields: 422 with FastAPI’s detail list, in field order', async () => {
+    const res = await createBlob({ byte_size: 3 });
+    assert.equal(res.status, 422);
+    assert.deepEqual(res.body, {
+      detail: [
+        {
+          loc: ['body', 'blob', 'filename'],
+          msg: 'Field required',
+          type: 'missing',
+          input: { byte_size: 3 },
+        },
+        {
+          loc: ['body', 'blob', 'content_type'],
+          msg: 'Field required',
+          type: 'missing',
+          input: { byte_size: 3 },
+        },
+        {
+          loc: ['body', 'blob', 'checksum'],
+          msg: 'Field required',
+          type: 'missing',
+          input: { byte_size: 3 },
+        },
+      ],
+    });
+    const noBlob = await curl([
+      '-H',
+      `x-api-key: ${w.key}`,
+      '-H',
+      'Content-Type: application/json',
+      '-d',
+      '{}',
+      `${w.url}/api/v1/upload/direct`,
+    ]);
+    assert.equal(noBlob.status, 422);
+    assert.deepEqual(JSON.parse(noBlob.body), {
+      detail: [{ loc: ['body', 'blob'], msg: 'Field required', type: 'missing', input: {} }],
+    });
+  });
+
+  test('wrong types: int_parsing, int_from_float, string_type, model_attributes_type', async () => {
+    const res = await createBlob({ ...valid, filename: 7, byte_size: 'abc' });
+    assert.equal(res.status, 422);
+    assert.deepEqual(res.body, {
+      detail: [
+        {
+          loc: ['body', 'blob', 'filename'],
+          msg: 'Input should be a valid string',
+          type: 'string_type',
+          input: 7,
+        },
+        {
+          loc: ['body', 'blob', 'byte_size'],
+          msg: 'Input should be a valid integer, unable to parse string as an integer',
+          type: 'int_parsing',
+          input: 'abc',
+        },
+      ],
+    });
+    const fraction = await createBlob({ ...valid, byte_size: 1.5 });
+    assert.deepEqual(fraction.body.detail, [
+      {
+        loc: ['body', 'blob', 'byte_size'],
+        msg: 'Input should be a valid integer, got a number with a fractional part',
+        type: 'int_from_float',
+        input: 1.5,
+      },
+    ]);
+    const notObject = await createBlob('a string');
+    assert.deepEqual(notObject.body.detail, [
+      {
+        loc: ['body', 'blob'],
+        msg: 'Input should be a valid dictionary or object to extract fields from',
+        type: 'model_attributes_type',
+        input: 'a string',
+      },
+    ]);
+    const negative = await createBlob({ ...valid, byte_size: -1 });
+    assert.equal(negative.status, 422);
+    assert.equal(negative.body.detail[0].type, 'greater_than_equal');
+    assert.deepEqual(negative.body.detail[0].loc, ['body', 'blob', 'byte_size']);
+  });
+
+  test('values the checks refuse: checksum of neither length, a bad file name, a bad type', async () => {
+    for (const [field, value] of [
+      ['checksum', 'abc'],
+      ['checksum', `${'!'.repeat(22)}==`],
+      ['filename', 'a/b.txt'],
+      ['content_type', 'not a type'],
+    ] as const) {
+      const res = await createBlob({ ...valid, [field]: value });
+      assert.equal(res.status, 422, `${field}=${value}`);
+      assert.equal(res.body.detail.length, 1);
+      const [d] = res.body.detail;
+      assert.deepEqual(d.loc, ['body', 'blob', field]);
+      assert.equal(d.type, 'value_error');
+      assert.match(d.msg, /^Value error, /);
+      assert.equal(d.input, value);
+    }
+  });
+
+  test('a body that is not JSON, or no body at all', async () => {
+    const broken = await curl([
+      '-H',
+      `x-api-key: ${w.key}`,
+      '-H',
+      'Content-Type: application/json',
+      '-d',
+      '{"blob":',
+      `${w.url}/api/v1/upload/direct`,
+    ]);
+    assert.equal(broken.status, 422);
+    const detail = JSON.parse(broken.body).detail;
+    assert.equal(detail[0].type, 'json_invalid');
+    assert.equal(detail[0].msg, 'JSON decode error');
+    assert.deepEqual(detail[0].loc, ['body']);
+
+    const empty = await curl(['-X', 'POST', '-H', `x-api-key: ${w.key}`, `${w.url}/api/v1/upload/direct`]);
+    assert.equal(empty.status, 422);
+    assert.deepEqual(JSON.parse(empty.body), {
+      detail: [{ loc: ['body'], msg: 'Field required', type: 'missing', input: null }],
+    });
+
+    // Without Content-Type, FastAPI still reads the body as JSON.
+    const untyped = await curl([
+      '-H',
+      `x-api-key: ${w.key}`,
+      '-H',
+      'Content-Type:',
+      '-d',
+      JSON.stringify({ blob: valid }),
+      `${w.url}/api/v1/upload/direct`,
+    ]);
+    assert.equal(untyped.status, 200, untyped.body);
+  });
+
+  test('no key, a wrong key, a disabled account, a file over the limit: ErrorResponse', async () => {
+    const none = await curl([
+      '-H',
+      'Content-Type: application/json',
+      '-d',
+      JSON.stringify({ blob: valid }),
+      `${w.url}/api/v1/upload/direct`,
+    ]);
+    assert.equal(none.status, 401);
+    assertErrorResponse(JSON.parse(none.body), 401, 'UNAUTHORIZED');
+    const wrong = await createBlob(valid, 'wharf_not_a_key_at_all_000000');
+    assert.equal(wrong.status, 401);
+    assertErrorResponse(wrong.body, 401, 'UNAUTHORIZED');
+
+    const other = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(other.accountId, { maxFileSize: 10 });
+    const big = await createBlob({ ...valid, byte_size: 11 }, other.key);
+    assert.equal(big.status, 413);
+    assertErrorResponse(big.body, 413, 'FILE_TOO_LARGE');
+    await w.wharf.core.keys.updateAccount(other.accountId, { disabled: true });
+    const disabled = await createBlob(valid, other.key);
+    assert.equal(disabled.status, 403);
+    assertErrorResponse(disabled.body, 403, 'ACCOUNT_DISABLED');
+  });
+
+  test('Bearer keys work as well', async () => {
+    const res = await curl([
+      '-H',
+      `Authorization: Bearer ${w.key}`,
+      '-H',
+      'Content-Type: application/json',
+      '-d',
+      JSON.stringify({ blob: { ...valid, filename: 'bearer.txt' } }),
+      `${w.url}/api/v1/upload/direct`,
+    ]);
+    assert.equal(res.status, 200, res.body);
+  });
+});
+
+test('the routes are in /openapi.json under the document’s tag', async () => {
+  const doc = await api(w.url, undefined, 'GET', '/openapi.json');
+  const post = doc.body.paths['/api/v1/upload/direct'].post;
+  assert.ok(post.tags[0].includes('ActiveStorage'));
+  assert.ok(post.responses['200']);
+  assert.ok(post.responses['422']);
+  assert.ok(doc.body.paths['/api/v1/upload/blobs/{signed_id}'].get);
+  assert.ok(doc.body.paths['/rails/active_storage/blobs/redirect/{signed_id}/{filename}'].get);
+});
