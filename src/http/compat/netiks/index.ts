@@ -1,5 +1,36 @@
+import multipart from '@fastify/multipart';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import type { CompatContext } from '../context.js';
+import { netiksErrorHandler } from './errors.js';
+import { presignedUrlRoutes } from './presigned-urls.js';
+import { readAssetRoutes } from './read-asset.js';
+import { uploadFileRoutes } from './upload-file.js';
 
-/** Seed API routes (filled in by its own folder's modules). */
-export async function netiksCompat(_app: FastifyInstance, _context: CompatContext): Promise<void> {}
+/**
+ * netiks cloud's developer assets API (seed 000): a single-file multipart upload, and a
+ * three-step bulk upload (presigned PUT URLs, the PUT, a confirm call), keyed by `x-api-key`.
+ */
+export async function netiksCompat(instance: FastifyInstance, context: CompatContext): Promise<void> {
+  const app = instance.withTypeProvider<TypeBoxTypeProvider>();
+  app.setErrorHandler(netiksErrorHandler);
+  // JSON (confirm, presign) and multipart (the file) only; anything else is a 415.
+  app.removeContentTypeParser('text/plain');
+  await app.register(multipart, {
+    limits: { files: 1, fields: 16, fieldSize: 4096, parts: 20, headerPairs: 100 },
+    // The core's byte limit reports oversize files; busboy only must not cut them silently.
+    throwFileSizeLimit: false,
+    // busboy would cut "../etc/passwd" down to "passwd" silently; the name rules refuse it.
+    preservePath: true,
+  });
+  // Before any body is read, so a request without a valid key never streams a file.
+  app.addHook('onRequest', async (request) => {
+    const key = request.headers['x-api-key'];
+    request.principal = await context.core.keys.authenticate(
+      typeof key === 'string' && key !== '' ? key : undefined,
+    );
+  });
+  await app.register(uploadFileRoutes, context);
+  await app.register(presignedUrlRoutes, context);
+  await app.register(readAssetRoutes, context);
+}

@@ -1,0 +1,35 @@
+import { Type } from '@fastify/type-provider-typebox';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { mapError } from '../../plugins/errors.js';
+
+/**
+ * The document shows no errors. Its trailing-slash paths are Django REST Framework's, so
+ * errors take DRF's shape, `{"detail": "..."}`, plus a stable lower-case `code` (Wharf's
+ * error code) for clients that want to branch without reading prose.
+ */
+export const NetiksErrorSchema = Type.Object(
+  {
+    detail: Type.String(),
+    code: Type.String({ description: 'Stable, e.g. `not_found`, `file_too_large`, `unauthorized`.' }),
+  },
+  { description: 'Every netiks error (Django REST Framework style).' },
+);
+
+export const netiksErrors = {
+  400: NetiksErrorSchema,
+  401: NetiksErrorSchema,
+  403: NetiksErrorSchema,
+  404: NetiksErrorSchema,
+  409: NetiksErrorSchema,
+  410: NetiksErrorSchema,
+  413: NetiksErrorSchema,
+  415: NetiksErrorSchema,
+};
+
+export function netiksErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const mapped = mapError(err);
+  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  // A body we refused may still be arriving; close rather than read what we will drop.
+  if (!request.raw.complete) reply.header('connection', 'close');
+  reply.status(mapped.status).send({ detail: mapped.message, code: mapped.code.toLowerCase() });
+}

@@ -1,0 +1,25 @@
+import { Type } from '@fastify/type-provider-typebox';
+import type { App } from '../../api/context.js';
+import type { CompatContext } from '../context.js';
+import { netiksErrors } from './errors.js';
+import { NetiksAssetSchema, netiksAsset } from './responses.js';
+
+/**
+ * The document only says files can be fetched "using APIs in Assets"; this is the obvious
+ * one, an asset in the same shape the uploads return (e.g. to see `dimensions` once known).
+ */
+export async function readAssetRoutes(app: App, { core }: CompatContext): Promise<void> {
+  app.get(
+    '/api/v1/assets/:id/',
+    {
+      schema: {
+        summary: 'Get one asset',
+        tags: ['netiks'],
+        security: [{ apiKey: [] }],
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        response: { 200: NetiksAssetSchema, ...netiksErrors },
+      },
+    },
+    async (request) => netiksAsset(await core.assets.get(request.principal!, request.params.id)),
+  );
+}
