@@ -3,6 +3,7 @@ import { type Config, ConfigError, loadConfig } from '../config.js';
 import { isWharfError } from '../core/errors.js';
 import { DEFAULT_ACCOUNT_ID } from '../core/keys.js';
 import type { Role } from '../core/model.js';
+import type { AccountChanges } from '../core/ports.js';
 import { type OptionSpec, type Parsed, parse, stringOption, UsageError } from './args.js';
 import { accountJson, accountTable, keyJson, keyTable } from './format.js';
 
@@ -150,6 +151,52 @@ const COMMANDS: Command[] = [
     },
   },
   {
+    name: 'accounts update',
+    usage:
+      'wharf accounts update <id> [--disable|--enable] [--quota BYTES|none] [--max-file-size BYTES|none] [--json]',
+    summary:
+      'Disable or re-enable an account (a disabled account’s keys are refused at once), or set its storage ' +
+      'quota (its plan’s upload limit) or file size limit; "none" removes a limit.',
+    options: {
+      ...HELP,
+      disable: { type: 'boolean' },
+      enable: { type: 'boolean' },
+      quota: { type: 'string' },
+      'max-file-size': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    positionals: 1,
+    async run({ values, positionals }, ctx) {
+      const id = positionals[0];
+      if (!id) throw new UsageError('Which account? Give its id (see "wharf accounts list").');
+      checkAccountId(id);
+      if (values.disable && values.enable) throw new UsageError('Give --disable or --enable, not both.');
+      const changes: AccountChanges = {};
+      if (values.disable) changes.disabled = true;
+      if (values.enable) changes.disabled = false;
+      const quota = limitOption(values, 'quota');
+      if (quota !== undefined) changes.storageQuota = quota;
+      const maxFileSize = limitOption(values, 'max-file-size');
+      if (maxFileSize !== undefined) changes.maxFileSize = maxFileSize;
+      if (Object.keys(changes).length === 0) {
+        throw new UsageError('Nothing to change: give --disable, --enable, --quota or --max-file-size.');
+      }
+      const { core } = await ctx.open();
+      const account = await core.keys.updateAccount(id, changes);
+      if (values.json) {
+        ctx.io.stdout(`${JSON.stringify(accountJson(account), null, 2)}\n`);
+        return;
+      }
+      const bytes = (limit: number | null, none: string) => (limit === null ? none : `${limit} bytes`);
+      ctx.io.stdout(
+        `Updated account "${account.id}": ${account.disabled ? 'disabled' : 'enabled'}, storage quota: ${bytes(
+          account.storageQuota,
+          'unlimited',
+        )}, max file size: ${bytes(account.maxFileSize, 'server default')}.\n`,
+      );
+    },
+  },
+  {
     name: 'accounts list',
     usage: 'wharf accounts list [--json]',
     summary: 'List accounts.',
@@ -258,6 +305,18 @@ function accountOption(values: Parsed['values']): string | undefined {
   const id = stringOption(values, 'account');
   if (id !== undefined) checkAccountId(id);
   return id;
+}
+
+/** A limit in bytes, or "none" to remove it (null); undefined when the option was not given. */
+function limitOption(values: Parsed['values'], name: string): number | null | undefined {
+  const raw = stringOption(values, name);
+  if (raw === undefined) return undefined;
+  if (raw === 'none') return null;
+  const bytes = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(bytes)) {
+    throw new UsageError(`--${name} must be a whole number of bytes or "none", got "${raw}".`);
+  }
+  return bytes;
 }
 
 function checkAccountId(id: string): void {

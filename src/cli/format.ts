@@ -8,6 +8,7 @@ export function accountJson(account: Account) {
     id: account.id,
     name: account.name,
     max_file_size: account.maxFileSize,
+    storage_quota: account.storageQuota,
     disabled: account.disabled,
     created_at: iso(account.createdAt),
   };
@@ -31,11 +32,12 @@ export function keyTable(keys: ApiKey[]): string {
 
 export function accountTable(accounts: Account[]): string {
   return table(
-    ['ID', 'NAME', 'MAX FILE SIZE', 'DISABLED', 'CREATED'],
+    ['ID', 'NAME', 'MAX FILE SIZE', 'STORAGE QUOTA', 'DISABLED', 'CREATED'],
     accounts.map((a) => [
       a.id,
       a.name,
       a.maxFileSize === null ? 'server default' : String(a.maxFileSize),
+      a.storageQuota === null ? 'unlimited' : String(a.storageQuota),
       a.disabled ? 'yes' : 'no',
       iso(a.createdAt),
     ]),
