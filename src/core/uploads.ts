@@ -169,7 +169,8 @@ export class UploadService {
       });
     }
 
-    if (input.declaredSize !== undefined) await this.checkQuota(principal, input.declaredSize);
+    // The quota is checked in finish(), once the content is known: bytes the account
+    // already holds cost nothing, so a declared size alone cannot justify a refusal.
 
     const now = this.clock.now();
     const id = this.ids.id();
@@ -236,10 +237,6 @@ export class UploadService {
       }
     });
 
-    await this.checkQuota(
-      principal,
-      declared.reduce((sum, f) => sum + f.size, 0),
-    );
     const expiresInSeconds = this.expiry(options.expiresInSeconds);
 
     const hashes = [...new Set(declared.flatMap((f) => (f.sha256 ? [f.sha256] : [])))];
@@ -248,6 +245,11 @@ export class UploadService {
         a.sha256,
         a,
       ]),
+    );
+    // Content the account already holds costs no new storage, so only the rest counts.
+    await this.checkQuota(
+      principal,
+      declared.reduce((sum, f) => sum + (f.sha256 && existing.has(f.sha256) ? 0 : f.size), 0),
     );
 
     const now = this.clock.now();

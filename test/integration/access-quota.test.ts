@@ -1,0 +1,389 @@
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import {
+  complete,
+  createAsset,
+  dbQuery,
+  declare,
+  putPresigned,
+  readJson,
+  uploadRaw,
+} from '../helpers/assets.js';
+import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+/** GET the content with no credentials at all; follows a redirect to storage if there is one. */
+async function anonymous(id: string): Promise<{ status: number; bytes: Buffer; body: JsonResponse['body'] }> {
+  const res = await fetch(`${w.url}/v1/assets/${id}/content`);
+  const bytes = Buffer.from(await res.arrayBuffer());
+  let body: unknown;
+  try {
+    body = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    body = undefined;
+  }
+  return { status: res.status, bytes, body };
+}
+
+function patchAccess(id: string, access: unknown, key = w.key): Promise<JsonResponse> {
+  return api(w.url, key, 'PATCH', `/v1/assets/${id}`, { access });
+}
+
+describe('access levels', () => {
+  let key: string;
+  let bytes: Buffer;
+  let id: string;
+  before(async () => {
+    ({ key } = await w.newAccount());
+    bytes = randomBytes(3000);
+    id = (await createAsset(w, key, 'shared.bin', bytes)).id;
+  });
+
+  test('a new asset is private: no content without a key, just like an id that does not exist', async () => {
+    const asset = await api(w.url, key, 'GET', `/v1/assets/${id}`);
+    assert.equal(asset.body.access, 'private');
+    const mine = await anonymous(id);
+    const missing = await anonymous(randomUUID());
+    const garbage = await anonymous('not-an-id');
+    assert.equal(mine.status, 401);
+    assert.equal(mine.body?.error?.code, 'UNAUTHORIZED');
+    // Indistinguishable: nobody without a key learns which private ids exist.
+    for (const other of [missing, garbage]) {
+      assert.equal(other.status, mine.status);
+      assert.deepEqual(other.body, mine.body);
+    }
+    assert.notDeepEqual(mine.bytes, bytes);
+  });
+
+  test('made public, the content is readable without a key; private again, it is not', async () => {
+    const made = await patchAccess(id, 'public', key);
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    assert.equal(made.body.access, 'public');
+    assert.equal(made.body.id, id);
+    assert.equal((await api(w.url, key, 'GET', `/v1/assets/${id}`)).body.access, 'public');
+
+    const open = await anonymous(id);
+    assert.equal(open.status, 200);
+    assert.deepEqual(open.bytes, bytes);
+
+    const back = await patchAccess(id, 'private', key);
+    assert.equal(back.status, 200, JSON.stringify(back.body));
+    assert.equal(back.body.access, 'private');
+    const closed = await anonymous(id);
+    assert.equal(closed.status, 401);
+    assert.notDeepEqual(closed.bytes, bytes);
+    assert.deepEqual(closed.body, (await anonymous(randomUUID())).body);
+  });
+
+  test('a public asset’s record (not its content) still needs a key', async () => {
+    await patchAccess(id, 'public', key);
+    try {
+      const res = await api(w.url, undefined, 'GET', `/v1/assets/${id}`);
+      assert.equal(res.status, 401);
+      const list = await api(w.url, undefined, 'GET', '/v1/assets');
+      assert.equal(list.status, 401);
+    } finally {
+      await patchAccess(id, 'private', key);
+    }
+  });
+
+  test('a wrong key is refused even on a public asset: a key presented is checked', async () => {
+    await patchAccess(id, 'public', key);
+    try {
+      const res = await fetch(`${w.url}/v1/assets/${id}/content`, {
+        headers: { 'x-api-key': 'wharf_wrong-key' },
+      });
+      await res.arrayBuffer();
+      assert.equal(res.status, 401);
+    } finally {
+      await patchAccess(id, 'private', key);
+    }
+  });
+
+  test('only the owner changes access: another account gets 404 and nothing changes', async () => {
+    const other = await w.newAccount();
+    const res = await patchAccess(id, 'public', other.key);
+    assert.equal(res.status, 404, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, 'NOT_FOUND');
+    assert.equal((await api(w.url, key, 'GET', `/v1/assets/${id}`)).body.access, 'private');
+    assert.equal((await anonymous(id)).status, 401);
+  });
+
+  test('an access level that does not exist is refused', async () => {
+    for (const access of ['Public', 'world', '', null, true]) {
+      const res = await patchAccess(id, access, key);
+      assert.equal(res.status, 400, `${JSON.stringify(access)}: ${JSON.stringify(res.body)}`);
+    }
+    const extra = await api(w.url, key, 'PATCH', `/v1/assets/${id}`, { access: 'public', name: 'x' });
+    assert.equal(extra.status, 400);
+    assert.equal((await api(w.url, key, 'GET', `/v1/assets/${id}`)).body.access, 'private');
+  });
+
+  test('PATCH of an asset that does not exist is 404', async () => {
+    const res = await patchAccess(randomUUID(), 'public', key);
+    assert.equal(res.status, 404);
+  });
+
+  test('a named file uploaded with ?access=public is readable without a key', async () => {
+    const content = randomBytes(500);
+    const put = await readJson(
+      fetch(`${w.url}/v1/files/site/banner.bin?access=public`, {
+        method: 'PUT',
+        headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
+        body: new Uint8Array(content),
+      }),
+    );
+    assert.equal(put.status, 201, JSON.stringify(put.body));
+    assert.equal(put.body.asset.access, 'public');
+    const open = await anonymous(put.body.asset.id);
+    assert.equal(open.status, 200);
+    assert.deepEqual(open.bytes, content);
+  });
+});
+
+describe('storage quota', () => {
+  async function quotaAccount(quota: number) {
+    const account = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(account.accountId, { storageQuota: quota });
+    return account;
+  }
+
+  function stored(accountId: string): { assets: number; bytes: number; pending: number } {
+    const row = dbQuery<{ n: number; b: number | null }>(
+      w,
+      'select count(*) as n, sum(size) as b from assets where account_id = ?',
+      accountId,
+    )[0]!;
+    const pending = dbQuery<{ n: number }>(
+      w,
+      "select count(*) as n from uploads where account_id = ? and status = 'pending'",
+      accountId,
+    )[0]!.n;
+    return { assets: Number(row.n), bytes: Number(row.b ?? 0), pending: Number(pending) };
+  }
+
+  function refused(res: JsonResponse, label: string): void {
+    assert.equal(res.status, 403, `${label}: ${JSON.stringify(res.body)}`);
+    assert.equal(res.body?.error?.code, 'QUOTA_EXCEEDED', `${label}: ${JSON.stringify(res.body)}`);
+  }
+
+  test('uploads over the quota are refused with QUOTA_EXCEEDED and store nothing', async () => {
+    const { accountId, key } = await quotaAccount(100);
+    const first = randomBytes(60);
+    const ok = await uploadRaw(w, key, 'first.bin', first);
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+
+    const before = stored(accountId);
+    assert.deepEqual(before, { assets: 1, bytes: 60, pending: 0 });
+
+    const direct = await uploadRaw(w, key, 'too-much.bin', randomBytes(41));
+    refused(direct, 'direct upload');
+    assert.equal(direct.body.error.details?.quota, 100);
+    assert.equal(direct.body.error.details?.used, 60);
+
+    const named = await readJson(
+      fetch(`${w.url}/v1/files/q/too-much.bin`, {
+        method: 'PUT',
+        headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
+        body: new Uint8Array(randomBytes(41)),
+      }),
+    );
+    refused(named, 'named file');
+
+    const intent = await api(w.url, key, 'POST', '/v1/uploads', { name: 'too-much.bin', size: 41 });
+    refused(intent, 'presigned intent');
+    const batch = await api(w.url, key, 'POST', '/v1/uploads', {
+      files: [
+        { name: 'a.bin', size: 20 },
+        { name: 'b.bin', size: 21 },
+      ],
+    });
+    refused(batch, 'presigned batch (the sum counts)');
+
+    assert.deepEqual(stored(accountId), before);
+    const list = await api(w.url, key, 'GET', '/v1/assets');
+    assert.deepEqual(
+      list.body.data.map((a: { name: string }) => a.name),
+      ['first.bin'],
+    );
+  });
+
+  test('a body without a declared length is refused once its size is known, and nothing is kept', async () => {
+    const { accountId, key } = await quotaAccount(100);
+    const bytes = randomBytes(150);
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new Uint8Array(bytes.subarray(0, 75)));
+        controller.enqueue(new Uint8Array(bytes.subarray(75)));
+        controller.close();
+      },
+    });
+    const res = await readJson(
+      fetch(`${w.url}/v1/assets?name=chunked.bin`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
+        body,
+        duplex: 'half',
+      } as RequestInit),
+    );
+    refused(res, 'chunked upload');
+    assert.deepEqual(stored(accountId), { assets: 0, bytes: 0, pending: 0 });
+  });
+
+  test('intents that each fit but together do not: the completion that would exceed is refused', async () => {
+    const { accountId, key } = await quotaAccount(100);
+    const a = randomBytes(60);
+    const b = randomBytes(60);
+    const ia = await declare(w, key, { name: 'a.bin', size: 60, content_type: 'application/octet-stream' });
+    const ib = await declare(w, key, { name: 'b.bin', size: 60, content_type: 'application/octet-stream' });
+    assert.equal((await putPresigned(ia, a)).status, 200);
+    assert.equal((await putPresigned(ib, b)).status, 200);
+
+    const done = await complete(w, key, ia.id);
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    refused(await complete(w, key, ib.id), 'second completion');
+
+    assert.deepEqual(stored(accountId), { assets: 1, bytes: 60, pending: 0 });
+    const hashes = dbQuery<{ sha256: string }>(
+      w,
+      'select sha256 from assets where account_id = ?',
+      accountId,
+    );
+    assert.deepEqual(
+      hashes.map((h) => h.sha256),
+      [sha256Hex(a)],
+    );
+  });
+
+  test('exactly at the limit is allowed; identical content is still allowed there (it costs nothing)', async () => {
+    const { accountId, key } = await quotaAccount(100);
+    const first = randomBytes(60);
+    const rest = randomBytes(40);
+    assert.equal((await uploadRaw(w, key, 'first.bin', first)).status, 201);
+    const full = await uploadRaw(w, key, 'rest.bin', rest);
+    assert.equal(full.status, 201, `fills the quota exactly: ${JSON.stringify(full.body)}`);
+    assert.deepEqual(stored(accountId), { assets: 2, bytes: 100, pending: 0 });
+
+    refused(await uploadRaw(w, key, 'one-more.bin', randomBytes(1)), 'one byte over');
+
+    const again = await uploadRaw(w, key, 'first-again.bin', first);
+    assert.equal(again.status, 200, `direct upload of known content: ${JSON.stringify(again.body)}`);
+    assert.equal(again.body.status, 'exists');
+
+    const known = await api(w.url, key, 'POST', '/v1/uploads', {
+      name: 'rest-again.bin',
+      size: rest.length,
+      sha256: sha256Hex(rest),
+    });
+    assert.equal(known.status, 200, `intent for known content: ${JSON.stringify(known.body)}`);
+    assert.equal(known.body.status, 'exists');
+    assert.equal(known.body.asset.id, full.body.asset.id);
+
+    assert.deepEqual(stored(accountId), { assets: 2, bytes: 100, pending: 0 });
+  });
+
+  test('lifting the quota lets uploads through again', async () => {
+    const { accountId, key } = await quotaAccount(10);
+    refused(await uploadRaw(w, key, 'big.bin', randomBytes(11)), 'over');
+    await w.wharf.core.keys.updateAccount(accountId, { storageQuota: null });
+    const res = await uploadRaw(w, key, 'big.bin', randomBytes(11));
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+  });
+});
+
+describe('disabled account', () => {
+  test('every native route refuses its keys with ACCOUNT_DISABLED; re-enabling restores them', async () => {
+    const { accountId, key } = await w.newAccount();
+    const member = await w.newKey('member', accountId);
+    const bytes = randomBytes(200);
+    const asset = await createAsset(w, key, 'kept.bin', bytes);
+    const intent = await declare(w, key, { name: 'later.bin', size: 5 });
+    const put = await readJson(
+      fetch(`${w.url}/v1/files/ns/kept.txt`, {
+        method: 'PUT',
+        headers: { 'x-api-key': key, 'content-type': 'text/plain' },
+        body: 'kept',
+      }),
+    );
+    assert.equal(put.status, 201);
+    const keyId = (await api(w.url, key, 'GET', '/v1/keys')).body.data[0].id as string;
+    const bystander = await w.newAccount();
+
+    await w.wharf.core.keys.updateAccount(accountId, { disabled: true });
+
+    const requests: Array<[string, string, () => Promise<JsonResponse>]> = [];
+    const call = (method: string, path: string, body?: unknown) =>
+      requests.push([method, path, () => api(w.url, key, method, path, body)]);
+    call('GET', '/v1/assets');
+    call('GET', `/v1/assets/${asset.id}`);
+    call('PATCH', `/v1/assets/${asset.id}`, { access: 'public' });
+    call('DELETE', `/v1/assets/${asset.id}`);
+    call('POST', `/v1/assets/${asset.id}/signed-url`, {});
+    call('GET', `/v1/assets/${asset.id}/content`);
+    call('POST', '/v1/uploads', { name: 'x.bin', size: 1 });
+    call('GET', `/v1/uploads/${intent.id}`);
+    call('POST', `/v1/uploads/${intent.id}/complete`);
+    call('GET', '/v1/files/ns/kept.txt');
+    call('GET', '/v1/files/ns/kept.txt/versions');
+    call('GET', '/v1/keys');
+    call('POST', '/v1/keys', { name: 'new', role: 'member' });
+    call('DELETE', `/v1/keys/${keyId}`);
+    requests.push(['POST', '/v1/assets (raw)', () => uploadRaw(w, key, 'new.bin', 'new bytes')]);
+    requests.push([
+      'PUT',
+      '/v1/files/ns/kept.txt',
+      () =>
+        readJson(
+          fetch(`${w.url}/v1/files/ns/kept.txt`, {
+            method: 'PUT',
+            headers: { 'x-api-key': key, 'content-type': 'text/plain' },
+            body: 'v2',
+          }),
+        ),
+    ]);
+    requests.push([
+      'GET',
+      '/v1/assets (member key, Bearer)',
+      () => readJson(fetch(`${w.url}/v1/assets`, { headers: { authorization: `Bearer ${member.key}` } })),
+    ]);
+
+    for (const [method, path, send] of requests) {
+      const res = await send();
+      assert.equal(res.status, 403, `${method} ${path}: ${JSON.stringify(res.body)}`);
+      assert.equal(
+        res.body?.error?.code,
+        'ACCOUNT_DISABLED',
+        `${method} ${path}: ${JSON.stringify(res.body)}`,
+      );
+    }
+
+    // Another account is not affected.
+    assert.equal((await api(w.url, bystander.key, 'GET', '/v1/assets')).status, 200);
+
+    await w.wharf.core.keys.updateAccount(accountId, { disabled: false });
+
+    // Nothing the refused requests asked for happened; everything works again.
+    const list = await api(w.url, key, 'GET', '/v1/assets');
+    assert.equal(list.status, 200, JSON.stringify(list.body));
+    assert.deepEqual(list.body.data.map((a: { name: string }) => a.name).sort(), ['kept.bin', 'kept.txt']);
+    const read = await api(w.url, key, 'GET', `/v1/assets/${asset.id}`);
+    assert.equal(read.body.access, 'private');
+    const res = await fetch(`${w.url}/v1/assets/${asset.id}/content`, { headers: { 'x-api-key': key } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
+    const file = await api(w.url, key, 'GET', '/v1/files/ns/kept.txt');
+    assert.equal(file.body.version, 1);
+    assert.equal((await api(w.url, key, 'GET', '/v1/keys')).body.data.length, 2);
+    assert.equal((await api(w.url, member.key, 'GET', `/v1/uploads/${intent.id}`)).status, 200);
+    assert.equal((await uploadRaw(w, key, 'after.bin', 'after re-enabling')).status, 201);
+  });
+});
