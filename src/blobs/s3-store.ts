@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
+  type BucketLocationConstraint,
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
@@ -52,12 +53,14 @@ export class S3BlobStore implements BlobStore {
   readonly presignGet: ((key: string, request: PresignGetRequest) => Promise<string>) | undefined;
   private readonly client: S3Client;
   private readonly bucket: string;
+  private readonly region: string;
   private readonly partSize: number;
   private readonly queueSize: number;
 
   constructor(options: S3BlobStoreOptions) {
     this.client = createS3Client(options);
     this.bucket = options.bucket;
+    this.region = options.region;
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
     this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
     this.presignGet = options.directDownloads ? (key, request) => this.signGet(key, request) : undefined;
@@ -76,7 +79,16 @@ export class S3BlobStore implements BlobStore {
       if (statusOf(err) !== 404) throw err;
     }
     try {
-      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      // us-east-1 is the one region S3 refuses to be named in a location constraint.
+      await this.client.send(
+        new CreateBucketCommand({
+          Bucket: this.bucket,
+          CreateBucketConfiguration:
+            this.region === 'us-east-1'
+              ? undefined
+              : { LocationConstraint: this.region as BucketLocationConstraint },
+        }),
+      );
     } catch (err) {
       const code = (err as { name?: string }).name;
       if (statusOf(err) === 403 || code === 'BucketAlreadyOwnedByYou') return;
