@@ -10,13 +10,16 @@ import type { Job } from '../../src/core/model.js';
 import { connect } from '../../src/db/connect.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import { SqlStore } from '../../src/db/store.js';
+import { createDatabase, deployment } from '../helpers/deployment.js';
 
-// A real SQLite database file, opened through two connections as two processes (or nodes)
-// would: the claim has to hold across connections, not just within one. A fresh database
-// for each test, since a runner claims due jobs of every kind.
+// A real database opened through two connections, as two processes (or nodes) would: the
+// claim has to hold across connections, not just within one. A SQLite file on embedded, a
+// PostgreSQL database when the suite runs scaled. A fresh database for each test, since a
+// runner claims due jobs of every kind.
 let dir: string;
 let first: SqlStore;
 let second: SqlStore;
+let release: (() => Promise<void>) | undefined;
 const clock = new ManualClock(Date.UTC(2026, 0, 1));
 const ids = createIdSource(clock);
 const settings: JobSettings = { leaseMs: 60_000, maxAttempts: 3 };
@@ -31,7 +34,12 @@ after(async () => {
 
 let databases = 0;
 beforeEach(async () => {
-  const url = `sqlite://${join(dir, `jobs-${++databases}.db`)}`;
+  let url = `sqlite://${join(dir, `jobs-${++databases}.db`)}`;
+  if (deployment === 'scaled') {
+    const database = await createDatabase();
+    url = database.env.WHARF_DATABASE_URL!;
+    release = database.release;
+  }
   const a = connect(url);
   await migrateToLatest(a.db);
   first = new SqlStore(a);
@@ -40,6 +48,8 @@ beforeEach(async () => {
 afterEach(async () => {
   await first.close();
   await second.close();
+  await release?.();
+  release = undefined;
 });
 
 function runner(store: SqlStore, handler: JobHandler, overrides: Partial<JobSettings> = {}): JobRunner {
