@@ -73,8 +73,16 @@ export class AssetService {
   /** An asset anyone may read: its owner made it public. Private ones look missing. */
   async getPublic(id: string): Promise<Asset> {
     const asset = await this.store.getAssetById(id);
-    if (asset?.access !== 'public') throw new WharfError('NOT_FOUND', 'No such asset.');
+    if (asset?.access !== 'public' || !(await this.ownerActive(asset))) {
+      throw new WharfError('NOT_FOUND', 'No such asset.');
+    }
     return asset;
+  }
+
+  /** Keyless reads (public assets, signed URLs) stop with the account: disabling it is immediate. */
+  private async ownerActive(asset: Asset): Promise<boolean> {
+    const account = await this.store.getAccount(asset.accountId);
+    return account !== undefined && !account.disabled;
   }
 
   /** Bytes are served only once verified: a `verifying` asset may still turn out wrong. */
@@ -134,6 +142,9 @@ export class AssetService {
     }
     const asset = await this.store.getAssetById(grant.assetId);
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
+    if (!(await this.ownerActive(asset))) {
+      throw new WharfError('ACCOUNT_DISABLED', 'The account that owns this asset is disabled.');
+    }
     return asset;
   }
 

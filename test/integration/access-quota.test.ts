@@ -301,6 +301,34 @@ describe('storage quota', () => {
 });
 
 describe('disabled account', () => {
+  test('keyless reads stop too: its public assets and its signed URLs answer no bytes', async () => {
+    const { accountId, key } = await w.newAccount();
+    const bytes = randomBytes(300);
+    const asset = await createAsset(w, key, 'shared.bin', bytes);
+    assert.equal(
+      (await api(w.url, key, 'PATCH', `/v1/assets/${asset.id}`, { access: 'public' })).status,
+      200,
+    );
+    const signed = await api(w.url, key, 'POST', `/v1/assets/${asset.id}/signed-url`, {});
+    assert.equal(signed.status, 200);
+    assert.equal((await fetch(`${w.url}/v1/assets/${asset.id}/content`)).status, 200);
+    assert.equal((await fetch(signed.body.url)).status, 200);
+
+    await w.wharf.core.keys.updateAccount(accountId, { disabled: true });
+    // A public asset of a disabled account reads like any private one: key required.
+    const open = await readJson(fetch(`${w.url}/v1/assets/${asset.id}/content`));
+    assert.equal(open.status, 401);
+    assert.equal(open.body.error.code, 'UNAUTHORIZED');
+    const viaUrl = await readJson(fetch(signed.body.url));
+    assert.equal(viaUrl.status, 403);
+    assert.equal(viaUrl.body.error.code, 'ACCOUNT_DISABLED');
+
+    await w.wharf.core.keys.updateAccount(accountId, { disabled: false });
+    const again = await fetch(signed.body.url);
+    assert.equal(again.status, 200);
+    assert.deepEqual(Buffer.from(await again.arrayBuffer()), bytes);
+  });
+
   test('every native route refuses its keys with ACCOUNT_DISABLED; re-enabling restores them', async () => {
     const { accountId, key } = await w.newAccount();
     const member = await w.newKey('member', accountId);
