@@ -169,7 +169,7 @@ export class S3BlobStore implements BlobStore {
       // Write-once: Wharf's own endpoint refuses a PUT once the upload is completed, but the
       // store knows nothing of completion. Without this, the URL could replace an asset's
       // verified bytes with others of the same size and type until it expires.
-      IfNoneMatch: '*',
+      IfNoneMatch: request.contentTypeOnly ? undefined : '*',
     });
     const url = await getSignedUrl(this.client, command, {
       expiresIn: request.expiresInSeconds,
@@ -181,7 +181,8 @@ export class S3BlobStore implements BlobStore {
       unhoistableHeaders: new Set(['x-amz-checksum-sha256', 'content-md5']),
     });
     // Content-Length is bound too, but clients set it themselves (browsers must).
-    const headers: Record<string, string> = { 'Content-Type': request.contentType, 'If-None-Match': '*' };
+    const headers: Record<string, string> = { 'Content-Type': request.contentType };
+    if (!request.contentTypeOnly) headers['If-None-Match'] = '*';
     if (request.md5) headers['Content-MD5'] = hexToBase64(request.md5);
     if (request.sha256) headers['x-amz-checksum-sha256'] = hexToBase64(request.sha256);
     return { method: 'PUT', url, headers };

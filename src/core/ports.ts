@@ -151,6 +151,11 @@ export interface PresignPutRequest {
   md5?: string | null;
   /** Lower-case hex; bound as x-amz-checksum-sha256 when present. */
   sha256?: string | null;
+  /**
+   * The client sends Content-Type and Content-Length and no other header, so no other may be
+   * signed in (not even S3's write-once If-None-Match: such URLs can overwrite until expiry).
+   */
+  contentTypeOnly?: boolean | undefined;
   expiresInSeconds: number;
   now: number;
 }

@@ -40,6 +40,13 @@ export interface FileDeclaration {
 export interface PresignOptions {
   /** Overrides the server's default validity (bounded by it and by a week). */
   expiresInSeconds?: number | undefined;
+  /**
+   * The URL requires only Content-Type (and Content-Length), for clients documented to send
+   * nothing else. The declared digests still bind the upload: the embedded endpoint refuses
+   * other bytes and completion re-verifies, but an S3 store checks neither digests nor
+   * write-once on the PUT itself (see PresignPutRequest.contentTypeOnly).
+   */
+  contentTypeOnly?: boolean | undefined;
 }
 
 /** A browser-form upload (POST policy) of a file whose exact size is not known in advance. */
@@ -289,8 +296,9 @@ export class UploadService {
         key: upload.storageKey,
         contentType: upload.contentType,
         size: file.size,
-        md5: file.md5,
-        sha256: file.sha256,
+        md5: options.contentTypeOnly ? null : file.md5,
+        sha256: options.contentTypeOnly ? null : file.sha256,
+        contentTypeOnly: options.contentTypeOnly,
         expiresInSeconds,
         now,
       });
