@@ -1,0 +1,31 @@
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { mapError } from '../../plugins/errors.js';
+
+/** The document's error body: `error` names the failure, `errorDescription` explains it. */
+export interface InspectError {
+  error: string;
+  errorDescription: string;
+}
+
+// The document lists 400, 401, 403, 404 and 500 for its endpoint; refusals of the request
+// itself that Wharf would answer with a more specific 4xx are its 400 here. Conflict (409)
+// and Gone (410) only come from the completion route Wharf added, and are documented there.
+const AS_BAD_REQUEST = new Set([411, 413, 415, 416]);
+
+export function inspectError(status: number, description: string): InspectError {
+  return { error: STATUS_CODES[status] ?? 'Error', errorDescription: description };
+}
+
+export function inspectErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const mapped = mapError(err);
+  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  const status = AS_BAD_REQUEST.has(mapped.status) ? 400 : mapped.status;
+  // A body we refused may still be arriving; close rather than read what we will drop.
+  if (!request.raw.complete) reply.header('connection', 'close');
+  reply.status(status).send(inspectError(status, mapped.message));
+}
+
+export function inspectNotFound(request: FastifyRequest, reply: FastifyReply): void {
+  reply.status(404).send(inspectError(404, `No route ${request.method} ${request.url.split('?')[0]}`));
+}

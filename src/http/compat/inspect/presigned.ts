@@ -1,0 +1,95 @@
+import { Type } from '@fastify/type-provider-typebox';
+import { WharfError } from '../../../core/errors.js';
+import type { Core } from '../../../core/wharf.js';
+import type { App } from '../../api/context.js';
+import { EntityId, errorResponses, FileId, TAGS } from './schemas.js';
+
+/** The document: "The presigned URL is valid for 15 minutes". */
+const URL_VALIDITY_SECONDS = 15 * 60;
+
+const PresignedBody = Type.Object(
+  {
+    // The document names this field only in prose ("Unique identifier (ID) for the entity");
+    // clients spell it one of these ways.
+    entityId: Type.Optional(EntityId),
+    entityID: Type.Optional(EntityId),
+    entity_id: Type.Optional(EntityId),
+    contentType: Type.String({
+      minLength: 1,
+      maxLength: 255,
+      description: 'The Content-Type the PUT to the presigned URL must send.',
+    }),
+    hash: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      description: 'SHA-256 of the file, base64 (hex is accepted too).',
+    }),
+    name: Type.String({ minLength: 1, description: 'The original file name.' }),
+    size: Type.Integer({ minimum: 0, description: 'The exact size in bytes.' }),
+  },
+  // Fields its real clients may add are ignored rather than refused.
+  { additionalProperties: true },
+);
+
+function entityIdOf(body: { entityId?: string; entityID?: string; entity_id?: string }): string {
+  const given = [body.entityId, body.entityID, body.entity_id].filter((v) => v !== undefined);
+  if (given.length === 0) throw new WharfError('VALIDATION_FAILED', 'body must have property entityId');
+  if (new Set(given).size > 1) {
+    throw new WharfError('VALIDATION_FAILED', 'entityId, entityID and entity_id disagree');
+  }
+  return given[0]!;
+}
+
+/** POST /api/inspect/v1/file/upload/presigned: a URL to PUT the bytes to, or the file already held. */
+export function presignedRoute(app: App, core: Core): void {
+  app.post(
+    '/v1/file/upload/presigned',
+    {
+      schema: {
+        summary: 'File Upload - Presigned URL',
+        description:
+          'A presigned URL (valid 15 minutes) to PUT the file to with the declared Content-Type (201), or, when ' +
+          "the account already holds a file with this SHA-256, only that file's id (200). The URL binds the " +
+          'Content-Type and size; the SHA-256 is checked when the bytes arrive and again on completion.',
+        tags: TAGS,
+        body: PresignedBody,
+        response: {
+          200: Type.Object({ data: Type.Object({ id: FileId }) }),
+          201: Type.Object({
+            data: Type.Object({
+              presignedURL: Type.String({
+                description: 'PUT the bytes here with the declared Content-Type.',
+              }),
+              id: FileId,
+            }),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const entityId = entityIdOf(body);
+      const [result] = await core.uploads.createPresigned(
+        request.principal!,
+        [
+          {
+            name: body.name,
+            contentType: body.contentType,
+            size: body.size,
+            sha256: body.hash,
+            intent: { metadata: { entityId } },
+          },
+        ],
+        // The document's client sends Content-Type and nothing else with its PUT.
+        { expiresInSeconds: URL_VALIDITY_SECONDS, contentTypeOnly: true },
+      );
+      if (result!.status === 'exists') {
+        reply.status(200);
+        return { data: { id: result!.asset.id } };
+      }
+      reply.status(201);
+      return { data: { presignedURL: result!.request.url, id: result!.upload.id } };
+    },
+  );
+}
