@@ -106,8 +106,10 @@ describe('the OpenAPI document', () => {
     assert.equal(signed.additionalProperties, false);
   });
 
-  test('every documented 4xx answer has the native error shape', () => {
+  test('every documented 4xx answer of the native API has the native error shape', () => {
     for (const [path, ops] of Object.entries<Record<string, Json>>(doc.paths)) {
+      // Seed APIs answer in their own documents' error shapes (their tests check those).
+      if (SEED_PREFIXES.some((prefix) => path.startsWith(prefix))) continue;
       for (const [method, op] of Object.entries<Json>(ops)) {
         for (const [status, response] of Object.entries<Json>(op.responses)) {
           if (!status.startsWith('4')) continue;
