@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: static checks, unit tests, then integration tests over real HTTP.
+# The whole test suite: static checks once, then the unit and integration tests (real HTTP)
+# twice: on the embedded deployment (SQLite, local directory), then on the scaled-out one
+# (PostgreSQL, and an S3-compatible store when scripts/services/ceph.sh exists), each started
+# here as a throwaway service and stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,16 +17,78 @@ npx --no-install biome check .
 echo "== typecheck (tsc, strict)"
 npx --no-install tsc -p tsconfig.json --noEmit
 
-echo "== unit and integration tests (node:test)"
-tap=$(mktemp)
-trap 'rm -f "$tap"' EXIT
+# Services get a state directory of their own, so this run never stops one a developer started.
+export WHARF_SERVICES_STATE
+WHARF_SERVICES_STATE=$(mktemp -d "${TMPDIR:-/tmp}/wharf-services-XXXXXX")
+services=()
+taps=()
+cleanup() {
+  for service in "${services[@]}"; do "scripts/services/$service.sh" stop || true; done
+  rm -rf "$WHARF_SERVICES_STATE" "${taps[@]}"
+}
+trap cleanup EXIT
+
+total_passed=0
+total_failed=0
 status=0
-node --import tsx --test --test-concurrency=2 \
-  --test-reporter=spec --test-reporter-destination=stdout \
-  --test-reporter=tap --test-reporter-destination="$tap" \
-  test/unit/*.test.ts test/integration/*.test.ts || status=$?
+summary=()
+
+# run_suite NAME [VAR=value…]: the node:test suite with those variables set.
+run_suite() {
+  local name=$1
+  shift
+  local tap
+  tap=$(mktemp)
+  taps+=("$tap")
+  echo "== unit and integration tests on the $name deployment (node:test)"
+  env "$@" node --import tsx --test --test-concurrency=2 \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$tap" \
+    test/unit/*.test.ts test/integration/*.test.ts || status=1
+  local passed failed
+  passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" | tail -1)
+  failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" | tail -1)
+  passed=${passed:-0}
+  failed=${failed:-0}
+  total_passed=$((total_passed + passed))
+  total_failed=$((total_failed + failed))
+  summary+=("$name: $passed passed, $failed failed")
+  echo "$name: $passed passed, $failed failed"
+}
+
+# start_service NAME: starts it and exports the WHARF_TEST_* lines it prints.
+start_service() {
+  local out line
+  echo "== starting $1"
+  out=$("scripts/services/$1.sh" start) || return 1
+  services+=("$1")
+  while IFS= read -r line; do
+    if [[ $line =~ ^WHARF_TEST_[A-Z0-9_]+= ]]; then export "${line?}"; fi
+  done <<<"$out"
+}
+
+run_suite embedded WHARF_TEST_DEPLOYMENT=embedded
+
+scaled=(postgres)
+if [ -x scripts/services/ceph.sh ]; then scaled+=(ceph); fi
+started=1
+for service in "${scaled[@]}"; do
+  if ! start_service "$service"; then
+    echo "could not start $service: the scaled-out run fails" >&2
+    started=0
+    break
+  fi
+done
+if [ "$started" = 1 ]; then
+  run_suite scaled WHARF_TEST_DEPLOYMENT=scaled
+else
+  status=1
+  total_failed=$((total_failed + 1))
+  summary+=("scaled: not run, a service (${scaled[*]}) did not start")
+fi
+
+echo "== summary"
+printf '%s\n' "${summary[@]}"
 # One plain closing line, whatever reads this output.
-passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" | tail -1)
-failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" | tail -1)
-echo "${passed:-0} passed, ${failed:-0} failed"
+echo "$total_passed passed, $total_failed failed"
 exit "$status"
