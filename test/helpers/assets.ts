@@ -4,7 +4,7 @@ import { readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { queryPostgres } from './deployment.js';
+import { pendingWrites, queryPostgres, storedKeys } from './deployment.js';
 import { api, type JsonResponse } from './http.js';
 import type { TestWharf } from './wharf.js';
 
@@ -180,8 +180,11 @@ export async function filesUnder(dir: string): Promise<string[]> {
     .sort();
 }
 
-export const objectFiles = (w: TestWharf) => filesUnder(join(w.dataDir, 'blobs', 'objects'));
-export const tmpFiles = (w: TestWharf) => filesUnder(join(w.dataDir, 'blobs', 'tmp'));
+/** Keys of the stored objects: files under blobs/objects locally, the bucket's keys on S3. */
+export const objectFiles = (w: TestWharf) => storedKeys(w);
+/** Writes in progress: temp files locally, open multipart uploads on S3. */
+export const tmpFiles = (w: TestWharf) => pendingWrites(w);
+/** The local store's metadata sidecars (S3 keeps the same facts on the object itself). */
 export const metaFiles = (w: TestWharf) => filesUnder(join(w.dataDir, 'blobs', 'meta'));
 
 /**

@@ -123,18 +123,30 @@ function s3Options(endpoint: string, region: string, accessKeyId: string, secret
   };
 }
 
-/** Every object key a server's storage holds: its bucket's keys, or the files of its local store. */
-export async function storedKeys(server: { dataDir: string; backingEnv: Record<string, string> }) {
+interface Server {
+  dataDir: string;
+  backingEnv: Record<string, string>;
+}
+
+/** Whether a server keeps its bytes in an S3 bucket rather than under its data dir. */
+export function onS3(server: Server): boolean {
+  return server.backingEnv.WHARF_STORAGE === 's3';
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .sort();
+}
+
+async function withBucket<T>(
+  server: Server,
+  work: (s3: import('@aws-sdk/client-s3').S3Client, bucket: string) => Promise<T>,
+): Promise<T> {
   const env = server.backingEnv;
-  if (env.WHARF_STORAGE !== 's3') {
-    const dir = join(server.dataDir, 'blobs', 'objects');
-    const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
-    return entries
-      .filter((e) => e.isFile())
-      .map((e) => relative(dir, join(e.parentPath, e.name)))
-      .sort();
-  }
-  const { S3Client, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+  const { S3Client } = await import('@aws-sdk/client-s3');
   const s3 = new S3Client(
     s3Options(
       env.WHARF_S3_ENDPOINT!,
@@ -144,19 +156,53 @@ export async function storedKeys(server: { dataDir: string; backingEnv: Record<s
     ),
   );
   try {
+    return await work(s3, env.WHARF_S3_BUCKET!);
+  } finally {
+    s3.destroy();
+  }
+}
+
+/** Every object key a server's storage holds: its bucket's keys, or the files of its local store. */
+export async function storedKeys(server: Server): Promise<string[]> {
+  if (!onS3(server)) return filesUnder(join(server.dataDir, 'blobs', 'objects'));
+  const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+  return withBucket(server, async (s3, bucket) => {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-      const page = await s3.send(
-        new ListObjectsV2Command({ Bucket: env.WHARF_S3_BUCKET, ContinuationToken: token }),
-      );
+      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
       keys.push(...(page.Contents ?? []).map((o) => o.Key!));
       token = page.NextContinuationToken;
     } while (token);
     return keys.sort();
-  } finally {
-    s3.destroy();
-  }
+  });
+}
+
+/**
+ * Writes that started and have not finished: temp files of the local store, multipart
+ * uploads still open in the bucket (what an upload streamed to S3 leaves if not aborted).
+ */
+export async function pendingWrites(server: Server): Promise<string[]> {
+  if (!onS3(server)) return filesUnder(join(server.dataDir, 'blobs', 'tmp'));
+  const { ListMultipartUploadsCommand } = await import('@aws-sdk/client-s3');
+  return withBucket(server, async (s3, bucket) => {
+    const keys: string[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const page = await s3.send(
+        new ListMultipartUploadsCommand({
+          Bucket: bucket,
+          KeyMarker: keyMarker,
+          UploadIdMarker: uploadIdMarker,
+        }),
+      );
+      keys.push(...(page.Uploads ?? []).map((u) => u.Key!));
+      if (!page.IsTruncated) return keys.sort();
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+    }
+  });
 }
 
 /**

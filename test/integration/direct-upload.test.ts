@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   countAssets,
@@ -541,12 +539,7 @@ describe('forms with more than one file', () => {
       assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'TOO_MANY_FILES');
       const list = await api(w.url, w.key, 'GET', '/v1/assets');
       assert.deepEqual(list.body.data, []);
-      assert.deepEqual(
-        await readdir(join(w.dataDir, 'blobs', 'objects'), { recursive: true }).then((e) =>
-          e.filter((f) => f.includes('.')),
-        ),
-        [],
-      );
+      assert.deepEqual(await objectFiles(w), []);
     } finally {
       await w.close();
     }
