@@ -90,6 +90,8 @@ export interface FileTarget {
 export interface UploadIntent {
   /** Complete as soon as storage holds the bytes (protocols with no confirm step). */
   autoComplete?: boolean;
+  /** A POST policy bound the content type; otherwise the form's own type is the file's. */
+  boundType?: boolean;
   file?: FileTarget;
   access?: Access;
   metadata?: Record<string, unknown>;

@@ -63,6 +63,8 @@ export interface PostDeclaration {
 
 /** What a client asserts about the bytes when it confirms an upload. */
 export interface CompletionClaims {
+  /** Merged into the new asset's metadata (what the client reports about its upload). */
+  metadata?: Record<string, unknown> | undefined;
   size?: number | undefined;
   /** Hex or base64. */
   sha256?: string | undefined;
@@ -337,7 +339,7 @@ export class UploadService {
       status: 'pending',
       seq: null,
       externalId,
-      intent: declaration.intent ?? {},
+      intent: { ...declaration.intent, boundType: boundType !== undefined },
       assetId: null,
       deduplicated: false,
       createdAt: now,
@@ -432,7 +434,9 @@ export class UploadService {
       input.body.resume();
       throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
     }
-    const digests = await this.writeVerified(input.key, input.body, input.maxSize, input.contentType, (d) => {
+    // A form's file has the type the form gave it, unless the policy bound one.
+    const contentType = formContentType(upload, input.contentType);
+    const digests = await this.writeVerified(input.key, input.body, input.maxSize, contentType, (d) => {
       if (d.size < input.minSize) {
         throw new WharfError(
           'FILE_TOO_SMALL',
@@ -440,7 +444,7 @@ export class UploadService {
         );
       }
     });
-    if (upload.intent.autoComplete) await this.finish(upload, digests);
+    if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
     return digests;
   }
 
@@ -516,7 +520,11 @@ export class UploadService {
       await this.blobs.delete(upload.storageKey);
       throw err;
     }
-    return this.finish(upload, digests, deferred);
+    return this.finish(upload, digests, {
+      verifying: deferred,
+      contentType: upload.kind === 'post' ? formContentType(upload, info.contentType) : undefined,
+      metadata: claims.metadata,
+    });
   }
 
   /**
@@ -526,7 +534,7 @@ export class UploadService {
    */
   async verifyAsset(assetId: string, uploadMd5: string | null): Promise<'ready' | 'rejected' | 'gone'> {
     const asset = await this.store.getAssetById(assetId);
-    if (!asset || asset.status !== 'verifying') return 'gone';
+    if (asset?.status !== 'verifying') return 'gone';
     const actual = await this.attest(asset.storageKey, { size: asset.size });
     const now = this.clock.now();
     const matches =
@@ -657,7 +665,11 @@ export class UploadService {
     return digest.digests();
   }
 
-  private async finish(upload: Upload, digests: Digests, verifying = false): Promise<UploadOutcome> {
+  private async finish(
+    upload: Upload,
+    digests: Digests,
+    { verifying = false, contentType, metadata }: FinishOptions = {},
+  ): Promise<UploadOutcome> {
     const account = await this.store.getAccount(upload.accountId);
     try {
       await this.checkQuota(
@@ -677,7 +689,7 @@ export class UploadService {
       id: this.ids.id(),
       accountId: upload.accountId,
       name: upload.name,
-      contentType: upload.contentType,
+      contentType: contentType ?? upload.contentType,
       size: digests.size,
       sha256: digests.sha256,
       md5: digests.md5,
@@ -687,7 +699,7 @@ export class UploadService {
       access: upload.intent.access ?? 'private',
       processing: 'pending',
       analysis: {},
-      metadata: upload.intent.metadata ?? {},
+      metadata: { ...upload.intent.metadata, ...metadata },
       createdAt: now,
       updatedAt: now,
     };
@@ -713,6 +725,27 @@ export class UploadService {
     const asset = upload.assetId ? await this.store.getAsset(upload.accountId, upload.assetId) : undefined;
     if (!asset) throw new WharfError('NOT_FOUND', 'The asset of this upload has since been deleted.');
     return { asset, deduplicated: upload.deduplicated };
+  }
+}
+
+interface FinishOptions {
+  /** Storage could not attest the SHA-256: record the asset as `verifying` and queue the check. */
+  verifying?: boolean;
+  /** The type storage recorded, when the protocol let the client choose it at upload time. */
+  contentType?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+}
+
+/**
+ * The type of a POST form's file: the one its policy bound, else the one the form sent
+ * (checked like any declared type; an unusable one falls back to the intent's).
+ */
+function formContentType(upload: Upload, sent: string | undefined): string {
+  if (upload.intent.boundType || sent === undefined) return upload.contentType;
+  try {
+    return validateContentType(sent);
+  } catch {
+    return upload.contentType;
   }
 }
 

@@ -208,7 +208,8 @@ describe('FileSpin: the three-step upload as documented', () => {
     assert.equal(registered.asset_id, storage.asset_id);
     assert.equal(registered.status, 'processing');
     assert.equal(registered.name, 'photo.jpg');
-    assert.equal(typeof registered.content_type, 'string');
+    // The form gave no Content-Type field, so the file part's type (curl: from .jpg) is the file's.
+    assert.equal(registered.content_type, 'image/jpeg');
     assert.equal(registered.size, photo.bytes.length);
     assert.equal(registered.checksum, md5Hex(photo.bytes));
     assert.equal(registered.sha256, sha256Hex(photo.bytes));
@@ -232,6 +233,13 @@ describe('FileSpin: the three-step upload as documented', () => {
     assert.equal(before.body.status, 'ready');
     assert.equal(before.body.processing, 'pending');
     assert.equal(before.body.metadata.filespin_asset_id, storage.asset_id);
+    // What register_asset reported is kept with the asset.
+    assert.deepEqual(before.body.metadata.filespin, {
+      upload_time: '2024-05-15T15:43:02Z',
+      upload_started_at: '2024-05-15T15:43:00Z',
+      upload_completed_at: '2024-05-15T15:43:02Z',
+      service_data: documentedBody('', photo.bytes).service_data,
+    });
 
     await w.wharf.core.jobs.drain();
     const done = await api(w.url, w.key, 'GET', path);

@@ -61,6 +61,15 @@ export async function registerAssetRoute(app: App, { core }: CompatContext): Pro
       const outcome = await core.uploads.complete(principal, upload.id, {
         size: body.size,
         md5: body.checksum.toLowerCase(),
+        // What the uploader reported stays with the asset (visible in the native API too).
+        metadata: {
+          filespin: {
+            upload_time: body.upload_time,
+            upload_started_at: body.upload_started_at,
+            upload_completed_at: body.upload_completed_at,
+            service_data: body.service_data,
+          },
+        },
       });
       const { asset } = outcome;
       return {
