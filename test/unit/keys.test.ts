@@ -139,7 +139,14 @@ describe('KeyService', () => {
   test('requireAdmin lets admins through and refuses members with FORBIDDEN', () => {
     requireAdmin({ accountId: 'acme', keyId: 'k', role: 'admin', maxFileSize: null, storageQuota: null });
     assert.throws(
-      () => requireAdmin({ accountId: 'acme', keyId: 'k', role: 'member', maxFileSize: null, storageQuota: null }),
+      () =>
+        requireAdmin({
+          accountId: 'acme',
+          keyId: 'k',
+          role: 'member',
+          maxFileSize: null,
+          storageQuota: null,
+        }),
       (err: unknown) => isWharfError(err, 'FORBIDDEN') && err.status === 403,
     );
   });
