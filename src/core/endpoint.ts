@@ -54,7 +54,7 @@ export class StorageEndpointService {
    */
   async postObject(
     fields: Record<string, string>,
-    file: { body: Readable; contentType: string },
+    file: { body: Readable; contentType: string | undefined },
   ): Promise<Digests> {
     try {
       const conditions = await this.verifier.verifyPost(fields, this.clock.now());

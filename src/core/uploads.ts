@@ -110,7 +110,8 @@ export interface ReceivedObject {
 /** A file arriving in a POST Object form whose policy the endpoint has verified. */
 export interface ReceivedPost {
   key: string;
-  contentType: string;
+  /** The form's Content-Type field, if it sent one. */
+  contentType: string | undefined;
   body: Readable;
   minSize: number;
   maxSize: number;
@@ -741,7 +742,10 @@ interface FinishOptions {
  * (checked like any declared type; an unusable one falls back to the intent's).
  */
 function formContentType(upload: Upload, sent: string | undefined): string {
-  if (upload.intent.boundType || sent === undefined) return upload.contentType;
+  // S3 labels an untyped object binary/octet-stream: that says nothing the intent doesn't.
+  if (upload.intent.boundType || sent === undefined || sent === 'binary/octet-stream') {
+    return upload.contentType;
+  }
   try {
     return validateContentType(sent);
   } catch {

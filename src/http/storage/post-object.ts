@@ -49,7 +49,9 @@ export async function postObjectRoute(
     try {
       digests = await endpoint.postObject(fields, {
         body: file.file,
-        contentType: fieldOf('content-type') ?? file.mimetype,
+        // As S3 does: the object's type is the form's Content-Type field, never the file
+        // part's header (so both deployments store the same type for the same form).
+        contentType: fieldOf('content-type'),
       });
     } catch (err) {
       throw isParserError(err) ? malformed() : err;
