@@ -7,10 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The README walkthrough test (test/integration/readme.test.ts) runs its snippets, which use
-# jq, curl and openssl.
+# jq, curl and openssl; the browser tests drive Debian's Chromium with playwright-core (npm
+# never downloads a browser here).
 need=()
 for tool in jq curl openssl; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; fi
+[ -x /usr/bin/chromium ] || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
 
 echo "== lint and format (biome)"
 npx --no-install biome check .
