@@ -13,6 +13,13 @@ export type Deployment = 'embedded' | 'scaled';
 
 export const deployment: Deployment = process.env.WHARF_TEST_DEPLOYMENT === 'scaled' ? 'scaled' : 'embedded';
 
+/**
+ * Whether servers this run starts keep their bytes in an S3 bucket (scaled, with a test S3
+ * store). Known before any server starts, so tests can be skipped by it; `onS3(server)` is
+ * the same fact about one started server.
+ */
+export const storesOnS3: boolean = deployment === 'scaled' && !!process.env.WHARF_TEST_S3_ENDPOINT;
+
 /** A scaled-out server's own database (and bucket), made for it and dropped afterwards. */
 export interface Backing {
   /** Environment that points Wharf at them. */
