@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   type BucketLocationConstraint,
+  CopyObjectCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
@@ -185,7 +186,18 @@ export class S3BlobStore implements BlobStore {
     if (!request.contentTypeOnly) headers['If-None-Match'] = '*';
     if (request.md5) headers['Content-MD5'] = hexToBase64(request.md5);
     if (request.sha256) headers['x-amz-checksum-sha256'] = hexToBase64(request.sha256);
-    return { method: 'PUT', url, headers };
+    return { method: 'PUT', url, headers, rewritable: Boolean(request.contentTypeOnly) };
+  }
+
+  async copy(from: string, to: string): Promise<void> {
+    // Objects from one presigned PUT or POST are at most 5 GiB: one CopyObject suffices.
+    await this.client.send(
+      new CopyObjectCommand({
+        Bucket: this.bucket,
+        Key: to,
+        CopySource: `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}`,
+      }),
+    );
   }
 
   async presignPost(request: PresignPostRequest): Promise<PresignedPost> {
@@ -209,7 +221,8 @@ export class S3BlobStore implements BlobStore {
       Fields: fields,
       Expires: request.expiresInSeconds,
     });
-    return { url: post.url, fields: post.fields };
+    // S3 has no write-once condition for POST forms: a form can overwrite until it expires.
+    return { url: post.url, fields: post.fields, rewritable: true };
   }
 
   async sweepIncomplete(olderThan: number): Promise<number> {

@@ -90,6 +90,8 @@ export interface FileTarget {
 export interface UploadIntent {
   /** Complete as soon as storage holds the bytes (protocols with no confirm step). */
   autoComplete?: boolean;
+  /** Its presigned URL can overwrite the key until it expires: completion seals a copy. */
+  rewritable?: boolean;
   /** A POST policy bound the content type; otherwise the form's own type is the file's. */
   boundType?: boolean;
   file?: FileTarget;

@@ -165,6 +165,11 @@ export interface PresignedRequest {
   url: string;
   /** Headers the client must send exactly as given. */
   headers: Record<string, string>;
+  /**
+   * Storage will accept further PUTs to this URL until it expires, even after completion (it
+   * could not be made write-once). Completion then moves the bytes out of the URL's reach.
+   */
+  rewritable?: boolean | undefined;
 }
 
 /** A browser-form upload policy (S3 POST Object): every condition is enforced by storage. */
@@ -194,6 +199,8 @@ export interface PresignedPost {
   url: string;
   /** Form fields to send, in this order, before the `file` field. */
   fields: Record<string, string>;
+  /** The form can be posted again until it expires, even after completion (see PresignedRequest). */
+  rewritable?: boolean | undefined;
 }
 
 export interface ByteRange {
@@ -216,6 +223,8 @@ export interface BlobStore {
   head(key: string): Promise<ObjectInfo | undefined>;
   read(key: string, range?: ByteRange): Promise<Readable>;
   delete(key: string): Promise<void>;
+  /** A server-side copy (only stores whose presigned URLs can be rewritable need it). */
+  copy?(from: string, to: string): Promise<void>;
   /** A URL a client can PUT the bytes to directly, with size, type and digests bound. */
   presignPut(request: PresignPutRequest): Promise<PresignedRequest>;
   /** A POST policy for browser forms, binding the key, a size range, the type and the expiry. */

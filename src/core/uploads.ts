@@ -119,6 +119,8 @@ export interface ReceivedPost {
 
 /** The job queued for every new asset: sniffing, image facts, EXIF location. */
 export const PROCESS_ASSET_JOB = 'process-asset';
+/** The job that deletes an object once no URL can write it any more (if no asset uses it). */
+export const DELETE_OBJECT_JOB = 'delete-object';
 /** The job that hashes a `verifying` asset's bytes and accepts or drops it. */
 export const VERIFY_ASSET_JOB = 'verify-asset';
 
@@ -130,6 +132,12 @@ const KEY_PATTERN =
 const DIRECT_UPLOAD_TTL_MS = 24 * 3600_000;
 const MAX_EXPIRES_SECONDS = 7 * 24 * 3600;
 const EXTERNAL_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** The key a rewritable upload's bytes are sealed under: outside every presigned URL's reach. */
+function sealedKeyFor(key: string): string {
+  const at = key.indexOf('/');
+  return `${key.slice(0, at)}/sealed${key.slice(at)}`;
+}
 
 export function storageKeyFor(accountId: string, uploadId: string, name: string): string {
   const ext = SAFE_EXTENSION.exec(name.toLowerCase())?.[0] ?? '';
@@ -305,6 +313,7 @@ export class UploadService {
         expiresInSeconds,
         now,
       });
+      if (request.rewritable) upload.intent = { ...upload.intent, rewritable: true };
       results.push({ status: 'pending', upload, request });
     }
     if (uploads.length > 0) await this.store.insertUploads(uploads);
@@ -355,6 +364,7 @@ export class UploadService {
       expiresInSeconds,
       now,
     });
+    if (post.rewritable) upload.intent = { ...upload.intent, rewritable: true };
     await this.store.insertUploads([upload]);
     return { upload, post };
   }
@@ -487,7 +497,7 @@ export class UploadService {
       );
     }
 
-    const info = await this.blobs.head(upload.storageKey);
+    const { key, info } = await this.settle(upload);
     const now = this.clock.now();
     if (!info) {
       if (now > upload.expiresAt) throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
@@ -503,7 +513,7 @@ export class UploadService {
       !claimed.md5;
     const digests = deferred
       ? { size: info.size, sha256: upload.sha256!, md5: info.md5 ?? '' }
-      : await this.attest(upload.storageKey, info);
+      : await this.attest(key, info);
     try {
       if (upload.size !== null && digests.size !== upload.size) {
         throw new WharfError(
@@ -518,14 +528,46 @@ export class UploadService {
       checkDigests(digests, claimed);
     } catch (err) {
       // Wrong bytes are never kept: the client may PUT again while the intent is open.
-      await this.blobs.delete(upload.storageKey);
+      await this.blobs.delete(key);
       throw err;
     }
     return this.finish(upload, digests, {
+      storageKey: key,
       verifying: deferred,
       contentType: upload.kind === 'post' ? formContentType(upload, info.contentType) : undefined,
       metadata: claims.metadata,
     });
+  }
+
+  /**
+   * Where a pending upload's bytes are to be checked. A URL that storage cannot make
+   * write-once could replace them after they were verified, so they are first copied to a
+   * key no URL names, and the URL's key is deleted (again once the URL has expired, by a
+   * job, in case the client wrote to it after this). A retry after a crash finds the copy.
+   */
+  private async settle(upload: Upload): Promise<{ key: string; info: ObjectInfo | undefined }> {
+    if (!upload.intent.rewritable || !this.blobs.copy) {
+      return { key: upload.storageKey, info: await this.blobs.head(upload.storageKey) };
+    }
+    const sealed = sealedKeyFor(upload.storageKey);
+    if (await this.blobs.head(upload.storageKey)) {
+      await this.blobs.copy(upload.storageKey, sealed);
+      await this.blobs.delete(upload.storageKey);
+      await this.store.enqueueJobs([
+        {
+          id: this.ids.id(),
+          kind: DELETE_OBJECT_JOB,
+          payload: { key: upload.storageKey },
+          runAt: upload.expiresAt + 60_000,
+        },
+      ]);
+    }
+    return { key: sealed, info: await this.blobs.head(sealed) };
+  }
+
+  /** The `delete-object` job: frees a key no asset uses. */
+  async deleteIfUnused(key: string): Promise<void> {
+    if ((await this.store.countAssetsWithStorageKey(key)) === 0) await this.blobs.delete(key);
   }
 
   /**
@@ -669,7 +711,7 @@ export class UploadService {
   private async finish(
     upload: Upload,
     digests: Digests,
-    { verifying = false, contentType, metadata }: FinishOptions = {},
+    { verifying = false, contentType, metadata, storageKey = upload.storageKey }: FinishOptions = {},
   ): Promise<UploadOutcome> {
     const account = await this.store.getAccount(upload.accountId);
     try {
@@ -680,7 +722,7 @@ export class UploadService {
     } catch (err) {
       if ((await this.store.findAssetBySha256(upload.accountId, digests.sha256)) === undefined) {
         await this.store.expireUpload(upload.id);
-        await this.blobs.delete(upload.storageKey);
+        await this.blobs.delete(storageKey);
         throw err;
       }
       // Known content costs no new storage: dedupe below returns the existing asset.
@@ -694,7 +736,7 @@ export class UploadService {
       size: digests.size,
       sha256: digests.sha256,
       md5: digests.md5,
-      storageKey: upload.storageKey,
+      storageKey: storageKey,
       status: verifying ? 'verifying' : 'ready',
       seq: upload.seq ?? 0,
       access: upload.intent.access ?? 'private',
@@ -717,7 +759,7 @@ export class UploadService {
     const result = await this.store.finishUpload(upload.id, candidate, now, jobs);
     if (result.completedNow && result.deduplicated) {
       // The account already holds these bytes under the existing asset.
-      await this.blobs.delete(upload.storageKey);
+      await this.blobs.delete(storageKey);
     }
     return { asset: result.asset, deduplicated: result.deduplicated, version: result.version };
   }
@@ -730,6 +772,8 @@ export class UploadService {
 }
 
 interface FinishOptions {
+  /** Where the verified bytes are, when not at the upload's own key (a sealed copy). */
+  storageKey?: string | undefined;
   /** Storage could not attest the SHA-256: record the asset as `verifying` and queue the check. */
   verifying?: boolean;
   /** The type storage recorded, when the protocol let the client choose it at upload time. */

@@ -9,7 +9,13 @@ import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { type Analyzer, processAssetJob } from './processing.js';
 import { SignedIds } from './signed-ids.js';
-import { PROCESS_ASSET_JOB, UploadService, type UploadSettings, VERIFY_ASSET_JOB } from './uploads.js';
+import {
+  DELETE_OBJECT_JOB,
+  PROCESS_ASSET_JOB,
+  UploadService,
+  type UploadSettings,
+  VERIFY_ASSET_JOB,
+} from './uploads.js';
 
 export interface CoreDeps {
   store: Store;
@@ -45,6 +51,7 @@ export function createCore(deps: CoreDeps): Core {
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads);
   const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
   jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
+  jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
   jobs.register(VERIFY_ASSET_JOB, async (job) => {
     const md5 = job.payload.md5;
     await uploads.verifyAsset(String(job.payload.assetId), typeof md5 === 'string' ? md5 : null);
