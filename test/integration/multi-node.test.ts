@@ -135,4 +135,38 @@ describe('two nodes of one deployment', { skip }, () => {
       assert.ok(stored.has(assets[0]!.storage_key), "the asset's bytes are stored");
     }
   });
+
+  test('both nodes drain one queue: every job is claimed and run by exactly one of them', async () => {
+    // Processing jobs for 30 new assets, then both nodes run jobs at the same time.
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const res = await uploadRaw(a, a.key, `job-${i}.bin`, randomBytes(512), {
+        contentType: 'application/octet-stream',
+      });
+      assert.equal(res.status, 201);
+      ids.push(res.body.asset.id);
+    }
+    const [ranOnA, ranOnB] = await Promise.all([a.wharf.core.jobs.drain(), b.wharf.core.jobs.drain()]);
+    const jobs = dbQuery<{ worker: string; attempts: number; status: string; payload: string }>(
+      a,
+      "select worker, attempts, status, payload from jobs where kind = 'process-asset'",
+    );
+    const mine = jobs.filter((j) => ids.includes(JSON.parse(j.payload).assetId));
+    assert.equal(mine.length, 30);
+    // Each job was claimed once (one attempt) and finished; together the nodes ran all of them.
+    assert.deepEqual(
+      [...new Set(mine.map((j) => `${j.status}/${j.attempts}`))],
+      ['done/1'],
+      JSON.stringify(mine),
+    );
+    assert.equal(ranOnA + ranOnB, jobs.length);
+    const workers = new Set(mine.map((j) => j.worker));
+    assert.ok(
+      [...workers].every((w) => w === a.wharf.core.jobs.workerId || w === b.wharf.core.jobs.workerId),
+    );
+    for (const id of ids) {
+      const asset = await api(b.url, a.key, 'GET', `/v1/assets/${id}`);
+      assert.equal(asset.body.processing, 'done');
+    }
+  });
 });
