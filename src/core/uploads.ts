@@ -400,20 +400,7 @@ export class UploadService {
    * was declared, and makes the object visible only then.
    */
   async receive(input: ReceivedObject): Promise<Digests> {
-    const uploadId = uploadIdFromKey(input.key);
-    const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
-    if (!upload || upload.storageKey !== input.key || upload.kind !== 'presigned') {
-      input.body.resume();
-      throw new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
-    }
-    if (upload.status !== 'pending') {
-      input.body.resume();
-      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
-    }
-    if (this.clock.now() > upload.expiresAt) {
-      input.body.resume();
-      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
-    }
+    const upload = await this.openUploadFor(input.key, 'presigned', input.body);
     if (input.size !== upload.size || input.contentType !== upload.contentType) {
       input.body.resume();
       throw new WharfError('SIZE_MISMATCH', 'The request does not match the declared size and type.');
@@ -429,22 +416,31 @@ export class UploadService {
     return digests;
   }
 
+  /**
+   * The still-open upload of this kind that a request to the embedded endpoint writes. On a
+   * refusal the request's body is drained, so the client reads the answer.
+   */
+  private async openUploadFor(key: string, kind: Upload['kind'], body: Readable): Promise<Upload> {
+    const uploadId = uploadIdFromKey(key);
+    const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
+    let refusal: WharfError | undefined;
+    if (!upload || upload.storageKey !== key || upload.kind !== kind) {
+      refusal = new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
+    } else if (upload.status !== 'pending') {
+      refusal = new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+    } else if (this.clock.now() > upload.expiresAt) {
+      refusal = new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    }
+    if (refusal || !upload) {
+      body.resume();
+      throw refusal;
+    }
+    return upload;
+  }
+
   /** A POST Object form's file, after the endpoint verified the policy that names its key. */
   async receivePost(input: ReceivedPost): Promise<Digests> {
-    const uploadId = uploadIdFromKey(input.key);
-    const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
-    if (!upload || upload.storageKey !== input.key || upload.kind !== 'post') {
-      input.body.resume();
-      throw new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
-    }
-    if (upload.status !== 'pending') {
-      input.body.resume();
-      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
-    }
-    if (this.clock.now() > upload.expiresAt) {
-      input.body.resume();
-      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
-    }
+    const upload = await this.openUploadFor(input.key, 'post', input.body);
     // A form's file has the type the form gave it, unless the policy bound one.
     const contentType = formContentType(upload, input.contentType);
     const digests = await this.writeVerified(input.key, input.body, input.maxSize, contentType, (d) => {
