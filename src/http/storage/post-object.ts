@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LOCAL_BUCKET, LOCAL_ENDPOINT_PATH } from '../../blobs/local-endpoint.js';
 import type { StorageEndpointService } from '../../core/endpoint.js';
 import { WharfError } from '../../core/errors.js';
+import { isBrokenForm, isFormLimit } from '../multipart-form.js';
 
 // S3 caps a POST form's fields (policy included) at 20 KB; the file part is not a field.
 const FIELD_BYTES = 20 * 1024;
@@ -134,15 +135,9 @@ async function drain(parts: AsyncIterator<Multipart>): Promise<void> {
   }
 }
 
-/**
- * A broken or oversized form is the client's fault: busboy's own errors carry neither a code
- * nor a status, @fastify/multipart's limits an FST_ code.
- */
+/** A broken or oversized form is the client's fault. */
 function isParserError(err: unknown): boolean {
-  if (!(err instanceof Error) || err instanceof WharfError) return false;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string') return code.startsWith('FST_');
-  return !('statusCode' in err);
+  return isBrokenForm(err) || isFormLimit(err);
 }
 
 function malformed(): WharfError {

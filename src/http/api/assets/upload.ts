@@ -1,9 +1,10 @@
-import multipart, { type MultipartFile } from '@fastify/multipart';
+import multipart from '@fastify/multipart';
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
 import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';
+import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import type { ApiContext, App } from '../context.js';
 import { declaredDigests } from '../integrity.js';
 import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
@@ -66,27 +67,11 @@ export async function directUploadRoute(app: App, { core, publicUrl }: ApiContex
         const input = rawInput(request, request.query);
         return created(reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
       }
-      let input: DirectUpload;
-      try {
-        input = await multipartInput(core, principal, request, request.query);
-      } catch (err) {
-        throw isParserError(err) ? malformedForm(err) : err;
-      }
-      // A form that breaks off inside the file part errors the part's stream first.
-      let partError: unknown;
-      input.body.once('error', (err) => {
-        partError = err;
-      });
-      try {
-        return created(reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
-      } catch (err) {
-        // busboy errors the part ("terminated early") and the form ("unexpected end"); a
-        // storage failure carries a code (ENOSPC…) and stays a 500.
-        // When the whole body was already in before the form was parsed (a slow key lookup),
-        // the part was destroyed with the error before the listener above existed.
-        const bodyError = partError ?? input.body.errored;
-        throw isParserError(bodyError) && isParserError(err) ? malformedForm(err) : err;
-      }
+      const input = await multipartInput(core, principal, request, request.query);
+      return created(
+        reply,
+        await uploadingPart(input.body, () => core.uploads.uploadDirect(principal, { ...input, expected })),
+      );
     },
   );
 
@@ -97,18 +82,6 @@ export async function directUploadRoute(app: App, { core, publicUrl }: ApiContex
       asset: assetJson(outcome.asset, publicUrl),
     };
   }
-}
-
-/**
- * busboy reports a broken form (no boundary, truncated data) with plain Errors that carry
- * neither a code nor a status: the client's fault, so 400 rather than 500.
- */
-function isParserError(err: unknown): boolean {
-  return err instanceof Error && !(err instanceof WharfError) && !('code' in err) && !('statusCode' in err);
-}
-
-function malformedForm(err: unknown): WharfError {
-  return new WharfError('VALIDATION_FAILED', `The multipart body is malformed: ${(err as Error).message}`);
 }
 
 type Query = { name?: string; content_type?: string };
@@ -144,25 +117,8 @@ async function multipartInput(
   request: FastifyRequest,
   query: Query,
 ): Promise<DirectUpload> {
-  const limit = core.uploads.maxFileSize(principal);
-  // One byte over the limit so the core, not busboy's silent truncation, reports it.
-  const parts = request.parts({ limits: { fileSize: limit + 1 } })[Symbol.asyncIterator]();
-  let part: MultipartFile | undefined;
-  // Text fields before the file are allowed and ignored; the first file part is the upload.
-  for (let next = await parts.next(); !next.done; next = await parts.next()) {
-    if (next.value.type === 'file') {
-      part = next.value;
-      break;
-    }
-  }
-  if (!part) throw new WharfError('VALIDATION_FAILED', 'The form has no file part (field "file").');
-  if (part.fieldname !== 'file') {
-    part.file.resume();
-    throw new WharfError(
-      'VALIDATION_FAILED',
-      `The file must be sent in field "file", not "${part.fieldname}".`,
-    );
-  }
+  const { part: first, rest } = await firstFilePart(request, core.uploads.maxFileSize(principal));
+  const part = fileField(first);
   const name = query.name ?? part.filename;
   if (!name) {
     part.file.resume();
@@ -172,24 +128,6 @@ async function multipartInput(
     name,
     contentType: query.content_type ?? part.mimetype,
     body: part.file,
-    // A second file would otherwise be dropped without a word: read the rest of the form
-    // before the first file becomes an asset, and refuse the request if another comes.
-    beforeCommit: async () => {
-      try {
-        for (let next = await parts.next(); !next.done; next = await parts.next()) {
-          if (next.value.type === 'file') {
-            next.value.file.resume();
-            throw tooManyFiles();
-          }
-        }
-      } catch (err) {
-        if ((err as { code?: string } | null)?.code === 'FST_FILES_LIMIT') throw tooManyFiles();
-        throw err;
-      }
-    },
+    beforeCommit: () => refuseMoreFiles(rest, 'file'),
   };
-}
-
-function tooManyFiles(): WharfError {
-  return new WharfError('TOO_MANY_FILES', 'Send one file per request (field "file"); this form has more.');
 }

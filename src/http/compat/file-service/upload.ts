@@ -1,9 +1,8 @@
 import { Readable } from 'node:stream';
-import type { MultipartFile } from '@fastify/multipart';
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
-import { WharfError } from '../../../core/errors.js';
 import type { App } from '../../api/context.js';
+import { firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import type { CompatContext } from '../context.js';
 import { contentTypeFor } from './content-types.js';
 import { errorResponses } from './errors.js';
@@ -47,18 +46,9 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
       const input = request.isMultipart()
         ? await formBody(request, name, core.uploads.maxFileSize(principal))
         : rawBody(request, name);
-      let partError: unknown;
-      input.body.once('error', (err) => {
-        partError = err;
-      });
-      let outcome: Awaited<ReturnType<typeof core.files.put>>;
-      try {
-        outcome = await core.files.put(principal, { namespace, name, ...input });
-      } catch (err) {
-        // A form that breaks off inside the file part errors the part first, then the form.
-        const bodyError = partError ?? input.body.errored;
-        throw isParserError(bodyError) && isParserError(err) ? malformedForm(err) : err;
-      }
+      const outcome = await uploadingPart(input.body, () =>
+        core.files.put(principal, { namespace, name, ...input }),
+      );
       return fileResult(context, principal, 'Successfully uploaded file', outcome.version, outcome.asset);
     },
   );
@@ -74,54 +64,12 @@ function rawBody(request: FastifyRequest, name: string): Body {
 }
 
 async function formBody(request: FastifyRequest, name: string, limit: number): Promise<Body> {
-  // One byte over the limit so the core, not busboy's silent truncation, reports it.
-  const parts = request.parts({ limits: { fileSize: limit + 1 } })[Symbol.asyncIterator]();
-  let part: MultipartFile | undefined;
-  try {
-    // Text fields are ignored; the first file part is the upload, whatever its field name.
-    for (let next = await parts.next(); !next.done; next = await parts.next()) {
-      if (next.value.type === 'file') {
-        part = next.value;
-        break;
-      }
-    }
-  } catch (err) {
-    throw isParserError(err) ? malformedForm(err) : err;
-  }
+  // Text fields are ignored; the first file part is the upload, whatever its field name.
+  const { part, rest } = await firstFilePart(request, limit);
   if (!part) return { body: Readable.from([]), contentType: contentTypeFor(name, undefined) };
   return {
     body: part.file,
     contentType: contentTypeFor(name, part.mimetype),
-    // A second file would otherwise be dropped without a word: read the rest of the form
-    // before the version is recorded, and refuse the request if another file comes.
-    beforeCommit: async () => {
-      try {
-        for (let next = await parts.next(); !next.done; next = await parts.next()) {
-          if (next.value.type === 'file') {
-            next.value.file.resume();
-            throw tooManyFiles();
-          }
-        }
-      } catch (err) {
-        if ((err as { code?: string } | null)?.code === 'FST_FILES_LIMIT') throw tooManyFiles();
-        throw err;
-      }
-    },
+    beforeCommit: () => refuseMoreFiles(rest),
   };
-}
-
-/**
- * busboy reports a broken form (no boundary, truncated data) with plain Errors that carry
- * neither a code nor a status: the client's fault, so 400 rather than 500.
- */
-function isParserError(err: unknown): boolean {
-  return err instanceof Error && !(err instanceof WharfError) && !('code' in err) && !('statusCode' in err);
-}
-
-function malformedForm(err: unknown): WharfError {
-  return new WharfError('VALIDATION_FAILED', `The multipart body is malformed: ${(err as Error).message}`);
-}
-
-function tooManyFiles(): WharfError {
-  return new WharfError('TOO_MANY_FILES', 'Send one file per request; this form has more.');
 }
