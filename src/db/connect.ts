@@ -44,6 +44,10 @@ function connectPostgres(url: string): Connection {
         : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
   };
   const pool = new pg.Pool({ connectionString: url, types });
+  // An idle pooled connection that the server closes (a restart, a failover, an admin's
+  // pg_terminate_backend) is reported here; unheard, it would crash the process. The pool
+  // has already dropped it and opens a new one for the next query.
+  pool.on('error', () => {});
   const dialect = new PostgresDialect({ pool, onCreateConnection: refuseNul });
   return { db: new Kysely<Database>({ dialect }), dialect: 'postgres' };
 }
