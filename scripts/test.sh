@@ -49,15 +49,18 @@ run_suite() {
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=tap --test-reporter-destination="$tap" \
     test/unit/*.test.ts test/integration/*.test.ts || status=1
-  local passed failed
+  local passed failed skipped
   passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" | tail -1)
   failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" | tail -1)
+  skipped=$(sed -n 's/^# skipped \([0-9]*\)$/\1/p' "$tap" | tail -1)
   passed=${passed:-0}
   failed=${failed:-0}
+  skipped=${skipped:-0}
   total_passed=$((total_passed + passed))
   total_failed=$((total_failed + failed))
-  summary+=("$name: $passed passed, $failed failed")
-  echo "$name: $passed passed, $failed failed"
+  # Skipped tests are not passed ones: each states why it does not apply to this deployment.
+  summary+=("$name: $passed passed, $failed failed ($skipped skipped, not counted as passed)")
+  echo "$name: $passed passed, $failed failed ($skipped skipped)"
 }
 
 # start_service NAME: starts it and exports the WHARF_TEST_* lines it prints.
