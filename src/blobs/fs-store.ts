@@ -14,6 +14,7 @@ import type {
   PresignPutRequest,
   SealHook,
 } from '../core/ports.js';
+import { LOCAL_BUCKET } from './local-endpoint.js';
 
 /** Presigns requests to the embedded storage endpoint (LocalEndpoint). */
 export interface PutPresigner {
@@ -30,6 +31,8 @@ const WRITE_CHUNK = 1 << 20;
  */
 export class FsBlobStore implements BlobStore {
   readonly name = 'local';
+  /** The bucket Wharf's own storage endpoint serves these objects under. */
+  readonly bucket = LOCAL_BUCKET;
   private readonly objects: string;
   private readonly meta: string;
   private readonly tmp: string;

@@ -53,7 +53,7 @@ export class S3BlobStore implements BlobStore {
   readonly name = 's3';
   readonly presignGet: ((key: string, request: PresignGetRequest) => Promise<string>) | undefined;
   private readonly client: S3Client;
-  private readonly bucket: string;
+  readonly bucket: string;
   private readonly region: string;
   private readonly partSize: number;
   private readonly queueSize: number;

@@ -218,6 +218,8 @@ export type SealHook = () => Promise<ObjectInfo> | ObjectInfo;
 /** One storage backend (ActiveStorage's "service"): where bytes live. */
 export interface BlobStore {
   readonly name: string;
+  /** The bucket objects live in (the embedded endpoint's own, or the S3 store's). */
+  readonly bucket: string;
   /** Writes `source` under `key`; visible only whole, after `seal` accepted it. */
   write(key: string, source: Readable, seal: SealHook): Promise<void>;
   head(key: string): Promise<ObjectInfo | undefined>;

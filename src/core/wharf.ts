@@ -38,6 +38,8 @@ export interface Core {
   endpoint: StorageEndpointService | undefined;
   files: FileService;
   jobs: JobRunner;
+  /** Where bytes live: the backend's name (`local`, `s3`) and its bucket. */
+  storage: { kind: string; bucket: string };
   signedIds: SignedIds;
   clock: Clock;
 }
@@ -62,6 +64,7 @@ export function createCore(deps: CoreDeps): Core {
     assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, deps.clock),
     files: new FileService(deps.store, uploads),
+    storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     clock: deps.clock,

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { dbQuery, rawMultipart, readJson } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
+import { onS3 } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -110,7 +111,9 @@ function assertFileAnswer(
   assert.match(file.file_handle, UUID);
   assert.equal(file.content_type, expected.contentType);
   assert.equal(file.s3_token, storageKeyOf(file.file_handle));
-  assert.equal(file.s3_url, `s3://wharf/${file.s3_token}`);
+  // The bucket the bytes are in: Wharf's own ("wharf") or the S3 store's.
+  const bucket = onS3(w) ? w.backingEnv.WHARF_S3_BUCKET : 'wharf';
+  assert.equal(file.s3_url, `s3://${bucket}/${file.s3_token}`);
   assert.equal(file.last_modified, documentTime(expected.at));
   assert.equal(typeof body.secureFilePath, 'string');
   const secure = new URL(body.secureFilePath);

@@ -2,13 +2,6 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { Asset, FileVersion, Principal } from '../../../core/model.js';
 import type { CompatContext } from '../context.js';
 
-/**
- * The bucket named in `s3_url`. On the embedded deployment Wharf's own S3-style endpoint
- * serves the single bucket "wharf"; the compat context does not carry a scaled deployment's
- * bucket name, so the URL names the object by its key in Wharf's storage namespace.
- */
-const BUCKET = 'wharf';
-
 /** How long `secureFilePath` stays valid (the document's example URL: X-Amz-Expires=3600). */
 export const SECURE_PATH_SECONDS = 3600;
 
@@ -41,7 +34,8 @@ export function lastModified(epochMs: number): string {
   return new Date(epochMs).toISOString().slice(0, 19).replace('T', ' ');
 }
 
-export function fileJson(version: FileVersion, asset: Asset) {
+/** `bucket`: where the bytes are (core.storage.bucket): "wharf" embedded, the S3 bucket scaled. */
+export function fileJson(version: FileVersion, asset: Asset, bucket: string) {
   return {
     name: version.name,
     namespace: version.namespace,
@@ -53,7 +47,7 @@ export function fileJson(version: FileVersion, asset: Asset) {
     s3_token: asset.storageKey,
     latest_version: version.latestVersion,
     last_modified: lastModified(version.createdAt),
-    s3_url: `s3://${BUCKET}/${asset.storageKey}`,
+    s3_url: `s3://${bucket}/${asset.storageKey}`,
   };
 }
 
@@ -84,7 +78,7 @@ export async function fileResult(
     code: 200,
     status: 'true' as const,
     message,
-    file: fileJson(version, asset),
+    file: fileJson(version, asset, context.core.storage.bucket),
     secureFilePath: await signedContentUrl(context, principal, asset.id, SECURE_PATH_SECONDS),
   };
 }
