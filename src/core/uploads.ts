@@ -190,31 +190,18 @@ export class UploadService {
     // The quota is checked in finish(), once the content is known: bytes the account
     // already holds cost nothing, so a declared size alone cannot justify a refusal.
 
-    const now = this.clock.now();
-    const id = this.ids.id();
     // The row exists before any byte is written, so a crash mid-write leaves something
     // the sweep can find and clean.
-    const upload: Upload = {
-      id,
-      accountId: principal.accountId,
-      keyId: principal.keyId,
-      kind: 'direct',
+    const upload = this.newUpload(principal, 'direct', {
       name,
       contentType,
       size: null,
       sha256: expectedSha256,
       md5: expectedMd5,
-      storageKey: storageKeyFor(principal.accountId, id, name),
-      status: 'pending',
-      seq: null,
       externalId: null,
       intent: input.intent ?? {},
-      assetId: null,
-      deduplicated: false,
-      createdAt: now,
-      expiresAt: now + DIRECT_UPLOAD_TTL_MS,
-      completedAt: null,
-    };
+      expiresAt: this.clock.now() + DIRECT_UPLOAD_TTL_MS,
+    });
     await this.store.insertUploads([upload]);
 
     let digests: Digests | undefined;
@@ -224,7 +211,7 @@ export class UploadService {
         await input.beforeCommit?.();
       });
     } catch (err) {
-      await this.store.expireUpload(id);
+      await this.store.expireUpload(upload.id);
       throw err;
     }
     return this.finish(upload, digests);
@@ -280,28 +267,7 @@ export class UploadService {
         results.push({ status: 'exists', asset: known });
         continue;
       }
-      const id = this.ids.id();
-      const upload: Upload = {
-        id,
-        accountId: principal.accountId,
-        keyId: principal.keyId,
-        kind: 'presigned',
-        name: file.name,
-        contentType: file.contentType,
-        size: file.size,
-        sha256: file.sha256,
-        md5: file.md5,
-        storageKey: storageKeyFor(principal.accountId, id, file.name),
-        status: 'pending',
-        seq: null,
-        externalId: file.externalId,
-        intent: file.intent,
-        assetId: null,
-        deduplicated: false,
-        createdAt: now,
-        expiresAt,
-        completedAt: null,
-      };
+      const upload = this.newUpload(principal, 'presigned', { ...file, expiresAt }, now);
       uploads.push(upload);
       const request = await this.blobs.presignPut({
         key: upload.storageKey,
@@ -334,28 +300,21 @@ export class UploadService {
     await this.checkQuota(principal, 0);
     const expiresInSeconds = this.expiry(declaration.expiresInSeconds);
     const now = this.clock.now();
-    const id = this.ids.id();
-    const upload: Upload = {
-      id,
-      accountId: principal.accountId,
-      keyId: principal.keyId,
-      kind: 'post',
-      name,
-      contentType: boundType ?? validateContentType(undefined),
-      size: null,
-      sha256: null,
-      md5: null,
-      storageKey: storageKeyFor(principal.accountId, id, name),
-      status: 'pending',
-      seq: null,
-      externalId,
-      intent: { ...declaration.intent, boundType: boundType !== undefined },
-      assetId: null,
-      deduplicated: false,
-      createdAt: now,
-      expiresAt: now + expiresInSeconds * 1000,
-      completedAt: null,
-    };
+    const upload = this.newUpload(
+      principal,
+      'post',
+      {
+        name,
+        contentType: boundType ?? validateContentType(undefined),
+        size: null,
+        sha256: null,
+        md5: null,
+        externalId,
+        intent: { ...declaration.intent, boundType: boundType !== undefined },
+        expiresAt: now + expiresInSeconds * 1000,
+      },
+      now,
+    );
     const post = await this.blobs.presignPost({
       key: upload.storageKey,
       contentType: boundType,
@@ -631,6 +590,40 @@ export class UploadService {
       }
     }
     return completed;
+  }
+
+  /** A pending upload of the caller's, with a fresh id and the storage key that id gives. */
+  private newUpload(
+    principal: Principal,
+    kind: Upload['kind'],
+    fields: Pick<
+      Upload,
+      'name' | 'contentType' | 'size' | 'sha256' | 'md5' | 'externalId' | 'intent' | 'expiresAt'
+    >,
+    now = this.clock.now(),
+  ): Upload {
+    const id = this.ids.id();
+    return {
+      id,
+      accountId: principal.accountId,
+      keyId: principal.keyId,
+      kind,
+      name: fields.name,
+      contentType: fields.contentType,
+      size: fields.size,
+      sha256: fields.sha256,
+      md5: fields.md5,
+      storageKey: storageKeyFor(principal.accountId, id, fields.name),
+      status: 'pending',
+      seq: null,
+      externalId: fields.externalId,
+      intent: fields.intent,
+      assetId: null,
+      deduplicated: false,
+      createdAt: now,
+      expiresAt: fields.expiresAt,
+      completedAt: null,
+    };
   }
 
   private expiry(requested: number | undefined): number {
