@@ -50,6 +50,10 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
       completionGraceMs: 3600_000,
       inlineVerifyMaxBytes: config.inlineVerifyMaxBytes,
     },
+    multipart: {
+      expiresInSeconds: config.resumableExpiresSeconds,
+      partUrlExpiresInSeconds: config.uploadExpiresSeconds,
+    },
   });
   await core.keys.ensureAccount(DEFAULT_ACCOUNT_ID, 'Default');
   return {

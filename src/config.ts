@@ -17,6 +17,10 @@ export interface Config {
   jobIntervalMs: number;
   /** Objects up to this size whose SHA-256 storage cannot attest are hashed at completion. */
   inlineVerifyMaxBytes: number;
+  /** How long a multipart or tus upload may run before it is aborted and its parts freed. */
+  resumableExpiresSeconds: number;
+  /** Origins whose pages may call Wharf from a browser (CORS); `*` allows any. */
+  corsOrigins: string[];
   logLevel: string;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
@@ -76,6 +80,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       0,
       Number.MAX_SAFE_INTEGER,
     ),
+    resumableExpiresSeconds: integer(env, 'WHARF_RESUMABLE_EXPIRES', 24 * 3600, 60, 30 * 24 * 3600),
+    corsOrigins: (env.WHARF_CORS_ORIGINS ?? '')
+      .split(',')
+      .map((origin) => origin.trim())
+      .filter((origin) => origin !== ''),
     logLevel: env.WHARF_LOG_LEVEL ?? 'info',
     storage: storageConfig(env),
   };

@@ -4,6 +4,7 @@ import { parseContentMd5, parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
 import type { Digests } from './model.js';
 import type { PresignVerifier, SignedRequest } from './ports.js';
+import type { MultipartService } from './multipart.js';
 import type { UploadService } from './uploads.js';
 
 /**
@@ -14,6 +15,7 @@ export class StorageEndpointService {
   constructor(
     private readonly verifier: PresignVerifier,
     private readonly uploads: UploadService,
+    private readonly multipart: MultipartService,
     private readonly clock: Clock,
   ) {}
 

@@ -21,6 +21,14 @@ export const ERROR_STATUS = {
   NOT_FOUND: 404,
   ID_EXISTS: 409,
   UPLOAD_INCOMPLETE: 409,
+  /** Storage has no such multipart upload (never started, completed or aborted). */
+  MULTIPART_NOT_FOUND: 404,
+  /** A part named for completion is missing, or its ETag is not the stored part's. */
+  INVALID_PART: 400,
+  /** Parts named for completion are not in ascending order. */
+  INVALID_PART_ORDER: 400,
+  /** A part other than the last is smaller than 5 MiB. */
+  PART_TOO_SMALL: 400,
   ASSET_VERIFYING: 409,
   UPLOAD_NOT_PENDING: 409,
   UPLOAD_EXPIRED: 410,

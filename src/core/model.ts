@@ -78,7 +78,11 @@ export interface Asset {
   updatedAt: number;
 }
 
-export type UploadKind = 'direct' | 'presigned' | 'post';
+/**
+ * How the bytes arrive: through the API (`direct`), to a presigned URL (`presigned`), a POST
+ * form (`post`), S3-style parts (`multipart`) or the tus protocol (`tus`).
+ */
+export type UploadKind = 'direct' | 'presigned' | 'post' | 'multipart' | 'tus';
 
 /** Where a finished upload is filed, besides being an asset: a version of a named file. */
 export interface FileTarget {
@@ -118,6 +122,11 @@ export interface Upload {
   /** An id the client chose (unique per account), for APIs that let it. */
   externalId: string | null;
   intent: UploadIntent;
+  /**
+   * Storage's id of the multipart upload that writes this upload's key (S3's UploadId), once
+   * known: set at creation by Wharf, or on first sight when the client created it itself.
+   */
+  multipartId: string | null;
   assetId: string | null;
   /** Whether completion found the content already stored and returned that asset. */
   deduplicated: boolean;

@@ -99,6 +99,8 @@ export interface Store {
   listStaleUploads(before: number, limit: number): Promise<Upload[]>;
   /** Marks a pending upload expired; false if it was no longer pending. */
   expireUpload(id: string): Promise<boolean>;
+  /** Records storage's multipart upload id for a pending upload. */
+  setUploadMultipartId(id: string, multipartId: string): Promise<void>;
 
   getAsset(accountId: string, id: string): Promise<Asset | undefined>;
   /** Only for signed URLs, which carry their own proof and no account. */
@@ -140,6 +142,18 @@ export interface Store {
   failJob(id: string, worker: string, error: string, retryAt: number | null, at: number): Promise<void>;
   getJob(id: string): Promise<Job | undefined>;
 
+  /**
+   * Takes or renews the lease on `name` for `owner` until `until`; false while another
+   * owner's lease runs (one winner across nodes). A new lease starts with no release request.
+   */
+  acquireLock(name: string, owner: string, until: number, now: number): Promise<boolean>;
+  /** Drops `owner`'s lease (nothing if it is not the holder). */
+  releaseLock(name: string, owner: string): Promise<void>;
+  /** Asks whoever holds `name` to let go; returns false when nobody holds it. */
+  requestLockRelease(name: string, now: number): Promise<boolean>;
+  /** Whether someone asked the holder `owner` of `name` to let go. */
+  lockReleaseRequested(name: string, owner: string): Promise<boolean>;
+
   close(): Promise<void>;
 }
 
@@ -161,7 +175,7 @@ export interface PresignPutRequest {
 }
 
 export interface PresignedRequest {
-  method: 'PUT' | 'POST';
+  method: 'PUT' | 'POST' | 'GET' | 'DELETE';
   url: string;
   /** Headers the client must send exactly as given. */
   headers: Record<string, string>;
@@ -170,6 +184,65 @@ export interface PresignedRequest {
    * could not be made write-once). Completion then moves the bytes out of the URL's reach.
    */
   rewritable?: boolean | undefined;
+}
+
+/** The S3 API requests a client that speaks S3 itself (Uppy 6) may have presigned. */
+export type S3Operation =
+  | 'PutObject'
+  | 'CreateMultipartUpload'
+  | 'UploadPart'
+  | 'ListParts'
+  | 'CompleteMultipartUpload'
+  | 'AbortMultipartUpload';
+
+/**
+ * One S3 request on one key, presigned for a client. The URL is the S3 API's own (method,
+ * `?uploads`, `?uploadId=…&partNumber=…`), so the client talks S3 to it unchanged.
+ */
+export interface PresignOperationRequest {
+  operation: S3Operation;
+  key: string;
+  /** PutObject and CreateMultipartUpload: the Content-Type the client must send (signed). */
+  contentType?: string | undefined;
+  /** Every multipart operation but CreateMultipartUpload. */
+  multipartId?: string | undefined;
+  /** UploadPart: 1 to 10000. */
+  partNumber?: number | undefined;
+  expiresInSeconds: number;
+  now: number;
+}
+
+/** A part storage holds for a multipart upload. */
+export interface StoredPart {
+  partNumber: number;
+  size: number;
+  /** As storage reports it: S3's quoted hex MD5 of the part. */
+  etag: string;
+}
+
+/** A part named for composition: its number and the ETag the client was given for it. */
+export interface PartReference {
+  partNumber: number;
+  etag: string;
+}
+
+/** S3's rules for multipart uploads, which every store applies alike. */
+export const MULTIPART_LIMITS = {
+  minPartSize: 5 * 1024 * 1024,
+  maxPartSize: 5 * 1024 * 1024 * 1024,
+  maxParts: 10_000,
+} as const;
+
+/** A part arriving at the embedded storage endpoint after its signature was checked. */
+export interface ReceivedPart {
+  key: string;
+  multipartId: string;
+  partNumber: number;
+  body: Readable;
+  /** From Content-Length, when sent. */
+  size?: number | undefined;
+  /** Hex MD5 the client bound with Content-MD5, if any. */
+  md5?: string | undefined;
 }
 
 /** A browser-form upload policy (S3 POST Object): every condition is enforced by storage. */
@@ -236,6 +309,31 @@ export interface BlobStore {
    * disposition fixed by its signature. Absent when downloads stream through Wharf.
    */
   presignGet?: ((key: string, request: PresignGetRequest) => Promise<string>) | undefined;
+  /** Presigns one S3 API request on `key` (see PresignOperationRequest). */
+  presignOperation(request: PresignOperationRequest): Promise<PresignedRequest>;
+
+  /** Starts a multipart upload of `key`, typed `contentType`; returns storage's id for it. */
+  createMultipart(key: string, contentType: string): Promise<string>;
+  /**
+   * Stores one part (the embedded store receives parts itself; with S3 clients send them to
+   * the bucket). Replaces an earlier part of that number. Throws MULTIPART_NOT_FOUND.
+   */
+  writePart?(part: ReceivedPart): Promise<StoredPart>;
+  /** Every part stored so far, by part number. Throws MULTIPART_NOT_FOUND when unknown. */
+  listParts(key: string, multipartId: string): Promise<StoredPart[]>;
+  /**
+   * Composes the named parts, in order, into the object at `key`, which becomes visible only
+   * whole, and ends the multipart upload. Refuses (INVALID_PART, PART_TOO_SMALL,
+   * MULTIPART_NOT_FOUND) as S3 does.
+   */
+  completeMultipart(
+    key: string,
+    multipartId: string,
+    parts: PartReference[],
+  ): Promise<ObjectInfo & { etag: string }>;
+  /** Ends a multipart upload and frees its parts; a no-op when it is already gone. */
+  abortMultipart(key: string, multipartId: string): Promise<void>;
+
   /** Removes debris of writes that never finished (temp files, incomplete parts). */
   sweepIncomplete(olderThan: number): Promise<number>;
   close(): Promise<void>;

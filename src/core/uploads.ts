@@ -618,6 +618,7 @@ export class UploadService {
       seq: null,
       externalId: fields.externalId,
       intent: fields.intent,
+      multipartId: null,
       assetId: null,
       deduplicated: false,
       createdAt: now,

@@ -6,6 +6,7 @@ import { FileService } from './files.js';
 import type { IdSource } from './ids.js';
 import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
+import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { type Analyzer, processAssetJob } from './processing.js';
 import { SignedIds } from './signed-ids.js';
@@ -25,6 +26,7 @@ export interface CoreDeps {
   /** The server secret every signing key is derived from. */
   secret: string;
   uploads: UploadSettings;
+  multipart: MultipartSettings;
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
@@ -34,6 +36,7 @@ export interface CoreDeps {
 export interface Core {
   keys: KeyService;
   uploads: UploadService;
+  multipart: MultipartService;
   assets: AssetService;
   endpoint: StorageEndpointService | undefined;
   files: FileService;
@@ -51,6 +54,14 @@ export function deriveKey(secret: string, purpose: string): Buffer {
 
 export function createCore(deps: CoreDeps): Core {
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads);
+  const multipart = new MultipartService(
+    deps.store,
+    deps.blobs,
+    uploads,
+    deps.clock,
+    deps.ids,
+    deps.multipart,
+  );
   const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
   jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
   jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
@@ -61,8 +72,9 @@ export function createCore(deps: CoreDeps): Core {
   return {
     keys: new KeyService(deps.store, deps.clock, deps.ids),
     uploads,
+    multipart,
     assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
-    endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, deps.clock),
+    endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),
     files: new FileService(deps.store, uploads),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,

@@ -43,6 +43,7 @@ export interface UploadsTable {
   external_id: string | null;
   intent: string;
   auto_complete: Generated<number>;
+  multipart_id: string | null;
   asset_id: string | null;
   deduplicated: Generated<number>;
   created_at: number;
@@ -114,4 +115,14 @@ export interface Database {
   files: FilesTable;
   file_versions: FileVersionsTable;
   jobs: JobsTable;
+  locks: LocksTable;
+}
+
+/** Leases on named resources shared by every node (tus uploads in progress). */
+export interface LocksTable {
+  name: string;
+  owner: string;
+  expires_at: number;
+  /** Set by a node waiting for the lock: the holder should let go soon. */
+  release_requested: Generated<number>;
 }

@@ -331,6 +331,15 @@ export class SqlStore implements Store {
     return Number(result.numUpdatedRows) > 0;
   }
 
+  async setUploadMultipartId(id: string, multipartId: string): Promise<void> {
+    await this.db
+      .updateTable('uploads')
+      .set({ multipart_id: multipartId })
+      .where('id', '=', id)
+      .where('status', '=', 'pending')
+      .execute();
+  }
+
   async getAsset(accountId: string, id: string): Promise<Asset | undefined> {
     const row = await this.db
       .selectFrom('assets')
@@ -589,6 +598,56 @@ export class SqlStore implements Store {
     return row && toJob(row);
   }
 
+  async acquireLock(name: string, owner: string, until: number, now: number): Promise<boolean> {
+    // One statement: a free or lapsed lease is taken, the holder's own is renewed, and two
+    // nodes racing for it cannot both see themselves as the winner.
+    const row = await this.db
+      .insertInto('locks')
+      .values({ name, owner, expires_at: until, release_requested: 0 })
+      .onConflict((oc) =>
+        oc
+          .column('name')
+          .doUpdateSet((eb) => ({
+            owner: eb.ref('excluded.owner'),
+            expires_at: eb.ref('excluded.expires_at'),
+            release_requested: eb
+              .case()
+              .when('locks.owner', '=', owner)
+              .then(eb.ref('locks.release_requested'))
+              .else(0)
+              .end(),
+          }))
+          .where((eb) => eb.or([eb('locks.owner', '=', owner), eb('locks.expires_at', '<', now)])),
+      )
+      .returning('owner')
+      .executeTakeFirst();
+    return row?.owner === owner;
+  }
+
+  async releaseLock(name: string, owner: string): Promise<void> {
+    await this.db.deleteFrom('locks').where('name', '=', name).where('owner', '=', owner).execute();
+  }
+
+  async requestLockRelease(name: string, now: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('locks')
+      .set({ release_requested: 1 })
+      .where('name', '=', name)
+      .where('expires_at', '>=', now)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async lockReleaseRequested(name: string, owner: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('locks')
+      .select('release_requested')
+      .where('name', '=', name)
+      .where('owner', '=', owner)
+      .executeTakeFirst();
+    return Number(row?.release_requested ?? 0) === 1;
+  }
+
   async close(): Promise<void> {
     await this.db.destroy();
   }
@@ -755,6 +814,7 @@ function fromUpload(u: Upload) {
     external_id: u.externalId,
     intent: JSON.stringify(u.intent),
     auto_complete: u.intent.autoComplete ? 1 : 0,
+    multipart_id: u.multipartId,
     asset_id: u.assetId,
     deduplicated: u.deduplicated ? 1 : 0,
     created_at: u.createdAt,
@@ -779,6 +839,7 @@ function toUpload(row: Selectable<UploadsTable>): Upload {
     seq: row.seq === null ? null : Number(row.seq),
     externalId: row.external_id,
     intent: parseIntent(row.intent),
+    multipartId: row.multipart_id,
     assetId: row.asset_id,
     deduplicated: Number(row.deduplicated) === 1,
     createdAt: Number(row.created_at),

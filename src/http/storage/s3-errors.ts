@@ -19,6 +19,10 @@ const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
   FILE_TOO_SMALL: { status: 400, code: 'EntityTooSmall' },
   LENGTH_REQUIRED: { status: 411, code: 'MissingContentLength' },
   VALIDATION_FAILED: { status: 400, code: 'InvalidArgument' },
+  MULTIPART_NOT_FOUND: { status: 404, code: 'NoSuchUpload' },
+  INVALID_PART: { status: 400, code: 'InvalidPart' },
+  INVALID_PART_ORDER: { status: 400, code: 'InvalidPartOrder' },
+  PART_TOO_SMALL: { status: 400, code: 'EntityTooSmall' },
 };
 
 function escapeXml(value: string): string {
