@@ -1,8 +1,18 @@
 import type { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
+import { parseDigest } from './digests.js';
+import { isWharfError, WharfError } from './errors.js';
 import type { IdSource } from './ids.js';
 import type { Asset, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
-import type { BlobStore, PartReference, PresignedRequest, Store, StoredPart } from './ports.js';
+import { validateContentType, validateFileName } from './names.js';
+import {
+  type BlobStore,
+  MULTIPART_LIMITS,
+  type PartReference,
+  type PresignedRequest,
+  type Store,
+  type StoredPart,
+} from './ports.js';
 import type { UploadOutcome, UploadService } from './uploads.js';
 
 export interface MultipartSettings {
@@ -17,6 +27,7 @@ export interface MultipartDeclaration {
   name: string;
   contentType?: string | undefined;
   size: number;
+  /** Hex or base64; the composed object must hash to it. */
   sha256?: string | undefined;
   intent?: UploadIntent | undefined;
 }
@@ -30,51 +41,160 @@ export interface SignedPart {
   request: PresignedRequest;
 }
 
+/** At most this many part URLs per signing call (a 5 GiB file in 5 MiB parts needs 1024). */
+export const MAX_PARTS_PER_SIGNING = 1000;
+
 /**
- * S3-style multipart uploads: Wharf starts them, signs part URLs, and on completion checks
- * every part against what storage holds, composes the object and verifies it like any upload.
+ * S3-style multipart uploads. Wharf starts them (or, for clients that speak S3 themselves,
+ * learns of them), signs part URLs, and on completion checks every named part against what
+ * storage holds and the parts' total against the declared size *before* composing, so a
+ * refused completion loses no part. The composed object is then verified like any upload.
  */
 export class MultipartService {
   constructor(
-    readonly store: Store,
-    readonly blobs: BlobStore,
-    readonly uploads: UploadService,
-    readonly clock: Clock,
-    readonly ids: IdSource,
-    readonly settings: MultipartSettings,
-  ) {}
+    private readonly store: Store,
+    private readonly blobs: BlobStore,
+    private readonly uploads: UploadService,
+    private readonly clock: Clock,
+    _ids: IdSource,
+    private readonly settings: MultipartSettings,
+  ) {
+    uploads.registerKind('multipart', {
+      reconcile: (upload) => this.composeIfWhole(upload),
+      expire: (upload) => this.freeParts(upload),
+    });
+  }
 
   // ---- The native API (/v1/multipart) ----
 
-  async create(_principal: Principal, _declaration: MultipartDeclaration): Promise<MultipartStart> {
-    throw new Error('not yet');
+  /**
+   * Starts a multipart upload of a declared file, or returns the asset the account already
+   * holds with the declared SHA-256.
+   */
+  async create(principal: Principal, declaration: MultipartDeclaration): Promise<MultipartStart> {
+    const name = validateFileName(declaration.name);
+    const contentType = validateContentType(declaration.contentType);
+    const size = declaration.size;
+    const limit = this.uploads.maxFileSize(principal);
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new WharfError('VALIDATION_FAILED', 'size must be a non-negative integer.');
+    }
+    if (size > limit || size > MULTIPART_LIMITS.maxParts * MULTIPART_LIMITS.maxPartSize) {
+      throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
+        limit,
+      });
+    }
+    const sha256 = declaration.sha256 ? parseDigest('sha256', declaration.sha256, 'sha256') : null;
+    if (sha256) {
+      const known = await this.store.findAssetBySha256(principal.accountId, sha256);
+      if (known) return { status: 'exists', asset: known };
+    }
+    await this.uploads.checkQuota(principal, size);
+    const upload = this.newMultipartUpload(principal, {
+      name,
+      contentType,
+      size,
+      sha256,
+      intent: declaration.intent,
+    });
+    // A crash between these two leaves a multipart upload nothing tracks: the sweep's
+    // debris pass aborts it once it is older than any upload may run.
+    upload.multipartId = await this.blobs.createMultipart(upload.storageKey, contentType);
+    await this.store.insertUploads([upload]);
+    return { status: 'pending', upload, multipartId: upload.multipartId };
   }
 
-  async signParts(_principal: Principal, _uploadId: string, _partNumbers: number[]): Promise<SignedPart[]> {
-    throw new Error('not yet');
+  /**
+   * A pending multipart upload of the caller's for a file whose size is not known yet (an
+   * S3 client that creates the multipart upload itself, at the URL Wharf signs for it).
+   */
+  newMultipartUpload(
+    principal: Principal,
+    file: {
+      name: string;
+      contentType: string;
+      size: number | null;
+      sha256: string | null;
+      intent?: UploadIntent | undefined;
+    },
+  ): Upload {
+    const now = this.clock.now();
+    return this.uploads.newUpload(
+      principal,
+      'multipart',
+      {
+        ...file,
+        md5: null,
+        externalId: null,
+        // Completes by itself once storage holds the whole file, even if the client never
+        // confirms (a tab closed after the last part).
+        intent: { ...file.intent, autoComplete: true },
+        expiresAt: now + this.settings.expiresInSeconds * 1000,
+      },
+      now,
+    );
   }
 
-  async listParts(_principal: Principal, _uploadId: string): Promise<StoredPart[]> {
-    throw new Error('not yet');
+  async signParts(principal: Principal, uploadId: string, partNumbers: number[]): Promise<SignedPart[]> {
+    const upload = await this.openUpload(principal, uploadId);
+    if (partNumbers.length === 0 || partNumbers.length > MAX_PARTS_PER_SIGNING) {
+      throw new WharfError('VALIDATION_FAILED', `Sign 1 to ${MAX_PARTS_PER_SIGNING} parts per request.`);
+    }
+    const unique = [...new Set(partNumbers.map(checkPartNumber))];
+    const now = this.clock.now();
+    const expiresInSeconds = this.partUrlExpiry(upload, now);
+    return Promise.all(
+      unique.map(async (partNumber) => ({
+        partNumber,
+        request: await this.blobs.presignOperation({
+          operation: 'UploadPart',
+          key: upload.storageKey,
+          multipartId: multipartIdOf(upload),
+          partNumber,
+          expiresInSeconds,
+          now,
+        }),
+      })),
+    );
   }
 
-  async complete(_principal: Principal, _uploadId: string, _parts: PartReference[]): Promise<UploadOutcome> {
-    throw new Error('not yet');
+  /** What storage holds so far, so a client that lost its state resumes where it stopped. */
+  async listParts(principal: Principal, uploadId: string): Promise<StoredPart[]> {
+    const upload = await this.openUpload(principal, uploadId);
+    return this.blobs.listParts(upload.storageKey, multipartIdOf(upload));
   }
 
-  async abort(_principal: Principal, _uploadId: string): Promise<void> {
-    throw new Error('not yet');
+  /** Composes the named parts and completes the upload; idempotent once it has succeeded. */
+  async complete(principal: Principal, uploadId: string, parts: PartReference[]): Promise<UploadOutcome> {
+    const upload = await this.multipartUpload(principal, uploadId);
+    if (upload.status === 'completed') return this.uploads.completeUpload(upload);
+    this.uploads.assertOpen(upload);
+    await this.compose(upload, multipartIdOf(upload), parts);
+    return this.uploads.completeUpload(upload);
   }
 
-  // ---- The embedded storage endpoint (S3 multipart requests whose signature was checked) ----
-
-  /** CreateMultipartUpload on `key`: the key's upload must be a pending multipart upload. */
-  async receiveCreate(_key: string, _contentType: string | undefined): Promise<{ multipartId: string }> {
-    throw new Error('not yet');
+  /** Ends the upload and frees its parts. Aborting an aborted upload is a no-op. */
+  async abort(principal: Principal, uploadId: string): Promise<void> {
+    const upload = await this.multipartUpload(principal, uploadId);
+    if (upload.status === 'completed') {
+      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+    }
+    await this.store.expireUpload(upload.id);
+    await this.freeParts(upload);
   }
 
-  /** UploadPart: streams the part to storage; the body is drained on refusal. */
-  async receivePart(_part: {
+  // ---- The embedded storage endpoint (S3 requests whose signature was checked) ----
+
+  /** CreateMultipartUpload on the key of a pending multipart upload. */
+  async receiveCreate(key: string, _contentType?: string | undefined): Promise<{ multipartId: string }> {
+    const upload = await this.uploads.openUploadByKey(key, 'multipart');
+    const multipartId = await this.blobs.createMultipart(key, upload.contentType);
+    await this.store.setUploadMultipartId(upload.id, multipartId);
+    return { multipartId };
+  }
+
+  /** UploadPart: streams the part to storage. The body is drained on refusal. */
+  async receivePart(part: {
     key: string;
     multipartId: string;
     partNumber: number;
@@ -82,23 +202,186 @@ export class MultipartService {
     size?: number | undefined;
     md5?: string | undefined;
   }): Promise<StoredPart> {
-    throw new Error('not yet');
+    try {
+      const upload = await this.uploads.openUploadByKey(part.key, 'multipart');
+      checkMultipartId(upload, part.multipartId);
+      checkPartNumber(part.partNumber);
+      const limit = upload.size ?? (await this.uploads.accountFileLimit(upload.accountId));
+      if (part.size !== undefined && part.size > Math.min(limit, MULTIPART_LIMITS.maxPartSize)) {
+        throw new WharfError('FILE_TOO_LARGE', 'The part is larger than the file may be.', { limit });
+      }
+      if (!this.blobs.writePart) throw new Error(`Storage ${this.blobs.name} does not receive parts itself.`);
+      return await this.blobs.writePart({ ...part, partNumber: part.partNumber });
+    } catch (err) {
+      part.body.resume();
+      throw err;
+    }
   }
 
-  async receiveListParts(_key: string, _multipartId: string): Promise<StoredPart[]> {
-    throw new Error('not yet');
+  async receiveListParts(key: string, multipartId: string): Promise<StoredPart[]> {
+    const upload = await this.uploads.openUploadByKey(key, 'multipart');
+    checkMultipartId(upload, multipartId);
+    return this.blobs.listParts(key, multipartId);
   }
 
   /** CompleteMultipartUpload: composes the object, then completes the Wharf upload. */
   async receiveComplete(
-    _key: string,
-    _multipartId: string,
-    _parts: PartReference[],
+    key: string,
+    multipartId: string,
+    parts: PartReference[],
   ): Promise<ObjectInfo & { etag: string }> {
-    throw new Error('not yet');
+    const upload = await this.uploads.openUploadByKey(key, 'multipart');
+    checkMultipartId(upload, multipartId);
+    const composed = await this.compose(upload, multipartId, parts);
+    await this.uploads.completeUpload(upload);
+    return composed;
   }
 
-  async receiveAbort(_key: string, _multipartId: string): Promise<void> {
-    throw new Error('not yet');
+  /** AbortMultipartUpload: frees the parts and ends the upload (whatever state it is in). */
+  async receiveAbort(key: string, multipartId: string): Promise<void> {
+    const upload = await this.uploads.uploadByKey(key, 'multipart');
+    checkMultipartId(upload, multipartId);
+    if (upload.status === 'pending') await this.store.expireUpload(upload.id);
+    await this.blobs.abortMultipart(key, multipartId);
   }
+
+  // ---- Reconciliation and expiry ----
+
+  /**
+   * The sweep's question for a pending multipart upload with no object yet: if storage holds
+   * parts 1..N that add up to exactly the declared size, every byte arrived and only the
+   * client's confirmation is missing, so Wharf composes them itself.
+   */
+  private async composeIfWhole(upload: Upload): Promise<boolean> {
+    if (upload.multipartId === null || upload.size === null || upload.status !== 'pending') return false;
+    let stored: StoredPart[];
+    try {
+      stored = await this.blobs.listParts(upload.storageKey, upload.multipartId);
+    } catch (err) {
+      if (isWharfError(err, 'MULTIPART_NOT_FOUND')) return false;
+      throw err;
+    }
+    const whole =
+      stored.length > 0 &&
+      stored.every((part, i) => part.partNumber === i + 1) &&
+      stored.every((part, i) => i === stored.length - 1 || part.size >= MULTIPART_LIMITS.minPartSize) &&
+      stored.reduce((sum, part) => sum + part.size, 0) === upload.size;
+    if (!whole) return false;
+    await this.compose(upload, upload.multipartId, stored);
+    return true;
+  }
+
+  private async freeParts(upload: Upload): Promise<void> {
+    if (upload.multipartId !== null) await this.blobs.abortMultipart(upload.storageKey, upload.multipartId);
+  }
+
+  /**
+   * Checks the named parts against storage's and their total against the declared size, then
+   * composes. Storage refuses what it would refuse anyway (order, small parts); these checks
+   * come first because a composed object of the wrong size could only be deleted, parts and all.
+   */
+  private async compose(
+    upload: Upload,
+    multipartId: string,
+    parts: PartReference[],
+  ): Promise<ObjectInfo & { etag: string }> {
+    if (parts.length === 0 || parts.length > MULTIPART_LIMITS.maxParts) {
+      throw new WharfError('VALIDATION_FAILED', `Name 1 to ${MULTIPART_LIMITS.maxParts} parts.`);
+    }
+    for (let i = 1; i < parts.length; i++) {
+      if (parts[i]!.partNumber <= parts[i - 1]!.partNumber) {
+        throw new WharfError('INVALID_PART_ORDER', 'Parts must be listed in ascending order of part number.');
+      }
+    }
+    let stored: Map<number, StoredPart>;
+    try {
+      stored = new Map(
+        (await this.blobs.listParts(upload.storageKey, multipartId)).map((p) => [p.partNumber, p]),
+      );
+    } catch (err) {
+      // Composed already (a retried or concurrent completion): the object is the answer.
+      if (isWharfError(err, 'MULTIPART_NOT_FOUND')) return this.alreadyComposed(upload, err);
+      throw err;
+    }
+    let total = 0;
+    for (const part of parts) {
+      const held = stored.get(part.partNumber);
+      if (!held || unquote(held.etag) !== unquote(part.etag)) {
+        throw new WharfError(
+          'INVALID_PART',
+          `Part ${part.partNumber} was not uploaded, or its ETag is not the one given.`,
+          { partNumber: part.partNumber },
+        );
+      }
+      total += held.size;
+    }
+    if (upload.size !== null && total !== upload.size) {
+      throw new WharfError(
+        'SIZE_MISMATCH',
+        `The parts hold ${total} bytes; the upload declared ${upload.size}.`,
+        { declared: upload.size, received: total },
+      );
+    }
+    try {
+      return await this.blobs.completeMultipart(upload.storageKey, multipartId, parts);
+    } catch (err) {
+      if (isWharfError(err, 'MULTIPART_NOT_FOUND')) return this.alreadyComposed(upload, err);
+      throw err;
+    }
+  }
+
+  private async alreadyComposed(
+    upload: Upload,
+    notFound: WharfError,
+  ): Promise<ObjectInfo & { etag: string }> {
+    const info = await this.blobs.head(upload.storageKey);
+    if (!info) throw notFound;
+    return { ...info, etag: info.md5 ? `"${info.md5}"` : '""' };
+  }
+
+  private async multipartUpload(principal: Principal, uploadId: string): Promise<Upload> {
+    const upload = await this.uploads.get(principal, uploadId);
+    if (upload.kind !== 'multipart') throw new WharfError('NOT_FOUND', 'No such multipart upload.');
+    return upload;
+  }
+
+  private async openUpload(principal: Principal, uploadId: string): Promise<Upload> {
+    const upload = await this.multipartUpload(principal, uploadId);
+    this.uploads.assertOpen(upload);
+    return upload;
+  }
+
+  /** Part URLs never outlive their upload. */
+  private partUrlExpiry(upload: Upload, now: number): number {
+    const left = Math.floor((upload.expiresAt - now) / 1000);
+    return Math.max(1, Math.min(this.settings.partUrlExpiresInSeconds, left));
+  }
+}
+
+export function checkPartNumber(partNumber: number): number {
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MULTIPART_LIMITS.maxParts) {
+    throw new WharfError(
+      'VALIDATION_FAILED',
+      `Part numbers are integers from 1 to ${MULTIPART_LIMITS.maxParts}.`,
+    );
+  }
+  return partNumber;
+}
+
+function multipartIdOf(upload: Upload): string {
+  if (upload.multipartId === null) {
+    throw new WharfError('MULTIPART_NOT_FOUND', 'The multipart upload has not been started in storage.');
+  }
+  return upload.multipartId;
+}
+
+/** Requests may only name the multipart upload Wharf recorded for the key. */
+function checkMultipartId(upload: Upload, multipartId: string): void {
+  if (upload.multipartId !== multipartId) {
+    throw new WharfError('MULTIPART_NOT_FOUND', 'The specified multipart upload does not exist.');
+  }
+}
+
+function unquote(etag: string): string {
+  return etag.replace(/^"+|"+$/g, '').replace(/^&quot;|&quot;$/g, '');
 }

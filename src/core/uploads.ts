@@ -22,6 +22,21 @@ export interface UploadSettings {
    * and a job hashes them, so a confirm call never waits minutes on a huge file.
    */
   inlineVerifyMaxBytes: number;
+  /**
+   * Storage debris (temp files, multipart uploads nothing tracks) older than this is removed
+   * by the sweep: longer than any upload may legitimately run.
+   */
+  debrisAgeMs: number;
+}
+
+/**
+ * What a kind of upload adds to the sweep. `reconcile` is asked about a pending upload whose
+ * object storage does not hold yet (e.g. parts that were all sent but never composed) and
+ * returns true once it is there; `expire` frees whatever else the kind keeps in storage.
+ */
+export interface UploadKindHooks {
+  reconcile?(upload: Upload): Promise<boolean>;
+  expire?(upload: Upload): Promise<void>;
 }
 
 /** A file as a client declares it before sending the bytes. Digests in hex or base64. */
@@ -167,8 +182,21 @@ export class UploadService {
     private readonly settings: UploadSettings,
   ) {}
 
-  maxFileSize(principal: Principal): number {
+  maxFileSize(principal: Pick<Principal, 'maxFileSize'>): number {
     return principal.maxFileSize ?? this.settings.maxFileSize;
+  }
+
+  /** The file size limit of an account, for requests that carry no principal (storage). */
+  async accountFileLimit(accountId: string): Promise<number> {
+    const account = await this.store.getAccount(accountId);
+    return this.maxFileSize({ maxFileSize: account?.maxFileSize ?? null });
+  }
+
+  private readonly kindHooks = new Map<Upload['kind'], UploadKindHooks>();
+
+  /** Lets a protocol's service take part in reconciliation and expiry of its uploads. */
+  registerKind(kind: Upload['kind'], hooks: UploadKindHooks): void {
+    this.kindHooks.set(kind, hooks);
   }
 
   /** Bytes through Wharf: streamed to storage, hashed in the same pass, verified, then an asset. */
@@ -360,13 +388,24 @@ export class UploadService {
    */
   async receive(input: ReceivedObject): Promise<Digests> {
     const upload = await this.openUploadFor(input.key, 'presigned', input.body);
-    if (input.size !== upload.size || input.contentType !== upload.contentType) {
+    // An upload signed without a size (an S3 client presigning PutObject) may send up to the limit.
+    const limit = upload.size ?? (await this.accountFileLimit(upload.accountId));
+    if (
+      (upload.size !== null && input.size !== upload.size) ||
+      input.size > limit ||
+      input.contentType !== upload.contentType
+    ) {
       input.body.resume();
+      if (upload.size === null && input.size > limit) {
+        throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
+          limit,
+        });
+      }
       throw new WharfError('SIZE_MISMATCH', 'The request does not match the declared size and type.');
     }
-    const digests = await this.writeVerified(input.key, input.body, upload.size, upload.contentType, (d) => {
-      if (d.size !== upload.size) {
-        throw new WharfError('SIZE_MISMATCH', `Expected ${upload.size} bytes, received ${d.size}.`);
+    const digests = await this.writeVerified(input.key, input.body, limit, upload.contentType, (d) => {
+      if (d.size !== input.size) {
+        throw new WharfError('SIZE_MISMATCH', `Expected ${input.size} bytes, received ${d.size}.`);
       }
       checkDigests(d, input.expected);
       checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
@@ -380,21 +419,39 @@ export class UploadService {
    * refusal the request's body is drained, so the client reads the answer.
    */
   private async openUploadFor(key: string, kind: Upload['kind'], body: Readable): Promise<Upload> {
+    try {
+      return await this.openUploadByKey(key, kind);
+    } catch (err) {
+      body.resume();
+      throw err;
+    }
+  }
+
+  /** The upload that writes `key` through the embedded endpoint, whatever its state. */
+  async uploadByKey(key: string, kind: Upload['kind']): Promise<Upload> {
     const uploadId = uploadIdFromKey(key);
     const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
-    let refusal: WharfError | undefined;
     if (!upload || upload.storageKey !== key || upload.kind !== kind) {
-      refusal = new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
-    } else if (upload.status !== 'pending') {
-      refusal = new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
-    } else if (this.clock.now() > upload.expiresAt) {
-      refusal = new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
-    }
-    if (refusal || !upload) {
-      body.resume();
-      throw refusal;
+      throw new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
     }
     return upload;
+  }
+
+  /** The still-open upload of this kind that writes `key` (the embedded endpoint's check). */
+  async openUploadByKey(key: string, kind: Upload['kind']): Promise<Upload> {
+    const upload = await this.uploadByKey(key, kind);
+    this.assertOpen(upload);
+    return upload;
+  }
+
+  /** Refuses an upload that can no longer receive bytes. */
+  assertOpen(upload: Upload): void {
+    if (upload.status === 'completed') {
+      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+    }
+    if (upload.status === 'expired' || this.clock.now() > upload.expiresAt) {
+      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    }
   }
 
   /** A POST Object form's file, after the endpoint verified the policy that names its key. */
@@ -564,13 +621,14 @@ export class UploadService {
       for (const upload of stale) {
         if (!(await this.store.expireUpload(upload.id))) continue;
         expired += 1;
+        await this.kindHooks.get(upload.kind)?.expire?.(upload);
         if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
           await this.blobs.delete(upload.storageKey);
         }
       }
       if (stale.length < 200) break;
     }
-    const debris = await this.blobs.sweepIncomplete(now - 3600_000);
+    const debris = await this.blobs.sweepIncomplete(now - this.settings.debrisAgeMs);
     return { expired, debris, reconciled };
   }
 
@@ -581,7 +639,16 @@ export class UploadService {
   async reconcile(): Promise<number> {
     let completed = 0;
     for (const upload of await this.store.listAutoCompletable(500)) {
-      if (!(await this.blobs.head(upload.storageKey))) continue;
+      try {
+        if (!(await this.blobs.head(upload.storageKey))) {
+          const hooks = this.kindHooks.get(upload.kind);
+          if (!(await hooks?.reconcile?.(upload))) continue;
+        }
+      } catch (err) {
+        // One upload storage cannot account for must not stop the others.
+        if (!(err instanceof WharfError)) throw err;
+        continue;
+      }
       try {
         await this.completeUpload(upload);
         completed += 1;
@@ -593,7 +660,7 @@ export class UploadService {
   }
 
   /** A pending upload of the caller's, with a fresh id and the storage key that id gives. */
-  private newUpload(
+  newUpload(
     principal: Principal,
     kind: Upload['kind'],
     fields: Pick<
@@ -636,7 +703,7 @@ export class UploadService {
   }
 
   /** The account's plan limit on stored bytes, checked before bytes move and again at completion. */
-  private async checkQuota(principal: { accountId: string; storageQuota: number | null }, adding: number) {
+  async checkQuota(principal: { accountId: string; storageQuota: number | null }, adding: number) {
     if (principal.storageQuota === null) return;
     const usage = await this.store.usage(principal.accountId);
     if (usage.bytes + adding > principal.storageQuota) {

@@ -9,6 +9,7 @@ import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { type Analyzer, processAssetJob } from './processing.js';
+import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SignedIds } from './signed-ids.js';
 import {
   DELETE_OBJECT_JOB,
@@ -37,6 +38,8 @@ export interface Core {
   keys: KeyService;
   uploads: UploadService;
   multipart: MultipartService;
+  /** Presigns S3 requests for browser clients that speak S3 themselves (Uppy 6). */
+  s3Signing: S3SigningService;
   assets: AssetService;
   endpoint: StorageEndpointService | undefined;
   files: FileService;
@@ -65,6 +68,18 @@ export function createCore(deps: CoreDeps): Core {
   const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
   jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
   jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
+  const s3Signing = new S3SigningService(
+    deps.store,
+    deps.blobs,
+    uploads,
+    multipart,
+    deps.clock,
+    deps.ids,
+    deps.uploads,
+  );
+  jobs.register(RECONCILE_UPLOAD_JOB, (job) =>
+    s3Signing.reconcileJob(String(job.payload.uploadId), Number(job.payload.attempt ?? 0)),
+  );
   jobs.register(VERIFY_ASSET_JOB, async (job) => {
     const md5 = job.payload.md5;
     await uploads.verifyAsset(String(job.payload.assetId), typeof md5 === 'string' ? md5 : null);
@@ -73,6 +88,7 @@ export function createCore(deps: CoreDeps): Core {
     keys: new KeyService(deps.store, deps.clock, deps.ids),
     uploads,
     multipart,
+    s3Signing,
     assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),
     files: new FileService(deps.store, uploads),

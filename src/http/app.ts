@@ -17,6 +17,7 @@ import { sendError } from './compat/file-service/errors.js';
 import { FILE_SERVICE_PREFIX } from './compat/file-service/index.js';
 import { compatRoutes } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
+import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
 import { sendS3Error } from './storage/s3-errors.js';
@@ -36,6 +37,8 @@ declare module 'fastify' {
 export interface AppOptions {
   core: Core;
   publicUrl: string;
+  /** WHARF_CORS_ORIGINS: origins whose pages may call Wharf; empty for same-origin only. */
+  corsOrigins: readonly string[];
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
 }
 
@@ -52,7 +55,12 @@ function redactedRequest(request: FastifyRequest) {
   };
 }
 
-export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({
+  core,
+  publicUrl,
+  corsOrigins,
+  logger,
+}: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger && {
       ...(typeof logger === 'object' ? logger : {}),
@@ -77,6 +85,8 @@ export async function buildApp({ core, publicUrl, logger }: AppOptions): Promise
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
   registerNativeErrors(app);
+  // Before every route: preflights are answered ahead of authentication, which they never carry.
+  await registerCors(app, corsOrigins);
 
   await app.register(swagger, {
     openapi: {

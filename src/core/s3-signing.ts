@@ -1,0 +1,174 @@
+import type { Clock } from './clock.js';
+import { WharfError } from './errors.js';
+import type { IdSource } from './ids.js';
+import type { Principal, Upload } from './model.js';
+import { checkPartNumber, type MultipartService } from './multipart.js';
+import { validateContentType, validateFileName } from './names.js';
+import type { BlobStore, PresignedRequest, S3Operation, Store } from './ports.js';
+import type { UploadService, UploadSettings } from './uploads.js';
+
+/** One S3 request a browser client (Uppy 6's `signRequest`) asks Wharf to presign. */
+export interface S3SignRequest {
+  operation: S3Operation;
+  /** The key the client proposes (for new uploads) or names (for multipart steps). */
+  key: string;
+  multipartId?: string | undefined;
+  partNumber?: number | undefined;
+  contentType?: string | undefined;
+  expiresInSeconds?: number | undefined;
+}
+
+export interface S3Signature {
+  request: PresignedRequest;
+  /** The key the request writes: Wharf's own for a new upload, the client's otherwise. */
+  key: string;
+  upload: Upload;
+}
+
+/** Checks once more whether a browser-signed upload reached storage (see `scheduleReconcile`). */
+export const RECONCILE_UPLOAD_JOB = 'reconcile-upload';
+const RECONCILE_DELAYS_MS = [1000, 2000, 5000, 10_000, 30_000, 60_000];
+
+// Uppy names objects `<uuid>-<file name>`; the file's own name is what the asset should carry.
+const UPPY_KEY_PREFIX = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-(.+)$/i;
+
+/**
+ * Presigns S3 requests for clients that speak S3 themselves. A request that starts an object
+ * (PutObject, CreateMultipartUpload) starts a new upload of the caller's and is signed for
+ * Wharf's key for it, never the one proposed; every later step must name a key of one of
+ * the caller's own pending uploads, and the URL is signed for that key only.
+ */
+export class S3SigningService {
+  constructor(
+    private readonly store: Store,
+    private readonly blobs: BlobStore,
+    private readonly uploads: UploadService,
+    private readonly multipart: MultipartService,
+    private readonly clock: Clock,
+    private readonly ids: IdSource,
+    private readonly settings: Pick<UploadSettings, 'uploadExpiresInSeconds'>,
+  ) {}
+
+  async sign(principal: Principal, request: S3SignRequest): Promise<S3Signature> {
+    const now = this.clock.now();
+    if (request.operation === 'PutObject' || request.operation === 'CreateMultipartUpload') {
+      return this.start(principal, request, now);
+    }
+    const upload = await this.uploads.getByStorageKey(principal, request.key);
+    if (upload.kind !== 'multipart') {
+      throw new WharfError('NOT_FOUND', 'No multipart upload of yours writes this key.');
+    }
+    this.uploads.assertOpen(upload);
+    const multipartId = request.multipartId;
+    if (!multipartId || multipartId.length > 1024) {
+      throw new WharfError('VALIDATION_FAILED', 'uploadId is required for this request.');
+    }
+    if (upload.multipartId === null) {
+      // On S3 the client created the multipart upload itself; its first step tells Wharf the
+      // id, which the expiry sweep needs to free the parts.
+      await this.store.setUploadMultipartId(upload.id, multipartId);
+    } else if (upload.multipartId !== multipartId) {
+      throw new WharfError('MULTIPART_NOT_FOUND', 'That is not the multipart upload of this key.');
+    }
+    const signed = await this.blobs.presignOperation({
+      operation: request.operation,
+      key: upload.storageKey,
+      multipartId,
+      partNumber:
+        request.operation === 'UploadPart' ? checkPartNumber(request.partNumber ?? Number.NaN) : undefined,
+      expiresInSeconds: this.expiry(request.expiresInSeconds, upload, now),
+      now,
+    });
+    if (request.operation === 'CompleteMultipartUpload') await this.scheduleReconcile(upload, now);
+    return { request: signed, key: upload.storageKey, upload };
+  }
+
+  private async start(principal: Principal, request: S3SignRequest, now: number): Promise<S3Signature> {
+    const name = validateFileName(fileNameFromKey(request.key));
+    const contentType = validateContentType(request.contentType);
+    await this.uploads.checkQuota(principal, 0);
+    const file = { name, contentType, size: null, sha256: null };
+    const upload =
+      request.operation === 'CreateMultipartUpload'
+        ? this.multipart.newMultipartUpload(principal, file)
+        : this.uploads.newUpload(
+            principal,
+            'presigned',
+            {
+              ...file,
+              md5: null,
+              externalId: null,
+              intent: { autoComplete: true },
+              expiresAt: now + this.settings.uploadExpiresInSeconds * 1000,
+            },
+            now,
+          );
+    const signed = await this.blobs.presignOperation({
+      operation: request.operation,
+      key: upload.storageKey,
+      contentType,
+      expiresInSeconds: this.expiry(request.expiresInSeconds, upload, now),
+      now,
+    });
+    if (signed.rewritable) upload.intent = { ...upload.intent, rewritable: true };
+    await this.store.insertUploads([upload]);
+    if (request.operation === 'PutObject') await this.scheduleReconcile(upload, now);
+    return { request: signed, key: upload.storageKey, upload };
+  }
+
+  /**
+   * The client never tells Wharf that storage accepted its request, so Wharf looks: soon,
+   * then less often, until the object is there (the sweep keeps looking after that).
+   */
+  private async scheduleReconcile(upload: Upload, now: number): Promise<void> {
+    await this.store.enqueueJobs([
+      {
+        id: this.ids.id(),
+        kind: RECONCILE_UPLOAD_JOB,
+        payload: { uploadId: upload.id, attempt: 0 },
+        runAt: now + RECONCILE_DELAYS_MS[0]!,
+      },
+    ]);
+  }
+
+  /** The `reconcile-upload` job: completes the upload if storage holds it, else looks again later. */
+  async reconcileJob(uploadId: string, attempt: number): Promise<void> {
+    const upload = await this.store.getUpload(uploadId);
+    if (!upload || upload.status !== 'pending') return;
+    if (await this.blobs.head(upload.storageKey)) {
+      try {
+        await this.uploads.completeUpload(upload);
+      } catch (err) {
+        // Wrong bytes were dropped by the completion; the upload stays open for a retry.
+        if (!(err instanceof WharfError)) throw err;
+      }
+      return;
+    }
+    const delay = RECONCILE_DELAYS_MS[attempt + 1];
+    const now = this.clock.now();
+    if (delay === undefined || now > upload.expiresAt) return;
+    await this.store.enqueueJobs([
+      {
+        id: this.ids.id(),
+        kind: RECONCILE_UPLOAD_JOB,
+        payload: { uploadId, attempt: attempt + 1 },
+        runAt: now + delay,
+      },
+    ]);
+  }
+
+  private expiry(requested: number | undefined, upload: Upload, now: number): number {
+    const left = Math.max(1, Math.floor((upload.expiresAt - now) / 1000));
+    const wanted = requested ?? this.settings.uploadExpiresInSeconds;
+    if (!Number.isInteger(wanted) || wanted < 1) {
+      throw new WharfError('VALIDATION_FAILED', 'expiresIn must be a positive number of seconds.');
+    }
+    return Math.min(wanted, this.settings.uploadExpiresInSeconds, left);
+  }
+}
+
+/** The file name in a client's proposed key: its last segment, without Uppy's uuid prefix. */
+export function fileNameFromKey(key: string): string {
+  const last = key.split('/').pop() ?? '';
+  return UPPY_KEY_PREFIX.exec(last)?.[1] ?? last;
+}
