@@ -31,7 +31,12 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     generatedKey = (await core.keys.create(DEFAULT_ACCOUNT_ID, 'generated at first start', 'admin')).secret;
   }
 
-  const app = await buildApp({ core, publicUrl: config.publicUrl, logger: options.logger ?? false });
+  const app = await buildApp({
+    core,
+    publicUrl: config.publicUrl,
+    corsOrigins: config.corsOrigins,
+    logger: options.logger ?? false,
+  });
 
   let sweeping: Promise<unknown> = Promise.resolve();
   const sweep = () => {

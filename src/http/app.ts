@@ -12,6 +12,8 @@ import { directUploadRoute } from './api/assets/upload.js';
 import type { ApiContext, App } from './api/context.js';
 import { fileRoutes } from './api/files/routes.js';
 import { keyRoutes } from './api/keys.js';
+import { multipartRoutes } from './api/multipart/routes.js';
+import { s3SignRoutes } from './api/s3-sign.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { sendError } from './compat/file-service/errors.js';
 import { FILE_SERVICE_PREFIX } from './compat/file-service/index.js';
@@ -127,6 +129,8 @@ export async function buildApp({
     await api.register(assetReadRoutes, context);
     await api.register(assetContentRoute, context);
     await api.register(uploadRoutes, context);
+    await api.register(multipartRoutes, context);
+    await api.register(s3SignRoutes, context);
     await api.register(keyRoutes, context);
     await api.register(fileRoutes, context);
   });

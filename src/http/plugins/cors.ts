@@ -1,0 +1,112 @@
+import cors, { type FastifyCorsOptions } from '@fastify/cors';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+
+/**
+ * Whether a page of `origin` may call Wharf from a browser, given WHARF_CORS_ORIGINS. A request
+ * without an Origin header is not a cross-origin browser request and gets no CORS headers.
+ * The tus server sets CORS headers of its own and must ask this too (its default allows any).
+ */
+export function corsAllows(allowed: readonly string[], origin: string | undefined): boolean {
+  if (origin === undefined || origin === '') return false;
+  return allowed.includes('*') || allowed.includes(origin);
+}
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
+
+/** Request headers a page may send: the native API's, the storage endpoint's, tus's. */
+const ALLOWED_HEADERS = new Set([
+  'authorization',
+  'x-api-key',
+  'x-request-id',
+  'content-type',
+  'content-md5',
+  'content-disposition',
+  'cache-control',
+  'if-match',
+  'if-none-match',
+  'upload-offset',
+  'upload-length',
+  'upload-metadata',
+  'upload-checksum',
+  'upload-defer-length',
+  'upload-concat',
+  'tus-resumable',
+  'x-http-method-override',
+]);
+
+/**
+ * Response headers a page may read. Without ETag a browser's multipart upload cannot name
+ * its parts at completion (Uppy then waits at 100% for ever); Location is where tus puts a
+ * new upload.
+ */
+export const EXPOSED_HEADERS = [
+  'ETag',
+  'Location',
+  'Upload-Offset',
+  'Upload-Length',
+  'Upload-Metadata',
+  'Upload-Expires',
+  'Tus-Resumable',
+  'Tus-Version',
+  'Tus-Extension',
+  'Tus-Max-Size',
+  'Wharf-Asset-Id',
+];
+
+/**
+ * Browsers cache a preflight for this long (Chromium caps it at two hours). Short, so that an
+ * origin removed from WHARF_CORS_ORIGINS stops working soon; presigned URLs differ per
+ * request anyway, so their preflights are never reused.
+ */
+const PREFLIGHT_MAX_AGE_SECONDS = 600;
+
+/** S3's own names (x-amz-checksum-*, x-amz-meta-*, x-amz-date, …) are open-ended. */
+function allowedRequestHeader(name: string): boolean {
+  return ALLOWED_HEADERS.has(name) || name.startsWith('x-amz-');
+}
+
+/**
+ * The requested headers Wharf accepts; a header left out fails the browser's preflight, as a
+ * header outside the list should.
+ */
+function allowedRequestHeaders(request: FastifyRequest): string[] | undefined {
+  const requested = request.headers['access-control-request-headers'];
+  if (typeof requested !== 'string') return undefined;
+  return requested
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter((name) => name !== '' && allowedRequestHeader(name));
+}
+
+/**
+ * CORS for every route (native API, storage endpoint, tus) and its preflights. With no
+ * origins configured nothing is registered: Wharf answers same-origin pages only, and an
+ * OPTIONS request is an unknown route as before.
+ */
+export async function registerCors(app: FastifyInstance, allowed: readonly string[]): Promise<void> {
+  if (allowed.length === 0) return;
+  const any = allowed.includes('*');
+  await app.register(cors, {
+    delegator: (
+      request: FastifyRequest,
+      callback: (error: Error | null, options: FastifyCorsOptions) => void,
+    ) => {
+      const origin = request.headers.origin;
+      if (!corsAllows(allowed, origin)) {
+        // No headers at all, and a preflight falls through to "not found".
+        callback(null, { origin: false });
+        return;
+      }
+      const headers = allowedRequestHeaders(request);
+      callback(null, {
+        origin: any ? '*' : origin,
+        methods: METHODS,
+        // Left unset (a preflight that asks for no headers) the plugin's default applies;
+        // undefined would override it.
+        ...(headers && { allowedHeaders: headers }),
+        exposedHeaders: EXPOSED_HEADERS,
+        maxAge: PREFLIGHT_MAX_AGE_SECONDS,
+      });
+    },
+  });
+}
