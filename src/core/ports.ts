@@ -218,6 +218,8 @@ export interface StoredPart {
   size: number;
   /** As storage reports it: S3's quoted hex MD5 of the part. */
   etag: string;
+  /** When storage stored it (ms), where storage says. */
+  lastModified?: number | undefined;
 }
 
 /** A part named for composition: its number and the ETag the client was given for it. */
@@ -347,10 +349,19 @@ export interface SignedRequest {
   headers: Record<string, string | string[] | undefined>;
 }
 
+/** What a valid signature vouches for; the caller checks it covers what its operation needs. */
+export interface VerifiedRequest {
+  key: string;
+  /** Query parameters other than the signature's own (`uploadId`, `partNumber`, `uploads`). */
+  query: Record<string, string>;
+  /** Lower-case names of the headers the signature covers. */
+  signedHeaders: string[];
+}
+
 /** Checks presigned requests addressed to the embedded storage endpoint. */
 export interface PresignVerifier {
-  /** Returns the object key the request is allowed to write; throws a WharfError otherwise. */
-  verify(request: SignedRequest, now: number): Promise<{ key: string }>;
+  /** Checks signature and expiry; throws a WharfError unless the request is as signed. */
+  verify(request: SignedRequest, now: number): Promise<VerifiedRequest>;
   /**
    * Checks a POST Object form's policy and signature against the fields that arrived before
    * the file. Returns the key and the conditions the file itself must still meet.
