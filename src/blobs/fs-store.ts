@@ -157,6 +157,20 @@ export class FsBlobStore implements BlobStore {
     }
     return path;
   }
+
+  /**
+   * Takes a finished file from elsewhere on this filesystem (a tus upload's) as the object at
+   * `key`: fsynced, then renamed into place, so it appears whole and without a copy. No facts
+   * are recorded; completion hashes the bytes. Throws ENOENT when `file` is gone.
+   */
+  async adopt(key: string, file: string): Promise<void> {
+    const target = this.pathOf(this.objects, key);
+    await fsyncPath(file);
+    await this.ensureDirectory(dirname(target));
+    await rm(`${this.pathOf(this.meta, key)}.json`, { force: true });
+    await rename(file, target);
+    await fsyncPath(dirname(target));
+  }
 }
 
 /** The sidecar's facts, if it is intact and describes a file of this size. */
