@@ -1,0 +1,289 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { Upload as TusUpload } from 'tus-js-client';
+import { baselineUpload, type WharfAsset, wharfUpload } from '../lib/api.js';
+import type { ChildServer } from '../lib/children.js';
+import { expectJson, type FileBody, send } from '../lib/http-client.js';
+import { startBaseline, startWharf, type WharfServer } from '../lib/servers.js';
+
+/**
+ * One large upload through one flow, each on a fresh server process with an empty data
+ * directory: the process's VmHWM then belongs to this upload alone, and no upload can be
+ * deduplicated against an earlier round's copy of the same bytes.
+ */
+
+export const FLOWS = ['baseline', 'direct', 'multipart', 'tus'] as const;
+export type Flow = (typeof FLOWS)[number];
+
+export interface FlowSettings {
+  /** Bytes per multipart part (S3: ≥ 5 MiB except the last). */
+  partBytes: number;
+  /** Parts in flight at once. */
+  partConcurrency: number;
+  /** Part numbers per `POST /v1/multipart/{id}/parts` call. */
+  signBatch: number;
+  /** Bytes per tus PATCH request. */
+  tusChunkBytes: number;
+}
+
+export interface Source {
+  path: string;
+  /** SHA-256 (hex) of the source's first `size` bytes. */
+  sha256: string;
+  size: number;
+}
+
+export interface FlowResult {
+  seconds: number;
+  /** VmHWM right after start-up, and after the upload. */
+  idleBytes: number;
+  peakBytes: number;
+  /** What the server says it stored. */
+  sha256: string;
+  size: number;
+}
+
+const UPLOAD_TIMEOUT_MS = 1_800_000;
+
+/** Starts a fresh server for `flow` under `dir`, uploads `source` once, stops it, deletes `dir`. */
+export async function runFlow(
+  flow: Flow,
+  source: Source,
+  dir: string,
+  settings: FlowSettings,
+): Promise<FlowResult> {
+  await mkdir(dir, { recursive: true });
+  let server: ChildServer | undefined;
+  try {
+    if (flow === 'baseline') {
+      const baseline = await startBaseline({ dataDir: dir, name: 'baseline (large)' });
+      server = baseline;
+      return await measured(baseline, source, async () => {
+        const stored = await baselineUpload(baseline, wholeFile(source));
+        return { sha256: stored.sha256, size: stored.size };
+      });
+    }
+    const wharf = await startWharf({ dataDir: dir, name: `wharf (large, ${flow})` });
+    server = wharf;
+    const upload = { direct: directUpload, multipart: multipartUpload, tus: tusUpload }[flow];
+    return await measured(wharf, source, () => upload(wharf, source, settings));
+  } finally {
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function measured(
+  server: ChildServer,
+  source: Source,
+  upload: () => Promise<{ sha256: string; size: number }>,
+): Promise<FlowResult> {
+  const idleBytes = (await server.memory()).peakBytes;
+  const start = performance.now();
+  const stored = await upload();
+  const seconds = (performance.now() - start) / 1000;
+  const peakBytes = (await server.memory()).peakBytes;
+  if (stored.size !== source.size || stored.sha256 !== source.sha256) {
+    throw new Error(
+      `${server.name} stored ${stored.size} bytes with SHA-256 ${stored.sha256}; ` +
+        `sent ${source.size} bytes with SHA-256 ${source.sha256}`,
+    );
+  }
+  return { seconds, idleBytes, peakBytes, sha256: stored.sha256, size: stored.size };
+}
+
+/** The source's first `size` bytes as one streamed body; no prefix: every server here starts empty. */
+function wholeFile(source: Source): FileBody {
+  return range(source, 0, source.size);
+}
+
+function range(source: Source, offset: number, length: number): FileBody {
+  return { prefix: Buffer.alloc(0), file: source.path, fileSize: source.size, offset, length };
+}
+
+// ---- (1) Direct: the raw body of one POST /v1/assets ----
+
+async function directUpload(wharf: WharfServer, source: Source): Promise<{ sha256: string; size: number }> {
+  return wharfUpload(wharf, 'large.bin', wholeFile(source));
+}
+
+// ---- (2) Multipart: create → sign parts in batches → PUT parts concurrently → complete ----
+
+interface SignedPartUrl {
+  partNumber: number;
+  url: string;
+  headers: Record<string, string>;
+}
+
+async function multipartUpload(
+  wharf: WharfServer,
+  source: Source,
+  settings: FlowSettings,
+): Promise<{ sha256: string; size: number }> {
+  const auth = { 'x-api-key': wharf.apiKey };
+  const json = { ...auth, 'content-type': 'application/json' };
+  const created = await send('POST', `${wharf.url}/v1/multipart`, {
+    headers: json,
+    body: jsonBody({ name: 'large.bin', content_type: 'application/octet-stream', size: source.size }),
+  });
+  const { id } = expectJson<{ id: string }>(created, 'create multipart upload', 200, 201);
+
+  const partCount = Math.max(1, Math.ceil(source.size / settings.partBytes));
+  // Signed a batch at a time, as a client that signs ahead of its workers would.
+  const batches = new Map<number, Promise<Map<number, SignedPartUrl>>>();
+  const signed = (partNumber: number): Promise<SignedPartUrl> => {
+    const batch = Math.floor((partNumber - 1) / settings.signBatch);
+    let pending = batches.get(batch);
+    if (!pending) {
+      const first = batch * settings.signBatch + 1;
+      const numbers = Array.from(
+        { length: Math.min(settings.signBatch, partCount - first + 1) },
+        (_, i) => first + i,
+      );
+      pending = signParts(wharf, id, numbers);
+      batches.set(batch, pending);
+    }
+    return pending.then((urls) => {
+      const url = urls.get(partNumber);
+      if (!url) throw new Error(`multipart ${id}: part ${partNumber} was not signed`);
+      return url;
+    });
+  };
+
+  const etags: string[] = new Array(partCount);
+  let next = 1;
+  let failure: unknown;
+  const worker = async () => {
+    while (failure === undefined && next <= partCount) {
+      const partNumber = next++;
+      try {
+        const part = await signed(partNumber);
+        const offset = (partNumber - 1) * settings.partBytes;
+        const length = Math.min(settings.partBytes, source.size - offset);
+        const sent = await send('PUT', part.url, {
+          headers: part.headers,
+          body: range(source, offset, length),
+          timeoutMs: UPLOAD_TIMEOUT_MS,
+        });
+        const etag = sent.headers.etag;
+        if (sent.status !== 200 || typeof etag !== 'string') {
+          throw new Error(
+            `PUT part ${partNumber}: HTTP ${sent.status} ${sent.body.toString().slice(0, 300)}`,
+          );
+        }
+        etags[partNumber - 1] = etag;
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(settings.partConcurrency, partCount) }, worker));
+  if (failure !== undefined) throw failure;
+
+  const completed = await send('POST', `${wharf.url}/v1/multipart/${id}/complete`, {
+    headers: json,
+    body: jsonBody({ parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })) }),
+    timeoutMs: UPLOAD_TIMEOUT_MS,
+  });
+  return assetOf(expectJson<unknown>(completed, `complete multipart ${id}`, 200, 201));
+}
+
+async function signParts(
+  wharf: WharfServer,
+  id: string,
+  partNumbers: number[],
+): Promise<Map<number, SignedPartUrl>> {
+  const sent = await send('POST', `${wharf.url}/v1/multipart/${id}/parts`, {
+    headers: { 'x-api-key': wharf.apiKey, 'content-type': 'application/json' },
+    body: jsonBody({ partNumbers }),
+  });
+  const answer = expectJson<unknown>(sent, `sign parts ${partNumbers.join(',')}`, 200, 201);
+  const parts = readSignedParts(answer);
+  return new Map(parts.map((p) => [p.partNumber, p]));
+}
+
+/**
+ * The contract names "a URL (and headers) per part"; this reads `{parts: [...]}` or a bare
+ * array of `{partNumber | PartNumber, url, headers?}`.
+ */
+function readSignedParts(answer: unknown): SignedPartUrl[] {
+  const list = Array.isArray(answer) ? answer : (answer as { parts?: unknown }).parts;
+  if (!Array.isArray(list)) throw new Error(`sign parts: unexpected answer ${JSON.stringify(answer)}`);
+  return list.map((item: Record<string, unknown>) => {
+    const partNumber = Number(item.partNumber ?? item.PartNumber);
+    const url = item.url;
+    if (!Number.isInteger(partNumber) || typeof url !== 'string') {
+      throw new Error(`sign parts: unexpected part ${JSON.stringify(item)}`);
+    }
+    return { partNumber, url, headers: (item.headers as Record<string, string> | undefined) ?? {} };
+  });
+}
+
+// ---- (3) tus: tus-js-client from Node, the file read by path in large PATCH chunks ----
+
+async function tusUpload(
+  wharf: WharfServer,
+  source: Source,
+  settings: FlowSettings,
+): Promise<{ sha256: string; size: number }> {
+  const lastResponse = await new Promise<{ getHeader(name: string): string | undefined; getBody(): string }>(
+    (resolve, reject) => {
+      const upload = new TusUpload(createReadStream(source.path, { start: 0, end: source.size - 1 }), {
+        endpoint: `${wharf.url}/v1/tus/`,
+        headers: { 'x-api-key': wharf.apiKey },
+        metadata: { filename: 'large.bin', filetype: 'application/octet-stream' },
+        chunkSize: settings.tusChunkBytes,
+        // A failure is a failed measurement, not something to retry into a slower figure.
+        retryDelays: [],
+        storeFingerprintForResuming: false,
+        onSuccess: ({ lastResponse }) => resolve(lastResponse),
+        onError: reject,
+      });
+      upload.start();
+    },
+  );
+  return tusAsset(wharf, lastResponse);
+}
+
+/**
+ * The asset a finished tus upload became: named by the last PATCH response when the server
+ * says so there, otherwise the account's only asset (every server here starts empty).
+ */
+async function tusAsset(
+  wharf: WharfServer,
+  last: { getHeader(name: string): string | undefined; getBody(): string },
+): Promise<{ sha256: string; size: number }> {
+  const body = last.getBody();
+  if (body) {
+    try {
+      return assetOf(JSON.parse(body));
+    } catch {
+      // Not an asset: look it up below.
+    }
+  }
+  const assetId = last.getHeader('wharf-asset-id') ?? last.getHeader('x-asset-id');
+  const sent = assetId
+    ? await send('GET', `${wharf.url}/v1/assets/${assetId}`, { headers: { 'x-api-key': wharf.apiKey } })
+    : await send('GET', `${wharf.url}/v1/assets`, { headers: { 'x-api-key': wharf.apiKey } });
+  const answer = expectJson<unknown>(sent, 'find the tus asset', 200);
+  const list = (answer as { data?: unknown }).data;
+  if (Array.isArray(list)) {
+    if (list.length !== 1) throw new Error(`tus: expected one asset, the account holds ${list.length}`);
+    return assetOf(list[0]);
+  }
+  return assetOf(answer);
+}
+
+function assetOf(answer: unknown): WharfAsset {
+  const candidate = (answer as { asset?: unknown }).asset ?? answer;
+  const asset = candidate as Partial<WharfAsset>;
+  if (typeof asset.sha256 !== 'string' || typeof asset.size !== 'number') {
+    throw new Error(`expected an asset, got ${JSON.stringify(answer).slice(0, 300)}`);
+  }
+  return asset as WharfAsset;
+}
+
+function jsonBody(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value));
+}
