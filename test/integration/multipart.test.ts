@@ -1,0 +1,471 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { MULTIPART_LIMITS } from '../../src/core/ports.js';
+import { onS3, pendingWrites, storesOnS3 } from '../helpers/deployment.js';
+import { api, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+const MiB = 1024 * 1024;
+const PART = MULTIPART_LIMITS.minPartSize;
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+interface Started {
+  id: string;
+  uploadId: string;
+  key: string;
+}
+
+/** A file of `parts` parts: all but the last exactly 5 MiB. */
+function fileOf(parts: number, lastSize = 100 * 1024): Buffer {
+  return randomBytes(PART * (parts - 1) + lastSize);
+}
+
+function slices(file: Buffer, partSize = PART): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < file.length; at += partSize) out.push(file.subarray(at, at + partSize));
+  return out;
+}
+
+async function start(server: TestWharf, file: Buffer, extra: Record<string, unknown> = {}, key = server.key) {
+  return api<Started & { status: string }>(server.url, key, 'POST', '/v1/multipart', {
+    name: 'movie.mp4',
+    content_type: 'video/mp4',
+    size: file.length,
+    ...extra,
+  });
+}
+
+async function sign(server: TestWharf, id: string, partNumbers: number[], key = server.key) {
+  return api<{ parts: { partNumber: number; url: string; headers: Record<string, string> }[] }>(
+    server.url,
+    key,
+    'POST',
+    `/v1/multipart/${id}/parts`,
+    { partNumbers },
+  );
+}
+
+/** PUTs each slice to its signed URL; returns the ETags storage answered with. */
+async function putParts(server: TestWharf, id: string, parts: Buffer[], first = 1): Promise<string[]> {
+  const numbers = parts.map((_, i) => first + i);
+  const signed = await sign(server, id, numbers);
+  assert.equal(signed.status, 200, JSON.stringify(signed.body));
+  const etags: string[] = [];
+  for (const [i, part] of parts.entries()) {
+    const target = signed.body.parts.find((p) => p.partNumber === numbers[i])!;
+    const res = await fetch(target.url, {
+      method: 'PUT',
+      headers: target.headers,
+      body: new Uint8Array(part),
+    });
+    assert.equal(res.status, 200, await res.text());
+    const etag = res.headers.get('etag');
+    assert.ok(etag, 'every part answers with an ETag');
+    etags.push(etag);
+  }
+  return etags;
+}
+
+function completeBody(etags: string[], first = 1) {
+  return { parts: etags.map((ETag, i) => ({ PartNumber: first + i, ETag })) };
+}
+
+async function completeUpload(server: TestWharf, id: string, etags: string[], key = server.key) {
+  return api(server.url, key, 'POST', `/v1/multipart/${id}/complete`, completeBody(etags));
+}
+
+async function content(server: TestWharf, assetId: string): Promise<Buffer> {
+  const res = await fetch(`${server.url}/v1/assets/${assetId}/content`, {
+    headers: { 'x-api-key': server.key },
+  });
+  assert.equal(res.status, 200);
+  return Buffer.from(await res.arrayBuffer());
+}
+
+describe('S3-style multipart through the native API', () => {
+  test('create, sign in a batch, PUT parts, list, complete: one verified asset', async () => {
+    const file = fileOf(3);
+    const started = await start(w, file, { sha256: sha256Hex(file) });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    assert.equal(started.body.status, 'pending');
+    assert.ok(started.body.uploadId && started.body.key.endsWith('.mp4'));
+
+    const etags = await putParts(w, started.body.id, slices(file));
+    const listed = await api(w.url, w.key, 'GET', `/v1/multipart/${started.body.id}/parts`);
+    assert.equal(listed.status, 200);
+    assert.deepEqual(
+      listed.body.map((p: { PartNumber: number; Size: number }) => [p.PartNumber, p.Size]),
+      [
+        [1, PART],
+        [2, PART],
+        [3, 100 * 1024],
+      ],
+    );
+    assert.deepEqual(
+      listed.body.map((p: { ETag: string }) => p.ETag.replaceAll('"', '')),
+      etags.map((e) => e.replaceAll('"', '')),
+    );
+
+    const done = await completeUpload(w, started.body.id, etags);
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.status, 'created');
+    assert.equal(done.body.asset.sha256, sha256Hex(file));
+    assert.equal(done.body.asset.size, file.length);
+    assert.equal(done.body.asset.name, 'movie.mp4');
+    assert.equal(done.body.location, done.body.asset.content_url);
+    assert.ok((await content(w, done.body.asset.id)).equals(file), 'the composed object is the file');
+
+    const again = await completeUpload(w, started.body.id, etags);
+    assert.equal(again.status, 200, 'completion is idempotent');
+    assert.equal(again.body.asset.id, done.body.asset.id);
+
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`);
+    assert.equal(state.body.status, 'completed');
+    assert.equal(state.body.asset_id, done.body.asset.id);
+
+    const known = await start(w, file, { sha256: sha256Hex(file) });
+    assert.equal(known.status, 200, 'declared content the account holds needs no upload');
+    assert.equal(known.body.status, 'exists');
+    assert.equal((known.body as unknown as { asset: { id: string } }).asset.id, done.body.asset.id);
+  });
+
+  test('a wrong ETag, a short total or a small part is refused and loses no part', async () => {
+    const file = fileOf(2);
+    const started = await start(w, file);
+    const id = started.body.id;
+    const etags = await putParts(w, id, slices(file));
+
+    const wrongTag = await completeUpload(w, id, [etags[0]!, '"0123456789abcdef0123456789abcdef"']);
+    assert.equal(wrongTag.status, 400);
+    assert.equal(wrongTag.body.error.code, 'INVALID_PART');
+
+    const missing = await completeUpload(w, id, [etags[0]!]);
+    assert.equal(missing.status, 400, 'the parts named must add up to the declared size');
+    assert.equal(missing.body.error.code, 'SIZE_MISMATCH');
+
+    const disorder = await api(w.url, w.key, 'POST', `/v1/multipart/${id}/complete`, {
+      parts: [
+        { PartNumber: 2, ETag: etags[1] },
+        { PartNumber: 1, ETag: etags[0] },
+      ],
+    });
+    assert.equal(disorder.status, 400);
+    assert.equal(disorder.body.error.code, 'INVALID_PART_ORDER');
+
+    const listed = await api(w.url, w.key, 'GET', `/v1/multipart/${id}/parts`);
+    assert.equal(listed.body.length, 2, 'refused completions kept every part');
+    const done = await completeUpload(w, id, etags);
+    assert.equal(done.status, 200);
+    assert.equal(done.body.asset.sha256, sha256Hex(file));
+
+    // 1 MiB + 1 MiB: the total is right, but S3 refuses a first part under 5 MiB.
+    const small = randomBytes(2 * MiB);
+    const tiny = await start(w, small);
+    const tinyTags = await putParts(w, tiny.body.id, slices(small, MiB));
+    const refused = await completeUpload(w, tiny.body.id, tinyTags);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error.code, 'PART_TOO_SMALL');
+  });
+
+  test('a declared SHA-256 the parts do not hash to is refused and no asset appears', async () => {
+    const file = fileOf(2);
+    const started = await start(w, file, { sha256: sha256Hex(Buffer.from('something else')) });
+    const etags = await putParts(w, started.body.id, slices(file));
+    const done = await completeUpload(w, started.body.id, etags);
+    assert.equal(done.status, 400);
+    assert.equal(done.body.error.code, 'CHECKSUM_MISMATCH');
+    const listing = await api(w.url, w.key, 'GET', '/v1/assets?limit=100');
+    assert.ok(
+      !listing.body.assets.some((a: { sha256: string }) => a.sha256 === sha256Hex(file)),
+      'the wrong bytes never became an asset',
+    );
+  });
+
+  test('abort frees the parts; later steps are refused', async () => {
+    const file = fileOf(2);
+    const started = await start(w, file);
+    const etags = await putParts(w, started.body.id, slices(file));
+    const aborted = await api(w.url, w.key, 'DELETE', `/v1/multipart/${started.body.id}`);
+    assert.equal(aborted.status, 204);
+    assert.equal(await storageHolds(w, started.body), false, 'storage no longer holds the parts');
+    const late = await completeUpload(w, started.body.id, etags);
+    assert.equal(late.status, 410);
+    assert.equal(late.body.error.code, 'UPLOAD_EXPIRED');
+    const resign = await sign(w, started.body.id, [1]);
+    assert.equal(resign.status, 410);
+  });
+
+  test("another account's key sees none of it", async () => {
+    const other = await w.newAccount();
+    const file = fileOf(2);
+    const started = await start(w, file);
+    const signed = await sign(w, started.body.id, [1], other.key);
+    assert.equal(signed.status, 404);
+    const listed = await api(w.url, other.key, 'GET', `/v1/multipart/${started.body.id}/parts`);
+    assert.equal(listed.status, 404);
+    const done = await completeUpload(w, started.body.id, ['"x"'], other.key);
+    assert.equal(done.status, 404);
+    const aborted = await api(w.url, other.key, 'DELETE', `/v1/multipart/${started.body.id}`);
+    assert.equal(aborted.status, 404);
+  });
+
+  test('bad input gets stable codes', async () => {
+    const tooBig = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'a.bin', size: 10 ** 15 });
+    assert.equal(tooBig.status, 413);
+    assert.equal(tooBig.body.error.code, 'FILE_TOO_LARGE');
+    const hostile = await api(w.url, w.key, 'POST', '/v1/multipart', { name: '../etc/passwd', size: 10 });
+    assert.equal(hostile.status, 400);
+    assert.equal(hostile.body.error.code, 'INVALID_NAME');
+    const unknown = await api(w.url, w.key, 'POST', '/v1/multipart', {
+      name: 'a.bin',
+      size: 10,
+      colour: 'red',
+    });
+    assert.equal(unknown.status, 400);
+    const started = await start(w, fileOf(2));
+    for (const partNumbers of [[0], [10_001], [1.5], [], ['1']]) {
+      const res = await api(w.url, w.key, 'POST', `/v1/multipart/${started.body.id}/parts`, { partNumbers });
+      assert.equal(res.status, 400, JSON.stringify(partNumbers));
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+    }
+  });
+
+  test('a part cut off mid-stream is not stored; sending it again completes the file', async () => {
+    const file = fileOf(2);
+    const started = await start(w, file);
+    const [first, second] = slices(file);
+    const signed = await sign(w, started.body.id, [1, 2]);
+    const one = signed.body.parts.find((p) => p.partNumber === 1)!;
+    await cutOff(one.url, one.headers, first!, first!.length / 2);
+    const listed = await api(w.url, w.key, 'GET', `/v1/multipart/${started.body.id}/parts`);
+    assert.deepEqual(listed.body, [], 'half a part is never a part');
+    const etags = await putParts(w, started.body.id, [first!, second!]);
+    const done = await completeUpload(w, started.body.id, etags);
+    assert.equal(done.status, 200);
+    assert.equal(done.body.asset.sha256, sha256Hex(file));
+  });
+
+  test('resumes on a restarted server: list the parts, send the rest, complete', async () => {
+    const file = fileOf(3);
+    const first = await startWharf({ sharing: w });
+    const started = await start(first, file);
+    const [a, b, c] = slices(file);
+    const etagA = await putParts(first, started.body.id, [a!]);
+    const signed = await sign(first, started.body.id, [2]);
+    const cut = cutOff(signed.body.parts[0]!.url, signed.body.parts[0]!.headers, b!, b!.length / 3);
+    await cut;
+    await first.close();
+
+    const restarted = await startWharf({ sharing: w });
+    try {
+      const listed = await api(restarted.url, restarted.key, 'GET', `/v1/multipart/${started.body.id}/parts`);
+      assert.equal(listed.status, 200);
+      assert.deepEqual(
+        listed.body.map((p: { PartNumber: number }) => p.PartNumber),
+        [1],
+        'the finished part survived, the cut one did not',
+      );
+      const rest = await putParts(restarted, started.body.id, [b!, c!], 2);
+      const done = await completeUpload(restarted, started.body.id, [...etagA, ...rest]);
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.equal(done.body.asset.sha256, sha256Hex(file));
+    } finally {
+      await restarted.close();
+    }
+  });
+});
+
+describe('reconciliation and expiry', () => {
+  test('an upload whose parts all arrived completes without the client confirming', async () => {
+    const file = fileOf(2);
+    const started = await start(w, file, { sha256: sha256Hex(file) });
+    await putParts(w, started.body.id, slices(file));
+    // The tab closed here. The sweep finds every part there and composes them.
+    const swept = await w.wharf.core.uploads.sweep();
+    assert.ok(swept.reconciled >= 1);
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`);
+    assert.equal(state.body.status, 'completed');
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${state.body.asset_id}`);
+    assert.equal(asset.body.sha256, sha256Hex(file));
+  });
+
+  test('an upload still missing bytes is left alone, then aborted after expiry', async () => {
+    const file = fileOf(3);
+    const started = await start(w, file);
+    await putParts(w, started.body.id, slices(file).slice(0, 2));
+    assert.equal(await storageHolds(w, started.body), true);
+    await w.wharf.core.uploads.sweep();
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`);
+    assert.equal(state.body.status, 'pending', 'a part is missing: nothing to compose');
+
+    w.clock.advance(Date.parse(state.body.expires_at) - w.clock.now() + 2 * 3600_000);
+    try {
+      const swept = await w.wharf.core.uploads.sweep();
+      assert.ok(swept.expired >= 1);
+      const expired = await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`);
+      assert.equal(expired.body.status, 'expired');
+      assert.equal(await storageHolds(w, started.body), false, 'the parts were freed');
+    } finally {
+      w.clock.set(Date.now());
+    }
+  });
+});
+
+describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {
+  const signRequest = (server: TestWharf, body: Record<string, unknown>, key = server.key) =>
+    api(server.url, key, 'POST', '/v1/s3/sign', body);
+
+  async function settle(
+    server: TestWharf,
+    uploadId: string,
+  ): Promise<{ status: string; asset_id: string | null }> {
+    // On S3 the client tells Wharf nothing: a job (or the sweep) looks at the bucket.
+    if (storesOnS3) await server.wharf.core.uploads.reconcile();
+    return (await api(server.url, server.key, 'GET', `/v1/uploads/${uploadId}`)).body;
+  }
+
+  test('PutObject: signed for a key of Wharf’s choosing; the object becomes an asset', async () => {
+    const file = randomBytes(64 * 1024);
+    const signed = await signRequest(w, {
+      method: 'PUT',
+      key: '0b4a4f7e-1234-4abc-9def-0123456789ab-holiday photo.jpg',
+      contentType: 'image/jpeg',
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    assert.notEqual(signed.body.key, 'holiday photo.jpg');
+    assert.match(signed.body.key, /\.jpg$/);
+    const res = await fetch(signed.body.url, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'image/jpeg', ...signed.body.headers },
+      body: new Uint8Array(file),
+    });
+    assert.equal(res.status, 200, await res.text());
+    assert.ok(res.headers.get('etag'));
+    const state = await settle(w, signed.body.upload_id);
+    assert.equal(state.status, 'completed');
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${state.asset_id}`);
+    assert.equal(asset.body.sha256, sha256Hex(file));
+    assert.equal(asset.body.name, 'holiday photo.jpg', "Uppy's uuid prefix is not part of the name");
+    assert.equal(asset.body.content_type, 'image/jpeg');
+  });
+
+  test('multipart: create, parts, list, complete, all as S3 requests Wharf signed', async () => {
+    const file = fileOf(2);
+    const create = await signRequest(w, { method: 'POST', key: 'x-big.bin', contentType: 'application/zip' });
+    assert.equal(create.status, 200, JSON.stringify(create.body));
+    const key: string = create.body.key;
+    const created = await fetch(create.body.url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/zip', ...create.body.headers },
+    });
+    const createdXml = await created.text();
+    assert.equal(created.status, 200, createdXml);
+    const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(createdXml)?.[1];
+    assert.ok(uploadId, createdXml);
+
+    const etags: string[] = [];
+    for (const [i, part] of slices(file).entries()) {
+      const signed = await signRequest(w, { method: 'PUT', key, uploadId, partNumber: i + 1 });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const res = await fetch(signed.body.url, {
+        method: 'PUT',
+        headers: signed.body.headers,
+        body: new Uint8Array(part),
+      });
+      assert.equal(res.status, 200, await res.text());
+      etags.push(res.headers.get('etag')!);
+    }
+    const list = await signRequest(w, { method: 'GET', key, uploadId });
+    const listed = await (await fetch(list.body.url, { headers: list.body.headers })).text();
+    assert.equal((listed.match(/<Part>/g) ?? []).length, 2, listed);
+
+    const complete = await signRequest(w, { method: 'POST', key, uploadId });
+    const xml =
+      '<CompleteMultipartUpload>' +
+      etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('') +
+      '</CompleteMultipartUpload>';
+    const completed = await fetch(complete.body.url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/xml', ...complete.body.headers },
+      body: xml,
+    });
+    const completedXml = await completed.text();
+    assert.equal(completed.status, 200, completedXml);
+    assert.match(completedXml, /<CompleteMultipartUploadResult/);
+    const state = await settle(w, create.body.upload_id);
+    assert.equal(state.status, 'completed');
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${state.asset_id}`);
+    assert.equal(asset.body.sha256, sha256Hex(file));
+    assert.equal(asset.body.name, 'x-big.bin');
+  });
+
+  test('never signs for a key that is not an upload of the caller’s', async () => {
+    const other = await w.newAccount();
+    const create = await signRequest(w, { method: 'POST', key: 'mine.bin' });
+    const key: string = create.body.key;
+    for (const body of [
+      { method: 'PUT', key, uploadId: 'u1', partNumber: 1 },
+      { method: 'GET', key, uploadId: 'u1' },
+      { method: 'POST', key, uploadId: 'u1' },
+      { method: 'DELETE', key, uploadId: 'u1' },
+    ]) {
+      const res = await signRequest(w, body, other.key);
+      assert.equal(res.status, 404, `another account: ${JSON.stringify(body)}`);
+    }
+    const outside = await signRequest(w, {
+      method: 'PUT',
+      key: 'default/../../etc/passwd',
+      uploadId: 'u',
+      partNumber: 1,
+    });
+    assert.equal(outside.status, 404);
+    const deleteObject = await signRequest(w, { method: 'DELETE', key });
+    assert.equal(deleteObject.status, 400);
+    assert.equal(deleteObject.body.error.code, 'VALIDATION_FAILED');
+    const readObject = await signRequest(w, { method: 'GET', key });
+    assert.equal(readObject.status, 400);
+    const stray = await signRequest(w, { method: 'PUT', key: 'a.bin', partNumber: 2 });
+    assert.equal(stray.status, 400);
+    const unknownField = await signRequest(w, { method: 'PUT', key: 'a.bin', bucket: 'other' });
+    assert.equal(unknownField.status, 400);
+    const noAuth = await signRequest(w, { method: 'PUT', key: 'a.bin' }, 'wrong');
+    assert.equal(noAuth.status, 401);
+    const hostile = await signRequest(w, { method: 'PUT', key: 'evil\u202Etxt.exe' });
+    assert.equal(hostile.status, 400);
+    assert.equal(hostile.body.error.code, 'INVALID_NAME');
+  });
+});
+
+/** Whether storage still holds the multipart upload (its parts), looked at from outside Wharf. */
+async function storageHolds(server: TestWharf, started: Started): Promise<boolean> {
+  if (onS3(server)) return (await pendingWrites(server)).includes(started.key);
+  const dirs: string[] = await readdir(join(server.dataDir, 'blobs', 'multipart')).catch(() => []);
+  return dirs.includes(started.uploadId);
+}
+
+/** Sends `cutAt` bytes of `body` with the full Content-Length, then drops the connection. */
+function cutOff(url: string, headers: Record<string, string>, body: Buffer, cutAt: number): Promise<void> {
+  return new Promise((resolve) => {
+    const req = httpRequest(url, {
+      method: 'PUT',
+      headers: { ...headers, 'content-length': String(body.length) },
+    });
+    req.on('error', () => resolve());
+    req.on('close', () => resolve());
+    req.write(body.subarray(0, Math.floor(cutAt)), () => {
+      // Give the server a moment to start writing the part, then cut the connection.
+      setTimeout(() => req.destroy(), 50);
+    });
+  });
+}
