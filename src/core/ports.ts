@@ -93,8 +93,11 @@ export interface Store {
    * file, if it has one, and queues `jobs` when a new asset was recorded.
    */
   finishUpload(uploadId: string, candidate: Asset, at: number, jobs: NewJob[]): Promise<FinishResult>;
-  /** Pending uploads that complete by themselves (no confirm step), oldest first. */
-  listAutoCompletable(limit: number): Promise<Upload[]>;
+  /**
+   * Pending uploads that complete by themselves (no confirm step), oldest first; a page
+   * continues after the `after` upload of the previous one.
+   */
+  listAutoCompletable(limit: number, after?: Upload): Promise<Upload[]>;
   /** Pending uploads whose expiry is before `before`, oldest first. */
   listStaleUploads(before: number, limit: number): Promise<Upload[]>;
   /** Marks a pending upload expired; false if it was no longer pending. */

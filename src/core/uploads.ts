@@ -638,7 +638,18 @@ export class UploadService {
    */
   async reconcile(): Promise<number> {
     let completed = 0;
-    for (const upload of await this.store.listAutoCompletable(500)) {
+    // Paged: uploads still running (a day-long multipart upload) must not hide newer ones.
+    let page: Upload[] = [];
+    do {
+      page = await this.store.listAutoCompletable(500, page.at(-1));
+      completed += await this.reconcilePage(page);
+    } while (page.length === 500);
+    return completed;
+  }
+
+  private async reconcilePage(page: Upload[]): Promise<number> {
+    let completed = 0;
+    for (const upload of page) {
       try {
         if (!(await this.blobs.head(upload.storageKey))) {
           const hooks = this.kindHooks.get(upload.kind);

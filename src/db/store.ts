@@ -248,15 +248,21 @@ export class SqlStore implements Store {
     return row && toUpload(row);
   }
 
-  async listAutoCompletable(limit: number): Promise<Upload[]> {
-    const rows = await this.db
+  async listAutoCompletable(limit: number, after?: Upload): Promise<Upload[]> {
+    let query = this.db
       .selectFrom('uploads')
       .selectAll()
       .where('status', '=', 'pending')
-      .where('auto_complete', '=', 1)
-      .orderBy('created_at')
-      .limit(limit)
-      .execute();
+      .where('auto_complete', '=', 1);
+    if (after) {
+      query = query.where((eb) =>
+        eb.or([
+          eb('created_at', '>', after.createdAt),
+          eb.and([eb('created_at', '=', after.createdAt), eb('id', '>', after.id)]),
+        ]),
+      );
+    }
+    const rows = await query.orderBy('created_at').orderBy('id').limit(limit).execute();
     return rows.map(toUpload);
   }
 

@@ -6,6 +6,12 @@ import { text } from './text.js';
 export async function up(db: Kysely<unknown>): Promise<void> {
   const t = text(db);
   await db.schema.alterTable('uploads').addColumn('multipart_id', t).execute();
+  // The sweep pages through uploads that complete by themselves, oldest first.
+  await db.schema
+    .createIndex('uploads_auto_complete')
+    .on('uploads')
+    .columns(['auto_complete', 'status', 'created_at', 'id'])
+    .execute();
   await db.schema
     .createTable('locks')
     .addColumn('name', t, (c) => c.primaryKey())
