@@ -4,30 +4,38 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } f
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { DigestStream } from '../core/hashing.js';
 import type { ObjectInfo } from '../core/model.js';
 import type {
   BlobStore,
   ByteRange,
+  PartReference,
   PresignedPost,
   PresignedRequest,
+  PresignOperationRequest,
   PresignPostRequest,
   PresignPutRequest,
+  ReceivedPart,
   SealHook,
+  StoredPart,
 } from '../core/ports.js';
+import { concatenate, FsMultipartParts, fsyncPath } from './fs-multipart.js';
 import { LOCAL_BUCKET } from './local-endpoint.js';
 
 /** Presigns requests to the embedded storage endpoint (LocalEndpoint). */
 export interface PutPresigner {
   presignPut(request: PresignPutRequest): Promise<PresignedRequest>;
   presignPost(request: PresignPostRequest): Promise<PresignedPost>;
+  presignOperation(request: PresignOperationRequest): Promise<PresignedRequest>;
 }
 
 const WRITE_CHUNK = 1 << 20;
 
 /**
  * Bytes in a local directory: `objects/<key>` holds data, `meta/<key>.json` what was
- * verified about it, `tmp/` writes in progress. A write goes to tmp, is fsynced, checked
- * by the seal hook, and renamed into place: readers never see a partial object.
+ * verified about it, `tmp/` writes in progress, `multipart/` parts of multipart uploads
+ * (see FsMultipartParts). A write goes to tmp, is fsynced, checked by the seal hook, and
+ * renamed into place: readers never see a partial object.
  */
 export class FsBlobStore implements BlobStore {
   readonly name = 'local';
@@ -36,6 +44,7 @@ export class FsBlobStore implements BlobStore {
   private readonly objects: string;
   private readonly meta: string;
   private readonly tmp: string;
+  private readonly multipart: FsMultipartParts;
 
   constructor(
     root: string,
@@ -45,15 +54,19 @@ export class FsBlobStore implements BlobStore {
     this.objects = join(base, 'objects');
     this.meta = join(base, 'meta');
     this.tmp = join(base, 'tmp');
+    this.multipart = new FsMultipartParts(join(base, 'multipart'), this.tmp);
   }
 
   /**
    * One process owns a local store, so at start no write is in flight: whatever is in
-   * tmp/ was left by a crash and is removed.
+   * tmp/ was left by a crash and is removed. Multipart uploads outlive restarts (clients
+   * resume them); only a completion that died is settled.
    */
   async init(): Promise<void> {
     await Promise.all([this.objects, this.meta, this.tmp].map((d) => mkdir(d, { recursive: true })));
-    await this.sweepIncomplete(Number.POSITIVE_INFINITY);
+    await this.multipart.init();
+    await this.sweepTemp(Number.POSITIVE_INFINITY);
+    await this.multipart.recover(async (key) => (await this.head(key)) !== undefined);
   }
 
   async write(key: string, source: Readable, seal: SealHook): Promise<void> {
@@ -121,7 +134,59 @@ export class FsBlobStore implements BlobStore {
     return this.presigner.presignPost(request);
   }
 
+  presignOperation(request: PresignOperationRequest): Promise<PresignedRequest> {
+    return this.presigner.presignOperation(request);
+  }
+
+  createMultipart(key: string, contentType: string): Promise<string> {
+    this.pathOf(this.objects, key);
+    return this.multipart.create(key, contentType);
+  }
+
+  writePart(part: ReceivedPart): Promise<StoredPart> {
+    return this.multipart.writePart(part);
+  }
+
+  listParts(key: string, multipartId: string): Promise<StoredPart[]> {
+    return this.multipart.listParts(key, multipartId);
+  }
+
+  /**
+   * Streams the named parts, in order, through write() (hashed on the way, fsynced, facts
+   * recorded, renamed into place); the parts are freed once the object is there.
+   */
+  async completeMultipart(
+    key: string,
+    multipartId: string,
+    parts: PartReference[],
+  ): Promise<ObjectInfo & { etag: string }> {
+    const claimed = await this.multipart.claim(key, multipartId, parts);
+    const digest = new DigestStream();
+    let info: ObjectInfo;
+    try {
+      await this.write(key, concatenate(claimed.parts).pipe(digest), () => {
+        info = { ...digest.digests(), contentType: claimed.manifest.contentType };
+        return info;
+      });
+    } catch (err) {
+      await claimed.release();
+      throw err;
+    }
+    await claimed.remove();
+    // write() resolves only after the seal ran.
+    return { ...info!, etag: claimed.etag };
+  }
+
+  abortMultipart(key: string, multipartId: string): Promise<void> {
+    return this.multipart.abort(key, multipartId);
+  }
+
+  /** Temp files and multipart uploads begun before `olderThan`. */
   async sweepIncomplete(olderThan: number): Promise<number> {
+    return (await this.sweepTemp(olderThan)) + (await this.multipart.sweep(olderThan));
+  }
+
+  private async sweepTemp(olderThan: number): Promise<number> {
     let removed = 0;
     for (const entry of await readdir(this.tmp)) {
       const path = join(this.tmp, entry);
@@ -184,16 +249,6 @@ function recordedFacts(text: string, size: number): ObjectInfo | undefined {
     // Torn by a crash: the bytes are re-hashed instead.
   }
   return undefined;
-}
-
-/** Opens a directory to fsync it, which makes renames into it durable. */
-async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function isNotFound(err: unknown): boolean {

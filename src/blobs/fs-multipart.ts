@@ -1,0 +1,355 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { WharfError } from '../core/errors.js';
+import { DigestStream } from '../core/hashing.js';
+import { MULTIPART_LIMITS, type PartReference, type ReceivedPart, type StoredPart } from '../core/ports.js';
+
+/** What `manifest.json` of a multipart upload records. */
+interface Manifest {
+  key: string;
+  contentType: string;
+}
+
+/** A multipart upload taken for composition: its parts, checked, and where they lie. */
+export interface ClaimedUpload {
+  manifest: Manifest;
+  parts: Array<StoredPart & { path: string }>;
+  /** The composite ETag S3 gives the object: MD5 of the parts' binary MD5s, `-N`. */
+  etag: string;
+  /** Gives the upload back untouched (composition failed; the client may retry). */
+  release(): Promise<void>;
+  /** Deletes the parts once the object is in place. */
+  remove(): Promise<void>;
+}
+
+// Each part file starts with the binary MD5 of the bytes after it, so a part and its ETag are
+// written by one rename and can never disagree (a sidecar could be torn from its part).
+const HEADER = 16;
+const CHUNK = 1 << 20;
+const MANIFEST = 'manifest.json';
+// Completion renames the directory to this prefix first: of two completions one wins the
+// rename, and parts written meanwhile find no upload rather than vanish into a composed one.
+const CLAIMED = '.completing-';
+const ID = /^[A-Za-z0-9_-]{16,64}$/;
+
+/**
+ * S3 multipart uploads on a local disk: `<dir>/<multipartId>/manifest.json` and one file per
+ * part named by its number. Parts stream through `tmp` and are renamed into place after an
+ * fsync, so a part is either whole or absent.
+ */
+export class FsMultipartParts {
+  constructor(
+    private readonly dir: string,
+    private readonly tmp: string,
+  ) {}
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+  }
+
+  async create(key: string, contentType: string): Promise<string> {
+    const id = randomBytes(24).toString('base64url');
+    const dir = join(this.dir, id);
+    await mkdir(dir);
+    const manifest: Manifest = { key, contentType };
+    const temp = join(this.tmp, `${randomUUID()}.manifest`);
+    await writeFile(temp, JSON.stringify(manifest), { flag: 'wx', mode: 0o640, flush: true });
+    await rename(temp, join(dir, MANIFEST));
+    await fsyncPath(dir);
+    return id;
+  }
+
+  async writePart(part: ReceivedPart): Promise<StoredPart> {
+    const dir = await this.openUpload(part.key, part.multipartId);
+    const number = checkPartNumber(part.partNumber);
+    if (part.size !== undefined && part.size > MULTIPART_LIMITS.maxPartSize) {
+      throw new WharfError('FILE_TOO_LARGE', 'Your proposed upload exceeds the maximum allowed size.', {
+        limit: MULTIPART_LIMITS.maxPartSize,
+      });
+    }
+    const temp = join(this.tmp, `${randomUUID()}.part`);
+    const digest = new DigestStream(MULTIPART_LIMITS.maxPartSize);
+    try {
+      await pipeline(
+        part.body,
+        digest,
+        createWriteStream(temp, { flags: 'wx', mode: 0o640, start: HEADER, highWaterMark: CHUNK }),
+      );
+      const { size, md5 } = digest.digests();
+      if (part.size !== undefined && size !== part.size) {
+        throw new WharfError('SIZE_MISMATCH', `Expected ${part.size} bytes, received ${size}.`);
+      }
+      if (part.md5 !== undefined && part.md5 !== md5) {
+        throw new WharfError(
+          'CHECKSUM_MISMATCH',
+          'The Content-MD5 you specified did not match what we received.',
+        );
+      }
+      const handle = await open(temp, 'r+');
+      try {
+        await handle.write(Buffer.from(md5, 'hex'), 0, HEADER, 0);
+        // One fsync covers the header and the streamed bytes.
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      try {
+        // Replaces an earlier part of this number in one step, as S3 does.
+        await rename(temp, join(dir, String(number)));
+      } catch (err) {
+        // Completed or aborted while the part streamed.
+        if (isNotFound(err)) throw noSuchUpload();
+        throw err;
+      }
+      await fsyncPath(dir);
+      return { partNumber: number, size, etag: `"${md5}"`, lastModified: Date.now() };
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+
+  async listParts(key: string, multipartId: string): Promise<StoredPart[]> {
+    const dir = await this.openUpload(key, multipartId);
+    const parts = await partsIn(dir).catch((err: unknown) => {
+      if (isNotFound(err)) throw noSuchUpload();
+      throw err;
+    });
+    return parts.map(({ path: _path, ...part }) => part);
+  }
+
+  /**
+   * Takes the upload for composition and checks the named parts as S3 does; on a refusal
+   * the upload is given back unchanged. Throws MULTIPART_NOT_FOUND when another completion
+   * (or an abort) got there first.
+   */
+  async claim(key: string, multipartId: string, named: PartReference[]): Promise<ClaimedUpload> {
+    checkOrder(named);
+    const dir = await this.openUpload(key, multipartId);
+    const claimed = join(this.dir, `${CLAIMED}${multipartId}`);
+    try {
+      await rename(dir, claimed);
+    } catch (err) {
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'ENOTEMPTY') throw noSuchUpload();
+      throw err;
+    }
+    const release = async () => {
+      await rename(claimed, dir);
+    };
+    try {
+      const manifest = await readManifest(claimed);
+      const held = new Map((await partsIn(claimed)).map((p) => [p.partNumber, p]));
+      const parts = named.map((ref) => {
+        const part = held.get(ref.partNumber);
+        if (!part || unquote(part.etag) !== unquote(ref.etag)) {
+          throw new WharfError(
+            'INVALID_PART',
+            'One or more of the specified parts could not be found or its entity tag did not match.',
+            { partNumber: ref.partNumber },
+          );
+        }
+        return part;
+      });
+      parts.forEach((part, i) => {
+        if (i < parts.length - 1 && part.size < MULTIPART_LIMITS.minPartSize) {
+          throw new WharfError(
+            'PART_TOO_SMALL',
+            'Your proposed upload is smaller than the minimum allowed size.',
+            {
+              partNumber: part.partNumber,
+            },
+          );
+        }
+      });
+      const md5s = Buffer.concat(parts.map((p) => Buffer.from(unquote(p.etag), 'hex')));
+      const etag = `"${createHash('md5').update(md5s).digest('hex')}-${parts.length}"`;
+      return {
+        manifest,
+        parts,
+        etag,
+        release,
+        remove: () => rm(claimed, { recursive: true, force: true }),
+      };
+    } catch (err) {
+      await release();
+      throw err;
+    }
+  }
+
+  async abort(key: string, multipartId: string): Promise<void> {
+    let dir: string;
+    try {
+      dir = await this.openUpload(key, multipartId);
+    } catch (err) {
+      if (err instanceof WharfError && err.code === 'MULTIPART_NOT_FOUND') return;
+      throw err;
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  /** Removes uploads started before `olderThan` (claimed ones too: their completion died). */
+  async sweep(olderThan: number): Promise<number> {
+    let removed = 0;
+    for (const entry of await readdir(this.dir)) {
+      const dir = join(this.dir, entry);
+      try {
+        const started = await stat(join(dir, MANIFEST)).then(
+          (s) => s.mtimeMs,
+          async (err: unknown) => {
+            // No manifest: a create that crashed before writing it.
+            if (isNotFound(err)) return (await stat(dir)).mtimeMs;
+            throw err;
+          },
+        );
+        if (started < olderThan) {
+          await rm(dir, { recursive: true, force: true });
+          removed += 1;
+        }
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * At start nothing is completing, so a claimed upload is one whose completion died: if its
+   * object is in place (`exists`) only the parts remain to free, else it is open again.
+   */
+  async recover(exists: (key: string) => Promise<boolean>): Promise<void> {
+    for (const entry of await readdir(this.dir)) {
+      if (!entry.startsWith(CLAIMED)) continue;
+      const claimed = join(this.dir, entry);
+      const manifest = await readManifest(claimed).catch(() => undefined);
+      if (!manifest || (await exists(manifest.key))) {
+        await rm(claimed, { recursive: true, force: true });
+      } else {
+        await rename(claimed, join(this.dir, entry.slice(CLAIMED.length)));
+      }
+    }
+  }
+
+  /** The upload's directory, if it exists and is for `key`; else MULTIPART_NOT_FOUND. */
+  private async openUpload(key: string, multipartId: string): Promise<string> {
+    if (!ID.test(multipartId)) throw noSuchUpload();
+    const dir = join(this.dir, multipartId);
+    let manifest: Manifest;
+    try {
+      manifest = await readManifest(dir);
+    } catch (err) {
+      if (isNotFound(err)) throw noSuchUpload();
+      throw err;
+    }
+    if (manifest.key !== key) throw noSuchUpload();
+    return dir;
+  }
+}
+
+/** The part files' bytes in order, without their headers: the composed object's body. */
+export function concatenate(parts: Array<{ path: string }>): Readable {
+  return Readable.from(
+    (async function* () {
+      for (const part of parts) {
+        const handle = await open(part.path, 'r');
+        yield* handle.createReadStream({ start: HEADER, highWaterMark: CHUNK });
+      }
+    })(),
+    { objectMode: false },
+  );
+}
+
+async function partsIn(dir: string): Promise<Array<StoredPart & { path: string }>> {
+  const parts: Array<StoredPart & { path: string }> = [];
+  for (const entry of await readdir(dir)) {
+    if (!/^[1-9]\d{0,4}$/.test(entry)) continue;
+    const path = join(dir, entry);
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(path, 'r');
+    } catch (err) {
+      // Replaced between the listing and the open: the new one is listed by the next call.
+      if (isNotFound(err)) continue;
+      throw err;
+    }
+    try {
+      const header = Buffer.alloc(HEADER);
+      const { bytesRead } = await handle.read(header, 0, HEADER, 0);
+      const info = await handle.stat();
+      if (bytesRead !== HEADER) continue;
+      parts.push({
+        partNumber: Number(entry),
+        size: info.size - HEADER,
+        etag: `"${header.toString('hex')}"`,
+        lastModified: info.mtimeMs,
+        path,
+      });
+    } finally {
+      await handle.close();
+    }
+  }
+  return parts.sort((a, b) => a.partNumber - b.partNumber);
+}
+
+async function readManifest(dir: string): Promise<Manifest> {
+  const parsed = JSON.parse(await readFile(join(dir, MANIFEST), 'utf8')) as Partial<Manifest>;
+  if (typeof parsed.key !== 'string' || typeof parsed.contentType !== 'string') {
+    throw new Error(`Damaged multipart manifest in ${dir}`);
+  }
+  return { key: parsed.key, contentType: parsed.contentType };
+}
+
+function checkPartNumber(partNumber: number): number {
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MULTIPART_LIMITS.maxParts) {
+    throw new WharfError('VALIDATION_FAILED', 'Part number must be an integer between 1 and 10000.');
+  }
+  return partNumber;
+}
+
+function checkOrder(named: PartReference[]): void {
+  if (named.length === 0) {
+    throw new WharfError('INVALID_PART', 'You must specify at least one part.');
+  }
+  for (const [i, ref] of named.entries()) {
+    if (
+      !Number.isInteger(ref.partNumber) ||
+      ref.partNumber < 1 ||
+      ref.partNumber > MULTIPART_LIMITS.maxParts
+    ) {
+      throw new WharfError('INVALID_PART', 'Part numbers are integers from 1 to 10000.', {
+        partNumber: ref.partNumber,
+      });
+    }
+    if (i > 0 && ref.partNumber <= named[i - 1]!.partNumber) {
+      throw new WharfError('INVALID_PART_ORDER', 'The list of parts was not in ascending order.');
+    }
+  }
+}
+
+function unquote(etag: string): string {
+  return etag.trim().replace(/^"|"$/g, '').toLowerCase();
+}
+
+function noSuchUpload(): WharfError {
+  return new WharfError(
+    'MULTIPART_NOT_FOUND',
+    'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+  );
+}
+
+/** Opens a directory to fsync it, which makes renames into it durable. */
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
