@@ -10,10 +10,12 @@ import type {
   PostConditions,
   PresignedPost,
   PresignedRequest,
+  PresignOperationRequest,
   PresignPostRequest,
   PresignPutRequest,
   PresignVerifier,
   SignedRequest,
+  VerifiedRequest,
 } from '../core/ports.js';
 import type { PutPresigner } from './fs-store.js';
 import {
@@ -97,6 +99,40 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     // Content-Length is bound too, but clients set it themselves (browsers must).
     const { 'content-length': _length, ...clientHeaders } = headers;
     return { method: 'PUT', url, headers: canonicalCase(clientHeaders) };
+  }
+
+  /**
+   * The URL S3 itself would presign for this operation on this endpoint: same method, same
+   * `?uploads` / `?uploadId=…&partNumber=…` query (which SigV4 signs), so an S3 client needs
+   * nothing but the URL. PutObject signs its type and not its length: the client (Uppy)
+   * never says how large the file is.
+   */
+  async presignOperation(request: PresignOperationRequest): Promise<PresignedRequest> {
+    const { method, query } = operationShape(request);
+    const headers: Record<string, string> = {};
+    if (request.operation === 'PutObject' || request.operation === 'CreateMultipartUpload') {
+      if (request.contentType !== undefined) headers['content-type'] = request.contentType;
+      else if (request.operation === 'PutObject')
+        throw new Error('PutObject is signed with its Content-Type');
+    }
+    const signed = await this.presigner.presign(
+      new HttpRequest({
+        method,
+        protocol: this.base.protocol,
+        hostname: this.base.hostname,
+        port: this.base.port ? Number(this.base.port) : undefined,
+        path: this.basePath + encodeKey(request.key),
+        query,
+        headers: { ...headers, host: this.base.host },
+      }),
+      {
+        signingDate: new Date(request.now),
+        expiresIn: request.expiresInSeconds,
+        signableHeaders: new Set(Object.keys(headers)),
+      },
+    );
+    const url = `${this.base.protocol}//${this.base.host}${signed.path}?${buildQueryString(signed.query ?? {})}`;
+    return { method, url, headers: canonicalCase(headers) };
   }
 
   /**
@@ -193,7 +229,12 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     return createHmac('sha256', key).update(policy, 'utf8').digest('hex');
   }
 
-  async verify(request: SignedRequest, now: number): Promise<{ key: string }> {
+  /**
+   * Checks the signature over method, path, query and signed headers, then expiry. What an
+   * operation additionally needs signed (a PUT's type and length, a part's number) is the
+   * caller's to check against what this returns.
+   */
+  async verify(request: SignedRequest, now: number): Promise<VerifiedRequest> {
     const { path, query } = splitUrl(request.rawUrl);
     if (!path.startsWith(this.basePath)) throw new WharfError('NOT_FOUND', 'No such bucket.');
     const key = decodeURIComponent(path.slice(this.basePath.length));
@@ -237,9 +278,12 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
       headers[name] = Array.isArray(value) ? value.join(',') : value;
     }
     const rest: Record<string, string | string[]> = {};
+    const covered: Record<string, string> = {};
     for (const [name, value] of Object.entries(query)) {
       if (!/^X-Amz-(Algorithm|Credential|Date|Expires|SignedHeaders|Signature|Content-Sha256)$/.test(name)) {
         rest[name] = value;
+        // Our URLs never repeat a parameter; a repeated one fails the signature below.
+        if (typeof value === 'string') covered[name] = value;
       }
     }
     const payload =
@@ -282,10 +326,37 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     if (now < signingDate.getTime() - 15 * 60_000) {
       throw new WharfError('MALFORMED_SIGNATURE', 'Request is not valid yet.');
     }
-    for (const bound of ['content-type', 'content-length']) {
-      if (!signed.has(bound)) throw new WharfError('INVALID_SIGNATURE', `The signature must cover ${bound}.`);
+    return { key, query: covered, signedHeaders };
+  }
+}
+
+/** Method and query of each S3 operation, as the S3 API spells them. */
+function operationShape(request: PresignOperationRequest): {
+  method: PresignedRequest['method'];
+  query: Record<string, string>;
+} {
+  const uploadId = (): string => {
+    if (!request.multipartId) throw new Error(`${request.operation} needs a multipart id`);
+    return request.multipartId;
+  };
+  switch (request.operation) {
+    case 'PutObject':
+      return { method: 'PUT', query: {} };
+    case 'CreateMultipartUpload':
+      return { method: 'POST', query: { uploads: '' } };
+    case 'UploadPart': {
+      const part = request.partNumber;
+      if (part === undefined || !Number.isInteger(part) || part < 1 || part > 10_000) {
+        throw new Error('UploadPart needs a part number from 1 to 10000');
+      }
+      return { method: 'PUT', query: { partNumber: String(part), uploadId: uploadId() } };
     }
-    return { key };
+    case 'ListParts':
+      return { method: 'GET', query: { uploadId: uploadId() } };
+    case 'CompleteMultipartUpload':
+      return { method: 'POST', query: { uploadId: uploadId() } };
+    case 'AbortMultipartUpload':
+      return { method: 'DELETE', query: { uploadId: uploadId() } };
   }
 }
 

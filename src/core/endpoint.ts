@@ -2,14 +2,15 @@ import type { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
 import { parseContentMd5, parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
-import type { Digests } from './model.js';
-import type { PresignVerifier, SignedRequest } from './ports.js';
+import type { Digests, ObjectInfo } from './model.js';
 import type { MultipartService } from './multipart.js';
+import type { PartReference, PresignVerifier, SignedRequest, StoredPart, VerifiedRequest } from './ports.js';
 import type { UploadService } from './uploads.js';
 
 /**
- * The embedded deployment's object-store face: presigned PUTs land here. Everything the
- * URL bound (signature, expiry, type, size, digests) is checked before the object exists.
+ * The embedded deployment's object-store face: presigned PUTs and S3 multipart requests land
+ * here. Everything the URL bound (signature, expiry, type, size, digests, upload id, part
+ * number) is checked before a byte is stored.
  */
 export class StorageEndpointService {
   constructor(
@@ -19,23 +20,21 @@ export class StorageEndpointService {
     private readonly clock: Clock,
   ) {}
 
+  /**
+   * PutObject. Its type is always signed; its length too when Wharf knew the size when
+   * signing (presignPut), and the core checks the length against the upload's declared size.
+   */
   async putObject(request: SignedRequest, body: Readable): Promise<Digests> {
     try {
-      const { key } = await this.verifier.verify(request, this.clock.now());
-      const header = (name: string): string | undefined => {
-        const value = request.headers[name];
-        return Array.isArray(value) ? value.join(',') : value;
-      };
-      const length = header('content-length');
-      if (length === undefined || !/^\d+$/.test(length)) {
-        throw new WharfError('LENGTH_REQUIRED', 'You must provide the Content-Length HTTP header.');
-      }
+      const { key } = await this.verify(request, { headers: ['content-type'] });
+      const header = (name: string) => headerOf(request, name);
+      const length = requireLength(request);
       const md5 = header('content-md5');
       const sha256 = header('x-amz-checksum-sha256');
       return await this.uploads.receive({
         key,
         contentType: header('content-type') ?? '',
-        size: Number(length),
+        size: length,
         body,
         expected: {
           md5: md5 === undefined ? undefined : parseContentMd5(md5),
@@ -47,6 +46,83 @@ export class StorageEndpointService {
       body.resume();
       throw err;
     }
+  }
+
+  /** CreateMultipartUpload (`POST /<key>?uploads`). */
+  async createMultipart(request: SignedRequest): Promise<{ key: string; multipartId: string }> {
+    const { key } = await this.verify(request, { query: ['uploads'] });
+    const { multipartId } = await this.multipart.receiveCreate(key, headerOf(request, 'content-type'));
+    return { key, multipartId };
+  }
+
+  /** UploadPart (`PUT /<key>?partNumber=N&uploadId=X`): the part streams to storage. */
+  async uploadPart(request: SignedRequest, body: Readable): Promise<StoredPart> {
+    try {
+      const { key, query } = await this.verify(request, { query: ['partNumber', 'uploadId'] });
+      const size = requireLength(request);
+      const md5 = headerOf(request, 'content-md5');
+      return await this.multipart.receivePart({
+        key,
+        multipartId: query.uploadId!,
+        partNumber: partNumberOf(query.partNumber!),
+        body,
+        size,
+        md5: md5 === undefined ? undefined : parseContentMd5(md5),
+      });
+    } catch (err) {
+      body.resume();
+      throw err;
+    }
+  }
+
+  /** ListParts (`GET /<key>?uploadId=X`). */
+  async listParts(
+    request: SignedRequest,
+  ): Promise<{ key: string; multipartId: string; parts: StoredPart[] }> {
+    const { key, query } = await this.verify(request, { query: ['uploadId'] });
+    const multipartId = query.uploadId!;
+    return { key, multipartId, parts: await this.multipart.receiveListParts(key, multipartId) };
+  }
+
+  /**
+   * CompleteMultipartUpload (`POST /<key>?uploadId=X`). `readParts` reads the request's part
+   * list; it is called only once the signature holds, so unsigned bodies are never parsed.
+   */
+  async completeMultipart(
+    request: SignedRequest,
+    readParts: () => Promise<PartReference[]>,
+  ): Promise<{ key: string; object: ObjectInfo & { etag: string } }> {
+    const { key, query } = await this.verify(request, { query: ['uploadId'] });
+    const parts = await readParts();
+    return { key, object: await this.multipart.receiveComplete(key, query.uploadId!, parts) };
+  }
+
+  /** AbortMultipartUpload (`DELETE /<key>?uploadId=X`). */
+  async abortMultipart(request: SignedRequest): Promise<void> {
+    const { key, query } = await this.verify(request, { query: ['uploadId'] });
+    await this.multipart.receiveAbort(key, query.uploadId!);
+  }
+
+  /**
+   * The signature, then what this operation needs it to cover. Query parameters are always
+   * covered when present (SigV4 signs the whole query), so only their presence is checked.
+   */
+  private async verify(
+    request: SignedRequest,
+    needs: { headers?: string[]; query?: string[] },
+  ): Promise<VerifiedRequest> {
+    const verified = await this.verifier.verify(request, this.clock.now());
+    for (const name of needs.headers ?? []) {
+      if (!verified.signedHeaders.includes(name)) {
+        throw new WharfError('INVALID_SIGNATURE', `The signature must cover ${name}.`);
+      }
+    }
+    for (const name of needs.query ?? []) {
+      if (verified.query[name] === undefined) {
+        throw new WharfError('INVALID_SIGNATURE', `The signature must cover the ${name} parameter.`);
+      }
+    }
+    return verified;
   }
 
   /**
@@ -72,4 +148,24 @@ export class StorageEndpointService {
       throw err;
     }
   }
+}
+
+function headerOf(request: SignedRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value.join(',') : value;
+}
+
+function requireLength(request: SignedRequest): number {
+  const length = headerOf(request, 'content-length');
+  if (length === undefined || !/^\d+$/.test(length)) {
+    throw new WharfError('LENGTH_REQUIRED', 'You must provide the Content-Length HTTP header.');
+  }
+  return Number(length);
+}
+
+function partNumberOf(value: string): number {
+  if (!/^\d{1,5}$/.test(value)) {
+    throw new WharfError('VALIDATION_FAILED', 'Part number must be an integer between 1 and 10000.');
+  }
+  return Number(value);
 }

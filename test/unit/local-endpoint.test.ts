@@ -115,18 +115,21 @@ describe('LocalEndpoint.presignPut', () => {
 });
 
 describe('LocalEndpoint.verify: a URL it signed verifies, and only unchanged', () => {
-  test('round trip returns the key', async () => {
-    assert.deepEqual(await endpoint.verify(asSent(await presign()), NOW), { key: KEY });
-    assert.deepEqual(await endpoint.verify(asSent(await presign({ md5: MD5, sha256: SHA256 })), NOW), {
+  test('round trip returns the key, the signed headers and no query beyond the signature’s', async () => {
+    assert.deepEqual(await endpoint.verify(asSent(await presign()), NOW), {
       key: KEY,
+      query: {},
+      signedHeaders: ['content-length', 'content-type', 'host'],
     });
+    assert.equal((await endpoint.verify(asSent(await presign()), NOW)).key, KEY);
+    assert.equal((await endpoint.verify(asSent(await presign({ md5: MD5, sha256: SHA256 })), NOW)).key, KEY);
   });
 
   test('header names are case-insensitive and extra unsigned headers are allowed', async () => {
     const request = asSent(await presign());
     request.headers['user-agent'] = 'curl/8';
     request.headers['x-whatever'] = '1';
-    assert.deepEqual(await endpoint.verify(request, NOW), { key: KEY });
+    assert.equal((await endpoint.verify(request, NOW)).key, KEY);
   });
 
   test('a base URL with a path prefix signs and verifies under that prefix', async () => {
@@ -139,7 +142,7 @@ describe('LocalEndpoint.verify: a URL it signed verifies, and only unchanged', (
       now: NOW,
     });
     assert.ok(signed.url.startsWith(`https://files.example.com/wharf/s3/wharf/${KEY}?`), signed.url);
-    assert.deepEqual(await prefixed.verify(asSent(signed), NOW), { key: KEY });
+    assert.equal((await prefixed.verify(asSent(signed), NOW)).key, KEY);
     await refused('NOT_FOUND', asSent(signed), NOW, endpoint);
   });
 
@@ -252,14 +255,14 @@ describe('LocalEndpoint.verify: a URL it signed verifies, and only unchanged', (
 describe('LocalEndpoint.verify: expiry', () => {
   test('valid through the last millisecond of its lifetime, expired one millisecond later', async () => {
     const request = asSent(await presign({ expires: 900 }));
-    assert.deepEqual(await endpoint.verify(request, NOW + 900_000), { key: KEY });
+    assert.equal((await endpoint.verify(request, NOW + 900_000)).key, KEY);
     await refused('URL_EXPIRED', request, NOW + 900_001);
     await refused('URL_EXPIRED', request, NOW + 30 * 24 * 3600_000);
   });
 
   test('a short lifetime is honoured as signed', async () => {
     const request = asSent(await presign({ expires: 1 }));
-    assert.deepEqual(await endpoint.verify(request, NOW + 1000), { key: KEY });
+    assert.equal((await endpoint.verify(request, NOW + 1000)).key, KEY);
     await refused('URL_EXPIRED', request, NOW + 1001);
   });
 
@@ -270,7 +273,7 @@ describe('LocalEndpoint.verify: expiry', () => {
 
   test('a URL used long before its signing time is refused; small clock skew is tolerated', async () => {
     const request = asSent(await presign());
-    assert.deepEqual(await endpoint.verify(request, NOW - 14 * 60_000), { key: KEY });
+    assert.equal((await endpoint.verify(request, NOW - 14 * 60_000)).key, KEY);
     await refused('MALFORMED_SIGNATURE', request, NOW - 16 * 60_000);
   });
 });
@@ -279,3 +282,127 @@ function flip(hex: string): string {
   const last = hex.at(-1) === '0' ? '1' : '0';
   return hex.slice(0, -1) + last;
 }
+
+describe('LocalEndpoint.presignOperation: S3 requests on the endpoint, as S3 shapes them', () => {
+  const UPLOAD_ID = 'b3Jh2tQ5xW8yZ1aB4cD7eF0gH3iJ6kL9';
+  const operation = (
+    op: import('../../src/core/ports.js').S3Operation,
+    extra: { contentType?: string; partNumber?: number; expires?: number } = {},
+  ) =>
+    endpoint.presignOperation({
+      operation: op,
+      key: KEY,
+      contentType: extra.contentType,
+      multipartId: op === 'PutObject' || op === 'CreateMultipartUpload' ? undefined : UPLOAD_ID,
+      partNumber: extra.partNumber,
+      expiresInSeconds: extra.expires ?? 900,
+      now: NOW,
+    });
+  /** As a client sends it: only the headers it was told to send, plus Host. */
+  const sent = (signed: PresignedRequest, extra: Record<string, string> = {}): SignedRequest => {
+    const url = new URL(signed.url);
+    const headers: Record<string, string> = { host: url.host, ...extra };
+    for (const [name, value] of Object.entries(signed.headers)) headers[name.toLowerCase()] = value;
+    return { method: signed.method, rawUrl: url.pathname + url.search, headers };
+  };
+
+  const shapes: Array<
+    [Parameters<typeof operation>[0], Parameters<typeof operation>[1], string, Record<string, string>]
+  > = [
+    ['PutObject', { contentType: 'image/png' }, 'PUT', {}],
+    ['CreateMultipartUpload', { contentType: 'video/mp4' }, 'POST', { uploads: '' }],
+    ['UploadPart', { partNumber: 7 }, 'PUT', { partNumber: '7', uploadId: UPLOAD_ID }],
+    ['ListParts', {}, 'GET', { uploadId: UPLOAD_ID }],
+    ['CompleteMultipartUpload', {}, 'POST', { uploadId: UPLOAD_ID }],
+    ['AbortMultipartUpload', {}, 'DELETE', { uploadId: UPLOAD_ID }],
+  ];
+  for (const [op, extra, method, query] of shapes) {
+    test(`${op}: ${method} on /s3/wharf/<key> with its query, verified back with that query`, async () => {
+      const signed = await operation(op, extra);
+      assert.equal(signed.method, method);
+      const url = new URL(signed.url);
+      assert.equal(url.pathname, `/s3/wharf/${KEY}`);
+      for (const [name, value] of Object.entries(query)) assert.equal(url.searchParams.get(name), value);
+      assert.deepEqual(
+        [...url.searchParams.keys()].filter((n) => /checksum/i.test(n)),
+        [],
+      );
+      const verified = await endpoint.verify(sent(signed), NOW);
+      assert.equal(verified.key, KEY);
+      assert.deepEqual(verified.query, query);
+    });
+  }
+
+  test('PutObject and CreateMultipartUpload sign the type, not the length, and say to send the type', async () => {
+    for (const op of ['PutObject', 'CreateMultipartUpload'] as const) {
+      const signed = await operation(op, { contentType: 'image/png' });
+      assert.deepEqual(signed.headers, { 'Content-Type': 'image/png' });
+      assert.deepEqual(new URL(signed.url).searchParams.get('X-Amz-SignedHeaders')?.split(';'), [
+        'content-type',
+        'host',
+      ]);
+      // Any length verifies: the client did not say how large the file is.
+      assert.equal((await endpoint.verify(sent(signed, { 'content-length': '123456' }), NOW)).key, KEY);
+      await refused('INVALID_SIGNATURE', {
+        ...sent(signed),
+        headers: { ...sent(signed).headers, 'content-type': 'text/html' },
+      });
+    }
+  });
+
+  test('multipart operations other than create sign no header but Host', async () => {
+    for (const op of [
+      'UploadPart',
+      'ListParts',
+      'CompleteMultipartUpload',
+      'AbortMultipartUpload',
+    ] as const) {
+      const signed = await operation(op, { partNumber: 1 });
+      assert.deepEqual(signed.headers, {});
+      assert.equal(new URL(signed.url).searchParams.get('X-Amz-SignedHeaders'), 'host');
+    }
+  });
+
+  const tampering: Array<[string, Parameters<typeof operation>[0], (q: URLSearchParams) => void]> = [
+    ['another part number', 'UploadPart', (q) => q.set('partNumber', '8')],
+    ['another upload id', 'UploadPart', (q) => q.set('uploadId', `${UPLOAD_ID.slice(0, -1)}X`)],
+    ['part number removed (a PutObject)', 'UploadPart', (q) => q.delete('partNumber')],
+    ['upload id removed', 'UploadPart', (q) => q.delete('uploadId')],
+    ['another upload id', 'ListParts', (q) => q.set('uploadId', 'someone-elses-upload-id-0123456789')],
+    ['another upload id', 'CompleteMultipartUpload', (q) => q.set('uploadId', 'x'.repeat(32))],
+    ['another upload id', 'AbortMultipartUpload', (q) => q.set('uploadId', 'x'.repeat(32))],
+    ['uploads removed', 'CreateMultipartUpload', (q) => q.delete('uploads')],
+    [
+      'an upload id added (a ListParts/Complete)',
+      'CreateMultipartUpload',
+      (q) => q.set('uploadId', UPLOAD_ID),
+    ],
+    ['a part number added (an UploadPart)', 'PutObject', (q) => q.set('partNumber', '1')],
+  ];
+  for (const [label, op, edit] of tampering) {
+    test(`${op}: ${label} → INVALID_SIGNATURE`, async () => {
+      await refused(
+        'INVALID_SIGNATURE',
+        withQuery(sent(await operation(op, { contentType: 'image/png', partNumber: 7 })), edit),
+      );
+    });
+  }
+
+  test('an operation signed for one method does not verify under another', async () => {
+    // Complete and Create are both POST; ListParts is Abort's twin but GET.
+    const list = sent(await operation('ListParts'));
+    await refused('INVALID_SIGNATURE', { ...list, method: 'DELETE' });
+    const part = sent(await operation('UploadPart', { partNumber: 1 }));
+    await refused('INVALID_SIGNATURE', { ...part, method: 'POST' });
+  });
+
+  test('expiry: valid through its lifetime, URL_EXPIRED a millisecond later', async () => {
+    const request = sent(await operation('UploadPart', { partNumber: 3, expires: 60 }));
+    assert.equal((await endpoint.verify(request, NOW + 60_000)).key, KEY);
+    await refused('URL_EXPIRED', request, NOW + 60_001);
+  });
+
+  test('PutObject cannot be signed without its type', async () => {
+    await assert.rejects(operation('PutObject'));
+  });
+});
