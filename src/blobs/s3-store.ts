@@ -2,32 +2,40 @@ import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   type BucketLocationConstraint,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
   ListMultipartUploadsCommand,
+  ListPartsCommand,
   PutObjectCommand,
   type S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { hexToBase64 } from '../core/digests.js';
+import { type ErrorCode, WharfError } from '../core/errors.js';
 import type { ObjectInfo } from '../core/model.js';
 import type {
   BlobStore,
   ByteRange,
+  PartReference,
   PresignedPost,
   PresignedRequest,
   PresignGetRequest,
+  PresignOperationRequest,
   PresignPostRequest,
   PresignPutRequest,
   SealHook,
+  StoredPart,
 } from '../core/ports.js';
 import { createS3Client, type S3Options } from './s3-client.js';
 
@@ -225,6 +233,156 @@ export class S3BlobStore implements BlobStore {
     return { url: post.url, fields: post.fields, rewritable: true };
   }
 
+  /**
+   * The bucket's own URL for one S3 request, so the client talks to the bucket directly.
+   * Only what the operation needs is signed: no checksum the SDK would add of its own (the
+   * client's (Uppy's) body is not known here) and no length for PutObject (nor is its size).
+   */
+  async presignOperation(request: PresignOperationRequest): Promise<PresignedRequest> {
+    const target = { Bucket: this.bucket, Key: request.key };
+    const uploadId = (): string => {
+      if (!request.multipartId) throw new Error(`${request.operation} needs a multipart id`);
+      return request.multipartId;
+    };
+    const headers: Record<string, string> = {};
+    if (request.operation === 'PutObject') {
+      if (request.contentType === undefined) throw new Error('PutObject is signed with its Content-Type');
+      headers['Content-Type'] = request.contentType;
+      // Write-once, as presignPut's URLs: the bucket knows nothing of Wharf's completion.
+      headers['If-None-Match'] = '*';
+    }
+    if (request.operation === 'CreateMultipartUpload' && request.contentType !== undefined) {
+      headers['Content-Type'] = request.contentType;
+    }
+    const options = {
+      expiresIn: request.expiresInSeconds,
+      signingDate: new Date(request.now),
+      // The presigner leaves Content-Type unsigned by default.
+      signableHeaders: new Set(Object.keys(headers).map((h) => h.toLowerCase())),
+    };
+    let method: PresignedRequest['method'];
+    let url: string;
+    switch (request.operation) {
+      case 'PutObject':
+        method = 'PUT';
+        url = await getSignedUrl(
+          this.client,
+          new PutObjectCommand({ ...target, ContentType: request.contentType, IfNoneMatch: '*' }),
+          options,
+        );
+        break;
+      case 'CreateMultipartUpload':
+        method = 'POST';
+        url = await getSignedUrl(
+          this.client,
+          new CreateMultipartUploadCommand({ ...target, ContentType: request.contentType }),
+          options,
+        );
+        break;
+      case 'UploadPart':
+        method = 'PUT';
+        url = await getSignedUrl(
+          this.client,
+          new UploadPartCommand({ ...target, UploadId: uploadId(), PartNumber: request.partNumber }),
+          options,
+        );
+        break;
+      case 'ListParts':
+        method = 'GET';
+        url = await getSignedUrl(
+          this.client,
+          new ListPartsCommand({ ...target, UploadId: uploadId() }),
+          options,
+        );
+        break;
+      case 'CompleteMultipartUpload':
+        method = 'POST';
+        url = await getSignedUrl(
+          this.client,
+          new CompleteMultipartUploadCommand({ ...target, UploadId: uploadId() }),
+          options,
+        );
+        break;
+      case 'AbortMultipartUpload':
+        method = 'DELETE';
+        url = await getSignedUrl(
+          this.client,
+          new AbortMultipartUploadCommand({ ...target, UploadId: uploadId() }),
+          options,
+        );
+        break;
+    }
+    return { method, url, headers };
+  }
+
+  async createMultipart(key: string, contentType: string): Promise<string> {
+    const out = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: contentType }),
+    );
+    if (!out.UploadId) throw new Error('CreateMultipartUpload answered without an UploadId');
+    return out.UploadId;
+  }
+
+  async listParts(key: string, multipartId: string): Promise<StoredPart[]> {
+    const parts: StoredPart[] = [];
+    let marker: string | undefined;
+    try {
+      for (;;) {
+        const page = await this.client.send(
+          new ListPartsCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: multipartId,
+            PartNumberMarker: marker,
+          }),
+        );
+        for (const part of page.Parts ?? []) {
+          if (part.PartNumber === undefined || part.ETag === undefined) continue;
+          parts.push({
+            partNumber: part.PartNumber,
+            size: part.Size ?? 0,
+            etag: part.ETag,
+            lastModified: part.LastModified?.getTime(),
+          });
+        }
+        if (!page.IsTruncated || page.NextPartNumberMarker === undefined) break;
+        marker = page.NextPartNumberMarker;
+      }
+    } catch (err) {
+      throw asWharfError(err);
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  async completeMultipart(
+    key: string,
+    multipartId: string,
+    parts: PartReference[],
+  ): Promise<ObjectInfo & { etag: string }> {
+    let etag: string | undefined;
+    try {
+      const out = await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: multipartId,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+        }),
+      );
+      etag = out.ETag;
+    } catch (err) {
+      throw asWharfError(err);
+    }
+    const info = await this.head(key);
+    if (!info) throw new Error(`The object composed at ${key} is not there`);
+    return { size: info.size, contentType: info.contentType, etag: etag ?? '' };
+  }
+
+  async abortMultipart(key: string, multipartId: string): Promise<void> {
+    await this.abortUpload(key, multipartId);
+  }
+
+  /** Multipart uploads begun before `olderThan`, whoever began them (lib-storage or a client). */
   async sweepIncomplete(olderThan: number): Promise<number> {
     let aborted = 0;
     let keyMarker: string | undefined;
@@ -294,6 +452,20 @@ export class S3BlobStore implements BlobStore {
       if (statusOf(err) !== 404) throw err;
     }
   }
+}
+
+/** S3's refusals of multipart requests, as the core's codes. */
+const MULTIPART_ERRORS: Record<string, ErrorCode> = {
+  NoSuchUpload: 'MULTIPART_NOT_FOUND',
+  InvalidPart: 'INVALID_PART',
+  InvalidPartOrder: 'INVALID_PART_ORDER',
+  EntityTooSmall: 'PART_TOO_SMALL',
+};
+
+function asWharfError(err: unknown): unknown {
+  if (!(err instanceof S3ServiceException)) return err;
+  const code = MULTIPART_ERRORS[err.name];
+  return code ? new WharfError(code, err.message) : err;
 }
 
 function statusOf(err: unknown): number | undefined {

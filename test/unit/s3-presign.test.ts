@@ -144,3 +144,81 @@ describe('S3BlobStore.presignGet', () => {
     streaming.close();
   });
 });
+
+describe('S3BlobStore.presignOperation', () => {
+  const UPLOAD_ID = 'upload-id-from-the-bucket';
+  const operations = [
+    'PutObject',
+    'CreateMultipartUpload',
+    'UploadPart',
+    'ListParts',
+    'CompleteMultipartUpload',
+    'AbortMultipartUpload',
+  ] as const;
+  const sign = (operation: (typeof operations)[number]) =>
+    store.presignOperation({
+      operation,
+      key: 'default/0193/big file.bin',
+      contentType:
+        operation === 'PutObject' || operation === 'CreateMultipartUpload' ? 'video/mp4' : undefined,
+      multipartId: operation === 'PutObject' || operation === 'CreateMultipartUpload' ? undefined : UPLOAD_ID,
+      partNumber: operation === 'UploadPart' ? 42 : undefined,
+      expiresInSeconds: 900,
+      now: NOW,
+    });
+
+  for (const operation of operations) {
+    test(`${operation}: no x-amz-(sdk-)checksum-* parameter, no checksum header to send`, async () => {
+      const { url, headers } = await sign(operation);
+      assert.deepEqual(checksumParams(url), []);
+      assert.doesNotMatch(url.toLowerCase(), /crc32|checksum/);
+      assert.deepEqual(
+        Object.keys(headers).filter((h) => /checksum|crc/i.test(h)),
+        [],
+      );
+    });
+  }
+
+  test('each operation is S3’s own request: method, path and query', async () => {
+    const expected: Record<(typeof operations)[number], [string, Record<string, string>]> = {
+      PutObject: ['PUT', {}],
+      CreateMultipartUpload: ['POST', { uploads: '' }],
+      UploadPart: ['PUT', { partNumber: '42', uploadId: UPLOAD_ID }],
+      ListParts: ['GET', { uploadId: UPLOAD_ID }],
+      CompleteMultipartUpload: ['POST', { uploadId: UPLOAD_ID }],
+      AbortMultipartUpload: ['DELETE', { uploadId: UPLOAD_ID }],
+    };
+    for (const operation of operations) {
+      const { method, url } = await sign(operation);
+      const parsed = new URL(url);
+      assert.equal(method, expected[operation][0], operation);
+      assert.equal(parsed.pathname, '/wharf-unit/default/0193/big%20file.bin');
+      for (const [name, value] of Object.entries(expected[operation][1])) {
+        assert.equal(parsed.searchParams.get(name), value, `${operation} ${name}`);
+      }
+      assert.equal(parsed.searchParams.get('X-Amz-Date'), '20260101T120000Z');
+    }
+  });
+
+  test('PutObject signs type and write-once but not the length; the client is told both headers', async () => {
+    const { url, headers } = await sign('PutObject');
+    assert.deepEqual(signedHeaders(url), ['content-type', 'host', 'if-none-match']);
+    assert.deepEqual(headers, { 'Content-Type': 'video/mp4', 'If-None-Match': '*' });
+  });
+
+  test('CreateMultipartUpload signs the type; part and completion requests sign only Host', async () => {
+    const create = await sign('CreateMultipartUpload');
+    assert.deepEqual(signedHeaders(create.url), ['content-type', 'host']);
+    assert.deepEqual(create.headers, { 'Content-Type': 'video/mp4' });
+    for (const operation of [
+      'UploadPart',
+      'ListParts',
+      'CompleteMultipartUpload',
+      'AbortMultipartUpload',
+    ] as const) {
+      const { url, headers } = await sign(operation);
+      assert.deepEqual(signedHeaders(url), ['host'], operation);
+      assert.deepEqual(headers, {}, operation);
+    }
+  });
+});
