@@ -29,10 +29,17 @@ function escapeXml(value: string): string {
   return value.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** S3 codes a refusal may name in `details.s3Code` where the core's code is too coarse. */
+const SPECIFIC_CODES = new Set(['MalformedXML']);
+
 export function sendS3Error(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const mapped = isWharfError(err) ? S3_CODES[err.code] : undefined;
   const status = mapped?.status ?? 500;
-  const code = mapped?.code ?? 'InternalError';
+  const specific = isWharfError(err) ? err.details?.s3Code : undefined;
+  const code =
+    mapped && typeof specific === 'string' && SPECIFIC_CODES.has(specific)
+      ? specific
+      : (mapped?.code ?? 'InternalError');
   const message =
     mapped && isWharfError(err) ? err.message : 'We encountered an internal error. Please try again.';
   if (status >= 500) request.log.error({ err }, 'storage endpoint failed');
