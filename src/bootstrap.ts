@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { StoreLocker } from './blobs/db-locker.js';
 import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
 import { S3BlobStore } from './blobs/s3-store.js';
+import { localTusBackend, s3TusBackend, type TusBackend } from './blobs/tus-storage.js';
 import type { Config } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
 import { createIdSource } from './core/ids.js';
@@ -18,6 +20,8 @@ export interface OpenedCore {
   core: Core;
   store: Store;
   blobs: BlobStore;
+  /** What the tus endpoint runs on: tus.io's datastore, a lock shared by every node, a staging dir. */
+  tus: { datastore: TusBackend['datastore']; locker: StoreLocker; stagingDir: string };
   close(): Promise<void>;
 }
 
@@ -33,7 +37,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
   // One secret per installation, kept in the database so every node shares it.
   const secret =
     config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
-  const { blobs, endpoint } = await openBlobs(config, secret);
+  const { blobs, endpoint, tus } = await openBlobs(config, secret);
 
   const core = createCore({
     store,
@@ -53,6 +57,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
       // surely abandoned.
       debrisAgeMs: Math.max(3600_000, (config.resumableExpiresSeconds + 3600) * 1000),
     },
+    resumable: { storage: tus.storage, settings: { expiresInSeconds: config.resumableExpiresSeconds } },
     multipart: {
       expiresInSeconds: config.resumableExpiresSeconds,
       partUrlExpiresInSeconds: config.uploadExpiresSeconds,
@@ -63,6 +68,11 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     core,
     store,
     blobs,
+    tus: {
+      datastore: tus.datastore,
+      locker: new StoreLocker(store),
+      stagingDir: join(config.dataDir, 'tus', 'staging'),
+    },
     async close() {
       await blobs.close();
       await store.close();
@@ -77,12 +87,12 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
 async function openBlobs(
   config: Config,
   secret: string,
-): Promise<{ blobs: BlobStore; endpoint: PresignVerifier | undefined }> {
+): Promise<{ blobs: BlobStore; endpoint: PresignVerifier | undefined; tus: TusBackend }> {
   const storage = config.storage;
   if (storage.kind === 's3') {
     const blobs = new S3BlobStore({ ...storage, directDownloads: storage.downloads === 'redirect' });
     await blobs.ensureBucket();
-    return { blobs, endpoint: undefined };
+    return { blobs, endpoint: undefined, tus: s3TusBackend(storage, config.resumableExpiresSeconds) };
   }
   const endpoint = new LocalEndpoint({
     publicUrl: config.publicUrl,
@@ -93,5 +103,8 @@ async function openBlobs(
   });
   const blobs = new FsBlobStore(join(config.dataDir, 'blobs'), endpoint);
   await blobs.init();
-  return { blobs, endpoint };
+  // Beside the blob store, not in it: partial tus files never show as objects; same filesystem,
+  // so a finished one moves in by rename.
+  const tus = localTusBackend(join(config.dataDir, 'tus', 'uploads'), blobs, config.resumableExpiresSeconds);
+  return { blobs, endpoint, tus };
 }

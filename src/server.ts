@@ -36,6 +36,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     publicUrl: config.publicUrl,
     corsOrigins: config.corsOrigins,
     logger: options.logger ?? false,
+    tus: opened.tus,
   });
 
   let sweeping: Promise<unknown> = Promise.resolve();

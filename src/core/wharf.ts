@@ -9,6 +9,7 @@ import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { type Analyzer, processAssetJob } from './processing.js';
+import { type ResumableSettings, ResumableService, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SignedIds } from './signed-ids.js';
 import {
@@ -28,6 +29,8 @@ export interface CoreDeps {
   secret: string;
   uploads: UploadSettings;
   multipart: MultipartSettings;
+  /** Where tus uploads collect their bytes until the last one arrives. */
+  resumable: { storage: ResumableStorage; settings: ResumableSettings };
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
@@ -38,6 +41,8 @@ export interface Core {
   keys: KeyService;
   uploads: UploadService;
   multipart: MultipartService;
+  /** tus uploads. */
+  resumable: ResumableService;
   /** Presigns S3 requests for browser clients that speak S3 themselves (Uppy 6). */
   s3Signing: S3SigningService;
   assets: AssetService;
@@ -88,6 +93,14 @@ export function createCore(deps: CoreDeps): Core {
     keys: new KeyService(deps.store, deps.clock, deps.ids),
     uploads,
     multipart,
+    resumable: new ResumableService(
+      deps.store,
+      uploads,
+      deps.resumable.storage,
+      deps.clock,
+      deps.ids,
+      deps.resumable.settings,
+    ),
     s3Signing,
     assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),

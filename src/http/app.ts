@@ -22,6 +22,7 @@ import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
+import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
 import { sendS3Error } from './storage/s3-errors.js';
 import { validatorCompiler } from './validation.js';
 
@@ -42,6 +43,8 @@ export interface AppOptions {
   /** WHARF_CORS_ORIGINS: origins whose pages may call Wharf; empty for same-origin only. */
   corsOrigins: readonly string[];
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
+  /** The tus endpoint's storage, lock and staging dir; without them /v1/tus/ is not served. */
+  tus?: Omit<TusRouteOptions, 'core' | 'publicUrl'> | undefined;
 }
 
 // Presigned and signed URLs are bearer credentials until they expire: logs keep the
@@ -62,6 +65,7 @@ export async function buildApp({
   publicUrl,
   corsOrigins,
   logger,
+  tus,
 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger && {
@@ -136,6 +140,7 @@ export async function buildApp({
   });
 
   await app.register(compatRoutes, context);
+  if (tus) await app.register(tusRoutes, { ...tus, core, publicUrl });
 
   if (core.endpoint) {
     await app.register(storageEndpointRoutes, { endpoint: core.endpoint, prefix: LOCAL_ENDPOINT_PATH });

@@ -1,0 +1,132 @@
+import { randomUUID } from 'node:crypto';
+import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
+import type { Store } from '../core/ports.js';
+
+export interface StoreLockerOptions {
+  /** How long a lease lasts unless renewed: how long a crashed holder blocks an upload. */
+  leaseMs?: number;
+  /** How often a holder renews its lease and checks whether someone asked it to let go. */
+  pollMs?: number;
+  /** Longest wait for a lock before the request fails. */
+  acquireTimeoutMs?: number;
+  /** Real time: leases measure elapsed time between processes, never a test's manual clock. */
+  now?: () => number;
+}
+
+/**
+ * tus.io's Locker over the Store's leases, so one upload is written by one request at a time
+ * across every node of a deployment (the in-memory locker only covers one process).
+ *
+ * A holder renews its lease while it works; a crashed one blocks the upload for at most one
+ * lease. A request that finds the upload locked asks the holder to let go (tus's
+ * requestRelease: a client resuming after a broken connection whose old request the server
+ * still thinks is running) and polls, backing off, until the lease is free, it gives up, or
+ * its own request is aborted.
+ */
+export class StoreLocker implements Locker {
+  private readonly leaseMs: number;
+  private readonly pollMs: number;
+  private readonly acquireTimeoutMs: number;
+  readonly now: () => number;
+
+  constructor(
+    readonly store: Store,
+    options: StoreLockerOptions = {},
+  ) {
+    this.leaseMs = options.leaseMs ?? 10_000;
+    this.pollMs = options.pollMs ?? 250;
+    this.acquireTimeoutMs = options.acquireTimeoutMs ?? 30_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  newLock(id: string): Lock {
+    return new StoreLock(this, `tus:${id}`, {
+      leaseMs: this.leaseMs,
+      pollMs: this.pollMs,
+      acquireTimeoutMs: this.acquireTimeoutMs,
+    });
+  }
+}
+
+class StoreLock implements Lock {
+  private readonly owner = randomUUID();
+  private timer: NodeJS.Timeout | undefined;
+  private held = false;
+
+  constructor(
+    private readonly locker: StoreLocker,
+    private readonly name: string,
+    private readonly timing: { leaseMs: number; pollMs: number; acquireTimeoutMs: number },
+  ) {}
+
+  async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+    const { store, now } = this.locker;
+    const deadline = now() + this.timing.acquireTimeoutMs;
+    let delay = 10;
+    for (;;) {
+      if (signal.aborted) throw ERRORS.ERR_LOCK_TIMEOUT;
+      const at = now();
+      if (await store.acquireLock(this.name, this.owner, at + this.timing.leaseMs, at)) break;
+      await store.requestLockRelease(this.name, at);
+      if (now() >= deadline) throw ERRORS.ERR_LOCK_TIMEOUT;
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, this.timing.pollMs * 2);
+    }
+    this.held = true;
+    this.watch(requestRelease);
+  }
+
+  async unlock(): Promise<void> {
+    this.held = false;
+    clearTimeout(this.timer);
+    await this.locker.store.releaseLock(this.name, this.owner);
+  }
+
+  /** Renews the lease and passes a release request on to the holder, until unlocked. */
+  private watch(requestRelease: RequestRelease): void {
+    const { store, now } = this.locker;
+    let renewedAt = now();
+    let asked = false;
+    let passedOn = false;
+    const tick = async () => {
+      if (!this.held) return;
+      try {
+        if (now() - renewedAt >= this.timing.leaseMs / 3) {
+          const at = now();
+          // Lost (the lease ran out, say the process stalled): whoever took it is writing now.
+          if (!(await store.acquireLock(this.name, this.owner, at + this.timing.leaseMs, at))) asked = true;
+          renewedAt = at;
+        }
+        if (!asked && (await store.lockReleaseRequested(this.name, this.owner))) asked = true;
+        if (asked && !passedOn) {
+          // Once: the holder winds down (tus gives it a moment to drain) and unlocks; the
+          // lease is renewed meanwhile so nobody else writes before it has.
+          passedOn = true;
+          await requestRelease();
+        }
+      } catch {
+        // A failed poll (the database restarting, the server shutting down) is retried next
+        // tick; the lease covers the gap.
+      }
+      if (this.held) this.schedule(tick);
+    };
+    this.schedule(tick);
+  }
+
+  private schedule(tick: () => Promise<void>): void {
+    this.timer = setTimeout(() => void tick(), this.timing.pollMs);
+    this.timer.unref();
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,217 @@
+import { rm, stat } from 'node:fs/promises';
+import { relative, resolve, sep } from 'node:path';
+import { FileStore } from '@tus/file-store';
+import { S3Store } from '@tus/s3-store';
+import { type DataStore, ERRORS, Upload } from '@tus/utils';
+import { WharfError } from '../core/errors.js';
+import type { ResumableStorage } from '../core/resumable.js';
+import type { FsBlobStore } from './fs-store.js';
+import type { S3Options } from './s3-client.js';
+
+/**
+ * What tus.io's server is given: the datastore (tus ids are Wharf storage keys) and the same
+ * bytes seen as the core's ResumableStorage.
+ */
+export interface TusBackend {
+  datastore: DataStore;
+  storage: ResumableStorage;
+}
+
+/**
+ * What Wharf's tus endpoint offers. `checksum` is Wharf's own (the tus server has none);
+ * `creation-defer-length` is left out: an upload's size is checked against the account's
+ * limit and quota when it is opened, so it must be known then.
+ */
+export const TUS_EXTENSIONS = ['creation', 'creation-with-upload', 'termination', 'expiration', 'checksum'];
+
+/**
+ * Embedded: partial files live in their own directory (never under the blob store's objects/),
+ * and a finished one is renamed into the blob store, so no object is ever partial.
+ */
+export function localTusBackend(directory: string, blobs: FsBlobStore, expiresInSeconds: number): TusBackend {
+  const root = resolve(directory);
+  const datastore = new WharfFileStore(blobs, {
+    directory: root,
+    expirationPeriodInMilliseconds: expiresInSeconds * 1000,
+  });
+  datastore.extensions = [...TUS_EXTENSIONS];
+  const fileOf = (key: string): string => {
+    const path = resolve(root, key);
+    const rel = relative(root, path);
+    if (rel === '' || rel.startsWith('..') || rel.split(sep).includes('..') || key.includes('\0')) {
+      throw new Error(`Refusing tus upload key outside its directory: ${JSON.stringify(key)}`);
+    }
+    return path;
+  };
+  // FileStore keeps an upload's facts next to its bytes, in `<key>.json`.
+  const infoOf = (key: string): string => `${fileOf(key)}.json`;
+  const storage: ResumableStorage = {
+    async received(key) {
+      const object = await blobs.head(key);
+      if (object) return object.size;
+      try {
+        return (await stat(fileOf(key))).size;
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async promote(key) {
+      try {
+        await blobs.adopt(key, fileOf(key));
+      } catch (err) {
+        // Promoted already (a retry after a crash, or a concurrent finish).
+        if (!isNotFound(err) || !(await blobs.head(key))) throw err;
+      }
+      await rm(infoOf(key), { force: true });
+    },
+    async discard(key) {
+      await rm(fileOf(key), { force: true });
+      await rm(infoOf(key), { force: true });
+    },
+  };
+  return { datastore, storage };
+}
+
+/**
+ * Scaled: tus.io's S3 store writes an S3 multipart upload of the storage key itself, so the
+ * finished object is already where the asset points; its `<key>.info` (and `<key>.part`, a
+ * tail shorter than S3's minimum part) are bookkeeping, deleted once the object is whole.
+ */
+export function s3TusBackend(options: S3Options, expiresInSeconds: number): TusBackend {
+  const datastore = new WharfS3Store({
+    // Object tags only serve bucket lifecycle rules; Wharf's sweep expires uploads itself
+    // (and not every S3-compatible server supports tagging).
+    useTags: false,
+    expirationPeriodInMilliseconds: expiresInSeconds * 1000,
+    // Another node may terminate or finish the upload: nothing about it is cached here.
+    cache: new NoCache(),
+    s3ClientConfig: {
+      bucket: options.bucket,
+      endpoint: options.endpoint,
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+      // As createS3Client (s3-client.ts): no checksums unless an operation requires one, which
+      // older servers (Ceph 16) reject when sent as aws-chunked trailers.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    },
+  });
+  datastore.extensions = [...TUS_EXTENSIONS];
+  return { datastore, storage: datastore };
+}
+
+/**
+ * A finished upload's bytes are an object and its tus records are gone; tus.io's server still
+ * asks after it within the request that finished it, and must see it whole.
+ */
+function finishedUpload(id: string, size: number): Upload {
+  return new Upload({ id, size, offset: size });
+}
+
+class WharfFileStore extends FileStore {
+  constructor(
+    private readonly blobs: FsBlobStore,
+    options: ConstructorParameters<typeof FileStore>[0],
+  ) {
+    super(options);
+  }
+
+  override async getUpload(id: string): Promise<Upload> {
+    try {
+      return await super.getUpload(id);
+    } catch (err) {
+      // NO_LONGER_EXISTS: the facts are still there but the file was just moved into the store.
+      if (err !== ERRORS.FILE_NOT_FOUND && err !== ERRORS.FILE_NO_LONGER_EXISTS) throw err;
+      const object = await this.blobs.head(id);
+      if (!object) throw err;
+      return finishedUpload(id, object.size);
+    }
+  }
+}
+
+class NoCache<T> {
+  async get(_key: string): Promise<T | undefined> {
+    return undefined;
+  }
+  async set(_key: string, _value: T): Promise<void> {}
+  async delete(_key: string): Promise<void> {}
+  async list(): Promise<string[]> {
+    return [];
+  }
+}
+
+class WharfS3Store extends S3Store implements ResumableStorage {
+  async received(key: string): Promise<number | undefined> {
+    try {
+      return (await this.getUpload(key)).offset;
+    } catch (err) {
+      if (err !== ERRORS.FILE_NOT_FOUND) throw err;
+      return undefined;
+    }
+  }
+
+  override async getUpload(id: string): Promise<Upload> {
+    try {
+      return await super.getUpload(id);
+    } catch (err) {
+      if (err !== ERRORS.FILE_NOT_FOUND) throw err;
+      const size = await this.objectSize(id);
+      if (size === undefined) throw err;
+      return finishedUpload(id, size);
+    }
+  }
+
+  async promote(key: string): Promise<void> {
+    if ((await this.objectSize(key)) === undefined) {
+      // The last byte arrived but the server died before S3 composed the parts.
+      const metadata = await this.getMetadata(key);
+      const parts = await this.retrieveParts(key);
+      const received = parts.reduce((sum, part) => sum + (part.Size ?? 0), 0);
+      if (received !== metadata.file.size || (await this.getIncompletePartSize(key)) !== undefined) {
+        throw new WharfError('UPLOAD_INCOMPLETE', 'Not every byte of this upload has arrived.');
+      }
+      await this.finishMultipartUpload(metadata, parts);
+    }
+    await this.dropBookkeeping(key);
+  }
+
+  async discard(key: string): Promise<void> {
+    try {
+      await this.remove(key);
+    } catch (err) {
+      if (err !== ERRORS.FILE_NOT_FOUND) throw err;
+    }
+    await this.dropBookkeeping(key);
+  }
+
+  /** Termination: tus.io's store leaves the short tail (`.part`) behind. */
+  override async remove(id: string): Promise<void> {
+    await super.remove(id);
+    await this.dropBookkeeping(id);
+  }
+
+  private async dropBookkeeping(key: string): Promise<void> {
+    await this.client.deleteObjects({
+      Bucket: this.bucket,
+      Delete: { Objects: [{ Key: this.infoKey(key) }, { Key: this.partKey(key, true) }], Quiet: true },
+    });
+    await this.clearCache(key);
+  }
+
+  private async objectSize(key: string): Promise<number | undefined> {
+    try {
+      return (await this.client.headObject({ Bucket: this.bucket, Key: key })).ContentLength ?? 0;
+    } catch (err) {
+      if ((err as { name?: string }).name === 'NotFound' || (err as { name?: string }).name === 'NoSuchKey') {
+        return undefined;
+      }
+      throw err;
+    }
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}

@@ -1,0 +1,188 @@
+import type { Clock } from './clock.js';
+import { parseDigest } from './digests.js';
+import { WharfError } from './errors.js';
+import type { IdSource } from './ids.js';
+import type { Principal, Upload } from './model.js';
+import { validateContentType, validateFileName } from './names.js';
+import type { Store } from './ports.js';
+import { storageKeyFor, type UploadOutcome, type UploadService } from './uploads.js';
+
+/**
+ * Where a resumable protocol (tus) keeps an upload's bytes while they arrive: somewhere that is
+ * not an object yet, so a partial file is never readable. Keyed by the upload's storage key.
+ */
+export interface ResumableStorage {
+  /**
+   * Bytes received so far (the object's size once promoted); undefined when storage has no
+   * record of the upload.
+   */
+  received(key: string): Promise<number | undefined>;
+  /**
+   * Makes an upload whose bytes all arrived the object at its storage key (visible whole, and
+   * durable), and drops the protocol's own records of it. Idempotent: a key that already holds
+   * the object is left as it is.
+   */
+  promote(key: string): Promise<void>;
+  /** Frees an unfinished upload's bytes and records; nothing when they are already gone. */
+  discard(key: string): Promise<void>;
+}
+
+export interface ResumableSettings {
+  /** How long a resumable upload may run before it expires and its bytes are freed. */
+  expiresInSeconds: number;
+}
+
+/** A file as a resumable client declares it when it opens the upload. */
+export interface ResumableDeclaration {
+  name: string | undefined;
+  contentType?: string | undefined;
+  size: number;
+  /** Hex or base64; optional, verified at completion when given. */
+  sha256?: string | undefined;
+}
+
+/**
+ * Resumable uploads (tus): the upload is recorded when the client opens it, its bytes collect
+ * in ResumableStorage across as many requests (and nodes, and restarts) as it takes, and once
+ * the last byte is there it completes exactly as every other flow does (verified, deduplicated,
+ * processed) through UploadService.completeUpload.
+ */
+export class ResumableService {
+  constructor(
+    private readonly store: Store,
+    private readonly uploads: UploadService,
+    private readonly storage: ResumableStorage,
+    private readonly clock: Clock,
+    private readonly ids: IdSource,
+    private readonly settings: ResumableSettings,
+  ) {
+    uploads.registerKind('tus', {
+      reconcile: (upload) => this.reconcile(upload),
+      expire: (upload) => this.discard(upload),
+    });
+  }
+
+  /** The size limit of the caller's account (what the protocol advertises and enforces). */
+  maxFileSize(principal: Principal): number {
+    return this.uploads.maxFileSize(principal);
+  }
+
+  /** Records a new pending upload; its storage key is where the protocol keeps the bytes. */
+  async create(principal: Principal, declaration: ResumableDeclaration): Promise<Upload> {
+    if (declaration.name === undefined) {
+      throw new WharfError('VALIDATION_FAILED', 'The upload must name its file (metadata "filename").');
+    }
+    const name = validateFileName(declaration.name);
+    const contentType = validateContentType(declaration.contentType);
+    const size = declaration.size;
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new WharfError('VALIDATION_FAILED', 'The upload length must be a non-negative integer.');
+    }
+    const limit = this.uploads.maxFileSize(principal);
+    if (size > limit) {
+      throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
+        limit,
+      });
+    }
+    const sha256 = declaration.sha256 ? parseDigest('sha256', declaration.sha256, 'sha256') : null;
+    // Refused now rather than after gigabytes: known content is let through, as it costs
+    // nothing (completion re-checks with the content known).
+    if (principal.storageQuota !== null && !(sha256 && (await this.known(principal, sha256)))) {
+      const usage = await this.store.usage(principal.accountId);
+      if (usage.bytes + size > principal.storageQuota) {
+        throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
+          quota: principal.storageQuota,
+          used: usage.bytes,
+        });
+      }
+    }
+    const now = this.clock.now();
+    const id = this.ids.id();
+    const upload: Upload = {
+      id,
+      accountId: principal.accountId,
+      keyId: principal.keyId,
+      kind: 'tus',
+      name,
+      contentType,
+      size,
+      sha256,
+      md5: null,
+      storageKey: storageKeyFor(principal.accountId, id, name),
+      status: 'pending',
+      seq: null,
+      externalId: null,
+      // No confirm step: the last byte completes it, and the sweep's reconcile finishes one
+      // whose completion a crash interrupted.
+      intent: { autoComplete: true },
+      multipartId: null,
+      assetId: null,
+      deduplicated: false,
+      createdAt: now,
+      expiresAt: now + this.settings.expiresInSeconds * 1000,
+      completedAt: null,
+    };
+    await this.store.insertUploads([upload]);
+    return upload;
+  }
+
+  /** The caller's resumable upload at this storage key, whatever its state. */
+  async get(principal: Principal, key: string): Promise<Upload> {
+    const upload = await this.uploads.getByStorageKey(principal, key);
+    if (upload.kind !== 'tus') throw new WharfError('NOT_FOUND', 'No such upload.');
+    return upload;
+  }
+
+  /** Whether the upload may still receive bytes (pending and not past its expiry). */
+  isOpen(upload: Upload): boolean {
+    return upload.status === 'pending' && this.clock.now() <= upload.expiresAt;
+  }
+
+  /** Every byte arrived: the bytes become the object at the upload's key, then an asset. */
+  async finish(upload: Upload): Promise<UploadOutcome> {
+    const current = (await this.store.getUpload(upload.id)) ?? upload;
+    if (current.status === 'pending') await this.storage.promote(current.storageKey);
+    return this.uploads.completeUpload(current);
+  }
+
+  /** Whether every byte of a pending upload is in storage (its completion may not have run). */
+  async allReceived(upload: Upload): Promise<boolean> {
+    return (await this.storage.received(upload.storageKey)) === upload.size;
+  }
+
+  /**
+   * Completes an upload whose bytes all arrived but whose completion never ran (the server
+   * died in between); undefined while bytes are still missing. What a client's HEAD and the
+   * sweep (see `reconcile`) run.
+   */
+  async recover(upload: Upload): Promise<UploadOutcome | undefined> {
+    if (upload.status !== 'pending') return undefined;
+    if (!(await this.reconcile(upload))) return undefined;
+    return this.uploads.completeUpload(upload);
+  }
+
+  /**
+   * For UploadService's sweep: puts the bytes of a pending tus upload whose last byte arrived
+   * at its storage key, and says whether they are there (completion then runs as for any
+   * auto-completing upload).
+   */
+  async reconcile(upload: Upload): Promise<boolean> {
+    if (!(await this.allReceived(upload))) return false;
+    await this.storage.promote(upload.storageKey);
+    return true;
+  }
+
+  /** For the sweep (an expired upload) and termination: frees the bytes received so far. */
+  async discard(upload: Upload): Promise<void> {
+    await this.storage.discard(upload.storageKey);
+  }
+
+  /** The client terminated the upload (its bytes are already freed): it can never complete. */
+  async terminated(upload: Upload): Promise<void> {
+    await this.store.expireUpload(upload.id);
+  }
+
+  private async known(principal: Principal, sha256: string): Promise<boolean> {
+    return (await this.store.findAssetBySha256(principal.accountId, sha256)) !== undefined;
+  }
+}

@@ -1,0 +1,93 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { WharfError } from '../../core/errors.js';
+
+/**
+ * tus's checksum extension, which tus.io's server does not implement: a PATCH (or a creation
+ * with upload) may carry `Upload-Checksum: <algorithm> <base64 digest>` of its body, and a body
+ * that does not match must leave the upload untouched. Handing the body to the server while
+ * hashing would write the bytes before the digest is known, so Wharf first stages the body
+ * in a file (memory stays flat whatever the chunk size), compares, and only then hands the
+ * staged bytes over.
+ */
+export const CHECKSUM_ALGORITHMS = ['sha1', 'md5', 'sha256'] as const;
+export type ChecksumAlgorithm = (typeof CHECKSUM_ALGORITHMS)[number];
+
+/** The status tus defines for a body whose checksum does not match (not an HTTP standard one). */
+export const CHECKSUM_MISMATCH_STATUS = 460;
+
+export interface DeclaredChecksum {
+  algorithm: ChecksumAlgorithm;
+  digest: Buffer;
+}
+
+const LENGTH: Record<ChecksumAlgorithm, number> = { sha1: 20, md5: 16, sha256: 32 };
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+/** The `Upload-Checksum` header's checksum; undefined without one; 400 for anything unusable. */
+export function parseUploadChecksum(header: string | string[] | undefined): DeclaredChecksum | undefined {
+  if (header === undefined) return undefined;
+  const value = Array.isArray(header) ? header.join(',') : header;
+  const match = /^\s*(\S+) +(\S+)\s*$/.exec(value);
+  if (!match) {
+    throw new WharfError('VALIDATION_FAILED', 'Upload-Checksum must be "<algorithm> <base64 digest>".');
+  }
+  const algorithm = match[1]!.toLowerCase();
+  if (!(CHECKSUM_ALGORITHMS as readonly string[]).includes(algorithm)) {
+    throw new WharfError(
+      'VALIDATION_FAILED',
+      `Unsupported checksum algorithm ${JSON.stringify(match[1])}; use one of ${CHECKSUM_ALGORITHMS.join(', ')}.`,
+      { supported: [...CHECKSUM_ALGORITHMS] },
+    );
+  }
+  const digest = BASE64.test(match[2]!) ? Buffer.from(match[2]!, 'base64') : Buffer.alloc(0);
+  if (digest.length !== LENGTH[algorithm as ChecksumAlgorithm]) {
+    throw new WharfError('INVALID_DIGEST', `Upload-Checksum is not a base64 ${algorithm} digest.`);
+  }
+  return { algorithm: algorithm as ChecksumAlgorithm, digest };
+}
+
+export interface StagedBody {
+  path: string;
+  size: number;
+  matches: boolean;
+}
+
+/**
+ * Writes `body` to a new file in `dir`, hashing it on the way; more than `limit` bytes fail
+ * with FILE_TOO_LARGE. The caller removes the file (it is removed here only on failure).
+ */
+export async function stageBody(
+  body: Readable,
+  dir: string,
+  limit: number,
+  checksum: DeclaredChecksum,
+): Promise<StagedBody> {
+  const path = join(dir, `${randomUUID()}.body`);
+  const hash = createHash(checksum.algorithm);
+  let size = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, done: TransformCallback) {
+      size += chunk.length;
+      if (size > limit) {
+        done(
+          new WharfError('FILE_TOO_LARGE', `The request body is larger than the upload's ${limit} bytes.`),
+        );
+        return;
+      }
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  try {
+    await pipeline(body, tap, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+  } catch (err) {
+    await rm(path, { force: true });
+    throw err;
+  }
+  return { path, size, matches: hash.digest().equals(checksum.digest) };
+}

@@ -1,0 +1,281 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { Server } from '@tus/server';
+import { type DataStore, type Locker, Metadata } from '@tus/utils';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isWharfError, WharfError } from '../../core/errors.js';
+import type { Principal, Upload } from '../../core/model.js';
+import type { Core } from '../../core/wharf.js';
+import { authenticate, presentedKey } from '../plugins/auth.js';
+import {
+  CHECKSUM_ALGORITHMS,
+  CHECKSUM_MISMATCH_STATUS,
+  type DeclaredChecksum,
+  parseUploadChecksum,
+  type StagedBody,
+  stageBody,
+} from './checksum.js';
+
+export const TUS_PATH = '/v1/tus';
+
+export interface TusRouteOptions {
+  core: Core;
+  publicUrl: string;
+  datastore: DataStore;
+  locker: Locker;
+  /** Where bodies that carry a checksum wait until it is checked (a directory of this node). */
+  stagingDir: string;
+}
+
+/** What one request is to the tus server: who sent it and which upload it names. */
+interface TusCall {
+  principal: Principal | undefined;
+  upload: Upload | undefined;
+  /** A refusal of Wharf's raised inside the tus server (its body is Wharf's JSON). */
+  error?: WharfError;
+}
+
+// Upload URLs name the storage key without its account (`/v1/tus/<uuid><.ext>`): the caller's
+// own account completes it, so another account's key names a different, unknown upload.
+const UPLOAD_NAME = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.[a-z0-9]{1,10})?$/;
+const TUS_VERSION = '1.0.0';
+
+/**
+ * tus 1.0 at /v1/tus/ through tus.io's server, with Wharf around it: every request is
+ * authenticated and resolved to the caller's own upload before tus sees it, Wharf's state
+ * (completed, expired) answers first, checksums are checked here, and the last byte completes
+ * the upload as every flow does.
+ */
+export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions): Promise<void> {
+  const { core, publicUrl, stagingDir } = options;
+  // A node's staged bodies belong to requests of this process: any left are a crash's.
+  await rm(stagingDir, { recursive: true, force: true });
+  await mkdir(stagingDir, { recursive: true });
+
+  const calls = new WeakMap<Request, TusCall>();
+  const callOf = (req: Request): TusCall => {
+    const call = calls.get(req);
+    if (!call) throw new Error('tus request without its Wharf call');
+    return call;
+  };
+
+  const tus = new Server({
+    path: TUS_PATH,
+    datastore: options.datastore,
+    locker: options.locker,
+    disableTerminationForFinishedUploads: true,
+    maxSize: (req) => {
+      const principal = callOf(req).principal;
+      return principal ? core.resumable.maxFileSize(principal) : 0;
+    },
+    // The tus id is the upload's storage key: on S3 the finished object is then already at it.
+    namingFunction: async (req, metadata) => {
+      const call = callOf(req);
+      const upload = await core.resumable.create(call.principal!, {
+        name: metadata?.filename ?? undefined,
+        contentType: metadata?.filetype ?? undefined,
+        size: Number(req.headers.get('upload-length')),
+        sha256: metadata?.sha256 ?? undefined,
+      });
+      call.upload = upload;
+      return upload.storageKey;
+    },
+    generateUrl: (_req, { id }) => `${publicUrl}${TUS_PATH}/${id.slice(id.indexOf('/') + 1)}`,
+    getFileIdFromRequest: (req) => callOf(req).upload?.storageKey,
+    onUploadFinish: async (req) => {
+      const outcome = await core.resumable.finish(callOf(req).upload!);
+      return { headers: { 'Wharf-Asset-Id': outcome.asset.id } };
+    },
+    onResponseError: (req, err) => {
+      if (!isWharfError(err)) return undefined;
+      const call = calls.get(req);
+      if (call) call.error = err;
+      return { status_code: err.status, body: JSON.stringify(errorBody(err)) };
+    },
+  });
+
+  // Bodies are the tus server's to read, unparsed, whatever their type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  app.addHook('onSend', async (request, reply) => {
+    if (request.method !== 'OPTIONS') reply.header('Tus-Resumable', TUS_VERSION);
+  });
+
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const call: TusCall = { principal: undefined, upload: undefined };
+    const method = request.method;
+    // Discovery (OPTIONS) carries no key in browsers (a preflight cannot): it answers without
+    // one, with the account's limit when a key is presented. Every other request needs one.
+    if (method !== 'OPTIONS' || presentedKey(request) !== undefined) {
+      call.principal = await authenticate(core, request);
+    }
+    const name = (request.params as { '*'?: string })['*'] ?? '';
+    if (name !== '') {
+      if (method === 'POST' || method === 'OPTIONS' || !UPLOAD_NAME.test(name)) {
+        throw new WharfError('NOT_FOUND', 'No such upload.');
+      }
+      const upload = await core.resumable.get(call.principal!, `${call.principal!.accountId}/${name}`);
+      call.upload = upload;
+      const settled = await answerFromWharf(request, reply, upload);
+      if (settled) return settled;
+    } else if (method !== 'POST' && method !== 'OPTIONS') {
+      throw new WharfError('NOT_FOUND', 'No such upload.');
+    }
+
+    let staged: StagedBody | undefined;
+    try {
+      let body: Readable | undefined;
+      const headers = requestHeaders(request);
+      if (hasBody(request)) {
+        const checksum = parseUploadChecksum(request.headers['upload-checksum']);
+        if (checksum) {
+          staged = await stage(request, call, checksum);
+          if (!staged.matches) {
+            return reply
+              .code(CHECKSUM_MISMATCH_STATUS)
+              .send(
+                errorBody(
+                  new WharfError(
+                    'CHECKSUM_MISMATCH',
+                    `The body does not match its Upload-Checksum (${checksum.algorithm}); nothing was written.`,
+                  ),
+                ),
+              );
+          }
+          body = createReadStream(staged.path);
+          headers.set('content-length', String(staged.size));
+          headers.delete('transfer-encoding');
+        } else {
+          body = request.raw;
+        }
+      }
+      const tusRequest = new Request(new URL(request.url, publicUrl), {
+        method,
+        headers,
+        ...(body && { body: Readable.toWeb(body) as ReadableStream, duplex: 'half' }),
+      } as RequestInit);
+      calls.set(tusRequest, call);
+      const response = await tus.handleWeb(tusRequest);
+      if (method === 'DELETE' && response.status === 204 && call.upload) {
+        await core.resumable.terminated(call.upload);
+      }
+      return send(reply, response, call);
+    } finally {
+      if (staged) await rm(staged.path, { force: true });
+    }
+  };
+
+  /** The body of a PATCH (or a creation with upload), staged and hashed; at most the upload's size. */
+  async function stage(request: FastifyRequest, call: TusCall, checksum: DeclaredChecksum) {
+    const limit = call.upload
+      ? (call.upload.size ?? 0)
+      : Math.min(Number(request.headers['upload-length'] ?? 0), core.resumable.maxFileSize(call.principal!));
+    return stageBody(request.raw, stagingDir, limit, checksum);
+  }
+
+  /**
+   * Requests about an upload Wharf has settled are answered from Wharf's records: a finished
+   * upload's bytes are an asset now (tus keeps nothing of it), an expired one is gone. A HEAD
+   * also completes an upload whose every byte arrived before a crash stopped its completion.
+   */
+  async function answerFromWharf(request: FastifyRequest, reply: FastifyReply, upload: Upload) {
+    if (upload.status === 'pending' && !core.resumable.isOpen(upload)) {
+      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    }
+    if (upload.status === 'expired') {
+      throw new WharfError('UPLOAD_EXPIRED', 'This upload was terminated or has expired.');
+    }
+    let finished = upload.status === 'completed' ? upload : undefined;
+    if (!finished && request.method === 'HEAD' && (await core.resumable.allReceived(upload))) {
+      const lock = options.locker.newLock(upload.storageKey);
+      await lock.lock(AbortSignal.timeout(60_000), () => {});
+      try {
+        const outcome = await core.resumable.recover(upload);
+        if (outcome) finished = { ...upload, assetId: outcome.asset.id };
+      } finally {
+        await lock.unlock();
+      }
+    }
+    if (!finished) return undefined;
+    const size = String(finished.size ?? 0);
+    reply.header('Wharf-Asset-Id', finished.assetId ?? '');
+    switch (request.method) {
+      case 'HEAD':
+        return reply
+          .code(200)
+          .headers({
+            'Cache-Control': 'no-store',
+            'Upload-Offset': size,
+            'Upload-Length': size,
+            'Upload-Metadata': Metadata.stringify({
+              filename: finished.name,
+              filetype: finished.contentType,
+            }),
+          })
+          .send();
+      case 'PATCH':
+        // A retry of the request that finished it: nothing more to write.
+        request.raw.resume();
+        if (request.headers['upload-offset'] === size && !hasBody(request, true)) {
+          return reply.code(204).header('Upload-Offset', size).send();
+        }
+        return reply
+          .code(409)
+          .send(errorBody(new WharfError('UPLOAD_NOT_PENDING', 'This upload is complete.')));
+      default:
+        throw new WharfError(
+          'UPLOAD_NOT_PENDING',
+          'A finished upload cannot be terminated; delete its asset.',
+        );
+    }
+  }
+
+  const route = {
+    method: ['OPTIONS', 'POST', 'HEAD', 'PATCH', 'DELETE'],
+    schema: { hide: true },
+    config: { auth: 'none' as const },
+    handler,
+  };
+  app.route({ ...route, url: TUS_PATH });
+  app.route({ ...route, url: `${TUS_PATH}/` });
+  app.route({ ...route, url: `${TUS_PATH}/*` });
+}
+
+/** A request with a body to hand on; with `nonEmpty`, only one that has bytes. */
+function hasBody(request: FastifyRequest, nonEmpty = false): boolean {
+  if (request.method !== 'PATCH' && request.method !== 'POST') return false;
+  const length = request.headers['content-length'];
+  if (length !== undefined) return Number(length) > 0 || (!nonEmpty && request.method === 'PATCH');
+  return request.headers['transfer-encoding'] !== undefined;
+}
+
+function requestHeaders(request: FastifyRequest): Headers {
+  const headers = new Headers();
+  const raw = request.raw.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+  return headers;
+}
+
+function errorBody(err: WharfError) {
+  return { error: { code: err.code, message: err.message, ...(err.details && { details: err.details }) } };
+}
+
+/**
+ * The tus server's answer through Fastify (so the app's hooks, CORS among them, still apply).
+ * Its own CORS headers are dropped: which origins may call Wharf is the app's setting.
+ */
+async function send(reply: FastifyReply, response: Response, call: TusCall) {
+  reply.code(response.status);
+  for (const [name, value] of response.headers) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith('access-control-') || lower === 'content-length') continue;
+    reply.header(name, value);
+  }
+  if (call.error) reply.header('content-type', 'application/json; charset=utf-8');
+  const text = await response.text();
+  if (reply.request.method === 'OPTIONS') {
+    reply.header('Tus-Checksum-Algorithm', CHECKSUM_ALGORITHMS.join(','));
+  }
+  return reply.send(text === '' ? undefined : text);
+}

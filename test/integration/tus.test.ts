@@ -1,0 +1,494 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { Upload, type UploadOptions } from 'tus-js-client';
+import { dbQuery, eventually, uploadRaw } from '../helpers/assets.js';
+import { pendingWrites, storedKeys } from '../helpers/deployment.js';
+import { api, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+const MiB = 1024 * 1024;
+/** S3 parts other than the last must be at least 5 MiB, so chunks are at least that. */
+const CHUNK = 5 * MiB;
+
+let w: TestWharf;
+let scratch: string;
+before(async () => {
+  w = await startWharf();
+  scratch = await mkdtemp(join(tmpdir(), 'wharf-tus-'));
+});
+after(async () => {
+  await w?.close();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+function b64(text: string): string {
+  return Buffer.from(text).toString('base64');
+}
+
+async function sourceFile(size: number): Promise<{ path: string; bytes: Buffer }> {
+  const bytes = randomBytes(size);
+  const path = join(scratch, `${randomBytes(6).toString('hex')}.bin`);
+  await writeFile(path, bytes);
+  return { path, bytes };
+}
+
+interface Finished {
+  url: string;
+  assetId: string;
+}
+
+/** An upload by tus-js-client from Node; resolves with its URL and the asset Wharf made of it. */
+function tusUpload(
+  server: TestWharf,
+  key: string,
+  input: Buffer | Readable,
+  options: Partial<UploadOptions> = {},
+): { upload: Upload; done: Promise<Finished> } {
+  let upload!: Upload;
+  const done = new Promise<Finished>((resolve, reject) => {
+    upload = new Upload(input, {
+      endpoint: `${server.url}/v1/tus/`,
+      headers: { Authorization: `Bearer ${key}` },
+      retryDelays: [],
+      removeFingerprintOnSuccess: true,
+      ...options,
+      onError: (err) => {
+        options.onError?.(err);
+        reject(err);
+      },
+      onSuccess: (payload) => {
+        resolve({ url: upload.url!, assetId: payload.lastResponse.getHeader('Wharf-Asset-Id') ?? '' });
+      },
+    });
+    upload.start();
+  });
+  return { upload, done };
+}
+
+async function asset(id: string, key = w.key) {
+  const res = await api(w.url, key, 'GET', `/v1/assets/${id}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body;
+}
+
+/** A raw tus request (what tus-js-client does not send: checksums, hostile input). */
+function tus(
+  url: string,
+  method: string,
+  headers: Record<string, string> = {},
+  body?: Buffer,
+  key: string | null = w.key,
+): Promise<Response> {
+  return fetch(url, {
+    method,
+    headers: {
+      'Tus-Resumable': '1.0.0',
+      ...(key ? { Authorization: `Bearer ${key}` } : {}),
+      ...(body ? { 'Content-Type': 'application/offset+octet-stream' } : {}),
+      ...headers,
+    },
+    ...(body && { body: new Uint8Array(body) }),
+  });
+}
+
+async function create(
+  size: number,
+  metadata: Record<string, string> = { filename: 'raw.bin' },
+  key = w.key,
+  server: TestWharf = w,
+): Promise<string> {
+  const res = await tus(
+    `${server.url}/v1/tus/`,
+    'POST',
+    {
+      'Upload-Length': String(size),
+      'Upload-Metadata': Object.entries(metadata)
+        .map(([k, v]) => `${k} ${b64(v)}`)
+        .join(','),
+    },
+    undefined,
+    key,
+  );
+  assert.equal(res.status, 201, await res.text());
+  return res.headers.get('location')!;
+}
+
+async function offsetOf(url: string, key = w.key): Promise<number> {
+  const res = await tus(url, 'HEAD', {}, undefined, key);
+  assert.equal(res.status, 200, `HEAD ${url}: ${res.status} ${res.headers.get('content-type')}`);
+  return Number(res.headers.get('upload-offset'));
+}
+
+function checksum(algorithm: 'sha1' | 'md5' | 'sha256', bytes: Buffer): string {
+  return `${algorithm} ${createHash(algorithm).update(bytes).digest('base64')}`;
+}
+
+function uploadRow(url: string) {
+  const id = new URL(url).pathname.split('/').pop()!.split('.')[0]!;
+  return dbQuery<{ status: string; kind: string; asset_id: string | null }>(
+    w,
+    'select status, kind, asset_id from uploads where id = ?',
+    id,
+  )[0];
+}
+
+/** What the tus endpoint keeps of an upload while it is unfinished, wherever it keeps it. */
+async function tusLeftovers(url: string, server: TestWharf = w): Promise<string[]> {
+  const name = new URL(url).pathname.split('/').pop()!;
+  if (server.backingEnv.WHARF_STORAGE === 's3') {
+    const keys = (await storedKeys(server)).filter((k) => k.endsWith('.info') || k.endsWith('.part'));
+    return [...keys, ...(await pendingWrites(server))].filter((k) => k.includes(name));
+  }
+  const dir = join(server.dataDir, 'tus', 'uploads');
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile() && e.name.startsWith(name)).map((e) => e.name);
+}
+
+describe('tus discovery', () => {
+  test('OPTIONS names the version, the extensions (checksum included) and the algorithms', async () => {
+    const res = await fetch(`${w.url}/v1/tus/`, { method: 'OPTIONS' });
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('tus-version'), '1.0.0');
+    const extensions = res.headers.get('tus-extension')!.split(',');
+    for (const ext of ['creation', 'creation-with-upload', 'termination', 'expiration', 'checksum']) {
+      assert.ok(extensions.includes(ext), ext);
+    }
+    assert.ok(!extensions.includes('creation-defer-length'));
+    assert.deepEqual(res.headers.get('tus-checksum-algorithm')!.split(',').sort(), ['md5', 'sha1', 'sha256']);
+  });
+
+  test('with a key, OPTIONS states the account limit as Tus-Max-Size', async () => {
+    const res = await tus(`${w.url}/v1/tus/`, 'OPTIONS');
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('tus-max-size'), String(5 * 1024 ** 3));
+  });
+});
+
+describe('uploads with tus-js-client', () => {
+  test('a small file becomes an asset with its name, type and SHA-256', async () => {
+    const bytes = Buffer.from('hello over tus');
+    const { done } = tusUpload(w, w.key, bytes, {
+      metadata: { filename: 'hello.txt', filetype: 'text/plain' },
+    });
+    const finished = await done;
+    assert.match(finished.url, new RegExp(`^${w.url}/v1/tus/[0-9a-f-]{36}\\.txt$`));
+    assert.ok(finished.assetId);
+    const a = await asset(finished.assetId);
+    assert.equal(a.name, 'hello.txt');
+    assert.equal(a.content_type, 'text/plain');
+    assert.equal(a.size, bytes.length);
+    assert.equal(a.sha256, sha256Hex(bytes));
+    assert.equal(uploadRow(finished.url)?.status, 'completed');
+    assert.equal(uploadRow(finished.url)?.kind, 'tus');
+    assert.deepEqual(await tusLeftovers(finished.url), [], 'nothing of the upload is left in tus storage');
+  });
+
+  test('a file in several chunks arrives whole and deduplicates with a direct upload', async () => {
+    const { path, bytes } = await sourceFile(2 * CHUNK + 123_457);
+    let chunks = 0;
+    const { done } = tusUpload(w, w.key, createReadStream(path), {
+      chunkSize: CHUNK,
+      uploadSize: bytes.length,
+      metadata: { filename: 'big.bin', filetype: 'application/octet-stream' },
+      onChunkComplete: () => {
+        chunks += 1;
+      },
+    });
+    const finished = await done;
+    assert.equal(chunks, 3);
+    const a = await asset(finished.assetId);
+    assert.equal(a.sha256, sha256Hex(bytes));
+    assert.equal(a.size, bytes.length);
+
+    const direct = await uploadRaw(w, w.key, 'again.bin', bytes);
+    assert.ok(direct.status === 200 || direct.status === 201, JSON.stringify(direct.body));
+    assert.equal(direct.body.asset?.id ?? direct.body.id, finished.assetId, 'the same content is one asset');
+  });
+
+  test('the same content over tus twice is one asset', async () => {
+    const bytes = randomBytes(4096);
+    const first = await tusUpload(w, w.key, bytes, { metadata: { filename: 'one.bin' } }).done;
+    const second = await tusUpload(w, w.key, bytes, { metadata: { filename: 'two.bin' } }).done;
+    assert.equal(second.assetId, first.assetId);
+  });
+
+  test('an empty file', async () => {
+    const finished = await tusUpload(w, w.key, Buffer.alloc(0), { metadata: { filename: 'empty.txt' } }).done;
+    const a = await asset(finished.assetId);
+    assert.equal(a.size, 0);
+    assert.equal(a.sha256, sha256Hex(Buffer.alloc(0)));
+  });
+
+  test('creation with upload: the POST carries the bytes', async () => {
+    const bytes = randomBytes(10_000);
+    const finished = await tusUpload(w, w.key, bytes, {
+      metadata: { filename: 'inline.bin' },
+      uploadDataDuringCreation: true,
+    }).done;
+    assert.equal((await asset(finished.assetId)).sha256, sha256Hex(bytes));
+  });
+});
+
+describe('resumption', () => {
+  test('a client aborted mid-upload resumes at the same URL, and the file arrives whole', async () => {
+    const { path, bytes } = await sourceFile(3 * CHUNK);
+    // The first attempt's source gives one and a half chunks and then stalls, as a client
+    // whose disk or network hangs: one chunk is stored when the client gives up.
+    const stalled = new PassThrough();
+    stalled.write(bytes.subarray(0, CHUNK + CHUNK / 2));
+    const first = tusUpload(w, w.key, stalled, {
+      chunkSize: CHUNK,
+      uploadSize: bytes.length,
+      metadata: { filename: 'resumed.bin' },
+    });
+    first.done.catch(() => {});
+    await eventually(
+      async () => !!first.upload.url && (await offsetOf(first.upload.url)) === CHUNK,
+      'a chunk stored',
+    );
+    const url = first.upload.url!;
+    await first.upload.abort();
+    assert.equal(uploadRow(url)?.status, 'pending');
+
+    let resumedAt = -1;
+    const second = tusUpload(w, w.key, createReadStream(path), {
+      chunkSize: CHUNK,
+      uploadSize: bytes.length,
+      uploadUrl: url,
+      onProgress: (sent) => {
+        if (resumedAt < 0) resumedAt = sent;
+      },
+    });
+    const finished = await second.done;
+    assert.equal(finished.url, url);
+    assert.ok(resumedAt >= CHUNK, 'the upload went on from where it was cut');
+    assert.equal((await asset(finished.assetId)).sha256, sha256Hex(bytes));
+  });
+
+  test('a server stopped mid-upload: a new one on the same deployment resumes it', async () => {
+    const node = await startWharf({ sharing: w });
+    const { path, bytes } = await sourceFile(3 * CHUNK);
+    const first = tusUpload(node, w.key, createReadStream(path), {
+      chunkSize: CHUNK,
+      uploadSize: bytes.length,
+      metadata: { filename: 'restarted.bin' },
+    });
+    first.done.catch(() => {});
+    await eventually(async () => {
+      const url = first.upload.url;
+      return !!url && (await tus(url, 'HEAD').then((r) => Number(r.headers.get('upload-offset')))) >= CHUNK;
+    }, 'a chunk stored');
+    const url = first.upload.url!;
+    // The server goes away with the upload's connection still open.
+    node.wharf.app.server.closeAllConnections();
+    await node.close();
+    await first.upload.abort().catch(() => {});
+
+    const restarted = await startWharf({ sharing: w });
+    try {
+      const resumeUrl = url.replace(node.url, restarted.url);
+      const finished = await tusUpload(restarted, w.key, createReadStream(path), {
+        chunkSize: CHUNK,
+        uploadSize: bytes.length,
+        uploadUrl: resumeUrl,
+      }).done;
+      assert.equal((await asset(finished.assetId)).sha256, sha256Hex(bytes));
+    } finally {
+      await restarted.close();
+    }
+  });
+});
+
+describe('checksum extension', () => {
+  test('a body matching its Upload-Checksum is written; a wrong one is refused with 460', async () => {
+    const bytes = randomBytes(3000);
+    const url = await create(bytes.length);
+    const firstPart = bytes.subarray(0, 1000);
+    const ok = await tus(
+      url,
+      'PATCH',
+      { 'Upload-Offset': '0', 'Upload-Checksum': checksum('sha1', firstPart) },
+      firstPart,
+    );
+    assert.equal(ok.status, 204);
+    assert.equal(ok.headers.get('upload-offset'), '1000');
+
+    const next = bytes.subarray(1000, 2000);
+    const wrong = await tus(
+      url,
+      'PATCH',
+      { 'Upload-Offset': '1000', 'Upload-Checksum': checksum('sha256', Buffer.from('not these bytes')) },
+      next,
+    );
+    assert.equal(wrong.status, 460);
+    assert.equal((await wrong.json()).error.code, 'CHECKSUM_MISMATCH');
+    assert.equal(await offsetOf(url), 1000, 'nothing of the refused body was written');
+
+    const md5 = await tus(
+      url,
+      'PATCH',
+      { 'Upload-Offset': '1000', 'Upload-Checksum': checksum('md5', next) },
+      next,
+    );
+    assert.equal(md5.status, 204);
+    const last = bytes.subarray(2000);
+    const done = await tus(
+      url,
+      'PATCH',
+      { 'Upload-Offset': '2000', 'Upload-Checksum': checksum('sha256', last) },
+      last,
+    );
+    assert.equal(done.status, 204);
+    const assetId = done.headers.get('wharf-asset-id')!;
+    assert.equal((await asset(assetId)).sha256, sha256Hex(bytes));
+  });
+
+  test('an unsupported or malformed checksum is a 400 and writes nothing', async () => {
+    const bytes = randomBytes(100);
+    const url = await create(bytes.length);
+    const crc = await tus(url, 'PATCH', { 'Upload-Offset': '0', 'Upload-Checksum': 'crc32 AAAAAA==' }, bytes);
+    assert.equal(crc.status, 400);
+    assert.match(await crc.text(), /sha1, md5, sha256/);
+    const bad = await tus(url, 'PATCH', { 'Upload-Offset': '0', 'Upload-Checksum': 'sha1 nope' }, bytes);
+    assert.equal(bad.status, 400);
+    assert.equal(await offsetOf(url), 0);
+  });
+
+  test('creation with upload checks the checksum before anything is created', async () => {
+    const bytes = randomBytes(500);
+    const res = await tus(
+      `${w.url}/v1/tus/`,
+      'POST',
+      {
+        'Upload-Length': String(bytes.length),
+        'Upload-Metadata': `filename ${b64('created.bin')}`,
+        'Upload-Checksum': checksum('sha1', Buffer.from('other')),
+      },
+      bytes,
+    );
+    assert.equal(res.status, 460);
+    const good = await tus(
+      `${w.url}/v1/tus/`,
+      'POST',
+      {
+        'Upload-Length': String(bytes.length),
+        'Upload-Metadata': `filename ${b64('created.bin')}`,
+        'Upload-Checksum': checksum('sha1', bytes),
+      },
+      bytes,
+    );
+    assert.equal(good.status, 201);
+    assert.equal(good.headers.get('upload-offset'), String(bytes.length));
+    assert.equal((await asset(good.headers.get('wharf-asset-id')!)).sha256, sha256Hex(bytes));
+  });
+});
+
+describe('termination and expiry', () => {
+  test('DELETE frees an unfinished upload and it is gone for good', async () => {
+    const bytes = randomBytes(2000);
+    const url = await create(bytes.length, { filename: 'gone.bin' });
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '0' }, bytes.subarray(0, 700))).status, 204);
+    assert.notDeepEqual(await tusLeftovers(url), []);
+    const res = await tus(url, 'DELETE');
+    assert.equal(res.status, 204);
+    assert.equal(uploadRow(url)?.status, 'expired');
+    assert.deepEqual(await tusLeftovers(url), [], 'the partial bytes were freed');
+    assert.equal((await tus(url, 'HEAD')).status, 410);
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '700' }, bytes.subarray(700))).status, 410);
+  });
+
+  test('a finished upload cannot be terminated', async () => {
+    const finished = await tusUpload(w, w.key, randomBytes(64), { metadata: { filename: 'kept.bin' } }).done;
+    const res = await tus(finished.url, 'DELETE');
+    assert.equal(res.status, 409);
+    await asset(finished.assetId);
+    const head = await tus(finished.url, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('upload-offset'), '64');
+    assert.equal(head.headers.get('wharf-asset-id'), finished.assetId);
+  });
+
+  test('an upload states when it expires; past that the sweep frees it', async () => {
+    const res = await tus(`${w.url}/v1/tus/`, 'POST', {
+      'Upload-Length': '1000',
+      'Upload-Metadata': `filename ${b64('late.bin')}`,
+    });
+    assert.equal(res.status, 201);
+    const expires = Date.parse(res.headers.get('upload-expires')!);
+    assert.ok(expires > Date.now() + 23 * 3600_000, 'a day by default');
+    const url = res.headers.get('location')!;
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '0' }, randomBytes(300))).status, 204);
+
+    w.clock.advance(24 * 3600_000 + 1000);
+    try {
+      assert.equal((await tus(url, 'HEAD')).status, 410, 'expired by Wharf’s clock');
+      w.clock.advance(3600_000);
+      await w.wharf.core.uploads.sweep();
+    } finally {
+      w.clock.set(Date.now());
+    }
+    assert.equal(uploadRow(url)?.status, 'expired');
+    assert.deepEqual(await tusLeftovers(url), []);
+  });
+});
+
+describe('refusals', () => {
+  test('every request needs a key, and an upload is only its own account’s', async () => {
+    assert.equal(
+      (await tus(`${w.url}/v1/tus/`, 'POST', { 'Upload-Length': '1' }, undefined, null)).status,
+      401,
+    );
+    const url = await create(10);
+    assert.equal((await tus(url, 'HEAD', {}, undefined, null)).status, 401);
+    const other = await w.newAccount();
+    assert.equal((await tus(url, 'HEAD', {}, undefined, other.key)).status, 404);
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '0' }, randomBytes(10), other.key)).status, 404);
+    assert.equal((await tus(url, 'DELETE', {}, undefined, other.key)).status, 404);
+    assert.equal(await offsetOf(url), 0);
+    assert.equal(uploadRow(url)?.status, 'pending');
+  });
+
+  test('a hostile or missing file name is refused with a reason', async () => {
+    for (const name of ['../../etc/passwd', 'a\u0000b', 'evil\u202Etxt.exe']) {
+      const res = await tus(`${w.url}/v1/tus/`, 'POST', {
+        'Upload-Length': '10',
+        'Upload-Metadata': `filename ${b64(name)}`,
+      });
+      assert.equal(res.status, 400, name);
+      const body = await res.json();
+      assert.equal(body.error.code, 'INVALID_NAME');
+      assert.ok(body.error.message.length > 0);
+    }
+    const none = await tus(`${w.url}/v1/tus/`, 'POST', { 'Upload-Length': '10' });
+    assert.equal(none.status, 400);
+    const badType = await tus(`${w.url}/v1/tus/`, 'POST', {
+      'Upload-Length': '10',
+      'Upload-Metadata': `filename ${b64('a.txt')},filetype ${b64('not a type')}`,
+    });
+    assert.equal(badType.status, 400);
+    assert.equal((await badType.json()).error.code, 'INVALID_CONTENT_TYPE');
+  });
+
+  test('a file over the account limit is refused with 413 before any byte', async () => {
+    const res = await tus(`${w.url}/v1/tus/`, 'POST', {
+      'Upload-Length': String(5 * 1024 ** 3 + 1),
+      'Upload-Metadata': `filename ${b64('huge.bin')}`,
+    });
+    assert.equal(res.status, 413);
+    assert.equal((await res.json()).error.code, 'FILE_TOO_LARGE');
+  });
+
+  test('a deferred length is not supported', async () => {
+    const res = await tus(`${w.url}/v1/tus/`, 'POST', {
+      'Upload-Defer-Length': '1',
+      'Upload-Metadata': `filename ${b64('later.bin')}`,
+    });
+    assert.equal(res.status, 501);
+  });
+});
