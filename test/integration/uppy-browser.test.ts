@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import type { Browser } from 'playwright-core';
+import { pseudoRandomBytes } from '../fixtures/uppy/bytes.js';
+import type { UploadOptions, UploadOutcome } from '../fixtures/uppy/page.js';
+import { launchChromium, type PageServer, servePage } from '../helpers/browser.js';
+import { onS3 } from '../helpers/deployment.js';
+import { api } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+// Uppy 6 (@uppy/core and @uppy/aws-s3, unchanged from npm) in Debian's Chromium, on a page of
+// another origin than Wharf's, signing every S3 request through POST /v1/s3/sign. The bytes
+// go where the signed URLs point: Wharf's own /s3 endpoint on the embedded deployment, the
+// bucket when Wharf stores on S3. Every CORS preflight is the browser's own.
+
+const MiB = 1024 * 1024;
+/** A client that stalls (as Uppy did at 100% without ETag exposed) fails the test, not the run. */
+const STALLED = { timeout: 120_000 };
+const PAGE_SOURCE = fileURLToPath(new URL('../fixtures/uppy/page.ts', import.meta.url));
+
+const HTML = `<!doctype html>
+<html><head><meta charset="utf-8"><title>uppy</title></head>
+<body><script type="module" src="/page.js"></script></body></html>`;
+
+let page: PageServer;
+let w: TestWharf;
+let browser: Browser;
+
+before(async () => {
+  // Built in memory for this run; nothing is written next to the sources.
+  const bundle = await build({
+    entryPoints: [PAGE_SOURCE],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome120',
+    write: false,
+    logLevel: 'silent',
+  });
+  page = await servePage({
+    '/': { type: 'text/html', body: HTML },
+    '/page.js': { type: 'text/javascript', body: bundle.outputFiles[0]!.text },
+  });
+  w = await startWharf({ env: { WHARF_CORS_ORIGINS: page.origin } });
+  if (onS3(w)) await allowPageOnBucket(w, page.origin);
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await w?.close();
+  await page?.close();
+});
+
+/**
+ * On S3 the browser sends the signed requests to the bucket, which must allow the page's
+ * origin itself and expose ETag, as the @uppy/aws-s3 documentation has every bucket do:
+ * without it the page cannot name its parts at completion.
+ */
+async function allowPageOnBucket(server: TestWharf, origin: string): Promise<void> {
+  const { S3Client, PutBucketCorsCommand, GetBucketCorsCommand } = await import('@aws-sdk/client-s3');
+  const env = server.backingEnv;
+  const s3 = new S3Client({
+    endpoint: env.WHARF_S3_ENDPOINT,
+    region: env.WHARF_S3_REGION,
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: env.WHARF_S3_ACCESS_KEY_ID!,
+      secretAccessKey: env.WHARF_S3_SECRET_ACCESS_KEY!,
+    },
+  });
+  try {
+    await s3.send(
+      new PutBucketCorsCommand({
+        Bucket: env.WHARF_S3_BUCKET,
+        CORSConfiguration: {
+          CORSRules: [
+            {
+              AllowedOrigins: [origin],
+              AllowedMethods: ['GET', 'PUT', 'POST', 'DELETE'],
+              AllowedHeaders: ['*'],
+              ExposeHeaders: ['ETag'],
+              MaxAgeSeconds: 600,
+            },
+          ],
+        },
+      }),
+    );
+    const stored = await s3.send(new GetBucketCorsCommand({ Bucket: env.WHARF_S3_BUCKET }));
+    assert.deepEqual(stored.CORSRules?.[0]?.AllowedOrigins, [origin], 'the bucket kept its CORS rule');
+  } finally {
+    s3.destroy();
+  }
+}
+
+async function uploadFromPage(options: Omit<UploadOptions, 'wharf' | 'key'>): Promise<UploadOutcome> {
+  const context = await browser.newContext();
+  try {
+    const tab = await context.newPage();
+    await tab.goto(`${page.origin}/`);
+    await tab.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+    return await tab.evaluate(
+      (opts) =>
+        (window as unknown as { uppyUpload: (o: UploadOptions) => Promise<UploadOutcome> }).uppyUpload(opts),
+      { ...options, wharf: w.url, key: w.key },
+    );
+  } finally {
+    await context.close();
+  }
+}
+
+interface UploadState {
+  id: string;
+  status: string;
+  asset_id: string | null;
+}
+
+/**
+ * The upload a storage key belongs to (keys are `<account>/<upload id><.ext>`). Wharf's own
+ * endpoint completes it when the last request arrives; with S3, the page tells Wharf nothing,
+ * so Wharf's reconcile job looks at the bucket: the test moves the clock to when it is due.
+ */
+async function completedUpload(key: string): Promise<UploadState> {
+  const id = /^[^/]+\/([^/.]+)(\.[a-z0-9]+)?$/.exec(key)?.[1];
+  assert.ok(id, `a key of Wharf's: ${key}`);
+  const read = async () => {
+    const res = await api<UploadState>(w.url, w.key, 'GET', `/v1/uploads/${id}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return res.body;
+  };
+  let state = await read();
+  if (onS3(w)) {
+    for (let attempt = 0; state.status === 'pending' && attempt < 10; attempt += 1) {
+      w.clock.advance(60_000);
+      await w.wharf.core.jobs.drain();
+      state = await read();
+    }
+  }
+  assert.equal(state.status, 'completed', JSON.stringify(state));
+  return state;
+}
+
+async function assertAsset(state: UploadState, name: string, bytes: Uint8Array): Promise<void> {
+  assert.ok(state.asset_id);
+  const asset = await api(w.url, w.key, 'GET', `/v1/assets/${state.asset_id}`);
+  assert.equal(asset.status, 200, JSON.stringify(asset.body));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  assert.equal(asset.body.sha256, sha256, 'the asset is the file the page made, byte for byte');
+  assert.equal(asset.body.size, bytes.length);
+  assert.equal(asset.body.name, name, "the file's name, without Uppy's key prefix");
+  const content = await fetch(`${w.url}/v1/assets/${state.asset_id}/content`, {
+    headers: { 'x-api-key': w.key },
+  });
+  assert.equal(content.status, 200);
+  const downloaded = createHash('sha256');
+  for await (const chunk of content.body!) downloaded.update(chunk);
+  assert.equal(downloaded.digest('hex'), sha256, 'and it downloads as such');
+}
+
+test('Uppy 6 uploads a file with one presigned PUT; the asset has its SHA-256', STALLED, async () => {
+  const options = {
+    multipart: false,
+    name: 'notes.bin',
+    type: 'application/octet-stream',
+    size: 3 * MiB + 17,
+    seed: 7,
+  };
+  const outcome = await uploadFromPage(options);
+  assert.deepEqual(outcome.errors, []);
+  assert.equal(outcome.successes.length, 1);
+  assert.deepEqual(
+    outcome.signed.map((r) => r.method),
+    ['PUT'],
+    'one PutObject, no multipart steps',
+  );
+  const state = await completedUpload(outcome.successes[0]!.key);
+  await assertAsset(state, options.name, pseudoRandomBytes(options.size, options.seed));
+});
+
+test(
+  'Uppy 6 uploads a 12 MiB file in three 5 MiB-sized parts; the asset has its SHA-256',
+  STALLED,
+  async () => {
+    const options = {
+      multipart: true,
+      name: 'video.mp4',
+      type: 'video/mp4',
+      size: 12 * MiB + 123,
+      seed: 2024,
+      chunkSize: 5 * MiB,
+    };
+    const outcome = await uploadFromPage(options);
+    assert.deepEqual(outcome.errors, []);
+    assert.equal(outcome.successes.length, 1);
+    assert.equal(outcome.partsUploaded, 3);
+    const steps = outcome.signed.map((r) => `${r.method}${r.partNumber ? ` part ${r.partNumber}` : ''}`);
+    assert.equal(steps[0], 'POST', 'CreateMultipartUpload first');
+    assert.equal(steps.at(-1), 'POST', 'CompleteMultipartUpload last');
+    assert.deepEqual(steps.slice(1, -1).sort(), ['PUT part 1', 'PUT part 2', 'PUT part 3']);
+    const uploadIds = new Set(outcome.signed.slice(1).map((r) => r.uploadId));
+    assert.equal(uploadIds.size, 1, 'every later step names the one multipart upload');
+    const key = outcome.successes[0]!.key;
+    assert.ok(
+      outcome.signed.slice(1).every((r) => r.key === key),
+      "the parts go to Wharf's key, which the sign endpoint chose",
+    );
+    const state = await completedUpload(key);
+    await assertAsset(state, options.name, pseudoRandomBytes(options.size, options.seed));
+  },
+);
