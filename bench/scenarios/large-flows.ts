@@ -68,6 +68,12 @@ export async function runFlow(
     server = wharf;
     const upload = { direct: directUpload, multipart: multipartUpload, tus: tusUpload }[flow];
     return await measured(wharf, source, () => upload(wharf, source, settings));
+  } catch (err) {
+    // A 500 says nothing by itself; the server's log says why.
+    const output = server?.output().trim();
+    if (err instanceof Error && output)
+      err.message += `\n--- ${server!.name} output (tail) ---\n${output.slice(-2000)}`;
+    throw err;
   } finally {
     await server?.stop();
     await rm(dir, { recursive: true, force: true });
