@@ -121,6 +121,14 @@ describe('CORS with listed origins', () => {
     }
   });
 
+  test('an OPTIONS that is not a preflight reaches its route: tus discovery, readable by the page', async () => {
+    const res = await fetch(`${w.url}/v1/tus/`, { method: 'OPTIONS', headers: { origin: PAGE } });
+    assert.equal(res.status, 204, await res.text());
+    assert.equal(res.headers.get('access-control-allow-origin'), PAGE);
+    assert.match(res.headers.get('tus-version') ?? '', /1\.0\.0/);
+    assert.ok(list(res.headers.get('access-control-expose-headers')).includes('tus-extension'));
+  });
+
   test('a preflight of a storage PUT may send the S3 headers a presigned URL signs', async () => {
     const headers = [
       'content-type',

@@ -101,6 +101,9 @@ export async function registerCors(app: FastifyInstance, allowed: readonly strin
       callback(null, {
         origin: any ? '*' : origin,
         methods: METHODS,
+        // Only an OPTIONS that asks for a method is a preflight; any other is the route's own
+        // (tus discovery answers Tus-Version and Tus-Extension), with the CORS headers added.
+        preflight: request.headers['access-control-request-method'] !== undefined,
         // Left unset (a preflight that asks for no headers) the plugin's default applies;
         // undefined would override it.
         ...(headers && { allowedHeaders: headers }),
