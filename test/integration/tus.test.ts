@@ -4,11 +4,11 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Upload, type UploadOptions } from 'tus-js-client';
 import { dbQuery, eventually, uploadRaw } from '../helpers/assets.js';
-import { pendingWrites, storedKeys } from '../helpers/deployment.js';
+import { deployment, pendingWrites, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -490,5 +490,129 @@ describe('refusals', () => {
       'Upload-Metadata': `filename ${b64('later.bin')}`,
     });
     assert.equal(res.status, 501);
+  });
+});
+
+describe('an upload whose last byte arrived but whose completion never ran (a crash)', () => {
+  /**
+   * Puts every byte where tus keeps them, without tus: what storage holds when the server died
+   * after the last byte was written and before completion (on S3: the parts, not yet composed).
+   */
+  async function writeBehindTus(url: string, bytes: Buffer): Promise<void> {
+    const key = `default/${new URL(url).pathname.split('/').pop()}`;
+    if (w.backingEnv.WHARF_STORAGE !== 's3') {
+      await writeFile(join(w.dataDir, 'tus', 'uploads', key), bytes);
+      return;
+    }
+    const { S3Client, HeadObjectCommand, UploadPartCommand } = await import('@aws-sdk/client-s3');
+    const env = w.backingEnv;
+    const s3 = new S3Client({
+      endpoint: env.WHARF_S3_ENDPOINT,
+      region: env.WHARF_S3_REGION,
+      forcePathStyle: true,
+      credentials: {
+        accessKeyId: env.WHARF_S3_ACCESS_KEY_ID!,
+        secretAccessKey: env.WHARF_S3_SECRET_ACCESS_KEY!,
+      },
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+    });
+    try {
+      const info = await s3.send(new HeadObjectCommand({ Bucket: env.WHARF_S3_BUCKET, Key: `${key}.info` }));
+      await s3.send(
+        new UploadPartCommand({
+          Bucket: env.WHARF_S3_BUCKET,
+          Key: key,
+          UploadId: info.Metadata!['upload-id'],
+          PartNumber: 1,
+          Body: bytes,
+        }),
+      );
+    } finally {
+      s3.destroy();
+    }
+  }
+
+  test('the next HEAD completes it', async () => {
+    const bytes = randomBytes(70_000);
+    const url = await create(bytes.length, { filename: 'crashed.bin' });
+    await writeBehindTus(url, bytes);
+    assert.equal(uploadRow(url)?.status, 'pending');
+    const head = await tus(url, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('upload-offset'), String(bytes.length));
+    assert.equal(uploadRow(url)?.status, 'completed');
+    assert.equal((await asset(head.headers.get('wharf-asset-id')!)).sha256, sha256Hex(bytes));
+    assert.deepEqual(await tusLeftovers(url), []);
+  });
+
+  test('the sweep completes it when no client comes back', async () => {
+    const bytes = randomBytes(50_000);
+    const url = await create(bytes.length, { filename: 'swept.bin' });
+    await writeBehindTus(url, bytes);
+    await w.wharf.core.uploads.sweep();
+    const row = uploadRow(url)!;
+    assert.equal(row.status, 'completed');
+    assert.equal((await asset(row.asset_id!)).sha256, sha256Hex(bytes));
+    assert.deepEqual(await tusLeftovers(url), []);
+  });
+});
+
+describe('two nodes of one deployment', {
+  skip: deployment !== 'scaled' && 'needs a shared database (scaled)',
+}, () => {
+  test('an upload created on node A takes its bytes on node B', async () => {
+    const b = await startWharf({ sharing: w, clock: w.clock });
+    try {
+      const bytes = randomBytes(CHUNK + 1000);
+      const onA = await create(bytes.length, { filename: 'across.bin' });
+      const onB = onA.replace(w.url, b.url);
+      const first = await tus(onB, 'PATCH', { 'Upload-Offset': '0' }, bytes.subarray(0, CHUNK));
+      assert.equal(first.status, 204);
+      assert.equal(await offsetOf(onA), CHUNK, 'node A sees what node B stored');
+      const last = await tus(onA, 'PATCH', { 'Upload-Offset': String(CHUNK) }, bytes.subarray(CHUNK));
+      assert.equal(last.status, 204);
+      assert.equal((await asset(last.headers.get('wharf-asset-id')!)).sha256, sha256Hex(bytes));
+    } finally {
+      await b.close();
+    }
+  });
+
+  test('a lock held on one node is asked back by a request on the other', async () => {
+    const b = await startWharf({ sharing: w, clock: w.clock });
+    try {
+      const { path, bytes } = await sourceFile(2 * CHUNK);
+      // A PATCH on node A that stalls mid-body holds the upload's lock there.
+      const url = await create(bytes.length, { filename: 'locked.bin' });
+      const body = new PassThrough();
+      const stalled = fetch(url, {
+        method: 'PATCH',
+        headers: {
+          'Tus-Resumable': '1.0.0',
+          Authorization: `Bearer ${w.key}`,
+          'Content-Type': 'application/offset+octet-stream',
+          'Upload-Offset': '0',
+        },
+        body: Readable.toWeb(body) as ReadableStream,
+        duplex: 'half',
+      } as RequestInit).catch(() => undefined);
+      body.write(bytes.subarray(0, 1000));
+      await eventually(
+        async () => dbQuery(w, "select name from locks where name like 'tus:%'").length > 0,
+        'A holds the lock',
+      );
+      // Node B's HEAD asks A to let go and gets the upload once A has.
+      const offset = await offsetOf(url.replace(w.url, b.url));
+      assert.ok(offset <= 1000);
+      body.end();
+      await stalled;
+      const finished = await tusUpload(b, w.key, createReadStream(path), {
+        chunkSize: CHUNK,
+        uploadSize: bytes.length,
+        uploadUrl: url.replace(w.url, b.url),
+      }).done;
+      assert.equal((await asset(finished.assetId)).sha256, sha256Hex(bytes));
+    } finally {
+      await b.close();
+    }
   });
 });
