@@ -95,7 +95,7 @@ export class MultipartService {
       contentType,
       size,
       sha256,
-      intent: declaration.intent,
+      intent: { ...declaration.intent, boundType: true },
     });
     // A crash between these two leaves a multipart upload nothing tracks: the sweep's
     // debris pass aborts it once it is older than any upload may run.
@@ -186,9 +186,9 @@ export class MultipartService {
   // ---- The embedded storage endpoint (S3 requests whose signature was checked) ----
 
   /** CreateMultipartUpload on the key of a pending multipart upload. */
-  async receiveCreate(key: string, _contentType?: string | undefined): Promise<{ multipartId: string }> {
+  async receiveCreate(key: string, contentType?: string | undefined): Promise<{ multipartId: string }> {
     const upload = await this.uploads.openUploadByKey(key, 'multipart');
-    const multipartId = await this.blobs.createMultipart(key, upload.contentType);
+    const multipartId = await this.blobs.createMultipart(key, typeFromClient(upload, contentType));
     await this.store.setUploadMultipartId(upload.id, multipartId);
     return { multipartId };
   }
@@ -379,6 +379,16 @@ function multipartIdOf(upload: Upload): string {
 function checkMultipartId(upload: Upload, multipartId: string): void {
   if (upload.multipartId !== multipartId) {
     throw new WharfError('MULTIPART_NOT_FOUND', 'The specified multipart upload does not exist.');
+  }
+}
+
+/** The type a client sent when creating a multipart upload, unless Wharf bound one (as S3 records it). */
+function typeFromClient(upload: Upload, sent: string | undefined): string {
+  if (upload.intent.boundType || sent === undefined) return upload.contentType;
+  try {
+    return validateContentType(sent);
+  } catch {
+    return upload.contentType;
   }
 }
 

@@ -85,9 +85,12 @@ export class S3SigningService {
 
   private async start(principal: Principal, request: S3SignRequest, now: number): Promise<S3Signature> {
     const name = validateFileName(fileNameFromKey(request.key));
+    // Uppy asks to sign CreateMultipartUpload without the file's type but then sends it: the
+    // type is left unsigned, and the one storage records becomes the asset's.
+    const boundType = request.contentType !== undefined;
     const contentType = validateContentType(request.contentType);
     await this.uploads.checkQuota(principal, 0);
-    const file = { name, contentType, size: null, sha256: null };
+    const file = { name, contentType, size: null, sha256: null, intent: { boundType } };
     const upload =
       request.operation === 'CreateMultipartUpload'
         ? this.multipart.newMultipartUpload(principal, file)
@@ -98,7 +101,7 @@ export class S3SigningService {
               ...file,
               md5: null,
               externalId: null,
-              intent: { autoComplete: true },
+              intent: { autoComplete: true, boundType },
               expiresAt: now + this.settings.uploadExpiresInSeconds * 1000,
             },
             now,
@@ -106,7 +109,7 @@ export class S3SigningService {
     const signed = await this.blobs.presignOperation({
       operation: request.operation,
       key: upload.storageKey,
-      contentType,
+      contentType: boundType ? contentType : undefined,
       expiresInSeconds: this.expiry(request.expiresInSeconds, upload, now),
       now,
     });

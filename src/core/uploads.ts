@@ -546,7 +546,11 @@ export class UploadService {
     return this.finish(upload, digests, {
       storageKey: key,
       verifying: deferred,
-      contentType: upload.kind === 'post' ? formContentType(upload, info.contentType) : undefined,
+      // Protocols where the client picks the type as it writes (forms, S3 clients' multipart).
+      contentType:
+        upload.kind === 'post' || upload.kind === 'multipart'
+          ? formContentType(upload, info.contentType)
+          : undefined,
       metadata: claims.metadata,
     });
   }
