@@ -22,7 +22,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { hexToBase64 } from '../core/digests.js';
-import { type ErrorCode, WharfError } from '../core/errors.js';
+import { type ErrorCode, isWharfError, WharfError } from '../core/errors.js';
 import type { ObjectInfo } from '../core/model.js';
 import type {
   BlobStore,
@@ -359,6 +359,12 @@ export class S3BlobStore implements BlobStore {
     multipartId: string,
     parts: PartReference[],
   ): Promise<ObjectInfo & { etag: string }> {
+    // Ceph (16) composes parts listed out of order instead of refusing them as S3 does.
+    for (let i = 1; i < parts.length; i++) {
+      if (parts[i]!.partNumber <= parts[i - 1]!.partNumber) {
+        throw new WharfError('INVALID_PART_ORDER', 'The list of parts was not in ascending order.');
+      }
+    }
     let etag: string | undefined;
     try {
       const out = await this.client.send(
@@ -371,11 +377,30 @@ export class S3BlobStore implements BlobStore {
       );
       etag = out.ETag;
     } catch (err) {
-      throw asWharfError(err);
+      const mapped = asWharfError(err);
+      if (mapped instanceof WharfError) throw mapped;
+      // Ceph answers a completion of an unknown or completed upload with an InternalError
+      // ("already in progress"); when the upload is gone, that is S3's NoSuchUpload.
+      if (!(await this.multipartExists(key, multipartId))) {
+        throw new WharfError('MULTIPART_NOT_FOUND', 'The specified upload does not exist.');
+      }
+      throw err;
     }
-    const info = await this.head(key);
-    if (!info) throw new Error(`The object composed at ${key} is not there`);
-    return { size: info.size, contentType: info.contentType, etag: etag ?? '' };
+    const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+    // Ceph (16) answers Complete with an empty ETag; the object's own is the same value.
+    return { size: out.ContentLength ?? 0, contentType: out.ContentType, etag: etag || (out.ETag ?? '') };
+  }
+
+  private async multipartExists(key: string, multipartId: string): Promise<boolean> {
+    try {
+      await this.client.send(
+        new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: multipartId, MaxParts: 1 }),
+      );
+      return true;
+    } catch (err) {
+      if (isWharfError(asWharfError(err), 'MULTIPART_NOT_FOUND')) return false;
+      throw err;
+    }
   }
 
   async abortMultipart(key: string, multipartId: string): Promise<void> {
@@ -457,6 +482,8 @@ export class S3BlobStore implements BlobStore {
 /** S3's refusals of multipart requests, as the core's codes. */
 const MULTIPART_ERRORS: Record<string, ErrorCode> = {
   NoSuchUpload: 'MULTIPART_NOT_FOUND',
+  // Ceph's answer for an upload id it does not know (or one completed already).
+  NoSuchKey: 'MULTIPART_NOT_FOUND',
   InvalidPart: 'INVALID_PART',
   InvalidPartOrder: 'INVALID_PART_ORDER',
   EntityTooSmall: 'PART_TOO_SMALL',
