@@ -86,8 +86,9 @@ export class S3SigningService {
   private async start(principal: Principal, request: S3SignRequest, now: number): Promise<S3Signature> {
     const name = validateFileName(fileNameFromKey(request.key));
     // Uppy asks to sign CreateMultipartUpload without the file's type but then sends it: the
-    // type is left unsigned, and the one storage records becomes the asset's.
-    const boundType = request.contentType !== undefined;
+    // type is left unsigned, and the one storage records becomes the asset's. A PutObject URL
+    // always binds one (application/octet-stream when none is named).
+    const boundType = request.operation === 'PutObject' || request.contentType !== undefined;
     const contentType = validateContentType(request.contentType);
     await this.uploads.checkQuota(principal, 0);
     const file = { name, contentType, size: null, sha256: null, intent: { boundType } };

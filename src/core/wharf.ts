@@ -9,7 +9,7 @@ import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { type Analyzer, processAssetJob } from './processing.js';
-import { type ResumableSettings, ResumableService, type ResumableStorage } from './resumable.js';
+import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SignedIds } from './signed-ids.js';
 import {

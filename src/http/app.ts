@@ -22,8 +22,8 @@ import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
-import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
 import { sendS3Error } from './storage/s3-errors.js';
+import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
 import { validatorCompiler } from './validation.js';
 
 declare module 'fastify' {

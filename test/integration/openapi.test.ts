@@ -33,6 +33,11 @@ const ROUTES: Record<string, string[]> = {
   '/v1/uploads/{id}/complete': ['post'],
   '/v1/keys': ['get', 'post'],
   '/v1/keys/{id}': ['delete'],
+  '/v1/multipart': ['post'],
+  '/v1/multipart/{id}': ['delete'],
+  '/v1/multipart/{id}/parts': ['get', 'post'],
+  '/v1/multipart/{id}/complete': ['post'],
+  '/v1/s3/sign': ['post'],
   '/v1/files/{namespace}/{name}': ['get', 'put'],
   '/v1/files/{namespace}/{name}/versions': ['get'],
 };
@@ -257,6 +262,59 @@ describe('real responses match the document', () => {
       await api(w.url, w.key, 'POST', `/v1/uploads/${expiring.id}/complete`),
     );
     conforms('GET', '/v1/uploads/{id}', await api(w.url, w.key, 'GET', '/v1/uploads/nope'));
+  });
+
+  test('multipart and S3 signing: every step and their errors', async () => {
+    const bytes = Buffer.from('one small part is a whole multipart upload');
+    const started = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'mp.bin', size: bytes.length });
+    conforms('POST', '/v1/multipart', started);
+    const id = started.body.id;
+    const signed = await api(w.url, w.key, 'POST', `/v1/multipart/${id}/parts`, { partNumbers: [1] });
+    conforms('POST', '/v1/multipart/{id}/parts', signed);
+    const part = signed.body.parts[0];
+    const put = await fetch(part.url, { method: 'PUT', headers: part.headers, body: new Uint8Array(bytes) });
+    assert.equal(put.status, 200);
+    conforms('GET', '/v1/multipart/{id}/parts', await api(w.url, w.key, 'GET', `/v1/multipart/${id}/parts`));
+    const complete = (etag: string) =>
+      api(w.url, w.key, 'POST', `/v1/multipart/${id}/complete`, { parts: [{ PartNumber: 1, ETag: etag }] });
+    conforms('POST', '/v1/multipart/{id}/complete', await complete('"nope"'));
+    conforms('POST', '/v1/multipart/{id}/complete', await complete(put.headers.get('etag')!));
+    conforms(
+      'POST',
+      '/v1/multipart',
+      await api(w.url, w.key, 'POST', '/v1/multipart', {
+        name: 'mp.bin',
+        size: bytes.length,
+        sha256: sha256Hex(bytes),
+      }),
+    );
+    conforms(
+      'POST',
+      '/v1/multipart',
+      await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'x', size: 10 ** 15 }),
+    );
+    conforms('DELETE', '/v1/multipart/{id}', await api(w.url, w.key, 'DELETE', `/v1/multipart/${id}`));
+    const other = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'gone.bin', size: 10 });
+    conforms(
+      'DELETE',
+      '/v1/multipart/{id}',
+      await api(w.url, w.key, 'DELETE', `/v1/multipart/${other.body.id}`),
+    );
+    conforms(
+      'POST',
+      '/v1/multipart/{id}/parts',
+      await api(w.url, w.key, 'POST', `/v1/multipart/${other.body.id}/parts`, { partNumbers: [1] }),
+    );
+    conforms(
+      'POST',
+      '/v1/s3/sign',
+      await api(w.url, w.key, 'POST', '/v1/s3/sign', { method: 'PUT', key: 'a.txt' }),
+    );
+    conforms(
+      'POST',
+      '/v1/s3/sign',
+      await api(w.url, w.key, 'POST', '/v1/s3/sign', { method: 'DELETE', key: 'a.txt' }),
+    );
   });
 
   test('keys: list, create, revoke and their errors', async () => {

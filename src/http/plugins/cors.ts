@@ -50,6 +50,7 @@ export const EXPOSED_HEADERS = [
   'Tus-Version',
   'Tus-Extension',
   'Tus-Max-Size',
+  'Tus-Checksum-Algorithm',
   'Wharf-Asset-Id',
 ];
 
