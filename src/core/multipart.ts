@@ -2,7 +2,6 @@ import type { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { isWharfError, WharfError } from './errors.js';
-import type { IdSource } from './ids.js';
 import type { Asset, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import {
@@ -56,7 +55,6 @@ export class MultipartService {
     private readonly blobs: BlobStore,
     private readonly uploads: UploadService,
     private readonly clock: Clock,
-    _ids: IdSource,
     private readonly settings: MultipartSettings,
   ) {
     uploads.registerKind('multipart', {

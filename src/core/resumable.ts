@@ -1,11 +1,10 @@
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
-import type { IdSource } from './ids.js';
 import type { Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { Store } from './ports.js';
-import { storageKeyFor, type UploadOutcome, type UploadService } from './uploads.js';
+import type { UploadOutcome, UploadService } from './uploads.js';
 
 /**
  * Where a resumable protocol (tus) keeps an upload's bytes while they arrive: somewhere that is
@@ -53,7 +52,6 @@ export class ResumableService {
     private readonly uploads: UploadService,
     private readonly storage: ResumableStorage,
     private readonly clock: Clock,
-    private readonly ids: IdSource,
     private readonly settings: ResumableSettings,
   ) {
     uploads.registerKind('tus', {
@@ -87,41 +85,25 @@ export class ResumableService {
     const sha256 = declaration.sha256 ? parseDigest('sha256', declaration.sha256, 'sha256') : null;
     // Refused now rather than after gigabytes: known content is let through, as it costs
     // nothing (completion re-checks with the content known).
-    if (principal.storageQuota !== null && !(sha256 && (await this.known(principal, sha256)))) {
-      const usage = await this.store.usage(principal.accountId);
-      if (usage.bytes + size > principal.storageQuota) {
-        throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
-          quota: principal.storageQuota,
-          used: usage.bytes,
-        });
-      }
-    }
+    if (!(sha256 && (await this.known(principal, sha256)))) await this.uploads.checkQuota(principal, size);
     const now = this.clock.now();
-    const id = this.ids.id();
-    const upload: Upload = {
-      id,
-      accountId: principal.accountId,
-      keyId: principal.keyId,
-      kind: 'tus',
-      name,
-      contentType,
-      size,
-      sha256,
-      md5: null,
-      storageKey: storageKeyFor(principal.accountId, id, name),
-      status: 'pending',
-      seq: null,
-      externalId: null,
-      // No confirm step: the last byte completes it, and the sweep's reconcile finishes one
-      // whose completion a crash interrupted.
-      intent: { autoComplete: true },
-      multipartId: null,
-      assetId: null,
-      deduplicated: false,
-      createdAt: now,
-      expiresAt: now + this.settings.expiresInSeconds * 1000,
-      completedAt: null,
-    };
+    const upload = this.uploads.newUpload(
+      principal,
+      'tus',
+      {
+        name,
+        contentType,
+        size,
+        sha256,
+        md5: null,
+        externalId: null,
+        // No confirm step: the last byte completes it, and the sweep's reconcile finishes one
+        // whose completion a crash interrupted.
+        intent: { autoComplete: true },
+        expiresAt: now + this.settings.expiresInSeconds * 1000,
+      },
+      now,
+    );
     await this.store.insertUploads([upload]);
     return upload;
   }

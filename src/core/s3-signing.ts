@@ -138,7 +138,7 @@ export class S3SigningService {
   /** The `reconcile-upload` job: completes the upload if storage holds it, else looks again later. */
   async reconcileJob(uploadId: string, attempt: number): Promise<void> {
     const upload = await this.store.getUpload(uploadId);
-    if (!upload || upload.status !== 'pending') return;
+    if (upload?.status !== 'pending') return;
     if (await this.blobs.head(upload.storageKey)) {
       try {
         await this.uploads.completeUpload(upload);

@@ -62,14 +62,7 @@ export function deriveKey(secret: string, purpose: string): Buffer {
 
 export function createCore(deps: CoreDeps): Core {
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads);
-  const multipart = new MultipartService(
-    deps.store,
-    deps.blobs,
-    uploads,
-    deps.clock,
-    deps.ids,
-    deps.multipart,
-  );
+  const multipart = new MultipartService(deps.store, deps.blobs, uploads, deps.clock, deps.multipart);
   const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
   jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
   jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
@@ -98,7 +91,6 @@ export function createCore(deps: CoreDeps): Core {
       uploads,
       deps.resumable.storage,
       deps.clock,
-      deps.ids,
       deps.resumable.settings,
     ),
     s3Signing,
