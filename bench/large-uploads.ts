@@ -186,7 +186,8 @@ async function main(config: LargeConfig): Promise<{ results: Results; failures: 
           log(
             `  ${formatBytes(size)}, round ${round}/${config.rounds}, ${flow.padEnd(9)}: ` +
               `${formatNumber(size / MiB / result.seconds)} MiB/s (${formatNumber(result.seconds)} s), ` +
-              `peak RSS ${formatNumber(result.peakBytes / MiB)} MiB (idle ${formatNumber(result.idleBytes / MiB)})`,
+              `peak RSS ${formatNumber(result.peakBytes / MiB)} MiB (idle ${formatNumber(result.idleBytes / MiB)})` +
+              (result.detail ? `; ${result.detail}` : ''),
           );
         } catch (err) {
           // One flow that is missing or broken must not hide the others' figures.

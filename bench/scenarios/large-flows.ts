@@ -42,6 +42,14 @@ export interface FlowResult {
   /** What the server says it stored. */
   sha256: string;
   size: number;
+  /** Where the time went, for the log (multipart: sending parts vs completing). */
+  detail?: string | undefined;
+}
+
+interface Stored {
+  sha256: string;
+  size: number;
+  detail?: string | undefined;
 }
 
 const UPLOAD_TIMEOUT_MS = 1_800_000;
@@ -83,7 +91,7 @@ export async function runFlow(
 async function measured(
   server: ChildServer,
   source: Source,
-  upload: () => Promise<{ sha256: string; size: number }>,
+  upload: () => Promise<Stored>,
 ): Promise<FlowResult> {
   const idleBytes = (await server.memory()).peakBytes;
   const start = performance.now();
@@ -96,7 +104,7 @@ async function measured(
         `sent ${source.size} bytes with SHA-256 ${source.sha256}`,
     );
   }
-  return { seconds, idleBytes, peakBytes, sha256: stored.sha256, size: stored.size };
+  return { seconds, idleBytes, peakBytes, sha256: stored.sha256, size: stored.size, detail: stored.detail };
 }
 
 /** The source's first `size` bytes as one streamed body; no prefix: every server here starts empty. */
@@ -122,11 +130,8 @@ interface SignedPartUrl {
   headers: Record<string, string>;
 }
 
-async function multipartUpload(
-  wharf: WharfServer,
-  source: Source,
-  settings: FlowSettings,
-): Promise<{ sha256: string; size: number }> {
+async function multipartUpload(wharf: WharfServer, source: Source, settings: FlowSettings): Promise<Stored> {
+  const started = performance.now();
   const auth = { 'x-api-key': wharf.apiKey };
   const json = { ...auth, 'content-type': 'application/json' };
   const created = await send('POST', `${wharf.url}/v1/multipart`, {
@@ -187,12 +192,16 @@ async function multipartUpload(
   await Promise.all(Array.from({ length: Math.min(settings.partConcurrency, partCount) }, worker));
   if (failure !== undefined) throw failure;
 
+  const partsDone = performance.now();
   const completed = await send('POST', `${wharf.url}/v1/multipart/${id}/complete`, {
     headers: json,
     body: jsonBody({ parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })) }),
     timeoutMs: UPLOAD_TIMEOUT_MS,
   });
-  return assetOf(expectJson<unknown>(completed, `complete multipart ${id}`, 200, 201));
+  const asset = assetOf(expectJson<unknown>(completed, `complete multipart ${id}`, 200, 201));
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const detail = `${partCount} parts ${s(partsDone - started)}, complete ${s(performance.now() - partsDone)}`;
+  return { sha256: asset.sha256, size: asset.size, detail };
 }
 
 async function signParts(
