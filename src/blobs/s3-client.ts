@@ -1,4 +1,4 @@
-import { S3Client } from '@aws-sdk/client-s3';
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 
 export interface S3Options {
   /** Omit for AWS S3 itself; set for any other S3-compatible server. */
@@ -18,12 +18,17 @@ export interface S3Options {
  * R2 and MinIO then hold against the real body.
  */
 export function createS3Client(options: S3Options): S3Client {
-  return new S3Client({
+  return new S3Client(s3ClientConfig(options));
+}
+
+/** The settings of createS3Client, for libraries that build their own client (@tus/s3-store). */
+export function s3ClientConfig(options: S3Options): S3ClientConfig {
+  return {
     endpoint: options.endpoint,
     region: options.region,
     forcePathStyle: options.forcePathStyle,
     credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  };
 }

@@ -6,7 +6,7 @@ import { type DataStore, ERRORS, Upload } from '@tus/utils';
 import { WharfError } from '../core/errors.js';
 import type { ResumableStorage } from '../core/resumable.js';
 import type { FsBlobStore } from './fs-store.js';
-import type { S3Options } from './s3-client.js';
+import { type S3Options, s3ClientConfig } from './s3-client.js';
 
 /**
  * What tus.io's server is given: the datastore (tus ids are Wharf storage keys) and the same
@@ -86,17 +86,8 @@ export function s3TusBackend(options: S3Options, expiresInSeconds: number): TusB
     expirationPeriodInMilliseconds: expiresInSeconds * 1000,
     // Another node may terminate or finish the upload: nothing about it is cached here.
     cache: new NoCache(),
-    s3ClientConfig: {
-      bucket: options.bucket,
-      endpoint: options.endpoint,
-      region: options.region,
-      forcePathStyle: options.forcePathStyle,
-      credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
-      // As createS3Client (s3-client.ts): no checksums unless an operation requires one, which
-      // older servers (Ceph 16) reject when sent as aws-chunked trailers.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    },
+    // The same client settings as the blob store's (no aws-chunked checksums Ceph 16 rejects).
+    s3ClientConfig: { bucket: options.bucket, ...s3ClientConfig(options) },
   });
   datastore.extensions = [...TUS_EXTENSIONS];
   return { datastore, storage: datastore };
