@@ -53,9 +53,6 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
       maxFilesPerRequest: config.maxFilesPerRequest,
       completionGraceMs: 3600_000,
       inlineVerifyMaxBytes: config.inlineVerifyMaxBytes,
-      // Multipart and tus uploads may run until they expire; only debris older than that is
-      // surely abandoned.
-      debrisAgeMs: Math.max(3600_000, (config.resumableExpiresSeconds + 3600) * 1000),
     },
     resumable: { storage: tus.storage, settings: { expiresInSeconds: config.resumableExpiresSeconds } },
     multipart: {

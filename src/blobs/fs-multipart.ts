@@ -191,8 +191,11 @@ export class FsMultipartParts {
     await rm(dir, { recursive: true, force: true });
   }
 
-  /** Removes uploads started before `olderThan` (claimed ones too: their completion died). */
-  async sweep(olderThan: number): Promise<number> {
+  /**
+   * Removes uploads started before `olderThan` (claimed ones too: their completion died),
+   * except those of keys `inUse` claims.
+   */
+  async sweep(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number> {
     let removed = 0;
     for (const entry of await readdir(this.dir)) {
       const dir = join(this.dir, entry);
@@ -205,7 +208,8 @@ export class FsMultipartParts {
             throw err;
           },
         );
-        if (started < olderThan) {
+        const key = inUse && (await readManifest(dir).catch(() => undefined))?.key;
+        if (started < olderThan && !(key && (await inUse(key)))) {
           await rm(dir, { recursive: true, force: true });
           removed += 1;
         }

@@ -182,8 +182,8 @@ export class FsBlobStore implements BlobStore {
   }
 
   /** Temp files and multipart uploads begun before `olderThan`. */
-  async sweepIncomplete(olderThan: number): Promise<number> {
-    return (await this.sweepTemp(olderThan)) + (await this.multipart.sweep(olderThan));
+  async sweepIncomplete(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number> {
+    return (await this.sweepTemp(olderThan)) + (await this.multipart.sweep(olderThan, inUse));
   }
 
   private async sweepTemp(olderThan: number): Promise<number> {

@@ -408,7 +408,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** Multipart uploads begun before `olderThan`, whoever began them (lib-storage or a client). */
-  async sweepIncomplete(olderThan: number): Promise<number> {
+  async sweepIncomplete(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number> {
     let aborted = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -423,6 +423,7 @@ export class S3BlobStore implements BlobStore {
       for (const upload of page.Uploads ?? []) {
         if (!upload.Key || !upload.UploadId) continue;
         if ((upload.Initiated?.getTime() ?? Number.POSITIVE_INFINITY) >= olderThan) continue;
+        if (await inUse?.(upload.Key)) continue;
         await this.abortUpload(upload.Key, upload.UploadId);
         aborted += 1;
       }

@@ -339,8 +339,12 @@ export interface BlobStore {
   /** Ends a multipart upload and frees its parts; a no-op when it is already gone. */
   abortMultipart(key: string, multipartId: string): Promise<void>;
 
-  /** Removes debris of writes that never finished (temp files, incomplete parts). */
-  sweepIncomplete(olderThan: number): Promise<number>;
+  /**
+   * Removes debris of writes that never finished (temp files, incomplete parts) begun before
+   * `olderThan`, except multipart uploads of keys `inUse` claims: an upload may legitimately
+   * run for a day, while a crashed write's leftovers should go within the hour.
+   */
+  sweepIncomplete(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -22,11 +22,6 @@ export interface UploadSettings {
    * and a job hashes them, so a confirm call never waits minutes on a huge file.
    */
   inlineVerifyMaxBytes: number;
-  /**
-   * Storage debris (temp files, multipart uploads nothing tracks) older than this is removed
-   * by the sweep: longer than any upload may legitimately run.
-   */
-  debrisAgeMs: number;
 }
 
 /**
@@ -145,6 +140,8 @@ const SAFE_EXTENSION = /\.[a-z0-9]{1,10}$/;
 const KEY_PATTERN =
   /^([A-Za-z0-9_-]{1,64})\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.[a-z0-9]{1,10})?$/;
 const DIRECT_UPLOAD_TTL_MS = 24 * 3600_000;
+/** Leftovers of writes (temp files, multipart uploads no upload runs) older than this are removed. */
+const DEBRIS_AGE_MS = 3600_000;
 const MAX_EXPIRES_SECONDS = 7 * 24 * 3600;
 const EXTERNAL_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
@@ -632,8 +629,20 @@ export class UploadService {
       }
       if (stale.length < 200) break;
     }
-    const debris = await this.blobs.sweepIncomplete(now - this.settings.debrisAgeMs);
+    const debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, (key) => this.runsLong(key, now));
     return { expired, debris, reconciled };
+  }
+
+  /** Whether `key` is written by a multipart or tus upload that may still run (not debris). */
+  private async runsLong(key: string, now: number): Promise<boolean> {
+    const uploadId = uploadIdFromKey(key);
+    const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
+    return (
+      upload?.storageKey === key &&
+      (upload.kind === 'multipart' || upload.kind === 'tus') &&
+      upload.status === 'pending' &&
+      now <= upload.expiresAt + this.settings.completionGraceMs
+    );
   }
 
   /**

@@ -309,6 +309,15 @@ describe('reconciliation and expiry', () => {
     const state = await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`);
     assert.equal(state.body.status, 'pending', 'a part is missing: nothing to compose');
 
+    // Hours later, long after a crashed write's leftovers would be swept, it is still running.
+    w.clock.advance(3 * 3600_000);
+    try {
+      await w.wharf.core.uploads.sweep();
+      assert.equal(await storageHolds(w, started.body), true, 'a running upload is not debris');
+    } finally {
+      w.clock.set(Date.now());
+    }
+
     w.clock.advance(Date.parse(state.body.expires_at) - w.clock.now() + 2 * 3600_000);
     try {
       const swept = await w.wharf.core.uploads.sweep();
