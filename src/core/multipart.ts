@@ -246,11 +246,12 @@ export class MultipartService {
   // ---- Reconciliation and expiry ----
 
   /**
-   * The sweep's question for a pending multipart upload with no object yet: if storage holds
+   * The sweep's question for a pending multipart upload: is the object there? If not, and storage holds
    * parts 1..N that add up to exactly the declared size, every byte arrived and only the
    * client's confirmation is missing, so Wharf composes them itself.
    */
   private async composeIfWhole(upload: Upload): Promise<boolean> {
+    if (await this.blobs.head(upload.storageKey)) return true;
     if (upload.multipartId === null || upload.size === null || upload.status !== 'pending') return false;
     let stored: StoredPart[];
     try {

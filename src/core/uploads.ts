@@ -25,9 +25,10 @@ export interface UploadSettings {
 }
 
 /**
- * What a kind of upload adds to the sweep. `reconcile` is asked about a pending upload whose
- * object storage does not hold yet (e.g. parts that were all sent but never composed) and
- * returns true once it is there; `expire` frees whatever else the kind keeps in storage.
+ * What a kind of upload adds to the sweep. `reconcile` is asked, in place of a plain look at
+ * the upload's key, whether a pending upload's object is there, and may put it there (parts
+ * that were all sent but never composed, a tus file whose last byte arrived); it returns
+ * true once it is. `expire` frees whatever else the kind keeps in storage.
  */
 export interface UploadKindHooks {
   reconcile?(upload: Upload): Promise<boolean>;
@@ -664,10 +665,11 @@ export class UploadService {
     let completed = 0;
     for (const upload of page) {
       try {
-        if (!(await this.blobs.head(upload.storageKey))) {
-          const hooks = this.kindHooks.get(upload.kind);
-          if (!(await hooks?.reconcile?.(upload))) continue;
-        }
+        const hooks = this.kindHooks.get(upload.kind);
+        const ready = hooks?.reconcile
+          ? await hooks.reconcile(upload)
+          : (await this.blobs.head(upload.storageKey)) !== undefined;
+        if (!ready) continue;
       } catch (err) {
         // One upload storage cannot account for must not stop the others.
         if (!(err instanceof WharfError)) throw err;
