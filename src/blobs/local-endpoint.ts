@@ -85,7 +85,7 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
         protocol: this.base.protocol,
         hostname: this.base.hostname,
         port: this.base.port ? Number(this.base.port) : undefined,
-        path: this.basePath + encodeKey(request.key),
+        path: this.basePath + encodeS3Key(request.key),
         headers: { ...headers, host: this.base.host },
       }),
       {
@@ -121,7 +121,7 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
         protocol: this.base.protocol,
         hostname: this.base.hostname,
         port: this.base.port ? Number(this.base.port) : undefined,
-        path: this.basePath + encodeKey(request.key),
+        path: this.basePath + encodeS3Key(request.key),
         query,
         headers: { ...headers, host: this.base.host },
       }),
@@ -361,7 +361,7 @@ function operationShape(request: PresignOperationRequest): {
 }
 
 /** S3 keys are encoded per segment, slashes kept (what the AWS SDK does). */
-function encodeKey(key: string): string {
+export function encodeS3Key(key: string): string {
   return key
     .split('/')
     .map((segment) =>

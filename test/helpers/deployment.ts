@@ -169,6 +169,38 @@ async function withBucket<T>(
   }
 }
 
+/**
+ * Lets pages of `origin` send `methods` to the server's bucket (CORS), as a deployment whose
+ * browsers upload straight to S3 configures it; reads the rule back so a store that ignores
+ * CORS fails here rather than in the browser.
+ */
+export async function allowOriginOnBucket(server: Server, origin: string, methods: string[]): Promise<void> {
+  const { PutBucketCorsCommand, GetBucketCorsCommand } = await import('@aws-sdk/client-s3');
+  await withBucket(server, async (s3, bucket) => {
+    await s3.send(
+      new PutBucketCorsCommand({
+        Bucket: bucket,
+        CORSConfiguration: {
+          CORSRules: [
+            {
+              AllowedOrigins: [origin],
+              AllowedMethods: methods,
+              AllowedHeaders: ['*'],
+              // Without ETag a browser's multipart upload cannot name its parts.
+              ExposeHeaders: ['ETag'],
+              MaxAgeSeconds: 600,
+            },
+          ],
+        },
+      }),
+    );
+    const stored = await s3.send(new GetBucketCorsCommand({ Bucket: bucket }));
+    if (stored.CORSRules?.[0]?.AllowedOrigins?.[0] !== origin) {
+      throw new Error(`The bucket did not keep its CORS rule: ${JSON.stringify(stored.CORSRules)}`);
+    }
+  });
+}
+
 /** Every object key a server's storage holds: its bucket's keys, or the files of its local store. */
 export async function storedKeys(server: Server): Promise<string[]> {
   if (!onS3(server)) return filesUnder(join(server.dataDir, 'blobs', 'objects'));

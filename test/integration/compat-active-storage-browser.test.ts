@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import sharp from 'sharp';
 import { launchChromium } from '../helpers/browser.js';
+import { allowOriginOnBucket, onS3 } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -17,53 +18,15 @@ let w: TestWharf;
 let browser: Browser;
 before(async () => {
   w = await startWharf();
-  if (w.backingEnv.WHARF_STORAGE === 's3') await allowBrowserPuts(w);
+  // With an S3 store the browser PUTs to the bucket, another origin, which must allow it
+  // (as every ActiveStorage deployment on S3 configures).
+  if (onS3(w)) await allowOriginOnBucket(w, w.url, ['PUT']);
   browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
   await w?.close();
 });
-
-/**
- * With an S3 store the browser PUTs to the bucket, another origin: the bucket must allow it
- * (CORS), as every ActiveStorage deployment on S3 configures; the PUT's response carries the
- * bucket's Access-Control-Allow-Origin. (The preflight itself never reaches the store: with
- * routes set, Playwright answers preflights. Ceph 16 could not anyway: it checks a presigned
- * URL's signature on the OPTIONS, fixed upstream in ceph/ceph#55458.)
- */
-async function allowBrowserPuts(server: TestWharf): Promise<void> {
-  const { S3Client, PutBucketCorsCommand } = await import('@aws-sdk/client-s3');
-  const env = server.backingEnv;
-  const s3 = new S3Client({
-    endpoint: env.WHARF_S3_ENDPOINT,
-    region: env.WHARF_S3_REGION,
-    forcePathStyle: true,
-    credentials: {
-      accessKeyId: env.WHARF_S3_ACCESS_KEY_ID!,
-      secretAccessKey: env.WHARF_S3_SECRET_ACCESS_KEY!,
-    },
-  });
-  try {
-    await s3.send(
-      new PutBucketCorsCommand({
-        Bucket: env.WHARF_S3_BUCKET,
-        CORSConfiguration: {
-          CORSRules: [
-            {
-              AllowedOrigins: [server.url],
-              AllowedMethods: ['PUT'],
-              AllowedHeaders: ['*'],
-              MaxAgeSeconds: 60,
-            },
-          ],
-        },
-      }),
-    );
-  } finally {
-    s3.destroy();
-  }
-}
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>direct upload</title></head>

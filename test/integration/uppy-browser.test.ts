@@ -7,7 +7,7 @@ import type { Browser } from 'playwright-core';
 import { pseudoRandomBytes } from '../fixtures/uppy/bytes.js';
 import type { UploadOptions, UploadOutcome } from '../fixtures/uppy/page.js';
 import { launchChromium, type PageServer, servePage } from '../helpers/browser.js';
-import { onS3 } from '../helpers/deployment.js';
+import { allowOriginOnBucket, onS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -45,7 +45,9 @@ before(async () => {
     '/page.js': { type: 'text/javascript', body: bundle.outputFiles[0]!.text },
   });
   w = await startWharf({ env: { WHARF_CORS_ORIGINS: page.origin } });
-  if (onS3(w)) await allowPageOnBucket(w, page.origin);
+  // On S3 the browser sends the signed requests to the bucket, which must allow the page's
+  // origin itself and expose ETag, as the @uppy/aws-s3 documentation has every bucket do.
+  if (onS3(w)) await allowOriginOnBucket(w, page.origin, ['GET', 'PUT', 'POST', 'DELETE']);
   browser = await launchChromium();
 });
 
@@ -54,47 +56,6 @@ after(async () => {
   await w?.close();
   await page?.close();
 });
-
-/**
- * On S3 the browser sends the signed requests to the bucket, which must allow the page's
- * origin itself and expose ETag, as the @uppy/aws-s3 documentation has every bucket do:
- * without it the page cannot name its parts at completion.
- */
-async function allowPageOnBucket(server: TestWharf, origin: string): Promise<void> {
-  const { S3Client, PutBucketCorsCommand, GetBucketCorsCommand } = await import('@aws-sdk/client-s3');
-  const env = server.backingEnv;
-  const s3 = new S3Client({
-    endpoint: env.WHARF_S3_ENDPOINT,
-    region: env.WHARF_S3_REGION,
-    forcePathStyle: true,
-    credentials: {
-      accessKeyId: env.WHARF_S3_ACCESS_KEY_ID!,
-      secretAccessKey: env.WHARF_S3_SECRET_ACCESS_KEY!,
-    },
-  });
-  try {
-    await s3.send(
-      new PutBucketCorsCommand({
-        Bucket: env.WHARF_S3_BUCKET,
-        CORSConfiguration: {
-          CORSRules: [
-            {
-              AllowedOrigins: [origin],
-              AllowedMethods: ['GET', 'PUT', 'POST', 'DELETE'],
-              AllowedHeaders: ['*'],
-              ExposeHeaders: ['ETag'],
-              MaxAgeSeconds: 600,
-            },
-          ],
-        },
-      }),
-    );
-    const stored = await s3.send(new GetBucketCorsCommand({ Bucket: env.WHARF_S3_BUCKET }));
-    assert.deepEqual(stored.CORSRules?.[0]?.AllowedOrigins, [origin], 'the bucket kept its CORS rule');
-  } finally {
-    s3.destroy();
-  }
-}
 
 async function uploadFromPage(options: Omit<UploadOptions, 'wharf' | 'key'>): Promise<UploadOutcome> {
   const context = await browser.newContext();

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { LOCAL_BUCKET, LOCAL_ENDPOINT_PATH } from '../../blobs/local-endpoint.js';
+import { LOCAL_BUCKET } from '../../blobs/local-endpoint.js';
 import type { StorageEndpointService } from '../../core/endpoint.js';
 import { WharfError } from '../../core/errors.js';
 import type { SignedRequest } from '../../core/ports.js';
@@ -7,6 +7,7 @@ import {
   completeMultipartUploadResult,
   initiateMultipartUploadResult,
   listPartsResult,
+  objectLocation,
   readCompleteBody,
 } from './s3-xml.js';
 
@@ -26,7 +27,7 @@ export function multipartRoutes(app: FastifyInstance, endpoint: StorageEndpointS
       const { key, object } = await endpoint.completeMultipart(signed(request), () =>
         readCompleteBody(request.raw),
       );
-      const location = `${request.protocol}://${request.host}${LOCAL_ENDPOINT_PATH}/${LOCAL_BUCKET}/${encodeKey(key)}`;
+      const location = objectLocation(request, key);
       return xml(reply).send(completeMultipartUploadResult(location, LOCAL_BUCKET, key, object.etag));
     }
     throw unsupported(request);
@@ -66,11 +67,4 @@ function xml(reply: import('fastify').FastifyReply) {
 function unsupported(request: FastifyRequest): WharfError {
   request.raw.resume();
   return new WharfError('NOT_FOUND', 'Only presigned S3 requests are accepted here.');
-}
-
-function encodeKey(key: string): string {
-  return key
-    .split('/')
-    .map((segment) => encodeURIComponent(segment))
-    .join('/');
 }

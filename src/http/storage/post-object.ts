@@ -1,9 +1,10 @@
 import multipart, { type Multipart, type MultipartFile } from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { LOCAL_BUCKET, LOCAL_ENDPOINT_PATH } from '../../blobs/local-endpoint.js';
+import { LOCAL_BUCKET } from '../../blobs/local-endpoint.js';
 import type { StorageEndpointService } from '../../core/endpoint.js';
 import { WharfError } from '../../core/errors.js';
 import { isBrokenForm, isFormLimit } from '../multipart-form.js';
+import { escapeXml, objectLocation } from './s3-xml.js';
 
 // S3 caps a POST form's fields (policy included) at 20 KB; the file part is not a field.
 const FIELD_BYTES = 20 * 1024;
@@ -61,7 +62,7 @@ export async function postObjectRoute(
 
     const key = fieldOf('key') ?? '';
     const etag = `"${digests.md5}"`;
-    const location = `${request.protocol}://${request.host}${LOCAL_ENDPOINT_PATH}/${LOCAL_BUCKET}/${encodeKey(key)}`;
+    const location = objectLocation(request, key);
     reply.header('etag', etag).header('location', location);
 
     const redirect = fieldOf('success_action_redirect');
@@ -145,15 +146,4 @@ function malformed(): WharfError {
     'VALIDATION_FAILED',
     'The body of your POST request is not well-formed multipart/form-data.',
   );
-}
-
-function encodeKey(key: string): string {
-  return key
-    .split('/')
-    .map((segment) => encodeURIComponent(segment))
-    .join('/');
-}
-
-function escapeXml(value: string): string {
-  return value.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 }

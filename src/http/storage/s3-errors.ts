@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError } from '../../core/errors.js';
+import { escapeXml } from './s3-xml.js';
 
 /** How the core's refusals read to an S3 client (codes and statuses as AWS S3 uses them). */
 const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
@@ -24,10 +25,6 @@ const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
   INVALID_PART_ORDER: { status: 400, code: 'InvalidPartOrder' },
   PART_TOO_SMALL: { status: 400, code: 'EntityTooSmall' },
 };
-
-function escapeXml(value: string): string {
-  return value.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 /** S3 codes a refusal may name in `details.s3Code` where the core's code is too coarse. */
 const SPECIFIC_CODES = new Set(['MalformedXML']);

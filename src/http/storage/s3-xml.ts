@@ -1,5 +1,7 @@
 import type { Readable } from 'node:stream';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import type { FastifyRequest } from 'fastify';
+import { encodeS3Key, LOCAL_BUCKET, LOCAL_ENDPOINT_PATH } from '../../blobs/local-endpoint.js';
 import { WharfError } from '../../core/errors.js';
 import type { PartReference, StoredPart } from '../../core/ports.js';
 
@@ -9,6 +11,11 @@ const NS = 'http://s3.amazonaws.com/doc/2006-03-01/';
 // 10,000 parts of `<Part><PartNumber>…</PartNumber><ETag>"…"</ETag></Part>` are about
 // 750 KB; 2 MiB leaves room for indentation and the checksum fields some clients add.
 export const MAX_COMPLETE_BODY = 2 * 1024 * 1024;
+
+/** The URL of an object of the embedded endpoint, as S3 reports it in `Location`. */
+export function objectLocation(request: FastifyRequest, key: string): string {
+  return `${request.protocol}://${request.host}${LOCAL_ENDPOINT_PATH}/${LOCAL_BUCKET}/${encodeS3Key(key)}`;
+}
 
 export function escapeXml(value: string): string {
   return value.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
