@@ -13,7 +13,7 @@ import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
 import { type Core, createCore, deriveKey } from './core/wharf.js';
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
-import { SqlStore } from './db/store.js';
+import { createSqlStore } from './db/store/index.js';
 import { ImageAnalyzer } from './processing/image-analyzer.js';
 
 export interface OpenedCore {
@@ -32,7 +32,7 @@ export interface OpenedCore {
 export async function openCore(config: Config, clock: Clock = systemClock): Promise<OpenedCore> {
   const connection = connect(config.databaseUrl);
   await migrateToLatest(connection.db);
-  const store = new SqlStore(connection);
+  const store = createSqlStore(connection);
 
   // One secret per installation, kept in the database so every node shares it.
   const secret =

@@ -58,16 +58,23 @@ export interface NewJob {
   runAt: number;
 }
 
-export interface Store {
+/** Installation-wide settings (the server secret). */
+export interface SettingStore {
   /** Returns the stored value, storing `value` first if there was none (first writer wins). */
   settingOrInit(name: string, value: string): Promise<string>;
+}
 
+/** Accounts and their limits. */
+export interface AccountStore {
   ensureAccount(account: Account): Promise<Account>;
   getAccount(id: string): Promise<Account | undefined>;
   listAccounts(): Promise<Account[]>;
   updateAccount(id: string, changes: AccountChanges): Promise<Account | undefined>;
   usage(accountId: string): Promise<Usage>;
+}
 
+/** API keys, found by the hash of their secret. */
+export interface KeyStore {
   insertKey(key: ApiKey, secretHash: string): Promise<void>;
   /** Inserts the key unless one with this hash exists; returns the stored key either way. */
   ensureKey(key: ApiKey, secretHash: string): Promise<ApiKey>;
@@ -77,7 +84,10 @@ export interface Store {
   countKeys(): Promise<number>;
   revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean>;
   touchKey(keyId: string, at: number): Promise<void>;
+}
 
+/** Uploads: intents, completion, expiry. */
+export interface UploadStore {
   /**
    * Records upload intents and gives each its `seq` (set on the objects passed in). A
    * clashing `externalId` fails the whole call with ID_EXISTS.
@@ -104,7 +114,10 @@ export interface Store {
   expireUpload(id: string): Promise<boolean>;
   /** Records storage's multipart upload id for a pending upload. */
   setUploadMultipartId(id: string, multipartId: string): Promise<void>;
+}
 
+/** Assets: verified, deduplicated content. */
+export interface AssetStore {
   getAsset(accountId: string, id: string): Promise<Asset | undefined>;
   /** Only for signed URLs, which carry their own proof and no account. */
   getAssetById(id: string): Promise<Asset | undefined>;
@@ -124,7 +137,10 @@ export interface Store {
   ): Promise<void>;
   /** Marks a `verifying` asset ready once its bytes were hashed and matched; records the MD5. */
   markAssetVerified(id: string, md5: string, at: number): Promise<void>;
+}
 
+/** Named files and their versions. */
+export interface FileStore {
   /** A version of a named file: the given one, or the latest when `version` is undefined. */
   getFileVersion(
     accountId: string,
@@ -133,7 +149,10 @@ export interface Store {
     version?: number,
   ): Promise<FileVersion | undefined>;
   listFileVersions(accountId: string, namespace: string, name: string): Promise<FileVersion[]>;
+}
 
+/** The durable job queue. */
+export interface JobStore {
   enqueueJobs(jobs: NewJob[]): Promise<void>;
   /**
    * Claims one due job for `worker` until `leaseUntil` (a job whose lease ran out is due
@@ -144,7 +163,10 @@ export interface Store {
   /** Records a failure; `retryAt` null gives up on the job. */
   failJob(id: string, worker: string, error: string, retryAt: number | null, at: number): Promise<void>;
   getJob(id: string): Promise<Job | undefined>;
+}
 
+/** Leases on named resources shared by every node. */
+export interface LockStore {
   /**
    * Takes or renews the lease on `name` for `owner` until `until`; false while another
    * owner's lease runs (one winner across nodes). A new lease starts with no release request.
@@ -156,7 +178,18 @@ export interface Store {
   requestLockRelease(name: string, now: number): Promise<boolean>;
   /** Whether someone asked the holder `owner` of `name` to let go. */
   lockReleaseRequested(name: string, owner: string): Promise<boolean>;
+}
 
+/** Everything the core keeps in its database, one slice per table or concern. */
+export interface Store
+  extends SettingStore,
+    AccountStore,
+    KeyStore,
+    UploadStore,
+    AssetStore,
+    FileStore,
+    JobStore,
+    LockStore {
   close(): Promise<void>;
 }
 

@@ -7,9 +7,10 @@ import { ManualClock } from '../../src/core/clock.js';
 import { createIdSource } from '../../src/core/ids.js';
 import { type JobHandler, JobRunner, type JobSettings, PermanentJobError } from '../../src/core/jobs.js';
 import type { Job } from '../../src/core/model.js';
+import type { Store } from '../../src/core/ports.js';
 import { connect } from '../../src/db/connect.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
-import { SqlStore } from '../../src/db/store.js';
+import { createSqlStore } from '../../src/db/store/index.js';
 import { createDatabase, deployment } from '../helpers/deployment.js';
 
 // A real database opened through two connections, as two processes (or nodes) would: the
@@ -17,8 +18,8 @@ import { createDatabase, deployment } from '../helpers/deployment.js';
 // PostgreSQL database when the suite runs scaled. A fresh database for each test, since a
 // runner claims due jobs of every kind.
 let dir: string;
-let first: SqlStore;
-let second: SqlStore;
+let first: Store;
+let second: Store;
 let release: (() => Promise<void>) | undefined;
 const clock = new ManualClock(Date.UTC(2026, 0, 1));
 const ids = createIdSource(clock);
@@ -42,8 +43,8 @@ beforeEach(async () => {
   }
   const a = connect(url);
   await migrateToLatest(a.db);
-  first = new SqlStore(a);
-  second = new SqlStore(connect(url));
+  first = createSqlStore(a);
+  second = createSqlStore(connect(url));
 });
 afterEach(async () => {
   await first.close();
@@ -52,7 +53,7 @@ afterEach(async () => {
   release = undefined;
 });
 
-function runner(store: SqlStore, handler: JobHandler, overrides: Partial<JobSettings> = {}): JobRunner {
+function runner(store: Store, handler: JobHandler, overrides: Partial<JobSettings> = {}): JobRunner {
   const r = new JobRunner(store, clock, ids, { ...settings, ...overrides });
   r.register(kind, handler);
   return r;

@@ -8,13 +8,14 @@ import { ManualClock } from '../../src/core/clock.js';
 import { isWharfError } from '../../src/core/errors.js';
 import { createIdSource } from '../../src/core/ids.js';
 import { hashSecret, KeyService, requireAdmin } from '../../src/core/keys.js';
+import type { Store } from '../../src/core/ports.js';
 import { connect } from '../../src/db/connect.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
-import { SqlStore } from '../../src/db/store.js';
+import { createSqlStore } from '../../src/db/store/index.js';
 
 // A real SQLite database in a temporary directory: nothing about storage is mocked.
 let dir: string;
-let store: SqlStore;
+let store: Store;
 let keys: KeyService;
 const clock = new ManualClock(Date.UTC(2026, 0, 1));
 
@@ -22,7 +23,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'wharf-keys-'));
   const connection = connect(`sqlite://${join(dir, 'keys.db')}`);
   await migrateToLatest(connection.db);
-  store = new SqlStore(connection);
+  store = createSqlStore(connection);
   keys = new KeyService(store, clock, createIdSource(clock));
   await keys.ensureAccount('acme', 'Acme');
   await keys.ensureAccount('globex', 'Globex');

@@ -1,0 +1,54 @@
+import type { Account } from '../../core/model.js';
+import type { AccountChanges, AccountStore, Usage } from '../../core/ports.js';
+import type { AccountsTable } from '../schema.js';
+import type { SqlContext } from './context.js';
+import { toAccount } from './rows.js';
+
+export function accountQueries({ db }: SqlContext): AccountStore {
+  return {
+    async ensureAccount(account: Account): Promise<Account> {
+      await db
+        .insertInto('accounts')
+        .values({
+          id: account.id,
+          name: account.name,
+          max_file_size: account.maxFileSize,
+          storage_quota: account.storageQuota,
+          disabled: account.disabled ? 1 : 0,
+          created_at: account.createdAt,
+        })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .execute();
+      return (await this.getAccount(account.id))!;
+    },
+
+    async getAccount(id: string): Promise<Account | undefined> {
+      const row = await db.selectFrom('accounts').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && toAccount(row);
+    },
+
+    async listAccounts(): Promise<Account[]> {
+      return (await db.selectFrom('accounts').selectAll().orderBy('created_at').execute()).map(toAccount);
+    },
+
+    async updateAccount(id: string, changes: AccountChanges): Promise<Account | undefined> {
+      const set: Partial<AccountsTable> = {};
+      if (changes.disabled !== undefined) set.disabled = changes.disabled ? 1 : 0;
+      if (changes.maxFileSize !== undefined) set.max_file_size = changes.maxFileSize;
+      if (changes.storageQuota !== undefined) set.storage_quota = changes.storageQuota;
+      if (Object.keys(set).length > 0) {
+        await db.updateTable('accounts').set(set).where('id', '=', id).execute();
+      }
+      return this.getAccount(id);
+    },
+
+    async usage(accountId: string): Promise<Usage> {
+      const row = await db
+        .selectFrom('assets')
+        .select((eb) => [eb.fn.countAll<number>().as('assets'), eb.fn.sum<number>('size').as('bytes')])
+        .where('account_id', '=', accountId)
+        .executeTakeFirstOrThrow();
+      return { assets: Number(row.assets), bytes: Number(row.bytes ?? 0) };
+    },
+  };
+}

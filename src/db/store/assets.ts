@@ -1,0 +1,135 @@
+import type { Access, Asset, AssetAnalysis, ProcessingStatus } from '../../core/model.js';
+import type { AssetPage, AssetQuery, AssetStore } from '../../core/ports.js';
+import type { SqlContext } from './context.js';
+import { toAsset } from './rows.js';
+
+export function assetQueries({ db }: SqlContext): AssetStore {
+  return {
+    async getAsset(accountId: string, id: string): Promise<Asset | undefined> {
+      const row = await db
+        .selectFrom('assets')
+        .selectAll()
+        .where('account_id', '=', accountId)
+        .where('id', '=', id)
+        .executeTakeFirst();
+      return row && toAsset(row);
+    },
+
+    async getAssetById(id: string): Promise<Asset | undefined> {
+      const row = await db.selectFrom('assets').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && toAsset(row);
+    },
+
+    async findAssetBySha256(accountId: string, sha256: string): Promise<Asset | undefined> {
+      return (await this.findAssetsBySha256(accountId, [sha256]))[0];
+    },
+
+    async findAssetByMd5(accountId: string, md5: string): Promise<Asset | undefined> {
+      const row = await db
+        .selectFrom('assets')
+        .selectAll()
+        .where('account_id', '=', accountId)
+        .where('md5', '=', md5)
+        .orderBy('id')
+        .executeTakeFirst();
+      return row && toAsset(row);
+    },
+
+    async findAssetsBySha256(accountId: string, sha256s: string[]): Promise<Asset[]> {
+      const found: Asset[] = [];
+      for (let i = 0; i < sha256s.length; i += 500) {
+        const rows = await db
+          .selectFrom('assets')
+          .selectAll()
+          .where('account_id', '=', accountId)
+          .where('sha256', 'in', sha256s.slice(i, i + 500))
+          .execute();
+        found.push(...rows.map(toAsset));
+      }
+      return found;
+    },
+
+    async listAssets(accountId: string, query: AssetQuery): Promise<AssetPage> {
+      let select = db.selectFrom('assets').selectAll().where('account_id', '=', accountId);
+      if (query.cursor) select = select.where('id', '<', query.cursor);
+      if (query.namePrefix) {
+        const prefix = query.namePrefix;
+        // substr() rather than LIKE: LIKE has wildcards to escape and folds case in SQLite.
+        // substr() counts characters (code points), not UTF-16 units as .length does.
+        const chars = [...prefix].length;
+        select = select.where((eb) => eb(eb.fn('substr', ['name', eb.val(1), eb.val(chars)]), '=', prefix));
+      }
+      if (query.contentType) {
+        if (query.contentType.endsWith('/*')) {
+          const top = query.contentType.slice(0, -1);
+          select = select.where((eb) =>
+            eb(eb.fn('substr', ['content_type', eb.val(1), eb.val(top.length)]), '=', top),
+          );
+        } else {
+          select = select.where('content_type', '=', query.contentType);
+        }
+      }
+      const rows = await select
+        .orderBy('id', 'desc')
+        .limit(query.limit + 1)
+        .execute();
+      const page = rows.slice(0, query.limit).map(toAsset);
+      return { assets: page, nextCursor: rows.length > query.limit ? (page.at(-1)?.id ?? null) : null };
+    },
+
+    async deleteAsset(accountId: string, id: string): Promise<Asset | undefined> {
+      return db.transaction().execute(async (trx) => {
+        const row = await trx
+          .selectFrom('assets')
+          .selectAll()
+          .where('account_id', '=', accountId)
+          .where('id', '=', id)
+          .executeTakeFirst();
+        if (!row) return undefined;
+        await trx.deleteFrom('file_versions').where('asset_id', '=', id).execute();
+        await trx.deleteFrom('assets').where('id', '=', id).execute();
+        return toAsset(row);
+      });
+    },
+
+    async countAssetsWithStorageKey(storageKey: string): Promise<number> {
+      const row = await db
+        .selectFrom('assets')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('storage_key', '=', storageKey)
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+
+    async setAssetAccess(accountId: string, id: string, access: Access): Promise<Asset | undefined> {
+      await db
+        .updateTable('assets')
+        .set({ access })
+        .where('account_id', '=', accountId)
+        .where('id', '=', id)
+        .execute();
+      return this.getAsset(accountId, id);
+    },
+
+    async recordAnalysis(
+      id: string,
+      processing: ProcessingStatus,
+      analysis: AssetAnalysis,
+      at: number,
+    ): Promise<void> {
+      await db
+        .updateTable('assets')
+        .set({ processing, analysis: JSON.stringify(analysis), updated_at: at })
+        .where('id', '=', id)
+        .execute();
+    },
+
+    async markAssetVerified(id: string, md5: string, at: number): Promise<void> {
+      await db
+        .updateTable('assets')
+        .set({ status: 'ready', md5, updated_at: at })
+        .where('id', '=', id)
+        .execute();
+    },
+  };
+}

@@ -1,0 +1,74 @@
+import type { Transaction } from 'kysely';
+import type { FileVersion } from '../../core/model.js';
+import type { FileStore } from '../../core/ports.js';
+import type { Database } from '../schema.js';
+import type { SqlContext } from './context.js';
+import { toFileVersion } from './rows.js';
+
+export function fileQueries({ db }: SqlContext): FileStore {
+  function versionsOf(accountId: string, namespace: string, name: string) {
+    return db
+      .selectFrom('file_versions as v')
+      .innerJoin('files as f', (join) =>
+        join
+          .onRef('f.account_id', '=', 'v.account_id')
+          .onRef('f.namespace', '=', 'v.namespace')
+          .onRef('f.name', '=', 'v.name'),
+      )
+      .selectAll('v')
+      .select('f.latest_version')
+      .where('v.account_id', '=', accountId)
+      .where('v.namespace', '=', namespace)
+      .where('v.name', '=', name);
+  }
+
+  return {
+    async getFileVersion(
+      accountId: string,
+      namespace: string,
+      name: string,
+      version?: number,
+    ): Promise<FileVersion | undefined> {
+      let query = versionsOf(accountId, namespace, name);
+      query =
+        version === undefined
+          ? query.orderBy('v.version', 'desc').limit(1)
+          : query.where('v.version', '=', version);
+      const row = await query.executeTakeFirst();
+      return row && toFileVersion(row, Number(row.latest_version));
+    },
+
+    async listFileVersions(accountId: string, namespace: string, name: string): Promise<FileVersion[]> {
+      const rows = await versionsOf(accountId, namespace, name).orderBy('v.version').execute();
+      return rows.map((row) => toFileVersion(row, Number(row.latest_version)));
+    },
+  };
+}
+
+export async function addFileVersion(
+  trx: Transaction<Database>,
+  accountId: string,
+  namespace: string,
+  name: string,
+  assetId: string,
+  at: number,
+): Promise<FileVersion> {
+  // The upsert locks the file's head row, so concurrent uploads of one name (on any node)
+  // are numbered one after another.
+  const head = await trx
+    .insertInto('files')
+    .values({ account_id: accountId, namespace, name, latest_version: 1 })
+    .onConflict((oc) =>
+      oc
+        .columns(['account_id', 'namespace', 'name'])
+        .doUpdateSet((eb) => ({ latest_version: eb('files.latest_version', '+', 1) })),
+    )
+    .returning('latest_version')
+    .executeTakeFirstOrThrow();
+  const version = Number(head.latest_version);
+  await trx
+    .insertInto('file_versions')
+    .values({ account_id: accountId, namespace, name, version, asset_id: assetId, created_at: at })
+    .execute();
+  return { accountId, namespace, name, version, latestVersion: version, assetId, createdAt: at };
+}

@@ -1,0 +1,31 @@
+import type { Store } from '../../core/ports.js';
+import type { Connection } from '../connect.js';
+import { accountQueries } from './accounts.js';
+import { assetQueries } from './assets.js';
+import { fileQueries } from './files.js';
+import { jobQueries } from './jobs.js';
+import { keyQueries } from './keys.js';
+import { lockQueries } from './locks.js';
+import { settingsQueries } from './settings.js';
+import { uploadQueries } from './uploads.js';
+
+/**
+ * The core's Store on Kysely: one implementation for SQLite and PostgreSQL, put together from
+ * one module per table (or concern), each implementing its slice of the port.
+ */
+export function createSqlStore(connection: Connection): Store {
+  const context = { db: connection.db, dialect: connection.dialect };
+  return {
+    ...settingsQueries(context),
+    ...accountQueries(context),
+    ...keyQueries(context),
+    ...uploadQueries(context),
+    ...assetQueries(context),
+    ...fileQueries(context),
+    ...jobQueries(context),
+    ...lockQueries(context),
+    async close() {
+      await connection.db.destroy();
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import { CompiledQuery, type InferResult, type Kysely } from 'kysely';
+import type { Account, ApiKey } from '../../core/model.js';
+import type { KeyStore } from '../../core/ports.js';
+import type { Database } from '../schema.js';
+import type { SqlContext } from './context.js';
+import { fromKey, toAccount, toKey } from './rows.js';
+
+// Runs on every request. Building a Kysely query costs more than SQLite takes to run it,
+// so this one is compiled once and re-run with each new parameter.
+export function compileKeyLookup(db: Kysely<Database>) {
+  return db
+    .selectFrom('api_keys as k')
+    .innerJoin('accounts as a', 'a.id', 'k.account_id')
+    .selectAll('k')
+    .select([
+      'a.name as account_name',
+      'a.max_file_size as account_max_file_size',
+      'a.storage_quota as account_storage_quota',
+      'a.disabled as account_disabled',
+      'a.created_at as account_created_at',
+    ])
+    .where('k.secret_hash', '=', '')
+    .compile();
+}
+
+export type KeyLookupRow = InferResult<ReturnType<typeof compileKeyLookup>>[number];
+
+export function keyQueries({ db }: SqlContext): KeyStore {
+  const keyLookup = compileKeyLookup(db);
+  const queries: KeyStore = {
+    async insertKey(key: ApiKey, secretHash: string): Promise<void> {
+      await db.insertInto('api_keys').values(fromKey(key, secretHash)).execute();
+    },
+
+    async ensureKey(key: ApiKey, secretHash: string): Promise<ApiKey> {
+      await db
+        .insertInto('api_keys')
+        .values(fromKey(key, secretHash))
+        .onConflict((oc) => oc.column('secret_hash').doNothing())
+        .execute();
+      return (await queries.findKeyByHash(secretHash))!.key;
+    },
+
+    async findKeyByHash(secretHash: string): Promise<{ key: ApiKey; account: Account } | undefined> {
+      const { rows } = await db.executeQuery(CompiledQuery.raw(keyLookup.sql, [secretHash]));
+      const row = rows[0] as KeyLookupRow | undefined;
+      if (!row) return undefined;
+      return {
+        key: toKey(row),
+        account: toAccount({
+          id: row.account_id,
+          name: row.account_name,
+          max_file_size: row.account_max_file_size,
+          storage_quota: row.account_storage_quota,
+          disabled: row.account_disabled,
+          created_at: row.account_created_at,
+        }),
+      };
+    },
+
+    async listKeys(accountId?: string): Promise<ApiKey[]> {
+      let query = db.selectFrom('api_keys').selectAll().orderBy('created_at').orderBy('id');
+      if (accountId !== undefined) query = query.where('account_id', '=', accountId);
+      return (await query.execute()).map(toKey);
+    },
+
+    async countKeys(): Promise<number> {
+      const row = await db
+        .selectFrom('api_keys')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+
+    async revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean> {
+      let query = db
+        .updateTable('api_keys')
+        .set({ revoked_at: at })
+        .where('id', '=', keyId)
+        .where('revoked_at', 'is', null);
+      if (accountId !== undefined) query = query.where('account_id', '=', accountId);
+      const result = await query.executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
+    async touchKey(keyId: string, at: number): Promise<void> {
+      await db.updateTable('api_keys').set({ last_used_at: at }).where('id', '=', keyId).execute();
+    },
+  };
+  return queries;
+}
