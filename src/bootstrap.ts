@@ -32,7 +32,8 @@ export interface OpenedCore {
 export async function openCore(config: Config, clock: Clock = systemClock): Promise<OpenedCore> {
   const connection = connect(config.databaseUrl);
   await migrateToLatest(connection.db);
-  const store = createSqlStore(connection);
+  const ids = createIdSource(clock);
+  const store = createSqlStore(connection, ids);
 
   // One secret per installation, kept in the database so every node shares it.
   const secret =
@@ -43,7 +44,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     store,
     blobs,
     clock,
-    ids: createIdSource(clock),
+    ids,
     secret,
     endpoint,
     analyzer: new ImageAnalyzer(),
