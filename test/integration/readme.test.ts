@@ -136,7 +136,7 @@ async function runWalkthrough(file: string, blocks: Block[]): Promise<void> {
       assert.equal(
         result.code,
         0,
-        `the walkthrough of ${file} failed in its block at ${last} (exit ${result.code}):\n` +
+        `the walkthrough of ${file} failed in the block at ${last} (exit ${result.code}):\n` +
           result.output.slice(-6000),
       );
       assert.equal(started.length, blocks.length, 'every block ran');
@@ -151,15 +151,20 @@ async function runWalkthrough(file: string, blocks: Block[]): Promise<void> {
 }
 
 describe('documentation walkthroughs', () => {
-  test('every walkthrough marker is followed directly by a ```bash block', () => {
+  test('every walkthrough marker line is followed directly by a ```bash block', () => {
     for (const file of DOC_FILES) {
       const markdown = read(file);
       assert.equal(
         walkthroughBlocks(markdown).length,
-        markdown.split(MARKER).length - 1,
+        markdown.split('\n').filter((line) => line.trim() === MARKER).length,
         `${file}: every ${MARKER} must be followed directly by a \`\`\`bash block`,
       );
     }
+  });
+
+  test('the README has its five-minute walkthrough', () => {
+    const blocks = walkthroughBlocks(read('README.md'));
+    assert.ok(blocks.length >= 3, `README.md has only ${blocks.length} walkthrough blocks`);
   });
 
   for (const file of DOC_FILES) {
