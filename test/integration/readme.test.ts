@@ -4,11 +4,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.js';
 import { ERROR_STATUS } from '../../src/core/errors.js';
-import { createWharf } from '../../src/server.js';
+import { createWharf, type Wharf } from '../../src/server.js';
 import { provision } from '../helpers/deployment.js';
 import { freePort } from '../helpers/wharf.js';
 
@@ -193,7 +193,65 @@ const CONFIGURATION_FILE = existsSync(join(REPO, 'docs', 'configuration.md'))
   : 'docs/reference.md';
 const REFERENCE_FILE = 'docs/reference.md';
 
+const SEED_PREFIXES = ['/api/', '/api_gateway/', '/rails/'];
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/**
+ * The rows of the "Endpoints" table: a cell like `GET /v1/keys`, `POST /v1/keys` names two
+ * routes, and `PUT`, `POST /s3/wharf/{key}` gives the path once for several methods.
+ */
+function endpointRows(markdown: string): { method: string; path: string }[] {
+  const section = markdown.split(/^## Endpoints$/m)[1]?.split(/^## /m)[0] ?? '';
+  const rows: { method: string; path: string }[] = [];
+  for (const line of section.split('\n')) {
+    if (!line.startsWith('| `')) continue;
+    const cell = line.slice(2).split(' | ')[0]!;
+    let methods: string[] = [];
+    for (const [, span] of cell.matchAll(/`([^`]+)`/g)) {
+      const [method = '', path, ...rest] = span!.split(' ');
+      assert.ok(METHODS.has(method) && rest.length === 0, `an endpoint row names \`${span}\`: ${line}`);
+      methods.push(method);
+      if (path === undefined) continue;
+      assert.ok(path.startsWith('/'), `an endpoint row names \`${span}\`: ${line}`);
+      for (const each of methods) rows.push({ method: each, path });
+      methods = [];
+    }
+    assert.equal(methods.length, 0, `methods without a path: ${line}`);
+  }
+  assert.ok(rows.length > 20, `only ${rows.length} endpoints found in the Endpoints table`);
+  return rows;
+}
+
+/** Whether a route answers `path` ({param} segments as in OpenAPI), or a wildcard above it. */
+function routeExists(app: Wharf['app'], method: string, path: string): boolean {
+  const pattern = path.replace(/\{([^}]+)\}/g, ':$1');
+  const segments = pattern.split('/');
+  const candidates = [pattern];
+  for (let i = segments.length - 1; i >= 2; i--) candidates.push(`${segments.slice(0, i).join('/')}/*`);
+  return candidates.some((url) => app.hasRoute({ method: method as 'GET', url }));
+}
+
 describe('reference tables', () => {
+  // The routes are the code's, whatever the deployment; the embedded app is the one that also
+  // serves the storage endpoint (/s3), so its routes are the documented ones. No listen: the
+  // route table is all this needs.
+  let embedded: Wharf;
+  let dataDir: string;
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'wharf-routes-'));
+    embedded = await createWharf(
+      loadConfig({ WHARF_DATA_DIR: dataDir, WHARF_SWEEP_INTERVAL: '0', WHARF_JOB_INTERVAL_MS: '0' }),
+      {
+        logger: false,
+      },
+    );
+    await embedded.app.ready();
+  });
+  after(async () => {
+    await embedded?.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
   test(`the configuration table (${CONFIGURATION_FILE}) has every WHARF_* variable of src/config.ts, with its default`, () => {
     const table = read(CONFIGURATION_FILE);
     const source = read('src/config.ts');
@@ -233,6 +291,37 @@ describe('reference tables', () => {
       for (const [, name] of read(file).matchAll(/\b(WHARF_[A-Z0-9_]+)\b/g)) {
         const exists = new RegExp(`\\b${name}\\b`).test(source) || new RegExp(`\\b${name}\\b`).test(harness);
         assert.ok(exists, `${file} mentions ${name}, which does not exist`);
+      }
+    }
+  });
+
+  test(`the endpoint table (${REFERENCE_FILE}) lists every native route the server registers, and only those`, () => {
+    const documented = endpointRows(read(REFERENCE_FILE));
+    const listed = new Set(documented.map(({ method, path }) => `${method} ${path}`));
+    // Table → code: each row names a route (a wildcard route answers /s3/… and /v1/tus/{id}).
+    for (const { method, path } of documented) {
+      assert.ok(
+        routeExists(embedded.app, method, path),
+        `${REFERENCE_FILE} lists ${method} ${path}: no such route`,
+      );
+    }
+    // Code → table: every operation of the OpenAPI document (the routes with schemas; the
+    // storage endpoint, tus and the docs are hidden from it but are rows above). A seed API's
+    // routes are documented on its own page instead.
+    const seedPages = DOC_FILES.filter((file) => file.startsWith('docs/compat-'))
+      .map(read)
+      .join('\n');
+    const paths = (embedded.app.swagger() as { paths: Record<string, Record<string, unknown>> }).paths;
+    for (const [path, operations] of Object.entries(paths)) {
+      for (const method of Object.keys(operations).map((m) => m.toUpperCase())) {
+        if (SEED_PREFIXES.some((prefix) => path.startsWith(prefix))) {
+          assert.ok(
+            seedPages.includes(`${method} ${path}`),
+            `no docs/compat-*.md page names ${method} ${path}`,
+          );
+        } else {
+          assert.ok(listed.has(`${method} ${path}`), `${REFERENCE_FILE} does not list ${method} ${path}`);
+        }
       }
     }
   });
