@@ -16,6 +16,7 @@ import { keyRoutes } from './api/keys.js';
 import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
 import { uploadRoutes } from './api/uploads/routes.js';
+import { webhookRoutes } from './api/webhooks.js';
 import { sendError } from './compat/file-service/errors.js';
 import { FILE_SERVICE_PREFIX } from './compat/file-service/index.js';
 import { compatRoutes } from './compat/index.js';
@@ -139,6 +140,7 @@ export async function buildApp({
     await api.register(keyRoutes, context);
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
+    await api.register(webhookRoutes, context);
   });
 
   await app.register(compatRoutes, context);
