@@ -247,15 +247,15 @@ export interface WebhookStore {
   deleteWebhook(accountId: string, id: string, at: number): Promise<boolean>;
   /**
    * Disables an enabled endpoint, cancels its pending deliveries and records `event`
-   * (webhook.disabled), all in one transaction. With `failingSince`, only if the endpoint has
-   * failed without a success since at least then. Returns false when nothing changed.
+   * (webhook.disabled), all in one transaction. With `unlessSucceededAfter` (an attempt's id),
+   * only if no attempt to the endpoint succeeded after that one. Returns false when nothing changed.
    */
   disableWebhook(
     id: string,
     reason: string,
     at: number,
     event: NewEvent,
-    failingSince?: number,
+    unlessSucceededAfter?: string,
   ): Promise<boolean>;
 
   getDelivery(id: string): Promise<Delivery | undefined>;
@@ -263,8 +263,8 @@ export interface WebhookStore {
   /** Newest first. */
   listDeliveries(accountId: string, webhookId: string, query: DeliveryQuery): Promise<DeliveryPage>;
   listDeliveryAttempts(deliveryId: string): Promise<DeliveryAttempt[]>;
-  /** When `jobId` first tried this delivery. */
-  firstAttemptAt(deliveryId: string, jobId: string): Promise<number | undefined>;
+  /** The first attempt `jobId` made at this delivery. */
+  firstAttempt(deliveryId: string, jobId: string): Promise<DeliveryAttempt | undefined>;
   /**
    * Logs an attempt and what it tells about the endpoint (a success ends its failure streak, a
    * failure starts one). The delivery takes `settlement` only while `attempt.jobId` is still its

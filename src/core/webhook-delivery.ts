@@ -92,6 +92,7 @@ export class WebhookDeliverer {
       {
         id: this.deps.ids.id(),
         deliveryId: delivery.id,
+        webhookId: webhook.id,
         jobId: job.id,
         at,
         outcome,
@@ -164,8 +165,9 @@ export class WebhookDeliverer {
     error: string | null,
   ) {
     const { store } = this.deps;
-    const first = (await store.firstAttemptAt(delivery.id, job.id)) ?? at;
-    const days = ((at - first) / (24 * 3600_000)).toFixed(1);
+    const first = await store.firstAttempt(delivery.id, job.id);
+    if (!first) return;
+    const days = ((at - first.at) / (24 * 3600_000)).toFixed(1);
     const message =
       `Every attempt to deliver event ${delivery.eventId ?? delivery.eventSeq} failed for ${days} days ` +
       `(${job.attempts} attempts) and nothing succeeded meanwhile; last error: ${error ?? 'unknown'}.`;
@@ -174,7 +176,7 @@ export class WebhookDeliverer {
       message,
       at,
       webhookDisabled(webhook, 'failing', message, at),
-      first,
+      first.id,
     );
   }
 }

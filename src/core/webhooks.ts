@@ -66,8 +66,10 @@ export type AttemptOutcome = 'succeeded' | 'failed' | 'gone';
 
 /** One try at sending a delivery. */
 export interface DeliveryAttempt {
+  /** Time-ordered: a later attempt has a greater id, even within one millisecond. */
   id: string;
   deliveryId: string;
+  webhookId: string;
   jobId: string;
   at: number;
   outcome: AttemptOutcome;

@@ -180,6 +180,7 @@ export interface WebhookDeliveriesTable {
 export interface WebhookAttemptsTable {
   id: string;
   delivery_id: string;
+  webhook_id: string;
   job_id: string;
   attempted_at: number;
   outcome: string;

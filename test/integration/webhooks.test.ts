@@ -303,3 +303,337 @@ describe('managing endpoints', () => {
     assert.equal((await api(w.url, a.key, 'GET', `/v1/webhooks/${hook.id}`)).body.enabled, true);
   });
 });
+
+/** The one delivery of `type` to the endpoint. */
+async function deliveryOf(key: string, hookId: string, type: string): Promise<any> {
+  const found = (await deliveries(key, hookId)).filter((d) => d.event_type === type);
+  assert.equal(found.length, 1, `one ${type} delivery`);
+  return found[0];
+}
+
+/** Moves the clock to a delivery's next attempt and runs what is due. */
+async function nextAttempt(d: any, server: TestWharf = w): Promise<void> {
+  assert.ok(d.next_attempt_at, `delivery ${d.id} has a next attempt`);
+  server.clock.set(Math.max(server.clock.now(), Date.parse(d.next_attempt_at)));
+  await drain(server);
+}
+
+describe('retries and failures', () => {
+  test('a receiver answering 500 is retried on the schedule with the same webhook-id until it answers', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    let failing = true;
+    r.answer = () => (failing ? { status: 500, body: 'x'.repeat(5000) } : { status: 200 });
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await createAsset(w, key, 'retry.bin', randomBytes(100));
+    await drain();
+    let d = await deliveryOf(key, hook.id, 'upload.completed');
+    assert.equal(d.status, 'pending');
+    assert.equal(d.attempts, 1);
+    assert.equal(d.response_status, 500);
+    assert.equal(d.response_body, 'x'.repeat(1024), 'the first 1 KiB of the answer');
+    assert.equal(d.last_error, 'HTTP 500');
+    const wait = (x: any) => Date.parse(x.next_attempt_at) - Date.parse(x.last_attempt_at);
+    assert.ok(wait(d) >= DELIVERY_DELAYS_MS[0] && wait(d) <= DELIVERY_DELAYS_MS[0] * 1.1, String(wait(d)));
+
+    // Not before its time.
+    w.clock.set(Date.parse(d.next_attempt_at) - 1);
+    await drain();
+    assert.equal((await deliveryOf(key, hook.id, 'upload.completed')).attempts, 1);
+
+    await nextAttempt(d);
+    d = await deliveryOf(key, hook.id, 'upload.completed');
+    assert.equal(d.attempts, 2);
+    assert.ok(wait(d) >= DELIVERY_DELAYS_MS[1] && wait(d) <= DELIVERY_DELAYS_MS[1] * 1.1, String(wait(d)));
+
+    failing = false;
+    await nextAttempt(d);
+    d = await deliveryOf(key, hook.id, 'upload.completed');
+    assert.equal(d.status, 'succeeded');
+    assert.equal(d.attempts, 3);
+    assert.equal(d.last_error, null);
+    assert.equal(d.next_attempt_at, null);
+    assert.equal(r.requests.length, 3);
+    assert.equal(new Set(r.requests.map((q) => q.id)).size, 1, 'every attempt carries the same webhook-id');
+    await assertReceivedAll(key, r, (t) => t === 'upload.completed');
+    const detail = await delivery(key, hook.id, d.id);
+    assert.deepEqual(
+      detail.attempt_log.map((a: any) => [a.outcome, a.response_status]),
+      [
+        ['failed', 500],
+        ['failed', 500],
+        ['succeeded', 200],
+      ],
+    );
+    assert.equal(detail.payload.type, 'upload.completed');
+    assert.equal(detail.event_id, r.requests[0]!.id);
+  });
+
+  test('a receiver that never answers times out and is tried again later', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    let hang = true;
+    r.answer = () => (hang ? 'hang' : { status: 202 });
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await createAsset(w, key, 'slow.bin', randomBytes(100));
+    await drain();
+    const d = await deliveryOf(key, hook.id, 'upload.completed');
+    assert.equal(d.status, 'pending');
+    assert.match(d.last_error, /^Timed out: no answer within 2000 ms/);
+    assert.equal(d.response_status, null);
+    hang = false;
+    await nextAttempt(d);
+    assert.equal((await deliveryOf(key, hook.id, 'upload.completed')).status, 'succeeded');
+    assert.equal(new Set(r.requests.map((q) => q.id)).size, 1);
+    await assertReceivedAll(key, r, (t) => t === 'upload.completed');
+  });
+
+  test('a redirect is a failure and is not followed', async () => {
+    const { key } = await w.newAccount();
+    const target = await receiver();
+    const r = await receiver();
+    r.answer = () => ({ status: 307, headers: { location: target.url } });
+    const hook = await endpoint(key, r, { event_types: ['upload.created'] });
+    await createAsset(w, key, 'moved.bin', randomBytes(10));
+    await drain();
+    const d = await deliveryOf(key, hook.id, 'upload.created');
+    assert.equal(d.status, 'pending');
+    assert.equal(d.response_status, 307);
+    assert.match(d.last_error, /redirects are not followed/);
+    assert.equal(target.requests.length + target.invalid.length, 0);
+  });
+
+  test('410 Gone disables the endpoint at once, cancels what it had pending, and records webhook.disabled', async () => {
+    const { key } = await w.newAccount();
+    const gone = await receiver();
+    gone.answer = () => ({ status: 410 });
+    const watcher = await receiver();
+    const hook = await endpoint(key, gone, { event_types: ['upload.*', 'asset.*'] });
+    await endpoint(key, watcher, { event_types: ['webhook.*'] });
+    await createAsset(w, key, 'gone.bin', randomBytes(50));
+    await drain();
+    assert.equal(gone.requests.length, 1, 'nothing more after the 410');
+    const after410 = (await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}`)).body;
+    assert.equal(after410.enabled, false);
+    assert.match(after410.disabled_reason, /410/);
+    // The 410 came before processing ran: asset.processed happened while it was disabled.
+    const log = await deliveries(key, hook.id);
+    assert.deepEqual(log.map((d) => d.status).sort(), ['cancelled', 'cancelled', 'failed']);
+    const disabled = (await events(key)).filter((e) => e.type === 'webhook.disabled');
+    assert.equal(disabled.length, 1);
+    assert.equal(disabled[0].data.webhook.id, hook.id);
+    assert.equal(disabled[0].data.webhook.enabled, false);
+    assert.equal(disabled[0].data.reason, 'gone');
+    assert.equal(disabled[0].data.webhook.secret, undefined);
+    await assertReceivedAll(key, watcher, (t) => t === 'webhook.disabled');
+
+    // Enabling it again clears the reason; the missed events can then be replayed.
+    const enabled = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: true });
+    assert.equal(enabled.body.enabled, true);
+    assert.equal(enabled.body.disabled_reason, null);
+    gone.answer = () => ({ status: 200 });
+    const replay = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(w.clock.now() - 3600_000).toISOString(),
+    });
+    assert.equal(replay.status, 202, JSON.stringify(replay.body));
+    assert.deepEqual(replay.body, { requeued: 3, created: 1 });
+    await drain();
+    await assertReceivedAll(key, gone, (t) => t.startsWith('upload.') || t.startsWith('asset.'));
+  });
+
+  test('an endpoint that fails every attempt of a delivery for three days is disabled, saying why', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    r.answer = () => ({ status: 503, body: 'down for maintenance' });
+    const watcher = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await endpoint(key, watcher, { event_types: ['webhook.disabled'] });
+    await createAsset(w, key, 'doomed.bin', randomBytes(10));
+    await drain();
+    const start = w.clock.now();
+    let d = await deliveryOf(key, hook.id, 'upload.completed');
+    for (let attempt = 1; attempt < 10; attempt++) {
+      assert.equal(d.status, 'pending', `after attempt ${attempt}`);
+      assert.equal(d.attempts, attempt);
+      const wait = Date.parse(d.next_attempt_at) - Date.parse(d.last_attempt_at);
+      const planned = DELIVERY_DELAYS_MS[attempt - 1]!;
+      assert.ok(wait >= planned && wait <= planned * 1.1, `wait ${attempt}: ${wait} for ${planned}`);
+      await nextAttempt(d);
+      d = await deliveryOf(key, hook.id, 'upload.completed');
+    }
+    assert.equal(d.status, 'failed');
+    assert.equal(d.attempts, 10);
+    assert.equal(d.next_attempt_at, null);
+    const days = (w.clock.now() - start) / (24 * 3600_000);
+    assert.ok(days > 3 && days < 3.5, `${days} days`);
+    assert.equal(new Set(r.requests.map((q) => q.id)).size, 1);
+    const state = (await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}`)).body;
+    assert.equal(state.enabled, false);
+    assert.match(state.disabled_reason, /failed for 3\.\d days \(10 attempts\).*HTTP 503/);
+    const disabled = (await events(key)).filter((e) => e.type === 'webhook.disabled');
+    assert.equal(disabled.length, 1);
+    assert.equal(disabled[0].data.reason, 'failing');
+    await assertReceivedAll(key, watcher, (t) => t === 'webhook.disabled');
+  });
+
+  test('a delivery that uses up its attempts does not disable an endpoint that answered others meanwhile', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    r.answer = (d) => (d.payload?.data.upload?.name === 'poison.bin' ? { status: 500 } : { status: 200 });
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await createAsset(w, key, 'poison.bin', randomBytes(10));
+    await drain();
+    let d = await deliveryOf(key, hook.id, 'upload.completed');
+    for (let attempt = 1; attempt < 10; attempt++) {
+      // Other events keep arriving and are accepted.
+      await createAsset(w, key, `fine-${attempt}.bin`, randomBytes(10));
+      await drain();
+      await nextAttempt(d);
+      d = (await deliveries(key, hook.id)).find((x) => x.id === d.id);
+    }
+    assert.equal(d.status, 'failed');
+    const state = (await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}`)).body;
+    assert.equal(state.enabled, true);
+    assert.equal(state.disabled_reason, null);
+    assert.equal((await events(key)).filter((e) => e.type === 'webhook.disabled').length, 0);
+    assert.equal(r.accepted.length, 9);
+  });
+});
+
+describe('replay', () => {
+  test('one delivery, even a succeeded one, is sent again now with the same webhook-id', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['asset.created'] });
+    await createAsset(w, key, 'again.bin', randomBytes(10));
+    await drain();
+    const d = await deliveryOf(key, hook.id, 'asset.created');
+    assert.equal(d.status, 'succeeded');
+    const replayed = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/deliveries/${d.id}/replay`);
+    assert.equal(replayed.status, 202, JSON.stringify(replayed.body));
+    assert.equal(replayed.body.status, 'pending');
+    await drain();
+    assert.equal(r.accepted.length, 2);
+    assert.equal(r.accepted[0]!.id, r.accepted[1]!.id);
+    assert.equal(r.accepted[0]!.body, r.accepted[1]!.body);
+    const after = await deliveryOf(key, hook.id, 'asset.created');
+    assert.equal(after.status, 'succeeded');
+    assert.equal(after.attempts, 2);
+    const missing = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/deliveries/nope/replay`);
+    assert.equal(missing.status, 404);
+  });
+
+  test('a replay supersedes the pending retry instead of racing it', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    let failing = true;
+    r.answer = () => (failing ? { status: 500 } : { status: 200 });
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await createAsset(w, key, 'raced.bin', randomBytes(10));
+    await drain();
+    const d = await deliveryOf(key, hook.id, 'upload.completed');
+    failing = false;
+    assert.equal(
+      (await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/deliveries/${d.id}/replay`)).status,
+      202,
+    );
+    await drain();
+    // The old retry comes due later and finds it settled by the replay.
+    await nextAttempt(d);
+    w.clock.advance(3600_000);
+    await drain();
+    assert.equal(r.requests.length, 2);
+    assert.equal(r.accepted.length, 1);
+    assert.equal((await deliveryOf(key, hook.id, 'upload.completed')).attempts, 2);
+  });
+
+  test('since a time: what the endpoint missed while disabled is created and sent; a disabled one refuses', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['upload.*'] });
+    await createAsset(w, key, 'before.bin', randomBytes(10));
+    await drain();
+    const mark = w.clock.now();
+    w.clock.advance(1000);
+    await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: false });
+    await createAsset(w, key, 'while-off-1.bin', randomBytes(10));
+    await createAsset(w, key, 'while-off-2.bin', randomBytes(10));
+    await drain();
+    assert.equal(r.accepted.length, 2);
+    const refused = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(mark).toISOString(),
+    });
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, 'WEBHOOK_DISABLED');
+
+    await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: true });
+    const replay = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(mark).toISOString(),
+    });
+    assert.deepEqual(replay.body, { requeued: 0, created: 4 });
+    await drain();
+    await assertReceivedAll(key, r, (t) => t.startsWith('upload.'));
+    // Asking again creates nothing new; with include_succeeded everything since is sent again.
+    const again = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(mark).toISOString(),
+    });
+    assert.deepEqual(again.body, { requeued: 0, created: 0 });
+    const all = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(0).toISOString(),
+      include_succeeded: true,
+    });
+    assert.deepEqual(all.body, { requeued: 6, created: 0 });
+    await drain();
+    assert.equal(r.accepted.length, 12);
+    await assertReceivedAll(key, r, (t) => t.startsWith('upload.'));
+  });
+});
+
+describe('secret rotation', () => {
+  test('the new secret signs at once; the old one too, for as long as asked', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['upload.created'] });
+    const old = hook.secret;
+    const rotated = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {});
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    const fresh = rotated.body.secret;
+    assert.notEqual(fresh, old);
+    assert.deepEqual((await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}/secret`)).body, {
+      secret: fresh,
+    });
+
+    // The receiver still knows only the old secret: deliveries keep verifying.
+    await createAsset(w, key, 'rotating.bin', randomBytes(10));
+    await drain();
+    assert.equal(r.accepted.length, 1);
+    const first = r.accepted[0]!;
+    assert.equal(String(first.headers['webhook-signature']).split(' ').length, 2);
+    assert.doesNotThrow(() => new Webhook(fresh).verify(first.body, first.headers as Record<string, string>));
+
+    // A day later only the new secret signs.
+    w.clock.advance(24 * 3600_000 + 1);
+    r.secrets = [fresh];
+    await createAsset(w, key, 'rotated.bin', randomBytes(10));
+    await drain();
+    const second = r.accepted.at(-1)!;
+    assert.equal(String(second.headers['webhook-signature']).split(' ').length, 1);
+    assert.throws(() => new Webhook(old).verify(second.body, second.headers as Record<string, string>));
+
+    // keep_previous_for 0: a leaked secret stops signing at once.
+    const leaked = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {
+      keep_previous_for: 0,
+    });
+    r.secrets = [leaked.body.secret];
+    await createAsset(w, key, 'leaked.bin', randomBytes(10));
+    await drain();
+    const third = r.accepted.at(-1)!;
+    assert.equal(String(third.headers['webhook-signature']).split(' ').length, 1);
+    assert.throws(() => new Webhook(fresh).verify(third.body, third.headers as Record<string, string>));
+    assert.deepEqual(r.invalid, []);
+    const bad = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {
+      keep_previous_for: -1,
+    });
+    assert.equal(bad.status, 400);
+  });
+});

@@ -28,6 +28,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createTable('webhook_attempts')
     .addColumn('id', t, (c) => c.primaryKey())
     .addColumn('delivery_id', t, (c) => c.notNull())
+    .addColumn('webhook_id', t, (c) => c.notNull())
     .addColumn('job_id', t, (c) => c.notNull())
     .addColumn('attempted_at', 'bigint', (c) => c.notNull())
     // succeeded, failed, gone (410: the endpoint was disabled)
@@ -41,5 +42,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createIndex('webhook_attempts_delivery')
     .on('webhook_attempts')
     .columns(['delivery_id', 'attempted_at'])
+    .execute();
+  // "Nothing succeeded since this delivery's first attempt" (the disabling rule) reads by endpoint.
+  await db.schema
+    .createIndex('webhook_attempts_endpoint')
+    .on('webhook_attempts')
+    .columns(['webhook_id', 'outcome', 'id'])
     .execute();
 }

@@ -12,7 +12,7 @@ import {
   type WebhookChanges,
   type WebhookSecrets,
 } from '../../core/webhooks.js';
-import type { Database, WebhookDeliveriesTable, WebhooksTable } from '../schema.js';
+import type { Database, WebhookAttemptsTable, WebhookDeliveriesTable, WebhooksTable } from '../schema.js';
 import { INSERT_CHUNK, type SqlContext } from './context.js';
 import { appendEvents } from './events.js';
 import { fromJob } from './rows.js';
@@ -57,6 +57,21 @@ function toDelivery(row: DeliveryRow): Delivery {
     jobId: row.job_id,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
+  };
+}
+
+function toAttempt(r: Selectable<WebhookAttemptsTable>): DeliveryAttempt {
+  return {
+    id: r.id,
+    deliveryId: r.delivery_id,
+    webhookId: r.webhook_id,
+    jobId: r.job_id,
+    at: Number(r.attempted_at),
+    outcome: r.outcome as DeliveryAttempt['outcome'],
+    responseStatus: r.response_status === null ? null : Number(r.response_status),
+    responseBody: r.response_body,
+    latencyMs: r.latency_ms === null ? null : Number(r.latency_ms),
+    error: r.error,
   };
 }
 
@@ -226,7 +241,7 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
       reason: string,
       at: number,
       event: NewEvent,
-      failingSince?: number,
+      unlessSucceededAfter?: string,
     ): Promise<boolean> {
       return db.transaction().execute(async (trx) => {
         let update = trx
@@ -234,8 +249,19 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
           .set({ enabled: 0, disabled_reason: reason, updated_at: at })
           .where('id', '=', id)
           .where('enabled', '=', 1);
-        if (failingSince !== undefined) {
-          update = update.where('failing_since', 'is not', null).where('failing_since', '<=', failingSince);
+        if (unlessSucceededAfter !== undefined) {
+          // Attempt ids are time-ordered, so "after" holds even within one millisecond.
+          update = update.where(({ not, exists, selectFrom }) =>
+            not(
+              exists(
+                selectFrom('webhook_attempts as a')
+                  .select('a.id')
+                  .where('a.webhook_id', '=', id)
+                  .where('a.outcome', '=', 'succeeded')
+                  .where('a.id', '>', unlessSucceededAfter),
+              ),
+            ),
+          );
         }
         const changed = await update.executeTakeFirst();
         if (Number(changed.numUpdatedRows) === 0) return false;
@@ -277,30 +303,21 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
         .selectFrom('webhook_attempts')
         .selectAll()
         .where('delivery_id', '=', deliveryId)
-        .orderBy('attempted_at')
         .orderBy('id')
         .execute();
-      return rows.map((r) => ({
-        id: r.id,
-        deliveryId: r.delivery_id,
-        jobId: r.job_id,
-        at: Number(r.attempted_at),
-        outcome: r.outcome as DeliveryAttempt['outcome'],
-        responseStatus: r.response_status === null ? null : Number(r.response_status),
-        responseBody: r.response_body,
-        latencyMs: r.latency_ms === null ? null : Number(r.latency_ms),
-        error: r.error,
-      }));
+      return rows.map(toAttempt);
     },
 
-    async firstAttemptAt(deliveryId: string, jobId: string): Promise<number | undefined> {
+    async firstAttempt(deliveryId: string, jobId: string): Promise<DeliveryAttempt | undefined> {
       const row = await db
         .selectFrom('webhook_attempts')
-        .select((eb) => eb.fn.min('attempted_at').as('first'))
+        .selectAll()
         .where('delivery_id', '=', deliveryId)
         .where('job_id', '=', jobId)
+        .orderBy('id')
+        .limit(1)
         .executeTakeFirst();
-      return row?.first === null || row?.first === undefined ? undefined : Number(row.first);
+      return row && toAttempt(row);
     },
 
     async recordDeliveryAttempt(attempt: DeliveryAttempt, settlement: DeliverySettlement): Promise<boolean> {
@@ -310,6 +327,7 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
           .values({
             id: attempt.id,
             delivery_id: attempt.deliveryId,
+            webhook_id: attempt.webhookId,
             job_id: attempt.jobId,
             attempted_at: attempt.at,
             outcome: attempt.outcome,
