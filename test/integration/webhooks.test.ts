@@ -637,3 +637,183 @@ describe('secret rotation', () => {
     assert.equal(bad.status, 400);
   });
 });
+
+describe('a receiver that is down while Wharf restarts', () => {
+  test('nothing is lost and nothing arrives under another webhook-id', async () => {
+    const first = await startWharf({ env: PRIVATE_OK });
+    let second: TestWharf | undefined;
+    try {
+      const { key } = await first.newAccount();
+      const down = await receiver();
+      const port = down.port;
+      const hook = await endpoint(key, down, {}, first);
+      await down.close();
+      await createAsset(first, key, 'while-down-1.bin', randomBytes(20));
+      await createAsset(first, key, 'while-down-2.bin', randomBytes(20));
+      await drain(first);
+      const pending = await deliveries(key, hook.id, '', first);
+      assert.ok(pending.length >= 6);
+      for (const d of pending) {
+        assert.equal(d.status, 'pending');
+        assert.match(d.last_error, /ECONNREFUSED/);
+      }
+      // Wharf stops; the receiver comes back; a new Wharf starts on the same data.
+      await first.wharf.close();
+      const back = await receiver(port);
+      back.secrets = down.secrets;
+      second = await startWharf({ sharing: first, clock: first.clock, env: PRIVATE_OK });
+      const latest = Math.max(...pending.map((d) => Date.parse(d.next_attempt_at)));
+      second.clock.set(latest);
+      await drain(second);
+      const after = await deliveries(key, hook.id, '', second);
+      assert.ok(after.every((d) => d.status === 'succeeded'));
+      const all = await events(key, second);
+      assert.deepEqual(back.invalid, []);
+      assert.deepEqual(new Set(back.accepted.map((d) => d.id)), new Set(all.map((e) => e.id)));
+      assert.equal(back.accepted.length, all.length, 'each event accepted once');
+    } finally {
+      await second?.close();
+      await first.close();
+    }
+  });
+});
+
+describe('two nodes draining the queue at once', () => {
+  test('each delivery attempt happens exactly once', async () => {
+    const a = await startWharf({ env: PRIVATE_OK });
+    const b = await startWharf({ sharing: a, clock: a.clock, env: PRIVATE_OK });
+    try {
+      const { key } = await a.newAccount();
+      const r = await receiver();
+      const hook = await endpoint(key, r, {}, a);
+      for (let i = 0; i < 8; i++) await createAsset(i % 2 ? a : b, key, `n${i}.bin`, randomBytes(30 + i));
+      await Promise.all([a.wharf.core.jobs.drain(), b.wharf.core.jobs.drain()]);
+      // Whatever either node's processing recorded in the meantime.
+      await Promise.all([a.wharf.core.jobs.drain(), b.wharf.core.jobs.drain()]);
+      const log = await deliveries(key, hook.id, '', a);
+      assert.equal(log.length, 32);
+      assert.ok(log.every((d) => d.status === 'succeeded' && d.attempts === 1));
+      assert.equal(r.requests.length, 32, 'one request per delivery');
+      assert.equal(new Set(r.requests.map((q) => q.id)).size, 32);
+      const attempts = dbQuery<{ n: number }>(
+        a,
+        'select count(*) as n from webhook_attempts where webhook_id = ?',
+        hook.id,
+      );
+      assert.equal(Number(attempts[0]!.n), 32);
+      await assertReceivedAllOn(a, key, r);
+    } finally {
+      await b.close();
+      await a.close();
+    }
+  });
+});
+
+async function assertReceivedAllOn(server: TestWharf, key: string, r: Receiver) {
+  const all = await events(key, server);
+  assert.deepEqual(r.invalid, []);
+  assert.deepEqual(new Set(r.accepted.map((d) => d.id)), new Set(all.map((e) => e.id)));
+}
+
+describe('SSRF: private targets are refused unless allowed', () => {
+  let strict: TestWharf;
+  before(async () => {
+    strict = await startWharf();
+  });
+  after(async () => {
+    await strict?.close();
+  });
+
+  test('at creation: IP literals of private, loopback, link-local … ranges, and localhost', async () => {
+    const r = await receiver();
+    const refused = [
+      r.url,
+      `http://localhost:${r.port}/`,
+      'http://LOCALHOST./x',
+      'http://app.localhost/x',
+      'http://[::1]/x',
+      'http://[::ffff:127.0.0.1]/x',
+      'http://169.254.169.254/latest/meta-data/',
+      'http://10.0.0.8/',
+      'http://172.16.5.4/',
+      'http://192.168.1.1/',
+      'http://100.64.0.1/',
+      'http://[fd00::1]/',
+      'http://[fe80::1]/',
+      'http://0.0.0.0/',
+      'http://224.0.0.1/',
+      'http://2130706433/',
+    ];
+    for (const url of refused) {
+      const res = await api(strict.url, strict.key, 'POST', '/v1/webhooks', { url });
+      assert.equal(res.status, 400, url);
+      assert.equal(res.body.error.code, 'URL_NOT_ALLOWED', url);
+      assert.match(res.body.error.message, /WHARF_WEBHOOK_ALLOW_PRIVATE/);
+    }
+    const ok = await api(strict.url, strict.key, 'POST', '/v1/webhooks', {
+      url: 'https://93.184.216.34/hooks',
+    });
+    assert.equal(ok.status, 201);
+    const patched = await api(strict.url, strict.key, 'PATCH', `/v1/webhooks/${ok.body.webhook.id}`, {
+      url: r.url,
+    });
+    assert.equal(patched.status, 400);
+    assert.equal(patched.body.error.code, 'URL_NOT_ALLOWED');
+    assert.equal(
+      (await api(strict.url, strict.key, 'DELETE', `/v1/webhooks/${ok.body.webhook.id}`)).status,
+      204,
+    );
+    assert.equal(r.requests.length + r.invalid.length, 0);
+  });
+
+  test('at delivery: a name that resolves to a loopback address is not connected to', async (t) => {
+    const name = hostname();
+    const addresses = await lookup(name, { all: true }).catch(() => []);
+    if (addresses.length === 0 || addresses.some((a) => isPublicAddress(a.address))) {
+      t.skip(`this machine's name (${name}) does not resolve to loopback addresses only`);
+      return;
+    }
+    const { key } = await strict.newAccount();
+    const r = await receiver();
+    const created = await api(strict.url, key, 'POST', '/v1/webhooks', {
+      url: `http://${name}:${r.port}/hooks`,
+      event_types: ['upload.created'],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await createAsset(strict, key, 'ssrf.bin', randomBytes(10));
+    await drain(strict);
+    const [d] = await deliveries(key, created.body.webhook.id, '', strict);
+    assert.equal(d.status, 'pending');
+    assert.match(d.last_error, /^Refused: .* is 127\.\d+\.\d+\.\d+, not a public address/);
+    assert.equal(r.requests.length + r.invalid.length, 0, 'the receiver was never reached');
+  });
+});
+
+describe('retention', () => {
+  test('the sweep prunes old events and finished deliveries, keeping what a pending delivery needs', async () => {
+    const s = await startWharf({ env: { ...PRIVATE_OK, WHARF_EVENTS_RETENTION_DAYS: '2' } });
+    try {
+      const { key } = await s.newAccount();
+      const ok = await receiver();
+      const failing = await receiver();
+      failing.answer = () => ({ status: 500 });
+      const done = await endpoint(key, ok, { event_types: ['upload.completed'] }, s);
+      const stuck = await endpoint(key, failing, { event_types: ['upload.created'] }, s);
+      await createAsset(s, key, 'old.bin', randomBytes(10));
+      await drain(s);
+      const before = await events(key, s);
+      assert.equal(before.length, 4);
+      s.clock.advance(2 * 24 * 3600_000 + 1);
+      assert.deepEqual(await s.wharf.core.webhooks.prune(), { events: 3, deliveries: 1 });
+      // upload.created is still owed to the failing endpoint.
+      assert.deepEqual(
+        (await events(key, s)).map((e) => e.type),
+        ['upload.created'],
+      );
+      assert.deepEqual(await deliveries(key, done.id, '', s), []);
+      assert.equal((await deliveries(key, stuck.id, '', s)).length, 1);
+    } finally {
+      await s.close();
+    }
+  });
+});
