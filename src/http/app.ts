@@ -90,6 +90,12 @@ export async function buildApp({
       }
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // A client that sends its last byte and goes away (a crash, a closed tab) half-closes the
+  // connection. Node's default then aborts the request and drops body bytes it has received but
+  // not yet handed on, so a tus upload whose every byte arrived would lose its tail. Half-open,
+  // the body is read to its end and the upload completes; the answer just finds no one.
+  // (node:http reads this property of its Server; @types/node does not declare it.)
+  Object.assign(app.server, { httpAllowHalfOpen: true });
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
   registerNativeErrors(app);
