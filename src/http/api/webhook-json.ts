@@ -1,5 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
-import type { Webhook } from '../../core/webhooks.js';
+import type { Delivery, Webhook } from '../../core/webhooks.js';
 import { iso } from './schemas.js';
 
 /** An endpoint as the API (and the `webhook.disabled` event) shows it; never its secret. */
@@ -14,6 +14,27 @@ export function webhookJson(webhook: Webhook) {
     failing_since: webhook.failingSince === null ? null : iso(webhook.failingSince),
     created_at: iso(webhook.createdAt),
     updated_at: iso(webhook.updatedAt),
+  };
+}
+
+/** A delivery as the API (and the CLI) shows it. */
+export function deliveryJson(d: Delivery) {
+  const at = (ms: number | null) => (ms === null ? null : iso(ms));
+  return {
+    id: d.id,
+    webhook_id: d.webhookId,
+    event_id: d.eventId,
+    event_type: d.eventType,
+    status: d.status,
+    attempts: d.attempts,
+    next_attempt_at: at(d.nextAttemptAt),
+    last_attempt_at: at(d.lastAttemptAt),
+    response_status: d.responseStatus,
+    response_body: d.responseBody,
+    latency_ms: d.latencyMs,
+    last_error: d.lastError,
+    created_at: iso(d.createdAt),
+    updated_at: iso(d.updatedAt),
   };
 }
 

@@ -10,11 +10,10 @@ import {
   MAX_PREVIOUS_SECRET_TTL_MS,
   MAX_URL_LENGTH,
 } from '../../core/webhook-service.js';
-import type { Delivery } from '../../core/webhooks.js';
 import type { ApiContext, App } from './context.js';
 import { webhookPayload } from './event-json.js';
 import { ErrorSchema, errorResponses, IdParams, iso } from './schemas.js';
-import { WebhookSchema, webhookJson } from './webhook-json.js';
+import { deliveryJson, WebhookSchema, webhookJson } from './webhook-json.js';
 
 // Endpoint settings are small; a megabyte of JSON here is a mistake or an attack.
 const BODY_LIMIT = 64 * 1024;
@@ -185,26 +184,6 @@ const ReplayResult = Type.Object(
 );
 
 const withConflict = { ...errorResponses, 409: ErrorSchema, 413: ErrorSchema };
-
-function deliveryJson(d: Delivery) {
-  const at = (ms: number | null) => (ms === null ? null : iso(ms));
-  return {
-    id: d.id,
-    webhook_id: d.webhookId,
-    event_id: d.eventId,
-    event_type: d.eventType,
-    status: d.status,
-    attempts: d.attempts,
-    next_attempt_at: at(d.nextAttemptAt),
-    last_attempt_at: at(d.lastAttemptAt),
-    response_status: d.responseStatus,
-    response_body: d.responseBody,
-    latency_ms: d.latencyMs,
-    last_error: d.lastError,
-    created_at: iso(d.createdAt),
-    updated_at: iso(d.updatedAt),
-  };
-}
 
 function deliveryDetailJson(detail: DeliveryDetail, publicUrl: string) {
   return {
