@@ -2,6 +2,9 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 
+// biome-ignore lint/suspicious/noExplicitAny: JSON bodies are walked dynamically
+type Json = any;
+
 /** One request as a webhook receiver got it. */
 export interface Delivered {
   id: string;
@@ -10,7 +13,7 @@ export interface Delivered {
   /** The raw body, exactly as signed. */
   body: string;
   /** The body as the official library returned it after verifying the signature. */
-  payload: { type: string; timestamp: string; data: Record<string, any> } | undefined;
+  payload: { type: string; timestamp: string; data: Record<string, Json> } | undefined;
 }
 
 /** What the receiver answers: a status (and body, headers), or nothing at all ('hang'). */

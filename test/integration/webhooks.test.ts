@@ -17,6 +17,9 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
  * so retries happen when the test says, never after a wait.
  */
 
+// biome-ignore lint/suspicious/noExplicitAny: JSON bodies are walked dynamically
+type Json = any;
+
 const PRIVATE_OK = { WHARF_WEBHOOK_ALLOW_PRIVATE: 'true', WHARF_WEBHOOK_TIMEOUT_MS: '2000' };
 
 let w: TestWharf;
@@ -53,19 +56,19 @@ async function endpoint(
   return { id: res.body.webhook.id, secret: res.body.secret };
 }
 
-async function events(key: string, server: TestWharf = w): Promise<any[]> {
+async function events(key: string, server: TestWharf = w): Promise<Json[]> {
   const res = await api(server.url, key, 'GET', '/v1/events?limit=1000');
   assert.equal(res.status, 200);
   return res.body.data;
 }
 
-async function deliveries(key: string, id: string, query = '', server: TestWharf = w): Promise<any[]> {
+async function deliveries(key: string, id: string, query = '', server: TestWharf = w): Promise<Json[]> {
   const res = await api(server.url, key, 'GET', `/v1/webhooks/${id}/deliveries?limit=200${query}`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body.data;
 }
 
-async function delivery(key: string, id: string, deliveryId: string): Promise<any> {
+async function delivery(key: string, id: string, deliveryId: string): Promise<Json> {
   const res = await api(w.url, key, 'GET', `/v1/webhooks/${id}/deliveries/${deliveryId}`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body;
@@ -305,14 +308,14 @@ describe('managing endpoints', () => {
 });
 
 /** The one delivery of `type` to the endpoint. */
-async function deliveryOf(key: string, hookId: string, type: string): Promise<any> {
+async function deliveryOf(key: string, hookId: string, type: string): Promise<Json> {
   const found = (await deliveries(key, hookId)).filter((d) => d.event_type === type);
   assert.equal(found.length, 1, `one ${type} delivery`);
   return found[0];
 }
 
 /** Moves the clock to a delivery's next attempt and runs what is due. */
-async function nextAttempt(d: any, server: TestWharf = w): Promise<void> {
+async function nextAttempt(d: Json, server: TestWharf = w): Promise<void> {
   assert.ok(d.next_attempt_at, `delivery ${d.id} has a next attempt`);
   server.clock.set(Math.max(server.clock.now(), Date.parse(d.next_attempt_at)));
   await drain(server);
@@ -333,7 +336,7 @@ describe('retries and failures', () => {
     assert.equal(d.response_status, 500);
     assert.equal(d.response_body, 'x'.repeat(1024), 'the first 1 KiB of the answer');
     assert.equal(d.last_error, 'HTTP 500');
-    const wait = (x: any) => Date.parse(x.next_attempt_at) - Date.parse(x.last_attempt_at);
+    const wait = (x: Json) => Date.parse(x.next_attempt_at) - Date.parse(x.last_attempt_at);
     assert.ok(wait(d) >= DELIVERY_DELAYS_MS[0] && wait(d) <= DELIVERY_DELAYS_MS[0] * 1.1, String(wait(d)));
 
     // Not before its time.
@@ -358,7 +361,7 @@ describe('retries and failures', () => {
     await assertReceivedAll(key, r, (t) => t === 'upload.completed');
     const detail = await delivery(key, hook.id, d.id);
     assert.deepEqual(
-      detail.attempt_log.map((a: any) => [a.outcome, a.response_status]),
+      detail.attempt_log.map((a: Json) => [a.outcome, a.response_status]),
       [
         ['failed', 500],
         ['failed', 500],
@@ -635,6 +638,9 @@ describe('secret rotation', () => {
       keep_previous_for: -1,
     });
     assert.equal(bad.status, 400);
+    const bare = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`);
+    assert.equal(bare.status, 200, JSON.stringify(bare.body));
+    assert.match(bare.body.secret, /^whsec_/);
   });
 });
 

@@ -333,7 +333,8 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
         summary: 'Replace the signing secret (the old one keeps signing for a while)',
         tags,
         params: IdParams,
-        body: Type.Optional(RotateBody),
+        // No body at all is the defaults (Fastify validates a missing body as null).
+        body: Type.Union([RotateBody, Type.Null()]),
         response: { 200: WebhookWithSecret, ...errorResponses, 413: ErrorSchema },
       },
     },
