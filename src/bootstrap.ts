@@ -14,6 +14,8 @@ import { type Core, createCore, deriveKey } from './core/wharf.js';
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createSqlStore } from './db/store/index.js';
+import { webhookPayload } from './http/api/event-json.js';
+import { HttpWebhookSender } from './net/webhook-sender.js';
 import { ImageAnalyzer } from './processing/image-analyzer.js';
 
 export interface OpenedCore {
@@ -59,6 +61,16 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     multipart: {
       expiresInSeconds: config.resumableExpiresSeconds,
       partUrlExpiresInSeconds: config.uploadExpiresSeconds,
+    },
+    webhooks: {
+      sender: new HttpWebhookSender(config.webhooks.allowPrivate),
+      // The body is the API's own JSON of the event: the HTTP layer renders it.
+      renderEvent: (event) => webhookPayload(event, config.publicUrl),
+      settings: {
+        timeoutMs: config.webhooks.timeoutMs,
+        allowPrivate: config.webhooks.allowPrivate,
+        retentionMs: config.eventsRetentionDays * 24 * 3600_000,
+      },
     },
   });
   await core.keys.ensureAccount(DEFAULT_ACCOUNT_ID, 'Default');

@@ -22,8 +22,22 @@ export interface Config {
   /** Origins whose pages may call Wharf from a browser (CORS); `*` allows any. */
   corsOrigins: string[];
   logLevel: string;
+  /** Outbound webhook deliveries. */
+  webhooks: WebhookConfig;
+  /** How long events (and finished webhook deliveries) are kept, in days. */
+  eventsRetentionDays: number;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
+}
+
+export interface WebhookConfig {
+  /** How long one delivery attempt may take, connection to answer (WHARF_WEBHOOK_TIMEOUT_MS). */
+  timeoutMs: number;
+  /**
+   * WHARF_WEBHOOK_ALLOW_PRIVATE: endpoints on private, loopback, link-local … addresses are
+   * accepted. Off by default: a URL an API caller chose must not reach the server's own network.
+   */
+  allowPrivate: boolean;
 }
 
 export type StorageConfig = { kind: 'local' } | ({ kind: 's3' } & S3Config);
@@ -86,6 +100,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .map((origin) => origin.trim())
       .filter((origin) => origin !== ''),
     logLevel: env.WHARF_LOG_LEVEL ?? 'info',
+    webhooks: {
+      // At most a minute: a job's lease (5 minutes) must outlast any attempt, or another node
+      // could take the delivery over while it is still being sent.
+      timeoutMs: integer(env, 'WHARF_WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+      allowPrivate: choice(env, 'WHARF_WEBHOOK_ALLOW_PRIVATE', ['true', 'false'], 'false') === 'true',
+    },
+    eventsRetentionDays: integer(env, 'WHARF_EVENTS_RETENTION_DAYS', 30, 1, 3650),
     storage: storageConfig(env),
   };
 }

@@ -41,7 +41,12 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
 
   let sweeping: Promise<unknown> = Promise.resolve();
   const sweep = () => {
-    sweeping = core.uploads.sweep().catch((err: unknown) => app.log.error({ err }, 'sweep failed'));
+    sweeping = core.uploads
+      .sweep()
+      .catch((err: unknown) => app.log.error({ err }, 'sweep failed'))
+      // Retention: old events and finished webhook deliveries (WHARF_EVENTS_RETENTION_DAYS).
+      .then(() => core.webhooks.prune())
+      .catch((err: unknown) => app.log.error({ err }, 'event retention failed'));
   };
   const timer =
     config.sweepIntervalSeconds > 0

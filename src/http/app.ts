@@ -16,6 +16,7 @@ import { keyRoutes } from './api/keys.js';
 import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
 import { uploadRoutes } from './api/uploads/routes.js';
+import { webhookRoutes } from './api/webhooks.js';
 import { sendError } from './compat/file-service/errors.js';
 import { FILE_SERVICE_PREFIX } from './compat/file-service/index.js';
 import { compatRoutes } from './compat/index.js';
@@ -89,6 +90,12 @@ export async function buildApp({
       }
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // A client that sends its last byte and goes away (a crash, a closed tab) half-closes the
+  // connection. Node's default then aborts the request and drops body bytes it has received but
+  // not yet handed on, so a tus upload whose every byte arrived would lose its tail. Half-open,
+  // the body is read to its end and the upload completes; the answer just finds no one.
+  // (node:http reads this property of its Server; @types/node does not declare it.)
+  Object.assign(app.server, { httpAllowHalfOpen: true });
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
   registerNativeErrors(app);
@@ -139,6 +146,7 @@ export async function buildApp({
     await api.register(keyRoutes, context);
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
+    await api.register(webhookRoutes, context);
   });
 
   await app.register(compatRoutes, context);

@@ -10,6 +10,7 @@ import { keyQueries } from './keys.js';
 import { lockQueries } from './locks.js';
 import { settingsQueries } from './settings.js';
 import { uploadQueries } from './uploads.js';
+import { webhookQueries } from './webhooks.js';
 
 /**
  * The core's Store on Kysely: one implementation for SQLite and PostgreSQL, put together from
@@ -27,6 +28,7 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...jobQueries(context),
     ...lockQueries(context),
     ...eventQueries(context),
+    ...webhookQueries(context),
     async close() {
       await connection.db.destroy();
     },
