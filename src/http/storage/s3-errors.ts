@@ -24,6 +24,7 @@ const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
   INVALID_PART: { status: 400, code: 'InvalidPart' },
   INVALID_PART_ORDER: { status: 400, code: 'InvalidPartOrder' },
   PART_TOO_SMALL: { status: 400, code: 'EntityTooSmall' },
+  URI_TOO_LONG: { status: 400, code: 'KeyTooLongError' },
 };
 
 /** S3 codes a refusal may name in `details.s3Code` where the core's code is too coarse. */

@@ -8,6 +8,7 @@ import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import type { Core } from '../../core/wharf.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
+import type { RoutingErrorShape } from '../routing-errors.js';
 import {
   CHECKSUM_ALGORITHMS,
   CHECKSUM_MISMATCH_STATUS,
@@ -40,6 +41,14 @@ interface TusCall {
 // own account completes it, so another account's key names a different, unknown upload.
 const UPLOAD_NAME = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.[a-z0-9]{1,10})?$/;
 const TUS_VERSION = '1.0.0';
+
+/** Failures before routing (a path that does not decode) as the tus routes answer errors. */
+export const tusRoutingErrors: RoutingErrorShape = {
+  prefixes: [`${TUS_PATH}/`],
+  send: (err, _request, reply) => {
+    reply.status(err.status).header('Tus-Resumable', TUS_VERSION).send(errorBody(err));
+  },
+};
 
 /**
  * tus 1.0 at /v1/tus/ through tus.io's server, with Wharf around it: every request is

@@ -198,6 +198,25 @@ export function activeStorageErrorHandler(
   reply.status(mapped.status).send(errorBody(mapped.status, mapped.code, mapped.message));
 }
 
+/**
+ * A failure before routing: a path that does not decode is a bad path parameter (422 at
+ * `["path"]`, as FastAPI locates path errors); anything else (414 for an over-long signed id)
+ * is the document's ErrorResponse.
+ */
+export function activeStorageRoutingError(
+  err: WharfError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  if (err.code === 'VALIDATION_FAILED') {
+    reply
+      .status(422)
+      .send({ detail: [{ loc: ['path'], msg: `Value error, ${err.message}`, type: 'value_error' }] });
+    return;
+  }
+  activeStorageErrorHandler(err, request, reply);
+}
+
 /** A signed id that does not verify reads as a record that does not exist (Rails' find_signed!). */
 export function asNotFound(err: unknown): never {
   if (isWharfError(err, 'INVALID_SIGNATURE'))

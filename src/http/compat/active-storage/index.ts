@@ -1,9 +1,10 @@
 import { Ajv } from 'ajv';
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
+import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { blobRoutes } from './blobs.js';
 import { directUploadRoute } from './direct-upload.js';
-import { activeStorageErrorHandler } from './errors.js';
+import { activeStorageErrorHandler, activeStorageRoutingError } from './errors.js';
 
 // All errors at once, each with the value it refused: FastAPI lists every bad field, with its input.
 const bodies = new Ajv({
@@ -22,6 +23,12 @@ const texts = new Ajv({
 });
 const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
   (httpPart === 'body' ? bodies : texts).compile(schema as object);
+
+/** Failures before routing (an over-long signed id) in this API's error shapes. */
+export const activeStorageRoutingErrors: RoutingErrorShape = {
+  prefixes: ['/api/v1/upload/', '/rails/active_storage/'],
+  send: activeStorageRoutingError,
+};
 
 /** Seed 002: the ActiveStorage-style direct upload API (FastAPI wire format). */
 export async function activeStorageCompat(app: FastifyInstance, context: CompatContext): Promise<void> {

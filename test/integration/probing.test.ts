@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { storesOnS3 } from '../helpers/deployment.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+/**
+ * Hostile input found by probing a running server: each answered 500 once. Every answer
+ * here must be a 4xx in the error shape of the path's clients.
+ */
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+interface Answer {
+  status: number;
+  text: string;
+  headers: Headers;
+}
+
+async function send(path: string, init: RequestInit = {}): Promise<Answer> {
+  const res = await fetch(`${w.url}${path}`, init);
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+function json(answer: Answer): any {
+  try {
+    return JSON.parse(answer.text);
+  } catch {
+    assert.fail(`not JSON (${answer.status}): ${answer.text.slice(0, 200)}`);
+  }
+}
+
+describe('an over-long path parameter', () => {
+  // Past the router's 500-character limit on one parameter.
+  const long = 'a'.repeat(600);
+
+  function assertNoEcho(answer: Answer, label: string): void {
+    assert.ok(!answer.text.includes(long.slice(0, 100)), `${label}: the path is not echoed: ${answer.text}`);
+  }
+
+  test('is 414 URI_TOO_LONG in the native shape', async () => {
+    const key = { 'x-api-key': w.key };
+    for (const path of [`/v1/assets/${long}`, `/v1/uploads/${long}`, `/v1/files/docs/${long}`]) {
+      const answer = await send(path, { headers: key });
+      assert.equal(answer.status, 414, `${path.slice(0, 20)}: ${answer.text}`);
+      assert.equal(json(answer).error.code, 'URI_TOO_LONG');
+      assert.equal(typeof json(answer).error.message, 'string');
+      assertNoEcho(answer, path.slice(0, 20));
+    }
+  });
+
+  test('is 400 Bad Request in the Inspect API’s shape (seed 001 lists no 414)', async () => {
+    const answer = await send(`/api/inspect/v1/file/${long}`, { headers: { 'x-api-key': w.key } });
+    assert.equal(answer.status, 400, answer.text);
+    const body = json(answer);
+    assert.equal(body.error, 'Bad Request');
+    assert.match(body.errorDescription, /longer than 500 characters/);
+    assertNoEcho(answer, 'inspect');
+  });
+
+  test('is 414 in the ActiveStorage API’s ErrorResponse, on both of its paths', async () => {
+    for (const path of [
+      `/api/v1/upload/blobs/${long}`,
+      `/rails/active_storage/blobs/redirect/${long}/a.png`,
+    ]) {
+      const answer = await send(path, { headers: { 'x-api-key': w.key } });
+      assert.equal(answer.status, 414, answer.text);
+      assert.deepEqual(
+        { ...json(answer), detail: typeof json(answer).detail },
+        { detail: 'string', error: 'URI Too Long', error_code: 'URI_TOO_LONG' },
+      );
+      assertNoEcho(answer, path.slice(0, 20));
+    }
+  });
+
+  test('is 414 in netiks’s and the file service’s shapes', async () => {
+    const netiks = await send(`/api/v1/assets/${long}/`, { headers: { 'x-api-key': w.key } });
+    assert.equal(netiks.status, 414, netiks.text);
+    assert.equal(json(netiks).code, 'uri_too_long');
+    assert.equal(typeof json(netiks).detail, 'string');
+    assertNoEcho(netiks, 'netiks');
+
+    const files = await send(`/api_gateway/file-service/rewards/${long}`, {
+      headers: { authorization: `Bearer ${w.key}` },
+    });
+    assert.equal(files.status, 414, files.text);
+    assert.deepEqual(
+      { ...json(files), message: typeof json(files).message },
+      { code: 414, status: 'false', message: 'string', error_code: 'URI_TOO_LONG' },
+    );
+    assertNoEcho(files, 'file service');
+  });
+
+  test('a tus upload URL of any length is 404 in the tus routes’ shape', async () => {
+    for (const method of ['HEAD', 'PATCH', 'DELETE']) {
+      const answer = await send(`/v1/tus/${long}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${w.key}`,
+          'tus-resumable': '1.0.0',
+          'upload-offset': '0',
+          'content-type': 'application/offset+octet-stream',
+        },
+        ...(method === 'PATCH' && { body: 'abc' }),
+      });
+      assert.equal(answer.status, 404, `${method}: ${answer.text}`);
+      assert.equal(answer.headers.get('tus-resumable'), '1.0.0');
+      if (method !== 'HEAD') assert.equal(json(answer).error.code, 'NOT_FOUND');
+    }
+  });
+
+  test('a malformed percent-encoding is refused in each path’s shape, without echoing the path', async () => {
+    const headers = { 'x-api-key': w.key, authorization: `Bearer ${w.key}`, 'tus-resumable': '1.0.0' };
+    const inspect = await send('/api/inspect/v1/file/%E0%A4%A', { headers });
+    assert.equal(inspect.status, 400, inspect.text);
+    assert.equal(json(inspect).error, 'Bad Request');
+
+    const blobs = await send('/api/v1/upload/blobs/%E0%A4%A', { headers });
+    assert.equal(blobs.status, 422, blobs.text);
+    assert.deepEqual(json(blobs).detail[0].loc, ['path']);
+
+    const netiks = await send('/api/v1/assets/%E0%A4%A/', { headers });
+    assert.equal(netiks.status, 400, netiks.text);
+    assert.equal(json(netiks).code, 'validation_failed');
+
+    const tus = await send('/v1/tus/%E0%A4%A', { method: 'HEAD', headers });
+    assert.equal(tus.status, 400);
+    assert.equal(tus.headers.get('tus-resumable'), '1.0.0');
+
+    for (const answer of [inspect, blobs, netiks]) assert.ok(!answer.text.includes('%E0'), answer.text);
+  });
+
+  test('the storage endpoint answers a long or broken key with an S3 error document', {
+    skip: storesOnS3 && "Wharf's own storage endpoint; this server stores on S3 and has none",
+  }, async () => {
+    for (const path of [`/s3/wharf/${long}/${long}`, '/s3/wharf/default/%E0%A4%A']) {
+      const answer = await send(path, { method: 'PUT', body: 'abc' });
+      assert.ok(answer.status >= 400 && answer.status < 500, `${answer.status} ${answer.text}`);
+      assert.match(answer.text, /^<\?xml[^>]*>\s*<Error><Code>\w+<\/Code>/);
+    }
+  });
+});
