@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { complete, declare, objectFiles, putPresigned, tmpFiles } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -142,5 +143,41 @@ describe('an over-long path parameter', () => {
       assert.ok(answer.status >= 400 && answer.status < 500, `${answer.status} ${answer.text}`);
       assert.match(answer.text, /^<\?xml[^>]*>\s*<Error><Code>\w+<\/Code>/);
     }
+  });
+});
+
+describe('an unparseable Content-Type on the storage endpoint', () => {
+  test('is 415 with an S3 error document, stores nothing, and the real PUT still works', {
+    skip: storesOnS3 && "Wharf's own storage endpoint; this server stores on S3 and has none",
+  }, async () => {
+    const bytes = 'abc';
+    const objects = await objectFiles(w);
+    const intent = await declare(w, w.key, { name: 'typed.bin', size: bytes.length });
+    const u = new URL(intent.url);
+    const attempts: Array<[string, string, string]> = [
+      ['PUT the presigned URL', 'PUT', intent.url],
+      ['POST a form to the bucket', 'POST', `${u.origin}/s3/wharf`],
+      ['create a multipart upload', 'POST', `${u.origin}${u.pathname}?uploads`],
+      ['complete a multipart upload', 'POST', `${u.origin}${u.pathname}?uploadId=x`],
+    ];
+    for (const type of ['a b', ';;;', 'text/plain; charset', '/']) {
+      for (const [label, method, url] of attempts) {
+        const res = await fetch(url, {
+          method,
+          headers: { ...intent.headers, 'content-type': type },
+          body: bytes,
+        });
+        const text = await res.text();
+        assert.equal(res.status, 415, `${label}, ${JSON.stringify(type)}: ${text}`);
+        assert.match(
+          text,
+          /^<\?xml[^>]*>\s*<Error><Code>InvalidArgument<\/Code><Message>The Content-Type header/,
+        );
+      }
+    }
+    assert.deepEqual(await objectFiles(w), objects);
+    assert.deepEqual(await tmpFiles(w), []);
+    assert.equal((await putPresigned(intent, bytes)).status, 200);
+    assert.equal((await complete(w, w.key, intent.id)).status, 200);
   });
 });
