@@ -181,3 +181,46 @@ describe('an unparseable Content-Type on the storage endpoint', () => {
     assert.equal((await complete(w, w.key, intent.id)).status, 200);
   });
 });
+
+describe('a deeply nested JSON body', () => {
+  const depth = 100_000;
+  const arrays = `${'['.repeat(depth)}${']'.repeat(depth)}`;
+  const objects = `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+
+  test('is a 4xx on every JSON route, never a 500, and never echoed', async () => {
+    const routes: Array<[string, string]> = [
+      ['POST', '/v1/uploads'],
+      ['POST', '/v1/multipart'],
+      ['POST', '/v1/s3/sign'],
+      ['POST', '/v1/keys'],
+      ['POST', '/api/inspect/v1/file/upload/presigned'],
+      ['POST', '/api/inspect/v1/file/upload/complete'],
+      ['POST', '/api/v1/assets/developer-generate-presigned-url/'],
+      ['POST', '/api/v1/assets/new/register_asset'],
+      ['POST', '/api/v1/upload/direct'],
+    ];
+    for (const [method, path] of routes) {
+      for (const [label, nested] of [
+        ['arrays', arrays],
+        ['objects', objects],
+      ]) {
+        for (const body of [nested, `{"name": ${nested}}`]) {
+          const answer = await send(path, {
+            method,
+            headers: {
+              'x-api-key': w.key,
+              authorization: `Bearer ${w.key}`,
+              'content-type': 'application/json',
+            },
+            body,
+          });
+          assert.ok(
+            answer.status >= 400 && answer.status < 500,
+            `${path} (${label}): ${answer.status} ${answer.text}`,
+          );
+          assert.ok(answer.text.length < 2000, `${path} (${label}): ${answer.text.length} characters`);
+        }
+      }
+    }
+  });
+});

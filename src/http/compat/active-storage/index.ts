@@ -1,5 +1,6 @@
 import { Ajv } from 'ajv';
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
+import { presentedKey } from '../../plugins/auth.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { blobRoutes } from './blobs.js';
@@ -34,15 +35,21 @@ export const activeStorageRoutingErrors: RoutingErrorShape = {
 export async function activeStorageCompat(app: FastifyInstance, context: CompatContext): Promise<void> {
   app.setValidatorCompiler(validatorCompiler);
   app.setErrorHandler(activeStorageErrorHandler);
+  // Before the body is read: a caller without a valid key costs no parsing or validation and
+  // learns nothing about what the API accepts (FastAPI's security dependencies also run
+  // before body validation). The redirect route's signed id is its own credential.
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.auth === 'none') return;
+    request.principal = await context.core.keys.authenticate(presentedKey(request));
+  });
   // FastAPI parses a body sent without Content-Type as JSON, and validates any other
   // non-JSON body as the raw text it is (a 422, not a 415).
+  // Fastify's JSON parser, which refuses `__proto__` and `constructor` keys as it does for
+  // application/json, so an untyped body is no way around that.
+  const json = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
     if (request.headers['content-type'] !== undefined) return done(null, body);
-    try {
-      done(null, JSON.parse(body as string));
-    } catch (err) {
-      done(err as Error, undefined);
-    }
+    json(request, body as string, done);
   });
   await app.register(directUploadRoute, context);
   await app.register(blobRoutes, context);
