@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { complete, declare, objectFiles, putPresigned, tmpFiles } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
+import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -222,5 +223,53 @@ describe('a deeply nested JSON body', () => {
         }
       }
     }
+  });
+});
+
+describe('a hostile CompleteMultipartUpload document', () => {
+  test('very deep, or with elements named __proto__, constructor or prototype: MalformedXML, and the upload still completes', {
+    skip: storesOnS3 && "Wharf's own storage endpoint; on S3 the bucket reads Complete's XML",
+  }, async () => {
+    const sign = async (body: Record<string, unknown>) => {
+      const res = await api(w.url, w.key, 'POST', '/v1/s3/sign', body);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body as { url: string; method: string; key: string; headers: Record<string, string> };
+    };
+    const send = (signed: { url: string; method: string; headers: Record<string, string> }, body?: string) =>
+      fetch(signed.url, { method: signed.method, headers: signed.headers, body });
+    const created = await (await send(await sign({ method: 'POST', key: 'deep.bin' }))).text();
+    const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(created)?.[1];
+    const key = /<Key>([^<]+)<\/Key>/.exec(created)?.[1];
+    assert.ok(uploadId && key, created);
+    const part = await send(await sign({ method: 'PUT', key, uploadId, partNumber: 1 }), 'the bytes');
+    assert.equal(part.status, 200);
+    const etag = part.headers.get('etag')!;
+    const partXml = `<Part><PartNumber>1</PartNumber><ETag>${etag.replaceAll('"', '&quot;')}</ETag></Part>`;
+    const wrap = (inner: string) => `<CompleteMultipartUpload>${inner}</CompleteMultipartUpload>`;
+    const deep = 200_000;
+    const bodies: Record<string, string> = {
+      'nested 200,000 deep': wrap(`${'<a>'.repeat(deep)}${'</a>'.repeat(deep)}${partXml}`),
+      'nested inside a part': wrap(
+        `<Part><PartNumber>1</PartNumber><ETag>x</ETag>${'<b>'.repeat(deep)}${'</b>'.repeat(deep)}</Part>`,
+      ),
+      '__proto__ at the top': `<__proto__>${partXml}</__proto__>`,
+      '__proto__ in the list': wrap(`<__proto__><Part>1</Part></__proto__>${partXml}`),
+      '__proto__ in a part': wrap(
+        `<Part><__proto__><PartNumber>2</PartNumber></__proto__><PartNumber>1</PartNumber><ETag>x</ETag></Part>`,
+      ),
+      'constructor in the list': wrap(`<constructor><prototype>1</prototype></constructor>${partXml}`),
+      'constructor in a part': wrap(`<Part><constructor>1</constructor><PartNumber>1</PartNumber></Part>`),
+      'prototype in the list': wrap(`<prototype>1</prototype>${partXml}`),
+    };
+    const complete = await sign({ method: 'POST', key, uploadId });
+    for (const [label, body] of Object.entries(bodies)) {
+      const res = await send(complete, body);
+      const text = await res.text();
+      assert.equal(res.status, 400, `${label}: ${text}`);
+      assert.match(text, /<Code>MalformedXML<\/Code>/, label);
+    }
+    assert.equal(({} as Record<string, unknown>).PartNumber, undefined, 'no prototype was touched');
+    const done = await send(complete, wrap(partXml));
+    assert.equal(done.status, 200, await done.text());
   });
 });
