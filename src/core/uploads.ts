@@ -28,11 +28,13 @@ export interface UploadSettings {
  * What a kind of upload adds to the sweep. `reconcile` is asked, in place of a plain look at
  * the upload's key, whether a pending upload's object is there, and may put it there (parts
  * that were all sent but never composed, a tus file whose last byte arrived); it returns
- * true once it is. `expire` frees whatever else the kind keeps in storage.
+ * true once it is. `expire` frees whatever else the kind keeps in storage. `debris` removes
+ * what the kind keeps outside the blob store that `inUse` does not claim (a crash left it).
  */
 export interface UploadKindHooks {
   reconcile?(upload: Upload): Promise<boolean>;
   expire?(upload: Upload): Promise<void>;
+  debris?(olderThan: number, inUse: (key: string) => Promise<boolean>): Promise<number>;
 }
 
 /** A file as a client declares it before sending the bytes. Digests in hex or base64. */
@@ -630,7 +632,10 @@ export class UploadService {
       }
       if (stale.length < 200) break;
     }
-    const debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, (key) => this.runsLong(key, now));
+    const inUse = (key: string) => this.runsLong(key, now);
+    let debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, inUse);
+    for (const hooks of this.kindHooks.values())
+      debris += (await hooks.debris?.(now - DEBRIS_AGE_MS, inUse)) ?? 0;
     return { expired, debris, reconciled };
   }
 
