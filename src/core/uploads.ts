@@ -669,25 +669,28 @@ export class UploadService {
   private async reconcilePage(page: Upload[]): Promise<number> {
     let completed = 0;
     for (const upload of page) {
-      try {
-        const hooks = this.kindHooks.get(upload.kind);
-        const ready = hooks?.reconcile
-          ? await hooks.reconcile(upload)
-          : (await this.blobs.head(upload.storageKey)) !== undefined;
-        if (!ready) continue;
-      } catch (err) {
-        // One upload storage cannot account for must not stop the others.
-        if (!(err instanceof WharfError)) throw err;
-        continue;
-      }
-      try {
-        await this.completeUpload(upload);
-        completed += 1;
-      } catch (err) {
-        if (!(err instanceof WharfError)) throw err;
-      }
+      if (await this.completeIfArrived(upload)) completed += 1;
     }
     return completed;
+  }
+
+  /**
+   * Completes a pending upload that completes by itself if storage holds its bytes (and they
+   * verify); undefined while they are missing, or when storage refuses them.
+   */
+  async completeIfArrived(upload: Upload): Promise<UploadOutcome | undefined> {
+    try {
+      const hooks = this.kindHooks.get(upload.kind);
+      const ready = hooks?.reconcile
+        ? await hooks.reconcile(upload)
+        : (await this.blobs.head(upload.storageKey)) !== undefined;
+      if (!ready) return undefined;
+      return await this.completeUpload(upload);
+    } catch (err) {
+      // One upload storage cannot account for must not stop the others.
+      if (!(err instanceof WharfError)) throw err;
+      return undefined;
+    }
   }
 
   /** A pending upload of the caller's, with a fresh id and the storage key that id gives. */

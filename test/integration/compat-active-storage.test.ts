@@ -241,8 +241,8 @@ describe('lookup of content already uploaded', () => {
       })
     ).body as BlobJson;
     assert.equal((await putFile(first.direct_upload!, bytes)).status, 200);
-    await w.wharf.core.uploads.reconcile();
 
+    // Right after the PUT: on S3 no sweep or read has told Wharf of it yet.
     const again = await createBlob({
       filename: 'copy.bin',
       content_type: 'application/octet-stream',
@@ -274,6 +274,31 @@ describe('lookup of content already uploaded', () => {
     assert.equal(bySha.body.id, first.id);
     assert.equal(bySha.body.direct_upload, undefined);
     assert.equal(bySha.body.checksum, sha256B64(bytes));
+  });
+
+  test('declared again before its bytes arrive: a second upload; after they arrive, one record for both', async () => {
+    const bytes = randomBytes(4_000);
+    const declare = () =>
+      createBlob({
+        filename: 'twice.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: sha256B64(bytes),
+      });
+    const first = (await declare()).body as BlobJson;
+    const second = (await declare()).body as BlobJson;
+    assert.ok(first.direct_upload && second.direct_upload, 'nothing has arrived yet: both get a URL');
+    assert.notEqual(second.id, first.id);
+
+    assert.equal((await putFile(second.direct_upload!, bytes)).status, 200);
+    const third = await declare();
+    assert.equal(third.status, 200);
+    assert.equal('direct_upload' in third.body, false, JSON.stringify(third.body));
+    assert.equal(third.body.id, second.id, 'the upload whose bytes arrived');
+    assert.equal(third.body.key, second.key);
+    const asset = await nativeByNumber(second.id);
+    assert.equal(asset?.sha256, sha256Hex(bytes));
+    assert.equal((await getRecord(second.signed_id)).body.id, second.id);
   });
 
   test('content uploaded through the native API is found by its checksum', async () => {
