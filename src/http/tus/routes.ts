@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { PassThrough, Readable } from 'node:stream';
 import { Server } from '@tus/server';
 import { type DataStore, type Locker, Metadata } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -156,7 +157,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
           headers.set('content-length', String(staged.size));
           headers.delete('transfer-encoding');
         } else {
-          body = request.raw;
+          body = endingAtCut(request.raw);
         }
       }
       const tusRequest = new Request(new URL(request.url, publicUrl), {
@@ -249,6 +250,30 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   app.route({ ...route, url: TUS_PATH });
   app.route({ ...route, url: `${TUS_PATH}/` });
   app.route({ ...route, url: `${TUS_PATH}/*` });
+}
+
+/**
+ * The body as tus.io's server is to read it: the client's bytes, then an end, also when the
+ * connection drops before Content-Length was reached. tus keeps what arrived before a cut
+ * (that is what resuming means), but only from a body that ends: one that fails makes
+ * @tus/s3-store drop the tail it holds short of a whole S3 part (and the file store what is
+ * still in its write buffer), so a cut PATCH lost everything after the last 8 MiB boundary.
+ * Backpressure holds as with pipe(); what the request still buffers when it is destroyed is
+ * taken along, so the body is every byte the server read.
+ */
+function endingAtCut(raw: IncomingMessage): Readable {
+  const body = new PassThrough();
+  raw.pipe(body);
+  const cut = () => {
+    raw.unpipe(body);
+    for (let chunk = raw.read(); chunk !== null; chunk = raw.read()) body.write(chunk);
+    body.end();
+  };
+  raw.once('aborted', cut);
+  raw.once('error', () => {
+    if (!body.writableEnded) cut();
+  });
+  return body;
 }
 
 /** A request with a body to hand on; with `nonEmpty`, only one that has bytes. */
