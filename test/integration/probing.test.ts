@@ -183,6 +183,40 @@ describe('an unparseable Content-Type on the storage endpoint', () => {
   });
 });
 
+describe('an unparseable Content-Type elsewhere', () => {
+  test('is a 4xx in each API’s own shape, never a 500', async () => {
+    const routes: Array<[string, string]> = [
+      ['POST', '/v1/uploads'],
+      ['POST', '/v1/assets?name=a.bin'],
+      ['PUT', '/v1/files/docs/a.txt'],
+      ['POST', '/api/inspect/v1/file/upload/presigned'],
+      ['POST', '/api/v1/upload/direct'],
+      ['POST', '/api/v1/assets/developer-upload-file/'],
+      ['POST', '/api/v1/assets/new/register_asset'],
+      ['POST', '/api_gateway/file-service/rewards/a.png'],
+      ['POST', '/v1/tus/'],
+    ];
+    for (const [method, path] of routes) {
+      const answer = await send(path, {
+        method,
+        headers: {
+          'x-api-key': w.key,
+          authorization: `Bearer ${w.key}`,
+          'tus-resumable': '1.0.0',
+          'upload-length': '3',
+          'content-type': 'a b',
+        },
+        body: 'abc',
+      });
+      assert.ok(
+        answer.status >= 400 && answer.status < 500,
+        `${method} ${path}: ${answer.status} ${answer.text}`,
+      );
+      json(answer);
+    }
+  });
+});
+
 describe('a deeply nested JSON body', () => {
   const depth = 100_000;
   const arrays = `${'['.repeat(depth)}${']'.repeat(depth)}`;
