@@ -44,8 +44,6 @@ export interface AppOptions {
   tus?: Omit<TusRouteOptions, 'core' | 'publicUrl'> | undefined;
 }
 
-// Presigned and signed URLs are bearer credentials until they expire: logs keep the
-// parameters' names but never their values.
 /** Each path's clients get failures before routing in the shape they read. */
 const ROUTING_ERROR_SHAPES: readonly RoutingErrorShape[] = [
   ...compatRoutingErrors,
@@ -53,6 +51,8 @@ const ROUTING_ERROR_SHAPES: readonly RoutingErrorShape[] = [
   tusRoutingErrors,
 ];
 
+// Presigned and signed URLs are bearer credentials until they expire: logs keep the
+// parameters' names but never their values.
 const SECRET_PARAMS = /([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|signature)=)[^&]*/gi;
 
 function redactedRequest(request: FastifyRequest) {
