@@ -39,6 +39,8 @@ export const ERROR_STATUS = {
   LENGTH_REQUIRED: 411,
   FILE_TOO_LARGE: 413,
   FILE_TOO_SMALL: 400,
+  /** A path segment (an id, a name) longer than any Wharf issues or accepts. */
+  URI_TOO_LONG: 414,
   UNSUPPORTED_MEDIA_TYPE: 415,
   RANGE_NOT_SATISFIABLE: 416,
   INTERNAL: 500,

@@ -119,6 +119,16 @@ export interface UploadStore {
    * continues after the `after` upload of the previous one.
    */
   listAutoCompletable(limit: number, after?: Upload): Promise<Upload[]>;
+  /**
+   * An account's pending uploads that complete by themselves and were declared with this
+   * content (SHA-256 or MD5, hex) and size, newest first.
+   */
+  listAutoCompletableByDigest(
+    accountId: string,
+    digest: { sha256: string } | { md5: string },
+    size: number,
+    limit: number,
+  ): Promise<Upload[]>;
   /** Pending uploads whose expiry is before `before`, oldest first. */
   listStaleUploads(before: number, limit: number): Promise<Upload[]>;
   /** Marks a pending upload expired; false if it was no longer pending. */

@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { ArrivalService } from './arrivals.js';
 import { AssetService } from './assets.js';
 import { type Clock, systemClock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
@@ -53,6 +54,8 @@ export interface CoreDeps {
 export interface Core {
   keys: KeyService;
   uploads: UploadService;
+  /** Uploads without a confirm step whose bytes arrived, found when their content is declared again. */
+  arrivals: ArrivalService;
   multipart: MultipartService;
   /** tus uploads. */
   resumable: ResumableService;
@@ -118,6 +121,7 @@ export function createCore(deps: CoreDeps): Core {
   return {
     keys: new KeyService(deps.store, deps.clock, deps.ids),
     uploads,
+    arrivals: new ArrivalService(deps.store, uploads),
     multipart,
     resumable: new ResumableService(
       deps.store,

@@ -3,7 +3,6 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { LOCAL_ENDPOINT_PATH } from '../blobs/local-endpoint.js';
-import { WharfError } from '../core/errors.js';
 import type { Principal } from '../core/model.js';
 import type { Core } from '../core/wharf.js';
 import { assetContentRoute } from './api/assets/content.js';
@@ -17,15 +16,13 @@ import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
-import { sendError } from './compat/file-service/errors.js';
-import { FILE_SERVICE_PREFIX } from './compat/file-service/index.js';
-import { compatRoutes } from './compat/index.js';
+import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
-import { storageEndpointRoutes } from './storage/put-object.js';
-import { sendS3Error } from './storage/s3-errors.js';
-import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
+import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
+import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
+import { type TusRouteOptions, tusRoutes, tusRoutingErrors } from './tus/routes.js';
 import { validatorCompiler } from './validation.js';
 
 declare module 'fastify' {
@@ -48,6 +45,13 @@ export interface AppOptions {
   /** The tus endpoint's storage, lock and staging dir; without them /v1/tus/ is not served. */
   tus?: Omit<TusRouteOptions, 'core' | 'publicUrl'> | undefined;
 }
+
+/** Each path's clients get failures before routing in the shape they read. */
+const ROUTING_ERROR_SHAPES: readonly RoutingErrorShape[] = [
+  ...compatRoutingErrors,
+  storageRoutingErrors,
+  tusRoutingErrors,
+];
 
 // Presigned and signed URLs are bearer credentials until they expire: logs keep the
 // parameters' names but never their values.
@@ -77,17 +81,15 @@ export async function buildApp({
     bodyLimit: 1024 * 1024,
     // Wharf sits behind load balancers; request ids come from there when present.
     requestIdHeader: 'x-request-id',
-    routerOptions: { maxParamLength: 500 },
-    // Failures before routing (a malformed percent-encoding in the URL) skip the error
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Failures before routing (a malformed percent-encoding, an over-long id) skip the error
     // handlers; answer them in the shape the path's clients read, not Fastify's default.
     frameworkErrors: (err, request, reply) => {
-      if (request.url.startsWith(`${LOCAL_ENDPOINT_PATH}/`)) {
-        sendS3Error(request, reply, new WharfError('VALIDATION_FAILED', err.message));
-      } else if (request.url.startsWith(`${FILE_SERVICE_PREFIX}/`)) {
-        sendError(request, reply, new WharfError('VALIDATION_FAILED', err.message));
-      } else {
-        nativeErrorHandler(err, request, reply);
-      }
+      const refusal = routingError(err);
+      if (refusal.status >= 500) request.log.error({ err }, 'routing failed');
+      const send = shapeFor(ROUTING_ERROR_SHAPES, request.url);
+      if (send) send(refusal, request, reply);
+      else nativeErrorHandler(refusal, request, reply);
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   // A client that sends its last byte and goes away (a crash, a closed tab) half-closes the
