@@ -21,6 +21,7 @@ import { compatRoutes } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
+import { trackInFlight } from './plugins/in-flight.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
 import { sendS3Error } from './storage/s3-errors.js';
 import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
@@ -88,6 +89,8 @@ export async function buildApp({
       }
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // First, so that every request of every route is counted (a stopping server waits for them).
+  trackInFlight(app);
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
   registerNativeErrors(app);

@@ -96,7 +96,7 @@ describe('README.md', () => {
       await rm(dataDir, { recursive: true, force: true });
       await rm(workDir, { recursive: true, force: true });
     });
-    await wharf.app.listen({ host: config.host, port: config.port });
+    await wharf.listen();
     assert.ok(wharf.generatedKey, 'the first start of an empty installation generates a key');
 
     const script = [
