@@ -133,6 +133,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         }
         // Keep-alive connections idle now would otherwise hold the close up to their timeout.
         app.server.closeIdleConnections();
+        // With a deadline, no connection outlives it (one whose request was never counted).
+        if (deadline !== undefined && !(await settlesWithin(closed, CUT_SETTLE_MS))) {
+          app.server.closeAllConnections();
+        }
         await closed;
         await sweeping;
         await working;
