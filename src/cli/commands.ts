@@ -1,10 +1,11 @@
 import { type OpenedCore, openCore } from '../bootstrap.js';
-import { type Config, ConfigError, loadConfig } from '../config.js';
+import { type Config, ConfigError, readConfig } from '../config.js';
 import { isWharfError } from '../core/errors.js';
 import { DEFAULT_ACCOUNT_ID } from '../core/keys.js';
 import type { Role } from '../core/model.js';
 import type { AccountChanges } from '../core/ports.js';
 import type { WebhookChanges } from '../core/webhooks.js';
+import { runtimeProblem } from '../runtime.js';
 import { type OptionSpec, type Parsed, parse, stringOption, UsageError } from './args.js';
 import {
   accountJson,
@@ -497,7 +498,13 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
     await command.run(args, {
       io,
       async open() {
-        config ??= loadConfig(io.env);
+        const problem = runtimeProblem();
+        if (problem) throw new Failure(problem);
+        if (!config) {
+          const loaded = readConfig(io.env);
+          for (const warning of loaded.warnings) io.stderr(`wharf: warning: ${warning}\n`);
+          config = loaded.config;
+        }
         opened ??= await openCore(config);
         return opened;
       },
@@ -508,7 +515,11 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       io.stderr(`wharf: ${err.message}\nRun "wharf --help" for usage.\n`);
       return { exitCode: 2 };
     }
-    if (err instanceof Failure || err instanceof ConfigError || isWharfError(err)) {
+    if (err instanceof ConfigError) {
+      for (const problem of err.problems) io.stderr(`wharf: ${problem}\n`);
+      return { exitCode: 1 };
+    }
+    if (err instanceof Failure || isWharfError(err)) {
       io.stderr(`wharf: ${err.message}\n`);
       return { exitCode: 1 };
     }

@@ -20,6 +20,7 @@ import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
+import { trackInFlight } from './plugins/in-flight.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
 import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
 import { type TusRouteOptions, tusRoutes, tusRoutingErrors } from './tus/routes.js';
@@ -98,6 +99,8 @@ export async function buildApp({
   // the body is read to its end and the upload completes; the answer just finds no one.
   // (node:http reads this property of its Server; @types/node does not declare it.)
   Object.assign(app.server, { httpAllowHalfOpen: true });
+  // First, so that every request of every route is counted (a stopping server waits for them).
+  trackInFlight(app);
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
   registerNativeErrors(app);
