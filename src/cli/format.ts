@@ -3,6 +3,14 @@ import type { Account, ApiKey } from '../core/model.js';
 // The CLI's JSON is the API's: one serializer for both.
 export { keyJson } from '../http/api/keys.js';
 
+function scopesOf(key: ApiKey): string {
+  const confined = [
+    ...(key.namePrefix === null ? [] : [`names ${key.namePrefix}*`]),
+    ...(key.namespace === null ? [] : [`namespace ${key.namespace}`]),
+  ];
+  return key.scopes.join(',') + (confined.length > 0 ? ` (${confined.join(', ')})` : '');
+}
+
 export function accountJson(account: Account) {
   return {
     id: account.id,
@@ -16,11 +24,11 @@ export function accountJson(account: Account) {
 
 export function keyTable(keys: ApiKey[]): string {
   return table(
-    ['ID', 'ACCOUNT', 'ROLE', 'NAME', 'PREFIX', 'CREATED', 'LAST USED', 'STATUS'],
+    ['ID', 'ACCOUNT', 'SCOPES', 'NAME', 'PREFIX', 'CREATED', 'LAST USED', 'STATUS'],
     keys.map((k) => [
       k.id,
       k.accountId,
-      k.role,
+      scopesOf(k),
       k.name,
       `${k.prefix}…`,
       iso(k.createdAt),

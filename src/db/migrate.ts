@@ -2,6 +2,7 @@ import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'k
 import * as initial from './migrations/001_initial.js';
 import * as filesJobs from './migrations/002_files_jobs_processing.js';
 import * as resumable from './migrations/003_resumable_uploads.js';
+import * as scopesTokens from './migrations/004_scopes_tokens.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -9,19 +10,30 @@ const migrations: Record<string, Migration> = {
   '001_initial': initial,
   '002_files_jobs_processing': filesJobs,
   '003_resumable_uploads': resumable,
+  '004_scopes_tokens': scopesTokens,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 // biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {
+  await migrate(db);
+}
+
+/**
+ * Up to and including the migration `target` (tests build databases of an older version this
+ * way, to check that a newer Wharf takes them over).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
+export async function migrate(db: Kysely<any>, target?: string): Promise<void> {
   const migrator = new Migrator({
     db,
     provider,
     migrationTableName: 'wharf_migrations',
     migrationLockTableName: 'wharf_migrations_lock',
   });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } =
+    target === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(target);
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     throw new Error(`Database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);

@@ -1,6 +1,7 @@
 import type { Access, Asset, AssetAnalysis, ProcessingStatus } from '../../core/model.js';
 import type { AssetPage, AssetQuery, AssetStore } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
+import { settleDeleted } from './reservations.js';
 import { toAsset } from './rows.js';
 
 export function assetQueries({ db }: SqlContext): AssetStore {
@@ -59,6 +60,19 @@ export function assetQueries({ db }: SqlContext): AssetStore {
         const chars = [...prefix].length;
         select = select.where((eb) => eb(eb.fn('substr', ['name', eb.val(1), eb.val(chars)]), '=', prefix));
       }
+      if (query.namespace !== undefined) {
+        const namespace = query.namespace;
+        select = select.where((eb) =>
+          eb.exists(
+            eb
+              .selectFrom('file_versions as fv')
+              .select('fv.asset_id')
+              .whereRef('fv.asset_id', '=', 'assets.id')
+              .where('fv.account_id', '=', accountId)
+              .where('fv.namespace', '=', namespace),
+          ),
+        );
+      }
       if (query.contentType) {
         if (query.contentType.endsWith('/*')) {
           const top = query.contentType.slice(0, -1);
@@ -88,6 +102,7 @@ export function assetQueries({ db }: SqlContext): AssetStore {
         if (!row) return undefined;
         await trx.deleteFrom('file_versions').where('asset_id', '=', id).execute();
         await trx.deleteFrom('assets').where('id', '=', id).execute();
+        await settleDeleted(trx, accountId, Number(row.size));
         return toAsset(row);
       });
     },

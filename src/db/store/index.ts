@@ -7,6 +7,7 @@ import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
 import { lockQueries } from './locks.js';
 import { settingsQueries } from './settings.js';
+import { tokenQueries } from './tokens.js';
 import { uploadQueries } from './uploads.js';
 
 /**
@@ -19,6 +20,7 @@ export function createSqlStore(connection: Connection): Store {
     ...settingsQueries(context),
     ...accountQueries(context),
     ...keyQueries(context),
+    ...tokenQueries(context),
     ...uploadQueries(context),
     ...assetQueries(context),
     ...fileQueries(context),
