@@ -65,6 +65,8 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
       maxFilesPerRequest: config.maxFilesPerRequest,
       completionGraceMs: 3600_000,
       inlineVerifyMaxBytes: config.inlineVerifyMaxBytes,
+      maxOpenUploadsPerKey: config.maxOpenUploadsPerKey,
+      maxOpenUploadsPerToken: config.maxOpenUploadsPerToken,
     },
     resumable: { storage: tus.storage, settings: { expiresInSeconds: config.resumableExpiresSeconds } },
     multipart: {

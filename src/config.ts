@@ -21,6 +21,10 @@ export interface Config {
   inlineVerifyMaxBytes: number;
   /** How long a multipart or tus upload may run before it is aborted and its parts freed. */
   resumableExpiresSeconds: number;
+  /** The most pending uploads one key may have at once (generous: benchmarks presign many). */
+  maxOpenUploadsPerKey: number;
+  /** The most pending uploads one upload token may have at once. */
+  maxOpenUploadsPerToken: number;
   /** Origins whose pages may call Wharf from a browser (CORS); `*` allows any. */
   corsOrigins: string[];
   logLevel: string;
@@ -169,6 +173,8 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       Number.MAX_SAFE_INTEGER,
     ),
     resumableExpiresSeconds: integer(env, 'WHARF_RESUMABLE_EXPIRES', 24 * 3600, 60, 30 * 24 * 3600),
+    maxOpenUploadsPerKey: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_KEY', 10_000_000, 1, 1_000_000_000),
+    maxOpenUploadsPerToken: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_TOKEN', 100, 1, 1_000_000),
     corsOrigins: (env.WHARF_CORS_ORIGINS ?? '')
       .split(',')
       .map((origin) => origin.trim())

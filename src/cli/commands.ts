@@ -1,8 +1,9 @@
 import { type OpenedCore, openCore } from '../bootstrap.js';
 import { type Config, ConfigError, readConfig } from '../config.js';
+import { SCOPES } from '../core/authorization.js';
 import { isWharfError } from '../core/errors.js';
-import { DEFAULT_ACCOUNT_ID } from '../core/keys.js';
-import type { Role } from '../core/model.js';
+import { DEFAULT_ACCOUNT_ID, type KeyAccess } from '../core/keys.js';
+import type { Role, Scope } from '../core/model.js';
 import type { AccountChanges } from '../core/ports.js';
 import type { WebhookChanges } from '../core/webhooks.js';
 import { runtimeProblem } from '../runtime.js';
@@ -51,12 +52,19 @@ const HELP: OptionSpec = { help: { type: 'boolean', short: 'h' } };
 const COMMANDS: Command[] = [
   {
     name: 'keys create',
-    usage: 'wharf keys create [--name NAME] [--role admin|member] [--account ID] [--json]',
-    summary: 'Create an API key and print its secret (shown only this once).',
+    usage:
+      'wharf keys create [--name NAME] [--role admin|member | --scope admin|read,upload,write] ' +
+      '[--name-prefix PREFIX] [--namespace NS] [--account ID] [--json]',
+    summary:
+      'Create an API key and print its secret (shown only this once). --scope lists what it may do ' +
+      '(default: read,upload,write, what --role member means); --name-prefix and --namespace confine it.',
     options: {
       ...HELP,
       name: { type: 'string' },
       role: { type: 'string' },
+      scope: { type: 'string' },
+      'name-prefix': { type: 'string' },
+      namespace: { type: 'string' },
       account: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -64,19 +72,17 @@ const COMMANDS: Command[] = [
     async run({ values }, ctx) {
       const name = stringOption(values, 'name') ?? 'created with the CLI';
       if (name.length < 1 || name.length > 200) throw new UsageError('--name must be 1 to 200 characters.');
-      const role = stringOption(values, 'role') ?? 'member';
-      if (role !== 'admin' && role !== 'member') {
-        throw new UsageError(`--role must be "admin" or "member", got "${role}".`);
-      }
+      const access = accessOptions(values);
       const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
       const { core } = await ctx.open();
-      const created = await core.keys.create(accountId, name, role as Role);
+      const created = await core.keys.create(accountId, name, access);
       if (values.json) {
         ctx.io.stdout(`${JSON.stringify({ key: keyJson(created.key), secret: created.secret }, null, 2)}\n`);
         return;
       }
+      const what = typeof access === 'string' ? access : created.key.scopes.join(',');
       ctx.io.stdout(
-        `Created ${role} key ${created.key.id} for account "${accountId}".\n` +
+        `Created ${what} key ${created.key.id} for account "${accountId}".\n` +
           'Its secret is shown only now (Wharf keeps only a hash of it):\n\n' +
           `  ${created.secret}\n\n`,
       );
@@ -532,6 +538,30 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
 
 /** The command was understood but could not be done: exit code 1. */
 class Failure extends Error {}
+
+/** --role (admin or member), or --scope with an optional --name-prefix and --namespace. */
+function accessOptions(values: Parsed['values']): Role | KeyAccess {
+  const role = stringOption(values, 'role');
+  const scope = stringOption(values, 'scope');
+  const namePrefix = stringOption(values, 'name-prefix');
+  const namespace = stringOption(values, 'namespace');
+  if (role !== undefined && scope !== undefined) throw new UsageError('Give --role or --scope, not both.');
+  if (role !== undefined && role !== 'admin' && role !== 'member') {
+    throw new UsageError(`--role must be "admin" or "member", got "${role}".`);
+  }
+  if (scope === undefined && namePrefix === undefined && namespace === undefined) {
+    return (role ?? 'member') as Role;
+  }
+  let scopes: Scope[] = role === 'admin' ? ['admin'] : ['read', 'upload', 'write'];
+  if (scope !== undefined) {
+    scopes = scope.split(',').map((s) => s.trim()) as Scope[];
+    const unknown = scopes.filter((s) => !SCOPES.includes(s));
+    if (scopes.length === 0 || unknown.length > 0) {
+      throw new UsageError(`--scope lists scopes among ${SCOPES.join(', ')}, got "${scope}".`);
+    }
+  }
+  return { scopes, namePrefix, namespace };
+}
 
 function accountOption(values: Parsed['values']): string | undefined {
   const id = stringOption(values, 'account');

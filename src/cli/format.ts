@@ -5,6 +5,14 @@ import type { Delivery, Webhook } from '../core/webhooks.js';
 export { keyJson } from '../http/api/keys.js';
 export { deliveryJson, webhookJson } from '../http/api/webhook-json.js';
 
+function scopesOf(key: ApiKey): string {
+  const confined = [
+    ...(key.namePrefix === null ? [] : [`names ${key.namePrefix}*`]),
+    ...(key.namespace === null ? [] : [`namespace ${key.namespace}`]),
+  ];
+  return key.scopes.join(',') + (confined.length > 0 ? ` (${confined.join(', ')})` : '');
+}
+
 export function accountJson(account: Account) {
   return {
     id: account.id,
@@ -18,11 +26,11 @@ export function accountJson(account: Account) {
 
 export function keyTable(keys: ApiKey[]): string {
   return table(
-    ['ID', 'ACCOUNT', 'ROLE', 'NAME', 'PREFIX', 'CREATED', 'LAST USED', 'STATUS'],
+    ['ID', 'ACCOUNT', 'SCOPES', 'NAME', 'PREFIX', 'CREATED', 'LAST USED', 'STATUS'],
     keys.map((k) => [
       k.id,
       k.accountId,
-      k.role,
+      scopesOf(k),
       k.name,
       `${k.prefix}…`,
       iso(k.createdAt),

@@ -1,5 +1,14 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import {
+  assetWithinConfinement,
+  confineQuery,
+  hasScope,
+  requireReadOrUpload,
+  requireScope,
+  seesWholeAccount,
+  viewThrough,
+} from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
@@ -28,23 +37,40 @@ export class AssetService {
     private readonly signingKey: Buffer,
   ) {}
 
+  /** The assets the caller may read (`read` scope), narrowed by its confinement. */
   async list(principal: Principal, query: AssetQuery): Promise<AssetPage> {
     const limit = Math.min(Math.max(query.limit, 1), MAX_PAGE_SIZE);
-    return this.store.listAssets(principal.accountId, { ...query, limit });
+    const confined = confineQuery(principal, { ...query, limit });
+    if (!confined) return { assets: [], nextCursor: null };
+    return this.store.listAssets(principal.accountId, confined);
   }
 
+  /**
+   * An asset the caller may read: with `read`, any of its account within its confinement;
+   * otherwise (or beyond that) one its own uploads made, as its upload declared it (see
+   * viewThrough). Anything else is missing to it, as another account's asset is.
+   */
   async get(principal: Principal, id: string): Promise<Asset> {
+    requireReadOrUpload(principal);
     const asset = await this.store.getAsset(principal.accountId, id);
-    // Another account's asset is indistinguishable from a missing one.
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
-    return asset;
+    if (hasScope(principal, 'read') && (await this.withinConfinement(principal, asset))) return asset;
+    const own = await this.store.findOwnUpload(principal.accountId, asset.id, principal);
+    if (!own) throw new WharfError('NOT_FOUND', 'No such asset.');
+    return own.deduplicated ? viewThrough(asset, own) : asset;
   }
 
-  /** The account's asset with this content, if any (digests in hex or base64). */
+  /**
+   * The account's asset with this content, if any (digests in hex or base64): what an upload
+   * of known content answers with instead of a new upload, so it needs the `upload` scope.
+   * Only for a caller that sees the whole account: anyone else would learn what it holds.
+   */
   async findByDigest(
     principal: Principal,
     digest: { sha256?: string; md5?: string },
   ): Promise<Asset | undefined> {
+    requireScope(principal, 'upload');
+    if (!seesWholeAccount(principal)) return undefined;
     if (digest.sha256) {
       return this.store.findAssetBySha256(
         principal.accountId,
@@ -57,6 +83,7 @@ export class AssetService {
   }
 
   async delete(principal: Principal, id: string): Promise<void> {
+    await this.changeable(principal, id);
     const asset = await this.store.deleteAsset(principal.accountId, id, this.clock.now());
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
     if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
@@ -65,9 +92,39 @@ export class AssetService {
   }
 
   async setAccess(principal: Principal, id: string, access: Access): Promise<Asset> {
+    await this.changeable(principal, id);
     const asset = await this.store.setAssetAccess(principal.accountId, id, access, this.clock.now());
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
     return asset;
+  }
+
+  /**
+   * Changing an asset (`write`): one the caller's confinement lets it see; a namespace-confined
+   * caller only one filed nowhere but its namespace (the asset is shared by every version).
+   */
+  private async changeable(principal: Principal, id: string): Promise<void> {
+    requireScope(principal, 'write');
+    if (principal.namePrefix === null && principal.namespace === null) return;
+    const asset = await this.store.getAsset(principal.accountId, id);
+    if (!asset || !(await this.withinConfinement(principal, asset))) {
+      throw new WharfError('NOT_FOUND', 'No such asset.');
+    }
+    if (principal.namespace !== null) {
+      const elsewhere = (await this.store.namespacesOfAsset(principal.accountId, id)).filter(
+        (namespace) => namespace !== principal.namespace,
+      );
+      if (elsewhere.length > 0) {
+        throw new WharfError('NAMESPACE_DENIED', 'The asset is also a file of another namespace.', {
+          namespace: principal.namespace,
+        });
+      }
+    }
+  }
+
+  private async withinConfinement(principal: Principal, asset: Asset): Promise<boolean> {
+    return assetWithinConfinement(principal, asset, () =>
+      this.store.namespacesOfAsset(principal.accountId, asset.id),
+    );
   }
 
   /** An asset anyone may read: its owner made it public. Private ones look missing. */
@@ -126,7 +183,12 @@ export class AssetService {
         `expires_in must be between 1 and ${MAX_SIGNED_URL_SECONDS} seconds.`,
       );
     }
-    const expires = Math.floor(this.clock.now() / 1000) + expiresInSeconds;
+    // A URL of a token's upload dies with the token.
+    const grant = principal.grant;
+    const seconds = grant
+      ? Math.max(1, Math.min(expiresInSeconds, Math.floor((grant.expiresAt - this.clock.now()) / 1000)))
+      : expiresInSeconds;
+    const expires = Math.floor(this.clock.now() / 1000) + seconds;
     return { assetId: asset.id, expires, disposition, signature: this.sign(asset.id, expires, disposition) };
   }
 

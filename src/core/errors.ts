@@ -13,7 +13,22 @@ export const ERROR_STATUS = {
   /** A webhook URL whose host is private, loopback, link-local … (see WHARF_WEBHOOK_ALLOW_PRIVATE). */
   URL_NOT_ALLOWED: 400,
   UNAUTHORIZED: 401,
+  /** An upload token past its expiry: mint a new one. */
+  TOKEN_EXPIRED: 401,
+  /** The operation needs the admin scope (managing keys). */
   FORBIDDEN: 403,
+  /** The key or token lacks the scope (read, upload, write) the operation needs. */
+  SCOPE_DENIED: 403,
+  /** The key or token is confined to names starting with a prefix, and this name does not. */
+  NAME_PREFIX_DENIED: 403,
+  /** The key or token is confined to one namespace of named files, and this is another. */
+  NAMESPACE_DENIED: 403,
+  /** The upload token does not allow files of this type. */
+  CONTENT_TYPE_DENIED: 403,
+  /** The upload token has uploaded (or is uploading) as many files as it may. */
+  TOKEN_FILES_EXHAUSTED: 403,
+  /** The upload token's byte budget would be exceeded. */
+  TOKEN_BYTES_EXHAUSTED: 403,
   ACCOUNT_DISABLED: 403,
   QUOTA_EXCEEDED: 403,
   INVALID_SIGNATURE: 403,
@@ -43,6 +58,8 @@ export const ERROR_STATUS = {
   URI_TOO_LONG: 414,
   UNSUPPORTED_MEDIA_TYPE: 415,
   RANGE_NOT_SATISFIABLE: 416,
+  /** The key or token already has as many pending uploads as it may. */
+  TOO_MANY_OPEN_UPLOADS: 429,
   INTERNAL: 500,
 } as const;
 

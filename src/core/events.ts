@@ -4,9 +4,12 @@
  * one. `/v1/events` pages through them and webhooks deliver them; both read the table, never
  * an in-memory emitter.
  */
+
+import { requireKey, requireScope, seesWholeAccount } from './authorization.js';
 import { WharfError } from './errors.js';
-import type { Asset, Upload } from './model.js';
+import type { Asset, Principal, Upload, UploadToken } from './model.js';
 import type { EventStore } from './ports.js';
+import type { Webhook } from './webhooks.js';
 
 export const EVENT_TYPES = [
   'upload.created',
@@ -46,7 +49,11 @@ export interface EventData {
   version?: { namespace: string; name: string; version: number };
   /** upload.failed */
   error?: { code: string; message: string };
-  /** Records of other capabilities (tokens, webhooks), already in their API's JSON shape. */
+  /** token.created, token.revoked: the token (never its secret). */
+  token?: UploadToken;
+  /** webhook.disabled: the endpoint (never its secret). */
+  webhook?: Webhook;
+  /** Further facts of a change (webhook.disabled: `reason`, `message`). */
   [other: string]: unknown;
 }
 
@@ -134,6 +141,14 @@ export function uploadCompleted(
   return [{ accountId: asset.accountId, type: 'asset.created', data: { asset }, at }, completed];
 }
 
+export function tokenChanged(
+  type: 'token.created' | 'token.revoked',
+  token: UploadToken,
+  at: number,
+): NewEvent {
+  return { accountId: token.accountId, type, data: { token }, at };
+}
+
 export function assetChanged(
   type: 'asset.updated' | 'asset.processed' | 'asset.rejected' | 'asset.deleted',
   asset: Asset,
@@ -155,7 +170,22 @@ export const MAX_EVENTS_PER_PAGE = 1000;
 export class EventService {
   constructor(private readonly store: EventStore) {}
 
-  async list(accountId: string, listing: EventListing): Promise<WharfEvent[]> {
+  /**
+   * Events describe the whole account (every name, every upload), so only a key that reads the
+   * whole account may list them: not an upload token, not a confined key.
+   */
+  async list(principal: Principal, listing: EventListing): Promise<WharfEvent[]> {
+    requireKey(principal);
+    requireScope(principal, 'read');
+    if (!seesWholeAccount(principal)) {
+      throw new WharfError(
+        'SCOPE_DENIED',
+        'Events describe the whole account: a confined key cannot list them.',
+        {
+          required: 'read',
+        },
+      );
+    }
     const types = listing.types ?? [];
     const unknown = types.filter((t) => !isEventPattern(t));
     if (unknown.length > 0) {
@@ -167,6 +197,6 @@ export class EventService {
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_EVENTS_PER_PAGE) {
       throw new WharfError('VALIDATION_FAILED', `limit must be 1 to ${MAX_EVENTS_PER_PAGE}.`);
     }
-    return this.store.listEvents(accountId, { after: listing.after, types, limit });
+    return this.store.listEvents(principal.accountId, { after: listing.after, types, limit });
   }
 }

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { checkNamespace, requireScope } from './authorization.js';
 import { WharfError } from './errors.js';
 import type { Access, Asset, FileVersion, Principal } from './model.js';
 import { validateFileName } from './names.js';
@@ -45,8 +46,17 @@ export class FileService {
   ) {}
 
   async put(principal: Principal, input: NamedFileUpload): Promise<UploadOutcome & { version: FileVersion }> {
-    const namespace = validateNamespace(input.namespace);
-    const name = validateFileName(input.name);
+    let namespace: string;
+    let name: string;
+    try {
+      requireScope(principal, 'upload');
+      namespace = validateNamespace(input.namespace);
+      name = validateFileName(input.name);
+      checkNamespace(principal, namespace);
+    } catch (err) {
+      input.body.resume();
+      throw err;
+    }
     const outcome = await this.uploads.uploadDirect(principal, {
       name,
       contentType: input.contentType,
@@ -68,7 +78,7 @@ export class FileService {
   ): Promise<ResolvedVersion> {
     const found = await this.store.getFileVersion(
       principal.accountId,
-      validateNamespace(namespace),
+      this.readable(principal, namespace, name).namespace,
       validateFileName(name),
       version,
     );
@@ -80,10 +90,21 @@ export class FileService {
   async versions(principal: Principal, namespace: string, name: string): Promise<FileVersion[]> {
     const all = await this.store.listFileVersions(
       principal.accountId,
-      validateNamespace(namespace),
+      this.readable(principal, namespace, name).namespace,
       validateFileName(name),
     );
     if (all.length === 0) throw new WharfError('NOT_FOUND', 'No such file.');
     return all;
+  }
+
+  /** Reading named files needs `read`; outside the caller's confinement they are missing. */
+  private readable(principal: Principal, namespace: string, name: string): { namespace: string } {
+    requireScope(principal, 'read');
+    const valid = validateNamespace(namespace);
+    const outside =
+      (principal.namespace !== null && valid !== principal.namespace) ||
+      (principal.namePrefix !== null && !name.normalize('NFC').startsWith(principal.namePrefix));
+    if (outside) throw new WharfError('NOT_FOUND', 'No such file or version.');
+    return { namespace: valid };
   }
 }

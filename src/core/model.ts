@@ -1,5 +1,13 @@
 /** The records the core works with. Times are epoch milliseconds. */
 
+/**
+ * What a key may do. `admin`: everything (keys and tokens of the account included); `read`:
+ * list, get, download and sign download URLs; `upload`: create and complete uploads, and read
+ * what it uploaded; `write`: change what exists (delete assets, change access).
+ */
+export type Scope = 'admin' | 'read' | 'upload' | 'write';
+
+/** How keys were described before scopes: `member` is read, upload and write. */
 export type Role = 'admin' | 'member';
 
 export interface Account {
@@ -17,7 +25,12 @@ export interface ApiKey {
   id: string;
   accountId: string;
   name: string;
-  role: Role;
+  /** Sorted; `admin` alone when it is an admin key (admin implies every other scope). */
+  scopes: Scope[];
+  /** When set, the key works only on assets whose names start with it. */
+  namePrefix: string | null;
+  /** When set, the key works only on named files of this namespace (see authorization.ts). */
+  namespace: string | null;
   /** The first characters of the key, shown in listings so people can tell keys apart. */
   prefix: string;
   createdAt: number;
@@ -25,14 +38,70 @@ export interface ApiKey {
   revokedAt: number | null;
 }
 
-/** Who is calling: resolved from an API key. */
+/** Who is calling: resolved from an API key, or from an upload token. */
 export interface Principal {
   accountId: string;
+  /** The key; for an upload token, the key that minted it. */
   keyId: string;
-  role: Role;
+  /** Set when the caller presented an upload token. */
+  tokenId: string | null;
+  scopes: readonly Scope[];
+  namePrefix: string | null;
+  namespace: string | null;
   /** The account's own file size limit, if it has one. */
   maxFileSize: number | null;
-  storageQuota: number | null;
+  /** What an upload token adds to every upload it makes. */
+  grant?: UploadGrant | undefined;
+}
+
+/** An upload token's limits and what it stamps on its uploads (see UploadToken). */
+export interface UploadGrant {
+  maxFileSize: number | null;
+  /** Exact types or families (`image/*`); null allows any. */
+  contentTypes: string[] | null;
+  metadata: Record<string, unknown>;
+  subject: string | null;
+  maxOpenUploads: number | null;
+  expiresAt: number;
+}
+
+/**
+ * A short-lived credential an app mints on its back end for one of its users (a browser, a
+ * phone): it may only upload, within its limits, and read what it uploaded. Usage counters are
+ * kept by the store in the same transactions that open and settle its uploads.
+ */
+export interface UploadToken {
+  id: string;
+  accountId: string;
+  /** The key that minted it; revoking that key stops the token too. */
+  keyId: string;
+  /** The first characters of the secret, to tell tokens apart. */
+  prefix: string;
+  /** The app's user id: recorded on the assets the token creates. */
+  subject: string | null;
+  namePrefix: string | null;
+  namespace: string | null;
+  contentTypes: string[] | null;
+  metadata: Record<string, unknown>;
+  maxFiles: number | null;
+  /** Total bytes of every file it uploads. */
+  maxBytes: number | null;
+  maxFileSize: number | null;
+  maxOpenUploads: number | null;
+  usage: TokenUsage;
+  createdAt: number;
+  expiresAt: number;
+  revokedAt: number | null;
+}
+
+export interface TokenUsage {
+  /** Completed uploads (content the account already held counts too: the token sent it). */
+  filesUsed: number;
+  bytesUsed: number;
+  /** Held by pending uploads: given back if they fail or expire, made "used" when they complete. */
+  filesReserved: number;
+  bytesReserved: number;
+  openUploads: number;
 }
 
 /** `verifying`: recorded, but storage could not attest the SHA-256; a job is hashing it. */
@@ -74,6 +143,8 @@ export interface Asset {
   processing: ProcessingStatus;
   analysis: AssetAnalysis;
   metadata: Record<string, unknown>;
+  /** The app's user the asset was uploaded for (an upload token's subject). */
+  subject: string | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -101,13 +172,27 @@ export interface UploadIntent {
   file?: FileTarget;
   access?: Access;
   metadata?: Record<string, unknown>;
+  /** Recorded on the asset it creates (an upload token's subject). */
+  subject?: string;
+  /** Types the file may turn out to have (checked again at completion, when the client chose it). */
+  contentTypes?: string[];
+  /** The largest the file may be (checked at completion when the size was not known before). */
+  maxSize?: number;
+  /**
+   * Made by a caller that does not see the whole account: it never learns that the account
+   * already held its content (no "exists" answers; a deduplicated completion shows the asset
+   * as this upload declared it, see authorization.ts `viewThrough`).
+   */
+  isolated?: boolean;
 }
 export type UploadStatus = 'pending' | 'completed' | 'expired';
 
 export interface Upload {
   id: string;
   accountId: string;
+  /** The key it was made with; for an upload token, the key that minted it. */
   keyId: string;
+  tokenId: string | null;
   kind: UploadKind;
   name: string;
   contentType: string;
@@ -130,6 +215,11 @@ export interface Upload {
   assetId: string | null;
   /** Whether completion found the content already stored and returned that asset. */
   deduplicated: boolean;
+  /**
+   * Bytes held for it while it is pending, against the account's storage quota and against its
+   * token's byte budget; written by the store when it records the upload.
+   */
+  reserved: { quota: number; token: number };
   createdAt: number;
   expiresAt: number;
   completedAt: number | null;

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { requireScope, seesWholeAccount } from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { isWharfError, WharfError } from './errors.js';
@@ -70,6 +71,7 @@ export class MultipartService {
    * holds with the declared SHA-256.
    */
   async create(principal: Principal, declaration: MultipartDeclaration): Promise<MultipartStart> {
+    requireScope(principal, 'upload');
     const name = validateFileName(declaration.name);
     const contentType = validateContentType(declaration.contentType);
     const size = declaration.size;
@@ -83,11 +85,11 @@ export class MultipartService {
       });
     }
     const sha256 = declaration.sha256 ? parseDigest('sha256', declaration.sha256, 'sha256') : null;
-    if (sha256) {
+    // Only a caller that sees the whole account may learn that it already holds some content.
+    if (sha256 && seesWholeAccount(principal)) {
       const known = await this.store.findAssetBySha256(principal.accountId, sha256);
       if (known) return { status: 'exists', asset: known };
     }
-    await this.uploads.checkQuota(principal, size);
     const upload = this.newMultipartUpload(principal, {
       name,
       contentType,
@@ -98,7 +100,13 @@ export class MultipartService {
     // A crash between these two leaves a multipart upload nothing tracks: the sweep's
     // debris pass aborts it once it is older than any upload may run.
     upload.multipartId = await this.blobs.createMultipart(upload.storageKey, contentType);
-    await this.store.insertUploads([upload]);
+    try {
+      await this.uploads.record(principal, [{ upload, reserve: { quota: size, token: size } }]);
+    } catch (err) {
+      // Refused (quota, budget, too many open uploads): nothing may be left to send parts to.
+      await this.blobs.abortMultipart(upload.storageKey, upload.multipartId);
+      throw err;
+    }
     return { status: 'pending', upload, multipartId: upload.multipartId };
   }
 
@@ -204,7 +212,7 @@ export class MultipartService {
       const upload = await this.uploads.openUploadByKey(part.key, 'multipart');
       checkMultipartId(upload, part.multipartId);
       checkPartNumber(part.partNumber);
-      const limit = upload.size ?? (await this.uploads.accountFileLimit(upload.accountId));
+      const limit = upload.size ?? (await this.uploads.unknownSizeLimit(upload));
       if (part.size !== undefined && part.size > Math.min(limit, MULTIPART_LIMITS.maxPartSize)) {
         throw new WharfError('FILE_TOO_LARGE', 'The part is larger than the file may be.', { limit });
       }
@@ -341,6 +349,7 @@ export class MultipartService {
   }
 
   private async multipartUpload(principal: Principal, uploadId: string): Promise<Upload> {
+    requireScope(principal, 'upload');
     const upload = await this.uploads.get(principal, uploadId);
     if (upload.kind !== 'multipart') throw new WharfError('NOT_FOUND', 'No such multipart upload.');
     return upload;

@@ -15,6 +15,7 @@ import type {
   ObjectInfo,
   ProcessingStatus,
   Upload,
+  UploadToken,
 } from './model.js';
 import type {
   Delivery,
@@ -39,6 +40,8 @@ export interface AssetQuery {
   namePrefix?: string | undefined;
   /** Exact type (`image/png`) or a whole top-level type (`image/*`). */
   contentType?: string | undefined;
+  /** Only assets filed (as a version of a named file) in this namespace. */
+  namespace?: string | undefined;
 }
 
 export interface FinishResult {
@@ -55,11 +58,6 @@ export interface AccountChanges {
   disabled?: boolean;
   maxFileSize?: number | null;
   storageQuota?: number | null;
-}
-
-export interface Usage {
-  bytes: number;
-  assets: number;
 }
 
 export interface NewJob {
@@ -81,7 +79,6 @@ export interface AccountStore {
   getAccount(id: string): Promise<Account | undefined>;
   listAccounts(): Promise<Account[]>;
   updateAccount(id: string, changes: AccountChanges): Promise<Account | undefined>;
-  usage(accountId: string): Promise<Usage>;
 }
 
 /** API keys, found by the hash of their secret. */
@@ -97,13 +94,63 @@ export interface KeyStore {
   touchKey(keyId: string, at: number): Promise<void>;
 }
 
+/** Upload tokens, found by the hash of their secret; their usage counters move with their uploads. */
+export interface TokenStore {
+  /** Records a new token (usage all zero). */
+  insertToken(token: UploadToken, secretHash: string): Promise<void>;
+  /** The token with this hash, its account, and whether the key that minted it was revoked. */
+  findTokenByHash(
+    secretHash: string,
+  ): Promise<{ token: UploadToken; account: Account; keyRevoked: boolean } | undefined>;
+  /** One token of the account (of `keyId`'s minting only, when given). */
+  getToken(accountId: string, id: string, keyId?: string): Promise<UploadToken | undefined>;
+  /** Newest first; a page continues before the `cursor` token's id. */
+  listTokens(
+    accountId: string,
+    query: { limit: number; cursor?: string | undefined; keyId?: string | undefined },
+  ): Promise<{ tokens: UploadToken[]; nextCursor: string | null }>;
+  /** Revokes an active token; false when there is none (or it was revoked already). */
+  revokeToken(accountId: string, id: string, at: number, keyId?: string): Promise<boolean>;
+}
+
+/**
+ * An upload to record, and the bytes it is to hold while pending: against the account's
+ * storage quota, and against its token's byte budget. `null` asks for as much as the file may
+ * be (`UploadLimits.maxFileSize`), bounded by what remains; completion trues it up.
+ */
+export interface UploadToRecord {
+  upload: Upload;
+  reserve: { quota: number | null; token: number | null };
+}
+
+/** What bounds the uploads of one call (one caller). */
+export interface UploadLimits {
+  /** The largest a file of unknown size may be. */
+  maxFileSize: number;
+  /** The most pending uploads the caller's key (or token) may have, these included. */
+  maxOpenUploads: number;
+}
+
 /** Uploads: intents, completion, expiry. */
 export interface UploadStore {
   /**
-   * Records upload intents and gives each its `seq` (set on the objects passed in). A
-   * clashing `externalId` fails the whole call with ID_EXISTS.
+   * Records upload intents and gives each its `seq` and its `reserved` bytes (set on the
+   * objects passed in). In the same transaction, reserves what they hold against the account's
+   * quota, the token's budgets and the open-upload limits; every reservation of one call
+   * succeeds or none does (QUOTA_EXCEEDED, TOKEN_FILES_EXHAUSTED, TOKEN_BYTES_EXHAUSTED,
+   * TOO_MANY_OPEN_UPLOADS, or the token's TOKEN_EXPIRED / UNAUTHORIZED). A clashing
+   * `externalId` fails the whole call with ID_EXISTS.
    */
-  insertUploads(uploads: Upload[]): Promise<void>;
+  insertUploads(uploads: UploadToRecord[], limits: UploadLimits): Promise<void>;
+  /**
+   * A completed upload of `assetId` made with this token, or (without a token) this key or a
+   * token it minted: preferably the one that created the asset, else the latest.
+   */
+  findOwnUpload(
+    accountId: string,
+    assetId: string,
+    owner: { keyId: string; tokenId: string | null },
+  ): Promise<Upload | undefined>;
   getUpload(id: string): Promise<Upload | undefined>;
   getUploadByExternalId(accountId: string, externalId: string): Promise<Upload | undefined>;
   /**
@@ -111,7 +158,10 @@ export interface UploadStore {
    * SHA-256 (then the existing asset is returned), and marks the upload completed.
    * If the upload was completed already, returns its asset without changing anything.
    * In the same transaction: files the asset as the next version of the upload's target
-   * file, if it has one, and queues `jobs` when a new asset was recorded.
+   * file, if it has one, queues `jobs` when a new asset was recorded, and settles its
+   * reservations: the account's stored bytes grow by a new asset's size unless that would pass
+   * its quota (QUOTA_EXCEEDED), and the token's usage by the file unless that would pass its
+   * byte budget (TOKEN_BYTES_EXHAUSTED); either refusal changes nothing.
    */
   finishUpload(uploadId: string, candidate: Asset, at: number, jobs: NewJob[]): Promise<FinishResult>;
   /**
@@ -131,10 +181,10 @@ export interface UploadStore {
   ): Promise<Upload[]>;
   /** Pending uploads whose expiry is before `before`, oldest first. */
   listStaleUploads(before: number, limit: number): Promise<Upload[]>;
-  /** Marks a pending upload expired; false if it was no longer pending. */
   /**
-   * Ends a pending upload without an asset (expired, cancelled by its client, or failed) and
-   * records why as an event; false if it was no longer pending.
+   * Ends a pending upload without an asset (expired, cancelled by its client, or failed), gives
+   * back what it held (reservations) and records why as an event; false if it was no longer
+   * pending.
    */
   expireUpload(id: string, at: number, ending?: UploadEnding): Promise<boolean>;
   /** Records storage's multipart upload id for a pending upload. */
@@ -180,6 +230,8 @@ export interface FileStore {
     version?: number,
   ): Promise<FileVersion | undefined>;
   listFileVersions(accountId: string, namespace: string, name: string): Promise<FileVersion[]>;
+  /** The namespaces whose named files have a version that is this asset. */
+  namespacesOfAsset(accountId: string, assetId: string): Promise<string[]>;
 }
 
 /** The durable job queue. */
@@ -305,6 +357,7 @@ export interface Store
   extends SettingStore,
     AccountStore,
     KeyStore,
+    TokenStore,
     UploadStore,
     AssetStore,
     FileStore,

@@ -1,3 +1,4 @@
+import { requireScope, seesWholeAccount } from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
@@ -74,6 +75,7 @@ export class ResumableService {
 
   /** Records a new pending upload; its storage key is where the protocol keeps the bytes. */
   async create(principal: Principal, declaration: ResumableDeclaration): Promise<Upload> {
+    requireScope(principal, 'upload');
     if (declaration.name === undefined) {
       throw new WharfError('VALIDATION_FAILED', 'The upload must name its file (metadata "filename").');
     }
@@ -90,9 +92,11 @@ export class ResumableService {
       });
     }
     const sha256 = declaration.sha256 ? parseDigest('sha256', declaration.sha256, 'sha256') : null;
-    // Refused now rather than after gigabytes: known content is let through, as it costs
-    // nothing (completion re-checks with the content known).
-    if (!(sha256 && (await this.known(principal, sha256)))) await this.uploads.checkQuota(principal, size);
+    // The size is held against the quota now rather than refused after gigabytes; content
+    // the account already holds costs nothing, so none is held for it (completion commits
+    // only what fits). Only a caller that sees the whole account may benefit: others would
+    // learn what the account holds.
+    const known = sha256 !== null && seesWholeAccount(principal) && (await this.known(principal, sha256));
     const now = this.clock.now();
     const upload = this.uploads.newUpload(
       principal,
@@ -111,12 +115,13 @@ export class ResumableService {
       },
       now,
     );
-    await this.store.insertUploads([upload]);
+    await this.uploads.record(principal, [{ upload, reserve: { quota: known ? 0 : size, token: size } }]);
     return upload;
   }
 
   /** The caller's resumable upload at this storage key, whatever its state. */
   async get(principal: Principal, key: string): Promise<Upload> {
+    requireScope(principal, 'upload');
     const upload = await this.uploads.getByStorageKey(principal, key);
     if (upload.kind !== 'tus') throw new WharfError('NOT_FOUND', 'No such upload.');
     return upload;

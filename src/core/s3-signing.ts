@@ -1,3 +1,4 @@
+import { requireScope } from './authorization.js';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import type { IdSource } from './ids.js';
@@ -50,6 +51,7 @@ export class S3SigningService {
   ) {}
 
   async sign(principal: Principal, request: S3SignRequest): Promise<S3Signature> {
+    requireScope(principal, 'upload');
     const now = this.clock.now();
     if (request.operation === 'PutObject' || request.operation === 'CreateMultipartUpload') {
       return this.start(principal, request, now);
@@ -90,7 +92,6 @@ export class S3SigningService {
     // always binds one (application/octet-stream when none is named).
     const boundType = request.operation === 'PutObject' || request.contentType !== undefined;
     const contentType = validateContentType(request.contentType);
-    await this.uploads.checkQuota(principal, 0);
     const file = { name, contentType, size: null, sha256: null, intent: { boundType } };
     const upload =
       request.operation === 'CreateMultipartUpload'
@@ -115,7 +116,9 @@ export class S3SigningService {
       now,
     });
     if (signed.rewritable) upload.intent = { ...upload.intent, rewritable: true };
-    await this.store.insertUploads([upload]);
+    // The size is unknown (the client signs before it says): as much as the file may be is
+    // held, bounded by what remains; completion trues it up.
+    await this.uploads.record(principal, [{ upload, reserve: { quota: null, token: null } }]);
     if (request.operation === 'PutObject') await this.scheduleReconcile(upload, now);
     return { request: signed, key: upload.storageKey, upload };
   }

@@ -1,13 +1,30 @@
 import { pipeline, type Readable } from 'node:stream';
+import {
+  canSeeUpload,
+  checkCompletion,
+  requireReadOrUpload,
+  requireScope,
+  seesWholeAccount,
+  uploadIntent,
+  viewThrough,
+} from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
-import { WharfError } from './errors.js';
+import { isWharfError, WharfError } from './errors.js';
 import type { UploadEnding } from './events.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
-import type { BlobStore, NewJob, PresignedPost, PresignedRequest, Store } from './ports.js';
+import type {
+  BlobStore,
+  NewJob,
+  PresignedPost,
+  PresignedRequest,
+  Store,
+  UploadLimits,
+  UploadToRecord,
+} from './ports.js';
 
 export interface UploadSettings {
   /** Server-wide default; an account's own limit overrides it. */
@@ -23,6 +40,10 @@ export interface UploadSettings {
    * and a job hashes them, so a confirm call never waits minutes on a huge file.
    */
   inlineVerifyMaxBytes: number;
+  /** The most pending uploads one key may have (its tokens' uploads count for the tokens). */
+  maxOpenUploadsPerKey: number;
+  /** The most pending uploads one upload token may have (a token may ask for fewer). */
+  maxOpenUploadsPerToken: number;
 }
 
 /**
@@ -183,8 +204,12 @@ export class UploadService {
     private readonly settings: UploadSettings,
   ) {}
 
-  maxFileSize(principal: Pick<Principal, 'maxFileSize'>): number {
-    return principal.maxFileSize ?? this.settings.maxFileSize;
+  /** The largest file the caller may upload: its account's limit, or its token's if smaller. */
+  maxFileSize(principal: Pick<Principal, 'maxFileSize' | 'grant'>): number {
+    return Math.min(
+      principal.maxFileSize ?? this.settings.maxFileSize,
+      principal.grant?.maxFileSize ?? Number.POSITIVE_INFINITY,
+    );
   }
 
   /** The file size limit of an account, for requests that carry no principal (storage). */
@@ -202,36 +227,43 @@ export class UploadService {
 
   /** Bytes through Wharf: streamed to storage, hashed in the same pass, verified, then an asset. */
   async uploadDirect(principal: Principal, input: DirectUpload): Promise<UploadOutcome> {
-    const name = validateFileName(input.name);
-    const contentType = validateContentType(input.contentType);
-    const expectedSha256 = input.expected?.sha256
-      ? parseDigest('sha256', input.expected.sha256, 'sha256')
-      : null;
-    const expectedMd5 = input.expected?.md5 ? parseDigest('md5', input.expected.md5, 'md5') : null;
-    const limit = this.maxFileSize(principal);
-    if (input.declaredSize !== undefined && input.declaredSize > limit) {
-      input.body.resume();
-      throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
-        limit,
+    let upload: Upload;
+    let limit: number;
+    let contentType: string;
+    let expectedSha256: string | null;
+    let expectedMd5: string | null;
+    try {
+      requireScope(principal, 'upload');
+      const name = validateFileName(input.name);
+      contentType = validateContentType(input.contentType);
+      expectedSha256 = input.expected?.sha256 ? parseDigest('sha256', input.expected.sha256, 'sha256') : null;
+      expectedMd5 = input.expected?.md5 ? parseDigest('md5', input.expected.md5, 'md5') : null;
+      limit = this.maxFileSize(principal);
+      if (input.declaredSize !== undefined && input.declaredSize > limit) {
+        throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
+          limit,
+        });
+      }
+      // The row exists before any byte is written, so a crash mid-write leaves something
+      // the sweep can find and clean.
+      upload = this.newUpload(principal, 'direct', {
+        name,
+        contentType,
+        size: null,
+        sha256: expectedSha256,
+        md5: expectedMd5,
+        externalId: null,
+        intent: input.intent ?? {},
+        expiresAt: this.clock.now() + DIRECT_UPLOAD_TTL_MS,
       });
+      // Nothing is held against the quota: bytes the account already holds cost nothing, so
+      // only the completion, with the content known, can tell (it commits only what fits). A
+      // token's budget counts every file it sends, so that is held now.
+      await this.record(principal, [{ upload, reserve: { quota: 0, token: input.declaredSize ?? null } }]);
+    } catch (err) {
+      input.body.resume();
+      throw err;
     }
-
-    // The quota is checked in finish(), once the content is known: bytes the account
-    // already holds cost nothing, so a declared size alone cannot justify a refusal.
-
-    // The row exists before any byte is written, so a crash mid-write leaves something
-    // the sweep can find and clean.
-    const upload = this.newUpload(principal, 'direct', {
-      name,
-      contentType,
-      size: null,
-      sha256: expectedSha256,
-      md5: expectedMd5,
-      externalId: null,
-      intent: input.intent ?? {},
-      expiresAt: this.clock.now() + DIRECT_UPLOAD_TTL_MS,
-    });
-    await this.store.insertUploads([upload]);
 
     let digests: Digests | undefined;
     try {
@@ -252,6 +284,7 @@ export class UploadService {
     files: FileDeclaration[],
     options: PresignOptions = {},
   ): Promise<IntentResult[]> {
+    requireScope(principal, 'upload');
     if (files.length === 0) throw new WharfError('VALIDATION_FAILED', 'At least one file is required.');
     if (files.length > this.settings.maxFilesPerRequest) {
       throw new WharfError(
@@ -260,44 +293,36 @@ export class UploadService {
       );
     }
     const limit = this.maxFileSize(principal);
-    const declared = files.map((file, index) => {
-      try {
-        return this.validateDeclaration(file, limit);
-      } catch (err) {
-        if (err instanceof WharfError) {
-          throw new WharfError(err.code, `files[${index}]: ${err.message}`, { ...err.details, index });
-        }
-        throw err;
-      }
-    });
+    const declared = files.map((file, index) => atIndex(index, () => this.validateDeclaration(file, limit)));
 
-    const expiresInSeconds = this.expiry(options.expiresInSeconds);
+    const expiresInSeconds = this.expiry(options.expiresInSeconds, principal);
 
-    const hashes = [...new Set(declared.flatMap((f) => (f.sha256 ? [f.sha256] : [])))];
+    // Only a caller that sees the whole account may learn that it already holds some content.
+    const hashes = seesWholeAccount(principal)
+      ? [...new Set(declared.flatMap((f) => (f.sha256 ? [f.sha256] : [])))]
+      : [];
     const existing = new Map(
       (hashes.length > 0 ? await this.store.findAssetsBySha256(principal.accountId, hashes) : []).map((a) => [
         a.sha256,
         a,
       ]),
     );
-    // Content the account already holds costs no new storage, so only the rest counts.
-    await this.checkQuota(
-      principal,
-      declared.reduce((sum, f) => sum + (f.sha256 && existing.has(f.sha256) ? 0 : f.size), 0),
-    );
 
     const now = this.clock.now();
     const expiresAt = now + expiresInSeconds * 1000;
     const results: IntentResult[] = [];
-    const uploads: Upload[] = [];
-    for (const file of declared) {
+    const uploads: UploadToRecord[] = [];
+    for (const [index, file] of declared.entries()) {
       const known = file.sha256 ? existing.get(file.sha256) : undefined;
       if (known) {
+        // Content the account already holds costs no new storage.
         results.push({ status: 'exists', asset: known });
         continue;
       }
-      const upload = this.newUpload(principal, 'presigned', { ...file, expiresAt }, now);
-      uploads.push(upload);
+      const upload = atIndex(index, () =>
+        this.newUpload(principal, 'presigned', { ...file, expiresAt }, now),
+      );
+      uploads.push({ upload, reserve: { quota: file.size, token: file.size } });
       const request = await this.blobs.presignPut({
         key: upload.storageKey,
         contentType: upload.contentType,
@@ -311,7 +336,7 @@ export class UploadService {
       if (request.rewritable) upload.intent = { ...upload.intent, rewritable: true };
       results.push({ status: 'pending', upload, request });
     }
-    if (uploads.length > 0) await this.store.insertUploads(uploads);
+    if (uploads.length > 0) await this.record(principal, uploads);
     return results;
   }
 
@@ -320,14 +345,14 @@ export class UploadService {
     principal: Principal,
     declaration: PostDeclaration,
   ): Promise<{ upload: Upload; post: PresignedPost }> {
+    requireScope(principal, 'upload');
     const name = validateFileName(declaration.name);
     const boundType =
       declaration.contentType === undefined ? undefined : validateContentType(declaration.contentType);
     const limit = this.maxFileSize(principal);
     const maxSize = Math.min(declaration.maxSize ?? limit, limit);
     const externalId = checkExternalId(declaration.externalId);
-    await this.checkQuota(principal, 0);
-    const expiresInSeconds = this.expiry(declaration.expiresInSeconds);
+    const expiresInSeconds = this.expiry(declaration.expiresInSeconds, principal);
     const now = this.clock.now();
     const upload = this.newUpload(
       principal,
@@ -353,7 +378,9 @@ export class UploadService {
       now,
     });
     if (post.rewritable) upload.intent = { ...upload.intent, rewritable: true };
-    await this.store.insertUploads([upload]);
+    // The size is unknown until the form arrives: as much as it may be is held (bounded by
+    // what remains of the quota and the token's budget); completion trues it up.
+    await this.record(principal, [{ upload, reserve: { quota: null, token: null } }], maxSize);
     return { upload, post };
   }
 
@@ -361,25 +388,17 @@ export class UploadService {
   async getByStorageKey(principal: Principal, key: string): Promise<Upload> {
     const uploadId = uploadIdFromKey(key);
     const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
-    if (!upload || upload.storageKey !== key || upload.accountId !== principal.accountId) {
-      throw new WharfError('NOT_FOUND', 'No such upload.');
-    }
-    return upload;
+    return visible(principal, upload?.storageKey === key ? upload : undefined);
   }
 
   /** The upload a client named with its own id. */
   async getByExternalId(principal: Principal, externalId: string): Promise<Upload> {
-    const upload = await this.store.getUploadByExternalId(principal.accountId, externalId);
-    if (!upload) throw new WharfError('NOT_FOUND', 'No such upload.');
-    return upload;
+    return visible(principal, await this.store.getUploadByExternalId(principal.accountId, externalId));
   }
 
+  /** An upload the caller may see: any of its account's with `read`, its own with `upload`. */
   async get(principal: Principal, uploadId: string): Promise<Upload> {
-    const upload = await this.store.getUpload(uploadId);
-    if (!upload || upload.accountId !== principal.accountId) {
-      throw new WharfError('NOT_FOUND', 'No such upload.');
-    }
-    return upload;
+    return visible(principal, await this.store.getUpload(uploadId));
   }
 
   /**
@@ -390,7 +409,7 @@ export class UploadService {
   async receive(input: ReceivedObject): Promise<Digests> {
     const upload = await this.openUploadFor(input.key, 'presigned', input.body);
     // An upload signed without a size (an S3 client presigning PutObject) may send up to the limit.
-    const limit = upload.size ?? (await this.accountFileLimit(upload.accountId));
+    const limit = upload.size ?? (await this.unknownSizeLimit(upload));
     if (
       (upload.size !== null && input.size !== upload.size) ||
       input.size > limit ||
@@ -478,7 +497,16 @@ export class UploadService {
     uploadId: string,
     claims: CompletionClaims = {},
   ): Promise<UploadOutcome> {
+    requireScope(principal, 'upload');
     return this.completeUpload(await this.get(principal, uploadId), claims);
+  }
+
+  /** The most an upload of undeclared size may send: its account's limit, or its token's. */
+  async unknownSizeLimit(upload: Upload): Promise<number> {
+    return Math.min(
+      await this.accountFileLimit(upload.accountId),
+      upload.intent.maxSize ?? Number.POSITIVE_INFINITY,
+    );
   }
 
   /**
@@ -694,7 +722,11 @@ export class UploadService {
     }
   }
 
-  /** A pending upload of the caller's, with a fresh id and the storage key that id gives. */
+  /**
+   * A pending upload of the caller's, with a fresh id and the storage key that id gives. What
+   * the caller's scopes, confinement and token allow and stamp is applied here (every flow
+   * builds its uploads through this); an upload never outlives the token it was made with.
+   */
   newUpload(
     principal: Principal,
     kind: Upload['kind'],
@@ -704,11 +736,13 @@ export class UploadService {
     >,
     now = this.clock.now(),
   ): Upload {
+    const intent = uploadIntent(principal, fields);
     const id = this.ids.id();
     return {
       id,
       accountId: principal.accountId,
       keyId: principal.keyId,
+      tokenId: principal.tokenId,
       kind,
       name: fields.name,
       contentType: fields.contentType,
@@ -719,34 +753,49 @@ export class UploadService {
       status: 'pending',
       seq: null,
       externalId: fields.externalId,
-      intent: fields.intent,
+      intent,
       multipartId: null,
       assetId: null,
       deduplicated: false,
+      reserved: { quota: 0, token: 0 },
       createdAt: now,
-      expiresAt: fields.expiresAt,
+      expiresAt: Math.min(fields.expiresAt, principal.grant?.expiresAt ?? Number.POSITIVE_INFINITY),
       completedAt: null,
     };
   }
 
-  private expiry(requested: number | undefined): number {
-    if (requested === undefined) return this.settings.uploadExpiresInSeconds;
-    if (!Number.isInteger(requested) || requested < 1 || requested > MAX_EXPIRES_SECONDS) {
-      throw new WharfError('VALIDATION_FAILED', `Expiry must be 1 to ${MAX_EXPIRES_SECONDS} seconds.`);
-    }
-    return requested;
+  /**
+   * Records new uploads of the caller's, holding what they need against its account's quota,
+   * its token's budgets and its open-upload limit, all at once (see UploadStore.insertUploads).
+   * `maxFileSize` bounds what an upload of unknown size holds (default: the caller's limit).
+   */
+  async record(principal: Principal, uploads: UploadToRecord[], maxFileSize?: number): Promise<void> {
+    const limits: UploadLimits = {
+      maxFileSize: maxFileSize ?? this.maxFileSize(principal),
+      maxOpenUploads:
+        principal.tokenId === null
+          ? this.settings.maxOpenUploadsPerKey
+          : Math.min(
+              principal.grant?.maxOpenUploads ?? this.settings.maxOpenUploadsPerToken,
+              this.settings.maxOpenUploadsPerToken,
+            ),
+    };
+    await this.store.insertUploads(uploads, limits);
   }
 
-  /** The account's plan limit on stored bytes, checked before bytes move and again at completion. */
-  async checkQuota(principal: { accountId: string; storageQuota: number | null }, adding: number) {
-    if (principal.storageQuota === null) return;
-    const usage = await this.store.usage(principal.accountId);
-    if (usage.bytes + adding > principal.storageQuota) {
-      throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
-        quota: principal.storageQuota,
-        used: usage.bytes,
-      });
+  /** How long a URL may stay valid: as asked (within bounds), never past the caller's token. */
+  private expiry(requested: number | undefined, principal: Principal): number {
+    let seconds = this.settings.uploadExpiresInSeconds;
+    if (requested !== undefined) {
+      if (!Number.isInteger(requested) || requested < 1 || requested > MAX_EXPIRES_SECONDS) {
+        throw new WharfError('VALIDATION_FAILED', `Expiry must be 1 to ${MAX_EXPIRES_SECONDS} seconds.`);
+      }
+      seconds = requested;
     }
+    const grant = principal.grant;
+    if (grant)
+      seconds = Math.min(seconds, Math.max(1, Math.floor((grant.expiresAt - this.clock.now()) / 1000)));
+    return seconds;
   }
 
   private validateDeclaration(file: FileDeclaration, limit: number) {
@@ -805,26 +854,19 @@ export class UploadService {
     digests: Digests,
     { verifying = false, contentType, metadata, storageKey = upload.storageKey }: FinishOptions = {},
   ): Promise<UploadOutcome> {
-    const account = await this.store.getAccount(upload.accountId);
+    const type = contentType ?? upload.contentType;
     try {
-      await this.checkQuota(
-        { accountId: upload.accountId, storageQuota: account?.storageQuota ?? null },
-        digests.size,
-      );
+      checkCompletion(upload.intent, digests.size, type);
     } catch (err) {
-      if ((await this.store.findAssetBySha256(upload.accountId, digests.sha256)) === undefined) {
-        await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
-        await this.blobs.delete(storageKey);
-        throw err;
-      }
-      // Known content costs no new storage: dedupe below returns the existing asset.
+      await this.refuse(upload, storageKey, err);
+      throw err;
     }
     const now = this.clock.now();
     const candidate: Asset = {
       id: this.ids.id(),
       accountId: upload.accountId,
       name: upload.name,
-      contentType: contentType ?? upload.contentType,
+      contentType: type,
       size: digests.size,
       sha256: digests.sha256,
       md5: digests.md5,
@@ -834,7 +876,8 @@ export class UploadService {
       access: upload.intent.access ?? 'private',
       processing: 'pending',
       analysis: {},
-      metadata: { ...upload.intent.metadata, ...metadata },
+      metadata: { ...metadata, ...upload.intent.metadata },
+      subject: upload.intent.subject ?? null,
       createdAt: now,
       updatedAt: now,
     };
@@ -848,18 +891,68 @@ export class UploadService {
           }
         : { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: candidate.id }, runAt: now },
     ];
-    const result = await this.store.finishUpload(upload.id, candidate, now, jobs);
+    let result: Awaited<ReturnType<Store['finishUpload']>>;
+    try {
+      result = await this.store.finishUpload(upload.id, candidate, now, jobs);
+    } catch (err) {
+      // The account's quota or the token's budget cannot take the file: it is not kept.
+      if (isWharfError(err, 'QUOTA_EXCEEDED') || isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')) {
+        await this.refuse(upload, storageKey, err);
+      }
+      throw err;
+    }
     if (result.completedNow && result.deduplicated) {
       // The account already holds these bytes under the existing asset.
       await this.blobs.delete(storageKey);
     }
-    return { asset: result.asset, deduplicated: result.deduplicated, version: result.version };
+    return isolatedOutcome(
+      upload,
+      { asset: result.asset, deduplicated: result.deduplicated, version: result.version },
+      now,
+    );
+  }
+
+  /** A completion that cannot be accepted: the upload ends (what it held is given back) and its bytes go. */
+  private async refuse(upload: Upload, storageKey: string, err: unknown): Promise<void> {
+    await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
+    await this.blobs.delete(storageKey);
   }
 
   private async completedOutcome(upload: Upload): Promise<UploadOutcome> {
     const asset = upload.assetId ? await this.store.getAsset(upload.accountId, upload.assetId) : undefined;
     if (!asset) throw new WharfError('NOT_FOUND', 'The asset of this upload has since been deleted.');
-    return { asset, deduplicated: upload.deduplicated };
+    return isolatedOutcome(
+      upload,
+      { asset, deduplicated: upload.deduplicated },
+      upload.completedAt ?? asset.createdAt,
+    );
+  }
+}
+
+/**
+ * What an isolated caller (see authorization.ts) is told of its completed upload: content the
+ * account already held reads as created, through the view of its own upload.
+ */
+function isolatedOutcome(upload: Upload, outcome: UploadOutcome, at: number): UploadOutcome {
+  if (!upload.intent.isolated || !outcome.deduplicated) return outcome;
+  return { ...outcome, asset: viewThrough(outcome.asset, upload, at), deduplicated: false };
+}
+
+function visible(principal: Principal, upload: Upload | undefined): Upload {
+  requireReadOrUpload(principal);
+  if (!upload || !canSeeUpload(principal, upload)) throw new WharfError('NOT_FOUND', 'No such upload.');
+  return upload;
+}
+
+/** A refusal of one file of a batch names the file. */
+function atIndex<T>(index: number, work: () => T): T {
+  try {
+    return work();
+  } catch (err) {
+    if (err instanceof WharfError) {
+      throw new WharfError(err.code, `files[${index}]: ${err.message}`, { ...err.details, index });
+    }
+    throw err;
   }
 }
 

@@ -14,6 +14,7 @@ import { type Analyzer, processAssetJob } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SignedIds } from './signed-ids.js';
+import { TokenService } from './tokens.js';
 import {
   DELETE_OBJECT_JOB,
   PROCESS_ASSET_JOB,
@@ -53,6 +54,8 @@ export interface CoreDeps {
 /** The core: every protocol Wharf speaks ends up calling these services. */
 export interface Core {
   keys: KeyService;
+  /** Upload tokens for browsers and phones. */
+  tokens: TokenService;
   uploads: UploadService;
   /** Uploads without a confirm step whose bytes arrived, found when their content is declared again. */
   arrivals: ArrivalService;
@@ -82,6 +85,9 @@ export function deriveKey(secret: string, purpose: string): Buffer {
 
 export function createCore(deps: CoreDeps): Core {
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads);
+  const tokens = new TokenService(deps.store, deps.clock, deps.ids, {
+    maxOpenUploadsPerToken: deps.uploads.maxOpenUploadsPerToken,
+  });
   const multipart = new MultipartService(deps.store, deps.blobs, uploads, deps.clock, deps.multipart);
   const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
   jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
@@ -119,7 +125,8 @@ export function createCore(deps: CoreDeps): Core {
   });
   jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
   return {
-    keys: new KeyService(deps.store, deps.clock, deps.ids),
+    keys: new KeyService(deps.store, deps.clock, deps.ids, tokens),
+    tokens,
     uploads,
     arrivals: new ArrivalService(deps.store, uploads),
     multipart,

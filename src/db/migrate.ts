@@ -4,6 +4,7 @@ import * as filesJobs from './migrations/002_files_jobs_processing.js';
 import * as resumable from './migrations/003_resumable_uploads.js';
 import * as events from './migrations/004_events_webhooks.js';
 import * as deliveryLog from './migrations/005_webhook_delivery_log.js';
+import * as scopesTokens from './migrations/006_scopes_tokens.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -13,19 +14,30 @@ const migrations: Record<string, Migration> = {
   '003_resumable_uploads': resumable,
   '004_events_webhooks': events,
   '005_webhook_delivery_log': deliveryLog,
+  '006_scopes_tokens': scopesTokens,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 // biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {
+  await migrate(db);
+}
+
+/**
+ * Up to and including the migration `target` (tests build databases of an older version this
+ * way, to check that a newer Wharf takes them over).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
+export async function migrate(db: Kysely<any>, target?: string): Promise<void> {
   const migrator = new Migrator({
     db,
     provider,
     migrationTableName: 'wharf_migrations',
     migrationLockTableName: 'wharf_migrations_lock',
   });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } =
+    target === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(target);
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     throw new Error(`Database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);

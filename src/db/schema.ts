@@ -13,17 +13,55 @@ export interface AccountsTable {
   storage_quota: number | null;
   disabled: number;
   created_at: number;
+  /** Sizes of the account's assets, kept with every asset recorded or deleted (004). */
+  bytes_used: Generated<number>;
+  /** Held by its pending uploads (004). */
+  bytes_reserved: Generated<number>;
 }
 
 export interface ApiKeysTable {
   id: string;
   account_id: string;
   name: string;
+  /** Kept for older readers: `admin`, or `member` for any other key. */
   role: string;
+  /** Comma-separated, sorted (004). */
+  scopes: string;
+  name_prefix: string | null;
+  namespace: string | null;
   prefix: string;
   secret_hash: string;
   created_at: number;
   last_used_at: number | null;
+  revoked_at: number | null;
+  /** Its pending uploads (not its tokens'), for WHARF_MAX_OPEN_UPLOADS_PER_KEY (004). */
+  open_uploads: Generated<number>;
+}
+
+export interface UploadTokensTable {
+  id: string;
+  account_id: string;
+  key_id: string;
+  prefix: string;
+  secret_hash: string;
+  subject: string | null;
+  name_prefix: string | null;
+  namespace: string | null;
+  /** JSON array, or null for any type. */
+  content_types: string | null;
+  /** JSON object. */
+  metadata: string;
+  max_files: number | null;
+  max_bytes: number | null;
+  max_file_size: number | null;
+  max_open_uploads: number | null;
+  files_used: Generated<number>;
+  bytes_used: Generated<number>;
+  files_reserved: Generated<number>;
+  bytes_reserved: Generated<number>;
+  open_uploads: Generated<number>;
+  created_at: number;
+  expires_at: number;
   revoked_at: number | null;
 }
 
@@ -31,6 +69,7 @@ export interface UploadsTable {
   id: string;
   account_id: string;
   key_id: string;
+  token_id: string | null;
   kind: string;
   name: string;
   content_type: string;
@@ -46,6 +85,10 @@ export interface UploadsTable {
   multipart_id: string | null;
   asset_id: string | null;
   deduplicated: Generated<number>;
+  /** Bytes held against the account's quota while pending (004). */
+  quota_reserved: Generated<number>;
+  /** Bytes held against the token's budget while pending (004). */
+  token_reserved: Generated<number>;
   created_at: number;
   expires_at: number;
   completed_at: number | null;
@@ -66,6 +109,7 @@ export interface AssetsTable {
   processing: string;
   analysis: string;
   metadata: string;
+  subject: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -109,6 +153,7 @@ export interface Database {
   settings: SettingsTable;
   accounts: AccountsTable;
   api_keys: ApiKeysTable;
+  upload_tokens: UploadTokensTable;
   uploads: UploadsTable;
   assets: AssetsTable;
   counters: CountersTable;

@@ -14,6 +14,7 @@ import { fileRoutes } from './api/files/routes.js';
 import { keyRoutes } from './api/keys.js';
 import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
+import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
@@ -149,6 +150,7 @@ export async function buildApp({
     await api.register(multipartRoutes, context);
     await api.register(s3SignRoutes, context);
     await api.register(keyRoutes, context);
+    await api.register(tokenRoutes, context);
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
     await api.register(webhookRoutes, context);

@@ -239,20 +239,23 @@ describe('storage quota', () => {
     assert.deepEqual(stored(accountId), { assets: 0, bytes: 0, pending: 0 });
   });
 
-  test('intents that each fit but together do not: the completion that would exceed is refused', async () => {
+  test('intents that each fit but together do not: the first holds its bytes, the second is refused', async () => {
     const { accountId, key } = await quotaAccount(100);
     const a = randomBytes(60);
-    const b = randomBytes(60);
     const ia = await declare(w, key, { name: 'a.bin', size: 60, content_type: 'application/octet-stream' });
-    const ib = await declare(w, key, { name: 'b.bin', size: 60, content_type: 'application/octet-stream' });
-    assert.equal((await putPresigned(ia, a)).status, 200);
-    assert.equal((await putPresigned(ib, b)).status, 200);
+    const second = await api(w.url, key, 'POST', '/v1/uploads', { name: 'b.bin', size: 60 });
+    refused(second, 'second intent, while the first holds 60 of 100 bytes');
+    assert.deepEqual(second.body.error.details, { quota: 100, used: 0, reserved: 60 });
+    // Nor can a direct upload take what the pending intent holds.
+    refused(await uploadRaw(w, key, 'sneak.bin', randomBytes(41)), 'direct upload into the held bytes');
 
+    assert.equal((await putPresigned(ia, a)).status, 200);
     const done = await complete(w, key, ia.id);
     assert.equal(done.status, 200, JSON.stringify(done.body));
-    refused(await complete(w, key, ib.id), 'second completion');
-
     assert.deepEqual(stored(accountId), { assets: 1, bytes: 60, pending: 0 });
+    // Completed, it holds nothing more than its asset: exactly what is left fits.
+    assert.equal((await declare(w, key, { name: 'c.bin', size: 40 })).status, 'pending');
+    refused(await api(w.url, key, 'POST', '/v1/uploads', { name: 'd.bin', size: 1 }), 'one byte over');
     const hashes = dbQuery<{ sha256: string }>(
       w,
       'select sha256 from assets where account_id = ?',

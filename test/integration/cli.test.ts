@@ -148,6 +148,39 @@ describe('wharf keys', () => {
     assert.equal(ran.code, 1, ran.stderr);
     assert.equal((await api(url, first.secret, 'GET', '/v1/keys')).status, 200);
   });
+
+  test('--scope, --name-prefix and --namespace make a scoped, confined key', async () => {
+    const created = JSON.parse(
+      await ok([
+        'keys',
+        'create',
+        '--json',
+        '--name',
+        'inbox',
+        '--scope',
+        'read,upload',
+        '--name-prefix',
+        'inbox-',
+        '--namespace',
+        'inbox',
+      ]),
+    );
+    assert.deepEqual(
+      [created.key.scopes, created.key.name_prefix, created.key.namespace, created.key.role],
+      [['read', 'upload'], 'inbox-', 'inbox', 'member'],
+    );
+    const outside = await fetch(`${url}/v1/assets?name=other.txt`, {
+      method: 'POST',
+      headers: { 'x-api-key': created.secret, 'content-type': 'text/plain' },
+      body: 'x',
+    });
+    assert.equal(outside.status, 403);
+    assert.equal(((await outside.json()) as { error: { code: string } }).error.code, 'NAME_PREFIX_DENIED');
+    assert.match(await ok(['keys', 'list']), /read,upload \(names inbox-\*, namespace inbox\)/);
+    const confinedAdmin = await cli(['keys', 'create', '--scope', 'admin', '--name-prefix', 'x']);
+    assert.equal(confinedAdmin.code, 1);
+    assert.match(confinedAdmin.stderr, /admin key cannot be confined/);
+  });
 });
 
 describe('wharf accounts', () => {
@@ -202,6 +235,8 @@ describe('errors and help', () => {
       ['keys'],
       ['keys', 'rotate'],
       ['keys', 'create', '--role', 'owner'],
+      ['keys', 'create', '--scope', 'read,owner'],
+      ['keys', 'create', '--role', 'admin', '--scope', 'read'],
       ['keys', 'create', '--bogus'],
       ['keys', 'create', '--name'],
       ['keys', 'create', '--name', ''],

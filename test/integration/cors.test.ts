@@ -146,18 +146,33 @@ describe('CORS with listed origins', () => {
     }
   });
 
-  test('a header outside the list is left out of the preflight answer, so the browser refuses it', async () => {
-    const res = await preflight(w, '/v1/assets', PAGE, 'POST', ['content-type', 'x-not-wharfs']);
+  test('an allowed page may send the headers its client adds (Rails’ X-Requested-With, any x-…)', async () => {
+    // Rails' DirectUpload sends X-Requested-With with every blob it creates; a fixed list of
+    // headers made its preflight fail, and the upload with it.
+    const rails = ['accept', 'content-type', 'x-requested-with', 'x-api-key'];
+    const res = await preflight(w, '/api/v1/upload/direct', PAGE, 'POST', rails);
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('access-control-allow-origin'), PAGE);
+    assert.deepEqual(list(res.headers.get('access-control-allow-headers')), rails);
+    const other = await preflight(w, '/v1/assets', PAGE, 'POST', ['content-type', 'x-apps-own-header']);
+    assert.deepEqual(list(other.headers.get('access-control-allow-headers')), [
+      'content-type',
+      'x-apps-own-header',
+    ]);
+  });
+
+  test('a malformed header name in a preflight is not echoed back', async () => {
+    const res = await preflight(w, '/v1/assets', PAGE, 'POST', ['content-type', 'bad header', 'x(y)']);
     assert.equal(res.status, 204);
     assert.deepEqual(list(res.headers.get('access-control-allow-headers')), ['content-type']);
   });
 
-  test('another origin gets no CORS headers at all, and no preflight', async () => {
+  test('another origin gets no CORS headers at all, and no preflight (X-Requested-With or not)', async () => {
     const res = await get(w, '/v1/assets', { origin: STRANGER, authorization: `Bearer ${w.key}` });
     assert.equal(res.status, 200, 'the server still answers; the browser withholds it from the page');
     assert.deepEqual(corsHeaders(res), []);
-    for (const path of ['/v1/uploads', '/s3/wharf/default/x.bin']) {
-      const pre = await preflight(w, path, STRANGER, 'PUT', ['content-type']);
+    for (const path of ['/v1/uploads', '/s3/wharf/default/x.bin', '/api/v1/upload/direct']) {
+      const pre = await preflight(w, path, STRANGER, 'PUT', ['content-type', 'x-requested-with']);
       assert.equal(pre.status, 404, path);
       assert.deepEqual(corsHeaders(pre), [], path);
     }

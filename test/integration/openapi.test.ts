@@ -38,6 +38,8 @@ const ROUTES: Record<string, string[]> = {
   '/v1/multipart/{id}/parts': ['get', 'post'],
   '/v1/multipart/{id}/complete': ['post'],
   '/v1/s3/sign': ['post'],
+  '/v1/upload-tokens': ['get', 'post'],
+  '/v1/upload-tokens/{id}': ['delete', 'get'],
   '/v1/files/{namespace}/{name}': ['get', 'put'],
   '/v1/files/{namespace}/{name}/versions': ['get'],
   '/v1/events': ['get'],

@@ -139,6 +139,8 @@ describe('presigned PUT then complete', () => {
       size: 64,
       expires_at: intent.expires_at,
       asset_id: null,
+      token_id: null,
+      subject: null,
     });
     assert.equal((await put(intent, bytes)).status, 200);
     const done = await complete(w, w.key, intent.id);

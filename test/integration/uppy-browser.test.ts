@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
 import { pseudoRandomBytes } from '../fixtures/uppy/bytes.js';
-import type { UploadOptions, UploadOutcome } from '../fixtures/uppy/page.js';
+import type { TusOptions, TusOutcome, UploadOptions, UploadOutcome } from '../fixtures/uppy/page.js';
 import { launchChromium, type PageServer, servePage } from '../helpers/browser.js';
 import { allowOriginOnBucket, onS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
@@ -14,7 +14,9 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
 // Uppy 6 (@uppy/core and @uppy/aws-s3, unchanged from npm) in Debian's Chromium, on a page of
 // another origin than Wharf's, signing every S3 request through POST /v1/s3/sign. The bytes
 // go where the signed URLs point: Wharf's own /s3 endpoint on the embedded deployment, the
-// bucket when Wharf stores on S3. Every CORS preflight is the browser's own.
+// bucket when Wharf stores on S3. And tus-js-client (unchanged from npm) on the same page. The
+// page is given only an upload token, as an app's back end would mint it; never an API key.
+// Every CORS preflight is the browser's own.
 
 const MiB = 1024 * 1024;
 /** A client that stalls (as Uppy did at 100% without ETag exposed) fails the test, not the run. */
@@ -28,6 +30,9 @@ const HTML = `<!doctype html>
 let page: PageServer;
 let w: TestWharf;
 let browser: Browser;
+/** The only credential the page has. */
+let token: string;
+const SUBJECT = 'page-user-7';
 
 before(async () => {
   // Built in memory for this run; nothing is written next to the sources.
@@ -48,6 +53,14 @@ before(async () => {
   // On S3 the browser sends the signed requests to the bucket, which must allow the page's
   // origin itself and expose ETag, as the @uppy/aws-s3 documentation has every bucket do.
   if (onS3(w)) await allowOriginOnBucket(w, page.origin, ['GET', 'PUT', 'POST', 'DELETE']);
+  const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {
+    subject: SUBJECT,
+    expires_in: 7200,
+    content_types: ['application/octet-stream', 'video/*', 'image/*'],
+    max_files: 10,
+  });
+  assert.equal(minted.status, 201, JSON.stringify(minted.body));
+  token = minted.body.secret;
   browser = await launchChromium();
 });
 
@@ -57,20 +70,35 @@ after(async () => {
   await page?.close();
 });
 
-async function uploadFromPage(options: Omit<UploadOptions, 'wharf' | 'key'>): Promise<UploadOutcome> {
+async function onPage<T>(work: (tab: import('playwright-core').Page) => Promise<T>): Promise<T> {
   const context = await browser.newContext();
   try {
     const tab = await context.newPage();
     await tab.goto(`${page.origin}/`);
     await tab.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
-    return await tab.evaluate(
-      (opts) =>
-        (window as unknown as { uppyUpload: (o: UploadOptions) => Promise<UploadOutcome> }).uppyUpload(opts),
-      { ...options, wharf: w.url, key: w.key },
-    );
+    return await work(tab);
   } finally {
     await context.close();
   }
+}
+
+function uploadFromPage(options: Omit<UploadOptions, 'wharf' | 'token'>): Promise<UploadOutcome> {
+  return onPage((tab) =>
+    tab.evaluate(
+      (opts) =>
+        (window as unknown as { uppyUpload: (o: UploadOptions) => Promise<UploadOutcome> }).uppyUpload(opts),
+      { ...options, wharf: w.url, token },
+    ),
+  );
+}
+
+function tusFromPage(options: Omit<TusOptions, 'wharf' | 'token'>): Promise<TusOutcome> {
+  return onPage((tab) =>
+    tab.evaluate(
+      (opts) => (window as unknown as { tusUpload: (o: TusOptions) => Promise<TusOutcome> }).tusUpload(opts),
+      { ...options, wharf: w.url, token },
+    ),
+  );
 }
 
 interface UploadState {
@@ -104,9 +132,14 @@ async function completedUpload(key: string): Promise<UploadState> {
   return state;
 }
 
-async function assertAsset(state: UploadState, name: string, bytes: Uint8Array): Promise<void> {
+async function assertAsset(
+  state: Pick<UploadState, 'asset_id'>,
+  name: string,
+  bytes: Uint8Array,
+): Promise<void> {
   assert.ok(state.asset_id);
   const asset = await api(w.url, w.key, 'GET', `/v1/assets/${state.asset_id}`);
+  assert.equal(asset.body.subject, SUBJECT, "the token's user is recorded on the asset");
   assert.equal(asset.status, 200, JSON.stringify(asset.body));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   assert.equal(asset.body.sha256, sha256, 'the asset is the file the page made, byte for byte');
@@ -172,3 +205,52 @@ test(
     await assertAsset(state, options.name, pseudoRandomBytes(options.size, options.seed));
   },
 );
+
+test(
+  'tus-js-client uploads a file in two PATCHes with only the token; the asset has its SHA-256',
+  STALLED,
+  async () => {
+    const options = {
+      name: 'scan.png',
+      type: 'image/png',
+      size: 6 * MiB + 321,
+      seed: 99,
+      chunkSize: 5 * MiB,
+    };
+    const outcome = await tusFromPage(options);
+    assert.equal(outcome.error, null);
+    assert.equal(outcome.patches, 2);
+    assert.ok(outcome.assetId, 'Wharf-Asset-Id is readable by the page (exposed)');
+    await assertAsset(
+      { asset_id: outcome.assetId },
+      options.name,
+      pseudoRandomBytes(options.size, options.seed),
+    );
+  },
+);
+
+test('the token does not let the page read anything but its own uploads', STALLED, async () => {
+  const other = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'server-side.bin', size: 1 });
+  const answers = await onPage((tab) =>
+    tab.evaluate(
+      async ({ wharf, secret, id }) => {
+        // No named functions here: the test's compiler would wrap them in a helper the page lacks.
+        const answers: unknown[] = [];
+        for (const path of ['/v1/assets', `/v1/uploads/${id}`, '/v1/keys']) {
+          const res = await fetch(`${wharf}${path}`, { headers: { authorization: `Bearer ${secret}` } });
+          answers.push([
+            res.status,
+            ((await res.json()) as { error?: { code: string } }).error?.code ?? null,
+          ]);
+        }
+        return answers;
+      },
+      { wharf: w.url, secret: token, id: other.body.id as string },
+    ),
+  );
+  assert.deepEqual(answers, [
+    [403, 'SCOPE_DENIED'],
+    [404, 'NOT_FOUND'],
+    [403, 'FORBIDDEN'],
+  ]);
+});

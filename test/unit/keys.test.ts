@@ -4,10 +4,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { requireScope } from '../../src/core/authorization.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { isWharfError } from '../../src/core/errors.js';
 import { createIdSource } from '../../src/core/ids.js';
-import { hashSecret, KeyService, requireAdmin } from '../../src/core/keys.js';
+import { hashSecret, KeyService } from '../../src/core/keys.js';
+import type { Principal, Scope } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
 import { connect } from '../../src/db/connect.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
@@ -49,16 +51,18 @@ describe('hashSecret', () => {
 });
 
 describe('KeyService', () => {
-  test('a created key authenticates as its account and role; only its hash is stored', async () => {
+  test('a created key authenticates as its account and scopes; only its hash is stored', async () => {
     const { key, secret } = await keys.create('acme', 'ci', 'member');
     assert.match(secret, /^wharf_[A-Za-z0-9_-]{43}$/);
     assert.equal(key.prefix, secret.slice(0, 12));
     assert.deepEqual(await keys.authenticate(secret), {
       accountId: 'acme',
       keyId: key.id,
-      role: 'member',
+      tokenId: null,
+      scopes: ['read', 'upload', 'write'],
+      namePrefix: null,
+      namespace: null,
       maxFileSize: null,
-      storageQuota: null,
     });
     const stored = await store.findKeyByHash(hashSecret(secret));
     assert.equal(stored?.key.id, key.id);
@@ -137,18 +141,53 @@ describe('KeyService', () => {
     assert.equal(await lastUsed(), clock.now());
   });
 
-  test('requireAdmin lets admins through and refuses members with FORBIDDEN', () => {
-    requireAdmin({ accountId: 'acme', keyId: 'k', role: 'admin', maxFileSize: null, storageQuota: null });
+  test('the admin scope is FORBIDDEN to members (as before scopes); other scopes are SCOPE_DENIED', () => {
+    const as = (scopes: Scope[]): Principal => ({
+      accountId: 'acme',
+      keyId: 'k',
+      tokenId: null,
+      scopes,
+      namePrefix: null,
+      namespace: null,
+      maxFileSize: null,
+    });
+    requireScope(as(['admin']), 'admin');
+    for (const scope of ['read', 'upload', 'write'] as const) requireScope(as(['admin']), scope);
     assert.throws(
-      () =>
-        requireAdmin({
-          accountId: 'acme',
-          keyId: 'k',
-          role: 'member',
-          maxFileSize: null,
-          storageQuota: null,
-        }),
+      () => requireScope(as(['read', 'upload', 'write']), 'admin'),
       (err: unknown) => isWharfError(err, 'FORBIDDEN') && err.status === 403,
     );
+    assert.throws(
+      () => requireScope(as(['read']), 'upload'),
+      (err: unknown) =>
+        isWharfError(err, 'SCOPE_DENIED') && err.status === 403 && err.details?.required === 'upload',
+    );
+  });
+
+  test('scoped keys keep their scopes and confinement; admin keys cannot be confined', async () => {
+    const { key, secret } = await keys.create('acme', 'scoped', {
+      scopes: ['upload', 'read', 'upload'],
+      namePrefix: 'user-7/'.replace('/', '-'),
+      namespace: 'avatars',
+    });
+    assert.deepEqual(key.scopes, ['read', 'upload']);
+    const principal = await keys.authenticate(secret);
+    assert.deepEqual(
+      { scopes: principal.scopes, namePrefix: principal.namePrefix, namespace: principal.namespace },
+      { scopes: ['read', 'upload'], namePrefix: 'user-7-', namespace: 'avatars' },
+    );
+    for (const access of [
+      { scopes: ['admin'] as Scope[], namePrefix: 'x' },
+      { scopes: [] as Scope[] },
+      { scopes: ['owner'] as unknown as Scope[] },
+      { scopes: ['read'] as Scope[], namePrefix: 'a/b' },
+      { scopes: ['read'] as Scope[], namespace: '../etc' },
+    ]) {
+      await assert.rejects(
+        keys.create('acme', 'bad', access),
+        (err: unknown) => isWharfError(err),
+        JSON.stringify(access),
+      );
+    }
   });
 });

@@ -1,5 +1,6 @@
+import type { Updateable } from 'kysely';
 import type { Account } from '../../core/model.js';
-import type { AccountChanges, AccountStore, Usage } from '../../core/ports.js';
+import type { AccountChanges, AccountStore } from '../../core/ports.js';
 import type { AccountsTable } from '../schema.js';
 import type { SqlContext } from './context.js';
 import { toAccount } from './rows.js';
@@ -32,7 +33,7 @@ export function accountQueries({ db }: SqlContext): AccountStore {
     },
 
     async updateAccount(id: string, changes: AccountChanges): Promise<Account | undefined> {
-      const set: Partial<AccountsTable> = {};
+      const set: Updateable<AccountsTable> = {};
       if (changes.disabled !== undefined) set.disabled = changes.disabled ? 1 : 0;
       if (changes.maxFileSize !== undefined) set.max_file_size = changes.maxFileSize;
       if (changes.storageQuota !== undefined) set.storage_quota = changes.storageQuota;
@@ -40,15 +41,6 @@ export function accountQueries({ db }: SqlContext): AccountStore {
         await db.updateTable('accounts').set(set).where('id', '=', id).execute();
       }
       return this.getAccount(id);
-    },
-
-    async usage(accountId: string): Promise<Usage> {
-      const row = await db
-        .selectFrom('assets')
-        .select((eb) => [eb.fn.countAll<number>().as('assets'), eb.fn.sum<number>('size').as('bytes')])
-        .where('account_id', '=', accountId)
-        .executeTakeFirstOrThrow();
-      return { assets: Number(row.assets), bytes: Number(row.bytes ?? 0) };
     },
   };
 }

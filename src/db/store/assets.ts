@@ -3,6 +3,7 @@ import type { Access, Asset, AssetAnalysis, ProcessingStatus } from '../../core/
 import type { AssetPage, AssetQuery, AssetStore } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
 import { appendEvents } from './events.js';
+import { settleDeleted } from './reservations.js';
 import { toAsset } from './rows.js';
 
 export function assetQueries({ db, ids }: SqlContext): AssetStore {
@@ -61,6 +62,19 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
         const chars = [...prefix].length;
         select = select.where((eb) => eb(eb.fn('substr', ['name', eb.val(1), eb.val(chars)]), '=', prefix));
       }
+      if (query.namespace !== undefined) {
+        const namespace = query.namespace;
+        select = select.where((eb) =>
+          eb.exists(
+            eb
+              .selectFrom('file_versions as fv')
+              .select('fv.asset_id')
+              .whereRef('fv.asset_id', '=', 'assets.id')
+              .where('fv.account_id', '=', accountId)
+              .where('fv.namespace', '=', namespace),
+          ),
+        );
+      }
       if (query.contentType) {
         if (query.contentType.endsWith('/*')) {
           const top = query.contentType.slice(0, -1);
@@ -95,7 +109,9 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
         if (!row) return undefined;
         await trx.deleteFrom('file_versions').where('asset_id', '=', id).execute();
         await trx.deleteFrom('assets').where('id', '=', id).execute();
+        await settleDeleted(trx, accountId, Number(row.size));
         const asset = toAsset(row);
+        // Last: appendEvents takes the events lock (see there).
         await appendEvents(trx, ids, [
           assetChanged(reason === 'rejected' ? 'asset.rejected' : 'asset.deleted', asset, at),
         ]);

@@ -42,6 +42,18 @@ export function fileQueries({ db }: SqlContext): FileStore {
       const rows = await versionsOf(accountId, namespace, name).orderBy('v.version').execute();
       return rows.map((row) => toFileVersion(row, Number(row.latest_version)));
     },
+
+    async namespacesOfAsset(accountId: string, assetId: string): Promise<string[]> {
+      const rows = await db
+        .selectFrom('file_versions')
+        .select('namespace')
+        .distinct()
+        .where('asset_id', '=', assetId)
+        .where('account_id', '=', accountId)
+        .orderBy('namespace')
+        .execute();
+      return rows.map((row) => row.namespace);
+    },
   };
 }
 

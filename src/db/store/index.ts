@@ -9,6 +9,7 @@ import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
 import { lockQueries } from './locks.js';
 import { settingsQueries } from './settings.js';
+import { tokenQueries } from './tokens.js';
 import { uploadQueries } from './uploads.js';
 import { webhookQueries } from './webhooks.js';
 
@@ -22,6 +23,7 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...settingsQueries(context),
     ...accountQueries(context),
     ...keyQueries(context),
+    ...tokenQueries(context),
     ...uploadQueries(context),
     ...assetQueries(context),
     ...fileQueries(context),

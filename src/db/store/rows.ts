@@ -1,4 +1,4 @@
-import type { Selectable } from 'kysely';
+import type { Insertable, Selectable } from 'kysely';
 import type {
   Access,
   Account,
@@ -9,11 +9,12 @@ import type {
   Job,
   JobStatus,
   ProcessingStatus,
-  Role,
+  Scope,
   Upload,
   UploadIntent,
   UploadKind,
   UploadStatus,
+  UploadToken,
 } from '../../core/model.js';
 import type { NewJob } from '../../core/ports.js';
 import type {
@@ -23,6 +24,7 @@ import type {
   FileVersionsTable,
   JobsTable,
   UploadsTable,
+  UploadTokensTable,
 } from '../schema.js';
 
 /** Row shapes to the core's records and back: numbers from bigint columns, JSON text, 0/1 flags. */
@@ -70,7 +72,12 @@ export function toJob(row: Selectable<JobsTable>): Job {
   };
 }
 
-export function toAccount(row: Selectable<AccountsTable>): Account {
+export function toAccount(
+  row: Pick<
+    Selectable<AccountsTable>,
+    'id' | 'name' | 'max_file_size' | 'storage_quota' | 'disabled' | 'created_at'
+  >,
+): Account {
   return {
     id: row.id,
     name: row.name,
@@ -81,12 +88,15 @@ export function toAccount(row: Selectable<AccountsTable>): Account {
   };
 }
 
-export function fromKey(key: ApiKey, secretHash: string): ApiKeysTable {
+export function fromKey(key: ApiKey, secretHash: string): Insertable<ApiKeysTable> {
   return {
     id: key.id,
     account_id: key.accountId,
     name: key.name,
-    role: key.role,
+    role: key.scopes.includes('admin') ? 'admin' : 'member',
+    scopes: key.scopes.join(','),
+    name_prefix: key.namePrefix,
+    namespace: key.namespace,
     prefix: key.prefix,
     secret_hash: secretHash,
     created_at: key.createdAt,
@@ -100,7 +110,9 @@ export function toKey(row: Selectable<ApiKeysTable>): ApiKey {
     id: row.id,
     accountId: row.account_id,
     name: row.name,
-    role: row.role as Role,
+    scopes: row.scopes.split(',').filter((scope) => scope !== '') as Scope[],
+    namePrefix: row.name_prefix,
+    namespace: row.namespace,
     prefix: row.prefix,
     createdAt: Number(row.created_at),
     lastUsedAt: row.last_used_at === null ? null : Number(row.last_used_at),
@@ -113,6 +125,7 @@ export function fromUpload(u: Upload) {
     id: u.id,
     account_id: u.accountId,
     key_id: u.keyId,
+    token_id: u.tokenId,
     kind: u.kind,
     name: u.name,
     content_type: u.contentType,
@@ -128,6 +141,8 @@ export function fromUpload(u: Upload) {
     multipart_id: u.multipartId,
     asset_id: u.assetId,
     deduplicated: u.deduplicated ? 1 : 0,
+    quota_reserved: u.reserved.quota,
+    token_reserved: u.reserved.token,
     created_at: u.createdAt,
     expires_at: u.expiresAt,
     completed_at: u.completedAt,
@@ -139,6 +154,7 @@ export function toUpload(row: Selectable<UploadsTable>): Upload {
     id: row.id,
     accountId: row.account_id,
     keyId: row.key_id,
+    tokenId: row.token_id,
     kind: row.kind as UploadKind,
     name: row.name,
     contentType: row.content_type,
@@ -153,6 +169,7 @@ export function toUpload(row: Selectable<UploadsTable>): Upload {
     multipartId: row.multipart_id,
     assetId: row.asset_id,
     deduplicated: Number(row.deduplicated) === 1,
+    reserved: { quota: Number(row.quota_reserved), token: Number(row.token_reserved) },
     createdAt: Number(row.created_at),
     expiresAt: Number(row.expires_at),
     completedAt: row.completed_at === null ? null : Number(row.completed_at),
@@ -175,6 +192,7 @@ export function fromAsset(a: Asset): AssetsTable {
     processing: a.processing,
     analysis: JSON.stringify(a.analysis),
     metadata: JSON.stringify(a.metadata),
+    subject: a.subject,
     created_at: a.createdAt,
     updated_at: a.updatedAt,
   };
@@ -196,7 +214,62 @@ export function toAsset(row: Selectable<AssetsTable>): Asset {
     processing: row.processing as ProcessingStatus,
     analysis: JSON.parse(row.analysis) as AssetAnalysis,
     metadata: JSON.parse(row.metadata) as Record<string, unknown>,
+    subject: row.subject,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
+  };
+}
+
+export function fromToken(token: UploadToken, secretHash: string): Insertable<UploadTokensTable> {
+  return {
+    id: token.id,
+    account_id: token.accountId,
+    key_id: token.keyId,
+    prefix: token.prefix,
+    secret_hash: secretHash,
+    subject: token.subject,
+    name_prefix: token.namePrefix,
+    namespace: token.namespace,
+    content_types: token.contentTypes === null ? null : JSON.stringify(token.contentTypes),
+    metadata: JSON.stringify(token.metadata),
+    max_files: token.maxFiles,
+    max_bytes: token.maxBytes,
+    max_file_size: token.maxFileSize,
+    max_open_uploads: token.maxOpenUploads,
+    created_at: token.createdAt,
+    expires_at: token.expiresAt,
+    revoked_at: token.revokedAt,
+  };
+}
+
+function count(value: number | null): number | null {
+  return value === null ? null : Number(value);
+}
+
+export function toToken(row: Selectable<UploadTokensTable>): UploadToken {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    keyId: row.key_id,
+    prefix: row.prefix,
+    subject: row.subject,
+    namePrefix: row.name_prefix,
+    namespace: row.namespace,
+    contentTypes: row.content_types === null ? null : (JSON.parse(row.content_types) as string[]),
+    metadata: JSON.parse(row.metadata) as Record<string, unknown>,
+    maxFiles: count(row.max_files),
+    maxBytes: count(row.max_bytes),
+    maxFileSize: count(row.max_file_size),
+    maxOpenUploads: count(row.max_open_uploads),
+    usage: {
+      filesUsed: Number(row.files_used),
+      bytesUsed: Number(row.bytes_used),
+      filesReserved: Number(row.files_reserved),
+      bytesReserved: Number(row.bytes_reserved),
+      openUploads: Number(row.open_uploads),
+    },
+    createdAt: Number(row.created_at),
+    expiresAt: Number(row.expires_at),
+    revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
   };
 }

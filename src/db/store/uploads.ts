@@ -1,35 +1,44 @@
 import { WharfError } from '../../core/errors.js';
 import { type UploadEnding, uploadCompleted, uploadCreated, uploadEnded } from '../../core/events.js';
 import type { Asset, Upload } from '../../core/model.js';
-import type { FinishResult, NewJob, UploadStore } from '../../core/ports.js';
+import type { FinishResult, NewJob, UploadLimits, UploadStore, UploadToRecord } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
 import { bumpCounter, INSERT_CHUNK, isUniqueViolation } from './context.js';
 import { appendEvents } from './events.js';
 import { addFileVersion } from './files.js';
+import { type ReservationEntry, reserveUploads, settleExpired, settleFinished } from './reservations.js';
 import { fromAsset, fromJob, fromUpload, parseIntent, toAsset, toUpload } from './rows.js';
 
 export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
   // Group commit: intents created by concurrent requests are written in one transaction,
   // so one fsync serves them all instead of one each. Each caller still resolves only
-  // once its rows are durable.
-  let queued: { uploads: Upload[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  // once its rows are durable. A caller whose reservations do not fit is refused on its own.
+  type Queued = ReservationEntry & { resolve: () => void; reject: (err: unknown) => void };
+  let queued: Queued[] = [];
   let flushing = false;
+
+  const settle = (entry: Queued, refusal: WharfError | undefined): void => {
+    if (refusal) entry.reject(refusal);
+    else entry.resolve();
+  };
 
   async function flushUploads(): Promise<void> {
     const batch = queued;
     queued = [];
     try {
-      await writeUploads(batch.flatMap((entry) => entry.uploads));
-      for (const entry of batch) entry.resolve();
+      const refusals = await writeUploads(batch);
+      for (const [i, entry] of batch.entries()) settle(entry, refusals[i]);
     } catch {
       // One caller's bad rows must not fail the others: retry each on its own.
       for (const entry of batch) {
-        await writeUploads(entry.uploads).then(entry.resolve, (err: unknown) =>
-          entry.reject(
-            isUniqueViolation(err)
-              ? new WharfError('ID_EXISTS', 'An upload with this id already exists.')
-              : err,
-          ),
+        await writeUploads([entry]).then(
+          ([refusal]) => settle(entry, refusal),
+          (err: unknown) =>
+            entry.reject(
+              isUniqueViolation(err)
+                ? new WharfError('ID_EXISTS', 'An upload with this id already exists.')
+                : err,
+            ),
         );
       }
     } finally {
@@ -38,11 +47,15 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
     }
   }
 
-  async function writeUploads(uploads: Upload[]): Promise<void> {
+  async function writeUploads(entries: ReservationEntry[]): Promise<(WharfError | undefined)[]> {
     // Fixed-size chunks: group commit merges calls into any number of rows, and a fixed
     // chunk keeps the SQL text the same, so its prepared statement is reused (and the
     // statement stays well under SQLite's bound-parameter limit).
-    await db.transaction().execute(async (trx) => {
+    return db.transaction().execute(async (trx) => {
+      // What the uploads hold is reserved in the transaction that records them.
+      const refusals = await reserveUploads(trx, entries);
+      const uploads = entries.flatMap((entry, i) => (refusals[i] ? [] : entry.uploads.map((u) => u.upload)));
+      if (uploads.length === 0) return refusals;
       // Numbers are taken in the same transaction as the rows: a rolled-back batch gives
       // its numbers back, so every number belongs to a recorded upload.
       const last = await bumpCounter(trx, 'seq', uploads.length);
@@ -56,19 +69,40 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
           .values(rows.slice(i, i + INSERT_CHUNK))
           .execute();
       }
+      // Last: appendEvents takes the events lock (see there).
       await appendEvents(trx, ids, uploads.map(uploadCreated));
+      return refusals;
     });
   }
 
   return {
-    insertUploads(uploads: Upload[]): Promise<void> {
+    insertUploads(uploads: UploadToRecord[], limits: UploadLimits): Promise<void> {
       return new Promise((resolve, reject) => {
-        queued.push({ uploads, resolve, reject });
+        queued.push({ uploads, limits, resolve, reject });
         if (!flushing) {
           flushing = true;
           setImmediate(() => void flushUploads());
         }
       });
+    },
+
+    async findOwnUpload(
+      accountId: string,
+      assetId: string,
+      owner: { keyId: string; tokenId: string | null },
+    ): Promise<Upload | undefined> {
+      const row = await db
+        .selectFrom('uploads')
+        .selectAll()
+        .where('asset_id', '=', assetId)
+        .where('account_id', '=', accountId)
+        .where('status', '=', 'completed')
+        .where(owner.tokenId === null ? 'key_id' : 'token_id', '=', owner.tokenId ?? owner.keyId)
+        .orderBy('deduplicated')
+        .orderBy('completed_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      return row && toUpload(row);
     },
 
     async getUpload(id: string): Promise<Upload | undefined> {
@@ -160,6 +194,8 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
           .where('sha256', '=', candidate.sha256)
           .executeTakeFirstOrThrow();
         const deduplicated = stored.id !== candidate.id;
+        // Throws (rolling all of this back) when the quota or the token's budget cannot take it.
+        await settleFinished(trx, upload, candidate.size, deduplicated ? 0 : candidate.size);
         await trx
           .updateTable('uploads')
           .set({
@@ -232,6 +268,7 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
           .returningAll()
           .executeTakeFirst();
         if (!row) return false;
+        await settleExpired(trx, row);
         await appendEvents(trx, ids, [uploadEnded(toUpload(row), ending, at)]);
         return true;
       });

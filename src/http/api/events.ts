@@ -57,7 +57,7 @@ export async function eventRoutes(app: App, { core, publicUrl }: ApiContext): Pr
         ?.split(',')
         .map((t) => t.trim())
         .filter((t) => t !== '');
-      const events = await core.events.list(request.principal!.accountId, {
+      const events = await core.events.list(request.principal!, {
         after: after === undefined ? undefined : Number(after),
         types,
         limit,

@@ -1,28 +1,82 @@
 import { Type } from '@fastify/type-provider-typebox';
-import { requireAdmin } from '../../core/keys.js';
+import { WharfError } from '../../core/errors.js';
+import { roleOf } from '../../core/keys.js';
 import type { ApiKey } from '../../core/model.js';
 import type { ApiContext, App } from './context.js';
 import { errorResponses, IdParams, iso } from './schemas.js';
 
-const KeySchema = Type.Object({
-  id: Type.String(),
-  account_id: Type.String(),
-  name: Type.String(),
-  role: Type.String(),
-  prefix: Type.String(),
-  created_at: Type.String(),
-  last_used_at: Type.Union([Type.String(), Type.Null()]),
-  revoked_at: Type.Union([Type.String(), Type.Null()]),
+export const ScopeSchema = Type.Union(
+  [Type.Literal('admin'), Type.Literal('read'), Type.Literal('upload'), Type.Literal('write')],
+  {
+    description:
+      '`admin`: everything, keys and upload tokens included; `read`: list, get, download, sign download URLs; ' +
+      '`upload`: create and complete uploads, read what it uploaded, mint upload tokens; `write`: delete assets, ' +
+      'change access.',
+  },
+);
+
+const KeySchema = Type.Object(
+  {
+    id: Type.String(),
+    account_id: Type.String(),
+    name: Type.String(),
+    role: Type.Union([Type.Literal('admin'), Type.Literal('member')], {
+      description: '`admin` for an admin key, `member` for any other (see `scopes`).',
+    }),
+    scopes: Type.Array(ScopeSchema),
+    name_prefix: Type.Union([Type.String(), Type.Null()], {
+      description: 'The key works only on assets whose names start with this.',
+    }),
+    namespace: Type.Union([Type.String(), Type.Null()], {
+      description: 'The key works only on named files of this namespace (its uploads are filed there).',
+    }),
+    prefix: Type.String(),
+    created_at: Type.String(),
+    last_used_at: Type.Union([Type.String(), Type.Null()]),
+    revoked_at: Type.Union([Type.String(), Type.Null()]),
+  },
+  { description: 'An API key (never its secret).' },
+);
+
+const Role = Type.Union([Type.Literal('admin'), Type.Literal('member')], {
+  description: 'The older way to say what a key may do: `member` is read, upload and write.',
 });
 
-const Role = Type.Union([Type.Literal('admin'), Type.Literal('member')]);
+const CreateKeyBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    role: Type.Optional(Role),
+    scopes: Type.Optional(
+      Type.Array(ScopeSchema, {
+        minItems: 1,
+        maxItems: 4,
+        description: 'What the key may do (instead of `role`). Default: read, upload, write.',
+      }),
+    ),
+    name_prefix: Type.Optional(
+      Type.String({ minLength: 1, description: 'Confine the key to names starting with this.' }),
+    ),
+    namespace: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 64, description: 'Confine the key to this namespace.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const CreatedKeySchema = Type.Object({
+  key: KeySchema,
+  secret: Type.String({ description: 'Shown only this once.' }),
+});
 
 export function keyJson(key: ApiKey) {
   return {
     id: key.id,
     account_id: key.accountId,
     name: key.name,
-    role: key.role,
+    role: roleOf(key),
+    scopes: key.scopes,
+    name_prefix: key.namePrefix,
+    namespace: key.namespace,
     prefix: key.prefix,
     created_at: iso(key.createdAt),
     last_used_at: key.lastUsedAt === null ? null : iso(key.lastUsedAt),
@@ -36,36 +90,44 @@ export async function keyRoutes(app: App, { core }: ApiContext): Promise<void> {
     '/v1/keys',
     {
       schema: {
+        operationId: 'listKeys',
         summary: 'List this account’s keys',
         tags: ['keys'],
         response: { 200: Type.Object({ data: Type.Array(KeySchema) }), ...errorResponses },
       },
     },
-    async (request) => {
-      requireAdmin(request.principal!);
-      return { data: (await core.keys.list(request.principal!.accountId)).map(keyJson) };
-    },
+    async (request) => ({ data: (await core.keys.listAs(request.principal!)).map(keyJson) }),
   );
 
   app.post(
     '/v1/keys',
     {
       schema: {
+        operationId: 'createKey',
         summary: 'Create a key (the secret is returned once)',
+        description:
+          'Give `scopes` (or the older `role`; not both), and optionally confine the key to a `name_prefix` ' +
+          'and/or a `namespace`. An admin key cannot be confined.',
         tags: ['keys'],
-        body: Type.Object(
-          { name: Type.String({ minLength: 1, maxLength: 200 }), role: Type.Optional(Role) },
-          { additionalProperties: false },
-        ),
-        response: { 201: Type.Object({ key: KeySchema, secret: Type.String() }), ...errorResponses },
+        body: CreateKeyBody,
+        response: { 201: CreatedKeySchema, ...errorResponses },
       },
     },
     async (request, reply) => {
-      requireAdmin(request.principal!);
-      const created = await core.keys.create(
-        request.principal!.accountId,
-        request.body.name,
-        request.body.role ?? 'member',
+      const { name, role, scopes, name_prefix, namespace } = request.body;
+      if (role !== undefined && scopes !== undefined) {
+        throw new WharfError('VALIDATION_FAILED', 'Give either role or scopes, not both.');
+      }
+      const created = await core.keys.createAs(
+        request.principal!,
+        name,
+        scopes === undefined && name_prefix === undefined && namespace === undefined
+          ? (role ?? 'member')
+          : {
+              scopes: scopes ?? (role === 'admin' ? ['admin'] : ['read', 'upload', 'write']),
+              namePrefix: name_prefix,
+              namespace,
+            },
       );
       reply.status(201);
       return { key: keyJson(created.key), secret: created.secret };
@@ -76,6 +138,7 @@ export async function keyRoutes(app: App, { core }: ApiContext): Promise<void> {
     '/v1/keys/:id',
     {
       schema: {
+        operationId: 'revokeKey',
         summary: 'Revoke a key',
         tags: ['keys'],
         params: IdParams,
@@ -83,8 +146,7 @@ export async function keyRoutes(app: App, { core }: ApiContext): Promise<void> {
       },
     },
     async (request, reply) => {
-      requireAdmin(request.principal!);
-      await core.keys.revoke(request.params.id, request.principal!.accountId);
+      await core.keys.revokeAs(request.principal!, request.params.id);
       reply.status(204).send(null);
     },
   );

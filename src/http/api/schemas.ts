@@ -52,6 +52,10 @@ export const AssetSchema = Type.Object(
     }),
     analysis: AnalysisSchema,
     metadata: Type.Record(Type.String(), Type.Unknown()),
+    subject: Type.Union([Type.String(), Type.Null()], {
+      description:
+        'Your user the asset was uploaded for (the `subject` of the upload token that created it).',
+    }),
     created_at: Type.String({ format: 'date-time' }),
     updated_at: Type.String({ format: 'date-time' }),
     content_url: Type.String({ description: 'Where the bytes are read (needs a key or a signed URL).' }),
@@ -94,6 +98,12 @@ export const UploadStateSchema = Type.Object({
   size: Type.Union([Type.Integer(), Type.Null()]),
   expires_at: Type.String({ format: 'date-time' }),
   asset_id: Type.Union([Type.String(), Type.Null()]),
+  token_id: Type.Union([Type.String(), Type.Null()], {
+    description: 'The upload token it was made with, if any.',
+  }),
+  subject: Type.Union([Type.String(), Type.Null()], {
+    description: 'That token’s subject (kept here even when the content was already an asset).',
+  }),
 });
 
 export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
@@ -116,6 +126,7 @@ export function assetJson(asset: Asset, publicUrl: string) {
     processing: asset.processing,
     analysis: analysisJson(asset.analysis),
     metadata: asset.metadata,
+    subject: asset.subject,
     created_at: iso(asset.createdAt),
     updated_at: iso(asset.updatedAt),
     content_url: `${publicUrl}/v1/assets/${asset.id}/content`,
@@ -136,6 +147,8 @@ export function uploadStateJson(upload: Upload) {
     size: upload.size,
     expires_at: iso(upload.expiresAt),
     asset_id: upload.assetId,
+    token_id: upload.tokenId,
+    subject: upload.intent.subject ?? null,
   };
 }
 
@@ -144,4 +157,5 @@ export const errorResponses = {
   401: ErrorSchema,
   403: ErrorSchema,
   404: ErrorSchema,
+  429: ErrorSchema,
 };

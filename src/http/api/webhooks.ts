@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { requireScope } from '../../core/authorization.js';
 import { EVENT_TYPES } from '../../core/events.js';
-import { requireAdmin } from '../../core/keys.js';
 import {
   DEFAULT_PREVIOUS_SECRET_TTL_MS,
   type DeliveryDetail,
@@ -217,7 +217,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request, reply) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       const { url, event_types, description, enabled } = request.body;
       const created = await core.webhooks.create(request.principal!.accountId, {
         url,
@@ -241,7 +241,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       return { data: (await core.webhooks.list(request.principal!.accountId)).map(webhookJson) };
     },
   );
@@ -258,7 +258,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       return webhookJson(await core.webhooks.get(request.principal!.accountId, request.params.id));
     },
   );
@@ -277,7 +277,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       const { url, event_types, description, enabled } = request.body;
       const webhook = await core.webhooks.update(request.principal!.accountId, request.params.id, {
         ...(url !== undefined && { url }),
@@ -301,7 +301,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request, reply) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       await core.webhooks.delete(request.principal!.accountId, request.params.id);
       reply.status(204).send(null);
     },
@@ -319,7 +319,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       return { secret: await core.webhooks.secret(request.principal!.accountId, request.params.id) };
     },
   );
@@ -339,7 +339,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       const keep = request.body?.keep_previous_for;
       const rotated = await core.webhooks.rotateSecret(
         request.principal!.accountId,
@@ -363,7 +363,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       const page = await core.webhooks.deliveries(
         request.principal!.accountId,
         request.params.id,
@@ -385,7 +385,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       const detail = await core.webhooks.delivery(
         request.principal!.accountId,
         request.params.id,
@@ -407,7 +407,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request, reply) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       const delivery = await core.webhooks.replay(
         request.principal!.accountId,
         request.params.id,
@@ -432,7 +432,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       },
     },
     async (request, reply) => {
-      requireAdmin(request.principal!);
+      requireScope(request.principal!, 'admin');
       const result = await core.webhooks.replaySince(
         request.principal!.accountId,
         request.params.id,

@@ -36,7 +36,15 @@ export function verifyBlob(core: Core, token: string): BlobRef {
  * grants reading that one blob, as a signed download URL does.
  */
 export function holderOf(accountId: string): Principal {
-  return { accountId, keyId: '', role: 'member', maxFileSize: null, storageQuota: null };
+  return {
+    accountId,
+    keyId: '',
+    tokenId: null,
+    scopes: ['read'],
+    namePrefix: null,
+    namespace: null,
+    maxFileSize: null,
+  };
 }
 
 /** The store behind the presigned URLs: Wharf itself, or an S3-compatible object store. */

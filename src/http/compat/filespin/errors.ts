@@ -21,6 +21,7 @@ export const fileSpinErrorResponses = {
   401: FileSpinErrorSchema,
   403: FileSpinErrorSchema,
   404: FileSpinErrorSchema,
+  429: FileSpinErrorSchema,
   500: FileSpinErrorSchema,
 };
 
@@ -40,6 +41,15 @@ const CODES: Partial<Record<ErrorCode, Mapped>> = {
   ACCOUNT_DISABLED: { status: 403, error: 'ACCOUNT_DISABLED' },
   QUOTA_EXCEEDED: { status: 403, error: 'UPLOAD_LIMIT_EXCEEDED' },
   FORBIDDEN: { status: 403, error: 'FORBIDDEN' },
+  // Scoped keys and upload tokens: the document has no words for these, so Wharf's codes stand.
+  TOKEN_EXPIRED: { status: 401, error: 'TOKEN_EXPIRED' },
+  SCOPE_DENIED: { status: 403, error: 'SCOPE_DENIED' },
+  NAME_PREFIX_DENIED: { status: 403, error: 'NAME_PREFIX_DENIED' },
+  NAMESPACE_DENIED: { status: 403, error: 'NAMESPACE_DENIED' },
+  CONTENT_TYPE_DENIED: { status: 403, error: 'CONTENT_TYPE_DENIED' },
+  TOKEN_FILES_EXHAUSTED: { status: 403, error: 'TOKEN_FILES_EXHAUSTED' },
+  TOKEN_BYTES_EXHAUSTED: { status: 403, error: 'TOKEN_BYTES_EXHAUSTED' },
+  TOO_MANY_OPEN_UPLOADS: { status: 429, error: 'TOO_MANY_OPEN_UPLOADS' },
   NOT_FOUND: { status: 404, error: 'ASSET_NOT_FOUND' },
   CHECKSUM_MISMATCH: { status: 400, error: 'CHECKSUM_MISMATCH' },
   SIZE_MISMATCH: { status: 400, error: 'SIZE_MISMATCH' },

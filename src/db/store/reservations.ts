@@ -1,0 +1,381 @@
+/**
+ * The counters that make limits exact under concurrency, kept inside the transactions that
+ * change an upload's status:
+ *
+ * - an account's `bytes_used` (its assets' sizes) and `bytes_reserved` (held by its pending
+ *   uploads), against its storage quota;
+ * - a key's `open_uploads` (pending uploads made with the key itself);
+ * - a token's `files_used`/`bytes_used`, `files_reserved`/`bytes_reserved` and `open_uploads`.
+ *
+ * The invariant is simple: an upload holds its reservations exactly while it is `pending`.
+ * They are taken when its row is inserted (`reserveUploads`), and given back when its status
+ * leaves `pending` (`settleFinished`, `settleExpired`), in the statement that guards the
+ * change with `status = 'pending'`, so each happens once however many nodes race.
+ *
+ * Rows are locked in one order everywhere (the upload or asset row first, then accounts, then
+ * keys, then tokens), so these transactions queue behind one another and never deadlock.
+ */
+import { type Selectable, sql, type Transaction } from 'kysely';
+import { WharfError } from '../../core/errors.js';
+import type { UploadLimits, UploadToRecord } from '../../core/ports.js';
+import type { Database, UploadsTable } from '../schema.js';
+
+/** One caller's uploads of a group commit: all of them are reserved, or none is. */
+export interface ReservationEntry {
+  uploads: UploadToRecord[];
+  limits: UploadLimits;
+}
+
+interface AccountCounters {
+  quota: number | null;
+  used: number;
+  reserved: number;
+}
+
+interface TokenCounters {
+  revoked: boolean;
+  expiresAt: number;
+  maxFiles: number | null;
+  maxBytes: number | null;
+  filesUsed: number;
+  filesReserved: number;
+  bytesUsed: number;
+  bytesReserved: number;
+  open: number;
+}
+
+interface Counters {
+  accounts: Map<string, AccountCounters>;
+  keys: Map<string, { open: number }>;
+  tokens: Map<string, TokenCounters>;
+}
+
+const n = (value: unknown): number => Number(value);
+const nullable = (value: unknown): number | null => (value === null ? null : Number(value));
+const sorted = (values: Iterable<string>): string[] => [...new Set(values)].sort();
+
+/**
+ * Within the transaction that inserts the uploads: locks and reads the counters they draw on,
+ * decides each entry in turn (all its uploads fit, or it is refused and holds nothing), sets
+ * each accepted upload's `reserved`, and writes the counters back. Returns each entry's refusal.
+ */
+export async function reserveUploads(
+  trx: Transaction<Database>,
+  entries: ReservationEntry[],
+): Promise<(WharfError | undefined)[]> {
+  const all = entries.flatMap((entry) => entry.uploads.map((u) => u.upload));
+  const counters = await lockCounters(trx, all);
+  const refusals: (WharfError | undefined)[] = [];
+  for (const entry of entries) {
+    const attempt = cloneCounters(counters);
+    try {
+      const reserved = entry.uploads.map((item) => reserveOne(attempt, item, entry.limits));
+      entry.uploads.forEach((item, i) => {
+        item.upload.reserved = reserved[i]!;
+      });
+      Object.assign(counters, attempt);
+      refusals.push(undefined);
+    } catch (err) {
+      if (!(err instanceof WharfError)) throw err;
+      refusals.push(err);
+    }
+  }
+  await writeCounters(trx, counters);
+  return refusals;
+}
+
+/**
+ * Takes the write locks (a no-op update on PostgreSQL locks the rows; on SQLite the first
+ * write takes the database's write lock before anything is read) and reads the counters.
+ */
+async function lockCounters(
+  trx: Transaction<Database>,
+  uploads: UploadToRecord['upload'][],
+): Promise<Counters> {
+  const counters: Counters = { accounts: new Map(), keys: new Map(), tokens: new Map() };
+  const accountIds = sorted(uploads.map((u) => u.accountId));
+  const keyIds = sorted(uploads.filter((u) => u.tokenId === null).map((u) => u.keyId));
+  const tokenIds = sorted(uploads.flatMap((u) => (u.tokenId === null ? [] : [u.tokenId])));
+  if (accountIds.length > 0) {
+    const rows = await trx
+      .updateTable('accounts')
+      .set((eb) => ({ bytes_reserved: eb.ref('bytes_reserved') }))
+      .where('id', 'in', accountIds)
+      .returning(['id', 'storage_quota', 'bytes_used', 'bytes_reserved'])
+      .execute();
+    for (const row of rows) {
+      counters.accounts.set(row.id, {
+        quota: nullable(row.storage_quota),
+        used: n(row.bytes_used),
+        reserved: n(row.bytes_reserved),
+      });
+    }
+  }
+  if (keyIds.length > 0) {
+    const rows = await trx
+      .updateTable('api_keys')
+      .set((eb) => ({ open_uploads: eb.ref('open_uploads') }))
+      .where('id', 'in', keyIds)
+      .returning(['id', 'open_uploads'])
+      .execute();
+    for (const row of rows) counters.keys.set(row.id, { open: n(row.open_uploads) });
+  }
+  if (tokenIds.length > 0) {
+    const rows = await trx
+      .updateTable('upload_tokens')
+      .set((eb) => ({ open_uploads: eb.ref('open_uploads') }))
+      .where('id', 'in', tokenIds)
+      .returningAll()
+      .execute();
+    for (const row of rows) {
+      counters.tokens.set(row.id, {
+        revoked: row.revoked_at !== null,
+        expiresAt: n(row.expires_at),
+        maxFiles: nullable(row.max_files),
+        maxBytes: nullable(row.max_bytes),
+        filesUsed: n(row.files_used),
+        filesReserved: n(row.files_reserved),
+        bytesUsed: n(row.bytes_used),
+        bytesReserved: n(row.bytes_reserved),
+        open: n(row.open_uploads),
+      });
+    }
+  }
+  return counters;
+}
+
+function cloneCounters(counters: Counters): Counters {
+  const copy = <T extends object>(map: Map<string, T>) => new Map([...map].map(([k, v]) => [k, { ...v }]));
+  return { accounts: copy(counters.accounts), keys: copy(counters.keys), tokens: copy(counters.tokens) };
+}
+
+/** What one upload holds, taken from the (tentative) counters; throws the refusal. */
+function reserveOne(
+  counters: Counters,
+  { upload, reserve }: UploadToRecord,
+  limits: UploadLimits,
+): { quota: number; token: number } {
+  const account = counters.accounts.get(upload.accountId);
+  if (!account) throw new WharfError('NOT_FOUND', 'The account of this upload does not exist.');
+  const quotaLeft =
+    account.quota === null ? Number.POSITIVE_INFINITY : account.quota - account.used - account.reserved;
+  const quotaRefusal = () =>
+    new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
+      quota: account.quota,
+      used: account.used,
+      reserved: account.reserved,
+    });
+  let quota: number;
+  if (reserve.quota === null) {
+    // As much as the file may be, but never more than remains; only a quota lowered below
+    // what is already stored refuses an upload of unknown size outright.
+    if (quotaLeft < 0) throw quotaRefusal();
+    quota = Math.min(limits.maxFileSize, quotaLeft);
+  } else {
+    quota = reserve.quota;
+    if (quota > quotaLeft) throw quotaRefusal();
+  }
+  account.reserved += quota;
+
+  if (upload.tokenId === null) {
+    const key = counters.keys.get(upload.keyId);
+    if (key) {
+      if (key.open + 1 > limits.maxOpenUploads) throw tooManyOpen(limits);
+      key.open += 1;
+    }
+    return { quota, token: 0 };
+  }
+
+  const token = counters.tokens.get(upload.tokenId);
+  if (!token || token.revoked)
+    throw new WharfError('UNAUTHORIZED', 'The upload token is invalid or revoked.');
+  if (upload.createdAt >= token.expiresAt) {
+    throw new WharfError('TOKEN_EXPIRED', 'The upload token has expired; ask for a new one.');
+  }
+  if (token.maxFiles !== null && token.filesUsed + token.filesReserved + 1 > token.maxFiles) {
+    throw new WharfError('TOKEN_FILES_EXHAUSTED', `This upload token may upload ${token.maxFiles} files.`, {
+      max_files: token.maxFiles,
+    });
+  }
+  if (token.open + 1 > limits.maxOpenUploads) throw tooManyOpen(limits);
+  const bytesLeft =
+    token.maxBytes === null
+      ? Number.POSITIVE_INFINITY
+      : token.maxBytes - token.bytesUsed - token.bytesReserved;
+  const bytesRefusal = () =>
+    new WharfError('TOKEN_BYTES_EXHAUSTED', `This upload token may upload ${token.maxBytes} bytes in all.`, {
+      max_bytes: token.maxBytes,
+      used: token.bytesUsed,
+      reserved: token.bytesReserved,
+    });
+  let bytes: number;
+  if (reserve.token === null) {
+    // Nothing left: only an empty file could still fit, which is not worth an open upload.
+    if (bytesLeft <= 0 && limits.maxFileSize > 0) throw bytesRefusal();
+    bytes = Math.min(limits.maxFileSize, bytesLeft);
+  } else {
+    bytes = reserve.token;
+    if (bytes > bytesLeft) throw bytesRefusal();
+  }
+  token.filesReserved += 1;
+  token.bytesReserved += bytes;
+  token.open += 1;
+  return { quota, token: bytes };
+}
+
+function tooManyOpen(limits: UploadLimits): WharfError {
+  return new WharfError(
+    'TOO_MANY_OPEN_UPLOADS',
+    `At most ${limits.maxOpenUploads} uploads may be open at once; finish or abort some first.`,
+    { limit: limits.maxOpenUploads },
+  );
+}
+
+async function writeCounters(trx: Transaction<Database>, counters: Counters): Promise<void> {
+  for (const [id, account] of counters.accounts) {
+    await trx
+      .updateTable('accounts')
+      .set({ bytes_reserved: account.reserved })
+      .where('id', '=', id)
+      .execute();
+  }
+  for (const [id, key] of counters.keys) {
+    await trx.updateTable('api_keys').set({ open_uploads: key.open }).where('id', '=', id).execute();
+  }
+  for (const [id, token] of counters.tokens) {
+    await trx
+      .updateTable('upload_tokens')
+      .set({
+        files_reserved: token.filesReserved,
+        bytes_reserved: token.bytesReserved,
+        open_uploads: token.open,
+      })
+      .where('id', '=', id)
+      .execute();
+  }
+}
+
+/**
+ * An upload completes (in finishUpload's transaction, its row locked and still pending): what
+ * it held is given back; the account stores `newBytes` more (0 when the content was already
+ * there) unless that passes its quota, and its token has uploaded one more file of `size`
+ * bytes unless that passes its byte budget. A refusal throws, and the caller's transaction
+ * rolls back with nothing changed.
+ */
+export async function settleFinished(
+  trx: Transaction<Database>,
+  upload: Selectable<UploadsTable>,
+  size: number,
+  newBytes: number,
+): Promise<void> {
+  const held = n(upload.quota_reserved);
+  let account = trx
+    .updateTable('accounts')
+    .set({
+      bytes_reserved: sql<number>`bytes_reserved - ${held}`,
+      bytes_used: sql<number>`bytes_used + ${newBytes}`,
+    })
+    .where('id', '=', upload.account_id);
+  if (newBytes > 0) {
+    // Room is what neither stored assets nor other pending uploads hold.
+    account = account.where(
+      sql<boolean>`(storage_quota is null or bytes_used + bytes_reserved - ${held} + ${newBytes} <= storage_quota)`,
+    );
+  }
+  if (Number((await account.executeTakeFirst()).numUpdatedRows) === 0) {
+    const row = await trx
+      .selectFrom('accounts')
+      .select(['storage_quota', 'bytes_used', 'bytes_reserved'])
+      .where('id', '=', upload.account_id)
+      .executeTakeFirst();
+    throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
+      quota: nullable(row?.storage_quota ?? null),
+      used: n(row?.bytes_used ?? 0),
+      reserved: n(row?.bytes_reserved ?? 0) - held,
+    });
+  }
+
+  if (upload.token_id === null) {
+    await releaseKey(trx, upload.key_id);
+    return;
+  }
+  const heldByToken = n(upload.token_reserved);
+  const token = await trx
+    .updateTable('upload_tokens')
+    .set({
+      files_reserved: sql<number>`files_reserved - 1`,
+      files_used: sql<number>`files_used + 1`,
+      bytes_reserved: sql<number>`bytes_reserved - ${heldByToken}`,
+      bytes_used: sql<number>`bytes_used + ${size}`,
+      open_uploads: sql<number>`open_uploads - 1`,
+    })
+    .where('id', '=', upload.token_id)
+    .where(
+      sql<boolean>`(max_bytes is null or bytes_used + bytes_reserved - ${heldByToken} + ${size} <= max_bytes)`,
+    )
+    .executeTakeFirst();
+  if (Number(token.numUpdatedRows) === 0) {
+    const row = await trx
+      .selectFrom('upload_tokens')
+      .select(['max_bytes', 'bytes_used', 'bytes_reserved'])
+      .where('id', '=', upload.token_id)
+      .executeTakeFirst();
+    // A token row cannot vanish (tokens are revoked, never deleted); be exact all the same.
+    if (!row) return;
+    throw new WharfError(
+      'TOKEN_BYTES_EXHAUSTED',
+      `This upload token may upload ${nullable(row.max_bytes)} bytes in all.`,
+      {
+        max_bytes: nullable(row.max_bytes),
+        used: n(row.bytes_used),
+        reserved: n(row.bytes_reserved) - heldByToken,
+      },
+    );
+  }
+}
+
+/** A pending upload expired or was refused (its status just left `pending`): it holds nothing now. */
+export async function settleExpired(
+  trx: Transaction<Database>,
+  upload: Selectable<UploadsTable>,
+): Promise<void> {
+  await trx
+    .updateTable('accounts')
+    .set({ bytes_reserved: sql<number>`bytes_reserved - ${n(upload.quota_reserved)}` })
+    .where('id', '=', upload.account_id)
+    .execute();
+  if (upload.token_id === null) {
+    await releaseKey(trx, upload.key_id);
+    return;
+  }
+  await trx
+    .updateTable('upload_tokens')
+    .set({
+      files_reserved: sql<number>`files_reserved - 1`,
+      bytes_reserved: sql<number>`bytes_reserved - ${n(upload.token_reserved)}`,
+      open_uploads: sql<number>`open_uploads - 1`,
+    })
+    .where('id', '=', upload.token_id)
+    .execute();
+}
+
+async function releaseKey(trx: Transaction<Database>, keyId: string): Promise<void> {
+  await trx
+    .updateTable('api_keys')
+    .set({ open_uploads: sql<number>`open_uploads - 1` })
+    .where('id', '=', keyId)
+    .execute();
+}
+
+/** An asset was deleted (in its transaction): the account stores that many bytes fewer. */
+export async function settleDeleted(
+  trx: Transaction<Database>,
+  accountId: string,
+  size: number,
+): Promise<void> {
+  await trx
+    .updateTable('accounts')
+    .set({ bytes_used: sql<number>`bytes_used - ${size}` })
+    .where('id', '=', accountId)
+    .execute();
+}

@@ -1,0 +1,103 @@
+import { CompiledQuery, type InferResult, type Kysely } from 'kysely';
+import { tokenChanged } from '../../core/events.js';
+import type { Account, UploadToken } from '../../core/model.js';
+import type { TokenStore } from '../../core/ports.js';
+import type { Database } from '../schema.js';
+import type { SqlContext } from './context.js';
+import { appendEvents } from './events.js';
+import { fromToken, toAccount, toToken } from './rows.js';
+
+// Runs on every request made with a token: compiled once, re-run with each hash (as keys.ts).
+function compileTokenLookup(db: Kysely<Database>) {
+  return db
+    .selectFrom('upload_tokens as t')
+    .innerJoin('accounts as a', 'a.id', 't.account_id')
+    .innerJoin('api_keys as k', 'k.id', 't.key_id')
+    .selectAll('t')
+    .select([
+      'a.name as account_name',
+      'a.max_file_size as account_max_file_size',
+      'a.storage_quota as account_storage_quota',
+      'a.disabled as account_disabled',
+      'a.created_at as account_created_at',
+      'k.revoked_at as key_revoked_at',
+    ])
+    .where('t.secret_hash', '=', '')
+    .compile();
+}
+
+type TokenLookupRow = InferResult<ReturnType<typeof compileTokenLookup>>[number];
+
+export function tokenQueries({ db, ids }: SqlContext): TokenStore {
+  const lookup = compileTokenLookup(db);
+  return {
+    async insertToken(token: UploadToken, secretHash: string): Promise<void> {
+      await db.transaction().execute(async (trx) => {
+        await trx.insertInto('upload_tokens').values(fromToken(token, secretHash)).execute();
+        await appendEvents(trx, ids, [tokenChanged('token.created', token, token.createdAt)]);
+      });
+    },
+
+    async findTokenByHash(
+      secretHash: string,
+    ): Promise<{ token: UploadToken; account: Account; keyRevoked: boolean } | undefined> {
+      const { rows } = await db.executeQuery(CompiledQuery.raw(lookup.sql, [secretHash]));
+      const row = rows[0] as TokenLookupRow | undefined;
+      if (!row) return undefined;
+      return {
+        token: toToken(row),
+        account: toAccount({
+          id: row.account_id,
+          name: row.account_name,
+          max_file_size: row.account_max_file_size,
+          storage_quota: row.account_storage_quota,
+          disabled: row.account_disabled,
+          created_at: row.account_created_at,
+        }),
+        keyRevoked: row.key_revoked_at !== null,
+      };
+    },
+
+    async getToken(accountId: string, id: string, keyId?: string): Promise<UploadToken | undefined> {
+      let query = db
+        .selectFrom('upload_tokens')
+        .selectAll()
+        .where('account_id', '=', accountId)
+        .where('id', '=', id);
+      if (keyId !== undefined) query = query.where('key_id', '=', keyId);
+      const row = await query.executeTakeFirst();
+      return row && toToken(row);
+    },
+
+    async listTokens(
+      accountId: string,
+      { limit, cursor, keyId }: { limit: number; cursor?: string | undefined; keyId?: string | undefined },
+    ): Promise<{ tokens: UploadToken[]; nextCursor: string | null }> {
+      let query = db.selectFrom('upload_tokens').selectAll().where('account_id', '=', accountId);
+      if (keyId !== undefined) query = query.where('key_id', '=', keyId);
+      if (cursor !== undefined) query = query.where('id', '<', cursor);
+      const rows = await query
+        .orderBy('id', 'desc')
+        .limit(limit + 1)
+        .execute();
+      const tokens = rows.slice(0, limit).map(toToken);
+      return { tokens, nextCursor: rows.length > limit ? (tokens.at(-1)?.id ?? null) : null };
+    },
+
+    async revokeToken(accountId: string, id: string, at: number, keyId?: string): Promise<boolean> {
+      return db.transaction().execute(async (trx) => {
+        let query = trx
+          .updateTable('upload_tokens')
+          .set({ revoked_at: at })
+          .where('account_id', '=', accountId)
+          .where('id', '=', id)
+          .where('revoked_at', 'is', null);
+        if (keyId !== undefined) query = query.where('key_id', '=', keyId);
+        const row = await query.returningAll().executeTakeFirst();
+        if (!row) return false;
+        await appendEvents(trx, ids, [tokenChanged('token.revoked', toToken(row), at)]);
+        return true;
+      });
+    },
+  };
+}

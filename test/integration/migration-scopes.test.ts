@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Kysely } from 'kysely';
+import { connect } from '../../src/db/connect.js';
+import { migrate } from '../../src/db/migrate.js';
+import { uploadRaw } from '../helpers/assets.js';
+import { type Backing, createDatabase, deployment } from '../helpers/deployment.js';
+import { api } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+// A database written by the Wharf before scoped keys (migrations up to 003), with keys,
+// assets and a pending upload in it, taken over by this one: old keys keep working as they
+// did, and the new counters start from the data that was there.
+
+const ADMIN_SECRET = `wharf_${randomBytes(32).toString('base64url')}`;
+const MEMBER_SECRET = `wharf_${randomBytes(32).toString('base64url')}`;
+const ADMIN_ID = randomUUID();
+const MEMBER_ID = randomUUID();
+const PENDING_ID = randomUUID();
+const OLD_ASSET = randomUUID();
+const hash = (secret: string) => createHash('sha256').update(secret).digest('hex');
+
+let dir: string;
+let database: Backing | undefined;
+let url: string;
+let w: TestWharf;
+
+// biome-ignore lint/suspicious/noExplicitAny: rows of an older schema
+async function withDb<T>(work: (db: Kysely<any>) => Promise<T>): Promise<T> {
+  const { db } = connect(url);
+  try {
+    return await work(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wharf-migration-'));
+  if (deployment === 'scaled') {
+    database = await createDatabase();
+    url = database.env.WHARF_DATABASE_URL!;
+  } else {
+    url = `sqlite://${join(dir, 'old.db')}`;
+  }
+  const now = Date.now();
+  await withDb(async (db) => {
+    await migrate(db, '003_resumable_uploads');
+    await db
+      .insertInto('accounts')
+      .values([
+        {
+          id: 'default',
+          name: 'Default',
+          max_file_size: null,
+          storage_quota: null,
+          disabled: 0,
+          created_at: now,
+        },
+        { id: 'acme', name: 'Acme', max_file_size: null, storage_quota: 400, disabled: 0, created_at: now },
+      ])
+      .execute();
+    const key = (id: string, role: string, secret: string) => ({
+      id,
+      account_id: 'acme',
+      name: `old ${role}`,
+      role,
+      prefix: secret.slice(0, 12),
+      secret_hash: hash(secret),
+      created_at: now,
+      last_used_at: null,
+      revoked_at: null,
+    });
+    await db
+      .insertInto('api_keys')
+      .values([key(ADMIN_ID, 'admin', ADMIN_SECRET), key(MEMBER_ID, 'member', MEMBER_SECRET)])
+      .execute();
+    const asset = (id: string, name: string, size: number, seq: number) => ({
+      id,
+      account_id: 'acme',
+      name,
+      content_type: 'application/octet-stream',
+      size,
+      sha256: randomBytes(32).toString('hex'),
+      md5: randomBytes(16).toString('hex'),
+      storage_key: `acme/${id}.bin`,
+      status: 'ready',
+      metadata: '{}',
+      created_at: now,
+      updated_at: now,
+      seq,
+      access: 'private',
+      processing: 'done',
+      analysis: '{}',
+    });
+    await db
+      .insertInto('assets')
+      .values([asset(OLD_ASSET, 'old-a.bin', 100, 1), asset(randomUUID(), 'old-b.bin', 250, 2)])
+      .execute();
+    await db
+      .insertInto('uploads')
+      .values({
+        id: PENDING_ID,
+        account_id: 'acme',
+        key_id: MEMBER_ID,
+        kind: 'presigned',
+        name: 'never-sent.bin',
+        content_type: 'application/octet-stream',
+        size: 10,
+        sha256: null,
+        md5: null,
+        storage_key: `acme/${PENDING_ID}.bin`,
+        status: 'pending',
+        asset_id: null,
+        deduplicated: 0,
+        created_at: now - 7200_000,
+        expires_at: now - 7000_000,
+        completed_at: null,
+        seq: 3,
+        external_id: null,
+        intent: '{}',
+        auto_complete: 0,
+        multipart_id: null,
+      })
+      .execute();
+    await db.insertInto('counters').values({ name: 'seq', value: 3 }).execute();
+  });
+  w = await startWharf({ env: { WHARF_DATABASE_URL: url } });
+});
+
+after(async () => {
+  await w?.close();
+  await database?.release();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('a database from before scoped keys', () => {
+  test('an old admin key is an admin key; an old member key is read, upload and write', async () => {
+    const keys = await api(w.url, ADMIN_SECRET, 'GET', '/v1/keys');
+    assert.equal(keys.status, 200, JSON.stringify(keys.body));
+    const byId = new Map(keys.body.data.map((k: { id: string }) => [k.id, k]));
+    assert.deepEqual(
+      [byId.get(ADMIN_ID), byId.get(MEMBER_ID)].map((k) => {
+        const { role, scopes, name_prefix, namespace } = k as Record<string, unknown>;
+        return { role, scopes, name_prefix, namespace };
+      }),
+      [
+        { role: 'admin', scopes: ['admin'], name_prefix: null, namespace: null },
+        { role: 'member', scopes: ['read', 'upload', 'write'], name_prefix: null, namespace: null },
+      ],
+    );
+    const list = await api(w.url, MEMBER_SECRET, 'GET', '/v1/assets');
+    assert.deepEqual(list.body.data.map((a: { name: string }) => a.name).sort(), ['old-a.bin', 'old-b.bin']);
+    const old = await api(w.url, MEMBER_SECRET, 'GET', `/v1/assets/${OLD_ASSET}`);
+    assert.equal(old.body.subject, null);
+    const forbidden = await api(w.url, MEMBER_SECRET, 'GET', '/v1/keys');
+    assert.equal(forbidden.status, 403);
+    assert.equal(forbidden.body.error.code, 'FORBIDDEN');
+    assert.equal((await api(w.url, MEMBER_SECRET, 'POST', '/v1/upload-tokens', {})).status, 201);
+  });
+
+  test('the counters start from what was stored and pending', async () => {
+    const account = await withDb((db) =>
+      db
+        .selectFrom('accounts')
+        .select(['bytes_used', 'bytes_reserved'])
+        .where('id', '=', 'acme')
+        .executeTakeFirstOrThrow(),
+    );
+    assert.deepEqual([Number(account.bytes_used), Number(account.bytes_reserved)], [350, 0]);
+    const member = await withDb((db) =>
+      db.selectFrom('api_keys').select('open_uploads').where('id', '=', MEMBER_ID).executeTakeFirstOrThrow(),
+    );
+    assert.equal(Number(member.open_uploads), 1);
+
+    // The quota (400) is exact from the first request: 50 bytes fit, 51 do not.
+    const over = await uploadRaw(w, MEMBER_SECRET, 'too-big.bin', randomBytes(51));
+    assert.equal(over.status, 403, JSON.stringify(over.body));
+    assert.equal(over.body.error.code, 'QUOTA_EXCEEDED');
+    assert.equal((await uploadRaw(w, MEMBER_SECRET, 'fits.bin', randomBytes(50))).status, 201);
+
+    // The old pending upload expires like any other, and gives back exactly what it counted.
+    await w.wharf.core.uploads.sweep();
+    assert.equal(
+      (await api(w.url, MEMBER_SECRET, 'GET', `/v1/uploads/${PENDING_ID}`)).body.status,
+      'expired',
+    );
+    const after = await withDb((db) =>
+      db.selectFrom('api_keys').select('open_uploads').where('id', '=', MEMBER_ID).executeTakeFirstOrThrow(),
+    );
+    assert.equal(Number(after.open_uploads), 0);
+    const accountAfter = await withDb((db) =>
+      db
+        .selectFrom('accounts')
+        .select(['bytes_used', 'bytes_reserved'])
+        .where('id', '=', 'acme')
+        .executeTakeFirstOrThrow(),
+    );
+    assert.deepEqual([Number(accountAfter.bytes_used), Number(accountAfter.bytes_reserved)], [400, 0]);
+  });
+});

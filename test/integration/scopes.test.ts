@@ -1,0 +1,400 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { createAsset, dbQuery, readJson, uploadRaw } from '../helpers/assets.js';
+import { api, b64, type JsonResponse, md5Hex, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+// Scoped keys over real HTTP: what each scope may do, confinement to a name prefix or a
+// namespace, refusals with stable codes on the native API and on the seed APIs.
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+async function key(body: Record<string, unknown>, admin = w.key): Promise<{ id: string; secret: string }> {
+  const res = await api(w.url, admin, 'POST', '/v1/keys', { name: 'scoped', ...body });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  return { id: res.body.key.id, secret: res.body.secret };
+}
+
+function refused(res: JsonResponse, code: string, label: string, status = 403): void {
+  assert.equal(res.status, status, `${label}: ${JSON.stringify(res.body)}`);
+  assert.equal(res.body?.error?.code, code, `${label}: ${JSON.stringify(res.body)}`);
+}
+
+function putFile(secret: string, path: string, body: string, query = ''): Promise<JsonResponse> {
+  return readJson(
+    fetch(`${w.url}/v1/files/${path}${query}`, {
+      method: 'PUT',
+      headers: { 'x-api-key': secret, 'content-type': 'text/plain' },
+      body,
+    }),
+  );
+}
+
+function tusCreate(secret: string, name: string, size: number): Promise<Response> {
+  return fetch(`${w.url}/v1/tus/`, {
+    method: 'POST',
+    headers: {
+      'Tus-Resumable': '1.0.0',
+      Authorization: `Bearer ${secret}`,
+      'Upload-Length': String(size),
+      'Upload-Metadata': `filename ${Buffer.from(name).toString('base64')}`,
+    },
+  });
+}
+
+describe('keys with scopes', () => {
+  test('POST /v1/keys takes scopes and confinement; the key JSON shows them (role stays)', async () => {
+    const res = await api(w.url, w.key, 'POST', '/v1/keys', {
+      name: 'inbox writer',
+      scopes: ['upload', 'read'],
+      name_prefix: 'inbox-',
+      namespace: 'inbox',
+    });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.deepEqual(
+      {
+        role: res.body.key.role,
+        scopes: res.body.key.scopes,
+        name_prefix: res.body.key.name_prefix,
+        namespace: res.body.key.namespace,
+      },
+      { role: 'member', scopes: ['read', 'upload'], name_prefix: 'inbox-', namespace: 'inbox' },
+    );
+    const listed = await api(w.url, w.key, 'GET', '/v1/keys');
+    assert.deepEqual(
+      listed.body.data.find((k: { id: string }) => k.id === res.body.key.id),
+      res.body.key,
+    );
+    // The older role still works, and means what it always meant.
+    const member = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'm', role: 'member' });
+    assert.deepEqual(member.body.key.scopes, ['read', 'upload', 'write']);
+    const admin = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'a', role: 'admin' });
+    assert.deepEqual(admin.body.key.scopes, ['admin']);
+    assert.equal(admin.body.key.role, 'admin');
+  });
+
+  test('invalid scope requests are 400 VALIDATION_FAILED, and create nothing', async () => {
+    const before = (await api(w.url, w.key, 'GET', '/v1/keys')).body.data.length;
+    for (const body of [
+      { name: 'k', scopes: [] },
+      { name: 'k', scopes: ['owner'] },
+      { name: 'k', scopes: 'read' },
+      { name: 'k', role: 'member', scopes: ['read'] },
+      { name: 'k', scopes: ['admin'], name_prefix: 'x' },
+      { name: 'k', scopes: ['read'], name_prefix: 'a/b' },
+      { name: 'k', scopes: ['read'], name_prefix: '' },
+      { name: 'k', scopes: ['read'], namespace: '../etc' },
+    ]) {
+      const res = await api(w.url, w.key, 'POST', '/v1/keys', body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.match(res.body.error.code, /^(VALIDATION_FAILED|INVALID_NAME)$/, JSON.stringify(res.body));
+    }
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/keys')).body.data.length, before);
+  });
+
+  test('a read key lists, gets, downloads and signs, and is refused every upload with SCOPE_DENIED', async () => {
+    const asset = await createAsset(w, w.key, 'readable.txt', 'for readers', 'text/plain');
+    const reader = await key({ scopes: ['read'] });
+    assert.equal((await api(w.url, reader.secret, 'GET', '/v1/assets')).status, 200);
+    assert.equal((await api(w.url, reader.secret, 'GET', `/v1/assets/${asset.id}`)).status, 200);
+    const content = await fetch(`${w.url}/v1/assets/${asset.id}/content`, {
+      headers: { 'x-api-key': reader.secret },
+    });
+    assert.equal(await content.text(), 'for readers');
+    const signed = await api(w.url, reader.secret, 'POST', `/v1/assets/${asset.id}/signed-url`, {});
+    assert.equal(signed.status, 200);
+
+    const uploads: Array<[string, () => Promise<JsonResponse>]> = [
+      ['direct', () => uploadRaw(w, reader.secret, 'x.txt', 'x')],
+      ['presigned', () => api(w.url, reader.secret, 'POST', '/v1/uploads', { name: 'x.txt', size: 1 })],
+      ['multipart', () => api(w.url, reader.secret, 'POST', '/v1/multipart', { name: 'x.bin', size: 1 })],
+      ['s3/sign', () => api(w.url, reader.secret, 'POST', '/v1/s3/sign', { method: 'PUT', key: 'x.bin' })],
+      ['named file', () => putFile(reader.secret, 'docs/x.txt', 'x')],
+      ['tus', async () => readJson(tusCreate(reader.secret, 'x.bin', 1))],
+      ['upload token', () => api(w.url, reader.secret, 'POST', '/v1/upload-tokens', {})],
+    ];
+    for (const [label, send] of uploads) {
+      const res = await send();
+      refused(res, 'SCOPE_DENIED', label);
+      assert.equal(res.body.error.details.required, 'upload', label);
+    }
+    refused(await api(w.url, reader.secret, 'DELETE', `/v1/assets/${asset.id}`), 'SCOPE_DENIED', 'delete');
+    refused(
+      await api(w.url, reader.secret, 'PATCH', `/v1/assets/${asset.id}`, { access: 'public' }),
+      'SCOPE_DENIED',
+      'patch',
+    );
+    refused(await api(w.url, reader.secret, 'GET', '/v1/keys'), 'FORBIDDEN', 'keys');
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`)).body.access, 'private');
+    assert.equal(dbQuery(w, "select id from uploads where name = 'x.txt' or name = 'x.bin'").length, 0);
+  });
+
+  test('an upload key uploads on every flow, reads only what it uploaded, and cannot list or delete', async () => {
+    const theirs = await createAsset(w, w.key, 'someone-elses.txt', randomBytes(20), 'text/plain');
+    const uploader = await key({ scopes: ['upload'] });
+    const mine = (
+      await uploadRaw(w, uploader.secret, 'mine.txt', 'uploaded by me', { contentType: 'text/plain' })
+    ).body.asset;
+    assert.equal(mine.name, 'mine.txt');
+    assert.equal((await api(w.url, uploader.secret, 'GET', `/v1/assets/${mine.id}`)).status, 200);
+    const content = await fetch(`${w.url}/v1/assets/${mine.id}/content`, {
+      headers: { 'x-api-key': uploader.secret },
+    });
+    assert.equal(await content.text(), 'uploaded by me');
+    const intent = await api(w.url, uploader.secret, 'POST', '/v1/uploads', { name: 'p.bin', size: 3 });
+    assert.equal(intent.status, 201);
+    assert.equal((await api(w.url, uploader.secret, 'GET', `/v1/uploads/${intent.body.id}`)).status, 200);
+    assert.equal((await tusCreate(uploader.secret, 't.bin', 3)).status, 201);
+
+    // Others' assets and uploads do not exist for it.
+    refused(await api(w.url, uploader.secret, 'GET', `/v1/assets/${theirs.id}`), 'NOT_FOUND', 'get', 404);
+    const other = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'o.bin', size: 3 });
+    refused(
+      await api(w.url, uploader.secret, 'GET', `/v1/uploads/${other.body.id}`),
+      'NOT_FOUND',
+      'state',
+      404,
+    );
+    refused(
+      await api(w.url, uploader.secret, 'POST', `/v1/uploads/${other.body.id}/complete`),
+      'NOT_FOUND',
+      'complete',
+      404,
+    );
+    refused(await api(w.url, uploader.secret, 'GET', '/v1/assets'), 'SCOPE_DENIED', 'list');
+    refused(await api(w.url, uploader.secret, 'DELETE', `/v1/assets/${mine.id}`), 'SCOPE_DENIED', 'delete');
+    refused(await api(w.url, uploader.secret, 'GET', '/v1/files/docs/x.txt'), 'SCOPE_DENIED', 'named file');
+    // Making a file public is changing access (write), not uploading.
+    const open = await putFile(uploader.secret, 'site/page.txt', 'x', '?access=public');
+    refused(open, 'SCOPE_DENIED', 'public named file');
+    assert.equal(open.body.error.details.required, 'write');
+    assert.equal((await putFile(uploader.secret, 'site/page.txt', 'x')).status, 201);
+  });
+
+  test('an upload key that sends content the account holds sees only what it declared itself', async () => {
+    const bytes = randomBytes(300);
+    const original = await uploadRaw(w, w.key, 'board-minutes.pdf', bytes, {
+      contentType: 'application/pdf',
+    });
+    assert.equal(original.status, 201);
+    const uploader = await key({ scopes: ['upload'] });
+    const res = await uploadRaw(w, uploader.secret, 'my-copy.pdf', bytes, { contentType: 'application/pdf' });
+    // Not "exists": that would tell it what the account holds.
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.status, 'created');
+    assert.equal(res.body.asset.id, original.body.asset.id, 'stored once');
+    assert.equal(res.body.asset.name, 'my-copy.pdf');
+    const seen = await api(w.url, uploader.secret, 'GET', `/v1/assets/${res.body.asset.id}`);
+    assert.equal(seen.body.name, 'my-copy.pdf');
+    assert.ok(!JSON.stringify(seen.body).includes('board-minutes'));
+    // Declaring the SHA-256 up front does not reveal it either.
+    const declared = await api(w.url, uploader.secret, 'POST', '/v1/uploads', {
+      name: 'again.pdf',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+    });
+    assert.equal(declared.status, 201);
+    assert.equal(declared.body.status, 'pending');
+    // The account's own view is unchanged.
+    assert.equal(
+      (await api(w.url, w.key, 'GET', `/v1/assets/${res.body.asset.id}`)).body.name,
+      'board-minutes.pdf',
+    );
+  });
+
+  test('a write key deletes and changes access but does not read or upload; keys need admin', async () => {
+    const writer = await key({ scopes: ['write'] });
+    const asset = await createAsset(w, w.key, 'to-delete.txt', randomBytes(10), 'text/plain');
+    refused(await api(w.url, writer.secret, 'GET', `/v1/assets/${asset.id}`), 'SCOPE_DENIED', 'get');
+    refused(await uploadRaw(w, writer.secret, 'w.txt', 'w'), 'SCOPE_DENIED', 'upload');
+    const patched = await api(w.url, writer.secret, 'PATCH', `/v1/assets/${asset.id}`, { access: 'public' });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.equal((await api(w.url, writer.secret, 'DELETE', `/v1/assets/${asset.id}`)).status, 204);
+    refused(await api(w.url, writer.secret, 'POST', '/v1/keys', { name: 'x' }), 'FORBIDDEN', 'create key');
+    refused(await api(w.url, writer.secret, 'GET', '/v1/upload-tokens'), 'SCOPE_DENIED', 'tokens');
+    // Admin does everything.
+    const admin = await key({ scopes: ['admin'] });
+    assert.equal((await api(w.url, admin.secret, 'GET', '/v1/keys')).status, 200);
+    assert.equal((await uploadRaw(w, admin.secret, 'by-admin.txt', 'a')).status, 201);
+  });
+});
+
+describe('confinement', () => {
+  test('a name prefix: uploads must use it; lists are filtered; others’ assets are 404', async () => {
+    const outside = await createAsset(w, w.key, 'team-b-plan.txt', randomBytes(30), 'text/plain');
+    const confined = await key({ scopes: ['read', 'upload', 'write'], name_prefix: 'team-a-' });
+    const denied = await uploadRaw(w, confined.secret, 'team-b-notes.txt', 'x');
+    refused(denied, 'NAME_PREFIX_DENIED', 'upload outside the prefix');
+    assert.equal(denied.body.error.details.name_prefix, 'team-a-');
+    refused(
+      await api(w.url, confined.secret, 'POST', '/v1/uploads', {
+        files: [
+          { name: 'team-a-1.bin', size: 1 },
+          { name: 'other.bin', size: 1 },
+        ],
+      }),
+      'NAME_PREFIX_DENIED',
+      'a batch with one name outside',
+    );
+    const inside = await uploadRaw(w, confined.secret, 'team-a-notes.txt', randomBytes(12));
+    assert.equal(inside.status, 201);
+
+    const names = async (query = '') =>
+      (await api(w.url, confined.secret, 'GET', `/v1/assets?limit=1000${query}`)).body.data.map(
+        (a: { name: string }) => a.name,
+      );
+    assert.deepEqual(await names(), ['team-a-notes.txt']);
+    assert.deepEqual(await names('&prefix=team-a-n'), ['team-a-notes.txt']);
+    assert.deepEqual(await names('&prefix=team'), ['team-a-notes.txt']);
+    assert.deepEqual(await names('&prefix=team-b'), []);
+    refused(await api(w.url, confined.secret, 'GET', `/v1/assets/${outside.id}`), 'NOT_FOUND', 'get', 404);
+    refused(
+      await api(w.url, confined.secret, 'DELETE', `/v1/assets/${outside.id}`),
+      'NOT_FOUND',
+      'delete',
+      404,
+    );
+    const content = await fetch(`${w.url}/v1/assets/${outside.id}/content`, {
+      headers: { 'x-api-key': confined.secret },
+    });
+    assert.equal(content.status, 404);
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${outside.id}`)).status, 200, 'not deleted');
+  });
+
+  test('a namespace: uploads are filed in it; other namespaces are refused or missing', async () => {
+    await putFile(w.key, 'docs/readme.txt', 'the docs');
+    const plain = await createAsset(w, w.key, 'loose.txt', randomBytes(9), 'text/plain');
+    const confined = await key({ scopes: ['read', 'upload'], namespace: 'avatars' });
+    const elsewhere = await putFile(confined.secret, 'docs/readme.txt', 'overwrite?');
+    refused(elsewhere, 'NAMESPACE_DENIED', 'named file in another namespace');
+    assert.equal(elsewhere.body.error.details.namespace, 'avatars');
+    assert.equal((await putFile(confined.secret, 'avatars/me.txt', 'v1')).status, 201);
+    // A plain upload becomes the next version of that name in its namespace.
+    const plainUpload = await uploadRaw(w, confined.secret, 'me.txt', 'v2', { contentType: 'text/plain' });
+    assert.equal(plainUpload.status, 201);
+    const file = await api(w.url, w.key, 'GET', '/v1/files/avatars/me.txt');
+    assert.equal(file.body.version, 2);
+    assert.equal(file.body.asset.id, plainUpload.body.asset.id);
+
+    const listed = await api(w.url, confined.secret, 'GET', '/v1/assets?limit=1000');
+    assert.deepEqual(listed.body.data.map((a: { name: string }) => a.name).sort(), ['me.txt', 'me.txt']);
+    refused(await api(w.url, confined.secret, 'GET', '/v1/files/docs/readme.txt'), 'NOT_FOUND', 'file', 404);
+    refused(await api(w.url, confined.secret, 'GET', `/v1/assets/${plain.id}`), 'NOT_FOUND', 'asset', 404);
+    assert.equal((await api(w.url, confined.secret, 'GET', '/v1/files/avatars/me.txt')).status, 200);
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/files/docs/readme.txt')).body.version, 1);
+  });
+
+  test('a namespace key with write deletes only assets filed nowhere else', async () => {
+    const confined = await key({ scopes: ['read', 'upload', 'write'], namespace: 'drafts' });
+    const bytes = randomBytes(40);
+    const own = await putFile(confined.secret, 'drafts/a.txt', bytes.toString('hex'));
+    const shared = await putFile(w.key, 'published/a.txt', bytes.toString('hex'));
+    assert.equal(shared.body.asset.id, own.body.asset.id, 'one asset, filed in two namespaces');
+    refused(
+      await api(w.url, confined.secret, 'DELETE', `/v1/assets/${own.body.asset.id}`),
+      'NAMESPACE_DENIED',
+      'shared',
+    );
+    const alone = await putFile(confined.secret, 'drafts/b.txt', randomBytes(16).toString('hex'));
+    assert.equal(
+      (await api(w.url, confined.secret, 'DELETE', `/v1/assets/${alone.body.asset.id}`)).status,
+      204,
+    );
+  });
+});
+
+describe('the seed APIs refuse out-of-scope keys in their own shapes', () => {
+  let reader: { id: string; secret: string };
+  let writer: { id: string; secret: string };
+  before(async () => {
+    reader = await key({ scopes: ['read'] });
+    writer = await key({ scopes: ['write'] });
+  });
+
+  test('netiks: {"detail", "code": "scope_denied"}', async () => {
+    const form = new FormData();
+    form.append('file', new Blob(['x']), 'x.txt');
+    const upload = await readJson(
+      fetch(`${w.url}/api/v1/assets/developer-upload-file/`, {
+        method: 'POST',
+        headers: { 'x-api-key': reader.secret },
+        body: form,
+      }),
+    );
+    assert.equal(upload.status, 403, JSON.stringify(upload.body));
+    assert.equal(upload.body.code, 'scope_denied');
+    const asset = await createAsset(w, w.key, 'netiks.txt', 'n', 'text/plain');
+    const read = await api(w.url, writer.secret, 'GET', `/api/v1/assets/${asset.id}/`);
+    assert.equal(read.status, 403);
+    assert.equal(read.body.code, 'scope_denied');
+    assert.equal((await api(w.url, reader.secret, 'GET', `/api/v1/assets/${asset.id}/`)).status, 200);
+  });
+
+  test('Inspect: {"error": "Forbidden", "errorDescription"}', async () => {
+    const res = await api(w.url, reader.secret, 'POST', '/api/inspect/v1/file/upload/presigned', {
+      entityId: 'e1',
+      contentType: 'text/plain',
+      hash: sha256Hex('x'),
+      name: 'x.txt',
+      size: 1,
+    });
+    assert.equal(res.status, 403, JSON.stringify(res.body));
+    assert.equal(res.body.error, 'Forbidden');
+    assert.equal(typeof res.body.errorDescription, 'string');
+  });
+
+  test('ActiveStorage: {"detail", "error", "error_code": "SCOPE_DENIED"}', async () => {
+    const res = await api(w.url, reader.secret, 'POST', '/api/v1/upload/direct', {
+      blob: {
+        filename: 'x.txt',
+        content_type: 'text/plain',
+        byte_size: 1,
+        checksum: b64(md5Hex('x')),
+      },
+    });
+    assert.equal(res.status, 403, JSON.stringify(res.body));
+    assert.equal(res.body.error_code, 'SCOPE_DENIED');
+  });
+
+  test('file service: {"code": 403, "status": "false", "error_code"}; its namespace confinement too', async () => {
+    const res = await readJson(
+      fetch(`${w.url}/api_gateway/file-service/docs/x.txt`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${reader.secret}`, 'content-type': 'text/plain' },
+        body: 'x',
+      }),
+    );
+    assert.equal(res.status, 403, JSON.stringify(res.body));
+    assert.deepEqual([res.body.code, res.body.status, res.body.error_code], [403, 'false', 'SCOPE_DENIED']);
+    const confined = await key({ scopes: ['upload', 'read'], namespace: 'mine' });
+    const other = await readJson(
+      fetch(`${w.url}/api_gateway/file-service/theirs/x.txt`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${confined.secret}`, 'content-type': 'text/plain' },
+        body: 'x',
+      }),
+    );
+    assert.equal(other.status, 403);
+    assert.equal(other.body.error_code, 'NAMESPACE_DENIED');
+  });
+
+  test('FileSpin: {"error": "SCOPE_DENIED"}', async () => {
+    const res = await api(
+      w.url,
+      undefined,
+      'GET',
+      '/api/v1/assets/new/content_storage_url?filename=x.txt',
+      undefined,
+      { 'x-filespin-api-key': reader.secret },
+    );
+    assert.equal(res.status, 403, JSON.stringify(res.body));
+    assert.equal(res.body.error, 'SCOPE_DENIED');
+  });
+});

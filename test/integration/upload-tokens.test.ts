@@ -1,0 +1,730 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { Upload } from 'tus-js-client';
+import { complete, dbQuery, declare, putPresigned, uploadForm, uploadRaw } from '../helpers/assets.js';
+import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+// Upload tokens over real HTTP: minted by a back end's key, used alone on every upload flow,
+// limits that hold when 50 requests race them, revocation and expiry seen at once by another
+// node, and what a token may read.
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+interface Minted {
+  id: string;
+  secret: string;
+  token: Record<string, string | number | null | object>;
+}
+
+async function mint(body: Record<string, unknown> = {}, key = w.key, server = w): Promise<Minted> {
+  const res = await api(server.url, key, 'POST', '/v1/upload-tokens', body);
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  return { id: res.body.token.id, secret: res.body.secret, token: res.body.token };
+}
+
+async function usage(token: Minted, server = w): Promise<Record<string, number>> {
+  const res = await api(server.url, server.key, 'GET', `/v1/upload-tokens/${token.id}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.usage;
+}
+
+function refused(res: JsonResponse, code: string, label: string, status = 403): void {
+  assert.equal(res.status, status, `${label}: ${JSON.stringify(res.body)}`);
+  assert.equal(res.body?.error?.code, code, `${label}: ${JSON.stringify(res.body)}`);
+}
+
+function bearer(secret: string): Record<string, string> {
+  return { authorization: `Bearer ${secret}` };
+}
+
+/** Waits (by moving the clock and running jobs) until storage-side completion has happened. */
+async function settled(uploadId: string, key = w.key): Promise<JsonResponse> {
+  let state = await api(w.url, key, 'GET', `/v1/uploads/${uploadId}`);
+  for (let i = 0; i < 10 && state.body.status === 'pending'; i += 1) {
+    w.clock.advance(60_000);
+    await w.wharf.core.jobs.drain();
+    state = await api(w.url, key, 'GET', `/v1/uploads/${uploadId}`);
+  }
+  return state;
+}
+
+function tusUpload(secret: string, bytes: Buffer, metadata: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const upload = new Upload(bytes, {
+      endpoint: `${w.url}/v1/tus/`,
+      headers: bearer(secret),
+      metadata,
+      retryDelays: [],
+      onError: reject,
+      onSuccess: (payload) => resolve(payload.lastResponse.getHeader('Wharf-Asset-Id') ?? ''),
+    });
+    upload.start();
+  });
+}
+
+describe('minting', () => {
+  test('a key mints a token: a random secret with a prefix, stored only as a hash, with its limits', async () => {
+    const t0 = w.clock.now();
+    const { id, secret, token } = await mint({
+      subject: 'user-42',
+      metadata: { album: 'summer' },
+      max_files: 3,
+      max_bytes: 1000,
+      max_file_size: 500,
+      content_types: ['image/*', 'application/pdf'],
+      max_open_uploads: 2,
+    });
+    assert.match(secret, /^wharf_ut_[A-Za-z0-9_-]{43}$/, '32 random bytes, base64url');
+    assert.equal(token.prefix, secret.slice(0, 15));
+    assert.equal(token.status, 'active');
+    assert.equal(token.expires_at, new Date(t0 + 3600_000).toISOString(), 'an hour by default');
+    assert.deepEqual(
+      [token.subject, token.metadata, token.max_files, token.max_bytes, token.max_file_size],
+      ['user-42', { album: 'summer' }, 3, 1000, 500],
+    );
+    assert.deepEqual(token.content_types, ['image/*', 'application/pdf']);
+    assert.deepEqual(token.usage, {
+      files_used: 0,
+      bytes_used: 0,
+      files_reserved: 0,
+      bytes_reserved: 0,
+      open_uploads: 0,
+    });
+    const got = await api(w.url, w.key, 'GET', `/v1/upload-tokens/${id}`);
+    assert.deepEqual(got.body, token);
+    const listed = await api(w.url, w.key, 'GET', '/v1/upload-tokens');
+    assert.deepEqual(listed.body.data[0], token, 'newest first');
+    assert.ok(!JSON.stringify(listed.body).includes(secret));
+
+    const rows = dbQuery<Record<string, unknown>>(w, 'select * from upload_tokens where id = ?', id);
+    assert.equal(rows[0]!.secret_hash, createHash('sha256').update(secret).digest('hex'));
+    assert.ok(!JSON.stringify(rows).includes(secret.slice(15)), 'the secret itself is stored nowhere');
+  });
+
+  test('bad requests are 400 and mint nothing', async () => {
+    const before = (await api(w.url, w.key, 'GET', '/v1/upload-tokens?limit=1000')).body.data.length;
+    for (const body of [
+      { expires_in: 0 },
+      { expires_in: 86_401 },
+      { max_files: 0 },
+      { max_bytes: -1 },
+      { content_types: [] },
+      { content_types: ['pictures'] },
+      { content_types: ['image/*', 'x'] },
+      { metadata: 'text' },
+      { metadata: { big: 'x'.repeat(17_000) } },
+      { subject: '' },
+      { subject: 'line\nbreak' },
+      { name_prefix: 'a/b' },
+      { namespace: '../up' },
+      { max_open_uploads: 101 },
+      { scopes: ['admin'] },
+    ]) {
+      const res = await api(w.url, w.key, 'POST', '/v1/upload-tokens', body);
+      assert.equal(res.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
+    }
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/upload-tokens?limit=1000')).body.data.length, before);
+  });
+
+  test('only admin and upload keys mint; a token never grants more than its key', async () => {
+    const make = async (body: Record<string, unknown>) =>
+      (await api(w.url, w.key, 'POST', '/v1/keys', { name: 'k', ...body })).body.secret as string;
+    refused(
+      await api(w.url, await make({ scopes: ['read'] }), 'POST', '/v1/upload-tokens', {}),
+      'SCOPE_DENIED',
+      'read',
+    );
+    refused(
+      await api(w.url, await make({ scopes: ['write'] }), 'POST', '/v1/upload-tokens', {}),
+      'SCOPE_DENIED',
+      'write',
+    );
+    const token = await mint();
+    refused(await api(w.url, token.secret, 'POST', '/v1/upload-tokens', {}), 'SCOPE_DENIED', 'a token');
+
+    const confined = await make({ scopes: ['upload'], name_prefix: 'u7-', namespace: 'user7' });
+    const inherited = await mint({}, confined);
+    assert.deepEqual([inherited.token.name_prefix, inherited.token.namespace], ['u7-', 'user7']);
+    assert.equal((await mint({ name_prefix: 'u7-photos-' }, confined)).token.name_prefix, 'u7-photos-');
+    refused(
+      await api(w.url, confined, 'POST', '/v1/upload-tokens', { name_prefix: 'u8-' }),
+      'NAME_PREFIX_DENIED',
+      'prefix',
+    );
+    refused(
+      await api(w.url, confined, 'POST', '/v1/upload-tokens', { namespace: 'user8' }),
+      'NAMESPACE_DENIED',
+      'ns',
+    );
+
+    // An upload key sees and revokes only the tokens it minted.
+    const own = await api(w.url, confined, 'GET', '/v1/upload-tokens?limit=1000');
+    assert.ok(own.body.data.length >= 2);
+    assert.ok(own.body.data.every((t: { key_id: string }) => t.key_id === inherited.token.key_id));
+    refused(await api(w.url, confined, 'GET', `/v1/upload-tokens/${token.id}`), 'NOT_FOUND', 'get', 404);
+    refused(
+      await api(w.url, confined, 'DELETE', `/v1/upload-tokens/${token.id}`),
+      'NOT_FOUND',
+      'revoke',
+      404,
+    );
+    assert.equal((await api(w.url, confined, 'DELETE', `/v1/upload-tokens/${inherited.id}`)).status, 204);
+  });
+});
+
+describe('every upload flow works with only the token', () => {
+  let token: Minted;
+  const sizes: number[] = [];
+  const assets: string[] = [];
+  before(async () => {
+    token = await mint({ subject: 'user-42', metadata: { album: 'summer' }, max_files: 50 });
+  });
+
+  async function expectStamped(assetId: string, bytes: Buffer): Promise<void> {
+    const asset = await api(w.url, token.secret, 'GET', `/v1/assets/${assetId}`);
+    assert.equal(asset.status, 200, JSON.stringify(asset.body));
+    assert.equal(asset.body.sha256, sha256Hex(bytes));
+    assert.equal(asset.body.subject, 'user-42');
+    assert.equal(asset.body.metadata.album, 'summer');
+    sizes.push(bytes.length);
+    assets.push(assetId);
+  }
+
+  test('direct: raw body and multipart form', async () => {
+    const raw = randomBytes(700);
+    const res = await uploadRaw(w, token.secret, 'raw.bin', raw, { headers: bearer(token.secret) });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    await expectStamped(res.body.asset.id, raw);
+    const form = randomBytes(300);
+    const viaForm = await uploadForm(w, token.secret, 'form.bin', form);
+    assert.equal(viaForm.status, 201, JSON.stringify(viaForm.body));
+    await expectStamped(viaForm.body.asset.id, form);
+  });
+
+  test('presigned: one file, and a batch', async () => {
+    const one = randomBytes(200);
+    const intent = await declare(w, token.secret, { name: 'one.bin', size: one.length });
+    assert.equal((await putPresigned(intent, one)).status, 200);
+    const done = await complete(w, token.secret, intent.id);
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    await expectStamped(done.body.asset.id, one);
+
+    const files = [randomBytes(10), randomBytes(20)];
+    const batch = await api(w.url, token.secret, 'POST', '/v1/uploads', {
+      files: files.map((f, i) => ({ name: `b${i}.bin`, size: f.length, sha256: sha256Hex(f) })),
+    });
+    assert.equal(batch.status, 201, JSON.stringify(batch.body));
+    for (const [i, item] of batch.body.uploads.entries()) {
+      assert.equal((await putPresigned(item, files[i]!)).status, 200);
+      const finished = await complete(w, token.secret, item.id);
+      await expectStamped(finished.body.asset.id, files[i]!);
+    }
+  });
+
+  test('multipart: create, sign, PUT the part, complete', async () => {
+    const bytes = randomBytes(1500);
+    const created = await api(w.url, token.secret, 'POST', '/v1/multipart', {
+      name: 'big.bin',
+      size: bytes.length,
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const signed = await api(w.url, token.secret, 'POST', `/v1/multipart/${created.body.id}/parts`, {
+      partNumbers: [1],
+    });
+    const part = signed.body.parts[0];
+    const put = await fetch(part.url, { method: 'PUT', headers: part.headers, body: new Uint8Array(bytes) });
+    assert.equal(put.status, 200, await put.text());
+    const done = await api(w.url, token.secret, 'POST', `/v1/multipart/${created.body.id}/complete`, {
+      parts: [{ PartNumber: 1, ETag: put.headers.get('etag') }],
+    });
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    await expectStamped(done.body.asset.id, bytes);
+  });
+
+  test('the Uppy 6 signing endpoint: PutObject signed for the token, PUT, completed', async () => {
+    const bytes = randomBytes(900);
+    const signed = await api(w.url, token.secret, 'POST', '/v1/s3/sign', {
+      method: 'PUT',
+      key: 'c0ffee00-0000-4000-8000-000000000000-photo.png',
+      contentType: 'image/png',
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    const put = await fetch(signed.body.url, {
+      method: 'PUT',
+      headers: signed.body.headers,
+      body: new Uint8Array(bytes),
+    });
+    assert.equal(put.status, 200, await put.text());
+    const state = await settled(signed.body.upload_id, token.secret);
+    assert.equal(state.body.status, 'completed', JSON.stringify(state.body));
+    assert.equal(state.body.subject, 'user-42');
+    await expectStamped(state.body.asset_id, bytes);
+  });
+
+  test('tus, with tus-js-client', async () => {
+    const bytes = randomBytes(1200);
+    const assetId = await tusUpload(token.secret, bytes, { filename: 'resumable.bin' });
+    await expectStamped(assetId, bytes);
+  });
+
+  test('usage counts every completed file and its bytes; nothing is held any more', async () => {
+    assert.deepEqual(await usage(token), {
+      files_used: assets.length,
+      bytes_used: sizes.reduce((a, b) => a + b, 0),
+      files_reserved: 0,
+      bytes_reserved: 0,
+      open_uploads: 0,
+    });
+    const rows = dbQuery<{ n: number }>(
+      w,
+      "select count(*) as n from uploads where token_id = ? and status = 'completed'",
+      token.id,
+    );
+    assert.equal(Number(rows[0]!.n), assets.length);
+  });
+});
+
+describe('what a token may read: its own uploads, nothing else', () => {
+  let token: Minted;
+  let mine: string;
+  let theirs: string;
+  let myUpload: string;
+  before(async () => {
+    token = await mint({ subject: 'reader' });
+    mine = (await uploadRaw(w, token.secret, 'mine.txt', 'my bytes', { contentType: 'text/plain' })).body
+      .asset.id;
+    theirs = (await uploadRaw(w, w.key, 'theirs.txt', randomBytes(33), { contentType: 'text/plain' })).body
+      .asset.id;
+    myUpload = (await declare(w, token.secret, { name: 'later.bin', size: 4 })).id;
+  });
+
+  test('its asset, its bytes, its upload state, and a download URL that dies with the token', async () => {
+    assert.equal((await api(w.url, token.secret, 'GET', `/v1/assets/${mine}`)).status, 200);
+    const content = await fetch(`${w.url}/v1/assets/${mine}/content`, { headers: bearer(token.secret) });
+    assert.equal(await content.text(), 'my bytes');
+    assert.equal((await api(w.url, token.secret, 'GET', `/v1/uploads/${myUpload}`)).body.status, 'pending');
+    const signed = await api(w.url, token.secret, 'POST', `/v1/assets/${mine}/signed-url`, {
+      expires_in: 604800,
+    });
+    assert.equal(signed.status, 200);
+    assert.ok(signed.body.expires_at <= String(token.token.expires_at), 'never past the token');
+  });
+
+  test('everything else is refused with a stable code', async () => {
+    const cases: Array<[string, string, string, unknown?, number?]> = [
+      ['GET', `/v1/assets/${theirs}`, 'NOT_FOUND', undefined, 404],
+      ['GET', `/v1/assets/${theirs}/content`, 'NOT_FOUND', undefined, 404],
+      ['POST', `/v1/assets/${theirs}/signed-url`, 'NOT_FOUND', {}, 404],
+      ['GET', '/v1/assets', 'SCOPE_DENIED'],
+      ['DELETE', `/v1/assets/${mine}`, 'SCOPE_DENIED'],
+      ['PATCH', `/v1/assets/${mine}`, 'SCOPE_DENIED', { access: 'public' }],
+      ['GET', '/v1/keys', 'FORBIDDEN'],
+      ['POST', '/v1/keys', 'FORBIDDEN', { name: 'escalate', role: 'admin' }],
+      ['GET', '/v1/files/docs/x.txt', 'SCOPE_DENIED'],
+      ['GET', '/v1/upload-tokens', 'SCOPE_DENIED'],
+      ['POST', '/v1/upload-tokens', 'SCOPE_DENIED', {}],
+      ['DELETE', `/v1/upload-tokens/${token.id}`, 'SCOPE_DENIED'],
+    ];
+    for (const [method, path, code, body, status] of cases) {
+      refused(await api(w.url, token.secret, method, path, body), code, `${method} ${path}`, status ?? 403);
+    }
+    const other = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'k.bin', size: 1 });
+    refused(await api(w.url, token.secret, 'GET', `/v1/uploads/${other.body.id}`), 'NOT_FOUND', 'state', 404);
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${mine}`)).body.access, 'private');
+  });
+
+  test('a token of account B never reaches account A', async () => {
+    const b = await w.newAccount('B');
+    const foreign = await mint({}, b.key);
+    for (const path of [`/v1/assets/${mine}`, `/v1/assets/${theirs}`, `/v1/uploads/${myUpload}`]) {
+      refused(await api(w.url, foreign.secret, 'GET', path), 'NOT_FOUND', path, 404);
+    }
+    refused(
+      await api(w.url, foreign.secret, 'POST', `/v1/uploads/${myUpload}/complete`),
+      'NOT_FOUND',
+      'complete',
+      404,
+    );
+    // Its uploads are B's.
+    const own = await uploadRaw(w, foreign.secret, 'b.txt', 'b bytes');
+    assert.equal(
+      dbQuery<{ account_id: string }>(w, 'select account_id from assets where id = ?', own.body.asset.id)[0]!
+        .account_id,
+      b.accountId,
+    );
+  });
+
+  test('content another user uploaded: never "exists", shown as this token declared it', async () => {
+    const bytes = randomBytes(400);
+    const first = await mint({ subject: 'alice', metadata: { trip: 'paris' } });
+    const second = await mint({ subject: 'bob', metadata: { trip: 'rome' } });
+    const a = await uploadRaw(w, first.secret, 'alice-passport.jpg', bytes, { contentType: 'image/jpeg' });
+    assert.equal(a.status, 201);
+    const b = await uploadRaw(w, second.secret, 'bob.jpg', bytes, { contentType: 'image/jpeg' });
+    assert.equal(b.status, 201, 'created, as for new content');
+    assert.equal(b.body.status, 'created');
+    assert.equal(b.body.asset.id, a.body.asset.id, 'stored once');
+    assert.deepEqual(
+      [b.body.asset.name, b.body.asset.subject, b.body.asset.metadata],
+      ['bob.jpg', 'bob', { trip: 'rome' }],
+    );
+    const seen = await api(w.url, second.secret, 'GET', `/v1/assets/${a.body.asset.id}`);
+    assert.deepEqual(
+      [seen.body.name, seen.body.subject, seen.body.metadata],
+      ['bob.jpg', 'bob', { trip: 'rome' }],
+    );
+    assert.ok(!JSON.stringify(seen.body).includes('alice') && !JSON.stringify(seen.body).includes('paris'));
+    const download = await fetch(`${w.url}/v1/assets/${a.body.asset.id}/content`, {
+      headers: bearer(second.secret),
+    });
+    assert.match(download.headers.get('content-disposition') ?? '', /bob\.jpg/);
+    await download.arrayBuffer();
+    // The asset keeps the first upload's name, metadata and subject; the back end sees both uploads.
+    const real = await api(w.url, w.key, 'GET', `/v1/assets/${a.body.asset.id}`);
+    assert.deepEqual([real.body.name, real.body.subject], ['alice-passport.jpg', 'alice']);
+    const declared = await api(w.url, second.secret, 'POST', '/v1/uploads', {
+      name: 'again.jpg',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+    });
+    assert.equal(declared.body.status, 'pending', 'a declared SHA-256 reveals nothing either');
+  });
+});
+
+describe('limits', () => {
+  test('content types (families allowed) and file size are refused with stable codes', async () => {
+    const token = await mint({ content_types: ['image/*', 'application/pdf'], max_file_size: 100 });
+    assert.equal(
+      (await uploadRaw(w, token.secret, 'a.png', randomBytes(50), { contentType: 'image/png' })).status,
+      201,
+    );
+    assert.equal(
+      (await uploadRaw(w, token.secret, 'a.pdf', randomBytes(50), { contentType: 'application/pdf' })).status,
+      201,
+    );
+    const text = await uploadRaw(w, token.secret, 'a.txt', 'text', { contentType: 'text/plain' });
+    refused(text, 'CONTENT_TYPE_DENIED', 'direct text');
+    assert.deepEqual(text.body.error.details.allowed, ['image/*', 'application/pdf']);
+    refused(
+      await api(w.url, token.secret, 'POST', '/v1/uploads', {
+        files: [
+          { name: 'ok.png', size: 1, content_type: 'image/png' },
+          { name: 'no.html', size: 1, content_type: 'text/html' },
+        ],
+      }),
+      'CONTENT_TYPE_DENIED',
+      'presigned batch',
+    );
+    const tus = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        ...bearer(token.secret),
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': '5',
+        'Upload-Metadata': `filename ${Buffer.from('x.js').toString('base64')},filetype ${Buffer.from('text/javascript').toString('base64')}`,
+      },
+    });
+    assert.equal(tus.status, 403);
+    assert.equal((await tus.json()).error.code, 'CONTENT_TYPE_DENIED');
+
+    refused(
+      await uploadRaw(w, token.secret, 'big.png', randomBytes(101), { contentType: 'image/png' }),
+      'FILE_TOO_LARGE',
+      'direct',
+      413,
+    );
+    refused(
+      await api(w.url, token.secret, 'POST', '/v1/uploads', {
+        name: 'big.png',
+        size: 101,
+        content_type: 'image/png',
+      }),
+      'FILE_TOO_LARGE',
+      'presigned',
+      413,
+    );
+    refused(
+      await api(w.url, token.secret, 'POST', '/v1/multipart', {
+        name: 'big.png',
+        size: 101,
+        content_type: 'image/png',
+      }),
+      'FILE_TOO_LARGE',
+      'multipart',
+      413,
+    );
+    // A file whose size is only known once it is stored (Uppy's PutObject) is refused then.
+    const signed = await api(w.url, token.secret, 'POST', '/v1/s3/sign', {
+      method: 'PUT',
+      key: 'huge.png',
+      contentType: 'image/png',
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    await fetch(signed.body.url, {
+      method: 'PUT',
+      headers: signed.body.headers,
+      body: new Uint8Array(randomBytes(101)),
+    }).then((r) => r.arrayBuffer());
+    const state = await settled(signed.body.upload_id);
+    assert.notEqual(state.body.status, 'completed');
+    assert.equal(state.body.asset_id, null);
+  });
+
+  test('50 concurrent presigns never pass max_files', async () => {
+    const token = await mint({ max_files: 10 });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        api(w.url, token.secret, 'POST', '/v1/uploads', { name: `f${i}.bin`, size: 100 }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.status === 201).length, 10);
+    for (const r of results.filter((r) => r.status !== 201)) refused(r, 'TOKEN_FILES_EXHAUSTED', 'over');
+    assert.deepEqual(await usage(token), {
+      files_used: 0,
+      bytes_used: 0,
+      files_reserved: 10,
+      bytes_reserved: 1000,
+      open_uploads: 10,
+    });
+    const pending = dbQuery<{ n: number }>(
+      w,
+      "select count(*) as n from uploads where token_id = ? and status = 'pending'",
+      token.id,
+    );
+    assert.equal(Number(pending[0]!.n), 10);
+  });
+
+  test('50 concurrent direct uploads never pass max_bytes; counts and bytes agree afterwards', async () => {
+    const token = await mint({ max_bytes: 10 * 1000 });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => uploadRaw(w, token.secret, `d${i}.bin`, randomBytes(1000))),
+    );
+    const created = results.filter((r) => r.status === 201);
+    assert.equal(created.length, 10, JSON.stringify(results.map((r) => r.status)));
+    for (const r of results.filter((r) => r.status !== 201)) refused(r, 'TOKEN_BYTES_EXHAUSTED', 'over');
+    assert.deepEqual(await usage(token), {
+      files_used: 10,
+      bytes_used: 10_000,
+      files_reserved: 0,
+      bytes_reserved: 0,
+      open_uploads: 0,
+    });
+    const rows = dbQuery<{ n: number; bytes: number }>(
+      w,
+      "select count(*) as n, sum(a.size) as bytes from uploads u join assets a on a.id = u.asset_id where u.token_id = ? and u.status = 'completed'",
+      token.id,
+    );
+    assert.deepEqual([Number(rows[0]!.n), Number(rows[0]!.bytes)], [10, 10_000]);
+  });
+
+  test('50 concurrent uploads of unknown size hold the most they may be, and never pass max_bytes', async () => {
+    const token = await mint({ max_bytes: 10 * 1000, max_file_size: 1000 });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        api(w.url, token.secret, 'POST', '/v1/s3/sign', { method: 'PUT', key: `u${i}.bin` }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.status === 200).length, 10);
+    for (const r of results.filter((r) => r.status !== 200)) refused(r, 'TOKEN_BYTES_EXHAUSTED', 'over');
+    const held = await usage(token);
+    assert.deepEqual([held.files_reserved, held.bytes_reserved], [10, 10_000]);
+    // Trued up at completion: a small file gives back what it did not need.
+    const one = results.find((r) => r.status === 200)!;
+    const bytes = randomBytes(250);
+    await fetch(one.body.url, { method: 'PUT', headers: one.body.headers, body: new Uint8Array(bytes) }).then(
+      (r) => r.arrayBuffer(),
+    );
+    assert.equal((await settled(one.body.upload_id)).body.status, 'completed');
+    const after = await usage(token);
+    assert.deepEqual(
+      [after.files_used, after.bytes_used, after.files_reserved, after.bytes_reserved],
+      [1, 250, 9, 9000],
+    );
+  });
+
+  test('50 concurrent requests never pass max_open_uploads (429)', async () => {
+    const token = await mint({ max_open_uploads: 5 });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        api(w.url, token.secret, 'POST', '/v1/uploads', { name: `o${i}.bin`, size: 1 }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.status === 201).length, 5);
+    for (const r of results.filter((r) => r.status !== 201)) refused(r, 'TOO_MANY_OPEN_UPLOADS', 'over', 429);
+    // Finishing one opens a slot.
+    const intent = results.find((r) => r.status === 201)!.body;
+    assert.equal((await putPresigned(intent, 'x')).status, 200);
+    assert.equal((await complete(w, token.secret, intent.id)).status, 200);
+    assert.equal(
+      (await api(w.url, token.secret, 'POST', '/v1/uploads', { name: 'next.bin', size: 1 })).status,
+      201,
+    );
+  });
+
+  test('a failed or expired upload gives its reservation back', async () => {
+    const token = await mint({ max_files: 2, max_bytes: 200, expires_in: 86_400 });
+    const held = await declare(w, token.secret, { name: 'held.bin', size: 100 });
+    // A direct upload whose bytes fail verification ends at once: what it held comes back.
+    const bytes = randomBytes(100);
+    const wrong = await uploadRaw(w, token.secret, 'wrong.bin', bytes, {
+      query: { sha256: sha256Hex('other') },
+    });
+    refused(wrong, 'CHECKSUM_MISMATCH', 'wrong digest', 400);
+    assert.deepEqual([(await usage(token)).files_reserved, (await usage(token)).bytes_reserved], [1, 100]);
+    // An aborted multipart upload too.
+    const multipart = await api(w.url, token.secret, 'POST', '/v1/multipart', { name: 'm.bin', size: 100 });
+    assert.equal(multipart.status, 201);
+    refused(
+      await api(w.url, token.secret, 'POST', '/v1/uploads', { name: 'x.bin', size: 1 }),
+      'TOKEN_FILES_EXHAUSTED',
+      'full',
+    );
+    assert.equal(
+      (await api(w.url, token.secret, 'DELETE', `/v1/multipart/${multipart.body.id}`)).status,
+      204,
+    );
+    assert.deepEqual([(await usage(token)).files_reserved, (await usage(token)).bytes_reserved], [1, 100]);
+
+    // An intent nobody completes holds its budget until the sweep expires it.
+    w.clock.advance(900_000 + 3600_000 + 1000);
+    await w.wharf.core.uploads.sweep();
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${held.id}`);
+    assert.equal(state.body.status, 'expired');
+    assert.deepEqual(await usage(token), {
+      files_used: 0,
+      bytes_used: 0,
+      files_reserved: 0,
+      bytes_reserved: 0,
+      open_uploads: 0,
+    });
+    assert.equal((await declare(w, token.secret, { name: 'a.bin', size: 200 })).status, 'pending');
+  });
+
+  test('WHARF_MAX_OPEN_UPLOADS_PER_KEY bounds a key’s pending uploads', async () => {
+    const small = await startWharf({ env: { WHARF_MAX_OPEN_UPLOADS_PER_KEY: '3' } });
+    try {
+      const intents = [];
+      for (let i = 0; i < 3; i += 1)
+        intents.push(await declare(small, small.key, { name: `k${i}.bin`, size: 1 }));
+      refused(
+        await api(small.url, small.key, 'POST', '/v1/uploads', { name: 'k3.bin', size: 1 }),
+        'TOO_MANY_OPEN_UPLOADS',
+        'fourth',
+        429,
+      );
+      assert.equal((await putPresigned(intents[0]!, 'x')).status, 200);
+      assert.equal((await complete(small, small.key, intents[0]!.id)).status, 200);
+      assert.equal(
+        (await api(small.url, small.key, 'POST', '/v1/uploads', { name: 'k3.bin', size: 1 })).status,
+        201,
+      );
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('the account quota is exact under concurrency', () => {
+  test('50 concurrent direct uploads: exactly what fits is stored', async () => {
+    const { accountId, key } = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(accountId, { storageQuota: 10 * 1000 });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => uploadRaw(w, key, `q${i}.bin`, randomBytes(1000))),
+    );
+    assert.equal(
+      results.filter((r) => r.status === 201).length,
+      10,
+      JSON.stringify(results.map((r) => r.status)),
+    );
+    for (const r of results.filter((r) => r.status !== 201)) refused(r, 'QUOTA_EXCEEDED', 'over');
+    const stored = dbQuery<{ n: number; bytes: number }>(
+      w,
+      'select count(*) as n, sum(size) as bytes from assets where account_id = ?',
+      accountId,
+    );
+    assert.deepEqual([Number(stored[0]!.n), Number(stored[0]!.bytes)], [10, 10_000]);
+    const counters = dbQuery<{ bytes_used: number; bytes_reserved: number }>(
+      w,
+      'select bytes_used, bytes_reserved from accounts where id = ?',
+      accountId,
+    );
+    assert.deepEqual([Number(counters[0]!.bytes_used), Number(counters[0]!.bytes_reserved)], [10_000, 0]);
+    // Deleting frees exactly what the asset took.
+    const one = results.find((r) => r.status === 201)!.body.asset.id;
+    assert.equal((await api(w.url, key, 'DELETE', `/v1/assets/${one}`)).status, 204);
+    assert.equal((await uploadRaw(w, key, 'again.bin', randomBytes(1000))).status, 201);
+    refused(await uploadRaw(w, key, 'over.bin', randomBytes(1)), 'QUOTA_EXCEEDED', 'full again');
+  });
+
+  test('50 concurrent presigns: exactly what fits is held', async () => {
+    const { accountId, key } = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(accountId, { storageQuota: 10 * 1000 });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        api(w.url, key, 'POST', '/v1/uploads', { name: `p${i}.bin`, size: 1000 }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.status === 201).length, 10);
+    for (const r of results.filter((r) => r.status !== 201)) refused(r, 'QUOTA_EXCEEDED', 'over');
+    const counters = dbQuery<{ bytes_reserved: number }>(
+      w,
+      'select bytes_reserved from accounts where id = ?',
+      accountId,
+    );
+    assert.equal(Number(counters[0]!.bytes_reserved), 10_000);
+  });
+});
+
+describe('a second node sees revocation and expiry at once', () => {
+  let b: TestWharf;
+  before(async () => {
+    b = await startWharf({ sharing: w, clock: w.clock });
+  });
+  after(async () => {
+    await b?.close();
+  });
+
+  async function worksOnB(secret: string): Promise<JsonResponse> {
+    return api(b.url, secret, 'POST', '/v1/uploads', { name: 'n.bin', size: 1 });
+  }
+
+  test('revoked on one node: refused by the other on the next request', async () => {
+    const token = await mint();
+    assert.equal((await worksOnB(token.secret)).status, 201);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`)).status, 204);
+    refused(await worksOnB(token.secret), 'UNAUTHORIZED', 'revoked', 401);
+    const listed = await api(b.url, w.key, 'GET', `/v1/upload-tokens/${token.id}`);
+    assert.equal(listed.body.status, 'revoked');
+    refused(await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`), 'NOT_FOUND', 'twice', 404);
+  });
+
+  test('expired: refused by every node the moment it expires', async () => {
+    const token = await mint({ expires_in: 60 });
+    assert.equal((await worksOnB(token.secret)).status, 201);
+    w.clock.advance(60_000);
+    refused(await worksOnB(token.secret), 'TOKEN_EXPIRED', 'expired on B', 401);
+    refused(
+      await api(w.url, token.secret, 'POST', '/v1/uploads', { name: 'n.bin', size: 1 }),
+      'TOKEN_EXPIRED',
+      'on A',
+      401,
+    );
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/upload-tokens/${token.id}`)).body.status, 'expired');
+  });
+
+  test('revoking the key that minted it stops the token too', async () => {
+    const minter = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'backend', scopes: ['upload'] });
+    const token = await mint({}, minter.body.secret);
+    assert.equal((await worksOnB(token.secret)).status, 201);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/keys/${minter.body.key.id}`)).status, 204);
+    refused(await worksOnB(token.secret), 'UNAUTHORIZED', 'key revoked', 401);
+  });
+});
