@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError } from '../../core/errors.js';
+import { settleRefusedBody } from '../refused-body.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, unknown> };
@@ -52,8 +53,7 @@ export function nativeErrorHandler(err: FastifyError, request: FastifyRequest, r
   if (mapped.status >= 500) request.log.error({ err }, 'request failed');
   const body: ErrorBody = { error: { code: mapped.code, message: mapped.message } };
   if (mapped.details) body.error.details = mapped.details;
-  // A body we refused may still be arriving; close rather than read gigabytes we will drop.
-  if (!request.raw.complete) reply.header('connection', 'close');
+  settleRefusedBody(request, reply);
   reply.status(mapped.status).send(body);
 }
 

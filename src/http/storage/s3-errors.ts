@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_STATUS, type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
 import { mapError } from '../plugins/errors.js';
+import { settleRefusedBody } from '../refused-body.js';
 import { escapeXml } from './s3-xml.js';
 
 /** How the core's refusals read to an S3 client (codes and statuses as AWS S3 uses them). */
@@ -65,6 +66,6 @@ export function sendS3Error(request: FastifyRequest, reply: FastifyReply, failur
     '<?xml version="1.0" encoding="UTF-8"?>\n' +
     `<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message>` +
     `<Resource>${escapeXml(resource)}</Resource><RequestId>${escapeXml(String(request.id))}</RequestId></Error>`;
-  if (!request.raw.complete) reply.header('connection', 'close');
+  settleRefusedBody(request, reply);
   return reply.status(status).header('content-type', 'application/xml').send(body);
 }

@@ -3,6 +3,7 @@ import type { ErrorObject } from 'ajv';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError, WharfError } from '../../../core/errors.js';
 import { mapError } from '../../plugins/errors.js';
+import { settleRefusedBody } from '../../refused-body.js';
 
 /** One entry of FastAPI's 422 body, as Pydantic v2 writes it. */
 export interface ValidationDetail {
@@ -178,8 +179,7 @@ export function activeStorageErrorHandler(
   request: FastifyRequest,
   reply: FastifyReply,
 ): void {
-  // A body we refused may still be arriving; close rather than read what we will drop.
-  if (!request.raw.complete) reply.header('connection', 'close');
+  settleRefusedBody(request, reply);
   if (err instanceof RequestValidationError) {
     reply.status(422).send({ detail: err.detail });
     return;

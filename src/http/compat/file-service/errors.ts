@@ -1,6 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { mapError } from '../../plugins/errors.js';
+import { settleRefusedBody } from '../../refused-body.js';
 
 /**
  * The document shows only success; failures keep its envelope so a client reading `code`
@@ -24,8 +25,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
   const mapped = mapError(err);
   if (mapped.status >= 500) request.log.error({ err }, 'request failed');
   if (mapped.status === 401) reply.header('www-authenticate', 'Basic realm="wharf", charset="UTF-8"');
-  // A body we refused may still be arriving; close rather than read gigabytes we will drop.
-  if (!request.raw.complete) reply.header('connection', 'close');
+  settleRefusedBody(request, reply);
   reply.status(mapped.status).send({
     code: mapped.status,
     status: 'false',

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { mapError } from '../../plugins/errors.js';
+import { settleRefusedBody } from '../../refused-body.js';
 
 /** The document's error body: `error` names the failure, `errorDescription` explains it. */
 export interface InspectError {
@@ -21,8 +22,7 @@ export function inspectErrorHandler(err: FastifyError, request: FastifyRequest, 
   const mapped = mapError(err);
   if (mapped.status >= 500) request.log.error({ err }, 'request failed');
   const status = AS_BAD_REQUEST.has(mapped.status) ? 400 : mapped.status;
-  // A body we refused may still be arriving; close rather than read what we will drop.
-  if (!request.raw.complete) reply.header('connection', 'close');
+  settleRefusedBody(request, reply);
   reply.status(status).send(inspectError(status, mapped.message));
 }
 

@@ -1,6 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { mapError } from '../../plugins/errors.js';
+import { settleRefusedBody } from '../../refused-body.js';
 
 /**
  * The document shows no errors. Its trailing-slash paths are Django REST Framework's, so
@@ -29,7 +30,6 @@ export const netiksErrors = {
 export function netiksErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err);
   if (mapped.status >= 500) request.log.error({ err }, 'request failed');
-  // A body we refused may still be arriving; close rather than read what we will drop.
-  if (!request.raw.complete) reply.header('connection', 'close');
+  settleRefusedBody(request, reply);
   reply.status(mapped.status).send({ detail: mapped.message, code: mapped.code.toLowerCase() });
 }
