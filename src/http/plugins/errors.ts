@@ -18,6 +18,17 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number }> = {
   FST_FIELDS_LIMIT: { code: 'VALIDATION_FAILED', status: 400 },
 };
 
+/** The code of a refusal known only by its status (a plugin's own error). */
+const FASTIFY_STATUSES: Record<number, ErrorCode> = {
+  401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  411: 'LENGTH_REQUIRED',
+  413: 'FILE_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  416: 'RANGE_NOT_SATISFIABLE',
+};
+
 export interface MappedError {
   status: number;
   code: string;
@@ -42,6 +53,13 @@ export function mapError(err: unknown): MappedError {
   const known = fe?.code ? FASTIFY_CODES[fe.code] : undefined;
   if (known) return { status: known.status, code: known.code, message: fe.message };
   if (fe instanceof SyntaxError || fe?.statusCode === 400) {
+    return { status: 400, code: 'VALIDATION_FAILED', message: fe.message };
+  }
+  // Fastify and its plugins (@fastify/static's forbidden path) refuse requests with errors
+  // that carry a 4xx status: the client's fault, whatever the plugin, never a 500.
+  const refusal = typeof fe?.statusCode === 'number' ? FASTIFY_STATUSES[fe.statusCode] : undefined;
+  if (refusal) return { status: fe.statusCode!, code: refusal, message: fe.message };
+  if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return { status: 400, code: 'VALIDATION_FAILED', message: fe.message };
   }
   return { status: 500, code: 'INTERNAL', message: 'Internal server error.' };
