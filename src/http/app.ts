@@ -21,6 +21,7 @@ import { compatRoutes } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
+import { trackRoutes } from './route-list.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
 import { sendS3Error } from './storage/s3-errors.js';
 import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
@@ -90,6 +91,7 @@ export async function buildApp({
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
+  trackRoutes(app);
   registerNativeErrors(app);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
   await registerCors(app, corsOrigins);
