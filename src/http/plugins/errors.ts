@@ -75,7 +75,19 @@ export function nativeErrorHandler(err: FastifyError, request: FastifyRequest, r
   reply.status(mapped.status).send(body);
 }
 
+/** How long a client should wait before retrying a request refused while a dependency is away. */
+export const RETRY_AFTER_SECONDS = 5;
+
 export function registerNativeErrors(app: FastifyInstance): void {
+  // Every 503 Wharf sends, in any API's error shape (each scope has its own handler), is
+  // SERVICE_UNAVAILABLE: a dependency is away. Added on the root before any scope exists, so
+  // every scope inherits it.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (reply.statusCode === 503 && !reply.hasHeader('retry-after')) {
+      reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    }
+    return payload;
+  });
   app.setErrorHandler(nativeErrorHandler);
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({
