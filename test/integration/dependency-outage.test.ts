@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { eventually } from '../helpers/assets.js';
 import { deployment, queryPostgres, storesOnS3 } from '../helpers/deployment.js';
 import { sha256Hex } from '../helpers/http.js';
 import { startWharfProcess, type WharfProcess } from '../helpers/process.js';
@@ -63,6 +62,15 @@ interface Answer {
   retryAfter: string | null;
   body: string;
   ms: number;
+}
+
+/** Polls `check` (every 100 ms, for up to a minute: the machine may be busy). */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (check()) return;
+    await sleep(100);
+  }
+  assert.fail(`never happened: ${what}`);
 }
 
 /** One request with a bound: a hang is reported as such, a dropped connection too. */
@@ -265,7 +273,7 @@ describe('dependencies going away (scaled deployment)', { skip }, () => {
       return { bytes, answer: upload(`inflight-${name}-${i}.bin`, heldBody(bytes, released)) };
     });
     // Each has begun: Wharf records a direct upload before it stores a byte.
-    await eventually(
+    await until(
       () =>
         queryPostgres<{ n: number }>(
           services.env.WHARF_TEST_PG_URL!,
