@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { readJson } from '../helpers/assets.js';
+import { readJson, uploadRaw } from '../helpers/assets.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // Regression tests for what the route fuzzer (fuzz-routes.test.ts) found: each a request that
@@ -21,6 +21,22 @@ describe('fuzzer findings', () => {
         const res = await readJson(fetch(`${w.url}${path}`, { method }));
         assert.equal(res.status, 403, `${method} ${path}`);
         if (method === 'GET') assert.equal(res.body.error.code, 'FORBIDDEN', JSON.stringify(res.body));
+      }
+    }
+  });
+
+  test("HEAD of an asset's content with a matching If-None-Match is 304, not a 500", async () => {
+    const created = await uploadRaw(w, w.key, 'etag.txt', 'conditional', { contentType: 'text/plain' });
+    assert.equal(created.status, 201);
+    const { id, sha256 } = created.body.asset;
+    for (const method of ['HEAD', 'GET']) {
+      for (const tag of ['*', `"${sha256}"`, `"other", "${sha256}"`]) {
+        const res = await fetch(`${w.url}/v1/assets/${id}/content`, {
+          method,
+          headers: { 'x-api-key': w.key, 'if-none-match': tag },
+        });
+        assert.equal(res.status, 304, `${method} If-None-Match: ${tag}`);
+        assert.equal(await res.text(), '');
       }
     }
   });
