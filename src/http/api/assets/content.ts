@@ -128,7 +128,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       const ifNoneMatch = request.headers['if-none-match'];
       if (ifNoneMatch?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
         // No payload at all: Fastify's HEAD route (exposed from this GET) fails on a null one.
-        return reply.status(304).send();
+        return reply.status(304).send(undefined as never);
       }
 
       const rangeHeader = request.headers.range;
