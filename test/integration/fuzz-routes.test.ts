@@ -453,9 +453,14 @@ function paramValue(name: string, known: Known): fc.Arbitrary<string> {
 
 function fuzzCases(group: RouteGroup, known: Known): fc.Arbitrary<FuzzCase> {
   const storage = group.url.startsWith('/s3/');
-  const signedForRoute = known.signed.filter((s) =>
-    storage ? s.url.pathname.startsWith('/s3/') : s.url.pathname.includes('/content'),
+  // The signed requests whose path this route serves.
+  const pattern = new RegExp(
+    `^${group.url
+      .replace(/[.+?^${}()|[\]\\]/g, '\\$&')
+      .replace(/:[A-Za-z_]+/g, '[^/]+')
+      .replace(/\*/g, '.*')}$`,
   );
+  const signedForRoute = known.signed.filter((s) => pattern.test(s.url.pathname));
   const queryNames = [
     ...group.queries,
     'name',
