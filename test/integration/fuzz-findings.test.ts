@@ -40,4 +40,27 @@ describe('fuzzer findings', () => {
       }
     }
   });
+
+  test('a file version past any that can exist (?version=1e309, 2^53) is 404, not a 500 (PostgreSQL)', async () => {
+    const put = await fetch(`${w.url}/v1/files/docs/versioned.txt`, {
+      method: 'PUT',
+      headers: { 'x-api-key': w.key, 'content-type': 'text/plain' },
+      body: 'v1',
+    });
+    assert.equal(put.status, 201, await put.text());
+    for (const version of ['1e309', '1e300', '99999999999999999999', '9007199254740993', '2147483648']) {
+      for (const path of [
+        `/v1/files/docs/versioned.txt?version=${version}`,
+        `/api_gateway/file-service/docs/versioned.txt?version=${version}`,
+        `/api_gateway/file-service/docs/versioned.txt/content?version=${version}`,
+      ]) {
+        const res = await fetch(`${w.url}${path}`, { headers: { 'x-api-key': w.key } });
+        assert.equal(res.status, 404, `${path}: ${await res.text()}`);
+      }
+    }
+    const latest = await fetch(`${w.url}/v1/files/docs/versioned.txt?version=1`, {
+      headers: { 'x-api-key': w.key },
+    });
+    assert.equal(latest.status, 200, await latest.text());
+  });
 });
