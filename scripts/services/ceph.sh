@@ -5,6 +5,11 @@
 #
 #   scripts/services/ceph.sh start   # prints WHARF_TEST_S3_*=… and writes them to $STATE/ceph.env
 #   scripts/services/ceph.sh stop    # stops the daemons and removes the cluster
+#   scripts/services/ceph.sh pause   # stops the gateway (S3) only; the cluster keeps its objects
+#   scripts/services/ceph.sh resume  # starts the gateway again on the same port
+#
+# pause/resume are for tests of Wharf while its object store is away (dependency-outage.test.ts):
+# restarting the gateway takes seconds where the whole cluster takes many.
 #
 # Everything lives in a mktemp directory; the monitor and the gateway listen on free ports of
 # 127.0.0.1 only. A wrapper can `source "$STATE/ceph.env"` (STATE defaults to .tmp/services
@@ -153,6 +158,35 @@ EOF
   cat "$envfile"
 }
 
+started_cluster() {
+  if [ ! -f "$dirinfo" ]; then
+    log "not started (no $dirinfo)"
+    exit 1
+  fi
+  dir=$(cat "$dirinfo")
+  endpoint=$(sed -n 's/^WHARF_TEST_S3_ENDPOINT=//p' "$envfile")
+}
+
+pause() {
+  started_cluster
+  local pidfile=$dir/run/client.rgw.a.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || return 0
+  local deadline=$((SECONDS + 10))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+    sleep 0.1
+  done
+  rm -f "$pidfile"
+}
+
+resume() {
+  started_cluster
+  radosgw -c "$dir/ceph.conf" -n client.rgw.a 2>>"$dir/log/setup.log"
+  wait_for 90 "the gateway" rgw_answers
+}
+
 stop() {
   [ -f "$dirinfo" ] || return 0
   dir=$(cat "$dirinfo")
@@ -178,8 +212,10 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  pause) pause ;;
+  resume) resume ;;
   *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|stop|pause|resume" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,5 @@
-import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
+import { isConnectionFailure, serviceUnavailable } from '../core/unavailable.js';
 
 export interface S3Options {
   /** Omit for AWS S3 itself; set for any other S3-compatible server. */
@@ -18,7 +19,43 @@ export interface S3Options {
  * R2 and MinIO then hold against the real body.
  */
 export function createS3Client(options: S3Options): S3Client {
-  return new S3Client(s3ClientConfig(options));
+  return reportingUnavailable(new S3Client(s3ClientConfig(options)));
+}
+
+/** Time to open a connection to the store; a store that does not accept one is away. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * Time from sending a request to its answer's headers (a part's upload included): long enough
+ * for an 8 MiB part over a slow link, short enough that a store that stopped answering turns
+ * into a refusal rather than a request that never ends.
+ */
+const REQUEST_TIMEOUT_MS = 120_000;
+
+/**
+ * Failures of the store's connection (refused, reset, timed out) and its own "slow down /
+ * unavailable" answers (503), once the SDK's retries are spent, as SERVICE_UNAVAILABLE: the
+ * HTTP layer answers them 503 with Retry-After instead of 500. Added on the outermost step,
+ * so the SDK still retries what it considers transient first.
+ */
+export function reportingUnavailable<T extends S3Client>(client: T): T {
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        return await next(args);
+      } catch (err) {
+        throw isStoreAway(err) ? serviceUnavailable('object store', err) : err;
+      }
+    },
+    { step: 'initialize', name: 'wharfServiceUnavailable', priority: 'high' },
+  );
+  return client;
+}
+
+function isStoreAway(err: unknown): boolean {
+  if (isConnectionFailure(err)) return true;
+  // The handler's connection and request timeouts.
+  if ((err as { name?: unknown } | null)?.name === 'TimeoutError') return true;
+  return err instanceof S3ServiceException && err.$metadata.httpStatusCode === 503;
 }
 
 /** The settings of createS3Client, for libraries that build their own client (@tus/s3-store). */
@@ -30,5 +67,10 @@ export function s3ClientConfig(options: S3Options): S3ClientConfig {
     credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: {
+      connectionTimeout: CONNECT_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      throwOnRequestTimeout: true,
+    },
   };
 }

@@ -7,7 +7,7 @@ import { type DataStore, ERRORS, Upload } from '@tus/utils';
 import { WharfError } from '../core/errors.js';
 import type { ResumableStorage } from '../core/resumable.js';
 import type { FsBlobStore } from './fs-store.js';
-import { type S3Options, s3ClientConfig } from './s3-client.js';
+import { reportingUnavailable, type S3Options, s3ClientConfig } from './s3-client.js';
 
 /**
  * What tus.io's server is given: the datastore (tus ids are Wharf storage keys) and the same
@@ -153,6 +153,8 @@ export function s3TusBackend(options: S3Options, expiresInSeconds: number): TusB
     s3ClientConfig: { bucket: options.bucket, ...s3ClientConfig(options) },
   });
   datastore.extensions = [...TUS_EXTENSIONS];
+  // Its client is its own; a store that is away reads as one here too (503, not 500).
+  reportingUnavailable(datastore.s3Client);
   return { datastore, storage: datastore };
 }
 
@@ -197,6 +199,11 @@ class NoCache<T> {
 }
 
 class WharfS3Store extends S3Store implements ResumableStorage {
+  /** tus.io's client, for the middleware every S3 client of Wharf's carries. */
+  get s3Client() {
+    return this.client;
+  }
+
   async received(key: string): Promise<number | undefined> {
     try {
       return (await this.getUpload(key)).offset;

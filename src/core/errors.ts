@@ -61,6 +61,8 @@ export const ERROR_STATUS = {
   /** The key or token already has as many pending uploads as it may. */
   TOO_MANY_OPEN_UPLOADS: 429,
   INTERNAL: 500,
+  /** A dependency (the database, the object store) cannot be reached; retrying later may work. */
+  SERVICE_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -34,6 +34,9 @@ export interface ResolvedVersion {
   asset: Asset;
 }
 
+/** The largest version number a file can have (versions are stored as 32-bit integers). */
+export const MAX_FILE_VERSION = 2 ** 31 - 1;
+
 /**
  * Named files in namespaces, with versions: each upload of a name is its next version,
  * numbered in the same transaction that records the asset. Versions point at assets, so
@@ -76,6 +79,11 @@ export class FileService {
     name: string,
     version?: number,
   ): Promise<ResolvedVersion> {
+    // No file has that many versions; the stores keep version numbers as 32-bit integers,
+    // and PostgreSQL refuses a larger one (or Infinity, from ?version=1e309) as a query error.
+    if (version !== undefined && !(Number.isInteger(version) && version <= MAX_FILE_VERSION)) {
+      throw new WharfError('NOT_FOUND', 'No such file or version.');
+    }
     const found = await this.store.getFileVersion(
       principal.accountId,
       this.readable(principal, namespace, name).namespace,

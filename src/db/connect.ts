@@ -4,6 +4,7 @@ import SQLite from 'better-sqlite3';
 import { type DatabaseConnection, Kysely, PostgresDialect, type SqliteDatabase, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { WharfError } from '../core/errors.js';
+import { isConnectionFailure, serviceUnavailable } from '../core/unavailable.js';
 import type { Database } from './schema.js';
 import { parseDatabaseUrl } from './url.js';
 
@@ -47,14 +48,116 @@ function connectPostgres(url: string): Connection {
         ? (value: string) => Number(value)
         : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
   };
-  const pool = new pg.Pool({ connectionString: url, types });
+  const pool = new pg.Pool({
+    connectionString: url,
+    types,
+    Client: WharfPgClient,
+    // A database that does not answer is refused quickly rather than waited for.
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+  });
   // An idle pooled connection that the server closes (a restart, a failover, an admin's
   // pg_terminate_backend) is reported here; unheard, it would crash the process. The pool
   // has already dropped it and opens a new one for the next query.
   pool.on('error', () => {});
-  const dialect = new PostgresDialect({ pool, onCreateConnection: refuseNul });
+  const dialect = new PostgresDialect({
+    pool: unavailableWhenUnreachable(pool),
+    onCreateConnection: refuseNul,
+  });
   return { db: new Kysely<Database>({ dialect }), dialect: 'postgres' };
 }
+
+const CONNECT_TIMEOUT_MS = 5_000;
+/** No query of Wharf's runs this long; one that does is on a connection that stopped answering. */
+const QUERY_TIMEOUT_MS = 30_000;
+
+/** PostgreSQL's own words for "not now": connection exceptions, shutting down or starting, full. */
+function isUnavailableState(sqlState: string | undefined): boolean {
+  return (
+    sqlState !== undefined &&
+    (sqlState.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(sqlState))
+  );
+}
+
+/**
+ * A failure to get a connection is the database being away (refused, timed out, dropped while
+ * connecting), unless the server itself answered with a reason (bad credentials, no such
+ * database: configuration, reported as it is).
+ */
+function unavailableWhenUnreachable(pool: pg.Pool): pg.Pool {
+  const connect = pool.connect.bind(pool);
+  return Object.assign(Object.create(pool) as pg.Pool, {
+    async connect() {
+      try {
+        return await connect();
+      } catch (err) {
+        if (err instanceof pg.DatabaseError && !isUnavailableState(err.code)) throw err;
+        throw serviceUnavailable('database', err);
+      }
+    },
+    end: () => pool.end(),
+  });
+}
+
+/**
+ * A pg client that knows when its connection is gone, so a query that failed because of that
+ * is reported as the database being unavailable (503), while a query the database refused
+ * stays what it is. pg reports a dropped connection with errors that carry no code; the
+ * client's own 'error'/'end' events (emitted before queries are failed) say it for sure.
+ * It also bounds each query: pg's query_timeout leaves the connection in use, so on a
+ * connection that stopped answering every later query would wait too.
+ */
+class WharfPgClient extends pg.Client {
+  lost = false;
+
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    // Also keeps a checked-out client's connection error from crashing the process (the pool
+    // listens only to idle clients).
+    this.on('error', () => {
+      this.lost = true;
+    });
+    this.on('end', () => {
+      this.lost = true;
+    });
+  }
+
+  classify(err: unknown): unknown {
+    if (err instanceof pg.DatabaseError) {
+      return isUnavailableState(err.code) ? serviceUnavailable('database', err) : err;
+    }
+    if (this.lost || isConnectionFailure(err)) return serviceUnavailable('database', err);
+    return err;
+  }
+}
+
+// Kysely runs every query as `client.query(sql, parameters)`, which returns a promise.
+const clientQuery = pg.Client.prototype.query;
+WharfPgClient.prototype.query = function (this: WharfPgClient, ...args: unknown[]) {
+  const result = (clientQuery as (...a: unknown[]) => unknown).apply(this, args);
+  if (!(result instanceof Promise)) return result;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      // Given up: the pool drops an ending client when it is released.
+      this.lost = true;
+      this.end().catch(() => {});
+      reject(serviceUnavailable('database', new Error(`no answer to a query in ${QUERY_TIMEOUT_MS} ms`)));
+    }, QUERY_TIMEOUT_MS);
+    timer.unref();
+  });
+  result.catch(() => {}); // Its failure after the deadline is the deadline's.
+  return Promise.race([result, deadline]).then(
+    (value) => {
+      clearTimeout(timer);
+      return value;
+    },
+    (err: unknown) => {
+      clearTimeout(timer);
+      throw this.classify(err);
+    },
+  );
+} as typeof clientQuery;
 
 /**
  * PostgreSQL text cannot hold U+0000, and a query that binds one fails as a server error.

@@ -22,6 +22,7 @@ import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { trackInFlight } from './plugins/in-flight.js';
+import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
 import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
 import { type TusRouteOptions, tusRoutes, tusRoutingErrors } from './tus/routes.js';
@@ -104,6 +105,7 @@ export async function buildApp({
   trackInFlight(app);
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
+  trackRoutes(app);
   registerNativeErrors(app);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
   await registerCors(app, corsOrigins);

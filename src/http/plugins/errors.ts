@@ -19,6 +19,17 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; status: number }> = {
   FST_FIELDS_LIMIT: { code: 'VALIDATION_FAILED', status: 400 },
 };
 
+/** The code of a refusal known only by its status (a plugin's own error). */
+const FASTIFY_STATUSES: Record<number, ErrorCode> = {
+  401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  411: 'LENGTH_REQUIRED',
+  413: 'FILE_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  416: 'RANGE_NOT_SATISFIABLE',
+};
+
 export interface MappedError {
   status: number;
   code: string;
@@ -45,6 +56,13 @@ export function mapError(err: unknown): MappedError {
   if (fe instanceof SyntaxError || fe?.statusCode === 400) {
     return { status: 400, code: 'VALIDATION_FAILED', message: fe.message };
   }
+  // Fastify and its plugins (@fastify/static's forbidden path) refuse requests with errors
+  // that carry a 4xx status: the client's fault, whatever the plugin, never a 500.
+  const refusal = typeof fe?.statusCode === 'number' ? FASTIFY_STATUSES[fe.statusCode] : undefined;
+  if (refusal) return { status: fe.statusCode!, code: refusal, message: fe.message };
+  if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return { status: 400, code: 'VALIDATION_FAILED', message: fe.message };
+  }
   return { status: 500, code: 'INTERNAL', message: 'Internal server error.' };
 }
 
@@ -57,7 +75,19 @@ export function nativeErrorHandler(err: FastifyError, request: FastifyRequest, r
   reply.status(mapped.status).send(body);
 }
 
+/** How long a client should wait before retrying a request refused while a dependency is away. */
+export const RETRY_AFTER_SECONDS = 5;
+
 export function registerNativeErrors(app: FastifyInstance): void {
+  // Every 503 Wharf sends, in any API's error shape (each scope has its own handler), is
+  // SERVICE_UNAVAILABLE: a dependency is away. Added on the root before any scope exists, so
+  // every scope inherits it.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (reply.statusCode === 503 && !reply.hasHeader('retry-after')) {
+      reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    }
+    return payload;
+  });
   app.setErrorHandler(nativeErrorHandler);
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({

@@ -6,6 +6,8 @@ import { escapeXml } from './s3-xml.js';
 
 /** How the core's refusals read to an S3 client (codes and statuses as AWS S3 uses them). */
 const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
+  // A dependency of Wharf's is away: S3's own answer for "try again" (SDKs retry it).
+  SERVICE_UNAVAILABLE: { status: 503, code: 'ServiceUnavailable' },
   INVALID_SIGNATURE: { status: 403, code: 'SignatureDoesNotMatch' },
   UNKNOWN_ACCESS_KEY: { status: 403, code: 'InvalidAccessKeyId' },
   URL_EXPIRED: { status: 403, code: 'AccessDenied' },

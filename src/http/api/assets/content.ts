@@ -127,7 +127,8 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
 
       const ifNoneMatch = request.headers['if-none-match'];
       if (ifNoneMatch?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
-        return reply.status(304).send(null);
+        // No payload at all: Fastify's HEAD route (exposed from this GET) fails on a null one.
+        return reply.status(304).send(undefined as never);
       }
 
       const rangeHeader = request.headers.range;

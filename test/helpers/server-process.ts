@@ -1,0 +1,70 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Wharf as a real separate process (`node src/main.ts`), the way it runs in production: what
+ * the tests do to it (SIGKILL, its dependencies going away) happens to a process of its own,
+ * and a crash is seen as its exit, not as the test runner's.
+ */
+export interface WharfProcess {
+  child: ChildProcess;
+  url: string;
+  /** The last lines it wrote to stderr (its error log), for failure messages. */
+  tail(): string;
+  /** Resolves when it has exited (with its code or signal). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Whether it is still running. */
+  running(): boolean;
+  /** SIGKILL, then waits for the exit. */
+  kill(): Promise<void>;
+}
+
+export async function startWharfProcess(env: Record<string, string>): Promise<WharfProcess> {
+  const port = env.WHARF_PORT;
+  if (!port) throw new Error('startWharfProcess needs WHARF_PORT');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: { ...process.env, WHARF_HOST: '127.0.0.1', WHARF_LOG_LEVEL: 'error', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-8000);
+  });
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      resolve(exit);
+    });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const handle: WharfProcess = {
+    child,
+    url,
+    tail: () => stderr,
+    exited,
+    running: () => exit === undefined,
+    async kill() {
+      if (exit === undefined) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+  // Ready once /healthz answers; a process that exits first failed to start.
+  for (let i = 0; i < 600; i++) {
+    if (exit !== undefined) {
+      throw new Error(`Wharf exited while starting (${JSON.stringify(exit)}):\n${stderr}`);
+    }
+    const ok = await fetch(`${url}/healthz`).then(
+      async (r) => {
+        await r.arrayBuffer();
+        return r.ok;
+      },
+      () => false,
+    );
+    if (ok) return handle;
+    await sleep(100);
+  }
+  await handle.kill();
+  throw new Error(`Wharf did not answer /healthz within a minute:\n${stderr}`);
+}
