@@ -284,6 +284,8 @@ describe('reference tables', () => {
       read('test/helpers/deployment.ts'),
       read('scripts/test.sh'),
       ...readdirSync(join(REPO, 'scripts', 'services')).map((name) => read(`scripts/services/${name}`)),
+      // Knobs of single tests (WHARF_FUZZ_SEED, WHARF_CRASH_SEED) that their docs tell how to set.
+      ...readdirSync(join(REPO, 'test', 'integration')).map((name) => read(`test/integration/${name}`)),
     ].join('\n');
     for (const file of DOC_FILES) {
       for (const [, name] of read(file).matchAll(/\b(WHARF_[A-Z0-9_]+)\b/g)) {
