@@ -1,6 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { type DataStore, ERRORS, Upload } from '@tus/utils';
@@ -47,6 +48,12 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
   // FileStore keeps an upload's facts next to its bytes, in `<key>.json`.
   const infoOf = (key: string): string => `${fileOf(key)}.json`;
   const storage: ResumableStorage = {
+    async open(key, size) {
+      await datastore.create(
+        new Upload({ id: key, size, offset: 0, creation_date: new Date().toISOString() }),
+      );
+    },
+    append: (key, offset, body) => datastore.write(body, key, offset),
     async received(key) {
       const object = await blobs.head(key);
       if (object) return object.size;
@@ -202,6 +209,14 @@ class WharfS3Store extends S3Store implements ResumableStorage {
   /** tus.io's client, for the middleware every S3 client of Wharf's carries. */
   get s3Client() {
     return this.client;
+  }
+
+  async open(key: string, size: number): Promise<void> {
+    await this.create(new Upload({ id: key, size, offset: 0 }));
+  }
+
+  append(key: string, offset: number, body: Readable): Promise<number> {
+    return this.write(body, key, offset);
   }
 
   async received(key: string): Promise<number | undefined> {
