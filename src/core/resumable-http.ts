@@ -36,6 +36,8 @@ export interface RufhState {
   offset: number;
   /** The asset, once the upload completed. */
   outcome?: UploadOutcome | undefined;
+  /** Why the upload, whose every byte arrived, was refused (it has ended). */
+  refusal?: WharfError | undefined;
 }
 
 /** What an append (or the body of a creation request) did. */
@@ -43,6 +45,11 @@ export interface AppendResult {
   offset: number;
   /** Present when this request completed the upload. */
   outcome?: UploadOutcome | undefined;
+  /**
+   * Present when this request brought the last byte and the file was refused (a digest that
+   * does not match, a quota it passes): the upload has ended and its bytes are gone.
+   */
+  refusal?: WharfError | undefined;
 }
 
 export interface AppendOptions {
@@ -97,7 +104,7 @@ export class RufhService {
   async get(principal: Principal, id: string): Promise<Upload> {
     requireScope(principal, 'upload');
     const upload = await this.store.getUpload(id);
-    if (!upload || upload.kind !== 'rufh' || !canSeeUpload(principal, upload)) {
+    if (upload?.kind !== 'rufh' || !canSeeUpload(principal, upload)) {
       throw new WharfError('NOT_FOUND', 'No such upload.');
     }
     return upload;
@@ -122,9 +129,8 @@ export class RufhService {
     this.assertOpen(current);
     const received = await this.storage.received(current.storageKey);
     if (received === undefined) throw lost();
-    if (received === current.size) {
-      return { upload: current, offset: received, outcome: await this.complete(current) };
-    }
+    if (received === current.size)
+      return { upload: current, offset: received, ...(await this.complete(current)) };
     return { upload: current, offset: received };
   }
 
@@ -137,30 +143,31 @@ export class RufhService {
   async append(
     upload: Upload,
     offset: number,
-    body: Readable,
+    body: Readable | undefined,
     options: AppendOptions,
   ): Promise<AppendResult> {
     let current: Upload;
     try {
       current = await this.current(upload);
     } catch (err) {
-      body.resume();
+      body?.resume();
       throw err;
     }
     const size = current.size ?? 0;
     if (current.status === 'completed') {
-      body.resume();
+      body?.resume();
       // A retry of the request that completed it (its answer was lost): answered again.
       if (offset === size && options.complete) {
         return { offset: size, outcome: await this.resumable.finish(current) };
       }
       throw new WharfError('UPLOAD_NOT_PENDING', 'This upload is complete.', { offset: size });
     }
-    let received: number | undefined;
+    let received: number;
     try {
       this.assertOpen(current);
-      received = await this.storage.received(current.storageKey);
-      if (received === undefined) throw lost();
+      const stored = await this.storage.received(current.storageKey);
+      if (stored === undefined) throw lost();
+      received = stored;
       if (received !== offset) {
         throw new WharfError('OFFSET_MISMATCH', `The upload's offset is ${received}, not ${offset}.`, {
           expected_offset: received,
@@ -168,33 +175,38 @@ export class RufhService {
         });
       }
     } catch (err) {
-      body.resume();
+      body?.resume();
       throw err;
     }
+    if (!body) return this.appended(current, received, undefined, options);
 
     const head = offset === 0 && size > 0 ? new HeadDigest(Math.min(size, HEAD_BYTES)) : undefined;
     const bounded = new Bounded(size - offset);
-    let after: number;
-    try {
-      const source = head ? pipeline(body, head, bounded, noop) : pipeline(body, bounded, noop);
-      after = await this.storage.append(current.storageKey, offset, source);
-    } catch (err) {
-      if (isWharfError(err, 'FILE_TOO_LARGE')) await this.fail(current, err);
-      throw err;
-    }
+    const source = head ? pipeline(body, head, bounded, noop) : pipeline(body, bounded, noop);
+    // A storage failure mid-write leaves the upload as far as storage says it got.
+    const after = await this.storage.append(current.storageKey, offset, source);
     if (bounded.overflowed) {
       const err = tooLong(size);
       await this.fail(current, err);
       throw err;
     }
-    const digest = head?.digest();
-    if (digest) await this.recordHead(current, digest);
+    return this.appended(current, after, head?.digest(), options);
+  }
 
+  /** After an append: the head digest checked or recorded, and the upload completed if whole. */
+  private async appended(
+    current: Upload,
+    after: number,
+    headDigest: string | undefined,
+    options: AppendOptions,
+  ): Promise<AppendResult> {
+    const size = current.size ?? 0;
+    if (headDigest) await this.recordHead(current, headDigest);
     if (after === size) {
       // Every byte is here: it completes now, whatever the client said or whether it is still
       // there to hear (the sweep would complete it anyway); a client that said "not yet" or
       // lost the answer learns it from the next HEAD.
-      return { offset: after, outcome: await this.complete(current) };
+      return { offset: after, ...(await this.complete(current)) };
     }
     if (options.complete && !options.wasCut()) {
       const err = new WharfError(
@@ -220,12 +232,13 @@ export class RufhService {
   }
 
   /** Completes the upload; a refusal (wrong digest, over quota) ends it: its bytes are gone. */
-  private async complete(upload: Upload): Promise<UploadOutcome> {
+  private async complete(upload: Upload): Promise<{ outcome?: UploadOutcome; refusal?: WharfError }> {
     try {
-      return await this.resumable.finish(upload);
+      return { outcome: await this.resumable.finish(upload) };
     } catch (err) {
-      if (isWharfError(err) && err.code !== 'SERVICE_UNAVAILABLE') await this.fail(upload, err);
-      throw err;
+      if (!isWharfError(err) || err.code === 'SERVICE_UNAVAILABLE') throw err;
+      await this.fail(upload, err);
+      return { refusal: err };
     }
   }
 

@@ -12,6 +12,7 @@ import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { type Analyzer, processAssetJob } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
+import { RufhService, type RufhSettings } from './resumable-http.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SignedIds } from './signed-ids.js';
 import { TokenService } from './tokens.js';
@@ -36,7 +37,7 @@ export interface CoreDeps {
   uploads: UploadSettings;
   multipart: MultipartSettings;
   /** Where tus uploads collect their bytes until the last one arrives. */
-  resumable: { storage: ResumableStorage; settings: ResumableSettings };
+  resumable: { storage: ResumableStorage; settings: ResumableSettings & RufhSettings };
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
@@ -60,8 +61,10 @@ export interface Core {
   /** Uploads without a confirm step whose bytes arrived, found when their content is declared again. */
   arrivals: ArrivalService;
   multipart: MultipartService;
-  /** tus uploads. */
+  /** tus uploads (and what every resumable protocol shares). */
   resumable: ResumableService;
+  /** Resumable Uploads for HTTP (the IETF draft iPhones speak). */
+  rufh: RufhService;
   /** Presigns S3 requests for browser clients that speak S3 themselves (Uppy 6). */
   s3Signing: S3SigningService;
   assets: AssetService;
@@ -88,6 +91,13 @@ export function createCore(deps: CoreDeps): Core {
   const tokens = new TokenService(deps.store, deps.clock, deps.ids, {
     maxOpenUploadsPerToken: deps.uploads.maxOpenUploadsPerToken,
   });
+  const resumable = new ResumableService(
+    deps.store,
+    uploads,
+    deps.resumable.storage,
+    deps.clock,
+    deps.resumable.settings,
+  );
   const multipart = new MultipartService(deps.store, deps.blobs, uploads, deps.clock, deps.multipart);
   const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
   jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
@@ -130,13 +140,8 @@ export function createCore(deps: CoreDeps): Core {
     uploads,
     arrivals: new ArrivalService(deps.store, uploads),
     multipart,
-    resumable: new ResumableService(
-      deps.store,
-      uploads,
-      deps.resumable.storage,
-      deps.clock,
-      deps.resumable.settings,
-    ),
+    resumable,
+    rufh: new RufhService(deps.store, resumable, deps.resumable.storage, deps.clock, deps.resumable.settings),
     s3Signing,
     assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),

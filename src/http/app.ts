@@ -24,6 +24,7 @@ import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { trackInFlight } from './plugins/in-flight.js';
 import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
+import { rufhRoutes } from './rufh/routes.js';
 import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
 import { type TusRouteOptions, tusRoutes, tusRoutingErrors } from './tus/routes.js';
 import { validatorCompiler } from './validation.js';
@@ -138,7 +139,7 @@ export async function buildApp({
     async () => ({ status: 'ok' }),
   );
 
-  const context: ApiContext = { core, publicUrl };
+  const context: ApiContext = { core, publicUrl, locker: tus?.locker };
   await app.register(async (api: App) => {
     api.addHook('onRequest', async (request) => {
       const mode = request.routeOptions.config.auth;
@@ -156,6 +157,7 @@ export async function buildApp({
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
     await api.register(webhookRoutes, context);
+    if (tus) await api.register(rufhRoutes, { core, publicUrl, locker: tus.locker });
   });
 
   await app.register(compatRoutes, context);

@@ -1,4 +1,5 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Locker } from '@tus/utils';
 import type {
   FastifyBaseLogger,
   FastifyInstance,
@@ -12,6 +13,11 @@ import type { Core } from '../../core/wharf.js';
 export interface ApiContext {
   core: Core;
   publicUrl: string;
+  /**
+   * The lease lock resumable uploads share across nodes (tus's); without it no route offers
+   * resumable uploads (Resumable Uploads for HTTP).
+   */
+  locker?: Locker | undefined;
 }
 
 export type App = FastifyInstance<

@@ -261,7 +261,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
  * Backpressure holds as with pipe(); what the request still buffers when it is destroyed is
  * taken along, so the body is every byte the server read.
  */
-function endingAtCut(raw: IncomingMessage): Readable {
+export function endingAtCut(raw: IncomingMessage): Readable {
   const body = new PassThrough();
   raw.pipe(body);
   const cut = () => {
