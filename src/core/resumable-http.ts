@@ -157,7 +157,7 @@ export class RufhService {
     if (current.status === 'completed') {
       body?.resume();
       // A retry of the request that completed it (its answer was lost): answered again.
-      if (offset === size && options.complete) {
+      if (offset === size && options.complete && !body) {
         return { offset: size, outcome: await this.resumable.finish(current) };
       }
       throw new WharfError('UPLOAD_NOT_PENDING', 'This upload is complete.', { offset: size });
@@ -201,7 +201,12 @@ export class RufhService {
     options: AppendOptions,
   ): Promise<AppendResult> {
     const size = current.size ?? 0;
-    if (headDigest) await this.recordHead(current, headDigest);
+    const wrongHead = headDigest ? await this.recordHead(current, headDigest) : undefined;
+    if (wrongHead) {
+      // With the whole file here, it was processed and refused, as a wrong SHA-256 would be.
+      if (after === size) return { offset: after, refusal: wrongHead };
+      throw wrongHead;
+    }
     if (after === size) {
       // Every byte is here: it completes now, whatever the client said or whether it is still
       // there to hear (the sweep would complete it anyway); a client that said "not yet" or
@@ -254,19 +259,20 @@ export class RufhService {
    * client declared (a mismatch is a file other than the one it described), else recorded so
    * that a client that lost its state finds this upload by its file.
    */
-  private async recordHead(upload: Upload, digest: string): Promise<void> {
+  private async recordHead(upload: Upload, digest: string): Promise<WharfError | undefined> {
     const declared = upload.intent.headSha256;
-    if (declared === digest) return;
+    if (declared === digest) return undefined;
     if (declared !== undefined) {
       const err = new WharfError(
         'CHECKSUM_MISMATCH',
-        `The first ${Math.min(upload.size ?? 0, HEAD_BYTES)} bytes do not match the declared head_sha256.`,
+        `The first ${Math.min(upload.size ?? 0, HEAD_BYTES)} bytes do not match the declared digest.`,
         { algorithm: 'sha256' },
       );
       await this.fail(upload, err);
-      throw err;
+      return err;
     }
     await this.store.setUploadIntent(upload.id, { ...upload.intent, headSha256: digest });
+    return undefined;
   }
 
   private async current(upload: Upload): Promise<Upload> {

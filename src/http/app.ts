@@ -16,6 +16,7 @@ import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
 import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
+import { unfinishedUploadRoutes } from './api/uploads/unfinished.js';
 import { webhookRoutes } from './api/webhooks.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
@@ -150,6 +151,7 @@ export async function buildApp({
     await api.register(assetReadRoutes, context);
     await api.register(assetContentRoute, context);
     await api.register(uploadRoutes, context);
+    await api.register(unfinishedUploadRoutes, context);
     await api.register(multipartRoutes, context);
     await api.register(s3SignRoutes, context);
     await api.register(keyRoutes, context);

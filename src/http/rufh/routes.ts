@@ -1,3 +1,4 @@
+import { PassThrough, type Readable } from 'node:stream';
 import type { Locker } from '@tus/utils';
 import { Metadata } from '@tus/utils';
 import contentDisposition from 'content-disposition';
@@ -49,6 +50,29 @@ export interface CreationQuery {
   head_sha256?: string | undefined;
 }
 
+/**
+ * The body of a request that carries bytes, taken as soon as its handler starts: a body whose
+ * connection drops ends (keeping every byte read) instead of failing, so storage keeps them.
+ * A connection that dropped before the handler ran gives what was left of it.
+ */
+const bodies = new WeakMap<FastifyRequest, Readable>();
+
+function bodyOf(request: FastifyRequest): Readable | undefined {
+  if (!hasBody(request.headers)) return undefined;
+  const raw = request.raw;
+  let body: Readable;
+  if (raw.destroyed && !raw.complete) {
+    const rest = new PassThrough();
+    for (let chunk = raw.read(); chunk !== null; chunk = raw.read()) rest.write(chunk);
+    rest.end();
+    body = rest;
+  } else {
+    body = endingAtCut(raw);
+  }
+  bodies.set(request, body);
+  return body;
+}
+
 /** How long a request waits for another one (on any node) to let go of an upload. */
 const LOCK_WAIT_MS = 30_000;
 
@@ -83,6 +107,7 @@ export async function createResumableUpload(
   reply: FastifyReply,
   query: CreationQuery,
 ) {
+  const body = bodyOf(request);
   const dialect = dialectOf(request.headers);
   const complete = requestedComplete(request.headers);
   let upload: Upload;
@@ -112,7 +137,7 @@ export async function createResumableUpload(
   // Before a byte is read: a client cut from here on knows where to resume.
   sendUploadResumptionSupported(reply.raw, dialect, { Location: location, 'Upload-Limit': limit });
   reply.header('Location', location).header('Upload-Limit', limit);
-  const result = await appendUnderLock(ctx, request, reply, dialect, upload, 0, complete === true);
+  const result = await appendUnderLock(ctx, request, reply, dialect, upload, 0, body, complete === true);
   if (!result) return reply;
   if (result.outcome) return completed(ctx, reply, dialect, result.outcome, request);
   const [name, value] = completeHeader(dialect, false);
@@ -183,6 +208,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
   app.get(resource, { schema: hidden, exposeHeadRoute: false }, offsetHandler);
 
   app.patch(resource, { schema: hidden }, async (request, reply) => {
+    const body = bodyOf(request);
     const dialect = dialectOf(request.headers);
     let upload: Upload;
     let offset: number;
@@ -203,7 +229,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
     } catch (err) {
       return refuse(request, reply, dialect, err, false);
     }
-    const result = await appendUnderLock(ctx, request, reply, dialect, upload, offset, complete);
+    const result = await appendUnderLock(ctx, request, reply, dialect, upload, offset, body, complete);
     if (!result) return reply;
     if (result.outcome) return completed(ctx, reply, dialect, result.outcome, request);
     const [name, value] = completeHeader(dialect, false);
@@ -261,12 +287,12 @@ async function appendUnderLock(
   dialect: Dialect,
   upload: Upload,
   offset: number,
+  // None (a creation that only opens the upload, an empty append that only says "done"):
+  // storage is not written at all.
+  body: Readable | undefined,
   complete: boolean,
 ): Promise<AppendResult | undefined> {
   const raw = request.raw;
-  // No body (a creation that only opens the upload, an empty append that only says "done"):
-  // storage is not written at all.
-  const body = hasBody(request.headers) ? endingAtCut(raw) : undefined;
   let result: AppendResult;
   try {
     result = await withLock(ctx, request, upload, () =>
@@ -294,8 +320,15 @@ async function withLock<T>(
   work: () => Promise<T>,
 ) {
   const lock = ctx.locker.newLock(upload.storageKey);
+  // A request whose client went away while it waited must not take the upload from the
+  // request that client (or another node) makes now: waiting, it would ask that one to let go.
+  const gone = new AbortController();
+  const socket = request.raw.socket;
+  const leave = () => gone.abort();
+  if (!socket || socket.destroyed) gone.abort();
+  else socket.once('close', leave);
   try {
-    await lock.lock(AbortSignal.timeout(LOCK_WAIT_MS), async () => {
+    await lock.lock(AbortSignal.any([gone.signal, AbortSignal.timeout(LOCK_WAIT_MS)]), async () => {
       // Another request asks for the upload: this one's client gave up on it. Its connection
       // is closed, so its body ends where it is and its bytes are kept.
       request.raw.socket?.destroy();
@@ -305,6 +338,8 @@ async function withLock<T>(
       'SERVICE_UNAVAILABLE',
       'Another request is still writing this upload; retry shortly.',
     );
+  } finally {
+    socket?.off('close', leave);
   }
   try {
     return await work();
@@ -353,6 +388,7 @@ function refuse(
   err: unknown,
   complete: boolean,
 ) {
+  bodies.get(request)?.resume();
   if (!request.raw.complete && !request.raw.destroyed) request.raw.resume();
   if (isProblem(err) && !complete) return sendProblem(reply, dialect, err);
   const [name, value] = completeHeader(dialect, complete);

@@ -1,0 +1,961 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseDictionary } from 'structured-headers';
+import { Upload, type UploadOptions } from 'tus-js-client';
+import { dbQuery, eventually } from '../helpers/assets.js';
+import { pendingWrites, storedKeys } from '../helpers/deployment.js';
+import { api, sha256Hex } from '../helpers/http.js';
+import { type Exchange, type RufhRequest, rufh } from '../helpers/rufh-client.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+// Resumable Uploads for HTTP (draft-ietf-httpbis-resumable-upload) over real sockets: the
+// draft's own examples byte for byte, a cut at every phase of an upload and its resumption
+// (on this node and another), upload tokens, the interop versions clients send, resuming
+// without client state, and tus-js-client's IETF mode as an independent client.
+
+const MiB = 1024 * 1024;
+const HEAD = 4 * MiB;
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+const portOf = (server: TestWharf) => Number(new URL(server.url).port);
+
+/** The headers of a client speaking interop `version` with `key`. */
+function speaking(key: string | null, version: string | null = '8', extra: Array<[string, string]> = []) {
+  const headers: Array<[string, string]> = [];
+  if (key) headers.push(['Authorization', `Bearer ${key}`]);
+  if (version) headers.push(['Upload-Draft-Interop-Version', version]);
+  return [...headers, ...extra];
+}
+
+function send(request: RufhRequest, server = w): Promise<Exchange> {
+  return rufh(portOf(server), request);
+}
+
+function pathOf(location: string | undefined): string {
+  assert.ok(location, 'a Location');
+  return new URL(location).pathname;
+}
+
+function json(exchange: Exchange) {
+  assert.ok(exchange.final, `a final response: ${JSON.stringify(exchange)}`);
+  return JSON.parse(exchange.final.body.toString('utf8'));
+}
+
+function limits(value: string | undefined): Map<string, unknown> {
+  assert.ok(value, 'an Upload-Limit');
+  return new Map([...parseDictionary(value)].map(([k, [v]]) => [k, v]));
+}
+
+function head(location: string, key = w.key, version = '8', server = w) {
+  return send({ method: 'HEAD', target: pathOf(location), headers: speaking(key, version) }, server);
+}
+
+function append(
+  location: string,
+  offset: number,
+  body: Buffer,
+  complete: boolean,
+  options: Partial<RufhRequest> & { key?: string; version?: string; server?: TestWharf } = {},
+) {
+  return send(
+    {
+      method: 'PATCH',
+      target: pathOf(location),
+      headers: speaking(options.key ?? w.key, options.version ?? '8', [
+        ['Upload-Complete', complete ? '?1' : '?0'],
+        ['Upload-Offset', String(offset)],
+        ['Content-Type', 'application/partial-upload'],
+      ]),
+      body,
+      ...options,
+    },
+    options.server ?? w,
+  );
+}
+
+/** The bytes of an asset, read back through the API. */
+async function content(assetId: string, key = w.key, server = w): Promise<Buffer> {
+  const res = await fetch(`${server.url}/v1/assets/${assetId}/content`, { headers: { 'x-api-key': key } });
+  assert.equal(res.status, 200, `content of ${assetId}`);
+  return Buffer.from(await res.arrayBuffer());
+}
+
+/** HEAD until the server's view of a cut request has settled (the lock makes each answer exact). */
+async function offsetOf(location: string, key = w.key, server = w): Promise<number> {
+  const res = await head(location, key, '8', server);
+  assert.equal(res.final?.status, 204, `HEAD ${location}: ${res.final?.head}`);
+  return Number(res.final.headers['upload-offset']);
+}
+
+/** Resumes an upload from wherever it got, in one append, and checks the asset is the file. */
+async function resumeToEnd(location: string, bytes: Buffer, key = w.key, server = w) {
+  const offset = await offsetOf(location, key, server);
+  assert.ok(offset <= bytes.length);
+  const done = await append(location, offset, bytes.subarray(offset), true, { key, server });
+  assert.equal(done.final?.status, 201, `${done.final?.head}\n${done.final?.body}`);
+  assert.equal(done.final.headers['upload-complete'], '?1');
+  const body = json(done);
+  assert.equal(body.asset.sha256, sha256Hex(bytes));
+  assert.ok((await content(body.asset.id, key, server)).equals(bytes), 'byte-identical');
+  return body.asset as { id: string; sha256: string; name: string; size: number; subject: string | null };
+}
+
+function uploadIdOf(location: string): string {
+  return pathOf(location).split('/').pop()!;
+}
+
+function uploadRow(location: string) {
+  return dbQuery<{ status: string; kind: string; asset_id: string | null }>(
+    w,
+    'select status, kind, asset_id from uploads where id = ?',
+    uploadIdOf(location),
+  )[0];
+}
+
+/** What resumable storage still keeps of an upload (tus's files on disk, or its S3 bookkeeping). */
+async function leftovers(location: string, server = w): Promise<string[]> {
+  const id = uploadIdOf(location);
+  if (server.backingEnv.WHARF_STORAGE === 's3') {
+    const keys = (await storedKeys(server)).filter((k) => k.endsWith('.info') || k.endsWith('.part'));
+    return [...keys, ...(await pendingWrites(server))].filter((k) => k.includes(id));
+  }
+  const dir = join(server.dataDir, 'tus', 'uploads');
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile() && e.name.startsWith(id)).map((e) => e.name);
+}
+
+describe('the draft’s examples, on a raw socket', () => {
+  test('creation A: the whole file in one request; 104 with Location and Upload-Limit before the final answer', async () => {
+    const bytes = randomBytes(200_000);
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/',
+      headers: speaking(w.key, '8', [
+        ['Content-Disposition', `inline; filename="file name.jpg"; filename*=UTF-8''file%20name.jpg`],
+        ['Upload-Length', String(bytes.length)],
+        ['Upload-Complete', '?1'],
+      ]),
+      body: bytes,
+    });
+    const [interim, ...more] = res.informational;
+    assert.equal(interim?.status, 104, JSON.stringify(res.informational));
+    assert.deepEqual(more, []);
+    assert.match(interim.head, /^HTTP\/1\.1 104 Upload Resumption Supported\r\n/);
+    assert.equal(interim.headers['upload-draft-interop-version'], '8');
+    assert.match(interim.headers.location!, new RegExp(`^${w.url}/v1/resumable/[0-9a-f-]{36}$`));
+    const limit = limits(interim.headers['upload-limit']);
+    assert.equal(limit.get('max-size'), 5 * 1024 ** 3);
+    assert.equal(limit.get('max-append-size'), 100 * MiB);
+    assert.ok(Number(limit.get('max-age')) > 0);
+
+    assert.equal(res.final?.status, 201);
+    assert.equal(res.final.headers.location, interim.headers.location, 'the same Location in every message');
+    assert.equal(res.final.headers['upload-complete'], '?1');
+    const body = json(res);
+    assert.equal(body.status, 'created');
+    assert.equal(body.asset.name, 'file name.jpg');
+    // The example sends no Content-Type: a file without one is application/octet-stream.
+    assert.equal(body.asset.content_type, 'application/octet-stream');
+    assert.equal(body.asset.sha256, sha256Hex(bytes));
+    assert.equal(res.final.headers['wharf-asset-id'], body.asset.id);
+    const digest = parseDictionary(res.final.headers['repr-digest']!).get('sha-256')?.[0] as ArrayBuffer;
+    assert.equal(
+      Buffer.from(digest).toString('hex'),
+      sha256Hex(bytes),
+      'Repr-Digest is the verified SHA-256',
+    );
+    assert.ok((await content(body.asset.id)).equals(bytes));
+    assert.equal(uploadRow(interim.headers.location!)?.kind, 'rufh');
+    assert.deepEqual(await leftovers(interim.headers.location!), [], 'nothing left in resumable storage');
+  });
+
+  test('creation B, offset retrieval, append A and B: a file in three requests', async () => {
+    const bytes = randomBytes(300_000);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=parts.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: bytes.subarray(0, 100_000),
+    });
+    assert.equal(created.informational[0]?.status, 104);
+    assert.equal(created.final?.status, 201, String(created.final?.body));
+    const location = created.final.headers.location!;
+    assert.equal(location, created.informational[0]!.headers.location);
+    assert.equal(created.final.headers['upload-complete'], '?0');
+    assert.equal(created.final.headers['upload-offset'], '100000');
+    assert.ok(limits(created.final.headers['upload-limit']).has('max-size'));
+
+    const state = await head(location);
+    assert.equal(state.final?.status, 204);
+    assert.equal(state.final.headers['upload-complete'], '?0');
+    assert.equal(state.final.headers['upload-offset'], '100000');
+    assert.equal(state.final.headers['upload-length'], String(bytes.length));
+    assert.equal(state.final.headers['cache-control'], 'no-store');
+    assert.ok(Number(limits(state.final.headers['upload-limit']).get('max-age')) > 0);
+
+    const middle = await append(location, 100_000, bytes.subarray(100_000, 250_000), false);
+    assert.equal(middle.final?.status, 204, String(middle.final?.body));
+    assert.equal(middle.final.headers['upload-complete'], '?0');
+    assert.equal(middle.final.headers['upload-offset'], '250000');
+
+    const asset = await resumeToEnd(location, bytes);
+    assert.equal(asset.name, 'parts.bin');
+    assert.equal(uploadRow(location)?.status, 'completed');
+  });
+
+  test('careful creation: an empty request learns the resource, appends carry every byte', async () => {
+    const bytes = randomBytes(50_000);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=careful.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: Buffer.alloc(0),
+    });
+    assert.equal(created.final?.status, 201);
+    assert.equal(created.final.headers['upload-offset'], '0');
+    await resumeToEnd(created.final.headers.location!, bytes);
+  });
+
+  test('an empty file in one request', async () => {
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=empty.txt',
+      headers: speaking(w.key, '8', [['Upload-Complete', '?1']]),
+      body: Buffer.alloc(0),
+    });
+    assert.equal(res.final?.status, 201, String(res.final?.body));
+    assert.equal(json(res).asset.size, 0);
+    assert.equal(json(res).asset.sha256, sha256Hex(Buffer.alloc(0)));
+  });
+
+  test('a mismatching offset is 409 with the draft’s problem document and the right offset', async () => {
+    const bytes = randomBytes(40_000);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=offset.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: bytes.subarray(0, 12_500),
+    });
+    const location = created.final!.headers.location!;
+    const res = await append(location, 25_000, bytes.subarray(25_000), true);
+    assert.equal(res.final?.status, 409);
+    assert.match(res.final.headers['content-type']!, /^application\/problem\+json/);
+    assert.equal(res.final.headers['upload-offset'], '12500');
+    assert.equal(res.final.headers['upload-complete'], '?0');
+    const problem = json(res);
+    assert.equal(problem.type, 'https://iana.org/assignments/http-problem-types#mismatching-upload-offset');
+    assert.equal(problem['expected-offset'], 12_500);
+    assert.equal(problem['provided-offset'], 25_000);
+    assert.equal(problem.error.code, 'OFFSET_MISMATCH');
+    assert.equal(await offsetOf(location), 12_500, 'nothing was written');
+    await resumeToEnd(location, bytes);
+  });
+
+  test('inconsistent lengths are 400 with the draft’s problem document, and nothing is created', async () => {
+    const before = dbQuery<{ n: number }>(w, 'select count(*) as n from uploads')[0]!.n;
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=liar.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Upload-Length', '10'],
+      ]),
+      body: randomBytes(20),
+    });
+    assert.equal(res.final?.status, 400);
+    assert.equal(
+      json(res).type,
+      'https://iana.org/assignments/http-problem-types#inconsistent-upload-length',
+    );
+    assert.equal(json(res).error.code, 'INCONSISTENT_LENGTH');
+    assert.deepEqual(res.informational, [], 'no upload resource was announced');
+    assert.equal(dbQuery<{ n: number }>(w, 'select count(*) as n from uploads')[0]!.n, before);
+  });
+
+  test('cancellation: DELETE frees the bytes; the resource is gone and reserves nothing', async () => {
+    const bytes = randomBytes(30_000);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=cancel.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: bytes.subarray(0, 10_000),
+    });
+    const location = created.final!.headers.location!;
+    assert.notDeepEqual(await leftovers(location), []);
+    const res = await send({ method: 'DELETE', target: pathOf(location), headers: speaking(w.key) });
+    assert.equal(res.final?.status, 204);
+    assert.equal(uploadRow(location)?.status, 'expired');
+    assert.deepEqual(await leftovers(location), []);
+    const gone = await head(location);
+    assert.equal(gone.final?.status, 410);
+    const late = await append(location, 10_000, bytes.subarray(10_000), true);
+    assert.equal(late.final?.status, 410);
+    assert.equal(json(late).error.code, 'UPLOAD_EXPIRED');
+    const events = await api(w.url, w.key, 'GET', '/v1/events?type=upload.cancelled&limit=1000');
+    assert.ok(
+      events.body.data.some(
+        (e: { data: { upload: { id: string } } }) => e.data.upload.id === uploadIdOf(location),
+      ),
+    );
+  });
+
+  test('an append past the declared length is refused before a byte is written', async () => {
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=short.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', '100'],
+      ]),
+      body: randomBytes(50),
+    });
+    const location = created.final!.headers.location!;
+    const res = await append(location, 50, randomBytes(80), false);
+    assert.equal(res.final?.status, 400);
+    assert.equal(json(res).error.code, 'INCONSISTENT_LENGTH');
+    assert.equal(await offsetOf(location), 50);
+    const wrongType = await append(location, 50, randomBytes(50), true, {
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Upload-Offset', '50'],
+        ['Content-Type', 'application/json'],
+      ]),
+    });
+    assert.equal(wrongType.final?.status, 415);
+  });
+
+  test('a chunked body past the declared length fails the upload (its offset would pass the length)', async () => {
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=overflow.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', '100'],
+      ]),
+      body: Buffer.alloc(0),
+    });
+    const location = created.final!.headers.location!;
+    const extra = randomBytes(150);
+    const chunked = Buffer.concat([
+      Buffer.from(`${extra.length.toString(16)}\r\n`),
+      extra,
+      Buffer.from('\r\n0\r\n\r\n'),
+    ]);
+    const res = await send({
+      method: 'PATCH',
+      target: pathOf(location),
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Upload-Offset', '0'],
+        ['Content-Type', 'application/partial-upload'],
+        ['Transfer-Encoding', 'chunked'],
+      ]),
+      body: chunked,
+      contentLength: false,
+    });
+    assert.equal(res.final?.status, 413, String(res.final?.body));
+    assert.equal(json(res).error.code, 'FILE_TOO_LARGE');
+    assert.equal(uploadRow(location)?.status, 'expired');
+    assert.deepEqual(await leftovers(location), []);
+  });
+
+  test('a file whose declared SHA-256 does not match is refused as complete (resuming would not help)', async () => {
+    const bytes = randomBytes(10_000);
+    const wrong = createHash('sha256').update('something else').digest('base64');
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=wrong.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Repr-Digest', `sha-256=:${wrong}:`],
+      ]),
+      body: bytes,
+    });
+    assert.equal(res.final?.status, 400);
+    assert.equal(res.final.headers['upload-complete'], '?1');
+    assert.equal(json(res).error.code, 'CHECKSUM_MISMATCH');
+    const location = res.informational[0]!.headers.location!;
+    assert.equal(uploadRow(location)?.status, 'expired');
+    assert.deepEqual(await leftovers(location), []);
+  });
+
+  test('OPTIONS discovers the limits (the server’s without a key, the account’s with one)', async () => {
+    const anonymous = await send({ method: 'OPTIONS', target: '/v1/resumable/', headers: speaking(null) });
+    assert.equal(anonymous.final?.status, 204);
+    assert.equal(limits(anonymous.final.headers['upload-limit']).get('max-size'), 5 * 1024 ** 3);
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { max_file_size: 1000 });
+    const keyed = await send({
+      method: 'OPTIONS',
+      target: '/v1/resumable/',
+      headers: speaking(minted.body.secret),
+    });
+    assert.equal(keyed.final?.status, 204);
+    assert.equal(limits(keyed.final.headers['upload-limit']).get('max-size'), 1000);
+    assert.equal(limits(keyed.final.headers['upload-limit']).get('max-append-size'), 100 * MiB);
+  });
+
+  test('GET on the resource answers as HEAD does', async () => {
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=get.bin',
+      headers: speaking(w.key, '9', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', '20'],
+      ]),
+      body: randomBytes(7),
+    });
+    const res = await send({
+      method: 'GET',
+      target: pathOf(created.final!.headers.location!),
+      headers: speaking(w.key, '9'),
+    });
+    assert.equal(res.final?.status, 204);
+    assert.equal(res.final.headers['upload-offset'], '7');
+    assert.equal(res.final.headers['upload-complete'], '?0');
+  });
+
+  test('a lost final answer: HEAD says complete with the asset, and the completing append is answered again', async () => {
+    const bytes = randomBytes(20_000);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=lost.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: bytes.subarray(0, 5_000),
+    });
+    const location = created.final!.headers.location!;
+    const first = await append(location, 5_000, bytes.subarray(5_000), true);
+    const asset = json(first).asset;
+    const state = await head(location);
+    assert.equal(state.final?.headers['upload-complete'], '?1');
+    assert.equal(state.final.headers['upload-offset'], String(bytes.length));
+    assert.equal(state.final.headers['wharf-asset-id'], asset.id);
+    const again = await append(location, bytes.length, Buffer.alloc(0), true);
+    assert.equal(again.final?.status, 201);
+    assert.equal(json(again).asset.id, asset.id);
+    const more = await append(location, bytes.length, randomBytes(5), true);
+    assert.equal(more.final?.status, 409);
+    assert.equal(json(more).error.code, 'UPLOAD_NOT_PENDING');
+  });
+});
+
+describe('interop versions', () => {
+  const create = (version: string | null, extra: Array<[string, string]> = [['Upload-Complete', '?0']]) =>
+    send({
+      method: 'POST',
+      target: '/v1/resumable/?name=v.bin',
+      headers: speaking(w.key, version, [...extra, ['Upload-Length', '10']]),
+      body: randomBytes(4),
+    });
+
+  test('6, 7, 8 and 9 get a 104 naming their version; 6 spells the lifetime `expires`', async () => {
+    for (const version of ['6', '7', '8', '9']) {
+      const res = await create(version);
+      assert.equal(res.informational[0]?.status, 104, version);
+      assert.equal(res.informational[0]!.headers['upload-draft-interop-version'], version);
+      const limit = limits(res.final?.headers['upload-limit']);
+      assert.equal(limit.has('expires'), version === '6', `${version}: expires`);
+      assert.equal(limit.has('max-age'), version !== '6', `${version}: max-age`);
+    }
+  });
+
+  test('3 (iOS 17) speaks Upload-Incomplete, in requests and answers', async () => {
+    const bytes = randomBytes(10);
+    const res = await create('3', [['Upload-Incomplete', '?1']]);
+    assert.equal(res.informational[0]?.headers['upload-draft-interop-version'], '3');
+    assert.equal(res.final?.status, 201);
+    assert.equal(res.final.headers['upload-incomplete'], '?1');
+    assert.equal(res.final.headers['upload-complete'], undefined);
+    const location = res.final.headers.location!;
+    const state = await head(location, w.key, '3');
+    assert.equal(state.final?.headers['upload-incomplete'], '?1');
+    const last = await send({
+      method: 'PATCH',
+      target: pathOf(location),
+      headers: speaking(w.key, '3', [
+        ['Upload-Incomplete', '?0'],
+        ['Upload-Offset', '4'],
+      ]),
+      body: bytes.subarray(4),
+    });
+    assert.equal(last.final?.status, 201, String(last.final?.body));
+    assert.equal(last.final.headers['upload-incomplete'], '?0');
+  });
+
+  test('no version, or one Wharf does not speak: no 104 (the draft forbids it), the upload still works', async () => {
+    for (const version of [null, '2', '99']) {
+      const res = await create(version);
+      assert.deepEqual(res.informational, [], String(version));
+      assert.equal(res.final?.status, 201);
+      assert.ok(res.final.headers.location);
+    }
+  });
+
+  test('the 104 comes before Wharf reads a byte of the body', async () => {
+    const bytes = randomBytes(70_000);
+    // The client holds its body back until it has the 104: had Wharf waited for the body,
+    // this would time out.
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=waits.bin',
+      headers: speaking(w.key, '8', [['Upload-Complete', '?1']]),
+      body: bytes,
+      bodyAfter104: true,
+    });
+    assert.equal(res.informational[0]?.status, 104);
+    assert.equal(res.final?.status, 201);
+    assert.equal(json(res).asset.sha256, sha256Hex(bytes));
+  });
+
+  test('POST /v1/assets becomes resumable with Upload-Complete, and answers as it always does', async () => {
+    const bytes = randomBytes(90_000);
+    const res = await send({
+      method: 'POST',
+      target: '/v1/assets?name=photo.png&content_type=image/png',
+      headers: speaking(w.key, '8', [['Upload-Complete', '?1']]),
+      body: bytes,
+    });
+    assert.equal(res.informational[0]?.status, 104);
+    const location = res.informational[0]!.headers.location!;
+    assert.match(location, /\/v1\/resumable\//);
+    assert.equal(res.final?.status, 201);
+    assert.equal(json(res).status, 'created');
+    assert.equal(json(res).asset.content_type, 'image/png');
+    const again = await send({
+      method: 'POST',
+      target: '/v1/assets?name=again.png',
+      headers: speaking(w.key, '8', [['Upload-Complete', '?1']]),
+      body: bytes,
+    });
+    assert.equal(again.final?.status, 200, 'deduplicated, as a plain upload would be');
+    assert.equal(json(again).status, 'exists');
+    // Without the header it is the plain upload it always was.
+    const plain = await send({
+      method: 'POST',
+      target: '/v1/assets?name=plain.bin',
+      headers: speaking(w.key),
+      body: randomBytes(10),
+    });
+    assert.deepEqual(plain.informational, []);
+    assert.equal(plain.final?.status, 201);
+  });
+});
+
+describe('cut at every phase, resumed, byte-identical', () => {
+  const creation = (name: string, bytes: Buffer, extra: Array<[string, string]> = []): RufhRequest => ({
+    method: 'POST',
+    target: `/v1/resumable/?name=${name}`,
+    headers: speaking(w.key, '8', [
+      ['Upload-Complete', '?1'],
+      ['Upload-Length', String(bytes.length)],
+      ...extra,
+    ]),
+    body: bytes,
+  });
+
+  test('during creation, before the 104: the client finds its upload by the file and resumes', async () => {
+    const bytes = randomBytes(3 * MiB);
+    const sha = sha256Hex(bytes);
+    // The client never reads an answer: it cuts after 1 MiB, and forgets everything.
+    await send({
+      ...creation('before104.bin', bytes, [
+        ['Repr-Digest', `sha-256=:${Buffer.from(sha, 'hex').toString('base64')}:`],
+      ]),
+      stopAfter: MiB,
+    });
+    let found: { url: string; offset: number; protocol: string }[] = [];
+    await eventually(async () => {
+      const res = await api(
+        w.url,
+        w.key,
+        'GET',
+        `/v1/uploads?status=pending&size=${bytes.length}&sha256=${sha}`,
+      );
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      found = res.body.uploads;
+      return found.length === 1;
+    }, 'the cut upload is listed');
+    assert.equal(found[0]!.protocol, 'rufh');
+    await resumeToEnd(found[0]!.url, bytes);
+  });
+
+  test('after the 104, before a byte of the body', async () => {
+    const bytes = randomBytes(MiB);
+    const res = await send({ ...creation('after104.bin', bytes), bodyAfter104: true, cutOn104: true });
+    const location = res.informational[0]!.headers.location!;
+    assert.equal(await offsetOf(location), 0);
+    await resumeToEnd(location, bytes);
+  });
+
+  test('after the 104, mid-body', async () => {
+    const bytes = randomBytes(6 * MiB + 12_345);
+    const res = await send({ ...creation('midbody.bin', bytes), bodyAfter104: true, stopAfter: 3 * MiB + 7 });
+    const location = res.informational[0]!.headers.location!;
+    const offset = await offsetOf(location);
+    assert.ok(offset <= 3 * MiB + 7, `at most what was sent (${offset})`);
+    await resumeToEnd(location, bytes);
+  });
+
+  test('mid-append, twice, then on another node', async () => {
+    const bytes = randomBytes(7 * MiB);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=midappend.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: Buffer.alloc(0),
+    });
+    const location = created.final!.headers.location!;
+    await append(location, 0, bytes, true, { stopAfter: 2 * MiB + 1 });
+    const first = await offsetOf(location);
+    await append(location, first, bytes.subarray(first), true, { stopAfter: 2 * MiB });
+    const second = await offsetOf(location);
+    assert.ok(second >= first);
+    const other = await startWharf({ sharing: w });
+    try {
+      await resumeToEnd(location, bytes, w.key, other);
+    } finally {
+      await other.close();
+    }
+  });
+
+  test('after the last byte, before the final answer: the upload completes all the same', async () => {
+    const bytes = randomBytes(2 * MiB);
+    const res = await send({
+      ...creation('lastbyte.bin', bytes),
+      bodyAfter104: true,
+      stopAfter: bytes.length,
+      cut: 'half-close',
+    });
+    const location = res.informational[0]!.headers.location!;
+    await eventually(() => uploadRow(location)?.status === 'completed', 'completed without its client');
+    const state = await head(location);
+    assert.equal(state.final?.headers['upload-complete'], '?1');
+    const assetId = state.final.headers['wharf-asset-id']!;
+    assert.ok((await content(assetId)).equals(bytes));
+  });
+
+  test('a request the server still thinks is running is cut by the next one, which resumes where it got', async () => {
+    const bytes = randomBytes(4 * MiB);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=stale.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: Buffer.alloc(0),
+    });
+    const location = created.final!.headers.location!;
+    // A client whose network went quiet mid-append: its connection stays open, sending nothing.
+    const stalled = append(location, 0, bytes, true, {
+      stopAfter: MiB,
+      cut: 'half-close',
+      timeoutMs: 120_000,
+    });
+    await eventually(async () => (await leftovers(location)).length > 0, 'the stalled append started');
+    const offset = await offsetOf(location); // Asks the stalled request to let go, then answers.
+    assert.ok(offset <= MiB);
+    await resumeToEnd(location, bytes);
+    await stalled;
+  });
+
+  test('an abandoned upload expires: its bytes are freed and its reservation given back', async () => {
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=abandoned.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(2 * MiB)],
+      ]),
+      body: randomBytes(MiB),
+    });
+    const location = created.final!.headers.location!;
+    w.clock.advance(25 * 3600_000 + 3600_000 + 1000);
+    await w.wharf.core.uploads.sweep();
+    assert.equal(uploadRow(location)?.status, 'expired');
+    assert.deepEqual(await leftovers(location), []);
+    assert.equal((await head(location)).final?.status, 410);
+  });
+});
+
+describe('upload tokens', () => {
+  async function mint(body: Record<string, unknown> = {}) {
+    const res = await api(w.url, w.key, 'POST', '/v1/upload-tokens', body);
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return { id: res.body.token.id as string, secret: res.body.secret as string };
+  }
+  const usage = async (id: string) => (await api(w.url, w.key, 'GET', `/v1/upload-tokens/${id}`)).body.usage;
+
+  test('a token alone uploads resumably; the file is reserved while pending and counted once complete', async () => {
+    const token = await mint({
+      subject: 'phone-7',
+      metadata: { album: 'trip' },
+      max_bytes: 5 * MiB,
+      max_files: 2,
+    });
+    const bytes = randomBytes(MiB + 99);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=token.bin',
+      headers: speaking(token.secret, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: bytes.subarray(0, 1000),
+    });
+    assert.equal(created.final?.status, 201, String(created.final?.body));
+    const location = created.final.headers.location!;
+    const held = await usage(token.id);
+    assert.equal(held.files_reserved, 1);
+    assert.equal(held.bytes_reserved, bytes.length);
+    assert.equal(held.open_uploads, 1);
+    const asset = await resumeToEnd(location, bytes, token.secret);
+    assert.equal(asset.subject, 'phone-7');
+    const used = await usage(token.id);
+    assert.deepEqual(
+      [used.files_used, used.bytes_used, used.files_reserved, used.bytes_reserved, used.open_uploads],
+      [1, bytes.length, 0, 0, 0],
+    );
+  });
+
+  test('a token’s limits refuse a resumable upload up front, before any 104', async () => {
+    const token = await mint({ max_bytes: 1000, content_types: ['image/*'] });
+    const big = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=big.png&content_type=image/png',
+      headers: speaking(token.secret, '8', [['Upload-Complete', '?1']]),
+      body: randomBytes(2000),
+    });
+    assert.equal(big.final?.status, 403);
+    assert.equal(json(big).error.code, 'TOKEN_BYTES_EXHAUSTED');
+    assert.deepEqual(big.informational, []);
+    const type = await send({
+      method: 'POST',
+      target: '/v1/assets?name=doc.pdf',
+      headers: speaking(token.secret, '8', [['Upload-Complete', '?1']]),
+      body: randomBytes(10),
+    });
+    assert.equal(json(type).error.code, 'CONTENT_TYPE_DENIED');
+  });
+
+  test('a token sees only its own uploads: not another token’s resource, not in the lookup', async () => {
+    const mine = await mint();
+    const theirs = await mint();
+    const bytes = randomBytes(5000);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=private.bin',
+      headers: speaking(mine.secret, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: bytes.subarray(0, 100),
+    });
+    const location = created.final!.headers.location!;
+    assert.equal((await head(location, theirs.secret)).final?.status, 404);
+    assert.equal(
+      (await append(location, 100, bytes.subarray(100), true, { key: theirs.secret })).final?.status,
+      404,
+    );
+    const query = `/v1/uploads?status=pending&size=${bytes.length}&sha256=${sha256Hex(bytes)}`;
+    assert.deepEqual((await api(w.url, theirs.secret, 'GET', query)).body.uploads, []);
+    // Only 100 of its bytes arrived and nothing was declared: no head digest is known yet.
+    const byHead = await api(
+      w.url,
+      mine.secret,
+      'GET',
+      `/v1/uploads?status=pending&size=${bytes.length}&head_sha256=${sha256Hex(bytes)}`,
+    );
+    assert.deepEqual(byHead.body.uploads, [], 'no head digest is known yet');
+    await resumeToEnd(location, bytes, mine.secret);
+  });
+
+  test('a key without the upload scope cannot start one', async () => {
+    const reader = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'reader', scopes: ['read'] });
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=r.bin',
+      headers: speaking(reader.body.secret, '8', [['Upload-Complete', '?1']]),
+      body: randomBytes(10),
+    });
+    assert.equal(res.final?.status, 403);
+    assert.equal(json(res).error.code, 'SCOPE_DENIED');
+  });
+});
+
+describe('resume without client state', () => {
+  test('by size and head digest that Wharf computed from the first 4 MiB', async () => {
+    const bytes = randomBytes(HEAD + 2 * MiB);
+    const headDigest = sha256Hex(bytes.subarray(0, HEAD));
+    await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=found.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: bytes.subarray(0, HEAD + MiB),
+    });
+    const query = `/v1/uploads?status=pending&size=${bytes.length}&head_sha256=${headDigest}&head_bytes=${HEAD}`;
+    const res = await api(w.url, w.key, 'GET', query);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.uploads.length, 1);
+    const [found] = res.body.uploads;
+    assert.equal(found.offset, HEAD + MiB);
+    assert.equal(found.name, 'found.bin');
+    await resumeToEnd(found.url, bytes);
+    const after = await api(w.url, w.key, 'GET', query);
+    assert.deepEqual(after.body.uploads, [], 'a completed upload is no longer listed');
+    const wrongBytes = await api(
+      w.url,
+      w.key,
+      'GET',
+      `/v1/uploads?status=pending&size=${bytes.length}&head_sha256=${headDigest}&head_bytes=100`,
+    );
+    assert.equal(wrongBytes.status, 400);
+    assert.equal(wrongBytes.body.error.details.head_bytes, HEAD);
+  });
+
+  test('a declared head digest that the first bytes contradict fails the upload', async () => {
+    const bytes = randomBytes(2 * MiB);
+    const res = await send({
+      method: 'POST',
+      target: `/v1/resumable/?name=liar.bin&head_sha256=${sha256Hex(randomBytes(8))}`,
+      headers: speaking(w.key, '8', [['Upload-Complete', '?1']]),
+      body: bytes,
+    });
+    assert.equal(res.final?.status, 400);
+    assert.equal(json(res).error.code, 'CHECKSUM_MISMATCH');
+    assert.equal(uploadRow(res.informational[0]!.headers.location!)?.status, 'expired');
+  });
+
+  test('a tus upload too, by the SHA-256 it declared; another account never sees it', async () => {
+    const bytes = randomBytes(3 * MiB);
+    const sha = sha256Hex(bytes);
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    const created = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${w.key}`,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': String(bytes.length),
+        'Upload-Metadata': `filename ${b64('t.bin')},sha256 ${b64(sha)}`,
+        'Content-Type': 'application/offset+octet-stream',
+      },
+      body: new Uint8Array(bytes.subarray(0, MiB)),
+    });
+    assert.equal(created.status, 201);
+    const stranger = await w.newAccount();
+    const query = `/v1/uploads?status=pending&size=${bytes.length}&sha256=${sha}`;
+    assert.deepEqual((await api(w.url, stranger.key, 'GET', query)).body.uploads, []);
+    const [found] = (await api(w.url, w.key, 'GET', query)).body.uploads;
+    assert.equal(found.protocol, 'tus');
+    assert.equal(found.url, created.headers.get('location'));
+    assert.equal(found.offset, MiB);
+    const rest = await fetch(found.url, {
+      method: 'PATCH',
+      headers: {
+        Authorization: `Bearer ${w.key}`,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Offset': String(found.offset),
+        'Content-Type': 'application/offset+octet-stream',
+      },
+      body: new Uint8Array(bytes.subarray(found.offset)),
+    });
+    assert.equal(rest.status, 204);
+    assert.ok((await content(rest.headers.get('wharf-asset-id')!)).equals(bytes));
+  });
+
+  test('the lookup needs a digest and a size', async () => {
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&size=10')).status, 400);
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&sha256=00')).status, 400);
+    assert.equal(
+      (await api(w.url, w.key, 'GET', `/v1/uploads?status=pending&size=1&sha256=nothex`)).body.error.code,
+      'INVALID_DIGEST',
+    );
+  });
+});
+
+describe('tus-js-client’s IETF mode as an independent client', () => {
+  function ietfUpload(bytes: Buffer, protocol: 'ietf-draft-03' | 'ietf-draft-05', chunkSize?: number) {
+    return new Promise<{ url: string; assetId: string }>((resolve, reject) => {
+      // tus-js-client 4.3's JavaScript reads `protocol` (its IETF modes); its typings do not list it.
+      const ietf = { protocol } as Partial<UploadOptions>;
+      const upload: Upload = new Upload(bytes, {
+        ...ietf,
+        endpoint: `${w.url}/v1/resumable/`,
+        headers: { Authorization: `Bearer ${w.key}` },
+        metadata: { filename: `${protocol}.bin`, filetype: 'application/x-test' },
+        retryDelays: [],
+        ...(chunkSize && { chunkSize }),
+        onError: reject,
+        onSuccess: ({ lastResponse }) =>
+          resolve({ url: upload.url!, assetId: lastResponse.getHeader('Wharf-Asset-Id') ?? '' }),
+      });
+      upload.start();
+    });
+  }
+
+  test('interop 6 (ietf-draft-05), in chunks; interop 5 (ietf-draft-03) in one append', async () => {
+    const bytes = randomBytes(3 * MiB + 17);
+    const chunked = await ietfUpload(bytes, 'ietf-draft-05', MiB);
+    assert.match(chunked.url, /\/v1\/resumable\//);
+    assert.ok((await content(chunked.assetId)).equals(bytes));
+    assert.equal(uploadRow(chunked.url)?.kind, 'rufh');
+    const other = randomBytes(100_000);
+    const whole = await ietfUpload(other, 'ietf-draft-03');
+    assert.ok((await content(whole.assetId)).equals(other));
+    const a = await api(w.url, w.key, 'GET', `/v1/assets/${whole.assetId}`);
+    assert.equal(a.body.content_type, 'application/x-test');
+  });
+});
+
+describe('events and webhooks', () => {
+  test('a RUFH upload is created and completed like any other, with its own kind', async () => {
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=events.bin',
+      headers: speaking(w.key, '8', [['Upload-Complete', '?1']]),
+      body: randomBytes(1234),
+    });
+    const id = uploadIdOf(res.informational[0]!.headers.location!);
+    const events = await api(w.url, w.key, 'GET', '/v1/events?type=upload.*&limit=1000');
+    const mine = events.body.data.filter(
+      (e: { data: { upload?: { id: string } } }) => e.data.upload?.id === id,
+    );
+    assert.deepEqual(
+      mine.map((e: { type: string; data: { upload: { kind: string } } }) => [e.type, e.data.upload.kind]),
+      [
+        ['upload.created', 'rufh'],
+        ['upload.completed', 'rufh'],
+      ],
+    );
+  });
+});
