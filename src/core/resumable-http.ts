@@ -180,11 +180,26 @@ export class RufhService {
     }
     if (!body) return this.appended(current, received, undefined, options);
 
-    const head = offset === 0 && size > 0 ? new HeadDigest(Math.min(size, HEAD_BYTES)) : undefined;
+    // The head digest is recorded as soon as the head has passed, not when the request ends:
+    // a client killed later in this very request finds its upload by the file.
+    let recording: Promise<void> | undefined;
+    const undeclared = current.intent.headSha256 === undefined;
+    const head =
+      offset === 0 && size > 0
+        ? new HeadDigest(Math.min(size, HEAD_BYTES), (digest) => {
+            if (undeclared)
+              recording = this.store.setUploadIntent(current.id, { ...current.intent, headSha256: digest });
+          })
+        : undefined;
     const bounded = new Bounded(size - offset);
     const source = head ? pipeline(body, head, bounded, noop) : pipeline(body, bounded, noop);
     // A storage failure mid-write leaves the upload as far as storage says it got.
-    const after = await this.storage.append(current.storageKey, offset, source);
+    let after: number;
+    try {
+      after = await this.storage.append(current.storageKey, offset, source);
+    } finally {
+      await recording?.catch(noop);
+    }
     if (bounded.overflowed) {
       const err = tooLong(size);
       await this.fail(current, err);
@@ -326,12 +341,19 @@ class Bounded extends Transform {
   }
 }
 
-/** SHA-256 of the first `length` bytes that pass, computed on the way (nothing is buffered). */
+/**
+ * SHA-256 of the first `length` bytes that pass, computed on the way (nothing is buffered);
+ * `done` hears it the moment the last of them passes.
+ */
 class HeadDigest extends Transform {
   private readonly hash = createHash('sha256');
   private seen = 0;
+  private value: string | undefined;
 
-  constructor(private readonly length: number) {
+  constructor(
+    private readonly length: number,
+    private readonly done: (digest: string) => void,
+  ) {
     super();
   }
 
@@ -340,12 +362,16 @@ class HeadDigest extends Transform {
       const take = Math.min(chunk.length, this.length - this.seen);
       this.hash.update(take === chunk.length ? chunk : chunk.subarray(0, take));
       this.seen += take;
+      if (this.seen === this.length) {
+        this.value = this.hash.digest('hex');
+        this.done(this.value);
+      }
     }
     callback(null, chunk);
   }
 
   /** The digest once the whole head passed; undefined when the body ended before. */
   digest(): string | undefined {
-    return this.seen === this.length ? this.hash.digest('hex') : undefined;
+    return this.value;
   }
 }

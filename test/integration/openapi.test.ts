@@ -28,7 +28,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/assets/{id}': ['delete', 'get', 'patch'],
   '/v1/assets/{id}/content': ['get'],
   '/v1/assets/{id}/signed-url': ['post'],
-  '/v1/uploads': ['post'],
+  '/v1/uploads': ['get', 'post'],
   '/v1/uploads/{id}': ['get'],
   '/v1/uploads/{id}/complete': ['post'],
   '/v1/keys': ['get', 'post'],
