@@ -705,6 +705,223 @@ describe('cut at every phase, resumed, byte-identical', () => {
   });
 });
 
+describe('across nodes', () => {
+  test('created on one node and cut, a request on another node cuts the stale writer and resumes', async () => {
+    const other = await startWharf({ sharing: w });
+    try {
+      const bytes = randomBytes(5 * MiB);
+      const created = await send({
+        method: 'POST',
+        target: '/v1/resumable/?name=nodes.bin',
+        headers: speaking(w.key, '8', [
+          ['Upload-Complete', '?0'],
+          ['Upload-Length', String(bytes.length)],
+        ]),
+        body: Buffer.alloc(0),
+      });
+      const location = created.final!.headers.location!;
+      // Node A still thinks this append is running: its client went quiet without closing.
+      const stalled = append(location, 0, bytes, true, {
+        stopAfter: 2 * MiB,
+        cut: 'half-close',
+        timeoutMs: 120_000,
+      });
+      await eventually(async () => (await leftovers(location)).length > 0, 'the stalled append started');
+      const offset = await offsetOf(location, w.key, other);
+      assert.ok(offset <= 2 * MiB, `${offset}`);
+      await resumeToEnd(location, bytes, w.key, other);
+      await stalled;
+      assert.equal((await head(location)).final?.headers['upload-complete'], '?1', 'node A sees it complete');
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('hostile input', () => {
+  let location: string;
+  before(async () => {
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=target.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', '100'],
+      ]),
+      body: randomBytes(10),
+    });
+    location = created.final!.headers.location!;
+  });
+
+  test('malformed protocol fields are refused with a stable code, never a 5xx, and change nothing', async () => {
+    const cases: Array<[string, Array<[string, string]>, number, string]> = [
+      ['no Upload-Offset', [['Upload-Complete', '?0']], 400, 'VALIDATION_FAILED'],
+      [
+        'Upload-Offset: abc',
+        [
+          ['Upload-Complete', '?0'],
+          ['Upload-Offset', 'abc'],
+        ],
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'Upload-Offset: -1',
+        [
+          ['Upload-Complete', '?0'],
+          ['Upload-Offset', '-1'],
+        ],
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'Upload-Offset: 1.5',
+        [
+          ['Upload-Complete', '?0'],
+          ['Upload-Offset', '1.5'],
+        ],
+        400,
+        'VALIDATION_FAILED',
+      ],
+      ['no Upload-Complete', [['Upload-Offset', '10']], 400, 'VALIDATION_FAILED'],
+      [
+        'Upload-Complete: yes',
+        [
+          ['Upload-Complete', 'yes'],
+          ['Upload-Offset', '10'],
+        ],
+        400,
+        'VALIDATION_FAILED',
+      ],
+      [
+        'Upload-Length changed',
+        [
+          ['Upload-Complete', '?0'],
+          ['Upload-Offset', '10'],
+          ['Upload-Length', '99'],
+        ],
+        400,
+        'INCONSISTENT_LENGTH',
+      ],
+    ];
+    for (const [label, fields, status, code] of cases) {
+      const res = await send({
+        method: 'PATCH',
+        target: pathOf(location),
+        headers: speaking(w.key, '8', [...fields, ['Content-Type', 'application/partial-upload']]),
+        body: randomBytes(5),
+      });
+      assert.equal(res.final?.status, status, `${label}: ${res.final?.head}`);
+      assert.equal(json(res).error.code, code, label);
+    }
+    assert.equal(await offsetOf(location), 10);
+  });
+
+  test('creation refusals: no name, no length, too large (with the limits), bad metadata, no key', async () => {
+    const post = (
+      target: string,
+      fields: Array<[string, string]>,
+      key: string | null = w.key,
+      body?: Buffer,
+    ) => send({ method: 'POST', target, headers: speaking(key, '8', fields), body });
+    const noName = await post('/v1/resumable/', [['Upload-Complete', '?1']], w.key, randomBytes(3));
+    assert.equal(json(noName).error.code, 'VALIDATION_FAILED');
+    const noLength = await post('/v1/resumable/?name=x.bin', [['Upload-Complete', '?0']]);
+    assert.equal(noLength.final?.status, 411);
+    assert.equal(json(noLength).error.code, 'LENGTH_REQUIRED');
+    const huge = await post('/v1/resumable/?name=x.bin', [
+      ['Upload-Complete', '?0'],
+      ['Upload-Length', String(6 * 1024 ** 3)],
+    ]);
+    assert.equal(huge.final?.status, 413);
+    assert.equal(json(huge).error.code, 'FILE_TOO_LARGE');
+    assert.equal(limits(huge.final.headers['upload-limit']).get('max-size'), 5 * 1024 ** 3);
+    const metadata = await post('/v1/resumable/', [
+      ['Upload-Complete', '?0'],
+      ['Upload-Length', '5'],
+      ['Upload-Metadata', 'filename !!!'],
+    ]);
+    assert.equal(json(metadata).error.code, 'VALIDATION_FAILED');
+    const disposition = await post('/v1/resumable/', [
+      ['Upload-Complete', '?0'],
+      ['Upload-Length', '5'],
+      ['Content-Disposition', 'inline; filename="a'],
+    ]);
+    assert.equal(json(disposition).error.code, 'VALIDATION_FAILED');
+    const traversal = await post('/v1/resumable/?name=../../etc/passwd', [
+      ['Upload-Complete', '?0'],
+      ['Upload-Length', '5'],
+    ]);
+    assert.equal(json(traversal).error.code, 'INVALID_NAME');
+    const anonymous = await post(
+      '/v1/resumable/?name=x.bin',
+      [['Upload-Complete', '?1']],
+      null,
+      randomBytes(3),
+    );
+    assert.equal(anonymous.final?.status, 401);
+    for (const refused of [noName, noLength, huge, metadata, disposition, traversal, anonymous]) {
+      assert.deepEqual(refused.informational, [], 'no upload resource announced');
+    }
+  });
+
+  test('resources that are not uploads of the caller’s are 404 (another account’s, a tus upload, nonsense)', async () => {
+    const stranger = await w.newAccount();
+    assert.equal((await head(location, stranger.key)).final?.status, 404);
+    assert.equal(
+      (await send({ method: 'DELETE', target: pathOf(location), headers: speaking(stranger.key) })).final
+        ?.status,
+      404,
+    );
+    assert.equal(await offsetOf(location), 10, 'untouched');
+    for (const target of [
+      '/v1/resumable/nope',
+      '/v1/resumable/00000000-0000-0000-0000-000000000000',
+      `/v1/resumable/${'a'.repeat(400)}`,
+    ]) {
+      const res = await send({ method: 'HEAD', target, headers: speaking(w.key) });
+      assert.ok(
+        res.final && res.final.status >= 400 && res.final.status < 500,
+        `${target}: ${res.final?.status}`,
+      );
+    }
+    const tus = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${w.key}`,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': '5',
+        'Upload-Metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+      },
+    });
+    const tusId = new URL(tus.headers.get('location')!).pathname.split('/').pop()!.split('.')[0]!;
+    assert.equal(
+      (await send({ method: 'HEAD', target: `/v1/resumable/${tusId}`, headers: speaking(w.key) })).final
+        ?.status,
+      404,
+    );
+  });
+
+  test('Expect: 100-continue gets its 100 and then the 104', async () => {
+    const bytes = randomBytes(10_000);
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=expect.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Expect', '100-continue'],
+      ]),
+      body: bytes,
+      bodyAfter104: true,
+    });
+    assert.deepEqual(
+      res.informational.map((m) => m.status),
+      [100, 104],
+    );
+    assert.equal(res.final?.status, 201);
+  });
+});
+
 describe('upload tokens', () => {
   async function mint(body: Record<string, unknown> = {}) {
     const res = await api(w.url, w.key, 'POST', '/v1/upload-tokens', body);

@@ -127,7 +127,7 @@ export async function createResumableUpload(
     }
     upload = await ctx.core.rufh.create(request.principal!, { ...declaration(request, query), size });
   } catch (err) {
-    return refuse(request, reply, dialect, err, false);
+    return refuse(ctx, request, reply, dialect, err, false);
   }
   const location = resourceUrl(ctx, upload);
   const limit = uploadLimit(dialect, {
@@ -180,7 +180,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
       const upload = await uploadOf(ctx, request);
       state = await withLock(ctx, request, upload, () => ctx.core.rufh.state(upload));
     } catch (err) {
-      return refuse(request, reply, dialect, err, false);
+      return refuse(ctx, request, reply, dialect, err, false);
     }
     const { upload, offset, outcome, refusal } = state;
     const done = upload.status === 'completed' || outcome !== undefined || refusal !== undefined;
@@ -190,7 +190,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
       .header('Upload-Offset', String(offset))
       .header('Upload-Length', String(upload.size ?? 0))
       .header('Cache-Control', 'no-store');
-    if (refusal) return refuse(request, reply, dialect, refusal, true);
+    if (refusal) return refuse(ctx, request, reply, dialect, refusal, true);
     if (!done) {
       reply.header(
         'Upload-Limit',
@@ -227,7 +227,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
       checkAppendType(request, dialect);
       checkAppendLength(request, upload, offset, complete);
     } catch (err) {
-      return refuse(request, reply, dialect, err, false);
+      return refuse(ctx, request, reply, dialect, err, false);
     }
     const result = await appendUnderLock(ctx, request, reply, dialect, upload, offset, body, complete);
     if (!result) return reply;
@@ -249,7 +249,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
       const upload = await uploadOf(ctx, request);
       await withLock(ctx, request, upload, () => ctx.core.rufh.cancel(upload));
     } catch (err) {
-      return refuse(request, reply, dialect, err, false);
+      return refuse(ctx, request, reply, dialect, err, false);
     }
     return reply.code(204).send();
   });
@@ -300,14 +300,14 @@ async function appendUnderLock(
     );
   } catch (err) {
     body?.resume();
-    await refuse(request, reply, dialect, err, false);
+    await refuse(ctx, request, reply, dialect, err, false);
     return undefined;
   }
   if (result.refusal) {
     // The file arrived whole and was refused (its digest, the quota): the representation was
     // processed, so the answer says complete, and resuming would not help.
     reply.header('Upload-Offset', String(result.offset));
-    await refuse(request, reply, dialect, result.refusal, true);
+    await refuse(ctx, request, reply, dialect, result.refusal, true);
     return undefined;
   }
   return result;
@@ -382,6 +382,7 @@ function assetHeaders(reply: FastifyReply, outcome: UploadOutcome): void {
  * failed (resuming would not help), otherwise incomplete.
  */
 function refuse(
+  ctx: RufhContext,
   request: FastifyRequest,
   reply: FastifyReply,
   dialect: Dialect,
@@ -393,6 +394,10 @@ function refuse(
   if (isProblem(err) && !complete) return sendProblem(reply, dialect, err);
   const [name, value] = completeHeader(dialect, complete);
   reply.header(name, value);
+  // The draft: a 413 of the server's limits says them, so the client can try within them.
+  if (isWharfError(err, 'FILE_TOO_LARGE') && request.principal) {
+    reply.header('Upload-Limit', uploadLimit(dialect, ctx.core.rufh.limits(request.principal)));
+  }
   if (isWharfError(err, 'UPLOAD_NOT_PENDING') && typeof err.details?.offset === 'number') {
     reply.header('Upload-Offset', String(err.details.offset));
   }
