@@ -241,14 +241,20 @@ class WharfS3Store extends S3Store implements ResumableStorage {
 
   async promote(key: string): Promise<void> {
     if ((await this.objectSize(key)) === undefined) {
-      // The last byte arrived but the server died before S3 composed the parts.
-      const metadata = await this.getMetadata(key);
-      const parts = await this.retrieveParts(key);
-      const received = parts.reduce((sum, part) => sum + (part.Size ?? 0), 0);
-      if (received !== metadata.file.size || (await this.getIncompletePartSize(key)) !== undefined) {
-        throw new WharfError('UPLOAD_INCOMPLETE', 'Not every byte of this upload has arrived.');
+      try {
+        // The last byte arrived but the server died before S3 composed the parts.
+        const metadata = await this.getMetadata(key);
+        const parts = await this.retrieveParts(key);
+        const received = parts.reduce((sum, part) => sum + (part.Size ?? 0), 0);
+        if (received !== metadata.file.size || (await this.getIncompletePartSize(key)) !== undefined) {
+          throw new WharfError('UPLOAD_INCOMPLETE', 'Not every byte of this upload has arrived.');
+        }
+        await this.finishMultipartUpload(metadata, parts);
+      } catch (err) {
+        // Composed meanwhile by the request that brought the last byte (or the sweep, which
+        // holds no lock): its bookkeeping is gone, and the object is there.
+        if ((await this.objectSize(key)) === undefined) throw err;
       }
-      await this.finishMultipartUpload(metadata, parts);
     }
     await this.dropBookkeeping(key);
   }
