@@ -178,7 +178,7 @@ export class RufhService {
       body?.resume();
       throw err;
     }
-    if (!body) return this.appended(current, received, undefined, options);
+    if (!body) return this.appended(current, received, undefined, options, false);
 
     // The head digest is recorded as soon as the head has passed, not when the request ends:
     // a client killed later in this very request finds its upload by the file.
@@ -205,7 +205,7 @@ export class RufhService {
       await this.fail(current, err);
       throw err;
     }
-    return this.appended(current, after, head?.digest(), options);
+    return this.appended(current, after, head?.digest(), options, true);
   }
 
   /** After an append: the head digest checked or recorded, and the upload completed if whole. */
@@ -214,6 +214,7 @@ export class RufhService {
     after: number,
     headDigest: string | undefined,
     options: AppendOptions,
+    wrote: boolean,
   ): Promise<AppendResult> {
     const size = current.size ?? 0;
     const wrongHead = headDigest ? await this.recordHead(current, headDigest) : undefined;
@@ -234,7 +235,9 @@ export class RufhService {
         `The request said it carried the rest of the file, but the upload has ${after} of ${size} bytes.`,
         { offset: after, length: size },
       );
-      await this.fail(current, err);
+      // Bytes that claimed to end the file and did not: the upload cannot be trusted to go on.
+      // A request without any only said "done" too early, and changed nothing.
+      if (wrote) await this.fail(current, err);
       throw err;
     }
     return { offset: after };

@@ -344,6 +344,18 @@ describe('the draft’s examples, on a raw socket', () => {
       ]),
     });
     assert.equal(wrongType.final?.status, 415);
+    // "Done" said too early, with no body at all: refused, and the upload goes on.
+    const early = await send({
+      method: 'PATCH',
+      target: pathOf(location),
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Upload-Offset', '50'],
+      ]),
+    });
+    assert.equal(early.final?.status, 400);
+    assert.equal(json(early).error.code, 'INCONSISTENT_LENGTH');
+    assert.equal(await offsetOf(location), 50);
   });
 
   test('a chunked body past the declared length fails the upload (its offset would pass the length)', async () => {
