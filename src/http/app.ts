@@ -140,7 +140,11 @@ export async function buildApp({
     async () => ({ status: 'ok' }),
   );
 
-  const context: ApiContext = { core, publicUrl, locker: tus?.locker };
+  const context: ApiContext = {
+    core,
+    publicUrl,
+    resumable: tus && { locker: tus.locker, stagingDir: tus.stagingDir },
+  };
   await app.register(async (api: App) => {
     api.addHook('onRequest', async (request) => {
       const mode = request.routeOptions.config.auth;
@@ -159,7 +163,7 @@ export async function buildApp({
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
     await api.register(webhookRoutes, context);
-    if (tus) await api.register(rufhRoutes, { core, publicUrl, locker: tus.locker });
+    if (context.resumable) await api.register(rufhRoutes, { core, publicUrl, ...context.resumable });
   });
 
   await app.register(compatRoutes, context);

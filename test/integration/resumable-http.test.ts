@@ -413,6 +413,56 @@ describe('the draft’s examples, on a raw socket', () => {
     assert.deepEqual(await leftovers(location), []);
   });
 
+  test('Content-Digest checks one request’s content before a byte of it is appended', async () => {
+    const bytes = randomBytes(120_000);
+    const digest = (b: Buffer) => `sha-256=:${createHash('sha256').update(b).digest('base64')}:`;
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=digests.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+        ['Content-Digest', digest(bytes.subarray(0, 40_000))],
+      ]),
+      body: bytes.subarray(0, 40_000),
+    });
+    assert.equal(created.final?.status, 201, String(created.final?.body));
+    const location = created.final.headers.location!;
+    const wrong = await append(location, 40_000, bytes.subarray(40_000, 80_000), false, {
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Offset', '40000'],
+        ['Content-Type', 'application/partial-upload'],
+        ['Content-Digest', digest(bytes.subarray(0, 10))],
+      ]),
+    });
+    assert.equal(wrong.final?.status, 400);
+    assert.equal(wrong.final.headers['upload-complete'], '?0');
+    assert.equal(json(wrong).error.code, 'CHECKSUM_MISMATCH');
+    assert.equal(await offsetOf(location), 40_000, 'nothing appended');
+    const right = await append(location, 40_000, bytes.subarray(40_000), true, {
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Upload-Offset', '40000'],
+        ['Content-Type', 'application/partial-upload'],
+        ['Content-Digest', `${digest(bytes.subarray(40_000))}, md5=:AAAAAAAAAAAAAAAAAAAAAA==:`],
+      ]),
+    });
+    assert.equal(right.final?.status, 201, String(right.final?.body));
+    assert.equal(json(right).asset.sha256, sha256Hex(bytes));
+    const malformed = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=bad-digest.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Content-Digest', 'sha-256=nonsense'],
+      ]),
+      body: randomBytes(10),
+    });
+    assert.equal(json(malformed).error.code, 'INVALID_DIGEST');
+    assert.deepEqual(malformed.informational, []);
+  });
+
   test('OPTIONS discovers the limits (the server’s without a key, the account’s with one)', async () => {
     const anonymous = await send({ method: 'OPTIONS', target: '/v1/resumable/', headers: speaking(null) });
     assert.equal(anonymous.final?.status, 204);

@@ -14,10 +14,11 @@ export interface ApiContext {
   core: Core;
   publicUrl: string;
   /**
-   * The lease lock resumable uploads share across nodes (tus's); without it no route offers
-   * resumable uploads (Resumable Uploads for HTTP).
+   * What resumable uploads share with tus: the lease lock across nodes, and the directory
+   * where a body with a digest of its own waits until it is checked. Without it no route
+   * offers Resumable Uploads for HTTP.
    */
-  locker?: Locker | undefined;
+  resumable?: { locker: Locker; stagingDir: string } | undefined;
 }
 
 export type App = FastifyInstance<

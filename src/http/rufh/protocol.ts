@@ -205,24 +205,31 @@ export function reprDigest(sha256Hex: string): string {
   return serializeDictionary(members);
 }
 
-/** `Repr-Digest`'s sha-256, hex, when the request declares one (other algorithms are not checked). */
+/** `Repr-Digest`'s sha-256 (the whole file's), hex, when the request declares one. */
 export function declaredReprDigest(headers: IncomingHttpHeaders): string | undefined {
-  const value = headers['repr-digest'];
+  return sha256Member(headers, 'repr-digest', 'Repr-Digest');
+}
+
+/** `Content-Digest`'s sha-256 (this request's content), hex, when the request declares one. */
+export function declaredContentDigest(headers: IncomingHttpHeaders): string | undefined {
+  return sha256Member(headers, 'content-digest', 'Content-Digest');
+}
+
+/** An RFC 9530 field's sha-256 member; other algorithms are allowed and not checked. */
+function sha256Member(headers: IncomingHttpHeaders, name: string, label: string): string | undefined {
+  const value = headers[name];
   if (typeof value !== 'string') return undefined;
   let dictionary: ReturnType<typeof parseDictionary>;
   try {
     dictionary = parseDictionary(value);
   } catch {
-    throw new WharfError('INVALID_DIGEST', 'Repr-Digest is not a valid structured-field dictionary.');
+    throw new WharfError('INVALID_DIGEST', `${label} is not a valid structured-field dictionary.`);
   }
   const item = dictionary.get('sha-256');
   if (!item) return undefined;
   const bytes = item[0];
   if (!(bytes instanceof ArrayBuffer) || bytes.byteLength !== 32) {
-    throw new WharfError(
-      'INVALID_DIGEST',
-      'Repr-Digest: sha-256 must be a 32-byte byte sequence (:base64:).',
-    );
+    throw new WharfError('INVALID_DIGEST', `${label}: sha-256 must be a 32-byte byte sequence (:base64:).`);
   }
   return Buffer.from(bytes).toString('hex');
 }

@@ -1,3 +1,5 @@
+import { createReadStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Locker } from '@tus/utils';
 import { Metadata } from '@tus/utils';
@@ -12,11 +14,13 @@ import type { Core } from '../../core/wharf.js';
 import type { App } from '../api/context.js';
 import { assetJson, iso } from '../api/schemas.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
+import { type StagedBody, stageBody } from '../tus/checksum.js';
 import { endingAtCut } from '../tus/routes.js';
 import {
   completeHeader,
   contentLength,
   type Dialect,
+  declaredContentDigest,
   declaredLength,
   declaredReprDigest,
   dialectOf,
@@ -40,6 +44,8 @@ export interface RufhContext {
   publicUrl: string;
   /** The lease lock every node shares (the tus endpoint's): one writer per upload at a time. */
   locker: Locker;
+  /** Where a body with a Content-Digest waits until it is checked (the tus endpoint's, of this node). */
+  stagingDir: string;
 }
 
 /** What a creating request says about the file beyond its bytes (query of the route it reached). */
@@ -118,6 +124,7 @@ export async function createResumableUpload(
         'A resumable upload starts with Upload-Complete: ?1 (the whole file) or ?0 (a first part).',
       );
     }
+    declaredContentDigest(request.headers); // A malformed one is refused before anything is made.
     const size = declaredLength(request.headers, complete);
     if (size === undefined) {
       throw new WharfError(
@@ -225,6 +232,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
       }
       complete = said;
       checkAppendType(request, dialect);
+      declaredContentDigest(request.headers);
       checkAppendLength(request, upload, offset, complete);
     } catch (err) {
       return refuse(ctx, request, reply, dialect, err, false);
@@ -294,14 +302,39 @@ async function appendUnderLock(
 ): Promise<AppendResult | undefined> {
   const raw = request.raw;
   let result: AppendResult;
+  let staged: StagedBody | undefined;
   try {
+    let bytes = body;
+    const digest = body && declaredContentDigest(request.headers);
+    if (body && digest) {
+      // RFC 9530's Content-Digest covers this request's content: it is staged and checked
+      // before a byte is appended (as tus's Upload-Checksum is), so a mismatch changes nothing.
+      // A cut such request keeps nothing either: its digest could not be checked.
+      staged = await stageBody(body, ctx.stagingDir, (upload.size ?? 0) - offset, {
+        algorithm: 'sha256',
+        digest: Buffer.from(digest, 'hex'),
+      });
+      if (!staged.matches) {
+        throw new WharfError(
+          'CHECKSUM_MISMATCH',
+          'The content does not match its Content-Digest (sha-256); nothing was appended.',
+          { algorithm: 'sha256' },
+        );
+      }
+      bytes = createReadStream(staged.path);
+    }
     result = await withLock(ctx, request, upload, () =>
-      ctx.core.rufh.append(upload, offset, body, { complete, wasCut: () => !raw.complete }),
+      ctx.core.rufh.append(upload, offset, bytes, {
+        complete,
+        wasCut: () => staged === undefined && !raw.complete,
+      }),
     );
   } catch (err) {
     body?.resume();
     await refuse(ctx, request, reply, dialect, err, false);
     return undefined;
+  } finally {
+    if (staged) await rm(staged.path, { force: true });
   }
   if (result.refusal) {
     // The file arrived whole and was refused (its digest, the quota): the representation was

@@ -37,7 +37,7 @@ const Query = Type.Object(
  * `file`) or as the raw body. This plugin owns its content-type parsers: here a JSON or
  * text body is a file to store, not something to parse.
  */
-export async function directUploadRoute(app: App, { core, publicUrl, locker }: ApiContext): Promise<void> {
+export async function directUploadRoute(app: App, { core, publicUrl, resumable }: ApiContext): Promise<void> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   await app.register(multipart, {
@@ -72,8 +72,8 @@ export async function directUploadRoute(app: App, { core, publicUrl, locker }: A
     },
     async (request, reply) => {
       const principal = request.principal!;
-      if (locker && !request.isMultipart() && asksForResumableUpload(request)) {
-        return createResumableUpload({ core, publicUrl, locker }, request, reply, request.query);
+      if (resumable && !request.isMultipart() && asksForResumableUpload(request)) {
+        return createResumableUpload({ core, publicUrl, ...resumable }, request, reply, request.query);
       }
       const expected = declaredDigests(request.headers, request.query);
       if (!request.isMultipart()) {
