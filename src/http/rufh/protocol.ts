@@ -238,6 +238,8 @@ function sha256Member(headers: IncomingHttpHeaders, name: string, label: string)
 function integerField(headers: IncomingHttpHeaders, name: string): number | undefined {
   const value = headers[name];
   if (typeof value !== 'string') return undefined;
+  // The parser reads a Decimal (8.0) as the same number as the Integer 8: only an Integer counts.
+  if (!/^\s*\d{1,15}\s*(;|$)/.test(value)) return undefined;
   try {
     const [item] = parseItem(value);
     return typeof item === 'number' && Number.isSafeInteger(item) && item >= 0 ? item : undefined;
