@@ -40,11 +40,16 @@ export interface RufhRequest {
   /** Destroy the connection as soon as the first 104 arrives (before any body byte). */
   cutOn104?: boolean;
   timeoutMs?: number;
+  /** The request line's version (default 1.1). */
+  httpVersion?: '1.0' | '1.1';
 }
 
 export function rufh(port: number, request: RufhRequest): Promise<Exchange> {
   const body = request.body ?? Buffer.alloc(0);
-  const lines = [`${request.method} ${request.target} HTTP/1.1`, `Host: 127.0.0.1:${port}`];
+  const lines = [
+    `${request.method} ${request.target} HTTP/${request.httpVersion ?? '1.1'}`,
+    `Host: 127.0.0.1:${port}`,
+  ];
   for (const [name, value] of request.headers ?? []) lines.push(`${name}: ${value}`);
   if (request.body !== undefined && request.contentLength !== false)
     lines.push(`Content-Length: ${body.length}`);

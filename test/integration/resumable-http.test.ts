@@ -577,6 +577,18 @@ describe('interop versions', () => {
     }
   });
 
+  test('an HTTP/1.0 client gets no 104 (it could not tell it from the answer)', async () => {
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=old.bin',
+      headers: speaking(w.key, '8', [['Upload-Complete', '?1']]),
+      body: randomBytes(100),
+      httpVersion: '1.0',
+    });
+    assert.deepEqual(res.informational, []);
+    assert.equal(res.final?.status, 201);
+  });
+
   test('the 104 comes before Wharf reads a byte of the body', async () => {
     const bytes = randomBytes(70_000);
     // The client holds its body back until it has the 104: had Wharf waited for the body,

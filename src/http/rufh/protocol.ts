@@ -1,4 +1,4 @@
-import { type IncomingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
+import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import { type Dictionary, parseDictionary, parseItem, serializeDictionary } from 'structured-headers';
 import { WharfError } from '../../core/errors.js';
@@ -154,11 +154,14 @@ export function uploadLimit(dialect: Dialect, limits: LimitValues): string {
  * client that named an interop version Wharf speaks, as the draft requires.
  */
 export function sendUploadResumptionSupported(
+  request: IncomingMessage,
   raw: ServerResponse,
   dialect: Dialect,
   headers: Record<string, string>,
 ): void {
   if (dialect.version === undefined || raw.headersSent || raw.writableEnded) return;
+  // RFC 9110 (15.2): never a 1xx to an HTTP/1.0 client, which cannot tell it from the answer.
+  if (request.httpVersionMajor === 1 && request.httpVersionMinor === 0) return;
   raw.writeInformation(104, { ...headers, 'Upload-Draft-Interop-Version': String(dialect.version) });
 }
 

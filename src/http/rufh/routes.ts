@@ -142,7 +142,10 @@ export async function createResumableUpload(
     maxAge: ctx.core.rufh.maxAge(upload),
   });
   // Before a byte is read: a client cut from here on knows where to resume.
-  sendUploadResumptionSupported(reply.raw, dialect, { Location: location, 'Upload-Limit': limit });
+  sendUploadResumptionSupported(request.raw, reply.raw, dialect, {
+    Location: location,
+    'Upload-Limit': limit,
+  });
   reply.header('Location', location).header('Upload-Limit', limit);
   const result = await appendUnderLock(ctx, request, reply, dialect, upload, 0, body, complete === true);
   if (!result) return reply;
