@@ -197,13 +197,14 @@ export class RufhService {
     let after: number;
     try {
       after = await this.storage.append(current.storageKey, offset, source);
+    } catch (err) {
+      if (!bounded.overflowed) throw err;
+      // More than the length: the draft has the upload end (its offset would pass it).
+      const refusal = tooLong(size);
+      await this.fail(current, refusal);
+      throw refusal;
     } finally {
       await recording?.catch(noop);
-    }
-    if (bounded.overflowed) {
-      const err = tooLong(size);
-      await this.fail(current, err);
-      throw err;
     }
     return this.appended(current, after, head?.digest(), options, true);
   }
@@ -318,9 +319,9 @@ function tooLong(size: number): WharfError {
 }
 
 /**
- * Passes at most `limit` bytes and then ends, remembering that more came: storage keeps what
- * fits, and the append fails the upload (the draft: an offset past the length invalidates it).
- * Ending instead of failing the stream keeps the stores' own clean-up out of the way.
+ * Passes at most `limit` bytes and fails the stream at the first byte past them, so that a
+ * body without a Content-Length (chunked) that runs on is not read any further; the append then
+ * ends the upload (the draft: an offset past the length invalidates it).
  */
 class Bounded extends Transform {
   overflowed = false;
@@ -334,9 +335,7 @@ class Bounded extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (chunk.length > this.left) {
       this.overflowed = true;
-      if (this.left > 0) this.push(chunk.subarray(0, this.left));
-      this.left = 0;
-      callback();
+      callback(tooLong(this.left));
       return;
     }
     this.left -= chunk.length;

@@ -35,8 +35,11 @@ export interface RufhRequest {
   bodyAfter104?: boolean;
   /** Send only this many body bytes, then cut as `cut` says. */
   stopAfter?: number;
-  /** How the connection ends after `stopAfter` bytes: destroyed (default) or half-closed (then the answer is awaited). */
-  cut?: 'destroy' | 'half-close';
+  /**
+   * What happens after `stopAfter` bytes: the connection is destroyed (default), half-closed,
+   * or held open sending nothing more (then the answer is awaited).
+   */
+  cut?: 'destroy' | 'half-close' | 'hold';
   /** Destroy the connection as soon as the first 104 arrives (before any body byte). */
   cutOn104?: boolean;
   timeoutMs?: number;
@@ -169,7 +172,7 @@ export function rufh(port: number, request: RufhRequest): Promise<Exchange> {
       }
       if (request.stopAfter === undefined || settled) return;
       if (request.cut === 'half-close') socket.end();
-      else finish();
+      else if (request.cut !== 'hold') finish();
     });
   });
 }

@@ -393,6 +393,42 @@ describe('the draft’s examples, on a raw socket', () => {
     assert.deepEqual(await leftovers(location), []);
   });
 
+  test('a chunked body that runs past the length and never ends is answered without waiting for its end', async () => {
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=endless.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', '100'],
+      ]),
+      body: Buffer.alloc(0),
+    });
+    const location = created.final!.headers.location!;
+    const extra = randomBytes(1000);
+    const chunk = Buffer.concat([
+      Buffer.from(`${extra.length.toString(16)}\r\n`),
+      extra,
+      Buffer.from('\r\n'),
+    ]);
+    // No last chunk: the client would go on for ever.
+    const res = await send({
+      method: 'PATCH',
+      target: pathOf(location),
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Offset', '0'],
+        ['Content-Type', 'application/partial-upload'],
+        ['Transfer-Encoding', 'chunked'],
+      ]),
+      body: chunk,
+      contentLength: false,
+      stopAfter: chunk.length,
+      cut: 'hold',
+    });
+    assert.equal(res.final?.status, 413);
+    assert.equal(uploadRow(location)?.status, 'expired');
+  });
+
   test('a file whose declared SHA-256 does not match is refused as complete (resuming would not help)', async () => {
     const bytes = randomBytes(10_000);
     const wrong = createHash('sha256').update('something else').digest('base64');
