@@ -963,6 +963,20 @@ describe('hostile input', () => {
       ['Upload-Length', '5'],
     ]);
     assert.equal(json(traversal).error.code, 'INVALID_NAME');
+    const twice = await post(
+      '/v1/resumable/?name=a.bin&name=b.bin',
+      [['Upload-Complete', '?1']],
+      w.key,
+      randomBytes(3),
+    );
+    assert.equal(json(twice).error.code, 'VALIDATION_FAILED');
+    const unknown = await post(
+      '/v1/resumable/?name=a.bin&size=3',
+      [['Upload-Complete', '?1']],
+      w.key,
+      randomBytes(3),
+    );
+    assert.equal(json(unknown).error.code, 'VALIDATION_FAILED');
     const anonymous = await post(
       '/v1/resumable/?name=x.bin',
       [['Upload-Complete', '?1']],
@@ -970,7 +984,17 @@ describe('hostile input', () => {
       randomBytes(3),
     );
     assert.equal(anonymous.final?.status, 401);
-    for (const refused of [noName, noLength, huge, metadata, disposition, traversal, anonymous]) {
+    for (const refused of [
+      noName,
+      noLength,
+      huge,
+      metadata,
+      disposition,
+      traversal,
+      twice,
+      unknown,
+      anonymous,
+    ]) {
       assert.deepEqual(refused.informational, [], 'no upload resource announced');
     }
   });

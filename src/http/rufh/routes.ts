@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
+import { Type } from '@fastify/type-provider-typebox';
 import type { Locker } from '@tus/utils';
 import { Metadata } from '@tus/utils';
 import contentDisposition from 'content-disposition';
@@ -78,6 +79,22 @@ function bodyOf(request: FastifyRequest): Readable | undefined {
   bodies.set(request, body);
   return body;
 }
+
+const CreationQuerySchema = Type.Object(
+  {
+    name: Type.Optional(
+      Type.String({ description: 'File name (else Content-Disposition or Upload-Metadata).' }),
+    ),
+    content_type: Type.Optional(Type.String({ maxLength: 255 })),
+    sha256: Type.Optional(
+      Type.String({ maxLength: 128, description: 'SHA-256 of the whole file, hex or base64.' }),
+    ),
+    head_sha256: Type.Optional(
+      Type.String({ maxLength: 128, description: 'SHA-256 of the first min(size, 4 MiB) bytes.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 /** How long a request waits for another one (on any node) to let go of an upload. */
 const LOCK_WAIT_MS = 30_000;
@@ -174,12 +191,13 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
+  // Hidden from the OpenAPI document, as tus is: a protocol of headers and a 104 it cannot say.
   const hidden = { hide: true };
   app.options(`${RUFH_PATH}/`, { schema: hidden, config: { auth: 'none' } }, (request, reply) =>
     discovery(ctx, request, reply),
   );
-  app.post(`${RUFH_PATH}/`, { schema: hidden }, (request, reply) =>
-    createResumableUpload(ctx, request, reply, request.query as CreationQuery),
+  app.post(`${RUFH_PATH}/`, { schema: { ...hidden, querystring: CreationQuerySchema } }, (request, reply) =>
+    createResumableUpload(ctx, request, reply, request.query),
   );
 
   const resource = `${RUFH_PATH}/:id`;
