@@ -591,17 +591,27 @@ describe('interop versions', () => {
     const location = res.final.headers.location!;
     const state = await head(location, w.key, '3');
     assert.equal(state.final?.headers['upload-incomplete'], '?1');
-    const last = await send({
+    const middle = await send({
       method: 'PATCH',
       target: pathOf(location),
       headers: speaking(w.key, '3', [
-        ['Upload-Incomplete', '?0'],
+        ['Upload-Incomplete', '?1'],
         ['Upload-Offset', '4'],
       ]),
-      body: bytes.subarray(4),
+      body: bytes.subarray(4, 7),
+    });
+    assert.equal(middle.final?.status, 201, 'interop 3 acknowledged a part with 201');
+    assert.equal(middle.final.headers['upload-incomplete'], '?1');
+    // Interop 3 marks only parts that do not end the file: an append without the field ends it.
+    const last = await send({
+      method: 'PATCH',
+      target: pathOf(location),
+      headers: speaking(w.key, '3', [['Upload-Offset', '7']]),
+      body: bytes.subarray(7),
     });
     assert.equal(last.final?.status, 201, String(last.final?.body));
     assert.equal(last.final.headers['upload-incomplete'], '?0');
+    assert.equal(last.final.headers['upload-draft-interop-version'], '3', 'every answer names the version');
   });
 
   test('no version, or one Wharf does not speak: no 104 (the draft forbids it), the upload still works', async () => {
@@ -610,6 +620,7 @@ describe('interop versions', () => {
       assert.deepEqual(res.informational, [], String(version));
       assert.equal(res.final?.status, 201);
       assert.ok(res.final.headers.location);
+      assert.equal(res.final.headers['upload-draft-interop-version'], undefined);
     }
   });
 

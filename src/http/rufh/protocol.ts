@@ -11,7 +11,7 @@ import { WharfError } from '../../core/errors.js';
  * | --- | --- | --- |
  * | 3 | -01 | `Upload-Incomplete: ?1` instead of `Upload-Complete: ?0`; appends answered 201 (iOS 17) |
  * | 4, 5 | -02, -03 | `Upload-Complete`; tus-js-client's `ietf-draft-03` mode sends 5 |
- * | 6 | -04, -05 | `application/partial-upload` for appends; `Upload-Length`; `Upload-Limit` with `expires` (iOS 18, tus-js-client's `ietf-draft-05`) |
+ * | 6 | -04, -05 | `application/partial-upload` for appends; `Upload-Length`; `Upload-Limit` with `expires` (tus-js-client's `ietf-draft-05`, swift-nio-extras) |
  * | 7 | -06 to -08 | `max-age` replaces `expires`; structured types; appends need not carry `Upload-Offset` back |
  * | 8 | -09 to -11 | 104 carries `Upload-Limit`; limits are announced wherever they apply (iOS 26) |
  * | 9 | editor's copy | as 8 on the wire Wharf speaks (GET reads the offset like HEAD) |

@@ -96,6 +96,16 @@ const CreationQuerySchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * The request's dialect; every answer names the interop version it is in (as the 104 must),
+ * so a client can tell a draft server's answers from the final RFC's.
+ */
+function dialectOn(request: FastifyRequest, reply: FastifyReply): Dialect {
+  const dialect = dialectOf(request.headers);
+  if (dialect.version !== undefined) reply.header('Upload-Draft-Interop-Version', String(dialect.version));
+  return dialect;
+}
+
 /** How long a request waits for another one (on any node) to let go of an upload. */
 const LOCK_WAIT_MS = 30_000;
 
@@ -131,7 +141,7 @@ export async function createResumableUpload(
   query: CreationQuery,
 ) {
   const body = bodyOf(request);
-  const dialect = dialectOf(request.headers);
+  const dialect = dialectOn(request, reply);
   const complete = requestedComplete(request.headers);
   let upload: Upload;
   try {
@@ -202,7 +212,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
 
   const resource = `${RUFH_PATH}/:id`;
   const offsetHandler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const dialect = dialectOf(request.headers);
+    const dialect = dialectOn(request, reply);
     let state: RufhState;
     try {
       const upload = await uploadOf(ctx, request);
@@ -237,14 +247,16 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
 
   app.patch(resource, { schema: hidden }, async (request, reply) => {
     const body = bodyOf(request);
-    const dialect = dialectOf(request.headers);
+    const dialect = dialectOn(request, reply);
     let upload: Upload;
     let offset: number;
     let complete: boolean;
     try {
       upload = await uploadOf(ctx, request);
       offset = requestedOffset(request.headers);
-      const said = requestedComplete(request.headers);
+      // Interop 3 marked only the parts that do not end the file (Upload-Incomplete: ?1); an
+      // append without the field ends it (as Apple's own server, swift-nio-extras, reads it).
+      const said = requestedComplete(request.headers) ?? (dialect.incomplete ? true : undefined);
       if (said === undefined) {
         throw new WharfError(
           'VALIDATION_FAILED',
@@ -273,7 +285,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
   });
 
   app.delete(resource, { schema: hidden }, async (request, reply) => {
-    const dialect = dialectOf(request.headers);
+    const dialect = dialectOn(request, reply);
     try {
       const upload = await uploadOf(ctx, request);
       await withLock(ctx, request, upload, () => ctx.core.rufh.cancel(upload));
@@ -293,7 +305,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
  * without: a browser's preflight carries none).
  */
 export async function discovery(ctx: RufhContext, request: FastifyRequest, reply: FastifyReply) {
-  const dialect = dialectOf(request.headers);
+  const dialect = dialectOn(request, reply);
   const principal: Principal | undefined =
     presentedKey(request) === undefined ? undefined : await authenticate(ctx.core, request);
   return reply
