@@ -17,6 +17,8 @@ export interface Config {
   sweepIntervalSeconds: number;
   /** How often this node looks for due jobs (processing, verification); 0 runs none. */
   jobIntervalMs: number;
+  /** How many jobs this node runs at once (a slow webhook endpoint must not hold up processing). */
+  jobConcurrency: number;
   /** Objects up to this size whose SHA-256 storage cannot attest are hashed at completion. */
   inlineVerifyMaxBytes: number;
   /** How long a multipart or tus upload may run before it is aborted and its parts freed. */
@@ -165,6 +167,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     maxFilesPerRequest: integer(env, 'WHARF_MAX_FILES_PER_REQUEST', 1000, 1, 10_000),
     sweepIntervalSeconds: integer(env, 'WHARF_SWEEP_INTERVAL', 60, 0, 24 * 3600),
     jobIntervalMs: integer(env, 'WHARF_JOB_INTERVAL_MS', 1000, 0, 3600_000),
+    jobConcurrency: integer(env, 'WHARF_JOB_CONCURRENCY', 4, 1, 64),
     inlineVerifyMaxBytes: integer(
       env,
       'WHARF_INLINE_VERIFY_MAX',

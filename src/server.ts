@@ -85,19 +85,21 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       : undefined;
 
   // Every node polls the shared queue; the claim gives each job to exactly one of them. A
-  // stopping node finishes the job it holds and claims no other.
-  let working: Promise<unknown> = Promise.resolve();
-  let busy = false;
+  // stopping node finishes the jobs it holds and claims no other. Several workers per node, so
+  // one slow job (a webhook endpoint that takes its whole timeout, a large image) does not hold
+  // up every other kind behind it.
+  const workers = new Set<Promise<unknown>>();
+  // Each tick adds a worker while there are fewer than WHARF_JOB_CONCURRENCY, and a worker that
+  // found a job asks for a sibling: a backlog ramps up at once, an idle queue costs one claim
+  // query per tick as before.
   const work = () => {
-    if (busy) return;
-    busy = true;
-    working = (async () => {
-      for (let ran = 0; ran < 100 && !stopping && (await core.jobs.runOne()); ran += 1);
+    if (workers.size >= config.jobConcurrency || stopping) return;
+    const worker: Promise<unknown> = (async () => {
+      for (let ran = 0; ran < 100 && !stopping && (await core.jobs.runOne()); ran += 1) work();
     })()
       .catch((err: unknown) => app.log.error({ err }, 'job runner failed'))
-      .finally(() => {
-        busy = false;
-      });
+      .finally(() => workers.delete(worker));
+    workers.add(worker);
   };
   const jobTimer = config.jobIntervalMs > 0 ? setInterval(work, config.jobIntervalMs).unref() : undefined;
 
@@ -144,7 +146,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         }
         await closed;
         await sweeping;
-        await working;
+        await Promise.all(workers);
         await opened.close();
         return { cut };
       })();
