@@ -180,6 +180,21 @@ export interface LockStore {
   lockReleaseRequested(name: string, owner: string): Promise<boolean>;
 }
 
+/** Jobs of one kind in one state. */
+export interface JobCount {
+  kind: string;
+  status: 'queued' | 'running' | 'failed';
+  count: number;
+}
+
+/** Questions operators ask of the database (metrics, readiness); nothing here writes. */
+export interface StatsStore {
+  /** Jobs not done yet (queued, running) and given up (failed), by kind and status. */
+  countJobs(): Promise<JobCount[]>;
+  /** A trivial query: resolves once the database answered. */
+  ping(): Promise<void>;
+}
+
 /** Everything the core keeps in its database, one slice per table or concern. */
 export interface Store
   extends SettingStore,
@@ -189,7 +204,8 @@ export interface Store
     AssetStore,
     FileStore,
     JobStore,
-    LockStore {
+    LockStore,
+    StatsStore {
   close(): Promise<void>;
 }
 

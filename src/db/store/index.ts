@@ -7,6 +7,7 @@ import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
 import { lockQueries } from './locks.js';
 import { settingsQueries } from './settings.js';
+import { statsQueries } from './stats.js';
 import { uploadQueries } from './uploads.js';
 
 /**
@@ -24,6 +25,7 @@ export function createSqlStore(connection: Connection): Store {
     ...fileQueries(context),
     ...jobQueries(context),
     ...lockQueries(context),
+    ...statsQueries(context),
     async close() {
       await connection.db.destroy();
     },
