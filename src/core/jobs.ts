@@ -2,6 +2,7 @@ import type { Clock } from './clock.js';
 import type { IdSource } from './ids.js';
 import type { Job } from './model.js';
 import type { Store } from './ports.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 
 export type JobHandler = (job: Job) => Promise<void>;
 
@@ -28,12 +29,18 @@ export class JobRunner {
     private readonly clock: Clock,
     ids: IdSource,
     private readonly settings: JobSettings,
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.workerId = `worker-${ids.token(8)}`;
   }
 
   register(kind: string, handler: JobHandler): void {
     this.handlers.set(kind, handler);
+  }
+
+  /** The kinds of job this runner has handlers for. */
+  get kinds(): string[] {
+    return [...this.handlers.keys()];
   }
 
   /** Claims and runs one due job; false when none was due. */
@@ -46,11 +53,14 @@ export class JobRunner {
       if (!handler) throw new PermanentJobError(`No handler for job kind "${job.kind}".`);
       await handler(job);
       await this.store.finishJob(job.id, this.workerId, this.clock.now());
+      this.telemetry.jobSucceeded(job);
     } catch (err) {
       const permanent = err instanceof PermanentJobError || job.attempts >= this.settings.maxAttempts;
       // Exponential backoff: 2 s, 4 s, 8 s … so a flapping dependency is not hammered.
       const retryAt = permanent ? null : this.clock.now() + 1000 * 2 ** job.attempts;
       await this.store.failJob(job.id, this.workerId, String(err), retryAt, this.clock.now());
+      // The queue keeps only the message; the sinks get the error itself (its stack, its code).
+      this.telemetry.jobFailed(job, err, retryAt);
     }
     return true;
   }

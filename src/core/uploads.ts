@@ -6,7 +6,8 @@ import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
-import type { BlobStore, NewJob, PresignedPost, PresignedRequest, Store } from './ports.js';
+import type { BlobStore, FinishResult, NewJob, PresignedPost, PresignedRequest, Store } from './ports.js';
+import { NO_TELEMETRY, stopwatch, type Telemetry } from './telemetry.js';
 
 export interface UploadSettings {
   /** Server-wide default; an account's own limit overrides it. */
@@ -178,6 +179,7 @@ export class UploadService {
     private readonly clock: Clock,
     private readonly ids: IdSource,
     private readonly settings: UploadSettings,
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {}
 
   maxFileSize(principal: Pick<Principal, 'maxFileSize'>): number {
@@ -237,6 +239,7 @@ export class UploadService {
         await input.beforeCommit?.();
       });
     } catch (err) {
+      this.telemetry.uploadFailed('direct', err);
       await this.store.expireUpload(upload.id);
       throw err;
     }
@@ -407,7 +410,7 @@ export class UploadService {
       }
       checkDigests(d, input.expected);
       checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
-    });
+    }).catch(this.failed('presigned'));
     if (upload.intent.autoComplete) await this.finish(upload, digests);
     return digests;
   }
@@ -464,7 +467,7 @@ export class UploadService {
           `The file is smaller than the minimum of ${input.minSize} bytes.`,
         );
       }
-    });
+    }).catch(this.failed('post'));
     if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
     return digests;
   }
@@ -483,6 +486,7 @@ export class UploadService {
    * holds against everything declared and claimed. Also what reconciliation runs.
    */
   async completeUpload(upload: Upload, claims: CompletionClaims = {}): Promise<UploadOutcome> {
+    const elapsed = stopwatch();
     const claimed = {
       sha256: claims.sha256 ? parseDigest('sha256', claims.sha256, 'sha256') : null,
       md5: claims.md5 ? parseDigest('md5', claims.md5, 'md5') : null,
@@ -538,10 +542,12 @@ export class UploadService {
       checkDigests(digests, claimed);
     } catch (err) {
       // Wrong bytes are never kept: the client may PUT again while the intent is open.
+      this.telemetry.uploadFailed(upload.kind, err);
       await this.blobs.delete(key);
       throw err;
     }
     return this.finish(upload, digests, {
+      elapsed,
       storageKey: key,
       verifying: deferred,
       // Protocols where the client picks the type as it writes (forms, S3 clients' multipart).
@@ -623,6 +629,7 @@ export class UploadService {
       for (const upload of stale) {
         if (!(await this.store.expireUpload(upload.id))) continue;
         expired += 1;
+        this.telemetry.uploadExpired(upload.kind);
         await this.kindHooks.get(upload.kind)?.expire?.(upload);
         if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
           await this.blobs.delete(upload.storageKey);
@@ -631,6 +638,7 @@ export class UploadService {
       if (stale.length < 200) break;
     }
     const debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, (key) => this.runsLong(key, now));
+    this.telemetry.sweepFinished({ expired, debris, reconciled });
     return { expired, debris, reconciled };
   }
 
@@ -762,6 +770,14 @@ export class UploadService {
     };
   }
 
+  /** Reports bytes of a `flow` upload refused or broken off, then rethrows (for `.catch`). */
+  private failed(flow: Upload['kind']): (err: unknown) => never {
+    return (err) => {
+      this.telemetry.uploadFailed(flow, err);
+      throw err;
+    };
+  }
+
   private async writeVerified(
     key: string,
     body: Readable,
@@ -794,7 +810,13 @@ export class UploadService {
   private async finish(
     upload: Upload,
     digests: Digests,
-    { verifying = false, contentType, metadata, storageKey = upload.storageKey }: FinishOptions = {},
+    {
+      verifying = false,
+      contentType,
+      metadata,
+      storageKey = upload.storageKey,
+      elapsed = stopwatch(),
+    }: FinishOptions = {},
   ): Promise<UploadOutcome> {
     const account = await this.store.getAccount(upload.accountId);
     try {
@@ -804,6 +826,7 @@ export class UploadService {
       );
     } catch (err) {
       if ((await this.store.findAssetBySha256(upload.accountId, digests.sha256)) === undefined) {
+        this.telemetry.uploadFailed(upload.kind, err);
         await this.store.expireUpload(upload.id);
         await this.blobs.delete(storageKey);
         throw err;
@@ -840,6 +863,7 @@ export class UploadService {
         : { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: candidate.id }, runAt: now },
     ];
     const result = await this.store.finishUpload(upload.id, candidate, now, jobs);
+    if (result.completedNow) this.telemetry.uploadCompleted(completion(upload, result, now, elapsed));
     if (result.completedNow && result.deduplicated) {
       // The account already holds these bytes under the existing asset.
       await this.blobs.delete(storageKey);
@@ -855,6 +879,8 @@ export class UploadService {
 }
 
 interface FinishOptions {
+  /** Time since completion began (for protocols whose completion verifies stored bytes). */
+  elapsed?: () => number;
   /** Where the verified bytes are, when not at the upload's own key (a sealed copy). */
   storageKey?: string | undefined;
   /** Storage could not attest the SHA-256: record the asset as `verifying` and queue the check. */
@@ -878,6 +904,17 @@ function formContentType(upload: Upload, sent: string | undefined): string {
   } catch {
     return upload.contentType;
   }
+}
+
+/** What telemetry learns of a completion this call did. */
+function completion(upload: Upload, result: FinishResult, now: number, elapsed: () => number) {
+  return {
+    flow: upload.kind,
+    deduplicated: result.deduplicated,
+    bytes: result.asset.size,
+    uploadSeconds: Math.max(0, now - upload.createdAt) / 1000,
+    completionSeconds: elapsed(),
+  };
 }
 
 function checkDigests(

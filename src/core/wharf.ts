@@ -12,6 +12,7 @@ import { type Analyzer, processAssetJob } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SignedIds } from './signed-ids.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import {
   DELETE_OBJECT_JOB,
   PROCESS_ASSET_JOB,
@@ -34,6 +35,8 @@ export interface CoreDeps {
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
+  /** Where outcomes are reported (metrics, logs); nowhere when absent. */
+  telemetry?: Telemetry | undefined;
 }
 
 /** The core: every protocol Wharf speaks ends up calling these services. */
@@ -53,6 +56,11 @@ export interface Core {
   storage: { kind: string; bucket: string };
   signedIds: SignedIds;
   clock: Clock;
+  /**
+   * Reports outcomes to metrics and logs. Services outside the core's own that learn an
+   * outcome (webhook deliveries: `telemetry.webhookDelivery(outcome)`) report it here.
+   */
+  telemetry: Telemetry;
 }
 
 /** Distinct keys per purpose, so a signature of one kind can never pass as another. */
@@ -61,9 +69,16 @@ export function deriveKey(secret: string, purpose: string): Buffer {
 }
 
 export function createCore(deps: CoreDeps): Core {
-  const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads);
+  const telemetry = deps.telemetry ?? NO_TELEMETRY;
+  const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads, telemetry);
   const multipart = new MultipartService(deps.store, deps.blobs, uploads, deps.clock, deps.multipart);
-  const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
+  const jobs = new JobRunner(
+    deps.store,
+    deps.clock,
+    deps.ids,
+    { leaseMs: 5 * 60_000, maxAttempts: 5 },
+    telemetry,
+  );
   jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
   jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
   const s3Signing = new S3SigningService(
@@ -94,13 +109,20 @@ export function createCore(deps: CoreDeps): Core {
       deps.resumable.settings,
     ),
     s3Signing,
-    assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
+    assets: new AssetService(
+      deps.store,
+      deps.blobs,
+      deps.clock,
+      deriveKey(deps.secret, 'download'),
+      telemetry,
+    ),
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),
     files: new FileService(deps.store, uploads),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     clock: deps.clock,
+    telemetry,
   };
 }
 
