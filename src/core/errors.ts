@@ -37,6 +37,8 @@ export const ERROR_STATUS = {
   FILE_TOO_SMALL: 400,
   UNSUPPORTED_MEDIA_TYPE: 415,
   RANGE_NOT_SATISFIABLE: 416,
+  /** The database or storage does not answer (GET /readyz). */
+  NOT_READY: 503,
   INTERNAL: 500,
 } as const;
 

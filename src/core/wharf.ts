@@ -3,6 +3,7 @@ import { AssetService } from './assets.js';
 import type { Clock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
 import { FileService } from './files.js';
+import { HealthService } from './health.js';
 import type { IdSource } from './ids.js';
 import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
@@ -61,6 +62,8 @@ export interface Core {
    * outcome (webhook deliveries: `telemetry.webhookDelivery(outcome)`) report it here.
    */
   telemetry: Telemetry;
+  /** Readiness: whether the database and storage answer (GET /readyz). */
+  health: HealthService;
 }
 
 /** Distinct keys per purpose, so a signature of one kind can never pass as another. */
@@ -123,6 +126,7 @@ export function createCore(deps: CoreDeps): Core {
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     clock: deps.clock,
     telemetry,
+    health: new HealthService(deps.store, deps.blobs, deps.clock, deps.ids),
   };
 }
 
