@@ -21,6 +21,7 @@ import { compatRoutes } from './compat/index.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
+import { observeRequest, registerObservation, requestIdFor } from './plugins/observe.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
 import { sendS3Error } from './storage/s3-errors.js';
 import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
@@ -73,12 +74,15 @@ export async function buildApp({
       serializers: { req: redactedRequest },
     },
     bodyLimit: 1024 * 1024,
-    // Wharf sits behind load balancers; request ids come from there when present.
-    requestIdHeader: 'x-request-id',
+    // Wharf sits behind load balancers; request ids come from there when present and sane.
+    requestIdHeader: false,
+    genReqId: requestIdFor,
     routerOptions: { maxParamLength: 500 },
     // Failures before routing (a malformed percent-encoding in the URL) skip the error
     // handlers; answer them in the shape the path's clients read, not Fastify's default.
     frameworkErrors: (err, request, reply) => {
+      // No hook runs for these: they get their request id here.
+      observeRequest(request, reply);
       if (request.url.startsWith(`${LOCAL_ENDPOINT_PATH}/`)) {
         sendS3Error(request, reply, new WharfError('VALIDATION_FAILED', err.message));
       } else if (request.url.startsWith(`${FILE_SERVICE_PREFIX}/`)) {
@@ -90,6 +94,8 @@ export async function buildApp({
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
+  // First of all hooks: every response carries its request id, preflights and refusals too.
+  registerObservation(app);
   registerNativeErrors(app);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
   await registerCors(app, corsOrigins);

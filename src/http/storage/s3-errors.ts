@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError } from '../../core/errors.js';
+import { logFailure } from '../plugins/errors.js';
 import { escapeXml } from './s3-xml.js';
 
 /** How the core's refusals read to an S3 client (codes and statuses as AWS S3 uses them). */
@@ -39,7 +40,7 @@ export function sendS3Error(request: FastifyRequest, reply: FastifyReply, err: u
       : (mapped?.code ?? 'InternalError');
   const message =
     mapped && isWharfError(err) ? err.message : 'We encountered an internal error. Please try again.';
-  if (status >= 500) request.log.error({ err }, 'storage endpoint failed');
+  logFailure(request, err, status);
   const resource = request.url.split('?')[0] ?? '';
   const body =
     '<?xml version="1.0" encoding="UTF-8"?>\n' +

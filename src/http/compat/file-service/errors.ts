@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { mapError } from '../../plugins/errors.js';
+import { logFailure, mapError } from '../../plugins/errors.js';
 
 /**
  * The document shows only success; failures keep its envelope so a client reading `code`
@@ -22,7 +22,7 @@ export const errorResponses = Object.fromEntries(STATUSES.map((s) => [s, ErrorSc
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): void {
   const mapped = mapError(err);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   if (mapped.status === 401) reply.header('www-authenticate', 'Basic realm="wharf", charset="UTF-8"');
   // A body we refused may still be arriving; close rather than read gigabytes we will drop.
   if (!request.raw.complete) reply.header('connection', 'close');

@@ -1,6 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError } from '../../../core/errors.js';
+import { logFailure } from '../../plugins/errors.js';
 
 /**
  * FileSpin's document names its error codes (MISSING_MANDATORY_PARAMETERS, ASSET_ID_EXISTS,
@@ -79,7 +80,7 @@ function mapError(err: FastifyError, request: FastifyRequest): Mapped & { messag
 
 export function fileSpinErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err, request);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   // A body we refused may still be arriving; close rather than read what we will drop.
   if (!request.raw.complete) reply.header('connection', 'close');
   reply.status(mapped.status).send({ error: mapped.error, message: mapped.message });

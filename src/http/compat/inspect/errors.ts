@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { mapError } from '../../plugins/errors.js';
+import { logFailure, mapError } from '../../plugins/errors.js';
 
 /** The document's error body: `error` names the failure, `errorDescription` explains it. */
 export interface InspectError {
@@ -19,7 +19,7 @@ export function inspectError(status: number, description: string): InspectError 
 
 export function inspectErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   const status = AS_BAD_REQUEST.has(mapped.status) ? 400 : mapped.status;
   // A body we refused may still be arriving; close rather than read what we will drop.
   if (!request.raw.complete) reply.header('connection', 'close');

@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { mapError } from '../../plugins/errors.js';
+import { logFailure, mapError } from '../../plugins/errors.js';
 
 /**
  * The document shows no errors. Its trailing-slash paths are Django REST Framework's, so
@@ -28,7 +28,7 @@ export const netiksErrors = {
 
 export function netiksErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   // A body we refused may still be arriving; close rather than read what we will drop.
   if (!request.raw.complete) reply.header('connection', 'close');
   reply.status(mapped.status).send({ detail: mapped.message, code: mapped.code.toLowerCase() });
