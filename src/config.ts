@@ -22,8 +22,24 @@ export interface Config {
   /** Origins whose pages may call Wharf from a browser (CORS); `*` allows any. */
   corsOrigins: string[];
   logLevel: string;
+  /** Metrics exposure (GET /metrics); see docs/operations.md. */
+  metrics: MetricsConfig;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
+}
+
+/**
+ * Metrics tell how much is uploaded, by whom-ish and how often: they are served only where the
+ * operator says. With a token, /metrics on the main port answers a Bearer of it; with a port,
+ * a listener of its own (loopback unless told otherwise) serves it. Neither: not served.
+ */
+export interface MetricsConfig {
+  /** WHARF_METRICS_TOKEN: required from every scraper, wherever /metrics is served. */
+  token: string | undefined;
+  /** WHARF_METRICS_PORT: a separate listener for /metrics only. */
+  port: number | undefined;
+  /** WHARF_METRICS_HOST: where that listener binds (127.0.0.1). */
+  host: string;
 }
 
 export type StorageConfig = { kind: 'local' } | ({ kind: 's3' } & S3Config);
@@ -86,8 +102,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .map((origin) => origin.trim())
       .filter((origin) => origin !== ''),
     logLevel: env.WHARF_LOG_LEVEL ?? 'info',
+    metrics: metricsConfig(env, port),
     storage: storageConfig(env),
   };
+}
+
+function metricsConfig(env: NodeJS.ProcessEnv, port: number): MetricsConfig {
+  const token = env.WHARF_METRICS_TOKEN || undefined;
+  if (token !== undefined && token.length < 16) {
+    throw new ConfigError('WHARF_METRICS_TOKEN must be at least 16 characters.');
+  }
+  const metricsPort =
+    env.WHARF_METRICS_PORT === undefined || env.WHARF_METRICS_PORT === ''
+      ? undefined
+      : integer(env, 'WHARF_METRICS_PORT', 0, 1, 65535);
+  const metricsHost = env.WHARF_METRICS_HOST || '127.0.0.1';
+  if (metricsPort === port) {
+    throw new ConfigError(
+      `WHARF_METRICS_PORT must differ from WHARF_PORT (${port}); to serve /metrics on the main port, set WHARF_METRICS_TOKEN.`,
+    );
+  }
+  return { token, port: metricsPort, host: metricsHost };
 }
 
 function storageConfig(env: NodeJS.ProcessEnv): StorageConfig {

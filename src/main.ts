@@ -12,6 +12,7 @@ async function main(): Promise<void> {
   }
   await wharf.app.listen({ host: config.host, port: config.port });
   wharf.app.log.info(`Wharf is listening; public URL ${config.publicUrl}`);
+  if (wharf.metricsUrl) wharf.app.log.info(`Metrics are served at ${wharf.metricsUrl}/metrics`);
   await wharf.core.uploads.sweep();
 
   const stop = async (signal: string) => {

@@ -1,16 +1,24 @@
 import type { FastifyInstance } from 'fastify';
-import { openCore } from './bootstrap.js';
+import { type OpenedCore, openCore } from './bootstrap.js';
 import type { Config } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
+import { fanOut } from './core/telemetry.js';
 import type { Core } from './core/wharf.js';
 import { buildApp } from './http/app.js';
+import { listenForMetrics, type MetricsListener } from './http/metrics-listener.js';
+import { type Logger, logTelemetry } from './telemetry/log.js';
+import { PrometheusTelemetry } from './telemetry/prometheus.js';
 
 export interface Wharf {
   app: FastifyInstance;
   core: Core;
   /** A key generated on this start because none existed: print it once, it is not stored. */
   generatedKey: string | undefined;
+  /** This server's metrics (what GET /metrics serves, where it is served). */
+  metrics: PrometheusTelemetry;
+  /** The separate metrics listener's URL, when WHARF_METRICS_PORT is set. */
+  metricsUrl: string | undefined;
   close(): Promise<void>;
 }
 
@@ -21,7 +29,23 @@ export interface WharfOptions {
 
 /** The server: the core behind HTTP, plus the key bootstrap and the periodic sweep. */
 export async function createWharf(config: Config, options: WharfOptions = {}): Promise<Wharf> {
-  const opened = await openCore(config, options.clock ?? systemClock);
+  // The core reports to both before the app (and its logger) exists: the log sink and the
+  // scrape-time queries look their targets up when they run, which is only after start.
+  let logger: Logger | undefined;
+  let opened: OpenedCore | undefined;
+  const metrics = new PrometheusTelemetry({
+    countJobs: async () => (opened ? opened.store.countJobs() : []),
+    jobKinds: () => opened?.core.jobs.kinds ?? [],
+    onCollectError: (err) => logger?.warn({ err }, 'metrics: counting jobs failed'),
+  });
+  opened = await openCore(
+    config,
+    options.clock ?? systemClock,
+    fanOut(
+      metrics,
+      logTelemetry(() => logger),
+    ),
+  );
   const { core } = opened;
 
   let generatedKey: string | undefined;
@@ -37,7 +61,24 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     corsOrigins: config.corsOrigins,
     logger: options.logger ?? false,
     tus: opened.tus,
+    requestMetrics: metrics,
+    metrics: config.metrics.token ? { source: metrics, token: config.metrics.token } : undefined,
   });
+  logger = app.log;
+
+  let metricsListener: MetricsListener | undefined;
+  if (config.metrics.port !== undefined) {
+    metricsListener = await listenForMetrics(metrics, {
+      host: config.metrics.host,
+      port: config.metrics.port,
+      token: config.metrics.token,
+      onError: (err) => app.log.error({ err }, 'metrics scrape failed'),
+    }).catch(async (err: unknown) => {
+      await app.close();
+      await opened.close();
+      throw err;
+    });
+  }
 
   let sweeping: Promise<unknown> = Promise.resolve();
   const sweep = () => {
@@ -67,9 +108,12 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     app,
     core,
     generatedKey,
+    metrics,
+    metricsUrl: metricsListener?.url,
     async close() {
       if (timer) clearInterval(timer);
       if (jobTimer) clearInterval(jobTimer);
+      await metricsListener?.close();
       await app.close();
       await sweeping;
       await working;

@@ -18,10 +18,11 @@ import { uploadRoutes } from './api/uploads/routes.js';
 import { sendError } from './compat/file-service/errors.js';
 import { FILE_SERVICE_PREFIX } from './compat/file-service/index.js';
 import { compatRoutes } from './compat/index.js';
+import { type MetricsSource, operationsRoutes } from './operations.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
-import { observeRequest, registerObservation, requestIdFor } from './plugins/observe.js';
+import { observeRequest, type RequestMetrics, registerObservation, requestIdFor } from './plugins/observe.js';
 import { storageEndpointRoutes } from './storage/put-object.js';
 import { sendS3Error } from './storage/s3-errors.js';
 import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
@@ -46,6 +47,10 @@ export interface AppOptions {
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** The tus endpoint's storage, lock and staging dir; without them /v1/tus/ is not served. */
   tus?: Omit<TusRouteOptions, 'core' | 'publicUrl'> | undefined;
+  /** Where each request is reported (route pattern, status, duration). */
+  requestMetrics?: RequestMetrics | undefined;
+  /** GET /metrics on this port, for a Bearer of `token` (WHARF_METRICS_TOKEN); absent: not served. */
+  metrics?: { source: MetricsSource; token: string } | undefined;
 }
 
 // Presigned and signed URLs are bearer credentials until they expire: logs keep the
@@ -67,6 +72,8 @@ export async function buildApp({
   corsOrigins,
   logger,
   tus,
+  requestMetrics,
+  metrics,
 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger && {
@@ -81,8 +88,8 @@ export async function buildApp({
     // Failures before routing (a malformed percent-encoding in the URL) skip the error
     // handlers; answer them in the shape the path's clients read, not Fastify's default.
     frameworkErrors: (err, request, reply) => {
-      // No hook runs for these: they get their request id here.
-      observeRequest(request, reply);
+      // No hook runs for these: they get their request id and metrics here.
+      observeRequest(request, reply, requestMetrics);
       if (request.url.startsWith(`${LOCAL_ENDPOINT_PATH}/`)) {
         sendS3Error(request, reply, new WharfError('VALIDATION_FAILED', err.message));
       } else if (request.url.startsWith(`${FILE_SERVICE_PREFIX}/`)) {
@@ -95,7 +102,7 @@ export async function buildApp({
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
   // First of all hooks: every response carries its request id, preflights and refusals too.
-  registerObservation(app);
+  registerObservation(app, requestMetrics);
   registerNativeErrors(app);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
   await registerCors(app, corsOrigins);
@@ -122,11 +129,7 @@ export async function buildApp({
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   app.get('/openapi.json', { schema: { hide: true }, config: { auth: 'none' } }, async () => app.swagger());
-  app.get(
-    '/healthz',
-    { config: { auth: 'none' }, schema: { summary: 'Liveness', tags: ['meta'], security: [] } },
-    async () => ({ status: 'ok' }),
-  );
+  await app.register(operationsRoutes, { core, metrics });
 
   const context: ApiContext = { core, publicUrl };
   await app.register(async (api: App) => {
