@@ -37,7 +37,8 @@ export async function openCore(
 ): Promise<OpenedCore> {
   const connection = connect(config.databaseUrl);
   await migrateToLatest(connection.db);
-  const store = createSqlStore(connection);
+  const ids = createIdSource(clock);
+  const store = createSqlStore(connection, ids);
 
   // One secret per installation, kept in the database so every node shares it.
   const secret =
@@ -48,7 +49,7 @@ export async function openCore(
     store,
     blobs,
     clock,
-    ids: createIdSource(clock),
+    ids,
     secret,
     endpoint,
     analyzer: new ImageAnalyzer(),

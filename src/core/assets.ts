@@ -59,7 +59,7 @@ export class AssetService {
   }
 
   async delete(principal: Principal, id: string): Promise<void> {
-    const asset = await this.store.deleteAsset(principal.accountId, id);
+    const asset = await this.store.deleteAsset(principal.accountId, id, this.clock.now());
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
     if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
       await this.blobs.delete(asset.storageKey);
@@ -67,7 +67,7 @@ export class AssetService {
   }
 
   async setAccess(principal: Principal, id: string, access: Access): Promise<Asset> {
-    const asset = await this.store.setAssetAccess(principal.accountId, id, access);
+    const asset = await this.store.setAssetAccess(principal.accountId, id, access, this.clock.now());
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
     return asset;
   }

@@ -177,7 +177,7 @@ export class MultipartService {
     if (upload.status === 'completed') {
       throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
     }
-    await this.store.expireUpload(upload.id);
+    await this.store.expireUpload(upload.id, this.clock.now(), { reason: 'cancelled' });
     await this.freeParts(upload);
   }
 
@@ -239,7 +239,9 @@ export class MultipartService {
   async receiveAbort(key: string, multipartId: string): Promise<void> {
     const upload = await this.uploads.uploadByKey(key, 'multipart');
     checkMultipartId(upload, multipartId);
-    if (upload.status === 'pending') await this.store.expireUpload(upload.id);
+    if (upload.status === 'pending') {
+      await this.store.expireUpload(upload.id, this.clock.now(), { reason: 'cancelled' });
+    }
     await this.blobs.abortMultipart(key, multipartId);
   }
 

@@ -3,6 +3,7 @@
  * src/db and src/blobs implement them; nothing here knows SQL, a filesystem or an SDK.
  */
 import type { Readable } from 'node:stream';
+import type { EventQuery, UploadEnding, WharfEvent } from './events.js';
 import type {
   Access,
   Account,
@@ -111,7 +112,11 @@ export interface UploadStore {
   /** Pending uploads whose expiry is before `before`, oldest first. */
   listStaleUploads(before: number, limit: number): Promise<Upload[]>;
   /** Marks a pending upload expired; false if it was no longer pending. */
-  expireUpload(id: string): Promise<boolean>;
+  /**
+   * Ends a pending upload without an asset (expired, cancelled by its client, or failed) and
+   * records why as an event; false if it was no longer pending.
+   */
+  expireUpload(id: string, at: number, ending?: UploadEnding): Promise<boolean>;
   /** Records storage's multipart upload id for a pending upload. */
   setUploadMultipartId(id: string, multipartId: string): Promise<void>;
 }
@@ -125,10 +130,16 @@ export interface AssetStore {
   findAssetsBySha256(accountId: string, sha256s: string[]): Promise<Asset[]>;
   findAssetByMd5(accountId: string, md5: string): Promise<Asset | undefined>;
   listAssets(accountId: string, query: AssetQuery): Promise<AssetPage>;
-  deleteAsset(accountId: string, id: string): Promise<Asset | undefined>;
+  /** `rejected`: verification found other bytes than declared (a different event). */
+  deleteAsset(
+    accountId: string,
+    id: string,
+    at: number,
+    reason?: 'deleted' | 'rejected',
+  ): Promise<Asset | undefined>;
   /** How many assets still point at these bytes (0 means they may be freed). */
   countAssetsWithStorageKey(storageKey: string): Promise<number>;
-  setAssetAccess(accountId: string, id: string, access: Access): Promise<Asset | undefined>;
+  setAssetAccess(accountId: string, id: string, access: Access, at: number): Promise<Asset | undefined>;
   recordAnalysis(
     id: string,
     processing: ProcessingStatus,
@@ -195,6 +206,15 @@ export interface StatsStore {
   ping(): Promise<void>;
 }
 
+/** The events outbox (written by the other slices, in the transactions they describe). */
+export interface EventStore {
+  /** The account's events in commit order, after `query.after`, of the given types. */
+  listEvents(accountId: string, query: EventQuery): Promise<WharfEvent[]>;
+  getEvent(accountId: string, seq: number): Promise<WharfEvent | undefined>;
+  /** Deletes up to `limit` events older than `before` that no pending delivery needs; returns how many. */
+  pruneEvents(before: number, limit: number): Promise<number>;
+}
+
 /** Everything the core keeps in its database, one slice per table or concern. */
 export interface Store
   extends SettingStore,
@@ -205,6 +225,7 @@ export interface Store
     FileStore,
     JobStore,
     LockStore,
+    EventStore,
     StatsStore {
   close(): Promise<void>;
 }

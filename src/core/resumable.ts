@@ -161,7 +161,7 @@ export class ResumableService {
 
   /** The client terminated the upload (its bytes are already freed): it can never complete. */
   async terminated(upload: Upload): Promise<void> {
-    await this.store.expireUpload(upload.id);
+    await this.store.expireUpload(upload.id, this.clock.now(), { reason: 'cancelled' });
   }
 
   private async known(principal: Principal, sha256: string): Promise<boolean> {

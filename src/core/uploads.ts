@@ -2,6 +2,7 @@ import { pipeline, type Readable } from 'node:stream';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
+import type { UploadEnding } from './events.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
@@ -240,7 +241,7 @@ export class UploadService {
       });
     } catch (err) {
       this.telemetry.uploadFailed('direct', err);
-      await this.store.expireUpload(upload.id);
+      await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
       throw err;
     }
     return this.finish(upload, digests);
@@ -612,7 +613,7 @@ export class UploadService {
       ]);
       return 'ready';
     }
-    await this.store.deleteAsset(asset.accountId, asset.id);
+    await this.store.deleteAsset(asset.accountId, asset.id, now, 'rejected');
     if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
       await this.blobs.delete(asset.storageKey);
     }
@@ -627,7 +628,7 @@ export class UploadService {
     for (;;) {
       const stale = await this.store.listStaleUploads(now - this.settings.completionGraceMs, 200);
       for (const upload of stale) {
-        if (!(await this.store.expireUpload(upload.id))) continue;
+        if (!(await this.store.expireUpload(upload.id, now))) continue;
         expired += 1;
         this.telemetry.uploadExpired(upload.kind);
         await this.kindHooks.get(upload.kind)?.expire?.(upload);
@@ -827,7 +828,7 @@ export class UploadService {
     } catch (err) {
       if ((await this.store.findAssetBySha256(upload.accountId, digests.sha256)) === undefined) {
         this.telemetry.uploadFailed(upload.kind, err);
-        await this.store.expireUpload(upload.id);
+        await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
         await this.blobs.delete(storageKey);
         throw err;
       }
@@ -904,6 +905,17 @@ function formContentType(upload: Upload, sent: string | undefined): string {
   } catch {
     return upload.contentType;
   }
+}
+
+/** How a failed upload is reported in its `upload.failed` event. */
+export function failureOf(err: unknown): UploadEnding {
+  if (err instanceof WharfError) return { reason: 'failed', code: err.code, message: err.message };
+  // Not a refusal of Wharf's: the client went away mid-body, or storage failed.
+  return {
+    reason: 'failed',
+    code: 'UPLOAD_INTERRUPTED',
+    message: 'The upload did not finish: the connection ended or storage failed.',
+  };
 }
 
 /** What telemetry learns of a completion this call did. */

@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { AssetService } from './assets.js';
 import type { Clock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
+import { EventService } from './events.js';
 import { FileService } from './files.js';
 import { HealthService } from './health.js';
 import type { IdSource } from './ids.js';
@@ -53,6 +54,8 @@ export interface Core {
   endpoint: StorageEndpointService | undefined;
   files: FileService;
   jobs: JobRunner;
+  /** The events outbox, for apps that poll. */
+  events: EventService;
   /** Where bytes live: the backend's name (`local`, `s3`) and its bucket. */
   storage: { kind: string; bucket: string };
   signedIds: SignedIds;
@@ -123,6 +126,7 @@ export function createCore(deps: CoreDeps): Core {
     files: new FileService(deps.store, uploads),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,
+    events: new EventService(deps.store),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     clock: deps.clock,
     telemetry,

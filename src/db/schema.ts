@@ -116,6 +116,9 @@ export interface Database {
   file_versions: FileVersionsTable;
   jobs: JobsTable;
   locks: LocksTable;
+  events: EventsTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }
 
 /** Leases on named resources shared by every node (tus uploads in progress). */
@@ -125,4 +128,46 @@ export interface LocksTable {
   expires_at: number;
   /** Set by a node waiting for the lock: the holder should let go soon. */
   release_requested: Generated<number>;
+}
+
+/** The outbox: one row per state change, in commit order (see migration 004). */
+export interface EventsTable {
+  seq: number;
+  id: string;
+  account_id: string;
+  type: string;
+  data: string;
+  created_at: number;
+}
+
+export interface WebhooksTable {
+  id: string;
+  account_id: string;
+  url: string;
+  description: Generated<string>;
+  event_types: Generated<string>;
+  enabled: Generated<number>;
+  secret: string;
+  disabled_reason: string | null;
+  failing_since: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  webhook_id: string;
+  account_id: string;
+  event_seq: number;
+  event_type: string;
+  status: string;
+  attempts: Generated<number>;
+  next_attempt_at: number | null;
+  last_attempt_at: number | null;
+  response_status: number | null;
+  response_body: string | null;
+  latency_ms: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
 }

@@ -10,6 +10,7 @@ import { assetContentRoute } from './api/assets/content.js';
 import { assetReadRoutes } from './api/assets/read.js';
 import { directUploadRoute } from './api/assets/upload.js';
 import type { ApiContext, App } from './api/context.js';
+import { eventRoutes } from './api/events.js';
 import { fileRoutes } from './api/files/routes.js';
 import { keyRoutes } from './api/keys.js';
 import { multipartRoutes } from './api/multipart/routes.js';
@@ -146,6 +147,7 @@ export async function buildApp({
     await api.register(s3SignRoutes, context);
     await api.register(keyRoutes, context);
     await api.register(fileRoutes, context);
+    await api.register(eventRoutes, context);
   });
 
   await app.register(compatRoutes, context);

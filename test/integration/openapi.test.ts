@@ -41,6 +41,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/s3/sign': ['post'],
   '/v1/files/{namespace}/{name}': ['get', 'put'],
   '/v1/files/{namespace}/{name}/versions': ['get'],
+  '/v1/events': ['get'],
 };
 
 /** Seed APIs are documented too, under their own paths; this test is about the native ones. */

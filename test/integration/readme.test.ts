@@ -1,27 +1,46 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.js';
 import { ERROR_STATUS } from '../../src/core/errors.js';
-import { createWharf } from '../../src/server.js';
+import { createWharf, type Wharf } from '../../src/server.js';
 import { provision } from '../helpers/deployment.js';
 import { freePort } from '../helpers/wharf.js';
 
 /**
- * Keeps README.md honest: its walkthrough is run exactly as written against a fresh Wharf,
- * and its reference tables are compared with the code they describe.
+ * Keeps the documentation honest: the walkthrough blocks of README.md and of every docs/*.md
+ * are run exactly as written against a fresh Wharf, and the reference tables are compared
+ * with the code they describe.
+ *
+ * The convention every docs file follows: a block preceded by the line `<!-- walkthrough -->`
+ * and fenced as ```bash runs; a file's blocks run in order as one bash session
+ * (`set -euo pipefail`) against a Wharf of its own, freshly installed, with WHARF (its URL)
+ * and KEY (the admin key its first start generated) exported and a scratch working directory
+ * inside the checkout. Files never see each other's state.
  */
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const README = readFileSync(join(REPO, 'README.md'), 'utf8');
 const MARKER = '<!-- walkthrough -->';
 
+/** README.md and docs/*.md, as paths relative to the checkout. */
+const DOC_FILES = [
+  'README.md',
+  ...readdirSync(join(REPO, 'docs'), { withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.md'))
+    .map((entry) => `docs/${entry.name}`)
+    .sort(),
+];
+
+function read(file: string): string {
+  return readFileSync(join(REPO, file), 'utf8');
+}
+
 interface Block {
-  /** 1-based line of the block's first code line in README.md. */
+  /** 1-based line of the block's first code line in its file. */
   line: number;
   code: string;
 }
@@ -63,25 +82,20 @@ function run(
   });
 }
 
-describe('README.md', () => {
-  test('every walkthrough block runs, in order, against a freshly started Wharf', async (t) => {
-    const blocks = walkthroughBlocks(README);
-    assert.equal(
-      blocks.length,
-      README.split(MARKER).length - 1,
-      `every ${MARKER} must be followed directly by a \`\`\`bash block`,
-    );
-    assert.ok(blocks.length >= 12, `only ${blocks.length} walkthrough blocks found`);
-
-    // A fresh installation, started the way `npm start` starts it: no WHARF_API_KEY, so
-    // the first start generates the admin key the README tells the reader to use.
-    const dataDir = await mkdtemp(join(tmpdir(), 'wharf-readme-'));
-    // The README has the reader work in a scratch directory inside the checkout, where
-    // `npm run wharf` finds the package; .tmp/ is git-ignored.
-    await mkdir(join(REPO, '.tmp'), { recursive: true });
-    const workDir = await mkdtemp(join(REPO, '.tmp', 'readme-'));
+/**
+ * Runs one file's blocks as one bash session against a Wharf installed for it alone, started
+ * the way `npm start` starts it: no WHARF_API_KEY, so the first start generates the admin key
+ * the README tells the reader to use.
+ */
+async function runWalkthrough(file: string, blocks: Block[]): Promise<void> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'wharf-docs-'));
+  // The reader works in a scratch directory inside the checkout, where `npm run -s wharf`
+  // finds the package; .tmp/ is git-ignored.
+  await mkdir(join(REPO, '.tmp'), { recursive: true });
+  const workDir = await mkdtemp(join(REPO, '.tmp', 'docs-'));
+  const backing = await provision();
+  try {
     const port = await freePort();
-    const backing = await provision();
     const config = loadConfig({
       WHARF_HOST: '127.0.0.1',
       WHARF_PORT: String(port),
@@ -90,71 +104,162 @@ describe('README.md', () => {
       ...backing.env,
     });
     const wharf = await createWharf(config, { logger: false });
-    t.after(async () => {
+    try {
+      await wharf.app.listen({ host: config.host, port: config.port });
+      assert.ok(wharf.generatedKey, 'the first start of an empty installation generates a key');
+
+      const script = [
+        'set -euo pipefail',
+        ...blocks.map(
+          (block, i) =>
+            `echo "── walkthrough block ${i + 1} (${file} line ${block.line})" >&2\n${block.code}`,
+        ),
+        '',
+      ].join('\n');
+      await writeFile(join(workDir, 'walkthrough.sh'), script);
+
+      const env: NodeJS.ProcessEnv = {};
+      for (const [name, value] of Object.entries(process.env)) {
+        if (!name.startsWith('WHARF')) env[name] = value;
+      }
+      Object.assign(env, {
+        WHARF: `http://localhost:${port}`,
+        KEY: wharf.generatedKey,
+        // What `npm run wharf` would find as ./data when the server was started by `npm start`.
+        WHARF_DATA_DIR: dataDir,
+        // The scaled deployment's database and storage, which the CLI examples must use too.
+        ...backing.env,
+      });
+      const result = await run('bash', ['walkthrough.sh'], { cwd: workDir, env, timeoutMs: 180_000 });
+      const started = [...result.output.matchAll(/── walkthrough block \d+ \(([^)]*)\)/g)];
+      const last = started.at(-1)?.[1] ?? 'before the first block';
+      assert.equal(
+        result.code,
+        0,
+        `the walkthrough of ${file} failed in the block at ${last} (exit ${result.code}):\n` +
+          result.output.slice(-6000),
+      );
+      assert.equal(started.length, blocks.length, 'every block ran');
+    } finally {
       await wharf.close();
-      await backing.release();
-      await rm(dataDir, { recursive: true, force: true });
-      await rm(workDir, { recursive: true, force: true });
-    });
-    await wharf.app.listen({ host: config.host, port: config.port });
-    assert.ok(wharf.generatedKey, 'the first start of an empty installation generates a key');
-
-    const script = [
-      'set -euo pipefail',
-      ...blocks.map(
-        (block, i) =>
-          `echo "── walkthrough block ${i + 1} (README.md line ${block.line})" >&2\n${block.code}`,
-      ),
-      '',
-    ].join('\n');
-    await writeFile(join(workDir, 'walkthrough.sh'), script);
-
-    const env: NodeJS.ProcessEnv = {};
-    for (const [name, value] of Object.entries(process.env)) {
-      if (!name.startsWith('WHARF')) env[name] = value;
     }
-    Object.assign(env, {
-      WHARF: `http://localhost:${port}`,
-      KEY: wharf.generatedKey,
-      // What `npm run wharf` would find as ./data when the server was started by `npm start`.
-      WHARF_DATA_DIR: dataDir,
-      // The scaled deployment's database and storage, which the CLI examples must use too.
-      ...backing.env,
-    });
-    const result = await run('bash', ['walkthrough.sh'], { cwd: workDir, env, timeoutMs: 180_000 });
-    assert.equal(
-      result.code,
-      0,
-      `the walkthrough failed (exit ${result.code}):\n${result.output.slice(-6000)}`,
-    );
-    assert.ok(result.output.includes(`── walkthrough block ${blocks.length} `), 'the last block ran');
+  } finally {
+    await backing.release();
+    await rm(dataDir, { recursive: true, force: true });
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+describe('documentation walkthroughs', () => {
+  test('every walkthrough marker line is followed directly by a ```bash block', () => {
+    for (const file of DOC_FILES) {
+      const markdown = read(file);
+      assert.equal(
+        walkthroughBlocks(markdown).length,
+        markdown.split('\n').filter((line) => line.trim() === MARKER).length,
+        `${file}: every ${MARKER} must be followed directly by a \`\`\`bash block`,
+      );
+    }
   });
 
+  test('the README has its five-minute walkthrough', () => {
+    const blocks = walkthroughBlocks(read('README.md'));
+    assert.ok(blocks.length >= 3, `README.md has only ${blocks.length} walkthrough blocks`);
+  });
+
+  for (const file of DOC_FILES) {
+    const blocks = walkthroughBlocks(read(file));
+    if (blocks.length === 0) continue;
+    test(`${file}: its ${blocks.length} blocks run, in order, against a freshly installed Wharf`, () =>
+      runWalkthrough(file, blocks));
+  }
+});
+
+describe('README.md', () => {
   test('states exactly the two set-up commands, and .ci/run runs the test one', () => {
-    assert.ok(README.includes('`npm ci && npm start`'));
-    assert.ok(README.includes('`npm ci && npm test`'));
-    const ci = readFileSync(join(REPO, '.ci', 'run'), 'utf8');
+    const readme = read('README.md');
+    assert.ok(readme.includes('`npm ci && npm start`'));
+    assert.ok(readme.includes('`npm ci && npm test`'));
+    const ci = read('.ci/run');
     assert.match(ci, /^npm ci && npm test$/m);
-    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
-      scripts: Record<string, string>;
-    };
+    const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
     assert.ok(pkg.scripts['start'] && pkg.scripts['test'] && pkg.scripts['wharf']);
   });
+});
 
-  test('the configuration table has every WHARF_* variable of src/config.ts, with its default', () => {
-    const source = readFileSync(join(REPO, 'src', 'config.ts'), 'utf8');
+/** Where the configuration table lives: docs/configuration.md once it exists, else the reference. */
+const CONFIGURATION_FILE = existsSync(join(REPO, 'docs', 'configuration.md'))
+  ? 'docs/configuration.md'
+  : 'docs/reference.md';
+const REFERENCE_FILE = 'docs/reference.md';
+
+const SEED_PREFIXES = ['/api/', '/api_gateway/', '/rails/'];
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/**
+ * The rows of the "Endpoints" table: a cell like `GET /v1/keys`, `POST /v1/keys` names two
+ * routes, and `PUT`, `POST /s3/wharf/{key}` gives the path once for several methods.
+ */
+function endpointRows(markdown: string): { method: string; path: string }[] {
+  const section = markdown.split(/^## Endpoints$/m)[1]?.split(/^## /m)[0] ?? '';
+  const rows: { method: string; path: string }[] = [];
+  for (const line of section.split('\n')) {
+    if (!line.startsWith('| `')) continue;
+    const cell = line.slice(2).split(' | ')[0]!;
+    let methods: string[] = [];
+    for (const [, span] of cell.matchAll(/`([^`]+)`/g)) {
+      const [method = '', path, ...rest] = span!.split(' ');
+      assert.ok(METHODS.has(method) && rest.length === 0, `an endpoint row names \`${span}\`: ${line}`);
+      methods.push(method);
+      if (path === undefined) continue;
+      assert.ok(path.startsWith('/'), `an endpoint row names \`${span}\`: ${line}`);
+      for (const each of methods) rows.push({ method: each, path });
+      methods = [];
+    }
+    assert.equal(methods.length, 0, `methods without a path: ${line}`);
+  }
+  assert.ok(rows.length > 20, `only ${rows.length} endpoints found in the Endpoints table`);
+  return rows;
+}
+
+/** Whether a route answers `path` ({param} segments as in OpenAPI), or a wildcard above it. */
+function routeExists(app: Wharf['app'], method: string, path: string): boolean {
+  const pattern = path.replace(/\{([^}]+)\}/g, ':$1');
+  const segments = pattern.split('/');
+  const candidates = [pattern];
+  for (let i = segments.length - 1; i >= 2; i--) candidates.push(`${segments.slice(0, i).join('/')}/*`);
+  return candidates.some((url) => app.hasRoute({ method: method as 'GET', url }));
+}
+
+describe('reference tables', () => {
+  // The routes are the code's, whatever the deployment; the embedded app is the one that also
+  // serves the storage endpoint (/s3), so its routes are the documented ones. No listen: the
+  // route table is all this needs.
+  let embedded: Wharf;
+  let dataDir: string;
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'wharf-routes-'));
+    embedded = await createWharf(
+      loadConfig({ WHARF_DATA_DIR: dataDir, WHARF_SWEEP_INTERVAL: '0', WHARF_JOB_INTERVAL_MS: '0' }),
+      {
+        logger: false,
+      },
+    );
+    await embedded.app.ready();
+  });
+  after(async () => {
+    await embedded?.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test(`the configuration table (${CONFIGURATION_FILE}) has every WHARF_* variable of src/config.ts, with its default`, () => {
+    const table = read(CONFIGURATION_FILE);
+    const source = read('src/config.ts');
     const inCode = new Set([...source.matchAll(/\b(WHARF_[A-Z_]+)\b/g)].map((m) => m[1]!));
     const rows = new Map(
-      [...README.matchAll(/^\| `(WHARF_[A-Z_]+)` \| (.*?) \|/gm)].map((m) => [m[1]!, m[2]!]),
+      [...table.matchAll(/^\| `(WHARF_[A-Z_]+)` \| (.*?) \|/gm)].map((m) => [m[1]!, m[2]!]),
     );
     assert.deepEqual([...rows.keys()].sort(), [...inCode].sort());
-    const mentioned = new Set([...README.matchAll(/\b(WHARF_[A-Z_]+)\b/g)].map((m) => m[1]!));
-    // WHARF_TEST_* belong to the test harness (test/helpers/deployment.ts), not to Wharf.
-    const harness = readFileSync(join(REPO, 'test', 'helpers', 'deployment.ts'), 'utf8');
-    for (const name of mentioned) {
-      const exists = inCode.has(name) || (name.startsWith('WHARF_TEST_') && harness.includes(name));
-      assert.ok(exists, `README mentions ${name}, which does not exist`);
-    }
 
     const defaults = loadConfig({});
     const expected: Record<string, string | number> = {
@@ -174,9 +279,56 @@ describe('README.md', () => {
     }
   });
 
-  test('the error table has every code of src/core/errors.ts with its status', () => {
+  test('every WHARF_* variable the documentation mentions exists', () => {
+    const source = read('src/config.ts');
+    // WHARF_TEST_* and the like belong to the test harness and its scripts, not to Wharf.
+    const harness = [
+      read('test/helpers/deployment.ts'),
+      read('scripts/test.sh'),
+      ...readdirSync(join(REPO, 'scripts', 'services')).map((name) => read(`scripts/services/${name}`)),
+    ].join('\n');
+    for (const file of DOC_FILES) {
+      for (const [, name] of read(file).matchAll(/\b(WHARF_[A-Z0-9_]+)\b/g)) {
+        const exists = new RegExp(`\\b${name}\\b`).test(source) || new RegExp(`\\b${name}\\b`).test(harness);
+        assert.ok(exists, `${file} mentions ${name}, which does not exist`);
+      }
+    }
+  });
+
+  test(`the endpoint table (${REFERENCE_FILE}) lists every native route the server registers, and only those`, () => {
+    const documented = endpointRows(read(REFERENCE_FILE));
+    const listed = new Set(documented.map(({ method, path }) => `${method} ${path}`));
+    // Table → code: each row names a route (a wildcard route answers /s3/… and /v1/tus/{id}).
+    for (const { method, path } of documented) {
+      assert.ok(
+        routeExists(embedded.app, method, path),
+        `${REFERENCE_FILE} lists ${method} ${path}: no such route`,
+      );
+    }
+    // Code → table: every operation of the OpenAPI document (the routes with schemas; the
+    // storage endpoint, tus and the docs are hidden from it but are rows above). A seed API's
+    // routes are documented on its own page instead.
+    const seedPages = DOC_FILES.filter((file) => file.startsWith('docs/compat-'))
+      .map(read)
+      .join('\n');
+    const paths = (embedded.app.swagger() as { paths: Record<string, Record<string, unknown>> }).paths;
+    for (const [path, operations] of Object.entries(paths)) {
+      for (const method of Object.keys(operations).map((m) => m.toUpperCase())) {
+        if (SEED_PREFIXES.some((prefix) => path.startsWith(prefix))) {
+          assert.ok(
+            seedPages.includes(`${method} ${path}`),
+            `no docs/compat-*.md page names ${method} ${path}`,
+          );
+        } else {
+          assert.ok(listed.has(`${method} ${path}`), `${REFERENCE_FILE} does not list ${method} ${path}`);
+        }
+      }
+    }
+  });
+
+  test(`the error table (${REFERENCE_FILE}) has every code of src/core/errors.ts with its status`, () => {
     const rows = Object.fromEntries(
-      [...README.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1]!, Number(m[2])]),
+      [...read(REFERENCE_FILE).matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1]!, Number(m[2])]),
     );
     assert.deepEqual(rows, { ...ERROR_STATUS });
   });

@@ -43,8 +43,8 @@ beforeEach(async () => {
   }
   const a = connect(url);
   await migrateToLatest(a.db);
-  first = createSqlStore(a);
-  second = createSqlStore(connect(url));
+  first = createSqlStore(a, ids);
+  second = createSqlStore(connect(url), ids);
 });
 afterEach(async () => {
   await first.close();

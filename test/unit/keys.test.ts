@@ -23,7 +23,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'wharf-keys-'));
   const connection = connect(`sqlite://${join(dir, 'keys.db')}`);
   await migrateToLatest(connection.db);
-  store = createSqlStore(connection);
+  store = createSqlStore(connection, createIdSource(clock));
   keys = new KeyService(store, clock, createIdSource(clock));
   await keys.ensureAccount('acme', 'Acme');
   await keys.ensureAccount('globex', 'Globex');

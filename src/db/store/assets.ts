@@ -1,9 +1,11 @@
+import { assetChanged } from '../../core/events.js';
 import type { Access, Asset, AssetAnalysis, ProcessingStatus } from '../../core/model.js';
 import type { AssetPage, AssetQuery, AssetStore } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
+import { appendEvents } from './events.js';
 import { toAsset } from './rows.js';
 
-export function assetQueries({ db }: SqlContext): AssetStore {
+export function assetQueries({ db, ids }: SqlContext): AssetStore {
   return {
     async getAsset(accountId: string, id: string): Promise<Asset | undefined> {
       const row = await db
@@ -77,7 +79,12 @@ export function assetQueries({ db }: SqlContext): AssetStore {
       return { assets: page, nextCursor: rows.length > query.limit ? (page.at(-1)?.id ?? null) : null };
     },
 
-    async deleteAsset(accountId: string, id: string): Promise<Asset | undefined> {
+    async deleteAsset(
+      accountId: string,
+      id: string,
+      at: number,
+      reason: 'deleted' | 'rejected' = 'deleted',
+    ): Promise<Asset | undefined> {
       return db.transaction().execute(async (trx) => {
         const row = await trx
           .selectFrom('assets')
@@ -88,7 +95,11 @@ export function assetQueries({ db }: SqlContext): AssetStore {
         if (!row) return undefined;
         await trx.deleteFrom('file_versions').where('asset_id', '=', id).execute();
         await trx.deleteFrom('assets').where('id', '=', id).execute();
-        return toAsset(row);
+        const asset = toAsset(row);
+        await appendEvents(trx, ids, [
+          assetChanged(reason === 'rejected' ? 'asset.rejected' : 'asset.deleted', asset, at),
+        ]);
+        return asset;
       });
     },
 
@@ -101,14 +112,25 @@ export function assetQueries({ db }: SqlContext): AssetStore {
       return Number(row.n);
     },
 
-    async setAssetAccess(accountId: string, id: string, access: Access): Promise<Asset | undefined> {
-      await db
-        .updateTable('assets')
-        .set({ access })
-        .where('account_id', '=', accountId)
-        .where('id', '=', id)
-        .execute();
-      return this.getAsset(accountId, id);
+    async setAssetAccess(
+      accountId: string,
+      id: string,
+      access: Access,
+      at: number,
+    ): Promise<Asset | undefined> {
+      return db.transaction().execute(async (trx) => {
+        const row = await trx
+          .updateTable('assets')
+          .set({ access, updated_at: at })
+          .where('account_id', '=', accountId)
+          .where('id', '=', id)
+          .returningAll()
+          .executeTakeFirst();
+        if (!row) return undefined;
+        const asset = toAsset(row);
+        await appendEvents(trx, ids, [assetChanged('asset.updated', asset, at)]);
+        return asset;
+      });
     },
 
     async recordAnalysis(
@@ -117,11 +139,15 @@ export function assetQueries({ db }: SqlContext): AssetStore {
       analysis: AssetAnalysis,
       at: number,
     ): Promise<void> {
-      await db
-        .updateTable('assets')
-        .set({ processing, analysis: JSON.stringify(analysis), updated_at: at })
-        .where('id', '=', id)
-        .execute();
+      await db.transaction().execute(async (trx) => {
+        const row = await trx
+          .updateTable('assets')
+          .set({ processing, analysis: JSON.stringify(analysis), updated_at: at })
+          .where('id', '=', id)
+          .returningAll()
+          .executeTakeFirst();
+        if (row) await appendEvents(trx, ids, [assetChanged('asset.processed', toAsset(row), at)]);
+      });
     },
 
     async markAssetVerified(id: string, md5: string, at: number): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
+import type { IdSource } from '../../core/ids.js';
 import type { Dialect } from '../connect.js';
 import type { Database } from '../schema.js';
 
@@ -6,6 +7,8 @@ import type { Database } from '../schema.js';
 export interface SqlContext {
   db: Kysely<Database>;
   dialect: Dialect;
+  /** Ids of rows the store makes itself (events, webhook deliveries). */
+  ids: IdSource;
 }
 
 /** Rows per INSERT: a fixed size keeps the SQL text (and its prepared statement) the same. */

@@ -1,7 +1,9 @@
+import type { IdSource } from '../../core/ids.js';
 import type { Store } from '../../core/ports.js';
 import type { Connection } from '../connect.js';
 import { accountQueries } from './accounts.js';
 import { assetQueries } from './assets.js';
+import { eventQueries } from './events.js';
 import { fileQueries } from './files.js';
 import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
@@ -14,8 +16,8 @@ import { uploadQueries } from './uploads.js';
  * The core's Store on Kysely: one implementation for SQLite and PostgreSQL, put together from
  * one module per table (or concern), each implementing its slice of the port.
  */
-export function createSqlStore(connection: Connection): Store {
-  const context = { db: connection.db, dialect: connection.dialect };
+export function createSqlStore(connection: Connection, ids: IdSource): Store {
+  const context = { db: connection.db, dialect: connection.dialect, ids };
   return {
     ...settingsQueries(context),
     ...accountQueries(context),
@@ -25,6 +27,7 @@ export function createSqlStore(connection: Connection): Store {
     ...fileQueries(context),
     ...jobQueries(context),
     ...lockQueries(context),
+    ...eventQueries(context),
     ...statsQueries(context),
     async close() {
       await connection.db.destroy();

@@ -1,12 +1,14 @@
 import { WharfError } from '../../core/errors.js';
+import { type UploadEnding, uploadCompleted, uploadCreated, uploadEnded } from '../../core/events.js';
 import type { Asset, Upload } from '../../core/model.js';
 import type { FinishResult, NewJob, UploadStore } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
 import { bumpCounter, INSERT_CHUNK, isUniqueViolation } from './context.js';
+import { appendEvents } from './events.js';
 import { addFileVersion } from './files.js';
 import { fromAsset, fromJob, fromUpload, parseIntent, toAsset, toUpload } from './rows.js';
 
-export function uploadQueries({ db, dialect }: SqlContext): UploadStore {
+export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
   // Group commit: intents created by concurrent requests are written in one transaction,
   // so one fsync serves them all instead of one each. Each caller still resolves only
   // once its rows are durable.
@@ -54,6 +56,7 @@ export function uploadQueries({ db, dialect }: SqlContext): UploadStore {
           .values(rows.slice(i, i + INSERT_CHUNK))
           .execute();
       }
+      await appendEvents(trx, ids, uploads.map(uploadCreated));
     });
   }
 
@@ -159,7 +162,26 @@ export function uploadQueries({ db, dialect }: SqlContext): UploadStore {
           : undefined;
         if (!deduplicated && jobs.length > 0)
           await trx.insertInto('jobs').values(jobs.map(fromJob)).execute();
-        return { asset: toAsset(stored), deduplicated, completedNow: true, version };
+        const asset = toAsset(stored);
+        const completed: Upload = {
+          ...toUpload(upload),
+          status: 'completed',
+          assetId: asset.id,
+          deduplicated,
+          completedAt: at,
+        };
+        await appendEvents(
+          trx,
+          ids,
+          uploadCompleted(
+            completed,
+            asset,
+            deduplicated,
+            version && { namespace: version.namespace, name: version.name, version: version.version },
+            at,
+          ),
+        );
+        return { asset, deduplicated, completedNow: true, version };
       });
     },
 
@@ -175,14 +197,23 @@ export function uploadQueries({ db, dialect }: SqlContext): UploadStore {
       return rows.map(toUpload);
     },
 
-    async expireUpload(id: string): Promise<boolean> {
-      const result = await db
-        .updateTable('uploads')
-        .set({ status: 'expired' })
-        .where('id', '=', id)
-        .where('status', '=', 'pending')
-        .executeTakeFirst();
-      return Number(result.numUpdatedRows) > 0;
+    async expireUpload(
+      id: string,
+      at: number,
+      ending: UploadEnding = { reason: 'expired' },
+    ): Promise<boolean> {
+      return db.transaction().execute(async (trx) => {
+        const row = await trx
+          .updateTable('uploads')
+          .set({ status: 'expired' })
+          .where('id', '=', id)
+          .where('status', '=', 'pending')
+          .returningAll()
+          .executeTakeFirst();
+        if (!row) return false;
+        await appendEvents(trx, ids, [uploadEnded(toUpload(row), ending, at)]);
+        return true;
+      });
     },
 
     async setUploadMultipartId(id: string, multipartId: string): Promise<void> {

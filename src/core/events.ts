@@ -1,0 +1,172 @@
+/**
+ * Events: every state change an app may want to hear about, recorded in the same database
+ * transaction as the change itself (an outbox), so a crash can neither lose one nor invent
+ * one. `/v1/events` pages through them and webhooks deliver them; both read the table, never
+ * an in-memory emitter.
+ */
+import { WharfError } from './errors.js';
+import type { Asset, Upload } from './model.js';
+import type { EventStore } from './ports.js';
+
+export const EVENT_TYPES = [
+  'upload.created',
+  'upload.completed',
+  'upload.failed',
+  'upload.expired',
+  'upload.cancelled',
+  'asset.created',
+  'asset.updated',
+  'asset.processed',
+  'asset.rejected',
+  'asset.deleted',
+  'token.created',
+  'token.revoked',
+  'webhook.disabled',
+] as const;
+
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Why an upload ended without an asset. */
+export type UploadEnding =
+  | { reason: 'expired' }
+  | { reason: 'cancelled' }
+  | { reason: 'failed'; code: string; message: string };
+
+/**
+ * What an event carries: the records as they were at the change (snapshots, not references:
+ * an asset deleted later still shows what was created). Rendered to the native API's JSON
+ * when listed or delivered, so events and responses share one vocabulary.
+ */
+export interface EventData {
+  upload?: Upload;
+  asset?: Asset;
+  /** upload.completed: the account already held the content, and `asset` is that one. */
+  deduplicated?: boolean;
+  /** upload.completed of a named file: the version it recorded. */
+  version?: { namespace: string; name: string; version: number };
+  /** upload.failed */
+  error?: { code: string; message: string };
+  /** Records of other capabilities (tokens, webhooks), already in their API's JSON shape. */
+  [other: string]: unknown;
+}
+
+export interface NewEvent {
+  accountId: string;
+  type: EventType;
+  data: EventData;
+  at: number;
+}
+
+export interface WharfEvent extends NewEvent {
+  id: string;
+  /** Position in the installation-wide order; events commit in this order. */
+  seq: number;
+}
+
+export interface EventQuery {
+  /** Only events after this position. */
+  after?: number | undefined;
+  /** Type patterns (see matchesEventType); empty or absent means every type. */
+  types?: readonly string[] | undefined;
+  limit: number;
+}
+
+/**
+ * Whether `type` matches one of `patterns`: an exact type, `upload.*` for a family, or `*`.
+ * An empty list matches everything (a webhook subscribed to no types in particular).
+ */
+export function matchesEventType(patterns: readonly string[], type: string): boolean {
+  if (patterns.length === 0) return true;
+  return patterns.some(
+    (p) => p === '*' || p === type || (p.endsWith('.*') && type.startsWith(p.slice(0, -1))),
+  );
+}
+
+/** Whether a pattern could ever match (a typo in a subscription is refused, not ignored). */
+export function isEventPattern(pattern: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) {
+    const family = pattern.slice(0, -1);
+    return EVENT_TYPES.some((t) => t.startsWith(family));
+  }
+  return (EVENT_TYPES as readonly string[]).includes(pattern);
+}
+
+// Builders: one place that says what each change records.
+
+export function uploadCreated(upload: Upload): NewEvent {
+  return { accountId: upload.accountId, type: 'upload.created', data: { upload }, at: upload.createdAt };
+}
+
+export function uploadEnded(upload: Upload, ending: UploadEnding, at: number): NewEvent {
+  const ended: Upload = { ...upload, status: 'expired' };
+  if (ending.reason === 'failed') {
+    return {
+      accountId: upload.accountId,
+      type: 'upload.failed',
+      data: { upload: ended, error: { code: ending.code, message: ending.message } },
+      at,
+    };
+  }
+  return {
+    accountId: upload.accountId,
+    type: ending.reason === 'expired' ? 'upload.expired' : 'upload.cancelled',
+    data: { upload: ended },
+    at,
+  };
+}
+
+/** upload.completed, and asset.created when the content was new to the account. */
+export function uploadCompleted(
+  upload: Upload,
+  asset: Asset,
+  deduplicated: boolean,
+  version: EventData['version'],
+  at: number,
+): NewEvent[] {
+  const completed: NewEvent = {
+    accountId: upload.accountId,
+    type: 'upload.completed',
+    data: { upload, asset, deduplicated, ...(version && { version }) },
+    at,
+  };
+  if (deduplicated) return [completed];
+  return [{ accountId: asset.accountId, type: 'asset.created', data: { asset }, at }, completed];
+}
+
+export function assetChanged(
+  type: 'asset.updated' | 'asset.processed' | 'asset.rejected' | 'asset.deleted',
+  asset: Asset,
+  at: number,
+): NewEvent {
+  return { accountId: asset.accountId, type, data: { asset }, at };
+}
+
+/** What an app polling `/v1/events` may ask for. */
+export interface EventListing {
+  after?: number | undefined;
+  types?: readonly string[] | undefined;
+  limit?: number | undefined;
+}
+
+export const MAX_EVENTS_PER_PAGE = 1000;
+
+/** Reads the outbox for one account (apps that poll instead of receiving webhooks). */
+export class EventService {
+  constructor(private readonly store: EventStore) {}
+
+  async list(accountId: string, listing: EventListing): Promise<WharfEvent[]> {
+    const types = listing.types ?? [];
+    const unknown = types.filter((t) => !isEventPattern(t));
+    if (unknown.length > 0) {
+      throw new WharfError('VALIDATION_FAILED', `Unknown event type: ${unknown.join(', ')}.`, {
+        known: [...EVENT_TYPES],
+      });
+    }
+    const limit = listing.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_EVENTS_PER_PAGE) {
+      throw new WharfError('VALIDATION_FAILED', `limit must be 1 to ${MAX_EVENTS_PER_PAGE}.`);
+    }
+    return this.store.listEvents(accountId, { after: listing.after, types, limit });
+  }
+}

@@ -1,0 +1,165 @@
+import type { Transaction } from 'kysely';
+import { type EventQuery, matchesEventType, type NewEvent, type WharfEvent } from '../../core/events.js';
+import type { IdSource } from '../../core/ids.js';
+import type { EventStore } from '../../core/ports.js';
+import { DELIVER_WEBHOOK_JOB } from '../../core/webhooks.js';
+import type { Database, EventsTable } from '../schema.js';
+import { bumpCounter, INSERT_CHUNK, type SqlContext } from './context.js';
+import { fromJob } from './rows.js';
+
+/**
+ * Records `events` inside the transaction that makes the change they describe, and a pending
+ * delivery (plus the job that sends it) for every enabled webhook of the account that wants
+ * each one. Call it LAST in a transaction: it takes the `events` counter's row lock, which
+ * orders events by commit; a lock taken after it could deadlock with another writer.
+ */
+export async function appendEvents(
+  trx: Transaction<Database>,
+  ids: IdSource,
+  events: readonly NewEvent[],
+): Promise<WharfEvent[]> {
+  if (events.length === 0) return [];
+  const last = await bumpCounter(trx, 'events', events.length);
+  const recorded = events.map((event, i) => ({ ...event, id: ids.id(), seq: last - events.length + 1 + i }));
+  const rows: EventsTable[] = recorded.map((e) => ({
+    seq: e.seq,
+    id: e.id,
+    account_id: e.accountId,
+    type: e.type,
+    data: JSON.stringify(e.data),
+    created_at: e.at,
+  }));
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+    await trx
+      .insertInto('events')
+      .values(rows.slice(i, i + INSERT_CHUNK))
+      .execute();
+  }
+  await fanOut(trx, ids, recorded);
+  return recorded;
+}
+
+async function fanOut(
+  trx: Transaction<Database>,
+  ids: IdSource,
+  events: readonly WharfEvent[],
+): Promise<void> {
+  const accounts = [...new Set(events.map((e) => e.accountId))];
+  const hooks = await trx
+    .selectFrom('webhooks')
+    .select(['id', 'account_id', 'event_types'])
+    .where('account_id', 'in', accounts)
+    .where('enabled', '=', 1)
+    .execute();
+  if (hooks.length === 0) return;
+  const deliveries = [];
+  for (const event of events) {
+    for (const hook of hooks) {
+      if (hook.account_id !== event.accountId) continue;
+      if (!matchesEventType(JSON.parse(hook.event_types) as string[], event.type)) continue;
+      deliveries.push({
+        id: ids.id(),
+        webhook_id: hook.id,
+        account_id: event.accountId,
+        event_seq: event.seq,
+        event_type: event.type,
+        status: 'pending',
+        next_attempt_at: event.at,
+        last_attempt_at: null,
+        response_status: null,
+        response_body: null,
+        latency_ms: null,
+        last_error: null,
+        created_at: event.at,
+        updated_at: event.at,
+      });
+    }
+  }
+  for (let i = 0; i < deliveries.length; i += INSERT_CHUNK) {
+    const chunk = deliveries.slice(i, i + INSERT_CHUNK);
+    await trx.insertInto('webhook_deliveries').values(chunk).execute();
+    await trx
+      .insertInto('jobs')
+      .values(
+        chunk.map((d) =>
+          fromJob({
+            id: ids.id(),
+            kind: DELIVER_WEBHOOK_JOB,
+            payload: { deliveryId: d.id },
+            runAt: d.created_at,
+          }),
+        ),
+      )
+      .execute();
+  }
+}
+
+export function toEvent(row: EventsTable): WharfEvent {
+  return {
+    seq: Number(row.seq),
+    id: row.id,
+    accountId: row.account_id,
+    type: row.type as WharfEvent['type'],
+    data: JSON.parse(row.data) as WharfEvent['data'],
+    at: Number(row.created_at),
+  };
+}
+
+export function eventQueries({ db }: SqlContext): EventStore {
+  return {
+    async listEvents(accountId: string, query: EventQuery): Promise<WharfEvent[]> {
+      let select = db.selectFrom('events').selectAll().where('account_id', '=', accountId);
+      if (query.after !== undefined) select = select.where('seq', '>', query.after);
+      const patterns = query.types ?? [];
+      if (patterns.length > 0 && !patterns.includes('*')) {
+        const exact = patterns.filter((p) => !p.endsWith('.*'));
+        const families = patterns.filter((p) => p.endsWith('.*')).map((p) => p.slice(0, -1));
+        select = select.where((eb) =>
+          eb.or([
+            ...(exact.length > 0 ? [eb('type', 'in', exact)] : []),
+            // substr() rather than LIKE: no wildcards to escape (see assets' name prefix).
+            ...families.map((f) => eb(eb.fn('substr', ['type', eb.val(1), eb.val(f.length)]), '=', f)),
+          ]),
+        );
+      }
+      const rows = await select.orderBy('seq').limit(query.limit).execute();
+      return rows.map(toEvent);
+    },
+
+    async getEvent(accountId: string, seq: number): Promise<WharfEvent | undefined> {
+      const row = await db
+        .selectFrom('events')
+        .selectAll()
+        .where('account_id', '=', accountId)
+        .where('seq', '=', seq)
+        .executeTakeFirst();
+      return row && toEvent(row);
+    },
+
+    async pruneEvents(before: number, limit: number): Promise<number> {
+      // Keep what a pending delivery still needs to send.
+      const result = await db
+        .deleteFrom('events')
+        .where('seq', 'in', (eb) =>
+          eb
+            .selectFrom('events as e')
+            .select('e.seq')
+            .where('e.created_at', '<', before)
+            .where(({ not, exists, selectFrom }) =>
+              not(
+                exists(
+                  selectFrom('webhook_deliveries as d')
+                    .select('d.id')
+                    .whereRef('d.event_seq', '=', 'e.seq')
+                    .where('d.status', '=', 'pending'),
+                ),
+              ),
+            )
+            .orderBy('e.seq')
+            .limit(limit),
+        )
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+  };
+}

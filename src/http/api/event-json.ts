@@ -1,0 +1,57 @@
+import { Type } from '@fastify/type-provider-typebox';
+import { EVENT_TYPES, type EventData, type WharfEvent } from '../../core/events.js';
+import type { Upload } from '../../core/model.js';
+import { assetJson, iso } from './schemas.js';
+
+/** An upload as events describe it: enough for an app to match it with what it started. */
+export function uploadEventJson(upload: Upload) {
+  return {
+    id: upload.id,
+    kind: upload.kind,
+    status: upload.status,
+    name: upload.name,
+    content_type: upload.contentType,
+    size: upload.size,
+    sha256: upload.sha256,
+    external_id: upload.externalId,
+    asset_id: upload.assetId,
+    deduplicated: upload.deduplicated,
+    created_at: iso(upload.createdAt),
+    expires_at: iso(upload.expiresAt),
+    completed_at: upload.completedAt === null ? null : iso(upload.completedAt),
+  };
+}
+
+/** An event's data in the native API's vocabulary (the same asset JSON as every response). */
+export function eventDataJson(data: EventData, publicUrl: string): Record<string, unknown> {
+  const { upload, asset, ...rest } = data;
+  return {
+    ...(upload && { upload: uploadEventJson(upload) }),
+    ...(asset && { asset: assetJson(asset, publicUrl) }),
+    ...rest,
+  };
+}
+
+/** One event as `/v1/events` lists it; webhooks send `{type, timestamp, data}` of the same. */
+export function eventJson(event: WharfEvent, publicUrl: string) {
+  return {
+    id: event.id,
+    cursor: String(event.seq),
+    type: event.type,
+    timestamp: iso(event.at),
+    data: eventDataJson(event.data, publicUrl),
+  };
+}
+
+export const EventSchema = Type.Object(
+  {
+    id: Type.String({ description: 'Unique; also the `webhook-id` of its webhook deliveries.' }),
+    cursor: Type.String({ description: 'Pass as `after` to list what follows this event.' }),
+    type: Type.String({ description: `One of: ${EVENT_TYPES.join(', ')}.` }),
+    timestamp: Type.String({ format: 'date-time' }),
+    data: Type.Record(Type.String(), Type.Unknown(), {
+      description: '`upload` and/or `asset` as the API shows them, and facts of the change.',
+    }),
+  },
+  { description: 'A recorded state change.' },
+);
