@@ -100,11 +100,15 @@ describe('GET /metrics', () => {
     assert.equal(completed.status, 200, JSON.stringify(completed.body));
 
     const assetId = created.body.asset.id;
+    const downloadId = `download-${randomBytes(6).toString('hex')}`;
     const download = await fetch(`${w.url}/v1/assets/${assetId}/content`, {
-      headers: { 'x-api-key': w.key },
+      headers: { 'x-api-key': w.key, 'x-request-id': downloadId },
     });
     assert.equal(download.status, 200);
     assert.equal((await download.arrayBuffer()).byteLength, bytes.length);
+    // A streamed response ends on the server (the file's end read, the response finished,
+    // then counted) a moment after the client holds every byte: wait for its log line.
+    await logs.waitFor((l) => l.reqId === downloadId && l.msg === 'request completed', 'of the download');
 
     const after = await scrape(w.url);
     assert.equal(delta('wharf_uploads_total', { flow: 'direct', outcome: 'completed' }), 1);

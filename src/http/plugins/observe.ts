@@ -35,12 +35,18 @@ export function observeRequest(request: FastifyRequest, reply: FastifyReply, met
   watchForHangUp(request);
   if (!metrics) return;
   const start = performance.now();
-  reply.raw.once('close', () => {
-    // A response that never finished was cut off by the client: 499, as nginx logs it.
-    const status = reply.raw.writableFinished ? reply.raw.statusCode : 499;
+  let reported = false;
+  const report = (status: number) => {
+    if (reported) return;
+    reported = true;
     const route = request.routeOptions.url ?? UNMATCHED;
     metrics.observeRequest(request.method, route, status, (performance.now() - start) / 1000);
-  });
+  };
+  // On 'finish' (the response is handed to the OS), which comes before the client has it:
+  // a scrape it sends next already counts it.
+  reply.raw.once('finish', () => report(reply.raw.statusCode));
+  // A response that closed without finishing was cut off by the client: 499, as nginx logs it.
+  reply.raw.once('close', () => report(499));
 }
 
 /** Request ids and request metrics for every route registered after this (all of them). */
