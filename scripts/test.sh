@@ -5,6 +5,10 @@
 # here as a throwaway service and stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Node that runs Wharf: the one `npm ci` installs (node_modules/.bin/node, Node 26), which
+# npm scripts find first on PATH; put first here too, for a direct `bash scripts/test.sh`.
+export PATH="$PWD/node_modules/.bin:$PATH"
+echo "== node $(node --version) ($(command -v node))"
 
 # The README walkthrough test (test/integration/readme.test.ts) runs its snippets, which use
 # jq, curl and openssl; the browser tests drive Debian's Chromium with playwright-core (npm

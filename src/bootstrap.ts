@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreLocker } from './blobs/db-locker.js';
 import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
 import { S3BlobStore } from './blobs/s3-store.js';
 import { localTusBackend, s3TusBackend, type TusBackend } from './blobs/tus-storage.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
 import { createIdSource } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
@@ -15,6 +16,8 @@ import { type Core, createCore, deriveKey } from './core/wharf.js';
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createSqlStore } from './db/store/index.js';
+import { webhookPayload } from './http/api/event-json.js';
+import { HttpWebhookSender } from './net/webhook-sender.js';
 import { ImageAnalyzer } from './processing/image-analyzer.js';
 
 export interface OpenedCore {
@@ -35,15 +38,23 @@ export async function openCore(
   clock: Clock = systemClock,
   telemetry?: Telemetry,
 ): Promise<OpenedCore> {
+  await checkDataDir(config.dataDir);
   const connection = connect(config.databaseUrl);
-  await migrateToLatest(connection.db);
   const ids = createIdSource(clock);
   const store = createSqlStore(connection, ids);
-
-  // One secret per installation, kept in the database so every node shares it.
-  const secret =
-    config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
-  const { blobs, endpoint, tus } = await openBlobs(config, secret);
+  let opened: Awaited<ReturnType<typeof openBlobs>>;
+  let secret: string;
+  try {
+    await migrateToLatest(connection.db);
+    // One secret per installation, kept in the database so every node shares it.
+    secret =
+      config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
+    opened = await openBlobs(config, secret);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const { blobs, endpoint, tus } = opened;
 
   const core = createCore({
     store,
@@ -66,6 +77,16 @@ export async function openCore(
       expiresInSeconds: config.resumableExpiresSeconds,
       partUrlExpiresInSeconds: config.uploadExpiresSeconds,
     },
+    webhooks: {
+      sender: new HttpWebhookSender(config.webhooks.allowPrivate),
+      // The body is the API's own JSON of the event: the HTTP layer renders it.
+      renderEvent: (event) => webhookPayload(event, config.publicUrl),
+      settings: {
+        timeoutMs: config.webhooks.timeoutMs,
+        allowPrivate: config.webhooks.allowPrivate,
+        retentionMs: config.eventsRetentionDays * 24 * 3600_000,
+      },
+    },
   });
   await core.keys.ensureAccount(DEFAULT_ACCOUNT_ID, 'Default');
   return {
@@ -82,6 +103,37 @@ export async function openCore(
       await store.close();
     },
   };
+}
+
+/**
+ * The data directory must be a directory this process can write to: made when missing, then
+ * written to (a check of permissions would pass for root on a read-only mount or under a file).
+ * Otherwise a ConfigError naming WHARF_DATA_DIR, rather than whichever write fails first.
+ */
+async function checkDataDir(dataDir: string): Promise<void> {
+  const probe = join(dataDir, `.wharf-write-check-${process.pid}`);
+  try {
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(probe, '');
+    await rm(probe, { force: true });
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(
+      `WHARF_DATA_DIR ${dataDir} is not a writable directory (${describeFsError(reason)}).`,
+    );
+  }
+}
+
+function describeFsError(code: string): string {
+  const known: Record<string, string> = {
+    ENOTDIR: 'a part of the path is a file',
+    EEXIST: 'a file of that name exists',
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    EROFS: 'read-only file system',
+    ENOSPC: 'no space left on the device',
+  };
+  return known[code] ? `${code}: ${known[code]}` : code;
 }
 
 /**

@@ -1,4 +1,6 @@
 import { resolve } from 'node:path';
+import { editDistance } from './core/edit-distance.js';
+import { parseDatabaseUrl } from './db/url.js';
 
 /** Everything Wharf reads from its environment, parsed and checked once at start. */
 export interface Config {
@@ -22,14 +24,30 @@ export interface Config {
   /** Origins whose pages may call Wharf from a browser (CORS); `*` allows any. */
   corsOrigins: string[];
   logLevel: string;
+  /** Outbound webhook deliveries. */
+  webhooks: WebhookConfig;
+  /** How long events (and finished webhook deliveries) are kept, in days. */
+  eventsRetentionDays: number;
+  /** How long a stopping server lets requests in flight finish before it cuts them. */
+  shutdownTimeoutSeconds: number;
   /** Metrics exposure (GET /metrics); see docs/operations.md. */
   metrics: MetricsConfig;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
 }
 
+export interface WebhookConfig {
+  /** How long one delivery attempt may take, connection to answer (WHARF_WEBHOOK_TIMEOUT_MS). */
+  timeoutMs: number;
+  /**
+   * WHARF_WEBHOOK_ALLOW_PRIVATE: endpoints on private, loopback, link-local … addresses are
+   * accepted. Off by default: a URL an API caller chose must not reach the server's own network.
+   */
+  allowPrivate: boolean;
+}
+
 /**
- * Metrics tell how much is uploaded, by whom-ish and how often: they are served only where the
+ * Metrics tell how much is uploaded and how often: they are served only where the
  * operator says. With a token, /metrics on the main port answers a Bearer of it; with a port,
  * a listener of its own (loopback unless told otherwise) serves it. Neither: not served.
  */
@@ -56,32 +74,102 @@ export interface S3Config {
   downloads: 'stream' | 'redirect';
 }
 
-export class ConfigError extends Error {}
+/**
+ * What is wrong with the environment: every problem found, one line each naming its variable,
+ * so a deployment is fixed in one round rather than one variable per restart.
+ */
+export class ConfigError extends Error {
+  readonly problems: string[];
+
+  constructor(problems: string | string[]) {
+    const list = typeof problems === 'string' ? [problems] : problems;
+    super(list.join('\n'));
+    this.name = 'ConfigError';
+    this.problems = list;
+  }
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** Not fatal, one line each: unknown WHARF_* variables (likely typos), settings that are ignored. */
+  warnings: string[];
+}
 
 const GiB = 1024 ** 3;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/** The configuration, or a ConfigError listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const host = env.WHARF_HOST ?? '127.0.0.1';
-  const port = integer(env, 'WHARF_PORT', 8080, 0, 65535);
-  const dataDir = resolve(env.WHARF_DATA_DIR ?? './data');
-  const publicHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
-  const publicUrl = (env.WHARF_PUBLIC_URL ?? `http://${publicHost}:${port}`).replace(/\/+$/, '');
+  return readConfig(env).config;
+}
+
+/** The configuration and its warnings, or a ConfigError listing every problem. */
+export function readConfig(raw: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const env = tracked(raw);
+  const notes = notesOf(env);
+  let config: Config | undefined;
   try {
-    const url = new URL(publicUrl);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');
-  } catch {
-    throw new ConfigError(`WHARF_PUBLIC_URL must be an http(s) URL, got ${JSON.stringify(publicUrl)}`);
+    config = buildConfig(env);
+  } catch (err) {
+    // A check that throws instead of reporting still gets its say, next to the others.
+    if (!(err instanceof ConfigError)) throw err;
+    notes.problems.push(...err.problems);
+  }
+  if (notes.problems.length > 0 || !config) throw new ConfigError(notes.problems);
+  const known = knownVariables();
+  const warnings = unknownVariables(raw, known);
+  if (config.storage.kind === 'local') {
+    // A forgotten WHARF_STORAGE=s3 would otherwise keep every byte on this node's disk, unnoticed.
+    for (const name of Object.keys(raw).sort()) {
+      if (name.startsWith('WHARF_S3_') && raw[name] && known.includes(name)) {
+        warnings.push(
+          `${name} is set but WHARF_STORAGE is not s3, so it is ignored (bytes stay in WHARF_DATA_DIR).`,
+        );
+      }
+    }
+  }
+  return { config, warnings };
+}
+
+/**
+ * Every WHARF_* variable Wharf reads, taken from the code that reads them (a load of an empty
+ * environment through the recording reader), so no hand-kept list can fall behind.
+ */
+export function knownVariables(): string[] {
+  const env = tracked({});
+  buildConfig(env);
+  return [...notesOf(env).read].filter((name) => name.startsWith('WHARF_')).sort();
+}
+
+/**
+ * Reads the environment. Every read goes through `env`, which records the name (that is how
+ * knownVariables() learns them), and the helpers below report a bad value instead of throwing,
+ * so one start lists every problem. Rule for new settings: read them unconditionally (check
+ * conditions after reading), or knownVariables() misses them and a set one is called unknown;
+ * test/unit/config.test.ts checks that every name in this file is known.
+ */
+function buildConfig(env: NodeJS.ProcessEnv): Config {
+  const host = env.WHARF_HOST || '127.0.0.1';
+  const port = integer(env, 'WHARF_PORT', 8080, 0, 65535);
+  const dataDir = resolve(env.WHARF_DATA_DIR || './data');
+  const publicHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
+  const publicUrl = (env.WHARF_PUBLIC_URL || `http://${publicHost}:${port}`).replace(/\/+$/, '');
+  if (!isHttpUrl(publicUrl)) {
+    report(env, `WHARF_PUBLIC_URL must be an http(s) URL, got ${JSON.stringify(redactUrl(publicUrl))}`);
   }
   const apiKey = env.WHARF_API_KEY || undefined;
   if (apiKey !== undefined && apiKey.length < 16) {
-    throw new ConfigError('WHARF_API_KEY must be at least 16 characters.');
+    report(env, 'WHARF_API_KEY must be at least 16 characters.');
   }
+  const databaseUrl = env.WHARF_DATABASE_URL || `sqlite://${resolve(dataDir, 'wharf.db')}`;
+  const database = parseDatabaseUrl(databaseUrl);
+  if ('problem' in database) report(env, `WHARF_DATABASE_URL ${database.problem}`);
   return {
     host,
     port,
     publicUrl,
     dataDir,
-    databaseUrl: env.WHARF_DATABASE_URL ?? `sqlite://${resolve(dataDir, 'wharf.db')}`,
+    databaseUrl,
     apiKey,
     secret: env.WHARF_SECRET || undefined,
     maxFileSize: integer(env, 'WHARF_MAX_FILE_SIZE', 5 * GiB, 0, Number.MAX_SAFE_INTEGER),
@@ -101,7 +189,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .split(',')
       .map((origin) => origin.trim())
       .filter((origin) => origin !== ''),
-    logLevel: env.WHARF_LOG_LEVEL ?? 'info',
+    logLevel: choice(env, 'WHARF_LOG_LEVEL', LOG_LEVELS, 'info'),
+    shutdownTimeoutSeconds: integer(env, 'WHARF_SHUTDOWN_TIMEOUT', 30, 0, 3600),
+    webhooks: {
+      // At most a minute: a job's lease (5 minutes) must outlast any attempt, or another node
+      // could take the delivery over while it is still being sent.
+      timeoutMs: integer(env, 'WHARF_WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+      allowPrivate: choice(env, 'WHARF_WEBHOOK_ALLOW_PRIVATE', ['true', 'false'], 'false') === 'true',
+    },
+    eventsRetentionDays: integer(env, 'WHARF_EVENTS_RETENTION_DAYS', 30, 1, 3650),
     metrics: metricsConfig(env, port),
     storage: storageConfig(env),
   };
@@ -110,54 +206,67 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 function metricsConfig(env: NodeJS.ProcessEnv, port: number): MetricsConfig {
   const token = env.WHARF_METRICS_TOKEN || undefined;
   if (token !== undefined && token.length < 16) {
-    throw new ConfigError('WHARF_METRICS_TOKEN must be at least 16 characters.');
+    report(env, 'WHARF_METRICS_TOKEN must be at least 16 characters.');
   }
-  const metricsPort =
-    env.WHARF_METRICS_PORT === undefined || env.WHARF_METRICS_PORT === ''
-      ? undefined
-      : integer(env, 'WHARF_METRICS_PORT', 0, 1, 65535);
-  const metricsHost = env.WHARF_METRICS_HOST || '127.0.0.1';
+  const metricsPort = env.WHARF_METRICS_PORT ? integer(env, 'WHARF_METRICS_PORT', 0, 1, 65535) : undefined;
+  const host = env.WHARF_METRICS_HOST || '127.0.0.1';
   if (metricsPort === port) {
-    throw new ConfigError(
+    report(
+      env,
       `WHARF_METRICS_PORT must differ from WHARF_PORT (${port}); to serve /metrics on the main port, set WHARF_METRICS_TOKEN.`,
     );
   }
-  return { token, port: metricsPort, host: metricsHost };
+  return { token, port: metricsPort, host };
 }
 
+const S3_REQUIRED = ['WHARF_S3_BUCKET', 'WHARF_S3_ACCESS_KEY_ID', 'WHARF_S3_SECRET_ACCESS_KEY'] as const;
+
 function storageConfig(env: NodeJS.ProcessEnv): StorageConfig {
-  const kind = env.WHARF_STORAGE || 'local';
-  if (kind === 'local') return { kind };
-  if (kind !== 's3') throw new ConfigError(`WHARF_STORAGE must be local or s3, got ${JSON.stringify(kind)}`);
-  const missing = ['WHARF_S3_BUCKET', 'WHARF_S3_ACCESS_KEY_ID', 'WHARF_S3_SECRET_ACCESS_KEY'].filter(
-    (name) => !env[name],
-  );
-  if (missing.length > 0) {
-    throw new ConfigError(`WHARF_STORAGE=s3 needs ${missing.join(', ')}.`);
-  }
+  const kind = choice(env, 'WHARF_STORAGE', ['local', 's3'], 'local');
+  // Every S3 setting is read whatever the kind (see buildConfig), and checked only for s3.
   const endpoint = env.WHARF_S3_ENDPOINT || undefined;
-  if (endpoint !== undefined && !/^https?:\/\/[^/]/.test(endpoint)) {
-    throw new ConfigError(`WHARF_S3_ENDPOINT must be an http(s) URL, got ${JSON.stringify(endpoint)}`);
-  }
-  return {
-    kind,
+  const s3 = {
     endpoint,
     region: env.WHARF_S3_REGION || 'us-east-1',
-    bucket: env.WHARF_S3_BUCKET!,
-    accessKeyId: env.WHARF_S3_ACCESS_KEY_ID!,
-    secretAccessKey: env.WHARF_S3_SECRET_ACCESS_KEY!,
+    bucket: env.WHARF_S3_BUCKET || '',
+    accessKeyId: env.WHARF_S3_ACCESS_KEY_ID || '',
+    secretAccessKey: env.WHARF_S3_SECRET_ACCESS_KEY || '',
     // Servers other than AWS rarely resolve bucket.host names.
     forcePathStyle:
       choice(env, 'WHARF_S3_FORCE_PATH_STYLE', ['true', 'false'], endpoint ? 'true' : 'false') === 'true',
     downloads: choice(env, 'WHARF_S3_DOWNLOADS', ['stream', 'redirect'], 'stream'),
   };
+  if (kind === 'local') return { kind };
+  for (const name of S3_REQUIRED) {
+    if (!env[name]) report(env, `${name} must be set when WHARF_STORAGE=s3.`);
+  }
+  if (endpoint !== undefined && !isHttpUrl(endpoint)) {
+    report(env, `WHARF_S3_ENDPOINT must be an http(s) URL, got ${JSON.stringify(redactUrl(endpoint))}`);
+  }
+  return { kind, ...s3 };
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.host !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** A URL as it may be shown: never with its password. */
+function redactUrl(value: string): string {
+  return value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/:@]*):[^/@]*@/, '$1:***@');
 }
 
 function choice<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: T[], fallback: T): T {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   if (!(allowed as string[]).includes(raw)) {
-    throw new ConfigError(`${name} must be ${allowed.join(' or ')}, got ${JSON.stringify(raw)}`);
+    const options = allowed.length > 2 ? `one of ${allowed.join(', ')}` : allowed.join(' or ');
+    report(env, `${name} must be ${options}, got ${JSON.stringify(raw)}`);
+    return fallback;
   }
   return raw as T;
 }
@@ -165,9 +274,72 @@ function choice<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed:
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
+  if (!/^\d+$/.test(raw)) {
+    report(env, `${name} must be a whole number, got ${JSON.stringify(raw)}`);
+    return fallback;
+  }
   const value = Number(raw);
-  if (value < min || value > max)
-    throw new ConfigError(`${name} must be between ${min} and ${max}, got ${raw}`);
+  if (value < min || value > max) {
+    report(env, `${name} must be between ${min} and ${max}, got ${raw}`);
+    return fallback;
+  }
   return value;
+}
+
+interface Notes {
+  read: Set<string>;
+  problems: string[];
+}
+
+const NOTES = new WeakMap<object, Notes>();
+
+/**
+ * The environment behind a Proxy that records each name read. A Proxy rather than a reader
+ * API so that every way of reading (`env.X`, `env[name]`, the helpers) is recorded alike, and
+ * settings other branches add in the usual style are known without further wiring.
+ */
+function tracked(raw: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const notes: Notes = { read: new Set(), problems: [] };
+  const env = new Proxy(raw, {
+    get(target, name) {
+      if (typeof name === 'string') notes.read.add(name);
+      return typeof name === 'string' ? target[name] : undefined;
+    },
+  });
+  NOTES.set(env, notes);
+  return env;
+}
+
+function notesOf(env: NodeJS.ProcessEnv): Notes {
+  const notes = NOTES.get(env);
+  if (!notes) throw new Error('not an environment made by tracked()');
+  return notes;
+}
+
+/** A bad value: collected, so that every one is reported at once. */
+function report(env: NodeJS.ProcessEnv, problem: string): void {
+  const notes = NOTES.get(env);
+  if (!notes) throw new ConfigError(problem);
+  notes.problems.push(problem);
+}
+
+/** WHARF_* variables Wharf does not read: most likely typos of ones it does. */
+function unknownVariables(raw: NodeJS.ProcessEnv, known: string[]): string[] {
+  return Object.keys(raw)
+    .filter((name) => name.startsWith('WHARF_') && !known.includes(name))
+    .sort()
+    .map((name) => {
+      const near = closest(name, known);
+      return `${name} is not a Wharf setting and is ignored${near ? ` (did you mean ${near}?)` : ''}.`;
+    });
+}
+
+function closest(name: string, known: string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = editDistance(name, candidate);
+    if (!best || distance < best.distance) best = { name: candidate, distance };
+  }
+  // A slip of a few letters, not any other variable that happens to share the prefix.
+  return best && best.distance <= Math.max(2, Math.floor(name.length / 6)) ? best.name : undefined;
 }

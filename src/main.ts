@@ -1,32 +1,141 @@
-import { ConfigError, loadConfig } from './config.js';
-import { createWharf } from './server.js';
+import { type Config, ConfigError, readConfig } from './config.js';
+import { runtimeProblem } from './runtime.js';
+import { createWharf, settlesWithin, type Wharf } from './server.js';
 
-async function main(): Promise<void> {
-  const config = loadConfig();
-  const wharf = await createWharf(config, { logger: { level: config.logLevel } });
-  if (wharf.generatedKey) {
-    // Printed once: only its hash is stored.
-    process.stdout.write(
-      `\nNo API key existed, so one was created (admin, default account). It is shown only now:\n\n  ${wharf.generatedKey}\n\n`,
-    );
+/**
+ * The process around the server: start-up, signals, messages and exit codes. Exit 0 after a
+ * stop asked by SIGTERM or SIGINT (during start-up too); 1 when the start fails, with one line
+ * per problem on stderr (a stack trace only for what Wharf did not foresee).
+ */
+async function main(): Promise<number> {
+  // First, before anything slow (migrations, the bucket check): a signal during start-up stops
+  // the start instead of killing the process halfway through it.
+  const signal = stopSignal();
+  const problem = runtimeProblem();
+  if (problem) return failed([problem]);
+  let config: Config;
+  try {
+    const loaded = readConfig();
+    config = loaded.config;
+    for (const warning of loaded.warnings) process.stderr.write(`wharf: warning: ${warning}\n`);
+  } catch (err) {
+    if (err instanceof ConfigError) return failed(err.problems);
+    throw err;
   }
-  await wharf.app.listen({ host: config.host, port: config.port });
+  const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+
+  let keyShown = false;
+  const starting = start(config, (secret) => {
+    // Written before the key is stored (see Wharf.listen); on Linux a write to a pipe or a
+    // file is synchronous, so it is out before the insert.
+    process.stdout.write(
+      `\nNo API key existed, so one was created (admin, default account). It is shown only now:\n\n  ${secret}\n\n`,
+    );
+    keyShown = true;
+  });
+  let first: { wharf: Wharf } | { signal: NodeJS.Signals };
+  try {
+    first = await Promise.race([starting.then((wharf) => ({ wharf })), signal.then((s) => ({ signal: s }))]);
+  } catch (err) {
+    const lines = startFailure(err, config);
+    if (keyShown)
+      lines.push('The key printed above was not stored and does not work; the next start makes another.');
+    return failed(lines);
+  }
+
+  if ('signal' in first) {
+    process.stderr.write(`wharf: ${first.signal} during start-up: stopping.\n`);
+    // The step under way ends first (a migration is not cut in half); one that hangs (a store
+    // that does not answer) is left behind once the shutdown timeout has passed.
+    const stopped = starting.then(
+      (wharf) => wharf.close({ deadlineMs: 0 }),
+      () => undefined,
+    );
+    if (!(await settlesWithin(stopped, timeoutMs))) {
+      process.stderr.write(
+        `wharf: start-up was still waiting after WHARF_SHUTDOWN_TIMEOUT (${config.shutdownTimeoutSeconds} s); exiting.\n`,
+      );
+    }
+    return 0;
+  }
+
+  const { wharf } = first;
   wharf.app.log.info(`Wharf is listening; public URL ${config.publicUrl}`);
   if (wharf.metricsUrl) wharf.app.log.info(`Metrics are served at ${wharf.metricsUrl}/metrics`);
-  await wharf.core.uploads.sweep();
-
-  const stop = async (signal: string) => {
-    wharf.app.log.info(`${signal}: shutting down`);
-    await wharf.close();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  const received = await signal;
+  wharf.app.log.info(
+    `${received}: stopping; requests in flight have ${config.shutdownTimeoutSeconds} s to finish (WHARF_SHUTDOWN_TIMEOUT)`,
+  );
+  // The last resort, should closing itself hang (a database that no longer answers).
+  setTimeout(() => {
+    process.stderr.write('wharf: the server did not stop in time; exiting anyway.\n');
+    process.exit(1);
+  }, timeoutMs + 30_000).unref();
+  const { cut } = await wharf.close({ deadlineMs: timeoutMs });
+  wharf.app.log.info(
+    cut > 0 ? `stopped; ${cut} request(s) still running at the deadline were cut off` : 'stopped',
+  );
+  return 0;
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(
-    `${err instanceof ConfigError ? err.message : String((err as Error)?.stack ?? err)}\n`,
-  );
-  process.exit(1);
-});
+async function start(config: Config, announceKey: (secret: string) => void): Promise<Wharf> {
+  const wharf = await createWharf(config, { logger: { level: config.logLevel }, announceKey });
+  try {
+    await wharf.listen();
+  } catch (err) {
+    await wharf.close({ deadlineMs: 0 });
+    throw err;
+  }
+  return wharf;
+}
+
+/**
+ * Resolves with the first SIGTERM or SIGINT. Later ones change nothing: Ctrl-C under npm
+ * delivers SIGINT twice (from the terminal, and forwarded by npm), and the shutdown timeout
+ * already bounds the stop.
+ */
+function stopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    for (const name of ['SIGTERM', 'SIGINT'] as const) process.on(name, () => resolve(name));
+  });
+}
+
+/** What an operator reads when the start fails: a line per problem, naming what to change. */
+function startFailure(err: unknown, config: Config): string[] {
+  if (err instanceof ConfigError) return err.problems;
+  const e = err as NodeJS.ErrnoException & { hostname?: string; $metadata?: unknown };
+  const at = `${config.host}:${config.port}`;
+  if (e?.syscall === 'listen' && e.code === 'EADDRINUSE') {
+    return [`WHARF_PORT ${config.port}: ${at} is already in use (another Wharf, or another server?).`];
+  }
+  if (e?.syscall === 'listen' && e.code === 'EACCES') {
+    return [`WHARF_PORT ${config.port}: not allowed to listen on ${at} (ports below 1024 need privileges).`];
+  }
+  if (e?.syscall === 'listen' && e.code === 'EADDRNOTAVAIL') {
+    return [`WHARF_HOST ${config.host} is not an address of this machine.`];
+  }
+  if (e?.code === 'ENOTFOUND' && e.hostname === config.host) {
+    return [`WHARF_HOST ${config.host} does not resolve to an address.`];
+  }
+  if (e && typeof e === 'object' && '$metadata' in e) {
+    return [`the S3 store refused the start (WHARF_S3_*): ${e.name}: ${e.message}`];
+  }
+  // Network errors and the database's own refusals explain themselves in one line.
+  if (typeof e?.code === 'string' && typeof e.message === 'string') {
+    return [`start failed: ${e.message}`];
+  }
+  return [`start failed: ${(err as Error)?.stack ?? String(err)}`];
+}
+
+function failed(lines: string[]): number {
+  for (const line of lines) process.stderr.write(`wharf: ${line}\n`);
+  return 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`wharf: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -87,8 +87,13 @@ export class FsBlobStore implements BlobStore {
       // The facts only cache what the bytes say: head() checks them against the file and
       // the core re-hashes when they are missing or damaged, so they need no fsync.
       await writeFile(tempMeta, JSON.stringify(info), { flag: 'wx', mode: 0o640 });
-      await rename(tempMeta, metaTarget);
+      // Facts describe the object at their key or nothing: the old ones go before the object
+      // is replaced and the new ones arrive after it, so a crash in between leaves an object
+      // without facts (hashed again when needed), never facts of bytes that are not there
+      // (nor of other bytes of the same size, which head() would believe).
+      await rm(metaTarget, { force: true });
       await rename(temp, target);
+      await rename(tempMeta, metaTarget);
       // The rename itself must survive a power cut before the asset row may point at it.
       await fsyncPath(dirname(target));
     } catch (err) {
@@ -122,8 +127,9 @@ export class FsBlobStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
-    await rm(this.pathOf(this.objects, key), { force: true });
+    // Facts first: a crash in between leaves bytes without facts, never facts without bytes.
     await rm(`${this.pathOf(this.meta, key)}.json`, { force: true });
+    await rm(this.pathOf(this.objects, key), { force: true });
   }
 
   presignPut(request: PresignPutRequest): Promise<PresignedRequest> {
@@ -181,10 +187,19 @@ export class FsBlobStore implements BlobStore {
     return this.multipart.abort(key, multipartId);
   }
 
-  /** Temp files and multipart uploads begun before `olderThan`. */
+  /**
+   * Temp files begun before `olderThan`, and multipart uploads `inUse` does not claim begun
+   * before it or before this process started: only this process writes here, so an upload
+   * from before its start that nothing runs is a crash's leftover, not a create in flight.
+   */
   async sweepIncomplete(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number> {
-    return (await this.sweepTemp(olderThan)) + (await this.multipart.sweep(olderThan, inUse));
+    return (
+      (await this.sweepTemp(olderThan)) +
+      (await this.multipart.sweep(inUse ? Math.max(olderThan, this.startedAt) : olderThan, inUse))
+    );
   }
+
+  private readonly startedAt = Date.now();
 
   private async sweepTemp(olderThan: number): Promise<number> {
     let removed = 0;

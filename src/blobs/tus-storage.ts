@@ -1,5 +1,6 @@
-import { rm, stat } from 'node:fs/promises';
-import { relative, resolve, sep } from 'node:path';
+import type { Dirent } from 'node:fs';
+import { lstat, readdir, rm, stat } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { type DataStore, ERRORS, Upload } from '@tus/utils';
@@ -69,8 +70,70 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
       await rm(fileOf(key), { force: true });
       await rm(infoOf(key), { force: true });
     },
+    sweepDebris: (olderThan, inUse) => sweepTusDirectory(root, Math.max(olderThan, startedAt), inUse),
   };
   return { datastore, storage };
+}
+
+// Only this process writes the directory: files older than its start are no write in flight.
+const startedAt = Date.now();
+
+/** `<account>/<upload id>…`: the files of one upload (its bytes, FileStore's `.json` facts). */
+const UPLOAD_FILE = /^[A-Za-z0-9_-]{1,64}\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
+
+/**
+ * Removes the files of tus uploads that `inUse` does not claim and that nothing touched since
+ * `olderThan`: the bytes and facts a crash left between an upload's expiry (or termination)
+ * and the freeing of its files, which nothing would ever free later.
+ */
+async function sweepTusDirectory(
+  root: string,
+  olderThan: number,
+  inUse: (key: string) => Promise<boolean>,
+): Promise<number> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(root, { recursive: true, withFileTypes: true });
+  } catch (err) {
+    if (isNotFound(err)) return 0;
+    throw err;
+  }
+  const uploads = new Map<string, { files: string[]; newest: number }>();
+  for (const entry of entries) {
+    if (!entry.isFile()) continue;
+    const file = relative(root, join(entry.parentPath, entry.name)).split(sep).join('/');
+    const id = UPLOAD_FILE.exec(file)?.[0];
+    if (!id) continue;
+    let modified: number;
+    try {
+      modified = (await lstat(join(root, file))).mtimeMs;
+    } catch (err) {
+      if (isNotFound(err)) continue;
+      throw err;
+    }
+    const upload = uploads.get(id) ?? { files: [], newest: 0 };
+    upload.files.push(file);
+    upload.newest = Math.max(upload.newest, modified);
+    uploads.set(id, upload);
+  }
+  let removed = 0;
+  for (const { files, newest } of uploads.values()) {
+    if (newest >= olderThan) continue;
+    // A file is the upload's bytes (named by its key) or its facts (`<key>.json`); a key may
+    // itself end in `.json`, so both readings are asked about.
+    const keys = new Set(files.flatMap((f) => (f.endsWith('.json') ? [f, f.slice(0, -5)] : [f])));
+    let claimed = false;
+    for (const key of keys) {
+      if (await inUse(key)) {
+        claimed = true;
+        break;
+      }
+    }
+    if (claimed) continue;
+    for (const file of files) await rm(join(root, file), { force: true });
+    removed += 1;
+  }
+  return removed;
 }
 
 /**

@@ -1,11 +1,22 @@
 import { type OpenedCore, openCore } from '../bootstrap.js';
-import { type Config, ConfigError, loadConfig } from '../config.js';
+import { type Config, ConfigError, readConfig } from '../config.js';
 import { isWharfError } from '../core/errors.js';
 import { DEFAULT_ACCOUNT_ID } from '../core/keys.js';
 import type { Role } from '../core/model.js';
 import type { AccountChanges } from '../core/ports.js';
+import type { WebhookChanges } from '../core/webhooks.js';
+import { runtimeProblem } from '../runtime.js';
 import { type OptionSpec, type Parsed, parse, stringOption, UsageError } from './args.js';
-import { accountJson, accountTable, keyJson, keyTable } from './format.js';
+import {
+  accountJson,
+  accountTable,
+  deliveryJson,
+  deliveryTable,
+  keyJson,
+  keyTable,
+  webhookJson,
+  webhookTable,
+} from './format.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -102,6 +113,217 @@ const COMMANDS: Command[] = [
       const { core } = await ctx.open();
       await core.keys.revoke(keyId, accountId);
       ctx.io.stdout(`Revoked key ${keyId}.\n`);
+    },
+  },
+  {
+    name: 'webhooks create',
+    usage:
+      'wharf webhooks create --url URL [--events TYPE,…] [--description TEXT] [--disabled] [--account ID] [--json]',
+    summary:
+      'Add a webhook endpoint and print its signing secret. --events takes types (upload.completed), ' +
+      'families (asset.*) or *; none means every type.',
+    options: {
+      ...HELP,
+      url: { type: 'string' },
+      events: { type: 'string' },
+      description: { type: 'string' },
+      disabled: { type: 'boolean' },
+      account: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    positionals: 0,
+    async run({ values }, ctx) {
+      const url = stringOption(values, 'url');
+      if (!url)
+        throw new UsageError('Give the endpoint with --url, e.g. --url https://app.example.com/hooks.');
+      const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
+      const { core, store } = await ctx.open();
+      await requireAccount(store, accountId);
+      const created = await core.webhooks.create(accountId, {
+        url,
+        eventTypes: eventsOption(values),
+        description: stringOption(values, 'description'),
+        enabled: !values.disabled,
+      });
+      if (values.json) {
+        const out = { webhook: webhookJson(created.webhook), secret: created.secret };
+        ctx.io.stdout(`${JSON.stringify(out, null, 2)}\n`);
+        return;
+      }
+      ctx.io.stdout(
+        `Created webhook ${created.webhook.id} for account "${accountId}" (${created.webhook.url}).\n` +
+          'Verify deliveries with its signing secret (see also "wharf webhooks get --secret"):\n\n' +
+          `  ${created.secret}\n\n`,
+      );
+    },
+  },
+  {
+    name: 'webhooks list',
+    usage: 'wharf webhooks list [--account ID] [--json]',
+    summary: 'List webhook endpoints (never their secrets).',
+    options: { ...HELP, account: { type: 'string' }, json: { type: 'boolean' } },
+    positionals: 0,
+    async run({ values }, ctx) {
+      const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
+      const { core, store } = await ctx.open();
+      await requireAccount(store, accountId);
+      const hooks = await core.webhooks.list(accountId);
+      if (values.json) {
+        ctx.io.stdout(`${JSON.stringify(hooks.map(webhookJson), null, 2)}\n`);
+      } else {
+        ctx.io.stdout(hooks.length === 0 ? 'No webhooks.\n' : `${webhookTable(hooks)}\n`);
+      }
+    },
+  },
+  {
+    name: 'webhooks get',
+    usage: 'wharf webhooks get <webhook-id> [--secret] [--account ID] [--json]',
+    summary: 'Show one endpoint; --secret prints its signing secret too.',
+    options: { ...HELP, secret: { type: 'boolean' }, account: { type: 'string' }, json: { type: 'boolean' } },
+    positionals: 1,
+    async run({ values, positionals }, ctx) {
+      const id = webhookId(positionals);
+      const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
+      const { core } = await ctx.open();
+      const hook = await core.webhooks.get(accountId, id);
+      const secret = values.secret ? await core.webhooks.secret(accountId, id) : undefined;
+      if (values.json) {
+        const out = secret === undefined ? webhookJson(hook) : { ...webhookJson(hook), secret };
+        ctx.io.stdout(`${JSON.stringify(out, null, 2)}\n`);
+        return;
+      }
+      ctx.io.stdout(
+        `${webhookTable([hook])}\n${secret === undefined ? '' : `\nSigning secret: ${secret}\n`}`,
+      );
+    },
+  },
+  {
+    name: 'webhooks update',
+    usage:
+      'wharf webhooks update <webhook-id> [--url URL] [--events TYPE,…] [--description TEXT] [--enable|--disable] ' +
+      '[--account ID] [--json]',
+    summary:
+      'Change an endpoint. --enable also clears why Wharf disabled it; --disable cancels its pending deliveries.',
+    options: {
+      ...HELP,
+      url: { type: 'string' },
+      events: { type: 'string' },
+      description: { type: 'string' },
+      enable: { type: 'boolean' },
+      disable: { type: 'boolean' },
+      account: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    positionals: 1,
+    async run({ values, positionals }, ctx) {
+      const id = webhookId(positionals);
+      if (values.enable && values.disable) throw new UsageError('Give --enable or --disable, not both.');
+      const changes: WebhookChanges = {};
+      const url = stringOption(values, 'url');
+      if (url !== undefined) changes.url = url;
+      const events = eventsOption(values);
+      if (events !== undefined) changes.eventTypes = events;
+      const description = stringOption(values, 'description');
+      if (description !== undefined) changes.description = description;
+      if (values.enable) changes.enabled = true;
+      if (values.disable) changes.enabled = false;
+      if (Object.keys(changes).length === 0) {
+        throw new UsageError(
+          'Nothing to change: give --url, --events, --description, --enable or --disable.',
+        );
+      }
+      const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
+      const { core } = await ctx.open();
+      const hook = await core.webhooks.update(accountId, id, changes);
+      ctx.io.stdout(
+        values.json ? `${JSON.stringify(webhookJson(hook), null, 2)}\n` : `${webhookTable([hook])}\n`,
+      );
+    },
+  },
+  {
+    name: 'webhooks delete',
+    usage: 'wharf webhooks delete <webhook-id> [--account ID]',
+    summary: 'Delete an endpoint; its pending deliveries are cancelled.',
+    options: { ...HELP, account: { type: 'string' } },
+    positionals: 1,
+    async run({ values, positionals }, ctx) {
+      const id = webhookId(positionals);
+      const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
+      const { core } = await ctx.open();
+      await core.webhooks.delete(accountId, id);
+      ctx.io.stdout(`Deleted webhook ${id}.\n`);
+    },
+  },
+  {
+    name: 'webhooks deliveries',
+    usage:
+      'wharf webhooks deliveries <webhook-id> [--status pending|succeeded|failed|cancelled] [--limit N] ' +
+      '[--account ID] [--json]',
+    summary: 'The delivery log of an endpoint, newest first.',
+    options: {
+      ...HELP,
+      status: { type: 'string' },
+      limit: { type: 'string' },
+      account: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    positionals: 1,
+    async run({ values, positionals }, ctx) {
+      const id = webhookId(positionals);
+      const rawLimit = stringOption(values, 'limit') ?? '50';
+      if (!/^\d+$/.test(rawLimit)) throw new UsageError(`--limit must be a whole number, got "${rawLimit}".`);
+      const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
+      const { core } = await ctx.open();
+      const page = await core.webhooks.deliveries(accountId, id, {
+        limit: Number(rawLimit),
+        status: stringOption(values, 'status'),
+      });
+      if (values.json) {
+        ctx.io.stdout(`${JSON.stringify(page.deliveries.map(deliveryJson), null, 2)}\n`);
+      } else {
+        ctx.io.stdout(
+          page.deliveries.length === 0 ? 'No deliveries.\n' : `${deliveryTable(page.deliveries)}\n`,
+        );
+      }
+    },
+  },
+  {
+    name: 'webhooks replay',
+    usage:
+      'wharf webhooks replay <webhook-id> (--delivery DELIVERY-ID | --since TIME [--include-succeeded]) [--account ID]',
+    summary:
+      'Send one delivery again (same webhook-id), or every event since TIME (ISO 8601): failed and cancelled ' +
+      'deliveries again, and the events the endpoint missed; the running server sends them.',
+    options: {
+      ...HELP,
+      delivery: { type: 'string' },
+      since: { type: 'string' },
+      'include-succeeded': { type: 'boolean' },
+      account: { type: 'string' },
+    },
+    positionals: 1,
+    async run({ values, positionals }, ctx) {
+      const id = webhookId(positionals);
+      const deliveryId = stringOption(values, 'delivery');
+      const since = stringOption(values, 'since');
+      if ((deliveryId === undefined) === (since === undefined)) {
+        throw new UsageError('Give either --delivery or --since.');
+      }
+      const accountId = accountOption(values) ?? DEFAULT_ACCOUNT_ID;
+      if (deliveryId !== undefined) {
+        const { core } = await ctx.open();
+        await core.webhooks.replay(accountId, id, deliveryId);
+        ctx.io.stdout(`Queued delivery ${deliveryId} again.\n`);
+        return;
+      }
+      const at = Date.parse(since!);
+      if (Number.isNaN(at))
+        throw new UsageError(`--since must be a date and time (ISO 8601), got "${since}".`);
+      const { core } = await ctx.open();
+      const result = await core.webhooks.replaySince(accountId, id, at, Boolean(values['include-succeeded']));
+      ctx.io.stdout(
+        `Queued ${result.requeued} existing deliveries again and ${result.created} for events the endpoint missed.\n`,
+      );
     },
   },
   {
@@ -276,7 +498,13 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
     await command.run(args, {
       io,
       async open() {
-        config ??= loadConfig(io.env);
+        const problem = runtimeProblem();
+        if (problem) throw new Failure(problem);
+        if (!config) {
+          const loaded = readConfig(io.env);
+          for (const warning of loaded.warnings) io.stderr(`wharf: warning: ${warning}\n`);
+          config = loaded.config;
+        }
         opened ??= await openCore(config);
         return opened;
       },
@@ -287,7 +515,11 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       io.stderr(`wharf: ${err.message}\nRun "wharf --help" for usage.\n`);
       return { exitCode: 2 };
     }
-    if (err instanceof Failure || err instanceof ConfigError || isWharfError(err)) {
+    if (err instanceof ConfigError) {
+      for (const problem of err.problems) io.stderr(`wharf: ${problem}\n`);
+      return { exitCode: 1 };
+    }
+    if (err instanceof Failure || isWharfError(err)) {
       io.stderr(`wharf: ${err.message}\n`);
       return { exitCode: 1 };
     }
@@ -317,6 +549,22 @@ function limitOption(values: Parsed['values'], name: string): number | null | un
     throw new UsageError(`--${name} must be a whole number of bytes or "none", got "${raw}".`);
   }
   return bytes;
+}
+
+/** --events as a list of patterns (the core checks each one); undefined when not given. */
+function eventsOption(values: Parsed['values']): string[] | undefined {
+  const raw = stringOption(values, 'events');
+  if (raw === undefined) return undefined;
+  return raw
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
+}
+
+function webhookId(positionals: string[]): string {
+  const id = positionals[0];
+  if (!id) throw new UsageError('Which webhook? Give its id (see "wharf webhooks list").');
+  return id;
 }
 
 function checkAccountId(id: string): void {

@@ -1,7 +1,9 @@
 import type { Account, ApiKey } from '../core/model.js';
+import type { Delivery, Webhook } from '../core/webhooks.js';
 
 // The CLI's JSON is the API's: one serializer for both.
 export { keyJson } from '../http/api/keys.js';
+export { deliveryJson, webhookJson } from '../http/api/webhook-json.js';
 
 export function accountJson(account: Account) {
   return {
@@ -26,6 +28,34 @@ export function keyTable(keys: ApiKey[]): string {
       iso(k.createdAt),
       k.lastUsedAt === null ? '-' : iso(k.lastUsedAt),
       k.revokedAt === null ? 'active' : `revoked ${iso(k.revokedAt)}`,
+    ]),
+  );
+}
+
+export function webhookTable(hooks: Webhook[]): string {
+  return table(
+    ['ID', 'URL', 'EVENTS', 'STATUS', 'DESCRIPTION'],
+    hooks.map((h) => [
+      h.id,
+      h.url,
+      h.eventTypes.length === 0 ? '*' : h.eventTypes.join(','),
+      h.enabled ? 'enabled' : `disabled${h.disabledReason ? `: ${h.disabledReason}` : ''}`,
+      h.description,
+    ]),
+  );
+}
+
+export function deliveryTable(deliveries: Delivery[]): string {
+  return table(
+    ['ID', 'EVENT', 'STATUS', 'ATTEMPTS', 'LAST ANSWER', 'NEXT ATTEMPT', 'CREATED'],
+    deliveries.map((d) => [
+      d.id,
+      d.eventType,
+      d.status,
+      String(d.attempts),
+      d.lastError ?? (d.responseStatus === null ? '-' : `HTTP ${d.responseStatus}`),
+      d.nextAttemptAt === null ? '-' : iso(d.nextAttemptAt),
+      iso(d.createdAt),
     ]),
   );
 }

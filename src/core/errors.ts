@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   CHECKSUM_MISMATCH: 400,
   SIZE_MISMATCH: 400,
   TOO_MANY_FILES: 400,
+  /** A webhook URL whose host is private, loopback, link-local … (see WHARF_WEBHOOK_ALLOW_PRIVATE). */
+  URL_NOT_ALLOWED: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   ACCOUNT_DISABLED: 403,
@@ -31,10 +33,14 @@ export const ERROR_STATUS = {
   PART_TOO_SMALL: 400,
   ASSET_VERIFYING: 409,
   UPLOAD_NOT_PENDING: 409,
+  /** The webhook endpoint is disabled: enable it before replaying to it. */
+  WEBHOOK_DISABLED: 409,
   UPLOAD_EXPIRED: 410,
   LENGTH_REQUIRED: 411,
   FILE_TOO_LARGE: 413,
   FILE_TOO_SMALL: 400,
+  /** A path segment (an id, a name) longer than any Wharf issues or accepts. */
+  URI_TOO_LONG: 414,
   UNSUPPORTED_MEDIA_TYPE: 415,
   RANGE_NOT_SATISFIABLE: 416,
   /** The database or storage does not answer (GET /readyz). */

@@ -12,8 +12,28 @@ export interface JobSettings {
   maxAttempts: number;
 }
 
+/** How often and how far apart a kind of job is tried. */
+export interface RetryPolicy {
+  maxAttempts: number;
+  /** How long to wait after the `attempts`-th failed attempt (1 after the first) before the next. */
+  delayMs(attempts: number): number;
+}
+
 /** Raised by a handler when retrying cannot help (the asset is gone, the input is bad). */
 export class PermanentJobError extends Error {}
+
+/**
+ * Raised by a handler that knows when the next attempt should be (a receiver's Retry-After, a
+ * schedule with jitter it has already recorded): the runner retries at `retryAt`, not by its policy.
+ */
+export class RetryJobError extends Error {
+  constructor(
+    message: string,
+    readonly retryAt: number,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * The durable queue's consumer. Jobs live in the database, so any node may run any job
@@ -21,8 +41,10 @@ export class PermanentJobError extends Error {}
  * sure exactly one worker holds a job at a time.
  */
 export class JobRunner {
-  private readonly handlers = new Map<string, JobHandler>();
+  private readonly handlers = new Map<string, { handler: JobHandler; policy: RetryPolicy }>();
   readonly workerId: string;
+  /** Exponential backoff: 2 s, 4 s, 8 s … so a flapping dependency is not hammered. */
+  private readonly defaultPolicy: RetryPolicy;
 
   constructor(
     private readonly store: Store,
@@ -32,10 +54,16 @@ export class JobRunner {
     private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.workerId = `worker-${ids.token(8)}`;
+    this.defaultPolicy = { maxAttempts: settings.maxAttempts, delayMs: (attempts) => 1000 * 2 ** attempts };
   }
 
-  register(kind: string, handler: JobHandler): void {
-    this.handlers.set(kind, handler);
+  /** How long a claimed job stays this worker's (a handler's own timeouts must stay below it). */
+  get leaseMs(): number {
+    return this.settings.leaseMs;
+  }
+
+  register(kind: string, handler: JobHandler, policy: RetryPolicy = this.defaultPolicy): void {
+    this.handlers.set(kind, { handler, policy });
   }
 
   /** The kinds of job this runner has handlers for. */
@@ -48,16 +76,20 @@ export class JobRunner {
     const now = this.clock.now();
     const job = await this.store.claimJob(this.workerId, now, now + this.settings.leaseMs);
     if (!job) return false;
-    const handler = this.handlers.get(job.kind);
+    const registered = this.handlers.get(job.kind);
     try {
-      if (!handler) throw new PermanentJobError(`No handler for job kind "${job.kind}".`);
-      await handler(job);
+      if (!registered) throw new PermanentJobError(`No handler for job kind "${job.kind}".`);
+      await registered.handler(job);
       await this.store.finishJob(job.id, this.workerId, this.clock.now());
       this.telemetry.jobSucceeded(job);
     } catch (err) {
-      const permanent = err instanceof PermanentJobError || job.attempts >= this.settings.maxAttempts;
-      // Exponential backoff: 2 s, 4 s, 8 s … so a flapping dependency is not hammered.
-      const retryAt = permanent ? null : this.clock.now() + 1000 * 2 ** job.attempts;
+      const policy = registered?.policy ?? this.defaultPolicy;
+      const permanent = err instanceof PermanentJobError || job.attempts >= policy.maxAttempts;
+      let retryAt: number | null = null;
+      if (!permanent) {
+        retryAt =
+          err instanceof RetryJobError ? err.retryAt : this.clock.now() + policy.delayMs(job.attempts);
+      }
       await this.store.failJob(job.id, this.workerId, String(err), retryAt, this.clock.now());
       // The queue keeps only the message; the sinks get the error itself (its stack, its code).
       this.telemetry.jobFailed(job, err, retryAt);

@@ -55,11 +55,22 @@ export class KeyService {
     return account;
   }
 
-  async create(accountId: string, name: string, role: Role): Promise<CreatedKey> {
+  /**
+   * `announce`, when given, is shown the secret before it is stored, so a key that exists has
+   * always been shown (a failure after it leaves a shown key that never worked, not a working
+   * key nobody saw). The first admin key is printed that way.
+   */
+  async create(
+    accountId: string,
+    name: string,
+    role: Role,
+    announce?: (secret: string) => void,
+  ): Promise<CreatedKey> {
     const account = await this.store.getAccount(accountId);
     if (!account) throw new WharfError('NOT_FOUND', `No account "${accountId}".`);
     const secret = KEY_PREFIX + this.ids.token(32);
     const key = this.newKey(accountId, name, role, secret);
+    announce?.(secret);
     await this.store.insertKey(key, hashSecret(secret));
     return { key, secret };
   }

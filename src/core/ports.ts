@@ -3,7 +3,7 @@
  * src/db and src/blobs implement them; nothing here knows SQL, a filesystem or an SDK.
  */
 import type { Readable } from 'node:stream';
-import type { EventQuery, UploadEnding, WharfEvent } from './events.js';
+import type { EventQuery, NewEvent, UploadEnding, WharfEvent } from './events.js';
 import type {
   Access,
   Account,
@@ -16,6 +16,16 @@ import type {
   ProcessingStatus,
   Upload,
 } from './model.js';
+import type {
+  Delivery,
+  DeliveryAttempt,
+  DeliveryPage,
+  DeliveryQuery,
+  DeliveryStatus,
+  Webhook,
+  WebhookChanges,
+  WebhookSecrets,
+} from './webhooks.js';
 
 export interface AssetPage {
   assets: Asset[];
@@ -109,6 +119,16 @@ export interface UploadStore {
    * continues after the `after` upload of the previous one.
    */
   listAutoCompletable(limit: number, after?: Upload): Promise<Upload[]>;
+  /**
+   * An account's pending uploads that complete by themselves and were declared with this
+   * content (SHA-256 or MD5, hex) and size, newest first.
+   */
+  listAutoCompletableByDigest(
+    accountId: string,
+    digest: { sha256: string } | { md5: string },
+    size: number,
+    limit: number,
+  ): Promise<Upload[]>;
   /** Pending uploads whose expiry is before `before`, oldest first. */
   listStaleUploads(before: number, limit: number): Promise<Upload[]>;
   /** Marks a pending upload expired; false if it was no longer pending. */
@@ -215,6 +235,86 @@ export interface EventStore {
   pruneEvents(before: number, limit: number): Promise<number>;
 }
 
+/** What a settled attempt leaves on its delivery. */
+export interface DeliverySettlement {
+  status: DeliveryStatus;
+  nextAttemptAt: number | null;
+}
+
+/** Webhook endpoints, their deliveries and the log of every attempt. */
+export interface WebhookStore {
+  insertWebhook(webhook: Webhook, sealedSecret: string): Promise<void>;
+  /** Any account's endpoint when `accountId` is undefined (the delivery job). */
+  getWebhook(id: string, accountId?: string): Promise<Webhook | undefined>;
+  getWebhookSecrets(id: string): Promise<WebhookSecrets | undefined>;
+  listWebhooks(accountId: string): Promise<Webhook[]>;
+  countWebhooks(accountId: string): Promise<number>;
+  /**
+   * Changes an endpoint. Enabling clears the disabled reason and the failure streak; disabling
+   * cancels its pending deliveries (in the same transaction).
+   */
+  updateWebhook(
+    accountId: string,
+    id: string,
+    changes: WebhookChanges,
+    at: number,
+  ): Promise<Webhook | undefined>;
+  /** Replaces the secret; the old one keeps signing until `previousExpiresAt` (null: not at all). */
+  rotateWebhookSecret(
+    accountId: string,
+    id: string,
+    sealedSecret: string,
+    sealedPrevious: string | null,
+    previousExpiresAt: number | null,
+    at: number,
+  ): Promise<Webhook | undefined>;
+  /** Deletes an endpoint and cancels its pending deliveries; false if there was none. */
+  deleteWebhook(accountId: string, id: string, at: number): Promise<boolean>;
+  /**
+   * Disables an enabled endpoint, cancels its pending deliveries and records `event`
+   * (webhook.disabled), all in one transaction. With `unlessSucceededAfter` (an attempt's id),
+   * only if no attempt to the endpoint succeeded after that one. Returns false when nothing changed.
+   */
+  disableWebhook(
+    id: string,
+    reason: string,
+    at: number,
+    event: NewEvent,
+    unlessSucceededAfter?: string,
+  ): Promise<boolean>;
+
+  getDelivery(id: string): Promise<Delivery | undefined>;
+  findDelivery(accountId: string, webhookId: string, id: string): Promise<Delivery | undefined>;
+  /** Newest first. */
+  listDeliveries(accountId: string, webhookId: string, query: DeliveryQuery): Promise<DeliveryPage>;
+  listDeliveryAttempts(deliveryId: string): Promise<DeliveryAttempt[]>;
+  /** The first attempt `jobId` made at this delivery. */
+  firstAttempt(deliveryId: string, jobId: string): Promise<DeliveryAttempt | undefined>;
+  /**
+   * Logs an attempt and what it tells about the endpoint (a success ends its failure streak, a
+   * failure starts one). The delivery takes `settlement` only while `attempt.jobId` is still its
+   * job (a replay may have superseded it); returns whether it did.
+   */
+  recordDeliveryAttempt(attempt: DeliveryAttempt, settlement: DeliverySettlement): Promise<boolean>;
+  /** Ends a pending delivery without sending it (its endpoint is gone or disabled). */
+  cancelDelivery(id: string, reason: string, at: number): Promise<void>;
+  /** Makes a delivery pending again, sent now by a new job with the same webhook-id. */
+  replayDelivery(id: string, at: number): Promise<Delivery | undefined>;
+  /**
+   * Re-queues the endpoint's deliveries of events since `since` (succeeded ones only when
+   * asked) whose events are still kept, and creates deliveries for the events since then it
+   * wants but never got (made while it was disabled, or before it existed).
+   */
+  replayDeliveriesSince(
+    webhook: Webhook,
+    since: number,
+    includeSucceeded: boolean,
+    at: number,
+  ): Promise<{ requeued: number; created: number }>;
+  /** Deletes up to `limit` finished deliveries made before `before`, with their attempts. */
+  pruneDeliveries(before: number, limit: number): Promise<number>;
+}
+
 /** Everything the core keeps in its database, one slice per table or concern. */
 export interface Store
   extends SettingStore,
@@ -226,6 +326,7 @@ export interface Store
     JobStore,
     LockStore,
     EventStore,
+    WebhookStore,
     StatsStore {
   close(): Promise<void>;
 }

@@ -24,6 +24,12 @@ export interface ResumableStorage {
   promote(key: string): Promise<void>;
   /** Frees an unfinished upload's bytes and records; nothing when they are already gone. */
   discard(key: string): Promise<void>;
+  /**
+   * Removes bytes and records of uploads `inUse` does not claim, written before `olderThan`
+   * (or before this process started, where only this process writes): what a crash left
+   * between an upload's end and the freeing of its storage. Returns how many uploads' worth.
+   */
+  sweepDebris?(olderThan: number, inUse: (key: string) => Promise<boolean>): Promise<number>;
 }
 
 export interface ResumableSettings {
@@ -57,6 +63,7 @@ export class ResumableService {
     uploads.registerKind('tus', {
       reconcile: (upload) => this.reconcile(upload),
       expire: (upload) => this.discard(upload),
+      debris: async (olderThan, inUse) => (await this.storage.sweepDebris?.(olderThan, inUse)) ?? 0,
     });
   }
 

@@ -30,11 +30,13 @@ export interface UploadSettings {
  * What a kind of upload adds to the sweep. `reconcile` is asked, in place of a plain look at
  * the upload's key, whether a pending upload's object is there, and may put it there (parts
  * that were all sent but never composed, a tus file whose last byte arrived); it returns
- * true once it is. `expire` frees whatever else the kind keeps in storage.
+ * true once it is. `expire` frees whatever else the kind keeps in storage. `debris` removes
+ * what the kind keeps outside the blob store that `inUse` does not claim (a crash left it).
  */
 export interface UploadKindHooks {
   reconcile?(upload: Upload): Promise<boolean>;
   expire?(upload: Upload): Promise<void>;
+  debris?(olderThan: number, inUse: (key: string) => Promise<boolean>): Promise<number>;
 }
 
 /** A file as a client declares it before sending the bytes. Digests in hex or base64. */
@@ -638,7 +640,10 @@ export class UploadService {
       }
       if (stale.length < 200) break;
     }
-    const debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, (key) => this.runsLong(key, now));
+    const inUse = (key: string) => this.runsLong(key, now);
+    let debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, inUse);
+    for (const hooks of this.kindHooks.values())
+      debris += (await hooks.debris?.(now - DEBRIS_AGE_MS, inUse)) ?? 0;
     this.telemetry.sweepFinished({ expired, debris, reconciled });
     return { expired, debris, reconciled };
   }
@@ -673,25 +678,28 @@ export class UploadService {
   private async reconcilePage(page: Upload[]): Promise<number> {
     let completed = 0;
     for (const upload of page) {
-      try {
-        const hooks = this.kindHooks.get(upload.kind);
-        const ready = hooks?.reconcile
-          ? await hooks.reconcile(upload)
-          : (await this.blobs.head(upload.storageKey)) !== undefined;
-        if (!ready) continue;
-      } catch (err) {
-        // One upload storage cannot account for must not stop the others.
-        if (!(err instanceof WharfError)) throw err;
-        continue;
-      }
-      try {
-        await this.completeUpload(upload);
-        completed += 1;
-      } catch (err) {
-        if (!(err instanceof WharfError)) throw err;
-      }
+      if (await this.completeIfArrived(upload)) completed += 1;
     }
     return completed;
+  }
+
+  /**
+   * Completes a pending upload that completes by itself if storage holds its bytes (and they
+   * verify); undefined while they are missing, or when storage refuses them.
+   */
+  async completeIfArrived(upload: Upload): Promise<UploadOutcome | undefined> {
+    try {
+      const hooks = this.kindHooks.get(upload.kind);
+      const ready = hooks?.reconcile
+        ? await hooks.reconcile(upload)
+        : (await this.blobs.head(upload.storageKey)) !== undefined;
+      if (!ready) return undefined;
+      return await this.completeUpload(upload);
+    } catch (err) {
+      // One upload storage cannot account for must not stop the others.
+      if (!(err instanceof WharfError)) throw err;
+      return undefined;
+    }
   }
 
   /** A pending upload of the caller's, with a fresh id and the storage key that id gives. */

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
+import { ArrivalService } from './arrivals.js';
 import { AssetService } from './assets.js';
-import type { Clock } from './clock.js';
+import { type Clock, systemClock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
 import { EventService } from './events.js';
 import { FileService } from './files.js';
@@ -22,6 +23,9 @@ import {
   type UploadSettings,
   VERIFY_ASSET_JOB,
 } from './uploads.js';
+import { type RenderEvent, WebhookDeliverer } from './webhook-delivery.js';
+import { WebhookService, type WebhookSettings } from './webhook-service.js';
+import { DELIVER_WEBHOOK_JOB, DELIVERY_RETRY_POLICY, type WebhookSender } from './webhooks.js';
 
 export interface CoreDeps {
   store: Store;
@@ -37,6 +41,15 @@ export interface CoreDeps {
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
+  webhooks: {
+    /** Sends the signed requests (and refuses private targets unless allowed). */
+    sender: WebhookSender;
+    /** An event as a webhook body, in the HTTP API's JSON (from the HTTP layer). */
+    renderEvent: RenderEvent;
+    settings: WebhookSettings;
+    /** The real time for `webhook-timestamp` (see WebhookDeliverer); the system clock by default. */
+    wallClock?: Clock | undefined;
+  };
   /** Where outcomes are reported (metrics, logs); nowhere when absent. */
   telemetry?: Telemetry | undefined;
 }
@@ -45,6 +58,8 @@ export interface CoreDeps {
 export interface Core {
   keys: KeyService;
   uploads: UploadService;
+  /** Uploads without a confirm step whose bytes arrived, found when their content is declared again. */
+  arrivals: ArrivalService;
   multipart: MultipartService;
   /** tus uploads. */
   resumable: ResumableService;
@@ -56,6 +71,8 @@ export interface Core {
   jobs: JobRunner;
   /** The events outbox, for apps that poll. */
   events: EventService;
+  /** Webhook endpoints, their delivery log, replays and retention. */
+  webhooks: WebhookService;
   /** Where bytes live: the backend's name (`local`, `s3`) and its bucket. */
   storage: { kind: string; bucket: string };
   signedIds: SignedIds;
@@ -103,9 +120,26 @@ export function createCore(deps: CoreDeps): Core {
     const md5 = job.payload.md5;
     await uploads.verifyAsset(String(job.payload.assetId), typeof md5 === 'string' ? md5 : null);
   });
+  const webhookKey = deriveKey(deps.secret, 'webhook-secrets');
+  if (deps.webhooks.settings.timeoutMs >= jobs.leaseMs) {
+    // Another node would take the delivery over while this one still waits for the answer.
+    throw new Error('The webhook timeout must be shorter than a job lease.');
+  }
+  const deliverer = new WebhookDeliverer({
+    store: deps.store,
+    clock: deps.clock,
+    wallClock: deps.webhooks.wallClock ?? systemClock,
+    ids: deps.ids,
+    sealKey: webhookKey,
+    sender: deps.webhooks.sender,
+    render: deps.webhooks.renderEvent,
+    timeoutMs: deps.webhooks.settings.timeoutMs,
+  });
+  jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
   return {
     keys: new KeyService(deps.store, deps.clock, deps.ids),
     uploads,
+    arrivals: new ArrivalService(deps.store, uploads),
     multipart,
     resumable: new ResumableService(
       deps.store,
@@ -127,6 +161,7 @@ export function createCore(deps: CoreDeps): Core {
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,
     events: new EventService(deps.store),
+    webhooks: new WebhookService(deps.store, deps.clock, deps.ids, webhookKey, deps.webhooks.settings),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     clock: deps.clock,
     telemetry,

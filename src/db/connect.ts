@@ -5,6 +5,7 @@ import { type DatabaseConnection, Kysely, PostgresDialect, type SqliteDatabase, 
 import pg from 'pg';
 import { WharfError } from '../core/errors.js';
 import type { Database } from './schema.js';
+import { parseDatabaseUrl } from './url.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -15,8 +16,11 @@ export interface Connection {
 
 /** `postgres://…` / `postgresql://…`, or SQLite: `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path. */
 export function connect(url: string): Connection {
-  if (/^postgres(ql)?:\/\//.test(url)) return connectPostgres(url);
-  const path = url.replace(/^sqlite:(\/\/)?/, '');
+  const target = parseDatabaseUrl(url);
+  // The configuration has refused such a URL already; this guards other callers.
+  if ('problem' in target) throw new Error(`The database URL ${target.problem}.`);
+  if (target.dialect === 'postgres') return connectPostgres(target.url);
+  const path = target.path;
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
   // WAL lets readers run alongside the writer. synchronous=FULL makes each commit durable

@@ -119,6 +119,7 @@ export interface Database {
   events: EventsTable;
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
 }
 
 /** Leases on named resources shared by every node (tus uploads in progress). */
@@ -150,6 +151,8 @@ export interface WebhooksTable {
   secret: string;
   disabled_reason: string | null;
   failing_since: number | null;
+  previous_secret: string | null;
+  previous_secret_expires_at: number | null;
   created_at: number;
   updated_at: number;
 }
@@ -168,6 +171,21 @@ export interface WebhookDeliveriesTable {
   response_body: string | null;
   latency_ms: number | null;
   last_error: string | null;
+  job_id: string | null;
   created_at: number;
   updated_at: number;
+}
+
+/** One try at sending a delivery (see migration 005). */
+export interface WebhookAttemptsTable {
+  id: string;
+  delivery_id: string;
+  webhook_id: string;
+  job_id: string;
+  attempted_at: number;
+  outcome: string;
+  response_status: number | null;
+  response_body: string | null;
+  latency_ms: number | null;
+  error: string | null;
 }

@@ -3,7 +3,6 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { LOCAL_ENDPOINT_PATH } from '../blobs/local-endpoint.js';
-import { WharfError } from '../core/errors.js';
 import type { Principal } from '../core/model.js';
 import type { Core } from '../core/wharf.js';
 import { assetContentRoute } from './api/assets/content.js';
@@ -16,17 +15,17 @@ import { keyRoutes } from './api/keys.js';
 import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
 import { uploadRoutes } from './api/uploads/routes.js';
-import { sendError } from './compat/file-service/errors.js';
-import { FILE_SERVICE_PREFIX } from './compat/file-service/index.js';
-import { compatRoutes } from './compat/index.js';
+import { webhookRoutes } from './api/webhooks.js';
+import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import { type MetricsSource, operationsRoutes } from './operations.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
+import { trackInFlight } from './plugins/in-flight.js';
 import { observeRequest, type RequestMetrics, registerObservation, requestIdFor } from './plugins/observe.js';
-import { storageEndpointRoutes } from './storage/put-object.js';
-import { sendS3Error } from './storage/s3-errors.js';
-import { type TusRouteOptions, tusRoutes } from './tus/routes.js';
+import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
+import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
+import { type TusRouteOptions, tusRoutes, tusRoutingErrors } from './tus/routes.js';
 import { validatorCompiler } from './validation.js';
 
 declare module 'fastify' {
@@ -53,6 +52,13 @@ export interface AppOptions {
   /** GET /metrics on this port, for a Bearer of `token` (WHARF_METRICS_TOKEN); absent: not served. */
   metrics?: { source: MetricsSource; token: string } | undefined;
 }
+
+/** Each path's clients get failures before routing in the shape they read. */
+const ROUTING_ERROR_SHAPES: readonly RoutingErrorShape[] = [
+  ...compatRoutingErrors,
+  storageRoutingErrors,
+  tusRoutingErrors,
+];
 
 // Presigned and signed URLs are bearer credentials until they expire: logs keep the
 // parameters' names but never their values.
@@ -85,24 +91,30 @@ export async function buildApp({
     // Wharf sits behind load balancers; request ids come from there when present and sane.
     requestIdHeader: false,
     genReqId: requestIdFor,
-    routerOptions: { maxParamLength: 500 },
-    // Failures before routing (a malformed percent-encoding in the URL) skip the error
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Failures before routing (a malformed percent-encoding, an over-long id) skip the error
     // handlers; answer them in the shape the path's clients read, not Fastify's default.
     frameworkErrors: (err, request, reply) => {
       // No hook runs for these: they get their request id and metrics here.
       observeRequest(request, reply, requestMetrics);
-      if (request.url.startsWith(`${LOCAL_ENDPOINT_PATH}/`)) {
-        sendS3Error(request, reply, new WharfError('VALIDATION_FAILED', err.message));
-      } else if (request.url.startsWith(`${FILE_SERVICE_PREFIX}/`)) {
-        sendError(request, reply, new WharfError('VALIDATION_FAILED', err.message));
-      } else {
-        nativeErrorHandler(err, request, reply);
-      }
+      const refusal = routingError(err);
+      if (refusal.status >= 500) request.log.error({ err }, 'routing failed');
+      const send = shapeFor(ROUTING_ERROR_SHAPES, request.url);
+      if (send) send(refusal, request, reply);
+      else nativeErrorHandler(refusal, request, reply);
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // A client that sends its last byte and goes away (a crash, a closed tab) half-closes the
+  // connection. Node's default then aborts the request and drops body bytes it has received but
+  // not yet handed on, so a tus upload whose every byte arrived would lose its tail. Half-open,
+  // the body is read to its end and the upload completes; the answer just finds no one.
+  // (node:http reads this property of its Server; @types/node does not declare it.)
+  Object.assign(app.server, { httpAllowHalfOpen: true });
+  // First, so that every request of every route is counted (a stopping server waits for them).
+  trackInFlight(app);
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
-  // First of all hooks: every response carries its request id, preflights and refusals too.
+  // Before CORS and every route: every response carries its request id, preflights and refusals too.
   registerObservation(app, requestMetrics);
   registerNativeErrors(app);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
@@ -148,6 +160,7 @@ export async function buildApp({
     await api.register(keyRoutes, context);
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
+    await api.register(webhookRoutes, context);
   });
 
   await app.register(compatRoutes, context);

@@ -66,7 +66,7 @@ before(async () => {
     ...backing.env,
   });
   wharf = await createWharf(config, { logger: false });
-  await wharf.app.listen({ host: config.host, port: config.port });
+  await wharf.listen();
   url = config.publicUrl;
 });
 

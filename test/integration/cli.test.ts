@@ -80,7 +80,8 @@ before(async () => {
     ...backing.env,
   });
   wharf = await createWharf(config, { logger: false });
-  await wharf.app.listen({ host: config.host, port: config.port });
+  // As `npm start` starts it: listen(), which makes a first key only when none exists.
+  await wharf.listen();
   url = config.publicUrl;
 });
 
@@ -235,6 +236,20 @@ describe('errors and help', () => {
     assert.equal(badConfig.code, 1);
     assert.match(badConfig.stderr, /WHARF_PORT must be a whole number/);
     assert.ok(!badConfig.stderr.includes('    at '));
+    // Every problem at once, a line each; the database URL's password never shown.
+    const twoBad = await cli(['keys', 'list'], {
+      WHARF_PORT: 'eighty',
+      WHARF_DATABASE_URL: 'postgress://wharf:hunter2@db/wharf',
+    });
+    assert.equal(twoBad.code, 1);
+    assert.deepEqual(
+      twoBad.stderr
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' ').slice(0, 2).join(' ')),
+      ['wharf: WHARF_PORT', 'wharf: WHARF_DATABASE_URL'],
+    );
+    assert.ok(!twoBad.stderr.includes('hunter2'));
   });
 
   test('--help lists every command and exits 0', async () => {

@@ -241,8 +241,8 @@ describe('lookup of content already uploaded', () => {
       })
     ).body as BlobJson;
     assert.equal((await putFile(first.direct_upload!, bytes)).status, 200);
-    await w.wharf.core.uploads.reconcile();
 
+    // Right after the PUT: on S3 no sweep or read has told Wharf of it yet.
     const again = await createBlob({
       filename: 'copy.bin',
       content_type: 'application/octet-stream',
@@ -274,6 +274,31 @@ describe('lookup of content already uploaded', () => {
     assert.equal(bySha.body.id, first.id);
     assert.equal(bySha.body.direct_upload, undefined);
     assert.equal(bySha.body.checksum, sha256B64(bytes));
+  });
+
+  test('declared again before its bytes arrive: a second upload; after they arrive, one record for both', async () => {
+    const bytes = randomBytes(4_000);
+    const declare = () =>
+      createBlob({
+        filename: 'twice.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: sha256B64(bytes),
+      });
+    const first = (await declare()).body as BlobJson;
+    const second = (await declare()).body as BlobJson;
+    assert.ok(first.direct_upload && second.direct_upload, 'nothing has arrived yet: both get a URL');
+    assert.notEqual(second.id, first.id);
+
+    assert.equal((await putFile(second.direct_upload!, bytes)).status, 200);
+    const third = await declare();
+    assert.equal(third.status, 200);
+    assert.equal('direct_upload' in third.body, false, JSON.stringify(third.body));
+    assert.equal(third.body.id, second.id, 'the upload whose bytes arrived');
+    assert.equal(third.body.key, second.key);
+    const asset = await nativeByNumber(second.id);
+    assert.equal(asset?.sha256, sha256Hex(bytes));
+    assert.equal((await getRecord(second.signed_id)).body.id, second.id);
   });
 
   test('content uploaded through the native API is found by its checksum', async () => {
@@ -403,19 +428,16 @@ describe('errors', () => {
           loc: ['body', 'blob', 'filename'],
           msg: 'Field required',
           type: 'missing',
-          input: { byte_size: 3 },
         },
         {
           loc: ['body', 'blob', 'content_type'],
           msg: 'Field required',
           type: 'missing',
-          input: { byte_size: 3 },
         },
         {
           loc: ['body', 'blob', 'checksum'],
           msg: 'Field required',
           type: 'missing',
-          input: { byte_size: 3 },
         },
       ],
     });
@@ -430,8 +452,107 @@ describe('errors', () => {
     ]);
     assert.equal(noBlob.status, 422);
     assert.deepEqual(JSON.parse(noBlob.body), {
-      detail: [{ loc: ['body', 'blob'], msg: 'Field required', type: 'missing', input: {} }],
+      detail: [{ loc: ['body', 'blob'], msg: 'Field required', type: 'missing' }],
     });
+  });
+
+  test('what a client sent is echoed as `input` only when it is one field’s short scalar', async () => {
+    // Pydantic would echo these objects (and a 10 KB string) whole.
+    const nested = await createBlob({ ...valid, filename: { a: [1, 2, 3] }, byte_size: [3] });
+    assert.equal(nested.status, 422);
+    assert.deepEqual(
+      nested.body.detail.map((d: { loc: string[]; type: string; input?: unknown }) => [
+        d.loc.at(-1),
+        d.type,
+        'input' in d,
+      ]),
+      [
+        ['filename', 'string_type', false],
+        ['byte_size', 'int_type', false],
+      ],
+    );
+    const long = 'x'.repeat(10_000);
+    const longName = await createBlob({ ...valid, filename: long });
+    assert.equal(longName.status, 422);
+    assert.equal(longName.body.detail[0].type, 'value_error');
+    assert.ok(!('input' in longName.body.detail[0]));
+    const broken = await curl([
+      '-H',
+      `x-api-key: ${w.key}`,
+      '-H',
+      'Content-Type: application/json',
+      '-d',
+      '{"blob": SECRET-LOOKING-TEXT}',
+      `${w.url}/api/v1/upload/direct`,
+    ]);
+    assert.equal(broken.status, 422);
+    assert.ok(!broken.body.includes('SECRET'), broken.body);
+  });
+
+  test('a deeply nested body is a 422 without echo, never a 500 (typed or not)', async () => {
+    const depth = 100_000;
+    const bodies = {
+      arrays: `{"blob": ${'['.repeat(depth)}${']'.repeat(depth)}}`,
+      objects: `{"blob": {"filename": ${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}}`,
+      'extra field': `{"blob": ${JSON.stringify(valid).slice(0, -1)}, "x": ${'['.repeat(depth)}${']'.repeat(depth)}}}`,
+    };
+    for (const [label, body] of Object.entries(bodies)) {
+      for (const type of ['application/json', undefined]) {
+        const res = await fetch(`${w.url}/api/v1/upload/direct`, {
+          method: 'POST',
+          headers: { 'x-api-key': w.key, ...(type && { 'content-type': type }) },
+          // Bytes, not a string: fetch would label a string text/plain.
+          body: new TextEncoder().encode(body),
+        });
+        const text = await res.text();
+        if (label === 'extra field') {
+          // Extra fields are ignored, however deep: the declared blob is valid.
+          assert.equal(res.status, 200, `${label}, ${type}: ${text.slice(0, 300)}`);
+          continue;
+        }
+        assert.equal(res.status, 422, `${label}, ${type}: ${text.slice(0, 300)}`);
+        assert.ok(text.length < 1000, `${label}: a short answer, not the body again (${text.length})`);
+      }
+    }
+  });
+
+  test('`__proto__` and `constructor` keys are refused as JSON the server will not read, typed or not', async () => {
+    for (const body of [
+      '{"blob": {"__proto__": {"x": 1}}}',
+      '{"blob": {"constructor": {"prototype": {"x": 1}}}}',
+    ]) {
+      for (const type of ['application/json', undefined]) {
+        const res = await fetch(`${w.url}/api/v1/upload/direct`, {
+          method: 'POST',
+          headers: { 'x-api-key': w.key, ...(type && { 'content-type': type }) },
+          // Bytes, not a string: fetch would label a string text/plain.
+          body: new TextEncoder().encode(body),
+        });
+        const answer = (await res.json()) as { detail: Array<{ type: string }> };
+        assert.equal(res.status, 422, `${body} ${type}`);
+        assert.equal(answer.detail[0]!.type, 'json_invalid');
+      }
+    }
+  });
+
+  test('a caller without a valid key gets 401 before its body is read or checked', async () => {
+    // Over the 1 MiB body limit: a server that read it first would answer 413.
+    const huge = `{"blob": {"filename": "${'a'.repeat(2 * 1024 * 1024)}"}}`;
+    for (const [label, body] of [
+      ['invalid JSON', '{"blob":'],
+      ['a body that fails validation', '{"blob": {}}'],
+      ['a body over the size limit', huge],
+    ] as const) {
+      for (const key of [undefined, 'wharf_not_a_key_at_all_000000']) {
+        const res = await fetch(`${w.url}/api/v1/upload/direct`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(key && { 'x-api-key': key }) },
+          body,
+        });
+        assert.equal(res.status, 401, `${label}, key ${key}`);
+        assertErrorResponse((await res.json()) as Record<string, unknown>, 401, 'UNAUTHORIZED');
+      }
+    }
   });
 
   test('wrong types: int_parsing, int_from_float, string_type, model_attributes_type', async () => {

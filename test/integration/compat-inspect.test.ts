@@ -119,8 +119,9 @@ describe('the document flow: presigned URL, curl PUT, completion', () => {
   });
 
   test('201: a presigned URL and a file id', async () => {
+    // The entity as the document names it: `id` ("Unique identifier (ID) for the entity").
     const res = await requestPresigned({
-      entityId,
+      id: entityId,
       contentType: 'image/png',
       hash,
       name: 'file.png',
@@ -254,6 +255,48 @@ describe('the document flow: presigned URL, curl PUT, completion', () => {
   });
 });
 
+describe('the entity id', () => {
+  const declaration = (bytes: Buffer) => ({
+    contentType: 'application/octet-stream',
+    hash: b64(sha256Hex(bytes)),
+    name: 'entity.bin',
+    size: bytes.length,
+  });
+
+  test('every spelling names the same entity; the same value twice is fine', async () => {
+    for (const fields of [
+      { id: 'e-id' },
+      { entityId: 'e-entityId' },
+      { entityID: 'e-entityID' },
+      { entity_id: 'e-entity_id' },
+      { id: 'e-both', entityId: 'e-both' },
+    ]) {
+      const res = await requestPresigned({ ...fields, ...declaration(randomBytes(100)) });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      const read = await api(w.url, w.key, 'GET', FILE(res.body.data.id));
+      assert.equal(read.body.data.entityId, Object.values(fields)[0]);
+    }
+  });
+
+  test('a request without one is not refused: the file belongs to no entity', async () => {
+    const bytes = randomBytes(200);
+    const res = await requestPresigned(declaration(bytes));
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const put = await fetch(res.body.data.presignedURL, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(bytes),
+    });
+    assert.equal(put.status, 200, await put.text());
+    const done = await api(w.url, w.key, 'POST', COMPLETE, { id: res.body.data.id });
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.data.entityId, null);
+    assert.equal(done.body.data.status, 'uploaded');
+    const native = await api(w.url, w.key, 'GET', `/v1/assets/${done.body.data.assetId}`);
+    assert.deepEqual(native.body.metadata, {});
+  });
+});
+
 describe('storage accepts only what was declared', () => {
   async function presign(bytes: Buffer, contentType = 'image/png') {
     const res = await requestPresigned({
@@ -361,8 +404,9 @@ describe('errors: {"error", "errorDescription"} with the documented statuses', (
       ['no contentType', { ...valid, contentType: undefined }],
       ['no name', { ...valid, name: undefined }],
       ['no size', { ...valid, size: undefined }],
-      ['no entity id', { ...valid, entityId: undefined }],
       ['entity ids that disagree', { ...valid, entity_id: 'e-2' }],
+      ['id and entityId that disagree', { ...valid, id: 'e-2' }],
+      ['an empty id', { ...valid, entityId: undefined, id: '' }],
       ['size as text', { ...valid, size: '3' }],
       ['negative size', { ...valid, size: -1 }],
       ['hash of 16 bytes', { ...valid, hash: Buffer.alloc(16).toString('base64') }],

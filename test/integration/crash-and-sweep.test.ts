@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import { ManualClock } from '../../src/core/clock.js';
 import { objectFiles } from '../helpers/assets.js';
 import { pendingWrites, provision, storedKeys, storesOnS3 } from '../helpers/deployment.js';
@@ -206,6 +207,143 @@ describe('a crash mid-upload', () => {
         ),
       );
       await backing.release();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  // The local tus directory is the embedded deployment's; on S3 a tus upload is an S3
+  // multipart upload, which the sweep's sweepIncomplete aborts once no upload runs it.
+  test('after a restart the tus files no live upload references are gone; live uploads keep theirs and resume', {
+    skip: storesOnS3 && 'the local tus directory; this server keeps tus uploads on S3',
+  }, async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'wharf-crash-'));
+    const env = {
+      WHARF_DATA_DIR: dataDir,
+      WHARF_PORT: String(await freePort()),
+      WHARF_API_KEY: `crash-test-key-${randomBytes(8).toString('hex')}`,
+      WHARF_LOG_LEVEL: 'error',
+    };
+    const base = `http://127.0.0.1:${env.WHARF_PORT}`;
+    const tus = { authorization: `Bearer ${env.WHARF_API_KEY}`, 'tus-resumable': '1.0.0' };
+    const size = 4 * 1024 * 1024;
+    const sent = 1024 * 1024;
+    const files = {
+      live: randomBytes(size),
+      expired: randomBytes(size),
+    };
+    try {
+      const first = await startProcess(env);
+      const uploads: Record<string, string> = {};
+      for (const [name, bytes] of Object.entries(files)) {
+        const created = await fetch(`${base}/v1/tus/`, {
+          method: 'POST',
+          headers: {
+            ...tus,
+            'upload-length': String(bytes.length),
+            'upload-metadata': `filename ${Buffer.from(`${name}.bin`).toString('base64')}`,
+          },
+        });
+        assert.equal(created.status, 201);
+        uploads[name] = created.headers.get('location')!;
+        // The first megabyte of four, then the server dies mid-PATCH.
+        const req = request(uploads[name], {
+          method: 'PATCH',
+          headers: {
+            ...tus,
+            'upload-offset': '0',
+            'content-type': 'application/offset+octet-stream',
+            'content-length': String(bytes.length),
+          },
+        });
+        req.on('error', () => {});
+        req.write(bytes.subarray(0, sent));
+      }
+      // A multipart upload with its manifest on disk (its part cut too).
+      const multipart = await api(base, env.WHARF_API_KEY, 'POST', '/v1/multipart', {
+        name: 'parts.bin',
+        size: 6 * 1024 * 1024,
+      });
+      assert.equal(multipart.status, 201, JSON.stringify(multipart.body));
+
+      const tusDir = join(dataDir, 'tus', 'uploads');
+      const fileOf = (name: string) =>
+        join(tusDir, 'default', new URL(uploads[name]!).pathname.split('/').at(-1)!);
+      for (const name of Object.keys(files)) {
+        for (let i = 0; i < 200 && (await stat(fileOf(name)).then((s) => s.size)) < sent; i++) {
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        assert.equal((await stat(fileOf(name))).size, sent, `${name}: the PATCH's bytes are on disk`);
+      }
+      const multipartFiles = await filesUnder(join(dataDir, 'blobs', 'multipart'));
+      assert.equal(multipartFiles.length, 1, 'the multipart upload’s manifest');
+      first.kill('SIGKILL');
+      await new Promise((r) => first.once('exit', r));
+
+      // What a crash between the sweep's two steps leaves: it marks an upload expired first
+      // (so a completion racing it cannot win) and frees the upload's files after; this one
+      // died in between. Nothing would ever free those files later.
+      const db = new Database(join(dataDir, 'wharf.db'));
+      try {
+        const key = `default/${new URL(uploads.expired!).pathname.split('/').at(-1)}`;
+        assert.equal(
+          db.prepare("update uploads set status = 'expired' where storage_key = ?").run(key).changes,
+          1,
+        );
+      } finally {
+        db.close();
+      }
+      const before = await filesUnder(tusDir);
+      assert.ok(
+        before.includes(fileOf('expired')) && before.includes(`${fileOf('expired')}.json`),
+        before.join(),
+      );
+
+      await startProcess(env);
+      // The start-up sweep runs once the server listens.
+      for (
+        let i = 0;
+        i < 200 && (await filesUnder(tusDir)).some((f) => f.startsWith(fileOf('expired')));
+        i++
+      ) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.deepEqual(
+        (await filesUnder(tusDir)).sort(),
+        [fileOf('live'), `${fileOf('live')}.json`],
+        'the expired upload’s bytes and facts are gone; the live one’s stay',
+      );
+      assert.deepEqual(await filesUnder(join(dataDir, 'blobs', 'multipart')), multipartFiles);
+      assert.deepEqual(await filesUnder(join(dataDir, 'blobs', 'meta')), [], 'no facts without an object');
+
+      const gone = await fetch(uploads.expired!, { method: 'HEAD', headers: tus });
+      assert.equal(gone.status, 410);
+      // The live upload resumes where the crash cut it, byte-exact.
+      const head = await fetch(uploads.live!, { method: 'HEAD', headers: tus });
+      assert.equal(head.status, 200);
+      const offset = Number(head.headers.get('upload-offset'));
+      assert.equal(offset, sent);
+      const rest = await fetch(uploads.live!, {
+        method: 'PATCH',
+        headers: {
+          ...tus,
+          'upload-offset': String(offset),
+          'content-type': 'application/offset+octet-stream',
+        },
+        body: new Uint8Array(files.live.subarray(offset)),
+      });
+      assert.equal(rest.status, 204, await rest.text());
+      const assetId = rest.headers.get('wharf-asset-id');
+      const content = await fetch(`${base}/v1/assets/${assetId}/content`, {
+        headers: { 'x-api-key': env.WHARF_API_KEY },
+      });
+      assert.equal(Buffer.compare(Buffer.from(await content.arrayBuffer()), files.live), 0);
+    } finally {
+      for (const child of children) child.kill('SIGKILL');
+      await Promise.all(
+        children.map(
+          (c) => c.exitCode === null && c.signalCode === null && new Promise((r) => c.once('exit', r)),
+        ),
+      );
       await rm(dataDir, { recursive: true, force: true });
     }
   });

@@ -421,7 +421,7 @@ describe('request ids', () => {
       ['GET', '/v1/assets', 401],
       ['GET', '/no/such/route', 404],
       ['GET', '/v1/assets/%E0%A4%A', 400],
-      ['POST', '/api/v1/upload/direct', 422],
+      ['POST', '/api/v1/upload/direct', 401],
       ['GET', '/api_gateway/file-service/ns/x.txt', 401],
       ['POST', '/v1/tus/', 401],
       ['OPTIONS', '/v1/tus/', 204],

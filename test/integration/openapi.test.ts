@@ -42,6 +42,14 @@ const ROUTES: Record<string, string[]> = {
   '/v1/files/{namespace}/{name}': ['get', 'put'],
   '/v1/files/{namespace}/{name}/versions': ['get'],
   '/v1/events': ['get'],
+  '/v1/webhooks': ['get', 'post'],
+  '/v1/webhooks/{id}': ['delete', 'get', 'patch'],
+  '/v1/webhooks/{id}/secret': ['get'],
+  '/v1/webhooks/{id}/rotate-secret': ['post'],
+  '/v1/webhooks/{id}/deliveries': ['get'],
+  '/v1/webhooks/{id}/deliveries/{delivery_id}': ['get'],
+  '/v1/webhooks/{id}/deliveries/{delivery_id}/replay': ['post'],
+  '/v1/webhooks/{id}/replay': ['post'],
 };
 
 /** Seed APIs are documented too, under their own paths; this test is about the native ones. */
@@ -328,6 +336,63 @@ describe('real responses match the document', () => {
     conforms('POST', '/v1/keys', await api(w.url, w.key, 'POST', '/v1/keys', { name: 'x', role: 'root' }));
     conforms('DELETE', '/v1/keys/{id}', await api(w.url, w.key, 'DELETE', `/v1/keys/${created.body.key.id}`));
     conforms('DELETE', '/v1/keys/{id}', await api(w.url, w.key, 'DELETE', `/v1/keys/${created.body.key.id}`));
+  });
+
+  test('webhooks: every operation and its errors', async () => {
+    // An account of its own, and no event after the endpoint exists: nothing is ever sent.
+    const { key } = await w.newAccount();
+    const url = 'https://hooks.example.com/wharf';
+    const created = await api(w.url, key, 'POST', '/v1/webhooks', { url, event_types: ['upload.*'] });
+    conforms('POST', '/v1/webhooks', created);
+    const id = created.body.webhook.id;
+    conforms(
+      'POST',
+      '/v1/webhooks',
+      await api(w.url, key, 'POST', '/v1/webhooks', { url: 'http://127.0.0.1/' }),
+    );
+    conforms('GET', '/v1/webhooks', await api(w.url, key, 'GET', '/v1/webhooks'));
+    conforms('GET', '/v1/webhooks/{id}', await api(w.url, key, 'GET', `/v1/webhooks/${id}`));
+    conforms('GET', '/v1/webhooks/{id}', await api(w.url, key, 'GET', '/v1/webhooks/nope'));
+    conforms(
+      'PATCH',
+      '/v1/webhooks/{id}',
+      await api(w.url, key, 'PATCH', `/v1/webhooks/${id}`, { description: 'd' }),
+    );
+    conforms('GET', '/v1/webhooks/{id}/secret', await api(w.url, key, 'GET', `/v1/webhooks/${id}/secret`));
+    conforms(
+      'POST',
+      '/v1/webhooks/{id}/rotate-secret',
+      await api(w.url, key, 'POST', `/v1/webhooks/${id}/rotate-secret`, { keep_previous_for: 60 }),
+    );
+    conforms(
+      'GET',
+      '/v1/webhooks/{id}/deliveries',
+      await api(w.url, key, 'GET', `/v1/webhooks/${id}/deliveries`),
+    );
+    conforms(
+      'GET',
+      '/v1/webhooks/{id}/deliveries/{delivery_id}',
+      await api(w.url, key, 'GET', `/v1/webhooks/${id}/deliveries/nope`),
+    );
+    conforms(
+      'POST',
+      '/v1/webhooks/{id}/deliveries/{delivery_id}/replay',
+      await api(w.url, key, 'POST', `/v1/webhooks/${id}/deliveries/nope/replay`),
+    );
+    const since = new Date(0).toISOString();
+    conforms(
+      'POST',
+      '/v1/webhooks/{id}/replay',
+      await api(w.url, key, 'POST', `/v1/webhooks/${id}/replay`, { since }),
+    );
+    await api(w.url, key, 'PATCH', `/v1/webhooks/${id}`, { enabled: false });
+    conforms(
+      'POST',
+      '/v1/webhooks/{id}/replay',
+      await api(w.url, key, 'POST', `/v1/webhooks/${id}/replay`, { since }),
+    );
+    conforms('DELETE', '/v1/webhooks/{id}', await api(w.url, key, 'DELETE', `/v1/webhooks/${id}`));
+    conforms('DELETE', '/v1/webhooks/{id}', await api(w.url, key, 'DELETE', `/v1/webhooks/${id}`));
   });
 
   test('health', async () => {

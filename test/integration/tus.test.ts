@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -302,6 +303,65 @@ describe('resumption', () => {
     } finally {
       await restarted.close();
     }
+  });
+});
+
+/**
+ * A PATCH whose connection ends after `sent` bytes of the `bytes` it announced: the request
+ * goes out over a raw socket, whose writing side is closed once they are all written (as a
+ * client that loses its network after sending them), and the server's answer is awaited.
+ */
+function cutPatch(url: string, offset: number, bytes: Buffer, sent: number): Promise<string> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(target.port), target.hostname, () => {
+      socket.write(
+        `PATCH ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nAuthorization: Bearer ${w.key}\r\n` +
+          `Tus-Resumable: 1.0.0\r\nUpload-Offset: ${offset}\r\nContent-Type: application/offset+octet-stream\r\n` +
+          `Content-Length: ${bytes.length}\r\n\r\n`,
+      );
+      socket.write(bytes.subarray(0, sent));
+      socket.end();
+    });
+    let answer = '';
+    socket.on('data', (chunk) => {
+      answer += chunk.toString('latin1');
+    });
+    socket.on('close', () => resolve(answer));
+    socket.on('error', (err) =>
+      (err as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve(answer) : reject(err),
+    );
+  });
+}
+
+describe('a PATCH cut mid-way', () => {
+  test('keeps every byte that arrived: HEAD says exactly how many, and the rest completes the file', async () => {
+    // 9.5 MiB: past one whole 8 MiB S3 part, with a tail shorter than S3's minimum part.
+    const bytes = randomBytes(20 * MiB);
+    const sent = 9.5 * MiB;
+    const url = await create(bytes.length, { filename: 'cut.bin' });
+    await cutPatch(url, 0, bytes, sent);
+    await eventually(async () => (await offsetOf(url)) >= 8 * MiB, 'the cut PATCH settled');
+    assert.equal(await offsetOf(url), sent, 'the offset is every byte the server received');
+
+    // A second cut, mid-way through the rest: offsets keep adding up exactly.
+    const more = 3 * MiB + 12_345;
+    await cutPatch(url, sent, bytes.subarray(sent), more);
+    await eventually(async () => (await offsetOf(url)) > sent, 'the second cut PATCH settled');
+    assert.equal(await offsetOf(url), sent + more);
+
+    const rest = await tus(
+      url,
+      'PATCH',
+      { 'Upload-Offset': String(sent + more) },
+      bytes.subarray(sent + more),
+    );
+    assert.equal(rest.status, 204, await rest.text());
+    const assetId = rest.headers.get('wharf-asset-id')!;
+    assert.equal((await asset(assetId)).sha256, sha256Hex(bytes));
+    const content = await fetch(`${w.url}/v1/assets/${assetId}/content`, { headers: { 'x-api-key': w.key } });
+    assert.equal(Buffer.compare(Buffer.from(await content.arrayBuffer()), bytes), 0, 'byte-identical');
+    assert.deepEqual(await tusLeftovers(url), []);
   });
 });
 

@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { ManualClock } from '../../src/core/clock.js';
 import { createIdSource } from '../../src/core/ids.js';
-import { type JobHandler, JobRunner, type JobSettings, PermanentJobError } from '../../src/core/jobs.js';
+import {
+  type JobHandler,
+  JobRunner,
+  type JobSettings,
+  PermanentJobError,
+  RetryJobError,
+} from '../../src/core/jobs.js';
 import type { Job } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
 import { connect } from '../../src/db/connect.js';
@@ -239,5 +245,47 @@ describe('JobRunner', () => {
     clock.advance(3600_000);
     assert.equal(await b.runOne(), false);
     assert.equal(runsByB, 1);
+  });
+
+  test('a kind registered with its own retry policy is retried on that schedule, as often as it says', async () => {
+    const delays = [10_000, 60_000, 3600_000];
+    const other = 'other-job';
+    let calls = 0;
+    const r = runner(first, async () => {});
+    r.register(
+      other,
+      async () => {
+        calls += 1;
+        throw new Error('receiver down');
+      },
+      { maxAttempts: 4, delayMs: (attempts) => delays[attempts - 1]! },
+    );
+    const id = ids.id();
+    await first.enqueueJobs([{ id, kind: other, payload: {}, runAt: clock.now() }]);
+    for (const delay of delays) {
+      const before = clock.now();
+      assert.equal(await r.runOne(), true);
+      const state = await job(id);
+      assert.equal(state.status, 'queued');
+      assert.equal(state.runAt, before + delay);
+      clock.set(state.runAt - 1);
+      assert.equal(await r.runOne(), false);
+      clock.set(state.runAt);
+    }
+    assert.equal(await r.runOne(), true);
+    assert.equal((await job(id)).status, 'failed');
+    assert.equal(calls, 4, 'maxAttempts of the kind, not of the runner (3)');
+  });
+
+  test('RetryJobError retries at the time the handler names', async () => {
+    const r = runner(first, async () => {
+      throw new RetryJobError('come back later', clock.now() + 7 * 3600_000);
+    });
+    const [id] = await enqueue();
+    const start = clock.now();
+    assert.equal(await r.runOne(), true);
+    const state = await job(id!);
+    assert.equal(state.status, 'queued');
+    assert.equal(state.runAt, start + 7 * 3600_000);
   });
 });

@@ -62,9 +62,12 @@ describe('storage configuration', () => {
   test('each missing required setting is named', () => {
     for (const name of ['WHARF_S3_BUCKET', 'WHARF_S3_ACCESS_KEY_ID', 'WHARF_S3_SECRET_ACCESS_KEY'] as const) {
       const { [name]: _left, ...env } = S3;
-      refused(env, new RegExp(`WHARF_STORAGE=s3 needs ${name}\\.`));
+      refused(env, new RegExp(`^${name} must be set when WHARF_STORAGE=s3\\.$`));
     }
-    refused({ WHARF_STORAGE: 's3' }, /WHARF_S3_BUCKET, WHARF_S3_ACCESS_KEY_ID, WHARF_S3_SECRET_ACCESS_KEY/);
+    refused(
+      { WHARF_STORAGE: 's3' },
+      /^WHARF_S3_BUCKET must be set[^\n]*\nWHARF_S3_ACCESS_KEY_ID must be set[^\n]*\nWHARF_S3_SECRET_ACCESS_KEY must be set/,
+    );
   });
 
   test('bad values are refused with the variable named', () => {

@@ -59,6 +59,8 @@ async function fanOut(
       if (!matchesEventType(JSON.parse(hook.event_types) as string[], event.type)) continue;
       deliveries.push({
         id: ids.id(),
+        // The job that sends it, made below: only that job may settle it (see webhooks' replay).
+        job_id: ids.id(),
         webhook_id: hook.id,
         account_id: event.accountId,
         event_seq: event.seq,
@@ -83,7 +85,7 @@ async function fanOut(
       .values(
         chunk.map((d) =>
           fromJob({
-            id: ids.id(),
+            id: d.job_id,
             kind: DELIVER_WEBHOOK_JOB,
             payload: { deliveryId: d.id },
             runAt: d.created_at,

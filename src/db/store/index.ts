@@ -11,6 +11,7 @@ import { lockQueries } from './locks.js';
 import { settingsQueries } from './settings.js';
 import { statsQueries } from './stats.js';
 import { uploadQueries } from './uploads.js';
+import { webhookQueries } from './webhooks.js';
 
 /**
  * The core's Store on Kysely: one implementation for SQLite and PostgreSQL, put together from
@@ -28,6 +29,7 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...jobQueries(context),
     ...lockQueries(context),
     ...eventQueries(context),
+    ...webhookQueries(context),
     ...statsQueries(context),
     async close() {
       await connection.db.destroy();

@@ -104,6 +104,27 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       return rows.map(toUpload);
     },
 
+    async listAutoCompletableByDigest(
+      accountId: string,
+      digest: { sha256: string } | { md5: string },
+      size: number,
+      limit: number,
+    ): Promise<Upload[]> {
+      // uploads_auto_complete narrows to pending self-completing uploads, which are few
+      // (they complete within minutes); the rest is filtered among them.
+      let query = db
+        .selectFrom('uploads')
+        .selectAll()
+        .where('auto_complete', '=', 1)
+        .where('status', '=', 'pending')
+        .where('account_id', '=', accountId)
+        .where('size', '=', size);
+      query =
+        'sha256' in digest ? query.where('sha256', '=', digest.sha256) : query.where('md5', '=', digest.md5);
+      const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(toUpload);
+    },
+
     async finishUpload(
       uploadId: string,
       candidate: Asset,

@@ -1,7 +1,9 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { EVENT_TYPES, type EventData, type WharfEvent } from '../../core/events.js';
 import type { Upload } from '../../core/model.js';
+import type { Webhook } from '../../core/webhooks.js';
 import { assetJson, iso } from './schemas.js';
+import { webhookJson } from './webhook-json.js';
 
 /** An upload as events describe it: enough for an app to match it with what it started. */
 export function uploadEventJson(upload: Upload) {
@@ -24,12 +26,18 @@ export function uploadEventJson(upload: Upload) {
 
 /** An event's data in the native API's vocabulary (the same asset JSON as every response). */
 export function eventDataJson(data: EventData, publicUrl: string): Record<string, unknown> {
-  const { upload, asset, ...rest } = data;
+  const { upload, asset, webhook, ...rest } = data;
   return {
     ...(upload && { upload: uploadEventJson(upload) }),
     ...(asset && { asset: assetJson(asset, publicUrl) }),
+    ...(webhook !== undefined && { webhook: webhookJson(webhook as Webhook) }),
     ...rest,
   };
+}
+
+/** A webhook's body (Standard Webhooks' `{type, timestamp, data}`): the event as listed, less id and cursor. */
+export function webhookPayload(event: WharfEvent, publicUrl: string) {
+  return { type: event.type, timestamp: iso(event.at), data: eventDataJson(event.data, publicUrl) };
 }
 
 /** One event as `/v1/events` lists it; webhooks send `{type, timestamp, data}` of the same. */

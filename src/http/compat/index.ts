@@ -1,10 +1,20 @@
 import type { FastifyInstance } from 'fastify';
-import { activeStorageCompat } from './active-storage/index.js';
+import type { RoutingErrorShape } from '../routing-errors.js';
+import { activeStorageCompat, activeStorageRoutingErrors } from './active-storage/index.js';
 import type { CompatContext } from './context.js';
-import { fileServiceCompat } from './file-service/index.js';
-import { filespinCompat } from './filespin/index.js';
-import { inspectCompat } from './inspect/index.js';
-import { netiksCompat } from './netiks/index.js';
+import { fileServiceCompat, fileServiceRoutingErrors } from './file-service/index.js';
+import { fileSpinRoutingErrors, filespinCompat } from './filespin/index.js';
+import { inspectCompat, inspectRoutingErrors } from './inspect/index.js';
+import { netiksCompat, netiksRoutingErrors } from './netiks/index.js';
+
+/** Where each seed API's clients are, for failures that happen before any route runs. */
+export const compatRoutingErrors: readonly RoutingErrorShape[] = [
+  netiksRoutingErrors,
+  inspectRoutingErrors,
+  activeStorageRoutingErrors,
+  fileServiceRoutingErrors,
+  fileSpinRoutingErrors,
+];
 
 /**
  * The seed APIs, one folder each: every folder maps its document's wire format onto the

@@ -1,9 +1,17 @@
 import type { FastifyInstance } from 'fastify';
+import { LOCAL_ENDPOINT_PATH } from '../../blobs/local-endpoint.js';
 import type { StorageEndpointService } from '../../core/endpoint.js';
 import { WharfError } from '../../core/errors.js';
+import type { RoutingErrorShape } from '../routing-errors.js';
 import { isUploadPart, multipartRoutes, signed } from './multipart.js';
 import { postObjectRoute } from './post-object.js';
 import { sendS3Error } from './s3-errors.js';
+
+/** Failures before routing (a key that does not decode) answered as S3 answers them. */
+export const storageRoutingErrors: RoutingErrorShape = {
+  prefixes: [`${LOCAL_ENDPOINT_PATH}/`],
+  send: (err, request, reply) => sendS3Error(request, reply, err),
+};
 
 /**
  * The embedded deployment's S3-style endpoint: presigned PUTs, POST Object forms and S3

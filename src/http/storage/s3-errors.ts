@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type ErrorCode, isWharfError } from '../../core/errors.js';
-import { logFailure } from '../plugins/errors.js';
+import { ERROR_STATUS, type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
+import { logFailure, mapError } from '../plugins/errors.js';
 import { escapeXml } from './s3-xml.js';
 
 /** How the core's refusals read to an S3 client (codes and statuses as AWS S3 uses them). */
@@ -25,12 +25,31 @@ const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
   INVALID_PART: { status: 400, code: 'InvalidPart' },
   INVALID_PART_ORDER: { status: 400, code: 'InvalidPartOrder' },
   PART_TOO_SMALL: { status: 400, code: 'EntityTooSmall' },
+  URI_TOO_LONG: { status: 400, code: 'KeyTooLongError' },
+  // S3 has no code for it (it stores any type string); Fastify refuses to read the request.
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, code: 'InvalidArgument' },
 };
 
 /** S3 codes a refusal may name in `details.s3Code` where the core's code is too coarse. */
 const SPECIFIC_CODES = new Set(['MalformedXML']);
 
-export function sendS3Error(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+/**
+ * Fastify's own refusals (a Content-Type it cannot parse, before any route runs) as the core's
+ * codes, so they read as S3 errors too rather than as internal ones.
+ */
+function asRefusal(err: unknown): unknown {
+  if (isWharfError(err)) return err;
+  const mapped = mapError(err);
+  if (mapped.status >= 500 || !(mapped.code in ERROR_STATUS)) return err;
+  const code = mapped.code as ErrorCode;
+  if (code === 'UNSUPPORTED_MEDIA_TYPE') {
+    return new WharfError(code, 'The Content-Type header is not a valid media type.');
+  }
+  return new WharfError(code, mapped.message);
+}
+
+export function sendS3Error(request: FastifyRequest, reply: FastifyReply, failure: unknown): FastifyReply {
+  const err = asRefusal(failure);
   const mapped = isWharfError(err) ? S3_CODES[err.code] : undefined;
   const status = mapped?.status ?? 500;
   const specific = isWharfError(err) ? err.details?.s3Code : undefined;

@@ -106,7 +106,15 @@ export async function readCompleteBody(body: Readable): Promise<PartReference[]>
 export function parseCompleteMultipartUpload(xml: string): PartReference[] {
   // Entities of a document type could expand without bound; S3's schema has none.
   if (/<!DOCTYPE|<!ENTITY/i.test(xml) || XMLValidator.validate(xml) !== true) throw malformed();
-  const root = (parser.parse(xml) as Record<string, unknown>).CompleteMultipartUpload;
+  let document: Record<string, unknown>;
+  try {
+    document = parser.parse(xml) as Record<string, unknown>;
+  } catch {
+    // Well-formed but refused by the parser: nested past its limit, or an element named
+    // `__proto__`, `constructor` or `prototype` (it will not build such an object).
+    throw malformed();
+  }
+  const root = document.CompleteMultipartUpload;
   if (typeof root !== 'object' || root === null) throw malformed();
   const parts = (root as { Part?: unknown }).Part;
   if (!Array.isArray(parts) || parts.length === 0) throw malformed();

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { PassThrough, Readable } from 'node:stream';
 import { Server } from '@tus/server';
 import { type DataStore, type Locker, Metadata } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -8,6 +9,7 @@ import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import type { Core } from '../../core/wharf.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
+import type { RoutingErrorShape } from '../routing-errors.js';
 import {
   CHECKSUM_ALGORITHMS,
   CHECKSUM_MISMATCH_STATUS,
@@ -40,6 +42,14 @@ interface TusCall {
 // own account completes it, so another account's key names a different, unknown upload.
 const UPLOAD_NAME = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.[a-z0-9]{1,10})?$/;
 const TUS_VERSION = '1.0.0';
+
+/** Failures before routing (a path that does not decode) as the tus routes answer errors. */
+export const tusRoutingErrors: RoutingErrorShape = {
+  prefixes: [`${TUS_PATH}/`],
+  send: (err, _request, reply) => {
+    reply.status(err.status).header('Tus-Resumable', TUS_VERSION).send(errorBody(err));
+  },
+};
 
 /**
  * tus 1.0 at /v1/tus/ through tus.io's server, with Wharf around it: every request is
@@ -147,7 +157,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
           headers.set('content-length', String(staged.size));
           headers.delete('transfer-encoding');
         } else {
-          body = request.raw;
+          body = endingAtCut(request.raw);
         }
       }
       const tusRequest = new Request(new URL(request.url, publicUrl), {
@@ -240,6 +250,30 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   app.route({ ...route, url: TUS_PATH });
   app.route({ ...route, url: `${TUS_PATH}/` });
   app.route({ ...route, url: `${TUS_PATH}/*` });
+}
+
+/**
+ * The body as tus.io's server is to read it: the client's bytes, then an end, also when the
+ * connection drops before Content-Length was reached. tus keeps what arrived before a cut
+ * (that is what resuming means), but only from a body that ends: one that fails makes
+ * @tus/s3-store drop the tail it holds short of a whole S3 part (and the file store what is
+ * still in its write buffer), so a cut PATCH lost everything after the last 8 MiB boundary.
+ * Backpressure holds as with pipe(); what the request still buffers when it is destroyed is
+ * taken along, so the body is every byte the server read.
+ */
+function endingAtCut(raw: IncomingMessage): Readable {
+  const body = new PassThrough();
+  raw.pipe(body);
+  const cut = () => {
+    raw.unpipe(body);
+    for (let chunk = raw.read(); chunk !== null; chunk = raw.read()) body.write(chunk);
+    body.end();
+  };
+  raw.once('aborted', cut);
+  raw.once('error', () => {
+    if (!body.writableEnded) cut();
+  });
+  return body;
 }
 
 /** A request with a body to hand on; with `nonEmpty`, only one that has bytes. */

@@ -1,7 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { App } from '../../api/context.js';
-import { presentedKey } from '../../plugins/auth.js';
 import type { CompatContext } from '../context.js';
 import { asNotFound } from './errors.js';
 import { blobRecord, holderOf, resolveBlob, verifyBlob } from './records.js';
@@ -25,7 +24,7 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
       },
     },
     async (request) => {
-      const principal = await core.keys.authenticate(presentedKey(request));
+      const principal = request.principal!;
       const ref = (() => {
         try {
           return verifyBlob(core, request.params.signed_id);
@@ -40,6 +39,7 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
   app.get(
     '/rails/active_storage/blobs/redirect/:signed_id/:filename',
     {
+      config: { auth: 'none' },
       schema: {
         summary:
           'Redirect to a short-lived signed download URL of the blob (no key: the signed_id is the credential)',

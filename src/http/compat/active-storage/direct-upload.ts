@@ -2,7 +2,6 @@ import contentDisposition from 'content-disposition';
 import { isWharfError, WharfError } from '../../../core/errors.js';
 import { validateContentType, validateFileName } from '../../../core/names.js';
 import type { App } from '../../api/context.js';
-import { presentedKey } from '../../plugins/auth.js';
 import type { CompatContext } from '../context.js';
 import { parseChecksum } from './checksum.js';
 import { fieldError } from './errors.js';
@@ -40,7 +39,7 @@ export async function directUploadRoute(app: App, { core }: CompatContext): Prom
       },
     },
     async (request): Promise<BlobRecord> => {
-      const principal = await core.keys.authenticate(presentedKey(request));
+      const principal = request.principal!;
       const { blob } = request.body;
       const name = checked('filename', blob.filename, () => validateFileName(blob.filename));
       const contentType = checked('content_type', blob.content_type, () =>
@@ -55,6 +54,9 @@ export async function directUploadRoute(app: App, { core }: CompatContext): Prom
 
       const known = await core.assets.findByDigest(principal, checksum);
       if (known && known.size === blob.byte_size) return assetRecord(core, known, blob.checksum);
+      // Declared again right after its PUT: on S3 nothing has told Wharf of that PUT yet.
+      const arrived = await core.arrivals.completeByDigest(principal, checksum, blob.byte_size);
+      if (arrived) return assetRecord(core, arrived.asset, blob.checksum);
 
       const [result] = await core.uploads.createPresigned(principal, [
         { name, contentType, size: blob.byte_size, ...checksum, intent: { autoComplete: true } },

@@ -21,6 +21,21 @@ export class RequestValidationError extends Error {
   }
 }
 
+// Longer than any valid value of this API's fields (a file name is at most 255 bytes).
+const MAX_ECHOED_STRING = 255;
+
+/**
+ * Pydantic echoes the refused value as `input`, whatever it is; Wharf echoes only a value
+ * that is one field's scalar (a number, a short string): an object or array is whatever a
+ * client chose to send, and sending it back costs as much again (a deeply nested one cannot
+ * even be serialized) and reflects it to whoever reads the answer.
+ */
+export function echoed(input: unknown): { input?: unknown } {
+  if (input === null || typeof input === 'number' || typeof input === 'boolean') return { input };
+  if (typeof input === 'string' && input.length <= MAX_ECHOED_STRING) return { input };
+  return {};
+}
+
 /** A core refusal of one field's value, reported as Pydantic reports a failed validator. */
 export function fieldError(
   loc: (string | number)[],
@@ -28,7 +43,13 @@ export function fieldError(
   input: unknown,
 ): RequestValidationError {
   return new RequestValidationError([
-    { loc, msg: `Value error, ${err.message}`, type: 'value_error', input, ctx: { error: err.message } },
+    {
+      loc,
+      msg: `Value error, ${err.message}`,
+      type: 'value_error',
+      ...echoed(input),
+      ctx: { error: err.message },
+    },
   ]);
 }
 
@@ -82,23 +103,28 @@ function typeError(expected: string, input: unknown): Pick<ValidationDetail, 'ty
 /** An ajv error (compiled with `verbose`, so it carries the offending value) as Pydantic words it. */
 function fromAjv(error: ErrorObject, part: string): ValidationDetail {
   const loc: (string | number)[] = [part, ...pointer(error.instancePath)];
-  const input: unknown = error.data;
+  const input = echoed(error.data);
   const params = error.params as Record<string, unknown>;
   switch (error.keyword) {
     case 'required':
-      return { loc: [...loc, String(params.missingProperty)], msg: 'Field required', type: 'missing', input };
+      return {
+        loc: [...loc, String(params.missingProperty)],
+        msg: 'Field required',
+        type: 'missing',
+        ...input,
+      };
     case 'type':
       // FastAPI reads an absent or `null` body as a missing one.
-      if (error.instancePath === '' && (input === undefined || input === null)) {
+      if (error.instancePath === '' && (error.data === undefined || error.data === null)) {
         return { loc, msg: 'Field required', type: 'missing', input: null };
       }
-      return { loc, ...typeError(String(params.type), input), input };
+      return { loc, ...typeError(String(params.type), error.data), ...input };
     case 'minimum':
       return {
         loc,
         msg: `Input should be greater than or equal to ${params.limit}`,
         type: 'greater_than_equal',
-        input,
+        ...input,
         ctx: { ge: params.limit },
       };
     case 'maxLength':
@@ -106,11 +132,11 @@ function fromAjv(error: ErrorObject, part: string): ValidationDetail {
         loc,
         msg: `String should have at most ${params.limit} characters`,
         type: 'string_too_long',
-        input,
+        ...input,
         ctx: { max_length: params.limit },
       };
     default:
-      return { loc, msg: error.message ?? 'Invalid value', type: 'value_error', input };
+      return { loc, msg: error.message ?? 'Invalid value', type: 'value_error', ...input };
   }
 }
 
@@ -175,7 +201,8 @@ export function activeStorageErrorHandler(
           msg: 'JSON decode error',
           type: 'json_invalid',
           input: {},
-          ctx: { error: err.message },
+          // The parser's own message quotes the body around the fault; this says enough.
+          ctx: { error: 'The body is not valid JSON.' },
         },
       ],
     });
@@ -196,6 +223,25 @@ export function activeStorageErrorHandler(
   const mapped = mapError(err);
   logFailure(request, err, mapped.status);
   reply.status(mapped.status).send(errorBody(mapped.status, mapped.code, mapped.message));
+}
+
+/**
+ * A failure before routing: a path that does not decode is a bad path parameter (422 at
+ * `["path"]`, as FastAPI locates path errors); anything else (414 for an over-long signed id)
+ * is the document's ErrorResponse.
+ */
+export function activeStorageRoutingError(
+  err: WharfError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  if (err.code === 'VALIDATION_FAILED') {
+    reply
+      .status(422)
+      .send({ detail: [{ loc: ['path'], msg: `Value error, ${err.message}`, type: 'value_error' }] });
+    return;
+  }
+  activeStorageErrorHandler(err, request, reply);
 }
 
 /** A signed id that does not verify reads as a record that does not exist (Rails' find_signed!). */

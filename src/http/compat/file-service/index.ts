@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { WharfError } from '../../../core/errors.js';
 import type { App } from '../../api/context.js';
+import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { authenticateFileService } from './auth.js';
 import { fileServiceErrorHandler, sendError } from './errors.js';
@@ -10,6 +11,12 @@ import { readRoutes } from './read.js';
 import { uploadRoute } from './upload.js';
 
 export const FILE_SERVICE_PREFIX = '/api_gateway/file-service';
+
+/** Failures before routing (a bad percent-encoding, an over-long name) in this API's envelope. */
+export const fileServiceRoutingErrors: RoutingErrorShape = {
+  prefixes: [`${FILE_SERVICE_PREFIX}/`],
+  send: (err, request, reply) => sendError(request, reply, err),
+};
 
 /**
  * The namespaced file service with versions (seed 003, Capillary's file-service API):

@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { presentedKey } from '../../plugins/auth.js';
+import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { fileSpinErrorHandler } from './errors.js';
 import { registerAssetRoute } from './register-asset.js';
@@ -12,6 +13,12 @@ function fileSpinKey(request: FastifyRequest): string | undefined {
   if (typeof header === 'string' && header !== '') return header;
   return presentedKey(request);
 }
+
+/** Failures before routing in this API's error shape (its paths lie inside netiks's). */
+export const fileSpinRoutingErrors: RoutingErrorShape = {
+  prefixes: ['/api/v1/assets/new/'],
+  send: fileSpinErrorHandler,
+};
 
 /**
  * FileSpin (seed 004): presigned S3 POST upload, then register_asset. Storage is whatever

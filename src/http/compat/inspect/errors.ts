@@ -11,7 +11,7 @@ export interface InspectError {
 // The document lists 400, 401, 403, 404 and 500 for its endpoint; refusals of the request
 // itself that Wharf would answer with a more specific 4xx are its 400 here. Conflict (409)
 // and Gone (410) only come from the completion route Wharf added, and are documented there.
-const AS_BAD_REQUEST = new Set([411, 413, 415, 416]);
+const AS_BAD_REQUEST = new Set([411, 413, 414, 415, 416]);
 
 export function inspectError(status: number, description: string): InspectError {
   return { error: STATUS_CODES[status] ?? 'Error', errorDescription: description };

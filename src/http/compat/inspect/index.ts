@@ -1,10 +1,19 @@
 import type { FastifyInstance } from 'fastify';
 import type { App } from '../../api/context.js';
 import { authenticate } from '../../plugins/auth.js';
+import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { inspectErrorHandler, inspectNotFound } from './errors.js';
 import { fileRoutes } from './files.js';
 import { presignedRoute } from './presigned.js';
+
+export const INSPECT_PREFIX = '/api/inspect';
+
+/** Failures before routing (an over-long id) in this API's error shape. */
+export const inspectRoutingErrors: RoutingErrorShape = {
+  prefixes: [`${INSPECT_PREFIX}/`],
+  send: inspectErrorHandler,
+};
 
 /**
  * The Inspect file API (seed 001): presigned uploads of files that belong to an entity, under
@@ -22,6 +31,6 @@ export async function inspectCompat(app: FastifyInstance, { core }: CompatContex
       presignedRoute(scope, core);
       fileRoutes(scope, core);
     },
-    { prefix: '/api/inspect' },
+    { prefix: INSPECT_PREFIX },
   );
 }

@@ -9,8 +9,10 @@ const URL_VALIDITY_SECONDS = 15 * 60;
 
 const PresignedBody = Type.Object(
   {
-    // The document names this field only in prose ("Unique identifier (ID) for the entity");
-    // clients spell it one of these ways.
+    // The document describes this field only in prose ("Unique identifier (ID) for the
+    // entity"), and its 201 answer names the field it describes the same way `id`: clients
+    // send `id`. Other spellings seen in clients are accepted too.
+    id: Type.Optional(EntityId),
     entityId: Type.Optional(EntityId),
     entityID: Type.Optional(EntityId),
     entity_id: Type.Optional(EntityId),
@@ -31,13 +33,18 @@ const PresignedBody = Type.Object(
   { additionalProperties: true },
 );
 
-function entityIdOf(body: { entityId?: string; entityID?: string; entity_id?: string }): string {
-  const given = [body.entityId, body.entityID, body.entity_id].filter((v) => v !== undefined);
-  if (given.length === 0) throw new WharfError('VALIDATION_FAILED', 'body must have property entityId');
+type EntityFields = { id?: string; entityId?: string; entityID?: string; entity_id?: string };
+
+/**
+ * The entity the file belongs to, if the request names one. The document does not say the
+ * field is required, and a file stands on its own without it (its entity is then null).
+ */
+function entityIdOf(body: EntityFields): string | undefined {
+  const given = [body.id, body.entityId, body.entityID, body.entity_id].filter((v) => v !== undefined);
   if (new Set(given).size > 1) {
-    throw new WharfError('VALIDATION_FAILED', 'entityId, entityID and entity_id disagree');
+    throw new WharfError('VALIDATION_FAILED', 'id, entityId, entityID and entity_id name different entities');
   }
-  return given[0]!;
+  return given[0];
 }
 
 /** POST /api/inspect/v1/file/upload/presigned: a URL to PUT the bytes to, or the file already held. */
@@ -50,7 +57,9 @@ export function presignedRoute(app: App, core: Core): void {
         description:
           'A presigned URL (valid 15 minutes) to PUT the file to with the declared Content-Type (201), or, when ' +
           "the account already holds a file with this SHA-256, only that file's id (200). The URL binds the " +
-          'Content-Type and size; the SHA-256 is checked when the bytes arrive and again on completion.',
+          'Content-Type and size; the SHA-256 is checked when the bytes arrive and again on completion. The ' +
+          'entity the file belongs to is `id` (as the document names it; `entityId`, `entityID` and ' +
+          '`entity_id` are accepted too) and is optional.',
         tags: TAGS,
         body: PresignedBody,
         response: {
@@ -78,7 +87,7 @@ export function presignedRoute(app: App, core: Core): void {
             contentType: body.contentType,
             size: body.size,
             sha256: body.hash,
-            intent: { metadata: { entityId } },
+            intent: { metadata: entityId === undefined ? {} : { entityId } },
           },
         ],
         // The document's client sends Content-Type and nothing else with its PUT.

@@ -1,11 +1,18 @@
 import multipart from '@fastify/multipart';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
+import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { netiksErrorHandler } from './errors.js';
 import { presignedUrlRoutes } from './presigned-urls.js';
 import { readAssetRoutes } from './read-asset.js';
 import { uploadFileRoutes } from './upload-file.js';
+
+/** Failures before routing (an over-long asset id) in this API's error shape. */
+export const netiksRoutingErrors: RoutingErrorShape = {
+  prefixes: ['/api/v1/assets/'],
+  send: netiksErrorHandler,
+};
 
 /**
  * netiks cloud's developer assets API (seed 000): a single-file multipart upload, and a

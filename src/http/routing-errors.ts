@@ -1,0 +1,49 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { WharfError } from '../core/errors.js';
+
+/** Fastify's router refuses path parameters longer than this (find-my-way's maxParamLength). */
+export const MAX_PARAM_LENGTH = 500;
+
+/** Sends a failure that happened before routing in the error shape of one path's clients. */
+export type RoutingErrorSender = (err: WharfError, request: FastifyRequest, reply: FastifyReply) => void;
+
+/** The paths (prefixes ending in `/`) whose clients read one error shape, and that shape. */
+export interface RoutingErrorShape {
+  prefixes: readonly string[];
+  send: RoutingErrorSender;
+}
+
+/**
+ * A failure of Fastify's router as a Wharf refusal. Its own messages quote the whole path,
+ * which a client already has and a log line should not carry twice: these say what is wrong.
+ */
+export function routingError(err: FastifyError): WharfError {
+  switch (err.code) {
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new WharfError(
+        'URI_TOO_LONG',
+        `A segment of the path is longer than ${MAX_PARAM_LENGTH} characters; no id or name is that long.`,
+      );
+    case 'FST_ERR_BAD_URL':
+      return new WharfError('VALIDATION_FAILED', 'The path is not a valid percent-encoded URL.');
+    default:
+      // FST_ERR_ASYNC_CONSTRAINT: Wharf's routes have no constraints, so this is a fault.
+      return new WharfError('INTERNAL', 'Internal server error.');
+  }
+}
+
+/**
+ * The error shape for `url`: the longest matching prefix wins (FileSpin's
+ * `/api/v1/assets/new/` inside netiks's `/api/v1/assets/`); undefined for the native API's.
+ */
+export function shapeFor(shapes: readonly RoutingErrorShape[], url: string): RoutingErrorSender | undefined {
+  let best: { length: number; send: RoutingErrorSender } | undefined;
+  for (const shape of shapes) {
+    for (const prefix of shape.prefixes) {
+      if (url.startsWith(prefix) && prefix.length > (best?.length ?? -1)) {
+        best = { length: prefix.length, send: shape.send };
+      }
+    }
+  }
+  return best?.send;
+}

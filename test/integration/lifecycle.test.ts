@@ -1,0 +1,373 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { loadConfig } from '../../src/config.js';
+import { createWharf } from '../../src/server.js';
+import { type Backing, pendingWrites, provision, storedKeys } from '../helpers/deployment.js';
+import { api } from '../helpers/http.js';
+import { alive, listening, type Running, run, sql } from '../helpers/process.js';
+import { freePort } from '../helpers/wharf.js';
+
+/**
+ * The server as a process: what it says and how it exits when its start fails, how it makes
+ * the first admin key, and how it stops on SIGTERM and SIGINT. On both deployments (the
+ * database and storage come from provision()).
+ */
+
+const KEY = /\bwharf_[A-Za-z0-9_-]{43}\b/;
+const NO_STACK = /^\s+at /m;
+const LISTENING = /"msg":"Wharf is listening/;
+
+interface Installation {
+  dataDir: string;
+  backing: Backing;
+  env: Record<string, string>;
+  /** Where its metadata lives (the SQLite file, or the scaled deployment's database). */
+  databaseUrl: string;
+}
+
+const made: Installation[] = [];
+const running: Running[] = [];
+
+after(async () => {
+  for (const r of running)
+    if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+  await Promise.all(running.map((r) => r.exited));
+  for (const i of made) {
+    await i.backing.release();
+    await rm(i.dataDir, { recursive: true, force: true });
+  }
+});
+
+async function installation(extra: Record<string, string> = {}): Promise<Installation> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'wharf-lifecycle-'));
+  const backing = await provision();
+  const env = {
+    WHARF_HOST: '127.0.0.1',
+    WHARF_PORT: String(await freePort()),
+    WHARF_DATA_DIR: dataDir,
+    WHARF_SWEEP_INTERVAL: '0',
+    WHARF_JOB_INTERVAL_MS: '0',
+    ...backing.env,
+    ...extra,
+  };
+  const made1 = { dataDir, backing, env, databaseUrl: loadConfig(env).databaseUrl };
+  made.push(made1);
+  return made1;
+}
+
+function start(env: Record<string, string>): Running {
+  const r = run(env);
+  running.push(r);
+  return r;
+}
+
+/** The keys the installation holds, read with the CLI as an operator would. */
+async function keyIds(inst: Installation): Promise<string[]> {
+  const cli = run(inst.env, [
+    process.execPath,
+    '--import',
+    'tsx',
+    'src/cli/main.ts',
+    'keys',
+    'list',
+    '--json',
+  ]);
+  const exit = await cli.exited;
+  assert.equal(exit.code, 0, cli.stderr());
+  return JSON.parse(cli.stdout()).map((k: { id: string }) => k.id);
+}
+
+describe('a start that cannot succeed', () => {
+  test('bad configuration: every problem at once, one line each naming its variable, no stack, no password', async () => {
+    const inst = await installation();
+    const r = start({
+      ...inst.env,
+      WHARF_PORT: 'eighty',
+      WHARF_LOG_LEVEL: 'verbose',
+      WHARF_DATABASE_URL: 'postgress://wharf:hunter2secret@db.example.internal:5432/wharf',
+      WHARF_MAX_FILE_SIZE: '-1',
+    });
+    const exit = await r.exited;
+    assert.equal(exit.code, 1);
+    const lines = r.stderr().trim().split('\n');
+    assert.equal(lines.length, 4, r.stderr());
+    for (const [i, name] of [
+      'WHARF_PORT',
+      'WHARF_DATABASE_URL',
+      'WHARF_MAX_FILE_SIZE',
+      'WHARF_LOG_LEVEL',
+    ].entries()) {
+      assert.ok(lines[i]!.startsWith(`wharf: ${name} `), `line ${i + 1} names ${name}: ${lines[i]}`);
+    }
+    assert.match(r.stderr(), /"postgress:" \(did you mean "postgres:"\?\)/);
+    assert.doesNotMatch(r.stderr(), /hunter2/);
+    assert.doesNotMatch(r.stderr(), NO_STACK);
+    assert.equal(r.stdout(), '');
+  });
+
+  test('bad log level: one line, exit 1', async () => {
+    const inst = await installation();
+    const r = start({ ...inst.env, WHARF_LOG_LEVEL: 'verbose' });
+    assert.equal((await r.exited).code, 1);
+    assert.equal(
+      r.stderr(),
+      'wharf: WHARF_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"\n',
+    );
+  });
+
+  test('port in use: one line naming WHARF_PORT, exit 1, and no key is made; the next start prints one that works', async () => {
+    const inst = await installation();
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(Number(inst.env.WHARF_PORT), '127.0.0.1', resolve));
+    try {
+      const r = start(inst.env);
+      assert.equal((await r.exited).code, 1);
+      assert.equal(
+        r.stderr(),
+        `wharf: WHARF_PORT ${inst.env.WHARF_PORT}: 127.0.0.1:${inst.env.WHARF_PORT} is already in use (another Wharf, or another server?).\n`,
+      );
+      assert.doesNotMatch(r.stdout(), KEY, 'no key is printed');
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+    assert.deepEqual(await keyIds(inst), [], 'the failed start made no key');
+
+    const again = start(inst.env);
+    await again.waitFor(LISTENING);
+    const key = KEY.exec(again.stdout())?.[0];
+    assert.ok(key, again.stdout());
+    const keys = await api(`http://127.0.0.1:${inst.env.WHARF_PORT}`, key, 'GET', '/v1/keys');
+    assert.equal(keys.status, 200);
+    assert.equal(keys.body.data.length, 1);
+    again.child.kill('SIGTERM');
+    assert.equal((await again.exited).code, 0);
+  });
+
+  test('a data directory that cannot be written: one line naming WHARF_DATA_DIR, exit 1', async () => {
+    // Under a file: refused to root as well (the tests run as root, whom permissions do not stop).
+    const inst = await installation();
+    const file = join(inst.dataDir, 'a-file');
+    await writeFile(file, '');
+    const r = start({ ...inst.env, WHARF_DATA_DIR: join(file, 'data') });
+    assert.equal((await r.exited).code, 1);
+    assert.equal(
+      r.stderr(),
+      `wharf: WHARF_DATA_DIR ${join(file, 'data')} is not a writable directory (ENOTDIR: a part of the path is a file).\n`,
+    );
+  });
+
+  test('unknown WHARF_* variables are warned about, one line each, and the server starts', async () => {
+    const inst = await installation({ WHARF_API_KEY: `wharf-lifecycle-${randomBytes(8).toString('hex')}` });
+    const r = start({ ...inst.env, WHARF_PROT: '9999', WHARF_FEATURE_FLAGS: 'x' });
+    await r.waitFor(LISTENING);
+    assert.equal(
+      r.stderr(),
+      'wharf: warning: WHARF_FEATURE_FLAGS is not a Wharf setting and is ignored.\n' +
+        'wharf: warning: WHARF_PROT is not a Wharf setting and is ignored (did you mean WHARF_PORT?).\n',
+    );
+    r.child.kill('SIGTERM');
+    assert.equal((await r.exited).code, 0);
+  });
+});
+
+describe('the first admin key', () => {
+  test('is printed before it is stored: when storing it fails, the start fails saying so, and the next start prints one that works', async () => {
+    const inst = await installation();
+    // The schema, made by a first command; then a trigger that refuses every new key.
+    assert.deepEqual(await keyIds(inst), []);
+    const postgres = /^postgres/.test(inst.databaseUrl);
+    await sql(
+      inst.databaseUrl,
+      postgres
+        ? `create function refuse_key() returns trigger language plpgsql as $$ begin raise exception 'refused by the test'; end $$;
+           create trigger refuse_key before insert on api_keys for each row execute function refuse_key();`
+        : `create trigger refuse_key before insert on api_keys begin select raise(abort, 'refused by the test'); end`,
+    );
+
+    const failing = start(inst.env);
+    const exit = await failing.exited;
+    assert.equal(exit.code, 1, failing.stderr());
+    const shown = KEY.exec(failing.stdout())?.[0];
+    assert.ok(shown, 'the key was printed before the insert failed');
+    assert.match(failing.stderr(), /refused by the test/);
+    assert.match(failing.stderr(), /The key printed above was not stored and does not work/);
+    assert.deepEqual(await keyIds(inst), [], 'no key exists that was not printed');
+
+    await sql(inst.databaseUrl, 'drop trigger refuse_key' + (postgres ? ' on api_keys' : ''));
+    const next = start(inst.env);
+    await next.waitFor(LISTENING);
+    const key = KEY.exec(next.stdout())?.[0];
+    assert.ok(key && key !== shown);
+    const base = `http://127.0.0.1:${inst.env.WHARF_PORT}`;
+    assert.equal((await api(base, key, 'GET', '/v1/keys')).status, 200);
+    assert.equal((await api(base, shown, 'GET', '/v1/keys')).status, 401);
+    next.child.kill('SIGTERM');
+    assert.equal((await next.exited).code, 0);
+  });
+});
+
+/** A raw-body upload whose body the test sends in two steps, to be in flight when a signal comes. */
+function upload(port: number, key: string, body: Buffer, firstBytes: number) {
+  const req = request(`http://127.0.0.1:${port}/v1/assets?name=in-flight.bin`, {
+    method: 'POST',
+    headers: {
+      'x-api-key': key,
+      'content-type': 'application/octet-stream',
+      'content-length': String(body.length),
+    },
+  });
+  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    req.once('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+      });
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+  });
+  req.write(body.subarray(0, firstBytes));
+  return {
+    answer,
+    rest() {
+      req.end(body.subarray(firstBytes));
+    },
+  };
+}
+
+/** Until storage holds the upload's partial write: then it is surely in flight. */
+async function writeUnderway(inst: Installation): Promise<void> {
+  const server = { dataDir: inst.dataDir, backingEnv: inst.backing.env };
+  for (let i = 0; i < 600 && (await pendingWrites(server)).length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal((await pendingWrites(server)).length, 1, 'a write is in progress');
+}
+
+describe('stopping', () => {
+  const MiB = 1024 * 1024;
+
+  test('SIGINT with an upload in flight: no new connection is taken, the upload finishes and is acknowledged, exit 0', async () => {
+    const key = `wharf-lifecycle-${randomBytes(8).toString('hex')}`;
+    const inst = await installation({ WHARF_API_KEY: key, WHARF_SHUTDOWN_TIMEOUT: '600' });
+    const r = start(inst.env);
+    await r.waitFor(LISTENING);
+    const port = Number(inst.env.WHARF_PORT);
+    // More than one 8 MiB part first, so that S3 storage has a multipart upload open.
+    const body = randomBytes(24 * MiB);
+    const up = upload(port, key, body, 16 * MiB);
+    await writeUnderway(inst);
+
+    r.child.kill('SIGINT');
+    await r.waitFor(/"msg":"SIGINT: stopping/);
+    // The listening socket closes as the stop begins (not at a known instant): wait for it.
+    for (let i = 0; i < 600 && (await listening(port)); i++) await new Promise((res) => setTimeout(res, 50));
+    assert.equal(await listening(port), false, 'a stopping server takes no new connection');
+    up.rest();
+    const answer = await up.answer;
+    assert.equal(answer.status, 201, answer.body);
+    const asset = JSON.parse(answer.body).asset;
+    assert.equal(asset.sha256, createHash('sha256').update(body).digest('hex'));
+    assert.deepEqual(await r.exited, { code: 0, signal: null });
+    assert.match(r.stdout(), /"msg":"stopped"/);
+
+    // What was acknowledged is there after the stop.
+    const wharf = await createWharf(loadConfig(inst.env));
+    try {
+      await wharf.app.listen({ host: '127.0.0.1', port });
+      const content = await fetch(`http://127.0.0.1:${port}/v1/assets/${asset.id}/content`, {
+        headers: { 'x-api-key': key },
+      });
+      assert.equal(content.status, 200);
+      const stored = Buffer.from(await content.arrayBuffer());
+      assert.equal(createHash('sha256').update(stored).digest('hex'), asset.sha256);
+    } finally {
+      await wharf.close();
+    }
+  });
+
+  test('SIGTERM with an upload that cannot finish within WHARF_SHUTDOWN_TIMEOUT: it is cut, the client gets an error, nothing of it is left, exit 0', async () => {
+    const key = `wharf-lifecycle-${randomBytes(8).toString('hex')}`;
+    const inst = await installation({ WHARF_API_KEY: key, WHARF_SHUTDOWN_TIMEOUT: '1' });
+    const r = start(inst.env);
+    await r.waitFor(LISTENING);
+    const up = upload(Number(inst.env.WHARF_PORT), key, randomBytes(24 * MiB), 16 * MiB);
+    await writeUnderway(inst);
+
+    // The rest of the body never comes.
+    r.child.kill('SIGTERM');
+    const outcome = await up.answer.then(
+      (answer) => `answered ${answer.status}`,
+      (err: NodeJS.ErrnoException) => `failed ${err.code ?? err.message}`,
+    );
+    assert.match(
+      outcome,
+      /^failed |^answered [45]\d\d$/,
+      `the client sees an error, not a success: ${outcome}`,
+    );
+    assert.deepEqual(await r.exited, { code: 0, signal: null });
+    assert.match(r.stdout(), /"msg":"stopped; 1 request\(s\) still running at the deadline were cut off"/);
+
+    const server = { dataDir: inst.dataDir, backingEnv: inst.backing.env };
+    assert.deepEqual(
+      await pendingWrites(server),
+      [],
+      'no partial write is left (temp file, open multipart upload)',
+    );
+    assert.deepEqual(await storedKeys(server), [], 'no bytes are stored');
+    const assets = await sql(inst.databaseUrl, 'select id from assets');
+    assert.deepEqual(assets, [], 'no asset');
+    const uploads = await sql(inst.databaseUrl, 'select status from uploads');
+    assert.deepEqual(
+      uploads.map((u) => u.status),
+      ['expired'],
+      'the handler finished its clean-up before the database closed',
+    );
+  });
+
+  test('SIGTERM during start-up (waiting for storage that does not answer): exits 0 without ever listening', async () => {
+    // An "S3 store" that accepts connections and never answers: the start waits at the bucket check.
+    const sockets: Socket[] = [];
+    let reached: () => void = () => {};
+    const contacted = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const silent: Server = createServer((socket) => {
+      sockets.push(socket);
+      reached();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = silent.address();
+    const storePort = typeof address === 'object' && address ? address.port : 0;
+    try {
+      const inst = await installation({ WHARF_SHUTDOWN_TIMEOUT: '1' });
+      const r = start({
+        ...inst.env,
+        WHARF_STORAGE: 's3',
+        WHARF_S3_ENDPOINT: `http://127.0.0.1:${storePort}`,
+        WHARF_S3_BUCKET: 'never-answers',
+        WHARF_S3_ACCESS_KEY_ID: 'test',
+        WHARF_S3_SECRET_ACCESS_KEY: 'test-secret',
+      });
+      await contacted;
+      r.child.kill('SIGTERM');
+      const exit = await r.exited;
+      assert.deepEqual(exit, { code: 0, signal: null }, r.stderr());
+      assert.match(r.stderr(), /^wharf: SIGTERM during start-up: stopping\.$/m);
+      assert.doesNotMatch(r.stderr(), NO_STACK);
+      assert.doesNotMatch(r.stdout(), LISTENING);
+      assert.equal(alive(r.child.pid!), false);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+});

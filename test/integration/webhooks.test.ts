@@ -1,0 +1,825 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { hostname } from 'node:os';
+import { after, before, describe, test } from 'node:test';
+import { Webhook } from 'standardwebhooks';
+import { isPublicAddress } from '../../src/core/webhook-addresses.js';
+import { DELIVERY_DELAYS_MS } from '../../src/core/webhooks.js';
+import { createAsset, dbQuery } from '../helpers/assets.js';
+import { api } from '../helpers/http.js';
+import { Receiver } from '../helpers/receiver.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+/**
+ * Webhook endpoints over real HTTP, delivered to a receiver that verifies every request with
+ * the `standardwebhooks` library. Jobs are drained by the test and time moved by its clock,
+ * so retries happen when the test says, never after a wait.
+ */
+
+// biome-ignore lint/suspicious/noExplicitAny: JSON bodies are walked dynamically
+type Json = any;
+
+const PRIVATE_OK = { WHARF_WEBHOOK_ALLOW_PRIVATE: 'true', WHARF_WEBHOOK_TIMEOUT_MS: '2000' };
+
+let w: TestWharf;
+const receivers: Receiver[] = [];
+before(async () => {
+  w = await startWharf({ env: PRIVATE_OK });
+});
+after(async () => {
+  for (const r of receivers) await r.close();
+  await w?.close();
+});
+
+async function receiver(port?: number): Promise<Receiver> {
+  const r = await Receiver.start(port);
+  receivers.push(r);
+  return r;
+}
+
+interface Endpoint {
+  id: string;
+  secret: string;
+}
+
+/** Creates an endpoint for `r` and teaches `r` its secret. */
+async function endpoint(
+  key: string,
+  r: Receiver,
+  body: Record<string, unknown> = {},
+  server: TestWharf = w,
+): Promise<Endpoint> {
+  const res = await api(server.url, key, 'POST', '/v1/webhooks', { url: r.url, ...body });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  r.secrets.push(res.body.secret);
+  return { id: res.body.webhook.id, secret: res.body.secret };
+}
+
+async function events(key: string, server: TestWharf = w): Promise<Json[]> {
+  const res = await api(server.url, key, 'GET', '/v1/events?limit=1000');
+  assert.equal(res.status, 200);
+  return res.body.data;
+}
+
+async function deliveries(key: string, id: string, query = '', server: TestWharf = w): Promise<Json[]> {
+  const res = await api(server.url, key, 'GET', `/v1/webhooks/${id}/deliveries?limit=200${query}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.data;
+}
+
+async function delivery(key: string, id: string, deliveryId: string): Promise<Json> {
+  const res = await api(w.url, key, 'GET', `/v1/webhooks/${id}/deliveries/${deliveryId}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body;
+}
+
+const drain = (server: TestWharf = w) => server.wharf.core.jobs.drain();
+
+/**
+ * Every event of the account the receiver wanted reached it exactly once per webhook-id, that id
+ * being the event's, with the event's own type, timestamp and data.
+ */
+async function assertReceivedAll(key: string, r: Receiver, wanted: (type: string) => boolean = () => true) {
+  assert.deepEqual(r.invalid, []);
+  const expected = (await events(key)).filter((e) => wanted(e.type));
+  const ids = new Set(r.accepted.map((d) => d.id));
+  assert.deepEqual(
+    [...ids].sort(),
+    expected.map((e) => e.id).sort(),
+    'one webhook-id per event, the event id',
+  );
+  for (const e of expected) {
+    for (const got of r.accepted.filter((d) => d.id === e.id)) {
+      assert.deepEqual(got.payload, { type: e.type, timestamp: e.timestamp, data: e.data });
+    }
+  }
+}
+
+describe('delivery', () => {
+  test('an upload reaches the endpoint signed as Standard Webhooks says, with the event’s data', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    await endpoint(key, r);
+    const asset = await createAsset(w, key, 'hello.txt', 'hello webhooks', 'text/plain');
+    await drain();
+    await assertReceivedAll(key, r);
+    assert.deepEqual(
+      r.accepted.map((d) => d.payload!.type),
+      ['upload.created', 'asset.created', 'upload.completed', 'asset.processed'],
+    );
+    const completed = r.accepted.find((d) => d.payload!.type === 'upload.completed')!;
+    assert.equal(completed.payload!.data.asset.id, asset.id);
+    assert.equal(completed.payload!.data.asset.sha256, asset.sha256);
+    assert.equal(completed.headers['content-type'], 'application/json');
+    assert.match(String(completed.headers['user-agent']), /^Wharf/);
+    assert.match(completed.timestamp, /^\d+$/);
+    assert.match(String(completed.headers['webhook-signature']), /^v1,[A-Za-z0-9+/]+=*$/);
+    // The body is exactly what was signed: minified JSON of {type, timestamp, data}.
+    assert.deepEqual(Object.keys(JSON.parse(completed.body)), ['type', 'timestamp', 'data']);
+    const log = await deliveries(key, (await api(w.url, key, 'GET', '/v1/webhooks')).body.data[0].id);
+    assert.equal(log.length, 4);
+    for (const d of log) {
+      assert.equal(d.status, 'succeeded');
+      assert.equal(d.attempts, 1);
+      assert.equal(d.response_status, 204);
+      assert.equal(typeof d.latency_ms, 'number');
+      assert.equal(d.next_attempt_at, null);
+    }
+  });
+
+  test('event_types filters by exact type and family', async () => {
+    const { key } = await w.newAccount();
+    const exact = await receiver();
+    const family = await receiver();
+    await endpoint(key, exact, { event_types: ['upload.completed'] });
+    await endpoint(key, family, { event_types: ['asset.*'] });
+    await createAsset(w, key, 'f.bin', randomBytes(100));
+    await drain();
+    await assertReceivedAll(key, exact, (t) => t === 'upload.completed');
+    await assertReceivedAll(key, family, (t) => t.startsWith('asset.'));
+  });
+
+  test('a disabled endpoint gets nothing; deleting one cancels what it had pending', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(key, r, { enabled: false });
+    await createAsset(w, key, 'off.bin', randomBytes(10));
+    await drain();
+    assert.equal(r.requests.length, 0);
+    assert.deepEqual(await deliveries(key, hook.id), []);
+
+    const other = await receiver();
+    const second = await endpoint(key, other);
+    await createAsset(w, key, 'pending.bin', randomBytes(10));
+    const pending = await deliveries(key, second.id);
+    assert.ok(pending.length > 0);
+    assert.ok(pending.every((d) => d.status === 'pending'));
+    assert.equal((await api(w.url, key, 'DELETE', `/v1/webhooks/${second.id}`)).status, 204);
+    await drain();
+    assert.equal(other.requests.length, 0);
+    const rows = dbQuery<{ status: string }>(
+      w,
+      'select status from webhook_deliveries where webhook_id = ?',
+      second.id,
+    );
+    assert.ok(rows.length > 0);
+    assert.ok(rows.every((d) => d.status === 'cancelled'));
+    assert.equal((await api(w.url, key, 'GET', `/v1/webhooks/${second.id}`)).status, 404);
+  });
+});
+
+describe('managing endpoints', () => {
+  test('create, list, get, update and delete; the secret is whsec_ and readable by admins', async () => {
+    const { key } = await w.newAccount();
+    const created = await api(w.url, key, 'POST', '/v1/webhooks', {
+      url: 'https://hooks.example.com/wharf',
+      event_types: ['upload.completed', 'asset.*'],
+      description: 'orders app',
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const { webhook, secret } = created.body;
+    assert.match(secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+    assert.doesNotThrow(() => new Webhook(secret));
+    assert.equal(webhook.url, 'https://hooks.example.com/wharf');
+    assert.deepEqual(webhook.event_types, ['upload.completed', 'asset.*']);
+    assert.equal(webhook.enabled, true);
+    assert.equal(webhook.disabled_reason, null);
+    assert.equal(JSON.stringify(webhook).includes(secret.slice(6)), false, 'no secret in the endpoint JSON');
+
+    const listed = await api(w.url, key, 'GET', '/v1/webhooks');
+    assert.deepEqual(listed.body.data, [webhook]);
+    assert.deepEqual((await api(w.url, key, 'GET', `/v1/webhooks/${webhook.id}`)).body, webhook);
+    assert.deepEqual((await api(w.url, key, 'GET', `/v1/webhooks/${webhook.id}/secret`)).body, { secret });
+    // Stored sealed, never as the secret itself.
+    const stored = dbQuery<{ secret: string }>(w, 'select secret from webhooks where id = ?', webhook.id)[0]!;
+    assert.ok(!stored.secret.includes(secret.slice(6)));
+
+    const patched = await api(w.url, key, 'PATCH', `/v1/webhooks/${webhook.id}`, {
+      url: 'https://hooks.example.com/v2',
+      event_types: [],
+      description: '',
+      enabled: false,
+    });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.equal(patched.body.url, 'https://hooks.example.com/v2');
+    assert.deepEqual(patched.body.event_types, []);
+    assert.equal(patched.body.enabled, false);
+
+    assert.equal((await api(w.url, key, 'DELETE', `/v1/webhooks/${webhook.id}`)).status, 204);
+    assert.equal((await api(w.url, key, 'DELETE', `/v1/webhooks/${webhook.id}`)).status, 404);
+    assert.deepEqual((await api(w.url, key, 'GET', '/v1/webhooks')).body.data, []);
+  });
+
+  test('bad input is refused with a stable code and leaves nothing behind', async () => {
+    const { key } = await w.newAccount();
+    const cases: Array<[unknown, number, string]> = [
+      [{ url: 'https://x.example.com', event_types: ['upload.done'] }, 400, 'VALIDATION_FAILED'],
+      [{ url: 'https://x.example.com', event_types: ['nothing.*'] }, 400, 'VALIDATION_FAILED'],
+      [{ url: 'https://x.example.com', event_types: 'upload.completed' }, 400, 'VALIDATION_FAILED'],
+      [{ url: 'ftp://x.example.com/' }, 400, 'VALIDATION_FAILED'],
+      [{ url: 'not a url' }, 400, 'VALIDATION_FAILED'],
+      [{ url: '/relative/path' }, 400, 'VALIDATION_FAILED'],
+      [{ url: 'https://x.example.com/#frag' }, 400, 'VALIDATION_FAILED'],
+      [{ url: `https://x.example.com/${'a'.repeat(3000)}` }, 400, 'VALIDATION_FAILED'],
+      [{ url: 'https://x.example.com', colour: 'red' }, 400, 'VALIDATION_FAILED'],
+      [{ url: 'https://x.example.com', enabled: 'yes' }, 400, 'VALIDATION_FAILED'],
+      [{ url: 'https://x.example.com', description: 'd'.repeat(501) }, 400, 'VALIDATION_FAILED'],
+      [{}, 400, 'VALIDATION_FAILED'],
+      [{ url: 'https://x.example.com', description: 'x'.repeat(100_000) }, 413, 'FILE_TOO_LARGE'],
+    ];
+    for (const [body, status, code] of cases) {
+      const res = await api(w.url, key, 'POST', '/v1/webhooks', body);
+      assert.equal(res.status, status, JSON.stringify(body).slice(0, 100));
+      assert.equal(res.body.error.code, code, JSON.stringify(body).slice(0, 100));
+    }
+    const unknown = await api(w.url, key, 'POST', '/v1/webhooks', {
+      url: 'https://x.example.com',
+      event_types: ['upload.done'],
+    });
+    assert.deepEqual(unknown.body.error.details.known.includes('upload.completed'), true);
+    assert.deepEqual((await api(w.url, key, 'GET', '/v1/webhooks')).body.data, []);
+
+    const ok = await api(w.url, key, 'POST', '/v1/webhooks', { url: 'https://x.example.com/' });
+    const id = ok.body.webhook.id;
+    for (const body of [{}, { url: 'gopher://x' }, { event_types: ['*', 'bad'] }, { secret: 'mine' }]) {
+      const res = await api(w.url, key, 'PATCH', `/v1/webhooks/${id}`, body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+    }
+    assert.equal((await api(w.url, key, 'GET', `/v1/webhooks/${id}`)).body.url, 'https://x.example.com/');
+    for (const query of ['status=done', 'limit=0', 'limit=201', 'colour=red']) {
+      const res = await api(w.url, key, 'GET', `/v1/webhooks/${id}/deliveries?${query}`);
+      assert.equal(res.status, 400, query);
+    }
+    for (const body of [
+      {},
+      { since: 'yesterday' },
+      { since: new Date(Date.now() + 3600_000).toISOString() },
+    ]) {
+      const res = await api(w.url, key, 'POST', `/v1/webhooks/${id}/replay`, body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+    }
+  });
+
+  test('only admin keys manage endpoints, and an account never sees or touches another’s', async () => {
+    const a = await w.newAccount();
+    const b = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(a.key, r);
+    await createAsset(w, a.key, 'a.bin', randomBytes(10));
+    await drain();
+    const [one] = await deliveries(a.key, hook.id);
+    assert.ok(one);
+
+    const member = await w.newKey('member', a.accountId);
+    const forbidden = await api(w.url, member.key, 'GET', '/v1/webhooks');
+    assert.equal(forbidden.status, 403);
+    assert.equal(forbidden.body.error.code, 'FORBIDDEN');
+    assert.equal((await api(w.url, member.key, 'POST', '/v1/webhooks', { url: r.url })).status, 403);
+    assert.equal((await api(w.url, undefined, 'GET', '/v1/webhooks')).status, 401);
+
+    assert.deepEqual((await api(w.url, b.key, 'GET', '/v1/webhooks')).body.data, []);
+    const paths: Array<[string, string, unknown?]> = [
+      ['GET', `/v1/webhooks/${hook.id}`],
+      ['PATCH', `/v1/webhooks/${hook.id}`, { enabled: false }],
+      ['GET', `/v1/webhooks/${hook.id}/secret`],
+      ['POST', `/v1/webhooks/${hook.id}/rotate-secret`, {}],
+      ['GET', `/v1/webhooks/${hook.id}/deliveries`],
+      ['GET', `/v1/webhooks/${hook.id}/deliveries/${one.id}`],
+      ['POST', `/v1/webhooks/${hook.id}/deliveries/${one.id}/replay`],
+      ['POST', `/v1/webhooks/${hook.id}/replay`, { since: new Date(0).toISOString() }],
+      ['DELETE', `/v1/webhooks/${hook.id}`],
+    ];
+    for (const [method, path, body] of paths) {
+      const res = await api(w.url, b.key, method, path, body);
+      assert.equal(res.status, 404, `${method} ${path}`);
+      assert.equal(res.body.error.code, 'NOT_FOUND');
+    }
+    // B's own endpoint cannot reach A's deliveries through its id either.
+    const mine = await endpoint(b.key, await receiver());
+    assert.equal(
+      (await api(w.url, b.key, 'GET', `/v1/webhooks/${mine.id}/deliveries/${one.id}`)).status,
+      404,
+    );
+    // A's endpoint is untouched and still delivers.
+    assert.equal((await api(w.url, a.key, 'GET', `/v1/webhooks/${hook.id}`)).body.enabled, true);
+  });
+});
+
+/** The one delivery of `type` to the endpoint. */
+async function deliveryOf(key: string, hookId: string, type: string): Promise<Json> {
+  const found = (await deliveries(key, hookId)).filter((d) => d.event_type === type);
+  assert.equal(found.length, 1, `one ${type} delivery`);
+  return found[0];
+}
+
+/** Moves the clock to a delivery's next attempt and runs what is due. */
+async function nextAttempt(d: Json, server: TestWharf = w): Promise<void> {
+  assert.ok(d.next_attempt_at, `delivery ${d.id} has a next attempt`);
+  server.clock.set(Math.max(server.clock.now(), Date.parse(d.next_attempt_at)));
+  await drain(server);
+}
+
+describe('retries and failures', () => {
+  test('a receiver answering 500 is retried on the schedule with the same webhook-id until it answers', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    let failing = true;
+    r.answer = () => (failing ? { status: 500, body: 'x'.repeat(5000) } : { status: 200 });
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await createAsset(w, key, 'retry.bin', randomBytes(100));
+    await drain();
+    let d = await deliveryOf(key, hook.id, 'upload.completed');
+    assert.equal(d.status, 'pending');
+    assert.equal(d.attempts, 1);
+    assert.equal(d.response_status, 500);
+    assert.equal(d.response_body, 'x'.repeat(1024), 'the first 1 KiB of the answer');
+    assert.equal(d.last_error, 'HTTP 500');
+    const wait = (x: Json) => Date.parse(x.next_attempt_at) - Date.parse(x.last_attempt_at);
+    assert.ok(wait(d) >= DELIVERY_DELAYS_MS[0] && wait(d) <= DELIVERY_DELAYS_MS[0] * 1.1, String(wait(d)));
+
+    // Not before its time.
+    w.clock.set(Date.parse(d.next_attempt_at) - 1);
+    await drain();
+    assert.equal((await deliveryOf(key, hook.id, 'upload.completed')).attempts, 1);
+
+    await nextAttempt(d);
+    d = await deliveryOf(key, hook.id, 'upload.completed');
+    assert.equal(d.attempts, 2);
+    assert.ok(wait(d) >= DELIVERY_DELAYS_MS[1] && wait(d) <= DELIVERY_DELAYS_MS[1] * 1.1, String(wait(d)));
+
+    failing = false;
+    await nextAttempt(d);
+    d = await deliveryOf(key, hook.id, 'upload.completed');
+    assert.equal(d.status, 'succeeded');
+    assert.equal(d.attempts, 3);
+    assert.equal(d.last_error, null);
+    assert.equal(d.next_attempt_at, null);
+    assert.equal(r.requests.length, 3);
+    assert.equal(new Set(r.requests.map((q) => q.id)).size, 1, 'every attempt carries the same webhook-id');
+    await assertReceivedAll(key, r, (t) => t === 'upload.completed');
+    const detail = await delivery(key, hook.id, d.id);
+    assert.deepEqual(
+      detail.attempt_log.map((a: Json) => [a.outcome, a.response_status]),
+      [
+        ['failed', 500],
+        ['failed', 500],
+        ['succeeded', 200],
+      ],
+    );
+    assert.equal(detail.payload.type, 'upload.completed');
+    assert.equal(detail.event_id, r.requests[0]!.id);
+  });
+
+  test('a receiver that never answers times out and is tried again later', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    let hang = true;
+    r.answer = () => (hang ? 'hang' : { status: 202 });
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await createAsset(w, key, 'slow.bin', randomBytes(100));
+    await drain();
+    const d = await deliveryOf(key, hook.id, 'upload.completed');
+    assert.equal(d.status, 'pending');
+    assert.match(d.last_error, /^Timed out: no answer within 2000 ms/);
+    assert.equal(d.response_status, null);
+    hang = false;
+    await nextAttempt(d);
+    assert.equal((await deliveryOf(key, hook.id, 'upload.completed')).status, 'succeeded');
+    assert.equal(new Set(r.requests.map((q) => q.id)).size, 1);
+    await assertReceivedAll(key, r, (t) => t === 'upload.completed');
+  });
+
+  test('a redirect is a failure and is not followed', async () => {
+    const { key } = await w.newAccount();
+    const target = await receiver();
+    const r = await receiver();
+    r.answer = () => ({ status: 307, headers: { location: target.url } });
+    const hook = await endpoint(key, r, { event_types: ['upload.created'] });
+    await createAsset(w, key, 'moved.bin', randomBytes(10));
+    await drain();
+    const d = await deliveryOf(key, hook.id, 'upload.created');
+    assert.equal(d.status, 'pending');
+    assert.equal(d.response_status, 307);
+    assert.match(d.last_error, /redirects are not followed/);
+    assert.equal(target.requests.length + target.invalid.length, 0);
+  });
+
+  test('410 Gone disables the endpoint at once, cancels what it had pending, and records webhook.disabled', async () => {
+    const { key } = await w.newAccount();
+    const gone = await receiver();
+    gone.answer = () => ({ status: 410 });
+    const watcher = await receiver();
+    const hook = await endpoint(key, gone, { event_types: ['upload.*', 'asset.*'] });
+    await endpoint(key, watcher, { event_types: ['webhook.*'] });
+    await createAsset(w, key, 'gone.bin', randomBytes(50));
+    await drain();
+    assert.equal(gone.requests.length, 1, 'nothing more after the 410');
+    const after410 = (await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}`)).body;
+    assert.equal(after410.enabled, false);
+    assert.match(after410.disabled_reason, /410/);
+    // The 410 came before processing ran: asset.processed happened while it was disabled.
+    const log = await deliveries(key, hook.id);
+    assert.deepEqual(log.map((d) => d.status).sort(), ['cancelled', 'cancelled', 'failed']);
+    const disabled = (await events(key)).filter((e) => e.type === 'webhook.disabled');
+    assert.equal(disabled.length, 1);
+    assert.equal(disabled[0].data.webhook.id, hook.id);
+    assert.equal(disabled[0].data.webhook.enabled, false);
+    assert.equal(disabled[0].data.reason, 'gone');
+    assert.equal(disabled[0].data.webhook.secret, undefined);
+    await assertReceivedAll(key, watcher, (t) => t === 'webhook.disabled');
+
+    // Enabling it again clears the reason; the missed events can then be replayed.
+    const enabled = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: true });
+    assert.equal(enabled.body.enabled, true);
+    assert.equal(enabled.body.disabled_reason, null);
+    gone.answer = () => ({ status: 200 });
+    const replay = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(w.clock.now() - 3600_000).toISOString(),
+    });
+    assert.equal(replay.status, 202, JSON.stringify(replay.body));
+    assert.deepEqual(replay.body, { requeued: 3, created: 1 });
+    await drain();
+    await assertReceivedAll(key, gone, (t) => t.startsWith('upload.') || t.startsWith('asset.'));
+  });
+
+  test('an endpoint that fails every attempt of a delivery for three days is disabled, saying why', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    r.answer = () => ({ status: 503, body: 'down for maintenance' });
+    const watcher = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await endpoint(key, watcher, { event_types: ['webhook.disabled'] });
+    await createAsset(w, key, 'doomed.bin', randomBytes(10));
+    await drain();
+    const start = w.clock.now();
+    let d = await deliveryOf(key, hook.id, 'upload.completed');
+    for (let attempt = 1; attempt < 10; attempt++) {
+      assert.equal(d.status, 'pending', `after attempt ${attempt}`);
+      assert.equal(d.attempts, attempt);
+      const wait = Date.parse(d.next_attempt_at) - Date.parse(d.last_attempt_at);
+      const planned = DELIVERY_DELAYS_MS[attempt - 1]!;
+      assert.ok(wait >= planned && wait <= planned * 1.1, `wait ${attempt}: ${wait} for ${planned}`);
+      await nextAttempt(d);
+      d = await deliveryOf(key, hook.id, 'upload.completed');
+    }
+    assert.equal(d.status, 'failed');
+    assert.equal(d.attempts, 10);
+    assert.equal(d.next_attempt_at, null);
+    const days = (w.clock.now() - start) / (24 * 3600_000);
+    assert.ok(days > 3 && days < 3.5, `${days} days`);
+    assert.equal(new Set(r.requests.map((q) => q.id)).size, 1);
+    const state = (await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}`)).body;
+    assert.equal(state.enabled, false);
+    assert.match(state.disabled_reason, /failed for 3\.\d days \(10 attempts\).*HTTP 503/);
+    const disabled = (await events(key)).filter((e) => e.type === 'webhook.disabled');
+    assert.equal(disabled.length, 1);
+    assert.equal(disabled[0].data.reason, 'failing');
+    await assertReceivedAll(key, watcher, (t) => t === 'webhook.disabled');
+  });
+
+  test('a delivery that uses up its attempts does not disable an endpoint that answered others meanwhile', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    r.answer = (d) => (d.payload?.data.upload?.name === 'poison.bin' ? { status: 500 } : { status: 200 });
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await createAsset(w, key, 'poison.bin', randomBytes(10));
+    await drain();
+    let d = await deliveryOf(key, hook.id, 'upload.completed');
+    for (let attempt = 1; attempt < 10; attempt++) {
+      // Other events keep arriving and are accepted.
+      await createAsset(w, key, `fine-${attempt}.bin`, randomBytes(10));
+      await drain();
+      await nextAttempt(d);
+      d = (await deliveries(key, hook.id)).find((x) => x.id === d.id);
+    }
+    assert.equal(d.status, 'failed');
+    const state = (await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}`)).body;
+    assert.equal(state.enabled, true);
+    assert.equal(state.disabled_reason, null);
+    assert.equal((await events(key)).filter((e) => e.type === 'webhook.disabled').length, 0);
+    assert.equal(r.accepted.length, 9);
+  });
+});
+
+describe('replay', () => {
+  test('one delivery, even a succeeded one, is sent again now with the same webhook-id', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['asset.created'] });
+    await createAsset(w, key, 'again.bin', randomBytes(10));
+    await drain();
+    const d = await deliveryOf(key, hook.id, 'asset.created');
+    assert.equal(d.status, 'succeeded');
+    const replayed = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/deliveries/${d.id}/replay`);
+    assert.equal(replayed.status, 202, JSON.stringify(replayed.body));
+    assert.equal(replayed.body.status, 'pending');
+    await drain();
+    assert.equal(r.accepted.length, 2);
+    assert.equal(r.accepted[0]!.id, r.accepted[1]!.id);
+    assert.equal(r.accepted[0]!.body, r.accepted[1]!.body);
+    const after = await deliveryOf(key, hook.id, 'asset.created');
+    assert.equal(after.status, 'succeeded');
+    assert.equal(after.attempts, 2);
+    const missing = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/deliveries/nope/replay`);
+    assert.equal(missing.status, 404);
+  });
+
+  test('a replay supersedes the pending retry instead of racing it', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    let failing = true;
+    r.answer = () => (failing ? { status: 500 } : { status: 200 });
+    const hook = await endpoint(key, r, { event_types: ['upload.completed'] });
+    await createAsset(w, key, 'raced.bin', randomBytes(10));
+    await drain();
+    const d = await deliveryOf(key, hook.id, 'upload.completed');
+    failing = false;
+    assert.equal(
+      (await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/deliveries/${d.id}/replay`)).status,
+      202,
+    );
+    await drain();
+    // The old retry comes due later and finds it settled by the replay.
+    await nextAttempt(d);
+    w.clock.advance(3600_000);
+    await drain();
+    assert.equal(r.requests.length, 2);
+    assert.equal(r.accepted.length, 1);
+    assert.equal((await deliveryOf(key, hook.id, 'upload.completed')).attempts, 2);
+  });
+
+  test('since a time: what the endpoint missed while disabled is created and sent; a disabled one refuses', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['upload.*'] });
+    await createAsset(w, key, 'before.bin', randomBytes(10));
+    await drain();
+    const mark = w.clock.now();
+    w.clock.advance(1000);
+    await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: false });
+    await createAsset(w, key, 'while-off-1.bin', randomBytes(10));
+    await createAsset(w, key, 'while-off-2.bin', randomBytes(10));
+    await drain();
+    assert.equal(r.accepted.length, 2);
+    const refused = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(mark).toISOString(),
+    });
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, 'WEBHOOK_DISABLED');
+
+    await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: true });
+    const replay = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(mark).toISOString(),
+    });
+    assert.deepEqual(replay.body, { requeued: 0, created: 4 });
+    await drain();
+    await assertReceivedAll(key, r, (t) => t.startsWith('upload.'));
+    // Asking again creates nothing new; with include_succeeded everything since is sent again.
+    const again = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(mark).toISOString(),
+    });
+    assert.deepEqual(again.body, { requeued: 0, created: 0 });
+    const all = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, {
+      since: new Date(0).toISOString(),
+      include_succeeded: true,
+    });
+    assert.deepEqual(all.body, { requeued: 6, created: 0 });
+    await drain();
+    assert.equal(r.accepted.length, 12);
+    await assertReceivedAll(key, r, (t) => t.startsWith('upload.'));
+  });
+});
+
+describe('secret rotation', () => {
+  test('the new secret signs at once; the old one too, for as long as asked', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['upload.created'] });
+    const old = hook.secret;
+    const rotated = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {});
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    const fresh = rotated.body.secret;
+    assert.notEqual(fresh, old);
+    assert.deepEqual((await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}/secret`)).body, {
+      secret: fresh,
+    });
+
+    // The receiver still knows only the old secret: deliveries keep verifying.
+    await createAsset(w, key, 'rotating.bin', randomBytes(10));
+    await drain();
+    assert.equal(r.accepted.length, 1);
+    const first = r.accepted[0]!;
+    assert.equal(String(first.headers['webhook-signature']).split(' ').length, 2);
+    assert.doesNotThrow(() => new Webhook(fresh).verify(first.body, first.headers as Record<string, string>));
+
+    // A day later only the new secret signs.
+    w.clock.advance(24 * 3600_000 + 1);
+    r.secrets = [fresh];
+    await createAsset(w, key, 'rotated.bin', randomBytes(10));
+    await drain();
+    const second = r.accepted.at(-1)!;
+    assert.equal(String(second.headers['webhook-signature']).split(' ').length, 1);
+    assert.throws(() => new Webhook(old).verify(second.body, second.headers as Record<string, string>));
+
+    // keep_previous_for 0: a leaked secret stops signing at once.
+    const leaked = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {
+      keep_previous_for: 0,
+    });
+    r.secrets = [leaked.body.secret];
+    await createAsset(w, key, 'leaked.bin', randomBytes(10));
+    await drain();
+    const third = r.accepted.at(-1)!;
+    assert.equal(String(third.headers['webhook-signature']).split(' ').length, 1);
+    assert.throws(() => new Webhook(fresh).verify(third.body, third.headers as Record<string, string>));
+    assert.deepEqual(r.invalid, []);
+    const bad = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {
+      keep_previous_for: -1,
+    });
+    assert.equal(bad.status, 400);
+    const bare = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`);
+    assert.equal(bare.status, 200, JSON.stringify(bare.body));
+    assert.match(bare.body.secret, /^whsec_/);
+  });
+});
+
+describe('a receiver that is down while Wharf restarts', () => {
+  test('nothing is lost and nothing arrives under another webhook-id', async () => {
+    const first = await startWharf({ env: PRIVATE_OK });
+    let second: TestWharf | undefined;
+    try {
+      const { key } = await first.newAccount();
+      const down = await receiver();
+      const port = down.port;
+      const hook = await endpoint(key, down, {}, first);
+      await down.close();
+      await createAsset(first, key, 'while-down-1.bin', randomBytes(20));
+      await createAsset(first, key, 'while-down-2.bin', randomBytes(20));
+      await drain(first);
+      const pending = await deliveries(key, hook.id, '', first);
+      assert.ok(pending.length >= 6);
+      for (const d of pending) {
+        assert.equal(d.status, 'pending');
+        assert.match(d.last_error, /ECONNREFUSED/);
+      }
+      // Wharf stops; the receiver comes back; a new Wharf starts on the same data.
+      await first.wharf.close();
+      const back = await receiver(port);
+      back.secrets = down.secrets;
+      second = await startWharf({ sharing: first, clock: first.clock, env: PRIVATE_OK });
+      const latest = Math.max(...pending.map((d) => Date.parse(d.next_attempt_at)));
+      second.clock.set(latest);
+      await drain(second);
+      const after = await deliveries(key, hook.id, '', second);
+      assert.ok(after.every((d) => d.status === 'succeeded'));
+      const all = await events(key, second);
+      assert.deepEqual(back.invalid, []);
+      assert.deepEqual(new Set(back.accepted.map((d) => d.id)), new Set(all.map((e) => e.id)));
+      assert.equal(back.accepted.length, all.length, 'each event accepted once');
+    } finally {
+      await second?.close();
+      await first.close();
+    }
+  });
+});
+
+describe('two nodes draining the queue at once', () => {
+  test('each delivery attempt happens exactly once', async () => {
+    const a = await startWharf({ env: PRIVATE_OK });
+    const b = await startWharf({ sharing: a, clock: a.clock, env: PRIVATE_OK });
+    try {
+      const { key } = await a.newAccount();
+      const r = await receiver();
+      const hook = await endpoint(key, r, {}, a);
+      for (let i = 0; i < 8; i++) await createAsset(i % 2 ? a : b, key, `n${i}.bin`, randomBytes(30 + i));
+      await Promise.all([a.wharf.core.jobs.drain(), b.wharf.core.jobs.drain()]);
+      // Whatever either node's processing recorded in the meantime.
+      await Promise.all([a.wharf.core.jobs.drain(), b.wharf.core.jobs.drain()]);
+      const log = await deliveries(key, hook.id, '', a);
+      assert.equal(log.length, 32);
+      assert.ok(log.every((d) => d.status === 'succeeded' && d.attempts === 1));
+      assert.equal(r.requests.length, 32, 'one request per delivery');
+      assert.equal(new Set(r.requests.map((q) => q.id)).size, 32);
+      const attempts = dbQuery<{ n: number }>(
+        a,
+        'select count(*) as n from webhook_attempts where webhook_id = ?',
+        hook.id,
+      );
+      assert.equal(Number(attempts[0]!.n), 32);
+      await assertReceivedAllOn(a, key, r);
+    } finally {
+      await b.close();
+      await a.close();
+    }
+  });
+});
+
+async function assertReceivedAllOn(server: TestWharf, key: string, r: Receiver) {
+  const all = await events(key, server);
+  assert.deepEqual(r.invalid, []);
+  assert.deepEqual(new Set(r.accepted.map((d) => d.id)), new Set(all.map((e) => e.id)));
+}
+
+describe('SSRF: private targets are refused unless allowed', () => {
+  let strict: TestWharf;
+  before(async () => {
+    strict = await startWharf();
+  });
+  after(async () => {
+    await strict?.close();
+  });
+
+  test('at creation: IP literals of private, loopback, link-local … ranges, and localhost', async () => {
+    const r = await receiver();
+    const refused = [
+      r.url,
+      `http://localhost:${r.port}/`,
+      'http://LOCALHOST./x',
+      'http://app.localhost/x',
+      'http://[::1]/x',
+      'http://[::ffff:127.0.0.1]/x',
+      'http://169.254.169.254/latest/meta-data/',
+      'http://10.0.0.8/',
+      'http://172.16.5.4/',
+      'http://192.168.1.1/',
+      'http://100.64.0.1/',
+      'http://[fd00::1]/',
+      'http://[fe80::1]/',
+      'http://0.0.0.0/',
+      'http://224.0.0.1/',
+      'http://2130706433/',
+    ];
+    for (const url of refused) {
+      const res = await api(strict.url, strict.key, 'POST', '/v1/webhooks', { url });
+      assert.equal(res.status, 400, url);
+      assert.equal(res.body.error.code, 'URL_NOT_ALLOWED', url);
+      assert.match(res.body.error.message, /WHARF_WEBHOOK_ALLOW_PRIVATE/);
+    }
+    const ok = await api(strict.url, strict.key, 'POST', '/v1/webhooks', {
+      url: 'https://93.184.216.34/hooks',
+    });
+    assert.equal(ok.status, 201);
+    const patched = await api(strict.url, strict.key, 'PATCH', `/v1/webhooks/${ok.body.webhook.id}`, {
+      url: r.url,
+    });
+    assert.equal(patched.status, 400);
+    assert.equal(patched.body.error.code, 'URL_NOT_ALLOWED');
+    assert.equal(
+      (await api(strict.url, strict.key, 'DELETE', `/v1/webhooks/${ok.body.webhook.id}`)).status,
+      204,
+    );
+    assert.equal(r.requests.length + r.invalid.length, 0);
+  });
+
+  test('at delivery: a name that resolves to a loopback address is not connected to', async (t) => {
+    const name = hostname();
+    const addresses = await lookup(name, { all: true }).catch(() => []);
+    if (addresses.length === 0 || addresses.some((a) => isPublicAddress(a.address))) {
+      t.skip(`this machine's name (${name}) does not resolve to loopback addresses only`);
+      return;
+    }
+    const { key } = await strict.newAccount();
+    const r = await receiver();
+    const created = await api(strict.url, key, 'POST', '/v1/webhooks', {
+      url: `http://${name}:${r.port}/hooks`,
+      event_types: ['upload.created'],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await createAsset(strict, key, 'ssrf.bin', randomBytes(10));
+    await drain(strict);
+    const [d] = await deliveries(key, created.body.webhook.id, '', strict);
+    assert.equal(d.status, 'pending');
+    assert.match(d.last_error, /^Refused: .* is 127\.\d+\.\d+\.\d+, not a public address/);
+    assert.equal(r.requests.length + r.invalid.length, 0, 'the receiver was never reached');
+  });
+});
+
+describe('retention', () => {
+  test('the sweep prunes old events and finished deliveries, keeping what a pending delivery needs', async () => {
+    const s = await startWharf({ env: { ...PRIVATE_OK, WHARF_EVENTS_RETENTION_DAYS: '2' } });
+    try {
+      const { key } = await s.newAccount();
+      const ok = await receiver();
+      const failing = await receiver();
+      failing.answer = () => ({ status: 500 });
+      const done = await endpoint(key, ok, { event_types: ['upload.completed'] }, s);
+      const stuck = await endpoint(key, failing, { event_types: ['upload.created'] }, s);
+      await createAsset(s, key, 'old.bin', randomBytes(10));
+      await drain(s);
+      const before = await events(key, s);
+      assert.equal(before.length, 4);
+      s.clock.advance(2 * 24 * 3600_000 + 1);
+      assert.deepEqual(await s.wharf.core.webhooks.prune(), { events: 3, deliveries: 1 });
+      // upload.created is still owed to the failing endpoint.
+      assert.deepEqual(
+        (await events(key, s)).map((e) => e.type),
+        ['upload.created'],
+      );
+      assert.deepEqual(await deliveries(key, done.id, '', s), []);
+      assert.equal((await deliveries(key, stuck.id, '', s)).length, 1);
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { ConfigError, knownVariables, loadConfig, readConfig } from '../../src/config.js';
+import { parseDatabaseUrl } from '../../src/db/url.js';
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  assert.fail('the configuration was accepted');
+}
+
+describe('configuration', () => {
+  test('every problem is reported at once, one per variable, each naming it', () => {
+    assert.deepEqual(
+      problems({
+        WHARF_PORT: 'eighty',
+        WHARF_PUBLIC_URL: 'ftp://files.example.com',
+        WHARF_API_KEY: 'short',
+        WHARF_UPLOAD_EXPIRES: '0',
+        WHARF_LOG_LEVEL: 'verbose',
+        WHARF_SHUTDOWN_TIMEOUT: '1h',
+        WHARF_STORAGE: 'gcs',
+      }),
+      [
+        'WHARF_PORT must be a whole number, got "eighty"',
+        'WHARF_PUBLIC_URL must be an http(s) URL, got "ftp://files.example.com"',
+        'WHARF_API_KEY must be at least 16 characters.',
+        'WHARF_UPLOAD_EXPIRES must be between 1 and 604800, got 0',
+        'WHARF_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"',
+        'WHARF_SHUTDOWN_TIMEOUT must be a whole number, got "1h"',
+        'WHARF_STORAGE must be local or s3, got "gcs"',
+      ],
+    );
+  });
+
+  test('an empty environment is valid; empty values mean "unset"', () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.port, 8080);
+    assert.equal(defaults.logLevel, 'info');
+    assert.equal(defaults.shutdownTimeoutSeconds, 30);
+    assert.match(defaults.databaseUrl, /^sqlite:\/\/\/.*\/data\/wharf\.db$/);
+    assert.deepEqual(loadConfig({ WHARF_PORT: '', WHARF_DATABASE_URL: '', WHARF_HOST: '' }), defaults);
+    assert.equal(loadConfig({ WHARF_SHUTDOWN_TIMEOUT: '0' }).shutdownTimeoutSeconds, 0);
+  });
+
+  test('a password is never shown in a problem', () => {
+    const shown = problems({
+      WHARF_DATABASE_URL: 'postgress://wharf:hunter2@db.internal:5432/wharf',
+      WHARF_PUBLIC_URL: 'ftp://user:hunter2@files.example.com',
+      WHARF_STORAGE: 's3',
+      WHARF_S3_ENDPOINT: 'minio://key:hunter2@minio:9000',
+      WHARF_S3_BUCKET: 'b',
+      WHARF_S3_ACCESS_KEY_ID: 'k',
+      WHARF_S3_SECRET_ACCESS_KEY: 'hunter2',
+    }).join('\n');
+    assert.equal(shown.split('\n').length, 3, shown);
+    assert.doesNotMatch(shown, /hunter2/);
+    assert.match(shown, /"ftp:\/\/user:\*\*\*@files\.example\.com"/);
+  });
+});
+
+describe('WHARF_DATABASE_URL', () => {
+  test('PostgreSQL, SQLite URLs and plain paths are taken', () => {
+    assert.deepEqual(parseDatabaseUrl('postgres://u:p@db:5432/wharf'), {
+      dialect: 'postgres',
+      url: 'postgres://u:p@db:5432/wharf',
+    });
+    assert.equal((parseDatabaseUrl('postgresql://db/wharf') as { dialect: string }).dialect, 'postgres');
+    assert.equal((parseDatabaseUrl('POSTGRES://db/wharf') as { dialect: string }).dialect, 'postgres');
+    assert.deepEqual(parseDatabaseUrl('sqlite:///srv/wharf/wharf.db'), {
+      dialect: 'sqlite',
+      path: '/srv/wharf/wharf.db',
+    });
+    assert.deepEqual(parseDatabaseUrl('sqlite:data/wharf.db'), { dialect: 'sqlite', path: 'data/wharf.db' });
+    assert.deepEqual(parseDatabaseUrl('/srv/wharf.db'), { dialect: 'sqlite', path: '/srv/wharf.db' });
+    assert.deepEqual(parseDatabaseUrl('./data/wharf.db'), { dialect: 'sqlite', path: './data/wharf.db' });
+    assert.deepEqual(parseDatabaseUrl(':memory:'), { dialect: 'sqlite', path: ':memory:' });
+  });
+
+  test('any other scheme is refused, with a hint for a near miss, and the URL is never quoted', () => {
+    const [typo] = problems({ WHARF_DATABASE_URL: 'postgress://wharf:secret@db.internal/wharf' });
+    assert.equal(
+      typo,
+      'WHARF_DATABASE_URL has the unknown scheme "postgress:" (did you mean "postgres:"?); ' +
+        'use postgres://…, postgresql://…, sqlite:<path> or a plain file path',
+    );
+    for (const url of ['mysql://root:secret@db/wharf', 'file:///srv/wharf.db', 'http://db/wharf']) {
+      const [problem] = problems({ WHARF_DATABASE_URL: url });
+      assert.match(problem!, /^WHARF_DATABASE_URL has the unknown scheme "[a-z]+:"/);
+      assert.doesNotMatch(problem!, /secret|db\/wharf|srv/);
+    }
+    const [broken] = problems({ WHARF_DATABASE_URL: 'postgres://wharf:se cr#et@db:port/wharf' });
+    assert.match(broken!, /^WHARF_DATABASE_URL is not a valid PostgreSQL URL/);
+    assert.doesNotMatch(broken!, /se cr/);
+    assert.match(problems({ WHARF_DATABASE_URL: 'sqlite://' })[0]!, /names no SQLite file/);
+  });
+});
+
+describe('unknown variables', () => {
+  test('each WHARF_* that Wharf does not read is a warning, with the nearest known name for a typo', () => {
+    const { warnings } = readConfig({
+      WHARF_PROT: '9000',
+      WHARF_S3_BUKET: 'assets',
+      WHARF_DATABSE_URL: 'postgres://db/wharf',
+      WHARF_TOTALLY_NEW: '1',
+      WHARFISH: 'not ours',
+      PATH: '/usr/bin',
+    });
+    assert.deepEqual(warnings, [
+      'WHARF_DATABSE_URL is not a Wharf setting and is ignored (did you mean WHARF_DATABASE_URL?).',
+      'WHARF_PROT is not a Wharf setting and is ignored (did you mean WHARF_PORT?).',
+      'WHARF_S3_BUKET is not a Wharf setting and is ignored (did you mean WHARF_S3_BUCKET?).',
+      'WHARF_TOTALLY_NEW is not a Wharf setting and is ignored.',
+    ]);
+  });
+
+  test('S3 settings without WHARF_STORAGE=s3 are a warning (the bytes would stay on local disk)', () => {
+    const { config, warnings } = readConfig({ WHARF_S3_BUCKET: 'assets', WHARF_S3_REGION: 'eu-west-1' });
+    assert.deepEqual(config.storage, { kind: 'local' });
+    assert.deepEqual(warnings, [
+      'WHARF_S3_BUCKET is set but WHARF_STORAGE is not s3, so it is ignored (bytes stay in WHARF_DATA_DIR).',
+      'WHARF_S3_REGION is set but WHARF_STORAGE is not s3, so it is ignored (bytes stay in WHARF_DATA_DIR).',
+    ]);
+  });
+
+  test('the known variables are the ones the code reads: every WHARF_* named in src/config.ts', () => {
+    const source = readFileSync(new URL('../../src/config.ts', import.meta.url), 'utf8');
+    const named = new Set([...source.matchAll(/\b(WHARF_[A-Z0-9_]*[A-Z0-9])\b/g)].map((m) => m[1]!));
+    // Names that only appear in messages (WHARF_S3_*, written as a family) are not variables.
+    named.delete('WHARF_S3');
+    assert.deepEqual(knownVariables(), [...named].sort());
+    assert.ok(knownVariables().includes('WHARF_SHUTDOWN_TIMEOUT'));
+  });
+});
