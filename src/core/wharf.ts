@@ -134,6 +134,7 @@ export function createCore(deps: CoreDeps): Core {
     sender: deps.webhooks.sender,
     render: deps.webhooks.renderEvent,
     timeoutMs: deps.webhooks.settings.timeoutMs,
+    telemetry,
   });
   jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
   return {

@@ -18,6 +18,7 @@ import {
   seriesValue,
   WARN,
 } from '../helpers/observe.js';
+import { Receiver } from '../helpers/receiver.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
 
 const TOKEN = `metrics-${randomBytes(12).toString('hex')}`;
@@ -71,7 +72,11 @@ describe('GET /metrics', () => {
   let w: TestWharf;
   const logs = new LogCollector();
   before(async () => {
-    w = await startWharf({ env: { WHARF_METRICS_TOKEN: TOKEN }, logStream: logs.stream });
+    w = await startWharf({
+      // The webhook test's receiver listens on loopback.
+      env: { WHARF_METRICS_TOKEN: TOKEN, WHARF_WEBHOOK_ALLOW_PRIVATE: 'true' },
+      logStream: logs.stream,
+    });
   });
   after(async () => {
     await w?.close();
@@ -220,20 +225,33 @@ describe('GET /metrics', () => {
     assert.ok(seriesValue(after, 'wharf_sweep_last_run_timestamp_seconds') > 0);
   });
 
-  test('webhook deliveries reported to the core are counted by outcome', async () => {
-    const before = await scrape(w.url);
-    assert.equal(
-      seriesValue(before, 'wharf_webhook_deliveries_total', { outcome: 'delivered' }),
-      0,
-      'exists at 0',
-    );
-    w.wharf.core.telemetry.webhookDelivery('delivered');
-    w.wharf.core.telemetry.webhookDelivery('delivered');
-    w.wharf.core.telemetry.webhookDelivery('given_up');
-    const after = await scrape(w.url);
-    assert.equal(seriesValue(after, 'wharf_webhook_deliveries_total', { outcome: 'delivered' }), 2);
-    assert.equal(seriesValue(after, 'wharf_webhook_deliveries_total', { outcome: 'retrying' }), 0);
-    assert.equal(seriesValue(after, 'wharf_webhook_deliveries_total', { outcome: 'given_up' }), 1);
+  test('webhook delivery attempts are counted by outcome', async () => {
+    const receiver = await Receiver.start();
+    try {
+      const created = await api(w.url, w.key, 'POST', '/v1/webhooks', { url: receiver.url });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      receiver.secrets.push(created.body.secret);
+      const count = async (outcome: string) =>
+        seriesValue(await scrape(w.url), 'wharf_webhook_deliveries_total', { outcome });
+      const before = { delivered: await count('delivered'), retrying: await count('retrying') };
+
+      assert.equal((await uploadRaw(w, w.key, 'hooked.bin', randomBytes(50))).status, 201);
+      await w.wharf.core.jobs.drain();
+      assert.ok(receiver.accepted.length > 0, "the upload's events were delivered");
+      assert.equal((await count('delivered')) - before.delivered, receiver.accepted.length);
+
+      // The receiver fails: each attempt is counted, and a retry is scheduled.
+      receiver.answer = () => ({ status: 503 });
+      const answered = receiver.requests.length;
+      assert.equal((await uploadRaw(w, w.key, 'hooked-again.bin', randomBytes(50))).status, 201);
+      await w.wharf.core.jobs.drain();
+      const failedAttempts = receiver.requests.length - answered;
+      assert.ok(failedAttempts > 0);
+      assert.equal((await count('retrying')) - before.retrying, failedAttempts);
+      assert.equal(await count('given_up'), 0);
+    } finally {
+      await receiver.close();
+    }
   });
 
   test('Node process metrics are included', async () => {
