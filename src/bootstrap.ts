@@ -11,6 +11,7 @@ import { type Clock, systemClock } from './core/clock.js';
 import { createIdSource } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
+import type { Telemetry } from './core/telemetry.js';
 import { type Core, createCore, deriveKey } from './core/wharf.js';
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
@@ -32,7 +33,11 @@ export interface OpenedCore {
  * Adapters chosen by configuration, wired to the core. Shared by the server and the CLI,
  * so both always see the same database, storage and secret.
  */
-export async function openCore(config: Config, clock: Clock = systemClock): Promise<OpenedCore> {
+export async function openCore(
+  config: Config,
+  clock: Clock = systemClock,
+  telemetry?: Telemetry,
+): Promise<OpenedCore> {
   await checkDataDir(config.dataDir);
   const connection = connect(config.databaseUrl);
   const ids = createIdSource(clock);
@@ -59,6 +64,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     secret,
     endpoint,
     analyzer: new ImageAnalyzer(),
+    telemetry,
     uploads: {
       maxFileSize: config.maxFileSize,
       uploadExpiresInSeconds: config.uploadExpiresSeconds,

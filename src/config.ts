@@ -36,6 +36,8 @@ export interface Config {
   eventsRetentionDays: number;
   /** How long a stopping server lets requests in flight finish before it cuts them. */
   shutdownTimeoutSeconds: number;
+  /** Metrics exposure (GET /metrics); see docs/operations.md. */
+  metrics: MetricsConfig;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
 }
@@ -48,6 +50,20 @@ export interface WebhookConfig {
    * accepted. Off by default: a URL an API caller chose must not reach the server's own network.
    */
   allowPrivate: boolean;
+}
+
+/**
+ * Metrics tell how much is uploaded and how often: they are served only where the
+ * operator says. With a token, /metrics on the main port answers a Bearer of it; with a port,
+ * a listener of its own (loopback unless told otherwise) serves it. Neither: not served.
+ */
+export interface MetricsConfig {
+  /** WHARF_METRICS_TOKEN: required from every scraper, wherever /metrics is served. */
+  token: string | undefined;
+  /** WHARF_METRICS_PORT: a separate listener for /metrics only. */
+  port: number | undefined;
+  /** WHARF_METRICS_HOST: where that listener binds (127.0.0.1). */
+  host: string;
 }
 
 export type StorageConfig = { kind: 'local' } | ({ kind: 's3' } & S3Config);
@@ -191,8 +207,25 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       allowPrivate: choice(env, 'WHARF_WEBHOOK_ALLOW_PRIVATE', ['true', 'false'], 'false') === 'true',
     },
     eventsRetentionDays: integer(env, 'WHARF_EVENTS_RETENTION_DAYS', 30, 1, 3650),
+    metrics: metricsConfig(env, port),
     storage: storageConfig(env),
   };
+}
+
+function metricsConfig(env: NodeJS.ProcessEnv, port: number): MetricsConfig {
+  const token = env.WHARF_METRICS_TOKEN || undefined;
+  if (token !== undefined && token.length < 16) {
+    report(env, 'WHARF_METRICS_TOKEN must be at least 16 characters.');
+  }
+  const metricsPort = env.WHARF_METRICS_PORT ? integer(env, 'WHARF_METRICS_PORT', 0, 1, 65535) : undefined;
+  const host = env.WHARF_METRICS_HOST || '127.0.0.1';
+  if (metricsPort === port) {
+    report(
+      env,
+      `WHARF_METRICS_PORT must differ from WHARF_PORT (${port}); to serve /metrics on the main port, set WHARF_METRICS_TOKEN.`,
+    );
+  }
+  return { token, port: metricsPort, host };
 }
 
 const S3_REQUIRED = ['WHARF_S3_BUCKET', 'WHARF_S3_ACCESS_KEY_ID', 'WHARF_S3_SECRET_ACCESS_KEY'] as const;

@@ -14,6 +14,7 @@ import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
 import type { Access, Asset, Principal } from './model.js';
 import type { AssetPage, AssetQuery, BlobStore, ByteRange, Store } from './ports.js';
+import { countBytes, NO_TELEMETRY, type Telemetry } from './telemetry.js';
 
 export const MAX_PAGE_SIZE = 1000;
 const MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600;
@@ -35,6 +36,7 @@ export class AssetService {
     private readonly blobs: BlobStore,
     private readonly clock: Clock,
     private readonly signingKey: Buffer,
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {}
 
   /** The assets the caller may read (`read` scope), narrowed by its confinement. */
@@ -151,7 +153,7 @@ export class AssetService {
 
   async read(asset: Asset, range?: ByteRange): Promise<Readable> {
     this.assertReadable(asset);
-    return this.blobs.read(asset.storageKey, range);
+    return countBytes(await this.blobs.read(asset.storageKey, range), this.telemetry);
   }
 
   /**

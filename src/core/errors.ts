@@ -60,6 +60,8 @@ export const ERROR_STATUS = {
   RANGE_NOT_SATISFIABLE: 416,
   /** The key or token already has as many pending uploads as it may. */
   TOO_MANY_OPEN_UPLOADS: 429,
+  /** The database or storage does not answer (GET /readyz). */
+  NOT_READY: 503,
   INTERNAL: 500,
   /** A dependency (the database, the object store) cannot be reached; retrying later may work. */
   SERVICE_UNAVAILABLE: 503,

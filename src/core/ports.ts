@@ -263,6 +263,21 @@ export interface LockStore {
   lockReleaseRequested(name: string, owner: string): Promise<boolean>;
 }
 
+/** Jobs of one kind in one state. */
+export interface JobCount {
+  kind: string;
+  status: 'queued' | 'running' | 'failed';
+  count: number;
+}
+
+/** Questions operators ask of the database (metrics, readiness); nothing here writes. */
+export interface StatsStore {
+  /** Jobs not done yet (queued, running) and given up (failed), by kind and status. */
+  countJobs(): Promise<JobCount[]>;
+  /** A trivial query: resolves once the database answered. */
+  ping(): Promise<void>;
+}
+
 /** The events outbox (written by the other slices, in the transactions they describe). */
 export interface EventStore {
   /** The account's events in commit order, after `query.after`, of the given types. */
@@ -364,7 +379,8 @@ export interface Store
     JobStore,
     LockStore,
     EventStore,
-    WebhookStore {
+    WebhookStore,
+    StatsStore {
   close(): Promise<void>;
 }
 

@@ -18,6 +18,7 @@ import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, Upload
 import { validateContentType, validateFileName } from './names.js';
 import type {
   BlobStore,
+  FinishResult,
   NewJob,
   PresignedPost,
   PresignedRequest,
@@ -25,6 +26,7 @@ import type {
   UploadLimits,
   UploadToRecord,
 } from './ports.js';
+import { NO_TELEMETRY, stopwatch, type Telemetry } from './telemetry.js';
 
 export interface UploadSettings {
   /** Server-wide default; an account's own limit overrides it. */
@@ -202,6 +204,7 @@ export class UploadService {
     private readonly clock: Clock,
     private readonly ids: IdSource,
     private readonly settings: UploadSettings,
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {}
 
   /** The largest file the caller may upload: its account's limit, or its token's if smaller. */
@@ -272,6 +275,7 @@ export class UploadService {
         await input.beforeCommit?.();
       });
     } catch (err) {
+      this.telemetry.uploadFailed('direct', err);
       await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
       throw err;
     }
@@ -429,7 +433,7 @@ export class UploadService {
       }
       checkDigests(d, input.expected);
       checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
-    });
+    }).catch(this.failed('presigned'));
     if (upload.intent.autoComplete) await this.finish(upload, digests);
     return digests;
   }
@@ -486,7 +490,7 @@ export class UploadService {
           `The file is smaller than the minimum of ${input.minSize} bytes.`,
         );
       }
-    });
+    }).catch(this.failed('post'));
     if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
     return digests;
   }
@@ -514,6 +518,7 @@ export class UploadService {
    * holds against everything declared and claimed. Also what reconciliation runs.
    */
   async completeUpload(upload: Upload, claims: CompletionClaims = {}): Promise<UploadOutcome> {
+    const elapsed = stopwatch();
     const claimed = {
       sha256: claims.sha256 ? parseDigest('sha256', claims.sha256, 'sha256') : null,
       md5: claims.md5 ? parseDigest('md5', claims.md5, 'md5') : null,
@@ -569,10 +574,12 @@ export class UploadService {
       checkDigests(digests, claimed);
     } catch (err) {
       // Wrong bytes are never kept: the client may PUT again while the intent is open.
+      this.telemetry.uploadFailed(upload.kind, err);
       await this.blobs.delete(key);
       throw err;
     }
     return this.finish(upload, digests, {
+      elapsed,
       storageKey: key,
       verifying: deferred,
       // Protocols where the client picks the type as it writes (forms, S3 clients' multipart).
@@ -654,6 +661,7 @@ export class UploadService {
       for (const upload of stale) {
         if (!(await this.store.expireUpload(upload.id, now))) continue;
         expired += 1;
+        this.telemetry.uploadExpired(upload.kind);
         await this.kindHooks.get(upload.kind)?.expire?.(upload);
         if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
           await this.blobs.delete(upload.storageKey);
@@ -665,6 +673,7 @@ export class UploadService {
     let debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, inUse);
     for (const hooks of this.kindHooks.values())
       debris += (await hooks.debris?.(now - DEBRIS_AGE_MS, inUse)) ?? 0;
+    this.telemetry.sweepFinished({ expired, debris, reconciled });
     return { expired, debris, reconciled };
   }
 
@@ -820,6 +829,14 @@ export class UploadService {
     };
   }
 
+  /** Reports bytes of a `flow` upload refused or broken off, then rethrows (for `.catch`). */
+  private failed(flow: Upload['kind']): (err: unknown) => never {
+    return (err) => {
+      this.telemetry.uploadFailed(flow, err);
+      throw err;
+    };
+  }
+
   private async writeVerified(
     key: string,
     body: Readable,
@@ -852,7 +869,13 @@ export class UploadService {
   private async finish(
     upload: Upload,
     digests: Digests,
-    { verifying = false, contentType, metadata, storageKey = upload.storageKey }: FinishOptions = {},
+    {
+      verifying = false,
+      contentType,
+      metadata,
+      storageKey = upload.storageKey,
+      elapsed = stopwatch(),
+    }: FinishOptions = {},
   ): Promise<UploadOutcome> {
     const type = contentType ?? upload.contentType;
     try {
@@ -901,6 +924,7 @@ export class UploadService {
       }
       throw err;
     }
+    if (result.completedNow) this.telemetry.uploadCompleted(completion(upload, result, now, elapsed));
     if (result.completedNow && result.deduplicated) {
       // The account already holds these bytes under the existing asset.
       await this.blobs.delete(storageKey);
@@ -914,6 +938,7 @@ export class UploadService {
 
   /** A completion that cannot be accepted: the upload ends (what it held is given back) and its bytes go. */
   private async refuse(upload: Upload, storageKey: string, err: unknown): Promise<void> {
+    this.telemetry.uploadFailed(upload.kind, err);
     await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
     await this.blobs.delete(storageKey);
   }
@@ -957,6 +982,8 @@ function atIndex<T>(index: number, work: () => T): T {
 }
 
 interface FinishOptions {
+  /** Time since completion began (for protocols whose completion verifies stored bytes). */
+  elapsed?: () => number;
   /** Where the verified bytes are, when not at the upload's own key (a sealed copy). */
   storageKey?: string | undefined;
   /** Storage could not attest the SHA-256: record the asset as `verifying` and queue the check. */
@@ -990,6 +1017,17 @@ export function failureOf(err: unknown): UploadEnding {
     reason: 'failed',
     code: 'UPLOAD_INTERRUPTED',
     message: 'The upload did not finish: the connection ended or storage failed.',
+  };
+}
+
+/** What telemetry learns of a completion this call did. */
+function completion(upload: Upload, result: FinishResult, now: number, elapsed: () => number) {
+  return {
+    flow: upload.kind,
+    deduplicated: result.deduplicated,
+    bytes: result.asset.size,
+    uploadSeconds: Math.max(0, now - upload.createdAt) / 1000,
+    completionSeconds: elapsed(),
   };
 }
 

@@ -5,6 +5,7 @@ import { type Clock, systemClock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
 import { EventService } from './events.js';
 import { FileService } from './files.js';
+import { HealthService } from './health.js';
 import type { IdSource } from './ids.js';
 import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
@@ -14,6 +15,7 @@ import { type Analyzer, processAssetJob } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SignedIds } from './signed-ids.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { TokenService } from './tokens.js';
 import {
   DELETE_OBJECT_JOB,
@@ -49,6 +51,8 @@ export interface CoreDeps {
     /** The real time for `webhook-timestamp` (see WebhookDeliverer); the system clock by default. */
     wallClock?: Clock | undefined;
   };
+  /** Where outcomes are reported (metrics, logs); nowhere when absent. */
+  telemetry?: Telemetry | undefined;
 }
 
 /** The core: every protocol Wharf speaks ends up calling these services. */
@@ -76,6 +80,13 @@ export interface Core {
   storage: { kind: string; bucket: string };
   signedIds: SignedIds;
   clock: Clock;
+  /**
+   * Reports outcomes to metrics and logs. Services outside the core's own that learn an
+   * outcome (webhook deliveries: `telemetry.webhookDelivery(outcome)`) report it here.
+   */
+  telemetry: Telemetry;
+  /** Readiness: whether the database and storage answer (GET /readyz). */
+  health: HealthService;
 }
 
 /** Distinct keys per purpose, so a signature of one kind can never pass as another. */
@@ -84,12 +95,19 @@ export function deriveKey(secret: string, purpose: string): Buffer {
 }
 
 export function createCore(deps: CoreDeps): Core {
-  const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads);
+  const telemetry = deps.telemetry ?? NO_TELEMETRY;
+  const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads, telemetry);
   const tokens = new TokenService(deps.store, deps.clock, deps.ids, {
     maxOpenUploadsPerToken: deps.uploads.maxOpenUploadsPerToken,
   });
   const multipart = new MultipartService(deps.store, deps.blobs, uploads, deps.clock, deps.multipart);
-  const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
+  const jobs = new JobRunner(
+    deps.store,
+    deps.clock,
+    deps.ids,
+    { leaseMs: 5 * 60_000, maxAttempts: 5 },
+    telemetry,
+  );
   jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
   jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
   const s3Signing = new S3SigningService(
@@ -122,6 +140,7 @@ export function createCore(deps: CoreDeps): Core {
     sender: deps.webhooks.sender,
     render: deps.webhooks.renderEvent,
     timeoutMs: deps.webhooks.settings.timeoutMs,
+    telemetry,
   });
   jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
   return {
@@ -138,7 +157,13 @@ export function createCore(deps: CoreDeps): Core {
       deps.resumable.settings,
     ),
     s3Signing,
-    assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
+    assets: new AssetService(
+      deps.store,
+      deps.blobs,
+      deps.clock,
+      deriveKey(deps.secret, 'download'),
+      telemetry,
+    ),
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),
     files: new FileService(deps.store, uploads),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
@@ -147,6 +172,8 @@ export function createCore(deps: CoreDeps): Core {
     webhooks: new WebhookService(deps.store, deps.clock, deps.ids, webhookKey, deps.webhooks.settings),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     clock: deps.clock,
+    telemetry,
+    health: new HealthService(deps.store, deps.blobs, deps.clock, deps.ids),
   };
 }
 

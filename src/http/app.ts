@@ -18,10 +18,12 @@ import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
+import { type MetricsSource, operationsRoutes } from './operations.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { trackInFlight } from './plugins/in-flight.js';
+import { observeRequest, type RequestMetrics, registerObservation, requestIdFor } from './plugins/observe.js';
 import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
 import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
@@ -47,6 +49,10 @@ export interface AppOptions {
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** The tus endpoint's storage, lock and staging dir; without them /v1/tus/ is not served. */
   tus?: Omit<TusRouteOptions, 'core' | 'publicUrl'> | undefined;
+  /** Where each request is reported (route pattern, status, duration). */
+  requestMetrics?: RequestMetrics | undefined;
+  /** GET /metrics on this port, for a Bearer of `token` (WHARF_METRICS_TOKEN); absent: not served. */
+  metrics?: { source: MetricsSource; token: string } | undefined;
 }
 
 /** Each path's clients get failures before routing in the shape they read. */
@@ -75,6 +81,8 @@ export async function buildApp({
   corsOrigins,
   logger,
   tus,
+  requestMetrics,
+  metrics,
 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger && {
@@ -82,12 +90,15 @@ export async function buildApp({
       serializers: { req: redactedRequest },
     },
     bodyLimit: 1024 * 1024,
-    // Wharf sits behind load balancers; request ids come from there when present.
-    requestIdHeader: 'x-request-id',
+    // Wharf sits behind load balancers; request ids come from there when present and sane.
+    requestIdHeader: false,
+    genReqId: requestIdFor,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Failures before routing (a malformed percent-encoding, an over-long id) skip the error
     // handlers; answer them in the shape the path's clients read, not Fastify's default.
     frameworkErrors: (err, request, reply) => {
+      // No hook runs for these: they get their request id and metrics here.
+      observeRequest(request, reply, requestMetrics);
       const refusal = routingError(err);
       if (refusal.status >= 500) request.log.error({ err }, 'routing failed');
       const send = shapeFor(ROUTING_ERROR_SHAPES, request.url);
@@ -106,6 +117,8 @@ export async function buildApp({
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
   trackRoutes(app);
+  // Before CORS and every route: every response carries its request id, preflights and refusals too.
+  registerObservation(app, requestMetrics);
   registerNativeErrors(app);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
   await registerCors(app, corsOrigins);
@@ -132,11 +145,7 @@ export async function buildApp({
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   app.get('/openapi.json', { schema: { hide: true }, config: { auth: 'none' } }, async () => app.swagger());
-  app.get(
-    '/healthz',
-    { config: { auth: 'none' }, schema: { summary: 'Liveness', tags: ['meta'], security: [] } },
-    async () => ({ status: 'ok' }),
-  );
+  await app.register(operationsRoutes, { core, metrics });
 
   const context: ApiContext = { core, publicUrl };
   await app.register(async (api: App) => {

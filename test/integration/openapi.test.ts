@@ -24,6 +24,7 @@ after(async () => {
 
 const ROUTES: Record<string, string[]> = {
   '/healthz': ['get'],
+  '/readyz': ['get'],
   '/v1/assets': ['get', 'post'],
   '/v1/assets/{id}': ['delete', 'get', 'patch'],
   '/v1/assets/{id}/content': ['get'],
@@ -100,6 +101,7 @@ describe('the OpenAPI document', () => {
     assert.deepEqual(doc.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer' });
     assert.deepEqual(doc.security, [{ apiKey: [] }, { bearer: [] }]);
     assert.deepEqual(doc.paths['/healthz'].get.security, [], '/healthz is public');
+    assert.deepEqual(doc.paths['/readyz'].get.security, [], '/readyz is public');
     const content = doc.paths['/v1/assets/{id}/content'].get.security;
     assert.ok(
       content?.some((s: object) => Object.keys(s).length === 0),
@@ -399,6 +401,9 @@ describe('real responses match the document', () => {
     const res = await api(w.url, undefined, 'GET', '/healthz');
     assert.deepEqual(res.body, { status: 'ok' });
     conforms('GET', '/healthz', res);
+    const ready = await api(w.url, undefined, 'GET', '/readyz');
+    assert.equal(ready.body.status, 'ready');
+    conforms('GET', '/readyz', ready);
   });
 
   test('the checks above really exercised a spread of statuses', () => {

@@ -9,6 +9,7 @@ import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
 import { lockQueries } from './locks.js';
 import { settingsQueries } from './settings.js';
+import { statsQueries } from './stats.js';
 import { tokenQueries } from './tokens.js';
 import { uploadQueries } from './uploads.js';
 import { webhookQueries } from './webhooks.js';
@@ -31,6 +32,7 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...lockQueries(context),
     ...eventQueries(context),
     ...webhookQueries(context),
+    ...statsQueries(context),
     async close() {
       await connection.db.destroy();
     },
