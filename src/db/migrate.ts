@@ -3,6 +3,7 @@ import * as initial from './migrations/001_initial.js';
 import * as filesJobs from './migrations/002_files_jobs_processing.js';
 import * as resumable from './migrations/003_resumable_uploads.js';
 import * as events from './migrations/004_events_webhooks.js';
+import * as images from './migrations/005_images.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -11,6 +12,7 @@ const migrations: Record<string, Migration> = {
   '002_files_jobs_processing': filesJobs,
   '003_resumable_uploads': resumable,
   '004_events_webhooks': events,
+  '005_images': images,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

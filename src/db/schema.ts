@@ -12,6 +12,7 @@ export interface AccountsTable {
   max_file_size: number | null;
   storage_quota: number | null;
   disabled: number;
+  strip_gps: Generated<number>;
   created_at: number;
 }
 
@@ -119,6 +120,8 @@ export interface Database {
   events: EventsTable;
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  derivatives: DerivativesTable;
+  image_presets: ImagePresetsTable;
 }
 
 /** Leases on named resources shared by every node (tus uploads in progress). */
@@ -168,6 +171,27 @@ export interface WebhookDeliveriesTable {
   response_body: string | null;
   latency_ms: number | null;
   last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Stored renderings of assets (see migration 005). */
+export interface DerivativesTable {
+  asset_id: string;
+  params_key: string;
+  account_id: string;
+  storage_key: string;
+  size: number;
+  content_type: string;
+  sha256: string;
+  created_at: number;
+}
+
+export interface ImagePresetsTable {
+  account_id: string;
+  name: string;
+  params: string;
+  eager: number;
   created_at: number;
   updated_at: number;
 }

@@ -77,6 +77,7 @@ export function toAccount(row: Selectable<AccountsTable>): Account {
     maxFileSize: row.max_file_size === null ? null : Number(row.max_file_size),
     storageQuota: row.storage_quota === null ? null : Number(row.storage_quota),
     disabled: Number(row.disabled) === 1,
+    stripGps: Number(row.strip_gps) === 1,
     createdAt: Number(row.created_at),
   };
 }
