@@ -15,6 +15,10 @@ import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createSqlStore } from './db/store/index.js';
 import { ImageAnalyzer } from './processing/image-analyzer.js';
+import { LocationScrubber } from './processing/location-scrubber.js';
+import { MediaTools } from './processing/media-tools.js';
+import { Scratch } from './processing/scratch.js';
+import { SharpRenderer } from './processing/sharp-renderer.js';
 
 export interface OpenedCore {
   core: Core;
@@ -22,6 +26,8 @@ export interface OpenedCore {
   blobs: BlobStore;
   /** What the tus endpoint runs on: tus.io's datastore, a lock shared by every node, a staging dir. */
   tus: { datastore: TusBackend['datastore']; locker: StoreLocker; stagingDir: string };
+  /** External tools (ffmpeg, poppler) this server lacks, by name and the path that was tried. */
+  missingTools: Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -40,6 +46,15 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
   const { blobs, endpoint, tus } = await openBlobs(config, secret);
 
+  // Temp copies for sharp and the media tools: local disk on every deployment.
+  const scratch = new Scratch(join(config.dataDir, 'work'));
+  await scratch.init();
+  const media = new MediaTools(config.media, scratch, {
+    timeoutSeconds: config.media.timeoutSeconds,
+    maxInputBytes: config.media.maxInputBytes,
+  });
+  const { missing } = await media.detect();
+
   const core = createCore({
     store,
     blobs,
@@ -48,6 +63,9 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     secret,
     endpoint,
     analyzer: new ImageAnalyzer(),
+    images: { renderer: new SharpRenderer(scratch, config.images.maxInputBytes), settings: config.images },
+    media,
+    locationStripper: new LocationScrubber(),
     uploads: {
       maxFileSize: config.maxFileSize,
       uploadExpiresInSeconds: config.uploadExpiresSeconds,
@@ -71,6 +89,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
       locker: new StoreLocker(store),
       stagingDir: join(config.dataDir, 'tus', 'staging'),
     },
+    missingTools: missing,
     async close() {
       await blobs.close();
       await store.close();

@@ -39,6 +39,16 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     tus: opened.tus,
   });
 
+  // Wharf runs without them; the assets that would have needed them say so in their analysis.
+  for (const [tool, path] of Object.entries(opened.missingTools)) {
+    app.log.warn(
+      { tool, path },
+      `${tool} is not available (tried ${path}): ${
+        tool.startsWith('pdf') ? 'PDF page counts and previews' : 'video and audio facts and video posters'
+      } are off`,
+    );
+  }
+
   let sweeping: Promise<unknown> = Promise.resolve();
   const sweep = () => {
     sweeping = core.uploads.sweep().catch((err: unknown) => app.log.error({ err }, 'sweep failed'));

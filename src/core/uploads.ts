@@ -8,6 +8,7 @@ import type { IdSource } from './ids.js';
 import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { BlobStore, NewJob, PresignedPost, PresignedRequest, Store } from './ports.js';
+import type { Replacement } from './privacy.js';
 
 export interface UploadSettings {
   /** Server-wide default; an account's own limit overrides it. */
@@ -192,6 +193,16 @@ export class UploadService {
   }
 
   private readonly kindHooks = new Map<Upload['kind'], UploadKindHooks>();
+  private replacement: ReplacementStep | undefined;
+
+  /**
+   * A step between verification and the asset that may put other bytes in the upload's place
+   * (src/core/privacy.ts: a copy without a GPS position). The upload's own object is deleted
+   * once the asset is recorded.
+   */
+  setReplacementStep(step: ReplacementStep): void {
+    this.replacement = step;
+  }
 
   /** Lets a protocol's service take part in reconciliation and expiry of its uploads. */
   registerKind(kind: Upload['kind'], hooks: UploadKindHooks): void {
@@ -490,14 +501,13 @@ export class UploadService {
     };
     if (upload.status === 'completed') {
       const outcome = await this.completedOutcome(upload);
+      // What the client sent, which a stored copy without its GPS position no longer is.
+      const sent = outcome.asset.analysis.uploaded ?? outcome.asset;
       // A confirm that contradicts the bytes is refused even after the fact.
-      if (claims.size !== undefined && claims.size !== outcome.asset.size) {
-        throw new WharfError(
-          'SIZE_MISMATCH',
-          `Claimed ${claims.size} bytes; the file has ${outcome.asset.size}.`,
-        );
+      if (claims.size !== undefined && claims.size !== sent.size) {
+        throw new WharfError('SIZE_MISMATCH', `Claimed ${claims.size} bytes; the file has ${sent.size}.`);
       }
-      checkDigests(outcome.asset, claimed);
+      checkDigests(sent, claimed);
       return outcome;
     }
     if (upload.status === 'expired') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
@@ -794,23 +804,47 @@ export class UploadService {
 
   private async finish(
     upload: Upload,
-    digests: Digests,
-    { verifying = false, contentType, metadata, storageKey = upload.storageKey }: FinishOptions = {},
+    verified: Digests,
+    {
+      verifying: declaredOnly = false,
+      contentType,
+      metadata,
+      storageKey: uploadedKey = upload.storageKey,
+    }: FinishOptions = {},
   ): Promise<UploadOutcome> {
     const account = await this.store.getAccount(upload.accountId);
     try {
       await this.checkQuota(
         { accountId: upload.accountId, storageQuota: account?.storageQuota ?? null },
-        digests.size,
+        verified.size,
       );
     } catch (err) {
-      if ((await this.store.findAssetBySha256(upload.accountId, digests.sha256)) === undefined) {
+      if ((await this.store.findAssetBySha256(upload.accountId, verified.sha256)) === undefined) {
         await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
-        await this.blobs.delete(storageKey);
+        await this.blobs.delete(uploadedKey);
         throw err;
       }
       // Known content costs no new storage: dedupe below returns the existing asset.
     }
+    let replaced: Replacement | undefined;
+    try {
+      replaced = await this.replacement?.(
+        upload.accountId,
+        uploadedKey,
+        verified,
+        declaredOnly,
+        contentType ?? upload.contentType,
+      );
+    } catch (err) {
+      if (!(err instanceof WharfError)) throw err;
+      await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
+      await this.blobs.delete(uploadedKey);
+      throw err;
+    }
+    const storageKey = replaced?.storageKey ?? uploadedKey;
+    const digests = replaced?.digests ?? verified;
+    // A replacement was made from bytes it hashed itself: nothing is left to verify.
+    const verifying = declaredOnly && !replaced;
     const now = this.clock.now();
     const candidate: Asset = {
       id: this.ids.id(),
@@ -825,7 +859,7 @@ export class UploadService {
       seq: upload.seq ?? 0,
       access: upload.intent.access ?? 'private',
       processing: 'pending',
-      analysis: {},
+      analysis: replaced?.analysis ?? {},
       metadata: { ...upload.intent.metadata, ...metadata },
       createdAt: now,
       updatedAt: now,
@@ -841,7 +875,11 @@ export class UploadService {
         : { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: candidate.id }, runAt: now },
     ];
     const result = await this.store.finishUpload(upload.id, candidate, now, jobs);
-    if (result.completedNow && result.deduplicated) {
+    if (replaced) {
+      // The upload's own bytes were replaced: never kept once the completion is recorded.
+      if (result.completedNow) await this.blobs.delete(uploadedKey);
+      if (result.asset.storageKey !== storageKey) await this.blobs.delete(storageKey);
+    } else if (result.completedNow && result.deduplicated) {
       // The account already holds these bytes under the existing asset.
       await this.blobs.delete(storageKey);
     }
@@ -854,6 +892,15 @@ export class UploadService {
     return { asset, deduplicated: upload.deduplicated };
   }
 }
+
+/** See UploadService.setReplacementStep. */
+export type ReplacementStep = (
+  accountId: string,
+  key: string,
+  verified: Digests,
+  declaredOnly: boolean,
+  contentType: string,
+) => Promise<Replacement | undefined>;
 
 interface FinishOptions {
   /** Where the verified bytes are, when not at the upload's own key (a sealed copy). */
