@@ -43,7 +43,7 @@ export class LocationScrubber implements LocationStripper {
         removed = scrubWebp(copy);
         break;
       default:
-        if (await hasLocation(head)) {
+        if (anyLocation(head) || (await hasLocation(head))) {
           throw new WharfError(
             'LOCATION_NOT_REMOVABLE',
             `This account removes locations from images, and Wharf cannot remove one from ${type.mime} without re-encoding it: upload a JPEG, PNG or WebP, or remove the location first.`,
@@ -52,7 +52,7 @@ export class LocationScrubber implements LocationStripper {
         }
         return { kind: 'clean' };
     }
-    if (await hasLocation(copy)) {
+    if (anyLocation(copy) || (await hasLocation(copy))) {
       throw new WharfError(
         'LOCATION_NOT_REMOVABLE',
         'This image carries a location in a place Wharf cannot remove it from; remove it before uploading.',
@@ -61,6 +61,22 @@ export class LocationScrubber implements LocationStripper {
     }
     return removed ? { kind: 'stripped', head: copy } : { kind: 'clean' };
   }
+}
+
+/**
+ * A scan that knows no container: any TIFF structure (EXIF, wherever a format keeps it) whose
+ * GPS IFD has entries, or XMP text naming a place. It catches what exifr cannot parse (EXIF
+ * in AVIF and HEIC, say), and checks that nothing is left after stripping.
+ */
+function anyLocation(bytes: Buffer): boolean {
+  if (XMP_LOCATION.test(bytes.toString('latin1'))) return true;
+  const probe = Buffer.from(bytes);
+  for (const header of ['II*\0', 'MM\0*']) {
+    for (let at = probe.indexOf(header, 0, 'latin1'); at >= 0; at = probe.indexOf(header, at + 1, 'latin1')) {
+      if (wipeGps(probe, at, Math.min(probe.length, at + 0x10000))) return true;
+    }
+  }
+  return false;
 }
 
 async function hasLocation(bytes: Buffer): Promise<boolean> {
