@@ -26,7 +26,8 @@ function has(tool: string, versionFlag = '-version'): boolean {
 }
 // scripts/test.sh installs them (Debian's ffmpeg and poppler-utils) where they are missing.
 const noFfmpeg = has('ffmpeg') && has('ffprobe') ? false : 'needs ffmpeg (scripts/test.sh installs it)';
-const noPoppler = has('pdftoppm', '-v') && has('pdfinfo', '-v') ? false : 'needs poppler-utils (scripts/test.sh installs it)';
+const noPoppler =
+  has('pdftoppm', '-v') && has('pdfinfo', '-v') ? false : 'needs poppler-utils (scripts/test.sh installs it)';
 
 let scratch: string;
 /** A tiny clip made at test time: 160×120 test pattern, 3 s, H.264 with an AAC tone. */
