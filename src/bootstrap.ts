@@ -19,6 +19,10 @@ import { createSqlStore } from './db/store/index.js';
 import { webhookPayload } from './http/api/event-json.js';
 import { HttpWebhookSender } from './net/webhook-sender.js';
 import { ImageAnalyzer } from './processing/image-analyzer.js';
+import { LocationScrubber } from './processing/location-scrubber.js';
+import { MediaTools } from './processing/media-tools.js';
+import { Scratch } from './processing/scratch.js';
+import { SharpRenderer } from './processing/sharp-renderer.js';
 
 export interface OpenedCore {
   core: Core;
@@ -26,6 +30,8 @@ export interface OpenedCore {
   blobs: BlobStore;
   /** What the tus endpoint runs on: tus.io's datastore, a lock shared by every node, a staging dir. */
   tus: { datastore: TusBackend['datastore']; locker: StoreLocker; stagingDir: string };
+  /** External tools (ffmpeg, poppler) this server lacks, by name and the path that was tried. */
+  missingTools: Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -56,6 +62,15 @@ export async function openCore(
   }
   const { blobs, endpoint, tus } = opened;
 
+  // Temp copies for sharp and the media tools: local disk on every deployment.
+  const scratch = new Scratch(join(config.dataDir, 'work'));
+  await scratch.init();
+  const media = new MediaTools(config.media, scratch, {
+    timeoutSeconds: config.media.timeoutSeconds,
+    maxInputBytes: config.media.maxInputBytes,
+  });
+  const { missing } = await media.detect();
+
   const core = createCore({
     store,
     blobs,
@@ -65,6 +80,9 @@ export async function openCore(
     endpoint,
     analyzer: new ImageAnalyzer(),
     telemetry,
+    images: { renderer: new SharpRenderer(scratch, config.images.maxInputBytes), settings: config.images },
+    media,
+    locationStripper: new LocationScrubber(),
     uploads: {
       maxFileSize: config.maxFileSize,
       uploadExpiresInSeconds: config.uploadExpiresSeconds,
@@ -100,6 +118,7 @@ export async function openCore(
       locker: new StoreLocker(store),
       stagingDir: join(config.dataDir, 'tus', 'staging'),
     },
+    missingTools: missing,
     async close() {
       await blobs.close();
       await store.close();

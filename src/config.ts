@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { editDistance } from './core/edit-distance.js';
 import { parseDatabaseUrl } from './db/url.js';
 
@@ -40,6 +40,28 @@ export interface Config {
   metrics: MetricsConfig;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
+  images: ImageConfig;
+  media: MediaConfig;
+}
+
+/** Limits of image transforms (see docs/images.md). */
+export interface ImageConfig {
+  maxPixels: number;
+  maxInputBytes: number;
+  concurrency: number;
+  queue: number;
+  timeoutSeconds: number;
+  maxVariants: number;
+}
+
+/** External tools for video, audio and PDF facts and previews; absent ones are detected at start. */
+export interface MediaConfig {
+  ffmpeg: string;
+  ffprobe: string;
+  pdftoppm: string;
+  pdfinfo: string;
+  timeoutSeconds: number;
+  maxInputBytes: number;
 }
 
 export interface WebhookConfig {
@@ -209,6 +231,31 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     eventsRetentionDays: integer(env, 'WHARF_EVENTS_RETENTION_DAYS', 30, 1, 3650),
     metrics: metricsConfig(env, port),
     storage: storageConfig(env),
+    images: {
+      maxPixels: integer(env, 'WHARF_IMAGE_MAX_PIXELS', 60_000_000, 1, 1_000_000_000),
+      maxInputBytes: integer(env, 'WHARF_IMAGE_MAX_INPUT', 64 * 1024 * 1024, 1, Number.MAX_SAFE_INTEGER),
+      concurrency: integer(env, 'WHARF_IMAGE_CONCURRENCY', 2, 1, 256),
+      queue: integer(env, 'WHARF_IMAGE_QUEUE', 32, 0, 100_000),
+      timeoutSeconds: integer(env, 'WHARF_IMAGE_TIMEOUT', 30, 1, 3600),
+      maxVariants: integer(env, 'WHARF_IMAGE_MAX_VARIANTS', 100, 1, 100_000),
+    },
+    media: mediaConfig(env),
+  };
+}
+
+function mediaConfig(env: NodeJS.ProcessEnv): MediaConfig {
+  // A tool's companion is looked for beside it when only the first is configured, so
+  // WHARF_FFMPEG=/opt/ffmpeg/bin/ffmpeg finds /opt/ffmpeg/bin/ffprobe.
+  const beside = (path: string | undefined, name: string) => (path ? join(dirname(path), name) : name);
+  const ffmpeg = env.WHARF_FFMPEG || 'ffmpeg';
+  const pdftoppm = env.WHARF_PDFTOPPM || 'pdftoppm';
+  return {
+    ffmpeg,
+    ffprobe: env.WHARF_FFPROBE || beside(env.WHARF_FFMPEG, 'ffprobe'),
+    pdftoppm,
+    pdfinfo: env.WHARF_PDFINFO || beside(env.WHARF_PDFTOPPM, 'pdfinfo'),
+    timeoutSeconds: integer(env, 'WHARF_MEDIA_TIMEOUT', 60, 1, 3600),
+    maxInputBytes: integer(env, 'WHARF_MEDIA_MAX_INPUT', 2 * GiB, 1, Number.MAX_SAFE_INTEGER),
   };
 }
 

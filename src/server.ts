@@ -103,6 +103,16 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     throw err;
   }
 
+  // Wharf runs without them; the assets that would have needed them say so in their analysis.
+  for (const [tool, path] of Object.entries(opened.missingTools)) {
+    app.log.warn(
+      { tool, path },
+      `${tool} is not available (tried ${path}): ${
+        tool.startsWith('pdf') ? 'PDF page counts and previews' : 'video and audio facts and video posters'
+      } are off`,
+    );
+  }
+
   let stopping = false;
   let sweeping: Promise<unknown> = Promise.resolve();
   const sweep = () => {

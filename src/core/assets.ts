@@ -31,6 +31,8 @@ export interface DownloadGrant {
 }
 
 export class AssetService {
+  private readonly deletionHooks: Array<(asset: Asset) => Promise<void>> = [];
+
   constructor(
     private readonly store: Store,
     private readonly blobs: BlobStore,
@@ -91,6 +93,17 @@ export class AssetService {
     if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
       await this.blobs.delete(asset.storageKey);
     }
+    await this.afterDelete(asset);
+  }
+
+  /** Lets a capability free what it keeps for an asset (derivatives) once the asset is deleted. */
+  onDelete(hook: (asset: Asset) => Promise<void>): void {
+    this.deletionHooks.push(hook);
+  }
+
+  /** Runs the deletion hooks; also called when verification rejects an asset. */
+  async afterDelete(asset: Asset): Promise<void> {
+    for (const hook of this.deletionHooks) await hook(asset);
   }
 
   async setAccess(principal: Principal, id: string, access: Access): Promise<Asset> {
@@ -204,7 +217,12 @@ export class AssetService {
     if (Math.floor(this.clock.now() / 1000) > grant.expires) {
       throw new WharfError('URL_EXPIRED', 'This URL has expired.');
     }
-    const asset = await this.store.getAssetById(grant.assetId);
+    return this.getKeyless(grant.assetId);
+  }
+
+  /** The asset a verified signed URL names, whichever account owns it, unless that account is disabled. */
+  async getKeyless(id: string): Promise<Asset> {
+    const asset = await this.store.getAssetById(id);
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
     if (!(await this.ownerActive(asset))) {
       throw new WharfError('ACCOUNT_DISABLED', 'The account that owns this asset is disabled.');

@@ -10,7 +10,9 @@ import type {
   ApiKey,
   Asset,
   AssetAnalysis,
+  Derivative,
   FileVersion,
+  ImagePreset,
   Job,
   ObjectInfo,
   ProcessingStatus,
@@ -58,6 +60,7 @@ export interface AccountChanges {
   disabled?: boolean;
   maxFileSize?: number | null;
   storageQuota?: number | null;
+  stripGps?: boolean;
 }
 
 export interface NewJob {
@@ -367,6 +370,30 @@ export interface WebhookStore {
   pruneDeliveries(before: number, limit: number): Promise<number>;
 }
 
+/** Stored renderings of assets (the `derivatives` table). */
+export interface DerivativeStore {
+  getDerivative(assetId: string, paramsKey: string): Promise<Derivative | undefined>;
+  /**
+   * Records a derivative unless one with its key exists or its asset is gone (deleted while
+   * it was rendered); returns the stored row, or undefined when the asset is gone.
+   */
+  insertDerivative(derivative: Derivative): Promise<Derivative | undefined>;
+  /** A derivative of the asset with these bytes (to share one object between identical renderings). */
+  findDerivativeBySha256(assetId: string, sha256: string): Promise<Derivative | undefined>;
+  listDerivatives(assetId: string): Promise<Derivative[]>;
+  countDerivatives(assetId: string): Promise<number>;
+  deleteDerivatives(assetId: string): Promise<void>;
+}
+
+/** Named transform presets per account (the `image_presets` table). */
+export interface PresetStore {
+  getPreset(accountId: string, name: string): Promise<ImagePreset | undefined>;
+  listPresets(accountId: string): Promise<ImagePreset[]>;
+  /** Creates or replaces; keeps the first creation time. */
+  putPreset(preset: ImagePreset): Promise<ImagePreset>;
+  deletePreset(accountId: string, name: string): Promise<boolean>;
+}
+
 /** Everything the core keeps in its database, one slice per table or concern. */
 export interface Store
   extends SettingStore,
@@ -380,7 +407,9 @@ export interface Store
     LockStore,
     EventStore,
     WebhookStore,
-    StatsStore {
+    StatsStore,
+    DerivativeStore,
+    PresetStore {
   close(): Promise<void>;
 }
 

@@ -26,6 +26,7 @@ import type {
   UploadLimits,
   UploadToRecord,
 } from './ports.js';
+import type { Replacement } from './privacy.js';
 import { NO_TELEMETRY, stopwatch, type Telemetry } from './telemetry.js';
 
 export interface UploadSettings {
@@ -222,6 +223,16 @@ export class UploadService {
   }
 
   private readonly kindHooks = new Map<Upload['kind'], UploadKindHooks>();
+  private replacement: ReplacementStep | undefined;
+
+  /**
+   * A step between verification and the asset that may put other bytes in the upload's place
+   * (src/core/privacy.ts: a copy without a GPS position). The upload's own object is deleted
+   * once the asset is recorded.
+   */
+  setReplacementStep(step: ReplacementStep): void {
+    this.replacement = step;
+  }
 
   /** Lets a protocol's service take part in reconciliation and expiry of its uploads. */
   registerKind(kind: Upload['kind'], hooks: UploadKindHooks): void {
@@ -525,14 +536,13 @@ export class UploadService {
     };
     if (upload.status === 'completed') {
       const outcome = await this.completedOutcome(upload);
+      // What the client sent, which a stored copy without its GPS position no longer is.
+      const sent = outcome.asset.analysis.uploaded ?? outcome.asset;
       // A confirm that contradicts the bytes is refused even after the fact.
-      if (claims.size !== undefined && claims.size !== outcome.asset.size) {
-        throw new WharfError(
-          'SIZE_MISMATCH',
-          `Claimed ${claims.size} bytes; the file has ${outcome.asset.size}.`,
-        );
+      if (claims.size !== undefined && claims.size !== sent.size) {
+        throw new WharfError('SIZE_MISMATCH', `Claimed ${claims.size} bytes; the file has ${sent.size}.`);
       }
-      checkDigests(outcome.asset, claimed);
+      checkDigests(sent, claimed);
       return outcome;
     }
     if (upload.status === 'expired') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
@@ -868,22 +878,34 @@ export class UploadService {
 
   private async finish(
     upload: Upload,
-    digests: Digests,
+    verified: Digests,
     {
-      verifying = false,
+      verifying: declaredOnly = false,
       contentType,
       metadata,
-      storageKey = upload.storageKey,
+      storageKey: uploadedKey = upload.storageKey,
       elapsed = stopwatch(),
     }: FinishOptions = {},
   ): Promise<UploadOutcome> {
     const type = contentType ?? upload.contentType;
     try {
-      checkCompletion(upload.intent, digests.size, type);
+      checkCompletion(upload.intent, verified.size, type);
     } catch (err) {
-      await this.refuse(upload, storageKey, err);
+      await this.refuse(upload, uploadedKey, err);
       throw err;
     }
+    let replaced: Replacement | undefined;
+    try {
+      replaced = await this.replacement?.(upload.accountId, uploadedKey, verified, declaredOnly, type);
+    } catch (err) {
+      if (!(err instanceof WharfError)) throw err;
+      await this.refuse(upload, uploadedKey, err);
+      throw err;
+    }
+    const storageKey = replaced?.storageKey ?? uploadedKey;
+    const digests = replaced?.digests ?? verified;
+    // A replacement was made from bytes it hashed itself: nothing is left to verify.
+    const verifying = declaredOnly && !replaced;
     const now = this.clock.now();
     const candidate: Asset = {
       id: this.ids.id(),
@@ -898,7 +920,7 @@ export class UploadService {
       seq: upload.seq ?? 0,
       access: upload.intent.access ?? 'private',
       processing: 'pending',
-      analysis: {},
+      analysis: replaced?.analysis ?? {},
       metadata: { ...metadata, ...upload.intent.metadata },
       subject: upload.intent.subject ?? null,
       createdAt: now,
@@ -920,12 +942,17 @@ export class UploadService {
     } catch (err) {
       // The account's quota or the token's budget cannot take the file: it is not kept.
       if (isWharfError(err, 'QUOTA_EXCEEDED') || isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')) {
-        await this.refuse(upload, storageKey, err);
+        await this.refuse(upload, uploadedKey, err);
+        if (replaced) await this.blobs.delete(storageKey);
       }
       throw err;
     }
     if (result.completedNow) this.telemetry.uploadCompleted(completion(upload, result, now, elapsed));
-    if (result.completedNow && result.deduplicated) {
+    if (replaced) {
+      // The upload's own bytes were replaced: never kept once the completion is recorded.
+      if (result.completedNow) await this.blobs.delete(uploadedKey);
+      if (result.asset.storageKey !== storageKey) await this.blobs.delete(storageKey);
+    } else if (result.completedNow && result.deduplicated) {
       // The account already holds these bytes under the existing asset.
       await this.blobs.delete(storageKey);
     }
@@ -980,6 +1007,15 @@ function atIndex<T>(index: number, work: () => T): T {
     throw err;
   }
 }
+
+/** See UploadService.setReplacementStep. */
+export type ReplacementStep = (
+  accountId: string,
+  key: string,
+  verified: Digests,
+  declaredOnly: boolean,
+  contentType: string,
+) => Promise<Replacement | undefined>;
 
 interface FinishOptions {
   /** Time since completion began (for protocols whose completion verifies stored bytes). */

@@ -7,11 +7,19 @@ import { EventService } from './events.js';
 import { FileService } from './files.js';
 import { HealthService } from './health.js';
 import type { IdSource } from './ids.js';
+import {
+  DERIVE_IMAGE_JOB,
+  type ImageRenderer,
+  ImageService,
+  type ImageSettings,
+  PresetService,
+} from './images.js';
 import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
-import { type Analyzer, processAssetJob } from './processing.js';
+import { LocationPrivacy, type LocationStripper } from './privacy.js';
+import { type Analyzer, type MediaProber, processAssetJob, TRANSFORMABLE_MIMES } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SignedIds } from './signed-ids.js';
@@ -53,6 +61,12 @@ export interface CoreDeps {
   };
   /** Where outcomes are reported (metrics, logs); nowhere when absent. */
   telemetry?: Telemetry | undefined;
+  /** Image transforms (sharp) and their limits. */
+  images: { renderer: ImageRenderer; settings: ImageSettings };
+  /** Video, audio and PDF facts and previews, when the server has the tools. */
+  media?: MediaProber | undefined;
+  /** Removes GPS positions from new images of accounts that ask for it. */
+  locationStripper: LocationStripper;
 }
 
 /** The core: every protocol Wharf speaks ends up calling these services. */
@@ -76,6 +90,9 @@ export interface Core {
   events: EventService;
   /** Webhook endpoints, their delivery log, replays and retention. */
   webhooks: WebhookService;
+  /** Derivatives: resized, re-encoded renderings served from storage. */
+  images: ImageService;
+  presets: PresetService;
   /** Where bytes live: the backend's name (`local`, `s3`) and its bucket. */
   storage: { kind: string; bucket: string };
   signedIds: SignedIds;
@@ -97,10 +114,31 @@ export function deriveKey(secret: string, purpose: string): Buffer {
 export function createCore(deps: CoreDeps): Core {
   const telemetry = deps.telemetry ?? NO_TELEMETRY;
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads, telemetry);
+  const privacy = new LocationPrivacy(deps.store, deps.blobs, deps.locationStripper);
+  uploads.setReplacementStep((...args) => privacy.replacementFor(...args));
   const tokens = new TokenService(deps.store, deps.clock, deps.ids, {
     maxOpenUploadsPerToken: deps.uploads.maxOpenUploadsPerToken,
   });
   const multipart = new MultipartService(deps.store, deps.blobs, uploads, deps.clock, deps.multipart);
+  const assets = new AssetService(
+    deps.store,
+    deps.blobs,
+    deps.clock,
+    deriveKey(deps.secret, 'download'),
+    telemetry,
+  );
+  const images = new ImageService(
+    deps.store,
+    deps.blobs,
+    assets,
+    deps.images.renderer,
+    deps.clock,
+    deps.ids,
+    deriveKey(deps.secret, 'transforms'),
+    deps.images.settings,
+  );
+  // An asset's derivatives go with it.
+  assets.onDelete((asset) => images.purge(asset.id));
   const jobs = new JobRunner(
     deps.store,
     deps.clock,
@@ -108,7 +146,21 @@ export function createCore(deps: CoreDeps): Core {
     { leaseMs: 5 * 60_000, maxAttempts: 5 },
     telemetry,
   );
-  jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
+  jobs.register(
+    PROCESS_ASSET_JOB,
+    processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock, {
+      media: deps.media,
+      previews: {
+        store: (asset, image, format) => images.storePreview(asset, image, format),
+        exists: (assetId) => images.hasPreview(assetId),
+      },
+      // Eager presets are rendered as soon as there is something to render them from.
+      afterProcessed: async (asset, analysis) => {
+        if (analysis.preview || TRANSFORMABLE_MIMES.has(analysis.mime ?? '')) await images.queueEager(asset);
+      },
+    }),
+  );
+  jobs.register(DERIVE_IMAGE_JOB, (job) => images.deriveJob(job));
   jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
   const s3Signing = new S3SigningService(
     deps.store,
@@ -124,7 +176,13 @@ export function createCore(deps: CoreDeps): Core {
   );
   jobs.register(VERIFY_ASSET_JOB, async (job) => {
     const md5 = job.payload.md5;
-    await uploads.verifyAsset(String(job.payload.assetId), typeof md5 === 'string' ? md5 : null);
+    const asset = await deps.store.getAssetById(String(job.payload.assetId));
+    const outcome = await uploads.verifyAsset(
+      String(job.payload.assetId),
+      typeof md5 === 'string' ? md5 : null,
+    );
+    // A rejected asset goes like a deleted one, whatever was kept for it.
+    if (outcome === 'rejected' && asset) await assets.afterDelete(asset);
   });
   const webhookKey = deriveKey(deps.secret, 'webhook-secrets');
   if (deps.webhooks.settings.timeoutMs >= jobs.leaseMs) {
@@ -157,19 +215,15 @@ export function createCore(deps: CoreDeps): Core {
       deps.resumable.settings,
     ),
     s3Signing,
-    assets: new AssetService(
-      deps.store,
-      deps.blobs,
-      deps.clock,
-      deriveKey(deps.secret, 'download'),
-      telemetry,
-    ),
+    assets,
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),
     files: new FileService(deps.store, uploads),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,
     events: new EventService(deps.store),
     webhooks: new WebhookService(deps.store, deps.clock, deps.ids, webhookKey, deps.webhooks.settings),
+    images,
+    presets: new PresetService(deps.store, deps.clock),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     clock: deps.clock,
     telemetry,

@@ -5,12 +5,15 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { LOCAL_ENDPOINT_PATH } from '../blobs/local-endpoint.js';
 import type { Principal } from '../core/model.js';
 import type { Core } from '../core/wharf.js';
+import { accountSettingsRoutes } from './api/account-settings.js';
 import { assetContentRoute } from './api/assets/content.js';
+import { assetImageRoutes } from './api/assets/image.js';
 import { assetReadRoutes } from './api/assets/read.js';
 import { directUploadRoute } from './api/assets/upload.js';
 import type { ApiContext, App } from './api/context.js';
 import { eventRoutes } from './api/events.js';
 import { fileRoutes } from './api/files/routes.js';
+import { imagePresetRoutes } from './api/image-presets.js';
 import { keyRoutes } from './api/keys.js';
 import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
@@ -165,6 +168,9 @@ export async function buildApp({
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
     await api.register(webhookRoutes, context);
+    await api.register(assetImageRoutes, context);
+    await api.register(imagePresetRoutes, context);
+    await api.register(accountSettingsRoutes, context);
   });
 
   await app.register(compatRoutes, context);

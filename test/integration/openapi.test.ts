@@ -52,6 +52,12 @@ const ROUTES: Record<string, string[]> = {
   '/v1/webhooks/{id}/deliveries/{delivery_id}': ['get'],
   '/v1/webhooks/{id}/deliveries/{delivery_id}/replay': ['post'],
   '/v1/webhooks/{id}/replay': ['post'],
+  '/v1/assets/{id}/image': ['get'],
+  '/v1/assets/{id}/image-url': ['post'],
+  '/v1/assets/{id}/derivatives': ['get'],
+  '/v1/image-presets': ['get'],
+  '/v1/image-presets/{name}': ['delete', 'get', 'put'],
+  '/v1/account/settings': ['get', 'patch'],
 };
 
 /** Seed APIs are documented too, under their own paths; this test is about the native ones. */
@@ -395,6 +401,61 @@ describe('real responses match the document', () => {
     );
     conforms('DELETE', '/v1/webhooks/{id}', await api(w.url, key, 'DELETE', `/v1/webhooks/${id}`));
     conforms('DELETE', '/v1/webhooks/{id}', await api(w.url, key, 'DELETE', `/v1/webhooks/${id}`));
+  });
+
+  test('images: transforms, signed transform URLs, derivatives, presets, account settings', async () => {
+    const text = await readJson(
+      fetch(`${w.url}/v1/assets?name=doc.txt`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key, 'content-type': 'text/plain' },
+        body: `not an image ${randomBytes(4).toString('hex')}`,
+      }),
+    );
+    const id = text.body.asset.id;
+    conforms('GET', '/v1/assets/{id}/image', await api(w.url, w.key, 'GET', `/v1/assets/${id}/image?w=10`));
+    conforms('GET', '/v1/assets/{id}/image', await api(w.url, w.key, 'GET', `/v1/assets/${id}/image?w=0`));
+    conforms('GET', '/v1/assets/{id}/image', await api(w.url, undefined, 'GET', `/v1/assets/${id}/image`));
+    conforms(
+      'POST',
+      '/v1/assets/{id}/image-url',
+      await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { w: 100, format: 'webp' }),
+    );
+    conforms(
+      'POST',
+      '/v1/assets/{id}/image-url',
+      await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { w: 100, preset: 'x' }),
+    );
+    conforms(
+      'GET',
+      '/v1/assets/{id}/derivatives',
+      await api(w.url, w.key, 'GET', `/v1/assets/${id}/derivatives`),
+    );
+    conforms(
+      'PUT',
+      '/v1/image-presets/{name}',
+      await api(w.url, w.key, 'PUT', '/v1/image-presets/doc', { w: 64, eager: false }),
+    );
+    conforms(
+      'PUT',
+      '/v1/image-presets/{name}',
+      await api(w.url, w.key, 'PUT', '/v1/image-presets/doc', { w: 0 }),
+    );
+    conforms('GET', '/v1/image-presets', await api(w.url, w.key, 'GET', '/v1/image-presets'));
+    conforms('GET', '/v1/image-presets/{name}', await api(w.url, w.key, 'GET', '/v1/image-presets/doc'));
+    conforms(
+      'DELETE',
+      '/v1/image-presets/{name}',
+      await api(w.url, w.key, 'DELETE', '/v1/image-presets/doc'),
+    );
+    conforms('GET', '/v1/image-presets/{name}', await api(w.url, w.key, 'GET', '/v1/image-presets/doc'));
+    conforms('GET', '/v1/account/settings', await api(w.url, w.key, 'GET', '/v1/account/settings'));
+    conforms('PATCH', '/v1/account/settings', await api(w.url, w.key, 'PATCH', '/v1/account/settings', {}));
+    const member = await w.newKey('member');
+    conforms(
+      'PATCH',
+      '/v1/account/settings',
+      await api(w.url, member.key, 'PATCH', '/v1/account/settings', { strip_gps: true }),
+    );
   });
 
   test('health', async () => {

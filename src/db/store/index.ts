@@ -3,8 +3,10 @@ import type { Store } from '../../core/ports.js';
 import type { Connection } from '../connect.js';
 import { accountQueries } from './accounts.js';
 import { assetQueries } from './assets.js';
+import { derivativeQueries } from './derivatives.js';
 import { eventQueries } from './events.js';
 import { fileQueries } from './files.js';
+import { presetQueries } from './image-presets.js';
 import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
 import { lockQueries } from './locks.js';
@@ -33,6 +35,8 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...eventQueries(context),
     ...webhookQueries(context),
     ...statsQueries(context),
+    ...derivativeQueries(context),
+    ...presetQueries(context),
     async close() {
       await connection.db.destroy();
     },
