@@ -59,6 +59,10 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     secret,
     endpoint,
     analyzer: new ImageAnalyzer(),
+    sessions: {
+      ttlMs: config.console.sessionTtlSeconds * 1000,
+      idleMs: config.console.idleTimeoutSeconds * 1000,
+    },
     uploads: {
       maxFileSize: config.maxFileSize,
       uploadExpiresInSeconds: config.uploadExpiresSeconds,

@@ -36,6 +36,17 @@ export interface Config {
   shutdownTimeoutSeconds: number;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
+  /** The web console at /console. */
+  console: ConsoleConfig;
+}
+
+export interface ConsoleConfig {
+  /** WHARF_CONSOLE: false serves no console (and no session routes). */
+  enabled: boolean;
+  /** WHARF_CONSOLE_SESSION_TTL: the absolute lifetime of a console session. */
+  sessionTtlSeconds: number;
+  /** WHARF_CONSOLE_IDLE_TIMEOUT: a session unused this long ends. */
+  idleTimeoutSeconds: number;
 }
 
 export interface WebhookConfig {
@@ -189,6 +200,11 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     },
     eventsRetentionDays: integer(env, 'WHARF_EVENTS_RETENTION_DAYS', 30, 1, 3650),
     storage: storageConfig(env),
+    console: {
+      enabled: choice(env, 'WHARF_CONSOLE', ['true', 'false'], 'true') === 'true',
+      sessionTtlSeconds: integer(env, 'WHARF_CONSOLE_SESSION_TTL', 12 * 3600, 60, 30 * 24 * 3600),
+      idleTimeoutSeconds: integer(env, 'WHARF_CONSOLE_IDLE_TIMEOUT', 3600, 60, 30 * 24 * 3600),
+    },
   };
 }
 

@@ -77,7 +77,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       .catch((err: unknown) => app.log.error({ err }, 'sweep failed'))
       // Retention: old events and finished webhook deliveries (WHARF_EVENTS_RETENTION_DAYS).
       .then(() => core.webhooks.prune())
-      .catch((err: unknown) => app.log.error({ err }, 'event retention failed'));
+      .catch((err: unknown) => app.log.error({ err }, 'event retention failed'))
+      // Console sessions that expired or were signed out.
+      .then(() => core.sessions.prune())
+      .catch((err: unknown) => app.log.error({ err }, 'session sweep failed'));
   };
   const timer =
     config.sweepIntervalSeconds > 0

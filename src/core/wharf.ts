@@ -7,12 +7,14 @@ import { EventService } from './events.js';
 import { FileService } from './files.js';
 import type { IdSource } from './ids.js';
 import { JobRunner } from './jobs.js';
+import { ListingService } from './listings.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { type Analyzer, processAssetJob } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
+import { SessionService, type SessionSettings } from './sessions.js';
 import { SignedIds } from './signed-ids.js';
 import { TokenService } from './tokens.js';
 import {
@@ -40,6 +42,8 @@ export interface CoreDeps {
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
+  /** Web console sessions: how long they last. */
+  sessions: SessionSettings;
   webhooks: {
     /** Sends the signed requests (and refuses private targets unless allowed). */
     sender: WebhookSender;
@@ -72,6 +76,10 @@ export interface Core {
   events: EventService;
   /** Webhook endpoints, their delivery log, replays and retention. */
   webhooks: WebhookService;
+  /** Web console sessions (a key exchanged for a cookie). */
+  sessions: SessionService;
+  /** Read-only listings: uploads, account usage, an asset's named files. */
+  listings: ListingService;
   /** Where bytes live: the backend's name (`local`, `s3`) and its bucket. */
   storage: { kind: string; bucket: string };
   signedIds: SignedIds;
@@ -124,8 +132,10 @@ export function createCore(deps: CoreDeps): Core {
     timeoutMs: deps.webhooks.settings.timeoutMs,
   });
   jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
+  const keys = new KeyService(deps.store, deps.clock, deps.ids, tokens);
+  const assets = new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download'));
   return {
-    keys: new KeyService(deps.store, deps.clock, deps.ids, tokens),
+    keys,
     tokens,
     uploads,
     arrivals: new ArrivalService(deps.store, uploads),
@@ -138,7 +148,7 @@ export function createCore(deps: CoreDeps): Core {
       deps.resumable.settings,
     ),
     s3Signing,
-    assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
+    assets,
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),
     files: new FileService(deps.store, uploads),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
@@ -146,6 +156,15 @@ export function createCore(deps: CoreDeps): Core {
     events: new EventService(deps.store),
     webhooks: new WebhookService(deps.store, deps.clock, deps.ids, webhookKey, deps.webhooks.settings),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
+    sessions: new SessionService(
+      deps.store,
+      deps.clock,
+      deps.ids,
+      keys,
+      deriveKey(deps.secret, 'console-csrf'),
+      deps.sessions,
+    ),
+    listings: new ListingService(deps.store, assets),
     clock: deps.clock,
   };
 }

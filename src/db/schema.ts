@@ -165,6 +165,7 @@ export interface Database {
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_attempts: WebhookAttemptsTable;
+  console_sessions: ConsoleSessionsTable;
 }
 
 /** Leases on named resources shared by every node (tus uploads in progress). */
@@ -233,4 +234,16 @@ export interface WebhookAttemptsTable {
   response_body: string | null;
   latency_ms: number | null;
   error: string | null;
+}
+
+/** A web console session (see migration 007): only the hash of its id is kept. */
+export interface ConsoleSessionsTable {
+  id_hash: string;
+  account_id: string;
+  key_id: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  ends_at: number;
+  revoked_at: number | null;
 }

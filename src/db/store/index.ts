@@ -7,7 +7,9 @@ import { eventQueries } from './events.js';
 import { fileQueries } from './files.js';
 import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
+import { listingQueries } from './listings.js';
 import { lockQueries } from './locks.js';
+import { sessionQueries } from './sessions.js';
 import { settingsQueries } from './settings.js';
 import { tokenQueries } from './tokens.js';
 import { uploadQueries } from './uploads.js';
@@ -31,6 +33,8 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...lockQueries(context),
     ...eventQueries(context),
     ...webhookQueries(context),
+    ...sessionQueries(context),
+    ...listingQueries(context),
     async close() {
       await connection.db.destroy();
     },
