@@ -5,6 +5,7 @@ import { type Clock, systemClock } from './core/clock.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import type { Core } from './core/wharf.js';
 import { buildApp } from './http/app.js';
+import { defaultConsoleDir, loadConsoleBundle } from './http/console/bundle.js';
 
 export interface Wharf {
   app: FastifyInstance;
@@ -28,6 +29,11 @@ export interface WharfOptions {
    * that exists has always been shown.
    */
   announceKey?: (secret: string) => void;
+  /**
+   * Where the built web console is (dist/console/ of the package by default); null serves its
+   * API without its page (tests that do not need the front end).
+   */
+  consoleDir?: string | null;
 }
 
 export interface CloseOptions {
@@ -53,6 +59,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   const { core } = opened;
 
   let app: FastifyInstance;
+  const bundle = config.console.enabled ? consoleBundle(options.consoleDir) : undefined;
   try {
     if (config.apiKey) {
       await core.keys.register(DEFAULT_ACCOUNT_ID, 'WHARF_API_KEY', 'admin', config.apiKey);
@@ -63,7 +70,11 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       corsOrigins: config.corsOrigins,
       logger: options.logger ?? false,
       tus: opened.tus,
+      console: config.console.enabled ? { bundle } : undefined,
     });
+    if (config.console.enabled && !bundle && options.consoleDir !== null) {
+      app.log.warn('The web console is not built (npm run build): /console is not served.');
+    }
   } catch (err) {
     await opened.close();
     throw err;
@@ -155,6 +166,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     },
   };
   return wharf;
+}
+
+function consoleBundle(dir: string | null | undefined) {
+  return dir === null ? undefined : loadConsoleBundle(dir ?? defaultConsoleDir());
 }
 
 /** Whether `promise` settles within `ms`. */

@@ -47,10 +47,22 @@ export class ListingService {
     return { account, usage: await this.store.accountUsage(principal.accountId) };
   }
 
-  /** The versions of named files that are this asset (the caller must be able to read it). */
-  async fileVersionsOfAsset(principal: Principal, assetId: string): Promise<FileVersion[]> {
+  /**
+   * The named files this asset is a version of (the caller must be able to read the asset), each
+   * with every version it has, oldest first.
+   */
+  async filesOfAsset(
+    principal: Principal,
+    assetId: string,
+  ): Promise<Array<{ file: FileVersion; versions: FileVersion[] }>> {
     await this.assets.get(principal, assetId);
-    const versions = await this.store.fileVersionsOfAsset(principal.accountId, assetId);
-    return principal.namespace === null ? versions : versions.filter((v) => v.namespace === principal.namespace);
+    let found = await this.store.fileVersionsOfAsset(principal.accountId, assetId);
+    if (principal.namespace !== null) found = found.filter((v) => v.namespace === principal.namespace);
+    return Promise.all(
+      found.map(async (file) => ({
+        file,
+        versions: await this.store.listFileVersions(principal.accountId, file.namespace, file.name),
+      })),
+    );
   }
 }

@@ -12,12 +12,15 @@ import type { ApiContext, App } from './api/context.js';
 import { eventRoutes } from './api/events.js';
 import { fileRoutes } from './api/files/routes.js';
 import { keyRoutes } from './api/keys.js';
+import { listingRoutes } from './api/listings.js';
 import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
 import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
+import type { ConsoleBundle } from './console/bundle.js';
+import { consoleRoutes } from './console/routes.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
@@ -47,6 +50,8 @@ export interface AppOptions {
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** The tus endpoint's storage, lock and staging dir; without them /v1/tus/ is not served. */
   tus?: Omit<TusRouteOptions, 'core' | 'publicUrl'> | undefined;
+  /** The web console (WHARF_CONSOLE); without it neither /console nor its API is served. */
+  console?: { bundle: ConsoleBundle | undefined } | undefined;
 }
 
 /** Each path's clients get failures before routing in the shape they read. */
@@ -75,6 +80,7 @@ export async function buildApp({
   corsOrigins,
   logger,
   tus,
+  console: webConsole,
 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger && {
@@ -156,8 +162,10 @@ export async function buildApp({
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
     await api.register(webhookRoutes, context);
+    await api.register(listingRoutes, context);
   });
 
+  if (webConsole) await app.register(consoleRoutes, { ...context, bundle: webConsole.bundle });
   await app.register(compatRoutes, context);
   if (tus) await app.register(tusRoutes, { ...tus, core, publicUrl });
 
