@@ -42,6 +42,10 @@ export interface AssetQuery {
   contentType?: string | undefined;
   /** Only assets filed (as a version of a named file) in this namespace. */
   namespace?: string | undefined;
+  /** Only assets created at or after this time (ms). */
+  createdAfter?: number | undefined;
+  /** Only assets created before this time (ms). */
+  createdBefore?: number | undefined;
 }
 
 export interface FinishResult {
