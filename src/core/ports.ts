@@ -407,7 +407,10 @@ export interface AccountUsage {
 /** Read-only listings across tables: uploads, an account's usage, the named files of an asset. */
 export interface ListingStore {
   /** Newest first. */
-  listUploads(accountId: string, query: UploadQuery): Promise<{ uploads: Upload[]; nextCursor: string | null }>;
+  listUploads(
+    accountId: string,
+    query: UploadQuery,
+  ): Promise<{ uploads: Upload[]; nextCursor: string | null }>;
   accountUsage(accountId: string): Promise<AccountUsage>;
   /** Every version of a named file that is this asset, by namespace, name and version. */
   fileVersionsOfAsset(accountId: string, assetId: string): Promise<FileVersion[]>;

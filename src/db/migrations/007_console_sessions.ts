@@ -19,7 +19,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('revoked_at', 'bigint')
     .execute();
   // The sweep removes sessions past their expiry.
-  await db.schema.createIndex('console_sessions_expires').on('console_sessions').column('expires_at').execute();
+  await db.schema
+    .createIndex('console_sessions_expires')
+    .on('console_sessions')
+    .column('expires_at')
+    .execute();
   // GET /v1/uploads lists an account's uploads newest first (by id, time-ordered); the console
   // shows the pending ones.
   await db.schema.createIndex('uploads_account_id').on('uploads').columns(['account_id', 'id']).execute();

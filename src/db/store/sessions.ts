@@ -120,7 +120,10 @@ export function sessionQueries({ db }: SqlContext): SessionStore {
         .select('id_hash')
         .where((eb) => eb.or([eb('expires_at', '<', before), eb('revoked_at', '<', before)]))
         .limit(limit);
-      const result = await db.deleteFrom('console_sessions').where('id_hash', 'in', doomed).executeTakeFirst();
+      const result = await db
+        .deleteFrom('console_sessions')
+        .where('id_hash', 'in', doomed)
+        .executeTakeFirst();
       return Number(result.numDeletedRows);
     },
   };

@@ -9,7 +9,8 @@ const UploadListQuery = Type.Object(
     cursor: Type.Optional(Type.String({ maxLength: 64, description: '`next_cursor` of the previous page.' })),
     status: Type.Optional(
       Type.Union([Type.Literal('pending'), Type.Literal('completed'), Type.Literal('expired')], {
-        description: '`expired`: ended without an asset (expired, cancelled or failed; the events say which).',
+        description:
+          '`expired`: ended without an asset (expired, cancelled or failed; the events say which).',
       }),
     ),
   },
@@ -40,7 +41,9 @@ const AccountSchema = Type.Object(
     max_file_size: Type.Union([Type.Integer(), Type.Null()], {
       description: 'The account’s file size limit (null: the server’s, WHARF_MAX_FILE_SIZE).',
     }),
-    storage_quota: Type.Union([Type.Integer(), Type.Null()], { description: 'Bytes it may store (null: no limit).' }),
+    storage_quota: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'Bytes it may store (null: no limit).',
+    }),
     usage: Type.Object({
       bytes_used: Type.Integer({ description: 'The sizes of its assets (each content counted once).' }),
       bytes_reserved: Type.Integer({ description: 'What its pending uploads hold against the quota.' }),
@@ -154,7 +157,11 @@ export async function listingRoutes(app: App, { core }: ApiContext): Promise<voi
           name: file.name,
           version: file.version,
           latest_version: file.latestVersion,
-          versions: versions.map((v) => ({ version: v.version, asset_id: v.assetId, created_at: iso(v.createdAt) })),
+          versions: versions.map((v) => ({
+            version: v.version,
+            asset_id: v.assetId,
+            created_at: iso(v.createdAt),
+          })),
         })),
       };
     },

@@ -35,14 +35,14 @@ const UPLOAD_TOKEN_SECONDS = 3600;
 
 /**
  * The page may load scripts, styles, images and media from Wharf's own origin only, and nothing
- * inline; blob: images are the thumbnails Uppy's Dashboard makes of files about to be uploaded,
- * data: images those its style sheet embeds. It may not be framed, load plugins or set a base.
+ * inline; blob: images are the thumbnails Uppy's Dashboard makes of files about to be uploaded.
+ * It may not be framed, load plugins, post forms elsewhere or set a base.
  */
 export const CONSOLE_CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
-  "img-src 'self' blob: data:",
+  "img-src 'self' blob:",
   "media-src 'self'",
   "connect-src 'self'",
   "font-src 'self'",
@@ -189,14 +189,12 @@ export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<
           },
         },
         async (request, reply) => {
-          const opened = await core.sessions
-            .signIn(request.body.key, request.ip)
-            .catch((err: unknown) => {
-              if (err instanceof WharfError && err.code === 'RATE_LIMITED') {
-                reply.header('retry-after', String(err.details?.retry_after ?? 60));
-              }
-              throw err;
-            });
+          const opened = await core.sessions.signIn(request.body.key, request.ip).catch((err: unknown) => {
+            if (err instanceof WharfError && err.code === 'RATE_LIMITED') {
+              reply.header('retry-after', String(err.details?.retry_after ?? 60));
+            }
+            throw err;
+          });
           setCookie(reply, opened.id, Math.floor((opened.session.endsAt - core.clock.now()) / 1000));
           reply.status(201);
           return sessionJson(opened, opened.csrfToken);
