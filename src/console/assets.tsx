@@ -180,12 +180,18 @@ export function AssetsPage() {
   );
 }
 
+/** What a tile without a picture says: the name's extension, else the type's. */
+function fileLabel(asset: Asset): string {
+  const extension = /\.([A-Za-z0-9]{1,5})$/.exec(asset.name)?.[1];
+  return (extension ?? asset.content_type.split('/')[1]?.split(/[+.;-]/)[0] ?? 'file').slice(0, 8);
+}
+
 function Thumb({ asset }: { asset: Asset }) {
   const src = thumbnailUrl(asset);
   if (src) return <img src={src} alt="" loading="lazy" width={160} height={120} />;
   return (
     <span class="icon" aria-hidden="true">
-      {(asset.content_type.split('/')[1] ?? 'file').slice(0, 8)}
+      {fileLabel(asset)}
     </span>
   );
 }
