@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -110,7 +110,7 @@ test(
   'sign in, drop files onto the Dashboard, upload them over tus; browse, filter, open, share, make public, delete',
   SLOW,
   async () => {
-    const { context, page, dialogs } = await openConsole();
+    const { context, page, dialogs, messages } = await openConsole();
     try {
       await page.getByLabel('API key').waitFor();
       await shot(page, 'signin');
@@ -201,6 +201,11 @@ test(
       await page.getByRole('heading', { name: 'Assets', level: 1 }).waitFor();
       assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${green.id}`)).status, 404);
       assert.deepEqual(dialogs, []);
+      assert.deepEqual(
+        messages.filter((m) => /Content Security Policy/i.test(m)),
+        [],
+        'the page works within its CSP',
+      );
     } finally {
       await context.close();
     }
@@ -310,6 +315,35 @@ test(
     }
   },
 );
+
+test('a folder picked in the Dashboard uploads every file in it, subfolders included', SLOW, async () => {
+  const folder = await mkdtemp(join(tmpdir(), 'wharf-console-folder-'));
+  try {
+    await mkdir(join(folder, 'album', 'day-2'), { recursive: true });
+    await writeFile(join(folder, 'album', 'cover.txt'), 'the cover');
+    await writeFile(join(folder, 'album', 'day-2', 'diary.txt'), 'the second day');
+    const { context, page } = await openConsole();
+    try {
+      await signInWith(page, w.key);
+      await page.getByRole('link', { name: 'Upload', exact: true }).click();
+      const [chooser] = await Promise.all([
+        page.waitForEvent('filechooser'),
+        page.getByRole('button', { name: 'browse folders' }).click(),
+      ]);
+      await chooser.setFiles(join(folder, 'album'));
+      await page.getByRole('button', { name: /Upload 2 files/ }).click();
+      await page.getByText('2 uploaded.').waitFor({ timeout: 60_000 });
+      const cover = await assetNamed('cover.txt');
+      const diary = await assetNamed('diary.txt');
+      assert.equal(cover.sha256, createHash('sha256').update('the cover').digest('hex'));
+      assert.equal(diary.sha256, createHash('sha256').update('the second day').digest('hex'));
+    } finally {
+      await context.close();
+    }
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+});
 
 test('keys (the secret shown once), upload tokens with their usage, revoking both', SLOW, async () => {
   const { context, page } = await openConsole();

@@ -35,14 +35,15 @@ const UPLOAD_TOKEN_SECONDS = 3600;
 
 /**
  * The page may load scripts, styles, images and media from Wharf's own origin only, and nothing
- * inline; blob: images are the thumbnails Uppy's Dashboard makes of files about to be uploaded.
+ * inline; blob: images are the thumbnails Uppy's Dashboard makes of files about to be uploaded,
+ * data: images the icons its style sheet embeds (an image never runs script, whatever its type).
  * It may not be framed, load plugins, post forms elsewhere or set a base.
  */
 export const CONSOLE_CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
-  "img-src 'self' blob:",
+  "img-src 'self' blob: data:",
   "media-src 'self'",
   "connect-src 'self'",
   "font-src 'self'",
