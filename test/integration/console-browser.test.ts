@@ -559,9 +559,23 @@ test(
 test('a session that expires, or is signed out elsewhere, sends the page back to sign-in', SLOW, async () => {
   const { context, page } = await openConsole();
   try {
+    const listed = () => page.getByRole('link', { name: /evil\.svg/ }).waitFor();
     await signInWith(page, w.key);
-    w.clock.advance(3600_000 + 1000);
+    await listed();
+    // Another tab of the same browser signs out: this one's next request finds the session over.
+    const other = await context.newPage();
+    await other.goto(`${w.url}/console`);
+    await other.getByRole('button', { name: 'Sign out' }).click();
+    await other.getByLabel('API key').waitFor();
     await page.getByRole('link', { name: 'Keys' }).click();
+    await page.getByText('Your session ended').waitFor();
+
+    // The idle timeout passes (the page has finished loading first, so the expiry meets the next click).
+    await page.goto(`${w.url}/console#/assets`);
+    await signInWith(page, w.key);
+    await listed();
+    w.clock.advance(3600_000 + 1000);
+    await page.getByRole('link', { name: 'Webhooks' }).click();
     await page.getByText('Your session ended').waitFor();
     await page.getByLabel('API key').waitFor();
   } finally {
