@@ -708,7 +708,7 @@ describe('cut at every phase, resumed, byte-identical', () => {
       ]),
       stopAfter: MiB,
     });
-    let found: { url: string; offset: number; protocol: string }[] = [];
+    let found: { resume_url: string; offset: number; kind: string }[] = [];
     await eventually(async () => {
       const res = await api(
         w.url,
@@ -717,11 +717,11 @@ describe('cut at every phase, resumed, byte-identical', () => {
         `/v1/uploads?status=pending&size=${bytes.length}&sha256=${sha}`,
       );
       assert.equal(res.status, 200, JSON.stringify(res.body));
-      found = res.body.uploads;
+      found = res.body.data;
       return found.length === 1;
     }, 'the cut upload is listed');
-    assert.equal(found[0]!.protocol, 'rufh');
-    await resumeToEnd(found[0]!.url, bytes);
+    assert.equal(found[0]!.kind, 'rufh');
+    await resumeToEnd(found[0]!.resume_url, bytes);
   });
 
   test('after the 104, before a byte of the body', async () => {
@@ -1147,7 +1147,7 @@ describe('upload tokens', () => {
       404,
     );
     const query = `/v1/uploads?status=pending&size=${bytes.length}&sha256=${sha256Hex(bytes)}`;
-    assert.deepEqual((await api(w.url, theirs.secret, 'GET', query)).body.uploads, []);
+    assert.deepEqual((await api(w.url, theirs.secret, 'GET', query)).body.data, []);
     // Only 100 of its bytes arrived and nothing was declared: no head digest is known yet.
     const byHead = await api(
       w.url,
@@ -1155,7 +1155,7 @@ describe('upload tokens', () => {
       'GET',
       `/v1/uploads?status=pending&size=${bytes.length}&head_sha256=${sha256Hex(bytes)}`,
     );
-    assert.deepEqual(byHead.body.uploads, [], 'no head digest is known yet');
+    assert.deepEqual(byHead.body.data, [], 'no head digest is known yet');
     await resumeToEnd(location, bytes, mine.secret);
   });
 
@@ -1188,13 +1188,26 @@ describe('resume without client state', () => {
     const query = `/v1/uploads?status=pending&size=${bytes.length}&head_sha256=${headDigest}&head_bytes=${HEAD}`;
     const res = await api(w.url, w.key, 'GET', query);
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    assert.equal(res.body.uploads.length, 1);
-    const [found] = res.body.uploads;
+    assert.equal(res.body.data.length, 1);
+    const [found] = res.body.data;
     assert.equal(found.offset, HEAD + MiB);
     assert.equal(found.name, 'found.bin');
-    await resumeToEnd(found.url, bytes);
+    assert.equal(found.kind, 'rufh');
+    assert.equal(found.status, 'pending');
+    // One route: the account's listing shows the same upload, where to resume it, no offset.
+    const listed = (await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=1000')).body.data.find(
+      (u: { id: string }) => u.id === found.id,
+    );
+    assert.equal(listed.resume_url, found.resume_url);
+    assert.equal(listed.offset, undefined);
+    await resumeToEnd(found.resume_url, bytes);
     const after = await api(w.url, w.key, 'GET', query);
-    assert.deepEqual(after.body.uploads, [], 'a completed upload is no longer listed');
+    assert.deepEqual(after.body.data, [], 'a completed upload is no longer listed');
+    const done = (await api(w.url, w.key, 'GET', '/v1/uploads?status=completed&limit=1000')).body.data.find(
+      (u: { id: string }) => u.id === found.id,
+    );
+    assert.equal(done.resume_url, null, 'nothing to resume once complete');
+    assert.equal(done.kind, 'rufh');
     const wrongBytes = await api(
       w.url,
       w.key,
@@ -1236,12 +1249,12 @@ describe('resume without client state', () => {
     assert.equal(created.status, 201);
     const stranger = await w.newAccount();
     const query = `/v1/uploads?status=pending&size=${bytes.length}&sha256=${sha}`;
-    assert.deepEqual((await api(w.url, stranger.key, 'GET', query)).body.uploads, []);
-    const [found] = (await api(w.url, w.key, 'GET', query)).body.uploads;
-    assert.equal(found.protocol, 'tus');
-    assert.equal(found.url, created.headers.get('location'));
+    assert.deepEqual((await api(w.url, stranger.key, 'GET', query)).body.data, []);
+    const [found] = (await api(w.url, w.key, 'GET', query)).body.data;
+    assert.equal(found.kind, 'tus');
+    assert.equal(found.resume_url, created.headers.get('location'));
     assert.equal(found.offset, MiB);
-    const rest = await fetch(found.url, {
+    const rest = await fetch(found.resume_url, {
       method: 'PATCH',
       headers: {
         Authorization: `Bearer ${w.key}`,
@@ -1255,9 +1268,25 @@ describe('resume without client state', () => {
     assert.ok((await content(rest.headers.get('wharf-asset-id')!)).equals(bytes));
   });
 
-  test('the lookup needs a digest and a size', async () => {
+  test('the lookup needs a digest and a size, among pending uploads, on one page', async () => {
     assert.equal((await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&size=10')).status, 400);
     assert.equal((await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&sha256=00')).status, 400);
+    const sha = sha256Hex(randomBytes(8));
+    for (const query of [
+      `status=completed&size=8&sha256=${sha}`,
+      `status=expired&size=8&sha256=${sha}`,
+      `size=8&sha256=${sha}&cursor=abc`,
+      `head_bytes=8`,
+    ]) {
+      const res = await api(w.url, w.key, 'GET', `/v1/uploads?${query}`);
+      assert.equal(res.status, 400, query);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED', query);
+    }
+    // status=pending is implied by a lookup.
+    assert.deepEqual((await api(w.url, w.key, 'GET', `/v1/uploads?size=8&sha256=${sha}`)).body, {
+      data: [],
+      next_cursor: null,
+    });
     assert.equal(
       (await api(w.url, w.key, 'GET', `/v1/uploads?status=pending&size=1&sha256=nothex`)).body.error.code,
       'INVALID_DIGEST',

@@ -31,6 +31,7 @@ export const EXPOSED_HEADERS = [
   'Tus-Max-Size',
   'Tus-Checksum-Algorithm',
   'Wharf-Asset-Id',
+  'X-Request-Id',
   // Resumable Uploads for HTTP: what a page needs to resume (and to check the file).
   'Upload-Complete',
   'Upload-Limit',
