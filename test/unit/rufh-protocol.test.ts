@@ -11,6 +11,7 @@ import {
   requestedComplete,
   requestedOffset,
   uploadLimit,
+  wantsSha256ReprDigest,
 } from '../../src/http/rufh/protocol.js';
 
 // The draft's fields as structured fields (RFC 9651): what counts as a value and what is
@@ -115,5 +116,19 @@ describe('fields', () => {
     const hex = 'ab'.repeat(32);
     const [bytes] = parseDictionary(reprDigest(hex)).get('sha-256')!;
     assert.equal(Buffer.from(bytes as ArrayBuffer).toString('hex'), hex);
+  });
+});
+
+describe('Want-Repr-Digest', () => {
+  test('SHA-256 unless the client says it is not acceptable (0)', () => {
+    const wants = (value?: string) =>
+      wantsSha256ReprDigest(value === undefined ? {} : { 'want-repr-digest': value });
+    assert.equal(wants(), true);
+    assert.equal(wants('sha-256=10'), true);
+    assert.equal(wants('sha-512=3'), true, 'another preference: SHA-256 is what Wharf has');
+    assert.equal(wants('sha-512=10, sha-256=1'), true);
+    assert.equal(wants('sha-256=0'), false);
+    assert.equal(wants('sha-256=0, sha-512=3'), false);
+    assert.equal(wants('sha-256=(0'), true, 'a field that does not parse says nothing');
   });
 });

@@ -208,6 +208,22 @@ export function reprDigest(sha256Hex: string): string {
   return serializeDictionary(members);
 }
 
+/**
+ * Whether the answer carries `Repr-Digest: sha-256`. `Want-Repr-Digest` (RFC 9530 §4) is a
+ * preference: SHA-256 is the only digest Wharf verifies files by, so it is sent whatever else
+ * the client prefers, except when the client rules it out (`sha-256=0`, "not acceptable"). A
+ * field that does not parse says nothing, and the digest is sent.
+ */
+export function wantsSha256ReprDigest(headers: IncomingHttpHeaders): boolean {
+  const value = headers['want-repr-digest'];
+  if (typeof value !== 'string') return true;
+  try {
+    return parseDictionary(value).get('sha-256')?.[0] !== 0;
+  } catch {
+    return true;
+  }
+}
+
 /** `Repr-Digest`'s sha-256 (the whole file's), hex, when the request declares one. */
 export function declaredReprDigest(headers: IncomingHttpHeaders): string | undefined {
   return sha256Member(headers, 'repr-digest', 'Repr-Digest');

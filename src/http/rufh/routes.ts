@@ -35,6 +35,7 @@ import {
   sendProblem,
   sendUploadResumptionSupported,
   uploadLimit,
+  wantsSha256ReprDigest,
 } from './protocol.js';
 
 /** Where upload resources live: `/v1/resumable/{upload id}`. */
@@ -238,7 +239,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
         }),
       );
     }
-    if (outcome) assetHeaders(reply, outcome);
+    if (outcome) assetHeaders(request, reply, outcome);
     return reply.code(204).send();
   };
   app.head(resource, { schema: hidden }, offsetHandler);
@@ -424,7 +425,7 @@ function completed(
 ) {
   const [name, value] = completeHeader(dialect, true);
   reply.header(name, value).header('Upload-Offset', String(outcome.asset.size));
-  assetHeaders(reply, outcome);
+  assetHeaders(request, reply, outcome);
   if (request.method === 'HEAD') return reply.code(204).send();
   return reply.code(outcome.deduplicated ? 200 : 201).send({
     status: outcome.deduplicated ? ('exists' as const) : ('created' as const),
@@ -435,11 +436,13 @@ function completed(
 /**
  * Headers a client that lost the final answer also gets from HEAD: which asset the upload
  * became, and its verified SHA-256 (RFC 9530's Repr-Digest; the draft's Want-Repr-Digest is
- * answered with SHA-256, the digest Wharf verifies every file by).
+ * answered with SHA-256, the digest Wharf verifies every file by, unless it rules SHA-256 out).
  */
-function assetHeaders(reply: FastifyReply, outcome: UploadOutcome): void {
+function assetHeaders(request: FastifyRequest, reply: FastifyReply, outcome: UploadOutcome): void {
   reply.header('Wharf-Asset-Id', outcome.asset.id);
-  if (outcome.asset.status === 'ready') reply.header('Repr-Digest', reprDigest(outcome.asset.sha256));
+  if (outcome.asset.status === 'ready' && wantsSha256ReprDigest(request.headers)) {
+    reply.header('Repr-Digest', reprDigest(outcome.asset.sha256));
+  }
 }
 
 /**
