@@ -514,6 +514,43 @@ describe('the draft’s examples, on a raw socket', () => {
     assert.equal(limits(keyed.final.headers['upload-limit']).get('max-append-size'), 100 * MiB);
   });
 
+  test('WHARF_RESUMABLE_MAX_APPEND_SIZE is the max-append-size announced; a client that keeps to it finishes', async () => {
+    // A node behind a proxy with a 1 MiB body cap, sharing the first node's deployment.
+    const capped = await startWharf({ sharing: w, env: { WHARF_RESUMABLE_MAX_APPEND_SIZE: String(MiB) } });
+    try {
+      const bytes = randomBytes(2 * MiB + 500);
+      const created = await send(
+        {
+          method: 'POST',
+          target: '/v1/resumable/?name=capped.bin',
+          headers: speaking(w.key, '9', [
+            ['Upload-Complete', '?0'],
+            ['Upload-Length', String(bytes.length)],
+          ]),
+          body: Buffer.alloc(0),
+        },
+        capped,
+      );
+      const announced = limits(created.informational[0]?.headers['upload-limit']).get('max-append-size');
+      assert.equal(announced, MiB);
+      assert.equal(limits(created.final?.headers['upload-limit']).get('max-append-size'), MiB);
+      const location = created.final!.headers.location!;
+      let offset = 0;
+      let last: Exchange | undefined;
+      while (offset < bytes.length) {
+        const end = Math.min(offset + MiB, bytes.length);
+        last = await append(location, offset, bytes.subarray(offset, end), end === bytes.length, {
+          server: capped,
+        });
+        offset = end;
+      }
+      assert.equal(last?.final?.status, 201);
+      assert.ok((await content(json(last!).asset.id, w.key, capped)).equals(bytes));
+    } finally {
+      await capped.close();
+    }
+  });
+
   test('GET on the resource answers as HEAD does', async () => {
     const created = await send({
       method: 'POST',
@@ -558,6 +595,43 @@ describe('the draft’s examples, on a raw socket', () => {
     const more = await append(location, bytes.length, randomBytes(5), true);
     assert.equal(more.final?.status, 409);
     assert.equal(json(more).error.code, 'UPLOAD_NOT_PENDING');
+  });
+  test('Want-Repr-Digest: SHA-256 whatever else is preferred, none when the client rules it out', async () => {
+    const bytes = randomBytes(3_000);
+    const whole = (want: string | null) =>
+      send({
+        method: 'POST',
+        target: '/v1/resumable/?name=want.bin',
+        headers: speaking(w.key, '8', [
+          ['Upload-Complete', '?1'],
+          ...(want === null ? [] : ([['Want-Repr-Digest', want]] as Array<[string, string]>)),
+        ]),
+        body: bytes,
+      });
+    const sha256Of = (value: string | undefined) => {
+      assert.ok(value, 'a Repr-Digest');
+      return Buffer.from(parseDictionary(value).get('sha-256')?.[0] as ArrayBuffer).toString('hex');
+    };
+    // Preferring an algorithm Wharf does not compute still gets the one it verified.
+    const other = await whole('sha-512=10, sha-256=1');
+    assert.equal(other.final?.status, 201);
+    assert.equal(sha256Of(other.final.headers['repr-digest']), sha256Hex(bytes));
+    const malformed = await whole('sha-256=x(');
+    assert.equal(malformed.final?.status, 200, 'the same content again: deduplicated');
+    assert.equal(sha256Of(malformed.final.headers['repr-digest']), sha256Hex(bytes));
+    // 0 is "not acceptable" (RFC 9530 section 4): no Repr-Digest, on the answer nor on HEAD.
+    const refused = await whole('sha-256=0, sha-512=3');
+    assert.equal(refused.final?.status, 200);
+    assert.equal(refused.final.headers['repr-digest'], undefined);
+    const location = refused.informational[0]!.headers.location!;
+    const without = await send({
+      method: 'HEAD',
+      target: pathOf(location),
+      headers: speaking(w.key, '8', [['Want-Repr-Digest', 'sha-256=0']]),
+    });
+    assert.equal(without.final?.headers['upload-complete'], '?1');
+    assert.equal(without.final.headers['repr-digest'], undefined);
+    assert.equal(sha256Of((await head(location)).final?.headers['repr-digest']), sha256Hex(bytes));
   });
 });
 
@@ -687,6 +761,15 @@ describe('interop versions', () => {
 });
 
 describe('cut at every phase, resumed, byte-identical', () => {
+  // A second node of the same deployment: most phases resume there, as a phone whose next
+  // request reaches another node behind the load balancer would.
+  let other: TestWharf;
+  before(async () => {
+    other = await startWharf({ sharing: w });
+  });
+  after(async () => {
+    await other?.close();
+  });
   const creation = (name: string, bytes: Buffer, extra: Array<[string, string]> = []): RufhRequest => ({
     method: 'POST',
     target: `/v1/resumable/?name=${name}`,
@@ -698,7 +781,7 @@ describe('cut at every phase, resumed, byte-identical', () => {
     body: bytes,
   });
 
-  test('during creation, before the 104: the client finds its upload by the file and resumes', async () => {
+  test('during creation, before the 104: the client finds its upload by the file and resumes on another node', async () => {
     const bytes = randomBytes(3 * MiB);
     const sha = sha256Hex(bytes);
     // The client never reads an answer: it cuts after 1 MiB, and forgets everything.
@@ -711,7 +794,7 @@ describe('cut at every phase, resumed, byte-identical', () => {
     let found: { resume_url: string; offset: number; kind: string }[] = [];
     await eventually(async () => {
       const res = await api(
-        w.url,
+        other.url,
         w.key,
         'GET',
         `/v1/uploads?status=pending&size=${bytes.length}&sha256=${sha}`,
@@ -721,15 +804,15 @@ describe('cut at every phase, resumed, byte-identical', () => {
       return found.length === 1;
     }, 'the cut upload is listed');
     assert.equal(found[0]!.kind, 'rufh');
-    await resumeToEnd(found[0]!.resume_url, bytes);
+    await resumeToEnd(found[0]!.resume_url, bytes, w.key, other);
   });
 
-  test('after the 104, before a byte of the body', async () => {
+  test('after the 104, before a byte of the body (resumed on another node)', async () => {
     const bytes = randomBytes(MiB);
     const res = await send({ ...creation('after104.bin', bytes), bodyAfter104: true, cutOn104: true });
     const location = res.informational[0]!.headers.location!;
-    assert.equal(await offsetOf(location), 0);
-    await resumeToEnd(location, bytes);
+    assert.equal(await offsetOf(location, w.key, other), 0);
+    await resumeToEnd(location, bytes, w.key, other);
   });
 
   test('after the 104, mid-body', async () => {
@@ -758,15 +841,10 @@ describe('cut at every phase, resumed, byte-identical', () => {
     await append(location, first, bytes.subarray(first), true, { stopAfter: 2 * MiB });
     const second = await offsetOf(location);
     assert.ok(second >= first);
-    const other = await startWharf({ sharing: w });
-    try {
-      await resumeToEnd(location, bytes, w.key, other);
-    } finally {
-      await other.close();
-    }
+    await resumeToEnd(location, bytes, w.key, other);
   });
 
-  test('after the last byte, before the final answer: the upload completes all the same', async () => {
+  test('after the last byte, before the final answer: the upload completes all the same (seen from another node)', async () => {
     const bytes = randomBytes(2 * MiB);
     const res = await send({
       ...creation('lastbyte.bin', bytes),
@@ -776,10 +854,14 @@ describe('cut at every phase, resumed, byte-identical', () => {
     });
     const location = res.informational[0]!.headers.location!;
     await eventually(() => uploadRow(location)?.status === 'completed', 'completed without its client');
-    const state = await head(location);
+    const state = await head(location, w.key, '8', other);
     assert.equal(state.final?.headers['upload-complete'], '?1');
     const assetId = state.final.headers['wharf-asset-id']!;
-    assert.ok((await content(assetId)).equals(bytes));
+    assert.ok((await content(assetId, w.key, other)).equals(bytes));
+    // The client that lost the answer sends its last (empty) append again and gets the asset.
+    const again = await append(location, bytes.length, Buffer.alloc(0), true, { server: other });
+    assert.equal(again.final?.status, 201);
+    assert.equal(json(again).asset.id, assetId);
   });
 
   test('a request the server still thinks is running is cut by the next one, which resumes where it got', async () => {
