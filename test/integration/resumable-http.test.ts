@@ -3,9 +3,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import { parseDictionary } from 'structured-headers';
 import { Upload, type UploadOptions } from 'tus-js-client';
-import { dbQuery, eventually } from '../helpers/assets.js';
+import { dbQuery, eventually, uploadForm } from '../helpers/assets.js';
 import { pendingWrites, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { type Exchange, type RufhRequest, rufh } from '../helpers/rufh-client.js';
@@ -644,14 +645,31 @@ describe('interop versions', () => {
       body: randomBytes(4),
     });
 
-  test('6, 7, 8 and 9 get a 104 naming their version; 6 spells the lifetime `expires`', async () => {
-    for (const version of ['6', '7', '8', '9']) {
+  test('4 to 9 get a 104 naming their version; up to 6 the lifetime is spelled `expires`', async () => {
+    for (const version of ['4', '5', '6', '7', '8', '9']) {
       const res = await create(version);
       assert.equal(res.informational[0]?.status, 104, version);
       assert.equal(res.informational[0]!.headers['upload-draft-interop-version'], version);
+      assert.equal(res.final?.headers['upload-draft-interop-version'], version);
       const limit = limits(res.final?.headers['upload-limit']);
-      assert.equal(limit.has('expires'), version === '6', `${version}: expires`);
-      assert.equal(limit.has('max-age'), version !== '6', `${version}: max-age`);
+      const old = Number(version) <= 6;
+      assert.equal(limit.has('expires'), old, `${version}: expires`);
+      assert.equal(limit.has('max-age'), !old, `${version}: max-age`);
+      // Before interop 6 an append's body is not labelled application/partial-upload.
+      const rest = await send({
+        method: 'PATCH',
+        target: pathOf(res.final.headers.location),
+        headers: speaking(w.key, version, [
+          ['Upload-Complete', '?1'],
+          ['Upload-Offset', '4'],
+          ...(Number(version) < 6
+            ? ([['Content-Type', 'application/offset+octet-stream']] as Array<[string, string]>)
+            : ([['Content-Type', 'application/partial-upload']] as Array<[string, string]>)),
+        ]),
+        body: randomBytes(6),
+      });
+      assert.equal(rest.final?.status, 201, `${version}: ${rest.final?.body}`);
+      assert.equal(rest.final.headers['upload-complete'], '?1');
     }
   });
 
@@ -1430,5 +1448,32 @@ describe('events and webhooks', () => {
         ['upload.completed', 'rufh'],
       ],
     );
+  });
+
+  test('the same asset as any other flow: processed, and the same content by multipart is that asset', async () => {
+    const png = await sharp({ create: { width: 37, height: 21, channels: 3, background: '#0a7' } })
+      .png()
+      .toBuffer();
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=tile.png',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(png.length)],
+        ['Content-Type', 'image/png'],
+      ]),
+      body: png.subarray(0, 40),
+    });
+    const location = created.final!.headers.location!;
+    const asset = await resumeToEnd(location, png);
+    await w.wharf.core.jobs.drain();
+    const read = (await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`)).body;
+    assert.equal(read.processing, 'done');
+    assert.equal(read.analysis.width, 37);
+    assert.equal(read.analysis.height, 21);
+    const form = await uploadForm(w, w.key, 'tile-again.png', png, 'image/png');
+    assert.equal(form.status, 200, JSON.stringify(form.body));
+    assert.equal(form.body.status, 'exists');
+    assert.equal(form.body.asset.id, asset.id);
   });
 });

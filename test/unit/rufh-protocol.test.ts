@@ -21,6 +21,7 @@ describe('interop versions', () => {
   test('each version Wharf speaks is answered in its own spelling', () => {
     const of = (version: string) => dialectOf({ 'upload-draft-interop-version': version });
     assert.deepEqual(of('3'), { version: 3, incomplete: true, ageKey: 'expires', partialUploadType: false });
+    assert.deepEqual(of('4'), { version: 4, incomplete: false, ageKey: 'expires', partialUploadType: false });
     assert.deepEqual(of('5'), { version: 5, incomplete: false, ageKey: 'expires', partialUploadType: false });
     assert.deepEqual(of('6'), { version: 6, incomplete: false, ageKey: 'expires', partialUploadType: true });
     for (const v of ['7', '8', '9']) {
