@@ -305,8 +305,11 @@ describe('the draft’s examples, on a raw socket', () => {
     });
     const location = created.final!.headers.location!;
     assert.notDeepEqual(await leftovers(location), []);
+    const reserved = async () => (await api(w.url, w.key, 'GET', '/v1/account')).body.usage.bytes_reserved;
+    const before = await reserved();
     const res = await send({ method: 'DELETE', target: pathOf(location), headers: speaking(w.key) });
     assert.equal(res.final?.status, 204);
+    assert.equal(await reserved(), before - bytes.length, 'its reservation given back');
     assert.equal(uploadRow(location)?.status, 'expired');
     assert.deepEqual(await leftovers(location), []);
     const gone = await head(location);
@@ -1205,6 +1208,43 @@ describe('upload tokens', () => {
       [used.files_used, used.bytes_used, used.files_reserved, used.bytes_reserved, used.open_uploads],
       [1, bytes.length, 0, 0, 0],
     );
+  });
+
+  test('a token cancels its own upload from another node, and gets its reservation back', async () => {
+    const token = await mint({ max_bytes: 5 * MiB });
+    const bytes = randomBytes(2 * MiB);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=token-cancel.bin',
+      headers: speaking(token.secret, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(bytes.length)],
+      ]),
+      body: bytes.subarray(0, MiB),
+    });
+    const location = created.final!.headers.location!;
+    assert.equal((await usage(token.id)).bytes_reserved, bytes.length);
+    const other = await startWharf({ sharing: w });
+    try {
+      const stranger = await mint({});
+      const refused = await send(
+        { method: 'DELETE', target: pathOf(location), headers: speaking(stranger.secret) },
+        other,
+      );
+      assert.equal(refused.final?.status, 404, 'another token’s upload is not a resource');
+      assert.equal(uploadRow(location)?.status, 'pending');
+      const res = await send(
+        { method: 'DELETE', target: pathOf(location), headers: speaking(token.secret) },
+        other,
+      );
+      assert.equal(res.final?.status, 204);
+    } finally {
+      await other.close();
+    }
+    assert.equal(uploadRow(location)?.status, 'expired');
+    assert.deepEqual(await leftovers(location), []);
+    const after = await usage(token.id);
+    assert.deepEqual([after.bytes_reserved, after.open_uploads], [0, 0]);
   });
 
   test('a token’s limits refuse a resumable upload up front, before any 104', async () => {
