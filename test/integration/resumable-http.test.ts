@@ -1466,6 +1466,47 @@ describe('tus-js-client’s IETF mode as an independent client', () => {
     const a = await api(w.url, w.key, 'GET', `/v1/assets/${whole.assetId}`);
     assert.equal(a.body.content_type, 'application/x-test');
   });
+
+  test('interop 6: stopped after its first chunk, resumed by a new client at the URL on another node', async () => {
+    const bytes = randomBytes(3 * MiB + 5);
+    const ietf = { protocol: 'ietf-draft-05' } as Partial<UploadOptions>;
+    const options = {
+      ...ietf,
+      headers: { Authorization: `Bearer ${w.key}` },
+      metadata: { filename: 'stopped.bin' },
+      retryDelays: [],
+      chunkSize: MiB,
+    };
+    // The first client stops (as an app that is killed) once the server confirmed one chunk.
+    const stoppedAt = await new Promise<string>((resolve, reject) => {
+      const first: Upload = new Upload(bytes, {
+        ...options,
+        endpoint: `${w.url}/v1/resumable/`,
+        onError: reject,
+        onSuccess: () => reject(new Error('it was meant to stop before the end')),
+        onChunkComplete: () => {
+          first.abort().then(() => resolve(first.url!), reject);
+        },
+      });
+      first.start();
+    });
+    const other = await startWharf({ sharing: w });
+    try {
+      assert.equal(await offsetOf(stoppedAt, w.key, other), MiB);
+      const resumed = await new Promise<string>((resolve, reject) => {
+        const second: Upload = new Upload(bytes, {
+          ...options,
+          uploadUrl: `${other.url}${pathOf(stoppedAt)}`,
+          onError: reject,
+          onSuccess: ({ lastResponse }) => resolve(lastResponse.getHeader('Wharf-Asset-Id') ?? ''),
+        });
+        second.start();
+      });
+      assert.ok((await content(resumed, w.key, other)).equals(bytes));
+    } finally {
+      await other.close();
+    }
+  });
 });
 
 describe('events and webhooks', () => {
