@@ -59,6 +59,17 @@ export interface RenderRequest {
   timeoutSeconds: number;
 }
 
+/** The bytes a transform starts from. */
+export interface RenderSource {
+  /**
+   * The file holding them on this machine, when storage keeps one (BlobStore.localFile): read
+   * in place, never written to. Absent for remote storage.
+   */
+  file?: string | undefined;
+  /** Streams them from storage (when there is no file, or it cannot be used). */
+  open(): Promise<Readable>;
+}
+
 /** Where pixels are decoded and encoded (sharp, in src/processing/sharp-renderer.ts). */
 export interface ImageRenderer {
   /**
@@ -66,7 +77,11 @@ export interface ImageRenderer {
    * stream; resolves when the sink has consumed it. Refuses with UNSUPPORTED_IMAGE,
    * IMAGE_UNDECODABLE, IMAGE_TOO_LARGE or TRANSFORM_TIMEOUT, never anything else for bad input.
    */
-  render(source: Readable, request: RenderRequest, sink: (output: Readable) => Promise<void>): Promise<void>;
+  render(
+    source: RenderSource,
+    request: RenderRequest,
+    sink: (output: Readable) => Promise<void>,
+  ): Promise<void>;
   /** The type of a file from its first bytes (file-type's extension and MIME type). */
   sniff(head: Buffer): Promise<{ ext: string; mime: string } | undefined>;
 }
@@ -206,7 +221,7 @@ export class ImageService {
 
   private async renderFrom(source: Source, spec: OutputSpec, sink: (output: Readable) => Promise<void>) {
     await this.renderer.render(
-      await this.blobs.read(source.key),
+      { file: this.blobs.localFile?.(source.key), open: () => this.blobs.read(source.key) },
       { spec, maxPixels: this.settings.maxPixels, timeoutSeconds: this.settings.timeoutSeconds },
       sink,
     );
