@@ -311,7 +311,7 @@ export class ImageService {
       if (done) return done;
       const release = await this.slots.acquire(background);
       try {
-        return await this.make(asset, paramsKey, format, make);
+        return await this.make(asset, paramsKey, format, make, release);
       } finally {
         release();
       }
@@ -326,11 +326,15 @@ export class ImageService {
     paramsKey: string,
     format: OutputFormat,
     make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    pixelsDone: () => void,
   ): Promise<Derivative> {
     const contentType = CONTENT_TYPES[format];
     const ownKey = `${asset.accountId}/derivatives/${asset.id}/${paramsKey}.${EXTENSIONS[format]}`;
     const digest = new DigestStream();
     await make(async (output) => {
+      // The encoder has finished and freed its pixels: the slot goes to the next transform
+      // while this rendering is flushed to storage (fsync, rename or upload) and recorded.
+      output.once('end', pixelsDone);
       // pipeline() carries a renderer failure into the stream storage reads.
       const source = pipeline(output, digest, () => {});
       await this.blobs.write(ownKey, source, () => ({ ...digest.digests(), contentType }));

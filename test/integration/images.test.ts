@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import exifr from 'exifr';
 import sharp from 'sharp';
+import type { BlobStore } from '../../src/core/ports.js';
 import { uploadRaw } from '../helpers/assets.js';
 import { storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
@@ -622,6 +623,57 @@ describe('limits (a server with small ones)', () => {
       (await queued)();
     }
     assert.equal((await ask(id, 'w=48&format=png')).status, 200);
+  });
+});
+
+describe('slots are for pixels', () => {
+  test('a rendering being flushed to storage holds no slot: the next transform runs meanwhile', async () => {
+    const small = await startWharf({ env: { WHARF_IMAGE_CONCURRENCY: '1', WHARF_IMAGE_QUEUE: '1' } });
+    // The server's own store, held at its seal (every byte written, before it is recorded),
+    // as a slow fsync or upload would hold it.
+    const blobs = (small.wharf.core.images as unknown as { blobs: BlobStore }).blobs;
+    const write = blobs.write;
+    let reached!: () => void;
+    const sealing = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => {
+      resume = resolve;
+    });
+    blobs.write = (key, source, seal) =>
+      write.call(blobs, key, source, async () => {
+        if (key.includes('/derivatives/') && key.includes('w32-')) {
+          reached();
+          await resumed;
+        }
+        return seal();
+      });
+    try {
+      const res = await uploadRaw(
+        small,
+        small.key,
+        'slots.png',
+        await sharp({ create: { width: 100, height: 100, channels: 3, background: '#468' } })
+          .png()
+          .toBuffer(),
+        { contentType: 'image/png' },
+      );
+      const id = res.body.asset.id as string;
+      const ask = (query: string) =>
+        fetch(`${small.url}/v1/assets/${id}/image?${query}`, { headers: { 'x-api-key': small.key } });
+      const first = ask('w=32&format=png');
+      await sealing;
+      assert.deepEqual(small.wharf.core.images.slots.stats, { running: 0, queued: 0 });
+      const second = await ask('w=48&format=png');
+      assert.equal(second.status, 200, 'rendered while the first one is still being stored');
+      resume();
+      assert.equal((await first).status, 200);
+    } finally {
+      resume();
+      blobs.write = write;
+      await small.close();
+    }
   });
 });
 
