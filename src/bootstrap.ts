@@ -83,6 +83,10 @@ export async function openCore(
     images: { renderer: new SharpRenderer(scratch, config.images.maxInputBytes), settings: config.images },
     media,
     locationStripper: new LocationScrubber(),
+    sessions: {
+      ttlMs: config.console.sessionTtlSeconds * 1000,
+      idleMs: config.console.idleTimeoutSeconds * 1000,
+    },
     uploads: {
       maxFileSize: config.maxFileSize,
       uploadExpiresInSeconds: config.uploadExpiresSeconds,

@@ -42,6 +42,8 @@ export interface Config {
   storage: StorageConfig;
   images: ImageConfig;
   media: MediaConfig;
+  /** The web console at /console. */
+  console: ConsoleConfig;
 }
 
 /** Limits of image transforms (see docs/images.md). */
@@ -62,6 +64,15 @@ export interface MediaConfig {
   pdfinfo: string;
   timeoutSeconds: number;
   maxInputBytes: number;
+}
+
+export interface ConsoleConfig {
+  /** WHARF_CONSOLE: false serves no console (and no session routes). */
+  enabled: boolean;
+  /** WHARF_CONSOLE_SESSION_TTL: the absolute lifetime of a console session. */
+  sessionTtlSeconds: number;
+  /** WHARF_CONSOLE_IDLE_TIMEOUT: a session unused this long ends. */
+  idleTimeoutSeconds: number;
 }
 
 export interface WebhookConfig {
@@ -240,6 +251,11 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       maxVariants: integer(env, 'WHARF_IMAGE_MAX_VARIANTS', 100, 1, 100_000),
     },
     media: mediaConfig(env),
+    console: {
+      enabled: choice(env, 'WHARF_CONSOLE', ['true', 'false'], 'true') === 'true',
+      sessionTtlSeconds: integer(env, 'WHARF_CONSOLE_SESSION_TTL', 12 * 3600, 60, 30 * 24 * 3600),
+      idleTimeoutSeconds: integer(env, 'WHARF_CONSOLE_IDLE_TIMEOUT', 3600, 60, 30 * 24 * 3600),
+    },
   };
 }
 

@@ -6,6 +6,7 @@ import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import { fanOut } from './core/telemetry.js';
 import type { Core } from './core/wharf.js';
 import { buildApp } from './http/app.js';
+import { defaultConsoleDir, loadConsoleBundle } from './http/console/bundle.js';
 import { listenForMetrics, type MetricsListener } from './http/metrics-listener.js';
 import { type Logger, logTelemetry } from './telemetry/log.js';
 import { PrometheusTelemetry } from './telemetry/prometheus.js';
@@ -36,6 +37,11 @@ export interface WharfOptions {
    * that exists has always been shown.
    */
   announceKey?: (secret: string) => void;
+  /**
+   * Where the built web console is (dist/console/ of the package by default); null serves its
+   * API without its page (tests that do not need the front end).
+   */
+  consoleDir?: string | null;
 }
 
 export interface CloseOptions {
@@ -81,6 +87,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
 
   let app: FastifyInstance;
   let metricsListener: MetricsListener | undefined;
+  const bundle = config.console.enabled ? consoleBundle(options.consoleDir) : undefined;
   try {
     if (config.apiKey) {
       await core.keys.register(DEFAULT_ACCOUNT_ID, 'WHARF_API_KEY', 'admin', config.apiKey);
@@ -93,10 +100,14 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       tus: opened.tus,
       requestMetrics: metrics,
       metrics: config.metrics.token ? { source: metrics, token: config.metrics.token } : undefined,
+      console: config.console.enabled ? { bundle } : undefined,
     });
     logger = app.log;
     if (config.metrics.port !== undefined) {
       metricsListener = await openMetricsListener(metrics, config, app);
+    }
+    if (config.console.enabled && !bundle && options.consoleDir !== null) {
+      app.log.warn('The web console is not built (npm run build): /console is not served.');
     }
   } catch (err) {
     await opened.close();
@@ -121,7 +132,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       .catch((err: unknown) => app.log.error({ err }, 'sweep failed'))
       // Retention: old events and finished webhook deliveries (WHARF_EVENTS_RETENTION_DAYS).
       .then(() => core.webhooks.prune())
-      .catch((err: unknown) => app.log.error({ err }, 'event retention failed'));
+      .catch((err: unknown) => app.log.error({ err }, 'event retention failed'))
+      // Console sessions that expired or were signed out.
+      .then(() => core.sessions.prune())
+      .catch((err: unknown) => app.log.error({ err }, 'session sweep failed'));
   };
   const timer =
     config.sweepIntervalSeconds > 0
@@ -235,6 +249,10 @@ async function openMetricsListener(
     }
     throw err;
   }
+}
+
+function consoleBundle(dir: string | null | undefined) {
+  return dir === null ? undefined : loadConsoleBundle(dir ?? defaultConsoleDir());
 }
 
 /** Whether `promise` settles within `ms`. */

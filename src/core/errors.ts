@@ -30,6 +30,8 @@ export const ERROR_STATUS = {
   /** The upload token's byte budget would be exceeded. */
   TOKEN_BYTES_EXHAUSTED: 403,
   ACCOUNT_DISABLED: 403,
+  /** A state-changing console request without its session's CSRF token. */
+  CSRF_FAILED: 403,
   QUOTA_EXCEEDED: 403,
   INVALID_SIGNATURE: 403,
   UNKNOWN_ACCESS_KEY: 403,
@@ -62,6 +64,8 @@ export const ERROR_STATUS = {
   TOO_MANY_OPEN_UPLOADS: 429,
   /** The database or storage does not answer (GET /readyz). */
   NOT_READY: 503,
+  /** Too many failed console sign-ins from one address: wait (details.retry_after, seconds). */
+  RATE_LIMITED: 429,
   INTERNAL: 500,
   /** A dependency (the database, the object store) cannot be reached; retrying later may work. */
   SERVICE_UNAVAILABLE: 503,

@@ -44,6 +44,10 @@ export interface AssetQuery {
   contentType?: string | undefined;
   /** Only assets filed (as a version of a named file) in this namespace. */
   namespace?: string | undefined;
+  /** Only assets created at or after this time (ms). */
+  createdAfter?: number | undefined;
+  /** Only assets created before this time (ms). */
+  createdBefore?: number | undefined;
 }
 
 export interface FinishResult {
@@ -394,6 +398,66 @@ export interface PresetStore {
   deletePreset(accountId: string, name: string): Promise<boolean>;
 }
 
+/** A web console session as stored: never its id, only the id's SHA-256. */
+export interface ConsoleSession {
+  idHash: string;
+  accountId: string;
+  keyId: string;
+  createdAt: number;
+  lastSeenAt: number;
+  /** Slides with use (the idle timeout), never past `endsAt`. */
+  expiresAt: number;
+  /** The absolute end of the session. */
+  endsAt: number;
+  revokedAt: number | null;
+}
+
+/** Web console sessions, found by the hash of their id. */
+export interface SessionStore {
+  insertSession(session: ConsoleSession): Promise<void>;
+  /** The session with this hash, the key it stands for and that key's account, in one lookup. */
+  findSessionByHash(
+    idHash: string,
+  ): Promise<{ session: ConsoleSession; key: ApiKey; account: Account } | undefined>;
+  /** Records use: `lastSeenAt` and the new `expiresAt`. */
+  touchSession(idHash: string, at: number, expiresAt: number): Promise<void>;
+  /** Ends a session; false when there was none, or it had ended already. */
+  revokeSession(idHash: string, at: number): Promise<boolean>;
+  /** Deletes up to `limit` sessions that expired or were revoked before `before`; returns how many. */
+  pruneSessions(before: number, limit: number): Promise<number>;
+}
+
+export interface UploadQuery {
+  limit: number;
+  /** `id` of the last upload of the previous page (newest first). */
+  cursor?: string | undefined;
+  status?: Upload['status'] | undefined;
+  /** Only uploads made with this key (not its tokens) … */
+  keyId?: string | undefined;
+  /** … or with this upload token. */
+  tokenId?: string | undefined;
+}
+
+/** What an account holds: bytes against its quota, and how many assets and pending uploads. */
+export interface AccountUsage {
+  bytesUsed: number;
+  bytesReserved: number;
+  assets: number;
+  pendingUploads: number;
+}
+
+/** Read-only listings across tables: uploads, an account's usage, the named files of an asset. */
+export interface ListingStore {
+  /** Newest first. */
+  listUploads(
+    accountId: string,
+    query: UploadQuery,
+  ): Promise<{ uploads: Upload[]; nextCursor: string | null }>;
+  accountUsage(accountId: string): Promise<AccountUsage>;
+  /** Every version of a named file that is this asset, by namespace, name and version. */
+  fileVersionsOfAsset(accountId: string, assetId: string): Promise<FileVersion[]>;
+}
+
 /** Everything the core keeps in its database, one slice per table or concern. */
 export interface Store
   extends SettingStore,
@@ -409,7 +473,9 @@ export interface Store
     WebhookStore,
     StatsStore,
     DerivativeStore,
-    PresetStore {
+    PresetStore,
+    SessionStore,
+    ListingStore {
   close(): Promise<void>;
 }
 

@@ -16,12 +16,14 @@ import {
 } from './images.js';
 import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
+import { ListingService } from './listings.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { LocationPrivacy, type LocationStripper } from './privacy.js';
 import { type Analyzer, type MediaProber, processAssetJob, TRANSFORMABLE_MIMES } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
+import { SessionService, type SessionSettings } from './sessions.js';
 import { SignedIds } from './signed-ids.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { TokenService } from './tokens.js';
@@ -50,6 +52,8 @@ export interface CoreDeps {
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
+  /** Web console sessions: how long they last. */
+  sessions: SessionSettings;
   webhooks: {
     /** Sends the signed requests (and refuses private targets unless allowed). */
     sender: WebhookSender;
@@ -93,6 +97,10 @@ export interface Core {
   /** Derivatives: resized, re-encoded renderings served from storage. */
   images: ImageService;
   presets: PresetService;
+  /** Web console sessions (a key exchanged for a cookie). */
+  sessions: SessionService;
+  /** Read-only listings: uploads, account usage, an asset's named files. */
+  listings: ListingService;
   /** Where bytes live: the backend's name (`local`, `s3`) and its bucket. */
   storage: { kind: string; bucket: string };
   signedIds: SignedIds;
@@ -201,8 +209,9 @@ export function createCore(deps: CoreDeps): Core {
     telemetry,
   });
   jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
+  const keys = new KeyService(deps.store, deps.clock, deps.ids, tokens);
   return {
-    keys: new KeyService(deps.store, deps.clock, deps.ids, tokens),
+    keys,
     tokens,
     uploads,
     arrivals: new ArrivalService(deps.store, uploads),
@@ -225,6 +234,15 @@ export function createCore(deps: CoreDeps): Core {
     images,
     presets: new PresetService(deps.store, deps.clock),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
+    sessions: new SessionService(
+      deps.store,
+      deps.clock,
+      deps.ids,
+      keys,
+      deriveKey(deps.secret, 'console-csrf'),
+      deps.sessions,
+    ),
+    listings: new ListingService(deps.store, assets),
     clock: deps.clock,
     telemetry,
     health: new HealthService(deps.store, deps.blobs, deps.clock, deps.ids),

@@ -168,6 +168,7 @@ export interface Database {
   webhook_attempts: WebhookAttemptsTable;
   derivatives: DerivativesTable;
   image_presets: ImagePresetsTable;
+  console_sessions: ConsoleSessionsTable;
 }
 
 /** Leases on named resources shared by every node (tus uploads in progress). */
@@ -257,4 +258,16 @@ export interface ImagePresetsTable {
   eager: number;
   created_at: number;
   updated_at: number;
+}
+
+/** A web console session (see migration 007): only the hash of its id is kept. */
+export interface ConsoleSessionsTable {
+  id_hash: string;
+  account_id: string;
+  key_id: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  ends_at: number;
+  revoked_at: number | null;
 }

@@ -15,12 +15,15 @@ import { eventRoutes } from './api/events.js';
 import { fileRoutes } from './api/files/routes.js';
 import { imagePresetRoutes } from './api/image-presets.js';
 import { keyRoutes } from './api/keys.js';
+import { listingRoutes } from './api/listings.js';
 import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
 import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
+import type { ConsoleBundle } from './console/bundle.js';
+import { consoleRoutes } from './console/routes.js';
 import { type MetricsSource, operationsRoutes } from './operations.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
@@ -56,6 +59,8 @@ export interface AppOptions {
   requestMetrics?: RequestMetrics | undefined;
   /** GET /metrics on this port, for a Bearer of `token` (WHARF_METRICS_TOKEN); absent: not served. */
   metrics?: { source: MetricsSource; token: string } | undefined;
+  /** The web console (WHARF_CONSOLE); without it neither /console nor its API is served. */
+  console?: { bundle: ConsoleBundle | undefined } | undefined;
 }
 
 /** Each path's clients get failures before routing in the shape they read. */
@@ -86,6 +91,7 @@ export async function buildApp({
   tus,
   requestMetrics,
   metrics,
+  console: webConsole,
 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger && {
@@ -171,8 +177,10 @@ export async function buildApp({
     await api.register(assetImageRoutes, context);
     await api.register(imagePresetRoutes, context);
     await api.register(accountSettingsRoutes, context);
+    await api.register(listingRoutes, context);
   });
 
+  if (webConsole) await app.register(consoleRoutes, { ...context, bundle: webConsole.bundle });
   await app.register(compatRoutes, context);
   if (tus) await app.register(tusRoutes, { ...tus, core, publicUrl });
 

@@ -9,7 +9,9 @@ import { fileQueries } from './files.js';
 import { presetQueries } from './image-presets.js';
 import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
+import { listingQueries } from './listings.js';
 import { lockQueries } from './locks.js';
+import { sessionQueries } from './sessions.js';
 import { settingsQueries } from './settings.js';
 import { statsQueries } from './stats.js';
 import { tokenQueries } from './tokens.js';
@@ -37,6 +39,8 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...statsQueries(context),
     ...derivativeQueries(context),
     ...presetQueries(context),
+    ...sessionQueries(context),
+    ...listingQueries(context),
     async close() {
       await connection.db.destroy();
     },

@@ -84,6 +84,10 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
         if (q.disposition === 'attachment') wanted = 'attachment';
         urlSeconds = Math.max(0, q.expires - Math.floor(core.clock.now() / 1000));
         reply.header('cache-control', `private, max-age=${urlSeconds}`);
+      } else if (request.principal !== null) {
+        // Authenticated by the scope the route is mounted in (the web console's session).
+        asset = await core.assets.get(request.principal, id);
+        reply.header('cache-control', 'private, no-cache');
       } else if (presentedKey(request) === undefined) {
         // No credentials: only a public asset answers; anything else reads as "key required",
         // so nobody learns which private ids exist.

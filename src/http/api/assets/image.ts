@@ -188,6 +188,11 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         asset = await core.images.redeem({ assetId: id, request: transform, expires, signature });
         const left = Math.max(0, expires - Math.floor(core.clock.now() / 1000));
         cacheControl = `public, max-age=${Math.min(left, SIGNED_MAX_AGE)}, immutable`;
+      } else if (request.principal !== null) {
+        // Authenticated by the scope the route is mounted in (the web console's session).
+        asset = await core.assets.get(request.principal, id);
+        cacheControl = 'private, no-cache';
+        embeddable = false;
       } else if (presentedKey(request) === undefined) {
         // No credentials: only a public asset answers, as for its content.
         asset = await core.assets.getPublic(id).catch((err: unknown) => {
