@@ -14,6 +14,7 @@ import type { IdSource } from './ids.js';
 import { PermanentJobError } from './jobs.js';
 import type { Asset, Derivative, ImagePreset, Job, Principal } from './model.js';
 import type { BlobStore, ByteRange, Store } from './ports.js';
+import { RecentMap } from './recent.js';
 import { Slots } from './slots.js';
 import {
   type CanonicalTransform,
@@ -117,6 +118,13 @@ export class ImageService {
   /** Transform slots of this node (tests hold them to see a full queue refuse). */
   readonly slots: Slots;
   private readonly inflight = new Map<string, Promise<Derivative>>();
+  /**
+   * Derivatives this node has found or made, by asset and parameters. A recorded row never
+   * changes and goes only with its asset, which every request looks up (and finds live)
+   * before asking for a rendering, so a remembered row is never served for a deleted asset:
+   * the cached path then costs what a download costs, without a second query.
+   */
+  private readonly known = new RecentMap<string, Derivative>(10_000);
   /** Renders this node has run (tests check that two nodes render a new derivative once). */
   rendered = 0;
 
@@ -248,15 +256,23 @@ export class ImageService {
     make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
     options: { background?: boolean } = {},
   ): Promise<Derivative> {
+    const memo = `${asset.id}:${paramsKey}`;
+    const known = this.known.get(memo);
+    if (known) return known;
     const existing = await this.store.getDerivative(asset.id, paramsKey);
-    if (existing) return existing;
+    if (existing) {
+      this.known.set(memo, existing);
+      return existing;
+    }
     const name = `derive:${asset.id}:${paramsKey}`;
     const running = this.inflight.get(name);
     if (running) return running;
     const work = this.claimAndMake(asset, paramsKey, format, name, make, options.background ?? false);
     this.inflight.set(name, work);
     try {
-      return await work;
+      const made = await work;
+      this.known.set(memo, made);
+      return made;
     } finally {
       this.inflight.delete(name);
     }
@@ -374,6 +390,7 @@ export class ImageService {
 
   /** Frees every derivative of an asset that was deleted: objects first, then the rows. */
   async purge(assetId: string): Promise<void> {
+    this.known.deleteWhere((memo) => memo.startsWith(`${assetId}:`));
     const derivatives = await this.store.listDerivatives(assetId);
     for (const key of new Set(derivatives.map((d) => d.storageKey))) await this.blobs.delete(key);
     await this.store.deleteDerivatives(assetId);

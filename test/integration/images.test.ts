@@ -722,6 +722,39 @@ describe('derivatives go with their asset', () => {
     assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${id}/derivatives`)).status, 404);
     assert.equal((await get(`/v1/assets/${id}/image?w=64&format=webp`)).status, 404);
   });
+
+  test('a node that has served a rendering refuses it once another node deleted the asset', async () => {
+    // Each node remembers the renderings it has served; the asset's own lookup must still
+    // decide, on every request and every node, whether there is anything to serve.
+    const second = await startWharf({ sharing: w });
+    try {
+      const { id } = await upload('remembered.jpg', await photo(300, 200), 'image/jpeg');
+      const signed = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { w: 64, format: 'webp' });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const onSecond = new URL(signed.body.url);
+      onSecond.host = new URL(second.url).host;
+      for (let i = 0; i < 2; i += 1) {
+        assert.equal(
+          (
+            await fetch(`${second.url}/v1/assets/${id}/image?w=64&format=webp`, {
+              headers: { 'x-api-key': w.key },
+            })
+          ).status,
+          200,
+        );
+        assert.equal((await fetch(onSecond)).status, 200);
+      }
+      assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`)).status, 204);
+      const keyed = await fetch(`${second.url}/v1/assets/${id}/image?w=64&format=webp`, {
+        headers: { 'x-api-key': w.key },
+      });
+      assert.equal(keyed.status, 404);
+      assert.equal((await keyed.json()).error.code, 'NOT_FOUND');
+      assert.equal((await fetch(onSecond)).status, 404);
+    } finally {
+      await second.close();
+    }
+  });
 });
 
 describe('presets', () => {
