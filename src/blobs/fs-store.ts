@@ -126,6 +126,10 @@ export class FsBlobStore implements BlobStore {
     return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
   }
 
+  localFile(key: string): string {
+    return this.pathOf(this.objects, key);
+  }
+
   async delete(key: string): Promise<void> {
     // Facts first: a crash in between leaves bytes without facts, never facts without bytes.
     await rm(`${this.pathOf(this.meta, key)}.json`, { force: true });
