@@ -271,9 +271,11 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     const signedHeaders = param('X-Amz-SignedHeaders').split(';');
     const signature = param('X-Amz-Signature');
 
-    const headers: Record<string, string> = {};
+    // Own properties only: a signed header list naming `constructor` or `__proto__` must
+    // find nothing, not Object.prototype's members (the route fuzzer sent one).
+    const headers: Record<string, string> = Object.create(null);
     for (const name of signedHeaders) {
-      const value = request.headers[name];
+      const value = Object.hasOwn(request.headers, name) ? request.headers[name] : undefined;
       if (value === undefined) throw new WharfError('INVALID_SIGNATURE', `Signed header ${name} is missing.`);
       headers[name] = Array.isArray(value) ? value.join(',') : value;
     }
