@@ -253,6 +253,7 @@ const LABELS: Record<Flow, string> = {
   direct: 'Wharf direct (POST /v1/assets)',
   multipart: 'Wharf multipart (/v1/multipart)',
   tus: 'Wharf tus (/v1/tus/)',
+  'tus-bare': 'bare @tus/server + file store',
 };
 
 function cell(summary: Summary | undefined): string {

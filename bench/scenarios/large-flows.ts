@@ -1,11 +1,13 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Upload as TusUpload } from 'tus-js-client';
 import { baselineUpload, type WharfAsset, wharfUpload } from '../lib/api.js';
 import type { ChildServer } from '../lib/children.js';
 import { expectJson, type FileBody, send } from '../lib/http-client.js';
-import { startBaseline, startWharf, type WharfServer } from '../lib/servers.js';
+import { startBareTus, startBaseline, startWharf, type WharfServer } from '../lib/servers.js';
 
 /**
  * One large upload through one flow, each on a fresh server process with an empty data
@@ -13,7 +15,7 @@ import { startBaseline, startWharf, type WharfServer } from '../lib/servers.js';
  * deduplicated against an earlier round's copy of the same bytes.
  */
 
-export const FLOWS = ['baseline', 'direct', 'multipart', 'tus'] as const;
+export const FLOWS = ['baseline', 'direct', 'multipart', 'tus', 'tus-bare'] as const;
 export type Flow = (typeof FLOWS)[number];
 
 export interface FlowSettings {
@@ -52,6 +54,11 @@ interface Stored {
   detail?: string | undefined;
 }
 
+/** What a server that reports no digests stored, read back after the timing. */
+interface Unverified {
+  stored: () => Promise<Stored>;
+}
+
 const UPLOAD_TIMEOUT_MS = 1_800_000;
 
 /** Starts a fresh server for `flow` under `dir`, uploads `source` once, stops it, deletes `dir`. */
@@ -72,9 +79,18 @@ export async function runFlow(
         return { sha256: stored.sha256, size: stored.size };
       });
     }
+    if (flow === 'tus-bare') {
+      const bare = await startBareTus({ dataDir: dir, name: 'bare tus (large)' });
+      server = bare;
+      return await measured(bare, source, async () => {
+        const url = await tusClientUpload(`${bare.url}/files/`, {}, source, settings);
+        // The reference hashes nothing: its file is read back and hashed after the timing.
+        return { stored: () => hashFile(join(dir, url.slice(url.lastIndexOf('/') + 1))) };
+      });
+    }
     const wharf = await startWharf({ dataDir: dir, name: `wharf (large, ${flow})` });
     server = wharf;
-    const upload = { direct: directUpload, multipart: multipartUpload, tus: tusUpload }[flow];
+    const upload = { direct: directUpload, multipart: multipartUpload, tus: tusUpload }[flow as 'tus'];
     return await measured(wharf, source, () => upload(wharf, source, settings));
   } catch (err) {
     // A 500 says nothing by itself; the server's log says why.
@@ -91,13 +107,14 @@ export async function runFlow(
 async function measured(
   server: ChildServer,
   source: Source,
-  upload: () => Promise<Stored>,
+  upload: () => Promise<Stored | Unverified>,
 ): Promise<FlowResult> {
   const idleBytes = (await server.memory()).peakBytes;
   const start = performance.now();
-  const stored = await upload();
+  const result = await upload();
   const seconds = (performance.now() - start) / 1000;
   const peakBytes = (await server.memory()).peakBytes;
+  const stored = 'stored' in result ? await result.stored() : result;
   if (stored.size !== source.size || stored.sha256 !== source.sha256) {
     throw new Error(
       `${server.name} stored ${stored.size} bytes with SHA-256 ${stored.sha256}; ` +
@@ -242,23 +259,51 @@ async function tusUpload(
   source: Source,
   settings: FlowSettings,
 ): Promise<{ sha256: string; size: number }> {
-  const lastResponse = await new Promise<{ getHeader(name: string): string | undefined; getBody(): string }>(
-    (resolve, reject) => {
-      const upload = new TusUpload(createReadStream(source.path, { start: 0, end: source.size - 1 }), {
-        endpoint: `${wharf.url}/v1/tus/`,
-        headers: { 'x-api-key': wharf.apiKey },
-        metadata: { filename: 'large.bin', filetype: 'application/octet-stream' },
-        chunkSize: settings.tusChunkBytes,
-        // A failure is a failed measurement, not something to retry into a slower figure.
-        retryDelays: [],
-        storeFingerprintForResuming: false,
-        onSuccess: ({ lastResponse }) => resolve(lastResponse),
-        onError: reject,
-      });
-      upload.start();
-    },
-  );
-  return tusAsset(wharf, lastResponse);
+  let last: TusResponse | undefined;
+  await tusClientUpload(`${wharf.url}/v1/tus/`, { 'x-api-key': wharf.apiKey }, source, settings, (r) => {
+    last = r;
+  });
+  return tusAsset(wharf, last!);
+}
+
+type TusResponse = { getHeader(name: string): string | undefined; getBody(): string };
+
+/** One upload by tus-js-client, the file read by path; resolves with the upload's URL. */
+function tusClientUpload(
+  endpoint: string,
+  headers: Record<string, string>,
+  source: Source,
+  settings: FlowSettings,
+  onLast?: (response: TusResponse) => void,
+): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const upload = new TusUpload(createReadStream(source.path, { start: 0, end: source.size - 1 }), {
+      endpoint,
+      headers,
+      metadata: { filename: 'large.bin', filetype: 'application/octet-stream' },
+      chunkSize: settings.tusChunkBytes,
+      // A failure is a failed measurement, not something to retry into a slower figure.
+      retryDelays: [],
+      storeFingerprintForResuming: false,
+      onSuccess: ({ lastResponse }) => {
+        onLast?.(lastResponse);
+        resolve(upload.url!);
+      },
+      onError: reject,
+    });
+    upload.start();
+  });
+}
+
+/** Size and SHA-256 of a file, read once. */
+async function hashFile(path: string): Promise<Stored> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), size };
 }
 
 /**
