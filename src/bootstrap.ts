@@ -24,7 +24,12 @@ export interface OpenedCore {
   store: Store;
   blobs: BlobStore;
   /** What the tus endpoint runs on: tus.io's datastore, a lock shared by every node, a staging dir. */
-  tus: { datastore: TusBackend['datastore']; locker: StoreLocker; stagingDir: string };
+  tus: {
+    datastore: TusBackend['datastore'];
+    bodies: TusBackend['bodies'];
+    locker: StoreLocker;
+    stagingDir: string;
+  };
   close(): Promise<void>;
 }
 
@@ -91,6 +96,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     blobs,
     tus: {
       datastore: tus.datastore,
+      bodies: tus.bodies,
       locker: new StoreLocker(store),
       stagingDir: join(config.dataDir, 'tus', 'staging'),
     },

@@ -240,15 +240,24 @@ export class FsBlobStore implements BlobStore {
 
   /**
    * Takes a finished file from elsewhere on this filesystem (a tus upload's) as the object at
-   * `key`: fsynced, then renamed into place, so it appears whole and without a copy. No facts
-   * are recorded; completion hashes the bytes. Throws ENOENT when `file` is gone.
+   * `key`: fsynced, then renamed into place, so it appears whole and without a copy. `facts`,
+   * when the caller hashed the bytes as they arrived, are recorded as write() records its
+   * own; without them completion hashes the bytes. Throws ENOENT when `file` is gone.
    */
-  async adopt(key: string, file: string): Promise<void> {
+  async adopt(key: string, file: string, facts?: ObjectInfo): Promise<void> {
     const target = this.pathOf(this.objects, key);
+    const metaTarget = `${this.pathOf(this.meta, key)}.json`;
     await fsyncPath(file);
     await this.ensureDirectory(dirname(target));
-    await rm(`${this.pathOf(this.meta, key)}.json`, { force: true });
+    await rm(metaTarget, { force: true });
     await rename(file, target);
+    if (facts) {
+      // As in write(): facts arrive after the bytes they describe, whole (by rename).
+      const tempMeta = join(this.tmp, `${randomUUID()}.json`);
+      await this.ensureDirectory(dirname(metaTarget));
+      await writeFile(tempMeta, JSON.stringify(facts), { flag: 'wx', mode: 0o640 });
+      await rename(tempMeta, metaTarget);
+    }
     await fsyncPath(dirname(target));
   }
 }
