@@ -1,9 +1,10 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Upload as TusUpload } from 'tus-js-client';
+import { type Backing, deployment, provision } from '../../test/helpers/deployment.js';
 import { baselineUpload, type WharfAsset, wharfUpload } from '../lib/api.js';
 import type { ChildServer } from '../lib/children.js';
 import { expectJson, type FileBody, send } from '../lib/http-client.js';
@@ -15,8 +16,17 @@ import { startBareTus, startBaseline, startWharf, type WharfServer } from '../li
  * deduplicated against an earlier round's copy of the same bytes.
  */
 
-export const FLOWS = ['baseline', 'direct', 'multipart', 'tus', 'tus-bare'] as const;
+export const FLOWS = ['baseline', 's3-raw', 'direct', 'multipart', 'tus', 'tus-bare'] as const;
 export type Flow = (typeof FLOWS)[number];
+
+/**
+ * The deployment Wharf runs on here, chosen as the tests choose it: embedded unless
+ * WHARF_TEST_DEPLOYMENT=scaled (source /work/services/scaled.env or scripts/services), when
+ * every Wharf server gets a fresh PostgreSQL database and S3 bucket of its own. The
+ * reference is then the raw store: the AWS SDK uploading the file straight to a bucket.
+ */
+export const scaled = deployment === 'scaled';
+export const REFERENCE: Flow = scaled ? 's3-raw' : 'baseline';
 
 export interface FlowSettings {
   /** Bytes per multipart part (S3: ≥ 5 MiB except the last). */
@@ -70,6 +80,7 @@ export async function runFlow(
 ): Promise<FlowResult> {
   await mkdir(dir, { recursive: true });
   let server: ChildServer | undefined;
+  let backing: Backing | undefined;
   try {
     if (flow === 'baseline') {
       const baseline = await startBaseline({ dataDir: dir, name: 'baseline (large)' });
@@ -88,7 +99,9 @@ export async function runFlow(
         return { stored: () => hashFile(join(dir, url.slice(url.lastIndexOf('/') + 1))) };
       });
     }
-    const wharf = await startWharf({ dataDir: dir, name: `wharf (large, ${flow})` });
+    if (flow === 's3-raw') return await rawS3Upload(source, settings);
+    backing = await provision();
+    const wharf = await startWharf({ dataDir: dir, name: `wharf (large, ${flow})`, env: backing.env });
     server = wharf;
     const upload = { direct: directUpload, multipart: multipartUpload, tus: tusUpload }[flow as 'tus'];
     return await measured(wharf, source, () => upload(wharf, source, settings));
@@ -100,7 +113,67 @@ export async function runFlow(
     throw err;
   } finally {
     await server?.stop();
+    await backing?.release();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The scaled reference: the AWS SDK's managed upload (lib-storage) sending the file straight
+ * to a fresh bucket, with the multipart flow's part size and concurrency, then the object read
+ * back and hashed after the timing. No server process of ours: no peak RSS.
+ */
+async function rawS3Upload(source: Source, settings: FlowSettings): Promise<FlowResult> {
+  const endpoint = process.env.WHARF_TEST_S3_ENDPOINT;
+  if (!endpoint) throw new Error('s3-raw needs WHARF_TEST_S3_ENDPOINT (source /work/services/scaled.env)');
+  const { S3Client, CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand } =
+    await import('@aws-sdk/client-s3');
+  const { Upload } = await import('@aws-sdk/lib-storage');
+  const s3 = new S3Client({
+    endpoint,
+    region: process.env.WHARF_TEST_S3_REGION ?? 'us-east-1',
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: process.env.WHARF_TEST_S3_ACCESS_KEY_ID ?? '',
+      secretAccessKey: process.env.WHARF_TEST_S3_SECRET_ACCESS_KEY ?? '',
+    },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  const bucket = `wharf-bench-${randomBytes(6).toString('hex')}`;
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  try {
+    const start = performance.now();
+    await new Upload({
+      client: s3,
+      params: {
+        Bucket: bucket,
+        Key: 'large.bin',
+        Body: createReadStream(source.path, { start: 0, end: source.size - 1, highWaterMark: 1 << 20 }),
+        ContentType: 'application/octet-stream',
+      },
+      partSize: settings.partBytes,
+      queueSize: settings.partConcurrency,
+    }).done();
+    const seconds = (performance.now() - start) / 1000;
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'large.bin' }));
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of got.Body as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    const sha256 = hash.digest('hex');
+    if (size !== source.size || sha256 !== source.sha256) {
+      throw new Error(
+        `s3-raw stored ${size} bytes with SHA-256 ${sha256}; sent ${source.size} (${source.sha256})`,
+      );
+    }
+    return { seconds, idleBytes: 0, peakBytes: 0, sha256, size };
+  } finally {
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'large.bin' })).catch(() => {});
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
+    s3.destroy();
   }
 }
 

@@ -66,7 +66,8 @@ export async function presignScenario(ctx: BenchContext): Promise<Row[]> {
         unit: 'uploads/s',
         wharf: singleRate,
         baseline: bareSingle,
-        target: { text: '≥ 10,000 uploads/s', met: singleRate.median >= 10_000 },
+        // Issue 14: one file per call at ≥ 30 % of what the bare route answers.
+        target: { text: '≥ 30% of bare Fastify', met: singleRate.median >= 0.3 * bareSingle.median },
       },
       {
         group: 'Presign',
@@ -78,10 +79,12 @@ export async function presignScenario(ctx: BenchContext): Promise<Row[]> {
       },
       {
         group: 'Presign',
-        label: `${config.presignBatch} files/call, ${c}`,
+        // Issue 14: URLs per second when batched at least the bare route's request rate.
+        label: `${config.presignBatch} files/call, ${c} (baseline: bare Fastify req/s, 1 file/call)`,
         unit: 'URLs/s',
         wharf: batchUrls,
-        target: { text: '≥ 30,000 URLs/s', met: batchUrls.median >= 30_000 },
+        baseline: bareSingle,
+        target: { text: '≥ bare Fastify req/s', met: batchUrls.median >= bareSingle.median },
       },
       {
         group: 'Presign',
@@ -97,6 +100,7 @@ export async function presignScenario(ctx: BenchContext): Promise<Row[]> {
         wharf: p99(m.wharf),
         baseline: p99(m.bare),
         lowerIsBetter: true,
+        target: { text: '< 100 ms', met: p99(m.wharf).median < 100 },
       },
       {
         group: 'Bare Fastify',
