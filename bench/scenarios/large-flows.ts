@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { type Backing, deployment, provision } from '../../test/helpers/deployme
 import { baselineUpload, type WharfAsset, wharfUpload } from '../lib/api.js';
 import type { ChildServer } from '../lib/children.js';
 import { expectJson, type FileBody, send } from '../lib/http-client.js';
+import { rawBucket } from '../lib/raw-s3.js';
 import { startBareTus, startBaseline, startWharf, type WharfServer } from '../lib/servers.js';
 
 /**
@@ -124,24 +125,9 @@ export async function runFlow(
  * back and hashed after the timing. No server process of ours: no peak RSS.
  */
 async function rawS3Upload(source: Source, settings: FlowSettings): Promise<FlowResult> {
-  const endpoint = process.env.WHARF_TEST_S3_ENDPOINT;
-  if (!endpoint) throw new Error('s3-raw needs WHARF_TEST_S3_ENDPOINT (source /work/services/scaled.env)');
-  const { S3Client, CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand } =
-    await import('@aws-sdk/client-s3');
+  const { GetObjectCommand } = await import('@aws-sdk/client-s3');
   const { Upload } = await import('@aws-sdk/lib-storage');
-  const s3 = new S3Client({
-    endpoint,
-    region: process.env.WHARF_TEST_S3_REGION ?? 'us-east-1',
-    forcePathStyle: true,
-    credentials: {
-      accessKeyId: process.env.WHARF_TEST_S3_ACCESS_KEY_ID ?? '',
-      secretAccessKey: process.env.WHARF_TEST_S3_SECRET_ACCESS_KEY ?? '',
-    },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-  const bucket = `wharf-bench-${randomBytes(6).toString('hex')}`;
-  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  const { s3, bucket, drop } = await rawBucket();
   try {
     const start = performance.now();
     await new Upload({
@@ -171,9 +157,7 @@ async function rawS3Upload(source: Source, settings: FlowSettings): Promise<Flow
     }
     return { seconds, idleBytes: 0, peakBytes: 0, sha256, size };
   } finally {
-    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'large.bin' })).catch(() => {});
-    await s3.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
-    s3.destroy();
+    await drop();
   }
 }
 
