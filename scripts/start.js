@@ -63,7 +63,11 @@ function build(tsc) {
   });
 }
 
+// The web console's front end (scripts/build-console.js), built after the server and with it.
+const consoleManifest = join(root, 'dist', 'console', 'manifest.json');
+
 const tsc = compiler();
+const consoleMissing = !existsSync(consoleManifest);
 if (tsc && !upToDate()) {
   const built = await build(tsc);
   if (built.stopped) {
@@ -78,6 +82,20 @@ if (tsc && !upToDate()) {
   // the next start must still find dist/ newer than its sources.
   const now = new Date();
   utimesSync(buildInfo, now, now);
+  await buildWebConsole();
+} else if (tsc && consoleMissing) {
+  await buildWebConsole();
+}
+
+/** esbuild is a dev dependency, installed wherever tsc is. */
+async function buildWebConsole() {
+  const { buildConsole } = await import('./build-console.js');
+  try {
+    await buildConsole();
+  } catch (err) {
+    process.stderr.write(`wharf: the web console's build failed: ${err.message}\n`);
+    process.exit(1);
+  }
 }
 if (!existsSync(main)) {
   process.stderr.write(

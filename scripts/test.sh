@@ -12,10 +12,13 @@ echo "== node $(node --version) ($(command -v node))"
 
 # The README walkthrough test (test/integration/readme.test.ts) runs its snippets, which use
 # jq, curl and openssl; the browser tests drive Debian's Chromium with playwright-core (npm
-# never downloads a browser here).
+# never downloads a browser here); the preview tests (test/integration/previews.test.ts) run
+# ffmpeg and poppler's pdfinfo/pdftoppm, as a deployment that wants video and PDF previews does.
 need=()
 for tool in jq curl openssl; do command -v "$tool" >/dev/null || need+=("$tool"); done
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v pdftoppm >/dev/null && command -v pdfinfo >/dev/null || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi

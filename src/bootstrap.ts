@@ -11,6 +11,7 @@ import { type Clock, systemClock } from './core/clock.js';
 import { createIdSource } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
+import type { Telemetry } from './core/telemetry.js';
 import { type Core, createCore, deriveKey } from './core/wharf.js';
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
@@ -18,6 +19,10 @@ import { createSqlStore } from './db/store/index.js';
 import { webhookPayload } from './http/api/event-json.js';
 import { HttpWebhookSender } from './net/webhook-sender.js';
 import { ImageAnalyzer } from './processing/image-analyzer.js';
+import { LocationScrubber } from './processing/location-scrubber.js';
+import { MediaTools } from './processing/media-tools.js';
+import { Scratch } from './processing/scratch.js';
+import { SharpRenderer } from './processing/sharp-renderer.js';
 
 export interface OpenedCore {
   core: Core;
@@ -25,6 +30,8 @@ export interface OpenedCore {
   blobs: BlobStore;
   /** What the tus endpoint runs on: tus.io's datastore, a lock shared by every node, a staging dir. */
   tus: { datastore: TusBackend['datastore']; locker: StoreLocker; stagingDir: string };
+  /** External tools (ffmpeg, poppler) this server lacks, by name and the path that was tried. */
+  missingTools: Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -32,7 +39,11 @@ export interface OpenedCore {
  * Adapters chosen by configuration, wired to the core. Shared by the server and the CLI,
  * so both always see the same database, storage and secret.
  */
-export async function openCore(config: Config, clock: Clock = systemClock): Promise<OpenedCore> {
+export async function openCore(
+  config: Config,
+  clock: Clock = systemClock,
+  telemetry?: Telemetry,
+): Promise<OpenedCore> {
   await checkDataDir(config.dataDir);
   const connection = connect(config.databaseUrl);
   const ids = createIdSource(clock);
@@ -51,6 +62,15 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
   }
   const { blobs, endpoint, tus } = opened;
 
+  // Temp copies for sharp and the media tools: local disk on every deployment.
+  const scratch = new Scratch(join(config.dataDir, 'work'));
+  await scratch.init();
+  const media = new MediaTools(config.media, scratch, {
+    timeoutSeconds: config.media.timeoutSeconds,
+    maxInputBytes: config.media.maxInputBytes,
+  });
+  const { missing } = await media.detect();
+
   const core = createCore({
     store,
     blobs,
@@ -59,6 +79,14 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
     secret,
     endpoint,
     analyzer: new ImageAnalyzer(),
+    telemetry,
+    images: { renderer: new SharpRenderer(scratch, config.images.maxInputBytes), settings: config.images },
+    media,
+    locationStripper: new LocationScrubber(),
+    sessions: {
+      ttlMs: config.console.sessionTtlSeconds * 1000,
+      idleMs: config.console.idleTimeoutSeconds * 1000,
+    },
     uploads: {
       maxFileSize: config.maxFileSize,
       uploadExpiresInSeconds: config.uploadExpiresSeconds,
@@ -94,6 +122,7 @@ export async function openCore(config: Config, clock: Clock = systemClock): Prom
       locker: new StoreLocker(store),
       stagingDir: join(config.dataDir, 'tus', 'staging'),
     },
+    missingTools: missing,
     async close() {
       await blobs.close();
       await store.close();

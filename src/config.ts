@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { editDistance } from './core/edit-distance.js';
 import { parseDatabaseUrl } from './db/url.js';
 
@@ -17,6 +17,8 @@ export interface Config {
   sweepIntervalSeconds: number;
   /** How often this node looks for due jobs (processing, verification); 0 runs none. */
   jobIntervalMs: number;
+  /** How many jobs this node runs at once (a slow webhook endpoint must not hold up processing). */
+  jobConcurrency: number;
   /** Objects up to this size whose SHA-256 storage cannot attest are hashed at completion. */
   inlineVerifyMaxBytes: number;
   /** How long a multipart or tus upload may run before it is aborted and its parts freed. */
@@ -34,8 +36,43 @@ export interface Config {
   eventsRetentionDays: number;
   /** How long a stopping server lets requests in flight finish before it cuts them. */
   shutdownTimeoutSeconds: number;
+  /** Metrics exposure (GET /metrics); see docs/operations.md. */
+  metrics: MetricsConfig;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
   storage: StorageConfig;
+  images: ImageConfig;
+  media: MediaConfig;
+  /** The web console at /console. */
+  console: ConsoleConfig;
+}
+
+/** Limits of image transforms (see docs/images.md). */
+export interface ImageConfig {
+  maxPixels: number;
+  maxInputBytes: number;
+  concurrency: number;
+  queue: number;
+  timeoutSeconds: number;
+  maxVariants: number;
+}
+
+/** External tools for video, audio and PDF facts and previews; absent ones are detected at start. */
+export interface MediaConfig {
+  ffmpeg: string;
+  ffprobe: string;
+  pdftoppm: string;
+  pdfinfo: string;
+  timeoutSeconds: number;
+  maxInputBytes: number;
+}
+
+export interface ConsoleConfig {
+  /** WHARF_CONSOLE: false serves no console (and no session routes). */
+  enabled: boolean;
+  /** WHARF_CONSOLE_SESSION_TTL: the absolute lifetime of a console session. */
+  sessionTtlSeconds: number;
+  /** WHARF_CONSOLE_IDLE_TIMEOUT: a session unused this long ends. */
+  idleTimeoutSeconds: number;
 }
 
 export interface WebhookConfig {
@@ -46,6 +83,20 @@ export interface WebhookConfig {
    * accepted. Off by default: a URL an API caller chose must not reach the server's own network.
    */
   allowPrivate: boolean;
+}
+
+/**
+ * Metrics tell how much is uploaded and how often: they are served only where the
+ * operator says. With a token, /metrics on the main port answers a Bearer of it; with a port,
+ * a listener of its own (loopback unless told otherwise) serves it. Neither: not served.
+ */
+export interface MetricsConfig {
+  /** WHARF_METRICS_TOKEN: required from every scraper, wherever /metrics is served. */
+  token: string | undefined;
+  /** WHARF_METRICS_PORT: a separate listener for /metrics only. */
+  port: number | undefined;
+  /** WHARF_METRICS_HOST: where that listener binds (127.0.0.1). */
+  host: string;
 }
 
 export type StorageConfig = { kind: 'local' } | ({ kind: 's3' } & S3Config);
@@ -165,6 +216,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     maxFilesPerRequest: integer(env, 'WHARF_MAX_FILES_PER_REQUEST', 1000, 1, 10_000),
     sweepIntervalSeconds: integer(env, 'WHARF_SWEEP_INTERVAL', 60, 0, 24 * 3600),
     jobIntervalMs: integer(env, 'WHARF_JOB_INTERVAL_MS', 1000, 0, 3600_000),
+    jobConcurrency: integer(env, 'WHARF_JOB_CONCURRENCY', 4, 1, 64),
     inlineVerifyMaxBytes: integer(
       env,
       'WHARF_INLINE_VERIFY_MAX',
@@ -188,8 +240,55 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       allowPrivate: choice(env, 'WHARF_WEBHOOK_ALLOW_PRIVATE', ['true', 'false'], 'false') === 'true',
     },
     eventsRetentionDays: integer(env, 'WHARF_EVENTS_RETENTION_DAYS', 30, 1, 3650),
+    metrics: metricsConfig(env, port),
     storage: storageConfig(env),
+    images: {
+      maxPixels: integer(env, 'WHARF_IMAGE_MAX_PIXELS', 60_000_000, 1, 1_000_000_000),
+      maxInputBytes: integer(env, 'WHARF_IMAGE_MAX_INPUT', 64 * 1024 * 1024, 1, Number.MAX_SAFE_INTEGER),
+      concurrency: integer(env, 'WHARF_IMAGE_CONCURRENCY', 2, 1, 256),
+      queue: integer(env, 'WHARF_IMAGE_QUEUE', 32, 0, 100_000),
+      timeoutSeconds: integer(env, 'WHARF_IMAGE_TIMEOUT', 30, 1, 3600),
+      maxVariants: integer(env, 'WHARF_IMAGE_MAX_VARIANTS', 100, 1, 100_000),
+    },
+    media: mediaConfig(env),
+    console: {
+      enabled: choice(env, 'WHARF_CONSOLE', ['true', 'false'], 'true') === 'true',
+      sessionTtlSeconds: integer(env, 'WHARF_CONSOLE_SESSION_TTL', 12 * 3600, 60, 30 * 24 * 3600),
+      idleTimeoutSeconds: integer(env, 'WHARF_CONSOLE_IDLE_TIMEOUT', 3600, 60, 30 * 24 * 3600),
+    },
   };
+}
+
+function mediaConfig(env: NodeJS.ProcessEnv): MediaConfig {
+  // A tool's companion is looked for beside it when only the first is configured, so
+  // WHARF_FFMPEG=/opt/ffmpeg/bin/ffmpeg finds /opt/ffmpeg/bin/ffprobe.
+  const beside = (path: string | undefined, name: string) => (path ? join(dirname(path), name) : name);
+  const ffmpeg = env.WHARF_FFMPEG || 'ffmpeg';
+  const pdftoppm = env.WHARF_PDFTOPPM || 'pdftoppm';
+  return {
+    ffmpeg,
+    ffprobe: env.WHARF_FFPROBE || beside(env.WHARF_FFMPEG, 'ffprobe'),
+    pdftoppm,
+    pdfinfo: env.WHARF_PDFINFO || beside(env.WHARF_PDFTOPPM, 'pdfinfo'),
+    timeoutSeconds: integer(env, 'WHARF_MEDIA_TIMEOUT', 60, 1, 3600),
+    maxInputBytes: integer(env, 'WHARF_MEDIA_MAX_INPUT', 2 * GiB, 1, Number.MAX_SAFE_INTEGER),
+  };
+}
+
+function metricsConfig(env: NodeJS.ProcessEnv, port: number): MetricsConfig {
+  const token = env.WHARF_METRICS_TOKEN || undefined;
+  if (token !== undefined && token.length < 16) {
+    report(env, 'WHARF_METRICS_TOKEN must be at least 16 characters.');
+  }
+  const metricsPort = env.WHARF_METRICS_PORT ? integer(env, 'WHARF_METRICS_PORT', 0, 1, 65535) : undefined;
+  const host = env.WHARF_METRICS_HOST || '127.0.0.1';
+  if (metricsPort === port) {
+    report(
+      env,
+      `WHARF_METRICS_PORT must differ from WHARF_PORT (${port}); to serve /metrics on the main port, set WHARF_METRICS_TOKEN.`,
+    );
+  }
+  return { token, port: metricsPort, host };
 }
 
 const S3_REQUIRED = ['WHARF_S3_BUCKET', 'WHARF_S3_ACCESS_KEY_ID', 'WHARF_S3_SECRET_ACCESS_KEY'] as const;

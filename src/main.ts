@@ -61,6 +61,7 @@ async function main(): Promise<number> {
 
   const { wharf } = first;
   wharf.app.log.info(`Wharf is listening; public URL ${config.publicUrl}`);
+  if (wharf.metricsUrl) wharf.app.log.info(`Metrics are served at ${wharf.metricsUrl}/metrics`);
   const received = await signal;
   wharf.app.log.info(
     `${received}: stopping; requests in flight have ${config.shutdownTimeoutSeconds} s to finish (WHARF_SHUTDOWN_TIMEOUT)`,

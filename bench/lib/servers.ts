@@ -33,6 +33,8 @@ export interface WharfOptions {
   nodeArgs?: string[];
   logFile?: string | undefined;
   name?: string;
+  /** More WHARF_* settings (e.g. image limits). */
+  env?: Record<string, string>;
 }
 
 export async function startWharf(options: WharfOptions): Promise<WharfServer> {
@@ -51,6 +53,7 @@ export async function startWharf(options: WharfOptions): Promise<WharfServer> {
       WHARF_API_KEY: apiKey,
       WHARF_LOG_LEVEL: 'warn',
       WHARF_MAX_FILE_SIZE: String(8 * GiB),
+      ...options.env,
     },
     port,
     healthPath: '/healthz',
@@ -72,6 +75,20 @@ export async function startBaseline(options: {
     name: options.name ?? 'baseline',
     nodeArgs: [...(options.nodeArgs ?? []), join(REPO_ROOT, 'dist', 'bench', 'baseline-server.js')],
     env: { ...cleanEnv(), BASELINE_PORT: String(port), BASELINE_DIR: options.dataDir },
+    port,
+    healthPath: '/healthz',
+    cwd: REPO_ROOT,
+    logFile: options.logFile,
+  });
+}
+
+/** bench/image-baseline-server.ts: Wharf's transform pipeline in bare node:http, no store or cache. */
+export async function startImageBaseline(options: { dataDir: string; logFile?: string | undefined }) {
+  const port = await freePort();
+  return spawnServer({
+    name: 'image-baseline',
+    nodeArgs: [join(REPO_ROOT, 'dist', 'bench', 'image-baseline-server.js')],
+    env: { ...cleanEnv(), IMAGE_BASELINE_PORT: String(port), IMAGE_BASELINE_DIR: options.dataDir },
     port,
     healthPath: '/healthz',
     cwd: REPO_ROOT,

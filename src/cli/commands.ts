@@ -365,6 +365,7 @@ const COMMANDS: Command[] = [
         maxFileSize,
         storageQuota: null,
         disabled: false,
+        stripGps: false,
         createdAt: core.clock.now(),
       });
       if (values.json) {
@@ -381,14 +382,18 @@ const COMMANDS: Command[] = [
   {
     name: 'accounts update',
     usage:
-      'wharf accounts update <id> [--disable|--enable] [--quota BYTES|none] [--max-file-size BYTES|none] [--json]',
+      'wharf accounts update <id> [--disable|--enable] [--quota BYTES|none] [--max-file-size BYTES|none] ' +
+      '[--strip-gps|--keep-gps] [--json]',
     summary:
       'Disable or re-enable an account (a disabled account’s keys are refused at once), or set its storage ' +
-      'quota (its plan’s upload limit) or file size limit; "none" removes a limit.',
+      'quota (its plan’s upload limit) or file size limit; "none" removes a limit. --strip-gps stores new ' +
+      'images without their location (--keep-gps undoes it).',
     options: {
       ...HELP,
       disable: { type: 'boolean' },
       enable: { type: 'boolean' },
+      'strip-gps': { type: 'boolean' },
+      'keep-gps': { type: 'boolean' },
       quota: { type: 'string' },
       'max-file-size': { type: 'string' },
       json: { type: 'boolean' },
@@ -399,15 +404,22 @@ const COMMANDS: Command[] = [
       if (!id) throw new UsageError('Which account? Give its id (see "wharf accounts list").');
       checkAccountId(id);
       if (values.disable && values.enable) throw new UsageError('Give --disable or --enable, not both.');
+      if (values['strip-gps'] && values['keep-gps']) {
+        throw new UsageError('Give --strip-gps or --keep-gps, not both.');
+      }
       const changes: AccountChanges = {};
       if (values.disable) changes.disabled = true;
       if (values.enable) changes.disabled = false;
+      if (values['strip-gps']) changes.stripGps = true;
+      if (values['keep-gps']) changes.stripGps = false;
       const quota = limitOption(values, 'quota');
       if (quota !== undefined) changes.storageQuota = quota;
       const maxFileSize = limitOption(values, 'max-file-size');
       if (maxFileSize !== undefined) changes.maxFileSize = maxFileSize;
       if (Object.keys(changes).length === 0) {
-        throw new UsageError('Nothing to change: give --disable, --enable, --quota or --max-file-size.');
+        throw new UsageError(
+          'Nothing to change: give --disable, --enable, --quota, --max-file-size, --strip-gps or --keep-gps.',
+        );
       }
       const { core } = await ctx.open();
       const account = await core.keys.updateAccount(id, changes);
@@ -420,7 +432,9 @@ const COMMANDS: Command[] = [
         `Updated account "${account.id}": ${account.disabled ? 'disabled' : 'enabled'}, storage quota: ${bytes(
           account.storageQuota,
           'unlimited',
-        )}, max file size: ${bytes(account.maxFileSize, 'server default')}.\n`,
+        )}, max file size: ${bytes(account.maxFileSize, 'server default')}, GPS in new images: ${
+          account.stripGps ? 'removed' : 'kept'
+        }.\n`,
       );
     },
   },

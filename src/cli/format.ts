@@ -20,6 +20,7 @@ export function accountJson(account: Account) {
     max_file_size: account.maxFileSize,
     storage_quota: account.storageQuota,
     disabled: account.disabled,
+    strip_gps: account.stripGps,
     created_at: iso(account.createdAt),
   };
 }

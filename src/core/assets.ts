@@ -14,6 +14,7 @@ import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
 import type { Access, Asset, Principal } from './model.js';
 import type { AssetPage, AssetQuery, BlobStore, ByteRange, Store } from './ports.js';
+import { countBytes, NO_TELEMETRY, type Telemetry } from './telemetry.js';
 
 export const MAX_PAGE_SIZE = 1000;
 const MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600;
@@ -30,11 +31,14 @@ export interface DownloadGrant {
 }
 
 export class AssetService {
+  private readonly deletionHooks: Array<(asset: Asset) => Promise<void>> = [];
+
   constructor(
     private readonly store: Store,
     private readonly blobs: BlobStore,
     private readonly clock: Clock,
     private readonly signingKey: Buffer,
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {}
 
   /** The assets the caller may read (`read` scope), narrowed by its confinement. */
@@ -89,6 +93,17 @@ export class AssetService {
     if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
       await this.blobs.delete(asset.storageKey);
     }
+    await this.afterDelete(asset);
+  }
+
+  /** Lets a capability free what it keeps for an asset (derivatives) once the asset is deleted. */
+  onDelete(hook: (asset: Asset) => Promise<void>): void {
+    this.deletionHooks.push(hook);
+  }
+
+  /** Runs the deletion hooks; also called when verification rejects an asset. */
+  async afterDelete(asset: Asset): Promise<void> {
+    for (const hook of this.deletionHooks) await hook(asset);
   }
 
   async setAccess(principal: Principal, id: string, access: Access): Promise<Asset> {
@@ -151,7 +166,7 @@ export class AssetService {
 
   async read(asset: Asset, range?: ByteRange): Promise<Readable> {
     this.assertReadable(asset);
-    return this.blobs.read(asset.storageKey, range);
+    return countBytes(await this.blobs.read(asset.storageKey, range), this.telemetry);
   }
 
   /**
@@ -202,7 +217,12 @@ export class AssetService {
     if (Math.floor(this.clock.now() / 1000) > grant.expires) {
       throw new WharfError('URL_EXPIRED', 'This URL has expired.');
     }
-    const asset = await this.store.getAssetById(grant.assetId);
+    return this.getKeyless(grant.assetId);
+  }
+
+  /** The asset a verified signed URL names, whichever account owns it, unless that account is disabled. */
+  async getKeyless(id: string): Promise<Asset> {
+    const asset = await this.store.getAssetById(id);
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
     if (!(await this.ownerActive(asset))) {
       throw new WharfError('ACCOUNT_DISABLED', 'The account that owns this asset is disabled.');

@@ -30,6 +30,8 @@ export const ERROR_STATUS = {
   /** The upload token's byte budget would be exceeded. */
   TOKEN_BYTES_EXHAUSTED: 403,
   ACCOUNT_DISABLED: 403,
+  /** A state-changing console request without its session's CSRF token. */
+  CSRF_FAILED: 403,
   QUOTA_EXCEEDED: 403,
   INVALID_SIGNATURE: 403,
   UNKNOWN_ACCESS_KEY: 403,
@@ -60,9 +62,31 @@ export const ERROR_STATUS = {
   RANGE_NOT_SATISFIABLE: 416,
   /** The key or token already has as many pending uploads as it may. */
   TOO_MANY_OPEN_UPLOADS: 429,
+  /** The database or storage does not answer (GET /readyz). */
+  NOT_READY: 503,
+  /** Too many failed console sign-ins from one address: wait (details.retry_after, seconds). */
+  RATE_LIMITED: 429,
   INTERNAL: 500,
   /** A dependency (the database, the object store) cannot be reached; retrying later may work. */
   SERVICE_UNAVAILABLE: 503,
+  /** Not an image Wharf transforms (a text file, SVG, HEIC, TIFF…). */
+  UNSUPPORTED_IMAGE: 415,
+  /** Sniffed as a supported image, but its bytes do not decode (truncated, corrupt). */
+  IMAGE_UNDECODABLE: 422,
+  /** More pixels or bytes than transforms accept (WHARF_IMAGE_MAX_PIXELS, WHARF_IMAGE_MAX_INPUT). */
+  IMAGE_TOO_LARGE: 422,
+  /** The asset already has as many stored renderings as allowed (WHARF_IMAGE_MAX_VARIANTS). */
+  TOO_MANY_VARIANTS: 422,
+  /** A video or PDF whose poster or first page is still being made by processing. */
+  PREVIEW_PENDING: 409,
+  /** A video or PDF with no preview (the tool is not installed, or it could not make one). */
+  PREVIEW_UNAVAILABLE: 422,
+  /** The account strips GPS positions, and this image carries one in a form Wharf cannot remove. */
+  LOCATION_NOT_REMOVABLE: 422,
+  /** Every transform slot and queue place is taken: retry after Retry-After seconds. */
+  TRANSFORMS_BUSY: 503,
+  /** A transform ran longer than WHARF_IMAGE_TIMEOUT. */
+  TRANSFORM_TIMEOUT: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -2,6 +2,7 @@ import type { Clock } from './clock.js';
 import type { IdSource } from './ids.js';
 import type { Job } from './model.js';
 import type { Store } from './ports.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 
 export type JobHandler = (job: Job) => Promise<void>;
 
@@ -50,6 +51,7 @@ export class JobRunner {
     private readonly clock: Clock,
     ids: IdSource,
     private readonly settings: JobSettings,
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.workerId = `worker-${ids.token(8)}`;
     this.defaultPolicy = { maxAttempts: settings.maxAttempts, delayMs: (attempts) => 1000 * 2 ** attempts };
@@ -64,6 +66,11 @@ export class JobRunner {
     this.handlers.set(kind, { handler, policy });
   }
 
+  /** The kinds of job this runner has handlers for. */
+  get kinds(): string[] {
+    return [...this.handlers.keys()];
+  }
+
   /** Claims and runs one due job; false when none was due. */
   async runOne(): Promise<boolean> {
     const now = this.clock.now();
@@ -74,6 +81,7 @@ export class JobRunner {
       if (!registered) throw new PermanentJobError(`No handler for job kind "${job.kind}".`);
       await registered.handler(job);
       await this.store.finishJob(job.id, this.workerId, this.clock.now());
+      this.telemetry.jobSucceeded(job);
     } catch (err) {
       const policy = registered?.policy ?? this.defaultPolicy;
       const permanent = err instanceof PermanentJobError || job.attempts >= policy.maxAttempts;
@@ -83,6 +91,8 @@ export class JobRunner {
           err instanceof RetryJobError ? err.retryAt : this.clock.now() + policy.delayMs(job.attempts);
       }
       await this.store.failJob(job.id, this.workerId, String(err), retryAt, this.clock.now());
+      // The queue keeps only the message; the sinks get the error itself (its stack, its code).
+      this.telemetry.jobFailed(job, err, retryAt);
     }
     return true;
   }

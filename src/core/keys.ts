@@ -112,8 +112,15 @@ export class KeyService {
       maxFileSize: null,
       storageQuota: null,
       disabled: false,
+      stripGps: false,
       createdAt: this.clock.now(),
     });
+  }
+
+  async getAccount(id: string): Promise<Account> {
+    const account = await this.store.getAccount(id);
+    if (!account) throw new WharfError('NOT_FOUND', `No account "${id}".`);
+    return account;
   }
 
   /** Disables or re-enables an account, or changes its limits (a disabled account's keys stop working at once). */

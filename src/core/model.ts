@@ -18,6 +18,8 @@ export interface Account {
   /** Total bytes the account may store (its plan's upload limit); null means unlimited. */
   storageQuota: number | null;
   disabled: boolean;
+  /** Remove GPS positions from the stored original of every new image (see docs/images.md). */
+  stripGps: boolean;
   createdAt: number;
 }
 
@@ -124,6 +126,26 @@ export interface AssetAnalysis {
   location?: { latitude: number; longitude: number; altitude?: number };
   /** A place name the file itself carries (IPTC/XMP city, region, country). */
   locationName?: string;
+  /** Video and audio: length in seconds. */
+  duration?: number;
+  /** Video: the video stream's codec (`h264`); audio: the audio codec (`mp3`). */
+  codec?: string;
+  /** Video: the audio stream's codec, when there is one. */
+  audioCodec?: string;
+  /** PDF: number of pages. */
+  pages?: number;
+  /** A poster frame (video) or first page (PDF) was stored: transforms start from it. */
+  preview?: { width: number; height: number; format: string };
+  /** Tools this server lacks that the file's type needed (e.g. `ffprobe`), so facts are missing. */
+  missingTools?: string[];
+  /** Why media facts or a preview are missing although the tools exist. */
+  mediaError?: string;
+  /**
+   * The account strips GPS positions and this image carried one: the stored bytes are a copy
+   * without it, and `uploaded` holds the digests of what the client sent.
+   */
+  hadGps?: boolean;
+  uploaded?: { sha256: string; md5: string; size: number };
 }
 
 export interface Asset {
@@ -259,4 +281,37 @@ export interface Job {
   status: JobStatus;
   attempts: number;
   runAt: number;
+}
+
+/** A stored rendering of an asset (a resized image, a video's poster frame). */
+export interface Derivative {
+  assetId: string;
+  accountId: string;
+  /** The canonical parameters it was made with (`w320-q80-webp`, `preview`). */
+  paramsKey: string;
+  /** Identical renderings of one asset share an object. */
+  storageKey: string;
+  size: number;
+  contentType: string;
+  /** Lower-case hex of the stored bytes: the derivative's strong ETag. */
+  sha256: string;
+  createdAt: number;
+}
+
+/** A named set of transform parameters of an account (`?preset=thumbnail`). */
+export interface ImagePreset {
+  accountId: string;
+  name: string;
+  /** Canonical parameters (see src/core/transforms.ts). */
+  params: {
+    w?: number;
+    h?: number;
+    fit?: 'cover' | 'contain' | 'inside';
+    format: 'auto' | 'webp' | 'avif' | 'jpeg' | 'png';
+    q?: number;
+  };
+  /** Rendered by a job as soon as an image arrives, not on first request. */
+  eager: boolean;
+  createdAt: number;
+  updatedAt: number;
 }

@@ -10,7 +10,9 @@ import type {
   ApiKey,
   Asset,
   AssetAnalysis,
+  Derivative,
   FileVersion,
+  ImagePreset,
   Job,
   ObjectInfo,
   ProcessingStatus,
@@ -42,6 +44,10 @@ export interface AssetQuery {
   contentType?: string | undefined;
   /** Only assets filed (as a version of a named file) in this namespace. */
   namespace?: string | undefined;
+  /** Only assets created at or after this time (ms). */
+  createdAfter?: number | undefined;
+  /** Only assets created before this time (ms). */
+  createdBefore?: number | undefined;
 }
 
 export interface FinishResult {
@@ -58,6 +64,7 @@ export interface AccountChanges {
   disabled?: boolean;
   maxFileSize?: number | null;
   storageQuota?: number | null;
+  stripGps?: boolean;
 }
 
 export interface NewJob {
@@ -263,6 +270,21 @@ export interface LockStore {
   lockReleaseRequested(name: string, owner: string): Promise<boolean>;
 }
 
+/** Jobs of one kind in one state. */
+export interface JobCount {
+  kind: string;
+  status: 'queued' | 'running' | 'failed';
+  count: number;
+}
+
+/** Questions operators ask of the database (metrics, readiness); nothing here writes. */
+export interface StatsStore {
+  /** Jobs not done yet (queued, running) and given up (failed), by kind and status. */
+  countJobs(): Promise<JobCount[]>;
+  /** A trivial query: resolves once the database answered. */
+  ping(): Promise<void>;
+}
+
 /** The events outbox (written by the other slices, in the transactions they describe). */
 export interface EventStore {
   /** The account's events in commit order, after `query.after`, of the given types. */
@@ -352,6 +374,90 @@ export interface WebhookStore {
   pruneDeliveries(before: number, limit: number): Promise<number>;
 }
 
+/** Stored renderings of assets (the `derivatives` table). */
+export interface DerivativeStore {
+  getDerivative(assetId: string, paramsKey: string): Promise<Derivative | undefined>;
+  /**
+   * Records a derivative unless one with its key exists or its asset is gone (deleted while
+   * it was rendered); returns the stored row, or undefined when the asset is gone.
+   */
+  insertDerivative(derivative: Derivative): Promise<Derivative | undefined>;
+  /** A derivative of the asset with these bytes (to share one object between identical renderings). */
+  findDerivativeBySha256(assetId: string, sha256: string): Promise<Derivative | undefined>;
+  listDerivatives(assetId: string): Promise<Derivative[]>;
+  countDerivatives(assetId: string): Promise<number>;
+  deleteDerivatives(assetId: string): Promise<void>;
+}
+
+/** Named transform presets per account (the `image_presets` table). */
+export interface PresetStore {
+  getPreset(accountId: string, name: string): Promise<ImagePreset | undefined>;
+  listPresets(accountId: string): Promise<ImagePreset[]>;
+  /** Creates or replaces; keeps the first creation time. */
+  putPreset(preset: ImagePreset): Promise<ImagePreset>;
+  deletePreset(accountId: string, name: string): Promise<boolean>;
+}
+
+/** A web console session as stored: never its id, only the id's SHA-256. */
+export interface ConsoleSession {
+  idHash: string;
+  accountId: string;
+  keyId: string;
+  createdAt: number;
+  lastSeenAt: number;
+  /** Slides with use (the idle timeout), never past `endsAt`. */
+  expiresAt: number;
+  /** The absolute end of the session. */
+  endsAt: number;
+  revokedAt: number | null;
+}
+
+/** Web console sessions, found by the hash of their id. */
+export interface SessionStore {
+  insertSession(session: ConsoleSession): Promise<void>;
+  /** The session with this hash, the key it stands for and that key's account, in one lookup. */
+  findSessionByHash(
+    idHash: string,
+  ): Promise<{ session: ConsoleSession; key: ApiKey; account: Account } | undefined>;
+  /** Records use: `lastSeenAt` and the new `expiresAt`. */
+  touchSession(idHash: string, at: number, expiresAt: number): Promise<void>;
+  /** Ends a session; false when there was none, or it had ended already. */
+  revokeSession(idHash: string, at: number): Promise<boolean>;
+  /** Deletes up to `limit` sessions that expired or were revoked before `before`; returns how many. */
+  pruneSessions(before: number, limit: number): Promise<number>;
+}
+
+export interface UploadQuery {
+  limit: number;
+  /** `id` of the last upload of the previous page (newest first). */
+  cursor?: string | undefined;
+  status?: Upload['status'] | undefined;
+  /** Only uploads made with this key (not its tokens) … */
+  keyId?: string | undefined;
+  /** … or with this upload token. */
+  tokenId?: string | undefined;
+}
+
+/** What an account holds: bytes against its quota, and how many assets and pending uploads. */
+export interface AccountUsage {
+  bytesUsed: number;
+  bytesReserved: number;
+  assets: number;
+  pendingUploads: number;
+}
+
+/** Read-only listings across tables: uploads, an account's usage, the named files of an asset. */
+export interface ListingStore {
+  /** Newest first. */
+  listUploads(
+    accountId: string,
+    query: UploadQuery,
+  ): Promise<{ uploads: Upload[]; nextCursor: string | null }>;
+  accountUsage(accountId: string): Promise<AccountUsage>;
+  /** Every version of a named file that is this asset, by namespace, name and version. */
+  fileVersionsOfAsset(accountId: string, assetId: string): Promise<FileVersion[]>;
+}
+
 /** Everything the core keeps in its database, one slice per table or concern. */
 export interface Store
   extends SettingStore,
@@ -364,7 +470,12 @@ export interface Store
     JobStore,
     LockStore,
     EventStore,
-    WebhookStore {
+    WebhookStore,
+    StatsStore,
+    DerivativeStore,
+    PresetStore,
+    SessionStore,
+    ListingStore {
   close(): Promise<void>;
 }
 

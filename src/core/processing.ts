@@ -1,6 +1,7 @@
+import type { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
 import { PermanentJobError } from './jobs.js';
-import type { AssetAnalysis, Job } from './model.js';
+import type { Asset, AssetAnalysis, Job } from './model.js';
 import type { BlobStore, Store } from './ports.js';
 
 /** Reads what a file is from its first bytes: sniffed type, image size, EXIF location. */
@@ -10,8 +11,75 @@ export interface Analyzer {
   analyze(head: Buffer, size: number): Promise<AssetAnalysis>;
 }
 
+export type MediaKind = 'video' | 'audio' | 'pdf';
+
+/** Sniffed types transforms start from directly (the others need a preview first). */
+export const TRANSFORMABLE_MIMES = new Set([
+  'image/jpeg',
+  'image/png',
+  'image/webp',
+  'image/gif',
+  'image/avif',
+]);
+
+/** Facts external tools read from a whole file (they need all of it, seekable). */
+export interface MediaFacts {
+  duration?: number;
+  codec?: string;
+  audioCodec?: string;
+  width?: number;
+  height?: number;
+  pages?: number;
+  preview?: { width: number; height: number; format: string };
+  /** Why facts or a preview are missing although the tools exist (a stable code). */
+  error?: string;
+}
+
+/** Receives a preview image (a video's poster frame, a PDF's first page) as it is made. */
+export type PreviewSink = (image: Readable, format: 'jpeg' | 'png') => Promise<void>;
+
+/** Video, audio and PDF facts and previews, from ffprobe/ffmpeg and poppler (src/processing/media-tools.ts). */
+export interface MediaProber {
+  /** The tools this kind needs that this server does not have (found out at start). */
+  missingTools(kind: MediaKind): string[];
+  /**
+   * Reads the whole file from `source` and runs the tools on it. A file the tools cannot
+   * read is a fact (`error`), not a failure; storage failing is a failure.
+   */
+  inspect(kind: MediaKind, source: Readable, size: number, preview?: PreviewSink): Promise<MediaFacts>;
+}
+
+/** What processing does beyond the analyzer, when the server has it. */
+export interface ProcessingExtras {
+  media?: MediaProber | undefined;
+  /** Stores a preview as the asset's `preview` derivative; whether one exists already. */
+  previews?: {
+    store(asset: Asset, image: Readable, format: 'jpeg' | 'png'): Promise<unknown>;
+    exists(assetId: string): Promise<boolean>;
+  };
+  /** Runs once the analysis is recorded (eager presets queue their renderings). */
+  afterProcessed?(asset: Asset, analysis: AssetAnalysis): Promise<void>;
+}
+
+/** Facts recorded at completion, about the upload rather than the bytes: processing keeps them. */
+const FROM_COMPLETION = ['hadGps', 'uploaded'] as const;
+
+export function mediaKind(mime: string | undefined): MediaKind | undefined {
+  if (mime === undefined) return undefined;
+  if (mime.startsWith('video/')) return 'video';
+  if (mime.startsWith('audio/')) return 'audio';
+  if (mime === 'application/pdf') return 'pdf';
+  return undefined;
+}
+
 /** The `process-asset` job: fills an asset's analysis once its bytes are stored. */
-export function processAssetJob(store: Store, blobs: BlobStore, analyzer: Analyzer, clock: Clock) {
+export function processAssetJob(
+  store: Store,
+  blobs: BlobStore,
+  analyzer: Analyzer,
+  clock: Clock,
+  extras: ProcessingExtras = {},
+) {
   return async (job: Job): Promise<void> => {
     const assetId = String(job.payload.assetId);
     const asset = await store.getAssetById(assetId);
@@ -27,10 +95,42 @@ export function processAssetJob(store: Store, blobs: BlobStore, analyzer: Analyz
         analysis = await analyzer.analyze(Buffer.concat(chunks), asset.size);
       } catch (err) {
         // Undecodable content is a fact about the file, not a reason to retry.
-        await store.recordAnalysis(asset.id, 'failed', {}, clock.now());
+        await store.recordAnalysis(asset.id, 'failed', carried(asset), clock.now());
         throw new PermanentJobError(`Could not analyse asset ${asset.id}: ${String(err)}`);
       }
     }
+    const kind = mediaKind(analysis.mime);
+    if (kind && extras.media) Object.assign(analysis, await inspectMedia(asset, kind, blobs, extras));
+    analysis = { ...analysis, ...carried(asset) };
     await store.recordAnalysis(asset.id, 'done', analysis, clock.now());
+    await extras.afterProcessed?.(asset, analysis);
   };
+}
+
+function carried(asset: Asset): AssetAnalysis {
+  const kept: AssetAnalysis = {};
+  for (const key of FROM_COMPLETION) {
+    if (asset.analysis[key] !== undefined) Object.assign(kept, { [key]: asset.analysis[key] });
+  }
+  return kept;
+}
+
+async function inspectMedia(
+  asset: Asset,
+  kind: MediaKind,
+  blobs: BlobStore,
+  { media, previews }: ProcessingExtras,
+): Promise<AssetAnalysis> {
+  const missing = media!.missingTools(kind);
+  if (missing.length > 0) return { missingTools: missing };
+  // A retried job that already stored the preview does not make it again.
+  const wantsPreview = kind !== 'audio' && previews !== undefined && !(await previews.exists(asset.id));
+  const sink: PreviewSink | undefined = wantsPreview
+    ? async (image, format) => {
+        await previews.store(asset, image, format);
+      }
+    : undefined;
+  const facts = await media!.inspect(kind, await blobs.read(asset.storageKey), asset.size, sink);
+  const { error, ...rest } = facts;
+  return error === undefined ? rest : { ...rest, mediaError: error };
 }

@@ -18,6 +18,7 @@ import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, Upload
 import { validateContentType, validateFileName } from './names.js';
 import type {
   BlobStore,
+  FinishResult,
   NewJob,
   PresignedPost,
   PresignedRequest,
@@ -25,6 +26,8 @@ import type {
   UploadLimits,
   UploadToRecord,
 } from './ports.js';
+import type { Replacement } from './privacy.js';
+import { NO_TELEMETRY, stopwatch, type Telemetry } from './telemetry.js';
 
 export interface UploadSettings {
   /** Server-wide default; an account's own limit overrides it. */
@@ -202,6 +205,7 @@ export class UploadService {
     private readonly clock: Clock,
     private readonly ids: IdSource,
     private readonly settings: UploadSettings,
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {}
 
   /** The largest file the caller may upload: its account's limit, or its token's if smaller. */
@@ -219,6 +223,16 @@ export class UploadService {
   }
 
   private readonly kindHooks = new Map<Upload['kind'], UploadKindHooks>();
+  private replacement: ReplacementStep | undefined;
+
+  /**
+   * A step between verification and the asset that may put other bytes in the upload's place
+   * (src/core/privacy.ts: a copy without a GPS position). The upload's own object is deleted
+   * once the asset is recorded.
+   */
+  setReplacementStep(step: ReplacementStep): void {
+    this.replacement = step;
+  }
 
   /** Lets a protocol's service take part in reconciliation and expiry of its uploads. */
   registerKind(kind: Upload['kind'], hooks: UploadKindHooks): void {
@@ -272,6 +286,7 @@ export class UploadService {
         await input.beforeCommit?.();
       });
     } catch (err) {
+      this.telemetry.uploadFailed('direct', err);
       await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
       throw err;
     }
@@ -429,7 +444,7 @@ export class UploadService {
       }
       checkDigests(d, input.expected);
       checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
-    });
+    }).catch(this.failed('presigned'));
     if (upload.intent.autoComplete) await this.finish(upload, digests);
     return digests;
   }
@@ -486,7 +501,7 @@ export class UploadService {
           `The file is smaller than the minimum of ${input.minSize} bytes.`,
         );
       }
-    });
+    }).catch(this.failed('post'));
     if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
     return digests;
   }
@@ -514,20 +529,20 @@ export class UploadService {
    * holds against everything declared and claimed. Also what reconciliation runs.
    */
   async completeUpload(upload: Upload, claims: CompletionClaims = {}): Promise<UploadOutcome> {
+    const elapsed = stopwatch();
     const claimed = {
       sha256: claims.sha256 ? parseDigest('sha256', claims.sha256, 'sha256') : null,
       md5: claims.md5 ? parseDigest('md5', claims.md5, 'md5') : null,
     };
     if (upload.status === 'completed') {
       const outcome = await this.completedOutcome(upload);
+      // What the client sent, which a stored copy without its GPS position no longer is.
+      const sent = outcome.asset.analysis.uploaded ?? outcome.asset;
       // A confirm that contradicts the bytes is refused even after the fact.
-      if (claims.size !== undefined && claims.size !== outcome.asset.size) {
-        throw new WharfError(
-          'SIZE_MISMATCH',
-          `Claimed ${claims.size} bytes; the file has ${outcome.asset.size}.`,
-        );
+      if (claims.size !== undefined && claims.size !== sent.size) {
+        throw new WharfError('SIZE_MISMATCH', `Claimed ${claims.size} bytes; the file has ${sent.size}.`);
       }
-      checkDigests(outcome.asset, claimed);
+      checkDigests(sent, claimed);
       return outcome;
     }
     if (upload.status === 'expired') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
@@ -569,10 +584,12 @@ export class UploadService {
       checkDigests(digests, claimed);
     } catch (err) {
       // Wrong bytes are never kept: the client may PUT again while the intent is open.
+      this.telemetry.uploadFailed(upload.kind, err);
       await this.blobs.delete(key);
       throw err;
     }
     return this.finish(upload, digests, {
+      elapsed,
       storageKey: key,
       verifying: deferred,
       // Protocols where the client picks the type as it writes (forms, S3 clients' multipart).
@@ -654,6 +671,7 @@ export class UploadService {
       for (const upload of stale) {
         if (!(await this.store.expireUpload(upload.id, now))) continue;
         expired += 1;
+        this.telemetry.uploadExpired(upload.kind);
         await this.kindHooks.get(upload.kind)?.expire?.(upload);
         if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
           await this.blobs.delete(upload.storageKey);
@@ -665,6 +683,7 @@ export class UploadService {
     let debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, inUse);
     for (const hooks of this.kindHooks.values())
       debris += (await hooks.debris?.(now - DEBRIS_AGE_MS, inUse)) ?? 0;
+    this.telemetry.sweepFinished({ expired, debris, reconciled });
     return { expired, debris, reconciled };
   }
 
@@ -820,6 +839,14 @@ export class UploadService {
     };
   }
 
+  /** Reports bytes of a `flow` upload refused or broken off, then rethrows (for `.catch`). */
+  private failed(flow: Upload['kind']): (err: unknown) => never {
+    return (err) => {
+      this.telemetry.uploadFailed(flow, err);
+      throw err;
+    };
+  }
+
   private async writeVerified(
     key: string,
     body: Readable,
@@ -851,16 +878,34 @@ export class UploadService {
 
   private async finish(
     upload: Upload,
-    digests: Digests,
-    { verifying = false, contentType, metadata, storageKey = upload.storageKey }: FinishOptions = {},
+    verified: Digests,
+    {
+      verifying: declaredOnly = false,
+      contentType,
+      metadata,
+      storageKey: uploadedKey = upload.storageKey,
+      elapsed = stopwatch(),
+    }: FinishOptions = {},
   ): Promise<UploadOutcome> {
     const type = contentType ?? upload.contentType;
     try {
-      checkCompletion(upload.intent, digests.size, type);
+      checkCompletion(upload.intent, verified.size, type);
     } catch (err) {
-      await this.refuse(upload, storageKey, err);
+      await this.refuse(upload, uploadedKey, err);
       throw err;
     }
+    let replaced: Replacement | undefined;
+    try {
+      replaced = await this.replacement?.(upload.accountId, uploadedKey, verified, declaredOnly, type);
+    } catch (err) {
+      if (!(err instanceof WharfError)) throw err;
+      await this.refuse(upload, uploadedKey, err);
+      throw err;
+    }
+    const storageKey = replaced?.storageKey ?? uploadedKey;
+    const digests = replaced?.digests ?? verified;
+    // A replacement was made from bytes it hashed itself: nothing is left to verify.
+    const verifying = declaredOnly && !replaced;
     const now = this.clock.now();
     const candidate: Asset = {
       id: this.ids.id(),
@@ -875,7 +920,7 @@ export class UploadService {
       seq: upload.seq ?? 0,
       access: upload.intent.access ?? 'private',
       processing: 'pending',
-      analysis: {},
+      analysis: replaced?.analysis ?? {},
       metadata: { ...metadata, ...upload.intent.metadata },
       subject: upload.intent.subject ?? null,
       createdAt: now,
@@ -897,11 +942,17 @@ export class UploadService {
     } catch (err) {
       // The account's quota or the token's budget cannot take the file: it is not kept.
       if (isWharfError(err, 'QUOTA_EXCEEDED') || isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')) {
-        await this.refuse(upload, storageKey, err);
+        await this.refuse(upload, uploadedKey, err);
+        if (replaced) await this.blobs.delete(storageKey);
       }
       throw err;
     }
-    if (result.completedNow && result.deduplicated) {
+    if (result.completedNow) this.telemetry.uploadCompleted(completion(upload, result, now, elapsed));
+    if (replaced) {
+      // The upload's own bytes were replaced: never kept once the completion is recorded.
+      if (result.completedNow) await this.blobs.delete(uploadedKey);
+      if (result.asset.storageKey !== storageKey) await this.blobs.delete(storageKey);
+    } else if (result.completedNow && result.deduplicated) {
       // The account already holds these bytes under the existing asset.
       await this.blobs.delete(storageKey);
     }
@@ -914,6 +965,7 @@ export class UploadService {
 
   /** A completion that cannot be accepted: the upload ends (what it held is given back) and its bytes go. */
   private async refuse(upload: Upload, storageKey: string, err: unknown): Promise<void> {
+    this.telemetry.uploadFailed(upload.kind, err);
     await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
     await this.blobs.delete(storageKey);
   }
@@ -956,7 +1008,18 @@ function atIndex<T>(index: number, work: () => T): T {
   }
 }
 
+/** See UploadService.setReplacementStep. */
+export type ReplacementStep = (
+  accountId: string,
+  key: string,
+  verified: Digests,
+  declaredOnly: boolean,
+  contentType: string,
+) => Promise<Replacement | undefined>;
+
 interface FinishOptions {
+  /** Time since completion began (for protocols whose completion verifies stored bytes). */
+  elapsed?: () => number;
   /** Where the verified bytes are, when not at the upload's own key (a sealed copy). */
   storageKey?: string | undefined;
   /** Storage could not attest the SHA-256: record the asset as `verifying` and queue the check. */
@@ -990,6 +1053,17 @@ export function failureOf(err: unknown): UploadEnding {
     reason: 'failed',
     code: 'UPLOAD_INTERRUPTED',
     message: 'The upload did not finish: the connection ended or storage failed.',
+  };
+}
+
+/** What telemetry learns of a completion this call did. */
+function completion(upload: Upload, result: FinishResult, now: number, elapsed: () => number) {
+  return {
+    flow: upload.kind,
+    deduplicated: result.deduplicated,
+    bytes: result.asset.size,
+    uploadSeconds: Math.max(0, now - upload.createdAt) / 1000,
+    completionSeconds: elapsed(),
   };
 }
 

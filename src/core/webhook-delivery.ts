@@ -4,6 +4,7 @@ import type { IdSource } from './ids.js';
 import { PermanentJobError, RetryJobError } from './jobs.js';
 import type { Job } from './model.js';
 import type { DeliverySettlement, Store } from './ports.js';
+import type { Telemetry } from './telemetry.js';
 import {
   type AttemptOutcome,
   DELIVERY_MAX_ATTEMPTS,
@@ -41,6 +42,8 @@ export interface DelivererDeps {
   sender: WebhookSender;
   render: RenderEvent;
   timeoutMs: number;
+  /** Where each attempt's outcome is counted (metrics). */
+  telemetry?: Telemetry | undefined;
 }
 
 /**
@@ -103,7 +106,9 @@ export class WebhookDeliverer {
       },
       settlement,
     );
-    // METRICS: webhook delivery <outcome> (outcome: succeeded | failed | gone; retryAt === null: final)
+    this.deps.telemetry?.webhookDelivery(
+      outcome === 'succeeded' ? 'delivered' : retryAt !== null ? 'retrying' : 'given_up',
+    );
     if (!settled || outcome === 'succeeded') return;
     if (outcome === 'gone') {
       await this.disable(webhook, 'gone', 'The endpoint answered 410 Gone.', at);

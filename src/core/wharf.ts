@@ -5,15 +5,27 @@ import { type Clock, systemClock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
 import { EventService } from './events.js';
 import { FileService } from './files.js';
+import { HealthService } from './health.js';
 import type { IdSource } from './ids.js';
+import {
+  DERIVE_IMAGE_JOB,
+  type ImageRenderer,
+  ImageService,
+  type ImageSettings,
+  PresetService,
+} from './images.js';
 import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
+import { ListingService } from './listings.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
-import { type Analyzer, processAssetJob } from './processing.js';
+import { LocationPrivacy, type LocationStripper } from './privacy.js';
+import { type Analyzer, type MediaProber, processAssetJob, TRANSFORMABLE_MIMES } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
+import { SessionService, type SessionSettings } from './sessions.js';
 import { SignedIds } from './signed-ids.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { TokenService } from './tokens.js';
 import {
   DELETE_OBJECT_JOB,
@@ -40,6 +52,8 @@ export interface CoreDeps {
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
+  /** Web console sessions: how long they last. */
+  sessions: SessionSettings;
   webhooks: {
     /** Sends the signed requests (and refuses private targets unless allowed). */
     sender: WebhookSender;
@@ -49,6 +63,14 @@ export interface CoreDeps {
     /** The real time for `webhook-timestamp` (see WebhookDeliverer); the system clock by default. */
     wallClock?: Clock | undefined;
   };
+  /** Where outcomes are reported (metrics, logs); nowhere when absent. */
+  telemetry?: Telemetry | undefined;
+  /** Image transforms (sharp) and their limits. */
+  images: { renderer: ImageRenderer; settings: ImageSettings };
+  /** Video, audio and PDF facts and previews, when the server has the tools. */
+  media?: MediaProber | undefined;
+  /** Removes GPS positions from new images of accounts that ask for it. */
+  locationStripper: LocationStripper;
 }
 
 /** The core: every protocol Wharf speaks ends up calling these services. */
@@ -72,10 +94,24 @@ export interface Core {
   events: EventService;
   /** Webhook endpoints, their delivery log, replays and retention. */
   webhooks: WebhookService;
+  /** Derivatives: resized, re-encoded renderings served from storage. */
+  images: ImageService;
+  presets: PresetService;
+  /** Web console sessions (a key exchanged for a cookie). */
+  sessions: SessionService;
+  /** Read-only listings: uploads, account usage, an asset's named files. */
+  listings: ListingService;
   /** Where bytes live: the backend's name (`local`, `s3`) and its bucket. */
   storage: { kind: string; bucket: string };
   signedIds: SignedIds;
   clock: Clock;
+  /**
+   * Reports outcomes to metrics and logs. Services outside the core's own that learn an
+   * outcome (webhook deliveries: `telemetry.webhookDelivery(outcome)`) report it here.
+   */
+  telemetry: Telemetry;
+  /** Readiness: whether the database and storage answer (GET /readyz). */
+  health: HealthService;
 }
 
 /** Distinct keys per purpose, so a signature of one kind can never pass as another. */
@@ -84,13 +120,55 @@ export function deriveKey(secret: string, purpose: string): Buffer {
 }
 
 export function createCore(deps: CoreDeps): Core {
-  const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads);
+  const telemetry = deps.telemetry ?? NO_TELEMETRY;
+  const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads, telemetry);
+  const privacy = new LocationPrivacy(deps.store, deps.blobs, deps.locationStripper);
+  uploads.setReplacementStep((...args) => privacy.replacementFor(...args));
   const tokens = new TokenService(deps.store, deps.clock, deps.ids, {
     maxOpenUploadsPerToken: deps.uploads.maxOpenUploadsPerToken,
   });
   const multipart = new MultipartService(deps.store, deps.blobs, uploads, deps.clock, deps.multipart);
-  const jobs = new JobRunner(deps.store, deps.clock, deps.ids, { leaseMs: 5 * 60_000, maxAttempts: 5 });
-  jobs.register(PROCESS_ASSET_JOB, processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock));
+  const assets = new AssetService(
+    deps.store,
+    deps.blobs,
+    deps.clock,
+    deriveKey(deps.secret, 'download'),
+    telemetry,
+  );
+  const images = new ImageService(
+    deps.store,
+    deps.blobs,
+    assets,
+    deps.images.renderer,
+    deps.clock,
+    deps.ids,
+    deriveKey(deps.secret, 'transforms'),
+    deps.images.settings,
+  );
+  // An asset's derivatives go with it.
+  assets.onDelete((asset) => images.purge(asset.id));
+  const jobs = new JobRunner(
+    deps.store,
+    deps.clock,
+    deps.ids,
+    { leaseMs: 5 * 60_000, maxAttempts: 5 },
+    telemetry,
+  );
+  jobs.register(
+    PROCESS_ASSET_JOB,
+    processAssetJob(deps.store, deps.blobs, deps.analyzer, deps.clock, {
+      media: deps.media,
+      previews: {
+        store: (asset, image, format) => images.storePreview(asset, image, format),
+        exists: (assetId) => images.hasPreview(assetId),
+      },
+      // Eager presets are rendered as soon as there is something to render them from.
+      afterProcessed: async (asset, analysis) => {
+        if (analysis.preview || TRANSFORMABLE_MIMES.has(analysis.mime ?? '')) await images.queueEager(asset);
+      },
+    }),
+  );
+  jobs.register(DERIVE_IMAGE_JOB, (job) => images.deriveJob(job));
   jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
   const s3Signing = new S3SigningService(
     deps.store,
@@ -106,7 +184,13 @@ export function createCore(deps: CoreDeps): Core {
   );
   jobs.register(VERIFY_ASSET_JOB, async (job) => {
     const md5 = job.payload.md5;
-    await uploads.verifyAsset(String(job.payload.assetId), typeof md5 === 'string' ? md5 : null);
+    const asset = await deps.store.getAssetById(String(job.payload.assetId));
+    const outcome = await uploads.verifyAsset(
+      String(job.payload.assetId),
+      typeof md5 === 'string' ? md5 : null,
+    );
+    // A rejected asset goes like a deleted one, whatever was kept for it.
+    if (outcome === 'rejected' && asset) await assets.afterDelete(asset);
   });
   const webhookKey = deriveKey(deps.secret, 'webhook-secrets');
   if (deps.webhooks.settings.timeoutMs >= jobs.leaseMs) {
@@ -122,10 +206,12 @@ export function createCore(deps: CoreDeps): Core {
     sender: deps.webhooks.sender,
     render: deps.webhooks.renderEvent,
     timeoutMs: deps.webhooks.settings.timeoutMs,
+    telemetry,
   });
   jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
+  const keys = new KeyService(deps.store, deps.clock, deps.ids, tokens);
   return {
-    keys: new KeyService(deps.store, deps.clock, deps.ids, tokens),
+    keys,
     tokens,
     uploads,
     arrivals: new ArrivalService(deps.store, uploads),
@@ -138,15 +224,28 @@ export function createCore(deps: CoreDeps): Core {
       deps.resumable.settings,
     ),
     s3Signing,
-    assets: new AssetService(deps.store, deps.blobs, deps.clock, deriveKey(deps.secret, 'download')),
+    assets,
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),
     files: new FileService(deps.store, uploads),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,
     events: new EventService(deps.store),
     webhooks: new WebhookService(deps.store, deps.clock, deps.ids, webhookKey, deps.webhooks.settings),
+    images,
+    presets: new PresetService(deps.store, deps.clock),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
+    sessions: new SessionService(
+      deps.store,
+      deps.clock,
+      deps.ids,
+      keys,
+      deriveKey(deps.secret, 'console-csrf'),
+      deps.sessions,
+    ),
+    listings: new ListingService(deps.store, assets),
     clock: deps.clock,
+    telemetry,
+    health: new HealthService(deps.store, deps.blobs, deps.clock, deps.ids),
   };
 }
 

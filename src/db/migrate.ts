@@ -5,6 +5,8 @@ import * as resumable from './migrations/003_resumable_uploads.js';
 import * as events from './migrations/004_events_webhooks.js';
 import * as deliveryLog from './migrations/005_webhook_delivery_log.js';
 import * as scopesTokens from './migrations/006_scopes_tokens.js';
+import * as images from './migrations/007_images.js';
+import * as consoleSessions from './migrations/008_console_sessions.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -15,6 +17,8 @@ const migrations: Record<string, Migration> = {
   '004_events_webhooks': events,
   '005_webhook_delivery_log': deliveryLog,
   '006_scopes_tokens': scopesTokens,
+  '007_images': images,
+  '008_console_sessions': consoleSessions,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -12,6 +12,7 @@ export interface AccountsTable {
   max_file_size: number | null;
   storage_quota: number | null;
   disabled: number;
+  strip_gps: Generated<number>;
   created_at: number;
   /** Sizes of the account's assets, kept with every asset recorded or deleted (004). */
   bytes_used: Generated<number>;
@@ -165,6 +166,9 @@ export interface Database {
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_attempts: WebhookAttemptsTable;
+  derivatives: DerivativesTable;
+  image_presets: ImagePresetsTable;
+  console_sessions: ConsoleSessionsTable;
 }
 
 /** Leases on named resources shared by every node (tus uploads in progress). */
@@ -233,4 +237,37 @@ export interface WebhookAttemptsTable {
   response_body: string | null;
   latency_ms: number | null;
   error: string | null;
+}
+
+/** Stored renderings of assets (see migration 007). */
+export interface DerivativesTable {
+  asset_id: string;
+  params_key: string;
+  account_id: string;
+  storage_key: string;
+  size: number;
+  content_type: string;
+  sha256: string;
+  created_at: number;
+}
+
+export interface ImagePresetsTable {
+  account_id: string;
+  name: string;
+  params: string;
+  eager: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A web console session (see migration 007): only the hash of its id is kept. */
+export interface ConsoleSessionsTable {
+  id_hash: string;
+  account_id: string;
+  key_id: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  ends_at: number;
+  revoked_at: number | null;
 }

@@ -3,24 +3,32 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { LOCAL_ENDPOINT_PATH } from '../blobs/local-endpoint.js';
 import type { Principal } from '../core/model.js';
 import type { Core } from '../core/wharf.js';
+import { accountSettingsRoutes } from './api/account-settings.js';
 import { assetContentRoute } from './api/assets/content.js';
+import { assetImageRoutes } from './api/assets/image.js';
 import { assetReadRoutes } from './api/assets/read.js';
 import { directUploadRoute } from './api/assets/upload.js';
 import type { ApiContext, App } from './api/context.js';
 import { eventRoutes } from './api/events.js';
 import { fileRoutes } from './api/files/routes.js';
+import { imagePresetRoutes } from './api/image-presets.js';
 import { keyRoutes } from './api/keys.js';
+import { listingRoutes } from './api/listings.js';
 import { multipartRoutes } from './api/multipart/routes.js';
 import { s3SignRoutes } from './api/s3-sign.js';
 import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
+import type { ConsoleBundle } from './console/bundle.js';
+import { consoleRoutes } from './console/routes.js';
 import { registerOpenApi } from './openapi/index.js';
+import { type MetricsSource, operationsRoutes } from './operations.js';
 import { authenticate } from './plugins/auth.js';
 import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { trackInFlight } from './plugins/in-flight.js';
+import { observeRequest, type RequestMetrics, registerObservation, requestIdFor } from './plugins/observe.js';
 import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
 import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
@@ -46,6 +54,12 @@ export interface AppOptions {
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** The tus endpoint's storage, lock and staging dir; without them /v1/tus/ is not served. */
   tus?: Omit<TusRouteOptions, 'core' | 'publicUrl'> | undefined;
+  /** Where each request is reported (route pattern, status, duration). */
+  requestMetrics?: RequestMetrics | undefined;
+  /** GET /metrics on this port, for a Bearer of `token` (WHARF_METRICS_TOKEN); absent: not served. */
+  metrics?: { source: MetricsSource; token: string } | undefined;
+  /** The web console (WHARF_CONSOLE); without it neither /console nor its API is served. */
+  console?: { bundle: ConsoleBundle | undefined } | undefined;
 }
 
 /** Each path's clients get failures before routing in the shape they read. */
@@ -74,6 +88,9 @@ export async function buildApp({
   corsOrigins,
   logger,
   tus,
+  requestMetrics,
+  metrics,
+  console: webConsole,
 }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger && {
@@ -81,12 +98,15 @@ export async function buildApp({
       serializers: { req: redactedRequest },
     },
     bodyLimit: 1024 * 1024,
-    // Wharf sits behind load balancers; request ids come from there when present.
-    requestIdHeader: 'x-request-id',
+    // Wharf sits behind load balancers; request ids come from there when present and sane.
+    requestIdHeader: false,
+    genReqId: requestIdFor,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Failures before routing (a malformed percent-encoding, an over-long id) skip the error
     // handlers; answer them in the shape the path's clients read, not Fastify's default.
     frameworkErrors: (err, request, reply) => {
+      // No hook runs for these: they get their request id and metrics here.
+      observeRequest(request, reply, requestMetrics);
       const refusal = routingError(err);
       if (refusal.status >= 500) request.log.error({ err }, 'routing failed');
       const send = shapeFor(ROUTING_ERROR_SHAPES, request.url);
@@ -105,6 +125,8 @@ export async function buildApp({
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('principal', null);
   trackRoutes(app);
+  // Before CORS and every route: every response carries its request id, preflights and refusals too.
+  registerObservation(app, requestMetrics);
   registerNativeErrors(app);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
   await registerCors(app, corsOrigins);
@@ -114,14 +136,7 @@ export async function buildApp({
     tus: tus !== undefined,
     storageEndpoint: core.endpoint !== undefined,
   });
-  app.get(
-    '/healthz',
-    {
-      config: { auth: 'none' },
-      schema: { operationId: 'getHealth', summary: 'Liveness', tags: ['meta'], security: [] },
-    },
-    async () => ({ status: 'ok' }),
-  );
+  await app.register(operationsRoutes, { core, metrics });
 
   const context: ApiContext = { core, publicUrl };
   await app.register(async (api: App) => {
@@ -141,8 +156,13 @@ export async function buildApp({
     await api.register(fileRoutes, context);
     await api.register(eventRoutes, context);
     await api.register(webhookRoutes, context);
+    await api.register(assetImageRoutes, context);
+    await api.register(imagePresetRoutes, context);
+    await api.register(accountSettingsRoutes, context);
+    await api.register(listingRoutes, context);
   });
 
+  if (webConsole) await app.register(consoleRoutes, { ...context, bundle: webConsole.bundle });
   await app.register(compatRoutes, context);
   if (tus) await app.register(tusRoutes, { ...tus, core, publicUrl });
 

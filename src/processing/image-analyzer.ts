@@ -1,8 +1,8 @@
-import exifr from 'exifr';
 import { fileTypeFromBuffer } from 'file-type';
 import sharp from 'sharp';
 import type { AssetAnalysis } from '../core/model.js';
 import type { Analyzer } from '../core/processing.js';
+import { parseMetadata } from './exif-guard.js';
 
 // Headers, EXIF and IPTC sit at the start of image files; 16 MiB covers the header of any
 // image sharp reads and keeps memory bounded however large the file is.
@@ -36,7 +36,7 @@ export class ImageAnalyzer implements Analyzer {
       // A format sharp cannot decode still has a sniffed type; dimensions stay unknown.
     }
     try {
-      const tags = (await exifr.parse(head, { gps: true, iptc: true, xmp: true, tiff: true })) as
+      const tags = (await parseMetadata(head, { gps: true, iptc: true, xmp: true, tiff: true })) as
         | Record<string, unknown>
         | undefined;
       if (tags) {

@@ -38,6 +38,8 @@ export interface StartOptions {
    * dir (which it leaves in place on close) instead of fresh ones.
    */
   sharing?: TestWharf;
+  /** The built web console to serve (see test/helpers/console.ts); none by default. */
+  consoleDir?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -74,7 +76,7 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
   const logger = options.logStream ? { level: 'info', stream: options.logStream } : false;
   let wharf: Wharf;
   try {
-    wharf = await createWharf(config, { clock, logger });
+    wharf = await createWharf(config, { clock, logger, consoleDir: options.consoleDir ?? null });
     await wharf.app.listen({ host: config.host, port: config.port });
   } catch (err) {
     await backing?.release();

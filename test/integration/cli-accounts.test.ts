@@ -135,6 +135,17 @@ describe('wharf accounts update', () => {
     assert.equal((await uploadText('four')).status, 201);
   });
 
+  test('--strip-gps makes new images of the account be stored without their location; --keep-gps undoes it', async () => {
+    assert.match(await ok(['accounts', 'update', 'acme', '--strip-gps']), /GPS in new images: removed/);
+    const settings = await api(url, secret, 'GET', '/v1/account/settings');
+    assert.deepEqual(settings.body, { strip_gps: true });
+    const json = JSON.parse(await ok(['accounts', 'update', 'acme', '--keep-gps', '--json']));
+    assert.equal(json.strip_gps, false);
+    assert.deepEqual((await api(url, secret, 'GET', '/v1/account/settings')).body, { strip_gps: false });
+    const both = await cli(['accounts', 'update', 'acme', '--strip-gps', '--keep-gps']);
+    assert.equal(both.code, 2);
+  });
+
   test('usage errors exit 2 and change nothing; an unknown account exits 1', async () => {
     const cases = [
       ['accounts', 'update'],

@@ -31,11 +31,14 @@ after(async () => {
 
 const ROUTES: Record<string, string[]> = {
   '/healthz': ['get'],
+  '/readyz': ['get'],
   '/v1/assets': ['get', 'post'],
   '/v1/assets/{id}': ['delete', 'get', 'patch'],
   '/v1/assets/{id}/content': ['get'],
   '/v1/assets/{id}/signed-url': ['post'],
-  '/v1/uploads': ['post'],
+  '/v1/assets/{id}/files': ['get'],
+  '/v1/account': ['get'],
+  '/v1/uploads': ['get', 'post'],
   '/v1/uploads/{id}': ['get'],
   '/v1/uploads/{id}/complete': ['post'],
   '/v1/keys': ['get', 'post'],
@@ -58,6 +61,12 @@ const ROUTES: Record<string, string[]> = {
   '/v1/webhooks/{id}/deliveries/{delivery_id}': ['get'],
   '/v1/webhooks/{id}/deliveries/{delivery_id}/replay': ['post'],
   '/v1/webhooks/{id}/replay': ['post'],
+  '/v1/assets/{id}/image': ['get'],
+  '/v1/assets/{id}/image-url': ['post'],
+  '/v1/assets/{id}/derivatives': ['get'],
+  '/v1/image-presets': ['get'],
+  '/v1/image-presets/{name}': ['delete', 'get', 'put'],
+  '/v1/account/settings': ['get', 'patch'],
   '/v1/tus/': ['options', 'post'],
   '/v1/tus/{id}': ['delete', 'head', 'patch'],
 };
@@ -171,6 +180,7 @@ describe('the OpenAPI document', () => {
     assert.deepEqual(doc.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer' });
     assert.deepEqual(doc.security, [{ apiKey: [] }, { bearer: [] }]);
     assert.deepEqual(doc.paths['/healthz'].get.security, [], '/healthz is public');
+    assert.deepEqual(doc.paths['/readyz'].get.security, [], '/readyz is public');
     const content = doc.paths['/v1/assets/{id}/content'].get.security;
     assert.ok(
       content?.some((s: object) => Object.keys(s).length === 0),
@@ -601,10 +611,68 @@ describe('real responses match the document', () => {
     conforms('DELETE', '/v1/webhooks/{id}', await api(w.url, key, 'DELETE', `/v1/webhooks/${id}`));
   });
 
+  test('images: transforms, signed transform URLs, derivatives, presets, account settings', async () => {
+    const text = await readJson(
+      fetch(`${w.url}/v1/assets?name=doc.txt`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key, 'content-type': 'text/plain' },
+        body: `not an image ${randomBytes(4).toString('hex')}`,
+      }),
+    );
+    const id = text.body.asset.id;
+    conforms('GET', '/v1/assets/{id}/image', await api(w.url, w.key, 'GET', `/v1/assets/${id}/image?w=10`));
+    conforms('GET', '/v1/assets/{id}/image', await api(w.url, w.key, 'GET', `/v1/assets/${id}/image?w=0`));
+    conforms('GET', '/v1/assets/{id}/image', await api(w.url, undefined, 'GET', `/v1/assets/${id}/image`));
+    conforms(
+      'POST',
+      '/v1/assets/{id}/image-url',
+      await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { w: 100, format: 'webp' }),
+    );
+    conforms(
+      'POST',
+      '/v1/assets/{id}/image-url',
+      await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { w: 100, preset: 'x' }),
+    );
+    conforms(
+      'GET',
+      '/v1/assets/{id}/derivatives',
+      await api(w.url, w.key, 'GET', `/v1/assets/${id}/derivatives`),
+    );
+    conforms(
+      'PUT',
+      '/v1/image-presets/{name}',
+      await api(w.url, w.key, 'PUT', '/v1/image-presets/doc', { w: 64, eager: false }),
+    );
+    conforms(
+      'PUT',
+      '/v1/image-presets/{name}',
+      await api(w.url, w.key, 'PUT', '/v1/image-presets/doc', { w: 0 }),
+    );
+    conforms('GET', '/v1/image-presets', await api(w.url, w.key, 'GET', '/v1/image-presets'));
+    conforms('GET', '/v1/image-presets/{name}', await api(w.url, w.key, 'GET', '/v1/image-presets/doc'));
+    conforms(
+      'DELETE',
+      '/v1/image-presets/{name}',
+      await api(w.url, w.key, 'DELETE', '/v1/image-presets/doc'),
+    );
+    conforms('GET', '/v1/image-presets/{name}', await api(w.url, w.key, 'GET', '/v1/image-presets/doc'));
+    conforms('GET', '/v1/account/settings', await api(w.url, w.key, 'GET', '/v1/account/settings'));
+    conforms('PATCH', '/v1/account/settings', await api(w.url, w.key, 'PATCH', '/v1/account/settings', {}));
+    const member = await w.newKey('member');
+    conforms(
+      'PATCH',
+      '/v1/account/settings',
+      await api(w.url, member.key, 'PATCH', '/v1/account/settings', { strip_gps: true }),
+    );
+  });
+
   test('health', async () => {
     const res = await api(w.url, undefined, 'GET', '/healthz');
     assert.deepEqual(res.body, { status: 'ok' });
     conforms('GET', '/healthz', res);
+    const ready = await api(w.url, undefined, 'GET', '/readyz');
+    assert.equal(ready.body.status, 'ready');
+    conforms('GET', '/readyz', ready);
   });
 
   test('the checks above really exercised a spread of statuses', () => {

@@ -216,3 +216,28 @@ describe('every upload path is processed', () => {
     assert.equal(file.body.asset.analysis.height, 33);
   });
 });
+
+describe('hostile files do not stall processing', () => {
+  test('a HEIC-branded file whose boxes never reach `meta` is processed, not looped on forever', async () => {
+    // exifr's HEIF parser adds each box's length to its offset until it meets `meta`; a box
+    // of length 0 used to spin it forever on the main thread (the whole server froze).
+    const ftyp = Buffer.alloc(24);
+    ftyp.writeUInt32BE(24, 0);
+    ftyp.write('ftypheic', 4, 'latin1');
+    ftyp.write('mif1heic', 16, 'latin1');
+    const zeroLengthBox = Buffer.from('00000000free', 'latin1');
+    zeroLengthBox.writeUInt32BE(0, 0);
+    for (const tail of [zeroLengthBox, randomBytes(512)]) {
+      const created = await upload(
+        `loop-${randomBytes(3).toString('hex')}.heic`,
+        Buffer.concat([ftyp, tail]),
+        'image/heic',
+      );
+      await w.wharf.core.jobs.drain();
+      const read = await asset(created.id);
+      assert.equal(read.processing, 'done');
+      assert.equal(read.analysis.mime, 'image/heic');
+      assert.equal(read.analysis.location, undefined);
+    }
+  });
+});

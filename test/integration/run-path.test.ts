@@ -111,6 +111,8 @@ describe('npm start', () => {
 
     const first = await npmStart(dir, env);
     assert.ok(existsSync(buildInfo), 'the first start built dist/');
+    assert.ok(existsSync(join(dir, 'dist', 'console', 'manifest.json')), 'and the web console');
+    assert.equal((await fetch(`http://127.0.0.1:${port}/console`)).status, 200);
     // The server is npm's own child: no shell between them to die and leave it orphaned.
     assert.equal(parentOf(first.serverPid), first.npm.child.pid);
     assert.equal((await api(`http://127.0.0.1:${port}`, key, 'GET', '/v1/assets')).status, 200);
@@ -132,13 +134,9 @@ describe('npm start', () => {
 describe('a production install', () => {
   test('npm ci --omit=dev with a built dist/: npm start and the CLI run without any dev dependency, images are processed', async () => {
     const checkout = await checkoutCopy();
-    const tsc = run({}, [
-      process.execPath,
-      join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p',
-      join(checkout, 'tsconfig.build.json'),
-    ]);
-    assert.equal((await tsc.exited).code, 0, tsc.stdout() + tsc.stderr());
+    // `npm run build` where the dev dependencies are: the server (tsc) and the web console (esbuild).
+    const build = run({}, ['npm', 'run', 'build'], checkout);
+    assert.equal((await build.exited).code, 0, build.stdout() + build.stderr());
 
     // What gets shipped: the package files and dist/, no sources, no node_modules.
     const prod = await mkdtemp(join(tmpdir(), 'wharf-production-'));
@@ -195,6 +193,13 @@ describe('a production install', () => {
     }
     assert.equal(analysed?.processing, 'done', JSON.stringify(analysed));
     assert.deepEqual([analysed?.analysis.width, analysed?.analysis.height], [3, 2]);
+
+    // The web console, built with the rest, is served by the production install.
+    const consolePage = await fetch(`${base}/console`);
+    assert.equal(consolePage.status, 200);
+    const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(await consolePage.text())?.[1];
+    assert.ok(script, 'the page names its script');
+    assert.equal((await fetch(base + script)).status, 200);
 
     const cli = run(env, [process.execPath, join(prod, 'bin', 'wharf.js'), 'keys', 'list', '--json'], prod);
     assert.equal((await cli.exited).code, 0, cli.stderr());

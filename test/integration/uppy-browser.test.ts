@@ -9,6 +9,7 @@ import type { TusOptions, TusOutcome, UploadOptions, UploadOutcome } from '../fi
 import { launchChromium, type PageServer, servePage } from '../helpers/browser.js';
 import { allowOriginOnBucket, onS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
+import { Receiver } from '../helpers/receiver.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // Uppy 6 (@uppy/core and @uppy/aws-s3, unchanged from npm) in Debian's Chromium, on a page of
@@ -16,7 +17,8 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
 // go where the signed URLs point: Wharf's own /s3 endpoint on the embedded deployment, the
 // bucket when Wharf stores on S3. And tus-js-client (unchanged from npm) on the same page. The
 // page is given only an upload token, as an app's back end would mint it; never an API key.
-// Every CORS preflight is the browser's own.
+// Every CORS preflight is the browser's own. The app's back end hears of every upload through a
+// signed webhook, verified with the `standardwebhooks` library.
 
 const MiB = 1024 * 1024;
 /** A client that stalls (as Uppy did at 100% without ETag exposed) fails the test, not the run. */
@@ -33,6 +35,8 @@ let browser: Browser;
 /** The only credential the page has. */
 let token: string;
 const SUBJECT = 'page-user-7';
+/** The app's back end: its webhook endpoint. */
+let receiver: Receiver;
 
 before(async () => {
   // Built in memory for this run; nothing is written next to the sources.
@@ -49,7 +53,14 @@ before(async () => {
     '/': { type: 'text/html', body: HTML },
     '/page.js': { type: 'text/javascript', body: bundle.outputFiles[0]!.text },
   });
-  w = await startWharf({ env: { WHARF_CORS_ORIGINS: page.origin } });
+  w = await startWharf({ env: { WHARF_CORS_ORIGINS: page.origin, WHARF_WEBHOOK_ALLOW_PRIVATE: 'true' } });
+  receiver = await Receiver.start();
+  const hook = await api(w.url, w.key, 'POST', '/v1/webhooks', {
+    url: receiver.url,
+    event_types: ['upload.completed'],
+  });
+  assert.equal(hook.status, 201, JSON.stringify(hook.body));
+  receiver.secrets = [hook.body.secret];
   // On S3 the browser sends the signed requests to the bucket, which must allow the page's
   // origin itself and expose ETag, as the @uppy/aws-s3 documentation has every bucket do.
   if (onS3(w)) await allowOriginOnBucket(w, page.origin, ['GET', 'PUT', 'POST', 'DELETE']);
@@ -67,6 +78,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await w?.close();
+  await receiver?.close();
   await page?.close();
 });
 
@@ -152,6 +164,16 @@ async function assertAsset(
   const downloaded = createHash('sha256');
   for await (const chunk of content.body!) downloaded.update(chunk);
   assert.equal(downloaded.digest('hex'), sha256, 'and it downloads as such');
+
+  // The back end was told, by a delivery it can verify, which of its users uploaded what.
+  await w.wharf.core.jobs.drain();
+  const told = receiver.accepted.filter(
+    (d) => d.payload?.type === 'upload.completed' && d.payload.data.asset?.id === state.asset_id,
+  );
+  assert.equal(told.length, 1, 'one verified upload.completed webhook for this upload');
+  assert.equal(told[0]!.payload!.data.asset.subject, SUBJECT);
+  assert.equal(told[0]!.payload!.data.asset.sha256, sha256);
+  assert.deepEqual(receiver.invalid, []);
 }
 
 test('Uppy 6 uploads a file with one presigned PUT; the asset has its SHA-256', STALLED, async () => {

@@ -16,6 +16,7 @@ export function accountQueries({ db }: SqlContext): AccountStore {
           max_file_size: account.maxFileSize,
           storage_quota: account.storageQuota,
           disabled: account.disabled ? 1 : 0,
+          strip_gps: account.stripGps ? 1 : 0,
           created_at: account.createdAt,
         })
         .onConflict((oc) => oc.column('id').doNothing())
@@ -37,6 +38,7 @@ export function accountQueries({ db }: SqlContext): AccountStore {
       if (changes.disabled !== undefined) set.disabled = changes.disabled ? 1 : 0;
       if (changes.maxFileSize !== undefined) set.max_file_size = changes.maxFileSize;
       if (changes.storageQuota !== undefined) set.storage_quota = changes.storageQuota;
+      if (changes.stripGps !== undefined) set.strip_gps = changes.stripGps ? 1 : 0;
       if (Object.keys(set).length > 0) {
         await db.updateTable('accounts').set(set).where('id', '=', id).execute();
       }

@@ -55,6 +55,8 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
     async listAssets(accountId: string, query: AssetQuery): Promise<AssetPage> {
       let select = db.selectFrom('assets').selectAll().where('account_id', '=', accountId);
       if (query.cursor) select = select.where('id', '<', query.cursor);
+      if (query.createdAfter !== undefined) select = select.where('created_at', '>=', query.createdAfter);
+      if (query.createdBefore !== undefined) select = select.where('created_at', '<', query.createdBefore);
       if (query.namePrefix) {
         const prefix = query.namePrefix;
         // substr() rather than LIKE: LIKE has wildcards to escape and folds case in SQLite.

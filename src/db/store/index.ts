@@ -3,12 +3,17 @@ import type { Store } from '../../core/ports.js';
 import type { Connection } from '../connect.js';
 import { accountQueries } from './accounts.js';
 import { assetQueries } from './assets.js';
+import { derivativeQueries } from './derivatives.js';
 import { eventQueries } from './events.js';
 import { fileQueries } from './files.js';
+import { presetQueries } from './image-presets.js';
 import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
+import { listingQueries } from './listings.js';
 import { lockQueries } from './locks.js';
+import { sessionQueries } from './sessions.js';
 import { settingsQueries } from './settings.js';
+import { statsQueries } from './stats.js';
 import { tokenQueries } from './tokens.js';
 import { uploadQueries } from './uploads.js';
 import { webhookQueries } from './webhooks.js';
@@ -31,6 +36,11 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...lockQueries(context),
     ...eventQueries(context),
     ...webhookQueries(context),
+    ...statsQueries(context),
+    ...derivativeQueries(context),
+    ...presetQueries(context),
+    ...sessionQueries(context),
+    ...listingQueries(context),
     async close() {
       await connection.db.destroy();
     },

@@ -17,6 +17,7 @@ export function compileKeyLookup(db: Kysely<Database>) {
       'a.max_file_size as account_max_file_size',
       'a.storage_quota as account_storage_quota',
       'a.disabled as account_disabled',
+      'a.strip_gps as account_strip_gps',
       'a.created_at as account_created_at',
     ])
     .where('k.secret_hash', '=', '')
@@ -53,6 +54,7 @@ export function keyQueries({ db }: SqlContext): KeyStore {
           max_file_size: row.account_max_file_size,
           storage_quota: row.account_storage_quota,
           disabled: row.account_disabled,
+          strip_gps: row.account_strip_gps,
           created_at: row.account_created_at,
         }),
       };

@@ -75,7 +75,7 @@ export function toJob(row: Selectable<JobsTable>): Job {
 export function toAccount(
   row: Pick<
     Selectable<AccountsTable>,
-    'id' | 'name' | 'max_file_size' | 'storage_quota' | 'disabled' | 'created_at'
+    'id' | 'name' | 'max_file_size' | 'storage_quota' | 'disabled' | 'strip_gps' | 'created_at'
   >,
 ): Account {
   return {
@@ -84,6 +84,7 @@ export function toAccount(
     maxFileSize: row.max_file_size === null ? null : Number(row.max_file_size),
     storageQuota: row.storage_quota === null ? null : Number(row.storage_quota),
     disabled: Number(row.disabled) === 1,
+    stripGps: Number(row.strip_gps) === 1,
     createdAt: Number(row.created_at),
   };
 }

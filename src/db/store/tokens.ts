@@ -19,6 +19,7 @@ function compileTokenLookup(db: Kysely<Database>) {
       'a.max_file_size as account_max_file_size',
       'a.storage_quota as account_storage_quota',
       'a.disabled as account_disabled',
+      'a.strip_gps as account_strip_gps',
       'a.created_at as account_created_at',
       'k.revoked_at as key_revoked_at',
     ])
@@ -52,6 +53,7 @@ export function tokenQueries({ db, ids }: SqlContext): TokenStore {
           max_file_size: row.account_max_file_size,
           storage_quota: row.account_storage_quota,
           disabled: row.account_disabled,
+          strip_gps: row.account_strip_gps,
           created_at: row.account_created_at,
         }),
         keyRevoked: row.key_revoked_at !== null,

@@ -39,8 +39,40 @@ const AnalysisSchema = named(
         }),
       ),
       location_name: Type.Optional(Type.String()),
+      duration: Type.Optional(Type.Number({ description: 'Video and audio: seconds.' })),
+      codec: Type.Optional(Type.String({ description: 'Video: the video codec; audio: the audio codec.' })),
+      audio_codec: Type.Optional(Type.String({ description: 'Video: its audio track’s codec.' })),
+      pages: Type.Optional(Type.Integer({ description: 'PDF: number of pages.' })),
+      preview: Type.Optional(
+        Type.Object(
+          { width: Type.Integer(), height: Type.Integer(), format: Type.String() },
+          { description: 'A video’s poster frame or a PDF’s first page was stored; /image renders from it.' },
+        ),
+      ),
+      missing_tools: Type.Optional(
+        Type.Array(Type.String(), {
+          description: 'Tools this server lacks that this type needed (ffprobe, ffmpeg, pdfinfo, pdftoppm).',
+        }),
+      ),
+      media_error: Type.Optional(
+        Type.String({ description: 'Why media facts are missing: TOO_LARGE, TOOL_FAILED, TOOL_TIMEOUT.' }),
+      ),
+      had_gps: Type.Optional(
+        Type.Boolean({ description: 'The account strips locations and the upload had one: it was removed.' }),
+      ),
+      uploaded: Type.Optional(
+        Type.Object(
+          { sha256: Type.String(), md5: Type.String(), size: Type.Integer() },
+          {
+            description:
+              'With had_gps: the digests of the bytes as uploaded (sha256/md5 are of what is stored).',
+          },
+        ),
+      ),
     },
-    { description: 'What processing learned from the content itself (type, image size, EXIF GPS).' },
+    {
+      description: 'What processing learned from the content itself (type, size, duration, pages, EXIF GPS).',
+    },
   ),
 );
 
@@ -167,9 +199,17 @@ export function assetJson(asset: Asset, publicUrl: string) {
   };
 }
 
+/** The analysis in the API's snake_case (its fields are camelCase in the core). */
 function analysisJson(analysis: AssetAnalysis) {
-  const { locationName, ...rest } = analysis;
-  return locationName === undefined ? rest : { ...rest, location_name: locationName };
+  const { locationName, audioCodec, missingTools, mediaError, hadGps, ...rest } = analysis;
+  return {
+    ...rest,
+    ...(locationName !== undefined && { location_name: locationName }),
+    ...(audioCodec !== undefined && { audio_codec: audioCodec }),
+    ...(missingTools !== undefined && { missing_tools: missingTools }),
+    ...(mediaError !== undefined && { media_error: mediaError }),
+    ...(hadGps !== undefined && { had_gps: hadGps }),
+  };
 }
 
 export function uploadStateJson(upload: Upload) {

@@ -31,6 +31,7 @@ export const EXPOSED_HEADERS = [
   'Tus-Max-Size',
   'Tus-Checksum-Algorithm',
   'Wharf-Asset-Id',
+  'X-Request-Id',
 ];
 
 /**

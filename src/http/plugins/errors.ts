@@ -66,9 +66,46 @@ export function mapError(err: unknown): MappedError {
   return { status: 500, code: 'INTERNAL', message: 'Internal server error.' };
 }
 
+/** Requests whose client hung up before sending the whole body. */
+const hungUp = new WeakSet<FastifyRequest>();
+
+/**
+ * Watches for the client hanging up mid-request. Node emits 'aborted' both when the
+ * connection closes under an unfinished request, and when Wharf destroys the request itself
+ * (a storage failure tears down the upload's pipeline, which first detaches the socket so
+ * the error response can still be sent). Only in the first case is there a socket, and it
+ * is already destroyed.
+ */
+export function watchForHangUp(request: FastifyRequest): void {
+  request.raw.once('aborted', () => {
+    if (request.raw.socket?.destroyed === true) hungUp.add(request);
+  });
+}
+
+/** Whether the client left before its request was whole (see watchForHangUp). */
+export function clientHungUp(request: FastifyRequest): boolean {
+  return hungUp.has(request);
+}
+
+/**
+ * Logs a request's failure: a client that hung up mid-upload is routine (info), whatever
+ * error its broken stream caused; a 5xx otherwise is Wharf's fault (error). Refusals (4xx)
+ * are in the request log already.
+ */
+export function logFailure(request: FastifyRequest, err: unknown, status: number): void {
+  if (clientHungUp(request)) {
+    request.log.info(
+      { err: { type: (err as Error)?.name, code: (err as { code?: unknown })?.code } },
+      'client closed the connection before the request was complete',
+    );
+  } else if (status >= 500) {
+    request.log.error({ err }, 'request failed');
+  }
+}
+
 export function nativeErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   const body: ErrorBody = { error: { code: mapped.code, message: mapped.message } };
   if (mapped.details) body.error.details = mapped.details;
   settleRefusedBody(request, reply);

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_STATUS, type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
-import { mapError } from '../plugins/errors.js';
+import { logFailure, mapError } from '../plugins/errors.js';
 import { settleRefusedBody } from '../refused-body.js';
 import { escapeXml } from './s3-xml.js';
 
@@ -62,7 +62,7 @@ export function sendS3Error(request: FastifyRequest, reply: FastifyReply, failur
       : (mapped?.code ?? 'InternalError');
   const message =
     mapped && isWharfError(err) ? err.message : 'We encountered an internal error. Please try again.';
-  if (status >= 500) request.log.error({ err }, 'storage endpoint failed');
+  logFailure(request, err, status);
   const resource = request.url.split('?')[0] ?? '';
   const body =
     '<?xml version="1.0" encoding="UTF-8"?>\n' +

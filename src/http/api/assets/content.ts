@@ -1,6 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
 import contentDisposition from 'content-disposition';
-import rangeParser from 'range-parser';
 import type { Disposition } from '../../../core/assets.js';
 import { isWharfError, WharfError } from '../../../core/errors.js';
 import type { Asset } from '../../../core/model.js';
@@ -8,14 +7,10 @@ import { describedAs } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams } from '../schemas.js';
+import { binary, sendStored } from './serve.js';
 
 /** How long a redirect to storage stays valid after a download with a key (which re-asks each time). */
 const DIRECT_URL_SECONDS = 300;
-
-/** A response body of raw bytes (documentation only: streams are never serialised). */
-function binary(description: string) {
-  return { description, content: { '*/*': { schema: { type: 'string', format: 'binary' } } } };
-}
 
 const ContentQuery = Type.Object(
   {
@@ -88,6 +83,10 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
         if (q.disposition === 'attachment') wanted = 'attachment';
         urlSeconds = Math.max(0, q.expires - Math.floor(core.clock.now() / 1000));
         reply.header('cache-control', `private, max-age=${urlSeconds}`);
+      } else if (request.principal !== null) {
+        // Authenticated by the scope the route is mounted in (the web console's session).
+        asset = await core.assets.get(request.principal, id);
+        reply.header('cache-control', 'private, no-cache');
       } else if (presentedKey(request) === undefined) {
         // No credentials: only a public asset answers; anything else reads as "key required",
         // so nobody learns which private ids exist.
@@ -113,54 +112,13 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       });
       if (direct !== undefined) return reply.redirect(direct, 302);
 
-      const etag = `"${asset.sha256}"`;
-      reply
-        .header('etag', etag)
-        .header('accept-ranges', 'bytes')
-        .header('content-type', asset.contentType)
-        .header('content-disposition', disposition)
-        .header('x-content-type-options', 'nosniff')
-        .header('content-security-policy', "default-src 'none'; sandbox")
-        .header('cross-origin-resource-policy', 'same-site')
-        .header('repr-digest', `sha-256=:${Buffer.from(asset.sha256, 'hex').toString('base64')}:`);
-
-      const ifNoneMatch = request.headers['if-none-match'];
-      if (ifNoneMatch?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
-        // No payload at all: Fastify's HEAD route (exposed from this GET) fails on a null one.
-        return reply.status(304).send(undefined as never);
-      }
-
-      const rangeHeader = request.headers.range;
-      const ifRange = request.headers['if-range'];
-      if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
-        // RFC 9110 §14.1.3: a suffix longer than the file selects all of it (range-parser
-        // drops such a range, which would make "bytes=-1000" of a small file a 416).
-        const header = rangeHeader.replace(
-          /(=|,)\s*-(\d+)\s*(?=,|$)/g,
-          (spec, lead: string, suffix: string) =>
-            asset.size > 0 && Number(suffix) > asset.size ? `${lead}0-` : spec,
-        );
-        const ranges = rangeParser(asset.size, header, { combine: true });
-        // A unit other than bytes ("items=0-4") is not ours to interpret: the header is ignored.
-        const bytesUnit = /^bytes=/i.test(rangeHeader);
-        if (bytesUnit && ranges === -1) {
-          reply.header('content-range', `bytes */${asset.size}`);
-          throw new WharfError('RANGE_NOT_SATISFIABLE', `The file has ${asset.size} bytes.`);
-        }
-        // A malformed header or several ranges: answer with the whole file (RFC 9110 allows it).
-        if (bytesUnit && ranges !== -1 && ranges !== -2 && ranges.length === 1) {
-          const range = ranges[0]!;
-          const stream = await core.assets.read(asset, range);
-          return reply
-            .status(206)
-            .header('content-range', `bytes ${range.start}-${range.end}/${asset.size}`)
-            .header('content-length', range.end - range.start + 1)
-            .send(stream);
-        }
-      }
-      if (asset.size === 0) return reply.header('content-length', 0).send('');
-      const stream = await core.assets.read(asset);
-      return reply.header('content-length', asset.size).send(stream);
+      return sendStored(request, reply, {
+        size: asset.size,
+        sha256: asset.sha256,
+        contentType: asset.contentType,
+        disposition,
+        read: (range) => core.assets.read(asset, range),
+      });
     },
   );
 }

@@ -13,6 +13,12 @@ const ListQuery = Type.Object(
     content_type: Type.Optional(
       Type.String({ maxLength: 255, description: 'Exact type (`image/png`) or a whole family (`image/*`).' }),
     ),
+    created_after: Type.Optional(
+      Type.String({ format: 'date-time', description: 'Only assets created at or after this time.' }),
+    ),
+    created_before: Type.Optional(
+      Type.String({ format: 'date-time', description: 'Only assets created before this time.' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -68,7 +74,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
       },
     },
     async (request) => {
-      const { limit, cursor, prefix, content_type } = request.query;
+      const { limit, cursor, prefix, content_type, created_after, created_before } = request.query;
       const contentType = content_type === undefined ? undefined : validateTypeFilter(content_type);
       const page = await core.assets.list(request.principal!, {
         limit,
@@ -76,6 +82,8 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
         // Names are stored NFC (validateFileName); a prefix typed in NFD must find them.
         namePrefix: prefix?.normalize('NFC'),
         contentType,
+        createdAfter: created_after === undefined ? undefined : Date.parse(created_after),
+        createdBefore: created_before === undefined ? undefined : Date.parse(created_before),
       });
       return { data: page.assets.map((a) => assetJson(a, publicUrl)), next_cursor: page.nextCursor };
     },

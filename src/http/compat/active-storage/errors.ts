@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { ErrorObject } from 'ajv';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError, WharfError } from '../../../core/errors.js';
-import { mapError } from '../../plugins/errors.js';
+import { logFailure, mapError } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
 
 /** One entry of FastAPI's 422 body, as Pydantic v2 writes it. */
@@ -221,7 +221,7 @@ export function activeStorageErrorHandler(
     return;
   }
   const mapped = mapError(err);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   reply.status(mapped.status).send(errorBody(mapped.status, mapped.code, mapped.message));
 }
 

@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { mapError } from '../../plugins/errors.js';
+import { logFailure, mapError } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
 
 /**
@@ -23,7 +23,7 @@ export const errorResponses = Object.fromEntries(STATUSES.map((s) => [s, ErrorSc
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): void {
   const mapped = mapError(err);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   if (mapped.status === 401) reply.header('www-authenticate', 'Basic realm="wharf", charset="UTF-8"');
   settleRefusedBody(request, reply);
   reply.status(mapped.status).send({

@@ -1,6 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError } from '../../../core/errors.js';
+import { logFailure } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
 
 /**
@@ -90,7 +91,7 @@ function mapError(err: FastifyError, request: FastifyRequest): Mapped & { messag
 
 export function fileSpinErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err, request);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   settleRefusedBody(request, reply);
   reply.status(mapped.status).send({ error: mapped.error, message: mapped.message });
 }

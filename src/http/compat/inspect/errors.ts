@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { mapError } from '../../plugins/errors.js';
+import { logFailure, mapError } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
 
 /** The document's error body: `error` names the failure, `errorDescription` explains it. */
@@ -20,7 +20,7 @@ export function inspectError(status: number, description: string): InspectError 
 
 export function inspectErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   const status = AS_BAD_REQUEST.has(mapped.status) ? 400 : mapped.status;
   settleRefusedBody(request, reply);
   reply.status(status).send(inspectError(status, mapped.message));

@@ -1,6 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { mapError } from '../../plugins/errors.js';
+import { logFailure, mapError } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
 
 /**
@@ -29,7 +29,7 @@ export const netiksErrors = {
 
 export function netiksErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err);
-  if (mapped.status >= 500) request.log.error({ err }, 'request failed');
+  logFailure(request, err, mapped.status);
   settleRefusedBody(request, reply);
   reply.status(mapped.status).send({ detail: mapped.message, code: mapped.code.toLowerCase() });
 }

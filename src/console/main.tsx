@@ -1,0 +1,164 @@
+// The web console's front end: Preact (which Uppy's Dashboard renders with already, so the UI
+// costs no second framework), hash routes, and every call through ./api.ts.
+import '@uppy/core/css/style.min.css';
+import '@uppy/dashboard/css/style.min.css';
+import './console.css';
+import { render } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { AccountPage, KeysPage, TokensPage, WebhookPage, WebhooksPage } from './admin.js';
+import { api, type Session, whenSignedOut } from './api.js';
+import { AssetPage, AssetsPage } from './assets.js';
+import { Notice } from './ui.js';
+import { UploadPage } from './upload.js';
+
+function useRoute(): string {
+  const [route, setRoute] = useState(location.hash.replace(/^#/, '') || '/assets');
+  useEffect(() => {
+    const changed = () => setRoute(location.hash.replace(/^#/, '') || '/assets');
+    addEventListener('hashchange', changed);
+    return () => removeEventListener('hashchange', changed);
+  }, []);
+  return route;
+}
+
+const NAV = [
+  ['/assets', 'Assets'],
+  ['/upload', 'Upload'],
+  ['/keys', 'Keys'],
+  ['/tokens', 'Upload tokens'],
+  ['/webhooks', 'Webhooks'],
+  ['/account', 'Account'],
+] as const;
+
+function SignIn({ onSignedIn, reason }: { onSignedIn: (s: Session) => void; reason: string }) {
+  const input = useRef<HTMLInputElement>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const field = input.current!;
+    // The key leaves the page with this one request; the field is emptied at once and nothing
+    // keeps it (the session cookie, which scripts cannot read, stands for it from now on).
+    const key = field.value;
+    field.value = '';
+    setBusy(true);
+    setError(null);
+    try {
+      onSignedIn(await api.signIn(key));
+    } catch (err) {
+      setError(err);
+      field.focus();
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main id="main" class="signin">
+      <h1>Wharf console</h1>
+      {reason && <p role="status">{reason}</p>}
+      <form onSubmit={submit}>
+        <label>
+          API key
+          <input
+            ref={input}
+            type="password"
+            name="key"
+            autocomplete="off"
+            required
+            autofocus
+            spellcheck={false}
+          />
+        </label>
+        <button type="submit" disabled={busy}>
+          Sign in
+        </button>
+      </form>
+      <Notice error={error} />
+      <p class="hint">
+        Sign in with a key of your account (<code>wharf_…</code>). The console keeps a session cookie, never
+        the key.
+      </p>
+    </main>
+  );
+}
+
+function App() {
+  const [session, setSession] = useState<Session | null | undefined>(undefined);
+  const [reason, setReason] = useState('');
+  const route = useRoute();
+  const main = useRef<HTMLElement>(null);
+
+  useEffect(() => {
+    whenSignedOut(() => {
+      setSession(null);
+      setReason('Your session ended (it expired or was signed out); sign in again.');
+    });
+    api.session().then(setSession, () => setSession(null));
+  }, []);
+  // A new page: focus goes to its heading's region, as a screen reader user expects.
+  useEffect(() => {
+    main.current?.querySelector<HTMLElement>('h1')?.focus();
+  }, [route]);
+
+  if (session === undefined) return <p class="loading">Loading…</p>;
+  if (session === null) {
+    return (
+      <SignIn
+        reason={reason}
+        onSignedIn={(s) => {
+          setReason('');
+          setSession(s);
+        }}
+      />
+    );
+  }
+  const signOut = async () => {
+    await api.signOut().catch(() => {});
+    setReason('Signed out.');
+    setSession(null);
+  };
+  const [, section, id] = route.split('/');
+  let page = <AssetsPage />;
+  if (section === 'assets' && id) {
+    page = <AssetPage id={decodeURIComponent(id)} onDeleted={() => (location.hash = '#/assets')} />;
+  } else if (section === 'upload') page = <UploadPage />;
+  else if (section === 'keys') page = <KeysPage currentKeyId={session.key.id} />;
+  else if (section === 'tokens') page = <TokensPage />;
+  else if (section === 'webhooks' && id) page = <WebhookPage id={decodeURIComponent(id)} />;
+  else if (section === 'webhooks') page = <WebhooksPage />;
+  else if (section === 'account') page = <AccountPage />;
+
+  return (
+    <>
+      {/* A button, not a link: the hash is the console's route. */}
+      <button type="button" class="skip" onClick={() => main.current?.focus()}>
+        Skip to content
+      </button>
+      <header class="top">
+        <span class="brand">Wharf</span>
+        <nav aria-label="Console">
+          <ul>
+            {NAV.map(([path, label]) => (
+              <li key={path}>
+                <a href={`#${path}`} aria-current={`/${section}` === path ? 'page' : undefined}>
+                  {label}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <span class="who">
+          {session.account.name} · {session.key.name}
+        </span>
+        <button type="button" onClick={signOut}>
+          Sign out
+        </button>
+      </header>
+      <main id="main" ref={main} tabIndex={-1}>
+        {page}
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById('app')!);

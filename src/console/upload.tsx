@@ -1,0 +1,70 @@
+import Uppy from '@uppy/core';
+import Dashboard from '@uppy/dashboard';
+import Tus from '@uppy/tus';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api } from './api.js';
+import { errorText, Notice } from './ui.js';
+
+/** tus chunks: several requests per large file, so a cut loses at most one chunk's resend. */
+const CHUNK_SIZE = 5 * 1024 * 1024;
+
+/**
+ * Uploads with Uppy's Dashboard (drag and drop of files and folders, progress, retries) over
+ * tus to /v1/tus/, resumable. The page never holds the session's key: before each batch it asks
+ * the console's server side for an upload token, minted with the session's key and short-lived,
+ * and uploads with that.
+ */
+export function UploadPage() {
+  const target = useRef<HTMLDivElement>(null);
+  const [done, setDone] = useState<{ ok: number; failed: number } | null>(null);
+  const [error, setError] = useState<unknown>(null);
+
+  useEffect(() => {
+    const uppy = new Uppy({ autoProceed: false });
+    uppy.use(Dashboard, {
+      inline: true,
+      target: target.current!,
+      width: '100%',
+      height: 420,
+      fileManagerSelectionType: 'both',
+      proudlyDisplayPoweredByUppy: false,
+      note: 'Files and folders; uploads resume where they stopped.',
+    });
+    uppy.use(Tus, {
+      endpoint: '/v1/tus/',
+      chunkSize: CHUNK_SIZE,
+      retryDelays: [0, 1000, 3000, 5000, 10_000],
+      // Nothing of the upload is kept in the browser's storage: a retry resumes from Uppy's memory.
+      storeFingerprintForResuming: false,
+      removeFingerprintOnSuccess: true,
+    });
+    uppy.addPreProcessor(async () => {
+      const { secret } = await api.uploadToken();
+      uppy.getPlugin('Tus')!.setOptions({ headers: { authorization: `Bearer ${secret}` } });
+    });
+    // Back online after a cut: carry on from the offset the server has (tus HEAD, then PATCH).
+    uppy.on('back-online', () => {
+      void uppy.retryAll();
+    });
+    uppy.on('upload-error', (_file, err) => setError(new Error(errorText(err))));
+    uppy.on('complete', (result) => {
+      setDone({ ok: result.successful?.length ?? 0, failed: result.failed?.length ?? 0 });
+      if ((result.failed?.length ?? 0) === 0) setError(null);
+    });
+    return () => uppy.destroy();
+  }, []);
+
+  return (
+    <section aria-labelledby="upload-title">
+      <h1 id="upload-title">Upload</h1>
+      <div ref={target} class="dashboard" />
+      <Notice error={error} />
+      {done && (
+        <p role="status" class="notice">
+          {done.ok} uploaded{done.failed > 0 ? `, ${done.failed} failed` : ''}.{' '}
+          <a href="#/assets">See the assets</a>
+        </p>
+      )}
+    </section>
+  );
+}

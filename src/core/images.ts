@@ -1,0 +1,517 @@
+/**
+ * Derivatives: resized and re-encoded renderings of images (and of the poster frame or first
+ * page of videos and PDFs), made on first request or by a job, stored once through the
+ * BlobStore, recorded in the `derivatives` table and served like originals.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { pipeline, type Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AssetService } from './assets.js';
+import type { Clock } from './clock.js';
+import { WharfError } from './errors.js';
+import { DigestStream } from './hashing.js';
+import type { IdSource } from './ids.js';
+import { PermanentJobError } from './jobs.js';
+import type { Asset, Derivative, ImagePreset, Job, Principal } from './model.js';
+import type { BlobStore, ByteRange, Store } from './ports.js';
+import { Slots } from './slots.js';
+import {
+  type CanonicalTransform,
+  CONTENT_TYPES,
+  canonicalize,
+  canonicalQuery,
+  EXTENSIONS,
+  negotiateFormat,
+  type OutputFormat,
+  type OutputSpec,
+  outputSpec,
+  PRESET_NAME,
+  specKey,
+  TRANSFORMABLE_SOURCES,
+  type TransformInput,
+  withDpr,
+} from './transforms.js';
+
+/** The job that renders an eager preset's derivatives of a new asset. */
+export const DERIVE_IMAGE_JOB = 'derive-image';
+/** The paramsKey of a video's poster frame or a PDF's first page. */
+export const PREVIEW_KEY = 'preview';
+const MAX_SIGNED_SECONDS = 365 * 24 * 3600;
+/** How much of an original is read to sniff its type when processing has not run yet. */
+const SNIFF_BYTES = 4100;
+
+export interface ImageSettings {
+  /** Largest width × height a transform decodes (checked from the header, before decoding). */
+  maxPixels: number;
+  /** Largest original (bytes) a transform reads. */
+  maxInputBytes: number;
+  /** Transforms running at once on this node, and how many more may wait for a slot. */
+  concurrency: number;
+  queue: number;
+  timeoutSeconds: number;
+  /** Stored renderings per asset; requests for more new ones are refused. */
+  maxVariants: number;
+}
+
+export interface RenderRequest {
+  spec: OutputSpec;
+  maxPixels: number;
+  timeoutSeconds: number;
+}
+
+/** Where pixels are decoded and encoded (sharp, in src/processing/sharp-renderer.ts). */
+export interface ImageRenderer {
+  /**
+   * Decodes `source`, applies `request.spec` and hands the encoded result to `sink` as a
+   * stream; resolves when the sink has consumed it. Refuses with UNSUPPORTED_IMAGE,
+   * IMAGE_UNDECODABLE, IMAGE_TOO_LARGE or TRANSFORM_TIMEOUT, never anything else for bad input.
+   */
+  render(source: Readable, request: RenderRequest, sink: (output: Readable) => Promise<void>): Promise<void>;
+  /** The type of a file from its first bytes (file-type's extension and MIME type). */
+  sniff(head: Buffer): Promise<{ ext: string; mime: string } | undefined>;
+}
+
+/** What a request for a rendering names: parameters, or a preset (optionally with a dpr). */
+export type TransformRequest =
+  | { kind: 'params'; input: TransformInput }
+  | { kind: 'preset'; name: string; dpr?: number | undefined };
+
+/** Proof carried by a signed transform URL. */
+export interface TransformGrant {
+  assetId: string;
+  request: TransformRequest;
+  /** Unix seconds. */
+  expires: number;
+  signature: string;
+}
+
+/** A derivative ready to serve, and whether its format depended on Accept. */
+export interface Rendered {
+  derivative: Derivative;
+  /** `format=auto`: the response varies with Accept. */
+  negotiated: boolean;
+}
+
+interface Source {
+  key: string;
+  /** file-type's extension of the source (`jpg`, `png`…): decides `auto`'s fallback family. */
+  format: string;
+}
+
+export class ImageService {
+  /** Transform slots of this node (tests hold them to see a full queue refuse). */
+  readonly slots: Slots;
+  private readonly inflight = new Map<string, Promise<Derivative>>();
+  /** Renders this node has run (tests check that two nodes render a new derivative once). */
+  rendered = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly blobs: BlobStore,
+    private readonly assets: AssetService,
+    private readonly renderer: ImageRenderer,
+    private readonly clock: Clock,
+    private readonly ids: IdSource,
+    private readonly signingKey: Buffer,
+    readonly settings: ImageSettings,
+  ) {
+    this.slots = new Slots(settings.concurrency, settings.queue);
+  }
+
+  /** The canonical transform a request names, presets resolved in the asset's account. */
+  async resolve(accountId: string, request: TransformRequest): Promise<CanonicalTransform> {
+    if (request.kind === 'params') return canonicalize(request.input);
+    const preset = await this.store.getPreset(accountId, request.name);
+    if (!preset) throw new WharfError('NOT_FOUND', `No image preset "${request.name}".`);
+    return withDpr(preset.params, request.dpr);
+  }
+
+  /** The stored rendering of `asset` for this request, made now if it is new. */
+  async render(asset: Asset, request: TransformRequest, accept: string | undefined): Promise<Rendered> {
+    const transform = await this.resolve(asset.accountId, request);
+    const source = await this.sourceOf(asset);
+    const format = negotiateFormat(transform.format, accept, source.format);
+    const spec = outputSpec(transform, format);
+    const derivative = await this.ensure(asset, specKey(spec), format, (sink) =>
+      this.renderFrom(source, spec, sink),
+    );
+    return { derivative, negotiated: transform.format === 'auto' };
+  }
+
+  async read(derivative: Derivative, range?: ByteRange): Promise<Readable> {
+    return this.blobs.read(derivative.storageKey, range);
+  }
+
+  /** What a transform starts from: the original image, or the preview of a video or PDF. */
+  private async sourceOf(asset: Asset): Promise<Source> {
+    this.assets.assertReadable(asset);
+    let mime = asset.analysis.mime;
+    let ext = asset.analysis.format;
+    if (mime === undefined && asset.processing === 'pending' && asset.size > 0) {
+      // Processing has not run yet: sniff the type the same way it will.
+      const head = await this.readHead(asset.storageKey, Math.min(asset.size, SNIFF_BYTES));
+      const sniffed = await this.renderer.sniff(head);
+      mime = sniffed?.mime;
+      ext = sniffed?.ext;
+    }
+    if (mime?.startsWith('video/') || mime === 'application/pdf') {
+      const preview = await this.store.getDerivative(asset.id, PREVIEW_KEY);
+      if (preview)
+        return { key: preview.storageKey, format: preview.contentType === 'image/png' ? 'png' : 'jpg' };
+      if (asset.processing === 'pending') {
+        throw new WharfError(
+          'PREVIEW_PENDING',
+          'The preview of this file is still being made; try again shortly.',
+          {
+            retry_after: 5,
+          },
+        );
+      }
+      throw new WharfError('PREVIEW_UNAVAILABLE', 'There is no preview of this file.', {
+        ...(asset.analysis.missingTools && { missing_tools: asset.analysis.missingTools }),
+        ...(asset.analysis.mediaError && { reason: asset.analysis.mediaError }),
+      });
+    }
+    if (ext === undefined || !(TRANSFORMABLE_SOURCES as readonly string[]).includes(ext)) {
+      const heic = ext === 'heic' || mime === 'image/heic' || mime === 'image/heif';
+      throw new WharfError(
+        'UNSUPPORTED_IMAGE',
+        heic
+          ? 'HEIC images cannot be decoded here (no HEVC decoder): convert to JPEG, PNG, WebP or AVIF.'
+          : `Only JPEG, PNG, WebP, GIF and AVIF images can be transformed${mime ? `, not ${mime}` : ''}.`,
+        { ...(mime && { detected: mime }) },
+      );
+    }
+    if (asset.size > this.settings.maxInputBytes) {
+      throw new WharfError(
+        'IMAGE_TOO_LARGE',
+        `Images over ${this.settings.maxInputBytes} bytes are not transformed.`,
+        {
+          limit_bytes: this.settings.maxInputBytes,
+        },
+      );
+    }
+    const { width, height } = asset.analysis;
+    if (width !== undefined && height !== undefined && width * height > this.settings.maxPixels) {
+      throw new WharfError(
+        'IMAGE_TOO_LARGE',
+        `Images over ${this.settings.maxPixels} pixels are not transformed.`,
+        {
+          limit_pixels: this.settings.maxPixels,
+        },
+      );
+    }
+    return { key: asset.storageKey, format: ext };
+  }
+
+  private async renderFrom(source: Source, spec: OutputSpec, sink: (output: Readable) => Promise<void>) {
+    await this.renderer.render(
+      await this.blobs.read(source.key),
+      { spec, maxPixels: this.settings.maxPixels, timeoutSeconds: this.settings.timeoutSeconds },
+      sink,
+    );
+  }
+
+  private async readHead(key: string, bytes: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.blobs.read(key, { start: 0, end: bytes - 1 })) {
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /**
+   * The derivative `paramsKey` of `asset`: the stored one, or made by `make` exactly once
+   * across nodes. Requests on this node for the same new derivative share one rendering; on
+   * other nodes they find the lease (the `locks` table) taken and wait for the row. A
+   * holder that crashed blocks others for one lease at most.
+   */
+  private async ensure(
+    asset: Asset,
+    paramsKey: string,
+    format: OutputFormat,
+    make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    options: { background?: boolean } = {},
+  ): Promise<Derivative> {
+    const existing = await this.store.getDerivative(asset.id, paramsKey);
+    if (existing) return existing;
+    const name = `derive:${asset.id}:${paramsKey}`;
+    const running = this.inflight.get(name);
+    if (running) return running;
+    const work = this.claimAndMake(asset, paramsKey, format, name, make, options.background ?? false);
+    this.inflight.set(name, work);
+    try {
+      return await work;
+    } finally {
+      this.inflight.delete(name);
+    }
+  }
+
+  private async claimAndMake(
+    asset: Asset,
+    paramsKey: string,
+    format: OutputFormat,
+    name: string,
+    make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    background: boolean,
+  ): Promise<Derivative> {
+    if (!background && paramsKey !== PREVIEW_KEY) {
+      const count = await this.store.countDerivatives(asset.id);
+      if (count >= this.settings.maxVariants) {
+        throw new WharfError(
+          'TOO_MANY_VARIANTS',
+          `This asset already has ${count} stored renderings; use one of the sizes already made (e.g. a preset).`,
+          { limit: this.settings.maxVariants },
+        );
+      }
+    }
+    const owner = this.ids.token(12);
+    // Leases measure real time between processes, never a test's manual clock.
+    const leaseMs = 15_000;
+    const deadline = Date.now() + this.settings.timeoutSeconds * 1000 + leaseMs;
+    let delay = 20;
+    while (!(await this.store.acquireLock(name, owner, Date.now() + leaseMs, Date.now()))) {
+      const done = await this.store.getDerivative(asset.id, paramsKey);
+      if (done) return done;
+      if (Date.now() > deadline) {
+        throw new WharfError(
+          'TRANSFORMS_BUSY',
+          'This rendering is taking long on another node; try again shortly.',
+          {
+            retry_after: 2,
+          },
+        );
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 250);
+    }
+    // Renewed while queued and rendering, so a slow render keeps its claim and a crash frees it soon.
+    const renew = setInterval(() => {
+      void this.store.acquireLock(name, owner, Date.now() + leaseMs, Date.now()).catch(() => {});
+    }, leaseMs / 3);
+    renew.unref();
+    try {
+      // Someone may have finished between our first look and the claim.
+      const done = await this.store.getDerivative(asset.id, paramsKey);
+      if (done) return done;
+      const release = await this.slots.acquire(background);
+      try {
+        return await this.make(asset, paramsKey, format, make);
+      } finally {
+        release();
+      }
+    } finally {
+      clearInterval(renew);
+      await this.store.releaseLock(name, owner);
+    }
+  }
+
+  private async make(
+    asset: Asset,
+    paramsKey: string,
+    format: OutputFormat,
+    make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+  ): Promise<Derivative> {
+    const contentType = CONTENT_TYPES[format];
+    const ownKey = `${asset.accountId}/derivatives/${asset.id}/${paramsKey}.${EXTENSIONS[format]}`;
+    const digest = new DigestStream();
+    await make(async (output) => {
+      // pipeline() carries a renderer failure into the stream storage reads.
+      const source = pipeline(output, digest, () => {});
+      await this.blobs.write(ownKey, source, () => ({ ...digest.digests(), contentType }));
+    });
+    this.rendered += 1;
+    const { size, sha256 } = digest.digests();
+    // Identical renderings (a size beyond the original's, so both are the original size) share one object.
+    const twin = await this.store.findDerivativeBySha256(asset.id, sha256);
+    const storageKey = twin && twin.storageKey !== ownKey ? twin.storageKey : ownKey;
+    if (storageKey !== ownKey) await this.blobs.delete(ownKey);
+    const row = await this.store.insertDerivative({
+      assetId: asset.id,
+      accountId: asset.accountId,
+      paramsKey,
+      storageKey,
+      size,
+      contentType,
+      sha256,
+      createdAt: this.clock.now(),
+    });
+    if (!row) {
+      // The asset was deleted meanwhile: nothing may keep its bytes.
+      await this.blobs.delete(ownKey);
+      throw new WharfError('NOT_FOUND', 'No such asset.');
+    }
+    return row;
+  }
+
+  /** Records a video's poster frame or a PDF's first page (from processing) as the asset's preview. */
+  async storePreview(asset: Asset, output: Readable, format: 'jpeg' | 'png'): Promise<Derivative> {
+    return this.ensure(asset, PREVIEW_KEY, format, async (sink) => sink(output), { background: true });
+  }
+
+  async hasPreview(assetId: string): Promise<boolean> {
+    return (await this.store.getDerivative(assetId, PREVIEW_KEY)) !== undefined;
+  }
+
+  /** Frees every derivative of an asset that was deleted: objects first, then the rows. */
+  async purge(assetId: string): Promise<void> {
+    const derivatives = await this.store.listDerivatives(assetId);
+    for (const key of new Set(derivatives.map((d) => d.storageKey))) await this.blobs.delete(key);
+    await this.store.deleteDerivatives(assetId);
+  }
+
+  /** The derivatives stored for an asset of the caller's. */
+  async list(principal: Principal, assetId: string): Promise<Derivative[]> {
+    const asset = await this.assets.get(principal, assetId);
+    return this.store.listDerivatives(asset.id);
+  }
+
+  // Signed URLs: for <img> tags and CDNs, which carry no key.
+
+  async grant(
+    principal: Principal,
+    assetId: string,
+    request: TransformRequest,
+    expiresInSeconds: number,
+  ): Promise<{ grant: TransformGrant; transform: CanonicalTransform }> {
+    const asset = await this.assets.get(principal, assetId);
+    if (
+      !Number.isInteger(expiresInSeconds) ||
+      expiresInSeconds < 1 ||
+      expiresInSeconds > MAX_SIGNED_SECONDS
+    ) {
+      throw new WharfError(
+        'VALIDATION_FAILED',
+        `expires_in must be between 1 and ${MAX_SIGNED_SECONDS} seconds.`,
+      );
+    }
+    // Resolving checks the parameters and the preset before a URL is handed out.
+    const transform = await this.resolve(asset.accountId, request);
+    const canonical: TransformRequest =
+      request.kind === 'params' ? { kind: 'params', input: transform } : request;
+    const expires = Math.floor(this.clock.now() / 1000) + expiresInSeconds;
+    return {
+      grant: {
+        assetId: asset.id,
+        request: canonical,
+        expires,
+        signature: this.sign(asset.id, canonical, expires),
+      },
+      transform,
+    };
+  }
+
+  /** The asset a signed transform URL names, whichever account owns it. */
+  async redeem(grant: TransformGrant): Promise<Asset> {
+    const expected = Buffer.from(this.sign(grant.assetId, grant.request, grant.expires));
+    const given = Buffer.from(grant.signature);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+      throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
+    }
+    if (Math.floor(this.clock.now() / 1000) > grant.expires) {
+      throw new WharfError('URL_EXPIRED', 'This URL has expired.');
+    }
+    return this.assets.getKeyless(grant.assetId);
+  }
+
+  /** The query string a signed URL carries for this request (what the signature covers). */
+  static subject(request: TransformRequest): string {
+    if (request.kind === 'preset') {
+      return request.dpr === undefined
+        ? `preset=${request.name}`
+        : `preset=${request.name}&dpr=${request.dpr}`;
+    }
+    return canonicalQuery(canonicalize(request.input));
+  }
+
+  private sign(assetId: string, request: TransformRequest, expires: number): string {
+    return createHmac('sha256', this.signingKey)
+      .update(`image\n${assetId}\n${ImageService.subject(request)}\n${expires}`)
+      .digest('base64url');
+  }
+
+  // Eager presets: rendered by a job when an image (or a preview) arrives.
+
+  /** Queues the eager presets of the asset's account. */
+  async queueEager(asset: Asset): Promise<number> {
+    const presets = (await this.store.listPresets(asset.accountId)).filter((p) => p.eager);
+    const now = this.clock.now();
+    await this.store.enqueueJobs(
+      presets.map((p) => ({
+        id: this.ids.id(),
+        kind: DERIVE_IMAGE_JOB,
+        payload: { assetId: asset.id, preset: p.name },
+        runAt: now,
+      })),
+    );
+    return presets.length;
+  }
+
+  /** The `derive-image` job: every format a request for the preset may negotiate. */
+  async deriveJob(job: Job): Promise<void> {
+    const asset = await this.store.getAssetById(String(job.payload.assetId));
+    if (!asset) throw new PermanentJobError('The asset no longer exists.');
+    const preset = await this.store.getPreset(asset.accountId, String(job.payload.preset));
+    if (!preset) return;
+    let source: Source;
+    try {
+      source = await this.sourceOf(asset);
+    } catch (err) {
+      if (err instanceof WharfError) throw new PermanentJobError(`${err.code}: ${err.message}`);
+      throw err;
+    }
+    const formats: OutputFormat[] =
+      preset.params.format === 'auto'
+        ? ['avif', 'webp', negotiateFormat('auto', undefined, source.format)]
+        : [preset.params.format];
+    for (const format of formats) {
+      const spec = outputSpec(preset.params, format);
+      await this.ensure(asset, specKey(spec), format, (sink) => this.renderFrom(source, spec, sink), {
+        background: true,
+      });
+    }
+  }
+}
+
+/** Preset names and parameters, checked once here for the API and the store. */
+export class PresetService {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  async list(accountId: string): Promise<ImagePreset[]> {
+    return this.store.listPresets(accountId);
+  }
+
+  async get(accountId: string, name: string): Promise<ImagePreset> {
+    const preset = await this.store.getPreset(accountId, name);
+    if (!preset) throw new WharfError('NOT_FOUND', `No image preset "${name}".`);
+    return preset;
+  }
+
+  /** Creates or replaces a preset; its parameters are stored canonical. */
+  async put(accountId: string, name: string, input: TransformInput, eager: boolean): Promise<ImagePreset> {
+    if (!PRESET_NAME.test(name)) {
+      throw new WharfError(
+        'VALIDATION_FAILED',
+        'A preset name is 1 to 64 lower-case letters, digits, _ or -, starting with a letter or digit.',
+      );
+    }
+    const now = this.clock.now();
+    return this.store.putPreset({
+      accountId,
+      name,
+      params: canonicalize(input),
+      eager,
+      createdAt: now,
+      updatedAt: now,
+    });
+  }
+
+  async delete(accountId: string, name: string): Promise<void> {
+    if (!(await this.store.deletePreset(accountId, name))) {
+      throw new WharfError('NOT_FOUND', `No image preset "${name}".`);
+    }
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * What the core tells operators about: outcomes it alone knows (an upload verified or refused,
+ * a job failed, what a sweep cleaned). A port like the others: adapters turn these events into
+ * Prometheus metrics and log lines; the core knows neither.
+ */
+import { pipeline, type Readable, Transform } from 'node:stream';
+import { isWharfError } from './errors.js';
+import type { Job, UploadKind } from './model.js';
+
+/**
+ * One webhook delivery attempt: the receiver took it (2xx), it failed and will be retried, or
+ * it failed for the last time and is given up.
+ */
+export type WebhookDeliveryOutcome = 'delivered' | 'retrying' | 'given_up';
+
+export interface UploadCompletion {
+  flow: UploadKind;
+  deduplicated: boolean;
+  /** The file's size: the bytes that came in for it. */
+  bytes: number;
+  /** From the upload's creation to its completion (core clock). */
+  uploadSeconds: number;
+  /** How long completing took: verifying the stored bytes and recording the asset. */
+  completionSeconds: number;
+}
+
+export interface SweepResult {
+  expired: number;
+  debris: number;
+  reconciled: number;
+}
+
+export interface Telemetry {
+  uploadCompleted(completion: UploadCompletion): void;
+  /** Bytes of an upload were refused (verification, quota) or its stream broke. */
+  uploadFailed(flow: UploadKind, error: unknown): void;
+  /** A pending upload ran out of time and was expired by the sweep. */
+  uploadExpired(flow: UploadKind): void;
+  /** Bytes of assets read out of storage for a client (downloads through Wharf). */
+  bytesDownloaded(bytes: number): void;
+  sweepFinished(result: SweepResult): void;
+  jobSucceeded(job: Job): void;
+  /** A job's handler threw; `retryAt` is null when the job is given up. */
+  jobFailed(job: Job, error: unknown, retryAt: number | null): void;
+  webhookDelivery(outcome: WebhookDeliveryOutcome): void;
+}
+
+/** Error codes as metric labels: a WharfError's code, else one of two fixed values (bounded). */
+export function failureCode(error: unknown): string {
+  if (isWharfError(error)) return error.code;
+  const code = (error as { code?: unknown } | null)?.code;
+  // The client went away mid-stream: not a fault of Wharf's.
+  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNABORTED') {
+    return 'ABORTED';
+  }
+  return 'INTERNAL';
+}
+
+/** Seconds since it was made, on a monotonic clock (durations, never dates). */
+export function stopwatch(): () => number {
+  const start = performance.now();
+  return () => (performance.now() - start) / 1000;
+}
+
+function noop(): void {}
+
+/** `source`, reporting each chunk to `telemetry` as downloaded bytes as it is read. */
+export function countBytes(source: Readable, telemetry: Telemetry): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      telemetry.bytesDownloaded(chunk.length);
+      done(null, chunk);
+    },
+  });
+  // pipeline() carries a storage failure or a consumer's destroy across both streams.
+  return pipeline(source, counter, noop);
+}
+
+/** For cores built without observability (the CLI, unit tests). */
+export const NO_TELEMETRY: Telemetry = {
+  uploadCompleted: noop,
+  uploadFailed: noop,
+  uploadExpired: noop,
+  bytesDownloaded: noop,
+  sweepFinished: noop,
+  jobSucceeded: noop,
+  jobFailed: noop,
+  webhookDelivery: noop,
+};
+
+/**
+ * Sends every event to each of `sinks` (metrics and logs). Reporting is never worth failing
+ * the upload or job it reports on, so a sink that throws is skipped.
+ */
+export function fanOut(...sinks: Telemetry[]): Telemetry {
+  const each =
+    <K extends keyof Telemetry>(method: K) =>
+    (...args: Parameters<Telemetry[K]>): void => {
+      for (const sink of sinks) {
+        try {
+          (sink[method] as (...a: Parameters<Telemetry[K]>) => void)(...args);
+        } catch {
+          // See above: observability must not break what it observes.
+        }
+      }
+    };
+  return {
+    uploadCompleted: each('uploadCompleted'),
+    uploadFailed: each('uploadFailed'),
+    uploadExpired: each('uploadExpired'),
+    bytesDownloaded: each('bytesDownloaded'),
+    sweepFinished: each('sweepFinished'),
+    jobSucceeded: each('jobSucceeded'),
+    jobFailed: each('jobFailed'),
+    webhookDelivery: each('webhookDelivery'),
+  };
+}

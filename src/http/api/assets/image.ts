@@ -1,0 +1,286 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import contentDisposition from 'content-disposition';
+import type { FastifyReply } from 'fastify';
+import { isWharfError, WharfError } from '../../../core/errors.js';
+import { ImageService, type TransformRequest } from '../../../core/images.js';
+import type { Asset, Derivative } from '../../../core/model.js';
+import { EXTENSIONS, FITS, MAX_DPR, type OutputFormat } from '../../../core/transforms.js';
+import { describedAs } from '../../openapi/components.js';
+import { authenticate, presentedKey } from '../../plugins/auth.js';
+import type { ApiContext, App } from '../context.js';
+import { ErrorSchema, errorResponses, IdParams, iso } from '../schemas.js';
+import { binary, sendStored } from './serve.js';
+
+/** How long signed and public renderings may be cached (their bytes never change). */
+const PUBLIC_MAX_AGE = 86_400;
+const SIGNED_MAX_AGE = 365 * 86_400;
+const KEYED_MAX_AGE = 3600;
+
+const TransformFields = {
+  w: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 100_000,
+      description: 'Width in CSS pixels; × dpr, rounded up to a multiple of 16, at most 4096.',
+    }),
+  ),
+  h: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'Height, as `w`.' })),
+  fit: Type.Optional(
+    Type.Union(
+      FITS.map((f) => Type.Literal(f)),
+      {
+        description:
+          'With both w and h: `cover` crops to fill the box, `contain` letterboxes, `inside` (default) fits within it.',
+      },
+    ),
+  ),
+  format: Type.Optional(
+    Type.Union(
+      ['auto', 'webp', 'avif', 'jpeg', 'png'].map((f) => Type.Literal(f)),
+      {
+        description: '`auto` (default): AVIF, then WebP when Accept names them, else the original’s family.',
+      },
+    ),
+  ),
+  q: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 100, description: 'Quality; rounded to a multiple of 5.' }),
+  ),
+  dpr: Type.Optional(
+    Type.Number({ minimum: 1, maximum: MAX_DPR, description: 'Device pixel ratio (1 to 3).' }),
+  ),
+  preset: Type.Optional(
+    Type.String({
+      pattern: '^[a-z0-9][a-z0-9_-]{0,63}$',
+      description: 'A named preset of the account (with `dpr` only, no other parameter).',
+    }),
+  ),
+};
+
+const ImageQuery = Type.Object(
+  {
+    ...TransformFields,
+    expires: Type.Optional(Type.Integer({ minimum: 0, description: 'Signed URLs: Unix time it expires.' })),
+    signature: Type.Optional(Type.String({ maxLength: 128, description: 'Signed URLs: the signature.' })),
+  },
+  { additionalProperties: false },
+);
+
+const ImageUrlBody = Type.Object(
+  {
+    ...TransformFields,
+    expires_in: Type.Integer({
+      minimum: 1,
+      maximum: 365 * 86_400,
+      default: 86_400,
+      description: 'Seconds the URL works (up to a year).',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const ImageUrlSchema = Type.Object(
+  {
+    url: Type.String({ description: 'Works without a key until it expires; the parameters are signed.' }),
+    expires_at: Type.String({ format: 'date-time' }),
+    params: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]), {
+      description: 'The canonical parameters the URL carries (sizes rounded, dpr applied).',
+    }),
+  },
+  { description: 'A signed transform URL.' },
+);
+
+const DerivativeSchema = Type.Object(
+  {
+    params: Type.String({ description: 'The canonical parameters (`w320-q80-webp`), or `preview`.' }),
+    content_type: Type.String(),
+    size: Type.Integer({ minimum: 0 }),
+    sha256: Type.String(),
+    created_at: Type.String({ format: 'date-time' }),
+  },
+  { description: 'A stored rendering of an asset.' },
+);
+
+type TransformQuery = Partial<Record<keyof typeof TransformFields, unknown>>;
+
+/** The request a query (or a signing body) names: parameters, or a preset with an optional dpr. */
+export function transformRequest(query: TransformQuery): TransformRequest {
+  if (query.preset !== undefined) {
+    const others = (['w', 'h', 'fit', 'format', 'q'] as const).filter((k) => query[k] !== undefined);
+    if (others.length > 0) {
+      throw new WharfError(
+        'VALIDATION_FAILED',
+        `A preset takes no other parameter than dpr (got ${others.join(', ')}).`,
+      );
+    }
+    return { kind: 'preset', name: String(query.preset), dpr: query.dpr as number | undefined };
+  }
+  return {
+    kind: 'params',
+    input: {
+      w: query.w as number | undefined,
+      h: query.h as number | undefined,
+      fit: query.fit as (typeof FITS)[number] | undefined,
+      format: query.format as 'auto' | OutputFormat | undefined,
+      q: query.q as number | undefined,
+      dpr: query.dpr as number | undefined,
+    },
+  };
+}
+
+/** A rendering's file name: the asset's, with the rendering's extension. */
+function renderingName(asset: Asset, derivative: Derivative): string {
+  const format = (Object.keys(EXTENSIONS) as OutputFormat[]).find(
+    (f) => `image/${f}` === derivative.contentType,
+  );
+  const base = asset.name.replace(/\.[^.]*$/, '') || 'image';
+  return `${base}.${format ? EXTENSIONS[format] : 'img'}`;
+}
+
+/** Tells a client refused for load (or a preview not made yet) when to come back. */
+function withRetryAfter(reply: FastifyReply, err: unknown): never {
+  const retry = isWharfError(err) ? err.details?.retry_after : undefined;
+  if (typeof retry === 'number') reply.header('retry-after', String(retry));
+  throw err;
+}
+
+/** GET /v1/assets/:id/image, and the signing endpoint for keyless URLs to it. */
+export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext): Promise<void> {
+  app.get(
+    '/v1/assets/:id/image',
+    {
+      config: { auth: 'optional' },
+      schema: {
+        operationId: 'getAssetImage',
+        summary: 'A resized, re-encoded rendering of an image (or of a video’s poster, a PDF’s first page)',
+        description:
+          'Authenticate with a key, use a signed URL from POST /v1/assets/{id}/image-url, or none for a public asset. ' +
+          'Made once and kept; Range and If-None-Match work as for the content. No EXIF (so no GPS) in any rendering.',
+        tags: ['images'],
+        params: IdParams,
+        querystring: ImageQuery,
+        security: [{ apiKey: [] }, { bearer: [] }, {}],
+        response: {
+          200: binary('The rendering (image/avif, image/webp, image/jpeg or image/png).'),
+          206: binary('The requested byte range.'),
+          304: { description: 'Not modified: If-None-Match matched the ETag.', type: 'null' },
+          ...errorResponses,
+          409: describedAs(ErrorSchema, 'PREVIEW_PENDING: processing has not made the preview yet.'),
+          415: describedAs(ErrorSchema, 'UNSUPPORTED_IMAGE: not an image Wharf transforms.'),
+          416: describedAs(ErrorSchema, 'The Range cannot be satisfied.'),
+          422: describedAs(
+            ErrorSchema,
+            'IMAGE_UNDECODABLE, IMAGE_TOO_LARGE, TOO_MANY_VARIANTS or PREVIEW_UNAVAILABLE.',
+          ),
+          503: describedAs(ErrorSchema, 'TRANSFORMS_BUSY or TRANSFORM_TIMEOUT (see Retry-After).'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const { expires, signature, ...params } = request.query;
+      const transform = transformRequest(params);
+      let asset: Asset;
+      let cacheControl: string;
+      let embeddable = true;
+      if (signature !== undefined || expires !== undefined) {
+        if (signature === undefined || expires === undefined) {
+          throw new WharfError('INVALID_SIGNATURE', 'A signed URL needs expires and signature.');
+        }
+        asset = await core.images.redeem({ assetId: id, request: transform, expires, signature });
+        const left = Math.max(0, expires - Math.floor(core.clock.now() / 1000));
+        cacheControl = `public, max-age=${Math.min(left, SIGNED_MAX_AGE)}, immutable`;
+      } else if (request.principal !== null) {
+        // Authenticated by the scope the route is mounted in (the web console's session).
+        asset = await core.assets.get(request.principal, id);
+        cacheControl = 'private, no-cache';
+        embeddable = false;
+      } else if (presentedKey(request) === undefined) {
+        // No credentials: only a public asset answers, as for its content.
+        asset = await core.assets.getPublic(id).catch((err: unknown) => {
+          throw isWharfError(err, 'NOT_FOUND')
+            ? new WharfError('UNAUTHORIZED', 'An API key is required (x-api-key or Authorization: Bearer).')
+            : err;
+        });
+        cacheControl = `public, max-age=${PUBLIC_MAX_AGE}, immutable`;
+      } else {
+        asset = await core.assets.get(await authenticate(core, request), id);
+        cacheControl = `private, max-age=${KEYED_MAX_AGE}`;
+        embeddable = false;
+      }
+      const rendered = await core.images
+        .render(asset, transform, request.headers.accept)
+        .catch((err: unknown) => withRetryAfter(reply, err));
+      reply.header('cache-control', cacheControl);
+      if (rendered.negotiated) reply.header('vary', 'Accept');
+      const { derivative } = rendered;
+      return sendStored(request, reply, {
+        size: derivative.size,
+        sha256: derivative.sha256,
+        contentType: derivative.contentType,
+        disposition: contentDisposition(renderingName(asset, derivative), { type: 'inline' }),
+        read: (range) => core.images.read(derivative, range),
+        resourcePolicy: embeddable ? 'cross-origin' : 'same-site',
+      });
+    },
+  );
+
+  app.post(
+    '/v1/assets/:id/image-url',
+    {
+      preValidation: async (request) => {
+        if (request.body === undefined || request.body === null) request.body = {} as typeof request.body;
+      },
+      schema: {
+        operationId: 'signAssetImageUrl',
+        summary: 'A signed transform URL that works without a key (for <img> tags and CDNs)',
+        tags: ['images'],
+        params: IdParams,
+        body: Type.Optional(ImageUrlBody),
+        response: { 200: ImageUrlSchema, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const body = (request.body ?? { expires_in: 86_400 }) as Static<typeof ImageUrlBody>;
+      const { expires_in, ...params } = body;
+      const { grant, transform } = await core.images.grant(
+        request.principal!,
+        request.params.id,
+        transformRequest(params),
+        expires_in ?? 86_400,
+      );
+      const query = new URLSearchParams(ImageService.subject(grant.request));
+      query.set('expires', String(grant.expires));
+      query.set('signature', grant.signature);
+      return {
+        url: `${publicUrl}/v1/assets/${grant.assetId}/image?${query}`,
+        expires_at: iso(grant.expires * 1000),
+        params: { ...transform },
+      };
+    },
+  );
+
+  app.get(
+    '/v1/assets/:id/derivatives',
+    {
+      schema: {
+        operationId: 'listAssetDerivatives',
+        summary: 'The renderings stored for an asset',
+        tags: ['images'],
+        params: IdParams,
+        response: { 200: Type.Object({ data: Type.Array(DerivativeSchema) }), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const derivatives = await core.images.list(request.principal!, request.params.id);
+      return {
+        data: derivatives.map((d) => ({
+          params: d.paramsKey,
+          content_type: d.contentType,
+          size: d.size,
+          sha256: d.sha256,
+          created_at: iso(d.createdAt),
+        })),
+      };
+    },
+  );
+}

@@ -1,0 +1,61 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { bearerMatches, type MetricsSource } from './operations.js';
+
+export interface MetricsListener {
+  /** http://host:port of the listener. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * GET /metrics on a port of its own (WHARF_METRICS_PORT), for scrapers on a private network
+ * or the same host: where it binds is its protection, plus the token when one is set. Plain
+ * node:http: one route, no body parsing, nothing of the API's plugins.
+ */
+export async function listenForMetrics(
+  source: MetricsSource,
+  options: { host: string; port: number; token: string | undefined; onError: (err: unknown) => void },
+): Promise<MetricsListener> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('Only GET /metrics is served here.\n');
+      return;
+    }
+    if (options.token !== undefined && !bearerMatches(req.headers.authorization, options.token)) {
+      res
+        .writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="wharf-metrics"' })
+        .end('Metrics need Authorization: Bearer <WHARF_METRICS_TOKEN>.\n');
+      return;
+    }
+    source.scrape().then(
+      ({ contentType, body }) => {
+        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (err: unknown) => {
+        options.onError(err);
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('Metrics collection failed.\n');
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Scrapers keep connections alive; they must not hold the shutdown up.
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,156 @@
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileTypeFromBuffer, fileTypeFromFile } from 'file-type';
+import sharp, { type Metadata, type Sharp } from 'sharp';
+import { WharfError } from '../core/errors.js';
+import type { ImageRenderer, RenderRequest } from '../core/images.js';
+import { MAX_DIMENSION } from '../core/transforms.js';
+import { Scratch } from './scratch.js';
+
+/** What transforms decode, by sniffed type (never by the declared type or the name). */
+const DECODABLE = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/avif']);
+
+/**
+ * libvips loaders sharp may use at all, in this process: every other loader (SVG, PDF,
+ * TIFF, FITS, Matlab, ImageMagick, OpenSlide, raw vips…) is blocked, whatever a file claims
+ * to be. HEIF stays for AVIF; its HEVC flavour (HEIC) has no decoder in sharp's libvips and
+ * is refused by type before it gets there.
+ */
+const ALLOWED_LOADERS = ['Jpeg', 'Png', 'Webp', 'Nsgif', 'Heif'].flatMap((format) =>
+  ['File', 'Buffer', 'Source'].map((kind) => `VipsForeignLoad${format}${kind}`),
+);
+
+let configured = false;
+
+/** Process-wide sharp settings: the loader allow-list, and no operation cache (see below). */
+export function configureSharp(): void {
+  if (configured) return;
+  configured = true;
+  sharp.block({ operation: ['VipsForeignLoad'] });
+  sharp.unblock({ operation: ALLOWED_LOADERS });
+  // libvips caches recent operations by file name; every transform reads a temp file that
+  // is gone a moment later, so the cache would only hold memory and deleted files open.
+  sharp.cache(false);
+}
+
+/**
+ * Transforms with sharp. The original is streamed to a temp file first: libvips then reads
+ * it sequentially from disk instead of sharp collecting the whole stream in memory, and its
+ * header can be checked (type, pixel count) before anything is decoded.
+ */
+export class SharpRenderer implements ImageRenderer {
+  constructor(
+    private readonly scratch: Scratch,
+    private readonly maxInputBytes: number,
+  ) {
+    configureSharp();
+  }
+
+  async sniff(head: Buffer): Promise<{ ext: string; mime: string } | undefined> {
+    return fileTypeFromBuffer(head);
+  }
+
+  async render(source: Readable, request: RenderRequest, sink: (output: Readable) => Promise<void>) {
+    await this.scratch.withDir(async (dir) => {
+      const input = join(dir, 'input');
+      await Scratch.save(source, input, this.maxInputBytes);
+      await checkInput(input, request.maxPixels);
+      const started = Date.now();
+      const image = pipelineFor(input, request);
+      // Errors of the transform itself, told apart from storage's (which are not the image's fault).
+      let failed: unknown;
+      image.once('error', (err: unknown) => {
+        failed = err;
+      });
+      try {
+        await sink(image);
+      } catch (err) {
+        if (failed === undefined || err instanceof WharfError) throw err;
+        if (Date.now() - started >= request.timeoutSeconds * 1000) {
+          throw new WharfError('TRANSFORM_TIMEOUT', `The transform took over ${request.timeoutSeconds} s.`, {
+            retry_after: 5,
+          });
+        }
+        throw new WharfError('IMAGE_UNDECODABLE', 'The image could not be decoded (truncated or corrupt).');
+      }
+    });
+  }
+}
+
+/** Refuses what must not be decoded, from the type and the header alone. */
+async function checkInput(path: string, maxPixels: number): Promise<void> {
+  const type = await fileTypeFromFile(path);
+  if (type?.mime === 'image/heic' || type?.mime === 'image/heif') {
+    throw new WharfError(
+      'UNSUPPORTED_IMAGE',
+      'HEIC images cannot be decoded here (no HEVC decoder): convert to JPEG, PNG, WebP or AVIF.',
+      { detected: type.mime },
+    );
+  }
+  if (!type || !DECODABLE.has(type.mime)) {
+    throw new WharfError(
+      'UNSUPPORTED_IMAGE',
+      `Only JPEG, PNG, WebP, GIF and AVIF images can be transformed${type ? `, not ${type.mime}` : ''}.`,
+      { ...(type && { detected: type.mime }) },
+    );
+  }
+  let meta: Metadata;
+  try {
+    // The header only: no pixel is decoded, so a bomb's declared size costs nothing here.
+    meta = await sharp(path, { limitInputPixels: false }).metadata();
+  } catch {
+    throw new WharfError('IMAGE_UNDECODABLE', 'The image header could not be read.');
+  }
+  if (!meta.width || !meta.height) {
+    throw new WharfError('IMAGE_UNDECODABLE', 'The image header declares no size.');
+  }
+  if (meta.format === 'heif' && meta.compression !== 'av1') {
+    throw new WharfError('UNSUPPORTED_IMAGE', 'Only AV1-coded HEIF (AVIF) can be decoded here.', {
+      detected: `heif/${meta.compression}`,
+    });
+  }
+  if (meta.width * meta.height > maxPixels) {
+    throw new WharfError(
+      'IMAGE_TOO_LARGE',
+      `The image is ${meta.width}×${meta.height}; transforms accept at most ${maxPixels} pixels.`,
+      { width: meta.width, height: meta.height, limit_pixels: maxPixels },
+    );
+  }
+}
+
+function pipelineFor(path: string, { spec, maxPixels, timeoutSeconds }: RenderRequest): Sharp {
+  const image = sharp(path, {
+    // Again here, in case the file changed its mind between header and decode.
+    limitInputPixels: maxPixels,
+    failOn: 'error',
+    sequentialRead: true,
+    // EXIF orientation applied to the pixels: the derivative has no EXIF left to say it.
+    autoOrient: true,
+  });
+  // Never larger than the original, nor than MAX_DIMENSION either way: one side alone is
+  // bounded by the other's maximum, so a 100 × 100000 strip cannot become a huge output.
+  const opaque = spec.format === 'jpeg';
+  image.resize({
+    width: spec.w ?? MAX_DIMENSION,
+    height: spec.h ?? MAX_DIMENSION,
+    fit: spec.w !== undefined && spec.h !== undefined ? spec.fit : 'inside',
+    withoutEnlargement: true,
+    background: opaque ? { r: 255, g: 255, b: 255, alpha: 1 } : { r: 0, g: 0, b: 0, alpha: 0 },
+  });
+  if (opaque) image.flatten({ background: '#ffffff' });
+  image.timeout({ seconds: timeoutSeconds });
+  // No keepMetadata/withMetadata: sharp writes no EXIF, XMP, IPTC or ICC, so no GPS position
+  // or camera serial number ever reaches a derivative (pixels are converted to sRGB).
+  switch (spec.format) {
+    case 'jpeg':
+      return image.jpeg({ quality: spec.q, mozjpeg: false });
+    case 'webp':
+      return image.webp({ quality: spec.q, effort: 4 });
+    case 'avif':
+      // effort 2 of 9: AVIF's encoder is by far the slowest; this keeps a cold render in
+      // the same range as WebP's at a small cost in size.
+      return image.avif({ quality: spec.q, effort: 2 });
+    case 'png':
+      return image.png({ compressionLevel: 6 });
+  }
+}

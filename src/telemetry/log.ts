@@ -1,0 +1,31 @@
+import type { Job } from '../core/model.js';
+import { NO_TELEMETRY, type SweepResult, type Telemetry } from '../core/telemetry.js';
+
+/** The few pino methods used here (Fastify's logger is one). */
+export interface Logger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/**
+ * The core's events that deserve a log line: background work, which no request log shows.
+ * `logger()` is asked each time because the server's logger is made after the core.
+ */
+export function logTelemetry(logger: () => Logger | undefined): Telemetry {
+  return {
+    ...NO_TELEMETRY,
+    jobFailed(job: Job, err: unknown, retryAt: number | null) {
+      const fields = {
+        job: { kind: job.kind, id: job.id, attempt: job.attempts },
+        err,
+        ...(retryAt !== null && { retryAt: new Date(retryAt).toISOString() }),
+      };
+      if (retryAt === null) logger()?.error(fields, 'background job failed and was given up');
+      else logger()?.warn(fields, 'background job failed; it will be retried');
+    },
+    sweepFinished(result: SweepResult) {
+      if (result.expired + result.debris + result.reconciled > 0) logger()?.info({ sweep: result }, 'sweep');
+    },
+  };
+}

@@ -1,0 +1,404 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { SIGN_IN_FAILURES_ALLOWED, SIGN_IN_WINDOW_MS } from '../../src/core/sessions.js';
+import { buildConsoleForTest, type ConsoleClient, signIn } from '../helpers/console.js';
+import { api } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+// The web console's server side without a browser: the session cookie, CSRF refusals (as a
+// non-browser client would try them), expiry and revocation on every node, the sign-in limit,
+// the page's security headers, and the read endpoints the console added to the native API.
+
+let w: TestWharf;
+let built: Awaited<ReturnType<typeof buildConsoleForTest>>;
+const IDLE_S = 600;
+const TTL_S = 3600;
+
+before(async () => {
+  built = await buildConsoleForTest();
+  w = await startWharf({
+    consoleDir: built.dir,
+    env: { WHARF_CONSOLE_IDLE_TIMEOUT: String(IDLE_S), WHARF_CONSOLE_SESSION_TTL: String(TTL_S) },
+  });
+});
+after(async () => {
+  await w?.close();
+  await built?.remove();
+});
+
+async function upload(key: string, name: string, body: string, type = 'text/plain') {
+  const res = await fetch(`${w.url}/v1/assets?name=${encodeURIComponent(name)}`, {
+    method: 'POST',
+    headers: { 'x-api-key': key, 'content-type': type },
+    body,
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return ((await res.json()) as { asset: { id: string } }).asset;
+}
+
+describe('signing in', () => {
+  test('a key becomes an HttpOnly, SameSite=Strict cookie on /console; the answer never holds the key or the session id', async () => {
+    const res = await api(w.url, undefined, 'POST', '/console/api/session', { key: w.key });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const cookie = res.headers.get('set-cookie') ?? '';
+    assert.match(cookie, /^wharf_console=[A-Za-z0-9_-]{43};/);
+    assert.match(cookie, /; Path=\/console(;|$)/);
+    assert.match(cookie, /; HttpOnly/);
+    assert.match(cookie, /; SameSite=Strict/);
+    assert.doesNotMatch(cookie, /; Secure/, 'plain http here: a Secure cookie would never come back');
+    assert.equal(res.headers.get('cache-control'), 'no-store');
+    const text = JSON.stringify(res.body);
+    assert.ok(!text.includes(w.key), 'the key is not echoed');
+    assert.ok(!text.includes(cookie.split(';')[0]!.split('=')[1]!), 'the session id is only in the cookie');
+    assert.deepEqual(Object.keys(res.body).sort(), ['account', 'csrf_token', 'ends_at', 'expires_at', 'key']);
+    assert.equal(res.body.account.id, 'default');
+  });
+
+  test('an upload token, an unknown key, a form body or another site cannot sign in', async () => {
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {});
+    const token = await api(w.url, undefined, 'POST', '/console/api/session', { key: minted.body.secret });
+    assert.equal(token.status, 401);
+    assert.equal(token.body.error.code, 'UNAUTHORIZED');
+    const unknown = await api(w.url, undefined, 'POST', '/console/api/session', { key: 'wharf_nope' });
+    assert.equal(unknown.status, 401);
+    // What a cross-site HTML form can send: text/plain.
+    const form = await fetch(`${w.url}/console/api/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify({ key: w.key }),
+    });
+    assert.equal(form.status, 415);
+    assert.equal(form.headers.get('set-cookie'), null);
+    const crossSite = await api(
+      w.url,
+      undefined,
+      'POST',
+      '/console/api/session',
+      { key: w.key },
+      {
+        'sec-fetch-site': 'cross-site',
+      },
+    );
+    assert.equal(crossSite.status, 403);
+    assert.equal(crossSite.body.error.code, 'CSRF_FAILED');
+  });
+
+  test('the session answers with the key it stands for and a CSRF token; no cookie, no session', async () => {
+    const client = await signIn(w.url, w.key);
+    const session = await client.call('GET', '/session');
+    assert.equal(session.status, 200);
+    assert.equal(session.body.csrf_token, client.csrf);
+    assert.deepEqual(session.body.key.scopes, ['admin']);
+    const none = await api(w.url, undefined, 'GET', '/console/api/session');
+    assert.equal(none.status, 401);
+    const forged = await api(w.url, undefined, 'GET', '/console/api/session', undefined, {
+      cookie: 'wharf_console=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+    });
+    assert.equal(forged.status, 401);
+  });
+});
+
+describe('what the cookie opens, and what it does not', () => {
+  let client: ConsoleClient;
+  before(async () => {
+    client = await signIn(w.url, w.key);
+  });
+
+  test('the console API reads with the cookie alone; the native API never accepts it, the console API never a key', async () => {
+    const asset = await upload(w.key, 'seen.txt', 'seen by the console');
+    const listed = await client.call('GET', '/v1/assets?limit=5');
+    assert.equal(listed.status, 200);
+    assert.ok(listed.body.data.some((a: { id: string }) => a.id === asset.id));
+    const native = await api(w.url, undefined, 'GET', '/v1/assets', undefined, { cookie: client.cookie });
+    assert.equal(native.status, 401, 'the native API knows keys only');
+    const withKey = await api(w.url, w.key, 'GET', '/console/api/v1/assets');
+    assert.equal(withKey.status, 401, 'the console API knows sessions only');
+    const content = await fetch(`${w.url}/console/api/v1/assets/${asset.id}/content`, {
+      headers: { cookie: client.cookie },
+    });
+    assert.equal(content.status, 200);
+    assert.equal(await content.text(), 'seen by the console');
+  });
+
+  test('a state-changing request without the CSRF token, or with another session’s, is refused and changes nothing', async () => {
+    const asset = await upload(w.key, 'kept.txt', 'kept despite the forged requests');
+    const other = await signIn(w.url, w.key);
+    for (const csrf of [null, '', 'x'.repeat(43), other.csrf]) {
+      const res = await client.call('DELETE', `/v1/assets/${asset.id}`, undefined, { csrf });
+      assert.equal(res.status, 403, `csrf ${JSON.stringify(csrf)}`);
+      assert.equal(res.body.error.code, 'CSRF_FAILED');
+      const patch = await client.call('PATCH', `/v1/assets/${asset.id}`, { access: 'public' }, { csrf });
+      assert.equal(patch.status, 403);
+    }
+    const minted = await client.call('POST', '/upload-token', undefined, { csrf: null });
+    assert.equal(minted.status, 403);
+    const signOut = await client.call('DELETE', '/session', undefined, { csrf: null });
+    assert.equal(signOut.status, 403, 'nobody signs a user out from another site');
+    // A request the browser marks as coming from another site is refused even with the token.
+    const crossSite = await client.call('DELETE', `/v1/assets/${asset.id}`, undefined, {
+      headers: { 'sec-fetch-site': 'cross-site' },
+    });
+    assert.equal(crossSite.status, 403);
+    const still = await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`);
+    assert.equal(still.status, 200);
+    assert.equal(still.body.access, 'private');
+    // With the token, the same requests go through.
+    assert.equal((await client.call('PATCH', `/v1/assets/${asset.id}`, { access: 'public' })).status, 200);
+    assert.equal((await client.call('DELETE', `/v1/assets/${asset.id}`)).status, 204);
+  });
+
+  test('the console mints an upload token for its page with the session’s key, short-lived; it uploads over tus', async () => {
+    const res = await client.call('POST', '/upload-token');
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.match(res.body.secret, /^wharf_ut_/);
+    const session = await client.call('GET', '/session');
+    assert.equal(res.body.token.key_id, session.body.key.id);
+    const lifetime = Date.parse(res.body.token.expires_at) - Date.parse(res.body.token.created_at);
+    assert.ok(lifetime <= 3600_000, `at most an hour: ${lifetime} ms`);
+    const created = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${res.body.secret}`,
+        'tus-resumable': '1.0.0',
+        'upload-length': '5',
+        'upload-metadata': `filename ${Buffer.from('tus.txt').toString('base64')}`,
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: 'hello',
+    });
+    assert.equal(created.status, 201, await created.text());
+    assert.ok(created.headers.get('wharf-asset-id'));
+  });
+});
+
+describe('sessions end', () => {
+  test('after the idle timeout, and at the absolute lifetime however much they are used', async () => {
+    const idle = await signIn(w.url, w.key);
+    w.clock.advance(IDLE_S * 1000 - 1000);
+    assert.equal((await idle.call('GET', '/session')).status, 200, 'used just in time: extended');
+    w.clock.advance(IDLE_S * 1000 - 1000);
+    assert.equal((await idle.call('GET', '/session')).status, 200);
+    w.clock.advance(IDLE_S * 1000 + 1);
+    const expired = await idle.call('GET', '/session');
+    assert.equal(expired.status, 401);
+    assert.equal(expired.body.error.code, 'UNAUTHORIZED');
+
+    const busy = await signIn(w.url, w.key);
+    let last = 200;
+    for (let elapsed = 0; elapsed <= TTL_S * 1000; elapsed += (IDLE_S / 2) * 1000) {
+      last = (await busy.call('GET', '/session')).status;
+      w.clock.advance((IDLE_S / 2) * 1000);
+    }
+    assert.equal(last, 401, 'used every five minutes, it still ends after the TTL');
+  });
+
+  test('signing out ends the session on every node; revoking the key ends its sessions', async () => {
+    const second = await startWharf({ sharing: w, clock: w.clock });
+    try {
+      const client = await signIn(w.url, w.key);
+      const onSecond = (path: string) =>
+        api(second.url, undefined, 'GET', `/console/api${path}`, undefined, { cookie: client.cookie });
+      assert.equal((await onSecond('/session')).status, 200, 'a session works on every node');
+      const out = await client.call('DELETE', '/session');
+      assert.equal(out.status, 204);
+      assert.match(out.headers.get('set-cookie') ?? '', /^wharf_console=; Max-Age=0; Path=\/console/);
+      assert.equal((await client.call('GET', '/session')).status, 401);
+      assert.equal((await onSecond('/session')).status, 401, 'and ends on every node');
+
+      const made = await w.newKey('admin');
+      const withKey = await signIn(second.url, made.key);
+      assert.equal((await withKey.call('GET', '/v1/assets')).status, 200);
+      assert.equal((await api(w.url, w.key, 'DELETE', `/v1/keys/${made.id}`)).status, 204);
+      assert.equal(
+        (await withKey.call('GET', '/v1/assets')).status,
+        401,
+        'the revoked key’s session is over',
+      );
+    } finally {
+      await second.close();
+    }
+  });
+
+  test('a member key’s session does what the key may, and no more', async () => {
+    const member = await w.newKey('member');
+    const client = await signIn(w.url, member.key);
+    assert.equal((await client.call('GET', '/v1/assets')).status, 200);
+    const keys = await client.call('GET', '/v1/keys');
+    assert.equal(keys.status, 403);
+    assert.equal(keys.body.error.code, 'FORBIDDEN');
+  });
+});
+
+describe('the native read endpoints the console uses', () => {
+  test('GET /v1/uploads lists pending uploads newest first with a cursor; a token sees only its own', async () => {
+    const ids: string[] = [];
+    for (const name of ['p1.bin', 'p2.bin', 'p3.bin']) {
+      const res = await api(w.url, w.key, 'POST', '/v1/uploads', { name, size: 3 });
+      assert.equal(res.status, 201);
+      ids.push(res.body.id);
+    }
+    const first = await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=2');
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.deepEqual(
+      first.body.data.map((u: { id: string }) => u.id),
+      [ids[2], ids[1]],
+    );
+    assert.equal(first.body.data[0].status, 'pending');
+    assert.equal(first.body.data[0].kind, 'presigned');
+    const second = await api(
+      w.url,
+      w.key,
+      'GET',
+      `/v1/uploads?status=pending&limit=2&cursor=${first.body.next_cursor}`,
+    );
+    assert.equal(second.body.data[0].id, ids[0]);
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {});
+    const own = await api(w.url, minted.body.secret, 'POST', '/v1/uploads', { name: 'own.bin', size: 3 });
+    const seen = await api(w.url, minted.body.secret, 'GET', '/v1/uploads');
+    assert.deepEqual(
+      seen.body.data.map((u: { id: string }) => u.id),
+      [own.body.id],
+    );
+    const bad = await api(w.url, w.key, 'GET', '/v1/uploads?status=failed');
+    assert.equal(bad.status, 400);
+  });
+
+  test('GET /v1/account shows usage against the quota', async () => {
+    const tenant = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(tenant.accountId, { storageQuota: 1000 });
+    await upload(tenant.key, 'a.txt', 'x'.repeat(100));
+    await api(w.url, tenant.key, 'POST', '/v1/uploads', { name: 'b.bin', size: 50 });
+    const res = await api(w.url, tenant.key, 'GET', '/v1/account');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.id, tenant.accountId);
+    assert.equal(res.body.storage_quota, 1000);
+    assert.deepEqual(res.body.usage, {
+      bytes_used: 100,
+      bytes_reserved: 50,
+      bytes_free: 850,
+      assets: 1,
+      pending_uploads: 1,
+    });
+    const minted = await api(w.url, tenant.key, 'POST', '/v1/upload-tokens', {});
+    assert.equal((await api(w.url, minted.body.secret, 'GET', '/v1/account')).status, 403);
+  });
+
+  test('GET /v1/assets/{id}/files names the files an asset is a version of, with their versions', async () => {
+    for (const text of ['first', 'second']) {
+      const res = await fetch(`${w.url}/v1/files/docs/readme.txt`, {
+        method: 'PUT',
+        headers: { 'x-api-key': w.key, 'content-type': 'text/plain' },
+        body: `${text} edition`,
+      });
+      assert.equal(res.status, 201);
+    }
+    const v1 = await api(w.url, w.key, 'GET', '/v1/files/docs/readme.txt?version=1');
+    const files = await api(w.url, w.key, 'GET', `/v1/assets/${v1.body.asset.id}/files`);
+    assert.equal(files.status, 200, JSON.stringify(files.body));
+    assert.equal(files.body.data.length, 1);
+    const [file] = files.body.data;
+    assert.deepEqual(
+      [file.namespace, file.name, file.version, file.latest_version],
+      ['docs', 'readme.txt', 1, 2],
+    );
+    assert.deepEqual(
+      file.versions.map((v: { version: number }) => v.version),
+      [1, 2],
+    );
+    const other = await w.newAccount();
+    assert.equal((await api(w.url, other.key, 'GET', `/v1/assets/${v1.body.asset.id}/files`)).status, 404);
+  });
+
+  test('GET /v1/assets filters by creation time', async () => {
+    const before = new Date(w.clock.now()).toISOString();
+    w.clock.advance(60_000);
+    const later = await upload(w.key, 'later.txt', 'made a minute later');
+    const after = await api(
+      w.url,
+      w.key,
+      'GET',
+      `/v1/assets?created_after=${encodeURIComponent(new Date(w.clock.now()).toISOString())}`,
+    );
+    assert.deepEqual(
+      after.body.data.map((a: { id: string }) => a.id),
+      [later.id],
+    );
+    const earlier = await api(w.url, w.key, 'GET', `/v1/assets?created_before=${encodeURIComponent(before)}`);
+    assert.ok(earlier.body.data.length > 0);
+    assert.ok(earlier.body.data.every((a: { id: string }) => a.id !== later.id));
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?created_after=yesterday')).status, 400);
+  });
+});
+
+describe('the page', () => {
+  test('/ goes to /console; the page and its files carry a strict CSP, and hashed files are cached for good', async () => {
+    const root = await fetch(`${w.url}/`, { redirect: 'manual' });
+    assert.equal(root.status, 302);
+    assert.equal(root.headers.get('location'), '/console');
+    const page = await fetch(`${w.url}/console`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.equal(page.headers.get('cache-control'), 'no-cache');
+    const csp = page.headers.get('content-security-policy') ?? '';
+    for (const directive of [
+      "default-src 'self'",
+      "script-src 'self'",
+      "style-src 'self'",
+      "object-src 'none'",
+      "base-uri 'none'",
+      "frame-ancestors 'none'",
+    ]) {
+      assert.ok(csp.includes(directive), `${directive} in ${csp}`);
+    }
+    assert.ok(!csp.includes('unsafe'), 'nothing inline, no eval');
+    assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(page.headers.get('referrer-policy'), 'no-referrer');
+    const html = await page.text();
+    assert.doesNotMatch(html, /<script>|<style|style=/, 'no inline script or style');
+    const files = [...html.matchAll(/(?:src|href)="(\/console\/assets\/[^"]+)"/g)].map((m) => m[1]!);
+    assert.equal(files.length, 2);
+    for (const file of files) {
+      assert.match(file, /-[A-Z0-9]{8}\.(js|css)$/, 'content-hashed');
+      const res = await fetch(w.url + file);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+      assert.match(res.headers.get('content-type') ?? '', file.endsWith('.js') ? /javascript/ : /text\/css/);
+    }
+    assert.equal((await fetch(`${w.url}/console/assets/nope.js`)).status, 404);
+  });
+
+  test('the OpenAPI document leaves the console out', async () => {
+    const doc = (await (await fetch(`${w.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    assert.ok(Object.keys(doc.paths).every((path) => !path.startsWith('/console')));
+  });
+
+  test('WHARF_CONSOLE=false serves no console and no session', async () => {
+    const off = await startWharf({ consoleDir: built.dir, env: { WHARF_CONSOLE: 'false' } });
+    try {
+      assert.equal((await fetch(`${off.url}/console`)).status, 404);
+      assert.equal(
+        (await api(off.url, undefined, 'POST', '/console/api/session', { key: off.key })).status,
+        404,
+      );
+    } finally {
+      await off.close();
+    }
+  });
+});
+
+describe('the sign-in limit', () => {
+  test(`after ${SIGN_IN_FAILURES_ALLOWED} failed sign-ins an address waits (429 with Retry-After), even with a good key`, async () => {
+    w.clock.advance(SIGN_IN_WINDOW_MS);
+    for (let i = 0; i < SIGN_IN_FAILURES_ALLOWED; i++) {
+      const res = await api(w.url, undefined, 'POST', '/console/api/session', { key: `wharf_wrong_${i}` });
+      assert.equal(res.status, 401);
+    }
+    const limited = await api(w.url, undefined, 'POST', '/console/api/session', { key: w.key });
+    assert.equal(limited.status, 429);
+    assert.equal(limited.body.error.code, 'RATE_LIMITED');
+    assert.ok(Number(limited.headers.get('retry-after')) > 0);
+    w.clock.advance(SIGN_IN_WINDOW_MS);
+    assert.equal((await api(w.url, undefined, 'POST', '/console/api/session', { key: w.key })).status, 201);
+  });
+});

@@ -1,0 +1,749 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import exifr from 'exifr';
+import sharp from 'sharp';
+import { uploadRaw } from '../helpers/assets.js';
+import { storedKeys } from '../helpers/deployment.js';
+import { api, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+/**
+ * GET /v1/assets/{id}/image: every parameter, format negotiation, signed URLs, caching and
+ * Range, EXIF, refusals of hostile input, limits, derivatives shared by two nodes and freed
+ * with their asset, presets. Real HTTP against a real server on either deployment.
+ */
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+interface ErrorBody {
+  error: { code: string; message: string; details: Record<string, unknown> };
+}
+
+interface Fetched {
+  status: number;
+  headers: Headers;
+  bytes: Buffer;
+  json?: ErrorBody;
+}
+
+async function get(path: string, headers: Record<string, string> = {}, key: string | null = w.key) {
+  const res = await fetch(w.url + path, { headers: { ...(key ? { 'x-api-key': key } : {}), ...headers } });
+  const bytes = Buffer.from(await res.arrayBuffer());
+  const fetched: Fetched = { status: res.status, headers: res.headers, bytes };
+  if (res.headers.get('content-type')?.startsWith('application/json'))
+    fetched.json = JSON.parse(bytes.toString());
+  return fetched;
+}
+
+async function image(id: string, query: string, headers: Record<string, string> = {}) {
+  const res = await get(`/v1/assets/${id}/image${query ? `?${query}` : ''}`, headers);
+  assert.equal(res.status, 200, `${query}: ${res.bytes.toString().slice(0, 300)}`);
+  return res;
+}
+
+async function meta(bytes: Buffer) {
+  return sharp(bytes).metadata();
+}
+
+/** A photo-like JPEG (noise, so sizes and qualities make a difference) with optional EXIF. */
+async function photo(width: number, height: number, exif?: Record<string, Record<string, string>>) {
+  const noise = await sharp(randomBytes(width * height * 3), { raw: { width, height, channels: 3 } })
+    .blur(1.5)
+    .png()
+    .toBuffer();
+  const image = sharp(noise).jpeg({ quality: 90 });
+  return exif ? image.withExif(exif).toBuffer() : image.toBuffer();
+}
+
+async function upload(name: string, bytes: Buffer, contentType: string, key = w.key) {
+  const res = await uploadRaw(w, key, name, bytes, { contentType });
+  assert.ok(res.status === 201 || res.status === 200, JSON.stringify(res.body));
+  return res.body.asset as { id: string; name: string };
+}
+
+async function derivatives(id: string) {
+  const res = await api(w.url, w.key, 'GET', `/v1/assets/${id}/derivatives`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.data as Array<{ params: string; sha256: string; size: number; content_type: string }>;
+}
+
+const GPS_EXIF = {
+  IFD0: { Make: 'Wharf', Model: 'Test camera' },
+  IFD3: {
+    GPSLatitudeRef: 'N',
+    GPSLatitude: '52/1 31/1 1234/100',
+    GPSLongitudeRef: 'W',
+    GPSLongitude: '13/1 24/1 3600/100',
+  },
+};
+
+describe('sizes and fits', () => {
+  let id: string;
+  before(async () => {
+    id = (await upload('landscape.jpg', await photo(640, 480), 'image/jpeg')).id;
+  });
+
+  test('w alone: width rounded up to a multiple of 16, aspect kept', async () => {
+    const res = await image(id, 'w=100&format=jpeg');
+    assert.equal(res.headers.get('content-type'), 'image/jpeg');
+    const m = await meta(res.bytes);
+    assert.equal(m.format, 'jpeg');
+    assert.equal(m.width, 112);
+    assert.equal(m.height, 84);
+  });
+
+  test('h alone', async () => {
+    const m = await meta((await image(id, 'h=60&format=png')).bytes);
+    assert.equal(m.height, 64);
+    assert.equal(m.width, 85);
+  });
+
+  test('fit=cover fills the box, contain letterboxes (transparent in PNG), inside fits within', async () => {
+    const cover = await meta((await image(id, 'w=160&h=160&fit=cover&format=png')).bytes);
+    assert.deepEqual([cover.width, cover.height], [160, 160]);
+    const contained = await image(id, 'w=160&h=160&fit=contain&format=png');
+    const contain = await meta(contained.bytes);
+    assert.deepEqual([contain.width, contain.height], [160, 160]);
+    // The bands above and below the picture are transparent.
+    const { data, info } = await sharp(contained.bytes)
+      .ensureAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    assert.equal(data[info.channels - 1], 0, 'the top-left pixel is transparent');
+    const middle = (80 * 160 + 80) * info.channels;
+    assert.equal(data[middle + info.channels - 1], 255, 'the centre is the opaque picture');
+    const inside = await meta((await image(id, 'w=160&h=160&fit=inside&format=png')).bytes);
+    assert.deepEqual([inside.width, inside.height], [160, 120]);
+    // Without fit, both sides given means inside.
+    const fallback = await image(id, 'w=160&h=160&format=png');
+    assert.equal(
+      fallback.headers.get('etag'),
+      (await image(id, 'w=160&h=160&fit=inside&format=png')).headers.get('etag'),
+    );
+  });
+
+  test('dpr multiplies the size before rounding; dpr outside 1–3 is refused', async () => {
+    const m = await meta((await image(id, 'w=100&dpr=2&format=jpeg')).bytes);
+    assert.equal(m.width, 208);
+    // The same canonical rendering as asking for 208 directly: one stored object, one ETag.
+    const direct = await image(id, 'w=208&format=jpeg');
+    const viaDpr = await image(id, 'w=104&dpr=2&format=jpeg');
+    assert.equal(direct.headers.get('etag'), viaDpr.headers.get('etag'));
+    for (const dpr of ['0.5', '4', 'abc']) {
+      const res = await get(`/v1/assets/${id}/image?w=100&dpr=${dpr}`);
+      assert.equal(res.status, 400, dpr);
+      assert.equal(res.json?.error.code, 'VALIDATION_FAILED');
+    }
+  });
+
+  test('never enlarged: a width beyond the original gives the original size', async () => {
+    const m = await meta((await image(id, 'w=1600&format=png')).bytes);
+    assert.deepEqual([m.width, m.height], [640, 480]);
+  });
+
+  test('sizes are clamped to 4096, however large the request or the dpr', async () => {
+    const wide = (
+      await upload(
+        'strip.png',
+        await sharp({ create: { width: 5000, height: 20, channels: 3, background: '#123' } })
+          .png()
+          .toBuffer(),
+        'image/png',
+      )
+    ).id;
+    const m = await meta((await image(wide, 'w=3000&dpr=3&format=png')).bytes);
+    assert.equal(m.width, 4096);
+    // And without w, the longest side is bounded by 4096 too.
+    const whole = await meta((await image(wide, 'format=png')).bytes);
+    assert.equal(whole.width, 4096);
+    const list = await derivatives(wide);
+    assert.ok(
+      list.some((d) => d.params === 'w4096-png'),
+      JSON.stringify(list),
+    );
+  });
+
+  test('q is rounded to a multiple of 5 and changes the bytes; PNG takes none', async () => {
+    const low = await image(id, 'w=320&format=webp&q=12');
+    const high = await image(id, 'w=320&format=webp&q=90');
+    assert.ok(low.bytes.length < high.bytes.length, `${low.bytes.length} < ${high.bytes.length}`);
+    const same = await image(id, 'w=320&format=webp&q=8');
+    assert.equal(same.headers.get('etag'), low.headers.get('etag'), 'q=8 and q=12 both round to 10');
+    const params = (await derivatives(id)).map((d) => d.params);
+    assert.ok(params.includes('w320-q10-webp'), params.join(' '));
+    assert.ok(params.includes('w320-q90-webp'), params.join(' '));
+    const png = await image(id, 'w=320&format=png&q=10');
+    assert.equal(png.headers.get('etag'), (await image(id, 'w=320&format=png')).headers.get('etag'));
+  });
+
+  test('every format is what it says', async () => {
+    const expected = { jpeg: 'jpeg', png: 'png', webp: 'webp', avif: 'heif' } as const;
+    for (const [format, sharpName] of Object.entries(expected)) {
+      const res = await image(id, `w=64&format=${format}`);
+      assert.equal(res.headers.get('content-type'), `image/${format}`);
+      assert.equal((await meta(res.bytes)).format, sharpName);
+      // An explicit format does not depend on Accept.
+      assert.equal(res.headers.get('vary'), null);
+      assert.match(
+        res.headers.get('content-disposition') ?? '',
+        /^inline; filename="landscape\.(jpg|png|webp|avif)"$/,
+      );
+    }
+  });
+
+  test('bad parameters are refused with VALIDATION_FAILED', async () => {
+    for (const query of [
+      'w=0',
+      'w=-5',
+      'w=1.5',
+      'fit=fill',
+      'format=gif',
+      'q=0',
+      'q=101',
+      'preset=thumb&w=10',
+      'x=1',
+    ]) {
+      const res = await get(`/v1/assets/${id}/image?${query}`);
+      assert.equal(res.status, 400, `${query}: ${res.bytes}`);
+      assert.equal(res.json?.error.code, 'VALIDATION_FAILED', query);
+    }
+  });
+});
+
+describe('format=auto negotiates from Accept', () => {
+  let jpg: string;
+  let png: string;
+  before(async () => {
+    jpg = (await upload('negotiate.jpg', await photo(200, 150), 'image/jpeg')).id;
+    png = (
+      await upload(
+        'negotiate.png',
+        await sharp({ create: { width: 100, height: 100, channels: 4, background: '#f008' } })
+          .png()
+          .toBuffer(),
+        'image/png',
+      )
+    ).id;
+  });
+
+  const cases: Array<[string, string, string]> = [
+    ['image/avif,image/webp,image/apng,*/*;q=0.8', 'jpg', 'image/avif'],
+    ['image/webp,*/*', 'jpg', 'image/webp'],
+    ['image/avif;q=0, image/webp;q=0.5', 'jpg', 'image/webp'],
+    ['*/*', 'jpg', 'image/jpeg'],
+    ['image/*', 'jpg', 'image/jpeg'],
+    ['', 'jpg', 'image/jpeg'],
+    ['*/*', 'png', 'image/png'],
+    ['image/webp', 'png', 'image/webp'],
+  ];
+  for (const [accept, source, type] of cases) {
+    test(`Accept "${accept}" for a ${source}: ${type}, with Vary: Accept`, async () => {
+      const res = await image(source === 'jpg' ? jpg : png, 'w=64', accept ? { accept } : {});
+      assert.equal(res.headers.get('content-type'), type);
+      assert.equal(res.headers.get('vary'), 'Accept');
+    });
+  }
+
+  test('no parameters at all: the original size, re-encoded per Accept', async () => {
+    const res = await image(jpg, '', { accept: 'image/webp' });
+    assert.equal(res.headers.get('content-type'), 'image/webp');
+    const m = await meta(res.bytes);
+    assert.deepEqual([m.width, m.height], [200, 150]);
+  });
+});
+
+describe('what a rendering carries', () => {
+  test('EXIF orientation is applied and no EXIF (so no GPS) survives, in any format', async () => {
+    // 60×30 pixels stored, orientation 6: displayed as 30×60.
+    const bytes = await sharp(await photo(60, 30))
+      .withExif(GPS_EXIF)
+      .withMetadata({ orientation: 6 })
+      .jpeg()
+      .toBuffer();
+    assert.equal((await meta(bytes)).orientation, 6);
+    const original = await exifr.parse(bytes, { gps: true });
+    assert.ok(original.latitude, 'the original has a GPS position');
+    const { id } = await upload('sideways.jpg', bytes, 'image/jpeg');
+    for (const format of ['jpeg', 'png', 'webp', 'avif']) {
+      const res = await image(id, `format=${format}`);
+      const m = await meta(res.bytes);
+      assert.deepEqual([m.width, m.height], [30, 60], format);
+      assert.equal(m.exif, undefined, `${format}: no EXIF block`);
+      assert.equal(m.xmp, undefined, `${format}: no XMP`);
+      assert.ok(!m.orientation || m.orientation === 1, `${format}: orientation ${m.orientation}`);
+      if (format === 'jpeg' || format === 'png') {
+        const gps = await exifr.gps(res.bytes).catch(() => undefined);
+        assert.equal(gps, undefined, `${format}: exifr finds no GPS`);
+      }
+    }
+  });
+
+  test('strong ETag (the rendering’s SHA-256), If-None-Match, and Range like the content', async () => {
+    const { id } = await upload('range.jpg', await photo(300, 200), 'image/jpeg');
+    const whole = await image(id, 'w=200&format=png');
+    const etag = whole.headers.get('etag');
+    assert.equal(etag, `"${sha256Hex(whole.bytes)}"`);
+    assert.equal(whole.headers.get('accept-ranges'), 'bytes');
+    assert.equal(Number(whole.headers.get('content-length')), whole.bytes.length);
+
+    const part = await get(`/v1/assets/${id}/image?w=200&format=png`, { range: 'bytes=10-29' });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get('content-range'), `bytes 10-29/${whole.bytes.length}`);
+    assert.deepEqual(part.bytes, whole.bytes.subarray(10, 30));
+
+    const beyond = await get(`/v1/assets/${id}/image?w=200&format=png`, {
+      range: `bytes=${whole.bytes.length + 5}-`,
+    });
+    assert.equal(beyond.status, 416);
+    assert.equal(beyond.json?.error.code, 'RANGE_NOT_SATISFIABLE');
+
+    const cached = await get(`/v1/assets/${id}/image?w=200&format=png`, { 'if-none-match': etag! });
+    assert.equal(cached.status, 304);
+    assert.equal(cached.bytes.length, 0);
+  });
+
+  test('a rendering is made once: asking again serves the stored one', async () => {
+    const { id } = await upload('once.jpg', await photo(300, 200), 'image/jpeg');
+    const before = w.wharf.core.images.rendered;
+    const first = await image(id, 'w=96&format=webp');
+    assert.equal(w.wharf.core.images.rendered, before + 1);
+    for (let i = 0; i < 3; i += 1) {
+      const again = await image(id, 'w=96&format=webp');
+      assert.equal(again.headers.get('etag'), first.headers.get('etag'));
+    }
+    assert.equal(w.wharf.core.images.rendered, before + 1, 'no second rendering');
+    assert.equal((await derivatives(id)).length, 1);
+  });
+
+  test('identical renderings of an asset share one stored object', async () => {
+    const { id } = await upload(
+      'small.png',
+      await sharp({ create: { width: 50, height: 40, channels: 3, background: '#0a0' } })
+        .png()
+        .toBuffer(),
+      'image/png',
+    );
+    // Both are larger than the original, so both are the original size: the same bytes.
+    const a = await image(id, 'w=800&format=png');
+    const b = await image(id, 'w=1600&format=png');
+    assert.equal(a.headers.get('etag'), b.headers.get('etag'));
+    const list = await derivatives(id);
+    assert.equal(list.length, 2);
+    const objects = (await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`));
+    assert.equal(objects.length, 1, objects.join(' '));
+  });
+});
+
+describe('signed transform URLs', () => {
+  let id: string;
+  before(async () => {
+    id = (await upload('signed.jpg', await photo(320, 240), 'image/jpeg')).id;
+  });
+
+  async function sign(body: Record<string, unknown>, assetId = id) {
+    const res = await api(w.url, w.key, 'POST', `/v1/assets/${assetId}/image-url`, body);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return res.body as { url: string; expires_at: string; params: Record<string, unknown> };
+  }
+
+  test('work without a key, with canonical parameters, long public caching and cross-origin embedding', async () => {
+    const signed = await sign({ w: 150, h: 100, fit: 'cover', format: 'webp', q: 72, expires_in: 3600 });
+    assert.deepEqual(signed.params, { w: 160, h: 112, fit: 'cover', format: 'webp', q: 70 });
+    const url = new URL(signed.url);
+    assert.equal(url.searchParams.get('w'), '160');
+    const res = await fetch(signed.url);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'image/webp');
+    assert.match(res.headers.get('cache-control') ?? '', /^public, max-age=(3599|3600), immutable$/);
+    assert.equal(res.headers.get('cross-origin-resource-policy'), 'cross-origin');
+    const m = await meta(Buffer.from(await res.arrayBuffer()));
+    assert.deepEqual([m.width, m.height], [160, 112]);
+  });
+
+  test('format=auto in a signed URL still negotiates, and says Vary: Accept', async () => {
+    const signed = await sign({ w: 64 });
+    const avif = await fetch(signed.url, { headers: { accept: 'image/avif' } });
+    assert.equal(avif.headers.get('content-type'), 'image/avif');
+    assert.equal(avif.headers.get('vary'), 'Accept');
+    const plain = await fetch(signed.url);
+    assert.equal(plain.headers.get('content-type'), 'image/jpeg');
+  });
+
+  test('a tampered parameter, signature or asset id is refused (403 INVALID_SIGNATURE)', async () => {
+    const signed = await sign({ w: 64, format: 'webp' });
+    const other = await upload('other.jpg', await photo(64, 64), 'image/jpeg');
+    const tamper = (edit: (u: URL) => void) => {
+      const u = new URL(signed.url);
+      edit(u);
+      return u.toString();
+    };
+    const variants = [
+      tamper((u) => u.searchParams.set('w', '640')),
+      tamper((u) => u.searchParams.set('format', 'png')),
+      tamper((u) => u.searchParams.set('q', '5')),
+      tamper((u) => u.searchParams.set('expires', String(Number(u.searchParams.get('expires')) + 3600))),
+      tamper((u) => u.searchParams.set('signature', `${u.searchParams.get('signature')!.slice(0, -2)}AA`)),
+      tamper((u) => {
+        u.pathname = u.pathname.replace(id, other.id);
+      }),
+    ];
+    for (const url of variants) {
+      const res = await fetch(url);
+      assert.equal(res.status, 403, url);
+      assert.equal(((await res.json()) as ErrorBody).error.code, 'INVALID_SIGNATURE', url);
+    }
+    const half = tamper((u) => u.searchParams.delete('signature'));
+    const res = await fetch(half);
+    assert.equal(res.status, 403);
+  });
+
+  test('an expired URL is refused (403 URL_EXPIRED)', async () => {
+    const signed = await sign({ w: 48, format: 'png', expires_in: 60 });
+    assert.equal((await fetch(signed.url)).status, 200);
+    w.clock.advance(61_000);
+    const res = await fetch(signed.url);
+    assert.equal(res.status, 403);
+    assert.equal(((await res.json()) as ErrorBody).error.code, 'URL_EXPIRED');
+  });
+
+  test('expires_in beyond a year is refused; another account’s asset cannot be signed', async () => {
+    const long = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, {
+      w: 10,
+      expires_in: 400 * 86400,
+    });
+    assert.equal(long.status, 400);
+    const tenant = await w.newAccount();
+    const res = await api(w.url, tenant.key, 'POST', `/v1/assets/${id}/image-url`, { w: 10 });
+    assert.equal(res.status, 404);
+    const read = await get(`/v1/assets/${id}/image?w=10`, {}, tenant.key);
+    assert.equal(read.status, 404);
+  });
+
+  test('without key or signature: 401 for a private asset; a public one is served with public caching', async () => {
+    const res = await get(`/v1/assets/${id}/image?w=64`, {}, null);
+    assert.equal(res.status, 401);
+    assert.equal(res.json?.error.code, 'UNAUTHORIZED');
+    const made = await api(w.url, w.key, 'PATCH', `/v1/assets/${id}`, { access: 'public' });
+    assert.equal(made.status, 200);
+    const open = await get(`/v1/assets/${id}/image?w=64&format=png`, {}, null);
+    assert.equal(open.status, 200);
+    assert.equal(open.headers.get('cache-control'), 'public, max-age=86400, immutable');
+    assert.equal(open.headers.get('cross-origin-resource-policy'), 'cross-origin');
+    await api(w.url, w.key, 'PATCH', `/v1/assets/${id}`, { access: 'private' });
+    assert.equal((await get(`/v1/assets/${id}/image?w=64&format=png`, {}, null)).status, 401);
+  });
+});
+
+describe('inputs that are not transformed', () => {
+  async function refused(
+    name: string,
+    bytes: Buffer,
+    type: string,
+    status: number,
+    code: string,
+    drain = false,
+  ) {
+    const { id } = await upload(name, bytes, type);
+    if (drain) await w.wharf.core.jobs.drain();
+    const res = await get(`/v1/assets/${id}/image?w=64`);
+    assert.equal(res.status, status, `${name}: ${res.bytes}`);
+    assert.equal(res.json?.error.code, code, name);
+    return res.json!.error;
+  }
+
+  test('a text file: 415 UNSUPPORTED_IMAGE, before and after processing', async () => {
+    await refused(
+      'notes.txt',
+      Buffer.from(`hello ${randomBytes(4).toString('hex')}`),
+      'text/plain',
+      415,
+      'UNSUPPORTED_IMAGE',
+    );
+    await refused(
+      'notes2.txt',
+      Buffer.from(`hello ${randomBytes(4).toString('hex')}`),
+      'text/plain',
+      415,
+      'UNSUPPORTED_IMAGE',
+      true,
+    );
+  });
+
+  test('SVG is never rasterised: 415 UNSUPPORTED_IMAGE', async () => {
+    const svg = Buffer.from(
+      `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10"><image xlink:href="file:///etc/passwd"/><!-- ${randomBytes(4).toString('hex')} --></svg>`,
+    );
+    await refused('logo.svg', svg, 'image/svg+xml', 415, 'UNSUPPORTED_IMAGE');
+  });
+
+  test('HEIC: 415 UNSUPPORTED_IMAGE that says why', async () => {
+    // An ISO-BMFF header with the heic brand: what an iPhone photo starts with.
+    const ftyp = Buffer.alloc(32);
+    ftyp.writeUInt32BE(24, 0);
+    ftyp.write('ftypheic', 4, 'latin1');
+    ftyp.write('mif1heic', 16, 'latin1');
+    const heic = Buffer.concat([ftyp, randomBytes(512)]);
+    const error = await refused('IMG_0001.HEIC', heic, 'image/heic', 415, 'UNSUPPORTED_IMAGE');
+    assert.match(error.message, /HEIC/);
+  });
+
+  test('a truncated JPEG: 422 IMAGE_UNDECODABLE, never a 500', async () => {
+    const whole = await photo(400, 300);
+    await refused(
+      'cut.jpg',
+      whole.subarray(0, Math.floor(whole.length / 2)),
+      'image/jpeg',
+      422,
+      'IMAGE_UNDECODABLE',
+    );
+    const garbage = Buffer.concat([whole.subarray(0, 200), randomBytes(2000)]);
+    await refused('garbage.jpg', garbage, 'image/jpeg', 422, 'IMAGE_UNDECODABLE');
+  });
+
+  test('a decompression bomb (a small PNG declaring 100000×100000) is refused from its header', async () => {
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } })
+      .png()
+      .toBuffer();
+    const bomb = Buffer.from(png);
+    bomb.writeUInt32BE(100_000, 16);
+    bomb.writeUInt32BE(100_000, 20);
+    const rss = process.memoryUsage().rss;
+    // Before processing: the renderer reads the header and stops.
+    const error = await refused('bomb.png', bomb, 'image/png', 422, 'IMAGE_TOO_LARGE');
+    assert.equal(error.details.width, 100_000);
+    // After processing (which records the declared size): refused before a byte is read.
+    const bomb2 = Buffer.from(bomb);
+    bomb2.writeUInt32BE(99_999, 16);
+    await refused('bomb2.png', bomb2, 'image/png', 422, 'IMAGE_TOO_LARGE', true);
+    // Decoding 10^10 pixels would take 30 GB; the process has not grown by even a fraction.
+    const grown = process.memoryUsage().rss - rss;
+    assert.ok(grown < 100 * 1024 * 1024, `RSS grew by ${grown} bytes`);
+  });
+});
+
+describe('limits (a server with small ones)', () => {
+  let small: TestWharf;
+  before(async () => {
+    small = await startWharf({
+      env: {
+        WHARF_IMAGE_MAX_INPUT: '60000',
+        WHARF_IMAGE_MAX_PIXELS: '1000000',
+        WHARF_IMAGE_CONCURRENCY: '1',
+        WHARF_IMAGE_QUEUE: '1',
+        WHARF_IMAGE_MAX_VARIANTS: '3',
+      },
+    });
+  });
+  after(async () => {
+    await small?.close();
+  });
+
+  async function put(bytes: Buffer, name: string) {
+    const res = await uploadRaw(small, small.key, name, bytes, { contentType: 'image/png' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return res.body.asset.id as string;
+  }
+  async function ask(id: string, query: string) {
+    const res = await fetch(`${small.url}/v1/assets/${id}/image?${query}`, {
+      headers: { 'x-api-key': small.key },
+    });
+    const body = Buffer.from(await res.arrayBuffer());
+    return {
+      status: res.status,
+      headers: res.headers,
+      body,
+      error: res.ok ? undefined : JSON.parse(body.toString()).error,
+    };
+  }
+
+  test('an original over WHARF_IMAGE_MAX_INPUT bytes: 422 IMAGE_TOO_LARGE, nothing read into memory', async () => {
+    const noisy = await sharp(randomBytes(200 * 200 * 3), { raw: { width: 200, height: 200, channels: 3 } })
+      .png()
+      .toBuffer();
+    assert.ok(noisy.length > 60000);
+    const res = await ask(await put(noisy, 'noisy.png'), 'w=64');
+    assert.equal(res.status, 422);
+    assert.equal(res.error.code, 'IMAGE_TOO_LARGE');
+    assert.equal(res.error.details.limit_bytes, 60000);
+  });
+
+  test('more pixels than WHARF_IMAGE_MAX_PIXELS: 422 IMAGE_TOO_LARGE', async () => {
+    const big = await sharp({ create: { width: 1100, height: 1000, channels: 3, background: '#333' } })
+      .png()
+      .toBuffer();
+    const res = await ask(await put(big, 'big.png'), 'w=64');
+    assert.equal(res.status, 422);
+    assert.equal(res.error.code, 'IMAGE_TOO_LARGE');
+    assert.equal(res.error.details.limit_pixels, 1_000_000);
+  });
+
+  test('past WHARF_IMAGE_MAX_VARIANTS new renderings are refused; stored ones are still served', async () => {
+    const id = await put(
+      await sharp({ create: { width: 300, height: 300, channels: 3, background: '#246' } })
+        .png()
+        .toBuffer(),
+      'v.png',
+    );
+    for (const width of [32, 48, 64]) assert.equal((await ask(id, `w=${width}&format=png`)).status, 200);
+    const fourth = await ask(id, 'w=80&format=png');
+    assert.equal(fourth.status, 422);
+    assert.equal(fourth.error.code, 'TOO_MANY_VARIANTS');
+    assert.equal((await ask(id, 'w=48&format=png')).status, 200);
+  });
+
+  test('a full queue answers 503 TRANSFORMS_BUSY with Retry-After; the stored ones still come', async () => {
+    const id = await put(
+      await sharp({ create: { width: 100, height: 100, channels: 3, background: '#642' } })
+        .png()
+        .toBuffer(),
+      'q.png',
+    );
+    assert.equal((await ask(id, 'w=32&format=png')).status, 200);
+    const slots = small.wharf.core.images.slots;
+    // Hold the one slot and the one queue place, as two slow transforms would.
+    const running = await slots.acquire();
+    const queued = slots.acquire();
+    try {
+      const res = await ask(id, 'w=48&format=png');
+      assert.equal(res.status, 503);
+      assert.equal(res.error.code, 'TRANSFORMS_BUSY');
+      assert.equal(res.headers.get('retry-after'), '2');
+      // A stored rendering needs no slot.
+      assert.equal((await ask(id, 'w=32&format=png')).status, 200);
+    } finally {
+      running();
+      (await queued)();
+    }
+    assert.equal((await ask(id, 'w=48&format=png')).status, 200);
+  });
+});
+
+describe('two nodes, one rendering', () => {
+  test('concurrent first requests on two nodes store the derivative once', async () => {
+    const second = await startWharf({ sharing: w });
+    try {
+      const { id } = await upload('shared.jpg', await photo(1200, 900), 'image/jpeg');
+      const rendered = () => w.wharf.core.images.rendered + second.wharf.core.images.rendered;
+      const before = rendered();
+      const urls = [w.url, second.url];
+      const responses = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          fetch(`${urls[i % 2]}/v1/assets/${id}/image?w=640&format=webp`, {
+            headers: { 'x-api-key': w.key },
+          }),
+        ),
+      );
+      const etags = new Set<string | null>();
+      for (const res of responses) {
+        assert.equal(res.status, 200);
+        etags.add(res.headers.get('etag'));
+        await res.arrayBuffer();
+      }
+      assert.equal(etags.size, 1);
+      assert.equal(rendered() - before, 1, 'rendered exactly once across both nodes');
+      assert.equal((await derivatives(id)).length, 1);
+      const objects = (await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`));
+      assert.equal(objects.length, 1, objects.join(' '));
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+describe('derivatives go with their asset', () => {
+  test('deleting the asset frees every stored rendering', async () => {
+    const { id } = await upload('doomed.jpg', await photo(200, 200), 'image/jpeg');
+    await image(id, 'w=64&format=webp');
+    await image(id, 'w=128&format=png');
+    const under = async () => (await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`));
+    assert.equal((await under()).length, 2);
+    const del = await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`);
+    assert.equal(del.status, 204);
+    assert.deepEqual(await under(), []);
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${id}/derivatives`)).status, 404);
+    assert.equal((await get(`/v1/assets/${id}/image?w=64&format=webp`)).status, 404);
+  });
+});
+
+describe('presets', () => {
+  let id: string;
+  before(async () => {
+    id = (await upload('preset.jpg', await photo(500, 400), 'image/jpeg')).id;
+  });
+
+  test('CRUD: admin only for changes, parameters stored canonical', async () => {
+    const member = await w.newKey('member');
+    const denied = await api(w.url, member.key, 'PUT', '/v1/image-presets/thumb', { w: 100 });
+    assert.equal(denied.status, 403);
+    const put = await api(w.url, w.key, 'PUT', '/v1/image-presets/thumb', {
+      w: 100,
+      h: 100,
+      fit: 'cover',
+      q: 73,
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    assert.deepEqual(put.body.params, { w: 112, h: 112, fit: 'cover', format: 'auto', q: 75 });
+    assert.equal(put.body.eager, false);
+    const listed = await api(w.url, member.key, 'GET', '/v1/image-presets');
+    assert.deepEqual(
+      listed.body.data.map((p: { name: string }) => p.name),
+      ['thumb'],
+    );
+    const replaced = await api(w.url, w.key, 'PUT', '/v1/image-presets/thumb', {
+      w: 96,
+      h: 96,
+      fit: 'cover',
+    });
+    assert.deepEqual(replaced.body.params, { w: 96, h: 96, fit: 'cover', format: 'auto' });
+    assert.equal(replaced.body.created_at, put.body.created_at);
+    const bad = await api(w.url, w.key, 'PUT', '/v1/image-presets/Bad%20Name', { w: 10 });
+    assert.equal(bad.status, 400);
+    // Presets are per account.
+    const tenant = await w.newAccount();
+    assert.equal((await api(w.url, tenant.key, 'GET', '/v1/image-presets/thumb')).status, 404);
+  });
+
+  test('?preset= renders exactly what its parameters render; dpr may be added', async () => {
+    const viaPreset = await image(id, 'preset=thumb', { accept: 'image/webp' });
+    const viaParams = await image(id, 'w=96&h=96&fit=cover', { accept: 'image/webp' });
+    assert.equal(viaPreset.headers.get('etag'), viaParams.headers.get('etag'));
+    const m = await meta((await image(id, 'preset=thumb&dpr=2')).bytes);
+    assert.deepEqual([m.width, m.height], [192, 192]);
+    const unknown = await get(`/v1/assets/${id}/image?preset=nothere`);
+    assert.equal(unknown.status, 404);
+    const signed = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { preset: 'thumb' });
+    assert.equal(signed.status, 200);
+    assert.match(signed.body.url, /[?&]preset=thumb&/);
+    assert.equal((await fetch(signed.body.url)).status, 200);
+  });
+
+  test('an eager preset is rendered by a job when an image arrives, in every format auto may pick', async () => {
+    const put = await api(w.url, w.key, 'PUT', '/v1/image-presets/card', {
+      w: 240,
+      format: 'auto',
+      eager: true,
+    });
+    assert.equal(put.status, 200);
+    const { id: fresh } = await upload('eager.jpg', await photo(600, 400), 'image/jpeg');
+    assert.deepEqual(await derivatives(fresh), []);
+    await w.wharf.core.jobs.drain();
+    const made = (await derivatives(fresh)).map((d) => d.params).sort();
+    assert.deepEqual(made, ['w240-q50-avif', 'w240-q80-jpeg', 'w240-q80-webp']);
+    const before = w.wharf.core.images.rendered;
+    for (const accept of ['image/avif', 'image/webp', '*/*']) await image(fresh, 'preset=card', { accept });
+    assert.equal(w.wharf.core.images.rendered, before, 'every request was served from storage');
+    // A text file queues nothing.
+    const txt = await upload('eager.txt', Buffer.from(randomBytes(8).toString('hex')), 'text/plain');
+    await w.wharf.core.jobs.drain();
+    assert.deepEqual(await derivatives(txt.id), []);
+    assert.equal((await api(w.url, w.key, 'DELETE', '/v1/image-presets/card')).status, 204);
+    assert.equal((await api(w.url, w.key, 'DELETE', '/v1/image-presets/card')).status, 404);
+  });
+});

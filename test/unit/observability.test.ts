@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { FsBlobStore, type PutPresigner } from '../../src/blobs/fs-store.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { ManualClock } from '../../src/core/clock.js';
+import { WharfError } from '../../src/core/errors.js';
+import { HealthService } from '../../src/core/health.js';
+import { createIdSource } from '../../src/core/ids.js';
+import type { BlobStore, Store } from '../../src/core/ports.js';
+import { failureCode, fanOut, NO_TELEMETRY, type Telemetry } from '../../src/core/telemetry.js';
+
+function refused(env: Record<string, string>, message: RegExp) {
+  assert.throws(
+    () => loadConfig(env),
+    (err: unknown) => err instanceof ConfigError && message.test(err.message),
+  );
+}
+
+describe('metrics configuration', () => {
+  test('by default metrics are served nowhere', () => {
+    assert.deepEqual(loadConfig({}).metrics, { token: undefined, port: undefined, host: '127.0.0.1' });
+  });
+
+  test('a token, a port, a host', () => {
+    const config = loadConfig({
+      WHARF_METRICS_TOKEN: 'a-long-enough-token',
+      WHARF_METRICS_PORT: '9464',
+      WHARF_METRICS_HOST: '10.0.0.5',
+    });
+    assert.deepEqual(config.metrics, { token: 'a-long-enough-token', port: 9464, host: '10.0.0.5' });
+  });
+
+  test('refused: a short token, a bad port, the main port', () => {
+    refused({ WHARF_METRICS_TOKEN: 'short' }, /WHARF_METRICS_TOKEN must be at least 16/);
+    refused({ WHARF_METRICS_PORT: 'ninety' }, /WHARF_METRICS_PORT must be a whole number/);
+    refused({ WHARF_METRICS_PORT: '0' }, /WHARF_METRICS_PORT must be between 1 and 65535/);
+    refused(
+      { WHARF_PORT: '8080', WHARF_METRICS_PORT: '8080' },
+      /WHARF_METRICS_PORT must differ from WHARF_PORT/,
+    );
+  });
+});
+
+describe('failure codes as metric labels', () => {
+  test('a WharfError gives its code; a broken stream ABORTED; anything else INTERNAL', () => {
+    assert.equal(failureCode(new WharfError('CHECKSUM_MISMATCH', 'no')), 'CHECKSUM_MISMATCH');
+    assert.equal(failureCode(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })), 'ABORTED');
+    assert.equal(
+      failureCode(Object.assign(new Error('x'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })),
+      'ABORTED',
+    );
+    assert.equal(failureCode(Object.assign(new Error('/data/x: denied'), { code: 'EACCES' })), 'INTERNAL');
+    assert.equal(failureCode('a string'), 'INTERNAL');
+    assert.equal(failureCode(null), 'INTERNAL');
+  });
+});
+
+describe('fanOut', () => {
+  test('every sink gets every event, and one that throws does not stop the others', () => {
+    const seen: string[] = [];
+    const throwing: Telemetry = {
+      ...NO_TELEMETRY,
+      webhookDelivery: () => {
+        throw new Error('broken sink');
+      },
+    };
+    const recording: Telemetry = { ...NO_TELEMETRY, webhookDelivery: (outcome) => seen.push(outcome) };
+    fanOut(throwing, recording).webhookDelivery('delivered');
+    assert.deepEqual(seen, ['delivered']);
+  });
+});
+
+describe('HealthService', () => {
+  let dir: string;
+  let blobs: FsBlobStore;
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  const ids = createIdSource(clock);
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'wharf-health-'));
+    blobs = new FsBlobStore(dir, {} as PutPresigner);
+    await blobs.init();
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** The one Store method readiness uses; the rest of the port is never called. */
+  function storeWith(ping: () => Promise<void>) {
+    let pings = 0;
+    const store = {
+      ping: () => {
+        pings += 1;
+        return ping();
+      },
+    } as unknown as Store;
+    return { store, pings: () => pings };
+  }
+
+  test('ready when the database answers and storage writes, reads and deletes the probe', async () => {
+    const { store } = storeWith(async () => {});
+    const health = new HealthService(store, blobs, clock, ids, { timeoutMs: 5000, cacheMs: 1000 });
+    assert.deepEqual(await health.readiness(), {
+      ready: true,
+      checks: { database: { status: 'ok' }, storage: { status: 'ok' } },
+    });
+    const left = (await readdir(join(dir, 'objects'), { recursive: true, withFileTypes: true })).filter((e) =>
+      e.isFile(),
+    );
+    assert.deepEqual(left, [], 'the probe object is deleted');
+  });
+
+  test('a database that never answers fails its check by timeout, without holding the answer up', async () => {
+    const { store } = storeWith(() => new Promise(() => {}));
+    // Storage in memory here: a busy disk must not make this check time out too.
+    const objects = new Map<string, Buffer>();
+    const memory = {
+      write: async (key: string, source: Readable) => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of source) chunks.push(chunk as Buffer);
+        objects.set(key, Buffer.concat(chunks));
+      },
+      read: async (key: string) => Readable.from([objects.get(key)!]),
+      delete: async (key: string) => {
+        objects.delete(key);
+      },
+    } as unknown as BlobStore;
+    const health = new HealthService(store, memory, clock, ids, { timeoutMs: 50, cacheMs: 1000 });
+    const result = await health.readiness();
+    assert.equal(result.ready, false);
+    assert.deepEqual(result.checks.database, { status: 'failed', reason: 'timeout' });
+    assert.deepEqual(result.checks.storage, { status: 'ok' });
+  });
+
+  test('storage that fails is reported as an error, the error kept for the log', async () => {
+    const { store } = storeWith(async () => {});
+    const broken = {
+      write: async () => {
+        throw Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+      },
+    } as unknown as BlobStore;
+    const health = new HealthService(store, broken, clock, ids, { timeoutMs: 5000, cacheMs: 1000 });
+    const { ready, checks } = await health.readiness();
+    assert.equal(ready, false);
+    assert.equal(checks.storage.status, 'failed');
+    assert.equal(checks.storage.reason, 'error');
+    assert.equal((checks.storage.error as { code: string }).code, 'EACCES');
+  });
+
+  test('an answer is reused for cacheMs; callers at the same time share one run', async () => {
+    const { store, pings } = storeWith(async () => {});
+    const health = new HealthService(store, blobs, clock, ids, { timeoutMs: 5000, cacheMs: 1000 });
+    await Promise.all([health.readiness(), health.readiness(), health.readiness()]);
+    assert.equal(pings(), 1, 'one run for three concurrent callers');
+    clock.advance(999);
+    await health.readiness();
+    assert.equal(pings(), 1, 'reused within the period');
+    clock.advance(1);
+    await health.readiness();
+    assert.equal(pings(), 2, 'checked again after it');
+  });
+});
