@@ -12,6 +12,9 @@ const io = {
   terminal: process.stderr.isTTY ? process.stderr : undefined,
 };
 if (isClientCommand(argv[0])) {
+  // `npm run wharf -- upload photos/` runs in the package's folder: paths are the caller's.
+  if (process.env.npm_lifecycle_event === 'wharf' && process.env.INIT_CWD)
+    process.chdir(process.env.INIT_CWD);
   process.exitCode = await runClient(argv, io);
 } else {
   const { run } = await import('./commands.js');
