@@ -269,11 +269,11 @@ describe('wharf ls, get, rm', () => {
 });
 
 describe('credentials and errors', () => {
-  test('an upload token uploads; a config file supplies URL and key', async () => {
+  test('an upload token (WHARF_TOKEN, --token) uploads and may not list; a config file (--config, WHARF_CONFIG) supplies URL and key', async () => {
     const minted = await wharf.uploadTokens.create({ subject: 'cli-user', max_files: 5, expires_in: 600 });
     const dir = await folder('token', { 't.bin': randomBytes(500) });
-    const ran = await cli(['upload', join(dir, 't.bin'), '--token', minted.secret, '--json'], {
-      env: { WHARF_KEY: undefined },
+    const ran = await cli(['upload', join(dir, 't.bin'), '--json'], {
+      env: { WHARF_KEY: undefined, WHARF_TOKEN: minted.secret },
     });
     assert.equal(ran.code, 0, ran.stderr);
     const out = JSON.parse(ran.stdout) as TransferJson;
@@ -286,6 +286,14 @@ describe('credentials and errors', () => {
     });
     assert.equal(viaFile.code, 0, viaFile.stderr);
     assert.ok(Array.isArray(JSON.parse(viaFile.stdout)));
+    const viaEnv = await cli(['ls', '--json'], {
+      env: { WHARF_URL: undefined, WHARF_KEY: undefined, WHARF_CONFIG: config },
+    });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+    // A flag wins over the environment and the file: this token may not list.
+    const flagged = await cli(['ls', '--token', minted.secret]);
+    assert.equal(flagged.code, 1);
+    assert.match(flagged.stderr, /SCOPE_DENIED/);
   });
 
   test('a missing key, a bad URL, a path that is not there: a clear message and exit code 2', async () => {

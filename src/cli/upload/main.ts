@@ -69,8 +69,7 @@ export const CLIENT_COMMANDS: ClientCommand[] = [
   {
     name: 'sync',
     usage: `wharf sync DIR ${TRANSFER_USAGE} ${CONNECTION_USAGE}`,
-    summary:
-      'Upload what in DIR is new or changed (by SHA-256: a rerun sends nothing), named by path inside DIR.',
+    summary: 'Upload what in DIR (and its subfolders) is new or changed, by SHA-256: a rerun sends nothing.',
     options: TRANSFER,
     min: 1,
     max: 1,
