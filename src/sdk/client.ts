@@ -44,7 +44,7 @@ import type {
 import { type UploadInput, type UploadOptions, type UploadResult, uploadWith } from './upload.js';
 
 export interface ClientOptions extends TransportOptions {
-  /** The SHA-256 to hash with (default: portable JavaScript; `wharf/sdk/node` passes node:crypto's). */
+  /** The SHA-256 to hash with (default: portable JavaScript; `sdk/node.js` passes node:crypto's). */
   sha256?: HasherFactory;
 }
 

@@ -13,7 +13,7 @@ export type HasherFactory = () => Hasher;
 /**
  * SHA-256 in plain JavaScript (@noble/hashes, audited), for where node:crypto is absent: Web
  * Crypto's digest() takes the whole input at once, which a file of gigabytes cannot be. Node
- * programs get node:crypto's native one from `wharf/sdk/node`.
+ * programs get node:crypto's native one from `sdk/node.js`.
  */
 export const portableSha256: HasherFactory = () => {
   const hash = sha256.create();

@@ -2,7 +2,7 @@
  * Wharf's SDK: a typed client of the native API, on fetch (Node 18+, browsers, Deno, Bun), with
  * upload helpers that choose the flow by size, hash while reading, report progress, retry and
  * resume. It imports nothing of the server's: an app imports this and nothing else. Node
- * programs import `wharf/sdk/node` instead, for files on disk and native hashing.
+ * programs import `sdk/node.js` instead, for files on disk and native hashing.
  */
 export {
   AssetsApi,

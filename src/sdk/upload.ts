@@ -30,7 +30,7 @@ export type ResumeRecord =
 /**
  * Where resumable uploads keep their state: a map from a key (the server, the credential and
  * the source's fingerprint) to a record. `MemoryResumeStore` here; `FileResumeStore` (in
- * `wharf/sdk/node`) keeps it on disk so a new process continues; a browser can keep it in
+ * `sdk/node.js`) keeps it on disk so a new process continues; a browser can keep it in
  * localStorage.
  */
 export interface ResumeStore {
