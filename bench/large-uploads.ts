@@ -25,8 +25,10 @@ import {
   type Flow,
   type FlowResult,
   type FlowSettings,
+  REFERENCE,
   runFlow,
   type Source,
+  scaled,
 } from './scenarios/large-flows.js';
 
 interface LargeConfig extends FlowSettings {
@@ -53,7 +55,9 @@ function loadConfig(env: NodeJS.ProcessEnv = process.env): LargeConfig {
   const quick = env.BENCH_LARGE_QUICK === '1';
   const sizes = (env.BENCH_LARGE_SIZES ?? (quick ? '16M,64M' : '256M,4G')).split(',').map(parseSize);
   if (sizes.length === 0) throw new Error('BENCH_LARGE_SIZES names no size');
-  const flows = (env.BENCH_LARGE_FLOWS ?? FLOWS.join(','))
+  // Scaled: the raw store is the reference, and a bare tus file store has no scaled twin.
+  const defaultFlows = scaled ? 'direct,multipart,tus' : 'direct,multipart,tus,tus-bare';
+  const flows = (env.BENCH_LARGE_FLOWS ?? defaultFlows)
     .split(',')
     .map((f) => f.trim())
     .filter((f) => f !== '');
@@ -66,8 +70,8 @@ function loadConfig(env: NodeJS.ProcessEnv = process.env): LargeConfig {
     quick,
     sizes: [...new Set(sizes)].sort((a, b) => a - b),
     rounds: whole(env, 'BENCH_LARGE_ROUNDS', quick ? 1 : 3, 1, 20),
-    // The baseline is always measured: every Wharf figure is quoted against it.
-    flows: ['baseline', ...(flows as Flow[]).filter((f) => f !== 'baseline')],
+    // The reference is always measured: every Wharf figure is quoted against it.
+    flows: [REFERENCE, ...(flows as Flow[]).filter((f) => f !== REFERENCE)],
     tmpRoot: resolve(env.BENCH_TMPDIR ?? tmpdir()),
     partBytes: whole(env, 'BENCH_LARGE_PART_MIB', quick ? 8 : 64, 5, 5 * 1024) * MiB,
     partConcurrency: whole(env, 'BENCH_LARGE_CONCURRENCY', 4, 1, 64),
@@ -229,14 +233,16 @@ function buildTable(config: LargeConfig, results: Results, failures: Map<Flow, s
     const cells = [LABELS[flow]];
     for (const size of sizes) {
       const t = throughput(flow, size);
-      const b = throughput('baseline', size);
+      const b = throughput(REFERENCE, size);
       cells.push(cell(t));
-      cells.push(flow === 'baseline' || !t || !b ? '' : `${((t.median / b.median) * 100).toFixed(0)}%`);
+      cells.push(flow === REFERENCE || !t || !b ? '' : `${((t.median / b.median) * 100).toFixed(0)}%`);
     }
-    for (const size of sizes) cells.push(cell(peak(flow, size)));
+    // The raw S3 upload runs in the bench process: there is no server of ours to measure.
+    for (const size of sizes) cells.push(flow === 's3-raw' ? '—' : cell(peak(flow, size)));
     const small = peak(flow, sizes[0]!);
     const large = peak(flow, sizes.at(-1)!);
     if (failures.has(flow)) cells.push('FAILED (below)');
+    else if (flow === 's3-raw') cells.push('');
     else if (sizes.length < 2 || !small || !large) cells.push('');
     else {
       const growth = large.median - small.median;
@@ -250,9 +256,11 @@ function buildTable(config: LargeConfig, results: Results, failures: Map<Flow, s
 
 const LABELS: Record<Flow, string> = {
   baseline: 'baseline: raw node:http',
+  's3-raw': 'baseline: AWS SDK straight to the bucket',
   direct: 'Wharf direct (POST /v1/assets)',
   multipart: 'Wharf multipart (/v1/multipart)',
   tus: 'Wharf tus (/v1/tus/)',
+  'tus-bare': 'bare @tus/server + file store',
 };
 
 function cell(summary: Summary | undefined): string {
@@ -290,7 +298,7 @@ try {
   const { results, failures } = await main(config);
   const table = buildTable(config, results, failures);
   process.stdout.write(
-    `\nLarge uploads on the embedded default (SQLite + local directory); medians of ${config.rounds} ` +
+    `\nLarge uploads on the ${scaled ? 'scaled deployment (PostgreSQL + S3)' : 'embedded default (SQLite + local directory)'}; medians of ${config.rounds} ` +
       'interleaved round(s), min–max in brackets.\n' +
       'MiB/s: first request to the answer that names the stored asset. Peak RSS: VmHWM of a fresh server ' +
       'process per upload.\n\n' +

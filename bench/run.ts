@@ -9,6 +9,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { deployment, provision } from '../test/helpers/deployment.js';
 import type { ChildServer } from './lib/children.js';
 import { cleanupAll, installExitHandlers } from './lib/cleanup.js';
 import { type BenchConfig, GiB, loadBenchConfig, type Section } from './lib/config.js';
@@ -74,6 +75,7 @@ async function main(config: BenchConfig): Promise<Row[]> {
       } finally {
         await servers.baseline.stop();
         await servers.wharf.stop();
+        await servers.release();
       }
     }
     if (config.sections.includes('rss')) {
@@ -92,15 +94,19 @@ async function main(config: BenchConfig): Promise<Row[]> {
 async function startShared(
   config: BenchConfig,
   workDir: string,
-): Promise<{ wharf: WharfServer; baseline: ChildServer }> {
+): Promise<{ wharf: WharfServer; baseline: ChildServer; release(): Promise<void> }> {
   const wharfDir = join(workDir, 'wharf');
   const baselineDir = join(workDir, 'baseline');
   await mkdir(wharfDir);
   await mkdir(baselineDir);
   const logs = config.childLogDir;
   if (logs) await mkdir(logs, { recursive: true });
+  // Scaled (WHARF_TEST_DEPLOYMENT=scaled, as for the tests): a fresh database and bucket.
+  const backing = await provision();
+  log(`deployment: ${deployment}`);
   const wharf = await startWharf({
     dataDir: wharfDir,
+    env: backing.env,
     cpuProfileDir: config.cpuProfileDir,
     nodeArgs: config.childNodeArgs,
     logFile: logs && join(logs, 'wharf.log'),
@@ -111,7 +117,7 @@ async function startShared(
     logFile: logs && join(logs, 'baseline.log'),
   });
   log(`Wharf pid ${wharf.pid} at ${wharf.url}; baseline pid ${baseline.pid} at ${baseline.url}`);
-  return { wharf, baseline };
+  return { wharf, baseline, release: () => backing.release() };
 }
 
 async function printProfiles(dir: string): Promise<void> {

@@ -29,7 +29,12 @@ export interface OpenedCore {
   store: Store;
   blobs: BlobStore;
   /** What the tus endpoint runs on: tus.io's datastore, a lock shared by every node, a staging dir. */
-  tus: { datastore: TusBackend['datastore']; locker: StoreLocker; stagingDir: string };
+  tus: {
+    datastore: TusBackend['datastore'];
+    bodies: TusBackend['bodies'];
+    locker: StoreLocker;
+    stagingDir: string;
+  };
   /** External tools (ffmpeg, poppler) this server lacks, by name and the path that was tried. */
   missingTools: Record<string, string>;
   close(): Promise<void>;
@@ -119,6 +124,7 @@ export async function openCore(
     blobs,
     tus: {
       datastore: tus.datastore,
+      bodies: tus.bodies,
       locker: new StoreLocker(store),
       stagingDir: join(config.dataDir, 'tus', 'staging'),
     },

@@ -109,6 +109,19 @@ export async function startBareFastify(): Promise<ChildServer> {
   });
 }
 
+/** bench/bare-tus.ts: tus.io's server and file store on raw node:http, at `${url}/files/`. */
+export async function startBareTus(options: { dataDir: string; name?: string }): Promise<ChildServer> {
+  const port = await freePort();
+  return spawnServer({
+    name: options.name ?? 'bare-tus',
+    nodeArgs: [join(REPO_ROOT, 'dist', 'bench', 'bare-tus.js')],
+    env: { ...cleanEnv(), BARE_TUS_PORT: String(port), BARE_TUS_DIR: options.dataDir },
+    port,
+    healthPath: '/healthz',
+    cwd: REPO_ROOT,
+  });
+}
+
 function run(command: string, args: string[]): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });

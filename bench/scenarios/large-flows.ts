@@ -1,11 +1,15 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Upload as TusUpload } from 'tus-js-client';
+import { type Backing, deployment, provision } from '../../test/helpers/deployment.js';
 import { baselineUpload, type WharfAsset, wharfUpload } from '../lib/api.js';
 import type { ChildServer } from '../lib/children.js';
 import { expectJson, type FileBody, send } from '../lib/http-client.js';
-import { startBaseline, startWharf, type WharfServer } from '../lib/servers.js';
+import { rawBucket } from '../lib/raw-s3.js';
+import { startBareTus, startBaseline, startWharf, type WharfServer } from '../lib/servers.js';
 
 /**
  * One large upload through one flow, each on a fresh server process with an empty data
@@ -13,8 +17,17 @@ import { startBaseline, startWharf, type WharfServer } from '../lib/servers.js';
  * deduplicated against an earlier round's copy of the same bytes.
  */
 
-export const FLOWS = ['baseline', 'direct', 'multipart', 'tus'] as const;
+export const FLOWS = ['baseline', 's3-raw', 'direct', 'multipart', 'tus', 'tus-bare'] as const;
 export type Flow = (typeof FLOWS)[number];
+
+/**
+ * The deployment Wharf runs on here, chosen as the tests choose it: embedded unless
+ * WHARF_TEST_DEPLOYMENT=scaled (source /work/services/scaled.env or scripts/services), when
+ * every Wharf server gets a fresh PostgreSQL database and S3 bucket of its own. The
+ * reference is then the raw store: the AWS SDK uploading the file straight to a bucket.
+ */
+export const scaled = deployment === 'scaled';
+export const REFERENCE: Flow = scaled ? 's3-raw' : 'baseline';
 
 export interface FlowSettings {
   /** Bytes per multipart part (S3: ≥ 5 MiB except the last). */
@@ -52,6 +65,11 @@ interface Stored {
   detail?: string | undefined;
 }
 
+/** What a server that reports no digests stored, read back after the timing. */
+interface Unverified {
+  stored: () => Promise<Stored>;
+}
+
 const UPLOAD_TIMEOUT_MS = 1_800_000;
 
 /** Starts a fresh server for `flow` under `dir`, uploads `source` once, stops it, deletes `dir`. */
@@ -63,6 +81,7 @@ export async function runFlow(
 ): Promise<FlowResult> {
   await mkdir(dir, { recursive: true });
   let server: ChildServer | undefined;
+  let backing: Backing | undefined;
   try {
     if (flow === 'baseline') {
       const baseline = await startBaseline({ dataDir: dir, name: 'baseline (large)' });
@@ -72,9 +91,20 @@ export async function runFlow(
         return { sha256: stored.sha256, size: stored.size };
       });
     }
-    const wharf = await startWharf({ dataDir: dir, name: `wharf (large, ${flow})` });
+    if (flow === 'tus-bare') {
+      const bare = await startBareTus({ dataDir: dir, name: 'bare tus (large)' });
+      server = bare;
+      return await measured(bare, source, async () => {
+        const url = await tusClientUpload(`${bare.url}/files/`, {}, source, settings);
+        // The reference hashes nothing: its file is read back and hashed after the timing.
+        return { stored: () => hashFile(join(dir, url.slice(url.lastIndexOf('/') + 1))) };
+      });
+    }
+    if (flow === 's3-raw') return await rawS3Upload(source, settings);
+    backing = await provision();
+    const wharf = await startWharf({ dataDir: dir, name: `wharf (large, ${flow})`, env: backing.env });
     server = wharf;
-    const upload = { direct: directUpload, multipart: multipartUpload, tus: tusUpload }[flow];
+    const upload = { direct: directUpload, multipart: multipartUpload, tus: tusUpload }[flow as 'tus'];
     return await measured(wharf, source, () => upload(wharf, source, settings));
   } catch (err) {
     // A 500 says nothing by itself; the server's log says why.
@@ -84,20 +114,64 @@ export async function runFlow(
     throw err;
   } finally {
     await server?.stop();
+    await backing?.release();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The scaled reference: the AWS SDK's managed upload (lib-storage) sending the file straight
+ * to a fresh bucket, with the multipart flow's part size and concurrency, then the object read
+ * back and hashed after the timing. No server process of ours: no peak RSS.
+ */
+async function rawS3Upload(source: Source, settings: FlowSettings): Promise<FlowResult> {
+  const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const { Upload } = await import('@aws-sdk/lib-storage');
+  const { s3, bucket, drop } = await rawBucket();
+  try {
+    const start = performance.now();
+    await new Upload({
+      client: s3,
+      params: {
+        Bucket: bucket,
+        Key: 'large.bin',
+        Body: createReadStream(source.path, { start: 0, end: source.size - 1, highWaterMark: 1 << 20 }),
+        ContentType: 'application/octet-stream',
+      },
+      partSize: settings.partBytes,
+      queueSize: settings.partConcurrency,
+    }).done();
+    const seconds = (performance.now() - start) / 1000;
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'large.bin' }));
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of got.Body as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    const sha256 = hash.digest('hex');
+    if (size !== source.size || sha256 !== source.sha256) {
+      throw new Error(
+        `s3-raw stored ${size} bytes with SHA-256 ${sha256}; sent ${source.size} (${source.sha256})`,
+      );
+    }
+    return { seconds, idleBytes: 0, peakBytes: 0, sha256, size };
+  } finally {
+    await drop();
   }
 }
 
 async function measured(
   server: ChildServer,
   source: Source,
-  upload: () => Promise<Stored>,
+  upload: () => Promise<Stored | Unverified>,
 ): Promise<FlowResult> {
   const idleBytes = (await server.memory()).peakBytes;
   const start = performance.now();
-  const stored = await upload();
+  const result = await upload();
   const seconds = (performance.now() - start) / 1000;
   const peakBytes = (await server.memory()).peakBytes;
+  const stored = 'stored' in result ? await result.stored() : result;
   if (stored.size !== source.size || stored.sha256 !== source.sha256) {
     throw new Error(
       `${server.name} stored ${stored.size} bytes with SHA-256 ${stored.sha256}; ` +
@@ -242,23 +316,51 @@ async function tusUpload(
   source: Source,
   settings: FlowSettings,
 ): Promise<{ sha256: string; size: number }> {
-  const lastResponse = await new Promise<{ getHeader(name: string): string | undefined; getBody(): string }>(
-    (resolve, reject) => {
-      const upload = new TusUpload(createReadStream(source.path, { start: 0, end: source.size - 1 }), {
-        endpoint: `${wharf.url}/v1/tus/`,
-        headers: { 'x-api-key': wharf.apiKey },
-        metadata: { filename: 'large.bin', filetype: 'application/octet-stream' },
-        chunkSize: settings.tusChunkBytes,
-        // A failure is a failed measurement, not something to retry into a slower figure.
-        retryDelays: [],
-        storeFingerprintForResuming: false,
-        onSuccess: ({ lastResponse }) => resolve(lastResponse),
-        onError: reject,
-      });
-      upload.start();
-    },
-  );
-  return tusAsset(wharf, lastResponse);
+  let last: TusResponse | undefined;
+  await tusClientUpload(`${wharf.url}/v1/tus/`, { 'x-api-key': wharf.apiKey }, source, settings, (r) => {
+    last = r;
+  });
+  return tusAsset(wharf, last!);
+}
+
+type TusResponse = { getHeader(name: string): string | undefined; getBody(): string };
+
+/** One upload by tus-js-client, the file read by path; resolves with the upload's URL. */
+function tusClientUpload(
+  endpoint: string,
+  headers: Record<string, string>,
+  source: Source,
+  settings: FlowSettings,
+  onLast?: (response: TusResponse) => void,
+): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const upload = new TusUpload(createReadStream(source.path, { start: 0, end: source.size - 1 }), {
+      endpoint,
+      headers,
+      metadata: { filename: 'large.bin', filetype: 'application/octet-stream' },
+      chunkSize: settings.tusChunkBytes,
+      // A failure is a failed measurement, not something to retry into a slower figure.
+      retryDelays: [],
+      storeFingerprintForResuming: false,
+      onSuccess: ({ lastResponse }) => {
+        onLast?.(lastResponse);
+        resolve(upload.url!);
+      },
+      onError: reject,
+    });
+    upload.start();
+  });
+}
+
+/** Size and SHA-256 of a file, read once. */
+async function hashFile(path: string): Promise<Stored> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), size };
 }
 
 /**

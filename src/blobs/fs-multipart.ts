@@ -1,12 +1,20 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { dirname, join } from 'node:path';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WharfError } from '../core/errors.js';
-import { DigestStream } from '../core/hashing.js';
-import { MULTIPART_LIMITS, type PartReference, type ReceivedPart, type StoredPart } from '../core/ports.js';
+import type { Digests, ObjectInfo } from '../core/model.js';
+import {
+  type ByteRange,
+  MULTIPART_LIMITS,
+  type PartReference,
+  type ReceivedPart,
+  type StoredPart,
+} from '../core/ports.js';
+import { type NamedPart, PartChains } from './part-chain.js';
+import { RunningDigest } from './running-digest.js';
 
 /** What `manifest.json` of a multipart upload records. */
 interface Manifest {
@@ -14,10 +22,15 @@ interface Manifest {
   contentType: string;
 }
 
+/** A part file: where it lies and which file it is (a replaced part is another file). */
+type PartFile = StoredPart & NamedPart;
+
 /** A multipart upload taken for composition: its parts, checked, and where they lie. */
 export interface ClaimedUpload {
   manifest: Manifest;
-  parts: Array<StoredPart & { path: string }>;
+  /** The claimed directory, holding the part files. */
+  dir: string;
+  parts: PartFile[];
   /** The composite ETag S3 gives the object: MD5 of the parts' binary MD5s, `-N`. */
   etag: string;
   /** Gives the upload back untouched (composition failed; the client may retry). */
@@ -31,6 +44,8 @@ export interface ClaimedUpload {
 const HEADER = 16;
 const CHUNK = 1 << 20;
 const MANIFEST = 'manifest.json';
+/** A composed object's list of parts and facts (see compose). */
+const OBJECT = 'object.json';
 // Completion renames the directory to this prefix first: of two completions one wins the
 // rename, and parts written meanwhile find no upload rather than vanish into a composed one.
 const CLAIMED = '.completing-';
@@ -42,6 +57,9 @@ const ID = /^[A-Za-z0-9_-]{16,64}$/;
  * fsync, so a part is either whole or absent.
  */
 export class FsMultipartParts {
+  /** The whole object's digests, hashed part by part as they arrive (see PartChains). */
+  readonly chains = new PartChains();
+
   constructor(
     private readonly dir: string,
     private readonly tmp: string,
@@ -72,14 +90,16 @@ export class FsMultipartParts {
       });
     }
     const temp = join(this.tmp, `${randomUUID()}.part`);
-    const digest = new DigestStream(MULTIPART_LIMITS.maxPartSize);
+    // Only the part's MD5 (its ETag) is needed here: the whole object's SHA-256 and MD5 are
+    // the chain's, hashed in part order once the part is stored.
+    const digest = new PartDigest(MULTIPART_LIMITS.maxPartSize);
     try {
       await pipeline(
         part.body,
         digest,
         createWriteStream(temp, { flags: 'wx', mode: 0o640, start: HEADER, highWaterMark: CHUNK }),
       );
-      const { size, md5 } = digest.digests();
+      const { size, md5 } = digest.result();
       if (part.size !== undefined && size !== part.size) {
         throw new WharfError('SIZE_MISMATCH', `Expected ${part.size} bytes, received ${size}.`);
       }
@@ -106,6 +126,7 @@ export class FsMultipartParts {
         throw err;
       }
       await fsyncPath(dir);
+      this.chains.advance(part.multipartId, dir, HEADER);
       return { partNumber: number, size, etag: `"${md5}"`, lastModified: Date.now() };
     } catch (err) {
       await rm(temp, { force: true });
@@ -119,7 +140,12 @@ export class FsMultipartParts {
       if (isNotFound(err)) throw noSuchUpload();
       throw err;
     });
-    return parts.map(({ path: _path, ...part }) => part);
+    return parts.map(({ partNumber, size, etag, lastModified }) => ({
+      partNumber,
+      size,
+      etag,
+      lastModified,
+    }));
   }
 
   /**
@@ -169,6 +195,7 @@ export class FsMultipartParts {
       const etag = `"${createHash('md5').update(md5s).digest('hex')}-${parts.length}"`;
       return {
         manifest,
+        dir: claimed,
         parts,
         etag,
         release,
@@ -180,7 +207,53 @@ export class FsMultipartParts {
     }
   }
 
+  /**
+   * The SHA-256 and MD5 of the claimed parts in order: what the chain hashed as they arrived,
+   * and the rest now (on the main thread if the worker cannot).
+   */
+  async digestsOf(multipartId: string, claimed: ClaimedUpload): Promise<Digests> {
+    try {
+      return await this.chains.digests(multipartId, claimed.parts, HEADER);
+    } catch {
+      const digest = new RunningDigest();
+      for (const part of claimed.parts) await hashInto(digest, part.path, part.size);
+      return digest.digests();
+    }
+  }
+
+  /**
+   * Makes the claimed upload the object in `target` (a directory: its part files, and
+   * `object.json` listing them in order with the object's facts) without copying a byte: the
+   * list is written and fsynced, then the directory is renamed into place, so the object
+   * appears whole or not at all. Parts not named are deleted after. Throws before the rename
+   * only; the caller gives the upload back then.
+   */
+  async compose(claimed: ClaimedUpload, target: string, info: ObjectInfo, etag: string): Promise<void> {
+    const object: ComposedObject = {
+      size: info.size,
+      sha256: info.sha256!,
+      md5: info.md5!,
+      contentType: info.contentType ?? claimed.manifest.contentType,
+      etag,
+      parts: claimed.parts.map((p) => ({ partNumber: p.partNumber, size: p.size })),
+    };
+    const temp = join(claimed.dir, `${OBJECT}.${randomUUID()}`);
+    await writeFile(temp, JSON.stringify(object), { flag: 'wx', mode: 0o640, flush: true });
+    await rename(temp, join(claimed.dir, OBJECT));
+    await fsyncPath(claimed.dir);
+    // A directory made here must itself survive a power cut: its parent learns of it.
+    const made = await mkdir(dirname(target), { recursive: true });
+    if (made) await fsyncPath(dirname(made));
+    await rename(claimed.dir, target);
+    await fsyncPath(dirname(target));
+    const named = new Set(claimed.parts.map((p) => String(p.partNumber)));
+    for (const entry of await readdir(target)) {
+      if (entry !== OBJECT && !named.has(entry)) await rm(join(target, entry), { force: true });
+    }
+  }
+
   async abort(key: string, multipartId: string): Promise<void> {
+    this.chains.forget(multipartId);
     let dir: string;
     try {
       dir = await this.openUpload(key, multipartId);
@@ -253,21 +326,97 @@ export class FsMultipartParts {
   }
 }
 
-/** The part files' bytes in order, without their headers: the composed object's body. */
-export function concatenate(parts: Array<{ path: string }>): Readable {
+/** What `object.json` of a composed object records: its facts and its parts in order. */
+export interface ComposedObject {
+  size: number;
+  sha256: string;
+  md5: string;
+  contentType: string;
+  etag: string;
+  parts: Array<{ partNumber: number; size: number }>;
+}
+
+/** A composed object's list and facts, or undefined when `dir` holds no composed object. */
+export async function readComposed(dir: string): Promise<ComposedObject | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, OBJECT), 'utf8');
+  } catch (err) {
+    if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+  // Written whole and fsynced before the directory became the object: never torn.
+  return JSON.parse(text) as ComposedObject;
+}
+
+/**
+ * The bytes of a composed object (or of `range` of it), read across its part files in order,
+ * each without its header. Part files are opened as the stream reaches them.
+ */
+export function readParts(dir: string, object: ComposedObject, range?: ByteRange): Readable {
   return Readable.from(
     (async function* () {
-      for (const part of parts) {
-        const handle = await open(part.path, 'r');
-        yield* handle.createReadStream({ start: HEADER, highWaterMark: CHUNK });
+      let at = 0;
+      for (const part of object.parts) {
+        const first = at;
+        at += part.size;
+        const from = Math.max(0, (range?.start ?? 0) - first);
+        const to = Math.min(part.size - 1, (range?.end ?? Number.POSITIVE_INFINITY) - first);
+        if (to < from) continue;
+        const handle = await open(join(dir, String(part.partNumber)), 'r');
+        yield* handle.createReadStream({ start: HEADER + from, end: HEADER + to, highWaterMark: CHUNK });
       }
     })(),
     { objectMode: false },
   );
 }
 
-async function partsIn(dir: string): Promise<Array<StoredPart & { path: string }>> {
-  const parts: Array<StoredPart & { path: string }> = [];
+/** Hashes a part file's bytes (after its header) into `digest`. */
+async function hashInto(digest: RunningDigest, path: string, size: number): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, size)));
+    for (let done = 0; done < size; ) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - done), HEADER + done);
+      if (bytesRead === 0) throw new Error(`${path} is shorter than its ${size} bytes`);
+      digest.update(buffer.subarray(0, bytesRead));
+      done += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** MD5 and size of a part as it streams through, failing past `maxBytes`. */
+class PartDigest extends Transform {
+  private readonly md5 = createHash('md5');
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      callback(
+        new WharfError('FILE_TOO_LARGE', `The part is larger than the limit of ${this.maxBytes} bytes.`, {
+          limit: this.maxBytes,
+        }),
+      );
+      return;
+    }
+    this.md5.update(chunk);
+    callback(null, chunk);
+  }
+
+  result(): { size: number; md5: string } {
+    return { size: this.bytes, md5: this.md5.digest('hex') };
+  }
+}
+
+async function partsIn(dir: string): Promise<PartFile[]> {
+  const parts: PartFile[] = [];
   for (const entry of await readdir(dir)) {
     if (!/^[1-9]\d{0,4}$/.test(entry)) continue;
     const path = join(dir, entry);
@@ -290,6 +439,8 @@ async function partsIn(dir: string): Promise<Array<StoredPart & { path: string }
         etag: `"${header.toString('hex')}"`,
         lastModified: info.mtimeMs,
         path,
+        ino: info.ino,
+        mtimeMs: info.mtimeMs,
       });
     } finally {
       await handle.close();

@@ -4,7 +4,6 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } f
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DigestStream } from '../core/hashing.js';
 import type { ObjectInfo } from '../core/model.js';
 import type {
   BlobStore,
@@ -19,7 +18,7 @@ import type {
   SealHook,
   StoredPart,
 } from '../core/ports.js';
-import { concatenate, FsMultipartParts, fsyncPath } from './fs-multipart.js';
+import { FsMultipartParts, fsyncPath, readComposed, readParts } from './fs-multipart.js';
 import { LOCAL_BUCKET } from './local-endpoint.js';
 
 /** Presigns requests to the embedded storage endpoint (LocalEndpoint). */
@@ -34,7 +33,9 @@ const WRITE_CHUNK = 1 << 20;
 /**
  * Bytes in a local directory: `objects/<key>` holds data, `meta/<key>.json` what was
  * verified about it, `tmp/` writes in progress, `multipart/` parts of multipart uploads
- * (see FsMultipartParts). A write goes to tmp, is fsynced, checked by the seal hook, and
+ * (see FsMultipartParts), `composed/<key>/` objects composed from multipart uploads: their
+ * part files as they were uploaded and `object.json` listing them, which reads span, so
+ * composing copies nothing. A write goes to tmp, is fsynced, checked by the seal hook, and
  * renamed into place: readers never see a partial object.
  */
 export class FsBlobStore implements BlobStore {
@@ -44,6 +45,7 @@ export class FsBlobStore implements BlobStore {
   private readonly objects: string;
   private readonly meta: string;
   private readonly tmp: string;
+  private readonly composed: string;
   private readonly multipart: FsMultipartParts;
 
   constructor(
@@ -54,6 +56,7 @@ export class FsBlobStore implements BlobStore {
     this.objects = join(base, 'objects');
     this.meta = join(base, 'meta');
     this.tmp = join(base, 'tmp');
+    this.composed = join(base, 'composed');
     this.multipart = new FsMultipartParts(join(base, 'multipart'), this.tmp);
   }
 
@@ -63,7 +66,9 @@ export class FsBlobStore implements BlobStore {
    * resume them); only a completion that died is settled.
    */
   async init(): Promise<void> {
-    await Promise.all([this.objects, this.meta, this.tmp].map((d) => mkdir(d, { recursive: true })));
+    await Promise.all(
+      [this.objects, this.meta, this.tmp, this.composed].map((d) => mkdir(d, { recursive: true })),
+    );
     await this.multipart.init();
     await this.sweepTemp(Number.POSITIVE_INFINITY);
     await this.multipart.recover(async (key) => (await this.head(key)) !== undefined);
@@ -108,8 +113,11 @@ export class FsBlobStore implements BlobStore {
     try {
       size = (await stat(this.pathOf(this.objects, key))).size;
     } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
+      if (!isNotFound(err)) throw err;
+      const composed = await readComposed(this.pathOf(this.composed, key));
+      if (!composed) return undefined;
+      const { size, sha256, md5, contentType } = composed;
+      return { size, sha256, md5, contentType };
     }
     let text: string;
     try {
@@ -122,14 +130,33 @@ export class FsBlobStore implements BlobStore {
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
-    const handle = await open(this.pathOf(this.objects, key), 'r');
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(this.pathOf(this.objects, key), 'r');
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      const dir = this.pathOf(this.composed, key);
+      const composed = await readComposed(dir);
+      if (!composed) throw err;
+      return readParts(dir, composed, range);
+    }
     return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  localFile(key: string): string {
+    return this.pathOf(this.objects, key);
   }
 
   async delete(key: string): Promise<void> {
     // Facts first: a crash in between leaves bytes without facts, never facts without bytes.
     await rm(`${this.pathOf(this.meta, key)}.json`, { force: true });
     await rm(this.pathOf(this.objects, key), { force: true });
+    // A composed object's list goes before its parts: it is never read with parts missing.
+    const composed = this.pathOf(this.composed, key);
+    await rm(join(composed, 'object.json'), { force: true }).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
+    });
+    await rm(composed, { recursive: true, force: true });
   }
 
   presignPut(request: PresignPutRequest): Promise<PresignedRequest> {
@@ -158,29 +185,30 @@ export class FsBlobStore implements BlobStore {
   }
 
   /**
-   * Streams the named parts, in order, through write() (hashed on the way, fsynced, facts
-   * recorded, renamed into place); the parts are freed once the object is there.
+   * Composes the named parts without copying them (see FsMultipartParts.compose): the object
+   * is the part files themselves, listed in order, with the SHA-256 and MD5 of the whole,
+   * hashed in part order as the parts arrived.
    */
   async completeMultipart(
     key: string,
     multipartId: string,
     parts: PartReference[],
   ): Promise<ObjectInfo & { etag: string }> {
+    const target = this.pathOf(this.composed, key);
     const claimed = await this.multipart.claim(key, multipartId, parts);
-    const digest = new DigestStream();
     let info: ObjectInfo;
     try {
-      await this.write(key, concatenate(claimed.parts).pipe(digest), () => {
-        info = { ...digest.digests(), contentType: claimed.manifest.contentType };
-        return info;
-      });
+      info = {
+        ...(await this.multipart.digestsOf(multipartId, claimed)),
+        contentType: claimed.manifest.contentType,
+      };
+      await this.multipart.compose(claimed, target, info, claimed.etag);
     } catch (err) {
+      // compose() throws only before its rename: the upload is still the claimed directory.
       await claimed.release();
       throw err;
     }
-    await claimed.remove();
-    // write() resolves only after the seal ran.
-    return { ...info!, etag: claimed.etag };
+    return { ...info, etag: claimed.etag };
   }
 
   abortMultipart(key: string, multipartId: string): Promise<void> {
@@ -217,7 +245,9 @@ export class FsBlobStore implements BlobStore {
     return removed;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.multipart.chains.close();
+  }
 
   /** Wharf never removes directories, so each needs creating once per process. */
   private async ensureDirectory(path: string): Promise<void> {
@@ -240,15 +270,24 @@ export class FsBlobStore implements BlobStore {
 
   /**
    * Takes a finished file from elsewhere on this filesystem (a tus upload's) as the object at
-   * `key`: fsynced, then renamed into place, so it appears whole and without a copy. No facts
-   * are recorded; completion hashes the bytes. Throws ENOENT when `file` is gone.
+   * `key`: fsynced, then renamed into place, so it appears whole and without a copy. `facts`,
+   * when the caller hashed the bytes as they arrived, are recorded as write() records its
+   * own; without them completion hashes the bytes. Throws ENOENT when `file` is gone.
    */
-  async adopt(key: string, file: string): Promise<void> {
+  async adopt(key: string, file: string, facts?: ObjectInfo): Promise<void> {
     const target = this.pathOf(this.objects, key);
+    const metaTarget = `${this.pathOf(this.meta, key)}.json`;
     await fsyncPath(file);
     await this.ensureDirectory(dirname(target));
-    await rm(`${this.pathOf(this.meta, key)}.json`, { force: true });
+    await rm(metaTarget, { force: true });
     await rename(file, target);
+    if (facts) {
+      // As in write(): facts arrive after the bytes they describe, whole (by rename).
+      const tempMeta = join(this.tmp, `${randomUUID()}.json`);
+      await this.ensureDirectory(dirname(metaTarget));
+      await writeFile(tempMeta, JSON.stringify(facts), { flag: 'wx', mode: 0o640 });
+      await rename(tempMeta, metaTarget);
+    }
     await fsyncPath(dirname(target));
   }
 }

@@ -1,8 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
-import { buildQueryString } from '@smithy/querystring-builder';
 import { createScope, getSigningKey, SignatureV4 } from '@smithy/signature-v4';
 import { hexToBase64 } from '../core/digests.js';
 import { WharfError } from '../core/errors.js';
@@ -26,6 +24,7 @@ import {
   normalizeFields,
   type PolicyCondition,
 } from './post-policy.js';
+import { QuerySigner } from './sigv4-query.js';
 
 export interface LocalEndpointOptions {
   /** Public base URL of this Wharf; the endpoint lives under `${publicUrl}/s3`. */
@@ -41,19 +40,18 @@ export const LOCAL_ENDPOINT_PATH = '/s3';
 export const LOCAL_BUCKET = 'wharf';
 const ALGORITHM = 'AWS4-HMAC-SHA256';
 const MAX_EXPIRES = 7 * 24 * 3600;
-// Headers that bind the body: S3RequestPresigner leaves content-type unsigned by default.
-const BODY_HEADERS = ['content-type', 'content-length', 'content-md5', 'x-amz-checksum-sha256'];
 
 /**
  * Wharf's own S3-style storage endpoint in the embedded deployment. URLs are real SigV4
- * query-presigned S3 URLs (made by the AWS presigner), so the scaled-out deployment can
- * hand out the object store's URLs instead and clients never see a difference.
+ * query-presigned S3 URLs (byte for byte what the AWS presigner makes), so the scaled-out
+ * deployment can hand out the object store's URLs instead and clients never see a difference.
  * Verification recomputes the same presign from what arrived and compares signatures.
  */
 export class LocalEndpoint implements PutPresigner, PresignVerifier {
   private readonly base: URL;
   private readonly basePath: string;
-  private readonly presigner: S3RequestPresigner;
+  private readonly origin: string;
+  private readonly signer: QuerySigner;
   private readonly verifier: SignatureV4;
   private readonly credentials: { accessKeyId: string; secretAccessKey: string };
 
@@ -67,7 +65,10 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
       sha256: Hash.bind(null, 'sha256'),
     };
     this.credentials = common.credentials;
-    this.presigner = new S3RequestPresigner(common);
+    this.origin = `${this.base.protocol}//${this.base.host}`;
+    // URLs are signed as @aws-sdk/s3-request-presigner signs them (the unit tests compare the
+    // two on randomised input), by a signer made for just these requests (see QuerySigner).
+    this.signer = new QuerySigner({ ...common.credentials, region: options.region, service: 's3' });
     // Same settings S3RequestPresigner gives its signer: S3 paths are signed as sent.
     this.verifier = new SignatureV4({ ...common, uriEscapePath: false, applyChecksum: false });
   }
@@ -79,23 +80,19 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     };
     if (request.md5) headers['content-md5'] = hexToBase64(request.md5);
     if (request.sha256) headers['x-amz-checksum-sha256'] = hexToBase64(request.sha256);
-    const signed = await this.presigner.presign(
-      new HttpRequest({
-        method: 'PUT',
-        protocol: this.base.protocol,
-        hostname: this.base.hostname,
-        port: this.base.port ? Number(this.base.port) : undefined,
-        path: this.basePath + encodeS3Key(request.key),
-        headers: { ...headers, host: this.base.host },
-      }),
-      {
-        signingDate: new Date(request.now),
-        expiresIn: request.expiresInSeconds,
-        signableHeaders: new Set(BODY_HEADERS),
-        unhoistableHeaders: new Set(['x-amz-checksum-sha256']),
-      },
-    );
-    const url = `${this.base.protocol}//${this.base.host}${signed.path}?${buildQueryString(signed.query ?? {})}`;
+    // Every header about the body is signed (the SDK would leave Content-Type out by default)
+    // and stays a header, where it binds the body (none is hoisted into the query).
+    const path = this.basePath + encodeS3Key(request.key);
+    const query = this.signer.presignQuery({
+      method: 'PUT',
+      host: this.base.host,
+      path,
+      query: {},
+      headers,
+      now: request.now,
+      expiresInSeconds: request.expiresInSeconds,
+    });
+    const url = `${this.origin}${path}?${query}`;
     // Content-Length is bound too, but clients set it themselves (browsers must).
     const { 'content-length': _length, ...clientHeaders } = headers;
     return { method: 'PUT', url, headers: canonicalCase(clientHeaders) };
@@ -115,23 +112,17 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
       else if (request.operation === 'PutObject')
         throw new Error('PutObject is signed with its Content-Type');
     }
-    const signed = await this.presigner.presign(
-      new HttpRequest({
-        method,
-        protocol: this.base.protocol,
-        hostname: this.base.hostname,
-        port: this.base.port ? Number(this.base.port) : undefined,
-        path: this.basePath + encodeS3Key(request.key),
-        query,
-        headers: { ...headers, host: this.base.host },
-      }),
-      {
-        signingDate: new Date(request.now),
-        expiresIn: request.expiresInSeconds,
-        signableHeaders: new Set(Object.keys(headers)),
-      },
-    );
-    const url = `${this.base.protocol}//${this.base.host}${signed.path}?${buildQueryString(signed.query ?? {})}`;
+    const path = this.basePath + encodeS3Key(request.key);
+    const signed = this.signer.presignQuery({
+      method,
+      host: this.base.host,
+      path,
+      query,
+      headers,
+      now: request.now,
+      expiresInSeconds: request.expiresInSeconds,
+    });
+    const url = `${this.origin}${path}?${signed}`;
     return { method, url, headers: canonicalCase(headers) };
   }
 
@@ -271,9 +262,11 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     const signedHeaders = param('X-Amz-SignedHeaders').split(';');
     const signature = param('X-Amz-Signature');
 
-    const headers: Record<string, string> = {};
+    // Own properties only: a signed header list naming `constructor` or `__proto__` must
+    // find nothing, not Object.prototype's members (the route fuzzer sent one).
+    const headers: Record<string, string> = Object.create(null);
     for (const name of signedHeaders) {
-      const value = request.headers[name];
+      const value = Object.hasOwn(request.headers, name) ? request.headers[name] : undefined;
       if (value === undefined) throw new WharfError('INVALID_SIGNATURE', `Signed header ${name} is missing.`);
       headers[name] = Array.isArray(value) ? value.join(',') : value;
     }

@@ -14,6 +14,7 @@ import type { IdSource } from './ids.js';
 import { PermanentJobError } from './jobs.js';
 import type { Asset, Derivative, ImagePreset, Job, Principal } from './model.js';
 import type { BlobStore, ByteRange, Store } from './ports.js';
+import { RecentMap } from './recent.js';
 import { Slots } from './slots.js';
 import {
   type CanonicalTransform,
@@ -59,6 +60,17 @@ export interface RenderRequest {
   timeoutSeconds: number;
 }
 
+/** The bytes a transform starts from. */
+export interface RenderSource {
+  /**
+   * The file holding them on this machine, when storage keeps one (BlobStore.localFile): read
+   * in place, never written to. Absent for remote storage.
+   */
+  file?: string | undefined;
+  /** Streams them from storage (when there is no file, or it cannot be used). */
+  open(): Promise<Readable>;
+}
+
 /** Where pixels are decoded and encoded (sharp, in src/processing/sharp-renderer.ts). */
 export interface ImageRenderer {
   /**
@@ -66,7 +78,11 @@ export interface ImageRenderer {
    * stream; resolves when the sink has consumed it. Refuses with UNSUPPORTED_IMAGE,
    * IMAGE_UNDECODABLE, IMAGE_TOO_LARGE or TRANSFORM_TIMEOUT, never anything else for bad input.
    */
-  render(source: Readable, request: RenderRequest, sink: (output: Readable) => Promise<void>): Promise<void>;
+  render(
+    source: RenderSource,
+    request: RenderRequest,
+    sink: (output: Readable) => Promise<void>,
+  ): Promise<void>;
   /** The type of a file from its first bytes (file-type's extension and MIME type). */
   sniff(head: Buffer): Promise<{ ext: string; mime: string } | undefined>;
 }
@@ -102,6 +118,13 @@ export class ImageService {
   /** Transform slots of this node (tests hold them to see a full queue refuse). */
   readonly slots: Slots;
   private readonly inflight = new Map<string, Promise<Derivative>>();
+  /**
+   * Derivatives this node has found or made, by asset and parameters. A recorded row never
+   * changes and goes only with its asset, which every request looks up (and finds live)
+   * before asking for a rendering, so a remembered row is never served for a deleted asset:
+   * the cached path then costs what a download costs, without a second query.
+   */
+  private readonly known = new RecentMap<string, Derivative>(10_000);
   /** Renders this node has run (tests check that two nodes render a new derivative once). */
   rendered = 0;
 
@@ -206,7 +229,7 @@ export class ImageService {
 
   private async renderFrom(source: Source, spec: OutputSpec, sink: (output: Readable) => Promise<void>) {
     await this.renderer.render(
-      await this.blobs.read(source.key),
+      { file: this.blobs.localFile?.(source.key), open: () => this.blobs.read(source.key) },
       { spec, maxPixels: this.settings.maxPixels, timeoutSeconds: this.settings.timeoutSeconds },
       sink,
     );
@@ -233,15 +256,23 @@ export class ImageService {
     make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
     options: { background?: boolean } = {},
   ): Promise<Derivative> {
+    const memo = `${asset.id}:${paramsKey}`;
+    const known = this.known.get(memo);
+    if (known) return known;
     const existing = await this.store.getDerivative(asset.id, paramsKey);
-    if (existing) return existing;
+    if (existing) {
+      this.known.set(memo, existing);
+      return existing;
+    }
     const name = `derive:${asset.id}:${paramsKey}`;
     const running = this.inflight.get(name);
     if (running) return running;
     const work = this.claimAndMake(asset, paramsKey, format, name, make, options.background ?? false);
     this.inflight.set(name, work);
     try {
-      return await work;
+      const made = await work;
+      this.known.set(memo, made);
+      return made;
     } finally {
       this.inflight.delete(name);
     }
@@ -296,7 +327,7 @@ export class ImageService {
       if (done) return done;
       const release = await this.slots.acquire(background);
       try {
-        return await this.make(asset, paramsKey, format, make);
+        return await this.make(asset, paramsKey, format, make, release);
       } finally {
         release();
       }
@@ -311,11 +342,15 @@ export class ImageService {
     paramsKey: string,
     format: OutputFormat,
     make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    pixelsDone: () => void,
   ): Promise<Derivative> {
     const contentType = CONTENT_TYPES[format];
     const ownKey = `${asset.accountId}/derivatives/${asset.id}/${paramsKey}.${EXTENSIONS[format]}`;
     const digest = new DigestStream();
     await make(async (output) => {
+      // The encoder has finished and freed its pixels: the slot goes to the next transform
+      // while this rendering is flushed to storage (fsync, rename or upload) and recorded.
+      output.once('end', pixelsDone);
       // pipeline() carries a renderer failure into the stream storage reads.
       const source = pipeline(output, digest, () => {});
       await this.blobs.write(ownKey, source, () => ({ ...digest.digests(), contentType }));
@@ -355,6 +390,7 @@ export class ImageService {
 
   /** Frees every derivative of an asset that was deleted: objects first, then the rows. */
   async purge(assetId: string): Promise<void> {
+    this.known.deleteWhere((memo) => memo.startsWith(`${assetId}:`));
     const derivatives = await this.store.listDerivatives(assetId);
     for (const key of new Set(derivatives.map((d) => d.storageKey))) await this.blobs.delete(key);
     await this.store.deleteDerivatives(assetId);

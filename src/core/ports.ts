@@ -621,6 +621,13 @@ export interface BlobStore {
   write(key: string, source: Readable, seal: SealHook): Promise<void>;
   head(key: string): Promise<ObjectInfo | undefined>;
   read(key: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * The file on this machine that holds the object, for stores that keep objects as files
+   * (absent otherwise). Such a file is only ever replaced whole by a rename, never rewritten in
+   * place, so a hard link to it keeps the bytes it had; tools that need a seekable file can
+   * read it without copying (see `RenderSource`).
+   */
+  localFile?(key: string): string;
   delete(key: string): Promise<void>;
   /** A server-side copy (only stores whose presigned URLs can be rewritable need it). */
   copy?(from: string, to: string): Promise<void>;

@@ -7,6 +7,7 @@ import * as deliveryLog from './migrations/005_webhook_delivery_log.js';
 import * as scopesTokens from './migrations/006_scopes_tokens.js';
 import * as images from './migrations/007_images.js';
 import * as consoleSessions from './migrations/008_console_sessions.js';
+import * as pendingIndexes from './migrations/009_pending_indexes.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -19,6 +20,7 @@ const migrations: Record<string, Migration> = {
   '006_scopes_tokens': scopesTokens,
   '007_images': images,
   '008_console_sessions': consoleSessions,
+  '009_pending_indexes': pendingIndexes,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

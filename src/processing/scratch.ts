@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { link, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -40,6 +40,32 @@ export class Scratch {
   }
 
   /**
+   * Puts the bytes of `source` at `path`. A local file is hard-linked, not copied: store files
+   * are replaced by rename and never rewritten in place, so the link keeps the bytes it was
+   * made with even if the object is replaced or deleted meanwhile, and removing the work
+   * directory removes only the link. On another filesystem (EXDEV), where links are refused
+   * (EPERM), or when the file is gone, the bytes are streamed from storage instead.
+   */
+  static async place(
+    source: { file?: string | undefined; open(): Promise<Readable> },
+    path: string,
+    maxBytes = Number.POSITIVE_INFINITY,
+  ): Promise<number> {
+    if (source.file !== undefined) {
+      const linked = await link(source.file, path).then(
+        () => true,
+        () => false,
+      );
+      if (linked) {
+        const { size } = await stat(path);
+        if (size > maxBytes) throw tooLarge(maxBytes);
+        return size;
+      }
+    }
+    return Scratch.save(await source.open(), path, maxBytes);
+  }
+
+  /**
    * Streams `source` to `path` (never whole in memory); refuses beyond `maxBytes` as the bytes
    * arrive, so an oversized input fills no disk.
    */
@@ -49,11 +75,7 @@ export class Scratch {
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
         if (bytes > maxBytes) {
-          callback(
-            new WharfError('IMAGE_TOO_LARGE', `The input is larger than ${maxBytes} bytes.`, {
-              limit_bytes: maxBytes,
-            }),
-          );
+          callback(tooLarge(maxBytes));
         } else {
           callback(null, chunk);
         }
@@ -62,4 +84,10 @@ export class Scratch {
     await pipeline(source, limit, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
     return bytes;
   }
+}
+
+function tooLarge(maxBytes: number): WharfError {
+  return new WharfError('IMAGE_TOO_LARGE', `The input is larger than ${maxBytes} bytes.`, {
+    limit_bytes: maxBytes,
+  });
 }

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { fileTypeFromBuffer, fileTypeFromFile } from 'file-type';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { WharfError } from '../core/errors.js';
-import type { ImageRenderer, RenderRequest } from '../core/images.js';
+import type { ImageRenderer, RenderRequest, RenderSource } from '../core/images.js';
 import { MAX_DIMENSION } from '../core/transforms.js';
 import { Scratch } from './scratch.js';
 
@@ -34,9 +34,10 @@ export function configureSharp(): void {
 }
 
 /**
- * Transforms with sharp. The original is streamed to a temp file first: libvips then reads
- * it sequentially from disk instead of sharp collecting the whole stream in memory, and its
- * header can be checked (type, pixel count) before anything is decoded.
+ * Transforms with sharp. The original is put in a private temp file first (a hard link to the
+ * stored file on local storage, streamed from S3): libvips then reads it sequentially from
+ * disk instead of sharp collecting the whole stream in memory, and its header can be checked
+ * (type, pixel count) before anything is decoded.
  */
 export class SharpRenderer implements ImageRenderer {
   constructor(
@@ -50,10 +51,10 @@ export class SharpRenderer implements ImageRenderer {
     return fileTypeFromBuffer(head);
   }
 
-  async render(source: Readable, request: RenderRequest, sink: (output: Readable) => Promise<void>) {
+  async render(source: RenderSource, request: RenderRequest, sink: (output: Readable) => Promise<void>) {
     await this.scratch.withDir(async (dir) => {
       const input = join(dir, 'input');
-      await Scratch.save(source, input, this.maxInputBytes);
+      await Scratch.place(source, input, this.maxInputBytes);
       await checkInput(input, request.maxPixels);
       const started = Date.now();
       const image = pipelineFor(input, request);

@@ -120,7 +120,11 @@ describe('a crash mid-upload', () => {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     children.push(child);
-    for (let i = 0; i < 150; i++) {
+    // Waits for the process itself, not a fixed budget: compiling src/ with tsx on a loaded
+    // 2-core machine took longer than 15 s. It fails at once if the process exits, and gives up
+    // only after two minutes.
+    const deadline = Date.now() + 120_000;
+    while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
       const ok = await fetch(`http://127.0.0.1:${env.WHARF_PORT}/healthz`).then(
         (r) => r.ok,
         () => false,
@@ -128,7 +132,7 @@ describe('a crash mid-upload', () => {
       if (ok) return child;
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error('Wharf did not start');
+    throw new Error(`Wharf did not start (exit code ${child.exitCode}, signal ${child.signalCode})`);
   }
 
   test('SIGKILL during a direct upload leaves no asset, and its partial bytes are cleared', async () => {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import exifr from 'exifr';
 import sharp from 'sharp';
+import type { BlobStore } from '../../src/core/ports.js';
 import { uploadRaw } from '../helpers/assets.js';
 import { storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
@@ -625,6 +626,57 @@ describe('limits (a server with small ones)', () => {
   });
 });
 
+describe('slots are for pixels', () => {
+  test('a rendering being flushed to storage holds no slot: the next transform runs meanwhile', async () => {
+    const small = await startWharf({ env: { WHARF_IMAGE_CONCURRENCY: '1', WHARF_IMAGE_QUEUE: '1' } });
+    // The server's own store, held at its seal (every byte written, before it is recorded),
+    // as a slow fsync or upload would hold it.
+    const blobs = (small.wharf.core.images as unknown as { blobs: BlobStore }).blobs;
+    const write = blobs.write;
+    let reached!: () => void;
+    const sealing = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => {
+      resume = resolve;
+    });
+    blobs.write = (key, source, seal) =>
+      write.call(blobs, key, source, async () => {
+        if (key.includes('/derivatives/') && key.includes('w32-')) {
+          reached();
+          await resumed;
+        }
+        return seal();
+      });
+    try {
+      const res = await uploadRaw(
+        small,
+        small.key,
+        'slots.png',
+        await sharp({ create: { width: 100, height: 100, channels: 3, background: '#468' } })
+          .png()
+          .toBuffer(),
+        { contentType: 'image/png' },
+      );
+      const id = res.body.asset.id as string;
+      const ask = (query: string) =>
+        fetch(`${small.url}/v1/assets/${id}/image?${query}`, { headers: { 'x-api-key': small.key } });
+      const first = ask('w=32&format=png');
+      await sealing;
+      assert.deepEqual(small.wharf.core.images.slots.stats, { running: 0, queued: 0 });
+      const second = await ask('w=48&format=png');
+      assert.equal(second.status, 200, 'rendered while the first one is still being stored');
+      resume();
+      assert.equal((await first).status, 200);
+    } finally {
+      resume();
+      blobs.write = write;
+      await small.close();
+    }
+  });
+});
+
 describe('two nodes, one rendering', () => {
   test('concurrent first requests on two nodes store the derivative once', async () => {
     const second = await startWharf({ sharing: w });
@@ -669,6 +721,39 @@ describe('derivatives go with their asset', () => {
     assert.deepEqual(await under(), []);
     assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${id}/derivatives`)).status, 404);
     assert.equal((await get(`/v1/assets/${id}/image?w=64&format=webp`)).status, 404);
+  });
+
+  test('a node that has served a rendering refuses it once another node deleted the asset', async () => {
+    // Each node remembers the renderings it has served; the asset's own lookup must still
+    // decide, on every request and every node, whether there is anything to serve.
+    const second = await startWharf({ sharing: w });
+    try {
+      const { id } = await upload('remembered.jpg', await photo(300, 200), 'image/jpeg');
+      const signed = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { w: 64, format: 'webp' });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const onSecond = new URL(signed.body.url);
+      onSecond.host = new URL(second.url).host;
+      for (let i = 0; i < 2; i += 1) {
+        assert.equal(
+          (
+            await fetch(`${second.url}/v1/assets/${id}/image?w=64&format=webp`, {
+              headers: { 'x-api-key': w.key },
+            })
+          ).status,
+          200,
+        );
+        assert.equal((await fetch(onSecond)).status, 200);
+      }
+      assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`)).status, 204);
+      const keyed = await fetch(`${second.url}/v1/assets/${id}/image?w=64&format=webp`, {
+        headers: { 'x-api-key': w.key },
+      });
+      assert.equal(keyed.status, 404);
+      assert.equal((await keyed.json()).error.code, 'NOT_FOUND');
+      assert.equal((await fetch(onSecond)).status, 404);
+    } finally {
+      await second.close();
+    }
   });
 });
 

@@ -164,6 +164,15 @@ describe('LocalEndpoint.verify: a URL it signed verifies, and only unchanged', (
       'INVALID_SIGNATURE',
       (q) => q.set('X-Amz-SignedHeaders', 'content-length;host'),
     ],
+    // Names of Object.prototype's members: found by the route fuzzer, they reached the
+    // signer as functions (500) before headers were looked up as own properties only.
+    ...['constructor', '__proto__', 'tostring'].map(
+      (name): [string, string, (q: URLSearchParams) => void] => [
+        `a signed header named ${name}`,
+        'INVALID_SIGNATURE',
+        (q) => q.set('X-Amz-SignedHeaders', `content-length;content-type;host;${name}`),
+      ],
+    ),
     ['extra query parameter', 'INVALID_SIGNATURE', (q) => q.set('acl', 'public-read')],
     ['payload hash parameter added', 'INVALID_SIGNATURE', (q) => q.set('X-Amz-Content-Sha256', SHA256)],
     [

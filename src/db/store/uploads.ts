@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { WharfError } from '../../core/errors.js';
 import { type UploadEnding, uploadCompleted, uploadCreated, uploadEnded } from '../../core/events.js';
 import type { Asset, Upload } from '../../core/model.js';
@@ -8,6 +9,10 @@ import { appendEvents } from './events.js';
 import { addFileVersion } from './files.js';
 import { type ReservationEntry, reserveUploads, settleExpired, settleFinished } from './reservations.js';
 import { fromAsset, fromJob, fromUpload, parseIntent, toAsset, toUpload } from './rows.js';
+
+// The conditions of the partial indexes over pending uploads (migration 009), as literals.
+const PENDING = sql.lit('pending');
+const AUTO_COMPLETE = sql.lit(1);
 
 export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
   // Group commit: intents created by concurrent requests are written in one transaction,
@@ -121,11 +126,12 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
     },
 
     async listAutoCompletable(limit: number, after?: Upload): Promise<Upload[]> {
+      // Literals, so the partial index uploads_auto_complete serves it (see migration 009).
       let query = db
         .selectFrom('uploads')
         .selectAll()
-        .where('status', '=', 'pending')
-        .where('auto_complete', '=', 1);
+        .where('status', '=', PENDING)
+        .where('auto_complete', '=', AUTO_COMPLETE);
       if (after) {
         query = query.where((eb) =>
           eb.or([
@@ -149,8 +155,8 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       let query = db
         .selectFrom('uploads')
         .selectAll()
-        .where('auto_complete', '=', 1)
-        .where('status', '=', 'pending')
+        .where('auto_complete', '=', AUTO_COMPLETE)
+        .where('status', '=', PENDING)
         .where('account_id', '=', accountId)
         .where('size', '=', size);
       query =
@@ -246,7 +252,7 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       const rows = await db
         .selectFrom('uploads')
         .selectAll()
-        .where('status', '=', 'pending')
+        .where('status', '=', PENDING)
         .where('expires_at', '<', before)
         .orderBy('expires_at')
         .limit(limit)

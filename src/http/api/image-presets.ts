@@ -119,7 +119,7 @@ export async function imagePresetRoutes(app: App, { core }: ApiContext): Promise
       const principal = request.principal!;
       requireScope(principal, 'admin');
       await core.presets.delete(principal.accountId, request.params.name);
-      reply.status(204).send(null);
+      return reply.status(204).send(null);
     },
   );
 }

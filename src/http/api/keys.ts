@@ -162,7 +162,7 @@ export async function keyRoutes(app: App, { core }: ApiContext): Promise<void> {
     },
     async (request, reply) => {
       await core.keys.revokeAs(request.principal!, request.params.id);
-      reply.status(204).send(null);
+      return reply.status(204).send(null);
     },
   );
 }

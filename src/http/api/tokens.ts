@@ -255,7 +255,7 @@ export async function tokenRoutes(app: App, { core }: ApiContext): Promise<void>
     },
     async (request, reply) => {
       await core.tokens.revoke(request.principal!, request.params.id);
-      reply.status(204).send(null);
+      return reply.status(204).send(null);
     },
   );
 }

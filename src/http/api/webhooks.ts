@@ -340,7 +340,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
     async (request, reply) => {
       requireScope(request.principal!, 'admin');
       await core.webhooks.delete(request.principal!.accountId, request.params.id);
-      reply.status(204).send(null);
+      return reply.status(204).send(null);
     },
   );
 

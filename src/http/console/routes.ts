@@ -231,7 +231,7 @@ export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<
           async (request, reply) => {
             await core.sessions.signOut(request.consoleSession!.id);
             setCookie(reply, '', 0);
-            reply.status(204).send(null);
+            return reply.status(204).send(null);
           },
         );
 

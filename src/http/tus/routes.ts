@@ -28,6 +28,17 @@ export interface TusRouteOptions {
   locker: Locker;
   /** Where bodies that carry a checksum wait until it is checked (a directory of this node). */
   stagingDir: string;
+  /** Lets bodies reach the datastore as Node streams (see BodyHandoff); else they go through tus. */
+  bodies?: BodyHandoff | undefined;
+}
+
+/**
+ * The datastore's side door for request bodies (the local one has it: BodyChannel in
+ * src/blobs/tus-storage.ts). Offers `body` for the next write of `key`, of at most `limit`
+ * bytes; the returned function withdraws it and says whether a write took it.
+ */
+export interface BodyHandoff {
+  offer(key: string, body: Readable, limit: number): () => boolean;
 }
 
 /** What one request is to the tus server: who sent it and which upload it names. */
@@ -36,6 +47,10 @@ interface TusCall {
   upload: Upload | undefined;
   /** A refusal of Wharf's raised inside the tus server (its body is Wharf's JSON). */
   error?: WharfError;
+  /** A creation's body, offered to the datastore once the upload (and so its key) exists. */
+  creationBody?: { body: Readable; limit: number };
+  /** Withdraws the offered body; true when the datastore took it. */
+  withdraw?: () => boolean;
 }
 
 // Upload URLs name the storage key without its account (`/v1/tus/<uuid><.ext>`): the caller's
@@ -89,6 +104,13 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         sha256: metadata?.sha256 ?? undefined,
       });
       call.upload = upload;
+      if (call.creationBody && options.bodies) {
+        call.withdraw = options.bodies.offer(
+          upload.storageKey,
+          call.creationBody.body,
+          call.creationBody.limit,
+        );
+      }
       return upload.storageKey;
     },
     generateUrl: (_req, { id }) => `${publicUrl}${TUS_PATH}/${id.slice(id.indexOf('/') + 1)}`,
@@ -160,13 +182,25 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
           body = endingAtCut(request.raw);
         }
       }
+      if (body && options.bodies) {
+        // Straight to the datastore (see BodyChannel): tus.io's server sees the headers only.
+        const limit = bodyLimit(headers, call.upload);
+        if (call.upload) call.withdraw = options.bodies.offer(call.upload.storageKey, body, limit);
+        else call.creationBody = { body, limit };
+      }
       const tusRequest = new Request(new URL(request.url, publicUrl), {
         method,
         headers,
-        ...(body && { body: Readable.toWeb(body) as ReadableStream, duplex: 'half' }),
+        ...(body && !options.bodies && { body: Readable.toWeb(body) as ReadableStream, duplex: 'half' }),
       } as RequestInit);
       calls.set(tusRequest, call);
-      const response = await tus.handleWeb(tusRequest);
+      let response: Response;
+      try {
+        response = await tus.handleWeb(tusRequest);
+      } finally {
+        // Refused before anything was written: the body is read and dropped, as tus would.
+        if (body && options.bodies && !(call.withdraw?.() ?? false)) body.resume();
+      }
       if (method === 'DELETE' && response.status === 204 && call.upload) {
         await core.resumable.terminated(call.upload);
       }
@@ -274,6 +308,17 @@ function endingAtCut(raw: IncomingMessage): Readable {
     if (!body.writableEnded) cut();
   });
   return body;
+}
+
+/**
+ * The most bytes a body may bring, as tus.io's limiter has it: its Content-Length (checked
+ * against the upload's length before any is written), else what remains of the upload.
+ */
+function bodyLimit(headers: Headers, upload: Upload | undefined): number {
+  const length = headers.get('content-length');
+  if (length !== null) return Number(length);
+  const size = upload ? (upload.size ?? 0) : Number(headers.get('upload-length'));
+  return Math.max(0, size - Number(headers.get('upload-offset') ?? 0));
 }
 
 /** A request with a body to hand on; with `nonEmpty`, only one that has bytes. */

@@ -135,7 +135,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
     },
     async (request, reply) => {
       await core.assets.delete(request.principal!, request.params.id);
-      reply.status(204).send(null);
+      return reply.status(204).send(null);
     },
   );
 

@@ -1,0 +1,243 @@
+/**
+ * The fast paths of tus and multipart (bytes hashed as they arrive, multipart objects composed
+ * without a copy) give what the simple ones gave: the asset holds exactly the bytes sent, and
+ * its SHA-256 and MD5 are theirs, also when the upload moves to another node or a restarted
+ * server half-way (whose hashing state is gone), and when parts arrive out of order or are
+ * sent again. Reads (whole and ranges) of a composed object are the bytes as one file.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { MULTIPART_LIMITS } from '../../src/core/ports.js';
+import { api } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+const PART = MULTIPART_LIMITS.minPartSize;
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+const digest = (algorithm: string, bytes: Buffer) => createHash(algorithm).update(bytes).digest('hex');
+
+/** The asset's recorded digests and its bytes as served are those of `bytes`. */
+async function assertHolds(server: TestWharf, assetId: string, bytes: Buffer): Promise<void> {
+  const meta = await api(server.url, server.key, 'GET', `/v1/assets/${assetId}`);
+  assert.equal(meta.status, 200, JSON.stringify(meta.body));
+  assert.equal(meta.body.size, bytes.length);
+  assert.equal(meta.body.sha256, digest('sha256', bytes), 'SHA-256 of exactly the bytes sent');
+  assert.equal(meta.body.md5, digest('md5', bytes), 'MD5 of exactly the bytes sent');
+  const res = await fetch(`${server.url}/v1/assets/${assetId}/content`, {
+    headers: { 'x-api-key': server.key },
+  });
+  assert.equal(res.status, 200);
+  assert.ok(Buffer.from(await res.arrayBuffer()).equals(bytes), 'served bytes are the bytes sent');
+}
+
+// ---- tus ----
+
+async function tusCreate(server: TestWharf, size: number): Promise<string> {
+  const res = await fetch(`${server.url}/v1/tus/`, {
+    method: 'POST',
+    headers: {
+      'Tus-Resumable': '1.0.0',
+      'x-api-key': server.key,
+      'Upload-Length': String(size),
+      'Upload-Metadata': `filename ${Buffer.from('fast.bin').toString('base64')}`,
+    },
+  });
+  assert.equal(res.status, 201, await res.text());
+  return new URL(res.headers.get('location')!).pathname;
+}
+
+async function tusPatch(server: TestWharf, path: string, offset: number, body: Buffer): Promise<Response> {
+  const res = await fetch(`${server.url}${path}`, {
+    method: 'PATCH',
+    headers: {
+      'Tus-Resumable': '1.0.0',
+      'x-api-key': server.key,
+      'Content-Type': 'application/offset+octet-stream',
+      'Upload-Offset': String(offset),
+    },
+    body: new Uint8Array(body),
+  });
+  assert.equal(res.status, 204, await res.text());
+  assert.equal(res.headers.get('upload-offset'), String(offset + body.length));
+  return res;
+}
+
+describe('tus: hashed as the bytes arrive', () => {
+  test('one upload in several PATCHes on one node', async () => {
+    const bytes = randomBytes(3 * PART + 12_345);
+    const path = await tusCreate(w, bytes.length);
+    const cuts = [0, PART, 2 * PART + 7, bytes.length];
+    let last: Response | undefined;
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      last = await tusPatch(w, path, cuts[i]!, bytes.subarray(cuts[i], cuts[i + 1]));
+    }
+    await assertHolds(w, last!.headers.get('wharf-asset-id')!, bytes);
+  });
+
+  test('PATCHes alternating between two nodes (each catches up on what the other wrote)', async () => {
+    const b = await startWharf({ sharing: w, clock: w.clock });
+    try {
+      const bytes = randomBytes(3 * PART + 999);
+      const path = await tusCreate(w, bytes.length);
+      await tusPatch(w, path, 0, bytes.subarray(0, PART));
+      await tusPatch(b, path, PART, bytes.subarray(PART, 2 * PART));
+      const last = await tusPatch(w, path, 2 * PART, bytes.subarray(2 * PART));
+      await assertHolds(w, last.headers.get('wharf-asset-id')!, bytes);
+    } finally {
+      await b.close();
+    }
+  });
+
+  test('a server stopped half-way: the restarted one hashes what it did not see, once', async () => {
+    const first = await startWharf({ sharing: w, clock: w.clock });
+    const bytes = randomBytes(2 * PART + 1);
+    const path = await tusCreate(first, bytes.length);
+    await tusPatch(first, path, 0, bytes.subarray(0, PART + 3));
+    await first.close();
+    const restarted = await startWharf({ sharing: w, clock: w.clock });
+    try {
+      const last = await tusPatch(restarted, path, PART + 3, bytes.subarray(PART + 3));
+      await assertHolds(restarted, last.headers.get('wharf-asset-id')!, bytes);
+    } finally {
+      await restarted.close();
+    }
+  });
+});
+
+// ---- multipart ----
+
+async function startMultipart(server: TestWharf, size: number): Promise<string> {
+  const res = await api(server.url, server.key, 'POST', '/v1/multipart', {
+    name: 'parts.bin',
+    content_type: 'application/octet-stream',
+    size,
+  });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  return res.body.id;
+}
+
+async function putPart(server: TestWharf, id: string, partNumber: number, bytes: Buffer): Promise<string> {
+  const signed = await api(server.url, server.key, 'POST', `/v1/multipart/${id}/parts`, {
+    partNumbers: [partNumber],
+  });
+  assert.equal(signed.status, 200, JSON.stringify(signed.body));
+  const part = signed.body.parts[0];
+  const res = await fetch(part.url, { method: 'PUT', headers: part.headers, body: new Uint8Array(bytes) });
+  assert.equal(res.status, 200, await res.text());
+  return res.headers.get('etag')!;
+}
+
+async function completeMultipart(server: TestWharf, id: string, etags: string[]): Promise<string> {
+  const res = await api(server.url, server.key, 'POST', `/v1/multipart/${id}/complete`, {
+    parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
+  });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.asset.id;
+}
+
+function split(bytes: Buffer, sizes: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const size of sizes) {
+    out.push(bytes.subarray(at, at + size));
+    at += size;
+  }
+  return out;
+}
+
+describe('multipart: hashed in part order as parts arrive, composed without a copy', () => {
+  test('parts sent out of order, and concurrently', async () => {
+    const bytes = randomBytes(4 * PART + 4321);
+    const parts = split(bytes, [PART, PART + 17, PART, PART, 4321 - 17]);
+    const id = await startMultipart(w, bytes.length);
+    const etags: string[] = [];
+    etags[2] = await putPart(w, id, 3, parts[2]!);
+    etags[4] = await putPart(w, id, 5, parts[4]!);
+    const [e1, e2] = await Promise.all([putPart(w, id, 1, parts[0]!), putPart(w, id, 2, parts[1]!)]);
+    etags[0] = e1;
+    etags[1] = e2;
+    etags[3] = await putPart(w, id, 4, parts[3]!);
+    await assertHolds(w, await completeMultipart(w, id, etags), bytes);
+  });
+
+  test('a part sent again with other bytes after it was hashed: the last one counts', async () => {
+    const bytes = randomBytes(2 * PART + 100);
+    const [a, b, c] = split(bytes, [PART, PART, 100]);
+    const id = await startMultipart(w, bytes.length);
+    await putPart(w, id, 1, randomBytes(PART));
+    await putPart(w, id, 2, b!);
+    const etagA = await putPart(w, id, 1, a!);
+    const etagB = await putPart(w, id, 2, b!);
+    const etagC = await putPart(w, id, 3, c!);
+    await assertHolds(w, await completeMultipart(w, id, [etagA, etagB, etagC]), bytes);
+  });
+
+  test('parts from two nodes, completed on a third (restarted) one', async () => {
+    const bytes = randomBytes(3 * PART + 5);
+    const [a, b, c] = split(bytes, [PART, PART, PART + 5]);
+    const other = await startWharf({ sharing: w, clock: w.clock });
+    const id = await startMultipart(w, bytes.length);
+    const etagA = await putPart(w, id, 1, a!);
+    const etagB = await putPart(other, id, 2, b!);
+    const etagC = await putPart(w, id, 3, c!);
+    await other.close();
+    const third = await startWharf({ sharing: w, clock: w.clock });
+    try {
+      await assertHolds(third, await completeMultipart(third, id, [etagA, etagB, etagC]), bytes);
+    } finally {
+      await third.close();
+    }
+  });
+
+  test('ranges of a composed object, across part boundaries, are the file’s bytes', async () => {
+    const bytes = randomBytes(3 * PART + 10);
+    const parts = split(bytes, [PART, PART, PART + 10]);
+    const id = await startMultipart(w, bytes.length);
+    const etags = [];
+    for (const [i, part] of parts.entries()) etags.push(await putPart(w, id, i + 1, part));
+    const assetId = await completeMultipart(w, id, etags);
+    for (const [start, end] of [
+      [0, 0],
+      [PART - 3, PART + 2],
+      [PART, 2 * PART - 1],
+      [PART - 1, 2 * PART + 5],
+      [3 * PART, 3 * PART + 9],
+      [bytes.length - 1, bytes.length - 1],
+    ] as const) {
+      const res = await fetch(`${w.url}/v1/assets/${assetId}/content`, {
+        headers: { 'x-api-key': w.key, range: `bytes=${start}-${end}` },
+      });
+      assert.equal(res.status, 206);
+      assert.ok(
+        Buffer.from(await res.arrayBuffer()).equals(bytes.subarray(start, end + 1)),
+        `bytes ${start}-${end}`,
+      );
+    }
+  });
+
+  test('deleting a composed asset frees it; the same bytes uploaded again are new', async () => {
+    const bytes = randomBytes(PART + 1);
+    const [a, b] = split(bytes, [PART, 1]);
+    const id = await startMultipart(w, bytes.length);
+    const assetId = await completeMultipart(w, id, [
+      await putPart(w, id, 1, a!),
+      await putPart(w, id, 2, b!),
+    ]);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${assetId}`)).status, 204);
+    const again = await fetch(`${w.url}/v1/assets?name=again.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(bytes),
+    });
+    assert.equal(again.status, 201);
+    await assertHolds(w, (await again.json()).asset.id, bytes);
+  });
+});
