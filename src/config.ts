@@ -1,4 +1,5 @@
 import { dirname, join, resolve } from 'node:path';
+import { CLIENT_VARIABLES } from './cli/upload/variables.js';
 import { editDistance } from './core/edit-distance.js';
 import { parseDatabaseUrl } from './db/url.js';
 
@@ -407,10 +408,10 @@ function report(env: NodeJS.ProcessEnv, problem: string): void {
   notes.problems.push(problem);
 }
 
-/** WHARF_* variables Wharf does not read: most likely typos of ones it does. */
+/** WHARF_* variables Wharf does not read: most likely typos of ones it does (the CLI client's are not). */
 function unknownVariables(raw: NodeJS.ProcessEnv, known: string[]): string[] {
   return Object.keys(raw)
-    .filter((name) => name.startsWith('WHARF_') && !known.includes(name))
+    .filter((name) => name.startsWith('WHARF_') && !known.includes(name) && !CLIENT_VARIABLES.includes(name))
     .sort()
     .map((name) => {
       const near = closest(name, known);

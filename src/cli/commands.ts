@@ -1,4 +1,4 @@
-import { type OpenedCore, openCore } from '../bootstrap.js';
+import type { OpenedCore } from '../bootstrap.js';
 import { type Config, ConfigError, readConfig } from '../config.js';
 import { SCOPES } from '../core/authorization.js';
 import { isWharfError } from '../core/errors.js';
@@ -18,6 +18,7 @@ import {
   webhookJson,
   webhookTable,
 } from './format.js';
+import { clientUsage } from './upload/main.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -466,6 +467,10 @@ export function usage(): string {
     'Usage:',
     entry(SERVE_USAGE, 'Start the server (the same as `npm start`).'),
     ...COMMANDS.map((c) => entry(c.usage, c.summary)),
+    '',
+    'Client commands (a server over its API; URL and key from flags, WHARF_URL/WHARF_KEY or ~/.config/wharf/config.json):',
+    clientUsage().trimEnd(),
+    '',
     entry('wharf --help', 'Show this help. Each command also takes --help.'),
     '',
     'It reads the same environment as the server (WHARF_DATA_DIR, WHARF_DATABASE_URL, …),',
@@ -525,7 +530,8 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
           for (const warning of loaded.warnings) io.stderr(`wharf: warning: ${warning}\n`);
           config = loaded.config;
         }
-        opened ??= await openCore(config);
+        // Imported here: the server's modules take a while to load, and help needs none of them.
+        opened ??= await (await import('../bootstrap.js')).openCore(config);
         return opened;
       },
     });

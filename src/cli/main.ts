@@ -1,11 +1,24 @@
 #!/usr/bin/env node
-import { run } from './commands.js';
+// The CLI's entry: `npm run wharf -- …` from source, bin/wharf.js once built. The client
+// commands (upload, sync, ls, get, rm) load only the SDK, never the server, so they start fast;
+// the admin commands import the server's code.
+import { isClientCommand, runClient } from './upload/main.js';
 
-// The CLI's entry: `npm run wharf -- …` from source, bin/wharf.js once built.
-const result = await run(process.argv.slice(2), {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
+const argv = process.argv.slice(2);
+const io = {
+  stdout: (text: string) => process.stdout.write(text),
+  stderr: (text: string) => process.stderr.write(text),
   env: process.env,
-});
-// Setting exitCode (not calling exit) lets pending output flush first.
-if ('exitCode' in result) process.exitCode = result.exitCode;
+  terminal: process.stderr.isTTY ? process.stderr : undefined,
+};
+if (isClientCommand(argv[0])) {
+  // `npm run wharf -- upload photos/` runs in the package's folder: paths are the caller's.
+  if (process.env.npm_lifecycle_event === 'wharf' && process.env.INIT_CWD)
+    process.chdir(process.env.INIT_CWD);
+  process.exitCode = await runClient(argv, io);
+} else {
+  const { run } = await import('./commands.js');
+  const result = await run(argv, io);
+  // Setting exitCode (not calling exit) lets pending output flush first.
+  if ('exitCode' in result) process.exitCode = result.exitCode;
+}

@@ -4,6 +4,7 @@ import type { CheckResult } from '../core/health.js';
 import type { Core } from '../core/wharf.js';
 import type { App } from './api/context.js';
 import { ErrorSchema } from './api/schemas.js';
+import { named } from './openapi/components.js';
 
 /** What serves the scrape: text in Prometheus's exposition format. */
 export interface MetricsSource {
@@ -28,13 +29,18 @@ const CheckSchema = Type.Object(
   { description: 'One check.' },
 );
 
-const ReadinessSchema = Type.Object(
-  {
-    status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
-    checks: Type.Object({ database: CheckSchema, storage: CheckSchema }),
-    error: Type.Optional(ErrorSchema.properties.error),
-  },
-  { description: 'Each check’s outcome; `error` names the failed ones.' },
+// A component of its own: its `error` field is the native error's, which the document then
+// shows once, under this name, rather than inline in /readyz's answers.
+const ReadinessSchema = named(
+  'Readiness',
+  Type.Object(
+    {
+      status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
+      checks: Type.Object({ database: CheckSchema, storage: CheckSchema }),
+      error: Type.Optional(ErrorSchema.properties.error),
+    },
+    { description: 'Each check’s outcome; `error` names the failed ones.' },
+  ),
 );
 
 /** Whether `header` is `Bearer <token>`; compared in constant time (digests of equal length). */

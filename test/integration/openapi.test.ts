@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { createAsset, declare, putPresigned, readJson } from '../helpers/assets.js';
 import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
 let w: TestWharf;
 // biome-ignore lint/suspicious/noExplicitAny: an OpenAPI document is walked dynamically
@@ -60,7 +67,56 @@ const ROUTES: Record<string, string[]> = {
   '/v1/image-presets': ['get'],
   '/v1/image-presets/{name}': ['delete', 'get', 'put'],
   '/v1/account/settings': ['get', 'patch'],
+  '/v1/tus/': ['options', 'post'],
+  '/v1/tus/{id}': ['delete', 'head', 'patch'],
 };
+
+/** The embedded deployment's storage endpoint, where its presigned URLs point (S3 storage has none). */
+const STORAGE_ROUTES: Record<string, string[]> = {
+  '/s3/wharf/{key}': ['delete', 'get', 'post', 'put'],
+};
+const STORAGE_PREFIX = '/s3/';
+
+/** The names every client sees: each is a component, referenced wherever it is used. */
+const COMPONENTS = [
+  'Access',
+  'Asset',
+  'AssetList',
+  'AssetResult',
+  'CreatedKey',
+  'Delivery',
+  'Error',
+  'Event',
+  'EventPage',
+  'FileDeclaration',
+  'FileVersion',
+  'Key',
+  'MintedUploadToken',
+  'MultipartUpload',
+  'PendingUpload',
+  'SignedUrl',
+  'Upload',
+  'UploadItem',
+  'UploadToken',
+  'Webhook',
+];
+
+/** A schema with its `$ref` to a component replaced by that component (one level). */
+function deref(schema: Json): Json {
+  const ref: string | undefined = schema?.$ref;
+  if (!ref) return schema;
+  assert.ok(ref.startsWith('#/components/schemas/'), `a reference to a component: ${ref}`);
+  const target = doc.components.schemas[ref.slice('#/components/schemas/'.length)];
+  assert.ok(target, `${ref} exists`);
+  return deref(target);
+}
+
+/** Every operation of the document, with its path and method. */
+function operations(): Array<[string, string, Json]> {
+  return Object.entries<Record<string, Json>>(doc.paths).flatMap(([path, ops]) =>
+    Object.entries<Json>(ops).map(([method, op]) => [path, method, op] as [string, string, Json]),
+  );
+}
 
 /** Seed APIs are documented too, under their own paths; this test is about the native ones. */
 const SEED_PREFIXES = ['/api/', '/api_gateway/', '/rails/'];
@@ -76,16 +132,31 @@ describe('the OpenAPI document', () => {
     );
   });
 
-  test('lists exactly the native API routes (not the storage endpoint or the docs themselves)', () => {
+  test('lists exactly the native API routes, tus, and the storage endpoint where it is served (not the docs themselves)', () => {
     const documented = Object.fromEntries(
       Object.entries(doc.paths)
         .filter(([path]) => !SEED_PREFIXES.some((prefix) => path.startsWith(prefix)))
         .map(([path, ops]) => [path, Object.keys(ops as object).sort()]),
     );
-    assert.deepEqual(documented, ROUTES);
+    const storage = w.wharf.core.endpoint === undefined ? {} : STORAGE_ROUTES;
+    assert.deepEqual(documented, { ...ROUTES, ...storage });
   });
 
-  test('every operation has a summary, a tag and its path parameter', () => {
+  test('every operation, the seed APIs’ too, has a unique operationId, a summary, a tag and its path parameters', () => {
+    const ids = new Map<string, string>();
+    for (const [path, method, op] of operations()) {
+      assert.match(op.operationId ?? '', /^[a-z][A-Za-z0-9]+$/, `${method} ${path} has an operationId`);
+      assert.ok(
+        !ids.has(op.operationId),
+        `${op.operationId} names both ${ids.get(op.operationId)} and ${method} ${path}`,
+      );
+      ids.set(op.operationId, `${method} ${path}`);
+      for (const [, name] of path.matchAll(/\{([^}]+)\}/g)) {
+        const param = op.parameters?.find((p: Json) => p.in === 'path' && p.name === name);
+        assert.ok(param?.required, `${method} ${path} documents {${name}}`);
+      }
+    }
+    assert.ok(ids.size >= 60, `only ${ids.size} operations`);
     for (const [path, ops] of Object.entries<Record<string, Json>>(doc.paths)) {
       for (const [method, op] of Object.entries<Json>(ops)) {
         assert.ok(op.summary, `${method} ${path} has a summary`);
@@ -120,26 +191,142 @@ describe('the OpenAPI document', () => {
   test('request bodies are documented as strict (no unknown fields)', () => {
     const uploads = doc.paths['/v1/uploads'].post.requestBody.content['application/json'].schema;
     assert.equal(uploads.anyOf.length, 2);
-    for (const variant of uploads.anyOf) assert.equal(variant.additionalProperties, false);
-    const file = uploads.anyOf.find((v: Json) => v.properties.files).properties.files.items;
+    for (const variant of uploads.anyOf) assert.equal(deref(variant).additionalProperties, false);
+    const batch = uploads.anyOf.map(deref).find((v: Json) => v.properties.files);
+    const file = deref(batch.properties.files.items);
     assert.equal(file.additionalProperties, false);
     assert.deepEqual(file.required.sort(), ['name', 'size']);
     assert.equal(file.properties.size.type, 'integer');
-    const keys = doc.paths['/v1/keys'].post.requestBody.content['application/json'].schema;
+    const keys = deref(doc.paths['/v1/keys'].post.requestBody.content['application/json'].schema);
     assert.equal(keys.additionalProperties, false);
-    const signed =
-      doc.paths['/v1/assets/{id}/signed-url'].post.requestBody.content['application/json'].schema;
-    assert.equal(signed.additionalProperties, false);
+    const signedUrl = doc.paths['/v1/assets/{id}/signed-url'].post.requestBody;
+    assert.equal(deref(signedUrl.content['application/json'].schema).additionalProperties, false);
+    assert.equal(signedUrl.required, false, 'no body means the defaults');
+    assert.equal(doc.paths['/v1/webhooks/{id}/rotate-secret'].post.requestBody.required, false);
+    assert.equal(doc.paths['/v1/keys'].post.requestBody.required, true);
+  });
+
+  test('named schemas are components, referenced with $ref rather than inlined', () => {
+    for (const name of COMPONENTS) assert.ok(doc.components.schemas[name], `component ${name}`);
+    const schemaOf = (path: string, method: string, status: string) =>
+      doc.paths[path][method].responses[status].content['application/json'].schema;
+    assert.deepEqual(schemaOf('/v1/assets/{id}', 'get', '200'), { $ref: '#/components/schemas/Asset' });
+    assert.deepEqual(schemaOf('/v1/assets/{id}', 'get', '404'), { $ref: '#/components/schemas/Error' });
+    assert.deepEqual(schemaOf('/v1/uploads/{id}', 'get', '200'), { $ref: '#/components/schemas/Upload' });
+    assert.deepEqual(schemaOf('/v1/events', 'get', '200'), { $ref: '#/components/schemas/EventPage' });
+    assert.deepEqual(doc.components.schemas.EventPage.properties.data.items, {
+      $ref: '#/components/schemas/Event',
+    });
+    assert.deepEqual(doc.components.schemas.AssetList.properties.data.items, {
+      $ref: '#/components/schemas/Asset',
+    });
+    assert.deepEqual(schemaOf('/v1/webhooks/{id}', 'get', '200'), { $ref: '#/components/schemas/Webhook' });
+    assert.deepEqual(schemaOf('/v1/upload-tokens/{id}', 'get', '200'), {
+      $ref: '#/components/schemas/UploadToken',
+    });
+    assert.deepEqual(doc.components.schemas.KeyList.properties.data.items, {
+      $ref: '#/components/schemas/Key',
+    });
+    // Nowhere in the native API's operations is an asset or an error spelled out again.
+    const inlined: string[] = [];
+    const walk = (node: Json, where: string) => {
+      if (typeof node !== 'object' || node === null) return;
+      const props = node.properties;
+      if (props?.sha256 && props?.content_url && props?.processing) inlined.push(`${where}: an Asset`);
+      if (props?.error?.properties?.code) inlined.push(`${where}: an Error`);
+      for (const [key, value] of Object.entries(node)) walk(value, `${where}/${key}`);
+    };
+    for (const [path, ops] of Object.entries<Json>(doc.paths)) {
+      if (!SEED_PREFIXES.some((prefix) => path.startsWith(prefix))) walk(ops, path);
+    }
+    assert.deepEqual(inlined, []);
+  });
+
+  test('upload bodies: a form with a binary file part, or the raw bytes', () => {
+    const upload = doc.paths['/v1/assets'].post.requestBody.content;
+    assert.deepEqual(upload['multipart/form-data'].schema.properties.file, {
+      type: 'string',
+      format: 'binary',
+      description: 'The file (one file part).',
+    });
+    assert.deepEqual(upload['multipart/form-data'].schema.required, ['file']);
+    assert.equal(upload['application/octet-stream'].schema.format, 'binary');
+    const file = doc.paths['/v1/files/{namespace}/{name}'].put.requestBody.content;
+    assert.equal(file['application/octet-stream'].schema.format, 'binary');
+    const download = doc.paths['/v1/assets/{id}/content'].get.responses['200'].content['*/*'].schema;
+    assert.equal(download.format, 'binary');
+  });
+
+  test('tus and the storage endpoint are described: headers, bodies, status codes', () => {
+    const create = doc.paths['/v1/tus/'].post;
+    const headers = (op: Json) =>
+      op.parameters.filter((p: Json) => p.in === 'header').map((p: Json) => p.name);
+    assert.deepEqual(headers(create).sort(), [
+      'Tus-Resumable',
+      'Upload-Checksum',
+      'Upload-Length',
+      'Upload-Metadata',
+    ]);
+    assert.ok(create.responses['201'].headers.Location);
+    assert.ok(create.responses['460'], 'the checksum extension’s status');
+    const patch = doc.paths['/v1/tus/{id}'].patch;
+    assert.ok(headers(patch).includes('Upload-Offset'));
+    assert.ok(patch.requestBody.content['application/offset+octet-stream']);
+    assert.ok(patch.responses['204'].headers['Wharf-Asset-Id']);
+    assert.ok(doc.paths['/v1/tus/{id}'].head.responses['200'].headers['Upload-Offset']);
+    if (w.wharf.core.endpoint !== undefined) {
+      const put = doc.paths['/s3/wharf/{key}'].put;
+      assert.deepEqual(put.security, [], 'presigned: no API key');
+      assert.ok(put.parameters.some((p: Json) => p.in === 'query' && p.name === 'X-Amz-Signature'));
+      assert.ok(put.responses['200'].headers.ETag);
+      assert.ok(put.responses['403'].content['application/xml']);
+    }
+  });
+
+  test('Redocly CLI lints the served document with no errors', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-openapi-'));
+    try {
+      const file = join(dir, 'openapi.json');
+      await writeFile(file, JSON.stringify(doc));
+      const out = await new Promise<string>((resolve, reject) => {
+        execFile(
+          join(REPO, 'node_modules', '.bin', 'redocly'),
+          ['lint', '--config', join(REPO, 'redocly.yaml'), '--format=json', file],
+          {
+            cwd: dir,
+            // Offline: no telemetry, no update check.
+            env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+            maxBuffer: 16 * 1024 * 1024,
+          },
+          // It exits 1 when it finds errors; the JSON report says which.
+          (err, stdout) => (stdout ? resolve(stdout) : reject(err ?? new Error('no report'))),
+        );
+      });
+      const report = JSON.parse(out) as {
+        totals: { errors: number; warnings: number };
+        problems: { ruleId: string; severity: string; message: string; location: { pointer: string }[] }[];
+      };
+      const errors = report.problems.filter((p) => p.severity === 'error');
+      assert.deepEqual(
+        errors.map((p) => `${p.ruleId} at ${p.location[0]?.pointer}: ${p.message}`),
+        [],
+      );
+      assert.equal(report.totals.errors, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('every documented 4xx answer of the native API has the native error shape', () => {
     for (const [path, ops] of Object.entries<Record<string, Json>>(doc.paths)) {
-      // Seed APIs answer in their own documents' error shapes (their tests check those).
-      if (SEED_PREFIXES.some((prefix) => path.startsWith(prefix))) continue;
+      // Seed APIs answer in their own documents' error shapes (their tests check those), and the
+      // storage endpoint in S3's XML.
+      if (SEED_PREFIXES.some((prefix) => path.startsWith(prefix)) || path.startsWith(STORAGE_PREFIX))
+        continue;
       for (const [method, op] of Object.entries<Json>(ops)) {
         for (const [status, response] of Object.entries<Json>(op.responses)) {
           if (!status.startsWith('4')) continue;
-          const schema = response.content?.['application/json']?.schema;
+          const schema = deref(response.content?.['application/json']?.schema);
           assert.ok(schema, `${method} ${path} ${status} has a JSON schema`);
           assert.deepEqual(schema.required, ['error'], `${method} ${path} ${status}`);
           assert.deepEqual(schema.properties.error.required.sort(), ['code', 'message']);
@@ -153,6 +340,25 @@ describe('real responses match the document', () => {
   const ajv = new Ajv2020({ strict: false, allErrors: true });
   (addFormats as unknown as (a: Ajv2020) => void)(ajv);
   const seen: Array<[string, string, number]> = [];
+  // The components, for the schemas that reference them.
+  const DOC_ID = 'wharf-openapi';
+  let componentsAdded = false;
+  const compile = (schema: Json) => {
+    if (!componentsAdded) {
+      ajv.addSchema(
+        JSON.parse(
+          JSON.stringify({ $id: DOC_ID, components: doc.components }).replaceAll(
+            '"#/components/',
+            `"${DOC_ID}#/components/`,
+          ),
+        ),
+      );
+      componentsAdded = true;
+    }
+    return ajv.compile(
+      JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', `"${DOC_ID}#/components/`)),
+    );
+  };
 
   /** Checks a response against the document's schema for its operation and status. */
   function conforms(method: string, template: string, res: JsonResponse): void {
@@ -163,7 +369,7 @@ describe('real responses match the document', () => {
     assert.ok(response, `${method} ${template} documents status ${res.status}`);
     const schema = response.content?.['application/json']?.schema;
     if (!schema || typeof res.body !== 'object') return;
-    const validate = ajv.compile(schema);
+    const validate = compile(schema);
     assert.ok(
       validate(res.body),
       `${method} ${template} ${res.status}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(res.body)}`,
@@ -216,7 +422,7 @@ describe('real responses match the document', () => {
       assert.equal(tooBig.status, 413);
       seen.push(['POST', '/v1/assets', 413]);
       const op = doc.paths['/v1/assets'].post;
-      assert.ok(ajv.compile(op.responses['413'].content['application/json'].schema)(tooBig.body));
+      assert.ok(compile(op.responses['413'].content['application/json'].schema)(tooBig.body));
     } finally {
       await small.close();
     }
@@ -487,5 +693,14 @@ describe('/docs', () => {
     const spec = await fetch(`${w.url}/docs/json`);
     assert.equal(spec.status, 200);
     assert.deepEqual(Object.keys((await spec.json()) as object).sort(), Object.keys(doc).sort());
+  });
+
+  test('its content security policy lets "Try it out" reach this origin only, over plain http too', async () => {
+    const csp = (await fetch(`${w.url}/docs/`)).headers.get('content-security-policy') ?? '';
+    assert.match(csp, /default-src 'self'/);
+    assert.doesNotMatch(csp, /connect-src/, 'requests fall under default-src: this origin');
+    assert.doesNotMatch(csp, /upgrade-insecure-requests/);
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /object-src 'none'/);
   });
 });

@@ -119,6 +119,16 @@ describe('unknown variables', () => {
     ]);
   });
 
+  test('the upload CLI’s variables are no warning: one shell may set them and start the server', () => {
+    const { warnings } = readConfig({
+      WHARF_URL: 'https://files.example.com',
+      WHARF_KEY: 'wharf_x',
+      WHARF_TOKEN: 'wharf_ut_x',
+      WHARF_CONFIG: '/etc/wharf.json',
+    });
+    assert.deepEqual(warnings, []);
+  });
+
   test('S3 settings without WHARF_STORAGE=s3 are a warning (the bytes would stay on local disk)', () => {
     const { config, warnings } = readConfig({ WHARF_S3_BUCKET: 'assets', WHARF_S3_REGION: 'eu-west-1' });
     assert.deepEqual(config.storage, { kind: 'local' });

@@ -1,6 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { EVENT_TYPES, type EventData, type WharfEvent } from '../../core/events.js';
 import type { Upload } from '../../core/model.js';
+import { named } from '../openapi/components.js';
 import { assetJson, iso } from './schemas.js';
 import { tokenJson } from './tokens.js';
 import { webhookJson } from './webhook-json.js';
@@ -53,15 +54,18 @@ export function eventJson(event: WharfEvent, publicUrl: string) {
   };
 }
 
-export const EventSchema = Type.Object(
-  {
-    id: Type.String({ description: 'Unique; also the `webhook-id` of its webhook deliveries.' }),
-    cursor: Type.String({ description: 'Pass as `after` to list what follows this event.' }),
-    type: Type.String({ description: `One of: ${EVENT_TYPES.join(', ')}.` }),
-    timestamp: Type.String({ format: 'date-time' }),
-    data: Type.Record(Type.String(), Type.Unknown(), {
-      description: '`upload` and/or `asset` as the API shows them, and facts of the change.',
-    }),
-  },
-  { description: 'A recorded state change.' },
+export const EventSchema = named(
+  'Event',
+  Type.Object(
+    {
+      id: Type.String({ description: 'Unique; also the `webhook-id` of its webhook deliveries.' }),
+      cursor: Type.String({ description: 'Pass as `after` to list what follows this event.' }),
+      type: Type.String({ description: `One of: ${EVENT_TYPES.join(', ')}.` }),
+      timestamp: Type.String({ format: 'date-time' }),
+      data: Type.Record(Type.String(), Type.Unknown(), {
+        description: '`upload` and/or `asset` as the API shows them, and facts of the change.',
+      }),
+    },
+    { description: 'A recorded state change.' },
+  ),
 );

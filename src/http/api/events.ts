@@ -1,5 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { MAX_EVENTS_PER_PAGE } from '../../core/events.js';
+import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { EventSchema, eventJson } from './event-json.js';
 import { errorResponses } from './schemas.js';
@@ -23,15 +24,18 @@ const EventsQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const EventPage = Type.Object(
-  {
-    data: Type.Array(EventSchema),
-    cursor: Type.String({
-      description: 'Where to continue: the last event listed, or `after` again when none was new.',
-    }),
-    has_more: Type.Boolean({ description: 'More events are waiting: ask again at once.' }),
-  },
-  { description: 'A page of events.' },
+const EventPage = named(
+  'EventPage',
+  Type.Object(
+    {
+      data: Type.Array(EventSchema),
+      cursor: Type.String({
+        description: 'Where to continue: the last event listed, or `after` again when none was new.',
+      }),
+      has_more: Type.Boolean({ description: 'More events are waiting: ask again at once.' }),
+    },
+    { description: 'A page of events.' },
+  ),
 );
 
 /** The events outbox, oldest first, for apps that poll rather than receive webhooks. */

@@ -2,71 +2,86 @@ import { Type } from '@fastify/type-provider-typebox';
 import { WharfError } from '../../core/errors.js';
 import { roleOf } from '../../core/keys.js';
 import type { ApiKey } from '../../core/model.js';
+import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { errorResponses, IdParams, iso } from './schemas.js';
 
-export const ScopeSchema = Type.Union(
-  [Type.Literal('admin'), Type.Literal('read'), Type.Literal('upload'), Type.Literal('write')],
-  {
+export const ScopeSchema = named(
+  'Scope',
+  Type.Union([Type.Literal('admin'), Type.Literal('read'), Type.Literal('upload'), Type.Literal('write')], {
     description:
       '`admin`: everything, keys and upload tokens included; `read`: list, get, download, sign download URLs; ' +
       '`upload`: create and complete uploads, read what it uploaded, mint upload tokens; `write`: delete assets, ' +
       'change access.',
-  },
+  }),
 );
 
-const KeySchema = Type.Object(
-  {
-    id: Type.String(),
-    account_id: Type.String(),
-    name: Type.String(),
-    role: Type.Union([Type.Literal('admin'), Type.Literal('member')], {
-      description: '`admin` for an admin key, `member` for any other (see `scopes`).',
-    }),
-    scopes: Type.Array(ScopeSchema),
-    name_prefix: Type.Union([Type.String(), Type.Null()], {
-      description: 'The key works only on assets whose names start with this.',
-    }),
-    namespace: Type.Union([Type.String(), Type.Null()], {
-      description: 'The key works only on named files of this namespace (its uploads are filed there).',
-    }),
-    prefix: Type.String(),
-    created_at: Type.String(),
-    last_used_at: Type.Union([Type.String(), Type.Null()]),
-    revoked_at: Type.Union([Type.String(), Type.Null()]),
-  },
-  { description: 'An API key (never its secret).' },
+const KeySchema = named(
+  'Key',
+  Type.Object(
+    {
+      id: Type.String(),
+      account_id: Type.String(),
+      name: Type.String(),
+      role: Type.Union([Type.Literal('admin'), Type.Literal('member')], {
+        description: '`admin` for an admin key, `member` for any other (see `scopes`).',
+      }),
+      scopes: Type.Array(ScopeSchema),
+      name_prefix: Type.Union([Type.String(), Type.Null()], {
+        description: 'The key works only on assets whose names start with this.',
+      }),
+      namespace: Type.Union([Type.String(), Type.Null()], {
+        description: 'The key works only on named files of this namespace (its uploads are filed there).',
+      }),
+      prefix: Type.String(),
+      created_at: Type.String(),
+      last_used_at: Type.Union([Type.String(), Type.Null()]),
+      revoked_at: Type.Union([Type.String(), Type.Null()]),
+    },
+    { description: 'An API key (never its secret).' },
+  ),
+);
+
+const KeyListSchema = named(
+  'KeyList',
+  Type.Object({ data: Type.Array(KeySchema) }, { description: 'The account’s keys, revoked ones included.' }),
 );
 
 const Role = Type.Union([Type.Literal('admin'), Type.Literal('member')], {
   description: 'The older way to say what a key may do: `member` is read, upload and write.',
 });
 
-const CreateKeyBody = Type.Object(
-  {
-    name: Type.String({ minLength: 1, maxLength: 200 }),
-    role: Type.Optional(Role),
-    scopes: Type.Optional(
-      Type.Array(ScopeSchema, {
-        minItems: 1,
-        maxItems: 4,
-        description: 'What the key may do (instead of `role`). Default: read, upload, write.',
-      }),
-    ),
-    name_prefix: Type.Optional(
-      Type.String({ minLength: 1, description: 'Confine the key to names starting with this.' }),
-    ),
-    namespace: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 64, description: 'Confine the key to this namespace.' }),
-    ),
-  },
-  { additionalProperties: false },
+const CreateKeyBody = named(
+  'KeyRequest',
+  Type.Object(
+    {
+      name: Type.String({ minLength: 1, maxLength: 200 }),
+      role: Type.Optional(Role),
+      scopes: Type.Optional(
+        Type.Array(ScopeSchema, {
+          minItems: 1,
+          maxItems: 4,
+          description: 'What the key may do (instead of `role`). Default: read, upload, write.',
+        }),
+      ),
+      name_prefix: Type.Optional(
+        Type.String({ minLength: 1, description: 'Confine the key to names starting with this.' }),
+      ),
+      namespace: Type.Optional(
+        Type.String({ minLength: 1, maxLength: 64, description: 'Confine the key to this namespace.' }),
+      ),
+    },
+    { additionalProperties: false, description: 'A new key: its name and what it may do.' },
+  ),
 );
 
-const CreatedKeySchema = Type.Object({
-  key: KeySchema,
-  secret: Type.String({ description: 'Shown only this once.' }),
-});
+const CreatedKeySchema = named(
+  'CreatedKey',
+  Type.Object(
+    { key: KeySchema, secret: Type.String({ description: 'Shown only this once.' }) },
+    { description: 'The new key and its secret.' },
+  ),
+);
 
 export function keyJson(key: ApiKey) {
   return {
@@ -93,7 +108,7 @@ export async function keyRoutes(app: App, { core }: ApiContext): Promise<void> {
         operationId: 'listKeys',
         summary: 'List this account’s keys',
         tags: ['keys'],
-        response: { 200: Type.Object({ data: Type.Array(KeySchema) }), ...errorResponses },
+        response: { 200: KeyListSchema, ...errorResponses },
       },
     },
     async (request) => ({ data: (await core.keys.listAs(request.principal!)).map(keyJson) }),

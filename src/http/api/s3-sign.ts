@@ -1,34 +1,41 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { WharfError } from '../../core/errors.js';
 import { MULTIPART_LIMITS, type S3Operation } from '../../core/ports.js';
+import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { errorResponses } from './schemas.js';
 
 /** Exactly the request Uppy 6's `@uppy/aws-s3` hands to `signRequest` (its PresignableRequest). */
-const SignRequestBody = Type.Object(
-  {
-    method: Type.Union([
-      Type.Literal('PUT'),
-      Type.Literal('POST'),
-      Type.Literal('GET'),
-      Type.Literal('DELETE'),
-    ]),
-    key: Type.String({ minLength: 1, maxLength: 1024 }),
-    uploadId: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
-    partNumber: Type.Optional(Type.Integer({ minimum: 1, maximum: MULTIPART_LIMITS.maxParts })),
-    contentType: Type.Optional(Type.String({ maxLength: 255 })),
-    expiresIn: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 })),
-  },
-  { additionalProperties: false },
+const SignRequestBody = named(
+  'S3SignRequest',
+  Type.Object(
+    {
+      method: Type.Union([
+        Type.Literal('PUT'),
+        Type.Literal('POST'),
+        Type.Literal('GET'),
+        Type.Literal('DELETE'),
+      ]),
+      key: Type.String({ minLength: 1, maxLength: 1024 }),
+      uploadId: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+      partNumber: Type.Optional(Type.Integer({ minimum: 1, maximum: MULTIPART_LIMITS.maxParts })),
+      contentType: Type.Optional(Type.String({ maxLength: 255 })),
+      expiresIn: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 })),
+    },
+    { additionalProperties: false, description: 'An S3 request to presign, as Uppy 6 describes it.' },
+  ),
 );
 
-const SignedResponse = Type.Object({
-  url: Type.String(),
-  method: Type.String(),
-  key: Type.String({ description: "The key the request writes: Wharf's own for a new upload." }),
-  headers: Type.Record(Type.String(), Type.String(), { description: 'Send exactly these headers.' }),
-  upload_id: Type.String({ description: "Wharf's upload id (GET /v1/uploads/{id} shows its state)." }),
-});
+const SignedResponse = named(
+  'S3SignedRequest',
+  Type.Object({
+    url: Type.String(),
+    method: Type.String(),
+    key: Type.String({ description: "The key the request writes: Wharf's own for a new upload." }),
+    headers: Type.Record(Type.String(), Type.String(), { description: 'Send exactly these headers.' }),
+    upload_id: Type.String({ description: "Wharf's upload id (GET /v1/uploads/{id} shows its state)." }),
+  }),
+);
 
 /**
  * The signing endpoint for browser clients that talk S3 themselves: a page with Uppy 6 needs
@@ -39,6 +46,7 @@ export async function s3SignRoutes(app: App, { core }: ApiContext): Promise<void
     '/v1/s3/sign',
     {
       schema: {
+        operationId: 'signS3Request',
         summary: 'Presign one S3 request for an upload of yours (Uppy 6 signRequest)',
         description:
           'PUT without uploadId (PutObject) and POST without uploadId (CreateMultipartUpload) start a new upload ' +

@@ -1,140 +1,176 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { Asset, AssetAnalysis, Upload } from '../../core/model.js';
+import { named } from '../openapi/components.js';
 
-export const ErrorSchema = Type.Object(
-  {
-    error: Type.Object({
-      code: Type.String({ description: 'Stable machine-readable code, e.g. CHECKSUM_MISMATCH.' }),
-      message: Type.String(),
-      details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-    }),
-  },
-  { description: 'Every native API error.' },
+export const ErrorSchema = named(
+  'Error',
+  Type.Object(
+    {
+      error: Type.Object({
+        code: Type.String({ description: 'Stable machine-readable code, e.g. CHECKSUM_MISMATCH.' }),
+        message: Type.String(),
+        details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+      }),
+    },
+    { description: 'Every native API error.' },
+  ),
 );
 
-export const AccessSchema = Type.Union([Type.Literal('private'), Type.Literal('public')], {
-  description: '`public`: anyone may download the content without a key or signed URL.',
-});
-
-const AnalysisSchema = Type.Object(
-  {
-    format: Type.Optional(Type.String({ description: 'Sniffed from the bytes, e.g. `jpg`.' })),
-    mime: Type.Optional(Type.String()),
-    width: Type.Optional(Type.Integer()),
-    height: Type.Optional(Type.Integer()),
-    location: Type.Optional(
-      Type.Object({
-        latitude: Type.Number(),
-        longitude: Type.Number(),
-        altitude: Type.Optional(Type.Number()),
-      }),
-    ),
-    location_name: Type.Optional(Type.String()),
-    duration: Type.Optional(Type.Number({ description: 'Video and audio: seconds.' })),
-    codec: Type.Optional(Type.String({ description: 'Video: the video codec; audio: the audio codec.' })),
-    audio_codec: Type.Optional(Type.String({ description: 'Video: its audio track’s codec.' })),
-    pages: Type.Optional(Type.Integer({ description: 'PDF: number of pages.' })),
-    preview: Type.Optional(
-      Type.Object(
-        { width: Type.Integer(), height: Type.Integer(), format: Type.String() },
-        { description: 'A video’s poster frame or a PDF’s first page was stored; /image renders from it.' },
-      ),
-    ),
-    missing_tools: Type.Optional(
-      Type.Array(Type.String(), {
-        description: 'Tools this server lacks that this type needed (ffprobe, ffmpeg, pdfinfo, pdftoppm).',
-      }),
-    ),
-    media_error: Type.Optional(
-      Type.String({ description: 'Why media facts are missing: TOO_LARGE, TOOL_FAILED, TOOL_TIMEOUT.' }),
-    ),
-    had_gps: Type.Optional(
-      Type.Boolean({ description: 'The account strips locations and the upload had one: it was removed.' }),
-    ),
-    uploaded: Type.Optional(
-      Type.Object(
-        { sha256: Type.String(), md5: Type.String(), size: Type.Integer() },
-        {
-          description:
-            'With had_gps: the digests of the bytes as uploaded (sha256/md5 are of what is stored).',
-        },
-      ),
-    ),
-  },
-  { description: 'What processing learned from the content itself (type, size, duration, pages, EXIF GPS).' },
+export const AccessSchema = named(
+  'Access',
+  Type.Union([Type.Literal('private'), Type.Literal('public')], {
+    description: '`public`: anyone may download the content without a key or signed URL.',
+  }),
 );
 
-export const AssetSchema = Type.Object(
-  {
+const AnalysisSchema = named(
+  'AssetAnalysis',
+  Type.Object(
+    {
+      format: Type.Optional(Type.String({ description: 'Sniffed from the bytes, e.g. `jpg`.' })),
+      mime: Type.Optional(Type.String()),
+      width: Type.Optional(Type.Integer()),
+      height: Type.Optional(Type.Integer()),
+      location: Type.Optional(
+        Type.Object({
+          latitude: Type.Number(),
+          longitude: Type.Number(),
+          altitude: Type.Optional(Type.Number()),
+        }),
+      ),
+      location_name: Type.Optional(Type.String()),
+      duration: Type.Optional(Type.Number({ description: 'Video and audio: seconds.' })),
+      codec: Type.Optional(Type.String({ description: 'Video: the video codec; audio: the audio codec.' })),
+      audio_codec: Type.Optional(Type.String({ description: 'Video: its audio track’s codec.' })),
+      pages: Type.Optional(Type.Integer({ description: 'PDF: number of pages.' })),
+      preview: Type.Optional(
+        Type.Object(
+          { width: Type.Integer(), height: Type.Integer(), format: Type.String() },
+          { description: 'A video’s poster frame or a PDF’s first page was stored; /image renders from it.' },
+        ),
+      ),
+      missing_tools: Type.Optional(
+        Type.Array(Type.String(), {
+          description: 'Tools this server lacks that this type needed (ffprobe, ffmpeg, pdfinfo, pdftoppm).',
+        }),
+      ),
+      media_error: Type.Optional(
+        Type.String({ description: 'Why media facts are missing: TOO_LARGE, TOOL_FAILED, TOOL_TIMEOUT.' }),
+      ),
+      had_gps: Type.Optional(
+        Type.Boolean({ description: 'The account strips locations and the upload had one: it was removed.' }),
+      ),
+      uploaded: Type.Optional(
+        Type.Object(
+          { sha256: Type.String(), md5: Type.String(), size: Type.Integer() },
+          {
+            description:
+              'With had_gps: the digests of the bytes as uploaded (sha256/md5 are of what is stored).',
+          },
+        ),
+      ),
+    },
+    {
+      description: 'What processing learned from the content itself (type, size, duration, pages, EXIF GPS).',
+    },
+  ),
+);
+
+export const AssetSchema = named(
+  'Asset',
+  Type.Object(
+    {
+      id: Type.String({ format: 'uuid' }),
+      name: Type.String(),
+      content_type: Type.String(),
+      size: Type.Integer({ minimum: 0 }),
+      sha256: Type.String({ description: 'Hex SHA-256 of the bytes, verified by Wharf.' }),
+      md5: Type.String({ description: 'Hex MD5 of the bytes.' }),
+      status: Type.Union([Type.Literal('ready'), Type.Literal('verifying')], {
+        description: '`verifying`: storage could not attest the SHA-256 and Wharf is hashing the bytes.',
+      }),
+      number: Type.Integer({ description: 'A small integer id, unique in this installation.' }),
+      access: AccessSchema,
+      processing: Type.Union([Type.Literal('pending'), Type.Literal('done'), Type.Literal('failed')], {
+        description: 'Whether `analysis` has been filled yet.',
+      }),
+      analysis: AnalysisSchema,
+      metadata: Type.Record(Type.String(), Type.Unknown()),
+      subject: Type.Union([Type.String(), Type.Null()], {
+        description:
+          'Your user the asset was uploaded for (the `subject` of the upload token that created it).',
+      }),
+      created_at: Type.String({ format: 'date-time' }),
+      updated_at: Type.String({ format: 'date-time' }),
+      content_url: Type.String({ description: 'Where the bytes are read (needs a key or a signed URL).' }),
+    },
+    { description: 'A verified, stored file.' },
+  ),
+);
+
+export const AssetResultSchema = named(
+  'AssetResult',
+  Type.Object(
+    {
+      status: Type.Union([Type.Literal('created'), Type.Literal('exists')], {
+        description: '"exists" when the account already held this content: the existing asset is returned.',
+      }),
+      asset: AssetSchema,
+    },
+    { description: 'An upload’s outcome: the asset it made, or the one that already held the content.' },
+  ),
+);
+
+export const PendingUploadSchema = named(
+  'PendingUpload',
+  Type.Object({
+    status: Type.Literal('pending'),
     id: Type.String({ format: 'uuid' }),
     name: Type.String(),
-    content_type: Type.String(),
-    size: Type.Integer({ minimum: 0 }),
-    sha256: Type.String({ description: 'Hex SHA-256 of the bytes, verified by Wharf.' }),
-    md5: Type.String({ description: 'Hex MD5 of the bytes.' }),
-    status: Type.Union([Type.Literal('ready'), Type.Literal('verifying')], {
-      description: '`verifying`: storage could not attest the SHA-256 and Wharf is hashing the bytes.',
+    method: Type.Literal('PUT'),
+    url: Type.String(),
+    headers: Type.Record(Type.String(), Type.String(), {
+      description: 'Send exactly these headers with the PUT.',
     }),
-    number: Type.Integer({ description: 'A small integer id, unique in this installation.' }),
-    access: AccessSchema,
-    processing: Type.Union([Type.Literal('pending'), Type.Literal('done'), Type.Literal('failed')], {
-      description: 'Whether `analysis` has been filled yet.',
-    }),
-    analysis: AnalysisSchema,
-    metadata: Type.Record(Type.String(), Type.Unknown()),
-    subject: Type.Union([Type.String(), Type.Null()], {
-      description:
-        'Your user the asset was uploaded for (the `subject` of the upload token that created it).',
-    }),
-    created_at: Type.String({ format: 'date-time' }),
-    updated_at: Type.String({ format: 'date-time' }),
-    content_url: Type.String({ description: 'Where the bytes are read (needs a key or a signed URL).' }),
-  },
-  { description: 'A verified, stored file.' },
+    expires_at: Type.String({ format: 'date-time' }),
+  }),
 );
 
-export const AssetResultSchema = Type.Object({
-  status: Type.Union([Type.Literal('created'), Type.Literal('exists')], {
-    description: '"exists" when the account already held this content: the existing asset is returned.',
+export const ExistingUploadSchema = named(
+  'ExistingUpload',
+  Type.Object({
+    status: Type.Literal('exists'),
+    name: Type.String(),
+    asset: AssetSchema,
   }),
-  asset: AssetSchema,
-});
+);
 
-export const PendingUploadSchema = Type.Object({
-  status: Type.Literal('pending'),
-  id: Type.String({ format: 'uuid' }),
-  name: Type.String(),
-  method: Type.Literal('PUT'),
-  url: Type.String(),
-  headers: Type.Record(Type.String(), Type.String(), {
-    description: 'Send exactly these headers with the PUT.',
+export const UploadItemSchema = named(
+  'UploadItem',
+  Type.Union([PendingUploadSchema, ExistingUploadSchema], {
+    description:
+      'A presigned PUT to make (`pending`), or the asset that already holds the content (`exists`).',
   }),
-  expires_at: Type.String({ format: 'date-time' }),
-});
+);
 
-export const ExistingUploadSchema = Type.Object({
-  status: Type.Literal('exists'),
-  name: Type.String(),
-  asset: AssetSchema,
-});
-
-export const UploadItemSchema = Type.Union([PendingUploadSchema, ExistingUploadSchema]);
-
-export const UploadStateSchema = Type.Object({
-  id: Type.String(),
-  status: Type.String(),
-  name: Type.String(),
-  content_type: Type.String(),
-  size: Type.Union([Type.Integer(), Type.Null()]),
-  expires_at: Type.String({ format: 'date-time' }),
-  asset_id: Type.Union([Type.String(), Type.Null()]),
-  token_id: Type.Union([Type.String(), Type.Null()], {
-    description: 'The upload token it was made with, if any.',
+export const UploadStateSchema = named(
+  'Upload',
+  Type.Object({
+    id: Type.String(),
+    status: Type.String(),
+    name: Type.String(),
+    content_type: Type.String(),
+    size: Type.Union([Type.Integer(), Type.Null()]),
+    expires_at: Type.String({ format: 'date-time' }),
+    asset_id: Type.Union([Type.String(), Type.Null()]),
+    token_id: Type.Union([Type.String(), Type.Null()], {
+      description: 'The upload token it was made with, if any.',
+    }),
+    subject: Type.Union([Type.String(), Type.Null()], {
+      description: 'That token’s subject (kept here even when the content was already an asset).',
+    }),
   }),
-  subject: Type.Union([Type.String(), Type.Null()], {
-    description: 'That token’s subject (kept here even when the content was already an asset).',
-  }),
-});
+);
 
 export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 

@@ -1,6 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { UploadToken } from '../../core/model.js';
 import { MAX_TOKEN_SECONDS } from '../../core/tokens.js';
+import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { errorResponses, IdParams, iso } from './schemas.js';
 
@@ -9,94 +10,122 @@ const Limit = (description: string) =>
     description: `${description} (null: no limit).`,
   });
 
-const UsageSchema = Type.Object(
-  {
-    files_used: Type.Integer({ description: 'Uploads completed with the token.' }),
-    bytes_used: Type.Integer({ description: 'Their bytes.' }),
-    files_reserved: Type.Integer({ description: 'Pending uploads, held until they complete or fail.' }),
-    bytes_reserved: Type.Integer({
-      description: 'Bytes those hold (a file of unknown size holds as much as it may be).',
-    }),
-    open_uploads: Type.Integer(),
-  },
-  { description: 'What the token has used and holds; files_used + files_reserved never pass max_files.' },
+const UsageSchema = named(
+  'UploadTokenUsage',
+  Type.Object(
+    {
+      files_used: Type.Integer({ description: 'Uploads completed with the token.' }),
+      bytes_used: Type.Integer({ description: 'Their bytes.' }),
+      files_reserved: Type.Integer({ description: 'Pending uploads, held until they complete or fail.' }),
+      bytes_reserved: Type.Integer({
+        description: 'Bytes those hold (a file of unknown size holds as much as it may be).',
+      }),
+      open_uploads: Type.Integer(),
+    },
+    { description: 'What the token has used and holds; files_used + files_reserved never pass max_files.' },
+  ),
 );
 
-export const UploadTokenSchema = Type.Object(
-  {
-    id: Type.String(),
-    account_id: Type.String(),
-    key_id: Type.String({ description: 'The key that minted it (revoking that key stops the token too).' }),
-    prefix: Type.String({ description: 'The first characters of the secret.' }),
-    status: Type.Union([Type.Literal('active'), Type.Literal('expired'), Type.Literal('revoked')]),
-    subject: Type.Union([Type.String(), Type.Null()], {
-      description: 'Your user the token is for: recorded on every asset it creates.',
-    }),
-    name_prefix: Type.Union([Type.String(), Type.Null()]),
-    namespace: Type.Union([Type.String(), Type.Null()]),
-    content_types: Type.Union([Type.Array(Type.String()), Type.Null()]),
-    metadata: Type.Record(Type.String(), Type.Unknown()),
-    max_files: Limit('How many files it may upload'),
-    max_bytes: Limit('How many bytes it may upload in all'),
-    max_file_size: Limit('The largest file'),
-    max_open_uploads: Limit('How many uploads may be pending at once (the server’s limit otherwise)'),
-    usage: UsageSchema,
-    created_at: Type.String({ format: 'date-time' }),
-    expires_at: Type.String({ format: 'date-time' }),
-    revoked_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  },
-  { description: 'An upload token (never its secret).' },
+export const UploadTokenSchema = named(
+  'UploadToken',
+  Type.Object(
+    {
+      id: Type.String(),
+      account_id: Type.String(),
+      key_id: Type.String({ description: 'The key that minted it (revoking that key stops the token too).' }),
+      prefix: Type.String({ description: 'The first characters of the secret.' }),
+      status: Type.Union([Type.Literal('active'), Type.Literal('expired'), Type.Literal('revoked')]),
+      subject: Type.Union([Type.String(), Type.Null()], {
+        description: 'Your user the token is for: recorded on every asset it creates.',
+      }),
+      name_prefix: Type.Union([Type.String(), Type.Null()]),
+      namespace: Type.Union([Type.String(), Type.Null()]),
+      content_types: Type.Union([Type.Array(Type.String()), Type.Null()]),
+      metadata: Type.Record(Type.String(), Type.Unknown()),
+      max_files: Limit('How many files it may upload'),
+      max_bytes: Limit('How many bytes it may upload in all'),
+      max_file_size: Limit('The largest file'),
+      max_open_uploads: Limit('How many uploads may be pending at once (the server’s limit otherwise)'),
+      usage: UsageSchema,
+      created_at: Type.String({ format: 'date-time' }),
+      expires_at: Type.String({ format: 'date-time' }),
+      revoked_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    },
+    { description: 'An upload token (never its secret).' },
+  ),
 );
 
-const MintTokenBody = Type.Object(
-  {
-    expires_in: Type.Optional(
-      Type.Integer({
-        minimum: 1,
-        maximum: MAX_TOKEN_SECONDS,
-        description: 'Seconds the token works (default 3600).',
+const UploadTokenListSchema = named(
+  'UploadTokenList',
+  Type.Object(
+    {
+      data: Type.Array(UploadTokenSchema),
+      next_cursor: Type.Union([Type.String(), Type.Null()], {
+        description: 'Pass as `cursor` for older ones.',
       }),
-    ),
-    max_files: Type.Optional(Type.Integer({ minimum: 1 })),
-    max_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Total bytes of every file.' })),
-    max_file_size: Type.Optional(Type.Integer({ minimum: 1 })),
-    content_types: Type.Optional(
-      Type.Array(Type.String({ maxLength: 255 }), {
-        minItems: 1,
-        maxItems: 50,
-        description: 'Allowed types: exact (`application/pdf`) or families (`image/*`).',
-      }),
-    ),
-    name_prefix: Type.Optional(
-      Type.String({ minLength: 1, description: 'Every file name must start with this.' }),
-    ),
-    namespace: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: 64,
-        description: 'Every upload becomes a version of a named file of this namespace.',
-      }),
-    ),
-    metadata: Type.Optional(
-      Type.Record(Type.String(), Type.Unknown(), {
-        description: 'Stamped onto every asset the token creates (at most 16 KiB of JSON).',
-      }),
-    ),
-    subject: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 255, description: 'Your user’s id: recorded on its assets.' }),
-    ),
-    max_open_uploads: Type.Optional(Type.Integer({ minimum: 1 })),
-  },
-  { additionalProperties: false },
+    },
+    { description: 'Upload tokens, newest first.' },
+  ),
 );
 
-const MintedTokenSchema = Type.Object({
-  token: UploadTokenSchema,
-  secret: Type.String({
-    description:
-      'The token itself (`wharf_ut_…`), shown only this once: hand it to your user’s browser or app.',
-  }),
-});
+const MintTokenBody = named(
+  'UploadTokenRequest',
+  Type.Object(
+    {
+      expires_in: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: MAX_TOKEN_SECONDS,
+          description: 'Seconds the token works (default 3600).',
+        }),
+      ),
+      max_files: Type.Optional(Type.Integer({ minimum: 1 })),
+      max_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Total bytes of every file.' })),
+      max_file_size: Type.Optional(Type.Integer({ minimum: 1 })),
+      content_types: Type.Optional(
+        Type.Array(Type.String({ maxLength: 255 }), {
+          minItems: 1,
+          maxItems: 50,
+          description: 'Allowed types: exact (`application/pdf`) or families (`image/*`).',
+        }),
+      ),
+      name_prefix: Type.Optional(
+        Type.String({ minLength: 1, description: 'Every file name must start with this.' }),
+      ),
+      namespace: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 64,
+          description: 'Every upload becomes a version of a named file of this namespace.',
+        }),
+      ),
+      metadata: Type.Optional(
+        Type.Record(Type.String(), Type.Unknown(), {
+          description: 'Stamped onto every asset the token creates (at most 16 KiB of JSON).',
+        }),
+      ),
+      subject: Type.Optional(
+        Type.String({ minLength: 1, maxLength: 255, description: 'Your user’s id: recorded on its assets.' }),
+      ),
+      max_open_uploads: Type.Optional(Type.Integer({ minimum: 1 })),
+    },
+    { additionalProperties: false, description: 'A new token’s life, limits and confinement.' },
+  ),
+);
+
+const MintedTokenSchema = named(
+  'MintedUploadToken',
+  Type.Object(
+    {
+      token: UploadTokenSchema,
+      secret: Type.String({
+        description:
+          'The token itself (`wharf_ut_…`), shown only this once: hand it to your user’s browser or app.',
+      }),
+    },
+    { description: 'The new token and its secret.' },
+  ),
+);
 
 const ListQuery = Type.Object(
   {
@@ -188,13 +217,7 @@ export async function tokenRoutes(app: App, { core }: ApiContext): Promise<void>
         description: 'An admin key sees every token of the account; an upload key those it minted.',
         tags: ['upload tokens'],
         querystring: ListQuery,
-        response: {
-          200: Type.Object({
-            data: Type.Array(UploadTokenSchema),
-            next_cursor: Type.Union([Type.String(), Type.Null()]),
-          }),
-          ...errorResponses,
-        },
+        response: { 200: UploadTokenListSchema, ...errorResponses },
       },
     },
     async (request) => {

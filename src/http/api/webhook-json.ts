@@ -1,5 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { Delivery, Webhook } from '../../core/webhooks.js';
+import { named } from '../openapi/components.js';
 import { iso } from './schemas.js';
 
 /** An endpoint as the API (and the `webhook.disabled` event) shows it; never its secret. */
@@ -38,21 +39,24 @@ export function deliveryJson(d: Delivery) {
   };
 }
 
-export const WebhookSchema = Type.Object(
-  {
-    id: Type.String(),
-    url: Type.String(),
-    description: Type.String(),
-    event_types: Type.Array(Type.String(), { description: 'Type patterns; empty means every type.' }),
-    enabled: Type.Boolean(),
-    disabled_reason: Type.Union([Type.String(), Type.Null()], {
-      description: 'Why Wharf disabled the endpoint (410 Gone, failing for days); null otherwise.',
-    }),
-    failing_since: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
-      description: 'When deliveries began failing, with no success since; null while it answers.',
-    }),
-    created_at: Type.String({ format: 'date-time' }),
-    updated_at: Type.String({ format: 'date-time' }),
-  },
-  { description: 'An endpoint that receives events, signed as Standard Webhooks says.' },
+export const WebhookSchema = named(
+  'Webhook',
+  Type.Object(
+    {
+      id: Type.String(),
+      url: Type.String(),
+      description: Type.String(),
+      event_types: Type.Array(Type.String(), { description: 'Type patterns; empty means every type.' }),
+      enabled: Type.Boolean(),
+      disabled_reason: Type.Union([Type.String(), Type.Null()], {
+        description: 'Why Wharf disabled the endpoint (410 Gone, failing for days); null otherwise.',
+      }),
+      failing_since: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+        description: 'When deliveries began failing, with no success since; null while it answers.',
+      }),
+      created_at: Type.String({ format: 'date-time' }),
+      updated_at: Type.String({ format: 'date-time' }),
+    },
+    { description: 'An endpoint that receives events, signed as Standard Webhooks says.' },
+  ),
 );

@@ -10,6 +10,7 @@ import {
   MAX_PREVIOUS_SECRET_TTL_MS,
   MAX_URL_LENGTH,
 } from '../../core/webhook-service.js';
+import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { webhookPayload } from './event-json.js';
 import { ErrorSchema, errorResponses, IdParams, iso } from './schemas.js';
@@ -23,132 +24,162 @@ const EventTypesSchema = Type.Array(Type.String({ maxLength: 100 }), {
   description: `Types (\`upload.completed\`), families (\`asset.*\`) or \`*\`; empty or absent: every type. Types: ${EVENT_TYPES.join(', ')}.`,
 });
 
-const NewWebhookBody = Type.Object(
-  {
-    url: Type.String({
-      minLength: 1,
-      maxLength: MAX_URL_LENGTH,
+const NewWebhookBody = named(
+  'WebhookRequest',
+  Type.Object(
+    {
+      url: Type.String({
+        minLength: 1,
+        maxLength: MAX_URL_LENGTH,
+        description:
+          'Where events are POSTed (https recommended). Private addresses are refused unless allowed.',
+      }),
+      event_types: Type.Optional(EventTypesSchema),
+      description: Type.Optional(Type.String({ maxLength: MAX_DESCRIPTION_LENGTH })),
+      enabled: Type.Optional(Type.Boolean({ default: true })),
+    },
+    { additionalProperties: false, description: 'A new endpoint.' },
+  ),
+);
+
+const WebhookChangesBody = named(
+  'WebhookChanges',
+  Type.Object(
+    {
+      url: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_URL_LENGTH })),
+      event_types: Type.Optional(EventTypesSchema),
+      description: Type.Optional(Type.String({ maxLength: MAX_DESCRIPTION_LENGTH })),
+      enabled: Type.Optional(
+        Type.Boolean({
+          description: 'Re-enabling clears the disabled reason; disabling cancels pending deliveries.',
+        }),
+      ),
+    },
+    { additionalProperties: false, minProperties: 1, description: 'What to change.' },
+  ),
+);
+
+const WebhookWithSecret = named(
+  'WebhookWithSecret',
+  Type.Object(
+    {
+      webhook: WebhookSchema,
+      secret: Type.String({ description: 'The signing secret, `whsec_…` (base64 after the prefix).' }),
+    },
+    { description: 'An endpoint and its signing secret.' },
+  ),
+);
+
+const WebhookList = named(
+  'WebhookList',
+  Type.Object({ data: Type.Array(WebhookSchema) }, { description: 'The account’s endpoints.' }),
+);
+
+const SecretSchema = named(
+  'WebhookSecret',
+  Type.Object(
+    { secret: Type.String({ description: 'The current signing secret, `whsec_…`.' }) },
+    { description: 'A signing secret.' },
+  ),
+);
+
+const RotateBody = named(
+  'RotateSecretRequest',
+  Type.Object(
+    {
+      keep_previous_for: Type.Optional(
+        Type.Integer({
+          minimum: 0,
+          maximum: MAX_PREVIOUS_SECRET_TTL_MS / 1000,
+          default: DEFAULT_PREVIOUS_SECRET_TTL_MS / 1000,
+          description: 'Seconds the old secret keeps signing too (a second signature); 0 drops it at once.',
+        }),
+      ),
+    },
+    { additionalProperties: false, description: 'How to rotate.' },
+  ),
+);
+
+const StatusSchema = named(
+  'DeliveryStatus',
+  Type.Union(
+    [Type.Literal('pending'), Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('cancelled')],
+    {
       description:
-        'Where events are POSTed (https recommended). Private addresses are refused unless allowed.',
-    }),
-    event_types: Type.Optional(EventTypesSchema),
-    description: Type.Optional(Type.String({ maxLength: MAX_DESCRIPTION_LENGTH })),
-    enabled: Type.Optional(Type.Boolean({ default: true })),
-  },
-  { additionalProperties: false, description: 'A new endpoint.' },
-);
-
-const WebhookChangesBody = Type.Object(
-  {
-    url: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_URL_LENGTH })),
-    event_types: Type.Optional(EventTypesSchema),
-    description: Type.Optional(Type.String({ maxLength: MAX_DESCRIPTION_LENGTH })),
-    enabled: Type.Optional(
-      Type.Boolean({
-        description: 'Re-enabling clears the disabled reason; disabling cancels pending deliveries.',
-      }),
-    ),
-  },
-  { additionalProperties: false, minProperties: 1, description: 'What to change.' },
-);
-
-const WebhookWithSecret = Type.Object(
-  {
-    webhook: WebhookSchema,
-    secret: Type.String({ description: 'The signing secret, `whsec_…` (base64 after the prefix).' }),
-  },
-  { description: 'An endpoint and its signing secret.' },
-);
-
-const WebhookList = Type.Object(
-  { data: Type.Array(WebhookSchema) },
-  { description: 'The account’s endpoints.' },
-);
-
-const SecretSchema = Type.Object(
-  { secret: Type.String({ description: 'The current signing secret, `whsec_…`.' }) },
-  { description: 'A signing secret.' },
-);
-
-const RotateBody = Type.Object(
-  {
-    keep_previous_for: Type.Optional(
-      Type.Integer({
-        minimum: 0,
-        maximum: MAX_PREVIOUS_SECRET_TTL_MS / 1000,
-        default: DEFAULT_PREVIOUS_SECRET_TTL_MS / 1000,
-        description: 'Seconds the old secret keeps signing too (a second signature); 0 drops it at once.',
-      }),
-    ),
-  },
-  { additionalProperties: false, description: 'How to rotate.' },
-);
-
-const StatusSchema = Type.Union(
-  [Type.Literal('pending'), Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('cancelled')],
-  {
-    description:
-      '`failed`: every attempt failed (or 410); `cancelled`: the endpoint was disabled or deleted.',
-  },
+        '`failed`: every attempt failed (or 410); `cancelled`: the endpoint was disabled or deleted.',
+    },
+  ),
 );
 
 const Timestamp = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
 
-const DeliverySchema = Type.Object(
-  {
-    id: Type.String(),
-    webhook_id: Type.String(),
-    event_id: Type.Union([Type.String(), Type.Null()], {
-      description: 'The event’s id, sent as `webhook-id` by every attempt; null once the event is pruned.',
-    }),
-    event_type: Type.String(),
-    status: StatusSchema,
-    attempts: Type.Integer({ minimum: 0 }),
-    next_attempt_at: Timestamp,
-    last_attempt_at: Timestamp,
-    response_status: Type.Union([Type.Integer(), Type.Null()]),
-    response_body: Type.Union([Type.String(), Type.Null()], {
-      description: 'The first 1 KiB of the last answer.',
-    }),
-    latency_ms: Type.Union([Type.Integer(), Type.Null()]),
-    last_error: Type.Union([Type.String(), Type.Null()]),
-    created_at: Type.String({ format: 'date-time' }),
-    updated_at: Type.String({ format: 'date-time' }),
-  },
-  { description: 'One event on its way to one endpoint.' },
+const DeliverySchema = named(
+  'Delivery',
+  Type.Object(
+    {
+      id: Type.String(),
+      webhook_id: Type.String(),
+      event_id: Type.Union([Type.String(), Type.Null()], {
+        description: 'The event’s id, sent as `webhook-id` by every attempt; null once the event is pruned.',
+      }),
+      event_type: Type.String(),
+      status: StatusSchema,
+      attempts: Type.Integer({ minimum: 0 }),
+      next_attempt_at: Timestamp,
+      last_attempt_at: Timestamp,
+      response_status: Type.Union([Type.Integer(), Type.Null()]),
+      response_body: Type.Union([Type.String(), Type.Null()], {
+        description: 'The first 1 KiB of the last answer.',
+      }),
+      latency_ms: Type.Union([Type.Integer(), Type.Null()]),
+      last_error: Type.Union([Type.String(), Type.Null()]),
+      created_at: Type.String({ format: 'date-time' }),
+      updated_at: Type.String({ format: 'date-time' }),
+    },
+    { description: 'One event on its way to one endpoint.' },
+  ),
 );
 
-const AttemptSchema = Type.Object(
-  {
-    attempted_at: Type.String({ format: 'date-time' }),
-    outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('gone')]),
-    response_status: Type.Union([Type.Integer(), Type.Null()]),
-    response_body: Type.Union([Type.String(), Type.Null()]),
-    latency_ms: Type.Union([Type.Integer(), Type.Null()]),
-    error: Type.Union([Type.String(), Type.Null()]),
-  },
-  { description: 'One attempt.' },
+const AttemptSchema = named(
+  'DeliveryAttempt',
+  Type.Object(
+    {
+      attempted_at: Type.String({ format: 'date-time' }),
+      outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('gone')]),
+      response_status: Type.Union([Type.Integer(), Type.Null()]),
+      response_body: Type.Union([Type.String(), Type.Null()]),
+      latency_ms: Type.Union([Type.Integer(), Type.Null()]),
+      error: Type.Union([Type.String(), Type.Null()]),
+    },
+    { description: 'One attempt.' },
+  ),
 );
 
-const DeliveryDetailSchema = Type.Object(
-  {
-    ...DeliverySchema.properties,
-    attempt_log: Type.Array(AttemptSchema, { description: 'Every attempt, oldest first.' }),
-    payload: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], {
-      description: 'The body it sends, `{type, timestamp, data}`; null once the event is pruned.',
-    }),
-  },
-  { description: 'A delivery with its attempts and payload.' },
+const DeliveryDetailSchema = named(
+  'DeliveryDetail',
+  Type.Object(
+    {
+      ...DeliverySchema.properties,
+      attempt_log: Type.Array(AttemptSchema, { description: 'Every attempt, oldest first.' }),
+      payload: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], {
+        description: 'The body it sends, `{type, timestamp, data}`; null once the event is pruned.',
+      }),
+    },
+    { description: 'A delivery with its attempts and payload.' },
+  ),
 );
 
-const DeliveryPageSchema = Type.Object(
-  {
-    data: Type.Array(DeliverySchema),
-    next_cursor: Type.Union([Type.String(), Type.Null()], {
-      description: 'Pass as `cursor` for older ones.',
-    }),
-  },
-  { description: 'Deliveries, newest first.' },
+const DeliveryPageSchema = named(
+  'DeliveryPage',
+  Type.Object(
+    {
+      data: Type.Array(DeliverySchema),
+      next_cursor: Type.Union([Type.String(), Type.Null()], {
+        description: 'Pass as `cursor` for older ones.',
+      }),
+    },
+    { description: 'Deliveries, newest first.' },
+  ),
 );
 
 const DeliveriesQuery = Type.Object(
@@ -165,22 +196,28 @@ const DeliveryParams = Type.Object({
   delivery_id: Type.String({ maxLength: 64 }),
 });
 
-const ReplayBody = Type.Object(
-  {
-    since: Type.String({ format: 'date-time', description: 'Events from this time on.' }),
-    include_succeeded: Type.Optional(
-      Type.Boolean({ default: false, description: 'Also send again what was delivered already.' }),
-    ),
-  },
-  { additionalProperties: false, description: 'What to send again.' },
+const ReplayBody = named(
+  'ReplayRequest',
+  Type.Object(
+    {
+      since: Type.String({ format: 'date-time', description: 'Events from this time on.' }),
+      include_succeeded: Type.Optional(
+        Type.Boolean({ default: false, description: 'Also send again what was delivered already.' }),
+      ),
+    },
+    { additionalProperties: false, description: 'What to send again.' },
+  ),
 );
 
-const ReplayResult = Type.Object(
-  {
-    requeued: Type.Integer({ description: 'Existing deliveries queued again.' }),
-    created: Type.Integer({ description: 'Deliveries made for events the endpoint never got.' }),
-  },
-  { description: 'What the replay queued.' },
+const ReplayResult = named(
+  'ReplayResult',
+  Type.Object(
+    {
+      requeued: Type.Integer({ description: 'Existing deliveries queued again.' }),
+      created: Type.Integer({ description: 'Deliveries made for events the endpoint never got.' }),
+    },
+    { description: 'What the replay queued.' },
+  ),
 );
 
 const withConflict = { ...errorResponses, 409: ErrorSchema, 413: ErrorSchema };

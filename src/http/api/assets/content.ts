@@ -3,9 +3,10 @@ import contentDisposition from 'content-disposition';
 import type { Disposition } from '../../../core/assets.js';
 import { isWharfError, WharfError } from '../../../core/errors.js';
 import type { Asset } from '../../../core/model.js';
+import { describedAs } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
-import { errorResponses, IdParams } from '../schemas.js';
+import { ErrorSchema, errorResponses, IdParams } from '../schemas.js';
 import { binary, sendStored } from './serve.js';
 
 /** How long a redirect to storage stays valid after a download with a key (which re-asks each time). */
@@ -40,6 +41,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
     {
       config: { auth: 'optional' },
       schema: {
+        operationId: 'downloadAsset',
         summary: 'Download the bytes (Range, ETag/If-None-Match supported)',
         description:
           'Authenticate with a key, or use the query parameters of a URL from POST /v1/assets/{id}/signed-url.',
@@ -57,10 +59,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
           },
           304: { description: 'Not modified: If-None-Match matched the ETag.', type: 'null' },
           ...errorResponses,
-          416: {
-            ...errorResponses[400],
-            description: 'The Range cannot be satisfied (Content-Range: bytes */size).',
-          },
+          416: describedAs(ErrorSchema, 'The Range cannot be satisfied (Content-Range: bytes */size).'),
         },
       },
     },

@@ -5,6 +5,7 @@ import { isWharfError, WharfError } from '../../../core/errors.js';
 import { ImageService, type TransformRequest } from '../../../core/images.js';
 import type { Asset, Derivative } from '../../../core/model.js';
 import { EXTENSIONS, FITS, MAX_DPR, type OutputFormat } from '../../../core/transforms.js';
+import { describedAs } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams, iso } from '../schemas.js';
@@ -163,14 +164,14 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
           206: binary('The requested byte range.'),
           304: { description: 'Not modified: If-None-Match matched the ETag.', type: 'null' },
           ...errorResponses,
-          409: { ...ErrorSchema, description: 'PREVIEW_PENDING: processing has not made the preview yet.' },
-          415: { ...ErrorSchema, description: 'UNSUPPORTED_IMAGE: not an image Wharf transforms.' },
-          416: { ...ErrorSchema, description: 'The Range cannot be satisfied.' },
-          422: {
-            ...ErrorSchema,
-            description: 'IMAGE_UNDECODABLE, IMAGE_TOO_LARGE, TOO_MANY_VARIANTS or PREVIEW_UNAVAILABLE.',
-          },
-          503: { ...ErrorSchema, description: 'TRANSFORMS_BUSY or TRANSFORM_TIMEOUT (see Retry-After).' },
+          409: describedAs(ErrorSchema, 'PREVIEW_PENDING: processing has not made the preview yet.'),
+          415: describedAs(ErrorSchema, 'UNSUPPORTED_IMAGE: not an image Wharf transforms.'),
+          416: describedAs(ErrorSchema, 'The Range cannot be satisfied.'),
+          422: describedAs(
+            ErrorSchema,
+            'IMAGE_UNDECODABLE, IMAGE_TOO_LARGE, TOO_MANY_VARIANTS or PREVIEW_UNAVAILABLE.',
+          ),
+          503: describedAs(ErrorSchema, 'TRANSFORMS_BUSY or TRANSFORM_TIMEOUT (see Retry-After).'),
         },
       },
     },

@@ -1,6 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { MAX_PAGE_SIZE } from '../../../core/assets.js';
 import { validateTypeFilter } from '../../../core/names.js';
+import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
 import { AccessSchema, AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
 
@@ -22,12 +23,41 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const SignedUrlBody = Type.Object(
-  {
-    expires_in: Type.Integer({ minimum: 1, maximum: 604800, default: 3600, description: 'Seconds.' }),
-    disposition: Type.Union([Type.Literal('inline'), Type.Literal('attachment')], { default: 'inline' }),
-  },
-  { additionalProperties: false },
+const SignedUrlBody = named(
+  'SignedUrlRequest',
+  Type.Object(
+    {
+      expires_in: Type.Integer({ minimum: 1, maximum: 604800, default: 3600, description: 'Seconds.' }),
+      disposition: Type.Union([Type.Literal('inline'), Type.Literal('attachment')], { default: 'inline' }),
+    },
+    { additionalProperties: false, description: 'How long the URL works, and how a browser shows the file.' },
+  ),
+);
+
+const SignedUrlSchema = named(
+  'SignedUrl',
+  Type.Object(
+    { url: Type.String(), expires_at: Type.String({ format: 'date-time' }) },
+    { description: 'A URL that downloads the asset without a key until `expires_at`.' },
+  ),
+);
+
+const AssetPageSchema = named(
+  'AssetList',
+  Type.Object(
+    {
+      data: Type.Array(AssetSchema),
+      next_cursor: Type.Union([Type.String(), Type.Null()], {
+        description: 'Pass as `cursor` for the next page; null on the last one.',
+      }),
+    },
+    { description: 'A page of assets, newest first.' },
+  ),
+);
+
+const AccessChangeBody = named(
+  'AssetChanges',
+  Type.Object({ access: AccessSchema }, { additionalProperties: false, description: 'What to change.' }),
 );
 
 /** Listing, reading, signing and deleting assets. */
@@ -36,16 +66,11 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/assets',
     {
       schema: {
+        operationId: 'listAssets',
         summary: 'List assets, newest first',
         tags: ['assets'],
         querystring: ListQuery,
-        response: {
-          200: Type.Object({
-            data: Type.Array(AssetSchema),
-            next_cursor: Type.Union([Type.String(), Type.Null()]),
-          }),
-          ...errorResponses,
-        },
+        response: { 200: AssetPageSchema, ...errorResponses },
       },
     },
     async (request) => {
@@ -68,6 +93,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/assets/:id',
     {
       schema: {
+        operationId: 'getAsset',
         summary: 'Get one asset',
         tags: ['assets'],
         params: IdParams,
@@ -81,10 +107,11 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/assets/:id',
     {
       schema: {
+        operationId: 'updateAsset',
         summary: 'Change an asset’s access level',
         tags: ['assets'],
         params: IdParams,
-        body: Type.Object({ access: AccessSchema }, { additionalProperties: false }),
+        body: AccessChangeBody,
         response: { 200: AssetSchema, ...errorResponses },
       },
     },
@@ -99,6 +126,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/assets/:id',
     {
       schema: {
+        operationId: 'deleteAsset',
         summary: 'Delete an asset; its bytes are freed when nothing else references them',
         tags: ['assets'],
         params: IdParams,
@@ -122,14 +150,12 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
         }
       },
       schema: {
+        operationId: 'createSignedUrl',
         summary: 'An expiring URL that downloads the asset without a key',
         tags: ['assets'],
         params: IdParams,
         body: Type.Optional(SignedUrlBody),
-        response: {
-          200: Type.Object({ url: Type.String(), expires_at: Type.String({ format: 'date-time' }) }),
-          ...errorResponses,
-        },
+        response: { 200: SignedUrlSchema, ...errorResponses },
       },
     },
     async (request) => {

@@ -32,6 +32,25 @@ const Query = Type.Object(
   { additionalProperties: false },
 );
 
+/** The request bodies, for the document (the route reads the body itself, never parsed). */
+const UPLOAD_BODY = {
+  'multipart/form-data': {
+    schema: {
+      type: 'object',
+      required: ['file'],
+      properties: { file: { type: 'string', format: 'binary', description: 'The file (one file part).' } },
+    },
+  },
+  'application/octet-stream': {
+    schema: {
+      type: 'string',
+      format: 'binary',
+      description:
+        'The file itself, with `?name=`; any Content-Type other than multipart/form-data is the file’s.',
+    },
+  },
+};
+
 /**
  * POST /v1/assets — the bytes come through Wharf, either as multipart/form-data (field
  * `file`) or as the raw body. This plugin owns its content-type parsers: here a JSON or
@@ -51,7 +70,9 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
   app.post(
     '/v1/assets',
     {
+      config: { documentedBody: UPLOAD_BODY },
       schema: {
+        operationId: 'uploadAsset',
         summary: 'Upload a file through Wharf',
         description:
           'multipart/form-data with the file in field `file`, or any other content type with the raw bytes as ' +

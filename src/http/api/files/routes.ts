@@ -1,5 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FileVersion } from '../../../core/model.js';
+import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
 import { AccessSchema, AssetSchema, assetJson, errorResponses, iso } from '../schemas.js';
 
@@ -8,14 +9,43 @@ const FileParams = Type.Object({
   name: Type.String({ maxLength: 1024, description: 'The file name (a version is added on each upload).' }),
 });
 
-const VersionSchema = Type.Object({
-  namespace: Type.String(),
-  name: Type.String(),
-  version: Type.Integer({ minimum: 1 }),
-  latest_version: Type.Integer({ minimum: 1 }),
-  created_at: Type.String({ format: 'date-time' }),
-  asset: AssetSchema,
-});
+const VersionSchema = named(
+  'FileVersion',
+  Type.Object(
+    {
+      namespace: Type.String(),
+      name: Type.String(),
+      version: Type.Integer({ minimum: 1 }),
+      latest_version: Type.Integer({ minimum: 1 }),
+      created_at: Type.String({ format: 'date-time' }),
+      asset: AssetSchema,
+    },
+    { description: 'A version of a named file, with its asset.' },
+  ),
+);
+
+const VersionEntrySchema = named(
+  'FileVersionEntry',
+  Type.Object(
+    {
+      namespace: Type.String(),
+      name: Type.String(),
+      version: Type.Integer({ minimum: 1 }),
+      latest_version: Type.Integer({ minimum: 1 }),
+      created_at: Type.String({ format: 'date-time' }),
+      asset_id: Type.String(),
+    },
+    { description: 'A version of a named file, naming its asset.' },
+  ),
+);
+
+const VersionListSchema = named(
+  'FileVersionList',
+  Type.Object({ data: Type.Array(VersionEntrySchema) }, { description: 'Every version, oldest first.' }),
+);
+
+/** Any bytes: the request body of a named file's upload (for the document; it is never parsed). */
+const RAW_BODY = { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } };
 
 const VersionQuery = Type.Object(
   { version: Type.Optional(Type.Integer({ minimum: 1, description: 'Default: the latest.' })) },
@@ -44,8 +74,13 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
   app.put(
     '/v1/files/:namespace/:name',
     {
+      config: { documentedBody: RAW_BODY },
       schema: {
+        operationId: 'putFile',
         summary: 'Upload the next version of a named file (raw body)',
+        description:
+          'The body is the file, of any type: its Content-Type (or `?content_type=`) becomes the asset’s. The ' +
+          'new version is the next number of that name, in the order uploads complete.',
         tags: ['files'],
         params: FileParams,
         querystring: Type.Object(
@@ -80,6 +115,7 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
     '/v1/files/:namespace/:name',
     {
       schema: {
+        operationId: 'getFile',
         summary: 'The latest (or a given) version of a named file',
         tags: ['files'],
         params: FileParams,
@@ -102,24 +138,11 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
     '/v1/files/:namespace/:name/versions',
     {
       schema: {
+        operationId: 'listFileVersions',
         summary: 'Every version of a named file, oldest first',
         tags: ['files'],
         params: FileParams,
-        response: {
-          200: Type.Object({
-            data: Type.Array(
-              Type.Object({
-                namespace: Type.String(),
-                name: Type.String(),
-                version: Type.Integer({ minimum: 1 }),
-                latest_version: Type.Integer({ minimum: 1 }),
-                created_at: Type.String({ format: 'date-time' }),
-                asset_id: Type.String(),
-              }),
-            ),
-          }),
-          ...errorResponses,
-        },
+        response: { 200: VersionListSchema, ...errorResponses },
       },
     },
     async (request) => {

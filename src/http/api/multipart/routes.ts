@@ -1,82 +1,131 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { MAX_PARTS_PER_SIGNING } from '../../../core/multipart.js';
 import { MULTIPART_LIMITS } from '../../../core/ports.js';
+import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
 import { AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
 
 const MiB = 1024 * 1024;
 
-const CreateBody = Type.Object(
-  {
-    name: Type.String({
-      minLength: 1,
-      description: 'At most 255 UTF-8 bytes; no "/", "\\" or control characters.',
-    }),
-    content_type: Type.Optional(Type.String({ maxLength: 255 })),
-    size: Type.Integer({ minimum: 0, description: 'Exact size in bytes; the parts must add up to it.' }),
-    sha256: Type.Optional(
-      Type.String({
-        maxLength: 128,
-        description: 'Hex or base64 SHA-256 of the whole file, verified at completion.',
+const CreateBody = named(
+  'MultipartRequest',
+  Type.Object(
+    {
+      name: Type.String({
+        minLength: 1,
+        description: 'At most 255 UTF-8 bytes; no "/", "\\" or control characters.',
       }),
-    ),
-  },
-  { additionalProperties: false },
+      content_type: Type.Optional(Type.String({ maxLength: 255 })),
+      size: Type.Integer({ minimum: 0, description: 'Exact size in bytes; the parts must add up to it.' }),
+      sha256: Type.Optional(
+        Type.String({
+          maxLength: 128,
+          description: 'Hex or base64 SHA-256 of the whole file, verified at completion.',
+        }),
+      ),
+    },
+    { additionalProperties: false, description: 'A large file to upload in parts.' },
+  ),
 );
 
-const PendingMultipart = Type.Object({
-  status: Type.Literal('pending'),
-  id: Type.String({ description: "Wharf's upload id: the path parameter of the other multipart routes." }),
-  uploadId: Type.String({ description: "Storage's multipart upload id (S3's UploadId)." }),
-  key: Type.String({ description: 'The object key the parts compose into.' }),
-  part_size: Type.Integer({
-    description:
-      'A part size that fits the file in at most 10,000 parts (every part but the last must be at least 5 MiB).',
+const PendingMultipart = named(
+  'MultipartUpload',
+  Type.Object({
+    status: Type.Literal('pending'),
+    id: Type.String({ description: "Wharf's upload id: the path parameter of the other multipart routes." }),
+    uploadId: Type.String({ description: "Storage's multipart upload id (S3's UploadId)." }),
+    key: Type.String({ description: 'The object key the parts compose into.' }),
+    part_size: Type.Integer({
+      description:
+        'A part size that fits the file in at most 10,000 parts (every part but the last must be at least 5 MiB).',
+    }),
+    expires_at: Type.String({
+      format: 'date-time',
+      description: 'Unfinished by then, the upload is aborted and its parts freed.',
+    }),
   }),
-  expires_at: Type.String({
-    format: 'date-time',
-    description: 'Unfinished by then, the upload is aborted and its parts freed.',
-  }),
-});
+);
 
-const ExistingMultipart = Type.Object({
-  status: Type.Literal('exists'),
-  asset: AssetSchema,
-});
+const ExistingMultipart = named(
+  'ExistingMultipart',
+  Type.Object(
+    { status: Type.Literal('exists'), asset: AssetSchema },
+    { description: 'The account already holds the declared content: nothing needs uploading.' },
+  ),
+);
 
 const PartNumber = Type.Integer({ minimum: 1, maximum: MULTIPART_LIMITS.maxParts });
 
-const SignBody = Type.Object(
-  { partNumbers: Type.Array(PartNumber, { minItems: 1, maxItems: MAX_PARTS_PER_SIGNING }) },
-  { additionalProperties: false },
+const SignBody = named(
+  'SignPartsRequest',
+  Type.Object(
+    { partNumbers: Type.Array(PartNumber, { minItems: 1, maxItems: MAX_PARTS_PER_SIGNING }) },
+    { additionalProperties: false, description: 'The parts to presign URLs for.' },
+  ),
 );
 
-const SignedPartSchema = Type.Object({
-  partNumber: Type.Integer(),
-  url: Type.String(),
-  headers: Type.Record(Type.String(), Type.String(), {
-    description: 'Send exactly these headers with the PUT.',
+const SignedPartSchema = named(
+  'SignedPart',
+  Type.Object({
+    partNumber: Type.Integer(),
+    url: Type.String(),
+    headers: Type.Record(Type.String(), Type.String(), {
+      description: 'Send exactly these headers with the PUT.',
+    }),
+    expires_at: Type.String({ format: 'date-time' }),
   }),
-  expires_at: Type.String({ format: 'date-time' }),
-});
+);
 
-const StoredPartSchema = Type.Object({
-  PartNumber: Type.Integer(),
-  Size: Type.Integer(),
-  ETag: Type.String(),
-});
+const SignedPartsSchema = named(
+  'SignedParts',
+  Type.Object(
+    { parts: Type.Array(SignedPartSchema) },
+    { description: 'A URL per part, in the order asked.' },
+  ),
+);
 
-const CompleteBody = Type.Object(
-  {
-    parts: Type.Array(
-      Type.Object(
-        { PartNumber: PartNumber, ETag: Type.String({ minLength: 1, maxLength: 256 }) },
-        { additionalProperties: false },
+const StoredPartSchema = named(
+  'StoredPart',
+  Type.Object(
+    { PartNumber: Type.Integer(), Size: Type.Integer(), ETag: Type.String() },
+    { description: 'A part storage holds (as S3’s ListParts names it).' },
+  ),
+);
+
+const StoredPartsSchema = named(
+  'StoredParts',
+  Type.Array(StoredPartSchema, { description: 'The parts storage holds, by part number.' }),
+);
+
+const MultipartResultSchema = named(
+  'MultipartResult',
+  Type.Object(
+    {
+      status: Type.Union([Type.Literal('created'), Type.Literal('exists')]),
+      location: Type.String({ description: "The asset's content URL." }),
+      asset: AssetSchema,
+    },
+    { description: 'The asset the parts composed into (or that already held the content).' },
+  ),
+);
+
+const CompleteBody = named(
+  'CompleteMultipartRequest',
+  Type.Object(
+    {
+      parts: Type.Array(
+        Type.Object(
+          { PartNumber: PartNumber, ETag: Type.String({ minLength: 1, maxLength: 256 }) },
+          { additionalProperties: false },
+        ),
+        { minItems: 1, maxItems: MULTIPART_LIMITS.maxParts },
       ),
-      { minItems: 1, maxItems: MULTIPART_LIMITS.maxParts },
-    ),
-  },
-  { additionalProperties: false },
+    },
+    {
+      additionalProperties: false,
+      description: 'Every part, in ascending order, with the ETag its PUT answered.',
+    },
+  ),
 );
 
 /**
@@ -89,6 +138,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/multipart',
     {
       schema: {
+        operationId: 'createMultipartUpload',
         summary: 'Start a multipart upload of a large file',
         description:
           'Returns the ids to sign parts with. When the account already holds a file with the declared sha256, ' +
@@ -131,6 +181,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/multipart/:id/parts',
     {
       schema: {
+        operationId: 'signMultipartParts',
         summary: 'Presign part URLs (in batches)',
         description:
           'One URL per part number, each valid for a limited time; sign again to retry a part later.',
@@ -138,7 +189,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
         params: IdParams,
         body: SignBody,
         response: {
-          200: Type.Object({ parts: Type.Array(SignedPartSchema) }),
+          200: SignedPartsSchema,
           ...errorResponses,
           410: errorResponses[400],
         },
@@ -166,10 +217,11 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/multipart/:id/parts',
     {
       schema: {
+        operationId: 'listMultipartParts',
         summary: 'The parts storage holds so far (to resume)',
         tags: ['multipart'],
         params: IdParams,
-        response: { 200: Type.Array(StoredPartSchema), ...errorResponses, 410: errorResponses[400] },
+        response: { 200: StoredPartsSchema, ...errorResponses, 410: errorResponses[400] },
       },
     },
     async (request) =>
@@ -184,6 +236,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/multipart/:id/complete',
     {
       schema: {
+        operationId: 'completeMultipartUpload',
         summary: 'Compose the parts and verify the file; returns the asset (idempotent)',
         description:
           'Every part must be named with the ETag its upload returned, in ascending order; they must add up to ' +
@@ -192,11 +245,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
         params: IdParams,
         body: CompleteBody,
         response: {
-          200: Type.Object({
-            status: Type.Union([Type.Literal('created'), Type.Literal('exists')]),
-            location: Type.String({ description: "The asset's content URL." }),
-            asset: AssetSchema,
-          }),
+          200: MultipartResultSchema,
           ...errorResponses,
           409: errorResponses[400],
           410: errorResponses[400],
@@ -222,6 +271,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
     '/v1/multipart/:id',
     {
       schema: {
+        operationId: 'abortMultipartUpload',
         summary: 'Abort a multipart upload and free its parts',
         tags: ['multipart'],
         params: IdParams,

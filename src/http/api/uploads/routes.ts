@@ -1,5 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { IntentResult } from '../../../core/uploads.js';
+import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
 import {
   AssetResultSchema,
@@ -12,30 +13,51 @@ import {
   uploadStateJson,
 } from '../schemas.js';
 
-const FileSchema = Type.Object(
-  {
-    // No maxLength here: the name rules report a long name as INVALID_NAME (255 UTF-8 bytes).
-    name: Type.String({
-      minLength: 1,
-      description: 'At most 255 UTF-8 bytes; no "/", "\\" or control characters.',
-    }),
-    content_type: Type.Optional(Type.String({ maxLength: 255 })),
-    size: Type.Integer({ minimum: 0, description: 'Exact size in bytes; bound into the URL.' }),
-    sha256: Type.Optional(
-      Type.String({ maxLength: 128, description: 'Hex or base64; bound into the URL and verified.' }),
-    ),
-    md5: Type.Optional(Type.String({ maxLength: 64, description: 'Hex or base64; bound as Content-MD5.' })),
-  },
-  { additionalProperties: false },
+const FileSchema = named(
+  'FileDeclaration',
+  Type.Object(
+    {
+      // No maxLength here: the name rules report a long name as INVALID_NAME (255 UTF-8 bytes).
+      name: Type.String({
+        minLength: 1,
+        description: 'At most 255 UTF-8 bytes; no "/", "\\" or control characters.',
+      }),
+      content_type: Type.Optional(Type.String({ maxLength: 255 })),
+      size: Type.Integer({ minimum: 0, description: 'Exact size in bytes; bound into the URL.' }),
+      sha256: Type.Optional(
+        Type.String({ maxLength: 128, description: 'Hex or base64; bound into the URL and verified.' }),
+      ),
+      md5: Type.Optional(Type.String({ maxLength: 64, description: 'Hex or base64; bound as Content-MD5.' })),
+    },
+    {
+      additionalProperties: false,
+      description: 'A file to upload: its name, exact size and, best, its digests.',
+    },
+  ),
 );
 
-const CreateBody = Type.Union([
+const BatchBody = named(
+  'FileDeclarations',
   Type.Object(
     { files: Type.Array(FileSchema, { minItems: 1, maxItems: 10_000 }) },
-    { additionalProperties: false },
+    {
+      additionalProperties: false,
+      description: 'Several files at once (up to WHARF_MAX_FILES_PER_REQUEST).',
+    },
   ),
-  FileSchema,
-]);
+);
+
+const CreateBody = Type.Union([BatchBody, FileSchema]);
+
+const UploadBatchSchema = named(
+  'UploadBatch',
+  Type.Object(
+    { uploads: Type.Array(UploadItemSchema) },
+    { description: 'One item per declared file, in the same order.' },
+  ),
+);
+
+const CreatedUploads = Type.Union([UploadBatchSchema, UploadItemSchema]);
 
 /** Presigned uploads: declare, PUT the bytes to the returned URL, then complete. */
 export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): Promise<void> {
@@ -61,6 +83,7 @@ export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): P
       // more than the whole request. The handler's output is built from typed values.
       serializerCompiler: () => (data) => JSON.stringify(data),
       schema: {
+        operationId: 'createUploads',
         summary: 'Create presigned uploads (one file, or {"files": [...]})',
         description:
           'For each file: a URL to PUT the bytes to, with the headers to send and when it expires; or, when the ' +
@@ -68,8 +91,8 @@ export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): P
         tags: ['uploads'],
         body: CreateBody,
         response: {
-          200: Type.Union([Type.Object({ uploads: Type.Array(UploadItemSchema) }), UploadItemSchema]),
-          201: Type.Union([Type.Object({ uploads: Type.Array(UploadItemSchema) }), UploadItemSchema]),
+          200: CreatedUploads,
+          201: CreatedUploads,
           ...errorResponses,
           413: errorResponses[400],
         },
@@ -99,6 +122,7 @@ export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): P
     '/v1/uploads/:id/complete',
     {
       schema: {
+        operationId: 'completeUpload',
         summary: 'Verify the uploaded bytes and turn them into an asset (idempotent)',
         tags: ['uploads'],
         params: IdParams,
@@ -123,6 +147,7 @@ export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): P
     '/v1/uploads/:id',
     {
       schema: {
+        operationId: 'getUpload',
         summary: 'State of an upload',
         tags: ['uploads'],
         params: IdParams,

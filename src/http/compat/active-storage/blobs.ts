@@ -15,6 +15,7 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
     '/api/v1/upload/blobs/:signed_id',
     {
       schema: {
+        operationId: 'activeStorageGetBlob',
         summary: 'The file record a signed_id names',
         description:
           'Needs a key of the account the record belongs to. An upload whose bytes have arrived is completed here.',
@@ -41,6 +42,7 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
     {
       config: { auth: 'none' },
       schema: {
+        operationId: 'activeStorageRedirectToBlob',
         summary:
           'Redirect to a short-lived signed download URL of the blob (no key: the signed_id is the credential)',
         tags: [TAG],

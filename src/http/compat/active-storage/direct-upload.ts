@@ -28,6 +28,7 @@ export async function directUploadRoute(app: App, { core }: CompatContext): Prom
     '/api/v1/upload/direct',
     {
       schema: {
+        operationId: 'activeStorageCreateDirectUpload',
         summary: 'Create a file record and a presigned upload (or find the record of known content)',
         description:
           'Authenticate with `x-api-key: <key>` or `Authorization: Bearer <key>`. PUT the file to ' +

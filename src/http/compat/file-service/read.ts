@@ -26,6 +26,7 @@ export async function readRoutes(app: App, context: CompatContext): Promise<void
     '/:namespace/:name',
     {
       schema: {
+        operationId: 'fileServiceGetFile',
         summary: 'A file’s latest (or given) version, with a fresh secureFilePath',
         tags: ['file-service'],
         params: FileParams,
@@ -45,6 +46,7 @@ export async function readRoutes(app: App, context: CompatContext): Promise<void
     '/:namespace/:name/content',
     {
       schema: {
+        operationId: 'fileServiceGetContent',
         summary: 'The bytes of a file’s latest (or given) version (302 to a signed download URL)',
         tags: ['file-service'],
         params: FileParams,
@@ -67,6 +69,7 @@ export async function readRoutes(app: App, context: CompatContext): Promise<void
     '/:namespace/:name/versions',
     {
       schema: {
+        operationId: 'fileServiceListVersions',
         summary: 'Every version of a file, oldest first',
         tags: ['file-service'],
         params: FileParams,

@@ -28,6 +28,7 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
     '/:namespace/:name',
     {
       schema: {
+        operationId: 'fileServiceUpload',
         summary: 'Upload a file (the next version of this name in the namespace)',
         description:
           'multipart/form-data (the first file part, whatever its field name) or the raw bytes as the body. ' +

@@ -45,6 +45,7 @@ export async function registerAssetRoute(app: App, { core }: CompatContext): Pro
     {
       bodyLimit: 64 * 1024,
       schema: {
+        operationId: 'filespinRegisterAsset',
         summary: 'Register an uploaded file as an asset (checks size and MD5, queues processing)',
         description:
           'Step 3 of 3, after the file was POSTed to the storage URL. A size or checksum that does not ' +

@@ -72,6 +72,7 @@ export async function storageUrlRoute(app: App, { core }: CompatContext): Promis
     '/api/v1/assets/new/content_storage_url',
     {
       schema: {
+        operationId: 'filespinGetStorageUrl',
         summary: 'Get a presigned S3 POST form for uploading a file straight to storage',
         description:
           'Step 1 of 3: POST the returned fields and the file (as `file`) to storage.url, then call ' +

@@ -51,6 +51,7 @@ export function fileRoutes(app: App, core: Core): void {
     '/v1/file/upload/complete',
     {
       schema: {
+        operationId: 'inspectCompleteUpload',
         summary: 'Complete File Upload',
         description:
           'Marks the file as uploaded once the bytes in storage have the declared size and SHA-256; bytes that ' +
@@ -86,6 +87,7 @@ export function fileRoutes(app: App, core: Core): void {
     '/v1/file/:id',
     {
       schema: {
+        operationId: 'inspectGetFile',
         summary: 'Get a file',
         description: 'The file and whether it has been uploaded.',
         tags: TAGS,

@@ -53,6 +53,7 @@ export function presignedRoute(app: App, core: Core): void {
     '/v1/file/upload/presigned',
     {
       schema: {
+        operationId: 'inspectCreatePresignedUpload',
         summary: 'File Upload - Presigned URL',
         description:
           'A presigned URL (valid 15 minutes) to PUT the file to with the declared Content-Type (201), or, when ' +

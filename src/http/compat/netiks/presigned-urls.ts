@@ -52,6 +52,9 @@ export async function presignedUrlRoutes(app: App, { core }: CompatContext): Pro
       url,
       {
         schema: {
+          operationId: url.endsWith('/')
+            ? 'netiksGeneratePresignedUrls'
+            : 'netiksGeneratePresignedUrlsWithoutSlash',
           summary: 'Generate presigned URLs (bulk upload, step 1)',
           description:
             'One presigned PUT URL per file, valid 15 minutes. PUT the bytes with the returned `content_type` ' +

@@ -13,6 +13,7 @@ export async function readAssetRoutes(app: App, { core }: CompatContext): Promis
     '/api/v1/assets/:id/',
     {
       schema: {
+        operationId: 'netiksGetAsset',
         summary: 'Get one asset',
         tags: ['netiks'],
         security: [{ apiKey: [] }],

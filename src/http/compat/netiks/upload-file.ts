@@ -29,6 +29,7 @@ export async function uploadFileRoutes(app: App, { core }: CompatContext): Promi
       url,
       {
         schema: {
+          operationId: url.endsWith('/') ? 'netiksUploadFile' : 'netiksUploadFileWithoutSlash',
           summary: 'Upload a single file (multipart) or confirm a presigned upload (JSON)',
           description:
             'multipart/form-data with the file in field `file`: the bytes are stored and an asset returned. ' +

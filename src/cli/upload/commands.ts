@@ -1,0 +1,147 @@
+import { basename, resolve } from 'node:path';
+import { connect, downloadToFile, FileResumeStore, type Wharf } from '../../sdk/node.js';
+import type { Asset } from '../../sdk/types.js';
+import { type Parsed, stringOption, UsageError } from '../args.js';
+import type { Connection } from './connection.js';
+import { parseSize, positiveInt } from './connection.js';
+import { barDisplay, type Display, type FileOutcome, human, plainDisplay, silentDisplay } from './display.js';
+import { type LocalFile, RateLimit } from './files.js';
+import type { CliIo } from './main.js';
+import { transfer } from './transfer.js';
+
+function client(connection: Connection): Wharf {
+  return connect({ url: connection.url, key: connection.key, retry: { retries: 3 } });
+}
+
+function json(io: CliIo, value: unknown): void {
+  io.stdout(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+async function display(values: Parsed['values'], io: CliIo): Promise<Display> {
+  if (values.json) return silentDisplay();
+  const mode = stringOption(values, 'progress') ?? 'auto';
+  if (!['auto', 'bars', 'plain'].includes(mode))
+    throw new UsageError('--progress must be auto, bars or plain.');
+  if (mode !== 'plain' && io.terminal) return barDisplay(io.terminal);
+  return plainDisplay(io.stdout);
+}
+
+/** upload and sync: the files, with bars or lines or one JSON document; Ctrl-C stops and keeps what resumes. */
+export async function runTransfer(
+  files: LocalFile[],
+  values: Parsed['values'],
+  connection: Connection,
+  io: CliIo,
+): Promise<number> {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    // The first Ctrl-C stops cleanly (state kept to resume); a second one does not wait.
+    if (++interrupts > 1) process.exit(130);
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const rate = stringOption(values, 'limit-rate');
+    const partSize = stringOption(values, 'part-size');
+    const threshold = stringOption(values, 'multipart-threshold');
+    const outcomes = await transfer(client(connection), files, await display(values, io), {
+      concurrency: positiveInt(values, 'concurrency', 4),
+      partSize: partSize === undefined ? undefined : parseSize(partSize, '--part-size'),
+      multipartFrom: threshold === undefined ? undefined : parseSize(threshold, '--multipart-threshold'),
+      limit: rate === undefined ? undefined : new RateLimit(parseSize(rate, '--limit-rate')),
+      resume: new FileResumeStore(connection.stateDir),
+      signal: controller.signal,
+    });
+    const count = (status: FileOutcome['status']) => outcomes.filter((o) => o.status === status).length;
+    const summary = {
+      created: count('created'),
+      exists: count('exists'),
+      failed: count('failed'),
+      interrupted: count('interrupted'),
+      bytes_sent: outcomes.reduce((sum, o) => sum + (o.bytes_sent ?? 0), 0),
+    };
+    if (values.json) {
+      json(io, { files: outcomes, ...summary });
+    } else {
+      io.stdout(
+        `${summary.created} uploaded, ${summary.exists} already there, ${summary.failed} failed` +
+          `${summary.interrupted ? `, ${summary.interrupted} interrupted (run again to resume)` : ''}; ` +
+          `${human(summary.bytes_sent)} sent\n`,
+      );
+    }
+    if (controller.signal.aborted) return 130;
+    return summary.failed > 0 ? 1 : 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** An id, or an exact name (the newest asset of that name). */
+async function find(wharf: Wharf, ref: string): Promise<Asset> {
+  if (UUID.test(ref)) return wharf.assets.get(ref);
+  for await (const asset of wharf.assets.iterate({ prefix: ref, limit: 100 })) {
+    if (asset.name === ref) return asset;
+  }
+  throw Object.assign(new Error(`No asset has the id or name "${ref}".`), { code: 'NOT_FOUND' });
+}
+
+export async function list(
+  { values, positionals }: Parsed,
+  connection: Connection,
+  io: CliIo,
+): Promise<number> {
+  const limitText = stringOption(values, 'limit');
+  const limit = limitText === undefined ? Number.POSITIVE_INFINITY : Number(limitText);
+  if (!Number.isInteger(limit) && limit !== Number.POSITIVE_INFINITY)
+    throw new UsageError('--limit must be a whole number.');
+  if (limit < 1) throw new UsageError('--limit must be at least 1.');
+  const assets: Asset[] = [];
+  const query = {
+    ...(positionals[0] && { prefix: positionals[0] }),
+    ...(stringOption(values, 'type') && { content_type: stringOption(values, 'type') }),
+  };
+  for await (const asset of client(connection).assets.iterate(query)) {
+    assets.push(asset);
+    if (assets.length >= limit) break;
+  }
+  if (values.json) {
+    json(io, assets);
+    return 0;
+  }
+  for (const a of assets) io.stdout(`${a.id}  ${human(a.size).padStart(10)}  ${a.created_at}  ${a.name}\n`);
+  return 0;
+}
+
+export async function get(
+  { values, positionals }: Parsed,
+  connection: Connection,
+  io: CliIo,
+): Promise<number> {
+  const wharf = client(connection);
+  const asset = await find(wharf, positionals[0]!);
+  const path = resolve(stringOption(values, 'output') ?? basename(asset.name));
+  const saved = await downloadToFile(wharf, asset.id, path);
+  if (values.json) json(io, { id: asset.id, name: asset.name, path, size: saved.size, sha256: asset.sha256 });
+  else io.stdout(`${path}  ${human(saved.size)}  sha256 ${asset.sha256}\n`);
+  return 0;
+}
+
+export async function remove(
+  { values, positionals }: Parsed,
+  connection: Connection,
+  io: CliIo,
+): Promise<number> {
+  const wharf = client(connection);
+  const deleted: string[] = [];
+  for (const ref of positionals) {
+    const asset = await find(wharf, ref);
+    await wharf.assets.delete(asset.id);
+    deleted.push(asset.id);
+    if (!values.json) io.stdout(`deleted ${asset.id}  ${asset.name}\n`);
+  }
+  if (values.json) json(io, { deleted });
+  return 0;
+}

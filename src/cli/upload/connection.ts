@@ -1,0 +1,102 @@
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Parsed } from '../args.js';
+import { stringOption, UsageError } from '../args.js';
+
+/** Where the server is and what to present: flags first, then the environment, then the config file. */
+export interface Connection {
+  url: string;
+  key: string;
+  /** Where resumable uploads keep their state between runs. */
+  stateDir: string;
+}
+
+interface ConfigFile {
+  url?: string;
+  key?: string;
+  token?: string;
+}
+
+/** $XDG_CONFIG_HOME/wharf/config.json (default ~/.config/wharf/config.json), or WHARF_CONFIG. */
+export function configPath(env: NodeJS.ProcessEnv): string {
+  if (env.WHARF_CONFIG) return env.WHARF_CONFIG;
+  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'wharf', 'config.json');
+}
+
+/** $XDG_STATE_HOME/wharf/uploads (default ~/.local/state/wharf/uploads). */
+export function stateDir(env: NodeJS.ProcessEnv): string {
+  return join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'wharf', 'uploads');
+}
+
+async function readConfigFile(path: string, explicit: boolean): Promise<ConfigFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if (!explicit && (err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new UsageError(`Cannot read the config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Error('not an object');
+    return parsed as ConfigFile;
+  } catch (err) {
+    throw new UsageError(`The config file ${path} is not a JSON object: ${(err as Error).message}`);
+  }
+}
+
+export async function resolveConnection(
+  values: Parsed['values'],
+  env: NodeJS.ProcessEnv,
+): Promise<Connection> {
+  const explicitConfig = stringOption(values, 'config') ?? env.WHARF_CONFIG;
+  const file = await readConfigFile(explicitConfig ?? configPath(env), explicitConfig !== undefined);
+  const url = stringOption(values, 'url') ?? (env.WHARF_URL || undefined) ?? file.url;
+  const key =
+    stringOption(values, 'key') ??
+    stringOption(values, 'token') ??
+    (env.WHARF_KEY || undefined) ??
+    (env.WHARF_TOKEN || undefined) ??
+    file.key ??
+    file.token;
+  if (!url) {
+    throw new UsageError('No server URL: pass --url, set WHARF_URL, or put "url" in the config file.');
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`The server URL "${url}" is not a URL (e.g. https://files.example.com).`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new UsageError(`The server URL must be http(s), got "${url}".`);
+  }
+  if (!key) {
+    throw new UsageError(
+      'No key: pass --key (or --token for an upload token), set WHARF_KEY, or put "key" in the config file.',
+    );
+  }
+  return { url: url.replace(/\/+$/, ''), key, stateDir: stringOption(values, 'state-dir') ?? stateDir(env) };
+}
+
+/** "5M", "5MiB", "512k", "1048576": bytes (binary units). */
+export function parseSize(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  if (!match) throw new UsageError(`${flag} must be a size such as 8M or 1048576, got "${text}".`);
+  const power = ' kmgt'.indexOf((match[2] || ' ').toLowerCase());
+  const bytes = Math.round(Number(match[1]) * 1024 ** power);
+  if (!Number.isSafeInteger(bytes) || bytes < 1)
+    throw new UsageError(`${flag} must be positive, got "${text}".`);
+  return bytes;
+}
+
+export function positiveInt(values: Parsed['values'], name: string, fallback: number): number {
+  const text = stringOption(values, name);
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new UsageError(`--${name} must be 1 to 64, got "${text}".`);
+  return n;
+}

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { glob, readdir, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { UsageError } from '../args.js';
+
+/** A file to upload and the name it gets. */
+export interface LocalFile {
+  path: string;
+  name: string;
+  size: number;
+}
+
+const GLOB = /[*?[\]{}]/;
+
+async function walk(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await walk(path)));
+    else if (entry.isFile()) out.push(path);
+  }
+  return out.sort();
+}
+
+/**
+ * The files that `args` name: files, folders (every file under them) and globs (node:fs glob).
+ * Each is named by its base name: Wharf's asset names are flat (no "/"), and an asset is found
+ * by its id anyway; `prefix` is put before each name. A path that names nothing is a usage error.
+ */
+export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> {
+  const files = new Map<string, LocalFile>();
+  const add = async (path: string) => {
+    const absolute = resolve(path);
+    const info = await stat(absolute);
+    if (info.isDirectory()) {
+      for (const file of await walk(absolute)) await add(file);
+    } else if (info.isFile()) {
+      files.set(absolute, { path: absolute, name: prefix + basename(absolute), size: info.size });
+    }
+  };
+  for (const arg of args) {
+    if (GLOB.test(arg)) {
+      let matched = 0;
+      for await (const match of glob(arg)) {
+        await add(match);
+        matched++;
+      }
+      if (matched === 0) throw new UsageError(`${arg}: no file matches.`);
+      continue;
+    }
+    const info = await stat(arg).catch(() => undefined);
+    if (!info) throw new UsageError(`${arg}: no such file or folder.`);
+    await add(arg);
+  }
+  return [...files.values()];
+}
+
+/** The files under `dir` (what `sync` uploads when new or changed). */
+export async function tree(dir: string, prefix = ''): Promise<LocalFile[]> {
+  const info = await stat(dir).catch(() => undefined);
+  if (!info?.isDirectory()) throw new UsageError(`${dir}: no such folder.`);
+  return expand([dir], prefix);
+}
+
+/** Hex SHA-256 of a file, streamed (node:crypto), reporting bytes as they are read. */
+export async function hashFile(
+  path: string,
+  onBytes: (n: number) => void,
+  signal: AbortSignal,
+): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024, signal })) {
+    hash.update(chunk as Buffer);
+    onBytes((chunk as Buffer).length);
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * A shared budget of bytes per second (--limit-rate) for every stream of a run. Hand-written:
+ * a token bucket over Web streams is a dozen lines, and the throttling packages wrap Node streams.
+ */
+export class RateLimit {
+  private next = Date.now();
+  constructor(private readonly bytesPerSecond: number) {}
+
+  async take(bytes: number, signal?: AbortSignal): Promise<void> {
+    const now = Date.now();
+    const at = Math.max(now, this.next);
+    this.next = at + (bytes * 1000) / this.bytesPerSecond;
+    if (at > now) {
+      await new Promise<void>((done) => {
+        const timer = setTimeout(done, at - now);
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          done();
+        });
+      });
+    }
+  }
+
+  /** `stream`, delivered no faster than the budget allows (chunks cut to 64 KiB so it flows evenly). */
+  throttle(stream: ReadableStream<Uint8Array>, signal?: AbortSignal): ReadableStream<Uint8Array> {
+    const reader = stream.getReader();
+    let pending: Uint8Array | undefined;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          if (!pending?.byteLength) {
+            const { done, value } = await reader.read();
+            if (done) return controller.close();
+            pending = value;
+          }
+          const chunk = pending.subarray(0, 64 * 1024);
+          pending = pending.subarray(chunk.byteLength);
+          await this.take(chunk.byteLength, signal);
+          controller.enqueue(chunk);
+        },
+        cancel: (reason) => reader.cancel(reason),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+}

@@ -1,0 +1,106 @@
+import { isWharfError } from '../../sdk/errors.js';
+import { DEFAULT_THRESHOLDS, type FileResumeStore, fileSource, type Wharf } from '../../sdk/node.js';
+import type { Display, FileOutcome } from './display.js';
+import { hashFile, type LocalFile, type RateLimit } from './files.js';
+
+export interface TransferOptions {
+  /** Files at once. */
+  concurrency: number;
+  partSize?: number | undefined;
+  /** From this size on, multipart (resumable); below it, presigned (the SDK's default threshold). */
+  multipartFrom?: number | undefined;
+  limit?: RateLimit | undefined;
+  resume: FileResumeStore;
+  signal: AbortSignal;
+}
+
+/**
+ * Uploads `files`, `concurrency` at a time. Each file is hashed first (node:crypto): the SHA-256
+ * is declared, so Wharf answers "exists" without a byte sent when the account holds the content,
+ * and verifies the bytes when it does not. Large files go multipart with their state in
+ * `resume`, so a run cut off (Ctrl-C, a lost connection, a killed process) continues where it
+ * stopped when run again.
+ */
+export async function transfer(
+  wharf: Wharf,
+  files: LocalFile[],
+  display: Display,
+  options: TransferOptions,
+): Promise<FileOutcome[]> {
+  display.begin(files);
+  const outcomes: FileOutcome[] = new Array(files.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < files.length; i = next++) {
+      const file = files[i]!;
+      outcomes[i] = await one(wharf, file, display, options);
+      display.finish(outcomes[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(options.concurrency, files.length) }, worker));
+  display.end();
+  return outcomes;
+}
+
+async function one(
+  wharf: Wharf,
+  file: LocalFile,
+  display: Display,
+  options: TransferOptions,
+): Promise<FileOutcome> {
+  const base = { path: file.path, name: file.name, size: file.size };
+  try {
+    let hashed = 0;
+    const sha256 = await hashFile(
+      file.path,
+      (n) => {
+        hashed += n;
+        display.progress(file.name, 'hashing', hashed, file.size);
+      },
+      options.signal,
+    );
+    const source = await fileSource(file.path, { name: file.name });
+    const limit = options.limit;
+    if (limit) {
+      const open = source.open;
+      source.open = (start, end) => limit.throttle(open(start, end), options.signal);
+    }
+    // Never direct: presigned and multipart declare the SHA-256 before any byte, so content the
+    // account holds is answered "exists" with nothing sent (a direct POST sends the body first).
+    const multipartFrom = options.multipartFrom ?? DEFAULT_THRESHOLDS.multipart;
+    const result = await wharf.upload(source, {
+      sha256,
+      strategy: file.size >= multipartFrom ? 'multipart' : 'presigned',
+      partSize: options.partSize,
+      resume: options.resume,
+      signal: options.signal,
+      onProgress: (p) => {
+        if (p.phase === 'uploading') display.progress(file.name, 'uploading', p.bytes, file.size);
+      },
+    });
+    return {
+      ...base,
+      status: result.status,
+      asset_id: result.asset.id,
+      sha256: result.asset.sha256,
+      strategy: result.strategy,
+      resumed: result.resumed,
+      bytes_sent: result.bytesSent,
+    };
+  } catch (err) {
+    const aborted = options.signal.aborted;
+    const code = aborted
+      ? 'ABORTED'
+      : isWharfError(err)
+        ? err.code
+        : ((err as NodeJS.ErrnoException).code ?? 'ERROR');
+    return {
+      ...base,
+      status: aborted ? 'interrupted' : 'failed',
+      error: {
+        code,
+        message: aborted ? 'Interrupted: run the same command again to resume.' : (err as Error).message,
+      },
+    };
+  }
+}

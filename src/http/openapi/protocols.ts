@@ -1,0 +1,323 @@
+/**
+ * The operations of the two protocol endpoints, written out for the OpenAPI document: tus 1.0
+ * (`/v1/tus/`) and the embedded storage endpoint (`/s3/wharf/{key}`). Their routes are
+ * wildcards serving a protocol whose meaning is in headers and query strings, not in JSON
+ * bodies a schema could type (see src/http/tus/routes.ts and src/http/storage/), so they are
+ * hidden from the generated part of the document and described here: each method, its headers,
+ * parameters and status codes. Keep these in step with those routes.
+ */
+
+const ERROR_REF = { $ref: '#/components/schemas/Error' };
+const BINARY = { type: 'string', format: 'binary' };
+
+type Json = Record<string, unknown>;
+
+function header(name: string, description: string, required = false, schema: Json = { type: 'string' }) {
+  return { name, in: 'header', required, description, schema };
+}
+
+function query(name: string, description: string, required = false) {
+  return { name, in: 'query', required, description, schema: { type: 'string' } };
+}
+
+function responseHeaders(entries: Record<string, string>) {
+  return Object.fromEntries(
+    Object.entries(entries).map(([name, description]) => [name, { description, schema: { type: 'string' } }]),
+  );
+}
+
+/** A refusal of Wharf's (JSON), or of the tus protocol itself (tus.io's text answers). */
+function tusError(description: string) {
+  return {
+    description,
+    content: { 'application/json': { schema: ERROR_REF }, 'text/plain': { schema: { type: 'string' } } },
+  };
+}
+
+const TUS_RESUMABLE = header('Tus-Resumable', 'The protocol version: `1.0.0`.', true, {
+  type: 'string',
+  enum: ['1.0.0'],
+});
+const TUS_ID = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'The upload: the last segment of the `Location` its creation answered.',
+  schema: { type: 'string' },
+};
+const TUS_COMMON_ERRORS = {
+  401: tusError('No key or token, or one that is unknown or revoked (`UNAUTHORIZED`).'),
+  403: tusError('The key lacks the `upload` scope, or a limit refuses the file.'),
+  404: tusError('No such upload in the caller’s account.'),
+  410: tusError('The upload was terminated or has expired (`UPLOAD_EXPIRED`).'),
+  412: tusError('`Tus-Resumable` is missing or names another version.'),
+};
+
+const tags = { tus: ['tus'], storage: ['storage endpoint'] };
+
+function tusPaths(): Json {
+  return {
+    '/v1/tus/': {
+      options: {
+        operationId: 'tusDiscover',
+        summary: 'tus discovery: the version, extensions and largest size accepted',
+        description:
+          'Answers without a key (a browser preflight carries none); with one, `Tus-Max-Size` is that ' +
+          'account’s file size limit.',
+        tags: tags.tus,
+        security: [{ apiKey: [] }, { bearer: [] }, {}],
+        responses: {
+          204: {
+            description: 'What this server supports.',
+            headers: responseHeaders({
+              'Tus-Version': '`1.0.0`.',
+              'Tus-Extension': 'creation, creation-with-upload, termination, expiration, checksum.',
+              'Tus-Checksum-Algorithm':
+                'The algorithms `Upload-Checksum` may name (`sha1`, `sha256`, `md5`).',
+              'Tus-Max-Size': 'The largest upload, in bytes.',
+            }),
+          },
+          401: tusError('A key was presented and is unknown or revoked.'),
+        },
+      },
+      post: {
+        operationId: 'tusCreateUpload',
+        summary: 'tus: create an upload (optionally with its first bytes)',
+        description:
+          '`Upload-Metadata` carries `filename` (required), `filetype` and an optional `sha256` (hex, verified ' +
+          'when the last byte arrives). A body of type `application/offset+octet-stream` is the first bytes ' +
+          '(creation-with-upload). `Upload-Defer-Length` is refused (501): Wharf needs the size up front.',
+        tags: tags.tus,
+        parameters: [
+          TUS_RESUMABLE,
+          header('Upload-Length', 'The file’s size in bytes.', true),
+          header(
+            'Upload-Metadata',
+            'Comma-separated `key base64(value)` pairs: `filename` (required), `filetype`, `sha256`.',
+            true,
+          ),
+          header('Upload-Checksum', '`<algorithm> <base64 digest>` of this request’s body, if it has one.'),
+        ],
+        requestBody: {
+          required: false,
+          content: { 'application/offset+octet-stream': { schema: BINARY } },
+        },
+        responses: {
+          201: {
+            description: 'Created; `Location` is the upload’s URL for HEAD, PATCH and DELETE.',
+            headers: responseHeaders({
+              Location: 'The upload’s URL.',
+              'Upload-Offset': 'Bytes received with the creation.',
+              'Upload-Expires': 'When an unfinished upload expires.',
+              'Wharf-Asset-Id': 'When the creation carried every byte: the asset.',
+            }),
+          },
+          400: tusError('A missing or malformed `Upload-Length` or `Upload-Metadata`, or a bad file name.'),
+          ...TUS_COMMON_ERRORS,
+          413: tusError('Larger than the account’s limit (`FILE_TOO_LARGE`).'),
+          460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
+          501: tusError('`Upload-Defer-Length` is not supported.'),
+        },
+      },
+    },
+    '/v1/tus/{id}': {
+      head: {
+        operationId: 'tusGetOffset',
+        summary: 'tus: how many bytes arrived (where to resume)',
+        description:
+          'Also completes an upload whose every byte arrived before a crash stopped its completion; a finished ' +
+          'upload answers with its asset in `Wharf-Asset-Id`.',
+        tags: tags.tus,
+        parameters: [TUS_ID, TUS_RESUMABLE],
+        responses: {
+          200: {
+            description: 'The offset to resume at.',
+            headers: responseHeaders({
+              'Upload-Offset': 'Bytes received so far.',
+              'Upload-Length': 'The declared size.',
+              'Upload-Metadata': 'The metadata given at creation.',
+              'Upload-Expires': 'When it expires unfinished.',
+              'Wharf-Asset-Id': 'Once finished: the asset.',
+            }),
+          },
+          ...TUS_COMMON_ERRORS,
+        },
+      },
+      patch: {
+        operationId: 'tusAppend',
+        summary: 'tus: append bytes at Upload-Offset',
+        description:
+          'The request that delivers the last byte verifies and completes the upload like every flow, and answers ' +
+          'with the asset in `Wharf-Asset-Id`. A cut request keeps every byte that arrived: HEAD, then resume.',
+        tags: tags.tus,
+        parameters: [
+          TUS_ID,
+          TUS_RESUMABLE,
+          header('Upload-Offset', 'Where these bytes go: the offset HEAD answered.', true),
+          header('Upload-Checksum', '`<algorithm> <base64 digest>` of this request’s body.'),
+        ],
+        requestBody: { required: true, content: { 'application/offset+octet-stream': { schema: BINARY } } },
+        responses: {
+          204: {
+            description: 'Appended.',
+            headers: responseHeaders({
+              'Upload-Offset': 'Bytes received so far.',
+              'Upload-Expires': 'When it expires unfinished.',
+              'Wharf-Asset-Id': 'When this request finished the upload: the asset.',
+            }),
+          },
+          400: tusError('A malformed header, or bytes that do not match the declared `sha256`.'),
+          ...TUS_COMMON_ERRORS,
+          409: tusError('`Upload-Offset` is not the upload’s offset, or the upload is already complete.'),
+          415: tusError('The body is not `application/offset+octet-stream`.'),
+          460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
+        },
+      },
+      delete: {
+        operationId: 'tusTerminate',
+        summary: 'tus: terminate an unfinished upload and free its bytes',
+        tags: tags.tus,
+        parameters: [TUS_ID, TUS_RESUMABLE],
+        responses: {
+          204: { description: 'Terminated.' },
+          ...TUS_COMMON_ERRORS,
+          409: tusError('The upload is finished (`UPLOAD_NOT_PENDING`): delete its asset instead.'),
+        },
+      },
+    },
+  };
+}
+
+const S3_KEY = {
+  name: 'key',
+  in: 'path',
+  required: true,
+  description: 'The object key the presigned URL names (it may contain `/`).',
+  schema: { type: 'string' },
+};
+const SIGV4_QUERY = [
+  query('X-Amz-Algorithm', 'SigV4 query authentication: `AWS4-HMAC-SHA256`.'),
+  query('X-Amz-Credential', 'The access key id and scope the URL was signed for.'),
+  query('X-Amz-Date', 'When it was signed.'),
+  query('X-Amz-Expires', 'Seconds the URL stays valid.'),
+  query('X-Amz-SignedHeaders', 'The headers the signature binds: send exactly the ones you were given.'),
+  query('X-Amz-Signature', 'The signature.'),
+];
+const S3_UPLOAD_ID = query('uploadId', 'The multipart upload (S3’s UploadId).');
+const XML = { 'application/xml': { schema: { type: 'string' } } };
+
+/** An S3-style XML error: `<Error><Code>…</Code><Message>…</Message></Error>`. */
+function s3Error(description: string) {
+  return { description, content: XML };
+}
+
+const S3_COMMON_ERRORS = {
+  400: s3Error('`AuthorizationQueryParametersError`, `BadDigest`, `InvalidDigest`, `IncompleteBody`, …'),
+  403: s3Error('`SignatureDoesNotMatch`, `InvalidAccessKeyId`, or `AccessDenied` (expired URL or upload).'),
+  404: s3Error('`NoSuchUpload`, or a request that is not a presigned upload.'),
+};
+
+function storagePaths(): Json {
+  const description =
+    'Only requests presigned by Wharf (SigV4 query authentication, no API key) are accepted, and answered as ' +
+    'S3 answers them (ETag, XML bodies, XML errors). Embedded deployment only: with S3 storage, presigned URLs ' +
+    'point at the bucket.';
+  return {
+    '/s3/wharf/{key}': {
+      put: {
+        operationId: 'storagePutObject',
+        summary: 'Storage: PutObject, or UploadPart with `partNumber` and `uploadId`',
+        description: `The bytes of a presigned upload, or one part of a multipart upload. ${description}`,
+        tags: tags.storage,
+        security: [],
+        parameters: [
+          S3_KEY,
+          ...SIGV4_QUERY,
+          query('partNumber', 'UploadPart: the part’s number (1 to 10,000).'),
+          S3_UPLOAD_ID,
+          header('Content-Length', 'Required: the exact size that was declared.', true),
+          header('Content-Type', 'The type that was signed, if any.'),
+          header('x-amz-checksum-sha256', 'Base64 SHA-256, when the URL binds one.'),
+          header('Content-MD5', 'Base64 MD5, when the URL binds one.'),
+        ],
+        requestBody: { required: true, content: { 'application/octet-stream': { schema: BINARY } } },
+        responses: {
+          200: {
+            description: 'Stored; the ETag is the MD5 of the bytes (name the part by it at completion).',
+            headers: responseHeaders({ ETag: 'The quoted MD5 of the bytes.' }),
+          },
+          ...S3_COMMON_ERRORS,
+          411: s3Error('`MissingContentLength`.'),
+        },
+      },
+      post: {
+        operationId: 'storagePost',
+        summary: 'Storage: CreateMultipartUpload (`?uploads`) or CompleteMultipartUpload (`?uploadId`)',
+        description:
+          'CreateMultipartUpload answers `InitiateMultipartUploadResult`; CompleteMultipartUpload takes S3’s ' +
+          `\`CompleteMultipartUpload\` XML and answers \`CompleteMultipartUploadResult\`. POST Object forms go to ` +
+          `\`/s3/wharf/\` itself. ${description}`,
+        tags: tags.storage,
+        security: [],
+        parameters: [
+          S3_KEY,
+          ...SIGV4_QUERY,
+          query('uploads', 'CreateMultipartUpload (empty value).'),
+          S3_UPLOAD_ID,
+        ],
+        requestBody: { required: false, content: XML },
+        responses: {
+          200: { description: 'The S3 XML result.', content: XML },
+          ...S3_COMMON_ERRORS,
+        },
+      },
+      get: {
+        operationId: 'storageListParts',
+        summary: 'Storage: ListParts of a multipart upload (`?uploadId`)',
+        description,
+        tags: tags.storage,
+        security: [],
+        parameters: [S3_KEY, ...SIGV4_QUERY, { ...S3_UPLOAD_ID, required: true }],
+        responses: {
+          200: { description: 'S3’s `ListPartsResult`.', content: XML },
+          ...S3_COMMON_ERRORS,
+        },
+      },
+      delete: {
+        operationId: 'storageAbortMultipartUpload',
+        summary: 'Storage: AbortMultipartUpload (`?uploadId`)',
+        description,
+        tags: tags.storage,
+        security: [],
+        parameters: [S3_KEY, ...SIGV4_QUERY, { ...S3_UPLOAD_ID, required: true }],
+        responses: {
+          204: { description: 'Aborted; the parts are freed.' },
+          ...S3_COMMON_ERRORS,
+        },
+      },
+    },
+  };
+}
+
+/** The protocol endpoints' path items: tus always, the storage endpoint when this node serves it. */
+export function protocolPaths(options: { tus: boolean; storageEndpoint: boolean }): Json {
+  return {
+    ...(options.tus ? tusPaths() : {}),
+    ...(options.storageEndpoint ? storagePaths() : {}),
+  };
+}
+
+export const protocolTags = [
+  {
+    name: 'tus',
+    description:
+      'tus 1.0 resumable uploads (creation, creation-with-upload, termination, expiration, checksum). Any tus ' +
+      'client works; see https://tus.io/protocols/resumable-upload.',
+  },
+  {
+    name: 'storage endpoint',
+    description:
+      'Where presigned URLs point on the embedded deployment: an S3-compatible subset (PutObject, POST Object, ' +
+      'multipart). Use the URLs Wharf hands out; never build them yourself.',
+  },
+];

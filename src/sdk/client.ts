@@ -1,0 +1,507 @@
+import { WharfError } from './errors.js';
+import { type HasherFactory, portableSha256, sha256Hex } from './hash.js';
+import { type BodyFactory, type RequestOptions, Transport, type TransportOptions } from './http.js';
+import { type ProgressListener, ProgressMeter } from './progress.js';
+import { tap } from './sources.js';
+import { TusClient } from './tus.js';
+import type {
+  Access,
+  Asset,
+  AssetList,
+  AssetResult,
+  CreatedKey,
+  Delivery,
+  DeliveryDetail,
+  DeliveryPage,
+  DeliveryStatus,
+  EventPage,
+  ExistingMultipart,
+  FileDeclaration,
+  FileVersion,
+  FileVersionEntry,
+  Key,
+  KeyRequest,
+  MintedUploadToken,
+  MultipartRequest,
+  MultipartResult,
+  MultipartUpload,
+  ReplayResult,
+  SignedPart,
+  SignedUrl,
+  StoredPart,
+  Upload,
+  UploadBatch,
+  UploadItem,
+  UploadToken,
+  UploadTokenList,
+  UploadTokenRequest,
+  Webhook,
+  WebhookChanges,
+  WebhookRequest,
+  WebhookWithSecret,
+  WharfEvent,
+} from './types.js';
+import { type UploadInput, type UploadOptions, type UploadResult, uploadWith } from './upload.js';
+
+export interface ClientOptions extends TransportOptions {
+  /** The SHA-256 to hash with (default: portable JavaScript; `sdk/node.js` passes node:crypto's). */
+  sha256?: HasherFactory;
+}
+
+export interface ListAssetsQuery {
+  limit?: number;
+  cursor?: string;
+  /** Only names starting with this. */
+  prefix?: string;
+  /** An exact type (`image/png`) or a family (`image/*`). */
+  content_type?: string;
+}
+
+export interface Download {
+  /** The bytes; for a whole file, the stream fails at its end if they are not the asset's SHA-256. */
+  body: ReadableStream<Uint8Array>;
+  status: number;
+  size: number | undefined;
+  contentType: string | undefined;
+  /** Hex SHA-256 the server declares (Repr-Digest or ETag). */
+  sha256: string | undefined;
+}
+
+export interface DownloadOptions {
+  /** One byte range, inclusive (`{ start: 0, end: 99 }` is the first 100 bytes). */
+  range?: { start: number; end?: number };
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+type Query = RequestOptions['query'];
+
+/**
+ * A client of Wharf's native API.
+ *
+ * ```ts
+ * const wharf = new Wharf({ url: 'https://files.example.com', key: process.env.WHARF_KEY });
+ * const { asset } = await wharf.upload(file, { onProgress: (p) => console.log(p.bytes, p.total) });
+ * ```
+ */
+export class Wharf {
+  readonly http: Transport;
+  readonly sha256: HasherFactory;
+  readonly assets: AssetsApi;
+  readonly uploads: UploadsApi;
+  readonly multipart: MultipartApi;
+  readonly tus: TusClient;
+  readonly files: FilesApi;
+  readonly keys: KeysApi;
+  readonly uploadTokens: UploadTokensApi;
+  readonly webhooks: WebhooksApi;
+  readonly events: EventsApi;
+
+  constructor(options: ClientOptions) {
+    this.http = new Transport(options);
+    this.sha256 = options.sha256 ?? portableSha256;
+    this.assets = new AssetsApi(this.http, this.sha256);
+    this.uploads = new UploadsApi(this.http);
+    this.multipart = new MultipartApi(this.http);
+    this.tus = new TusClient(this.http);
+    this.files = new FilesApi(this.http);
+    this.keys = new KeysApi(this.http);
+    this.uploadTokens = new UploadTokensApi(this.http);
+    this.webhooks = new WebhooksApi(this.http);
+    this.events = new EventsApi(this.http);
+  }
+
+  get url(): string {
+    return this.http.baseUrl;
+  }
+
+  /**
+   * Uploads a file the best way for its size: directly through Wharf, presigned to storage, or
+   * in parts (resumable); see UploadOptions for the thresholds. Content the account already
+   * holds is not sent again (its SHA-256 is declared first).
+   */
+  upload(input: UploadInput, options: UploadOptions = {}): Promise<UploadResult> {
+    return uploadWith(this, input, options);
+  }
+}
+
+function path(strings: TemplateStringsArray, ...values: string[]): string {
+  return strings.reduce(
+    (out, s, i) => out + s + (i < values.length ? encodeURIComponent(values[i]!) : ''),
+    '',
+  );
+}
+
+export class AssetsApi {
+  constructor(
+    private readonly http: Transport,
+    private readonly sha256: HasherFactory,
+  ) {}
+
+  list(query: ListAssetsQuery = {}, signal?: AbortSignal): Promise<AssetList> {
+    return this.http.json('GET', '/v1/assets', { query: query as Query, signal });
+  }
+
+  /** Every asset matching `query`, page after page (newest first). */
+  async *iterate(query: Omit<ListAssetsQuery, 'cursor'> = {}, signal?: AbortSignal): AsyncGenerator<Asset> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list({ ...query, ...(cursor && { cursor }) }, signal);
+      yield* page.data;
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+  }
+
+  get(id: string, signal?: AbortSignal): Promise<Asset> {
+    return this.http.json('GET', path`/v1/assets/${id}`, { signal });
+  }
+
+  setAccess(id: string, access: Access): Promise<Asset> {
+    return this.http.json('PATCH', path`/v1/assets/${id}`, { json: { access } });
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.http.request('DELETE', path`/v1/assets/${id}`);
+  }
+
+  signedUrl(id: string, options: { expires_in?: number; disposition?: 'inline' | 'attachment' } = {}) {
+    return this.http.json<SignedUrl>('POST', path`/v1/assets/${id}/signed-url`, { json: options });
+  }
+
+  /**
+   * Uploads bytes straight through Wharf (`POST /v1/assets`, a raw body) with no hashing first.
+   * `sha256` (hex or base64), when given, is declared and verified by Wharf.
+   */
+  uploadRaw(
+    body: BodyFactory,
+    options: { name: string; contentType?: string; size?: number; sha256?: string; signal?: AbortSignal },
+  ): Promise<AssetResult> {
+    return this.http.json('POST', '/v1/assets', {
+      query: { name: options.name, sha256: options.sha256 },
+      headers: {
+        'content-type': options.contentType ?? 'application/octet-stream',
+        ...(options.size !== undefined && { 'content-length': String(options.size) }),
+      },
+      body,
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * The content as a stream. Redirects (S3 downloads) are followed without the key: a
+   * presigned URL needs none, and the key must not travel to another host.
+   */
+  async download(id: string, options: DownloadOptions = {}): Promise<Download> {
+    const { range, signal } = options;
+    const headers: Record<string, string> = range ? { range: `bytes=${range.start}-${range.end ?? ''}` } : {};
+    let response = await this.http.request('GET', path`/v1/assets/${id}/content`, {
+      headers,
+      signal,
+      redirect: 'manual',
+    });
+    if (response.type === 'opaqueredirect') {
+      // A browser hides the Location of a manual redirect: ask for a signed URL instead.
+      const signed = await this.signedUrl(id, { expires_in: 300 });
+      response = await this.http.request('GET', signed.url, { headers, signal, auth: false });
+    } else if (response.status >= 300 && response.status < 400) {
+      const location = response.headers.get('location');
+      if (!location) throw new WharfError('UNEXPECTED_RESPONSE', 'A redirect without a Location.');
+      await response.body?.cancel();
+      response = await this.http.request('GET', new URL(location, this.http.baseUrl).toString(), {
+        headers,
+        signal,
+        auth: false,
+      });
+    }
+    const length = response.headers.get('content-length');
+    const size = length === null ? undefined : Number(length);
+    const sha256 = declaredSha256(response.headers);
+    const meter = new ProgressMeter(size, options.onProgress);
+    meter.start('downloading');
+    let body: ReadableStream<Uint8Array> =
+      response.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+    if (response.status === 200 && sha256 !== undefined) {
+      body = body.pipeThrough(verifying(sha256, this.sha256));
+    }
+    body = tap(body, (chunk) => meter.add(chunk.byteLength));
+    return {
+      body,
+      status: response.status,
+      size,
+      contentType: response.headers.get('content-type') ?? undefined,
+      sha256,
+    };
+  }
+}
+
+/** The SHA-256 an answer declares: Repr-Digest (sha-256), else a quoted hex ETag. */
+function declaredSha256(headers: Headers): string | undefined {
+  const repr = /sha-256=:([A-Za-z0-9+/=]+):/.exec(headers.get('repr-digest') ?? '')?.[1];
+  if (repr) return sha256Hex(repr);
+  const etag = /^"([0-9a-f]{64})"$/.exec(headers.get('etag') ?? '')?.[1];
+  return etag;
+}
+
+/** Passes the bytes on and fails the stream at its end if their SHA-256 is not `expected`. */
+function verifying(expected: string, factory: HasherFactory): TransformStream<Uint8Array, Uint8Array> {
+  const hasher = factory();
+  return new TransformStream({
+    transform(chunk, controller) {
+      hasher.update(chunk);
+      controller.enqueue(chunk);
+    },
+    flush(controller) {
+      const actual = hasher.hex();
+      if (actual !== expected) {
+        controller.error(
+          new WharfError('INTEGRITY_ERROR', `The downloaded bytes hash to ${actual}, not ${expected}.`),
+        );
+      }
+    },
+  });
+}
+
+export class UploadsApi {
+  constructor(private readonly http: Transport) {}
+
+  /** Declares one file: a presigned PUT to make, or the asset that already holds its content. */
+  create(file: FileDeclaration, signal?: AbortSignal): Promise<UploadItem> {
+    return this.http.json('POST', '/v1/uploads', { json: file, signal });
+  }
+
+  /** Declares up to WHARF_MAX_FILES_PER_REQUEST files at once; the answer keeps their order. */
+  createBatch(files: FileDeclaration[], signal?: AbortSignal): Promise<UploadBatch> {
+    return this.http.json('POST', '/v1/uploads', { json: { files }, signal });
+  }
+
+  get(id: string): Promise<Upload> {
+    return this.http.json('GET', path`/v1/uploads/${id}`);
+  }
+
+  complete(id: string, signal?: AbortSignal): Promise<AssetResult> {
+    return this.http.json('POST', path`/v1/uploads/${id}/complete`, { signal });
+  }
+
+  /**
+   * PUTs the bytes to a presigned upload's URL with exactly its headers (no key: the URL is the
+   * credential). Returns the storage's ETag.
+   */
+  async put(
+    item: { url: string; headers: Record<string, string> },
+    body: BodyFactory,
+    options: { size?: number; signal?: AbortSignal; onRetry?: () => void } = {},
+  ): Promise<string | undefined> {
+    const response = await this.http.request('PUT', item.url, {
+      // Storage needs the length up front (a stream body would otherwise go chunked).
+      headers: {
+        ...item.headers,
+        ...(options.size !== undefined && { 'content-length': String(options.size) }),
+      },
+      body,
+      auth: false,
+      signal: options.signal,
+      onRetry: options.onRetry,
+    });
+    await response.body?.cancel();
+    return response.headers.get('etag') ?? undefined;
+  }
+}
+
+export class MultipartApi {
+  constructor(private readonly http: Transport) {}
+
+  create(request: MultipartRequest, signal?: AbortSignal): Promise<MultipartUpload | ExistingMultipart> {
+    return this.http.json('POST', '/v1/multipart', { json: request, signal });
+  }
+
+  async signParts(id: string, partNumbers: number[], signal?: AbortSignal): Promise<SignedPart[]> {
+    const answer = await this.http.json<{ parts: SignedPart[] }>('POST', path`/v1/multipart/${id}/parts`, {
+      json: { partNumbers },
+      signal,
+    });
+    return answer.parts;
+  }
+
+  listParts(id: string, signal?: AbortSignal): Promise<StoredPart[]> {
+    return this.http.json('GET', path`/v1/multipart/${id}/parts`, { signal });
+  }
+
+  complete(
+    id: string,
+    parts: Array<{ PartNumber: number; ETag: string }>,
+    signal?: AbortSignal,
+  ): Promise<MultipartResult> {
+    return this.http.json('POST', path`/v1/multipart/${id}/complete`, { json: { parts }, signal });
+  }
+
+  async abort(id: string): Promise<void> {
+    await this.http.request('DELETE', path`/v1/multipart/${id}`);
+  }
+}
+
+export class FilesApi {
+  constructor(private readonly http: Transport) {}
+
+  /** Uploads the next version of `namespace/name` (the bytes go through Wharf). */
+  async put(
+    namespace: string,
+    name: string,
+    body: BodyFactory,
+    options: {
+      contentType?: string;
+      size?: number;
+      access?: Access;
+      signal?: AbortSignal;
+      onProgress?: ProgressListener;
+    } = {},
+  ): Promise<FileVersion> {
+    const meter = new ProgressMeter(options.size, options.onProgress);
+    meter.start('uploading', 'direct');
+    let sentThisAttempt = 0;
+    const version = await this.http.json<FileVersion>('PUT', path`/v1/files/${namespace}/${name}`, {
+      query: { access: options.access },
+      headers: {
+        'content-type': options.contentType ?? 'application/octet-stream',
+        ...(options.size !== undefined && { 'content-length': String(options.size) }),
+      },
+      body: () => {
+        sentThisAttempt = 0;
+        const made = body();
+        return made instanceof ReadableStream
+          ? tap(made, (chunk) => {
+              sentThisAttempt += chunk.byteLength;
+              meter.add(chunk.byteLength);
+            })
+          : made;
+      },
+      signal: options.signal,
+      onRetry: () => meter.subtract(sentThisAttempt),
+    });
+    meter.start('done');
+    return version;
+  }
+
+  /** The latest version (or `version`), with its asset. */
+  get(namespace: string, name: string, version?: number, signal?: AbortSignal): Promise<FileVersion> {
+    return this.http.json('GET', path`/v1/files/${namespace}/${name}`, { query: { version }, signal });
+  }
+
+  async versions(namespace: string, name: string): Promise<FileVersionEntry[]> {
+    return (
+      await this.http.json<{ data: FileVersionEntry[] }>('GET', path`/v1/files/${namespace}/${name}/versions`)
+    ).data;
+  }
+}
+
+export class KeysApi {
+  constructor(private readonly http: Transport) {}
+
+  async list(): Promise<Key[]> {
+    return (await this.http.json<{ data: Key[] }>('GET', '/v1/keys')).data;
+  }
+
+  create(request: KeyRequest): Promise<CreatedKey> {
+    return this.http.json('POST', '/v1/keys', { json: request });
+  }
+
+  async revoke(id: string): Promise<void> {
+    await this.http.request('DELETE', path`/v1/keys/${id}`);
+  }
+}
+
+export class UploadTokensApi {
+  constructor(private readonly http: Transport) {}
+
+  create(request: UploadTokenRequest = {}): Promise<MintedUploadToken> {
+    return this.http.json('POST', '/v1/upload-tokens', { json: request });
+  }
+
+  list(query: { limit?: number; cursor?: string } = {}): Promise<UploadTokenList> {
+    return this.http.json('GET', '/v1/upload-tokens', { query });
+  }
+
+  get(id: string): Promise<UploadToken> {
+    return this.http.json('GET', path`/v1/upload-tokens/${id}`);
+  }
+
+  async revoke(id: string): Promise<void> {
+    await this.http.request('DELETE', path`/v1/upload-tokens/${id}`);
+  }
+}
+
+export class WebhooksApi {
+  constructor(private readonly http: Transport) {}
+
+  create(request: WebhookRequest): Promise<WebhookWithSecret> {
+    return this.http.json('POST', '/v1/webhooks', { json: request });
+  }
+
+  async list(): Promise<Webhook[]> {
+    return (await this.http.json<{ data: Webhook[] }>('GET', '/v1/webhooks')).data;
+  }
+
+  get(id: string): Promise<Webhook> {
+    return this.http.json('GET', path`/v1/webhooks/${id}`);
+  }
+
+  update(id: string, changes: WebhookChanges): Promise<Webhook> {
+    return this.http.json('PATCH', path`/v1/webhooks/${id}`, { json: changes });
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.http.request('DELETE', path`/v1/webhooks/${id}`);
+  }
+
+  async secret(id: string): Promise<string> {
+    return (await this.http.json<{ secret: string }>('GET', path`/v1/webhooks/${id}/secret`)).secret;
+  }
+
+  /** A new signing secret; the old one keeps signing for `keepPreviousFor` seconds (default a day). */
+  rotateSecret(id: string, keepPreviousFor?: number): Promise<WebhookWithSecret> {
+    return this.http.json('POST', path`/v1/webhooks/${id}/rotate-secret`, {
+      json: keepPreviousFor === undefined ? {} : { keep_previous_for: keepPreviousFor },
+    });
+  }
+
+  deliveries(id: string, query: { limit?: number; cursor?: string; status?: DeliveryStatus } = {}) {
+    return this.http.json<DeliveryPage>('GET', path`/v1/webhooks/${id}/deliveries`, { query });
+  }
+
+  delivery(id: string, deliveryId: string): Promise<DeliveryDetail> {
+    return this.http.json('GET', path`/v1/webhooks/${id}/deliveries/${deliveryId}`);
+  }
+
+  replayDelivery(id: string, deliveryId: string): Promise<Delivery> {
+    return this.http.json('POST', path`/v1/webhooks/${id}/deliveries/${deliveryId}/replay`);
+  }
+
+  replay(id: string, since: Date | string, includeSucceeded = false): Promise<ReplayResult> {
+    return this.http.json('POST', path`/v1/webhooks/${id}/replay`, {
+      json: {
+        since: typeof since === 'string' ? since : since.toISOString(),
+        include_succeeded: includeSucceeded,
+      },
+    });
+  }
+}
+
+export class EventsApi {
+  constructor(private readonly http: Transport) {}
+
+  /** Events oldest first, after `after` (a `cursor` of an earlier answer). */
+  list(query: { after?: string; type?: string | string[]; limit?: number } = {}): Promise<EventPage> {
+    const type = Array.isArray(query.type) ? query.type.join(',') : query.type;
+    return this.http.json('GET', '/v1/events', { query: { ...query, type } });
+  }
+
+  /** Every event after `after`, page after page, until none is waiting. */
+  async *iterate(query: { after?: string; type?: string | string[] } = {}): AsyncGenerator<WharfEvent> {
+    let after = query.after;
+    for (;;) {
+      const page = await this.list({ ...query, ...(after !== undefined && { after }), limit: 1000 });
+      yield* page.data;
+      after = page.cursor;
+      if (!page.has_more) return;
+    }
+  }
+}

@@ -1,0 +1,225 @@
+import { WharfApiError, WharfError } from './errors.js';
+
+export interface RetryOptions {
+  /** Attempts after the first (default 5). 0 turns retrying off. */
+  retries?: number;
+  /** The first wait, doubled at each retry (default 250 ms). */
+  minDelayMs?: number;
+  /** The longest wait between two attempts, Retry-After included (default 30 s). */
+  maxDelayMs?: number;
+}
+
+export interface TransportOptions {
+  /** Where Wharf is, e.g. `https://files.example.com` (no trailing slash needed). */
+  url: string;
+  /** An API key or an upload token; sent as `Authorization: Bearer`. */
+  key?: string | undefined;
+  /** The fetch to use (default: the global one: Node 18+, browsers, Deno, Bun). */
+  fetch?: typeof fetch;
+  retry?: RetryOptions;
+  /** Extra headers on every request to the API (not on presigned URLs). */
+  headers?: Record<string, string>;
+}
+
+/** A request body, made anew for each attempt (a stream can be read only once). */
+export type BodyFactory = () => BodyInit | ReadableStream<Uint8Array>;
+
+export interface RequestOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  json?: unknown;
+  body?: BodyFactory;
+  headers?: Record<string, string>;
+  /** Send the key (default: true for the API's paths, false for absolute URLs such as presigned ones). */
+  auth?: boolean;
+  signal?: AbortSignal | undefined;
+  /** Retry transient failures (default true). */
+  retry?: boolean;
+  /** Follow redirects (default). 'manual' returns a 3xx answer as it is. */
+  redirect?: RequestRedirect;
+  /** Called before each retry, e.g. to reset a progress count. */
+  onRetry?: (attempt: number, error: unknown) => void;
+}
+
+const RETRYABLE_STATUS = new Set([408, 500, 502, 503, 504]);
+
+/** The fetch-based transport: authentication, JSON, typed errors, retries with backoff. */
+export class Transport {
+  readonly baseUrl: string;
+  readonly key: string | undefined;
+  private readonly fetchImpl: typeof fetch;
+  private readonly retries: number;
+  private readonly minDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly headers: Record<string, string>;
+
+  constructor(options: TransportOptions) {
+    if (!/^https?:\/\//i.test(options.url)) {
+      throw new WharfError(
+        'UNEXPECTED_RESPONSE',
+        `The server URL must start with http:// or https://: ${options.url}`,
+      );
+    }
+    this.baseUrl = options.url.replace(/\/+$/, '');
+    this.key = options.key;
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+    this.retries = options.retry?.retries ?? 5;
+    this.minDelayMs = options.retry?.minDelayMs ?? 250;
+    this.maxDelayMs = options.retry?.maxDelayMs ?? 30_000;
+    this.headers = options.headers ?? {};
+  }
+
+  url(path: string, query?: RequestOptions['query']): string {
+    const absolute = /^https?:\/\//i.test(path);
+    const url = new URL(absolute ? path : `${this.baseUrl}${path}`);
+    for (const [name, value] of Object.entries(query ?? {})) {
+      if (value !== undefined) url.searchParams.set(name, String(value));
+    }
+    return url.toString();
+  }
+
+  /** One request, retried while it fails transiently; a refusal is thrown as WharfApiError. */
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+    const absolute = /^https?:\/\//i.test(path);
+    const url = this.url(path, options.query);
+    const headers: Record<string, string> = { ...(absolute ? {} : this.headers), ...options.headers };
+    if ((options.auth ?? !absolute) && this.key !== undefined) headers.authorization = `Bearer ${this.key}`;
+    if (options.json !== undefined) headers['content-type'] = 'application/json';
+    const retries = options.retry === false ? 0 : this.retries;
+    for (let attempt = 0; ; attempt++) {
+      throwIfAborted(options.signal);
+      let response: Response;
+      try {
+        const body =
+          options.json !== undefined
+            ? JSON.stringify(options.json)
+            : options.body
+              ? options.body()
+              : undefined;
+        response = await this.fetchImpl(url, {
+          method,
+          headers,
+          body: body as BodyInit | undefined,
+          redirect: options.redirect ?? 'follow',
+          ...(options.signal && { signal: options.signal }),
+          // A stream body needs half duplex (Node's fetch); harmless for any other body.
+          ...(isStream(body) && { duplex: 'half' }),
+        } as RequestInit);
+      } catch (err) {
+        throwIfAborted(options.signal);
+        const failure = new WharfError('NETWORK_ERROR', `${method} ${redact(url)}: ${describe(err)}`, {
+          cause: err,
+        });
+        if (attempt >= retries) throw failure;
+        options.onRetry?.(attempt + 1, failure);
+        await this.wait(attempt, undefined, options.signal);
+        continue;
+      }
+      if (response.ok || (response.status >= 300 && response.status < 400)) return response;
+      const error = await apiError(response);
+      if (attempt >= retries || !RETRYABLE_STATUS.has(response.status)) throw error;
+      options.onRetry?.(attempt + 1, error);
+      await this.wait(attempt, error.retryAfter, options.signal);
+    }
+  }
+
+  /** A JSON answer (or undefined for 204). */
+  async json<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const response = await this.request(method, path, options);
+    if (response.status === 204) return undefined as T;
+    const text = await response.text();
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new WharfError(
+        'UNEXPECTED_RESPONSE',
+        `${method} ${path}: expected JSON, got ${response.headers.get('content-type') ?? 'no type'}`,
+      );
+    }
+  }
+
+  /** Exponential backoff with full jitter; a Retry-After is honoured (up to maxDelayMs). */
+  private wait(attempt: number, retryAfterSeconds: number | undefined, signal?: AbortSignal): Promise<void> {
+    const backoff = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** attempt);
+    const ms =
+      retryAfterSeconds !== undefined
+        ? Math.min(this.maxDelayMs, retryAfterSeconds * 1000)
+        : Math.random() * backoff;
+    return sleep(ms, signal);
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(aborted(signal));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(aborted(signal!));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw aborted(signal);
+}
+
+function aborted(signal: AbortSignal): WharfError {
+  return new WharfError('ABORTED', 'The operation was aborted.', { cause: signal.reason });
+}
+
+/** The refusal in a failed answer: Wharf's JSON error, S3's XML error, or just the status. */
+export async function apiError(response: Response): Promise<WharfApiError> {
+  const text = await response.text().catch(() => '');
+  const retryAfter = retryAfterSeconds(response.headers.get('retry-after'));
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; details?: unknown } };
+    const error = body.error;
+    if (error && typeof error.code === 'string') {
+      return new WharfApiError(
+        response.status,
+        error.code,
+        typeof error.message === 'string' ? error.message : error.code,
+        typeof error.details === 'object' && error.details !== null
+          ? (error.details as Record<string, unknown>)
+          : {},
+        retryAfter,
+      );
+    }
+  } catch {
+    // Not JSON: the storage endpoint's XML, or a proxy's page.
+  }
+  const xmlCode = /<Code>([^<]{1,100})<\/Code>/.exec(text)?.[1];
+  const xmlMessage = /<Message>([^<]{0,500})<\/Message>/.exec(text)?.[1];
+  return new WharfApiError(
+    response.status,
+    xmlCode ?? `HTTP_${response.status}`,
+    xmlMessage ?? (text.slice(0, 200) || `HTTP ${response.status}`),
+    {},
+    retryAfter,
+  );
+}
+
+function retryAfterSeconds(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, (at - Date.now()) / 1000);
+}
+
+function isStream(body: unknown): boolean {
+  return typeof ReadableStream !== 'undefined' && body instanceof ReadableStream;
+}
+
+function describe(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
+}
+
+/** A URL for messages: presigned ones are credentials until they expire. */
+export function redact(url: string): string {
+  return url.replace(/([?&](?:X-Amz-Signature|X-Amz-Credential|signature)=)[^&]*/gi, '$1…');
+}

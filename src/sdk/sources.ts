@@ -1,0 +1,142 @@
+/**
+ * What an upload reads from. A re-readable source (a Blob, bytes, a file on disk) can be read
+ * again from any offset: hashed first so the SHA-256 is declared before the bytes go (Wharf
+ * verifies it end to end, and skips content the account holds), sent in parts, resumed. A
+ * one-shot stream is read once: it can only go directly, hashed on the way.
+ */
+export interface UploadSource {
+  /** The file name to give the asset unless the upload names it. */
+  name: string;
+  /** Bytes in all, when known (a one-shot stream may not know). */
+  size: number | undefined;
+  /** The media type, when known. */
+  type?: string | undefined;
+  /** Whether open() may be called more than once, and from any offset. */
+  reopenable: boolean;
+  /**
+   * Identifies these exact bytes across runs (a path with its size and modification time; a
+   * File's name, size and lastModified): what resumable state is kept under. None: no resume.
+   */
+  fingerprint?: string | undefined;
+  /** The bytes from `start` (inclusive) to `end` (exclusive; default: the end). */
+  open(start?: number, end?: number): ReadableStream<Uint8Array>;
+}
+
+/** A Blob or a File (browsers; Node has both too). */
+export function blobSource(blob: Blob, name?: string): UploadSource {
+  const file = blob as Blob & { name?: string; lastModified?: number };
+  const fileName = name ?? file.name ?? 'blob';
+  return {
+    name: fileName,
+    size: blob.size,
+    type: blob.type || undefined,
+    reopenable: true,
+    fingerprint:
+      file.lastModified !== undefined ? `file:${fileName}:${blob.size}:${file.lastModified}` : undefined,
+    open: (start = 0, end = blob.size) => blob.slice(start, end).stream(),
+  };
+}
+
+/** Bytes in memory. */
+export function bytesSource(bytes: Uint8Array, name: string, type?: string): UploadSource {
+  return {
+    name,
+    size: bytes.byteLength,
+    type,
+    reopenable: true,
+    open: (start = 0, end = bytes.byteLength) =>
+      new ReadableStream({
+        start(controller) {
+          if (end > start) controller.enqueue(bytes.subarray(start, end));
+          controller.close();
+        },
+      }),
+  };
+}
+
+/** A stream that can be read once (stdin, a response body, a generated file). */
+export function streamSource(
+  stream: ReadableStream<Uint8Array>,
+  options: { name: string; size?: number; type?: string },
+): UploadSource {
+  let opened = false;
+  return {
+    name: options.name,
+    size: options.size,
+    type: options.type,
+    reopenable: false,
+    open: (start = 0) => {
+      if (opened || start !== 0) throw new Error('A one-shot stream can be read only once, from its start.');
+      opened = true;
+      return stream;
+    },
+  };
+}
+
+export type UploadInput = UploadSource | Blob | Uint8Array | ReadableStream<Uint8Array>;
+
+/** Any accepted input as an UploadSource. */
+export function toSource(input: UploadInput, name?: string): UploadSource {
+  if (isSource(input)) return name === undefined ? input : { ...input, name };
+  if (typeof Blob !== 'undefined' && input instanceof Blob) return blobSource(input, name);
+  if (input instanceof Uint8Array) return bytesSource(input, name ?? 'upload.bin');
+  if (typeof ReadableStream !== 'undefined' && input instanceof ReadableStream) {
+    return streamSource(input, { name: name ?? 'upload.bin' });
+  }
+  throw new TypeError('Upload a Blob/File, a Uint8Array, a ReadableStream or an UploadSource.');
+}
+
+function isSource(input: unknown): input is UploadSource {
+  return typeof input === 'object' && input !== null && typeof (input as UploadSource).open === 'function';
+}
+
+/**
+ * `stream` passing every chunk to `onChunk` as it is read (by the request that sends it), so
+ * progress is the bytes handed to the connection, and hashing happens as the bytes go.
+ */
+export function tap(
+  stream: ReadableStream<Uint8Array>,
+  onChunk: (chunk: Uint8Array) => void,
+): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) {
+          controller.close();
+          return;
+        }
+        onChunk(value);
+        controller.enqueue(value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    // Read only when the consumer asks: a chunk counts when it is sent, not when it is queued.
+    { highWaterMark: 0 },
+  );
+}
+
+/** Reads a stream to its end, handing each chunk to `onChunk` (hashing a file, say). */
+export async function drain(
+  stream: ReadableStream<Uint8Array>,
+  onChunk: (chunk: Uint8Array) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      if (signal?.aborted) {
+        await reader.cancel();
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) return;
+      onChunk(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}

@@ -1,0 +1,496 @@
+import type { Wharf } from './client.js';
+import { isWharfError, WharfApiError, WharfError } from './errors.js';
+import { sha256Hex } from './hash.js';
+import { throwIfAborted } from './http.js';
+import { type ProgressListener, ProgressMeter } from './progress.js';
+import { drain, tap, toSource, type UploadInput, type UploadSource } from './sources.js';
+import type { Asset, SignedPart } from './types.js';
+
+export type { UploadInput } from './sources.js';
+
+/** How the bytes travel. */
+export type UploadStrategy = 'direct' | 'presigned' | 'multipart' | 'tus';
+
+const MiB = 1024 * 1024;
+
+export const DEFAULT_THRESHOLDS = {
+  /** From this size on, presigned (one PUT straight to storage); below it, directly through Wharf. */
+  presigned: 8 * MiB,
+  /** From this size on, multipart (parts in parallel, resumable). */
+  multipart: 64 * MiB,
+};
+
+/** What a resumable upload keeps between runs (see ResumeStore). */
+export type ResumeRecord =
+  | { kind: 'multipart'; id: string; partSize: number; size: number; sha256: string; savedAt: string }
+  | { kind: 'tus'; url: string; size: number; sha256: string; savedAt: string }
+  /** Only the SHA-256 of a source's fingerprint: a rerun need not hash it again. */
+  | { kind: 'hash'; size: number; sha256: string; savedAt: string };
+
+/**
+ * Where resumable uploads keep their state: a map from a key (the server, the credential and
+ * the source's fingerprint) to a record. `MemoryResumeStore` here; `FileResumeStore` (in
+ * `sdk/node.js`) keeps it on disk so a new process continues; a browser can keep it in
+ * localStorage.
+ */
+export interface ResumeStore {
+  get(key: string): Promise<ResumeRecord | undefined>;
+  set(key: string, record: ResumeRecord): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+export class MemoryResumeStore implements ResumeStore {
+  private readonly records = new Map<string, ResumeRecord>();
+  async get(key: string) {
+    return this.records.get(key);
+  }
+  async set(key: string, record: ResumeRecord) {
+    this.records.set(key, record);
+  }
+  async delete(key: string) {
+    this.records.delete(key);
+  }
+}
+
+export interface UploadOptions {
+  /** The asset's name (default: the source's). */
+  name?: string;
+  /** Its media type (default: the source's, else application/octet-stream). */
+  contentType?: string;
+  /** Force a flow; `auto` (the default) chooses by size with `thresholds`. */
+  strategy?: UploadStrategy | 'auto';
+  thresholds?: { presigned?: number; multipart?: number };
+  /** Multipart part size (default: the server's suggestion, at least 8 MiB). */
+  partSize?: number;
+  /** Parts in flight at once (default 4). */
+  partConcurrency?: number;
+  /** The SHA-256 (hex or base64) if already known: the source is then not hashed first. */
+  sha256?: string;
+  /**
+   * Declare the SHA-256 before sending (default true for re-readable sources): Wharf then
+   * verifies it end to end and answers `exists` without any bytes when it holds the content.
+   */
+  hashFirst?: boolean;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+  /** Keep multipart and tus state here so an interrupted upload continues where it stopped. */
+  resume?: ResumeStore;
+}
+
+export interface UploadResult {
+  status: 'created' | 'exists';
+  asset: Asset;
+  strategy: UploadStrategy;
+  /** Whether it continued an upload an earlier attempt had started. */
+  resumed: boolean;
+  /** Bytes of the content sent, counting what a resumed upload found already stored (0 when the account held the content). */
+  bytesSent: number;
+}
+
+/** The flow `auto` picks for a source of `size` bytes. */
+export function chooseStrategy(
+  size: number | undefined,
+  reopenable: boolean,
+  thresholds: { presigned?: number; multipart?: number } = {},
+): UploadStrategy {
+  if (size === undefined || !reopenable) return 'direct';
+  if (size >= (thresholds.multipart ?? DEFAULT_THRESHOLDS.multipart)) return 'multipart';
+  if (size >= (thresholds.presigned ?? DEFAULT_THRESHOLDS.presigned)) return 'presigned';
+  return 'direct';
+}
+
+/** Wharf.upload(): see UploadOptions. */
+export async function uploadWith(
+  wharf: Wharf,
+  input: UploadInput,
+  options: UploadOptions,
+): Promise<UploadResult> {
+  const source = toSource(input, options.name);
+  const strategy =
+    !options.strategy || options.strategy === 'auto'
+      ? chooseStrategy(source.size, source.reopenable, options.thresholds)
+      : options.strategy;
+  if (strategy !== 'direct' && (!source.reopenable || source.size === undefined)) {
+    throw new TypeError(`A ${strategy} upload needs a re-readable source of known size (a file, a Blob).`);
+  }
+  const run = new UploadRun(wharf, source, strategy, options);
+  return run.go();
+}
+
+class UploadRun {
+  private readonly meter: ProgressMeter;
+  private readonly contentType: string;
+  private resumed = false;
+
+  constructor(
+    private readonly wharf: Wharf,
+    private readonly source: UploadSource,
+    private readonly strategy: UploadStrategy,
+    private readonly options: UploadOptions,
+  ) {
+    this.meter = new ProgressMeter(source.size, options.onProgress);
+    this.contentType = options.contentType ?? source.type ?? 'application/octet-stream';
+  }
+
+  private get signal() {
+    return this.options.signal;
+  }
+
+  async go(): Promise<UploadResult> {
+    const hashFirst = this.options.hashFirst ?? this.source.reopenable;
+    const sha256 = hashFirst || this.options.sha256 ? await this.sha256() : undefined;
+    let outcome: { status: 'created' | 'exists'; asset: Asset };
+    switch (this.strategy) {
+      case 'direct':
+        outcome = await this.direct(sha256);
+        break;
+      case 'presigned':
+        outcome = await this.presigned(sha256);
+        break;
+      case 'multipart':
+        outcome = await this.multipart(sha256);
+        break;
+      case 'tus':
+        outcome = await this.tus(sha256);
+        break;
+    }
+    this.meter.start('done');
+    return { ...outcome, strategy: this.strategy, resumed: this.resumed, bytesSent: this.meter.sent };
+  }
+
+  /** The SHA-256 given, remembered for this fingerprint, or read from the source now. */
+  private async sha256(): Promise<string> {
+    if (this.options.sha256) {
+      const hex = sha256Hex(this.options.sha256);
+      if (!hex) throw new WharfError('INVALID_DIGEST', 'sha256 must be 64 hex digits or base64.');
+      return hex;
+    }
+    const key = this.stateKey('hash');
+    const remembered = key ? await this.options.resume?.get(key) : undefined;
+    if (remembered && remembered.size === this.source.size) return remembered.sha256;
+    this.meter.start('hashing');
+    const hasher = this.wharf.sha256();
+    await drain(
+      this.source.open(),
+      (chunk) => {
+        hasher.update(chunk);
+        this.meter.add(chunk.byteLength);
+      },
+      this.signal,
+    );
+    throwIfAborted(this.signal);
+    const hex = hasher.hex();
+    if (key && this.source.size !== undefined && this.options.resume) {
+      await this.options.resume.set(key, {
+        kind: 'hash',
+        size: this.source.size,
+        sha256: hex,
+        savedAt: new Date().toISOString(),
+      });
+    }
+    return hex;
+  }
+
+  /**
+   * Resumable state is keyed by the server, the credential (hashed: a state file must not hold
+   * the key) and the source's fingerprint; a source without one is not resumed.
+   */
+  private stateKey(kind: string): string | undefined {
+    if (!this.source.fingerprint) return undefined;
+    const hasher = this.wharf.sha256();
+    hasher.update(new TextEncoder().encode(`${this.wharf.http.key ?? ''}`));
+    return `${kind}|${this.wharf.url}|${hasher.hex().slice(0, 16)}|${this.source.fingerprint}`;
+  }
+
+  /** A body for one attempt of [start, end), counted into the progress (and un-counted on retry). */
+  private body(start: number, end: number | undefined, onChunk?: (chunk: Uint8Array) => void) {
+    let sent = 0;
+    // Chunks an abandoned attempt still reads (a read in flight when it failed) count for nothing.
+    let attempt = 0;
+    return {
+      make: () => {
+        const mine = ++attempt;
+        sent = 0;
+        return tap(this.source.open(start, end), (chunk) => {
+          if (mine !== attempt) return;
+          sent += chunk.byteLength;
+          onChunk?.(chunk);
+          this.meter.add(chunk.byteLength);
+        });
+      },
+      retry: () => {
+        attempt++;
+        this.meter.subtract(sent);
+        sent = 0;
+      },
+    };
+  }
+
+  private async direct(sha256: string | undefined) {
+    this.meter.start('uploading', 'direct');
+    // A one-shot stream is hashed as it goes, and checked against what Wharf computed.
+    const hasher = sha256 === undefined ? this.wharf.sha256() : undefined;
+    const body = this.body(0, undefined, hasher ? (chunk) => hasher.update(chunk) : undefined);
+    if (!this.source.reopenable) {
+      // One attempt only: a consumed stream cannot be sent again.
+      const result = await this.wharf.http.json<{ status: 'created' | 'exists'; asset: Asset }>(
+        'POST',
+        '/v1/assets',
+        {
+          query: { name: this.source.name },
+          headers: {
+            'content-type': this.contentType,
+            ...(this.source.size !== undefined && { 'content-length': String(this.source.size) }),
+          },
+          body: body.make,
+          retry: false,
+          signal: this.signal,
+        },
+      );
+      if (hasher) verifyAsset(result.asset, hasher.hex());
+      return result;
+    }
+    const result = await this.wharf.http.json<{ status: 'created' | 'exists'; asset: Asset }>(
+      'POST',
+      '/v1/assets',
+      {
+        query: { name: this.source.name, sha256 },
+        headers: {
+          'content-type': this.contentType,
+          ...(this.source.size !== undefined && { 'content-length': String(this.source.size) }),
+        },
+        body: body.make,
+        onRetry: body.retry,
+        signal: this.signal,
+      },
+    );
+    return result;
+  }
+
+  private async presigned(sha256: string | undefined) {
+    const size = this.source.size!;
+    const declaration = { name: this.source.name, content_type: this.contentType, size, sha256 };
+    for (let attempt = 0; ; attempt++) {
+      const item = await this.wharf.uploads.create(declaration, this.signal);
+      if (item.status === 'exists') return { status: 'exists' as const, asset: item.asset };
+      this.meter.start('uploading', 'presigned');
+      const body = this.body(0, size);
+      try {
+        await this.wharf.uploads.put(item, body.make, { size, signal: this.signal, onRetry: body.retry });
+      } catch (err) {
+        // The URL expired while the PUT waited (a slow link): declare again, once.
+        if (
+          attempt === 0 &&
+          isWharfError(err) &&
+          (err.code === 'AccessDenied' || err.code === 'URL_EXPIRED')
+        ) {
+          continue;
+        }
+        throw err;
+      }
+      this.meter.start('completing', 'presigned');
+      return this.wharf.uploads.complete(item.id, this.signal);
+    }
+  }
+
+  private async multipart(sha256: string | undefined) {
+    const size = this.source.size!;
+    const store = this.options.resume;
+    const key = this.stateKey('multipart');
+    let record = key && store ? await store.get(key) : undefined;
+    let stored: Map<number, { size: number; etag: string }> | undefined;
+    if (record?.kind === 'multipart' && record.size === size && record.sha256 === sha256) {
+      try {
+        const parts = await this.wharf.multipart.listParts(record.id, this.signal);
+        stored = new Map(parts.map((p) => [p.PartNumber, { size: p.Size, etag: p.ETag }]));
+        this.resumed = true;
+      } catch (err) {
+        // Gone (expired, aborted, completed elsewhere): start afresh.
+        if (!(err instanceof WharfApiError) || err.status >= 500) throw err;
+        record = undefined;
+      }
+    } else {
+      record = undefined;
+    }
+    if (!record) {
+      const started = await this.wharf.multipart.create(
+        { name: this.source.name, content_type: this.contentType, size, sha256 },
+        this.signal,
+      );
+      if (started.status === 'exists') return { status: 'exists' as const, asset: started.asset };
+      record = {
+        kind: 'multipart',
+        id: started.id,
+        partSize: this.options.partSize ?? started.part_size,
+        size,
+        sha256: sha256 ?? '',
+        savedAt: new Date().toISOString(),
+      };
+      stored = new Map();
+      if (key && store) await store.set(key, record);
+    }
+    const { id, partSize } = record as Extract<ResumeRecord, { kind: 'multipart' }>;
+    const count = Math.max(1, Math.ceil(size / partSize));
+    const expected = (n: number) => Math.min(partSize, size - (n - 1) * partSize);
+    const etags = new Map<number, string>();
+    let already = 0;
+    for (const [n, part] of stored ?? []) {
+      if (n <= count && part.size === expected(n)) {
+        etags.set(n, part.etag);
+        already += part.size;
+      }
+    }
+    this.meter.start('uploading', 'multipart', already);
+    const missing: number[] = [];
+    for (let n = 1; n <= count; n++) if (!etags.has(n)) missing.push(n);
+    await this.sendParts(id, missing, partSize, size, etags);
+    this.meter.start('completing', 'multipart');
+    const parts = [...etags].sort(([a], [b]) => a - b).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
+    try {
+      const result = await this.wharf.multipart.complete(id, parts, this.signal);
+      if (key && store) await store.delete(key);
+      return result;
+    } catch (err) {
+      // Refused for good (the bytes do not match, a part is missing): the state is no use again.
+      if (key && store && err instanceof WharfApiError && err.status < 500) await store.delete(key);
+      throw err;
+    }
+  }
+
+  /** PUTs the parts, `partConcurrency` at a time; URLs are signed in batches as they are needed. */
+  private async sendParts(
+    id: string,
+    numbers: number[],
+    partSize: number,
+    size: number,
+    etags: Map<number, string>,
+  ): Promise<void> {
+    const queue = [...numbers];
+    const signed = new Map<number, SignedPart>();
+    const sign = async (n: number, fresh = false): Promise<SignedPart> => {
+      const known = signed.get(n);
+      if (known && !fresh && Date.parse(known.expires_at) - Date.now() > 60_000) return known;
+      const batch = [n, ...queue.slice(0, 49)];
+      for (const part of await this.wharf.multipart.signParts(id, batch, this.signal)) {
+        signed.set(part.partNumber, part);
+      }
+      return signed.get(n)!;
+    };
+    const worker = async () => {
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) {
+        const start = (n - 1) * partSize;
+        const end = Math.min(size, start + partSize);
+        for (let attempt = 0; ; attempt++) {
+          const part = await sign(n, attempt > 0);
+          const body = this.body(start, end);
+          try {
+            const etag = await this.wharf.uploads.put(part, body.make, {
+              size: end - start,
+              signal: this.signal,
+              onRetry: body.retry,
+            });
+            if (!etag) throw new WharfError('UNEXPECTED_RESPONSE', `Part ${n}: storage answered no ETag.`);
+            etags.set(n, etag);
+            break;
+          } catch (err) {
+            body.retry();
+            // An expired URL: sign again, once.
+            if (attempt === 0 && err instanceof WharfApiError && err.status === 403) continue;
+            throw err;
+          }
+        }
+      }
+    };
+    const workers = Array.from(
+      { length: Math.min(this.options.partConcurrency ?? 4, numbers.length) },
+      worker,
+    );
+    // Every worker stops at the first failure of any (the queue is emptied), and that is thrown.
+    const results = await Promise.allSettled(
+      workers.map((w) =>
+        w.catch((err) => {
+          queue.length = 0;
+          throw err;
+        }),
+      ),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private async tus(sha256: string | undefined) {
+    const size = this.source.size!;
+    const store = this.options.resume;
+    const key = this.stateKey('tus');
+    const record = key && store ? await store.get(key) : undefined;
+    let url: string | undefined;
+    let offset = 0;
+    if (record?.kind === 'tus' && record.size === size && record.sha256 === sha256) {
+      try {
+        const state = await this.wharf.tus.state(record.url, this.signal);
+        url = record.url;
+        offset = state.offset;
+        this.resumed = true;
+        if (state.assetId) return this.finishTus(state.assetId, key);
+      } catch (err) {
+        if (!(err instanceof WharfApiError) || err.status >= 500) throw err;
+      }
+    }
+    if (!url) {
+      url = await this.wharf.tus.create({
+        name: this.source.name,
+        size,
+        contentType: this.contentType,
+        sha256,
+        signal: this.signal,
+      });
+      if (key && store) {
+        await store.set(key, {
+          kind: 'tus',
+          url,
+          size,
+          sha256: sha256 ?? '',
+          savedAt: new Date().toISOString(),
+        });
+      }
+    }
+    this.meter.start('uploading', 'tus', offset);
+    // One PATCH for the rest of the file; after a cut, ask where it stopped and go on from there.
+    for (let failures = 0; ; ) {
+      throwIfAborted(this.signal);
+      const body = this.body(offset, size);
+      try {
+        const appended = await this.wharf.tus.append(url, offset, body.make, size - offset, this.signal);
+        if (appended.assetId) return this.finishTus(appended.assetId, key);
+        offset = appended.offset;
+        if (offset >= size) {
+          const state = await this.wharf.tus.state(url, this.signal);
+          if (state.assetId) return this.finishTus(state.assetId, key);
+        }
+      } catch (err) {
+        body.retry();
+        if (isWharfError(err, 'ABORTED') || ++failures > 5) throw err;
+        if (err instanceof WharfApiError && err.status < 500 && err.status !== 409) throw err;
+        const state = await this.wharf.tus.state(url, this.signal);
+        if (state.assetId) return this.finishTus(state.assetId, key);
+        offset = state.offset;
+        this.meter.set(offset);
+      }
+    }
+  }
+
+  private async finishTus(assetId: string, key: string | undefined) {
+    if (key && this.options.resume) await this.options.resume.delete(key);
+    this.meter.start('completing', 'tus');
+    return { status: 'created' as const, asset: await this.wharf.assets.get(assetId, this.signal) };
+  }
+}
+
+function verifyAsset(asset: Asset, sha256: string): void {
+  if (asset.sha256 !== sha256) {
+    throw new WharfError(
+      'INTEGRITY_ERROR',
+      `Wharf stored bytes hashing to ${asset.sha256}, but ${sha256} were read here (asset ${asset.id}).`,
+    );
+  }
+}

@@ -1,0 +1,326 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { connect, type Wharf } from '../../src/sdk/node.js';
+import { sha256Hex } from '../helpers/http.js';
+import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
+
+/**
+ * The upload CLI (wharf upload, sync, ls, get, rm) run as a process against a real server, on
+ * both deployments: folders and globs, sync reruns, skipping held content, resuming after SIGINT
+ * and SIGKILL, tokens, --json, plain lines, and clear errors with their exit codes.
+ */
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+// tsx by URL: the CLI runs in scratch folders (globs are relative to them), where a bare
+// `--import tsx` would not resolve.
+const TSX = import.meta.resolve('tsx');
+const MiB = 1024 * 1024;
+
+let w: TestWharf;
+let wharf: Wharf;
+let scratch: string;
+/** Every test's own XDG dirs (config and resume state) live here. */
+let home: string;
+
+before(async () => {
+  w = await startWharf();
+  wharf = connect({ url: w.url, key: w.key });
+  scratch = await mkdtemp(join(tmpdir(), 'wharf-cli-upload-'));
+  home = join(scratch, 'home');
+});
+after(async () => {
+  await w?.close();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+interface Ran {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The environment without any WHARF_* or XDG_* of the developer's shell. */
+function env(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith('WHARF_') && !name.startsWith('XDG_')) out[name] = value;
+  }
+  return {
+    ...out,
+    XDG_CONFIG_HOME: join(home, 'config'),
+    XDG_STATE_HOME: join(home, 'state'),
+    WHARF_URL: w.url,
+    WHARF_KEY: w.key,
+    ...extra,
+  };
+}
+
+function start(args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}) {
+  return spawn(process.execPath, ['--import', TSX, MAIN, ...args], {
+    cwd: options.cwd ?? scratch,
+    env: env(options.env ?? {}),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+function finished(child: ChildProcess): Promise<Ran> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    stdout += text;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+  });
+  return new Promise((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+function cli(args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}) {
+  return finished(start(args, options));
+}
+
+async function cliJson<T = unknown>(args: string[], options: { cwd?: string } = {}): Promise<T> {
+  const ran = await cli([...args, '--json'], options);
+  assert.equal(ran.code, 0, `wharf ${args.join(' ')}: ${ran.stderr}`);
+  return JSON.parse(ran.stdout) as T;
+}
+
+interface Outcome {
+  name: string;
+  status: string;
+  asset_id?: string;
+  sha256?: string;
+  bytes_sent?: number;
+  resumed?: boolean;
+  strategy?: string;
+  error?: { code: string };
+}
+interface TransferJson {
+  files: Outcome[];
+  created: number;
+  exists: number;
+  failed: number;
+  bytes_sent: number;
+}
+
+async function folder(name: string, files: Record<string, Buffer>): Promise<string> {
+  const dir = join(scratch, name);
+  for (const [path, bytes] of Object.entries(files)) {
+    await mkdir(join(dir, path, '..'), { recursive: true });
+    await writeFile(join(dir, path), bytes);
+  }
+  return dir;
+}
+
+async function bytesOf(id: string): Promise<Buffer> {
+  const download = await wharf.assets.download(id);
+  return Buffer.from(await new Response(download.body).arrayBuffer());
+}
+
+/** Waits for `check` to hold, asking again every 50 ms (a condition, not a duration). */
+async function until<T>(check: () => Promise<T | undefined>, what: string): Promise<T> {
+  for (let i = 0; i < 2400; i++) {
+    const value = await check();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`Timed out waiting for ${what}`);
+}
+
+describe('wharf upload and sync', () => {
+  test('a folder (with its subfolders) and a glob, concurrently; --json describes each file', async () => {
+    const a = randomBytes(1000);
+    const c = randomBytes(300_000);
+    const dir = await folder('upload-set', { 'album/a.bin': a, 'album/deep/c.bin': c });
+    await writeFile(join(dir, 'x.txt'), `x ${randomBytes(8).toString('hex')}`);
+    await writeFile(join(dir, 'y.txt'), `y ${randomBytes(8).toString('hex')}`);
+    await writeFile(join(dir, 'z.md'), 'not matched');
+    const out = await cliJson<TransferJson>(['upload', 'album', '*.txt', '-j', '3'], { cwd: dir });
+    assert.deepEqual(out.files.map((f) => f.name).sort(), ['a.bin', 'c.bin', 'x.txt', 'y.txt']);
+    assert.equal(out.created, 4);
+    assert.equal(out.failed, 0);
+    const c1 = out.files.find((f) => f.name === 'c.bin')!;
+    assert.equal(c1.sha256, sha256Hex(c));
+    assert.ok((await bytesOf(c1.asset_id!)).equals(c));
+    assert.equal(out.bytes_sent, 1000 + 300_000 + 2 * 18);
+  });
+
+  test('sync: a rerun sends nothing; a changed file is uploaded again; held content is skipped', async () => {
+    const held = randomBytes(5000);
+    // The account already holds this content, under another name.
+    const before = await wharf.upload(held, { name: 'elsewhere.bin' });
+    const dir = await folder('synced', {
+      'one.bin': randomBytes(2000),
+      'sub/two.bin': randomBytes(70_000),
+      'held.bin': held,
+    });
+    const first = await cliJson<TransferJson>(['sync', dir]);
+    assert.equal(first.created, 2);
+    assert.equal(first.exists, 1);
+    const skipped = first.files.find((f) => f.name === 'held.bin')!;
+    assert.equal(skipped.status, 'exists');
+    assert.equal(skipped.asset_id, before.asset.id);
+    assert.equal(skipped.bytes_sent, 0);
+
+    const again = await cliJson<TransferJson>(['sync', dir]);
+    assert.equal(again.created, 0);
+    assert.equal(again.exists, 3);
+    assert.equal(again.bytes_sent, 0, 'a rerun uploads nothing');
+
+    await appendFile(join(dir, 'sub', 'two.bin'), 'changed');
+    const changed = await cliJson<TransferJson>(['sync', dir]);
+    assert.deepEqual(changed.files.map((f) => [f.name, f.status]).sort(), [
+      ['held.bin', 'exists'],
+      ['one.bin', 'exists'],
+      ['two.bin', 'created'],
+    ]);
+    assert.equal(changed.bytes_sent, 70_000 + 'changed'.length);
+  });
+
+  test('without a terminal: one plain line per file and a summary', async () => {
+    const dir = await folder('plain', { 'p.bin': randomBytes(100) });
+    const ran = await cli(['upload', join(dir, 'p.bin')]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.match(ran.stdout, /^created\s+p\.bin\s+100 B\s+[0-9a-f-]{36}$/m);
+    assert.match(ran.stdout, /^1 uploaded, 0 already there, 0 failed; 100 B sent$/m);
+    assert.ok(!(ran.stdout + ran.stderr).includes('\u001b['), 'no terminal escapes');
+  });
+
+  for (const signal of ['SIGINT', 'SIGKILL'] as const) {
+    test(`a large upload cut off by ${signal} resumes on the next run: the asset is byte-identical`, async () => {
+      const bytes = randomBytes(16 * MiB);
+      const dir = await folder(`resume-${signal}`, { 'big.bin': bytes });
+      const args = ['upload', join(dir, 'big.bin'), '--multipart-threshold', '6M', '--part-size', '5M'];
+      const stateDir = join(home, 'state', 'wharf', 'uploads');
+      await rm(stateDir, { recursive: true, force: true });
+      // A bandwidth cap keeps it in flight long enough to be cut after its first part.
+      const child = start([...args, '--limit-rate', '2M', '-j', '1']);
+      const running = finished(child);
+      const record = await until(async () => {
+        const names = await readdir(stateDir).catch(() => []);
+        const name = names.find((n) => n.endsWith('.json'));
+        if (!name) return undefined;
+        return JSON.parse(await readFile(join(stateDir, name), 'utf8')).record as { id: string };
+      }, 'the resume state');
+      await until(async () => {
+        const parts = await wharf.multipart.listParts(record.id);
+        return parts.length > 0 ? parts : undefined;
+      }, 'a stored part');
+      child.kill(signal);
+      const cut = await running;
+      if (signal === 'SIGINT') {
+        assert.equal(cut.code, 130, cut.stderr);
+        assert.match(cut.stdout, /^interrupted\s+big\.bin\b.*run the same command again to resume/m);
+      } else {
+        assert.equal(cut.signal, 'SIGKILL');
+      }
+      assert.equal((await wharf.assets.list({ prefix: 'big.bin' })).data.length, 0, 'no asset yet');
+
+      const resumed = await cliJson<TransferJson>(args);
+      const file = resumed.files[0]!;
+      assert.equal(file.status, 'created');
+      assert.equal(file.strategy, 'multipart');
+      assert.equal(file.resumed, true);
+      assert.ok((await bytesOf(file.asset_id!)).equals(bytes), 'byte-identical');
+      assert.deepEqual(await readdir(stateDir), [], 'the state is gone once done');
+      await wharf.assets.delete(file.asset_id!);
+    });
+  }
+});
+
+describe('wharf ls, get, rm', () => {
+  test('list (--json and lines), download by id and by name (verified), delete', async () => {
+    const bytes = randomBytes(40_000);
+    const dir = await folder('lsgetrm', { 'report-2026.bin': bytes });
+    const uploaded = await cliJson<TransferJson>(['upload', join(dir, 'report-2026.bin')]);
+    const id = uploaded.files[0]!.asset_id!;
+
+    const listed = await cliJson<Array<{ id: string; name: string }>>(['ls', 'report-']);
+    assert.deepEqual(
+      listed.map((a) => [a.id, a.name]),
+      [[id, 'report-2026.bin']],
+    );
+    const lines = await cli(['ls', 'report-']);
+    assert.match(lines.stdout, new RegExp(`^${id}\\s+39\\.1 KiB\\s+\\S+\\s+report-2026\\.bin$`, 'm'));
+
+    const byId = join(scratch, 'by-id.bin');
+    const got = await cliJson<{ path: string; size: number; sha256: string }>(['get', id, '-o', byId]);
+    assert.equal(got.size, 40_000);
+    assert.ok((await readFile(byId)).equals(bytes));
+    const named = await cli(['get', 'report-2026.bin'], { cwd: scratch });
+    assert.equal(named.code, 0, named.stderr);
+    assert.ok((await readFile(join(scratch, 'report-2026.bin'))).equals(bytes));
+
+    assert.deepEqual(await cliJson(['rm', id]), { deleted: [id] });
+    assert.deepEqual(await cliJson(['ls', 'report-']), []);
+    const gone = await cli(['rm', id]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /NOT_FOUND/);
+  });
+});
+
+describe('credentials and errors', () => {
+  test('an upload token (WHARF_TOKEN, --token) uploads and may not list; a config file (--config, WHARF_CONFIG) supplies URL and key', async () => {
+    const minted = await wharf.uploadTokens.create({ subject: 'cli-user', max_files: 5, expires_in: 600 });
+    const dir = await folder('token', { 't.bin': randomBytes(500) });
+    const ran = await cli(['upload', join(dir, 't.bin'), '--json'], {
+      env: { WHARF_KEY: undefined, WHARF_TOKEN: minted.secret },
+    });
+    assert.equal(ran.code, 0, ran.stderr);
+    const out = JSON.parse(ran.stdout) as TransferJson;
+    assert.equal((await wharf.assets.get(out.files[0]!.asset_id!)).subject, 'cli-user');
+
+    const config = join(scratch, 'config.json');
+    await writeFile(config, JSON.stringify({ url: w.url, key: w.key }));
+    const viaFile = await cli(['ls', '--json', '--config', config], {
+      env: { WHARF_URL: undefined, WHARF_KEY: undefined },
+    });
+    assert.equal(viaFile.code, 0, viaFile.stderr);
+    assert.ok(Array.isArray(JSON.parse(viaFile.stdout)));
+    const viaEnv = await cli(['ls', '--json'], {
+      env: { WHARF_URL: undefined, WHARF_KEY: undefined, WHARF_CONFIG: config },
+    });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+    // A flag wins over the environment and the file: this token may not list.
+    const flagged = await cli(['ls', '--token', minted.secret]);
+    assert.equal(flagged.code, 1);
+    assert.match(flagged.stderr, /SCOPE_DENIED/);
+  });
+
+  test('a missing key, a bad URL, a path that is not there: a clear message and exit code 2', async () => {
+    const noKey = await cli(['ls'], { env: { WHARF_KEY: undefined } });
+    assert.equal(noKey.code, 2);
+    assert.match(noKey.stderr, /No key: pass --key/);
+    const badUrl = await cli(['ls', '--url', 'not a url']);
+    assert.equal(badUrl.code, 2);
+    assert.match(badUrl.stderr, /is not a URL/);
+    const missing = await cli(['upload', join(scratch, 'nothing-here')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /nothing-here: no such file or folder/);
+    const noMatch = await cli(['upload', '*.nothing']);
+    assert.equal(noMatch.code, 2);
+    assert.match(noMatch.stderr, /no file matches/);
+    const badFlag = await cli(['upload', '--part-size', 'big', scratch]);
+    assert.equal(badFlag.code, 2);
+    assert.match(badFlag.stderr, /--part-size must be a size/);
+  });
+
+  test('a wrong key or a server that is not there: exit code 1 with the error code', async () => {
+    const wrong = await cli(['ls', '--key', 'wharf_not_a_real_key_at_all_000000000000000000000']);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /UNAUTHORIZED/);
+    const port = await freePort();
+    const down = await cli(['ls', '--url', `http://127.0.0.1:${port}`]);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /NETWORK_ERROR/);
+  });
+});

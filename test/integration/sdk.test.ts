@@ -1,0 +1,484 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  connect,
+  downloadToFile,
+  FileResumeStore,
+  fileSource,
+  MemoryResumeStore,
+  portableSha256,
+  type UploadProgress,
+  type UploadSource,
+  Wharf,
+  WharfApiError,
+  WharfError,
+} from '../../src/sdk/node.js';
+import { api, sha256Hex } from '../helpers/http.js';
+import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
+
+/**
+ * The SDK (src/sdk/) against a real server over real HTTP: every resource, the upload helper's
+ * three flows chosen by size, progress, retries, resuming after a cut, skipping known content,
+ * and typed errors. Runs on both deployments.
+ */
+
+const MiB = 1024 * 1024;
+// Small thresholds and parts (S3's minimum part is 5 MiB), so each flow runs on small files.
+const thresholds = { presigned: 1 * MiB, multipart: 6 * MiB };
+const partSize = 5 * MiB;
+
+let w: TestWharf;
+let wharf: Wharf;
+let dir: string;
+before(async () => {
+  w = await startWharf();
+  wharf = connect({ url: w.url, key: w.key, retry: { minDelayMs: 10 } });
+  dir = await mkdtemp(join(tmpdir(), 'wharf-sdk-'));
+});
+after(async () => {
+  await w?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function file(name: string, size: number): Promise<{ path: string; bytes: Buffer }> {
+  const bytes = randomBytes(size);
+  const path = join(dir, name);
+  await writeFile(path, bytes);
+  return { path, bytes };
+}
+
+/**
+ * `source`, but once a read reaches byte `at` of the file while `armed()` (the upload is sending,
+ * not hashing: the hash pass reads the same bytes first) it calls `cut` (the test aborts the
+ * upload there) and delivers nothing more: the request stays open, mid-body, until aborted.
+ */
+function cutAt(source: UploadSource, at: number, armed: () => boolean, cut: () => void): UploadSource {
+  return {
+    ...source,
+    open(start = 0, end = source.size) {
+      const reader = source.open(start, end).getReader();
+      let position = start;
+      return new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (position >= at && armed()) {
+            cut();
+            return new Promise(() => {});
+          }
+          const { done, value } = await reader.read();
+          if (done) return controller.close();
+          const chunk = armed() ? value.subarray(0, Math.max(0, at - position)) : value;
+          position += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+        cancel: (reason) => reader.cancel(reason),
+      });
+    },
+  };
+}
+
+async function content(id: string): Promise<Buffer> {
+  const download = await wharf.assets.download(id);
+  return Buffer.from(await new Response(download.body).arrayBuffer());
+}
+
+describe('upload helper', () => {
+  test('chooses direct, presigned or multipart by size, and Wharf verifies the declared SHA-256', async () => {
+    const cases = [
+      { name: 'small.bin', size: 100_000, strategy: 'direct' },
+      { name: 'medium.bin', size: 2 * MiB + 3, strategy: 'presigned' },
+      { name: 'large.bin', size: 11 * MiB + 7, strategy: 'multipart' },
+    ];
+    for (const c of cases) {
+      const { path, bytes } = await file(c.name, c.size);
+      const result = await wharf.upload(await fileSource(path), { thresholds, partSize });
+      assert.equal(result.strategy, c.strategy, c.name);
+      assert.equal(result.status, 'created');
+      assert.equal(result.bytesSent, c.size);
+      assert.equal(result.asset.name, c.name);
+      assert.equal(result.asset.size, c.size);
+      assert.equal(result.asset.sha256, sha256Hex(bytes));
+      assert.ok((await content(result.asset.id)).equals(bytes), `${c.name} reads back`);
+    }
+  });
+
+  test('reports progress: hashing, then the bytes sent with a rate, then done', async () => {
+    const { path } = await file('progress.bin', 11 * MiB);
+    const events: UploadProgress[] = [];
+    await wharf.upload(await fileSource(path), {
+      thresholds,
+      partSize,
+      partConcurrency: 2,
+      onProgress: (p) => events.push({ ...p }),
+    });
+    const phases = [...new Set(events.map((e) => e.phase))];
+    assert.deepEqual(phases, ['hashing', 'uploading', 'completing', 'done']);
+    const hashing = events.filter((e) => e.phase === 'hashing');
+    assert.equal(hashing.at(-1)!.bytes, 11 * MiB);
+    const sending = events.filter((e) => e.phase === 'uploading');
+    assert.ok(sending.every((e) => e.total === 11 * MiB && e.rate >= 0 && e.strategy === 'multipart'));
+    assert.equal(events.at(-1)!.bytes, 11 * MiB, 'done reports every byte sent');
+  });
+
+  test('content the account already holds is not sent again, by any flow', async () => {
+    const { path, bytes } = await file('known.bin', 7 * MiB);
+    const first = await wharf.upload(await fileSource(path), { thresholds, partSize });
+    assert.equal(first.status, 'created');
+    for (const strategy of ['presigned', 'multipart'] as const) {
+      const again = await wharf.upload(await fileSource(path, { name: `again-${strategy}.bin` }), {
+        strategy,
+        partSize,
+      });
+      assert.equal(again.status, 'exists', strategy);
+      assert.equal(again.bytesSent, 0, `${strategy} sent nothing`);
+      assert.equal(again.asset.id, first.asset.id);
+    }
+    // Direct sends the bytes (it is one request), and Wharf answers with the asset it holds.
+    const direct = await wharf.upload(bytes, { name: 'again-direct.bin', strategy: 'direct' });
+    assert.equal(direct.status, 'exists');
+    assert.equal(direct.asset.id, first.asset.id);
+  });
+
+  test('a multipart upload cut off mid-way resumes: only the missing parts are sent', async () => {
+    const { path, bytes } = await file('resumed.bin', 16 * MiB);
+    const store = new FileResumeStore(join(dir, 'state'));
+    const controller = new AbortController();
+    let sending = false;
+    // Cut once the first part is stored and the second is a megabyte in.
+    const cut = wharf.upload(
+      cutAt(
+        await fileSource(path),
+        partSize + MiB,
+        () => sending,
+        () => controller.abort(),
+      ),
+      {
+        onProgress: (p) => {
+          if (p.phase === 'uploading') sending = true;
+        },
+        strategy: 'multipart',
+        partSize,
+        partConcurrency: 1,
+        resume: store,
+        signal: controller.signal,
+      },
+    );
+    await assert.rejects(cut, (err) => err instanceof WharfError && err.code === 'ABORTED');
+
+    const events: UploadProgress[] = [];
+    const resumed = await wharf.upload(await fileSource(path), {
+      strategy: 'multipart',
+      partSize,
+      resume: store,
+      onProgress: (p) => events.push({ ...p }),
+    });
+    assert.equal(resumed.resumed, true);
+    assert.equal(resumed.status, 'created');
+    assert.equal(resumed.bytesSent, 16 * MiB, 'the count includes what storage held');
+    assert.equal(events.find((e) => e.phase === 'uploading')!.bytes, partSize, 'progress starts there');
+    assert.ok(!events.some((e) => e.phase === 'hashing'), 'the hash was remembered, not computed again');
+    assert.equal(resumed.asset.sha256, sha256Hex(bytes));
+    assert.ok((await content(resumed.asset.id)).equals(bytes));
+    const parts = await wharf.multipart.listParts(resumed.asset.id).catch((err) => err);
+    assert.ok(parts instanceof WharfApiError, 'the asset id is not an upload');
+  });
+
+  test('a tus upload cut off mid-way resumes from the offset the server reports', async () => {
+    const { path, bytes } = await file('tus.bin', 3 * MiB);
+    const store = new MemoryResumeStore();
+    const controller = new AbortController();
+    let sending = false;
+    const cut = wharf.upload(
+      cutAt(
+        await fileSource(path),
+        2 * MiB,
+        () => sending,
+        () => controller.abort(),
+      ),
+      {
+        onProgress: (p) => {
+          if (p.phase === 'uploading') sending = true;
+        },
+        strategy: 'tus',
+        resume: store,
+        signal: controller.signal,
+      },
+    );
+    await assert.rejects(cut, (err) => err instanceof WharfError && err.code === 'ABORTED');
+    const events: UploadProgress[] = [];
+    const resumed = await wharf.upload(await fileSource(path), {
+      strategy: 'tus',
+      resume: store,
+      onProgress: (p) => events.push({ ...p }),
+    });
+    assert.equal(resumed.resumed, true);
+    const from = events.find((e) => e.phase === 'uploading')!.bytes;
+    assert.ok(from > 0 && from <= 2 * MiB, `resumed from ${from}, not from the start`);
+    assert.equal(resumed.bytesSent, 3 * MiB, 'the count includes what the server held');
+    assert.equal(resumed.asset.sha256, sha256Hex(bytes));
+    assert.ok((await content(resumed.asset.id)).equals(bytes));
+  });
+
+  test('a connection lost mid-part is retried, and the part sent again whole', async () => {
+    const { path, bytes } = await file('flaky.bin', 11 * MiB);
+    let cuts = 0;
+    // The network: the first PUT of part 2 loses its connection after 1 MiB of body.
+    const flaky: typeof fetch = async (input, init) => {
+      const url = String(input);
+      if (
+        init?.method === 'PUT' &&
+        /partNumber=2\b/.test(url) &&
+        cuts === 0 &&
+        init.body instanceof ReadableStream
+      ) {
+        cuts++;
+        const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+        let sent = 0;
+        const body = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (sent >= MiB) return controller.error(new Error('connection reset (test)'));
+            const { done, value } = await reader.read();
+            if (done) return controller.close();
+            sent += value.byteLength;
+            controller.enqueue(value);
+          },
+        });
+        return fetch(input, { ...init, body } as RequestInit);
+      }
+      return fetch(input, init);
+    };
+    const client = connect({ url: w.url, key: w.key, fetch: flaky, retry: { minDelayMs: 10 } });
+    const result = await client.upload(await fileSource(path), { strategy: 'multipart', partSize });
+    assert.equal(cuts, 1, 'the cut happened');
+    assert.equal(result.asset.sha256, sha256Hex(bytes));
+    assert.equal(result.bytesSent, 11 * MiB, 'the lost bytes are not counted twice');
+  });
+
+  test('503 with Retry-After is waited out and retried; a 4xx is not retried', async () => {
+    let calls = 0;
+    // A server that is briefly away answers as Wharf does then: 503 SERVICE_UNAVAILABLE, Retry-After.
+    const away: typeof fetch = async (input, init) => {
+      calls++;
+      if (calls === 1) {
+        return new Response(
+          JSON.stringify({ error: { code: 'SERVICE_UNAVAILABLE', message: 'The database is away.' } }),
+          { status: 503, headers: { 'content-type': 'application/json', 'retry-after': '0' } },
+        );
+      }
+      return fetch(input, init);
+    };
+    const client = new Wharf({ url: w.url, key: w.key, fetch: away, retry: { minDelayMs: 1 } });
+    const page = await client.assets.list({ limit: 1 });
+    assert.equal(calls, 2);
+    assert.equal(page.data.length, 1);
+
+    calls = 0;
+    const counting: typeof fetch = (input, init) => {
+      calls++;
+      return fetch(input, init);
+    };
+    const counted = new Wharf({ url: w.url, key: w.key, fetch: counting });
+    await assert.rejects(counted.assets.get('no-such-asset'), (err) => {
+      assert.ok(err instanceof WharfApiError);
+      assert.equal(err.status, 404);
+      assert.equal(err.code, 'NOT_FOUND');
+      return true;
+    });
+    assert.equal(calls, 1, 'a refusal is final');
+  });
+
+  test('a one-shot stream goes directly, hashed on the way and checked against the asset', async () => {
+    const bytes = randomBytes(300_000);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += 65536) controller.enqueue(bytes.subarray(i, i + 65536));
+        controller.close();
+      },
+    });
+    const result = await wharf.upload(stream, { name: 'piped.bin', contentType: 'application/x-test' });
+    assert.equal(result.strategy, 'direct');
+    assert.equal(result.asset.sha256, sha256Hex(bytes));
+    assert.equal(result.asset.content_type, 'application/x-test');
+  });
+
+  test('portable hashing (browsers) gives the same digest as node:crypto', async () => {
+    const bytes = randomBytes(1_000_003);
+    const portable = new Wharf({ url: w.url, key: w.key });
+    assert.equal(portable.sha256, portableSha256);
+    const result = await portable.upload(new Blob([bytes]), {
+      name: 'blob.bin',
+      strategy: 'presigned',
+    });
+    assert.equal(result.asset.sha256, sha256Hex(bytes));
+  });
+});
+
+describe('typed errors', () => {
+  test('the API’s error.code, status and details, for refusals of every kind', async () => {
+    const bytes = randomBytes(1000);
+    const mismatch = await wharf
+      .upload(bytes, { name: 'wrong.bin', sha256: sha256Hex('something else') })
+      .catch((err) => err);
+    assert.ok(mismatch instanceof WharfApiError);
+    assert.equal(mismatch.code, 'CHECKSUM_MISMATCH');
+    assert.equal(mismatch.status, 400);
+    assert.equal(mismatch.details.algorithm, 'sha256');
+
+    const anonymous = new Wharf({ url: w.url, key: 'wharf_not_a_key_at_all_0000' });
+    const refused = await anonymous.assets.list().catch((err) => err);
+    assert.ok(refused instanceof WharfApiError && refused.code === 'UNAUTHORIZED' && refused.status === 401);
+
+    const member = await w.newKey('member');
+    const forbidden = await new Wharf({ url: w.url, key: member.key }).keys.list().catch((err) => err);
+    assert.ok(forbidden instanceof WharfApiError && forbidden.code === 'FORBIDDEN');
+
+    const closed = new Wharf({
+      url: `http://127.0.0.1:${await freePort()}`,
+      key: w.key,
+      retry: { retries: 1, minDelayMs: 1 },
+    });
+    const network = await closed.assets.list().catch((err) => err);
+    assert.ok(network instanceof WharfError);
+    assert.equal(network.code, 'NETWORK_ERROR');
+    assert.ok(!(network instanceof WharfApiError));
+  });
+});
+
+describe('resources', () => {
+  test('assets: list with cursors, iterate, get, access, signed URL, download (whole, range, to a file), delete', async () => {
+    const prefix = `list-${randomBytes(3).toString('hex')}-`;
+    const made = [];
+    for (let i = 0; i < 5; i++) {
+      made.push((await wharf.upload(randomBytes(100 + i), { name: `${prefix}${i}.bin` })).asset);
+    }
+    const first = await wharf.assets.list({ prefix, limit: 2 });
+    assert.equal(first.data.length, 2);
+    assert.ok(first.next_cursor);
+    const all = [];
+    for await (const asset of wharf.assets.iterate({ prefix, limit: 2 })) all.push(asset.id);
+    assert.deepEqual(all.sort(), made.map((a) => a.id).sort());
+
+    const asset = made[0]!;
+    assert.equal((await wharf.assets.get(asset.id)).name, `${prefix}0.bin`);
+    assert.equal((await wharf.assets.setAccess(asset.id, 'public')).access, 'public');
+    const signed = await wharf.assets.signedUrl(asset.id, { expires_in: 60, disposition: 'attachment' });
+    const viaUrl = await fetch(signed.url);
+    assert.equal(viaUrl.status, 200);
+    assert.match(viaUrl.headers.get('content-disposition') ?? '', /attachment/);
+
+    const ranged = await wharf.assets.download(asset.id, { range: { start: 10, end: 19 } });
+    assert.equal(ranged.status, 206);
+    assert.equal((await new Response(ranged.body).arrayBuffer()).byteLength, 10);
+
+    const target = join(dir, 'downloaded.bin');
+    const saved = await downloadToFile(wharf, asset.id, target);
+    assert.equal(saved.size, 100);
+    assert.equal(sha256Hex(await readFile(target)), asset.sha256);
+
+    await wharf.assets.delete(asset.id);
+    await assert.rejects(
+      wharf.assets.get(asset.id),
+      (err) => err instanceof WharfApiError && err.code === 'NOT_FOUND',
+    );
+  });
+
+  test('presigned uploads by hand: a batch with a known file, PUT, complete, state', async () => {
+    const known = (await wharf.upload(randomBytes(500), { name: 'known-batch.bin' })).asset;
+    const fresh = randomBytes(700);
+    const batch = await wharf.uploads.createBatch([
+      { name: 'fresh.bin', size: fresh.length, sha256: sha256Hex(fresh) },
+      { name: 'known.bin', size: known.size, sha256: known.sha256 },
+    ]);
+    assert.deepEqual(
+      batch.uploads.map((u) => u.status),
+      ['pending', 'exists'],
+    );
+    const pending = batch.uploads[0]!;
+    assert.equal(pending.status, 'pending');
+    if (pending.status !== 'pending') return;
+    await wharf.uploads.put(pending, () => new Blob([fresh]));
+    const done = await wharf.uploads.complete(pending.id);
+    assert.equal(done.asset.sha256, sha256Hex(fresh));
+    assert.equal((await wharf.uploads.get(pending.id)).status, 'completed');
+  });
+
+  test('named files: put versions, get, list versions', async () => {
+    const ns = 'sdk-docs';
+    const one = await wharf.files.put(ns, 'terms.txt', () => 'first edition', { contentType: 'text/plain' });
+    const two = await wharf.files.put(ns, 'terms.txt', () => 'second edition', { contentType: 'text/plain' });
+    assert.deepEqual([one.version, two.version], [1, 2]);
+    assert.equal((await wharf.files.get(ns, 'terms.txt', 1)).asset.id, one.asset.id);
+    assert.equal((await wharf.files.get(ns, 'terms.txt')).version, 2);
+    assert.deepEqual(
+      (await wharf.files.versions(ns, 'terms.txt')).map((v) => v.version),
+      [1, 2],
+    );
+  });
+
+  test('keys and upload tokens: create, list, get, revoke; a token uploads and is then refused', async () => {
+    const created = await wharf.keys.create({ name: 'sdk backend', scopes: ['upload'] });
+    assert.deepEqual(created.key.scopes, ['upload']);
+    assert.ok((await wharf.keys.list()).some((k) => k.id === created.key.id));
+    const backend = new Wharf({ url: w.url, key: created.secret });
+    const minted = await backend.uploadTokens.create({ subject: 'user-7', max_files: 1, expires_in: 600 });
+    assert.match(minted.secret, /^wharf_ut_/);
+    const browser = new Wharf({ url: w.url, key: minted.secret });
+    const uploaded = await browser.upload(randomBytes(2000), { name: 'from-token.bin' });
+    assert.equal(uploaded.asset.subject, 'user-7');
+    const usage = await backend.uploadTokens.get(minted.token.id);
+    assert.equal(usage.usage.files_used, 1);
+    assert.ok((await backend.uploadTokens.list()).data.some((t) => t.id === minted.token.id));
+    await backend.uploadTokens.revoke(minted.token.id);
+    await assert.rejects(
+      browser.upload(randomBytes(10), { name: 'late.bin' }),
+      (err) => err instanceof WharfApiError && err.code === 'UNAUTHORIZED',
+    );
+    await wharf.keys.revoke(created.key.id);
+    assert.ok((await wharf.keys.list()).find((k) => k.id === created.key.id)?.revoked_at);
+  });
+
+  test('webhooks and events: every operation', async () => {
+    // An account of its own, where no event follows the endpoint: nothing is ever sent.
+    const { key } = await w.newAccount();
+    const client = new Wharf({ url: w.url, key });
+    const created = await client.webhooks.create({
+      url: 'https://hooks.example.com/wharf',
+      event_types: ['upload.*'],
+    });
+    const id = created.webhook.id;
+    assert.match(created.secret, /^whsec_/);
+    assert.deepEqual(
+      (await client.webhooks.list()).map((h) => h.id),
+      [id],
+    );
+    assert.equal((await client.webhooks.get(id)).url, 'https://hooks.example.com/wharf');
+    assert.equal((await client.webhooks.update(id, { description: 'sdk' })).description, 'sdk');
+    assert.equal(await client.webhooks.secret(id), created.secret);
+    const rotated = await client.webhooks.rotateSecret(id, 0);
+    assert.notEqual(rotated.secret, created.secret);
+    assert.deepEqual((await client.webhooks.deliveries(id)).data, []);
+    await assert.rejects(
+      client.webhooks.delivery(id, 'nope'),
+      (err) => err instanceof WharfApiError && err.status === 404,
+    );
+    assert.deepEqual(await client.webhooks.replay(id, new Date(0)), { requeued: 0, created: 0 });
+    await client.webhooks.delete(id);
+
+    const before = await wharf.events.list({ type: 'upload.completed', limit: 1000 });
+    const uploaded = await wharf.upload(randomBytes(123), { name: 'evented.bin' });
+    const seen = [];
+    for await (const event of wharf.events.iterate({ after: before.cursor, type: ['upload.completed'] })) {
+      seen.push(event);
+    }
+    assert.ok(seen.some((e) => (e.data.asset as { id: string }).id === uploaded.asset.id));
+  });
+
+  test('the responses the SDK types describe are the ones the server sends (spot check with the raw API)', async () => {
+    const uploaded = await wharf.upload(randomBytes(64), { name: 'shape.bin' });
+    const raw = await api(w.url, w.key, 'GET', `/v1/assets/${uploaded.asset.id}`);
+    assert.deepEqual(Object.keys(uploaded.asset).sort(), Object.keys(raw.body).sort());
+  });
+});
