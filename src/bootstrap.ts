@@ -101,7 +101,13 @@ export async function openCore(
       maxOpenUploadsPerKey: config.maxOpenUploadsPerKey,
       maxOpenUploadsPerToken: config.maxOpenUploadsPerToken,
     },
-    resumable: { storage: tus.storage, settings: { expiresInSeconds: config.resumableExpiresSeconds } },
+    resumable: {
+      storage: tus.storage,
+      settings: {
+        expiresInSeconds: config.resumableExpiresSeconds,
+        maxAppendSize: config.resumableMaxAppendSize,
+      },
+    },
     multipart: {
       expiresInSeconds: config.resumableExpiresSeconds,
       partUrlExpiresInSeconds: config.uploadExpiresSeconds,

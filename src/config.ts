@@ -24,6 +24,11 @@ export interface Config {
   inlineVerifyMaxBytes: number;
   /** How long a multipart or tus upload may run before it is aborted and its parts freed. */
   resumableExpiresSeconds: number;
+  /**
+   * The most bytes one Resumable Uploads for HTTP request should carry (`Upload-Limit:
+   * max-append-size`): set it to the body cap of a proxy in front of Wharf.
+   */
+  resumableMaxAppendSize: number;
   /** The most pending uploads one key may have at once (generous: benchmarks presign many). */
   maxOpenUploadsPerKey: number;
   /** The most pending uploads one upload token may have at once. */
@@ -226,6 +231,13 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       Number.MAX_SAFE_INTEGER,
     ),
     resumableExpiresSeconds: integer(env, 'WHARF_RESUMABLE_EXPIRES', 24 * 3600, 60, 30 * 24 * 3600),
+    resumableMaxAppendSize: integer(
+      env,
+      'WHARF_RESUMABLE_MAX_APPEND_SIZE',
+      100 * 1024 * 1024,
+      1024 * 1024,
+      Number.MAX_SAFE_INTEGER,
+    ),
     maxOpenUploadsPerKey: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_KEY', 10_000_000, 1, 1_000_000_000),
     maxOpenUploadsPerToken: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_TOKEN', 100, 1, 1_000_000),
     corsOrigins: (env.WHARF_CORS_ORIGINS ?? '')

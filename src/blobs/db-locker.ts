@@ -18,7 +18,7 @@ export interface StoreLockerOptions {
  * across every node of a deployment (the in-memory locker only covers one process).
  *
  * A holder renews its lease while it works; a crashed one blocks the upload for at most one
- * lease. A request that finds the upload locked asks the holder to let go (tus's
+ * lease. A request that finds the upload locked asks that holder (once) to let go (tus's
  * requestRelease: a client resuming after a broken connection whose old request the server
  * still thinks is running) and polls, backing off, until the lease is free, it gives up, or
  * its own request is aborted.
@@ -63,11 +63,16 @@ class StoreLock implements Lock {
     const { store, now } = this.locker;
     const deadline = now() + this.timing.acquireTimeoutMs;
     let delay = 10;
+    // The holder is asked to let go once: the one holding the upload when this request came
+    // (older than it). A request that waits on, say one whose client left while its body sat
+    // unread in the socket so it cannot tell, must not cut a newer one that took the upload
+    // meanwhile: a resuming client's live request (seen on the scaled deployment).
+    let asked = false;
     for (;;) {
       if (signal.aborted) throw ERRORS.ERR_LOCK_TIMEOUT;
       const at = now();
       if (await store.acquireLock(this.name, this.owner, at + this.timing.leaseMs, at)) break;
-      await store.requestLockRelease(this.name, at);
+      if (!asked) asked = await store.requestLockRelease(this.name, at);
       if (now() >= deadline) throw ERRORS.ERR_LOCK_TIMEOUT;
       await sleep(delay, signal);
       delay = Math.min(delay * 2, this.timing.pollMs * 2);

@@ -86,6 +86,12 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
   // FileStore keeps an upload's facts next to its bytes, in `<key>.json`.
   const infoOf = (key: string): string => `${fileOf(key)}.json`;
   const storage: ResumableStorage = {
+    async open(key, size) {
+      await datastore.create(
+        new Upload({ id: key, size, offset: 0, creation_date: new Date().toISOString() }),
+      );
+    },
+    append: (key, offset, body) => datastore.write(body, key, offset),
     async received(key) {
       const object = await blobs.head(key);
       if (object) return object.size;
@@ -295,6 +301,14 @@ class WharfS3Store extends S3Store implements ResumableStorage {
     return this.client;
   }
 
+  async open(key: string, size: number): Promise<void> {
+    await this.create(new Upload({ id: key, size, offset: 0 }));
+  }
+
+  append(key: string, offset: number, body: Readable): Promise<number> {
+    return this.write(body, key, offset);
+  }
+
   async received(key: string): Promise<number | undefined> {
     try {
       return (await this.getUpload(key)).offset;
@@ -317,14 +331,20 @@ class WharfS3Store extends S3Store implements ResumableStorage {
 
   async promote(key: string): Promise<void> {
     if ((await this.objectSize(key)) === undefined) {
-      // The last byte arrived but the server died before S3 composed the parts.
-      const metadata = await this.getMetadata(key);
-      const parts = await this.retrieveParts(key);
-      const received = parts.reduce((sum, part) => sum + (part.Size ?? 0), 0);
-      if (received !== metadata.file.size || (await this.getIncompletePartSize(key)) !== undefined) {
-        throw new WharfError('UPLOAD_INCOMPLETE', 'Not every byte of this upload has arrived.');
+      try {
+        // The last byte arrived but the server died before S3 composed the parts.
+        const metadata = await this.getMetadata(key);
+        const parts = await this.retrieveParts(key);
+        const received = parts.reduce((sum, part) => sum + (part.Size ?? 0), 0);
+        if (received !== metadata.file.size || (await this.getIncompletePartSize(key)) !== undefined) {
+          throw new WharfError('UPLOAD_INCOMPLETE', 'Not every byte of this upload has arrived.');
+        }
+        await this.finishMultipartUpload(metadata, parts);
+      } catch (err) {
+        // Composed meanwhile by the request that brought the last byte (or the sweep, which
+        // holds no lock): its bookkeeping is gone, and the object is there.
+        if ((await this.objectSize(key)) === undefined) throw err;
       }
-      await this.finishMultipartUpload(metadata, parts);
     }
     await this.dropBookkeeping(key);
   }

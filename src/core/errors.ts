@@ -40,6 +40,10 @@ export const ERROR_STATUS = {
   NOT_FOUND: 404,
   ID_EXISTS: 409,
   UPLOAD_INCOMPLETE: 409,
+  /** A resumable append named an offset other than the upload's (the answer carries the right one). */
+  OFFSET_MISMATCH: 409,
+  /** A resumable upload's length indications disagree (declared length, bytes that arrived). */
+  INCONSISTENT_LENGTH: 400,
   /** Storage has no such multipart upload (never started, completed or aborted). */
   MULTIPART_NOT_FOUND: 404,
   /** A part named for completion is missing, or its ETag is not the stored part's. */

@@ -173,9 +173,10 @@ export interface Asset {
 
 /**
  * How the bytes arrive: through the API (`direct`), to a presigned URL (`presigned`), a POST
- * form (`post`), S3-style parts (`multipart`) or the tus protocol (`tus`).
+ * form (`post`), S3-style parts (`multipart`), the tus protocol (`tus`) or the IETF draft
+ * Resumable Uploads for HTTP (`rufh`).
  */
-export type UploadKind = 'direct' | 'presigned' | 'post' | 'multipart' | 'tus';
+export type UploadKind = 'direct' | 'presigned' | 'post' | 'multipart' | 'tus' | 'rufh';
 
 /** Where a finished upload is filed, besides being an asset: a version of a named file. */
 export interface FileTarget {
@@ -206,6 +207,12 @@ export interface UploadIntent {
    * as this upload declared it, see authorization.ts `viewThrough`).
    */
   isolated?: boolean;
+  /**
+   * SHA-256 (hex) of the file's first min(size, 4 MiB) bytes, declared by the client or
+   * computed as they arrived: how a client that lost its state finds an unfinished resumable
+   * upload of a file again (see ResumableService.findUnfinished).
+   */
+  headSha256?: string;
 }
 export type UploadStatus = 'pending' | 'completed' | 'expired';
 

@@ -17,6 +17,7 @@ import type {
   ObjectInfo,
   ProcessingStatus,
   Upload,
+  UploadIntent,
   UploadToken,
 } from './model.js';
 import type {
@@ -196,6 +197,18 @@ export interface UploadStore {
   expireUpload(id: string, at: number, ending?: UploadEnding): Promise<boolean>;
   /** Records storage's multipart upload id for a pending upload. */
   setUploadMultipartId(id: string, multipartId: string): Promise<void>;
+  /**
+   * An account's pending uploads of these kinds declared with this size, newest first: what a
+   * client that lost its state may resume (the caller narrows by digest and by owner).
+   */
+  listPendingBySize(
+    accountId: string,
+    kinds: Upload['kind'][],
+    size: number,
+    limit: number,
+  ): Promise<Upload[]>;
+  /** Replaces a pending upload's intent (a fact about its bytes learnt as they arrived). */
+  setUploadIntent(id: string, intent: UploadIntent): Promise<void>;
 }
 
 /** Assets: verified, deduplicated content. */

@@ -1,4 +1,5 @@
-import { requireScope, seesWholeAccount } from './authorization.js';
+import type { Readable } from 'node:stream';
+import { canSeeUpload, requireReadOrUpload, requireScope, seesWholeAccount } from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
@@ -8,10 +9,20 @@ import type { Store } from './ports.js';
 import type { UploadOutcome, UploadService } from './uploads.js';
 
 /**
- * Where a resumable protocol (tus) keeps an upload's bytes while they arrive: somewhere that is
- * not an object yet, so a partial file is never readable. Keyed by the upload's storage key.
+ * Where a resumable protocol (tus, RUFH) keeps an upload's bytes while they arrive: somewhere
+ * that is not an object yet, so a partial file is never readable. Keyed by the upload's
+ * storage key.
  */
 export interface ResumableStorage {
+  /** Makes room for a new upload of `size` bytes at `key`, with nothing received yet. */
+  open(key: string, size: number): Promise<void>;
+  /**
+   * Appends `body` at `offset` (which must be what was received so far) and returns the offset
+   * after it. A body that ends before the client meant it to (a cut connection whose stream
+   * was ended, not failed) keeps every byte it delivered: that is what resuming starts from.
+   * The caller holds the upload's lock and bounds the body to the upload's size.
+   */
+  append(key: string, offset: number, body: Readable): Promise<number>;
   /**
    * Bytes received so far (the object's size once promoted); undefined when storage has no
    * record of the upload.
@@ -45,6 +56,33 @@ export interface ResumableDeclaration {
   size: number;
   /** Hex or base64; optional, verified at completion when given. */
   sha256?: string | undefined;
+  /** Hex or base64: SHA-256 of the first min(size, HEAD_BYTES) bytes (see findUnfinished). */
+  headSha256?: string | undefined;
+}
+
+/** The resumable protocols, each its own upload kind over the same ResumableStorage. */
+export type ResumableKind = 'tus' | 'rufh';
+export const RESUMABLE_KINDS: readonly ResumableKind[] = ['tus', 'rufh'];
+
+/**
+ * How much of a file's beginning its head digest covers: enough to tell files of one size
+ * apart, small enough that a phone hashes it in an instant before it asks what it may resume.
+ */
+export const HEAD_BYTES = 4 * 1024 * 1024;
+
+/** How a client that lost its state describes a file it wants to resume. */
+export interface UnfinishedQuery {
+  size: number;
+  /** Hex or base64, of the whole file. */
+  sha256?: string | undefined;
+  /** Hex or base64, of the first min(size, HEAD_BYTES) bytes. */
+  headSha256?: string | undefined;
+}
+
+/** A pending resumable upload and how many of its bytes arrived. */
+export interface UnfinishedUpload {
+  upload: Upload;
+  offset: number;
 }
 
 /**
@@ -64,7 +102,12 @@ export class ResumableService {
     uploads.registerKind('tus', {
       reconcile: (upload) => this.reconcile(upload),
       expire: (upload) => this.discard(upload),
+      // Once for the storage both kinds share (its inUse claims either kind's uploads).
       debris: async (olderThan, inUse) => (await this.storage.sweepDebris?.(olderThan, inUse)) ?? 0,
+    });
+    uploads.registerKind('rufh', {
+      reconcile: (upload) => this.reconcile(upload),
+      expire: (upload) => this.discard(upload),
     });
   }
 
@@ -73,8 +116,17 @@ export class ResumableService {
     return this.uploads.maxFileSize(principal);
   }
 
+  /** The server's size limit, for discovery without a key (an account may have its own). */
+  defaultMaxFileSize(): number {
+    return this.uploads.maxFileSize({ maxFileSize: null, grant: undefined });
+  }
+
   /** Records a new pending upload; its storage key is where the protocol keeps the bytes. */
-  async create(principal: Principal, declaration: ResumableDeclaration): Promise<Upload> {
+  async create(
+    principal: Principal,
+    declaration: ResumableDeclaration,
+    kind: ResumableKind = 'tus',
+  ): Promise<Upload> {
     requireScope(principal, 'upload');
     if (declaration.name === undefined) {
       throw new WharfError('VALIDATION_FAILED', 'The upload must name its file (metadata "filename").');
@@ -92,6 +144,11 @@ export class ResumableService {
       });
     }
     const sha256 = declaration.sha256 ? parseDigest('sha256', declaration.sha256, 'sha256') : null;
+    const headSha256 = declaration.headSha256
+      ? parseDigest('sha256', declaration.headSha256, 'head_sha256')
+      : size <= HEAD_BYTES
+        ? (sha256 ?? undefined)
+        : undefined;
     // The size is held against the quota now rather than refused after gigabytes; content
     // the account already holds costs nothing, so none is held for it (completion commits
     // only what fits). Only a caller that sees the whole account may benefit: others would
@@ -100,7 +157,7 @@ export class ResumableService {
     const now = this.clock.now();
     const upload = this.uploads.newUpload(
       principal,
-      'tus',
+      kind,
       {
         name,
         contentType,
@@ -110,7 +167,7 @@ export class ResumableService {
         externalId: null,
         // No confirm step: the last byte completes it, and the sweep's reconcile finishes one
         // whose completion a crash interrupted.
-        intent: { autoComplete: true },
+        intent: { autoComplete: true, ...(headSha256 && { headSha256 }) },
         expiresAt: now + this.settings.expiresInSeconds * 1000,
       },
       now,
@@ -120,11 +177,52 @@ export class ResumableService {
   }
 
   /** The caller's resumable upload at this storage key, whatever its state. */
-  async get(principal: Principal, key: string): Promise<Upload> {
+  async get(principal: Principal, key: string, kind: ResumableKind = 'tus'): Promise<Upload> {
     requireScope(principal, 'upload');
     const upload = await this.uploads.getByStorageKey(principal, key);
-    if (upload.kind !== 'tus') throw new WharfError('NOT_FOUND', 'No such upload.');
+    if (upload.kind !== kind) throw new WharfError('NOT_FOUND', 'No such upload.');
     return upload;
+  }
+
+  /**
+   * Resume without client state: the caller's pending resumable uploads (tus and RUFH) of a
+   * file of this size whose whole SHA-256 or head digest is the one given, with how many bytes
+   * of each arrived, newest first. A key sees its own uploads and its tokens' (with `read`,
+   * every upload of its account it may see); a token only its own.
+   */
+  async findUnfinished(principal: Principal, query: UnfinishedQuery): Promise<UnfinishedUpload[]> {
+    requireReadOrUpload(principal);
+    if (!Number.isSafeInteger(query.size) || query.size < 0) {
+      throw new WharfError('VALIDATION_FAILED', 'size must be a non-negative integer.');
+    }
+    const sha256 = query.sha256 ? parseDigest('sha256', query.sha256, 'sha256') : undefined;
+    const head = query.headSha256 ? parseDigest('sha256', query.headSha256, 'head_sha256') : undefined;
+    if (sha256 === undefined && head === undefined) {
+      throw new WharfError('VALIDATION_FAILED', 'Name the file by sha256 or head_sha256 (and its size).');
+    }
+    // Few: an account's pending uploads of one exact size, bounded by its open-upload limits.
+    const candidates = await this.store.listPendingBySize(
+      principal.accountId,
+      [...RESUMABLE_KINDS],
+      query.size,
+      100,
+    );
+    const now = this.clock.now();
+    const found: UnfinishedUpload[] = [];
+    for (const upload of candidates) {
+      if (!canSeeUpload(principal, upload) || now > upload.expiresAt) continue;
+      // A file no longer than the head is its own head: either digest names it.
+      const whole = query.size <= HEAD_BYTES;
+      const known = upload.intent.headSha256;
+      const matches =
+        (sha256 !== undefined && (upload.sha256 === sha256 || (whole && known === sha256))) ||
+        (head !== undefined && (known === head || (whole && upload.sha256 === head)));
+      if (!matches) continue;
+      const offset = await this.storage.received(upload.storageKey);
+      if (offset === undefined) continue;
+      found.push({ upload, offset });
+    }
+    return found;
   }
 
   /** Whether the upload may still receive bytes (pending and not past its expiry). */

@@ -687,13 +687,13 @@ export class UploadService {
     return { expired, debris, reconciled };
   }
 
-  /** Whether `key` is written by a multipart or tus upload that may still run (not debris). */
+  /** Whether `key` is written by a multipart or resumable upload that may still run (not debris). */
   private async runsLong(key: string, now: number): Promise<boolean> {
     const uploadId = uploadIdFromKey(key);
     const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
     return (
       upload?.storageKey === key &&
-      (upload.kind === 'multipart' || upload.kind === 'tus') &&
+      (upload.kind === 'multipart' || upload.kind === 'tus' || upload.kind === 'rufh') &&
       upload.status === 'pending' &&
       now <= upload.expiresAt + this.settings.completionGraceMs
     );

@@ -22,6 +22,7 @@ import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { LocationPrivacy, type LocationStripper } from './privacy.js';
 import { type Analyzer, type MediaProber, processAssetJob, TRANSFORMABLE_MIMES } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
+import { RufhService, type RufhSettings } from './resumable-http.js';
 import { RECONCILE_UPLOAD_JOB, S3SigningService } from './s3-signing.js';
 import { SessionService, type SessionSettings } from './sessions.js';
 import { SignedIds } from './signed-ids.js';
@@ -48,7 +49,7 @@ export interface CoreDeps {
   uploads: UploadSettings;
   multipart: MultipartSettings;
   /** Where tus uploads collect their bytes until the last one arrives. */
-  resumable: { storage: ResumableStorage; settings: ResumableSettings };
+  resumable: { storage: ResumableStorage; settings: ResumableSettings & RufhSettings };
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
   analyzer: Analyzer;
@@ -82,8 +83,10 @@ export interface Core {
   /** Uploads without a confirm step whose bytes arrived, found when their content is declared again. */
   arrivals: ArrivalService;
   multipart: MultipartService;
-  /** tus uploads. */
+  /** tus uploads (and what every resumable protocol shares). */
   resumable: ResumableService;
+  /** Resumable Uploads for HTTP (the IETF draft iPhones speak). */
+  rufh: RufhService;
   /** Presigns S3 requests for browser clients that speak S3 themselves (Uppy 6). */
   s3Signing: S3SigningService;
   assets: AssetService;
@@ -127,6 +130,13 @@ export function createCore(deps: CoreDeps): Core {
   const tokens = new TokenService(deps.store, deps.clock, deps.ids, {
     maxOpenUploadsPerToken: deps.uploads.maxOpenUploadsPerToken,
   });
+  const resumable = new ResumableService(
+    deps.store,
+    uploads,
+    deps.resumable.storage,
+    deps.clock,
+    deps.resumable.settings,
+  );
   const multipart = new MultipartService(deps.store, deps.blobs, uploads, deps.clock, deps.multipart);
   const assets = new AssetService(
     deps.store,
@@ -216,13 +226,8 @@ export function createCore(deps: CoreDeps): Core {
     uploads,
     arrivals: new ArrivalService(deps.store, uploads),
     multipart,
-    resumable: new ResumableService(
-      deps.store,
-      uploads,
-      deps.resumable.storage,
-      deps.clock,
-      deps.resumable.settings,
-    ),
+    resumable,
+    rufh: new RufhService(deps.store, resumable, deps.resumable.storage, deps.clock, deps.resumable.settings),
     s3Signing,
     assets,
     endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),

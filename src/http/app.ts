@@ -31,6 +31,7 @@ import { trackInFlight } from './plugins/in-flight.js';
 import { observeRequest, type RequestMetrics, registerObservation, requestIdFor } from './plugins/observe.js';
 import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
+import { rufhRoutes } from './rufh/routes.js';
 import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
 import { type TusRouteOptions, tusRoutes, tusRoutingErrors } from './tus/routes.js';
 import { validatorCompiler } from './validation.js';
@@ -138,7 +139,11 @@ export async function buildApp({
   });
   await app.register(operationsRoutes, { core, metrics });
 
-  const context: ApiContext = { core, publicUrl };
+  const context: ApiContext = {
+    core,
+    publicUrl,
+    resumable: tus && { locker: tus.locker, stagingDir: tus.stagingDir },
+  };
   await app.register(async (api: App) => {
     api.addHook('onRequest', async (request) => {
       const mode = request.routeOptions.config.auth;
@@ -160,6 +165,7 @@ export async function buildApp({
     await api.register(imagePresetRoutes, context);
     await api.register(accountSettingsRoutes, context);
     await api.register(listingRoutes, context);
+    if (context.resumable) await api.register(rufhRoutes, { core, publicUrl, ...context.resumable });
   });
 
   if (webConsole) await app.register(consoleRoutes, { ...context, bundle: webConsole.bundle });

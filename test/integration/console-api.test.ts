@@ -245,6 +245,9 @@ describe('the native read endpoints the console uses', () => {
     );
     assert.equal(first.body.data[0].status, 'pending');
     assert.equal(first.body.data[0].kind, 'presigned');
+    // Only tus and RUFH uploads are resumed at a URL; only a lookup by file says an offset.
+    assert.equal(first.body.data[0].resume_url, null);
+    assert.equal('offset' in first.body.data[0], false);
     const second = await api(
       w.url,
       w.key,

@@ -6,6 +6,7 @@ import { Upload } from 'tus-js-client';
 import { createAsset, dbQuery, eventually, presignedUpload } from '../helpers/assets.js';
 import { api, md5Hex, sha256Hex } from '../helpers/http.js';
 import { Receiver } from '../helpers/receiver.js';
+import { rufh } from '../helpers/rufh-client.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -168,6 +169,60 @@ describe('webhooks of every upload flow', () => {
       }).start();
     });
     assertCompleted(await delivered(key, r), 'tus', bytes, 'resumable.bin');
+  });
+
+  test('Resumable Uploads for HTTP: a first part, a drop, the rest', async () => {
+    const { key, r } = await subscribed();
+    const bytes = randomBytes(60_000);
+    const rufh = { Authorization: `Bearer ${key}`, 'Upload-Draft-Interop-Version': '8' };
+    const created = await fetch(`${w.url}/v1/resumable/?name=rufh.bin`, {
+      method: 'POST',
+      headers: { ...rufh, 'Upload-Complete': '?0', 'Upload-Length': String(bytes.length) },
+      body: new Uint8Array(bytes.subarray(0, 20_000)),
+    });
+    assert.equal(created.status, 201, await created.text());
+    const rest = await fetch(created.headers.get('location')!, {
+      method: 'PATCH',
+      headers: {
+        ...rufh,
+        'Upload-Complete': '?1',
+        'Upload-Offset': '20000',
+        'Content-Type': 'application/partial-upload',
+      },
+      body: new Uint8Array(bytes.subarray(20_000)),
+    });
+    assert.equal(rest.status, 201, await rest.text());
+    assertCompleted(await delivered(key, r), 'rufh', bytes, 'rufh.bin');
+  });
+
+  test('Resumable Uploads for HTTP: the client vanishes right after its last byte; the webhook still comes', async () => {
+    const { key, r } = await subscribed();
+    const bytes = randomBytes(50_000);
+    // The whole file in the creating request on a raw socket, closed once the last byte is
+    // written and before the answer comes (after the 104, so the close loses no byte).
+    await rufh(Number(new URL(w.url).port), {
+      method: 'POST',
+      target: '/v1/assets?name=gone.bin',
+      headers: [
+        ['Authorization', `Bearer ${key}`],
+        ['Upload-Draft-Interop-Version', '8'],
+        ['Upload-Complete', '?1'],
+      ],
+      body: bytes,
+      bodyAfter104: true,
+      stopAfter: bytes.length,
+    });
+    const status = () =>
+      dbQuery<{ status: string }>(
+        w,
+        "select status from uploads where kind = 'rufh' and name = 'gone.bin'",
+      )[0]?.status;
+    await eventually(async () => {
+      if (status() === 'completed') return true;
+      await w.wharf.core.uploads.sweep();
+      return status() === 'completed';
+    }, 'the vanished upload completes');
+    assertCompleted(await delivered(key, r), 'rufh', bytes, 'gone.bin');
   });
 
   test('Uppy 6’s flow: /v1/s3/sign presigns a PutObject, the bytes go to storage, Wharf notices', async () => {

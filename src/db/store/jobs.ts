@@ -34,6 +34,9 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
                 ]),
               )
               .orderBy('run_at')
+              // Jobs due at the same moment run in the order they were made (ids are
+              // time-ordered): an account's webhooks then leave in the order of its events.
+              .orderBy('id')
               .limit(1),
           )
           .returningAll()
@@ -51,6 +54,7 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
             ]),
           )
           .orderBy('run_at')
+          .orderBy('id')
           .limit(1);
         // Other nodes skip the row this one is claiming instead of queueing behind it.
         if (dialect === 'postgres') select = select.forUpdate().skipLocked();

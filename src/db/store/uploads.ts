@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { WharfError } from '../../core/errors.js';
 import { type UploadEnding, uploadCompleted, uploadCreated, uploadEnded } from '../../core/events.js';
-import type { Asset, Upload } from '../../core/model.js';
+import type { Asset, Upload, UploadIntent } from '../../core/model.js';
 import type { FinishResult, NewJob, UploadLimits, UploadStore, UploadToRecord } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
 import { bumpCounter, INSERT_CHUNK, isUniqueViolation } from './context.js';
@@ -278,6 +278,40 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
         await appendEvents(trx, ids, [uploadEnded(toUpload(row), ending, at)]);
         return true;
       });
+    },
+
+    async listPendingBySize(
+      accountId: string,
+      kinds: Upload['kind'][],
+      size: number,
+      limit: number,
+    ): Promise<Upload[]> {
+      if (kinds.length === 0) return [];
+      // Like listAutoCompletableByDigest: resumable uploads complete by themselves, so
+      // uploads_auto_complete narrows to the few pending ones; the rest is filtered among them.
+      // Literals, so the partial index serves it (see migration 009).
+      const rows = await db
+        .selectFrom('uploads')
+        .selectAll()
+        .where('auto_complete', '=', AUTO_COMPLETE)
+        .where('status', '=', PENDING)
+        .where('account_id', '=', accountId)
+        .where('size', '=', size)
+        .where('kind', 'in', kinds)
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map(toUpload);
+    },
+
+    async setUploadIntent(id: string, intent: UploadIntent): Promise<void> {
+      await db
+        .updateTable('uploads')
+        .set({ intent: JSON.stringify(intent) })
+        .where('id', '=', id)
+        .where('status', '=', 'pending')
+        .execute();
     },
 
     async setUploadMultipartId(id: string, multipartId: string): Promise<void> {

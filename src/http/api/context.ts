@@ -1,4 +1,5 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Locker } from '@tus/utils';
 import type {
   FastifyBaseLogger,
   FastifyInstance,
@@ -12,6 +13,12 @@ import type { Core } from '../../core/wharf.js';
 export interface ApiContext {
   core: Core;
   publicUrl: string;
+  /**
+   * What resumable uploads share with tus: the lease lock across nodes, and the directory
+   * where a body with a digest of its own waits until it is checked. Without it no route
+   * offers Resumable Uploads for HTTP.
+   */
+  resumable?: { locker: Locker; stagingDir: string } | undefined;
 }
 
 export type App = FastifyInstance<

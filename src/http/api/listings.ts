@@ -1,5 +1,10 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { WharfError } from '../../core/errors.js';
 import { MAX_UPLOADS_PER_PAGE } from '../../core/listings.js';
+import type { Upload } from '../../core/model.js';
+import { HEAD_BYTES } from '../../core/resumable.js';
+import { RUFH_PATH } from '../rufh/routes.js';
+import { TUS_PATH } from '../tus/routes.js';
 import type { ApiContext, App } from './context.js';
 import { errorResponses, IdParams, iso, UploadStateSchema, uploadStateJson } from './schemas.js';
 
@@ -13,6 +18,30 @@ const UploadListQuery = Type.Object(
           '`expired`: ended without an asset (expired, cancelled or failed; the events say which).',
       }),
     ),
+    // Resume without client state: with these, the same listing narrows to the caller's
+    // unfinished resumable uploads of one file, each with its offset.
+    size: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          'Look up a file (with `sha256` or `head_sha256`): only your pending tus and Resumable-Uploads-for-HTTP uploads of a file of exactly this size, each with its `offset`.',
+      }),
+    ),
+    sha256: Type.Optional(
+      Type.String({ maxLength: 128, description: 'With `size`: SHA-256 of the whole file, hex or base64.' }),
+    ),
+    head_sha256: Type.Optional(
+      Type.String({
+        maxLength: 128,
+        description: `With \`size\`: SHA-256 of the file’s first min(size, ${HEAD_BYTES}) bytes, hex or base64.`,
+      }),
+    ),
+    head_bytes: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description: `How many bytes \`head_sha256\` covers: min(size, ${HEAD_BYTES}), said for clarity.`,
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -23,6 +52,13 @@ const UploadListItem = Type.Object(
     kind: Type.String({ description: 'The flow: direct, presigned, multipart, tus, form …' }),
     created_at: Type.String({ format: 'date-time' }),
     completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    resume_url: Type.Union([Type.String(), Type.Null()], {
+      description:
+        'A pending tus or Resumable-Uploads-for-HTTP upload: where to resume it (the tus upload URL, or the upload resource to HEAD then PATCH).',
+    }),
+    offset: Type.Optional(
+      Type.Integer({ description: 'Looked up by file (`size`): bytes received, to resume from.' }),
+    ),
   },
   { description: 'An upload, as listed.' },
 );
@@ -78,30 +114,85 @@ const AssetFiles = Type.Object(
 );
 
 /** Read-only views: uploads, the account's usage, the named files of an asset. */
-export async function listingRoutes(app: App, { core }: ApiContext): Promise<void> {
+export async function listingRoutes(app: App, { core, publicUrl }: ApiContext): Promise<void> {
+  const resumeUrl = (upload: Upload): string | null => {
+    if (upload.status !== 'pending') return null;
+    if (upload.kind === 'rufh') return `${publicUrl}${RUFH_PATH}/${upload.id}`;
+    // A tus upload's id is its storage key without the account's prefix.
+    if (upload.kind === 'tus') {
+      return `${publicUrl}${TUS_PATH}/${upload.storageKey.slice(upload.storageKey.indexOf('/') + 1)}`;
+    }
+    return null;
+  };
+  const item = (upload: Upload, offset?: number) => ({
+    ...uploadStateJson(upload),
+    kind: upload.kind,
+    created_at: iso(upload.createdAt),
+    completed_at: upload.completedAt === null ? null : iso(upload.completedAt),
+    resume_url: resumeUrl(upload),
+    ...(offset !== undefined && { offset }),
+  });
+
   app.get(
     '/v1/uploads',
     {
       schema: {
         operationId: 'listUploads',
-        summary: 'List uploads, newest first (`status=pending` for those still waiting for bytes)',
+        summary: 'List uploads, newest first, or find your unfinished uploads of a file',
         description:
-          'A key that reads the whole account sees every upload; any other key, or a token, those it made.',
+          'A key that reads the whole account sees every upload; any other key, or a token, those it made. ' +
+          '`status=pending` lists those still waiting for bytes.\n\n' +
+          'Resume without client state: with `size` and `sha256` (the whole file) or `head_sha256` (its ' +
+          `first min(size, ${HEAD_BYTES}) bytes), the answer is the caller’s pending tus and ` +
+          'Resumable-Uploads-for-HTTP uploads of that file (at most `limit`, no cursor), each with the ' +
+          '`offset` to resume from and its `resume_url`. A key sees its own uploads and its tokens’ (with ' +
+          '`read`, every upload of the account it may see); an upload token only its own. The head digest is ' +
+          'known when the client declared it at creation, or once the first 4 MiB arrived in one request of ' +
+          'Resumable Uploads for HTTP.',
         tags: ['uploads'],
         querystring: UploadListQuery,
         response: { 200: UploadPage, ...errorResponses },
       },
     },
     async (request) => {
-      const page = await core.listings.uploads(request.principal!, request.query);
+      const query = request.query;
+      const lookup =
+        query.size !== undefined ||
+        query.sha256 !== undefined ||
+        query.head_sha256 !== undefined ||
+        query.head_bytes !== undefined;
+      if (!lookup) {
+        const page = await core.listings.uploads(request.principal!, query);
+        return { data: page.uploads.map((upload) => item(upload)), next_cursor: page.nextCursor };
+      }
+      if (query.size === undefined) {
+        throw new WharfError('VALIDATION_FAILED', 'Name the file by its size and sha256 or head_sha256.');
+      }
+      if (query.status !== undefined && query.status !== 'pending') {
+        throw new WharfError(
+          'VALIDATION_FAILED',
+          'A file is looked up among pending uploads only (status=pending).',
+        );
+      }
+      if (query.cursor !== undefined) {
+        throw new WharfError('VALIDATION_FAILED', 'A lookup by file is one page: it takes no cursor.');
+      }
+      const head = Math.min(query.size, HEAD_BYTES);
+      if (query.head_bytes !== undefined && query.head_bytes !== head) {
+        throw new WharfError(
+          'VALIDATION_FAILED',
+          `head_sha256 covers the first min(size, ${HEAD_BYTES}) bytes: ${head} here.`,
+          { head_bytes: head },
+        );
+      }
+      const found = await core.resumable.findUnfinished(request.principal!, {
+        size: query.size,
+        sha256: query.sha256,
+        headSha256: query.head_sha256,
+      });
       return {
-        data: page.uploads.map((upload) => ({
-          ...uploadStateJson(upload),
-          kind: upload.kind,
-          created_at: iso(upload.createdAt),
-          completed_at: upload.completedAt === null ? null : iso(upload.completedAt),
-        })),
-        next_cursor: page.nextCursor,
+        data: found.slice(0, query.limit).map(({ upload, offset }) => item(upload, offset)),
+        next_cursor: null,
       };
     },
   );

@@ -15,8 +15,8 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
 
 /**
  * Response headers a page may read. Without ETag a browser's multipart upload cannot name
- * its parts at completion (Uppy then waits at 100% for ever); Location is where tus puts a
- * new upload.
+ * its parts at completion (Uppy then waits at 100% for ever); Location is where tus (and
+ * Resumable Uploads for HTTP) put a new upload.
  */
 export const EXPOSED_HEADERS = [
   'ETag',
@@ -32,6 +32,11 @@ export const EXPOSED_HEADERS = [
   'Tus-Checksum-Algorithm',
   'Wharf-Asset-Id',
   'X-Request-Id',
+  // Resumable Uploads for HTTP: what a page needs to resume (and to check the file).
+  'Upload-Complete',
+  'Upload-Limit',
+  'Upload-Draft-Interop-Version',
+  'Repr-Digest',
 ];
 
 /**

@@ -102,6 +102,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         contentType: metadata?.filetype ?? undefined,
         size: Number(req.headers.get('upload-length')),
         sha256: metadata?.sha256 ?? undefined,
+        headSha256: metadata?.head_sha256 ?? undefined,
       });
       call.upload = upload;
       if (call.creationBody && options.bodies) {
@@ -295,7 +296,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
  * Backpressure holds as with pipe(); what the request still buffers when it is destroyed is
  * taken along, so the body is every byte the server read.
  */
-function endingAtCut(raw: IncomingMessage): Readable {
+export function endingAtCut(raw: IncomingMessage): Readable {
   const body = new PassThrough();
   raw.pipe(body);
   const cut = () => {

@@ -5,6 +5,7 @@ import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
 import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
+import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
 import { declaredDigests } from '../integrity.js';
 import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
@@ -20,6 +21,13 @@ const Query = Type.Object(
     ),
     sha256: Type.Optional(Type.String({ maxLength: 128, description: 'Expected SHA-256, hex or base64.' })),
     md5: Type.Optional(Type.String({ maxLength: 64, description: 'Expected MD5, hex or base64.' })),
+    head_sha256: Type.Optional(
+      Type.String({
+        maxLength: 128,
+        description:
+          'Resumable uploads: SHA-256 (hex or base64) of the first min(size, 4 MiB) bytes, to find the upload again by its file.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -48,7 +56,7 @@ const UPLOAD_BODY = {
  * `file`) or as the raw body. This plugin owns its content-type parsers: here a JSON or
  * text body is a file to store, not something to parse.
  */
-export async function directUploadRoute(app: App, { core, publicUrl }: ApiContext): Promise<void> {
+export async function directUploadRoute(app: App, { core, publicUrl, resumable }: ApiContext): Promise<void> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   await app.register(multipart, {
@@ -70,7 +78,9 @@ export async function directUploadRoute(app: App, { core, publicUrl }: ApiContex
           'multipart/form-data with the file in field `file`, or any other content type with the raw bytes as ' +
           'the body and `?name=`. Optional integrity: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:`, ' +
           'or `?sha256=`/`?md5=`; a mismatch stores nothing. 201 when a new asset was created, 200 when the ' +
-          'account already held this content (the existing asset is returned).',
+          'account already held this content (the existing asset is returned). A raw body sent with ' +
+          '`Upload-Complete` (Resumable Uploads for HTTP, the IETF draft) becomes a resumable upload: a 104 ' +
+          'names its resource under /v1/resumable/ while the body arrives (see docs/resumable-http.md).',
         tags: ['assets'],
         querystring: Query,
         response: {
@@ -83,6 +93,9 @@ export async function directUploadRoute(app: App, { core, publicUrl }: ApiContex
     },
     async (request, reply) => {
       const principal = request.principal!;
+      if (resumable && !request.isMultipart() && asksForResumableUpload(request)) {
+        return createResumableUpload({ core, publicUrl, ...resumable }, request, reply, request.query);
+      }
       const expected = declaredDigests(request.headers, request.query);
       if (!request.isMultipart()) {
         const input = rawInput(request, request.query);
