@@ -1,10 +1,11 @@
 /**
- * Every call the console makes, in one module. They go to the console's own API: the native
- * API's routes mounted under /console/api/v1, authenticated by the session cookie (which the
- * page cannot read) and, for anything that changes state, the session's CSRF token in a header.
- * The JSON is the native API's, so this module can become a thin wrapper around Wharf's SDK
- * (src/sdk/) pointed at /console/api with the CSRF header added.
+ * Every call the console makes, in one module. The native API's routes are mounted under
+ * /console/api/v1 and reached through Wharf's SDK (src/sdk/), with no key: the session cookie
+ * (which the page cannot read) authenticates, and for anything that changes state the session's
+ * CSRF token goes in a header, added by the fetch the SDK is given. The console's own routes
+ * (/console/api/session, /console/api/upload-token) are not native API routes: `call()` below.
  */
+import { type Scope, Wharf, WharfApiError, WharfError } from '../sdk/index.js';
 
 export interface Session {
   account: { id: string; name: string };
@@ -151,6 +152,7 @@ export function whenSignedOut(handler: () => void): void {
   onSignedOut = handler;
 }
 
+/** The console's own session routes (not native API routes, so not the SDK's). */
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -171,12 +173,41 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   return json as T;
 }
 
-function query(params: Record<string, string | number | undefined>): string {
-  const q = new URLSearchParams();
+/** The session's fetch for the SDK: the cookie, the CSRF token on writes, a 401 signs out. */
+const sessionFetch: typeof fetch = async (input, init) => {
+  const headers = new Headers(init?.headers);
+  const method = (init?.method ?? 'GET').toUpperCase();
+  if (method !== 'GET' && method !== 'HEAD') headers.set('x-csrf-token', csrfToken);
+  const res = await fetch(input, { ...init, headers, credentials: 'same-origin' });
+  if (res.status === 401) onSignedOut();
+  return res;
+};
+
+// The SDK wants an absolute URL. No retries: the console did none before, and a failed action
+// is shown to the person, who can try again (a retried POST could make a second key).
+let client: Wharf | undefined;
+function wharf(): Wharf {
+  client ??= new Wharf({ url: location.origin + BASE, fetch: sessionFetch, retry: { retries: 0 } });
+  return client;
+}
+
+/** One SDK call, its failure as the console's ApiError (status 0: no answer from the server). */
+async function sdk<T>(run: (client: Wharf) => Promise<T>): Promise<T> {
+  try {
+    return await run(wharf());
+  } catch (err) {
+    if (err instanceof WharfApiError) throw new ApiError(err.status, err.code, err.message);
+    if (err instanceof WharfError) throw new ApiError(0, err.code, err.message);
+    throw err;
+  }
+}
+
+/** The console's forms leave fields empty; the API wants them absent. */
+function given<T extends Record<string, string | number | undefined>>(params: T): T {
+  const kept: Record<string, string | number> = {};
   for (const [name, value] of Object.entries(params))
-    if (value !== undefined && value !== '') q.set(name, String(value));
-  const text = q.toString();
-  return text === '' ? '' : '?' + text;
+    if (value !== undefined && value !== '') kept[name] = value;
+  return kept as T;
 }
 
 const v1 = '/v1';
@@ -208,17 +239,15 @@ export const api = {
     content_type?: string;
     created_after?: string;
     created_before?: string;
-  }) => call<Page<Asset>>('GET', `${v1}/assets${query(q)}`),
-  getAsset: (assetId: string) => call<Asset>('GET', `${v1}/assets/${id(assetId)}`),
-  assetFiles: (assetId: string) => call<{ data: AssetFile[] }>('GET', `${v1}/assets/${id(assetId)}/files`),
-  setAccess: (assetId: string, access: 'private' | 'public') =>
-    call<Asset>('PATCH', `${v1}/assets/${id(assetId)}`, { access }),
-  deleteAsset: (assetId: string) => call<void>('DELETE', `${v1}/assets/${id(assetId)}`),
-  signedUrl: (assetId: string, expiresIn: number) =>
-    call<{ url: string; expires_at: string }>('POST', `${v1}/assets/${id(assetId)}/signed-url`, {
-      expires_in: expiresIn,
-      disposition: 'attachment',
-    }),
+  }): Promise<Page<Asset>> => sdk((w) => w.assets.list(given(q))),
+  getAsset: (assetId: string): Promise<Asset> => sdk((w) => w.assets.get(assetId)),
+  assetFiles: (assetId: string): Promise<{ data: AssetFile[] }> =>
+    sdk(async (w) => ({ data: await w.assets.files(assetId) })),
+  setAccess: (assetId: string, access: 'private' | 'public'): Promise<Asset> =>
+    sdk((w) => w.assets.setAccess(assetId, access)),
+  deleteAsset: (assetId: string): Promise<void> => sdk((w) => w.assets.delete(assetId)),
+  signedUrl: (assetId: string, expiresIn: number): Promise<{ url: string; expires_at: string }> =>
+    sdk((w) => w.assets.signedUrl(assetId, { expires_in: expiresIn, disposition: 'attachment' })),
   /** A small rendering made by the transform endpoint (a raster image, or a video's or PDF's preview). */
   thumbnailUrl: (assetId: string) =>
     `${BASE}${v1}/assets/${id(assetId)}/image?w=320&h=320&fit=cover&format=auto`,
@@ -226,28 +255,37 @@ export const api = {
   contentUrl: (assetId: string, download = false) =>
     `${BASE}${v1}/assets/${id(assetId)}/content${download ? '?download=true' : ''}`,
 
-  listKeys: () => call<{ data: ApiKey[] }>('GET', `${v1}/keys`),
-  createKey: (body: { name: string; scopes: string[]; name_prefix?: string; namespace?: string }) =>
-    call<{ key: ApiKey; secret: string }>('POST', `${v1}/keys`, body),
-  revokeKey: (keyId: string) => call<void>('DELETE', `${v1}/keys/${id(keyId)}`),
+  listKeys: (): Promise<{ data: ApiKey[] }> => sdk(async (w) => ({ data: await w.keys.list() })),
+  // The scopes come from the form's checkboxes; the server validates them.
+  createKey: (body: {
+    name: string;
+    scopes: string[];
+    name_prefix?: string;
+    namespace?: string;
+  }): Promise<{ key: ApiKey; secret: string }> =>
+    sdk((w) => w.keys.create({ ...body, scopes: body.scopes as Scope[] })),
+  revokeKey: (keyId: string): Promise<void> => sdk((w) => w.keys.revoke(keyId)),
 
-  listTokens: (cursor?: string) =>
-    call<Page<UploadToken>>('GET', `${v1}/upload-tokens${query({ cursor, limit: 50 })}`),
-  revokeToken: (tokenId: string) => call<void>('DELETE', `${v1}/upload-tokens/${id(tokenId)}`),
+  listTokens: (cursor?: string): Promise<Page<UploadToken>> =>
+    sdk((w) => w.uploadTokens.list(given({ cursor, limit: 50 }))),
+  revokeToken: (tokenId: string): Promise<void> => sdk((w) => w.uploadTokens.revoke(tokenId)),
 
-  listWebhooks: () => call<{ data: Webhook[] }>('GET', `${v1}/webhooks`),
-  createWebhook: (body: { url: string; event_types?: string[]; description?: string }) =>
-    call<{ webhook: Webhook; secret: string }>('POST', `${v1}/webhooks`, body),
-  updateWebhook: (webhookId: string, changes: { enabled?: boolean }) =>
-    call<Webhook>('PATCH', `${v1}/webhooks/${id(webhookId)}`, changes),
-  listDeliveries: (webhookId: string, cursor?: string) =>
-    call<Page<Delivery>>('GET', `${v1}/webhooks/${id(webhookId)}/deliveries${query({ cursor, limit: 50 })}`),
-  replayDelivery: (webhookId: string, deliveryId: string) =>
-    call<unknown>('POST', `${v1}/webhooks/${id(webhookId)}/deliveries/${id(deliveryId)}/replay`),
+  listWebhooks: (): Promise<{ data: Webhook[] }> => sdk(async (w) => ({ data: await w.webhooks.list() })),
+  createWebhook: (body: {
+    url: string;
+    event_types?: string[];
+    description?: string;
+  }): Promise<{ webhook: Webhook; secret: string }> => sdk((w) => w.webhooks.create(body)),
+  updateWebhook: (webhookId: string, changes: { enabled?: boolean }): Promise<Webhook> =>
+    sdk((w) => w.webhooks.update(webhookId, changes)),
+  listDeliveries: (webhookId: string, cursor?: string): Promise<Page<Delivery>> =>
+    sdk((w) => w.webhooks.deliveries(webhookId, given({ cursor, limit: 50 }))),
+  replayDelivery: (webhookId: string, deliveryId: string): Promise<unknown> =>
+    sdk((w) => w.webhooks.replayDelivery(webhookId, deliveryId)),
 
-  account: () => call<Account>('GET', `${v1}/account`),
-  listUploads: (status: 'pending' | 'expired', cursor?: string) =>
-    call<Page<UploadState>>('GET', `${v1}/uploads${query({ status, cursor, limit: 50 })}`),
+  account: (): Promise<Account> => sdk((w) => w.account.get()),
+  listUploads: (status: 'pending' | 'expired', cursor?: string): Promise<Page<UploadState>> =>
+    sdk((w) => w.uploads.list(given({ status, cursor, limit: 50 }))),
   /**
    * Uploads that failed, from the events (oldest first there): the last `limit` of them. The
    * events are read to their end, at most ten pages of a thousand.
@@ -256,11 +294,10 @@ export const api = {
     let after: string | undefined;
     let kept: WharfEvent[] = [];
     for (let page = 0; page < 10; page++) {
-      const res = await call<{ data: WharfEvent[]; cursor: string; has_more: boolean }>(
-        'GET',
-        `${v1}/events${query({ type: 'upload.failed', after, limit: 1000 })}`,
-      );
-      kept = [...kept, ...res.data].slice(-limit);
+      const res = await sdk((w) => w.events.list(given({ type: 'upload.failed', after, limit: 1000 })));
+      // The SDK types an event's data loosely (it depends on the type); an upload.failed
+      // event's is an upload and an error.
+      kept = [...kept, ...(res.data as WharfEvent[])].slice(-limit);
       if (!res.has_more) break;
       after = res.cursor;
     }

@@ -6,7 +6,9 @@ import { tap } from './sources.js';
 import { TusClient } from './tus.js';
 import type {
   Access,
+  Account,
   Asset,
+  AssetFile,
   AssetList,
   AssetResult,
   CreatedKey,
@@ -32,6 +34,7 @@ import type {
   Upload,
   UploadBatch,
   UploadItem,
+  UploadList,
   UploadToken,
   UploadTokenList,
   UploadTokenRequest,
@@ -55,6 +58,24 @@ export interface ListAssetsQuery {
   prefix?: string;
   /** An exact type (`image/png`) or a family (`image/*`). */
   content_type?: string;
+  /** Only assets created at or after this instant (ISO 8601). */
+  created_after?: string;
+  /** Only assets created before this instant (ISO 8601). */
+  created_before?: string;
+}
+
+export interface ListUploadsQuery {
+  limit?: number;
+  cursor?: string;
+  /** `expired`: ended without an asset (expired, cancelled or failed; the events say which). */
+  status?: 'pending' | 'completed' | 'expired';
+  /**
+   * Look up a file (with `sha256` or `head_sha256`): only the caller's pending tus and Resumable
+   * Uploads for HTTP uploads of a file of exactly this size, each with its `offset`.
+   */
+  size?: number;
+  sha256?: string;
+  head_sha256?: string;
 }
 
 export interface Download {
@@ -96,6 +117,7 @@ export class Wharf {
   readonly uploadTokens: UploadTokensApi;
   readonly webhooks: WebhooksApi;
   readonly events: EventsApi;
+  readonly account: AccountApi;
 
   constructor(options: ClientOptions) {
     this.http = new Transport(options);
@@ -109,6 +131,7 @@ export class Wharf {
     this.uploadTokens = new UploadTokensApi(this.http);
     this.webhooks = new WebhooksApi(this.http);
     this.events = new EventsApi(this.http);
+    this.account = new AccountApi(this.http);
   }
 
   get url(): string {
@@ -154,6 +177,12 @@ export class AssetsApi {
 
   get(id: string, signal?: AbortSignal): Promise<Asset> {
     return this.http.json('GET', path`/v1/assets/${id}`, { signal });
+  }
+
+  /** The named files the asset is a version of, each with its versions. */
+  async files(id: string, signal?: AbortSignal): Promise<AssetFile[]> {
+    return (await this.http.json<{ data: AssetFile[] }>('GET', path`/v1/assets/${id}/files`, { signal }))
+      .data;
   }
 
   setAccess(id: string, access: Access): Promise<Asset> {
@@ -276,6 +305,11 @@ export class UploadsApi {
 
   get(id: string): Promise<Upload> {
     return this.http.json('GET', path`/v1/uploads/${id}`);
+  }
+
+  /** Uploads newest first (a page), or, with `size`, the caller's unfinished uploads of a file. */
+  list(query: ListUploadsQuery = {}, signal?: AbortSignal): Promise<UploadList> {
+    return this.http.json('GET', '/v1/uploads', { query: query as Query, signal });
   }
 
   complete(id: string, signal?: AbortSignal): Promise<AssetResult> {
@@ -503,5 +537,14 @@ export class EventsApi {
       after = page.cursor;
       if (!page.has_more) return;
     }
+  }
+}
+
+export class AccountApi {
+  constructor(private readonly http: Transport) {}
+
+  /** The caller's account: its limits, and what it stores against its quota. */
+  get(signal?: AbortSignal): Promise<Account> {
+    return this.http.json('GET', '/v1/account', { signal });
   }
 }

@@ -5,6 +5,7 @@
  * programs import `sdk/node.js` instead, for files on disk and native hashing.
  */
 export {
+  AccountApi,
   AssetsApi,
   type ClientOptions,
   type Download,
@@ -13,6 +14,7 @@ export {
   FilesApi,
   KeysApi,
   type ListAssetsQuery,
+  type ListUploadsQuery,
   MultipartApi,
   UploadsApi,
   UploadTokensApi,

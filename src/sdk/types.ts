@@ -14,6 +14,8 @@ export interface AssetAnalysis {
   height?: number;
   location?: { latitude: number; longitude: number; altitude?: number };
   location_name?: string;
+  /** A video's poster frame or a PDF's first page was stored; `/image` renders from it. */
+  preview?: { width: number; height: number; format: string };
 }
 
 /** A verified, stored file. */
@@ -99,6 +101,23 @@ export interface Upload {
   subject: string | null;
 }
 
+/** An upload as listed (`GET /v1/uploads`). */
+export interface UploadListItem extends Upload {
+  /** The flow: direct, presigned, multipart, tus, form … */
+  kind: string;
+  created_at: string;
+  completed_at: string | null;
+  /** A pending tus or Resumable-Uploads-for-HTTP upload: where to resume it. */
+  resume_url: string | null;
+  /** Looked up by file (`size`): bytes received, to resume from. */
+  offset?: number;
+}
+
+export interface UploadList {
+  data: UploadListItem[];
+  next_cursor: string | null;
+}
+
 export interface MultipartRequest {
   name: string;
   content_type?: string;
@@ -155,6 +174,17 @@ export interface FileVersionEntry {
   latest_version: number;
   created_at: string;
   asset_id: string;
+}
+
+/** A named file an asset is a version of (`GET /v1/assets/{id}/files`). */
+export interface AssetFile {
+  namespace: string;
+  name: string;
+  /** The version that is this asset. */
+  version: number;
+  latest_version: number;
+  /** Every version of the file, oldest first. */
+  versions: Array<{ version: number; asset_id: string; created_at: string }>;
 }
 
 export type Scope = 'admin' | 'read' | 'upload' | 'write';
@@ -326,6 +356,24 @@ export interface EventPage {
   data: WharfEvent[];
   cursor: string;
   has_more: boolean;
+}
+
+/** The caller's account and what it holds against its quota (`GET /v1/account`). */
+export interface Account {
+  id: string;
+  name: string;
+  /** The account's file size limit (null: the server's). */
+  max_file_size: number | null;
+  /** Bytes it may store (null: no limit). */
+  storage_quota: number | null;
+  usage: {
+    bytes_used: number;
+    bytes_reserved: number;
+    bytes_free: number | null;
+    assets: number;
+    pending_uploads: number;
+  };
+  created_at: string;
 }
 
 export interface ErrorBody {

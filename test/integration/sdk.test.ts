@@ -476,6 +476,51 @@ describe('resources', () => {
     assert.ok(seen.some((e) => (e.data.asset as { id: string }).id === uploaded.asset.id));
   });
 
+  test('the account and its usage, the named files of an asset, uploads listed, assets by creation time', async () => {
+    // An account of its own, so its usage and listings hold only what this test made.
+    const { key } = await w.newAccount();
+    const client = new Wharf({ url: w.url, key });
+    const fresh = await client.account.get();
+    assert.deepEqual([fresh.usage.assets, fresh.usage.bytes_used, fresh.usage.pending_uploads], [0, 0, 0]);
+
+    const one = await client.files.put('sdk-files', 'notes.txt', () => 'one', { contentType: 'text/plain' });
+    const two = await client.files.put('sdk-files', 'notes.txt', () => 'two!', { contentType: 'text/plain' });
+    const files = await client.assets.files(one.asset.id);
+    assert.deepEqual(
+      files.map((f) => [f.namespace, f.name, f.version, f.latest_version]),
+      [['sdk-files', 'notes.txt', 1, 2]],
+    );
+    assert.deepEqual(
+      files[0]!.versions.map((v) => [v.version, v.asset_id]),
+      [
+        [1, one.asset.id],
+        [2, two.asset.id],
+      ],
+    );
+
+    const declared = await client.uploads.create({ name: 'later.bin', size: 10 });
+    assert.equal(declared.status, 'pending');
+    if (declared.status !== 'pending') return;
+    const pending = await client.uploads.list({ status: 'pending' });
+    assert.deepEqual(
+      pending.data.map((u) => [u.id, u.kind, u.status]),
+      [[declared.id, 'presigned', 'pending']],
+    );
+    assert.equal(pending.next_cursor, null);
+    assert.deepEqual((await client.uploads.list({ status: 'expired' })).data, []);
+
+    const account = await client.account.get();
+    assert.equal(account.id, fresh.id);
+    assert.deepEqual(
+      [account.usage.assets, account.usage.bytes_used, account.usage.pending_uploads],
+      [2, 7, 1],
+    );
+
+    const future = new Date(Date.now() + 86_400_000).toISOString();
+    assert.deepEqual((await client.assets.list({ created_after: future })).data, []);
+    assert.equal((await client.assets.list({ created_before: future })).data.length, 2);
+  });
+
   test('the responses the SDK types describe are the ones the server sends (spot check with the raw API)', async () => {
     const uploaded = await wharf.upload(randomBytes(64), { name: 'shape.bin' });
     const raw = await api(w.url, w.key, 'GET', `/v1/assets/${uploaded.asset.id}`);
