@@ -1,8 +1,9 @@
 /**
  * The native API's JSON, as the OpenAPI document's components name it (`/openapi.json`,
  * `#/components/schemas/<Name>`). Written by hand; test/unit/sdk-types.test.ts checks at
- * compile time that each type and the server's schema of the same name accept the same values,
- * so the two cannot drift apart.
+ * compile time that Asset, Upload, UploadToken, Webhook and WharfEvent and the server's
+ * schemas of the same name accept the same values, so those cannot drift apart; the rest are
+ * checked against a live server by test/integration/sdk.test.ts.
  */
 
 export type Access = 'private' | 'public';
