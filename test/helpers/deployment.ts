@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import pg from 'pg';
 
 /**
@@ -203,7 +203,14 @@ export async function allowOriginOnBucket(server: Server, origin: string, method
 
 /** Every object key a server's storage holds: its bucket's keys, or the files of its local store. */
 export async function storedKeys(server: Server): Promise<string[]> {
-  if (!onS3(server)) return filesUnder(join(server.dataDir, 'blobs', 'objects'));
+  if (!onS3(server)) {
+    // The local store keeps an object as a file under objects/, or, when it was composed from
+    // multipart parts without a copy, as a directory composed/<key>/ (object.json and the
+    // parts). Every directory there holding a file counts as one stored key.
+    const composed = (await filesUnder(join(server.dataDir, 'blobs', 'composed'))).map((f) => dirname(f));
+    const files = await filesUnder(join(server.dataDir, 'blobs', 'objects'));
+    return [...new Set([...files, ...composed])].sort();
+  }
   const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
   return withBucket(server, async (s3, bucket) => {
     const keys: string[] = [];
