@@ -29,6 +29,13 @@ export interface PutPresigner {
 }
 
 const WRITE_CHUNK = 1 << 20;
+/**
+ * Reads of stored objects in 1 MiB chunks instead of the stream default of 64 KiB: a 1 GiB
+ * download measured 55 % of a bare createReadStream server with 64 KiB, 78 % with 256 KiB and
+ * 93 % with 1 MiB (bench: npm run bench, download). Each download in flight buffers at most
+ * about one chunk, so memory stays flat with the file's size and grows 1 MiB per download.
+ */
+const READ_CHUNK = 1 << 20;
 
 /**
  * Bytes in a local directory: `objects/<key>` holds data, `meta/<key>.json` what was
@@ -140,7 +147,10 @@ export class FsBlobStore implements BlobStore {
       if (!composed) throw err;
       return readParts(dir, composed, range);
     }
-    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+    return handle.createReadStream({
+      highWaterMark: READ_CHUNK,
+      ...(range && { start: range.start, end: range.end }),
+    });
   }
 
   localFile(key: string): string {
