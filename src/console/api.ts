@@ -6,6 +6,11 @@
  * (/console/api/session, /console/api/upload-token) are not native API routes: `call()` below.
  */
 import { type Scope, Wharf, WharfApiError, WharfError } from '../sdk/index.js';
+import type { Account, Asset, AssetFile, Delivery, Key, UploadToken, Webhook } from '../sdk/types.js';
+
+// The console shows the native API's JSON as the SDK types it.
+export type { Account, Asset, AssetFile, Delivery, UploadToken, Webhook };
+export type ApiKey = Key;
 
 export interface Session {
   account: { id: string; name: string };
@@ -15,104 +20,9 @@ export interface Session {
   csrf_token: string;
 }
 
-export interface Asset {
-  id: string;
-  name: string;
-  content_type: string;
-  size: number;
-  sha256: string;
-  md5: string;
-  status: string;
-  access: 'private' | 'public';
-  processing: string;
-  analysis: {
-    format?: string;
-    width?: number;
-    height?: number;
-    location?: { latitude: number; longitude: number; altitude?: number };
-    location_name?: string;
-    /** A video's poster or a PDF's first page, stored as a rendering (see docs/images.md). */
-    preview?: unknown;
-  };
-  metadata: Record<string, unknown>;
-  subject: string | null;
-  created_at: string;
-  updated_at: string;
-}
-
 export interface Page<T> {
   data: T[];
   next_cursor: string | null;
-}
-
-export interface AssetFile {
-  namespace: string;
-  name: string;
-  version: number;
-  latest_version: number;
-  versions: { version: number; asset_id: string; created_at: string }[];
-}
-
-export interface ApiKey {
-  id: string;
-  name: string;
-  scopes: string[];
-  name_prefix: string | null;
-  namespace: string | null;
-  prefix: string;
-  created_at: string;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
-
-export interface UploadToken {
-  id: string;
-  key_id: string;
-  prefix: string;
-  status: 'active' | 'expired' | 'revoked';
-  subject: string | null;
-  max_files: number | null;
-  max_bytes: number | null;
-  usage: { files_used: number; bytes_used: number; files_reserved: number; bytes_reserved: number };
-  created_at: string;
-  expires_at: string;
-}
-
-export interface Webhook {
-  id: string;
-  url: string;
-  description: string;
-  event_types: string[];
-  enabled: boolean;
-  disabled_reason: string | null;
-  created_at: string;
-}
-
-export interface Delivery {
-  id: string;
-  event_id: string | null;
-  event_type: string;
-  status: 'pending' | 'succeeded' | 'failed' | 'cancelled';
-  attempts: number;
-  response_status: number | null;
-  last_error: string | null;
-  latency_ms: number | null;
-  last_attempt_at: string | null;
-  created_at: string;
-}
-
-export interface Account {
-  id: string;
-  name: string;
-  max_file_size: number | null;
-  storage_quota: number | null;
-  usage: {
-    bytes_used: number;
-    bytes_reserved: number;
-    bytes_free: number | null;
-    assets: number;
-    pending_uploads: number;
-  };
 }
 
 export interface UploadState {
