@@ -4,7 +4,7 @@ import type { IdSource } from '../../core/ids.js';
 import type { EventStore } from '../../core/ports.js';
 import { DELIVER_WEBHOOK_JOB } from '../../core/webhooks.js';
 import type { Database, EventsTable } from '../schema.js';
-import { bumpCounter, INSERT_CHUNK, type SqlContext } from './context.js';
+import { bumpCounter, INSERT_CHUNK, insertRows, type SqlContext } from './context.js';
 import { fromJob } from './rows.js';
 
 /**
@@ -29,12 +29,7 @@ export async function appendEvents(
     data: JSON.stringify(e.data),
     created_at: e.at,
   }));
-  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-    await trx
-      .insertInto('events')
-      .values(rows.slice(i, i + INSERT_CHUNK))
-      .execute();
-  }
+  await insertRows(trx, 'events', rows);
   await fanOut(trx, ids, recorded);
   return recorded;
 }

@@ -4,7 +4,7 @@ import { type UploadEnding, uploadCompleted, uploadCreated, uploadEnded } from '
 import type { Asset, Upload, UploadIntent } from '../../core/model.js';
 import type { FinishResult, NewJob, UploadLimits, UploadStore, UploadToRecord } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
-import { bumpCounter, INSERT_CHUNK, isUniqueViolation } from './context.js';
+import { bumpCounter, insertRows, isUniqueViolation } from './context.js';
 import { appendEvents } from './events.js';
 import { addFileVersion } from './files.js';
 import { type ReservationEntry, reserveUploads, settleExpired, settleFinished } from './reservations.js';
@@ -67,13 +67,7 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       uploads.forEach((upload, i) => {
         upload.seq = last - uploads.length + 1 + i;
       });
-      const rows = uploads.map(fromUpload);
-      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-        await trx
-          .insertInto('uploads')
-          .values(rows.slice(i, i + INSERT_CHUNK))
-          .execute();
-      }
+      await insertRows(trx, 'uploads', uploads.map(fromUpload));
       // Last: appendEvents takes the events lock (see there).
       await appendEvents(trx, ids, uploads.map(uploadCreated));
       return refusals;
