@@ -34,18 +34,20 @@ export function trackInFlight(app: FastifyInstance): void {
     }
   };
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     pending.set(request, { answered: false, closed: reply.raw.destroyed });
     reply.raw.once('close', () => {
       const state = pending.get(request);
       if (state) state.closed = true;
       settle(request);
     });
+    done();
   });
-  app.addHook('onSend', async (request) => {
+  app.addHook('onSend', (request, _reply, payload, done) => {
     const state = pending.get(request);
     if (state) state.answered = true;
     settle(request);
+    done(null, payload);
   });
 
   app.decorate('inFlight', {

@@ -51,7 +51,8 @@ export function observeRequest(request: FastifyRequest, reply: FastifyReply, met
 
 /** Request ids and request metrics for every route registered after this (all of them). */
 export function registerObservation(app: FastifyInstance, metrics?: RequestMetrics): void {
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     observeRequest(request, reply, metrics);
+    done();
   });
 }
