@@ -73,7 +73,7 @@ export interface HashPoolOptions {
   maxInFlightBytes?: number;
 }
 
-const DEFAULTS = { threads: 1, blockBytes: 1 << 20, maxInFlightBytes: 4 << 20 };
+const DEFAULTS = { threads: 1, blockBytes: 1 << 20, maxInFlightBytes: 2 << 20 };
 // Blocks kept for reuse across digests: enough for a few streams in flight, no more.
 const SPARE_BLOCKS = 16;
 

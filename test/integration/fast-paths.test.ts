@@ -114,7 +114,7 @@ describe('tus: hashed as the bytes arrive', () => {
 });
 
 describe('hashed on a worker thread: the bytes and digests of one pass', () => {
-  // The event loop copies bytes to the worker in 1 MiB blocks and holds a stream past 4 MiB
+  // The event loop copies bytes to the worker in 1 MiB blocks and holds a stream past 2 MiB
   // in flight: these sizes and cuts cross blocks, the bound, and both at odd offsets.
   const MiB = 1 << 20;
 
