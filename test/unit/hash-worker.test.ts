@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, describe, test } from 'node:test';
+import { RunningDigests } from '../../src/blobs/running-digest.js';
 import { HashPool, hashingPassThrough, type OffThreadDigest } from '../../src/core/hash-worker.js';
 import { DigestStream } from '../../src/core/hashing.js';
 
@@ -150,6 +151,39 @@ describe('a digest carries its state across calls', () => {
       assert.equal(digest.usable, false);
       assert.throws(() => digest.update(Buffer.from('x')));
       await assert.rejects(pool().open().catchUp(join(dir, 'missing'), 1), /ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('running digests (tus) across requests and a dead worker', () => {
+  test('a state kept between requests, lost with its worker, is rebuilt from the stored bytes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hash-worker-'));
+    try {
+      const p = pool({ threads: 1 });
+      const digests = new RunningDigests(10, p);
+      const file = join(dir, 'upload');
+      const data = randomBytes(5 * MiB + 77);
+      const cuts = [0, 2 * MiB + 1, 4 * MiB, data.length];
+      // First request: nothing cached, nothing stored.
+      await writeFile(file, data.subarray(0, cuts[1]));
+      let digest = await digests.take('k', file, 0);
+      await feedAll(digest, chunksOf(data.subarray(0, cuts[1]), 1, MiB));
+      digests.put('k', digest);
+      // The worker dies between requests: the cached state is gone with it.
+      await p.close();
+      await writeFile(file, data.subarray(0, cuts[2]));
+      digest = await digests.take('k', file, cuts[1]!);
+      assert.equal(p.started, 2, 'a new worker');
+      assert.equal(digest.offset, cuts[1]);
+      await feedAll(digest, chunksOf(data.subarray(cuts[1], cuts[2]), 2, MiB));
+      digests.put('k', digest);
+      // Another node wrote the rest: this one catches up on it from the file.
+      await writeFile(file, data);
+      digest = await digests.take('k', file, data.length);
+      assert.deepEqual(await digest.digests(), oneShot(data));
+      digest.drop();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
