@@ -280,6 +280,8 @@ export class OffThreadDigest {
     } else {
       this.thread.giveBack(this.block);
       this.block = undefined;
+      this.inFlight -= this.staged;
+      this.staged = 0;
     }
   }
 
