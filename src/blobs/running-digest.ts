@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { type HashPool, hashPool, type OffThreadDigest } from '../core/hash-worker.js';
 import type { Digests } from '../core/model.js';
 
 const READ_CHUNK = 1 << 20;
@@ -63,33 +64,56 @@ export class RunningDigest {
 
 /**
  * Running digests by key, at most `limit` (the oldest go first: an upload abandoned for long
- * is hashed again from its bytes if it ever resumes). A digest is taken out while a request
- * adds to it and put back after, so no two requests share one.
+ * is hashed again from its bytes if it ever resumes), kept on the hashing worker so the
+ * event loop only copies bytes to it. A digest is taken out while a request adds to it and
+ * put back after, so no two requests share one. One whose worker died is of no use: the next
+ * request hashes the stored bytes again, like a node that never saw them.
  */
 export class RunningDigests {
-  private readonly states = new Map<string, RunningDigest>();
+  private readonly states = new Map<string, OffThreadDigest>();
 
-  constructor(private readonly limit = 10_000) {}
+  constructor(
+    private readonly limit = 10_000,
+    private readonly pool: HashPool = hashPool(),
+  ) {}
 
   /**
    * The digest of the first `offset` bytes of `path` (`fileStart` as in catchUp), taken out of
-   * the cache: what this process hashed of them, caught up with what it has not seen.
+   * the cache: what this process hashed of them, caught up (on the worker) with what it has
+   * not seen. The caller puts it back or drops it.
    */
-  async take(key: string, path: string, offset: number, fileStart = 0): Promise<RunningDigest> {
+  async take(key: string, path: string, offset: number, fileStart = 0): Promise<OffThreadDigest> {
     const cached = this.states.get(key);
     this.states.delete(key);
-    const digest = cached && cached.offset <= offset ? cached : new RunningDigest();
-    await digest.catchUp(path, offset, fileStart);
+    let digest = cached;
+    if (!digest?.usable || digest.offset > offset) {
+      cached?.drop();
+      digest = this.pool.open();
+    }
+    try {
+      await digest.catchUp(path, offset, fileStart);
+    } catch (err) {
+      digest.drop();
+      throw err;
+    }
     return digest;
   }
 
-  put(key: string, digest: RunningDigest): void {
+  put(key: string, digest: OffThreadDigest): void {
+    // Nothing of it stays staged in this process between requests.
+    digest.flush();
+    this.states.get(key)?.drop();
     this.states.delete(key);
     this.states.set(key, digest);
-    if (this.states.size > this.limit) this.states.delete(this.states.keys().next().value!);
+    if (this.states.size > this.limit) {
+      const oldest = this.states.keys().next().value!;
+      this.states.get(oldest)?.drop();
+      this.states.delete(oldest);
+    }
   }
 
   forget(key: string): void {
+    this.states.get(key)?.drop();
     this.states.delete(key);
   }
 }

@@ -1,12 +1,14 @@
 import { createWriteStream, type Dirent } from 'node:fs';
 import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import { type Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { type DataStore, ERRORS, StreamLimiter, Upload } from '@tus/utils';
 import { WharfError } from '../core/errors.js';
+import { hashingPassThrough } from '../core/hash-worker.js';
+import type { Digests } from '../core/model.js';
 import type { ResumableStorage } from '../core/resumable.js';
 import type { FsBlobStore } from './fs-store.js';
 import { RunningDigests } from './running-digest.js';
@@ -110,7 +112,13 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
         // nothing back.
         const size = (await stat(file)).size;
         const digest = await digests.take(key, file, size);
-        await blobs.adopt(key, file, digest.digests());
+        let facts: Digests;
+        try {
+          facts = await digest.digests();
+        } finally {
+          digest.drop();
+        }
+        await blobs.adopt(key, file, facts);
       } catch (err) {
         // Promoted already (a retry after a crash, or a concurrent finish).
         if (!isNotFound(err) || !(await blobs.head(key))) throw err;
@@ -250,21 +258,18 @@ class WharfFileStore extends FileStore {
     }
     const file = this.fileOf(id);
     const digest = await this.digests.take(id, file, offset);
-    const hashing = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        digest.update(chunk);
-        callback(null, chunk);
-      },
-    });
     try {
+      // Hashed on the worker; a worker that falls behind holds the body here (see
+      // OffThreadDigest.update), and one that dies fails the write.
       await pipeline(
         source,
-        hashing,
+        hashingPassThrough(digest),
         createWriteStream(file, { flags: 'r+', start: offset, highWaterMark: WRITE_BUFFER }),
       );
     } catch {
       // Some hashed bytes may not have reached the file: this digest is of no use. (A client
       // that went away ends its body instead; see the tus routes.)
+      digest.drop();
       throw ERRORS.FILE_WRITE_ERROR;
     }
     this.digests.put(id, digest);

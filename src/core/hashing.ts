@@ -1,21 +1,24 @@
-import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { WharfError } from './errors.js';
+import { feed, type HashPool, hashPool, type OffThreadDigest } from './hash-worker.js';
 import type { Digests } from './model.js';
 
 /**
- * Passes bytes through unchanged while computing SHA-256 and MD5 in the same pass and
- * enforcing a byte limit as the bytes arrive (a too-large body fails at the limit, not
- * after it has been stored).
+ * Passes bytes through unchanged while computing SHA-256 and MD5 in the same pass (on a
+ * hashing worker: the event loop only copies the bytes to it) and enforcing a byte limit as
+ * the bytes arrive (a too-large body fails at the limit, not after it has been stored).
  */
 export class DigestStream extends Transform {
-  private readonly sha256: Hash = createHash('sha256');
-  private readonly md5: Hash = createHash('md5');
+  private readonly digest: OffThreadDigest;
   private bytes = 0;
   private result: Digests | undefined;
 
-  constructor(private readonly maxBytes: number = Number.POSITIVE_INFINITY) {
+  constructor(
+    private readonly maxBytes: number = Number.POSITIVE_INFINITY,
+    pool: HashPool = hashPool(),
+  ) {
     super();
+    this.digest = pool.open();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -28,14 +31,24 @@ export class DigestStream extends Transform {
       );
       return;
     }
-    this.sha256.update(chunk);
-    this.md5.update(chunk);
-    callback(null, chunk);
+    feed(this.digest, chunk, callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    this.result = { size: this.bytes, sha256: this.sha256.digest('hex'), md5: this.md5.digest('hex') };
-    callback();
+    this.digest.digests().then(
+      ({ sha256, md5 }) => {
+        this.result = { size: this.bytes, sha256, md5 };
+        this.digest.drop();
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    // Its state on the worker goes with it, however the stream ended.
+    this.digest.drop();
+    callback(err);
   }
 
   /** Available once the stream has ended. */

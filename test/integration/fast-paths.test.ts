@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { MULTIPART_LIMITS } from '../../src/core/ports.js';
+import { uploadRaw } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -106,6 +107,48 @@ describe('tus: hashed as the bytes arrive', () => {
     try {
       const last = await tusPatch(restarted, path, PART + 3, bytes.subarray(PART + 3));
       await assertHolds(restarted, last.headers.get('wharf-asset-id')!, bytes);
+    } finally {
+      await restarted.close();
+    }
+  });
+});
+
+describe('hashed on a worker thread: the bytes and digests of one pass', () => {
+  // The event loop copies bytes to the worker in 1 MiB blocks and holds a stream past 2 MiB
+  // in flight: these sizes and cuts cross blocks, the bound, and both at odd offsets.
+  const MiB = 1 << 20;
+
+  test('a direct upload larger than the bytes in flight, its declared digests checked', async () => {
+    const bytes = randomBytes(9 * MiB + 3);
+    const declared = { sha256: digest('sha256', bytes), md5: digest('md5', bytes) };
+    const res = await uploadRaw(w, w.key, 'direct.bin', bytes, { query: declared });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    await assertHolds(w, res.body.asset.id, bytes);
+    // A digest declared for other bytes is refused: what the worker computed is compared.
+    const other = Buffer.from(bytes);
+    other[other.length - 1]! ^= 1;
+    const refused = await uploadRaw(w, w.key, 'direct.bin', other, { query: declared });
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'CHECKSUM_MISMATCH');
+  });
+
+  test('tus PATCHes of 1 byte to 6 MiB on two nodes and across a restart', async () => {
+    const b = await startWharf({ sharing: w, clock: w.clock });
+    const bytes = randomBytes(13 * MiB + 5);
+    const cuts = [0, 1, MiB + 1, 6 * MiB + 7, 6 * MiB + 8, 9 * MiB - 1, 12 * MiB, bytes.length];
+    // w, b, w (its state is behind: it catches up on b's bytes), b, a restarted node, …
+    const path = await tusCreate(w, bytes.length);
+    await tusPatch(w, path, cuts[0]!, bytes.subarray(cuts[0], cuts[1]));
+    await tusPatch(w, path, cuts[1]!, bytes.subarray(cuts[1], cuts[2]));
+    await tusPatch(b, path, cuts[2]!, bytes.subarray(cuts[2], cuts[3]));
+    await tusPatch(w, path, cuts[3]!, bytes.subarray(cuts[3], cuts[4]));
+    await tusPatch(b, path, cuts[4]!, bytes.subarray(cuts[4], cuts[5]));
+    await b.close();
+    const restarted = await startWharf({ sharing: w, clock: w.clock });
+    try {
+      await tusPatch(restarted, path, cuts[5]!, bytes.subarray(cuts[5], cuts[6]));
+      const last = await tusPatch(w, path, cuts[6]!, bytes.subarray(cuts[6]));
+      await assertHolds(w, last.headers.get('wharf-asset-id')!, bytes);
     } finally {
       await restarted.close();
     }

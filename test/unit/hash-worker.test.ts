@@ -1,0 +1,294 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, describe, test } from 'node:test';
+import { RunningDigests } from '../../src/blobs/running-digest.js';
+import { HashPool, hashingPassThrough, type OffThreadDigest } from '../../src/core/hash-worker.js';
+import { DigestStream } from '../../src/core/hashing.js';
+
+const MiB = 1 << 20;
+
+function oneShot(data: Buffer) {
+  return {
+    size: data.length,
+    sha256: createHash('sha256').update(data).digest('hex'),
+    md5: createHash('md5').update(data).digest('hex'),
+  };
+}
+
+/** Deterministic pseudo-random chunk sizes between 1 byte and `max`. */
+function chunksOf(data: Buffer, seed: number, max: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  let x = seed;
+  for (let at = 0; at < data.length; ) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    // Mostly small, sometimes up to `max`: both sides of a block boundary get crossed.
+    const size = x % 5 === 0 ? 1 + (x % max) : 1 + (x % 70_000);
+    chunks.push(data.subarray(at, at + size));
+    at += size;
+  }
+  return chunks;
+}
+
+/** Feeds `chunks` as a stream would: waits whenever update() says so. */
+async function feedAll(digest: OffThreadDigest, chunks: Buffer[]): Promise<void> {
+  for (const chunk of chunks) await digest.update(chunk);
+}
+
+const pools: HashPool[] = [];
+function pool(options?: ConstructorParameters<typeof HashPool>[0]): HashPool {
+  const p = new HashPool(options);
+  pools.push(p);
+  return p;
+}
+after(async () => {
+  for (const p of pools) await p.close();
+});
+
+describe('off-thread digests equal node:crypto', () => {
+  const sizes = [0, 1, 63, 64, 65, 1000, MiB - 1, MiB, MiB + 1, 7 * MiB + 12_345];
+  for (const [label, options] of [
+    ['default blocks', {}],
+    ['small blocks', { blockBytes: 4096, maxInFlightBytes: 16_384 }],
+  ] as const) {
+    for (const size of sizes) {
+      test(`${size} bytes, random chunks of 1 byte to 5 MiB (${label})`, async () => {
+        const data = randomBytes(size);
+        const digest = pool(options).open();
+        await feedAll(digest, chunksOf(data, size + 7, 5 * MiB));
+        assert.deepEqual(await digest.digests(), oneShot(data));
+        digest.drop();
+      });
+    }
+  }
+
+  test('one-byte chunks', async () => {
+    const data = randomBytes(3000);
+    const digest = pool({ blockBytes: 256, maxInFlightBytes: 1024 }).open();
+    await feedAll(
+      digest,
+      [...data].map((b) => Buffer.from([b])),
+    );
+    assert.deepEqual(await digest.digests(), oneShot(data));
+  });
+
+  test('the caller may reuse its buffer as soon as update() returns (bytes are copied)', async () => {
+    const data = randomBytes(3 * MiB);
+    const digest = pool().open();
+    const scratch = Buffer.alloc(100_000);
+    for (let at = 0; at < data.length; at += scratch.length) {
+      const n = data.copy(scratch, 0, at);
+      await digest.update(scratch.subarray(0, n));
+      scratch.fill(0xaa);
+    }
+    assert.deepEqual(await digest.digests(), oneShot(data));
+  });
+
+  test('many digests at once on two threads keep their states apart', async () => {
+    const p = pool({ threads: 2 });
+    const inputs = Array.from({ length: 6 }, (_, i) => randomBytes(MiB + i * 99_991));
+    const results = await Promise.all(
+      inputs.map(async (data, i) => {
+        const digest = p.open();
+        await feedAll(digest, chunksOf(data, i, MiB));
+        return digest.digests();
+      }),
+    );
+    for (const [i, r] of results.entries()) assert.deepEqual(r, oneShot(inputs[i]!));
+  });
+});
+
+describe('a digest carries its state across calls', () => {
+  test('digests() part-way reads the prefix and the state goes on', async () => {
+    const data = randomBytes(5 * MiB + 3);
+    const digest = pool().open();
+    const cuts = [0, 1, 700_000, 3 * MiB, data.length];
+    for (let i = 1; i < cuts.length; i += 1) {
+      await feedAll(digest, chunksOf(data.subarray(cuts[i - 1], cuts[i]), i, MiB));
+      digest.flush();
+      assert.deepEqual(await digest.digests(), oneShot(data.subarray(0, cuts[i])));
+    }
+    assert.equal(digest.offset, data.length);
+  });
+
+  test('catch-up from a file (with a header before byte 0) equals one pass', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hash-worker-'));
+    try {
+      const header = Buffer.from('HEADER--');
+      const data = randomBytes(4 * MiB + 17);
+      const file = join(dir, 'bytes');
+      await writeFile(file, Buffer.concat([header, data]));
+      // Seen in part by this process, the rest caught up from the file, then more streamed.
+      const digest = pool().open();
+      await feedAll(digest, chunksOf(data.subarray(0, 1_234_567), 3, MiB));
+      await digest.catchUp(file, 3 * MiB, header.length);
+      assert.equal(digest.offset, 3 * MiB);
+      await feedAll(digest, chunksOf(data.subarray(3 * MiB), 4, MiB));
+      assert.deepEqual(await digest.digests(), oneShot(data));
+      // A node that saw nothing catches up on all of it.
+      const fresh = pool().open();
+      await fresh.catchUp(file, data.length, header.length);
+      assert.deepEqual(await fresh.digests(), oneShot(data));
+      // Nothing to catch up is no work; backwards is an error.
+      await fresh.catchUp(file, data.length, header.length);
+      await assert.rejects(fresh.catchUp(file, 10, header.length), /backwards/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a file that ends before the catch-up does fails it and makes the digest unusable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hash-worker-'));
+    try {
+      const file = join(dir, 'short');
+      await writeFile(file, randomBytes(1000));
+      const digest = pool().open();
+      await assert.rejects(digest.catchUp(file, 2000), /ended/);
+      assert.equal(digest.usable, false);
+      assert.throws(() => digest.update(Buffer.from('x')));
+      await assert.rejects(pool().open().catchUp(join(dir, 'missing'), 1), /ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('running digests (tus) across requests and a dead worker', () => {
+  test('a state kept between requests, lost with its worker, is rebuilt from the stored bytes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hash-worker-'));
+    try {
+      const p = pool({ threads: 1 });
+      const digests = new RunningDigests(10, p);
+      const file = join(dir, 'upload');
+      const data = randomBytes(5 * MiB + 77);
+      const cuts = [0, 2 * MiB + 1, 4 * MiB, data.length];
+      // First request: nothing cached, nothing stored.
+      await writeFile(file, data.subarray(0, cuts[1]));
+      let digest = await digests.take('k', file, 0);
+      await feedAll(digest, chunksOf(data.subarray(0, cuts[1]), 1, MiB));
+      digests.put('k', digest);
+      // The worker dies between requests: the cached state is gone with it.
+      await p.close();
+      await writeFile(file, data.subarray(0, cuts[2]));
+      digest = await digests.take('k', file, cuts[1]!);
+      assert.equal(p.started, 2, 'a new worker');
+      assert.equal(digest.offset, cuts[1]);
+      await feedAll(digest, chunksOf(data.subarray(cuts[1], cuts[2]), 2, MiB));
+      digests.put('k', digest);
+      // Another node wrote the rest: this one catches up on it from the file.
+      await writeFile(file, data);
+      digest = await digests.take('k', file, data.length);
+      assert.deepEqual(await digest.digests(), oneShot(data));
+      digest.drop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('flow control: bytes in flight stay within the bound', () => {
+  test('a caller that never yields is held once the bound is reached', () => {
+    const bound = 256 * 1024;
+    const digest = pool({ blockBytes: 64 * 1024, maxInFlightBytes: bound }).open();
+    // Acknowledgements arrive only through the event loop, which this loop never yields to:
+    // update() must refuse to take more than the bound.
+    let accepted = 0;
+    let held: Promise<void> | undefined;
+    while (!held) {
+      held = digest.update(randomBytes(10_000));
+      accepted += 10_000;
+      assert.ok(digest.inFlight <= bound, `${digest.inFlight} bytes in flight`);
+      assert.ok(accepted < 10 * bound, 'never held');
+    }
+    assert.equal(digest.holds, 1);
+    held.catch(() => {});
+    digest.drop();
+  });
+
+  test('32 MiB through a pass-through never has more than the bound in flight', async () => {
+    const bound = 512 * 1024;
+    const digest = pool({ blockBytes: 128 * 1024, maxInFlightBytes: bound }).open();
+    const data = randomBytes(32 * MiB);
+    let out = 0;
+    let worst = 0;
+    await pipeline(
+      Readable.from(chunksOf(data, 9, 256 * 1024)),
+      hashingPassThrough(digest),
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          out += chunk.length;
+          worst = Math.max(worst, digest.inFlight);
+          cb();
+        },
+      }),
+    );
+    assert.equal(out, data.length);
+    assert.ok(worst <= bound && digest.peakInFlight <= bound, `peak ${digest.peakInFlight} of ${bound}`);
+    assert.ok(digest.holds > 0, 'the worker was waited for at least once');
+    assert.deepEqual(await digest.digests(), oneShot(data));
+  });
+});
+
+describe('a worker that dies', () => {
+  test('fails the work pending on it with an error; later work gets a new worker', async () => {
+    const p = pool({ threads: 1, blockBytes: 64 * 1024, maxInFlightBytes: 128 * 1024 });
+    // Keeps the worker busy for hours: nothing queued behind it can finish before the kill.
+    const busy = p.open();
+    const endless = busy.catchUp('/dev/zero', 2 ** 40);
+    const pendingDigest = p.open();
+    await pendingDigest.update(randomBytes(1000));
+    const asked = pendingDigest.digests();
+    const heldStream = p.open();
+    let held: Promise<void> | undefined;
+    while (!held) held = heldStream.update(randomBytes(50_000));
+    assert.equal(p.started, 1);
+
+    await p.close();
+    await assert.rejects(endless, /hashing worker/);
+    await assert.rejects(asked, /hashing worker/);
+    await assert.rejects(held, /hashing worker/);
+    for (const d of [busy, pendingDigest, heldStream]) {
+      assert.equal(d.usable, false);
+      assert.throws(() => d.update(Buffer.from('more')), /hashing worker/);
+      await assert.rejects(d.digests(), /hashing worker/);
+    }
+
+    const data = randomBytes(2 * MiB + 5);
+    const later = p.open();
+    await feedAll(later, chunksOf(data, 1, MiB));
+    assert.deepEqual(await later.digests(), oneShot(data));
+    assert.equal(p.started, 2);
+  });
+
+  test('a DigestStream whose worker dies fails its pipeline instead of hanging', async () => {
+    const p = pool({ threads: 1, blockBytes: 64 * 1024, maxInFlightBytes: 128 * 1024 });
+    const busy = p.open();
+    busy.catchUp('/dev/zero', 2 ** 40).catch(() => {});
+    const stream = new DigestStream(Number.POSITIVE_INFINITY, p);
+    let passed = 0;
+    const running = pipeline(
+      Readable.from(chunksOf(randomBytes(8 * MiB), 2, 100_000)),
+      stream,
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          passed += chunk.length;
+          // The worker cannot acknowledge (it is busy for hours), so the stream is held
+          // within 128 KiB of this: kill the worker under it.
+          if (passed === chunk.length) void p.close();
+          cb();
+        },
+      }),
+    );
+    await assert.rejects(running, /hashing worker/);
+    assert.throws(() => stream.digests());
+    // The next stream on the same pool works.
+    const data = randomBytes(300_000);
+    const next = new DigestStream(Number.POSITIVE_INFINITY, p);
+    await pipeline(Readable.from([data]), next, new Writable({ write: (_c, _e, cb) => cb() }));
+    assert.deepEqual(next.digests(), oneShot(data));
+  });
+});
