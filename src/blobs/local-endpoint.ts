@@ -24,7 +24,9 @@ import {
   normalizeFields,
   type PolicyCondition,
 } from './post-policy.js';
-import { QuerySigner } from './sigv4-query.js';
+import { encodeS3Key, QuerySigner } from './sigv4-query.js';
+
+export { encodeS3Key };
 
 export interface LocalEndpointOptions {
   /** Public base URL of this Wharf; the endpoint lives under `${publicUrl}/s3`. */
@@ -351,19 +353,6 @@ function operationShape(request: PresignOperationRequest): {
     case 'AbortMultipartUpload':
       return { method: 'DELETE', query: { uploadId: uploadId() } };
   }
-}
-
-/** S3 keys are encoded per segment, slashes kept (what the AWS SDK does). */
-export function encodeS3Key(key: string): string {
-  return key
-    .split('/')
-    .map((segment) =>
-      encodeURIComponent(segment).replace(
-        /[!'()*]/g,
-        (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-      ),
-    )
-    .join('/');
 }
 
 function splitUrl(rawUrl: string): { path: string; query: Record<string, string | string[]> } {

@@ -140,3 +140,8 @@ export function escapeUri(value: string): string {
 function amzDate(ms: number): string {
   return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/[-:]|\.\d{3}/g, '');
 }
+
+/** S3 keys are encoded per segment, slashes kept (what the AWS SDK does). */
+export function encodeS3Key(key: string): string {
+  return key.split('/').map(escapeUri).join('/');
+}

@@ -6,12 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { buildQueryString } from '@smithy/querystring-builder';
 import fc from 'fast-check';
 import { encodeS3Key, LocalEndpoint, type LocalEndpointOptions } from '../../src/blobs/local-endpoint.js';
+import { createS3Client } from '../../src/blobs/s3-client.js';
+import { S3BlobStore, type S3BlobStoreOptions } from '../../src/blobs/s3-store.js';
 import { hexToBase64 } from '../../src/core/digests.js';
 import type { PresignOperationRequest, PresignPutRequest, S3Operation } from '../../src/core/ports.js';
 
@@ -231,6 +234,93 @@ describe('QuerySigner (via LocalEndpoint) signs as the AWS SDK does', () => {
         },
       ),
       { numRuns: Math.ceil(RUNS / 4) },
+    );
+  });
+});
+
+/** What S3BlobStore.presignPut did before it signed with QuerySigner: getSignedUrl, as configured there. */
+async function sdkS3Put(
+  config: S3BlobStoreOptions,
+  request: PresignPutRequest & { contentTypeOnly: boolean },
+): Promise<string> {
+  const client = createS3Client(config);
+  try {
+    const command = new PutObjectCommand({
+      Bucket: config.bucket,
+      Key: request.key,
+      ContentType: request.contentType,
+      ContentLength: request.size,
+      ContentMD5: request.md5 ? hexToBase64(request.md5) : undefined,
+      ChecksumSHA256: request.sha256 ? hexToBase64(request.sha256) : undefined,
+      IfNoneMatch: request.contentTypeOnly ? undefined : '*',
+    });
+    return await getSignedUrl(client, command, {
+      expiresIn: request.expiresInSeconds,
+      signingDate: new Date(request.now),
+      signableHeaders: new Set(['content-type', 'content-length', 'content-md5', 'if-none-match']),
+      unhoistableHeaders: new Set(['x-amz-checksum-sha256', 'content-md5']),
+    });
+  } finally {
+    client.destroy();
+  }
+}
+
+// Stores as Wharf is configured for them: a self-hosted server path-style, AWS S3 itself
+// (no endpoint: virtual-hosted, the SDK's own endpoint rules), a virtual-hosted custom host.
+const s3Options = fc.record({
+  target: fc.constantFrom(
+    { endpoint: 'http://127.0.0.1:9000', forcePathStyle: true },
+    { endpoint: 'https://s3.example.com:8443', forcePathStyle: false },
+    { endpoint: undefined, forcePathStyle: false },
+    { endpoint: undefined, forcePathStyle: true },
+  ),
+  bucket: fc.constantFrom('wharf', 'assets-1', 'my.bucket'),
+  region: fc.constantFrom('us-east-1', 'eu-central-1', 'ap-southeast-2'),
+  accessKeyId: fc.stringMatching(/^[A-Z0-9]{16,20}$/),
+  secretAccessKey: fc.string({ minLength: 1, maxLength: 60 }),
+});
+
+describe('S3BlobStore.presignPut signs as the AWS SDK’s getSignedUrl does', () => {
+  test('any store address, key, digests, write-once or not, date and expiry', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        s3Options,
+        key,
+        contentType,
+        fc.nat({ max: 5 * 2 ** 30 }),
+        fc.option(hex(32), { nil: null }),
+        fc.option(hex(64), { nil: null }),
+        fc.boolean(),
+        now,
+        expires,
+        async (opts, k, type, size, md5, sha256, contentTypeOnly, at, expiresInSeconds) => {
+          const config: S3BlobStoreOptions = {
+            ...opts.target,
+            bucket: opts.bucket,
+            region: opts.region,
+            accessKeyId: opts.accessKeyId,
+            secretAccessKey: opts.secretAccessKey,
+          };
+          const request = {
+            key: k,
+            contentType: type,
+            size,
+            md5,
+            sha256,
+            contentTypeOnly,
+            expiresInSeconds,
+            now: at,
+          };
+          const store = new S3BlobStore(config);
+          try {
+            const ours = await store.presignPut(request);
+            assert.equal(ours.url, await sdkS3Put(config, request));
+          } finally {
+            await store.close();
+          }
+        },
+      ),
+      { numRuns: Math.max(200, Math.floor(RUNS / 4)) },
     );
   });
 });
