@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WharfError } from '../core/errors.js';
+import { feed, hashPool, type OffThreadDigest } from '../core/hash-worker.js';
 import type { Digests, ObjectInfo } from '../core/model.js';
 import {
   type ByteRange,
@@ -387,10 +388,15 @@ async function hashInto(digest: RunningDigest, path: string, size: number): Prom
   }
 }
 
-/** MD5 and size of a part as it streams through, failing past `maxBytes`. */
+/**
+ * MD5 and size of a part as it streams through, failing past `maxBytes`. The MD5 is computed
+ * on a hashing worker (as DigestStream's digests are): on the event loop it cost about 1.6 s
+ * of CPU per GiB of parts.
+ */
 class PartDigest extends Transform {
-  private readonly md5 = createHash('md5');
+  private readonly digest: OffThreadDigest = hashPool().open({ md5Only: true });
   private bytes = 0;
+  private md5: string | undefined;
 
   constructor(private readonly maxBytes: number) {
     super();
@@ -406,12 +412,29 @@ class PartDigest extends Transform {
       );
       return;
     }
-    this.md5.update(chunk);
-    callback(null, chunk);
+    feed(this.digest, chunk, callback);
   }
 
+  override _flush(callback: TransformCallback): void {
+    this.digest.md5().then(
+      ({ md5 }) => {
+        this.md5 = md5;
+        this.digest.drop();
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.digest.drop();
+    callback(err);
+  }
+
+  /** Available once the stream has ended. */
   result(): { size: number; md5: string } {
-    return { size: this.bytes, md5: this.md5.digest('hex') };
+    if (this.md5 === undefined) throw new Error('PartDigest.result() called before the stream ended');
+    return { size: this.bytes, md5: this.md5 };
   }
 }
 

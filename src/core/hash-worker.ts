@@ -14,25 +14,25 @@ const { createHash } = require('node:crypto');
 const fs = require('node:fs');
 const states = new Map();
 let readBuffer;
-function state(id) {
+function state(id, md5Only) {
   let s = states.get(id);
-  if (!s) states.set(id, (s = { sha256: createHash('sha256'), md5: createHash('md5') }));
+  if (!s) states.set(id, (s = { sha256: md5Only ? null : createHash('sha256'), md5: createHash('md5') }));
   return s;
 }
 function hash(s, bytes) {
-  s.sha256.update(bytes);
+  if (s.sha256) s.sha256.update(bytes);
   s.md5.update(bytes);
 }
 parentPort.on('message', (m) => {
   if (m.op === 'update') {
-    hash(state(m.id), Buffer.from(m.buf, 0, m.len));
+    hash(state(m.id, m.md5Only), Buffer.from(m.buf, 0, m.len));
     parentPort.postMessage({ op: 'ack', len: m.len, buf: m.buf }, [m.buf]);
   } else if (m.op === 'digest') {
-    const s = state(m.id);
-    parentPort.postMessage({ op: 'reply', req: m.req, sha256: s.sha256.copy().digest('hex'), md5: s.md5.copy().digest('hex') });
+    const s = state(m.id, m.md5Only);
+    parentPort.postMessage({ op: 'reply', req: m.req, sha256: s.sha256 ? s.sha256.copy().digest('hex') : undefined, md5: s.md5.copy().digest('hex') });
   } else if (m.op === 'file') {
     try {
-      const s = state(m.id);
+      const s = state(m.id, m.md5Only);
       readBuffer ??= Buffer.allocUnsafe(1 << 20);
       const fd = fs.openSync(m.path, 'r');
       try {
@@ -102,8 +102,11 @@ export class HashPool {
     this.threads = new Array(Math.max(1, this.options.threads)).fill(undefined);
   }
 
-  /** A new digest of nothing yet. */
-  open(): OffThreadDigest {
+  /**
+   * A new digest of nothing yet: SHA-256 and MD5, or MD5 alone (a multipart part's ETag, whose
+   * object the part chain hashes whole).
+   */
+  open(options: { md5Only?: boolean } = {}): OffThreadDigest {
     let best = 0;
     for (let i = 0; i < this.threads.length; i += 1) {
       const t = this.threads[i];
@@ -119,7 +122,7 @@ export class HashPool {
       this.threads[best] = thread;
       this.started += 1;
     }
-    const digest = new OffThreadDigest(thread, this.nextId++, this.options);
+    const digest = new OffThreadDigest(thread, this.nextId++, this.options, options.md5Only === true);
     thread.digests.set(digest.id, digest);
     return digest;
   }
@@ -169,7 +172,9 @@ class HashThread {
   /** Posts a block of `digest`'s bytes; its acknowledgement comes back in order. */
   update(digest: OffThreadDigest, block: Buffer, len: number): void {
     this.acks.push(digest);
-    this.send({ op: 'update', id: digest.id, buf: block.buffer, len }, [block.buffer as ArrayBuffer]);
+    this.send({ op: 'update', id: digest.id, md5Only: digest.md5Only, buf: block.buffer, len }, [
+      block.buffer as ArrayBuffer,
+    ]);
   }
 
   request(digest: OffThreadDigest, message: Record<string, unknown>): Promise<Message & { op: 'reply' }> {
@@ -177,7 +182,7 @@ class HashThread {
     const req = this.nextReq++;
     return new Promise((resolve, reject) => {
       this.requests.set(req, { digest, resolve, reject });
-      this.send({ ...message, id: digest.id, req });
+      this.send({ ...message, id: digest.id, md5Only: digest.md5Only, req });
     });
   }
 
@@ -255,6 +260,8 @@ export class OffThreadDigest {
     private readonly thread: HashThread,
     readonly id: number,
     private readonly options: Required<HashPoolOptions>,
+    /** Only MD5 is computed (see HashPool.open). */
+    readonly md5Only = false,
   ) {}
 
   /** False once its worker died or it was dropped: its state is gone. */
@@ -287,11 +294,23 @@ export class OffThreadDigest {
 
   /** The digests of what it has accepted so far; it can go on being updated. */
   async digests(): Promise<Digests> {
+    if (this.md5Only) throw new Error('this digest computes MD5 only');
+    const { size, sha256, md5 } = await this.read();
+    return { size, sha256: sha256!, md5 };
+  }
+
+  /** The size and MD5 of what it has accepted so far. */
+  async md5(): Promise<{ size: number; md5: string }> {
+    const { size, md5 } = await this.read();
+    return { size, md5 };
+  }
+
+  private async read(): Promise<{ size: number; sha256: string | undefined; md5: string }> {
     this.check();
     this.flush();
     const size = this.offset;
     const reply = await this.thread.request(this, { op: 'digest' });
-    return { size, sha256: reply.sha256!, md5: reply.md5! };
+    return { size, sha256: reply.sha256, md5: reply.md5! };
   }
 
   /**

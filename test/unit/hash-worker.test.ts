@@ -66,6 +66,18 @@ describe('off-thread digests equal node:crypto', () => {
     }
   }
 
+  test('an MD5-only digest (a multipart part): MD5 and size equal node:crypto, and it has no SHA-256', async () => {
+    for (const size of [0, 1, MiB + 1, 3 * MiB + 77]) {
+      const data = randomBytes(size);
+      const digest = pool({ blockBytes: 64 * 1024, maxInFlightBytes: 256 * 1024 }).open({ md5Only: true });
+      await feedAll(digest, chunksOf(data, size + 3, 2 * MiB));
+      const { md5 } = oneShot(data);
+      assert.deepEqual(await digest.md5(), { size, md5 });
+      await assert.rejects(digest.digests(), /MD5 only/);
+      digest.drop();
+    }
+  });
+
   test('one-byte chunks', async () => {
     const data = randomBytes(3000);
     const digest = pool({ blockBytes: 256, maxInFlightBytes: 1024 }).open();
