@@ -53,11 +53,6 @@ const MiB = 1024 * 1024;
 const DEFAULT_PART_SIZE = 8 * MiB;
 const DEFAULT_QUEUE_SIZE = 4;
 
-/**
- * Bytes in an S3-compatible bucket (the scaled-out deployment). Uploads stream as multipart
- * uploads with a bounded number of parts in flight; presigned URLs and POST policies are the
- * object store's own, so storage itself enforces what they bind.
- */
 /** Where presigned PutObject URLs of a bucket point, and the query the SDK adds to them. */
 interface PutTarget {
   signer: QuerySigner;
@@ -71,6 +66,11 @@ interface PutTarget {
 /** A key with nothing to encode, presigned once to learn the URL's shape. */
 const PROBE_KEY = 'wharf-probe';
 
+/**
+ * Bytes in an S3-compatible bucket (the scaled-out deployment). Uploads stream as multipart
+ * uploads with a bounded number of parts in flight; presigned URLs and POST policies are the
+ * object store's own, so storage itself enforces what they bind.
+ */
 export class S3BlobStore implements BlobStore {
   readonly name = 's3';
   readonly presignGet: ((key: string, request: PresignGetRequest) => Promise<string>) | undefined;
@@ -207,7 +207,7 @@ export class S3BlobStore implements BlobStore {
 
   /**
    * The presigned PutObject URL, as the AWS SDK's getSignedUrl makes it
-   * (test/unit/s3-presign.test.ts compares the two on randomised input). getSignedUrl runs the
+   * (test/unit/sigv4-query.test.ts compares the two on randomised input). getSignedUrl runs the
    * client's whole middleware stack and endpoint resolution for every URL: 0.3–0.8 ms of CPU
    * each, so a batch of 100 presigned uploads cost 60–80 ms. The SDK resolves where the
    * bucket's objects live once (a probe URL: scheme, host, path prefix and the query it
@@ -253,6 +253,10 @@ export class S3BlobStore implements BlobStore {
         pathPrefix: url.pathname.slice(0, -PROBE_KEY.length),
         query,
       };
+    });
+    // A failure is not kept: the next URL tries again.
+    this.putTargetOnce.catch(() => {
+      this.putTargetOnce = undefined;
     });
     return this.putTargetOnce;
   }
