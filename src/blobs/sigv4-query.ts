@@ -27,8 +27,8 @@ const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 /**
  * AWS Signature Version 4 query presigning for S3-style URLs (`X-Amz-*` parameters,
  * `UNSIGNED-PAYLOAD`), producing exactly what the AWS SDK's S3RequestPresigner produces for
- * the requests Wharf signs for its own storage endpoint (test/unit/sigv4-query.test.ts holds
- * them side by side on randomised input). Hand-written because the SDK's generic path costs
+ * the requests Wharf signs: for its own storage endpoint, and PutObject URLs of an S3 bucket
+ * (test/unit/sigv4-query.test.ts holds them side by side on randomised input). Hand-written because the SDK's generic path costs
  * ≈ 24 µs per URL — middleware stacks, header maps cloned several times, the signing key's
  * cache keyed by an HMAC of the credentials on every call — and a batch of presigned uploads
  * signs thousands of URLs a second; this costs one SHA-256 and one HMAC per URL, with the
