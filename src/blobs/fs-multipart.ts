@@ -2,10 +2,10 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WharfError } from '../core/errors.js';
-import { feed, hashPool, type OffThreadDigest } from '../core/hash-worker.js';
+import { Md5Stream } from '../core/hashing.js';
 import type { Digests, ObjectInfo } from '../core/model.js';
 import {
   type ByteRange,
@@ -93,14 +93,14 @@ export class FsMultipartParts {
     const temp = join(this.tmp, `${randomUUID()}.part`);
     // Only the part's MD5 (its ETag) is needed here: the whole object's SHA-256 and MD5 are
     // the chain's, hashed in part order once the part is stored.
-    const digest = new PartDigest(MULTIPART_LIMITS.maxPartSize);
+    const digest = new Md5Stream(MULTIPART_LIMITS.maxPartSize);
     try {
       await pipeline(
         part.body,
         digest,
         createWriteStream(temp, { flags: 'wx', mode: 0o640, start: HEADER, highWaterMark: CHUNK }),
       );
-      const { size, md5 } = digest.result();
+      const { size, md5 } = digest.md5();
       if (part.size !== undefined && size !== part.size) {
         throw new WharfError('SIZE_MISMATCH', `Expected ${part.size} bytes, received ${size}.`);
       }
@@ -385,56 +385,6 @@ async function hashInto(digest: RunningDigest, path: string, size: number): Prom
     }
   } finally {
     await handle.close();
-  }
-}
-
-/**
- * MD5 and size of a part as it streams through, failing past `maxBytes`. The MD5 is computed
- * on a hashing worker (as DigestStream's digests are): on the event loop it cost about 1.6 s
- * of CPU per GiB of parts.
- */
-class PartDigest extends Transform {
-  private readonly digest: OffThreadDigest = hashPool().open({ md5Only: true });
-  private bytes = 0;
-  private md5: string | undefined;
-
-  constructor(private readonly maxBytes: number) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.maxBytes) {
-      callback(
-        new WharfError('FILE_TOO_LARGE', `The part is larger than the limit of ${this.maxBytes} bytes.`, {
-          limit: this.maxBytes,
-        }),
-      );
-      return;
-    }
-    feed(this.digest, chunk, callback);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.digest.md5().then(
-      ({ md5 }) => {
-        this.md5 = md5;
-        this.digest.drop();
-        callback();
-      },
-      (err: Error) => callback(err),
-    );
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    this.digest.drop();
-    callback(err);
-  }
-
-  /** Available once the stream has ended. */
-  result(): { size: number; md5: string } {
-    if (this.md5 === undefined) throw new Error('PartDigest.result() called before the stream ended');
-    return { size: this.bytes, md5: this.md5 };
   }
 }
 

@@ -4,30 +4,38 @@ import { feed, type HashPool, hashPool, type OffThreadDigest } from './hash-work
 import type { Digests } from './model.js';
 
 /**
- * Passes bytes through unchanged while computing SHA-256 and MD5 in the same pass (on a
- * hashing worker: the event loop only copies the bytes to it) and enforcing a byte limit as
- * the bytes arrive (a too-large body fails at the limit, not after it has been stored).
+ * Passes bytes through unchanged while hashing them in the same pass (on a hashing worker:
+ * the event loop only copies the bytes to it) and enforcing a byte limit as the bytes arrive
+ * (a too-large body fails at the limit, not after it has been stored). What it computes, and
+ * reads back at the end, is the subclass's.
  */
-export class DigestStream extends Transform {
-  private readonly digest: OffThreadDigest;
+abstract class HashingStream<R> extends Transform {
   private bytes = 0;
-  private result: Digests | undefined;
+  private value: R | undefined;
 
   constructor(
-    private readonly maxBytes: number = Number.POSITIVE_INFINITY,
-    pool: HashPool = hashPool(),
+    protected readonly digest: OffThreadDigest,
+    private readonly maxBytes: number,
+    /** What the bytes are, in the FILE_TOO_LARGE message. */
+    private readonly noun: string,
   ) {
     super();
-    this.digest = pool.open();
   }
+
+  /** What was computed, once every byte has been accepted. */
+  protected abstract computed(): Promise<R>;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.bytes > this.maxBytes) {
       callback(
-        new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${this.maxBytes} bytes.`, {
-          limit: this.maxBytes,
-        }),
+        new WharfError(
+          'FILE_TOO_LARGE',
+          `The ${this.noun} is larger than the limit of ${this.maxBytes} bytes.`,
+          {
+            limit: this.maxBytes,
+          },
+        ),
       );
       return;
     }
@@ -35,9 +43,9 @@ export class DigestStream extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    this.digest.digests().then(
-      ({ sha256, md5 }) => {
-        this.result = { size: this.bytes, sha256, md5 };
+    this.computed().then(
+      (value) => {
+        this.value = value;
         this.digest.drop();
         callback();
       },
@@ -52,8 +60,40 @@ export class DigestStream extends Transform {
   }
 
   /** Available once the stream has ended. */
+  protected result(): R {
+    if (this.value === undefined) throw new Error(`${this.constructor.name} read before the stream ended`);
+    return this.value;
+  }
+}
+
+/** SHA-256 and MD5 of a file as it streams through. */
+export class DigestStream extends HashingStream<Digests> {
+  constructor(maxBytes: number = Number.POSITIVE_INFINITY, pool: HashPool = hashPool()) {
+    super(pool.open(), maxBytes, 'file');
+  }
+
+  protected computed(): Promise<Digests> {
+    return this.digest.digests();
+  }
+
+  /** Available once the stream has ended. */
   digests(): Digests {
-    if (!this.result) throw new Error('DigestStream.digests() called before the stream ended');
-    return this.result;
+    return this.result();
+  }
+}
+
+/** MD5 and size of a multipart part as it streams through (its ETag; the object is hashed whole apart). */
+export class Md5Stream extends HashingStream<{ size: number; md5: string }> {
+  constructor(maxBytes: number, pool: HashPool = hashPool()) {
+    super(pool.open({ md5Only: true }), maxBytes, 'part');
+  }
+
+  protected computed(): Promise<{ size: number; md5: string }> {
+    return this.digest.md5();
+  }
+
+  /** Available once the stream has ended. */
+  md5(): { size: number; md5: string } {
+    return this.result();
   }
 }
