@@ -75,8 +75,10 @@ export class MediaTools implements MediaProber {
   /** Finds out which tools run here; returns those that do not (for the start-up log). */
   async detect(): Promise<{ missing: Record<Tool, string>; present: Tool[] }> {
     const missing = {} as Record<Tool, string>;
+    // The tools' own list, not the keys of `paths`: the configuration object passed in also
+    // holds the limits (timeoutSeconds, maxInputBytes), which are not commands to try.
     await Promise.all(
-      (Object.keys(this.paths) as Tool[]).map(async (tool) => {
+      (Object.keys(VERSION_ARGS) as Tool[]).map(async (tool) => {
         try {
           await run(this.paths[tool], VERSION_ARGS[tool], 10);
           this.present.add(tool);
