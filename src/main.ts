@@ -1,4 +1,5 @@
 import { type Config, ConfigError, readConfig } from './config.js';
+import { tuneGarbageCollector } from './gc-tuning.js';
 import { runtimeProblem } from './runtime.js';
 import { createWharf, settlesWithin, type Wharf } from './server.js';
 
@@ -13,6 +14,8 @@ async function main(): Promise<number> {
   const signal = stopSignal();
   const problem = runtimeProblem();
   if (problem) return failed([problem]);
+  // Before the first upload: Buffers then stop setting off a full collection each 64 MiB.
+  tuneGarbageCollector();
   let config: Config;
   try {
     const loaded = readConfig();

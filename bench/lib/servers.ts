@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gcFlagsFor } from '../../src/gc-tuning.js';
 import { type ChildServer, cleanEnv, freePort, spawnServer } from './children.js';
 import { GiB } from './config.js';
 
@@ -19,6 +20,13 @@ export async function buildServers(): Promise<void> {
     await run(tsc, ['-p', project]);
   }
 }
+
+/**
+ * The reference servers (raw pipeline, bare Fastify, bare tus, image pipeline) run with the V8
+ * setting Wharf gives itself at start (src/gc-tuning.ts), so a ratio measures code, not a flag.
+ * On the command line: the children run on this same Node, whose V8 knows it.
+ */
+const REFERENCE_NODE_ARGS = [gcFlagsFor(process.versions.v8)].filter((flag) => flag !== undefined);
 
 export interface WharfServer extends ChildServer {
   apiKey: string;
@@ -73,7 +81,11 @@ export async function startBaseline(options: {
   const port = await freePort();
   return spawnServer({
     name: options.name ?? 'baseline',
-    nodeArgs: [...(options.nodeArgs ?? []), join(REPO_ROOT, 'dist', 'bench', 'baseline-server.js')],
+    nodeArgs: [
+      ...REFERENCE_NODE_ARGS,
+      ...(options.nodeArgs ?? []),
+      join(REPO_ROOT, 'dist', 'bench', 'baseline-server.js'),
+    ],
     env: { ...cleanEnv(), BASELINE_PORT: String(port), BASELINE_DIR: options.dataDir },
     port,
     healthPath: '/healthz',
@@ -87,7 +99,7 @@ export async function startImageBaseline(options: { dataDir: string; logFile?: s
   const port = await freePort();
   return spawnServer({
     name: 'image-baseline',
-    nodeArgs: [join(REPO_ROOT, 'dist', 'bench', 'image-baseline-server.js')],
+    nodeArgs: [...REFERENCE_NODE_ARGS, join(REPO_ROOT, 'dist', 'bench', 'image-baseline-server.js')],
     env: { ...cleanEnv(), IMAGE_BASELINE_PORT: String(port), IMAGE_BASELINE_DIR: options.dataDir },
     port,
     healthPath: '/healthz',
@@ -101,7 +113,7 @@ export async function startBareFastify(): Promise<ChildServer> {
   const port = await freePort();
   return spawnServer({
     name: 'bare-fastify',
-    nodeArgs: [join(REPO_ROOT, 'dist', 'bench', 'bare-fastify.js')],
+    nodeArgs: [...REFERENCE_NODE_ARGS, join(REPO_ROOT, 'dist', 'bench', 'bare-fastify.js')],
     env: { ...cleanEnv(), BARE_PORT: String(port) },
     port,
     healthPath: '/healthz',
@@ -114,7 +126,7 @@ export async function startBareTus(options: { dataDir: string; name?: string }):
   const port = await freePort();
   return spawnServer({
     name: options.name ?? 'bare-tus',
-    nodeArgs: [join(REPO_ROOT, 'dist', 'bench', 'bare-tus.js')],
+    nodeArgs: [...REFERENCE_NODE_ARGS, join(REPO_ROOT, 'dist', 'bench', 'bare-tus.js')],
     env: { ...cleanEnv(), BARE_TUS_PORT: String(port), BARE_TUS_DIR: options.dataDir },
     port,
     healthPath: '/healthz',

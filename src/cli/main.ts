@@ -2,7 +2,11 @@
 // The CLI's entry: `npm run wharf -- …` from source, bin/wharf.js once built. The client
 // commands (upload, sync, ls, get, rm) load only the SDK, never the server, so they start fast;
 // the admin commands import the server's code.
+import { tuneGarbageCollector } from '../gc-tuning.js';
 import { isClientCommand, runClient } from './upload/main.js';
+
+// The uploader reads and hashes whole files: the same Buffers as the server's (see gc-tuning).
+tuneGarbageCollector();
 
 const argv = process.argv.slice(2);
 const io = {

@@ -1,0 +1,37 @@
+import { setFlagsFromString } from 'node:v8';
+
+/**
+ * The V8 flag that counts the memory Buffers hold toward the heap's limit, rather than every
+ * byte ever allocated in them since the last full collection.
+ *
+ * Why: every socket read and every file read makes a Buffer. Under V8's older rule, each
+ * 64 MiB of them (garbage a moment later) starts a full mark-compact of the whole heap; a
+ * 1 GiB upload set off 10–27 of them, marking Wharf's ~45 MB heap each time, about 1–2.5 s of
+ * GC threads' CPU per GiB on top of the hashing. With the flag, the same upload runs none (see
+ * bench/README.md, "GC and Buffers"). V8 14.8 made this its only behaviour and removed the
+ * flag (V8 commits 513bb22991 and cf511a65ad, chromium bug 361124432); Node 26 ships V8 14.6.
+ */
+export const BUFFER_ACCOUNTING_FLAG = '--external-memory-accounted-in-global-limit';
+
+/** The V8 that does this by default (and no longer knows the flag). */
+const DEFAULT_FROM: readonly [number, number] = [14, 8];
+
+/** The flag to set on this V8, or undefined where it is already how V8 works. */
+export function gcFlagsFor(v8Version: string): string | undefined {
+  const [major = 0, minor = 0] = v8Version.split('.').map(Number);
+  const [fromMajor, fromMinor] = DEFAULT_FROM;
+  if (major > fromMajor || (major === fromMajor && minor >= fromMinor)) return undefined;
+  return BUFFER_ACCOUNTING_FLAG;
+}
+
+/**
+ * Sets the flag where this V8 needs it. Called first thing in a process (the server, the CLI),
+ * before the heap has grown: the flag only changes how the next collections are scheduled.
+ * Not on the command line, which a V8 that removed the flag would refuse.
+ */
+export function tuneGarbageCollector(v8Version: string = process.versions.v8): boolean {
+  const flag = gcFlagsFor(v8Version);
+  if (!flag) return false;
+  setFlagsFromString(flag);
+  return true;
+}

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { BUFFER_ACCOUNTING_FLAG, gcFlagsFor } from '../../src/gc-tuning.js';
+
+const run = promisify(execFile);
+const CHILD = fileURLToPath(new URL('../fixtures/gc/buffer-churn.ts', import.meta.url));
+
+/** Full collections in a child that makes 2 GiB of short-lived Buffers beside a kept heap. */
+async function fullCollections(tuned: boolean): Promise<number> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', CHILD, ...(tuned ? ['tuned'] : [])], {
+    encoding: 'utf8',
+  });
+  return (JSON.parse(stdout) as { full: number }).full;
+}
+
+describe('garbage collection tuning', () => {
+  test('the flag is set on the V8s that need it and on no later one', () => {
+    assert.equal(gcFlagsFor('14.6.202.34-node.40'), BUFFER_ACCOUNTING_FLAG);
+    assert.equal(gcFlagsFor('14.7.0'), BUFFER_ACCOUNTING_FLAG);
+    assert.equal(gcFlagsFor('13.6.233.10'), BUFFER_ACCOUNTING_FLAG);
+    assert.equal(gcFlagsFor('14.8.0'), undefined);
+    assert.equal(gcFlagsFor('14.10.1'), undefined);
+    assert.equal(gcFlagsFor('15.0.0'), undefined);
+  });
+
+  test('short-lived Buffers no longer set off full collections of the heap that stays', async () => {
+    // This Node's V8 needs the flag; on one that does not, the comparison would be of nothing.
+    assert.equal(gcFlagsFor(process.versions.v8), BUFFER_ACCOUNTING_FLAG, `V8 ${process.versions.v8}`);
+    const [plain, tuned] = await Promise.all([fullCollections(false), fullCollections(true)]);
+    assert.ok(plain >= 8, `V8's default ran ${plain} full collections for 2 GiB of Buffers`);
+    assert.ok(tuned * 4 <= plain, `tuned: ${tuned} full collections, against ${plain} untuned`);
+  });
+});
