@@ -20,6 +20,7 @@ import type {
 } from '../core/ports.js';
 import { FsMultipartParts, fsyncPath, readComposed, readParts } from './fs-multipart.js';
 import { LOCAL_BUCKET } from './local-endpoint.js';
+import { writeBehind } from './write-behind.js';
 
 /** Presigns requests to the embedded storage endpoint (LocalEndpoint). */
 export interface PutPresigner {
@@ -88,11 +89,15 @@ export class FsBlobStore implements BlobStore {
     const tempMeta = `${temp}.json`;
     try {
       // flush: the stream fsyncs its own descriptor before it closes, so the bytes are on
-      // disk when pipeline() resolves (on the stream's 'close').
-      await pipeline(
-        source,
-        createWriteStream(temp, { flags: 'wx', mode: 0o640, flush: true, highWaterMark: WRITE_CHUNK }),
-      );
+      // disk when pipeline() resolves (on the stream's 'close'). writeBehind starts the disk
+      // on them meanwhile, so that fsync finds little left to write.
+      const file = createWriteStream(temp, {
+        flags: 'wx',
+        mode: 0o640,
+        flush: true,
+        highWaterMark: WRITE_CHUNK,
+      });
+      await pipeline(source, writeBehind(file), file);
       const info = await seal();
       await this.ensureDirectory(dirname(target));
       await this.ensureDirectory(dirname(metaTarget));

@@ -13,6 +13,7 @@ import type { ResumableStorage } from '../core/resumable.js';
 import type { FsBlobStore } from './fs-store.js';
 import { RunningDigests } from './running-digest.js';
 import { reportingUnavailable, type S3Options, s3ClientConfig } from './s3-client.js';
+import { writeBehind } from './write-behind.js';
 
 /**
  * What tus.io's server is given: the datastore (tus ids are Wharf storage keys) and the same
@@ -261,11 +262,10 @@ class WharfFileStore extends FileStore {
     try {
       // Hashed on the worker; a worker that falls behind holds the body here (see
       // OffThreadDigest.update), and one that dies fails the write.
-      await pipeline(
-        source,
-        hashingPassThrough(digest),
-        createWriteStream(file, { flags: 'r+', start: offset, highWaterMark: WRITE_BUFFER }),
-      );
+      // writeBehind: the disk writes as the bytes come, so the fsync at completion (see
+      // FsBlobStore.adopt) finds little left to write.
+      const out = createWriteStream(file, { flags: 'r+', start: offset, highWaterMark: WRITE_BUFFER });
+      await pipeline(source, hashingPassThrough(digest), writeBehind(out), out);
     } catch {
       // Some hashed bytes may not have reached the file: this digest is of no use. (A client
       // that went away ends its body instead; see the tus routes.)
