@@ -53,8 +53,8 @@ export class WriteBehind extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (!this.inFlight) return callback();
-    this.inFlight.then(() => callback());
+    if (this.inFlight) this.inFlight.then(() => callback());
+    else callback();
   }
 
   private flush(): void {
