@@ -71,9 +71,17 @@ export interface HashPoolOptions {
    * growing a queue.
    */
   maxInFlightBytes?: number;
+  /**
+   * Bytes all digests together may have sent to the workers and not yet seen hashed. Past
+   * it, a digest with a full block waits its turn (first come, first served) for another
+   * block to be hashed, so what waits at the workers stays bounded however many uploads run
+   * at once. (Each upload also fills one block of its own before sending it; a block sent
+   * early, by flush(), is let through over the bound, at most one per upload.)
+   */
+  maxPoolBytes?: number;
 }
 
-const DEFAULTS = { threads: 1, blockBytes: 1 << 20, maxInFlightBytes: 2 << 20 };
+const DEFAULTS = { threads: 1, blockBytes: 1 << 20, maxInFlightBytes: 2 << 20, maxPoolBytes: 32 << 20 };
 // Blocks kept for reuse across digests: enough for a few streams in flight, no more.
 const SPARE_BLOCKS = 16;
 
@@ -98,6 +106,9 @@ export class HashPool {
     this.options = { ...DEFAULTS, ...options };
     if (this.options.maxInFlightBytes < this.options.blockBytes) {
       throw new Error('maxInFlightBytes must hold at least one block');
+    }
+    if (this.options.maxPoolBytes < this.options.blockBytes) {
+      throw new Error('maxPoolBytes must hold at least one block');
     }
     this.threads = new Array(Math.max(1, this.options.threads)).fill(undefined);
   }
@@ -132,6 +143,52 @@ export class HashPool {
     const running = this.threads.filter((t): t is HashThread => t !== undefined);
     this.threads.fill(undefined);
     await Promise.all(running.map((t) => t.terminate()));
+  }
+
+  /** Bytes of blocks sent to the workers and not yet hashed, and the most there ever were. */
+  reserved = 0;
+  peakReserved = 0;
+  /** Digests waiting for room in the pool's budget, in the order they asked. */
+  private readonly queue: OffThreadDigest[] = [];
+
+  /**
+   * @internal Room for one block, for `digest`: true when taken now; false when `digest` is
+   * queued instead and will be granted it (see OffThreadDigest.granted) once a block is freed.
+   */
+  reserve(digest: OffThreadDigest): boolean {
+    if (this.queue.length === 0 && this.reserved + this.options.blockBytes <= this.options.maxPoolBytes) {
+      this.take();
+      return true;
+    }
+    this.queue.push(digest);
+    return false;
+  }
+
+  /** @internal Room for a block sent early (see maxPoolBytes), taken even over the bound. */
+  overdraw(): void {
+    this.take();
+  }
+
+  /** @internal A block's room is free again: the first digest waiting gets it. */
+  release(): void {
+    this.reserved -= this.options.blockBytes;
+    while (this.queue.length > 0 && this.reserved + this.options.blockBytes <= this.options.maxPoolBytes) {
+      const next = this.queue.shift()!;
+      this.take();
+      // One that was dropped or failed meanwhile hands it straight back.
+      if (!next.granted()) this.reserved -= this.options.blockBytes;
+    }
+  }
+
+  /** @internal `digest` no longer waits (dropped, or its worker died). */
+  leave(digest: OffThreadDigest): void {
+    const at = this.queue.indexOf(digest);
+    if (at >= 0) this.queue.splice(at, 1);
+  }
+
+  private take(): void {
+    this.reserved += this.options.blockBytes;
+    if (this.reserved > this.peakReserved) this.peakReserved = this.reserved;
   }
 
   /** @internal */
@@ -203,6 +260,22 @@ class HashThread {
     this.pool.giveBack(block);
   }
 
+  reserve(digest: OffThreadDigest): boolean {
+    return this.pool.reserve(digest);
+  }
+
+  overdraw(): void {
+    this.pool.overdraw();
+  }
+
+  release(): void {
+    this.pool.release();
+  }
+
+  leave(digest: OffThreadDigest): void {
+    this.pool.leave(digest);
+  }
+
   private send(message: Record<string, unknown>, transfer?: ArrayBuffer[]): void {
     if (this.outstanding++ === 0) this.worker.ref();
     this.worker.postMessage(message, transfer);
@@ -217,6 +290,7 @@ class HashThread {
         this.ackHead = 0;
       }
       this.pool.giveBack(Buffer.from(m.buf));
+      this.pool.release();
       digest.acknowledged(m.len);
       return;
     }
@@ -229,10 +303,16 @@ class HashThread {
     if (this.dead) return;
     this.dead = err;
     this.worker.unref();
+
     for (const { reject } of this.requests.values()) reject(err);
     this.requests.clear();
     for (const digest of this.digests.values()) digest.failed(err);
     this.digests.clear();
+    // The blocks it was sent will never come back: their room in the pool is free (for the
+    // digests of other workers; this one's have just failed and left the queue).
+    for (let i = this.ackHead; i < this.acks.length; i += 1) this.pool.release();
+    this.acks.length = 0;
+    this.ackHead = 0;
   }
 }
 
@@ -252,6 +332,8 @@ export class OffThreadDigest {
   private block: Buffer | undefined;
   private staged = 0;
   private waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  /** Waiting in the pool's queue for room for a block; resolved with the room granted. */
+  private poolWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private failure: Error | undefined;
   private dropped = false;
 
@@ -283,6 +365,7 @@ export class OffThreadDigest {
   flush(): void {
     if (!this.block) return;
     if (this.staged > 0 && this.usable) {
+      this.thread.overdraw();
       this.post();
     } else {
       this.thread.giveBack(this.block);
@@ -352,6 +435,16 @@ export class OffThreadDigest {
     this.thread.drop(this);
     this.waiter?.reject(new Error('digest dropped'));
     this.waiter = undefined;
+    this.leavePool(new Error('digest dropped'));
+  }
+
+  /** @internal The pool granted the room this digest waited for; false if it no longer waits. */
+  granted(): boolean {
+    const waiter = this.poolWaiter;
+    this.poolWaiter = undefined;
+    if (!waiter) return false;
+    waiter.resolve();
+    return true;
   }
 
   /** @internal The worker hashed `len` bytes of this digest. */
@@ -366,8 +459,23 @@ export class OffThreadDigest {
   /** @internal Its worker is gone, and its state with it. */
   failed(err: Error): void {
     this.failure ??= err;
+    // A block it was filling holds room in the pool: it goes back now, not at drop().
+    if (this.block) {
+      this.thread.giveBack(this.block);
+      this.block = undefined;
+      this.inFlight -= this.staged;
+      this.staged = 0;
+    }
     this.waiter?.reject(err);
     this.waiter = undefined;
+    this.leavePool(err);
+  }
+
+  private leavePool(err: Error): void {
+    if (!this.poolWaiter) return;
+    this.thread.leave(this);
+    this.poolWaiter.reject(err);
+    this.poolWaiter = undefined;
   }
 
   private check(): void {
@@ -398,7 +506,25 @@ export class OffThreadDigest {
       this.offset += n;
       at += n;
       if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight;
-      if (this.staged === this.block.length) this.post();
+      if (this.staged === this.block.length) {
+        // Room in the pool's budget, now or (queued) once another block is hashed: the full
+        // block is held meanwhile, and so is the caller.
+        if (!this.thread.reserve(this)) {
+          this.holds += 1;
+          return new Promise<void>((resolve, reject) => {
+            this.poolWaiter = { resolve, reject };
+          }).then(() => {
+            if (!this.usable) {
+              // Dropped or failed between the grant and now: the room goes back.
+              this.thread.release();
+              this.check();
+            }
+            this.post();
+            return this.accept(chunk, at);
+          });
+        }
+        this.post();
+      }
     }
     return undefined;
   }

@@ -304,3 +304,80 @@ describe('a worker that dies', () => {
     assert.deepEqual(next.digests(), oneShot(data));
   });
 });
+
+describe("the pool's shared budget", () => {
+  test('many uploads at once hold no more than the pool allows, and each digest is right', async () => {
+    const blockBytes = 64 * 1024;
+    const maxPoolBytes = 8 * blockBytes;
+    const p = pool({ threads: 2, blockBytes, maxInFlightBytes: 4 * blockBytes, maxPoolBytes });
+    // 12 uploads, each allowed 4 blocks: 48 blocks if nothing bounded them together.
+    const inputs = Array.from({ length: 12 }, (_, i) => randomBytes(MiB + i * 7919));
+    const digests = inputs.map(() => p.open());
+    await Promise.all(digests.map((d, i) => feedAll(d, chunksOf(inputs[i]!, i + 3, 200_000))));
+    // While they were fed (reading the digests sends each one's last block early, over the bound).
+    const peak = p.peakReserved;
+    for (const [i, d] of digests.entries()) assert.deepEqual(await d.digests(), oneShot(inputs[i]!));
+    assert.ok(peak <= maxPoolBytes, `peak ${peak} of ${maxPoolBytes}`);
+    assert.ok(peak > 4 * blockBytes, 'more than one upload had blocks at the workers at once');
+    assert.ok(
+      digests.some((d) => d.holds > 0),
+      'some upload waited for room',
+    );
+    for (const d of digests) d.drop();
+    // Every block's room came back once it was hashed.
+    assert.equal(p.reserved, 0);
+  });
+
+  test('an upload dropped while it waits for room does not stop the ones behind it', async () => {
+    const blockBytes = 64 * 1024;
+    const p = pool({
+      threads: 1,
+      blockBytes,
+      maxInFlightBytes: 2 * blockBytes,
+      maxPoolBytes: 2 * blockBytes,
+    });
+    // Holds the worker (and so every acknowledgement) until its catch-up of 64 MiB is done.
+    const busy = p.open();
+    const reading = busy.catchUp('/dev/zero', 64 * MiB);
+    const first = p.open();
+    assert.equal(first.update(randomBytes(2 * blockBytes)), undefined);
+    const waiting = p.open();
+    // A full block, and no room for it at the workers: the second upload waits.
+    const held = waiting.update(randomBytes(blockBytes));
+    assert.ok(held, 'the pool is full: the second upload waits');
+    const data = randomBytes(3 * blockBytes + 1);
+    const behind = p.open();
+    const feeding = feedAll(behind, chunksOf(data, 9, 50_000));
+    waiting.drop();
+    await assert.rejects(held, /dropped/);
+    await reading;
+    await feeding;
+    assert.deepEqual(await behind.digests(), oneShot(data));
+    for (const d of [busy, first, behind]) d.drop();
+    assert.equal(p.reserved, 0);
+  });
+
+  test('a worker that dies frees the room of everything it held and everyone waiting fails', async () => {
+    const blockBytes = 64 * 1024;
+    const p = pool({
+      threads: 1,
+      blockBytes,
+      maxInFlightBytes: 2 * blockBytes,
+      maxPoolBytes: 3 * blockBytes,
+    });
+    const busy = p.open();
+    busy.catchUp('/dev/zero', 2 ** 40).catch(() => {});
+    const full = p.open();
+    assert.equal(full.update(randomBytes(2 * blockBytes)), undefined);
+    const waiting = p.open();
+    let held: Promise<void> | undefined;
+    while (!held) held = waiting.update(randomBytes(50_000));
+    await p.close();
+    await assert.rejects(held, /hashing worker/);
+    assert.equal(p.reserved, 0);
+    const data = randomBytes(5 * blockBytes);
+    const later = p.open();
+    await feedAll(later, chunksOf(data, 4, 100_000));
+    assert.deepEqual(await later.digests(), oneShot(data));
+  });
+});
