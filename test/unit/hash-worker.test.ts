@@ -328,24 +328,34 @@ describe("the pool's shared budget", () => {
     assert.equal(p.reserved, 0);
   });
 
-  test('an upload dropped while it waits for room does not stop the ones behind it', async () => {
-    const blockBytes = 64 * 1024;
+  const BLOCK = 64 * 1024;
+
+  /**
+   * A one-worker pool with room for `poolBlocks` blocks, its worker busy hashing `busyBytes`
+   * of /dev/zero (so nothing is acknowledged meanwhile), and one upload that has sent two
+   * blocks behind that.
+   */
+  function busyPool(poolBlocks: number, busyBytes: number) {
     const p = pool({
       threads: 1,
-      blockBytes,
-      maxInFlightBytes: 2 * blockBytes,
-      maxPoolBytes: 2 * blockBytes,
+      blockBytes: BLOCK,
+      maxInFlightBytes: 2 * BLOCK,
+      maxPoolBytes: poolBlocks * BLOCK,
     });
-    // Holds the worker (and so every acknowledgement) until its catch-up of 64 MiB is done.
     const busy = p.open();
-    const reading = busy.catchUp('/dev/zero', 64 * MiB);
+    const reading = busy.catchUp('/dev/zero', busyBytes);
     const first = p.open();
-    assert.equal(first.update(randomBytes(2 * blockBytes)), undefined);
+    assert.equal(first.update(randomBytes(2 * BLOCK)), undefined);
+    return { p, busy, reading, first };
+  }
+
+  test('an upload dropped while it waits for room does not stop the ones behind it', async () => {
+    const { p, busy, reading, first } = busyPool(2, 64 * MiB);
     const waiting = p.open();
     // A full block, and no room for it at the workers: the second upload waits.
-    const held = waiting.update(randomBytes(blockBytes));
+    const held = waiting.update(randomBytes(BLOCK));
     assert.ok(held, 'the pool is full: the second upload waits');
-    const data = randomBytes(3 * blockBytes + 1);
+    const data = randomBytes(3 * BLOCK + 1);
     const behind = p.open();
     const feeding = feedAll(behind, chunksOf(data, 9, 50_000));
     waiting.drop();
@@ -358,24 +368,15 @@ describe("the pool's shared budget", () => {
   });
 
   test('a worker that dies frees the room of everything it held and everyone waiting fails', async () => {
-    const blockBytes = 64 * 1024;
-    const p = pool({
-      threads: 1,
-      blockBytes,
-      maxInFlightBytes: 2 * blockBytes,
-      maxPoolBytes: 3 * blockBytes,
-    });
-    const busy = p.open();
-    busy.catchUp('/dev/zero', 2 ** 40).catch(() => {});
-    const full = p.open();
-    assert.equal(full.update(randomBytes(2 * blockBytes)), undefined);
+    const { p, reading } = busyPool(3, 2 ** 40);
+    reading.catch(() => {});
     const waiting = p.open();
     let held: Promise<void> | undefined;
     while (!held) held = waiting.update(randomBytes(50_000));
     await p.close();
     await assert.rejects(held, /hashing worker/);
     assert.equal(p.reserved, 0);
-    const data = randomBytes(5 * blockBytes);
+    const data = randomBytes(5 * BLOCK);
     const later = p.open();
     await feedAll(later, chunksOf(data, 4, 100_000));
     assert.deepEqual(await later.digests(), oneShot(data));
