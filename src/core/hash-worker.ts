@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { Digests } from './model.js';
 
 // The worker's whole program: plain JavaScript, so it runs the same compiled or under tsx.
-// It keeps a SHA-256 state, an MD5 state or both per id (its kind). `update` hashes a block the main thread
+// It keeps one SHA-256 and one MD5 state per id. `update` hashes a block the main thread
 // transferred and hands it back (the acknowledgement frees the sender's budget and the block
 // is used again); `file` hashes a stretch of a file (a resume's catch-up); `digest` reads the
 // states through copies, so they go on.
@@ -14,31 +14,25 @@ const { createHash } = require('node:crypto');
 const fs = require('node:fs');
 const states = new Map();
 let readBuffer;
-function state(id, kind) {
+function state(id, md5Only) {
   let s = states.get(id);
-  if (!s) {
-    s = {
-      sha256: kind === 'md5' ? null : createHash('sha256'),
-      md5: kind === 'sha256' ? null : createHash('md5'),
-    };
-    states.set(id, s);
-  }
+  if (!s) states.set(id, (s = { sha256: md5Only ? null : createHash('sha256'), md5: createHash('md5') }));
   return s;
 }
 function hash(s, bytes) {
   if (s.sha256) s.sha256.update(bytes);
-  if (s.md5) s.md5.update(bytes);
+  s.md5.update(bytes);
 }
 parentPort.on('message', (m) => {
   if (m.op === 'update') {
-    hash(state(m.id, m.kind), Buffer.from(m.buf, 0, m.len));
+    hash(state(m.id, m.md5Only), Buffer.from(m.buf, 0, m.len));
     parentPort.postMessage({ op: 'ack', len: m.len, buf: m.buf }, [m.buf]);
   } else if (m.op === 'digest') {
-    const s = state(m.id, m.kind);
-    parentPort.postMessage({ op: 'reply', req: m.req, sha256: s.sha256 ? s.sha256.copy().digest('hex') : undefined, md5: s.md5 ? s.md5.copy().digest('hex') : undefined });
+    const s = state(m.id, m.md5Only);
+    parentPort.postMessage({ op: 'reply', req: m.req, sha256: s.sha256 ? s.sha256.copy().digest('hex') : undefined, md5: s.md5.copy().digest('hex') });
   } else if (m.op === 'file') {
     try {
-      const s = state(m.id, m.kind);
+      const s = state(m.id, m.md5Only);
       readBuffer ??= Buffer.allocUnsafe(1 << 20);
       const fd = fs.openSync(m.path, 'r');
       try {
@@ -121,27 +115,17 @@ export class HashPool {
 
   /**
    * A new digest of nothing yet: SHA-256 and MD5, or MD5 alone (a multipart part's ETag, whose
-   * object the part chain hashes whole). With two workers or more, SHA-256 and MD5 go to two
-   * of them (see OffThreadDigest).
+   * object the part chain hashes whole).
    */
   open(options: { md5Only?: boolean } = {}): OffThreadDigest {
-    if (options.md5Only === true) return new OffThreadDigest([this.lane('md5')], true);
-    if (this.threads.length < 2) return new OffThreadDigest([this.lane('both')], false);
-    const md5 = this.lane('md5');
-    return new OffThreadDigest([md5, this.lane('sha256', md5.thread)], false);
-  }
-
-  /** A state of `kind` on the worker with the fewest, other than `besides`. */
-  private lane(kind: LaneKind, besides?: HashThread): Lane {
-    let best = -1;
+    let best = 0;
     for (let i = 0; i < this.threads.length; i += 1) {
       const t = this.threads[i];
-      if (t !== undefined && t === besides) continue;
       if (!t || t.dead) {
         best = i;
         break;
       }
-      if (best < 0 || t.digests.size < this.threads[best]!.digests.size) best = i;
+      if (t.digests.size < this.threads[best]!.digests.size) best = i;
     }
     let thread = this.threads[best];
     if (!thread || thread.dead) {
@@ -149,9 +133,9 @@ export class HashPool {
       this.threads[best] = thread;
       this.started += 1;
     }
-    const lane = new Lane(thread, this.nextId++, this.options, kind);
-    thread.digests.set(lane.id, lane);
-    return lane;
+    const digest = new OffThreadDigest(thread, this.nextId++, this.options, options.md5Only === true);
+    thread.digests.set(digest.id, digest);
+    return digest;
   }
 
   /** Stops the workers; the digests they held fail. Later digests start new ones. */
@@ -165,13 +149,13 @@ export class HashPool {
   reserved = 0;
   peakReserved = 0;
   /** Digests waiting for room in the pool's budget, in the order they asked. */
-  private readonly queue: Lane[] = [];
+  private readonly queue: OffThreadDigest[] = [];
 
   /**
    * @internal Room for one block, for `digest`: true when taken now; false when `digest` is
-   * queued instead and will be granted it (see Lane.granted) once a block is freed.
+   * queued instead and will be granted it (see OffThreadDigest.granted) once a block is freed.
    */
-  reserve(digest: Lane): boolean {
+  reserve(digest: OffThreadDigest): boolean {
     if (this.queue.length === 0 && this.reserved + this.options.blockBytes <= this.options.maxPoolBytes) {
       this.take();
       return true;
@@ -197,7 +181,7 @@ export class HashPool {
   }
 
   /** @internal `digest` no longer waits (dropped, or its worker died). */
-  leave(digest: Lane): void {
+  leave(digest: OffThreadDigest): void {
     const at = this.queue.indexOf(digest);
     if (at >= 0) this.queue.splice(at, 1);
   }
@@ -220,14 +204,14 @@ export class HashPool {
 }
 
 class HashThread {
-  readonly digests = new Map<number, Lane>();
+  readonly digests = new Map<number, OffThreadDigest>();
   dead: Error | undefined;
   private readonly worker: Worker;
   private readonly requests = new Map<
     number,
-    { digest: Lane; resolve: (m: Message & { op: 'reply' }) => void; reject: (e: Error) => void }
+    { digest: OffThreadDigest; resolve: (m: Message & { op: 'reply' }) => void; reject: (e: Error) => void }
   >();
-  private readonly acks: Lane[] = [];
+  private readonly acks: OffThreadDigest[] = [];
   private ackHead = 0;
   private outstanding = 0;
   private nextReq = 1;
@@ -243,23 +227,23 @@ class HashThread {
   }
 
   /** Posts a block of `digest`'s bytes; its acknowledgement comes back in order. */
-  update(digest: Lane, block: Buffer, len: number): void {
+  update(digest: OffThreadDigest, block: Buffer, len: number): void {
     this.acks.push(digest);
-    this.send({ op: 'update', id: digest.id, kind: digest.kind, buf: block.buffer, len }, [
+    this.send({ op: 'update', id: digest.id, md5Only: digest.md5Only, buf: block.buffer, len }, [
       block.buffer as ArrayBuffer,
     ]);
   }
 
-  request(digest: Lane, message: Record<string, unknown>): Promise<Message & { op: 'reply' }> {
+  request(digest: OffThreadDigest, message: Record<string, unknown>): Promise<Message & { op: 'reply' }> {
     if (this.dead) return Promise.reject(this.dead);
     const req = this.nextReq++;
     return new Promise((resolve, reject) => {
       this.requests.set(req, { digest, resolve, reject });
-      this.send({ ...message, id: digest.id, kind: digest.kind, req });
+      this.send({ ...message, id: digest.id, md5Only: digest.md5Only, req });
     });
   }
 
-  drop(digest: Lane): void {
+  drop(digest: OffThreadDigest): void {
     this.digests.delete(digest.id);
     if (!this.dead) this.worker.postMessage({ op: 'drop', id: digest.id });
   }
@@ -276,7 +260,7 @@ class HashThread {
     this.pool.giveBack(block);
   }
 
-  reserve(digest: Lane): boolean {
+  reserve(digest: OffThreadDigest): boolean {
     return this.pool.reserve(digest);
   }
 
@@ -288,7 +272,7 @@ class HashThread {
     this.pool.release();
   }
 
-  leave(digest: Lane): void {
+  leave(digest: OffThreadDigest): void {
     this.pool.leave(digest);
   }
 
@@ -332,15 +316,11 @@ class HashThread {
   }
 }
 
-/** What one lane computes: SHA-256 and MD5 on one worker, or one of them. */
-type LaneKind = 'both' | 'sha256' | 'md5';
-
 /**
- * One hash state (SHA-256, MD5 or both) on one worker, fed its own copy of the bytes with its
- * own bound and blocks. Not for concurrent use: one caller feeds it at a time and waits for
- * update() when it returns a promise.
+ * One SHA-256 + MD5 state on a worker. Not for concurrent use: one caller feeds it at a time
+ * and waits for update() when it returns a promise.
  */
-class Lane {
+export class OffThreadDigest {
   /** Bytes accepted so far (hashed, or on their way to the worker). */
   offset = 0;
   /** Bytes accepted but not yet acknowledged by the worker, and the most there ever were. */
@@ -359,10 +339,11 @@ class Lane {
 
   /** @internal */
   constructor(
-    readonly thread: HashThread,
+    private readonly thread: HashThread,
     readonly id: number,
     private readonly options: Required<HashPoolOptions>,
-    readonly kind: LaneKind,
+    /** Only MD5 is computed (see HashPool.open). */
+    readonly md5Only = false,
   ) {}
 
   /** False once its worker died or it was dropped: its state is gone. */
@@ -394,13 +375,25 @@ class Lane {
     }
   }
 
-  /** The size and hex digests of what it has accepted so far (those of its kind). */
-  async read(): Promise<{ size: number; sha256: string | undefined; md5: string | undefined }> {
+  /** The digests of what it has accepted so far; it can go on being updated. */
+  async digests(): Promise<Digests> {
+    if (this.md5Only) throw new Error('this digest computes MD5 only');
+    const { size, sha256, md5 } = await this.read();
+    return { size, sha256: sha256!, md5 };
+  }
+
+  /** The size and MD5 of what it has accepted so far. */
+  async md5(): Promise<{ size: number; md5: string }> {
+    const { size, md5 } = await this.read();
+    return { size, md5 };
+  }
+
+  private async read(): Promise<{ size: number; sha256: string | undefined; md5: string }> {
     this.check();
     this.flush();
     const size = this.offset;
     const reply = await this.thread.request(this, { op: 'digest' });
-    return { size, sha256: reply.sha256, md5: reply.md5 };
+    return { size, sha256: reply.sha256, md5: reply.md5! };
   }
 
   /**
@@ -547,103 +540,6 @@ class Lane {
 }
 
 /**
- * SHA-256 and MD5 (or MD5 alone) of a stream of bytes, hashed on the pool's workers. With two
- * workers or more, SHA-256 and MD5 are two lanes on two workers, each fed its own copy of the
- * bytes: they run side by side, so one upload is hashed in the time of MD5 alone (1.3 s per
- * GiB here) instead of both (1.9 s), and the event loop pays one more copy (≈ 0.05 s per GiB).
- * Not for concurrent use: one caller feeds it at a time and waits for update() when it
- * returns a promise.
- */
-export class OffThreadDigest {
-  /** @internal */
-  constructor(
-    private readonly lanes: readonly Lane[],
-    /** Only MD5 is computed (see HashPool.open). */
-    readonly md5Only: boolean,
-  ) {}
-
-  /** Bytes accepted so far (hashed, or on their way to a worker). */
-  get offset(): number {
-    return this.lanes[0]!.offset;
-  }
-
-  /** Bytes accepted but not yet hashed (the lane furthest behind), and the most there ever were. */
-  get inFlight(): number {
-    return Math.max(...this.lanes.map((l) => l.inFlight));
-  }
-
-  get peakInFlight(): number {
-    return Math.max(...this.lanes.map((l) => l.peakInFlight));
-  }
-
-  /** How many times update() held its caller for a worker to catch up. */
-  get holds(): number {
-    return this.lanes.reduce((sum, l) => sum + l.holds, 0);
-  }
-
-  /** False once a worker of it died or it was dropped: its state is gone. */
-  get usable(): boolean {
-    return this.lanes.every((l) => l.usable);
-  }
-
-  /**
-   * Adds `chunk` (copied: the caller may reuse or pass it on at once). Returns a promise when
-   * the bytes in flight are at their bound; the caller waits for it before the next update.
-   * Throws (or rejects) once a worker is gone.
-   */
-  update(chunk: Buffer): Promise<void> | undefined {
-    if (this.lanes.length === 1) return this.lanes[0]!.update(chunk);
-    const held: Promise<void>[] = [];
-    for (const lane of this.lanes) {
-      const wait = lane.update(chunk);
-      if (wait) held.push(wait);
-    }
-    if (held.length === 0) return undefined;
-    return Promise.all(held).then(() => undefined);
-  }
-
-  /** Sends what is staged now (a request that ends leaves nothing behind in this process). */
-  flush(): void {
-    for (const lane of this.lanes) lane.flush();
-  }
-
-  /** The digests of what it has accepted so far; it can go on being updated. */
-  async digests(): Promise<Digests> {
-    if (this.md5Only) throw new Error('this digest computes MD5 only');
-    const read = await Promise.all(this.lanes.map((l) => l.read()));
-    const sha256 = read.find((r) => r.sha256 !== undefined)?.sha256;
-    const md5 = read.find((r) => r.md5 !== undefined)?.md5;
-    return { size: read[0]!.size, sha256: sha256!, md5: md5! };
-  }
-
-  /** The size and MD5 of what it has accepted so far. */
-  async md5(): Promise<{ size: number; md5: string }> {
-    const lane = this.lanes.find((l) => l.kind !== 'sha256')!;
-    const { size, md5 } = await lane.read();
-    return { size, md5: md5! };
-  }
-
-  /**
-   * Hashes bytes [`this.offset`, `end`) of `path` (on the workers), where `fileStart` is the
-   * file offset of this digest's byte 0. Throws when the file ends first: the digest is then
-   * unusable.
-   */
-  async catchUp(path: string, end: number, fileStart = 0): Promise<void> {
-    const results = await Promise.allSettled(this.lanes.map((l) => l.catchUp(path, end, fileStart)));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
-      this.drop();
-      throw failed.reason;
-    }
-  }
-
-  /** Frees its states on the workers; it cannot be used after. */
-  drop(): void {
-    for (const lane of this.lanes) lane.drop();
-  }
-}
-
-/**
  * A pass-through that feeds `digest` the bytes on their way, holding each chunk only while
  * the worker is behind by more than the digest's bound.
  */
@@ -671,18 +567,14 @@ export function feed(digest: OffThreadDigest, chunk: Buffer, callback: Transform
 let shared: HashPool | undefined;
 
 function defaultThreads(): number {
-  return Math.max(2, Math.min(4, availableParallelism() - 1));
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
 }
 
 /**
  * The process's hashing workers: one per core but one (the event loop keeps that one busy),
- * at least 2 and at most 4. Two even on 2 cores, so that an upload's SHA-256 and MD5 run side
- * by side (see OffThreadDigest). One worker hashing both spends ≈ 2.1 s per GiB, which caps
- * one upload near 490 MiB/s whatever the disk; split, MD5's ≈ 1.3 s is the cap (≈ 800). On
- * 2 cores, already busy with the event loop and the client, it gained less: 1 GiB with curl,
- * alternating, tus 2.66 s median against 2.71 (five runs each), direct 2.48 against 2.58
- * (three each). More
- * than two workers only help concurrent uploads.
+ * at most 4. Each upload is hashed on one worker, so more only help concurrent uploads; on 2
+ * cores, 1 and 2 workers gave the same time for two concurrent 1 GiB uploads (the cores are
+ * all busy either way).
  */
 export function hashPool(): HashPool {
   shared ??= new HashPool({ threads: defaultThreads() });

@@ -54,9 +54,6 @@ describe('off-thread digests equal node:crypto', () => {
   for (const [label, options] of [
     ['default blocks', {}],
     ['small blocks', { blockBytes: 4096, maxInFlightBytes: 16_384 }],
-    // SHA-256 and MD5 in two lanes on two workers.
-    ['two workers', { threads: 2 }],
-    ['two workers, small blocks', { threads: 2, blockBytes: 4096, maxInFlightBytes: 16_384 }],
   ] as const) {
     for (const size of sizes) {
       test(`${size} bytes, random chunks of 1 byte to 5 MiB (${label})`, async () => {
@@ -130,48 +127,46 @@ describe('a digest carries its state across calls', () => {
     assert.equal(digest.offset, data.length);
   });
 
-  for (const threads of [1, 2]) {
-    test(`catch-up from a file (with a header before byte 0) equals one pass (${threads} worker${threads > 1 ? 's' : ''})`, async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'hash-worker-'));
-      try {
-        const header = Buffer.from('HEADER--');
-        const data = randomBytes(4 * MiB + 17);
-        const file = join(dir, 'bytes');
-        await writeFile(file, Buffer.concat([header, data]));
-        // Seen in part by this process, the rest caught up from the file, then more streamed.
-        const digest = pool({ threads }).open();
-        await feedAll(digest, chunksOf(data.subarray(0, 1_234_567), 3, MiB));
-        await digest.catchUp(file, 3 * MiB, header.length);
-        assert.equal(digest.offset, 3 * MiB);
-        await feedAll(digest, chunksOf(data.subarray(3 * MiB), 4, MiB));
-        assert.deepEqual(await digest.digests(), oneShot(data));
-        // A node that saw nothing catches up on all of it.
-        const fresh = pool({ threads }).open();
-        await fresh.catchUp(file, data.length, header.length);
-        assert.deepEqual(await fresh.digests(), oneShot(data));
-        // Nothing to catch up is no work; backwards is an error.
-        await fresh.catchUp(file, data.length, header.length);
-        await assert.rejects(fresh.catchUp(file, 10, header.length), /backwards/);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    });
+  test('catch-up from a file (with a header before byte 0) equals one pass', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hash-worker-'));
+    try {
+      const header = Buffer.from('HEADER--');
+      const data = randomBytes(4 * MiB + 17);
+      const file = join(dir, 'bytes');
+      await writeFile(file, Buffer.concat([header, data]));
+      // Seen in part by this process, the rest caught up from the file, then more streamed.
+      const digest = pool().open();
+      await feedAll(digest, chunksOf(data.subarray(0, 1_234_567), 3, MiB));
+      await digest.catchUp(file, 3 * MiB, header.length);
+      assert.equal(digest.offset, 3 * MiB);
+      await feedAll(digest, chunksOf(data.subarray(3 * MiB), 4, MiB));
+      assert.deepEqual(await digest.digests(), oneShot(data));
+      // A node that saw nothing catches up on all of it.
+      const fresh = pool().open();
+      await fresh.catchUp(file, data.length, header.length);
+      assert.deepEqual(await fresh.digests(), oneShot(data));
+      // Nothing to catch up is no work; backwards is an error.
+      await fresh.catchUp(file, data.length, header.length);
+      await assert.rejects(fresh.catchUp(file, 10, header.length), /backwards/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
-    test(`a file that ends before the catch-up does fails it and makes the digest unusable (${threads} worker${threads > 1 ? 's' : ''})`, async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'hash-worker-'));
-      try {
-        const file = join(dir, 'short');
-        await writeFile(file, randomBytes(1000));
-        const digest = pool({ threads }).open();
-        await assert.rejects(digest.catchUp(file, 2000), /ended/);
-        assert.equal(digest.usable, false);
-        assert.throws(() => digest.update(Buffer.from('x')));
-        await assert.rejects(pool({ threads }).open().catchUp(join(dir, 'missing'), 1), /ENOENT/);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    });
-  }
+  test('a file that ends before the catch-up does fails it and makes the digest unusable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hash-worker-'));
+    try {
+      const file = join(dir, 'short');
+      await writeFile(file, randomBytes(1000));
+      const digest = pool().open();
+      await assert.rejects(digest.catchUp(file, 2000), /ended/);
+      assert.equal(digest.usable, false);
+      assert.throws(() => digest.update(Buffer.from('x')));
+      await assert.rejects(pool().open().catchUp(join(dir, 'missing'), 1), /ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('running digests (tus) across requests and a dead worker', () => {
@@ -279,22 +274,6 @@ describe('a worker that dies', () => {
     await feedAll(later, chunksOf(data, 1, MiB));
     assert.deepEqual(await later.digests(), oneShot(data));
     assert.equal(p.started, 2);
-  });
-
-  test('a digest split over two workers fails as a whole when they stop', async () => {
-    const p = pool({ threads: 2, blockBytes: 64 * 1024, maxInFlightBytes: 128 * 1024 });
-    const digest = p.open();
-    await feedAll(digest, chunksOf(randomBytes(300_000), 5, 100_000));
-    assert.equal(p.started, 2, 'SHA-256 and MD5 each on a worker');
-    await p.close();
-    assert.equal(digest.usable, false);
-    assert.throws(() => digest.update(Buffer.from('more')), /hashing worker/);
-    await assert.rejects(digest.digests(), /hashing worker/);
-    digest.drop();
-    const data = randomBytes(MiB + 3);
-    const later = p.open();
-    await feedAll(later, chunksOf(data, 6, MiB));
-    assert.deepEqual(await later.digests(), oneShot(data));
   });
 
   test('a DigestStream whose worker dies fails its pipeline instead of hanging', async () => {
