@@ -303,7 +303,6 @@ class HashThread {
     if (this.dead) return;
     this.dead = err;
     this.worker.unref();
-
     for (const { reject } of this.requests.values()) reject(err);
     this.requests.clear();
     for (const digest of this.digests.values()) digest.failed(err);
@@ -459,7 +458,7 @@ export class OffThreadDigest {
   /** @internal Its worker is gone, and its state with it. */
   failed(err: Error): void {
     this.failure ??= err;
-    // A block it was filling holds room in the pool: it goes back now, not at drop().
+    // A block it was filling goes back to the pool's spares now, not at drop().
     if (this.block) {
       this.thread.giveBack(this.block);
       this.block = undefined;
