@@ -99,6 +99,36 @@ export class RunningDigests {
     return digest;
   }
 
+  /**
+   * For stores whose bytes cannot be read back before the upload is whole (the parts of an S3
+   * multipart upload): the digest of exactly the first `offset` bytes, taken out of the cache,
+   * or undefined when this process did not see them all (nothing to catch up from: completion
+   * then hashes the finished object). A fresh one at offset 0.
+   */
+  resume(key: string, offset: number): OffThreadDigest | undefined {
+    const cached = this.states.get(key);
+    this.states.delete(key);
+    if (cached?.usable && cached.offset === offset) return cached;
+    cached?.drop();
+    return offset === 0 ? this.pool.open() : undefined;
+  }
+
+  /**
+   * The digests of all `size` bytes of `key`, when this process hashed exactly that many;
+   * forgets the key either way.
+   */
+  async finish(key: string, size: number): Promise<Digests | undefined> {
+    const digest = this.states.get(key);
+    this.states.delete(key);
+    if (!digest) return undefined;
+    try {
+      if (!digest.usable || digest.offset !== size) return undefined;
+      return await digest.digests();
+    } finally {
+      digest.drop();
+    }
+  }
+
   put(key: string, digest: OffThreadDigest): void {
     // Nothing of it stays staged in this process between requests.
     digest.flush();

@@ -1,8 +1,8 @@
 import { createWriteStream, type Dirent } from 'node:fs';
 import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { pipeline, type Readable } from 'node:stream';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { type DataStore, ERRORS, StreamLimiter, Upload } from '@tus/utils';
@@ -107,13 +107,13 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
     },
     async promote(key) {
       const file = fileOf(key);
+      let facts: Digests | undefined;
       try {
         // The bytes were hashed as they arrived (by this process, or caught up from the file
         // where another wrote them): the object's facts come with it, and completion reads
         // nothing back.
         const size = (await stat(file)).size;
         const digest = await digests.take(key, file, size);
-        let facts: Digests;
         try {
           facts = await digest.digests();
         } finally {
@@ -127,6 +127,7 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
         digests.forget(key);
       }
       await rm(infoOf(key), { force: true });
+      return facts;
     },
     async discard(key) {
       digests.forget(key);
@@ -265,7 +266,7 @@ class WharfFileStore extends FileStore {
       // writeBehind: the disk writes as the bytes come, so the fsync at completion (see
       // FsBlobStore.adopt) finds little left to write.
       const out = createWriteStream(file, { flags: 'r+', start: offset, highWaterMark: WRITE_BUFFER });
-      await pipeline(source, hashingPassThrough(digest), writeBehind(out), out);
+      await pipelineAsync(source, hashingPassThrough(digest), writeBehind(out), out);
     } catch {
       // Some hashed bytes may not have reached the file: this digest is of no use. (A client
       // that went away ends its body instead; see the tus routes.)
@@ -301,6 +302,14 @@ class NoCache<T> {
 }
 
 class WharfS3Store extends S3Store implements ResumableStorage {
+  /**
+   * What this process hashed of each upload as its bytes went by on their way to the bucket.
+   * S3 cannot read back the parts of an unfinished multipart upload, so there is no catching
+   * up: an upload that moved to another node or outlived a restart is hashed from the finished
+   * object at completion, as before.
+   */
+  private readonly digests = new RunningDigests();
+
   /** tus.io's client, for the middleware every S3 client of Wharf's carries. */
   get s3Client() {
     return this.client;
@@ -312,6 +321,27 @@ class WharfS3Store extends S3Store implements ResumableStorage {
 
   append(key: string, offset: number, body: Readable): Promise<number> {
     return this.write(body, key, offset);
+  }
+
+  /**
+   * tus.io's write, hashing the body on the worker on its way to the bucket when this process
+   * saw every earlier byte of the upload. The tus server holds the upload's lock meanwhile.
+   * The digest is kept only when the store took exactly the bytes it hashed: after a failure,
+   * or a store that stopped reading early, some hashed bytes may not be stored.
+   */
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    const digest = this.digests.resume(id, offset);
+    if (!digest) return super.write(readable, id, offset);
+    let end: number;
+    try {
+      end = await super.write(pipeline(readable, hashingPassThrough(digest), noop), id, offset);
+    } catch (err) {
+      digest.drop();
+      throw err;
+    }
+    if (end === digest.offset) this.digests.put(id, digest);
+    else digest.drop();
+    return end;
   }
 
   async received(key: string): Promise<number | undefined> {
@@ -334,8 +364,9 @@ class WharfS3Store extends S3Store implements ResumableStorage {
     }
   }
 
-  async promote(key: string): Promise<void> {
-    if ((await this.objectSize(key)) === undefined) {
+  async promote(key: string): Promise<Digests | undefined> {
+    let size = await this.objectSize(key);
+    if (size === undefined) {
       try {
         // The last byte arrived but the server died before S3 composed the parts.
         const metadata = await this.getMetadata(key);
@@ -345,16 +376,20 @@ class WharfS3Store extends S3Store implements ResumableStorage {
           throw new WharfError('UPLOAD_INCOMPLETE', 'Not every byte of this upload has arrived.');
         }
         await this.finishMultipartUpload(metadata, parts);
+        size = received;
       } catch (err) {
         // Composed meanwhile by the request that brought the last byte (or the sweep, which
         // holds no lock): its bookkeeping is gone, and the object is there.
-        if ((await this.objectSize(key)) === undefined) throw err;
+        size = await this.objectSize(key);
+        if (size === undefined) throw err;
       }
     }
     await this.dropBookkeeping(key);
+    return this.digests.finish(key, size);
   }
 
   async discard(key: string): Promise<void> {
+    this.digests.forget(key);
     try {
       await this.remove(key);
     } catch (err) {
@@ -365,6 +400,7 @@ class WharfS3Store extends S3Store implements ResumableStorage {
 
   /** Termination: tus.io's store leaves the short tail (`.part`) behind. */
   override async remove(id: string): Promise<void> {
+    this.digests.forget(id);
     await super.remove(id);
     await this.dropBookkeeping(id);
   }
@@ -388,6 +424,8 @@ class WharfS3Store extends S3Store implements ResumableStorage {
     }
   }
 }
+
+function noop(): void {}
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';

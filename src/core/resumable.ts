@@ -3,7 +3,7 @@ import { canSeeUpload, requireReadOrUpload, requireScope, seesWholeAccount } fro
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
-import type { Principal, Upload } from './model.js';
+import type { Digests, Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { Store } from './ports.js';
 import type { UploadOutcome, UploadService } from './uploads.js';
@@ -31,9 +31,10 @@ export interface ResumableStorage {
   /**
    * Makes an upload whose bytes all arrived the object at its storage key (visible whole, and
    * durable), and drops the protocol's own records of it. Idempotent: a key that already holds
-   * the object is left as it is.
+   * the object is left as it is. Returns the bytes' digests when this node hashed every one of
+   * them as it arrived (completion then reads nothing back), else undefined.
    */
-  promote(key: string): Promise<void>;
+  promote(key: string): Promise<Digests | undefined>;
   /** Frees an unfinished upload's bytes and records; nothing when they are already gone. */
   discard(key: string): Promise<void>;
   /**
@@ -233,8 +234,9 @@ export class ResumableService {
   /** Every byte arrived: the bytes become the object at the upload's key, then an asset. */
   async finish(upload: Upload): Promise<UploadOutcome> {
     const current = (await this.store.getUpload(upload.id)) ?? upload;
-    if (current.status === 'pending') await this.storage.promote(current.storageKey);
-    return this.uploads.completeUpload(current);
+    const received =
+      current.status === 'pending' ? await this.storage.promote(current.storageKey) : undefined;
+    return this.uploads.completeUpload(current, {}, received);
   }
 
   /** Whether every byte of a pending upload is in storage (its completion may not have run). */

@@ -38,6 +38,11 @@ export interface Telemetry {
   uploadExpired(flow: UploadKind): void;
   /** Bytes of assets read out of storage for a client (downloads through Wharf). */
   bytesDownloaded(bytes: number): void;
+  /**
+   * Bytes of a stored object read back out of storage to hash them: a completion whose digests
+   * neither storage nor the node that received the bytes could vouch for, or a verify job.
+   */
+  bytesReadBack(bytes: number): void;
   sweepFinished(result: SweepResult): void;
   jobSucceeded(job: Job): void;
   /** A job's handler threw; `retryAt` is null when the job is given up. */
@@ -82,6 +87,7 @@ export const NO_TELEMETRY: Telemetry = {
   uploadFailed: noop,
   uploadExpired: noop,
   bytesDownloaded: noop,
+  bytesReadBack: noop,
   sweepFinished: noop,
   jobSucceeded: noop,
   jobFailed: noop,
@@ -109,6 +115,7 @@ export function fanOut(...sinks: Telemetry[]): Telemetry {
     uploadFailed: each('uploadFailed'),
     uploadExpired: each('uploadExpired'),
     bytesDownloaded: each('bytesDownloaded'),
+    bytesReadBack: each('bytesReadBack'),
     sweepFinished: each('sweepFinished'),
     jobSucceeded: each('jobSucceeded'),
     jobFailed: each('jobFailed'),

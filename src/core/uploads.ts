@@ -528,7 +528,16 @@ export class UploadService {
    * Completes an upload whichever way it arrived: idempotent, and checks what storage
    * holds against everything declared and claimed. Also what reconciliation runs.
    */
-  async completeUpload(upload: Upload, claims: CompletionClaims = {}): Promise<UploadOutcome> {
+  /**
+   * `received`: the digests of the bytes as they arrived, from the storage that received them
+   * (a tus upload hashed on its way to S3), used when storage itself cannot attest them, so
+   * completion reads nothing back.
+   */
+  async completeUpload(
+    upload: Upload,
+    claims: CompletionClaims = {},
+    received?: Digests,
+  ): Promise<UploadOutcome> {
     const elapsed = stopwatch();
     const claimed = {
       sha256: claims.sha256 ? parseDigest('sha256', claims.sha256, 'sha256') : null,
@@ -553,7 +562,12 @@ export class UploadService {
       );
     }
 
-    const { key, info } = await this.settle(upload);
+    const settled = await this.settle(upload);
+    const key = settled.key;
+    let info = settled.info;
+    if (info && received && received.size === info.size) {
+      info = { ...info, sha256: info.sha256 ?? received.sha256, md5: info.md5 ?? received.md5 };
+    }
     const now = this.clock.now();
     if (!info) {
       if (now > upload.expiresAt) throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
@@ -873,7 +887,9 @@ export class UploadService {
     for await (const _ of stream.pipe(digest)) {
       // Drain: the digest is all we want.
     }
-    return digest.digests();
+    const read = digest.digests();
+    this.telemetry.bytesReadBack(read.size);
+    return read;
   }
 
   private async finish(

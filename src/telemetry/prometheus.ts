@@ -42,6 +42,7 @@ export class PrometheusTelemetry implements Telemetry {
   private readonly uploads: Counter<'flow' | 'outcome' | 'error_code'>;
   private readonly uploadBytes: Counter<'flow'>;
   private readonly downloadBytes: Counter;
+  private readonly readBackBytes: Counter;
   private readonly uploadDuration: Histogram<'flow'>;
   private readonly completionDuration: Histogram<'flow'>;
   private readonly jobsCompleted: Counter<'kind'>;
@@ -83,6 +84,11 @@ export class PrometheusTelemetry implements Telemetry {
     this.downloadBytes = new Counter({
       name: 'wharf_download_bytes_total',
       help: 'Bytes of assets streamed to clients through Wharf (not redirects to storage).',
+      registers,
+    });
+    this.readBackBytes = new Counter({
+      name: 'wharf_verify_read_bytes_total',
+      help: 'Bytes of stored objects read back from storage to hash them (completions whose bytes were not hashed as they arrived, verify jobs).',
       registers,
     });
     this.uploadDuration = new Histogram({
@@ -192,6 +198,10 @@ export class PrometheusTelemetry implements Telemetry {
 
   bytesDownloaded(bytes: number): void {
     this.downloadBytes.inc(bytes);
+  }
+
+  bytesReadBack(bytes: number): void {
+    this.readBackBytes.inc(bytes);
   }
 
   sweepFinished(result: SweepResult): void {

@@ -10,14 +10,18 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { MULTIPART_LIMITS } from '../../src/core/ports.js';
 import { uploadRaw } from '../helpers/assets.js';
+import { onS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
+import { parseScrape, seriesValue } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 const PART = MULTIPART_LIMITS.minPartSize;
+const METRICS_TOKEN = `metrics-${randomBytes(12).toString('hex')}`;
+const NODE_ENV = { WHARF_METRICS_TOKEN: METRICS_TOKEN };
 
 let w: TestWharf;
 before(async () => {
-  w = await startWharf();
+  w = await startWharf({ env: NODE_ENV });
 });
 after(async () => {
   await w?.close();
@@ -37,6 +41,13 @@ async function assertHolds(server: TestWharf, assetId: string, bytes: Buffer): P
   });
   assert.equal(res.status, 200);
   assert.ok(Buffer.from(await res.arrayBuffer()).equals(bytes), 'served bytes are the bytes sent');
+}
+
+/** Bytes `server` has read back out of storage to hash them (wharf_verify_read_bytes_total). */
+async function readBack(server: TestWharf): Promise<number> {
+  const res = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+  assert.equal(res.status, 200);
+  return seriesValue(parseScrape(await res.text()), 'wharf_verify_read_bytes_total');
 }
 
 // ---- tus ----
@@ -76,11 +87,24 @@ describe('tus: hashed as the bytes arrive', () => {
     const bytes = randomBytes(3 * PART + 12_345);
     const path = await tusCreate(w, bytes.length);
     const cuts = [0, PART, 2 * PART + 7, bytes.length];
+    const readBefore = await readBack(w);
     let last: Response | undefined;
     for (let i = 0; i + 1 < cuts.length; i++) {
       last = await tusPatch(w, path, cuts[i]!, bytes.subarray(cuts[i], cuts[i + 1]));
     }
+    // Hashed on the way to the file or the bucket: completion reads nothing back.
+    assert.equal((await readBack(w)) - readBefore, 0, 'bytes read back at completion');
     await assertHolds(w, last!.headers.get('wharf-asset-id')!, bytes);
+  });
+
+  test('a 1-byte PATCH, then the rest (a tail short of an S3 part in between)', async () => {
+    const bytes = randomBytes(PART + 2);
+    const path = await tusCreate(w, bytes.length);
+    const readBefore = await readBack(w);
+    await tusPatch(w, path, 0, bytes.subarray(0, 1));
+    const last = await tusPatch(w, path, 1, bytes.subarray(1));
+    assert.equal((await readBack(w)) - readBefore, 0, 'bytes read back at completion');
+    await assertHolds(w, last.headers.get('wharf-asset-id')!, bytes);
   });
 
   test('PATCHes alternating between two nodes (each catches up on what the other wrote)', async () => {
@@ -90,7 +114,12 @@ describe('tus: hashed as the bytes arrive', () => {
       const path = await tusCreate(w, bytes.length);
       await tusPatch(w, path, 0, bytes.subarray(0, PART));
       await tusPatch(b, path, PART, bytes.subarray(PART, 2 * PART));
+      const readBefore = await readBack(w);
       const last = await tusPatch(w, path, 2 * PART, bytes.subarray(2 * PART));
+      // w's digest stopped at PART. On local disk it catches up from the file; S3 cannot
+      // read back an unfinished upload's parts, so w hashes the finished object instead.
+      const expected = onS3(w) ? bytes.length : 0;
+      assert.equal((await readBack(w)) - readBefore, expected, 'bytes read back at completion');
       await assertHolds(w, last.headers.get('wharf-asset-id')!, bytes);
     } finally {
       await b.close();

@@ -200,6 +200,38 @@ describe('running digests (tus) across requests and a dead worker', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  test('without bytes to catch up from (S3): only a digest of exactly the offset asked for', async () => {
+    const p = pool({ threads: 1 });
+    try {
+      const digests = new RunningDigests(10, p);
+      const data = randomBytes(3 * MiB + 5);
+      assert.equal(digests.resume('k', MiB), undefined, 'nothing seen: nothing to resume');
+      let digest = digests.resume('k', 0)!;
+      await feedAll(digest, chunksOf(data.subarray(0, MiB), 3, MiB));
+      digests.put('k', digest);
+      // Another node took the upload on: this one's digest is behind and is dropped.
+      assert.equal(digests.resume('k', 2 * MiB), undefined);
+      assert.equal(digests.resume('k', MiB), undefined, 'dropped, not kept for later');
+      assert.equal(await digests.finish('k', data.length), undefined);
+      // One node from start to end: the digests of every byte; finish forgets them.
+      digest = digests.resume('k', 0)!;
+      await feedAll(digest, chunksOf(data.subarray(0, 2 * MiB), 4, MiB));
+      digests.put('k', digest);
+      digest = digests.resume('k', 2 * MiB)!;
+      assert.equal(digest.offset, 2 * MiB);
+      await feedAll(digest, chunksOf(data.subarray(2 * MiB), 5, MiB));
+      digests.put('k', digest);
+      assert.equal(await digests.finish('k', data.length - 1), undefined, 'a size other than what it saw');
+      digest = digests.resume('k', 0)!;
+      await feedAll(digest, chunksOf(data, 6, MiB));
+      digests.put('k', digest);
+      assert.deepEqual(await digests.finish('k', data.length), oneShot(data));
+      assert.equal(await digests.finish('k', data.length), undefined, 'finished once');
+    } finally {
+      await p.close();
+    }
+  });
 });
 
 describe('flow control: bytes in flight stay within the bound', () => {
