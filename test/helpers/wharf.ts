@@ -59,26 +59,39 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
   // On the scaled deployment, a database (and bucket) of its own for each server.
   const backing: Backing | undefined = shared ? undefined : await provision();
   const backingEnv = shared ? shared.backingEnv : backing!.env;
-  const port = await freePort();
   const key = `wharf_test_${randomBytes(16).toString('hex')}`;
-  const config = loadConfig({
-    WHARF_HOST: '127.0.0.1',
-    WHARF_PORT: String(port),
-    WHARF_DATA_DIR: dataDir,
-    WHARF_API_KEY: key,
-    WHARF_SWEEP_INTERVAL: '0',
-    // Tests run jobs themselves (core.jobs.drain()), so what they observe is deterministic.
-    WHARF_JOB_INTERVAL_MS: '0',
-    ...backingEnv,
-    ...options.env,
-  });
   const clock = options.clock ?? new ManualClock(Date.now());
   const logger = options.logStream ? { level: 'info', stream: options.logStream } : false;
-  let wharf: Wharf;
+  let wharf: Wharf | undefined;
+  let config: ReturnType<typeof loadConfig>;
   try {
-    wharf = await createWharf(config, { clock, logger, consoleDir: options.consoleDir ?? null });
-    await wharf.app.listen({ host: config.host, port: config.port });
+    // The port is free when freePort() lets it go, and Wharf's public URL names it, so it is
+    // chosen before the server listens: another test (or an outgoing connection's local port)
+    // may take it in between (seen in CI: EADDRINUSE). Then a new one is tried.
+    for (let attempt = 1; ; attempt++) {
+      config = loadConfig({
+        WHARF_HOST: '127.0.0.1',
+        WHARF_PORT: String(await freePort()),
+        WHARF_DATA_DIR: dataDir,
+        WHARF_API_KEY: key,
+        WHARF_SWEEP_INTERVAL: '0',
+        // Tests run jobs themselves (core.jobs.drain()), so what they observe is deterministic.
+        WHARF_JOB_INTERVAL_MS: '0',
+        ...backingEnv,
+        ...options.env,
+      });
+      wharf = await createWharf(config, { clock, logger, consoleDir: options.consoleDir ?? null });
+      try {
+        await wharf.app.listen({ host: config.host, port: config.port });
+        break;
+      } catch (err) {
+        await wharf.close();
+        wharf = undefined;
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 5) throw err;
+      }
+    }
   } catch (err) {
+    await wharf?.close();
     await backing?.release();
     throw err;
   }
