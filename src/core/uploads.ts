@@ -527,8 +527,6 @@ export class UploadService {
   /**
    * Completes an upload whichever way it arrived: idempotent, and checks what storage
    * holds against everything declared and claimed. Also what reconciliation runs.
-   */
-  /**
    * `received`: the digests of the bytes as they arrived, from the storage that received them
    * (a tus upload hashed on its way to S3), used when storage itself cannot attest them, so
    * completion reads nothing back.
