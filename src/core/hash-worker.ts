@@ -48,7 +48,7 @@ parentPort.on('message', (m) => {
       }
       parentPort.postMessage({ op: 'reply', req: m.req });
     } catch (err) {
-      parentPort.postMessage({ op: 'reply', req: m.req, error: String(err && err.message || err) });
+      parentPort.postMessage({ op: 'reply', req: m.req, error: String(err && err.message || err), code: err && err.code });
     }
   } else if (m.op === 'drop') {
     states.delete(m.id);
@@ -58,7 +58,7 @@ parentPort.on('message', (m) => {
 
 type Message =
   | { op: 'ack'; len: number; buf: ArrayBuffer }
-  | { op: 'reply'; req: number; sha256?: string; md5?: string; error?: string };
+  | { op: 'reply'; req: number; sha256?: string; md5?: string; error?: string; code?: string };
 
 export interface HashPoolOptions {
   /** Worker threads; each digest lives on one of them (the one with the fewest). */
@@ -413,7 +413,10 @@ export class OffThreadDigest {
       length: end - start,
     });
     if (reply.error !== undefined) {
-      const err = new Error(reply.error);
+      // With the file system's code (ENOENT: a concurrent completion moved the file away),
+      // which callers tell apart from a file that ended short.
+      const err: NodeJS.ErrnoException = new Error(reply.error);
+      if (reply.code !== undefined) err.code = reply.code;
       this.drop();
       this.failure = err;
       throw err;
