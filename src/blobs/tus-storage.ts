@@ -81,6 +81,11 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
   };
   const digests = new RunningDigests();
   const bodies = new BodyChannel();
+  // The request that brought the last byte and the sweep's reconcile may promote one upload at
+  // once. Side by side, one could remove the facts file the other had just written (adopt
+  // clears a key's old facts before the bytes move in): one at a time, the second finds the
+  // object in place. Only this process writes the directory, so a lock in it suffices.
+  const promoting = new KeyedQueue<Digests | undefined>();
   const datastore = new WharfFileStore(blobs, fileOf, digests, bodies, {
     directory: root,
     expirationPeriodInMilliseconds: expiresInSeconds * 1000,
@@ -105,30 +110,7 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
         throw err;
       }
     },
-    async promote(key) {
-      const file = fileOf(key);
-      let facts: Digests | undefined;
-      try {
-        // The bytes were hashed as they arrived (by this process, or caught up from the file
-        // where another wrote them): the object's facts come with it, and completion reads
-        // nothing back.
-        const size = (await stat(file)).size;
-        const digest = await digests.take(key, file, size);
-        try {
-          facts = await digest.digests();
-        } finally {
-          digest.drop();
-        }
-        await blobs.adopt(key, file, facts);
-      } catch (err) {
-        // Promoted already (a retry after a crash, or a concurrent finish).
-        if (!isNotFound(err) || !(await blobs.head(key))) throw err;
-      } finally {
-        digests.forget(key);
-      }
-      await rm(infoOf(key), { force: true });
-      return facts;
-    },
+    promote: (key) => promoting.run(key, () => promoteNow(key)),
     async discard(key) {
       digests.forget(key);
       await rm(fileOf(key), { force: true });
@@ -136,7 +118,48 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
     },
     sweepDebris: (olderThan, inUse) => sweepTusDirectory(root, Math.max(olderThan, startedAt), inUse),
   };
+
+  async function promoteNow(key: string): Promise<Digests | undefined> {
+    const file = fileOf(key);
+    let facts: Digests | undefined;
+    try {
+      // The bytes were hashed as they arrived (by this process, or caught up from the file
+      // where another wrote them): the object's facts come with it, and completion reads
+      // nothing back.
+      const size = (await stat(file)).size;
+      const digest = await digests.take(key, file, size);
+      try {
+        facts = await digest.digests();
+      } finally {
+        digest.drop();
+      }
+      await blobs.adopt(key, file, facts);
+    } catch (err) {
+      // Promoted already (a retry after a crash, or a concurrent finish).
+      if (!isNotFound(err) || !(await blobs.head(key))) throw err;
+    } finally {
+      digests.forget(key);
+    }
+    await rm(infoOf(key), { force: true });
+    return facts;
+  }
   return { datastore, storage, bodies };
+}
+
+/** Runs the tasks given for one key one after another; tasks of different keys run at once. */
+class KeyedQueue<T> {
+  private readonly tails = new Map<string, Promise<T>>();
+
+  run(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key);
+    const next = previous ? previous.then(task, task) : task();
+    this.tails.set(key, next);
+    const forget = () => {
+      if (this.tails.get(key) === next) this.tails.delete(key);
+    };
+    next.then(forget, forget);
+    return next;
+  }
 }
 
 const WRITE_BUFFER = 1 << 20;
