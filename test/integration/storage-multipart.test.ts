@@ -6,12 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { FsBlobStore } from '../../src/blobs/fs-store.js';
-import { LocalEndpoint } from '../../src/blobs/local-endpoint.js';
 import { S3BlobStore } from '../../src/blobs/s3-store.js';
 import { isWharfError } from '../../src/core/errors.js';
 import { type BlobStore, MULTIPART_LIMITS, type StoredPart } from '../../src/core/ports.js';
 import { storesOnS3 } from '../helpers/deployment.js';
+import { localBlobStore } from '../helpers/fs-store.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -59,18 +58,7 @@ describe(`BlobStore multipart on ${storesOnS3 ? 'S3 (Ceph)' : 'a local directory
       };
     } else {
       const root = await mkdtemp(join(tmpdir(), 'wharf-storage-mp-'));
-      const fs = new FsBlobStore(
-        root,
-        new LocalEndpoint({
-          publicUrl: 'http://127.0.0.1:1',
-          bucket: 'wharf',
-          region: 'us-east-1',
-          accessKeyId: 'k',
-          secretAccessKey: 's',
-        }),
-      );
-      await fs.init();
-      store = fs;
+      store = await localBlobStore(root);
       cleanup = () => rm(root, { recursive: true, force: true });
     }
   });

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { FsBlobStore } from '../../src/blobs/fs-store.js';
-import { LocalEndpoint } from '../../src/blobs/local-endpoint.js';
+import type { FsBlobStore } from '../../src/blobs/fs-store.js';
 import { isWharfError } from '../../src/core/errors.js';
 import { MULTIPART_LIMITS, type StoredPart } from '../../src/core/ports.js';
+import { localBlobStore } from '../helpers/fs-store.js';
 
 const MIN = MULTIPART_LIMITS.minPartSize;
 const KEY = 'acct/019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b.bin';
@@ -18,17 +18,7 @@ let store: FsBlobStore;
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'wharf-fs-multipart-'));
-  store = new FsBlobStore(
-    root,
-    new LocalEndpoint({
-      publicUrl: 'http://127.0.0.1:1',
-      bucket: 'wharf',
-      region: 'us-east-1',
-      accessKeyId: 'k',
-      secretAccessKey: 's',
-    }),
-  );
-  await store.init();
+  store = await localBlobStore(root);
 });
 after(() => rm(root, { recursive: true, force: true }));
 

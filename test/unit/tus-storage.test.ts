@@ -5,26 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { FsBlobStore } from '../../src/blobs/fs-store.js';
-import { LocalEndpoint } from '../../src/blobs/local-endpoint.js';
+import type { FsBlobStore } from '../../src/blobs/fs-store.js';
 import { localTusBackend } from '../../src/blobs/tus-storage.js';
+import { localBlobStore } from '../helpers/fs-store.js';
 
 let root: string;
 let store: FsBlobStore;
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'wharf-tus-storage-'));
-  store = new FsBlobStore(
-    join(root, 'blobs'),
-    new LocalEndpoint({
-      publicUrl: 'http://127.0.0.1:1',
-      bucket: 'wharf',
-      region: 'us-east-1',
-      accessKeyId: 'k',
-      secretAccessKey: 's',
-    }),
-  );
-  await store.init();
+  store = await localBlobStore(join(root, 'blobs'));
 });
 after(() => rm(root, { recursive: true, force: true }));
 
