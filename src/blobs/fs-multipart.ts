@@ -14,6 +14,8 @@ import {
   type ReceivedPart,
   type StoredPart,
 } from '../core/ports.js';
+import { downloadBuffers } from '../core/read-buffers.js';
+import { readFileRange } from './file-reader.js';
 import { type NamedPart, PartChains } from './part-chain.js';
 import { RunningDigest } from './running-digest.js';
 
@@ -365,7 +367,7 @@ export function readParts(dir: string, object: ComposedObject, range?: ByteRange
         const to = Math.min(part.size - 1, (range?.end ?? Number.POSITIVE_INFINITY) - first);
         if (to < from) continue;
         const handle = await open(join(dir, String(part.partNumber)), 'r');
-        yield* handle.createReadStream({ start: HEADER + from, end: HEADER + to, highWaterMark: CHUNK });
+        yield* readFileRange(handle, downloadBuffers, HEADER + from, HEADER + to);
       }
     })(),
     { objectMode: false },

@@ -4,11 +4,13 @@
  * its SHA-256 and MD5 are theirs, also when the upload moves to another node or a restarted
  * server half-way (whose hashing state is gone), and when parts arrive out of order or are
  * sent again. Reads (whole and ranges) of a composed object are the bytes as one file.
+ * Downloads reuse their read buffers without ever mixing bytes of two responses.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { MULTIPART_LIMITS } from '../../src/core/ports.js';
+import { downloadBuffers } from '../../src/core/read-buffers.js';
 import { uploadRaw } from '../helpers/assets.js';
 import { onS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
@@ -311,5 +313,87 @@ describe('multipart: hashed in part order as parts arrive, composed without a co
     });
     assert.equal(again.status, 201);
     await assertHolds(w, (await again.json()).asset.id, bytes);
+  });
+});
+
+// ---- downloads ----
+
+describe('downloads: read buffers handed back and reused', () => {
+  const MiB = 1 << 20;
+
+  async function upload(bytes: Buffer): Promise<string> {
+    const res = await uploadRaw(w, w.key, 'download.bin', bytes, { contentType: 'application/octet-stream' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return (res.body as { asset: { id: string } }).asset.id;
+  }
+
+  async function download(assetId: string, range?: string, signal?: AbortSignal): Promise<Response> {
+    return fetch(`${w.url}/v1/assets/${assetId}/content`, {
+      headers: { 'x-api-key': w.key, ...(range && { range }) },
+      ...(signal && { signal }),
+    });
+  }
+
+  test('sequential downloads reuse a few buffers, and each is the file’s bytes', async () => {
+    const bytes = randomBytes(5 * MiB + 17);
+    const assetId = await upload(bytes);
+    const before = downloadBuffers.allocated;
+    for (let round = 0; round < 10; round++) {
+      const res = await download(assetId);
+      assert.equal(res.status, 200);
+      assert.ok(Buffer.from(await res.arrayBuffer()).equals(bytes), `download ${round}`);
+    }
+    // 10 downloads read 60 chunks. Without the buffers handed back, each was a new one.
+    if (!onS3(w))
+      assert.ok(downloadBuffers.allocated - before <= 12, `${downloadBuffers.allocated - before} allocated`);
+  });
+
+  test('a slow reader’s chunks waiting in its socket are not lent to another download', async () => {
+    // Larger than loopback's socket buffers: with the reader paused, chunks wait in Wharf's
+    // response until it reads again, while another download reads at full speed.
+    const slow = randomBytes(24 * MiB + 3);
+    const fast = randomBytes(4 * MiB + 1);
+    const [slowId, fastId] = await Promise.all([upload(slow), upload(fast)]);
+    const res = await download(slowId);
+    const reader = res.body!.getReader();
+    const chunks: Buffer[] = [];
+    const first = await reader.read();
+    chunks.push(Buffer.from(first.value!));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the socket fills up
+    for (let round = 0; round < 3; round++) {
+      const other = await download(fastId);
+      assert.ok(Buffer.from(await other.arrayBuffer()).equals(fast), `the other download, round ${round}`);
+    }
+    for (let next = await reader.read(); !next.done; next = await reader.read())
+      chunks.push(Buffer.from(next.value));
+    assert.ok(Buffer.concat(chunks).equals(slow), 'the slow download is its own bytes');
+  });
+
+  test('downloads, ranges and abandoned downloads at once never see each other’s bytes', async () => {
+    const a = randomBytes(5 * MiB + 17);
+    const b = randomBytes(3 * MiB + 5);
+    const [idA, idB] = await Promise.all([upload(a), upload(b)]);
+    for (let round = 0; round < 6; round++) {
+      const abandoned = new AbortController();
+      const [whole, ranged, other] = await Promise.all([
+        download(idA).then(async (res) => Buffer.from(await res.arrayBuffer())),
+        download(idA, `bytes=${MiB - 3}-${4 * MiB + 2}`).then(async (res) => {
+          assert.equal(res.status, 206);
+          return Buffer.from(await res.arrayBuffer());
+        }),
+        download(idB).then(async (res) => Buffer.from(await res.arrayBuffer())),
+        // Read one chunk, then hang up: its buffers in flight must not be reused while the
+        // socket may still hold them, nor lost to the other downloads.
+        download(idB, undefined, abandoned.signal).then(async (res) => {
+          const reader = res.body!.getReader();
+          await reader.read();
+          abandoned.abort();
+          await reader.read().catch(() => undefined);
+        }),
+      ]);
+      assert.ok(whole.equals(a), `whole A, round ${round}`);
+      assert.ok(ranged.equals(a.subarray(MiB - 3, 4 * MiB + 3)), `range of A, round ${round}`);
+      assert.ok(other.equals(b), `whole B, round ${round}`);
+    }
   });
 });

@@ -1,8 +1,10 @@
+import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import rangeParser from 'range-parser';
 import { WharfError } from '../../../core/errors.js';
 import type { ByteRange } from '../../../core/ports.js';
+import { downloadBuffers, type ReadBuffers } from '../../../core/read-buffers.js';
 
 /** Stored bytes to answer with: an asset's content or one of its derivatives. */
 export interface StoredBytes {
@@ -67,6 +69,7 @@ export async function sendStored(request: FastifyRequest, reply: FastifyReply, b
     if (bytesUnit && ranges !== -1 && ranges !== -2 && ranges.length === 1) {
       const range = ranges[0]!;
       const stream = await bytes.read(range);
+      giveBackAfterWrite(reply.raw, downloadBuffers);
       return reply
         .status(206)
         .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
@@ -76,5 +79,33 @@ export async function sendStored(request: FastifyRequest, reply: FastifyReply, b
   }
   if (size === 0) return reply.header('content-length', 0).send('');
   const stream = await bytes.read();
+  giveBackAfterWrite(reply.raw, downloadBuffers);
   return reply.header('content-length', size).send(stream);
+}
+
+type WriteCallback = (error?: Error | null) => void;
+
+/**
+ * Gives each lent chunk this response writes back to `buffers` once the socket has taken its
+ * bytes (the write's callback), so a download reuses a few buffers instead of allocating one
+ * per chunk (see ReadBuffers). The response is the chunk's only holder by then: the stream
+ * from storage hands each chunk on unchanged and keeps no reference.
+ */
+function giveBackAfterWrite(response: ServerResponse, buffers: ReadBuffers): void {
+  const write = response.write.bind(response) as (
+    chunk: unknown,
+    encoding?: BufferEncoding,
+    callback?: WriteCallback,
+  ) => boolean;
+  response.write = ((chunk: unknown, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback) => {
+    if (typeof encoding === 'function') {
+      callback = encoding;
+      encoding = undefined;
+    }
+    if (!(chunk instanceof Uint8Array) || !buffers.owns(chunk)) return write(chunk, encoding, callback);
+    return write(chunk, encoding, (error) => {
+      buffers.giveBack(chunk);
+      callback?.(error);
+    });
+  }) as ServerResponse['write'];
 }
