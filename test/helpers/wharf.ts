@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,14 +42,35 @@ export interface StartOptions {
   consoleDir?: string;
 }
 
+/**
+ * A loopback port that was free when checked, for a server the test starts itself (Wharf
+ * names its own port in its public URL, so it cannot listen on port 0 and say which it got).
+ * Chosen at random below the kernel's ephemeral range: outgoing connections (to PostgreSQL,
+ * Ceph, Wharf) and servers that listen on port 0 take their ports from that range, and one of
+ * them took a port between its check and its use in CI (EADDRINUSE). Only another test's
+ * freePort() can still pick the same port in that moment, one chance in thousands.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const below = await ephemeralLow();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 10_000 + randomInt(below - 10_000);
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port found between 10000 and ${below}`);
+}
+
+/** The lowest port of the kernel's ephemeral range (32768 when the file cannot be read). */
+async function ephemeralLow(): Promise<number> {
+  const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '');
+  const low = Number(text.trim().split(/\s+/)[0]);
+  return Number.isInteger(low) && low > 11_000 ? low : 32_768;
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 
@@ -66,8 +87,8 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
   let config: ReturnType<typeof loadConfig>;
   try {
     // The port is free when freePort() lets it go, and Wharf's public URL names it, so it is
-    // chosen before the server listens: another test (or an outgoing connection's local port)
-    // may take it in between (seen in CI: EADDRINUSE). Then a new one is tried.
+    // chosen before the server listens: another test's server may take it in between. Then a
+    // new one is tried.
     for (let attempt = 1; ; attempt++) {
       config = loadConfig({
         WHARF_HOST: '127.0.0.1',
