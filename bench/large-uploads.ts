@@ -56,7 +56,7 @@ function loadConfig(env: NodeJS.ProcessEnv = process.env): LargeConfig {
   const sizes = (env.BENCH_LARGE_SIZES ?? (quick ? '16M,64M' : '256M,4G')).split(',').map(parseSize);
   if (sizes.length === 0) throw new Error('BENCH_LARGE_SIZES names no size');
   // Scaled: the raw store is the reference, and a bare tus file store has no scaled twin.
-  const defaultFlows = scaled ? 'direct,multipart,tus' : 'direct,multipart,tus,tus-bare';
+  const defaultFlows = scaled ? 'direct,multipart,tus' : 'direct,multipart,tus,tus-bare,tus-bare-verified';
   const flows = (env.BENCH_LARGE_FLOWS ?? defaultFlows)
     .split(',')
     .map((f) => f.trim())
@@ -254,6 +254,24 @@ function buildTable(config: LargeConfig, results: Results, failures: Map<Flow, s
   return { header, rows };
 }
 
+/** Wharf's tus flow against each bare @tus/server that ran, per size (issue 14's "tus ≥ bare"). */
+function tusVersusBare(config: LargeConfig, results: Results): string {
+  const median = (flow: Flow, size: number) => {
+    const runs = results.get(flow)?.get(size);
+    return runs && runs.length > 0 ? summarize(runs.map((r) => size / MiB / r.seconds)).median : undefined;
+  };
+  const lines: string[] = [];
+  for (const bare of ['tus-bare', 'tus-bare-verified'] as const) {
+    const ratios = config.sizes.flatMap((size) => {
+      const wharf = median('tus', size);
+      const reference = median(bare, size);
+      return wharf && reference ? [`${formatBytes(size)} ${((wharf / reference) * 100).toFixed(0)}%`] : [];
+    });
+    if (ratios.length > 0) lines.push(`Wharf tus vs ${LABELS[bare]}: ${ratios.join(', ')}`);
+  }
+  return lines.length > 0 ? `\n${lines.join('\n')}\n` : '';
+}
+
 const LABELS: Record<Flow, string> = {
   baseline: 'baseline: raw node:http',
   's3-raw': 'baseline: AWS SDK straight to the bucket',
@@ -261,6 +279,7 @@ const LABELS: Record<Flow, string> = {
   multipart: 'Wharf multipart (/v1/multipart)',
   tus: 'Wharf tus (/v1/tus/)',
   'tus-bare': 'bare @tus/server + file store',
+  'tus-bare-verified': 'bare @tus/server + file store, hashing + fsync',
 };
 
 function cell(summary: Summary | undefined): string {
@@ -304,6 +323,7 @@ try {
       'process per upload.\n\n' +
       `${renderText(table)}\n`,
   );
+  process.stdout.write(tusVersusBare(config, results));
   for (const [flow, reason] of failures) process.stdout.write(`\n${LABELS[flow]} FAILED: ${reason}\n`);
   if (process.env.BENCH_MARKDOWN) process.stdout.write(`\n${renderMarkdown(table)}\n`);
   if (process.env.BENCH_JSON) {

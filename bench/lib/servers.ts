@@ -121,13 +121,25 @@ export async function startBareFastify(): Promise<ChildServer> {
   });
 }
 
-/** bench/bare-tus.ts: tus.io's server and file store on raw node:http, at `${url}/files/`. */
-export async function startBareTus(options: { dataDir: string; name?: string }): Promise<ChildServer> {
+/**
+ * bench/bare-tus.ts: tus.io's server and file store on raw node:http, at `${url}/files/`;
+ * with `verify`, also hashing each PATCH (SHA-256 + MD5) and fsyncing the finished file.
+ */
+export async function startBareTus(options: {
+  dataDir: string;
+  name?: string;
+  verify?: boolean;
+}): Promise<ChildServer> {
   const port = await freePort();
   return spawnServer({
     name: options.name ?? 'bare-tus',
     nodeArgs: [...REFERENCE_NODE_ARGS, join(REPO_ROOT, 'dist', 'bench', 'bare-tus.js')],
-    env: { ...cleanEnv(), BARE_TUS_PORT: String(port), BARE_TUS_DIR: options.dataDir },
+    env: {
+      ...cleanEnv(),
+      BARE_TUS_PORT: String(port),
+      BARE_TUS_DIR: options.dataDir,
+      BARE_TUS_VERIFY: options.verify ? '1' : '0',
+    },
     port,
     healthPath: '/healthz',
     cwd: REPO_ROOT,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Upload as TusUpload } from 'tus-js-client';
@@ -17,7 +17,15 @@ import { startBareTus, startBaseline, startWharf, type WharfServer } from '../li
  * deduplicated against an earlier round's copy of the same bytes.
  */
 
-export const FLOWS = ['baseline', 's3-raw', 'direct', 'multipart', 'tus', 'tus-bare'] as const;
+export const FLOWS = [
+  'baseline',
+  's3-raw',
+  'direct',
+  'multipart',
+  'tus',
+  'tus-bare',
+  'tus-bare-verified',
+] as const;
 export type Flow = (typeof FLOWS)[number];
 
 /**
@@ -91,13 +99,16 @@ export async function runFlow(
         return { sha256: stored.sha256, size: stored.size };
       });
     }
-    if (flow === 'tus-bare') {
-      const bare = await startBareTus({ dataDir: dir, name: 'bare tus (large)' });
+    if (flow === 'tus-bare' || flow === 'tus-bare-verified') {
+      const verify = flow === 'tus-bare-verified';
+      const bare = await startBareTus({ dataDir: dir, name: `${flow} (large)`, verify });
       server = bare;
       return await measured(bare, source, async () => {
         const url = await tusClientUpload(`${bare.url}/files/`, {}, source, settings);
-        // The reference hashes nothing: its file is read back and hashed after the timing.
-        return { stored: () => hashFile(join(dir, url.slice(url.lastIndexOf('/') + 1))) };
+        const path = join(dir, url.slice(url.lastIndexOf('/') + 1));
+        if (verify) return { stored: () => reportedDigest(path) };
+        // The plain reference hashes nothing: its file is read back and hashed after the timing.
+        return { stored: () => hashFile(path) };
       });
     }
     if (flow === 's3-raw') return await rawS3Upload(source, settings);
@@ -361,6 +372,18 @@ async function hashFile(path: string): Promise<Stored> {
     size += (chunk as Buffer).length;
   }
   return { sha256: hash.digest('hex'), size };
+}
+
+/** The hashing reference's file, whose SHA-256 must be the one it computed as bytes arrived. */
+async function reportedDigest(path: string): Promise<Stored> {
+  const reported = JSON.parse(await readFile(`${path}.digests`, 'utf8')) as { sha256: string };
+  const stored = await hashFile(path);
+  if (reported.sha256 !== stored.sha256) {
+    throw new Error(
+      `the hashing tus reference reported SHA-256 ${reported.sha256}, its file has ${stored.sha256}`,
+    );
+  }
+  return stored;
 }
 
 /**
