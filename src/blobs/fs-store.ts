@@ -5,18 +5,19 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ObjectInfo } from '../core/model.js';
-import type {
-  BlobStore,
-  ByteRange,
-  PartReference,
-  PresignedPost,
-  PresignedRequest,
-  PresignOperationRequest,
-  PresignPostRequest,
-  PresignPutRequest,
-  ReceivedPart,
-  SealHook,
-  StoredPart,
+import {
+  type BlobStore,
+  type ByteRange,
+  ObjectMissing,
+  type PartReference,
+  type PresignedPost,
+  type PresignedRequest,
+  type PresignOperationRequest,
+  type PresignPostRequest,
+  type PresignPutRequest,
+  type ReceivedPart,
+  type SealHook,
+  type StoredPart,
 } from '../core/ports.js';
 import { downloadBuffers } from '../core/read-buffers.js';
 import { readFileRange } from './file-reader.js';
@@ -144,7 +145,7 @@ export class FsBlobStore implements BlobStore {
       if (!isNotFound(err)) throw err;
       const dir = this.pathOf(this.composed, key);
       const composed = await readComposed(dir);
-      if (!composed) throw err;
+      if (!composed) throw new ObjectMissing(key);
       return readParts(dir, composed, range);
     }
     return readFileRange(handle, downloadBuffers, range?.start, range?.end);

@@ -13,6 +13,7 @@ import {
   type HeadObjectCommandOutput,
   ListMultipartUploadsCommand,
   ListPartsCommand,
+  NoSuchKey,
   PutObjectCommand,
   type S3Client,
   S3ServiceException,
@@ -24,18 +25,19 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { hexToBase64 } from '../core/digests.js';
 import { type ErrorCode, isWharfError, WharfError } from '../core/errors.js';
 import type { ObjectInfo } from '../core/model.js';
-import type {
-  BlobStore,
-  ByteRange,
-  PartReference,
-  PresignedPost,
-  PresignedRequest,
-  PresignGetRequest,
-  PresignOperationRequest,
-  PresignPostRequest,
-  PresignPutRequest,
-  SealHook,
-  StoredPart,
+import {
+  type BlobStore,
+  type ByteRange,
+  ObjectMissing,
+  type PartReference,
+  type PresignedPost,
+  type PresignedRequest,
+  type PresignGetRequest,
+  type PresignOperationRequest,
+  type PresignPostRequest,
+  type PresignPutRequest,
+  type SealHook,
+  type StoredPart,
 } from '../core/ports.js';
 import { createS3Client, type S3Options } from './s3-client.js';
 import { encodeS3Key, QuerySigner } from './sigv4-query.js';
@@ -167,13 +169,17 @@ export class S3BlobStore implements BlobStore {
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
-    const out = await this.client.send(
-      new GetObjectCommand({
-        Bucket: this.bucket,
-        Key: key,
-        Range: range ? `bytes=${range.start}-${range.end}` : undefined,
-      }),
-    );
+    const out = await this.client
+      .send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Range: range ? `bytes=${range.start}-${range.end}` : undefined,
+        }),
+      )
+      .catch((err: unknown) => {
+        throw err instanceof NoSuchKey ? new ObjectMissing(key) : err;
+      });
     // In Node the SDK's body is the HTTP response stream itself: bytes flow as they arrive.
     return out.Body as Readable;
   }

@@ -13,7 +13,14 @@ import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
 import type { Access, Asset, Principal } from './model.js';
-import type { AssetPage, AssetQuery, BlobStore, ByteRange, Store } from './ports.js';
+import {
+  type AssetPage,
+  type AssetQuery,
+  type BlobStore,
+  type ByteRange,
+  ObjectMissing,
+  type Store,
+} from './ports.js';
 import { countBytes, NO_TELEMETRY, type Telemetry } from './telemetry.js';
 
 export const MAX_PAGE_SIZE = 1000;
@@ -166,7 +173,10 @@ export class AssetService {
 
   async read(asset: Asset, range?: ByteRange): Promise<Readable> {
     this.assertReadable(asset);
-    return countBytes(await this.blobs.read(asset.storageKey, range), this.telemetry);
+    const bytes = await this.blobs.read(asset.storageKey, range).catch((err: unknown) => {
+      throw err instanceof ObjectMissing ? bytesMissing(asset.id) : err;
+    });
+    return countBytes(bytes, this.telemetry);
   }
 
   /**
@@ -235,4 +245,13 @@ export class AssetService {
       .update(`download\n${assetId}\n${expires}\n${disposition}`)
       .digest('base64url');
   }
+}
+
+/** An asset whose recorded bytes storage no longer holds: lost data, not a bad request. */
+export function bytesMissing(assetId: string): WharfError {
+  return new WharfError(
+    'BYTES_MISSING',
+    'The stored bytes of this asset are missing from storage; an operator must restore them or delete the asset.',
+    { asset_id: assetId },
+  );
 }

@@ -71,6 +71,8 @@ export const ERROR_STATUS = {
   /** Too many failed console sign-ins from one address: wait (details.retry_after, seconds). */
   RATE_LIMITED: 429,
   INTERNAL: 500,
+  /** A recorded object that storage no longer holds (removed behind Wharf's back). */
+  BYTES_MISSING: 500,
   /** A dependency (the database, the object store) cannot be reached; retrying later may work. */
   SERVICE_UNAVAILABLE: 503,
   /** Not an image Wharf transforms (a text file, SVG, HEIC, TIFF…). */

@@ -13,7 +13,7 @@ import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import { PermanentJobError } from './jobs.js';
 import type { Asset, Derivative, ImagePreset, Job, Principal } from './model.js';
-import type { BlobStore, ByteRange, Store } from './ports.js';
+import { type BlobStore, type ByteRange, ObjectMissing, type Store } from './ports.js';
 import { RecentMap } from './recent.js';
 import { Slots } from './slots.js';
 import {
@@ -161,8 +161,24 @@ export class ImageService {
     return { derivative, negotiated: transform.format === 'auto' };
   }
 
+  /**
+   * The rendering's bytes. When storage no longer holds them (removed behind Wharf's back),
+   * the rendering is forgotten, with any identical one sharing its object, and BYTES_MISSING
+   * thrown: rendering it again makes new bytes.
+   */
   async read(derivative: Derivative, range?: ByteRange): Promise<Readable> {
-    return this.blobs.read(derivative.storageKey, range);
+    try {
+      return await this.blobs.read(derivative.storageKey, range);
+    } catch (err) {
+      if (!(err instanceof ObjectMissing)) throw err;
+      this.known.deleteWhere((memo) => memo.startsWith(`${derivative.assetId}:`));
+      await this.store.deleteDerivativesStoredAt(derivative.assetId, derivative.storageKey);
+      throw new WharfError(
+        'BYTES_MISSING',
+        'The stored bytes of this rendering were missing from storage; it is made again on the next request.',
+        { asset_id: derivative.assetId },
+      );
+    }
   }
 
   /** What a transform starts from: the original image, or the preview of a video or PDF. */

@@ -400,6 +400,8 @@ export interface DerivativeStore {
   listDerivatives(assetId: string): Promise<Derivative[]>;
   countDerivatives(assetId: string): Promise<number>;
   deleteDerivatives(assetId: string): Promise<void>;
+  /** Forgets the asset's derivatives whose bytes are the object at `storageKey`. */
+  deleteDerivativesStoredAt(assetId: string, storageKey: string): Promise<void>;
 }
 
 /** Named transform presets per account (the `image_presets` table). */
@@ -633,6 +635,7 @@ export interface BlobStore {
   /** Writes `source` under `key`; visible only whole, after `seal` accepted it. */
   write(key: string, source: Readable, seal: SealHook): Promise<void>;
   head(key: string): Promise<ObjectInfo | undefined>;
+  /** The object's bytes (or `range` of them); ObjectMissing when storage holds no such key. */
   read(key: string, range?: ByteRange): Promise<Readable>;
   /**
    * The file on this machine that holds the object, for stores that keep objects as files
@@ -722,4 +725,17 @@ export interface PostConditions {
   maxSize: number;
   /** Exact Content-Type required of the form, if the policy names one. */
   contentType?: string | undefined;
+}
+
+/**
+ * What BlobStore.read throws for a key storage does not hold. Wharf deletes an object only
+ * after its record, so a recorded object that is missing was removed behind Wharf's back
+ * (an operator's cleanup, a bucket restored from an older copy): the core answers it with a
+ * stable error, or makes a rendering again, instead of failing as an unknown error.
+ */
+export class ObjectMissing extends Error {
+  constructor(readonly key: string) {
+    super(`Storage holds no object under ${key}.`);
+    this.name = 'ObjectMissing';
+  }
 }

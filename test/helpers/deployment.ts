@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import pg from 'pg';
 
@@ -222,6 +222,21 @@ export async function storedKeys(server: Server): Promise<string[]> {
     } while (token);
     return keys.sort();
   });
+}
+
+/**
+ * Removes one stored object behind Wharf's back, as an operator's cleanup or a bucket restored
+ * from an older copy would: its file (and recorded facts) under the local store, or its key in
+ * the bucket.
+ */
+export async function removeStoredObject(server: Server, key: string): Promise<void> {
+  if (!onS3(server)) {
+    await rm(join(server.dataDir, 'blobs', 'objects', key));
+    await rm(join(server.dataDir, 'blobs', 'meta', `${key}.json`), { force: true });
+    return;
+  }
+  const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+  await withBucket(server, (s3, bucket) => s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })));
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   presignedUpload,
   uploadRaw,
 } from '../helpers/assets.js';
-import { onS3 } from '../helpers/deployment.js';
+import { onS3, removeStoredObject } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -266,6 +266,31 @@ describe('DELETE /v1/assets/{id}', () => {
     const after = await objectFiles(w);
     assert.equal(after.length, objects.length - 1);
     assert.ok(!after.some((f) => f.endsWith('.bin') && objects.indexOf(f) === -1));
+  });
+});
+
+describe('an asset whose stored bytes vanished', () => {
+  test('answers 500 BYTES_MISSING, whole or a range, and the server goes on', async () => {
+    const bytes = randomBytes(70_000);
+    const asset = await createAsset(w, w.key, 'vanishing.bin', bytes);
+    const key = dbQuery<{ storage_key: string }>(
+      w,
+      'select storage_key from assets where id = ?',
+      asset.id,
+    )[0]!.storage_key;
+    await removeStoredObject(w, key);
+    for (const headers of [{}, { range: 'bytes=10-19' }] as Record<string, string>[]) {
+      const res = await get(`/v1/assets/${asset.id}/content`, headers);
+      assert.equal(res.status, 500);
+      const error = ((await res.json()) as { error: { code: string; details: { asset_id: string } } }).error;
+      assert.equal(error.code, 'BYTES_MISSING');
+      assert.equal(error.details.asset_id, asset.id);
+    }
+    // The record stays (an operator restores the bytes or deletes it); others are served.
+    assert.equal((await get(`/v1/assets/${asset.id}`)).status, 200);
+    const other = randomBytes(1000);
+    const kept = await createAsset(w, w.key, 'kept.bin', other);
+    assert.ok((await body(await get(`/v1/assets/${kept.id}/content`))).equals(other));
   });
 });
 

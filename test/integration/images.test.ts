@@ -5,7 +5,7 @@ import exifr from 'exifr';
 import sharp from 'sharp';
 import type { BlobStore } from '../../src/core/ports.js';
 import { uploadRaw } from '../helpers/assets.js';
-import { storedKeys } from '../helpers/deployment.js';
+import { removeStoredObject, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -339,6 +339,34 @@ describe('what a rendering carries', () => {
     assert.equal(list.length, 2);
     const objects = (await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`));
     assert.equal(objects.length, 1, objects.join(' '));
+  });
+});
+
+describe('a rendering whose stored object vanished', () => {
+  test('is made again, and its twins with it', async () => {
+    const { id } = await upload(
+      'vanishing.png',
+      await sharp({ create: { width: 60, height: 30, channels: 3, background: '#a0a' } })
+        .png()
+        .toBuffer(),
+      'image/png',
+    );
+    const first = await image(id, 'w=800&format=png');
+    const twin = await image(id, 'w=1600&format=png'); // the same bytes: one object for both
+    const [object] = (await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`));
+    assert.ok(object);
+    await removeStoredObject(w, object);
+
+    const again = await image(id, 'w=800&format=png');
+    assert.equal(again.status, 200, again.bytes.toString());
+    assert.ok(again.bytes.equals(first.bytes), 'the same rendering, made again');
+    assert.equal(again.headers.get('etag'), first.headers.get('etag'));
+    const twinAgain = await image(id, 'w=1600&format=png');
+    assert.equal(twinAgain.status, 200, twinAgain.bytes.toString());
+    assert.ok(twinAgain.bytes.equals(twin.bytes));
+    // Stored again, once, and listed.
+    assert.equal((await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`)).length, 1);
+    assert.deepEqual((await derivatives(id)).map((d) => d.params).length, 2);
   });
 });
 

@@ -88,6 +88,14 @@ export function derivativeQueries({ db }: SqlContext): DerivativeStore {
     async deleteDerivatives(assetId: string): Promise<void> {
       await db.deleteFrom('derivatives').where('asset_id', '=', assetId).execute();
     },
+
+    async deleteDerivativesStoredAt(assetId: string, storageKey: string): Promise<void> {
+      await db
+        .deleteFrom('derivatives')
+        .where('asset_id', '=', assetId)
+        .where('storage_key', '=', storageKey)
+        .execute();
+    },
   };
   return queries;
 }

@@ -207,19 +207,26 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         cacheControl = `private, max-age=${KEYED_MAX_AGE}`;
         embeddable = false;
       }
-      const rendered = await core.images
-        .render(asset, transform, request.headers.accept)
-        .catch((err: unknown) => withRetryAfter(reply, err));
-      reply.header('cache-control', cacheControl);
-      if (rendered.negotiated) reply.header('vary', 'Accept');
-      const { derivative } = rendered;
-      return sendStored(request, reply, {
-        size: derivative.size,
-        sha256: derivative.sha256,
-        contentType: derivative.contentType,
-        disposition: contentDisposition(renderingName(asset, derivative), { type: 'inline' }),
-        read: (range) => core.images.read(derivative, range),
-        resourcePolicy: embeddable ? 'cross-origin' : 'same-site',
+      const serve = async () => {
+        const rendered = await core.images
+          .render(asset, transform, request.headers.accept)
+          .catch((err: unknown) => withRetryAfter(reply, err));
+        reply.header('cache-control', cacheControl);
+        if (rendered.negotiated) reply.header('vary', 'Accept');
+        const { derivative } = rendered;
+        return sendStored(request, reply, {
+          size: derivative.size,
+          sha256: derivative.sha256,
+          contentType: derivative.contentType,
+          disposition: contentDisposition(renderingName(asset, derivative), { type: 'inline' }),
+          read: (range) => core.images.read(derivative, range),
+          resourcePolicy: embeddable ? 'cross-origin' : 'same-site',
+        });
+      };
+      return serve().catch((err: unknown) => {
+        // The stored rendering had vanished and is forgotten now: rendered again, once.
+        if (isWharfError(err, 'BYTES_MISSING')) return serve();
+        throw err;
       });
     },
   );
