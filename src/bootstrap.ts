@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { StoreLocker } from './blobs/db-locker.js';
 import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
+import { processTempDir } from './blobs/process-temp.js';
 import { S3BlobStore } from './blobs/s3-store.js';
 import { localTusBackend, s3TusBackend, type TusBackend } from './blobs/tus-storage.js';
 import { type Config, ConfigError } from './config.js';
@@ -185,7 +186,12 @@ async function openBlobs(
   if (storage.kind === 's3') {
     const blobs = new S3BlobStore({ ...storage, directDownloads: storage.downloads === 'redirect' });
     await blobs.ensureBucket();
-    return { blobs, endpoint: undefined, tus: s3TusBackend(storage, config.resumableExpiresSeconds) };
+    const partsDir = await processTempDir(join(config.dataDir, 'tus', 's3-parts'));
+    return {
+      blobs,
+      endpoint: undefined,
+      tus: s3TusBackend(storage, config.resumableExpiresSeconds, partsDir),
+    };
   }
   const endpoint = new LocalEndpoint({
     publicUrl: config.publicUrl,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createWriteStream, type Dirent } from 'node:fs';
 import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
@@ -11,6 +12,7 @@ import { hashingPassThrough } from '../core/hash-worker.js';
 import type { Digests } from '../core/model.js';
 import type { ResumableStorage } from '../core/resumable.js';
 import type { FsBlobStore } from './fs-store.js';
+import { withTmpdir } from './process-temp.js';
 import { RunningDigests } from './running-digest.js';
 import { reportingUnavailable, type S3Options, s3ClientConfig } from './s3-client.js';
 import { writeBehind } from './write-behind.js';
@@ -230,8 +232,8 @@ async function sweepTusDirectory(
  * finished object is already where the asset points; its `<key>.info` (and `<key>.part`, a
  * tail shorter than S3's minimum part) are bookkeeping, deleted once the object is whole.
  */
-export function s3TusBackend(options: S3Options, expiresInSeconds: number): TusBackend {
-  const datastore = new WharfS3Store({
+export function s3TusBackend(options: S3Options, expiresInSeconds: number, partsDir: string): TusBackend {
+  const datastore = new WharfS3Store(partsDir, {
     // Object tags only serve bucket lifecycle rules; Wharf's sweep expires uploads itself
     // (and not every S3-compatible server supports tagging).
     useTags: false,
@@ -332,6 +334,28 @@ class WharfS3Store extends S3Store implements ResumableStorage {
    * object at completion, as before.
    */
   private readonly digests = new RunningDigests();
+
+  /**
+   * @param partsDir where tus.io's store keeps each part while it uploads it, and a `.part`
+   *   tail it downloads: this process's own directory (processTempDir), so files a crash leaves
+   *   are removed by the next start instead of lying in os.tmpdir() under random names.
+   */
+  constructor(
+    private readonly partsDir: string,
+    options: ConstructorParameters<typeof S3Store>[0],
+  ) {
+    super(options);
+  }
+
+  /** tus.io's part upload, its part files in partsDir (it reads os.tmpdir() as it starts). */
+  protected override uploadParts(...args: Parameters<S3Store['uploadParts']>): Promise<number> {
+    return withTmpdir(this.partsDir, () => super.uploadParts(...args));
+  }
+
+  /** Where tus.io's store copies a `.part` tail it downloads: in partsDir, not os.tmpdir(). */
+  protected override async uniqueTmpFileName(template: string): Promise<string> {
+    return join(this.partsDir, `${template}${randomUUID()}`);
+  }
 
   /** tus.io's client, for the middleware every S3 client of Wharf's carries. */
   get s3Client() {

@@ -8,11 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MULTIPART_LIMITS } from '../../src/core/ports.js';
 import { downloadBuffers } from '../../src/core/read-buffers.js';
-import { uploadRaw } from '../helpers/assets.js';
-import { onS3 } from '../helpers/deployment.js';
+import { filesUnder, uploadRaw } from '../helpers/assets.js';
+import { onS3, storesOnS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
 import { parseScrape, seriesValue } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -107,6 +110,52 @@ describe('tus: hashed as the bytes arrive', () => {
     const last = await tusPatch(w, path, 1, bytes.subarray(1));
     assert.equal((await readBack(w)) - readBefore, 0, 'bytes read back at completion');
     await assertHolds(w, last.headers.get('wharf-asset-id')!, bytes);
+  });
+
+  test('on S3, a PATCH buffers its parts in a directory of this process under the data dir', {
+    skip: !storesOnS3 && 'local tus writes its upload file itself, with no part files',
+  }, async () => {
+    // tus.io's S3 store keeps each part in a file until it is uploaded. Under os.tmpdir()
+    // and random names, a crash would leave them where no sweep looks (processTempDir).
+    const bytes = randomBytes(PART + 3);
+    const path = await tusCreate(w, bytes.length);
+    const parts = join(w.dataDir, 'tus', 's3-parts');
+    const request = httpRequest(`${w.url}${path}`, {
+      method: 'PATCH',
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        'x-api-key': w.key,
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': '0',
+        'Content-Length': String(bytes.length),
+      },
+    });
+    const answered = new Promise<{ status: number; assetId: string }>((resolve, reject) => {
+      request.once('response', (res) => {
+        res.resume();
+        resolve({ status: res.statusCode!, assetId: String(res.headers['wharf-asset-id']) });
+      });
+      request.once('error', reject);
+    });
+    answered.catch(() => {}); // awaited below, unless a check fails first
+    request.write(bytes.subarray(0, 1 << 20));
+    try {
+      let during: string[] = [];
+      for (let i = 0; i < 100 && during.length === 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        during = await filesUnder(parts);
+      }
+      assert.equal(during.length, 1, 'the part being received is a file in the process’s directory');
+      assert.match(during[0]!, new RegExp(`^${hostname()}-${process.pid}-[0-9a-f]{8}/`));
+      request.end(bytes.subarray(1 << 20));
+    } finally {
+      // A failed check must not leave the PATCH open: the server would wait for it at close.
+      if (!request.writableEnded) request.destroy();
+    }
+    const { status, assetId } = await answered;
+    assert.equal(status, 204);
+    assert.deepEqual(await filesUnder(parts), [], 'each part file is removed once uploaded');
+    await assertHolds(w, assetId, bytes);
   });
 
   test('PATCHes alternating between two nodes (each catches up on what the other wrote)', async () => {

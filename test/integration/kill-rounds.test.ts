@@ -503,6 +503,9 @@ test(`kill -9 rounds: acknowledged uploads survive, nothing partial, nothing orp
       );
     }
     assert.deepEqual(await filesUnder(join(dataDir, 'tus', 'staging')), [], 'staged tus bodies left');
+    // On S3, each tus part waits in a file of its process's own directory until it is sent; the
+    // directories of the killed processes were removed when the checking server started.
+    assert.deepEqual(await filesUnder(join(dataDir, 'tus', 's3-parts')), [], 'tus part files left');
 
     t.diagnostic(
       `kill rounds figures: ${figures.rounds} rounds (SIGKILL each), ${figures.started} uploads started, ` +

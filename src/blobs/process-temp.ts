@@ -1,0 +1,61 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import os, { hostname } from 'node:os';
+import { join } from 'node:path';
+
+/** A directory of another machine (a data directory shared between hosts) counts as left over after this long untouched. */
+const FOREIGN_STALE_MS = 24 * 3600_000;
+
+/**
+ * A fresh directory of this process's own under `root`, for temporary files that a crash
+ * (SIGKILL, power loss) would leave behind, named `<host>-<pid>-<random>`. Directories left by
+ * processes of this host that are gone are removed first, whatever their age; those of other
+ * hosts (a data directory shared between machines) once untouched for a day. Processes that
+ * share `root`, in this process (tests) or another, never remove each other's directories
+ * while they live.
+ */
+export async function processTempDir(root: string, now = Date.now()): Promise<string> {
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  for (const entry of await readdir(root)) {
+    if (await leftOver(join(root, entry), entry, now)) {
+      await rm(join(root, entry), { recursive: true, force: true });
+    }
+  }
+  const dir = join(root, `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`);
+  await mkdir(dir, { mode: 0o700 });
+  return dir;
+}
+
+async function leftOver(path: string, entry: string, now: number): Promise<boolean> {
+  // Host names may hold dashes: the pid and the random part are the last two fields.
+  const match = /^(.+)-(\d+)-[0-9a-f]{8}$/.exec(entry);
+  if (match && match[1] === hostname()) return !alive(Number(match[2]));
+  const info = await stat(path).catch(() => undefined);
+  return info !== undefined && now - info.mtimeMs > FOREIGN_STALE_MS;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, under another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `work` with `os.tmpdir()` answering `dir`, for the synchronous part of `work` only
+ * (nothing else runs meanwhile). For a library that takes its temporary directory from
+ * `os.tmpdir()` and offers no option (see WharfS3Store.uploadParts); the test that uploads
+ * through it checks where its files went, so a version that reads it later is caught.
+ */
+export function withTmpdir<T>(dir: string, work: () => T): T {
+  const tmpdir = os.tmpdir;
+  os.tmpdir = () => dir;
+  try {
+    return work();
+  } finally {
+    os.tmpdir = tmpdir;
+  }
+}
