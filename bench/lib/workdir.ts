@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { processAlive } from '../../src/blobs/process-temp.js';
 import { onCleanup } from './cleanup.js';
 
 const PREFIX = 'wharf-bench-';
@@ -16,7 +17,7 @@ export async function createWorkDir(root: string, log: (message: string) => void
     if (!entry.startsWith(PREFIX)) continue;
     const dir = join(root, entry);
     const owner = Number(await readFile(join(dir, OWNER), 'utf8').catch(() => 'NaN'));
-    if (Number.isInteger(owner) && !alive(owner)) {
+    if (Number.isInteger(owner) && !processAlive(owner)) {
       log(`removing ${dir}, left behind by a benchmark run that was killed`);
       await rm(dir, { recursive: true, force: true });
     }
@@ -29,14 +30,4 @@ export async function createWorkDir(root: string, log: (message: string) => void
     () => rmSync(dir, { recursive: true, force: true }),
   );
   return dir;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

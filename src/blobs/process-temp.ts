@@ -29,12 +29,13 @@ export async function processTempDir(root: string, now = Date.now()): Promise<st
 async function leftOver(path: string, entry: string, now: number): Promise<boolean> {
   // Host names may hold dashes: the pid and the random part are the last two fields.
   const match = /^(.+)-(\d+)-[0-9a-f]{8}$/.exec(entry);
-  if (match && match[1] === hostname()) return !alive(Number(match[2]));
+  if (match && match[1] === hostname()) return !processAlive(Number(match[2]));
   const info = await stat(path).catch(() => undefined);
   return info !== undefined && now - info.mtimeMs > FOREIGN_STALE_MS;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists on this host (under any user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
