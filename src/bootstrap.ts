@@ -13,7 +13,8 @@ import { createIdSource } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
 import type { Telemetry } from './core/telemetry.js';
-import { type Core, createCore, deriveKey } from './core/wharf.js';
+import { type ResealReport, resealWebhookSecrets } from './core/webhook-reseal.js';
+import { type Core, createCore, deriveKey, webhookSealKey } from './core/wharf.js';
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createSqlStore } from './db/store/index.js';
@@ -38,6 +39,8 @@ export interface OpenedCore {
   };
   /** External tools (ffmpeg, poppler) this server lacks, by name and the path that was tried. */
   missingTools: Record<string, string>;
+  /** Webhook secrets sealed again at start, and endpoints whose secret no key opens. */
+  webhookSecrets: ResealReport;
   close(): Promise<void>;
 }
 
@@ -56,11 +59,20 @@ export async function openCore(
   const store = createSqlStore(connection, ids);
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
+  let webhookSecrets: ResealReport;
   try {
     await migrateToLatest(connection.db);
     // One secret per installation, kept in the database so every node shares it.
     secret =
       config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
+    // What the secrets used before sealed is sealed again under this one: WHARF_SECRET_PREVIOUS,
+    // and the generated one in the database when WHARF_SECRET has replaced it.
+    const previous = [config.previousSecret, config.secret && (await store.getSetting('server_secret'))];
+    webhookSecrets = await resealWebhookSecrets(
+      store,
+      webhookSealKey(secret),
+      previous.filter((s): s is string => !!s && s !== secret).map(webhookSealKey),
+    );
     opened = await openBlobs(config, secret);
   } catch (err) {
     await store.close();
@@ -136,6 +148,7 @@ export async function openCore(
       stagingDir: join(config.dataDir, 'tus', 'staging'),
     },
     missingTools: missing,
+    webhookSecrets,
     async close() {
       await blobs.close();
       await store.close();

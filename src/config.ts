@@ -12,6 +12,8 @@ export interface Config {
   databaseUrl: string;
   apiKey: string | undefined;
   secret: string | undefined;
+  /** The server secret before the current one: what it sealed is sealed again at start. */
+  previousSecret: string | undefined;
   maxFileSize: number;
   uploadExpiresSeconds: number;
   maxFilesPerRequest: number;
@@ -217,6 +219,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     databaseUrl,
     apiKey,
     secret: env.WHARF_SECRET || undefined,
+    previousSecret: env.WHARF_SECRET_PREVIOUS || undefined,
     maxFileSize: integer(env, 'WHARF_MAX_FILE_SIZE', 5 * GiB, 0, Number.MAX_SAFE_INTEGER),
     uploadExpiresSeconds: integer(env, 'WHARF_UPLOAD_EXPIRES', 900, 1, 7 * 24 * 3600),
     maxFilesPerRequest: integer(env, 'WHARF_MAX_FILES_PER_REQUEST', 1000, 1, 10_000),

@@ -114,6 +114,18 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     throw err;
   }
 
+  const { resealed, unreadable } = opened.webhookSecrets;
+  if (resealed > 0)
+    app.log.info(`${resealed} webhook signing secret(s) sealed again under the current server secret`);
+  if (unreadable.length > 0) {
+    app.log.warn(
+      { webhooks: unreadable },
+      `${unreadable.length} webhook endpoint(s) have a signing secret sealed under another server secret, ` +
+        'so their deliveries cannot be signed: start once with WHARF_SECRET_PREVIOUS set to that secret, ' +
+        'or rotate their secrets (POST /v1/webhooks/{id}/rotate-secret)',
+    );
+  }
+
   // Wharf runs without them; the assets that would have needed them say so in their analysis.
   for (const [tool, path] of Object.entries(opened.missingTools)) {
     app.log.warn(

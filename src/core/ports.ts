@@ -79,6 +79,7 @@ export interface NewJob {
 export interface SettingStore {
   /** Returns the stored value, storing `value` first if there was none (first writer wins). */
   settingOrInit(name: string, value: string): Promise<string>;
+  getSetting(name: string): Promise<string | undefined>;
 }
 
 /** Accounts and their limits. */
@@ -319,6 +320,17 @@ export interface WebhookStore {
   /** Any account's endpoint when `accountId` is undefined (the delivery job). */
   getWebhook(id: string, accountId?: string): Promise<Webhook | undefined>;
   getWebhookSecrets(id: string): Promise<WebhookSecrets | undefined>;
+  /** Every endpoint's sealed secrets, of every account (sealing them again under a new key). */
+  listAllWebhookSecrets(): Promise<Array<{ id: string; current: string; previous: string | null }>>;
+  /**
+   * Replaces an endpoint's sealed secrets with the same secrets sealed under another key, only
+   * if they are still `from` (a rotation meanwhile wins); false when they were not.
+   */
+  resealWebhookSecrets(
+    id: string,
+    from: { current: string; previous: string | null },
+    to: { current: string; previous: string | null },
+  ): Promise<boolean>;
   listWebhooks(accountId: string): Promise<Webhook[]>;
   countWebhooks(accountId: string): Promise<number>;
   /**

@@ -11,9 +11,9 @@ import {
   DELIVERY_RETRY_POLICY,
   type Delivery,
   MAX_RETRY_AFTER_MS,
-  openSecret,
   RESPONSE_BODY_LIMIT,
   sign,
+  tryOpenSecret,
   type Webhook,
   type WebhookResponse,
   type WebhookSender,
@@ -125,14 +125,24 @@ export class WebhookDeliverer {
     const secrets = await store.getWebhookSecrets(webhook.id);
     if (!secrets) throw new PermanentJobError('The endpoint was deleted.');
     const timestamp = Math.floor(wallClock.now() / 1000);
-    const signatures = [sign(openSecret(sealKey, webhook.id, secrets.current), msgId, timestamp, body)];
-    if (
+    const current = tryOpenSecret(sealKey, webhook.id, secrets.current);
+    if (current === undefined) {
+      // Retried as any failure: the delivery goes out once the operator fixes it (see
+      // resealWebhookSecrets), or its secret is rotated.
+      throw new Error(
+        "The endpoint's signing secret is sealed under another server secret: start Wharf once with " +
+          "WHARF_SECRET_PREVIOUS set to that secret, or rotate the endpoint's secret.",
+      );
+    }
+    const signatures = [sign(current, msgId, timestamp, body)];
+    const previous =
       secrets.previous !== null &&
       secrets.previousExpiresAt !== null &&
       secrets.previousExpiresAt > clock.now()
-    ) {
-      signatures.push(sign(openSecret(sealKey, webhook.id, secrets.previous), msgId, timestamp, body));
-    }
+        ? tryOpenSecret(sealKey, webhook.id, secrets.previous)
+        : undefined;
+    // A rotated-out secret no key opens only loses its second signature.
+    if (previous !== undefined) signatures.push(sign(previous, msgId, timestamp, body));
     return {
       'content-type': 'application/json',
       'user-agent': WEBHOOK_USER_AGENT,

@@ -193,6 +193,16 @@ export function openSecret(key: Buffer, webhookId: string, sealed: string): stri
   return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
 }
 
+/** The secret, or undefined when `key` is not the one it was sealed under. */
+export function tryOpenSecret(key: Buffer, id: string, sealed: string): string | undefined {
+  try {
+    return openSecret(key, id, sealed);
+  } catch {
+    // AES-GCM's tag check failed (another key) or the format is unknown.
+    return undefined;
+  }
+}
+
 /** Wharf turned an endpoint off (it answered 410 Gone, or failed for days). */
 export function webhookDisabled(
   webhook: Webhook,

@@ -122,6 +122,11 @@ export function deriveKey(secret: string, purpose: string): Buffer {
   return createHmac('sha256', secret).update(`wharf:${purpose}`).digest();
 }
 
+/** The key webhook signing secrets are sealed under (see resealWebhookSecrets). */
+export function webhookSealKey(secret: string): Buffer {
+  return deriveKey(secret, 'webhook-secrets');
+}
+
 export function createCore(deps: CoreDeps): Core {
   const telemetry = deps.telemetry ?? NO_TELEMETRY;
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads, telemetry);
@@ -202,7 +207,7 @@ export function createCore(deps: CoreDeps): Core {
     // A rejected asset goes like a deleted one, whatever was kept for it.
     if (outcome === 'rejected' && asset) await assets.afterDelete(asset);
   });
-  const webhookKey = deriveKey(deps.secret, 'webhook-secrets');
+  const webhookKey = webhookSealKey(deps.secret);
   if (deps.webhooks.settings.timeoutMs >= jobs.leaseMs) {
     // Another node would take the delivery over while this one still waits for the answer.
     throw new Error('The webhook timeout must be shorter than a job lease.');

@@ -8,6 +8,7 @@ import { isPublicAddress } from '../../src/core/webhook-addresses.js';
 import { DELIVERY_DELAYS_MS } from '../../src/core/webhooks.js';
 import { createAsset, dbQuery } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
+import { LogCollector } from '../helpers/observe.js';
 import { Receiver } from '../helpers/receiver.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -820,6 +821,95 @@ describe('retention', () => {
       assert.equal((await deliveries(key, stuck.id, '', s)).length, 1);
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('a new server secret (WHARF_SECRET): endpoints keep signing', () => {
+  const secret = () => randomBytes(24).toString('base64url');
+
+  /** A second node on `first`'s database and storage, as the same installation restarted. */
+  function restarted(first: TestWharf, env: Record<string, string>, logStream?: LogCollector['stream']) {
+    return startWharf({ sharing: first, clock: first.clock, env: { ...PRIVATE_OK, ...env }, logStream });
+  }
+
+  async function signedDelivery(server: TestWharf, key: string, r: Receiver): Promise<void> {
+    const before = r.accepted.length;
+    await createAsset(server, key, `after-${randomBytes(4).toString('hex')}.bin`, randomBytes(64));
+    await drain(server);
+    assert.deepEqual(r.invalid, [], 'every request verified');
+    assert.ok(r.accepted.length > before, 'a delivery signed with the endpoint’s secret arrived');
+  }
+
+  test('WHARF_SECRET_PREVIOUS: secrets sealed under the old one are sealed again at start', async () => {
+    const old = secret();
+    const first = await startWharf({ env: { ...PRIVATE_OK, WHARF_SECRET: old } });
+    try {
+      const r = await receiver();
+      const hook = await endpoint(first.key, r, {}, first);
+      const second = await restarted(first, { WHARF_SECRET: secret(), WHARF_SECRET_PREVIOUS: old });
+      try {
+        const read = await api(second.url, first.key, 'GET', `/v1/webhooks/${hook.id}/secret`);
+        assert.deepEqual(read.body, { secret: hook.secret });
+        await signedDelivery(second, first.key, r);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await first.close();
+    }
+  });
+
+  test('a generated secret replaced by WHARF_SECRET is taken as the previous one', async () => {
+    const first = await startWharf({ env: PRIVATE_OK }); // the secret is generated, in the database
+    try {
+      const r = await receiver();
+      const hook = await endpoint(first.key, r, {}, first);
+      const second = await restarted(first, { WHARF_SECRET: secret() });
+      try {
+        const read = await api(second.url, first.key, 'GET', `/v1/webhooks/${hook.id}/secret`);
+        assert.deepEqual(read.body, { secret: hook.secret });
+        await signedDelivery(second, first.key, r);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await first.close();
+    }
+  });
+
+  test('without the old secret: a warning names the endpoints, nothing goes out unsigned, a rotation mends it', async () => {
+    const first = await startWharf({ env: { ...PRIVATE_OK, WHARF_SECRET: secret() } });
+    try {
+      const r = await receiver();
+      const hook = await endpoint(first.key, r, {}, first);
+      const logs = new LogCollector();
+      const second = await restarted(first, { WHARF_SECRET: secret() }, logs.stream);
+      try {
+        const warning = await logs.waitFor(
+          (l) => l.level === 40 && /WHARF_SECRET_PREVIOUS/.test(String(l.msg)),
+          'warning',
+        );
+        assert.deepEqual(warning.webhooks, [hook.id]);
+        await createAsset(second, first.key, 'unsigned.bin', randomBytes(64));
+        await drain(second);
+        assert.equal(r.requests.length + r.invalid.length, 0, 'no request without a valid signature');
+
+        const rotated = await api(second.url, first.key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {
+          keep_previous_for: 3600,
+        });
+        assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+        r.secrets.push(rotated.body.secret);
+        // The delivery that failed is retried, now signed with the new secret alone.
+        first.clock.advance(DELIVERY_DELAYS_MS[1]! + 60_000);
+        await signedDelivery(second, first.key, r);
+        const signatures = String(r.accepted.at(-1)!.headers['webhook-signature']).split(' ');
+        assert.equal(signatures.length, 1, 'the unreadable rotated-out secret adds no signature');
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await first.close();
     }
   });
 });

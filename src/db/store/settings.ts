@@ -16,5 +16,10 @@ export function settingsQueries({ db }: SqlContext): SettingStore {
         .executeTakeFirstOrThrow();
       return row.value;
     },
+
+    async getSetting(name: string): Promise<string | undefined> {
+      const row = await db.selectFrom('settings').select('value').where('name', '=', name).executeTakeFirst();
+      return row?.value;
+    },
   };
 }

@@ -154,6 +154,30 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
       );
     },
 
+    async listAllWebhookSecrets() {
+      const rows = await db
+        .selectFrom('webhooks')
+        .select(['id', 'secret', 'previous_secret'])
+        .orderBy('id')
+        .execute();
+      return rows.map((r) => ({ id: r.id, current: r.secret, previous: r.previous_secret }));
+    },
+
+    async resealWebhookSecrets(id, from, to) {
+      const result = await db
+        .updateTable('webhooks')
+        .set({ secret: to.current, previous_secret: to.previous })
+        .where('id', '=', id)
+        .where('secret', '=', from.current)
+        .where((eb) =>
+          from.previous === null
+            ? eb('previous_secret', 'is', null)
+            : eb('previous_secret', '=', from.previous),
+        )
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+
     async listWebhooks(accountId: string): Promise<Webhook[]> {
       const rows = await db
         .selectFrom('webhooks')
