@@ -841,13 +841,19 @@ describe('a new server secret (WHARF_SECRET): endpoints keep signing', () => {
     assert.ok(r.accepted.length > before, 'a delivery signed with the endpoint’s secret arrived');
   }
 
-  test('WHARF_SECRET_PREVIOUS: secrets sealed under the old one are sealed again at start', async () => {
-    const old = secret();
-    const first = await startWharf({ env: { ...PRIVATE_OK, WHARF_SECRET: old } });
+  /**
+   * An endpoint made on a server started with `before`, read and delivered to by one started
+   * with `after` on the same installation: the same secret, and deliveries signed with it.
+   */
+  async function keepsItsSecret(
+    before: Record<string, string>,
+    after: Record<string, string>,
+  ): Promise<void> {
+    const first = await startWharf({ env: { ...PRIVATE_OK, ...before } });
     try {
       const r = await receiver();
       const hook = await endpoint(first.key, r, {}, first);
-      const second = await restarted(first, { WHARF_SECRET: secret(), WHARF_SECRET_PREVIOUS: old });
+      const second = await restarted(first, after);
       try {
         const read = await api(second.url, first.key, 'GET', `/v1/webhooks/${hook.id}/secret`);
         assert.deepEqual(read.body, { secret: hook.secret });
@@ -858,24 +864,16 @@ describe('a new server secret (WHARF_SECRET): endpoints keep signing', () => {
     } finally {
       await first.close();
     }
+  }
+
+  test('WHARF_SECRET_PREVIOUS: secrets sealed under the old one are sealed again at start', async () => {
+    const old = secret();
+    await keepsItsSecret({ WHARF_SECRET: old }, { WHARF_SECRET: secret(), WHARF_SECRET_PREVIOUS: old });
   });
 
   test('a generated secret replaced by WHARF_SECRET is taken as the previous one', async () => {
-    const first = await startWharf({ env: PRIVATE_OK }); // the secret is generated, in the database
-    try {
-      const r = await receiver();
-      const hook = await endpoint(first.key, r, {}, first);
-      const second = await restarted(first, { WHARF_SECRET: secret() });
-      try {
-        const read = await api(second.url, first.key, 'GET', `/v1/webhooks/${hook.id}/secret`);
-        assert.deepEqual(read.body, { secret: hook.secret });
-        await signedDelivery(second, first.key, r);
-      } finally {
-        await second.close();
-      }
-    } finally {
-      await first.close();
-    }
+    // The first server has no WHARF_SECRET: its secret is generated and kept in the database.
+    await keepsItsSecret({}, { WHARF_SECRET: secret() });
   });
 
   test('without the old secret: a warning names the endpoints, nothing goes out unsigned, a rotation mends it', async () => {
