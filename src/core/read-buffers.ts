@@ -19,8 +19,7 @@ export class ReadBuffers {
   private readonly free: Buffer[] = [];
   /** Buffers out on loan, by their memory: a chunk may be a view of the start of one. */
   private readonly lent = new WeakMap<ArrayBufferLike, Buffer>();
-  /** Buffers allocated so far: what giving back saves shows here (tests). */
-  allocated = 0;
+  private allocations = 0;
 
   /**
    * @param size bytes per buffer
@@ -37,7 +36,7 @@ export class ReadBuffers {
     let buffer = this.free.pop();
     if (!buffer) {
       buffer = Buffer.allocUnsafeSlow(this.size);
-      this.allocated++;
+      this.allocations++;
     }
     this.lent.set(buffer.buffer, buffer);
     return buffer;
@@ -57,6 +56,11 @@ export class ReadBuffers {
     if (!buffer) return;
     this.lent.delete(chunk.buffer);
     if (this.free.length < this.keep) this.free.push(buffer);
+  }
+
+  /** Buffers allocated so far: what giving back saves shows here (tests). */
+  get allocated(): number {
+    return this.allocations;
   }
 
   /** Idle buffers held (for tests). */
