@@ -9,7 +9,7 @@ import { S3BlobStore } from './blobs/s3-store.js';
 import { localTusBackend, s3TusBackend, type TusBackend } from './blobs/tus-storage.js';
 import { type Config, ConfigError } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
-import { createIdSource } from './core/ids.js';
+import { createIdSource, type IdSource } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
 import type { Telemetry } from './core/telemetry.js';
@@ -18,6 +18,8 @@ import { type Core, createCore, deriveKey, webhookSealKey } from './core/wharf.j
 import { connect } from './db/connect.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createSqlStore } from './db/store/index.js';
+import { openStoreThread } from './db/store-thread.js';
+import { parseDatabaseUrl } from './db/url.js';
 import { webhookPayload } from './http/api/event-json.js';
 import { HttpWebhookSender } from './net/webhook-sender.js';
 import { ImageAnalyzer } from './processing/image-analyzer.js';
@@ -45,6 +47,24 @@ export interface OpenedCore {
 }
 
 /**
+ * The database, migrated to the latest schema. SQLite runs on a thread of its own (see
+ * db/store-thread.ts); PostgreSQL is reached from the event loop, its work being another
+ * process's already.
+ */
+async function openStore(databaseUrl: string, clock: Clock, ids: IdSource): Promise<Store> {
+  const target = parseDatabaseUrl(databaseUrl);
+  if ('dialect' in target && target.dialect === 'sqlite') return openStoreThread(databaseUrl, clock);
+  const connection = connect(databaseUrl);
+  try {
+    await migrateToLatest(connection.db);
+  } catch (err) {
+    await connection.db.destroy();
+    throw err;
+  }
+  return createSqlStore(connection, ids);
+}
+
+/**
  * Adapters chosen by configuration, wired to the core. Shared by the server and the CLI,
  * so both always see the same database, storage and secret.
  */
@@ -54,14 +74,12 @@ export async function openCore(
   telemetry?: Telemetry,
 ): Promise<OpenedCore> {
   await checkDataDir(config.dataDir);
-  const connection = connect(config.databaseUrl);
   const ids = createIdSource(clock);
-  const store = createSqlStore(connection, ids);
+  const store = await openStore(config.databaseUrl, clock, ids);
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
   let webhookSecrets: ResealReport;
   try {
-    await migrateToLatest(connection.db);
     // One secret per installation, kept in the database so every node shares it.
     secret =
       config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));

@@ -1,0 +1,40 @@
+/**
+ * What the event loop and the SQLite thread say to each other (see store-thread.ts). Each
+ * message is a batch: the calls (or answers) made in one turn go together, so a busy server
+ * wakes the other thread once per turn, not once per call.
+ */
+
+/** One call of a Store method, with its arguments (structured-cloned). */
+export interface StoreCall {
+  id: number;
+  method: string;
+  args: unknown[];
+}
+
+export interface CallBatch {
+  /** The caller's clock as the batch left: ids the store makes carry the caller's time. */
+  now: number;
+  calls: StoreCall[];
+}
+
+/** A failure as it crosses threads: enough to rebuild what callers test (class and code). */
+export type ThrownFailure =
+  | { kind: 'wharf'; code: string; message: string; details: Record<string, unknown> | undefined }
+  | { kind: 'other'; name: string; message: string; code: unknown };
+
+export type StoreAnswer = { id: number; value: unknown } | { id: number; failure: ThrownFailure };
+
+/** The worker's first message: it is open and migrated, and these are the Store's methods. */
+export interface ThreadReady {
+  ready: string[];
+}
+
+/** Or, instead of ready: opening the database (or migrating it) failed. */
+export interface ThreadFailedToOpen {
+  openFailed: ThrownFailure;
+}
+
+export interface ThreadStart {
+  databaseUrl: string;
+  now: number;
+}

@@ -1,0 +1,90 @@
+/**
+ * The SQLite thread (see store-thread.ts): opens the database, migrates it, and runs each
+ * Store call it is sent on the one connection, answering in batches.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { WharfError } from '../core/errors.js';
+import { createIdSource } from '../core/ids.js';
+import type { Store } from '../core/ports.js';
+import { connect } from './connect.js';
+import { migrateToLatest } from './migrate.js';
+import { createSqlStore } from './store/index.js';
+import type {
+  CallBatch,
+  StoreAnswer,
+  StoreCall,
+  ThreadStart,
+  ThrownFailure,
+} from './store-thread-protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('store-thread-worker runs as a worker thread');
+const start = workerData as ThreadStart;
+
+// The caller's clock as of the batch being run: its ids read the time the caller sees (a test's
+// ManualClock as much as the system clock), and stay monotonic within a millisecond.
+let callerNow = start.now;
+const ids = createIdSource({ now: () => callerNow });
+
+function describe(err: unknown): ThrownFailure {
+  if (err instanceof WharfError) {
+    return { kind: 'wharf', code: err.code, message: err.message, details: err.details };
+  }
+  const e = err as { name?: unknown; message?: unknown; code?: unknown } | null;
+  return {
+    kind: 'other',
+    name: typeof e?.name === 'string' ? e.name : 'Error',
+    message: typeof e?.message === 'string' ? e.message : String(err),
+    code: e?.code,
+  };
+}
+
+async function open(): Promise<Store> {
+  const connection = connect(start.databaseUrl);
+  try {
+    await migrateToLatest(connection.db);
+  } catch (err) {
+    await connection.db.destroy();
+    throw err;
+  }
+  return createSqlStore(connection, ids);
+}
+
+let outbox: StoreAnswer[] = [];
+function answer(message: StoreAnswer): void {
+  outbox.push(message);
+  // Answers of this turn go together, as soon as its promises have settled.
+  if (outbox.length === 1) {
+    queueMicrotask(() => {
+      const batch = outbox;
+      outbox = [];
+      port?.postMessage(batch);
+    });
+  }
+}
+
+open().then(
+  (store) => {
+    const methods = store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const run = (call: StoreCall): void => {
+      const method = methods[call.method];
+      if (typeof method !== 'function') {
+        answer({ id: call.id, failure: describe(new Error(`the store has no method ${call.method}`)) });
+        return;
+      }
+      // Each is a promise: a method that throws synchronously is answered like one that rejects.
+      Promise.resolve()
+        .then(() => method.apply(store, call.args))
+        .then(
+          (value) => answer({ id: call.id, value }),
+          (err: unknown) => answer({ id: call.id, failure: describe(err) }),
+        );
+    };
+    port.on('message', (batch: CallBatch) => {
+      callerNow = batch.now;
+      for (const call of batch.calls) run(call);
+    });
+    port.postMessage({ ready: Object.keys(methods).filter((name) => typeof methods[name] === 'function') });
+  },
+  (err: unknown) => port.postMessage({ openFailed: describe(err) }),
+);
