@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ManualClock } from '../../src/core/clock.js';
+import { isWharfError } from '../../src/core/errors.js';
+import type { Upload } from '../../src/core/model.js';
+import type { Store } from '../../src/core/ports.js';
+import { isUniqueViolation } from '../../src/db/store/context.js';
+import { openStoreThread } from '../../src/db/store-thread.js';
+
+// The embedded deployment's store on its own thread, over a real SQLite file: what crosses
+// between the threads (values, failures, the caller's time) must be what the store gave.
+let dir: string;
+let store: Store;
+const clock = new ManualClock(Date.UTC(2026, 5, 1, 12, 0, 0));
+const limits = { maxFileSize: 1 << 30, maxOpenUploads: 10_000 };
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wharf-store-thread-'));
+  store = await openStoreThread(`sqlite://${join(dir, 'wharf.db')}`, clock);
+  await store.ensureAccount(account('acme'));
+});
+after(async () => {
+  await store?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function account(id: string) {
+  return {
+    id,
+    name: id,
+    maxFileSize: null,
+    storageQuota: null,
+    disabled: false,
+    stripGps: false,
+    createdAt: clock.now(),
+  };
+}
+
+function upload(id: string, accountId = 'acme'): Upload {
+  return {
+    id,
+    accountId,
+    keyId: 'key_1',
+    tokenId: null,
+    kind: 'presigned',
+    name: 'a.bin',
+    contentType: 'application/octet-stream',
+    size: 10,
+    sha256: null,
+    md5: null,
+    storageKey: `${accountId}/${id}.bin`,
+    status: 'pending',
+    seq: null,
+    externalId: null,
+    intent: {},
+    multipartId: null,
+    assetId: null,
+    deduplicated: false,
+    reserved: { quota: 0, token: 0 },
+    createdAt: clock.now(),
+    expiresAt: clock.now() + 3600_000,
+    completedAt: null,
+  };
+}
+
+/** The time a version-7 UUID carries, ms. */
+function uuidTime(id: string): number {
+  return Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16);
+}
+
+describe('the SQLite store on its own thread', () => {
+  test('its methods are the store’s, and their answers come back as the store gave them', async () => {
+    assert.equal(typeof store.insertUploads, 'function');
+    assert.equal((store as unknown as Record<string, unknown>).noSuchMethod, undefined);
+    assert.deepEqual(await store.getAccount('acme'), account('acme'));
+    assert.equal(await store.getAccount('nobody'), undefined);
+    assert.equal(await store.settingOrInit('colour', 'blue'), 'blue');
+    assert.equal(await store.settingOrInit('colour', 'red'), 'blue');
+  });
+
+  test('many calls at once each get their own answer', async () => {
+    const names = Array.from({ length: 300 }, (_, i) => `setting-${i}`);
+    await Promise.all(names.map((name, i) => store.settingOrInit(name, `value-${i}`)));
+    const values = await Promise.all(names.map((name) => store.getSetting(name)));
+    assert.deepEqual(
+      values,
+      names.map((_, i) => `value-${i}`),
+    );
+  });
+
+  test('a WharfError crosses with its code, status and details', async () => {
+    await assert.rejects(
+      store.insertUploads(
+        [
+          {
+            upload: upload('0190a000-0000-7000-8000-000000000001', 'nobody'),
+            reserve: { quota: null, token: null },
+          },
+        ],
+        limits,
+      ),
+      (err: unknown) => {
+        assert.ok(isWharfError(err, 'NOT_FOUND'), String(err));
+        assert.equal(err.status, 404);
+        return true;
+      },
+    );
+    await store.updateAccount('acme', { storageQuota: 5 });
+    try {
+      await assert.rejects(
+        store.insertUploads(
+          [{ upload: upload('0190a000-0000-7000-8000-000000000002'), reserve: { quota: 10, token: null } }],
+          limits,
+        ),
+        (err: unknown) => {
+          assert.ok(isWharfError(err, 'QUOTA_EXCEEDED'), String(err));
+          assert.equal(err.status, 403);
+          assert.equal(typeof err.details?.quota, 'number');
+          return true;
+        },
+      );
+    } finally {
+      await store.updateAccount('acme', { storageQuota: null });
+    }
+  });
+
+  test('a driver error keeps its code: a unique violation is still told by it', async () => {
+    const key = {
+      id: 'key_dup',
+      accountId: 'acme',
+      name: 'ci',
+      scopes: ['admin' as const],
+      namePrefix: null,
+      namespace: null,
+      prefix: 'wharf_dup',
+      createdAt: clock.now(),
+      lastUsedAt: null,
+      revokedAt: null,
+    };
+    await store.insertKey(key, 'a'.repeat(64));
+    await assert.rejects(store.insertKey(key, 'a'.repeat(64)), (err: unknown) => {
+      assert.ok(!isWharfError(err), String(err));
+      assert.match(String((err as { code?: unknown }).code), /^SQLITE_CONSTRAINT/);
+      assert.ok(isUniqueViolation(err));
+      return true;
+    });
+  });
+
+  test('ids the store makes carry the caller’s clock', async () => {
+    clock.set(Date.UTC(2031, 2, 3, 4, 5, 6));
+    const before = await store.listEvents('acme', { limit: 1000 });
+    await store.insertUploads(
+      [{ upload: upload('0190a000-0000-7000-8000-000000000004'), reserve: { quota: null, token: null } }],
+      limits,
+    );
+    const events = (await store.listEvents('acme', { limit: 1000 })).slice(before.length);
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.type, 'upload.created');
+    assert.equal(uuidTime(events[0]!.id), Date.UTC(2031, 2, 3, 4, 5, 6));
+  });
+
+  test('after close, a call is refused as the database being unavailable', async () => {
+    const other = await openStoreThread(`sqlite://${join(dir, 'other.db')}`, clock);
+    await other.close();
+    await assert.rejects(other.getSetting('x'), (err: unknown) => isWharfError(err, 'SERVICE_UNAVAILABLE'));
+    await other.close();
+  });
+
+  test('a database that cannot be opened fails the start, with the driver’s reason', async () => {
+    await assert.rejects(openStoreThread(`sqlite://${dir}`, clock), (err: unknown) => {
+      assert.match(String((err as { code?: unknown }).code), /^SQLITE_CANTOPEN/);
+      return true;
+    });
+  });
+
+  test('an idle store does not keep the process alive', () => {
+    const file = join(dir, 'idle.mts');
+    const script = `
+      import { openStoreThread } from ${JSON.stringify(new URL('../../src/db/store-thread.ts', import.meta.url).href)};
+      const store = await openStoreThread(${JSON.stringify(`sqlite://${join(dir, 'idle.db')}`)}, { now: () => Date.now() });
+      console.log(await store.settingOrInit('a', 'b'));
+    `;
+    writeFileSync(file, script);
+    const run = spawnSync(process.execPath, ['--import', 'tsx', file], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(run.signal, null, 'the process had to be killed: the idle thread kept it alive');
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout.trim(), 'b');
+  });
+});
