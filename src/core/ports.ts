@@ -132,6 +132,12 @@ export interface UploadToRecord {
   reserve: { quota: number | null; token: number | null };
 }
 
+/** What recording an upload gave it. */
+export interface RecordedUpload {
+  seq: number;
+  reserved: Upload['reserved'];
+}
+
 /** What bounds the uploads of one call (one caller). */
 export interface UploadLimits {
   /** The largest a file of unknown size may be. */
@@ -143,14 +149,15 @@ export interface UploadLimits {
 /** Uploads: intents, completion, expiry. */
 export interface UploadStore {
   /**
-   * Records upload intents and gives each its `seq` and its `reserved` bytes (set on the
-   * objects passed in). In the same transaction, reserves what they hold against the account's
+   * Records upload intents and gives each its `seq` and its `reserved` bytes, returned in the
+   * order given (the store may run in another thread: it never writes to its arguments, and
+   * the caller applies them). In the same transaction, reserves what they hold against the account's
    * quota, the token's budgets and the open-upload limits; every reservation of one call
    * succeeds or none does (QUOTA_EXCEEDED, TOKEN_FILES_EXHAUSTED, TOKEN_BYTES_EXHAUSTED,
    * TOO_MANY_OPEN_UPLOADS, or the token's TOKEN_EXPIRED / UNAUTHORIZED). A clashing
    * `externalId` fails the whole call with ID_EXISTS.
    */
-  insertUploads(uploads: UploadToRecord[], limits: UploadLimits): Promise<void>;
+  insertUploads(uploads: UploadToRecord[], limits: UploadLimits): Promise<RecordedUpload[]>;
   /**
    * A completed upload of `assetId` made with this token, or (without a token) this key or a
    * token it minted: preferably the one that created the asset, else the latest.

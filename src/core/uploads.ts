@@ -811,7 +811,11 @@ export class UploadService {
               this.settings.maxOpenUploadsPerToken,
             ),
     };
-    await this.store.insertUploads(uploads, limits);
+    const recorded = await this.store.insertUploads(uploads, limits);
+    uploads.forEach(({ upload }, i) => {
+      upload.seq = recorded[i]!.seq;
+      upload.reserved = recorded[i]!.reserved;
+    });
   }
 
   /** How long a URL may stay valid: as asked (within bounds), never past the caller's token. */

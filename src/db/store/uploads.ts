@@ -2,7 +2,14 @@ import { sql } from 'kysely';
 import { WharfError } from '../../core/errors.js';
 import { type UploadEnding, uploadCompleted, uploadCreated, uploadEnded } from '../../core/events.js';
 import type { Asset, Upload, UploadIntent } from '../../core/model.js';
-import type { FinishResult, NewJob, UploadLimits, UploadStore, UploadToRecord } from '../../core/ports.js';
+import type {
+  FinishResult,
+  NewJob,
+  RecordedUpload,
+  UploadLimits,
+  UploadStore,
+  UploadToRecord,
+} from '../../core/ports.js';
 import type { SqlContext } from './context.js';
 import { bumpCounter, insertRows, isUniqueViolation } from './context.js';
 import { appendEvents } from './events.js';
@@ -18,13 +25,17 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
   // Group commit: intents created by concurrent requests are written in one transaction,
   // so one fsync serves them all instead of one each. Each caller still resolves only
   // once its rows are durable. A caller whose reservations do not fit is refused on its own.
-  type Queued = ReservationEntry & { resolve: () => void; reject: (err: unknown) => void };
+  type Queued = ReservationEntry & {
+    resolve: (recorded: RecordedUpload[]) => void;
+    reject: (err: unknown) => void;
+  };
   let queued: Queued[] = [];
   let flushing = false;
 
+  // What the store gave each upload (on copies of its own: the caller's objects are not written).
   const settle = (entry: Queued, refusal: WharfError | undefined): void => {
     if (refusal) entry.reject(refusal);
-    else entry.resolve();
+    else entry.resolve(entry.uploads.map(({ upload }) => ({ seq: upload.seq!, reserved: upload.reserved })));
   };
 
   async function flushUploads(): Promise<void> {
@@ -75,9 +86,11 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
   }
 
   return {
-    insertUploads(uploads: UploadToRecord[], limits: UploadLimits): Promise<void> {
+    insertUploads(uploads: UploadToRecord[], limits: UploadLimits): Promise<RecordedUpload[]> {
+      // Copies: the store sets seq and reserved on them while recording (see settle).
+      const own = uploads.map((item) => ({ ...item, upload: { ...item.upload } }));
       return new Promise((resolve, reject) => {
-        queued.push({ uploads, limits, resolve, reject });
+        queued.push({ uploads: own, limits, resolve, reject });
         if (!flushing) {
           flushing = true;
           setImmediate(() => void flushUploads());
