@@ -151,6 +151,25 @@ describe('the SQLite store on its own thread', () => {
     });
   });
 
+  test('recording uploads answers each one’s seq and reservation, in order', async () => {
+    const items = ['0190a000-0000-7000-8000-000000000010', '0190a000-0000-7000-8000-000000000011'].map(
+      (id, i) => ({ upload: upload(id), reserve: { quota: 100 + i, token: null } }),
+    );
+    const recorded = await store.insertUploads(items, limits);
+    assert.equal(recorded.length, 2);
+    assert.ok(recorded[0]!.seq > 0);
+    assert.equal(recorded[1]!.seq, recorded[0]!.seq + 1);
+    assert.deepEqual(
+      recorded.map((r) => r.reserved),
+      [
+        { quota: 100, token: 0 },
+        { quota: 101, token: 0 },
+      ],
+    );
+    // What the caller passed stays as it was: the answer is the only way back.
+    assert.equal(items[0]!.upload.seq, null);
+  });
+
   test('ids the store makes carry the caller’s clock', async () => {
     clock.set(Date.UTC(2031, 2, 3, 4, 5, 6));
     const before = await store.listEvents('acme', { limit: 1000 });
