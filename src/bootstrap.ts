@@ -9,7 +9,7 @@ import { S3BlobStore } from './blobs/s3-store.js';
 import { localTusBackend, s3TusBackend, type TusBackend } from './blobs/tus-storage.js';
 import { type Config, ConfigError } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
-import { createIdSource, type IdSource } from './core/ids.js';
+import { createIdSource, type IdSource, newIdOrder } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
 import type { Telemetry } from './core/telemetry.js';
@@ -51,9 +51,16 @@ export interface OpenedCore {
  * db/store-thread.ts); PostgreSQL is reached from the event loop, its work being another
  * process's already.
  */
-async function openStore(databaseUrl: string, clock: Clock, ids: IdSource): Promise<Store> {
+async function openStore(
+  databaseUrl: string,
+  clock: Clock,
+  ids: IdSource,
+  idOrder: SharedArrayBuffer,
+): Promise<Store> {
   const target = parseDatabaseUrl(databaseUrl);
-  if ('dialect' in target && target.dialect === 'sqlite') return openStoreThread(databaseUrl, clock);
+  if ('dialect' in target && target.dialect === 'sqlite') {
+    return openStoreThread(databaseUrl, clock, idOrder);
+  }
   const connection = connect(databaseUrl);
   try {
     await migrateToLatest(connection.db);
@@ -74,8 +81,10 @@ export async function openCore(
   telemetry?: Telemetry,
 ): Promise<OpenedCore> {
   await checkDataDir(config.dataDir);
-  const ids = createIdSource(clock);
-  const store = await openStore(config.databaseUrl, clock, ids);
+  // One order for the ids of this thread and the SQLite thread's: they sort as they were made.
+  const idOrder = newIdOrder();
+  const ids = createIdSource(clock, idOrder);
+  const store = await openStore(config.databaseUrl, clock, ids, idOrder);
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
   let webhookSecrets: ResealReport;

@@ -37,4 +37,6 @@ export interface ThreadFailedToOpen {
 export interface ThreadStart {
   databaseUrl: string;
   now: number;
+  /** Shared with the caller's id source, so ids of both threads sort as made (newIdOrder). */
+  idOrder: SharedArrayBuffer;
 }

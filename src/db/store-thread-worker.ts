@@ -24,7 +24,7 @@ const start = workerData as ThreadStart;
 // The caller's clock as of the batch being run: its ids read the time the caller sees (a test's
 // ManualClock as much as the system clock), and stay monotonic within a millisecond.
 let callerNow = start.now;
-const ids = createIdSource({ now: () => callerNow });
+const ids = createIdSource({ now: () => callerNow }, start.idOrder);
 
 function describe(err: unknown): ThrownFailure {
   if (err instanceof WharfError) {

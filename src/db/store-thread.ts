@@ -16,6 +16,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Clock } from '../core/clock.js';
 import { type ErrorCode, WharfError } from '../core/errors.js';
+import { newIdOrder } from '../core/ids.js';
 import type { Store } from '../core/ports.js';
 import { serviceUnavailable } from '../core/unavailable.js';
 import type {
@@ -41,10 +42,15 @@ interface Pending {
 
 /**
  * Starts the thread, which opens `databaseUrl` and migrates it to the latest schema, and
- * returns a Store whose every method runs there. `clock` is the time the store's ids carry.
+ * returns a Store whose every method runs there. `clock` is the time the store's ids carry;
+ * `idOrder`, the caller's id source's (see newIdOrder), keeps them in order with its own.
  */
-export async function openStoreThread(databaseUrl: string, clock: Clock): Promise<Store> {
-  const start: ThreadStart = { databaseUrl, now: clock.now() };
+export async function openStoreThread(
+  databaseUrl: string,
+  clock: Clock,
+  idOrder: SharedArrayBuffer = newIdOrder(),
+): Promise<Store> {
+  const start: ThreadStart = { databaseUrl, now: clock.now(), idOrder };
   const worker = new Worker(WORKER_FILE, { workerData: start });
   let methods: string[];
   try {

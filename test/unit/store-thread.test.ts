@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManualClock } from '../../src/core/clock.js';
 import { isWharfError } from '../../src/core/errors.js';
+import { createIdSource, newIdOrder } from '../../src/core/ids.js';
 import type { Upload } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
 import { isUniqueViolation } from '../../src/db/store/context.js';
@@ -17,11 +18,14 @@ import { openStoreThread } from '../../src/db/store-thread.js';
 let dir: string;
 let store: Store;
 const clock = new ManualClock(Date.UTC(2026, 5, 1, 12, 0, 0));
+// This thread's ids share their order with the store thread's, as openCore has it.
+const idOrder = newIdOrder();
+const ids = createIdSource(clock, idOrder);
 const limits = { maxFileSize: 1 << 30, maxOpenUploads: 10_000 };
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'wharf-store-thread-'));
-  store = await openStoreThread(`sqlite://${join(dir, 'wharf.db')}`, clock);
+  store = await openStoreThread(`sqlite://${join(dir, 'wharf.db')}`, clock, idOrder);
   await store.ensureAccount(account('acme'));
 });
 after(async () => {
@@ -181,6 +185,27 @@ describe('the SQLite store on its own thread', () => {
     assert.equal(events.length, 1);
     assert.equal(events[0]!.type, 'upload.created');
     assert.equal(uuidTime(events[0]!.id), Date.UTC(2031, 2, 3, 4, 5, 6));
+  });
+
+  test('ids made here and on the store thread sort in the order they were made', async () => {
+    // The same millisecond throughout: only the shared counter orders them.
+    clock.set(Date.UTC(2031, 2, 3, 4, 5, 7));
+    let n = 0;
+    for (let round = 0; round < 20; round++) {
+      const before = ids.id();
+      await store.insertUploads(
+        [
+          {
+            upload: upload(`0190a000-0000-7000-8000-0000000001${String(n++).padStart(2, '0')}`),
+            reserve: { quota: null, token: null },
+          },
+        ],
+        limits,
+      );
+      const made = (await store.listEvents('acme', { limit: 10_000 })).at(-1)!.id;
+      const after = ids.id();
+      assert.ok(before < made && made < after, `${before} < ${made} < ${after}`);
+    }
   });
 
   test('after close, a call is refused as the database being unavailable', async () => {
