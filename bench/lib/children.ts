@@ -34,10 +34,12 @@ export interface SpawnOptions {
 
 // Loaded into every child before its own code: when the benchmark dies without cleaning up
 // (SIGKILL, a crash in tsx), the child's stdin pipe closes and the child stops itself rather
-// than outliving us. Costs nothing while idle.
+// than outliving us. Costs nothing while idle. Worker threads load --import modules too, and
+// their process.stdin is not the pipe: only the main thread watches it.
 const ORPHAN_GUARD = `data:text/javascript,${encodeURIComponent(
-  "process.stdin.on('end',()=>process.kill(process.pid,'SIGTERM'));process.stdin.on('error',()=>{});" +
-    'process.stdin.resume();process.stdin.unref();',
+  "import{isMainThread}from'node:worker_threads';if(isMainThread){" +
+    "process.stdin.on('end',()=>process.kill(process.pid,'SIGTERM'));process.stdin.on('error',()=>{});" +
+    'process.stdin.resume();process.stdin.unref();}',
 )}`;
 
 const OUTPUT_TAIL = 8192;
