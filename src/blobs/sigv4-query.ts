@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 
 export interface QuerySignerOptions {
   accessKeyId: string;
@@ -88,7 +88,7 @@ export class QuerySigner {
       canonicalHeaders += `${name}:${HAS_SPACE.test(value) ? value.trim().replace(/\s+/g, ' ') : value}\n`;
     }
     const canonicalRequest = `${request.method}\n${request.path}\n${query}\n${canonicalHeaders}\n${signedHeaders}\n${UNSIGNED_PAYLOAD}`;
-    const stringToSign = `${ALGORITHM}\n${this.longDate}\n${this.scope}\n${createHash('sha256').update(canonicalRequest).digest('hex')}`;
+    const stringToSign = `${ALGORITHM}\n${this.longDate}\n${this.scope}\n${hash('sha256', canonicalRequest, 'hex')}`;
     const signature = createHmac('sha256', this.key).update(stringToSign).digest('hex');
     const at = query.indexOf('&X-Amz-SignedHeaders=');
     return `${query.slice(0, at)}&X-Amz-Signature=${signature}${query.slice(at)}`;

@@ -174,8 +174,17 @@ export const UploadStateSchema = named(
 
 export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
+// A batch of uploads shares one expiry, and an asset listing often one second: the last
+// formatted time is kept.
+let lastIsoMs = Number.NaN;
+let lastIso = '';
+
 export function iso(ms: number): string {
-  return new Date(ms).toISOString();
+  if (ms !== lastIsoMs) {
+    lastIso = new Date(ms).toISOString();
+    lastIsoMs = ms;
+  }
+  return lastIso;
 }
 
 export function assetJson(asset: Asset, publicUrl: string) {
