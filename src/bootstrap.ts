@@ -15,9 +15,7 @@ import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
 import type { Telemetry } from './core/telemetry.js';
 import { type ResealReport, resealWebhookSecrets } from './core/webhook-reseal.js';
 import { type Core, createCore, deriveKey, webhookSealKey } from './core/wharf.js';
-import { connect } from './db/connect.js';
-import { migrateToLatest } from './db/migrate.js';
-import { createSqlStore } from './db/store/index.js';
+import { openSqlStore } from './db/store/index.js';
 import { openStoreThread } from './db/store-thread.js';
 import { parseDatabaseUrl } from './db/url.js';
 import { webhookPayload } from './http/api/event-json.js';
@@ -61,14 +59,7 @@ async function openStore(
   if ('dialect' in target && target.dialect === 'sqlite') {
     return openStoreThread(databaseUrl, clock, idOrder);
   }
-  const connection = connect(databaseUrl);
-  try {
-    await migrateToLatest(connection.db);
-  } catch (err) {
-    await connection.db.destroy();
-    throw err;
-  }
-  return createSqlStore(connection, ids);
+  return openSqlStore(databaseUrl, ids);
 }
 
 /**

@@ -5,10 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { WharfError } from '../core/errors.js';
 import { createIdSource } from '../core/ids.js';
-import type { Store } from '../core/ports.js';
-import { connect } from './connect.js';
-import { migrateToLatest } from './migrate.js';
-import { createSqlStore } from './store/index.js';
+import { openSqlStore } from './store/index.js';
 import type {
   CallBatch,
   StoreAnswer,
@@ -39,17 +36,6 @@ function describe(err: unknown): ThrownFailure {
   };
 }
 
-async function open(): Promise<Store> {
-  const connection = connect(start.databaseUrl);
-  try {
-    await migrateToLatest(connection.db);
-  } catch (err) {
-    await connection.db.destroy();
-    throw err;
-  }
-  return createSqlStore(connection, ids);
-}
-
 let outbox: StoreAnswer[] = [];
 function answer(message: StoreAnswer): void {
   outbox.push(message);
@@ -63,7 +49,7 @@ function answer(message: StoreAnswer): void {
   }
 }
 
-open().then(
+openSqlStore(start.databaseUrl, ids).then(
   (store) => {
     const methods = store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
     const run = (call: StoreCall): void => {

@@ -1,6 +1,7 @@
 import type { IdSource } from '../../core/ids.js';
 import type { Store } from '../../core/ports.js';
-import type { Connection } from '../connect.js';
+import { type Connection, connect } from '../connect.js';
+import { migrateToLatest } from '../migrate.js';
 import { accountQueries } from './accounts.js';
 import { assetQueries } from './assets.js';
 import { derivativeQueries } from './derivatives.js';
@@ -45,4 +46,16 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
       await connection.db.destroy();
     },
   };
+}
+
+/** Connects to `databaseUrl`, migrates it to the latest schema, and returns its Store. */
+export async function openSqlStore(databaseUrl: string, ids: IdSource): Promise<Store> {
+  const connection = connect(databaseUrl);
+  try {
+    await migrateToLatest(connection.db);
+  } catch (err) {
+    await connection.db.destroy();
+    throw err;
+  }
+  return createSqlStore(connection, ids);
 }
