@@ -27,12 +27,13 @@ function describe(err: unknown): ThrownFailure {
   if (err instanceof WharfError) {
     return { kind: 'wharf', code: err.code, message: err.message, details: err.details };
   }
-  const e = err as { name?: unknown; message?: unknown; code?: unknown } | null;
+  const e = err as { name?: unknown; message?: unknown; code?: unknown; stack?: unknown } | null;
   return {
     kind: 'other',
     name: typeof e?.name === 'string' ? e.name : 'Error',
     message: typeof e?.message === 'string' ? e.message : String(err),
     code: e?.code,
+    stack: typeof e?.stack === 'string' ? e.stack : undefined,
   };
 }
 

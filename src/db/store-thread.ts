@@ -160,5 +160,7 @@ function revive(failure: ThrownFailure): Error {
   const err = new Error(failure.message) as Error & { code?: unknown };
   err.name = failure.name;
   if (failure.code !== undefined) err.code = failure.code;
+  // Where it failed is what a 500's log line needs: the thread's stack, not this function's.
+  if (failure.stack) err.stack = `${failure.stack}\n    (on the SQLite thread)`;
   return err;
 }

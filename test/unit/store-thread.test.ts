@@ -151,6 +151,8 @@ describe('the SQLite store on its own thread', () => {
       assert.ok(!isWharfError(err), String(err));
       assert.match(String((err as { code?: unknown }).code), /^SQLITE_CONSTRAINT/);
       assert.ok(isUniqueViolation(err));
+      // The log of a 500 shows where it failed: on the thread, in the store.
+      assert.match(String((err as Error).stack), /store\/keys\.ts[\s\S]*\(on the SQLite thread\)$/);
       return true;
     });
   });
