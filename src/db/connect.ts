@@ -16,12 +16,22 @@ export interface Connection {
 }
 
 /** `postgres://…` / `postgresql://…`, or SQLite: `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path. */
-export function connect(url: string): Connection {
+export function connect(url: string, options: { readOnly?: boolean } = {}): Connection {
   const target = parseDatabaseUrl(url);
   // The configuration has refused such a URL already; this guards other callers.
   if ('problem' in target) throw new Error(`The database URL ${target.problem}.`);
   if (target.dialect === 'postgres') return connectPostgres(target.url);
   const path = target.path;
+  if (options.readOnly) {
+    // A second connection beside the writer (see db/store-thread.ts): the file exists and
+    // is in WAL mode already, and any write through it fails (SQLITE_READONLY).
+    const reader = new SQLite(path, { readonly: true, fileMustExist: true });
+    reader.pragma('busy_timeout = 5000');
+    return {
+      db: new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(reader) }) }),
+      dialect: 'sqlite',
+    };
+  }
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
   // WAL lets readers run alongside the writer. synchronous=FULL makes each commit durable

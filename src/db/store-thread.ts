@@ -10,15 +10,21 @@
  *
  * The Store port is all async methods whose arguments and results are plain data, so each
  * call crosses as a message (structured clone) and the store code is the same one either way.
+ * Methods that only read (READ_METHODS) skip the hop: a hop to an idle thread and back costs
+ * ≈ 0.1 ms, which doubled the time of a small request. They run here, over a read-only
+ * connection of their own (WAL readers never wait for the writer), and see every write that
+ * has been answered, since a write is answered once committed.
  * Failures come back as what callers test: a WharfError with its code and details, or an
  * Error carrying the driver's code (unique violations are told by it).
  */
 import { Worker } from 'node:worker_threads';
 import type { Clock } from '../core/clock.js';
 import { type ErrorCode, WharfError } from '../core/errors.js';
-import { newIdOrder } from '../core/ids.js';
+import { createIdSource, newIdOrder } from '../core/ids.js';
 import type { Store } from '../core/ports.js';
 import { serviceUnavailable } from '../core/unavailable.js';
+import { connect } from './connect.js';
+import { createSqlStore } from './store/index.js';
 import type {
   CallBatch,
   StoreAnswer,
@@ -34,6 +40,53 @@ const WORKER_FILE = new URL(
   import.meta.url.endsWith('.ts') ? './store-thread-worker.ts' : './store-thread-worker.js',
   import.meta.url,
 );
+
+/**
+ * Store methods that only read. A write through one of them fails (the connection is
+ * read-only), so a wrong entry cannot go unnoticed; a method missing here only costs a hop.
+ * `ping` stays on the thread: readiness is the writer's.
+ */
+export const READ_METHODS: ReadonlySet<string> = new Set([
+  'getSetting',
+  'getAccount',
+  'listAccounts',
+  'findKeyByHash',
+  'listKeys',
+  'countKeys',
+  'findTokenByHash',
+  'getToken',
+  'listTokens',
+  'findOwnUpload',
+  'getUpload',
+  'getUploadByExternalId',
+  'getAsset',
+  'getAssetById',
+  'listAssets',
+  'findAssetsBySha256',
+  'countAssetsWithStorageKey',
+  'getFileVersion',
+  'listFileVersions',
+  'fileVersionsOfAsset',
+  'namespacesOfAsset',
+  'getJob',
+  'countJobs',
+  'listEvents',
+  'getEvent',
+  'getWebhook',
+  'listWebhooks',
+  'countWebhooks',
+  'getDelivery',
+  'listDeliveries',
+  'listDeliveryAttempts',
+  'getDerivative',
+  'listDerivatives',
+  'countDerivatives',
+  'getPreset',
+  'listPresets',
+  'findSessionByHash',
+  'listUploads',
+  'accountUsage',
+]);
 
 interface Pending {
   resolve: (value: unknown) => void;
@@ -69,7 +122,10 @@ export async function openStoreThread(
     throw err;
   }
   for (const event of ['message', 'error', 'exit']) worker.removeAllListeners(event);
-  return new StoreThread(worker, clock, methods).store;
+  // Opened once the thread has created and migrated the file. Its store makes no ids (it
+  // never writes); it gets the shared source all the same.
+  const reads = createSqlStore(connect(databaseUrl, { readOnly: true }), createIdSource(clock, idOrder));
+  return new StoreThread(worker, clock, methods, reads).store;
 }
 
 class StoreThread {
@@ -85,6 +141,7 @@ class StoreThread {
     private readonly worker: Worker,
     private readonly clock: Clock,
     methods: readonly string[],
+    private readonly reads: Store,
   ) {
     worker.on('message', (answers: StoreAnswer[]) => this.receive(answers));
     worker.on('error', (err) => this.lose(err));
@@ -92,7 +149,12 @@ class StoreThread {
     // Idle, it must not keep the process alive; with calls out, it does (see call()).
     worker.unref();
     const store: Record<string, unknown> = {};
-    for (const method of methods) store[method] = (...args: unknown[]) => this.call(method, args);
+    const local = reads as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    for (const method of methods) {
+      store[method] = READ_METHODS.has(method)
+        ? (...args: unknown[]) => (this.gone ? Promise.reject(this.gone) : local[method]!.apply(reads, args))
+        : (...args: unknown[]) => this.call(method, args);
+    }
     store.close = () => this.close();
     this.store = store as unknown as Store;
   }
@@ -147,10 +209,11 @@ class StoreThread {
 
   private async close(): Promise<void> {
     if (this.gone) return;
-    // The store's own close (the connection) on the thread, then the thread.
+    // The store's own close (the connection) on the thread, then the thread, then the reader.
     await this.call('close', []);
     this.closing = true;
     await this.worker.terminate();
+    await this.reads.close();
   }
 }
 

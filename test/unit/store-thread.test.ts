@@ -10,8 +10,9 @@ import { isWharfError } from '../../src/core/errors.js';
 import { createIdSource, newIdOrder } from '../../src/core/ids.js';
 import type { Upload } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
+import { connect } from '../../src/db/connect.js';
 import { isUniqueViolation } from '../../src/db/store/context.js';
-import { openStoreThread } from '../../src/db/store-thread.js';
+import { openStoreThread, READ_METHODS } from '../../src/db/store-thread.js';
 
 // The embedded deployment's store on its own thread, over a real SQLite file: what crosses
 // between the threads (values, failures, the caller's time) must be what the store gave.
@@ -85,6 +86,26 @@ describe('the SQLite store on its own thread', () => {
     assert.equal(await store.getAccount('nobody'), undefined);
     assert.equal(await store.settingOrInit('colour', 'blue'), 'blue');
     assert.equal(await store.settingOrInit('colour', 'red'), 'blue');
+  });
+
+  test('reads run here over a read-only connection, and see every write that was answered', async () => {
+    const methods = new Set(Object.keys(store));
+    for (const name of READ_METHODS) assert.ok(methods.has(name), `${name} is not a store method`);
+    assert.ok(!READ_METHODS.has('ping'), 'readiness is the writer thread’s');
+    for (let i = 0; i < 50; i++) {
+      await store.settingOrInit(`written-${i}`, `v${i}`);
+      assert.equal(await store.getSetting(`written-${i}`), `v${i}`);
+    }
+    // What keeps a wrong entry from going unnoticed: that connection cannot write.
+    const reader = connect(`sqlite://${join(dir, 'wharf.db')}`, { readOnly: true });
+    try {
+      await assert.rejects(
+        reader.db.insertInto('settings').values({ name: 'sneaky', value: 'x' }).execute(),
+        (err: unknown) => (err as { code?: unknown }).code === 'SQLITE_READONLY',
+      );
+    } finally {
+      await reader.db.destroy();
+    }
   });
 
   test('many calls at once each get their own answer', async () => {
