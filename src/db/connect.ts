@@ -1,7 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { type DatabaseConnection, Kysely, PostgresDialect, type SqliteDatabase, SqliteDialect } from 'kysely';
+import {
+  type DatabaseConnection,
+  Kysely,
+  type LogConfig,
+  PostgresDialect,
+  type SqliteDatabase,
+  SqliteDialect,
+} from 'kysely';
 import pg from 'pg';
 import { WharfError } from '../core/errors.js';
 import { isConnectionFailure, serviceUnavailable } from '../core/unavailable.js';
@@ -15,12 +22,19 @@ export interface Connection {
   dialect: Dialect;
 }
 
+export interface ConnectOptions {
+  /** A second, read-only connection to a SQLite file that exists (see db/store-thread.ts). */
+  readOnly?: boolean;
+  /** Kysely's query log (tests read the SQL a store method sends, to check its plan). */
+  log?: LogConfig;
+}
+
 /** `postgres://…` / `postgresql://…`, or SQLite: `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path. */
-export function connect(url: string, options: { readOnly?: boolean } = {}): Connection {
+export function connect(url: string, options: ConnectOptions = {}): Connection {
   const target = parseDatabaseUrl(url);
   // The configuration has refused such a URL already; this guards other callers.
   if ('problem' in target) throw new Error(`The database URL ${target.problem}.`);
-  if (target.dialect === 'postgres') return connectPostgres(target.url);
+  if (target.dialect === 'postgres') return connectPostgres(target.url, options.log);
   const path = target.path;
   if (options.readOnly) {
     // A second connection beside the writer (see db/store-thread.ts): the file exists and
@@ -28,7 +42,10 @@ export function connect(url: string, options: { readOnly?: boolean } = {}): Conn
     const reader = new SQLite(path, { readonly: true, fileMustExist: true });
     reader.pragma('busy_timeout = 5000');
     return {
-      db: new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(reader) }) }),
+      db: new Kysely<Database>({
+        dialect: new SqliteDialect({ database: withStatementCache(reader) }),
+        log: options.log,
+      }),
       dialect: 'sqlite',
     };
   }
@@ -41,14 +58,17 @@ export function connect(url: string, options: { readOnly?: boolean } = {}): Conn
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   return {
-    db: new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) }),
+    db: new Kysely<Database>({
+      dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+      log: options.log,
+    }),
     dialect: 'sqlite',
   };
 }
 
 const INT8_OID = 20;
 
-function connectPostgres(url: string): Connection {
+function connectPostgres(url: string, log: LogConfig | undefined): Connection {
   // bigint columns hold epoch milliseconds and byte sizes, all far below 2^53, and counts
   // come back as int8 too: numbers, as SQLite gives them, rather than pg's default strings.
   // Set on this pool only, not on pg's global parsers.
@@ -74,7 +94,7 @@ function connectPostgres(url: string): Connection {
     pool: unavailableWhenUnreachable(pool),
     onCreateConnection: refuseNul,
   });
-  return { db: new Kysely<Database>({ dialect }), dialect: 'postgres' };
+  return { db: new Kysely<Database>({ dialect, log }), dialect: 'postgres' };
 }
 
 const CONNECT_TIMEOUT_MS = 5_000;

@@ -152,6 +152,10 @@ export function eventQueries({ db }: SqlContext): EventStore {
                 ),
               ),
             )
+            // Oldest first by time, not by seq: ordered by seq, SQLite walks the whole seq index
+            // to find rows old enough (0.8 s at 1.2 M events with none to prune, on the writer,
+            // every sweep); by created_at, the index that finds them also orders them.
+            .orderBy('e.created_at')
             .orderBy('e.seq')
             .limit(limit),
         )
