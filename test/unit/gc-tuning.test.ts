@@ -8,7 +8,7 @@ import { BUFFER_ACCOUNTING_FLAG, gcFlagsFor } from '../../src/gc-tuning.js';
 const run = promisify(execFile);
 const CHILD = fileURLToPath(new URL('../fixtures/gc/buffer-churn.ts', import.meta.url));
 
-/** Full collections in a child that makes 2 GiB of short-lived Buffers beside a kept heap. */
+/** Full collections in a child that makes 4 GiB of short-lived Buffers beside a kept heap. */
 async function fullCollections(tuned: boolean): Promise<number> {
   const { stdout } = await run(process.execPath, ['--import', 'tsx', CHILD, ...(tuned ? ['tuned'] : [])], {
     encoding: 'utf8',
@@ -29,8 +29,12 @@ describe('garbage collection tuning', () => {
   test('short-lived Buffers no longer set off full collections of the heap that stays', async () => {
     // This Node's V8 needs the flag; on one that does not, the comparison would be of nothing.
     assert.equal(gcFlagsFor(process.versions.v8), BUFFER_ACCOUNTING_FLAG, `V8 ${process.versions.v8}`);
+    // How many full collections V8's default runs depends on how fast each one's incremental
+    // marking finishes beside the allocation, so on how busy the machine is: 5 to 30 for 2 GiB
+    // seen here (5 once in CI, with the suite's other files running). 4 GiB keeps the default's
+    // count well above the bar; the tuned child runs 1 or none either way.
     const [plain, tuned] = await Promise.all([fullCollections(false), fullCollections(true)]);
-    assert.ok(plain >= 8, `V8's default ran ${plain} full collections for 2 GiB of Buffers`);
+    assert.ok(plain >= 8, `V8's default ran ${plain} full collections for 4 GiB of Buffers`);
     assert.ok(tuned * 4 <= plain, `tuned: ${tuned} full collections, against ${plain} untuned`);
   });
 });
