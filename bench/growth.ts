@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +20,7 @@ import { wharfUpload } from './lib/api.js';
 import { cleanupAll, installExitHandlers } from './lib/cleanup.js';
 import { agent, expectJson, send } from './lib/http-client.js';
 import { formatNumber, type Row, renderMarkdown, renderText } from './lib/report.js';
+import { loadAverage, positiveSetting, runLog } from './lib/run-log.js';
 import { queryPlan, seedAssets } from './lib/seed.js';
 import { buildServers, startWharf, type WharfServer } from './lib/servers.js';
 import { summarize } from './lib/stats.js';
@@ -28,19 +29,7 @@ import { createWorkDir } from './lib/workdir.js';
 const TARGET = 0.9;
 const CONNECTIONS = 50;
 
-const started = performance.now();
-const log = (message: string) => {
-  const t = ((performance.now() - started) / 1000).toFixed(0).padStart(4);
-  process.stdout.write(`[${t}s] ${message}\n`);
-};
-
-function whole(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive whole number`);
-  return value;
-}
+const { log, seconds: elapsed } = runLog();
 
 interface Server {
   size: number;
@@ -93,14 +82,10 @@ async function main(): Promise<Row[]> {
   if (sizes.length !== 2 || sizes.some((s) => !Number.isInteger(s) || s < 2)) {
     throw new Error('BENCH_GROWTH_SIZES must name two sizes, e.g. 10000,100000');
   }
-  const rounds = whole('BENCH_ROUNDS', 5);
-  const seconds = whole('BENCH_GROWTH_SECONDS', 5);
+  const rounds = positiveSetting('BENCH_ROUNDS', 5);
+  const seconds = positiveSetting('BENCH_GROWTH_SECONDS', 5);
   log(`Wharf growth benchmark: ${sizes.join(' vs ')} assets, ${rounds} interleaved rounds of ${seconds} s`);
-  log(
-    `load average ${loadavg()
-      .map((l) => l.toFixed(2))
-      .join(', ')}`,
-  );
+  log(`load average ${loadAverage()}`);
   if (process.env.BENCH_SKIP_BUILD !== '1') {
     log('building Wharf and the reference servers...');
     await buildServers();
@@ -176,10 +161,6 @@ try {
 } finally {
   agent.destroy();
   await cleanupAll();
-  log(
-    `load average ${loadavg()
-      .map((l) => l.toFixed(2))
-      .join(', ')}; done in ${((performance.now() - started) / 1000).toFixed(0)} s`,
-  );
+  log(`load average ${loadAverage()}; done in ${elapsed().toFixed(0)} s`);
 }
 process.exit(exitCode);

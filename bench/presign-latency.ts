@@ -15,33 +15,19 @@
  * BENCH_SKIP_BUILD=1.
  */
 import http from 'node:http';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import { cleanupAll, installExitHandlers } from './lib/cleanup.js';
 import { formatNumber } from './lib/report.js';
+import { loadAverage, positiveSetting, runLog } from './lib/run-log.js';
 import { buildServers, startWharf, type WharfServer } from './lib/servers.js';
 import { createWorkDir } from './lib/workdir.js';
 
 const CONNECTIONS = 50;
 
-const started = performance.now();
-const log = (message: string) => {
-  const t = ((performance.now() - started) / 1000).toFixed(0).padStart(4);
-  process.stdout.write(`[${t}s] ${message}\n`);
-};
-
-function setting(name: string, fallback: string): string {
-  const raw = process.env[name];
-  return raw === undefined || raw === '' ? fallback : raw;
-}
-
-function positive(name: string, fallback: number): number {
-  const value = Number(setting(name, String(fallback)));
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive whole number`);
-  return value;
-}
+const { log, seconds: elapsed } = runLog();
 
 /** Calls per second at 50 connections, closed loop. */
 async function closedLoop(wharf: WharfServer, body: string, seconds: number): Promise<number> {
@@ -126,20 +112,16 @@ async function openLoop(wharf: WharfServer, body: string, rate: number, seconds:
 }
 
 async function main(): Promise<void> {
-  const files = positive('BENCH_PRESIGN_FILES', 100);
-  const seconds = positive('BENCH_PRESIGN_SECONDS', 8);
-  const rounds = positive('BENCH_ROUNDS', 2);
-  const fractions = setting('BENCH_PRESIGN_FRACTIONS', '0.4,0.6,0.8').split(',').map(Number);
+  const files = positiveSetting('BENCH_PRESIGN_FILES', 100);
+  const seconds = positiveSetting('BENCH_PRESIGN_SECONDS', 8);
+  const rounds = positiveSetting('BENCH_ROUNDS', 2);
+  const fractions = (process.env.BENCH_PRESIGN_FRACTIONS || '0.4,0.6,0.8').split(',').map(Number);
   if (fractions.some((f) => !(f > 0 && f <= 1)))
     throw new Error('BENCH_PRESIGN_FRACTIONS: numbers in (0, 1]');
   const one = { name: 'x.bin', size: 1024, content_type: 'application/octet-stream' };
   const body = JSON.stringify(files === 1 ? one : { files: Array.from({ length: files }, () => one) });
   log(`Presign latency: ${files} file(s) per call, ${rounds} rounds, ${seconds} s per figure`);
-  log(
-    `load average ${loadavg()
-      .map((l) => l.toFixed(2))
-      .join(', ')}`,
-  );
+  log(`load average ${loadAverage()}`);
   if (process.env.BENCH_SKIP_BUILD !== '1') {
     log('building Wharf...');
     await buildServers();
@@ -180,6 +162,6 @@ try {
   exitCode = 1;
 } finally {
   await cleanupAll();
-  log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  log(`done in ${elapsed().toFixed(0)} s`);
 }
 process.exit(exitCode);
