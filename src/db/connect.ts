@@ -41,13 +41,7 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
     // is in WAL mode already, and any write through it fails (SQLITE_READONLY).
     const reader = new SQLite(path, { readonly: true, fileMustExist: true });
     reader.pragma('busy_timeout = 5000');
-    return {
-      db: new Kysely<Database>({
-        dialect: new SqliteDialect({ database: withStatementCache(reader) }),
-        log: options.log,
-      }),
-      dialect: 'sqlite',
-    };
+    return sqliteConnection(reader, options.log);
   }
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new SQLite(path);
@@ -64,11 +58,12 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
   // journal is bounded by the pages one statement touches. The server's listings, whose
   // sorts could spill, run on the read-only connection, which keeps files.
   sqlite.pragma('temp_store = MEMORY');
+  return sqliteConnection(sqlite, options.log);
+}
+
+function sqliteConnection(sqlite: SQLite.Database, log: LogConfig | undefined): Connection {
   return {
-    db: new Kysely<Database>({
-      dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
-      log: options.log,
-    }),
+    db: new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }), log }),
     dialect: 'sqlite',
   };
 }
