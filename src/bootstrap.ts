@@ -54,10 +54,16 @@ async function openStore(
   clock: Clock,
   ids: IdSource,
   idOrder: SharedArrayBuffer,
+  telemetry: Telemetry | undefined,
 ): Promise<Store> {
   const target = parseDatabaseUrl(databaseUrl);
   if ('dialect' in target && target.dialect === 'sqlite') {
-    return openStoreThread(databaseUrl, clock, idOrder);
+    return openStoreThread(
+      databaseUrl,
+      clock,
+      idOrder,
+      telemetry && ((event) => telemetry.databaseThread(event)),
+    );
   }
   return openSqlStore(databaseUrl, ids);
 }
@@ -75,7 +81,7 @@ export async function openCore(
   // One order for the ids of this thread and the SQLite thread's: they sort as they were made.
   const idOrder = newIdOrder();
   const ids = createIdSource(clock, idOrder);
-  const store = await openStore(config.databaseUrl, clock, ids, idOrder);
+  const store = await openStore(config.databaseUrl, clock, ids, idOrder, telemetry);
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
   let webhookSecrets: ResealReport;

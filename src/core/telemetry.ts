@@ -30,6 +30,16 @@ export interface SweepResult {
   reconciled: number;
 }
 
+/**
+ * The life of the embedded deployment's database thread (db/store-thread.ts): it died, a
+ * thread started in its place could not open the database (the next try is due in
+ * `retryInSeconds`), or a new thread serves again, `downSeconds` after the old one died.
+ */
+export type DatabaseThreadEvent =
+  | { kind: 'died'; cause: unknown }
+  | { kind: 'restart_failed'; cause: unknown; retryInSeconds: number }
+  | { kind: 'restarted'; downSeconds: number };
+
 export interface Telemetry {
   uploadCompleted(completion: UploadCompletion): void;
   /** Bytes of an upload were refused (verification, quota) or its stream broke. */
@@ -48,6 +58,8 @@ export interface Telemetry {
   /** A job's handler threw; `retryAt` is null when the job is given up. */
   jobFailed(job: Job, error: unknown, retryAt: number | null): void;
   webhookDelivery(outcome: WebhookDeliveryOutcome): void;
+  /** Reported by the embedded store's adapter, not the core: the core never sees the thread. */
+  databaseThread(event: DatabaseThreadEvent): void;
 }
 
 /** Error codes as metric labels: a WharfError's code, else one of two fixed values (bounded). */
@@ -92,6 +104,7 @@ export const NO_TELEMETRY: Telemetry = {
   jobSucceeded: noop,
   jobFailed: noop,
   webhookDelivery: noop,
+  databaseThread: noop,
 };
 
 /**
@@ -120,5 +133,6 @@ export function fanOut(...sinks: Telemetry[]): Telemetry {
     jobSucceeded: each('jobSucceeded'),
     jobFailed: each('jobFailed'),
     webhookDelivery: each('webhookDelivery'),
+    databaseThread: each('databaseThread'),
   };
 }

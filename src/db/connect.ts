@@ -27,6 +27,11 @@ export interface ConnectOptions {
   readOnly?: boolean;
   /** Kysely's query log (tests read the SQL a store method sends, to check its plan). */
   log?: LogConfig;
+  /**
+   * SQLite: open the file only if it exists (a restarted database thread, see
+   * db/store-thread.ts), never create an empty one in its place.
+   */
+  mustExist?: boolean;
 }
 
 /** `postgres://…` / `postgresql://…`, or SQLite: `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path. */
@@ -43,8 +48,8 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
     reader.pragma('busy_timeout = 5000');
     return sqliteConnection(reader, options.log);
   }
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new SQLite(path);
+  if (path !== ':memory:' && !options.mustExist) mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new SQLite(path, { fileMustExist: options.mustExist === true });
   // WAL lets readers run alongside the writer. synchronous=FULL makes each commit durable
   // before it is acknowledged: an asset that was reported created survives a power cut.
   sqlite.pragma('journal_mode = WAL');

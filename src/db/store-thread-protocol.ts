@@ -36,6 +36,11 @@ export interface ThreadFailedToOpen {
 
 export interface ThreadStart {
   databaseUrl: string;
+  /**
+   * A thread started in place of one that died: the file must exist. Creating an empty
+   * database where the node's data was would serve a blank node as if nothing happened.
+   */
+  reopen: boolean;
   now: number;
   /** Shared with the caller's id source, so ids of both threads sort as made (newIdOrder). */
   idOrder: SharedArrayBuffer;

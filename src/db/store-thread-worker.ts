@@ -50,7 +50,7 @@ function answer(message: StoreAnswer): void {
   }
 }
 
-openSqlStore(start.databaseUrl, ids).then(
+openSqlStore(start.databaseUrl, ids, { mustExist: start.reopen }).then(
   (store) => {
     const methods = store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
     const run = (call: StoreCall): void => {

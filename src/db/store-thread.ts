@@ -22,6 +22,7 @@ import type { Clock } from '../core/clock.js';
 import { type ErrorCode, WharfError } from '../core/errors.js';
 import { createIdSource, newIdOrder } from '../core/ids.js';
 import type { Store } from '../core/ports.js';
+import type { DatabaseThreadEvent } from '../core/telemetry.js';
 import { serviceUnavailable } from '../core/unavailable.js';
 import { connect } from './connect.js';
 import { createSqlStore } from './store/index.js';
@@ -93,21 +94,40 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+/** What the thread's life tells the operator (bootstrap hands it to telemetry: logs, metrics). */
+export type ThreadWatch = (event: DatabaseThreadEvent) => void;
+
+/** A thread that lived this long and died is restarted at once; one that died younger waits. */
+const HEALTHY_MS = 60_000;
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 30_000;
+
 /**
  * Starts the thread, which opens `databaseUrl` and migrates it to the latest schema, and
  * returns a Store whose every method runs there. `clock` is the time the store's ids carry;
  * `idOrder`, the caller's id source's (see newIdOrder), keeps them in order with its own.
+ * If the thread dies, a new one takes its place (see StoreThread); `watch` hears of it.
  */
 export async function openStoreThread(
   databaseUrl: string,
   clock: Clock,
   idOrder: SharedArrayBuffer = newIdOrder(),
+  watch?: ThreadWatch,
 ): Promise<Store> {
-  const start: ThreadStart = { databaseUrl, now: clock.now(), idOrder };
+  const { worker, methods } = await startThread({ databaseUrl, now: clock.now(), idOrder, reopen: false });
+  // Opened once the thread has created and migrated the file. Its store makes no ids (it
+  // never writes); it gets the shared source all the same.
+  const reads = createSqlStore(connect(databaseUrl, { readOnly: true }), createIdSource(clock, idOrder));
+  const thread = new StoreThread({ databaseUrl, idOrder }, worker, clock, methods, reads, watch);
+  threads.set(thread.store, thread);
+  return thread.store;
+}
+
+/** A thread that has opened (and migrated) the database, and the Store methods it serves. */
+async function startThread(start: ThreadStart): Promise<{ worker: Worker; methods: string[] }> {
   const worker = new Worker(WORKER_FILE, { workerData: start });
-  let methods: string[];
   try {
-    methods = await new Promise<string[]>((resolve, reject) => {
+    const methods = await new Promise<string[]>((resolve, reject) => {
       worker.once('message', (first: ThreadReady | ThreadFailedToOpen) => {
         if ('ready' in first) resolve(first.ready);
         else reject(revive(first.openFailed));
@@ -117,50 +137,90 @@ export async function openStoreThread(
         reject(new Error(`the database thread exited (code ${code}) while opening`)),
       );
     });
+    for (const event of ['message', 'error', 'exit']) worker.removeAllListeners(event);
+    return { worker, methods };
   } catch (err) {
     await worker.terminate();
     throw err;
   }
-  for (const event of ['message', 'error', 'exit']) worker.removeAllListeners(event);
-  // Opened once the thread has created and migrated the file. Its store makes no ids (it
-  // never writes); it gets the shared source all the same.
-  const reads = createSqlStore(connect(databaseUrl, { readOnly: true }), createIdSource(clock, idOrder));
-  return new StoreThread(worker, clock, methods, reads).store;
 }
 
+const threads = new WeakMap<Store, StoreThread>();
+
+/** The thread serving `store` now, for tests and diagnostics (undefined: not a thread's store). */
+export function storeThreadWorker(store: Store): Worker | undefined {
+  return threads.get(store)?.current;
+}
+
+/**
+ * Calls and answers between the event loop and the thread, and the thread's replacement.
+ *
+ * Why replace it: a thread that died (an uncaught error, running out of memory) would
+ * otherwise leave the node answering 503 to every write until someone restarts the process,
+ * while its liveness probe stays green. The calls it had not answered fail with 503 (like a
+ * PostgreSQL connection that broke, each may or may not have committed), and so does every
+ * write until a new thread has opened the same file. The dead thread's connection is closed as
+ * the thread is torn down (better-sqlite3 closes its handles then), which rolls back a
+ * transaction it cut off and lets go of its locks. That takes a fraction of a second; `/readyz` says "not ready"
+ * meanwhile. A new thread never creates the file: one that is gone stays an error. Reads go
+ * on throughout over the event loop's own connection. A thread that dies young (or fails to
+ * start) is replaced after a wait that doubles each time, up to MAX_RETRY_MS, so a database
+ * that cannot be served does not spin a core.
+ */
 class StoreThread {
   readonly store: Store;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private outbox: StoreCall[] = [];
-  /** Set once the thread is gone: every call after that fails with it. */
-  private gone: WharfError | undefined;
+  private worker: Worker;
+  private startedAt = 0;
+  /** Set while no thread serves (it died and the next is not ready), and for good once closed. */
+  private down: WharfError | undefined;
+  private diedAt = 0;
+  /** Threads in a row that died young or failed to start: how long the next restart waits. */
+  private failures = 0;
+  private retry: NodeJS.Timeout | undefined;
+  private restarting: Promise<void> | undefined;
   private closing = false;
+  private readsClosed = false;
 
   constructor(
-    private readonly worker: Worker,
+    private readonly start: Pick<ThreadStart, 'databaseUrl' | 'idOrder'>,
+    worker: Worker,
     private readonly clock: Clock,
     methods: readonly string[],
     private readonly reads: Store,
+    private readonly watch: ThreadWatch | undefined,
   ) {
-    worker.on('message', (answers: StoreAnswer[]) => this.receive(answers));
-    worker.on('error', (err) => this.lose(err));
-    worker.on('exit', (code) => this.lose(new Error(`the database thread exited (code ${code})`)));
-    // Idle, it must not keep the process alive; with calls out, it does (see call()).
-    worker.unref();
+    this.worker = worker;
+    this.attach(worker);
     const store: Record<string, unknown> = {};
     const local = reads as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
     for (const method of methods) {
       store[method] = READ_METHODS.has(method)
-        ? (...args: unknown[]) => (this.gone ? Promise.reject(this.gone) : local[method]!.apply(reads, args))
+        ? (...args: unknown[]) =>
+            this.readsClosed ? Promise.reject(this.down) : local[method]!.apply(reads, args)
         : (...args: unknown[]) => this.call(method, args);
     }
     store.close = () => this.close();
     this.store = store as unknown as Store;
   }
 
+  get current(): Worker | undefined {
+    return this.down ? undefined : this.worker;
+  }
+
+  private attach(worker: Worker): void {
+    worker.on('message', (answers: StoreAnswer[]) => this.receive(answers));
+    worker.on('error', (err) => this.lose(worker, err));
+    worker.on('exit', (code) => this.lose(worker, new Error(`the database thread exited (code ${code})`)));
+    // Idle, it must not keep the process alive; with calls out, it does (see call()).
+    worker.unref();
+    this.startedAt = performance.now();
+  }
+
   private call(method: string, args: unknown[]): Promise<unknown> {
-    if (this.gone) return Promise.reject(this.gone);
+    if (this.down) return Promise.reject(this.down);
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       this.pending.set(id, { resolve, reject });
@@ -172,6 +232,7 @@ class StoreThread {
   }
 
   private flush(): void {
+    if (this.outbox.length === 0) return;
     const batch: CallBatch = { now: this.clock.now(), calls: this.outbox };
     this.outbox = [];
     try {
@@ -198,21 +259,81 @@ class StoreThread {
     else pending.reject(err);
   }
 
-  /** The thread died: the database is unavailable to this process from now on (503s). */
-  private lose(cause: unknown): void {
-    if (this.gone) return;
-    this.gone = this.closing
-      ? new WharfError('SERVICE_UNAVAILABLE', 'The database is closed.')
-      : serviceUnavailable('database', cause);
-    for (const id of [...this.pending.keys()]) this.settle(id, undefined, this.gone);
+  private failPending(err: WharfError): void {
+    this.outbox = [];
+    for (const id of [...this.pending.keys()]) this.settle(id, undefined, err);
+  }
+
+  /** `worker` is gone (an error, then its exit: the first counts): start another unless closing. */
+  private lose(worker: Worker, cause: unknown): void {
+    if (worker !== this.worker || this.down) return;
+    if (this.closing) {
+      this.down = new WharfError('SERVICE_UNAVAILABLE', 'The database is closed.');
+      this.failPending(this.down);
+      return;
+    }
+    this.down = serviceUnavailable('database', cause);
+    this.diedAt = performance.now();
+    this.failPending(this.down);
+    this.failures = performance.now() - this.startedAt >= HEALTHY_MS ? 0 : this.failures + 1;
+    this.watch?.({ kind: 'died', cause });
+    this.restartAfter(this.failures === 0 ? 0 : this.backoff());
+  }
+
+  private backoff(): number {
+    return Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.max(0, this.failures - 1));
+  }
+
+  private restartAfter(delayMs: number): void {
+    // Unreferenced: a process with nothing else to do (a CLI command) need not wait for it.
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.restarting = this.restart().finally(() => {
+        this.restarting = undefined;
+      });
+    }, delayMs);
+    this.retry.unref();
+  }
+
+  private async restart(): Promise<void> {
+    let started: Awaited<ReturnType<typeof startThread>>;
+    try {
+      started = await startThread({ ...this.start, now: this.clock.now(), reopen: true });
+    } catch (err) {
+      if (this.closing) return;
+      this.failures += 1;
+      const delay = this.backoff();
+      this.watch?.({ kind: 'restart_failed', cause: err, retryInSeconds: delay / 1000 });
+      this.restartAfter(delay);
+      return;
+    }
+    if (this.closing) {
+      await started.worker.terminate();
+      return;
+    }
+    this.worker = started.worker;
+    this.attach(started.worker);
+    this.down = undefined;
+    this.watch?.({ kind: 'restarted', downSeconds: (performance.now() - this.diedAt) / 1000 });
   }
 
   private async close(): Promise<void> {
-    if (this.gone) return;
-    // The store's own close (the connection) on the thread, then the thread, then the reader.
-    await this.call('close', []);
+    if (this.closing) return;
     this.closing = true;
-    await this.worker.terminate();
+    clearTimeout(this.retry);
+    // A new thread being started is stopped as soon as it is up (see restart()).
+    await this.restarting;
+    if (!this.down) {
+      // The store's own close (the connection) on the thread, then the thread.
+      await this.call('close', []).catch((err: unknown) => {
+        // The thread died meanwhile: its connection went with it.
+        if (!this.down) throw err;
+      });
+      await this.worker.terminate();
+    }
+    this.down = new WharfError('SERVICE_UNAVAILABLE', 'The database is closed.');
+    this.failPending(this.down);
+    this.readsClosed = true;
     await this.reads.close();
   }
 }

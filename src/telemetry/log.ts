@@ -1,5 +1,10 @@
 import type { Job } from '../core/model.js';
-import { NO_TELEMETRY, type SweepResult, type Telemetry } from '../core/telemetry.js';
+import {
+  type DatabaseThreadEvent,
+  NO_TELEMETRY,
+  type SweepResult,
+  type Telemetry,
+} from '../core/telemetry.js';
 
 /** The few pino methods used here (Fastify's logger is one). */
 export interface Logger {
@@ -26,6 +31,21 @@ export function logTelemetry(logger: () => Logger | undefined): Telemetry {
     },
     sweepFinished(result: SweepResult) {
       if (result.expired + result.debris + result.reconciled > 0) logger()?.info({ sweep: result }, 'sweep');
+    },
+    databaseThread(event: DatabaseThreadEvent) {
+      if (event.kind === 'died') {
+        logger()?.error(
+          { err: event.cause },
+          'the SQLite thread died; starting a new one (writes answer 503 until it is ready)',
+        );
+      } else if (event.kind === 'restart_failed') {
+        logger()?.error(
+          { err: event.cause, retryInSeconds: event.retryInSeconds },
+          'a new SQLite thread could not open the database; trying again',
+        );
+      } else {
+        logger()?.warn({ downSeconds: event.downSeconds }, 'a new SQLite thread serves the database');
+      }
     },
   };
 }

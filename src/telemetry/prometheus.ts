@@ -9,6 +9,7 @@ import {
 import type { UploadKind } from '../core/model.js';
 import type { JobCount } from '../core/ports.js';
 import {
+  type DatabaseThreadEvent,
   failureCode,
   type SweepResult,
   type Telemetry,
@@ -51,6 +52,7 @@ export class PrometheusTelemetry implements Telemetry {
   private readonly sweepItems: Counter<'result'>;
   private readonly sweepLastRun: Gauge;
   private readonly webhookDeliveries: Counter<'outcome'>;
+  private readonly databaseThreadEvents: Counter<'event'>;
 
   constructor(options: PrometheusOptions) {
     const registers = [this.registry];
@@ -161,6 +163,13 @@ export class PrometheusTelemetry implements Telemetry {
       registers,
     });
 
+    this.databaseThreadEvents = new Counter({
+      name: 'wharf_database_thread_events_total',
+      help: 'Embedded deployment: the SQLite thread died, a new one failed to open the database, or a new one took over (died, restart_failed, restarted).',
+      labelNames: ['event'],
+      registers,
+    });
+
     // Series that exist from the start, so rate() and alerts see the first increment.
     for (const flow of FLOWS) {
       for (const outcome of ['completed', 'deduplicated', 'expired']) this.uploads.inc({ flow, outcome }, 0);
@@ -168,6 +177,7 @@ export class PrometheusTelemetry implements Telemetry {
     }
     for (const result of ['expired', 'debris', 'reconciled']) this.sweepItems.inc({ result }, 0);
     for (const outcome of WEBHOOK_OUTCOMES) this.webhookDeliveries.inc({ outcome }, 0);
+    for (const event of ['died', 'restart_failed', 'restarted']) this.databaseThreadEvents.inc({ event }, 0);
   }
 
   /** The text a scrape gets, and its content type. */
@@ -222,5 +232,9 @@ export class PrometheusTelemetry implements Telemetry {
 
   webhookDelivery(outcome: WebhookDeliveryOutcome): void {
     this.webhookDeliveries.inc({ outcome });
+  }
+
+  databaseThread(event: DatabaseThreadEvent): void {
+    this.databaseThreadEvents.inc({ event: event.kind });
   }
 }

@@ -12,6 +12,8 @@ import { HealthService } from '../../src/core/health.js';
 import { createIdSource } from '../../src/core/ids.js';
 import type { BlobStore, Store } from '../../src/core/ports.js';
 import { failureCode, fanOut, NO_TELEMETRY, type Telemetry } from '../../src/core/telemetry.js';
+import { logTelemetry } from '../../src/telemetry/log.js';
+import { PrometheusTelemetry } from '../../src/telemetry/prometheus.js';
 
 function refused(env: Record<string, string>, message: RegExp) {
   assert.throws(
@@ -71,6 +73,43 @@ describe('fanOut', () => {
     const recording: Telemetry = { ...NO_TELEMETRY, webhookDelivery: (outcome) => seen.push(outcome) };
     fanOut(throwing, recording).webhookDelivery('delivered');
     assert.deepEqual(seen, ['delivered']);
+  });
+});
+
+describe('the database thread’s events', () => {
+  test('each is counted from zero, and logged: a death and a failed start at error, the return at warn', async () => {
+    const metrics = new PrometheusTelemetry({ countJobs: async () => [], jobKinds: () => [] });
+    const count = async (event: string) => {
+      const line = (await metrics.scrape()).body
+        .split('\n')
+        .find((l) => l.startsWith(`wharf_database_thread_events_total{event="${event}"} `));
+      assert.ok(line, `no series for ${event}`);
+      return Number(line.split(' ').at(-1));
+    };
+    for (const event of ['died', 'restart_failed', 'restarted']) assert.equal(await count(event), 0);
+
+    const lines: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
+    const record = (level: string) => (fields: object, msg: string) =>
+      lines.push({ level, fields: fields as Record<string, unknown>, msg });
+    const logger = { info: record('info'), warn: record('warn'), error: record('error') };
+    const both = fanOut(
+      metrics,
+      logTelemetry(() => logger),
+    );
+    const cause = new TypeError('boom');
+    both.databaseThread({ kind: 'died', cause });
+    both.databaseThread({ kind: 'restart_failed', cause, retryInSeconds: 0.5 });
+    both.databaseThread({ kind: 'restarted', downSeconds: 0.8 });
+
+    for (const event of ['died', 'restart_failed', 'restarted']) assert.equal(await count(event), 1);
+    assert.deepEqual(
+      lines.map((l) => l.level),
+      ['error', 'error', 'warn'],
+    );
+    assert.equal(lines[0]!.fields.err, cause);
+    assert.match(lines[0]!.msg, /SQLite thread died/);
+    assert.equal(lines[1]!.fields.retryInSeconds, 0.5);
+    assert.equal(lines[2]!.fields.downSeconds, 0.8);
   });
 });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -10,9 +10,11 @@ import { isWharfError } from '../../src/core/errors.js';
 import { createIdSource, newIdOrder } from '../../src/core/ids.js';
 import type { Upload } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
+import type { DatabaseThreadEvent } from '../../src/core/telemetry.js';
 import { connect } from '../../src/db/connect.js';
 import { isUniqueViolation } from '../../src/db/store/context.js';
-import { openStoreThread, READ_METHODS } from '../../src/db/store-thread.js';
+import { openStoreThread, READ_METHODS, storeThreadWorker } from '../../src/db/store-thread.js';
+import { eventually } from '../helpers/assets.js';
 
 // The embedded deployment's store on its own thread, over a real SQLite file: what crosses
 // between the threads (values, failures, the caller's time) must be what the store gave.
@@ -260,5 +262,110 @@ describe('the SQLite store on its own thread', () => {
     assert.equal(run.signal, null, 'the process had to be killed: the idle thread kept it alive');
     assert.equal(run.status, 0, run.stderr);
     assert.equal(run.stdout.trim(), 'b');
+  });
+});
+
+describe('when the SQLite thread dies', () => {
+  const unavailable = (err: unknown) => isWharfError(err, 'SERVICE_UNAVAILABLE');
+
+  /** A store on a file of its own, and what it reported about its thread. */
+  async function openWatched(name: string) {
+    const events: DatabaseThreadEvent[] = [];
+    const file = join(dir, `${name}.db`);
+    const watched = await openStoreThread(`sqlite://${file}`, clock, newIdOrder(), (event) =>
+      events.push(event),
+    );
+    await watched.ensureAccount(account('acme'));
+    return { store: watched, events, file };
+  }
+
+  /** What a bug does: an error nothing on the thread catches (its handler reads a batch's fields). */
+  function crash(s: Store): void {
+    const worker = storeThreadWorker(s);
+    assert.ok(worker, 'no thread serves the store');
+    worker.postMessage(null);
+  }
+
+  const record = (s: Store, id: string) =>
+    s.insertUploads([{ upload: upload(id), reserve: { quota: null, token: null } }], limits);
+
+  test('a new thread takes over the same file; what the dead one had not answered gets 503', async () => {
+    const { store: s, events } = await openWatched('dies');
+    try {
+      const [first] = await record(s, '0190b000-0000-7000-8000-000000000001');
+      const dead = storeThreadWorker(s);
+      // Queued behind the crash in the thread's inbox: it is never run.
+      const unanswered = record(s, '0190b000-0000-7000-8000-000000000002');
+      crash(s);
+      await assert.rejects(unanswered, unavailable);
+      assert.deepEqual(
+        events.map((e) => e.kind),
+        ['died'],
+      );
+      assert.match(String((events[0] as { cause: unknown }).cause), /TypeError/);
+      // Until a new thread is ready, every write and the readiness check are refused at once.
+      await assert.rejects(record(s, '0190b000-0000-7000-8000-000000000003'), unavailable);
+      await assert.rejects(s.ping(), unavailable);
+      // Reads go on over the event loop's connection.
+      assert.deepEqual(await s.getAccount('acme'), account('acme'));
+
+      await eventually(() => events.some((e) => e.kind === 'restarted'), 'a new thread serves');
+      const back = events.at(-1) as Extract<DatabaseThreadEvent, { kind: 'restarted' }>;
+      assert.ok(back.downSeconds > 0);
+      assert.ok(storeThreadWorker(s) && storeThreadWorker(s) !== dead);
+      await s.ping();
+      // The same database: the refused uploads took no number, the next one follows the first.
+      const [next] = await record(s, '0190b000-0000-7000-8000-000000000004');
+      assert.equal(next!.seq, first!.seq + 1);
+      assert.equal(await s.getUpload('0190b000-0000-7000-8000-000000000002'), undefined);
+      assert.equal((await s.getUpload('0190b000-0000-7000-8000-000000000004'))?.status, 'pending');
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a new thread never creates the file: it retries, backing off, until the file is back', async () => {
+    const { store: s, events, file } = await openWatched('moved');
+    try {
+      await record(s, '0190b000-0000-7000-8000-000000000011');
+      await rename(file, `${file}.away`);
+      crash(s);
+      await eventually(() => events.some((e) => e.kind === 'restart_failed'), 'a failed restart');
+      const failed = events.find((e) => e.kind === 'restart_failed') as Extract<
+        DatabaseThreadEvent,
+        { kind: 'restart_failed' }
+      >;
+      assert.match(String((failed.cause as { code?: unknown }).code), /^SQLITE_CANTOPEN/);
+      assert.ok(failed.retryInSeconds >= 0.25, `retry in ${failed.retryInSeconds} s`);
+      assert.equal(existsSync(file), false, 'an empty database was created in place of the moved one');
+      await assert.rejects(record(s, '0190b000-0000-7000-8000-000000000012'), unavailable);
+
+      await rename(`${file}.away`, file);
+      await eventually(
+        () => events.at(-1)?.kind === 'restarted',
+        'a new thread serves once the file is back',
+      );
+      await record(s, '0190b000-0000-7000-8000-000000000013');
+      assert.equal((await s.getUpload('0190b000-0000-7000-8000-000000000011'))?.status, 'pending');
+      assert.equal((await s.getUpload('0190b000-0000-7000-8000-000000000013'))?.status, 'pending');
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('closing while a new thread is due starts none, and refuses every call after', async () => {
+    const { store: s, events } = await openWatched('closed-while-down');
+    crash(s);
+    await eventually(() => events.some((e) => e.kind === 'died'), 'the thread died');
+    await s.close();
+    await assert.rejects(s.getSetting('x'), unavailable);
+    await assert.rejects(record(s, '0190b000-0000-7000-8000-000000000021'), unavailable);
+    // Past the first restart's wait (0.25 s): no thread was started.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    assert.deepEqual(
+      events.map((e) => e.kind),
+      ['died'],
+    );
+    assert.equal(storeThreadWorker(s), undefined);
   });
 });

@@ -1,6 +1,6 @@
 import type { IdSource } from '../../core/ids.js';
 import type { Store } from '../../core/ports.js';
-import { type Connection, connect } from '../connect.js';
+import { type Connection, type ConnectOptions, connect } from '../connect.js';
 import { migrateToLatest } from '../migrate.js';
 import { accountQueries } from './accounts.js';
 import { assetQueries } from './assets.js';
@@ -49,8 +49,12 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
 }
 
 /** Connects to `databaseUrl`, migrates it to the latest schema, and returns its Store. */
-export async function openSqlStore(databaseUrl: string, ids: IdSource): Promise<Store> {
-  const connection = connect(databaseUrl);
+export async function openSqlStore(
+  databaseUrl: string,
+  ids: IdSource,
+  options: ConnectOptions = {},
+): Promise<Store> {
+  const connection = connect(databaseUrl, options);
   try {
     await migrateToLatest(connection.db);
   } catch (err) {
