@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, type Dirent } from 'node:fs';
-import { lstat, readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
@@ -11,6 +11,7 @@ import { WharfError } from '../core/errors.js';
 import { hashingPassThrough } from '../core/hash-worker.js';
 import type { Digests } from '../core/model.js';
 import type { ResumableStorage } from '../core/resumable.js';
+import { isDiskFull, storageFull } from '../core/unavailable.js';
 import type { FsBlobStore } from './fs-store.js';
 import { withTmpdir } from './process-temp.js';
 import { RunningDigests } from './running-digest.js';
@@ -292,10 +293,17 @@ class WharfFileStore extends FileStore {
       // FsBlobStore.adopt) finds little left to write.
       const out = createWriteStream(file, { flags: 'r+', start: offset, highWaterMark: WRITE_BUFFER });
       await pipelineAsync(source, hashingPassThrough(digest), writeBehind(out), out);
-    } catch {
+    } catch (err) {
       // Some hashed bytes may not have reached the file: this digest is of no use. (A client
       // that went away ends its body instead; see the tus routes.)
       digest.drop();
+      if (isDiskFull(err)) {
+        // This PATCH's bytes filled the disk. Kept, they would leave the whole node without
+        // room (the database included) until the upload expires: given back, the upload's
+        // offset is where this PATCH began, and the client resumes from there.
+        await truncate(file, offset);
+        throw storageFull(err);
+      }
       throw ERRORS.FILE_WRITE_ERROR;
     }
     this.digests.put(id, digest);

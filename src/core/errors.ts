@@ -75,6 +75,8 @@ export const ERROR_STATUS = {
   BYTES_MISSING: 500,
   /** A dependency (the database, the object store) cannot be reached; retrying later may work. */
   SERVICE_UNAVAILABLE: 503,
+  /** The disk the server writes to (or the database's) is full: nothing more fits until space is freed. */
+  STORAGE_FULL: 507,
   /** Not an image Wharf transforms (a text file, SVG, HEIC, TIFF…). */
   UNSUPPORTED_IMAGE: 415,
   /** Sniffed as a supported image, but its bytes do not decode (truncated, corrupt). */

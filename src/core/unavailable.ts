@@ -43,3 +43,33 @@ export function serviceUnavailable(dependency: string, cause: unknown): WharfErr
   (err as Error).cause = cause;
   return err;
 }
+
+/**
+ * errno codes of a write that found no room: the device is full (ENOSPC) or the user's disk
+ * quota is used up (EDQUOT). Told by `code` only, like connection failures.
+ */
+const FULL_DEVICE = new Set(['ENOSPC', 'EDQUOT']);
+
+/** Whether `err` is a write that found the disk full (see storageFull). */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && FULL_DEVICE.has(code);
+}
+
+/**
+ * The one refusal for "no room left": 507 STORAGE_FULL. Not a 503: waiting does not help until
+ * an operator frees space, so it is logged at error. The original failure stays as its `cause`.
+ */
+export function storageFull(cause: unknown): WharfError {
+  const err = new WharfError(
+    'STORAGE_FULL',
+    'The server has no room left to store this; try again once space has been freed.',
+  );
+  (err as Error).cause = cause;
+  return err;
+}
+
+/** `err` as STORAGE_FULL when it is a full disk; otherwise `err` itself. */
+export function refusedForSpace(err: unknown): unknown {
+  return isDiskFull(err) ? storageFull(err) : err;
+}

@@ -11,7 +11,7 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import { WharfError } from '../core/errors.js';
-import { isConnectionFailure, serviceUnavailable } from '../core/unavailable.js';
+import { isConnectionFailure, serviceUnavailable, storageFull } from '../core/unavailable.js';
 import type { Database } from './schema.js';
 import { parseDatabaseUrl } from './url.js';
 
@@ -105,6 +105,7 @@ function connectPostgres(url: string, log: LogConfig | undefined): Connection {
 }
 
 const CONNECT_TIMEOUT_MS = 5_000;
+const DISK_FULL_STATE = '53100';
 /** No query of Wharf's runs this long; one that does is on a connection that stopped answering. */
 const QUERY_TIMEOUT_MS = 30_000;
 
@@ -161,6 +162,8 @@ class WharfPgClient extends pg.Client {
 
   classify(err: unknown): unknown {
     if (err instanceof pg.DatabaseError) {
+      // 53100 disk_full: the database server's disk, refused like a full disk of Wharf's own.
+      if (err.code === DISK_FULL_STATE) return storageFull(err);
       return isUnavailableState(err.code) ? serviceUnavailable('database', err) : err;
     }
     if (this.lost || isConnectionFailure(err)) return serviceUnavailable('database', err);
@@ -218,9 +221,19 @@ async function refuseNul(connection: DatabaseConnection): Promise<void> {
  */
 function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
   const cache = new Map<string, SQLite.Statement>();
+  // SQLite rolls a transaction back by itself after some errors (SQLITE_FULL, SQLITE_IOERR,
+  // SQLITE_NOMEM, a busy commit). Kysely's ROLLBACK then fails ("cannot rollback - no
+  // transaction is active"), and that error replaces the one that mattered: a full disk was
+  // answered as a bare 500. As Rails does, only a transaction still open is rolled back.
+  const rollback = sqlite.prepare('rollback');
+  const rollbackIfOpen = {
+    reader: false,
+    run: () => (sqlite.inTransaction ? rollback.run() : { changes: 0, lastInsertRowid: 0 }),
+  };
   return {
     close: () => sqlite.close(),
     prepare(sql: string) {
+      if (sql === 'rollback') return rollbackIfOpen;
       let statement = cache.get(sql);
       if (!statement) {
         statement = sqlite.prepare(sql);

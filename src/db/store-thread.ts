@@ -23,7 +23,7 @@ import { type ErrorCode, WharfError } from '../core/errors.js';
 import { createIdSource, newIdOrder } from '../core/ids.js';
 import type { Store } from '../core/ports.js';
 import type { DatabaseThreadEvent } from '../core/telemetry.js';
-import { serviceUnavailable } from '../core/unavailable.js';
+import { serviceUnavailable, storageFull } from '../core/unavailable.js';
 import { connect } from './connect.js';
 import { createSqlStore } from './store/index.js';
 import type {
@@ -341,6 +341,12 @@ class StoreThread {
 function revive(failure: ThrownFailure): Error {
   if (failure.kind === 'wharf')
     return new WharfError(failure.code as ErrorCode, failure.message, failure.details);
+  // A commit that found the disk full: the same refusal as a full disk anywhere else.
+  if (failure.code === 'SQLITE_FULL') return storageFull(reviveOther(failure));
+  return reviveOther(failure);
+}
+
+function reviveOther(failure: Extract<ThrownFailure, { kind: 'other' }>): Error {
   const err = new Error(failure.message) as Error & { code?: unknown };
   err.name = failure.name;
   if (failure.code !== undefined) err.code = failure.code;

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError } from '../../core/errors.js';
+import { refusedForSpace } from '../../core/unavailable.js';
 import { settleRefusedBody } from '../refused-body.js';
 
 export interface ErrorBody {
@@ -38,7 +39,9 @@ export interface MappedError {
 }
 
 /** One place that turns any thrown value into a status, a stable code and a message. */
-export function mapError(err: unknown): MappedError {
+export function mapError(failure: unknown): MappedError {
+  // A write that found the disk full, wherever it was (a temp file, a part, a tus file).
+  const err = refusedForSpace(failure);
   if (isWharfError(err)) {
     return {
       status: err.status,

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_STATUS, type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
+import { refusedForSpace } from '../../core/unavailable.js';
 import { logFailure, mapError } from '../plugins/errors.js';
 import { settleRefusedBody } from '../refused-body.js';
 import { escapeXml } from './s3-xml.js';
@@ -8,6 +9,8 @@ import { escapeXml } from './s3-xml.js';
 const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
   // A dependency of Wharf's is away: S3's own answer for "try again" (SDKs retry it).
   SERVICE_UNAVAILABLE: { status: 503, code: 'ServiceUnavailable' },
+  // AWS has no code for a full disk (S3 never fills); MinIO answers 507 too, as XMinioStorageFull.
+  STORAGE_FULL: { status: 507, code: 'InsufficientStorage' },
   INVALID_SIGNATURE: { status: 403, code: 'SignatureDoesNotMatch' },
   UNKNOWN_ACCESS_KEY: { status: 403, code: 'InvalidAccessKeyId' },
   URL_EXPIRED: { status: 403, code: 'AccessDenied' },
@@ -40,7 +43,8 @@ const SPECIFIC_CODES = new Set(['MalformedXML']);
  * Fastify's own refusals (a Content-Type it cannot parse, before any route runs) as the core's
  * codes, so they read as S3 errors too rather than as internal ones.
  */
-function asRefusal(err: unknown): unknown {
+function asRefusal(failure: unknown): unknown {
+  const err = refusedForSpace(failure);
   if (isWharfError(err)) return err;
   const mapped = mapError(err);
   if (mapped.status >= 500 || !(mapped.code in ERROR_STATUS)) return err;

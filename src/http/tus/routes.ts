@@ -7,6 +7,7 @@ import { type DataStore, type Locker, Metadata } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
+import { refusedForSpace } from '../../core/unavailable.js';
 import type { Core } from '../../core/wharf.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import type { RoutingErrorShape } from '../routing-errors.js';
@@ -120,7 +121,9 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       const outcome = await core.resumable.finish(callOf(req).upload!);
       return { headers: { 'Wharf-Asset-Id': outcome.asset.id } };
     },
-    onResponseError: (req, err) => {
+    onResponseError: (req, failure) => {
+      // A full disk under the tus file store is Wharf's STORAGE_FULL, not tus's generic 500.
+      const err = refusedForSpace(failure);
       if (!isWharfError(err)) return undefined;
       const call = calls.get(req);
       if (call) call.error = err;

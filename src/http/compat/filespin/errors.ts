@@ -1,6 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError } from '../../../core/errors.js';
+import { refusedForSpace } from '../../../core/unavailable.js';
 import { logFailure } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
 
@@ -73,7 +74,8 @@ function validationError(err: FastifyError, request: FastifyRequest): Mapped {
   return { status: 400, error: 'INVALID_REQUEST' };
 }
 
-function mapError(err: FastifyError, request: FastifyRequest): Mapped & { message: string } {
+function mapError(failure: FastifyError, request: FastifyRequest): Mapped & { message: string } {
+  const err = refusedForSpace(failure) as FastifyError;
   if (isWharfError(err)) {
     return { ...(CODES[err.code] ?? { status: err.status, error: err.code }), message: err.message };
   }

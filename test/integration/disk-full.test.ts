@@ -1,0 +1,208 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, statfsSync } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
+import { isWharfError } from '../../src/core/errors.js';
+import { connect } from '../../src/db/connect.js';
+import { putPresigned } from '../helpers/assets.js';
+import { deployment } from '../helpers/deployment.js';
+import { api, type JsonResponse } from '../helpers/http.js';
+import { parseScrape, seriesValue } from '../helpers/observe.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+/*
+ * The disk under the data directory fills up mid-upload. Every flow that writes there answers
+ * 507 STORAGE_FULL in its own API's shape (never a 500), keeps nothing half-written, and the
+ * node goes on: once space is free again the same uploads succeed. The data directory is a
+ * small tmpfs of this test's own, so "full" is real: the kernel's ENOSPC, and SQLite's
+ * SQLITE_FULL when its own writes find no room.
+ */
+const skip =
+  deployment !== 'embedded'
+    ? 'the scaled deployment keeps bytes in the S3 store and rows in PostgreSQL; a full bucket is the store’s own refusal, not a disk of Wharf’s'
+    : process.getuid?.() !== 0
+      ? 'mounting a small tmpfs as the data directory needs root'
+      : false;
+
+const DISK_MIB = 48;
+const BIG = 64 * 1024 * 1024;
+
+describe('a full disk under the data directory (embedded deployment)', { skip }, () => {
+  let mountPoint: string;
+  let dataDir: string;
+  let w: TestWharf;
+  let big: Buffer;
+
+  before(async () => {
+    mountPoint = await mkdtemp(join(tmpdir(), 'wharf-full-disk-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${DISK_MIB}m`, 'tmpfs', mountPoint]);
+    dataDir = join(mountPoint, 'data');
+    w = await startWharf({
+      env: { WHARF_DATA_DIR: dataDir },
+      logStream: process.env.DISK_FULL_LOG ? createWriteStream(process.env.DISK_FULL_LOG) : undefined,
+    });
+    big = randomBytes(BIG);
+  });
+  after(async () => {
+    await w?.close();
+    if (mountPoint) {
+      execFileSync('umount', [mountPoint]);
+      await rm(mountPoint, { recursive: true, force: true });
+    }
+  });
+
+  /** Files under the data directory other than the database's, as paths relative to it. */
+  async function filesBeside(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string, rel: string) => {
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        const path = rel ? `${rel}/${entry.name}` : entry.name;
+        if (entry.isDirectory()) await walk(join(dir, entry.name), path);
+        else if (!/^wharf\.db(-wal|-shm)?$/.test(path)) out.push(path);
+      }
+    };
+    await walk(dataDir, '');
+    return out.sort();
+  }
+
+  const freeMiB = () => {
+    const fs = statfsSync(mountPoint);
+    return (fs.bavail * fs.bsize) / 2 ** 20;
+  };
+
+  test('a direct upload: 507 STORAGE_FULL, its temp file gone, and the disk usable again', async () => {
+    const before = await filesBeside();
+    const res = await fetch(`${w.url}/v1/assets?name=big.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(big),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 507, JSON.stringify(body));
+    assert.equal(body.error.code, 'STORAGE_FULL');
+    assert.equal(res.headers.get('retry-after'), null, 'waiting does not free a disk');
+    const metrics = parseScrape((await w.wharf.metrics.scrape()).body);
+    const failed = { flow: 'direct', outcome: 'failed', error_code: 'STORAGE_FULL' };
+    assert.equal(seriesValue(metrics, 'wharf_uploads_total', failed), 1);
+    assert.deepEqual(await filesBeside(), before, 'something of the refused upload was left');
+    assert.ok(freeMiB() > DISK_MIB / 2, `only ${freeMiB()} MiB free after the refusal`);
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?limit=100')).body.data.length, 0);
+
+    const small = await fetch(`${w.url}/v1/assets?name=small.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(big.subarray(0, 1024 * 1024)),
+    });
+    assert.equal(small.status, 201);
+  });
+
+  test('a presigned PUT to the storage endpoint: 507 InsufficientStorage in S3’s XML; the upload stays open', async () => {
+    const created = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'big.bin', size: BIG });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const intent = created.body;
+    const before = await filesBeside();
+    const res = await putPresigned(intent, big);
+    const text = await res.text();
+    assert.equal(res.status, 507, text);
+    assert.match(text, /<Code>InsufficientStorage<\/Code>/);
+    assert.deepEqual(await filesBeside(), before, 'something of the refused PUT was left');
+    // Nothing was stored, so the intent is still pending: the client may PUT again later.
+    const upload = await api(w.url, w.key, 'GET', `/v1/uploads/${intent.id}`);
+    assert.equal(upload.body.status, 'pending');
+    const fits = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'fits.bin', size: 1024 });
+    assert.equal((await putPresigned(fits.body, big.subarray(0, 1024))).status, 200);
+  });
+
+  test('a tus PATCH: 507 STORAGE_FULL with Tus-Resumable; the PATCH’s bytes are given back and the upload resumes', async () => {
+    const tusHeaders = { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${w.key}` };
+    const created = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        ...tusHeaders,
+        'Upload-Length': String(BIG),
+        'Upload-Metadata': `filename ${Buffer.from('big.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const url = created.headers.get('location')!;
+    const res = await fetch(url, {
+      method: 'PATCH',
+      headers: { ...tusHeaders, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+      body: new Uint8Array(big),
+    });
+    const text = await res.text();
+    assert.equal(res.status, 507, text);
+    assert.equal(res.headers.get('tus-resumable'), '1.0.0');
+    assert.equal(JSON.parse(text).error.code, 'STORAGE_FULL');
+    // What this PATCH wrote is given back (kept, it would leave the node without room): the
+    // upload resumes from where the PATCH began, and the rest of the node has its space.
+    const head = await fetch(url, { method: 'HEAD', headers: tusHeaders });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('upload-offset'), '0');
+    assert.ok(freeMiB() > DISK_MIB / 2, `only ${freeMiB()} MiB free after the refused PATCH`);
+    const first = big.subarray(0, 1024 * 1024);
+    const patched = await fetch(url, {
+      method: 'PATCH',
+      headers: { ...tusHeaders, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+      body: new Uint8Array(first),
+    });
+    assert.equal(patched.status, 204, await patched.text());
+    assert.equal(patched.headers.get('upload-offset'), String(first.length));
+    assert.equal((await fetch(url, { method: 'DELETE', headers: tusHeaders })).status, 204);
+  });
+
+  test('the database’s own writes: 507 STORAGE_FULL (SQLITE_FULL), never a 500; writes resume once there is room', async () => {
+    const filler = join(mountPoint, 'filler');
+    // Everything but a few KiB taken by a file that is not Wharf's.
+    await writeFile(filler, Buffer.alloc(Math.max(0, Math.floor(freeMiB() * 2 ** 20) - 16 * 1024)));
+    try {
+      const files = Array.from({ length: 100 }, (_, i) => ({ name: `f${i}.bin`, size: 1 }));
+      let refused: JsonResponse | undefined;
+      // Each batch adds rows (uploads, events) the write-ahead log must take: it soon finds no room.
+      for (let i = 0; i < 200 && !refused; i++) {
+        const res = await api(w.url, w.key, 'POST', '/v1/uploads', { files });
+        if (res.status !== 201) refused = res;
+      }
+      assert.ok(refused, 'every batch was recorded on a full disk');
+      assert.equal(refused.status, 507, JSON.stringify(refused.body));
+      assert.equal(refused.body.error.code, 'STORAGE_FULL');
+    } finally {
+      await rm(filler, { force: true });
+    }
+    assert.equal(existsSync(filler), false);
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'after.bin', size: 1 });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal((await fetch(`${w.url}/readyz`)).status, 200);
+  });
+});
+
+describe('a full disk under PostgreSQL (scaled deployment)', {
+  skip: deployment !== 'scaled' && 'the embedded deployment has no PostgreSQL server',
+}, () => {
+  test('its disk_full error (SQLSTATE 53100) is STORAGE_FULL, like a full disk of Wharf’s own', async () => {
+    const url = process.env.WHARF_TEST_PG_URL;
+    assert.ok(url, 'WHARF_TEST_PG_URL is not set');
+    const { db } = connect(url);
+    try {
+      // What PostgreSQL raises when it cannot extend a file, raised on purpose: the disk of the
+      // test's shared server is not this test's to fill.
+      await assert.rejects(
+        sql`do $$ begin raise exception 'could not extend file' using errcode = 'disk_full'; end $$`.execute(
+          db,
+        ),
+        (err: unknown) => {
+          assert.ok(isWharfError(err, 'STORAGE_FULL'), String(err));
+          assert.equal(err.status, 507);
+          return true;
+        },
+      );
+    } finally {
+      await db.destroy();
+    }
+  });
+});
