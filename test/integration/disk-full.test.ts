@@ -118,6 +118,34 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     assert.equal((await putPresigned(fits.body, big.subarray(0, 1024))).status, 200);
   });
 
+  test('a multipart part: 507 InsufficientStorage; no part file is left, the part can be sent again', async () => {
+    const started = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'parts.bin', size: BIG + 1024 });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const id = started.body.id as string;
+    const sign = async () => {
+      const signed = await api(w.url, w.key, 'POST', `/v1/multipart/${id}/parts`, { partNumbers: [1] });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      return signed.body.parts[0] as { url: string; headers: Record<string, string> };
+    };
+    const before = await filesBeside();
+    const part = await sign();
+    const res = await fetch(part.url, { method: 'PUT', headers: part.headers, body: new Uint8Array(big) });
+    const text = await res.text();
+    assert.equal(res.status, 507, text);
+    assert.match(text, /<Code>InsufficientStorage<\/Code>/);
+    assert.deepEqual(await filesBeside(), before, 'something of the refused part was left');
+    assert.deepEqual((await api(w.url, w.key, 'GET', `/v1/multipart/${id}/parts`)).body, []);
+    // A part that fits is taken once there is room (the refused one took none).
+    const again = await sign();
+    const small = await fetch(again.url, {
+      method: 'PUT',
+      headers: again.headers,
+      body: new Uint8Array(big.subarray(0, 1024 * 1024)),
+    });
+    assert.equal(small.status, 200, await small.text());
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/multipart/${id}`)).status, 204);
+  });
+
   test('a tus PATCH: 507 STORAGE_FULL with Tus-Resumable; the PATCH’s bytes are given back and the upload resumes', async () => {
     const tusHeaders = { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${w.key}` };
     const created = await fetch(`${w.url}/v1/tus/`, {
