@@ -159,11 +159,11 @@ export function storeThreadWorker(store: Store): Worker | undefined {
  * otherwise leave the node answering 503 to every write until someone restarts the process,
  * while its liveness probe stays green. The calls it had not answered fail with 503 (like a
  * PostgreSQL connection that broke, each may or may not have committed), and so does every
- * write until a new thread has opened the same file. The dead thread's connection is closed as
- * the thread is torn down (better-sqlite3 closes its handles then), which rolls back a
- * transaction it cut off and lets go of its locks. That takes a fraction of a second; `/readyz` says "not ready"
- * meanwhile. A new thread never creates the file: one that is gone stays an error. Reads go
- * on throughout over the event loop's own connection. A thread that dies young (or fails to
+ * write until a new thread has opened the same file, which takes a fraction of a second;
+ * `/readyz` says "not ready" meanwhile. The dead thread's connection is closed as the thread
+ * is torn down (better-sqlite3 closes its handles then), which rolls back a transaction it cut
+ * off and lets go of its locks. A new thread never creates the file: one that is gone stays an
+ * error. Reads go on throughout over the event loop's own connection. A thread that dies young (or fails to
  * start) is replaced after a wait that doubles each time, up to MAX_RETRY_MS, so a database
  * that cannot be served does not spin a core.
  */
