@@ -71,7 +71,8 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   const metrics = new PrometheusTelemetry({
     countJobs: async () => (store ? store.countJobs() : []),
     jobKinds: () => jobKinds(),
-    onCollectError: (err) => logger?.warn({ err }, 'metrics: counting jobs failed'),
+    onCollectError: (err) => logger?.warn({ err }, 'metrics: a scrape-time reading failed'),
+    dataDir: config.dataDir,
   });
   const opened = await openCore(
     config,

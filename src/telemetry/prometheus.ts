@@ -1,3 +1,5 @@
+import type { StatsFs } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import {
   Counter,
   collectDefaultMetrics,
@@ -28,6 +30,8 @@ export interface PrometheusOptions {
   jobKinds: () => readonly string[];
   /** Where a failed collection is reported (the scrape still answers, without that gauge). */
   onCollectError?: (err: unknown) => void;
+  /** WHARF_DATA_DIR: its file system's free and total bytes are read at each scrape. */
+  dataDir?: string;
 }
 
 /**
@@ -140,6 +144,7 @@ export class PrometheusTelemetry implements Telemetry {
         }
       },
     });
+    if (options.dataDir !== undefined) this.watchDisk(options.dataDir, options.onCollectError, registers);
     this.sweepRuns = new Counter({
       name: 'wharf_sweep_runs_total',
       help: 'Sweeps that ran to the end.',
@@ -178,6 +183,42 @@ export class PrometheusTelemetry implements Telemetry {
     for (const result of ['expired', 'debris', 'reconciled']) this.sweepItems.inc({ result }, 0);
     for (const outcome of WEBHOOK_OUTCOMES) this.webhookDeliveries.inc({ outcome }, 0);
     for (const event of ['died', 'restart_failed', 'restarted']) this.databaseThreadEvents.inc({ event }, 0);
+  }
+
+  /**
+   * The data directory's file system, read at each scrape: uploads are refused with
+   * STORAGE_FULL once it is full, so operators alert on it before that.
+   */
+  private watchDisk(
+    dir: string,
+    onError: PrometheusOptions['onCollectError'],
+    registers: PromRegistry[],
+  ): void {
+    const gauge = (name: string, help: string, bytes: (fs: StatsFs) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          try {
+            this.set(bytes(await statfs(dir)));
+          } catch (err) {
+            // No number beats a wrong one: the gauge is left out of this scrape.
+            this.reset();
+            onError?.(err);
+          }
+        },
+      });
+    gauge(
+      'wharf_data_dir_free_bytes',
+      'Bytes free to Wharf on the file system of WHARF_DATA_DIR (temp files, tus uploads; on embedded the objects and the database too).',
+      (fs) => fs.bavail * fs.bsize,
+    );
+    gauge(
+      'wharf_data_dir_size_bytes',
+      'Size of the file system of WHARF_DATA_DIR, bytes.',
+      (fs) => fs.blocks * fs.bsize,
+    );
   }
 
   /** The text a scrape gets, and its content type. */

@@ -89,6 +89,9 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     const metrics = parseScrape((await w.wharf.metrics.scrape()).body);
     const failed = { flow: 'direct', outcome: 'failed', error_code: 'STORAGE_FULL' };
     assert.equal(seriesValue(metrics, 'wharf_uploads_total', failed), 1);
+    // What an operator alerts on before it comes to this: the data directory's disk.
+    assert.equal(seriesValue(metrics, 'wharf_data_dir_size_bytes'), DISK_MIB * 2 ** 20);
+    assert.ok(seriesValue(metrics, 'wharf_data_dir_free_bytes') > DISK_MIB * 2 ** 19);
     assert.deepEqual(await filesBeside(), before, 'something of the refused upload was left');
     assert.ok(freeMiB() > DISK_MIB / 2, `only ${freeMiB()} MiB free after the refusal`);
     assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?limit=100')).body.data.length, 0);
@@ -197,6 +200,11 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
         if (res.status !== 201) refused = res;
       }
       assert.ok(refused, 'every batch was recorded on a full disk');
+      const metrics = parseScrape((await w.wharf.metrics.scrape()).body);
+      assert.ok(
+        seriesValue(metrics, 'wharf_data_dir_free_bytes') < 2 ** 20,
+        'the disk does not read as full',
+      );
       assert.equal(refused.status, 507, JSON.stringify(refused.body));
       assert.equal(refused.body.error.code, 'STORAGE_FULL');
     } finally {

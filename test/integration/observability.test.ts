@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { statfsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
@@ -259,6 +260,19 @@ describe('GET /metrics', () => {
     assert.ok(seriesValue(metrics, 'process_cpu_user_seconds_total') > 0);
     assert.ok(seriesValue(metrics, 'process_resident_memory_bytes') > 0);
     assert.ok(metrics.has('nodejs_eventloop_lag_seconds{}'));
+  });
+
+  test('the data directory’s file system: its size and the bytes free on it, as statfs reads them', async () => {
+    const metrics = await scrape(w.url);
+    const fs = statfsSync(w.dataDir);
+    assert.equal(seriesValue(metrics, 'wharf_data_dir_size_bytes'), fs.blocks * fs.bsize);
+    const free = seriesValue(metrics, 'wharf_data_dir_free_bytes');
+    // Other tests write to the same disk meanwhile: close, not equal.
+    assert.ok(
+      Math.abs(free - fs.bavail * fs.bsize) < 256 * 2 ** 20,
+      `${free} free vs ${fs.bavail * fs.bsize}`,
+    );
+    assert.ok(free > 0 && free <= fs.blocks * fs.bsize);
   });
 });
 
