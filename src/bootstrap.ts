@@ -55,9 +55,10 @@ async function openStore(
   ids: IdSource,
   idOrder: SharedArrayBuffer,
   telemetry: Telemetry | undefined,
+  thread: boolean,
 ): Promise<Store> {
   const target = parseDatabaseUrl(databaseUrl);
-  if ('dialect' in target && target.dialect === 'sqlite') {
+  if (thread && 'dialect' in target && target.dialect === 'sqlite') {
     return openStoreThread(
       databaseUrl,
       clock,
@@ -68,6 +69,17 @@ async function openStore(
   return openSqlStore(databaseUrl, ids);
 }
 
+/** How much of a server to open. */
+export interface OpenCoreOptions {
+  /**
+   * `server` (the default) runs SQLite on its own thread and finds out which media tools run
+   * here. `command` is one CLI command's short life: SQLite on the calling thread (a thread
+   * costs a second isolate's start for a few statements) and no tool probes (three child
+   * processes for tools a command never runs). The database, storage and secret are the same.
+   */
+  purpose?: 'server' | 'command';
+}
+
 /**
  * Adapters chosen by configuration, wired to the core. Shared by the server and the CLI,
  * so both always see the same database, storage and secret.
@@ -76,12 +88,14 @@ export async function openCore(
   config: Config,
   clock: Clock = systemClock,
   telemetry?: Telemetry,
+  options: OpenCoreOptions = {},
 ): Promise<OpenedCore> {
+  const server = (options.purpose ?? 'server') === 'server';
   await checkDataDir(config.dataDir);
   // One order for the ids of this thread and the SQLite thread's: they sort as they were made.
   const idOrder = newIdOrder();
   const ids = createIdSource(clock, idOrder);
-  const store = await openStore(config.databaseUrl, clock, ids, idOrder, telemetry);
+  const store = await openStore(config.databaseUrl, clock, ids, idOrder, telemetry, server);
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
   let webhookSecrets: ResealReport;
@@ -111,7 +125,7 @@ export async function openCore(
     timeoutSeconds: config.media.timeoutSeconds,
     maxInputBytes: config.media.maxInputBytes,
   });
-  const { missing } = await media.detect();
+  const { missing } = server ? await media.detect() : { missing: {} };
 
   const core = createCore({
     store,

@@ -531,7 +531,9 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
           config = loaded.config;
         }
         // Imported here: the server's modules take a while to load, and help needs none of them.
-        opened ??= await (await import('../bootstrap.js')).openCore(config);
+        opened ??= await (await import('../bootstrap.js')).openCore(config, undefined, undefined, {
+          purpose: 'command',
+        });
         return opened;
       },
     });
