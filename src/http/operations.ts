@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { CheckResult } from '../core/health.js';
 import type { Core } from '../core/wharf.js';
 import type { App } from './api/context.js';

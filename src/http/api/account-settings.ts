@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { requireScope } from '../../core/authorization.js';
 import type { Account } from '../../core/model.js';
 import type { ApiContext, App } from './context.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { EVENT_TYPES, type EventData, type WharfEvent } from '../../core/events.js';
 import type { Upload } from '../../core/model.js';
 import { named } from '../openapi/components.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { MAX_EVENTS_PER_PAGE } from '../../core/events.js';
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';

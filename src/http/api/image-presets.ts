@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { requireScope } from '../../core/authorization.js';
 import type { ImagePreset } from '../../core/model.js';
 import { FITS, MAX_DPR } from '../../core/transforms.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import { roleOf } from '../../core/keys.js';
 import type { ApiKey } from '../../core/model.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import { MAX_UPLOADS_PER_PAGE } from '../../core/listings.js';
 import type { Upload } from '../../core/model.js';

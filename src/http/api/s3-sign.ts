@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import { MULTIPART_LIMITS, type S3Operation } from '../../core/ports.js';
 import { named } from '../openapi/components.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { Asset, AssetAnalysis, Upload } from '../../core/model.js';
 import { named } from '../openapi/components.js';
 

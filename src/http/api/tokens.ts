@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { UploadToken } from '../../core/model.js';
 import { MAX_TOKEN_SECONDS } from '../../core/tokens.js';
 import { named } from '../openapi/components.js';

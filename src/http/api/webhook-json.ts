@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { Delivery, Webhook } from '../../core/webhooks.js';
 import { named } from '../openapi/components.js';
 import { iso } from './schemas.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { requireScope } from '../../core/authorization.js';
 import { EVENT_TYPES } from '../../core/events.js';
 import {

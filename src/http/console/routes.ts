@@ -1,6 +1,6 @@
-import { Type } from '@fastify/type-provider-typebox';
 import { parseCookie, stringifySetCookie } from 'cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import type { ActiveSession } from '../../core/sessions.js';
 import { assetContentRoute } from '../api/assets/content.js';

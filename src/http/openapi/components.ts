@@ -1,4 +1,4 @@
-import type { TSchema } from '@fastify/type-provider-typebox';
+import type { TSchema } from 'typebox';
 
 /**
  * The schemas that are components of the OpenAPI document (`#/components/schemas/<name>`),

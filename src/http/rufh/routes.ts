@@ -1,11 +1,11 @@
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
-import { Type } from '@fastify/type-provider-typebox';
 import type { Locker } from '@tus/utils';
 import { Metadata } from '@tus/utils';
 import contentDisposition from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
 import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import type { ResumableDeclaration } from '../../core/resumable.js';

@@ -1,5 +1,5 @@
-import { Type } from '@fastify/type-provider-typebox';
 import contentDisposition from 'content-disposition';
+import { Type } from 'typebox';
 import type { Disposition } from '../../../core/assets.js';
 import { isWharfError, WharfError } from '../../../core/errors.js';
 import type { Asset } from '../../../core/model.js';

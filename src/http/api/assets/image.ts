@@ -1,6 +1,6 @@
-import { type Static, Type } from '@fastify/type-provider-typebox';
 import contentDisposition from 'content-disposition';
 import type { FastifyReply } from 'fastify';
+import { type Static, Type } from 'typebox';
 import { isWharfError, WharfError } from '../../../core/errors.js';
 import { ImageService, type TransformRequest } from '../../../core/images.js';
 import type { Asset, Derivative } from '../../../core/model.js';

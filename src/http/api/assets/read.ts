@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { MAX_PAGE_SIZE } from '../../../core/assets.js';
 import { validateTypeFilter } from '../../../core/names.js';
 import { named } from '../../openapi/components.js';

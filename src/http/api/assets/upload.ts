@@ -1,6 +1,6 @@
 import multipart from '@fastify/multipart';
-import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
 import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { FileVersion } from '../../../core/model.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { MAX_PARTS_PER_SIGNING } from '../../../core/multipart.js';
 import { MULTIPART_LIMITS } from '../../../core/ports.js';
 import { named } from '../../openapi/components.js';

@@ -1,4 +1,4 @@
-import type { Static } from '@fastify/type-provider-typebox';
+import type { Static } from 'typebox';
 import { hexToBase64 } from '../../../core/digests.js';
 import { isWharfError, WharfError } from '../../../core/errors.js';
 import type { Asset, Principal, Upload } from '../../../core/model.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 
 /** The document's tag: every route of this folder is listed under it in /openapi.json. */
 export const TAG = 'ActiveStorage direct upload (seed 002)';

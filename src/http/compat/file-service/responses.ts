@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { Asset, FileVersion, Principal } from '../../../core/model.js';
 import type { CompatContext } from '../context.js';
 

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 
 /** Lengths and characters are the core's to judge (INVALID_NAME, in this API's error shape). */
 export const FileParams = Type.Object({

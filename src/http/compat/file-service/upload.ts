@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
-import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
 import type { App } from '../../api/context.js';
 import { firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import type { CompatContext } from '../context.js';

@@ -1,5 +1,5 @@
-import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
 import { type ErrorCode, isWharfError } from '../../../core/errors.js';
 import { refusedForSpace } from '../../../core/unavailable.js';
 import { logFailure } from '../../plugins/errors.js';

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { App } from '../../api/context.js';
 import type { CompatContext } from '../context.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { isWharfError, WharfError } from '../../../core/errors.js';
 import type { Asset, Principal, Upload } from '../../../core/model.js';
 import type { Core } from '../../../core/wharf.js';

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { Core } from '../../../core/wharf.js';
 import type { App } from '../../api/context.js';

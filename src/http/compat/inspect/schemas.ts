@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { hexToBase64 } from '../../../core/digests.js';
 import type { Asset, Upload } from '../../../core/model.js';
 

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
 import type { UploadOutcome } from '../../../core/uploads.js';

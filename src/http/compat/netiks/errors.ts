@@ -1,5 +1,5 @@
-import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
 import { logFailure, mapError } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
 

@@ -1,4 +1,4 @@
-import { Type } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import type { App } from '../../api/context.js';
 import type { CompatContext } from '../context.js';
 import { netiksErrors } from './errors.js';
