@@ -5,8 +5,7 @@ import { StoreLocker } from './blobs/db-locker.js';
 import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
 import { processTempDir } from './blobs/process-temp.js';
-import { S3BlobStore } from './blobs/s3-store.js';
-import { localTusBackend, s3TusBackend, type TusBackend } from './blobs/tus-storage.js';
+import type { TusBackend } from './blobs/tus-storage.js';
 import { type Config, ConfigError } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
 import { createIdSource, type IdSource, newIdOrder } from './core/ids.js';
@@ -227,7 +226,9 @@ function describeFsError(code: string): string {
 
 /**
  * Local storage comes with Wharf's own S3-style endpoint for presigned uploads; with S3
- * storage, presigned URLs are the bucket's own and Wharf serves no endpoint.
+ * storage, presigned URLs are the bucket's own and Wharf serves no endpoint. Each kind's
+ * modules are loaded only when configured: the AWS SDK and tus.io's S3 store take about
+ * 0.2 s to load, which every embedded server start and every CLI command would pay for nothing.
  */
 async function openBlobs(
   config: Config,
@@ -235,6 +236,10 @@ async function openBlobs(
 ): Promise<{ blobs: BlobStore; endpoint: PresignVerifier | undefined; tus: TusBackend }> {
   const storage = config.storage;
   if (storage.kind === 's3') {
+    const [{ S3BlobStore }, { s3TusBackend }] = await Promise.all([
+      import('./blobs/s3-store.js'),
+      import('./blobs/tus-s3.js'),
+    ]);
     const blobs = new S3BlobStore({ ...storage, directDownloads: storage.downloads === 'redirect' });
     await blobs.ensureBucket();
     const partsDir = await processTempDir(join(config.dataDir, 'tus', 's3-parts'));
@@ -255,6 +260,7 @@ async function openBlobs(
   await blobs.init();
   // Beside the blob store, not in it: partial tus files never show as objects; same filesystem,
   // so a finished one moves in by rename.
+  const { localTusBackend } = await import('./blobs/tus-local.js');
   const tus = localTusBackend(join(config.dataDir, 'tus', 'uploads'), blobs, config.resumableExpiresSeconds);
   return { blobs, endpoint, tus };
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import type { FsBlobStore } from '../../src/blobs/fs-store.js';
-import { localTusBackend } from '../../src/blobs/tus-storage.js';
+import { localTusBackend } from '../../src/blobs/tus-local.js';
 import { localBlobStore } from '../helpers/fs-store.js';
 
 let root: string;
