@@ -94,6 +94,15 @@ export async function openCore(
   // One order for the ids of this thread and the SQLite thread's: they sort as they were made.
   const idOrder = newIdOrder();
   const ids = createIdSource(clock, idOrder);
+  // Temp copies for sharp and the media tools: local disk on every deployment.
+  const scratch = new Scratch(join(config.dataDir, 'work'));
+  const media = new MediaTools(config.media, scratch, {
+    timeoutSeconds: config.media.timeoutSeconds,
+    maxInputBytes: config.media.maxInputBytes,
+  });
+  // Probing the tools is a few child processes' start (ffmpeg's alone takes a tenth of a
+  // second); it runs while the database opens rather than after. It never rejects.
+  const detecting = server ? media.detect() : Promise.resolve({ missing: {} });
   const store = await openStore(config.databaseUrl, clock, ids, idOrder, telemetry, server);
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
@@ -117,14 +126,8 @@ export async function openCore(
   }
   const { blobs, endpoint, tus } = opened;
 
-  // Temp copies for sharp and the media tools: local disk on every deployment.
-  const scratch = new Scratch(join(config.dataDir, 'work'));
   await scratch.init();
-  const media = new MediaTools(config.media, scratch, {
-    timeoutSeconds: config.media.timeoutSeconds,
-    maxInputBytes: config.media.maxInputBytes,
-  });
-  const { missing } = server ? await media.detect() : { missing: {} };
+  const { missing } = await detecting;
 
   const core = createCore({
     store,
