@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import pg from 'pg';
+import { pgQuerySync } from './pg-sync.js';
 
 /**
  * Which deployment the suite runs against. `scripts/test.sh` runs it twice: embedded (SQLite
@@ -267,24 +267,22 @@ export async function pendingWrites(server: Server): Promise<string[]> {
 }
 
 /**
- * Runs a SELECT on a PostgreSQL database through `psql`, a connection of its own, and
- * returns its rows. Synchronous, like the better-sqlite3 reads the tests make on embedded,
- * so one `dbQuery` serves both deployments. `?` placeholders become psql variables, which
- * psql quotes as literals.
+ * Runs a SELECT on a PostgreSQL database, on a connection of its own, and returns its rows.
+ * Synchronous, like the better-sqlite3 reads the tests make on embedded, so one `dbQuery`
+ * serves both deployments (see pg-sync.ts). `?` placeholders (outside quoted literals) are
+ * bound as text, which PostgreSQL types by their use, as it did psql's quoted literals. Rows
+ * come back through json_agg, as JSON values: counts are numbers, times ISO strings.
  */
 export function queryPostgres<T>(url: string, query: string, params: unknown[]): T[] {
   let n = 0;
-  // Placeholders only outside quoted literals.
   const text = query
     .split(/('(?:[^']|'')*')/)
-    .map((part, i) => (i % 2 === 1 ? part : part.replace(/\?/g, () => `:'p${++n}'`)))
+    .map((part, i) => (i % 2 === 1 ? part : part.replace(/\?/g, () => `$${++n}`)))
     .join('');
   if (n !== params.length) throw new Error(`query has ${n} placeholders, got ${params.length} values`);
-  const vars = params.flatMap((value, i) => ['-v', `p${i + 1}=${String(value)}`]);
-  const out = execFileSync(
-    'psql',
-    [url, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', ...vars, '-f', '-'],
-    { input: `select coalesce(json_agg(q), '[]') from (${text}) q;\n`, encoding: 'utf8' },
+  return pgQuerySync<T>(
+    url,
+    `select coalesce(json_agg(q), '[]') as rows from (${text}) q`,
+    params.map((value) => String(value)),
   );
-  return JSON.parse(out) as T[];
 }
