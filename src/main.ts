@@ -1,7 +1,7 @@
 import { type Config, ConfigError, readConfig } from './config.js';
 import { tuneGarbageCollector } from './gc-tuning.js';
 import { runtimeProblem } from './runtime.js';
-import { createWharf, settlesWithin, type Wharf } from './server.js';
+import type { Wharf } from './server.js';
 
 /**
  * The process around the server: start-up, signals, messages and exit codes. Exit 0 after a
@@ -50,6 +50,7 @@ async function main(): Promise<number> {
     process.stderr.write(`wharf: ${first.signal} during start-up: stopping.\n`);
     // The step under way ends first (a migration is not cut in half); one that hangs (a store
     // that does not answer) is left behind once the shutdown timeout has passed.
+    const { settlesWithin } = await import('./server.js');
     const stopped = starting.then(
       (wharf) => wharf.close({ deadlineMs: 0 }),
       () => undefined,
@@ -82,6 +83,9 @@ async function main(): Promise<number> {
 }
 
 async function start(config: Config, announceKey: (secret: string) => void): Promise<Wharf> {
+  // Loaded once the configuration has passed: a start refused for its configuration answers at
+  // once, without loading the server's two thousand modules first.
+  const { createWharf } = await import('./server.js');
   const wharf = await createWharf(config, { logger: { level: config.logLevel }, announceKey });
   try {
     await wharf.listen();
