@@ -32,6 +32,7 @@ import { observeRequest, type RequestMetrics, registerObservation, requestIdFor 
 import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
 import { rufhRoutes } from './rufh/routes.js';
+import { buildSharedSerializer } from './serialization.js';
 import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
 import { type TusRouteOptions, tusRoutes, tusRoutingErrors } from './tus/routes.js';
 import { validatorCompiler } from './validation.js';
@@ -103,6 +104,7 @@ export async function buildApp({
     requestIdHeader: false,
     genReqId: requestIdFor,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    schemaController: { compilersFactory: { buildSerializer: buildSharedSerializer } },
     // Failures before routing (a malformed percent-encoding, an over-long id) skip the error
     // handlers; answer them in the shape the path's clients read, not Fastify's default.
     frameworkErrors: (err, request, reply) => {
