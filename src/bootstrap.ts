@@ -73,8 +73,9 @@ export interface OpenCoreOptions {
   /**
    * `server` (the default) runs SQLite on its own thread and finds out which media tools run
    * here. `command` is one CLI command's short life: SQLite on the calling thread (a thread
-   * costs a second isolate's start for a few statements) and no tool probes (three child
-   * processes for tools a command never runs). The database, storage and secret are the same.
+   * costs a second isolate's start for a few statements) and no tool probes (five child
+   * processes, for ffmpeg, ffprobe, pdfinfo, pdftoppm and prlimit, which a command never runs).
+   * The database, storage and secret are the same.
    */
   purpose?: 'server' | 'command';
 }
