@@ -9,9 +9,9 @@ import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from '
  * answer with receiveMessageOnPort, the pattern Node documents for such a wait. Blocking the
  * event loop while waiting is what execFileSync(psql) did too.
  */
-let thread: { port: MessagePort; signal: Int32Array } | undefined;
+let thread: { port: MessagePort; signal: Int32Array; worker: Worker } | undefined;
 
-function start(): { port: MessagePort; signal: Int32Array } {
+function start(): { port: MessagePort; signal: Int32Array; worker: Worker } {
   const { port1, port2 } = new MessageChannel();
   const signal = new Int32Array(new SharedArrayBuffer(4));
   const worker = new Worker(new URL('./pg-sync-worker.ts', import.meta.url), {
@@ -21,7 +21,7 @@ function start(): { port: MessagePort; signal: Int32Array } {
   // Neither keeps a finished test file's process alive.
   worker.unref();
   port1.unref();
-  return { port: port1, signal };
+  return { port: port1, signal, worker };
 }
 
 const TIMEOUT_MS = 30_000;
@@ -33,6 +33,9 @@ export function pgQuerySync<T>(url: string, text: string, values: string[]): T[]
   Atomics.store(signal, 0, 0);
   port.postMessage({ url, text, values });
   if (Atomics.wait(signal, 0, 0, TIMEOUT_MS) === 'timed-out') {
+    // Its answer may still come, and must never be taken for the next query's: a new thread then.
+    void thread.worker.terminate();
+    thread = undefined;
     throw new Error(`PostgreSQL did not answer within ${TIMEOUT_MS} ms: ${text}`);
   }
   const reply = receiveMessageOnPort(port)?.message as { rows: T[] } | { error: string } | undefined;
