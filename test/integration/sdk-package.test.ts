@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { api, sha256Hex } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+/**
+ * The SDK as an app gets it: `npm pack ./sdk` (the command docs/sdk.md gives) makes a tarball,
+ * which is unpacked into a project of its own, outside this checkout, and used from there by
+ * its package name only — at run time against a real server, and by the TypeScript compiler.
+ * Nothing here imports src/sdk directly (test/integration/sdk.test.ts does that, for behaviour).
+ */
+
+const root = resolve(import.meta.dirname, '../..');
+let w: TestWharf;
+let dir: string;
+let app: string;
+let packed: { filename: string; files: { path: string }[] };
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wharf-sdk-package-'));
+  // The documented command, run where a user runs it: prepack compiles the SDK into sdk/dist.
+  const out = execFileSync('npm', ['pack', './sdk', '--json', '--pack-destination', dir], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  packed = JSON.parse(out.slice(out.indexOf('[')))[0];
+  // As `npm install <tarball>` lays it out; its one dependency comes from this checkout's
+  // node_modules, so the test needs no registry.
+  app = join(dir, 'app');
+  const installed = join(app, 'node_modules', '@wharf', 'sdk');
+  await mkdir(installed, { recursive: true });
+  execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', installed, '--strip-components=1']);
+  await mkdir(join(app, 'node_modules', '@noble'), { recursive: true });
+  await symlink(
+    join(root, 'node_modules', '@noble', 'hashes'),
+    join(app, 'node_modules', '@noble', 'hashes'),
+  );
+  await writeFile(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'an-app', private: true, type: 'module' }),
+  );
+  w = await startWharf();
+});
+
+after(async () => {
+  await w?.close();
+  await rm(join(root, 'sdk', 'dist'), { recursive: true, force: true });
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** Runs a script of the app. Not synchronously: the server it talks to runs in this process. */
+async function run(script: string, env: Record<string, string> = {}): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [script], {
+    cwd: app,
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, ...env },
+  });
+  return stdout;
+}
+
+describe('the SDK package (npm pack ./sdk)', () => {
+  test('holds the compiled entries and their types, no sources', () => {
+    const paths = packed.files.map((f) => f.path).sort();
+    for (const file of [
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/node.js',
+      'dist/node.d.ts',
+      'package.json',
+    ]) {
+      assert.ok(paths.includes(file), `${file} is in the tarball: ${paths.join(', ')}`);
+    }
+    assert.deepEqual(
+      paths.filter((p) => !p.startsWith('dist/') && p !== 'package.json' && p !== 'README.md'),
+      [],
+    );
+    assert.ok(!paths.some((p) => p.endsWith('.ts') && !p.endsWith('.d.ts')));
+  });
+
+  test('asks for the same version of its dependency as Wharf itself', async () => {
+    const sdk = JSON.parse(await readFile(join(root, 'sdk', 'package.json'), 'utf8'));
+    const wharf = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+    assert.deepEqual(Object.keys(sdk.dependencies), ['@noble/hashes']);
+    assert.equal(sdk.dependencies['@noble/hashes'], wharf.dependencies['@noble/hashes']);
+  });
+
+  test('an app imports it by name and uploads a file with it', async () => {
+    const bytes = randomBytes(300_000);
+    await writeFile(join(app, 'photo.bin'), bytes);
+    await writeFile(
+      join(app, 'upload.mjs'),
+      `import { connect, fileSource, WharfApiError } from '@wharf/sdk/node';
+import { Wharf } from '@wharf/sdk';
+const wharf = connect({ url: process.env.WHARF_URL, key: process.env.WHARF_KEY });
+if (!(wharf instanceof Wharf)) throw new Error('connect() did not return the portable client');
+const result = await wharf.upload(await fileSource('photo.bin'));
+let refused;
+try {
+  await wharf.assets.get('no-such-asset');
+} catch (err) {
+  refused = err instanceof WharfApiError ? err.code : String(err);
+}
+console.log(JSON.stringify({ status: result.status, id: result.asset.id, sha256: result.asset.sha256, refused }));
+`,
+    );
+    const out = JSON.parse(await run('upload.mjs', { WHARF_URL: w.url, WHARF_KEY: w.key }));
+    assert.equal(out.status, 'created');
+    assert.equal(out.sha256, sha256Hex(bytes));
+    assert.equal(out.refused, 'NOT_FOUND');
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${out.id}`);
+    assert.equal(asset.status, 200);
+    assert.equal(asset.body.sha256, sha256Hex(bytes));
+  });
+
+  test('only its two entries are exported', async () => {
+    await writeFile(
+      join(app, 'deep.mjs'),
+      `try { await import('@wharf/sdk/dist/client.js'); console.log('imported'); }
+catch (err) { console.log(err.code); }
+`,
+    );
+    assert.equal((await run('deep.mjs')).trim(), 'ERR_PACKAGE_PATH_NOT_EXPORTED');
+  });
+
+  test('its types reach a TypeScript app through the exports map', async () => {
+    await writeFile(
+      join(app, 'check.ts'),
+      `import { type Asset, connect, fileSource, type UploadResult } from '@wharf/sdk/node';
+import { WharfApiError } from '@wharf/sdk';
+
+const wharf = connect({ url: 'http://127.0.0.1:8080', key: 'k' });
+export async function upload(path: string): Promise<Asset> {
+  const result: UploadResult = await wharf.upload(await fileSource(path));
+  return result.asset;
+}
+export const code = (err: unknown): string | undefined => (err instanceof WharfApiError ? err.code : undefined);
+// @ts-expect-error an asset's size is a number
+export const size: Asset['size'] = 'large';
+`,
+    );
+    await writeFile(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+          strict: true,
+          noEmit: true,
+          types: ['node'],
+          typeRoots: [join(root, 'node_modules', '@types')],
+        },
+        files: ['check.ts'],
+      }),
+    );
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    // Throws with tsc's diagnostics on stdout when the types do not resolve or do not fit.
+    execFileSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: app, encoding: 'utf8' });
+    // And the check can fail: a wrong use of the types is an error.
+    await writeFile(
+      join(app, 'check.ts'),
+      `${await readFile(join(app, 'check.ts'), 'utf8')}\nexport const n: number = connect;\n`,
+    );
+    assert.throws(
+      () => execFileSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: app, stdio: 'pipe' }),
+      (err: { stdout?: Buffer }) => /TS2322/.test(String(err.stdout)),
+    );
+  });
+});
