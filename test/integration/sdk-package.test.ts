@@ -84,6 +84,20 @@ describe('the SDK package (npm pack ./sdk)', () => {
     assert.ok(!paths.some((p) => p.endsWith('.ts') && !p.endsWith('.d.ts')));
   });
 
+  test('its portable entry loads no Node module, so browsers and bundlers can take it', async () => {
+    const dist = join(app, 'node_modules', '@wharf', 'sdk', 'dist');
+    const portable = packed.files
+      .map((f) => f.path)
+      .filter((p) => p.startsWith('dist/') && p.endsWith('.js') && p !== 'dist/node.js');
+    assert.ok(portable.includes('dist/index.js'));
+    for (const file of portable) {
+      const text = await readFile(join(dist, file.slice('dist/'.length)), 'utf8');
+      assert.doesNotMatch(text, /from ['"]node:|require\(/, file);
+    }
+    // The check can see one: the Node entry has them.
+    assert.match(await readFile(join(dist, 'node.js'), 'utf8'), /from ['"]node:/);
+  });
+
   test('asks for the same version of its dependency as Wharf itself', async () => {
     const sdk = JSON.parse(await readFile(join(root, 'sdk', 'package.json'), 'utf8'));
     const wharf = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
