@@ -3,18 +3,14 @@
 // commands (upload, sync, ls, get, rm) load only the SDK, never the server, so they start fast;
 // the admin commands import the server's code.
 import { tuneGarbageCollector } from '../gc-tuning.js';
+import { processIo } from './io.js';
 import { isClientCommand, runClient } from './upload/main.js';
 
 // The uploader reads and hashes whole files: the same Buffers as the server's (see gc-tuning).
 tuneGarbageCollector();
 
 const argv = process.argv.slice(2);
-const io = {
-  stdout: (text: string) => process.stdout.write(text),
-  stderr: (text: string) => process.stderr.write(text),
-  env: process.env,
-  terminal: process.stderr.isTTY ? process.stderr : undefined,
-};
+const io = processIo();
 if (isClientCommand(argv[0])) {
   // `npm run wharf -- upload photos/` runs in the package's folder: paths are the caller's.
   if (process.env.npm_lifecycle_event === 'wharf' && process.env.INIT_CWD)
