@@ -20,6 +20,8 @@ const root = resolve(import.meta.dirname, '../..');
 let w: TestWharf;
 let dir: string;
 let app: string;
+/** Where the package is unpacked, as npm installs it. */
+let installed: string;
 let packed: { filename: string; files: { path: string }[] };
 
 before(async () => {
@@ -31,17 +33,16 @@ before(async () => {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   packed = JSON.parse(out.slice(out.indexOf('[')))[0];
-  // As `npm install <tarball>` lays it out; its one dependency comes from this checkout's
+  // As `npm install <tarball>` lays it out; its dependencies come from this checkout's
   // node_modules, so the test needs no registry.
   app = join(dir, 'app');
-  const installed = join(app, 'node_modules', '@wharf', 'sdk');
+  installed = join(app, 'node_modules', '@wharf', 'sdk');
   await mkdir(installed, { recursive: true });
   execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', installed, '--strip-components=1']);
   await mkdir(join(app, 'node_modules', '@noble'), { recursive: true });
-  await symlink(
-    join(root, 'node_modules', '@noble', 'hashes'),
-    join(app, 'node_modules', '@noble', 'hashes'),
-  );
+  for (const dependency of ['@noble/hashes', 'cli-progress']) {
+    await symlink(join(root, 'node_modules', dependency), join(app, 'node_modules', dependency));
+  }
   await writeFile(
     join(app, 'package.json'),
     JSON.stringify({ name: 'an-app', private: true, type: 'module' }),
@@ -56,8 +57,8 @@ after(async () => {
 });
 
 /** Runs a script of the app. Not synchronously: the server it talks to runs in this process. */
-async function run(script: string, env: Record<string, string> = {}): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [script], {
+async function run(script: string, args: string[] = [], env: Record<string, string> = {}): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [script, ...args], {
     cwd: app,
     encoding: 'utf8',
     env: { PATH: process.env.PATH, ...env },
@@ -69,10 +70,11 @@ describe('the SDK package (npm pack ./sdk)', () => {
   test('holds the compiled entries and their types, no sources', () => {
     const paths = packed.files.map((f) => f.path).sort();
     for (const file of [
-      'dist/index.js',
-      'dist/index.d.ts',
-      'dist/node.js',
-      'dist/node.d.ts',
+      'dist/sdk/index.js',
+      'dist/sdk/index.d.ts',
+      'dist/sdk/node.js',
+      'dist/sdk/node.d.ts',
+      'dist/cli/client.js',
       'package.json',
     ]) {
       assert.ok(paths.includes(file), `${file} is in the tarball: ${paths.join(', ')}`);
@@ -85,24 +87,25 @@ describe('the SDK package (npm pack ./sdk)', () => {
   });
 
   test('its portable entry loads no Node module, so browsers and bundlers can take it', async () => {
-    const dist = join(app, 'node_modules', '@wharf', 'sdk', 'dist');
     const portable = packed.files
       .map((f) => f.path)
-      .filter((p) => p.startsWith('dist/') && p.endsWith('.js') && p !== 'dist/node.js');
-    assert.ok(portable.includes('dist/index.js'));
+      .filter((p) => p.startsWith('dist/sdk/') && p.endsWith('.js') && p !== 'dist/sdk/node.js');
+    assert.ok(portable.includes('dist/sdk/index.js'));
     for (const file of portable) {
-      const text = await readFile(join(dist, file.slice('dist/'.length)), 'utf8');
+      const text = await readFile(join(installed, file), 'utf8');
       assert.doesNotMatch(text, /from ['"]node:|require\(/, file);
     }
     // The check can see one: the Node entry has them.
-    assert.match(await readFile(join(dist, 'node.js'), 'utf8'), /from ['"]node:/);
+    assert.match(await readFile(join(installed, 'dist/sdk/node.js'), 'utf8'), /from ['"]node:/);
   });
 
-  test('asks for the same version of its dependency as Wharf itself', async () => {
+  test('asks for the same versions of its dependencies as Wharf itself', async () => {
     const sdk = JSON.parse(await readFile(join(root, 'sdk', 'package.json'), 'utf8'));
     const wharf = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
-    assert.deepEqual(Object.keys(sdk.dependencies), ['@noble/hashes']);
-    assert.equal(sdk.dependencies['@noble/hashes'], wharf.dependencies['@noble/hashes']);
+    assert.deepEqual(Object.keys(sdk.dependencies), ['@noble/hashes', 'cli-progress']);
+    for (const name of Object.keys(sdk.dependencies)) {
+      assert.equal(sdk.dependencies[name], wharf.dependencies[name], name);
+    }
   });
 
   test('an app imports it by name and uploads a file with it', async () => {
@@ -124,7 +127,7 @@ try {
 console.log(JSON.stringify({ status: result.status, id: result.asset.id, sha256: result.asset.sha256, refused }));
 `,
     );
-    const out = JSON.parse(await run('upload.mjs', { WHARF_URL: w.url, WHARF_KEY: w.key }));
+    const out = JSON.parse(await run('upload.mjs', [], { WHARF_URL: w.url, WHARF_KEY: w.key }));
     assert.equal(out.status, 'created');
     assert.equal(out.sha256, sha256Hex(bytes));
     assert.equal(out.refused, 'NOT_FOUND');
@@ -141,6 +144,25 @@ catch (err) { console.log(err.code); }
 `,
     );
     assert.equal((await run('deep.mjs')).trim(), 'ERR_PACKAGE_PATH_NOT_EXPORTED');
+  });
+
+  test('its wharf command uploads, and sends admin commands to the server', async () => {
+    const pkg = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8'));
+    const bin = join(installed, pkg.bin.wharf);
+    const bytes = randomBytes(120_000);
+    await writeFile(join(app, 'scan.bin'), bytes);
+    const env = { WHARF_URL: w.url, WHARF_KEY: w.key };
+    const out = JSON.parse(await run(bin, ['upload', 'scan.bin', '--json'], env));
+    assert.equal(out.created, 1);
+    assert.equal(out.files[0].sha256, sha256Hex(bytes));
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${out.files[0].asset_id}`);
+    assert.equal(asset.body.sha256, sha256Hex(bytes));
+    assert.match(await run(bin, ['--help']), /wharf upload PATH/);
+    await assert.rejects(run(bin, ['keys', 'list'], env), (err: { code?: number; stderr?: string }) => {
+      assert.equal(err.code, 2);
+      assert.match(String(err.stderr), /"keys" is not a client command.*admin commands/s);
+      return true;
+    });
   });
 
   test('its types reach a TypeScript app through the exports map', async () => {

@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+/**
+ * The `wharf` command of the SDK package (sdk/package.json), for machines that talk to a Wharf
+ * server and run none: the client commands only (upload, sync, ls, get, rm). The admin commands
+ * open the server's database, so they come with the server (src/cli/main.ts); this entry must
+ * import nothing of the server's, or the package would not build.
+ */
+import { tuneGarbageCollector } from '../gc-tuning.js';
+import { processIo } from './io.js';
+import { clientUsage, isClientCommand, runClient } from './upload/main.js';
+
+// The uploader reads and hashes whole files (see gc-tuning and src/cli/main.ts).
+tuneGarbageCollector();
+
+const ADMIN_ELSEWHERE =
+  'This wharf has the client commands only; the admin commands (serve, keys, accounts, webhooks) run where the server runs.';
+
+const argv = process.argv.slice(2);
+const io = processIo();
+const first = argv[0];
+if (isClientCommand(first)) {
+  process.exitCode = await runClient(argv, io);
+} else if (first === '--help' || first === '-h' || first === 'help') {
+  io.stdout(`Usage:\n${clientUsage()}\n${ADMIN_ELSEWHERE}\n`);
+} else {
+  io.stderr(
+    first === undefined
+      ? `wharf: a command is required.\n${ADMIN_ELSEWHERE}\nRun "wharf --help" for usage.\n`
+      : `wharf: "${first}" is not a client command.\n${ADMIN_ELSEWHERE}\nRun "wharf --help" for usage.\n`,
+  );
+  process.exitCode = 2;
+}
