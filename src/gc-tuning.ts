@@ -16,11 +16,22 @@ export const BUFFER_ACCOUNTING_FLAG = '--external-memory-accounted-in-global-lim
 /** The V8 that does this by default (and no longer knows the flag). */
 const DEFAULT_FROM: readonly [number, number] = [14, 8];
 
-/** The flag to set on this V8, or undefined where it is already how V8 works. */
+/**
+ * The first V8 of a Node release to know the flag: Node 24's 13.6 does, Node 22's 12.4 and
+ * Node 20's 11.3 do not, and print "unrecognized flag" on stderr when it is set. Only the
+ * server needs Node 26; the SDK package's `wharf` command runs on Node 22 and later.
+ */
+const KNOWN_FROM: readonly [number, number] = [13, 0];
+
+function atLeast(version: readonly number[], [major, minor]: readonly [number, number]): boolean {
+  const [m = 0, n = 0] = version;
+  return m > major || (m === major && n >= minor);
+}
+
+/** The flag to set on this V8, or undefined where it is already how V8 works (or unknown). */
 export function gcFlagsFor(v8Version: string): string | undefined {
-  const [major = 0, minor = 0] = v8Version.split('.').map(Number);
-  const [fromMajor, fromMinor] = DEFAULT_FROM;
-  if (major > fromMajor || (major === fromMajor && minor >= fromMinor)) return undefined;
+  const version = v8Version.split('.').map(Number);
+  if (atLeast(version, DEFAULT_FROM) || !atLeast(version, KNOWN_FROM)) return undefined;
   return BUFFER_ACCOUNTING_FLAG;
 }
 

@@ -17,13 +17,16 @@ async function fullCollections(tuned: boolean): Promise<number> {
 }
 
 describe('garbage collection tuning', () => {
-  test('the flag is set on the V8s that need it and on no later one', () => {
+  test('the flag is set on the V8s that need it and know it, and on no other', () => {
     assert.equal(gcFlagsFor('14.6.202.34-node.40'), BUFFER_ACCOUNTING_FLAG);
     assert.equal(gcFlagsFor('14.7.0'), BUFFER_ACCOUNTING_FLAG);
     assert.equal(gcFlagsFor('13.6.233.10'), BUFFER_ACCOUNTING_FLAG);
     assert.equal(gcFlagsFor('14.8.0'), undefined);
     assert.equal(gcFlagsFor('14.10.1'), undefined);
     assert.equal(gcFlagsFor('15.0.0'), undefined);
+    // Node 22's and Node 20's V8s, where the SDK package's command also runs, do not know it.
+    assert.equal(gcFlagsFor('12.4.254.21-node.33'), undefined);
+    assert.equal(gcFlagsFor('11.3.244.8-node.33'), undefined);
   });
 
   test('short-lived Buffers no longer set off full collections of the heap that stays', async () => {
