@@ -9,6 +9,14 @@ import { tuneGarbageCollector } from '../gc-tuning.js';
 import { processIo } from './io.js';
 import { clientUsage, isClientCommand, runClient } from './upload/main.js';
 
+// Installed from the package, this may run on any Node: say what it needs before a command
+// fails on what an older one lacks (fs.glob, for one).
+const MIN_NODE_MAJOR = 22;
+if (Number(process.versions.node.split('.')[0]) < MIN_NODE_MAJOR) {
+  process.stderr.write(`wharf: needs Node.js ${MIN_NODE_MAJOR} or later; this is ${process.version}.\n`);
+  process.exit(1);
+}
+
 // The uploader reads and hashes whole files (see gc-tuning and src/cli/main.ts).
 tuneGarbageCollector();
 
