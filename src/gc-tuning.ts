@@ -17,9 +17,10 @@ export const BUFFER_ACCOUNTING_FLAG = '--external-memory-accounted-in-global-lim
 const DEFAULT_FROM: readonly [number, number] = [14, 8];
 
 /**
- * The first V8 of a Node release to know the flag: Node 24's 13.6 does, Node 22's 12.4 and
- * Node 20's 11.3 do not, and print "unrecognized flag" on stderr when it is set. Only the
- * server needs Node 26; the SDK package's `wharf` command runs on Node 22 and later.
+ * Below this V8 the flag is left unset. Node 24's 13.6 knows it; Node 20's 11.3 does not, and
+ * prints "unrecognized flag" on stderr when it is set. Which release between them added it is not
+ * checked here, so a Node 22 (V8 12.4) only goes without the tuning. Only the server needs Node
+ * 26; the SDK package's `wharf` command runs on Node 22 and later.
  */
 const KNOWN_FROM: readonly [number, number] = [13, 0];
 

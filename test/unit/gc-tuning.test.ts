@@ -24,7 +24,8 @@ describe('garbage collection tuning', () => {
     assert.equal(gcFlagsFor('14.8.0'), undefined);
     assert.equal(gcFlagsFor('14.10.1'), undefined);
     assert.equal(gcFlagsFor('15.0.0'), undefined);
-    // Node 22's and Node 20's V8s, where the SDK package's command also runs, do not know it.
+    // Node 22's and Node 20's V8s (the SDK package's command runs on older Nodes than the server):
+    // Node 20's does not know the flag, and no V8 before 13 is trusted to.
     assert.equal(gcFlagsFor('12.4.254.21-node.33'), undefined);
     assert.equal(gcFlagsFor('11.3.244.8-node.33'), undefined);
   });
