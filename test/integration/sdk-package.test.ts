@@ -136,17 +136,17 @@ console.log(JSON.stringify({ status: result.status, id: result.asset.id, sha256:
     assert.equal(asset.body.sha256, sha256Hex(bytes));
   });
 
-  test('only its two entries are exported', async () => {
+  test('only its two entries are exported: a file that is in it cannot be imported by path', async () => {
     await writeFile(
       join(app, 'deep.mjs'),
-      `try { await import('@wharf/sdk/dist/client.js'); console.log('imported'); }
+      `try { await import('@wharf/sdk/dist/sdk/client.js'); console.log('imported'); }
 catch (err) { console.log(err.code); }
 `,
     );
     assert.equal((await run('deep.mjs')).trim(), 'ERR_PACKAGE_PATH_NOT_EXPORTED');
   });
 
-  test('its wharf command uploads, and sends admin commands to the server', async () => {
+  test('its wharf command uploads, and refuses the admin commands, which run with the server', async () => {
     const pkg = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8'));
     const bin = join(installed, pkg.bin.wharf);
     const bytes = randomBytes(120_000);
