@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `wharf` command of the SDK package (sdk/package.json), for machines that talk to a Wharf
- * server and run none: the client commands only (upload, sync, ls, get, rm). The admin commands
+ * server and run none: the client commands only (upload, sync, ls, get, rm, login). The admin commands
  * open the server's database, so they come with the server (src/cli/main.ts); this entry must
  * import nothing of the server's, or the package would not build.
  */

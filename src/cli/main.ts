@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The CLI's entry: `npm run wharf -- …` from source, bin/wharf.js once built. The client
-// commands (upload, sync, ls, get, rm) load only the SDK, never the server, so they start fast;
+// commands (upload, sync, ls, get, rm, login) load only the SDK, never the server, so they start fast;
 // the admin commands import the server's code.
 import { tuneGarbageCollector } from '../gc-tuning.js';
 import { processIo } from './io.js';

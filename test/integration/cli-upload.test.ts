@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -294,6 +294,47 @@ describe('credentials and errors', () => {
     const flagged = await cli(['ls', '--token', minted.secret]);
     assert.equal(flagged.code, 1);
     assert.match(flagged.stderr, /SCOPE_DENIED/);
+  });
+
+  test('login checks the credential with the server, then keeps URL and key in the config file for its owner only', async () => {
+    const config = join(scratch, 'login', 'config.json');
+    const refused = await cli(['login', '--config', config], {
+      env: { WHARF_KEY: 'wharf_not-a-key-at-all' },
+    });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /UNAUTHORIZED/);
+    await assert.rejects(readFile(config), { code: 'ENOENT' });
+
+    const ran = await cli(['login', '--json', '--config', config]);
+    assert.equal(ran.code, 0, ran.stderr);
+    const account = await wharf.account.get();
+    assert.deepEqual(JSON.parse(ran.stdout), { url: w.url, account: account.id, config });
+    assert.deepEqual(JSON.parse(await readFile(config, 'utf8')), { url: w.url, key: w.key });
+    assert.equal((await stat(config)).mode & 0o777, 0o600);
+    const listed = await cli(['ls', '--json', '--config', config], {
+      env: { WHARF_URL: undefined, WHARF_KEY: undefined },
+    });
+    assert.equal(listed.code, 0, listed.stderr);
+
+    // An upload token may not read the account, yet the server knows it: kept, over the key.
+    const minted = await wharf.uploadTokens.create({ subject: 'login', max_files: 1, expires_in: 600 });
+    const token = await cli(['login', '--config', config], {
+      env: { WHARF_KEY: undefined, WHARF_TOKEN: minted.secret },
+    });
+    assert.equal(token.code, 0, token.stderr);
+    assert.match(token.stdout, /saved in /);
+    assert.equal(JSON.parse(await readFile(config, 'utf8')).key, minted.secret);
+    // A server that is not there: nothing changes.
+    const unreachable = await cli([
+      'login',
+      '--config',
+      config,
+      '--url',
+      `http://127.0.0.1:${await freePort()}`,
+    ]);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /NETWORK_ERROR/);
+    assert.equal(JSON.parse(await readFile(config, 'utf8')).key, minted.secret);
   });
 
   test('a missing key, a bad URL, a path that is not there: a clear message and exit code 2', async () => {

@@ -1,9 +1,9 @@
 import { basename, resolve } from 'node:path';
-import { connect, downloadToFile, FileResumeStore, type Wharf } from '../../sdk/node.js';
+import { connect, downloadToFile, FileResumeStore, type Wharf, WharfApiError } from '../../sdk/node.js';
 import type { Asset } from '../../sdk/types.js';
 import { type Parsed, stringOption, UsageError } from '../args.js';
 import type { Connection } from './connection.js';
-import { parseSize, positiveInt } from './connection.js';
+import { configTarget, parseSize, positiveInt, saveConfig } from './connection.js';
 import { barDisplay, type Display, type FileOutcome, human, plainDisplay, silentDisplay } from './display.js';
 import { type LocalFile, RateLimit } from './files.js';
 import type { CliIo } from './main.js';
@@ -86,6 +86,27 @@ async function find(wharf: Wharf, ref: string): Promise<Asset> {
     if (asset.name === ref) return asset;
   }
   throw Object.assign(new Error(`No asset has the id or name "${ref}".`), { code: 'NOT_FOUND' });
+}
+
+/**
+ * Checks the URL and key (or token) against the server, then keeps them in the config file that
+ * the other commands read, so that they need neither flags nor variables. A credential the
+ * server refuses, or a server that cannot be reached, is not kept.
+ */
+export async function login({ values }: Parsed, connection: Connection, io: CliIo): Promise<number> {
+  let account: string | null = null;
+  try {
+    account = (await client(connection).account.get()).id;
+  } catch (err) {
+    // A key confined to a prefix or a namespace, or an upload token, may not read the account;
+    // the server knew the credential, which is what is checked.
+    if (!(err instanceof WharfApiError && err.code === 'SCOPE_DENIED')) throw err;
+  }
+  const path = configTarget(values, io.env);
+  await saveConfig(path, { url: connection.url, key: connection.key });
+  if (values.json) json(io, { url: connection.url, account, config: path });
+  else io.stdout(`${connection.url}${account ? ` (account ${account})` : ''}: saved in ${path}\n`);
+  return 0;
 }
 
 export async function list(

@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Parsed } from '../args.js';
 import { stringOption, UsageError } from '../args.js';
 
@@ -12,7 +12,7 @@ export interface Connection {
   stateDir: string;
 }
 
-interface ConfigFile {
+export interface ConfigFile {
   url?: string;
   key?: string;
   token?: string;
@@ -22,6 +22,24 @@ interface ConfigFile {
 export function configPath(env: NodeJS.ProcessEnv): string {
   if (env.WHARF_CONFIG) return env.WHARF_CONFIG;
   return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'wharf', 'config.json');
+}
+
+/** The config file `--config` names, else configPath's. */
+export function configTarget(values: Parsed['values'], env: NodeJS.ProcessEnv): string {
+  return stringOption(values, 'config') ?? configPath(env);
+}
+
+/**
+ * Writes the config file whole (a temp file renamed over it, so a reader never sees half of
+ * one), readable by its owner only: it holds a key.
+ */
+export async function saveConfig(path: string, config: ConfigFile): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const temp = `${path}.${process.pid}.tmp`;
+  await writeFile(temp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  // writeFile's mode only applies to a file it creates; a temp file left by a crash keeps its own.
+  await chmod(temp, 0o600);
+  await rename(temp, path);
 }
 
 /** $XDG_STATE_HOME/wharf/uploads (default ~/.local/state/wharf/uploads). */
@@ -47,12 +65,17 @@ async function readConfigFile(path: string, explicit: boolean): Promise<ConfigFi
   }
 }
 
+/**
+ * `configMayBeMissing`: a config file that was named (--config, WHARF_CONFIG) but does not exist
+ * is an empty one, as the default file is; for `login`, which writes it.
+ */
 export async function resolveConnection(
   values: Parsed['values'],
   env: NodeJS.ProcessEnv,
+  { configMayBeMissing = false }: { configMayBeMissing?: boolean } = {},
 ): Promise<Connection> {
-  const explicitConfig = stringOption(values, 'config') ?? env.WHARF_CONFIG;
-  const file = await readConfigFile(explicitConfig ?? configPath(env), explicitConfig !== undefined);
+  const named = stringOption(values, 'config') !== undefined || Boolean(env.WHARF_CONFIG);
+  const file = await readConfigFile(configTarget(values, env), named && !configMayBeMissing);
   const url = stringOption(values, 'url') ?? (env.WHARF_URL || undefined) ?? file.url;
   const key =
     stringOption(values, 'key') ??

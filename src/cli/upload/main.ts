@@ -10,7 +10,7 @@ export interface CliIo {
 }
 
 /**
- * The client commands (upload, sync, ls, get, rm): they talk to a Wharf server over its API with
+ * The client commands (upload, sync, ls, get, rm, login): they talk to a Wharf server over its API with
  * the SDK and load nothing of the server's own code, so they start quickly. Everything heavy
  * (the SDK, the bars) is imported when a command runs.
  */
@@ -40,6 +40,8 @@ interface ClientCommand {
   usage: string;
   summary: string;
   options: OptionSpec;
+  /** It writes the config file, so a named one need not exist yet. */
+  writesConfig?: true;
   /** Positionals: at least `min`, at most `max`. */
   min: number;
   max: number;
@@ -78,6 +80,20 @@ export const CLIENT_COMMANDS: ClientCommand[] = [
       const files = await tree(positionals[0]!, stringOption(values, 'prefix') ?? '');
       const { runTransfer } = await import('./commands.js');
       return runTransfer(files, values, connection, io);
+    },
+  },
+  {
+    name: 'login',
+    usage: `wharf login ${CONNECTION_USAGE}`,
+    summary:
+      'Check the URL and key (or token) against the server, then keep them in the config file for the other commands (readable by you only).',
+    options: CONNECTION,
+    writesConfig: true,
+    min: 0,
+    max: 0,
+    async run(args, connection, io) {
+      const { login } = await import('./commands.js');
+      return login(args, connection, io);
     },
   },
   {
@@ -144,7 +160,9 @@ export async function runClient(argv: string[], io: CliIo): Promise<number> {
       const text = stringOption(args.values, flag);
       if (text !== undefined) parseSize(text, `--${flag}`);
     }
-    const connection = await resolveConnection(args.values, io.env);
+    const connection = await resolveConnection(args.values, io.env, {
+      configMayBeMissing: command.writesConfig === true,
+    });
     return await command.run(args, connection, io);
   } catch (err) {
     if (err instanceof UsageError) {
