@@ -20,7 +20,22 @@ export interface UploadSource {
   fingerprint?: string | undefined;
   /** The bytes from `start` (inclusive) to `end` (exclusive; default: the end). */
   open(start?: number, end?: number): ReadableStream<Uint8Array>;
+  /**
+   * The same bytes as a Blob, for a source that can be one (a Blob, a File, bytes): what a
+   * browser sends (see canStreamRequestBodies).
+   */
+  slice?(start?: number, end?: number): Blob;
 }
+
+/**
+ * Whether this runtime sends a ReadableStream as a request body over HTTP/1.1. Node, Bun and
+ * Deno do. Browsers do not: Chromium sends one only over HTTP/2 or HTTP/3 (over HTTP/1.1 the
+ * request fails with "Failed to fetch"), Firefox and Safari not at all. There, a source that can
+ * be a Blob is sent as one, and a one-shot stream cannot be uploaded.
+ */
+export const canStreamRequestBodies: boolean =
+  typeof (globalThis as { process?: { versions?: { node?: unknown } } }).process?.versions?.node ===
+    'string' || 'Deno' in globalThis;
 
 /** A Blob or a File (browsers; Node has both too). */
 export function blobSource(blob: Blob, name?: string): UploadSource {
@@ -34,6 +49,7 @@ export function blobSource(blob: Blob, name?: string): UploadSource {
     fingerprint:
       file.lastModified !== undefined ? `file:${fileName}:${blob.size}:${file.lastModified}` : undefined,
     open: (start = 0, end = blob.size) => blob.slice(start, end).stream(),
+    slice: (start = 0, end = blob.size) => blob.slice(start, end),
   };
 }
 
@@ -51,6 +67,8 @@ export function bytesSource(bytes: Uint8Array, name: string, type?: string): Upl
           controller.close();
         },
       }),
+    // A copy of the range: only a browser asks for it (see canStreamRequestBodies).
+    slice: (start = 0, end = bytes.byteLength) => new Blob([bytes.slice(start, end)]),
   };
 }
 

@@ -3,7 +3,14 @@ import { isWharfError, WharfApiError, WharfError } from './errors.js';
 import { sha256Hex } from './hash.js';
 import { throwIfAborted } from './http.js';
 import { type ProgressListener, ProgressMeter } from './progress.js';
-import { drain, tap, toSource, type UploadInput, type UploadSource } from './sources.js';
+import {
+  canStreamRequestBodies,
+  drain,
+  tap,
+  toSource,
+  type UploadInput,
+  type UploadSource,
+} from './sources.js';
 import type { Asset, SignedPart } from './types.js';
 
 export type { UploadInput } from './sources.js';
@@ -210,6 +217,14 @@ class UploadRun {
     return {
       make: () => {
         const mine = ++attempt;
+        if (!onChunk && !canStreamRequestBodies && this.source.slice) {
+          // A browser (see canStreamRequestBodies): the range goes as a Blob, which fetch reads
+          // itself, so its bytes count when its request starts.
+          const blob = this.source.slice(start, end);
+          sent = blob.size;
+          this.meter.add(blob.size);
+          return blob;
+        }
         sent = 0;
         return tap(this.source.open(start, end), (chunk) => {
           if (mine !== attempt) return;

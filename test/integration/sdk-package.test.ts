@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { build } from 'esbuild';
+import type { Browser } from 'playwright-core';
+import { launchChromium, type PageServer, servePage } from '../helpers/browser.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -23,6 +26,24 @@ let app: string;
 /** Where the package is unpacked, as npm installs it. */
 let installed: string;
 let packed: { filename: string; files: { path: string }[] };
+/** A page of another origin than Wharf's, whose script is the app's bundle of @wharf/sdk. */
+let page: PageServer;
+let browser: Browser | undefined;
+
+/** The page's script: what an app's front end does with the portable entry and an upload token. */
+const PAGE_SCRIPT = `import { Wharf } from '@wharf/sdk';
+window.sdkUpload = async ({ url, token, size }) => {
+  const bytes = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
+  const local = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]
+    .map((b) => b.toString(16).padStart(2, '0'))
+    .join('');
+  const wharf = new Wharf({ url, key: token });
+  const result = await wharf.upload(new File([bytes], 'from-a-page.bin'));
+  return { local, status: result.status, strategy: result.strategy, id: result.asset.id, sha256: result.asset.sha256 };
+};
+window.ready = true;
+`;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'wharf-sdk-package-'));
@@ -47,10 +68,31 @@ before(async () => {
     join(app, 'package.json'),
     JSON.stringify({ name: 'an-app', private: true, type: 'module' }),
   );
-  w = await startWharf();
+  // The app bundles the installed package with esbuild, for browsers, as a front end's build does.
+  await writeFile(join(app, 'page.mjs'), PAGE_SCRIPT);
+  const bundle = await build({
+    entryPoints: [join(app, 'page.mjs')],
+    absWorkingDir: app,
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome120',
+    write: false,
+    logLevel: 'silent',
+  });
+  page = await servePage({
+    '/': {
+      type: 'text/html',
+      body: '<!doctype html><html><head><meta charset="utf-8"></head><body><script type="module" src="/page.js"></script></body></html>',
+    },
+    '/page.js': { type: 'text/javascript', body: bundle.outputFiles[0]!.text },
+  });
+  w = await startWharf({ env: { WHARF_CORS_ORIGINS: page.origin } });
 });
 
 after(async () => {
+  await browser?.close();
+  await page?.close();
   await w?.close();
   await rm(join(root, 'sdk', 'dist'), { recursive: true, force: true });
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -163,6 +205,41 @@ catch (err) { console.log(err.code); }
       assert.match(String(err.stderr), /"keys" is not a client command.*admin commands/s);
       return true;
     });
+  });
+
+  test('a page bundles its portable entry and uploads from Chromium with an upload token', async () => {
+    const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {
+      subject: 'page-user',
+      max_files: 1,
+      expires_in: 600,
+    });
+    assert.equal(token.status, 201);
+    browser = await launchChromium();
+    const context = await browser.newContext();
+    try {
+      const tab = await context.newPage();
+      await tab.goto(`${page.origin}/`);
+      await tab.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+      const out = await tab.evaluate(
+        (options) =>
+          (
+            window as unknown as {
+              sdkUpload(
+                o: typeof options,
+              ): Promise<{ local: string; status: string; strategy: string; id: string; sha256: string }>;
+            }
+          ).sdkUpload(options),
+        { url: w.url, token: token.body.secret as string, size: 300_000 },
+      );
+      assert.equal(out.status, 'created');
+      assert.equal(out.sha256, out.local);
+      const asset = await api(w.url, w.key, 'GET', `/v1/assets/${out.id}`);
+      assert.equal(asset.body.sha256, out.local);
+      assert.equal(asset.body.name, 'from-a-page.bin');
+      assert.equal(asset.body.subject, 'page-user');
+    } finally {
+      await context.close();
+    }
   });
 
   test('its types reach a TypeScript app through the exports map', async () => {
