@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
 import { launchChromium, type PageServer, servePage } from '../helpers/browser.js';
+import { allowOriginOnBucket, onS3 } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -32,15 +33,20 @@ let browser: Browser | undefined;
 
 /** The page's script: what an app's front end does with the portable entry and an upload token. */
 const PAGE_SCRIPT = `import { Wharf } from '@wharf/sdk';
-window.sdkUpload = async ({ url, token, size }) => {
+window.sdkUpload = async ({ url, token, size, strategy }) => {
   const bytes = new Uint8Array(size);
   for (let at = 0; at < size; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
   const local = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]
     .map((b) => b.toString(16).padStart(2, '0'))
     .join('');
   const wharf = new Wharf({ url, key: token });
-  const result = await wharf.upload(new File([bytes], 'from-a-page.bin'));
-  return { local, status: result.status, strategy: result.strategy, id: result.asset.id, sha256: result.asset.sha256 };
+  let sent = 0;
+  const result = await wharf.upload(new File([bytes], strategy + '.bin'), {
+    strategy,
+    partSize: 5 * 1024 * 1024,
+    onProgress: (p) => { if (p.phase === 'uploading') sent = p.bytes; },
+  });
+  return { local, sent, status: result.status, strategy: result.strategy, id: result.asset.id, sha256: result.asset.sha256 };
 };
 window.ready = true;
 `;
@@ -207,10 +213,12 @@ catch (err) { console.log(err.code); }
     });
   });
 
-  test('a page bundles its portable entry and uploads from Chromium with an upload token', async () => {
+  test('a page bundles its portable entry and uploads from Chromium with an upload token, by each flow', async () => {
+    // Presigned and multipart PUTs go where the URLs point: Wharf's /s3 endpoint, or the bucket.
+    if (onS3(w)) await allowOriginOnBucket(w, page.origin, ['PUT']);
     const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {
       subject: 'page-user',
-      max_files: 1,
+      max_files: 4,
       expires_in: 600,
     });
     assert.equal(token.status, 201);
@@ -220,23 +228,40 @@ catch (err) { console.log(err.code); }
       const tab = await context.newPage();
       await tab.goto(`${page.origin}/`);
       await tab.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
-      const out = await tab.evaluate(
-        (options) =>
-          (
-            window as unknown as {
-              sdkUpload(
-                o: typeof options,
-              ): Promise<{ local: string; status: string; strategy: string; id: string; sha256: string }>;
-            }
-          ).sdkUpload(options),
-        { url: w.url, token: token.body.secret as string, size: 300_000 },
-      );
-      assert.equal(out.status, 'created');
-      assert.equal(out.sha256, out.local);
-      const asset = await api(w.url, w.key, 'GET', `/v1/assets/${out.id}`);
-      assert.equal(asset.body.sha256, out.local);
-      assert.equal(asset.body.name, 'from-a-page.bin');
-      assert.equal(asset.body.subject, 'page-user');
+      const cases = [
+        { strategy: 'direct', size: 300_000 },
+        { strategy: 'presigned', size: 200_000 },
+        // Three parts of 5 MiB, 5 MiB and 1 MiB, each a slice of the File.
+        { strategy: 'multipart', size: 11 * 1024 * 1024 },
+        { strategy: 'tus', size: 150_000 },
+      ];
+      for (const { strategy, size } of cases) {
+        const out = await tab.evaluate(
+          (options) =>
+            (
+              window as unknown as {
+                sdkUpload(o: typeof options): Promise<{
+                  local: string;
+                  sent: number;
+                  status: string;
+                  strategy: string;
+                  id: string;
+                  sha256: string;
+                }>;
+              }
+            ).sdkUpload(options),
+          { url: w.url, token: token.body.secret as string, size, strategy },
+        );
+        assert.equal(out.status, 'created', strategy);
+        assert.equal(out.strategy, strategy);
+        assert.equal(out.sha256, out.local, strategy);
+        assert.equal(out.sent, size, `${strategy}: progress counted every byte once`);
+        const asset = await api(w.url, w.key, 'GET', `/v1/assets/${out.id}`);
+        assert.equal(asset.body.sha256, out.local, strategy);
+        assert.equal(asset.body.size, size, strategy);
+        assert.equal(asset.body.name, `${strategy}.bin`);
+        assert.equal(asset.body.subject, 'page-user');
+      }
     } finally {
       await context.close();
     }
