@@ -60,3 +60,28 @@ export async function servePage(files: Record<string, PageFile>): Promise<PageSe
       }),
   };
 }
+
+/**
+ * A page (another origin than Wharf's) whose one script is `entry` bundled for browsers by esbuild,
+ * as an app's front end is built: in memory, so nothing is written next to the sources. Its
+ * imports resolve from its own folder, as they would in the app.
+ */
+export async function serveBundledPage(entry: string): Promise<PageServer> {
+  const { build } = await import('esbuild');
+  const bundle = await build({
+    entryPoints: [entry],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome120',
+    write: false,
+    logLevel: 'silent',
+  });
+  return servePage({
+    '/': {
+      type: 'text/html',
+      body: '<!doctype html>\n<html><head><meta charset="utf-8"></head>\n<body><script type="module" src="/page.js"></script></body></html>',
+    },
+    '/page.js': { type: 'text/javascript', body: bundle.outputFiles[0]!.text },
+  });
+}

@@ -6,9 +6,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
-import { launchChromium, type PageServer, servePage } from '../helpers/browser.js';
+import { launchChromium, type PageServer, serveBundledPage } from '../helpers/browser.js';
 import { allowOriginOnBucket, onS3 } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -76,23 +75,7 @@ before(async () => {
   );
   // The app bundles the installed package with esbuild, for browsers, as a front end's build does.
   await writeFile(join(app, 'page.mjs'), PAGE_SCRIPT);
-  const bundle = await build({
-    entryPoints: [join(app, 'page.mjs')],
-    absWorkingDir: app,
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome120',
-    write: false,
-    logLevel: 'silent',
-  });
-  page = await servePage({
-    '/': {
-      type: 'text/html',
-      body: '<!doctype html><html><head><meta charset="utf-8"></head><body><script type="module" src="/page.js"></script></body></html>',
-    },
-    '/page.js': { type: 'text/javascript', body: bundle.outputFiles[0]!.text },
-  });
+  page = await serveBundledPage(join(app, 'page.mjs'));
   w = await startWharf({ env: { WHARF_CORS_ORIGINS: page.origin } });
 });
 

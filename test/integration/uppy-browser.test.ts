@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
 import { pseudoRandomBytes } from '../fixtures/uppy/bytes.js';
 import type { TusOptions, TusOutcome, UploadOptions, UploadOutcome } from '../fixtures/uppy/page.js';
-import { launchChromium, type PageServer, servePage } from '../helpers/browser.js';
+import { launchChromium, type PageServer, serveBundledPage } from '../helpers/browser.js';
 import { allowOriginOnBucket, onS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
 import { Receiver } from '../helpers/receiver.js';
@@ -25,10 +24,6 @@ const MiB = 1024 * 1024;
 const STALLED = { timeout: 120_000 };
 const PAGE_SOURCE = fileURLToPath(new URL('../fixtures/uppy/page.ts', import.meta.url));
 
-const HTML = `<!doctype html>
-<html><head><meta charset="utf-8"><title>uppy</title></head>
-<body><script type="module" src="/page.js"></script></body></html>`;
-
 let page: PageServer;
 let w: TestWharf;
 let browser: Browser;
@@ -39,20 +34,7 @@ const SUBJECT = 'page-user-7';
 let receiver: Receiver;
 
 before(async () => {
-  // Built in memory for this run; nothing is written next to the sources.
-  const bundle = await build({
-    entryPoints: [PAGE_SOURCE],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome120',
-    write: false,
-    logLevel: 'silent',
-  });
-  page = await servePage({
-    '/': { type: 'text/html', body: HTML },
-    '/page.js': { type: 'text/javascript', body: bundle.outputFiles[0]!.text },
-  });
+  page = await serveBundledPage(PAGE_SOURCE);
   w = await startWharf({ env: { WHARF_CORS_ORIGINS: page.origin, WHARF_WEBHOOK_ALLOW_PRIVATE: 'true' } });
   receiver = await Receiver.start();
   const hook = await api(w.url, w.key, 'POST', '/v1/webhooks', {
