@@ -36,8 +36,13 @@ describe('garbage collection tuning', () => {
     // How many full collections V8's default runs depends on how fast each one's incremental
     // marking finishes beside the allocation, so on how busy the machine is: 5 to 30 for 2 GiB
     // seen here (5 once in CI, with the suite's other files running). 4 GiB keeps the default's
-    // count well above the bar; the tuned child runs 1 or none either way.
-    const [plain, tuned] = await Promise.all([fullCollections(false), fullCollections(true)]);
+    // count well above the bar; the tuned child runs 1 or none either way. One after the other:
+    // side by side, each child's GC threads compete with the other's on two cores, and one CI run
+    // (2026-12-05) saw the tuned child at 22 full collections beside the plain one's 45. Not seen
+    // again here: a tuned child alone beside two busy loops ran 1; this test passed 6 times beside
+    // a running CI suite. Why the GC threads fell that far behind is not known.
+    const plain = await fullCollections(false);
+    const tuned = await fullCollections(true);
     assert.ok(plain >= 8, `V8's default ran ${plain} full collections for 4 GiB of Buffers`);
     assert.ok(tuned * 4 <= plain, `tuned: ${tuned} full collections, against ${plain} untuned`);
   });
