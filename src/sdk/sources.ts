@@ -28,8 +28,9 @@ export interface UploadSource {
 }
 
 /**
- * Whether this runtime sends a ReadableStream as a request body over HTTP/1.1. Node, Bun and
- * Deno do. Browsers do not: Chromium sends one only over HTTP/2 or HTTP/3 (over HTTP/1.1 the
+ * Whether this runtime sends a ReadableStream as a request body over HTTP/1.1. Node does (the
+ * suite's runtime); Bun, which reports a Node version, and Deno are taken to do so too, untested
+ * here. Browsers do not: Chromium sends one only over HTTP/2 or HTTP/3 (over HTTP/1.1 the
  * request fails with "Failed to fetch"), Firefox and Safari not at all. There, a source that can
  * be a Blob is sent as one, and a one-shot stream cannot be uploaded.
  */
