@@ -12,7 +12,7 @@ import { WharfError } from './errors.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import { PermanentJobError } from './jobs.js';
-import type { Asset, Derivative, ImagePreset, Job, Principal } from './model.js';
+import type { Asset, Derivative, ImagePreset, Job, Placeholder, Principal } from './model.js';
 import { type BlobStore, type ByteRange, ObjectMissing, type Store } from './ports.js';
 import { RecentMap } from './recent.js';
 import { Slots } from './slots.js';
@@ -85,6 +85,11 @@ export interface ImageRenderer {
   ): Promise<void>;
   /** The type of a file from its first bytes (file-type's extension and MIME type). */
   sniff(head: Buffer): Promise<{ ext: string; mime: string } | undefined>;
+  /**
+   * Decodes `source` (as `render` does, with its limits) into its placeholder. Refuses bad
+   * input with the same codes as `render`.
+   */
+  placeholder(source: RenderSource, request: Omit<RenderRequest, 'spec'>): Promise<Placeholder>;
 }
 
 /** What a request for a rendering names: parameters, or a preset (optionally with a dpr). */

@@ -116,6 +116,18 @@ export type Access = 'private' | 'public';
 export type ProcessingStatus = 'pending' | 'done' | 'failed';
 
 /** What processing learned from the bytes themselves. */
+/**
+ * A stand-in for an image until it loads: a ThumbHash (https://evanw.github.io/thumbhash/),
+ * about 25 bytes that decode to a blurred picture of the right aspect ratio and colours
+ * (alpha included), and its most common colour for a plain background.
+ */
+export interface Placeholder {
+  /** The ThumbHash, base64 (standard alphabet, padded). */
+  thumbhash: string;
+  /** The dominant colour, `#rrggbb`. */
+  color: string;
+}
+
 export interface AssetAnalysis {
   /** Sniffed from the content (e.g. `jpg`, `png`, `pdf`), not from the name. */
   format?: string;
@@ -136,6 +148,8 @@ export interface AssetAnalysis {
   pages?: number;
   /** A poster frame (video) or first page (PDF) was stored: transforms start from it. */
   preview?: { width: number; height: number; format: string };
+  /** What a page shows while the image (or the preview) loads; see Placeholder. */
+  placeholder?: Placeholder;
   /** Tools this server lacks that the file's type needed (e.g. `ffprobe`), so facts are missing. */
   missingTools?: string[];
   /** Why media facts or a preview are missing although the tools exist. */

@@ -18,6 +18,7 @@ import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import { ListingService } from './listings.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
+import { PlaceholderService } from './placeholders.js';
 import type { BlobStore, PresignVerifier, Store } from './ports.js';
 import { LocationPrivacy, type LocationStripper } from './privacy.js';
 import { type Analyzer, type MediaProber, processAssetJob, TRANSFORMABLE_MIMES } from './processing.js';
@@ -162,6 +163,13 @@ export function createCore(deps: CoreDeps): Core {
   );
   // An asset's derivatives go with it.
   assets.onDelete((asset) => images.purge(asset.id));
+  const placeholders = new PlaceholderService(
+    deps.store,
+    deps.blobs,
+    deps.images.renderer,
+    images.slots,
+    deps.images.settings,
+  );
   const jobs = new JobRunner(
     deps.store,
     deps.clock,
@@ -177,6 +185,7 @@ export function createCore(deps: CoreDeps): Core {
         store: (asset, image, format) => images.storePreview(asset, image, format),
         exists: (assetId) => images.hasPreview(assetId),
       },
+      placeholder: (asset, analysis) => placeholders.make(asset, analysis),
       // Eager presets are rendered as soon as there is something to render them from.
       afterProcessed: async (asset, analysis) => {
         if (analysis.preview || TRANSFORMABLE_MIMES.has(analysis.mime ?? '')) await images.queueEager(asset);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
+import { thumbHashToApproximateAspectRatio } from 'thumbhash';
 import { uploadRaw } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -144,6 +145,10 @@ describe('with the tools', () => {
     assert.equal(facts.height, 120);
     assert.deepEqual(facts.preview, { width: 160, height: 120, format: 'jpg' });
     assert.equal(facts.missing_tools, undefined);
+    // The placeholder is the poster's: 4:3 (ThumbHash keeps its own grid's ratio, 7:5 here).
+    const ratio = thumbHashToApproximateAspectRatio(Buffer.from(facts.placeholder.thumbhash, 'base64'));
+    assert.ok(ratio > 1.2 && ratio < 1.5, `aspect ratio ${ratio}`);
+    assert.match(facts.placeholder.color, /^#[0-9a-f]{6}$/);
 
     const derivatives = await api(w.url, w.key, 'GET', `/v1/assets/${id}/derivatives`);
     assert.deepEqual(
@@ -190,6 +195,8 @@ describe('with the tools', () => {
     assert.equal(facts.mime, 'application/pdf');
     assert.equal(facts.pages, 3);
     assert.equal(facts.preview.format, 'png');
+    // A portrait page: so is its placeholder.
+    assert.ok(thumbHashToApproximateAspectRatio(Buffer.from(facts.placeholder.thumbhash, 'base64')) < 0.9);
     // The longest side scaled to 1280 px, the page's proportions kept (298 × 420 pt).
     assert.equal(facts.preview.height, 1280);
     assert.ok(
@@ -286,6 +293,7 @@ describe('without the tools (WHARF_FFMPEG and WHARF_PDFTOPPM pointing nowhere)',
     assert.equal(facts.mime, 'video/mp4');
     assert.deepEqual(facts.missing_tools, ['ffprobe', 'ffmpeg']);
     assert.equal(facts.duration, undefined);
+    assert.equal(facts.placeholder, undefined, 'no preview, no placeholder');
     const res = await image(w, id, 'w=64');
     assert.equal(res.status, 422);
     assert.equal(res.json().error.code, 'PREVIEW_UNAVAILABLE');

@@ -49,6 +49,21 @@ const AnalysisSchema = named(
           { description: 'A video’s poster frame or a PDF’s first page was stored; /image renders from it.' },
         ),
       ),
+      placeholder: Type.Optional(
+        Type.Object(
+          {
+            thumbhash: Type.String({
+              description:
+                'A ThumbHash (base64, ~25 bytes): decodes to a blurred stand-in of the right shape and colours.',
+            }),
+            color: Type.String({ pattern: '^#[0-9a-f]{6}$', description: 'The dominant colour, #rrggbb.' }),
+          },
+          {
+            description:
+              'What to show while the image (or a video’s or PDF’s preview) loads. Images that transforms can decode only.',
+          },
+        ),
+      ),
       missing_tools: Type.Optional(
         Type.Array(Type.String(), {
           description: 'Tools this server lacks that this type needed (ffprobe, ffmpeg, pdfinfo, pdftoppm).',
