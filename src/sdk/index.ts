@@ -24,6 +24,7 @@ export {
 export { type ClientErrorCode, isWharfError, WharfApiError, WharfError } from './errors.js';
 export { type Hasher, type HasherFactory, portableSha256 } from './hash.js';
 export type { BodyFactory, RetryOptions, TransportOptions } from './http.js';
+export { placeholderDataUrl } from './placeholder.js';
 export type { ProgressListener, UploadPhase, UploadProgress } from './progress.js';
 export {
   blobSource,

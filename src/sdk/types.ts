@@ -17,6 +17,19 @@ export interface AssetAnalysis {
   location_name?: string;
   /** A video's poster frame or a PDF's first page was stored; `/image` renders from it. */
   preview?: { width: number; height: number; format: string };
+  /** What to show while the image loads; see placeholderDataUrl. */
+  placeholder?: Placeholder;
+}
+
+/**
+ * An image's stand-in until it loads: a ThumbHash (https://evanw.github.io/thumbhash/) and its
+ * dominant colour.
+ */
+export interface Placeholder {
+  /** Base64; `placeholderDataUrl` turns it into an image. */
+  thumbhash: string;
+  /** `#rrggbb`, for a plain background. */
+  color: string;
 }
 
 /** A verified, stored file. */

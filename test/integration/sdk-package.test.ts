@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Browser } from 'playwright-core';
+import sharp from 'sharp';
 import { launchChromium, type PageServer, serveBundledPage } from '../helpers/browser.js';
 import { allowOriginOnBucket, onS3 } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
@@ -66,7 +67,7 @@ before(async () => {
   await mkdir(installed, { recursive: true });
   execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', installed, '--strip-components=1']);
   await mkdir(join(app, 'node_modules', '@noble'), { recursive: true });
-  for (const dependency of ['@noble/hashes', 'cli-progress']) {
+  for (const dependency of ['@noble/hashes', 'cli-progress', 'thumbhash']) {
     await symlink(join(root, 'node_modules', dependency), join(app, 'node_modules', dependency));
   }
   await writeFile(
@@ -133,7 +134,7 @@ describe('the SDK package (npm pack ./sdk)', () => {
   test('asks for the same versions of its dependencies as Wharf itself', async () => {
     const sdk = JSON.parse(await readFile(join(root, 'sdk', 'package.json'), 'utf8'));
     const wharf = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
-    assert.deepEqual(Object.keys(sdk.dependencies), ['@noble/hashes', 'cli-progress']);
+    assert.deepEqual(Object.keys(sdk.dependencies), ['@noble/hashes', 'cli-progress', 'thumbhash']);
     for (const name of Object.keys(sdk.dependencies)) {
       assert.equal(sdk.dependencies[name], wharf.dependencies[name], name);
     }
@@ -165,6 +166,54 @@ console.log(JSON.stringify({ status: result.status, id: result.asset.id, sha256:
     const asset = await api(w.url, w.key, 'GET', `/v1/assets/${out.id}`);
     assert.equal(asset.status, 200);
     assert.equal(asset.body.sha256, sha256Hex(bytes));
+  });
+
+  test('an image uploaded with it gets a placeholder, which it turns into a data URL', async () => {
+    // 60 × 30, the left half green: what the data URL decodes to must show both.
+    const png = await sharp({ create: { width: 60, height: 30, channels: 3, background: '#f0f0f0' } })
+      .composite([
+        {
+          input: await sharp({ create: { width: 30, height: 30, channels: 3, background: '#00b000' } })
+            .png()
+            .toBuffer(),
+          left: 0,
+          top: 0,
+        },
+        { input: randomBytes(12), raw: { width: 2, height: 2, channels: 3 }, left: 58, top: 28 },
+      ])
+      .png()
+      .toBuffer();
+    await writeFile(join(app, 'flag.png'), png);
+    await writeFile(
+      join(app, 'placeholder.mjs'),
+      `import { connect, fileSource } from '@wharf/sdk/node';
+import { placeholderDataUrl } from '@wharf/sdk';
+const wharf = connect({ url: process.env.WHARF_URL, key: process.env.WHARF_KEY });
+if (process.argv[2] === 'upload') {
+  const { asset } = await wharf.upload(await fileSource('flag.png'));
+  console.log(asset.id);
+} else {
+  const asset = await wharf.assets.get(process.argv[2]);
+  console.log(JSON.stringify({ color: asset.analysis.placeholder.color, url: placeholderDataUrl(asset.analysis.placeholder) }));
+}
+`,
+    );
+    const env = { WHARF_URL: w.url, WHARF_KEY: w.key };
+    const id = (await run('placeholder.mjs', ['upload'], env)).trim();
+    await w.wharf.core.jobs.drain();
+    const out = JSON.parse(await run('placeholder.mjs', [id], env));
+    assert.match(out.color, /^#[0-9a-f]{6}$/);
+    const [, base64] = /^data:image\/png;base64,(.+)$/.exec(out.url) ?? [];
+    assert.ok(base64, out.url.slice(0, 80));
+    const { data, info } = await sharp(Buffer.from(base64, 'base64'))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    assert.ok(info.width <= 32 && info.width > info.height, `${info.width}×${info.height}: small, landscape`);
+    const at = (x: number) =>
+      [...data.subarray((Math.floor(info.height / 2) * info.width + x) * info.channels)].slice(0, 3);
+    const [r, g, b] = at(1);
+    assert.ok(g! > r! + 60 && g! > b! + 60, `left is green: ${at(1)}`);
+    assert.ok(Math.min(...at(info.width - 2)) > 170, `right is light grey: ${at(info.width - 2)}`);
   });
 
   test('only its two entries are exported: a file that is in it cannot be imported by path', async () => {
