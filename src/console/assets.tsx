@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { type Asset, type AssetFile, api, type Page } from './api.js';
-import { mediaKind, thumbnailUrl } from './thumbnails.js';
+import { mediaKind, placeholderStyle, thumbnailUrl } from './thumbnails.js';
 import { Confirm, formatBytes, formatDate, Notice } from './ui.js';
 
 const TYPES = [
@@ -188,7 +188,21 @@ function fileLabel(asset: Asset): string {
 
 function Thumb({ asset }: { asset: Asset }) {
   const src = thumbnailUrl(asset);
-  if (src) return <img src={src} alt="" loading="lazy" width={160} height={120} />;
+  // The placeholder goes once the picture is in: a transparent one would show it through.
+  const [loaded, setLoaded] = useState(false);
+  if (src) {
+    return (
+      <img
+        src={src}
+        alt=""
+        loading="lazy"
+        width={160}
+        height={120}
+        style={loaded ? undefined : placeholderStyle(asset)}
+        onLoad={() => setLoaded(true)}
+      />
+    );
+  }
   return (
     <span class="icon" aria-hidden="true">
       {fileLabel(asset)}

@@ -1,3 +1,4 @@
+import { placeholderDataUrl } from '../sdk/placeholder.js';
 import { type Asset, api } from './api.js';
 
 /**
@@ -23,4 +24,17 @@ export function mediaKind(asset: Pick<Asset, 'content_type'>): 'video' | 'audio'
   if (/^video\/[\w.+-]+$/.test(type)) return 'video';
   if (/^audio\/[\w.+-]+$/.test(type)) return 'audio';
   return null;
+}
+
+/**
+ * What a thumbnail shows until it loads: the asset's placeholder (its ThumbHash, scaled up,
+ * over its dominant colour), or nothing. An object, which Preact sets through the CSSOM: the
+ * page's CSP forbids style attributes, not style properties set by script.
+ */
+export function placeholderStyle(asset: Pick<Asset, 'analysis'>): { background: string } | undefined {
+  const placeholder = asset.analysis?.placeholder;
+  if (!placeholder) return undefined;
+  return {
+    background: `${placeholder.color} url("${placeholderDataUrl(placeholder)}") center / cover no-repeat`,
+  };
 }

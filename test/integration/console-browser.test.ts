@@ -140,17 +140,45 @@ test(
       );
       await w.wharf.core.jobs.drain();
 
-      // Browse: the grid shows the PNG's thumbnail, the filter narrows to images.
+      // Browse: the grid shows the PNG's thumbnail, the filter narrows to images. Until the
+      // thumbnail arrives (held back here), the tile shows the asset's placeholder.
+      let release = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      await page.route(
+        (url) => url.pathname.endsWith(`/assets/${green.id}/image`),
+        async (route) => {
+          await held;
+          await route.continue();
+        },
+      );
+      const { color } = (await api(w.url, w.key, 'GET', `/v1/assets/${green.id}`)).body.analysis.placeholder;
       await page.getByRole('link', { name: 'Assets', exact: true }).click();
       const tile = page.getByRole('link', { name: /green\.png/ });
       await tile.waitFor();
       const thumb = tile.locator('img');
+      const waiting = await thumb.evaluate((img: HTMLImageElement) => ({
+        complete: img.complete && img.naturalWidth > 0,
+        image: getComputedStyle(img).backgroundImage,
+        color: getComputedStyle(img).backgroundColor,
+      }));
+      assert.equal(waiting.complete, false, 'the thumbnail is held back');
+      assert.match(waiting.image, /^url\("data:image\/png;base64,/);
+      const rgb = [1, 3, 5].map((i) => Number.parseInt(color.slice(i, i + 2), 16));
+      assert.equal(waiting.color, `rgb(${rgb.join(', ')})`);
+      release();
       await thumb.evaluate((img: HTMLImageElement) =>
         img.complete ? undefined : new Promise((resolve) => img.addEventListener('load', resolve)),
       );
       assert.ok(
         (await thumb.evaluate((img: HTMLImageElement) => img.naturalWidth)) === 64,
         'the thumbnail loaded',
+      );
+      // Loaded: the placeholder is gone, so a transparent picture does not show it through.
+      await page.waitForFunction(
+        (img) => getComputedStyle(img as HTMLImageElement).backgroundImage === 'none',
+        await thumb.elementHandle(),
       );
       await shot(page, 'assets');
       await page.getByLabel('Type').selectOption('image/*');
