@@ -7,7 +7,8 @@ import type { Role, Scope } from '../core/model.js';
 import type { AccountChanges } from '../core/ports.js';
 import type { WebhookChanges } from '../core/webhooks.js';
 import { runtimeProblem } from '../runtime.js';
-import { type OptionSpec, type Parsed, parse, stringOption, UsageError } from './args.js';
+import { type Parsed, parse, stringOption, UsageError } from './args.js';
+import { accountOption, type Command, checkAccountId, Failure, HELP, requireAccount } from './command.js';
 import {
   accountJson,
   accountTable,
@@ -28,27 +29,6 @@ export interface CliIo {
 
 /** What `run` asks of its caller: an exit code, or nothing because the server now runs. */
 export type CliResult = { exitCode: number } | { serving: true };
-
-interface Command {
-  /** e.g. "keys create" */
-  name: string;
-  usage: string;
-  summary: string;
-  options: OptionSpec;
-  positionals: number;
-  run(args: Parsed, ctx: Context): Promise<void>;
-}
-
-interface Context {
-  io: CliIo;
-  /** Opens the database and storage named by the environment; closed by `run`. */
-  open(): Promise<OpenedCore>;
-}
-
-// Same rule the core applies to the account segment of storage keys (src/core/uploads.ts):
-// an account whose id broke it could not complete presigned uploads.
-const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const HELP: OptionSpec = { help: { type: 'boolean', short: 'h' } };
 
 const COMMANDS: Command[] = [
   {
@@ -558,9 +538,6 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
   }
 }
 
-/** The command was understood but could not be done: exit code 1. */
-class Failure extends Error {}
-
 /** --role (admin or member), or --scope with an optional --name-prefix and --namespace. */
 function accessOptions(values: Parsed['values']): Role | KeyAccess {
   const role = stringOption(values, 'role');
@@ -583,12 +560,6 @@ function accessOptions(values: Parsed['values']): Role | KeyAccess {
     }
   }
   return { scopes, namePrefix, namespace };
-}
-
-function accountOption(values: Parsed['values']): string | undefined {
-  const id = stringOption(values, 'account');
-  if (id !== undefined) checkAccountId(id);
-  return id;
 }
 
 /** A limit in bytes, or "none" to remove it (null); undefined when the option was not given. */
@@ -617,16 +588,4 @@ function webhookId(positionals: string[]): string {
   const id = positionals[0];
   if (!id) throw new UsageError('Which webhook? Give its id (see "wharf webhooks list").');
   return id;
-}
-
-function checkAccountId(id: string): void {
-  if (!ACCOUNT_ID.test(id)) {
-    throw new UsageError(
-      `Account ids are 1 to 64 letters, digits, "-" or "_"; "${id}" is not one (use --name for a display name).`,
-    );
-  }
-}
-
-async function requireAccount(store: OpenedCore['store'], id: string): Promise<void> {
-  if (!(await store.getAccount(id))) throw new Failure(`No account "${id}".`);
 }

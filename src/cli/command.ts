@@ -1,0 +1,49 @@
+/**
+ * What every admin command (src/cli/commands.ts and its neighbours) is, and what they share:
+ * `--help`, the `--account` option and its rule, and the failure that exits with code 1.
+ */
+import type { OpenedCore } from '../bootstrap.js';
+import { type OptionSpec, type Parsed, stringOption, UsageError } from './args.js';
+import type { CliIo } from './commands.js';
+
+export interface Command {
+  /** e.g. "keys create" */
+  name: string;
+  usage: string;
+  summary: string;
+  options: OptionSpec;
+  positionals: number;
+  run(args: Parsed, ctx: Context): Promise<void>;
+}
+
+export interface Context {
+  io: CliIo;
+  /** Opens the database and storage named by the environment; closed by `run`. */
+  open(): Promise<OpenedCore>;
+}
+
+// Same rule the core applies to the account segment of storage keys (src/core/uploads.ts):
+// an account whose id broke it could not complete presigned uploads.
+const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+export const HELP: OptionSpec = { help: { type: 'boolean', short: 'h' } };
+
+/** The command was understood but could not be done: exit code 1. */
+export class Failure extends Error {}
+
+export function accountOption(values: Parsed['values']): string | undefined {
+  const id = stringOption(values, 'account');
+  if (id !== undefined) checkAccountId(id);
+  return id;
+}
+
+export function checkAccountId(id: string): void {
+  if (!ACCOUNT_ID.test(id)) {
+    throw new UsageError(
+      `Account ids are 1 to 64 letters, digits, "-" or "_"; "${id}" is not one (use --name for a display name).`,
+    );
+  }
+}
+
+export async function requireAccount(store: OpenedCore['store'], id: string): Promise<void> {
+  if (!(await store.getAccount(id))) throw new Failure(`No account "${id}".`);
+}
