@@ -19,6 +19,7 @@ import {
   webhookJson,
   webhookTable,
 } from './format.js';
+import { PLACEHOLDER_COMMANDS } from './placeholders.js';
 import { clientUsage } from './upload/main.js';
 
 export interface CliIo {
@@ -435,6 +436,7 @@ const COMMANDS: Command[] = [
       }
     },
   },
+  ...PLACEHOLDER_COMMANDS,
 ];
 
 const SERVE_USAGE = 'wharf serve';

@@ -150,6 +150,11 @@ export interface AssetAnalysis {
   preview?: { width: number; height: number; format: string };
   /** What a page shows while the image (or the preview) loads; see Placeholder. */
   placeholder?: Placeholder;
+  /**
+   * Why an image of a type transforms read has no placeholder: the code a transform of it
+   * would fail with (IMAGE_UNDECODABLE for a truncated or corrupt file, TRANSFORM_TIMEOUT).
+   */
+  placeholderError?: string;
   /** Tools this server lacks that the file's type needed (e.g. `ffprobe`), so facts are missing. */
   missingTools?: string[];
   /** Why media facts or a preview are missing although the tools exist. */

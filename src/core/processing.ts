@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
 import { PermanentJobError } from './jobs.js';
-import type { Asset, AssetAnalysis, Job, Placeholder } from './model.js';
+import type { Asset, AssetAnalysis, Job } from './model.js';
 import type { BlobStore, Store } from './ports.js';
 
 /** Reads what a file is from its first bytes: sniffed type, image size, EXIF location. */
@@ -59,9 +59,12 @@ export interface ProcessingExtras {
   };
   /**
    * The placeholder of an image, or of a video's or PDF's preview (made just before), when
-   * transforms can decode it; undefined for anything else.
+   * transforms can decode it, or why they could not (`placeholder`, `placeholderError`).
    */
-  placeholder?(asset: Asset, analysis: AssetAnalysis): Promise<Placeholder | undefined>;
+  placeholder?(
+    asset: Asset,
+    analysis: AssetAnalysis,
+  ): Promise<Pick<AssetAnalysis, 'placeholder' | 'placeholderError'>>;
   /** Runs once the analysis is recorded (eager presets queue their renderings). */
   afterProcessed?(asset: Asset, analysis: AssetAnalysis): Promise<void>;
 }
@@ -106,8 +109,7 @@ export function processAssetJob(
     }
     const kind = mediaKind(analysis.mime);
     if (kind && extras.media) Object.assign(analysis, await inspectMedia(asset, kind, blobs, extras));
-    const placeholder = await extras.placeholder?.(asset, analysis);
-    if (placeholder) analysis.placeholder = placeholder;
+    if (extras.placeholder) Object.assign(analysis, await extras.placeholder(asset, analysis));
     analysis = { ...analysis, ...carried(asset) };
     await store.recordAnalysis(asset.id, 'done', analysis, clock.now());
     await extras.afterProcessed?.(asset, analysis);

@@ -100,6 +100,8 @@ export interface Core {
   webhooks: WebhookService;
   /** Derivatives: resized, re-encoded renderings served from storage. */
   images: ImageService;
+  /** Image placeholders: made by processing; `queueMissing` backfills older assets. */
+  placeholders: PlaceholderService;
   presets: PresetService;
   /** Web console sessions (a key exchanged for a cookie). */
   sessions: SessionService;
@@ -169,6 +171,8 @@ export function createCore(deps: CoreDeps): Core {
     deps.images.renderer,
     images.slots,
     deps.images.settings,
+    deps.clock,
+    deps.ids,
   );
   const jobs = new JobRunner(
     deps.store,
@@ -251,6 +255,7 @@ export function createCore(deps: CoreDeps): Core {
     events: new EventService(deps.store),
     webhooks: new WebhookService(deps.store, deps.clock, deps.ids, webhookKey, deps.webhooks.settings),
     images,
+    placeholders,
     presets: new PresetService(deps.store, deps.clock),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     sessions: new SessionService(

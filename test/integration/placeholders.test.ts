@@ -4,11 +4,14 @@
  * package itself, and what they decode to is compared with the picture that was uploaded.
  */
 import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import sharp, { type Sharp } from 'sharp';
 import { thumbHashToApproximateAspectRatio, thumbHashToAverageRGBA, thumbHashToRGBA } from 'thumbhash';
-import { uploadRaw } from '../helpers/assets.js';
+import { dbQuery, uploadRaw } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -190,6 +193,7 @@ describe('no placeholder where nothing can be decoded', () => {
     const asset = await processed(w, 'cut.png', png.subarray(0, 2000), 'image/png');
     assert.deepEqual([asset.analysis.format, asset.analysis.width], ['png', 300]);
     assert.equal(asset.analysis.placeholder, undefined);
+    assert.equal(asset.analysis.placeholder_error, 'IMAGE_UNDECODABLE', 'and why');
   });
 
   test('an image over the transforms’ pixel limit is never decoded for one', async () => {
@@ -208,5 +212,118 @@ describe('no placeholder where nothing can be decoded', () => {
     } finally {
       await small.close();
     }
+  });
+});
+
+/**
+ * What an asset processed before placeholders existed looks like: its analysis without one.
+ * Written straight into the database (the analysis column is JSON text on both).
+ */
+function forgetPlaceholder(w: TestWharf, assetId: string): void {
+  const [row] = dbQuery<{ analysis: string }>(w, 'select analysis from assets where id = ?', assetId);
+  const analysis = JSON.parse(row!.analysis);
+  assert.ok(analysis.placeholder, 'it had one');
+  delete analysis.placeholder;
+  const json = JSON.stringify(analysis);
+  if (/^postgres(ql)?:/.test(w.databaseUrl)) {
+    const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
+    const sql = `update assets set analysis = ${literal(json)} where id = ${literal(assetId)}`;
+    execFileSync('psql', [w.databaseUrl, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql]);
+    return;
+  }
+  const db = new Database(join(w.dataDir, 'wharf.db'));
+  try {
+    db.pragma('busy_timeout = 5000');
+    db.prepare('update assets set analysis = ? where id = ?').run(json, assetId);
+  } finally {
+    db.close();
+  }
+}
+
+/** `wharf …` as an operator runs it where the server runs: the same data dir and database. */
+function wharfCli(w: TestWharf, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('WHARF_')) env[name] = value;
+  Object.assign(env, { WHARF_DATA_DIR: w.dataDir, ...w.backingEnv });
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', ...args],
+      { cwd: join(import.meta.dirname, '..', '..'), env, encoding: 'utf8' },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? -1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('wharf placeholders backfill: images processed before placeholders get one', () => {
+  // A server of its own: what the command finds is all this test's.
+  let w: TestWharf;
+  before(async () => {
+    w = await startWharf();
+  });
+  after(async () => {
+    await w?.close();
+  });
+
+  test('queues exactly the images without one; the server’s jobs make them; a second run finds none', async () => {
+    const other = await w.newAccount();
+    const image = (background: string) =>
+      unique(sharp({ create: { width: 48, height: 24, channels: 3, background } }))
+        .png()
+        .toBuffer();
+    const old = await processed(w, 'old.png', await image('#aa2200'), 'image/png');
+    const current = await processed(w, 'current.png', await image('#00aa22'), 'image/png');
+    await processed(w, 'old.txt', Buffer.from(`text ${randomBytes(8).toString('hex')}`), 'text/plain');
+    // Undecodable: processing said so, and a backfill does not try it again.
+    const cut = await sharp({ create: { width: 200, height: 200, channels: 3, background: '#445566' } })
+      .png({ compressionLevel: 0 })
+      .toBuffer();
+    assert.equal(
+      (await processed(w, 'cut.png', cut.subarray(0, 1500), 'image/png')).analysis.placeholder_error,
+      'IMAGE_UNDECODABLE',
+    );
+    // Another account's old image: a backfill of one account leaves it alone.
+    const theirs = await uploadRaw(w, other.key, 'theirs.png', await image('#2200aa'), {
+      contentType: 'image/png',
+    });
+    assert.equal(theirs.status, 201);
+    await w.wharf.core.jobs.drain();
+    const kept = old.analysis.placeholder;
+    forgetPlaceholder(w, old.id);
+    forgetPlaceholder(w, theirs.body.asset.id);
+    const read = async (id: string, key = w.key) => (await api(w.url, key, 'GET', `/v1/assets/${id}`)).body;
+    assert.equal((await read(old.id)).analysis.placeholder, undefined);
+
+    const one = await wharfCli(w, ['placeholders', 'backfill', '--account', 'default', '--json']);
+    assert.equal(one.code, 0, one.stderr);
+    assert.deepEqual(JSON.parse(one.stdout), { scanned: 4, queued: 1 });
+    // The command queued the job at its own (real) time; the test server's clock catches up.
+    w.clock.set(Math.max(w.clock.now(), Date.now()));
+    assert.equal(await w.wharf.core.jobs.drain(), 1);
+    const back = await read(old.id);
+    assert.deepEqual(back.analysis.placeholder, kept, 'the same placeholder as before');
+    assert.equal(back.processing, 'done');
+    assert.deepEqual((await read(current.id)).analysis, current.analysis, 'untouched');
+    assert.equal((await read(theirs.body.asset.id, other.key)).analysis.placeholder, undefined);
+
+    // Every account: the other one's image now; the default account has nothing left to do.
+    const all = await wharfCli(w, ['placeholders', 'backfill']);
+    assert.equal(all.code, 0, all.stderr);
+    assert.match(all.stdout, /Looked at 5 assets; queued 1 for processing again/);
+    w.clock.set(Math.max(w.clock.now(), Date.now()));
+    assert.equal(await w.wharf.core.jobs.drain(), 1);
+    assert.ok((await read(theirs.body.asset.id, other.key)).analysis.placeholder);
+    const again = await wharfCli(w, ['placeholders', 'backfill', '--json']);
+    assert.deepEqual(JSON.parse(again.stdout), { scanned: 5, queued: 0 });
+    assert.match((await wharfCli(w, ['placeholders', 'backfill'])).stdout, /none is missing a placeholder/);
+  });
+
+  test('an unknown account is refused (exit 1), a malformed one is a usage error (exit 2)', async () => {
+    const unknown = await wharfCli(w, ['placeholders', 'backfill', '--account', 'nobody-here']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /No account "nobody-here"/);
+    const malformed = await wharfCli(w, ['placeholders', 'backfill', '--account', '../x']);
+    assert.equal(malformed.code, 2);
+    assert.match(malformed.stderr, /Account ids are 1 to 64/);
   });
 });

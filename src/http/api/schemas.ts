@@ -64,6 +64,12 @@ const AnalysisSchema = named(
           },
         ),
       ),
+      placeholder_error: Type.Optional(
+        Type.String({
+          description:
+            'Why an image of a type transforms read has no placeholder: IMAGE_UNDECODABLE (truncated or corrupt), TRANSFORM_TIMEOUT.',
+        }),
+      ),
       missing_tools: Type.Optional(
         Type.Array(Type.String(), {
           description: 'Tools this server lacks that this type needed (ffprobe, ffmpeg, pdfinfo, pdftoppm).',
@@ -225,13 +231,14 @@ export function assetJson(asset: Asset, publicUrl: string) {
 
 /** The analysis in the API's snake_case (its fields are camelCase in the core). */
 function analysisJson(analysis: AssetAnalysis) {
-  const { locationName, audioCodec, missingTools, mediaError, hadGps, ...rest } = analysis;
+  const { locationName, audioCodec, missingTools, mediaError, hadGps, placeholderError, ...rest } = analysis;
   return {
     ...rest,
     ...(locationName !== undefined && { location_name: locationName }),
     ...(audioCodec !== undefined && { audio_codec: audioCodec }),
     ...(missingTools !== undefined && { missing_tools: missingTools }),
     ...(mediaError !== undefined && { media_error: mediaError }),
+    ...(placeholderError !== undefined && { placeholder_error: placeholderError }),
     ...(hadGps !== undefined && { had_gps: hadGps }),
   };
 }
