@@ -115,7 +115,6 @@ export type Access = 'private' | 'public';
 /** Where processing of a new asset stands (type sniffing, image facts, EXIF location). */
 export type ProcessingStatus = 'pending' | 'done' | 'failed';
 
-/** What processing learned from the bytes themselves. */
 /**
  * A stand-in for an image until it loads: a ThumbHash (https://evanw.github.io/thumbhash/),
  * about 25 bytes that decode to a blurred picture of the right aspect ratio and colours
@@ -128,6 +127,7 @@ export interface Placeholder {
   color: string;
 }
 
+/** What processing learned from the bytes themselves. */
 export interface AssetAnalysis {
   /** Sniffed from the content (e.g. `jpg`, `png`, `pdf`), not from the name. */
   format?: string;
@@ -152,7 +152,7 @@ export interface AssetAnalysis {
   placeholder?: Placeholder;
   /**
    * Why an image of a type transforms read has no placeholder: the code a transform of it
-   * would fail with (IMAGE_UNDECODABLE for a truncated or corrupt file, TRANSFORM_TIMEOUT).
+   * fails with (e.g. IMAGE_UNDECODABLE for a truncated or corrupt file, TRANSFORM_TIMEOUT).
    */
   placeholderError?: string;
   /** Tools this server lacks that the file's type needed (e.g. `ffprobe`), so facts are missing. */

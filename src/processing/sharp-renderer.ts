@@ -129,13 +129,13 @@ function dominantColor(rgba: Uint8Array): string {
   const weights = new Float64Array(4096);
   const sums = new Float64Array(4096 * 3);
   // A wholly transparent image still has a colour to give: then every pixel counts alike.
-  let opaque = false;
-  for (let i = 3; i < rgba.length; i += 4) if (rgba[i]! > 0) opaque = true;
+  let anyVisible = false;
+  for (let i = 3; i < rgba.length; i += 4) if (rgba[i]! > 0) anyVisible = true;
   for (let i = 0; i < rgba.length; i += 4) {
     const r = rgba[i]!;
     const g = rgba[i + 1]!;
     const b = rgba[i + 2]!;
-    const weight = opaque ? rgba[i + 3]! : 1;
+    const weight = anyVisible ? rgba[i + 3]! : 1;
     const bin = ((r >> 4) << 8) | ((g >> 4) << 4) | (b >> 4);
     weights[bin]! += weight;
     sums[bin * 3]! += r * weight;

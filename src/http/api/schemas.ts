@@ -67,7 +67,7 @@ const AnalysisSchema = named(
       placeholder_error: Type.Optional(
         Type.String({
           description:
-            'Why an image of a type transforms read has no placeholder: IMAGE_UNDECODABLE (truncated or corrupt), TRANSFORM_TIMEOUT.',
+            'Why an image of a type transforms read has no placeholder: the code a transform of it fails with, e.g. IMAGE_UNDECODABLE (truncated or corrupt) or TRANSFORM_TIMEOUT.',
         }),
       ),
       missing_tools: Type.Optional(
