@@ -19,6 +19,8 @@ export interface AssetAnalysis {
   preview?: { width: number; height: number; format: string };
   /** What to show while the image loads; see placeholderDataUrl. */
   placeholder?: Placeholder;
+  /** Why an image of a type transforms read has none (e.g. `IMAGE_UNDECODABLE`). */
+  placeholder_error?: string;
 }
 
 /**
