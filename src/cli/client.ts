@@ -21,7 +21,7 @@ if (Number(process.versions.node.split('.')[0]) < MIN_NODE_MAJOR) {
 tuneGarbageCollector();
 
 const ADMIN_ELSEWHERE =
-  'This wharf has the client commands only; the admin commands (serve, keys, accounts, webhooks, placeholders) run where the server runs.';
+  'This wharf has the client commands only; the admin commands (serve, keys, accounts, webhooks, placeholders, assets verify) run where the server runs.';
 
 const argv = process.argv.slice(2);
 const io = processIo();

@@ -8,6 +8,7 @@ import type { AccountChanges } from '../core/ports.js';
 import type { WebhookChanges } from '../core/webhooks.js';
 import { runtimeProblem } from '../runtime.js';
 import { type Parsed, parse, stringOption, UsageError } from './args.js';
+import { ASSET_COMMANDS } from './assets.js';
 import { accountOption, type Command, checkAccountId, Failure, HELP, requireAccount } from './command.js';
 import {
   accountJson,
@@ -437,6 +438,7 @@ const COMMANDS: Command[] = [
     },
   },
   ...PLACEHOLDER_COMMANDS,
+  ...ASSET_COMMANDS,
 ];
 
 const SERVE_USAGE = 'wharf serve';

@@ -101,7 +101,7 @@ export function table(header: string[], rows: string[][]): string {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 
-function printable(value: string): string {
+export function printable(value: string): string {
   return value.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

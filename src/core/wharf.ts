@@ -14,6 +14,7 @@ import {
   type ImageSettings,
   PresetService,
 } from './images.js';
+import { IntegrityService } from './integrity.js';
 import { JobRunner } from './jobs.js';
 import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import { ListingService } from './listings.js';
@@ -102,6 +103,8 @@ export interface Core {
   images: ImageService;
   /** Image placeholders: made by processing; `queueMissing` backfills older assets. */
   placeholders: PlaceholderService;
+  /** Reads stored assets back and checks them against their records (`wharf assets verify`). */
+  integrity: IntegrityService;
   presets: PresetService;
   /** Web console sessions (a key exchanged for a cookie). */
   sessions: SessionService;
@@ -256,6 +259,7 @@ export function createCore(deps: CoreDeps): Core {
     webhooks: new WebhookService(deps.store, deps.clock, deps.ids, webhookKey, deps.webhooks.settings),
     images,
     placeholders,
+    integrity: new IntegrityService(deps.store, deps.blobs),
     presets: new PresetService(deps.store, deps.clock),
     signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
     sessions: new SessionService(

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import pg from 'pg';
 import { pgQuerySync } from './pg-sync.js';
@@ -237,6 +237,22 @@ export async function removeStoredObject(server: Server, key: string): Promise<v
   }
   const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
   await withBucket(server, (s3, bucket) => s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })));
+}
+
+/**
+ * Replaces one stored object's bytes behind Wharf's back, as a failing disk or a wrong restore
+ * would: the local store's file is rewritten in place (its recorded facts are left as they
+ * were), the bucket's key gets a new object.
+ */
+export async function replaceStoredObject(server: Server, key: string, bytes: Buffer): Promise<void> {
+  if (!onS3(server)) {
+    await writeFile(join(server.dataDir, 'blobs', 'objects', key), bytes);
+    return;
+  }
+  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+  await withBucket(server, (s3, bucket) =>
+    s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes })),
+  );
 }
 
 /**

@@ -4,13 +4,14 @@
  * package itself, and what they decode to is compared with the picture that was uploaded.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import sharp, { type Sharp } from 'sharp';
 import { thumbHashToApproximateAspectRatio, thumbHashToAverageRGBA, thumbHashToRGBA } from 'thumbhash';
+import { wharfCli } from '../helpers/admin-cli.js';
 import { dbQuery, uploadRaw } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -238,21 +239,6 @@ function forgetPlaceholder(w: TestWharf, assetId: string): void {
   } finally {
     db.close();
   }
-}
-
-/** `wharf …` as an operator runs it where the server runs: the same data dir and database. */
-function wharfCli(w: TestWharf, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('WHARF_')) env[name] = value;
-  Object.assign(env, { WHARF_DATA_DIR: w.dataDir, ...w.backingEnv });
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      { cwd: join(import.meta.dirname, '..', '..'), env, encoding: 'utf8' },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? -1) : 0, stdout, stderr }),
-    );
-  });
 }
 
 describe('wharf placeholders backfill: images processed before placeholders get one', () => {
