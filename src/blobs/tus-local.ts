@@ -11,7 +11,13 @@ import type { ResumableStorage } from '../core/resumable.js';
 import { isDiskFull, storageFull } from '../core/unavailable.js';
 import type { FsBlobStore } from './fs-store.js';
 import { RunningDigests } from './running-digest.js';
-import { BodyChannel, finishedUpload, TUS_EXTENSIONS, type TusBackend } from './tus-storage.js';
+import {
+  BodyChannel,
+  finishedUpload,
+  RecentlyFinished,
+  TUS_EXTENSIONS,
+  type TusBackend,
+} from './tus-storage.js';
 import { writeBehind } from './write-behind.js';
 
 /**
@@ -30,12 +36,13 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
   };
   const digests = new RunningDigests();
   const bodies = new BodyChannel();
+  const finished = new RecentlyFinished();
   // The request that brought the last byte and the sweep's reconcile may promote one upload at
   // once. Side by side, one could remove the facts file the other had just written (adopt
   // clears a key's old facts before the bytes move in): one at a time, the second finds the
   // object in place. Only this process writes the directory, so a lock in it suffices.
   const promoting = new KeyedQueue<Digests | undefined>();
-  const datastore = new WharfFileStore(blobs, fileOf, digests, bodies, {
+  const datastore = new WharfFileStore(blobs, fileOf, digests, bodies, finished, {
     directory: root,
     expirationPeriodInMilliseconds: expiresInSeconds * 1000,
   });
@@ -59,7 +66,12 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
         throw err;
       }
     },
-    promote: (key) => promoting.run(key, () => promoteNow(key)),
+    async promote(key) {
+      const facts = await promoting.run(key, () => promoteNow(key));
+      const size = facts?.size ?? (await blobs.head(key))?.size;
+      if (size !== undefined) finished.add(key, size);
+      return facts;
+    },
     async discard(key) {
       digests.forget(key);
       await rm(fileOf(key), { force: true });
@@ -180,6 +192,7 @@ class WharfFileStore extends FileStore {
     private readonly fileOf: (key: string) => string,
     private readonly digests: RunningDigests,
     private readonly bodies: BodyChannel,
+    private readonly finished: RecentlyFinished,
     options: ConstructorParameters<typeof FileStore>[0],
   ) {
     super(options);
@@ -233,8 +246,11 @@ class WharfFileStore extends FileStore {
       // NO_LONGER_EXISTS: the facts are still there but the file was just moved into the store.
       if (err !== ERRORS.FILE_NOT_FOUND && err !== ERRORS.FILE_NO_LONGER_EXISTS) throw err;
       const object = await this.blobs.head(id);
-      if (!object) throw err;
-      return finishedUpload(id, object.size);
+      if (object) return finishedUpload(id, object.size);
+      // Finished and deduplicated: the account's older object holds these bytes.
+      const upload = this.finished.upload(id);
+      if (!upload) throw err;
+      return upload;
     }
   }
 }

@@ -10,7 +10,7 @@ import type { ResumableStorage } from '../core/resumable.js';
 import { withTmpdir } from './process-temp.js';
 import { RunningDigests } from './running-digest.js';
 import { reportingUnavailable, type S3Options, s3ClientConfig } from './s3-client.js';
-import { finishedUpload, TUS_EXTENSIONS, type TusBackend } from './tus-storage.js';
+import { finishedUpload, RecentlyFinished, TUS_EXTENSIONS, type TusBackend } from './tus-storage.js';
 
 /**
  * Scaled: tus.io's S3 store writes an S3 multipart upload of the storage key itself, so the
@@ -53,6 +53,8 @@ class WharfS3Store extends S3Store implements ResumableStorage {
    * object at completion, as before.
    */
   private readonly digests = new RunningDigests();
+  /** What this process finished lately (see RecentlyFinished). */
+  private readonly finished = new RecentlyFinished();
 
   /**
    * @param partsDir where tus.io's store keeps each part while it uploads it, and a `.part`
@@ -125,8 +127,11 @@ class WharfS3Store extends S3Store implements ResumableStorage {
     } catch (err) {
       if (err !== ERRORS.FILE_NOT_FOUND) throw err;
       const size = await this.objectSize(id);
-      if (size === undefined) throw err;
-      return finishedUpload(id, size);
+      if (size !== undefined) return finishedUpload(id, size);
+      // Finished and deduplicated: the account's older object holds these bytes.
+      const upload = this.finished.upload(id);
+      if (!upload) throw err;
+      return upload;
     }
   }
 
@@ -151,6 +156,7 @@ class WharfS3Store extends S3Store implements ResumableStorage {
       }
     }
     await this.dropBookkeeping(key);
+    this.finished.add(key, size);
     return this.digests.finish(key, size);
   }
 

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
 import { type DataStore, Upload } from '@tus/utils';
 import type { ResumableStorage } from '../core/resumable.js';
@@ -13,35 +14,45 @@ export interface TusBackend {
   bodies?: BodyChannel | undefined;
 }
 
+/** One request's body, offered to the datastore's write of its upload (see BodyChannel). */
+export interface BodyOffer {
+  body: Readable;
+  /** At most this many bytes are taken (what tus.io's limiter would allow). */
+  limit: number;
+  /** The upload's storage key; a creation names it once the upload exists. */
+  key: string | undefined;
+  /** Set by the write that took the body. */
+  taken: boolean;
+}
+
 /**
  * Request bodies that go to the datastore as the Node streams they are. tus.io's server takes
  * a WHATWG Request and turns its body back into a Node stream: two adapters, a promise and
  * copies per chunk, which cost more main-thread time than hashing the bytes. The tus routes
- * offer a body here under the upload's key, hand tus.io's server the same request without
- * one (headers intact, so it checks offset and length as usual), and the datastore's write
- * takes the body from here instead of the empty one it is given.
+ * hand tus.io's server the request without its body (headers intact, so it checks offset and
+ * length as usual) and run its handling inside `run`; the datastore's write takes the body
+ * from there instead of the empty one it is given.
+ *
+ * The offer lives in the request's own async context, not in a table by upload: two PATCHes
+ * of one upload at once (a client's retry racing its next PATCH) each offer a body, and only
+ * the write tus.io's server makes for a request can take that request's body. Keyed by upload,
+ * the second offer replaced the first, and the PATCH that passed the offset check wrote the
+ * other one's bytes.
  */
 export class BodyChannel {
-  private readonly bodies = new Map<string, { body: Readable; limit: number }>();
+  private readonly requests = new AsyncLocalStorage<BodyOffer>();
 
-  /**
-   * Offers `body` (at most `limit` bytes, as tus.io's limiter would allow) for the next write
-   * of `key`; the returned function withdraws it and says whether a write took it.
-   */
-  offer(key: string, body: Readable, limit: number): () => boolean {
-    const entry = { body, limit };
-    this.bodies.set(key, entry);
-    return () => {
-      const left = this.bodies.get(key) === entry;
-      if (left) this.bodies.delete(key);
-      return !left;
-    };
+  /** Handles one request (`handle`: tus.io's server) with `offer` as its body. */
+  run<T>(offer: BodyOffer, handle: () => Promise<T>): Promise<T> {
+    return this.requests.run(offer, handle);
   }
 
-  take(key: string): { body: Readable; limit: number } | undefined {
-    const entry = this.bodies.get(key);
-    this.bodies.delete(key);
-    return entry;
+  /** The body of the request being handled, if it is for `key` and no write has taken it. */
+  take(key: string): BodyOffer | undefined {
+    const offer = this.requests.getStore();
+    if (offer === undefined || offer.taken || offer.key !== key) return undefined;
+    offer.taken = true;
+    return offer;
   }
 }
 
@@ -62,4 +73,26 @@ export const TUS_EXTENSIONS = ['creation', 'creation-with-upload', 'termination'
  */
 export function finishedUpload(id: string, size: number): Upload {
   return new Upload({ id, size, offset: size });
+}
+
+/**
+ * Uploads this node promoted lately, by key, with their sizes. tus.io's server looks at an
+ * upload once more after it finished it (a creation's answer reads its expiry), and by then a
+ * deduplicated upload has neither its tus records nor an object at its own key: completion
+ * kept the account's existing object and freed this one. The backends' getUpload answers such
+ * an upload from here. Bounded: only the rest of the finishing request needs it.
+ */
+export class RecentlyFinished {
+  private readonly sizes = new Map<string, number>();
+
+  add(key: string, size: number): void {
+    this.sizes.delete(key);
+    this.sizes.set(key, size);
+    if (this.sizes.size > 1024) this.sizes.delete(this.sizes.keys().next().value!);
+  }
+
+  upload(key: string): Upload | undefined {
+    const size = this.sizes.get(key);
+    return size === undefined ? undefined : finishedUpload(key, size);
+  }
 }

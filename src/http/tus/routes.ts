@@ -5,6 +5,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { Server } from '@tus/server';
 import { type DataStore, type Locker, Metadata } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { BodyOffer } from '../../blobs/tus-storage.js';
 import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import { refusedForSpace } from '../../core/unavailable.js';
@@ -35,11 +36,11 @@ export interface TusRouteOptions {
 
 /**
  * The datastore's side door for request bodies (the local one has it: BodyChannel in
- * src/blobs/tus-storage.ts). Offers `body` for the next write of `key`, of at most `limit`
- * bytes; the returned function withdraws it and says whether a write took it.
+ * src/blobs/tus-storage.ts): `handle` runs with `offer` as the request's body, which only a
+ * write made while handling this request can take (it sets `taken`).
  */
 export interface BodyHandoff {
-  offer(key: string, body: Readable, limit: number): () => boolean;
+  run<T>(offer: BodyOffer, handle: () => Promise<T>): Promise<T>;
 }
 
 /** What one request is to the tus server: who sent it and which upload it names. */
@@ -48,10 +49,8 @@ interface TusCall {
   upload: Upload | undefined;
   /** A refusal of Wharf's raised inside the tus server (its body is Wharf's JSON). */
   error?: WharfError;
-  /** A creation's body, offered to the datastore once the upload (and so its key) exists. */
-  creationBody?: { body: Readable; limit: number };
-  /** Withdraws the offered body; true when the datastore took it. */
-  withdraw?: () => boolean;
+  /** The body offered to the datastore; a creation's gets its key once the upload exists. */
+  offer?: BodyOffer;
 }
 
 // Upload URLs name the storage key without its account (`/v1/tus/<uuid><.ext>`): the caller's
@@ -106,13 +105,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         headSha256: metadata?.head_sha256 ?? undefined,
       });
       call.upload = upload;
-      if (call.creationBody && options.bodies) {
-        call.withdraw = options.bodies.offer(
-          upload.storageKey,
-          call.creationBody.body,
-          call.creationBody.limit,
-        );
-      }
+      if (call.offer) call.offer.key = upload.storageKey;
       return upload.storageKey;
     },
     generateUrl: (_req, { id }) => `${publicUrl}${TUS_PATH}/${id.slice(id.indexOf('/') + 1)}`,
@@ -186,11 +179,11 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
           body = endingAtCut(request.raw);
         }
       }
-      if (body && options.bodies) {
+      const bodies = body && options.bodies;
+      if (body && bodies) {
         // Straight to the datastore (see BodyChannel): tus.io's server sees the headers only.
         const limit = bodyLimit(headers, call.upload);
-        if (call.upload) call.withdraw = options.bodies.offer(call.upload.storageKey, body, limit);
-        else call.creationBody = { body, limit };
+        call.offer = { body, limit, key: call.upload?.storageKey, taken: false };
       }
       const tusRequest = new Request(new URL(request.url, publicUrl), {
         method,
@@ -199,11 +192,14 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       } as RequestInit);
       calls.set(tusRequest, call);
       let response: Response;
+      const { offer } = call;
       try {
-        response = await tus.handleWeb(tusRequest);
+        response = await (bodies && offer
+          ? bodies.run(offer, () => tus.handleWeb(tusRequest))
+          : tus.handleWeb(tusRequest));
       } finally {
         // Refused before anything was written: the body is read and dropped, as tus would.
-        if (body && options.bodies && !(call.withdraw?.() ?? false)) body.resume();
+        if (offer && !offer.taken) offer.body.resume();
       }
       if (method === 'DELETE' && response.status === 204 && call.upload) {
         await core.resumable.terminated(call.upload);
