@@ -255,22 +255,19 @@ export class RufhService {
     await this.resumable.terminated(current);
   }
 
-  /** Completes the upload; a refusal (wrong digest, over quota) ends it: its bytes are gone. */
+  /** Completes the upload; a refusal (wrong digest, over quota) has ended it (see ResumableService.finish). */
   private async complete(upload: Upload): Promise<{ outcome?: UploadOutcome; refusal?: WharfError }> {
     try {
       return { outcome: await this.resumable.finish(upload) };
     } catch (err) {
       if (!isWharfError(err) || err.code === 'SERVICE_UNAVAILABLE') throw err;
-      await this.fail(upload, err);
       return { refusal: err };
     }
   }
 
   /** The upload cannot go on: it ends as failed and its bytes are freed. */
-  private async fail(upload: Upload, err: unknown): Promise<void> {
-    if (await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err))) {
-      await this.resumable.discard(upload);
-    }
+  private fail(upload: Upload, err: WharfError): Promise<void> {
+    return this.resumable.fail(upload, err);
   }
 
   /**

@@ -2,11 +2,11 @@ import type { Readable } from 'node:stream';
 import { canSeeUpload, requireReadOrUpload, requireScope, seesWholeAccount } from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
-import { WharfError } from './errors.js';
+import { isWharfError, WharfError } from './errors.js';
 import type { Digests, Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { Store } from './ports.js';
-import type { UploadOutcome, UploadService } from './uploads.js';
+import { failureOf, type UploadOutcome, type UploadService } from './uploads.js';
 
 /**
  * Where a resumable protocol (tus, RUFH) keeps an upload's bytes while they arrive: somewhere
@@ -231,12 +231,18 @@ export class ResumableService {
     return upload.status === 'pending' && this.clock.now() <= upload.expiresAt;
   }
 
-  /** Every byte arrived: the bytes become the object at the upload's key, then an asset. */
+  /**
+   * Every byte arrived: the bytes become the object at the upload's key, then an asset. A
+   * refusal (a wrong SHA-256, a type or size the upload may not have, the quota) ends the
+   * upload: its bytes are gone, so resuming could not help, and the client, the listing and
+   * the events say so at once (`upload.failed`), and its reservation is given back, instead
+   * of it waiting, pending, for the expiry sweep.
+   */
   async finish(upload: Upload): Promise<UploadOutcome> {
     const current = (await this.store.getUpload(upload.id)) ?? upload;
     const received =
       current.status === 'pending' ? await this.storage.promote(current.storageKey) : undefined;
-    return this.uploads.completeUpload(current, {}, received);
+    return this.completing(current, () => this.uploads.completeUpload(current, {}, received));
   }
 
   /** Whether every byte of a pending upload is in storage (its completion may not have run). */
@@ -252,7 +258,26 @@ export class ResumableService {
   async recover(upload: Upload): Promise<UploadOutcome | undefined> {
     if (upload.status !== 'pending') return undefined;
     if (!(await this.reconcile(upload))) return undefined;
-    return this.uploads.completeUpload(upload);
+    return this.completing(upload, () => this.uploads.completeUpload(upload));
+  }
+
+  /** Runs a completion; a refusal of Wharf's ends the upload (see `finish`). */
+  private async completing(upload: Upload, complete: () => Promise<UploadOutcome>): Promise<UploadOutcome> {
+    try {
+      return await complete();
+    } catch (err) {
+      // Storage or the database being away is not the file's fault: the upload stays open.
+      if (!isWharfError(err) || err.code === 'SERVICE_UNAVAILABLE') throw err;
+      await this.fail(upload, err);
+      throw err;
+    }
+  }
+
+  /** The upload cannot go on: it ends as failed and what storage holds of it is freed. */
+  async fail(upload: Upload, err: WharfError): Promise<void> {
+    if (await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err))) {
+      await this.discard(upload);
+    }
   }
 
   /**

@@ -511,6 +511,62 @@ describe('checksum extension', () => {
   });
 });
 
+describe('a file refused when its last byte arrives', () => {
+  test('a wrong declared SHA-256 ends the upload: 410 after, upload.failed, quota back, nothing kept', async () => {
+    const { accountId, key } = await w.newAccount();
+    const bytes = randomBytes(5000);
+    const wrong = sha256Hex(Buffer.from('another file'));
+    for (const creationWithUpload of [false, true]) {
+      const name = `wrong-${creationWithUpload}.bin`;
+      const metadata = `filename ${b64(name)},sha256 ${b64(wrong)}`;
+      let url: string;
+      let refused: Response;
+      if (creationWithUpload) {
+        refused = await tus(
+          `${w.url}/v1/tus/`,
+          'POST',
+          { 'Upload-Length': String(bytes.length), 'Upload-Metadata': metadata },
+          bytes,
+          key,
+        );
+        // Refused, so no Location: the upload is found by its name.
+        const [row] = dbQuery<{ storage_key: string }>(
+          w,
+          'select storage_key from uploads where name = ?',
+          name,
+        );
+        url = `${w.url}/v1/tus/${row!.storage_key.split('/').slice(1).join('/')}`;
+      } else {
+        url = await create(bytes.length, { filename: name, sha256: wrong }, key);
+        refused = await tus(url, 'PATCH', { 'Upload-Offset': '0' }, bytes, key);
+      }
+      assert.equal(refused.status, 400, name);
+      assert.equal((await refused.json()).error.code, 'CHECKSUM_MISMATCH', name);
+      // Its bytes are gone, so resuming could not help: the upload says it has ended.
+      assert.equal(uploadRow(url)?.status, 'expired', name);
+      const head = await tus(url, 'HEAD', {}, undefined, key);
+      assert.equal(head.status, 410, name);
+      const patch = await tus(url, 'PATCH', { 'Upload-Offset': '0' }, bytes, key);
+      assert.equal(patch.status, 410, name);
+      assert.deepEqual(await tusLeftovers(url), [], name);
+    }
+    const events = (await api(w.url, key, 'GET', '/v1/events?limit=100')).body.data;
+    const failed = events.filter((e: { type: string }) => e.type === 'upload.failed');
+    assert.equal(failed.length, 2);
+    assert.ok(
+      failed.every((e: { data: { error: { code: string } } }) => e.data.error.code === 'CHECKSUM_MISMATCH'),
+    );
+    // Nothing is held against the account's quota or open-upload count.
+    const [held] = dbQuery<{ n: number }>(
+      w,
+      "select count(*) as n from uploads where account_id = ? and status = 'pending'",
+      accountId,
+    );
+    assert.equal(Number(held!.n), 0);
+    assert.equal(dbQuery(w, 'select count(*) as n from assets where account_id = ?', accountId)[0]!.n, 0);
+  });
+});
+
 describe('termination and expiry', () => {
   test('DELETE frees an unfinished upload and it is gone for good', async () => {
     const bytes = randomBytes(2000);
