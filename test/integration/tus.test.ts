@@ -11,6 +11,7 @@ import { Upload, type UploadOptions } from 'tus-js-client';
 import { dbQuery, eventually, uploadRaw } from '../helpers/assets.js';
 import { deployment, pendingWrites, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
+import { LogCollector } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 const MiB = 1024 * 1024;
@@ -19,8 +20,10 @@ const CHUNK = 5 * MiB;
 
 let w: TestWharf;
 let scratch: string;
+/** The server's log: a request must be answered once (see 'a finished upload answers once'). */
+const logs = new LogCollector();
 before(async () => {
-  w = await startWharf();
+  w = await startWharf({ logStream: logs.stream });
   scratch = await mkdtemp(join(tmpdir(), 'wharf-tus-'));
 });
 after(async () => {
@@ -579,6 +582,22 @@ describe('termination and expiry', () => {
     assert.deepEqual(await tusLeftovers(url), [], 'the partial bytes were freed');
     assert.equal((await tus(url, 'HEAD')).status, 410);
     assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '700' }, bytes.subarray(700))).status, 410);
+  });
+
+  test('a finished upload answers once, from Wharf: HEAD, a retried last PATCH, a stray one', async () => {
+    const bytes = randomBytes(64);
+    const finished = await tusUpload(w, w.key, bytes, { metadata: { filename: 'answered.bin' } }).done;
+    const head = await tus(finished.url, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('upload-offset'), '64');
+    assert.equal(head.headers.get('wharf-asset-id'), finished.assetId);
+    const retried = await tus(finished.url, 'PATCH', { 'Upload-Offset': '64', 'Content-Length': '0' });
+    assert.equal(retried.status, 204);
+    const stray = await tus(finished.url, 'PATCH', { 'Upload-Offset': '0' }, bytes);
+    assert.equal(stray.status, 409);
+    // Answered by Wharf, the request must not go on to tus.io's server, which would send again.
+    const twice = logs.lines.filter((l) => JSON.stringify(l).includes('FST_ERR_REP_ALREADY_SENT'));
+    assert.deepEqual(twice, []);
   });
 
   test('a finished upload cannot be terminated', async () => {

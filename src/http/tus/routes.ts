@@ -146,8 +146,9 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       }
       const upload = await core.resumable.get(call.principal!, `${call.principal!.accountId}/${name}`);
       call.upload = upload;
-      const settled = await answerFromWharf(request, reply, upload);
-      if (settled) return settled;
+      // A Fastify reply is thenable: awaited, it would read as undefined (and tus would answer
+      // a second time), so the helper says whether it answered.
+      if (await answerFromWharf(request, reply, upload)) return reply;
     } else if (method !== 'POST' && method !== 'OPTIONS') {
       throw new WharfError('NOT_FOUND', 'No such upload.');
     }
@@ -223,7 +224,11 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
    * upload's bytes are an asset now (tus keeps nothing of it), an expired one is gone. A HEAD
    * also completes an upload whose every byte arrived before a crash stopped its completion.
    */
-  async function answerFromWharf(request: FastifyRequest, reply: FastifyReply, upload: Upload) {
+  async function answerFromWharf(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    upload: Upload,
+  ): Promise<boolean> {
     if (upload.status === 'pending' && !core.resumable.isOpen(upload)) {
       throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
     }
@@ -241,12 +246,12 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         await lock.unlock();
       }
     }
-    if (!finished) return undefined;
+    if (!finished) return false;
     const size = String(finished.size ?? 0);
     reply.header('Wharf-Asset-Id', finished.assetId ?? '');
     switch (request.method) {
       case 'HEAD':
-        return reply
+        reply
           .code(200)
           .headers({
             'Cache-Control': 'no-store',
@@ -258,15 +263,16 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
             }),
           })
           .send();
+        return true;
       case 'PATCH':
         // A retry of the request that finished it: nothing more to write.
         request.raw.resume();
         if (request.headers['upload-offset'] === size && !hasBody(request, true)) {
-          return reply.code(204).header('Upload-Offset', size).send();
+          reply.code(204).header('Upload-Offset', size).send();
+        } else {
+          reply.code(409).send(errorBody(new WharfError('UPLOAD_NOT_PENDING', 'This upload is complete.')));
         }
-        return reply
-          .code(409)
-          .send(errorBody(new WharfError('UPLOAD_NOT_PENDING', 'This upload is complete.')));
+        return true;
       default:
         throw new WharfError(
           'UPLOAD_NOT_PENDING',
