@@ -147,6 +147,10 @@ export async function buildApp({
     resumable: tus && { locker: tus.locker, stagingDir: tus.stagingDir },
   };
   await app.register(async (api: App) => {
+    // JSON routes read JSON: Fastify's text/plain parser handed them a string, refused as
+    // "body must be object". Now any other type is 415 UNSUPPORTED_MEDIA_TYPE, as documented.
+    // (Routes that store bodies as files own their parsers.)
+    api.removeContentTypeParser('text/plain');
     api.addHook('onRequest', async (request) => {
       const mode = request.routeOptions.config.auth;
       if (mode === 'none' || mode === 'optional') return;

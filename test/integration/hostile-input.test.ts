@@ -295,15 +295,22 @@ describe('strict JSON bodies', () => {
   }
 
   test('a body that is not JSON at all is 415, in the native error shape', async () => {
-    const res = await readJson(
-      fetch(`${w.url}/v1/uploads`, {
-        method: 'POST',
-        headers: { 'x-api-key': w.key, 'content-type': 'application/xml' },
-        body: '<files/>',
-      }),
-    );
-    assert.equal(res.status, 415);
-    assert.equal(res.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+    // text/plain too, even holding JSON: JSON routes read application/json only.
+    const bodies: Array<[string, string]> = [
+      ['application/xml', '<files/>'],
+      ['text/plain', JSON.stringify({ files: [{ name: 'a.txt', size: 1 }] })],
+    ];
+    for (const [type, body] of bodies) {
+      const res = await readJson(
+        fetch(`${w.url}/v1/uploads`, {
+          method: 'POST',
+          headers: { 'x-api-key': w.key, 'content-type': type },
+          body,
+        }),
+      );
+      assert.equal(res.status, 415, type);
+      assert.equal(res.body.error.code, 'UNSUPPORTED_MEDIA_TYPE', type);
+    }
   });
 
   test('a 10 MB JSON body is 413 and the server carries on', async () => {
@@ -399,6 +406,16 @@ describe('bad digests and types are refused before anything is stored', () => {
       () => uploadRaw(w, w.key, 'd.bin', bytes, { query: { content_type: 'nonsense' } }),
       'bad ?content_type',
     );
+    // The same in the header, which is the file's type: what the HTTP layer cannot parse as a
+    // media type at all is the client's mistake about its file (400), not an unreadable body (415).
+    for (const type of ['text', 'a/b/c', '/', 'image/jpeg,text/html', 'text/plain; charset']) {
+      await refusedWithoutTrace(
+        400,
+        'INVALID_CONTENT_TYPE',
+        () => uploadRaw(w, w.key, 'd.bin', bytes, { contentType: type }),
+        `Content-Type: ${type}`,
+      );
+    }
   });
 
   test('unknown query parameters on POST /v1/assets are refused', async () => {

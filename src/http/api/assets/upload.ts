@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
+import { validateContentType } from '../../../core/names.js';
 import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
@@ -71,6 +72,11 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
     '/v1/assets',
     {
       config: { documentedBody: UPLOAD_BODY },
+      // The header is the file's type: one Fastify cannot even parse (`text`, `a/b/c`) is
+      // refused as the core refuses any invalid type, before Fastify's 415 for an unreadable body.
+      onRequest: async (request) => {
+        validateContentType(request.headers['content-type']);
+      },
       schema: {
         operationId: 'uploadAsset',
         summary: 'Upload a file through Wharf',
