@@ -26,9 +26,11 @@ export class StorageEndpointService {
    */
   async putObject(request: SignedRequest, body: Readable): Promise<Digests> {
     try {
+      // Before the signature, which covers the length: without one the answer is 411 (as
+      // documented, and as S3 answers), not a signature mismatch that hides the cause.
+      const length = requireLength(request);
       const { key } = await this.verify(request, { headers: ['content-type'] });
       const header = (name: string) => headerOf(request, name);
-      const length = requireLength(request);
       const md5 = header('content-md5');
       const sha256 = header('x-amz-checksum-sha256');
       return await this.uploads.receive({
@@ -58,8 +60,8 @@ export class StorageEndpointService {
   /** UploadPart (`PUT /<key>?partNumber=N&uploadId=X`): the part streams to storage. */
   async uploadPart(request: SignedRequest, body: Readable): Promise<StoredPart> {
     try {
-      const { key, query } = await this.verify(request, { query: ['partNumber', 'uploadId'] });
       const size = requireLength(request);
+      const { key, query } = await this.verify(request, { query: ['partNumber', 'uploadId'] });
       const md5 = headerOf(request, 'content-md5');
       return await this.multipart.receivePart({
         key,
