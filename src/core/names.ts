@@ -11,9 +11,13 @@ const MAX_NAME_BYTES = 255;
 // C0 controls (NUL, CR, LF, TAB…), DEL and C1 controls.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
-// Bidirectional overrides/isolates ("invoice\u202Efdp.exe" shows as "invoiceexe.pdf"),
-// zero-width characters and the BOM, which make two different names look identical.
-const INVISIBLE = /[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+// Characters a name shows nothing of, which make two different names look identical or a
+// name look empty: Unicode's default-ignorable code points (bidirectional overrides and
+// isolates, "invoice\u202Efdp.exe" showing as "invoiceexe.pdf"; zero-width characters; the
+// BOM; the soft hyphen; Hangul fillers, which look blank; tag characters), and the line and
+// paragraph separators. By property rather than by list: the list missed some (fuzzing).
+// Variation selectors are kept: they pick an emoji's presentation ("❤️") and hide nothing.
+const INVISIBLE = /(?![\uFE00-\uFE0F\u{E0100}-\u{E01EF}])[\p{Default_Ignorable_Code_Point}\p{Zl}\p{Zp}]/u;
 const SEPARATOR = /[/\\]/u;
 
 export function validateFileName(raw: string): string {
