@@ -176,6 +176,16 @@ describe('GET /v1/assets: listing', () => {
       assert.equal(res.status, 400, query);
       assert.equal(res.body.error.code, 'VALIDATION_FAILED', query);
     }
+    // A cursor is the id of the last item of a page: anything else is refused, not read as
+    // "from the start" (a client with a damaged cursor would loop on page one) or "nothing left".
+    const cursors = ['abc', '0', 'zzzz', `${'0'.repeat(8)}-0000-0000-0000-00000000000`, "' or 1=1 --"];
+    for (const route of ['/v1/assets', '/v1/uploads', '/v1/upload-tokens']) {
+      for (const cursor of cursors) {
+        const res = await api(w.url, key, 'GET', `${route}?cursor=${encodeURIComponent(cursor)}`);
+        assert.equal(res.status, 400, `${route} ${cursor}`);
+        assert.equal(res.body.error.code, 'VALIDATION_FAILED', `${route} ${cursor}`);
+      }
+    }
     for (const type of ['image', 'image/', '/*', 'a b/c', 'text/plain\r\nx: y']) {
       const res = await api(w.url, key, 'GET', `/v1/assets?content_type=${encodeURIComponent(type)}`);
       assert.equal(res.status, 400, type);

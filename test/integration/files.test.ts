@@ -153,6 +153,15 @@ describe('PUT /v1/files/{namespace}/{name}: versions', () => {
       assert.equal(res.status, 400, `${query}: ${JSON.stringify(res.body)}`);
     }
   });
+
+  test('the versions list takes no parameters: a cursor or a typo is refused, not ignored', async () => {
+    for (const query of ['?cursor=zzz', '?limit=1', '?foo=bar']) {
+      const res = await getFile('docs', 'readme.txt', `/versions${query}`);
+      assert.equal(res.status, 400, `${query}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+    }
+    assert.equal((await getFile('docs', 'readme.txt', '/versions')).status, 200);
+  });
 });
 
 describe('versions and identical content', () => {

@@ -6,12 +6,12 @@ import { HEAD_BYTES } from '../../core/resumable.js';
 import { RUFH_PATH } from '../rufh/routes.js';
 import { TUS_PATH } from '../tus/routes.js';
 import type { ApiContext, App } from './context.js';
-import { errorResponses, IdParams, iso, UploadStateSchema, uploadStateJson } from './schemas.js';
+import { errorResponses, IdParams, iso, PageCursor, UploadStateSchema, uploadStateJson } from './schemas.js';
 
 const UploadListQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: MAX_UPLOADS_PER_PAGE, default: 100 }),
-    cursor: Type.Optional(Type.String({ maxLength: 64, description: '`next_cursor` of the previous page.' })),
+    cursor: PageCursor,
     status: Type.Optional(
       Type.Union([Type.Literal('pending'), Type.Literal('completed'), Type.Literal('expired')], {
         description:

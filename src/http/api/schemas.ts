@@ -195,6 +195,15 @@ export const UploadStateSchema = named(
 
 export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
+/**
+ * `?cursor=`: the `next_cursor` of the previous page, which is the id (a UUID) of that page's
+ * last item. Anything else is refused: compared as text, it read as "from the start" or as
+ * "nothing left", and a client holding a damaged cursor looped on the first page.
+ */
+export const PageCursor = Type.Optional(
+  Type.String({ format: 'uuid', maxLength: 36, description: '`next_cursor` of the previous page.' }),
+);
+
 // A batch of uploads shares one expiry, and an asset listing often one second: the last
 // formatted time is kept.
 let lastIsoMs = Number.NaN;

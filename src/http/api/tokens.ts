@@ -3,7 +3,7 @@ import type { UploadToken } from '../../core/model.js';
 import { MAX_TOKEN_SECONDS } from '../../core/tokens.js';
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
-import { errorResponses, IdParams, iso } from './schemas.js';
+import { errorResponses, IdParams, iso, PageCursor } from './schemas.js';
 
 const Limit = (description: string) =>
   Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
@@ -130,7 +130,7 @@ const MintedTokenSchema = named(
 const ListQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-    cursor: Type.Optional(Type.String({ maxLength: 64, description: '`next_cursor` of the previous page.' })),
+    cursor: PageCursor,
   },
   { additionalProperties: false },
 );

@@ -13,7 +13,7 @@ import {
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { webhookPayload } from './event-json.js';
-import { ErrorSchema, errorResponses, IdParams, iso } from './schemas.js';
+import { ErrorSchema, errorResponses, IdParams, iso, PageCursor } from './schemas.js';
 import { deliveryJson, WebhookSchema, webhookJson } from './webhook-json.js';
 
 // Endpoint settings are small; a megabyte of JSON here is a mistake or an attack.
@@ -185,7 +185,7 @@ const DeliveryPageSchema = named(
 const DeliveriesQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: MAX_DELIVERIES_PER_PAGE, default: 50 }),
-    cursor: Type.Optional(Type.String({ maxLength: 64 })),
+    cursor: PageCursor,
     status: Type.Optional(StatusSchema),
   },
   { additionalProperties: false },

@@ -3,12 +3,20 @@ import { MAX_PAGE_SIZE } from '../../../core/assets.js';
 import { validateTypeFilter } from '../../../core/names.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
-import { AccessSchema, AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
+import {
+  AccessSchema,
+  AssetSchema,
+  assetJson,
+  errorResponses,
+  IdParams,
+  iso,
+  PageCursor,
+} from '../schemas.js';
 
 const ListQuery = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 100 }),
-    cursor: Type.Optional(Type.String({ maxLength: 64, description: '`next_cursor` of the previous page.' })),
+    cursor: PageCursor,
     prefix: Type.Optional(Type.String({ maxLength: 1024, description: 'Only names starting with this.' })),
     content_type: Type.Optional(
       Type.String({ maxLength: 255, description: 'Exact type (`image/png`) or a whole family (`image/*`).' }),

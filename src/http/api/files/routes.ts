@@ -142,6 +142,8 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
         summary: 'Every version of a named file, oldest first',
         tags: ['files'],
         params: FileParams,
+        // One page, every version: no parameters, so a cursor or a typo is refused, not ignored.
+        querystring: Type.Object({}, { additionalProperties: false }),
         response: { 200: VersionListSchema, ...errorResponses },
       },
     },
