@@ -409,7 +409,14 @@ describe('GET /v1/assets/{id}/content', () => {
   });
 
   test('If-None-Match with the ETag is 304 with no body', async () => {
-    for (const inm of [`"${text.sha256}"`, `"other", "${text.sha256}"`, '*']) {
+    // Weak comparison (RFC 9110 §13.1.2): a W/ tag a cache or proxy weakened still matches.
+    for (const inm of [
+      `"${text.sha256}"`,
+      `"other", "${text.sha256}"`,
+      '*',
+      `W/"${text.sha256}"`,
+      `"x",W/"${text.sha256}"`,
+    ]) {
       const res = await get(`/v1/assets/${text.id}/content`, { 'if-none-match': inm });
       assert.equal(res.status, 304, inm);
       assert.equal(await res.text(), '');

@@ -43,8 +43,10 @@ export async function sendStored(request: FastifyRequest, reply: FastifyReply, b
     .header('cross-origin-resource-policy', bytes.resourcePolicy ?? 'same-site')
     .header('repr-digest', `sha-256=:${Buffer.from(bytes.sha256, 'hex').toString('base64')}:`);
 
+  // If-None-Match compares weakly (RFC 9110 §13.1.2): a W/ prefix a proxy added still matches.
+  // If-Range below compares strongly, as it must.
   const ifNoneMatch = request.headers['if-none-match'];
-  if (ifNoneMatch?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) {
+  if (ifNoneMatch?.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*')) {
     // No payload at all: Fastify's HEAD route (exposed from a GET) fails on a null one.
     return reply.status(304).send(undefined as never);
   }
