@@ -507,7 +507,8 @@ export class ImageService {
   /** The `derive-image` job: every format a request for the preset may negotiate. */
   async deriveJob(job: Job): Promise<void> {
     const asset = await this.store.getAssetById(String(job.payload.assetId));
-    if (!asset) throw new PermanentJobError('The asset no longer exists.');
+    // Deleted meanwhile: nothing to render (and not a failure; see the process-asset job).
+    if (!asset) return;
     const preset = await this.store.getPreset(asset.accountId, String(job.payload.preset));
     if (!preset) return;
     let source: Source;

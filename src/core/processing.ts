@@ -91,7 +91,9 @@ export function processAssetJob(
   return async (job: Job): Promise<void> => {
     const assetId = String(job.payload.assetId);
     const asset = await store.getAssetById(assetId);
-    if (!asset) throw new PermanentJobError(`Asset ${assetId} no longer exists.`);
+    // Deleted before its turn came (an upload then a delete a moment later): nothing to do.
+    // Not a failure: a job given up is what operators alert on.
+    if (!asset) return;
     let analysis: AssetAnalysis = {};
     if (asset.size > 0) {
       const end = Math.min(asset.size, analyzer.headBytes) - 1;

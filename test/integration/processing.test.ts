@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
-import { presignedUpload, readJson, uploadRaw } from '../helpers/assets.js';
+import { dbQuery, presignedUpload, readJson, uploadRaw } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -174,6 +174,25 @@ describe('processing sniffs the content', () => {
     const read = await asset(res.body.asset.id);
     assert.equal(read.processing, 'done');
     assert.deepEqual(read.analysis, {});
+  });
+});
+
+describe('an asset deleted before its processing ran', () => {
+  test('its job ends quietly as done, not as a job given up (what operators alert on)', async () => {
+    const created = await upload(
+      'short-lived.txt',
+      `gone soon ${randomBytes(4).toString('hex')}\n`,
+      'text/plain',
+    );
+    const deleted = await api(w.url, w.key, 'DELETE', `/v1/assets/${created.id}`);
+    assert.equal(deleted.status, 204);
+    await w.wharf.core.jobs.drain();
+    const jobs = dbQuery<{ status: string; kind: string }>(
+      w,
+      "select status, kind from jobs where payload like ? and kind = 'process-asset'",
+      `%${created.id}%`,
+    );
+    assert.deepEqual(jobs, [{ status: 'done', kind: 'process-asset' }]);
   });
 });
 
