@@ -740,6 +740,8 @@ describe('SSRF: private targets are refused unless allowed', () => {
       'http://app.localhost/x',
       'http://[::1]/x',
       'http://[::ffff:127.0.0.1]/x',
+      'http://[::127.0.0.1]/x',
+      'http://[::7f00:1]/x',
       'http://169.254.169.254/latest/meta-data/',
       'http://10.0.0.8/',
       'http://172.16.5.4/',
