@@ -131,6 +131,22 @@ export class AssetService {
     if (!asset || !(await this.withinConfinement(principal, asset))) {
       throw new WharfError('NOT_FOUND', 'No such asset.');
     }
+    if (principal.namePrefix !== null) {
+      // The asset is one per content: uploaded again under another name (by a key that may
+      // read or change everything), it is that uploader's too, and not the confined key's alone
+      // to delete. The same rule as for namespaces, below.
+      const prefix = principal.namePrefix;
+      const names = await this.store.uploadNamesOfAsset(principal.accountId, id);
+      if (names.some((name) => !name.startsWith(prefix))) {
+        throw new WharfError(
+          'NAME_PREFIX_DENIED',
+          'The asset was also uploaded under a name outside your prefix.',
+          {
+            name_prefix: prefix,
+          },
+        );
+      }
+    }
     if (principal.namespace !== null) {
       const elsewhere = (await this.store.namespacesOfAsset(principal.accountId, id)).filter(
         (namespace) => namespace !== principal.namespace,

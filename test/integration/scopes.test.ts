@@ -291,6 +291,34 @@ describe('confinement', () => {
     assert.equal((await api(w.url, w.key, 'GET', '/v1/files/docs/readme.txt')).body.version, 1);
   });
 
+  test('a name-prefix key with write deletes only assets nobody uploaded under another name', async () => {
+    const confined = await key({ scopes: ['read', 'upload', 'write'], name_prefix: 'team-c-' });
+    const bytes = randomBytes(40);
+    const own = await uploadRaw(w, confined.secret, 'team-c-draft.bin', bytes);
+    assert.equal(own.status, 201);
+    // The admin uploads the same bytes under its own name: one asset, now the admin's too.
+    const theirs = await uploadRaw(w, w.key, 'published.bin', bytes);
+    assert.equal(theirs.body.asset.id, own.body.asset.id);
+    const denied = await api(w.url, confined.secret, 'DELETE', `/v1/assets/${own.body.asset.id}`);
+    refused(denied, 'NAME_PREFIX_DENIED', 'shared');
+    assert.equal(denied.body.error.details.name_prefix, 'team-c-');
+    refused(
+      await api(w.url, confined.secret, 'PATCH', `/v1/assets/${own.body.asset.id}`, { access: 'public' }),
+      'NAME_PREFIX_DENIED',
+      'access of a shared one',
+    );
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${own.body.asset.id}`)).status, 200, 'kept');
+    // Uploaded again within the prefix: still its own.
+    const mine = randomBytes(16);
+    const alone = await uploadRaw(w, confined.secret, 'team-c-alone.bin', mine);
+    const again = await uploadRaw(w, confined.secret, 'team-c-alone-again.bin', mine);
+    assert.equal(again.body.asset.id, alone.body.asset.id);
+    assert.equal(
+      (await api(w.url, confined.secret, 'DELETE', `/v1/assets/${alone.body.asset.id}`)).status,
+      204,
+    );
+  });
+
   test('a namespace key with write deletes only assets filed nowhere else', async () => {
     const confined = await key({ scopes: ['read', 'upload', 'write'], namespace: 'drafts' });
     const bytes = randomBytes(40);

@@ -132,6 +132,19 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       return row && toUpload(row);
     },
 
+    async uploadNamesOfAsset(accountId: string, assetId: string): Promise<string[]> {
+      const rows = await db
+        .selectFrom('uploads')
+        .select('name')
+        .distinct()
+        .where('asset_id', '=', assetId)
+        .where('account_id', '=', accountId)
+        .where('status', '=', 'completed')
+        .orderBy('name')
+        .execute();
+      return rows.map((row) => row.name);
+    },
+
     async listAutoCompletable(limit: number, after?: Upload): Promise<Upload[]> {
       // Literals, so the partial index uploads_auto_complete serves it (see migration 009).
       let query = db
