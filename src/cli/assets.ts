@@ -1,6 +1,6 @@
 /** `wharf assets verify`: every stored asset read back and checked against its record. */
 import type { IntegrityProblem } from '../core/integrity.js';
-import { accountOption, type Command, Failure, HELP, requireAccount } from './command.js';
+import { accountOption, type Command, chosenAccounts, Failure, HELP } from './command.js';
 import { printable } from './format.js';
 
 export const ASSET_COMMANDS: Command[] = [
@@ -15,8 +15,7 @@ export const ASSET_COMMANDS: Command[] = [
     async run({ values }, ctx) {
       const accountId = accountOption(values);
       const { core, store } = await ctx.open();
-      if (accountId !== undefined) await requireAccount(store, accountId);
-      const accounts = accountId !== undefined ? [accountId] : (await store.listAccounts()).map((a) => a.id);
+      const accounts = await chosenAccounts(store, accountId);
       const report = await core.integrity.verify(accounts, {
         // A long check says what it finds as it goes.
         onProblem: values.json ? undefined : (problem) => ctx.io.stdout(`${problemLine(problem)}\n`),

@@ -47,3 +47,13 @@ export function checkAccountId(id: string): void {
 export async function requireAccount(store: OpenedCore['store'], id: string): Promise<void> {
   if (!(await store.getAccount(id))) throw new Failure(`No account "${id}".`);
 }
+
+/** What a command over "one account, or every one" works on: `--account`'s (which must exist), or all. */
+export async function chosenAccounts(
+  store: OpenedCore['store'],
+  accountId: string | undefined,
+): Promise<string[]> {
+  if (accountId === undefined) return (await store.listAccounts()).map((a) => a.id);
+  await requireAccount(store, accountId);
+  return [accountId];
+}

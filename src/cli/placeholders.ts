@@ -1,5 +1,5 @@
 /** `wharf placeholders backfill`: placeholders for images processed before Wharf made them. */
-import { accountOption, type Command, HELP, requireAccount } from './command.js';
+import { accountOption, type Command, chosenAccounts, HELP } from './command.js';
 
 export const PLACEHOLDER_COMMANDS: Command[] = [
   {
@@ -13,8 +13,7 @@ export const PLACEHOLDER_COMMANDS: Command[] = [
     async run({ values }, ctx) {
       const accountId = accountOption(values);
       const { core, store } = await ctx.open();
-      if (accountId !== undefined) await requireAccount(store, accountId);
-      const accounts = accountId !== undefined ? [accountId] : (await store.listAccounts()).map((a) => a.id);
+      const accounts = await chosenAccounts(store, accountId);
       const { scanned, queued } = await core.placeholders.queueMissing(accounts);
       if (values.json) {
         ctx.io.stdout(`${JSON.stringify({ scanned, queued }, null, 2)}\n`);
