@@ -260,7 +260,7 @@ export class RufhService {
     try {
       return { outcome: await this.resumable.finish(upload) };
     } catch (err) {
-      if (!isWharfError(err) || err.code === 'SERVICE_UNAVAILABLE') throw err;
+      if (!isWharfError(err) || err.code === 'SERVICE_UNAVAILABLE' || err.code === 'STORAGE_FULL') throw err;
       return { refusal: err };
     }
   }

@@ -266,8 +266,9 @@ export class ResumableService {
     try {
       return await complete();
     } catch (err) {
-      // Storage or the database being away is not the file's fault: the upload stays open.
-      if (!isWharfError(err) || err.code === 'SERVICE_UNAVAILABLE') throw err;
+      // Storage or the database being away, or a full disk, is not the file's fault: the
+      // upload stays open, its bytes kept, and a HEAD or the sweep completes it later.
+      if (!isWharfError(err) || err.code === 'SERVICE_UNAVAILABLE' || err.code === 'STORAGE_FULL') throw err;
       await this.fail(upload, err);
       throw err;
     }
