@@ -261,6 +261,14 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
     ) {
       throw new WharfError('MALFORMED_SIGNATURE', 'The presigned URL has malformed signing parameters.');
     }
+    // The signature covers the parameter's text. It is recomputed below from the number, so a
+    // URL whose expiry is written another way ("0900", "9e2", "900.0") would still match.
+    if (param('X-Amz-Expires') !== String(expires)) {
+      throw new WharfError(
+        'INVALID_SIGNATURE',
+        'The request signature we calculated does not match the signature you provided.',
+      );
+    }
     const signedHeaders = param('X-Amz-SignedHeaders').split(';');
     const signature = param('X-Amz-Signature');
 

@@ -300,6 +300,20 @@ describe('the signature binds the URL, the type and the size', () => {
           bytes,
         ),
     ],
+    ...['0', '.0', 'e0'].map((edit): [string, () => Promise<Response>] => [
+      `expiry written another way (${edit === '0' ? 'a leading 0' : `"${edit}" appended`})`,
+      () =>
+        put(
+          {
+            ...intent,
+            url: tamper(intent.url, (u) => {
+              const expires = u.searchParams.get('X-Amz-Expires')!;
+              u.searchParams.set('X-Amz-Expires', edit === '0' ? `0${expires}` : `${expires}${edit}`);
+            }),
+          },
+          bytes,
+        ),
+    ]),
     [
       'query parameter added',
       () => put({ ...intent, url: tamper(intent.url, (u) => u.searchParams.set('versionId', 'v1')) }, bytes),
