@@ -485,6 +485,26 @@ describe('checksum extension', () => {
     assert.equal(await offsetOf(url), 0);
   });
 
+  test('creation with a body longer than Upload-Length: 413, and the upload it made ends at once', async () => {
+    const name = `overlong-${randomBytes(4).toString('hex')}.bin`;
+    const res = await tus(
+      `${w.url}/v1/tus/`,
+      'POST',
+      { 'Upload-Length': '10', 'Upload-Metadata': `filename ${b64(name)}` },
+      randomBytes(20),
+    );
+    assert.equal(res.status, 413, await res.text());
+    assert.equal(res.headers.get('location'), null, 'nothing the client could resume');
+    const [row] = dbQuery<{ status: string; storage_key: string }>(
+      w,
+      'select status, storage_key from uploads where name = ?',
+      name,
+    );
+    assert.equal(row?.status, 'expired', 'ended now, not left pending for the sweep');
+    const url = `${w.url}/v1/tus/${row!.storage_key.split('/').slice(1).join('/')}`;
+    assert.deepEqual(await tusLeftovers(url), []);
+  });
+
   test('creation with upload checks the checksum before anything is created', async () => {
     const bytes = randomBytes(500);
     const res = await tus(

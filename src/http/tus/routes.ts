@@ -205,6 +205,17 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       if (method === 'DELETE' && response.status === 204 && call.upload) {
         await core.resumable.terminated(call.upload);
       }
+      if (method === 'POST' && response.status >= 400 && call.upload) {
+        // A creation refused after its upload was made (a body longer than Upload-Length):
+        // the client got no Location, so nothing can resume it. It ends now, its bytes freed
+        // and upload.failed recorded, instead of lying pending until the sweep.
+        const why =
+          call.error ??
+          (response.status === 413
+            ? new WharfError('FILE_TOO_LARGE', 'The body was longer than Upload-Length.')
+            : new WharfError('INTERNAL', `The creation failed (${response.status}).`));
+        await core.resumable.fail(call.upload, why);
+      }
       return send(reply, response, call);
     } finally {
       if (staged) await rm(staged.path, { force: true });
