@@ -19,6 +19,7 @@ import {
   seriesValue,
   WARN,
 } from '../helpers/observe.js';
+import { sql } from '../helpers/process.js';
 import { Receiver } from '../helpers/receiver.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -166,28 +167,38 @@ describe('GET /metrics', () => {
     const unreadable = (await uploadRaw(w, w.key, 'unreadable.bin', randomBytes(100))).body.asset;
     assert.equal(await jobs('queued'), 3, 'three new assets, three processing jobs waiting');
 
-    // One asset is deleted before its job runs (nothing to retry), another loses its bytes
-    // (storage may come back: retried later).
+    // One asset is deleted before its job runs (nothing left to do: the job is done, not a
+    // failure), another loses its bytes (storage may come back: retried later). A job nothing
+    // can run (a kind this version has no handler for, as after a downgrade) is given up.
     assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${deleted.id}`)).status, 204);
     await removeStoredBytes(w, unreadable.id);
+    const now = w.clock.now();
+    const stray = '0190a0a0-0000-7000-8000-000000000001';
+    await sql(
+      w.databaseUrl,
+      `insert into jobs (id, kind, payload, status, attempts, run_at, created_at, updated_at)
+       values ('${stray}', 'retired-kind', '{}', 'queued', 0, ${now}, ${now}, ${now})`,
+    );
     await w.wharf.core.jobs.drain();
 
     const after = await scrape(w.url);
     const delta = (name: string, labels: Record<string, string>) =>
       seriesValue(after, name, labels) - seriesValue(before, name, labels);
-    assert.equal(delta('wharf_jobs_completed_total', { kind: 'process-asset' }), 1);
-    assert.equal(delta('wharf_job_failures_total', { kind: 'process-asset', given_up: 'true' }), 1);
+    assert.equal(
+      delta('wharf_jobs_completed_total', { kind: 'process-asset' }),
+      2,
+      'kept, and the deleted one',
+    );
+    assert.equal(delta('wharf_job_failures_total', { kind: 'process-asset', given_up: 'true' }), 0);
     assert.equal(delta('wharf_job_failures_total', { kind: 'process-asset', given_up: 'false' }), 1);
+    assert.equal(delta('wharf_job_failures_total', { kind: 'retired-kind', given_up: 'true' }), 1);
     assert.equal(
       seriesValue(after, 'wharf_jobs', { kind: 'process-asset', status: 'queued' }),
       1,
       'the retry',
     );
-    assert.equal(
-      seriesValue(after, 'wharf_jobs', { kind: 'process-asset', status: 'failed' }),
-      1,
-      'given up',
-    );
+    assert.equal(seriesValue(after, 'wharf_jobs', { kind: 'process-asset', status: 'failed' }), 0);
+    assert.equal(seriesValue(after, 'wharf_jobs', { kind: 'retired-kind', status: 'failed' }), 1, 'given up');
     assert.equal(seriesValue(after, 'wharf_jobs', { kind: 'verify-asset', status: 'queued' }), 0);
     assert.ok(kept.id);
 
@@ -195,10 +206,16 @@ describe('GET /metrics', () => {
     assert.ok(givenUp, 'the job given up is logged');
     assert.equal(givenUp.level, ERROR);
     const job = givenUp.job as { kind: string; id: string; attempt: number };
-    assert.equal(job.kind, 'process-asset');
+    assert.equal(job.kind, 'retired-kind');
+    assert.equal(job.id, stray);
     assert.match(job.id, UUID);
     assert.equal(job.attempt, 1);
-    assert.match((givenUp.err as { message: string }).message, new RegExp(deleted.id));
+    assert.match((givenUp.err as { message: string }).message, /No handler for job kind "retired-kind"/);
+    assert.equal(
+      logs.lines.filter((l) => l.msg === 'background job failed and was given up').length,
+      1,
+      'the deleted asset’s job is not among them',
+    );
 
     const retrying = logs.find((l) => l.msg === 'background job failed; it will be retried');
     assert.ok(retrying, 'the job to be retried is logged');
