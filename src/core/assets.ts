@@ -264,7 +264,7 @@ export class AssetService {
 }
 
 /** An asset whose recorded bytes storage no longer holds: lost data, not a bad request. */
-function bytesMissing(assetId: string): WharfError {
+export function bytesMissing(assetId: string): WharfError {
   return new WharfError(
     'BYTES_MISSING',
     'The stored bytes of this asset are missing from storage; an operator must restore them or delete the asset.',

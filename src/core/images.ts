@@ -6,7 +6,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AssetService } from './assets.js';
+import { type AssetService, bytesMissing } from './assets.js';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import { DigestStream } from './hashing.js';
@@ -157,13 +157,21 @@ export class ImageService {
   /** The stored rendering of `asset` for this request, made now if it is new. */
   async render(asset: Asset, request: TransformRequest, accept: string | undefined): Promise<Rendered> {
     const transform = await this.resolve(asset.accountId, request);
-    const source = await this.sourceOf(asset);
-    const format = negotiateFormat(transform.format, accept, source.format);
-    const spec = outputSpec(transform, format);
-    const derivative = await this.ensure(asset, specKey(spec), format, (sink) =>
-      this.renderFrom(source, spec, sink),
-    );
-    return { derivative, negotiated: transform.format === 'auto' };
+    try {
+      const source = await this.sourceOf(asset);
+      const format = negotiateFormat(transform.format, accept, source.format);
+      const spec = outputSpec(transform, format);
+      const derivative = await this.ensure(asset, specKey(spec), format, (sink) =>
+        this.renderFrom(source, spec, sink),
+      );
+      return { derivative, negotiated: transform.format === 'auto' };
+    } catch (err) {
+      if (!(err instanceof ObjectMissing)) throw err;
+      // Deleted while it was being rendered (its bytes go right after its record): 404, as
+      // the next request would answer. Still recorded, its bytes were lost behind Wharf's back.
+      if (!(await this.store.getAssetById(asset.id))) throw new WharfError('NOT_FOUND', 'No such asset.');
+      throw bytesMissing(asset.id);
+    }
   }
 
   /**

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import exifr from 'exifr';
 import sharp from 'sharp';
 import type { BlobStore } from '../../src/core/ports.js';
-import { uploadRaw } from '../helpers/assets.js';
+import { dbQuery, uploadRaw } from '../helpers/assets.js';
 import { removeStoredObject, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -367,6 +367,41 @@ describe('a rendering whose stored object vanished', () => {
     // Stored again, once, and listed.
     assert.equal((await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`)).length, 1);
     assert.deepEqual((await derivatives(id)).map((d) => d.params).length, 2);
+  });
+});
+
+/** A small PNG of content no other test uploads (its own asset, not a deduplicated one). */
+function unique(width: number, height: number): Promise<Buffer> {
+  return sharp(randomBytes(width * height * 3), { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
+}
+
+describe('an original that goes while it is rendered', () => {
+  test('deleted at the same moment: 200 or 404, never a 500', async () => {
+    for (let round = 0; round < 16; round++) {
+      const { id } = await upload(`racing-${round}.png`, await unique(40, 30), 'image/png');
+      const [rendered, deleted] = await Promise.all([
+        get(`/v1/assets/${id}/image?w=${20 + round}&format=png`),
+        api(w.url, w.key, 'DELETE', `/v1/assets/${id}`),
+      ]);
+      assert.equal(deleted.status, 204);
+      assert.ok(
+        rendered.status === 200 || rendered.status === 404,
+        `round ${round}: ${rendered.status} ${rendered.bytes.toString().slice(0, 200)}`,
+      );
+      if (rendered.status === 404) assert.equal(rendered.json?.error.code, 'NOT_FOUND');
+    }
+  });
+
+  test('removed behind Wharf’s back: BYTES_MISSING, which names the asset', async () => {
+    const { id } = await upload('vanished-original.png', await unique(40, 30), 'image/png');
+    const [row] = dbQuery<{ storage_key: string }>(w, 'select storage_key from assets where id = ?', id);
+    await removeStoredObject(w, row!.storage_key);
+    const res = await get(`/v1/assets/${id}/image?w=20&format=png`);
+    assert.equal(res.status, 500);
+    assert.equal(res.json?.error.code, 'BYTES_MISSING');
+    assert.equal(res.json?.error.details.asset_id, id);
   });
 });
 
