@@ -205,6 +205,12 @@ export class FsMultipartParts {
         remove: () => rm(claimed, { recursive: true, force: true }),
       };
     } catch (err) {
+      if (isNotFound(err)) {
+        // Its manifest or a part vanished under the claim: an abort was removing the upload
+        // as it was claimed. What is left is the abort's to lose, not an upload to give back.
+        await rm(claimed, { recursive: true, force: true });
+        throw noSuchUpload();
+      }
       await release();
       throw err;
     }

@@ -6,6 +6,7 @@ import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { FileStore } from '@tus/file-store';
 import { ERRORS, StreamLimiter, Upload } from '@tus/utils';
 import { hashingPassThrough } from '../core/hash-worker.js';
+import { KeyedQueue } from '../core/keyed-queue.js';
 import type { Digests } from '../core/model.js';
 import type { ResumableStorage } from '../core/resumable.js';
 import { isDiskFull, storageFull } from '../core/unavailable.js';
@@ -41,7 +42,7 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
   // once. Side by side, one could remove the facts file the other had just written (adopt
   // clears a key's old facts before the bytes move in): one at a time, the second finds the
   // object in place. Only this process writes the directory, so a lock in it suffices.
-  const promoting = new KeyedQueue<Digests | undefined>();
+  const promoting = new KeyedQueue();
   const datastore = new WharfFileStore(blobs, fileOf, digests, bodies, finished, {
     directory: root,
     expirationPeriodInMilliseconds: expiresInSeconds * 1000,
@@ -105,22 +106,6 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
     return facts;
   }
   return { datastore, storage, bodies };
-}
-
-/** Runs the tasks given for one key one after another; tasks of different keys run at once. */
-class KeyedQueue<T> {
-  private readonly tails = new Map<string, Promise<T>>();
-
-  run(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.tails.get(key);
-    const next = previous ? previous.then(task, task) : task();
-    this.tails.set(key, next);
-    const forget = () => {
-      if (this.tails.get(key) === next) this.tails.delete(key);
-    };
-    next.then(forget, forget);
-    return next;
-  }
 }
 
 const WRITE_BUFFER = 1 << 20;

@@ -3,6 +3,7 @@ import { requireScope, seesWholeAccount } from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { isWharfError, WharfError } from './errors.js';
+import { KeyedQueue } from './keyed-queue.js';
 import type { Asset, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import {
@@ -51,6 +52,14 @@ export const MAX_PARTS_PER_SIGNING = 1000;
  * refused completion loses no part. The composed object is then verified like any upload.
  */
 export class MultipartService {
+  /**
+   * The steps that end an upload (complete, abort), one at a time per upload on this node. Side
+   * by side, an abort could mark the upload ended while a completion was composing its parts,
+   * leaving an object nobody owned; and a second completion (a retry, a double click) found the
+   * parts already taken and answered 404 instead of the asset.
+   */
+  private readonly ending = new KeyedQueue();
+
   constructor(
     private readonly store: Store,
     private readonly blobs: BlobStore,
@@ -172,21 +181,29 @@ export class MultipartService {
 
   /** Composes the named parts and completes the upload; idempotent once it has succeeded. */
   async complete(principal: Principal, uploadId: string, parts: PartReference[]): Promise<UploadOutcome> {
-    const upload = await this.multipartUpload(principal, uploadId);
-    if (upload.status === 'completed') return this.uploads.completeUpload(upload);
-    this.uploads.assertOpen(upload);
-    await this.compose(upload, multipartIdOf(upload), parts);
-    return this.uploads.completeUpload(upload);
+    // Checked before waiting in line: a caller that may not see the upload never waits on it.
+    await this.multipartUpload(principal, uploadId);
+    return this.ending.run(uploadId, async () => {
+      // Read again in turn: a completion that waited for another answers with its asset.
+      const upload = await this.multipartUpload(principal, uploadId);
+      if (upload.status === 'completed') return this.uploads.completeUpload(upload);
+      this.uploads.assertOpen(upload);
+      await this.compose(upload, multipartIdOf(upload), parts);
+      return this.uploads.completeUpload(upload);
+    });
   }
 
   /** Ends the upload and frees its parts. Aborting an aborted upload is a no-op. */
   async abort(principal: Principal, uploadId: string): Promise<void> {
-    const upload = await this.multipartUpload(principal, uploadId);
-    if (upload.status === 'completed') {
-      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
-    }
-    await this.store.expireUpload(upload.id, this.clock.now(), { reason: 'cancelled' });
-    await this.freeParts(upload);
+    await this.multipartUpload(principal, uploadId);
+    await this.ending.run(uploadId, async () => {
+      const upload = await this.multipartUpload(principal, uploadId);
+      if (upload.status === 'completed') {
+        throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+      }
+      await this.store.expireUpload(upload.id, this.clock.now(), { reason: 'cancelled' });
+      await this.freeParts(upload);
+    });
   }
 
   // ---- The embedded storage endpoint (S3 requests whose signature was checked) ----

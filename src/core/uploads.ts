@@ -16,15 +16,16 @@ import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
-import type {
-  BlobStore,
-  FinishResult,
-  NewJob,
-  PresignedPost,
-  PresignedRequest,
-  Store,
-  UploadLimits,
-  UploadToRecord,
+import {
+  type BlobStore,
+  type FinishResult,
+  type NewJob,
+  ObjectMissing,
+  type PresignedPost,
+  type PresignedRequest,
+  type Store,
+  type UploadLimits,
+  type UploadToRecord,
 } from './ports.js';
 import type { Replacement } from './privacy.js';
 import { NO_TELEMETRY, stopwatch, type Telemetry } from './telemetry.js';
@@ -748,8 +749,14 @@ export class UploadService {
       return await this.completeUpload(upload);
     } catch (err) {
       // One upload storage cannot account for must not stop the others.
-      if (!(err instanceof WharfError)) throw err;
-      return undefined;
+      if (err instanceof WharfError) return undefined;
+      // The sweep read this upload pending a moment ago; the request that brought its last
+      // byte may have completed it since, moving or (deduplicated) freeing the bytes the sweep
+      // was about to read. Settled, or its bytes gone: nothing for the sweep to do. Any other
+      // storage failure is the sweep's to report.
+      if (err instanceof ObjectMissing) return undefined;
+      if ((await this.store.getUpload(upload.id))?.status !== 'pending') return undefined;
+      throw err;
     }
   }
 
@@ -962,6 +969,14 @@ export class UploadService {
       if (isWharfError(err, 'QUOTA_EXCEEDED') || isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')) {
         await this.refuse(upload, uploadedKey, err);
         if (replaced) await this.blobs.delete(storageKey);
+      }
+      // Ended while its bytes were being completed (aborted, cancelled, or expired by the
+      // sweep, which had found no object yet): they are nobody's now, and no later sweep
+      // looks at an upload that is no longer pending. Freed here, unless an asset uses them.
+      if (isWharfError(err, 'UPLOAD_EXPIRED')) {
+        for (const key of new Set([uploadedKey, storageKey])) {
+          if ((await this.store.countAssetsWithStorageKey(key)) === 0) await this.blobs.delete(key);
+        }
       }
       throw err;
     }

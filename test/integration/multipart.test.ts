@@ -5,7 +5,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MULTIPART_LIMITS } from '../../src/core/ports.js';
-import { onS3, pendingWrites, storesOnS3 } from '../helpers/deployment.js';
+import { onS3, pendingWrites, storedKeys, storesOnS3 } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -204,6 +204,46 @@ describe('S3-style multipart through the native API', () => {
     assert.equal(late.body.error.code, 'UPLOAD_EXPIRED');
     const resign = await sign(w, started.body.id, [1]);
     assert.equal(resign.status, 410);
+  });
+
+  test('completions at once: one asset, and every one of them answers with it', async () => {
+    const file = fileOf(2);
+    const started = await start(w, file);
+    const etags = await putParts(w, started.body.id, slices(file));
+    const answers = await Promise.all(
+      Array.from({ length: 4 }, () => completeUpload(w, started.body.id, etags)),
+    );
+    // The first makes it; the others, in turn, find it made, as a retry does.
+    for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const ids = new Set(answers.map((a) => a.body.asset.id));
+    assert.equal(ids.size, 1, 'one asset');
+    assert.equal(sha256Hex(await content(w, [...ids][0]!)), sha256Hex(file));
+  });
+
+  test('complete and abort at once: an asset or nothing, never bytes without an asset', async () => {
+    for (let round = 0; round < 6; round++) {
+      const file = fileOf(2);
+      const started = await start(w, file);
+      const etags = await putParts(w, started.body.id, slices(file));
+      const [completed, aborted] = await Promise.all([
+        completeUpload(w, started.body.id, etags),
+        api(w.url, w.key, 'DELETE', `/v1/multipart/${started.body.id}`),
+      ]);
+      const label = `round ${round}: complete ${completed.status}, abort ${aborted.status}`;
+      if (completed.status === 200) {
+        assert.equal(aborted.status, 409, label);
+        assert.equal(sha256Hex(await content(w, completed.body.asset.id)), sha256Hex(file), label);
+      } else {
+        assert.equal(aborted.status, 204, label);
+        assert.equal(completed.status, 410, `${label} ${JSON.stringify(completed.body)}`);
+        assert.deepEqual(
+          (await storedKeys(w)).filter((k) => k === started.body.key),
+          [],
+          `${label}: no object of the aborted upload`,
+        );
+        assert.equal(await storageHolds(w, started.body), false, `${label}: no parts`);
+      }
+    }
   });
 
   test("another account's key sees none of it", async () => {
