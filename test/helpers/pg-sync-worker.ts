@@ -3,6 +3,7 @@ import pg from 'pg';
 
 /** The thread behind queryPostgres (see pg-sync.ts): one pool per database URL, kept. */
 interface Request {
+  seq: number;
   url: string;
   text: string;
   values: string[];
@@ -11,7 +12,7 @@ interface Request {
 const { port, signal } = workerData as { port: MessagePort; signal: Int32Array };
 const pools = new Map<string, pg.Pool>();
 
-port.on('message', async ({ url, text, values }: Request) => {
+port.on('message', async ({ seq, url, text, values }: Request) => {
   let pool = pools.get(url);
   if (!pool) {
     pool = new pg.Pool({ connectionString: url, max: 1, allowExitOnIdle: true });
@@ -22,11 +23,11 @@ port.on('message', async ({ url, text, values }: Request) => {
   }
   try {
     const result = await pool.query<{ rows: unknown[] }>(text, values);
-    port.postMessage({ rows: result.rows[0]!.rows });
+    port.postMessage({ seq, rows: result.rows[0]!.rows });
   } catch (err) {
-    port.postMessage({ error: (err as Error).message });
+    port.postMessage({ seq, error: (err as Error).message });
   }
-  // Posted first, then woken: the waiting thread finds the answer on its port.
-  Atomics.store(signal, 0, 1);
+  // Posted first, then woken: the waiting thread looks for this number's answer on its port.
+  Atomics.store(signal, 0, seq);
   Atomics.notify(signal, 0);
 });

@@ -25,21 +25,40 @@ function start(): { port: MessagePort; signal: Int32Array; worker: Worker } {
 }
 
 const TIMEOUT_MS = 30_000;
+let lastSeq = 0;
 
-/** Runs `text` ($1… placeholders, values as text) and returns the rows of its one JSON column `rows`. */
+/**
+ * Runs `text` ($1… placeholders, values as text) and returns the rows of its one JSON column `rows`.
+ * Each query carries a number, which the thread stores in `signal` once its answer is posted;
+ * the caller takes answers off the port until it finds that number's. Before, an answer not yet
+ * on the port when the caller woke (seen once, on a loaded machine) was left there and taken as
+ * the next query's, and every query after got its predecessor's rows.
+ */
 export function pgQuerySync<T>(url: string, text: string, values: string[]): T[] {
   thread ??= start();
   const { port, signal } = thread;
-  Atomics.store(signal, 0, 0);
-  port.postMessage({ url, text, values });
-  if (Atomics.wait(signal, 0, 0, TIMEOUT_MS) === 'timed-out') {
-    // Its answer may still come, and must never be taken for the next query's: a new thread then.
-    void thread.worker.terminate();
-    thread = undefined;
-    throw new Error(`PostgreSQL did not answer within ${TIMEOUT_MS} ms: ${text}`);
+  const seq = ++lastSeq;
+  port.postMessage({ seq, url, text, values });
+  const deadline = Date.now() + TIMEOUT_MS;
+  for (;;) {
+    const reply = receiveMessageOnPort(port)?.message as Reply<T> | undefined;
+    if (reply?.seq === seq) {
+      if ('error' in reply) throw new Error(`${reply.error} (in: ${text})`);
+      return reply.rows;
+    }
+    // An older query's answer (its caller gave up) is dropped; none yet: wait for the signal.
+    if (reply) continue;
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      // Its answer may still come; a new thread then, so that it never meets a later query.
+      void thread.worker.terminate();
+      thread = undefined;
+      throw new Error(`PostgreSQL did not answer within ${TIMEOUT_MS} ms: ${text}`);
+    }
+    const answered = Atomics.load(signal, 0);
+    // Answered but not yet on the port: look again after a moment.
+    Atomics.wait(signal, 0, answered, answered >= seq ? 1 : left);
   }
-  const reply = receiveMessageOnPort(port)?.message as { rows: T[] } | { error: string } | undefined;
-  if (!reply) throw new Error(`no answer from the query thread: ${text}`);
-  if ('error' in reply) throw new Error(`${reply.error} (in: ${text})`);
-  return reply.rows;
 }
+
+type Reply<T> = { seq: number } & ({ rows: T[] } | { error: string });
