@@ -13,13 +13,28 @@ import { DigestStream } from './hashing.js';
 import type { AssetAnalysis, Digests } from './model.js';
 import type { BlobStore, Store } from './ports.js';
 
-export type StripResult = { kind: 'clean' } | { kind: 'stripped'; head: Buffer };
+/** Bytes that replace as many bytes of the original, from `offset` on. */
+export interface Patch {
+  offset: number;
+  bytes: Buffer;
+}
 
-/** Finds and removes locations in the first bytes of an image, keeping their length. */
+export type StripResult = { kind: 'clean' } | { kind: 'stripped'; patches: Patch[] };
+
+/** An image as the stripper sees it: its first bytes at hand, the rest streamed on demand. */
+export interface ImageBytes {
+  head: Buffer;
+  size: number;
+  /** The bytes after the head, to the end. */
+  rest(): Promise<AsyncIterable<Buffer>>;
+}
+
+/** Finds locations in an image and says how to patch them away, keeping every length. */
 export interface LocationStripper {
+  /** How much of the file to hand over at once; formats that need more read the rest. */
   readonly headBytes: number;
   /** Throws LOCATION_NOT_REMOVABLE when a location is there but cannot be removed. */
-  strip(head: Buffer, size: number): Promise<StripResult>;
+  strip(file: ImageBytes): Promise<StripResult>;
 }
 
 /** What completion records instead of the upload's own bytes. */
@@ -63,10 +78,12 @@ export class LocationPrivacy {
       chunks.push(chunk as Buffer);
     }
     const head = Buffer.concat(chunks);
-    const result = await this.stripper.strip(head, digests.size);
+    const rest = () => this.blobs.read(key, { start: head.length, end: digests.size - 1 });
+    const result = await this.stripper.strip({ head, size: digests.size, rest });
     if (result.kind === 'clean') return undefined;
+    const { patches } = result;
 
-    // The patched head, then the rest of the original as stored, in one stream; the original's
+    // The original as stored, patched on its way through, in one stream; the original's
     // digests are computed on the way, so what was verified is what was copied.
     const originalSha256 = createHash('sha256').update(head);
     const originalMd5 = createHash('md5').update(head);
@@ -74,13 +91,15 @@ export class LocationPrivacy {
     const body = new PassThrough();
     const target = strippedKeyFor(key);
     const feed = (async () => {
-      body.write(result.head);
-      if (digests.size > head.length) {
-        const rest = await this.blobs.read(key, { start: head.length, end: digests.size - 1 });
-        for await (const chunk of rest) {
+      body.write(patched(head, 0, patches));
+      let at = head.length;
+      if (digests.size > at) {
+        for await (const chunk of await rest()) {
           originalSha256.update(chunk as Buffer);
           originalMd5.update(chunk as Buffer);
-          if (!body.write(chunk)) await new Promise((resolve) => body.once('drain', resolve));
+          const written = body.write(patched(chunk as Buffer, at, patches));
+          at += (chunk as Buffer).length;
+          if (!written) await new Promise((resolve) => body.once('drain', resolve));
         }
       }
       body.end();
@@ -114,4 +133,17 @@ export class LocationPrivacy {
       analysis: { hadGps: true, uploaded },
     };
   }
+}
+
+/** A copy of the bytes at [at, at + length) with the patches that reach them applied. */
+export function patched(bytes: Buffer, at: number, patches: readonly Patch[]): Buffer {
+  let out = bytes;
+  for (const patch of patches) {
+    const from = Math.max(at, patch.offset);
+    const to = Math.min(at + bytes.length, patch.offset + patch.bytes.length);
+    if (from >= to) continue;
+    if (out === bytes) out = Buffer.from(bytes);
+    patch.bytes.copy(out, from - at, from - patch.offset, to - patch.offset);
+  }
+  return out;
 }

@@ -1,12 +1,21 @@
-import { crc32 } from 'node:zlib';
+import { crc32, inflateSync } from 'node:zlib';
 import { fileTypeFromBuffer } from 'file-type';
 import { WharfError } from '../core/errors.js';
-import type { LocationStripper, StripResult } from '../core/privacy.js';
+import {
+  type ImageBytes,
+  type LocationStripper,
+  type Patch,
+  patched,
+  type StripResult,
+} from '../core/privacy.js';
 import { parseMetadata } from './exif-guard.js';
+import { type Container, chunksOf, isImageData } from './image-chunks.js';
 
 // As much as the analyzer reads (src/processing/image-analyzer.ts): every position it could
 // report is in here, so what this leaves behind the analysis cannot find either.
 const HEAD_BYTES = 16 * 1024 * 1024;
+/** The largest metadata chunk held to be checked; a bigger one is refused, not passed unread. */
+const MAX_METADATA_CHUNK = 16 * 1024 * 1024;
 
 /** XMP properties that say where a picture was taken. */
 const XMP_LOCATION =
@@ -18,49 +27,141 @@ const IPTC_PLACES = new Set([0x5a, 0x5c, 0x5f, 0x64, 0x65]);
  * Removes locations from images without re-encoding them: the GPS IFD of EXIF is emptied
  * and its values zeroed, XMP packets that name a place are replaced by an empty packet of
  * the same length, IPTC place names are blanked. Every change keeps the byte length, so the
- * stored copy is the patched head followed by the untouched rest of the original (streamed;
- * the image data itself is never decoded or changed). JPEG, PNG (CRCs recomputed) and WebP;
- * other formats carrying a location are refused, as is anything a second look still finds
- * a location in. Hand-written because the libraries that edit EXIF rewrite whole files in
- * memory, re-encode, or need ExifTool (Perl) installed.
+ * stored copy is the original with a few ranges patched (streamed; the image data itself is
+ * never decoded or changed). JPEG keeps its metadata before the image data, in the head; PNG
+ * (CRCs recomputed) and WebP may keep it anywhere, so their every chunk is walked, to the end
+ * of the file. Other formats carrying a location are refused, as is anything a second look
+ * still finds a location in, and metadata Wharf cannot rewrite in place (compressed text, a
+ * hex-encoded EXIF profile). Hand-written because the libraries that edit EXIF rewrite whole
+ * files in memory, re-encode, or need ExifTool (Perl) installed.
  */
 export class LocationScrubber implements LocationStripper {
   readonly headBytes = HEAD_BYTES;
 
-  async strip(head: Buffer, size: number): Promise<StripResult> {
+  async strip(file: ImageBytes): Promise<StripResult> {
+    const { head, size } = file;
     const type = await fileTypeFromBuffer(head);
-    if (!type?.mime.startsWith('image/')) return { kind: 'clean' };
-    const copy = Buffer.from(head);
-    let removed: boolean;
+    if (!type) {
+      // SVG is text, so file-type names no type: its metadata is XMP like any other.
+      if (/<svg[\s>]/i.test(head.toString('latin1', 0, 4096)) && anyLocation(head))
+        throw notRemovable('image/svg+xml');
+      return { kind: 'clean' };
+    }
+    if (!type.mime.startsWith('image/')) return { kind: 'clean' };
+    let patches: Patch[];
     switch (type.mime) {
-      case 'image/jpeg':
-        removed = scrubJpeg(copy, head.length < size);
+      case 'image/jpeg': {
+        const copy = Buffer.from(head);
+        patches = scrubJpeg(copy, head.length < size) ? [{ offset: 0, bytes: copy }] : [];
         break;
+      }
       case 'image/png':
-        removed = scrubPng(copy);
-        break;
       case 'image/webp':
-        removed = scrubWebp(copy);
+        patches = await scrubChunks(type.mime === 'image/png' ? 'png' : 'webp', file);
         break;
       default:
-        if (anyLocation(head) || (await hasLocation(head))) {
-          throw new WharfError(
-            'LOCATION_NOT_REMOVABLE',
-            `This account removes locations from images, and Wharf cannot remove one from ${type.mime} without re-encoding it: upload a JPEG, PNG or WebP, or remove the location first.`,
-            { detected: type.mime },
-          );
-        }
+        if (anyLocation(head) || (await hasLocation(head))) throw notRemovable(type.mime);
         return { kind: 'clean' };
     }
-    if (anyLocation(copy) || (await hasLocation(copy))) {
+    // The second look: nothing a parser of the whole head could read may still say where.
+    const patchedHead = patched(head, 0, patches);
+    if (anyLocation(patchedHead) || (await hasLocation(patchedHead))) {
       throw new WharfError(
         'LOCATION_NOT_REMOVABLE',
         'This image carries a location in a place Wharf cannot remove it from; remove it before uploading.',
         { detected: type.mime },
       );
     }
-    return removed ? { kind: 'stripped', head: copy } : { kind: 'clean' };
+    return patches.length > 0 ? { kind: 'stripped', patches } : { kind: 'clean' };
   }
+}
+
+function notRemovable(mime: string, why?: string): WharfError {
+  return new WharfError(
+    'LOCATION_NOT_REMOVABLE',
+    why ??
+      `This account removes locations from images, and Wharf cannot remove one from ${mime} without re-encoding it: upload a JPEG, PNG or WebP, or remove the location first.`,
+    { detected: mime },
+  );
+}
+
+/**
+ * PNG and WebP: every chunk but the image data, wherever it sits. EXIF and uncompressed XMP
+ * are patched; any other chunk that still says where (compressed text, a hex-encoded EXIF
+ * profile, a private chunk) is refused, as is a metadata chunk too large to hold.
+ */
+async function scrubChunks(container: Container, file: ImageBytes): Promise<Patch[]> {
+  const mime = `image/${container}`;
+  const patches: Patch[] = [];
+  for await (const chunk of chunksOf(container, wholeFile(file), MAX_METADATA_CHUNK)) {
+    if (!chunk.data) {
+      if (!isImageData(container, chunk.type))
+        throw notRemovable(mime, 'The image has more metadata than Wharf reads.');
+      continue;
+    }
+    const data = Buffer.from(chunk.data);
+    const body = container === 'png' && chunk.type !== 'trailing' ? data.subarray(0, chunk.length) : data;
+    let changed = false;
+    if (chunk.type === 'eXIf' || chunk.type === 'EXIF') {
+      changed = wipeGps(body, startsWith(body, 0, 'Exif\0\0') ? 6 : 0, body.length);
+    } else if (
+      (chunk.type === 'iTXt' && startsWith(body, 0, 'XML:com.adobe.xmp\0') && body[18] === 0) ||
+      chunk.type === 'XMP '
+    ) {
+      changed = blankXmp(body, 0, body.length);
+    }
+    if (anyLocation(body) || (container === 'png' && textSaysWhere(chunk.type, body))) {
+      throw notRemovable(
+        mime,
+        `The image carries a location in its ${JSON.stringify(chunk.type)} chunk, which Wharf cannot rewrite; remove it before uploading.`,
+      );
+    }
+    if (!changed) continue;
+    if (container === 'png') {
+      if (data.length < chunk.length + 4)
+        throw notRemovable(mime, 'The image ends inside a chunk that says where it was taken.');
+      data.writeUInt32BE(crc32(Buffer.concat([Buffer.from(chunk.type, 'latin1'), body])), chunk.length);
+    }
+    patches.push({ offset: chunk.offset, bytes: data });
+  }
+  return patches;
+}
+
+/** Bytes a reader decompresses or decodes from a PNG text chunk: XMP, or EXIF as hex ("Raw profile type exif"). */
+function textSaysWhere(type: string, body: Buffer): boolean {
+  if (type !== 'tEXt' && type !== 'zTXt' && type !== 'iTXt') return false;
+  const keywordEnd = body.indexOf(0);
+  if (keywordEnd < 0) return false;
+  const keyword = body.toString('latin1', 0, keywordEnd);
+  let text: Buffer;
+  try {
+    if (type === 'tEXt') text = body.subarray(keywordEnd + 1);
+    else if (type === 'zTXt')
+      text = inflateSync(body.subarray(keywordEnd + 2), { maxOutputLength: MAX_METADATA_CHUNK });
+    else {
+      // keyword \0 compressed? method language \0 translated keyword \0 text
+      const compressed = body[keywordEnd + 1] === 1;
+      const language = body.indexOf(0, keywordEnd + 3);
+      const translated = language < 0 ? -1 : body.indexOf(0, language + 1);
+      if (translated < 0) return false;
+      const raw = body.subarray(translated + 1);
+      text = compressed ? inflateSync(raw, { maxOutputLength: MAX_METADATA_CHUNK }) : raw;
+    }
+  } catch {
+    // Text no reader can decompress says nothing to anyone (a bigger one is refused above).
+    return false;
+  }
+  if (anyLocation(text)) return true;
+  if (!/^Raw profile type /i.test(keyword)) return false;
+  // ImageMagick's form: "\n<name>\n<length>\n<hex, in lines>".
+  const lines = text.toString('latin1').split('\n');
+  return anyLocation(Buffer.from(lines.slice(3).join('').replace(/\s+/g, ''), 'hex'));
+}
+
+/** The file from its first byte: the head already read, then the rest from storage. */
+async function* wholeFile(file: ImageBytes): AsyncGenerator<Buffer> {
+  yield file.head;
+  if (file.size > file.head.length) yield* await file.rest();
 }
 
 /**
@@ -69,7 +170,7 @@ export class LocationScrubber implements LocationStripper {
  * in AVIF and HEIC, say), and checks that nothing is left after stripping.
  */
 function anyLocation(bytes: Buffer): boolean {
-  if (XMP_LOCATION.test(bytes.toString('latin1'))) return true;
+  if (XMP_LOCATION.test(xmpText(bytes.toString('latin1')))) return true;
   const probe = Buffer.from(bytes);
   for (const header of ['II*\0', 'MM\0*']) {
     for (let at = probe.indexOf(header, 0, 'latin1'); at >= 0; at = probe.indexOf(header, at + 1, 'latin1')) {
@@ -137,58 +238,6 @@ function scrubJpeg(buf: Buffer, truncated: boolean): boolean {
   return removed;
 }
 
-/** PNG: eXIf and uncompressed XMP (iTXt) chunks, CRC recomputed for each one changed. */
-function scrubPng(buf: Buffer): boolean {
-  let removed = false;
-  let at = 8;
-  while (at + 12 <= buf.length) {
-    const length = buf.readUInt32BE(at);
-    const type = buf.toString('latin1', at + 4, at + 8);
-    const start = at + 8;
-    const end = start + length;
-    if (end + 4 > buf.length || type === 'IEND') break;
-    let changed = false;
-    if (type === 'eXIf') {
-      changed = wipeGps(buf, startsWith(buf, start, 'Exif\0\0') ? start + 6 : start, end);
-    } else if (type === 'iTXt' && startsWith(buf, start, 'XML:com.adobe.xmp\0')) {
-      const compressed = buf[start + 18] === 1;
-      if (compressed) {
-        if (XMP_LOCATION.test(buf.toString('latin1', start, end))) {
-          throw new WharfError('LOCATION_NOT_REMOVABLE', 'The image has compressed XMP metadata.');
-        }
-      } else {
-        changed = blankXmp(buf, start, end);
-      }
-    }
-    if (changed) {
-      buf.writeUInt32BE(crc32(buf.subarray(at + 4, end)), end);
-      removed = true;
-    }
-    at = end + 4;
-  }
-  return removed;
-}
-
-/** WebP: the RIFF EXIF and XMP chunks (no checksums). */
-function scrubWebp(buf: Buffer): boolean {
-  let removed = false;
-  let at = 12;
-  while (at + 8 <= buf.length) {
-    const type = buf.toString('latin1', at, at + 4);
-    const length = buf.readUInt32LE(at + 4);
-    const start = at + 8;
-    const end = start + length;
-    if (end > buf.length) break;
-    if (type === 'EXIF') {
-      removed = wipeGps(buf, startsWith(buf, start, 'Exif\0\0') ? start + 6 : start, end) || removed;
-    } else if (type === 'XMP ') {
-      removed = blankXmp(buf, start, end) || removed;
-    }
-    at = end + (length % 2);
-  }
-  return removed;
-}
-
 const TYPE_SIZES: Record<number, number> = {
   1: 1,
   2: 1,
@@ -243,10 +292,25 @@ function wipeGps(buf: Buffer, tiff: number, end: number): boolean {
   return true;
 }
 
+/** XMP as its readers see it: in UTF-16 (which XMP allows), every other byte is NUL. */
+function xmpText(latin1: string): string {
+  return latin1.includes('\0') ? latin1.replaceAll('\0', '') : latin1;
+}
+
 /** Replaces an XMP packet that names a place by an empty one, padded with spaces to its length. */
 function blankXmp(buf: Buffer, start: number, end: number): boolean {
   const text = buf.toString('latin1', start, end);
-  if (!XMP_LOCATION.test(text)) return false;
+  if (!XMP_LOCATION.test(text)) {
+    // Seen only with the NULs gone: UTF-16 XMP, where spaces written byte by byte would be
+    // other characters, not an empty packet.
+    if (XMP_LOCATION.test(xmpText(text))) {
+      throw new WharfError(
+        'LOCATION_NOT_REMOVABLE',
+        'The image has UTF-16 XMP metadata that says where it was taken.',
+      );
+    }
+    return false;
+  }
   // Keep the header that says what the segment or chunk is (up to the packet itself).
   const packet = text.search(/<\?xpacket|<x:xmpmeta/);
   const from = packet >= 0 ? start + packet : start;

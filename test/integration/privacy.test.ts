@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { crc32, deflateSync } from 'node:zlib';
 import exifr from 'exifr';
 import sharp from 'sharp';
 import { complete, declare, putPresigned, uploadRaw } from '../helpers/assets.js';
@@ -78,6 +79,22 @@ async function location(bytes: Buffer) {
     city: tags?.City,
     make: tags?.Make,
   };
+}
+
+/** A PNG chunk: length, type, data, CRC. */
+function pngChunk(type: string, data: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const framed = Buffer.alloc(body.length + 8);
+  framed.writeUInt32BE(data.length, 0);
+  body.copy(framed, 4);
+  framed.writeUInt32BE(crc32(body), body.length + 4);
+  return framed;
+}
+
+/** The PNG with one more chunk just before its first IDAT. */
+function withChunk(png: Buffer, type: string, data: Buffer): Buffer {
+  const at = png.indexOf('IDAT', 8, 'latin1') - 4;
+  return Buffer.concat([png.subarray(0, at), pngChunk(type, data), png.subarray(at)]);
 }
 
 describe('an account with strip_gps', () => {
@@ -200,6 +217,126 @@ describe('an account with strip_gps', () => {
     assert.equal(res.body.asset.sha256, sha256Hex(sent));
     assert.equal(res.body.asset.analysis.had_gps, undefined);
     assert.deepEqual(await download(res.body.asset.id), sent);
+  });
+
+  test('files over 16 MiB: a WebP EXIF chunk and a PNG eXIf after the image data are found and stripped', async () => {
+    // Both formats may keep metadata after the pixels (WebP's spec puts EXIF last), so the
+    // whole file is walked, not just its head. 2600 × 2400 noise, stored uncompressed enough
+    // to pass 16 MiB.
+    const [width, height] = [2600, 2400];
+    const noise = () => sharp(randomBytes(width * height * 3), { raw: { width, height, channels: 3 } });
+    const exif = { IFD0: { Make: 'Wharf' }, IFD3: GPS };
+    const webp = await noise().webp({ lossless: true, effort: 0 }).withExif(exif).toBuffer();
+    const plainPng = await noise().png({ compressionLevel: 0 }).toBuffer();
+    const withExif = (await sharp(await picture('png')).metadata()).exif!; // Make 'Wharf', GPS
+    const iend = plainPng.length - 12;
+    const png = Buffer.concat([
+      plainPng.subarray(0, iend),
+      pngChunk('eXIf', withExif.subarray(withExif.indexOf('Exif\0\0') === 0 ? 6 : 0)),
+      plainPng.subarray(iend),
+    ]);
+    for (const [format, sent] of [
+      ['webp', webp],
+      ['png', png],
+    ] as const) {
+      assert.ok(sent.length > 16 * 1024 * 1024, `${format}: ${sent.length} bytes`);
+      assert.ok(
+        sent.lastIndexOf('II*\0', sent.length, 'latin1') > 16 * 1024 * 1024 ||
+          sent.lastIndexOf('MM\0*', sent.length, 'latin1') > 16 * 1024 * 1024,
+        `${format}: EXIF after 16 MiB`,
+      );
+      const res = await uploadRaw(w, key, `large.${format}`, sent, { contentType: `image/${format}` });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(res.body.asset.analysis.had_gps, true, format);
+      const stored = await download(res.body.asset.id);
+      assert.equal(stored.length, sent.length, format);
+      assert.equal(res.body.asset.sha256, sha256Hex(stored), format);
+      // libspng reads no eXIf after the image data; exifr does, so PNGs are read with it.
+      const tags = async (bytes: Buffer) => {
+        const block = format === 'webp' ? (await sharp(bytes).metadata()).exif : bytes;
+        assert.ok(block, `${format} keeps its EXIF block`);
+        const tiff = block.indexOf('Exif\0\0') === 0 ? block.subarray(6) : block;
+        return (await exifr.parse(tiff, { gps: true, tiff: true })) as Record<string, unknown>;
+      };
+      const gpsOf = (t: Record<string, unknown>) =>
+        Object.keys(t).filter((k) => k.startsWith('GPS') || k === 'latitude');
+      assert.ok(gpsOf(await tags(sent)).length > 0, `${format}: the sent file has a position`);
+      const kept = await tags(stored);
+      assert.equal(kept.Make, 'Wharf', format);
+      assert.deepEqual(gpsOf(kept), [], format);
+      // Only the metadata changed: the pixels are the ones sent (sharp checks PNG CRCs).
+      assert.ok((await pixels(stored)).equals(await pixels(sent)), format);
+    }
+    // Without a location, a large file is kept exactly as sent.
+    const clean = await uploadRaw(w, key, 'large-clean.png', plainPng, { contentType: 'image/png' });
+    assert.equal(clean.status, 201, JSON.stringify(clean.body));
+    assert.equal(clean.body.asset.sha256, sha256Hex(plainPng));
+    assert.equal(clean.body.asset.analysis.had_gps, undefined);
+  });
+
+  test('a location Wharf cannot rewrite in place is refused: compressed XMP, EXIF as hex text, UTF-16 XMP, SVG metadata', async () => {
+    const png = await picture('png', { gps: false });
+    const exif = (await sharp(await picture('png')).metadata()).exif!;
+    const rawProfile = `\nexif\n${String(exif.length).padStart(8)}\n${exif.toString('hex').replace(/(.{72})/g, '$1\n')}\n`;
+    const utf16 = Buffer.from(XMP_WITH_PLACE, 'utf16le');
+    const jpeg = await picture('jpeg', { gps: false });
+    const app1 = Buffer.concat([Buffer.from('http://ns.adobe.com/xap/1.0/\0', 'latin1'), utf16]);
+    const segment = Buffer.concat([
+      Buffer.from([0xff, 0xe1, (app1.length + 2) >> 8, (app1.length + 2) & 0xff]),
+      app1,
+    ]);
+    const cases: [string, string, Buffer][] = [
+      [
+        'xmp-compressed.png',
+        'image/png',
+        withChunk(
+          png,
+          'iTXt',
+          Buffer.concat([
+            Buffer.from('XML:com.adobe.xmp\0\x01\0\0\0', 'latin1'),
+            deflateSync(XMP_WITH_PLACE),
+          ]),
+        ),
+      ],
+      [
+        'raw-profile.png',
+        'image/png',
+        withChunk(
+          png,
+          'zTXt',
+          Buffer.concat([Buffer.from('Raw profile type exif\0\0', 'latin1'), deflateSync(rawProfile)]),
+        ),
+      ],
+      [
+        'raw-profile-text.png',
+        'image/png',
+        withChunk(png, 'tEXt', Buffer.from(`Raw profile type exif\0${rawProfile}`, 'latin1')),
+      ],
+      ['utf16-xmp.jpg', 'image/jpeg', Buffer.concat([jpeg.subarray(0, 2), segment, jpeg.subarray(2)])],
+      [
+        'place.svg',
+        'image/svg+xml',
+        Buffer.from(
+          `<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"><metadata>${XMP_WITH_PLACE}</metadata></svg>`,
+        ),
+      ],
+    ];
+    for (const [name, contentType, sent] of cases) {
+      const before = await storedKeys(w);
+      const res = await uploadRaw(w, key, name, sent, { contentType });
+      assert.equal(res.status, 422, `${name}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'LOCATION_NOT_REMOVABLE', name);
+      assert.deepEqual(await storedKeys(w), before, name);
+    }
+    // The same chunks without a place are welcome and kept as sent.
+    const harmless = withChunk(
+      png,
+      'zTXt',
+      Buffer.concat([Buffer.from('Comment\0\0', 'latin1'), deflateSync('taken on a walk')]),
+    );
+    const res = await uploadRaw(w, key, 'comment.png', harmless, { contentType: 'image/png' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.asset.sha256, sha256Hex(harmless));
   });
 
   test('an AVIF with a position cannot be stripped without re-encoding: 422 LOCATION_NOT_REMOVABLE, nothing kept', async () => {
