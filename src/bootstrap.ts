@@ -74,7 +74,8 @@ export interface OpenCoreOptions {
    * `server` (the default) runs SQLite on its own thread and finds out which media tools run
    * here. `command` is one CLI command's short life: SQLite on the calling thread (a thread
    * costs a second isolate's start for a few statements) and no tool probes (five child
-   * processes, for ffmpeg, ffprobe, pdfinfo, pdftoppm and prlimit, which a command never runs).
+   * processes, for ffmpeg, ffprobe, pdfinfo, pdftoppm and prlimit, which a command never runs),
+   * and no crash recovery of the local store: a server may be writing to it at that moment.
    * The database, storage and secret are the same.
    */
   purpose?: 'server' | 'command';
@@ -120,7 +121,7 @@ export async function openCore(
       webhookSealKey(secret),
       previous.filter((s): s is string => !!s && s !== secret).map(webhookSealKey),
     );
-    opened = await openBlobs(config, secret);
+    opened = await openBlobs(config, secret, server);
   } catch (err) {
     await store.close();
     throw err;
@@ -237,6 +238,8 @@ function describeFsError(code: string): string {
 async function openBlobs(
   config: Config,
   secret: string,
+  /** A server owns the local store and settles what a crash left; a CLI command only uses it. */
+  owner: boolean,
 ): Promise<{ blobs: BlobStore; endpoint: PresignVerifier | undefined; tus: TusBackend }> {
   const storage = config.storage;
   if (storage.kind === 's3') {
@@ -261,7 +264,7 @@ async function openBlobs(
     secretAccessKey: deriveKey(secret, 'local-s3').toString('base64url'),
   });
   const blobs = new FsBlobStore(join(config.dataDir, 'blobs'), endpoint);
-  await blobs.init();
+  await blobs.init({ recover: owner });
   // Beside the blob store, not in it: partial tus files never show as objects; same filesystem,
   // so a finished one moves in by rename.
   const { localTusBackend } = await import('./blobs/tus-local.js');

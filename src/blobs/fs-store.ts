@@ -65,15 +65,18 @@ export class FsBlobStore implements BlobStore {
   }
 
   /**
-   * One process owns a local store, so at start no write is in flight: whatever is in
+   * One server owns a local store, so when it starts no write is in flight: whatever is in
    * tmp/ was left by a crash and is removed. Multipart uploads outlive restarts (clients
-   * resume them); only a completion that died is settled.
+   * resume them); only a completion that died is settled. A CLI command opens the store
+   * beside a running server (`recover: false`): what is in tmp/ then is that server's
+   * uploads, mid-write, and must be left alone.
    */
-  async init(): Promise<void> {
+  async init({ recover }: { recover: boolean } = { recover: true }): Promise<void> {
     await Promise.all(
       [this.objects, this.meta, this.tmp, this.composed].map((d) => mkdir(d, { recursive: true })),
     );
     await this.multipart.init();
+    if (!recover) return;
     await this.sweepTemp(Number.POSITIVE_INFINITY);
     await this.multipart.recover(async (key) => (await this.head(key)) !== undefined);
   }
