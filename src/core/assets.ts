@@ -53,7 +53,11 @@ export class AssetService {
     const limit = Math.min(Math.max(query.limit, 1), MAX_PAGE_SIZE);
     const confined = confineQuery(principal, { ...query, limit });
     if (!confined) return { assets: [], nextCursor: null };
-    return this.store.listAssets(principal.accountId, confined);
+    const page = await this.store.listAssets(principal.accountId, confined);
+    if (principal.namespace === null) return page;
+    // One lookup per asset, for namespace-confined callers only (see namespaceView).
+    const assets = await Promise.all(page.assets.map((asset) => this.namespaceView(principal, asset)));
+    return { ...page, assets: assets.filter((asset): asset is Asset => asset !== undefined) };
   }
 
   /**
@@ -65,7 +69,11 @@ export class AssetService {
     requireReadOrUpload(principal);
     const asset = await this.store.getAsset(principal.accountId, id);
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
-    if (hasScope(principal, 'read') && (await this.withinConfinement(principal, asset))) return asset;
+    if (hasScope(principal, 'read') && (await this.withinConfinement(principal, asset))) {
+      if (principal.namespace === null) return asset;
+      const seen = await this.namespaceView(principal, asset);
+      if (seen) return seen;
+    }
     const own = await this.store.findOwnUpload(principal.accountId, asset.id, principal);
     if (!own) throw new WharfError('NOT_FOUND', 'No such asset.');
     return own.deduplicated ? viewThrough(asset, own) : asset;
@@ -131,13 +139,13 @@ export class AssetService {
     if (!asset || !(await this.withinConfinement(principal, asset))) {
       throw new WharfError('NOT_FOUND', 'No such asset.');
     }
+    // The asset is one per content: uploaded again under another name or outside the
+    // namespace (by a key that may read or change everything), it is that uploader's too,
+    // and not the confined key's alone to change or delete.
+    const uploads = await this.store.uploadsOfAsset(principal.accountId, id);
     if (principal.namePrefix !== null) {
-      // The asset is one per content: uploaded again under another name (by a key that may
-      // read or change everything), it is that uploader's too, and not the confined key's alone
-      // to delete. The same rule as for namespaces, below.
       const prefix = principal.namePrefix;
-      const names = await this.store.uploadNamesOfAsset(principal.accountId, id);
-      if (names.some((name) => !name.startsWith(prefix))) {
+      if (uploads.some((upload) => !upload.name.startsWith(prefix))) {
         throw new WharfError(
           'NAME_PREFIX_DENIED',
           'The asset was also uploaded under a name outside your prefix.',
@@ -148,15 +156,36 @@ export class AssetService {
       }
     }
     if (principal.namespace !== null) {
+      const namespace = principal.namespace;
       const elsewhere = (await this.store.namespacesOfAsset(principal.accountId, id)).filter(
-        (namespace) => namespace !== principal.namespace,
+        (filed) => filed !== namespace,
       );
-      if (elsewhere.length > 0) {
-        throw new WharfError('NAMESPACE_DENIED', 'The asset is also a file of another namespace.', {
-          namespace: principal.namespace,
-        });
+      if (elsewhere.length > 0 || uploads.some((upload) => upload.intent.file?.namespace !== namespace)) {
+        throw new WharfError(
+          'NAMESPACE_DENIED',
+          elsewhere.length > 0
+            ? 'The asset is also a file of another namespace.'
+            : 'The asset was also uploaded outside your namespace.',
+          { namespace },
+        );
       }
     }
+  }
+
+  /**
+   * An asset filed in a namespace-confined caller's namespace, as that namespace knows it. Its
+   * record (name, metadata, subject) is its first uploader's: when that upload, or any other of
+   * the same bytes, came from outside the namespace, the caller sees it as the earliest upload
+   * of the namespace declared it (viewThrough), as an isolated caller sees a shared asset, so
+   * filing the same bytes in the namespace reveals nothing uploaded elsewhere. Undefined when
+   * no upload of the namespace made it (its own upload, if any, then decides).
+   */
+  private async namespaceView(principal: Principal, asset: Asset): Promise<Asset | undefined> {
+    const uploads = await this.store.uploadsOfAsset(principal.accountId, asset.id);
+    const inside = uploads.filter((upload) => upload.intent.file?.namespace === principal.namespace);
+    if (inside.length === uploads.length) return asset;
+    const first = inside[0];
+    return first && viewThrough(asset, first);
   }
 
   private async withinConfinement(principal: Principal, asset: Asset): Promise<boolean> {

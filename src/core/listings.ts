@@ -56,8 +56,14 @@ export class ListingService {
     assetId: string,
   ): Promise<Array<{ file: FileVersion; versions: FileVersion[] }>> {
     await this.assets.get(principal, assetId);
+    // Named files are read with `read` and within the caller's confinement: one who reads the
+    // asset only through its own upload (a token, an upload-only key) would otherwise learn
+    // the names, namespaces and versions others filed the same bytes under.
+    if (!hasScope(principal, 'read')) return [];
     let found = await this.store.fileVersionsOfAsset(principal.accountId, assetId);
     if (principal.namespace !== null) found = found.filter((v) => v.namespace === principal.namespace);
+    const prefix = principal.namePrefix;
+    if (prefix !== null) found = found.filter((v) => v.name.startsWith(prefix));
     return Promise.all(
       found.map(async (file) => ({
         file,

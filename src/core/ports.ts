@@ -169,8 +169,8 @@ export interface UploadStore {
   ): Promise<Upload | undefined>;
   getUpload(id: string): Promise<Upload | undefined>;
   getUploadByExternalId(accountId: string, externalId: string): Promise<Upload | undefined>;
-  /** The names under which this asset's content was uploaded (its completed uploads). */
-  uploadNamesOfAsset(accountId: string, assetId: string): Promise<string[]>;
+  /** The completed uploads of this asset's content, earliest first (every name and file it came under). */
+  uploadsOfAsset(accountId: string, assetId: string): Promise<Upload[]>;
   /**
    * Atomically: records `candidate` as an asset unless the account already holds that
    * SHA-256 (then the existing asset is returned), and marks the upload completed.

@@ -60,7 +60,7 @@ export const READ_METHODS: ReadonlySet<string> = new Set([
   'findOwnUpload',
   'getUpload',
   'getUploadByExternalId',
-  'uploadNamesOfAsset',
+  'uploadsOfAsset',
   'getAsset',
   'getAssetById',
   'listAssets',

@@ -336,6 +336,67 @@ describe('confinement', () => {
       204,
     );
   });
+  test('a namespace key that uploads content already stored elsewhere sees only its own upload of it, and cannot change it', async () => {
+    // Someone outside the namespace stored these bytes, with a name, a subject and metadata.
+    const bytes = randomBytes(48);
+    const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {
+      subject: 'alice@corp',
+      metadata: { ssn: '123-45-6789' },
+    });
+    assert.equal(token.status, 201, JSON.stringify(token.body));
+    const theirs = await uploadRaw(w, token.body.secret, 'alice-passport.txt', bytes);
+    assert.equal(theirs.status, 201, JSON.stringify(theirs.body));
+    const id = theirs.body.asset.id;
+    const confined = await key({ scopes: ['read', 'upload', 'write'], namespace: 'guesses' });
+    assert.equal((await api(w.url, confined.secret, 'GET', `/v1/assets/${id}`)).status, 404);
+    // The confined key uploads the same bytes: the one asset is now filed in its namespace too.
+    const mine = await uploadRaw(w, confined.secret, 'guess.txt', bytes);
+    assert.equal(mine.status, 201, JSON.stringify(mine.body));
+    assert.equal(mine.body.asset.id, id);
+    const seen = await api(w.url, confined.secret, 'GET', `/v1/assets/${id}`);
+    assert.equal(seen.status, 200);
+    const listed = await api(w.url, confined.secret, 'GET', '/v1/assets?limit=1000');
+    const inList = listed.body.data.find((a: { id: string }) => a.id === id);
+    for (const view of [seen.body, inList]) {
+      assert.equal(view.name, 'guess.txt');
+      assert.equal(view.subject, null);
+      assert.deepEqual(view.metadata, {});
+    }
+    // Not its alone to change or delete.
+    refused(
+      await api(w.url, confined.secret, 'PATCH', `/v1/assets/${id}`, { access: 'public' }),
+      'NAMESPACE_DENIED',
+      'shared with an upload outside',
+    );
+    refused(await api(w.url, confined.secret, 'DELETE', `/v1/assets/${id}`), 'NAMESPACE_DENIED', 'shared');
+    const kept = await api(w.url, w.key, 'GET', `/v1/assets/${id}`);
+    assert.equal(kept.body.name, 'alice-passport.txt');
+    assert.equal(kept.body.access, 'private');
+  });
+  test('GET /v1/assets/{id}/files shows a caller who reads the asset through its own upload no named files of others', async () => {
+    const text = `layoffs ${randomBytes(8).toString('hex')}`;
+    const first = await putFile(w.key, 'board/layoffs.txt', text);
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    await putFile(w.key, 'board/layoffs.txt', `${text} v2`);
+    const id = first.body.asset.id;
+    const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {});
+    const prefixed = await key({ scopes: ['read', 'upload'], name_prefix: 'u1-' });
+    for (const [who, secret, name] of [
+      ['a token', token.body.secret, 'mine.txt'],
+      ['a name-prefix key', prefixed.secret, 'u1-mine.txt'],
+    ] as const) {
+      const mine = await uploadRaw(w, secret, name, Buffer.from(text));
+      assert.equal(mine.body.asset.id, id, who);
+      const files = await api(w.url, secret, 'GET', `/v1/assets/${id}/files`);
+      assert.equal(files.status, 200, who);
+      assert.deepEqual(files.body.data, [], who);
+    }
+    const admin = await api(w.url, w.key, 'GET', `/v1/assets/${id}/files`);
+    assert.deepEqual(
+      admin.body.data.map((f: { namespace: string; name: string }) => `${f.namespace}/${f.name}`),
+      ['board/layoffs.txt'],
+    );
+  });
 });
 
 describe('the seed APIs refuse out-of-scope keys in their own shapes', () => {

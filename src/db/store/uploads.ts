@@ -132,17 +132,17 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       return row && toUpload(row);
     },
 
-    async uploadNamesOfAsset(accountId: string, assetId: string): Promise<string[]> {
+    async uploadsOfAsset(accountId: string, assetId: string): Promise<Upload[]> {
       const rows = await db
         .selectFrom('uploads')
-        .select('name')
-        .distinct()
+        .selectAll()
         .where('asset_id', '=', assetId)
         .where('account_id', '=', accountId)
         .where('status', '=', 'completed')
-        .orderBy('name')
+        .orderBy('completed_at')
+        .orderBy('id')
         .execute();
-      return rows.map((row) => row.name);
+      return rows.map(toUpload);
     },
 
     async listAutoCompletable(limit: number, after?: Upload): Promise<Upload[]> {
