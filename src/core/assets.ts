@@ -7,6 +7,7 @@ import {
   requireReadOrUpload,
   requireScope,
   seesWholeAccount,
+  signedUrlSeconds,
   viewThrough,
 } from './authorization.js';
 import type { Clock } from './clock.js';
@@ -253,11 +254,7 @@ export class AssetService {
         `expires_in must be between 1 and ${MAX_SIGNED_URL_SECONDS} seconds.`,
       );
     }
-    // A URL of a token's upload dies with the token.
-    const grant = principal.grant;
-    const seconds = grant
-      ? Math.max(1, Math.min(expiresInSeconds, Math.floor((grant.expiresAt - this.clock.now()) / 1000)))
-      : expiresInSeconds;
+    const seconds = signedUrlSeconds(principal, expiresInSeconds, this.clock.now());
     const expires = Math.floor(this.clock.now() / 1000) + seconds;
     return { assetId: asset.id, expires, disposition, signature: this.sign(asset.id, expires, disposition) };
   }

@@ -213,3 +213,10 @@ export function viewThrough(asset: Asset, upload: Upload, at = upload.completedA
     updatedAt: at,
   };
 }
+
+/** How long a URL the caller signs lives: what it asked for, but a token's URLs die with the token. */
+export function signedUrlSeconds(principal: Principal, requested: number, now: number): number {
+  const grant = principal.grant;
+  if (!grant) return requested;
+  return Math.max(1, Math.min(requested, Math.floor((grant.expiresAt - now) / 1000)));
+}

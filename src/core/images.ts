@@ -7,6 +7,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type AssetService, bytesMissing } from './assets.js';
+import { signedUrlSeconds } from './authorization.js';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import { DigestStream } from './hashing.js';
@@ -454,7 +455,8 @@ export class ImageService {
     const transform = await this.resolve(asset.accountId, request);
     const canonical: TransformRequest =
       request.kind === 'params' ? { kind: 'params', input: transform } : request;
-    const expires = Math.floor(this.clock.now() / 1000) + expiresInSeconds;
+    const seconds = signedUrlSeconds(principal, expiresInSeconds, this.clock.now());
+    const expires = Math.floor(this.clock.now() / 1000) + seconds;
     return {
       grant: {
         assetId: asset.id,

@@ -477,6 +477,29 @@ describe('signed transform URLs', () => {
     assert.equal(((await res.json()) as ErrorBody).error.code, 'URL_EXPIRED');
   });
 
+  test('a URL an upload token signs never outlives the token', async () => {
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { expires_in: 600 });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const token = minted.body.secret as string;
+    const mine = await uploadRaw(w, token, 'token-photo.jpg', await photo(64, 48), {
+      contentType: 'image/jpeg',
+    });
+    assert.equal(mine.status, 201, JSON.stringify(mine.body));
+    const signed = await api(w.url, token, 'POST', `/v1/assets/${mine.body.asset.id}/image-url`, {
+      w: 32,
+      expires_in: 365 * 86400,
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    assert.ok(
+      signed.body.expires_at <= minted.body.token.expires_at,
+      `${signed.body.expires_at} is past the token`,
+    );
+    assert.equal(
+      new URL(signed.body.url).searchParams.get('expires'),
+      String(Date.parse(signed.body.expires_at) / 1000),
+    );
+  });
+
   test('expires_in beyond a year is refused; another account’s asset cannot be signed', async () => {
     const long = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, {
       w: 10,

@@ -332,6 +332,9 @@ describe('what a token may read: its own uploads, nothing else', () => {
       ['GET', '/v1/upload-tokens', 'SCOPE_DENIED'],
       ['POST', '/v1/upload-tokens', 'SCOPE_DENIED', {}],
       ['DELETE', `/v1/upload-tokens/${token.id}`, 'SCOPE_DENIED'],
+      ['GET', '/v1/account/settings', 'SCOPE_DENIED'],
+      ['GET', '/v1/image-presets', 'SCOPE_DENIED'],
+      ['GET', '/v1/image-presets/thumb', 'SCOPE_DENIED'],
     ];
     for (const [method, path, code, body, status] of cases) {
       refused(await api(w.url, token.secret, method, path, body), code, `${method} ${path}`, status ?? 403);

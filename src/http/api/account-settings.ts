@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { requireScope } from '../../core/authorization.js';
+import { requireKey, requireScope } from '../../core/authorization.js';
 import type { Account } from '../../core/model.js';
 import type { ApiContext, App } from './context.js';
 import { errorResponses } from './schemas.js';
@@ -30,7 +30,11 @@ export async function accountSettingsRoutes(app: App, { core }: ApiContext): Pro
         response: { 200: SettingsSchema, ...errorResponses },
       },
     },
-    async (request) => settingsJson(await core.keys.getAccount(request.principal!.accountId)),
+    async (request) => {
+      // The account's settings are the keys' business; a token only uploads and reads its own.
+      requireKey(request.principal!);
+      return settingsJson(await core.keys.getAccount(request.principal!.accountId));
+    },
   );
 
   app.patch(

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { requireScope } from '../../core/authorization.js';
+import { requireKey, requireScope } from '../../core/authorization.js';
 import type { ImagePreset } from '../../core/model.js';
 import { FITS, MAX_DPR } from '../../core/transforms.js';
 import type { ApiContext, App } from './context.js';
@@ -65,7 +65,11 @@ export async function imagePresetRoutes(app: App, { core }: ApiContext): Promise
         response: { 200: Type.Object({ data: Type.Array(PresetSchema) }), ...errorResponses },
       },
     },
-    async (request) => ({ data: (await core.presets.list(request.principal!.accountId)).map(presetJson) }),
+    async (request) => {
+      // A token renders its own images by preset name; the account's list is the keys' business.
+      requireKey(request.principal!);
+      return { data: (await core.presets.list(request.principal!.accountId)).map(presetJson) };
+    },
   );
 
   app.get(
@@ -79,7 +83,10 @@ export async function imagePresetRoutes(app: App, { core }: ApiContext): Promise
         response: { 200: PresetSchema, ...errorResponses },
       },
     },
-    async (request) => presetJson(await core.presets.get(request.principal!.accountId, request.params.name)),
+    async (request) => {
+      requireKey(request.principal!);
+      return presetJson(await core.presets.get(request.principal!.accountId, request.params.name));
+    },
   );
 
   app.put(
