@@ -596,7 +596,13 @@ export class UploadService {
       checkDigests(digests, { sha256: upload.sha256, md5: deferred && !info.md5 ? null : upload.md5 });
       checkDigests(digests, claimed);
     } catch (err) {
-      // Wrong bytes are never kept: the client may PUT again while the intent is open.
+      // Wrong bytes are never kept. A single PUT or form may be sent again while the intent
+      // is open; a multipart upload's parts went into what was just refused, so nothing is
+      // left to complete: it ends now (upload.failed, its reservation returned).
+      if (upload.kind === 'multipart') {
+        await this.refuse(upload, key, err);
+        throw err;
+      }
       this.telemetry.uploadFailed(upload.kind, err);
       await this.blobs.delete(key);
       throw err;

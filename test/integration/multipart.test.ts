@@ -180,7 +180,10 @@ describe('S3-style multipart through the native API', () => {
 
   test('a declared SHA-256 the parts do not hash to is refused and no asset appears', async () => {
     const file = fileOf(2);
+    const reserved = async () => (await api(w.url, w.key, 'GET', '/v1/account')).body.usage.bytes_reserved;
+    const before = await reserved();
     const started = await start(w, file, { sha256: sha256Hex(Buffer.from('something else')) });
+    assert.equal(await reserved(), before + file.length);
     const etags = await putParts(w, started.body.id, slices(file));
     const done = await completeUpload(w, started.body.id, etags);
     assert.equal(done.status, 400);
@@ -190,6 +193,17 @@ describe('S3-style multipart through the native API', () => {
       !listing.body.data.some((a: { sha256: string }) => a.sha256 === sha256Hex(file)),
       'the wrong bytes never became an asset',
     );
+    // Its parts went into what was refused: the upload ends at once, with upload.failed, and
+    // its size is no longer reserved (before, it stayed pending and held the quota for a day).
+    const upload = await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`);
+    assert.equal(upload.body.status, 'expired', JSON.stringify(upload.body));
+    const events = await api(w.url, w.key, 'GET', '/v1/events?type=upload.failed&limit=1000');
+    const failed = events.body.data.filter(
+      (e: { data: { upload: { id: string } } }) => e.data.upload.id === started.body.id,
+    );
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0].data.error.code, 'CHECKSUM_MISMATCH');
+    assert.equal(await reserved(), before);
   });
 
   test('abort frees the parts; later steps are refused', async () => {

@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { UsageError } from '../../src/cli/args.js';
-import { parseSize, resolveConnection } from '../../src/cli/upload/connection.js';
+import { parsePartSize, parseSize, resolveConnection } from '../../src/cli/upload/connection.js';
 
 describe('upload CLI options', () => {
+  test('--part-size: S3 part sizes only (5M to 5G), refused before anything is sent', () => {
+    assert.equal(parsePartSize('5M'), 5 * 1024 * 1024);
+    assert.equal(parsePartSize('5G'), 5 * 1024 ** 3);
+    for (const bad of ['1M', '5242879', '6G']) assert.throws(() => parsePartSize(bad), UsageError, bad);
+  });
+
   test('sizes: bytes, binary units with or without B/iB, decimals', () => {
     assert.equal(parseSize('1048576', '--part-size'), 1048576);
     assert.equal(parseSize('8M', '--part-size'), 8 * 1024 * 1024);

@@ -3,7 +3,7 @@ import { connect, downloadToFile, FileResumeStore, type Wharf, WharfApiError } f
 import type { Asset } from '../../sdk/types.js';
 import { type Parsed, stringOption, UsageError } from '../args.js';
 import type { Connection } from './connection.js';
-import { configTarget, parseSize, positiveInt, saveConfig } from './connection.js';
+import { configTarget, parsePartSize, parseSize, positiveInt, saveConfig } from './connection.js';
 import { barDisplay, type Display, type FileOutcome, human, plainDisplay, silentDisplay } from './display.js';
 import { type LocalFile, RateLimit } from './files.js';
 import type { CliIo } from './main.js';
@@ -47,7 +47,7 @@ export async function runTransfer(
     const threshold = stringOption(values, 'multipart-threshold');
     const outcomes = await transfer(client(connection), files, await display(values, io), {
       concurrency: positiveInt(values, 'concurrency', 4),
-      partSize: partSize === undefined ? undefined : parseSize(partSize, '--part-size'),
+      partSize: partSize === undefined ? undefined : parsePartSize(partSize),
       multipartFrom: threshold === undefined ? undefined : parseSize(threshold, '--multipart-threshold'),
       limit: rate === undefined ? undefined : new RateLimit(parseSize(rate, '--limit-rate')),
       resume: new FileResumeStore(connection.stateDir),

@@ -123,3 +123,14 @@ export function positiveInt(values: Parsed['values'], name: string, fallback: nu
     throw new UsageError(`--${name} must be 1 to 64, got "${text}".`);
   return n;
 }
+
+/** S3's rule, which Wharf's multipart keeps: every part but the last at least 5 MiB, at most 5 GiB. */
+export function parsePartSize(text: string): number {
+  const bytes = parseSize(text, '--part-size');
+  if (bytes < 5 * 1024 ** 2 || bytes > 5 * 1024 ** 3) {
+    // Refused before anything is sent: the server would refuse the completion (PART_TOO_SMALL)
+    // only after every byte had gone up.
+    throw new UsageError(`--part-size must be 5M to 5G (S3's part sizes), got "${text}".`);
+  }
+  return bytes;
+}
