@@ -277,6 +277,11 @@ export class UploadService {
       await this.record(principal, [{ upload, reserve: { quota: 0, token: input.declaredSize ?? null } }]);
     } catch (err) {
       input.body.resume();
+      // Refused for its bytes (too large by its Content-Length, no room to record it): counted
+      // as a failed upload, as the same refusal found while writing is.
+      if (isWharfError(err, 'FILE_TOO_LARGE') || isWharfError(err, 'STORAGE_FULL')) {
+        this.telemetry.uploadFailed('direct', err);
+      }
       throw err;
     }
 
@@ -983,6 +988,12 @@ export class UploadService {
         for (const key of new Set([uploadedKey, storageKey])) {
           if ((await this.store.countAssetsWithStorageKey(key)) === 0) await this.blobs.delete(key);
         }
+      } else if (
+        upload.kind === 'direct' &&
+        !isWharfError(err, 'QUOTA_EXCEEDED') &&
+        !isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')
+      ) {
+        await this.abandonDirect(upload, [uploadedKey, storageKey], err);
       }
       throw err;
     }
@@ -1003,6 +1014,25 @@ export class UploadService {
   }
 
   /** A completion that cannot be accepted: the upload ends (what it held is given back) and its bytes go. */
+  /**
+   * A direct upload whose completion could not be recorded (SQLITE_FULL on a full disk, an
+   * outage): it has no later completion to wait for, so its bytes go at once (first: on a
+   * full disk they are the room), unless an asset turns out to use them after all (a commit
+   * whose answer was lost), and the upload ends. What cannot be done now (the database is
+   * down or full) the sweep does once the upload expires.
+   */
+  private async abandonDirect(upload: Upload, keys: string[], err: unknown): Promise<void> {
+    this.telemetry.uploadFailed('direct', err);
+    for (const key of new Set(keys)) {
+      const unused = await this.store.countAssetsWithStorageKey(key).then(
+        (n) => n === 0,
+        () => false,
+      );
+      if (unused) await this.blobs.delete(key).catch(() => undefined);
+    }
+    await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err)).catch(() => undefined);
+  }
+
   private async refuse(upload: Upload, storageKey: string, err: unknown): Promise<void> {
     this.telemetry.uploadFailed(upload.kind, err);
     await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));

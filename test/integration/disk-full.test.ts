@@ -215,6 +215,47 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     assert.equal(res.status, 201, JSON.stringify(res.body));
     assert.equal((await fetch(`${w.url}/readyz`)).status, 200);
   });
+
+  test('direct uploads the database has no room to record: 507, every one counted, and no bytes of theirs kept', async () => {
+    const filler = join(mountPoint, 'filler');
+    await writeFile(filler, Buffer.alloc(Math.max(0, Math.floor(freeMiB() * 2 ** 20) - 300 * 1024)));
+    const failed = { flow: 'direct', outcome: 'failed', error_code: 'STORAGE_FULL' };
+    const counted = async () =>
+      seriesValue(parseScrape((await w.wharf.metrics.scrape()).body), 'wharf_uploads_total', failed) ?? 0;
+    try {
+      const before = new Set(await filesBeside());
+      const countedBefore = await counted();
+      const kept: string[] = [];
+      let refused = 0;
+      for (let i = 0; i < 15; i++) {
+        const res = await fetch(`${w.url}/v1/assets?name=row-${i}.bin`, {
+          method: 'POST',
+          headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream' },
+          body: new Uint8Array(randomBytes(30_000)),
+        });
+        const body = await res.json();
+        if (res.status === 201) {
+          kept.push(body.asset.id);
+          continue;
+        }
+        assert.equal(res.status, 507, JSON.stringify(body));
+        assert.equal(body.error.code, 'STORAGE_FULL');
+        refused += 1;
+      }
+      assert.ok(refused > 0, 'the database found room for every row');
+      assert.equal(await counted(), countedBefore + refused, 'each refusal is counted');
+      // The objects added are the kept assets' (random bytes: one each), none of a refused upload.
+      const added = (await filesBeside()).filter((path) => !before.has(path));
+      const objects = added.filter((path) => path.startsWith('blobs/objects/'));
+      assert.equal(objects.length, kept.length, `objects: ${objects.join(', ')}`);
+      assert.deepEqual(
+        added.filter((path) => !path.startsWith('blobs/objects/') && !path.startsWith('blobs/meta/')),
+        [],
+      );
+    } finally {
+      await rm(filler, { force: true });
+    }
+  });
 });
 
 describe('a full disk under PostgreSQL (scaled deployment)', {
