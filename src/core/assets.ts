@@ -13,7 +13,7 @@ import {
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
-import type { Access, Asset, Principal } from './model.js';
+import type { Access, Asset, Principal, Upload } from './model.js';
 import {
   type AssetPage,
   type AssetQuery,
@@ -35,6 +35,8 @@ export interface DownloadGrant {
   /** Unix seconds. */
   expires: number;
   disposition: Disposition;
+  /** The upload through which the signer saw the asset, when not as recorded (see AssetService.view). */
+  view?: string | undefined;
   signature: string;
 }
 
@@ -67,17 +69,37 @@ export class AssetService {
    * viewThrough). Anything else is missing to it, as another account's asset is.
    */
   async get(principal: Principal, id: string): Promise<Asset> {
+    const { asset, through } = await this.view(principal, id);
+    return through ? viewThrough(asset, through) : asset;
+  }
+
+  /**
+   * The asset as recorded, and the upload through which the caller sees it when not as
+   * recorded (see get): a URL the caller signs carries that upload, so whoever follows the
+   * URL sees what the signer saw, never the record's first uploader's name.
+   */
+  async view(principal: Principal, id: string): Promise<{ asset: Asset; through?: Upload | undefined }> {
     requireReadOrUpload(principal);
     const asset = await this.store.getAsset(principal.accountId, id);
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
     if (hasScope(principal, 'read') && (await this.withinConfinement(principal, asset))) {
-      if (principal.namespace === null) return asset;
-      const seen = await this.namespaceView(principal, asset);
-      if (seen) return seen;
+      if (principal.namespace === null) return { asset };
+      const through = await this.namespaceUpload(principal, asset);
+      if (through !== undefined) return { asset, through: through ?? undefined };
     }
     const own = await this.store.findOwnUpload(principal.accountId, asset.id, principal);
     if (!own) throw new WharfError('NOT_FOUND', 'No such asset.');
-    return own.deduplicated ? viewThrough(asset, own) : asset;
+    return { asset, through: own.deduplicated ? own : undefined };
+  }
+
+  /** A signed URL's asset as its signer saw it: through the upload it names, which must be of that asset. */
+  async seenThrough(asset: Asset, uploadId: string | undefined): Promise<Asset> {
+    if (uploadId === undefined) return asset;
+    const upload = await this.store.getUpload(uploadId);
+    if (!upload || upload.accountId !== asset.accountId || upload.assetId !== asset.id) {
+      throw new WharfError('NOT_FOUND', 'No such asset.');
+    }
+    return viewThrough(asset, upload);
   }
 
   /**
@@ -178,15 +200,20 @@ export class AssetService {
    * record (name, metadata, subject) is its first uploader's: when that upload, or any other of
    * the same bytes, came from outside the namespace, the caller sees it as the earliest upload
    * of the namespace declared it (viewThrough), as an isolated caller sees a shared asset, so
-   * filing the same bytes in the namespace reveals nothing uploaded elsewhere. Undefined when
-   * no upload of the namespace made it (its own upload, if any, then decides).
+   * filing the same bytes in the namespace reveals nothing uploaded elsewhere. null: as
+   * recorded; undefined: no upload of the namespace made it (its own upload, if any, decides).
    */
-  private async namespaceView(principal: Principal, asset: Asset): Promise<Asset | undefined> {
+  private async namespaceUpload(principal: Principal, asset: Asset): Promise<Upload | null | undefined> {
     const uploads = await this.store.uploadsOfAsset(principal.accountId, asset.id);
     const inside = uploads.filter((upload) => upload.intent.file?.namespace === principal.namespace);
-    if (inside.length === uploads.length) return asset;
-    const first = inside[0];
-    return first && viewThrough(asset, first);
+    if (inside.length === uploads.length) return null;
+    return inside[0];
+  }
+
+  private async namespaceView(principal: Principal, asset: Asset): Promise<Asset | undefined> {
+    const through = await this.namespaceUpload(principal, asset);
+    if (through === undefined) return undefined;
+    return through === null ? asset : viewThrough(asset, through);
   }
 
   private async withinConfinement(principal: Principal, asset: Asset): Promise<boolean> {
@@ -243,7 +270,7 @@ export class AssetService {
     expiresInSeconds: number,
     disposition: Disposition,
   ): Promise<DownloadGrant> {
-    const asset = await this.get(principal, id);
+    const { asset, through } = await this.view(principal, id);
     if (
       !Number.isInteger(expiresInSeconds) ||
       expiresInSeconds < 1 ||
@@ -256,12 +283,19 @@ export class AssetService {
     }
     const seconds = signedUrlSeconds(principal, expiresInSeconds, this.clock.now());
     const expires = Math.floor(this.clock.now() / 1000) + seconds;
-    return { assetId: asset.id, expires, disposition, signature: this.sign(asset.id, expires, disposition) };
+    const view = through?.id;
+    return {
+      assetId: asset.id,
+      expires,
+      disposition,
+      view,
+      signature: this.sign(asset.id, expires, disposition, view),
+    };
   }
 
   /** Resolves a signed download URL to its asset, whichever account owns it. */
   async redeem(grant: DownloadGrant): Promise<Asset> {
-    const expected = Buffer.from(this.sign(grant.assetId, grant.expires, grant.disposition));
+    const expected = Buffer.from(this.sign(grant.assetId, grant.expires, grant.disposition, grant.view));
     const given = Buffer.from(grant.signature);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
       throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
@@ -269,7 +303,7 @@ export class AssetService {
     if (Math.floor(this.clock.now() / 1000) > grant.expires) {
       throw new WharfError('URL_EXPIRED', 'This URL has expired.');
     }
-    return this.getKeyless(grant.assetId);
+    return this.seenThrough(await this.getKeyless(grant.assetId), grant.view);
   }
 
   /** The asset a verified signed URL names, whichever account owns it, unless that account is disabled. */
@@ -282,9 +316,12 @@ export class AssetService {
     return asset;
   }
 
-  private sign(assetId: string, expires: number, disposition: Disposition): string {
+  private sign(assetId: string, expires: number, disposition: Disposition, view: string | undefined): string {
+    // Without a view, the text signed before views existed: URLs handed out earlier still work.
     return createHmac('sha256', this.signingKey)
-      .update(`download\n${assetId}\n${expires}\n${disposition}`)
+      .update(
+        `download\n${assetId}\n${expires}\n${disposition}${view === undefined ? '' : `\nview\n${view}`}`,
+      )
       .digest('base64url');
   }
 }

@@ -104,6 +104,8 @@ export interface TransformGrant {
   request: TransformRequest;
   /** Unix seconds. */
   expires: number;
+  /** The upload through which the signer saw the asset (see AssetService.view). */
+  view?: string | undefined;
   signature: string;
 }
 
@@ -440,7 +442,7 @@ export class ImageService {
     request: TransformRequest,
     expiresInSeconds: number,
   ): Promise<{ grant: TransformGrant; transform: CanonicalTransform }> {
-    const asset = await this.assets.get(principal, assetId);
+    const { asset, through } = await this.assets.view(principal, assetId);
     if (
       !Number.isInteger(expiresInSeconds) ||
       expiresInSeconds < 1 ||
@@ -462,7 +464,8 @@ export class ImageService {
         assetId: asset.id,
         request: canonical,
         expires,
-        signature: this.sign(asset.id, canonical, expires),
+        view: through?.id,
+        signature: this.sign(asset.id, canonical, expires, through?.id),
       },
       transform,
     };
@@ -470,7 +473,7 @@ export class ImageService {
 
   /** The asset a signed transform URL names, whichever account owns it. */
   async redeem(grant: TransformGrant): Promise<Asset> {
-    const expected = Buffer.from(this.sign(grant.assetId, grant.request, grant.expires));
+    const expected = Buffer.from(this.sign(grant.assetId, grant.request, grant.expires, grant.view));
     const given = Buffer.from(grant.signature);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
       throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
@@ -478,7 +481,7 @@ export class ImageService {
     if (Math.floor(this.clock.now() / 1000) > grant.expires) {
       throw new WharfError('URL_EXPIRED', 'This URL has expired.');
     }
-    return this.assets.getKeyless(grant.assetId);
+    return this.assets.seenThrough(await this.assets.getKeyless(grant.assetId), grant.view);
   }
 
   /** The query string a signed URL carries for this request (what the signature covers). */
@@ -491,9 +494,15 @@ export class ImageService {
     return canonicalQuery(canonicalize(request.input));
   }
 
-  private sign(assetId: string, request: TransformRequest, expires: number): string {
+  private sign(
+    assetId: string,
+    request: TransformRequest,
+    expires: number,
+    view: string | undefined,
+  ): string {
+    const seen = view === undefined ? '' : `\nview\n${view}`;
     return createHmac('sha256', this.signingKey)
-      .update(`image\n${assetId}\n${ImageService.subject(request)}\n${expires}`)
+      .update(`image\n${assetId}\n${ImageService.subject(request)}\n${expires}${seen}`)
       .digest('base64url');
   }
 

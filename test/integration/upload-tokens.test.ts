@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import { Upload } from 'tus-js-client';
 import { complete, dbQuery, declare, putPresigned, uploadForm, uploadRaw } from '../helpers/assets.js';
 import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
@@ -399,6 +400,48 @@ describe('what a token may read: its own uploads, nothing else', () => {
       sha256: sha256Hex(bytes),
     });
     assert.equal(declared.body.status, 'pending', 'a declared SHA-256 reveals nothing either');
+  });
+
+  test('URLs it signs for content someone else stored first show its own upload, not the first uploader', async () => {
+    const text = Buffer.from(`letter ${randomBytes(8).toString('hex')}`);
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#336699' } })
+      .png()
+      .toBuffer();
+    const t = await mint({});
+    for (const [theirs, mine, bytes] of [
+      ['bob-termination-letter.txt', 'guess.txt', text],
+      ['ceo-private-photo.png', 'g.png', png],
+    ] as const) {
+      const first = await uploadRaw(w, w.key, theirs, bytes);
+      const again = await uploadRaw(w, t.secret, mine, bytes);
+      assert.equal(again.body.asset.id, first.body.asset.id);
+      const id = again.body.asset.id;
+      const urls = [
+        (await api(w.url, t.secret, 'POST', `/v1/assets/${id}/signed-url`, {})).body.url as string,
+      ];
+      if (mine.endsWith('.png')) {
+        urls.push((await api(w.url, t.secret, 'POST', `/v1/assets/${id}/image-url`, { w: 4 })).body.url);
+      }
+      for (const url of urls) {
+        const res = await fetch(url);
+        assert.equal(res.status, 200, url);
+        const disposition = res.headers.get('content-disposition') ?? '';
+        assert.ok(disposition.includes(mine.replace(/\.png$/, '')), `${url}: ${disposition}`);
+        assert.ok(!disposition.includes(theirs.replace(/\.\w+$/, '')), `${url}: ${disposition}`);
+        // The view is signed: swapping it for another upload, or dropping it, is refused.
+        const dropped = new URL(url);
+        dropped.searchParams.delete('view');
+        assert.equal((await fetch(dropped)).status, 403, 'without its view');
+        const swapped = new URL(url);
+        swapped.searchParams.set('view', first.body.asset.id);
+        assert.equal((await fetch(swapped)).status, 403, 'another view');
+      }
+      // The account's own URL shows the record, as before.
+      const own = await api(w.url, w.key, 'POST', `/v1/assets/${id}/signed-url`, {});
+      assert.equal(new URL(own.body.url).searchParams.has('view'), false);
+      const res = await fetch(own.body.url);
+      assert.ok((res.headers.get('content-disposition') ?? '').includes(theirs));
+    }
   });
 });
 

@@ -17,6 +17,12 @@ const ContentQuery = Type.Object(
     expires: Type.Optional(Type.Integer({ minimum: 0 })),
     disposition: Type.Optional(Type.Union([Type.Literal('inline'), Type.Literal('attachment')])),
     signature: Type.Optional(Type.String({ maxLength: 128 })),
+    view: Type.Optional(
+      Type.String({
+        maxLength: 64,
+        description: 'Part of a signed URL: the upload its signer saw the asset through.',
+      }),
+    ),
     download: Type.Optional(
       Type.Boolean({ description: 'Force a download (Content-Disposition: attachment).' }),
     ),
@@ -78,6 +84,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
           assetId: id,
           expires: q.expires,
           disposition: q.disposition,
+          view: q.view,
           signature: q.signature,
         });
         if (q.disposition === 'attachment') wanted = 'attachment';

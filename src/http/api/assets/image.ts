@@ -2,7 +2,7 @@ import contentDisposition from 'content-disposition';
 import type { FastifyReply } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { isWharfError, WharfError } from '../../../core/errors.js';
-import { ImageService, type TransformRequest } from '../../../core/images.js';
+import type { TransformRequest } from '../../../core/images.js';
 import type { Asset, Derivative } from '../../../core/model.js';
 import { EXTENSIONS, FITS, MAX_DPR, type OutputFormat } from '../../../core/transforms.js';
 import { describedAs } from '../../openapi/components.js';
@@ -10,6 +10,7 @@ import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams, iso } from '../schemas.js';
 import { binary, sendStored } from './serve.js';
+import { signedImageUrl } from './signed-urls.js';
 
 /** How long signed and public renderings may be cached (their bytes never change). */
 const PUBLIC_MAX_AGE = 86_400;
@@ -61,6 +62,12 @@ const ImageQuery = Type.Object(
     ...TransformFields,
     expires: Type.Optional(Type.Integer({ minimum: 0, description: 'Signed URLs: Unix time it expires.' })),
     signature: Type.Optional(Type.String({ maxLength: 128, description: 'Signed URLs: the signature.' })),
+    view: Type.Optional(
+      Type.String({
+        maxLength: 64,
+        description: 'Signed URLs: the upload its signer saw the asset through.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -177,7 +184,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
     },
     async (request, reply) => {
       const { id } = request.params;
-      const { expires, signature, ...params } = request.query;
+      const { expires, signature, view, ...params } = request.query;
       const transform = transformRequest(params);
       let asset: Asset;
       let cacheControl: string;
@@ -186,7 +193,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         if (signature === undefined || expires === undefined) {
           throw new WharfError('INVALID_SIGNATURE', 'A signed URL needs expires and signature.');
         }
-        asset = await core.images.redeem({ assetId: id, request: transform, expires, signature });
+        asset = await core.images.redeem({ assetId: id, request: transform, expires, view, signature });
         const left = Math.max(0, expires - Math.floor(core.clock.now() / 1000));
         cacheControl = `public, max-age=${Math.min(left, SIGNED_MAX_AGE)}, immutable`;
       } else if (request.principal !== null) {
@@ -255,11 +262,8 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         transformRequest(params),
         expires_in ?? 86_400,
       );
-      const query = new URLSearchParams(ImageService.subject(grant.request));
-      query.set('expires', String(grant.expires));
-      query.set('signature', grant.signature);
       return {
-        url: `${publicUrl}/v1/assets/${grant.assetId}/image?${query}`,
+        url: signedImageUrl(publicUrl, grant),
         expires_at: iso(grant.expires * 1000),
         params: { ...transform },
       };

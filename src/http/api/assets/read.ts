@@ -12,6 +12,7 @@ import {
   iso,
   PageCursor,
 } from '../schemas.js';
+import { signedDownloadUrl } from './signed-urls.js';
 
 const ListQuery = Type.Object(
   {
@@ -174,13 +175,8 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
         body.expires_in ?? 3600,
         body.disposition ?? 'inline',
       );
-      const query = new URLSearchParams({
-        expires: String(grant.expires),
-        disposition: grant.disposition,
-        signature: grant.signature,
-      });
       return {
-        url: `${publicUrl}/v1/assets/${grant.assetId}/content?${query}`,
+        url: signedDownloadUrl(publicUrl, grant),
         expires_at: iso(grant.expires * 1000),
       };
     },

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
+import { signedDownloadUrl } from '../../api/assets/signed-urls.js';
 import type { App } from '../../api/context.js';
 import type { CompatContext } from '../context.js';
 import { asNotFound } from './errors.js';
@@ -77,13 +78,8 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
         REDIRECT_URL_SECONDS,
         request.query.disposition ?? 'inline',
       );
-      const query = new URLSearchParams({
-        expires: String(grant.expires),
-        disposition: grant.disposition,
-        signature: grant.signature,
-      });
       reply.header('cache-control', `max-age=${REDIRECT_URL_SECONDS}, private`);
-      return reply.redirect(`${publicUrl}/v1/assets/${grant.assetId}/content?${query}`, 302);
+      return reply.redirect(signedDownloadUrl(publicUrl, grant), 302);
     },
   );
 }

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import type { Asset, FileVersion, Principal } from '../../../core/model.js';
+import { signedDownloadUrl } from '../../api/assets/signed-urls.js';
 import type { CompatContext } from '../context.js';
 
 /** How long `secureFilePath` stays valid (the document's example URL: X-Amz-Expires=3600). */
@@ -59,12 +60,7 @@ export async function signedContentUrl(
   expiresInSeconds: number,
 ): Promise<string> {
   const grant = await core.assets.grantDownload(principal, assetId, expiresInSeconds, 'inline');
-  const query = new URLSearchParams({
-    expires: String(grant.expires),
-    disposition: grant.disposition,
-    signature: grant.signature,
-  });
-  return `${publicUrl}/v1/assets/${grant.assetId}/content?${query}`;
+  return signedDownloadUrl(publicUrl, grant);
 }
 
 export async function fileResult(
