@@ -99,6 +99,22 @@ export type TransformRequest =
   | { kind: 'preset'; name: string; dpr?: number | undefined };
 
 /** Proof carried by a signed transform URL. */
+/** Refusals that are the image's own: an eager rendering of it is given up quietly. */
+const UNRENDERABLE: ReadonlySet<string> = new Set([
+  'IMAGE_UNDECODABLE',
+  'IMAGE_TOO_LARGE',
+  'TOO_MANY_VARIANTS',
+  'PREVIEW_UNAVAILABLE',
+  'UNSUPPORTED_IMAGE',
+]);
+/** Refusals that pass: the job is tried again later. */
+const TRANSIENT: ReadonlySet<string> = new Set([
+  'TRANSFORMS_BUSY',
+  'TRANSFORM_TIMEOUT',
+  'PREVIEW_PENDING',
+  'ASSET_VERIFYING',
+]);
+
 export interface TransformGrant {
   assetId: string;
   request: TransformRequest;
@@ -530,22 +546,28 @@ export class ImageService {
     if (!asset) return;
     const preset = await this.store.getPreset(asset.accountId, String(job.payload.preset));
     if (!preset) return;
-    let source: Source;
     try {
-      source = await this.sourceOf(asset);
+      const source = await this.sourceOf(asset);
+      const formats: OutputFormat[] =
+        preset.params.format === 'auto'
+          ? ['avif', 'webp', negotiateFormat('auto', undefined, source.format)]
+          : [preset.params.format];
+      for (const format of formats) {
+        const spec = outputSpec(preset.params, format);
+        await this.ensure(asset, specKey(spec), format, (sink) => this.renderFrom(source, spec, sink), {
+          background: true,
+        });
+      }
     } catch (err) {
-      if (err instanceof WharfError) throw new PermanentJobError(`${err.code}: ${err.message}`);
+      // An image that cannot be rendered (broken, too large, no preview, the rendering limit
+      // reached) is the file's answer, which a retry would only repeat and which a request
+      // for the rendering answers the same: done, not a failure an operator is paged for.
+      if (err instanceof WharfError && UNRENDERABLE.has(err.code)) return;
+      // Anything else of Wharf's own (a missing original): given up at once, not retried.
+      if (err instanceof WharfError && !TRANSIENT.has(err.code)) {
+        throw new PermanentJobError(`${err.code}: ${err.message}`);
+      }
       throw err;
-    }
-    const formats: OutputFormat[] =
-      preset.params.format === 'auto'
-        ? ['avif', 'webp', negotiateFormat('auto', undefined, source.format)]
-        : [preset.params.format];
-    for (const format of formats) {
-      const spec = outputSpec(preset.params, format);
-      await this.ensure(asset, specKey(spec), format, (sink) => this.renderFrom(source, spec, sink), {
-        background: true,
-      });
     }
   }
 }

@@ -917,4 +917,29 @@ describe('presets', () => {
     assert.equal((await api(w.url, w.key, 'DELETE', '/v1/image-presets/card')).status, 204);
     assert.equal((await api(w.url, w.key, 'DELETE', '/v1/image-presets/card')).status, 404);
   });
+
+  test('an eager preset of an image that cannot be rendered: the job ends done, not retried and given up', async () => {
+    const put = await api(w.url, w.key, 'PUT', '/v1/image-presets/eager-thumb', {
+      w: 40,
+      format: 'webp',
+      eager: true,
+    });
+    assert.equal(put.status, 200);
+    // A PNG whose header promises pixels its data does not hold.
+    const png = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#00aa00' } })
+      .png()
+      .toBuffer();
+    const truncated = png.subarray(0, 60);
+    const { id } = await upload('broken-eager.png', truncated, 'image/png');
+    await w.wharf.core.jobs.drain();
+    const jobs = dbQuery<{ status: string; attempts: number }>(
+      w,
+      "select status, attempts from jobs where kind = 'derive-image' and payload like ?",
+      `%${id}%`,
+    );
+    assert.equal(jobs.length, 1, JSON.stringify(jobs));
+    assert.equal(jobs[0]!.status, 'done', JSON.stringify(jobs));
+    assert.equal(Number(jobs[0]!.attempts), 1);
+    assert.equal((await api(w.url, w.key, 'DELETE', '/v1/image-presets/eager-thumb')).status, 204);
+  });
 });
