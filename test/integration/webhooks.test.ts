@@ -168,6 +168,43 @@ describe('delivery', () => {
     assert.ok(rows.every((d) => d.status === 'cancelled'));
     assert.equal((await api(w.url, key, 'GET', `/v1/webhooks/${second.id}`)).status, 404);
   });
+
+  test('disabling an endpoint while an attempt runs: the failed attempt leaves its delivery cancelled, and enabling sends nothing', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    let arrived!: () => void;
+    const attempting = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    r.answer = () => {
+      arrived();
+      return 'hang';
+    };
+    const hook = await endpoint(key, r, { event_types: ['asset.created'] });
+    await createAsset(w, key, 'slow.bin', randomBytes(10));
+    const running = drain();
+    await attempting;
+    const off = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: false });
+    assert.equal(off.status, 200, JSON.stringify(off.body));
+    assert.deepEqual(
+      (await deliveries(key, hook.id)).map((d) => d.status),
+      ['cancelled'],
+    );
+    // The attempt fails (its connection is cut) after the delivery was cancelled.
+    await r.close();
+    await running;
+    assert.deepEqual(
+      (await deliveries(key, hook.id)).map((d) => d.status),
+      ['cancelled'],
+      'the attempt brought the delivery back',
+    );
+    const later = await receiver();
+    later.secrets.push(...r.secrets);
+    const on = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: true, url: later.url });
+    assert.equal(on.status, 200, JSON.stringify(on.body));
+    await drain();
+    assert.equal(later.requests.length, 0, 'enabling sent the cancelled event without a replay');
+  });
 });
 
 describe('managing endpoints', () => {

@@ -386,12 +386,16 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
           .where('id', '=', updated.webhook_id)
           .execute();
         if (updated.job_id !== null && updated.job_id !== attempt.jobId) return false;
-        await trx
+        // Only a delivery still waiting is settled by its attempt: one cancelled meanwhile
+        // (its endpoint disabled or deleted while the attempt ran) stays cancelled, else a
+        // retry would bring it back and re-enabling would send it again, unasked.
+        const settled = await trx
           .updateTable('webhook_deliveries')
           .set({ status: settlement.status, next_attempt_at: settlement.nextAttemptAt })
           .where('id', '=', attempt.deliveryId)
-          .execute();
-        return true;
+          .where('status', '=', 'pending')
+          .executeTakeFirst();
+        return Number(settled.numUpdatedRows) > 0;
       });
     },
 
