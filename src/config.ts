@@ -203,6 +203,12 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
   const publicUrl = (env.WHARF_PUBLIC_URL || `http://${publicHost}:${port}`).replace(/\/+$/, '');
   if (!isHttpUrl(publicUrl)) {
     report(env, `WHARF_PUBLIC_URL must be an http(s) URL, got ${JSON.stringify(redactUrl(publicUrl))}`);
+  } else if (hasUserInfo(publicUrl)) {
+    // Every presigned, signed and content URL is built on it: a password there goes to every client.
+    report(
+      env,
+      `WHARF_PUBLIC_URL must not hold a user or password (every URL Wharf hands out starts with it), got ${JSON.stringify(redactUrl(publicUrl))}`,
+    );
   }
   const apiKey = env.WHARF_API_KEY || undefined;
   if (apiKey !== undefined && apiKey.length < 16) {
@@ -344,8 +350,14 @@ function isHttpUrl(value: string): boolean {
 }
 
 /** A URL as it may be shown: never with its password. */
+/** The URL with its user information (up to the authority's last @, as URL parsers read it) hidden. */
 function redactUrl(value: string): string {
-  return value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/:@]*):[^/@]*@/, '$1:***@');
+  return value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
+}
+
+function hasUserInfo(value: string): boolean {
+  const url = new URL(value);
+  return url.username !== '' || url.password !== '';
 }
 
 function choice<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: T[], fallback: T): T {

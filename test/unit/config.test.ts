@@ -60,7 +60,18 @@ describe('configuration', () => {
     }).join('\n');
     assert.equal(shown.split('\n').length, 3, shown);
     assert.doesNotMatch(shown, /hunter2/);
-    assert.match(shown, /"ftp:\/\/user:\*\*\*@files\.example\.com"/);
+    assert.match(shown, /"ftp:\/\/\*\*\*@files\.example\.com"/);
+    // A user name holding @ or :, as URL parsers read it: the password is still hidden.
+    for (const url of ['ftp://user@corp:hunter2@host', 'ftp://user:p@hunter2@host']) {
+      assert.doesNotMatch(problems({ WHARF_PUBLIC_URL: url }).join('\n'), /hunter2/, url);
+    }
+  });
+
+  test('WHARF_PUBLIC_URL with a user or password is refused: every URL handed out starts with it', () => {
+    const shown = problems({ WHARF_PUBLIC_URL: 'http://admin:hunter2@127.0.0.1:8080' });
+    assert.equal(shown.length, 1, shown.join('\n'));
+    assert.match(shown[0]!, /WHARF_PUBLIC_URL must not hold a user or password/);
+    assert.doesNotMatch(shown[0]!, /hunter2/);
   });
 });
 
