@@ -1,4 +1,5 @@
 import { type Config, ConfigError, readConfig } from './config.js';
+import { describeCause } from './core/unavailable.js';
 import { tuneGarbageCollector } from './gc-tuning.js';
 import { runtimeProblem } from './runtime.js';
 import type { Wharf } from './server.js';
@@ -127,9 +128,11 @@ function startFailure(err: unknown, config: Config): string[] {
   if (e && typeof e === 'object' && '$metadata' in e) {
     return [`the S3 store refused the start (WHARF_S3_*): ${e.name}: ${e.message}`];
   }
-  // Network errors and the database's own refusals explain themselves in one line.
+  // Network errors and the database's own refusals explain themselves in one line, with what
+  // lies under a "the database is unavailable" (a refused connection, an unknown host).
   if (typeof e?.code === 'string' && typeof e.message === 'string') {
-    return [`start failed: ${e.message}`];
+    const cause = describeCause(e.cause);
+    return [`start failed: ${e.message}${cause ? ` (${cause})` : ''}`];
   }
   return [`start failed: ${(err as Error)?.stack ?? String(err)}`];
 }

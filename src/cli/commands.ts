@@ -5,6 +5,7 @@ import { isWharfError } from '../core/errors.js';
 import { DEFAULT_ACCOUNT_ID, type KeyAccess } from '../core/keys.js';
 import type { Role, Scope } from '../core/model.js';
 import type { AccountChanges } from '../core/ports.js';
+import { describeCause } from '../core/unavailable.js';
 import type { WebhookChanges } from '../core/webhooks.js';
 import { runtimeProblem } from '../runtime.js';
 import { type Parsed, parse, stringOption, UsageError } from './args.js';
@@ -532,7 +533,14 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       return { exitCode: 1 };
     }
     if (err instanceof Failure || isWharfError(err)) {
-      io.stderr(`wharf: ${err.message}\n`);
+      const cause = describeCause((err as Error).cause);
+      io.stderr(`wharf: ${err.message}${cause ? ` (${cause})` : ''}\n`);
+      return { exitCode: 1 };
+    }
+    // The database's and the system's own errors (a code, a message) explain themselves.
+    const coded = err as { code?: unknown; message?: unknown } | null;
+    if (typeof coded?.code === 'string' && typeof coded.message === 'string') {
+      io.stderr(`wharf: ${coded.message}\n`);
       return { exitCode: 1 };
     }
     io.stderr(`wharf: ${(err as Error)?.stack ?? String(err)}\n`);

@@ -73,3 +73,15 @@ export function storageFull(cause: unknown): WharfError {
 export function refusedForSpace(err: unknown): unknown {
   return isDiskFull(err) ? storageFull(err) : err;
 }
+
+/** One line for an error's cause: its message, or the codes of a connection tried at several addresses. */
+export function describeCause(cause: unknown): string | undefined {
+  if (!cause || typeof cause !== 'object') return undefined;
+  const { message, code, errors } = cause as { message?: unknown; code?: unknown; errors?: unknown };
+  if (typeof message === 'string' && message !== '') return message;
+  if (Array.isArray(errors)) {
+    const parts = errors.map((inner) => describeCause(inner)).filter((part): part is string => !!part);
+    if (parts.length > 0) return parts.join('; ');
+  }
+  return typeof code === 'string' ? code : undefined;
+}

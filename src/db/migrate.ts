@@ -45,7 +45,12 @@ export async function migrate(db: Kysely<any>, target?: string): Promise<void> {
   const { error, results } =
     target === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(target);
   const failed = results?.find((r) => r.status === 'Error');
+  // No migration ran into it: the database itself refused (unreachable, a wrong password),
+  // and its own error, code and cause included, says so best.
+  if (error && !failed) throw error;
   if (error || failed) {
-    throw new Error(`Database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
+    throw new Error(`Database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`, {
+      cause: error,
+    });
   }
 }

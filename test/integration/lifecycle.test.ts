@@ -162,6 +162,31 @@ describe('a start that cannot succeed', () => {
     );
   });
 
+  test('a database that cannot be reached: one line with what lies under it, for the server and the CLI, exit 1', async () => {
+    const inst = await installation();
+    const port = await freePort(); // nothing listens there
+    const env = { ...inst.env, WHARF_DATABASE_URL: `postgres://wharf:hunter2pw@127.0.0.1:${port}/wharf` };
+    const expected = `The database is unavailable at the moment; try again shortly. (connect ECONNREFUSED 127.0.0.1:${port})`;
+    const server = start(env);
+    assert.equal((await server.exited).code, 1);
+    assert.equal(server.stderr(), `wharf: start failed: ${expected}\n`);
+    const cli = run(env, [process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'keys', 'list']);
+    assert.equal((await cli.exited).code, 1);
+    assert.equal(cli.stderr(), `wharf: ${expected}\n`);
+    // SQLite pointed at a directory: its own one line, no stack.
+    const sqlite = run({ ...inst.env, WHARF_DATABASE_URL: inst.dataDir }, [
+      process.execPath,
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'keys',
+      'list',
+    ]);
+    assert.equal((await sqlite.exited).code, 1);
+    assert.doesNotMatch(sqlite.stderr(), NO_STACK);
+    assert.equal(sqlite.stderr().split('\n').length, 2, sqlite.stderr());
+  });
+
   test('unknown WHARF_* variables are warned about, one line each, and the server starts', async () => {
     const inst = await installation({ WHARF_API_KEY: `wharf-lifecycle-${randomBytes(8).toString('hex')}` });
     const r = start({ ...inst.env, WHARF_PROT: '9999', WHARF_FEATURE_FLAGS: 'x' });
