@@ -28,8 +28,10 @@ export interface SessionSettings {
 /** Failed sign-ins one client address may make per window before it must wait. */
 export const SIGN_IN_FAILURES_ALLOWED = 10;
 export const SIGN_IN_WINDOW_MS = 10 * 60_000;
-// Recording every use would make every console read a write; a minute's precision is plenty.
+// Recording every use would make every console read a write. A session may end this much
+// before its idle timeout after its last use: a tenth of the timeout, a minute at most.
 const TOUCH_INTERVAL_MS = 60_000;
+const TOUCH_FRACTION = 10;
 const PRUNE_BATCH = 1000;
 
 export interface OpenedSession {
@@ -158,7 +160,7 @@ export class SessionService {
       throw new WharfError('UNAUTHORIZED', 'The session expired; sign in again.');
     }
     if (account.disabled) throw new WharfError('ACCOUNT_DISABLED', 'This account is disabled.');
-    if (now - session.lastSeenAt >= TOUCH_INTERVAL_MS) {
+    if (now - session.lastSeenAt >= Math.min(TOUCH_INTERVAL_MS, this.settings.idleMs / TOUCH_FRACTION)) {
       const expiresAt = Math.min(session.endsAt, now + this.settings.idleMs);
       await this.store.touchSession(session.idHash, now, expiresAt);
       session.lastSeenAt = now;

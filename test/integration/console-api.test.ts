@@ -192,6 +192,25 @@ describe('sessions end', () => {
     assert.equal(last, 401, 'used every five minutes, it still ends after the TTL');
   });
 
+  test('with the shortest idle timeout (60 s), a session used every 20 s stays open', async () => {
+    const short = await startWharf({ sharing: w, clock: w.clock, env: { WHARF_CONSOLE_IDLE_TIMEOUT: '60' } });
+    try {
+      const client = await signIn(short.url, short.key);
+      for (let i = 0; i < 6; i++) {
+        w.clock.advance(20_000);
+        assert.equal(
+          (await client.call('GET', '/session')).status,
+          200,
+          `use ${i + 1}, ${(i + 1) * 20} s in`,
+        );
+      }
+      w.clock.advance(61_000);
+      assert.equal((await client.call('GET', '/session')).status, 401, 'unused for the timeout');
+    } finally {
+      await short.close();
+    }
+  });
+
   test('signing out ends the session on every node; revoking the key ends its sessions', async () => {
     const second = await startWharf({ sharing: w, clock: w.clock });
     try {
