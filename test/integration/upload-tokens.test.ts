@@ -291,6 +291,27 @@ describe('every upload flow works with only the token', () => {
     );
     assert.equal(Number(rows[0]!.n), assets.length);
   });
+
+  test('a tus upload of a short-lived token announces the expiry it really has: the token\u2019s', async () => {
+    const t = await mint({ expires_in: 120 });
+    const created = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${t.secret}`,
+        'tus-resumable': '1.0.0',
+        'upload-length': '10',
+        'upload-metadata': `filename ${Buffer.from('short.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const announced = Date.parse(created.headers.get('upload-expires') ?? '');
+    const tokenEnds = Date.parse(t.token.expires_at);
+    assert.ok(
+      announced <= tokenEnds,
+      `Upload-Expires ${created.headers.get('upload-expires')} is past the token`,
+    );
+    assert.ok(announced >= tokenEnds - 2000, 'and not long before it');
+  });
 });
 
 describe('what a token may read: its own uploads, nothing else', () => {

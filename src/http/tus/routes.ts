@@ -369,6 +369,11 @@ async function send(reply: FastifyReply, response: Response, call: TusCall) {
     reply.header(name, value);
   }
   if (call.error) reply.header('content-type', 'application/json; charset=utf-8');
+  // tus.io's server dates the expiry from the creation with the server-wide period; Wharf's
+  // record may end sooner (an upload token's uploads end with the token), and is what holds.
+  if (call.upload && response.headers.has('upload-expires')) {
+    reply.header('Upload-Expires', new Date(call.upload.expiresAt).toUTCString());
+  }
   const text = await response.text();
   if (reply.request.method === 'OPTIONS') {
     reply.header('Tus-Checksum-Algorithm', CHECKSUM_ALGORITHMS.join(','));
