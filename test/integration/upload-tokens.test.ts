@@ -305,7 +305,7 @@ describe('every upload flow works with only the token', () => {
     });
     assert.equal(created.status, 201, await created.text());
     const announced = Date.parse(created.headers.get('upload-expires') ?? '');
-    const tokenEnds = Date.parse(t.token.expires_at);
+    const tokenEnds = Date.parse(String(t.token.expires_at));
     assert.ok(
       announced <= tokenEnds,
       `Upload-Expires ${created.headers.get('upload-expires')} is past the token`,

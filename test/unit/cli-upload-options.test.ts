@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { UsageError } from '../../src/cli/args.js';
 import { parsePartSize, parseSize, resolveConnection } from '../../src/cli/upload/connection.js';
+import { expand } from '../../src/cli/upload/files.js';
 
 describe('upload CLI options', () => {
   test('--part-size: S3 part sizes only (5M to 5G), refused before anything is sent', () => {
@@ -40,5 +44,26 @@ describe('upload CLI options', () => {
       resolveConnection({ config: '/nonexistent/wharf.json' }, env),
       /Cannot read the config file/,
     );
+  });
+
+  test('a path that exists is that file, even with glob characters in its name; globs still match', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-expand-'));
+    try {
+      const named = join(dir, '[draft] report.pdf');
+      await writeFile(named, 'x');
+      await writeFile(join(dir, 'other.pdf'), 'y');
+      assert.deepEqual(
+        (await expand([named])).map((f) => f.name),
+        ['[draft] report.pdf'],
+      );
+      assert.deepEqual((await expand([join(dir, '*.pdf')])).map((f) => f.name).sort(), [
+        '[draft] report.pdf',
+        'other.pdf',
+      ]);
+      await assert.rejects(expand([join(dir, 'missing.pdf')]), UsageError);
+      await assert.rejects(expand([join(dir, '*.txt')]), UsageError);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -40,6 +40,13 @@ export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> 
     }
   };
   for (const arg of args) {
+    // A path that exists is that file, whatever it holds: "[draft] report.pdf" is a name, not a
+    // character class (a shell that expanded a glob hands over such names).
+    const existing = await stat(arg).catch(() => undefined);
+    if (existing) {
+      await add(arg);
+      continue;
+    }
     if (GLOB.test(arg)) {
       let matched = 0;
       for await (const match of glob(arg)) {
@@ -49,9 +56,7 @@ export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> 
       if (matched === 0) throw new UsageError(`${arg}: no file matches.`);
       continue;
     }
-    const info = await stat(arg).catch(() => undefined);
-    if (!info) throw new UsageError(`${arg}: no such file or folder.`);
-    await add(arg);
+    throw new UsageError(`${arg}: no such file or folder.`);
   }
   return [...files.values()];
 }
