@@ -29,8 +29,17 @@ export const DEFAULT_THRESHOLDS = {
 
 /** What a resumable upload keeps between runs (see ResumeStore). */
 export type ResumeRecord =
-  | { kind: 'multipart'; id: string; partSize: number; size: number; sha256: string; savedAt: string }
-  | { kind: 'tus'; url: string; size: number; sha256: string; savedAt: string }
+  | {
+      kind: 'multipart';
+      id: string;
+      partSize: number;
+      size: number;
+      sha256: string;
+      /** The name it was started under (absent in records saved before names were kept). */
+      name?: string;
+      savedAt: string;
+    }
+  | { kind: 'tus'; url: string; size: number; sha256: string; name?: string; savedAt: string }
   /** Only the SHA-256 of a source's fingerprint: a rerun need not hash it again. */
   | { kind: 'hash'; size: number; sha256: string; savedAt: string };
 
@@ -198,6 +207,11 @@ class UploadRun {
     return hex;
   }
 
+  /** Whether a saved upload was started under the name this one would get. */
+  private sameName(record: { name?: string | undefined }): boolean {
+    return record.name === undefined || record.name === this.source.name;
+  }
+
   /**
    * Resumable state is keyed by the server, the credential (hashed: a state file must not hold
    * the key) and the source's fingerprint; a source without one is not resumed.
@@ -314,7 +328,12 @@ class UploadRun {
     const key = this.stateKey('multipart');
     let record = key && store ? await store.get(key) : undefined;
     let stored: Map<number, { size: number; etag: string }> | undefined;
-    if (record?.kind === 'multipart' && record.size === size && record.sha256 === sha256) {
+    if (
+      record?.kind === 'multipart' &&
+      record.size === size &&
+      record.sha256 === sha256 &&
+      this.sameName(record)
+    ) {
       try {
         const parts = await this.wharf.multipart.listParts(record.id, this.signal);
         stored = new Map(parts.map((p) => [p.PartNumber, { size: p.Size, etag: p.ETag }]));
@@ -325,6 +344,9 @@ class UploadRun {
         record = undefined;
       }
     } else {
+      // Started under another name (a changed --prefix), it would complete under that one:
+      // it is given up (its reservation freed) and the file starts afresh.
+      if (record?.kind === 'multipart') await this.wharf.multipart.abort(record.id).catch(() => undefined);
       record = undefined;
     }
     if (!record) {
@@ -339,6 +361,7 @@ class UploadRun {
         partSize: this.options.partSize ?? started.part_size,
         size,
         sha256: sha256 ?? '',
+        name: this.source.name,
         savedAt: new Date().toISOString(),
       };
       stored = new Map();
@@ -440,7 +463,7 @@ class UploadRun {
     const record = key && store ? await store.get(key) : undefined;
     let url: string | undefined;
     let offset = 0;
-    if (record?.kind === 'tus' && record.size === size && record.sha256 === sha256) {
+    if (record?.kind === 'tus' && record.size === size && record.sha256 === sha256 && this.sameName(record)) {
       try {
         const state = await this.wharf.tus.state(record.url, this.signal);
         url = record.url;
@@ -465,6 +488,7 @@ class UploadRun {
           url,
           size,
           sha256: sha256 ?? '',
+          name: this.source.name,
           savedAt: new Date().toISOString(),
         });
       }

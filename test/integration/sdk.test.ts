@@ -186,6 +186,46 @@ describe('upload helper', () => {
     assert.ok(parts instanceof WharfApiError, 'the asset id is not an upload');
   });
 
+  test('a multipart upload cut off, then run again under another name, starts afresh under that name', async () => {
+    const { path, bytes } = await file('renamed.bin', 12 * MiB);
+    const store = new MemoryResumeStore();
+    const controller = new AbortController();
+    let sending = false;
+    const cut = wharf.upload(
+      cutAt(
+        await fileSource(path, { name: 'old-prefix-renamed.bin' }),
+        partSize + MiB,
+        () => sending,
+        () => controller.abort(),
+      ),
+      {
+        onProgress: (p) => {
+          if (p.phase === 'uploading') sending = true;
+        },
+        strategy: 'multipart',
+        partSize,
+        partConcurrency: 1,
+        resume: store,
+        signal: controller.signal,
+      },
+    );
+    await assert.rejects(cut, (err) => err instanceof WharfError && err.code === 'ABORTED');
+    const again = await wharf.upload(await fileSource(path, { name: 'new-prefix-renamed.bin' }), {
+      strategy: 'multipart',
+      partSize,
+      resume: store,
+    });
+    assert.equal(again.resumed, false);
+    assert.equal(again.asset.name, 'new-prefix-renamed.bin');
+    assert.ok((await content(again.asset.id)).equals(bytes));
+    // The upload begun under the old name was given up, not left holding its reservation.
+    const pending = await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=1000');
+    assert.deepEqual(
+      pending.body.data.filter((u: { name: string }) => u.name === 'old-prefix-renamed.bin'),
+      [],
+    );
+  });
+
   test('a tus upload cut off mid-way resumes from the offset the server reports', async () => {
     const { path, bytes } = await file('tus.bin', 3 * MiB);
     const store = new MemoryResumeStore();
