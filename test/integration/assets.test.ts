@@ -547,6 +547,13 @@ describe('signed download URLs', () => {
       ['signature removed', (u) => u.searchParams.delete('signature')],
       ['disposition removed', (u) => u.searchParams.delete('disposition')],
       ['expires removed', (u) => u.searchParams.delete('expires')],
+      // Spellings that parse to the signed number: still not the URL that was handed out.
+      [
+        'expires with a leading zero',
+        (u) => u.searchParams.set('expires', `0${u.searchParams.get('expires')}`),
+      ],
+      ['expires as a decimal', (u) => u.searchParams.set('expires', `${u.searchParams.get('expires')}.0`)],
+      ['expires with a plus sign', (u) => u.searchParams.set('expires', `+${u.searchParams.get('expires')}`)],
     ];
     for (const [label, edit] of edits) {
       const u = new URL(url);

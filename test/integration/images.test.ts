@@ -500,6 +500,39 @@ describe('signed transform URLs', () => {
     );
   });
 
+  test('only the URL handed out works: parameters that round alike, added ones or another spelling of expires are refused', async () => {
+    const signed = await sign({ w: 150, h: 100, fit: 'cover', format: 'webp', expires_in: 3600 });
+    assert.equal((await fetch(signed.url)).status, 200);
+    const edits: Array<[string, (u: URL) => void]> = [
+      ['w rounding to the same width', (u) => u.searchParams.set('w', '150')],
+      ['an added q', (u) => u.searchParams.set('q', '70')],
+      ['a default spelled out', (u) => u.searchParams.set('dpr', '1')],
+      [
+        'expires with a leading zero',
+        (u) => u.searchParams.set('expires', `0${u.searchParams.get('expires')}`),
+      ],
+      [
+        'the parameters reordered',
+        (u) => {
+          const w = u.searchParams.get('w')!;
+          u.searchParams.delete('w');
+          u.searchParams.append('w', w);
+        },
+      ],
+    ];
+    for (const [label, edit] of edits) {
+      const u = new URL(signed.url);
+      edit(u);
+      const res = await fetch(u);
+      assert.equal(res.status, 403, label);
+      assert.equal(
+        ((await res.json()) as { error: { code: string } }).error.code,
+        'INVALID_SIGNATURE',
+        label,
+      );
+    }
+  });
+
   test('expires_in beyond a year is refused; another account’s asset cannot be signed', async () => {
     const long = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, {
       w: 10,

@@ -8,6 +8,7 @@ import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams } from '../schemas.js';
 import { binary, sendStored } from './serve.js';
+import { plainExpires } from './signed-urls.js';
 
 /** How long a redirect to storage stays valid after a download with a key (which re-asks each time). */
 const DIRECT_URL_SECONDS = 300;
@@ -79,6 +80,10 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       if (q.signature !== undefined || q.expires !== undefined) {
         if (q.signature === undefined || q.expires === undefined || q.disposition === undefined) {
           throw new WharfError('INVALID_SIGNATURE', 'A signed URL needs expires, disposition and signature.');
+        }
+        // expires=0…, 900.0 or %2B… parse to the signed number: one signature, one URL.
+        if (!plainExpires(request.url, q.expires)) {
+          throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
         }
         asset = await core.assets.redeem({
           assetId: id,

@@ -2,7 +2,7 @@ import contentDisposition from 'content-disposition';
 import type { FastifyReply } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { isWharfError, WharfError } from '../../../core/errors.js';
-import type { TransformRequest } from '../../../core/images.js';
+import { ImageService, type TransformRequest } from '../../../core/images.js';
 import type { Asset, Derivative } from '../../../core/model.js';
 import { EXTENSIONS, FITS, MAX_DPR, type OutputFormat } from '../../../core/transforms.js';
 import { describedAs } from '../../openapi/components.js';
@@ -10,7 +10,7 @@ import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams, iso } from '../schemas.js';
 import { binary, sendStored } from './serve.js';
-import { signedImageUrl } from './signed-urls.js';
+import { asSigned, signedImageUrl } from './signed-urls.js';
 
 /** How long signed and public renderings may be cached (their bytes never change). */
 const PUBLIC_MAX_AGE = 86_400;
@@ -192,6 +192,11 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
       if (signature !== undefined || expires !== undefined) {
         if (signature === undefined || expires === undefined) {
           throw new WharfError('INVALID_SIGNATURE', 'A signed URL needs expires and signature.');
+        }
+        // The signature covers the canonical parameters; only the URL that was handed out
+        // (those parameters, as written) is taken, so one signature names one URL, one cache key.
+        if (!asSigned(request.url, ImageService.subject(transform), expires)) {
+          throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
         }
         asset = await core.images.redeem({ assetId: id, request: transform, expires, view, signature });
         const left = Math.max(0, expires - Math.floor(core.clock.now() / 1000));

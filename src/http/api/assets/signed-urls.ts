@@ -20,3 +20,24 @@ export function signedImageUrl(publicUrl: string, grant: TransformGrant): string
   query.set('signature', grant.signature);
   return `${publicUrl}/v1/assets/${grant.assetId}/image?${query}`;
 }
+
+/**
+ * Whether a signed URL's query is as it was handed out: the signed parameters in their
+ * canonical text (`subject`, in order) and `expires` as a plain number, with nothing else but
+ * the signature and the view. Parsing alone would take `w=47` for a URL signed for `w=48`
+ * (rounded alike) or `expires=0…` for `expires=…`: one signature, many URLs.
+ */
+export function asSigned(url: string, subject: string, expires: number): boolean {
+  const at = url.indexOf('?');
+  if (!plainExpires(url, expires)) return false;
+  const query = new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
+  for (const name of ['expires', 'signature', 'view']) query.delete(name);
+  return query.toString() === new URLSearchParams(subject).toString();
+}
+
+/** Whether a signed download's `expires` is written as it was handed out: one plain number. */
+export function plainExpires(url: string, expires: number): boolean {
+  const at = url.indexOf('?');
+  const values = new URLSearchParams(at < 0 ? '' : url.slice(at + 1)).getAll('expires');
+  return values.length === 1 && values[0] === String(expires);
+}
