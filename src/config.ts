@@ -201,6 +201,13 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
   const dataDir = resolve(env.WHARF_DATA_DIR || './data');
   const publicHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
   const publicUrl = (env.WHARF_PUBLIC_URL || `http://${publicHost}:${port}`).replace(/\/+$/, '');
+  if (port === 0 && !env.WHARF_PUBLIC_URL) {
+    // Any free port is chosen only at listen; every URL handed out (and signed) names it before.
+    report(
+      env,
+      'WHARF_PORT 0 (any free port) needs WHARF_PUBLIC_URL: the URLs Wharf hands out name the port.',
+    );
+  }
   if (!isHttpUrl(publicUrl)) {
     report(env, `WHARF_PUBLIC_URL must be an http(s) URL, got ${JSON.stringify(redactUrl(publicUrl))}`);
   } else if (hasUserInfo(publicUrl)) {

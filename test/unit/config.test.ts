@@ -67,6 +67,13 @@ describe('configuration', () => {
     }
   });
 
+  test('WHARF_PORT 0 needs WHARF_PUBLIC_URL: the port is chosen at listen, after URLs are signed with it', () => {
+    assert.deepEqual(problems({ WHARF_PORT: '0' }), [
+      'WHARF_PORT 0 (any free port) needs WHARF_PUBLIC_URL: the URLs Wharf hands out name the port.',
+    ]);
+    assert.equal(loadConfig({ WHARF_PORT: '0', WHARF_PUBLIC_URL: 'https://files.example.com' }).port, 0);
+  });
+
   test('WHARF_PUBLIC_URL with a user or password is refused: every URL handed out starts with it', () => {
     const shown = problems({ WHARF_PUBLIC_URL: 'http://admin:hunter2@127.0.0.1:8080' });
     assert.equal(shown.length, 1, shown.join('\n'));
