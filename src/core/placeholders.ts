@@ -113,6 +113,9 @@ export class PlaceholderService {
     if (!(TRANSFORMABLE_SOURCES as readonly (string | undefined)[]).includes(analysis.format)) return false;
     if (asset.size > this.settings.maxInputBytes) return false;
     const { width, height } = analysis;
-    return width !== undefined && height !== undefined && width * height <= this.settings.maxPixels;
+    // A header the analysis could not read: the renderer, under the same limits, says why
+    // (placeholder_error), rather than the asset having neither a placeholder nor a reason.
+    if (width === undefined || height === undefined) return true;
+    return width * height <= this.settings.maxPixels;
   }
 }

@@ -197,6 +197,18 @@ describe('no placeholder where nothing can be decoded', () => {
     assert.equal(asset.analysis.placeholder_error, 'IMAGE_UNDECODABLE', 'and why');
   });
 
+  test('a PNG cut inside its header: no size known, no placeholder, and placeholder_error says why', async () => {
+    const png = await unique(
+      sharp({ create: { width: 300, height: 200, channels: 3, background: '#00aa00' } }),
+    )
+      .png()
+      .toBuffer();
+    const asset = await processed(w, 'headless.png', png.subarray(0, 60), 'image/png');
+    assert.equal(asset.analysis.width, undefined);
+    assert.equal(asset.analysis.placeholder, undefined);
+    assert.equal(asset.analysis.placeholder_error, 'IMAGE_UNDECODABLE');
+  });
+
   test('an image over the transforms’ pixel limit is never decoded for one', async () => {
     const small = await startWharf({ env: { WHARF_IMAGE_MAX_PIXELS: '10000' } });
     try {
