@@ -963,6 +963,7 @@ export class UploadService {
       updatedAt: now,
     };
     const jobs: NewJob[] = [
+      ...this.afterUrlExpiry(upload),
       verifying
         ? {
             id: this.ids.id(),
@@ -1003,8 +1004,11 @@ export class UploadService {
       if (result.completedNow) await this.blobs.delete(uploadedKey);
       if (result.asset.storageKey !== storageKey) await this.blobs.delete(storageKey);
     } else if (result.completedNow && result.deduplicated) {
-      // The account already holds these bytes under the existing asset.
+      // The account already holds these bytes under the existing asset. (The store records
+      // no job of a completion that found its asset: the URL's is queued here.)
       await this.blobs.delete(storageKey);
+      const cleanup = this.afterUrlExpiry(upload);
+      if (cleanup.length > 0) await this.store.enqueueJobs(cleanup);
     }
     return isolatedOutcome(
       upload,
@@ -1037,6 +1041,27 @@ export class UploadService {
     this.telemetry.uploadFailed(upload.kind, err);
     await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
     await this.blobs.delete(storageKey);
+    const cleanup = this.afterUrlExpiry(upload);
+    if (cleanup.length > 0) await this.store.enqueueJobs(cleanup);
+  }
+
+  /**
+   * A presigned PUT or POST URL outlives its upload: storage takes a write to it again once
+   * Wharf has deleted the object there (content the account already held, refused bytes, an
+   * asset deleted while the URL lives), and nothing would ever free those bytes or count them.
+   * Once the URL has expired, its key is freed unless an asset uses it. (Rewritable URLs get
+   * the same job from settle.)
+   */
+  private afterUrlExpiry(upload: Upload): NewJob[] {
+    if ((upload.kind !== 'presigned' && upload.kind !== 'post') || upload.intent.rewritable) return [];
+    return [
+      {
+        id: this.ids.id(),
+        kind: DELETE_OBJECT_JOB,
+        payload: { key: upload.storageKey },
+        runAt: upload.expiresAt + 60_000,
+      },
+    ];
   }
 
   private async completedOutcome(upload: Upload): Promise<UploadOutcome> {

@@ -462,6 +462,39 @@ describe('completion', () => {
     assert.deepEqual(await objectFiles(w), objects, 'the duplicate bytes were deleted');
   });
 
+  test('bytes PUT again through a URL whose object Wharf deleted are freed once the URL expires', async () => {
+    // Storage takes a PUT to a deleted key again (S3's If-None-Match only sees that the key is
+    // free); Wharf's own endpoint refuses it, the upload being over. Either way, nothing is left.
+    const baseline = await objectFiles(w);
+    const held = randomBytes(900);
+    await createAsset(w, w.key, 'held.bin', held);
+    const dup = await declare(w, w.key, { name: 'dup.bin', size: held.length });
+    assert.equal((await put(dup, held)).status, 200);
+    assert.equal((await complete(w, w.key, dup.id)).body.status, 'exists');
+    const gone = randomBytes(901);
+    const deleted = await declare(w, w.key, { name: 'deleted.bin', size: gone.length });
+    assert.equal((await put(deleted, gone)).status, 200);
+    const asset = (await complete(w, w.key, deleted.id)).body.asset;
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${asset.id}`)).status, 204);
+    const kept = randomBytes(902);
+    const stays = await declare(w, w.key, { name: 'stays.bin', size: kept.length });
+    assert.equal((await put(stays, kept)).status, 200);
+    const staying = (await complete(w, w.key, stays.id)).body.asset;
+    for (const [intent, bytes] of [
+      [dup, held],
+      [deleted, gone],
+    ] as const) {
+      const again = await put(intent, bytes);
+      assert.equal(again.status, storesOnS3 ? 200 : 403, 'what storage does with the second PUT');
+    }
+    w.clock.advance(16 * 60_000);
+    await w.wharf.core.jobs.drain();
+    const left = (await objectFiles(w)).filter((key) => !baseline.includes(key));
+    assert.equal(left.length, 2, `only held.bin's and stays.bin's objects: ${left.join(', ')}`);
+    const read = await fetch(`${w.url}/v1/assets/${staying.id}/content`, { headers: { 'x-api-key': w.key } });
+    assert.ok(Buffer.from(await read.arrayBuffer()).equals(kept), 'an asset still using its key keeps it');
+  });
+
   test('an aborted PUT leaves no object or temp file; the intent stays open for a retry', async () => {
     const bytes = randomBytes(3_000_000);
     const intent = await declare(w, w.key, { name: 'abort.bin', size: bytes.length });
