@@ -46,10 +46,17 @@ export function derivativeQueries({ db }: SqlContext): DerivativeStore {
         .execute();
       // Checked after the insert, not before: an asset deleted while its derivative was being
       // rendered has had its derivatives freed, and a row recorded after that is taken back
-      // here (the deletion removes any row recorded before it).
+      // here (the deletion removes any row recorded before it). Only this row: another
+      // rendering's, recorded just before, is the deletion's to free with its object, which
+      // it could no longer find if its row went here.
       const asset = await db.selectFrom('assets').select('id').where('id', '=', d.assetId).executeTakeFirst();
       if (!asset) {
-        await db.deleteFrom('derivatives').where('asset_id', '=', d.assetId).execute();
+        await db
+          .deleteFrom('derivatives')
+          .where('asset_id', '=', d.assetId)
+          .where('params_key', '=', d.paramsKey)
+          .where('storage_key', '=', d.storageKey)
+          .execute();
         return undefined;
       }
       return queries.getDerivative(d.assetId, d.paramsKey);
