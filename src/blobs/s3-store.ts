@@ -269,13 +269,19 @@ export class S3BlobStore implements BlobStore {
 
   async copy(from: string, to: string): Promise<void> {
     // Objects from one presigned PUT or POST are at most 5 GiB: one CopyObject suffices.
-    await this.client.send(
-      new CopyObjectCommand({
-        Bucket: this.bucket,
-        Key: to,
-        CopySource: `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}`,
-      }),
-    );
+    await this.client
+      .send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: to,
+          CopySource: `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}`,
+        }),
+      )
+      .catch((err: unknown) => {
+        throw err instanceof NoSuchKey || (err as { name?: string })?.name === 'NoSuchKey'
+          ? new ObjectMissing(from)
+          : err;
+      });
   }
 
   async presignPost(request: PresignPostRequest): Promise<PresignedPost> {

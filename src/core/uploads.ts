@@ -637,7 +637,13 @@ export class UploadService {
     }
     const sealed = sealedKeyFor(upload.storageKey);
     if (await this.blobs.head(upload.storageKey)) {
-      await this.blobs.copy(upload.storageKey, sealed);
+      try {
+        await this.blobs.copy(upload.storageKey, sealed);
+      } catch (err) {
+        // Gone between the look and the copy: a completion of the same upload running beside
+        // this one (two nodes, a client's retry) sealed it first. Its copy is what counts.
+        if (!(err instanceof ObjectMissing)) throw err;
+      }
       await this.blobs.delete(upload.storageKey);
       await this.store.enqueueJobs([
         {

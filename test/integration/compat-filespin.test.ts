@@ -263,6 +263,31 @@ describe('FileSpin: the three-step upload as documented', () => {
   });
 });
 
+describe('FileSpin: register_asset is idempotent under concurrency', () => {
+  test('sent four times at once, eight times over: every answer is 200 with the one asset', async () => {
+    // The completion moves the POSTed bytes to a sealed key; the copies racing it must not
+    // fail (on S3 a copy whose source another completion had already moved answered 500).
+    for (let round = 0; round < 8; round++) {
+      const file = await jpeg(`race-${round}.jpg`, 32, 24, 10 + round);
+      const storage = await newStorageUrl(`race-${round}.jpg`);
+      assert.equal((await upload(storage.storage, file.path)).status, 204);
+      const body = JSON.stringify(documentedBody(storage.asset_id, file.bytes));
+      const answers = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          fetch(`${w.url}/api/v1/assets/new/register_asset`, {
+            method: 'POST',
+            headers: { 'x-filespin-api-key': w.key, 'content-type': 'application/json' },
+            body,
+          }).then(async (res) => ({ status: res.status, body: await res.text() })),
+        ),
+      );
+      for (const answer of answers) assert.equal(answer.status, 200, `round ${round}: ${answer.body}`);
+      const ids = new Set(answers.map((a) => JSON.parse(a.body).asset_id));
+      assert.deepEqual([...ids], [storage.asset_id]);
+    }
+  });
+});
+
 describe('FileSpin: content_storage_url options and errors', () => {
   test('an asset_id of the caller is used; using it again is 400 ASSET_ID_EXISTS', async () => {
     const id = 'ec279822540b412e903827f473bb53a3';
