@@ -95,6 +95,21 @@ describe('WHARF_S3_DOWNLOADS=redirect: downloads come from the bucket', { skip }
     assert.equal(direct.headers.get('content-disposition'), 'attachment; filename="page.html"');
   });
 
+  test('a name beyond ASCII: the bucket sends the same Content-Disposition, byte for byte, as streaming', async () => {
+    const asset = await createAsset(w, w.key, 'café.txt', Buffer.from('latte'), 'text/plain');
+    const res = await fetch(`${w.url}/v1/assets/${asset.id}/content`, {
+      headers: { 'x-api-key': w.key },
+      redirect: 'manual',
+    });
+    assert.equal(res.status, 302);
+    const direct = await fetch(res.headers.get('location')!);
+    assert.equal(direct.status, 200);
+    assert.equal(
+      direct.headers.get('content-disposition'),
+      `inline; filename="cafe.txt"; filename*=UTF-8''caf%C3%A9.txt`,
+    );
+  });
+
   // Bearer rather than x-api-key: clients that follow redirects drop Authorization when the
   // origin changes, but forward custom headers to the store.
   test('curl -L follows the redirect; a Range goes to the bucket', async () => {

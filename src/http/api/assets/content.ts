@@ -1,4 +1,3 @@
-import contentDisposition from 'content-disposition';
 import { Type } from 'typebox';
 import type { Disposition } from '../../../core/assets.js';
 import { isWharfError, WharfError } from '../../../core/errors.js';
@@ -7,7 +6,7 @@ import { describedAs } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams } from '../schemas.js';
-import { binary, sendStored } from './serve.js';
+import { binary, dispositionHeader, sendStored } from './serve.js';
 import { plainExpires } from './signed-urls.js';
 
 /** How long a redirect to storage stays valid after a download with a key (which re-asks each time). */
@@ -114,7 +113,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       }
 
       const inline = wanted === 'inline' && isInlineSafe(asset.contentType);
-      const disposition = contentDisposition(asset.name, { type: inline ? 'inline' : 'attachment' });
+      const disposition = dispositionHeader(asset.name, inline ? 'inline' : 'attachment');
       // Storage that serves downloads itself gets the same type and disposition signed into
       // its URL; Range and conditional requests then go to it.
       const direct = await core.assets.directUrl(asset, {

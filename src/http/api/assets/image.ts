@@ -1,4 +1,3 @@
-import contentDisposition from 'content-disposition';
 import type { FastifyReply } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { isWharfError, WharfError } from '../../../core/errors.js';
@@ -9,7 +8,7 @@ import { describedAs } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams, iso } from '../schemas.js';
-import { binary, sendStored } from './serve.js';
+import { binary, dispositionHeader, sendStored } from './serve.js';
 import { asSigned, signedImageUrl } from './signed-urls.js';
 
 /** How long signed and public renderings may be cached (their bytes never change). */
@@ -230,7 +229,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
           size: derivative.size,
           sha256: derivative.sha256,
           contentType: derivative.contentType,
-          disposition: contentDisposition(renderingName(asset, derivative), { type: 'inline' }),
+          disposition: dispositionHeader(renderingName(asset, derivative), 'inline'),
           read: (range) => core.images.read(derivative, range),
           resourcePolicy: embeddable ? 'cross-origin' : 'same-site',
         });

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import contentDisposition from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import rangeParser from 'range-parser';
 import { WharfError } from '../../../core/errors.js';
@@ -110,4 +111,18 @@ function giveBackAfterWrite(response: ServerResponse, buffers: ReadBuffers): voi
       callback?.(error);
     });
   }) as ServerResponse['write'];
+}
+
+/**
+ * Content-Disposition for a stored name: plain ASCII in `filename` (accents dropped, anything
+ * else `_`), the name itself in `filename*` (RFC 8187). ASCII only, so the header is the same
+ * byte for byte whether Wharf streams the bytes or storage does after a redirect (S3 sends a
+ * Latin-1 byte of a quoted name back as UTF-8).
+ */
+export function dispositionHeader(name: string, type: 'inline' | 'attachment'): string {
+  const ascii = name
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .replace(/[^\x20-\x7e]/gu, '_');
+  return contentDisposition(name, { type, fallback: ascii });
 }
