@@ -98,7 +98,6 @@ export type TransformRequest =
   | { kind: 'params'; input: TransformInput }
   | { kind: 'preset'; name: string; dpr?: number | undefined };
 
-/** Proof carried by a signed transform URL. */
 /** Refusals that are the image's own: an eager rendering of it is given up quietly. */
 const UNRENDERABLE: ReadonlySet<string> = new Set([
   'IMAGE_UNDECODABLE',
@@ -115,6 +114,7 @@ const TRANSIENT: ReadonlySet<string> = new Set([
   'ASSET_VERIFYING',
 ]);
 
+/** Proof carried by a signed transform URL. */
 export interface TransformGrant {
   assetId: string;
   request: TransformRequest;
@@ -142,6 +142,8 @@ export class ImageService {
   /** Transform slots of this node (tests hold them to see a full queue refuse). */
   readonly slots: Slots;
   private readonly inflight = new Map<string, Promise<Derivative>>();
+  /** Renderings of each asset being made in this process, counted against the variants limit. */
+  private readonly making = new Map<string, number>();
   /**
    * Derivatives this node has found or made, by asset and parameters. A recorded row never
    * changes and goes only with its asset, which every request looks up (and finds live)
@@ -334,16 +336,38 @@ export class ImageService {
     make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
     background: boolean,
   ): Promise<Derivative> {
-    if (!background && paramsKey !== PREVIEW_KEY) {
-      const count = await this.store.countDerivatives(asset.id);
-      if (count >= this.settings.maxVariants) {
-        throw new WharfError(
-          'TOO_MANY_VARIANTS',
-          `This asset already has ${count} stored renderings; use one of the sizes already made (e.g. a preset).`,
-          { limit: this.settings.maxVariants },
-        );
-      }
+    if (background || paramsKey === PREVIEW_KEY)
+      return this.claimed(asset, paramsKey, format, name, make, background);
+    // Renderings of the asset being made here count too: checked alone, the stored count let
+    // thirty-five new sizes asked at once all pass a limit of 100 that 90 had nearly reached.
+    const count = (await this.store.countDerivatives(asset.id)) + (this.making.get(asset.id) ?? 0);
+    if (count >= this.settings.maxVariants) {
+      throw new WharfError(
+        'TOO_MANY_VARIANTS',
+        `This asset already has ${count} stored renderings; use one of the sizes already made (e.g. a preset).`,
+        { limit: this.settings.maxVariants },
+      );
     }
+    // Counted from the check on, with no await between: the next request's check sees it.
+    this.making.set(asset.id, (this.making.get(asset.id) ?? 0) + 1);
+    try {
+      return await this.claimed(asset, paramsKey, format, name, make, background);
+    } finally {
+      const left = (this.making.get(asset.id) ?? 1) - 1;
+      if (left > 0) this.making.set(asset.id, left);
+      else this.making.delete(asset.id);
+    }
+  }
+
+  /** The rendering made under its lock (one process of all renders it), or found made meanwhile. */
+  private async claimed(
+    asset: Asset,
+    paramsKey: string,
+    format: OutputFormat,
+    name: string,
+    make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    background: boolean,
+  ): Promise<Derivative> {
     const owner = this.ids.token(12);
     // Leases measure real time between processes, never a test's manual clock.
     const leaseMs = 15_000;

@@ -718,6 +718,38 @@ describe('limits (a server with small ones)', () => {
     assert.equal((await ask(id, 'w=48&format=png')).status, 200);
   });
 
+  test('new renderings asked all at once stop at WHARF_IMAGE_MAX_VARIANTS too', async () => {
+    // A queue long enough for all of them: the limit, not the queue, must refuse the rest.
+    const roomy = await startWharf({ env: { WHARF_IMAGE_MAX_VARIANTS: '3', WHARF_IMAGE_QUEUE: '32' } });
+    try {
+      const png = await sharp({ create: { width: 300, height: 300, channels: 3, background: '#462' } })
+        .png()
+        .toBuffer();
+      const id = (await uploadRaw(roomy, roomy.key, 'burst.png', png, { contentType: 'image/png' })).body
+        .asset.id;
+      const answers = await Promise.all(
+        [32, 48, 64, 80, 96, 112, 128, 144].map((width) =>
+          fetch(`${roomy.url}/v1/assets/${id}/image?w=${width}&format=png`, {
+            headers: { 'x-api-key': roomy.key },
+          }).then(async (res) => ({
+            status: res.status,
+            body: res.ok ? undefined : ((await res.json()) as { error: { code: string } }),
+          })),
+        ),
+      );
+      const statuses = answers.map((a) => a.status).join(',');
+      assert.equal(answers.filter((a) => a.status === 200).length, 3, statuses);
+      assert.ok(
+        answers.every((a) => a.status === 200 || a.body?.error.code === 'TOO_MANY_VARIANTS'),
+        statuses,
+      );
+      const stored = await api(roomy.url, roomy.key, 'GET', `/v1/assets/${id}/derivatives`);
+      assert.equal(stored.body.data.length, 3);
+    } finally {
+      await roomy.close();
+    }
+  });
+
   test('a full queue answers 503 TRANSFORMS_BUSY with Retry-After; the stored ones still come', async () => {
     const id = await put(
       await sharp({ create: { width: 100, height: 100, channels: 3, background: '#642' } })
