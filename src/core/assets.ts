@@ -269,8 +269,13 @@ export class AssetService {
     id: string,
     expiresInSeconds: number,
     disposition: Disposition,
+    /** The upload whose view to show, when the caller holds one (an ActiveStorage blob is its upload). */
+    as?: Upload,
   ): Promise<DownloadGrant> {
-    const { asset, through } = await this.view(principal, id);
+    const seen = await this.view(principal, id);
+    const { asset } = seen;
+    const through =
+      as?.deduplicated && as.assetId === asset.id && as.accountId === asset.accountId ? as : seen.through;
     if (
       !Number.isInteger(expiresInSeconds) ||
       expiresInSeconds < 1 ||

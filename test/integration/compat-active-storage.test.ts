@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type AssetJson, createAsset } from '../helpers/assets.js';
+import { type AssetJson, createAsset, uploadRaw } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
 import { api, type JsonResponse, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -353,6 +353,36 @@ describe('lookup of content already uploaded', () => {
     );
     assert.equal(res.status, 200);
     assert.ok(res.body.direct_upload, 'a fresh upload in the other account');
+  });
+});
+
+describe('a caller that reads only its own uploads', () => {
+  test('the redirect of its blob names its own file, not the first uploader of the same bytes', async () => {
+    const bytes = Buffer.from(`top secret payroll ${randomBytes(6).toString('hex')}`);
+    const first = await uploadRaw(w, w.key, 'payroll-ceo.txt', bytes, { contentType: 'text/plain' });
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    const uploader = await api(w.url, w.key, 'POST', '/v1/keys', {
+      name: 'uploads only',
+      scopes: ['upload'],
+    });
+    const mine = await createBlob(
+      { filename: 'mine.txt', content_type: 'text/plain', byte_size: bytes.length, checksum: md5B64(bytes) },
+      uploader.body.secret,
+    );
+    assert.equal(mine.status, 200, JSON.stringify(mine.body));
+    const blob = mine.body as BlobJson;
+    assert.ok(blob.direct_upload, 'a pending upload: it is not told the account holds the bytes');
+    assert.equal((await putFile(blob.direct_upload, bytes)).status, 200);
+    assert.equal((await getRecord(blob.signed_id, uploader.body.secret)).body.filename, 'mine.txt');
+    const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${blob.signed_id}/mine.txt`, {
+      redirect: 'manual',
+    });
+    assert.equal(redirect.status, 302);
+    const served = await fetch(new URL(redirect.headers.get('location')!, w.url));
+    assert.equal(served.status, 200);
+    const disposition = served.headers.get('content-disposition') ?? '';
+    assert.match(disposition, /mine\.txt/);
+    assert.doesNotMatch(disposition, /payroll/);
   });
 });
 

@@ -72,11 +72,14 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
       const holder = holderOf(ref.accountId);
       const blob = await resolveBlob(core, ref, holder);
       if (!blob.asset) throw new WharfError('NOT_FOUND', 'The file of this blob has not been uploaded yet.');
+      // Shown as the blob's own upload declared it (its filename), not as the asset's first
+      // uploader named it: the blob record says `filename` is the upload's.
       const grant = await core.assets.grantDownload(
         holder,
         blob.asset.id,
         REDIRECT_URL_SECONDS,
         request.query.disposition ?? 'inline',
+        blob.upload,
       );
       reply.header('cache-control', `max-age=${REDIRECT_URL_SECONDS}, private`);
       return reply.redirect(signedDownloadUrl(publicUrl, grant), 302);
