@@ -346,7 +346,7 @@ export class UploadService {
       uploads.push({ upload, reserve: { quota: file.size, token: file.size } });
       const request = await this.blobs.presignPut({
         key: upload.storageKey,
-        contentType: upload.contentType,
+        contentType: asDeclared(files[index]?.contentType, upload.contentType),
         size: file.size,
         md5: options.contentTypeOnly ? null : file.md5,
         sha256: options.contentTypeOnly ? null : file.sha256,
@@ -434,7 +434,8 @@ export class UploadService {
     if (
       (upload.size !== null && input.size !== upload.size) ||
       input.size > limit ||
-      input.contentType !== upload.contentType
+      // Media types are case-insensitive: the signature bound the header as the client spelled it.
+      input.contentType.toLowerCase() !== upload.contentType
     ) {
       input.body.resume();
       if (upload.size === null && input.size > limit) {
@@ -1189,4 +1190,15 @@ function checkDigests(
       },
     );
   }
+}
+
+/**
+ * The Content-Type a presigned PUT is signed for: the client's own spelling when it names the
+ * type Wharf records (`image/PNG` for `image/png`). The client sends the header as it declared
+ * it, and storage checks the signature over the exact text; some seed APIs answer with no
+ * header list to copy from.
+ */
+function asDeclared(raw: string | undefined, recorded: string): string {
+  const spelled = raw?.trim();
+  return spelled && spelled.toLowerCase() === recorded ? spelled : recorded;
 }

@@ -320,6 +320,29 @@ describe('storage accepts only what was declared', () => {
     assert.equal(read.body.data.status, 'pending');
   });
 
+  test('the Content-Type as the client declared it, in any case, is what the PUT may send; the asset records it lower-cased', async () => {
+    for (const [declared, recorded] of [
+      ['image/PNG', 'image/png'],
+      ['text/plain; charset=UTF-8', 'text/plain; charset=utf-8'],
+    ]) {
+      const bytes = Buffer.from(`declared as ${declared} ${randomBytes(6).toString('hex')}`);
+      const { id, presignedURL } = await presign(bytes, declared);
+      const put = await putWithCurl(
+        declared,
+        await fileOf(`case-${randomBytes(3).toString('hex')}.bin`, bytes),
+        presignedURL,
+      );
+      assert.equal(put.status, 200, `${declared}: ${put.body}`);
+      const done = await api(w.url, w.key, 'POST', COMPLETE, { id });
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      const read = await api(w.url, w.key, 'GET', FILE(id));
+      assert.equal(read.body.data.status, 'uploaded', JSON.stringify(read.body));
+      const native = await api(w.url, w.key, 'GET', `/v1/assets?limit=1000`);
+      const asset = native.body.data.find((a: { sha256: string }) => a.sha256 === sha256Hex(bytes));
+      assert.equal(asset.content_type, recorded);
+    }
+  });
+
   test('a PUT of another size is refused', async () => {
     const bytes = await png(13, 12);
     const { id, presignedURL } = await presign(bytes);
