@@ -74,11 +74,13 @@ const ROUTING_ERROR_SHAPES: readonly RoutingErrorShape[] = [
 // Presigned and signed URLs are bearer credentials until they expire: logs keep the
 // parameters' names but never their values.
 const SECRET_PARAMS = /([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|signature)=)[^&]*/gi;
+// ActiveStorage's signed ids sit in the path, and one alone downloads its blob, forever.
+const SECRET_SEGMENTS = /(\/(?:rails\/active_storage\/blobs\/redirect|api\/v1\/upload\/blobs)\/)[^/?]+/g;
 
 function redactedRequest(request: FastifyRequest) {
   return {
     method: request.method,
-    url: request.url.replace(SECRET_PARAMS, '$1REDACTED'),
+    url: request.url.replace(SECRET_PARAMS, '$1REDACTED').replace(SECRET_SEGMENTS, '$1REDACTED'),
     host: request.host,
     remoteAddress: request.ip,
   };

@@ -324,7 +324,7 @@ describe('storage accepts only what was declared', () => {
     for (const [declared, recorded] of [
       ['image/PNG', 'image/png'],
       ['text/plain; charset=UTF-8', 'text/plain; charset=utf-8'],
-    ]) {
+    ] as const) {
       const bytes = Buffer.from(`declared as ${declared} ${randomBytes(6).toString('hex')}`);
       const { id, presignedURL } = await presign(bytes, declared);
       const put = await putWithCurl(

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { storesOnS3 } from '../helpers/deployment.js';
@@ -48,4 +49,44 @@ test('a presigned PUT to the storage endpoint is logged with its signature redac
   const { log, putSignature } = await loggedFlow();
   assert.match(log, /"method":"PUT","url":"\/s3\/wharf\/[^"]*X-Amz-Signature=REDACTED/);
   assert.ok(!log.includes(putSignature));
+});
+
+test('an ActiveStorage signed id, which alone downloads its blob, is not logged', async () => {
+  const lines: string[] = [];
+  const stream = new PassThrough();
+  stream.on('data', (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
+  const w = await startWharf({ logStream: stream });
+  let signedId = '';
+  try {
+    const bytes = Buffer.from(`blob ${Date.now()}`);
+    const blob = (
+      await api(w.url, w.key, 'POST', '/api/v1/upload/direct', {
+        blob: {
+          filename: 'b.txt',
+          content_type: 'text/plain',
+          byte_size: bytes.length,
+          checksum: createHash('md5').update(bytes).digest('base64'),
+        },
+      })
+    ).body;
+    signedId = blob.signed_id;
+    assert.ok(signedId.length > 20);
+    const put = await fetch(blob.direct_upload.url, {
+      method: 'PUT',
+      headers: blob.direct_upload.headers,
+      body: bytes,
+    });
+    assert.equal(put.status, 200);
+    assert.equal((await api(w.url, w.key, 'GET', `/api/v1/upload/blobs/${blob.signed_id}`)).status, 200);
+    const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${blob.signed_id}/b.txt`, {
+      redirect: 'manual',
+    });
+    assert.equal(redirect.status, 302);
+  } finally {
+    await w.close();
+  }
+  const log = lines.join('\n');
+  assert.match(log, /\/rails\/active_storage\/blobs\/redirect\/REDACTED\/b\.txt/, 'the redirect was logged');
+  assert.match(log, /\/api\/v1\/upload\/blobs\/REDACTED/);
+  assert.ok(!log.includes(signedId), 'the signed id is absent');
 });
