@@ -132,7 +132,7 @@ export async function buildApp({
   trackRoutes(app);
   // Before CORS and every route: every response carries its request id, preflights and refusals too.
   registerObservation(app, requestMetrics);
-  registerNativeErrors(app);
+  registerNativeErrors(app, ROUTING_ERROR_SHAPES);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
   await registerCors(app, corsOrigins);
 

@@ -147,6 +147,31 @@ describe('an over-long path parameter', () => {
   });
 });
 
+describe('a path or method a seed API does not have', () => {
+  test('is 404 in that API’s own error shape, as every other refusal of it', async () => {
+    const headers = { 'x-api-key': w.key };
+    const netiks = await send('/api/v1/assets/developer-upload-file/', { method: 'PUT', headers });
+    assert.equal(netiks.status, 404, netiks.text);
+    assert.deepEqual(Object.keys(json(netiks)).sort(), ['code', 'detail']);
+    assert.equal(json(netiks).code, 'not_found');
+    for (const path of ['/api/v1/upload/direct', '/rails/active_storage/x']) {
+      const answer = await send(path, { headers });
+      assert.equal(answer.status, 404, answer.text);
+      assert.deepEqual(Object.keys(json(answer)).sort(), ['detail', 'error', 'error_code'], path);
+      assert.equal(json(answer).error_code, 'NOT_FOUND', path);
+    }
+    const filespin = await send('/api/v1/assets/new/content_storage_url', {
+      method: 'POST',
+      headers: { 'x-filespin-api-key': w.key },
+    });
+    assert.equal(filespin.status, 404, filespin.text);
+    assert.deepEqual(Object.keys(json(filespin)).sort(), ['error', 'message']);
+    // The native API keeps its own.
+    const native = await send('/v1/nothing', { headers });
+    assert.equal(json(native).error.code, 'NOT_FOUND');
+  });
+});
+
 describe('an unparseable Content-Type on the storage endpoint', () => {
   test('is 415 with an S3 error document, stores nothing, and the real PUT still works', {
     skip: storesOnS3 && "Wharf's own storage endpoint; this server stores on S3 and has none",

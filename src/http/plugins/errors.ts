@@ -1,7 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ErrorCode, isWharfError } from '../../core/errors.js';
+import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
 import { refusedForSpace } from '../../core/unavailable.js';
 import { settleRefusedBody } from '../refused-body.js';
+import { type RoutingErrorShape, shapeFor } from '../routing-errors.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, unknown> };
@@ -118,7 +119,7 @@ export function nativeErrorHandler(err: FastifyError, request: FastifyRequest, r
 /** How long a client should wait before retrying a request refused while a dependency is away. */
 export const RETRY_AFTER_SECONDS = 5;
 
-export function registerNativeErrors(app: FastifyInstance): void {
+export function registerNativeErrors(app: FastifyInstance, shapes: readonly RoutingErrorShape[] = []): void {
   // Every 503 Wharf sends, in any API's error shape (each scope has its own handler), is
   // SERVICE_UNAVAILABLE: a dependency is away. Added on the root before any scope exists, so
   // every scope inherits it.
@@ -132,8 +133,11 @@ export function registerNativeErrors(app: FastifyInstance): void {
   });
   app.setErrorHandler(nativeErrorHandler);
   app.setNotFoundHandler((request, reply) => {
-    reply.status(404).send({
-      error: { code: 'NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]}` },
-    });
+    const message = `No route ${request.method} ${request.url.split('?')[0]}`;
+    // Under a seed API's paths, its clients read its own error shape, for a path or method it
+    // does not have as much as for any other refusal.
+    const send = shapeFor(shapes, request.url);
+    if (send) return send(new WharfError('NOT_FOUND', message), request, reply);
+    reply.status(404).send({ error: { code: 'NOT_FOUND', message } });
   });
 }
