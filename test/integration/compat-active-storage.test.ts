@@ -729,3 +729,27 @@ test('the routes are in /openapi.json under the document’s tag', async () => {
   assert.ok(doc.body.paths['/api/v1/upload/blobs/{signed_id}'].get);
   assert.ok(doc.body.paths['/rails/active_storage/blobs/redirect/{signed_id}/{filename}'].get);
 });
+
+// Last in this file: it moves the server's clock past every upload's expiry.
+describe('a blob whose bytes never arrived', () => {
+  test('after its upload expired, its redirect is 404, as before it expired', async () => {
+    const bytes = randomBytes(64);
+    const created = await createBlob({
+      filename: 'never.bin',
+      content_type: 'application/octet-stream',
+      byte_size: bytes.length,
+      checksum: md5B64(bytes),
+    });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const blob = created.body as BlobJson;
+    const redirect = () =>
+      fetch(`${w.url}/rails/active_storage/blobs/redirect/${blob.signed_id}/never.bin`, {
+        redirect: 'manual',
+      });
+    assert.equal((await redirect()).status, 404);
+    w.clock.advance(2 * 24 * 3600_000);
+    const late = await redirect();
+    assert.equal(late.status, 404, await late.text());
+    assert.equal((await getRecord(blob.signed_id)).status, 200);
+  });
+});

@@ -67,7 +67,11 @@ export async function resolveBlob(core: Core, ref: BlobRef, principal: Principal
   try {
     return { upload, asset: (await core.uploads.completeUpload(upload)).asset };
   } catch (err) {
-    if (isWharfError(err, 'UPLOAD_INCOMPLETE')) return { upload, asset: undefined };
+    // Bytes that have not arrived, or never will (the upload expired without them): a blob
+    // with no file yet, which the document's redirect answers with 404, as a record without one.
+    if (isWharfError(err, 'UPLOAD_INCOMPLETE') || isWharfError(err, 'UPLOAD_EXPIRED')) {
+      return { upload, asset: undefined };
+    }
     throw err;
   }
 }
