@@ -67,17 +67,14 @@ function start(env: Record<string, string>): Running {
   return r;
 }
 
+/** `wharf …` (an admin command) from source, with this environment. */
+function wharfCommand(env: Record<string, string>, args: string[]): Running {
+  return run(env, [process.execPath, '--import', 'tsx', 'src/cli/main.ts', ...args]);
+}
+
 /** The keys the installation holds, read with the CLI as an operator would. */
 async function keyIds(inst: Installation): Promise<string[]> {
-  const cli = run(inst.env, [
-    process.execPath,
-    '--import',
-    'tsx',
-    'src/cli/main.ts',
-    'keys',
-    'list',
-    '--json',
-  ]);
+  const cli = wharfCommand(inst.env, ['keys', 'list', '--json']);
   const exit = await cli.exited;
   assert.equal(exit.code, 0, cli.stderr());
   return JSON.parse(cli.stdout()).map((k: { id: string }) => k.id);
@@ -170,18 +167,11 @@ describe('a start that cannot succeed', () => {
     const server = start(env);
     assert.equal((await server.exited).code, 1);
     assert.equal(server.stderr(), `wharf: start failed: ${expected}\n`);
-    const cli = run(env, [process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'keys', 'list']);
+    const cli = wharfCommand(env, ['keys', 'list']);
     assert.equal((await cli.exited).code, 1);
     assert.equal(cli.stderr(), `wharf: ${expected}\n`);
     // SQLite pointed at a directory: its own one line, no stack.
-    const sqlite = run({ ...inst.env, WHARF_DATABASE_URL: inst.dataDir }, [
-      process.execPath,
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'keys',
-      'list',
-    ]);
+    const sqlite = wharfCommand({ ...inst.env, WHARF_DATABASE_URL: inst.dataDir }, ['keys', 'list']);
     assert.equal((await sqlite.exited).code, 1);
     assert.doesNotMatch(sqlite.stderr(), NO_STACK);
     assert.equal(sqlite.stderr().split('\n').length, 2, sqlite.stderr());

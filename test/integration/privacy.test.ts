@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import exifr from 'exifr';
 import sharp from 'sharp';
 import { complete, declare, putPresigned, uploadRaw } from '../helpers/assets.js';
 import { storedKeys } from '../helpers/deployment.js';
 import { api, md5Hex, sha256Hex } from '../helpers/http.js';
+import { pngChunk } from '../helpers/png.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -79,16 +80,6 @@ async function location(bytes: Buffer) {
     city: tags?.City,
     make: tags?.Make,
   };
-}
-
-/** A PNG chunk: length, type, data, CRC. */
-function pngChunk(type: string, data: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const framed = Buffer.alloc(body.length + 8);
-  framed.writeUInt32BE(data.length, 0);
-  body.copy(framed, 4);
-  framed.writeUInt32BE(crc32(body), body.length + 4);
-  return framed;
 }
 
 /** The PNG with one more chunk just before its first IDAT. */

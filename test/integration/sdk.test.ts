@@ -11,6 +11,7 @@ import {
   fileSource,
   MemoryResumeStore,
   portableSha256,
+  type ResumeStore,
   type UploadProgress,
   type UploadSource,
   Wharf,
@@ -56,6 +57,31 @@ async function file(name: string, size: number): Promise<{ path: string; bytes: 
  * not hashing: the hash pass reads the same bytes first) it calls `cut` (the test aborts the
  * upload there) and delivers nothing more: the request stays open, mid-body, until aborted.
  */
+/** A multipart upload of `source`, cut once its first part is stored and the second is a megabyte in. */
+async function multipartCutOff(source: UploadSource, store: ResumeStore): Promise<void> {
+  const controller = new AbortController();
+  let sending = false;
+  const cut = wharf.upload(
+    cutAt(
+      source,
+      partSize + MiB,
+      () => sending,
+      () => controller.abort(),
+    ),
+    {
+      onProgress: (p) => {
+        if (p.phase === 'uploading') sending = true;
+      },
+      strategy: 'multipart',
+      partSize,
+      partConcurrency: 1,
+      resume: store,
+      signal: controller.signal,
+    },
+  );
+  await assert.rejects(cut, (err) => err instanceof WharfError && err.code === 'ABORTED');
+}
+
 function cutAt(source: UploadSource, at: number, armed: () => boolean, cut: () => void): UploadSource {
   return {
     ...source,
@@ -145,28 +171,7 @@ describe('upload helper', () => {
   test('a multipart upload cut off mid-way resumes: only the missing parts are sent', async () => {
     const { path, bytes } = await file('resumed.bin', 16 * MiB);
     const store = new FileResumeStore(join(dir, 'state'));
-    const controller = new AbortController();
-    let sending = false;
-    // Cut once the first part is stored and the second is a megabyte in.
-    const cut = wharf.upload(
-      cutAt(
-        await fileSource(path),
-        partSize + MiB,
-        () => sending,
-        () => controller.abort(),
-      ),
-      {
-        onProgress: (p) => {
-          if (p.phase === 'uploading') sending = true;
-        },
-        strategy: 'multipart',
-        partSize,
-        partConcurrency: 1,
-        resume: store,
-        signal: controller.signal,
-      },
-    );
-    await assert.rejects(cut, (err) => err instanceof WharfError && err.code === 'ABORTED');
+    await multipartCutOff(await fileSource(path), store);
 
     const events: UploadProgress[] = [];
     const resumed = await wharf.upload(await fileSource(path), {
@@ -189,27 +194,7 @@ describe('upload helper', () => {
   test('a multipart upload cut off, then run again under another name, starts afresh under that name', async () => {
     const { path, bytes } = await file('renamed.bin', 12 * MiB);
     const store = new MemoryResumeStore();
-    const controller = new AbortController();
-    let sending = false;
-    const cut = wharf.upload(
-      cutAt(
-        await fileSource(path, { name: 'old-prefix-renamed.bin' }),
-        partSize + MiB,
-        () => sending,
-        () => controller.abort(),
-      ),
-      {
-        onProgress: (p) => {
-          if (p.phase === 'uploading') sending = true;
-        },
-        strategy: 'multipart',
-        partSize,
-        partConcurrency: 1,
-        resume: store,
-        signal: controller.signal,
-      },
-    );
-    await assert.rejects(cut, (err) => err instanceof WharfError && err.code === 'ABORTED');
+    await multipartCutOff(await fileSource(path, { name: 'old-prefix-renamed.bin' }), store);
     const again = await wharf.upload(await fileSource(path, { name: 'new-prefix-renamed.bin' }), {
       strategy: 'multipart',
       partSize,

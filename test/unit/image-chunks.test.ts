@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { crc32 } from 'node:zlib';
 import { chunksOf, type ImageChunk } from '../../src/processing/image-chunks.js';
-
-function pngChunk(type: string, data: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const framed = Buffer.alloc(body.length + 8);
-  framed.writeUInt32BE(data.length, 0);
-  body.copy(framed, 4);
-  framed.writeUInt32BE(crc32(body), body.length + 4);
-  return framed;
-}
+import { pngChunk } from '../helpers/png.js';
 
 function riffChunk(type: string, data: Buffer): Buffer {
   const header = Buffer.alloc(8);
