@@ -1,6 +1,7 @@
 import multipart from '@fastify/multipart';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
+import { WharfError } from '../../../core/errors.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { netiksErrorHandler } from './errors.js';
@@ -33,9 +34,11 @@ export async function netiksCompat(instance: FastifyInstance, context: CompatCon
   // Before any body is read, so a request without a valid key never streams a file.
   app.addHook('onRequest', async (request) => {
     const key = request.headers['x-api-key'];
-    request.principal = await context.core.keys.authenticate(
-      typeof key === 'string' && key !== '' ? key : undefined,
-    );
+    // netiks's document takes the key in x-api-key only: say so, not the native API's choices.
+    if (typeof key !== 'string' || key === '') {
+      throw new WharfError('UNAUTHORIZED', 'An API key is required (x-api-key).');
+    }
+    request.principal = await context.core.keys.authenticate(key);
   });
   await app.register(uploadFileRoutes, context);
   await app.register(presignedUrlRoutes, context);
