@@ -132,7 +132,8 @@ export async function buildApp({
   trackRoutes(app);
   // Before CORS and every route: every response carries its request id, preflights and refusals too.
   registerObservation(app, requestMetrics);
-  registerNativeErrors(app, ROUTING_ERROR_SHAPES);
+  // The seed APIs' shapes for their unknown paths; the storage endpoint and tus answer their own.
+  registerNativeErrors(app, compatRoutingErrors);
   // Before every route: preflights are answered ahead of authentication, which they never carry.
   await registerCors(app, corsOrigins);
 
