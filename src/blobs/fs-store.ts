@@ -170,6 +170,14 @@ export class FsBlobStore implements BlobStore {
     await rm(composed, { recursive: true, force: true });
   }
 
+  async deletePrefix(prefix: string): Promise<void> {
+    if (!prefix.endsWith('/')) throw new Error(`A prefix ends with a slash: ${JSON.stringify(prefix)}`);
+    // Keys are paths here, so a prefix is a directory in each tree; facts first, as in delete().
+    for (const base of [this.meta, this.objects, this.composed]) {
+      await rm(this.pathOf(base, prefix), { recursive: true, force: true });
+    }
+  }
+
   presignPut(request: PresignPutRequest): Promise<PresignedRequest> {
     return this.presigner.presignPut(request);
   }

@@ -7,11 +7,13 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
   ListMultipartUploadsCommand,
+  ListObjectsV2Command,
   ListPartsCommand,
   NoSuchKey,
   PutObjectCommand,
@@ -187,6 +189,23 @@ export class S3BlobStore implements BlobStore {
   async delete(key: string): Promise<void> {
     // S3 answers 204 for a missing key too.
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    if (!prefix.endsWith('/')) throw new Error(`A prefix ends with a slash: ${JSON.stringify(prefix)}`);
+    // A page of up to 1000 keys, deleted in one request; the next listing starts over, so keys
+    // written meanwhile are found too.
+    for (;;) {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: 1000 }),
+      );
+      const keys = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
+      if (keys.length === 0) return;
+      await this.client.send(
+        new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys, Quiet: true } }),
+      );
+      if (!page.IsTruncated) return;
+    }
   }
 
   async presignPut(request: PresignPutRequest): Promise<PresignedRequest> {

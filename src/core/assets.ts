@@ -13,12 +13,14 @@ import {
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
+import type { IdSource } from './ids.js';
 import type { Access, Asset, Principal, Upload } from './model.js';
 import {
   type AssetPage,
   type AssetQuery,
   type BlobStore,
   type ByteRange,
+  type NewJob,
   ObjectMissing,
   type Store,
 } from './ports.js';
@@ -28,6 +30,26 @@ export const MAX_PAGE_SIZE = 1000;
 const MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600;
 
 export type Disposition = 'inline' | 'attachment';
+
+/** The `free-asset` job: frees what a deleted asset kept (see AssetService.free). */
+export const FREE_ASSET_JOB = 'free-asset';
+
+/**
+ * Queued in the transaction that deletes the asset, so what it kept is freed even when the
+ * process dies between that commit and the frees that follow it at once (which make the job,
+ * when it runs, find nothing left to do).
+ */
+/** What freeing a deleted asset needs of it (all a `free-asset` job carries). */
+export type DeletedAsset = Pick<Asset, 'id' | 'accountId' | 'storageKey'>;
+
+export function freeAssetJob(jobId: string, asset: Asset, at: number): NewJob {
+  return {
+    id: jobId,
+    kind: FREE_ASSET_JOB,
+    payload: { id: asset.id, accountId: asset.accountId, storageKey: asset.storageKey },
+    runAt: at,
+  };
+}
 
 /** The parts of a download URL that prove it was issued by this server and is unexpired. */
 export interface DownloadGrant {
@@ -41,12 +63,13 @@ export interface DownloadGrant {
 }
 
 export class AssetService {
-  private readonly deletionHooks: Array<(asset: Asset) => Promise<void>> = [];
+  private readonly deletionHooks: Array<(asset: DeletedAsset) => Promise<void>> = [];
 
   constructor(
     private readonly store: Store,
     private readonly blobs: BlobStore,
     private readonly clock: Clock,
+    private readonly ids: IdSource,
     private readonly signingKey: Buffer,
     private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {}
@@ -126,21 +149,33 @@ export class AssetService {
 
   async delete(principal: Principal, id: string): Promise<void> {
     await this.changeable(principal, id);
-    const asset = await this.store.deleteAsset(principal.accountId, id, this.clock.now());
+    const now = this.clock.now();
+    // Read first for the job's storage key, which never changes; the store queues the job
+    // only if it deleted the row.
+    const found = await this.store.getAsset(principal.accountId, id);
+    const asset =
+      found &&
+      (await this.store.deleteAsset(principal.accountId, id, now, 'deleted', [
+        freeAssetJob(this.ids.id(), found, now),
+      ]));
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
-    if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
-      await this.blobs.delete(asset.storageKey);
-    }
-    await this.afterDelete(asset);
+    await this.free(asset);
   }
 
   /** Lets a capability free what it keeps for an asset (derivatives) once the asset is deleted. */
-  onDelete(hook: (asset: Asset) => Promise<void>): void {
+  onDelete(hook: (asset: DeletedAsset) => Promise<void>): void {
     this.deletionHooks.push(hook);
   }
 
-  /** Runs the deletion hooks; also called when verification rejects an asset. */
-  async afterDelete(asset: Asset): Promise<void> {
+  /**
+   * What a deleted (or rejected) asset kept: its bytes, unless another asset uses them, and
+   * whatever the deletion hooks keep for it. Runs right after the deletion and again as the
+   * `free-asset` job queued with it; each part finds nothing to do the second time.
+   */
+  async free(asset: DeletedAsset): Promise<void> {
+    if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
+      await this.blobs.delete(asset.storageKey);
+    }
     for (const hook of this.deletionHooks) await hook(asset);
   }
 

@@ -417,7 +417,7 @@ export class ImageService {
     pixelsDone: () => void,
   ): Promise<Derivative> {
     const contentType = CONTENT_TYPES[format];
-    const ownKey = `${asset.accountId}/derivatives/${asset.id}/${paramsKey}.${EXTENSIONS[format]}`;
+    const ownKey = `${derivativesPrefix(asset)}${paramsKey}.${EXTENSIONS[format]}`;
     const digest = new DigestStream();
     await make(async (output) => {
       // The encoder has finished and freed its pixels: the slot goes to the next transform
@@ -460,12 +460,16 @@ export class ImageService {
     return (await this.store.getDerivative(assetId, PREVIEW_KEY)) !== undefined;
   }
 
-  /** Frees every derivative of an asset that was deleted: objects first, then the rows. */
-  async purge(assetId: string): Promise<void> {
-    this.known.deleteWhere((memo) => memo.startsWith(`${assetId}:`));
-    const derivatives = await this.store.listDerivatives(assetId);
+  /**
+   * Frees every derivative of an asset that was deleted: objects first, then the rows. Every
+   * object under the asset's prefix goes, also one a process wrote and died before recording.
+   */
+  async purge(asset: { id: string; accountId: string }): Promise<void> {
+    this.known.deleteWhere((memo) => memo.startsWith(`${asset.id}:`));
+    const derivatives = await this.store.listDerivatives(asset.id);
     for (const key of new Set(derivatives.map((d) => d.storageKey))) await this.blobs.delete(key);
-    await this.store.deleteDerivatives(assetId);
+    await this.blobs.deletePrefix(derivativesPrefix(asset));
+    await this.store.deleteDerivatives(asset.id);
   }
 
   /** The derivatives stored for an asset of the caller's. */
@@ -637,4 +641,9 @@ export class PresetService {
       throw new WharfError('NOT_FOUND', `No image preset "${name}".`);
     }
   }
+}
+
+/** Where an asset's renderings are stored: under a prefix of their own, freed whole with it. */
+function derivativesPrefix(asset: { id: string; accountId: string }): string {
+  return `${asset.accountId}/derivatives/${asset.id}/`;
 }

@@ -176,12 +176,19 @@ export interface UploadStore {
    * SHA-256 (then the existing asset is returned), and marks the upload completed.
    * If the upload was completed already, returns its asset without changing anything.
    * In the same transaction: files the asset as the next version of the upload's target
-   * file, if it has one, queues `jobs` when a new asset was recorded, and settles its
+   * file, if it has one, queues `jobs` when a new asset was recorded (`ifDeduplicated` when
+   * the account held the content already), and settles its
    * reservations: the account's stored bytes grow by a new asset's size unless that would pass
    * its quota (QUOTA_EXCEEDED), and the token's usage by the file unless that would pass its
    * byte budget (TOKEN_BYTES_EXHAUSTED); either refusal changes nothing.
    */
-  finishUpload(uploadId: string, candidate: Asset, at: number, jobs: NewJob[]): Promise<FinishResult>;
+  finishUpload(
+    uploadId: string,
+    candidate: Asset,
+    at: number,
+    jobs: NewJob[],
+    ifDeduplicated: NewJob[],
+  ): Promise<FinishResult>;
   /**
    * Pending uploads that complete by themselves (no confirm step), oldest first; a page
    * continues after the `after` upload of the previous one.
@@ -230,12 +237,16 @@ export interface AssetStore {
   findAssetsBySha256(accountId: string, sha256s: string[]): Promise<Asset[]>;
   findAssetByMd5(accountId: string, md5: string): Promise<Asset | undefined>;
   listAssets(accountId: string, query: AssetQuery): Promise<AssetPage>;
-  /** `rejected`: verification found other bytes than declared (a different event). */
+  /**
+   * `rejected`: verification found other bytes than declared (a different event). `jobs` are
+   * queued in the same transaction, and only if this call deleted the asset.
+   */
   deleteAsset(
     accountId: string,
     id: string,
     at: number,
-    reason?: 'deleted' | 'rejected',
+    reason: 'deleted' | 'rejected',
+    jobs: NewJob[],
   ): Promise<Asset | undefined>;
   /** How many assets still point at these bytes (0 means they may be freed). */
   countAssetsWithStorageKey(storageKey: string): Promise<number>;
@@ -666,6 +677,8 @@ export interface BlobStore {
    */
   localFile?(key: string): string;
   delete(key: string): Promise<void>;
+  /** Deletes every object whose key starts with `prefix` (a whole "directory": it ends with `/`). */
+  deletePrefix(prefix: string): Promise<void>;
   /** A server-side copy (only stores whose presigned URLs can be rewritable need it). */
   copy?(from: string, to: string): Promise<void>;
   /** A URL a client can PUT the bytes to directly, with size, type and digests bound. */

@@ -1,4 +1,5 @@
 import { pipeline, type Readable } from 'node:stream';
+import { freeAssetJob } from './assets.js';
 import {
   canSeeUpload,
   checkCompletion,
@@ -646,14 +647,7 @@ export class UploadService {
         if (!(err instanceof ObjectMissing)) throw err;
       }
       await this.blobs.delete(upload.storageKey);
-      await this.store.enqueueJobs([
-        {
-          id: this.ids.id(),
-          kind: DELETE_OBJECT_JOB,
-          payload: { key: upload.storageKey },
-          runAt: upload.expiresAt + 60_000,
-        },
-      ]);
+      await this.store.enqueueJobs([this.deleteObjectJob(upload.storageKey, upload.expiresAt + 60_000)]);
     }
     return { key: sealed, info: await this.blobs.head(sealed) };
   }
@@ -685,10 +679,10 @@ export class UploadService {
       ]);
       return 'ready';
     }
-    await this.store.deleteAsset(asset.accountId, asset.id, now, 'rejected');
-    if ((await this.store.countAssetsWithStorageKey(asset.storageKey)) === 0) {
-      await this.blobs.delete(asset.storageKey);
-    }
+    // What it kept is freed by the job queued with the deletion, or at once by the caller.
+    await this.store.deleteAsset(asset.accountId, asset.id, now, 'rejected', [
+      freeAssetJob(this.ids.id(), asset, now),
+    ]);
     return 'rejected';
   }
 
@@ -969,8 +963,13 @@ export class UploadService {
       createdAt: now,
       updatedAt: now,
     };
+    // Bytes this completion leaves unused are freed right after it commits; the same frees are
+    // queued in its transaction, so a process that dies in between still frees them.
+    const unused = (keys: string[]) => keys.map((key) => this.deleteObjectJob(key, now));
+    const replacedKeys = replaced ? [uploadedKey] : [];
     const jobs: NewJob[] = [
       ...this.afterUrlExpiry(upload),
+      ...unused(replacedKeys),
       verifying
         ? {
             id: this.ids.id(),
@@ -982,7 +981,10 @@ export class UploadService {
     ];
     let result: Awaited<ReturnType<Store['finishUpload']>>;
     try {
-      result = await this.store.finishUpload(upload.id, candidate, now, jobs);
+      result = await this.store.finishUpload(upload.id, candidate, now, jobs, [
+        ...this.afterUrlExpiry(upload),
+        ...unused([...new Set([storageKey, ...replacedKeys])]),
+      ]);
     } catch (err) {
       // The account's quota or the token's budget cannot take the file: it is not kept.
       if (isWharfError(err, 'QUOTA_EXCEEDED') || isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')) {
@@ -1011,11 +1013,8 @@ export class UploadService {
       if (result.completedNow) await this.blobs.delete(uploadedKey);
       if (result.asset.storageKey !== storageKey) await this.blobs.delete(storageKey);
     } else if (result.completedNow && result.deduplicated) {
-      // The account already holds these bytes under the existing asset. (The store records
-      // no job of a completion that found its asset: the URL's is queued here.)
+      // The account already holds these bytes under the existing asset.
       await this.blobs.delete(storageKey);
-      const cleanup = this.afterUrlExpiry(upload);
-      if (cleanup.length > 0) await this.store.enqueueJobs(cleanup);
     }
     return isolatedOutcome(
       upload,
@@ -1061,14 +1060,12 @@ export class UploadService {
    */
   private afterUrlExpiry(upload: Upload): NewJob[] {
     if ((upload.kind !== 'presigned' && upload.kind !== 'post') || upload.intent.rewritable) return [];
-    return [
-      {
-        id: this.ids.id(),
-        kind: DELETE_OBJECT_JOB,
-        payload: { key: upload.storageKey },
-        runAt: upload.expiresAt + 60_000,
-      },
-    ];
+    return [this.deleteObjectJob(upload.storageKey, upload.expiresAt + 60_000)];
+  }
+
+  /** The `delete-object` job for `key`, due at `at`. */
+  private deleteObjectJob(key: string, at: number): NewJob {
+    return { id: this.ids.id(), kind: DELETE_OBJECT_JOB, payload: { key }, runAt: at };
   }
 
   private async completedOutcome(upload: Upload): Promise<UploadOutcome> {

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { ArrivalService } from './arrivals.js';
-import { AssetService } from './assets.js';
+import { AssetService, FREE_ASSET_JOB } from './assets.js';
 import { type Clock, systemClock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
 import { EventService } from './events.js';
@@ -153,6 +153,7 @@ export function createCore(deps: CoreDeps): Core {
     deps.store,
     deps.blobs,
     deps.clock,
+    deps.ids,
     deriveKey(deps.secret, 'download'),
     telemetry,
   );
@@ -167,7 +168,7 @@ export function createCore(deps: CoreDeps): Core {
     deps.images.settings,
   );
   // An asset's derivatives go with it.
-  assets.onDelete((asset) => images.purge(asset.id));
+  assets.onDelete((asset) => images.purge(asset));
   const placeholders = new PlaceholderService(
     deps.store,
     deps.blobs,
@@ -220,9 +221,16 @@ export function createCore(deps: CoreDeps): Core {
       String(job.payload.assetId),
       typeof md5 === 'string' ? md5 : null,
     );
-    // A rejected asset goes like a deleted one, whatever was kept for it.
-    if (outcome === 'rejected' && asset) await assets.afterDelete(asset);
+    // A rejected asset goes like a deleted one, with whatever was kept for it.
+    if (outcome === 'rejected' && asset) await assets.free(asset);
   });
+  jobs.register(FREE_ASSET_JOB, (job) =>
+    assets.free({
+      id: String(job.payload.id),
+      accountId: String(job.payload.accountId),
+      storageKey: String(job.payload.storageKey),
+    }),
+  );
   const webhookKey = webhookSealKey(deps.secret);
   if (deps.webhooks.settings.timeoutMs >= jobs.leaseMs) {
     // Another node would take the delivery over while this one still waits for the answer.

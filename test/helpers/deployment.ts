@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import pg from 'pg';
 import { pgQuerySync } from './pg-sync.js';
@@ -253,6 +253,25 @@ export async function replaceStoredObject(server: Server, key: string, bytes: Bu
   await withBucket(server, (s3, bucket) =>
     s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes })),
   );
+}
+
+/**
+ * Writes an object no row names, as a process that died between storing it and recording it
+ * (or between a commit and the delete that should have followed it) leaves one.
+ */
+export async function putStrayObject(server: Server, key: string, bytes: Buffer): Promise<void> {
+  if (!onS3(server)) {
+    const path = join(server.dataDir, 'blobs', 'objects', key);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, bytes);
+    return;
+  }
+  await replaceStoredObject(server, key, bytes);
+}
+
+/** Whether storage holds an object at `key`. */
+export async function holdsObject(server: Server, key: string): Promise<boolean> {
+  return (await storedKeys(server)).includes(key);
 }
 
 /**

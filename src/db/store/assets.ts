@@ -1,10 +1,10 @@
 import { assetChanged } from '../../core/events.js';
 import type { Access, Asset, AssetAnalysis, ProcessingStatus } from '../../core/model.js';
-import type { AssetPage, AssetQuery, AssetStore } from '../../core/ports.js';
+import type { AssetPage, AssetQuery, AssetStore, NewJob } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
 import { appendEvents } from './events.js';
 import { settleDeleted } from './reservations.js';
-import { toAsset } from './rows.js';
+import { fromJob, toAsset } from './rows.js';
 
 export function assetQueries({ db, ids }: SqlContext): AssetStore {
   return {
@@ -99,7 +99,8 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
       accountId: string,
       id: string,
       at: number,
-      reason: 'deleted' | 'rejected' = 'deleted',
+      reason: 'deleted' | 'rejected',
+      jobs: NewJob[],
     ): Promise<Asset | undefined> {
       return db.transaction().execute(async (trx) => {
         const row = await trx
@@ -112,6 +113,7 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
         await trx.deleteFrom('file_versions').where('asset_id', '=', id).execute();
         await trx.deleteFrom('assets').where('id', '=', id).execute();
         await settleDeleted(trx, accountId, Number(row.size));
+        if (jobs.length > 0) await trx.insertInto('jobs').values(jobs.map(fromJob)).execute();
         const asset = toAsset(row);
         // Last: appendEvents takes the events lock (see there).
         await appendEvents(trx, ids, [

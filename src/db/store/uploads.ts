@@ -190,6 +190,7 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       candidate: Asset,
       at: number,
       jobs: NewJob[],
+      ifDeduplicated: NewJob[],
     ): Promise<FinishResult> {
       return db.transaction().execute(async (trx) => {
         let select = trx.selectFrom('uploads').selectAll().where('id', '=', uploadId);
@@ -243,8 +244,8 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
               at,
             )
           : undefined;
-        if (!deduplicated && jobs.length > 0)
-          await trx.insertInto('jobs').values(jobs.map(fromJob)).execute();
+        const queued = deduplicated ? ifDeduplicated : jobs;
+        if (queued.length > 0) await trx.insertInto('jobs').values(queued.map(fromJob)).execute();
         const asset = toAsset(stored);
         const completed: Upload = {
           ...toUpload(upload),
