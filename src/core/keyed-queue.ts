@@ -16,4 +16,11 @@ export class KeyedQueue {
     next.then(forget, forget);
     return next;
   }
+
+  /** Waits for the key's earlier tasks, then holds the key until the returned function is called. */
+  lock(key: string): Promise<() => void> {
+    return new Promise((acquired) => {
+      void this.run(key, () => new Promise<void>((release) => acquired(release)));
+    });
+  }
 }

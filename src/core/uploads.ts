@@ -15,6 +15,7 @@ import { isWharfError, WharfError } from './errors.js';
 import type { UploadEnding } from './events.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
+import { KeyedQueue } from './keyed-queue.js';
 import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import {
@@ -225,6 +226,12 @@ export class UploadService {
   }
 
   private readonly kindHooks = new Map<Upload['kind'], UploadKindHooks>();
+  /**
+   * Per storage key: bytes arriving at the embedded endpoint replace what is stored there only
+   * while no completion of that upload runs, and a completion checks only bytes nothing is
+   * replacing (see holdOpen). In-process: the embedded endpoint is one server's.
+   */
+  private readonly sealing = new KeyedQueue();
   private replacement: ReplacementStep | undefined;
 
   /**
@@ -446,15 +453,48 @@ export class UploadService {
       }
       throw new WharfError('SIZE_MISMATCH', 'The request does not match the declared size and type.');
     }
-    const digests = await this.writeVerified(input.key, input.body, limit, upload.contentType, (d) => {
-      if (d.size !== input.size) {
-        throw new WharfError('SIZE_MISMATCH', `Expected ${input.size} bytes, received ${d.size}.`);
-      }
-      checkDigests(d, input.expected);
-      checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
-    }).catch(this.failed('presigned'));
-    if (upload.intent.autoComplete) await this.finish(upload, digests);
-    return digests;
+    let release: (() => void) | undefined;
+    try {
+      const digests = await this.writeVerified(
+        input.key,
+        input.body,
+        limit,
+        upload.contentType,
+        async (d) => {
+          if (d.size !== input.size) {
+            throw new WharfError('SIZE_MISMATCH', `Expected ${input.size} bytes, received ${d.size}.`);
+          }
+          checkDigests(d, input.expected);
+          checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
+          release = await this.holdOpen(upload);
+        },
+      ).catch(this.failed('presigned'));
+      if (upload.intent.autoComplete) await this.finish(upload, digests);
+      return digests;
+    } finally {
+      release?.();
+    }
+  }
+
+  /**
+   * Called once a PUT's or a form's bytes have all arrived, before they replace what storage
+   * holds at the upload's key: waits for a completion of the upload that is running, then
+   * checks that the upload is still open, and holds the key until the caller releases it (once
+   * the bytes are in place, or recorded when the upload completes by itself). A completion
+   * holds the key while it checks and records the bytes, so bytes that finish arriving after it
+   * are refused rather than replacing what it verified.
+   */
+  private async holdOpen(upload: Upload): Promise<() => void> {
+    const release = await this.sealing.lock(upload.storageKey);
+    try {
+      const current = await this.store.getUpload(upload.id);
+      if (!current) throw new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
+      this.assertOpen(current);
+      return release;
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   /**
@@ -502,16 +542,28 @@ export class UploadService {
     const upload = await this.openUploadFor(input.key, 'post', input.body);
     // A form's file has the type the form gave it, unless the policy bound one.
     const contentType = formContentType(upload, input.contentType);
-    const digests = await this.writeVerified(input.key, input.body, input.maxSize, contentType, (d) => {
-      if (d.size < input.minSize) {
-        throw new WharfError(
-          'FILE_TOO_SMALL',
-          `The file is smaller than the minimum of ${input.minSize} bytes.`,
-        );
-      }
-    }).catch(this.failed('post'));
-    if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
-    return digests;
+    let release: (() => void) | undefined;
+    try {
+      const digests = await this.writeVerified(
+        input.key,
+        input.body,
+        input.maxSize,
+        contentType,
+        async (d) => {
+          if (d.size < input.minSize) {
+            throw new WharfError(
+              'FILE_TOO_SMALL',
+              `The file is smaller than the minimum of ${input.minSize} bytes.`,
+            );
+          }
+          release = await this.holdOpen(upload);
+        },
+      ).catch(this.failed('post'));
+      if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
+      return digests;
+    } finally {
+      release?.();
+    }
   }
 
   /** Turns a presigned upload into an asset once storage holds the declared bytes. Idempotent. */
@@ -567,7 +619,23 @@ export class UploadService {
         'A direct upload completes by itself when its request ends.',
       );
     }
+    // Held while the bytes are checked and recorded: see holdOpen.
+    return this.sealing.run(upload.storageKey, () =>
+      this.checkAndFinish(upload, claims, claimed, received, elapsed),
+    );
+  }
 
+  /** The part of completeUpload that reads the stored bytes, checks them and records the asset. */
+  private async checkAndFinish(
+    upload: Upload,
+    claims: CompletionClaims,
+    claimed: { sha256: string | null; md5: string | null },
+    received: Digests | undefined,
+    elapsed: () => number,
+  ): Promise<UploadOutcome> {
+    // Another completion may have ended it while this one waited for the key.
+    const current = await this.store.getUpload(upload.id);
+    if (current && current.status !== 'pending') return this.completeUpload(current, claims, received);
     const settled = await this.settle(upload);
     const key = settled.key;
     let info = settled.info;

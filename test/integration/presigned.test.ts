@@ -188,6 +188,39 @@ describe('presigned PUT then complete', () => {
     });
     assert.ok(Buffer.from(await read.arrayBuffer()).equals(bytes));
   });
+
+  test('a PUT begun before completion and ended after it is refused and does not change the asset', async () => {
+    const bytes = randomBytes(5000);
+    const other = randomBytes(5000);
+    const intent = await declare(w, w.key, { name: 'raced.bin', size: 5000 });
+    assert.equal((await put(intent, bytes)).status, 200);
+    // The second PUT sends all but its last byte, waits for the completion, then ends.
+    const url = new URL(intent.url);
+    let send!: () => void;
+    const sending = new Promise<void>((resolve) => {
+      send = resolve;
+    });
+    const late = new Promise<number>((resolve, reject) => {
+      const headers = { ...intent.headers, ...writeOnce, 'content-length': String(other.length) };
+      const req = httpRequest(url, { method: 'PUT', headers }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.write(other.subarray(0, other.length - 1));
+      sending.then(() => req.end(other.subarray(other.length - 1)), reject);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const done = await complete(w, w.key, intent.id);
+    assert.equal(done.body.asset.sha256, sha256Hex(bytes));
+    send();
+    // Refused as a PUT after completion is (see above).
+    assert.equal(await late, storesOnS3 ? 412 : 403);
+    const read = await fetch(`${w.url}/v1/assets/${done.body.asset.id}/content`, {
+      headers: { 'x-api-key': w.key },
+    });
+    assert.ok(Buffer.from(await read.arrayBuffer()).equals(bytes));
+  });
 });
 
 describe('bound digests', () => {
