@@ -95,7 +95,9 @@ export class FsMultipartParts {
     const temp = join(this.tmp, `${randomUUID()}.part`);
     // Only the part's MD5 (its ETag) is needed here: the whole object's SHA-256 and MD5 are
     // the chain's, hashed in part order once the part is stored.
-    const digest = new Md5Stream(MULTIPART_LIMITS.maxPartSize);
+    const digest = new Md5Stream(
+      Math.min(MULTIPART_LIMITS.maxPartSize, part.maxSize ?? Number.POSITIVE_INFINITY),
+    );
     try {
       await pipeline(
         part.body,

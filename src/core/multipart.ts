@@ -59,6 +59,8 @@ export class MultipartService {
    * parts already taken and answered 404 instead of the asset.
    */
   private readonly ending = new KeyedQueue();
+  /** Bytes of parts arriving now through the embedded endpoint, per upload (see receivePart). */
+  private readonly arriving = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -234,7 +236,25 @@ export class MultipartService {
         throw new WharfError('FILE_TOO_LARGE', 'The part is larger than the file may be.', { limit });
       }
       if (!this.blobs.writePart) throw new Error(`Storage ${this.blobs.name} does not receive parts itself.`);
-      return await this.blobs.writePart({ ...part, partNumber: part.partNumber });
+      // All the parts together may not hold more than the file may: the parts stored (but the one
+      // this replaces) and those arriving now. Otherwise one upload of a declared size, or one
+      // whose account has a quota, could fill the disk with parts it can never complete.
+      const stored = await this.blobs.listParts(part.key, part.multipartId);
+      const others = stored.reduce((n, p) => (p.partNumber === part.partNumber ? n : n + p.size), 0);
+      const arriving = this.arriving.get(upload.id) ?? 0;
+      const room = limit - others - arriving;
+      if ((part.size ?? 0) > room || room <= 0) {
+        throw new WharfError('FILE_TOO_LARGE', 'The parts are larger than the file may be.', { limit });
+      }
+      const claim = part.size ?? room;
+      this.arriving.set(upload.id, arriving + claim);
+      try {
+        return await this.blobs.writePart({ ...part, partNumber: part.partNumber, maxSize: room });
+      } finally {
+        const left = (this.arriving.get(upload.id) ?? claim) - claim;
+        if (left > 0) this.arriving.set(upload.id, left);
+        else this.arriving.delete(upload.id);
+      }
     } catch (err) {
       part.body.resume();
       throw err;

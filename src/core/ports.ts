@@ -614,6 +614,8 @@ export interface ReceivedPart {
   size?: number | undefined;
   /** Hex MD5 the client bound with Content-MD5, if any. */
   md5?: string | undefined;
+  /** The most bytes the part may hold (what the upload has room for); refused beyond. */
+  maxSize?: number | undefined;
 }
 
 /** A browser-form upload policy (S3 POST Object): every condition is enforced by storage. */
