@@ -130,7 +130,7 @@ export class KeyService {
         throw new WharfError('VALIDATION_FAILED', 'Limits must be whole numbers of bytes.');
       }
     }
-    const account = await this.store.updateAccount(id, changes);
+    const account = await this.store.updateAccount(id, changes, this.clock.now());
     if (!account) throw new WharfError('NOT_FOUND', `No account "${id}".`);
     return account;
   }

@@ -87,7 +87,8 @@ export interface AccountStore {
   ensureAccount(account: Account): Promise<Account>;
   getAccount(id: string): Promise<Account | undefined>;
   listAccounts(): Promise<Account[]>;
-  updateAccount(id: string, changes: AccountChanges): Promise<Account | undefined>;
+  /** Disabling also ends the account's console sessions (at `at`). */
+  updateAccount(id: string, changes: AccountChanges, at: number): Promise<Account | undefined>;
 }
 
 /** API keys, found by the hash of their secret. */

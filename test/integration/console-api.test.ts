@@ -238,6 +238,18 @@ describe('sessions end', () => {
     }
   });
 
+  test('disabling the account ends its sessions: enabled again, it must sign in anew', async () => {
+    const tenant = await w.newAccount();
+    const client = await signIn(w.url, tenant.key);
+    assert.equal((await client.call('GET', '/v1/assets')).status, 200);
+    await w.wharf.core.keys.updateAccount(tenant.accountId, { disabled: true });
+    assert.equal((await client.call('GET', '/v1/assets')).status, 401, 'the session is over at once');
+    await w.wharf.core.keys.updateAccount(tenant.accountId, { disabled: false });
+    assert.equal((await client.call('GET', '/v1/assets')).status, 401, 'the old session stays over');
+    const again = await signIn(w.url, tenant.key);
+    assert.equal((await again.call('GET', '/v1/assets')).status, 200);
+  });
+
   test('a member key’s session does what the key may, and no more', async () => {
     const member = await w.newKey('member');
     const client = await signIn(w.url, member.key);

@@ -137,7 +137,7 @@ describe('the SQLite store on its own thread', () => {
         return true;
       },
     );
-    await store.updateAccount('acme', { storageQuota: 5 });
+    await store.updateAccount('acme', { storageQuota: 5 }, Date.now());
     try {
       await assert.rejects(
         store.insertUploads(
@@ -152,7 +152,7 @@ describe('the SQLite store on its own thread', () => {
         },
       );
     } finally {
-      await store.updateAccount('acme', { storageQuota: null });
+      await store.updateAccount('acme', { storageQuota: null }, Date.now());
     }
   });
 

@@ -33,14 +33,25 @@ export function accountQueries({ db }: SqlContext): AccountStore {
       return (await db.selectFrom('accounts').selectAll().orderBy('created_at').execute()).map(toAccount);
     },
 
-    async updateAccount(id: string, changes: AccountChanges): Promise<Account | undefined> {
+    async updateAccount(id: string, changes: AccountChanges, at: number): Promise<Account | undefined> {
       const set: Updateable<AccountsTable> = {};
       if (changes.disabled !== undefined) set.disabled = changes.disabled ? 1 : 0;
       if (changes.maxFileSize !== undefined) set.max_file_size = changes.maxFileSize;
       if (changes.storageQuota !== undefined) set.storage_quota = changes.storageQuota;
       if (changes.stripGps !== undefined) set.strip_gps = changes.stripGps ? 1 : 0;
       if (Object.keys(set).length > 0) {
-        await db.updateTable('accounts').set(set).where('id', '=', id).execute();
+        await db.transaction().execute(async (trx) => {
+          await trx.updateTable('accounts').set(set).where('id', '=', id).execute();
+          // Disabling ends the account's console sessions for good: enabled again, it signs in anew.
+          if (changes.disabled === true) {
+            await trx
+              .updateTable('console_sessions')
+              .set({ revoked_at: at })
+              .where('account_id', '=', id)
+              .where('revoked_at', 'is', null)
+              .execute();
+          }
+        });
       }
       return this.getAccount(id);
     },
