@@ -200,7 +200,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
   const port = integer(env, 'WHARF_PORT', 8080, 0, 65535);
   const dataDir = resolve(env.WHARF_DATA_DIR || './data');
   const publicHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
-  const publicUrl = (env.WHARF_PUBLIC_URL || `http://${publicHost}:${port}`).replace(/\/+$/, '');
+  const publicUrl = canonicalUrl(env.WHARF_PUBLIC_URL || `http://${publicHost}:${port}`);
   if (port === 0 && !env.WHARF_PUBLIC_URL) {
     // Any free port is chosen only at listen; every URL handed out (and signed) names it before.
     report(
@@ -345,6 +345,19 @@ function storageConfig(env: NodeJS.ProcessEnv): StorageConfig {
     report(env, `WHARF_S3_ENDPOINT must be an http(s) URL, got ${JSON.stringify(redactUrl(endpoint))}`);
   }
   return { kind, ...s3 };
+}
+
+/**
+ * The URL as a URL parser reads it (scheme and host lower-case, surrounding spaces gone), without
+ * a trailing slash: every URL Wharf hands out starts with it, and the console's cookie is
+ * `Secure` when it starts with `https:`. Left as given when it does not parse (then refused).
+ */
+function canonicalUrl(value: string): string {
+  try {
+    return new URL(value).href.replace(/\/+$/, '');
+  } catch {
+    return value.replace(/\/+$/, '');
+  }
 }
 
 function isHttpUrl(value: string): boolean {

@@ -74,6 +74,19 @@ describe('configuration', () => {
     assert.equal(loadConfig({ WHARF_PORT: '0', WHARF_PUBLIC_URL: 'https://files.example.com' }).port, 0);
   });
 
+  test('WHARF_PUBLIC_URL is used as a URL parser reads it: scheme and host lower-case, no surrounding spaces or trailing slash', () => {
+    // An upper-case scheme once kept the console's cookie from being Secure, and a leading space
+    // went into every content_url.
+    assert.equal(
+      loadConfig({ WHARF_PUBLIC_URL: ' HTTPS://Files.Example.com/wharf/ ' }).publicUrl,
+      'https://files.example.com/wharf',
+    );
+    assert.equal(
+      loadConfig({ WHARF_PUBLIC_URL: 'https://files.example.com//' }).publicUrl,
+      'https://files.example.com',
+    );
+  });
+
   test('WHARF_PUBLIC_URL with a user or password is refused: every URL handed out starts with it', () => {
     const shown = problems({ WHARF_PUBLIC_URL: 'http://admin:hunter2@127.0.0.1:8080' });
     assert.equal(shown.length, 1, shown.join('\n'));
