@@ -147,6 +147,18 @@ describe('what the cookie opens, and what it does not', () => {
     assert.equal((await client.call('DELETE', `/v1/assets/${asset.id}`)).status, 204);
   });
 
+  test('a body that is not JSON is 415 UNSUPPORTED_MEDIA_TYPE, as on the native API', async () => {
+    for (const path of ['/v1/keys', '/v1/upload-tokens', '/v1/webhooks']) {
+      const res = await fetch(`${w.url}/console/api${path}`, {
+        method: 'POST',
+        headers: { cookie: client.cookie, 'x-csrf-token': client.csrf, 'content-type': 'text/plain' },
+        body: '{"name": "x"}',
+      });
+      assert.equal(res.status, 415, path);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'UNSUPPORTED_MEDIA_TYPE');
+    }
+  });
+
   test('the console mints an upload token for its page with the session’s key, short-lived; it uploads over tus', async () => {
     const res = await client.call('POST', '/upload-token');
     assert.equal(res.status, 201, JSON.stringify(res.body));

@@ -205,6 +205,9 @@ export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<
 
       // Every other console API route needs the session, and its CSRF token to change anything.
       await api.register(async (scope: App) => {
+        // As on the native API (see app.ts): a text/plain body is 415, not a string refused as
+        // "body must be object".
+        scope.removeContentTypeParser('text/plain');
         scope.addHook('onRequest', async (request) => {
           const id = cookieOf(request);
           const active = await core.sessions.authenticate(id);
