@@ -373,6 +373,12 @@ describe('the native read endpoints the console uses', () => {
     assert.ok(earlier.body.data.length > 0);
     assert.ok(earlier.body.data.every((a: { id: string }) => a.id !== later.id));
     assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?created_after=yesterday')).status, 400);
+    // A leap second is a valid date-time: the next second, as Unix time counts it.
+    const leap = await api(w.url, w.key, 'GET', '/v1/assets?created_after=2016-12-31T23:59:60Z');
+    assert.equal(leap.status, 200, JSON.stringify(leap.body));
+    assert.ok(leap.body.data.length > 0, 'every asset was made after 2016');
+    const leapBefore = await api(w.url, w.key, 'GET', '/v1/assets?created_before=2016-12-31T23:59:60Z');
+    assert.deepEqual(leapBefore.body.data, []);
   });
 });
 

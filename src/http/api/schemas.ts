@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { WharfError } from '../../core/errors.js';
 import type { Asset, AssetAnalysis, Upload } from '../../core/model.js';
 import { named } from '../openapi/components.js';
 
@@ -215,6 +216,18 @@ export function iso(ms: number): string {
     lastIsoMs = ms;
   }
   return lastIso;
+}
+
+/**
+ * Milliseconds of an RFC 3339 `date-time` the schema accepted. A leap second (`23:59:60`) is
+ * valid there but not to Date.parse; it is read as the next second, as Unix time counts it.
+ */
+export function parseTime(value: string): number {
+  const ms = Date.parse(value);
+  if (!Number.isNaN(ms)) return ms;
+  const leap = Date.parse(value.replace(/(T\d{2}:\d{2}:)60/i, '$159'));
+  if (Number.isNaN(leap)) throw new WharfError('VALIDATION_FAILED', `Not a time: ${JSON.stringify(value)}.`);
+  return leap + 1000;
 }
 
 export function assetJson(asset: Asset, publicUrl: string) {

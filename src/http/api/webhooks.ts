@@ -13,7 +13,7 @@ import {
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { webhookPayload } from './event-json.js';
-import { ErrorSchema, errorResponses, IdParams, iso, PageCursor } from './schemas.js';
+import { ErrorSchema, errorResponses, IdParams, iso, PageCursor, parseTime } from './schemas.js';
 import { deliveryJson, WebhookSchema, webhookJson } from './webhook-json.js';
 
 // Endpoint settings are small; a megabyte of JSON here is a mistake or an attack.
@@ -473,7 +473,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
       const result = await core.webhooks.replaySince(
         request.principal!.accountId,
         request.params.id,
-        Date.parse(request.body.since),
+        parseTime(request.body.since),
         request.body.include_succeeded ?? false,
       );
       reply.status(202);

@@ -11,6 +11,7 @@ import {
   IdParams,
   iso,
   PageCursor,
+  parseTime,
 } from '../schemas.js';
 import { signedDownloadUrl } from './signed-urls.js';
 
@@ -91,8 +92,8 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
         // Names are stored NFC (validateFileName); a prefix typed in NFD must find them.
         namePrefix: prefix?.normalize('NFC'),
         contentType,
-        createdAfter: created_after === undefined ? undefined : Date.parse(created_after),
-        createdBefore: created_before === undefined ? undefined : Date.parse(created_before),
+        createdAfter: created_after === undefined ? undefined : parseTime(created_after),
+        createdBefore: created_before === undefined ? undefined : parseTime(created_before),
       });
       return { data: page.assets.map((a) => assetJson(a, publicUrl)), next_cursor: page.nextCursor };
     },
