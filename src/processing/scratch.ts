@@ -1,13 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { link, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { link, mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { processTempDir } from '../blobs/process-temp.js';
 import { WharfError } from '../core/errors.js';
-
-/** Leftovers of a process that died mid-work are removed after this long. */
-const STALE_MS = 3600_000;
 
 /**
  * Local working space for tools that need a seekable file (libvips reading an image
@@ -16,21 +14,23 @@ const STALE_MS = 3600_000;
  * in their own subdirectories, so one never removes another's files in use.
  */
 export class Scratch {
+  /** This process's own directory under the root, once init() made it. */
+  private own: string | undefined;
+
   constructor(private readonly root: string) {}
 
-  /** Creates the root and removes what crashed processes left there long ago. */
-  async init(now = Date.now()): Promise<void> {
-    await mkdir(this.root, { recursive: true, mode: 0o700 });
-    for (const entry of await readdir(this.root)) {
-      const path = join(this.root, entry);
-      const info = await stat(path).catch(() => undefined);
-      if (info && now - info.mtimeMs > STALE_MS) await rm(path, { recursive: true, force: true });
-    }
+  /**
+   * Makes this process's own directory under the root, first removing those of processes of
+   * this host that are gone, whatever their age (see processTempDir): what a crash left holds
+   * hard links that would keep deleted assets' bytes on disk.
+   */
+  async init(): Promise<void> {
+    this.own = await processTempDir(this.root);
   }
 
   /** Runs `work` in a fresh directory and removes it afterwards, whatever happens. */
   async withDir<T>(work: (dir: string) => Promise<T>): Promise<T> {
-    const dir = join(this.root, randomUUID());
+    const dir = join(this.own ?? this.root, randomUUID());
     await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
       return await work(dir);

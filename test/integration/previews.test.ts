@@ -112,9 +112,10 @@ async function image(w: TestWharf, id: string, query: string) {
   return { status: res.status, headers: res.headers, body, json: () => JSON.parse(body.toString()) };
 }
 
-/** No temp copy outlives its work. */
+/** No temp copy outlives its work (each process works in its own directory under work/). */
 async function workLeftovers(w: TestWharf): Promise<string[]> {
-  return readdir(join(w.dataDir, 'work')).catch(() => []);
+  const entries = await readdir(join(w.dataDir, 'work'), { recursive: true }).catch(() => []);
+  return entries.filter((entry) => entry.includes('/'));
 }
 
 describe('with the tools', () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -69,5 +70,27 @@ describe('Scratch.place', () => {
         (err) => isWharfError(err, 'IMAGE_TOO_LARGE'),
       );
     }
+  });
+});
+
+describe('Scratch.init', () => {
+  test('removes at once what processes of this host that are gone left, however recent; a live one keeps its own', async () => {
+    const root = join(dir, 'work');
+    // A pid above the kernel's maximum (4194304) belongs to no process.
+    const dead = join(root, `${hostname()}-4194305-0badc0de`);
+    const live = join(root, `${hostname()}-${process.pid}-0c0ffee0`);
+    for (const d of [dead, live]) {
+      await mkdir(d, { recursive: true });
+      await writeFile(join(d, 'input'), 'left over');
+    }
+    const scratch = new Scratch(root);
+    await scratch.init();
+    assert.equal(existsSync(dead), false, 'a crashed process left it: gone at the next start');
+    assert.equal(existsSync(live), true, 'a running process still uses it');
+    const used = await scratch.withDir(async (work) => {
+      assert.match(work, new RegExp(`^${root}/${hostname()}-${process.pid}-[0-9a-f]{8}/`));
+      return work;
+    });
+    assert.equal(existsSync(used), false);
   });
 });
