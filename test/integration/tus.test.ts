@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -503,6 +504,45 @@ describe('checksum extension', () => {
     assert.equal(row?.status, 'expired', 'ended now, not left pending for the sweep');
     const url = `${w.url}/v1/tus/${row!.storage_key.split('/').slice(1).join('/')}`;
     assert.deepEqual(await tusLeftovers(url), []);
+  });
+
+  test('creation with a checksum and an unreadable Upload-Length is refused before its body is read', async () => {
+    const chunk = randomBytes(1 << 20);
+    const total = 64;
+    let sent = 0;
+    const answer = await new Promise<{ status: number; sent: number }>((resolve) => {
+      const req = httpRequest(`${w.url}/v1/tus/`, {
+        method: 'POST',
+        headers: {
+          'Tus-Resumable': '1.0.0',
+          Authorization: `Bearer ${w.key}`,
+          'Content-Type': 'application/offset+octet-stream',
+          'Content-Length': String(total * chunk.length),
+          'Upload-Length': 'abc',
+          'Upload-Metadata': `filename ${b64('nan.bin')}`,
+          'Upload-Checksum': checksum('sha1', chunk),
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, sent });
+      });
+      // The server may close the connection while the rest is still being sent.
+      req.on('error', () => {});
+      const pump = () => {
+        while (sent < total) {
+          sent += 1;
+          if (!req.write(chunk)) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+    });
+    assert.equal(answer.status, 400);
+    assert.ok(answer.sent < total, `answered only once all ${answer.sent} MiB were read`);
   });
 
   test('creation with upload checks the checksum before anything is created', async () => {

@@ -222,11 +222,25 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     }
   };
 
-  /** The body of a PATCH (or a creation with upload), staged and hashed; at most the upload's size. */
+  /**
+   * The body of a PATCH (or a creation with upload), staged and hashed: at most what the upload
+   * has room for after the offset the PATCH names (tus refuses a wrong one), or for a creation
+   * its Upload-Length within the account's limit. The limit holds as the bytes arrive, so a body
+   * without a usable length fills no disk.
+   */
   async function stage(request: FastifyRequest, call: TusCall, checksum: DeclaredChecksum) {
-    const limit = call.upload
-      ? (call.upload.size ?? 0)
-      : Math.min(Number(request.headers['upload-length'] ?? 0), core.resumable.maxFileSize(call.principal!));
+    let limit: number;
+    if (call.upload) {
+      const size = call.upload.size ?? 0;
+      const offset = Number(request.headers['upload-offset']);
+      limit = Number.isSafeInteger(offset) && offset >= 0 && offset <= size ? size - offset : size;
+    } else {
+      const length = Number(request.headers['upload-length']);
+      if (!Number.isSafeInteger(length) || length < 0) {
+        throw new WharfError('VALIDATION_FAILED', 'Upload-Length must be a whole number of bytes.');
+      }
+      limit = Math.min(length, core.resumable.maxFileSize(call.principal!));
+    }
     return stageBody(request.raw, stagingDir, limit, checksum);
   }
 
