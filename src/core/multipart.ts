@@ -14,7 +14,7 @@ import {
   type Store,
   type StoredPart,
 } from './ports.js';
-import type { UploadOutcome, UploadService } from './uploads.js';
+import { checkAgainstHeld, type UploadOutcome, type UploadService } from './uploads.js';
 
 export interface MultipartSettings {
   /** How long a multipart upload may take before it is aborted and its parts freed. */
@@ -99,7 +99,10 @@ export class MultipartService {
     // Only a caller that sees the whole account may learn that it already holds some content.
     if (sha256 && seesWholeAccount(principal)) {
       const known = await this.store.findAssetBySha256(principal.accountId, sha256);
-      if (known) return { status: 'exists', asset: known };
+      if (known) {
+        checkAgainstHeld({ size }, known);
+        return { status: 'exists', asset: known };
+      }
     }
     const upload = this.newMultipartUpload(principal, {
       name,

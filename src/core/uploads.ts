@@ -345,6 +345,7 @@ export class UploadService {
       const known = file.sha256 ? existing.get(file.sha256) : undefined;
       if (known) {
         // Content the account already holds costs no new storage.
+        atIndex(index, () => checkAgainstHeld(file, known));
         results.push({ status: 'exists', asset: known });
         continue;
       }
@@ -1231,6 +1232,23 @@ function completion(upload: Upload, result: FinishResult, now: number, elapsed: 
     uploadSeconds: Math.max(0, now - upload.createdAt) / 1000,
     completionSeconds: elapsed(),
   };
+}
+
+/**
+ * A declaration whose SHA-256 names content the account holds must agree with that content,
+ * whose size and MD5 are known: a size or an MD5 that differ contradict the SHA-256.
+ */
+export function checkAgainstHeld(declared: { size: number; md5?: string | null }, held: Asset): void {
+  if (declared.size !== held.size) {
+    throw new WharfError(
+      'INVALID_DIGEST',
+      `The declared sha256 names a file of ${held.size} bytes, not the ${declared.size} declared.`,
+    );
+  }
+  // An asset still being verified has no MD5 yet.
+  if (declared.md5 && held.md5 !== '' && declared.md5 !== held.md5) {
+    throw new WharfError('INVALID_DIGEST', 'The declared sha256 and md5 name different files.');
+  }
 }
 
 function checkDigests(

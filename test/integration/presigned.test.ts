@@ -495,6 +495,39 @@ describe('completion', () => {
     assert.deepEqual(await objectFiles(w), objects, 'the duplicate bytes were deleted');
   });
 
+  test('declaring held content with another size or MD5 is refused as a contradiction, alone, in a batch and for multipart', async () => {
+    const bytes = randomBytes(100);
+    await createAsset(w, w.key, 'held.bin', bytes);
+    const sha256 = sha256Hex(bytes);
+    const refusals = [
+      await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'a.bin', size: 5, sha256 }),
+      await api(w.url, w.key, 'POST', '/v1/uploads', {
+        name: 'a.bin',
+        size: 100,
+        sha256,
+        md5: md5Hex(randomBytes(1)),
+      }),
+      await api(w.url, w.key, 'POST', '/v1/uploads', {
+        files: [
+          { name: 'ok.bin', size: 100, sha256 },
+          { name: 'b.bin', size: 99, sha256 },
+        ],
+      }),
+      await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'c.bin', size: 6 * 1024 * 1024, sha256 }),
+    ];
+    for (const res of refusals) {
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'INVALID_DIGEST');
+    }
+    const agreeing = await api(w.url, w.key, 'POST', '/v1/uploads', {
+      name: 'd.bin',
+      size: 100,
+      sha256,
+      md5: md5Hex(bytes),
+    });
+    assert.equal(agreeing.body.status, 'exists');
+  });
+
   test('bytes PUT again through a URL whose object Wharf deleted are freed once the URL expires', async () => {
     // Storage takes a PUT to a deleted key again (S3's If-None-Match only sees that the key is
     // free); Wharf's own endpoint refuses it, the upload being over. Either way, nothing is left.
