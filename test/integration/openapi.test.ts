@@ -206,6 +206,19 @@ describe('the OpenAPI document', () => {
     assert.equal(doc.paths['/v1/keys'].post.requestBody.required, true);
   });
 
+  test('what has a default may be left out: not required in bodies or query parameters', () => {
+    const signed = deref(
+      doc.paths['/v1/assets/{id}/signed-url'].post.requestBody.content['application/json'].schema,
+    );
+    assert.equal(signed.properties.expires_in.default, 3600);
+    assert.deepEqual(signed.required ?? [], []);
+    for (const path of ['/v1/assets', '/v1/events', '/v1/uploads', '/v1/upload-tokens']) {
+      const limit = doc.paths[path].get.parameters.find((p: Json) => p.name === 'limit');
+      assert.ok(limit, `${path} documents limit`);
+      assert.notEqual(limit.required, true, `${path}: limit has a default`);
+    }
+  });
+
   test('named schemas are components, referenced with $ref rather than inlined', () => {
     for (const name of COMPONENTS) assert.ok(doc.components.schemas[name], `component ${name}`);
     const schemaOf = (path: string, method: string, status: string) =>

@@ -76,7 +76,7 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
   // scope's shared schemas, and no route's validator or serialiser is handed them.
   await app.register(async (scope) => {
     for (const [name, schema] of components()) {
-      scope.addSchema({ ...(referenced(schema, true) as object), $id: name });
+      scope.addSchema({ ...(defaultsOptional(referenced(schema, true)) as object), $id: name });
     }
   });
   await app.register(swaggerUi, {
@@ -112,7 +112,8 @@ function documented(
   config: { documentedBody?: Record<string, { schema: unknown }> } | undefined,
 ): FastifySchema {
   const out: Record<string, unknown> = { ...schema };
-  if (schema?.body !== undefined) out.body = referenced(schema.body);
+  if (schema?.querystring !== undefined) out.querystring = defaultsOptional(schema.querystring);
+  if (schema?.body !== undefined) out.body = defaultsOptional(referenced(schema.body));
   if (schema?.response !== undefined) {
     out.response = Object.fromEntries(
       Object.entries(schema.response as Record<string, unknown>).map(([status, response]) => [
@@ -123,4 +124,23 @@ function documented(
   }
   if (config?.documentedBody) out.body = { content: referenced(config.documentedBody) };
   return out as FastifySchema;
+}
+
+/**
+ * A copy of a schema in which properties with a `default` are not required: the validator fills
+ * them in, so to a client they are optional (a generated client would otherwise have to send
+ * every page `limit`). Validation keeps using the schema itself.
+ */
+export function defaultsOptional<T>(schema: T): T {
+  if (Array.isArray(schema)) return schema.map(defaultsOptional) as T;
+  if (typeof schema !== 'object' || schema === null) return schema;
+  // Enumerable keys only, as the document is written (TypeBox's own markers are not).
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) out[key] = defaultsOptional(value);
+  const properties = out.properties as Record<string, { default?: unknown }> | undefined;
+  if (Array.isArray(out.required) && properties) {
+    out.required = (out.required as string[]).filter((name) => properties[name]?.default === undefined);
+    if ((out.required as string[]).length === 0) delete out.required;
+  }
+  return out as T;
 }
