@@ -205,6 +205,12 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       if (method === 'DELETE' && response.status === 204 && call.upload) {
         await core.resumable.terminated(call.upload);
       }
+      if (method === 'DELETE' && response.status >= 400 && call.upload) {
+        // A PATCH finished the upload while this DELETE waited for it: answered as a DELETE of a
+        // finished upload is (from Wharf's record), not with tus.io's own refusal.
+        const now = await core.resumable.get(call.principal!, call.upload.storageKey).catch(() => undefined);
+        if (now && now.status !== 'pending' && (await answerFromWharf(request, reply, now))) return reply;
+      }
       if (method === 'POST' && response.status >= 400 && call.upload) {
         // A creation refused after its upload was made (a body longer than Upload-Length):
         // the client got no Location, so nothing can resume it. It ends now, its bytes freed
