@@ -7,6 +7,7 @@ import type { BlobStore } from '../../src/core/ports.js';
 import { dbQuery, uploadRaw } from '../helpers/assets.js';
 import { removeStoredObject, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
+import { LogCollector, WARN } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -650,8 +651,10 @@ describe('inputs that are not transformed', () => {
 
 describe('limits (a server with small ones)', () => {
   let small: TestWharf;
+  const logs = new LogCollector();
   before(async () => {
     small = await startWharf({
+      logStream: logs.stream,
       env: {
         WHARF_IMAGE_MAX_INPUT: '60000',
         WHARF_IMAGE_MAX_PIXELS: '1000000',
@@ -767,6 +770,13 @@ describe('limits (a server with small ones)', () => {
       assert.equal(res.status, 503);
       assert.equal(res.error.code, 'TRANSFORMS_BUSY');
       assert.equal(res.headers.get('retry-after'), '2');
+      // Load shedding as documented: a warning, not an error with a stack, for each refusal.
+      const line = await logs.waitFor(
+        (l) => l.reqId === res.headers.get('x-request-id') && l.level >= WARN,
+        'of the refusal',
+      );
+      assert.equal(line.level, WARN, JSON.stringify(line));
+      assert.equal((line.err as { stack?: string } | undefined)?.stack, undefined);
       // A stored rendering needs no slot.
       assert.equal((await ask(id, 'w=32&format=png')).status, 200);
     } finally {

@@ -102,6 +102,10 @@ export function logFailure(request: FastifyRequest, err: unknown, status: number
       { err: { type: (err as Error)?.name, code: (err as { code?: unknown })?.code } },
       'client closed the connection before the request was complete',
     );
+  } else if (isWharfError(err, 'TRANSFORMS_BUSY')) {
+    // Load shedding, as configured (WHARF_IMAGE_QUEUE): nothing failed, and a burst of them
+    // must not bury real errors under stacks.
+    request.log.warn({ code: err.code }, 'request refused: too many image transforms running');
   } else if (status >= 500) {
     request.log.error({ err }, 'request failed');
   }
