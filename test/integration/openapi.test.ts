@@ -69,6 +69,8 @@ const ROUTES: Record<string, string[]> = {
   '/v1/account/settings': ['get', 'patch'],
   '/v1/tus/': ['options', 'post'],
   '/v1/tus/{id}': ['delete', 'head', 'patch'],
+  '/v1/resumable/': ['options', 'post'],
+  '/v1/resumable/{id}': ['delete', 'get', 'head', 'options', 'patch'],
 };
 
 /** The embedded deployment's storage endpoint, where its presigned URLs point (S3 storage has none). */

@@ -1,10 +1,11 @@
 /**
- * The operations of the two protocol endpoints, written out for the OpenAPI document: tus 1.0
- * (`/v1/tus/`) and the embedded storage endpoint (`/s3/wharf/{key}`). Their routes are
- * wildcards serving a protocol whose meaning is in headers and query strings, not in JSON
- * bodies a schema could type (see src/http/tus/routes.ts and src/http/storage/), so they are
- * hidden from the generated part of the document and described here: each method, its headers,
- * parameters and status codes. Keep these in step with those routes.
+ * The operations of the protocol endpoints, written out for the OpenAPI document: tus 1.0
+ * (`/v1/tus/`), Resumable Uploads for HTTP (`/v1/resumable/`) and the embedded storage endpoint
+ * (`/s3/wharf/{key}`). Their routes serve protocols whose meaning is in headers and query
+ * strings, not in JSON bodies a schema could type (see src/http/tus/routes.ts,
+ * src/http/rufh/routes.ts and src/http/storage/), so they are hidden from the generated part of
+ * the document and described here: each method, its headers, parameters and status codes. Keep
+ * these in step with those routes.
  */
 
 const ERROR_REF = { $ref: '#/components/schemas/Error' };
@@ -53,7 +54,7 @@ const TUS_COMMON_ERRORS = {
   412: tusError('`Tus-Resumable` is missing or names another version.'),
 };
 
-const tags = { tus: ['tus'], storage: ['storage endpoint'] };
+const tags = { tus: ['tus'], rufh: ['resumable HTTP'], storage: ['storage endpoint'] };
 
 function tusPaths(): Json {
   return {
@@ -188,6 +189,143 @@ function tusPaths(): Json {
   };
 }
 
+/** A refusal of Wharf's; the draft's own refusals add its problem document fields (RFC 9457). */
+function rufhError(description: string) {
+  return {
+    description,
+    content: { 'application/json': { schema: ERROR_REF }, 'application/problem+json': { schema: ERROR_REF } },
+  };
+}
+
+const RUFH_VERSION = header(
+  'Upload-Draft-Interop-Version',
+  'The draft iteration the client speaks (3 to 9). Without one (or another), no `104` is sent.',
+);
+const RUFH_ID = { ...TUS_ID, description: 'The upload: the last segment of the `Location` its `104` named.' };
+const RUFH_STATE = responseHeaders({
+  'Upload-Offset': 'Bytes storage holds: resume from there.',
+  'Upload-Complete': '`?1` once the file has all arrived.',
+  'Upload-Length': 'The declared size.',
+  'Upload-Limit': '`max-size`, `max-append-size` and `max-age` (or `expires`, by version).',
+  'Wharf-Asset-Id': 'Once complete: the asset.',
+  'Repr-Digest': 'Once complete: `sha-256` of the verified file.',
+});
+const RUFH_ERRORS = {
+  401: rufhError('No key or token, or one that is unknown or revoked (`UNAUTHORIZED`).'),
+  403: rufhError('The key lacks the `upload` scope, or a limit refuses the file.'),
+  404: rufhError('No such upload in the caller’s account.'),
+  410: rufhError('The upload was cancelled or has expired (`UPLOAD_EXPIRED`).'),
+};
+
+/** Resumable Uploads for HTTP (the IETF draft): docs/resumable-http.md. */
+function rufhPaths(): Json {
+  const discovery = {
+    summary: 'Resumable HTTP: the limits (`Upload-Limit`), before anything is sent',
+    tags: tags.rufh,
+    security: [{ apiKey: [] }, { bearer: [] }, {}],
+    parameters: [RUFH_VERSION],
+    responses: {
+      204: {
+        description: 'The limits: the server’s, or the account’s or token’s with a key.',
+        headers: responseHeaders({ 'Upload-Limit': 'The limits.' }),
+      },
+      401: rufhError('A key was presented and is unknown or revoked.'),
+    },
+  };
+  const offset = (operationId: string, summary: string) => ({
+    operationId,
+    summary,
+    tags: tags.rufh,
+    parameters: [RUFH_ID, RUFH_VERSION],
+    responses: { 204: { description: 'Where the upload stands.', headers: RUFH_STATE }, ...RUFH_ERRORS },
+  });
+  return {
+    '/v1/resumable/': {
+      options: { operationId: 'rufhDiscover', ...discovery },
+      post: {
+        operationId: 'rufhCreateUpload',
+        summary: 'Resumable HTTP: start an upload, with all of the file or a first part',
+        description:
+          'Announces the upload resource in a `104 (Upload Resumption Supported)` with `Location` before the body is ' +
+          'read (when the client named an interop version). Name the file with `?name=`, `Content-Disposition` or ' +
+          '`Upload-Metadata`; `Repr-Digest` (or `?sha256=`) is verified at completion. The same is served on ' +
+          '`POST /v1/assets` with `Upload-Complete`.',
+        tags: tags.rufh,
+        parameters: [
+          RUFH_VERSION,
+          header(
+            'Upload-Complete',
+            '`?1`: this request carries the whole file; `?0`: a first part, or none.',
+          ),
+          header('Upload-Length', 'The file’s size, unless `Content-Length` is the whole file.'),
+          header('Repr-Digest', '`sha-256=:<base64>:` of the whole file.'),
+          header('Content-Digest', '`sha-256=:<base64>:` of this request’s content.'),
+          query('name', 'The file name (or `Content-Disposition` / `Upload-Metadata`).'),
+          query('content_type', 'The file’s type (or `Content-Type`).'),
+        ],
+        requestBody: { required: false, content: { 'application/octet-stream': { schema: BINARY } } },
+        responses: {
+          104: {
+            description: 'The upload resource: `Location` and `Upload-Limit`, before the body is read.',
+          },
+          200: {
+            description: 'The whole file arrived and the account already held it (`"status": "exists"`).',
+          },
+          201: {
+            description:
+              'The asset (the whole file arrived), or with `Upload-Complete: ?0` the upload resource.',
+            headers: responseHeaders({
+              Location: 'The upload resource.',
+              'Upload-Offset': 'Bytes received.',
+            }),
+          },
+          400: rufhError('Lengths that disagree (`INCONSISTENT_LENGTH`), a digest mismatch, a bad name.'),
+          ...RUFH_ERRORS,
+          411: rufhError(
+            'Neither `Upload-Length` nor the whole file’s `Content-Length` (`LENGTH_REQUIRED`).',
+          ),
+          413: rufhError('Larger than the limit (`FILE_TOO_LARGE`).'),
+        },
+      },
+    },
+    '/v1/resumable/{id}': {
+      options: { operationId: 'rufhDiscoverUpload', ...discovery, parameters: [RUFH_ID, RUFH_VERSION] },
+      head: offset('rufhGetOffset', 'Resumable HTTP: how many bytes arrived (where to resume)'),
+      get: offset('rufhGetOffsetWithGet', 'Resumable HTTP: as HEAD (the editor’s copy of the draft)'),
+      patch: {
+        operationId: 'rufhAppend',
+        summary: 'Resumable HTTP: append bytes at Upload-Offset',
+        description:
+          'The append that ends the file answers as the creation would have: `201` and the asset. An append at ' +
+          'another offset is `409` with the draft’s problem document (`expected-offset`, `provided-offset`).',
+        tags: tags.rufh,
+        parameters: [
+          RUFH_ID,
+          RUFH_VERSION,
+          header('Upload-Offset', 'Where these bytes go: the offset HEAD answered.', true),
+          header('Upload-Complete', '`?1` when this append ends the file.', true),
+          header('Content-Digest', '`sha-256=:<base64>:` of this request’s content.'),
+        ],
+        requestBody: { required: true, content: { 'application/partial-upload': { schema: BINARY } } },
+        responses: {
+          201: { description: 'The file is complete: the asset.', headers: RUFH_STATE },
+          204: { description: 'Appended.', headers: RUFH_STATE },
+          400: rufhError('Lengths that disagree, or a digest mismatch (`CHECKSUM_MISMATCH`).'),
+          ...RUFH_ERRORS,
+          409: rufhError('`Upload-Offset` is not the upload’s offset, or it is complete already.'),
+        },
+      },
+      delete: {
+        operationId: 'rufhCancel',
+        summary: 'Resumable HTTP: cancel an unfinished upload and free its bytes',
+        tags: tags.rufh,
+        parameters: [RUFH_ID, RUFH_VERSION],
+        responses: { 204: { description: 'Cancelled.' }, ...RUFH_ERRORS },
+      },
+    },
+  };
+}
+
 const S3_KEY = {
   name: 'key',
   in: 'path',
@@ -302,7 +440,7 @@ function storagePaths(): Json {
 /** The protocol endpoints' path items: tus always, the storage endpoint when this node serves it. */
 export function protocolPaths(options: { tus: boolean; storageEndpoint: boolean }): Json {
   return {
-    ...(options.tus ? tusPaths() : {}),
+    ...(options.tus ? { ...tusPaths(), ...rufhPaths() } : {}),
     ...(options.storageEndpoint ? storagePaths() : {}),
   };
 }
@@ -313,6 +451,12 @@ export const protocolTags = [
     description:
       'tus 1.0 resumable uploads (creation, creation-with-upload, termination, expiration, checksum). Any tus ' +
       'client works; see https://tus.io/protocols/resumable-upload.',
+  },
+  {
+    name: 'resumable HTTP',
+    description:
+      'Resumable Uploads for HTTP (the IETF httpbis draft, interop versions 3 to 9), as Apple’s URLSession ' +
+      'speaks it by itself; see docs/resumable-http.md.',
   },
   {
     name: 'storage endpoint',
