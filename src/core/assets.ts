@@ -34,20 +34,27 @@ export type Disposition = 'inline' | 'attachment';
 /** The `free-asset` job: frees what a deleted asset kept (see AssetService.free). */
 export const FREE_ASSET_JOB = 'free-asset';
 
+/** What freeing a deleted asset needs of it (all a `free-asset` job carries). */
+export type DeletedAsset = Pick<Asset, 'id' | 'accountId' | 'storageKey'>;
+
+/**
+ * How long after a commit the job that repeats the storage calls following it runs. Those calls
+ * run at once, in the request; the job only finishes what a process that died in between (or a
+ * storage call that failed) left, so it need not run at once and redo the work every time.
+ */
+export const AFTER_COMMIT_CHECK_MS = 3600_000;
+
 /**
  * Queued in the transaction that deletes the asset, so what it kept is freed even when the
  * process dies between that commit and the frees that follow it at once (which make the job,
  * when it runs, find nothing left to do).
  */
-/** What freeing a deleted asset needs of it (all a `free-asset` job carries). */
-export type DeletedAsset = Pick<Asset, 'id' | 'accountId' | 'storageKey'>;
-
 export function freeAssetJob(jobId: string, asset: Asset, at: number): NewJob {
   return {
     id: jobId,
     kind: FREE_ASSET_JOB,
     payload: { id: asset.id, accountId: asset.accountId, storageKey: asset.storageKey },
-    runAt: at,
+    runAt: at + AFTER_COMMIT_CHECK_MS,
   };
 }
 

@@ -1,5 +1,5 @@
 import { pipeline, type Readable } from 'node:stream';
-import { freeAssetJob } from './assets.js';
+import { AFTER_COMMIT_CHECK_MS, freeAssetJob } from './assets.js';
 import {
   canSeeUpload,
   checkCompletion,
@@ -1034,7 +1034,8 @@ export class UploadService {
     };
     // Bytes this completion leaves unused are freed right after it commits; the same frees are
     // queued in its transaction, so a process that dies in between still frees them.
-    const unused = (keys: string[]) => keys.map((key) => this.deleteObjectJob(key, now));
+    const unused = (keys: string[]) =>
+      keys.map((key) => this.deleteObjectJob(key, now + AFTER_COMMIT_CHECK_MS));
     const replacedKeys = replaced ? [uploadedKey] : [];
     const jobs: NewJob[] = [
       ...this.afterUrlExpiry(upload),

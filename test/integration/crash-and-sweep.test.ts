@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { AFTER_COMMIT_CHECK_MS } from '../../src/core/assets.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { dbQuery, objectFiles, uploadRaw } from '../helpers/assets.js';
 import {
@@ -102,6 +103,8 @@ describe('a crash right after a commit', () => {
     assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${asset.id}`)).status, 204);
     await putStrayObject(w, key, randomBytes(3000));
     assert.equal(await holdsObject(w, key), true);
+    // The job runs once the request's own frees have had their chance.
+    w.clock.advance(AFTER_COMMIT_CHECK_MS);
     await w.wharf.core.jobs.drain();
     assert.equal(await holdsObject(w, key), false);
   });
@@ -127,6 +130,8 @@ describe('a crash right after a commit', () => {
     )[0]!.storage_key;
     assert.equal(await holdsObject(w, key), false);
     await putStrayObject(w, key, bytes);
+    // The job runs once the request's own frees have had their chance.
+    w.clock.advance(AFTER_COMMIT_CHECK_MS);
     await w.wharf.core.jobs.drain();
     assert.equal(await holdsObject(w, key), false);
     // The asset's own bytes are untouched.
