@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 
 /** Small conveniences over fetch for JSON APIs; every call is real HTTP. */
 export interface JsonResponse<T = any> {
@@ -42,4 +43,31 @@ export function md5Hex(data: Buffer | string): string {
 
 export function b64(hex: string): string {
   return Buffer.from(hex, 'hex').toString('base64');
+}
+
+/**
+ * A request that sends all of its body but the last byte and waits: `finish()` sends that byte.
+ * For races with what a server does while a body is still arriving. `status` is the answer's.
+ */
+export function heldLastByte(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: Buffer,
+): { status: Promise<number>; finish: () => void } {
+  let finish!: () => void;
+  const finishing = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const status = new Promise<number>((resolve, reject) => {
+    const req = httpRequest(url, { method, headers: { ...headers, 'content-length': String(body.length) } });
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.write(body.subarray(0, body.length - 1));
+    finishing.then(() => req.end(body.subarray(body.length - 1)), reject);
+  });
+  return { status, finish };
 }

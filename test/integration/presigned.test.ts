@@ -16,7 +16,7 @@ import {
   tmpFiles,
 } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
-import { api, b64, md5Hex, sha256Hex } from '../helpers/http.js';
+import { api, b64, heldLastByte, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 let w: TestWharf;
@@ -195,27 +195,13 @@ describe('presigned PUT then complete', () => {
     const intent = await declare(w, w.key, { name: 'raced.bin', size: 5000 });
     assert.equal((await put(intent, bytes)).status, 200);
     // The second PUT sends all but its last byte, waits for the completion, then ends.
-    const url = new URL(intent.url);
-    let send!: () => void;
-    const sending = new Promise<void>((resolve) => {
-      send = resolve;
-    });
-    const late = new Promise<number>((resolve, reject) => {
-      const headers = { ...intent.headers, ...writeOnce, 'content-length': String(other.length) };
-      const req = httpRequest(url, { method: 'PUT', headers }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', reject);
-      req.write(other.subarray(0, other.length - 1));
-      sending.then(() => req.end(other.subarray(other.length - 1)), reject);
-    });
+    const late = heldLastByte(intent.url, 'PUT', { ...intent.headers, ...writeOnce }, other);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const done = await complete(w, w.key, intent.id);
     assert.equal(done.body.asset.sha256, sha256Hex(bytes));
-    send();
+    late.finish();
     // Refused as a PUT after completion is (see above).
-    assert.equal(await late, storesOnS3 ? 412 : 403);
+    assert.equal(await late.status, storesOnS3 ? 412 : 403);
     const read = await fetch(`${w.url}/v1/assets/${done.body.asset.id}/content`, {
       headers: { 'x-api-key': w.key },
     });

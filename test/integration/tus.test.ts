@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { Upload, type UploadOptions } from 'tus-js-client';
 import { dbQuery, eventually, uploadRaw } from '../helpers/assets.js';
 import { deployment, pendingWrites, storedKeys } from '../helpers/deployment.js';
-import { api, sha256Hex } from '../helpers/http.js';
+import { api, heldLastByte, sha256Hex } from '../helpers/http.js';
 import { LogCollector } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -634,34 +634,22 @@ describe('termination and expiry', () => {
   test('a DELETE sent while the last PATCH streams answers as a DELETE of a finished upload does', async () => {
     const bytes = randomBytes(4000);
     const url = await create(bytes.length, { filename: 'raced-delete.bin' });
-    let finish!: () => void;
-    const ending = new Promise<void>((resolve) => {
-      finish = resolve;
-    });
-    const patched = new Promise<number>((resolve, reject) => {
-      const req = httpRequest(url, {
-        method: 'PATCH',
-        headers: {
-          'Tus-Resumable': '1.0.0',
-          Authorization: `Bearer ${w.key}`,
-          'Content-Type': 'application/offset+octet-stream',
-          'Content-Length': String(bytes.length),
-          'Upload-Offset': '0',
-        },
-      });
-      req.on('response', (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', reject);
-      req.write(bytes.subarray(0, bytes.length - 1));
-      ending.then(() => req.end(bytes.subarray(bytes.length - 1)), reject);
-    });
+    const patch = heldLastByte(
+      url,
+      'PATCH',
+      {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${w.key}`,
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': '0',
+      },
+      bytes,
+    );
     await new Promise((resolve) => setTimeout(resolve, 200));
     const deleting = tus(url, 'DELETE');
     await new Promise((resolve) => setTimeout(resolve, 200));
-    finish();
-    assert.equal(await patched, 204);
+    patch.finish();
+    assert.equal(await patch.status, 204);
     // The DELETE waited for the PATCH, which finished the upload: the answer any later DELETE gets.
     const deleted = await deleting;
     assert.equal(deleted.status, 409, await deleted.clone().text());
