@@ -208,6 +208,13 @@ describe('the OpenAPI document', () => {
     assert.equal(doc.paths['/v1/keys'].post.requestBody.required, true);
   });
 
+  test('the refusals no route names itself are listed: 415 for a JSON body of another type, 414 for an overlong id', () => {
+    assert.ok(doc.paths['/v1/keys'].post.responses['415'], 'POST /v1/keys lists 415');
+    assert.equal(doc.paths['/v1/keys'].get.responses['415'], undefined, 'a GET takes no body');
+    assert.ok(doc.paths['/v1/assets/{id}'].get.responses['414'], 'GET /v1/assets/{id} lists 414');
+    assert.equal(doc.paths['/v1/assets'].get.responses['414'], undefined, 'no path parameter');
+  });
+
   test('what has a default may be left out: not required in bodies or query parameters', () => {
     const signed = deref(
       doc.paths['/v1/assets/{id}/signed-url'].post.requestBody.content['application/json'].schema,

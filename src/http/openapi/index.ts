@@ -1,6 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifySchema } from 'fastify';
+import { ErrorSchema } from '../api/schemas.js';
 import { components, referenced } from './components.js';
 import { protocolPaths, protocolTags } from './protocols.js';
 
@@ -56,7 +57,7 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
     },
     transform: ({ schema, url, route }) => {
       if (schema?.operationId && optional(schema.body)) optionalBodies.add(schema.operationId);
-      return { schema: documented(schema, route.config), url };
+      return { schema: withGenericRefusals(documented(schema, route.config), url), url };
     },
     transformObject: (documentObject) => {
       const document = (documentObject as { openapiObject: OpenApiDocument }).openapiObject;
@@ -104,6 +105,20 @@ function optional(body: unknown): boolean {
   if (typeof body !== 'object' || body === null) return false;
   const schema = body as { '~optional'?: boolean; anyOf?: { type?: unknown }[] };
   return schema['~optional'] === true || (schema.anyOf ?? []).some((variant) => variant.type === 'null');
+}
+
+/**
+ * The refusals every native route may give that no route's schema names: `415` for a JSON body
+ * of another type, `414` for a path segment longer than any id (see routing-errors.ts). The seed
+ * APIs' routes answer in their own shapes and are left as their schemas say.
+ */
+function withGenericRefusals(schema: FastifySchema, url: string): FastifySchema {
+  if (!url.startsWith('/v1/') || schema.response === undefined) return schema;
+  const response = { ...(schema.response as Record<string, unknown>) };
+  const error = referenced(ErrorSchema);
+  if (schema.body !== undefined && !('content' in (schema.body as object))) response[415] ??= error;
+  if (url.includes('/:')) response[414] ??= error;
+  return { ...schema, response };
 }
 
 /** A route's schema as the document shows it: components referenced, documentation-only bodies added. */
