@@ -4,7 +4,7 @@ import type { IdSource } from '../../core/ids.js';
 import type { EventStore } from '../../core/ports.js';
 import { DELIVER_WEBHOOK_JOB } from '../../core/webhooks.js';
 import type { Database, EventsTable } from '../schema.js';
-import { bumpCounter, INSERT_CHUNK, insertRows, type SqlContext } from './context.js';
+import { bumpCounter, INSERT_CHUNK, insertRows, runReused, type SqlContext } from './context.js';
 import { fromJob } from './rows.js';
 
 /**
@@ -40,12 +40,17 @@ async function fanOut(
   events: readonly WharfEvent[],
 ): Promise<void> {
   const accounts = [...new Set(events.map((e) => e.accountId))];
-  const hooks = await trx
-    .selectFrom('webhooks')
-    .select(['id', 'account_id', 'event_types'])
-    .where('account_id', 'in', accounts)
-    .where('enabled', '=', 1)
-    .execute();
+  const hooks = await runReused<{ id: string; account_id: string; event_types: string }>(
+    trx,
+    `account-webhooks:${accounts.length}`,
+    [...accounts, 1],
+    () =>
+      trx
+        .selectFrom('webhooks')
+        .select(['id', 'account_id', 'event_types'])
+        .where('account_id', 'in', accounts)
+        .where('enabled', '=', 1),
+  );
   if (hooks.length === 0) return;
   const deliveries = [];
   for (const event of events) {

@@ -19,6 +19,7 @@ import { type Selectable, sql, type Transaction } from 'kysely';
 import { WharfError } from '../../core/errors.js';
 import type { UploadLimits, UploadToRecord } from '../../core/ports.js';
 import type { Database, UploadsTable } from '../schema.js';
+import { runReused } from './context.js';
 
 /** One caller's uploads of a group commit: all of them are reserved, or none is. */
 export interface ReservationEntry {
@@ -97,12 +98,18 @@ async function lockCounters(
   const keyIds = sorted(uploads.filter((u) => u.tokenId === null).map((u) => u.keyId));
   const tokenIds = sorted(uploads.flatMap((u) => (u.tokenId === null ? [] : [u.tokenId])));
   if (accountIds.length > 0) {
-    const rows = await trx
-      .updateTable('accounts')
-      .set((eb) => ({ bytes_reserved: eb.ref('bytes_reserved') }))
-      .where('id', 'in', accountIds)
-      .returning(['id', 'storage_quota', 'bytes_used', 'bytes_reserved'])
-      .execute();
+    const rows = await runReused<{
+      id: string;
+      storage_quota: number | null;
+      bytes_used: number;
+      bytes_reserved: number;
+    }>(trx, `lock-accounts:${accountIds.length}`, accountIds, () =>
+      trx
+        .updateTable('accounts')
+        .set((eb) => ({ bytes_reserved: eb.ref('bytes_reserved') }))
+        .where('id', 'in', accountIds)
+        .returning(['id', 'storage_quota', 'bytes_used', 'bytes_reserved']),
+    );
     for (const row of rows) {
       counters.accounts.set(row.id, {
         quota: nullable(row.storage_quota),
@@ -112,12 +119,17 @@ async function lockCounters(
     }
   }
   if (keyIds.length > 0) {
-    const rows = await trx
-      .updateTable('api_keys')
-      .set((eb) => ({ open_uploads: eb.ref('open_uploads') }))
-      .where('id', 'in', keyIds)
-      .returning(['id', 'open_uploads'])
-      .execute();
+    const rows = await runReused<{ id: string; open_uploads: number }>(
+      trx,
+      `lock-keys:${keyIds.length}`,
+      keyIds,
+      () =>
+        trx
+          .updateTable('api_keys')
+          .set((eb) => ({ open_uploads: eb.ref('open_uploads') }))
+          .where('id', 'in', keyIds)
+          .returning(['id', 'open_uploads']),
+    );
     for (const row of rows) counters.keys.set(row.id, { open: n(row.open_uploads) });
   }
   if (tokenIds.length > 0) {
@@ -232,15 +244,16 @@ function tooManyOpen(limits: UploadLimits): WharfError {
 }
 
 async function writeCounters(trx: Transaction<Database>, counters: Counters): Promise<void> {
+  // Every group commit writes these: their SQL is reused (see runReused).
   for (const [id, account] of counters.accounts) {
-    await trx
-      .updateTable('accounts')
-      .set({ bytes_reserved: account.reserved })
-      .where('id', '=', id)
-      .execute();
+    await runReused(trx, 'write-account-reserved', [account.reserved, id], () =>
+      trx.updateTable('accounts').set({ bytes_reserved: account.reserved }).where('id', '=', id),
+    );
   }
   for (const [id, key] of counters.keys) {
-    await trx.updateTable('api_keys').set({ open_uploads: key.open }).where('id', '=', id).execute();
+    await runReused(trx, 'write-key-open', [key.open, id], () =>
+      trx.updateTable('api_keys').set({ open_uploads: key.open }).where('id', '=', id),
+    );
   }
   for (const [id, token] of counters.tokens) {
     await trx
