@@ -272,7 +272,16 @@ export class FsMultipartParts {
       if (err instanceof WharfError && err.code === 'MULTIPART_NOT_FOUND') return;
       throw err;
     }
-    await rm(dir, { recursive: true, force: true });
+    // Renamed away first (atomic), as completion claims it: a part finishing meanwhile then
+    // finds no upload (and is refused) rather than landing in a directory being removed.
+    const doomed = join(this.tmp, `${randomUUID()}.aborted`);
+    try {
+      await rename(dir, doomed);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    await rm(doomed, { recursive: true, force: true });
   }
 
   /**

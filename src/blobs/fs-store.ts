@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -108,10 +108,14 @@ export class FsBlobStore implements BlobStore {
       // without facts (hashed again when needed), never facts of bytes that are not there
       // (nor of other bytes of the same size, which head() would believe).
       await rm(metaTarget, { force: true });
-      await rename(temp, target);
-      await rename(tempMeta, metaTarget);
-      // The rename itself must survive a power cut before the asset row may point at it.
-      await fsyncPath(dirname(target));
+      await this.renameInto(temp, target);
+      await this.renameInto(tempMeta, metaTarget);
+      // The rename itself must survive a power cut before the asset row may point at it. A
+      // directory gone meanwhile was taken by deletePrefix, with this object in it: the object
+      // is deleted, which its caller learns from the database (the asset is gone).
+      await fsyncPath(dirname(target)).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
     } catch (err) {
       await rm(temp, { force: true });
       await rm(tempMeta, { force: true });
@@ -173,8 +177,33 @@ export class FsBlobStore implements BlobStore {
   async deletePrefix(prefix: string): Promise<void> {
     if (!prefix.endsWith('/')) throw new Error(`A prefix ends with a slash: ${JSON.stringify(prefix)}`);
     // Keys are paths here, so a prefix is a directory in each tree; facts first, as in delete().
+    // Each is first renamed away whole (atomic), then removed: a write finishing meanwhile then
+    // makes a fresh directory (see renameInto) instead of racing the removal (ENOTEMPTY).
     for (const base of [this.meta, this.objects, this.composed]) {
-      await rm(this.pathOf(base, prefix), { recursive: true, force: true });
+      const dir = this.pathOf(base, prefix);
+      const doomed = join(this.tmp, `${randomUUID()}.deleted`);
+      for (const known of this.directories) {
+        if (known === dir || known.startsWith(`${dir}${sep}`)) this.directories.delete(known);
+      }
+      try {
+        await rename(dir, doomed);
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw err;
+      }
+      await rm(doomed, { recursive: true, force: true });
+    }
+  }
+
+  /** Renames into a directory that deletePrefix may have just taken away (then made again). */
+  private async renameInto(from: string, to: string): Promise<void> {
+    try {
+      await rename(from, to);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      this.directories.delete(dirname(to));
+      await this.ensureDirectory(dirname(to));
+      await rename(from, to);
     }
   }
 
@@ -254,7 +283,8 @@ export class FsBlobStore implements BlobStore {
       const path = join(this.tmp, entry);
       try {
         if ((await stat(path)).mtimeMs < olderThan) {
-          await unlink(path);
+          // Files, and directories a deletePrefix or an abort renamed here and did not finish removing.
+          await rm(path, { recursive: true, force: true });
           removed += 1;
         }
       } catch (err) {
@@ -268,7 +298,7 @@ export class FsBlobStore implements BlobStore {
     await this.multipart.chains.close();
   }
 
-  /** Wharf never removes directories, so each needs creating once per process. */
+  /** Directories are removed only by deletePrefix (which forgets them), so each needs creating once per process. */
   private async ensureDirectory(path: string): Promise<void> {
     if (this.directories.has(path)) return;
     await mkdir(path, { recursive: true });

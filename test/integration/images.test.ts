@@ -838,6 +838,50 @@ describe('slots are for pixels', () => {
   });
 });
 
+describe('an asset deleted while a rendering of it is being stored', () => {
+  test('the rendering answers 404, the deletion 204, and nothing is left under the asset', async () => {
+    const blobs = (w.wharf.core.images as unknown as { blobs: BlobStore }).blobs;
+    const write = blobs.write;
+    let reached!: () => void;
+    const sealing = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => {
+      resume = resolve;
+    });
+    blobs.write = (key, source, seal) =>
+      write.call(blobs, key, source, async () => {
+        if (key.includes('/derivatives/') && key.includes('w48-') && key.endsWith('.png')) {
+          reached();
+          await resumed;
+        }
+        return seal();
+      });
+    try {
+      const { id } = await upload('deleted-while-rendered.jpg', await photo(300, 200), 'image/jpeg');
+      // One rendering stored first: its directory exists, and this process knows it does.
+      await image(id, 'w=24&format=png');
+      // Widths are rounded up to the allowed ones: this is a 48 px rendering.
+      const held = fetch(`${w.url}/v1/assets/${id}/image?w=40&format=png`, {
+        headers: { 'x-api-key': w.key },
+      });
+      await sealing;
+      assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`)).status, 204);
+      resume();
+      const res = await held;
+      assert.equal(res.status, 404, await res.text());
+      assert.deepEqual(
+        (await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`)),
+        [],
+      );
+    } finally {
+      resume();
+      blobs.write = write;
+    }
+  });
+});
+
 describe('two nodes, one rendering', () => {
   test('concurrent first requests on two nodes store the derivative once', async () => {
     const second = await startWharf({ sharing: w });
