@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { pipeline, type Readable, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline, type Readable, Transform, type TransformCallback } from 'node:stream';
 import { canSeeUpload, requireScope } from './authorization.js';
 import type { Clock } from './clock.js';
 import { isWharfError, WharfError } from './errors.js';
@@ -192,11 +192,21 @@ export class RufhService {
           })
         : undefined;
     const bounded = new Bounded(size - offset);
-    const source = head ? pipeline(body, head, bounded, noop) : pipeline(body, bounded, noop);
+    const piped = head ? pipeline(body, head, bounded, noop) : pipeline(body, bounded, noop);
+    // An overrun ends what storage reads cleanly, the refusal staying ours: tus.io's S3 store
+    // loses a stream that fails while it reads an incomplete part stored before (its write then
+    // never settles, holding the upload's lock) and leaks the part file it was filling.
+    const source = new PassThrough();
+    piped.pipe(source);
+    piped.once('error', (err) => {
+      if (bounded.overflowed) source.end();
+      else source.destroy(err);
+    });
     // A storage failure mid-write leaves the upload as far as storage says it got.
     let after: number;
     try {
       after = await this.storage.append(current.storageKey, offset, source);
+      if (bounded.overflowed) throw tooLong(size);
     } catch (err) {
       if (!bounded.overflowed) throw err;
       // More than the length: the draft has the upload end (its offset would pass it).
