@@ -1,3 +1,4 @@
+import { WharfError } from '../../core/errors.js';
 import type { Account, ApiKey } from '../../core/model.js';
 import type { ConsoleSession, SessionStore } from '../../core/ports.js';
 import type { SqlContext } from './context.js';
@@ -28,22 +29,39 @@ function toSession(row: SessionRow): ConsoleSession {
 }
 
 /** Web console sessions (migration 007). */
-export function sessionQueries({ db }: SqlContext): SessionStore {
+export function sessionQueries({ db, dialect }: SqlContext): SessionStore {
   return {
     async insertSession(session: ConsoleSession): Promise<void> {
-      await db
-        .insertInto('console_sessions')
-        .values({
-          id_hash: session.idHash,
-          account_id: session.accountId,
-          key_id: session.keyId,
-          created_at: session.createdAt,
-          last_seen_at: session.lastSeenAt,
-          expires_at: session.expiresAt,
-          ends_at: session.endsAt,
-          revoked_at: session.revokedAt,
-        })
-        .execute();
+      await db.transaction().execute(async (trx) => {
+        // Checked with the account row locked (PostgreSQL; SQLite has one writer at a time):
+        // a disable that commits first is seen here, and one that commits after revokes this
+        // session, so a sign-in racing a disable never leaves a session that outlives it.
+        let select = trx.selectFrom('accounts').select('disabled').where('id', '=', session.accountId);
+        if (dialect === 'postgres') select = select.forShare();
+        else
+          await trx
+            .updateTable('accounts')
+            .set((eb) => ({ disabled: eb.ref('disabled') }))
+            .where('id', '=', session.accountId)
+            .execute();
+        const account = await select.executeTakeFirst();
+        if (!account || Number(account.disabled) !== 0) {
+          throw new WharfError('ACCOUNT_DISABLED', 'This account is disabled.');
+        }
+        await trx
+          .insertInto('console_sessions')
+          .values({
+            id_hash: session.idHash,
+            account_id: session.accountId,
+            key_id: session.keyId,
+            created_at: session.createdAt,
+            last_seen_at: session.lastSeenAt,
+            expires_at: session.expiresAt,
+            ends_at: session.endsAt,
+            revoked_at: session.revokedAt,
+          })
+          .execute();
+      });
     },
 
     async findSessionByHash(
