@@ -212,6 +212,10 @@ describe('the OpenAPI document', () => {
     assert.ok(doc.paths['/v1/keys'].post.responses['415'], 'POST /v1/keys lists 415');
     assert.equal(doc.paths['/v1/keys'].get.responses['415'], undefined, 'a GET takes no body');
     assert.ok(doc.paths['/v1/assets/{id}'].get.responses['414'], 'GET /v1/assets/{id} lists 414');
+    // Resumable HTTP's own: a finished upload is not cancelled; an append of another type or past the end.
+    assert.ok(doc.paths['/v1/resumable/{id}'].delete.responses['409']);
+    assert.ok(doc.paths['/v1/resumable/{id}'].patch.responses['413']);
+    assert.ok(doc.paths['/v1/resumable/{id}'].patch.responses['415']);
     assert.equal(doc.paths['/v1/assets'].get.responses['414'], undefined, 'no path parameter');
   });
 

@@ -210,6 +210,7 @@ const RUFH_STATE = responseHeaders({
   'Wharf-Asset-Id': 'Once complete: the asset.',
   'Repr-Digest': 'Once complete: `sha-256` of the verified file.',
 });
+const ASSET_RESULT = { 'application/json': { schema: { $ref: '#/components/schemas/AssetResult' } } };
 const RUFH_ERRORS = {
   401: rufhError('No key or token, or one that is unknown or revoked (`UNAUTHORIZED`).'),
   403: rufhError('The key lacks the `upload` scope, or a limit refuses the file.'),
@@ -270,10 +271,12 @@ function rufhPaths(): Json {
           },
           200: {
             description: 'The whole file arrived and the account already held it (`"status": "exists"`).',
+            content: ASSET_RESULT,
           },
           201: {
             description:
               'The asset (the whole file arrived), or with `Upload-Complete: ?0` the upload resource.',
+            content: ASSET_RESULT,
             headers: responseHeaders({
               Location: 'The upload resource.',
               'Upload-Offset': 'Bytes received.',
@@ -308,11 +311,17 @@ function rufhPaths(): Json {
         ],
         requestBody: { required: true, content: { 'application/partial-upload': { schema: BINARY } } },
         responses: {
-          201: { description: 'The file is complete: the asset.', headers: RUFH_STATE },
+          201: {
+            description: 'The file is complete: the asset.',
+            headers: RUFH_STATE,
+            content: ASSET_RESULT,
+          },
           204: { description: 'Appended.', headers: RUFH_STATE },
           400: rufhError('Lengths that disagree, or a digest mismatch (`CHECKSUM_MISMATCH`).'),
           ...RUFH_ERRORS,
           409: rufhError('`Upload-Offset` is not the upload’s offset, or it is complete already.'),
+          413: rufhError('A chunked body past the length: the upload fails (`FILE_TOO_LARGE`).'),
+          415: rufhError('The body is not `application/partial-upload` (`UNSUPPORTED_MEDIA_TYPE`).'),
         },
       },
       delete: {
@@ -320,7 +329,11 @@ function rufhPaths(): Json {
         summary: 'Resumable HTTP: cancel an unfinished upload and free its bytes',
         tags: tags.rufh,
         parameters: [RUFH_ID, RUFH_VERSION],
-        responses: { 204: { description: 'Cancelled.' }, ...RUFH_ERRORS },
+        responses: {
+          204: { description: 'Cancelled.' },
+          ...RUFH_ERRORS,
+          409: rufhError('The upload is complete (`UPLOAD_NOT_PENDING`): delete its asset instead.'),
+        },
       },
     },
   };
