@@ -272,16 +272,9 @@ export class FsMultipartParts {
       if (err instanceof WharfError && err.code === 'MULTIPART_NOT_FOUND') return;
       throw err;
     }
-    // Renamed away first (atomic), as completion claims it: a part finishing meanwhile then
-    // finds no upload (and is refused) rather than landing in a directory being removed.
-    const doomed = join(this.tmp, `${randomUUID()}.aborted`);
-    try {
-      await rename(dir, doomed);
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw err;
-    }
-    await rm(doomed, { recursive: true, force: true });
+    // Renamed away first, as completion claims it: a part finishing meanwhile then finds no
+    // upload (and is refused) rather than landing in a directory being removed.
+    await removeDirectory(dir, this.tmp);
   }
 
   /**
@@ -488,6 +481,23 @@ function noSuchUpload(): WharfError {
 }
 
 /** Opens a directory to fsync it, which makes renames into it durable. */
+/**
+ * Removes a directory others may be renaming files into: it is first renamed into `tmp` (on the
+ * same filesystem; atomic), then removed there, so a rename into it either moved with it or finds
+ * it gone, never a removal half done (ENOTEMPTY). Nothing when it does not exist. What a crash
+ * leaves in `tmp` the temp sweep removes.
+ */
+export async function removeDirectory(dir: string, tmp: string): Promise<void> {
+  const doomed = join(tmp, `${randomUUID()}.removed`);
+  try {
+    await rename(dir, doomed);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  await rm(doomed, { recursive: true, force: true });
+}
+
 export async function fsyncPath(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {

@@ -21,7 +21,7 @@ import {
 } from '../core/ports.js';
 import { downloadBuffers } from '../core/read-buffers.js';
 import { readFileRange } from './file-reader.js';
-import { FsMultipartParts, fsyncPath, readComposed, readParts } from './fs-multipart.js';
+import { FsMultipartParts, fsyncPath, readComposed, readParts, removeDirectory } from './fs-multipart.js';
 import { LOCAL_BUCKET } from './local-endpoint.js';
 import { writeBehind } from './write-behind.js';
 
@@ -177,21 +177,14 @@ export class FsBlobStore implements BlobStore {
   async deletePrefix(prefix: string): Promise<void> {
     if (!prefix.endsWith('/')) throw new Error(`A prefix ends with a slash: ${JSON.stringify(prefix)}`);
     // Keys are paths here, so a prefix is a directory in each tree; facts first, as in delete().
-    // Each is first renamed away whole (atomic), then removed: a write finishing meanwhile then
-    // makes a fresh directory (see renameInto) instead of racing the removal (ENOTEMPTY).
+    // A write finishing meanwhile makes a fresh directory (see renameInto) rather than racing
+    // the removal.
     for (const base of [this.meta, this.objects, this.composed]) {
       const dir = this.pathOf(base, prefix);
-      const doomed = join(this.tmp, `${randomUUID()}.deleted`);
       for (const known of this.directories) {
         if (known === dir || known.startsWith(`${dir}${sep}`)) this.directories.delete(known);
       }
-      try {
-        await rename(dir, doomed);
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        throw err;
-      }
-      await rm(doomed, { recursive: true, force: true });
+      await removeDirectory(dir, this.tmp);
     }
   }
 

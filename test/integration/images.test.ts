@@ -787,29 +787,41 @@ describe('limits (a server with small ones)', () => {
   });
 });
 
+/**
+ * Holds the server's own store at the seal of the first write whose key `matches` (every byte
+ * written, before it is recorded), as a slow fsync or upload would hold it, until `resume()`.
+ */
+function holdAtSeal(server: TestWharf, matches: (key: string) => boolean) {
+  const blobs = (server.wharf.core.images as unknown as { blobs: BlobStore }).blobs;
+  const write = blobs.write;
+  let reached!: () => void;
+  const sealing = new Promise<void>((resolve) => {
+    reached = resolve;
+  });
+  let resume!: () => void;
+  const resumed = new Promise<void>((resolve) => {
+    resume = resolve;
+  });
+  blobs.write = (key, source, seal) =>
+    write.call(blobs, key, source, async () => {
+      if (matches(key)) {
+        reached();
+        await resumed;
+      }
+      return seal();
+    });
+  return { sealing, resume, restore: () => (blobs.write = write) };
+}
+
 describe('slots are for pixels', () => {
   test('a rendering being flushed to storage holds no slot: the next transform runs meanwhile', async () => {
     const small = await startWharf({ env: { WHARF_IMAGE_CONCURRENCY: '1', WHARF_IMAGE_QUEUE: '1' } });
     // The server's own store, held at its seal (every byte written, before it is recorded),
     // as a slow fsync or upload would hold it.
-    const blobs = (small.wharf.core.images as unknown as { blobs: BlobStore }).blobs;
-    const write = blobs.write;
-    let reached!: () => void;
-    const sealing = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
-    let resume!: () => void;
-    const resumed = new Promise<void>((resolve) => {
-      resume = resolve;
-    });
-    blobs.write = (key, source, seal) =>
-      write.call(blobs, key, source, async () => {
-        if (key.includes('/derivatives/') && key.includes('w32-')) {
-          reached();
-          await resumed;
-        }
-        return seal();
-      });
+    const { sealing, resume, restore } = holdAtSeal(
+      small,
+      (key) => key.includes('/derivatives/') && key.includes('w32-'),
+    );
     try {
       const res = await uploadRaw(
         small,
@@ -832,7 +844,7 @@ describe('slots are for pixels', () => {
       assert.equal((await first).status, 200);
     } finally {
       resume();
-      blobs.write = write;
+      restore();
       await small.close();
     }
   });
@@ -840,24 +852,10 @@ describe('slots are for pixels', () => {
 
 describe('an asset deleted while a rendering of it is being stored', () => {
   test('the rendering answers 404, the deletion 204, and nothing is left under the asset', async () => {
-    const blobs = (w.wharf.core.images as unknown as { blobs: BlobStore }).blobs;
-    const write = blobs.write;
-    let reached!: () => void;
-    const sealing = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
-    let resume!: () => void;
-    const resumed = new Promise<void>((resolve) => {
-      resume = resolve;
-    });
-    blobs.write = (key, source, seal) =>
-      write.call(blobs, key, source, async () => {
-        if (key.includes('/derivatives/') && key.includes('w48-') && key.endsWith('.png')) {
-          reached();
-          await resumed;
-        }
-        return seal();
-      });
+    const { sealing, resume, restore } = holdAtSeal(
+      w,
+      (key) => key.includes('/derivatives/') && key.includes('w48-') && key.endsWith('.png'),
+    );
     try {
       const { id } = await upload('deleted-while-rendered.jpg', await photo(300, 200), 'image/jpeg');
       // One rendering stored first: its directory exists, and this process knows it does.
@@ -877,7 +875,7 @@ describe('an asset deleted while a rendering of it is being stored', () => {
       );
     } finally {
       resume();
-      blobs.write = write;
+      restore();
     }
   });
 });
