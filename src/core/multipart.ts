@@ -23,6 +23,12 @@ export interface MultipartSettings {
   partUrlExpiresInSeconds: number;
 }
 
+/** A part arriving through the embedded endpoint and the bytes it may hold. */
+interface PartClaim {
+  partNumber: number;
+  bytes: number;
+}
+
 /** A large file as a client declares it before sending parts. */
 export interface MultipartDeclaration {
   name: string;
@@ -59,8 +65,10 @@ export class MultipartService {
    * parts already taken and answered 404 instead of the asset.
    */
   private readonly ending = new KeyedQueue();
-  /** Bytes of parts arriving now through the embedded endpoint, per upload (see receivePart). */
-  private readonly arriving = new Map<string, number>();
+  /** Parts arriving now through the embedded endpoint, per upload, with the bytes each claims (see receivePart). */
+  private readonly arriving = new Map<string, PartClaim[]>();
+  /** Orders, per upload, each part's count of the room left against other parts' claims ending. */
+  private readonly admission = new KeyedQueue();
 
   constructor(
     private readonly store: Store,
@@ -242,25 +250,55 @@ export class MultipartService {
       // All the parts together may not hold more than the file may: the parts stored (but the one
       // this replaces) and those arriving now. Otherwise one upload of a declared size, or one
       // whose account has a quota, could fill the disk with parts it can never complete.
-      const stored = await this.blobs.listParts(part.key, part.multipartId);
-      const others = stored.reduce((n, p) => (p.partNumber === part.partNumber ? n : n + p.size), 0);
-      const arriving = this.arriving.get(upload.id) ?? 0;
-      const room = limit - others - arriving;
-      if ((part.size ?? 0) > room || room <= 0) {
-        throw new WharfError('FILE_TOO_LARGE', 'The parts are larger than the file may be.', { limit });
-      }
-      const claim = part.size ?? room;
-      this.arriving.set(upload.id, arriving + claim);
+      const claim = await this.claimRoom(upload.id, part, limit);
       try {
-        return await this.blobs.writePart({ ...part, partNumber: part.partNumber, maxSize: room });
+        return await this.blobs.writePart({ ...part, partNumber: part.partNumber, maxSize: claim.bytes });
       } finally {
-        const left = (this.arriving.get(upload.id) ?? claim) - claim;
-        if (left > 0) this.arriving.set(upload.id, left);
-        else this.arriving.delete(upload.id);
+        const release = await this.admission.lock(upload.id);
+        const claims = this.arriving.get(upload.id) ?? [];
+        claims.splice(claims.indexOf(claim), 1);
+        if (claims.length === 0) this.arriving.delete(upload.id);
+        release();
       }
     } catch (err) {
       part.body.resume();
       throw err;
+    }
+  }
+
+  /**
+   * Counts the room a part may fill and claims it, or refuses the part. Why under a lock that ending
+   * claims also take: a part that lands while this lists the stored ones would otherwise be in
+   * neither count (listed before it landed, its claim gone after), and parts sent all at once could
+   * add up past the limit. A part both listed and claimed (it landed meanwhile, or replaces itself)
+   * counts once, at the larger.
+   */
+  private async claimRoom(
+    uploadId: string,
+    part: { key: string; multipartId: string; partNumber: number; size?: number | undefined },
+    limit: number,
+  ): Promise<PartClaim> {
+    const release = await this.admission.lock(uploadId);
+    try {
+      const held = new Map<number, number>();
+      for (const stored of await this.blobs.listParts(part.key, part.multipartId)) {
+        held.set(stored.partNumber, stored.size);
+      }
+      const claims = this.arriving.get(uploadId) ?? [];
+      for (const c of claims) held.set(c.partNumber, Math.max(held.get(c.partNumber) ?? 0, c.bytes));
+      held.delete(part.partNumber);
+      let room = limit;
+      for (const bytes of held.values()) room -= bytes;
+      if ((part.size ?? 0) > room || room <= 0) {
+        throw new WharfError('FILE_TOO_LARGE', 'The parts are larger than the file may be.', { limit });
+      }
+      // A part of unknown length claims all the room left, and is cut off there.
+      const claim = { partNumber: part.partNumber, bytes: part.size ?? room };
+      claims.push(claim);
+      this.arriving.set(uploadId, claims);
+      return claim;
+    } finally {
+      release();
     }
   }
 
