@@ -207,6 +207,11 @@ export interface FileTarget {
 export interface UploadIntent {
   /** Complete as soon as storage holds the bytes (protocols with no confirm step). */
   autoComplete?: boolean;
+  /**
+   * SHA-256 (hex) of the whole file that a RUFH append declared (Repr-Digest) on an upload whose
+   * creation declared none: checked at completion as a declared one is.
+   */
+  reprSha256?: string;
   /** Its presigned URL can overwrite the key until it expires: completion seals a copy. */
   rewritable?: boolean;
   /** A POST policy bound the content type; otherwise the form's own type is the file's. */

@@ -57,6 +57,8 @@ export interface ResumableDeclaration {
   size: number;
   /** Hex or base64; optional, verified at completion when given. */
   sha256?: string | undefined;
+  /** Hex or base64; optional, verified at completion when given. */
+  md5?: string | undefined;
   /** Hex or base64: SHA-256 of the first min(size, HEAD_BYTES) bytes (see findUnfinished). */
   headSha256?: string | undefined;
 }
@@ -164,7 +166,7 @@ export class ResumableService {
         contentType,
         size,
         sha256,
-        md5: null,
+        md5: declaration.md5 ? parseDigest('md5', declaration.md5, 'md5') : null,
         externalId: null,
         // No confirm step: the last byte completes it, and the sweep's reconcile finishes one
         // whose completion a crash interrupted.

@@ -669,7 +669,11 @@ export class UploadService {
       if (claims.size !== undefined && digests.size !== claims.size) {
         throw new WharfError('SIZE_MISMATCH', `Claimed ${claims.size} bytes; storage holds ${digests.size}.`);
       }
-      checkDigests(digests, { sha256: upload.sha256, md5: deferred && !info.md5 ? null : upload.md5 });
+      checkDigests(digests, {
+        // A RUFH append may declare the SHA-256 after the upload was made (see UploadIntent.reprSha256).
+        sha256: upload.sha256 ?? upload.intent.reprSha256 ?? null,
+        md5: deferred && !info.md5 ? null : upload.md5,
+      });
       checkDigests(digests, claimed);
     } catch (err) {
       // Wrong bytes are never kept. A single PUT or form may be sent again while the intent

@@ -517,6 +517,93 @@ describe('the draft’s examples, on a raw socket', () => {
     assert.deepEqual(malformed.informational, []);
   });
 
+  test('Content-MD5 and every declaration of the file are checked: no asset from bytes a digest contradicts', async () => {
+    const bytes = randomBytes(30_000);
+    const md5 = (b: Buffer) => createHash('md5').update(b).digest('base64');
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('base64');
+    const other = Buffer.from('something else');
+    const assets = async () => (await api(w.url, w.key, 'GET', '/v1/assets?limit=100')).body.data.length;
+    const before = await assets();
+    const whole = (target: string, extra: Array<[string, string]>) =>
+      send({
+        method: 'POST',
+        target,
+        headers: speaking(w.key, '8', [['Upload-Complete', '?1'], ...extra]),
+        body: bytes,
+      });
+
+    // Content-MD5 on the request that carries the whole file (as on a plain POST /v1/assets).
+    const wrongMd5 = await whole('/v1/assets?name=md5.bin', [['Content-MD5', md5(other)]]);
+    assert.equal(wrongMd5.final?.status, 400);
+    assert.equal(json(wrongMd5).error.code, 'CHECKSUM_MISMATCH');
+    // ?md5= and Upload-Metadata's md5 are the file's: checked at completion.
+    const wrongQuery = await whole(
+      `/v1/assets?name=md5.bin&md5=${createHash('md5').update(other).digest('hex')}`,
+      [],
+    );
+    assert.equal(json(wrongQuery).error.code, 'CHECKSUM_MISMATCH');
+    const malformed = await whole('/v1/assets?name=md5.bin&md5=zzz', []);
+    assert.equal(json(malformed).error.code, 'INVALID_DIGEST');
+    // Declarations that disagree are refused before anything is made.
+    const disagree = await whole(`/v1/assets?name=sha.bin&sha256=${sha256Hex(bytes)}`, [
+      ['Repr-Digest', `sha-256=:${sha(other)}:`],
+    ]);
+    assert.equal(disagree.final?.status, 400);
+    assert.equal(json(disagree).error.code, 'INVALID_DIGEST');
+    assert.deepEqual(disagree.informational, [], 'no upload was made');
+    assert.equal(await assets(), before, 'no asset from any of them');
+    // Right ones make the asset.
+    const right = await whole(`/v1/assets?name=ok.bin&md5=${createHash('md5').update(bytes).digest('hex')}`, [
+      ['Content-MD5', md5(bytes)],
+      ['Repr-Digest', `sha-256=:${sha(bytes)}:`],
+    ]);
+    assert.equal(right.final?.status, 201, String(right.final?.body));
+    assert.equal(json(right).asset.md5, createHash('md5').update(bytes).digest('hex'));
+  });
+
+  test('Repr-Digest on an append: it must agree with the declared SHA-256, and on an upload that declared none it is checked at completion', async () => {
+    const bytes = randomBytes(50_000);
+    const sha = (b: Buffer) => `sha-256=:${createHash('sha256').update(b).digest('base64')}:`;
+    const start = async (extra: Array<[string, string]>) => {
+      const created = await send({
+        method: 'POST',
+        target: '/v1/resumable/?name=later.bin',
+        headers: speaking(w.key, '8', [
+          ['Upload-Complete', '?0'],
+          ['Upload-Length', String(bytes.length)],
+          ...extra,
+        ]),
+        body: bytes.subarray(0, 20_000),
+      });
+      assert.equal(created.final?.status, 201, String(created.final?.body));
+      return created.final.headers.location!;
+    };
+    const last = (location: string, digest: string) =>
+      append(location, 20_000, bytes.subarray(20_000), true, {
+        headers: speaking(w.key, '8', [
+          ['Upload-Complete', '?1'],
+          ['Upload-Offset', '20000'],
+          ['Content-Type', 'application/partial-upload'],
+          ['Repr-Digest', digest],
+        ]),
+      });
+
+    const declared = await start([['Repr-Digest', sha(bytes)]]);
+    const contradicts = await last(declared, sha(Buffer.from('other')));
+    assert.equal(contradicts.final?.status, 400);
+    assert.equal(json(contradicts).error.code, 'INVALID_DIGEST');
+    assert.equal(await offsetOf(declared), 20_000, 'nothing appended');
+    assert.equal((await last(declared, sha(bytes))).final?.status, 201);
+
+    const undeclared = await start([]);
+    const wrong = await last(undeclared, sha(Buffer.from('other')));
+    assert.equal(wrong.final?.status, 400);
+    assert.equal(wrong.final.headers['upload-complete'], '?1');
+    assert.equal(json(wrong).error.code, 'CHECKSUM_MISMATCH');
+    assert.equal(uploadRow(undeclared)?.status, 'expired');
+    assert.deepEqual(await leftovers(undeclared), []);
+  });
+
   test('OPTIONS discovers the limits (the server’s without a key, the account’s with one)', async () => {
     const anonymous = await send({ method: 'OPTIONS', target: '/v1/resumable/', headers: speaking(null) });
     assert.equal(anonymous.final?.status, 204);

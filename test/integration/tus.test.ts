@@ -630,6 +630,20 @@ describe('a file refused when its last byte arrives', () => {
   });
 });
 
+test('an md5 in Upload-Metadata is the file’s, checked at completion as sha256 is', async () => {
+  const bytes = randomBytes(3000);
+  const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+  const wrong = await create(bytes.length, { filename: 'md5-wrong.bin', md5: md5(Buffer.from('other')) });
+  const refused = await tus(wrong, 'PATCH', { 'Upload-Offset': '0' }, bytes);
+  assert.equal(refused.status, 400);
+  assert.equal((await refused.json()).error.code, 'CHECKSUM_MISMATCH');
+  assert.equal(uploadRow(wrong)?.status, 'expired');
+  const right = await create(bytes.length, { filename: 'md5-right.bin', md5: md5(bytes) });
+  const done = await tus(right, 'PATCH', { 'Upload-Offset': '0' }, bytes);
+  assert.equal(done.status, 204);
+  assert.equal((await asset(done.headers.get('wharf-asset-id')!)).md5, md5(bytes));
+});
+
 describe('termination and expiry', () => {
   test('a DELETE sent while the last PATCH streams answers as a DELETE of a finished upload does', async () => {
     const bytes = randomBytes(4000);

@@ -43,7 +43,9 @@ export function declaredDigests(
   return { sha256: agree(sha256, 'SHA-256'), md5: agree(md5, 'MD5') };
 }
 
-function agree(values: string[], label: string): string | undefined {
+/** The one digest several declarations of one algorithm agree on (hex, undefined for none); INVALID_DIGEST when they differ. */
+export function agree(declared: readonly (string | null | undefined)[], label: string): string | undefined {
+  const values = declared.filter((v): v is string => typeof v === 'string');
   if (values.some((v) => v !== values[0])) {
     throw new WharfError('INVALID_DIGEST', `The request declares different ${label} digests.`);
   }

@@ -6,6 +6,7 @@ import { Metadata } from '@tus/utils';
 import contentDisposition from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import { parseContentMd5, parseDigest } from '../../core/digests.js';
 import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import type { ResumableDeclaration } from '../../core/resumable.js';
@@ -13,9 +14,10 @@ import type { AppendResult, RufhState } from '../../core/resumable-http.js';
 import type { UploadOutcome } from '../../core/uploads.js';
 import type { Core } from '../../core/wharf.js';
 import type { App } from '../api/context.js';
+import { agree } from '../api/integrity.js';
 import { assetJson, iso } from '../api/schemas.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
-import { type StagedBody, stageBody } from '../tus/checksum.js';
+import { type DeclaredChecksum, type StagedBody, stageBody } from '../tus/checksum.js';
 import { endingAtCut } from '../tus/routes.js';
 import {
   completeHeader,
@@ -55,6 +57,7 @@ export interface CreationQuery {
   name?: string | undefined;
   content_type?: string | undefined;
   sha256?: string | undefined;
+  md5?: string | undefined;
   head_sha256?: string | undefined;
 }
 
@@ -90,6 +93,7 @@ const CreationQuerySchema = Type.Object(
     sha256: Type.Optional(
       Type.String({ maxLength: 128, description: 'SHA-256 of the whole file, hex or base64.' }),
     ),
+    md5: Type.Optional(Type.String({ maxLength: 64, description: 'MD5 of the whole file, hex or base64.' })),
     head_sha256: Type.Optional(
       Type.String({ maxLength: 128, description: 'SHA-256 of the first min(size, 4 MiB) bytes.' }),
     ),
@@ -152,7 +156,7 @@ export async function createResumableUpload(
         'A resumable upload starts with Upload-Complete: ?1 (the whole file) or ?0 (a first part).',
       );
     }
-    declaredContentDigest(request.headers); // A malformed one is refused before anything is made.
+    contentChecksums(request.headers); // A malformed one is refused before anything is made.
     const size = declaredLength(request.headers, complete);
     if (size === undefined) {
       throw new WharfError(
@@ -339,20 +343,22 @@ async function appendUnderLock(
   let staged: StagedBody | undefined;
   try {
     let bytes = body;
-    const digest = body && declaredContentDigest(request.headers);
-    if (body && digest) {
-      // RFC 9530's Content-Digest covers this request's content: it is staged and checked
-      // before a byte is appended (as tus's Upload-Checksum is), so a mismatch changes nothing.
-      // A cut such request keeps nothing either: its digest could not be checked.
-      staged = await stageBody(body, ctx.stagingDir, (upload.size ?? 0) - offset, {
-        algorithm: 'sha256',
-        digest: Buffer.from(digest, 'hex'),
-      });
-      if (!staged.matches) {
+    const checksums = body ? contentChecksums(request.headers) : [];
+    // The whole file's SHA-256, which an append may declare too (checked at completion).
+    const reprSha256 = declaredReprDigest(request.headers);
+    if (body && checksums.length > 0) {
+      // RFC 9530's Content-Digest and RFC 1864's Content-MD5 cover this request's content: it is
+      // staged and checked before a byte is appended (as tus's Upload-Checksum is), so a mismatch
+      // changes nothing. A cut such request keeps nothing either: its digest could not be checked.
+      staged = await stageBody(body, ctx.stagingDir, (upload.size ?? 0) - offset, checksums);
+      if (staged.mismatched) {
+        const field = staged.mismatched === 'md5' ? 'Content-MD5' : 'Content-Digest (sha-256)';
         throw new WharfError(
           'CHECKSUM_MISMATCH',
-          'The content does not match its Content-Digest (sha-256); nothing was appended.',
-          { algorithm: 'sha256' },
+          `The content does not match its ${field}; nothing was appended.`,
+          {
+            algorithm: staged.mismatched,
+          },
         );
       }
       bytes = createReadStream(staged.path);
@@ -361,6 +367,7 @@ async function appendUnderLock(
       ctx.core.rufh.append(upload, offset, bytes, {
         complete,
         wasCut: () => staged === undefined && !raw.complete,
+        ...(reprSha256 && { reprSha256 }),
       }),
     );
   } catch (err) {
@@ -540,9 +547,35 @@ function declaration(request: FastifyRequest, query: CreationQuery): Omit<Resuma
   return {
     name: query.name ?? dispositionName(request) ?? metadata.filename ?? undefined,
     contentType: query.content_type ?? bodyType(request) ?? metadata.filetype ?? undefined,
-    sha256: query.sha256 ?? declaredReprDigest(request.headers) ?? metadata.sha256 ?? undefined,
+    // Every declaration of the file's digest counts, and they must agree (as on `POST /v1/assets`).
+    sha256: agree(
+      [
+        query.sha256 && parseDigest('sha256', query.sha256, 'sha256'),
+        declaredReprDigest(request.headers),
+        metadata.sha256 && parseDigest('sha256', metadata.sha256, 'sha256'),
+      ],
+      'SHA-256',
+    ),
+    md5: agree(
+      [
+        query.md5 && parseDigest('md5', query.md5, 'md5'),
+        metadata.md5 && parseDigest('md5', metadata.md5, 'md5'),
+      ],
+      'MD5',
+    ),
     headSha256: query.head_sha256 ?? metadata.head_sha256 ?? undefined,
   };
+}
+
+/** What a request declares of its own content (not the whole file's): Content-Digest's sha-256 and Content-MD5. */
+function contentChecksums(headers: FastifyRequest['headers']): DeclaredChecksum[] {
+  const checksums: DeclaredChecksum[] = [];
+  const sha256 = declaredContentDigest(headers);
+  if (sha256) checksums.push({ algorithm: 'sha256', digest: Buffer.from(sha256, 'hex') });
+  const md5 = headers['content-md5'];
+  if (typeof md5 === 'string')
+    checksums.push({ algorithm: 'md5', digest: Buffer.from(parseContentMd5(md5), 'hex') });
+  return checksums;
 }
 
 function uploadMetadata(request: FastifyRequest): Record<string, string | null> {

@@ -55,20 +55,25 @@ export interface StagedBody {
   path: string;
   size: number;
   matches: boolean;
+  /** The first declared checksum the body does not match. */
+  mismatched?: ChecksumAlgorithm | undefined;
 }
 
 /**
- * Writes `body` to a new file in `dir`, hashing it on the way; more than `limit` bytes fail
- * with FILE_TOO_LARGE. The caller removes the file (it is removed here only on failure).
+ * Writes `body` to a new file in `dir`, hashing it on the way (one hash per checksum: a request
+ * may declare its content's SHA-256 and MD5 at once); more than `limit` bytes fail with
+ * FILE_TOO_LARGE. `matches` only when every checksum does. The caller removes the file (it is
+ * removed here only on failure).
  */
 export async function stageBody(
   body: Readable,
   dir: string,
   limit: number,
-  checksum: DeclaredChecksum,
+  checksums: DeclaredChecksum | readonly DeclaredChecksum[],
 ): Promise<StagedBody> {
+  const declared = Array.isArray(checksums) ? checksums : [checksums as DeclaredChecksum];
   const path = join(dir, `${randomUUID()}.body`);
-  const hash = createHash(checksum.algorithm);
+  const hashes = declared.map((c) => createHash(c.algorithm));
   let size = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done: TransformCallback) {
@@ -79,7 +84,7 @@ export async function stageBody(
         );
         return;
       }
-      hash.update(chunk);
+      for (const hash of hashes) hash.update(chunk);
       done(null, chunk);
     },
   });
@@ -89,5 +94,6 @@ export async function stageBody(
     await rm(path, { force: true });
     throw err;
   }
-  return { path, size, matches: hash.digest().equals(checksum.digest) };
+  const mismatched = declared.find((c, i) => !hashes[i]!.digest().equals(c.digest))?.algorithm;
+  return { path, size, matches: mismatched === undefined, mismatched };
 }

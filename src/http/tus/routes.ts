@@ -102,6 +102,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         contentType: metadata?.filetype ?? undefined,
         size: Number(req.headers.get('upload-length')),
         sha256: metadata?.sha256 ?? undefined,
+        md5: metadata?.md5 ?? undefined,
         headSha256: metadata?.head_sha256 ?? undefined,
       });
       call.upload = upload;
