@@ -29,12 +29,10 @@ export class ArrivalService {
     digest: { sha256?: string | undefined; md5?: string | undefined },
     size: number,
   ): Promise<UploadOutcome | undefined> {
-    const content = digest.sha256
-      ? { sha256: parseDigest('sha256', digest.sha256, 'sha256') }
-      : digest.md5
-        ? { md5: parseDigest('md5', digest.md5, 'md5') }
-        : undefined;
-    if (!content) return undefined;
+    // Never by MD5 alone: another file with the same MD5 would be completed and answered with
+    // (see AssetService.findByDigest).
+    if (!digest.sha256) return undefined;
+    const content = { sha256: parseDigest('sha256', digest.sha256, 'sha256') };
     const pending = await this.store.listAutoCompletableByDigest(
       principal.accountId,
       content,

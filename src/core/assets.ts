@@ -143,15 +143,15 @@ export class AssetService {
   ): Promise<Asset | undefined> {
     requireScope(principal, 'upload');
     if (!seesWholeAccount(principal)) return undefined;
-    if (digest.sha256) {
-      return this.store.findAssetBySha256(
-        principal.accountId,
-        parseDigest('sha256', digest.sha256, 'sha256'),
-      );
-    }
-    if (digest.md5)
-      return this.store.findAssetByMd5(principal.accountId, parseDigest('md5', digest.md5, 'md5'));
-    return undefined;
+    // Never by MD5 alone: two files with one MD5 are made in seconds, so a file planted in the
+    // account would stand for another whose uploader then never sends it. Nor content still
+    // being verified, which may turn out to be other bytes (see UploadService.verifyAsset).
+    if (!digest.sha256) return undefined;
+    const held = await this.store.findAssetBySha256(
+      principal.accountId,
+      parseDigest('sha256', digest.sha256, 'sha256'),
+    );
+    return held?.status === 'ready' ? held : undefined;
   }
 
   async delete(principal: Principal, id: string): Promise<void> {

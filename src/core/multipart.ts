@@ -107,7 +107,8 @@ export class MultipartService {
     // Only a caller that sees the whole account may learn that it already holds some content.
     if (sha256 && seesWholeAccount(principal)) {
       const known = await this.store.findAssetBySha256(principal.accountId, sha256);
-      if (known) {
+      // Content still being verified may turn out to be other bytes: the file is sent again.
+      if (known?.status === 'ready') {
         checkAgainstHeld({ size }, known);
         return { status: 'exists', asset: known };
       }

@@ -59,6 +59,12 @@ export interface FinishResult {
   completedNow: boolean;
   /** The file version this completion recorded, when the upload targeted a named file. */
   version?: FileVersion | undefined;
+  /**
+   * Set when nothing was recorded: the account holds this SHA-256 under `asset`, but the candidate's
+   * bytes or that asset's are not verified yet (`verifying`), and one may not stand for the other
+   * before they are: the caller verifies, then completes again.
+   */
+  unverified?: boolean;
 }
 
 export interface AccountChanges {
@@ -236,7 +242,6 @@ export interface AssetStore {
   getAssetById(id: string): Promise<Asset | undefined>;
   findAssetBySha256(accountId: string, sha256: string): Promise<Asset | undefined>;
   findAssetsBySha256(accountId: string, sha256s: string[]): Promise<Asset[]>;
-  findAssetByMd5(accountId: string, md5: string): Promise<Asset | undefined>;
   listAssets(accountId: string, query: AssetQuery): Promise<AssetPage>;
   /**
    * `rejected`: verification found other bytes than declared (a different event). `jobs` are

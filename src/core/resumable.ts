@@ -305,6 +305,6 @@ export class ResumableService {
   }
 
   private async known(principal: Principal, sha256: string): Promise<boolean> {
-    return (await this.store.findAssetBySha256(principal.accountId, sha256)) !== undefined;
+    return (await this.store.findAssetBySha256(principal.accountId, sha256))?.status === 'ready';
   }
 }

@@ -330,11 +330,11 @@ export class UploadService {
     const hashes = seesWholeAccount(principal)
       ? [...new Set(declared.flatMap((f) => (f.sha256 ? [f.sha256] : [])))]
       : [];
+    // Content still being verified may turn out to be other bytes: the file is sent again.
     const existing = new Map(
-      (hashes.length > 0 ? await this.store.findAssetsBySha256(principal.accountId, hashes) : []).map((a) => [
-        a.sha256,
-        a,
-      ]),
+      (hashes.length > 0 ? await this.store.findAssetsBySha256(principal.accountId, hashes) : [])
+        .filter((a) => a.status === 'ready')
+        .map((a) => [a.sha256, a]),
     );
 
     const now = this.clock.now();
@@ -1017,7 +1017,7 @@ export class UploadService {
     // A replacement was made from bytes it hashed itself: nothing is left to verify.
     const verifying = declaredOnly && !replaced;
     const now = this.clock.now();
-    const candidate: Asset = {
+    let candidate: Asset = {
       id: this.ids.id(),
       accountId: upload.accountId,
       name: upload.name,
@@ -1041,24 +1041,34 @@ export class UploadService {
     const unused = (keys: string[]) =>
       keys.map((key) => this.deleteObjectJob(key, now + AFTER_COMMIT_CHECK_MS));
     const replacedKeys = replaced ? [uploadedKey] : [];
-    const jobs: NewJob[] = [
+    const jobsFor = (asset: Asset): NewJob[] => [
       ...this.afterUrlExpiry(upload),
       ...unused(replacedKeys),
-      verifying
+      asset.status === 'verifying'
         ? {
             id: this.ids.id(),
             kind: VERIFY_ASSET_JOB,
-            payload: { assetId: candidate.id, md5: upload.md5 },
+            payload: { assetId: asset.id, md5: upload.md5 },
             runAt: now,
           }
-        : { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: candidate.id }, runAt: now },
+        : { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: asset.id }, runAt: now },
     ];
     let result: Awaited<ReturnType<Store['finishUpload']>>;
     try {
-      result = await this.store.finishUpload(upload.id, candidate, now, jobs, [
-        ...this.afterUrlExpiry(upload),
-        ...unused([...new Set([storageKey, ...replacedKeys])]),
-      ]);
+      for (let attempt = 1; ; attempt++) {
+        result = await this.store.finishUpload(upload.id, candidate, now, jobsFor(candidate), [
+          ...this.afterUrlExpiry(upload),
+          ...unused([...new Set([storageKey, ...replacedKeys])]),
+        ]);
+        if (!result.unverified) break;
+        if (attempt === 3) {
+          throw new WharfError(
+            'SERVICE_UNAVAILABLE',
+            'A file with this content is still being verified; retry shortly.',
+          );
+        }
+        candidate = await this.verifyBeforeDeduplicating(upload, storageKey, candidate, result.asset);
+      }
     } catch (err) {
       // The account's quota or the token's budget cannot take the file: it is not kept.
       if (isWharfError(err, 'QUOTA_EXCEEDED') || isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')) {
@@ -1095,6 +1105,41 @@ export class UploadService {
       { asset: result.asset, deduplicated: result.deduplicated, version: result.version },
       now,
     );
+  }
+
+  /**
+   * Before one file's bytes may stand for another's (deduplication), both are verified: a
+   * candidate whose SHA-256 was only declared is hashed now (a mismatch refuses it, as its verify
+   * job would), and a `verifying` asset holding that SHA-256 is verified now (a mismatch deletes
+   * it, and this upload then becomes the asset). Why not deduplicate at once: onto an unverified
+   * asset, verified bytes would be freed and then lost with it if it is rejected; from unverified
+   * bytes, a caller that knows only a file's SHA-256 and size would be given the file.
+   */
+  private async verifyBeforeDeduplicating(
+    upload: Upload,
+    key: string,
+    candidate: Asset,
+    held: Asset,
+  ): Promise<Asset> {
+    let checked = candidate;
+    if (candidate.status === 'verifying') {
+      const actual = await this.attest(key, { size: candidate.size });
+      try {
+        if (actual.size !== candidate.size) {
+          throw new WharfError(
+            'SIZE_MISMATCH',
+            `Declared ${candidate.size} bytes; storage holds ${actual.size}.`,
+          );
+        }
+        checkDigests(actual, { sha256: candidate.sha256, md5: upload.md5 });
+      } catch (err) {
+        await this.refuse(upload, key, err);
+        throw err;
+      }
+      checked = { ...candidate, md5: actual.md5, status: 'ready' };
+    }
+    if (held.status === 'verifying') await this.verifyAsset(held.id, null);
+    return checked;
   }
 
   /** A completion that cannot be accepted: the upload ends (what it held is given back) and its bytes go. */

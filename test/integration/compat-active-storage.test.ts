@@ -230,7 +230,7 @@ describe('direct upload: POST, PUT, done', () => {
 });
 
 describe('lookup of content already uploaded', () => {
-  test('same MD5 and size: the existing record, without direct_upload', async () => {
+  test('same SHA-256 and size: the existing record, without direct_upload', async () => {
     const bytes = randomBytes(3_000);
     const first = (
       await createBlob({
@@ -241,13 +241,13 @@ describe('lookup of content already uploaded', () => {
       })
     ).body as BlobJson;
     assert.equal((await putFile(first.direct_upload!, bytes)).status, 200);
+    await w.wharf.core.uploads.reconcile();
 
-    // Right after the PUT: on S3 no sweep or read has told Wharf of it yet.
     const again = await createBlob({
       filename: 'copy.bin',
       content_type: 'application/octet-stream',
       byte_size: bytes.length,
-      checksum: md5B64(bytes),
+      checksum: sha256B64(bytes),
     });
     assert.equal(again.status, 200);
     const r = again.body as BlobJson;
@@ -258,22 +258,45 @@ describe('lookup of content already uploaded', () => {
     assert.equal(r.key, first.key);
     assert.equal(r.filename, 'orig.bin', 'the record of the content, under its first name');
     assert.equal(r.byte_size, bytes.length);
-    assert.equal(r.checksum, md5B64(bytes));
+    assert.equal(r.checksum, sha256B64(bytes));
     const record = await getRecord(r.signed_id);
     assert.equal(record.status, 200);
     assert.equal(record.body.id, first.id);
+  });
 
-    // The SHA-256 of the same content finds it too.
-    const bySha = await createBlob({
-      filename: 'copy2.bin',
-      content_type: 'application/octet-stream',
-      byte_size: bytes.length,
-      checksum: sha256B64(bytes),
-    });
-    assert.equal(bySha.status, 200);
-    assert.equal(bySha.body.id, first.id);
-    assert.equal(bySha.body.direct_upload, undefined);
-    assert.equal(bySha.body.checksum, sha256B64(bytes));
+  test('an MD5 never stands for content: another file with the same MD5 is sent and stored as itself', async () => {
+    // The classic MD5 collision pair (Wang et al.): same MD5 and size, different bytes.
+    const twinA = Buffer.from(
+      'd131dd02c5e6eec4693d9a0698aff95c2fcab58712467eab4004583eb8fb7f8955ad340609f4b30283e488832571415a085125e8f7cdc99fd91dbdf280373c5bd8823e3156348f5bae6dacd436c919c6dd53e2b487da03fd02396306d248cda0e99f33420f577ee8ce54b67080a80d1ec69821bcb6a8839396f9652b6ff72a70',
+      'hex',
+    );
+    const twinB = Buffer.from(
+      'd131dd02c5e6eec4693d9a0698aff95c2fcab50712467eab4004583eb8fb7f8955ad340609f4b30283e4888325f1415a085125e8f7cdc99fd91dbd7280373c5bd8823e3156348f5bae6dacd436c919c6dd53e23487da03fd02396306d248cda0e99f33420f577ee8ce54b67080280d1ec69821bcb6a8839396f965ab6ff72a70',
+      'hex',
+    );
+    assert.equal(md5B64(twinA), md5B64(twinB));
+    assert.notEqual(sha256Hex(twinA), sha256Hex(twinB));
+    const declare = (filename: string) =>
+      createBlob({
+        filename,
+        content_type: 'application/octet-stream',
+        byte_size: 128,
+        checksum: md5B64(twinA),
+      });
+    const planted = (await declare('evil-twin.bin')).body as BlobJson;
+    assert.equal((await putFile(planted.direct_upload!, twinB)).status, 200);
+    // Right after the PUT (on S3 nothing has told Wharf of it), and after it completed.
+    const early = (await declare('mine.bin')).body as BlobJson;
+    assert.ok(early.direct_upload, 'the file is asked for');
+    await w.wharf.core.uploads.reconcile();
+    const mine = (await declare('mine.bin')).body as BlobJson;
+    assert.ok(mine.direct_upload, 'still asked for once the other is stored');
+    assert.notEqual(mine.id, planted.id);
+    assert.equal((await putFile(mine.direct_upload!, twinA)).status, 200);
+    await w.wharf.core.uploads.reconcile();
+    const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${mine.signed_id}/mine.bin`);
+    assert.equal(redirect.status, 200);
+    assert.ok(Buffer.from(await redirect.arrayBuffer()).equals(twinA), 'its own bytes, not its twin');
   });
 
   test('declared again before its bytes arrive: a second upload; after they arrive, one record for both', async () => {
@@ -308,7 +331,7 @@ describe('lookup of content already uploaded', () => {
       filename: 'other.png',
       content_type: 'image/png',
       byte_size: bytes.length,
-      checksum: md5B64(bytes),
+      checksum: sha256B64(bytes),
     });
     assert.equal(res.status, 200);
     assert.equal(res.body.id, (asset as NativeAsset).number);

@@ -72,6 +72,72 @@ describe('SHA-256 verification when storage cannot attest it', () => {
     assert.deepEqual(page.body.data, []);
   });
 
+  test('the right bytes are not lost to a verifying asset of their SHA-256 that turns out wrong', {
+    skip: s3Only,
+  }, async () => {
+    const good = randomBytes(3000);
+    const forged = await declare(w, w.key, {
+      name: 'forged-first.bin',
+      content_type: 'application/octet-stream',
+      size: good.length,
+      sha256: sha256Hex(good),
+    });
+    assert.equal((await putPresigned(forged, randomBytes(good.length))).status, 200);
+    const first = await complete(w, w.key, forged.id);
+    assert.equal(first.body.asset.status, 'verifying');
+    // While it verifies, the account does not hold that content: an intent is told to send it.
+    const intent = await api(w.url, w.key, 'POST', '/v1/uploads', {
+      name: 'honest-intent.bin',
+      size: good.length,
+      sha256: sha256Hex(good),
+    });
+    assert.equal(intent.body.status, 'pending', JSON.stringify(intent.body));
+    // The right bytes, hashed by Wharf as they arrive: they become the asset.
+    const honest = await fetch(`${w.url}/v1/assets?name=honest.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream' },
+      body: good,
+    });
+    const body = await honest.json();
+    assert.equal(honest.status, 201, JSON.stringify(body));
+    assert.equal(body.asset.status, 'ready');
+    await w.wharf.core.jobs.drain();
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${first.body.asset.id}`)).status, 404);
+    const content = await fetch(`${w.url}/v1/assets/${body.asset.id}/content`, {
+      headers: { 'x-api-key': w.key },
+    });
+    assert.equal(content.status, 200);
+    assert.ok(
+      Buffer.from(await content.arrayBuffer()).equals(good),
+      'the honest upload is there, byte for byte',
+    );
+  });
+
+  test('bytes that only claim a SHA-256 the account holds are hashed before they may stand for it', {
+    skip: s3Only,
+  }, async () => {
+    const secret = randomBytes(2500);
+    const held = await fetch(`${w.url}/v1/assets?name=secret.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream' },
+      body: secret,
+    });
+    assert.equal(held.status, 201);
+    // A token that knows only the file's SHA-256 and size sends other bytes of that size.
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { subject: 'guesser' });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const intent = await declare(w, minted.body.secret, {
+      name: 'guess.bin',
+      content_type: 'application/octet-stream',
+      size: secret.length,
+      sha256: sha256Hex(secret),
+    });
+    assert.equal((await putPresigned(intent, randomBytes(secret.length))).status, 200);
+    const done = await complete(w, minted.body.secret, intent.id);
+    assert.equal(done.status, 400, JSON.stringify(done.body));
+    assert.equal(done.body.error.code, 'CHECKSUM_MISMATCH');
+  });
+
   test('the embedded store attests the SHA-256 as it writes, so completion never defers', {
     skip: onS3 && 'S3 storage here cannot attest a SHA-256 (shown by the tests above)',
   }, async () => {

@@ -27,17 +27,6 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
       return (await this.findAssetsBySha256(accountId, [sha256]))[0];
     },
 
-    async findAssetByMd5(accountId: string, md5: string): Promise<Asset | undefined> {
-      const row = await db
-        .selectFrom('assets')
-        .selectAll()
-        .where('account_id', '=', accountId)
-        .where('md5', '=', md5)
-        .orderBy('id')
-        .executeTakeFirst();
-      return row && toAsset(row);
-    },
-
     async findAssetsBySha256(accountId: string, sha256s: string[]): Promise<Asset[]> {
       const found: Asset[] = [];
       for (let i = 0; i < sha256s.length; i += 500) {

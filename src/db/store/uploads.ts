@@ -221,6 +221,10 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
           .where('sha256', '=', candidate.sha256)
           .executeTakeFirstOrThrow();
         const deduplicated = stored.id !== candidate.id;
+        if (deduplicated && (candidate.status === 'verifying' || stored.status === 'verifying')) {
+          // The insert did nothing (the conflict), and nothing else was written yet.
+          return { asset: toAsset(stored), deduplicated, completedNow: false, unverified: true };
+        }
         // Throws (rolling all of this back) when the quota or the token's budget cannot take it.
         await settleFinished(trx, upload, candidate.size, deduplicated ? 0 : candidate.size);
         await trx
