@@ -636,7 +636,12 @@ export class UploadService {
   ): Promise<UploadOutcome> {
     // Another completion may have ended it while this one waited for the key.
     const current = await this.store.getUpload(upload.id);
-    if (current && current.status !== 'pending') return this.completeUpload(current, claims, received);
+    if (current && current.status !== 'pending') {
+      // Ended meanwhile (an abort, perhaps on another node, after this one's caller had stored or
+      // composed the bytes): no sweep looks at an ended upload's key again, so they go now.
+      if (current.status === 'expired') await this.deleteIfUnused(upload.storageKey);
+      return this.completeUpload(current, claims, received);
+    }
     const settled = await this.settle(upload);
     const key = settled.key;
     let info = settled.info;
@@ -774,6 +779,9 @@ export class UploadService {
         if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
           await this.blobs.delete(upload.storageKey);
         }
+        // A completion that died after sealing a copy (see settle), with a client that never
+        // came back, left the copy where nothing else looks.
+        if (upload.intent.rewritable) await this.deleteIfUnused(sealedKeyFor(upload.storageKey));
       }
       if (stale.length < 200) break;
     }

@@ -142,6 +142,43 @@ describe('a crash right after a commit', () => {
   });
 });
 
+describe('a completion that loses to an ending, or dies midway', () => {
+  let w: TestWharf;
+  after(() => w?.close());
+
+  test('a completion that finds its upload ended meanwhile (another node aborted it) frees the bytes it composed', async () => {
+    w = await startWharf();
+    const bytes = randomBytes(3000);
+    const started = await api(w.url, w.key, 'POST', '/v1/multipart', {
+      name: 'raced.bin',
+      size: bytes.length,
+    });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const principal = await w.wharf.core.keys.authenticate(w.key);
+    // This node's completion read the upload pending, then another node's abort committed ...
+    const seen = await w.wharf.core.uploads.get(principal, started.body.id);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/multipart/${started.body.id}`)).status, 204);
+    // ... and this one composed the parts into the object before it checked the upload again.
+    await putStrayObject(w, seen.storageKey, bytes);
+    await assert.rejects(w.wharf.core.uploads.completeUpload(seen), { code: 'UPLOAD_EXPIRED' });
+    assert.equal(await holdsObject(w, seen.storageKey), false, 'no sweep looks at an ended upload again');
+  });
+
+  test('a rewritable upload whose completion died after sealing its copy: the copy goes when the upload expires', {
+    skip: !storesOnS3 && 'only S3 uploads are rewritable (the embedded endpoint makes every URL write-once)',
+  }, async () => {
+    const principal = await w.wharf.core.keys.authenticate(w.key);
+    const { upload } = await w.wharf.core.uploads.createPost(principal, { name: 'sealed.jpg' });
+    assert.equal(upload.intent.rewritable, true);
+    // What a kill between the seal's copy and the record leaves: the copy, the upload pending.
+    const sealed = upload.storageKey.replace('/', '/sealed/');
+    await putStrayObject(w, sealed, randomBytes(2000));
+    w.clock.advance(upload.expiresAt - w.clock.now() + 2 * 3600_000);
+    assert.equal((await w.wharf.core.uploads.sweep()).expired, 1);
+    assert.equal(await holdsObject(w, sealed), false);
+  });
+});
+
 describe('a torn metadata sidecar', () => {
   // The sidecar is where the local store keeps an object's facts; S3 keeps them on the
   // object itself, and s3-store.test.ts checks what head() reads from there.
