@@ -415,6 +415,15 @@ describe('what a token may read: its own uploads, nothing else', () => {
     // The asset keeps the first upload's name, metadata and subject; the back end sees both uploads.
     const real = await api(w.url, w.key, 'GET', `/v1/assets/${a.body.asset.id}`);
     assert.deepEqual([real.body.name, real.body.subject], ['alice-passport.jpg', 'alice']);
+    // The back end's event (and webhook) says whose upload each was: the upload's own subject.
+    const events = (await api(w.url, w.key, 'GET', '/v1/events?type=upload.completed&limit=1000')).body.data;
+    const bobs = events.find((e: { data: { upload: { name: string } } }) => e.data.upload.name === 'bob.jpg');
+    assert.equal(bobs.data.deduplicated, true);
+    assert.equal(bobs.data.asset.subject, 'alice', 'the asset as the account holds it');
+    assert.deepEqual(
+      [bobs.data.upload.subject, bobs.data.upload.token_id, bobs.data.upload.metadata],
+      ['bob', second.id, { trip: 'rome' }],
+    );
     const declared = await api(w.url, second.secret, 'POST', '/v1/uploads', {
       name: 'again.jpg',
       size: bytes.length,

@@ -17,6 +17,11 @@ export function uploadEventJson(upload: Upload) {
     size: upload.size,
     sha256: upload.sha256,
     external_id: upload.externalId,
+    // Whose upload it is: with content the account already held, `asset` is that asset, as its
+    // first uploader made it, so only these say which user (token) uploaded this time.
+    token_id: upload.tokenId,
+    subject: upload.intent.subject ?? null,
+    metadata: upload.intent.metadata ?? {},
     asset_id: upload.assetId,
     deduplicated: upload.deduplicated,
     created_at: iso(upload.createdAt),
