@@ -219,6 +219,25 @@ describe('the OpenAPI document', () => {
     assert.equal(doc.paths['/v1/assets'].get.responses['414'], undefined, 'no path parameter');
   });
 
+  test('refusals a hunt saw answered and not declared are declared: 422, 429, 409 and 500 where they occur', () => {
+    const declared = (path: string, method: string) => Object.keys(doc.paths[path][method].responses);
+    for (const [path, method] of [
+      ['/v1/assets', 'post'],
+      ['/v1/uploads/{id}/complete', 'post'],
+      ['/v1/multipart/{id}/complete', 'post'],
+      ['/v1/tus/', 'post'],
+      ['/v1/tus/{id}', 'patch'],
+      ['/v1/resumable/', 'post'],
+      ['/v1/resumable/{id}', 'patch'],
+    ] as const) {
+      assert.ok(declared(path, method).includes('422'), `${method} ${path}: LOCATION_NOT_REMOVABLE`);
+    }
+    assert.ok(declared('/v1/tus/', 'post').includes('429'), 'TOO_MANY_OPEN_UPLOADS');
+    assert.ok(declared('/v1/resumable/', 'post').includes('429'), 'TOO_MANY_OPEN_UPLOADS');
+    const content = declared('/v1/assets/{id}/content', 'get');
+    assert.ok(content.includes('409') && content.includes('500'), 'ASSET_VERIFYING, BYTES_MISSING');
+  });
+
   test('what has a default may be left out: not required in bodies or query parameters', () => {
     const signed = deref(
       doc.paths['/v1/assets/{id}/signed-url'].post.requestBody.content['application/json'].schema,

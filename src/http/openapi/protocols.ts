@@ -116,6 +116,10 @@ function tusPaths(): Json {
           400: tusError('A missing or malformed `Upload-Length` or `Upload-Metadata`, or a bad file name.'),
           ...TUS_COMMON_ERRORS,
           413: tusError('Larger than the account’s limit (`FILE_TOO_LARGE`).'),
+          422: tusError(
+            'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
+          ),
+          429: tusError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
           460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
           501: tusError('`Upload-Defer-Length` is not supported.'),
         },
@@ -171,6 +175,9 @@ function tusPaths(): Json {
           ...TUS_COMMON_ERRORS,
           409: tusError('`Upload-Offset` is not the upload’s offset, or the upload is already complete.'),
           415: tusError('The body is not `application/offset+octet-stream`.'),
+          422: tusError(
+            'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
+          ),
           460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
         },
       },
@@ -288,6 +295,10 @@ function rufhPaths(): Json {
             'Neither `Upload-Length` nor the whole file’s `Content-Length` (`LENGTH_REQUIRED`).',
           ),
           413: rufhError('Larger than the limit (`FILE_TOO_LARGE`).'),
+          422: rufhError(
+            'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
+          ),
+          429: rufhError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
         },
       },
     },
@@ -322,6 +333,9 @@ function rufhPaths(): Json {
           409: rufhError('`Upload-Offset` is not the upload’s offset, or it is complete already.'),
           413: rufhError('A chunked body past the length: the upload fails (`FILE_TOO_LARGE`).'),
           415: rufhError('The body is not `application/partial-upload` (`UNSUPPORTED_MEDIA_TYPE`).'),
+          422: rufhError(
+            'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
+          ),
         },
       },
       delete: {

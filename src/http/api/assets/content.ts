@@ -65,7 +65,15 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
           },
           304: { description: 'Not modified: If-None-Match matched the ETag.', type: 'null' },
           ...errorResponses,
+          409: describedAs(
+            ErrorSchema,
+            'The bytes are still being verified (`ASSET_VERIFYING`); retry shortly.',
+          ),
           416: describedAs(ErrorSchema, 'The Range cannot be satisfied (Content-Range: bytes */size).'),
+          500: describedAs(
+            ErrorSchema,
+            'Storage no longer holds the recorded bytes (`BYTES_MISSING`): an operator must restore them.',
+          ),
         },
       },
     },

@@ -94,6 +94,8 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
           201: AssetResultSchema,
           413: errorResponses[400],
           ...errorResponses,
+          // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
+          422: errorResponses[400],
         },
       },
     },

@@ -249,6 +249,8 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
           ...errorResponses,
           409: errorResponses[400],
           410: errorResponses[400],
+          // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
+          422: errorResponses[400],
         },
       },
     },

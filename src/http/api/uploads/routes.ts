@@ -131,6 +131,8 @@ export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): P
           ...errorResponses,
           409: errorResponses[400],
           410: errorResponses[400],
+          // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
+          422: errorResponses[400],
         },
       },
     },
