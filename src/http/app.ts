@@ -22,6 +22,7 @@ import { webhookRoutes } from './api/webhooks.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
+import { redactedUrl } from './log-redaction.js';
 import { registerOpenApi } from './openapi/index.js';
 import { type MetricsSource, operationsRoutes } from './operations.js';
 import { authenticate } from './plugins/auth.js';
@@ -71,16 +72,10 @@ const ROUTING_ERROR_SHAPES: readonly RoutingErrorShape[] = [
   tusRoutingErrors,
 ];
 
-// Presigned and signed URLs are bearer credentials until they expire: logs keep the
-// parameters' names but never their values.
-const SECRET_PARAMS = /([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|signature)=)[^&]*/gi;
-// ActiveStorage's signed ids sit in the path, and one alone downloads its blob, forever.
-const SECRET_SEGMENTS = /(\/(?:rails\/active_storage\/blobs\/redirect|api\/v1\/upload\/blobs)\/)[^/?]+/g;
-
 function redactedRequest(request: FastifyRequest) {
   return {
     method: request.method,
-    url: request.url.replace(SECRET_PARAMS, '$1REDACTED').replace(SECRET_SEGMENTS, '$1REDACTED'),
+    url: redactedUrl(request.url),
     host: request.host,
     remoteAddress: request.ip,
   };

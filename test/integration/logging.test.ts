@@ -27,6 +27,8 @@ async function loggedFlow() {
     const downloadSignature = new URL(signed).searchParams.get('signature');
     assert.ok(downloadSignature);
     assert.equal((await fetch(signed)).status, 200);
+    // The same URL with the parameter's name in escapes works all the same, and is redacted too.
+    assert.equal((await fetch(signed.replace('signature=', '%73ignature='))).status, 200);
     return { log: lines.join('\n'), key: w.key, putSignature, downloadSignature };
   } finally {
     await w.close();
@@ -82,6 +84,10 @@ test('an ActiveStorage signed id, which alone downloads its blob, is not logged'
       redirect: 'manual',
     });
     assert.equal(redirect.status, 302);
+    const escaped = await fetch(`${w.url}/rails/active_storage/%62lobs/redirect/${blob.signed_id}/b.txt`, {
+      redirect: 'manual',
+    });
+    assert.equal(escaped.status, 302, 'a path in escapes reaches the same route');
   } finally {
     await w.close();
   }
