@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { S3BlobStore } from '../../src/blobs/s3-store.js';
-import { isWharfError } from '../../src/core/errors.js';
+import { ERROR_STATUS, type ErrorCode, isWharfError } from '../../src/core/errors.js';
 import { type BlobStore, MULTIPART_LIMITS, type StoredPart } from '../../src/core/ports.js';
+import { S3_ERRORS } from '../../src/http/storage/s3-errors.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { localBlobStore } from '../helpers/fs-store.js';
 import { api, sha256Hex } from '../helpers/http.js';
@@ -229,14 +230,14 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
   });
   after(() => w?.close());
 
-  const sign = async (body: Record<string, unknown>) => {
+  const sign = async (body: Record<string, unknown>, key = w.key) => {
     const res = await api<{
       url: string;
       method: string;
       key: string;
       headers: Record<string, string>;
       upload_id: string;
-    }>(w.url, w.key, 'POST', '/v1/s3/sign', body);
+    }>(w.url, key, 'POST', '/v1/s3/sign', body);
     assert.equal(res.status, 200, JSON.stringify(res.body));
     return res.body;
   };
@@ -261,9 +262,12 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
       .join('') +
     '</CompleteMultipartUpload>';
 
-  async function create(contentType = 'application/zip') {
-    const signed = await sign({ method: 'POST', key: 'archive.zip', contentType });
-    const res = await send(signed);
+  async function create(contentType: string | null = 'application/zip', key = w.key, headers = {}) {
+    const signed = await sign(
+      { method: 'POST', key: 'archive.zip', contentType: contentType ?? undefined },
+      key,
+    );
+    const res = await send(signed, undefined, headers);
     const xml = await res.text();
     assert.equal(res.status, 200, xml);
     assert.match(xml, /<InitiateMultipartUploadResult[^>]*>/);
@@ -273,8 +277,15 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
     return { key: signed.key, uploadId, wharfUpload: signed.upload_id, bucket: tag(xml, 'Bucket') };
   }
 
-  async function putPart(key: string, uploadId: string, partNumber: number, bytes: Buffer, headers = {}) {
-    return send(await sign({ method: 'PUT', key, uploadId, partNumber }), bytes, headers);
+  async function putPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    bytes: Buffer,
+    headers = {},
+    apiKey = w.key,
+  ) {
+    return send(await sign({ method: 'PUT', key, uploadId, partNumber }, apiKey), bytes, headers);
   }
 
   test('create, parts (ETag headers), ListParts XML, Complete XML: the asset is the file', async () => {
@@ -432,5 +443,90 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
     const noQuery = await fetch(`${w.url}/s3/wharf/${key}`, { method: 'DELETE' });
     assert.equal(noQuery.status, 403);
     assert.equal(await errorCode(noQuery), 'AccessDenied');
+  });
+
+  // On S3 the bucket takes the bytes and Wharf refuses them later, when it finds the object.
+  test('embedded: the token’s and the account’s refusals are S3 4xx errors, never a retryable 500', {
+    skip: storesOnS3,
+  }, async () => {
+    const mint = async (body: Record<string, unknown>, key = w.key) => {
+      const res = await api(w.url, key, 'POST', '/v1/upload-tokens', body);
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return res.body.secret as string;
+    };
+    const expectRefused = async (res: Response, status: number, code: string, label: string) => {
+      const xml = await res.text();
+      assert.equal(res.status, status, `${label}: ${xml}`);
+      assert.equal(tag(xml, 'Code'), code, `${label}: ${xml}`);
+    };
+
+    // Uppy's PutObject is signed without a size: the token's budget is found spent on arrival.
+    const budget = await mint({ max_bytes: 100 });
+    const put = await sign(
+      { method: 'PUT', key: 'big.bin', contentType: 'application/octet-stream' },
+      budget,
+    );
+    await expectRefused(await send(put, randomBytes(500)), 403, 'QuotaExceeded', 'PutObject over max_bytes');
+
+    const multipart = await create('application/octet-stream', budget);
+    const part = await putPart(multipart.key, multipart.uploadId, 1, randomBytes(500), {}, budget);
+    assert.equal(part.status, 200, await part.text());
+    const complete = await sign({ method: 'POST', key: multipart.key, uploadId: multipart.uploadId }, budget);
+    await expectRefused(
+      await send(complete, completeXml([[1, part.headers.get('etag')!]])),
+      403,
+      'QuotaExceeded',
+      'Complete over max_bytes',
+    );
+
+    // Uppy signs CreateMultipartUpload without a type; the type sent with it is the file's.
+    const images = await mint({ content_types: ['image/*'] });
+    const html = await create(null, images, { 'Content-Type': 'text/html' });
+    const page = await putPart(html.key, html.uploadId, 1, Buffer.from('<html></html>'), {}, images);
+    assert.equal(page.status, 200, await page.text());
+    const completeHtml = await sign({ method: 'POST', key: html.key, uploadId: html.uploadId }, images);
+    await expectRefused(
+      await send(completeHtml, completeXml([[1, page.headers.get('etag')!]])),
+      403,
+      'AccessDenied',
+      'Complete of a type the token refuses',
+    );
+    const failed = await api(w.url, w.key, 'GET', `/v1/uploads/${html.wharfUpload}`);
+    assert.equal(failed.body.asset_id, null, JSON.stringify(failed.body));
+
+    const account = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(account.accountId, { storageQuota: 50 });
+    const overQuota = await sign(
+      { method: 'PUT', key: 'q.bin', contentType: 'application/octet-stream' },
+      account.key,
+    );
+    await expectRefused(
+      await send(overQuota, randomBytes(500)),
+      403,
+      'QuotaExceeded',
+      'PutObject over the quota',
+    );
+  });
+});
+
+describe('the storage endpoint’s S3 errors', () => {
+  test('every refusal of the core reads as an S3 error that is not a 500; only failures of Wharf’s are', () => {
+    for (const [code, status] of Object.entries(ERROR_STATUS)) {
+      const s3 = S3_ERRORS[code as ErrorCode];
+      assert.ok(s3, `${code} has no S3 error`);
+      const answer = `${code} (${status}) answers ${s3.status} ${s3.code}`;
+      // A refusal may become S3's "slow down" (503) where the core says "too many" (429).
+      if (status < 500) assert.ok(s3.status < 500 || (status === 429 && s3.code === 'SlowDown'), answer);
+      else assert.ok(s3.status >= 500, answer);
+      assert.equal(s3.code === 'InternalError' || s3.status === 500, status === 500, answer);
+    }
+  });
+
+  test('the reference names every S3 error code the endpoint answers', async () => {
+    const reference = await readFile(new URL('../../docs/reference.md', import.meta.url), 'utf8');
+    const paragraph = reference.slice(reference.indexOf('The storage endpoint (`/s3/…`'));
+    for (const code of new Set([...Object.values(S3_ERRORS).map((e) => e.code), 'MalformedXML'])) {
+      assert.ok(paragraph.includes(`\`${code}\``), `${code} is not in docs/reference.md`);
+    }
   });
 });

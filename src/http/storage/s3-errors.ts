@@ -5,35 +5,102 @@ import { logFailure, mapError } from '../plugins/errors.js';
 import { settleRefusedBody } from '../refused-body.js';
 import { escapeXml } from './s3-xml.js';
 
-/** How the core's refusals read to an S3 client (codes and statuses as AWS S3 uses them). */
-const S3_CODES: Partial<Record<ErrorCode, { status: number; code: string }>> = {
+interface S3Error {
+  status: number;
+  code: string;
+}
+
+const ACCESS_DENIED: S3Error = { status: 403, code: 'AccessDenied' };
+const INVALID_ARGUMENT: S3Error = { status: 400, code: 'InvalidArgument' };
+const INTERNAL_ERROR: S3Error = { status: 500, code: 'InternalError' };
+const SERVICE_UNAVAILABLE: S3Error = { status: 503, code: 'ServiceUnavailable' };
+// Ceph RGW's answer when a user's or bucket's quota (bytes or objects) would be passed.
+const QUOTA_EXCEEDED: S3Error = { status: 403, code: 'QuotaExceeded' };
+
+/**
+ * How the core's refusals read to an S3 client (codes and statuses as AWS S3 uses them). Total
+ * on purpose: a code missing here would answer 500 InternalError, which S3 SDKs and Uppy retry,
+ * re-sending the whole body for a refusal that cannot change; a new code must be placed here.
+ * The message is always the core's, so a client can tell the refusals one code covers apart.
+ */
+export const S3_ERRORS: Record<ErrorCode, S3Error> = {
   // A dependency of Wharf's is away: S3's own answer for "try again" (SDKs retry it).
-  SERVICE_UNAVAILABLE: { status: 503, code: 'ServiceUnavailable' },
+  SERVICE_UNAVAILABLE,
+  NOT_READY: SERVICE_UNAVAILABLE,
   // AWS has no code for a full disk (S3 never fills); MinIO answers 507 too, as XMinioStorageFull.
   STORAGE_FULL: { status: 507, code: 'InsufficientStorage' },
+  INTERNAL: INTERNAL_ERROR,
+  BYTES_MISSING: INTERNAL_ERROR,
+
   INVALID_SIGNATURE: { status: 403, code: 'SignatureDoesNotMatch' },
   UNKNOWN_ACCESS_KEY: { status: 403, code: 'InvalidAccessKeyId' },
-  URL_EXPIRED: { status: 403, code: 'AccessDenied' },
-  // POST policies: an unmet condition or an expired policy.
-  FORBIDDEN: { status: 403, code: 'AccessDenied' },
   MALFORMED_SIGNATURE: { status: 400, code: 'AuthorizationQueryParametersError' },
-  UPLOAD_EXPIRED: { status: 403, code: 'AccessDenied' },
-  UPLOAD_NOT_PENDING: { status: 403, code: 'AccessDenied' },
-  NOT_FOUND: { status: 403, code: 'AccessDenied' },
+  URL_EXPIRED: ACCESS_DENIED,
+  // POST policies: an unmet condition or an expired policy.
+  FORBIDDEN: ACCESS_DENIED,
+  UPLOAD_EXPIRED: ACCESS_DENIED,
+  UPLOAD_NOT_PENDING: ACCESS_DENIED,
+  // S3 answers a missing key 403 to whoever may not list the bucket.
+  NOT_FOUND: ACCESS_DENIED,
+
+  // The key or upload token behind the URL, refused when the upload is stored or completed:
+  // S3 refuses what a policy forbids with AccessDenied (a POST policy's unmet condition too).
+  UNAUTHORIZED: ACCESS_DENIED,
+  TOKEN_EXPIRED: ACCESS_DENIED,
+  SCOPE_DENIED: ACCESS_DENIED,
+  NAME_PREFIX_DENIED: ACCESS_DENIED,
+  NAMESPACE_DENIED: ACCESS_DENIED,
+  CONTENT_TYPE_DENIED: ACCESS_DENIED,
+  CSRF_FAILED: ACCESS_DENIED,
+  // Retrying does not help until another upload ends; S3's SlowDown would invite a retry.
+  TOO_MANY_OPEN_UPLOADS: ACCESS_DENIED,
+  // S3's own code for an account that may not be used.
+  ACCOUNT_DISABLED: { status: 403, code: 'AccountProblem' },
+  // The account's quota and a token's budget of bytes or files are quotas as Ceph RGW has them.
+  QUOTA_EXCEEDED,
+  TOKEN_BYTES_EXHAUSTED: QUOTA_EXCEEDED,
+  TOKEN_FILES_EXHAUSTED: QUOTA_EXCEEDED,
+
   CHECKSUM_MISMATCH: { status: 400, code: 'BadDigest' },
   INVALID_DIGEST: { status: 400, code: 'InvalidDigest' },
   SIZE_MISMATCH: { status: 400, code: 'IncompleteBody' },
+  INCONSISTENT_LENGTH: { status: 400, code: 'IncompleteBody' },
   FILE_TOO_LARGE: { status: 400, code: 'EntityTooLarge' },
   FILE_TOO_SMALL: { status: 400, code: 'EntityTooSmall' },
   LENGTH_REQUIRED: { status: 411, code: 'MissingContentLength' },
-  VALIDATION_FAILED: { status: 400, code: 'InvalidArgument' },
   MULTIPART_NOT_FOUND: { status: 404, code: 'NoSuchUpload' },
   INVALID_PART: { status: 400, code: 'InvalidPart' },
   INVALID_PART_ORDER: { status: 400, code: 'InvalidPartOrder' },
   PART_TOO_SMALL: { status: 400, code: 'EntityTooSmall' },
   URI_TOO_LONG: { status: 400, code: 'KeyTooLongError' },
+  RANGE_NOT_SATISFIABLE: { status: 416, code: 'InvalidRange' },
+  // S3's answer for an object not readable in its current state (an archived one).
+  ASSET_VERIFYING: { status: 403, code: 'InvalidObjectState' },
   // S3 has no code for it (it stores any type string); Fastify refuses to read the request.
   UNSUPPORTED_MEDIA_TYPE: { status: 415, code: 'InvalidArgument' },
+  // S3's answer to too many requests; here, console sign-ins (never this endpoint's).
+  RATE_LIMITED: { status: 503, code: 'SlowDown' },
+  TRANSFORMS_BUSY: SERVICE_UNAVAILABLE,
+  TRANSFORM_TIMEOUT: SERVICE_UNAVAILABLE,
+
+  // Requests S3 has no word for: an argument it will not take, with the core's message.
+  VALIDATION_FAILED: INVALID_ARGUMENT,
+  INVALID_NAME: INVALID_ARGUMENT,
+  INVALID_CONTENT_TYPE: INVALID_ARGUMENT,
+  TOO_MANY_FILES: INVALID_ARGUMENT,
+  URL_NOT_ALLOWED: INVALID_ARGUMENT,
+  ID_EXISTS: INVALID_ARGUMENT,
+  UPLOAD_INCOMPLETE: INVALID_ARGUMENT,
+  OFFSET_MISMATCH: INVALID_ARGUMENT,
+  WEBHOOK_DISABLED: INVALID_ARGUMENT,
+  // A strip_gps account refusing an image (the bytes of a presigned PUT are checked here).
+  LOCATION_NOT_REMOVABLE: INVALID_ARGUMENT,
+  UNSUPPORTED_IMAGE: INVALID_ARGUMENT,
+  IMAGE_UNDECODABLE: INVALID_ARGUMENT,
+  IMAGE_TOO_LARGE: INVALID_ARGUMENT,
+  TOO_MANY_VARIANTS: INVALID_ARGUMENT,
+  PREVIEW_PENDING: INVALID_ARGUMENT,
+  PREVIEW_UNAVAILABLE: INVALID_ARGUMENT,
 };
 
 /** S3 codes a refusal may name in `details.s3Code` where the core's code is too coarse. */
@@ -57,15 +124,13 @@ function asRefusal(failure: unknown): unknown {
 
 export function sendS3Error(request: FastifyRequest, reply: FastifyReply, failure: unknown): FastifyReply {
   const err = asRefusal(failure);
-  const mapped = isWharfError(err) ? S3_CODES[err.code] : undefined;
-  const status = mapped?.status ?? 500;
+  const mapped = isWharfError(err) ? S3_ERRORS[err.code] : INTERNAL_ERROR;
+  const status = mapped.status;
   const specific = isWharfError(err) ? err.details?.s3Code : undefined;
-  const code =
-    mapped && typeof specific === 'string' && SPECIFIC_CODES.has(specific)
-      ? specific
-      : (mapped?.code ?? 'InternalError');
+  const code = typeof specific === 'string' && SPECIFIC_CODES.has(specific) ? specific : mapped.code;
+  // An internal failure's own message may name what the client has no business knowing.
   const message =
-    mapped && isWharfError(err) ? err.message : 'We encountered an internal error. Please try again.';
+    isWharfError(err) && status !== 500 ? err.message : 'We encountered an internal error. Please try again.';
   logFailure(request, err, status);
   const resource = request.url.split('?')[0] ?? '';
   const body =
