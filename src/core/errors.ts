@@ -56,6 +56,8 @@ export const ERROR_STATUS = {
   UPLOAD_NOT_PENDING: 409,
   /** The webhook endpoint is disabled: enable it before replaying to it. */
   WEBHOOK_DISABLED: 409,
+  /** The endpoint's signing secret is sealed under a server secret this server does not know. */
+  WEBHOOK_SECRET_UNREADABLE: 409,
   UPLOAD_EXPIRED: 410,
   LENGTH_REQUIRED: 411,
   FILE_TOO_LARGE: 413,

@@ -14,6 +14,7 @@ import {
   RESPONSE_BODY_LIMIT,
   sign,
   tryOpenSecret,
+  UNREADABLE_SECRET,
   type Webhook,
   type WebhookResponse,
   type WebhookSender,
@@ -77,12 +78,13 @@ export class WebhookDeliverer {
     }
 
     const body = JSON.stringify(this.deps.render(event));
-    const response = await this.deps.sender.send({
-      url: webhook.url,
-      headers: await this.headers(webhook, event.id, body),
-      body,
-      timeoutMs: this.deps.timeoutMs,
-    });
+    const headers = await this.headers(webhook, event.id, body);
+    // Never sent unsigned. Recorded as an attempt that got no answer, so the delivery log says
+    // why nothing arrives, and retried on the schedule: it goes out once the operator gives the
+    // old server secret (see resealWebhookSecrets) or rotates the endpoint's secret.
+    const response: WebhookResponse = headers
+      ? await this.deps.sender.send({ url: webhook.url, headers, body, timeoutMs: this.deps.timeoutMs })
+      : { ok: false, error: UNREADABLE_SECRET, latencyMs: 0 };
     const at = clock.now();
     const { outcome, error } = judge(response);
     const exhausted = job.attempts >= DELIVERY_MAX_ATTEMPTS;
@@ -119,21 +121,21 @@ export class WebhookDeliverer {
     throw new PermanentJobError(error ?? 'failed');
   }
 
-  /** Standard Webhooks' headers; a secret rotated out recently signs too (zero-downtime rotation). */
-  private async headers(webhook: Webhook, msgId: string, body: string): Promise<Record<string, string>> {
+  /**
+   * Standard Webhooks' headers; a secret rotated out recently signs too (zero-downtime rotation).
+   * Undefined when the endpoint's secret opens under no key this server has.
+   */
+  private async headers(
+    webhook: Webhook,
+    msgId: string,
+    body: string,
+  ): Promise<Record<string, string> | undefined> {
     const { store, sealKey, wallClock, clock } = this.deps;
     const secrets = await store.getWebhookSecrets(webhook.id);
     if (!secrets) throw new PermanentJobError('The endpoint was deleted.');
     const timestamp = Math.floor(wallClock.now() / 1000);
     const current = tryOpenSecret(sealKey, webhook.id, secrets.current);
-    if (current === undefined) {
-      // Retried as any failure: the delivery goes out once the operator fixes it (see
-      // resealWebhookSecrets), or its secret is rotated.
-      throw new Error(
-        "The endpoint's signing secret is sealed under another server secret: start Wharf once with " +
-          "WHARF_SECRET_PREVIOUS set to that secret, or rotate the endpoint's secret.",
-      );
-    }
+    if (current === undefined) return undefined;
     const signatures = [sign(current, msgId, timestamp, body)];
     const previous =
       secrets.previous !== null &&

@@ -11,8 +11,9 @@ import {
   type DeliveryPage,
   type DeliveryStatus,
   newSigningSecret,
-  openSecret,
   sealSecret,
+  tryOpenSecret,
+  UNREADABLE_SECRET,
   type Webhook,
   type WebhookChanges,
 } from './webhooks.js';
@@ -133,7 +134,10 @@ export class WebhookService {
     await this.get(accountId, id);
     const secrets = await this.store.getWebhookSecrets(id);
     if (!secrets) throw new WharfError('NOT_FOUND', `No webhook endpoint "${id}".`);
-    return openSecret(this.sealKey, id, secrets.current);
+    const secret = tryOpenSecret(this.sealKey, id, secrets.current);
+    // An operator's state, not a fault: WHARF_SECRET changed and the old one was not given.
+    if (secret === undefined) throw new WharfError('WEBHOOK_SECRET_UNREADABLE', UNREADABLE_SECRET);
+    return secret;
   }
 
   /**

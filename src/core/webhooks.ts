@@ -193,6 +193,14 @@ export function openSecret(key: Buffer, webhookId: string, sealed: string): stri
   return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
 }
 
+/**
+ * Why an endpoint cannot be signed for: its secret was sealed under a server secret this server
+ * was not given (WHARF_SECRET changed without WHARF_SECRET_PREVIOUS).
+ */
+export const UNREADABLE_SECRET =
+  "The endpoint's signing secret is sealed under another server secret: start Wharf once with " +
+  "WHARF_SECRET_PREVIOUS set to that secret, or rotate the endpoint's secret.";
+
 /** The secret, or undefined when `key` is not the one it was sealed under. */
 export function tryOpenSecret(key: Buffer, id: string, sealed: string): string | undefined {
   try {

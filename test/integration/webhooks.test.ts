@@ -928,9 +928,18 @@ describe('a new server secret (WHARF_SECRET): endpoints keep signing', () => {
           'warning',
         );
         assert.deepEqual(warning.webhooks, [hook.id]);
+        const read = await api(second.url, first.key, 'GET', `/v1/webhooks/${hook.id}/secret`);
+        assert.equal(read.status, 409, JSON.stringify(read.body));
+        assert.equal(read.body.error.code, 'WEBHOOK_SECRET_UNREADABLE');
+        assert.match(read.body.error.message, /WHARF_SECRET_PREVIOUS/);
         await createAsset(second, first.key, 'unsigned.bin', randomBytes(64));
         await drain(second);
         assert.equal(r.requests.length + r.invalid.length, 0, 'no request without a valid signature');
+        // The delivery log says why nothing arrived.
+        const [waiting] = await deliveries(first.key, hook.id, '', second);
+        assert.equal(waiting.status, 'pending', JSON.stringify(waiting));
+        assert.equal(waiting.attempts, 1, JSON.stringify(waiting));
+        assert.match(waiting.last_error, /sealed under another server secret/);
 
         const rotated = await api(second.url, first.key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {
           keep_previous_for: 3600,

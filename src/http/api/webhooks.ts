@@ -352,7 +352,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
         summary: 'Read a webhook endpoint’s signing secret',
         tags,
         params: IdParams,
-        response: { 200: SecretSchema, ...errorResponses },
+        response: { 200: SecretSchema, ...errorResponses, 409: ErrorSchema },
       },
     },
     async (request) => {
