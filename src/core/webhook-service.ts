@@ -288,8 +288,9 @@ export class WebhookService {
     } catch {
       throw new WharfError('VALIDATION_FAILED', 'url is not a valid absolute URL.');
     }
+    // A well-formed URL Wharf will not send to, whatever WHARF_WEBHOOK_ALLOW_PRIVATE says.
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new WharfError('VALIDATION_FAILED', 'url must be an http or https URL.');
+      throw new WharfError('URL_NOT_ALLOWED', 'Webhooks are sent to http and https URLs only.');
     }
     if (url.hostname === '') throw new WharfError('VALIDATION_FAILED', 'url must name a host.');
     if (url.hash !== '') throw new WharfError('VALIDATION_FAILED', 'url must not have a #fragment.');

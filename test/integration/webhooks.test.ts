@@ -255,7 +255,9 @@ describe('managing endpoints', () => {
       [{ url: 'https://x.example.com', event_types: ['upload.done'] }, 400, 'VALIDATION_FAILED'],
       [{ url: 'https://x.example.com', event_types: ['nothing.*'] }, 400, 'VALIDATION_FAILED'],
       [{ url: 'https://x.example.com', event_types: 'upload.completed' }, 400, 'VALIDATION_FAILED'],
-      [{ url: 'ftp://x.example.com/' }, 400, 'VALIDATION_FAILED'],
+      // Well-formed, but not where webhooks go (even with WHARF_WEBHOOK_ALLOW_PRIVATE, as here).
+      [{ url: 'ftp://x.example.com/' }, 400, 'URL_NOT_ALLOWED'],
+      [{ url: 'file:///etc/passwd' }, 400, 'URL_NOT_ALLOWED'],
       [{ url: 'not a url' }, 400, 'VALIDATION_FAILED'],
       [{ url: '/relative/path' }, 400, 'VALIDATION_FAILED'],
       [{ url: 'https://x.example.com/#frag' }, 400, 'VALIDATION_FAILED'],
@@ -280,11 +282,14 @@ describe('managing endpoints', () => {
 
     const ok = await api(w.url, key, 'POST', '/v1/webhooks', { url: 'https://x.example.com/' });
     const id = ok.body.webhook.id;
-    for (const body of [{}, { url: 'gopher://x' }, { event_types: ['*', 'bad'] }, { secret: 'mine' }]) {
+    for (const body of [{}, { event_types: ['*', 'bad'] }, { secret: 'mine' }]) {
       const res = await api(w.url, key, 'PATCH', `/v1/webhooks/${id}`, body);
       assert.equal(res.status, 400, JSON.stringify(body));
       assert.equal(res.body.error.code, 'VALIDATION_FAILED');
     }
+    const gopher = await api(w.url, key, 'PATCH', `/v1/webhooks/${id}`, { url: 'gopher://x' });
+    assert.equal(gopher.status, 400, JSON.stringify(gopher.body));
+    assert.equal(gopher.body.error.code, 'URL_NOT_ALLOWED');
     assert.equal((await api(w.url, key, 'GET', `/v1/webhooks/${id}`)).body.url, 'https://x.example.com/');
     for (const query of ['status=done', 'limit=0', 'limit=201', 'colour=red']) {
       const res = await api(w.url, key, 'GET', `/v1/webhooks/${id}/deliveries?${query}`);
