@@ -802,5 +802,16 @@ describe('a second node sees revocation and expiry at once', () => {
     assert.equal((await worksOnB(token.secret)).status, 201);
     assert.equal((await api(w.url, w.key, 'DELETE', `/v1/keys/${minter.body.key.id}`)).status, 204);
     refused(await worksOnB(token.secret), 'UNAUTHORIZED', 'key revoked', 401);
+    // Shown as it behaves: revoked, when its key was, on every node and in the listing.
+    const keys = await api(w.url, w.key, 'GET', '/v1/keys');
+    const keyRevokedAt = keys.body.data.find((k: { id: string }) => k.id === minter.body.key.id)?.revoked_at;
+    assert.equal(typeof keyRevokedAt, 'string', JSON.stringify(keys.body));
+    const shown = await api(b.url, w.key, 'GET', `/v1/upload-tokens/${token.id}`);
+    assert.equal(shown.body.status, 'revoked', JSON.stringify(shown.body));
+    assert.equal(shown.body.revoked_at, keyRevokedAt);
+    const listed = await api(w.url, w.key, 'GET', '/v1/upload-tokens?limit=1000');
+    const inList = listed.body.data.find((t: { id: string }) => t.id === token.id);
+    assert.deepEqual([inList.status, inList.revoked_at], ['revoked', keyRevokedAt]);
+    refused(await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`), 'NOT_FOUND', 'revoked', 404);
   });
 });

@@ -1,8 +1,8 @@
-import { CompiledQuery, type InferResult, type Kysely } from 'kysely';
+import { CompiledQuery, type InferResult, type Kysely, type Selectable } from 'kysely';
 import { tokenChanged } from '../../core/events.js';
 import type { Account, UploadToken } from '../../core/model.js';
 import type { TokenStore } from '../../core/ports.js';
-import type { Database } from '../schema.js';
+import type { Database, UploadTokensTable } from '../schema.js';
 import type { SqlContext } from './context.js';
 import { appendEvents } from './events.js';
 import { fromToken, toAccount, toToken } from './rows.js';
@@ -28,6 +28,28 @@ function compileTokenLookup(db: Kysely<Database>) {
 }
 
 type TokenLookupRow = InferResult<ReturnType<typeof compileTokenLookup>>[number];
+
+/** Tokens as the API shows them: with when the key that minted them was revoked. */
+function withMinter(db: Kysely<Database>) {
+  return db
+    .selectFrom('upload_tokens as t')
+    .leftJoin('api_keys as k', 'k.id', 't.key_id')
+    .selectAll('t')
+    .select('k.revoked_at as key_revoked_at');
+}
+
+/**
+ * Revoking a key stops the tokens it minted (authenticate refuses them) without touching their
+ * rows, so a token shows as revoked from whichever came first: its own revocation or its key's.
+ */
+function toShownToken(row: Selectable<UploadTokensTable> & { key_revoked_at: number | null }): UploadToken {
+  const token = toToken(row);
+  const keyRevokedAt = row.key_revoked_at === null ? null : Number(row.key_revoked_at);
+  if (keyRevokedAt !== null && (token.revokedAt === null || keyRevokedAt < token.revokedAt)) {
+    return { ...token, revokedAt: keyRevokedAt };
+  }
+  return token;
+}
 
 export function tokenQueries({ db, ids }: SqlContext): TokenStore {
   const lookup = compileTokenLookup(db);
@@ -61,28 +83,24 @@ export function tokenQueries({ db, ids }: SqlContext): TokenStore {
     },
 
     async getToken(accountId: string, id: string, keyId?: string): Promise<UploadToken | undefined> {
-      let query = db
-        .selectFrom('upload_tokens')
-        .selectAll()
-        .where('account_id', '=', accountId)
-        .where('id', '=', id);
-      if (keyId !== undefined) query = query.where('key_id', '=', keyId);
+      let query = withMinter(db).where('t.account_id', '=', accountId).where('t.id', '=', id);
+      if (keyId !== undefined) query = query.where('t.key_id', '=', keyId);
       const row = await query.executeTakeFirst();
-      return row && toToken(row);
+      return row && toShownToken(row);
     },
 
     async listTokens(
       accountId: string,
       { limit, cursor, keyId }: { limit: number; cursor?: string | undefined; keyId?: string | undefined },
     ): Promise<{ tokens: UploadToken[]; nextCursor: string | null }> {
-      let query = db.selectFrom('upload_tokens').selectAll().where('account_id', '=', accountId);
-      if (keyId !== undefined) query = query.where('key_id', '=', keyId);
-      if (cursor !== undefined) query = query.where('id', '<', cursor);
+      let query = withMinter(db).where('t.account_id', '=', accountId);
+      if (keyId !== undefined) query = query.where('t.key_id', '=', keyId);
+      if (cursor !== undefined) query = query.where('t.id', '<', cursor);
       const rows = await query
-        .orderBy('id', 'desc')
+        .orderBy('t.id', 'desc')
         .limit(limit + 1)
         .execute();
-      const tokens = rows.slice(0, limit).map(toToken);
+      const tokens = rows.slice(0, limit).map(toShownToken);
       return { tokens, nextCursor: rows.length > limit ? (tokens.at(-1)?.id ?? null) : null };
     },
 
@@ -93,7 +111,18 @@ export function tokenQueries({ db, ids }: SqlContext): TokenStore {
           .set({ revoked_at: at })
           .where('account_id', '=', accountId)
           .where('id', '=', id)
-          .where('revoked_at', 'is', null);
+          .where('revoked_at', 'is', null)
+          // Revoked already, with the key that minted it (as it is shown): nothing left to revoke.
+          .where(({ not, exists, selectFrom }) =>
+            not(
+              exists(
+                selectFrom('api_keys')
+                  .select('api_keys.id')
+                  .whereRef('api_keys.id', '=', 'upload_tokens.key_id')
+                  .where('api_keys.revoked_at', 'is not', null),
+              ),
+            ),
+          );
         if (keyId !== undefined) query = query.where('key_id', '=', keyId);
         const row = await query.returningAll().executeTakeFirst();
         if (!row) return false;

@@ -49,7 +49,9 @@ export const UploadTokenSchema = named(
       usage: UsageSchema,
       created_at: Type.String({ format: 'date-time' }),
       expires_at: Type.String({ format: 'date-time' }),
-      revoked_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+      revoked_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+        description: 'When it was revoked, or the key that minted it was, whichever came first.',
+      }),
     },
     { description: 'An upload token (never its secret).' },
   ),
