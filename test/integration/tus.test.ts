@@ -841,6 +841,18 @@ describe('an upload whose last byte arrived but whose completion never ran (a cr
     assert.deepEqual(await tusLeftovers(url), []);
   });
 
+  test('a DELETE meanwhile (another node is completing it) is refused as for a finished upload', async () => {
+    const bytes = randomBytes(30_000);
+    const url = await create(bytes.length, { filename: 'finishing.bin' });
+    await writeBehindTus(url, bytes);
+    const refused = await tus(url, 'DELETE');
+    assert.equal(refused.status, 409);
+    assert.equal((await refused.json()).error.code, 'UPLOAD_NOT_PENDING');
+    const head = await tus(url, 'HEAD');
+    assert.equal(head.status, 200, 'and it still completes');
+    assert.equal(uploadRow(url)?.status, 'completed');
+  });
+
   test('the sweep completes it when no client comes back', async () => {
     const bytes = randomBytes(50_000);
     const url = await create(bytes.length, { filename: 'swept.bin' });

@@ -211,6 +211,14 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         // finished upload is (from Wharf's record), not with tus.io's own refusal.
         const now = await core.resumable.get(call.principal!, call.upload.storageKey).catch(() => undefined);
         if (now && now.status !== 'pending' && (await answerFromWharf(request, reply, now))) return reply;
+        // Every byte is in and the completion has not recorded yet (running on another node, or
+        // cut by a crash, which the next HEAD or the sweep finishes): as finished as can be.
+        if (now?.status === 'pending' && (await core.resumable.allReceived(now))) {
+          throw new WharfError(
+            'UPLOAD_NOT_PENDING',
+            'A finished upload cannot be terminated; delete its asset.',
+          );
+        }
       }
       if (method === 'POST' && response.status >= 400 && call.upload) {
         // A creation refused after its upload was made (a body longer than Upload-Length):
