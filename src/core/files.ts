@@ -4,7 +4,7 @@ import { WharfError } from './errors.js';
 import type { Access, Asset, FileVersion, Principal } from './model.js';
 import { validateFileName } from './names.js';
 import type { Store } from './ports.js';
-import type { UploadOutcome, UploadService } from './uploads.js';
+import type { DirectUpload, UploadOutcome, UploadService } from './uploads.js';
 
 const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -25,6 +25,8 @@ export interface NamedFileUpload {
   contentType?: string | undefined;
   declaredSize?: number | undefined;
   access?: Access | undefined;
+  /** Digests the client declared (hex or base64); a mismatch stores nothing, as for DirectUpload. */
+  expected?: DirectUpload['expected'];
   /** See DirectUpload.beforeCommit: a form's later parts can only be checked after the file. */
   beforeCommit?: (() => Promise<void>) | undefined;
 }
@@ -65,6 +67,7 @@ export class FileService {
       contentType: input.contentType,
       body: input.body,
       declaredSize: input.declaredSize,
+      ...(input.expected && { expected: input.expected }),
       ...(input.beforeCommit && { beforeCommit: input.beforeCommit }),
       intent: { file: { namespace, name }, access: input.access },
     });

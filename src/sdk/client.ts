@@ -376,7 +376,10 @@ export class MultipartApi {
 export class FilesApi {
   constructor(private readonly http: Transport) {}
 
-  /** Uploads the next version of `namespace/name` (the bytes go through Wharf). */
+  /**
+   * Uploads the next version of `namespace/name` (the bytes go through Wharf). `sha256` (hex or
+   * base64), when given, is declared and verified by Wharf: a mismatch records no version.
+   */
   async put(
     namespace: string,
     name: string,
@@ -385,6 +388,7 @@ export class FilesApi {
       contentType?: string;
       size?: number;
       access?: Access;
+      sha256?: string;
       signal?: AbortSignal;
       onProgress?: ProgressListener;
     } = {},
@@ -393,7 +397,7 @@ export class FilesApi {
     meter.start('uploading', 'direct');
     let sentThisAttempt = 0;
     const version = await this.http.json<FileVersion>('PUT', path`/v1/files/${namespace}/${name}`, {
-      query: { access: options.access },
+      query: { access: options.access, sha256: options.sha256 },
       headers: {
         'content-type': options.contentType ?? 'application/octet-stream',
         ...(options.size !== undefined && { 'content-length': String(options.size) }),

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { dbQuery, rawMultipart, readJson } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
 import { onS3 } from '../helpers/deployment.js';
-import { api, sha256Hex } from '../helpers/http.js';
+import { api, b64, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -597,6 +597,71 @@ describe('errors', () => {
     assertError(noBoundary, 400, 'VALIDATION_FAILED');
     assertError(await get('/docs/two.txt'), 404, 'NOT_FOUND');
     assertError(await get('/docs/cut.txt'), 404, 'NOT_FOUND');
+  });
+
+  test('400 CHECKSUM_MISMATCH for a file that does not match a declared digest (raw and form); nothing recorded', async () => {
+    const wrong = Buffer.from('other bytes');
+    const headers: Array<[string, (b: Buffer) => Record<string, string>]> = [
+      ['Content-MD5', (b) => ({ 'content-md5': b64(md5Hex(b)) })],
+      ['Content-Digest', (b) => ({ 'content-digest': `sha-256=:${b64(sha256Hex(b))}:` })],
+      ['Repr-Digest', (b) => ({ 'repr-digest': `sha-256=:${b64(sha256Hex(b))}:` })],
+    ];
+    for (const [label, declare] of headers) {
+      const bytes = randomBytes(2000);
+      const raw = await readJson(
+        fetch(`${w.url}${PREFIX}/checked/raw-${label}.png`, {
+          method: 'POST',
+          headers: { authorization: basic(), 'content-type': 'image/png', ...declare(wrong) },
+          body: new Uint8Array(bytes),
+        }),
+      );
+      assertError(raw, 400, 'CHECKSUM_MISMATCH');
+      const form = new FormData();
+      form.append('file', new Blob([new Uint8Array(bytes)], { type: 'image/png' }), 'f.png');
+      const formed = await readJson(
+        fetch(`${w.url}${PREFIX}/checked/form-${label}.png`, {
+          method: 'POST',
+          headers: { authorization: basic(), ...declare(wrong) },
+          body: form,
+        }),
+      );
+      assertError(formed, 400, 'CHECKSUM_MISMATCH');
+      assertError(await get(`/checked/raw-${label}.png`), 404, 'NOT_FOUND');
+      assertError(await get(`/checked/form-${label}.png`), 404, 'NOT_FOUND');
+      assert.deepEqual(dbQuery(w, 'select id from assets where sha256 = ?', sha256Hex(bytes)), [], label);
+
+      // The right digest of the file is accepted, raw and in a form.
+      const good = await readJson(
+        fetch(`${w.url}${PREFIX}/checked/raw-${label}.png`, {
+          method: 'POST',
+          headers: { authorization: basic(), 'content-type': 'image/png', ...declare(bytes) },
+          body: new Uint8Array(bytes),
+        }),
+      );
+      assert.equal(good.status, 200, JSON.stringify(good.body));
+      const goodForm = await readJson(
+        fetch(`${w.url}${PREFIX}/checked/form-${label}.png`, {
+          method: 'POST',
+          headers: { authorization: basic(), ...declare(bytes) },
+          body: form,
+        }),
+      );
+      assert.equal(goodForm.status, 200, JSON.stringify(goodForm.body));
+      assert.equal(goodForm.body.file.version, 1);
+    }
+    const disagree = await readJson(
+      fetch(`${w.url}${PREFIX}/checked/disagree.png`, {
+        method: 'POST',
+        headers: {
+          authorization: basic(),
+          'content-type': 'image/png',
+          'content-digest': `sha-256=:${b64(sha256Hex('x'))}:`,
+          'repr-digest': `sha-256=:${b64(sha256Hex('y'))}:`,
+        },
+        body: 'x',
+      }),
+    );
+    assertError(disagree, 400, 'INVALID_DIGEST');
   });
 
   test('415 for a Content-Type header that is not a media type', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { curl } from '../helpers/curl.js';
-import { api, sha256Hex } from '../helpers/http.js';
+import { api, b64, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -315,6 +315,41 @@ describe('Upload Single File', () => {
     const body = json(res.body);
     assert.deepEqual(Object.keys(body).sort(), ['code', 'detail']);
     assert.equal(body.code, 'unsupported_media_type');
+  });
+
+  test('a file that does not match a declared Content-MD5 / Content-Digest / Repr-Digest: 400, nothing stored', async () => {
+    const tenant = await w.newAccount();
+    const wrong = 'other bytes';
+    const declarations: Array<[string, (b: Buffer | string) => string]> = [
+      ['Content-MD5', (b) => `Content-MD5: ${b64(md5Hex(b))}`],
+      ['Content-Digest', (b) => `Content-Digest: sha-256=:${b64(sha256Hex(b))}:`],
+      ['Repr-Digest', (b) => `Repr-Digest: sha-256=:${b64(sha256Hex(b))}:`],
+    ];
+    const assets = async () => (await api(w.url, tenant.key, 'GET', '/v1/assets')).body.data.length;
+    for (const [label, header] of declarations) {
+      const before = await assets();
+      const bytes = Buffer.from(`the file declared with ${label}`);
+      const path = await file('declared.txt', bytes);
+      const send = (declared: string) =>
+        curl([
+          '-X',
+          'POST',
+          `${w.url}${UPLOAD}`,
+          '-H',
+          `x-api-key: ${tenant.key}`,
+          '-H',
+          declared,
+          '-F',
+          `file=@${path}`,
+        ]);
+      const refused = await send(header(wrong));
+      assert.equal(refused.status, 400, `${label}: ${refused.body}`);
+      assert.equal(json(refused.body).code, 'checksum_mismatch');
+      assert.equal(await assets(), before, label);
+      const accepted = await send(header(bytes));
+      assert.equal(accepted.status, 201, `${label}: ${accepted.body}`);
+      assert.equal(json(accepted.body).asset.file_size, bytes.length);
+    }
   });
 
   test('a file over the account’s limit: 413, nothing stored', async () => {

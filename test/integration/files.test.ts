@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { dbQuery, readJson } from '../helpers/assets.js';
-import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
+import { countAssets, dbQuery, objectFiles, readJson } from '../helpers/assets.js';
+import { api, b64, type JsonResponse, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 let w: TestWharf;
@@ -245,6 +245,71 @@ describe('versions and identical content', () => {
     const c = await putFile('ns-one', 'y.txt', 'three');
     assert.deepEqual([a.body.version, b.body.version, c.body.version], [1, 1, 1]);
     assert.equal((await getFile('ns-two', 'x.txt')).body.asset.id, b.body.asset.id);
+  });
+});
+
+describe('integrity: the declarations POST /v1/assets takes', () => {
+  interface Declaration {
+    headers?: Record<string, string>;
+    query?: Record<string, string>;
+  }
+
+  function putDeclared(name: string, bytes: Buffer, { headers = {}, query = {} }: Declaration) {
+    const search = new URLSearchParams(query).toString();
+    return readJson(
+      fetch(`${w.url}/v1/files/checked/${encodeURIComponent(name)}${search ? `?${search}` : ''}`, {
+        method: 'PUT',
+        headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream', ...headers },
+        body: new Uint8Array(bytes),
+      }),
+    );
+  }
+
+  const wrong = Buffer.from('not the bytes that were sent');
+  const declarations: Array<[string, (bytes: Buffer) => Declaration]> = [
+    ['Content-MD5', (b) => ({ headers: { 'content-md5': b64(md5Hex(b)) } })],
+    ['Content-Digest', (b) => ({ headers: { 'content-digest': `sha-256=:${b64(sha256Hex(b))}:` } })],
+    ['Repr-Digest', (b) => ({ headers: { 'repr-digest': `sha-256=:${b64(sha256Hex(b))}:` } })],
+    ['?sha256=', (b) => ({ query: { sha256: sha256Hex(b) } })],
+    ['?md5=', (b) => ({ query: { md5: md5Hex(b) } })],
+  ];
+
+  for (const [label, declare] of declarations) {
+    test(`a matching ${label} is accepted`, async () => {
+      const bytes = randomBytes(3000);
+      const res = await putDeclared(`good-${label}.bin`, bytes, declare(bytes));
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      assert.equal(res.body.version, 1);
+      assert.equal(res.body.asset.sha256, sha256Hex(bytes));
+    });
+
+    test(`a mismatching ${label} is CHECKSUM_MISMATCH: no version, no asset, no object`, async () => {
+      const bytes = randomBytes(3000);
+      const name = `bad-${label}.bin`;
+      const before = { versions: countFileVersions(), assets: countAssets(w), objects: await objectFiles(w) };
+      const res = await putDeclared(name, bytes, declare(wrong));
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'CHECKSUM_MISMATCH');
+      assert.equal(countFileVersions(), before.versions);
+      assert.equal(countAssets(w), before.assets);
+      assert.deepEqual(await objectFiles(w), before.objects);
+      assert.equal((await getFile('checked', name)).status, 404);
+    });
+  }
+
+  test('declarations that disagree are INVALID_DIGEST; a malformed one too', async () => {
+    const bytes = randomBytes(100);
+    const before = countFileVersions();
+    const disagree = await putDeclared('disagree.bin', bytes, {
+      headers: { 'repr-digest': `sha-256=:${b64(sha256Hex(bytes))}:` },
+      query: { sha256: sha256Hex(wrong) },
+    });
+    assert.equal(disagree.status, 400, JSON.stringify(disagree.body));
+    assert.equal(disagree.body.error.code, 'INVALID_DIGEST');
+    const malformed = await putDeclared('malformed.bin', bytes, { query: { md5: 'zzz' } });
+    assert.equal(malformed.status, 400, JSON.stringify(malformed.body));
+    assert.equal(malformed.body.error.code, 'INVALID_DIGEST');
+    assert.equal(countFileVersions(), before);
   });
 });
 

@@ -441,6 +441,15 @@ describe('resources', () => {
       (await wharf.files.versions(ns, 'terms.txt')).map((v) => v.version),
       [1, 2],
     );
+    // A declared SHA-256 is verified: a mismatch records no version, the right one does.
+    const mismatch = await wharf.files
+      .put(ns, 'terms.txt', () => 'third edition', { sha256: sha256Hex('something else') })
+      .catch((err) => err);
+    assert.ok(mismatch instanceof WharfApiError && mismatch.code === 'CHECKSUM_MISMATCH', String(mismatch));
+    const three = await wharf.files.put(ns, 'terms.txt', () => 'third edition', {
+      sha256: sha256Hex('third edition'),
+    });
+    assert.equal(three.version, 3);
   });
 
   test('keys and upload tokens: create, list, get, revoke; a token uploads and is then refused', async () => {

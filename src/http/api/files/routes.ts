@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import type { FileVersion } from '../../../core/model.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
+import { declaredDigests } from '../integrity.js';
 import { AccessSchema, AssetSchema, assetJson, errorResponses, iso } from '../schemas.js';
 
 const FileParams = Type.Object({
@@ -80,13 +81,19 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
         summary: 'Upload the next version of a named file (raw body)',
         description:
           'The body is the file, of any type: its Content-Type (or `?content_type=`) becomes the asset’s. The ' +
-          'new version is the next number of that name, in the order uploads complete.',
+          'new version is the next number of that name, in the order uploads complete. Optional integrity, as ' +
+          'for POST /v1/assets: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:`, or ' +
+          '`?sha256=`/`?md5=`; a mismatch stores nothing and records no version.',
         tags: ['files'],
         params: FileParams,
         querystring: Type.Object(
           {
             content_type: Type.Optional(Type.String({ maxLength: 255 })),
             access: Type.Optional(AccessSchema),
+            sha256: Type.Optional(
+              Type.String({ maxLength: 128, description: 'Expected SHA-256, hex or base64.' }),
+            ),
+            md5: Type.Optional(Type.String({ maxLength: 64, description: 'Expected MD5, hex or base64.' })),
           },
           { additionalProperties: false },
         ),
@@ -94,6 +101,7 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
       },
     },
     async (request, reply) => {
+      const expected = declaredDigests(request.headers, request.query);
       const length = request.headers['content-length'];
       const type = request.headers['content-type'];
       const outcome = await core.files.put(request.principal!, {
@@ -105,6 +113,7 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
           (type?.startsWith('application/x-www-form-urlencoded') ? undefined : type),
         declaredSize: length === undefined ? undefined : Number(length),
         access: request.query.access,
+        expected,
       });
       reply.status(201);
       return { ...versionJson(outcome.version), asset: assetJson(outcome.asset, publicUrl) };

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { App } from '../../api/context.js';
+import { declaredDigests } from '../../api/integrity.js';
 import { firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import type { CompatContext } from '../context.js';
 import { contentTypeFor } from './content-types.js';
@@ -33,7 +34,9 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
         description:
           'multipart/form-data (the first file part, whatever its field name) or the raw bytes as the body. ' +
           'No body (or a form without a file) records an empty placeholder version. Basic auth with the key id ' +
-          'as user and the key secret as password, or Authorization: Bearer <key>.',
+          'as user and the key secret as password, or Authorization: Bearer <key>. Optional integrity, as for ' +
+          'POST /v1/assets: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:` of the file; a mismatch ' +
+          'is 400 CHECKSUM_MISMATCH and records no version.',
         tags: ['file-service'],
         params: FileParams,
         // Nothing is read from the query; real clients may add their own parameters.
@@ -44,11 +47,14 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
     async (request) => {
       const principal = request.principal!;
       const { namespace, name } = request.params;
+      // The document declares no digests, but an HTTP client may send the standard headers:
+      // they are checked, never ignored. (The query is the client's own, so it is not read.)
+      const expected = declaredDigests(request.headers, {});
       const input = request.isMultipart()
         ? await formBody(request, name, core.uploads.maxFileSize(principal))
         : rawBody(request, name);
       const outcome = await uploadingPart(input.body, () =>
-        core.files.put(principal, { namespace, name, ...input }),
+        core.files.put(principal, { namespace, name, ...input, expected }),
       );
       return fileResult(context, principal, 'Successfully uploaded file', outcome.version, outcome.asset);
     },

@@ -3,6 +3,7 @@ import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
 import type { UploadOutcome } from '../../../core/uploads.js';
 import type { Core } from '../../../core/wharf.js';
+import { declaredDigests } from '../../api/integrity.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 
 /**
@@ -15,6 +16,9 @@ export async function uploadForm(
   principal: Principal,
   request: FastifyRequest,
 ): Promise<UploadOutcome> {
+  // The document declares no digests; the standard headers an HTTP client may add are checked,
+  // as POST /v1/assets checks them, never ignored.
+  const expected = declaredDigests(request.headers, {});
   const { part: first, rest } = await firstFilePart(request, core.uploads.maxFileSize(principal));
   const part = fileField(first);
   if (!part.filename) {
@@ -26,6 +30,7 @@ export async function uploadForm(
       name: part.filename,
       contentType: part.mimetype,
       body: part.file,
+      expected,
       beforeCommit: () => refuseMoreFiles(rest, 'file'),
     }),
   );
