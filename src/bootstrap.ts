@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreLocker } from './blobs/db-locker.js';
+import { flexibleChecksums } from './blobs/flexible-checksums.js';
 import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
 import { processTempDir } from './blobs/process-temp.js';
@@ -138,6 +139,7 @@ export async function openCore(
     ids,
     secret,
     endpoint,
+    endpointChecksums: endpoint && flexibleChecksums,
     analyzer: new ImageAnalyzer(),
     telemetry,
     images: { renderer: new SharpRenderer(scratch, config.images.maxInputBytes), settings: config.images },

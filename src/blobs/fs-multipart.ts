@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WharfError } from '../core/errors.js';
-import { Md5Stream } from '../core/hashing.js';
+import { DigestStream, Md5Stream } from '../core/hashing.js';
 import type { Digests, ObjectInfo } from '../core/model.js';
 import {
   type ByteRange,
@@ -94,17 +94,19 @@ export class FsMultipartParts {
     }
     const temp = join(this.tmp, `${randomUUID()}.part`);
     // Only the part's MD5 (its ETag) is needed here: the whole object's SHA-256 and MD5 are
-    // the chain's, hashed in part order once the part is stored.
-    const digest = new Md5Stream(
-      Math.min(MULTIPART_LIMITS.maxPartSize, part.maxSize ?? Number.POSITIVE_INFINITY),
-    );
+    // the chain's, hashed in part order once the part is stored. The part's own SHA-256 only
+    // when the client declared it (x-amz-checksum-sha256), to check it.
+    const limit = Math.min(MULTIPART_LIMITS.maxPartSize, part.maxSize ?? Number.POSITIVE_INFINITY);
+    const digest = part.sha256 === undefined ? new Md5Stream(limit) : new DigestStream(limit);
     try {
       await pipeline(
         part.body,
         digest,
         createWriteStream(temp, { flags: 'wx', mode: 0o640, start: HEADER, highWaterMark: CHUNK }),
       );
-      const { size, md5 } = digest.md5();
+      const got: { size: number; md5: string; sha256?: string } =
+        digest instanceof DigestStream ? digest.digests() : digest.md5();
+      const { size, md5 } = got;
       if (part.size !== undefined && size !== part.size) {
         throw new WharfError('SIZE_MISMATCH', `Expected ${part.size} bytes, received ${size}.`);
       }
@@ -112,6 +114,13 @@ export class FsMultipartParts {
         throw new WharfError(
           'CHECKSUM_MISMATCH',
           'The Content-MD5 you specified did not match what we received.',
+        );
+      }
+      if (part.sha256 !== undefined && part.sha256 !== got.sha256) {
+        throw new WharfError(
+          'CHECKSUM_MISMATCH',
+          'The SHA256 you specified did not match the calculated checksum.',
+          { algorithm: 'sha256' },
         );
       }
       const handle = await open(temp, 'r+');

@@ -2,15 +2,24 @@ import type { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
 import { parseContentMd5, parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
+import { checkingChecksums, declaredChecksums } from './flexible-checksums.js';
 import type { Digests, ObjectInfo } from './model.js';
 import type { MultipartService } from './multipart.js';
-import type { PartReference, PresignVerifier, SignedRequest, StoredPart, VerifiedRequest } from './ports.js';
+import type {
+  ChecksumAlgorithms,
+  PartReference,
+  PresignVerifier,
+  SignedRequest,
+  StoredPart,
+  VerifiedRequest,
+} from './ports.js';
 import type { UploadService } from './uploads.js';
 
 /**
  * The embedded deployment's object-store face: presigned PUTs and S3 multipart requests land
  * here. Everything the URL bound (signature, expiry, type, size, digests, upload id, part
- * number) is checked before a byte is stored.
+ * number) is checked before a byte is stored, and so is every digest the request declares
+ * (Content-MD5, x-amz-checksum-*) before the bytes are kept.
  */
 export class StorageEndpointService {
   constructor(
@@ -18,6 +27,8 @@ export class StorageEndpointService {
     private readonly uploads: UploadService,
     private readonly multipart: MultipartService,
     private readonly clock: Clock,
+    /** The x-amz-checksum-* algorithms verified besides SHA-256; any other is refused. */
+    private readonly checksums: ChecksumAlgorithms = new Map(),
   ) {}
 
   /**
@@ -25,27 +36,26 @@ export class StorageEndpointService {
    * signing (presignPut), and the core checks the length against the upload's declared size.
    */
   async putObject(request: SignedRequest, body: Readable): Promise<Digests> {
+    let checked: Readable | undefined;
     try {
       // Before the signature, which covers the length: without one the answer is 411 (as
       // documented, and as S3 answers), not a signature mismatch that hides the cause.
       const length = requireLength(request);
       const { key } = await this.verify(request, { headers: ['content-type'] });
-      const header = (name: string) => headerOf(request, name);
-      const md5 = header('content-md5');
-      const sha256 = header('x-amz-checksum-sha256');
+      const { md5, sha256, others } = this.declared(request);
+      checked = await checkingChecksums(body, others, this.checksums);
       return await this.uploads.receive({
         key,
-        contentType: header('content-type') ?? '',
+        contentType: headerOf(request, 'content-type') ?? '',
         size: length,
-        body,
-        expected: {
-          md5: md5 === undefined ? undefined : parseContentMd5(md5),
-          sha256: sha256 === undefined ? undefined : parseDigest('sha256', sha256, 'x-amz-checksum-sha256'),
-        },
+        body: checked,
+        expected: { md5, sha256 },
       });
     } catch (err) {
-      // Nothing was written; let the client's remaining bytes drain so it reads our answer.
-      body.resume();
+      // Nothing was written; let the client's remaining bytes drain so it reads our answer
+      // (through the checksums when they read it: resuming only the request would pile its
+      // bytes up before them).
+      (checked ?? body).resume();
       throw err;
     }
   }
@@ -59,22 +69,41 @@ export class StorageEndpointService {
 
   /** UploadPart (`PUT /<key>?partNumber=N&uploadId=X`): the part streams to storage. */
   async uploadPart(request: SignedRequest, body: Readable): Promise<StoredPart> {
+    let checked: Readable | undefined;
     try {
       const size = requireLength(request);
       const { key, query } = await this.verify(request, { query: ['partNumber', 'uploadId'] });
-      const md5 = headerOf(request, 'content-md5');
+      const partNumber = partNumberOf(query.partNumber!);
+      const { md5, sha256, others } = this.declared(request);
+      checked = await checkingChecksums(body, others, this.checksums);
       return await this.multipart.receivePart({
         key,
         multipartId: query.uploadId!,
-        partNumber: partNumberOf(query.partNumber!),
-        body,
+        partNumber,
+        body: checked,
         size,
-        md5: md5 === undefined ? undefined : parseContentMd5(md5),
+        md5,
+        sha256,
       });
     } catch (err) {
-      body.resume();
+      (checked ?? body).resume();
       throw err;
     }
+  }
+
+  /**
+   * The digests a PutObject or UploadPart declares: Content-MD5 and x-amz-checksum-sha256 (hex),
+   * which the core's hashing checks, and the other x-amz-checksum-* the body is checked against
+   * as it streams. Malformed or unverifiable declarations are refused here, before any byte.
+   */
+  private declared(request: SignedRequest) {
+    const md5 = headerOf(request, 'content-md5');
+    const sha256 = headerOf(request, 'x-amz-checksum-sha256');
+    return {
+      md5: md5 === undefined ? undefined : parseContentMd5(md5),
+      sha256: sha256 === undefined ? undefined : parseDigest('sha256', sha256, 'x-amz-checksum-sha256'),
+      others: declaredChecksums(request.headers, this.checksums, ['sha256']),
+    };
   }
 
   /** ListParts (`GET /<key>?uploadId=X`). */

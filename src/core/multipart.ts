@@ -238,6 +238,7 @@ export class MultipartService {
     body: Readable;
     size?: number | undefined;
     md5?: string | undefined;
+    sha256?: string | undefined;
   }): Promise<StoredPart> {
     try {
       const upload = await this.uploads.openUploadByKey(part.key, 'multipart');

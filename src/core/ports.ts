@@ -620,9 +620,27 @@ export interface ReceivedPart {
   size?: number | undefined;
   /** Hex MD5 the client bound with Content-MD5, if any. */
   md5?: string | undefined;
+  /** Hex SHA-256 the client declared with x-amz-checksum-sha256, if any. */
+  sha256?: string | undefined;
   /** The most bytes the part may hold (what the upload has room for); refused beyond. */
   maxSize?: number | undefined;
 }
+
+/** A checksum fed the bytes in order as they stream past, and read once at the end. */
+export interface RunningChecksum {
+  update(chunk: Uint8Array): void;
+  digest(): Promise<Uint8Array>;
+}
+
+/**
+ * The checksums an S3 client may declare in `x-amz-checksum-<name>` (S3's flexible checksums)
+ * that the embedded endpoint verifies, by that name in lower case, with the digest's length in
+ * bytes. SHA-256 is not listed: the core's own hashing verifies it.
+ */
+export type ChecksumAlgorithms = ReadonlyMap<
+  string,
+  { readonly bytes: number; readonly create: () => Promise<RunningChecksum> }
+>;
 
 /** A browser-form upload policy (S3 POST Object): every condition is enforced by storage. */
 export interface PresignPostRequest {

@@ -20,7 +20,7 @@ import { DEFAULT_ACCOUNT_ID, KeyService } from './keys.js';
 import { ListingService } from './listings.js';
 import { MultipartService, type MultipartSettings } from './multipart.js';
 import { PlaceholderService } from './placeholders.js';
-import type { BlobStore, PresignVerifier, Store } from './ports.js';
+import type { BlobStore, ChecksumAlgorithms, PresignVerifier, Store } from './ports.js';
 import { LocationPrivacy, type LocationStripper } from './privacy.js';
 import { type Analyzer, type MediaProber, processAssetJob, TRANSFORMABLE_MIMES } from './processing.js';
 import { ResumableService, type ResumableSettings, type ResumableStorage } from './resumable.js';
@@ -54,6 +54,8 @@ export interface CoreDeps {
   resumable: { storage: ResumableStorage; settings: ResumableSettings & RufhSettings };
   /** Present when Wharf itself is the object store (embedded deployment). */
   endpoint?: PresignVerifier | undefined;
+  /** The x-amz-checksum-* algorithms that endpoint verifies besides SHA-256; it refuses the others. */
+  endpointChecksums?: ChecksumAlgorithms | undefined;
   analyzer: Analyzer;
   /** Web console sessions: how long they last. */
   sessions: SessionSettings;
@@ -259,7 +261,9 @@ export function createCore(deps: CoreDeps): Core {
     rufh: new RufhService(deps.store, resumable, deps.resumable.storage, deps.clock, deps.resumable.settings),
     s3Signing,
     assets,
-    endpoint: deps.endpoint && new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock),
+    endpoint:
+      deps.endpoint &&
+      new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock, deps.endpointChecksums),
     files: new FileService(deps.store, uploads),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { crc32 } from 'node:zlib';
 import { ManualClock } from '../../src/core/clock.js';
 import {
   complete,
@@ -259,6 +260,94 @@ describe('bound digests', () => {
     }
     assert.deepEqual(await objectFiles(w), objects);
     assert.deepEqual(await tmpFiles(w), []);
+  });
+});
+
+/**
+ * S3's flexible checksums, by the standard check value of each algorithm (its checksum of the
+ * nine bytes "123456789"), so the expectation does not come from the code under test.
+ */
+const CHECK_BYTES = Buffer.from('123456789');
+const CHECK_VALUES: Record<string, string> = {
+  crc32: 'cbf43926',
+  crc32c: 'e3069283',
+  crc64nvme: 'ae8b14860a799888',
+  sha1: 'f7c3bc1d808e04732adf679965ccc34ca7ae3441',
+  sha256: sha256Hex(CHECK_BYTES),
+};
+/** The same length, one bit off. */
+const offByOne = (hex: string) => Buffer.from(hex, 'hex').map((b, i) => (i === 0 ? b ^ 1 : b));
+
+describe('x-amz-checksum-* on a presigned PUT', () => {
+  const embeddedOnly = storesOnS3 && "Wharf's own storage endpoint; this server stores on S3 and has none";
+
+  for (const [algorithm, hex] of Object.entries(CHECK_VALUES)) {
+    test(`x-amz-checksum-${algorithm}: a wrong one is BadDigest and stores nothing, the right one is stored`, {
+      skip: embeddedOnly,
+    }, async () => {
+      const header = `x-amz-checksum-${algorithm}`;
+      const intent = await declare(w, w.key, { name: `${algorithm}.txt`, size: CHECK_BYTES.length });
+      const objects = await objectFiles(w);
+      const bad = await put(intent, CHECK_BYTES, { [header]: Buffer.from(offByOne(hex)).toString('base64') });
+      assert.equal(bad.status, 400);
+      assert.equal(await s3Error(bad), 'BadDigest');
+      assert.deepEqual(await objectFiles(w), objects);
+      assert.deepEqual(await tmpFiles(w), []);
+      assert.equal((await complete(w, w.key, intent.id)).body.error.code, 'UPLOAD_INCOMPLETE');
+
+      const good = await put(intent, CHECK_BYTES, { [header]: b64(hex) });
+      assert.equal(good.status, 200, await good.clone().text());
+      const done = await complete(w, w.key, intent.id);
+      // The same nine bytes each time: the first is created, the others are that asset.
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.equal(done.body.asset.sha256, sha256Hex(CHECK_BYTES));
+    });
+  }
+
+  test('checked across the chunks of a larger body, several at once', { skip: embeddedOnly }, async () => {
+    const bytes = randomBytes(700_000);
+    const declared = {
+      'x-amz-checksum-crc32': Buffer.from(Uint32Array.of(crc32(bytes)).buffer)
+        .reverse()
+        .toString('base64'),
+      'x-amz-checksum-sha1': createHash('sha1').update(bytes).digest('base64'),
+    };
+    const intent = await declare(w, w.key, { name: 'big.bin', size: bytes.length });
+    const flipped = Buffer.from(bytes);
+    flipped[flipped.length - 1]! ^= 1;
+    const bad = await put(intent, flipped, declared);
+    assert.equal(bad.status, 400);
+    assert.equal(await s3Error(bad), 'BadDigest');
+    const good = await put(intent, bytes, declared);
+    assert.equal(good.status, 200, await good.clone().text());
+    assert.equal((await complete(w, w.key, intent.id)).body.asset.sha256, sha256Hex(bytes));
+    // Refused before a byte is stored (the upload is complete): the body drains through the
+    // checksums, whose mismatch then goes nowhere, and the answer is the refusal.
+    const late = await put(intent, flipped, declared);
+    assert.equal(late.status, 403);
+    assert.equal(await s3Error(late), 'AccessDenied');
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?limit=1')).status, 200);
+  });
+
+  test('an algorithm Wharf does not verify is InvalidRequest, a malformed value InvalidDigest: nothing stored', {
+    skip: embeddedOnly,
+  }, async () => {
+    const intent = await declare(w, w.key, { name: 'unknown.txt', size: CHECK_BYTES.length });
+    const objects = await objectFiles(w);
+    const unknown = await put(intent, CHECK_BYTES, { 'x-amz-checksum-xxhash64': 'AAAAAAAAAAA=' });
+    assert.equal(unknown.status, 400);
+    assert.equal(await s3Error(unknown), 'InvalidRequest');
+    const short = await put(intent, CHECK_BYTES, { 'x-amz-checksum-crc32': 'AAAA' });
+    assert.equal(short.status, 400);
+    assert.equal(await s3Error(short), 'InvalidDigest');
+    assert.deepEqual(await objectFiles(w), objects);
+    assert.equal((await complete(w, w.key, intent.id)).body.error.code, 'UPLOAD_INCOMPLETE');
+    // Settings under the same prefix are not checksums: they change nothing.
+    const settings = await put(intent, CHECK_BYTES, {
+      'x-amz-checksum-type': 'FULL_OBJECT',
+      'x-amz-sdk-checksum-algorithm': 'CRC32',
+    });
+    assert.equal(settings.status, 200, await settings.clone().text());
   });
 });
 

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { crc32 } from 'node:zlib';
 import { S3BlobStore } from '../../src/blobs/s3-store.js';
 import { ERROR_STATUS, type ErrorCode, isWharfError } from '../../src/core/errors.js';
 import { type BlobStore, MULTIPART_LIMITS, type StoredPart } from '../../src/core/ports.js';
@@ -394,6 +395,56 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
       ]),
     );
     assert.equal(done.status, 200, await done.text());
+  });
+
+  test('embedded: a part is checked against its x-amz-checksum-*; a refused one keeps the part it would replace', {
+    skip: storesOnS3 && "Wharf's own storage endpoint; this server stores on S3 and has none",
+  }, async () => {
+    const { key, uploadId, wharfUpload } = await create();
+    const first = randomBytes(PART);
+    const second = randomBytes(70_000);
+    const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('base64');
+    const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('base64');
+    const crc = (b: Buffer) =>
+      Buffer.from(Uint32Array.of(crc32(b)).buffer)
+        .reverse()
+        .toString('base64');
+    const good = await putPart(key, uploadId, 1, first, {
+      'x-amz-checksum-sha256': sha256(first),
+      'x-amz-checksum-crc32': crc(first),
+    });
+    assert.equal(good.status, 200, await good.clone().text());
+    const etag = good.headers.get('etag')!;
+
+    // Each with a checksum of other bytes, replacing part 1: refused, part 1 stays as it was.
+    const other = randomBytes(PART);
+    for (const [name, value] of [
+      ['x-amz-checksum-sha256', sha256(first)],
+      ['x-amz-checksum-crc32', crc(first)],
+      ['x-amz-checksum-sha1', sha1(first)],
+    ] as const) {
+      const refused = await putPart(key, uploadId, 1, other, { [name]: value });
+      assert.equal(refused.status, 400, name);
+      assert.equal(await errorCode(refused), 'BadDigest', name);
+    }
+    const unknown = await putPart(key, uploadId, 1, other, { 'x-amz-checksum-xxhash3': 'AAAAAAAAAAA=' });
+    assert.equal(unknown.status, 400);
+    assert.equal(await errorCode(unknown), 'InvalidRequest');
+
+    const last = await putPart(key, uploadId, 2, second, { 'x-amz-checksum-sha1': sha1(second) });
+    assert.equal(last.status, 200, await last.clone().text());
+    const done = await send(
+      await sign({ method: 'POST', key, uploadId }),
+      completeXml([
+        [1, etag],
+        [2, last.headers.get('etag')!],
+      ]),
+    );
+    assert.equal(done.status, 200, await done.text());
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${wharfUpload}`);
+    assert.equal(state.body.status, 'completed', JSON.stringify(state.body));
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${state.body.asset_id}`);
+    assert.equal(asset.body.sha256, sha256Hex(Buffer.concat([first, second])));
   });
 
   test('a URL for one part does not store another part, nor into another upload', async () => {

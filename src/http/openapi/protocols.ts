@@ -377,7 +377,9 @@ function s3Error(description: string) {
 }
 
 const S3_COMMON_ERRORS = {
-  400: s3Error('`AuthorizationQueryParametersError`, `BadDigest`, `InvalidDigest`, `IncompleteBody`, …'),
+  400: s3Error(
+    '`AuthorizationQueryParametersError`, `BadDigest`, `InvalidDigest`, `InvalidRequest`, `IncompleteBody`, …',
+  ),
   403: s3Error('`SignatureDoesNotMatch`, `InvalidAccessKeyId`, or `AccessDenied` (expired URL or upload).'),
   404: s3Error('`NoSuchUpload`, or a request that is not a presigned upload.'),
 };
@@ -402,8 +404,16 @@ function storagePaths(): Json {
           S3_UPLOAD_ID,
           header('Content-Length', 'Required: the exact size that was declared.', true),
           header('Content-Type', 'The type that was signed, if any.'),
-          header('x-amz-checksum-sha256', 'Base64 SHA-256, when the URL binds one.'),
-          header('Content-MD5', 'Base64 MD5, when the URL binds one.'),
+          header(
+            'x-amz-checksum-sha256',
+            'Base64 SHA-256, when the URL binds one (or the client declares it).',
+          ),
+          header(
+            'x-amz-checksum-crc32',
+            'Base64 CRC32, optional; so are `x-amz-checksum-crc32c`, `-crc64nvme` and `-sha1`. A body that ' +
+              'does not match is `BadDigest`; an `x-amz-checksum-*` of another algorithm is `InvalidRequest`.',
+          ),
+          header('Content-MD5', 'Base64 MD5, when the URL binds one (or the client declares it).'),
         ],
         requestBody: { required: true, content: { 'application/octet-stream': { schema: BINARY } } },
         responses: {

@@ -105,7 +105,8 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
 };
 
 /** S3 codes a refusal may name in `details.s3Code` where the core's code is too coarse. */
-const SPECIFIC_CODES = new Set(['MalformedXML']);
+// InvalidRequest: an x-amz-checksum-* algorithm the endpoint does not verify (S3's answer for one it does not know).
+const SPECIFIC_CODES = new Set(['MalformedXML', 'InvalidRequest']);
 
 /**
  * Fastify's own refusals (a Content-Type it cannot parse, before any route runs) as the core's
