@@ -5,9 +5,11 @@ import type { ChecksumAlgorithms, RunningChecksum } from '../core/ports.js';
 /**
  * The S3 flexible checksums the embedded endpoint verifies besides SHA-256 (which the core's
  * hashing checks): CRC32 (the AWS SDK's default since 2025) and SHA-1 from Node itself, CRC32C
- * and CRC64NVME from the AWS SDK's own implementation (`@aws-sdk/checksums`, installed with the
- * S3 client), loaded only when a request first declares one, so an embedded server that never
- * sees one does not load it.
+ * and CRC64NVME from the AWS SDK's own implementation (`@aws-sdk/checksums`, the package the S3
+ * client computes them with; a declared dependency, since it is imported here, though AWS keeps it
+ * among its internal packages: an SDK upgrade that moves it shows in the storage endpoint tests),
+ * loaded only when a request first declares one, so an embedded server that never sees one does
+ * not load it.
  */
 export const flexibleChecksums: ChecksumAlgorithms = new Map([
   ['crc32', { bytes: 4, create: async () => new Crc32() }],
