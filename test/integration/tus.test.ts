@@ -644,6 +644,36 @@ test('an md5 in Upload-Metadata is the file’s, checked at completion as sha256
   assert.equal((await asset(done.headers.get('wharf-asset-id')!)).md5, md5(bytes));
 });
 
+describe('a connection that went silent mid-PATCH (a phone changed networks)', () => {
+  test('the next request takes the upload over: HEAD answers the offset, and the upload resumes', async () => {
+    const bytes = randomBytes(200_000);
+    const url = await create(bytes.length, { filename: 'stalled.bin' });
+    const stalled = heldLastByte(
+      url,
+      'PATCH',
+      {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${w.key}`,
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': '0',
+      },
+      bytes,
+    );
+    stalled.status.catch(() => undefined); // Cut by the server: its client is gone anyway.
+    // Let the PATCH take the upload's lock and write what it sent (nothing is asserted on time:
+    // a HEAD that came first would simply find offset 0, and the resume below would cut the PATCH).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const head = await tus(url, 'HEAD');
+    assert.equal(head.status, 200, 'not a 500 after waiting for a lock that is never let go');
+    const offset = Number(head.headers.get('upload-offset'));
+    assert.ok(offset <= bytes.length - 1, `kept what arrived: ${offset}`);
+    const resumed = await tus(url, 'PATCH', { 'Upload-Offset': String(offset) }, bytes.subarray(offset));
+    assert.equal(resumed.status, 204);
+    assert.equal((await asset(resumed.headers.get('wharf-asset-id')!)).sha256, sha256Hex(bytes));
+    stalled.finish();
+  });
+});
+
 describe('termination and expiry', () => {
   test('a DELETE sent while the last PATCH streams answers as a DELETE of a finished upload does', async () => {
     const bytes = randomBytes(4000);

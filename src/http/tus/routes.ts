@@ -47,6 +47,8 @@ export interface BodyHandoff {
 interface TusCall {
   principal: Principal | undefined;
   upload: Upload | undefined;
+  /** Ends the request's connection (its body then ends with what arrived). */
+  cut?: () => void;
   /** A refusal of Wharf's raised inside the tus server (its body is Wharf's JSON). */
   error?: WharfError;
   /** The body offered to the datastore; a creation's gets its key once the upload exists. */
@@ -88,7 +90,13 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   const tus = new Server({
     path: TUS_PATH,
     datastore: options.datastore,
-    locker: options.locker,
+    // A request that asks for an upload another request holds makes that one let go (tus.io's
+    // cancel): the holder's client may be gone, a dropped network the server has not noticed.
+    // tus.io then aborts the body it reads, but bodies reach the datastore without it (see
+    // BodyHandoff), so the holder's connection is cut as well: its body ends with every byte
+    // that arrived, its write settles and frees the lock (as the RUFH endpoint does). Without
+    // this a silent connection held the upload, and HEAD and the resuming PATCH got 500s.
+    locker: (req: Request) => cutOnRelease(options.locker, calls.get(req)),
     disableTerminationForFinishedUploads: true,
     maxSize: (req) => {
       const principal = callOf(req).principal;
@@ -133,7 +141,11 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const call: TusCall = { principal: undefined, upload: undefined };
+    const call: TusCall = {
+      principal: undefined,
+      upload: undefined,
+      cut: () => request.raw.socket?.destroy(),
+    };
     const method = request.method;
     // Discovery (OPTIONS) carries no key in browsers (a preflight cannot): it answers without
     // one, with the account's limit when a key is presented. Every other request needs one.
@@ -330,6 +342,27 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   app.route({ ...route, url: TUS_PATH });
   app.route({ ...route, url: `${TUS_PATH}/` });
   app.route({ ...route, url: `${TUS_PATH}/*` });
+}
+
+/** `locker`, whose locks also cut `call`'s connection when another request asks for them. */
+function cutOnRelease(locker: Locker, call: TusCall | undefined): Locker {
+  return {
+    newLock(id) {
+      const lock = locker.newLock(id);
+      return {
+        lock: (signal, release) =>
+          lock.lock(signal, () => {
+            // tus.io aborts the holder once its drain time (lockDrainTimeout) has passed, so a
+            // request still streaming gets to finish; a body it does not read is cut then.
+            release();
+            const cut = () => call?.cut?.();
+            if (signal.aborted) cut();
+            else signal.addEventListener('abort', cut, { once: true });
+          }),
+        unlock: () => lock.unlock(),
+      };
+    },
+  };
 }
 
 /**
