@@ -22,6 +22,7 @@ import { webhookRoutes } from './api/webhooks.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
+import { limitJsonDepth } from './json-depth.js';
 import { redactedUrl } from './log-redaction.js';
 import { registerOpenApi } from './openapi/index.js';
 import { type MetricsSource, operationsRoutes } from './operations.js';
@@ -123,6 +124,7 @@ export async function buildApp({
   // First, so that every request of every route is counted (a stopping server waits for them).
   trackInFlight(app);
   app.setValidatorCompiler(validatorCompiler);
+  limitJsonDepth(app);
   app.decorateRequest('principal', null);
   trackRoutes(app);
   // Before CORS and every route: every response carries its request id, preflights and refusals too.

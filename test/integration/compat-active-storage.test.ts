@@ -558,11 +558,8 @@ describe('errors', () => {
           body: new TextEncoder().encode(body),
         });
         const text = await res.text();
-        if (label === 'extra field') {
-          // Extra fields are ignored, however deep: the declared blob is valid.
-          assert.equal(res.status, 200, `${label}, ${type}: ${text.slice(0, 300)}`);
-          continue;
-        }
+        // Nesting past 64 levels is refused before the body is parsed, in an extra field too:
+        // parsing it would hold the event loop for every request.
         assert.equal(res.status, 422, `${label}, ${type}: ${text.slice(0, 300)}`);
         assert.ok(text.length < 1000, `${label}: a short answer, not the body again (${text.length})`);
       }

@@ -297,6 +297,28 @@ describe('strict JSON bodies', () => {
     });
   }
 
+  test('JSON nested past 64 levels is refused before it is parsed, on routes with and without a key', async () => {
+    const deep = (levels: number) => `{"files":${'['.repeat(levels)}${']'.repeat(levels)}}`;
+    for (const [path, key] of [
+      ['/v1/uploads', w.key],
+      ['/console/api/session', undefined],
+    ] as const) {
+      const res = await readJson(
+        fetch(`${w.url}${path}`, {
+          method: 'POST',
+          headers: { ...(key && { 'x-api-key': key }), 'content-type': 'application/json' },
+          body: deep(200_000),
+        }),
+      );
+      assert.equal(res.status, 400, `${path}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+      assert.equal(res.body.error.details?.max_depth, 64, path);
+    }
+    // Brackets inside strings are text.
+    const ok = await api(w.url, w.key, 'POST', '/v1/uploads', { name: `${'[[{{'.repeat(30)}.bin`, size: 1 });
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+  });
+
   test('a body that is not JSON at all is 415, in the native error shape', async () => {
     // text/plain too, even holding JSON: JSON routes read application/json only.
     const bodies: Array<[string, string]> = [

@@ -1,5 +1,6 @@
 import { Ajv } from 'ajv';
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
+import { depthCheckedJsonParser } from '../../json-depth.js';
 import { presentedKey } from '../../plugins/auth.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
@@ -46,7 +47,7 @@ export async function activeStorageCompat(app: FastifyInstance, context: CompatC
   // non-JSON body as the raw text it is (a 422, not a 415).
   // Fastify's JSON parser, which refuses `__proto__` and `constructor` keys as it does for
   // application/json, so an untyped body is no way around that.
-  const json = app.getDefaultJsonParser('error', 'error');
+  const json = depthCheckedJsonParser(app);
   app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
     if (request.headers['content-type'] !== undefined) return done(null, body);
     json(request, body as string, done);
