@@ -8,6 +8,7 @@ import {
   requireScope,
   seesWholeAccount,
   signedUrlSeconds,
+  signerOf,
   viewThrough,
 } from './authorization.js';
 import type { Clock } from './clock.js';
@@ -28,6 +29,8 @@ import { countBytes, NO_TELEMETRY, type Telemetry } from './telemetry.js';
 
 export const MAX_PAGE_SIZE = 1000;
 const MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600;
+/** A signer as signerOf writes it: a key id, and a token id after a dot. */
+const SIGNER = /^[\w-]+(\.[\w-]+)?$/;
 
 export type Disposition = 'inline' | 'attachment';
 
@@ -66,6 +69,8 @@ export interface DownloadGrant {
   disposition: Disposition;
   /** The upload through which the signer saw the asset, when not as recorded (see AssetService.view). */
   view?: string | undefined;
+  /** The key (and token) that signed it, which must still be active (see signerOf). */
+  signer?: string | undefined;
   signature: string;
 }
 
@@ -331,18 +336,22 @@ export class AssetService {
     const seconds = signedUrlSeconds(principal, expiresInSeconds, this.clock.now());
     const expires = Math.floor(this.clock.now() / 1000) + seconds;
     const view = through?.id;
+    const signer = signerOf(principal);
     return {
       assetId: asset.id,
       expires,
       disposition,
       view,
-      signature: this.sign(asset.id, expires, disposition, view),
+      signer,
+      signature: this.sign(asset.id, expires, disposition, view, signer),
     };
   }
 
   /** Resolves a signed download URL to its asset, whichever account owns it. */
   async redeem(grant: DownloadGrant): Promise<Asset> {
-    const expected = Buffer.from(this.sign(grant.assetId, grant.expires, grant.disposition, grant.view));
+    const expected = Buffer.from(
+      this.sign(grant.assetId, grant.expires, grant.disposition, grant.view, grant.signer),
+    );
     const given = Buffer.from(grant.signature);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
       throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
@@ -350,7 +359,29 @@ export class AssetService {
     if (Math.floor(this.clock.now() / 1000) > grant.expires) {
       throw new WharfError('URL_EXPIRED', 'This URL has expired.');
     }
+    await this.requireActiveSigner(grant.signer);
     return this.seenThrough(await this.getKeyless(grant.assetId), grant.view);
+  }
+
+  /**
+   * A verified signed URL's signer (see signerOf) must still be active: URL_REVOKED once its
+   * key, or its upload token or the key that minted it, is revoked. Looked up on every
+   * redemption (one indexed query), never cached, so a revocation stops the URLs at once on
+   * every node. A URL without a signer (signed before signers were recorded, or by no key)
+   * has nothing to check.
+   */
+  async requireActiveSigner(signer: string | undefined): Promise<void> {
+    if (signer === undefined) return;
+    // The signature covered it, so it is as signerOf wrote it.
+    const [keyId = '', tokenId] = signer.split('.', 2);
+    if (!(await this.store.signerActive(keyId, tokenId ?? null))) {
+      throw new WharfError(
+        'URL_REVOKED',
+        tokenId === undefined
+          ? 'The key that signed this URL has been revoked.'
+          : 'The upload token that signed this URL, or the key that minted it, has been revoked.',
+      );
+    }
   }
 
   /** The asset a verified signed URL names, whichever account owns it, unless that account is disabled. */
@@ -363,14 +394,31 @@ export class AssetService {
     return asset;
   }
 
-  private sign(assetId: string, expires: number, disposition: Disposition, view: string | undefined): string {
-    // Without a view, the text signed before views existed: URLs handed out earlier still work.
+  private sign(
+    assetId: string,
+    expires: number,
+    disposition: Disposition,
+    view: string | undefined,
+    signer: string | undefined,
+  ): string {
+    // Without a view or a signer, the text signed before they existed: URLs handed out
+    // earlier still work.
     return createHmac('sha256', this.signingKey)
-      .update(
-        `download\n${assetId}\n${expires}\n${disposition}${view === undefined ? '' : `\nview\n${view}`}`,
-      )
+      .update(`download\n${assetId}\n${expires}\n${disposition}${signedExtras(view, signer)}`)
       .digest('base64url');
   }
+}
+
+/**
+ * The optional parts of a signed URL's signed text, each only when present, so a URL without
+ * them is signed as before they existed. A signer is checked to be as signerOf writes it (ids,
+ * no newline) first, so a presented value cannot carry text that passes for another part.
+ */
+export function signedExtras(view: string | undefined, signer: string | undefined): string {
+  if (signer !== undefined && !SIGNER.test(signer)) {
+    throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
+  }
+  return `${view === undefined ? '' : `\nview\n${view}`}${signer === undefined ? '' : `\nsigner\n${signer}`}`;
 }
 
 /** An asset whose recorded bytes storage no longer holds: lost data, not a bad request. */

@@ -220,3 +220,15 @@ export function signedUrlSeconds(principal: Principal, requested: number, now: n
   if (!grant) return requested;
   return Math.max(1, Math.min(requested, Math.floor((grant.expiresAt - now) / 1000)));
 }
+
+/**
+ * Who a signed URL names as its signer: the key, and the upload token when one signed
+ * (`<key id>.<token id>`). Redeeming the URL checks that they are still active, so revoking
+ * either stops the URLs they signed, as deactivating an S3 access key stops its presigned
+ * URLs. undefined for a caller without a key (an ActiveStorage signed_id's holder): its URLs
+ * are signed and redeemed as every URL was before signers were recorded.
+ */
+export function signerOf(principal: Principal): string | undefined {
+  if (principal.keyId === '') return undefined;
+  return principal.tokenId === null ? principal.keyId : `${principal.keyId}.${principal.tokenId}`;
+}

@@ -37,6 +37,8 @@ export const ERROR_STATUS = {
   UNKNOWN_ACCESS_KEY: 403,
   MALFORMED_SIGNATURE: 400,
   URL_EXPIRED: 403,
+  /** A signed download or transform URL whose signing key (or upload token) has been revoked since. */
+  URL_REVOKED: 403,
   NOT_FOUND: 404,
   ID_EXISTS: 409,
   UPLOAD_INCOMPLETE: 409,

@@ -6,8 +6,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type AssetService, bytesMissing } from './assets.js';
-import { signedUrlSeconds } from './authorization.js';
+import { type AssetService, bytesMissing, signedExtras } from './assets.js';
+import { signedUrlSeconds, signerOf } from './authorization.js';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import { DigestStream } from './hashing.js';
@@ -122,6 +122,8 @@ export interface TransformGrant {
   expires: number;
   /** The upload through which the signer saw the asset (see AssetService.view). */
   view?: string | undefined;
+  /** The key (and token) that signed it, which must still be active (see signerOf). */
+  signer?: string | undefined;
   signature: string;
 }
 
@@ -503,13 +505,15 @@ export class ImageService {
       request.kind === 'params' ? { kind: 'params', input: transform } : request;
     const seconds = signedUrlSeconds(principal, expiresInSeconds, this.clock.now());
     const expires = Math.floor(this.clock.now() / 1000) + seconds;
+    const signer = signerOf(principal);
     return {
       grant: {
         assetId: asset.id,
         request: canonical,
         expires,
         view: through?.id,
-        signature: this.sign(asset.id, canonical, expires, through?.id),
+        signer,
+        signature: this.sign(asset.id, canonical, expires, through?.id, signer),
       },
       transform,
     };
@@ -517,7 +521,9 @@ export class ImageService {
 
   /** The asset a signed transform URL names, whichever account owns it. */
   async redeem(grant: TransformGrant): Promise<Asset> {
-    const expected = Buffer.from(this.sign(grant.assetId, grant.request, grant.expires, grant.view));
+    const expected = Buffer.from(
+      this.sign(grant.assetId, grant.request, grant.expires, grant.view, grant.signer),
+    );
     const given = Buffer.from(grant.signature);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
       throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
@@ -525,6 +531,7 @@ export class ImageService {
     if (Math.floor(this.clock.now() / 1000) > grant.expires) {
       throw new WharfError('URL_EXPIRED', 'This URL has expired.');
     }
+    await this.assets.requireActiveSigner(grant.signer);
     return this.assets.seenThrough(await this.assets.getKeyless(grant.assetId), grant.view);
   }
 
@@ -543,10 +550,11 @@ export class ImageService {
     request: TransformRequest,
     expires: number,
     view: string | undefined,
+    signer: string | undefined,
   ): string {
-    const seen = view === undefined ? '' : `\nview\n${view}`;
+    // Without a view or a signer, the text signed before they existed (see signedExtras).
     return createHmac('sha256', this.signingKey)
-      .update(`image\n${assetId}\n${ImageService.subject(request)}\n${expires}${seen}`)
+      .update(`image\n${assetId}\n${ImageService.subject(request)}\n${expires}${signedExtras(view, signer)}`)
       .digest('base64url');
   }
 

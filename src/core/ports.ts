@@ -108,6 +108,11 @@ export interface KeyStore {
   countKeys(): Promise<number>;
   revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean>;
   touchKey(keyId: string, at: number): Promise<void>;
+  /**
+   * Whether a signed URL's signer is still active: the key unrevoked and, when a token
+   * signed, that token (minted by that key) unrevoked too. One indexed lookup.
+   */
+  signerActive(keyId: string, tokenId: string | null): Promise<boolean>;
 }
 
 /** Upload tokens, found by the hash of their secret; their usage counters move with their uploads. */

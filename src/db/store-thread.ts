@@ -54,6 +54,7 @@ export const READ_METHODS: ReadonlySet<string> = new Set([
   'findKeyByHash',
   'listKeys',
   'countKeys',
+  'signerActive',
   'findTokenByHash',
   'getToken',
   'listTokens',

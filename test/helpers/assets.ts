@@ -202,6 +202,15 @@ export function dbQuery<T = Record<string, unknown>>(w: TestWharf, sql: string, 
   }
 }
 
+/**
+ * The server secret the test server generated and keeps in its database (every node of it
+ * reads it there): what signs URLs, for tests that sign one as an older Wharf did.
+ */
+export function serverSecret(w: TestWharf): string {
+  return dbQuery<{ value: string }>(w, 'select value from settings where name = ?', 'server_secret')[0]!
+    .value;
+}
+
 export function countAssets(w: TestWharf): number {
   return dbQuery<{ n: number }>(w, 'select count(*) as n from assets')[0]!.n;
 }

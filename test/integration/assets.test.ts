@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { deriveKey } from '../../src/core/wharf.js';
 import {
   type AssetJson,
   createAsset,
@@ -8,6 +9,7 @@ import {
   metaFiles,
   objectFiles,
   presignedUpload,
+  serverSecret,
   uploadRaw,
 } from '../helpers/assets.js';
 import { onS3, removeStoredObject } from '../helpers/deployment.js';
@@ -536,6 +538,8 @@ describe('signed download URLs', () => {
   test('every tampered part of the URL is 403 INVALID_SIGNATURE', async () => {
     const { url } = (await sign({ expires_in: 600 })).body as { url: string };
     const other = await createAsset(w, w.key, 'other.txt', randomBytes(5), 'text/plain');
+    const otherKey = await w.newKey('admin');
+    assert.ok(new URL(url).searchParams.get('signer'), 'the URL names its signer');
     const edits: Array<[string, (u: URL) => void]> = [
       [
         'signature',
@@ -558,6 +562,14 @@ describe('signed download URLs', () => {
       ],
       ['expires as a decimal', (u) => u.searchParams.set('expires', `${u.searchParams.get('expires')}.0`)],
       ['expires with a plus sign', (u) => u.searchParams.set('expires', `+${u.searchParams.get('expires')}`)],
+      // The signer is signed: another key, none, a token added, or text that is no signer.
+      ['signer', (u) => u.searchParams.set('signer', otherKey.id)],
+      ['signer removed', (u) => u.searchParams.delete('signer')],
+      [
+        'signer with a token',
+        (u) => u.searchParams.set('signer', `${u.searchParams.get('signer')}.${other.id}`),
+      ],
+      ['signer with a newline', (u) => u.searchParams.set('signer', `${u.searchParams.get('signer')}\nx`)],
     ];
     for (const [label, edit] of edits) {
       const u = new URL(url);
@@ -570,6 +582,23 @@ describe('signed download URLs', () => {
         label,
       );
     }
+  });
+
+  test('a URL handed out before URLs named their signer (no signer parameter) still works', async () => {
+    // Signed as every download URL was before: asset id, expiry and disposition, nothing else.
+    const expires = Math.floor(w.clock.now() / 1000) + 600;
+    const signature = createHmac('sha256', deriveKey(serverSecret(w), 'download'))
+      .update(`download\n${asset.id}\n${expires}\ninline`)
+      .digest('base64url');
+    const query = new URLSearchParams({ expires: String(expires), disposition: 'inline', signature });
+    const res = await fetch(`${w.url}/v1/assets/${asset.id}/content?${query}`);
+    assert.equal(res.status, 200);
+    assert.ok((await body(res)).equals(bytes));
+    // A signer added to it is not what was signed.
+    query.set('signer', (await w.newKey('admin')).id);
+    const added = await fetch(`${w.url}/v1/assets/${asset.id}/content?${query}`);
+    assert.equal(added.status, 403);
+    assert.equal(((await added.json()) as { error: { code: string } }).error.code, 'INVALID_SIGNATURE');
   });
 
   test('a tampered URL is INVALID_SIGNATURE even after expiry (no validity oracle)', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import {
   type AssetJson,
   complete,
@@ -199,6 +200,36 @@ describe('keys and roles', () => {
     assert.equal(again.body.error.code, 'NOT_FOUND');
     // The account's assets are untouched by a key's revocation.
     assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`)).status, 200);
+  });
+
+  test('revoking a key stops the download and transform URLs it signed (403 URL_REVOKED)', async () => {
+    // As an S3 access key's presigned URLs die with it: a leaked key's week-long download URLs
+    // and year-long transform URLs would otherwise outlive its revocation.
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#336699' } })
+      .png()
+      .toBuffer();
+    const image = await createAsset(w, w.key, 'revoked-signer.png', png, 'image/png');
+    const leaked = await w.newKey('member');
+    const sign = async (key: string) => [
+      (await api(w.url, key, 'POST', `/v1/assets/${image.id}/signed-url`, { expires_in: 604800 })).body
+        .url as string,
+      (await api(w.url, key, 'POST', `/v1/assets/${image.id}/image-url`, { w: 4, expires_in: 31536000 })).body
+        .url as string,
+    ];
+    const theirs = await sign(leaked.key);
+    const ours = await sign(w.key);
+    for (const url of theirs) {
+      assert.equal(new URL(url).searchParams.get('signer'), leaked.id, url);
+      assert.equal((await fetch(url)).status, 200, url);
+    }
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/keys/${leaked.id}`)).status, 204);
+    for (const url of theirs) {
+      const res = await readJson(fetch(url));
+      assert.equal(res.status, 403, url);
+      assert.equal(res.body.error.code, 'URL_REVOKED', url);
+    }
+    // Only that key's: the URLs other keys signed for the same asset work on.
+    for (const url of ours) assert.equal((await fetch(url)).status, 200, url);
   });
 
   test('an admin may revoke its own key; it stops working immediately', async () => {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import exifr from 'exifr';
 import sharp from 'sharp';
+import { ImageService } from '../../src/core/images.js';
 import type { BlobStore } from '../../src/core/ports.js';
-import { dbQuery, uploadRaw } from '../helpers/assets.js';
+import { deriveKey } from '../../src/core/wharf.js';
+import { dbQuery, serverSecret, uploadRaw } from '../helpers/assets.js';
 import { removeStoredObject, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { LogCollector, WARN } from '../helpers/observe.js';
@@ -444,6 +446,8 @@ describe('signed transform URLs', () => {
   test('a tampered parameter, signature or asset id is refused (403 INVALID_SIGNATURE)', async () => {
     const signed = await sign({ w: 64, format: 'webp' });
     const other = await upload('other.jpg', await photo(64, 64), 'image/jpeg');
+    const otherKey = await w.newKey('admin');
+    assert.ok(new URL(signed.url).searchParams.get('signer'), 'the URL names its signer');
     const tamper = (edit: (u: URL) => void) => {
       const u = new URL(signed.url);
       edit(u);
@@ -458,6 +462,9 @@ describe('signed transform URLs', () => {
       tamper((u) => {
         u.pathname = u.pathname.replace(id, other.id);
       }),
+      // The signer is signed too: another key's id, or none.
+      tamper((u) => u.searchParams.set('signer', otherKey.id)),
+      tamper((u) => u.searchParams.delete('signer')),
     ];
     for (const url of variants) {
       const res = await fetch(url);
@@ -467,6 +474,22 @@ describe('signed transform URLs', () => {
     const half = tamper((u) => u.searchParams.delete('signature'));
     const res = await fetch(half);
     assert.equal(res.status, 403);
+  });
+
+  test('a URL handed out before URLs named their signer (no signer parameter) still works', async () => {
+    // Signed as every transform URL was before: asset id, canonical parameters and expiry.
+    const expires = Math.floor(w.clock.now() / 1000) + 600;
+    const subject = ImageService.subject({ kind: 'params', input: { w: 48, format: 'png' } });
+    const signature = createHmac('sha256', deriveKey(serverSecret(w), 'transforms'))
+      .update(`image\n${id}\n${subject}\n${expires}`)
+      .digest('base64url');
+    const res = await get(
+      `/v1/assets/${id}/image?${subject}&expires=${expires}&signature=${signature}`,
+      {},
+      null,
+    );
+    assert.equal(res.status, 200, res.bytes.toString().slice(0, 300));
+    assert.equal(res.headers.get('content-type'), 'image/png');
   });
 
   test('an expired URL is refused (403 URL_EXPIRED)', async () => {

@@ -3,7 +3,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { Upload } from 'tus-js-client';
-import { complete, dbQuery, declare, putPresigned, uploadForm, uploadRaw } from '../helpers/assets.js';
+import {
+  complete,
+  dbQuery,
+  declare,
+  putPresigned,
+  readJson,
+  uploadForm,
+  uploadRaw,
+} from '../helpers/assets.js';
 import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -813,5 +821,46 @@ describe('a second node sees revocation and expiry at once', () => {
     const inList = listed.body.data.find((t: { id: string }) => t.id === token.id);
     assert.deepEqual([inList.status, inList.revoked_at], ['revoked', keyRevokedAt]);
     refused(await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`), 'NOT_FOUND', 'revoked', 404);
+  });
+
+  /** A download URL and a transform URL the token signs for an image of its own, as B serves them. */
+  async function signedByToken(token: Minted, keyId: string): Promise<string[]> {
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#993366' } })
+      .png()
+      .toBuffer();
+    const own = await uploadRaw(w, token.secret, `t-${randomBytes(4).toString('hex')}.png`, png, {
+      contentType: 'image/png',
+    });
+    assert.equal(own.status, 201, JSON.stringify(own.body));
+    const id = own.body.asset.id;
+    const urls = [
+      (await api(w.url, token.secret, 'POST', `/v1/assets/${id}/signed-url`, {})).body.url as string,
+      (await api(w.url, token.secret, 'POST', `/v1/assets/${id}/image-url`, { w: 4 })).body.url as string,
+    ];
+    for (const url of urls) {
+      assert.equal(new URL(url).searchParams.get('signer'), `${keyId}.${token.id}`, url);
+      assert.equal((await fetch(url.replace(w.url, b.url))).status, 200, url);
+    }
+    return urls.map((url) => url.replace(w.url, b.url));
+  }
+
+  async function revoked(urls: string[], label: string): Promise<void> {
+    for (const url of urls) refused(await readJson(fetch(url)), 'URL_REVOKED', `${label}: ${url}`);
+  }
+
+  test('revoked on one node: the URLs the token signed stop on the other (403 URL_REVOKED)', async () => {
+    const token = await mint();
+    const keyId = (await w.wharf.core.keys.authenticate(w.key)).keyId;
+    const urls = await signedByToken(token, keyId);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`)).status, 204);
+    await revoked(urls, 'token revoked');
+  });
+
+  test('revoking the key that minted it stops the URLs the token signed too', async () => {
+    const minter = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'signer', scopes: ['upload'] });
+    const token = await mint({}, minter.body.secret);
+    const urls = await signedByToken(token, minter.body.key.id);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/keys/${minter.body.key.id}`)).status, 204);
+    await revoked(urls, 'minting key revoked');
   });
 });

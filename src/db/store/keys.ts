@@ -26,8 +26,30 @@ export function compileKeyLookup(db: Kysely<Database>) {
 
 export type KeyLookupRow = InferResult<ReturnType<typeof compileKeyLookup>>[number];
 
+// Runs on every redemption of a signed URL (see KeyStore.signerActive): compiled once, as above.
+function compileSignerLookups(db: Kysely<Database>) {
+  return {
+    key: db
+      .selectFrom('api_keys')
+      .select('id')
+      .where('id', '=', '')
+      .where('revoked_at', 'is', null)
+      .compile(),
+    token: db
+      .selectFrom('upload_tokens as t')
+      .innerJoin('api_keys as k', 'k.id', 't.key_id')
+      .select('t.id')
+      .where('t.id', '=', '')
+      .where('k.id', '=', '')
+      .where('t.revoked_at', 'is', null)
+      .where('k.revoked_at', 'is', null)
+      .compile(),
+  };
+}
+
 export function keyQueries({ db }: SqlContext): KeyStore {
   const keyLookup = compileKeyLookup(db);
+  const signerLookups = compileSignerLookups(db);
   const queries: KeyStore = {
     async insertKey(key: ApiKey, secretHash: string): Promise<void> {
       await db.insertInto('api_keys').values(fromKey(key, secretHash)).execute();
@@ -87,6 +109,15 @@ export function keyQueries({ db }: SqlContext): KeyStore {
 
     async touchKey(keyId: string, at: number): Promise<void> {
       await db.updateTable('api_keys').set({ last_used_at: at }).where('id', '=', keyId).execute();
+    },
+
+    async signerActive(keyId: string, tokenId: string | null): Promise<boolean> {
+      const { rows } = await db.executeQuery(
+        tokenId === null
+          ? CompiledQuery.raw(signerLookups.key.sql, [keyId])
+          : CompiledQuery.raw(signerLookups.token.sql, [tokenId, keyId]),
+      );
+      return rows.length > 0;
     },
   };
   return queries;

@@ -23,6 +23,13 @@ const ContentQuery = Type.Object(
         description: 'Part of a signed URL: the upload its signer saw the asset through.',
       }),
     ),
+    signer: Type.Optional(
+      Type.String({
+        maxLength: 100,
+        description:
+          'Part of a signed URL: the key (and upload token) that signed it; the URL stops working once that is revoked.',
+      }),
+    ),
     download: Type.Optional(
       Type.Boolean({ description: 'Force a download (Content-Disposition: attachment).' }),
     ),
@@ -97,6 +104,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
           expires: q.expires,
           disposition: q.disposition,
           view: q.view,
+          signer: q.signer,
           signature: q.signature,
         });
         if (q.disposition === 'attachment') wanted = 'attachment';

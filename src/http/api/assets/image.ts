@@ -67,6 +67,13 @@ const ImageQuery = Type.Object(
         description: 'Signed URLs: the upload its signer saw the asset through.',
       }),
     ),
+    signer: Type.Optional(
+      Type.String({
+        maxLength: 100,
+        description:
+          'Signed URLs: the key (and upload token) that signed it; the URL stops working once that is revoked.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -183,7 +190,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
     },
     async (request, reply) => {
       const { id } = request.params;
-      const { expires, signature, view, ...params } = request.query;
+      const { expires, signature, view, signer, ...params } = request.query;
       const transform = transformRequest(params);
       let asset: Asset;
       let cacheControl: string;
@@ -197,7 +204,14 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         if (!asSigned(request.url, ImageService.subject(transform), expires)) {
           throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
         }
-        asset = await core.images.redeem({ assetId: id, request: transform, expires, view, signature });
+        asset = await core.images.redeem({
+          assetId: id,
+          request: transform,
+          expires,
+          view,
+          signer,
+          signature,
+        });
         const left = Math.max(0, expires - Math.floor(core.clock.now() / 1000));
         cacheControl = `public, max-age=${Math.min(left, SIGNED_MAX_AGE)}, immutable`;
       } else if (request.principal !== null) {

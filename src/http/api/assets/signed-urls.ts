@@ -9,6 +9,7 @@ export function signedDownloadUrl(publicUrl: string, grant: DownloadGrant): stri
     signature: grant.signature,
   });
   if (grant.view !== undefined) query.set('view', grant.view);
+  if (grant.signer !== undefined) query.set('signer', grant.signer);
   return `${publicUrl}/v1/assets/${grant.assetId}/content?${query}`;
 }
 
@@ -17,6 +18,7 @@ export function signedImageUrl(publicUrl: string, grant: TransformGrant): string
   const query = new URLSearchParams(ImageService.subject(grant.request));
   query.set('expires', String(grant.expires));
   if (grant.view !== undefined) query.set('view', grant.view);
+  if (grant.signer !== undefined) query.set('signer', grant.signer);
   query.set('signature', grant.signature);
   return `${publicUrl}/v1/assets/${grant.assetId}/image?${query}`;
 }
@@ -24,14 +26,14 @@ export function signedImageUrl(publicUrl: string, grant: TransformGrant): string
 /**
  * Whether a signed URL's query is as it was handed out: the signed parameters in their
  * canonical text (`subject`, in order) and `expires` as a plain number, with nothing else but
- * the signature and the view. Parsing alone would take `w=47` for a URL signed for `w=48`
- * (rounded alike) or `expires=0…` for `expires=…`: one signature, many URLs.
+ * the signature, the view and the signer. Parsing alone would take `w=47` for a URL signed for
+ * `w=48` (rounded alike) or `expires=0…` for `expires=…`: one signature, many URLs.
  */
 export function asSigned(url: string, subject: string, expires: number): boolean {
   const at = url.indexOf('?');
   if (!plainExpires(url, expires)) return false;
   const query = new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
-  for (const name of ['expires', 'signature', 'view']) query.delete(name);
+  for (const name of ['expires', 'signature', 'view', 'signer']) query.delete(name);
   return query.toString() === new URLSearchParams(subject).toString();
 }
 
