@@ -9,7 +9,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../src/blobs/s3-client.js';
-import { createAsset } from '../helpers/assets.js';
+import { createAsset, readJson } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -145,6 +145,27 @@ describe('WHARF_S3_DOWNLOADS=redirect: downloads come from the bucket', { skip }
     assert.equal(direct.status, 200);
     assert.ok(Buffer.from(await direct.arrayBuffer()).equals(bytes));
     assert.equal(direct.headers.get('content-disposition'), 'attachment; filename="photo.png"');
+  });
+
+  test('a URL whose key was revoked redirects no more; a bucket URL already handed out lives on', async () => {
+    const bytes = randomBytes(700);
+    const asset = await createAsset(w, w.key, 'revoked.png', bytes, 'image/png');
+    const signer = await w.newKey('member');
+    const signed = await api(w.url, signer.key, 'POST', `/v1/assets/${asset.id}/signed-url`, {
+      expires_in: 120,
+    });
+    assert.equal(signed.status, 200);
+    const first = await fetch(signed.body.url, { redirect: 'manual' });
+    assert.equal(first.status, 302);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/keys/${signer.id}`)).status, 204);
+    const again = await readJson(fetch(signed.body.url, { redirect: 'manual' }));
+    assert.equal(again.status, 403);
+    assert.equal(again.body.error.code, 'URL_REVOKED');
+    assert.equal(again.headers.get('location'), null);
+    // Signed with the storage credentials, not the key: Wharf cannot recall it (docs/scaling.md).
+    const direct = await fetch(first.headers.get('location') ?? '');
+    assert.equal(direct.status, 200);
+    assert.ok(Buffer.from(await direct.arrayBuffer()).equals(bytes));
   });
 
   test('without a key or signature there is no redirect', async () => {
