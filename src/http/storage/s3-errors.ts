@@ -36,6 +36,7 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
   UNKNOWN_ACCESS_KEY: { status: 403, code: 'InvalidAccessKeyId' },
   MALFORMED_SIGNATURE: { status: 400, code: 'AuthorizationQueryParametersError' },
   URL_EXPIRED: ACCESS_DENIED,
+  URL_REVOKED: ACCESS_DENIED,
   // POST policies: an unmet condition or an expired policy.
   FORBIDDEN: ACCESS_DENIED,
   UPLOAD_EXPIRED: ACCESS_DENIED,
