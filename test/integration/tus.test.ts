@@ -644,21 +644,26 @@ test('an md5 in Upload-Metadata is the file’s, checked at completion as sha256
   assert.equal((await asset(done.headers.get('wharf-asset-id')!)).md5, md5(bytes));
 });
 
+/** A PATCH of the whole file from offset 0 that holds its last byte until `finish` (see heldLastByte). */
+function heldPatch(url: string, bytes: Buffer) {
+  return heldLastByte(
+    url,
+    'PATCH',
+    {
+      'Tus-Resumable': '1.0.0',
+      Authorization: `Bearer ${w.key}`,
+      'Content-Type': 'application/offset+octet-stream',
+      'Upload-Offset': '0',
+    },
+    bytes,
+  );
+}
+
 describe('a connection that went silent mid-PATCH (a phone changed networks)', () => {
   test('the next request takes the upload over: HEAD answers the offset, and the upload resumes', async () => {
     const bytes = randomBytes(200_000);
     const url = await create(bytes.length, { filename: 'stalled.bin' });
-    const stalled = heldLastByte(
-      url,
-      'PATCH',
-      {
-        'Tus-Resumable': '1.0.0',
-        Authorization: `Bearer ${w.key}`,
-        'Content-Type': 'application/offset+octet-stream',
-        'Upload-Offset': '0',
-      },
-      bytes,
-    );
+    const stalled = heldPatch(url, bytes);
     stalled.status.catch(() => undefined); // Cut by the server: its client is gone anyway.
     // Let the PATCH take the upload's lock and write what it sent (nothing is asserted on time:
     // a HEAD that came first would simply find offset 0, and the resume below would cut the PATCH).
@@ -678,17 +683,7 @@ describe('termination and expiry', () => {
   test('a DELETE sent while the last PATCH streams answers as a DELETE of a finished upload does', async () => {
     const bytes = randomBytes(4000);
     const url = await create(bytes.length, { filename: 'raced-delete.bin' });
-    const patch = heldLastByte(
-      url,
-      'PATCH',
-      {
-        'Tus-Resumable': '1.0.0',
-        Authorization: `Bearer ${w.key}`,
-        'Content-Type': 'application/offset+octet-stream',
-        'Upload-Offset': '0',
-      },
-      bytes,
-    );
+    const patch = heldPatch(url, bytes);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const deleting = tus(url, 'DELETE');
     await new Promise((resolve) => setTimeout(resolve, 200));
