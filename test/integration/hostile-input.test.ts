@@ -443,6 +443,33 @@ describe('bad digests and types are refused before anything is stored', () => {
     }
   });
 
+  test('a body in a Content-Encoding is refused (415), not stored compressed; identity is no encoding', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const text = Buffer.from('hello, plain text\n'.repeat(50));
+    const before = countAssets(w);
+    for (const [method, path] of [
+      ['POST', '/v1/assets?name=enc.txt'],
+      ['PUT', '/v1/files/docs/enc.txt'],
+    ] as const) {
+      const res = await readJson(
+        fetch(`${w.url}${path}`, {
+          method,
+          headers: { 'x-api-key': w.key, 'content-type': 'text/plain', 'content-encoding': 'gzip' },
+          body: gzipSync(text),
+        }),
+      );
+      assert.equal(res.status, 415, `${method} ${path}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+    }
+    assert.equal(countAssets(w), before, 'nothing stored');
+    const identity = await fetch(`${w.url}/v1/assets?name=plain.txt`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'text/plain', 'content-encoding': 'identity' },
+      body: text,
+    });
+    assert.equal(identity.status, 201);
+  });
+
   test('unknown query parameters on POST /v1/assets are refused', async () => {
     await refusedWithoutTrace(
       400,

@@ -51,3 +51,27 @@ export function agree(declared: readonly (string | null | undefined)[], label: s
   }
   return values[0];
 }
+
+/**
+ * Files are stored as the bytes that arrive. A body sent in a Content-Encoding (gzip, br…) would
+ * be stored compressed and served back without it, its meaning changed: refused (415) before a
+ * byte is read. `identity` is no encoding. A compressed file is sent as itself (a .gz file as
+ * application/gzip, without Content-Encoding).
+ */
+export function refuseContentEncoding(request: {
+  headers: IncomingHttpHeaders;
+  raw: { resume(): void };
+}): void {
+  const value = request.headers['content-encoding'];
+  if (value === undefined) return;
+  const codings = value
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  if (codings.length === 0) return;
+  request.raw.resume();
+  throw new WharfError(
+    'UNSUPPORTED_MEDIA_TYPE',
+    `Content-Encoding ${codings.join(', ')} is not decoded: send the file's own bytes (a .gz file as application/gzip, without Content-Encoding).`,
+  );
+}

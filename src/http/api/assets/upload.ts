@@ -8,7 +8,7 @@ import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
-import { declaredDigests } from '../integrity.js';
+import { declaredDigests, refuseContentEncoding } from '../integrity.js';
 import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
 
 const Query = Type.Object(
@@ -101,6 +101,7 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
     },
     async (request, reply) => {
       const principal = request.principal!;
+      refuseContentEncoding(request);
       if (resumable && !request.isMultipart() && asksForResumableUpload(request)) {
         return createResumableUpload({ core, publicUrl, ...resumable }, request, reply, request.query);
       }

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import type { FileVersion } from '../../../core/model.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
-import { declaredDigests } from '../integrity.js';
+import { declaredDigests, refuseContentEncoding } from '../integrity.js';
 import { AccessSchema, AssetSchema, assetJson, errorResponses, iso } from '../schemas.js';
 
 const FileParams = Type.Object({
@@ -101,6 +101,7 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
       },
     },
     async (request, reply) => {
+      refuseContentEncoding(request);
       const expected = declaredDigests(request.headers, request.query);
       const length = request.headers['content-length'];
       const type = request.headers['content-type'];
