@@ -44,6 +44,8 @@ export interface Config {
   eventsRetentionDays: number;
   /** How long a stopping server lets requests in flight finish before it cuts them. */
   shutdownTimeoutSeconds: number;
+  /** Seconds a request body may send nothing before its connection is cut (0: never). */
+  bodyIdleTimeoutSeconds: number;
   /** Metrics exposure (GET /metrics); see docs/operations.md. */
   metrics: MetricsConfig;
   /** Where bytes live: a local directory (embedded) or an S3-compatible bucket (scaled out). */
@@ -262,6 +264,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       .filter((origin) => origin !== ''),
     logLevel: choice(env, 'WHARF_LOG_LEVEL', LOG_LEVELS, 'info'),
     shutdownTimeoutSeconds: integer(env, 'WHARF_SHUTDOWN_TIMEOUT', 30, 0, 3600),
+    bodyIdleTimeoutSeconds: integer(env, 'WHARF_BODY_IDLE_TIMEOUT', 60, 0, 86400),
     webhooks: {
       // At most a minute: a job's lease (5 minutes) must outlast any attempt, or another node
       // could take the delivery over while it is still being sent.

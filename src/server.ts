@@ -97,6 +97,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       core,
       publicUrl: config.publicUrl,
       corsOrigins: config.corsOrigins,
+      bodyIdleTimeoutSeconds: config.bodyIdleTimeoutSeconds,
       logger: options.logger ?? false,
       tus: opened.tus,
       requestMetrics: metrics,

@@ -19,6 +19,7 @@ import { s3SignRoutes } from './api/s3-sign.js';
 import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
+import { cutIdleBodies } from './body-idle.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
@@ -55,6 +56,8 @@ export interface AppOptions {
   publicUrl: string;
   /** WHARF_CORS_ORIGINS: origins whose pages may call Wharf; empty for same-origin only. */
   corsOrigins: readonly string[];
+  /** WHARF_BODY_IDLE_TIMEOUT: a body that sends nothing this long has its connection cut (0: never). */
+  bodyIdleTimeoutSeconds?: number | undefined;
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** The tus endpoint's storage, lock and staging dir; without them /v1/tus/ is not served. */
   tus?: Omit<TusRouteOptions, 'core' | 'publicUrl'> | undefined;
@@ -86,6 +89,7 @@ export async function buildApp({
   core,
   publicUrl,
   corsOrigins,
+  bodyIdleTimeoutSeconds = 0,
   logger,
   tus,
   requestMetrics,
@@ -123,6 +127,7 @@ export async function buildApp({
   Object.assign(app.server, { httpAllowHalfOpen: true });
   // First, so that every request of every route is counted (a stopping server waits for them).
   trackInFlight(app);
+  cutIdleBodies(app, bodyIdleTimeoutSeconds);
   app.setValidatorCompiler(validatorCompiler);
   limitJsonDepth(app);
   app.decorateRequest('principal', null);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import {
   countAssets,
@@ -564,6 +565,58 @@ describe('malformed Range headers never break a download', () => {
       assert.equal(res.headers.get('content-range'), 'bytes */10');
     });
   }
+});
+
+describe('a body that stops arriving (WHARF_BODY_IDLE_TIMEOUT)', () => {
+  let slow: TestWharf;
+  before(async () => {
+    slow = await startWharf({ env: { WHARF_BODY_IDLE_TIMEOUT: '1' } });
+  });
+  after(() => slow?.close());
+
+  /** A raw upload of `size` bytes that sends `chunks` one after another, `gapMs` apart, then waits. */
+  function upload(size: number, chunks: Buffer[], gapMs: number) {
+    return new Promise<{ status?: number; closed: boolean }>((resolve) => {
+      const url = new URL(`${slow.url}/v1/assets?name=slow.bin`);
+      const req = httpRequest(url, {
+        method: 'POST',
+        headers: {
+          'x-api-key': slow.key,
+          'content-type': 'application/octet-stream',
+          'content-length': size,
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode, closed: false }));
+      });
+      req.on('error', () => resolve({ closed: true }));
+      let i = 0;
+      const next = () => {
+        if (i < chunks.length) {
+          req.write(chunks[i++]);
+          setTimeout(next, gapMs);
+        }
+      };
+      next();
+    });
+  }
+
+  // Without the cut the request would wait for ever: the test's own limit makes that a failure.
+  test('a body silent past the timeout has its connection cut, and nothing is stored', {
+    timeout: 30_000,
+  }, async () => {
+    const before = countAssets(slow);
+    const cut = await upload(1000, [randomBytes(100)], 0);
+    assert.equal(cut.closed, true, 'the server cut the connection');
+    assert.equal(countAssets(slow), before);
+  });
+
+  test('a slow body that keeps arriving is not cut: the timeout is for silence, not for the whole body', async () => {
+    const chunks = Array.from({ length: 6 }, () => randomBytes(100));
+    const done = await upload(600, chunks, 400);
+    assert.equal(done.status, 201);
+  });
 });
 
 describe('hostile ids, paths and URLs', () => {
