@@ -23,6 +23,7 @@ import { cutIdleBodies } from './body-idle.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
+import { continueOnRead } from './expect-continue.js';
 import { limitJsonDepth } from './json-depth.js';
 import { redactedUrl } from './log-redaction.js';
 import { registerOpenApi } from './openapi/index.js';
@@ -125,6 +126,7 @@ export async function buildApp({
   // the body is read to its end and the upload completes; the answer just finds no one.
   // (node:http reads this property of its Server; @types/node does not declare it.)
   Object.assign(app.server, { httpAllowHalfOpen: true });
+  continueOnRead(app.server);
   // First, so that every request of every route is counted (a stopping server waits for them).
   trackInFlight(app);
   cutIdleBodies(app, bodyIdleTimeoutSeconds);

@@ -567,6 +567,55 @@ describe('malformed Range headers never break a download', () => {
   }
 });
 
+describe('Expect: 100-continue', () => {
+  /** Sends the body only on 100 Continue, as curl and the AWS SDK do; says what came first. */
+  function expecting(key: string, size: number) {
+    return new Promise<{ continued: boolean; status: number; body: string }>((resolve, reject) => {
+      let continued = false;
+      const req = httpRequest(new URL(`${w.url}/v1/assets?name=expect.bin`), {
+        method: 'POST',
+        headers: {
+          'x-api-key': key,
+          'content-type': 'application/octet-stream',
+          'content-length': size,
+          expect: '100-continue',
+        },
+      });
+      req.on('continue', () => {
+        continued = true;
+        req.end(randomBytes(size));
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => {
+          resolve({ continued, status: res.statusCode ?? 0, body });
+          // Answered without a 100: the body is never sent, so the request cannot end cleanly.
+          if (!continued) req.destroy();
+        });
+      });
+      req.on('error', (err) => (continued ? reject(err) : undefined));
+      req.flushHeaders();
+    });
+  }
+
+  test('a refusal before the body is read is the first answer: no 100, and the body is never sent', async () => {
+    const refused = await expecting('not-a-key', 5 * 1024 * 1024);
+    assert.equal(refused.continued, false);
+    assert.equal(refused.status, 401);
+    assert.match(refused.body, /UNAUTHORIZED/);
+  });
+
+  test('a request that reads its body gets its 100 Continue, then the body, then its answer', async () => {
+    const ok = await expecting(w.key, 200_000);
+    assert.equal(ok.continued, true);
+    assert.equal(ok.status, 201, ok.body);
+  });
+});
+
 describe('a body that stops arriving (WHARF_BODY_IDLE_TIMEOUT)', () => {
   let slow: TestWharf;
   before(async () => {
