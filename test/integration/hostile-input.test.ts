@@ -479,6 +479,15 @@ describe('bad digests and types are refused before anything is stored', () => {
       'unknown query parameter',
     );
   });
+
+  test('lists that take no parameters refuse unknown ones too (keys, webhooks, image presets)', async () => {
+    for (const path of ['/v1/keys', '/v1/webhooks', '/v1/image-presets']) {
+      const res = await api(w.url, w.key, 'GET', `${path}?limit=5`);
+      assert.equal(res.status, 400, `${path}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+      assert.equal((await api(w.url, w.key, 'GET', path)).status, 200, path);
+    }
+  });
 });
 
 describe('malformed multipart bodies are 400, never 500, and store nothing', () => {

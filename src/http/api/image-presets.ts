@@ -3,7 +3,7 @@ import { requireKey, requireScope } from '../../core/authorization.js';
 import type { ImagePreset } from '../../core/model.js';
 import { FITS, MAX_DPR } from '../../core/transforms.js';
 import type { ApiContext, App } from './context.js';
-import { errorResponses, iso } from './schemas.js';
+import { errorResponses, iso, NoQuery } from './schemas.js';
 
 const PresetParams = Type.Object({ name: Type.String({ maxLength: 64 }) });
 
@@ -60,6 +60,7 @@ export async function imagePresetRoutes(app: App, { core }: ApiContext): Promise
     {
       schema: {
         operationId: 'listImagePresets',
+        querystring: NoQuery,
         summary: 'List the account’s image presets',
         tags: ['images'],
         response: { 200: Type.Object({ data: Type.Array(PresetSchema) }), ...errorResponses },

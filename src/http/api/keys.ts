@@ -4,7 +4,7 @@ import { roleOf } from '../../core/keys.js';
 import type { ApiKey } from '../../core/model.js';
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
-import { errorResponses, IdParams, iso } from './schemas.js';
+import { errorResponses, IdParams, iso, NoQuery } from './schemas.js';
 
 export const ScopeSchema = named(
   'Scope',
@@ -106,6 +106,7 @@ export async function keyRoutes(app: App, { core }: ApiContext): Promise<void> {
     {
       schema: {
         operationId: 'listKeys',
+        querystring: NoQuery,
         summary: 'List this account’s keys',
         tags: ['keys'],
         response: { 200: KeyListSchema, ...errorResponses },

@@ -196,6 +196,9 @@ export const UploadStateSchema = named(
 
 export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
+/** A list that takes no parameters: one it does not know is refused, as every other route's are. */
+export const NoQuery = Type.Object({}, { additionalProperties: false });
+
 /**
  * `?cursor=`: the `next_cursor` of the previous page, which is the id (a UUID) of that page's
  * last item. Anything else is refused: compared as text, it read as "from the start" or as

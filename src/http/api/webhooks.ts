@@ -13,7 +13,7 @@ import {
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { webhookPayload } from './event-json.js';
-import { ErrorSchema, errorResponses, IdParams, iso, PageCursor, parseTime } from './schemas.js';
+import { ErrorSchema, errorResponses, IdParams, iso, NoQuery, PageCursor, parseTime } from './schemas.js';
 import { deliveryJson, WebhookSchema, webhookJson } from './webhook-json.js';
 
 // Endpoint settings are small; a megabyte of JSON here is a mistake or an attack.
@@ -272,6 +272,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
     {
       schema: {
         operationId: 'listWebhooks',
+        querystring: NoQuery,
         summary: 'List this account’s webhook endpoints',
         tags,
         response: { 200: WebhookList, ...errorResponses },
