@@ -6,8 +6,10 @@ import type { FastifyInstance } from 'fastify';
  * NAT that forgot the flow) otherwise holds its connection, its file descriptor, its temp file and
  * any upload lock it took for as long as the kernel keeps the socket, and enough of them use up
  * the server's descriptors. Only while the body is read: a server working on a request it has
- * read whole (completing a large upload, say) is never cut for it. The body of a request cut so
- * ends where it stopped, as any cut body does (resumable uploads keep what arrived).
+ * read whole (completing a large upload, say) is never cut for it; while Wharf waits before it
+ * reads (an upload's lock, up to 30 s) the client's bytes wait in the socket and the time runs,
+ * so the setting should stay above that. The body of a request cut so ends where it stopped, as
+ * any cut body does (resumable uploads keep what arrived).
  */
 export function cutIdleBodies(app: FastifyInstance, seconds: number): void {
   if (seconds <= 0) return;
@@ -15,7 +17,9 @@ export function cutIdleBodies(app: FastifyInstance, seconds: number): void {
     const raw = request.raw;
     const socket = raw.socket;
     if (!socket || raw.complete || !carriesBody(raw.headers)) return done();
-    socket.setTimeout(seconds * 1000, () => socket.destroy());
+    // No callback: node:http's own 'timeout' handler destroys a socket nobody else answers for,
+    // and a callback would add a listener to the socket per request of a kept-alive connection.
+    socket.setTimeout(seconds * 1000);
     // 'end' and 'close' do not start the body flowing (only a reader does).
     const settle = () => socket.setTimeout(0);
     raw.once('end', settle);

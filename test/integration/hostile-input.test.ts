@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import {
   countAssets,
@@ -668,6 +668,43 @@ describe('a body that stops arriving (WHARF_BODY_IDLE_TIMEOUT)', () => {
     const cut = await upload(1000, [randomBytes(100)], 0);
     assert.equal(cut.closed, true, 'the server cut the connection');
     assert.equal(countAssets(slow), before);
+  });
+
+  test('requests on one kept-alive connection add nothing to it that stays (no listener per request)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 20; i++) {
+        const status = await new Promise<number>((resolve, reject) => {
+          const req = httpRequest(new URL(`${slow.url}/v1/assets?name=kept-${i}.bin`), {
+            method: 'POST',
+            agent,
+            headers: {
+              'x-api-key': slow.key,
+              'content-type': 'application/octet-stream',
+              'content-length': 10,
+            },
+          });
+          req.on('response', (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', reject);
+          req.end(randomBytes(10));
+        });
+        assert.equal(status, 201);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(
+        warnings.filter((n) => n === 'MaxListenersExceededWarning'),
+        [],
+      );
+    } finally {
+      agent.destroy();
+      process.off('warning', onWarning);
+    }
   });
 
   test('a slow body that keeps arriving is not cut: the timeout is for silence, not for the whole body', async () => {
