@@ -167,7 +167,7 @@ export class RufhService {
     let received: number;
     try {
       this.assertOpen(current);
-      if (options.reprSha256) current = await this.declareWhole(current, options.reprSha256);
+      if (options.reprSha256) current = await this.resumable.declareWhole(current, options.reprSha256);
       const stored = await this.storage.received(current.storageKey);
       if (stored === undefined) throw lost();
       received = stored;
@@ -220,24 +220,6 @@ export class RufhService {
       await recording?.catch(noop);
     }
     return this.appended(current, after, head?.digest(), options, true);
-  }
-
-  /**
-   * The file's SHA-256 an append declares: it must agree with what the upload declared, else it
-   * is recorded and completion checks it (see UploadIntent.reprSha256). Before any byte is appended.
-   */
-  private async declareWhole(upload: Upload, sha256: string): Promise<Upload> {
-    const declared = upload.sha256 ?? upload.intent.reprSha256;
-    if (declared === sha256) return upload;
-    if (declared) {
-      throw new WharfError(
-        'INVALID_DIGEST',
-        "Repr-Digest names another file than the upload's declared SHA-256.",
-      );
-    }
-    const intent = { ...upload.intent, reprSha256: sha256 };
-    await this.store.setUploadIntent(upload.id, intent);
-    return { ...upload, intent };
   }
 
   /** After an append: the head digest checked or recorded, and the upload completed if whole. */

@@ -179,6 +179,25 @@ export class ResumableService {
     return upload;
   }
 
+  /**
+   * The file's SHA-256 (hex) that a request after the creation declares (Repr-Digest on a RUFH
+   * append or a tus PATCH): it must agree with what the upload declared, else it is recorded and
+   * completion checks it (see UploadIntent.reprSha256). Before any byte is appended.
+   */
+  async declareWhole(upload: Upload, sha256: string): Promise<Upload> {
+    const declared = upload.sha256 ?? upload.intent.reprSha256;
+    if (declared === sha256) return upload;
+    if (declared) {
+      throw new WharfError(
+        'INVALID_DIGEST',
+        "Repr-Digest names another file than the upload's declared SHA-256.",
+      );
+    }
+    const intent = { ...upload.intent, reprSha256: sha256 };
+    await this.store.setUploadIntent(upload.id, intent);
+    return { ...upload, intent };
+  }
+
   /** The caller's resumable upload at this storage key, whatever its state. */
   async get(principal: Principal, key: string, kind: ResumableKind = 'tus'): Promise<Upload> {
     requireScope(principal, 'upload');

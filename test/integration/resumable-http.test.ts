@@ -561,6 +561,20 @@ describe('the draft’s examples, on a raw socket', () => {
     assert.equal(json(right).asset.md5, createHash('md5').update(bytes).digest('hex'));
   });
 
+  test('a body in a Content-Encoding is refused (415), not stored compressed', async () => {
+    const res = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=gz.txt',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?1'],
+        ['Content-Encoding', 'gzip'],
+      ]),
+      body: randomBytes(100),
+    });
+    assert.equal(res.final?.status, 415);
+    assert.equal(json(res).error.code, 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
   test('Repr-Digest on an append: it must agree with the declared SHA-256, and on an upload that declared none it is checked at completion', async () => {
     const bytes = randomBytes(50_000);
     const sha = (b: Buffer) => `sha-256=:${createHash('sha256').update(b).digest('base64')}:`;

@@ -630,6 +630,58 @@ describe('a file refused when its last byte arrives', () => {
   });
 });
 
+test('HTTP’s own digests are checked on tus too: Content-MD5 and Content-Digest of the body, Repr-Digest of the file', async () => {
+  const bytes = randomBytes(4000);
+  const b64sum = (algorithm: string, b: Buffer) => createHash(algorithm).update(b).digest('base64');
+  const other = Buffer.from('other bytes');
+  const url = await create(bytes.length, { filename: 'http-digests.bin' });
+  const wrongs: Record<string, string>[] = [
+    { 'Content-MD5': b64sum('md5', other) },
+    { 'Content-Digest': `sha-256=:${b64sum('sha256', other)}:` },
+  ];
+  for (const header of wrongs) {
+    const wrong = await tus(url, 'PATCH', { 'Upload-Offset': '0', ...header }, bytes.subarray(0, 1000));
+    assert.equal(wrong.status, 460, JSON.stringify(header));
+    assert.equal((await tus(url, 'HEAD')).headers.get('upload-offset'), '0', 'nothing written');
+  }
+  const first = bytes.subarray(0, 1000);
+  const right = await tus(url, 'PATCH', { 'Upload-Offset': '0', 'Content-MD5': b64sum('md5', first) }, first);
+  assert.equal(right.status, 204);
+  // Repr-Digest names the whole file: a wrong one on the last PATCH fails the file at completion.
+  const last = await tus(
+    url,
+    'PATCH',
+    { 'Upload-Offset': '1000', 'Repr-Digest': `sha-256=:${b64sum('sha256', other)}:` },
+    bytes.subarray(1000),
+  );
+  assert.equal(last.status, 400);
+  assert.equal((await last.json()).error.code, 'CHECKSUM_MISMATCH');
+  // Against a declared sha256 it must agree before a byte is written.
+  const declared = await create(bytes.length, { filename: 'declared.bin', sha256: sha256Hex(bytes) });
+  const contradicts = await tus(
+    declared,
+    'PATCH',
+    { 'Upload-Offset': '0', 'Repr-Digest': `sha-256=:${b64sum('sha256', other)}:` },
+    bytes,
+  );
+  assert.equal(contradicts.status, 400);
+  assert.equal((await contradicts.json()).error.code, 'INVALID_DIGEST');
+  const agrees = await tus(
+    declared,
+    'PATCH',
+    { 'Upload-Offset': '0', 'Repr-Digest': `sha-256=:${b64sum('sha256', bytes)}:` },
+    bytes,
+  );
+  assert.equal(agrees.status, 204);
+});
+
+test('a body in a Content-Encoding is refused (415), not stored compressed', async () => {
+  const url = await create(100, { filename: 'gz.txt' });
+  const res = await tus(url, 'PATCH', { 'Upload-Offset': '0', 'Content-Encoding': 'gzip' }, randomBytes(100));
+  assert.equal(res.status, 415);
+  assert.equal((await res.json()).error.code, 'UNSUPPORTED_MEDIA_TYPE');
+});
+
 test('an md5 in Upload-Metadata is the file’s, checked at completion as sha256 is', async () => {
   const bytes = randomBytes(3000);
   const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');

@@ -14,10 +14,10 @@ import type { AppendResult, RufhState } from '../../core/resumable-http.js';
 import type { UploadOutcome } from '../../core/uploads.js';
 import type { Core } from '../../core/wharf.js';
 import type { App } from '../api/context.js';
-import { agree } from '../api/integrity.js';
+import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { assetJson, iso } from '../api/schemas.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
-import { type DeclaredChecksum, type StagedBody, stageBody } from '../tus/checksum.js';
+import { contentChecksums, type StagedBody, stageBody } from '../tus/checksum.js';
 import { endingAtCut } from '../tus/routes.js';
 import {
   completeHeader,
@@ -157,6 +157,7 @@ export async function createResumableUpload(
       );
     }
     contentChecksums(request.headers); // A malformed one is refused before anything is made.
+    refuseContentEncoding(request);
     const size = declaredLength(request.headers, complete);
     if (size === undefined) {
       throw new WharfError(
@@ -342,6 +343,7 @@ async function appendUnderLock(
   let result: AppendResult;
   let staged: StagedBody | undefined;
   try {
+    refuseContentEncoding(request);
     let bytes = body;
     const checksums = body ? contentChecksums(request.headers) : [];
     // The whole file's SHA-256, which an append may declare too (checked at completion).
@@ -565,17 +567,6 @@ function declaration(request: FastifyRequest, query: CreationQuery): Omit<Resuma
     ),
     headSha256: query.head_sha256 ?? metadata.head_sha256 ?? undefined,
   };
-}
-
-/** What a request declares of its own content (not the whole file's): Content-Digest's sha-256 and Content-MD5. */
-function contentChecksums(headers: FastifyRequest['headers']): DeclaredChecksum[] {
-  const checksums: DeclaredChecksum[] = [];
-  const sha256 = declaredContentDigest(headers);
-  if (sha256) checksums.push({ algorithm: 'sha256', digest: Buffer.from(sha256, 'hex') });
-  const md5 = headers['content-md5'];
-  if (typeof md5 === 'string')
-    checksums.push({ algorithm: 'md5', digest: Buffer.from(parseContentMd5(md5), 'hex') });
-  return checksums;
 }
 
 function uploadMetadata(request: FastifyRequest): Record<string, string | null> {

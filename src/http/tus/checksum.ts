@@ -1,10 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { parseContentMd5 } from '../../core/digests.js';
 import { WharfError } from '../../core/errors.js';
+import { declaredContentDigest } from '../rufh/protocol.js';
 
 /**
  * tus's checksum extension, which tus.io's server does not implement: a PATCH (or a creation
@@ -96,4 +99,18 @@ export async function stageBody(
   }
   const mismatched = declared.find((c, i) => !hashes[i]!.digest().equals(c.digest))?.algorithm;
   return { path, size, matches: mismatched === undefined, mismatched };
+}
+
+/**
+ * What a request declares of its own content (not the whole file's), as HTTP spells it:
+ * Content-Digest's sha-256 (RFC 9530) and Content-MD5 (RFC 1864). Checked like Upload-Checksum.
+ */
+export function contentChecksums(headers: IncomingHttpHeaders): DeclaredChecksum[] {
+  const checksums: DeclaredChecksum[] = [];
+  const sha256 = declaredContentDigest(headers);
+  if (sha256) checksums.push({ algorithm: 'sha256', digest: Buffer.from(sha256, 'hex') });
+  const md5 = headers['content-md5'];
+  if (typeof md5 === 'string')
+    checksums.push({ algorithm: 'md5', digest: Buffer.from(parseContentMd5(md5), 'hex') });
+  return checksums;
 }

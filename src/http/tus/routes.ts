@@ -6,15 +6,19 @@ import { Server } from '@tus/server';
 import { type DataStore, type Locker, Metadata } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BodyOffer } from '../../blobs/tus-storage.js';
+import { parseDigest } from '../../core/digests.js';
 import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import { refusedForSpace } from '../../core/unavailable.js';
 import type { Core } from '../../core/wharf.js';
+import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import type { RoutingErrorShape } from '../routing-errors.js';
+import { declaredReprDigest } from '../rufh/protocol.js';
 import {
   CHECKSUM_ALGORITHMS,
   CHECKSUM_MISMATCH_STATUS,
+  contentChecksums,
   type DeclaredChecksum,
   parseUploadChecksum,
   type StagedBody,
@@ -49,6 +53,8 @@ interface TusCall {
   upload: Upload | undefined;
   /** Ends the request's connection (its body then ends with what arrived). */
   cut?: () => void;
+  /** The whole file's SHA-256 (hex) the request's Repr-Digest declares. */
+  reprSha256?: string | undefined;
   /** A refusal of Wharf's raised inside the tus server (its body is Wharf's JSON). */
   error?: WharfError;
   /** The body offered to the datastore; a creation's gets its key once the upload exists. */
@@ -109,7 +115,10 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         name: metadata?.filename ?? undefined,
         contentType: metadata?.filetype ?? undefined,
         size: Number(req.headers.get('upload-length')),
-        sha256: metadata?.sha256 ?? undefined,
+        sha256: agree(
+          [metadata?.sha256 ? parseDigest('sha256', metadata.sha256, 'sha256') : undefined, call.reprSha256],
+          'SHA-256',
+        ),
         md5: metadata?.md5 ?? undefined,
         headSha256: metadata?.head_sha256 ?? undefined,
       });
@@ -166,22 +175,38 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       throw new WharfError('NOT_FOUND', 'No such upload.');
     }
 
+    if (method === 'POST' || method === 'PATCH') {
+      refuseContentEncoding(request);
+      // The whole file's SHA-256 (RFC 9530), as the RUFH endpoint takes it: on a creation beside
+      // Upload-Metadata's sha256 (they must agree), on a PATCH checked against it or recorded.
+      call.reprSha256 = declaredReprDigest(request.headers);
+      if (call.reprSha256 && call.upload) {
+        call.upload = await core.resumable.declareWhole(call.upload, call.reprSha256);
+      }
+    }
+
     let staged: StagedBody | undefined;
     try {
       let body: Readable | undefined;
       const headers = requestHeaders(request);
       if (hasBody(request)) {
-        const checksum = parseUploadChecksum(request.headers['upload-checksum']);
-        if (checksum) {
-          staged = await stage(request, call, checksum);
-          if (!staged.matches) {
+        const uploadChecksum = parseUploadChecksum(request.headers['upload-checksum']);
+        // Content-MD5 and Content-Digest say the same of the body as Upload-Checksum does.
+        const checksums = [...(uploadChecksum ? [uploadChecksum] : []), ...contentChecksums(request.headers)];
+        if (checksums.length > 0) {
+          staged = await stage(request, call, checksums);
+          if (staged.mismatched) {
+            const field =
+              uploadChecksum?.algorithm === staged.mismatched
+                ? 'Upload-Checksum'
+                : 'Content-MD5 or Content-Digest';
             return reply
               .code(CHECKSUM_MISMATCH_STATUS)
               .send(
                 errorBody(
                   new WharfError(
                     'CHECKSUM_MISMATCH',
-                    `The body does not match its Upload-Checksum (${checksum.algorithm}); nothing was written.`,
+                    `The body does not match its ${field} (${staged.mismatched}); nothing was written.`,
                   ),
                 ),
               );
@@ -255,7 +280,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
    * its Upload-Length within the account's limit. The limit holds as the bytes arrive, so a body
    * without a usable length fills no disk.
    */
-  async function stage(request: FastifyRequest, call: TusCall, checksum: DeclaredChecksum) {
+  async function stage(request: FastifyRequest, call: TusCall, checksums: DeclaredChecksum[]) {
     let limit: number;
     if (call.upload) {
       const size = call.upload.size ?? 0;
@@ -268,7 +293,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       }
       limit = Math.min(length, core.resumable.maxFileSize(call.principal!));
     }
-    return stageBody(request.raw, stagingDir, limit, checksum);
+    return stageBody(request.raw, stagingDir, limit, checksums);
   }
 
   /**
