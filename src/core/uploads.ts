@@ -176,6 +176,13 @@ const DEBRIS_AGE_MS = 3600_000;
 const MAX_EXPIRES_SECONDS = 7 * 24 * 3600;
 const EXTERNAL_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
+/**
+ * How long a node may hold a rewritable upload's completion (see heldAcrossNodes): far longer than
+ * hashing the largest single PUT takes, and short enough that a node that died holding it does
+ * not keep the upload from completing for long.
+ */
+const SEAL_LEASE_MS = 15 * 60_000;
+
 /** The key a rewritable upload's bytes are sealed under: outside every presigned URL's reach. */
 function sealedKeyFor(key: string): string {
   const at = key.indexOf('/');
@@ -621,9 +628,32 @@ export class UploadService {
       );
     }
     // Held while the bytes are checked and recorded: see holdOpen.
-    return this.sealing.run(upload.storageKey, () =>
-      this.checkAndFinish(upload, claims, claimed, received, elapsed),
-    );
+    return this.sealing.run(upload.storageKey, () => {
+      const finish = () => this.checkAndFinish(upload, claims, claimed, received, elapsed);
+      return upload.intent.rewritable ? this.heldAcrossNodes(upload, finish) : finish();
+    });
+  }
+
+  /**
+   * A rewritable upload's completion, held across nodes by a lease in the database. Its seal
+   * copies what the URL's key holds at that moment (see settle), and the URL may be written again
+   * meanwhile: a completion on another node sealing a second PUT would replace the bytes this one
+   * is hashing and recording (a hunt recorded one file's SHA-256 for another's bytes). `sealing`
+   * holds only this process's. The other node's request is asked to retry; by then it finds the
+   * upload complete.
+   */
+  private async heldAcrossNodes<T>(upload: Upload, work: () => Promise<T>): Promise<T> {
+    const name = `seal:${upload.id}`;
+    const owner = this.ids.id();
+    const now = this.clock.now();
+    if (!(await this.store.acquireLock(name, owner, now + SEAL_LEASE_MS, now))) {
+      throw new WharfError('SERVICE_UNAVAILABLE', 'Another node is completing this upload; retry shortly.');
+    }
+    try {
+      return await work();
+    } finally {
+      await this.store.releaseLock(name, owner).catch(() => undefined);
+    }
   }
 
   /** The part of completeUpload that reads the stored bytes, checks them and records the asset. */
