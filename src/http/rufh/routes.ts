@@ -6,7 +6,7 @@ import { Metadata } from '@tus/utils';
 import contentDisposition from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { parseContentMd5, parseDigest } from '../../core/digests.js';
+import { parseDigest } from '../../core/digests.js';
 import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import type { ResumableDeclaration } from '../../core/resumable.js';
