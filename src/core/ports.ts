@@ -268,8 +268,11 @@ export interface AssetStore {
     analysis: AssetAnalysis,
     at: number,
   ): Promise<void>;
-  /** Marks a `verifying` asset ready once its bytes were hashed and matched; records the MD5. */
-  markAssetVerified(id: string, md5: string, at: number): Promise<void>;
+  /**
+   * Marks a `verifying` asset ready once its bytes were hashed and matched; records the MD5. False
+   * when it was not `verifying` any more (another check got there first): nothing changed.
+   */
+  markAssetVerified(id: string, md5: string, at: number): Promise<boolean>;
 }
 
 /** Named files and their versions. */

@@ -781,7 +781,9 @@ export class UploadService {
       (asset.md5 === '' || actual.md5 === asset.md5) &&
       (uploadMd5 === null || actual.md5 === uploadMd5);
     if (matches) {
-      await this.store.markAssetVerified(asset.id, actual.md5, now);
+      // The verify job and a completion deduplicating onto the asset may both check it: the one
+      // that makes it ready queues its processing, once (one asset.processed, one webhook).
+      if (!(await this.store.markAssetVerified(asset.id, actual.md5, now))) return 'ready';
       await this.store.enqueueJobs([
         { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: asset.id }, runAt: now },
       ]);

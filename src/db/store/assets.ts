@@ -159,12 +159,14 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
       });
     },
 
-    async markAssetVerified(id: string, md5: string, at: number): Promise<void> {
-      await db
+    async markAssetVerified(id: string, md5: string, at: number): Promise<boolean> {
+      const result = await db
         .updateTable('assets')
         .set({ status: 'ready', md5, updated_at: at })
         .where('id', '=', id)
-        .execute();
+        .where('status', '=', 'verifying')
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
     },
   };
 }
