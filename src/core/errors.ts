@@ -10,6 +10,12 @@ export const ERROR_STATUS = {
   CHECKSUM_MISMATCH: 400,
   SIZE_MISMATCH: 400,
   TOO_MANY_FILES: 400,
+  /** A request Node's HTTP parser could not read (a non-numeric Content-Length, a broken header line). */
+  MALFORMED_REQUEST: 400,
+  /** The request's headers did not arrive within Node's headersTimeout. */
+  REQUEST_TIMEOUT: 408,
+  /** The request's headers are larger than Node's maxHeaderSize. */
+  HEADERS_TOO_LARGE: 431,
   /** A webhook URL whose host is private, loopback, link-local … (see WHARF_WEBHOOK_ALLOW_PRIVATE). */
   URL_NOT_ALLOWED: 400,
   UNAUTHORIZED: 401,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   countAssets,
@@ -806,5 +807,84 @@ describe('hostile ids, paths and URLs', () => {
       (await api(w.url, w.key, 'POST', `/v1/uploads/${intent.id}/complete`)).body.error.code,
       'UPLOAD_INCOMPLETE',
     );
+  });
+});
+
+describe('requests the HTTP parser refuses get Wharf’s error envelope, and store nothing', () => {
+  /** Writes `bytes` as they are on a connection of its own; the answer, once the server closes it. */
+  function exchange(
+    bytes: Buffer | string,
+  ): Promise<{ status: number; head: string; body: { error: { code: string; message: string } } }> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ port: Number(new URL(w.url).port), host: '127.0.0.1' });
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('error', reject);
+      socket.on('close', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const [head = '', body = ''] = text.split('\r\n\r\n');
+        resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), head, body: JSON.parse(body) });
+      });
+      socket.write(bytes);
+    });
+  }
+  const request = (lines: string[]) => `${lines.join('\r\n')}\r\n\r\n`;
+
+  const cases: Array<[string, string, number, string]> = [
+    [
+      'a non-numeric Content-Length',
+      request(['POST /v1/assets?name=a.bin HTTP/1.1', 'Host: x', `x-api-key: KEY`, 'Content-Length: abc']),
+      400,
+      'MALFORMED_REQUEST',
+    ],
+    [
+      'two different Content-Lengths',
+      request(['PUT /s3/wharf/x HTTP/1.1', 'Host: x', 'Content-Length: 3', 'Content-Length: 4']),
+      400,
+      'MALFORMED_REQUEST',
+    ],
+    [
+      'a header line without a colon',
+      request(['GET /v1/assets HTTP/1.1', 'Host: x', 'Bad Header']),
+      400,
+      'MALFORMED_REQUEST',
+    ],
+    [
+      'headers over 16 KiB',
+      request(['GET /api/v1/files HTTP/1.1', 'Host: x', `x-filler: ${'a'.repeat(20_000)}`]),
+      431,
+      'HEADERS_TOO_LARGE',
+    ],
+  ];
+  for (const [label, raw, status, code] of cases) {
+    test(`${label}: ${status} ${code}, connection closed`, async () => {
+      const res = await exchange(raw.replace('KEY', w.key));
+      assert.equal(res.status, status, res.head);
+      assert.equal(res.body.error.code, code, JSON.stringify(res.body));
+      assert.equal(typeof res.body.error.message, 'string');
+      assert.match(res.head, /\r\nconnection: close/i);
+      assert.match(res.head, /\r\ncontent-type: application\/json/i);
+    });
+  }
+
+  test('a chunked upload whose framing breaks mid-body is refused and leaves nothing behind', async () => {
+    const assets = countAssets(w);
+    const objects = await objectFiles(w);
+    const res = await exchange(
+      `${request([
+        'POST /v1/assets?name=broken.bin HTTP/1.1',
+        'Host: x',
+        `x-api-key: ${w.key}`,
+        'Content-Type: application/octet-stream',
+        'Transfer-Encoding: chunked',
+      ])}5\r\nhello\r\nnot-a-chunk-size\r\n`,
+    );
+    assert.equal(res.status, 400, res.head);
+    assert.equal(res.body.error.code, 'MALFORMED_REQUEST');
+    assert.equal(countAssets(w), assets);
+    assert.deepEqual(await objectFiles(w), objects);
+    assert.deepEqual(await tmpFiles(w), []);
+    // The server carries on.
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?limit=1')).status, 200);
   });
 });

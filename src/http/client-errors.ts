@@ -1,0 +1,53 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { ERROR_STATUS, type ErrorCode } from '../core/errors.js';
+
+type ClientErrorCode = Extract<ErrorCode, 'REQUEST_TIMEOUT' | 'HEADERS_TOO_LARGE' | 'MALFORMED_REQUEST'>;
+
+/** What Node's HTTP parser reports for a request it cannot read (its `err.code`), as Wharf's refusal. */
+function clientErrorCode(nodeCode: string | undefined): ClientErrorCode {
+  if (nodeCode === 'ERR_HTTP_REQUEST_TIMEOUT') return 'REQUEST_TIMEOUT';
+  if (nodeCode === 'HPE_HEADER_OVERFLOW') return 'HEADERS_TOO_LARGE';
+  return 'MALFORMED_REQUEST';
+}
+
+const MESSAGES: Record<ClientErrorCode, string> = {
+  REQUEST_TIMEOUT: 'The request headers did not arrive in time.',
+  HEADERS_TOO_LARGE: 'The request headers are larger than this server accepts.',
+  MALFORMED_REQUEST: 'The request is not valid HTTP/1.1',
+};
+
+/**
+ * Node's `clientError`: a request its parser refused (a non-numeric or doubled Content-Length,
+ * a header line without a colon, a broken chunked body, headers too large or too slow) never
+ * reaches a route, so no error handler of Wharf's sees it. Fastify's default answers
+ * `{"error":"Bad Request","message":"Client Error"}`, a shape no Wharf client reads; this
+ * answers Wharf's own envelope with a stable code and the parser's reason, and closes the
+ * connection (the parser cannot find where the next request would start). Written by hand:
+ * there is no route, request or reply here, only the socket.
+ */
+export function answerClientError(
+  this: FastifyInstance,
+  err: Error & { code?: string; reason?: string },
+  socket: Socket,
+): void {
+  // A reset connection has no one to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const code = clientErrorCode(err.code);
+  const status = ERROR_STATUS[code];
+  this.log.info({ code: err.code, reason: err.reason }, 'refused a request the HTTP parser could not read');
+  // Node's own rule: answer only if no response to this connection's request has begun.
+  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+  if (socket.writable && !started) {
+    const reason = typeof err.reason === 'string' && err.reason !== '' ? ` (${err.reason})` : '';
+    const body = JSON.stringify({
+      error: { code, message: `${MESSAGES[code]}${code === 'MALFORMED_REQUEST' ? `${reason}.` : ''}` },
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroySoon();
+}
