@@ -167,6 +167,7 @@ export class S3BlobStore implements BlobStore {
       md5: md5FromETag(out),
       sha256: sha256FromChecksum(out),
       contentType: out.ContentType,
+      contentEncoding: out.ContentEncoding,
     };
   }
 

@@ -284,6 +284,11 @@ export interface ObjectInfo {
   md5?: string | undefined;
   sha256?: string | undefined;
   contentType?: string | undefined;
+  /**
+   * A Content-Encoding storage recorded with the object (an S3 bucket keeps the PUT's header):
+   * the bytes are then not the file's own, and a bucket may serve them decoded.
+   */
+  contentEncoding?: string | undefined;
 }
 
 export interface Digests {

@@ -695,6 +695,7 @@ export class UploadService {
       ? { size: info.size, sha256: upload.sha256!, md5: info.md5 ?? '' }
       : await this.attest(key, info);
     try {
+      refuseEncoded(info);
       if (upload.size !== null && digests.size !== upload.size) {
         throw new WharfError(
           'SIZE_MISMATCH',
@@ -1374,4 +1375,22 @@ function checkDigests(
 function asDeclared(raw: string | undefined, recorded: string): string {
   const spelled = raw?.trim();
   return spelled && spelled.toLowerCase() === recorded ? spelled : recorded;
+}
+
+/**
+ * Bytes a client stored in a Content-Encoding (a presigned PUT straight to a bucket with
+ * `Content-Encoding: gzip`, which the bucket records) are not the file's own: stored as they are
+ * under the file's type, they would read as garbage, and a bucket serving them itself would decode
+ * them for some readers and not others. Refused like every other upload route's encoded body.
+ */
+function refuseEncoded(info: ObjectInfo): void {
+  const codings = (info.contentEncoding ?? '')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  if (codings.length === 0) return;
+  throw new WharfError(
+    'UNSUPPORTED_MEDIA_TYPE',
+    `The bytes were stored with Content-Encoding ${codings.join(', ')}, which Wharf does not decode: PUT the file's own bytes, without Content-Encoding.`,
+  );
 }

@@ -4,6 +4,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
+  complete,
   countAssets,
   createAsset,
   dbQuery,
@@ -470,6 +471,63 @@ describe('bad digests and types are refused before anything is stored', () => {
       body: text,
     });
     assert.equal(identity.status, 201);
+  });
+
+  test('a presigned PUT of gzip bytes never becomes an asset of the plain type; the intent stays open', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const gz = gzipSync(Buffer.from('{"a":1}\n'.repeat(40)));
+    const before = countAssets(w);
+    const intent = await declare(w, w.key, {
+      name: 'data.json',
+      size: gz.length,
+      content_type: 'application/json',
+    });
+    const put = await putPresigned(intent, gz, { 'content-encoding': 'gzip' });
+    const body = await put.text();
+    // Wharf's own endpoint refuses it; a bucket stores it (and records the encoding), and completion refuses it.
+    if (storesOnS3) {
+      assert.equal(put.status, 200, body);
+      const done = await complete(w, w.key, intent.id);
+      assert.equal(done.status, 415, JSON.stringify(done.body));
+      assert.equal(done.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+    } else {
+      assert.equal(put.status, 415, body);
+      assert.match(body, /<Code>InvalidArgument<\/Code>.*Content-Encoding gzip/s);
+      assert.equal((await complete(w, w.key, intent.id)).body.error.code, 'UPLOAD_INCOMPLETE');
+    }
+    assert.equal(countAssets(w), before, 'nothing stored');
+    // The same bytes as the file's own (no Content-Encoding) are what the intent then takes.
+    assert.equal((await putPresigned(intent, gz)).status, 200);
+    // 200 where the PUT completed it by itself (the embedded endpoint), 201 where this completes it.
+    const done = await complete(w, w.key, intent.id);
+    assert.ok([200, 201].includes(done.status), JSON.stringify(done.body));
+    assert.equal(done.body.asset.sha256, sha256Hex(gz));
+  });
+
+  test('the storage endpoint refuses aws-chunked bodies rather than store their framing', {
+    skip: storesOnS3 && "Wharf's own storage endpoint; on S3 the bucket answers these requests itself",
+  }, async () => {
+    const data = randomBytes(3000);
+    const framed = Buffer.concat([
+      Buffer.from('bb8\r\n'),
+      data,
+      Buffer.from(`\r\n0\r\nx-amz-checksum-crc32:${b64('00000000')}\r\n\r\n`),
+    ]);
+    const before = countAssets(w);
+    const intent = await declare(w, w.key, { name: 'chunked.bin', size: framed.length });
+    const streaming = {
+      'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
+      'x-amz-trailer': 'x-amz-checksum-crc32',
+    };
+    const encoded = await putPresigned(intent, framed, { ...streaming, 'content-encoding': 'aws-chunked' });
+    assert.equal(encoded.status, 415);
+    assert.match(await encoded.text(), /Content-Encoding aws-chunked/);
+    // The streaming payload alone, without its Content-Encoding, is refused too.
+    const bare = await putPresigned(intent, framed, streaming);
+    assert.equal(bare.status, 400);
+    assert.match(await bare.text(), /<Code>InvalidRequest<\/Code>/);
+    assert.equal((await complete(w, w.key, intent.id)).body.error.code, 'UPLOAD_INCOMPLETE');
+    assert.equal(countAssets(w), before);
   });
 
   test('unknown query parameters on POST /v1/assets are refused', async () => {
