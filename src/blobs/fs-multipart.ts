@@ -1,9 +1,10 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { compositeEtag } from '../core/digests.js';
 import { WharfError } from '../core/errors.js';
 import { DigestStream, Md5Stream } from '../core/hashing.js';
 import type { Digests, ObjectInfo } from '../core/model.js';
@@ -205,8 +206,7 @@ export class FsMultipartParts {
           );
         }
       });
-      const md5s = Buffer.concat(parts.map((p) => Buffer.from(unquote(p.etag), 'hex')));
-      const etag = `"${createHash('md5').update(md5s).digest('hex')}-${parts.length}"`;
+      const etag = compositeEtag(parts);
       return {
         manifest,
         dir: claimed,

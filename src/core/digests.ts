@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { WharfError } from './errors.js';
 
 /**
@@ -38,4 +39,14 @@ export function parseContentMd5(value: string): string {
 
 export function hexToBase64(hex: string): string {
   return Buffer.from(hex, 'hex').toString('base64');
+}
+
+/**
+ * S3's ETag of an object composed from parts: the MD5 of the parts' binary MD5s, a dash, the
+ * part count. Worked out from the parts a Complete names, so a retried Complete answers the
+ * ETag the first one did.
+ */
+export function compositeEtag(parts: ReadonlyArray<{ etag: string }>): string {
+  const md5s = Buffer.concat(parts.map((p) => Buffer.from(p.etag.trim().replace(/^"|"$/g, ''), 'hex')));
+  return `"${createHash('md5').update(md5s).digest('hex')}-${parts.length}"`;
 }

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { requireScope, seesWholeAccount } from './authorization.js';
 import type { Clock } from './clock.js';
-import { parseDigest } from './digests.js';
+import { compositeEtag, parseDigest } from './digests.js';
 import { isWharfError, WharfError } from './errors.js';
 import { KeyedQueue } from './keyed-queue.js';
 import type { Asset, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
@@ -316,11 +316,28 @@ export class MultipartService {
     multipartId: string,
     parts: PartReference[],
   ): Promise<ObjectInfo & { etag: string }> {
-    const upload = await this.uploads.openUploadByKey(key, 'multipart');
-    checkMultipartId(upload, multipartId);
-    const composed = await this.compose(upload, multipartId, parts);
-    await this.uploads.completeUpload(upload);
-    return composed;
+    const first = await this.uploads.uploadByKey(key, 'multipart');
+    checkMultipartId(first, multipartId);
+    // In line with every other ending of this upload, as the native complete is: a Complete sent
+    // twice at once would otherwise find the parts gone before the object was in place (404).
+    return this.ending.run(first.id, async () => {
+      const upload = await this.uploads.uploadByKey(key, 'multipart');
+      if (upload.status === 'completed') {
+        // S3 answers a Complete retried after it succeeded as it answered the first (SDKs and
+        // Uppy retry one whose answer was lost); the parts are gone, the asset is the answer.
+        const { asset } = await this.uploads.completeUpload(upload);
+        return {
+          size: asset.size,
+          md5: asset.md5,
+          contentType: asset.contentType,
+          etag: compositeEtag(parts),
+        };
+      }
+      this.uploads.assertOpen(upload);
+      const composed = await this.compose(upload, multipartId, parts);
+      await this.uploads.completeUpload(upload);
+      return composed;
+    });
   }
 
   /** AbortMultipartUpload: frees the parts and ends the upload (whatever state it is in). */

@@ -461,6 +461,34 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
   });
 
   // These probe Wharf's own endpoint; a bucket has its own limits.
+  test('embedded: a Complete sent twice at once, or retried after it succeeded, answers as the first did', {
+    skip: storesOnS3 && 'Wharf’s own storage endpoint; on S3 the bucket answers Complete itself',
+  }, async () => {
+    const { key, uploadId, wharfUpload } = await create();
+    const parts = [randomBytes(PART), randomBytes(1000)];
+    const etags: string[] = [];
+    for (const [i, part] of parts.entries()) {
+      const res = await putPart(key, uploadId, i + 1, part);
+      assert.equal(res.status, 200);
+      etags.push(res.headers.get('etag') ?? '');
+    }
+    const body = completeXml(etags.map((e, i) => [i + 1, e]));
+    const signed = await sign({ method: 'POST', key, uploadId });
+    const completeOnce = async () => {
+      const res = await send(signed, body, { 'Content-Type': 'application/xml' });
+      return { status: res.status, xml: await res.text() };
+    };
+    const answers = [...(await Promise.all([completeOnce(), completeOnce()])), await completeOnce()];
+    for (const { status, xml } of answers) {
+      assert.equal(status, 200, xml);
+      assert.equal(tag(xml, 'ETag')?.replace(/&quot;|&#34;/g, '"'), compositeETag(parts));
+    }
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${wharfUpload}`);
+    assert.equal(state.body.status, 'completed');
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${state.body.asset_id}`);
+    assert.equal(asset.body.sha256, sha256Hex(Buffer.concat(parts)));
+  });
+
   test('embedded: Complete bodies over the cap, parts without a length, unsigned requests', {
     skip: storesOnS3,
   }, async () => {
