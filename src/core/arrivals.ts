@@ -1,7 +1,8 @@
+import { requireScope, seesWholeAccount } from './authorization.js';
 import { parseDigest } from './digests.js';
-import type { Principal } from './model.js';
+import type { Asset, Principal, Upload } from './model.js';
 import type { Store } from './ports.js';
-import type { UploadOutcome, UploadService } from './uploads.js';
+import type { UploadService } from './uploads.js';
 
 /** How many pending uploads of the same content are looked at (the newest first). */
 const CANDIDATES = 10;
@@ -20,15 +21,22 @@ export class ArrivalService {
   ) {}
 
   /**
-   * Completes the caller's newest pending self-completing upload of this content and size
-   * whose bytes are in storage, and returns its outcome; undefined when there is none.
-   * Digests in hex or base64.
+   * Completes the newest pending self-completing upload of this content and size whose bytes
+   * are in storage, and returns it with its asset (as that upload's uploader sees it);
+   * undefined when there is none. Digests in hex or base64.
+   *
+   * Which uploads count is what the caller may be told of, as for AssetService.findByDigest:
+   * any of the account's when it sees the whole account, else only its own (an upload token's,
+   * or a key's and its tokens'). Anyone else's would hand the caller a file it never sent,
+   * found by nothing more than its SHA-256 and size (a hunt got another user's file this way
+   * with an upload token).
    */
   async completeByDigest(
     principal: Principal,
     digest: { sha256?: string | undefined; md5?: string | undefined },
     size: number,
-  ): Promise<UploadOutcome | undefined> {
+  ): Promise<{ upload: Upload; asset: Asset } | undefined> {
+    requireScope(principal, 'upload');
     // Never by MD5 alone: another file with the same MD5 would be completed and answered with
     // (see AssetService.findByDigest).
     if (!digest.sha256) return undefined;
@@ -38,10 +46,11 @@ export class ArrivalService {
       content,
       size,
       CANDIDATES,
+      seesWholeAccount(principal) ? undefined : principal,
     );
     for (const upload of pending) {
       const outcome = await this.uploads.completeIfArrived(upload);
-      if (outcome) return outcome;
+      if (outcome) return { upload, asset: outcome.asset };
     }
     return undefined;
   }

@@ -208,13 +208,15 @@ export interface UploadStore {
   listAutoCompletable(limit: number, after?: Upload): Promise<Upload[]>;
   /**
    * An account's pending uploads that complete by themselves and were declared with this
-   * content (SHA-256 or MD5, hex) and size, newest first.
+   * content (SHA-256 or MD5, hex) and size, newest first. With `owner`, only those made with
+   * that token, or (without a token) that key or a token it minted (see findOwnUpload).
    */
   listAutoCompletableByDigest(
     accountId: string,
     digest: { sha256: string } | { md5: string },
     size: number,
     limit: number,
+    owner?: { keyId: string; tokenId: string | null },
   ): Promise<Upload[]>;
   /** Pending uploads whose expiry is before `before`, oldest first. */
   listStaleUploads(before: number, limit: number): Promise<Upload[]>;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type AssetJson, createAsset, uploadRaw } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
+import { putStrayObject } from '../helpers/deployment.js';
 import { api, type JsonResponse, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -406,6 +407,100 @@ describe('a caller that reads only its own uploads', () => {
     const disposition = served.headers.get('content-disposition') ?? '';
     assert.match(disposition, /mine\.txt/);
     assert.doesNotMatch(disposition, /payroll/);
+  });
+});
+
+describe('content another caller’s upload has just stored', () => {
+  // Bytes at an upload's key that nothing has completed yet: what the embedded endpoint holds
+  // for a moment during a PUT, and an S3 bucket until the sweep or a lookup notices them.
+  async function arrivedUnnoticed(filename: string, bytes: Buffer, key = w.key): Promise<BlobJson> {
+    const declared = await createBlob(
+      {
+        filename,
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: sha256B64(bytes),
+      },
+      key,
+    );
+    assert.equal(declared.status, 200, JSON.stringify(declared.body));
+    const blob = declared.body as BlobJson;
+    assert.ok(blob.direct_upload);
+    await putStrayObject(w, blob.key, bytes);
+    return blob;
+  }
+
+  test('is not answered to a caller that cannot see the whole account: it gets an upload of its own', async () => {
+    const bytes = randomBytes(4_000);
+    const payroll = await arrivedUnnoticed('payroll.bin', bytes);
+    const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {});
+    const uploadOnly = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'uploads', scopes: ['upload'] });
+    const confined = await api(w.url, w.key, 'POST', '/v1/keys', {
+      name: 'inbox',
+      scopes: ['read', 'upload'],
+      name_prefix: 'inbox-',
+    });
+    for (const [label, key] of [
+      ['an upload token', token.body.secret],
+      ['an upload-only key', uploadOnly.body.secret],
+      ['a key confined by name_prefix', confined.body.secret],
+    ] as const) {
+      const res = await createBlob(
+        {
+          filename: 'inbox-guess.bin',
+          content_type: 'application/octet-stream',
+          byte_size: bytes.length,
+          checksum: sha256B64(bytes),
+        },
+        key,
+      );
+      assert.equal(res.status, 200, `${label}: ${JSON.stringify(res.body)}`);
+      const r = res.body as BlobJson;
+      assert.ok(r.direct_upload, `${label}: asked for the file`);
+      assert.notEqual(r.id, payroll.id, label);
+      assert.equal(r.filename, 'inbox-guess.bin', label);
+    }
+    // Still the uploader's to complete: its own declaration of the content finds it.
+    const again = await createBlob({
+      filename: 'again.bin',
+      content_type: 'application/octet-stream',
+      byte_size: bytes.length,
+      checksum: sha256B64(bytes),
+    });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal('direct_upload' in again.body, false);
+    assert.equal(again.body.id, payroll.id);
+    assert.equal(again.body.filename, 'payroll.bin');
+  });
+
+  test('a caller’s own upload is completed for it, and answered as its own upload declared it', async () => {
+    const bytes = Buffer.from(`ceo payroll ${randomBytes(6).toString('hex')}`);
+    assert.equal((await uploadRaw(w, w.key, 'payroll-ceo.bin', bytes)).status, 201);
+    const token = (await api(w.url, w.key, 'POST', '/v1/upload-tokens', {})).body.secret;
+    const mine = await arrivedUnnoticed('mine.bin', bytes, token);
+    const again = await createBlob(
+      {
+        filename: 'mine.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: sha256B64(bytes),
+      },
+      token,
+    );
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    const r = again.body as BlobJson;
+    assert.equal('direct_upload' in r, false, 'its bytes have arrived');
+    assert.equal(r.id, mine.id);
+    assert.equal(r.key, mine.key);
+    assert.equal(r.filename, 'mine.bin');
+    const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${r.signed_id}/mine.bin`, {
+      redirect: 'manual',
+    });
+    assert.equal(redirect.status, 302);
+    const served = await fetch(new URL(redirect.headers.get('location')!, w.url));
+    assert.equal(served.status, 200);
+    assert.ok(Buffer.from(await served.arrayBuffer()).equals(bytes));
+    assert.doesNotMatch(served.headers.get('content-disposition') ?? '', /payroll/);
   });
 });
 

@@ -169,6 +169,7 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       digest: { sha256: string } | { md5: string },
       size: number,
       limit: number,
+      owner?: { keyId: string; tokenId: string | null },
     ): Promise<Upload[]> {
       // uploads_auto_complete narrows to pending self-completing uploads, which are few
       // (they complete within minutes); the rest is filtered among them.
@@ -179,6 +180,13 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
         .where('status', '=', PENDING)
         .where('account_id', '=', accountId)
         .where('size', '=', size);
+      if (owner) {
+        query = query.where(
+          owner.tokenId === null ? 'key_id' : 'token_id',
+          '=',
+          owner.tokenId ?? owner.keyId,
+        );
+      }
       query =
         'sha256' in digest ? query.where('sha256', '=', digest.sha256) : query.where('md5', '=', digest.md5);
       const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();

@@ -56,8 +56,11 @@ export async function directUploadRoute(app: App, { core }: CompatContext): Prom
       const known = await core.assets.findByDigest(principal, checksum);
       if (known && known.size === blob.byte_size) return assetRecord(core, known, blob.checksum);
       // Declared again right after its PUT: on S3 nothing has told Wharf of that PUT yet.
+      // Answered as that upload's record, as its declaration was: an isolated caller's upload
+      // stored into content the account already held must not show (nor redirect to) that
+      // content's first name.
       const arrived = await core.arrivals.completeByDigest(principal, checksum, blob.byte_size);
-      if (arrived) return assetRecord(core, arrived.asset, blob.checksum);
+      if (arrived) return uploadRecord(core, arrived.upload, arrived.asset, blob.checksum);
 
       const [result] = await core.uploads.createPresigned(principal, [
         { name, contentType, size: blob.byte_size, ...checksum, intent: { autoComplete: true } },
