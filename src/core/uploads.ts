@@ -574,14 +574,45 @@ export class UploadService {
     }
   }
 
-  /** Turns a presigned upload into an asset once storage holds the declared bytes. Idempotent. */
+  /**
+   * Turns a presigned upload into an asset once storage holds the declared bytes. Idempotent.
+   * The upload by its id, or one the caller already looked up (by its storage key, say): the
+   * `upload` scope and the caller's sight of it are checked here either way, so no protocol's
+   * confirm step can complete an upload for a caller that may not (a hunt completed netiks
+   * uploads with a read-only key through completeUpload, which asks nobody).
+   */
   async complete(
     principal: Principal,
-    uploadId: string,
+    upload: string | Upload,
     claims: CompletionClaims = {},
   ): Promise<UploadOutcome> {
     requireScope(principal, 'upload');
-    return this.completeUpload(await this.get(principal, uploadId), claims);
+    const own = typeof upload === 'string' ? await this.get(principal, upload) : visible(principal, upload);
+    return this.completeUpload(own, claims);
+  }
+
+  /**
+   * An upload the caller may see, with its asset once it has one. An upload that completes by
+   * itself (no confirm step: ActiveStorage's) is completed first if its bytes have arrived: a
+   * look at it only brings forward what the sweep does, so any caller that may see it brings
+   * it, as the keyless redirect of its signed id does. Any other pending upload is left for its
+   * confirm (see `complete`).
+   */
+  async lookAt(
+    principal: Principal,
+    uploadId: string,
+  ): Promise<{ upload: Upload; asset: Asset | undefined }> {
+    const upload = await this.get(principal, uploadId);
+    if (upload.status === 'pending' && !upload.intent.autoComplete) return { upload, asset: undefined };
+    try {
+      return { upload, asset: (await this.completeUpload(upload)).asset };
+    } catch (err) {
+      // Bytes that have not arrived, or never will (the upload expired without them).
+      if (isWharfError(err, 'UPLOAD_INCOMPLETE') || isWharfError(err, 'UPLOAD_EXPIRED')) {
+        return { upload, asset: undefined };
+      }
+      throw err;
+    }
   }
 
   /** The most an upload of undeclared size may send: its account's limit, or its token's. */
@@ -594,7 +625,8 @@ export class UploadService {
 
   /**
    * Completes an upload whichever way it arrived: idempotent, and checks what storage
-   * holds against everything declared and claimed. Also what reconciliation runs.
+   * holds against everything declared and claimed. Also what reconciliation runs. It asks
+   * nobody: a caller's request goes through `complete` (or `lookAt`), which check who asks.
    * `received`: the digests of the bytes as they arrived, from the storage that received them
    * (a tus upload hashed on its way to S3), used when storage itself cannot attest them, so
    * completion reads nothing back.

@@ -504,6 +504,30 @@ describe('content another caller’s upload has just stored', () => {
   });
 });
 
+describe('reading the record of an upload whose bytes arrived', () => {
+  test('completes it for any key that may read it (no confirm step to keep for the upload scope)', async () => {
+    const bytes = randomBytes(3_000);
+    const declared = await createBlob({
+      filename: 'looked-at.bin',
+      content_type: 'application/octet-stream',
+      byte_size: bytes.length,
+      checksum: md5B64(bytes),
+    });
+    const blob = declared.body as BlobJson;
+    await putStrayObject(w, blob.key, bytes);
+    const stranger = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'stranger', scopes: ['upload'] });
+    const unseen = await getRecord(blob.signed_id, stranger.body.secret);
+    assert.equal(unseen.status, 404, 'not its upload');
+    assertErrorResponse(unseen.body, 404, 'NOT_FOUND');
+    assert.equal(await nativeByNumber(blob.id), undefined, 'nor completed by its look');
+    const reader = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'reader', scopes: ['read'] });
+    const record = await getRecord(blob.signed_id, reader.body.secret);
+    assert.equal(record.status, 200, JSON.stringify(record.body));
+    assert.equal(record.body.id, blob.id);
+    assert.equal((await nativeByNumber(blob.id))?.sha256, sha256Hex(bytes));
+  });
+});
+
 describe('signed ids', () => {
   let good: BlobJson;
   before(async () => {

@@ -426,6 +426,40 @@ describe('the seed APIs refuse out-of-scope keys in their own shapes', () => {
     assert.equal((await api(w.url, reader.secret, 'GET', `/api/v1/assets/${asset.id}/`)).status, 200);
   });
 
+  test('netiks: confirming an upload needs the upload scope too, as the native complete does', async () => {
+    const generated = await api(w.url, w.key, 'POST', '/api/v1/assets/developer-generate-presigned-url/', {
+      files: [{ name: 'confirm-me.txt', type: 'text/plain', size: 4 }],
+    });
+    assert.equal(generated.status, 200, JSON.stringify(generated.body));
+    const [p] = generated.body.presigned_urls;
+    const put = await fetch(p.presigned_url, {
+      method: 'PUT',
+      headers: { 'content-type': p.content_type },
+      body: 'abcd',
+    });
+    assert.equal(put.status, 200);
+    const { id } = dbQuery<{ id: string }>(w, 'select id from uploads where storage_key = ?', p.s3_path)[0]!;
+    refused(await api(w.url, reader.secret, 'POST', `/v1/uploads/${id}/complete`), 'SCOPE_DENIED', 'native');
+    const confirm = (secret: string) =>
+      api(w.url, secret, 'POST', '/api/v1/assets/developer-upload-file', {
+        is_presigned: true,
+        storage_url: p.storage_url,
+        file_name: p.file_name,
+        s3_path: p.s3_path,
+        content_type: p.content_type,
+      });
+    const read = await confirm(reader.secret);
+    assert.equal(read.status, 403, JSON.stringify(read.body));
+    assert.equal(read.body.code, 'scope_denied');
+    // A key that may upload, confined away from the file, does not see the upload at all.
+    const elsewhere = await key({ scopes: ['read', 'upload'], name_prefix: 'inbox-' });
+    const confined = await confirm(elsewhere.secret);
+    assert.equal(confined.status, 404, JSON.stringify(confined.body));
+    assert.equal(confined.body.code, 'not_found');
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/uploads/${id}`)).body.status, 'pending');
+    assert.equal((await confirm(w.key)).status, 201);
+  });
+
   test('Inspect: {"error": "Forbidden", "errorDescription"}', async () => {
     const res = await api(w.url, reader.secret, 'POST', '/api/inspect/v1/file/upload/presigned', {
       entityId: 'e1',

@@ -1,6 +1,6 @@
 import type { Static } from 'typebox';
 import { hexToBase64 } from '../../../core/digests.js';
-import { isWharfError, WharfError } from '../../../core/errors.js';
+import { WharfError } from '../../../core/errors.js';
 import type { Asset, Principal, Upload } from '../../../core/model.js';
 import type { Core } from '../../../core/wharf.js';
 import type { FileUploadResponse } from './schemas.js';
@@ -58,22 +58,14 @@ export type ResolvedBlob =
 
 /**
  * The blob a signed id names. ActiveStorage has no confirm step, so an upload still pending
- * is completed here if its bytes have arrived (on S3 nothing else tells Wharf they did).
+ * is completed here if its bytes have arrived (on S3 nothing else tells Wharf they did); one
+ * whose bytes have not arrived, or never will, is a blob with no file yet, which the
+ * document's redirect answers with 404, as a record without one.
  */
 export async function resolveBlob(core: Core, ref: BlobRef, principal: Principal): Promise<ResolvedBlob> {
   if (ref.accountId !== principal.accountId) throw new WharfError('NOT_FOUND', 'No blob has this signed id.');
   if (ref.kind === 'asset') return { asset: await core.assets.get(principal, ref.id) };
-  const upload = await core.uploads.get(principal, ref.id);
-  try {
-    return { upload, asset: (await core.uploads.completeUpload(upload)).asset };
-  } catch (err) {
-    // Bytes that have not arrived, or never will (the upload expired without them): a blob
-    // with no file yet, which the document's redirect answers with 404, as a record without one.
-    if (isWharfError(err, 'UPLOAD_INCOMPLETE') || isWharfError(err, 'UPLOAD_EXPIRED')) {
-      return { upload, asset: undefined };
-    }
-    throw err;
-  }
+  return core.uploads.lookAt(principal, ref.id);
 }
 
 /** The checksum as the client declared it: ActiveStorage's MD5, or the SHA-256 the document mentions. */

@@ -50,5 +50,5 @@ export async function confirmUpload(
       `content_type does not match the type declared for this s3_path.`,
     );
   }
-  return core.uploads.completeUpload(upload);
+  return core.uploads.complete(principal, upload);
 }
