@@ -489,6 +489,31 @@ describe('Bulk upload: generate, PUT, confirm', () => {
     assert.equal((await postJson(CONFIRM, confirmBody(p!))).status, 201);
   });
 
+  test('a type declared in another case: the answered content_type is the one the PUT is signed for', async () => {
+    // The document's PUT sends the answered content_type; storage compares the signed text
+    // exactly, so an answer in Wharf's own spelling (image/jpeg) was refused 403.
+    const declared = ['image/JPEG', 'Text/Plain', 'text/plain; charset=UTF-8'];
+    const urls = await generate(declared.map((type, i) => ({ name: `cased-${i}.txt`, type, size: 4 })));
+    assert.deepEqual(
+      urls.map((u) => u.content_type),
+      declared,
+    );
+    for (const p of urls) {
+      const put = await putFile(p.presigned_url, await file(p.file_name, 'abcd'), p.content_type);
+      assert.equal(put.status, 200, `${p.content_type}: ${put.body}`);
+      const done = await postJson(CONFIRM, confirmBody(p));
+      assert.equal(done.status, 201, done.body);
+    }
+    // What Wharf records is the type, normalized.
+    const asset = await api(
+      w.url,
+      w.key,
+      'GET',
+      `/v1/assets/${json((await postJson(CONFIRM, confirmBody(urls[0]!))).body).asset.id}`,
+    );
+    assert.equal(asset.body.content_type, 'image/jpeg');
+  });
+
   test('confirming before the PUT: 409; after the 15 minutes: 410', async () => {
     const [p] = await generate([{ name: 'late.txt', type: 'text/plain', size: 4 }]);
     const early = await postJson(CONFIRM, confirmBody(p!));

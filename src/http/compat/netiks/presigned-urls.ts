@@ -82,7 +82,10 @@ export async function presignedUrlRoutes(app: App, { core }: CompatContext): Pro
               presigned_url: put.url,
               storage_url: upload.storageKey,
               s3_path: upload.storageKey,
-              content_type: upload.contentType,
+              // What the URL is signed for (the client's own spelling of the type it declared):
+              // the document's PUT sends this back as Content-Type, and storage compares the
+              // signed text exactly, so Wharf's normalized `image/jpeg` for `image/JPEG` fails.
+              content_type: put.headers['Content-Type'] ?? upload.contentType,
             };
           }),
         };
