@@ -658,6 +658,12 @@ export interface PresignPostRequest {
   key: string;
   /** When set, the form must send exactly this Content-Type. */
   contentType?: string | undefined;
+  /**
+   * Without `contentType`: the form carries this Content-Type field, and its policy lets the
+   * client send any other in its place (`["starts-with", "$Content-Type", ""]`). The field is
+   * in the form because S3 fails a condition on a field the form does not send.
+   */
+  defaultContentType?: string | undefined;
   minSize: number;
   maxSize: number;
   expiresInSeconds: number;

@@ -95,6 +95,12 @@ export interface PostDeclaration {
   name: string;
   /** Bound into the policy when given; otherwise the form may send any type. */
   contentType?: string | undefined;
+  /**
+   * Without `contentType`: the type the form's Content-Type field carries unless the client
+   * sends another (application/octet-stream when not given). The file gets the type the form
+   * sends, and a token's allowed types are checked against it at completion.
+   */
+  defaultContentType?: string | undefined;
   /** Defaults to the account's file size limit. */
   maxSize?: number | undefined;
   externalId?: string | undefined;
@@ -386,6 +392,7 @@ export class UploadService {
     const name = validateFileName(declaration.name);
     const boundType =
       declaration.contentType === undefined ? undefined : validateContentType(declaration.contentType);
+    const formType = boundType ?? validateContentType(declaration.defaultContentType);
     const limit = this.maxFileSize(principal);
     const maxSize = Math.min(declaration.maxSize ?? limit, limit);
     const externalId = checkExternalId(declaration.externalId);
@@ -396,7 +403,7 @@ export class UploadService {
       'post',
       {
         name,
-        contentType: boundType ?? validateContentType(undefined),
+        contentType: formType,
         size: null,
         sha256: null,
         md5: null,
@@ -409,6 +416,9 @@ export class UploadService {
     const post = await this.blobs.presignPost({
       key: upload.storageKey,
       contentType: boundType,
+      // A form whose type is not bound carries one the client may change: S3 clients send the
+      // file's type as that field, and a client that sends the fields as given gets this one.
+      defaultContentType: boundType === undefined ? formType : undefined,
       minSize: 0,
       maxSize,
       expiresInSeconds,

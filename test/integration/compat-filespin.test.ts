@@ -208,9 +208,9 @@ describe('FileSpin: the three-step upload as documented', () => {
     assert.equal(registered.asset_id, storage.asset_id);
     assert.equal(registered.status, 'processing');
     assert.equal(registered.name, 'photo.jpg');
-    // The document's form has no Content-Type field: as on S3, the file part's own header does
-    // not name the object's type; processing sniffs what it really is (analysis.mime, below).
-    assert.equal(registered.content_type, 'application/octet-stream');
+    // The form's content-type field, which carries the file name's type: as on S3, the file
+    // part's own header does not name the object's type.
+    assert.equal(registered.content_type, 'image/jpeg');
     assert.equal(registered.size, photo.bytes.length);
     assert.equal(registered.checksum, md5Hex(photo.bytes));
     assert.equal(registered.sha256, sha256Hex(photo.bytes));
@@ -285,6 +285,80 @@ describe('FileSpin: register_asset is idempotent under concurrency', () => {
       const ids = new Set(answers.map((a) => JSON.parse(a.body).asset_id));
       assert.deepEqual([...ids], [storage.asset_id]);
     }
+  });
+});
+
+describe("FileSpin: the file's type", () => {
+  let png: { path: string; bytes: Buffer };
+  let token: string;
+  before(async () => {
+    const bytes = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#102030' } })
+      .png()
+      .toBuffer();
+    png = { path: join(dir, 'pic.png'), bytes };
+    await writeFile(png.path, bytes);
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { content_types: ['image/png'] });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    token = minted.body.secret;
+  });
+
+  /** The three steps with `key`; `fields` changes the form's fields. */
+  async function flow(
+    filename: string,
+    key: string,
+    fields: (given: Record<string, string>) => Record<string, string> = (given) => given,
+  ) {
+    const { storage, asset_id } = await newStorageUrl(filename, key);
+    const posted = await upload(storage, png.path, fields(storage.fields));
+    assert.equal(posted.status, 204, posted.body);
+    return register(documentedBody(asset_id, png.bytes), key);
+  }
+
+  test("the form carries the file name's type, which the file gets and is served with", async () => {
+    const { storage } = await newStorageUrl('pic.png');
+    assert.equal(storage.fields['content-type'], 'image/png');
+    const policy = JSON.parse(Buffer.from(storage.fields.policy!, 'base64').toString('utf8'));
+    assert.ok(
+      policy.conditions.some(
+        (c: unknown) => JSON.stringify(c) === JSON.stringify(['starts-with', '$Content-Type', '']),
+      ),
+    );
+    assert.equal(
+      (await newStorageUrl('notes.unknownext')).storage.fields['content-type'],
+      'application/octet-stream',
+    );
+
+    const res = await flow('pic.png', w.key);
+    assert.equal(res.status, 200, res.body);
+    const registered = JSON.parse(res.body);
+    assert.equal(registered.content_type, 'image/png');
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${registered.wharf_asset_id}`);
+    assert.equal(asset.body.content_type, 'image/png');
+    const content = await fetch(`${w.url}/v1/assets/${registered.wharf_asset_id}/content`, {
+      headers: { 'x-api-key': w.key },
+    });
+    assert.equal(content.headers.get('content-type'), 'image/png');
+    await content.arrayBuffer();
+  });
+
+  test('a client may send its own Content-Type in place of the given one', async () => {
+    const res = await flow('picture.bin', w.key, (given) => {
+      const { 'content-type': _given, ...rest } = given;
+      return { ...rest, 'Content-Type': 'image/png' };
+    });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(JSON.parse(res.body).content_type, 'image/png');
+  });
+
+  test('an upload token limited to image/png registers a PNG, and refuses another type', async () => {
+    const named = await flow('pic.png', token);
+    assert.equal(named.status, 200, named.body);
+    assert.equal(JSON.parse(named.body).content_type, 'image/png');
+
+    const typed = await flow('scan.bin', token, (given) => ({ ...given, 'content-type': 'image/png' }));
+    assert.equal(typed.status, 200, typed.body);
+
+    assertError(await flow('scan.pdf', token), 403, 'CONTENT_TYPE_DENIED');
   });
 });
 

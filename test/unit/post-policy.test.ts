@@ -17,10 +17,13 @@ const OPTIONS: LocalEndpointOptions = {
 const KEY = 'default/019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b.jpg';
 const endpoint = new LocalEndpoint(OPTIONS);
 
-function presign(extra: { contentType?: string; now?: number; expires?: number } = {}) {
+function presign(
+  extra: { contentType?: string; defaultContentType?: string; now?: number; expires?: number } = {},
+) {
   return endpoint.presignPost({
     key: KEY,
     contentType: extra.contentType,
+    defaultContentType: extra.defaultContentType,
     minSize: 1,
     maxSize: 1000,
     expiresInSeconds: extra.expires ?? 900,
@@ -185,6 +188,22 @@ describe('verifyPost', () => {
     const { 'Content-Type': _type, ...without } = fields;
     await refused(without, 'FORBIDDEN', NOW, /\["eq","\$Content-Type","image\/jpeg"\]/);
     await refused({ ...fields, 'Content-Type': 'text/html' }, 'FORBIDDEN');
+  });
+
+  test('a default Content-Type: carried in the form, any other may replace it, none is refused', async () => {
+    const { fields } = await presign({ defaultContentType: 'image/png' });
+    assert.equal(fields['Content-Type'], 'image/png');
+    assert.ok(
+      decode(fields['policy']!).conditions.some(
+        (c) => JSON.stringify(c) === JSON.stringify(['starts-with', '$Content-Type', '']),
+      ),
+    );
+    // The exact type is not bound: the endpoint takes the form's field as the file's type.
+    assert.equal((await endpoint.verifyPost(fields, NOW)).contentType, undefined);
+    await endpoint.verifyPost({ ...fields, 'Content-Type': 'application/pdf' }, NOW);
+    // As S3: a condition on a field the form leaves out fails.
+    const { 'Content-Type': _type, ...without } = fields;
+    await refused(without, 'FORBIDDEN', NOW, /\["starts-with","\$Content-Type",""\]/);
   });
 
   test('starts-with conditions, including a comma-separated Content-Type', async () => {

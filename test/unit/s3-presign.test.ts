@@ -114,6 +114,23 @@ describe('S3BlobStore.presignPost', () => {
       policy.conditions.some((c: unknown) => JSON.stringify(c) === '{"key":"default/0193/form.png"}'),
     );
   });
+
+  test('a default Content-Type is a field the policy lets the client change', async () => {
+    const { fields } = await store.presignPost({
+      key: 'default/0193/form.png',
+      defaultContentType: 'image/png',
+      minSize: 0,
+      maxSize: 1000,
+      expiresInSeconds: 600,
+      now: NOW,
+    });
+    assert.equal(fields['Content-Type'], 'image/png');
+    const policy = JSON.parse(Buffer.from(fields.Policy ?? '', 'base64').toString('utf8'));
+    assert.deepEqual(
+      policy.conditions.filter((c: unknown) => JSON.stringify(c).toLowerCase().includes('content-type')),
+      [['starts-with', '$Content-Type', '']],
+    );
+  });
 });
 
 describe('S3BlobStore.presignGet', () => {

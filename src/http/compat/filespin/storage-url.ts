@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { App } from '../../api/context.js';
+import { contentTypeFor } from '../content-types.js';
 import type { CompatContext } from '../context.js';
 import { fileSpinErrorResponses } from './errors.js';
 
@@ -36,7 +37,9 @@ const StorageUrlResponse = Type.Object({
       },
       {
         additionalProperties: Type.String(),
-        description: 'Send every field, then the file as the part named `file`.',
+        description:
+          'Send every field, then the file as the part named `file`. `content-type` is the type the ' +
+          "file gets (from the file name's extension); send another value in its place to choose it.",
       },
     ),
     protocol: Type.Literal('POST'),
@@ -95,6 +98,9 @@ export async function storageUrlRoute(app: App, { core }: CompatContext): Promis
       const { upload, post } = await core.uploads.createPost(request.principal!, {
         name: filename,
         externalId: assetId,
+        // The document's form sends no type: the file name's extension gives the one its
+        // Content-Type field carries, which a client may replace with the file's own.
+        defaultContentType: contentTypeFor(filename, undefined),
         expiresInSeconds: STORAGE_URL_EXPIRY_SECONDS,
         intent: { metadata: { filespin_asset_id: assetId } },
       });

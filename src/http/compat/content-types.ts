@@ -1,9 +1,11 @@
 /**
- * The document promises "all file image extensions", and its clients send files raw
+ * Types by file name, for seed APIs whose clients do not say what they send. file-service:
+ * the document promises "all file image extensions", and its clients send files raw
  * (`--data-binary`, which curl labels application/x-www-form-urlencoded) or in forms whose
  * part type curl only knows for a handful of extensions: so the type is taken from the
  * name's extension when the request does not really say. Sniffing the bytes would mean
  * buffering them; the processing job records the sniffed type separately (analysis.mime).
+ * FileSpin: the document's form carries no type, so its file name's stands in.
  */
 const BY_EXTENSION: Record<string, string> = {
   png: 'image/png',
