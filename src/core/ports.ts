@@ -136,8 +136,12 @@ export interface TokenStore {
 
 /**
  * An upload to record, and the bytes it is to hold while pending: against the account's
- * storage quota, and against its token's byte budget. `null` asks for as much as the file may
- * be (`UploadLimits.maxFileSize`), bounded by what remains; completion trues it up.
+ * storage quota, and against its token's byte budget. `null` is a file of unknown size: it
+ * holds nothing until its bytes are known (a form's file arriving at the embedded endpoint
+ * holds its size then: UploadStore.holdArrived), and completion commits it only if it fits, so
+ * limits stay exact without a form nobody uses holding a file's worth for a day. It is refused
+ * up front only when nothing is left (a quota lowered below what is stored, a token's budget
+ * used up).
  */
 export interface UploadToRecord {
   upload: Upload;
@@ -152,7 +156,7 @@ export interface RecordedUpload {
 
 /** What bounds the uploads of one call (one caller). */
 export interface UploadLimits {
-  /** The largest a file of unknown size may be. */
+  /** The largest a file of unknown size may be (none may be sent when it is 0). */
   maxFileSize: number;
   /** The most pending uploads the caller's key (or token) may have, these included. */
   maxOpenUploads: number;
@@ -226,6 +230,13 @@ export interface UploadStore {
    * pending.
    */
   expireUpload(id: string, at: number, ending?: UploadEnding): Promise<boolean>;
+  /**
+   * The bytes of a pending upload of unknown size arrived: atomically, it holds `hold` (bytes
+   * against the account's quota, and against its token's budget) in place of what it held,
+   * unless that would pass the quota (QUOTA_EXCEEDED) or the token's `max_bytes`
+   * (TOKEN_BYTES_EXHAUSTED), which change nothing. False when it is no longer pending.
+   */
+  holdArrived(id: string, hold: { quota: number; token: number }): Promise<boolean>;
   /** Records storage's multipart upload id for a pending upload. */
   setUploadMultipartId(id: string, multipartId: string): Promise<void>;
   /**

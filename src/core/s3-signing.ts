@@ -116,8 +116,8 @@ export class S3SigningService {
       now,
     });
     if (signed.rewritable) upload.intent = { ...upload.intent, rewritable: true };
-    // The size is unknown (the client signs before it says): as much as the file may be is
-    // held, bounded by what remains; completion trues it up.
+    // The size is unknown (the client signs before it says): nothing is held until completion,
+    // which commits the file only if it fits (see UploadToRecord).
     await this.uploads.record(principal, [{ upload, reserve: { quota: null, token: null } }]);
     if (request.operation === 'PutObject') await this.scheduleReconcile(upload, now);
     return { request: signed, key: upload.storageKey, upload };

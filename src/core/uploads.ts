@@ -294,7 +294,7 @@ export class UploadService {
       });
       // Nothing is held against the quota: bytes the account already holds cost nothing, so
       // only the completion, with the content known, can tell (it commits only what fits). A
-      // token's budget counts every file it sends, so that is held now.
+      // token's budget counts every file it sends, so a declared length is held now.
       await this.record(principal, [{ upload, reserve: { quota: 0, token: input.declaredSize ?? null } }]);
     } catch (err) {
       input.body.resume();
@@ -425,8 +425,9 @@ export class UploadService {
       now,
     });
     if (post.rewritable) upload.intent = { ...upload.intent, rewritable: true };
-    // The size is unknown until the form arrives: as much as it may be is held (bounded by
-    // what remains of the quota and the token's budget); completion trues it up.
+    // The size is unknown until the form arrives: nothing is held until then (see
+    // UploadToRecord). On the embedded endpoint the file is held as it arrives (holdArrived);
+    // on S3 it is first counted when the upload completes, which commits it only if it fits.
     await this.record(principal, [{ upload, reserve: { quota: null, token: null } }], maxSize);
     return { upload, post };
   }
@@ -575,6 +576,7 @@ export class UploadService {
             );
           }
           release = await this.holdOpen(upload);
+          await this.holdArrived(upload, d);
         },
       ).catch(this.failed('post'));
       if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
@@ -582,6 +584,25 @@ export class UploadService {
     } finally {
       release?.();
     }
+  }
+
+  /**
+   * A form's file, whose size was unknown until now, has arrived at the embedded endpoint: it is
+   * held against the account's quota and the token's budget before it is kept, so files waiting
+   * for their completion count as any pending upload does, and one that cannot fit is refused
+   * now (the form may be sent again). Content the account already holds costs it nothing, as at
+   * completion, for a caller that may learn so (see resumable.ts).
+   */
+  private async holdArrived(upload: Upload, digests: Digests): Promise<void> {
+    const known =
+      !upload.intent.isolated &&
+      (await this.store.findAssetBySha256(upload.accountId, digests.sha256))?.status === 'ready';
+    const hold = { quota: known ? 0 : digests.size, token: digests.size };
+    if (await this.store.holdArrived(upload.id, hold)) return;
+    // Ended since holdOpen looked (another node aborted or expired it).
+    const current = await this.store.getUpload(upload.id);
+    if (current) this.assertOpen(current);
+    throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
   }
 
   /**

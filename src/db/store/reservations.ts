@@ -8,7 +8,8 @@
  * - a token's `files_used`/`bytes_used`, `files_reserved`/`bytes_reserved` and `open_uploads`.
  *
  * The invariant is simple: an upload holds its reservations exactly while it is `pending`.
- * They are taken when its row is inserted (`reserveUploads`), and given back when its status
+ * They are taken when its row is inserted (`reserveUploads`), changed only while it is pending
+ * (`settleArrived`: the bytes of a file of unknown size arrived), and given back when its status
  * leaves `pending` (`settleFinished`, `settleExpired`), in the statement that guards the
  * change with `status = 'pending'`, so each happens once however many nodes race.
  *
@@ -179,10 +180,11 @@ function reserveOne(
     });
   let quota: number;
   if (reserve.quota === null) {
-    // As much as the file may be, but never more than remains; only a quota lowered below
-    // what is already stored refuses an upload of unknown size outright.
+    // Unknown size: nothing is held until the bytes are known (see UploadToRecord). Holding as
+    // much as the file may be let a few forms nobody used (each valid a day) take the whole
+    // quota. Only a quota lowered below what is already stored refuses one outright.
     if (quotaLeft < 0) throw quotaRefusal();
-    quota = Math.min(limits.maxFileSize, quotaLeft);
+    quota = 0;
   } else {
     quota = reserve.quota;
     if (quota > quotaLeft) throw quotaRefusal();
@@ -222,9 +224,10 @@ function reserveOne(
     });
   let bytes: number;
   if (reserve.token === null) {
-    // Nothing left: only an empty file could still fit, which is not worth an open upload.
+    // Unknown size, as for the quota. Nothing left: only an empty file could still fit, which
+    // is not worth an open upload.
     if (bytesLeft <= 0 && limits.maxFileSize > 0) throw bytesRefusal();
-    bytes = Math.min(limits.maxFileSize, bytesLeft);
+    bytes = 0;
   } else {
     bytes = reserve.token;
     if (bytes > bytesLeft) throw bytesRefusal();
@@ -334,6 +337,76 @@ export async function settleFinished(
       .where('id', '=', upload.token_id)
       .executeTakeFirst();
     // A token row cannot vanish (tokens are revoked, never deleted); be exact all the same.
+    if (!row) return;
+    throw new WharfError(
+      'TOKEN_BYTES_EXHAUSTED',
+      `This upload token may upload ${nullable(row.max_bytes)} bytes in all.`,
+      {
+        max_bytes: nullable(row.max_bytes),
+        used: n(row.bytes_used),
+        reserved: n(row.bytes_reserved) - heldByToken,
+      },
+    );
+  }
+}
+
+/**
+ * The bytes of a pending upload of unknown size arrived (in the transaction that locked its row,
+ * still pending): it holds `hold` in place of what it held, unless the account's quota or the
+ * token's byte budget cannot take that beside what is stored and what other uploads hold. A
+ * refusal (QUOTA_EXCEEDED, TOKEN_BYTES_EXHAUSTED) throws, and the caller's transaction rolls
+ * back with nothing changed.
+ */
+export async function settleArrived(
+  trx: Transaction<Database>,
+  upload: Selectable<UploadsTable>,
+  hold: { quota: number; token: number },
+): Promise<void> {
+  const held = n(upload.quota_reserved);
+  const more = hold.quota - held;
+  if (more !== 0) {
+    let account = trx
+      .updateTable('accounts')
+      .set({ bytes_reserved: sql<number>`bytes_reserved + ${more}` })
+      .where('id', '=', upload.account_id);
+    if (more > 0) {
+      account = account.where(
+        sql<boolean>`(storage_quota is null or bytes_used + bytes_reserved + ${more} <= storage_quota)`,
+      );
+    }
+    if (Number((await account.executeTakeFirst()).numUpdatedRows) === 0) {
+      const row = await trx
+        .selectFrom('accounts')
+        .select(['storage_quota', 'bytes_used', 'bytes_reserved'])
+        .where('id', '=', upload.account_id)
+        .executeTakeFirst();
+      throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
+        quota: nullable(row?.storage_quota ?? null),
+        used: n(row?.bytes_used ?? 0),
+        reserved: n(row?.bytes_reserved ?? 0) - held,
+      });
+    }
+  }
+  if (upload.token_id === null) return;
+  const heldByToken = n(upload.token_reserved);
+  const moreForToken = hold.token - heldByToken;
+  if (moreForToken === 0) return;
+  let token = trx
+    .updateTable('upload_tokens')
+    .set({ bytes_reserved: sql<number>`bytes_reserved + ${moreForToken}` })
+    .where('id', '=', upload.token_id);
+  if (moreForToken > 0) {
+    token = token.where(
+      sql<boolean>`(max_bytes is null or bytes_used + bytes_reserved + ${moreForToken} <= max_bytes)`,
+    );
+  }
+  if (Number((await token.executeTakeFirst()).numUpdatedRows) === 0) {
+    const row = await trx
+      .selectFrom('upload_tokens')
+      .select(['max_bytes', 'bytes_used', 'bytes_reserved'])
+      .where('id', '=', upload.token_id)
+      .executeTakeFirst();
+    // A token row cannot vanish (tokens are revoked, never deleted).
     if (!row) return;
     throw new WharfError(
       'TOKEN_BYTES_EXHAUSTED',

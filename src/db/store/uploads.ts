@@ -14,7 +14,13 @@ import type { SqlContext } from './context.js';
 import { bumpCounter, insertRows, isUniqueViolation } from './context.js';
 import { appendEvents } from './events.js';
 import { addFileVersion } from './files.js';
-import { type ReservationEntry, reserveUploads, settleExpired, settleFinished } from './reservations.js';
+import {
+  type ReservationEntry,
+  reserveUploads,
+  settleArrived,
+  settleExpired,
+  settleFinished,
+} from './reservations.js';
 import { fromAsset, fromJob, fromUpload, parseIntent, toAsset, toUpload } from './rows.js';
 
 // The conditions of the partial indexes over pending uploads (migration 009), as literals.
@@ -309,6 +315,28 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
         if (!row) return false;
         await settleExpired(trx, row);
         await appendEvents(trx, ids, [uploadEnded(toUpload(row), ending, at)]);
+        return true;
+      });
+    },
+
+    async holdArrived(id: string, hold: { quota: number; token: number }): Promise<boolean> {
+      return db.transaction().execute(async (trx) => {
+        // The upload row first, as every transaction that changes reservations locks it (a
+        // no-op update locks it on PostgreSQL; on SQLite the write takes the database's lock).
+        const row = await trx
+          .updateTable('uploads')
+          .set((eb) => ({ quota_reserved: eb.ref('quota_reserved') }))
+          .where('id', '=', id)
+          .where('status', '=', 'pending')
+          .returningAll()
+          .executeTakeFirst();
+        if (!row) return false;
+        await settleArrived(trx, row, hold);
+        await trx
+          .updateTable('uploads')
+          .set({ quota_reserved: hold.quota, token_reserved: hold.token })
+          .where('id', '=', id)
+          .execute();
         return true;
       });
     },

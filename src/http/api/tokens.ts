@@ -18,7 +18,8 @@ const UsageSchema = named(
       bytes_used: Type.Integer({ description: 'Their bytes.' }),
       files_reserved: Type.Integer({ description: 'Pending uploads, held until they complete or fail.' }),
       bytes_reserved: Type.Integer({
-        description: 'Bytes those hold (a file of unknown size holds as much as it may be).',
+        description:
+          'Bytes those hold (a file of unknown size holds nothing until its bytes arrive or it completes).',
       }),
       open_uploads: Type.Integer(),
     },
