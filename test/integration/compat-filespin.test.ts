@@ -597,6 +597,10 @@ describe("FileSpin: what a form holds against the quota and a token's budget", (
     // The same content twice: stored once.
     const after = await usage(tenant.key);
     assert.deepEqual([after.bytes_used, after.bytes_reserved], [photo.bytes.length, 0]);
+    // Content the account holds costs nothing as it arrives either, for a key that may learn so.
+    const again = await newStorageUrl('again.jpg', tenant.key);
+    assert.equal((await upload(again.storage, photo.path)).status, 204);
+    assert.equal((await usage(tenant.key)).bytes_reserved, 0);
     // The native API too.
     const native = await uploadRaw(w, tenant.key, 'tiny.bin', 'tiny');
     assert.equal(native.status, 201, JSON.stringify(native.body));
