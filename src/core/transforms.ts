@@ -15,6 +15,13 @@ export type RequestedFormat = OutputFormat | 'auto';
 
 /** Largest width or height of any derivative. */
 export const MAX_DIMENSION = 4096;
+/**
+ * Most frames (pages) an animated source may have to be transformed. Only its first frame is
+ * rendered, but decoders read every frame's header first, and libwebp does so at a cost that
+ * grows with the square of the count (see webpFrames in src/processing/image-chunks.ts): at
+ * this many it is a few tens of milliseconds.
+ */
+export const MAX_FRAMES = 5000;
 /** Widths and heights are rounded up to a multiple of this. */
 export const DIMENSION_STEP = 16;
 export const QUALITY_STEP = 5;

@@ -2,11 +2,17 @@ import { fileTypeFromBuffer } from 'file-type';
 import sharp from 'sharp';
 import type { AssetAnalysis } from '../core/model.js';
 import type { Analyzer } from '../core/processing.js';
+import { MAX_FRAMES } from '../core/transforms.js';
 import { parseMetadata } from './exif-guard.js';
+import { webpFrames } from './image-chunks.js';
 
 // Headers, EXIF and IPTC sit at the start of image files; 16 MiB covers the header of any
 // image sharp reads and keeps memory bounded however large the file is.
 const HEAD_BYTES = 16 * 1024 * 1024;
+
+async function* once(bytes: Buffer): AsyncGenerator<Buffer> {
+  yield bytes;
+}
 
 /**
  * file-type sniffs the content (never trusting the name or declared type), sharp reads an
@@ -25,7 +31,7 @@ export class ImageAnalyzer implements Analyzer {
     if (!sniffed?.mime.startsWith('image/')) return analysis;
 
     try {
-      const meta = await sharp(head, { failOn: 'none' }).metadata();
+      const meta = await this.dimensions(head, sniffed.mime);
       if (meta.width && meta.height) {
         // EXIF orientations 5–8 rotate the picture a quarter turn: report it as it displays.
         const turned = (meta.orientation ?? 1) >= 5;
@@ -54,5 +60,21 @@ export class ImageAnalyzer implements Analyzer {
       // No or malformed EXIF: nothing to report.
     }
     return analysis;
+  }
+
+  /**
+   * The size the header declares. An animated WebP with more frames than transforms take is
+   * not handed to libvips, whose header read costs the square of the frames (see
+   * webpFrames): its VP8X chunk says the size.
+   */
+  private async dimensions(
+    head: Buffer,
+    mime: string,
+  ): Promise<{ width?: number; height?: number; orientation?: number }> {
+    if (mime === 'image/webp') {
+      const { frames, canvas } = await webpFrames(once(head), MAX_FRAMES);
+      if (frames > MAX_FRAMES) return canvas ?? {};
+    }
+    return sharp(head, { failOn: 'none' }).metadata();
   }
 }

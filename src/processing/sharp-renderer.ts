@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileTypeFromBuffer, fileTypeFromFile } from 'file-type';
@@ -6,7 +7,8 @@ import { rgbaToThumbHash } from 'thumbhash';
 import { WharfError } from '../core/errors.js';
 import type { ImageRenderer, RenderRequest, RenderSource } from '../core/images.js';
 import type { Placeholder } from '../core/model.js';
-import { MAX_DIMENSION } from '../core/transforms.js';
+import { MAX_DIMENSION, MAX_FRAMES } from '../core/transforms.js';
+import { webpFrames } from './image-chunks.js';
 import { Scratch } from './scratch.js';
 
 /** What transforms decode, by sniffed type (never by the declared type or the name). */
@@ -57,9 +59,13 @@ export class SharpRenderer implements ImageRenderer {
     await this.scratch.withDir(async (dir) => {
       const input = join(dir, 'input');
       await Scratch.place(source, input, this.maxInputBytes);
+      // The clock starts before the header is read: sharp's own timeout counts only once
+      // pixels flow, and reading a header is work too (an animated WebP's grows with the
+      // square of its frames, see checkInput).
+      const deadline = Date.now() + request.timeoutSeconds * 1000;
       await checkInput(input, request.maxPixels);
-      const started = Date.now();
-      const image = pipelineFor(input, request);
+      checkDeadline(deadline, request.timeoutSeconds);
+      const image = pipelineFor(input, request, secondsLeft(deadline));
       // Errors of the transform itself, told apart from storage's (which are not the image's fault).
       let failed: unknown;
       image.once('error', (err: unknown) => {
@@ -69,11 +75,7 @@ export class SharpRenderer implements ImageRenderer {
         await sink(image);
       } catch (err) {
         if (failed === undefined || err instanceof WharfError) throw err;
-        if (Date.now() - started >= request.timeoutSeconds * 1000) {
-          throw new WharfError('TRANSFORM_TIMEOUT', `The transform took over ${request.timeoutSeconds} s.`, {
-            retry_after: 5,
-          });
-        }
+        checkDeadline(deadline, request.timeoutSeconds);
         throw new WharfError('IMAGE_UNDECODABLE', 'The image could not be decoded (truncated or corrupt).');
       }
     });
@@ -83,27 +85,40 @@ export class SharpRenderer implements ImageRenderer {
     return this.scratch.withDir(async (dir) => {
       const input = join(dir, 'input');
       await Scratch.place(source, input, this.maxInputBytes);
+      const deadline = Date.now() + request.timeoutSeconds * 1000;
       await checkInput(input, request.maxPixels);
-      const started = Date.now();
+      checkDeadline(deadline, request.timeoutSeconds);
       try {
-        return await placeholderOf(input, request);
+        return await placeholderOf(input, request.maxPixels, secondsLeft(deadline));
       } catch {
-        if (Date.now() - started >= request.timeoutSeconds * 1000) {
-          throw new WharfError('TRANSFORM_TIMEOUT', `Decoding took over ${request.timeoutSeconds} s.`);
-        }
+        checkDeadline(deadline, request.timeoutSeconds);
         throw new WharfError('IMAGE_UNDECODABLE', 'The image could not be decoded (truncated or corrupt).');
       }
     });
   }
 }
 
+/** TRANSFORM_TIMEOUT once the transform's time is up. */
+function checkDeadline(deadline: number, timeoutSeconds: number): void {
+  if (Date.now() < deadline) return;
+  throw new WharfError('TRANSFORM_TIMEOUT', `The transform took over ${timeoutSeconds} s.`, {
+    retry_after: 5,
+  });
+}
+
+/** What is left of the transform's time, for sharp's timeout (whole seconds; 0 would mean none). */
+function secondsLeft(deadline: number): number {
+  return Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+}
+
 /** ThumbHash encodes at most 100 × 100 pixels; more detail would not survive its blur anyway. */
 const PLACEHOLDER_SIDE = 100;
 
 /** The image shrunk (never enlarged) into 100 × 100 as RGBA, then its ThumbHash and dominant colour. */
-async function placeholderOf(path: string, { maxPixels, timeoutSeconds }: Omit<RenderRequest, 'spec'>) {
+async function placeholderOf(path: string, maxPixels: number, timeoutSeconds: number) {
   const { data, info } = await sharp(path, {
     limitInputPixels: maxPixels,
+    ...FIRST_FRAME,
     failOn: 'error',
     sequentialRead: true,
     autoOrient: true,
@@ -171,10 +186,20 @@ async function checkInput(path: string, maxPixels: number): Promise<void> {
       { ...(type && { detected: type.mime }) },
     );
   }
+  if (type.mime === 'image/webp') {
+    // Counted before libvips reads the header, which is what costs (see webpFrames).
+    const stream = createReadStream(path);
+    try {
+      const { frames } = await webpFrames(stream, MAX_FRAMES);
+      if (frames > MAX_FRAMES) throw tooManyFrames();
+    } finally {
+      stream.destroy();
+    }
+  }
   let meta: Metadata;
   try {
     // The header only: no pixel is decoded, so a bomb's declared size costs nothing here.
-    meta = await sharp(path, { limitInputPixels: false }).metadata();
+    meta = await sharp(path, { limitInputPixels: false, ...FIRST_FRAME }).metadata();
   } catch {
     throw new WharfError('IMAGE_UNDECODABLE', 'The image header could not be read.');
   }
@@ -186,6 +211,8 @@ async function checkInput(path: string, maxPixels: number): Promise<void> {
       detected: `heif/${meta.compression}`,
     });
   }
+  // GIF and AVIF headers cost what the file's size costs, but one limit holds for every format.
+  if ((meta.pages ?? 1) > MAX_FRAMES) throw tooManyFrames(meta.pages);
   if (meta.width * meta.height > maxPixels) {
     throw new WharfError(
       'IMAGE_TOO_LARGE',
@@ -195,10 +222,25 @@ async function checkInput(path: string, maxPixels: number): Promise<void> {
   }
 }
 
-function pipelineFor(path: string, { spec, maxPixels, timeoutSeconds }: RenderRequest): Sharp {
+function tooManyFrames(frames?: number): WharfError {
+  return new WharfError(
+    'IMAGE_TOO_LARGE',
+    `The image has more than ${MAX_FRAMES} frames; animations that long are not transformed.`,
+    { ...(frames !== undefined && { frames }), limit_frames: MAX_FRAMES },
+  );
+}
+
+/**
+ * Only the first frame (page) of an animation is decoded: a rendering is a still image. (The
+ * default, said here because it is what keeps an animation's cost that of one frame.)
+ */
+const FIRST_FRAME = { pages: 1, page: 0 } as const;
+
+function pipelineFor(path: string, { spec, maxPixels }: RenderRequest, timeoutSeconds: number): Sharp {
   const image = sharp(path, {
     // Again here, in case the file changed its mind between header and decode.
     limitInputPixels: maxPixels,
+    ...FIRST_FRAME,
     failOn: 'error',
     sequentialRead: true,
     // EXIF orientation applied to the pixels: the derivative has no EXIF left to say it.

@@ -5,6 +5,7 @@ import exifr from 'exifr';
 import sharp from 'sharp';
 import { ImageService } from '../../src/core/images.js';
 import type { BlobStore } from '../../src/core/ports.js';
+import { MAX_FRAMES } from '../../src/core/transforms.js';
 import { deriveKey } from '../../src/core/wharf.js';
 import { dbQuery, serverSecret, uploadRaw } from '../helpers/assets.js';
 import { removeStoredObject, storedKeys } from '../helpers/deployment.js';
@@ -585,6 +586,63 @@ describe('signed transform URLs', () => {
   });
 });
 
+/** A RIFF chunk: type, little-endian length, data, a pad byte after odd data. */
+function riffChunk(type: string, data: Buffer): Buffer {
+  const header = Buffer.alloc(8);
+  header.write(type, 0, 'latin1');
+  header.writeUInt32LE(data.length, 4);
+  return Buffer.concat([header, data, Buffer.alloc(data.length % 2)]);
+}
+
+function uint24(value: number): Buffer {
+  const bytes = Buffer.alloc(3);
+  bytes.writeUIntLE(value, 0, 3);
+  return bytes;
+}
+
+/**
+ * An animated WebP of `frames` frames of 4 × 3: the first of `color`, the others black.
+ * Written chunk by chunk, as a long animation is: an encoder would merge the identical frames.
+ */
+async function animatedWebp(frames: number, color: { r: number; g: number; b: number }): Promise<Buffer> {
+  const frame = async (background: typeof color) => {
+    const still = await sharp({ create: { width: 4, height: 3, channels: 3, background } })
+      .webp({ lossless: true })
+      .toBuffer();
+    assert.equal(still.toString('latin1', 12, 16), 'VP8L', 'a simple lossless WebP');
+    // x, y (in halves), width - 1, height - 1, duration (ms), flags; then the frame's image chunk.
+    const header = Buffer.concat([uint24(0), uint24(0), uint24(3), uint24(2), uint24(40), Buffer.from([0])]);
+    return riffChunk('ANMF', Buffer.concat([header, still.subarray(12)]));
+  };
+  const first = await frame(color);
+  const other = await frame({ r: 0, g: 0, b: 0 });
+  const body = Buffer.concat([
+    Buffer.from('WEBP', 'latin1'),
+    // Animation flag; canvas width - 1 and height - 1.
+    riffChunk('VP8X', Buffer.concat([Buffer.from([0x02, 0, 0, 0]), uint24(3), uint24(2)])),
+    riffChunk('ANIM', Buffer.alloc(6)),
+    first,
+    ...Array.from({ length: frames - 1 }, () => other),
+  ]);
+  const riff = Buffer.from('RIFF\0\0\0\0', 'latin1');
+  riff.writeUInt32LE(body.length, 4);
+  return Buffer.concat([riff, body]);
+}
+
+/** An animated GIF of `frames` 1 × 1 frames (a two-colour palette, every pixel index 0). */
+function animatedGif(frames: number): Buffer {
+  // LZW, minimum code size 2: clear (4), index 0, end (5), in 3-bit codes: 0x44 0x01.
+  const frame = Buffer.from([0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0x02, 0x02, 0x44, 0x01, 0x00]);
+  return Buffer.concat([
+    Buffer.from('GIF89a', 'latin1'),
+    // 1 × 1 screen, a global palette of 2 colours (random: each file is new content).
+    Buffer.from([1, 0, 1, 0, 0x80, 0, 0]),
+    randomBytes(6),
+    ...Array.from({ length: frames }, () => frame),
+    Buffer.from([0x3b]),
+  ]);
+}
+
 describe('inputs that are not transformed', () => {
   async function refused(
     name: string,
@@ -649,6 +707,44 @@ describe('inputs that are not transformed', () => {
     );
     const garbage = Buffer.concat([whole.subarray(0, 200), randomBytes(2000)]);
     await refused('garbage.jpg', garbage, 'image/jpeg', 422, 'IMAGE_UNDECODABLE');
+  });
+
+  test('an animation of more frames than transforms take: 422 IMAGE_TOO_LARGE, found before the decoder reads them', async () => {
+    // libwebp's header read costs the square of the frame count (4.8 MB of 100,000 frames
+    // held a transform slot for 90 s, past every timeout): the frames are counted first.
+    const color = { r: 200, g: 40, b: randomBytes(1)[0]! };
+    const { id } = await upload('longest.webp', await animatedWebp(MAX_FRAMES, color), 'image/webp');
+    // At the limit it renders, and only its first frame counts.
+    const still = await image(id, 'format=png');
+    const { data, info } = await sharp(still.bytes).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height, info.pages ?? 1], [4, 3, 1]);
+    assert.deepEqual([...data.subarray(0, 3)], [color.r, color.g, color.b]);
+
+    const error = await refused(
+      'too-long.webp',
+      await animatedWebp(MAX_FRAMES + 1, color),
+      'image/webp',
+      422,
+      'IMAGE_TOO_LARGE',
+      true,
+    );
+    assert.equal(error.details.limit_frames, MAX_FRAMES);
+    // Processing took its size from the VP8X chunk, and made no placeholder from it.
+    const listed = await api(w.url, w.key, 'GET', '/v1/assets?prefix=too-long.webp');
+    const analysis = listed.body.data[0].analysis;
+    assert.deepEqual([analysis.width, analysis.height], [4, 3], JSON.stringify(analysis));
+    assert.equal(analysis.placeholder, undefined);
+    assert.equal(analysis.placeholder_error, 'IMAGE_TOO_LARGE');
+
+    // GIF's decoder reads its frames in linear time, but the one limit holds for every format.
+    const gif = await refused(
+      'too-long.gif',
+      animatedGif(MAX_FRAMES + 1),
+      'image/gif',
+      422,
+      'IMAGE_TOO_LARGE',
+    );
+    assert.deepEqual(gif.details, { frames: MAX_FRAMES + 1, limit_frames: MAX_FRAMES });
   });
 
   test('a decompression bomb (a small PNG declaring 100000×100000) is refused from its header', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { chunksOf, type ImageChunk } from '../../src/processing/image-chunks.js';
+import { chunksOf, type ImageChunk, webpFrames } from '../../src/processing/image-chunks.js';
 import { pngChunk } from '../helpers/png.js';
 
 function riffChunk(type: string, data: Buffer): Buffer {
@@ -92,5 +92,43 @@ describe('the chunks of a PNG or WebP, streamed', () => {
     );
     for (const size of [1, 3, 4, 9])
       assert.deepEqual(await walk('webp', webp, size), whole, `pieces of ${size}`);
+  });
+
+  test('WebP frames: counted from the ANMF headers, stopping past the limit; the canvas from VP8X', async () => {
+    const vp8x = Buffer.alloc(10);
+    vp8x[0] = 0x02;
+    vp8x.writeUIntLE(639, 4, 3);
+    vp8x.writeUIntLE(479, 7, 3);
+    const frames = (n: number) => Array.from({ length: n }, () => riffChunk('ANMF', Buffer.alloc(41, 3)));
+    const webp = (n: number) => {
+      const chunks = Buffer.concat([
+        riffChunk('VP8X', vp8x),
+        riffChunk('ANIM', Buffer.alloc(6)),
+        ...frames(n),
+      ]);
+      const header = Buffer.from('RIFF\0\0\0\0WEBP', 'latin1');
+      header.writeUInt32LE(chunks.length + 4, 4);
+      return Buffer.concat([header, chunks]);
+    };
+    const canvas = { width: 640, height: 480 };
+    assert.deepEqual(await webpFrames(pieces(webp(7), 5), 10), { frames: 7, canvas });
+    assert.deepEqual(await webpFrames(pieces(webp(10), 64), 10), { frames: 10, canvas });
+    // Past the limit the walk stops: what follows is never read.
+    let read = 0;
+    async function* counted(bytes: Buffer) {
+      for await (const piece of pieces(bytes, 100)) {
+        read += piece.length;
+        yield piece;
+      }
+    }
+    const long = webp(1000);
+    assert.deepEqual(await webpFrames(counted(long), 10), { frames: 11, canvas });
+    assert.ok(read < long.length / 10, `${read} of ${long.length} bytes read`);
+    // A simple (still) WebP has no frames and no VP8X.
+    const still = Buffer.concat([
+      Buffer.from('RIFF\x12\0\0\0WEBP', 'latin1'),
+      riffChunk('VP8L', Buffer.alloc(5)),
+    ]);
+    assert.deepEqual(await webpFrames(pieces(still, 7), 10), { frames: 0 });
   });
 });
