@@ -338,10 +338,13 @@ export class ImageService {
     make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
     background: boolean,
   ): Promise<Derivative> {
-    if (background || paramsKey === PREVIEW_KEY)
-      return this.claimed(asset, paramsKey, format, name, make, background);
-    // Renderings of the asset being made here count too: checked alone, the stored count let
-    // thirty-five new sizes asked at once all pass a limit of 100 that 90 had nearly reached.
+    // The preview is what renderings of a video or PDF are made from, never one of them.
+    if (paramsKey === PREVIEW_KEY) return this.claimed(asset, paramsKey, format, name, make, background);
+    // Eager presets' renderings count as any other (and are refused past the limit, which
+    // their job takes as done): exempt, forty eager presets stored 120 renderings of every
+    // new image for a limit of 100. Renderings of the asset being made here count too:
+    // checked alone, the stored count let thirty-five new sizes asked at once all pass a
+    // limit of 100 that 90 had nearly reached.
     const count = (await this.store.countDerivatives(asset.id)) + (this.making.get(asset.id) ?? 0);
     if (count >= this.settings.maxVariants) {
       throw new WharfError(

@@ -840,6 +840,47 @@ describe('limits (a server with small ones)', () => {
     assert.equal((await ask(id, 'w=48&format=png')).status, 200);
   });
 
+  test('eager presets stop at WHARF_IMAGE_MAX_VARIANTS too: their job ends done, and a request is refused after', async () => {
+    // Two eager presets in format auto: six renderings of every new image, for a limit of 3.
+    for (const [name, width] of [
+      ['eager-a', 32],
+      ['eager-b', 48],
+    ] as const) {
+      const put = await api(small.url, small.key, 'PUT', `/v1/image-presets/${name}`, {
+        w: width,
+        format: 'auto',
+        eager: true,
+      });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+    }
+    try {
+      const id = await put(
+        await sharp({ create: { width: 120, height: 90, channels: 3, background: '#2a6' } })
+          .png()
+          .toBuffer(),
+        'eager-limit.png',
+      );
+      await small.wharf.core.jobs.drain();
+      const stored = await api(small.url, small.key, 'GET', `/v1/assets/${id}/derivatives`);
+      assert.equal(stored.body.data.length, 3, JSON.stringify(stored.body.data));
+      const jobs = dbQuery<{ status: string }>(
+        small,
+        "select status from jobs where kind = 'derive-image' and payload like ?",
+        `%${id}%`,
+      );
+      assert.deepEqual(
+        jobs.map((j) => j.status),
+        ['done', 'done'],
+      );
+      const more = await ask(id, 'w=80&format=png');
+      assert.equal(more.status, 422);
+      assert.equal(more.error.code, 'TOO_MANY_VARIANTS');
+    } finally {
+      for (const name of ['eager-a', 'eager-b'])
+        await api(small.url, small.key, 'DELETE', `/v1/image-presets/${name}`);
+    }
+  });
+
   test('new renderings asked all at once stop at WHARF_IMAGE_MAX_VARIANTS too', async () => {
     // A queue long enough for all of them: the limit, not the queue, must refuse the rest.
     const roomy = await startWharf({ env: { WHARF_IMAGE_MAX_VARIANTS: '3', WHARF_IMAGE_QUEUE: '32' } });
