@@ -449,8 +449,9 @@ export class ImageService {
       createdAt: this.clock.now(),
     });
     if (!row) {
-      // The asset was deleted meanwhile: nothing may keep its bytes.
-      await this.blobs.delete(ownKey);
+      // The asset was deleted meanwhile: nothing may keep its bytes, nor the directories a
+      // local store made again for this one after the deletion had removed them.
+      await this.blobs.deletePrefix(derivativesPrefix(asset));
       throw new WharfError('NOT_FOUND', 'No such asset.');
     }
     return row;

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import exifr from 'exifr';
 import sharp from 'sharp';
@@ -8,7 +10,7 @@ import type { BlobStore } from '../../src/core/ports.js';
 import { MAX_FRAMES } from '../../src/core/transforms.js';
 import { deriveKey } from '../../src/core/wharf.js';
 import { dbQuery, serverSecret, uploadRaw } from '../helpers/assets.js';
-import { removeStoredObject, storedKeys } from '../helpers/deployment.js';
+import { onS3, removeStoredObject, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { LogCollector, WARN } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -1033,6 +1035,14 @@ describe('an asset deleted while a rendering of it is being stored', () => {
         (await storedKeys(w)).filter((k) => k.includes(`derivatives/${id}/`)),
         [],
       );
+      if (!onS3(w)) {
+        // Nor its directories, which the rendering's write made again after the deletion (a
+        // bucket has none to leave).
+        const left = (await readdir(join(w.dataDir, 'blobs'), { recursive: true })).filter((p) =>
+          p.includes(id),
+        );
+        assert.deepEqual(left, []);
+      }
     } finally {
       resume();
       restore();
