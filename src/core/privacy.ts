@@ -27,6 +27,11 @@ export interface ImageBytes {
   size: number;
   /** The bytes after the head, to the end. */
   rest(): Promise<AsyncIterable<Buffer>>;
+  /**
+   * `length` bytes from `offset` (fewer where the file ends): for formats whose metadata is
+   * found by following offsets (TIFF's IFDs may sit anywhere, libtiff writes them last).
+   */
+  range(offset: number, length: number): Promise<Buffer>;
 }
 
 /** Finds locations in an image and says how to patch them away, keeping every length. */
@@ -79,7 +84,15 @@ export class LocationPrivacy {
     }
     const head = Buffer.concat(chunks);
     const rest = () => this.blobs.read(key, { start: head.length, end: digests.size - 1 });
-    const result = await this.stripper.strip({ head, size: digests.size, rest });
+    const range = async (offset: number, length: number) => {
+      const end = Math.min(digests.size, offset + length) - 1;
+      if (offset < 0 || end < offset) return Buffer.alloc(0);
+      const parts: Buffer[] = [];
+      for await (const chunk of await this.blobs.read(key, { start: offset, end }))
+        parts.push(chunk as Buffer);
+      return Buffer.concat(parts);
+    };
+    const result = await this.stripper.strip({ head, size: digests.size, rest, range });
     if (result.kind === 'clean') return undefined;
     const { patches } = result;
 

@@ -30,20 +30,28 @@ const IPTC_PLACES = new Set([0x5a, 0x5c, 0x5f, 0x64, 0x65]);
  * stored copy is the original with a few ranges patched (streamed; the image data itself is
  * never decoded or changed). JPEG keeps its metadata before the image data, in the head; PNG
  * (CRCs recomputed) and WebP may keep it anywhere, so their every chunk is walked, to the end
- * of the file. Other formats carrying a location are refused, as is anything a second look
- * still finds a location in, and metadata Wharf cannot rewrite in place (compressed text, a
- * hex-encoded EXIF profile). Hand-written because the libraries that edit EXIF rewrite whole
- * files in memory, re-encode, or need ExifTool (Perl) installed.
+ * of the file. Other formats carrying a location are refused, wherever they keep it: a
+ * TIFF's IFDs are followed by offset, and any other format's bytes past the head are scanned
+ * too. So is anything a second look still finds a location in, and metadata Wharf cannot
+ * rewrite in place (compressed text, a hex-encoded EXIF profile). Hand-written because the
+ * libraries that edit EXIF rewrite whole files in memory, re-encode, or need ExifTool (Perl)
+ * installed; and exifr, which follows a TIFF's offsets in a file on disk, reads nothing from
+ * storage by range (the bytes may be in S3).
  */
 export class LocationScrubber implements LocationStripper {
   readonly headBytes = HEAD_BYTES;
 
   async strip(file: ImageBytes): Promise<StripResult> {
     const { head, size } = file;
-    const type = await fileTypeFromBuffer(head);
+    // file-type reads a TIFF's first IFD to tell it from the raw formats built on it, and
+    // names no type when that IFD is past the head (libtiff writes it after the pixels).
+    const type = (await fileTypeFromBuffer(head)) ?? (isTiff(head) ? { mime: 'image/tiff' } : undefined);
     if (!type) {
       // SVG is text, so file-type names no type: its metadata is XMP like any other.
-      if (/<svg[\s>]/i.test(head.toString('latin1', 0, 4096)) && anyLocation(head))
+      if (
+        /<svg[\s>]/i.test(head.toString('latin1', 0, 4096)) &&
+        (anyLocation(head) || (await restSaysWhere(file)))
+      )
         throw notRemovable('image/svg+xml');
       return { kind: 'clean' };
     }
@@ -60,7 +68,17 @@ export class LocationScrubber implements LocationStripper {
         patches = await scrubChunks(type.mime === 'image/png' ? 'png' : 'webp', file);
         break;
       default:
-        if (anyLocation(head) || (await hasLocation(head))) throw notRemovable(type.mime);
+        // Any other format keeps its metadata where it likes (libtiff writes the IFDs after
+        // the pixels, GIF's XMP follows the frames, an AVIF's EXIF item may sit at the end of
+        // its media data): past the head too, or a large file would keep what a small one
+        // with the same metadata is refused for.
+        if (
+          anyLocation(head) ||
+          (await hasLocation(head)) ||
+          (isTiff(head) && (await tiffSaysWhere(file, type.mime))) ||
+          (await restSaysWhere(file))
+        )
+          throw notRemovable(type.mime);
         return { kind: 'clean' };
     }
     // The second look: nothing a parser of the whole head could read may still say where.
@@ -158,6 +176,129 @@ function textSaysWhere(type: string, body: Buffer): boolean {
   return anyLocation(Buffer.from(lines.slice(3).join('').replace(/\s+/g, ''), 'hex'));
 }
 
+/** Bytes a window of the rest shares with the one before: a TIFF structure anyLocation follows, and some. */
+const SCAN_OVERLAP = 0x10000 + 64;
+/** How much of the rest is looked at at once. */
+const SCAN_WINDOW = 4 * 1024 * 1024;
+
+/**
+ * The bytes after the head, looked at as anyLocation looks at the head: in windows that
+ * overlap by what it reads past a match, so memory stays flat however large the file.
+ */
+async function restSaysWhere(file: ImageBytes): Promise<boolean> {
+  if (file.size <= file.head.length) return false;
+  let carry = file.head.subarray(Math.max(0, file.head.length - SCAN_OVERLAP));
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const look = () => {
+    const window = Buffer.concat([carry, ...pending]);
+    carry = Buffer.from(window.subarray(Math.max(0, window.length - SCAN_OVERLAP)));
+    pending = [];
+    pendingBytes = 0;
+    return anyLocation(window);
+  };
+  for await (const chunk of await file.rest()) {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    if (pendingBytes >= SCAN_WINDOW && look()) return true;
+  }
+  return pendingBytes > 0 && look();
+}
+
+function isTiff(head: Buffer): boolean {
+  const magic = head.toString('latin1', 0, 4);
+  return magic === 'II*\0' || magic === 'MM\0*' || magic === 'II+\0' || magic === 'MM\0+';
+}
+
+/** IFDs (pages, sub-images, EXIF) walked in one TIFF; a file with more is refused, not passed unread. */
+const MAX_IFDS = 1000;
+/** TIFF tags whose values hold metadata that may say where: XMP, IPTC, Photoshop's resources (IPTC again). */
+const TIFF_METADATA_TAGS = new Set([700, 33723, 34377]);
+/** TIFF tags pointing at further IFDs: SubIFDs, EXIF. (GPS is looked at, not walked.) */
+const TIFF_IFD_TAGS = new Set([330, 0x8769]);
+const GPS_IFD_TAG = 0x8825;
+
+/**
+ * A TIFF (or a raw format built on it: DNG, CR2, NEF…), classic or BigTIFF, followed from
+ * its header through every IFD, wherever in the file it is: a GPS IFD with entries, or XMP
+ * or IPTC that names a place. Values are read from storage by offset, so only the IFDs and
+ * the metadata are read, never the pixels.
+ */
+async function tiffSaysWhere(file: ImageBytes, mime: string): Promise<boolean> {
+  const { head } = file;
+  const le = head[0] === 0x49;
+  const big = head[2 + (le ? 0 : 1)] === 43;
+  const u16 = (b: Buffer, at: number) => (le ? b.readUInt16LE(at) : b.readUInt16BE(at));
+  const u32 = (b: Buffer, at: number) => (le ? b.readUInt32LE(at) : b.readUInt32BE(at));
+  const u64 = (b: Buffer, at: number) => Number(le ? b.readBigUInt64LE(at) : b.readBigUInt64BE(at));
+  const offsetSize = big ? 8 : 4;
+  const entrySize = big ? 20 : 12;
+  const countSize = big ? 8 : 2;
+  const offsetAt = (b: Buffer, at: number) => (big ? u64(b, at) : u32(b, at));
+  const countAt = (b: Buffer, at: number) => (big ? u64(b, at) : u16(b, at));
+  const read = async (offset: number, length: number): Promise<Buffer> => {
+    if (length > MAX_METADATA_CHUNK)
+      throw notRemovable(mime, 'The image has more metadata than Wharf reads.');
+    return offset + length <= head.length
+      ? head.subarray(offset, offset + length)
+      : file.range(offset, length);
+  };
+  const tooManyIfds = () =>
+    notRemovable(
+      mime,
+      `The image has more than ${MAX_IFDS} pages or sub-images for Wharf to check for a location.`,
+    );
+  if (head.length < (big ? 16 : 8)) return false;
+  const queue = [offsetAt(head, big ? 8 : 4)];
+  const seen = new Set<number>();
+  while (queue.length > 0) {
+    const at = queue.shift()!;
+    if (at < 8 || at >= file.size || seen.has(at)) continue;
+    seen.add(at);
+    if (seen.size > MAX_IFDS) throw tooManyIfds();
+    // The count and, in the same read, as many entries as most IFDs have.
+    let ifd = await read(at, countSize + 64 * entrySize + offsetSize);
+    if (ifd.length < countSize) continue;
+    const count = countAt(ifd, 0);
+    const length = countSize + count * entrySize + offsetSize;
+    if (ifd.length < length && at + ifd.length < file.size) ifd = await read(at, length);
+    const entries = Math.min(count, Math.floor((ifd.length - countSize) / entrySize));
+    for (let i = 0; i < entries; i += 1) {
+      const entry = countSize + i * entrySize;
+      const tag = u16(ifd, entry);
+      if (tag !== GPS_IFD_TAG && !TIFF_METADATA_TAGS.has(tag) && !TIFF_IFD_TAGS.has(tag)) continue;
+      const size = TIFF_TYPE_SIZES[u16(ifd, entry + 2)] ?? 1;
+      const n = big ? u64(ifd, entry + 4) : u32(ifd, entry + 4);
+      const field = entry + (big ? 12 : 8);
+      if (!TIFF_METADATA_TAGS.has(tag) && n > MAX_IFDS) throw tooManyIfds();
+      // A value that fits in the field is in it (left-justified); a longer one is at its offset.
+      const data =
+        size * n <= offsetSize
+          ? ifd.subarray(field, field + size * n)
+          : await read(offsetAt(ifd, field), size * n);
+      if (TIFF_METADATA_TAGS.has(tag)) {
+        if (anyLocation(data) || blankIptcPlaces(Buffer.from(data), 0, data.length)) return true;
+        continue;
+      }
+      // IFD pointers: LONG or IFD (4 bytes), or BigTIFF's LONG8 or IFD8.
+      if (size !== 4 && size !== 8) continue;
+      const pointers: number[] = [];
+      for (let p = 0; p + size <= data.length; p += size)
+        pointers.push(size === 8 ? u64(data, p) : u32(data, p));
+      if (tag === GPS_IFD_TAG) {
+        const gps = (pointers[0] ?? 0) < 8 ? Buffer.alloc(0) : await read(pointers[0]!, countSize);
+        if (gps.length === countSize && countAt(gps, 0) > 0) return true;
+      } else {
+        queue.push(...pointers.slice(0, MAX_IFDS + 1));
+      }
+    }
+    if (ifd.length >= countSize + count * entrySize + offsetSize)
+      queue.push(offsetAt(ifd, countSize + count * entrySize));
+    if (queue.length > MAX_IFDS) throw tooManyIfds();
+  }
+  return false;
+}
+
 /** The file from its first byte: the head already read, then the rest from storage. */
 async function* wholeFile(file: ImageBytes): AsyncGenerator<Buffer> {
   yield file.head;
@@ -238,7 +379,8 @@ function scrubJpeg(buf: Buffer, truncated: boolean): boolean {
   return removed;
 }
 
-const TYPE_SIZES: Record<number, number> = {
+/** Bytes per value of each TIFF field type (BigTIFF's 8-byte ones too). */
+const TIFF_TYPE_SIZES: Record<number, number> = {
   1: 1,
   2: 1,
   3: 2,
@@ -252,6 +394,9 @@ const TYPE_SIZES: Record<number, number> = {
   11: 4,
   12: 8,
   13: 4,
+  16: 8,
+  17: 8,
+  18: 8,
 };
 
 /**
@@ -282,7 +427,7 @@ function wipeGps(buf: Buffer, tiff: number, end: number): boolean {
   for (let i = 0; i < entries; i += 1) {
     const entry = gps + 2 + i * 12;
     if (!inside(entry, 12)) break;
-    const bytes = (TYPE_SIZES[u16(entry + 2)] ?? 1) * u32(entry + 4);
+    const bytes = (TIFF_TYPE_SIZES[u16(entry + 2)] ?? 1) * u32(entry + 4);
     if (bytes > 4) {
       const value = tiff + u32(entry + 8);
       if (inside(value, bytes)) buf.fill(0, value, value + bytes);

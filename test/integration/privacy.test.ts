@@ -88,6 +88,86 @@ function withChunk(png: Buffer, type: string, data: Buffer): Buffer {
   return Buffer.concat([png.subarray(0, at), pngChunk(type, data), png.subarray(at)]);
 }
 
+/**
+ * A little-endian RGB TIFF laid out as libtiff writes it: header, pixels (zero), then IFD0
+ * and, with `gps`, a GPS IFD (48°51'24.6" N, 2°17'40.2" E) and their out-of-line values.
+ */
+function tiff(width: number, height: number, gps: boolean): Buffer {
+  const pixels = width * height * 3;
+  const ifdAt = 8 + pixels + (pixels % 2);
+  // tag, type (3 SHORT, 4 LONG), value (or offset, filled in below)
+  const entries: [number, number, number, number][] = [
+    [256, 4, 1, width],
+    [257, 4, 1, height],
+    [258, 3, 3, 0], // BitsPerSample 8, 8, 8: out of line
+    [259, 3, 1, 1],
+    [262, 3, 1, 2],
+    [273, 4, 1, 8],
+    [277, 3, 1, 3],
+    [278, 4, 1, height],
+    [279, 4, 1, pixels],
+    ...(gps ? [[0x8825, 4, 1, 0] as [number, number, number, number]] : []),
+  ];
+  const ifd0Size = 2 + entries.length * 12 + 4;
+  const gpsAt = ifdAt + ifd0Size;
+  const gpsEntries: [number, number, number, number | string][] = [
+    [0, 1, 4, 0x00000202],
+    [1, 2, 2, 'N'],
+    [2, 5, 3, 0],
+    [3, 2, 2, 'E'],
+    [4, 5, 3, 0],
+  ];
+  const valuesAt = gpsAt + (gps ? 2 + gpsEntries.length * 12 + 4 : 0);
+  const values = Buffer.alloc(6 + 48);
+  values.writeUInt16LE(8, 0);
+  values.writeUInt16LE(8, 2);
+  values.writeUInt16LE(8, 4);
+  for (const [i, v] of [48, 1, 51, 1, 2460, 100, 2, 1, 17, 1, 4020, 100].entries())
+    values.writeUInt32LE(v, 6 + i * 4);
+  const ifd = (list: [number, number, number, number | string][], offsets: Record<number, number>) => {
+    const out = Buffer.alloc(2 + list.length * 12 + 4);
+    out.writeUInt16LE(list.length, 0);
+    list.forEach(([tag, type, count, value], i) => {
+      const at = 2 + i * 12;
+      out.writeUInt16LE(tag, at);
+      out.writeUInt16LE(type, at + 2);
+      out.writeUInt32LE(count, at + 4);
+      if (tag in offsets) out.writeUInt32LE(offsets[tag]!, at + 8);
+      else if (typeof value === 'string') out.write(value, at + 8, 'latin1');
+      else if (type === 3 && count === 1) out.writeUInt16LE(value, at + 8);
+      else out.writeUInt32LE(value, at + 8);
+    });
+    return out;
+  };
+  const header = Buffer.from('II*\0\0\0\0\0', 'latin1');
+  header.writeUInt32LE(ifdAt, 4);
+  return Buffer.concat([
+    header,
+    Buffer.alloc(ifdAt - 8),
+    ifd(entries, { 258: valuesAt, 34853: gpsAt }),
+    gps ? ifd(gpsEntries, { 2: valuesAt + 6, 4: valuesAt + 30 }) : Buffer.alloc(0),
+    values,
+  ]);
+}
+
+/** A GIF of `frames` 1 × 1 frames, then XMP (as an "XMP DataXMP" application extension) saying where. */
+function gifWithXmp(frames: number): Buffer {
+  // LZW, minimum code size 2: clear (4), index 0, end (5), in 3-bit codes: 0x44 0x01.
+  const frame = Buffer.from([0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0x02, 0x02, 0x44, 0x01, 0x00]);
+  // XMP's "magic trailer": whatever byte a reader takes for a sub-block length, it lands here.
+  const trailer = Buffer.from([1, ...Array.from({ length: 256 }, (_, i) => 255 - i), 0]);
+  return Buffer.concat([
+    Buffer.from('GIF89a', 'latin1'),
+    Buffer.from([1, 0, 1, 0, 0x80, 0, 0]),
+    randomBytes(6),
+    Buffer.alloc(frames * frame.length, frame),
+    Buffer.from('\x21\xff\x0bXMP DataXMP', 'latin1'),
+    Buffer.from(XMP_WITH_PLACE),
+    trailer,
+    Buffer.from([0x3b]),
+  ]);
+}
+
 describe('an account with strip_gps', () => {
   test('a JPEG with GPS is stored without it, losslessly; the asset describes what is stored', async () => {
     const sent = await picture('jpeg');
@@ -263,6 +343,38 @@ describe('an account with strip_gps', () => {
     assert.equal(clean.status, 201, JSON.stringify(clean.body));
     assert.equal(clean.body.asset.sha256, sha256Hex(plainPng));
     assert.equal(clean.body.asset.analysis.had_gps, undefined);
+  });
+
+  test('files over 16 MiB: a TIFF whose IFDs follow the pixels, a GIF whose XMP follows the frames are refused, as small ones are', async () => {
+    // Both formats are refused when they carry a location (they cannot be patched in place);
+    // libtiff writes the IFDs, GPS included, after the pixel data, and GIF's XMP follows the
+    // frames: a check of the first 16 MiB alone let large ones through with their position.
+    const large = 16 * 1024 * 1024 + 4096;
+    const cases: [string, string, () => Buffer][] = [
+      ['small.tiff', 'image/tiff', () => tiff(100, 100, true)],
+      ['large.tiff', 'image/tiff', () => tiff(2400, Math.ceil(large / 7200), true)],
+      ['small.gif', 'image/gif', () => gifWithXmp(1)],
+      ['large.gif', 'image/gif', () => gifWithXmp(Math.ceil(large / 15))],
+    ];
+    for (const [name, contentType, make] of cases) {
+      const sent = make();
+      if (name.startsWith('large')) assert.ok(sent.length > large, `${name}: ${sent.length} bytes`);
+      if (contentType === 'image/tiff') {
+        const tags = (await exifr.parse(sent, { gps: true })) as Record<string, unknown>;
+        assert.ok(Math.abs((tags.latitude as number) - 48.857) < 0.001, `${name} carries a position`);
+      }
+      const before = await storedKeys(w);
+      const res = await uploadRaw(w, key, name, sent, { contentType });
+      assert.equal(res.status, 422, `${name}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'LOCATION_NOT_REMOVABLE', name);
+      assert.deepEqual(await storedKeys(w), before, name);
+    }
+    // The same large TIFF without a GPS IFD is stored as sent.
+    const clean = tiff(2400, Math.ceil(large / 7200), false);
+    const res = await uploadRaw(w, key, 'large-clean.tiff', clean, { contentType: 'image/tiff' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.asset.sha256, sha256Hex(clean));
+    assert.equal(res.body.asset.analysis.had_gps, undefined);
   });
 
   test('a location Wharf cannot rewrite in place is refused: compressed XMP, EXIF as hex text, UTF-16 XMP, SVG metadata', async () => {
