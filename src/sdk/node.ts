@@ -29,8 +29,8 @@ export function connect(options: ClientOptions): Wharf {
 
 /**
  * A file on disk, read in ranges as the upload asks (never whole). Its fingerprint (the
- * resolved path, size and modification time) keys resumable state: a file that changed is
- * uploaded afresh.
+ * resolved path, size and modification time) keys resumable state; whether the upload kept
+ * there is continued depends on the file's SHA-256, read anew (a rewrite can keep both).
  */
 export async function fileSource(path: string, options: { name?: string; type?: string } = {}) {
   const absolute = resolve(path);

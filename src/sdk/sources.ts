@@ -14,8 +14,9 @@ export interface UploadSource {
   /** Whether open() may be called more than once, and from any offset. */
   reopenable: boolean;
   /**
-   * Identifies these exact bytes across runs (a path with its size and modification time; a
-   * File's name, size and lastModified): what resumable state is kept under. None: no resume.
+   * Finds this source again across runs (a path with its size and modification time; a File's
+   * name, size and lastModified): what resumable state is kept under. None: no resume. It does
+   * not vouch for the bytes (a rewrite can keep all three): a resume also checks the SHA-256.
    */
   fingerprint?: string | undefined;
   /** The bytes from `start` (inclusive) to `end` (exclusive; default: the end). */

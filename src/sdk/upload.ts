@@ -39,15 +39,14 @@ export type ResumeRecord =
       name?: string;
       savedAt: string;
     }
-  | { kind: 'tus'; url: string; size: number; sha256: string; name?: string; savedAt: string }
-  /** Only the SHA-256 of a source's fingerprint: a rerun need not hash it again. */
-  | { kind: 'hash'; size: number; sha256: string; savedAt: string };
+  | { kind: 'tus'; url: string; size: number; sha256: string; name?: string; savedAt: string };
 
 /**
  * Where resumable uploads keep their state: a map from a key (the server, the credential and
  * the source's fingerprint) to a record. `MemoryResumeStore` here; `FileResumeStore` (in
  * `sdk/node.js`) keeps it on disk so a new process continues; a browser can keep it in
- * localStorage.
+ * localStorage. A record only finds the upload again: it is continued only when the source,
+ * hashed anew, has the SHA-256 the upload declared.
  */
 export interface ResumeStore {
   get(key: string): Promise<ResumeRecord | undefined>;
@@ -174,16 +173,21 @@ class UploadRun {
     return { ...outcome, strategy: this.strategy, resumed: this.resumed, bytesSent: this.meter.sent };
   }
 
-  /** The SHA-256 given, remembered for this fingerprint, or read from the source now. */
+  /**
+   * The SHA-256 given, or read from the source now: never one remembered from an earlier run.
+   * A file rewritten in place can keep its size and modification time (cp -p, rsync -t, tar x;
+   * a browser File its name, size and lastModified), so its fingerprint cannot vouch for its
+   * content: declared again, an old digest was answered `exists` with the old asset (nothing of
+   * the new content sent), refused as CHECKSUM_MISMATCH on every retry, or completed a resumed
+   * upload from old parts. Hashing costs one read of the source; what a resume record saves is
+   * the sending, and the record is used only when this digest is the one it declared.
+   */
   private async sha256(): Promise<string> {
     if (this.options.sha256) {
       const hex = sha256Hex(this.options.sha256);
       if (!hex) throw new WharfError('INVALID_DIGEST', 'sha256 must be 64 hex digits or base64.');
       return hex;
     }
-    const key = this.stateKey('hash');
-    const remembered = key ? await this.options.resume?.get(key) : undefined;
-    if (remembered && remembered.size === this.source.size) return remembered.sha256;
     this.meter.start('hashing');
     const hasher = this.wharf.sha256();
     await drain(
@@ -195,16 +199,7 @@ class UploadRun {
       this.signal,
     );
     throwIfAborted(this.signal);
-    const hex = hasher.hex();
-    if (key && this.source.size !== undefined && this.options.resume) {
-      await this.options.resume.set(key, {
-        kind: 'hash',
-        size: this.source.size,
-        sha256: hex,
-        savedAt: new Date().toISOString(),
-      });
-    }
-    return hex;
+    return hasher.hex();
   }
 
   /** Whether a saved upload was started under the name this one would get. */
@@ -473,6 +468,10 @@ class UploadRun {
       } catch (err) {
         if (!(err instanceof WharfApiError) || err.status >= 500) throw err;
       }
+    } else if (record?.kind === 'tus') {
+      // Begun for other content (the file changed) or under another name: given up, so its
+      // bytes do not wait out their expiry on the server.
+      await this.wharf.tus.terminate(record.url).catch(() => undefined);
     }
     if (!url) {
       url = await this.wharf.tus.create({
@@ -509,7 +508,11 @@ class UploadRun {
       } catch (err) {
         body.retry();
         if (isWharfError(err, 'ABORTED') || ++failures > 5) throw err;
-        if (err instanceof WharfApiError && err.status < 500 && err.status !== 409) throw err;
+        if (err instanceof WharfApiError && err.status < 500 && err.status !== 409) {
+          // Refused for good (the bytes do not match, the upload is gone): the state is no use again.
+          if (key && store) await store.delete(key);
+          throw err;
+        }
         const state = await this.wharf.tus.state(url, this.signal);
         if (state.assetId) return this.finishTus(state.assetId, key);
         offset = state.offset;

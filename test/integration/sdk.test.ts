@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -184,11 +184,58 @@ describe('upload helper', () => {
     assert.equal(resumed.status, 'created');
     assert.equal(resumed.bytesSent, 16 * MiB, 'the count includes what storage held');
     assert.equal(events.find((e) => e.phase === 'uploading')!.bytes, partSize, 'progress starts there');
-    assert.ok(!events.some((e) => e.phase === 'hashing'), 'the hash was remembered, not computed again');
+    // Hashed again, never taken from the state: only an upload of this same content is continued.
+    assert.equal(events.filter((e) => e.phase === 'hashing').at(-1)!.bytes, 16 * MiB, 'hashed again');
     assert.equal(resumed.asset.sha256, sha256Hex(bytes));
     assert.ok((await content(resumed.asset.id)).equals(bytes));
     const parts = await wharf.multipart.listParts(resumed.asset.id).catch((err) => err);
     assert.ok(parts instanceof WharfApiError, 'the asset id is not an upload');
+  });
+
+  test('a file rewritten in place, its size and modification time kept, is uploaded as what it now holds', async () => {
+    // cp -p, rsync -t and tar x keep the modification time: the fingerprint (path, size,
+    // mtime) is the same, the content is not. Direct (Wharf sees the bytes) and presigned
+    // (declared first: a remembered digest would be answered "exists" with the old asset).
+    const store = new FileResumeStore(join(dir, 'rewritten-state'));
+    for (const [name, size] of [
+      ['rewritten-direct.bin', 100_000],
+      ['rewritten-presigned.bin', 2 * MiB],
+    ] as const) {
+      const { path } = await file(name, size);
+      const first = await wharf.upload(await fileSource(path), { thresholds, resume: store });
+      assert.equal(first.status, 'created', name);
+      const { mtime, atime } = await stat(path);
+      const now = randomBytes(size);
+      await writeFile(path, now);
+      await utimes(path, atime, mtime);
+      const again = await wharf.upload(await fileSource(path), { thresholds, resume: store });
+      assert.equal(again.status, 'created', name);
+      assert.equal(again.bytesSent, size, `${name}: its bytes were sent`);
+      assert.equal(again.asset.sha256, sha256Hex(now), `${name}: the asset is the new content`);
+      assert.notEqual(again.asset.id, first.asset.id);
+    }
+  });
+
+  test('a multipart upload cut off, its file then rewritten with the same size and time, starts afresh', async () => {
+    const { path } = await file('rewritten-resume.bin', 12 * MiB);
+    const store = new FileResumeStore(join(dir, 'rewritten-resume-state'));
+    await multipartCutOff(await fileSource(path), store);
+    // Only the first part changes: resumed with the old digest, the parts stored before the
+    // cut and the unchanged rest would make up the old file, and it would be "created".
+    const { mtime, atime } = await stat(path);
+    const now = await readFile(path);
+    randomBytes(1000).copy(now, 10);
+    await writeFile(path, now);
+    await utimes(path, atime, mtime);
+    const again = await wharf.upload(await fileSource(path), {
+      strategy: 'multipart',
+      partSize,
+      resume: store,
+    });
+    assert.equal(again.resumed, false, 'not continued: the file is not the one the upload declared');
+    assert.equal(again.status, 'created');
+    assert.equal(again.asset.sha256, sha256Hex(now));
+    assert.ok((await content(again.asset.id)).equals(now));
   });
 
   test('a multipart upload cut off, then run again under another name, starts afresh under that name', async () => {
