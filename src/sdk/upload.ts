@@ -82,8 +82,9 @@ export interface UploadOptions {
   /** The SHA-256 (hex or base64) if already known: the source is then not hashed first. */
   sha256?: string;
   /**
-   * Declare the SHA-256 before sending (default true for re-readable sources): Wharf then
-   * verifies it end to end and answers `exists` without any bytes when it holds the content.
+   * Declare the SHA-256 (default true for re-readable sources): Wharf then verifies it end to
+   * end. Presigned and multipart declare it before any byte and are answered `exists` with
+   * nothing sent when the account holds the content; direct and tus send the bytes first.
    */
   hashFirst?: boolean;
   onProgress?: ProgressListener;
@@ -98,7 +99,10 @@ export interface UploadResult {
   strategy: UploadStrategy;
   /** Whether it continued an upload an earlier attempt had started. */
   resumed: boolean;
-  /** Bytes of the content sent, counting what a resumed upload found already stored (0 when the account held the content). */
+  /**
+   * Bytes of the content sent, counting what a resumed upload found already stored (0 when a
+   * presigned or multipart upload found the content held; direct and tus send it all).
+   */
   bytesSent: number;
 }
 

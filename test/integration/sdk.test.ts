@@ -162,10 +162,12 @@ describe('upload helper', () => {
       assert.equal(again.bytesSent, 0, `${strategy} sent nothing`);
       assert.equal(again.asset.id, first.asset.id);
     }
-    // Direct sends the bytes (it is one request), and Wharf answers with the asset it holds.
+    // Direct sends the bytes (it is one request), and Wharf answers with the asset it holds:
+    // docs/sdk.md says so, and bytesSent counts them.
     const direct = await wharf.upload(bytes, { name: 'again-direct.bin', strategy: 'direct' });
     assert.equal(direct.status, 'exists');
     assert.equal(direct.asset.id, first.asset.id);
+    assert.equal(direct.bytesSent, bytes.length);
   });
 
   test('a multipart upload cut off mid-way resumes: only the missing parts are sent', async () => {
