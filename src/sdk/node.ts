@@ -6,6 +6,7 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type ClientOptions, type DownloadOptions, Wharf } from './client.js';
 import type { HasherFactory } from './hash.js';
+import { typeFromName } from './media-types.js';
 import type { UploadSource } from './sources.js';
 import type { ResumeRecord, ResumeStore } from './upload.js';
 
@@ -28,7 +29,9 @@ export function connect(options: ClientOptions): Wharf {
 }
 
 /**
- * A file on disk, read in ranges as the upload asks (never whole). Its fingerprint (the
+ * A file on disk, read in ranges as the upload asks (never whole). Its type, unless given, is
+ * the one its name's extension stands for (as a browser types a File), else none (the upload
+ * declares application/octet-stream). Its fingerprint (the
  * resolved path, size and modification time) keys resumable state; whether the upload kept
  * there is continued depends on the file's SHA-256, read anew (a rewrite can keep both).
  */
@@ -36,10 +39,11 @@ export async function fileSource(path: string, options: { name?: string; type?: 
   const absolute = resolve(path);
   const info = await stat(absolute);
   if (!info.isFile()) throw new Error(`${path} is not a file.`);
+  const name = options.name ?? basename(absolute);
   const source: UploadSource = {
-    name: options.name ?? basename(absolute),
+    name,
     size: info.size,
-    type: options.type,
+    type: options.type ?? typeFromName(name),
     reopenable: true,
     fingerprint: `path:${absolute}:${info.size}:${Math.trunc(info.mtimeMs)}`,
     open: (start = 0, end = info.size) =>

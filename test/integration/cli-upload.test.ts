@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import { connect, type Wharf } from '../../src/sdk/node.js';
 import { sha256Hex } from '../helpers/http.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -294,6 +295,49 @@ describe('credentials and errors', () => {
     const flagged = await cli(['ls', '--token', minted.secret]);
     assert.equal(flagged.code, 1);
     assert.match(flagged.stderr, /SCOPE_DENIED/);
+  });
+
+  test('each file is declared with its extension’s type (an image/* token takes a PNG); --content-type overrides', async () => {
+    const png = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#08f' } })
+      .png()
+      .toBuffer();
+    const dir = await folder('typed', {
+      'photo.PNG': png,
+      'notes.txt': Buffer.from(`notes ${randomBytes(8).toString('hex')}`),
+      'raw.cr3': randomBytes(300),
+    });
+    const minted = await wharf.uploadTokens.create({
+      subject: 'typed',
+      content_types: ['image/*'],
+      max_files: 5,
+      expires_in: 600,
+    });
+    const asToken = { env: { WHARF_KEY: undefined, WHARF_TOKEN: minted.secret } };
+    const photo = await cli(['upload', join(dir, 'photo.PNG'), '--json'], asToken);
+    assert.equal(photo.code, 0, photo.stdout + photo.stderr);
+    const photoId = (JSON.parse(photo.stdout) as TransferJson).files[0]!.asset_id!;
+    assert.equal((await wharf.assets.get(photoId)).content_type, 'image/png');
+    const listed = await cliJson<Array<{ id: string }>>(['ls', '--type', 'image/png']);
+    assert.deepEqual(
+      listed.map((a) => a.id),
+      [photoId],
+    );
+
+    // An extension without a known type goes as application/octet-stream, which this token
+    // refuses, unless --content-type names the type.
+    const unknown = await cli(['upload', join(dir, 'raw.cr3'), '--json'], asToken);
+    assert.equal(unknown.code, 1);
+    assert.equal((JSON.parse(unknown.stdout) as TransferJson).files[0]!.error?.code, 'CONTENT_TYPE_DENIED');
+    const named = await cli(
+      ['upload', join(dir, 'raw.cr3'), '--content-type', 'image/x-canon-cr3', '--json'],
+      asToken,
+    );
+    assert.equal(named.code, 0, named.stdout + named.stderr);
+    const rawId = (JSON.parse(named.stdout) as TransferJson).files[0]!.asset_id!;
+    assert.equal((await wharf.assets.get(rawId)).content_type, 'image/x-canon-cr3');
+
+    const notes = await cliJson<TransferJson>(['upload', join(dir, 'notes.txt')]);
+    assert.equal((await wharf.assets.get(notes.files[0]!.asset_id!)).content_type, 'text/plain');
   });
 
   test('login checks the credential with the server, then keeps URL and key in the config file for its owner only', async () => {

@@ -48,6 +48,7 @@ export async function runTransfer(
     const outcomes = await transfer(client(connection), files, await display(values, io), {
       concurrency: positiveInt(values, 'concurrency', 4),
       partSize: partSize === undefined ? undefined : parsePartSize(partSize),
+      contentType: stringOption(values, 'content-type'),
       multipartFrom: threshold === undefined ? undefined : parseSize(threshold, '--multipart-threshold'),
       limit: rate === undefined ? undefined : new RateLimit(parseSize(rate, '--limit-rate')),
       resume: new FileResumeStore(connection.stateDir),

@@ -27,6 +27,7 @@ const CONNECTION: OptionSpec = {
 const TRANSFER: OptionSpec = {
   ...CONNECTION,
   prefix: { type: 'string' },
+  'content-type': { type: 'string' },
   concurrency: { type: 'string', short: 'j' },
   'part-size': { type: 'string' },
   'multipart-threshold': { type: 'string' },
@@ -50,7 +51,7 @@ interface ClientCommand {
 
 const CONNECTION_USAGE = '[--url URL] [--key KEY | --token TOKEN] [--config FILE] [--json]';
 const TRANSFER_USAGE =
-  '[--prefix P] [-j N] [--part-size SIZE] [--multipart-threshold SIZE] [--limit-rate SIZE] [--progress auto|bars|plain]';
+  '[--prefix P] [--content-type TYPE] [-j N] [--part-size SIZE] [--multipart-threshold SIZE] [--limit-rate SIZE] [--progress auto|bars|plain]';
 
 export const CLIENT_COMMANDS: ClientCommand[] = [
   {

@@ -7,6 +7,8 @@ export interface TransferOptions {
   /** Files at once. */
   concurrency: number;
   partSize?: number | undefined;
+  /** Every file's media type (--content-type); by default each file's from its extension. */
+  contentType?: string | undefined;
   /** From this size on, multipart (resumable); below it, presigned (the SDK's default threshold). */
   multipartFrom?: number | undefined;
   limit?: RateLimit | undefined;
@@ -59,7 +61,9 @@ async function one(
       },
       options.signal,
     );
-    const source = await fileSource(file.path, { name: file.name });
+    // Typed by its extension unless --content-type says: an upload token may accept only some
+    // types (image/*), and listings by type and downloads go by the declared one.
+    const source = await fileSource(file.path, { name: file.name, type: options.contentType });
     const limit = options.limit;
     if (limit) {
       const open = source.open;
