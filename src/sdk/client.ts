@@ -84,13 +84,22 @@ export interface Download {
   status: number;
   size: number | undefined;
   contentType: string | undefined;
-  /** Hex SHA-256 the server declares (Repr-Digest or ETag). */
+  /**
+   * Hex SHA-256 a whole body is checked against: `options.sha256`, else the one the answer
+   * declares (Repr-Digest or ETag), else the asset's (its record, fetched when the answer
+   * came from storage a download was redirected to, which declares none).
+   */
   sha256: string | undefined;
 }
 
 export interface DownloadOptions {
   /** One byte range, inclusive (`{ start: 0, end: 99 }` is the first 100 bytes). */
   range?: { start: number; end?: number };
+  /**
+   * The asset's SHA-256 (hex or base64), when the caller holds its record: the whole body is
+   * checked against it, and no record is fetched for a redirected download.
+   */
+  sha256?: string;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
 }
@@ -244,7 +253,22 @@ export class AssetsApi {
     }
     const length = response.headers.get('content-length');
     const size = length === null ? undefined : Number(length);
-    const sha256 = declaredSha256(response.headers);
+    let sha256 = options.sha256 === undefined ? declaredSha256(response.headers) : sha256Hex(options.sha256);
+    if (options.sha256 !== undefined && sha256 === undefined) {
+      await response.body?.cancel();
+      throw new WharfError('INVALID_DIGEST', 'sha256 must be 64 hex digits or base64.');
+    }
+    if (response.status === 200 && sha256 === undefined) {
+      // Storage a download is redirected to (S3) declares no SHA-256 (its ETag is an MD5, or a
+      // multipart one): the bytes are checked against the asset's record all the same, or
+      // whatever the bucket answered would be taken as the asset.
+      try {
+        sha256 = (await this.get(id, signal)).sha256;
+      } catch (err) {
+        await response.body?.cancel();
+        throw err;
+      }
+    }
     const meter = new ProgressMeter(size, options.onProgress);
     meter.start('downloading');
     let body: ReadableStream<Uint8Array> =

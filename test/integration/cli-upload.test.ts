@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -266,6 +268,70 @@ describe('wharf ls, get, rm', () => {
     const gone = await cli(['rm', id]);
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /NOT_FOUND/);
+  });
+});
+
+/**
+ * Wharf with WHARF_S3_DOWNLOADS=redirect as the CLI sees it: the API passed through to the test
+ * server, and each download redirected to "storage" that answers `object()` as S3 does (an MD5
+ * ETag, no SHA-256), whatever the deployment.
+ */
+async function redirectingServer(object: () => Buffer): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer(async (request, response) => {
+    const url = request.url ?? '/';
+    if (url === '/bucket/object') {
+      const bytes = object();
+      response.writeHead(200, {
+        'content-length': bytes.length,
+        etag: `"${createHash('md5').update(bytes).digest('hex')}"`,
+      });
+      response.end(bytes);
+    } else if (/^\/v1\/assets\/[^/]+\/content$/.test(url)) {
+      response.writeHead(302, { location: '/bucket/object' });
+      response.end();
+    } else {
+      const answer = await fetch(`${w.url}${url}`, {
+        method: request.method,
+        headers: { authorization: request.headers.authorization ?? '' },
+      });
+      response.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? '' });
+      response.end(Buffer.from(await answer.arrayBuffer()));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('wharf get from storage it is redirected to', () => {
+  test('the bytes are checked against the asset’s SHA-256: wrong ones fail INTEGRITY_ERROR, the target untouched', async () => {
+    const bytes = randomBytes(3000);
+    const { asset } = await wharf.upload(bytes, { name: 'redirected.bin' });
+    let served = bytes;
+    const stand = await redirectingServer(() => served);
+    try {
+      const target = join(scratch, 'redirected.bin');
+      const good = await cli(['get', asset.id, '-o', target, '--url', stand.url]);
+      assert.equal(good.code, 0, good.stderr);
+      assert.ok((await readFile(target)).equals(bytes));
+
+      served = Buffer.from('BAD bytes!!');
+      const bad = await cli(['get', asset.id, '-o', target, '--url', stand.url]);
+      assert.equal(bad.code, 1, bad.stdout);
+      assert.match(bad.stderr, /INTEGRITY_ERROR/);
+      assert.equal(bad.stdout, '', 'nothing claims the file was saved');
+      assert.ok((await readFile(target)).equals(bytes), 'the target is left as it was');
+      assert.deepEqual(
+        (await readdir(scratch)).filter((n) => n.endsWith('.part')),
+        [],
+        'no temporary file is left',
+      );
+    } finally {
+      await stand.close();
+    }
   });
 });
 

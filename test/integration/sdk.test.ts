@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -457,6 +457,44 @@ describe('resources', () => {
       wharf.assets.get(asset.id),
       (err) => err instanceof WharfApiError && err.code === 'NOT_FOUND',
     );
+  });
+
+  test('a download redirected to storage that declares no digest is checked against the asset’s SHA-256', async () => {
+    const bytes = randomBytes(2000);
+    const { asset } = await wharf.upload(bytes, { name: 'redirected.bin' });
+    // Wharf with WHARF_S3_DOWNLOADS=redirect as the client sees it: the content answer is a
+    // 302 to the bucket, whose answer carries an MD5 ETag and no Repr-Digest. `served` is what
+    // the bucket hands out (a wrong or damaged object, or the right one).
+    let served: Buffer = bytes;
+    const redirected: typeof fetch = async (input, init) => {
+      const url = String(input);
+      if (url.endsWith(`/v1/assets/${asset.id}/content`)) {
+        return new Response(null, { status: 302, headers: { location: 'http://bucket.test/object' } });
+      }
+      if (url === 'http://bucket.test/object') {
+        const md5 = createHash('md5').update(served).digest('hex');
+        return new Response(new Uint8Array(served), {
+          headers: { etag: `"${md5}"`, 'content-length': String(served.length) },
+        });
+      }
+      return fetch(input, init);
+    };
+    const client = connect({ url: w.url, key: w.key, fetch: redirected });
+    const target = join(dir, 'redirected.bin');
+    assert.deepEqual(await downloadToFile(client, asset.id, target), { size: 2000, sha256: asset.sha256 });
+    assert.ok((await readFile(target)).equals(bytes));
+
+    served = Buffer.from('BAD bytes!!');
+    for (const options of [{}, { sha256: asset.sha256 }]) {
+      await assert.rejects(
+        downloadToFile(client, asset.id, target, options),
+        (err) => err instanceof WharfError && err.code === 'INTEGRITY_ERROR',
+      );
+      assert.ok((await readFile(target)).equals(bytes), 'the target is left as it was');
+    }
+    const download = await client.assets.download(asset.id);
+    assert.equal(download.sha256, asset.sha256);
+    await assert.rejects(new Response(download.body).arrayBuffer(), /INTEGRITY_ERROR|hash to/);
   });
 
   test('presigned uploads by hand: a batch with a known file, PUT, complete, state', async () => {

@@ -145,7 +145,8 @@ export async function get(
   const wharf = client(connection);
   const asset = await find(wharf, positionals[0]!);
   const path = resolve(stringOption(values, 'output') ?? basename(asset.name));
-  const saved = await downloadToFile(wharf, asset.id, path);
+  // Checked against the record in hand: a download redirected to storage declares no digest.
+  const saved = await downloadToFile(wharf, asset.id, path, { sha256: asset.sha256 });
   if (values.json) json(io, { id: asset.id, name: asset.name, path, size: saved.size, sha256: asset.sha256 });
   else io.stdout(`${path}  ${human(saved.size)}  sha256 ${asset.sha256}\n`);
   return 0;
