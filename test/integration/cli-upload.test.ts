@@ -465,6 +465,20 @@ describe('credentials and errors', () => {
     assert.match(badFlag.stderr, /--part-size must be a size/);
   });
 
+  test('a reader that stops early (wharf ls | head): the command ends quietly, as one killed by SIGPIPE', async () => {
+    await wharf.upload(randomBytes(100), { name: 'piped-ls.bin' });
+    const child = start(['ls']);
+    // The reader goes away before the first line is written: every write meets a closed pipe.
+    child.stdout!.destroy();
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      stderr += text;
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.equal(code, 141, stderr);
+    assert.equal(stderr, '', 'no stack trace');
+  });
+
   test('a wrong key or a server that is not there: exit code 1 with the error code', async () => {
     const wrong = await cli(['ls', '--key', 'wharf_not_a_real_key_at_all_000000000000000000000']);
     assert.equal(wrong.code, 1);

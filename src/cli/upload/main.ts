@@ -144,7 +144,10 @@ export function isClientCommand(name: string | undefined): boolean {
   return CLIENT_COMMANDS.some((c) => c.name === name);
 }
 
-/** Runs a client command; exit codes: 0 done, 1 failed (the server refused, a file failed), 2 usage, 130 interrupted. */
+/**
+ * Runs a client command; exit codes: 0 done, 1 failed (the server refused, a file failed), 2
+ * usage, 130 interrupted (and 141, output closed: see io.ts).
+ */
 export async function runClient(argv: string[], io: CliIo): Promise<number> {
   const command = CLIENT_COMMANDS.find((c) => c.name === argv[0])!;
   try {
