@@ -23,6 +23,11 @@ export type ClientErrorCode =
   | 'INTEGRITY_ERROR'
   /** An answer that is not what the API documents (not JSON, a missing header). */
   | 'UNEXPECTED_RESPONSE'
+  /**
+   * An upload's source no longer reads as it did when the upload began: a file deleted,
+   * truncated or made unreadable while it was being sent. Not retried; the upload is given up.
+   */
+  | 'SOURCE_CHANGED'
   /** The caller's AbortSignal fired. */
   | 'ABORTED';
 

@@ -106,6 +106,11 @@ export class Transport {
         } as RequestInit);
       } catch (err) {
         throwIfAborted(options.signal);
+        // The body failed, not the network (its source changed, see UploadRun.body()): that
+        // is what happened, and sending it again would fail the same way.
+        const cause = (err as { cause?: unknown })?.cause;
+        if (err instanceof WharfError) throw err;
+        if (cause instanceof WharfError) throw cause;
         const failure = new WharfError('NETWORK_ERROR', `${method} ${redact(url)}: ${describe(err)}`, {
           cause: err,
         });

@@ -1,3 +1,5 @@
+import { WharfError } from './errors.js';
+
 /**
  * What an upload reads from. A re-readable source (a Blob, bytes, a file on disk) can be read
  * again from any offset: hashed first so the SHA-256 is declared before the bytes go (Wharf
@@ -135,6 +137,53 @@ export function tap(
       },
     },
     // Read only when the consumer asks: a chunk counts when it is sent, not when it is queued.
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * `stream`, which is to deliver `length` bytes (when known): a read that fails, or an end short
+ * of that, fails it with SOURCE_CHANGED. A file deleted, truncated or made unreadable since the
+ * upload began (it was read whole to hash it) otherwise failed its request as a network error
+ * (fetch reports a failing body as "fetch failed"; a short one as a Content-Length mismatch):
+ * retried for nothing, and reported as a server that could not be reached.
+ */
+export function exactly(
+  stream: ReadableStream<Uint8Array>,
+  length: number | undefined,
+  where: { name: string; start: number },
+): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  let read = 0;
+  const changed = (why: string, cause?: unknown) =>
+    new WharfError(
+      'SOURCE_CHANGED',
+      `${where.name}: ${why} while it was being sent (from byte ${where.start}): deleted or changed during the upload.`,
+      { cause },
+    );
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let next: ReadableStreamReadResult<Uint8Array>;
+        try {
+          next = await reader.read();
+        } catch (err) {
+          const code = (err as { code?: unknown })?.code;
+          throw changed(`reading failed (${typeof code === 'string' ? code : String(err)})`, err);
+        }
+        if (next.done) {
+          if (length !== undefined && read < length)
+            throw changed(`it ended after ${read} of ${length} bytes`);
+          controller.close();
+          return;
+        }
+        read += next.value.byteLength;
+        controller.enqueue(next.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
     { highWaterMark: 0 },
   );
 }

@@ -6,6 +6,7 @@ import { type ProgressListener, ProgressMeter } from './progress.js';
 import {
   canStreamRequestBodies,
   drain,
+  exactly,
   tap,
   toSource,
   type UploadInput,
@@ -239,7 +240,12 @@ class UploadRun {
           return blob;
         }
         sent = 0;
-        return tap(this.source.open(start, end), (chunk) => {
+        const length = (end ?? this.source.size ?? Number.NaN) - start;
+        const bytes = exactly(this.source.open(start, end), Number.isNaN(length) ? undefined : length, {
+          name: this.source.name,
+          start,
+        });
+        return tap(bytes, (chunk) => {
           if (mine !== attempt) return;
           sent += chunk.byteLength;
           onChunk?.(chunk);
@@ -380,7 +386,17 @@ class UploadRun {
     this.meter.start('uploading', 'multipart', already);
     const missing: number[] = [];
     for (let n = 1; n <= count; n++) if (!etags.has(n)) missing.push(n);
-    await this.sendParts(id, missing, partSize, size, etags);
+    try {
+      await this.sendParts(id, missing, partSize, size, etags);
+    } catch (err) {
+      // Its file is gone or changed: what was sent is of no use to a rerun, which would only
+      // find the state and the server's parts and start afresh (or, deleted, never come).
+      if (isWharfError(err, 'SOURCE_CHANGED')) {
+        if (key && store) await store.delete(key);
+        await this.wharf.multipart.abort(id).catch(() => undefined);
+      }
+      throw err;
+    }
     this.meter.start('completing', 'multipart');
     const parts = [...etags].sort(([a], [b]) => a - b).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
     try {
@@ -511,6 +527,12 @@ class UploadRun {
         }
       } catch (err) {
         body.retry();
+        if (isWharfError(err, 'SOURCE_CHANGED')) {
+          // As for multipart: the upload cannot be finished from this file any more.
+          if (key && store) await store.delete(key);
+          await this.wharf.tus.terminate(url).catch(() => undefined);
+          throw err;
+        }
         if (isWharfError(err, 'ABORTED') || ++failures > 5) throw err;
         if (err instanceof WharfApiError && err.status < 500 && err.status !== 409) {
           // Refused for good (the bytes do not match, the upload is gone): the state is no use again.

@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -238,6 +248,38 @@ describe('wharf upload and sync', () => {
       await wharf.assets.delete(file.asset_id!);
     });
   }
+});
+
+describe('a file that changes while it is sent', () => {
+  test('cut short mid-upload: failed with SOURCE_CHANGED (not a network error), and no state is left', async () => {
+    const dir = await folder('vanishing', { 'gone.bin': randomBytes(16 * MiB) });
+    const stateDir = join(home, 'state', 'wharf', 'uploads');
+    await rm(stateDir, { recursive: true, force: true });
+    const args = ['upload', join(dir, 'gone.bin'), '--multipart-threshold', '6M', '--part-size', '5M'];
+    // A bandwidth cap keeps it in flight long enough to delete the file after its first part.
+    const child = start([...args, '--limit-rate', '4M', '-j', '1', '--json']);
+    const running = finished(child);
+    const record = await until(async () => {
+      const names = await readdir(stateDir).catch(() => []);
+      const name = names.find((n) => n.endsWith('.json'));
+      if (!name) return undefined;
+      return JSON.parse(await readFile(join(stateDir, name), 'utf8')).record as { id: string };
+    }, 'the resume state');
+    await until(async () => {
+      const parts = await wharf.multipart.listParts(record.id);
+      return parts.length > 0 ? parts : undefined;
+    }, 'a stored part');
+    // Emptied in place (a log rotated, a file rewritten): the parts still being read come up
+    // short. (A deletion shows only to parts opened after it, and here all four are open from
+    // the start; sdk.test.ts deletes one.)
+    await truncate(join(dir, 'gone.bin'), 0);
+    const ran = await running;
+    assert.equal(ran.code, 1, ran.stderr);
+    const file = (JSON.parse(ran.stdout) as TransferJson).files[0]!;
+    assert.equal(file.status, 'failed');
+    assert.equal(file.error?.code, 'SOURCE_CHANGED');
+    assert.deepEqual(await readdir(stateDir), [], 'the state is gone');
+  });
 });
 
 describe('wharf ls, get, rm', () => {

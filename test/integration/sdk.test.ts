@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { rmSync, truncateSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -294,6 +295,45 @@ describe('upload helper', () => {
     assert.equal(resumed.bytesSent, 3 * MiB, 'the count includes what the server held');
     assert.equal(resumed.asset.sha256, sha256Hex(bytes));
     assert.ok((await content(resumed.asset.id)).equals(bytes));
+  });
+
+  test('a file deleted or truncated while it is sent fails SOURCE_CHANGED, its upload given up', async () => {
+    for (const change of ['deleted', 'truncated'] as const) {
+      const { path } = await file(`changing-${change}.bin`, 16 * MiB);
+      const state = join(dir, `changing-${change}-state`);
+      const source = await fileSource(path);
+      let changed = false;
+      // As the second part is about to be read, the file goes, or loses all but a megabyte of it.
+      const changing: UploadSource = {
+        ...source,
+        open(start = 0, end = source.size) {
+          if (start === partSize && !changed) {
+            changed = true;
+            if (change === 'deleted') rmSync(path);
+            else truncateSync(path, partSize + MiB);
+          }
+          return source.open(start, end);
+        },
+      };
+      const failed = await wharf
+        .upload(changing, {
+          strategy: 'multipart',
+          partSize,
+          partConcurrency: 1,
+          resume: new FileResumeStore(state),
+        })
+        .catch((err) => err);
+      assert.ok(changed, change);
+      assert.ok(failed instanceof WharfError, `${change}: ${failed}`);
+      assert.equal(failed.code, 'SOURCE_CHANGED', `${change}: ${failed.message}`);
+      assert.deepEqual(await readdir(state).catch(() => []), [], `${change}: no state is left`);
+      const pending = await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=1000');
+      assert.deepEqual(
+        pending.body.data.filter((u: { name: string }) => u.name === `changing-${change}.bin`),
+        [],
+        `${change}: the multipart upload was aborted`,
+      );
+    }
   });
 
   test('a connection lost mid-part is retried, and the part sent again whole', async () => {
