@@ -9,6 +9,7 @@ import {
   readFile,
   rm,
   stat,
+  symlink,
   truncate,
   writeFile,
 } from 'node:fs/promises';
@@ -197,6 +198,37 @@ describe('wharf upload and sync', () => {
       ['two.bin', 'created'],
     ]);
     assert.equal(changed.bytes_sent, 70_000 + 'changed'.length);
+  });
+
+  test('a folder’s symbolic links are followed, to files and to folders (each once); a link to nothing fails on its own', async () => {
+    const outside = await folder('linked-outside', {
+      'target.bin': randomBytes(700),
+      'shelf/b.bin': randomBytes(800),
+    });
+    const dir = await folder('linked', { 'a.bin': randomBytes(600) });
+    await symlink(join(outside, 'target.bin'), join(dir, 'link.bin'));
+    await symlink(join(outside, 'shelf'), join(dir, 'shelf-link'));
+    // A link back up the tree: walked once, not for ever.
+    await symlink(dir, join(dir, 'loop'));
+    const first = await cliJson<TransferJson>(['upload', dir]);
+    assert.deepEqual(first.files.map((f) => [f.name, f.status]).sort(), [
+      ['a.bin', 'created'],
+      ['b.bin', 'created'],
+      ['link.bin', 'created'],
+    ]);
+    const linked = first.files.find((f) => f.name === 'link.bin')!;
+    assert.ok((await bytesOf(linked.asset_id!)).equals(await readFile(join(outside, 'target.bin'))));
+
+    await symlink(join(outside, 'nothing-there.bin'), join(dir, 'dangling.bin'));
+    const again = await cli(['sync', dir, '--json']);
+    assert.equal(again.code, 1, again.stderr);
+    const out = JSON.parse(again.stdout) as TransferJson;
+    assert.deepEqual(out.files.map((f) => [f.name, f.status, f.error?.code]).sort(), [
+      ['a.bin', 'exists', undefined],
+      ['b.bin', 'exists', undefined],
+      ['dangling.bin', 'failed', 'ENOENT'],
+      ['link.bin', 'exists', undefined],
+    ]);
   });
 
   test('without a terminal: one plain line per file and a summary', async () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { glob, readdir, stat } from 'node:fs/promises';
+import { glob, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { UsageError } from '../args.js';
 
@@ -13,18 +13,32 @@ export interface LocalFile {
 
 const GLOB = /[*?[\]{}]/;
 
-async function walk(dir: string): Promise<string[]> {
+/**
+ * The files under `dir`, symbolic links followed: to a file (uploaded under the link's name, as
+ * a link named on the command line is) and to a folder. Skipping them unsaid (as once) lost
+ * files from "every file under" a folder. A folder reached again (a link back up the tree,
+ * two links to one folder) is walked once, so a loop ends. A link to nothing is kept: it
+ * fails as a file of its own (ENOENT), rather than vanish. Pipes, sockets and devices are not
+ * files to upload, and are passed over.
+ */
+async function walk(dir: string, seen = new Set<string>()): Promise<string[]> {
+  const real = await realpath(dir);
+  if (seen.has(real)) return [];
+  seen.add(real);
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await walk(path)));
-    else if (entry.isFile()) out.push(path);
+    const kind = entry.isSymbolicLink() ? await stat(path).catch(() => undefined) : entry;
+    if (kind === undefined) out.push(path);
+    else if (kind.isDirectory()) out.push(...(await walk(path, seen)));
+    else if (kind.isFile()) out.push(path);
   }
   return out.sort();
 }
 
 /**
- * The files that `args` name: files, folders (every file under them) and globs (node:fs glob).
+ * The files that `args` name: files, folders (every file under them, see walk()) and globs
+ * (node:fs glob).
  * Each is named by its base name: Wharf's asset names are flat (no "/"), and an asset is found
  * by its id anyway; `prefix` is put before each name. A path that names nothing is a usage error.
  */
@@ -32,8 +46,14 @@ export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> 
   const files = new Map<string, LocalFile>();
   const add = async (path: string) => {
     const absolute = resolve(path);
-    const info = await stat(absolute);
-    if (info.isDirectory()) {
+    // Found by a walk or a glob but unreadable (a link to nothing): a file that fails on its own.
+    const info = await stat(absolute).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ELOOP') return undefined;
+      throw err;
+    });
+    if (!info) {
+      files.set(absolute, { path: absolute, name: prefix + basename(absolute), size: 0 });
+    } else if (info.isDirectory()) {
       for (const file of await walk(absolute)) await add(file);
     } else if (info.isFile()) {
       files.set(absolute, { path: absolute, name: prefix + basename(absolute), size: info.size });
