@@ -537,6 +537,9 @@ describe('credentials and errors', () => {
     const badFlag = await cli(['upload', '--part-size', 'big', scratch]);
     assert.equal(badFlag.code, 2);
     assert.match(badFlag.stderr, /--part-size must be a size/);
+    const badProgress = await cli(['upload', '--progress', 'foo', '--json', scratch]);
+    assert.equal(badProgress.code, 2);
+    assert.match(badProgress.stderr, /--progress must be auto, bars or plain/);
   });
 
   test('a reader that stops early (wharf ls | head): the command ends quietly, as one killed by SIGPIPE', async () => {

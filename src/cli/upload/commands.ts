@@ -19,9 +19,8 @@ function json(io: CliIo, value: unknown): void {
 
 async function display(values: Parsed['values'], io: CliIo): Promise<Display> {
   if (values.json) return silentDisplay();
+  // Its value was checked with the other options (runClient).
   const mode = stringOption(values, 'progress') ?? 'auto';
-  if (!['auto', 'bars', 'plain'].includes(mode))
-    throw new UsageError('--progress must be auto, bars or plain.');
   if (mode !== 'plain' && io.terminal) return barDisplay(io.terminal);
   return plainDisplay(io.stdout);
 }

@@ -164,6 +164,10 @@ export async function runClient(argv: string[], io: CliIo): Promise<number> {
       const text = stringOption(args.values, flag);
       if (text !== undefined) parseSize(text, `--${flag}`);
     }
+    // Here, not where the display is chosen: with --json none is, and a bad value passed unsaid.
+    const progress = stringOption(args.values, 'progress');
+    if (progress !== undefined && !['auto', 'bars', 'plain'].includes(progress))
+      throw new UsageError('--progress must be auto, bars or plain.');
     const connection = await resolveConnection(args.values, io.env, {
       configMayBeMissing: command.writesConfig === true,
     });
