@@ -162,11 +162,17 @@ export class KeyService {
     return this.create(principal.accountId, name, access);
   }
 
-  /** Registers a key chosen by the operator (WHARF_API_KEY); idempotent across restarts. */
+  /**
+   * Registers a key chosen by the operator (WHARF_API_KEY); idempotent across restarts. It shows
+   * none of its characters (an empty prefix; its name tells it apart): a generated key's prefix
+   * is 12 of its 49, but an operator's may be as short as 16, and `keys list` printed 12 of them.
+   * A row an earlier version registered loses its prefix at the next start.
+   */
   async register(accountId: string, name: string, role: Role, secret: string): Promise<ApiKey> {
     if (secret.length < 16)
       throw new WharfError('VALIDATION_FAILED', 'An API key must be at least 16 characters.');
-    return this.store.ensureKey(this.newKey(accountId, name, keyAccess(role), secret), hashSecret(secret));
+    const key = { ...this.newKey(accountId, name, keyAccess(role), secret), prefix: '' };
+    return this.store.ensureKey(key, hashSecret(secret));
   }
 
   async list(accountId?: string): Promise<ApiKey[]> {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import {
   type AssetJson,
@@ -119,7 +122,49 @@ describe('authentication', () => {
   });
 });
 
+/** Sets the listed prefix of the key named `name`, as an earlier version recorded it. */
+function setKeyPrefix(server: TestWharf, name: string, prefix: string): void {
+  if (/^postgres(ql)?:/.test(server.databaseUrl)) {
+    const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
+    const sql = `update api_keys set prefix = ${literal(prefix)} where name = ${literal(name)}`;
+    execFileSync('psql', [server.databaseUrl, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql]);
+    return;
+  }
+  const db = new Database(join(server.dataDir, 'wharf.db'));
+  try {
+    db.pragma('busy_timeout = 5000');
+    db.prepare('update api_keys set prefix = ? where name = ?').run(prefix, name);
+  } finally {
+    db.close();
+  }
+}
+
 describe('keys and roles', () => {
+  test('a key the operator chose (WHARF_API_KEY) is listed with none of its characters, also one listed with some before', async () => {
+    // As short as it may be: a 12-character prefix left 4 characters of it secret.
+    const secret = `operator${randomBytes(4).toString('hex')}`;
+    const own = await startWharf({ env: { WHARF_API_KEY: secret } });
+    let again: TestWharf | undefined;
+    try {
+      const listed = async (server: TestWharf) => {
+        const keys = (await api(server.url, secret, 'GET', '/v1/keys')).body.data as Array<{
+          name: string;
+          prefix: string;
+        }>;
+        return keys.find((k) => k.name === 'WHARF_API_KEY')!.prefix;
+      };
+      assert.equal(await listed(own), '');
+      // An earlier version recorded its first 12 characters: the next start drops them.
+      setKeyPrefix(own, 'WHARF_API_KEY', secret.slice(0, 12));
+      assert.equal(await listed(own), secret.slice(0, 12));
+      again = await startWharf({ sharing: own, env: { WHARF_API_KEY: secret } });
+      assert.equal(await listed(again), '');
+    } finally {
+      await again?.close();
+      await own.close();
+    }
+  });
+
   test('an admin creates a member key (the default role); the secret is shown once', async () => {
     const res = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'ci pipeline' });
     assert.equal(res.status, 201);

@@ -59,7 +59,8 @@ export function keyQueries({ db }: SqlContext): KeyStore {
       await db
         .insertInto('api_keys')
         .values(fromKey(key, secretHash))
-        .onConflict((oc) => oc.column('secret_hash').doNothing())
+        // Registered before: kept, but with the prefix it would get now (see KeyService.register).
+        .onConflict((oc) => oc.column('secret_hash').doUpdateSet({ prefix: key.prefix }))
         .execute();
       return (await queries.findKeyByHash(secretHash))!.key;
     },
