@@ -8,6 +8,7 @@ import * as scopesTokens from './migrations/006_scopes_tokens.js';
 import * as images from './migrations/007_images.js';
 import * as consoleSessions from './migrations/008_console_sessions.js';
 import * as pendingIndexes from './migrations/009_pending_indexes.js';
+import * as oldAssets from './migrations/010_old_assets.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -21,6 +22,7 @@ const migrations: Record<string, Migration> = {
   '007_images': images,
   '008_console_sessions': consoleSessions,
   '009_pending_indexes': pendingIndexes,
+  '010_old_assets': oldAssets,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -5,11 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Kysely } from 'kysely';
+import sharp from 'sharp';
 import { connect } from '../../src/db/connect.js';
 import { migrate } from '../../src/db/migrate.js';
-import { uploadRaw } from '../helpers/assets.js';
-import { type Backing, createDatabase, deployment } from '../helpers/deployment.js';
-import { api } from '../helpers/http.js';
+import { complete, uploadRaw } from '../helpers/assets.js';
+import { type Backing, createDatabase, deployment, putStrayObject } from '../helpers/deployment.js';
+import { api, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // A database written by the Wharf before scoped keys (migrations up to 003), with keys,
@@ -30,8 +31,8 @@ let url: string;
 let w: TestWharf;
 
 // biome-ignore lint/suspicious/noExplicitAny: rows of an older schema
-async function withDb<T>(work: (db: Kysely<any>) => Promise<T>): Promise<T> {
-  const { db } = connect(url);
+async function withDb<T>(work: (db: Kysely<any>) => Promise<T>, at = url): Promise<T> {
+  const { db } = connect(at);
   try {
     return await work(db);
   } finally {
@@ -201,5 +202,152 @@ describe('a database from before scoped keys', () => {
         .executeTakeFirstOrThrow(),
     );
     assert.deepEqual([Number(accountAfter.bytes_used), Number(accountAfter.bytes_reserved)], [400, 0]);
+  });
+});
+
+// A database written by the first Wharf (migration 001 only): no asset numbers and no
+// processing yet. Its assets were once marked processed but never processed, and all numbered
+// 0 (also their ActiveStorage blob id); an upload declared then and completed now got 0 too.
+describe('a database from before asset numbers and processing', () => {
+  const IMAGE = randomUUID();
+  const BINARY = randomUUID();
+  const DECLARED = randomUUID();
+  const KEY_ID = randomUUID();
+  const SECRET = `wharf_${randomBytes(32).toString('base64url')}`;
+  const binary = randomBytes(300);
+  const declared = randomBytes(10);
+  let png: Buffer;
+  let oldDir: string;
+  let oldDatabase: Backing | undefined;
+  let oldUrl: string;
+  let old: TestWharf;
+
+  before(async () => {
+    png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3a6' } })
+      .png()
+      .toBuffer();
+    oldDir = await mkdtemp(join(tmpdir(), 'wharf-migration-001-'));
+    if (deployment === 'scaled') {
+      oldDatabase = await createDatabase();
+      oldUrl = oldDatabase.env.WHARF_DATABASE_URL!;
+    } else {
+      oldUrl = `sqlite://${join(oldDir, 'old.db')}`;
+    }
+    const now = Date.now();
+    await withDb(async (db) => {
+      await migrate(db, '001_initial');
+      await db
+        .insertInto('accounts')
+        .values({ id: 'acme', name: 'Acme', max_file_size: null, disabled: 0, created_at: now })
+        .execute();
+      await db
+        .insertInto('api_keys')
+        .values({
+          id: KEY_ID,
+          account_id: 'acme',
+          name: 'old admin',
+          role: 'admin',
+          prefix: SECRET.slice(0, 12),
+          secret_hash: hash(SECRET),
+          created_at: now,
+          last_used_at: null,
+          revoked_at: null,
+        })
+        .execute();
+      const asset = (id: string, name: string, type: string, bytes: Buffer, at: number) => ({
+        id,
+        account_id: 'acme',
+        name,
+        content_type: type,
+        size: bytes.length,
+        sha256: sha256Hex(bytes),
+        md5: md5Hex(bytes),
+        storage_key: `acme/${id}`,
+        status: 'ready',
+        metadata: '{}',
+        created_at: at,
+        updated_at: at,
+      });
+      await db
+        .insertInto('assets')
+        .values([
+          asset(IMAGE, 'photo.png', 'image/png', png, now - 2000),
+          asset(BINARY, 'data.bin', 'application/octet-stream', binary, now - 1000),
+        ])
+        .execute();
+      const upload = (id: string, assetId: string | null, bytes: Buffer, at: number) => ({
+        id,
+        account_id: 'acme',
+        key_id: KEY_ID,
+        kind: 'presigned',
+        name: 'upload',
+        content_type: 'application/octet-stream',
+        size: bytes.length,
+        sha256: null,
+        md5: null,
+        storage_key: `acme/${assetId ?? id}`,
+        status: assetId ? 'completed' : 'pending',
+        asset_id: assetId,
+        deduplicated: 0,
+        created_at: at,
+        expires_at: now + 3600_000,
+        completed_at: assetId ? at : null,
+      });
+      await db
+        .insertInto('uploads')
+        .values([
+          upload(randomUUID(), IMAGE, png, now - 2000),
+          upload(randomUUID(), BINARY, binary, now - 1000),
+          upload(DECLARED, null, declared, now - 500),
+        ])
+        .execute();
+    }, oldUrl);
+    old = await startWharf({ env: { WHARF_DATABASE_URL: oldUrl } });
+    // The bytes the first Wharf stored, where its rows say.
+    await putStrayObject(old, `acme/${IMAGE}`, png);
+    await putStrayObject(old, `acme/${BINARY}`, binary);
+  });
+
+  after(async () => {
+    await old?.close();
+    await oldDatabase?.release();
+    await rm(oldDir, { recursive: true, force: true });
+  });
+
+  test('its assets are processed, and transforms take its images', async () => {
+    const before = await api(old.url, SECRET, 'GET', `/v1/assets/${IMAGE}`);
+    assert.equal(before.body.processing, 'pending', JSON.stringify(before.body));
+    // Queued by the migration, at the real time; the test's clock started a moment before it.
+    old.clock.set(Date.now());
+    await old.wharf.core.jobs.drain();
+    const image = await api(old.url, SECRET, 'GET', `/v1/assets/${IMAGE}`);
+    assert.equal(image.body.processing, 'done');
+    assert.deepEqual(
+      [image.body.analysis.format, image.body.analysis.width, image.body.analysis.height],
+      ['png', 64, 48],
+    );
+    assert.ok(image.body.analysis.placeholder, JSON.stringify(image.body.analysis));
+    const transform = await fetch(`${old.url}/v1/assets/${IMAGE}/image?w=30&format=webp`, {
+      headers: { 'x-api-key': SECRET },
+    });
+    assert.equal(transform.status, 200, await transform.clone().text());
+    assert.equal(transform.headers.get('content-type'), 'image/webp');
+    const other = await api(old.url, SECRET, 'GET', `/v1/assets/${BINARY}`);
+    assert.equal(other.body.processing, 'done');
+  });
+
+  test('its assets and uploads get numbers of their own, and new ones follow', async () => {
+    const numbers = await Promise.all(
+      [IMAGE, BINARY].map(async (id) => (await api(old.url, SECRET, 'GET', `/v1/assets/${id}`)).body.number),
+    );
+    assert.deepEqual(numbers, [1, 2]);
+    // Declared before the upgrade, completed after it.
+    await putStrayObject(old, `acme/${DECLARED}`, declared);
+    const done = await complete(old, SECRET, DECLARED);
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.asset.number, 3);
+    const fresh = await uploadRaw(old, SECRET, 'fresh.bin', randomBytes(20));
+    assert.equal(fresh.status, 201, JSON.stringify(fresh.body));
+    assert.equal(fresh.body.asset.number, 4);
   });
 });
