@@ -41,6 +41,12 @@ export interface OpenedCore {
   missingTools: Record<string, string>;
   /** Webhook secrets sealed again at start, and endpoints whose secret no key opens. */
   webhookSecrets: ResealReport;
+  /**
+   * Ends the calls still waiting on the object store (one that stopped answering): they fail
+   * at once, and so does every later one. For a stop, once no request needs storage any more,
+   * so that background work (the sweep, jobs) does not hold it up for minutes.
+   */
+  abandonStorageCalls(): void;
   close(): Promise<void>;
 }
 
@@ -127,7 +133,7 @@ export async function openCore(
     await store.close();
     throw err;
   }
-  const { blobs, endpoint, tus } = opened;
+  const { blobs, endpoint, tus, abandon } = opened;
 
   await scratch.init();
   const { missing } = await detecting;
@@ -193,6 +199,7 @@ export async function openCore(
     },
     missingTools: missing,
     webhookSecrets,
+    abandonStorageCalls: () => abandon.abort(),
     async close() {
       await blobs.close();
       await store.close();
@@ -242,20 +249,33 @@ async function openBlobs(
   secret: string,
   /** A server owns the local store and settles what a crash left; a CLI command only uses it. */
   owner: boolean,
-): Promise<{ blobs: BlobStore; endpoint: PresignVerifier | undefined; tus: TusBackend }> {
+): Promise<{
+  blobs: BlobStore;
+  endpoint: PresignVerifier | undefined;
+  tus: TusBackend;
+  /** Aborted to end the object store's calls still waiting (see abandonStorageCalls). */
+  abandon: AbortController;
+}> {
   const storage = config.storage;
+  // Local disk does not hang as a remote store does: nothing of it listens to this.
+  const abandon = new AbortController();
   if (storage.kind === 's3') {
     const [{ S3BlobStore }, { s3TusBackend }] = await Promise.all([
       import('./blobs/s3-store.js'),
       import('./blobs/tus-s3.js'),
     ]);
-    const blobs = new S3BlobStore({ ...storage, directDownloads: storage.downloads === 'redirect' });
+    const blobs = new S3BlobStore({
+      ...storage,
+      directDownloads: storage.downloads === 'redirect',
+      abandon: abandon.signal,
+    });
     await blobs.ensureBucket();
     const partsDir = await processTempDir(join(config.dataDir, 'tus', 's3-parts'));
     return {
       blobs,
       endpoint: undefined,
-      tus: s3TusBackend(storage, config.resumableExpiresSeconds, partsDir),
+      tus: s3TusBackend(storage, config.resumableExpiresSeconds, partsDir, abandon.signal),
+      abandon,
     };
   }
   const endpoint = new LocalEndpoint({
@@ -271,5 +291,5 @@ async function openBlobs(
   // so a finished one moves in by rename.
   const { localTusBackend } = await import('./blobs/tus-local.js');
   const tus = localTusBackend(join(config.dataDir, 'tus', 'uploads'), blobs, config.resumableExpiresSeconds);
-  return { blobs, endpoint, tus };
+  return { blobs, endpoint, tus, abandon };
 }

@@ -25,6 +25,11 @@ export interface Wharf {
    * only once the start can no longer fail on the address, so a failed start makes no key.
    */
   listen(): Promise<void>;
+  /**
+   * Sweeps now (expired uploads, debris, event retention, console sessions), as the timer does
+   * every WHARF_SWEEP_INTERVAL; while a sweep runs, that one (never a second at once).
+   */
+  sweep(): Promise<void>;
   /** Stops taking requests, lets those in flight finish (see CloseOptions), stops the job runner and the sweep, closes storage and the database. */
   close(options?: CloseOptions): Promise<Closed>;
 }
@@ -139,17 +144,31 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   }
 
   let stopping = false;
-  let sweeping: Promise<unknown> = Promise.resolve();
-  const sweep = () => {
-    sweeping = core.uploads
-      .sweep()
-      .catch((err: unknown) => app.log.error({ err }, 'sweep failed'))
+  // One sweep at a time: against a store that stopped answering, a sweep waits minutes on it,
+  // and one started every interval on top would pile up, all let go at once when it is back.
+  let sweeping: Promise<void> | undefined;
+  const sweep = (): Promise<void> => {
+    sweeping ??= (async () => {
+      // A stop ends the sweep's storage calls (see close): the steps after it are not taken,
+      // and what it stopped at is no failure (the next sweep, here or on another node, goes on).
+      const step = async (what: string, run: () => Promise<unknown>) => {
+        if (stopping) return;
+        try {
+          await run();
+        } catch (err) {
+          if (stopping) app.log.info({ err }, `${what} cut short by the stop`);
+          else app.log.error({ err }, `${what} failed`);
+        }
+      };
+      await step('sweep', () => core.uploads.sweep());
       // Retention: old events and finished webhook deliveries (WHARF_EVENTS_RETENTION_DAYS).
-      .then(() => core.webhooks.prune())
-      .catch((err: unknown) => app.log.error({ err }, 'event retention failed'))
+      await step('event retention', () => core.webhooks.prune());
       // Console sessions that expired or were signed out.
-      .then(() => core.sessions.prune())
-      .catch((err: unknown) => app.log.error({ err }, 'session sweep failed'));
+      await step('session sweep', () => core.sessions.prune());
+    })().finally(() => {
+      sweeping = undefined;
+    });
+    return sweeping;
   };
   const timer =
     config.sweepIntervalSeconds > 0
@@ -182,6 +201,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     generatedKey: undefined,
     metrics,
     metricsUrl: metricsListener?.url,
+    sweep,
     async listen() {
       await app.listen({ host: config.host, port: config.port });
       if (!config.apiKey && (await core.keys.count()) === 0) {
@@ -194,10 +214,11 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         wharf.generatedKey = created.secret;
       }
       // Leftovers of a previous run; a failure is logged, as the periodic sweep's are.
-      sweep();
+      void sweep();
     },
     close(closeOptions = {}) {
       closing ??= (async () => {
+        const started = performance.now();
         stopping = true;
         if (timer) clearInterval(timer);
         if (jobTimer) clearInterval(jobTimer);
@@ -220,8 +241,20 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
           app.server.closeAllConnections();
         }
         await closed;
-        await sweeping;
-        await Promise.all(workers);
+        // Background work: no sweep or job starts any more. The jobs held get what is left of
+        // the deadline to finish; the sweep is not waited for (the next one goes on from where
+        // it stopped). Then the calls still waiting on storage end (a store that stopped
+        // answering would hold them for minutes), and the database closes only once nothing
+        // runs that could still use it.
+        const jobs = Promise.all(workers);
+        if (deadline === undefined) await jobs;
+        else await settlesWithin(jobs, Math.max(0, deadline - (performance.now() - started)));
+        opened.abandonStorageCalls();
+        const background = Promise.all([sweeping, jobs]);
+        if (deadline === undefined) await background;
+        else if (!(await settlesWithin(background, CUT_SETTLE_MS))) {
+          app.log.warn('background work (the sweep or a job) was still running when the database closed');
+        }
         await opened.close();
         return { cut };
       })();

@@ -1,4 +1,5 @@
 import { S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { isConnectionFailure, serviceUnavailable } from '../core/unavailable.js';
 
 export interface S3Options {
@@ -18,8 +19,8 @@ export interface S3Options {
  * and puts `x-amz-checksum-crc32` of an empty body into presigned PUT URLs, which AWS S3,
  * R2 and MinIO then hold against the real body.
  */
-export function createS3Client(options: S3Options): S3Client {
-  return reportingUnavailable(new S3Client(s3ClientConfig(options)));
+export function createS3Client(options: S3Options, abandon?: AbortSignal): S3Client {
+  return reportingUnavailable(new S3Client(s3ClientConfig(options, abandon)));
 }
 
 /** Time to open a connection to the store; a store that does not accept one is away. */
@@ -58,8 +59,18 @@ function isStoreAway(err: unknown): boolean {
   return err instanceof S3ServiceException && err.$metadata.httpStatusCode === 503;
 }
 
-/** The settings of createS3Client, for libraries that build their own client (@tus/s3-store). */
-export function s3ClientConfig(options: S3Options): S3ClientConfig {
+/**
+ * The settings of createS3Client, for libraries that build their own client (@tus/s3-store).
+ * Once `abandon` aborts, every request still waiting on the store ends at once (an AbortError,
+ * which the SDK does not retry) and every later one is refused: a stopping server does not wait
+ * out REQUEST_TIMEOUT_MS times the SDK's attempts on a store that stopped answering.
+ */
+export function s3ClientConfig(options: S3Options, abandon?: AbortSignal): S3ClientConfig {
+  const handler = {
+    connectionTimeout: CONNECT_TIMEOUT_MS,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    throwOnRequestTimeout: true,
+  };
   return {
     endpoint: options.endpoint,
     region: options.region,
@@ -67,10 +78,22 @@ export function s3ClientConfig(options: S3Options): S3ClientConfig {
     credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: {
-      connectionTimeout: CONNECT_TIMEOUT_MS,
-      requestTimeout: REQUEST_TIMEOUT_MS,
-      throwOnRequestTimeout: true,
-    },
+    requestHandler: abandon ? new AbandonableHandler(handler, abandon) : handler,
   };
+}
+
+/** The SDK's handler, each request of which also ends when `abandon` aborts. */
+class AbandonableHandler extends NodeHttpHandler {
+  constructor(
+    options: ConstructorParameters<typeof NodeHttpHandler>[0],
+    private readonly abandon: AbortSignal,
+  ) {
+    super(options);
+  }
+
+  override handle(...[request, options = {}]: Parameters<NodeHttpHandler['handle']>) {
+    const own = options.abortSignal as AbortSignal | undefined;
+    const abortSignal = own ? AbortSignal.any([own, this.abandon]) : this.abandon;
+    return super.handle(request, { ...options, abortSignal });
+  }
 }

@@ -50,6 +50,8 @@ export interface S3BlobStoreOptions extends S3Options {
   /** Bytes per multipart part; memory held per write is about `partSize × queueSize`. */
   partSize?: number | undefined;
   queueSize?: number | undefined;
+  /** Once aborted, calls still waiting on the store end, and later ones fail (see s3ClientConfig). */
+  abandon?: AbortSignal | undefined;
 }
 
 const MiB = 1024 * 1024;
@@ -86,7 +88,7 @@ export class S3BlobStore implements BlobStore {
   private readonly queueSize: number;
 
   constructor(options: S3BlobStoreOptions) {
-    this.client = createS3Client(options);
+    this.client = createS3Client(options, options.abandon);
     this.credentials = { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey };
     this.bucket = options.bucket;
     this.region = options.region;

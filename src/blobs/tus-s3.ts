@@ -17,7 +17,13 @@ import { finishedUpload, RecentlyFinished, TUS_EXTENSIONS, type TusBackend } fro
  * finished object is already where the asset points; its `<key>.info` (and `<key>.part`, a
  * tail shorter than S3's minimum part) are bookkeeping, deleted once the object is whole.
  */
-export function s3TusBackend(options: S3Options, expiresInSeconds: number, partsDir: string): TusBackend {
+export function s3TusBackend(
+  options: S3Options,
+  expiresInSeconds: number,
+  partsDir: string,
+  /** Ends its calls still waiting on the store, as the blob store's (see s3ClientConfig). */
+  abandon?: AbortSignal,
+): TusBackend {
   const datastore = new WharfS3Store(partsDir, {
     // Object tags only serve bucket lifecycle rules; Wharf's sweep expires uploads itself
     // (and not every S3-compatible server supports tagging).
@@ -26,7 +32,7 @@ export function s3TusBackend(options: S3Options, expiresInSeconds: number, parts
     // Another node may terminate or finish the upload: nothing about it is cached here.
     cache: new NoCache(),
     // The same client settings as the blob store's (no aws-chunked checksums Ceph 16 rejects).
-    s3ClientConfig: { bucket: options.bucket, ...s3ClientConfig(options) },
+    s3ClientConfig: { bucket: options.bucket, ...s3ClientConfig(options, abandon) },
   });
   datastore.extensions = [...TUS_EXTENSIONS];
   // Its client is its own; a store that is away reads as one here too (503, not 500).

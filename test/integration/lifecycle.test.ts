@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config.js';
 import { createWharf } from '../../src/server.js';
 import { type Backing, pendingWrites, provision, storedKeys } from '../helpers/deployment.js';
@@ -346,6 +347,65 @@ describe('stopping', () => {
       ['expired'],
       'the handler finished its clean-up before the database closed',
     );
+  });
+
+  test('SIGTERM while the sweep waits on a store that stopped answering: one sweep at a time, exit 0 at once, nothing runs on after', {
+    // A guard against the hang this test is about (each S3 call would wait 120 s, three times).
+    timeout: 90_000,
+  }, async () => {
+    // An "S3 store" that answers the bucket check at start, then never answers again.
+    const waiting: IncomingMessage[] = [];
+    let reached: () => void = () => {};
+    const contacted = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const store = createHttpServer((req, res) => {
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
+      waiting.push(req);
+      reached();
+    });
+    await new Promise<void>((resolve) => store.listen(0, '127.0.0.1', resolve));
+    const address = store.address();
+    const storePort = typeof address === 'object' && address ? address.port : 0;
+    try {
+      const inst = await installation({ WHARF_SHUTDOWN_TIMEOUT: '600', WHARF_SWEEP_INTERVAL: '1' });
+      const r = start({
+        ...inst.env,
+        WHARF_STORAGE: 's3',
+        WHARF_S3_ENDPOINT: `http://127.0.0.1:${storePort}`,
+        WHARF_S3_BUCKET: 'stops-answering',
+        WHARF_S3_ACCESS_KEY_ID: 'test',
+        WHARF_S3_SECRET_ACCESS_KEY: 'test-secret',
+      });
+      await r.waitFor(LISTENING);
+      // The sweep of the start is waiting on the store; the timer's ticks that come meanwhile
+      // (one a second) start none of their own.
+      await contacted;
+      await sleep(3000);
+      assert.equal(
+        waiting.length,
+        1,
+        `one sweep waits on the store: ${waiting.map((q) => q.url).join(', ')}`,
+      );
+      r.child.kill('SIGTERM');
+      assert.deepEqual(await r.exited, { code: 0, signal: null }, r.stderr());
+      assert.match(r.stdout(), /"msg":"stopped"/);
+      assert.match(r.stdout(), /"msg":"sweep cut short by the stop"/);
+      // Nothing failed, the database (closed by then) above all; no later step was taken.
+      const errors = r
+        .stdout()
+        .split('\n')
+        .filter((line) => /"level":(50|60)/.test(line));
+      assert.deepEqual(errors, []);
+      assert.doesNotMatch(r.stdout(), /event retention|session sweep/);
+      assert.equal(waiting.length, 1, 'no store call was tried again');
+    } finally {
+      store.closeAllConnections();
+      await new Promise((resolve) => store.close(resolve));
+    }
   });
 
   test('SIGTERM during start-up (waiting for storage that does not answer): exits 0 without ever listening', async () => {
