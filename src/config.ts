@@ -145,6 +145,8 @@ export interface LoadedConfig {
 }
 
 const GiB = 1024 ** 3;
+/** WHARF_SECRET's least length: 32 random characters (`openssl rand -base64 32` makes 44). */
+const MIN_SECRET_LENGTH = 32;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** The configuration, or a ConfigError listing every problem. */
@@ -223,6 +225,14 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
   if (apiKey !== undefined && apiKey.length < 16) {
     report(env, 'WHARF_API_KEY must be at least 16 characters.');
   }
+  // Every signing key (download, transform and presigned URLs, signed ids, the console's CSRF
+  // tokens) and the webhook seal derive from it by one HMAC: a short one falls to an offline
+  // guess from any signed URL a browser was given. The previous one only opens what it sealed,
+  // and a short one must stay usable to move away from it.
+  const secret = env.WHARF_SECRET || undefined;
+  if (secret !== undefined && secret.length < MIN_SECRET_LENGTH) {
+    report(env, `WHARF_SECRET must be at least ${MIN_SECRET_LENGTH} characters.`);
+  }
   const databaseUrl = env.WHARF_DATABASE_URL || `sqlite://${resolve(dataDir, 'wharf.db')}`;
   const database = parseDatabaseUrl(databaseUrl);
   if ('problem' in database) report(env, `WHARF_DATABASE_URL ${database.problem}`);
@@ -233,7 +243,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     dataDir,
     databaseUrl,
     apiKey,
-    secret: env.WHARF_SECRET || undefined,
+    secret,
     previousSecret: env.WHARF_SECRET_PREVIOUS || undefined,
     maxFileSize: integer(env, 'WHARF_MAX_FILE_SIZE', 5 * GiB, 0, Number.MAX_SAFE_INTEGER),
     uploadExpiresSeconds: integer(env, 'WHARF_UPLOAD_EXPIRES', 900, 1, 7 * 24 * 3600),

@@ -87,6 +87,20 @@ describe('configuration', () => {
     );
   });
 
+  test('WHARF_SECRET shorter than 32 characters is refused, and never shown', () => {
+    // Every signing key derives from it: a short one is guessed offline from any signed URL.
+    assert.deepEqual(problems({ WHARF_SECRET: 'a' }), ['WHARF_SECRET must be at least 32 characters.']);
+    assert.deepEqual(problems({ WHARF_SECRET: 'x'.repeat(31) }), [
+      'WHARF_SECRET must be at least 32 characters.',
+    ]);
+    assert.equal(loadConfig({ WHARF_SECRET: 'x'.repeat(32) }).secret, 'x'.repeat(32));
+    // The previous one only opens what it sealed: a short one is what a rotation moves away from.
+    assert.equal(
+      loadConfig({ WHARF_SECRET: 'y'.repeat(44), WHARF_SECRET_PREVIOUS: 'short' }).previousSecret,
+      'short',
+    );
+  });
+
   test('WHARF_PUBLIC_URL with a user or password is refused: every URL handed out starts with it', () => {
     const shown = problems({ WHARF_PUBLIC_URL: 'http://admin:hunter2@127.0.0.1:8080' });
     assert.equal(shown.length, 1, shown.join('\n'));
