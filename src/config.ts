@@ -268,10 +268,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     ),
     maxOpenUploadsPerKey: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_KEY', 10_000_000, 1, 1_000_000_000),
     maxOpenUploadsPerToken: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_TOKEN', 100, 1, 1_000_000),
-    corsOrigins: (env.WHARF_CORS_ORIGINS ?? '')
-      .split(',')
-      .map((origin) => origin.trim())
-      .filter((origin) => origin !== ''),
+    corsOrigins: corsOrigins(env),
     logLevel: choice(env, 'WHARF_LOG_LEVEL', LOG_LEVELS, 'info'),
     shutdownTimeoutSeconds: integer(env, 'WHARF_SHUTDOWN_TIMEOUT', 30, 0, 3600),
     bodyIdleTimeoutSeconds: integer(env, 'WHARF_BODY_IDLE_TIMEOUT', 60, 0, 86400),
@@ -299,6 +296,48 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       idleTimeoutSeconds: integer(env, 'WHARF_CONSOLE_IDLE_TIMEOUT', 3600, 60, 30 * 24 * 3600),
     },
   };
+}
+
+/**
+ * WHARF_CORS_ORIGINS, each entry as browsers send an Origin: `scheme://host[:port]`, the host
+ * in lower case, no default port, no trailing slash (an entry is compared with the header as
+ * it comes). So `https://App.Example.com/` is taken as `https://app.example.com`; an entry that
+ * no Origin could ever equal (a path, a query, no scheme) is refused rather than left to fail
+ * silently in the browser. `*` allows any; `null` is what sandboxed pages send.
+ */
+function corsOrigins(env: NodeJS.ProcessEnv): string[] {
+  const entries = (env.WHARF_CORS_ORIGINS ?? '')
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter((origin) => origin !== '');
+  return entries.map((entry) => {
+    if (entry === '*' || entry === 'null') return entry;
+    let url: URL | undefined;
+    try {
+      url = new URL(entry);
+    } catch {
+      // Reported below.
+    }
+    const origin = url && (url.protocol === 'http:' || url.protocol === 'https:') ? url.origin : undefined;
+    const onlyOrigin =
+      url !== undefined &&
+      url.username === '' &&
+      url.password === '' &&
+      url.pathname === '/' &&
+      url.search === '' &&
+      url.hash === '' &&
+      // `https://a.example.com?` and `…#` parse to an empty search or hash: still not an origin.
+      !/[?#]/.test(entry);
+    if (origin === undefined || !onlyOrigin) {
+      report(
+        env,
+        `WHARF_CORS_ORIGINS entry ${JSON.stringify(redactUrl(entry))} is not an origin: browsers send ` +
+          `scheme://host[:port] only (e.g. ${JSON.stringify(origin ?? 'https://app.example.com')}), so it could never match`,
+      );
+      return entry;
+    }
+    return origin;
+  });
 }
 
 function mediaConfig(env: NodeJS.ProcessEnv): MediaConfig {

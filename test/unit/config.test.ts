@@ -101,6 +101,28 @@ describe('configuration', () => {
     );
   });
 
+  test('WHARF_CORS_ORIGINS is taken as browsers send an Origin; an entry none could match is refused', () => {
+    assert.deepEqual(
+      loadConfig({
+        WHARF_CORS_ORIGINS:
+          'https://App.Example.com/, http://localhost:5173 ,https://b.example.com:443,*,null',
+      }).corsOrigins,
+      ['https://app.example.com', 'http://localhost:5173', 'https://b.example.com', '*', 'null'],
+    );
+    assert.deepEqual(
+      problems({
+        WHARF_CORS_ORIGINS:
+          'https://app.example.com/console,app.example.org,ftp://files.example.com,https://c.example.com?x=1',
+      }),
+      [
+        'WHARF_CORS_ORIGINS entry "https://app.example.com/console" is not an origin: browsers send scheme://host[:port] only (e.g. "https://app.example.com"), so it could never match',
+        'WHARF_CORS_ORIGINS entry "app.example.org" is not an origin: browsers send scheme://host[:port] only (e.g. "https://app.example.com"), so it could never match',
+        'WHARF_CORS_ORIGINS entry "ftp://files.example.com" is not an origin: browsers send scheme://host[:port] only (e.g. "https://app.example.com"), so it could never match',
+        'WHARF_CORS_ORIGINS entry "https://c.example.com?x=1" is not an origin: browsers send scheme://host[:port] only (e.g. "https://c.example.com"), so it could never match',
+      ],
+    );
+  });
+
   test('WHARF_PUBLIC_URL with a user or password is refused: every URL handed out starts with it', () => {
     const shown = problems({ WHARF_PUBLIC_URL: 'http://admin:hunter2@127.0.0.1:8080' });
     assert.equal(shown.length, 1, shown.join('\n'));
