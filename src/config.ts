@@ -204,7 +204,9 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
   const port = integer(env, 'WHARF_PORT', 8080, 0, 65535);
   const dataDir = resolve(env.WHARF_DATA_DIR || './data');
   const publicHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
-  const publicUrl = canonicalUrl(env.WHARF_PUBLIC_URL || `http://${publicHost}:${port}`);
+  // An IPv6 address is bracketed in a URL (http://[::1]:8080).
+  const derivedUrl = `http://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${port}`;
+  const publicUrl = canonicalUrl(env.WHARF_PUBLIC_URL || derivedUrl);
   if (port === 0 && !env.WHARF_PUBLIC_URL) {
     // Any free port is chosen only at listen; every URL handed out (and signed) names it before.
     report(
@@ -212,7 +214,10 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       'WHARF_PORT 0 (any free port) needs WHARF_PUBLIC_URL: the URLs Wharf hands out name the port.',
     );
   }
-  if (!isHttpUrl(publicUrl)) {
+  if (!env.WHARF_PUBLIC_URL && !isHttpUrl(publicUrl)) {
+    // The URL is made from WHARF_HOST, which the operator set; WHARF_PUBLIC_URL they did not.
+    report(env, `WHARF_HOST must be a host name or an IP address, got ${JSON.stringify(host)}`);
+  } else if (!isHttpUrl(publicUrl)) {
     report(env, `WHARF_PUBLIC_URL must be an http(s) URL, got ${JSON.stringify(redactUrl(publicUrl))}`);
   } else if (hasUserInfo(publicUrl)) {
     // Every presigned, signed and content URL is built on it: a password there goes to every client.

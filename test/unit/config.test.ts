@@ -123,6 +123,22 @@ describe('configuration', () => {
     );
   });
 
+  test('a WHARF_HOST no URL can name is reported as WHARF_HOST, not as the WHARF_PUBLIC_URL made from it', () => {
+    assert.deepEqual(problems({ WHARF_HOST: '999.1.1.1' }), [
+      'WHARF_HOST must be a host name or an IP address, got "999.1.1.1"',
+    ]);
+    assert.deepEqual(problems({ WHARF_HOST: 'bad host' }), [
+      'WHARF_HOST must be a host name or an IP address, got "bad host"',
+    ]);
+    // With a public URL of its own, the host is only where to listen (checked when listening).
+    assert.equal(
+      loadConfig({ WHARF_HOST: '999.1.1.1', WHARF_PUBLIC_URL: 'https://files.example.com' }).host,
+      '999.1.1.1',
+    );
+    // An IPv6 address is bracketed in the URL made from it.
+    assert.equal(loadConfig({ WHARF_HOST: '::1' }).publicUrl, 'http://[::1]:8080');
+  });
+
   test('WHARF_PUBLIC_URL with a user or password is refused: every URL handed out starts with it', () => {
     const shown = problems({ WHARF_PUBLIC_URL: 'http://admin:hunter2@127.0.0.1:8080' });
     assert.equal(shown.length, 1, shown.join('\n'));
