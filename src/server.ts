@@ -223,7 +223,8 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         if (timer) clearInterval(timer);
         if (jobTimer) clearInterval(jobTimer);
         await metricsListener?.close();
-        // Stops listening at once; a request that still arrives on an open connection gets 503.
+        // Stops listening at once and closes idle keep-alive connections; a request that still
+        // arrives on a busy one gets 503.
         const closed = app.close();
         let cut = 0;
         const deadline = closeOptions.deadlineMs;
