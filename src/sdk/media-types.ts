@@ -2,9 +2,9 @@
  * A file's media type from its name's extension, as a browser gives a `File` its `type`: so a
  * file read from disk is declared as what it is (an upload token limited to `image/*` takes a
  * PNG, listings by type find it, downloads are served as it) rather than as
- * application/octet-stream. The common types only, the ones Wharf's own extension table knows
- * (the seed APIs' file-service) and a few more; the SDK depends on no MIME database, and an
- * unknown extension stays untyped (the upload then declares application/octet-stream).
+ * application/octet-stream. The common types only; the SDK depends on no MIME database, and an
+ * unknown extension stays untyped (the upload then declares application/octet-stream). The
+ * server's seed APIs type files by name with this table too (src/http/compat/content-types.ts).
  */
 const BY_EXTENSION: Record<string, string> = {
   png: 'image/png',

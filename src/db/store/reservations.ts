@@ -363,44 +363,21 @@ export async function settleArrived(
   hold: { quota: number; token: number },
 ): Promise<void> {
   const held = n(upload.quota_reserved);
-  const more = hold.quota - held;
-  if (more !== 0) {
-    let account = trx
-      .updateTable('accounts')
-      .set({ bytes_reserved: sql<number>`bytes_reserved + ${more}` })
-      .where('id', '=', upload.account_id);
-    if (more > 0) {
-      account = account.where(
-        sql<boolean>`(storage_quota is null or bytes_used + bytes_reserved + ${more} <= storage_quota)`,
-      );
-    }
-    if (Number((await account.executeTakeFirst()).numUpdatedRows) === 0) {
-      const row = await trx
-        .selectFrom('accounts')
-        .select(['storage_quota', 'bytes_used', 'bytes_reserved'])
-        .where('id', '=', upload.account_id)
-        .executeTakeFirst();
-      throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
-        quota: nullable(row?.storage_quota ?? null),
-        used: n(row?.bytes_used ?? 0),
-        reserved: n(row?.bytes_reserved ?? 0) - held,
-      });
-    }
+  if (!(await holdMore(trx, 'accounts', upload.account_id, hold.quota - held))) {
+    const row = await trx
+      .selectFrom('accounts')
+      .select(['storage_quota', 'bytes_used', 'bytes_reserved'])
+      .where('id', '=', upload.account_id)
+      .executeTakeFirst();
+    throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
+      quota: nullable(row?.storage_quota ?? null),
+      used: n(row?.bytes_used ?? 0),
+      reserved: n(row?.bytes_reserved ?? 0) - held,
+    });
   }
   if (upload.token_id === null) return;
   const heldByToken = n(upload.token_reserved);
-  const moreForToken = hold.token - heldByToken;
-  if (moreForToken === 0) return;
-  let token = trx
-    .updateTable('upload_tokens')
-    .set({ bytes_reserved: sql<number>`bytes_reserved + ${moreForToken}` })
-    .where('id', '=', upload.token_id);
-  if (moreForToken > 0) {
-    token = token.where(
-      sql<boolean>`(max_bytes is null or bytes_used + bytes_reserved + ${moreForToken} <= max_bytes)`,
-    );
-  }
-  if (Number((await token.executeTakeFirst()).numUpdatedRows) === 0) {
+  if (!(await holdMore(trx, 'upload_tokens', upload.token_id, hold.token - heldByToken))) {
     const row = await trx
       .selectFrom('upload_tokens')
       .select(['max_bytes', 'bytes_used', 'bytes_reserved'])
@@ -418,6 +395,31 @@ export async function settleArrived(
       },
     );
   }
+}
+
+/**
+ * Adds `more` bytes (negative: gives them back) to the reservation of an account or a token, in
+ * one conditional update: growing it must stay within the account's `storage_quota` or the
+ * token's `max_bytes` beside what is stored and held. False when it would not (nothing changed).
+ */
+async function holdMore(
+  trx: Transaction<Database>,
+  table: 'accounts' | 'upload_tokens',
+  id: string,
+  more: number,
+): Promise<boolean> {
+  if (more === 0) return true;
+  const limit = table === 'accounts' ? sql.ref('storage_quota') : sql.ref('max_bytes');
+  let update = trx
+    .updateTable(table)
+    .set({ bytes_reserved: sql<number>`bytes_reserved + ${more}` })
+    .where('id', '=', id);
+  if (more > 0) {
+    update = update.where(
+      sql<boolean>`(${limit} is null or bytes_used + bytes_reserved + ${more} <= ${limit})`,
+    );
+  }
+  return Number((await update.executeTakeFirst()).numUpdatedRows) > 0;
 }
 
 /** A pending upload expired or was refused (its status just left `pending`): it holds nothing now. */
