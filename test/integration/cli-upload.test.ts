@@ -150,6 +150,20 @@ async function until<T>(check: () => Promise<T | undefined>, what: string): Prom
   throw new Error(`Timed out waiting for ${what}`);
 }
 
+/** Waits until a CLI run has saved its resume state in `stateDir` and stored its first part. */
+async function firstPartStored(stateDir: string): Promise<void> {
+  const record = await until(async () => {
+    const names = await readdir(stateDir).catch(() => []);
+    const name = names.find((n) => n.endsWith('.json'));
+    if (!name) return undefined;
+    return JSON.parse(await readFile(join(stateDir, name), 'utf8')).record as { id: string };
+  }, 'the resume state');
+  await until(async () => {
+    const parts = await wharf.multipart.listParts(record.id);
+    return parts.length > 0 ? parts : undefined;
+  }, 'a stored part');
+}
+
 describe('wharf upload and sync', () => {
   test('a folder (with its subfolders) and a glob, concurrently; --json describes each file', async () => {
     const a = randomBytes(1000);
@@ -250,16 +264,7 @@ describe('wharf upload and sync', () => {
       // A bandwidth cap keeps it in flight long enough to be cut after its first part.
       const child = start([...args, '--limit-rate', '2M', '-j', '1']);
       const running = finished(child);
-      const record = await until(async () => {
-        const names = await readdir(stateDir).catch(() => []);
-        const name = names.find((n) => n.endsWith('.json'));
-        if (!name) return undefined;
-        return JSON.parse(await readFile(join(stateDir, name), 'utf8')).record as { id: string };
-      }, 'the resume state');
-      await until(async () => {
-        const parts = await wharf.multipart.listParts(record.id);
-        return parts.length > 0 ? parts : undefined;
-      }, 'a stored part');
+      await firstPartStored(stateDir);
       child.kill(signal);
       const cut = await running;
       if (signal === 'SIGINT') {
@@ -291,16 +296,7 @@ describe('a file that changes while it is sent', () => {
     // A bandwidth cap keeps it in flight long enough to delete the file after its first part.
     const child = start([...args, '--limit-rate', '4M', '-j', '1', '--json']);
     const running = finished(child);
-    const record = await until(async () => {
-      const names = await readdir(stateDir).catch(() => []);
-      const name = names.find((n) => n.endsWith('.json'));
-      if (!name) return undefined;
-      return JSON.parse(await readFile(join(stateDir, name), 'utf8')).record as { id: string };
-    }, 'the resume state');
-    await until(async () => {
-      const parts = await wharf.multipart.listParts(record.id);
-      return parts.length > 0 ? parts : undefined;
-    }, 'a stored part');
+    await firstPartStored(stateDir);
     // Emptied in place (a log rotated, a file rewritten): the parts still being read come up
     // short. (A deletion shows only to parts opened after it, and here all four are open from
     // the start; sdk.test.ts deletes one.)

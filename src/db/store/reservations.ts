@@ -299,16 +299,7 @@ export async function settleFinished(
     );
   }
   if (Number((await account.executeTakeFirst()).numUpdatedRows) === 0) {
-    const row = await trx
-      .selectFrom('accounts')
-      .select(['storage_quota', 'bytes_used', 'bytes_reserved'])
-      .where('id', '=', upload.account_id)
-      .executeTakeFirst();
-    throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
-      quota: nullable(row?.storage_quota ?? null),
-      used: n(row?.bytes_used ?? 0),
-      reserved: n(row?.bytes_reserved ?? 0) - held,
-    });
+    throw await quotaRefusal(trx, upload.account_id, held);
   }
 
   if (upload.token_id === null) {
@@ -331,22 +322,8 @@ export async function settleFinished(
     )
     .executeTakeFirst();
   if (Number(token.numUpdatedRows) === 0) {
-    const row = await trx
-      .selectFrom('upload_tokens')
-      .select(['max_bytes', 'bytes_used', 'bytes_reserved'])
-      .where('id', '=', upload.token_id)
-      .executeTakeFirst();
-    // A token row cannot vanish (tokens are revoked, never deleted); be exact all the same.
-    if (!row) return;
-    throw new WharfError(
-      'TOKEN_BYTES_EXHAUSTED',
-      `This upload token may upload ${nullable(row.max_bytes)} bytes in all.`,
-      {
-        max_bytes: nullable(row.max_bytes),
-        used: n(row.bytes_used),
-        reserved: n(row.bytes_reserved) - heldByToken,
-      },
-    );
+    const refusal = await tokenBytesRefusal(trx, upload.token_id, heldByToken);
+    if (refusal) throw refusal;
   }
 }
 
@@ -364,37 +341,58 @@ export async function settleArrived(
 ): Promise<void> {
   const held = n(upload.quota_reserved);
   if (!(await holdMore(trx, 'accounts', upload.account_id, hold.quota - held))) {
-    const row = await trx
-      .selectFrom('accounts')
-      .select(['storage_quota', 'bytes_used', 'bytes_reserved'])
-      .where('id', '=', upload.account_id)
-      .executeTakeFirst();
-    throw new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
-      quota: nullable(row?.storage_quota ?? null),
-      used: n(row?.bytes_used ?? 0),
-      reserved: n(row?.bytes_reserved ?? 0) - held,
-    });
+    throw await quotaRefusal(trx, upload.account_id, held);
   }
   if (upload.token_id === null) return;
   const heldByToken = n(upload.token_reserved);
   if (!(await holdMore(trx, 'upload_tokens', upload.token_id, hold.token - heldByToken))) {
-    const row = await trx
-      .selectFrom('upload_tokens')
-      .select(['max_bytes', 'bytes_used', 'bytes_reserved'])
-      .where('id', '=', upload.token_id)
-      .executeTakeFirst();
-    // A token row cannot vanish (tokens are revoked, never deleted).
-    if (!row) return;
-    throw new WharfError(
-      'TOKEN_BYTES_EXHAUSTED',
-      `This upload token may upload ${nullable(row.max_bytes)} bytes in all.`,
-      {
-        max_bytes: nullable(row.max_bytes),
-        used: n(row.bytes_used),
-        reserved: n(row.bytes_reserved) - heldByToken,
-      },
-    );
+    const refusal = await tokenBytesRefusal(trx, upload.token_id, heldByToken);
+    if (refusal) throw refusal;
   }
+}
+
+/** The refusal of bytes over the account's quota, with the figures beside what `held` already held. */
+async function quotaRefusal(
+  trx: Transaction<Database>,
+  accountId: string,
+  held: number,
+): Promise<WharfError> {
+  const row = await trx
+    .selectFrom('accounts')
+    .select(['storage_quota', 'bytes_used', 'bytes_reserved'])
+    .where('id', '=', accountId)
+    .executeTakeFirst();
+  return new WharfError('QUOTA_EXCEEDED', 'The account has reached its upload limit.', {
+    quota: nullable(row?.storage_quota ?? null),
+    used: n(row?.bytes_used ?? 0),
+    reserved: n(row?.bytes_reserved ?? 0) - held,
+  });
+}
+
+/**
+ * The refusal of bytes over an upload token's `max_bytes`, beside what `heldByToken` already held;
+ * undefined if the token row is gone (tokens are revoked, never deleted: be exact all the same).
+ */
+async function tokenBytesRefusal(
+  trx: Transaction<Database>,
+  tokenId: string,
+  heldByToken: number,
+): Promise<WharfError | undefined> {
+  const row = await trx
+    .selectFrom('upload_tokens')
+    .select(['max_bytes', 'bytes_used', 'bytes_reserved'])
+    .where('id', '=', tokenId)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return new WharfError(
+    'TOKEN_BYTES_EXHAUSTED',
+    `This upload token may upload ${nullable(row.max_bytes)} bytes in all.`,
+    {
+      max_bytes: nullable(row.max_bytes),
+      used: n(row.bytes_used),
+      reserved: n(row.bytes_reserved) - heldByToken,
+    },
+  );
 }
 
 /**
