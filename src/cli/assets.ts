@@ -1,7 +1,7 @@
 /** `wharf assets verify`: every stored asset read back and checked against its record. */
 import type { IntegrityProblem } from '../core/integrity.js';
 import { accountOption, type Command, chosenAccounts, Failure, HELP } from './command.js';
-import { printable } from './format.js';
+import { problemJson, problemLine, type StoredBytesProblem } from './problems.js';
 
 export const ASSET_COMMANDS: Command[] = [
   {
@@ -18,12 +18,14 @@ export const ASSET_COMMANDS: Command[] = [
       const accounts = await chosenAccounts(store, accountId);
       const report = await core.integrity.verify(accounts, {
         // A long check says what it finds as it goes.
-        onProblem: values.json ? undefined : (problem) => ctx.io.stdout(`${problemLine(problem)}\n`),
+        onProblem: values.json
+          ? undefined
+          : (problem) => ctx.io.stdout(`${problemLine(reported(problem))}\n`),
       });
       const { checked, bytes, skipped, problems } = report;
       if (values.json) {
         ctx.io.stdout(
-          `${JSON.stringify({ checked, bytes, skipped, problems: problems.map(problemJson) }, null, 2)}\n`,
+          `${JSON.stringify({ checked, bytes, skipped, problems: problems.map((p) => problemJson(reported(p))) }, null, 2)}\n`,
         );
       } else {
         const still = skipped > 0 ? ` ${skipped} still being verified by the server were not read.` : '';
@@ -40,30 +42,15 @@ export const ASSET_COMMANDS: Command[] = [
   },
 ];
 
-const WHAT: Record<IntegrityProblem['kind'], string> = {
-  missing: 'MISSING',
-  size_mismatch: 'SIZE MISMATCH',
-  checksum_mismatch: 'CHECKSUM MISMATCH',
-};
-
-function problemLine({ kind, asset, found }: IntegrityProblem): string {
-  const detail =
-    kind === 'missing' || !found
-      ? `storage holds no object under ${asset.storageKey}`
-      : kind === 'size_mismatch'
-        ? `stored ${found.size} bytes, recorded ${asset.size}`
-        : `stored SHA-256 ${found.sha256}, recorded ${asset.sha256}`;
-  return printable(`${WHAT[kind]}  ${asset.id}  ${asset.accountId}  ${asset.name}: ${detail}`);
-}
-
-function problemJson({ kind, asset, found }: IntegrityProblem) {
+/** An integrity problem in the words both reporting commands use. */
+function reported({ kind, asset, found }: IntegrityProblem): StoredBytesProblem {
   return {
-    problem: kind,
-    asset_id: asset.id,
-    account_id: asset.accountId,
+    kind,
+    assetId: asset.id,
+    accountId: asset.accountId,
     name: asset.name,
-    storage_key: asset.storageKey,
+    storageKey: asset.storageKey,
     recorded: { size: asset.size, sha256: asset.sha256, md5: asset.md5 },
-    stored: found ? { size: found.size, sha256: found.sha256, md5: found.md5 } : null,
+    found,
   };
 }

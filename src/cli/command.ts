@@ -3,6 +3,7 @@
  * `--help`, the `--account` option and its rule, and the failure that exits with code 1.
  */
 import type { OpenedCore } from '../bootstrap.js';
+import type { Config } from '../config.js';
 import { type OptionSpec, type Parsed, stringOption, UsageError } from './args.js';
 import type { CliIo } from './commands.js';
 
@@ -18,6 +19,8 @@ export interface Command {
 
 export interface Context {
   io: CliIo;
+  /** The configuration the environment gives (read once; its warnings printed). */
+  config(): Config;
   /** Opens the database and storage named by the environment; closed by `run`. */
   open(): Promise<OpenedCore>;
 }

@@ -10,6 +10,7 @@ import type { WebhookChanges } from '../core/webhooks.js';
 import { runtimeProblem } from '../runtime.js';
 import { type Parsed, parse, stringOption, UsageError } from './args.js';
 import { ASSET_COMMANDS } from './assets.js';
+import { DATA_COMMANDS } from './backup.js';
 import { accountOption, type Command, checkAccountId, Failure, HELP, requireAccount } from './command.js';
 import {
   accountJson,
@@ -440,6 +441,7 @@ const COMMANDS: Command[] = [
   },
   ...PLACEHOLDER_COMMANDS,
   ...ASSET_COMMANDS,
+  ...DATA_COMMANDS,
 ];
 
 const SERVE_USAGE = 'wharf serve';
@@ -505,18 +507,22 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       return { exitCode: 0 };
     }
     let config: Config | undefined;
+    const configured = (): Config => {
+      if (!config) {
+        const loaded = readConfig(io.env);
+        for (const warning of loaded.warnings) io.stderr(`wharf: warning: ${warning}\n`);
+        config = loaded.config;
+      }
+      return config;
+    };
     await command.run(args, {
       io,
+      config: configured,
       async open() {
         const problem = runtimeProblem();
         if (problem) throw new Failure(problem);
-        if (!config) {
-          const loaded = readConfig(io.env);
-          for (const warning of loaded.warnings) io.stderr(`wharf: warning: ${warning}\n`);
-          config = loaded.config;
-        }
         // Imported here: the server's modules take a while to load, and help needs none of them.
-        opened ??= await (await import('../bootstrap.js')).openCore(config, undefined, undefined, {
+        opened ??= await (await import('../bootstrap.js')).openCore(configured(), undefined, undefined, {
           purpose: 'command',
         });
         return opened;

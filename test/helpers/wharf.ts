@@ -40,6 +40,8 @@ export interface StartOptions {
   sharing?: TestWharf;
   /** The built web console to serve (see test/helpers/console.ts); none by default. */
   consoleDir?: string;
+  /** An existing data directory to run on (a restored backup), removed on close; a new one by default. */
+  dataDir?: string;
 }
 
 /**
@@ -76,7 +78,9 @@ function canListen(port: number): Promise<boolean> {
 
 export async function startWharf(options: StartOptions = {}): Promise<TestWharf> {
   const shared = options.sharing;
-  const dataDir = shared ? shared.dataDir : await mkdtemp(join(tmpdir(), 'wharf-test-'));
+  const dataDir = shared
+    ? shared.dataDir
+    : (options.dataDir ?? (await mkdtemp(join(tmpdir(), 'wharf-test-'))));
   // On the scaled deployment, a database (and bucket) of its own for each server.
   const backing: Backing | undefined = shared ? undefined : await provision();
   const backingEnv = shared ? shared.backingEnv : backing!.env;

@@ -1,0 +1,269 @@
+/**
+ * `wharf data backup DIR` on the embedded default (a SQLite database and a local store): DIR
+ * becomes a data directory of its own, `wharf.db` and `blobs/`, that a server started with
+ * `WHARF_DATA_DIR=<a copy of DIR>` runs on. It is taken while the server runs.
+ *
+ * The database is copied first, as one moment sees it, then every object that copy refers to
+ * (assets' bytes, renderings'), each hashed as it is copied and checked against its record.
+ * The server may delete an asset, and then its bytes, after that moment: the object is then
+ * missing when its turn comes, so the database is copied again and what is still missing is
+ * copied, until a copy finds all it refers to. Objects already in DIR from an earlier backup
+ * (same key, and the size and SHA-256 its record says) are kept, so a nightly backup copies
+ * what is new; objects the new copy no longer refers to are removed from DIR last.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { fsyncPath } from '../blobs/fs-multipart.js';
+import { FsBlobStore, type PutPresigner } from '../blobs/fs-store.js';
+import { RunningDigest } from '../blobs/running-digest.js';
+import type { Digests } from '../core/model.js';
+import { ObjectMissing } from '../core/ports.js';
+import {
+  holdLock,
+  type ReferencedObject,
+  referencedObjects,
+  snapshotDatabase,
+  stillReferenced,
+} from './sqlite.js';
+
+/** How often the database is copied again because objects went away meanwhile. */
+const MAX_SNAPSHOTS = 5;
+/** Objects copied at once: enough to keep a disk busy, few enough to leave the server its share. */
+const COPIES_AT_ONCE = 4;
+
+export interface BackupProblem {
+  kind: 'missing' | 'size_mismatch' | 'checksum_mismatch';
+  object: ReferencedObject;
+  /** What storage held instead (none when missing). */
+  found?: Digests;
+}
+
+export interface BackupReport {
+  /** How many times the database was copied (more than 1 when objects were deleted meanwhile). */
+  snapshots: number;
+  assets: number;
+  renderings: number;
+  copied: number;
+  copiedBytes: number;
+  /** Objects already in the target from an earlier backup, unchanged. */
+  kept: number;
+  /** Objects of an earlier backup that the new database no longer refers to. */
+  removed: number;
+  /** Renderings whose bytes the server no longer held: left out, made again when asked for. */
+  renderingsLeftOut: number;
+  /** Assets whose bytes the server's storage lost or changed: their records are in the backup, their bytes are not. */
+  problems: BackupProblem[];
+}
+
+export class BackupRefused extends Error {}
+
+export interface BackupOptions {
+  /** The live SQLite database file. */
+  database: string;
+  /** The live local store's root (`<WHARF_DATA_DIR>/blobs`). */
+  blobs: string;
+  /** The live data directory, which the target must be outside of. */
+  dataDir: string;
+  target: string;
+}
+
+/** A backup's store signs nothing: no client ever uploads to it. */
+const NO_PRESIGNING: PutPresigner = {
+  presignPut: () => Promise.reject(new Error('a backup signs no URL')),
+  presignPost: () => Promise.reject(new Error('a backup signs no URL')),
+  presignOperation: () => Promise.reject(new Error('a backup signs no URL')),
+};
+
+export async function backup(options: BackupOptions): Promise<BackupReport> {
+  const target = resolve(options.target);
+  const dataDir = resolve(options.dataDir);
+  if (target === dataDir || isInside(dataDir, target) || isInside(target, dataDir)) {
+    throw new BackupRefused(
+      `The backup must go outside the data directory (${dataDir}) and not contain it: choose another directory.`,
+    );
+  }
+  if (!existsSync(options.database)) {
+    throw new BackupRefused(
+      `There is no database at ${options.database}: nothing to back up (is WHARF_DATA_DIR right?).`,
+    );
+  }
+  await ensureBackupTarget(target);
+  const lock = holdLock(join(target, '.wharf-backup.lock'));
+  if (!lock) throw new BackupRefused(`Another backup is writing into ${target}; wait for it to end.`);
+  const live = new FsBlobStore(options.blobs, NO_PRESIGNING);
+  const into = new FsBlobStore(join(target, 'blobs'), NO_PRESIGNING);
+  const snapshot = join(target, `.wharf-backup-${randomUUID()}.db`);
+  try {
+    // Only this backup writes into the target (the lock): what is in its tmp/ is a crash's.
+    await into.init({ recover: true });
+    const report: BackupReport = {
+      snapshots: 0,
+      assets: 0,
+      renderings: 0,
+      copied: 0,
+      copiedBytes: 0,
+      kept: 0,
+      removed: 0,
+      renderingsLeftOut: 0,
+      problems: [],
+    };
+    let objects: Map<string, ReferencedObject>;
+    let lost: ReferencedObject[];
+    for (;;) {
+      await rm(snapshot, { force: true });
+      snapshotDatabase(options.database, snapshot);
+      report.snapshots += 1;
+      objects = referencedObjects(snapshot);
+      report.problems = [];
+      const missing: ReferencedObject[] = [];
+      await eachAtOnce([...objects.values()], COPIES_AT_ONCE, async (object) => {
+        const outcome = await copyObject(live, into, object);
+        if (outcome === 'kept') report.kept += 1;
+        else if (outcome === 'missing') missing.push(object);
+        else if ('problem' in outcome) report.problems.push(outcome.problem);
+        else {
+          report.copied += 1;
+          report.copiedBytes += outcome.bytes;
+        }
+      });
+      // Gone because the server deleted them after the copy was taken, or lost by storage.
+      const referenced = stillReferenced(
+        options.database,
+        missing.map((m) => m.key),
+      );
+      lost = missing.filter((m) => referenced.has(m.key));
+      if (lost.length === missing.length || report.snapshots === MAX_SNAPSHOTS) break;
+    }
+    // A rendering's record without its bytes is what the server itself meets when storage
+    // loses one: it renders it again on the next request.
+    const lostRenderings = lost.filter((m) => m.what === 'rendering');
+    for (const m of lostRenderings) objects.delete(m.key);
+    report.renderingsLeftOut = lostRenderings.length;
+    for (const m of lost) if (m.what === 'asset') report.problems.push({ kind: 'missing', object: m });
+    for (const object of objects.values()) {
+      if (object.what === 'asset') report.assets += 1;
+      else report.renderings += 1;
+    }
+    // The database replaces the previous backup's only once every object it refers to is in place.
+    await fsyncPath(snapshot);
+    await rename(snapshot, join(target, 'wharf.db'));
+    await fsyncPath(target);
+    report.removed = await removeUnreferenced(into, join(target, 'blobs', 'objects'), objects);
+    return report;
+  } finally {
+    await rm(snapshot, { force: true });
+    await into.close();
+    await live.close();
+    lock.release();
+  }
+}
+
+type CopyOutcome = 'kept' | 'missing' | { bytes: number } | { problem: BackupProblem };
+
+class Mismatch extends Error {
+  constructor(readonly problem: BackupProblem) {
+    super(problem.kind);
+  }
+}
+
+async function copyObject(
+  live: FsBlobStore,
+  into: FsBlobStore,
+  object: ReferencedObject,
+): Promise<CopyOutcome> {
+  const held = await into.head(object.key);
+  if (held?.size === object.size && held.sha256 === object.sha256) return 'kept';
+  let source: Readable;
+  try {
+    source = await live.read(object.key);
+  } catch (err) {
+    if (err instanceof ObjectMissing) return 'missing';
+    throw err;
+  }
+  const digest = new RunningDigest();
+  const hashed = Readable.from(
+    (async function* () {
+      for await (const chunk of source) {
+        digest.update(chunk as Buffer);
+        yield chunk;
+      }
+    })(),
+  );
+  try {
+    await into.write(object.key, hashed, () => {
+      const found = digest.digests();
+      const kind =
+        found.size !== object.size
+          ? 'size_mismatch'
+          : found.sha256 !== object.sha256 || (object.md5 !== null && found.md5 !== object.md5)
+            ? 'checksum_mismatch'
+            : undefined;
+      if (kind) throw new Mismatch({ kind, object, found });
+      return found;
+    });
+  } catch (err) {
+    if (err instanceof Mismatch) return { problem: err.problem };
+    // Deleted while it was being read: as missing as one never found.
+    if (err instanceof ObjectMissing || (err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    throw err;
+  }
+  return { bytes: object.size };
+}
+
+/** The objects under `root` (the target's `objects/`) that `objects` does not name, removed. */
+async function removeUnreferenced(
+  into: FsBlobStore,
+  root: string,
+  objects: Map<string, ReferencedObject>,
+): Promise<number> {
+  let removed = 0;
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const key = relative(root, join(entry.parentPath, entry.name)).split(sep).join('/');
+    if (objects.has(key)) continue;
+    await into.delete(key);
+    removed += 1;
+  }
+  return removed;
+}
+
+/** The target: made if missing; refused when it holds something other than a backup. */
+async function ensureBackupTarget(target: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdir(target, { recursive: true });
+    return;
+  }
+  if (entries.includes('wharf.db-wal')) {
+    throw new BackupRefused(
+      `${target} has been used as a server's data directory (it has a wharf.db-wal): back up into another directory, and restore from a copy of a backup, never the backup itself.`,
+    );
+  }
+  // The lock (and its journal) and a database copy a killed backup left are a backup's own.
+  const foreign = entries.filter((e) => e !== 'wharf.db' && e !== 'blobs' && !e.startsWith('.wharf-backup'));
+  if (foreign.length > 0) {
+    throw new BackupRefused(
+      `${target} holds other files (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}): a backup goes into an empty directory or an earlier backup.`,
+    );
+  }
+}
+
+/** `child` is below `parent` (both resolved). */
+function isInside(parent: string, child: string): boolean {
+  const rel = relative(parent, child);
+  return rel !== '' && !rel.startsWith('..');
+}
+
+async function eachAtOnce<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  });
+  await Promise.all(workers);
+}
