@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { knownVariables, loadConfig } from '../../src/config.js';
 import { ERROR_STATUS } from '../../src/core/errors.js';
 import { createWharf, type Wharf } from '../../src/server.js';
-import { provision } from '../helpers/deployment.js';
+import { deployment, provision } from '../helpers/deployment.js';
 import { freePort } from '../helpers/wharf.js';
 
 /**
@@ -21,10 +21,14 @@ import { freePort } from '../helpers/wharf.js';
  * and fenced as ```bash runs; a file's blocks run in order as one bash session
  * (`set -euo pipefail`) against a Wharf of its own, freshly installed, with WHARF (its URL)
  * and KEY (the admin key its first start generated) exported and a scratch working directory
- * inside the checkout. Files never see each other's state.
+ * inside the checkout. Files never see each other's state. A block marked
+ * `<!-- walkthrough: embedded default -->` is about the embedded default alone (what the CLI
+ * does with the SQLite file and the local store) and is left out of the scaled deployment's
+ * run; the test of that feature says what the scaled deployment does instead.
  */
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const MARKER = '<!-- walkthrough -->';
+const EMBEDDED_MARKER = '<!-- walkthrough: embedded default -->';
 
 /** README.md and docs/*.md, as paths relative to the checkout. */
 const DOC_FILES = [
@@ -43,14 +47,16 @@ interface Block {
   /** 1-based line of the block's first code line in its file. */
   line: number;
   code: string;
+  /** Run on the embedded default only. */
+  embeddedOnly: boolean;
 }
 
 function walkthroughBlocks(markdown: string): Block[] {
   const blocks: Block[] = [];
-  const pattern = /<!-- walkthrough -->\n```bash\n([\s\S]*?)\n```/g;
+  const pattern = /<!-- walkthrough(: embedded default)? -->\n```bash\n([\s\S]*?)\n```/g;
   for (const match of markdown.matchAll(pattern)) {
     const line = markdown.slice(0, match.index).split('\n').length + 2;
-    blocks.push({ line, code: match[1]! });
+    blocks.push({ line, code: match[2]!, embeddedOnly: match[1] !== undefined });
   }
   return blocks;
 }
@@ -156,7 +162,8 @@ describe('documentation walkthroughs', () => {
       const markdown = read(file);
       assert.equal(
         walkthroughBlocks(markdown).length,
-        markdown.split('\n').filter((line) => line.trim() === MARKER).length,
+        markdown.split('\n').filter((line) => line.trim() === MARKER || line.trim() === EMBEDDED_MARKER)
+          .length,
         `${file}: every ${MARKER} must be followed directly by a \`\`\`bash block`,
       );
     }
@@ -168,7 +175,7 @@ describe('documentation walkthroughs', () => {
   });
 
   for (const file of DOC_FILES) {
-    const blocks = walkthroughBlocks(read(file));
+    const blocks = walkthroughBlocks(read(file)).filter((b) => !b.embeddedOnly || deployment === 'embedded');
     if (blocks.length === 0) continue;
     test(`${file}: its ${blocks.length} blocks run, in order, against a freshly installed Wharf`, () =>
       runWalkthrough(file, blocks));
