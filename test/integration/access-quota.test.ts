@@ -10,6 +10,7 @@ import {
   readJson,
   uploadRaw,
 } from '../helpers/assets.js';
+import { deployment } from '../helpers/deployment.js';
 import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -292,6 +293,47 @@ describe('storage quota', () => {
     assert.equal(known.body.asset.id, full.body.asset.id);
 
     assert.deepEqual(stored(accountId), { assets: 2, bytes: 100, pending: 0 });
+  });
+
+  test('one asset deleted many times at once: one 204, its bytes given back once, one asset.deleted', async () => {
+    const { accountId, key } = await quotaAccount(1000);
+    assert.equal((await uploadRaw(w, key, 'kept.bin', randomBytes(300))).status, 201);
+    const doomed = await uploadRaw(w, key, 'doomed.bin', randomBytes(400));
+    assert.equal(doomed.status, 201);
+    const id = doomed.body.asset.id as string;
+    // Scaled: sent to two nodes, whose deletions on PostgreSQL both read the row before either
+    // removes it. (The embedded default is one node per data directory.)
+    const second = deployment === 'scaled' ? await startWharf({ sharing: w }) : w;
+    let answers: Response[];
+    try {
+      answers = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          fetch(`${(i % 2 ? second : w).url}/v1/assets/${id}`, {
+            method: 'DELETE',
+            headers: { 'x-api-key': key },
+          }),
+        ),
+      );
+    } finally {
+      if (second !== w) await second.close();
+    }
+    const statuses = answers.map((res) => res.status).sort();
+    assert.deepEqual(statuses, [204, ...Array(11).fill(404)], 'one deletion, eleven of nothing');
+    const [account] = dbQuery<{ bytes_used: number }>(
+      w,
+      'select bytes_used from accounts where id = ?',
+      accountId,
+    );
+    assert.equal(Number(account!.bytes_used), 300, 'its 400 bytes given back once');
+    const [events] = dbQuery<{ n: number }>(
+      w,
+      "select count(*) as n from events where account_id = ? and type = 'asset.deleted'",
+      accountId,
+    );
+    assert.equal(Number(events!.n), 1, 'one asset.deleted');
+    // The quota still holds at its edge: 700 more fit, 701 do not.
+    assert.equal((await uploadRaw(w, key, 'fills.bin', randomBytes(700))).status, 201);
+    refused(await uploadRaw(w, key, 'over.bin', randomBytes(1)), 'one byte over');
   });
 
   test('lifting the quota lets uploads through again', async () => {

@@ -100,7 +100,11 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
           .executeTakeFirst();
         if (!row) return undefined;
         await trx.deleteFrom('file_versions').where('asset_id', '=', id).execute();
-        await trx.deleteFrom('assets').where('id', '=', id).execute();
+        // Only the transaction whose DELETE removed the row goes on: on PostgreSQL, deletes of one
+        // asset sent at once all read it above, and each would otherwise give its size back to the
+        // account and record its own asset.deleted.
+        const deleted = await trx.deleteFrom('assets').where('id', '=', id).executeTakeFirst();
+        if (Number(deleted.numDeletedRows) === 0) return undefined;
         await settleDeleted(trx, accountId, Number(row.size));
         if (jobs.length > 0) await trx.insertInto('jobs').values(jobs.map(fromJob)).execute();
         const asset = toAsset(row);
