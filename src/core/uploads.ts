@@ -190,7 +190,7 @@ const EXTERNAL_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const SEAL_LEASE_MS = 15 * 60_000;
 
 /** The key a rewritable upload's bytes are sealed under: outside every presigned URL's reach. */
-function sealedKeyFor(key: string): string {
+export function sealedKeyFor(key: string): string {
   const at = key.indexOf('/');
   return `${key.slice(0, at)}/sealed${key.slice(at)}`;
 }
@@ -544,6 +544,15 @@ export class UploadService {
     const upload = await this.uploadByKey(key, kind);
     this.assertOpen(upload);
     return upload;
+  }
+
+  /**
+   * Runs `work` in the line of the upload's storage key that PUTs and forms to the embedded
+   * endpoint (see holdOpen) and completions take: what ends an upload from outside (a cancel)
+   * then never interleaves with bytes being put in place or checked.
+   */
+  inLineOf<T>(upload: Upload, work: () => Promise<T>): Promise<T> {
+    return this.sealing.run(upload.storageKey, work);
   }
 
   /** Refuses an upload that can no longer receive bytes. */

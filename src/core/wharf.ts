@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { ArrivalService } from './arrivals.js';
 import { AssetService, FREE_ASSET_JOB } from './assets.js';
+import { UploadCancellation } from './cancellation.js';
 import { type Clock, systemClock } from './clock.js';
 import { StorageEndpointService } from './endpoint.js';
 import { EventService } from './events.js';
@@ -91,6 +92,8 @@ export interface Core {
   resumable: ResumableService;
   /** Resumable Uploads for HTTP (the IETF draft iPhones speak). */
   rufh: RufhService;
+  /** Ends a pending upload of any kind at its client's request, giving back what it held. */
+  cancellation: UploadCancellation;
   /** Presigns S3 requests for browser clients that speak S3 themselves (Uppy 6). */
   s3Signing: S3SigningService;
   assets: AssetService;
@@ -251,6 +254,13 @@ export function createCore(deps: CoreDeps): Core {
   });
   jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
   const keys = new KeyService(deps.store, deps.clock, deps.ids, tokens);
+  const rufh = new RufhService(
+    deps.store,
+    resumable,
+    deps.resumable.storage,
+    deps.clock,
+    deps.resumable.settings,
+  );
   return {
     keys,
     tokens,
@@ -258,7 +268,8 @@ export function createCore(deps: CoreDeps): Core {
     arrivals: new ArrivalService(deps.store, uploads),
     multipart,
     resumable,
-    rufh: new RufhService(deps.store, resumable, deps.resumable.storage, deps.clock, deps.resumable.settings),
+    rufh,
+    cancellation: new UploadCancellation(deps.store, deps.clock, deps.ids, uploads, multipart, rufh),
     s3Signing,
     assets,
     endpoint:

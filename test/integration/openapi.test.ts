@@ -39,7 +39,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/assets/{id}/files': ['get'],
   '/v1/account': ['get'],
   '/v1/uploads': ['get', 'post'],
-  '/v1/uploads/{id}': ['get'],
+  '/v1/uploads/{id}': ['delete', 'get'],
   '/v1/uploads/{id}/complete': ['post'],
   '/v1/keys': ['get', 'post'],
   '/v1/keys/{id}': ['delete'],

@@ -825,3 +825,216 @@ function flip(hex: string): string {
 function countUploads(): number {
   return dbQuery<{ n: number }>(w, 'select count(*) as n from uploads')[0]!.n;
 }
+
+describe('cancel (DELETE /v1/uploads/{id})', () => {
+  // A server of its own: the sweep test moves its clock past the URLs' expiry.
+  let c: TestWharf;
+  before(async () => {
+    c = await startWharf();
+  });
+  after(async () => {
+    await c?.close();
+  });
+
+  const cancel = (id: string, key = c.key) => api(c.url, key, 'DELETE', `/v1/uploads/${id}`);
+  const cancelledEvents = async (key: string, id: string) => {
+    const res = await api(c.url, key, 'GET', '/v1/events?type=upload.cancelled&limit=1000');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    return (res.body.data as { data: { upload: { id: string; status: string } } }[]).filter(
+      (e) => e.data.upload.id === id,
+    );
+  };
+
+  test("gives the account's quota back at once and records upload.cancelled, once", async () => {
+    const tenant = await c.newAccount();
+    await c.wharf.core.keys.updateAccount(tenant.accountId, { storageQuota: 100 });
+    const intent = await declare(c, tenant.key, { name: 'full.bin', size: 100 });
+    const over = await api(c.url, tenant.key, 'POST', '/v1/uploads', { name: 'more.bin', size: 1 });
+    assert.equal(over.body.error?.code, 'QUOTA_EXCEEDED', JSON.stringify(over.body));
+
+    const res = await api(c.url, tenant.key, 'DELETE', `/v1/uploads/${intent.id}`);
+    assert.equal(res.status, 204, JSON.stringify(res.body));
+    assert.equal(res.body, undefined);
+    await declare(c, tenant.key, { name: 'instead.bin', size: 100 });
+
+    const state = await api(c.url, tenant.key, 'GET', `/v1/uploads/${intent.id}`);
+    assert.equal(state.body.status, 'expired');
+    const events = await cancelledEvents(tenant.key, intent.id);
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.data.upload.status, 'expired');
+    // Again: nothing more to give back, nothing more recorded.
+    assert.equal((await api(c.url, tenant.key, 'DELETE', `/v1/uploads/${intent.id}`)).status, 204);
+    assert.equal((await cancelledEvents(tenant.key, intent.id)).length, 1);
+  });
+
+  test("gives an upload token's files, bytes and open-upload slot back", async () => {
+    for (const limit of [{ max_files: 1 }, { max_bytes: 100 }, { max_open_uploads: 1 }]) {
+      const minted = await api(c.url, c.key, 'POST', '/v1/upload-tokens', limit);
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      const token = minted.body.secret as string;
+      const intent = await declare(c, token, { name: 'token.bin', size: 100 });
+      const refused = await api(c.url, token, 'POST', '/v1/uploads', { name: 'next.bin', size: 1 });
+      assert.ok(refused.status >= 400, `${JSON.stringify(limit)}: ${JSON.stringify(refused.body)}`);
+      assert.equal((await cancel(intent.id, token)).status, 204);
+      await declare(c, token, { name: 'next.bin', size: 100 });
+    }
+  });
+
+  test('removes the bytes already PUT; the URL stores nothing more and completion is 410', async () => {
+    const bytes = randomBytes(600);
+    const intent = await declare(c, c.key, { name: 'sent.bin', size: bytes.length });
+    assert.equal((await put(intent, bytes)).status, 200);
+    const key = `default/${intent.id}.bin`;
+    assert.ok((await objectFiles(c)).includes(key));
+    assert.equal((await cancel(intent.id)).status, 204);
+    assert.ok(!(await objectFiles(c)).includes(key), 'the bytes sent are removed');
+
+    const late = await put(intent, bytes);
+    if (storesOnS3) {
+      // The URL points at the bucket, which takes the PUT (its key is free again)...
+      assert.equal(late.status, 200);
+    } else {
+      assert.equal(late.status, 403);
+      assert.equal(await s3Error(late), 'AccessDenied');
+      assert.ok(!(await objectFiles(c)).includes(key), 'the endpoint stored nothing');
+    }
+    const done = await complete(c, c.key, intent.id);
+    assert.equal(done.status, 410, JSON.stringify(done.body));
+    assert.equal(done.body.error.code, 'UPLOAD_EXPIRED');
+    assert.equal(dbQuery(c, 'select id from assets where sha256 = ?', sha256Hex(bytes)).length, 0);
+    // ...and what it stored is freed once the URL has expired.
+    c.clock.advance(16 * 60_000);
+    await c.wharf.core.uploads.sweep();
+    await c.wharf.core.jobs.drain();
+    assert.ok(!(await objectFiles(c)).includes(key), 'nothing is left at the URL');
+  });
+
+  test('a PUT still arriving when the upload is cancelled is refused and leaves nothing', {
+    skip: storesOnS3 && 'on S3 the PUT goes to the bucket, not through Wharf (see the test above)',
+  }, async () => {
+    const bytes = randomBytes(50_000);
+    const intent = await declare(c, c.key, { name: 'inflight.bin', size: bytes.length });
+    const inFlight = heldLastByte(intent.url, 'PUT', intent.headers, bytes);
+    await eventually(async () => (await tmpFiles(c)).length > 0, 'the PUT is being written');
+    assert.equal((await cancel(intent.id)).status, 204);
+    inFlight.finish();
+    assert.equal(await inFlight.status, 403);
+    await eventually(async () => (await tmpFiles(c)).length === 0, 'temp file removed');
+    assert.ok(!(await objectFiles(c)).some((k) => k.includes(intent.id)));
+  });
+
+  test('racing a completion: an asset or a cancel, never both and never bytes without an asset', async () => {
+    for (let round = 0; round < 4; round++) {
+      const bytes = randomBytes(2_000);
+      const intent = await declare(c, c.key, { name: `race-${round}.bin`, size: bytes.length });
+      assert.equal((await put(intent, bytes)).status, 200);
+      const [done, cancelled] = await Promise.all([complete(c, c.key, intent.id), cancel(intent.id)]);
+      const label = `round ${round}: complete ${done.status}, cancel ${cancelled.status}`;
+      const assets = dbQuery(c, 'select id from assets where sha256 = ?', sha256Hex(bytes));
+      if (done.status === 200) {
+        assert.equal(cancelled.status, 409, label);
+        assert.equal(cancelled.body.error.code, 'UPLOAD_NOT_PENDING', label);
+        assert.equal(assets.length, 1, label);
+      } else {
+        assert.equal(cancelled.status, 204, label);
+        assert.equal(done.status, 410, `${label}: ${JSON.stringify(done.body)}`);
+        assert.equal(assets.length, 0, label);
+        assert.ok(!(await objectFiles(c)).some((k) => k.includes(intent.id)), `${label}: no bytes`);
+      }
+    }
+  });
+
+  test('a completed upload is 409 UPLOAD_NOT_PENDING and keeps its asset', async () => {
+    const bytes = randomBytes(300);
+    const intent = await declare(c, c.key, { name: 'done.bin', size: bytes.length });
+    assert.equal((await put(intent, bytes)).status, 200);
+    const asset = (await complete(c, c.key, intent.id)).body.asset;
+    const res = await cancel(intent.id);
+    assert.equal(res.status, 409);
+    assert.equal(res.body.error.code, 'UPLOAD_NOT_PENDING');
+    assert.equal((await api(c.url, c.key, 'GET', `/v1/assets/${asset.id}`)).status, 200);
+  });
+
+  test("another account's upload is 404, a read-only key 403, another token's 404: it stays pending", async () => {
+    const intent = await declare(c, c.key, { name: 'mine.bin', size: 10 });
+    const other = await c.newAccount();
+    const reader = await api(c.url, c.key, 'POST', '/v1/keys', { name: 'reader', scopes: ['read'] });
+    const minted = await api(c.url, c.key, 'POST', '/v1/upload-tokens', {});
+    for (const [key, status, code] of [
+      [other.key, 404, 'NOT_FOUND'],
+      [reader.body.secret as string, 403, 'SCOPE_DENIED'],
+      [minted.body.secret as string, 404, 'NOT_FOUND'],
+    ] as const) {
+      const res = await cancel(intent.id, key);
+      assert.equal(res.status, status, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, code);
+    }
+    const unknown = await cancel('019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b', other.key);
+    assert.equal(unknown.status, 404, 'an unknown id answers as another account does');
+    assert.equal((await api(c.url, c.key, 'GET', `/v1/uploads/${intent.id}`)).body.status, 'pending');
+  });
+
+  test('a multipart upload is aborted through it: parts freed, later steps 410', async () => {
+    const started = await api(c.url, c.key, 'POST', '/v1/multipart', {
+      name: 'parts.bin',
+      size: 6 * 1024 * 1024,
+    });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const id = started.body.id as string;
+    const pendingBefore = await tmpFiles(c);
+    const signed = await api(c.url, c.key, 'POST', `/v1/multipart/${id}/parts`, { partNumbers: [2] });
+    const part = signed.body.parts[0];
+    const sent = await fetch(part.url, {
+      method: 'PUT',
+      headers: part.headers,
+      body: new Uint8Array(randomBytes(1000)),
+    });
+    assert.equal(sent.status, 200, await sent.text());
+
+    assert.equal((await cancel(id)).status, 204);
+    assert.equal((await cancelledEvents(c.key, id)).length, 1);
+    const listed = await api(c.url, c.key, 'GET', `/v1/multipart/${id}/parts`);
+    assert.equal(listed.status, 410, JSON.stringify(listed.body));
+    assert.deepEqual(
+      (await tmpFiles(c)).filter((k) => !pendingBefore.includes(k)),
+      [],
+      'storage holds no parts of it',
+    );
+    assert.equal((await cancel(id)).status, 204);
+  });
+
+  test('a tus upload is terminated through it: its bytes freed, the tus URL 410', async () => {
+    const created = await fetch(`${c.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${c.key}`,
+        'Upload-Length': '1000',
+        'Upload-Metadata': `filename ${Buffer.from('tus.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const location = created.headers.get('location')!;
+    const patched = await fetch(location, {
+      method: 'PATCH',
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${c.key}`,
+        'Upload-Offset': '0',
+        'Content-Type': 'application/offset+octet-stream',
+      },
+      body: new Uint8Array(randomBytes(400)),
+    });
+    assert.equal(patched.status, 204, await patched.text());
+    const id = /\/v1\/tus\/([0-9a-f-]{36})/.exec(location)![1]!;
+
+    assert.equal((await cancel(id)).status, 204);
+    assert.equal((await cancelledEvents(c.key, id)).length, 1);
+    const head = await fetch(location, {
+      method: 'HEAD',
+      headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${c.key}` },
+    });
+    assert.equal(head.status, 410);
+    assert.equal((await cancel(id)).status, 204);
+  });
+});

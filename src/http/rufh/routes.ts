@@ -389,8 +389,12 @@ async function appendUnderLock(
   return result;
 }
 
-async function withLock<T>(
-  ctx: RufhContext,
+/**
+ * Runs `work` holding the upload's lock across nodes (the one tus requests take too); also what
+ * `DELETE /v1/uploads/{id}` holds to cancel a tus or RUFH upload.
+ */
+export async function withLock<T>(
+  ctx: Pick<RufhContext, 'locker'>,
   request: FastifyRequest,
   upload: Upload,
   work: () => Promise<T>,

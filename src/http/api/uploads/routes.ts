@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import type { IntentResult } from '../../../core/uploads.js';
 import { named } from '../../openapi/components.js';
+import { withLock } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
 import {
   AssetResultSchema,
@@ -60,7 +61,7 @@ const UploadBatchSchema = named(
 const CreatedUploads = Type.Union([UploadBatchSchema, UploadItemSchema]);
 
 /** Presigned uploads: declare, PUT the bytes to the returned URL, then complete. */
-export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): Promise<void> {
+export async function uploadRoutes(app: App, { core, publicUrl, resumable }: ApiContext): Promise<void> {
   const itemJson = (result: IntentResult, name: string) =>
     result.status === 'exists'
       ? { status: 'exists' as const, name, asset: assetJson(result.asset, publicUrl) }
@@ -142,6 +143,36 @@ export async function uploadRoutes(app: App, { core, publicUrl }: ApiContext): P
         status: outcome.deduplicated ? ('exists' as const) : ('created' as const),
         asset: assetJson(outcome.asset, publicUrl),
       };
+    },
+  );
+
+  app.delete(
+    '/v1/uploads/:id',
+    {
+      schema: {
+        operationId: 'cancelUpload',
+        summary: 'Cancel a pending upload of any kind and give back what it reserved',
+        description:
+          "The upload ends now (`upload.cancelled`): its quota, its token's bytes and files and its open-upload " +
+          'slot are released at once, bytes already sent are removed, and it can no longer complete. ' +
+          "Wharf's own storage endpoint refuses its URL from then on; a bucket may still take a PUT to it, " +
+          'which is removed once the URL expires. Presigned PUTs and forms, multipart (as its abort), tus and ' +
+          'Resumable Uploads for HTTP (as their DELETE); a direct upload ends with its request (409). ' +
+          'Idempotent: an upload that already ended without an asset answers 204 again; a completed one is ' +
+          '409 `UPLOAD_NOT_PENDING`.',
+        tags: ['uploads'],
+        params: IdParams,
+        response: { 204: Type.Null(), ...errorResponses, 409: errorResponses[400] },
+      },
+    },
+    async (request, reply) => {
+      await core.cancellation.cancel(
+        request.principal!,
+        request.params.id,
+        // The lock a tus or RUFH request to this upload holds while it writes (across nodes).
+        resumable && ((upload, work) => withLock(resumable, request, upload, work)),
+      );
+      return reply.status(204).send(null);
     },
   );
 
