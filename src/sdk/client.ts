@@ -341,6 +341,15 @@ export class UploadsApi {
   }
 
   /**
+   * Cancels a pending upload of any kind (one you will not send): it ends at once and what it
+   * reserved (quota, a token's bytes and files) is given back. Cancelling an upload that already
+   * ended resolves again; a completed one is refused (`UPLOAD_NOT_PENDING`).
+   */
+  async cancel(id: string, signal?: AbortSignal): Promise<void> {
+    await this.http.request('DELETE', path`/v1/uploads/${id}`, { signal });
+  }
+
+  /**
    * PUTs the bytes to a presigned upload's URL with exactly its headers (no key: the URL is the
    * credential). Returns the storage's ETag.
    */

@@ -557,6 +557,22 @@ describe('resources', () => {
     assert.equal((await wharf.uploads.get(pending.id)).status, 'completed');
   });
 
+  test('uploads.cancel ends a pending upload (again: no error); a completed one is UPLOAD_NOT_PENDING', async () => {
+    const item = await wharf.uploads.create({ name: 'unsent.bin', size: 1000 });
+    assert.equal(item.status, 'pending');
+    if (item.status !== 'pending') return;
+    await wharf.uploads.cancel(item.id);
+    assert.equal((await wharf.uploads.get(item.id)).status, 'expired');
+    await wharf.uploads.cancel(item.id);
+    const bytes = randomBytes(300);
+    const sent = await wharf.uploads.create({ name: 'sent.bin', size: bytes.length });
+    if (sent.status !== 'pending') assert.fail('a new file is pending');
+    await wharf.uploads.put(sent, () => new Blob([bytes]));
+    await wharf.uploads.complete(sent.id);
+    const refused = await wharf.uploads.cancel(sent.id).catch((err) => err);
+    assert.ok(refused instanceof WharfApiError && refused.code === 'UPLOAD_NOT_PENDING', String(refused));
+  });
+
   test('named files: put versions, get, list versions', async () => {
     const ns = 'sdk-docs';
     const one = await wharf.files.put(ns, 'terms.txt', () => 'first edition', { contentType: 'text/plain' });
