@@ -1,7 +1,10 @@
 import type { Readable } from 'node:stream';
+import { finished } from 'node:stream';
+import { finished as streamFinished } from 'node:stream/promises';
 import type { Multipart, MultipartFile } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { WharfError } from '../core/errors.js';
+import { DigestStream } from '../core/hashing.js';
 
 /**
  * Reading a single-file upload form: the first file part streams to the core, a second file
@@ -33,20 +36,69 @@ export interface FirstFile {
   part: MultipartFile | undefined;
   /** The rest of the form, after that part. */
   rest: AsyncIterator<Multipart>;
+  /**
+   * Once the form has been read to its end: refuses it (CHECKSUM_MISMATCH) unless the whole
+   * request body matches the digests declared of it. Nothing to check when none were.
+   */
+  checkForm: () => Promise<void>;
 }
 
-/** Reads the form up to its first file part; text fields before it are read and ignored. */
-export async function firstFilePart(request: FastifyRequest, maxFileSize: number): Promise<FirstFile> {
+/** Digests declared of the whole request body (hex), as `headerDigests` reads them. */
+export interface FormDigests {
+  sha256?: string | undefined;
+  md5?: string | undefined;
+}
+
+/**
+ * Reads the form up to its first file part; text fields before it are read and ignored.
+ * `formDigests` are what the request's Content-MD5 / Content-Digest / Repr-Digest declare:
+ * RFC 1864 and RFC 9530 define them over the message content, the whole form with its
+ * boundaries, never over one part of it, so the raw bytes are hashed as busboy reads them.
+ */
+export async function firstFilePart(
+  request: FastifyRequest,
+  maxFileSize: number,
+  formDigests: FormDigests = {},
+): Promise<FirstFile> {
+  // Piped in the same tick as the parser below, which pipes the same request: a readable with
+  // two destinations hands each the same chunks and waits for the slower (memory stays flat).
+  // A listener attached after an await would miss the bytes the parser had already taken.
+  const checkForm =
+    formDigests.sha256 || formDigests.md5 ? hashingForm(request, formDigests) : async () => {};
   // One byte over the limit so the core, not busboy's silent truncation, reports it.
   const rest = request.parts({ limits: { fileSize: maxFileSize + 1 } })[Symbol.asyncIterator]();
   try {
     for (let next = await rest.next(); !next.done; next = await rest.next()) {
-      if (next.value.type === 'file') return { part: next.value, rest };
+      if (next.value.type === 'file') return { part: next.value, rest, checkForm };
     }
   } catch (err) {
     throw isBrokenForm(err) ? malformedForm(err) : err;
   }
-  return { part: undefined, rest };
+  return { part: undefined, rest, checkForm };
+}
+
+function hashingForm(request: FastifyRequest, expected: FormDigests): () => Promise<void> {
+  const hasher = new DigestStream();
+  request.raw.pipe(hasher);
+  // Its output is not wanted, only its digests.
+  hasher.resume();
+  // A request cut short never ends the hasher: its worker state goes now.
+  finished(request.raw, (err) => {
+    if (err) hasher.destroy();
+  });
+  return async () => {
+    await streamFinished(hasher);
+    const actual = hasher.digests();
+    for (const algorithm of ['sha256', 'md5'] as const) {
+      if (expected[algorithm] && expected[algorithm] !== actual[algorithm]) {
+        throw new WharfError(
+          'CHECKSUM_MISMATCH',
+          `The ${algorithm === 'md5' ? 'MD5' : 'SHA-256'} of the request body does not match its ${algorithm === 'md5' ? 'Content-MD5' : 'Content-Digest / Repr-Digest'}: on a multipart upload that header covers the whole form, not the file.`,
+          { algorithm },
+        );
+      }
+    }
+  };
 }
 
 /** The file part in field `file`, for the APIs that name it so. */

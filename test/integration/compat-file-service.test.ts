@@ -599,15 +599,27 @@ describe('errors', () => {
     assertError(await get('/docs/cut.txt'), 404, 'NOT_FOUND');
   });
 
-  test('400 CHECKSUM_MISMATCH for a file that does not match a declared digest (raw and form); nothing recorded', async () => {
+  test('400 CHECKSUM_MISMATCH for a body that does not match a declared digest (the file raw, the whole form multipart); nothing recorded', async () => {
     const wrong = Buffer.from('other bytes');
     const headers: Array<[string, (b: Buffer) => Record<string, string>]> = [
       ['Content-MD5', (b) => ({ 'content-md5': b64(md5Hex(b)) })],
       ['Content-Digest', (b) => ({ 'content-digest': `sha-256=:${b64(sha256Hex(b))}:` })],
       ['Repr-Digest', (b) => ({ 'repr-digest': `sha-256=:${b64(sha256Hex(b))}:` })],
     ];
+    const boundary = 'file-service-digest-boundary';
+    const formType = `multipart/form-data; boundary=${boundary}`;
     for (const [label, declare] of headers) {
       const bytes = randomBytes(2000);
+      // RFC 1864 and RFC 9530 define the headers over the request body: of a form, the whole
+      // form with its boundaries (built here so that its digest is known), not the file in it.
+      const form = Buffer.concat([
+        Buffer.from(
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.png"\r\n` +
+            'Content-Type: image/png\r\n\r\n',
+        ),
+        bytes,
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ]);
       const raw = await readJson(
         fetch(`${w.url}${PREFIX}/checked/raw-${label}.png`, {
           method: 'POST',
@@ -616,21 +628,21 @@ describe('errors', () => {
         }),
       );
       assertError(raw, 400, 'CHECKSUM_MISMATCH');
-      const form = new FormData();
-      form.append('file', new Blob([new Uint8Array(bytes)], { type: 'image/png' }), 'f.png');
-      const formed = await readJson(
-        fetch(`${w.url}${PREFIX}/checked/form-${label}.png`, {
-          method: 'POST',
-          headers: { authorization: basic(), ...declare(wrong) },
-          body: form,
-        }),
-      );
-      assertError(formed, 400, 'CHECKSUM_MISMATCH');
+      for (const notTheForm of [wrong, bytes]) {
+        const formed = await readJson(
+          fetch(`${w.url}${PREFIX}/checked/form-${label}.png`, {
+            method: 'POST',
+            headers: { authorization: basic(), 'content-type': formType, ...declare(notTheForm) },
+            body: new Uint8Array(form),
+          }),
+        );
+        assertError(formed, 400, 'CHECKSUM_MISMATCH');
+      }
       assertError(await get(`/checked/raw-${label}.png`), 404, 'NOT_FOUND');
       assertError(await get(`/checked/form-${label}.png`), 404, 'NOT_FOUND');
       assert.deepEqual(dbQuery(w, 'select id from assets where sha256 = ?', sha256Hex(bytes)), [], label);
 
-      // The right digest of the file is accepted, raw and in a form.
+      // The file's digest on the raw body and the form's on the form are accepted.
       const good = await readJson(
         fetch(`${w.url}${PREFIX}/checked/raw-${label}.png`, {
           method: 'POST',
@@ -642,13 +654,34 @@ describe('errors', () => {
       const goodForm = await readJson(
         fetch(`${w.url}${PREFIX}/checked/form-${label}.png`, {
           method: 'POST',
-          headers: { authorization: basic(), ...declare(bytes) },
-          body: form,
+          headers: { authorization: basic(), 'content-type': formType, ...declare(form) },
+          body: new Uint8Array(form),
         }),
       );
       assert.equal(goodForm.status, 200, JSON.stringify(goodForm.body));
       assert.equal(goodForm.body.file.version, 1);
     }
+    // A form without a file records a placeholder: its digest is still the whole form's.
+    const empty = Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--${boundary}--\r\n`,
+    );
+    const emptyWrong = await readJson(
+      fetch(`${w.url}${PREFIX}/checked/empty-form.png`, {
+        method: 'POST',
+        headers: { authorization: basic(), 'content-type': formType, 'content-md5': b64(md5Hex('')) },
+        body: new Uint8Array(empty),
+      }),
+    );
+    assertError(emptyWrong, 400, 'CHECKSUM_MISMATCH');
+    assertError(await get('/checked/empty-form.png'), 404, 'NOT_FOUND');
+    const emptyRight = await readJson(
+      fetch(`${w.url}${PREFIX}/checked/empty-form.png`, {
+        method: 'POST',
+        headers: { authorization: basic(), 'content-type': formType, 'content-md5': b64(md5Hex(empty)) },
+        body: new Uint8Array(empty),
+      }),
+    );
+    assert.equal(emptyRight.status, 200, JSON.stringify(emptyRight.body));
     const disagree = await readJson(
       fetch(`${w.url}${PREFIX}/checked/disagree.png`, {
         method: 'POST',

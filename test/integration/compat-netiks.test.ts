@@ -317,19 +317,28 @@ describe('Upload Single File', () => {
     assert.equal(body.code, 'unsupported_media_type');
   });
 
-  test('a file that does not match a declared Content-MD5 / Content-Digest / Repr-Digest: 400, nothing stored', async () => {
+  test('Content-MD5 / Content-Digest / Repr-Digest cover the whole form (RFC 1864, RFC 9530): the form’s is accepted, the file’s refused, nothing stored', async () => {
     const tenant = await w.newAccount();
-    const wrong = 'other bytes';
     const declarations: Array<[string, (b: Buffer | string) => string]> = [
       ['Content-MD5', (b) => `Content-MD5: ${b64(md5Hex(b))}`],
       ['Content-Digest', (b) => `Content-Digest: sha-256=:${b64(sha256Hex(b))}:`],
       ['Repr-Digest', (b) => `Repr-Digest: sha-256=:${b64(sha256Hex(b))}:`],
     ];
     const assets = async () => (await api(w.url, tenant.key, 'GET', '/v1/assets')).body.data.length;
+    const boundary = 'netiks-digest-boundary';
     for (const [label, header] of declarations) {
       const before = await assets();
       const bytes = Buffer.from(`the file declared with ${label}`);
-      const path = await file('declared.txt', bytes);
+      // The form is built here, not by curl -F, so that its digest can be known before it is sent.
+      const form = Buffer.concat([
+        Buffer.from(
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="declared.txt"\r\n` +
+            'Content-Type: text/plain\r\n\r\n',
+        ),
+        bytes,
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ]);
+      const path = await file(`form-${label}.bin`, form);
       const send = (declared: string) =>
         curl([
           '-X',
@@ -338,15 +347,19 @@ describe('Upload Single File', () => {
           '-H',
           `x-api-key: ${tenant.key}`,
           '-H',
+          `Content-Type: multipart/form-data; boundary=${boundary}`,
+          '-H',
           declared,
-          '-F',
-          `file=@${path}`,
+          '--data-binary',
+          `@${path}`,
         ]);
-      const refused = await send(header(wrong));
-      assert.equal(refused.status, 400, `${label}: ${refused.body}`);
-      assert.equal(json(refused.body).code, 'checksum_mismatch');
-      assert.equal(await assets(), before, label);
-      const accepted = await send(header(bytes));
+      for (const wrong of ['other bytes', bytes]) {
+        const refused = await send(header(wrong));
+        assert.equal(refused.status, 400, `${label}: ${refused.body}`);
+        assert.equal(json(refused.body).code, 'checksum_mismatch');
+        assert.equal(await assets(), before, label);
+      }
+      const accepted = await send(header(form));
       assert.equal(accepted.status, 201, `${label}: ${accepted.body}`);
       assert.equal(json(accepted.body).asset.file_size, bytes.length);
     }

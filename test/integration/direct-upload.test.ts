@@ -9,6 +9,7 @@ import {
   eventually,
   objectFiles,
   postRawMultipart,
+  rawMultipart,
   readJson,
   tmpFiles,
   uploadForm,
@@ -318,6 +319,54 @@ describe('integrity declarations', () => {
     assert.equal(res.status, 400);
     assert.equal((await readJson(res)).body.error.code, 'CHECKSUM_MISMATCH');
     await assertNothingStored(w, before, 'multipart mismatch');
+  });
+
+  // RFC 1864 and RFC 9530 define these headers over the message content: of a form, the whole
+  // form with its boundaries, not the file part in it.
+  const headerOf: Array<[string, (b: Buffer) => Record<string, string>]> = [
+    ['Content-MD5', (b) => ({ 'content-md5': b64(md5Hex(b)) })],
+    ['Content-Digest', (b) => ({ 'content-digest': `sha-256=:${b64(sha256Hex(b))}:` })],
+    ['Repr-Digest', (b) => ({ 'repr-digest': `sha-256=:${b64(sha256Hex(b))}:` })],
+  ];
+  const postForm = (body: Buffer, contentType: string, headers: Record<string, string>, query = '') =>
+    readJson(
+      fetch(`${w.url}/v1/assets${query}`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key, 'content-type': contentType, ...headers },
+        body: new Uint8Array(body),
+      }),
+    );
+  for (const [label, declare] of headerOf) {
+    test(`on a multipart upload, ${label} is the whole form's: its digest is accepted, the file's refused`, async () => {
+      const file = randomBytes(3000);
+      const { body, contentType } = rawMultipart(Buffer.from('form.bin'), file);
+      const before = await snapshot(w);
+      const refused = await postForm(body, contentType, declare(file));
+      assert.equal(refused.status, 400, JSON.stringify(refused.body));
+      assert.equal(refused.body.error.code, 'CHECKSUM_MISMATCH');
+      await assertNothingStored(w, before, `${label} of the file part`);
+
+      const accepted = await postForm(body, contentType, declare(body));
+      assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
+      assert.equal(accepted.body.asset.sha256, sha256Hex(file));
+      assert.equal(accepted.body.asset.md5, md5Hex(file));
+    });
+  }
+
+  test("on a multipart upload, the query declares the file's digests beside the headers' of the form", async () => {
+    // Big enough to arrive in many chunks, hashed as busboy takes them.
+    const file = randomBytes(1_500_000);
+    const { body, contentType } = rawMultipart(Buffer.from('both.bin'), file);
+    const headers = { 'content-md5': b64(md5Hex(body)), 'repr-digest': `sha-256=:${b64(sha256Hex(body))}:` };
+    const before = await snapshot(w);
+    const wrongFile = await postForm(body, contentType, headers, `?sha256=${sha256Hex(wrong)}`);
+    assert.equal(wrongFile.status, 400, JSON.stringify(wrongFile.body));
+    assert.equal(wrongFile.body.error.code, 'CHECKSUM_MISMATCH');
+    await assertNothingStored(w, before, 'a form whose file does not match ?sha256=');
+
+    const ok = await postForm(body, contentType, headers, `?sha256=${sha256Hex(file)}&md5=${md5Hex(file)}`);
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+    assert.equal(ok.body.asset.sha256, sha256Hex(file));
   });
 
   test('declarations that disagree with each other are INVALID_DIGEST, before any byte is stored', async () => {

@@ -9,18 +9,39 @@ export interface Declared {
 }
 
 /**
- * Digests a client declared for the file: `Content-MD5` (RFC 1864), `Content-Digest` /
- * `Repr-Digest` with `sha-256` (RFC 9530), and the `sha256` / `md5` query parameters.
- * Several declarations of one algorithm must agree. Hex out.
+ * Digests a client declared for a raw body, which is the file: `Content-MD5` (RFC 1864),
+ * `Content-Digest` / `Repr-Digest` with `sha-256` (RFC 9530), and the `sha256` / `md5` query
+ * parameters. Several declarations of one algorithm must agree. Hex out.
  */
 export function declaredDigests(
   headers: IncomingHttpHeaders,
   query: { sha256?: string; md5?: string },
 ): Declared {
+  const fromQuery = queryDigests(query);
+  const fromHeaders = headerDigests(headers);
+  return {
+    sha256: agree([fromQuery.sha256, fromHeaders.sha256], 'SHA-256'),
+    md5: agree([fromQuery.md5, fromHeaders.md5], 'MD5'),
+  };
+}
+
+/** The `sha256` / `md5` query parameters: always the file's, whatever carries it. Hex out. */
+export function queryDigests(query: { sha256?: string | undefined; md5?: string | undefined }): Declared {
+  return {
+    sha256: query.sha256 ? parseDigest('sha256', query.sha256, 'sha256') : undefined,
+    md5: query.md5 ? parseDigest('md5', query.md5, 'md5') : undefined,
+  };
+}
+
+/**
+ * The digests the request's headers declare of its content: `Content-MD5` (RFC 1864),
+ * `Content-Digest` / `Repr-Digest` with `sha-256` (RFC 9530). They cover the whole message
+ * body, so they are the file's only when the body is the file; of a multipart form they are the
+ * form's. Several must agree. Hex out.
+ */
+export function headerDigests(headers: IncomingHttpHeaders): Declared {
   const sha256: string[] = [];
   const md5: string[] = [];
-  if (query.sha256) sha256.push(parseDigest('sha256', query.sha256, 'sha256'));
-  if (query.md5) md5.push(parseDigest('md5', query.md5, 'md5'));
   const contentMd5 = headers['content-md5'];
   if (typeof contentMd5 === 'string') md5.push(parseContentMd5(contentMd5));
   for (const name of ['content-digest', 'repr-digest'] as const) {

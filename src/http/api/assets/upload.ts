@@ -8,7 +8,7 @@ import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
-import { declaredDigests, refuseContentEncoding } from '../integrity.js';
+import { declaredDigests, headerDigests, queryDigests, refuseContentEncoding } from '../integrity.js';
 import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
 
 const Query = Type.Object(
@@ -82,8 +82,9 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
         summary: 'Upload a file through Wharf',
         description:
           'multipart/form-data with the file in field `file`, or any other content type with the raw bytes as ' +
-          'the body and `?name=`. Optional integrity: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:`, ' +
-          'or `?sha256=`/`?md5=`; a mismatch stores nothing. 201 when a new asset was created, 200 when the ' +
+          'the body and `?name=`. Optional integrity: `?sha256=`/`?md5=` of the file, and `Content-MD5`, ' +
+          '`Content-Digest`/`Repr-Digest: sha-256=:…:` of the request body (the file when raw, the whole form ' +
+          'when multipart); a mismatch stores nothing. 201 when a new asset was created, 200 when the ' +
           'account already held this content (the existing asset is returned). A raw body sent with ' +
           '`Upload-Complete` (Resumable Uploads for HTTP, the IETF draft) becomes a resumable upload: a 104 ' +
           'names its resource under /v1/resumable/ while the body arrives (see docs/resumable-http.md).',
@@ -105,11 +106,15 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
       if (resumable && !request.isMultipart() && asksForResumableUpload(request)) {
         return createResumableUpload({ core, publicUrl, ...resumable }, request, reply, request.query);
       }
-      const expected = declaredDigests(request.headers, request.query);
       if (!request.isMultipart()) {
+        // The body is the file: the headers' digests and the query's are all the file's.
+        const expected = declaredDigests(request.headers, request.query);
         const input = rawInput(request, request.query);
         return created(reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
       }
+      // The body is a form: its headers' digests are the form's (RFC 1864, RFC 9530), the
+      // query's the file's.
+      const expected = queryDigests(request.query);
       const input = await multipartInput(core, principal, request, request.query);
       return created(
         reply,
@@ -160,7 +165,11 @@ async function multipartInput(
   request: FastifyRequest,
   query: Query,
 ): Promise<DirectUpload> {
-  const { part: first, rest } = await firstFilePart(request, core.uploads.maxFileSize(principal));
+  const {
+    part: first,
+    rest,
+    checkForm,
+  } = await firstFilePart(request, core.uploads.maxFileSize(principal), headerDigests(request.headers));
   const part = fileField(first);
   const name = query.name ?? part.filename;
   if (!name) {
@@ -171,6 +180,9 @@ async function multipartInput(
     name,
     contentType: query.content_type ?? part.mimetype,
     body: part.file,
-    beforeCommit: () => refuseMoreFiles(rest, 'file'),
+    beforeCommit: async () => {
+      await refuseMoreFiles(rest, 'file');
+      await checkForm();
+    },
   };
 }

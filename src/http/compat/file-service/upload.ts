@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { App } from '../../api/context.js';
-import { declaredDigests } from '../../api/integrity.js';
+import { type Declared, declaredDigests, headerDigests } from '../../api/integrity.js';
 import { firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import { contentTypeFor } from '../content-types.js';
 import type { CompatContext } from '../context.js';
@@ -14,6 +14,8 @@ interface Body {
   body: Readable;
   contentType: string | undefined;
   declaredSize?: number | undefined;
+  /** The file's own declared digests (a raw body's headers). */
+  expected?: Declared;
   beforeCommit?: () => Promise<void>;
 }
 
@@ -35,8 +37,8 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
           'multipart/form-data (the first file part, whatever its field name) or the raw bytes as the body. ' +
           'No body (or a form without a file) records an empty placeholder version. Basic auth with the key id ' +
           'as user and the key secret as password, or Authorization: Bearer <key>. Optional integrity, as for ' +
-          'POST /v1/assets: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:` of the file; a mismatch ' +
-          'is 400 CHECKSUM_MISMATCH and records no version.',
+          'POST /v1/assets: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:` of the request body (the ' +
+          'file when raw, the whole form when multipart); a mismatch is 400 CHECKSUM_MISMATCH and records no version.',
         tags: ['file-service'],
         params: FileParams,
         // Nothing is read from the query; real clients may add their own parameters.
@@ -48,13 +50,14 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
       const principal = request.principal!;
       const { namespace, name } = request.params;
       // The document declares no digests, but an HTTP client may send the standard headers:
-      // they are checked, never ignored. (The query is the client's own, so it is not read.)
-      const expected = declaredDigests(request.headers, {});
+      // they are checked, never ignored. They cover the request body (RFC 1864, RFC 9530): the
+      // file when it is raw, the whole form when it is one. (The query is the client's own, so
+      // it is not read.)
       const input = request.isMultipart()
         ? await formBody(request, name, core.uploads.maxFileSize(principal))
-        : rawBody(request, name);
+        : { ...rawBody(request, name), expected: declaredDigests(request.headers, {}) };
       const outcome = await uploadingPart(input.body, () =>
-        core.files.put(principal, { namespace, name, ...input, expected }),
+        core.files.put(principal, { namespace, name, ...input }),
       );
       return fileResult(context, principal, 'Successfully uploaded file', outcome.version, outcome.asset);
     },
@@ -72,11 +75,17 @@ function rawBody(request: FastifyRequest, name: string): Body {
 
 async function formBody(request: FastifyRequest, name: string, limit: number): Promise<Body> {
   // Text fields are ignored; the first file part is the upload, whatever its field name.
-  const { part, rest } = await firstFilePart(request, limit);
-  if (!part) return { body: Readable.from([]), contentType: contentTypeFor(name, undefined) };
+  const { part, rest, checkForm } = await firstFilePart(request, limit, headerDigests(request.headers));
+  if (!part) {
+    // The form was read to its end looking for a file: its digests can be checked already.
+    return { body: Readable.from([]), contentType: contentTypeFor(name, undefined), beforeCommit: checkForm };
+  }
   return {
     body: part.file,
     contentType: contentTypeFor(name, part.mimetype),
-    beforeCommit: () => refuseMoreFiles(rest),
+    beforeCommit: async () => {
+      await refuseMoreFiles(rest);
+      await checkForm();
+    },
   };
 }

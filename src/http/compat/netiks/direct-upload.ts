@@ -3,7 +3,7 @@ import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
 import type { UploadOutcome } from '../../../core/uploads.js';
 import type { Core } from '../../../core/wharf.js';
-import { declaredDigests } from '../../api/integrity.js';
+import { headerDigests } from '../../api/integrity.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 
 /**
@@ -17,9 +17,13 @@ export async function uploadForm(
   request: FastifyRequest,
 ): Promise<UploadOutcome> {
   // The document declares no digests; the standard headers an HTTP client may add are checked,
-  // as POST /v1/assets checks them, never ignored.
-  const expected = declaredDigests(request.headers, {});
-  const { part: first, rest } = await firstFilePart(request, core.uploads.maxFileSize(principal));
+  // as POST /v1/assets checks them, never ignored: of the whole form they cover (RFC 1864,
+  // RFC 9530), not of the file part.
+  const {
+    part: first,
+    rest,
+    checkForm,
+  } = await firstFilePart(request, core.uploads.maxFileSize(principal), headerDigests(request.headers));
   const part = fileField(first);
   if (!part.filename) {
     part.file.resume();
@@ -30,8 +34,10 @@ export async function uploadForm(
       name: part.filename,
       contentType: part.mimetype,
       body: part.file,
-      expected,
-      beforeCommit: () => refuseMoreFiles(rest, 'file'),
+      beforeCommit: async () => {
+        await refuseMoreFiles(rest, 'file');
+        await checkForm();
+      },
     }),
   );
 }
