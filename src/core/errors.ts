@@ -73,6 +73,8 @@ export const ERROR_STATUS = {
   /** A path segment (an id, a name) longer than any Wharf issues or accepts. */
   URI_TOO_LONG: 414,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  /** A download's If-Match or If-Unmodified-Since does not hold for the bytes (RFC 9110 §13.1). */
+  PRECONDITION_FAILED: 412,
   RANGE_NOT_SATISFIABLE: 416,
   /** The key or token already has as many pending uploads as it may. */
   TOO_MANY_OPEN_UPLOADS: 429,

@@ -429,6 +429,108 @@ describe('GET /v1/assets/{id}/content', () => {
     assert.equal(await changed.text(), textBytes.toString());
   });
 
+  /** The asset's Last-Modified: its creation, in whole seconds, as an HTTP-date. */
+  const lastModifiedOf = (asset: AssetJson) =>
+    new Date(Math.floor(Date.parse(asset.created_at) / 1000) * 1000).toUTCString();
+  /** An HTTP-date `seconds` from the asset's Last-Modified (never the wall clock's). */
+  const shifted = (asset: AssetJson, seconds: number) =>
+    new Date(Date.parse(lastModifiedOf(asset)) + seconds * 1000).toUTCString();
+
+  test('Last-Modified is the asset’s creation, on 200, 206, 304 and HEAD answers', async () => {
+    const expected = lastModifiedOf(text);
+    const answers = [
+      await get(`/v1/assets/${text.id}/content`),
+      await get(`/v1/assets/${text.id}/content`, { range: 'bytes=0-1' }),
+      await get(`/v1/assets/${text.id}/content`, { 'if-none-match': `"${text.sha256}"` }),
+      await fetch(`${w.url}/v1/assets/${text.id}/content`, {
+        method: 'HEAD',
+        headers: { 'x-api-key': w.key },
+      }),
+    ];
+    assert.deepEqual(
+      answers.map((res) => res.status),
+      [200, 206, 304, 200],
+    );
+    for (const res of answers) assert.equal(res.headers.get('last-modified'), expected, String(res.status));
+  });
+
+  test('If-Modified-Since: 304 at or after Last-Modified, 200 before; If-None-Match takes precedence', async () => {
+    const path = `/v1/assets/${text.id}/content`;
+    for (const since of [lastModifiedOf(text), shifted(text, 3600)]) {
+      const res = await get(path, { 'if-modified-since': since });
+      assert.equal(res.status, 304, since);
+      assert.equal(await res.text(), '');
+      assert.equal(res.headers.get('etag'), `"${text.sha256}"`);
+    }
+    // RFC 850 and asctime dates are HTTP-dates too (asctime is GMT, whatever the server's zone).
+    const at = new Date(Date.parse(lastModifiedOf(text)));
+    const asctime = `${at.toUTCString().slice(0, 3)} ${at.toUTCString().slice(8, 11)} ${String(at.getUTCDate()).padStart(2, ' ')} ${at.toISOString().slice(11, 19)} ${at.getUTCFullYear()}`;
+    assert.equal((await get(path, { 'if-modified-since': asctime })).status, 304, asctime);
+    const older = await get(path, { 'if-modified-since': shifted(text, -1) });
+    assert.equal(older.status, 200);
+    assert.equal(await older.text(), textBytes.toString());
+    // Not an HTTP-date: ignored (RFC 9110 §13.1.3), so the whole file.
+    assert.equal((await get(path, { 'if-modified-since': '1' })).status, 200);
+    // If-None-Match that does not match decides alone: the file, whatever If-Modified-Since says.
+    const precedence = await get(path, {
+      'if-none-match': '"something-else"',
+      'if-modified-since': shifted(text, 3600),
+    });
+    assert.equal(precedence.status, 200);
+    assert.equal(await precedence.text(), textBytes.toString());
+  });
+
+  test('If-Match / If-Unmodified-Since that do not hold are 412 PRECONDITION_FAILED; that hold, the file', async () => {
+    const path = `/v1/assets/${text.id}/content`;
+    const failing: Array<Record<string, string>> = [
+      { 'if-match': '"something-else"' },
+      // If-Match compares strongly (RFC 9110 §13.1.1): a weak tag never matches.
+      { 'if-match': `W/"${text.sha256}"` },
+      { 'if-unmodified-since': shifted(text, -1) },
+      // Before If-None-Match and Range: a failed precondition is 412 whatever else is asked.
+      { 'if-match': '"x"', 'if-none-match': `"${text.sha256}"`, range: 'bytes=0-1' },
+    ];
+    for (const headers of failing) {
+      const res = await get(path, headers);
+      assert.equal(res.status, 412, JSON.stringify(headers));
+      const json = (await res.json()) as { error: { code: string } };
+      assert.equal(json.error.code, 'PRECONDITION_FAILED');
+      const head = await fetch(w.url + path, { method: 'HEAD', headers: { 'x-api-key': w.key, ...headers } });
+      assert.equal(head.status, 412, `HEAD ${JSON.stringify(headers)}`);
+    }
+    const holding: Array<Record<string, string>> = [
+      { 'if-match': `"${text.sha256}"` },
+      { 'if-match': `"x", "${text.sha256}"` },
+      { 'if-match': '*' },
+      { 'if-unmodified-since': lastModifiedOf(text) },
+      { 'if-unmodified-since': shifted(text, 3600) },
+      { 'if-unmodified-since': 'not a date' },
+      // If-Match present: If-Unmodified-Since is not evaluated (§13.2.2).
+      { 'if-match': `"${text.sha256}"`, 'if-unmodified-since': shifted(text, -1) },
+    ];
+    for (const headers of holding) {
+      const res = await get(path, headers);
+      assert.equal(res.status, 200, JSON.stringify(headers));
+      assert.equal(await res.text(), textBytes.toString());
+    }
+    const ranged = await get(path, { 'if-match': `"${text.sha256}"`, range: 'bytes=0-1' });
+    assert.equal(ranged.status, 206);
+    assert.equal(await ranged.text(), '01');
+  });
+
+  test('If-Range with the Last-Modified date honours the range; another date or a weak tag sends the whole file', async () => {
+    const path = `/v1/assets/${text.id}/content`;
+    const same = await get(path, { range: 'bytes=0-1', 'if-range': lastModifiedOf(text) });
+    assert.equal(same.status, 206);
+    assert.equal(await same.text(), '01');
+    for (const ifRange of [shifted(text, 3600), shifted(text, -1), `W/"${text.sha256}"`, 'garbage']) {
+      const whole = await get(path, { range: 'bytes=0-1', 'if-range': ifRange });
+      assert.equal(whole.status, 200, ifRange);
+      assert.equal(whole.headers.get('content-range'), null);
+      assert.equal(await whole.text(), textBytes.toString());
+    }
+  });
+
   test('HEAD gives the headers without the body', async () => {
     const res = await fetch(`${w.url}/v1/assets/${text.id}/content`, {
       method: 'HEAD',
@@ -623,13 +725,19 @@ describe('signed download URLs', () => {
     assert.match(htmlRes.headers.get('content-security-policy') ?? '', /sandbox/);
   });
 
-  test('signed URLs support Range and If-None-Match', async () => {
+  test('signed URLs support Range and conditional requests', async () => {
     const { url } = (await sign()).body as { url: string };
     const ranged = await fetch(url, { headers: { range: 'bytes=0-5' } });
     assert.equal(ranged.status, 206);
     assert.equal(await ranged.text(), bytes.subarray(0, 6).toString());
     const cached = await fetch(url, { headers: { 'if-none-match': `"${asset.sha256}"` } });
     assert.equal(cached.status, 304);
+    const lastModified = new Date(Math.floor(Date.parse(asset.created_at) / 1000) * 1000).toUTCString();
+    assert.equal(cached.headers.get('last-modified'), lastModified);
+    assert.equal((await fetch(url, { headers: { 'if-modified-since': lastModified } })).status, 304);
+    const refused = await fetch(url, { headers: { 'if-match': '"another"' } });
+    assert.equal(refused.status, 412);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'PRECONDITION_FAILED');
   });
 
   test('invalid bodies are 400 VALIDATION_FAILED', async () => {

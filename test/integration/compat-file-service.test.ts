@@ -259,6 +259,20 @@ describe('the document’s example: curl -X POST -u keyid:secret -F "file=@/path
     });
     assert.equal(unredirected.status, 302);
     assert.match(unredirected.headers.get('location')!, /\/v1\/assets\/[0-9a-f-]{36}\/content\?expires=/);
+
+    // Where the redirect leads, the bytes carry Last-Modified and answer conditional requests.
+    const lastModified = res.headers.get('last-modified');
+    assert.ok(lastModified && !Number.isNaN(Date.parse(lastModified)), `Last-Modified: ${lastModified}`);
+    const conditional = (headers: Record<string, string>) =>
+      fetch(`${w.url}${PREFIX}/rewards/test.png/content?version=1`, {
+        headers: { authorization: basic(), ...headers },
+      });
+    assert.equal((await conditional({ 'if-modified-since': lastModified })).status, 304);
+    assert.equal((await conditional({ 'if-none-match': `"${sha256Hex(v1)}"` })).status, 304);
+    const refused = await conditional({ 'if-match': `"${sha256Hex(v2)}"` });
+    assert.equal(refused.status, 412);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'PRECONDITION_FAILED');
+    assert.equal((await conditional({ 'if-match': `"${sha256Hex(v1)}"` })).status, 200);
   });
 
   test('/versions lists every version, oldest first', async () => {

@@ -78,7 +78,13 @@ async function upload(name: string, bytes: Buffer, contentType: string, key = w.
 async function derivatives(id: string) {
   const res = await api(w.url, w.key, 'GET', `/v1/assets/${id}/derivatives`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
-  return res.body.data as Array<{ params: string; sha256: string; size: number; content_type: string }>;
+  return res.body.data as Array<{
+    params: string;
+    sha256: string;
+    size: number;
+    content_type: string;
+    created_at: string;
+  }>;
 }
 
 const GPS_EXIF = {
@@ -314,6 +320,24 @@ describe('what a rendering carries', () => {
     const cached = await get(`/v1/assets/${id}/image?w=200&format=png`, { 'if-none-match': etag! });
     assert.equal(cached.status, 304);
     assert.equal(cached.bytes.length, 0);
+
+    // Last-Modified is when the rendering was made; the conditions on it work as for the content.
+    const [made] = await derivatives(id);
+    const lastModified = new Date(Math.floor(Date.parse(made!.created_at) / 1000) * 1000).toUTCString();
+    assert.equal(whole.headers.get('last-modified'), lastModified);
+    assert.equal(part.headers.get('last-modified'), lastModified);
+    assert.equal(cached.headers.get('last-modified'), lastModified);
+    const since = await get(`/v1/assets/${id}/image?w=200&format=png`, { 'if-modified-since': lastModified });
+    assert.equal(since.status, 304);
+    const refused = await get(`/v1/assets/${id}/image?w=200&format=png`, { 'if-match': '"another"' });
+    assert.equal(refused.status, 412);
+    assert.equal(refused.json?.error.code, 'PRECONDITION_FAILED');
+    const stale = await get(`/v1/assets/${id}/image?w=200&format=png`, {
+      range: 'bytes=10-29',
+      'if-range': new Date(Date.parse(lastModified) - 1000).toUTCString(),
+    });
+    assert.equal(stale.status, 200);
+    assert.deepEqual(stale.bytes, whole.bytes);
   });
 
   test('a rendering is made once: asking again serves the stored one', async () => {

@@ -80,6 +80,8 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
   REQUEST_TIMEOUT: INVALID_ARGUMENT,
   HEADERS_TOO_LARGE: INVALID_ARGUMENT,
   RANGE_NOT_SATISFIABLE: { status: 416, code: 'InvalidRange' },
+  // A download's precondition (never this endpoint's): S3's own code and status for it.
+  PRECONDITION_FAILED: { status: 412, code: 'PreconditionFailed' },
   // S3's answer for an object not readable in its current state (an archived one).
   ASSET_VERIFYING: { status: 403, code: 'InvalidObjectState' },
   // S3 has no code for it (it stores any type string); Fastify refuses to read the request.

@@ -55,9 +55,11 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       config: { auth: 'optional' },
       schema: {
         operationId: 'downloadAsset',
-        summary: 'Download the bytes (Range, ETag/If-None-Match supported)',
+        summary: 'Download the bytes (Range and conditional requests supported)',
         description:
-          'Authenticate with a key, or use the query parameters of a URL from POST /v1/assets/{id}/signed-url.',
+          'Authenticate with a key, or use the query parameters of a URL from POST /v1/assets/{id}/signed-url. ' +
+          'ETag (the quoted SHA-256) and Last-Modified (the asset’s creation: its bytes never change) serve ' +
+          'If-None-Match / If-Modified-Since (304), If-Match / If-Unmodified-Since (412) and If-Range.',
         tags: ['assets'],
         params: IdParams,
         querystring: ContentQuery,
@@ -70,8 +72,16 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
             description: 'With S3 storage and WHARF_S3_DOWNLOADS=redirect: the bytes are at Location.',
             type: 'null',
           },
-          304: { description: 'Not modified: If-None-Match matched the ETag.', type: 'null' },
+          304: {
+            description:
+              'Not modified: If-None-Match matched the ETag (or, without it, If-Modified-Since held).',
+            type: 'null',
+          },
           ...errorResponses,
+          412: describedAs(
+            ErrorSchema,
+            'PRECONDITION_FAILED: If-Match names another ETag, or the bytes are newer than If-Unmodified-Since.',
+          ),
           409: describedAs(
             ErrorSchema,
             'The bytes are still being verified (`ASSET_VERIFYING`); retry shortly.',
@@ -142,6 +152,8 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       return sendStored(request, reply, {
         size: asset.size,
         sha256: asset.sha256,
+        // An asset's bytes never change: they were last modified when it was created.
+        createdAt: asset.createdAt,
         contentType: asset.contentType,
         disposition,
         read: (range) => core.assets.read(asset, range),

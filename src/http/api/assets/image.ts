@@ -167,7 +167,8 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         summary: 'A resized, re-encoded rendering of an image (or of a video’s poster, a PDF’s first page)',
         description:
           'Authenticate with a key, use a signed URL from POST /v1/assets/{id}/image-url, or none for a public asset. ' +
-          'Made once and kept; Range and If-None-Match work as for the content. No EXIF (so no GPS) in any rendering.',
+          'Made once and kept; Range and conditional requests work as for the content (Last-Modified is when the ' +
+          'rendering was made). No EXIF (so no GPS) in any rendering.',
         tags: ['images'],
         params: IdParams,
         querystring: ImageQuery,
@@ -175,8 +176,16 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         response: {
           200: binary('The rendering (image/avif, image/webp, image/jpeg or image/png).'),
           206: binary('The requested byte range.'),
-          304: { description: 'Not modified: If-None-Match matched the ETag.', type: 'null' },
+          304: {
+            description:
+              'Not modified: If-None-Match matched the ETag (or, without it, If-Modified-Since held).',
+            type: 'null',
+          },
           ...errorResponses,
+          412: describedAs(
+            ErrorSchema,
+            'PRECONDITION_FAILED: If-Match names another ETag, or the rendering is newer than If-Unmodified-Since.',
+          ),
           409: describedAs(ErrorSchema, 'PREVIEW_PENDING: processing has not made the preview yet.'),
           415: describedAs(ErrorSchema, 'UNSUPPORTED_IMAGE: not an image Wharf transforms.'),
           416: describedAs(ErrorSchema, 'The Range cannot be satisfied.'),
@@ -242,6 +251,8 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         return sendStored(request, reply, {
           size: derivative.size,
           sha256: derivative.sha256,
+          // The rendering's own time: one made again (after it vanished) is a new representation.
+          createdAt: derivative.createdAt,
           contentType: derivative.contentType,
           disposition: dispositionHeader(renderingName(asset, derivative), 'inline'),
           read: (range) => core.images.read(derivative, range),

@@ -12,6 +12,11 @@ export interface StoredBytes {
   size: number;
   /** Hex SHA-256: the strong ETag and Repr-Digest. */
   sha256: string;
+  /**
+   * When these bytes came to be (ms): Last-Modified. Stored bytes never change under their
+   * URL (an asset's content is fixed at upload, a rendering when it is made).
+   */
+  createdAt: number;
   contentType: string;
   /** The whole Content-Disposition header. */
   disposition: string;
@@ -29,13 +34,27 @@ export function binary(description: string) {
 }
 
 /**
- * Answers with stored bytes: ETag and If-None-Match (304), a single Range (206; 416 when it
- * cannot be satisfied), the whole body otherwise. Shared by originals and derivatives.
+ * Answers with stored bytes: ETag and Last-Modified with the conditional requests they serve
+ * (If-Match, If-Unmodified-Since: 412; If-None-Match, If-Modified-Since: 304; If-Range), a
+ * single Range (206; 416 when it cannot be satisfied), the whole body otherwise. Shared by
+ * originals and derivatives; HEAD runs the same and answers the same headers.
  */
 export async function sendStored(request: FastifyRequest, reply: FastifyReply, bytes: StoredBytes) {
   const etag = `"${bytes.sha256}"`;
+  // HTTP dates have whole seconds: every comparison below is made on the value sent.
+  const modified = Math.floor(bytes.createdAt / 1000) * 1000;
+  const lastModified = new Date(modified).toUTCString();
+  const condition = evaluatePreconditions(request.headers, etag, modified);
+  if (condition === 'failed') {
+    throw new WharfError(
+      'PRECONDITION_FAILED',
+      'If-Match or If-Unmodified-Since does not hold for these bytes (see their ETag and Last-Modified).',
+      { etag, last_modified: lastModified },
+    );
+  }
   reply
     .header('etag', etag)
+    .header('last-modified', lastModified)
     .header('accept-ranges', 'bytes')
     .header('content-type', bytes.contentType)
     .header('content-disposition', bytes.disposition)
@@ -44,18 +63,14 @@ export async function sendStored(request: FastifyRequest, reply: FastifyReply, b
     .header('cross-origin-resource-policy', bytes.resourcePolicy ?? 'same-site')
     .header('repr-digest', `sha-256=:${Buffer.from(bytes.sha256, 'hex').toString('base64')}:`);
 
-  // If-None-Match compares weakly (RFC 9110 §13.1.2): a W/ prefix a proxy added still matches.
-  // If-Range below compares strongly, as it must.
-  const ifNoneMatch = request.headers['if-none-match'];
-  if (ifNoneMatch?.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*')) {
+  if (condition === 'not-modified') {
     // No payload at all: Fastify's HEAD route (exposed from a GET) fails on a null one.
     return reply.status(304).send(undefined as never);
   }
 
   const size = bytes.size;
   const rangeHeader = request.headers.range;
-  const ifRange = request.headers['if-range'];
-  if (rangeHeader && (ifRange === undefined || ifRange === etag)) {
+  if (rangeHeader && rangeStillValid(request.headers['if-range'], etag, modified)) {
     // RFC 9110 §14.1.3: a suffix longer than the file selects all of it (range-parser
     // drops such a range, which would make "bytes=-1000" of a small file a 416).
     const header = rangeHeader.replace(/(=|,)\s*-(\d+)\s*(?=,|$)/g, (spec, lead: string, suffix: string) =>
@@ -84,6 +99,86 @@ export async function sendStored(request: FastifyRequest, reply: FastifyReply, b
   const stream = await bytes.read();
   giveBackAfterWrite(reply.raw, downloadBuffers);
   return reply.header('content-length', size).send(stream);
+}
+
+/*
+ * The conditional requests of RFC 9110 §13, by hand. @fastify/send evaluates them only for a
+ * file it stats on disk itself (these bytes come as a stream from the disk store or S3), keeps
+ * its helpers private, and departs from the RFC where a demanding client notices: If-Match
+ * compared weakly, If-Range's entity tag matched as a substring, If-Unmodified-Since evaluated
+ * beside If-Match, every condition ignored under `Cache-Control: no-cache`. `fresh` covers the
+ * 304 cases only. What follows is §13.2.2's order, nothing more.
+ */
+
+/** The entity tags of an If-Match / If-None-Match list (`*` as itself). */
+function entityTags(value: string): string[] {
+  return value
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
+}
+
+// RFC 9110 §5.6.7: IMF-fixdate, and the obsolete RFC 850 and asctime forms a recipient accepts.
+const IMF_FIXDATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+const RFC850_DATE = /^[A-Z][a-z]+, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT$/;
+const ASCTIME_DATE = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
+/**
+ * An HTTP-date in ms, or undefined for anything else: RFC 9110 has the field ignored then
+ * (Date.parse alone would read "1" as the year 2001).
+ */
+function httpDate(value: string | undefined): number | undefined {
+  const text = value?.trim();
+  if (text === undefined) return undefined;
+  let ms = Number.NaN;
+  if (IMF_FIXDATE.test(text) || RFC850_DATE.test(text)) ms = Date.parse(text);
+  // asctime carries no zone: it is GMT, never the server's local time.
+  else if (ASCTIME_DATE.test(text)) ms = Date.parse(`${text} GMT`);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/**
+ * RFC 9110 §13.2.2 for a GET or HEAD of bytes that exist: If-Match, else If-Unmodified-Since
+ * (412 when false); then If-None-Match, else If-Modified-Since (304 when false).
+ */
+function evaluatePreconditions(
+  headers: FastifyRequest['headers'],
+  etag: string,
+  modified: number,
+): 'proceed' | 'failed' | 'not-modified' {
+  const ifMatch = headers['if-match'];
+  if (ifMatch !== undefined) {
+    // Strong comparison (§13.1.1): a weak tag never matches.
+    if (!entityTags(ifMatch).some((t) => t === '*' || t === etag)) return 'failed';
+  } else {
+    const since = httpDate(headers['if-unmodified-since']);
+    if (since !== undefined && modified > since) return 'failed';
+  }
+  const ifNoneMatch = headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    // Weak comparison (§13.1.2): a W/ prefix a proxy added still matches. It takes precedence
+    // over If-Modified-Since, which is then ignored (§13.1.3).
+    if (entityTags(ifNoneMatch).some((t) => t === '*' || t.replace(/^W\//, '') === etag)) {
+      return 'not-modified';
+    }
+    return 'proceed';
+  }
+  const since = httpDate(headers['if-modified-since']);
+  if (since !== undefined && modified <= since) return 'not-modified';
+  return 'proceed';
+}
+
+/**
+ * If-Range (§13.1.5): the range is served only when the validator is the current one, an
+ * entity tag compared strongly or exactly the Last-Modified date; otherwise the whole body.
+ */
+function rangeStillValid(ifRange: string | string[] | undefined, etag: string, modified: number): boolean {
+  if (ifRange === undefined) return true;
+  // One validator only: a repeated If-Range cannot be matched, so the whole body goes.
+  if (Array.isArray(ifRange)) return false;
+  const value = ifRange.trim();
+  if (value.startsWith('"') || value.startsWith('W/')) return value === etag;
+  return httpDate(value) === modified;
 }
 
 type WriteCallback = (error?: Error | null) => void;
