@@ -311,6 +311,8 @@ const HEADER_NAMES = [
   'if-none-match',
   'if-match',
   'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
   'origin',
   'access-control-request-method',
   'access-control-request-headers',
