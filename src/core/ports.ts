@@ -234,7 +234,8 @@ export interface UploadStore {
    * The bytes of a pending upload of unknown size arrived: atomically, it holds `hold` (bytes
    * against the account's quota, and against its token's budget) in place of what it held,
    * unless that would pass the quota (QUOTA_EXCEEDED) or the token's `max_bytes`
-   * (TOKEN_BYTES_EXHAUSTED), which change nothing. False when it is no longer pending.
+   * (TOKEN_BYTES_EXHAUSTED), which change nothing. A smaller hold (zero: refused bytes were
+   * dropped and the upload stays open) always succeeds. False when it is no longer pending.
    */
   holdArrived(id: string, hold: { quota: number; token: number }): Promise<boolean>;
   /** Records storage's multipart upload id for a pending upload. */

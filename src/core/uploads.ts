@@ -793,6 +793,12 @@ export class UploadService {
       }
       this.telemetry.uploadFailed(upload.kind, err);
       await this.blobs.delete(key);
+      // A form's file held its size from the moment it arrived (holdArrived). With the file gone
+      // the form holds nothing again, as before it was sent: otherwise bytes nobody stores kept
+      // blocking the quota and the token's max_bytes for the form's whole day (a hunt's refused
+      // FileSpin register left QUOTA_EXCEEDED behind). A form sent again is held again then.
+      // Still under the key's seal (see holdOpen), so no new file's hold is given back here.
+      if (upload.kind === 'post') await this.store.holdArrived(upload.id, { quota: 0, token: 0 });
       throw err;
     }
     return this.finish(upload, digests, {

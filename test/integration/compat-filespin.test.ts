@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -292,6 +293,7 @@ describe('FileSpin: register_asset is idempotent under concurrency', () => {
 describe("FileSpin: the file's type", () => {
   let png: { path: string; bytes: Buffer };
   let token: string;
+  let tokenId: string;
   before(async () => {
     const bytes = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#102030' } })
       .png()
@@ -301,6 +303,7 @@ describe("FileSpin: the file's type", () => {
     const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { content_types: ['image/png'] });
     assert.equal(minted.status, 201, JSON.stringify(minted.body));
     token = minted.body.secret;
+    tokenId = minted.body.token.id;
   });
 
   /** The three steps with `key`; `fields` changes the form's fields. */
@@ -360,6 +363,9 @@ describe("FileSpin: the file's type", () => {
     assert.equal(typed.status, 200, typed.body);
 
     assertError(await flow('scan.pdf', token), 403, 'CONTENT_TYPE_DENIED');
+    // The refused file's upload has ended: it holds nothing of the token's budget any more.
+    const held = (await api(w.url, w.key, 'GET', `/v1/upload-tokens/${tokenId}`)).body.usage;
+    assert.deepEqual([held.bytes_reserved, held.files_reserved, held.open_uploads], [0, 0, 0]);
   });
 });
 
@@ -604,6 +610,66 @@ describe("FileSpin: what a form holds against the quota and a token's budget", (
     // The native API too.
     const native = await uploadRaw(w, tenant.key, 'tiny.bin', 'tiny');
     assert.equal(native.status, 201, JSON.stringify(native.body));
+  });
+
+  test('a file register refuses holds nothing once its bytes are dropped; the form still works', async () => {
+    // A refused file (wrong checksum or size) used to keep holding its size for the form's
+    // whole day on the embedded deployment, where storage holds a file as it arrives: its bytes
+    // were gone, yet the quota and the token's max_bytes refused other files. (An S3 bucket
+    // tells Wharf nothing until register, so there nothing was ever held.)
+    for (const via of ['the account key', 'an upload token'] as const) {
+      const tenant = await w.newAccount();
+      const room = photo.bytes.length + 1_000;
+      await w.wharf.core.keys.updateAccount(tenant.accountId, { storageQuota: room });
+      let key = tenant.key;
+      let tokenId: string | undefined;
+      if (via === 'an upload token') {
+        const minted = await api(w.url, tenant.key, 'POST', '/v1/upload-tokens', { max_bytes: room });
+        assert.equal(minted.status, 201, JSON.stringify(minted.body));
+        key = minted.body.secret;
+        tokenId = minted.body.token.id;
+      }
+      const tokenUsage = async () =>
+        (await api(w.url, tenant.key, 'GET', `/v1/upload-tokens/${tokenId}`)).body.usage;
+      const { storage, asset_id } = await newStorageUrl('photo.jpg', key);
+      for (const [code, wrong] of [
+        ['CHECKSUM_MISMATCH', { checksum: md5Hex('else') }],
+        ['SIZE_MISMATCH', { size: photo.bytes.length + 1 }],
+      ] as const) {
+        assert.equal((await upload(storage, photo.path)).status, 204);
+        assertError(await register({ ...documentedBody(asset_id, photo.bytes), ...wrong }, key), 400, code);
+        assert.equal((await usage(tenant.key)).bytes_reserved, 0, `${via}, ${code}`);
+        if (tokenId) {
+          // Still an open form, as one nobody has sent: its file slot, none of its bytes.
+          const held = await tokenUsage();
+          assert.deepEqual(
+            [held.bytes_reserved, held.files_reserved, held.open_uploads],
+            [0, 1, 1],
+            `${via}, ${code}`,
+          );
+        }
+      }
+      if (!tokenId) {
+        // The whole quota is free for another file (the refused one held photo.bytes.length).
+        const spare = await uploadRaw(w, key, 'spare.bin', randomBytes(1_001));
+        assert.equal(spare.status, 201, JSON.stringify(spare.body));
+        const id = (spare.body as { asset: { id: string } }).asset.id;
+        assert.equal((await api(w.url, key, 'DELETE', `/v1/assets/${id}`)).status, 204);
+      }
+      // The form stays valid: sent again, the right bytes register.
+      assert.equal((await upload(storage, photo.path)).status, 204);
+      const ok = await register(documentedBody(asset_id, photo.bytes), key);
+      assert.equal(ok.status, 200, ok.body);
+      const after = await usage(tenant.key);
+      assert.deepEqual([after.bytes_used, after.bytes_reserved], [photo.bytes.length, 0], via);
+      if (tokenId) {
+        const done = await tokenUsage();
+        assert.deepEqual(
+          [done.bytes_used, done.bytes_reserved, done.files_reserved, done.open_uploads],
+          [photo.bytes.length, 0, 0, 0],
+        );
+      }
+    }
   });
 
   test('files that do not fit together: one is refused, as it arrives or when registered', async () => {
