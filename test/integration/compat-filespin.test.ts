@@ -378,6 +378,25 @@ describe('FileSpin: content_storage_url options and errors', () => {
     assertError(await storageUrl({ filename: 'other.pdf', asset_id: id }), 400, 'ASSET_ID_EXISTS');
   });
 
+  test("an upload token's form lives as long as the token, and expiry says so", async () => {
+    // expiry used to say the document's 86400 while the policy expired with a 10-minute token.
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { expires_in: 600 });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const { storage } = await newStorageUrl('soon.jpg', minted.body.secret);
+    assert.equal(storage.expiry, 600);
+    const policy = JSON.parse(Buffer.from(storage.fields.policy!, 'base64').toString('utf8'));
+    const signedAt = Date.parse(
+      storage.fields['x-amz-date']!.replace(
+        /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/,
+        '$1-$2-$3T$4:$5:$6Z',
+      ),
+    );
+    assert.equal(Date.parse(policy.expiration), signedAt + storage.expiry * 1000);
+    // A token that outlives the document's day changes nothing: its forms live 24 hours.
+    const long = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { expires_in: 86400 });
+    assert.equal((await newStorageUrl('later.jpg', long.body.secret)).storage.expiry, 86400);
+  });
+
   test('a missing or empty filename is 400 MISSING_MANDATORY_PARAMETERS', async () => {
     assertError(await storageUrl({}), 400, 'MISSING_MANDATORY_PARAMETERS');
     assertError(await storageUrl({ filename: '' }), 400, 'MISSING_MANDATORY_PARAMETERS');

@@ -43,7 +43,10 @@ const StorageUrlResponse = Type.Object({
       },
     ),
     protocol: Type.Literal('POST'),
-    expiry: Type.Integer({ description: 'Seconds the URL stays valid.' }),
+    expiry: Type.Integer({
+      description:
+        'Seconds the URL stays valid: 86400, or fewer when an upload token that expires sooner asks.',
+    }),
     key: Type.String({ description: '"/" followed by fields.key.' }),
     bucket: Type.String(),
     storage_type: Type.Literal('AMAZON_S3'),
@@ -123,7 +126,9 @@ export async function storageUrlRoute(app: App, { core }: CompatContext): Promis
             ...fields,
           },
           protocol: 'POST' as const,
-          expiry: STORAGE_URL_EXPIRY_SECONDS,
+          // What the policy was signed for: the document's 24 hours, or less for an upload token,
+          // whose forms never outlive it (a client timing its retries by this must not be told a day).
+          expiry: Math.floor((upload.expiresAt - upload.createdAt) / 1000),
           key: `/${key}`,
           bucket: policyBucket(fields) ?? fields.bucket ?? '',
           storage_type: 'AMAZON_S3' as const,
