@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type AssetJson, createAsset, uploadRaw } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
-import { putStrayObject } from '../helpers/deployment.js';
+import { putStrayObject, storedKeys } from '../helpers/deployment.js';
 import { api, type JsonResponse, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -325,6 +325,48 @@ describe('lookup of content already uploaded', () => {
     assert.equal((await getRecord(second.signed_id)).body.id, second.id);
   });
 
+  test('an MD5 upload of content the account holds: its record names that asset and the key holding it', async () => {
+    // Rails' DirectUpload always declares an MD5, which never finds content: the file is sent
+    // and deduplicated as it completes. Its record used to keep the upload's own number and
+    // key, which the deduplication had just freed (a key holding nothing, an id no asset has).
+    const bytes = randomBytes(2_200);
+    const held = (await createAsset(w, w.key, 'held.bin', bytes)) as NativeAsset;
+    const declared = await createBlob({
+      filename: 'again.bin',
+      content_type: 'application/octet-stream',
+      byte_size: bytes.length,
+      checksum: md5B64(bytes),
+    });
+    assert.equal(declared.status, 200, JSON.stringify(declared.body));
+    const blob = declared.body as BlobJson;
+    assert.ok(blob.direct_upload, 'an MD5 never stands for content: the file is asked for');
+    assert.equal((await putFile(blob.direct_upload!, bytes)).status, 200);
+    await w.wharf.core.uploads.reconcile();
+
+    const record = await getRecord(blob.signed_id);
+    assert.equal(record.status, 200, JSON.stringify(record.body));
+    const r = record.body as BlobJson;
+    const bySha = (
+      await createBlob({
+        filename: 'lookup.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: sha256B64(bytes),
+      })
+    ).body as BlobJson;
+    assert.equal(r.id, held.number, 'the number the asset keeps');
+    assert.equal(r.key, bySha.key, 'the key a SHA-256 lookup of the same bytes gives');
+    assert.notEqual(r.key, blob.key);
+    const stored = await storedKeys(w);
+    assert.ok(stored.includes(r.key), 'the key holds the bytes');
+    assert.ok(!stored.includes(blob.key), 'the upload’s own key was freed');
+    assert.equal(r.filename, 'again.bin', 'the blob’s own name, as its redirect serves it');
+    assert.equal(r.signed_id, blob.signed_id);
+    const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${r.signed_id}/again.bin`);
+    assert.equal(redirect.status, 200);
+    assert.ok(Buffer.from(await redirect.arrayBuffer()).equals(bytes));
+  });
+
   test('content uploaded through the native API is found by its checksum', async () => {
     const bytes = randomBytes(2_500);
     const asset = await createAsset(w, w.key, 'native.png', bytes, 'image/png');
@@ -490,13 +532,20 @@ describe('content another caller’s upload has just stored', () => {
     assert.equal(again.status, 200, JSON.stringify(again.body));
     const r = again.body as BlobJson;
     assert.equal('direct_upload' in r, false, 'its bytes have arrived');
-    assert.equal(r.id, mine.id);
-    assert.equal(r.key, mine.key);
+    assert.equal(r.signed_id, mine.signed_id, 'its own upload’s record');
     assert.equal(r.filename, 'mine.bin');
     const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${r.signed_id}/mine.bin`, {
       redirect: 'manual',
     });
     assert.equal(redirect.status, 302);
+    // Stored into the content the account held: the number and key are that asset's, as the
+    // native API shows this caller its asset (its own name, never the first uploader's).
+    const assetId = /\/v1\/assets\/([^/]+)\/content/.exec(redirect.headers.get('location')!)![1];
+    const native = await api(w.url, token, 'GET', `/v1/assets/${assetId}`);
+    assert.equal(native.status, 200, JSON.stringify(native.body));
+    assert.equal(native.body.name, 'mine.bin');
+    assert.equal(r.id, native.body.number);
+    assert.ok((await storedKeys(w)).includes(r.key), 'the key holds the bytes');
     const served = await fetch(new URL(redirect.headers.get('location')!, w.url));
     assert.equal(served.status, 200);
     assert.ok(Buffer.from(await served.arrayBuffer()).equals(bytes));

@@ -81,8 +81,14 @@ export function uploadRecord(
   checksum?: string,
 ): BlobRecord {
   return {
-    id: upload.seq ?? asset?.seq ?? 0,
-    key: upload.storageKey,
+    // Once complete, the asset's number and the key that holds its bytes: the same as the
+    // upload's own, unless the account already held the content (the upload was deduplicated
+    // and its own key freed; an MD5-declared re-upload always comes this way) or its bytes
+    // were stored elsewhere (a stripped copy). A record naming a freed key sent Rails looking
+    // for nothing. The isolated caller's view keeps its own filename and signed_id (see
+    // viewThrough): the number and key are what the native API and other seeds show it too.
+    id: asset?.seq ?? upload.seq ?? 0,
+    key: asset?.storageKey ?? upload.storageKey,
     filename: upload.name,
     content_type: upload.contentType,
     metadata: {},
