@@ -148,6 +148,7 @@ export async function openCore(
     endpointChecksums: endpoint && flexibleChecksums,
     analyzer: new ImageAnalyzer(),
     telemetry,
+    jobs: { concurrency: config.jobConcurrency },
     images: { renderer: new SharpRenderer(scratch, config.images.maxInputBytes), settings: config.images },
     media,
     locationStripper: new LocationScrubber(),

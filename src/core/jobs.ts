@@ -10,6 +10,16 @@ export interface JobSettings {
   /** How long a claimed job is this worker's; after that another node may take it over. */
   leaseMs: number;
   maxAttempts: number;
+  /** How many jobs this node runs at once (WHARF_JOB_CONCURRENCY); 1 when absent. */
+  concurrency?: number | undefined;
+}
+
+export interface KindOptions {
+  /**
+   * Jobs of this kind wait on others (a webhook endpoint's answer): they never take the node's
+   * last free worker, so the other kinds (asset processing) always have one to run on.
+   */
+  spareOneWorker?: boolean;
 }
 
 /** How often and how far apart a kind of job is tried. */
@@ -42,6 +52,8 @@ export class RetryJobError extends Error {
  */
 export class JobRunner {
   private readonly handlers = new Map<string, { handler: JobHandler; policy: RetryPolicy }>();
+  /** Kinds that may take only some of the workers: how many they may, how many they hold. */
+  private readonly capped = new Map<string, { max: number; running: number }>();
   readonly workerId: string;
   /** Exponential backoff: 2 s, 4 s, 8 s … so a flapping dependency is not hammered. */
   private readonly defaultPolicy: RetryPolicy;
@@ -62,8 +74,16 @@ export class JobRunner {
     return this.settings.leaseMs;
   }
 
-  register(kind: string, handler: JobHandler, policy: RetryPolicy = this.defaultPolicy): void {
+  register(
+    kind: string,
+    handler: JobHandler,
+    policy: RetryPolicy = this.defaultPolicy,
+    options: KindOptions = {},
+  ): void {
     this.handlers.set(kind, { handler, policy });
+    if (options.spareOneWorker) {
+      this.capped.set(kind, { max: Math.max(1, (this.settings.concurrency ?? 1) - 1), running: 0 });
+    }
   }
 
   /** The kinds of job this runner has handlers for. */
@@ -74,8 +94,34 @@ export class JobRunner {
   /** Claims and runs one due job; false when none was due. */
   async runOne(): Promise<boolean> {
     const now = this.clock.now();
-    const job = await this.store.claimJob(this.workerId, now, now + this.settings.leaseMs);
+    // A capped kind's place is taken before the claim (workers claim at once: counting after
+    // it, two could both take the last place); the claim skips kinds that have none left.
+    const skip: string[] = [];
+    const reserved: string[] = [];
+    for (const [kind, cap] of this.capped) {
+      if (cap.running >= cap.max) skip.push(kind);
+      else {
+        cap.running += 1;
+        reserved.push(kind);
+      }
+    }
+    let job: Job | undefined;
+    try {
+      job = await this.store.claimJob(this.workerId, now, now + this.settings.leaseMs, skip);
+    } finally {
+      for (const kind of reserved) if (kind !== job?.kind) this.capped.get(kind)!.running -= 1;
+    }
     if (!job) return false;
+    try {
+      await this.run(job);
+    } finally {
+      const cap = this.capped.get(job.kind);
+      if (cap) cap.running -= 1;
+    }
+    return true;
+  }
+
+  private async run(job: Job): Promise<void> {
     const registered = this.handlers.get(job.kind);
     try {
       if (!registered) throw new PermanentJobError(`No handler for job kind "${job.kind}".`);
@@ -94,7 +140,6 @@ export class JobRunner {
       // The queue keeps only the message; the sinks get the error itself (its stack, its code).
       this.telemetry.jobFailed(job, err, retryAt);
     }
-    return true;
   }
 
   /** Runs due jobs until none is left (tests and the periodic tick use it). */

@@ -79,6 +79,11 @@ export interface NewJob {
   kind: string;
   payload: Record<string, unknown>;
   runAt: number;
+  /**
+   * Jobs of one lane run one at a time, across every node (claimJob skips a lane with a job
+   * running): a webhook endpoint's deliveries, so a slow endpoint holds one worker only.
+   */
+  lane?: string | undefined;
 }
 
 /** Installation-wide settings (the server secret). */
@@ -308,9 +313,15 @@ export interface JobStore {
   enqueueJobs(jobs: NewJob[]): Promise<void>;
   /**
    * Claims one due job for `worker` until `leaseUntil` (a job whose lease ran out is due
-   * again). Exactly one claimant wins, across processes and nodes.
+   * again), none of `skipKinds`. Exactly one claimant wins, across processes and nodes, and a
+   * lane (NewJob.lane) with a job running is passed over: its next job waits for that one.
    */
-  claimJob(worker: string, now: number, leaseUntil: number): Promise<Job | undefined>;
+  claimJob(
+    worker: string,
+    now: number,
+    leaseUntil: number,
+    skipKinds?: readonly string[],
+  ): Promise<Job | undefined>;
   finishJob(id: string, worker: string, at: number): Promise<void>;
   /** Records a failure; `retryAt` null gives up on the job. */
   failJob(id: string, worker: string, error: string, retryAt: number | null, at: number): Promise<void>;

@@ -5,9 +5,19 @@
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import type { NewEvent } from './events.js';
+import type { NewJob } from './ports.js';
 
 /** The job that sends one delivery (payload: `{ deliveryId }`). */
 export const DELIVER_WEBHOOK_JOB = 'deliver-webhook';
+
+/**
+ * The job that sends a delivery. An endpoint's deliveries share a lane (its id), so they go out
+ * one at a time: an endpoint that takes its whole timeout holds one worker, and the others
+ * serve other endpoints and other jobs.
+ */
+export function deliveryJob(jobId: string, deliveryId: string, webhookId: string, runAt: number): NewJob {
+  return { id: jobId, kind: DELIVER_WEBHOOK_JOB, payload: { deliveryId }, runAt, lane: webhookId };
+}
 
 /** An endpoint as the API shows it (its secret is kept apart, see WebhookSecrets). */
 export interface Webhook {

@@ -71,6 +71,8 @@ export interface CoreDeps {
   };
   /** Where outcomes are reported (metrics, logs); nowhere when absent. */
   telemetry?: Telemetry | undefined;
+  /** How many jobs this node runs at once (WHARF_JOB_CONCURRENCY); 1 when absent. */
+  jobs?: { concurrency: number } | undefined;
   /** Image transforms (sharp) and their limits. */
   images: { renderer: ImageRenderer; settings: ImageSettings };
   /** Video, audio and PDF facts and previews, when the server has the tools. */
@@ -187,7 +189,7 @@ export function createCore(deps: CoreDeps): Core {
     deps.store,
     deps.clock,
     deps.ids,
-    { leaseMs: 5 * 60_000, maxAttempts: 5 },
+    { leaseMs: 5 * 60_000, maxAttempts: 5, concurrency: deps.jobs?.concurrency },
     telemetry,
   );
   jobs.register(
@@ -252,7 +254,10 @@ export function createCore(deps: CoreDeps): Core {
     timeoutMs: deps.webhooks.settings.timeoutMs,
     telemetry,
   });
-  jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY);
+  // A delivery waits on someone else's endpoint: deliveries leave processing a worker.
+  jobs.register(DELIVER_WEBHOOK_JOB, (job) => deliverer.run(job), DELIVERY_RETRY_POLICY, {
+    spareOneWorker: true,
+  });
   const keys = new KeyService(deps.store, deps.clock, deps.ids, tokens);
   const rufh = new RufhService(
     deps.store,

@@ -148,6 +148,8 @@ export interface JobsTable {
   last_error: string | null;
   created_at: number;
   updated_at: number;
+  /** Jobs of one lane run one at a time (a webhook endpoint's deliveries); null for no lane. */
+  lane: string | null;
 }
 
 export interface Database {

@@ -8,13 +8,16 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
  * The server's own job runner (not a test's drain()): a webhook endpoint that never answers
- * holds one worker for its whole timeout, and the node's other workers go on processing.
+ * holds one worker for its whole timeout, and the node's other workers go on processing and
+ * delivering to other endpoints.
  */
 
 let w: TestWharf;
 let receiver: Receiver;
+const receivers: Receiver[] = [];
 before(async () => {
   receiver = await Receiver.start();
+  receivers.push(receiver);
   w = await startWharf({
     env: {
       WHARF_JOB_INTERVAL_MS: '20',
@@ -25,9 +28,20 @@ before(async () => {
   });
 });
 after(async () => {
-  await receiver?.close();
+  for (const r of receivers) await r.close();
   await w?.close();
 });
+
+/** A receiver answering `answer`, with an endpoint of the account `key` subscribed to `types`. */
+async function endpointOf(key: string, types: string[], answer: Receiver['answer']) {
+  const r = await Receiver.start();
+  receivers.push(r);
+  r.answer = answer;
+  const created = await api(w.url, key, 'POST', '/v1/webhooks', { url: r.url, event_types: types });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  r.secrets = [created.body.secret];
+  return { receiver: r, id: created.body.webhook.id as string };
+}
 
 describe('jobs run concurrently on a node', () => {
   test('a delivery hanging on its endpoint does not hold up asset processing', async () => {
@@ -51,5 +65,57 @@ describe('jobs run concurrently on a node', () => {
     const first = receiver.requests[0]!;
     assert.equal(first.payload?.type, 'asset.created');
     assert.equal(receiver.accepted.length, 0, 'the endpoint has answered nothing yet');
+  });
+
+  test('an endpoint that never answers holds one worker: another account’s endpoint and processing go on', async () => {
+    // More deliveries to the hanging endpoint than the node has workers (4).
+    const noisy = await w.newAccount();
+    const dead = await endpointOf(noisy.key, ['asset.created'], () => 'hang');
+    for (let i = 0; i < 6; i++) await createAsset(w, noisy.key, `noisy-${i}.bin`, randomBytes(100));
+    await eventually(() => dead.receiver.requests.length >= 1, 'the hanging endpoint gets a delivery');
+
+    const quiet = await w.newAccount();
+    const healthy = await endpointOf(quiet.key, ['asset.created'], () => ({ status: 204 }));
+    const asset = await createAsset(w, quiet.key, 'quiet.bin', randomBytes(100));
+    await eventually(
+      () => healthy.receiver.accepted.length === 1,
+      'the healthy endpoint gets its delivery while the other one hangs',
+    );
+    await eventually(async () => {
+      const res = await api(w.url, quiet.key, 'GET', `/v1/assets/${asset.id}`);
+      return res.body.processing === 'done';
+    }, 'the asset is processed while the other endpoint hangs');
+    assert.equal(healthy.receiver.accepted[0]!.payload?.data.asset.id, asset.id);
+
+    // Still hanging: one attempt in flight, the other five waiting their turn (none attempted).
+    assert.equal(dead.receiver.requests.length, 1, 'one delivery at a time to one endpoint');
+    const pending = await api(w.url, noisy.key, 'GET', `/v1/webhooks/${dead.id}/deliveries?limit=100`);
+    assert.equal(pending.body.data.length, 6);
+    assert.ok(
+      pending.body.data.every(
+        (d: { status: string; attempts: number }) => d.status === 'pending' && d.attempts === 0,
+      ),
+      JSON.stringify(pending.body.data),
+    );
+  });
+
+  test('however many endpoints hang, deliveries leave the node a worker for processing', async () => {
+    // With the two still hanging above, more hanging endpoints than the node has workers.
+    const noisy = await w.newAccount();
+    const hanging = [
+      await endpointOf(noisy.key, ['asset.created'], () => 'hang'),
+      await endpointOf(noisy.key, ['asset.created'], () => 'hang'),
+    ];
+    await createAsset(w, noisy.key, 'two-hooks.bin', randomBytes(100));
+    const inFlight = () => receivers.reduce((n, r) => n + r.requests.length - r.accepted.length, 0);
+    // Workers 4, so deliveries may take 3 of them: the two above and one of these.
+    await eventually(() => inFlight() >= 3, 'three deliveries hang at once');
+    const asset = await createAsset(w, noisy.key, 'processed.bin', randomBytes(100));
+    await eventually(async () => {
+      const res = await api(w.url, noisy.key, 'GET', `/v1/assets/${asset.id}`);
+      return res.body.processing === 'done';
+    }, 'the asset is processed while every delivery worker hangs');
+    assert.equal(inFlight(), 3, 'no fourth delivery took the last worker');
+    assert.equal(hanging[0]!.receiver.requests.length + hanging[1]!.receiver.requests.length, 1);
   });
 });

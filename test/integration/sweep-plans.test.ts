@@ -95,6 +95,7 @@ describe('the queries the sweep and the job runner send', () => {
     ['listStaleUploads', () => store.listStaleUploads(NOW - 3_600_000, 200)],
     ['listAutoCompletable', () => store.listAutoCompletable(500)],
     ['claimJob', () => store.claimJob('worker-1', NOW, NOW + 60_000)],
+    ['claimJob (no deliveries)', () => store.claimJob('worker-1', NOW, NOW + 60_000, ['deliver-webhook'])],
     ['countJobs', () => store.countJobs()],
   ];
 

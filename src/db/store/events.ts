@@ -2,7 +2,7 @@ import type { Transaction } from 'kysely';
 import { type EventQuery, matchesEventType, type NewEvent, type WharfEvent } from '../../core/events.js';
 import type { IdSource } from '../../core/ids.js';
 import type { EventStore } from '../../core/ports.js';
-import { DELIVER_WEBHOOK_JOB } from '../../core/webhooks.js';
+import { deliveryJob } from '../../core/webhooks.js';
 import type { Database, EventsTable } from '../schema.js';
 import { bumpCounter, INSERT_CHUNK, insertRows, runReused, type SqlContext } from './context.js';
 import { fromJob } from './rows.js';
@@ -82,16 +82,7 @@ async function fanOut(
     await trx.insertInto('webhook_deliveries').values(chunk).execute();
     await trx
       .insertInto('jobs')
-      .values(
-        chunk.map((d) =>
-          fromJob({
-            id: d.job_id,
-            kind: DELIVER_WEBHOOK_JOB,
-            payload: { deliveryId: d.id },
-            runAt: d.created_at,
-          }),
-        ),
-      )
+      .values(chunk.map((d) => fromJob(deliveryJob(d.job_id, d.id, d.webhook_id, d.created_at))))
       .execute();
   }
 }

@@ -1,8 +1,67 @@
-import { sql } from 'kysely';
+import { type SelectQueryBuilder, sql, type Transaction } from 'kysely';
 import type { Job } from '../../core/model.js';
 import type { JobStore, NewJob } from '../../core/ports.js';
+import type { Database } from '../schema.js';
 import type { SqlContext } from './context.js';
 import { fromJob, toJob } from './rows.js';
+
+/** How many lanes a PostgreSQL claim passes over, taken by other nodes meanwhile, before it gives up. */
+const LANE_TRIES = 8;
+/** The first key of the advisory locks on lanes (PostgreSQL), so they meet no other lock. */
+const LANE_LOCK_CLASS = 0x6c616e65; // 'lane'
+
+type Candidates<O> = SelectQueryBuilder<Database & { c: Database['jobs'] }, 'c', O>;
+
+/**
+ * The jobs that may be claimed now, first first: queued and due, or running on a lease that
+ * ran out; not of a kind in `skipKinds`; and not in a lane that has a job running (on a lease
+ * still good): a lane runs one job at a time.
+ */
+function dueJobs<O>(select: Candidates<O>, now: number, skipKinds: readonly string[]): Candidates<O> {
+  let due = select
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('c.status', '=', 'queued'), eb('c.run_at', '<=', now)]),
+        eb.and([eb('c.status', '=', 'running'), eb('c.lease_until', '<', now)]),
+      ]),
+    )
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('jobs as r')
+            .select('r.id')
+            .whereRef('r.lane', '=', 'c.lane')
+            // A literal, so SQLite uses the partial index of running jobs (jobs_lane_running).
+            .where('r.status', '=', sql.lit('running'))
+            .where('r.lease_until', '>=', now),
+        ),
+      ),
+    );
+  if (skipKinds.length > 0) due = due.where('c.kind', 'not in', skipKinds);
+  // Jobs due at the same moment run in the order they were made (ids are time-ordered): an
+  // account's webhooks then leave in the order of its events.
+  return due.orderBy('c.run_at').orderBy('c.id');
+}
+
+/**
+ * Whether this claim may run a job of `lane` (PostgreSQL): no other claim of the lane is under
+ * way (the lock, held to the end of this transaction) and, read after taking it, no job of the
+ * lane is running. A claim that committed meanwhile is seen: each statement reads what was
+ * committed before it began.
+ */
+async function takeLane(trx: Transaction<Database>, lane: string, now: number): Promise<boolean> {
+  const { rows } = await sql<{ taken: boolean }>`
+    select pg_try_advisory_xact_lock(${sql.lit(LANE_LOCK_CLASS)}, hashtext(${lane})) as taken`.execute(trx);
+  if (!rows[0]?.taken) return false;
+  const running = await trx
+    .selectFrom('jobs')
+    .select('id')
+    .where('lane', '=', lane)
+    .where('status', '=', sql.lit('running'))
+    .where('lease_until', '>=', now)
+    .executeTakeFirst();
+  return running === undefined;
+}
 
 export function jobQueries({ db, dialect }: SqlContext): JobStore {
   return {
@@ -10,63 +69,55 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
       if (jobs.length > 0) await db.insertInto('jobs').values(jobs.map(fromJob)).execute();
     },
 
-    async claimJob(worker: string, now: number, leaseUntil: number): Promise<Job | undefined> {
+    async claimJob(
+      worker: string,
+      now: number,
+      leaseUntil: number,
+      skipKinds: readonly string[] = [],
+    ): Promise<Job | undefined> {
+      const claim = { status: 'running', worker, lease_until: leaseUntil, updated_at: now };
       if (dialect === 'sqlite') {
         // One statement: it takes the write lock before it reads. A read-then-update
-        // transaction would meet another connection's claim with SQLITE_BUSY instead.
+        // transaction would meet another connection's claim with SQLITE_BUSY instead. Under
+        // that lock no other claim runs, so a lane seen free here is free.
         const row = await db
           .updateTable('jobs')
-          .set({
-            status: 'running',
-            worker,
-            lease_until: leaseUntil,
-            attempts: sql<number>`attempts + 1`,
-            updated_at: now,
-          })
+          .set({ ...claim, attempts: sql<number>`attempts + 1` })
           .where('id', '=', (eb) =>
-            eb
-              .selectFrom('jobs')
-              .select('id')
-              .where((w) =>
-                w.or([
-                  w.and([w('status', '=', 'queued'), w('run_at', '<=', now)]),
-                  w.and([w('status', '=', 'running'), w('lease_until', '<', now)]),
-                ]),
-              )
-              .orderBy('run_at')
-              // Jobs due at the same moment run in the order they were made (ids are
-              // time-ordered): an account's webhooks then leave in the order of its events.
-              .orderBy('id')
-              .limit(1),
+            dueJobs(eb.selectFrom('jobs as c'), now, skipKinds).select('c.id').limit(1),
           )
           .returningAll()
           .executeTakeFirst();
         return row && toJob(row);
       }
       return db.transaction().execute(async (trx) => {
-        let select = trx
-          .selectFrom('jobs')
-          .selectAll()
-          .where((eb) =>
-            eb.or([
-              eb.and([eb('status', '=', 'queued'), eb('run_at', '<=', now)]),
-              eb.and([eb('status', '=', 'running'), eb('lease_until', '<', now)]),
-            ]),
-          )
-          .orderBy('run_at')
-          .orderBy('id')
-          .limit(1);
-        // Other nodes skip the row this one is claiming instead of queueing behind it.
-        if (dialect === 'postgres') select = select.forUpdate().skipLocked();
-        const row = await select.executeTakeFirst();
-        if (!row) return undefined;
-        const attempts = Number(row.attempts) + 1;
-        await trx
-          .updateTable('jobs')
-          .set({ status: 'running', worker, lease_until: leaseUntil, attempts, updated_at: now })
-          .where('id', '=', row.id)
-          .execute();
-        return toJob({ ...row, status: 'running', attempts });
+        // Lanes another node took while this claim looked: their jobs are passed over.
+        const taken: string[] = [];
+        for (let tries = 0; tries < LANE_TRIES; tries += 1) {
+          let select = dueJobs(trx.selectFrom('jobs as c'), now, skipKinds)
+            .selectAll('c')
+            .limit(1)
+            // Other nodes skip the row this one is claiming instead of queueing behind it.
+            .forUpdate()
+            .skipLocked();
+          if (taken.length > 0) {
+            select = select.where((eb) => eb.or([eb('c.lane', 'is', null), eb('c.lane', 'not in', taken)]));
+          }
+          const row = await select.executeTakeFirst();
+          if (!row) return undefined;
+          if (row.lane !== null && !(await takeLane(trx, row.lane, now))) {
+            taken.push(row.lane);
+            continue;
+          }
+          const attempts = Number(row.attempts) + 1;
+          await trx
+            .updateTable('jobs')
+            .set({ ...claim, attempts })
+            .where('id', '=', row.id)
+            .execute();
+          return toJob({ ...row, status: 'running', attempts });
+        }
+        return undefined;
       });
     },
 

@@ -58,6 +58,7 @@ export function fromJob(job: NewJob): JobsTable {
     last_error: null,
     created_at: job.runAt,
     updated_at: job.runAt,
+    lane: job.lane ?? null,
   };
 }
 

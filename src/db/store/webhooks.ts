@@ -2,12 +2,12 @@ import type { Selectable, Transaction } from 'kysely';
 import { matchesEventType, type NewEvent } from '../../core/events.js';
 import type { DeliverySettlement, WebhookStore } from '../../core/ports.js';
 import {
-  DELIVER_WEBHOOK_JOB,
   type Delivery,
   type DeliveryAttempt,
   type DeliveryPage,
   type DeliveryQuery,
   type DeliveryStatus,
+  deliveryJob,
   type Webhook,
   type WebhookChanges,
   type WebhookSecrets,
@@ -97,14 +97,16 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
   async function requeue(trx: Transaction<Database>, deliveryIds: string[], at: number): Promise<void> {
     for (const id of deliveryIds) {
       const jobId = ids.id();
-      await trx
+      const requeued = await trx
         .updateTable('webhook_deliveries')
         .set({ status: 'pending', job_id: jobId, next_attempt_at: at, updated_at: at })
         .where('id', '=', id)
-        .execute();
+        .returning('webhook_id')
+        .executeTakeFirst();
+      if (!requeued) continue;
       await trx
         .insertInto('jobs')
-        .values(fromJob({ id: jobId, kind: DELIVER_WEBHOOK_JOB, payload: { deliveryId: id }, runAt: at }))
+        .values(fromJob(deliveryJob(jobId, id, requeued.webhook_id, at)))
         .execute();
     }
   }
