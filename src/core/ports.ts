@@ -433,6 +433,8 @@ export interface WebhookStore {
   listDeliveryAttempts(deliveryId: string): Promise<DeliveryAttempt[]>;
   /** The first attempt `jobId` made at this delivery. */
   firstAttempt(deliveryId: string, jobId: string): Promise<DeliveryAttempt | undefined>;
+  /** How many attempts `jobId` made at this delivery (logged ones: a node that stopped mid-attempt logged none). */
+  countAttempts(deliveryId: string, jobId: string): Promise<number>;
   /**
    * Logs an attempt and what it tells about the endpoint (a success ends its failure streak, a
    * failure starts one). The delivery takes `settlement` only while `attempt.jobId` is still its

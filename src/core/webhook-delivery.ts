@@ -8,6 +8,7 @@ import type { Telemetry } from './telemetry.js';
 import {
   type AttemptOutcome,
   DELIVERY_MAX_ATTEMPTS,
+  DELIVERY_MAX_CLAIMS,
   DELIVERY_RETRY_POLICY,
   type Delivery,
   MAX_RETRY_AFTER_MS,
@@ -87,8 +88,12 @@ export class WebhookDeliverer {
       : { ok: false, error: UNREADABLE_SECRET, latencyMs: 0 };
     const at = clock.now();
     const { outcome, error } = judge(response);
-    const exhausted = job.attempts >= DELIVERY_MAX_ATTEMPTS;
-    const retryAt = outcome === 'failed' && !exhausted ? this.retryAt(job.attempts, at, response) : null;
+    // Which attempt of this job this is, counted from the log rather than from the job's claims:
+    // a claim whose node stopped mid-attempt logged nothing, and neither uses up one of the
+    // ten nor moves the schedule on (the next real failure still waits 5 s, not 5 min).
+    const attempt = (await store.countAttempts(delivery.id, job.id)) + 1;
+    const exhausted = attempt >= DELIVERY_MAX_ATTEMPTS || job.attempts >= DELIVERY_MAX_CLAIMS;
+    const retryAt = outcome === 'failed' && !exhausted ? this.retryAt(attempt, at, response) : null;
     const settlement: DeliverySettlement =
       outcome === 'succeeded'
         ? { status: 'succeeded', nextAttemptAt: null }
@@ -117,7 +122,7 @@ export class WebhookDeliverer {
       throw new PermanentJobError(error ?? 'gone');
     }
     if (retryAt !== null) throw new RetryJobError(error ?? 'failed', retryAt);
-    await this.disableIfFailing(webhook, delivery, job, at, error);
+    await this.disableIfFailing(webhook, delivery, job, attempt, at, error);
     throw new PermanentJobError(error ?? 'failed');
   }
 
@@ -178,6 +183,7 @@ export class WebhookDeliverer {
     webhook: Webhook,
     delivery: Delivery,
     job: Job,
+    attempts: number,
     at: number,
     error: string | null,
   ) {
@@ -187,7 +193,7 @@ export class WebhookDeliverer {
     const days = ((at - first.at) / (24 * 3600_000)).toFixed(1);
     const message =
       `Every attempt to deliver event ${delivery.eventId ?? delivery.eventSeq} failed for ${days} days ` +
-      `(${job.attempts} attempts) and nothing succeeded meanwhile; last error: ${error ?? 'unknown'}.`;
+      `(${attempts} attempts) and nothing succeeded meanwhile; last error: ${error ?? 'unknown'}.`;
     await store.disableWebhook(
       webhook.id,
       message,

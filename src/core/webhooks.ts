@@ -159,8 +159,16 @@ export const DELIVERY_MAX_ATTEMPTS = DELIVERY_DELAYS_MS.length + 1;
 /** A receiver's Retry-After is honoured up to this long. */
 export const MAX_RETRY_AFTER_MS = 24 * 3600_000;
 
+/**
+ * How many times the queue may hand one delivery's job out. Only attempts that were made count
+ * towards the ten (a node that stopped mid-attempt made none it could log), so a job is claimed
+ * more often than it attempts when nodes crash; this bounds a delivery that crashes its node
+ * every time.
+ */
+export const DELIVERY_MAX_CLAIMS = 2 * DELIVERY_MAX_ATTEMPTS;
+
 export const DELIVERY_RETRY_POLICY = {
-  maxAttempts: DELIVERY_MAX_ATTEMPTS,
+  maxAttempts: DELIVERY_MAX_CLAIMS,
   delayMs: (attempts: number) => DELIVERY_DELAYS_MS[Math.min(attempts, DELIVERY_DELAYS_MS.length) - 1]!,
 };
 

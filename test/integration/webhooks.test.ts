@@ -4,8 +4,11 @@ import { lookup } from 'node:dns/promises';
 import { hostname } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { Webhook } from 'standardwebhooks';
+import { createIdSource } from '../../src/core/ids.js';
 import { isPublicAddress } from '../../src/core/webhook-addresses.js';
-import { DELIVERY_DELAYS_MS } from '../../src/core/webhooks.js';
+import { DELIVER_WEBHOOK_JOB, DELIVERY_DELAYS_MS } from '../../src/core/webhooks.js';
+import { connect } from '../../src/db/connect.js';
+import { createSqlStore } from '../../src/db/store/index.js';
 import { createAsset, dbQuery } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { LogCollector } from '../helpers/observe.js';
@@ -543,6 +546,52 @@ describe('retries and failures', () => {
     assert.equal(state.disabled_reason, null);
     assert.equal((await events(key)).filter((e) => e.type === 'webhook.disabled').length, 0);
     assert.equal(r.accepted.length, 9);
+  });
+
+  test('a claim whose node stopped mid-attempt uses up no attempt: the first failure waits 5 s, and ten are made', async () => {
+    const server = await startWharf({ env: PRIVATE_OK });
+    // Another node's worker: it claims the delivery and stops before its attempt logs anything.
+    const other = connect(server.databaseUrl);
+    const crashed = createSqlStore(other, createIdSource(server.clock));
+    try {
+      const { key } = await server.newAccount();
+      const r = await receiver();
+      r.answer = () => ({ status: 500 });
+      const hook = await endpoint(key, r, { event_types: ['upload.completed'] }, server);
+      await createAsset(server, key, 'crashing.bin', randomBytes(100));
+      const others = server.wharf.core.jobs.kinds.filter((k) => k !== DELIVER_WEBHOOK_JOB);
+      const crashThenRun = async () => {
+        const now = server.clock.now();
+        const claimed = await crashed.claimJob(
+          'worker-crashed',
+          now,
+          now + server.wharf.core.jobs.leaseMs,
+          others,
+        );
+        assert.equal(claimed?.kind, DELIVER_WEBHOOK_JOB);
+        server.clock.set(now + server.wharf.core.jobs.leaseMs + 1);
+        await drain(server);
+      };
+      await crashThenRun();
+      const find = async () => (await deliveries(key, hook.id, '', server))[0];
+      let d = await find();
+      for (let attempt = 1; attempt < 10; attempt++) {
+        assert.equal(d.status, 'pending', `after attempt ${attempt}`);
+        assert.equal(d.attempts, attempt);
+        const wait = Date.parse(d.next_attempt_at) - Date.parse(d.last_attempt_at);
+        const planned = DELIVERY_DELAYS_MS[attempt - 1]!;
+        assert.ok(wait >= planned && wait <= planned * 1.1, `wait ${attempt}: ${wait} for ${planned}`);
+        server.clock.set(Date.parse(d.next_attempt_at));
+        await crashThenRun();
+        d = await find();
+      }
+      assert.equal(d.status, 'failed');
+      assert.equal(d.attempts, 10, 'ten attempts made, whatever crashed between them');
+      assert.equal(r.requests.length, 10);
+    } finally {
+      await other.db.destroy();
+      await server.close();
+    }
   });
 });
 

@@ -346,6 +346,16 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
       return row && toAttempt(row);
     },
 
+    async countAttempts(deliveryId: string, jobId: string): Promise<number> {
+      const row = await db
+        .selectFrom('webhook_attempts')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('delivery_id', '=', deliveryId)
+        .where('job_id', '=', jobId)
+        .executeTakeFirst();
+      return Number(row?.n ?? 0);
+    },
+
     async recordDeliveryAttempt(attempt: DeliveryAttempt, settlement: DeliverySettlement): Promise<boolean> {
       return db.transaction().execute(async (trx) => {
         await trx
