@@ -1,5 +1,5 @@
 import type { Clock } from './clock.js';
-import type { WharfEvent } from './events.js';
+import { matchesEventType, type WharfEvent } from './events.js';
 import type { IdSource } from './ids.js';
 import { PermanentJobError, RetryJobError } from './jobs.js';
 import type { Job } from './model.js';
@@ -68,6 +68,16 @@ export class WebhookDeliverer {
       await store.cancelDelivery(
         delivery.id,
         webhook ? 'The endpoint is disabled.' : 'The endpoint was deleted.',
+        clock.now(),
+      );
+      return;
+    }
+    // The endpoint as it is now: a PATCH since the event may have narrowed what it wants (its
+    // URL and secret are read here too, so a retry goes where and signed as it says now).
+    if (!matchesEventType(webhook.eventTypes, delivery.eventType)) {
+      await store.cancelDelivery(
+        delivery.id,
+        `The endpoint no longer subscribes to ${delivery.eventType}.`,
         clock.now(),
       );
       return;

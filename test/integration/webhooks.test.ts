@@ -593,6 +593,39 @@ describe('retries and failures', () => {
       await server.close();
     }
   });
+
+  test('narrowing event_types cancels the waiting retries of the types dropped; the rest go to the new URL', async () => {
+    const { key } = await w.newAccount();
+    const old = await receiver();
+    old.answer = () => ({ status: 500 });
+    const hook = await endpoint(key, old, { event_types: ['upload.*', 'asset.*'] });
+    await createAsset(w, key, 'narrowed.bin', randomBytes(100));
+    await drain();
+    const waiting = await deliveries(key, hook.id);
+    assert.ok(waiting.length >= 3 && waiting.every((d: Json) => d.status === 'pending'));
+
+    const next = await receiver();
+    next.secrets = old.secrets;
+    const patched = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, {
+      event_types: ['upload.completed'],
+      url: next.url,
+    });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    w.clock.set(Math.max(...waiting.map((d: Json) => Date.parse(d.next_attempt_at))));
+    await drain();
+
+    assert.deepEqual(
+      next.accepted.map((d) => d.payload?.type),
+      ['upload.completed'],
+    );
+    for (const d of await deliveries(key, hook.id)) {
+      if (d.event_type === 'upload.completed') assert.equal(d.status, 'succeeded');
+      else {
+        assert.equal(d.status, 'cancelled', d.event_type);
+        assert.equal(d.last_error, `The endpoint no longer subscribes to ${d.event_type}.`);
+      }
+    }
+  });
 });
 
 describe('replay', () => {
