@@ -174,6 +174,28 @@ describe('events of asset changes', () => {
     assert.equal(events[1]!.data.asset.id, asset.id);
     assert.equal(events[1]!.data.asset.access, 'public');
   });
+
+  test('setting the access an asset has already records nothing and changes nothing', async () => {
+    const { key } = await fresh();
+    const asset = await createAsset(w, key, 'same.txt', 'same access');
+    const before = await api(w.url, key, 'GET', `/v1/assets/${asset.id}`);
+    assert.equal(before.body.access, 'private');
+    const mark = (await allEvents(key)).at(-1)!.cursor;
+    for (let i = 0; i < 3; i++) {
+      w.clock.advance(1000);
+      const same = await api(w.url, key, 'PATCH', `/v1/assets/${asset.id}`, { access: 'private' });
+      assert.equal(same.status, 200, JSON.stringify(same.body));
+      assert.deepEqual(same.body, before.body, 'the asset as it was, updated_at included');
+    }
+    assert.deepEqual(await allEvents(key, mark), []);
+    // A real change still records one.
+    const changed = await api(w.url, key, 'PATCH', `/v1/assets/${asset.id}`, { access: 'public' });
+    assert.equal(changed.body.access, 'public');
+    assert.deepEqual(
+      (await allEvents(key, mark)).map((e) => e.type),
+      ['asset.updated'],
+    );
+  });
 });
 
 describe('GET /v1/events', () => {

@@ -137,9 +137,20 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
           .set({ access, updated_at: at })
           .where('account_id', '=', accountId)
           .where('id', '=', id)
+          .where('access', '!=', access)
           .returningAll()
           .executeTakeFirst();
-        if (!row) return undefined;
+        if (!row) {
+          // It has that access already (or does not exist): nothing changed, so no
+          // asset.updated ("its access level changed") and the same updated_at.
+          const same = await trx
+            .selectFrom('assets')
+            .selectAll()
+            .where('account_id', '=', accountId)
+            .where('id', '=', id)
+            .executeTakeFirst();
+          return same && toAsset(same);
+        }
         const asset = toAsset(row);
         await appendEvents(trx, ids, [assetChanged('asset.updated', asset, at)]);
         return asset;
