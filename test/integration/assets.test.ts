@@ -206,7 +206,9 @@ describe('GET /v1/assets/{id}', () => {
     const res = await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`);
     assert.equal(res.status, 200);
     assert.deepEqual(res.body, asset);
-    for (const id of ['019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b', 'nope', asset.id.toUpperCase()]) {
+    // A UUID is case-insensitive (RFC 9562): in upper case it is the same asset, its id lower case.
+    assert.deepEqual((await api(w.url, w.key, 'GET', `/v1/assets/${asset.id.toUpperCase()}`)).body, asset);
+    for (const id of ['019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b', 'nope']) {
       const missing = await api(w.url, w.key, 'GET', `/v1/assets/${id}`);
       assert.equal(missing.status, 404, id);
       assert.equal(missing.body.error.code, 'NOT_FOUND');

@@ -794,6 +794,94 @@ describe('hostile ids, paths and URLs', () => {
     });
   }
 
+  test('an id in upper case names the same thing (UUIDs are case-insensitive); answers carry it in lower case', async () => {
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      readJson(fetch(`${w.url}${path}`, { headers: { 'x-api-key': w.key, ...headers } }));
+    await uploadRaw(w, w.key, 'other.txt', 'another', { contentType: 'text/plain' });
+    const asset = (await uploadRaw(w, w.key, 'upper.txt', 'case', { contentType: 'text/plain' })).body.asset;
+    const intent = await declare(w, w.key, { name: 'pending.bin', size: 4 });
+    const token = (await api(w.url, w.key, 'POST', '/v1/upload-tokens', {})).body.token;
+    const hook = (await api(w.url, w.key, 'POST', '/v1/webhooks', { url: 'https://hooks.example.com/case' }))
+      .body.webhook;
+    const key = (await api(w.url, w.key, 'POST', '/v1/keys', { name: 'upper', role: 'member' })).body.key;
+    const up = (id: string) => id.toUpperCase();
+    for (const [path, id] of [
+      [`/v1/assets/${up(asset.id)}`, asset.id],
+      [`/v1/uploads/${up(intent.id)}`, intent.id],
+      [`/v1/upload-tokens/${up(token.id)}`, token.id],
+      [`/v1/webhooks/${up(hook.id)}`, hook.id],
+      [`/api/v1/assets/${up(asset.id)}/`, asset.id],
+      [`/api/inspect/v1/file/${up(asset.id)}`, asset.id],
+    ] as const) {
+      const res = await get(path);
+      assert.equal(res.status, 200, `${path}: ${JSON.stringify(res.body)}`);
+      const body = res.body.data ?? res.body.webhook ?? res.body.asset ?? res.body;
+      assert.equal(body.id, id, path);
+    }
+    const content = await fetch(`${w.url}/v1/assets/${up(asset.id)}/content`, {
+      headers: { 'x-api-key': w.key },
+    });
+    assert.equal(await content.text(), 'case');
+    assert.equal((await get(`/v1/webhooks/${up(hook.id)}/deliveries`)).status, 200);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/webhooks/${up(hook.id)}`)).status, 204);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/keys/${up(key.id)}`)).status, 204);
+    // A page's cursor is an id too: upper case, the next page is the same.
+    const page = await get('/v1/assets?limit=1');
+    assert.ok(page.body.next_cursor, 'a second asset makes a second page');
+    const next = await get(`/v1/assets?limit=1&cursor=${up(page.body.next_cursor)}`);
+    const lower = await get(`/v1/assets?limit=1&cursor=${page.body.next_cursor}`);
+    assert.deepEqual(next.body, lower.body);
+    // tus and Resumable Uploads for HTTP name uploads by id in their URLs.
+    const tusCreated = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': w.key,
+        'tus-resumable': '1.0.0',
+        'upload-length': '4',
+        'upload-metadata': `filename ${Buffer.from('upper.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(tusCreated.status, 201, await tusCreated.text());
+    const tusPath = new URL(tusCreated.headers.get('location')!).pathname;
+    const tusHead = await fetch(`${w.url}${tusPath.toUpperCase().replace('/V1/TUS/', '/v1/tus/')}`, {
+      method: 'HEAD',
+      headers: { 'x-api-key': w.key, 'tus-resumable': '1.0.0' },
+    });
+    assert.equal(tusHead.status, 200);
+    assert.equal(tusHead.headers.get('upload-offset'), '0');
+    const rufh = await fetch(`${w.url}/v1/resumable/?name=upper.bin`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': w.key,
+        'upload-draft-interop-version': '8',
+        'upload-complete': '?0',
+        'upload-length': '4',
+      },
+      body: 'ca',
+    });
+    const rufhBody = await rufh.text();
+    assert.equal(rufh.status, 201, rufhBody);
+    const rufhPath = new URL(rufh.headers.get('location')!).pathname;
+    const rufhHead = await fetch(`${w.url}/v1/resumable/${rufhPath.split('/').at(-1)!.toUpperCase()}`, {
+      method: 'HEAD',
+      headers: { 'x-api-key': w.key, 'upload-draft-interop-version': '8' },
+    });
+    assert.equal(rufhHead.status, 204);
+    assert.equal(rufhHead.headers.get('upload-offset'), '2');
+    // Both are cancelled by their upper-case URLs: on S3 an open upload is a pending write.
+    const tusEnd = await fetch(`${w.url}/v1/tus/${tusPath.split('/').at(-1)!.toUpperCase()}`, {
+      method: 'DELETE',
+      headers: { 'x-api-key': w.key, 'tus-resumable': '1.0.0' },
+    });
+    assert.equal(tusEnd.status, 204);
+    const rufhEnd = await fetch(`${w.url}/v1/resumable/${rufhPath.split('/').at(-1)!.toUpperCase()}`, {
+      method: 'DELETE',
+      headers: { 'x-api-key': w.key, 'upload-draft-interop-version': '8' },
+    });
+    assert.equal(rufhEnd.status, 204);
+    await eventually(async () => (await tmpFiles(w)).length === 0, 'no upload left open');
+  });
+
   test('a malformed percent-encoding is 400 in the native error shape', async () => {
     const res = await readJson(fetch(`${w.url}/v1/assets/%E0%A4%A`, { headers: { 'x-api-key': w.key } }));
     assert.equal(res.status, 400);

@@ -194,7 +194,15 @@ export const UploadStateSchema = named(
   }),
 );
 
-export const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+/**
+ * An id taken from a request (a path segment, a cursor): a UUID, accepted in any case (RFC 9562)
+ * and handed on in lower case, the form Wharf stores and answers with (see validation.ts).
+ */
+export function Id(options: { description?: string; format?: 'uuid'; maxLength?: number } = {}) {
+  return Type.String({ maxLength: 64, ...options, 'x-lower-case': true });
+}
+
+export const IdParams = Type.Object({ id: Id() });
 
 /** A list that takes no parameters: one it does not know is refused, as every other route's are. */
 export const NoQuery = Type.Object({}, { additionalProperties: false });
@@ -205,7 +213,7 @@ export const NoQuery = Type.Object({}, { additionalProperties: false });
  * "nothing left", and a client holding a damaged cursor looped on the first page.
  */
 export const PageCursor = Type.Optional(
-  Type.String({ format: 'uuid', maxLength: 36, description: '`next_cursor` of the previous page.' }),
+  Id({ format: 'uuid', maxLength: 36, description: '`next_cursor` of the previous page.' }),
 );
 
 // A batch of uploads shares one expiry, and an asset listing often one second: the last

@@ -13,7 +13,7 @@ import {
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { webhookPayload } from './event-json.js';
-import { ErrorSchema, errorResponses, IdParams, iso, NoQuery, PageCursor, parseTime } from './schemas.js';
+import { ErrorSchema, errorResponses, Id, IdParams, iso, NoQuery, PageCursor, parseTime } from './schemas.js';
 import { deliveryJson, WebhookSchema, webhookJson } from './webhook-json.js';
 
 // Endpoint settings are small; a megabyte of JSON here is a mistake or an attack.
@@ -191,10 +191,7 @@ const DeliveriesQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const DeliveryParams = Type.Object({
-  id: Type.String({ maxLength: 64 }),
-  delivery_id: Type.String({ maxLength: 64 }),
-});
+const DeliveryParams = Type.Object({ id: Id(), delivery_id: Id() });
 
 const ReplayBody = named(
   'ReplayRequest',

@@ -487,7 +487,8 @@ function refuse(
 }
 
 async function uploadOf(ctx: RufhContext, request: FastifyRequest): Promise<Upload> {
-  const id = (request.params as { id: string }).id;
+  // A UUID, case-insensitive (RFC 9562): stored and answered in lower case.
+  const id = (request.params as { id: string }).id.toLowerCase();
   if (!UPLOAD_ID.test(id)) throw new WharfError('NOT_FOUND', 'No such upload.');
   return ctx.core.rufh.get(request.principal!, id);
 }

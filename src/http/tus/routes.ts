@@ -161,7 +161,8 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     if (method !== 'OPTIONS' || presentedKey(request) !== undefined) {
       call.principal = await authenticate(core, request);
     }
-    const name = (request.params as { '*'?: string })['*'] ?? '';
+    // The uuid of the name is case-insensitive (RFC 9562), its key lower case as made.
+    const name = ((request.params as { '*'?: string })['*'] ?? '').toLowerCase();
     if (name !== '') {
       if (method === 'POST' || method === 'OPTIONS' || !UPLOAD_NAME.test(name)) {
         throw new WharfError('NOT_FOUND', 'No such upload.');

@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import { hexToBase64 } from '../../../core/digests.js';
 import type { Asset, Upload } from '../../../core/model.js';
+import { Id } from '../../api/schemas.js';
 
 export const TAGS = ['Inspect file API (seed 001)'];
 
@@ -20,7 +21,7 @@ export const errorResponses = {
   500: ErrorSchema,
 };
 
-export const FileId = Type.String({
+export const FileId = Id({
   format: 'uuid',
   description: 'A file id: the id returned by the presigned-URL request (either kind of answer).',
 });

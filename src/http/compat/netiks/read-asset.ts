@@ -1,5 +1,5 @@
-import { Type } from 'typebox';
 import type { App } from '../../api/context.js';
+import { IdParams } from '../../api/schemas.js';
 import type { CompatContext } from '../context.js';
 import { netiksErrors } from './errors.js';
 import { NetiksAssetSchema, netiksAsset } from './responses.js';
@@ -17,7 +17,7 @@ export async function readAssetRoutes(app: App, { core }: CompatContext): Promis
         summary: 'Get one asset',
         tags: ['netiks'],
         security: [{ apiKey: [] }],
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: IdParams,
         response: { 200: NetiksAssetSchema, ...netiksErrors },
       },
     },
