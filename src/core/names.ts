@@ -26,6 +26,11 @@ export function validateFileName(raw: string): string {
   if (CONTROL.test(name)) {
     throw new WharfError('INVALID_NAME', 'The file name contains control characters (NUL, CR, LF, …).');
   }
+  // U+FFFD is what a decoder puts for bytes that are not UTF-8 (a query or multipart filename
+  // in another encoding, damaged base64): the name the client meant is not there to store.
+  if (name.includes('\uFFFD')) {
+    throw new WharfError('INVALID_NAME', 'The file name is not valid UTF-8 (it contains U+FFFD).');
+  }
   if (INVISIBLE.test(name)) {
     throw new WharfError(
       'INVALID_NAME',

@@ -34,6 +34,7 @@ import { registerCors } from './plugins/cors.js';
 import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { trackInFlight } from './plugins/in-flight.js';
 import { observeRequest, type RequestMetrics, registerObservation, requestIdFor } from './plugins/observe.js';
+import { parseQueryString } from './query-string.js';
 import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
 import { rufhRoutes } from './rufh/routes.js';
@@ -109,7 +110,7 @@ export async function buildApp({
     genReqId: requestIdFor,
     // What Node's HTTP parser refuses, in Wharf's error envelope rather than Fastify's.
     clientErrorHandler: answerClientError,
-    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH, querystringParser: parseQueryString },
     schemaController: { compilersFactory: { buildSerializer: buildSharedSerializer } },
     // Failures before routing (a malformed percent-encoding, an over-long id) skip the error
     // handlers; answer them in the shape the path's clients read, not Fastify's default.
