@@ -25,6 +25,7 @@ import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
 import { continueOnRead } from './expect-continue.js';
+import { refuseEncodedFileBodies } from './file-bodies.js';
 import { limitJsonDepth } from './json-depth.js';
 import { redactedUrl } from './log-redaction.js';
 import { registerOpenApi } from './openapi/index.js';
@@ -136,6 +137,7 @@ export async function buildApp({
   cutIdleBodies(app, bodyIdleTimeoutSeconds);
   app.setValidatorCompiler(validatorCompiler);
   limitJsonDepth(app);
+  refuseEncodedFileBodies(app);
   app.decorateRequest('principal', null);
   trackRoutes(app);
   // Before CORS and every route: every response carries its request id, preflights and refusals too.

@@ -561,6 +561,39 @@ describe('bad digests and types are refused before anything is stored', () => {
     assert.equal(identity.status, 201);
   });
 
+  test('every route that stores its body refuses a Content-Encoding: forms and the seed APIs too', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const gz = gzipSync(Buffer.from('hello, compressed\n'.repeat(50)));
+    const form = rawMultipart(Buffer.from('enc.txt'), gz);
+    const attempts: Array<[string, string, string, Buffer]> = [
+      ['/v1/assets', `x-api-key ${w.key}`, form.contentType, form.body],
+      ['/api_gateway/file-service/docs/enc.txt', `bearer ${w.key}`, 'text/plain', gz],
+      ['/api_gateway/file-service/docs/enc.txt', `bearer ${w.key}`, form.contentType, form.body],
+      ['/api/v1/assets/developer-upload-file/', `x-api-key ${w.key}`, form.contentType, form.body],
+    ];
+    const assets = countAssets(w);
+    const objects = await objectFiles(w);
+    for (const [path, auth, type, body] of attempts) {
+      const [scheme, secret] = auth.split(' ') as [string, string];
+      const res = await readJson(
+        fetch(`${w.url}${path}`, {
+          method: 'POST',
+          headers: {
+            ...(scheme === 'bearer' ? { authorization: `Bearer ${secret}` } : { 'x-api-key': secret }),
+            'content-type': type,
+            'content-encoding': 'gzip',
+          },
+          body: new Uint8Array(body),
+        }),
+      );
+      assert.equal(res.status, 415, `${path} (${type}): ${JSON.stringify(res.body)}`);
+      assert.match(JSON.stringify(res.body), /Content-Encoding gzip/, path);
+    }
+    assert.equal(countAssets(w), assets, 'nothing stored');
+    assert.deepEqual(await objectFiles(w), objects, 'no object');
+    assert.deepEqual(await tmpFiles(w), [], 'no temp file');
+  });
+
   test('a presigned PUT of gzip bytes never becomes an asset of the plain type; the intent stays open', async () => {
     const { gzipSync } = await import('node:zlib');
     const gz = gzipSync(Buffer.from('{"a":1}\n'.repeat(40)));

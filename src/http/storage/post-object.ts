@@ -88,7 +88,7 @@ export async function postObjectRoute(
   };
 
   for (const url of [`/${LOCAL_BUCKET}`, `/${LOCAL_BUCKET}/`]) {
-    app.post(url, { schema: { hide: true } }, handler);
+    app.post(url, { schema: { hide: true }, config: { fileBody: true } }, handler);
   }
 }
 

@@ -2,7 +2,6 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { LOCAL_ENDPOINT_PATH } from '../../blobs/local-endpoint.js';
 import type { StorageEndpointService } from '../../core/endpoint.js';
 import { WharfError } from '../../core/errors.js';
-import { refuseContentEncoding } from '../api/integrity.js';
 import type { RoutingErrorShape } from '../routing-errors.js';
 import { isUploadPart, multipartRoutes, signed } from './multipart.js';
 import { postObjectRoute } from './post-object.js';
@@ -39,7 +38,7 @@ export async function storageEndpointRoutes(
   await app.register(postObjectRoute, { endpoint });
   multipartRoutes(app, endpoint);
 
-  app.put('/*', { schema: { hide: true } }, async (request, reply) => {
+  app.put('/*', { schema: { hide: true }, config: { fileBody: true } }, async (request, reply) => {
     refuseEncodedBody(request);
     if (isUploadPart(request)) {
       const part = await endpoint.uploadPart(signed(request), request.raw);
@@ -52,13 +51,13 @@ export async function storageEndpointRoutes(
 
 /**
  * A body that is not the object's own bytes: in a Content-Encoding (`gzip`, or the AWS SDKs'
- * `aws-chunked` framing with its trailing checksum), or declared as a SigV4 streaming payload.
- * S3 decodes aws-chunked; this endpoint does not (presigned URLs, browsers and fetch never send
- * it), and stored as it came the framing would become part of the file, digests and all.
- * Refused before a byte is read; the upload stays open for a plain PUT.
+ * `aws-chunked` framing with its trailing checksum; refused as every file body's is, see
+ * file-bodies.ts), or declared as a SigV4 streaming payload. S3 decodes aws-chunked; this
+ * endpoint does not (presigned URLs, browsers and fetch never send it), and stored as it came
+ * the framing would become part of the file, digests and all. Refused before a byte is read;
+ * the upload stays open for a plain PUT.
  */
 function refuseEncodedBody(request: FastifyRequest): void {
-  refuseContentEncoding(request);
   const payload = request.headers['x-amz-content-sha256'];
   if (typeof payload === 'string' && payload.startsWith('STREAMING-')) {
     request.raw.resume();

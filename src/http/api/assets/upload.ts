@@ -8,7 +8,7 @@ import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
-import { declaredDigests, headerDigests, queryDigests, refuseContentEncoding } from '../integrity.js';
+import { declaredDigests, headerDigests, queryDigests } from '../integrity.js';
 import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
 
 const Query = Type.Object(
@@ -71,7 +71,7 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
   app.post(
     '/v1/assets',
     {
-      config: { documentedBody: UPLOAD_BODY },
+      config: { documentedBody: UPLOAD_BODY, fileBody: true },
       // The header is the file's type: one Fastify cannot even parse (`text`, `a/b/c`) is
       // refused as the core refuses any invalid type, before Fastify's 415 for an unreadable body.
       onRequest: async (request) => {
@@ -102,7 +102,6 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
     },
     async (request, reply) => {
       const principal = request.principal!;
-      refuseContentEncoding(request);
       if (resumable && !request.isMultipart() && asksForResumableUpload(request)) {
         return createResumableUpload({ core, publicUrl, ...resumable }, request, reply, request.query);
       }

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import type { FileVersion } from '../../../core/model.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
-import { declaredDigests, refuseContentEncoding } from '../integrity.js';
+import { declaredDigests } from '../integrity.js';
 import { AccessSchema, AssetSchema, assetJson, errorResponses, iso } from '../schemas.js';
 
 const FileParams = Type.Object({
@@ -75,7 +75,7 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
   app.put(
     '/v1/files/:namespace/:name',
     {
-      config: { documentedBody: RAW_BODY },
+      config: { documentedBody: RAW_BODY, fileBody: true },
       schema: {
         operationId: 'putFile',
         summary: 'Upload the next version of a named file (raw body)',
@@ -101,7 +101,6 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
       },
     },
     async (request, reply) => {
-      refuseContentEncoding(request);
       const expected = declaredDigests(request.headers, request.query);
       const length = request.headers['content-length'];
       const type = request.headers['content-type'];

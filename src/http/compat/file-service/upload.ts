@@ -30,6 +30,7 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
   app.post(
     '/:namespace/:name',
     {
+      config: { fileBody: true },
       schema: {
         operationId: 'fileServiceUpload',
         summary: 'Upload a file (the next version of this name in the namespace)',

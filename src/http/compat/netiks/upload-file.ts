@@ -28,6 +28,7 @@ export async function uploadFileRoutes(app: App, { core }: CompatContext): Promi
     app.post(
       url,
       {
+        config: { fileBody: true },
         schema: {
           operationId: url.endsWith('/') ? 'netiksUploadFile' : 'netiksUploadFileWithoutSlash',
           summary: 'Upload a single file (multipart) or confirm a presigned upload (JSON)',
