@@ -198,9 +198,13 @@ export class MultipartService {
     );
   }
 
-  /** What storage holds so far, so a client that lost its state resumes where it stopped. */
+  /**
+   * What storage holds so far, so a client that lost its state resumes where it stopped (or,
+   * after expiry, finds the ETags to complete with).
+   */
   async listParts(principal: Principal, uploadId: string): Promise<StoredPart[]> {
-    const upload = await this.openUpload(principal, uploadId);
+    const upload = await this.multipartUpload(principal, uploadId);
+    assertNotEnded(upload);
     return this.blobs.listParts(upload.storageKey, multipartIdOf(upload));
   }
 
@@ -212,7 +216,7 @@ export class MultipartService {
       // Read again in turn: a completion that waited for another answers with its asset.
       const upload = await this.multipartUpload(principal, uploadId);
       if (upload.status === 'completed') return this.uploads.completeUpload(upload);
-      this.uploads.assertOpen(upload);
+      assertNotEnded(upload);
       await this.compose(upload, multipartIdOf(upload), parts);
       return this.uploads.completeUpload(upload);
     });
@@ -328,7 +332,8 @@ export class MultipartService {
   }
 
   async receiveListParts(key: string, multipartId: string): Promise<StoredPart[]> {
-    const upload = await this.uploads.openUploadByKey(key, 'multipart');
+    const upload = await this.uploads.uploadByKey(key, 'multipart');
+    assertNotEnded(upload);
     checkMultipartId(upload, multipartId);
     return this.blobs.listParts(key, multipartId);
   }
@@ -356,7 +361,7 @@ export class MultipartService {
           etag: compositeEtag(parts),
         };
       }
-      this.uploads.assertOpen(upload);
+      assertNotEnded(upload);
       const composed = await this.compose(upload, multipartId, parts);
       await this.uploads.completeUpload(upload);
       return composed;
@@ -507,6 +512,21 @@ function multipartIdOf(upload: Upload): string {
     throw new WharfError('MULTIPART_NOT_FOUND', 'The multipart upload has not been started in storage.');
   }
   return upload.multipartId;
+}
+
+/**
+ * Refuses to list or complete the parts of an upload that has ended. Parts are taken only while
+ * the upload is open (assertOpen, when each part's request starts), so whatever storage holds of
+ * a pending upload arrived in time: like a presigned upload's bytes, it may still be completed
+ * after the expiry, until the sweep ends the upload (UploadService.completableUntil) and frees
+ * the parts. Refusing it sooner answered 410 for parts the sweep then composed into an asset
+ * anyway (or, with no declared size to compose by, lost).
+ */
+export function assertNotEnded(upload: Upload): void {
+  if (upload.status === 'completed') {
+    throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+  }
+  if (upload.status === 'expired') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
 }
 
 /** Requests may only name the multipart upload Wharf recorded for the key. */

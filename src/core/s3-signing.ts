@@ -3,7 +3,7 @@ import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import type { IdSource } from './ids.js';
 import type { Principal, Upload } from './model.js';
-import { checkPartNumber, type MultipartService } from './multipart.js';
+import { assertNotEnded, checkPartNumber, type MultipartService } from './multipart.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { BlobStore, PresignedRequest, S3Operation, Store } from './ports.js';
 import type { UploadService, UploadSettings } from './uploads.js';
@@ -60,7 +60,11 @@ export class S3SigningService {
     if (upload.kind !== 'multipart') {
       throw new WharfError('NOT_FOUND', 'No multipart upload of yours writes this key.');
     }
-    this.uploads.assertOpen(upload);
+    // Parts are taken only while the upload is open; what it holds may be listed, completed or
+    // aborted until it ends, as through the native API (see assertNotEnded).
+    const sendsBytes = request.operation === 'UploadPart';
+    if (sendsBytes) this.uploads.assertOpen(upload);
+    else assertNotEnded(upload);
     const multipartId = request.multipartId;
     if (!multipartId || multipartId.length > 1024) {
       throw new WharfError('VALIDATION_FAILED', 'uploadId is required for this request.');
@@ -78,7 +82,11 @@ export class S3SigningService {
       multipartId,
       partNumber:
         request.operation === 'UploadPart' ? checkPartNumber(request.partNumber ?? Number.NaN) : undefined,
-      expiresInSeconds: this.expiry(request.expiresInSeconds, upload, now),
+      expiresInSeconds: this.expiry(
+        request.expiresInSeconds,
+        sendsBytes ? upload.expiresAt : this.uploads.completableUntil(upload),
+        now,
+      ),
       now,
     });
     if (request.operation === 'CompleteMultipartUpload') await this.scheduleReconcile(upload, now);
@@ -112,7 +120,7 @@ export class S3SigningService {
       operation: request.operation,
       key: upload.storageKey,
       contentType: boundType ? contentType : undefined,
-      expiresInSeconds: this.expiry(request.expiresInSeconds, upload, now),
+      expiresInSeconds: this.expiry(request.expiresInSeconds, upload.expiresAt, now),
       now,
     });
     if (signed.rewritable) upload.intent = { ...upload.intent, rewritable: true };
@@ -153,7 +161,8 @@ export class S3SigningService {
     }
     const delay = RECONCILE_DELAYS_MS[attempt + 1];
     const now = this.clock.now();
-    if (delay === undefined || now > upload.expiresAt) return;
+    // A Complete may be signed (and sent) until the upload ends, after its expiry.
+    if (delay === undefined || now > this.uploads.completableUntil(upload)) return;
     await this.store.enqueueJobs([
       {
         id: this.ids.id(),
@@ -164,8 +173,9 @@ export class S3SigningService {
     ]);
   }
 
-  private expiry(requested: number | undefined, upload: Upload, now: number): number {
-    const left = Math.max(1, Math.floor((upload.expiresAt - now) / 1000));
+  /** The validity of a URL: as asked, within the server's bound, never past `until`. */
+  private expiry(requested: number | undefined, until: number, now: number): number {
+    const left = Math.max(1, Math.floor((until - now) / 1000));
     const wanted = requested ?? this.settings.uploadExpiresInSeconds;
     if (!Number.isInteger(wanted) || wanted < 1) {
       throw new WharfError('VALIDATION_FAILED', 'expiresIn must be a positive number of seconds.');

@@ -555,6 +555,14 @@ export class UploadService {
     return this.sealing.run(upload.storageKey, work);
   }
 
+  /**
+   * Until when a pending upload whose bytes arrived in time may still be completed: the sweep
+   * ends it once this has passed (see UploadSettings.completionGraceMs).
+   */
+  completableUntil(upload: Upload): number {
+    return upload.expiresAt + this.settings.completionGraceMs;
+  }
+
   /** Refuses an upload that can no longer receive bytes. */
   assertOpen(upload: Upload): void {
     if (upload.status === 'completed') {
@@ -912,7 +920,7 @@ export class UploadService {
       upload?.storageKey === key &&
       (upload.kind === 'multipart' || upload.kind === 'tus' || upload.kind === 'rufh') &&
       upload.status === 'pending' &&
-      now <= upload.expiresAt + this.settings.completionGraceMs
+      now <= this.completableUntil(upload)
     );
   }
 

@@ -474,6 +474,46 @@ describe('reconciliation and expiry', () => {
       w.clock.set(Date.now());
     }
   });
+
+  test('parts sent in time complete after the expiry until the sweep ends the upload; then 410 and nothing is made', async () => {
+    const file = fileOf(2);
+    const started = await start(w, file, { sha256: sha256Hex(file) });
+    const etags = await putParts(w, started.body.id, slices(file));
+    const partial = fileOf(2);
+    const cut = await start(w, partial);
+    const cutEtags = await putParts(w, cut.body.id, slices(partial).slice(0, 1));
+    const expiresAt = Date.parse(
+      (await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`)).body.expires_at,
+    );
+
+    // A minute past the expiry: no new part is taken, but what arrived in time completes.
+    w.clock.set(expiresAt + 60_000);
+    try {
+      assert.equal((await sign(w, started.body.id, [3])).status, 410, 'no part after the expiry');
+      const listed = await api(w.url, w.key, 'GET', `/v1/multipart/${started.body.id}/parts`);
+      assert.equal(listed.status, 200, 'a client that lost its ETags can still find them');
+      assert.equal(listed.body.length, 2);
+      const done = await completeUpload(w, started.body.id, etags);
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.equal(done.body.status, 'created');
+      assert.ok((await content(w, done.body.asset.id)).equals(file));
+
+      // Past the grace the sweep ends the upload still missing a part; completing it is then 410,
+      // its parts are gone, and no later sweep makes anything of it.
+      w.clock.set(expiresAt + 2 * 3600_000);
+      await w.wharf.core.uploads.sweep();
+      const late = await completeUpload(w, cut.body.id, cutEtags);
+      assert.equal(late.status, 410);
+      assert.equal(late.body.error.code, 'UPLOAD_EXPIRED');
+      assert.equal(await storageHolds(w, cut.body), false, 'the parts were freed');
+      await w.wharf.core.uploads.sweep();
+      const state = await api(w.url, w.key, 'GET', `/v1/uploads/${cut.body.id}`);
+      assert.equal(state.body.status, 'expired');
+      assert.equal(state.body.asset_id, null);
+    } finally {
+      w.clock.set(Date.now());
+    }
+  });
 });
 
 describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {
@@ -564,6 +604,58 @@ describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {
     assert.equal(asset.body.sha256, sha256Hex(file));
     assert.equal(asset.body.name, 'x-big.bin');
     assert.equal(asset.body.content_type, 'application/zip', 'the type the client created the upload with');
+  });
+
+  test('multipart of unknown size: parts sent in time can still be listed and completed after the expiry', async () => {
+    // A short lifetime: storage (an S3 server too) judges the URLs by the real clock, and those
+    // signed after the server's clock is moved past the expiry are dated a minute ahead of it.
+    const short = await startWharf({ env: { WHARF_RESUMABLE_EXPIRES: '60' } });
+    try {
+      const file = fileOf(2);
+      const create = await signRequest(short, { method: 'POST', key: 'late.bin' });
+      assert.equal(create.status, 200, JSON.stringify(create.body));
+      const key: string = create.body.key;
+      const created = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())?.[1];
+      assert.ok(uploadId);
+      const etags: string[] = [];
+      for (const [i, part] of slices(file).entries()) {
+        const signed = await signRequest(short, { method: 'PUT', key, uploadId, partNumber: i + 1 });
+        const res = await fetch(signed.body.url, {
+          method: 'PUT',
+          headers: signed.body.headers,
+          body: new Uint8Array(part),
+        });
+        assert.equal(res.status, 200, await res.text());
+        etags.push(res.headers.get('etag')!);
+      }
+
+      short.clock.advance(61_000);
+      const more = await signRequest(short, { method: 'PUT', key, uploadId, partNumber: 3 });
+      assert.equal(more.status, 410, 'no part after the expiry');
+      // Without a declared size the sweep cannot compose the parts: only the client can.
+      const list = await signRequest(short, { method: 'GET', key, uploadId });
+      assert.equal(list.status, 200, JSON.stringify(list.body));
+      const listed = await (await fetch(list.body.url, { headers: list.body.headers })).text();
+      assert.equal((listed.match(/<Part>/g) ?? []).length, 2, listed);
+      const complete = await signRequest(short, { method: 'POST', key, uploadId });
+      assert.equal(complete.status, 200, JSON.stringify(complete.body));
+      const completed = await fetch(complete.body.url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/xml', ...complete.body.headers },
+        body:
+          '<CompleteMultipartUpload>' +
+          etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('') +
+          '</CompleteMultipartUpload>',
+      });
+      assert.equal(completed.status, 200, await completed.text());
+      const state = await settle(short, create.body.upload_id);
+      assert.equal(state.status, 'completed');
+      const asset = await api(short.url, short.key, 'GET', `/v1/assets/${state.asset_id}`);
+      assert.equal(asset.body.sha256, sha256Hex(file));
+    } finally {
+      await short.close();
+    }
   });
 
   test('never signs for a key that is not an upload of the caller’s', async () => {

@@ -41,7 +41,8 @@ const PendingMultipart = named(
     }),
     expires_at: Type.String({
       format: 'date-time',
-      description: 'Unfinished by then, the upload is aborted and its parts freed.',
+      description:
+        'Parts are taken until then. The parts that arrived can still be completed for an hour after it; then the upload is aborted and its parts freed.',
     }),
   }),
 );
