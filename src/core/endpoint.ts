@@ -37,11 +37,14 @@ export class StorageEndpointService {
    */
   async putObject(request: SignedRequest, body: Readable): Promise<Digests> {
     let checked: Readable | undefined;
+    // Expiry is judged when the request arrives, as S3 judges it: a PUT that began in time is
+    // taken whole (a hunt's slow PUT was received in full, then refused as expired).
+    const startedAt = this.clock.now();
     try {
       // Before the signature, which covers the length: without one the answer is 411 (as
       // documented, and as S3 answers), not a signature mismatch that hides the cause.
       const length = requireLength(request);
-      const { key } = await this.verify(request, { headers: ['content-type'] });
+      const { key } = await this.verify(request, { headers: ['content-type'] }, startedAt);
       const { md5, sha256, others } = this.declared(request);
       checked = await checkingChecksums(body, others, this.checksums);
       return await this.uploads.receive({
@@ -50,6 +53,7 @@ export class StorageEndpointService {
         size: length,
         body: checked,
         expected: { md5, sha256 },
+        startedAt,
       });
     } catch (err) {
       // Nothing was written; let the client's remaining bytes drain so it reads our answer
@@ -141,8 +145,9 @@ export class StorageEndpointService {
   private async verify(
     request: SignedRequest,
     needs: { headers?: string[]; query?: string[] },
+    now = this.clock.now(),
   ): Promise<VerifiedRequest> {
-    const verified = await this.verifier.verify(request, this.clock.now());
+    const verified = await this.verifier.verify(request, now);
     for (const name of needs.headers ?? []) {
       if (!verified.signedHeaders.includes(name)) {
         throw new WharfError('INVALID_SIGNATURE', `The signature must cover ${name}.`);
@@ -165,14 +170,17 @@ export class StorageEndpointService {
     fields: Record<string, string>,
     file: { body: Readable; contentType: string | undefined },
   ): Promise<Digests> {
+    // As for a PUT, the policy's expiry is judged as the form arrives (its fields come first).
+    const startedAt = this.clock.now();
     try {
-      const conditions = await this.verifier.verifyPost(fields, this.clock.now());
+      const conditions = await this.verifier.verifyPost(fields, startedAt);
       return await this.uploads.receivePost({
         key: conditions.key,
         contentType: file.contentType,
         body: file.body,
         minSize: conditions.minSize,
         maxSize: conditions.maxSize,
+        startedAt,
       });
     } catch (err) {
       file.body.resume();

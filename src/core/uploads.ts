@@ -152,6 +152,8 @@ export interface ReceivedObject {
   body: Readable;
   /** Digests the client bound into the request (Content-MD5, x-amz-checksum-sha256), hex. */
   expected: { md5?: string | undefined; sha256?: string | undefined };
+  /** When the request began: see ReceivedPost.startedAt. */
+  startedAt: number;
 }
 
 /** A file arriving in a POST Object form whose policy the endpoint has verified. */
@@ -162,6 +164,11 @@ export interface ReceivedPost {
   body: Readable;
   minSize: number;
   maxSize: number;
+  /**
+   * When the request began. The intent's expiry is judged then, as S3 judges a presigned URL's:
+   * a body that began in time is taken whole, however long the link takes to deliver it.
+   */
+  startedAt: number;
 }
 
 /** The job queued for every new asset: sniffing, image facts, EXIF location. */
@@ -455,7 +462,7 @@ export class UploadService {
    * was declared, and makes the object visible only then.
    */
   async receive(input: ReceivedObject): Promise<Digests> {
-    const upload = await this.openUploadFor(input.key, 'presigned', input.body);
+    const upload = await this.openUploadFor(input.key, 'presigned', input.body, input.startedAt);
     // An upload signed without a size (an S3 client presigning PutObject) may send up to the limit.
     const limit = upload.size ?? (await this.unknownSizeLimit(upload));
     if (
@@ -485,7 +492,7 @@ export class UploadService {
           }
           checkDigests(d, input.expected);
           checkDigests(d, { sha256: upload.sha256, md5: upload.md5 });
-          release = await this.holdOpen(upload);
+          release = await this.holdOpen(upload, input.startedAt);
         },
       ).catch(this.failed('presigned'));
       if (upload.intent.autoComplete) await this.finish(upload, digests);
@@ -498,17 +505,17 @@ export class UploadService {
   /**
    * Called once a PUT's or a form's bytes have all arrived, before they replace what storage
    * holds at the upload's key: waits for a completion of the upload that is running, then
-   * checks that the upload is still open, and holds the key until the caller releases it (once
+   * checks that the upload is still open (its expiry as of `startedAt`), and holds the key until the caller releases it (once
    * the bytes are in place, or recorded when the upload completes by itself). A completion
    * holds the key while it checks and records the bytes, so bytes that finish arriving after it
    * are refused rather than replacing what it verified.
    */
-  private async holdOpen(upload: Upload): Promise<() => void> {
+  private async holdOpen(upload: Upload, startedAt: number): Promise<() => void> {
     const release = await this.sealing.lock(upload.storageKey);
     try {
       const current = await this.store.getUpload(upload.id);
       if (!current) throw new WharfError('NOT_FOUND', 'No upload is waiting for this key.');
-      this.assertOpen(current);
+      this.assertOpen(current, startedAt);
       return release;
     } catch (err) {
       release();
@@ -517,12 +524,19 @@ export class UploadService {
   }
 
   /**
-   * The still-open upload of this kind that a request to the embedded endpoint writes. On a
-   * refusal the request's body is drained, so the client reads the answer.
+   * The upload of this kind, open when the request began, that a request to the embedded endpoint
+   * writes. On a refusal the request's body is drained, so the client reads the answer.
    */
-  private async openUploadFor(key: string, kind: Upload['kind'], body: Readable): Promise<Upload> {
+  private async openUploadFor(
+    key: string,
+    kind: Upload['kind'],
+    body: Readable,
+    startedAt: number,
+  ): Promise<Upload> {
     try {
-      return await this.openUploadByKey(key, kind);
+      const upload = await this.uploadByKey(key, kind);
+      this.assertOpen(upload, startedAt);
+      return upload;
     } catch (err) {
       body.resume();
       throw err;
@@ -563,19 +577,19 @@ export class UploadService {
     return upload.expiresAt + this.settings.completionGraceMs;
   }
 
-  /** Refuses an upload that can no longer receive bytes. */
-  assertOpen(upload: Upload): void {
+  /** Refuses an upload that can no longer receive bytes (in a request that began `at`). */
+  assertOpen(upload: Upload, at = this.clock.now()): void {
     if (upload.status === 'completed') {
       throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
     }
-    if (upload.status === 'expired' || this.clock.now() > upload.expiresAt) {
+    if (upload.status === 'expired' || at > upload.expiresAt) {
       throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
     }
   }
 
   /** A POST Object form's file, after the endpoint verified the policy that names its key. */
   async receivePost(input: ReceivedPost): Promise<Digests> {
-    const upload = await this.openUploadFor(input.key, 'post', input.body);
+    const upload = await this.openUploadFor(input.key, 'post', input.body, input.startedAt);
     // A form's file has the type the form gave it, unless the policy bound one.
     const contentType = formContentType(upload, input.contentType);
     let release: (() => void) | undefined;
@@ -592,8 +606,8 @@ export class UploadService {
               `The file is smaller than the minimum of ${input.minSize} bytes.`,
             );
           }
-          release = await this.holdOpen(upload);
-          await this.holdArrived(upload, d);
+          release = await this.holdOpen(upload, input.startedAt);
+          await this.holdArrived(upload, d, input.startedAt);
         },
       ).catch(this.failed('post'));
       if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
@@ -610,7 +624,7 @@ export class UploadService {
    * now (the form may be sent again). Content the account already holds costs it nothing, as at
    * completion, for a caller that may learn so (see resumable.ts).
    */
-  private async holdArrived(upload: Upload, digests: Digests): Promise<void> {
+  private async holdArrived(upload: Upload, digests: Digests, startedAt: number): Promise<void> {
     const known =
       !upload.intent.isolated &&
       (await this.store.findAssetBySha256(upload.accountId, digests.sha256))?.status === 'ready';
@@ -618,7 +632,7 @@ export class UploadService {
     if (await this.store.holdArrived(upload.id, hold)) return;
     // Ended since holdOpen looked (another node aborted or expired it).
     const current = await this.store.getUpload(upload.id);
-    if (current) this.assertOpen(current);
+    if (current) this.assertOpen(current, startedAt);
     throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
   }
 

@@ -8,10 +8,10 @@ import type { Principal } from '../../src/core/model.js';
 import type { PresignedPost } from '../../src/core/ports.js';
 import type { PostDeclaration } from '../../src/core/uploads.js';
 import { deriveKey } from '../../src/core/wharf.js';
-import { objectFiles, tmpFiles } from '../helpers/assets.js';
+import { eventually, objectFiles, tmpFiles } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
 import { storesOnS3 } from '../helpers/deployment.js';
-import { md5Hex, sha256Hex } from '../helpers/http.js';
+import { heldLastByte, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // These tests sign policies with the key Wharf's own storage endpoint derives from
@@ -196,6 +196,40 @@ describe('POST Object with a presigned policy (curl -F)', () => {
     assert.equal(res.status, 403, res.body);
     assert.equal(s3Code(res.body), 'AccessDenied');
     assert.match(res.body, /Invalid according to Policy: Policy expired\./);
+  });
+
+  test('a form that starts before the policy expires and ends after it is stored', { skip }, async () => {
+    const { upload, post } = await intent({ expiresInSeconds: 60 });
+    const bytes = randomBytes(100_000);
+    const boundary = `----wharf${randomBytes(8).toString('hex')}`;
+    const field = (name: string, value: string) =>
+      `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+    const body = Buffer.concat([
+      Buffer.from(
+        Object.entries(post.fields)
+          .map(([name, value]) => field(name, value))
+          .join(''),
+      ),
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="photo.jpg"\r\n` +
+          'Content-Type: image/jpeg\r\n\r\n',
+      ),
+      bytes,
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const slow = heldLastByte(
+      post.url,
+      'POST',
+      { 'content-type': `multipart/form-data; boundary=${boundary}` },
+      body,
+    );
+    // The policy was checked and the file is being written; it expires before the last byte.
+    await eventually(async () => (await tmpFiles(w)).length > 0, 'the file is being written');
+    w.clock.advance(61_000);
+    slow.finish();
+    assert.equal(await slow.status, 204, 'judged when the request began, as S3 judges it');
+    const done = await w.wharf.core.uploads.complete(principal, upload.id);
+    assert.equal(done.asset.sha256, sha256Hex(bytes));
   });
 
   test('a key other than the policy names is 403 AccessDenied', { skip }, async () => {

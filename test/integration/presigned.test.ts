@@ -505,6 +505,29 @@ describe('expiry (WHARF_UPLOAD_EXPIRES defaults to 900 s)', () => {
     }
   });
 
+  test('a PUT that starts before the URL expires and ends after it is stored, and completes', {
+    // An S3 server judges its URLs by its own clock (when the request arrives, as this endpoint now does).
+    skip: storesOnS3 && "Wharf's own endpoint; this server's URLs are the S3 server's",
+  }, async () => {
+    const bytes = randomBytes(100_000);
+    const intent = await declare(w, w.key, { name: 'slow-link.bin', size: bytes.length });
+    const slow = heldLastByte(intent.url, 'PUT', intent.headers, bytes);
+    // The request was checked and its bytes are being written; the URL expires before the last one.
+    await eventually(async () => (await tmpFiles(w)).length > 0, 'the PUT is being written');
+    w.clock.set(Date.parse(intent.expires_at) + 1000);
+    try {
+      slow.finish();
+      assert.equal(await slow.status, 200, 'judged when the request began, as S3 judges it');
+      const done = await complete(w, w.key, intent.id);
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.equal(done.body.asset.sha256, sha256Hex(bytes));
+      const late = await put(intent, bytes);
+      assert.equal(late.status, 403, 'a request that begins after the expiry is refused');
+    } finally {
+      w.clock.set(Date.now());
+    }
+  });
+
   test('WHARF_UPLOAD_EXPIRES sets the lifetime', async () => {
     const clock = new ManualClock(Date.now() - 2 * 60_000);
     const short = await startWharf({ clock, env: { WHARF_UPLOAD_EXPIRES: '60' } });
