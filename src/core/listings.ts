@@ -1,8 +1,10 @@
 import type { AssetService } from './assets.js';
 import { hasScope, requireReadOrUpload, requireScope, seesWholeAccount } from './authorization.js';
+import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import type { Account, FileVersion, Principal, Upload } from './model.js';
 import type { AccountUsage, Store, UploadQuery } from './ports.js';
+import { asOf } from './resumable.js';
 
 export const MAX_UPLOADS_PER_PAGE = 1000;
 
@@ -14,11 +16,18 @@ export class ListingService {
   constructor(
     private readonly store: Store,
     private readonly assets: AssetService,
+    private readonly clock: Clock,
   ) {}
+
+  /** An upload as it stands now (see asOf): what the API shows of one the caller may see. */
+  seen(upload: Upload): Upload {
+    return asOf(upload, this.clock.now());
+  }
 
   /**
    * Uploads, newest first. A caller that sees the whole account sees all of them; any other
-   * (an upload key, a confined key, a token) only those it made itself.
+   * (an upload key, a confined key, a token) only those it made itself. Each as it stands now,
+   * and filtered so (see asOf).
    */
   async uploads(
     principal: Principal,
@@ -31,7 +40,14 @@ export class ListingService {
       : principal.tokenId !== null
         ? { tokenId: principal.tokenId }
         : { keyId: principal.keyId };
-    return this.store.listUploads(principal.accountId, { ...query, limit, ...own });
+    const now = this.clock.now();
+    const page = await this.store.listUploads(principal.accountId, {
+      ...query,
+      limit,
+      ...own,
+      resumableExpiredBefore: now,
+    });
+    return { ...page, uploads: page.uploads.map((upload) => asOf(upload, now)) };
   }
 
   /** The caller's account, its limits and what it holds (keys that read the whole account). */

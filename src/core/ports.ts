@@ -524,6 +524,11 @@ export interface UploadQuery {
   keyId?: string | undefined;
   /** … or with this upload token. */
   tokenId?: string | undefined;
+  /**
+   * Pending tus and RUFH uploads that expired before this are `expired` to the `status` filter,
+   * as they are shown (see asOf in resumable.ts).
+   */
+  resumableExpiredBefore?: number | undefined;
 }
 
 /** What an account holds: bytes against its quota, and how many assets and pending uploads. */

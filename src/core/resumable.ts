@@ -68,6 +68,20 @@ export type ResumableKind = 'tus' | 'rufh';
 export const RESUMABLE_KINDS: readonly ResumableKind[] = ['tus', 'rufh'];
 
 /**
+ * An upload as it stands at `now`, for what the API shows of it. A pending tus or RUFH upload
+ * past its expiry has ended: no byte may arrive any more, its resume URL answers 410, and its
+ * completion comes only with its last byte. The sweep records that (and frees its bytes) only
+ * an hour later; until then it read as pending, with a resume URL that could only fail. Other
+ * kinds stay pending until the sweep ends them: what they received in time may still be
+ * completed (UploadService.completableUntil). Read, never written.
+ */
+export function asOf(upload: Upload, now: number): Upload {
+  const resumable = (RESUMABLE_KINDS as readonly string[]).includes(upload.kind);
+  if (upload.status !== 'pending' || !resumable || now <= upload.expiresAt) return upload;
+  return { ...upload, status: 'expired' };
+}
+
+/**
  * How much of a file's beginning its head digest covers: enough to tell files of one size
  * apart, small enough that a phone hashes it in an instant before it asks what it may resume.
  */

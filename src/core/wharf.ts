@@ -298,7 +298,7 @@ export function createCore(deps: CoreDeps): Core {
       deriveKey(deps.secret, 'console-csrf'),
       deps.sessions,
     ),
-    listings: new ListingService(deps.store, assets),
+    listings: new ListingService(deps.store, assets, deps.clock),
     clock: deps.clock,
     telemetry,
     health: new HealthService(deps.store, deps.blobs, deps.clock, deps.ids),

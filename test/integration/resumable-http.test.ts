@@ -1549,6 +1549,70 @@ describe('resume without client state', () => {
   });
 });
 
+describe('the uploads listing once a resumable upload has expired', () => {
+  test('tus and RUFH uploads read as expired, with no resume_url, before the sweep records it', async () => {
+    const rufhUpload = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=lapsed.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', String(2 * MiB)],
+      ]),
+      body: randomBytes(MiB),
+    });
+    const rufhId = uploadIdOf(rufhUpload.final!.headers.location!);
+    const tusUpload = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${w.key}`,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': String(2 * MiB),
+        'Upload-Metadata': `filename ${Buffer.from('lapsed-tus.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(tusUpload.status, 201);
+    const tusUrl = tusUpload.headers.get('location')!;
+    const listed = async (status: string) =>
+      (await api(w.url, w.key, 'GET', `/v1/uploads?status=${status}&limit=1000`)).body.data as {
+        id: string;
+        kind: string;
+        status: string;
+        expires_at: string;
+        resume_url: string | null;
+      }[];
+    const tusId = (await listed('pending')).find((u) => u.resume_url === tusUrl)!.id;
+    // A multipart upload that expires with them: the parts sent in time could still be completed.
+    const intent = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'lapsed.zip', size: 4 });
+    assert.equal(intent.status, 201, JSON.stringify(intent.body));
+    const ids = [rufhId, tusId];
+    const before = w.clock.now();
+    const latest = Math.max(
+      ...(await listed('pending')).filter((u) => ids.includes(u.id)).map((u) => Date.parse(u.expires_at)),
+      Date.parse(intent.body.expires_at),
+    );
+    w.clock.set(latest + 1000);
+    try {
+      assert.equal((await head(rufhUpload.final!.headers.location!)).final?.status, 410);
+      const pending = (await listed('pending')).map((u) => u.id);
+      for (const id of ids) assert.ok(!pending.includes(id), `${id} is not pending any more`);
+      assert.ok(pending.includes(intent.body.id), 'a multipart upload may still be completed for an hour');
+      const expired = (await listed('expired')).filter((u) => ids.includes(u.id));
+      assert.deepEqual(expired.map((u) => [u.kind, u.status, u.resume_url]).sort(), [
+        ['rufh', 'expired', null],
+        ['tus', 'expired', null],
+      ]);
+      for (const id of ids) {
+        const one = await api(w.url, w.key, 'GET', `/v1/uploads/${id}`);
+        assert.equal(one.body.status, 'expired');
+      }
+      // Read as it stands, never written on read: the sweep still records the end (and frees the bytes).
+      assert.equal(uploadRow(rufhUpload.final!.headers.location!)?.status, 'pending');
+    } finally {
+      w.clock.set(before);
+    }
+  });
+});
+
 describe('tus-js-client’s IETF mode as an independent client', () => {
   function ietfUpload(bytes: Buffer, protocol: 'ietf-draft-03' | 'ietf-draft-05', chunkSize?: number) {
     return new Promise<{ url: string; assetId: string }>((resolve, reject) => {

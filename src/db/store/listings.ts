@@ -1,5 +1,6 @@
 import type { FileVersion, Upload } from '../../core/model.js';
 import type { AccountUsage, ListingStore, UploadQuery } from '../../core/ports.js';
+import { RESUMABLE_KINDS } from '../../core/resumable.js';
 import type { SqlContext } from './context.js';
 import { toFileVersion, toUpload } from './rows.js';
 
@@ -8,10 +9,29 @@ export function listingQueries({ db }: SqlContext): ListingStore {
   return {
     async listUploads(
       accountId: string,
-      { limit, cursor, status, keyId, tokenId }: UploadQuery,
+      { limit, cursor, status, keyId, tokenId, resumableExpiredBefore: lapsed }: UploadQuery,
     ): Promise<{ uploads: Upload[]; nextCursor: string | null }> {
       let query = db.selectFrom('uploads').selectAll().where('account_id', '=', accountId);
-      if (status !== undefined) query = query.where('status', '=', status);
+      const resumable = [...RESUMABLE_KINDS];
+      if (status === 'completed' || (status !== undefined && lapsed === undefined)) {
+        query = query.where('status', '=', status);
+      } else if (status === 'pending') {
+        // A resumable upload past its expiry reads as expired (see asOf).
+        query = query
+          .where('status', '=', 'pending')
+          .where((eb) => eb.or([eb('kind', 'not in', resumable), eb('expires_at', '>=', lapsed!)]));
+      } else if (status === 'expired') {
+        query = query.where((eb) =>
+          eb.or([
+            eb('status', '=', 'expired'),
+            eb.and([
+              eb('status', '=', 'pending'),
+              eb('kind', 'in', resumable),
+              eb('expires_at', '<', lapsed!),
+            ]),
+          ]),
+        );
+      }
       if (tokenId !== undefined) query = query.where('token_id', '=', tokenId);
       else if (keyId !== undefined) query = query.where('key_id', '=', keyId).where('token_id', 'is', null);
       // Upload ids are time-ordered (UUID v7): newest first by id, a page continues below the cursor.

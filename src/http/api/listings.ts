@@ -15,7 +15,9 @@ const UploadListQuery = Type.Object(
     status: Type.Optional(
       Type.Union([Type.Literal('pending'), Type.Literal('completed'), Type.Literal('expired')], {
         description:
-          '`expired`: ended without an asset (expired, cancelled or failed; the events say which).',
+          '`expired`: ended without an asset (expired, cancelled or failed; the events say which). A tus or ' +
+          'Resumable-Uploads-for-HTTP upload past its `expires_at` is `expired` at once; other kinds stay ' +
+          '`pending` until the sweep ends them, an hour later, as what arrived in time may still be completed.',
       }),
     ),
     // Resume without client state: with these, the same listing narrows to the caller's

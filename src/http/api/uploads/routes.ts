@@ -187,6 +187,7 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
         response: { 200: UploadStateSchema, ...errorResponses },
       },
     },
-    async (request) => uploadStateJson(await core.uploads.get(request.principal!, request.params.id)),
+    async (request) =>
+      uploadStateJson(core.listings.seen(await core.uploads.get(request.principal!, request.params.id))),
   );
 }
