@@ -7,7 +7,7 @@ import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
 import { processTempDir } from './blobs/process-temp.js';
 import type { TusBackend } from './blobs/tus-storage.js';
-import { type Config, ConfigError } from './config.js';
+import { type Config, ConfigError, MIN_SECRET_LENGTH } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
 import { createIdSource, type IdSource, newIdOrder } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
@@ -115,6 +115,7 @@ export async function openCore(
   const store = await openStore(config.databaseUrl, clock, ids, idOrder, telemetry, server);
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
+  let previousSecrets: string[];
   let webhookSecrets: ResealReport;
   try {
     // One secret per installation, kept in the database so every node shares it.
@@ -122,11 +123,13 @@ export async function openCore(
       config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
     // What the secrets used before sealed is sealed again under this one: WHARF_SECRET_PREVIOUS,
     // and the generated one in the database when WHARF_SECRET has replaced it.
+    // Signed ids made under them still verify (see SignedIds).
     const previous = [config.previousSecret, config.secret && (await store.getSetting('server_secret'))];
+    previousSecrets = [...new Set(previous.filter((s): s is string => !!s && s !== secret))];
     webhookSecrets = await resealWebhookSecrets(
       store,
       webhookSealKey(secret),
-      previous.filter((s): s is string => !!s && s !== secret).map(webhookSealKey),
+      previousSecrets.map(webhookSealKey),
     );
     opened = await openBlobs(config, secret, server);
   } catch (err) {
@@ -144,6 +147,9 @@ export async function openCore(
     clock,
     ids,
     secret,
+    // A short one (taken so that it can be moved away from) verifies no signed id: a signed id is
+    // a credential with no lifetime, and one could be forged after guessing the secret offline.
+    previousSecrets: previousSecrets.filter((s) => s.length >= MIN_SECRET_LENGTH),
     endpoint,
     endpointChecksums: endpoint && flexibleChecksums,
     analyzer: new ImageAnalyzer(),

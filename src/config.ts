@@ -146,7 +146,7 @@ export interface LoadedConfig {
 
 const GiB = 1024 ** 3;
 /** WHARF_SECRET's least length: 32 random characters (`openssl rand -base64 32` makes 44). */
-const MIN_SECRET_LENGTH = 32;
+export const MIN_SECRET_LENGTH = 32;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** The configuration, or a ConfigError listing every problem. */

@@ -49,6 +49,12 @@ export interface CoreDeps {
   ids: IdSource;
   /** The server secret every signing key is derived from. */
   secret: string;
+  /**
+   * Server secrets used before `secret` that are still known (WHARF_SECRET_PREVIOUS, the
+   * generated one WHARF_SECRET replaced): what they signed that has no lifetime (signed ids)
+   * still verifies.
+   */
+  previousSecrets?: readonly string[] | undefined;
   uploads: UploadSettings;
   multipart: MultipartSettings;
   /** Where tus uploads collect their bytes until the last one arrives. */
@@ -289,7 +295,10 @@ export function createCore(deps: CoreDeps): Core {
     placeholders,
     integrity: new IntegrityService(deps.store, deps.blobs),
     presets: new PresetService(deps.store, deps.clock),
-    signedIds: new SignedIds(deriveKey(deps.secret, 'signed-id')),
+    signedIds: new SignedIds(
+      deriveKey(deps.secret, 'signed-id'),
+      (deps.previousSecrets ?? []).map((s) => deriveKey(s, 'signed-id')),
+    ),
     sessions: new SessionService(
       deps.store,
       deps.clock,

@@ -623,6 +623,86 @@ describe('signed ids', () => {
     assertErrorResponse(record.body, 404, 'NOT_FOUND');
   });
 
+  test('a signed id made under a previous server secret opens its blob while that secret is known', async () => {
+    const secret = () => randomBytes(32).toString('base64url');
+    /** A blob made and uploaded on `server`, and how the record and redirect of a signed id answer there. */
+    const blobOn = async (server: TestWharf) => {
+      const bytes = randomBytes(300);
+      const made = await api(server.url, server.key, 'POST', '/api/v1/upload/direct', {
+        blob: {
+          filename: 'kept.bin',
+          content_type: 'application/octet-stream',
+          byte_size: bytes.length,
+          checksum: md5B64(bytes),
+        },
+      });
+      assert.equal(made.status, 200, JSON.stringify(made.body));
+      assert.equal((await putFile(made.body.direct_upload, bytes)).status, 200);
+      return made.body as BlobJson;
+    };
+    const opens = async (server: TestWharf, signedId: string) => {
+      const record = await api(server.url, server.key, 'GET', `/api/v1/upload/blobs/${signedId}`);
+      const redirect = await fetch(`${server.url}/rails/active_storage/blobs/redirect/${signedId}/kept.bin`, {
+        redirect: 'manual',
+      });
+      return { record, redirect: redirect.status };
+    };
+
+    const s1 = secret();
+    const first = await startWharf({ env: { WHARF_SECRET: s1 } });
+    try {
+      const blob = await blobOn(first);
+      const s2 = secret();
+      const rotated = await startWharf({
+        sharing: first,
+        clock: first.clock,
+        env: { WHARF_SECRET: s2, WHARF_SECRET_PREVIOUS: s1 },
+      });
+      let fresh: string;
+      try {
+        const { record, redirect } = await opens(rotated, blob.signed_id);
+        assert.equal(record.status, 200, JSON.stringify(record.body));
+        assert.equal(record.body.id, blob.id);
+        assert.equal(redirect, 302);
+        // The record hands out the blob's signed id under the new secret.
+        fresh = record.body.signed_id;
+        assert.notEqual(fresh, blob.signed_id);
+      } finally {
+        await rotated.close();
+      }
+      // Once the old secret is no longer given, only signed ids made under the new one open.
+      const later = await startWharf({ sharing: first, clock: first.clock, env: { WHARF_SECRET: s2 } });
+      try {
+        assert.equal((await opens(later, blob.signed_id)).record.status, 404);
+        assert.equal((await opens(later, fresh)).record.status, 200);
+      } finally {
+        await later.close();
+      }
+    } finally {
+      await first.close();
+    }
+
+    // The generated secret WHARF_SECRET replaces stays in the database and keeps verifying.
+    const generated = await startWharf();
+    try {
+      const blob = await blobOn(generated);
+      const set = await startWharf({
+        sharing: generated,
+        clock: generated.clock,
+        env: { WHARF_SECRET: secret() },
+      });
+      try {
+        const { record, redirect } = await opens(set, blob.signed_id);
+        assert.equal(record.status, 200, JSON.stringify(record.body));
+        assert.equal(redirect, 302);
+      } finally {
+        await set.close();
+      }
+    } finally {
+      await generated.close();
+    }
+  });
+
   test('the record route needs a key; the redirect does not', async () => {
     const res = await curl([`${w.url}/api/v1/upload/blobs/${good.signed_id}`]);
     assert.equal(res.status, 401);

@@ -48,6 +48,19 @@ describe('SignedIds', () => {
     );
   });
 
+  test('a token of a previous key still verifies; tokens are made with the current key only', () => {
+    const oldKey = randomBytes(32);
+    const before = new SignedIds(oldKey).sign('blob', 'asset-1');
+    const rotated = new SignedIds(randomBytes(32), [oldKey]);
+    assert.equal(rotated.verify('blob', before), 'asset-1');
+    assert.notEqual(rotated.sign('blob', 'asset-1'), before);
+    assert.throws(
+      () => rotated.verify('upload', before),
+      (err: unknown) => isWharfError(err, 'INVALID_SIGNATURE'),
+      'still bound to its purpose',
+    );
+  });
+
   test('a changed body is refused, even one that still decodes to another id', () => {
     const token = ids.sign('blob', 'asset-1');
     for (let at = 0; at < 12; at += 1) invalid('blob', flip(token, 'body', at));
