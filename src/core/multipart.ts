@@ -217,7 +217,15 @@ export class MultipartService {
       const upload = await this.multipartUpload(principal, uploadId);
       if (upload.status === 'completed') return this.uploads.completeUpload(upload);
       assertNotEnded(upload);
-      await this.compose(upload, multipartIdOf(upload), parts);
+      try {
+        await this.compose(upload, multipartIdOf(upload), parts);
+      } catch (err) {
+        // The parts went while this composed: another node aborted or cancelled the upload
+        // after the read above. Answered as if that had come first (410), not as storage's 404.
+        if (isWharfError(err, 'MULTIPART_NOT_FOUND'))
+          assertNotEnded(await this.multipartUpload(principal, uploadId));
+        throw err;
+      }
       return this.uploads.completeUpload(upload);
     });
   }
@@ -230,7 +238,16 @@ export class MultipartService {
       if (upload.status === 'completed') {
         throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
       }
-      await this.store.expireUpload(upload.id, this.clock.now(), { reason: 'cancelled' });
+      // This node's line keeps its own completions out; another node's completion can still
+      // win between the read above and this write. The database decides: only an upload still
+      // pending ends here. One completed meanwhile answers as completed (its asset stands, its
+      // parts are its object now); one ended without an asset was ended, and freed, already.
+      if (!(await this.store.expireUpload(upload.id, this.clock.now(), { reason: 'cancelled' }))) {
+        if ((await this.store.getUpload(upload.id))?.status === 'completed') {
+          throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+        }
+        return;
+      }
       await this.freeParts(upload);
     });
   }
