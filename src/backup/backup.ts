@@ -13,8 +13,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { fsyncPath } from '../blobs/fs-multipart.js';
 import { FsBlobStore, type PutPresigner } from '../blobs/fs-store.js';
@@ -52,6 +52,8 @@ export interface BackupReport {
   kept: number;
   /** Objects of an earlier backup that the new database no longer refers to. */
   removed: number;
+  /** With `verify`: objects of an earlier backup whose bytes no longer matched, copied again. */
+  repaired: number;
   /** Renderings whose bytes the server no longer held: left out, made again when asked for. */
   renderingsLeftOut: number;
   /** Assets whose bytes the server's storage lost or changed: their records are in the backup, their bytes are not. */
@@ -68,6 +70,12 @@ export interface BackupOptions {
   /** The live data directory, which the target must be outside of. */
   dataDir: string;
   target: string;
+  /**
+   * Re-read and hash the objects an earlier backup already holds, copying again any that no
+   * longer match. Without it they are kept on the facts recorded when they were written (size,
+   * SHA-256), so a nightly backup reads only what is new.
+   */
+  verify?: boolean;
 }
 
 /** A backup's store signs nothing: no client ever uploads to it. */
@@ -79,8 +87,11 @@ const NO_PRESIGNING: PutPresigner = {
 
 export async function backup(options: BackupOptions): Promise<BackupReport> {
   const target = resolve(options.target);
-  const dataDir = resolve(options.dataDir);
-  if (target === dataDir || isInside(dataDir, target) || isInside(target, dataDir)) {
+  // Compared as the filesystem resolves them: a symlink to a folder inside the data directory
+  // (which the server may empty at its next start) is inside it.
+  const realTarget = await resolvedPath(target);
+  const dataDir = await resolvedPath(resolve(options.dataDir));
+  if (realTarget === dataDir || isInside(dataDir, realTarget) || isInside(realTarget, dataDir)) {
     throw new BackupRefused(
       `The backup must go outside the data directory (${dataDir}) and not contain it: choose another directory.`,
     );
@@ -97,8 +108,13 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
   const into = new FsBlobStore(join(target, 'blobs'), NO_PRESIGNING);
   const snapshot = join(target, `.wharf-backup-${randomUUID()}.db`);
   try {
-    // Only this backup writes into the target (the lock): what is in its tmp/ is a crash's.
+    // Only this backup writes into the target (the lock): what is in its tmp/ is a crash's, and
+    // so is a database copy a killed backup left (as large as the database).
     await into.init({ recover: true });
+    for (const entry of await readdir(target)) {
+      if (/^\.wharf-backup-[0-9a-f-]+\.db(-journal)?$/.test(entry))
+        await rm(join(target, entry), { force: true });
+    }
     const report: BackupReport = {
       snapshots: 0,
       assets: 0,
@@ -107,11 +123,15 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
       copiedBytes: 0,
       kept: 0,
       removed: 0,
+      repaired: 0,
       renderingsLeftOut: 0,
       problems: [],
     };
     let objects: Map<string, ReferencedObject>;
     let lost: ReferencedObject[];
+    // Counted once per object over the run, however many times the database was copied.
+    const copiedNow = new Set<string>();
+    const keptFromBefore = new Set<string>();
     for (;;) {
       await rm(snapshot, { force: true });
       snapshotDatabase(options.database, snapshot);
@@ -120,13 +140,21 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
       report.problems = [];
       const missing: ReferencedObject[] = [];
       await eachAtOnce([...objects.values()], COPIES_AT_ONCE, async (object) => {
-        const outcome = await copyObject(live, into, object);
-        if (outcome === 'kept') report.kept += 1;
+        // Copied (and checked) by this run's earlier pass: nothing to do again.
+        if (copiedNow.has(object.key)) return;
+        const outcome = await copyObject(
+          live,
+          into,
+          object,
+          options.verify === true && !keptFromBefore.has(object.key),
+        );
+        if (outcome === 'kept') keptFromBefore.add(object.key);
         else if (outcome === 'missing') missing.push(object);
         else if ('problem' in outcome) report.problems.push(outcome.problem);
         else {
-          report.copied += 1;
+          copiedNow.add(object.key);
           report.copiedBytes += outcome.bytes;
+          if (outcome.repaired) report.repaired += 1;
         }
       });
       // Gone because the server deleted them after the copy was taken, or lost by storage.
@@ -147,6 +175,8 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
       if (object.what === 'asset') report.assets += 1;
       else report.renderings += 1;
     }
+    report.copied = copiedNow.size;
+    report.kept = [...keptFromBefore].filter((key) => objects.has(key)).length;
     // The database replaces the previous backup's only once every object it refers to is in place.
     await fsyncPath(snapshot);
     await rename(snapshot, join(target, 'wharf.db'));
@@ -161,7 +191,7 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
   }
 }
 
-type CopyOutcome = 'kept' | 'missing' | { bytes: number } | { problem: BackupProblem };
+type CopyOutcome = 'kept' | 'missing' | { bytes: number; repaired: boolean } | { problem: BackupProblem };
 
 class Mismatch extends Error {
   constructor(readonly problem: BackupProblem) {
@@ -173,9 +203,16 @@ async function copyObject(
   live: FsBlobStore,
   into: FsBlobStore,
   object: ReferencedObject,
+  verifyHeld: boolean,
 ): Promise<CopyOutcome> {
   const held = await into.head(object.key);
-  if (held?.size === object.size && held.sha256 === object.sha256) return 'kept';
+  let repaired = false;
+  if (held?.size === object.size && held.sha256 === object.sha256) {
+    if (!verifyHeld) return 'kept';
+    const found = await digestOf(await into.read(object.key));
+    if (found.size === object.size && found.sha256 === object.sha256) return 'kept';
+    repaired = true;
+  }
   let source: Readable;
   try {
     source = await live.read(object.key);
@@ -210,7 +247,38 @@ async function copyObject(
     if (err instanceof ObjectMissing || (err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
     throw err;
   }
-  return { bytes: object.size };
+  return { bytes: object.size, repaired };
+}
+
+async function digestOf(bytes: Readable): Promise<Digests> {
+  const digest = new RunningDigest();
+  for await (const chunk of bytes) digest.update(chunk as Buffer);
+  return digest.digests();
+}
+
+/**
+ * `path` as the filesystem resolves it: its nearest existing ancestor with every symlink
+ * followed, then the rest as written. A symlink whose target does not exist is refused (making
+ * the directory would follow it somewhere unchecked).
+ */
+async function resolvedPath(path: string): Promise<string> {
+  const rest: string[] = [];
+  let at = path;
+  for (;;) {
+    try {
+      return join(await realpath(at), ...rest);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw err;
+      if ((await lstat(at).catch(() => undefined))?.isSymbolicLink()) {
+        throw new BackupRefused(`${at} is a symbolic link to a path that does not exist.`);
+      }
+      const parent = dirname(at);
+      if (parent === at) return path;
+      rest.unshift(basename(at));
+      at = parent;
+    }
+  }
 }
 
 /** The objects under `root` (the target's `objects/`) that `objects` does not name, removed. */

@@ -10,13 +10,14 @@ import { problemJson, problemLine, type StoredBytesProblem } from './problems.js
 export const DATA_COMMANDS: Command[] = [
   {
     name: 'data backup',
-    usage: 'wharf data backup DIR [--json]',
+    usage: 'wharf data backup DIR [--verify] [--json]',
     summary:
       'Copy the embedded default (the SQLite database and the local store) into DIR, while the server ' +
       'runs: a data directory a server can be started on. Every object is checked against its record as it ' +
-      'is copied; run again into the same DIR, only what changed is copied. Exits 1 when an asset’s bytes ' +
-      'are missing or differ.',
-    options: { ...HELP, json: { type: 'boolean' } },
+      'is copied; run again into the same DIR, only what changed is copied (--verify also re-reads what ' +
+      'DIR already holds and copies again what no longer matches). Exits 1 when an asset’s bytes are ' +
+      'missing or differ.',
+    options: { ...HELP, json: { type: 'boolean' }, verify: { type: 'boolean' } },
     positionals: 1,
     async run({ values, positionals }, ctx) {
       const target = positionals[0];
@@ -40,6 +41,7 @@ export const DATA_COMMANDS: Command[] = [
           blobs: join(config.dataDir, 'blobs'),
           dataDir: config.dataDir,
           target,
+          verify: values.verify === true,
         });
       } catch (err) {
         if (err instanceof BackupRefused) throw new Failure(err.message);
@@ -56,6 +58,7 @@ export const DATA_COMMANDS: Command[] = [
               copied_bytes: report.copiedBytes,
               kept: report.kept,
               removed: report.removed,
+              repaired: report.repaired,
               renderings_left_out: report.renderingsLeftOut,
               problems: report.problems.map((p) => problemJson(reported(p))),
             },
@@ -68,7 +71,9 @@ export const DATA_COMMANDS: Command[] = [
         ctx.io.stdout(
           `Backed up ${report.assets} assets and ${report.renderings} renderings into ${printable(target)}: ` +
             `${report.copied} objects copied (${report.copiedBytes} bytes), ${report.kept} kept from an earlier ` +
-            `backup, ${report.removed} no longer needed removed.\n`,
+            `backup, ${report.removed} no longer needed removed` +
+            (report.repaired > 0 ? `, ${report.repaired} that no longer matched copied again` : '') +
+            '.\n',
         );
       }
       if (report.problems.length > 0) {

@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { holdLock } from '../../src/backup/sqlite.js';
@@ -40,6 +40,7 @@ interface BackupJson {
   copied_bytes: number;
   kept: number;
   removed: number;
+  repaired: number;
   renderings_left_out: number;
   problems: Array<{ problem: string; asset_id: string; storage_key: string; stored: unknown }>;
 }
@@ -162,6 +163,9 @@ describe('wharf data backup', { skip: deployment === 'scaled' && 'the embedded d
     const { code, report, stderr } = await running;
     assert.equal(code, 0, stderr);
     assert.deepEqual(report.problems, []);
+    // Counted once over the run, however many times the database was copied.
+    assert.equal(report.kept, 0, 'a new backup keeps nothing from before');
+    assert.ok(report.copied <= 60 + 1, `copied ${report.copied}`);
     const restoredDir = join(scratch, 'churn-restored');
     await cp(target, restoredDir, { recursive: true });
     const restored = await startWharf({ dataDir: restoredDir });
@@ -236,6 +240,55 @@ describe('wharf data backup', { skip: deployment === 'scaled' && 'the embedded d
     } finally {
       await restored.close();
     }
+  });
+
+  test('bytes changed in the backup itself: kept on their recorded facts, copied again with --verify', async () => {
+    const account = await w.newAccount();
+    const bytes = randomBytes(5000);
+    const asset = await upload(account.key, 'rot.bin', bytes);
+    const target = join(scratch, 'rot');
+    assert.equal((await backupJson(target)).code, 0);
+    // A killed backup's database copy is left behind; the next run removes it.
+    const stale = join(target, '.wharf-backup-0b9e9d4e-6f2a-4d33-9a53-111111111111.db');
+    await writeFile(stale, 'a copy of a database');
+    // One byte of the backup's copy flipped (a disk that rots under a backup).
+    const copy = join(target, 'blobs', 'objects', asset.storageKey);
+    const rotten = Buffer.from(bytes);
+    rotten[100] = rotten[100]! ^ 0xff;
+    await writeFile(copy, rotten);
+
+    const trusting = await backupJson(target);
+    assert.equal(trusting.code, 0, trusting.stderr);
+    assert.equal(trusting.report.repaired, 0, 'without --verify the recorded facts are trusted');
+    assert.ok(!(await readdir(target)).includes(basename(stale)), 'the stale database copy is gone');
+
+    const ran = await wharfCli(w, ['data', 'backup', target, '--verify', '--json']);
+    assert.equal(ran.code, 0, ran.stderr);
+    const verified = JSON.parse(ran.stdout) as BackupJson;
+    assert.equal(verified.repaired, 1);
+    assert.equal(verified.copied, 1);
+    assert.equal(sha256(await readFile(copy)), sha256(bytes), 'copied again from the server');
+  });
+
+  test('a symlink into the data directory is inside it; one to nowhere is refused', async () => {
+    const intoData = join(scratch, 'sneaky');
+    await symlink(join(w.dataDir, 'work'), intoData);
+    const inside = await wharfCli(w, ['data', 'backup', intoData]);
+    assert.equal(inside.code, 1);
+    assert.match(inside.stderr, /must go outside the data directory/);
+    const below = await wharfCli(w, ['data', 'backup', join(intoData, 'deeper', 'still')]);
+    assert.equal(below.code, 1);
+    assert.match(below.stderr, /must go outside the data directory/);
+    assert.deepEqual(
+      await readdir(join(w.dataDir, 'work')).then((e) => e.includes('deeper')),
+      false,
+      'nothing made',
+    );
+    const dangling = join(scratch, 'dangling');
+    await symlink(join(scratch, 'no-such-place'), dangling);
+    const nowhere = await wharfCli(w, ['data', 'backup', dangling]);
+    assert.equal(nowhere.code, 1);
+    assert.match(nowhere.stderr, /is a symbolic link to a path that does not exist/);
   });
 
   test('refused: inside the data directory, over other files, over a server’s directory, beside another backup', async () => {
