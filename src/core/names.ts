@@ -19,8 +19,19 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
 // Variation selectors are kept: they pick an emoji's presentation ("❤️") and hide nothing.
 const INVISIBLE = /(?![\uFE00-\uFE0F\u{E0100}-\u{E01EF}])[\p{Default_Ignorable_Code_Point}\p{Zl}\p{Zp}]/u;
 const SEPARATOR = /[/\\]/u;
+// A high surrogate not followed by a low one, or a low one not after a high one (no `u` flag:
+// it matches UTF-16 code units). String.prototype.isWellFormed says the same, from ES2024 on.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 export function validateFileName(raw: string): string {
+  // A lone UTF-16 surrogate (JSON's "\ud800" escape) is no character at all: it would be
+  // stored as U+FFFD, a name the client never sent. Checked before normalize(), which keeps it.
+  if (LONE_SURROGATE.test(raw)) {
+    throw new WharfError(
+      'INVALID_NAME',
+      'The file name is not valid Unicode (it contains a lone surrogate).',
+    );
+  }
   const name = raw.normalize('NFC');
   if (name.length === 0) throw new WharfError('INVALID_NAME', 'The file name is empty.');
   if (CONTROL.test(name)) {

@@ -189,6 +189,26 @@ describe('file names: refused as INVALID_NAME on every way in, nothing stored', 
             Buffer.concat([Buffer.from('{"name":"'), notUtf8, Buffer.from('","size":1}')]),
           ),
       ],
+      // JSON can spell what UTF-8 cannot carry: a lone surrogate, which would be stored as U+FFFD.
+      [
+        'JSON declaration with a lone surrogate',
+        () =>
+          post('/v1/uploads', { 'content-type': 'application/json' }, '{"name":"a\\ud800b.txt","size":1}'),
+      ],
+      [
+        'JSON batch with a lone surrogate',
+        () =>
+          post(
+            '/v1/uploads',
+            { 'content-type': 'application/json' },
+            '{"files":[{"name":"a\\udc00.txt","size":1}]}',
+          ),
+      ],
+      [
+        'multipart declaration with a lone surrogate',
+        () =>
+          post('/v1/multipart', { 'content-type': 'application/json' }, '{"name":"a\\ud800b.txt","size":1}'),
+      ],
       [
         'tus Upload-Metadata',
         () =>

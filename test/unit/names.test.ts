@@ -73,6 +73,8 @@ describe('validateFileName refuses names that could mislead or break headers, lo
     ['combining grapheme joiner', 'a\u034Fb.txt'],
     ['tag character', 'a\u{E0001}b.txt'],
     ['paragraph separator', 'a\u2029b.txt'],
+    ['lone high surrogate', 'a\ud800b.txt'],
+    ['lone low surrogate', '\udc00.txt'],
     ['line separator', 'a\u2028b.txt'],
     ['slash', 'dir/file.txt'],
     ['backslash', 'dir\\file.txt'],
