@@ -533,6 +533,28 @@ describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {
   const signRequest = (server: TestWharf, body: Record<string, unknown>, key = server.key) =>
     api(server.url, key, 'POST', '/v1/s3/sign', body);
 
+  /** PUTs each slice of `file` as a part, signed by /v1/s3/sign as Uppy has it signed: their ETags. */
+  async function putSignedParts(
+    server: TestWharf,
+    key: string,
+    uploadId: string,
+    file: Buffer,
+  ): Promise<string[]> {
+    const etags: string[] = [];
+    for (const [i, part] of slices(file).entries()) {
+      const signed = await signRequest(server, { method: 'PUT', key, uploadId, partNumber: i + 1 });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const res = await fetch(signed.body.url, {
+        method: 'PUT',
+        headers: signed.body.headers,
+        body: new Uint8Array(part),
+      });
+      assert.equal(res.status, 200, await res.text());
+      etags.push(res.headers.get('etag')!);
+    }
+    return etags;
+  }
+
   async function settle(
     server: TestWharf,
     uploadId: string,
@@ -582,18 +604,7 @@ describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {
     const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(createdXml)?.[1];
     assert.ok(uploadId, createdXml);
 
-    const etags: string[] = [];
-    for (const [i, part] of slices(file).entries()) {
-      const signed = await signRequest(w, { method: 'PUT', key, uploadId, partNumber: i + 1 });
-      assert.equal(signed.status, 200, JSON.stringify(signed.body));
-      const res = await fetch(signed.body.url, {
-        method: 'PUT',
-        headers: signed.body.headers,
-        body: new Uint8Array(part),
-      });
-      assert.equal(res.status, 200, await res.text());
-      etags.push(res.headers.get('etag')!);
-    }
+    const etags = await putSignedParts(w, key, uploadId, file);
     const list = await signRequest(w, { method: 'GET', key, uploadId });
     const listed = await (await fetch(list.body.url, { headers: list.body.headers })).text();
     assert.equal((listed.match(/<Part>/g) ?? []).length, 2, listed);
@@ -631,17 +642,7 @@ describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {
       const created = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
       const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())?.[1];
       assert.ok(uploadId);
-      const etags: string[] = [];
-      for (const [i, part] of slices(file).entries()) {
-        const signed = await signRequest(short, { method: 'PUT', key, uploadId, partNumber: i + 1 });
-        const res = await fetch(signed.body.url, {
-          method: 'PUT',
-          headers: signed.body.headers,
-          body: new Uint8Array(part),
-        });
-        assert.equal(res.status, 200, await res.text());
-        etags.push(res.headers.get('etag')!);
-      }
+      const etags = await putSignedParts(short, key, uploadId, file);
 
       short.clock.advance(61_000);
       const more = await signRequest(short, { method: 'PUT', key, uploadId, partNumber: 3 });

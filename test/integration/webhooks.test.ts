@@ -502,11 +502,7 @@ describe('retries and failures', () => {
     const start = w.clock.now();
     let d = await deliveryOf(key, hook.id, 'upload.completed');
     for (let attempt = 1; attempt < 10; attempt++) {
-      assert.equal(d.status, 'pending', `after attempt ${attempt}`);
-      assert.equal(d.attempts, attempt);
-      const wait = Date.parse(d.next_attempt_at) - Date.parse(d.last_attempt_at);
-      const planned = DELIVERY_DELAYS_MS[attempt - 1]!;
-      assert.ok(wait >= planned && wait <= planned * 1.1, `wait ${attempt}: ${wait} for ${planned}`);
+      waitsAsScheduled(d, attempt);
       await nextAttempt(d);
       d = await deliveryOf(key, hook.id, 'upload.completed');
     }
@@ -576,11 +572,7 @@ describe('retries and failures', () => {
       const find = async () => (await deliveries(key, hook.id, '', server))[0];
       let d = await find();
       for (let attempt = 1; attempt < 10; attempt++) {
-        assert.equal(d.status, 'pending', `after attempt ${attempt}`);
-        assert.equal(d.attempts, attempt);
-        const wait = Date.parse(d.next_attempt_at) - Date.parse(d.last_attempt_at);
-        const planned = DELIVERY_DELAYS_MS[attempt - 1]!;
-        assert.ok(wait >= planned && wait <= planned * 1.1, `wait ${attempt}: ${wait} for ${planned}`);
+        waitsAsScheduled(d, attempt);
         server.clock.set(Date.parse(d.next_attempt_at));
         await crashThenRun();
         d = await find();
@@ -1046,3 +1038,15 @@ describe('a new server secret (WHARF_SECRET): endpoints keep signing', () => {
     }
   });
 });
+
+/** A delivery still pending after `attempt` failed attempts, its next one planned as the schedule says. */
+function waitsAsScheduled(
+  d: { status: string; attempts: number; next_attempt_at: string; last_attempt_at: string },
+  attempt: number,
+): void {
+  assert.equal(d.status, 'pending', `after attempt ${attempt}`);
+  assert.equal(d.attempts, attempt);
+  const wait = Date.parse(d.next_attempt_at) - Date.parse(d.last_attempt_at);
+  const planned = DELIVERY_DELAYS_MS[attempt - 1]!;
+  assert.ok(wait >= planned && wait <= planned * 1.1, `wait ${attempt}: ${wait} for ${planned}`);
+}
