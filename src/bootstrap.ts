@@ -188,6 +188,7 @@ export async function openCore(
       renderEvent: (event) => webhookPayload(event, config.publicUrl),
       settings: {
         timeoutMs: config.webhooks.timeoutMs,
+        concurrency: config.webhooks.concurrency,
         allowPrivate: config.webhooks.allowPrivate,
         retentionMs: config.eventsRetentionDays * 24 * 3600_000,
       },

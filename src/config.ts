@@ -89,6 +89,12 @@ export interface WebhookConfig {
   /** How long one delivery attempt may take, connection to answer (WHARF_WEBHOOK_TIMEOUT_MS). */
   timeoutMs: number;
   /**
+   * WHARF_WEBHOOK_CONCURRENCY: how many attempts one endpoint may have in flight at once,
+   * across every node. More sends a busy endpoint more per second; an endpoint that never
+   * answers holds that many job workers.
+   */
+  concurrency: number;
+  /**
    * WHARF_WEBHOOK_ALLOW_PRIVATE: endpoints on private, loopback, link-local … addresses are
    * accepted. Off by default: a URL an API caller chose must not reach the server's own network.
    */
@@ -281,6 +287,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       // At most a minute: a job's lease (5 minutes) must outlast any attempt, or another node
       // could take the delivery over while it is still being sent.
       timeoutMs: integer(env, 'WHARF_WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+      concurrency: integer(env, 'WHARF_WEBHOOK_CONCURRENCY', 2, 1, 64),
       allowPrivate: choice(env, 'WHARF_WEBHOOK_ALLOW_PRIVATE', ['true', 'false'], 'false') === 'true',
     },
     eventsRetentionDays: integer(env, 'WHARF_EVENTS_RETENTION_DAYS', 30, 1, 3650),

@@ -12,6 +12,11 @@ export interface JobSettings {
   maxAttempts: number;
   /** How many jobs this node runs at once (WHARF_JOB_CONCURRENCY); 1 when absent. */
   concurrency?: number | undefined;
+  /**
+   * How many jobs of one lane run at once, across every node; 1 when absent. Only deliveries
+   * have lanes (one per endpoint), so this is WHARF_WEBHOOK_CONCURRENCY.
+   */
+  laneLimit?: number | undefined;
 }
 
 export interface KindOptions {
@@ -107,7 +112,10 @@ export class JobRunner {
     }
     let job: Job | undefined;
     try {
-      job = await this.store.claimJob(this.workerId, now, now + this.settings.leaseMs, skip);
+      job = await this.store.claimJob(this.workerId, now, now + this.settings.leaseMs, {
+        skipKinds: skip,
+        laneLimit: this.settings.laneLimit,
+      });
     } finally {
       for (const kind of reserved) if (kind !== job?.kind) this.capped.get(kind)!.running -= 1;
     }

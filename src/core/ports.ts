@@ -80,10 +80,22 @@ export interface NewJob {
   payload: Record<string, unknown>;
   runAt: number;
   /**
-   * Jobs of one lane run one at a time, across every node (claimJob skips a lane with a job
-   * running): a webhook endpoint's deliveries, so a slow endpoint holds one worker only.
+   * Jobs of one lane run at most ClaimOptions.laneLimit at a time, across every node (claimJob
+   * passes over a lane that has that many running): a webhook endpoint's deliveries, so a slow
+   * endpoint holds that many workers only.
    */
   lane?: string | undefined;
+}
+
+/** What a claim leaves alone. */
+export interface ClaimOptions {
+  /** Kinds of job not to claim (the node has no worker to spare for them). */
+  skipKinds?: readonly string[] | undefined;
+  /**
+   * How many jobs of one lane (NewJob.lane) may run at once, across every node; 1 when absent.
+   * A lane that has this many running on a good lease is passed over: its next job waits.
+   */
+  laneLimit?: number | undefined;
 }
 
 /** Installation-wide settings (the server secret). */
@@ -313,15 +325,11 @@ export interface JobStore {
   enqueueJobs(jobs: NewJob[]): Promise<void>;
   /**
    * Claims one due job for `worker` until `leaseUntil` (a job whose lease ran out is due
-   * again), none of `skipKinds`. Exactly one claimant wins, across processes and nodes, and a
-   * lane (NewJob.lane) with a job running is passed over: its next job waits for that one.
+   * again), none of `options.skipKinds`. Exactly one claimant wins, across processes and nodes,
+   * and a lane (NewJob.lane) with `options.laneLimit` jobs running is passed over: its next job
+   * waits for one of them.
    */
-  claimJob(
-    worker: string,
-    now: number,
-    leaseUntil: number,
-    skipKinds?: readonly string[],
-  ): Promise<Job | undefined>;
+  claimJob(worker: string, now: number, leaseUntil: number, options?: ClaimOptions): Promise<Job | undefined>;
   finishJob(id: string, worker: string, at: number): Promise<void>;
   /** Records a failure; `retryAt` null gives up on the job. */
   failJob(id: string, worker: string, error: string, retryAt: number | null, at: number): Promise<void>;

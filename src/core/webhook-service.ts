@@ -21,6 +21,11 @@ import {
 export interface WebhookSettings {
   /** How long one attempt may take (WHARF_WEBHOOK_TIMEOUT_MS). */
   timeoutMs: number;
+  /**
+   * How many attempts one endpoint may have in flight at once, across every node
+   * (WHARF_WEBHOOK_CONCURRENCY); 1 when absent: one at a time, in order.
+   */
+  concurrency?: number | undefined;
   /** Private, loopback, link-local … targets accepted (WHARF_WEBHOOK_ALLOW_PRIVATE). */
   allowPrivate: boolean;
   /** Events, and finished deliveries, older than this are pruned by the sweep. */

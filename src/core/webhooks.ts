@@ -11,9 +11,9 @@ import type { NewJob } from './ports.js';
 export const DELIVER_WEBHOOK_JOB = 'deliver-webhook';
 
 /**
- * The job that sends a delivery. An endpoint's deliveries share a lane (its id), so they go out
- * one at a time: an endpoint that takes its whole timeout holds one worker, and the others
- * serve other endpoints and other jobs.
+ * The job that sends a delivery. An endpoint's deliveries share a lane (its id), so at most
+ * WHARF_WEBHOOK_CONCURRENCY of them are in flight at once: an endpoint that takes its whole
+ * timeout holds that many workers, and the others serve other endpoints and other jobs.
  */
 export function deliveryJob(jobId: string, deliveryId: string, webhookId: string, runAt: number): NewJob {
   return { id: jobId, kind: DELIVER_WEBHOOK_JOB, payload: { deliveryId }, runAt, lane: webhookId };

@@ -195,7 +195,13 @@ export function createCore(deps: CoreDeps): Core {
     deps.store,
     deps.clock,
     deps.ids,
-    { leaseMs: 5 * 60_000, maxAttempts: 5, concurrency: deps.jobs?.concurrency },
+    {
+      leaseMs: 5 * 60_000,
+      maxAttempts: 5,
+      concurrency: deps.jobs?.concurrency,
+      // Deliveries are the only jobs with lanes (one per endpoint).
+      laneLimit: deps.webhooks.settings.concurrency,
+    },
     telemetry,
   );
   jobs.register(

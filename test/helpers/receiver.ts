@@ -34,7 +34,8 @@ export class Receiver {
   /** Requests that failed verification (always a bug in these tests). */
   readonly invalid: string[] = [];
   answer: (d: Delivered) => Answer = () => ({ status: 204 });
-  private readonly hanging = new Set<ServerResponse>();
+  /** Requests answered 'hang', not yet released: what Wharf has in flight to this receiver. */
+  private readonly hanging = new Map<ServerResponse, Delivered>();
 
   private constructor(private readonly server: Server) {}
 
@@ -96,15 +97,30 @@ export class Receiver {
     this.requests.push(delivered);
     const answer = this.answer(delivered);
     if (answer === 'hang') {
-      this.hanging.add(res);
+      this.hanging.set(res, delivered);
+      res.on('close', () => this.hanging.delete(res));
       return;
     }
     if (answer.status >= 200 && answer.status < 300) this.accepted.push(delivered);
     res.writeHead(answer.status, answer.headers).end(answer.body ?? '');
   }
 
+  /** How many requests are open at this moment (held by a 'hang' answer). */
+  get open(): number {
+    return this.hanging.size;
+  }
+
+  /** Answers every request held open with 204 now. */
+  release(): void {
+    for (const [res, delivered] of this.hanging) {
+      this.accepted.push(delivered);
+      res.writeHead(204).end();
+    }
+    this.hanging.clear();
+  }
+
   async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
+    for (const res of this.hanging.keys()) res.destroy();
     this.hanging.clear();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

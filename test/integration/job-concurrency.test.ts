@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { createAsset, eventually } from '../helpers/assets.js';
+import { createAsset, dbQuery, eventually } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { Receiver } from '../helpers/receiver.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
  * The server's own job runner (not a test's drain()): a webhook endpoint that never answers
- * holds one worker for its whole timeout, and the node's other workers go on processing and
- * delivering to other endpoints.
+ * holds WHARF_WEBHOOK_CONCURRENCY workers for its whole timeout, and the node's other workers
+ * go on processing and delivering to other endpoints.
  */
 
 let w: TestWharf;
@@ -24,6 +24,8 @@ before(async () => {
       WHARF_WEBHOOK_ALLOW_PRIVATE: 'true',
       // Longer than this test waits for anything: the hanging delivery stays in flight.
       WHARF_WEBHOOK_TIMEOUT_MS: '60000',
+      // One attempt per endpoint at a time; the describe below has two.
+      WHARF_WEBHOOK_CONCURRENCY: '1',
     },
   });
 });
@@ -33,17 +35,17 @@ after(async () => {
 });
 
 /** A receiver answering `answer`, with an endpoint of the account `key` subscribed to `types`. */
-async function endpointOf(key: string, types: string[], answer: Receiver['answer']) {
+async function endpointOf(key: string, types: string[], answer: Receiver['answer'], server = w) {
   const r = await Receiver.start();
   receivers.push(r);
   r.answer = answer;
-  const created = await api(w.url, key, 'POST', '/v1/webhooks', { url: r.url, event_types: types });
+  const created = await api(server.url, key, 'POST', '/v1/webhooks', { url: r.url, event_types: types });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   r.secrets = [created.body.secret];
   return { receiver: r, id: created.body.webhook.id as string };
 }
 
-describe('jobs run concurrently on a node', () => {
+describe('jobs run concurrently on a node (WHARF_WEBHOOK_CONCURRENCY 1)', () => {
   test('a delivery hanging on its endpoint does not hold up asset processing', async () => {
     const created = await api(w.url, w.key, 'POST', '/v1/webhooks', {
       url: receiver.url,
@@ -71,7 +73,10 @@ describe('jobs run concurrently on a node', () => {
     // More deliveries to the hanging endpoint than the node has workers (4).
     const noisy = await w.newAccount();
     const dead = await endpointOf(noisy.key, ['asset.created'], () => 'hang');
-    for (let i = 0; i < 6; i++) await createAsset(w, noisy.key, `noisy-${i}.bin`, randomBytes(100));
+    const noisyAssets: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      noisyAssets.push((await createAsset(w, noisy.key, `noisy-${i}.bin`, randomBytes(100))).id);
+    }
     await eventually(() => dead.receiver.requests.length >= 1, 'the hanging endpoint gets a delivery');
 
     const quiet = await w.newAccount();
@@ -87,8 +92,10 @@ describe('jobs run concurrently on a node', () => {
     }, 'the asset is processed while the other endpoint hangs');
     assert.equal(healthy.receiver.accepted[0]!.payload?.data.asset.id, asset.id);
 
-    // Still hanging: one attempt in flight, the other five waiting their turn (none attempted).
+    // Still hanging: one attempt in flight, the other five waiting their turn (none attempted),
+    // and the one in flight is the first due.
     assert.equal(dead.receiver.requests.length, 1, 'one delivery at a time to one endpoint');
+    assert.equal(dead.receiver.requests[0]!.payload?.data.asset.id, noisyAssets[0]);
     const pending = await api(w.url, noisy.key, 'GET', `/v1/webhooks/${dead.id}/deliveries?limit=100`);
     assert.equal(pending.body.data.length, 6);
     assert.ok(
@@ -117,5 +124,86 @@ describe('jobs run concurrently on a node', () => {
     }, 'the asset is processed while every delivery worker hangs');
     assert.equal(inFlight(), 3, 'no fourth delivery took the last worker');
     assert.equal(hanging[0]!.receiver.requests.length + hanging[1]!.receiver.requests.length, 1);
+  });
+});
+
+describe('an endpoint gets WHARF_WEBHOOK_CONCURRENCY attempts at once (2)', () => {
+  let two: TestWharf;
+  before(async () => {
+    two = await startWharf({
+      env: {
+        WHARF_JOB_INTERVAL_MS: '20',
+        WHARF_WEBHOOK_ALLOW_PRIVATE: 'true',
+        WHARF_WEBHOOK_TIMEOUT_MS: '60000',
+        // Deliveries may take 5 workers: more than one endpoint's two.
+        WHARF_JOB_CONCURRENCY: '6',
+        WHARF_WEBHOOK_CONCURRENCY: '2',
+      },
+    });
+  });
+  after(async () => {
+    await two?.close();
+  });
+
+  test('an endpoint that never answers holds exactly two attempts; its other deliveries wait, another endpoint’s goes through', async () => {
+    const noisy = await two.newAccount();
+    const dead = await endpointOf(noisy.key, ['asset.created'], () => 'hang', two);
+    for (let i = 0; i < 6; i++) await createAsset(two, noisy.key, `noisy-${i}.bin`, randomBytes(100));
+    await eventually(() => dead.receiver.open === 2, 'the hanging endpoint holds two attempts');
+
+    const quiet = await two.newAccount();
+    const healthy = await endpointOf(quiet.key, ['asset.created'], () => ({ status: 204 }), two);
+    const asset = await createAsset(two, quiet.key, 'quiet.bin', randomBytes(100));
+    await eventually(
+      () => healthy.receiver.accepted.length === 1,
+      'the healthy endpoint gets its delivery while the other one hangs',
+    );
+    assert.equal(healthy.receiver.accepted[0]!.payload?.data.asset.id, asset.id);
+
+    // Free workers were there (5 may deliver), yet the hanging endpoint got no third attempt.
+    assert.equal(dead.receiver.requests.length, 2, 'two deliveries at a time to one endpoint');
+    assert.equal(dead.receiver.open, 2);
+    const jobs = dbQuery<{ status: string }>(
+      two,
+      'select status from jobs where lane = ? order by status',
+      dead.id,
+    );
+    assert.deepEqual(
+      jobs.map((j) => j.status),
+      ['queued', 'queued', 'queued', 'queued', 'running', 'running'],
+    );
+    const pending = await api(two.url, noisy.key, 'GET', `/v1/webhooks/${dead.id}/deliveries?limit=100`);
+    assert.equal(pending.body.data.length, 6);
+    assert.ok(
+      pending.body.data.every(
+        (d: { status: string; attempts: number }) => d.status === 'pending' && d.attempts === 0,
+      ),
+      JSON.stringify(pending.body.data),
+    );
+  });
+
+  test('a busy endpoint gets two deliveries at once', async () => {
+    const { key } = await two.newAccount();
+    // Answers once it has two requests open, both at once: it gets nothing more until Wharf
+    // sends a second while the first is still open.
+    let mostOpen = 0;
+    const busy = await endpointOf(
+      key,
+      ['asset.created'],
+      () => {
+        mostOpen = Math.max(mostOpen, busy.receiver.open + 1);
+        if (busy.receiver.open === 0) return 'hang';
+        busy.receiver.release();
+        return { status: 204 };
+      },
+      two,
+    );
+    for (let i = 0; i < 4; i++) await createAsset(two, key, `busy-${i}.bin`, randomBytes(100));
+    await eventually(
+      () => busy.receiver.accepted.length === 4,
+      'the endpoint has two requests open at once, twice',
+    );
+    assert.equal(mostOpen, 2);
+    assert.equal(busy.receiver.requests.length, 4, 'each delivery was sent once');
   });
 });

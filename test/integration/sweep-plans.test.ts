@@ -95,7 +95,11 @@ describe('the queries the sweep and the job runner send', () => {
     ['listStaleUploads', () => store.listStaleUploads(NOW - 3_600_000, 200)],
     ['listAutoCompletable', () => store.listAutoCompletable(500)],
     ['claimJob', () => store.claimJob('worker-1', NOW, NOW + 60_000)],
-    ['claimJob (no deliveries)', () => store.claimJob('worker-1', NOW, NOW + 60_000, ['deliver-webhook'])],
+    [
+      'claimJob (no deliveries)',
+      () => store.claimJob('worker-1', NOW, NOW + 60_000, { skipKinds: ['deliver-webhook'] }),
+    ],
+    ['claimJob (lanes of 4)', () => store.claimJob('worker-1', NOW, NOW + 60_000, { laneLimit: 4 })],
     ['countJobs', () => store.countJobs()],
   ];
 

@@ -558,12 +558,9 @@ describe('retries and failures', () => {
       const others = server.wharf.core.jobs.kinds.filter((k) => k !== DELIVER_WEBHOOK_JOB);
       const crashThenRun = async () => {
         const now = server.clock.now();
-        const claimed = await crashed.claimJob(
-          'worker-crashed',
-          now,
-          now + server.wharf.core.jobs.leaseMs,
-          others,
-        );
+        const claimed = await crashed.claimJob('worker-crashed', now, now + server.wharf.core.jobs.leaseMs, {
+          skipKinds: others,
+        });
         assert.equal(claimed?.kind, DELIVER_WEBHOOK_JOB);
         server.clock.set(now + server.wharf.core.jobs.leaseMs + 1);
         await drain(server);

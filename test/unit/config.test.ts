@@ -48,6 +48,18 @@ describe('configuration', () => {
     assert.equal(loadConfig({ WHARF_SHUTDOWN_TIMEOUT: '0' }).shutdownTimeoutSeconds, 0);
   });
 
+  test('WHARF_WEBHOOK_CONCURRENCY: attempts one endpoint may have in flight, 2 unless told, 1 to 64', () => {
+    assert.equal(loadConfig({}).webhooks.concurrency, 2);
+    assert.equal(loadConfig({ WHARF_WEBHOOK_CONCURRENCY: '1' }).webhooks.concurrency, 1);
+    assert.equal(loadConfig({ WHARF_WEBHOOK_CONCURRENCY: '64' }).webhooks.concurrency, 64);
+    assert.deepEqual(problems({ WHARF_WEBHOOK_CONCURRENCY: '0' }), [
+      'WHARF_WEBHOOK_CONCURRENCY must be between 1 and 64, got 0',
+    ]);
+    assert.deepEqual(problems({ WHARF_WEBHOOK_CONCURRENCY: 'many' }), [
+      'WHARF_WEBHOOK_CONCURRENCY must be a whole number, got "many"',
+    ]);
+  });
+
   test('a password is never shown in a problem', () => {
     const shown = problems({
       WHARF_DATABASE_URL: 'postgress://wharf:hunter2@db.internal:5432/wharf',

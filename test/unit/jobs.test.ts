@@ -289,3 +289,62 @@ describe('JobRunner', () => {
     assert.equal(state.runAt, start + 7 * 3600_000);
   });
 });
+
+describe('lanes: how many jobs of one lane run at once', () => {
+  /** Jobs in `lane` (none when null), due now, in the order they were made. */
+  async function enqueueIn(lane: string | null, count: number): Promise<string[]> {
+    const jobs = Array.from({ length: count }, () => ({
+      id: ids.id(),
+      kind,
+      payload: {},
+      runAt: clock.now(),
+      lane: lane ?? undefined,
+    }));
+    await first.enqueueJobs(jobs);
+    return jobs.map((j) => j.id);
+  }
+
+  /**
+   * Claims on both connections, `atOnce` of them together, then one at a time until none is
+   * left to claim: the ids claimed, each with its worker.
+   */
+  async function claimAll(laneLimit: number, atOnce: number): Promise<Map<string, string>> {
+    const leaseUntil = clock.now() + settings.leaseMs;
+    const claimed = new Map<string, string>();
+    const stores = [first, second];
+    const claim = async (i: number, worker: string) => {
+      const j = await stores[i % 2]!.claimJob(worker, clock.now(), leaseUntil, { laneLimit });
+      if (j) claimed.set(j.id, worker);
+      return j;
+    };
+    await Promise.all(Array.from({ length: atOnce }, (_, i) => claim(i, `worker-${claimed.size}-${i}`)));
+    // A claim that passed over a lane another was taking at that moment gets its turn here.
+    for (let i = 0; await claim(i, `worker-late-${claimed.size}-${i}`); i++);
+    return claimed;
+  }
+
+  for (const laneLimit of [1, 2, 3]) {
+    test(`with a limit of ${laneLimit}, claims on two connections at once start exactly ${laneLimit} of a lane`, async () => {
+      const lane = await enqueueIn('endpoint-a', 8);
+      const other = await enqueueIn('endpoint-b', 8);
+      const free = await enqueueIn(null, 3);
+      const claimed = await claimAll(laneLimit, 8);
+      // That many of each lane, and every job of no lane.
+      assert.equal(lane.filter((id) => claimed.has(id)).length, laneLimit);
+      assert.equal(other.filter((id) => claimed.has(id)).length, laneLimit);
+      assert.deepEqual(
+        free.filter((id) => claimed.has(id)),
+        free,
+      );
+      assert.equal(claimed.size, 2 * laneLimit + 3);
+
+      // One finishes: one more of the lane, and only one, may start.
+      const done = lane.find((id) => claimed.has(id))!;
+      await first.finishJob(done, claimed.get(done)!, clock.now());
+      assert.equal((await job(done)).status, 'done');
+      const next = [...(await claimAll(laneLimit, 4)).keys()];
+      assert.equal(next.length, 1);
+      assert.ok(lane.includes(next[0]!) && !claimed.has(next[0]!));
+    });
+  }
+});

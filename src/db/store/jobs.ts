@@ -1,6 +1,6 @@
 import { type SelectQueryBuilder, sql, type Transaction } from 'kysely';
 import type { Job } from '../../core/model.js';
-import type { JobStore, NewJob } from '../../core/ports.js';
+import type { ClaimOptions, JobStore, NewJob } from '../../core/ports.js';
 import type { Database } from '../schema.js';
 import type { SqlContext } from './context.js';
 import { fromJob, toJob } from './rows.js';
@@ -14,10 +14,16 @@ type Candidates<O> = SelectQueryBuilder<Database & { c: Database['jobs'] }, 'c',
 
 /**
  * The jobs that may be claimed now, first first: queued and due, or running on a lease that
- * ran out; not of a kind in `skipKinds`; and not in a lane that has a job running (on a lease
- * still good): a lane runs one job at a time.
+ * ran out; not of a kind in `skipKinds`; and not in a lane that has `laneLimit` jobs running
+ * (on a lease still good). A job of no lane meets no running job of its lane (null equals
+ * nothing), so the count never holds it back.
  */
-function dueJobs<O>(select: Candidates<O>, now: number, skipKinds: readonly string[]): Candidates<O> {
+function dueJobs<O>(
+  select: Candidates<O>,
+  now: number,
+  skipKinds: readonly string[],
+  laneLimit: number,
+): Candidates<O> {
   let due = select
     .where((eb) =>
       eb.or([
@@ -25,16 +31,17 @@ function dueJobs<O>(select: Candidates<O>, now: number, skipKinds: readonly stri
         eb.and([eb('c.status', '=', 'running'), eb('c.lease_until', '<', now)]),
       ]),
     )
-    .where(({ not, exists, selectFrom }) =>
-      not(
-        exists(
-          selectFrom('jobs as r')
-            .select('r.id')
-            .whereRef('r.lane', '=', 'c.lane')
-            // A literal, so SQLite uses the partial index of running jobs (jobs_lane_running).
-            .where('r.status', '=', sql.lit('running'))
-            .where('r.lease_until', '>=', now),
-        ),
+    .where((eb) =>
+      eb(
+        eb
+          .selectFrom('jobs as r')
+          .select(eb.fn.countAll<number>().as('running'))
+          .whereRef('r.lane', '=', 'c.lane')
+          // A literal, so SQLite uses the partial index of running jobs (jobs_lane_running).
+          .where('r.status', '=', sql.lit('running'))
+          .where('r.lease_until', '>=', now),
+        '<',
+        laneLimit,
       ),
     );
   if (skipKinds.length > 0) due = due.where('c.kind', 'not in', skipKinds);
@@ -45,22 +52,28 @@ function dueJobs<O>(select: Candidates<O>, now: number, skipKinds: readonly stri
 
 /**
  * Whether this claim may run a job of `lane` (PostgreSQL): no other claim of the lane is under
- * way (the lock, held to the end of this transaction) and, read after taking it, no job of the
- * lane is running. A claim that committed meanwhile is seen: each statement reads what was
- * committed before it began.
+ * way (the lock, held to the end of this transaction) and, counted after taking it, the lane
+ * has fewer than `laneLimit` jobs running. The count is exact: a claim of the lane that
+ * committed meanwhile is seen (each statement reads what was committed before it began), and
+ * none can commit while this one holds the lock.
  */
-async function takeLane(trx: Transaction<Database>, lane: string, now: number): Promise<boolean> {
+async function takeLane(
+  trx: Transaction<Database>,
+  lane: string,
+  now: number,
+  laneLimit: number,
+): Promise<boolean> {
   const { rows } = await sql<{ taken: boolean }>`
     select pg_try_advisory_xact_lock(${sql.lit(LANE_LOCK_CLASS)}, hashtext(${lane})) as taken`.execute(trx);
   if (!rows[0]?.taken) return false;
   const running = await trx
     .selectFrom('jobs')
-    .select('id')
+    .select((eb) => eb.fn.countAll<string | number>().as('n'))
     .where('lane', '=', lane)
     .where('status', '=', sql.lit('running'))
     .where('lease_until', '>=', now)
-    .executeTakeFirst();
-  return running === undefined;
+    .executeTakeFirstOrThrow();
+  return Number(running.n) < laneLimit;
 }
 
 export function jobQueries({ db, dialect }: SqlContext): JobStore {
@@ -73,28 +86,29 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
       worker: string,
       now: number,
       leaseUntil: number,
-      skipKinds: readonly string[] = [],
+      { skipKinds = [], laneLimit = 1 }: ClaimOptions = {},
     ): Promise<Job | undefined> {
       const claim = { status: 'running', worker, lease_until: leaseUntil, updated_at: now };
       if (dialect === 'sqlite') {
         // One statement: it takes the write lock before it reads. A read-then-update
         // transaction would meet another connection's claim with SQLITE_BUSY instead. Under
-        // that lock no other claim runs, so a lane seen free here is free.
+        // that lock no other claim runs, so a lane's count read here is exact.
         const row = await db
           .updateTable('jobs')
           .set({ ...claim, attempts: sql<number>`attempts + 1` })
           .where('id', '=', (eb) =>
-            dueJobs(eb.selectFrom('jobs as c'), now, skipKinds).select('c.id').limit(1),
+            dueJobs(eb.selectFrom('jobs as c'), now, skipKinds, laneLimit).select('c.id').limit(1),
           )
           .returningAll()
           .executeTakeFirst();
         return row && toJob(row);
       }
       return db.transaction().execute(async (trx) => {
-        // Lanes another node took while this claim looked: their jobs are passed over.
+        // Lanes another claim is taking, or that filled up, while this one looked: their jobs
+        // are passed over.
         const taken: string[] = [];
         for (let tries = 0; tries < LANE_TRIES; tries += 1) {
-          let select = dueJobs(trx.selectFrom('jobs as c'), now, skipKinds)
+          let select = dueJobs(trx.selectFrom('jobs as c'), now, skipKinds, laneLimit)
             .selectAll('c')
             .limit(1)
             // Other nodes skip the row this one is claiming instead of queueing behind it.
@@ -105,7 +119,7 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
           }
           const row = await select.executeTakeFirst();
           if (!row) return undefined;
-          if (row.lane !== null && !(await takeLane(trx, row.lane, now))) {
+          if (row.lane !== null && !(await takeLane(trx, row.lane, now, laneLimit))) {
             taken.push(row.lane);
             continue;
           }
