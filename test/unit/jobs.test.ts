@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import { ManualClock } from '../../src/core/clock.js';
 import { createIdSource } from '../../src/core/ids.js';
 import {
@@ -40,8 +41,10 @@ after(async () => {
 });
 
 let databases = 0;
+/** The test's database, for a third connection of its own. */
+let url: string;
 beforeEach(async () => {
-  let url = `sqlite://${join(dir, `jobs-${++databases}.db`)}`;
+  url = `sqlite://${join(dir, `jobs-${++databases}.db`)}`;
   if (deployment === 'scaled') {
     const database = await createDatabase();
     url = database.env.WHARF_DATABASE_URL!;
@@ -347,4 +350,26 @@ describe('lanes: how many jobs of one lane run at once', () => {
       assert.ok(lane.includes(next[0]!) && !claimed.has(next[0]!));
     });
   }
+
+  test('at a limit of 1 a lane runs in order: a claim that finds the lane’s first job held by another passes over the lane', {
+    skip:
+      deployment !== 'scaled' &&
+      'SQLite claims in one statement under its write lock: no claim holds a row while another looks',
+  }, async () => {
+    const lane = await enqueueIn('endpoint-a', 3);
+    // Another claim's transaction holds the lane's first job for a moment (it selected it and is
+    // about to pass over the lane, or to take it).
+    const other = connect(url);
+    try {
+      await other.db.transaction().execute(async (trx) => {
+        await sql`select id from jobs where id = ${lane[0]!} for update`.execute(trx);
+        const meanwhile = await first.claimJob('worker-a', clock.now(), clock.now() + settings.leaseMs);
+        assert.equal(meanwhile, undefined, `claimed ${meanwhile?.id} ahead of ${lane[0]}`);
+      });
+    } finally {
+      await other.db.destroy();
+    }
+    const next = await first.claimJob('worker-a', clock.now(), clock.now() + settings.leaseMs);
+    assert.equal(next?.id, lane[0]);
+  });
 });

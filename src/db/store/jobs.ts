@@ -51,29 +51,45 @@ function dueJobs<O>(
 }
 
 /**
- * Whether this claim may run a job of `lane` (PostgreSQL): no other claim of the lane is under
- * way (the lock, held to the end of this transaction) and, counted after taking it, the lane
- * has fewer than `laneLimit` jobs running. The count is exact: a claim of the lane that
+ * Whether this claim may run `row`, a job of `lane` (PostgreSQL): no other claim of the lane is
+ * under way (the lock, held to the end of this transaction) and, counted after taking it, the
+ * lane has fewer than `laneLimit` jobs running. The count is exact: a claim of the lane that
  * committed meanwhile is seen (each statement reads what was committed before it began), and
  * none can commit while this one holds the lock.
+ *
+ * At a limit of 1 the lane runs in order, so `row` must also be the lane's first due job. The
+ * claim's select skips rows other claims hold locked, and a claim that is passing over this
+ * lane (it lost the lock) may hold the first one for a moment: then this claim passes over it
+ * too, and a later one takes the first, rather than starting the second before it.
  */
 async function takeLane(
   trx: Transaction<Database>,
-  lane: string,
+  row: { id: string; lane: string },
   now: number,
+  skipKinds: readonly string[],
   laneLimit: number,
 ): Promise<boolean> {
   const { rows } = await sql<{ taken: boolean }>`
-    select pg_try_advisory_xact_lock(${sql.lit(LANE_LOCK_CLASS)}, hashtext(${lane})) as taken`.execute(trx);
+    select pg_try_advisory_xact_lock(${sql.lit(LANE_LOCK_CLASS)}, hashtext(${row.lane})) as taken`.execute(
+    trx,
+  );
   if (!rows[0]?.taken) return false;
   const running = await trx
     .selectFrom('jobs')
     .select((eb) => eb.fn.countAll<string | number>().as('n'))
-    .where('lane', '=', lane)
+    .where('lane', '=', row.lane)
     .where('status', '=', sql.lit('running'))
     .where('lease_until', '>=', now)
     .executeTakeFirstOrThrow();
-  return Number(running.n) < laneLimit;
+  if (Number(running.n) >= laneLimit) return false;
+  if (laneLimit > 1) return true;
+  // Not locked, so not skipped: the first due job whoever holds it.
+  const first = await dueJobs(trx.selectFrom('jobs as c'), now, skipKinds, laneLimit)
+    .select('c.id')
+    .where('c.lane', '=', row.lane)
+    .limit(1)
+    .executeTakeFirst();
+  return first?.id === row.id;
 }
 
 export function jobQueries({ db, dialect }: SqlContext): JobStore {
@@ -119,8 +135,9 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
           }
           const row = await select.executeTakeFirst();
           if (!row) return undefined;
-          if (row.lane !== null && !(await takeLane(trx, row.lane, now, laneLimit))) {
-            taken.push(row.lane);
+          const { lane } = row;
+          if (lane !== null && !(await takeLane(trx, { id: row.id, lane }, now, skipKinds, laneLimit))) {
+            taken.push(lane);
             continue;
           }
           const attempts = Number(row.attempts) + 1;
