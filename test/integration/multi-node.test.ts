@@ -2,9 +2,19 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { complete, dbQuery, declare, type Intent, putPresigned, uploadRaw } from '../helpers/assets.js';
+import {
+  complete,
+  createAsset,
+  dbQuery,
+  declare,
+  eventually,
+  type Intent,
+  putPresigned,
+  uploadRaw,
+} from '../helpers/assets.js';
 import { deployment, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
+import { Receiver } from '../helpers/receiver.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // Two servers on one database and one storage: what a scaled-out deployment behind a load
@@ -168,5 +178,64 @@ describe('two nodes of one deployment', { skip }, () => {
       const asset = await api(b.url, a.key, 'GET', `/v1/assets/${id}`);
       assert.equal(asset.body.processing, 'done');
     }
+  });
+});
+
+describe('two nodes delivering to one endpoint', { skip }, () => {
+  let a: TestWharf;
+  let b: TestWharf;
+  const receivers: Receiver[] = [];
+  before(async () => {
+    // Both nodes run their own job workers (3 may deliver on each), as deployed.
+    const env = {
+      WHARF_JOB_INTERVAL_MS: '20',
+      WHARF_WEBHOOK_ALLOW_PRIVATE: 'true',
+      WHARF_WEBHOOK_TIMEOUT_MS: '60000',
+      WHARF_WEBHOOK_CONCURRENCY: '2',
+    };
+    a = await startWharf({ env });
+    b = await startWharf({ sharing: a, clock: a.clock, env });
+  });
+  after(async () => {
+    for (const r of receivers) await r.close();
+    await b?.close();
+    await a?.close();
+  });
+
+  async function endpoint(key: string, answer: Receiver['answer']) {
+    const r = await Receiver.start();
+    receivers.push(r);
+    r.answer = answer;
+    const created = await api(a.url, key, 'POST', '/v1/webhooks', {
+      url: r.url,
+      event_types: ['asset.created'],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    r.secrets = [created.body.secret];
+    return { receiver: r, id: created.body.webhook.id as string };
+  }
+
+  test('an endpoint that never answers gets WHARF_WEBHOOK_CONCURRENCY attempts across both nodes, no more', async () => {
+    const noisy = await a.newAccount();
+    const dead = await endpoint(noisy.key, () => 'hang');
+    for (let i = 0; i < 6; i++) await createAsset(a, noisy.key, `noisy-${i}.bin`, randomBytes(100));
+    await eventually(() => dead.receiver.open === 2, 'the hanging endpoint holds two attempts');
+
+    // Both nodes have free workers: another endpoint's delivery goes through meanwhile.
+    const quiet = await a.newAccount();
+    const healthy = await endpoint(quiet.key, () => ({ status: 204 }));
+    await createAsset(b, quiet.key, 'quiet.bin', randomBytes(100));
+    await eventually(() => healthy.receiver.accepted.length === 1, 'the healthy endpoint gets its delivery');
+
+    assert.equal(dead.receiver.requests.length, 2, 'two attempts in flight, whichever nodes sent them');
+    const jobs = dbQuery<{ status: string }>(
+      a,
+      'select status from jobs where lane = ? order by status',
+      dead.id,
+    );
+    assert.deepEqual(
+      jobs.map((j) => j.status),
+      ['queued', 'queued', 'queued', 'queued', 'running', 'running'],
+    );
   });
 });
