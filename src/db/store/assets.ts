@@ -1,21 +1,28 @@
+import type { Kysely } from 'kysely';
 import { assetChanged } from '../../core/events.js';
 import type { Access, Asset, AssetAnalysis, ProcessingStatus } from '../../core/model.js';
 import type { AssetPage, AssetQuery, AssetStore, NewJob } from '../../core/ports.js';
+import type { Database } from '../schema.js';
 import type { SqlContext } from './context.js';
 import { appendEvents } from './events.js';
 import { settleDeleted } from './reservations.js';
 import { fromJob, toAsset } from './rows.js';
 
+/** One account's asset, read by the store itself or inside a transaction it holds. */
+async function readAsset(q: Kysely<Database>, accountId: string, id: string): Promise<Asset | undefined> {
+  const row = await q
+    .selectFrom('assets')
+    .selectAll()
+    .where('account_id', '=', accountId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row && toAsset(row);
+}
+
 export function assetQueries({ db, ids }: SqlContext): AssetStore {
   return {
-    async getAsset(accountId: string, id: string): Promise<Asset | undefined> {
-      const row = await db
-        .selectFrom('assets')
-        .selectAll()
-        .where('account_id', '=', accountId)
-        .where('id', '=', id)
-        .executeTakeFirst();
-      return row && toAsset(row);
+    getAsset(accountId: string, id: string): Promise<Asset | undefined> {
+      return readAsset(db, accountId, id);
     },
 
     async getAssetById(id: string): Promise<Asset | undefined> {
@@ -143,13 +150,7 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
         if (!row) {
           // It has that access already (or does not exist): nothing changed, so no
           // asset.updated ("its access level changed") and the same updated_at.
-          const same = await trx
-            .selectFrom('assets')
-            .selectAll()
-            .where('account_id', '=', accountId)
-            .where('id', '=', id)
-            .executeTakeFirst();
-          return same && toAsset(same);
+          return readAsset(trx, accountId, id);
         }
         const asset = toAsset(row);
         await appendEvents(trx, ids, [assetChanged('asset.updated', asset, at)]);
