@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { compositeEtag } from '../core/digests.js';
@@ -18,6 +18,7 @@ import {
 import { downloadBuffers } from '../core/read-buffers.js';
 import { readFileRange } from './file-reader.js';
 import { type NamedPart, PartChains } from './part-chain.js';
+import { leftOver, tempName } from './process-temp.js';
 import { RunningDigest } from './running-digest.js';
 
 /** What `manifest.json` of a multipart upload records. */
@@ -52,6 +53,9 @@ const MANIFEST = 'manifest.json';
 const OBJECT = 'object.json';
 // Completion renames the directory to this prefix first: of two completions one wins the
 // rename, and parts written meanwhile find no upload rather than vanish into a composed one.
+// The claim names its owner (`.completing-<id>@<owner>`, the owner being the claiming store's
+// temp directory's name, see processTempDir): a server starting beside a live one on the same
+// data directory then settles only the claims of processes that are gone.
 const CLAIMED = '.completing-';
 const ID = /^[A-Za-z0-9_-]{16,64}$/;
 
@@ -64,12 +68,15 @@ export class FsMultipartParts {
   /** The whole object's digests, hashed part by part as they arrive (see PartChains). */
   readonly chains = new PartChains();
 
-  constructor(
-    private readonly dir: string,
-    private readonly tmp: string,
-  ) {}
+  /** This process's own temp directory (FsBlobStore's), given by init. */
+  private tmp: string;
 
-  async init(): Promise<void> {
+  constructor(private readonly dir: string) {
+    this.tmp = dir;
+  }
+
+  async init(tmp: string): Promise<void> {
+    this.tmp = tmp;
     await mkdir(this.dir, { recursive: true });
   }
 
@@ -78,7 +85,7 @@ export class FsMultipartParts {
     const dir = join(this.dir, id);
     await mkdir(dir);
     const manifest: Manifest = { key, contentType };
-    const temp = join(this.tmp, `${randomUUID()}.manifest`);
+    const temp = await tempName(this.tmp, '.manifest');
     await writeFile(temp, JSON.stringify(manifest), { flag: 'wx', mode: 0o640, flush: true });
     await rename(temp, join(dir, MANIFEST));
     await fsyncPath(dir);
@@ -93,7 +100,7 @@ export class FsMultipartParts {
         limit: MULTIPART_LIMITS.maxPartSize,
       });
     }
-    const temp = join(this.tmp, `${randomUUID()}.part`);
+    const temp = await tempName(this.tmp, '.part');
     // Only the part's MD5 (its ETag) is needed here: the whole object's SHA-256 and MD5 are
     // the chain's, hashed in part order once the part is stored. The part's own SHA-256 only
     // when the client declared it (x-amz-checksum-sha256), to check it.
@@ -171,7 +178,7 @@ export class FsMultipartParts {
   async claim(key: string, multipartId: string, named: PartReference[]): Promise<ClaimedUpload> {
     checkOrder(named);
     const dir = await this.openUpload(key, multipartId);
-    const claimed = join(this.dir, `${CLAIMED}${multipartId}`);
+    const claimed = join(this.dir, `${CLAIMED}${multipartId}@${basename(this.tmp)}`);
     try {
       await rename(dir, claimed);
     } catch (err) {
@@ -316,18 +323,22 @@ export class FsMultipartParts {
   }
 
   /**
-   * At start nothing is completing, so a claimed upload is one whose completion died: if its
-   * object is in place (`exists`) only the parts remain to free, else it is open again.
+   * At start this process completes nothing yet, so a claimed upload whose owner is gone (or
+   * that names none: an older release's) is one whose completion died: if its object is in
+   * place (`exists`) only the parts remain to free, else it is open again. A claim of a live
+   * process (another server on this data directory) is that server's completion in progress.
    */
-  async recover(exists: (key: string) => Promise<boolean>): Promise<void> {
+  async recover(exists: (key: string) => Promise<boolean>, now = Date.now()): Promise<void> {
     for (const entry of await readdir(this.dir)) {
       if (!entry.startsWith(CLAIMED)) continue;
       const claimed = join(this.dir, entry);
+      const [id = '', owner] = entry.slice(CLAIMED.length).split('@');
+      if (owner !== undefined && !(await leftOver(claimed, owner, now))) continue;
       const manifest = await readManifest(claimed).catch(() => undefined);
       if (!manifest || (await exists(manifest.key))) {
         await rm(claimed, { recursive: true, force: true });
       } else {
-        await rename(claimed, join(this.dir, entry.slice(CLAIMED.length)));
+        await rename(claimed, join(this.dir, id));
       }
     }
   }
@@ -497,7 +508,7 @@ function noSuchUpload(): WharfError {
  * leaves in `tmp` the temp sweep removes.
  */
 export async function removeDirectory(dir: string, tmp: string): Promise<void> {
-  const doomed = join(tmp, `${randomUUID()}.removed`);
+  const doomed = await tempName(tmp, '.removed');
   try {
     await rename(dir, doomed);
   } catch (err) {

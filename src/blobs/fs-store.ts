@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ObjectInfo } from '../core/model.js';
@@ -23,7 +22,25 @@ import { downloadBuffers } from '../core/read-buffers.js';
 import { readFileRange } from './file-reader.js';
 import { FsMultipartParts, fsyncPath, readComposed, readParts, removeDirectory } from './fs-multipart.js';
 import { LOCAL_BUCKET } from './local-endpoint.js';
+import { isProcessDir, leftOver, processTempDir, tempName } from './process-temp.js';
 import { writeBehind } from './write-behind.js';
+
+/** Removes the entries of `dir` last changed before `olderThan`; how many. */
+async function removeOlder(dir: string, olderThan: number): Promise<number> {
+  let removed = 0;
+  for (const entry of await readdir(dir)) {
+    const path = join(dir, entry);
+    try {
+      if ((await stat(path)).mtimeMs < olderThan) {
+        await rm(path, { recursive: true, force: true });
+        removed += 1;
+      }
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+  return removed;
+}
 
 /** Presigns requests to the embedded storage endpoint (LocalEndpoint). */
 export interface PutPresigner {
@@ -48,7 +65,10 @@ export class FsBlobStore implements BlobStore {
   readonly bucket = LOCAL_BUCKET;
   private readonly objects: string;
   private readonly meta: string;
-  private readonly tmp: string;
+  /** `tmp/`, where each process writing to this store has a directory of its own. */
+  private readonly tmpRoot: string;
+  /** This process's directory under tmp/ (see processTempDir), once init has made it. */
+  private tmp: string;
   private readonly composed: string;
   private readonly multipart: FsMultipartParts;
 
@@ -59,23 +79,27 @@ export class FsBlobStore implements BlobStore {
     const base = resolve(root);
     this.objects = join(base, 'objects');
     this.meta = join(base, 'meta');
-    this.tmp = join(base, 'tmp');
+    this.tmpRoot = join(base, 'tmp');
+    this.tmp = this.tmpRoot;
     this.composed = join(base, 'composed');
-    this.multipart = new FsMultipartParts(join(base, 'multipart'), this.tmp);
+    this.multipart = new FsMultipartParts(join(base, 'multipart'));
   }
 
   /**
-   * One server owns a local store, so when it starts no write is in flight: whatever is in
-   * tmp/ was left by a crash and is removed. Multipart uploads outlive restarts (clients
-   * resume them); only a completion that died is settled. A CLI command opens the store
-   * beside a running server (`recover: false`): what is in tmp/ then is that server's
-   * uploads, mid-write, and must be left alone.
+   * Each process writes under a directory of its own in tmp/ (processTempDir), which also
+   * removes the directories of processes that are gone: what their writes left mid-way. So
+   * a store opened beside a live server on the same data directory (a CLI command, or a
+   * second server: tests run nodes so, and a restart may overlap the old process) never
+   * removes that server's writes in flight. A server (`recover`) also settles what a crash of
+   * an older release left loose in tmp/ and the multipart completions that died with it.
+   * Multipart uploads outlive restarts (clients resume them).
    */
   async init({ recover }: { recover: boolean } = { recover: true }): Promise<void> {
     await Promise.all(
-      [this.objects, this.meta, this.tmp, this.composed].map((d) => mkdir(d, { recursive: true })),
+      [this.objects, this.meta, this.tmpRoot, this.composed].map((d) => mkdir(d, { recursive: true })),
     );
-    await this.multipart.init();
+    this.tmp = await processTempDir(this.tmpRoot);
+    await this.multipart.init(this.tmp);
     if (!recover) return;
     await this.sweepTemp(Number.POSITIVE_INFINITY);
     await this.multipart.recover(async (key) => (await this.head(key)) !== undefined);
@@ -84,7 +108,7 @@ export class FsBlobStore implements BlobStore {
   async write(key: string, source: Readable, seal: SealHook): Promise<void> {
     const target = this.pathOf(this.objects, key);
     const metaTarget = `${this.pathOf(this.meta, key)}.json`;
-    const temp = join(this.tmp, `${randomUUID()}.part`);
+    const temp = await tempName(this.tmp, '.part');
     const tempMeta = `${temp}.json`;
     try {
       // flush: the stream fsyncs its own descriptor before it closes, so the bytes are on
@@ -270,12 +294,25 @@ export class FsBlobStore implements BlobStore {
 
   private readonly startedAt = Date.now();
 
-  private async sweepTemp(olderThan: number): Promise<number> {
+  /**
+   * Removes this process's temp files begun before `olderThan`, the directories of processes
+   * that are gone, and loose files (an older release wrote into tmp/ itself) begun before
+   * `olderThan`. Live processes' directories are theirs.
+   */
+  private async sweepTemp(olderThan: number, now = Date.now()): Promise<number> {
     let removed = 0;
-    for (const entry of await readdir(this.tmp)) {
-      const path = join(this.tmp, entry);
+    const own = basename(this.tmp);
+    for (const entry of await readdir(this.tmpRoot)) {
+      const path = join(this.tmpRoot, entry);
       try {
-        if ((await stat(path)).mtimeMs < olderThan) {
+        if (path === this.tmp) {
+          removed += await removeOlder(path, olderThan);
+        } else if (isProcessDir(entry) && entry !== own) {
+          if (await leftOver(path, entry, now)) {
+            await rm(path, { recursive: true, force: true });
+            removed += 1;
+          }
+        } else if ((await stat(path)).mtimeMs < olderThan) {
           // Files, and directories a deletePrefix or an abort renamed here and did not finish removing.
           await rm(path, { recursive: true, force: true });
           removed += 1;
@@ -289,6 +326,8 @@ export class FsBlobStore implements BlobStore {
 
   async close(): Promise<void> {
     await this.multipart.chains.close();
+    // Nothing writes any more: this process's temp directory goes with it.
+    if (this.tmp !== this.tmpRoot) await rm(this.tmp, { recursive: true, force: true });
   }
 
   /** Directories are removed only by deletePrefix (which forgets them), so each needs creating once per process. */
@@ -325,7 +364,7 @@ export class FsBlobStore implements BlobStore {
     await rename(file, target);
     if (facts) {
       // As in write(): facts arrive after the bytes they describe, whole (by rename).
-      const tempMeta = join(this.tmp, `${randomUUID()}.json`);
+      const tempMeta = await tempName(this.tmp, '.json');
       await this.ensureDirectory(dirname(metaTarget));
       await writeFile(tempMeta, JSON.stringify(facts), { flag: 'wx', mode: 0o640 });
       await rename(tempMeta, metaTarget);

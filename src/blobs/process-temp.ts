@@ -6,6 +6,14 @@ import { join } from 'node:path';
 /** A directory of another machine (a data directory shared between hosts) counts as left over after this long untouched. */
 const FOREIGN_STALE_MS = 24 * 3600_000;
 
+// Host names may hold dashes: the pid and the random part are the last two fields.
+const PROCESS_DIR = /^(.+)-(\d+)-[0-9a-f]{8}$/;
+
+/** Whether `entry` is a name processTempDir gives a process's directory. */
+export function isProcessDir(entry: string): boolean {
+  return PROCESS_DIR.test(entry);
+}
+
 /**
  * A fresh directory of this process's own under `root`, for temporary files that a crash
  * (SIGKILL, power loss) would leave behind, named `<host>-<pid>-<random>`. Directories left by
@@ -26,12 +34,26 @@ export async function processTempDir(root: string, now = Date.now()): Promise<st
   return dir;
 }
 
-async function leftOver(path: string, entry: string, now: number): Promise<boolean> {
-  // Host names may hold dashes: the pid and the random part are the last two fields.
-  const match = /^(.+)-(\d+)-[0-9a-f]{8}$/.exec(entry);
+/**
+ * Whether `entry` (a name processTempDir made, at `path`) belongs to a process that is gone:
+ * one of this host that no longer runs, or one of another host untouched for a day. Other
+ * names count as left over once untouched for a day too.
+ */
+export async function leftOver(path: string, entry: string, now: number): Promise<boolean> {
+  const match = PROCESS_DIR.exec(entry);
   if (match && match[1] === hostname()) return !processAlive(Number(match[2]));
   const info = await stat(path).catch(() => undefined);
   return info !== undefined && now - info.mtimeMs > FOREIGN_STALE_MS;
+}
+
+/**
+ * A fresh name for a temp file in `dir` (a directory processTempDir made), made again first if
+ * it is gone: an operator clearing tmp/ by hand then costs the writes in flight, not every write
+ * until a restart.
+ */
+export async function tempName(dir: string, suffix: string): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  return join(dir, `${randomUUID()}${suffix}`);
 }
 
 /** Whether a process with this pid exists on this host (under any user). */

@@ -210,6 +210,58 @@ describe('a torn metadata sidecar', () => {
   });
 });
 
+// Tests run a second node on the first's data directory, and a restart may overlap the old
+// process: a server's start settles what dead processes left, never a live one's writes.
+describe('a second server starting on the same data directory', () => {
+  test("leaves the first server's upload in flight alone: it completes, verified", async () => {
+    const w = await startWharf();
+    let second: TestWharf | undefined;
+    try {
+      const bytes = randomBytes(4 * 1024 * 1024);
+      const half = bytes.length / 2;
+      const req = request(`${w.url}/v1/assets?name=overlap.bin`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': w.key,
+          'content-type': 'application/octet-stream',
+          'content-length': String(bytes.length),
+        },
+      });
+      const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        req.on('error', reject);
+        req.on('response', (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            body += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+      });
+      req.write(bytes.subarray(0, half));
+      // The first half is in storage (a temp file, or an open multipart upload on S3).
+      for (let i = 0; i < 200 && (await pendingWrites(w)).length === 0; i++)
+        await new Promise((r) => setTimeout(r, 50));
+      assert.equal((await pendingWrites(w)).length, 1, 'a write is in progress');
+
+      second = await startWharf({ sharing: w, clock: w.clock });
+      assert.equal((await pendingWrites(w)).length, 1, "the second server's start left the write alone");
+      req.end(bytes.subarray(half));
+      const { status, body } = await answer;
+      assert.equal(status, 201, body);
+      const asset = JSON.parse(body).asset;
+      assert.equal(asset.sha256, createHash('sha256').update(bytes).digest('hex'));
+      const content = await fetch(`${second.url}/v1/assets/${asset.id}/content`, {
+        headers: { 'x-api-key': w.key },
+      });
+      assert.equal(Buffer.compare(Buffer.from(await content.arrayBuffer()), bytes), 0);
+    } finally {
+      await second?.close();
+      await w.close();
+    }
+  });
+});
+
 describe('a crash mid-upload', () => {
   const children: ChildProcess[] = [];
   after(() => {

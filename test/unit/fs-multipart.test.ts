@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, utimes } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -177,7 +179,12 @@ describe('FsBlobStore multipart uploads', () => {
     assert.deepEqual(await store.listParts(KEY, id), []);
     const ok = await put(id, 1, Buffer.from('payload'), { md5: md5(Buffer.from('payload')) });
     assert.equal(ok.etag, `"${md5(Buffer.from('payload'))}"`);
-    assert.deepEqual(await readdir(join(root, 'tmp')), []);
+    const temps = await readdir(join(root, 'tmp'), { recursive: true, withFileTypes: true });
+    assert.deepEqual(
+      temps.filter((e) => e.isFile()),
+      [],
+      'no temp file is left',
+    );
     await store.abortMultipart(KEY, id);
   });
 
@@ -257,6 +264,35 @@ describe('FsBlobStore multipart uploads', () => {
       [part.etag],
     );
     await store.abortMultipart(KEY, id);
+  });
+
+  test("a start reopens the uploads whose completion died with its process, never a live process's", async () => {
+    // A completion claims its upload by renaming it to `.completing-<id>@<owner>`. Claims as a
+    // live server beside this one (this process), a killed one (an exited pid) and an older
+    // release (no owner) leave them; a start settles the last two only.
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
+    const owners = {
+      live: `@${hostname()}-${process.pid}-0123abcd`,
+      gone: `@${hostname()}-${gone}-0123abcd`,
+      older: '',
+    };
+    const ids: Record<string, string> = {};
+    for (const [name, owner] of Object.entries(owners)) {
+      const id = await store.createMultipart(KEY, 'text/plain');
+      await put(id, 1, Buffer.from(name));
+      await rename(join(root, 'multipart', id), join(root, 'multipart', `.completing-${id}${owner}`));
+      ids[name] = id;
+    }
+    await store.init();
+    await refused('MULTIPART_NOT_FOUND', store.listParts(KEY, ids.live!));
+    assert.ok(existsSync(join(root, 'multipart', `.completing-${ids.live}${owners.live}`)));
+    assert.equal((await store.listParts(KEY, ids.gone!)).length, 1);
+    assert.equal((await store.listParts(KEY, ids.older!)).length, 1);
+    await rename(
+      join(root, 'multipart', `.completing-${ids.live}${owners.live}`),
+      join(root, 'multipart', ids.live!),
+    );
+    for (const id of Object.values(ids)) await store.abortMultipart(KEY, id);
   });
 
   test('a part file holds its MD5 and its bytes, nothing else lies next to it', async () => {
