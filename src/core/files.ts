@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
+import type { AssetService } from './assets.js';
 import { checkNamespace, requireScope } from './authorization.js';
-import { WharfError } from './errors.js';
+import { isWharfError, WharfError } from './errors.js';
 import type { Access, Asset, FileVersion, Principal } from './model.js';
 import { validateFileName } from './names.js';
 import type { Store } from './ports.js';
@@ -48,6 +49,7 @@ export class FileService {
   constructor(
     private readonly store: Store,
     private readonly uploads: UploadService,
+    private readonly assets: AssetService,
   ) {}
 
   async put(principal: Principal, input: NamedFileUpload): Promise<UploadOutcome & { version: FileVersion }> {
@@ -93,9 +95,26 @@ export class FileService {
       validateFileName(name),
       version,
     );
-    const asset = found && (await this.store.getAsset(principal.accountId, found.assetId));
-    if (!found || !asset) throw new WharfError('NOT_FOUND', 'No such file or version.');
-    return { version: found, asset };
+    if (!found) throw new WharfError('NOT_FOUND', 'No such file or version.');
+    return { version: found, asset: await this.assetOf(principal, found) };
+  }
+
+  /**
+   * A version's asset as the caller sees it at GET /v1/assets/{id} (AssetService.get): the
+   * record is its first uploader's, so a confined caller sees it as its namespace's (or its
+   * own) upload declared it, never another uploader's name, subject or metadata. An asset the
+   * caller may not see (a name-prefix key's, first uploaded under a name outside its prefix)
+   * makes the version missing to it, as the asset and its bytes are.
+   */
+  private async assetOf(principal: Principal, version: FileVersion): Promise<Asset> {
+    try {
+      return await this.assets.get(principal, version.assetId);
+    } catch (err) {
+      if (isWharfError(err, 'NOT_FOUND')) {
+        throw new WharfError('NOT_FOUND', 'No such file or version.');
+      }
+      throw err;
+    }
   }
 
   async versions(principal: Principal, namespace: string, name: string): Promise<FileVersion[]> {

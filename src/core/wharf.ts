@@ -292,7 +292,7 @@ export function createCore(deps: CoreDeps): Core {
     endpoint:
       deps.endpoint &&
       new StorageEndpointService(deps.endpoint, uploads, multipart, deps.clock, deps.endpointChecksums),
-    files: new FileService(deps.store, uploads),
+    files: new FileService(deps.store, uploads, assets),
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,
     events: new EventService(deps.store),

@@ -373,6 +373,70 @@ describe('confinement', () => {
     assert.equal(kept.body.name, 'alice-passport.txt');
     assert.equal(kept.body.access, 'private');
   });
+  test('a named file shows a confined key its asset as GET /v1/assets/{id} does, never the first uploader’s record (native and file service)', async () => {
+    // A user's token stores the bytes first, with its name, subject and metadata; the admin
+    // then files the same bytes where a confined key reads named files.
+    const secretUpload = async (name: string, bytes: Buffer) => {
+      const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {
+        subject: 'hr-user-8',
+        metadata: { dept: 'HR' },
+      });
+      assert.equal(token.status, 201, JSON.stringify(token.body));
+      const stored = await uploadRaw(w, token.body.secret, name, bytes, { contentType: 'text/plain' });
+      assert.equal(stored.status, 201, JSON.stringify(stored.body));
+      return stored.body.asset.id as string;
+    };
+    const fileService = (secret: string, path: string) =>
+      fetch(`${w.url}/api_gateway/file-service/${path}`, {
+        headers: { authorization: `Bearer ${secret}` },
+        redirect: 'manual',
+      });
+
+    // A namespace key: the namespace's own upload of the bytes, wherever it reads the asset.
+    const text = `n-view ${randomBytes(8).toString('hex')}`;
+    const id = await secretUpload('hidden.txt', Buffer.from(text));
+    const filed = await putFile(w.key, 'n-view/vis.txt', text);
+    assert.equal(filed.body.asset.id, id);
+    const inNamespace = await key({ scopes: ['read', 'upload'], namespace: 'n-view' });
+    const asAsset = await api(w.url, inNamespace.secret, 'GET', `/v1/assets/${id}`);
+    assert.equal(asAsset.status, 200, JSON.stringify(asAsset.body));
+    assert.deepEqual([asAsset.body.name, asAsset.body.subject, asAsset.body.metadata], ['vis.txt', null, {}]);
+    for (const query of ['', '?version=1']) {
+      const file = await api(w.url, inNamespace.secret, 'GET', `/v1/files/n-view/vis.txt${query}`);
+      assert.equal(file.status, 200, JSON.stringify(file.body));
+      assert.deepEqual(file.body.asset, asAsset.body, `the named file${query}`);
+    }
+    const seed = await fileService(inNamespace.secret, 'n-view/vis.txt');
+    assert.equal(seed.status, 200);
+    const secure = await fetch(((await seed.json()) as { secureFilePath: string }).secureFilePath);
+    assert.equal(await secure.text(), text);
+    assert.match(secure.headers.get('content-disposition') ?? '', /vis\.txt/);
+    // The account's own view is the record, as before.
+    const admin = await api(w.url, w.key, 'GET', '/v1/files/n-view/vis.txt');
+    assert.deepEqual([admin.body.asset.name, admin.body.asset.subject], ['hidden.txt', 'hr-user-8']);
+
+    // A name-prefix key: the asset is named outside its prefix, so it is missing to it, and so
+    // is the named file within its prefix that holds it, through either API.
+    const payroll = `payroll ${randomBytes(8).toString('hex')}`;
+    const hidden = await secretUpload('ceo-salary.txt', Buffer.from(payroll));
+    assert.equal((await putFile(w.key, 'docs/pub-report.txt', payroll)).body.asset.id, hidden);
+    const prefixed = await key({ scopes: ['read', 'upload'], name_prefix: 'pub-' });
+    refused(await api(w.url, prefixed.secret, 'GET', `/v1/assets/${hidden}`), 'NOT_FOUND', 'asset', 404);
+    for (const query of ['', '?version=1']) {
+      const file = await api(w.url, prefixed.secret, 'GET', `/v1/files/docs/pub-report.txt${query}`);
+      refused(file, 'NOT_FOUND', `the named file${query}`, 404);
+      assert.ok(!JSON.stringify(file.body).includes('ceo-salary'));
+    }
+    assert.equal((await fileService(prefixed.secret, 'docs/pub-report.txt')).status, 404);
+    assert.equal((await fileService(prefixed.secret, 'docs/pub-report.txt/content')).status, 404);
+    // Its version list only numbers the versions (documented): no asset record in it.
+    const versions = await api(w.url, prefixed.secret, 'GET', '/v1/files/docs/pub-report.txt/versions');
+    assert.deepEqual(
+      versions.body.data.map((v: { version: number; asset_id: string }) => [v.version, v.asset_id]),
+      [[1, hidden]],
+    );
+  });
+
   test('GET /v1/assets/{id}/files shows a caller who reads the asset through its own upload no named files of others', async () => {
     const text = `layoffs ${randomBytes(8).toString('hex')}`;
     const first = await putFile(w.key, 'board/layoffs.txt', text);
