@@ -6,6 +6,7 @@ import { hashSecret, type TokenAuthenticator, validateConfinement } from './keys
 import type { Principal, UploadToken } from './model.js';
 import { validateTypeFilter } from './names.js';
 import type { Store } from './ports.js';
+import type { UploadService } from './uploads.js';
 
 /** Recognisable in logs and secret scanners, and told apart from keys (`wharf_`) at a glance. */
 export const TOKEN_PREFIX = 'wharf_ut_';
@@ -59,6 +60,8 @@ export class TokenService implements TokenAuthenticator {
     private readonly clock: Clock,
     private readonly ids: IdSource,
     private readonly settings: TokenSettings,
+    /** The account's file size limit (UploadService.maxFileSize), which a token never exceeds. */
+    private readonly uploads: Pick<UploadService, 'maxFileSize'>,
   ) {}
 
   async mint(principal: Principal, request: TokenRequest): Promise<MintedToken> {
@@ -89,7 +92,7 @@ export class TokenService implements TokenAuthenticator {
       metadata: metadataOf(request.metadata),
       maxFiles: limit(request.maxFiles, 'max_files'),
       maxBytes: limit(request.maxBytes, 'max_bytes'),
-      maxFileSize: limit(request.maxFileSize, 'max_file_size'),
+      maxFileSize: this.fileSizeLimit(principal, request.maxFileSize),
       maxOpenUploads: limit(maxOpenUploads ?? undefined, 'max_open_uploads'),
       usage: { filesUsed: 0, bytesUsed: 0, filesReserved: 0, bytesReserved: 0, openUploads: 0 },
       createdAt: now,
@@ -158,6 +161,16 @@ export class TokenService implements TokenAuthenticator {
         expiresAt: token.expiresAt,
       },
     };
+  }
+
+  /**
+   * A token's largest file is never above its account's limit (the minting key's principal
+   * carries it, or the server's applies): a larger one asked for is lowered to it, so the token
+   * shows the limit its uploads actually meet rather than one FILE_TOO_LARGE refuses below.
+   */
+  private fileSizeLimit(principal: Principal, asked: number | undefined): number | null {
+    const wanted = limit(asked, 'max_file_size');
+    return wanted === null ? null : Math.min(wanted, this.uploads.maxFileSize(principal));
   }
 
   /** Whose tokens the caller manages: an admin key all of the account's, any other key its own. */

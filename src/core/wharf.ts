@@ -151,9 +151,13 @@ export function createCore(deps: CoreDeps): Core {
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads, telemetry);
   const privacy = new LocationPrivacy(deps.store, deps.blobs, deps.locationStripper);
   uploads.setReplacementStep((...args) => privacy.replacementFor(...args));
-  const tokens = new TokenService(deps.store, deps.clock, deps.ids, {
-    maxOpenUploadsPerToken: deps.uploads.maxOpenUploadsPerToken,
-  });
+  const tokens = new TokenService(
+    deps.store,
+    deps.clock,
+    deps.ids,
+    { maxOpenUploadsPerToken: deps.uploads.maxOpenUploadsPerToken },
+    uploads,
+  );
   const resumable = new ResumableService(
     deps.store,
     uploads,

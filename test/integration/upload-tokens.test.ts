@@ -143,6 +143,23 @@ describe('minting', () => {
     assert.equal((await api(w.url, w.key, 'GET', '/v1/upload-tokens?limit=1000')).body.data.length, before);
   });
 
+  test('max_file_size is never above the account’s limit: a larger one is lowered to it', async () => {
+    const tenant = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(tenant.accountId, { maxFileSize: 1000 });
+    const capped = await mint({ max_file_size: 99_999_999_999_999 }, tenant.key);
+    assert.equal(capped.token.max_file_size, 1000);
+    const got = await api(w.url, tenant.key, 'GET', `/v1/upload-tokens/${capped.id}`);
+    assert.equal(got.body.max_file_size, 1000);
+    assert.equal((await mint({ max_file_size: 500 }, tenant.key)).token.max_file_size, 500, 'below: kept');
+    assert.equal((await mint({}, tenant.key)).token.max_file_size, null, 'none: the account’s limit');
+    const over = await uploadRaw(w, capped.secret, 'big.bin', randomBytes(1001));
+    refused(over, 'FILE_TOO_LARGE', 'over the limit it shows', 413);
+    assert.equal(over.body.error.details.limit, 1000);
+    // An account without a limit of its own has the server's (5 GiB by default).
+    const server = await mint({ max_file_size: 99_999_999_999_999 });
+    assert.equal(server.token.max_file_size, 5 * 1024 ** 3);
+  });
+
   test('only admin and upload keys mint; a token never grants more than its key', async () => {
     const make = async (body: Record<string, unknown>) =>
       (await api(w.url, w.key, 'POST', '/v1/keys', { name: 'k', ...body })).body.secret as string;

@@ -84,7 +84,12 @@ const MintTokenBody = named(
       ),
       max_files: Type.Optional(Type.Integer({ minimum: 1 })),
       max_bytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Total bytes of every file.' })),
-      max_file_size: Type.Optional(Type.Integer({ minimum: 1 })),
+      max_file_size: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          description: 'The largest file; a value above the account’s limit is lowered to it.',
+        }),
+      ),
       content_types: Type.Optional(
         Type.Array(Type.String({ maxLength: 255 }), {
           minItems: 1,
