@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { countAssets, dbQuery, objectFiles, readJson } from '../helpers/assets.js';
+import { type RawBuilder, sql } from 'kysely';
+import { connect } from '../../src/db/connect.js';
+import { countAssets, dbQuery, eventually, objectFiles, readJson, uploadRaw } from '../helpers/assets.js';
+import { deployment } from '../helpers/deployment.js';
 import { api, b64, type JsonResponse, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -21,9 +24,10 @@ function putFile(
   bytes: Buffer | string,
   key = w.key,
   contentType = 'text/plain',
+  base = w.url,
 ): Promise<JsonResponse> {
   return readJson(
-    fetch(`${w.url}/v1/files/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`, {
+    fetch(`${base}/v1/files/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`, {
       method: 'PUT',
       headers: { 'x-api-key': key, 'content-type': contentType },
       body: new Uint8Array(Buffer.from(bytes)),
@@ -245,6 +249,155 @@ describe('versions and identical content', () => {
     const c = await putFile('ns-one', 'y.txt', 'three');
     assert.deepEqual([a.body.version, b.body.version, c.body.version], [1, 1, 1]);
     assert.equal((await getFile('ns-two', 'x.txt')).body.asset.id, b.body.asset.id);
+  });
+});
+
+describe('a named file written while the asset of its content is deleted', () => {
+  // Scaled: the write goes to a second node, as behind a load balancer, and the two requests'
+  // transactions run side by side on PostgreSQL. Embedded has one process (SQLite, one writer).
+  let other: TestWharf;
+  before(async () => {
+    other = deployment === 'scaled' ? await startWharf({ sharing: w, clock: w.clock }) : w;
+  });
+  after(async () => {
+    if (other !== w) await other?.close();
+  });
+
+  /** Every version the list shows can be read, and so can its asset's bytes. */
+  async function assertVersionsReadable(namespace: string, name: string, bytes: string): Promise<number[]> {
+    const list = await getFile(namespace, name, '/versions');
+    if (list.status === 404) return [];
+    assert.equal(list.status, 200, JSON.stringify(list.body));
+    for (const v of list.body.data as Array<{ version: number; asset_id: string }>) {
+      const got = await getFile(namespace, name, `?version=${v.version}`);
+      assert.equal(got.status, 200, `version ${v.version} is listed: ${JSON.stringify(got.body)}`);
+      assert.equal(got.body.asset.id, v.asset_id);
+      if (got.body.asset.sha256 === sha256Hex(bytes)) {
+        assert.equal((await content(got.body.asset.content_url)).toString(), bytes);
+      }
+    }
+    return list.body.data.map((v: { version: number }) => v.version);
+  }
+
+  test('PUT and DELETE of the same content at once: every version listed can be read', async () => {
+    for (let round = 0; round < 10; round++) {
+      const bytes = `raced ${round} ${randomBytes(8).toString('hex')}`;
+      const held = await uploadRaw(w, w.key, `held-${round}.txt`, bytes, { contentType: 'text/plain' });
+      assert.equal(held.status, 201, JSON.stringify(held.body));
+      const name = `f${round}.txt`;
+      const [deleted, put] = await Promise.all([
+        api(w.url, w.key, 'DELETE', `/v1/assets/${held.body.asset.id}`),
+        putFile('raced', name, bytes, w.key, 'text/plain', other.url),
+      ]);
+      assert.equal(deleted.status, 204, JSON.stringify(deleted.body));
+      assert.equal(put.status, 201, JSON.stringify(put.body));
+      const listed = await assertVersionsReadable('raced', name, bytes);
+      // One of the two serial outcomes: the write took the asset and its version went with it,
+      // or the delete came first and the write stored the content anew.
+      if (put.body.asset.id === held.body.asset.id) assert.deepEqual(listed, []);
+      else assert.deepEqual(listed, [1]);
+    }
+  });
+
+  describe('each order, held at a row lock', {
+    skip:
+      deployment !== 'scaled' &&
+      'SQLite runs one write transaction at a time: neither request can be held inside its transaction while the other runs',
+  }, () => {
+    /** The statements of the deployment's database now waiting for a lock. */
+    function waitingOnLocks(): string[] {
+      return dbQuery<{ query: string }>(
+        w,
+        "select query from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+      ).map((r) => r.query);
+    }
+
+    /** Runs `during` while a transaction of the test's own holds the rows `lock` selects. */
+    async function holding(lock: RawBuilder<unknown>, during: () => Promise<void>): Promise<void> {
+      const conn = connect(w.databaseUrl);
+      try {
+        await conn.db.transaction().execute(async (trx) => {
+          await lock.execute(trx);
+          await during();
+        });
+      } finally {
+        await conn.db.destroy();
+      }
+    }
+
+    /** A request's promise and whether it has answered yet. */
+    function started(pending: Promise<JsonResponse>) {
+      const call = { done: false, answer: pending };
+      call.answer = pending.finally(() => {
+        call.done = true;
+      });
+      return call;
+    }
+
+    test('the write took the asset first: the delete waits for it, then takes the new version with it', async () => {
+      const bytes = `held write ${randomBytes(8).toString('hex')}`;
+      assert.equal((await putFile('held', 'first.txt', 'version 1')).status, 201);
+      const held = await uploadRaw(w, w.key, 'held-first.txt', bytes, { contentType: 'text/plain' });
+      let put: ReturnType<typeof started> | undefined;
+      let deleted: ReturnType<typeof started> | undefined;
+      // The file's head row, which the write locks right after it has chosen the asset: the
+      // write is held there, inside its transaction, while the delete runs.
+      await holding(
+        sql`select latest_version from files where account_id = 'default' and namespace = 'held' and name = 'first.txt' for update`,
+        async () => {
+          put = started(putFile('held', 'first.txt', bytes, w.key, 'text/plain', other.url));
+          await eventually(
+            () => waitingOnLocks().some((q) => q.startsWith('insert into "files"')),
+            'the write waits for the file row',
+          );
+          deleted = started(api(w.url, w.key, 'DELETE', `/v1/assets/${held.body.asset.id}`));
+          await eventually(
+            () => deleted!.done || waitingOnLocks().length >= 2,
+            'the delete answered or waits too',
+          );
+        },
+      );
+      const [putAnswer, deleteAnswer] = await Promise.all([put!.answer, deleted!.answer]);
+      assert.equal(putAnswer.status, 201, JSON.stringify(putAnswer.body));
+      assert.equal(deleteAnswer.status, 204, JSON.stringify(deleteAnswer.body));
+      assert.equal(putAnswer.body.asset.id, held.body.asset.id, 'the write found the asset');
+      assert.equal(putAnswer.body.version, 2);
+      assert.deepEqual(await assertVersionsReadable('held', 'first.txt', bytes), [1]);
+      assert.equal((await getFile('held', 'first.txt', '?version=2')).status, 404);
+    });
+
+    test('the delete took the asset first: the write stores the content anew', async () => {
+      const bytes = `held delete ${randomBytes(8).toString('hex')}`;
+      const source = await putFile('held', 'source.txt', bytes);
+      assert.equal(source.status, 201, JSON.stringify(source.body));
+      const assetId = source.body.asset.id as string;
+      let put: ReturnType<typeof started> | undefined;
+      let deleted: ReturnType<typeof started> | undefined;
+      // The asset's version row, which the delete removes before the asset: the delete is held
+      // there, inside its transaction, while the write runs.
+      await holding(
+        sql`select version from file_versions where asset_id = ${assetId} for update`,
+        async () => {
+          deleted = started(api(w.url, w.key, 'DELETE', `/v1/assets/${assetId}`));
+          await eventually(
+            () => waitingOnLocks().some((q) => q.startsWith('delete from "file_versions"')),
+            'the delete waits for the version row',
+          );
+          put = started(putFile('held', 'second.txt', bytes, w.key, 'text/plain', other.url));
+          await eventually(
+            () => put!.done || waitingOnLocks().length >= 2,
+            'the write answered or waits too',
+          );
+        },
+      );
+      const [putAnswer, deleteAnswer] = await Promise.all([put!.answer, deleted!.answer]);
+      assert.equal(deleteAnswer.status, 204, JSON.stringify(deleteAnswer.body));
+      assert.equal(putAnswer.status, 201, JSON.stringify(putAnswer.body));
+      assert.deepEqual(await assertVersionsReadable('held', 'second.txt', bytes), [1]);
+      assert.notEqual(putAnswer.body.asset.id, assetId, 'a new asset, not the deleted one');
+      assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${assetId}`)).status, 404);
+      assert.deepEqual(await assertVersionsReadable('held', 'source.txt', bytes), []);
+    });
   });
 });
 

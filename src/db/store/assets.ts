@@ -19,7 +19,7 @@ async function readAsset(q: Kysely<Database>, accountId: string, id: string): Pr
   return row && toAsset(row);
 }
 
-export function assetQueries({ db, ids }: SqlContext): AssetStore {
+export function assetQueries({ db, dialect, ids }: SqlContext): AssetStore {
   return {
     getAsset(accountId: string, id: string): Promise<Asset | undefined> {
       return readAsset(db, accountId, id);
@@ -99,17 +99,22 @@ export function assetQueries({ db, ids }: SqlContext): AssetStore {
       jobs: NewJob[],
     ): Promise<Asset | undefined> {
       return db.transaction().execute(async (trx) => {
-        const row = await trx
+        let select = trx
           .selectFrom('assets')
           .selectAll()
           .where('account_id', '=', accountId)
-          .where('id', '=', id)
-          .executeTakeFirst();
+          .where('id', '=', id);
+        // Locked before its versions are removed (PostgreSQL; SQLite has one writer at a time):
+        // a completion deduplicated onto this asset holds it (KEY SHARE, see takeAsset in
+        // uploads.ts) until it commits, and the version it adds is then seen and removed below;
+        // a completion that comes after this lock waits, and finds the asset gone.
+        if (dialect === 'postgres') select = select.forUpdate();
+        const row = await select.executeTakeFirst();
         if (!row) return undefined;
         await trx.deleteFrom('file_versions').where('asset_id', '=', id).execute();
-        // Only the transaction whose DELETE removed the row goes on: on PostgreSQL, deletes of one
-        // asset sent at once all read it above, and each would otherwise give its size back to the
-        // account and record its own asset.deleted.
+        // Only the transaction whose DELETE removed the row goes on. The lock above makes a
+        // second delete of the asset on PostgreSQL find no row once the first commits; the
+        // check stays as the guard that each deletion gives its size back once.
         const deleted = await trx.deleteFrom('assets').where('id', '=', id).executeTakeFirst();
         if (Number(deleted.numDeletedRows) === 0) return undefined;
         await settleDeleted(trx, accountId, Number(row.size));

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type Selectable, sql, type Transaction } from 'kysely';
 import { WharfError } from '../../core/errors.js';
 import { type UploadEnding, uploadCompleted, uploadCreated, uploadEnded } from '../../core/events.js';
 import type { Asset, Upload, UploadIntent } from '../../core/model.js';
@@ -10,6 +10,8 @@ import type {
   UploadStore,
   UploadToRecord,
 } from '../../core/ports.js';
+import type { Dialect } from '../connect.js';
+import type { AssetsTable, Database } from '../schema.js';
 import type { SqlContext } from './context.js';
 import { bumpCounter, insertRows, isUniqueViolation } from './context.js';
 import { appendEvents } from './events.js';
@@ -223,17 +225,7 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
         }
         if (upload.status !== 'pending') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
 
-        await trx
-          .insertInto('assets')
-          .values(fromAsset({ ...candidate, seq: Number(upload.seq ?? 0) }))
-          .onConflict((oc) => oc.columns(['account_id', 'sha256']).doNothing())
-          .execute();
-        const stored = await trx
-          .selectFrom('assets')
-          .selectAll()
-          .where('account_id', '=', candidate.accountId)
-          .where('sha256', '=', candidate.sha256)
-          .executeTakeFirstOrThrow();
+        const stored = await takeAsset(trx, dialect, { ...candidate, seq: Number(upload.seq ?? 0) });
         const deduplicated = stored.id !== candidate.id;
         if (deduplicated && (candidate.status === 'verifying' || stored.status === 'verifying')) {
           // The insert did nothing (the conflict), and nothing else was written yet.
@@ -384,4 +376,49 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
         .execute();
     },
   };
+}
+
+/**
+ * The asset a completion records: its candidate, new, or the account's asset that already
+ * holds these bytes (deduplicated), which stays until this transaction commits. On PostgreSQL
+ * that asset is read with a KEY SHARE lock, and deleteAsset locks the asset FOR UPDATE before it
+ * removes the versions that name it, so a delete on another node waits for this completion and
+ * then removes the version it added along with the asset. Unlocked, a delete could remove the
+ * asset's versions before this transaction added one, which then named a deleted asset for good.
+ * A delete that locked it first has removed the row once it commits (the lock then finds none),
+ * and the candidate is inserted after all: the content is stored anew. (SQLite runs one write
+ * transaction at a time: no delete can come in between.)
+ */
+async function takeAsset(
+  trx: Transaction<Database>,
+  dialect: Dialect,
+  candidate: Asset,
+): Promise<Selectable<AssetsTable>> {
+  for (let attempt = 1; ; attempt++) {
+    const inserted = await trx
+      .insertInto('assets')
+      .values(fromAsset(candidate))
+      .onConflict((oc) => oc.columns(['account_id', 'sha256']).doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (inserted) return inserted;
+    let existing = trx
+      .selectFrom('assets')
+      .selectAll()
+      .where('account_id', '=', candidate.accountId)
+      .where('sha256', '=', candidate.sha256);
+    // KEY SHARE: it waits for a delete, not for the updates an asset takes (access, analysis).
+    if (dialect === 'postgres') existing = existing.forKeyShare();
+    const held = await existing.executeTakeFirst();
+    if (held) return held;
+    // Deleted between the two statements: each such delete has committed, so the next insert
+    // goes in unless the content was stored again meanwhile. Only deletes and uploads of the
+    // same bytes, over and over, keep this going; the caller may retry.
+    if (attempt === 3) {
+      throw new WharfError(
+        'SERVICE_UNAVAILABLE',
+        'A file with this content is being deleted and stored again at the same time; retry shortly.',
+      );
+    }
+  }
 }
