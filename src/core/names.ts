@@ -60,9 +60,12 @@ export function validateFileName(raw: string): string {
   return name;
 }
 
-// RFC 9110 media type: type "/" subtype, both tokens; parameters allowed after ";".
+// RFC 9110 media type: type "/" subtype, both tokens; parameters allowed after ";", with
+// optional whitespace (OWS: spaces and tabs only) around it. Not \s, which also takes CR, LF
+// and Unicode spaces: a stored type must be a header value as it is, and the listing filter
+// finds a type's parameters after the blanks OWS allows (see listAssets).
 const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
-const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(\\s*;\\s*${TOKEN}=(${TOKEN}|"[^"\\\\\\r\\n]*"))*$`);
+const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}([ \\t]*;[ \\t]*${TOKEN}=(${TOKEN}|"[^"\\\\\\r\\n]*"))*$`);
 
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
 
@@ -80,10 +83,26 @@ export function validateContentType(raw: string | undefined | null): string {
 
 const TYPE_FAMILY = new RegExp(`^${TOKEN}/\\*$`);
 
-/** A listing filter: an exact media type, a whole family such as `image/*`, or the wildcard of all types (no filter). */
+/**
+ * A listing filter: a media type, a whole family such as `image/*`, or the wildcard of all
+ * types (no filter). Returned as the type alone, lower case: parameters say nothing about what
+ * a file is, so `text/csv` finds `text/csv; charset=utf-8` and a filter's own parameters are
+ * ignored (as an upload token's content_types match, see typeAllowed).
+ */
 export function validateTypeFilter(raw: string): string | undefined {
   const value = raw.trim().toLowerCase();
-  if (value === '*/*') return undefined;
-  if (TYPE_FAMILY.test(value)) return value;
-  return validateContentType(value);
+  const type = value.split(';', 1)[0]!.trim();
+  if (type === '*/*') return undefined;
+  if (TYPE_FAMILY.test(type)) return type;
+  // `*` is a token character, so `*/csv` reads as a media type; as a filter it means "any
+  // type of subtype csv", which is not offered, and it found only a file sent as literally
+  // `*/csv`: nothing the user meant. Refused, as a wildcard stands for a whole subtype only.
+  if (type.startsWith('*/')) {
+    throw new WharfError(
+      'INVALID_CONTENT_TYPE',
+      'A content type filter is a media type, a family such as image/*, or */*; */subtype is not one.',
+    );
+  }
+  validateContentType(value);
+  return type;
 }

@@ -41,7 +41,10 @@ export interface AssetQuery {
   limit: number;
   cursor?: string | undefined;
   namePrefix?: string | undefined;
-  /** Exact type (`image/png`) or a whole top-level type (`image/*`). */
+  /**
+   * A media type without parameters (`text/csv`, matching it with any parameters, such as
+   * `text/csv; charset=utf-8`) or a whole top-level type (`image/*`).
+   */
   contentType?: string | undefined;
   /** Only assets filed (as a version of a named file) in this namespace. */
   namespace?: string | undefined;

@@ -241,8 +241,8 @@ function contentTypesOf(types: string[] | undefined): string[] | null {
       );
     }
     if (pattern === undefined) return null;
-    // Parameters say nothing about what a file is: only the type itself is matched.
-    patterns.push(pattern.split(';')[0]!.trim());
+    // The type alone: parameters say nothing about what a file is (validateTypeFilter).
+    patterns.push(pattern);
   }
   return [...new Set(patterns)];
 }

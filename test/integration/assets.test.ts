@@ -769,6 +769,43 @@ async function newAccount() {
   return w.newAccount();
 }
 
+test('content_type matches the media type whatever its parameters, in the filter and in the stored type', async () => {
+  const { key } = await newAccount();
+  for (const [name, type] of [
+    ['plain.csv', 'text/csv'],
+    ['utf8.csv', 'text/csv; charset=UTF-8'],
+    ['tight.csv', 'text/csv;header=present'],
+    ['spaced.csv', 'Text/CSV \t; charset=utf-8'],
+    ['schema.json', 'text/csv-schema'],
+  ] as const) {
+    await createAsset(w, key, name, `${name} body`, type);
+  }
+  const names = async (filter: string) => {
+    const res = await api(w.url, key, 'GET', `/v1/assets?content_type=${encodeURIComponent(filter)}`);
+    assert.equal(res.status, 200, `${filter}: ${JSON.stringify(res.body)}`);
+    return res.body.data.map((a: AssetJson) => a.name).sort();
+  };
+  const csv = ['plain.csv', 'spaced.csv', 'tight.csv', 'utf8.csv'];
+  for (const filter of [
+    'text/csv',
+    'TEXT/CSV',
+    'text/csv;charset=utf-8',
+    'text/csv; charset=UTF-8',
+    'text/csv ;x=y',
+  ]) {
+    assert.deepEqual(await names(filter), csv, filter);
+  }
+  assert.deepEqual(await names('text/csv-schema'), ['schema.json'], 'a longer subtype is another type');
+  assert.deepEqual(await names('text/cs'), []);
+  assert.deepEqual(await names('text/*'), [...csv, 'schema.json'].sort());
+  // A wildcard for the type would silently match nothing: refused.
+  for (const filter of ['*/csv', '*/csv; charset=utf-8']) {
+    const res = await api(w.url, key, 'GET', `/v1/assets?content_type=${encodeURIComponent(filter)}`);
+    assert.equal(res.status, 400, filter);
+    assert.equal(res.body.error.code, 'INVALID_CONTENT_TYPE', filter);
+  }
+});
+
 test('content_type=*/* lists every type, like no filter at all', async () => {
   const own = await startWharf();
   try {

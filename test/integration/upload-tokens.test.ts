@@ -128,6 +128,8 @@ describe('minting', () => {
       { content_types: [] },
       { content_types: ['pictures'] },
       { content_types: ['image/*', 'x'] },
+      // A wildcard type would match no file (types are compared as type/subtype).
+      { content_types: ['*/csv'] },
       { metadata: 'text' },
       { metadata: { big: 'x'.repeat(17_000) } },
       { subject: '' },

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isWharfError } from '../../src/core/errors.js';
-import { DEFAULT_CONTENT_TYPE, validateContentType, validateFileName } from '../../src/core/names.js';
+import {
+  DEFAULT_CONTENT_TYPE,
+  validateContentType,
+  validateFileName,
+  validateTypeFilter,
+} from '../../src/core/names.js';
 
 function refusedAs(code: string, fn: () => unknown): void {
   assert.throws(fn, (err: unknown) => {
@@ -120,6 +125,9 @@ describe('validateContentType', () => {
     ['empty subtype', 'text/'],
     ['space in type', 'te xt/plain'],
     ['header injection', 'text/html\r\nX-Evil: 1'],
+    // Whitespace around ";" is OWS, spaces and tabs: a line break there is no header value.
+    ['a line break before a parameter', 'text/html\r\n;x=y'],
+    ['a Unicode space before a parameter', 'text/html\u00a0;x=y'],
     ['NUL', 'text/plain\u0000'],
     ['two slashes', 'a/b/c'],
     ['non-ASCII', 'text/plaín'],
@@ -128,5 +136,24 @@ describe('validateContentType', () => {
   ];
   for (const [label, value] of bad) {
     test(`refuses ${label}`, () => refusedAs('INVALID_CONTENT_TYPE', () => validateContentType(value)));
+  }
+});
+
+describe('validateTypeFilter', () => {
+  test('a type is matched without its parameters, in lower case', () => {
+    assert.equal(validateTypeFilter('text/csv'), 'text/csv');
+    assert.equal(validateTypeFilter(' TEXT/CSV '), 'text/csv');
+    assert.equal(validateTypeFilter('text/csv;charset=utf-8'), 'text/csv');
+    assert.equal(validateTypeFilter('text/csv ; charset=UTF-8'), 'text/csv');
+  });
+
+  test('a family stays a family; */* is no filter', () => {
+    assert.equal(validateTypeFilter('Image/*'), 'image/*');
+    assert.equal(validateTypeFilter('*/*'), undefined);
+  });
+
+  for (const value of ['*/csv', '*/*x', 'text', 'text/csv; charset', 'text/csv\r\n;x=y']) {
+    test(`refuses ${JSON.stringify(value)}`, () =>
+      refusedAs('INVALID_CONTENT_TYPE', () => validateTypeFilter(value)));
   }
 });

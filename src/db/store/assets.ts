@@ -80,7 +80,19 @@ export function assetQueries({ db, dialect, ids }: SqlContext): AssetStore {
             eb(eb.fn('substr', ['content_type', eb.val(1), eb.val(top.length)]), '=', top),
           );
         } else {
-          select = select.where('content_type', '=', query.contentType);
+          // The type with or without parameters: `text/csv` is also `text/csv; charset=utf-8`.
+          // Stored types are lower case and trimmed, and parameters follow the subtype after
+          // optional spaces or tabs and a ";" (validateContentType), so the character after the
+          // type, if any, is one of those three. substr() as for prefixes: no LIKE wildcards.
+          const type = query.contentType;
+          select = select.where((eb) =>
+            eb(eb.fn('substr', ['content_type', eb.val(1), eb.val(type.length + 1)]), 'in', [
+              type,
+              `${type};`,
+              `${type} `,
+              `${type}\t`,
+            ]),
+          );
         }
       }
       const rows = await select
