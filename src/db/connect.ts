@@ -67,10 +67,8 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
 }
 
 function sqliteConnection(sqlite: SQLite.Database, log: LogConfig | undefined): Connection {
-  return {
-    db: new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }), log }),
-    dialect: 'sqlite',
-  };
+  const dialect = new SqliteDialect({ database: withStatementCache(sqlite), onCreateConnection: refuseNul });
+  return { db: new Kysely<Database>({ dialect, log }), dialect: 'sqlite' };
 }
 
 const INT8_OID = 20;
@@ -201,8 +199,10 @@ WharfPgClient.prototype.query = function (this: WharfPgClient, ...args: unknown[
 
 /**
  * PostgreSQL text cannot hold U+0000, and a query that binds one fails as a server error.
- * SQLite stores and compares it like any other character. No valid id, name or cursor
- * contains it, so such a value is refused as invalid input, the same on every query.
+ * No valid id, name or cursor contains it, so such a value is refused as invalid input, the
+ * same on every query. SQLite would store and compare it like any other character: refused
+ * there too, so every text field (a key's name, a webhook's description, a listing's prefix,
+ * a seed API's) is taken or refused alike on both deployments.
  */
 async function refuseNul(connection: DatabaseConnection): Promise<void> {
   const execute = connection.executeQuery.bind(connection);

@@ -914,6 +914,41 @@ describe('a body that stops arriving (WHARF_BODY_IDLE_TIMEOUT)', () => {
   });
 });
 
+describe('text with NUL (U+0000)', () => {
+  // PostgreSQL text cannot hold it; SQLite could, and the embedded deployment took such a key
+  // name and webhook description, and listed ?prefix=%00, that the scaled one refused.
+  test('is refused as VALIDATION_FAILED alike on both deployments, and nothing is made', async () => {
+    const count = async (path: string) => (await api(w.url, w.key, 'GET', path)).body.data.length as number;
+    const keys = await count('/v1/keys');
+    const hooks = await count('/v1/webhooks');
+    for (const [label, attempt] of [
+      ['key name', () => api(w.url, w.key, 'POST', '/v1/keys', { name: 'k\u0000x' })],
+      [
+        'webhook description',
+        () =>
+          api(w.url, w.key, 'POST', '/v1/webhooks', {
+            url: 'https://hooks.example.com/nul',
+            description: 'd\u0000',
+          }),
+      ],
+      ['listing prefix', () => api(w.url, w.key, 'GET', '/v1/assets?prefix=%00')],
+    ] as const) {
+      const res = await attempt();
+      assert.equal(res.status, 400, `${label}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED', `${label}: ${JSON.stringify(res.body)}`);
+    }
+    // A seed API's field, in its own error shape.
+    const seed = await fetch(`${w.url}/api/v1/assets/new/register_asset`, {
+      method: 'POST',
+      headers: { 'x-filespin-api-key': w.key, 'content-type': 'application/json' },
+      body: JSON.stringify({ asset_id: 'a\u0000b', size: 1, checksum: '0'.repeat(32) }),
+    });
+    assert.equal(seed.status, 400, await seed.clone().text());
+    assert.equal(await count('/v1/keys'), keys);
+    assert.equal(await count('/v1/webhooks'), hooks);
+  });
+});
+
 describe('hostile ids, paths and URLs', () => {
   const ids = [
     '..%2F..%2Fetc%2Fpasswd',
