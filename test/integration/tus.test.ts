@@ -130,6 +130,22 @@ async function offsetOf(url: string, key = w.key): Promise<number> {
   return Number(res.headers.get('upload-offset'));
 }
 
+/** A refusal's error, checked to be Wharf's JSON (tus.io's own answers are text). */
+async function refusal(
+  res: Response,
+  label = '',
+): Promise<{ code: string; message: string; details?: Record<string, unknown> }> {
+  const text = await res.text();
+  assert.match(
+    res.headers.get('content-type') ?? '',
+    /^application\/json/,
+    `${label}: ${res.status} ${text}`,
+  );
+  const { error } = JSON.parse(text);
+  assert.equal(typeof error.message, 'string', label);
+  return error;
+}
+
 function checksum(algorithm: 'sha1' | 'md5' | 'sha256', bytes: Buffer): string {
   return `${algorithm} ${createHash(algorithm).update(bytes).digest('base64')}`;
 }
@@ -494,7 +510,10 @@ describe('checksum extension', () => {
       { 'Upload-Length': '10', 'Upload-Metadata': `filename ${b64(name)}` },
       randomBytes(20),
     );
-    assert.equal(res.status, 413, await res.text());
+    const error = await refusal(res);
+    assert.equal(res.status, 413, JSON.stringify(error));
+    assert.equal(error.code, 'FILE_TOO_LARGE');
+    assert.deepEqual(error.details, { limit: 10 });
     assert.equal(res.headers.get('location'), null, 'nothing the client could resume');
     const [row] = dbQuery<{ status: string; storage_key: string }>(
       w,
@@ -863,6 +882,75 @@ describe('refusals', () => {
       'Upload-Metadata': `filename ${b64('later.bin')}`,
     });
     assert.equal(res.status, 501);
+    assert.equal((await refusal(res)).code, 'VALIDATION_FAILED');
+  });
+
+  test('the tus protocol’s refusals are Wharf’s JSON with a code, at the statuses tus clients know', async () => {
+    const url = await create(10, { filename: 'refusals.bin' });
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '0' }, randomBytes(4))).status, 204);
+    const expect = async (label: string, res: Promise<Response>, status: number, code: string) => {
+      const answer = await res;
+      const error = await refusal(answer, label);
+      assert.equal(answer.status, status, `${label}: ${JSON.stringify(error)}`);
+      assert.equal(error.code, code, label);
+      assert.equal(answer.headers.get('tus-resumable'), '1.0.0', label);
+      return error;
+    };
+    await expect(
+      'a wrong offset',
+      tus(url, 'PATCH', { 'Upload-Offset': '0' }, randomBytes(2)),
+      409,
+      'OFFSET_MISMATCH',
+    );
+    const tooLong = await expect(
+      'a body past Upload-Length',
+      tus(url, 'PATCH', { 'Upload-Offset': '4' }, randomBytes(7)),
+      413,
+      'FILE_TOO_LARGE',
+    );
+    assert.deepEqual(tooLong.details, { limit: 10 });
+    await expect('no Upload-Offset', tus(url, 'PATCH', {}, randomBytes(2)), 400, 'VALIDATION_FAILED');
+    await expect(
+      'a malformed Upload-Offset',
+      tus(url, 'PATCH', { 'Upload-Offset': 'four' }, randomBytes(2)),
+      400,
+      'VALIDATION_FAILED',
+    );
+    for (const type of ['application/octet-stream', null]) {
+      const res = fetch(url, {
+        method: 'PATCH',
+        headers: {
+          'Tus-Resumable': '1.0.0',
+          Authorization: `Bearer ${w.key}`,
+          'Upload-Offset': '4',
+          ...(type && { 'Content-Type': type }),
+        },
+        body: type ? new Uint8Array(randomBytes(2)) : null,
+      });
+      await expect(`Content-Type ${type}`, res, 415, 'UNSUPPORTED_MEDIA_TYPE');
+    }
+    await expect(
+      'no Tus-Resumable',
+      fetch(url, {
+        method: 'PATCH',
+        headers: {
+          Authorization: `Bearer ${w.key}`,
+          'Upload-Offset': '4',
+          'Content-Type': 'application/offset+octet-stream',
+        },
+        body: new Uint8Array(randomBytes(2)),
+      }),
+      412,
+      'PRECONDITION_FAILED',
+    );
+    await expect(
+      'no Upload-Length',
+      tus(`${w.url}/v1/tus/`, 'POST', { 'Upload-Metadata': `filename ${b64('a.bin')}` }),
+      400,
+      'VALIDATION_FAILED',
+    );
+    assert.equal(await offsetOf(url), 4, 'nothing of the refused bodies was written');
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '4' }, randomBytes(6))).status, 204);
   });
 });
 

@@ -27,12 +27,9 @@ function responseHeaders(entries: Record<string, string>) {
   );
 }
 
-/** A refusal of Wharf's (JSON), or of the tus protocol itself (tus.io's text answers). */
+/** A refusal, of Wharf's or of the tus protocol itself: Wharf's JSON error either way. */
 function tusError(description: string) {
-  return {
-    description,
-    content: { 'application/json': { schema: ERROR_REF }, 'text/plain': { schema: { type: 'string' } } },
-  };
+  return { description, content: { 'application/json': { schema: ERROR_REF } } };
 }
 
 const TUS_RESUMABLE = header('Tus-Resumable', 'The protocol version: `1.0.0`.', true, {
@@ -51,7 +48,7 @@ const TUS_COMMON_ERRORS = {
   403: tusError('The key lacks the `upload` scope, or a limit refuses the file.'),
   404: tusError('No such upload in the caller’s account.'),
   410: tusError('The upload was terminated or has expired (`UPLOAD_EXPIRED`).'),
-  412: tusError('`Tus-Resumable` is missing or names another version.'),
+  412: tusError('`Tus-Resumable` is missing (`PRECONDITION_FAILED`).'),
 };
 
 const tags = { tus: ['tus'], rufh: ['resumable HTTP'], storage: ['storage endpoint'] };
@@ -115,13 +112,15 @@ function tusPaths(): Json {
           },
           400: tusError('A missing or malformed `Upload-Length` or `Upload-Metadata`, or a bad file name.'),
           ...TUS_COMMON_ERRORS,
-          413: tusError('Larger than the account’s limit (`FILE_TOO_LARGE`).'),
+          413: tusError(
+            'Larger than the account’s limit, or a body past `Upload-Length` (`FILE_TOO_LARGE`).',
+          ),
           422: tusError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),
           429: tusError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
           460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
-          501: tusError('`Upload-Defer-Length` is not supported.'),
+          501: tusError('`Upload-Defer-Length` or `Upload-Concat` is not supported (`VALIDATION_FAILED`).'),
         },
       },
     },
@@ -173,8 +172,12 @@ function tusPaths(): Json {
           },
           400: tusError('A malformed header, or bytes that do not match the declared `sha256`.'),
           ...TUS_COMMON_ERRORS,
-          409: tusError('`Upload-Offset` is not the upload’s offset, or the upload is already complete.'),
-          415: tusError('The body is not `application/offset+octet-stream`.'),
+          409: tusError(
+            '`Upload-Offset` is not the upload’s offset (`OFFSET_MISMATCH`), or the upload is already complete ' +
+              '(`UPLOAD_NOT_PENDING`).',
+          ),
+          413: tusError('The body goes past `Upload-Length` (`FILE_TOO_LARGE`, `details.limit`).'),
+          415: tusError('The body is not `application/offset+octet-stream` (`UNSUPPORTED_MEDIA_TYPE`).'),
           422: tusError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),

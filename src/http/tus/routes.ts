@@ -3,16 +3,17 @@ import { mkdir, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import { Server } from '@tus/server';
-import { type DataStore, type Locker, Metadata } from '@tus/utils';
+import { type DataStore, ERRORS, type Locker, Metadata } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BodyOffer } from '../../blobs/tus-storage.js';
 import { parseDigest } from '../../core/digests.js';
-import { isWharfError, WharfError } from '../../core/errors.js';
+import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import { refusedForSpace } from '../../core/unavailable.js';
 import type { Core } from '../../core/wharf.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
+import { logFailure } from '../plugins/errors.js';
 import type { RoutingErrorShape } from '../routing-errors.js';
 import { declaredReprDigest } from '../rufh/protocol.js';
 import {
@@ -55,8 +56,10 @@ interface TusCall {
   cut?: () => void;
   /** The whole file's SHA-256 (hex) the request's Repr-Digest declares. */
   reprSha256?: string | undefined;
-  /** A refusal of Wharf's raised inside the tus server (its body is Wharf's JSON). */
+  /** The refusal the tus server answered, in Wharf's terms (its body is Wharf's JSON). */
   error?: WharfError;
+  /** A failure inside the tus server that is no refusal (answered INTERNAL): for the log. */
+  failure?: unknown;
   /** The body offered to the datastore; a creation's gets its key once the upload exists. */
   offer?: BodyOffer;
 }
@@ -65,6 +68,112 @@ interface TusCall {
 // own account completes it, so another account's key names a different, unknown upload.
 const UPLOAD_NAME = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.[a-z0-9]{1,10})?$/;
 const TUS_VERSION = '1.0.0';
+const OFFSET_STREAM = 'application/offset+octet-stream';
+
+/**
+ * tus.io's own refusals (its ERRORS, thrown as these very objects) in Wharf's terms: every
+ * error of the native API is JSON with a code to match on, and tus.io answers text. Each keeps
+ * the status tus clients know (409 for a wrong offset, 413 for a body past Upload-Length, 501
+ * for an extension Wharf lacks), except tus.io's 403s for a missing Upload-Offset (the code's
+ * 400) or Content-Type (415, the tus spec's; the handler refuses that one first).
+ */
+const TUS_REFUSALS = new Map<unknown, { code: ErrorCode; message: string; status?: number }>([
+  [
+    ERRORS.INVALID_OFFSET,
+    {
+      code: 'OFFSET_MISMATCH',
+      message: "Upload-Offset is not the upload's offset: HEAD it for where to resume.",
+    },
+  ],
+  [
+    ERRORS.ERR_SIZE_EXCEEDED,
+    { code: 'FILE_TOO_LARGE', message: "The body goes past the upload's Upload-Length." },
+  ],
+  [
+    ERRORS.ERR_MAX_SIZE_EXCEEDED,
+    { code: 'FILE_TOO_LARGE', message: 'The upload is larger than the largest file this account takes.' },
+  ],
+  [ERRORS.FILE_NOT_FOUND, { code: 'NOT_FOUND', message: 'No such upload.' }],
+  [
+    ERRORS.FILE_NO_LONGER_EXISTS,
+    { code: 'UPLOAD_EXPIRED', message: 'This upload was terminated or has expired.' },
+  ],
+  [
+    ERRORS.INVALID_LENGTH,
+    { code: 'VALIDATION_FAILED', message: "Upload-Length is required: the file's size." },
+  ],
+  [
+    ERRORS.INVALID_METADATA,
+    {
+      code: 'VALIDATION_FAILED',
+      message: 'Upload-Metadata is comma-separated "key base64(value)" pairs, each key once.',
+    },
+  ],
+  [ERRORS.MISSING_OFFSET, { code: 'VALIDATION_FAILED', message: 'Upload-Offset is required.' }],
+  [
+    ERRORS.INVALID_CONTENT_TYPE,
+    { code: 'UNSUPPORTED_MEDIA_TYPE', message: `A PATCH body is sent as Content-Type: ${OFFSET_STREAM}.` },
+  ],
+  [
+    ERRORS.INVALID_TERMINATION,
+    { code: 'UPLOAD_NOT_PENDING', message: 'A finished upload cannot be terminated; delete its asset.' },
+  ],
+  [
+    ERRORS.UNSUPPORTED_CREATION_DEFER_LENGTH_EXTENSION,
+    {
+      code: 'VALIDATION_FAILED',
+      message: 'Upload-Defer-Length is not supported: Wharf needs the size (Upload-Length) up front.',
+      status: 501,
+    },
+  ],
+  [
+    ERRORS.UNSUPPORTED_CONCATENATION_EXTENSION,
+    { code: 'VALIDATION_FAILED', message: 'Upload-Concat (concatenation) is not supported.', status: 501 },
+  ],
+]);
+
+/** The code of an answer tus.io gives with a status only (a missing Tus-Resumable is its 412). */
+const TUS_STATUS_CODES: Partial<Record<number, ErrorCode>> = {
+  400: 'VALIDATION_FAILED',
+  404: 'NOT_FOUND',
+  412: 'PRECONDITION_FAILED',
+  413: 'FILE_TOO_LARGE',
+};
+
+/** A refusal at the status to answer it with. */
+interface TusRefusal {
+  error: WharfError;
+  status: number;
+}
+
+/** What the tus server failed with, as Wharf answers it (see TUS_REFUSALS). */
+function tusRefusal(failure: unknown, upload: Upload | undefined): TusRefusal {
+  // A full disk under the tus file store is Wharf's STORAGE_FULL, not tus's generic 500.
+  const err = refusedForSpace(failure);
+  if (isWharfError(err)) return { error: err, status: err.status };
+  const known = TUS_REFUSALS.get(failure);
+  if (known) {
+    // What a body may fill is the length the upload declared.
+    const details =
+      failure === ERRORS.ERR_SIZE_EXCEEDED && upload?.size != null ? { limit: upload.size } : undefined;
+    const error = new WharfError(known.code, known.message, details);
+    return { error, status: known.status ?? error.status };
+  }
+  // Other refusals of tus.io's carry their status and text (its stream limiter's 413 for a
+  // body past what the upload has room for).
+  const { status_code: status, body } = (failure ?? {}) as { status_code?: unknown; body?: unknown };
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return statusRefusal(status, typeof body === 'string' ? body : '');
+  }
+  return { error: new WharfError('INTERNAL', 'Internal server error.'), status: 500 };
+}
+
+/** An answer tus.io wrote itself, with its status and text only, in Wharf's terms. */
+function statusRefusal(status: number, text: string): TusRefusal {
+  const code = TUS_STATUS_CODES[status] ?? (status < 500 ? 'VALIDATION_FAILED' : 'INTERNAL');
+  const message = code === 'INTERNAL' ? 'Internal server error.' : text.trim() || `Refused (${status}).`;
+  return { error: new WharfError(code, message), status };
+}
 
 /** Failures before routing (a path that does not decode) as the tus routes answer errors. */
 export const tusRoutingErrors: RoutingErrorShape = {
@@ -133,12 +242,13 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       return { headers: { 'Wharf-Asset-Id': outcome.asset.id } };
     },
     onResponseError: (req, failure) => {
-      // A full disk under the tus file store is Wharf's STORAGE_FULL, not tus's generic 500.
-      const err = refusedForSpace(failure);
-      if (!isWharfError(err)) return undefined;
       const call = calls.get(req);
-      if (call) call.error = err;
-      return { status_code: err.status, body: JSON.stringify(errorBody(err)) };
+      const refusal = tusRefusal(failure, call?.upload);
+      if (call) {
+        call.error = refusal.error;
+        if (refusal.error.code === 'INTERNAL') call.failure = failure;
+      }
+      return { status_code: refusal.status, body: JSON.stringify(errorBody(refusal.error)) };
     },
   });
 
@@ -178,6 +288,15 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
 
     if (method === 'POST' || method === 'PATCH') {
       refuseContentEncoding(request);
+      // tus.io refuses a PATCH without this type with 403, and one of another type with 400;
+      // the tus spec says 415, as Wharf answers any body it does not take.
+      if (method === 'PATCH' && request.headers['content-type'] !== OFFSET_STREAM) {
+        request.raw.resume();
+        throw new WharfError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          `A PATCH body is sent as Content-Type: ${OFFSET_STREAM}.`,
+        );
+      }
       // The whole file's SHA-256 (RFC 9530), as the RUFH endpoint takes it: on a creation beside
       // Upload-Metadata's sha256 (they must agree), on a PATCH checked against it or recorded.
       call.reprSha256 = declaredReprDigest(request.headers);
@@ -456,13 +575,21 @@ async function send(reply: FastifyReply, response: Response, call: TusCall) {
     if (lower.startsWith('access-control-') || lower === 'content-length') continue;
     reply.header(name, value);
   }
+  let text = await response.text();
+  if (response.status >= 400 && !call.error) {
+    // Answered by tus.io without an error to map (a missing Tus-Resumable, a malformed
+    // header): its status and words, in Wharf's shape.
+    const refusal = statusRefusal(response.status, text);
+    call.error = refusal.error;
+    text = JSON.stringify(errorBody(refusal.error));
+  }
   if (call.error) reply.header('content-type', 'application/json; charset=utf-8');
+  if (call.failure !== undefined) logFailure(reply.request, call.failure, response.status);
   // tus.io's server dates the expiry from the creation with the server-wide period; Wharf's
   // record may end sooner (an upload token's uploads end with the token), and is what holds.
   if (call.upload && response.headers.has('upload-expires')) {
     reply.header('Upload-Expires', new Date(call.upload.expiresAt).toUTCString());
   }
-  const text = await response.text();
   if (reply.request.method === 'OPTIONS') {
     reply.header('Tus-Checksum-Algorithm', CHECKSUM_ALGORITHMS.join(','));
   }
