@@ -218,11 +218,14 @@ class HashThread {
 
   constructor(private readonly pool: HashPool) {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
-    // Idle, it must not keep the process alive; working, it does (see send()).
-    worker.unref();
     worker.on('message', (m: Message) => this.receive(m));
     worker.on('error', (err) => this.fail(new Error(`hashing worker failed: ${(err as Error).message}`)));
     worker.on('exit', (code) => this.fail(new Error(`hashing worker exited (code ${code})`)));
+    // Idle, it must not keep the process alive; working, it does (see send()). Unref'd after
+    // the 'message' listener, not before: adding the first one refs the worker's port again,
+    // and a worker whose digests never sent it a block (a body cut before its first MiB) kept
+    // a finished process alive until something was hashed on it.
+    worker.unref();
     this.worker = worker;
   }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -414,5 +415,36 @@ describe("the pool's shared budget", () => {
     const later = p.open();
     await feedAll(later, chunksOf(data, 4, 100_000));
     assert.deepEqual(await later.digests(), oneShot(data));
+  });
+});
+
+describe('an idle worker does not keep the process alive', () => {
+  test('nor one whose only digest was dropped before it filled a block (a body cut early)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wharf-hash-idle-'));
+    try {
+      const file = join(dir, 'idle.mts');
+      // What a direct upload does when its chunked framing breaks after a few bytes: the
+      // worker starts for the digest, the bytes wait in its first block, the stream is
+      // destroyed and the digest dropped, and the worker never got a message to answer.
+      await writeFile(
+        file,
+        `
+        import { HashPool } from ${JSON.stringify(new URL('../../src/core/hash-worker.ts', import.meta.url).href)};
+        const digest = new HashPool().open();
+        digest.update(Buffer.from('hello'));
+        digest.drop();
+        console.log('done');
+      `,
+      );
+      const run = spawnSync(process.execPath, ['--import', 'tsx', file], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(run.signal, null, 'the process had to be killed: the idle worker kept it alive');
+      assert.equal(run.status, 0, run.stderr);
+      assert.equal(run.stdout.trim(), 'done');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
