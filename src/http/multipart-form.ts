@@ -66,7 +66,7 @@ export async function firstFilePart(
   const checkForm =
     formDigests.sha256 || formDigests.md5 ? hashingForm(request, formDigests) : async () => {};
   // One byte over the limit so the core, not busboy's silent truncation, reports it.
-  const rest = request.parts({ limits: { fileSize: maxFileSize + 1 } })[Symbol.asyncIterator]();
+  const rest = formParts(request, { limits: { fileSize: maxFileSize + 1 } });
   try {
     for (let next = await rest.next(); !next.done; next = await rest.next()) {
       if (next.value.type === 'file') return { part: next.value, rest, checkForm };
@@ -75,6 +75,28 @@ export async function firstFilePart(
     throw isBrokenForm(err) ? malformedForm(err) : err;
   }
   return { part: undefined, rest, checkForm };
+}
+
+/**
+ * The parts of the request's form, as `request.parts()` reads them, or, when the request was
+ * already destroyed before the route began to read it, an end as a form cut mid-parse gets
+ * (@fastify/multipart's PrematureCloseError, which each API answers as a broken form). Why:
+ * @fastify/multipart learns of a cut from the request's 'close', which it listens for only
+ * from now on, and a destroyed request emits no more data nor end; a body whose connection
+ * dropped while the route's hooks ran (a chunked body whose framing broke while the key was
+ * looked up: Node's parser refuses it and closes the socket) left the handler waiting on the
+ * first part forever, and the server's close waiting for the handler.
+ */
+export function formParts(
+  request: FastifyRequest,
+  options: Parameters<FastifyRequest['parts']>[0],
+): AsyncIterator<Multipart> {
+  const raw = request.raw;
+  if (raw.destroyed && !raw.readableEnded) {
+    const cut = new request.server.multipartErrors.PrematureCloseError();
+    return { next: () => Promise.reject(cut) };
+  }
+  return request.parts(options)[Symbol.asyncIterator]();
 }
 
 function hashingForm(request: FastifyRequest, expected: FormDigests): () => Promise<void> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -1211,4 +1211,85 @@ describe('requests the HTTP parser refuses get Wharf’s error envelope, and sto
     // The server carries on.
     assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?limit=1')).status, 200);
   });
+
+  // Every route that stores a body, begun after its connection is gone: a key lookup that
+  // outlasts the parser's refusal (on a loaded server) leaves the route a request already
+  // destroyed. The forms' parser listened for the request's end only from then on, and
+  // waited for the first part forever (and the server's close for that handler).
+  const form = [
+    '--b',
+    'Content-Disposition: form-data; name="file"; filename="broken.bin"',
+    'Content-Type: application/octet-stream',
+    '',
+    'hello',
+  ].join('\r\n');
+  const formType = 'Content-Type: multipart/form-data; boundary=b';
+  const rawType = 'Content-Type: application/octet-stream';
+  const routes: Array<[string, string, string, string]> = [
+    ['a raw POST /v1/assets', 'POST /v1/assets?name=broken.bin', 'x-api-key: KEY', rawType],
+    ['a form to POST /v1/assets', 'POST /v1/assets', 'x-api-key: KEY', formType],
+    ['PUT /v1/files', 'PUT /v1/files/docs/broken.bin', 'x-api-key: KEY', rawType],
+    ["netiks's form", 'POST /api/v1/assets/developer-upload-file/', 'x-api-key: KEY', formType],
+    [
+      "the file service's form",
+      'POST /api_gateway/file-service/docs/broken.bin',
+      'Authorization: Bearer KEY',
+      formType,
+    ],
+    [
+      "the file service's raw body",
+      'POST /api_gateway/file-service/docs/raw.bin',
+      'Authorization: Bearer KEY',
+      rawType,
+    ],
+  ];
+  let leftRunning = 0;
+  for (const [label, line, auth, type] of routes) {
+    test(`${label} whose chunked framing breaks, read once the connection is gone: refused, and the route ends`, async (t) => {
+      const assets = countAssets(w);
+      const objects = await objectFiles(w);
+      // An earlier test's last response may still be closing; a route an earlier case left
+      // running failed that case, and is not counted against this one.
+      await eventually(() => w.wharf.app.inFlight.size === leftRunning, 'the requests before are over');
+      // The key lookup waits until the request is destroyed (the parser refused its body and
+      // the socket closed), as a slow lookup did: the route then begins on what is left of it.
+      const gone = new Promise<void>((resolve) => {
+        w.wharf.app.server.once('request', (req: IncomingMessage) => {
+          if (req.destroyed) resolve();
+          else req.once('close', () => resolve());
+        });
+      });
+      const keys = w.wharf.core.keys;
+      const authenticate = keys.authenticate.bind(keys);
+      t.mock.method(keys, 'authenticate', async (secret: string | undefined) => {
+        await gone;
+        return authenticate(secret);
+      });
+      const body = type === formType ? form : 'hello';
+      const head = request([
+        `${line} HTTP/1.1`,
+        'Host: x',
+        auth.replace('KEY', w.key),
+        type,
+        'Transfer-Encoding: chunked',
+      ]);
+      const res = await exchange(
+        `${head}${Buffer.byteLength(body).toString(16)}\r\n${body}\r\nnot-a-chunk-size\r\n`,
+      );
+      assert.equal(res.status, 400, res.head);
+      assert.equal(res.body.error.code, 'MALFORMED_REQUEST');
+      try {
+        await eventually(
+          () => w.wharf.app.inFlight.size === leftRunning,
+          'the route is done with the request',
+        );
+      } catch (err) {
+        leftRunning += 1;
+        throw err;
+      }
+      await eventually(async () => (await tmpFiles(w)).length === 0, 'no write left open');
+      assert.equal(countAssets(w), assets);
+      assert.deepEqual(await objectFiles(w), objects);
+    });
+  }
 });

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LOCAL_BUCKET } from '../../blobs/local-endpoint.js';
 import type { StorageEndpointService } from '../../core/endpoint.js';
 import { WharfError } from '../../core/errors.js';
-import { isBrokenForm, isFormLimit } from '../multipart-form.js';
+import { formParts, isBrokenForm, isFormLimit } from '../multipart-form.js';
 import { escapeXml, objectLocation } from './s3-xml.js';
 
 // S3 caps a POST form's fields (policy included) at 20 KB; the file part is not a field.
@@ -34,7 +34,7 @@ export async function postObjectRoute(
         'Bucket POST must be of the enclosure-type multipart/form-data.',
       );
     }
-    const parts = request.parts({ limits: { fileSize: Number.POSITIVE_INFINITY } })[Symbol.asyncIterator]();
+    const parts = formParts(request, { limits: { fileSize: Number.POSITIVE_INFINITY } });
     let fields: Record<string, string>;
     let file: MultipartFile;
     try {
