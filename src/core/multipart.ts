@@ -204,29 +204,32 @@ export class MultipartService {
    */
   async listParts(principal: Principal, uploadId: string): Promise<StoredPart[]> {
     const upload = await this.multipartUpload(principal, uploadId);
-    assertNotEnded(upload);
+    this.uploads.assertNotEnded(upload);
     return this.blobs.listParts(upload.storageKey, multipartIdOf(upload));
   }
 
   /** Composes the named parts and completes the upload; idempotent once it has succeeded. */
   async complete(principal: Principal, uploadId: string, parts: PartReference[]): Promise<UploadOutcome> {
+    // Judged as of the request: one asked in time is not refused for the time its turn or the
+    // composing took (see UploadService.assertNotEnded).
+    const at = this.clock.now();
     // Checked before waiting in line: a caller that may not see the upload never waits on it.
     await this.multipartUpload(principal, uploadId);
     return this.ending.run(uploadId, async () => {
       // Read again in turn: a completion that waited for another answers with its asset.
       const upload = await this.multipartUpload(principal, uploadId);
       if (upload.status === 'completed') return this.uploads.completeUpload(upload);
-      assertNotEnded(upload);
+      this.uploads.assertNotEnded(upload, at);
       try {
         await this.compose(upload, multipartIdOf(upload), parts);
       } catch (err) {
         // The parts went while this composed: another node aborted or cancelled the upload
         // after the read above. Answered as if that had come first (410), not as storage's 404.
         if (isWharfError(err, 'MULTIPART_NOT_FOUND'))
-          assertNotEnded(await this.multipartUpload(principal, uploadId));
+          this.uploads.assertNotEnded(await this.multipartUpload(principal, uploadId), at);
         throw err;
       }
-      return this.uploads.completeUpload(upload);
+      return this.uploads.completeUpload(upload, {}, undefined, at);
     });
   }
 
@@ -350,7 +353,7 @@ export class MultipartService {
 
   async receiveListParts(key: string, multipartId: string): Promise<StoredPart[]> {
     const upload = await this.uploads.uploadByKey(key, 'multipart');
-    assertNotEnded(upload);
+    this.uploads.assertNotEnded(upload);
     checkMultipartId(upload, multipartId);
     return this.blobs.listParts(key, multipartId);
   }
@@ -361,6 +364,7 @@ export class MultipartService {
     multipartId: string,
     parts: PartReference[],
   ): Promise<ObjectInfo & { etag: string }> {
+    const at = this.clock.now();
     const first = await this.uploads.uploadByKey(key, 'multipart');
     checkMultipartId(first, multipartId);
     // In line with every other ending of this upload, as the native complete is: a Complete sent
@@ -378,9 +382,9 @@ export class MultipartService {
           etag: compositeEtag(parts),
         };
       }
-      assertNotEnded(upload);
+      this.uploads.assertNotEnded(upload, at);
       const composed = await this.compose(upload, multipartId, parts);
-      await this.uploads.completeUpload(upload);
+      await this.uploads.completeUpload(upload, {}, undefined, at);
       return composed;
     });
   }
@@ -529,21 +533,6 @@ function multipartIdOf(upload: Upload): string {
     throw new WharfError('MULTIPART_NOT_FOUND', 'The multipart upload has not been started in storage.');
   }
   return upload.multipartId;
-}
-
-/**
- * Refuses to list or complete the parts of an upload that has ended. Parts are taken only while
- * the upload is open (assertOpen, when each part's request starts), so whatever storage holds of
- * a pending upload arrived in time: like a presigned upload's bytes, it may still be completed
- * after the expiry, until the sweep ends the upload (UploadService.completableUntil) and frees
- * the parts. Refusing it sooner answered 410 for parts the sweep then composed into an asset
- * anyway (or, with no declared size to compose by, lost).
- */
-export function assertNotEnded(upload: Upload): void {
-  if (upload.status === 'completed') {
-    throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
-  }
-  if (upload.status === 'expired') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
 }
 
 /** Requests may only name the multipart upload Wharf recorded for the key. */

@@ -3,7 +3,7 @@ import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import type { IdSource } from './ids.js';
 import type { Principal, Upload } from './model.js';
-import { assertNotEnded, checkPartNumber, type MultipartService } from './multipart.js';
+import { checkPartNumber, type MultipartService } from './multipart.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { BlobStore, PresignedRequest, S3Operation, Store } from './ports.js';
 import type { UploadService, UploadSettings } from './uploads.js';
@@ -61,10 +61,10 @@ export class S3SigningService {
       throw new WharfError('NOT_FOUND', 'No multipart upload of yours writes this key.');
     }
     // Parts are taken only while the upload is open; what it holds may be listed, completed or
-    // aborted until it ends, as through the native API (see assertNotEnded).
+    // aborted until it ends, as through the native API (see UploadService.assertNotEnded).
     const sendsBytes = request.operation === 'UploadPart';
-    if (sendsBytes) this.uploads.assertOpen(upload);
-    else assertNotEnded(upload);
+    if (sendsBytes) this.uploads.assertOpen(upload, now);
+    else this.uploads.assertNotEnded(upload, now);
     const multipartId = request.multipartId;
     if (!multipartId || multipartId.length > 1024) {
       throw new WharfError('VALIDATION_FAILED', 'uploadId is required for this request.');

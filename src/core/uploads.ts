@@ -570,11 +570,31 @@ export class UploadService {
   }
 
   /**
-   * Until when a pending upload whose bytes arrived in time may still be completed: the sweep
-   * ends it once this has passed (see UploadSettings.completionGraceMs).
+   * Until when a pending upload whose bytes arrived in time may still be completed (see
+   * UploadSettings.completionGraceMs). Past it the upload has ended, whether or not the sweep
+   * has recorded that yet (see assertNotEnded).
    */
   completableUntil(upload: Upload): number {
     return upload.expiresAt + this.settings.completionGraceMs;
+  }
+
+  /**
+   * Refuses to complete an upload that has ended (or to list or complete a multipart upload's
+   * parts), judged in a request that began `at`. Bytes are taken only while the upload is open
+   * (assertOpen), so whatever storage holds of a pending upload arrived in time: it may still be
+   * completed after the expiry, until completableUntil. Refusing it sooner answered 410 for
+   * parts the sweep then composed into an asset anyway (or, with no declared size to compose
+   * by, lost). Past completableUntil the upload has ended though the sweep, which runs when it
+   * runs, has not recorded it yet: completing it then made an asset of bytes the sweep would
+   * otherwise have freed, so whether an upload ended depended on when the sweep last ran.
+   */
+  assertNotEnded(upload: Upload, at = this.clock.now()): void {
+    if (upload.status === 'completed') {
+      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
+    }
+    if (upload.status === 'expired' || at > this.completableUntil(upload)) {
+      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    }
   }
 
   /** Refuses an upload that can no longer receive bytes (in a request that began `at`). */
@@ -691,12 +711,14 @@ export class UploadService {
    * nobody: a caller's request goes through `complete` (or `lookAt`), which check who asks.
    * `received`: the digests of the bytes as they arrived, from the storage that received them
    * (a tus upload hashed on its way to S3), used when storage itself cannot attest them, so
-   * completion reads nothing back.
+   * completion reads nothing back. `at`: when the completion was asked (see assertNotEnded);
+   * the sweep's reconciliation asks too, so nothing completes past the grace, whoever asks.
    */
   async completeUpload(
     upload: Upload,
     claims: CompletionClaims = {},
     received?: Digests,
+    at = this.clock.now(),
   ): Promise<UploadOutcome> {
     const elapsed = stopwatch();
     const claimed = {
@@ -721,6 +743,8 @@ export class UploadService {
         'A direct upload completes by itself when its request ends.',
       );
     }
+    // Pending, but past the grace: left as it is for the sweep, which ends it and frees its bytes.
+    this.assertNotEnded(upload, at);
     // Held while the bytes are checked and recorded: see holdOpen.
     return this.sealing.run(upload.storageKey, () => {
       const finish = () => this.checkAndFinish(upload, claims, claimed, received, elapsed);
@@ -966,6 +990,9 @@ export class UploadService {
    * verify); undefined while they are missing, or when storage refuses them.
    */
   async completeIfArrived(upload: Upload): Promise<UploadOutcome | undefined> {
+    // Ended by time (see assertNotEnded): its parts are not composed, nor its bytes promoted,
+    // for a completion that would be refused; the sweep frees them.
+    if (upload.status === 'pending' && this.clock.now() > this.completableUntil(upload)) return undefined;
     try {
       const hooks = this.kindHooks.get(upload.kind);
       const ready = hooks?.reconcile

@@ -515,6 +515,34 @@ describe('content another caller’s upload has just stored', () => {
     assert.equal(again.body.filename, 'payroll.bin');
   });
 
+  test('an hour after its upload expired, no look completes it any more; the sweep frees the bytes', async () => {
+    const bytes = randomBytes(3_000);
+    const blob = await arrivedUnnoticed('too-late.bin', bytes);
+    const redirect = () =>
+      fetch(`${w.url}/rails/active_storage/blobs/redirect/${blob.signed_id}/too-late.bin`, {
+        redirect: 'manual',
+      });
+    const now = w.clock.now();
+    try {
+      // Past the upload's expiry and the hour after it; no sweep has run.
+      w.clock.advance(2 * 24 * 3600_000);
+      assert.equal((await redirect()).status, 404, 'the redirect does not complete it');
+      const again = await createBlob({
+        filename: 'too-late-again.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: sha256B64(bytes),
+      });
+      assert.equal(again.status, 200, JSON.stringify(again.body));
+      assert.ok(again.body.direct_upload, 'declaring the content again does not complete it either');
+      await w.wharf.core.uploads.sweep();
+      assert.ok(!(await storedKeys(w)).includes(blob.key), 'the sweep freed the bytes');
+      assert.equal((await redirect()).status, 404);
+    } finally {
+      w.clock.set(now);
+    }
+  });
+
   test('a caller’s own upload is completed for it, and answered as its own upload declared it', async () => {
     const bytes = Buffer.from(`ceo payroll ${randomBytes(6).toString('hex')}`);
     assert.equal((await uploadRaw(w, w.key, 'payroll-ceo.bin', bytes)).status, 201);

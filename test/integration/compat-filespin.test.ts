@@ -519,6 +519,20 @@ describe('FileSpin: register_asset errors', () => {
     assertError(early, 400, 'UPLOAD_INCOMPLETE');
   });
 
+  test('a file POSTed in time registers until an hour after the form expired; past that 400 UPLOAD_EXPIRED', async () => {
+    const late = await jpeg('late.jpg', 33, 17, 77);
+    const { storage, asset_id } = await newStorageUrl('late.jpg');
+    assert.equal((await upload(storage, late.path)).status, 204);
+    const now = w.clock.now();
+    try {
+      // The form's lifetime, the hour after it, and no sweep has run.
+      w.clock.advance(storage.expiry * 1000 + 3600_000 + 1000);
+      assertError(await register(documentedBody(asset_id, late.bytes)), 400, 'UPLOAD_EXPIRED');
+    } finally {
+      w.clock.set(now);
+    }
+  });
+
   test('a wrong checksum or size is refused and the bytes dropped; POST again, then register', async () => {
     const other = await jpeg('other.jpg', 32, 32, 10);
     const { storage, asset_id } = await newStorageUrl('other.jpg');

@@ -490,6 +490,31 @@ describe('errors: {"error", "errorDescription"} with the documented statuses', (
     assertError(await api(w.url, w.key, 'POST', COMPLETE, { id: created.body.data.id }), 409, 'Conflict');
   });
 
+  test('410 when completing more than an hour after the URL expired, though the bytes arrived in time', async () => {
+    const bytes = randomBytes(10);
+    const created = await requestPresigned({
+      ...valid,
+      contentType: 'application/octet-stream',
+      hash: b64(sha256Hex(bytes)),
+      size: bytes.length,
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const put = await fetch(created.body.data.presignedURL, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(bytes),
+    });
+    assert.equal(put.status, 200, await put.text());
+    const now = w.clock.now();
+    try {
+      // The URL's 15 minutes, the hour after them, and no sweep has run.
+      w.clock.advance(15 * 60_000 + 3600_000 + 1000);
+      assertError(await api(w.url, w.key, 'POST', COMPLETE, { id: created.body.data.id }), 410, 'Gone');
+    } finally {
+      w.clock.set(now);
+    }
+  });
+
   test('500 when the database fails, without internals', async () => {
     const broken = await startWharf();
     try {

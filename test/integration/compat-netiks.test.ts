@@ -541,6 +541,20 @@ describe('Bulk upload: generate, PUT, confirm', () => {
     assert.equal(json(late.body).code, 'upload_expired');
   });
 
+  test('bytes PUT in time confirm until an hour after the 15 minutes; past that 410, before any sweep', async () => {
+    const [p] = await generate([{ name: 'slow.txt', type: 'text/plain', size: 4 }]);
+    assert.equal((await putFile(p!.presigned_url, await file('slow.txt', 'slow'), 'text/plain')).status, 200);
+    const now = w.clock.now();
+    try {
+      w.clock.advance(15 * 60_000 + 3600_000 + 1000);
+      const late = await postJson(CONFIRM, confirmBody(p!));
+      assert.equal(late.status, 410, late.body);
+      assert.equal(json(late.body).code, 'upload_expired');
+    } finally {
+      w.clock.set(now);
+    }
+  });
+
   test('a confirm that does not match what was generated is refused', async () => {
     const [p] = await generate([{ name: 'exact.txt', type: 'text/plain', size: 5 }]);
     assert.equal(

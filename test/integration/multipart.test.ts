@@ -527,6 +527,41 @@ describe('reconciliation and expiry', () => {
       w.clock.set(Date.now());
     }
   });
+
+  test('past the grace, before any sweep: completing, listing or signing a Complete is 410, and the sweep composes nothing', async () => {
+    const file = fileOf(2);
+    const started = await start(w, file, { sha256: sha256Hex(file) });
+    const etags = await putParts(w, started.body.id, slices(file));
+    const expiresAt = Date.parse(
+      (await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`)).body.expires_at,
+    );
+    w.clock.set(expiresAt + 3600_000 + 1000);
+    try {
+      const late = await completeUpload(w, started.body.id, etags);
+      assert.equal(late.status, 410, JSON.stringify(late.body));
+      assert.equal(late.body.error.code, 'UPLOAD_EXPIRED');
+      const listed = await api(w.url, w.key, 'GET', `/v1/multipart/${started.body.id}/parts`);
+      assert.equal(listed.status, 410, JSON.stringify(listed.body));
+      for (const method of ['GET', 'POST']) {
+        const signed = await api(w.url, w.key, 'POST', '/v1/s3/sign', {
+          method,
+          key: started.body.key,
+          uploadId: started.body.uploadId,
+        });
+        assert.equal(signed.status, 410, `${method}: ${JSON.stringify(signed.body)}`);
+      }
+      // Every part is there and they add up to the declared size: still, nothing is composed.
+      assert.ok((await w.wharf.core.uploads.sweep()).expired >= 1);
+      const state = await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`);
+      assert.equal(state.body.status, 'expired');
+      assert.equal(state.body.asset_id, null);
+      assert.equal(await storageHolds(w, started.body), false, 'the parts were freed');
+      assert.ok(!(await storedKeys(w)).includes(started.body.key), 'no object was composed');
+      assert.equal((await completeUpload(w, started.body.id, etags)).status, 410);
+    } finally {
+      w.clock.set(Date.now());
+    }
+  });
 });
 
 describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {

@@ -528,6 +528,40 @@ describe('expiry (WHARF_UPLOAD_EXPIRES defaults to 900 s)', () => {
     }
   });
 
+  test('bytes sent in time complete until the grace hour after the expiry; past it 410 before any sweep, which then frees them', async () => {
+    const kept = randomBytes(700);
+    const inTime = await declare(w, w.key, { name: 'in-grace.bin', size: kept.length });
+    const lost = randomBytes(701);
+    const late = await declare(w, w.key, { name: 'past-grace.bin', size: lost.length });
+    assert.equal((await put(inTime, kept)).status, 200);
+    assert.equal((await put(late, lost)).status, 200);
+    const lateKey = `default/${late.id}.bin`;
+    const expiresAt = Date.parse(late.expires_at);
+    try {
+      w.clock.set(Date.parse(inTime.expires_at) + 59 * 60_000);
+      const done = await complete(w, w.key, inTime.id);
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+
+      // The sweep has not run: the upload ended all the same, by time.
+      w.clock.set(expiresAt + 3600_000 + 1000);
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const refused = await complete(w, w.key, late.id);
+        assert.equal(refused.status, 410, JSON.stringify(refused.body));
+        assert.equal(refused.body.error.code, 'UPLOAD_EXPIRED');
+      }
+      assert.equal(dbQuery(w, 'select id from assets where sha256 = ?', sha256Hex(lost)).length, 0);
+      await w.wharf.core.uploads.sweep();
+      assert.ok(!(await objectFiles(w)).includes(lateKey), 'the sweep freed the bytes');
+      const state = await api(w.url, w.key, 'GET', `/v1/uploads/${late.id}`);
+      assert.equal(state.body.status, 'expired');
+      assert.equal(state.body.asset_id, null);
+      assert.equal((await complete(w, w.key, late.id)).status, 410);
+      assert.equal(dbQuery(w, 'select id from assets where sha256 = ?', sha256Hex(lost)).length, 0);
+    } finally {
+      w.clock.set(Date.now());
+    }
+  });
+
   test('WHARF_UPLOAD_EXPIRES sets the lifetime', async () => {
     const clock = new ManualClock(Date.now() - 2 * 60_000);
     const short = await startWharf({ clock, env: { WHARF_UPLOAD_EXPIRES: '60' } });

@@ -63,7 +63,10 @@ export function fileRoutes(app: App, core: Core): void {
           200: FileResponse,
           ...errorResponses,
           409: { ...ErrorSchema, description: 'No bytes have been uploaded to the presigned URL yet.' },
-          410: { ...ErrorSchema, description: 'The presigned URL expired before any bytes arrived.' },
+          410: {
+            ...ErrorSchema,
+            description: 'The presigned URL expired before any bytes arrived, or more than an hour ago.',
+          },
         },
       },
     },
