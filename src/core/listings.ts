@@ -17,11 +17,13 @@ export class ListingService {
     private readonly store: Store,
     private readonly assets: AssetService,
     private readonly clock: Clock,
+    /** UploadSettings.completionGraceMs: when uploads other than tus and RUFH end (see asOf). */
+    private readonly graceMs: number,
   ) {}
 
   /** An upload as it stands now (see asOf): what the API shows of one the caller may see. */
   seen(upload: Upload): Upload {
-    return asOf(upload, this.clock.now());
+    return asOf(upload, this.clock.now(), this.graceMs);
   }
 
   /**
@@ -46,8 +48,9 @@ export class ListingService {
       limit,
       ...own,
       resumableExpiredBefore: now,
+      expiredBefore: now - this.graceMs,
     });
-    return { ...page, uploads: page.uploads.map((upload) => asOf(upload, now)) };
+    return { ...page, uploads: page.uploads.map((upload) => asOf(upload, now, this.graceMs)) };
   }
 
   /** The caller's account, its limits and what it holds (keys that read the whole account). */

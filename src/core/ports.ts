@@ -540,6 +540,11 @@ export interface UploadQuery {
    * as they are shown (see asOf in resumable.ts).
    */
   resumableExpiredBefore?: number | undefined;
+  /**
+   * Pending uploads of any kind that expired before this (the completion grace ago) are
+   * `expired` to the `status` filter too; given with resumableExpiredBefore.
+   */
+  expiredBefore?: number | undefined;
 }
 
 /** What an account holds: bytes against its quota, and how many assets and pending uploads. */

@@ -68,17 +68,20 @@ export type ResumableKind = 'tus' | 'rufh';
 export const RESUMABLE_KINDS: readonly ResumableKind[] = ['tus', 'rufh'];
 
 /**
- * An upload as it stands at `now`, for what the API shows of it. A pending tus or RUFH upload
- * past its expiry has ended: no byte may arrive any more, its resume URL answers 410, and its
- * completion comes only with its last byte. The sweep records that (and frees its bytes) only
- * an hour later; until then it read as pending, with a resume URL that could only fail. Other
- * kinds stay pending until the sweep ends them: what they received in time may still be
- * completed (UploadService.completableUntil). Read, never written.
+ * An upload as it stands at `now`, for what the API shows of it: a pending upload that has ended
+ * by time reads as expired, though the sweep records that (and frees its bytes) only when it
+ * next runs. A tus or RUFH upload ends at its expiry: no byte may arrive any more, its resume
+ * URL answers 410, and its completion comes only with its last byte (before, it read as pending
+ * for the hour until the sweep, with a resume URL that could only fail). Any other kind ends
+ * `graceMs` later, once what it received in time may no longer be completed
+ * (UploadService.completableUntil): it read as pending while its completion answered 410.
+ * Read, never written.
  */
-export function asOf(upload: Upload, now: number): Upload {
+export function asOf(upload: Upload, now: number, graceMs: number): Upload {
+  if (upload.status !== 'pending') return upload;
   const resumable = (RESUMABLE_KINDS as readonly string[]).includes(upload.kind);
-  if (upload.status !== 'pending' || !resumable || now <= upload.expiresAt) return upload;
-  return { ...upload, status: 'expired' };
+  const end = resumable ? upload.expiresAt : upload.expiresAt + graceMs;
+  return now <= end ? upload : { ...upload, status: 'expired' };
 }
 
 /**

@@ -317,7 +317,7 @@ export function createCore(deps: CoreDeps): Core {
       deriveKey(deps.secret, 'console-csrf'),
       deps.sessions,
     ),
-    listings: new ListingService(deps.store, assets, deps.clock),
+    listings: new ListingService(deps.store, assets, deps.clock, deps.uploads.completionGraceMs),
     clock: deps.clock,
     telemetry,
     health: new HealthService(deps.store, deps.blobs, deps.clock, deps.ids),

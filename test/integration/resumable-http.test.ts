@@ -1550,7 +1550,7 @@ describe('resume without client state', () => {
 });
 
 describe('the uploads listing once a resumable upload has expired', () => {
-  test('tus and RUFH uploads read as expired, with no resume_url, before the sweep records it', async () => {
+  test('tus and RUFH uploads read as expired, with no resume_url, before the sweep records it; other kinds an hour later', async () => {
     const rufhUpload = await send({
       method: 'POST',
       target: '/v1/resumable/?name=lapsed.bin',
@@ -1584,6 +1584,9 @@ describe('the uploads listing once a resumable upload has expired', () => {
     // A multipart upload that expires with them: the parts sent in time could still be completed.
     const intent = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'lapsed.zip', size: 4 });
     assert.equal(intent.status, 201, JSON.stringify(intent.body));
+    // A presigned upload whose 15 minutes, and the hour after them, will have passed by then.
+    const presigned = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'lapsed.txt', size: 4 });
+    assert.equal(presigned.status, 201, JSON.stringify(presigned.body));
     const ids = [rufhId, tusId];
     const before = w.clock.now();
     const latest = Math.max(
@@ -1607,6 +1610,19 @@ describe('the uploads listing once a resumable upload has expired', () => {
       }
       // Read as it stands, never written on read: the sweep still records the end (and frees the bytes).
       assert.equal(uploadRow(rufhUpload.final!.headers.location!)?.status, 'pending');
+
+      // Past the grace hour nothing more may be completed (410): the other kinds read as expired too.
+      assert.ok(!pending.includes(presigned.body.id), 'the presigned upload is past its hour');
+      w.clock.set(Date.parse(intent.body.expires_at) + 3600_000 + 1000);
+      const stillPending = (await listed('pending')).map((u) => u.id);
+      const ended = (await listed('expired')).map((u) => u.id);
+      for (const id of [intent.body.id, presigned.body.id]) {
+        assert.ok(!stillPending.includes(id), `${id} is not pending any more`);
+        assert.ok(ended.includes(id), `${id} is listed as expired`);
+        assert.equal((await api(w.url, w.key, 'GET', `/v1/uploads/${id}`)).body.status, 'expired');
+        const row = dbQuery<{ status: string }>(w, 'select status from uploads where id = ?', id);
+        assert.equal(row[0]?.status, 'pending', 'the sweep records it');
+      }
     } finally {
       w.clock.set(before);
     }

@@ -9,28 +9,33 @@ export function listingQueries({ db }: SqlContext): ListingStore {
   return {
     async listUploads(
       accountId: string,
-      { limit, cursor, status, keyId, tokenId, resumableExpiredBefore: lapsed }: UploadQuery,
+      {
+        limit,
+        cursor,
+        status,
+        keyId,
+        tokenId,
+        resumableExpiredBefore: lapsed,
+        expiredBefore: ended,
+      }: UploadQuery,
     ): Promise<{ uploads: Upload[]; nextCursor: string | null }> {
       let query = db.selectFrom('uploads').selectAll().where('account_id', '=', accountId);
       const resumable = [...RESUMABLE_KINDS];
       if (status === 'completed' || (status !== undefined && lapsed === undefined)) {
         query = query.where('status', '=', status);
       } else if (status === 'pending') {
-        // A resumable upload past its expiry reads as expired (see asOf).
+        // A resumable upload past its expiry reads as expired, any other past the grace (see asOf).
         query = query
           .where('status', '=', 'pending')
           .where((eb) => eb.or([eb('kind', 'not in', resumable), eb('expires_at', '>=', lapsed!)]));
+        if (ended !== undefined) query = query.where('expires_at', '>=', ended);
       } else if (status === 'expired') {
-        query = query.where((eb) =>
-          eb.or([
-            eb('status', '=', 'expired'),
-            eb.and([
-              eb('status', '=', 'pending'),
-              eb('kind', 'in', resumable),
-              eb('expires_at', '<', lapsed!),
-            ]),
-          ]),
-        );
+        query = query.where((eb) => {
+          const pending = eb('status', '=', 'pending');
+          const byTime = [eb.and([pending, eb('kind', 'in', resumable), eb('expires_at', '<', lapsed!)])];
+          if (ended !== undefined) byTime.push(eb.and([pending, eb('expires_at', '<', ended)]));
+          return eb.or([eb('status', '=', 'expired'), ...byTime]);
+        });
       }
       if (tokenId !== undefined) query = query.where('token_id', '=', tokenId);
       else if (keyId !== undefined) query = query.where('key_id', '=', keyId).where('token_id', 'is', null);

@@ -17,7 +17,7 @@ const UploadListQuery = Type.Object(
         description:
           '`expired`: ended without an asset (expired, cancelled or failed; the events say which). A tus or ' +
           'Resumable-Uploads-for-HTTP upload past its `expires_at` is `expired` at once; other kinds stay ' +
-          '`pending` until the sweep ends them, an hour later, as what arrived in time may still be completed.',
+          '`pending` for an hour more, as what arrived in time may still be completed until then.',
       }),
     ),
     // Resume without client state: with these, the same listing narrows to the caller's
