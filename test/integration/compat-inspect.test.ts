@@ -297,6 +297,61 @@ describe('the entity id', () => {
   });
 });
 
+describe('a file as it stands when read', () => {
+  test('an upload that ended by time reads as expired here, as in the native API; a read completes nothing', async () => {
+    // A tus upload of the account: its file id reads here too, and it ends at its expiry.
+    const tus = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${w.key}`,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': '100',
+        'Upload-Metadata': `filename ${Buffer.from('lapsed.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(tus.status, 201, await tus.text());
+    const tusId = new URL(tus.headers.get('location')!).pathname.split('/').pop()!.split('.')[0]!;
+    // A file whose bytes arrived, read by a key that may only read: it stays as it was.
+    const bytes = randomBytes(12);
+    const created = await requestPresigned({
+      contentType: 'application/octet-stream',
+      hash: b64(sha256Hex(bytes)),
+      name: 'read-only.bin',
+      size: bytes.length,
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const fileId: string = created.body.data.id;
+    const put = await fetch(created.body.data.presignedURL, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(bytes),
+    });
+    assert.equal(put.status, 200, await put.text());
+    const reader = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'inspect-reader', scopes: ['read'] });
+    assert.equal(reader.status, 201, JSON.stringify(reader.body));
+    const read = await api(w.url, reader.body.secret, 'GET', FILE(fileId));
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+    assert.equal(read.body.data.status, 'pending');
+    assert.equal(read.body.data.assetId, null);
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/uploads/${fileId}`)).body.status, 'pending');
+
+    const now = w.clock.now();
+    try {
+      // Past the tus upload's day, and the presigned URL's 15 minutes and the hour after them.
+      w.clock.advance(24 * 3600_000 + 1000);
+      for (const id of [tusId, fileId]) {
+        const native = await api(w.url, w.key, 'GET', `/v1/uploads/${id}`);
+        assert.equal(native.body.status, 'expired', JSON.stringify(native.body));
+        const file = await api(w.url, w.key, 'GET', FILE(id));
+        assert.equal(file.status, 200, JSON.stringify(file.body));
+        assert.equal(file.body.data.status, 'expired', `${native.body.kind}: as the native API shows it`);
+      }
+    } finally {
+      w.clock.set(now);
+    }
+  });
+});
+
 describe('storage accepts only what was declared', () => {
   async function presign(bytes: Buffer, contentType = 'image/png') {
     const res = await requestPresigned({

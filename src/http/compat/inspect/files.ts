@@ -17,12 +17,15 @@ type Found = { upload: Upload; asset: Asset | undefined } | { upload?: undefined
 
 /**
  * A file id is an upload id (a new upload) or an asset id (the 200 answer for content the
- * account already held); either, of the caller's own account.
+ * account already held); either, of the caller's own account. An upload as it stands now, as
+ * the native API shows it (see ListingService.seen): one ended by time is expired though the
+ * sweep has not recorded it yet (a tus upload past its expiry read here as pending). Only read:
+ * nothing is completed here.
  */
 async function findFile(core: Core, principal: Principal, id: string): Promise<Found> {
   let upload: Upload;
   try {
-    upload = await core.uploads.get(principal, id);
+    upload = core.listings.seen(await core.uploads.get(principal, id));
   } catch (err) {
     if (!isWharfError(err, 'NOT_FOUND')) throw err;
     return { asset: await core.assets.get(principal, id) };

@@ -41,7 +41,10 @@ export const FileSchema = Type.Object(
     size: Type.Integer({ minimum: 0 }),
     hash: Type.String({ description: 'SHA-256 of the content, base64.' }),
     status: Type.Union([Type.Literal('pending'), Type.Literal('uploaded'), Type.Literal('expired')], {
-      description: '`uploaded` once completion verified the bytes; `expired` when the URL lapsed unused.',
+      description:
+        '`uploaded` once completion verified the bytes; `expired` once the file can no longer be uploaded ' +
+        '(as `GET /v1/uploads/{id}` shows it): the URL lapsed unused, the hour after it passed, or the ' +
+        'upload was cancelled.',
     }),
     assetId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], {
       description: "The file's asset in Wharf's native API (GET /v1/assets/{id}) once uploaded.",
