@@ -23,7 +23,9 @@ after(async () => {
 });
 
 /** GET the content with no credentials at all; follows a redirect to storage if there is one. */
-async function anonymous(id: string): Promise<{ status: number; bytes: Buffer; body: JsonResponse['body'] }> {
+async function anonymous(
+  id: string,
+): Promise<{ status: number; bytes: Buffer; body: JsonResponse['body']; headers: Headers }> {
   const res = await fetch(`${w.url}/v1/assets/${id}/content`);
   const bytes = Buffer.from(await res.arrayBuffer());
   let body: unknown;
@@ -32,7 +34,7 @@ async function anonymous(id: string): Promise<{ status: number; bytes: Buffer; b
   } catch {
     body = undefined;
   }
-  return { status: res.status, bytes, body };
+  return { status: res.status, bytes, body, headers: res.headers };
 }
 
 function patchAccess(id: string, access: unknown, key = w.key): Promise<JsonResponse> {
@@ -75,6 +77,14 @@ describe('access levels', () => {
     const open = await anonymous(id);
     assert.equal(open.status, 200);
     assert.deepEqual(open.bytes, bytes);
+    // Public means any page may embed it (<img>, <video>), as its renderings; still sandboxed.
+    assert.equal(open.headers.get('cross-origin-resource-policy'), 'cross-origin');
+    assert.match(open.headers.get('content-security-policy') ?? '', /sandbox/);
+    assert.equal(open.headers.get('x-content-type-options'), 'nosniff');
+    // The same asset downloaded with a key is the key holder's: Wharf's own site only.
+    const keyed = await fetch(`${w.url}/v1/assets/${id}/content`, { headers: { 'x-api-key': key } });
+    await keyed.arrayBuffer();
+    assert.equal(keyed.headers.get('cross-origin-resource-policy'), 'same-site');
 
     const back = await patchAccess(id, 'private', key);
     assert.equal(back.status, 200, JSON.stringify(back.body));

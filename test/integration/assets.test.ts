@@ -329,6 +329,8 @@ describe('GET /v1/assets/{id}/content', () => {
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
     assert.match(res.headers.get('content-security-policy') ?? '', /(^|;\s*)sandbox(;|$)/);
     assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+    // What a key unlocked stays with Wharf's own site (a page reads it with fetch, under CORS).
+    assert.equal(res.headers.get('cross-origin-resource-policy'), 'same-site');
     assert.equal(
       res.headers.get('repr-digest'),
       `sha-256=:${Buffer.from(sha256Hex(binaryBytes), 'hex').toString('base64')}:`,
@@ -626,6 +628,10 @@ describe('signed download URLs', () => {
     assert.ok((await body(download)).equals(bytes));
     assert.equal(download.headers.get('etag'), `"${asset.sha256}"`);
     assert.equal(download.headers.get('x-content-type-options'), 'nosniff');
+    // Handed out to be used without a key, by a page of any site: an <img> or <video> of
+    // another site loads it (browsers block a same-site resource there); still sandboxed.
+    assert.equal(download.headers.get('cross-origin-resource-policy'), 'cross-origin');
+    assert.match(download.headers.get('content-security-policy') ?? '', /(^|;\s*)sandbox(;|$)/);
   });
 
   test('expires_in is honoured to the second, then URL_EXPIRED', async () => {

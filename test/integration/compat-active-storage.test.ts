@@ -175,6 +175,8 @@ describe('direct upload: POST, PUT, done', () => {
     const download = await fetch(location);
     assert.equal(download.status, 200);
     assert.equal(sha256Hex(Buffer.from(await download.arrayBuffer())), sha256Hex(bytes));
+    // A credential in the URL, like Rails' own: a page of any site may embed it.
+    assert.equal(download.headers.get('cross-origin-resource-policy'), 'cross-origin');
   });
 
   test('SHA-256 checksum (the document’s example): bound by x-amz-checksum-sha256 instead of Content-MD5', async () => {

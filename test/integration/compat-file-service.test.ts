@@ -253,6 +253,8 @@ describe('the document’s example: curl -X POST -u keyid:secret -F "file=@/path
     });
     assert.equal(res.status, 200);
     assert.equal(sha256Hex(Buffer.from(await res.arrayBuffer())), sha256Hex(v1));
+    // The redirect leads to a signed URL, embeddable by a page of any site.
+    assert.equal(res.headers.get('cross-origin-resource-policy'), 'cross-origin');
     const unredirected = await fetch(`${w.url}${PREFIX}/rewards/test.png/content`, {
       headers: { authorization: basic() },
       redirect: 'manual',

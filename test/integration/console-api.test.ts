@@ -118,6 +118,8 @@ describe('what the cookie opens, and what it does not', () => {
     });
     assert.equal(content.status, 200);
     assert.equal(await content.text(), 'seen by the console');
+    // What the cookie unlocked is not for other sites' pages to embed.
+    assert.equal(content.headers.get('cross-origin-resource-policy'), 'same-site');
   });
 
   test('a state-changing request without the CSRF token, or with another session’s, is refused and changes nothing', async () => {

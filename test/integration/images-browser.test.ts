@@ -37,6 +37,8 @@ let signed400: string;
 let signed800: string;
 let tampered: string;
 let expired: string;
+/** The photo's asset id. */
+let photoId: string;
 
 /**
  * A photo-like JPEG (smooth gradients and a few shapes, so the renderings have real content)
@@ -73,6 +75,7 @@ before(async () => {
   const upload = await uploadRaw(w, w.key, 'paris.jpg', bytes, { contentType: 'image/jpeg' });
   assert.equal(upload.status, 201, JSON.stringify(upload.body));
   const id = upload.body.asset.id as string;
+  photoId = id;
 
   // format=auto (the default): each browser gets what its Accept names.
   signed400 = await sign(id, { w: 400, expires_in: 3600 });
@@ -230,3 +233,30 @@ for (const view of VIEWS) {
     }
   });
 }
+
+test('the original itself embeds on another site’s page too, by a signed download URL or made public', async () => {
+  const signed = await api(w.url, w.key, 'POST', `/v1/assets/${photoId}/signed-url`, { expires_in: 3600 });
+  assert.equal(signed.status, 200, JSON.stringify(signed.body));
+  const made = await api(w.url, w.key, 'PATCH', `/v1/assets/${photoId}`, { access: 'public' });
+  assert.equal(made.status, 200, JSON.stringify(made.body));
+  const page = `<!doctype html><html><body>
+<img id="signed" alt="signed" src="${signed.body.url}">
+<img id="public" alt="public" src="${w.url}/v1/assets/${photoId}/content">
+</body></html>`;
+  assert.ok(!page.includes(w.key), 'no key on the page');
+  const other = await servePage({ '/': { type: 'text/html', body: page } });
+  const context = await browser.newContext();
+  try {
+    const tab = await context.newPage();
+    await tab.goto(`${other.origin.replace('127.0.0.1', 'localhost')}/`);
+    const shown = await images(tab);
+    // Chromium enforces Cross-Origin-Resource-Policy on an <img>: `same-site` would leave both
+    // broken (ERR_BLOCKED_BY_RESPONSE.NotSameSite), as the page is on another site than Wharf.
+    assert.equal(shown.signed?.naturalWidth, PHOTO.width, 'the signed URL shows');
+    assert.equal(shown.public?.naturalWidth, PHOTO.width, 'the public asset shows');
+  } finally {
+    await context.close();
+    await other.close();
+    await api(w.url, w.key, 'PATCH', `/v1/assets/${photoId}`, { access: 'private' });
+  }
+});

@@ -101,6 +101,9 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
       let wanted: Disposition = q.download ? 'attachment' : 'inline';
       // A signed URL's remaining life, which a redirect to storage must not outlive.
       let urlSeconds: number | undefined;
+      // Cross-Origin-Resource-Policy: whether a page of another site may embed the bytes (an
+      // <img>, <video> or <audio> loads them in no-cors mode, where browsers enforce it).
+      let embeddable: boolean;
       if (q.signature !== undefined || q.expires !== undefined) {
         if (q.signature === undefined || q.expires === undefined || q.disposition === undefined) {
           throw new WharfError('INVALID_SIGNATURE', 'A signed URL needs expires, disposition and signature.');
@@ -120,10 +123,17 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
         if (q.disposition === 'attachment') wanted = 'attachment';
         urlSeconds = Math.max(0, q.expires - Math.floor(core.clock.now() / 1000));
         reply.header('cache-control', `private, max-age=${urlSeconds}`);
+        // The credential is the URL itself: whoever holds it has the bytes anyway, and handing
+        // it out is how bytes go to a page (of any site) without a key, as its renderings do.
+        embeddable = true;
       } else if (request.principal !== null) {
         // Authenticated by the scope the route is mounted in (the web console's session).
         asset = await core.assets.get(request.principal, id);
         reply.header('cache-control', 'private, no-cache');
+        // A cookie is ambient: the browser attaches it to any load from a page it allows, so
+        // `same-site` keeps other sites' pages from pulling private bytes into their process
+        // (with the cookie's SameSite=Strict, a second lock).
+        embeddable = false;
       } else if (presentedKey(request) === undefined) {
         // No credentials: only a public asset answers; anything else reads as "key required",
         // so nobody learns which private ids exist.
@@ -133,9 +143,16 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
             : err;
         });
         reply.header('cache-control', 'public, no-cache');
+        // No credential at all: anyone may fetch it, so any page may embed it.
+        embeddable = true;
       } else {
         asset = await core.assets.get(await authenticate(core, request), id);
         reply.header('cache-control', 'private, no-cache');
+        // Bytes a key unlocked are the key holder's. A page reads them with fetch (CORS mode,
+        // which CORP does not govern) and no embed can carry the header, so `same-site` costs a
+        // client nothing; it keeps them out of other sites' pages should anything (an extension,
+        // a proxy) ever attach the key to a no-cors load.
+        embeddable = false;
       }
 
       const inline = wanted === 'inline' && isInlineSafe(asset.contentType);
@@ -157,6 +174,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
         contentType: asset.contentType,
         disposition,
         read: (range) => core.assets.read(asset, range),
+        resourcePolicy: embeddable ? 'cross-origin' : 'same-site',
       });
     },
   );

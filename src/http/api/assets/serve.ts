@@ -22,10 +22,11 @@ export interface StoredBytes {
   disposition: string;
   read(range?: ByteRange): Promise<Readable>;
   /**
-   * `cross-origin` lets pages of other sites embed the bytes (<img> of a signed or public
-   * image); the default `same-site` keeps them to Wharf's own site.
+   * `cross-origin` lets pages of other sites embed the bytes (an <img> or <video> of a signed
+   * URL or a public asset); `same-site` keeps them to Wharf's own site (what a key or the
+   * console's cookie unlocked). Each route says which, by how the request was authenticated.
    */
-  resourcePolicy?: 'same-site' | 'cross-origin';
+  resourcePolicy: 'same-site' | 'cross-origin';
 }
 
 /** A response body of raw bytes (documentation only: streams are never serialised). */
@@ -60,7 +61,7 @@ export async function sendStored(request: FastifyRequest, reply: FastifyReply, b
     .header('content-disposition', bytes.disposition)
     .header('x-content-type-options', 'nosniff')
     .header('content-security-policy', "default-src 'none'; sandbox")
-    .header('cross-origin-resource-policy', bytes.resourcePolicy ?? 'same-site')
+    .header('cross-origin-resource-policy', bytes.resourcePolicy)
     .header('repr-digest', `sha-256=:${Buffer.from(bytes.sha256, 'hex').toString('base64')}:`);
 
   if (condition === 'not-modified') {
