@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { declare, putPresigned } from '../helpers/assets.js';
+import { createAsset, declare, putPresigned } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -21,6 +21,17 @@ const TUS_EXPOSED = [
   'tus-extension',
   'tus-max-size',
   'wharf-asset-id',
+];
+
+/** What a page resuming over Resumable Uploads for HTTP reads (each interop version's). */
+const RUFH_EXPOSED = [
+  'upload-complete',
+  'upload-incomplete',
+  'upload-offset',
+  'upload-limit',
+  'upload-draft-interop-version',
+  'accept-patch',
+  'repr-digest',
 ];
 
 function list(value: string | null): string[] {
@@ -65,17 +76,45 @@ describe('CORS with listed origins', () => {
     await w?.close();
   });
 
-  test('an allowed origin is named back, may read ETag, Location and the tus headers', async () => {
+  test('an allowed origin is named back, may read ETag, Location, the tus and RUFH headers', async () => {
     for (const origin of [PAGE, OTHER_PAGE]) {
       const res = await get(w, '/v1/assets', { origin, authorization: `Bearer ${w.key}` });
       assert.equal(res.status, 200);
       assert.equal(res.headers.get('access-control-allow-origin'), origin);
       assert.ok(list(res.headers.get('vary')).includes('origin'), 'caches keep answers per origin');
       const exposed = list(res.headers.get('access-control-expose-headers'));
-      for (const name of ['etag', 'location', ...TUS_EXPOSED]) {
+      for (const name of ['etag', 'location', 'x-request-id', ...TUS_EXPOSED, ...RUFH_EXPOSED]) {
         assert.ok(exposed.includes(name), `${name} is exposed: ${exposed}`);
       }
       assert.equal(res.headers.get('access-control-allow-credentials'), null, 'no cookies are involved');
+    }
+  });
+
+  test('a ranged download exposes where its slice sits, that ranges work, the file’s name; Retry-After too', async () => {
+    const asset = await createAsset(w, w.key, 'report 1.txt', '0123456789abcdefghij', 'text/plain');
+    const res = await get(w, `/v1/assets/${asset.id}/content`, {
+      origin: PAGE,
+      authorization: `Bearer ${w.key}`,
+      range: 'bytes=0-9',
+    });
+    assert.equal(res.status, 206);
+    assert.equal(await res.text(), '0123456789');
+    assert.equal(res.headers.get('access-control-allow-origin'), PAGE);
+    assert.equal(res.headers.get('content-range'), 'bytes 0-9/20');
+    assert.equal(res.headers.get('accept-ranges'), 'bytes');
+    assert.match(res.headers.get('content-disposition') ?? '', /filename="report 1\.txt"/);
+    const exposed = list(res.headers.get('access-control-expose-headers'));
+    // Without them a page sees the 206 but neither the total size nor the name, and a loader
+    // such as pdf.js does not use ranges at all; Retry-After is what 429 and 503 say to wait.
+    for (const name of [
+      'content-range',
+      'accept-ranges',
+      'content-disposition',
+      'etag',
+      'repr-digest',
+      'retry-after',
+    ]) {
+      assert.ok(exposed.includes(name), `${name} is exposed: ${exposed}`);
     }
   });
 

@@ -14,13 +14,22 @@ export function corsAllows(allowed: readonly string[], origin: string | undefine
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
 
 /**
- * Response headers a page may read. Without ETag a browser's multipart upload cannot name
+ * Response headers a page may read (beyond the safelisted Content-Type, Content-Length,
+ * Last-Modified, Cache-Control…). Without ETag a browser's multipart upload cannot name
  * its parts at completion (Uppy then waits at 100% for ever); Location is where tus (and
  * Resumable Uploads for HTTP) put a new upload.
  */
 export const EXPOSED_HEADERS = [
   'ETag',
   'Location',
+  // Downloads: where a 206's slice sits and the file's size (Content-Range), whether ranges
+  // are served at all (Accept-Ranges, which pdf.js and media loaders check before asking),
+  // and the file's name for a save dialog (Content-Disposition).
+  'Content-Range',
+  'Accept-Ranges',
+  'Content-Disposition',
+  // How long to wait after 429 TOO_MANY_OPEN_UPLOADS or a 503 before trying again.
+  'Retry-After',
   'Upload-Offset',
   'Upload-Length',
   'Upload-Metadata',
@@ -33,8 +42,12 @@ export const EXPOSED_HEADERS = [
   'Wharf-Asset-Id',
   'X-Request-Id',
   // Resumable Uploads for HTTP: what a page needs to resume (and to check the file).
+  // Upload-Incomplete is interop version 3's spelling of the state; Accept-Patch is the
+  // append type discovery (OPTIONS) names.
   'Upload-Complete',
+  'Upload-Incomplete',
   'Upload-Limit',
+  'Accept-Patch',
   'Upload-Draft-Interop-Version',
   'Repr-Digest',
 ];
