@@ -55,11 +55,22 @@ export class ApiError extends Error {
 
 const BASE = '/console/api';
 let csrfToken = '';
-let onSignedOut: () => void = () => {};
+let onSignedOut: (why?: string) => void = () => {};
 
-/** Called when any answer says the session is over (expired, revoked, signed out elsewhere). */
-export function whenSignedOut(handler: () => void): void {
+/**
+ * Called when any answer says the session is over (expired, revoked, signed out elsewhere),
+ * with the server's reason when the person must do something else than sign in again.
+ */
+export function whenSignedOut(handler: (why?: string) => void): void {
   onSignedOut = handler;
+}
+
+/**
+ * The reason to show for a 401: the server's own message when the browser sent several session
+ * cookies (signing in again does not help until they are cleared), none otherwise.
+ */
+export function signedOutReason(error: { code?: string; message?: string } | undefined): string | undefined {
+  return error?.code === 'AMBIGUOUS_SESSION' ? error.message : undefined;
 }
 
 /** The console's own session routes (not native API routes, so not the SDK's). */
@@ -77,7 +88,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   const json = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
   if (!res.ok) {
     const error = json.error ?? { code: 'HTTP_' + res.status, message: res.statusText };
-    if (res.status === 401 && path !== '/session') onSignedOut();
+    if (res.status === 401 && path !== '/session') onSignedOut(signedOutReason(error));
     throw new ApiError(res.status, error.code, error.message);
   }
   return json as T;
@@ -89,7 +100,13 @@ const sessionFetch: typeof fetch = async (input, init) => {
   const method = (init?.method ?? 'GET').toUpperCase();
   if (method !== 'GET' && method !== 'HEAD') headers.set('x-csrf-token', csrfToken);
   const res = await fetch(input, { ...init, headers, credentials: 'same-origin' });
-  if (res.status === 401) onSignedOut();
+  if (res.status === 401) {
+    const body = (await res
+      .clone()
+      .json()
+      .catch(() => undefined)) as { error?: { code: string; message: string } } | undefined;
+    onSignedOut(signedOutReason(body?.error));
+  }
   return res;
 };
 

@@ -6,7 +6,7 @@ import './console.css';
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { AccountPage, KeysPage, TokensPage, WebhookPage, WebhooksPage } from './admin.js';
-import { api, type Session, whenSignedOut } from './api.js';
+import { ApiError, api, type Session, signedOutReason, whenSignedOut } from './api.js';
 import { AssetPage, AssetsPage } from './assets.js';
 import { Notice } from './ui.js';
 import { UploadPage } from './upload.js';
@@ -89,11 +89,14 @@ function App() {
   const main = useRef<HTMLElement>(null);
 
   useEffect(() => {
-    whenSignedOut(() => {
+    whenSignedOut((why) => {
       setSession(null);
-      setReason('Your session ended (it expired or was signed out); sign in again.');
+      setReason(why ?? 'Your session ended (it expired or was signed out); sign in again.');
     });
-    api.session().then(setSession, () => setSession(null));
+    api.session().then(setSession, (err: unknown) => {
+      setSession(null);
+      if (err instanceof ApiError) setReason(signedOutReason(err) ?? '');
+    });
   }, []);
   // A new page: focus goes to its heading's region, as a screen reader user expects.
   useEffect(() => {

@@ -21,6 +21,8 @@ export const ERROR_STATUS = {
   UNAUTHORIZED: 401,
   /** An upload token past its expiry: mint a new one. */
   TOKEN_EXPIRED: 401,
+  /** A console request with more than one session cookie (one may be planted): none is used. */
+  AMBIGUOUS_SESSION: 401,
   /** The operation needs the admin scope (managing keys). */
   FORBIDDEN: 403,
   /** The key or token lacks the scope (read, upload, write) the operation needs. */

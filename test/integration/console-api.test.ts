@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { SIGN_IN_FAILURES_ALLOWED, SIGN_IN_WINDOW_MS } from '../../src/core/sessions.js';
 import { buildConsoleForTest, type ConsoleClient, signIn } from '../helpers/console.js';
-import { api } from '../helpers/http.js';
+import { api, type JsonResponse } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // The web console's server side without a browser: the session cookie, CSRF refusals (as a
@@ -95,6 +96,104 @@ describe('signing in', () => {
       cookie: 'wharf_console=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
     });
     assert.equal(forged.status, 401);
+  });
+});
+
+describe('a session cookie planted beside the console’s own', () => {
+  // A page of a sibling host (user content, marketing) may set `wharf_console` on the parent
+  // domain with a longer path, e.g. Path=/console/api: the browser then sends it first, beside
+  // the console's own. Whichever order they come in, the console must not run in it.
+  const ambiguous = (res: JsonResponse, what: string) => {
+    assert.equal(res.status, 401, `${what}: ${JSON.stringify(res.body)}`);
+    assert.equal(res.body.error.code, 'AMBIGUOUS_SESSION', what);
+    assert.equal(res.body.error.details.cookies, 2, what);
+  };
+
+  test('two session cookies, in either order, good or not: none is used, reads and writes are 401 AMBIGUOUS_SESSION', async () => {
+    const victim = await signIn(w.url, w.key);
+    const attacker = await signIn(w.url, (await w.newAccount('planter')).key);
+    const asset = await upload(w.key, 'planted.txt', 'kept despite the planted cookie');
+    const pairs = {
+      'the planter’s first': `${attacker.cookie}; ${victim.cookie}`,
+      'the planter’s last': `${victim.cookie}; ${attacker.cookie}`,
+      'a bogus one first': `wharf_console=bogus; ${victim.cookie}`,
+      'the same one twice': `${victim.cookie}; ${victim.cookie}`,
+      'among other cookies': `theme=dark; ${attacker.cookie}; lang=en; ${victim.cookie}`,
+    };
+    for (const [what, cookie] of Object.entries(pairs)) {
+      ambiguous(await api(w.url, undefined, 'GET', '/console/api/session', undefined, { cookie }), what);
+      ambiguous(await api(w.url, undefined, 'GET', '/console/api/v1/assets', undefined, { cookie }), what);
+      // The victim's own CSRF token does not make it the victim's session either.
+      const deleted = await api(w.url, undefined, 'DELETE', `/console/api/v1/assets/${asset.id}`, undefined, {
+        cookie,
+        'x-csrf-token': victim.csrf,
+      });
+      ambiguous(deleted, `${what}, DELETE`);
+    }
+    assert.equal(
+      (await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`)).status,
+      200,
+      'nothing was deleted',
+    );
+    // Signing in beside a planted cookie would be refused at the session's first use: refused now.
+    const again = await api(
+      w.url,
+      undefined,
+      'POST',
+      '/console/api/session',
+      { key: w.key },
+      { cookie: `${attacker.cookie}; ${victim.cookie}` },
+    );
+    ambiguous(again, 'sign-in');
+    assert.equal(again.headers.get('set-cookie'), null);
+    // One session cookie, among others of other names, is the session.
+    const alone = await api(w.url, undefined, 'GET', '/console/api/session', undefined, {
+      cookie: `theme=dark; ${victim.cookie}; wharf_console_x=1`,
+    });
+    assert.equal(alone.status, 200);
+    assert.equal(alone.body.account.id, 'default');
+  });
+
+  test('with an https public URL the cookie is __Host-wharf_console (Secure, Path=/, no Domain); a plain wharf_console is never read', async () => {
+    const secure = await startWharf({ env: { WHARF_PUBLIC_URL: 'https://files.example.test' } });
+    try {
+      // Reached over loopback; the cookie's attributes follow the public URL.
+      const { port } = secure.wharf.app.server.address() as AddressInfo;
+      const base = `http://127.0.0.1:${port}`;
+      const victim = await signIn(base, secure.key);
+      assert.match(victim.setCookie, /^__Host-wharf_console=[A-Za-z0-9_-]{43};/);
+      assert.match(victim.setCookie, /; Path=\/(;|$)/);
+      assert.match(victim.setCookie, /; Secure(;|$)/);
+      assert.match(victim.setCookie, /; HttpOnly/);
+      assert.match(victim.setCookie, /; SameSite=Strict/);
+      assert.doesNotMatch(victim.setCookie, /; Domain=/i, 'a __Host- cookie has no Domain');
+      const session = (cookie: string) =>
+        api(base, undefined, 'GET', '/console/api/session', undefined, { cookie });
+      assert.equal((await session(victim.cookie)).status, 200);
+
+      // What a sibling host can set: the name without the prefix. It opens nothing, and beside
+      // the console's own cookie it changes nothing.
+      const attacker = await signIn(base, (await secure.newAccount('planter')).key);
+      const planted = attacker.cookie.replace(/^__Host-/, '');
+      const alone = await session(planted);
+      assert.equal(alone.status, 401);
+      assert.equal(alone.body.error.code, 'UNAUTHORIZED');
+      const beside = await session(`${planted}; ${victim.cookie}`);
+      assert.equal(beside.status, 200);
+      assert.equal(beside.body.account.id, 'default', 'the victim’s own session');
+      const twice = await session(`${attacker.cookie}; ${victim.cookie}`);
+      assert.equal(twice.status, 401);
+      assert.equal(twice.body.error.code, 'AMBIGUOUS_SESSION');
+
+      const out = await victim.call('DELETE', '/session');
+      assert.equal(out.status, 204);
+      assert.match(
+        out.headers.get('set-cookie') ?? '',
+        /^__Host-wharf_console=; Max-Age=0; Path=\/; HttpOnly; Secure/,
+      );
+    } finally {
+      await secure.close();
+    }
   });
 });
 

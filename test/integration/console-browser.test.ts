@@ -9,7 +9,7 @@ import type { Browser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { pseudoRandomBytes } from '../fixtures/uppy/bytes.js';
 import { launchChromium } from '../helpers/browser.js';
-import { buildConsoleForTest } from '../helpers/console.js';
+import { buildConsoleForTest, signIn } from '../helpers/console.js';
 import { api } from '../helpers/http.js';
 import { Receiver } from '../helpers/receiver.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -610,3 +610,40 @@ test('a session that expires, or is signed out elsewhere, sends the page back to
     await context.close();
   }
 });
+
+test(
+  'a session cookie planted by a sibling host signs the page out with the reason, never into the planter’s session',
+  SLOW,
+  async () => {
+    const { context, page, dialogs } = await openConsole();
+    try {
+      await signInWith(page, w.key);
+      // What a page of another host of the same site can do over plain http: set the name on the
+      // parent domain with a longer path, so the browser sends it before the console's own.
+      const planter = await signIn(w.url, (await w.newAccount('planter')).key);
+      const host = new URL(w.url).hostname;
+      const planted = { name: 'wharf_console', domain: host, path: '/console/api' };
+      await context.addCookies([{ ...planted, value: planter.cookie.split('=')[1]!, sameSite: 'Strict' }]);
+      const reason = page.getByText('another site of the same domain may have set one');
+      await page.getByRole('link', { name: 'Keys' }).click();
+      await reason.waitFor();
+      await page.getByLabel('API key').waitFor();
+      // Loaded afresh, the page says the same; signing in is refused while both are there.
+      await page.reload();
+      await reason.waitFor();
+      await page.getByLabel('API key').fill(w.key);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('alert').getByText('AMBIGUOUS_SESSION').waitFor();
+      assert.equal(await page.getByText('planter').count(), 0, 'nothing of the planter’s account shows');
+      // Once the planted cookie is cleared, the console's own session works again.
+      await context.clearCookies(planted);
+      await page.goto(`${w.url}/console#/assets`);
+      await page.reload();
+      await page.getByRole('heading', { name: 'Assets', level: 1 }).waitFor();
+      assert.equal(await page.getByText('planter').count(), 0);
+      assert.deepEqual(dialogs, []);
+    } finally {
+      await context.close();
+    }
+  },
+);

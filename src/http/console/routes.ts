@@ -28,8 +28,16 @@ export interface ConsoleOptions extends ApiContext {
 }
 
 export const SESSION_COOKIE = 'wharf_console';
-/** The cookie is sent to the console's paths only, never to the native API. */
-const COOKIE_PATH = '/console';
+/**
+ * The session cookie when WHARF_PUBLIC_URL is https. Browsers accept a `__Host-` cookie only
+ * from this very host (no Domain), Secure and with Path=/, so a page of a sibling host (a
+ * user-content or marketing subdomain) cannot set one that shadows it; a plain `wharf_console`
+ * it plants is not even read. Path=/ sends it to every path of the host, but only the console's
+ * API reads it.
+ */
+export const SECURE_SESSION_COOKIE = '__Host-wharf_console';
+/** Over plain http (no `__Host-` possible) the cookie goes to the console's paths only. */
+const PLAIN_COOKIE_PATH = '/console';
 const CSRF_HEADER = 'x-csrf-token';
 /** How long the upload token the console mints for its own page works at most. */
 const UPLOAD_TOKEN_SECONDS = 3600;
@@ -112,6 +120,7 @@ function sessionJson(
 export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<void> {
   const { core, publicUrl, bundle } = options;
   const secure = publicUrl.startsWith('https:');
+  const cookieName = secure ? SECURE_SESSION_COOKIE : SESSION_COOKIE;
   // None of this is the native API: the OpenAPI document leaves it out.
   app.addHook('onRoute', (route) => {
     route.schema = { ...route.schema, hide: true };
@@ -122,18 +131,42 @@ export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<
     reply.header(
       'set-cookie',
       stringifySetCookie({
-        name: SESSION_COOKIE,
+        name: cookieName,
         value,
-        path: COOKIE_PATH,
+        path: secure ? '/' : PLAIN_COOKIE_PATH,
         httpOnly: true,
         secure,
         sameSite: 'strict',
         maxAge: maxAgeSeconds,
       }),
     );
-  const cookieOf = (request: FastifyRequest) => {
+  /**
+   * The session id the request's cookie names; none without the cookie. A browser sends one
+   * cookie per (domain, path) that matches, longest path first, so a cookie of the same name
+   * that a sibling host set on the parent domain with a longer path (possible over plain http,
+   * where the name has no `__Host-` prefix) comes before the console's own. Taking the first
+   * would run the console in whatever session the planter chose (its uploads and the forms
+   * filled in going to the planter's account); taking the last is no better when the planter's
+   * is the only one. So more than one is refused outright: the person is signed out and told
+   * why, rather than put in a session they did not open.
+   */
+  const cookieOf = (request: FastifyRequest): string | undefined => {
     const header = request.headers.cookie;
-    return header === undefined ? undefined : parseCookie(header)[SESSION_COOKIE];
+    if (header === undefined) return undefined;
+    // Pair by pair: parseCookie keeps only the first of a repeated name.
+    const values = header
+      .split(';')
+      .map((pair) => parseCookie(pair)[cookieName])
+      .filter((value) => value !== undefined);
+    if (values.length > 1) {
+      throw new WharfError(
+        'AMBIGUOUS_SESSION',
+        `This browser sent ${values.length} console session cookies; another site of the same domain may ` +
+          'have set one. Clear the cookies of this site, then sign in again.',
+        { cookies: values.length },
+      );
+    }
+    return values[0];
   };
   /** A browser says where a request comes from; a state change from another site is refused. */
   const refuseCrossSite = (request: FastifyRequest) => {
@@ -184,6 +217,8 @@ export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<
           // Only JSON: a cross-site HTML form can send text/plain, never application/json.
           preValidation: async (request) => {
             refuseCrossSite(request);
+            // A session signed in beside a planted cookie would be refused at its first use.
+            cookieOf(request);
             const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
             if (type !== 'application/json') {
               throw new WharfError('UNSUPPORTED_MEDIA_TYPE', 'Sign in with a JSON body: {"key": "…"}.');

@@ -53,6 +53,7 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
   NAMESPACE_DENIED: ACCESS_DENIED,
   CONTENT_TYPE_DENIED: ACCESS_DENIED,
   CSRF_FAILED: ACCESS_DENIED,
+  AMBIGUOUS_SESSION: ACCESS_DENIED,
   // Retrying does not help until another upload ends; S3's SlowDown would invite a retry.
   TOO_MANY_OPEN_UPLOADS: ACCESS_DENIED,
   // S3's own code for an account that may not be used.
