@@ -541,7 +541,7 @@ export interface UploadQuery {
    */
   resumableExpiredBefore?: number | undefined;
   /**
-   * Pending uploads of any kind that expired before this (the completion grace ago) are
+   * Pending uploads that wait for their confirm (not auto_complete) that expired before this (the completion grace ago) are
    * `expired` to the `status` filter too; given with resumableExpiredBefore.
    */
   expiredBefore?: number | undefined;

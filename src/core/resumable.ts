@@ -72,14 +72,18 @@ export const RESUMABLE_KINDS: readonly ResumableKind[] = ['tus', 'rufh'];
  * by time reads as expired, though the sweep records that (and frees its bytes) only when it
  * next runs. A tus or RUFH upload ends at its expiry: no byte may arrive any more, its resume
  * URL answers 410, and its completion comes only with its last byte (before, it read as pending
- * for the hour until the sweep, with a resume URL that could only fail). Any other kind ends
- * `graceMs` later, once what it received in time may no longer be completed
- * (UploadService.completableUntil): it read as pending while its completion answered 410.
+ * for the hour until the sweep, with a resume URL that could only fail). An upload that waits for
+ * its client's confirm ends `graceMs` later, once what it received in time may no longer be
+ * confirmed (UploadService.completableUntil): it read as pending while its confirm answered 410.
+ * Other kinds complete by themselves whenever their bytes are found: pending until the sweep.
  * Read, never written.
  */
 export function asOf(upload: Upload, now: number, graceMs: number): Upload {
   if (upload.status !== 'pending') return upload;
   const resumable = (RESUMABLE_KINDS as readonly string[]).includes(upload.kind);
+  // One that completes by itself (autoComplete) ends only when the sweep finds its bytes never
+  // all arrived (see UploadService.assertNotEnded): pending until then.
+  if (!resumable && upload.intent.autoComplete) return upload;
   const end = resumable ? upload.expiresAt : upload.expiresAt + graceMs;
   return now <= end ? upload : { ...upload, status: 'expired' };
 }

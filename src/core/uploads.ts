@@ -581,18 +581,22 @@ export class UploadService {
   /**
    * Refuses to complete an upload that has ended (or to list or complete a multipart upload's
    * parts), judged in a request that began `at`. Bytes are taken only while the upload is open
-   * (assertOpen), so whatever storage holds of a pending upload arrived in time: it may still be
-   * completed after the expiry, until completableUntil. Refusing it sooner answered 410 for
-   * parts the sweep then composed into an asset anyway (or, with no declared size to compose
-   * by, lost). Past completableUntil the upload has ended though the sweep, which runs when it
-   * runs, has not recorded it yet: completing it then made an asset of bytes the sweep would
-   * otherwise have freed, so whether an upload ended depended on when the sweep last ran.
+   * (assertOpen), so whatever storage holds of a pending upload arrived in time. An upload that
+   * waits for its client's confirm (a presigned PUT or form: POST complete, netiks' confirm,
+   * FileSpin's register, Inspect's complete) may be confirmed until completableUntil; past it
+   * that upload has ended though the sweep, which runs when it runs, has not recorded it yet
+   * (completing it then made an asset of bytes the sweep would otherwise have freed). One that
+   * completes by itself once its bytes are all there (intent.autoComplete: multipart, tus, RUFH,
+   * /v1/s3/sign, ActiveStorage) is not ended by time: its bytes could only arrive in time, and
+   * the sweep completes it whenever it finds them, however late (a Wharf that was down for
+   * longer than the hour must not free files the bucket accepted while their URLs were valid);
+   * the sweep ends it only when its bytes never all arrived.
    */
   assertNotEnded(upload: Upload, at = this.clock.now()): void {
     if (upload.status === 'completed') {
       throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
     }
-    if (upload.status === 'expired' || at > this.completableUntil(upload)) {
+    if (upload.status === 'expired' || (!upload.intent.autoComplete && at > this.completableUntil(upload))) {
       throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
     }
   }
@@ -711,8 +715,8 @@ export class UploadService {
    * nobody: a caller's request goes through `complete` (or `lookAt`), which check who asks.
    * `received`: the digests of the bytes as they arrived, from the storage that received them
    * (a tus upload hashed on its way to S3), used when storage itself cannot attest them, so
-   * completion reads nothing back. `at`: when the completion was asked (see assertNotEnded);
-   * the sweep's reconciliation asks too, so nothing completes past the grace, whoever asks.
+   * completion reads nothing back. `at`: when the completion was asked (see assertNotEnded:
+   * an upload that waits for its client's confirm ends by time, whoever asks).
    */
   async completeUpload(
     upload: Upload,
@@ -990,9 +994,6 @@ export class UploadService {
    * verify); undefined while they are missing, or when storage refuses them.
    */
   async completeIfArrived(upload: Upload): Promise<UploadOutcome | undefined> {
-    // Ended by time (see assertNotEnded): its parts are not composed, nor its bytes promoted,
-    // for a completion that would be refused; the sweep frees them.
-    if (upload.status === 'pending' && this.clock.now() > this.completableUntil(upload)) return undefined;
     try {
       const hooks = this.kindHooks.get(upload.kind);
       const ready = hooks?.reconcile

@@ -24,16 +24,21 @@ export function listingQueries({ db }: SqlContext): ListingStore {
       if (status === 'completed' || (status !== undefined && lapsed === undefined)) {
         query = query.where('status', '=', status);
       } else if (status === 'pending') {
-        // A resumable upload past its expiry reads as expired, any other past the grace (see asOf).
+        // A resumable upload past its expiry reads as expired, one that waits for its confirm past the
+        // grace (see asOf).
         query = query
           .where('status', '=', 'pending')
           .where((eb) => eb.or([eb('kind', 'not in', resumable), eb('expires_at', '>=', lapsed!)]));
-        if (ended !== undefined) query = query.where('expires_at', '>=', ended);
+        if (ended !== undefined) {
+          query = query.where((eb) => eb.or([eb('auto_complete', '=', 1), eb('expires_at', '>=', ended)]));
+        }
       } else if (status === 'expired') {
         query = query.where((eb) => {
           const pending = eb('status', '=', 'pending');
           const byTime = [eb.and([pending, eb('kind', 'in', resumable), eb('expires_at', '<', lapsed!)])];
-          if (ended !== undefined) byTime.push(eb.and([pending, eb('expires_at', '<', ended)]));
+          if (ended !== undefined) {
+            byTime.push(eb.and([pending, eb('auto_complete', '=', 0), eb('expires_at', '<', ended)]));
+          }
           return eb.or([eb('status', '=', 'expired'), ...byTime]);
         });
       }

@@ -17,7 +17,8 @@ const UploadListQuery = Type.Object(
         description:
           '`expired`: ended without an asset (expired, cancelled or failed; the events say which). A tus or ' +
           'Resumable-Uploads-for-HTTP upload past its `expires_at` is `expired` at once; other kinds stay ' +
-          '`pending` for an hour more, as what arrived in time may still be completed until then.',
+          '`pending` for an hour more (a presigned or form upload, as what arrived in time may still be ' +
+          'confirmed until then), or until the sweep completes or ends them (kinds that complete by themselves).',
       }),
     ),
     // Resume without client state: with these, the same listing narrows to the caller's
