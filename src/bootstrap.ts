@@ -216,6 +216,17 @@ export async function openCore(
 }
 
 /**
+ * Credentials the S3 store refuses outright would let the node start and answer 500 to every
+ * upload: the start fails instead, naming the variable to check.
+ */
+function credentialsProblem(code: string): string {
+  if (code === 'InvalidAccessKeyId') {
+    return `WHARF_S3_ACCESS_KEY_ID: the S3 store knows no such access key (${code}); check it, and that WHARF_S3_ENDPOINT is the store it belongs to.`;
+  }
+  return `WHARF_S3_SECRET_ACCESS_KEY: the S3 store refuses what it signs (${code}); check that it is the secret of WHARF_S3_ACCESS_KEY_ID.`;
+}
+
+/**
  * The data directory must be a directory this process can write to: made when missing, then
  * written to (a check of permissions would pass for root on a read-only mount or under a file).
  * Otherwise a ConfigError naming WHARF_DATA_DIR, rather than whichever write fails first.
@@ -268,7 +279,7 @@ async function openBlobs(
   // Local disk does not hang as a remote store does: nothing of it listens to this.
   const abandon = new AbortController();
   if (storage.kind === 's3') {
-    const [{ S3BlobStore }, { s3TusBackend }] = await Promise.all([
+    const [{ S3BlobStore, S3CredentialsRefused }, { s3TusBackend }] = await Promise.all([
       import('./blobs/s3-store.js'),
       import('./blobs/tus-s3.js'),
     ]);
@@ -277,7 +288,12 @@ async function openBlobs(
       directDownloads: storage.downloads === 'redirect',
       abandon: abandon.signal,
     });
-    await blobs.ensureBucket();
+    try {
+      await blobs.ensureBucket();
+    } catch (err) {
+      if (err instanceof S3CredentialsRefused) throw new ConfigError(credentialsProblem(err.code));
+      throw err;
+    }
     const partsDir = await processTempDir(join(config.dataDir, 'tus', 's3-parts'));
     return {
       blobs,

@@ -100,14 +100,19 @@ export class S3BlobStore implements BlobStore {
   /**
    * Creates the bucket when it is missing. Credentials that may not create buckets (403)
    * are fine if the bucket is there; if it is not, the first write fails with S3's error.
+   * Credentials the store does not accept at all (a wrong secret, an unknown key id) also
+   * answer 403, and then nothing would ever work: those end the start (S3CredentialsRefused).
    */
   async ensureBucket(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
       return;
     } catch (err) {
-      if (statusOf(err) === 403) return;
-      if (statusOf(err) !== 404) throw err;
+      if (statusOf(err) === 403) {
+        if (!(await this.bucketMissing())) return;
+      } else if (statusOf(err) !== 404) {
+        throw err;
+      }
     }
     try {
       // us-east-1 is the one region S3 refuses to be named in a location constraint.
@@ -121,8 +126,26 @@ export class S3BlobStore implements BlobStore {
         }),
       );
     } catch (err) {
+      refuseCredentials(err);
       const code = (err as { name?: string }).name;
       if (statusOf(err) === 403 || code === 'BucketAlreadyOwnedByYou') return;
+      throw err;
+    }
+  }
+
+  /**
+   * After a HEAD of the bucket answered 403, which carries no body and so no error code: lists
+   * one key, whose error names why (the same permission on AWS, s3:ListBucket). Refused
+   * credentials throw; a missing bucket answers true; a policy's refusal answers false.
+   */
+  private async bucketMissing(): Promise<boolean> {
+    try {
+      await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, MaxKeys: 1 }));
+      return false;
+    } catch (err) {
+      refuseCredentials(err);
+      if (statusOf(err) === 404) return true;
+      if (statusOf(err) === 403) return false;
       throw err;
     }
   }
@@ -600,6 +623,26 @@ function asWharfError(err: unknown): unknown {
   if (!(err instanceof S3ServiceException)) return err;
   const code = MULTIPART_ERRORS[err.name];
   return code ? new WharfError(code, err.message) : err;
+}
+
+/**
+ * S3's codes for credentials the store does not accept, whatever the bucket's policy: every
+ * call would fail the same way (AccessDenied, by contrast, may be one call's policy).
+ */
+const CREDENTIAL_ERRORS = new Set(['SignatureDoesNotMatch', 'InvalidAccessKeyId']);
+
+/** The store refuses the credentials themselves (CREDENTIAL_ERRORS): nothing can work with them. */
+export class S3CredentialsRefused extends Error {
+  constructor(readonly code: string) {
+    super(`The S3 store refuses these credentials (${code}).`);
+    this.name = 'S3CredentialsRefused';
+  }
+}
+
+function refuseCredentials(err: unknown): void {
+  if (err instanceof S3ServiceException && CREDENTIAL_ERRORS.has(err.name)) {
+    throw new S3CredentialsRefused(err.name);
+  }
 }
 
 function statusOf(err: unknown): number | undefined {

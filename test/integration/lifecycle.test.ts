@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config.js';
 import { createWharf } from '../../src/server.js';
-import { type Backing, pendingWrites, provision, storedKeys } from '../helpers/deployment.js';
+import { type Backing, pendingWrites, provision, storedKeys, storesOnS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
 import { alive, listening, type Running, run, sql } from '../helpers/process.js';
 import { freePort } from '../helpers/wharf.js';
@@ -176,6 +176,45 @@ describe('a start that cannot succeed', () => {
     assert.equal((await sqlite.exited).code, 1);
     assert.doesNotMatch(sqlite.stderr(), NO_STACK);
     assert.equal(sqlite.stderr().split('\n').length, 2, sqlite.stderr());
+  });
+
+  test('S3 credentials the store refuses: one line naming the variable to check, for the server and the CLI, exit 1', {
+    skip: !storesOnS3 && 'S3 storage only: on local storage there are no credentials to refuse',
+  }, async () => {
+    // They once passed as "may not create buckets" (a HEAD's 403 says no more): the node
+    // listened, not ready, and answered 500 to every upload.
+    const inst = await installation();
+    const server = start({ ...inst.env, WHARF_S3_SECRET_ACCESS_KEY: 'not-the-secret-0123456789abcdef' });
+    // Waits for either, so that a server that starts fails the test rather than hangs it.
+    const outcome = await server.waitFor(LISTENING).then(
+      () => 'listening',
+      async () => (await server.exited).code,
+    );
+    assert.equal(outcome, 1, server.stderr());
+    assert.equal(
+      server.stderr(),
+      'wharf: WHARF_S3_SECRET_ACCESS_KEY: the S3 store refuses what it signs (SignatureDoesNotMatch); check that it is the secret of WHARF_S3_ACCESS_KEY_ID.\n',
+    );
+    assert.doesNotMatch(server.stdout(), KEY, 'no key is printed');
+    // A key id the store does not know, on a bucket that does not exist either.
+    const cli = wharfCommand(
+      {
+        ...inst.env,
+        WHARF_S3_ACCESS_KEY_ID: 'WHARFNOSUCHKEYID',
+        WHARF_S3_BUCKET: `${inst.env.WHARF_S3_BUCKET}-none`,
+      },
+      ['keys', 'list'],
+    );
+    assert.equal((await cli.exited).code, 1);
+    assert.equal(
+      cli.stderr(),
+      'wharf: WHARF_S3_ACCESS_KEY_ID: the S3 store knows no such access key (InvalidAccessKeyId); check it, and that WHARF_S3_ENDPOINT is the store it belongs to.\n',
+    );
+    // The right credentials start.
+    const right = start(inst.env);
+    await right.waitFor(LISTENING);
+    right.child.kill('SIGTERM');
+    assert.equal((await right.exited).code, 0);
   });
 
   test('unknown WHARF_* variables are warned about, one line each, and the server starts', async () => {
