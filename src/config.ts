@@ -220,7 +220,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       'WHARF_PORT 0 (any free port) needs WHARF_PUBLIC_URL: the URLs Wharf hands out name the port.',
     );
   }
-  if (!env.WHARF_PUBLIC_URL && !isHttpUrl(publicUrl)) {
+  if (!env.WHARF_PUBLIC_URL && !(isHttpUrl(publicUrl) && isOrigin(publicUrl))) {
     // The URL is made from WHARF_HOST, which the operator set; WHARF_PUBLIC_URL they did not.
     report(env, `WHARF_HOST must be a host name or an IP address, got ${JSON.stringify(host)}`);
   } else if (!isHttpUrl(publicUrl)) {
@@ -230,6 +230,14 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     report(
       env,
       `WHARF_PUBLIC_URL must not hold a user or password (every URL Wharf hands out starts with it), got ${JSON.stringify(redactUrl(publicUrl))}`,
+    );
+  } else if (!isOrigin(publicUrl)) {
+    // Wharf appends its paths to it: after a query or fragment they are no path at all, and
+    // under a path prefix neither its routes (the console's included) nor the presigned URLs'
+    // signatures would match what arrives. So it is served at the root of its origin.
+    report(
+      env,
+      `WHARF_PUBLIC_URL must be scheme://host[:port] only, with no path, query or fragment: Wharf is served at the root of its origin, got ${JSON.stringify(publicUrl)}`,
     );
   }
   const apiKey = env.WHARF_API_KEY || undefined;
@@ -437,6 +445,12 @@ function isHttpUrl(value: string): boolean {
 /** The URL with its user information (up to the authority's last @, as URL parsers read it) hidden. */
 function redactUrl(value: string): string {
   return value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
+}
+
+/** No path but `/`, and no `?` or `#` (even empty: they would still cut every URL built on it). */
+function isOrigin(value: string): boolean {
+  const url = new URL(value);
+  return url.pathname === '/' && !url.href.includes('?') && !url.href.includes('#');
 }
 
 function hasUserInfo(value: string): boolean {

@@ -90,13 +90,42 @@ describe('configuration', () => {
     // An upper-case scheme once kept the console's cookie from being Secure, and a leading space
     // went into every content_url.
     assert.equal(
-      loadConfig({ WHARF_PUBLIC_URL: ' HTTPS://Files.Example.com/wharf/ ' }).publicUrl,
-      'https://files.example.com/wharf',
+      loadConfig({ WHARF_PUBLIC_URL: ' HTTPS://Files.Example.com/ ' }).publicUrl,
+      'https://files.example.com',
     );
     assert.equal(
       loadConfig({ WHARF_PUBLIC_URL: 'https://files.example.com//' }).publicUrl,
       'https://files.example.com',
     );
+  });
+
+  test('WHARF_PUBLIC_URL with a path, query or fragment is refused: Wharf is served at the root of its origin', () => {
+    // Paths appended after a query or fragment were no paths ("https://x.com/base?q=1/v1/assets/…"),
+    // and under a path prefix no route matched and presigned uploads were refused.
+    for (const url of [
+      'https://files.example.com/wharf',
+      'https://files.example.com/base?q=1',
+      'https://files.example.com?q=1',
+      'https://files.example.com#frag',
+      'https://files.example.com/?',
+      'https://files.example.com/#',
+    ]) {
+      const shown = problems({ WHARF_PUBLIC_URL: url });
+      assert.equal(shown.length, 1, url);
+      assert.match(
+        shown[0]!,
+        /^WHARF_PUBLIC_URL must be scheme:\/\/host\[:port\] only, with no path, query or fragment: Wharf is served at the root of its origin, got "https:\/\/files\.example\.com/,
+        url,
+      );
+    }
+    assert.equal(
+      loadConfig({ WHARF_PUBLIC_URL: 'https://files.example.com:8443/' }).publicUrl,
+      'https://files.example.com:8443',
+    );
+    // A WHARF_HOST that would put a path into the URL made from it is WHARF_HOST's problem.
+    assert.deepEqual(problems({ WHARF_HOST: 'files/x' }), [
+      'WHARF_HOST must be a host name or an IP address, got "files/x"',
+    ]);
   });
 
   test('WHARF_SECRET shorter than 32 characters is refused, and never shown', () => {
