@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { type Agent, request as httpRequest } from 'node:http';
 
 /** Small conveniences over fetch for JSON APIs; every call is real HTTP. */
 export interface JsonResponse<T = any> {
@@ -54,13 +54,19 @@ export function heldLastByte(
   method: string,
   headers: Record<string, string>,
   body: Buffer,
+  /** The connections to send it on (say a kept-alive one an earlier request used). */
+  agent?: Agent,
 ): { status: Promise<number>; finish: () => void } {
   let finish!: () => void;
   const finishing = new Promise<void>((resolve) => {
     finish = resolve;
   });
   const status = new Promise<number>((resolve, reject) => {
-    const req = httpRequest(url, { method, headers: { ...headers, 'content-length': String(body.length) } });
+    const req = httpRequest(url, {
+      method,
+      headers: { ...headers, 'content-length': String(body.length) },
+      ...(agent && { agent }),
+    });
     req.on('response', (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -443,6 +443,58 @@ describe('two PATCHes to one upload at once', () => {
         `round ${round}: the bytes sent, in order`,
       );
       assert.equal((await asset(assetId)).sha256, sha256Hex(Buffer.concat([first, second])));
+    }
+  });
+
+  test('the one asked to let go that then gets its whole body answers, and its connection lives on', async () => {
+    // The stale PATCH finds the upload locked and asks the holder to let go (tus.io's way: the
+    // holder's client may be gone; a silent one is cut once tus.io's drain time has passed).
+    // This holder's client is not gone: its body arrives whole, it writes, answers 204 and
+    // unlocks. Nothing of it may cut the connection later, when its client has sent the next
+    // request on it (seen as `fetch failed` on the scaled deployment, whose writes last long
+    // enough to be asked).
+    const first = randomBytes(1000);
+    const second = randomBytes(1000);
+    const url = await create(2000, { filename: 'asked.bin' });
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '0' }, first)).status, 204);
+    const lock = `tus:%/${new URL(url).pathname.split('/').pop()}`;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const headers = {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${w.key}`,
+        'Content-Type': 'application/offset+octet-stream',
+      };
+      const holder = heldLastByte(url, 'PATCH', { ...headers, 'Upload-Offset': '1000' }, second, agent);
+      await eventually(
+        () => dbQuery(w, 'select name from locks where name like ?', lock).length > 0,
+        'the PATCH holds the upload',
+      );
+      const stale = tus(url, 'PATCH', { 'Upload-Offset': '0' }, randomBytes(1000));
+      await eventually(
+        () =>
+          dbQuery(w, 'select name from locks where name like ? and release_requested = 1', lock).length > 0,
+        'the stale PATCH asked for the upload',
+      );
+      // The holder's lease watcher (every 250 ms) passes the request on. Finishing sooner would
+      // only miss the race, not fail.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      holder.finish();
+      assert.equal(await holder.status, 204);
+      assert.equal((await stale).status, 409);
+
+      // The client's next request on that connection (another upload's PATCH, held open past
+      // tus.io's 3 s drain time after the ask) is answered too.
+      const other = randomBytes(1000);
+      const otherUrl = await create(other.length, { filename: 'after-asked.bin' });
+      const next = heldLastByte(otherUrl, 'PATCH', { ...headers, 'Upload-Offset': '0' }, other, agent);
+      const answer = next.status.catch((err: NodeJS.ErrnoException) => `cut (${err.code})`);
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      next.finish();
+      assert.equal(await answer, 204, 'answered on the connection the asked PATCH used');
+      assert.equal(await offsetOf(url), 2000);
+    } finally {
+      agent.destroy();
     }
   });
 });

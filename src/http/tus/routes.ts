@@ -52,7 +52,7 @@ export interface BodyHandoff {
 interface TusCall {
   principal: Principal | undefined;
   upload: Upload | undefined;
-  /** Ends the request's connection (its body then ends with what arrived). */
+  /** Ends the request's connection while its body is still arriving (it then ends there). */
   cut?: () => void;
   /** The whole file's SHA-256 (hex) the request's Repr-Digest declares. */
   reprSha256?: string | undefined;
@@ -263,7 +263,12 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     const call: TusCall = {
       principal: undefined,
       upload: undefined,
-      cut: () => request.raw.socket?.destroy(),
+      // Only a body still arriving needs ending. One that arrived whole ends by itself and its
+      // request answers; cut, its client got no answer for bytes that were written (`fetch
+      // failed`), or, once answered, lost the next request it sent on the kept-alive connection.
+      cut: () => {
+        if (!request.raw.complete) request.raw.socket?.destroy();
+      },
     };
     const method = request.method;
     // Discovery (OPTIONS) carries no key in browsers (a preflight cannot): it answers without
@@ -489,22 +494,36 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   app.route({ ...route, url: `${TUS_PATH}/*` });
 }
 
-/** `locker`, whose locks also cut `call`'s connection when another request asks for them. */
+/**
+ * `locker`, whose locks also cut `call`'s connection when another request asks for them while
+ * they are held. Only then: tus.io's delayed abort fires whether or not the request is done
+ * (and a failure after the write aborts it too), and the request that asked (often a client's
+ * stale retry, refused with 409) does not need an upload this one has let go of.
+ */
 function cutOnRelease(locker: Locker, call: TusCall | undefined): Locker {
   return {
     newLock(id) {
       const lock = locker.newLock(id);
+      let unlocked = false;
+      let disarm: (() => void) | undefined;
       return {
         lock: (signal, release) =>
           lock.lock(signal, () => {
+            // The ask may reach a holder that has just let go (the locker polls for it).
+            if (unlocked) return;
             // tus.io aborts the holder once its drain time (lockDrainTimeout) has passed, so a
             // request still streaming gets to finish; a body it does not read is cut then.
             release();
             const cut = () => call?.cut?.();
-            if (signal.aborted) cut();
-            else signal.addEventListener('abort', cut, { once: true });
+            if (signal.aborted) return cut();
+            signal.addEventListener('abort', cut, { once: true });
+            disarm = () => signal.removeEventListener('abort', cut);
           }),
-        unlock: () => lock.unlock(),
+        unlock: () => {
+          unlocked = true;
+          disarm?.();
+          return lock.unlock();
+        },
       };
     },
   };
