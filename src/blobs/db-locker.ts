@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
-import type { Store } from '../core/ports.js';
+import type { LockStore } from '../core/ports.js';
 
 export interface StoreLockerOptions {
   /** How long a lease lasts unless renewed: how long a crashed holder blocks an upload. */
@@ -30,7 +30,7 @@ export class StoreLocker implements Locker {
   readonly now: () => number;
 
   constructor(
-    readonly store: Store,
+    readonly store: LockStore,
     options: StoreLockerOptions = {},
   ) {
     this.leaseMs = options.leaseMs ?? 10_000;
@@ -52,6 +52,8 @@ class StoreLock implements Lock {
   private readonly owner = randomUUID();
   private timer: NodeJS.Timeout | undefined;
   private held = false;
+  /** The lease watcher's poll under way, if any (it never rejects). */
+  private polling: Promise<void> | undefined;
 
   constructor(
     private readonly locker: StoreLocker,
@@ -84,6 +86,9 @@ class StoreLock implements Lock {
   async unlock(): Promise<void> {
     this.held = false;
     clearTimeout(this.timer);
+    // A poll under way finishes first: its renewal, landing after the release, would take the
+    // lease again for a holder that is gone, and every other request would wait it out.
+    await this.polling;
     await this.locker.store.releaseLock(this.name, this.owner);
   }
 
@@ -103,11 +108,15 @@ class StoreLock implements Lock {
           renewedAt = at;
         }
         if (!asked && (await store.lockReleaseRequested(this.name, this.owner))) asked = true;
-        if (asked && !passedOn) {
+        // Only to a holder that still holds it: the poll may have been under way when the holder
+        // unlocked, and the ask (for the request it has answered) would reach whatever its
+        // connection carries next.
+        if (asked && !passedOn && this.held) {
           // Once: the holder winds down (tus gives it a moment to drain) and unlocks; the
-          // lease is renewed meanwhile so nobody else writes before it has.
+          // lease is renewed meanwhile so nobody else writes before it has. Not awaited: a
+          // holder may unlock from within it, and unlock waits for this poll.
           passedOn = true;
-          await requestRelease();
+          void Promise.resolve(requestRelease()).catch(() => undefined);
         }
       } catch {
         // A failed poll (the database restarting, the server shutting down) is retried next
@@ -119,7 +128,9 @@ class StoreLock implements Lock {
   }
 
   private schedule(tick: () => Promise<void>): void {
-    this.timer = setTimeout(() => void tick(), this.timing.pollMs);
+    this.timer = setTimeout(() => {
+      this.polling = tick();
+    }, this.timing.pollMs);
     this.timer.unref();
   }
 }
