@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import sharp from 'sharp';
 import { parseDictionary } from 'structured-headers';
 import { Upload, type UploadOptions } from 'tus-js-client';
+import { connect } from '../../src/db/connect.js';
 import { dbQuery, eventually, uploadForm } from '../helpers/assets.js';
-import { pendingWrites, storedKeys } from '../helpers/deployment.js';
+import { deployment, pendingWrites, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { type Exchange, type RufhRequest, rufh } from '../helpers/rufh-client.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -109,6 +112,28 @@ async function resumeToEnd(location: string, bytes: Buffer, key = w.key, server 
   assert.equal(body.asset.sha256, sha256Hex(bytes));
   assert.ok((await content(body.asset.id, key, server)).equals(bytes), 'byte-identical');
   return body.asset as { id: string; sha256: string; name: string; size: number; subject: string | null };
+}
+
+/** A request on `agent`'s connections (node:http, so 1xx are skipped): its status, headers, and whether it reused one. */
+function onAgent(agent: Agent, method: string, url: string, headers: Record<string, string>, body?: Buffer) {
+  const answer = new Promise<{ status: number; headers: IncomingHttpHeaders; reused: boolean }>(
+    (resolve, reject) => {
+      const req = httpRequest(url, {
+        agent,
+        method,
+        headers: body ? { ...headers, 'content-length': String(body.length) } : headers,
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, reused: req.reusedSocket }),
+        );
+      });
+      req.on('error', reject);
+      req.end(body);
+    },
+  );
+  return { answer };
 }
 
 function uploadIdOf(location: string): string {
@@ -1023,6 +1048,96 @@ describe('cut at every phase, resumed, byte-identical', () => {
     assert.ok(offset <= MiB);
     await resumeToEnd(location, bytes);
     await stalled;
+  });
+
+  test('a request whose body arrived whole answers when another asks for the upload, and its connection lives on', {
+    skip:
+      deployment !== 'scaled' &&
+      'SQLite runs one write at a time: a write the test held for the completion would hold the other request’s ask and the holder’s lease renewals too, so the holder cannot be kept working while it is asked',
+  }, async () => {
+    // The ask is for a request whose client went silent mid-body. This one's body arrived
+    // whole; it is completing the upload, held at a row lock of the test's own transaction,
+    // when a HEAD on the other node asks it to let go. It must answer, on a connection that
+    // stays usable for the client's next request.
+    const first = randomBytes(1000);
+    const second = randomBytes(1000);
+    const created = await send({
+      method: 'POST',
+      target: '/v1/resumable/?name=busy.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', '2000'],
+      ]),
+      body: first,
+    });
+    assert.equal(created.final?.status, 201, `${created.final?.head}`);
+    const location = created.final.headers.location!;
+    const id = uploadIdOf(location);
+    const lockName = `tus:%${id}%`;
+    const lease = () =>
+      dbQuery<{ expires_at: unknown; release_requested: unknown }>(
+        w,
+        'select expires_at, release_requested from locks where name like ?',
+        lockName,
+      )[0];
+    const waitingOnLocks = () =>
+      dbQuery<{ query: string }>(
+        w,
+        "select query from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+      ).map((r) => r.query);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const headers = {
+      Authorization: `Bearer ${w.key}`,
+      'Upload-Draft-Interop-Version': '8',
+      'Content-Type': 'application/partial-upload',
+    };
+    let holder: Promise<{ status: number | string; headers: IncomingHttpHeaders }> | undefined;
+    let asker: Promise<Exchange> | undefined;
+    const conn = connect(w.databaseUrl);
+    try {
+      await conn.db.transaction().execute(async (trx) => {
+        // The upload's row, which the completion locks to record the asset once every byte is
+        // stored and checked.
+        await sql`select id from uploads where id = ${id} for update`.execute(trx);
+        holder = onAgent(
+          agent,
+          'PATCH',
+          location,
+          { ...headers, 'Upload-Complete': '?1', 'Upload-Offset': '1000' },
+          second,
+        ).answer.catch((err: NodeJS.ErrnoException) => ({ status: `cut (${err.code})`, headers: {} }));
+        await eventually(
+          () => waitingOnLocks().some((q) => q.startsWith('select * from "uploads"')),
+          'the holder, every byte stored, waits for the row to record the asset',
+        );
+        asker = head(location, w.key, '8', other);
+        await eventually(() => Number(lease()?.release_requested) === 1, 'the HEAD asked for the upload');
+        // The holder's lease watcher renews the lease, then passes the ask on, in one poll;
+        // the next poll starts once that one is done. Two renewals after the ask: passed on.
+        for (let renewal = 0; renewal < 2; renewal++) {
+          const at = String(lease()?.expires_at);
+          await eventually(() => String(lease()?.expires_at) !== at, 'the holder renewed its lease');
+        }
+      });
+    } finally {
+      await conn.db.destroy();
+    }
+    try {
+      const answered = await holder!;
+      assert.equal(answered.status, 201, 'the holder answered');
+      const assetId = answered.headers['wharf-asset-id'];
+      assert.ok(assetId, 'the upload became an asset');
+      const state = await asker!;
+      assert.equal(state.final?.status, 204, `${state.final?.head}`);
+      assert.equal(state.final.headers['upload-complete'], '?1');
+      assert.ok((await content(String(assetId))).equals(Buffer.concat([first, second])));
+      // The client's next request on that connection is answered on it.
+      const next = await onAgent(agent, 'HEAD', location, headers).answer;
+      assert.equal(next.status, 204);
+      assert.ok(next.reused, 'sent on the holder’s connection');
+    } finally {
+      agent.destroy();
+    }
   });
 
   test('an abandoned upload expires: its bytes are freed and its reservation given back', async () => {

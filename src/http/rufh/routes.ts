@@ -407,11 +407,16 @@ export async function withLock<T>(
   const leave = () => gone.abort();
   if (!socket || socket.destroyed) gone.abort();
   else socket.once('close', leave);
+  let unlocked = false;
   try {
     await lock.lock(AbortSignal.any([gone.signal, AbortSignal.timeout(LOCK_WAIT_MS)]), async () => {
-      // Another request asks for the upload: this one's client gave up on it. Its connection
-      // is closed, so its body ends where it is and its bytes are kept.
-      request.raw.socket?.destroy();
+      // Another request asks for the upload: this one's client may have gone silent mid-body.
+      // Its connection is closed, so its body ends where it is and its bytes are kept. Only
+      // then: a body that arrived whole ends by itself and its request answers once its work
+      // (writing, completing) is done; cut, its client got no answer for bytes that were
+      // stored, or, once answered, lost the next request it sent on the kept-alive connection.
+      // The ask may also reach a request that has just let go (the locker polls for it).
+      if (!unlocked && !request.raw.complete) request.raw.socket?.destroy();
     });
   } catch {
     throw new WharfError(
@@ -424,6 +429,7 @@ export async function withLock<T>(
   try {
     return await work();
   } finally {
+    unlocked = true;
     await lock.unlock();
   }
 }
