@@ -170,7 +170,8 @@ export const api = {
   getAsset: (assetId: string): Promise<Asset> => sdk((w) => w.assets.get(assetId)),
   assetFiles: (assetId: string): Promise<{ data: AssetFile[] }> =>
     sdk(async (w) => ({ data: await w.assets.files(assetId) })),
-  setAccess: (assetId: string, access: 'private' | 'public'): Promise<Asset> =>
+  /** The asset as the key sees it, or undefined when the key may change it but not read it. */
+  setAccess: (assetId: string, access: 'private' | 'public'): Promise<Asset | undefined> =>
     sdk((w) => w.assets.setAccess(assetId, access)),
   deleteAsset: (assetId: string): Promise<void> => sdk((w) => w.assets.delete(assetId)),
   signedUrl: (assetId: string, expiresIn: number): Promise<{ url: string; expires_at: string }> =>

@@ -256,7 +256,10 @@ export function AssetPage({ id, onDeleted }: { id: string; onDeleted: () => void
   const toggleAccess = async () => {
     setError(null);
     try {
-      setAsset(await api.setAccess(asset.id, asset.access === 'public' ? 'private' : 'public'));
+      const access = asset.access === 'public' ? 'private' : 'public';
+      // No asset comes back to a key that may change it but not read it (the page it would
+      // need to be on shows assets it reads, so only if that changed meanwhile).
+      setAsset((await api.setAccess(asset.id, access)) ?? { ...asset, access });
       setNotice('Access changed.');
     } catch (err) {
       setError(err);

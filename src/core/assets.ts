@@ -116,14 +116,24 @@ export class AssetService {
   async view(principal: Principal, id: string): Promise<{ asset: Asset; through?: Upload | undefined }> {
     requireReadOrUpload(principal);
     const asset = await this.store.getAsset(principal.accountId, id);
-    if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
+    const seen = asset && (await this.viewOf(principal, asset));
+    if (!seen) throw new WharfError('NOT_FOUND', 'No such asset.');
+    return seen;
+  }
+
+  /** How the caller sees `asset` (see view), or undefined when it may not read it at all. */
+  private async viewOf(
+    principal: Principal,
+    asset: Asset,
+  ): Promise<{ asset: Asset; through?: Upload | undefined } | undefined> {
+    if (!hasScope(principal, 'read') && !hasScope(principal, 'upload')) return undefined;
     if (hasScope(principal, 'read') && (await this.withinConfinement(principal, asset))) {
       if (principal.namespace === null) return { asset };
       const through = await this.namespaceUpload(principal, asset);
       if (through !== undefined) return { asset, through: through ?? undefined };
     }
     const own = await this.store.findOwnUpload(principal.accountId, asset.id, principal);
-    if (!own) throw new WharfError('NOT_FOUND', 'No such asset.');
+    if (!own) return undefined;
     return { asset, through: own.deduplicated ? own : undefined };
   }
 
@@ -191,11 +201,17 @@ export class AssetService {
     for (const hook of this.deletionHooks) await hook(asset);
   }
 
-  async setAccess(principal: Principal, id: string, access: Access): Promise<Asset> {
+  /**
+   * Changes the asset's access (`write`), and answers it as `get` shows it to the caller, or
+   * undefined when the caller may not read it (`write` without `read`, say, and not through an
+   * upload of its own): changing an asset does not open its name, subject and metadata.
+   */
+  async setAccess(principal: Principal, id: string, access: Access): Promise<Asset | undefined> {
     await this.changeable(principal, id);
     const asset = await this.store.setAssetAccess(principal.accountId, id, access, this.clock.now());
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
-    return asset;
+    const seen = await this.viewOf(principal, asset);
+    return seen?.through ? viewThrough(seen.asset, seen.through) : seen?.asset;
   }
 
   /**

@@ -194,7 +194,11 @@ export class AssetsApi {
       .data;
   }
 
-  setAccess(id: string, access: Access): Promise<Asset> {
+  /**
+   * Changes the asset's access; resolves to the asset as `get` shows it to this key, or to
+   * undefined when the key may not read it (`write` without `read`, and no upload of its own).
+   */
+  setAccess(id: string, access: Access): Promise<Asset | undefined> {
     return this.http.json('PATCH', path`/v1/assets/${id}`, { json: { access } });
   }
 

@@ -209,13 +209,53 @@ describe('keys with scopes', () => {
     );
   });
 
+  test('a change of access answers the asset as GET shows it to the caller, and nothing to one that may not read it', async () => {
+    const bytes = randomBytes(200);
+    const original = await uploadRaw(w, w.key, 'payroll-2026.pdf', bytes, { contentType: 'application/pdf' });
+    assert.equal(original.status, 201);
+    const id = original.body.asset.id as string;
+    const patch = (secret: string, access: string) =>
+      api(w.url, secret, 'PATCH', `/v1/assets/${id}`, { access });
+
+    // With read: the asset as recorded, as GET shows it.
+    const member = await key({ scopes: ['read', 'write'] });
+    const byMember = await patch(member.secret, 'public');
+    assert.equal(byMember.status, 200, JSON.stringify(byMember.body));
+    assert.equal(byMember.body.access, 'public');
+    assert.deepEqual(byMember.body, (await api(w.url, member.secret, 'GET', `/v1/assets/${id}`)).body);
+
+    // Without read, through its own upload of the content: as that upload declared it.
+    const uploader = await key({ scopes: ['upload', 'write'] });
+    const copy = await uploadRaw(w, uploader.secret, 'my-copy.pdf', bytes, {
+      contentType: 'application/pdf',
+    });
+    assert.equal(copy.body.asset.id, id, 'stored once');
+    const byUploader = await patch(uploader.secret, 'private');
+    assert.equal(byUploader.status, 200, JSON.stringify(byUploader.body));
+    assert.equal(byUploader.body.name, 'my-copy.pdf');
+    assert.equal(byUploader.body.access, 'private');
+    assert.ok(!JSON.stringify(byUploader.body).includes('payroll'), JSON.stringify(byUploader.body));
+    assert.deepEqual(byUploader.body, (await api(w.url, uploader.secret, 'GET', `/v1/assets/${id}`)).body);
+
+    // Without read and no upload of its own: changed, and nothing of the asset in the answer.
+    const other = await key({ scopes: ['upload', 'write'] });
+    refused(await api(w.url, other.secret, 'GET', `/v1/assets/${id}`), 'NOT_FOUND', 'get', 404);
+    const byOther = await patch(other.secret, 'public');
+    assert.equal(byOther.status, 204, JSON.stringify(byOther.body));
+    assert.equal(byOther.body, undefined);
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${id}`)).body.access, 'public');
+  });
+
   test('a write key deletes and changes access but does not read or upload; keys need admin', async () => {
     const writer = await key({ scopes: ['write'] });
     const asset = await createAsset(w, w.key, 'to-delete.txt', randomBytes(10), 'text/plain');
     refused(await api(w.url, writer.secret, 'GET', `/v1/assets/${asset.id}`), 'SCOPE_DENIED', 'get');
     refused(await uploadRaw(w, writer.secret, 'w.txt', 'w'), 'SCOPE_DENIED', 'upload');
     const patched = await api(w.url, writer.secret, 'PATCH', `/v1/assets/${asset.id}`, { access: 'public' });
-    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    // Changed, but not read: no asset in the answer (see the next test).
+    assert.equal(patched.status, 204, JSON.stringify(patched.body));
+    assert.equal(patched.body, undefined);
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${asset.id}`)).body.access, 'public');
     assert.equal((await api(w.url, writer.secret, 'DELETE', `/v1/assets/${asset.id}`)).status, 204);
     refused(await api(w.url, writer.secret, 'POST', '/v1/keys', { name: 'x' }), 'FORBIDDEN', 'create key');
     refused(await api(w.url, writer.secret, 'GET', '/v1/upload-tokens'), 'SCOPE_DENIED', 'tokens');

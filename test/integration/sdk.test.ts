@@ -477,7 +477,12 @@ describe('resources', () => {
 
     const asset = made[0]!;
     assert.equal((await wharf.assets.get(asset.id)).name, `${prefix}0.bin`);
-    assert.equal((await wharf.assets.setAccess(asset.id, 'public')).access, 'public');
+    assert.equal((await wharf.assets.setAccess(asset.id, 'public'))?.access, 'public');
+    // A key that may change the asset but not read it gets no asset back.
+    const writer = await wharf.keys.create({ name: 'sdk writer', scopes: ['write'] });
+    const writing = new Wharf({ url: w.url, key: writer.secret });
+    assert.equal(await writing.assets.setAccess(asset.id, 'private'), undefined);
+    assert.equal((await wharf.assets.get(asset.id)).access, 'private');
     const signed = await wharf.assets.signedUrl(asset.id, { expires_in: 60, disposition: 'attachment' });
     const viaUrl = await fetch(signed.url);
     assert.equal(viaUrl.status, 200);

@@ -119,17 +119,23 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
       schema: {
         operationId: 'updateAsset',
         summary: 'Change an asset’s access level',
+        description:
+          'Answers the asset as `GET /v1/assets/{id}` shows it to the caller, or `204` with no body when the caller may not read it (`write` without `read`, and no upload of its own made it).',
         tags: ['assets'],
         params: IdParams,
         body: AccessChangeBody,
-        response: { 200: AssetSchema, ...errorResponses },
+        response: {
+          200: AssetSchema,
+          204: Type.Null({ description: 'Changed; the caller may not read the asset.' }),
+          ...errorResponses,
+        },
       },
     },
-    async (request) =>
-      assetJson(
-        await core.assets.setAccess(request.principal!, request.params.id, request.body.access),
-        publicUrl,
-      ),
+    async (request, reply) => {
+      const asset = await core.assets.setAccess(request.principal!, request.params.id, request.body.access);
+      if (!asset) return reply.status(204).send(null);
+      return assetJson(asset, publicUrl);
+    },
   );
 
   app.delete(
