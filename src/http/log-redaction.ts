@@ -36,3 +36,47 @@ export function redactedUrl(url: string): string {
     .join('&');
   return `${logPath}?${query}`;
 }
+
+/**
+ * Request headers carry credentials: API keys (`x-api-key`, a seed API's own key header),
+ * `Authorization` (keys, upload tokens, the metrics token), the console's session cookie and
+ * CSRF token. Wharf's own request log shows no headers, but libraries log what they are given
+ * at their levels: @fastify/multipart logs the options it hands busboy, raw request headers
+ * included, at `trace`. So the logger itself censors every object logged under `headers` (and
+ * an IncomingMessage's `rawHeaders`), whoever logs it and at any level: the names stay, the
+ * values of these go.
+ */
+const CREDENTIAL_HEADER =
+  /^(?:authorization|proxy-authorization|cookie|set-cookie)$|key|token|secret|signature|credential|password|session/i;
+
+function isCredential(name: unknown): boolean {
+  return typeof name === 'string' && CREDENTIAL_HEADER.test(name);
+}
+
+function censoredHeaders(value: unknown): unknown {
+  if (Array.isArray(value)) {
+    // [name, value] pairs, or Node's flat `rawHeaders` (name, value, name, value…).
+    return value.map((item, i) => {
+      if (Array.isArray(item)) return isCredential(item[0]) ? [item[0], 'REDACTED'] : item;
+      return i % 2 === 1 && isCredential(value[i - 1]) ? 'REDACTED' : item;
+    });
+  }
+  if (value === null || typeof value !== 'object') return value;
+  const shown: Record<string, unknown> = {};
+  for (const [name, header] of Object.entries(value)) shown[name] = isCredential(name) ? 'REDACTED' : header;
+  return shown;
+}
+
+// pino's paths take no "any depth" wildcard: each depth is spelled out. Four levels below a
+// log line's own fields covers what libraries log (busboy's options are one level down, an
+// error's response or request two or three); Wharf's own lines log no headers at all.
+const HEADER_PATHS = ['', '*.', '*.*.', '*.*.*.', '*.*.*.*.'].flatMap((above) => [
+  `${above}headers`,
+  `${above}rawHeaders`,
+]);
+
+/** pino's `redact` option for every logger Wharf makes. */
+export const LOG_REDACTION = {
+  paths: HEADER_PATHS,
+  censor: (value: unknown) => censoredHeaders(value),
+};

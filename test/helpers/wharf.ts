@@ -33,6 +33,8 @@ export interface StartOptions {
   clock?: ManualClock;
   /** Where to send the server's log lines (silent by default). */
   logStream?: NodeJS.WritableStream;
+  /** The level of those lines (WHARF_LOG_LEVEL); `info` by default. */
+  logLevel?: string;
   /**
    * Another node of the same deployment: this server uses its database, storage and data
    * dir (which it leaves in place on close) instead of fresh ones.
@@ -86,7 +88,7 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
   const backingEnv = shared ? shared.backingEnv : backing!.env;
   const key = `wharf_test_${randomBytes(16).toString('hex')}`;
   const clock = options.clock ?? new ManualClock(Date.now());
-  const logger = options.logStream ? { level: 'info', stream: options.logStream } : false;
+  const logger = options.logStream ? { level: options.logLevel ?? 'info', stream: options.logStream } : false;
   let wharf: Wharf | undefined;
   let config: ReturnType<typeof loadConfig>;
   try {

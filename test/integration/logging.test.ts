@@ -96,3 +96,40 @@ test('an ActiveStorage signed id, which alone downloads its blob, is not logged'
   assert.match(log, /\/api\/v1\/upload\/blobs\/REDACTED/);
   assert.ok(!log.includes(signedId), 'the signed id is absent');
 });
+
+test('at trace level, headers a library logs (multipart hands busboy the raw headers) show no credentials', async () => {
+  const lines: string[] = [];
+  const stream = new PassThrough();
+  stream.on('data', (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
+  const w = await startWharf({ logStream: stream, logLevel: 'trace' });
+  const cookie = `wharf_session=cookie${createHash('sha256').update(w.key).digest('hex')}`;
+  const member = await w.newKey('member');
+  try {
+    const sent: Array<Record<string, string>> = [
+      { 'x-api-key': w.key },
+      { authorization: `Bearer ${member.key}`, cookie },
+    ];
+    for (const [i, headers] of sent.entries()) {
+      const form = new FormData();
+      form.append('file', new Blob([`trace ${i}`]), `trace-${i}.txt`);
+      const res = await fetch(`${w.url}/v1/assets`, { method: 'POST', headers, body: form });
+      assert.equal(res.status, 201, await res.text());
+    }
+  } finally {
+    await w.close();
+  }
+  const log = lines.join('\n');
+  const busboy = lines.filter((l) => l.includes('Providing options to busboy')).map((l) => JSON.parse(l));
+  assert.equal(busboy.length, 2, 'the library logged its options, headers included, for both uploads');
+  assert.equal(busboy[0].busboyOptions.headers['x-api-key'], 'REDACTED');
+  assert.equal(busboy[1].busboyOptions.headers.authorization, 'REDACTED');
+  assert.equal(busboy[1].busboyOptions.headers.cookie, 'REDACTED');
+  assert.match(
+    busboy[1].busboyOptions.headers['content-type'],
+    /^multipart\/form-data/,
+    'other headers stay',
+  );
+  assert.ok(!log.includes(w.key), 'the admin key is absent');
+  assert.ok(!log.includes(member.key), 'the Bearer key is absent');
+  assert.ok(!log.includes(cookie.slice('wharf_session='.length)), 'the cookie is absent');
+});
