@@ -20,7 +20,7 @@ import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
 import { cutIdleBodies } from './body-idle.js';
-import { answerClientError } from './client-errors.js';
+import { clientErrorHandler } from './client-errors.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
@@ -111,7 +111,7 @@ export async function buildApp({
     requestIdHeader: false,
     genReqId: requestIdFor,
     // What Node's HTTP parser refuses, in Wharf's error envelope rather than Fastify's.
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: clientErrorHandler(requestMetrics),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH, querystringParser: parseQueryString },
     schemaController: { compilersFactory: { buildSerializer: buildSharedSerializer } },
     // Failures before routing (a malformed percent-encoding, an over-long id) skip the error

@@ -1,7 +1,8 @@
-import { STATUS_CODES } from 'node:http';
+import { METHODS, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { ERROR_STATUS, type ErrorCode } from '../core/errors.js';
+import { type RequestMetrics, UNMATCHED } from './plugins/observe.js';
 
 type ClientErrorCode = Extract<ErrorCode, 'REQUEST_TIMEOUT' | 'HEADERS_TOO_LARGE' | 'MALFORMED_REQUEST'>;
 
@@ -18,6 +19,20 @@ const MESSAGES: Record<ClientErrorCode, string> = {
   MALFORMED_REQUEST: 'The request is not valid HTTP/1.1',
 };
 
+const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
+
+/**
+ * The method of a request the parser refused, read from the bytes it refused when they begin
+ * with a request line naming a method Node knows (a request that arrived in one piece); else
+ * `unknown` (headers cut off mid-way, a timeout). Never other text: it becomes a metric label.
+ */
+function refusedMethod(rawPacket: unknown): string {
+  if (!Buffer.isBuffer(rawPacket)) return 'unknown';
+  const space = rawPacket.subarray(0, 32).indexOf(0x20);
+  const method = space > 0 ? rawPacket.toString('latin1', 0, space) : '';
+  return KNOWN_METHODS.has(method) ? method : 'unknown';
+}
+
 /**
  * Node's `clientError`: a request its parser refused (a non-numeric or doubled Content-Length,
  * a header line without a colon, a broken chunked body, headers too large or too slow) never
@@ -26,28 +41,50 @@ const MESSAGES: Record<ClientErrorCode, string> = {
  * answers Wharf's own envelope with a stable code and the parser's reason, and closes the
  * connection (the parser cannot find where the next request would start). Written by hand:
  * there is no route, request or reply here, only the socket.
+ *
+ * No hook sees these requests either, so they are counted (route `unmatched`) and logged
+ * here: a flood of slow or oversized headers shows in the metrics and the log like any other
+ * refusal. A request whose body broke after it reached its route is counted and logged there.
  */
-export function answerClientError(
-  this: FastifyInstance,
-  err: Error & { code?: string; reason?: string },
-  socket: Socket,
-): void {
-  // A reset connection has no one to answer.
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const code = clientErrorCode(err.code);
-  const status = ERROR_STATUS[code];
-  this.log.info({ code: err.code, reason: err.reason }, 'refused a request the HTTP parser could not read');
-  // Node's own rule: answer only if no response to this connection's request has begun.
-  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
-  if (socket.writable && !started) {
-    const reason = typeof err.reason === 'string' && err.reason !== '' ? ` (${err.reason})` : '';
-    const body = JSON.stringify({
-      error: { code, message: `${MESSAGES[code]}${code === 'MALFORMED_REQUEST' ? `${reason}.` : ''}` },
-    });
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+export function clientErrorHandler(metrics?: RequestMetrics) {
+  return function answerClientError(
+    this: FastifyInstance,
+    err: Error & { code?: string; reason?: string; rawPacket?: unknown },
+    socket: Socket,
+  ): void {
+    // A reset connection has no one to answer.
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const code = clientErrorCode(err.code);
+    const status = ERROR_STATUS[code];
+    // Node's own rule: answer only if no response to this connection's request has begun.
+    // A response object means the request reached its route (its body broke): counted there.
+    const current = (
+      socket as Socket & { _httpMessage?: { headersSent?: boolean; req?: { method?: string } } | null }
+    )._httpMessage;
+    const method = current?.req?.method ?? refusedMethod(err.rawPacket);
+    // Counted, not timed: when a request the parser could not read began is not known.
+    if (!current) metrics?.observeRefusal(method, UNMATCHED, status);
+    this.log.info(
+      {
+        res: { statusCode: status },
+        method,
+        remoteAddress: socket.remoteAddress,
+        code,
+        parserCode: err.code,
+        reason: err.reason,
+      },
+      'refused a request the HTTP parser could not read',
     );
-  }
-  socket.destroySoon();
+    if (socket.writable && !current?.headersSent) {
+      const reason = typeof err.reason === 'string' && err.reason !== '' ? ` (${err.reason})` : '';
+      const body = JSON.stringify({
+        error: { code, message: `${MESSAGES[code]}${code === 'MALFORMED_REQUEST' ? `${reason}.` : ''}` },
+      });
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    }
+    socket.destroySoon();
+  };
 }

@@ -232,6 +232,10 @@ export class PrometheusTelemetry implements Telemetry {
     this.httpDuration.observe({ method, route }, seconds);
   }
 
+  observeRefusal(method: string, route: string, status: number): void {
+    this.httpRequests.inc({ method, route, status: String(status) });
+  }
+
   uploadCompleted(c: UploadCompletion): void {
     this.uploads.inc({ flow: c.flow, outcome: c.deduplicated ? 'deduplicated' : 'completed' });
     this.uploadBytes.inc({ flow: c.flow }, c.bytes);

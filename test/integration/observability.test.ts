@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { statfsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -152,6 +153,91 @@ describe('GET /metrics', () => {
       for (const forbidden of [assetId, intent.id, '?', 'm.bin', 'p.bin', w.key]) {
         assert.ok(!value.includes(forbidden), `label value ${value} contains ${forbidden}`);
       }
+    }
+  });
+
+  test('requests the HTTP parser refuses (400, 431, 408) are counted under route "unmatched" and logged at info', async () => {
+    const before = await scrape(w.url);
+    const port = Number(new URL(w.url).port);
+    /** Writes `bytes` on a connection of its own; the status Wharf answers before closing it. */
+    const refused = (bytes: string, then?: (server: Socket) => void) =>
+      new Promise<number>((resolve, reject) => {
+        const socket = connect({ port, host: '127.0.0.1' });
+        const onConnection = (server: Socket) => {
+          if (server.remotePort !== socket.localPort) return;
+          w.wharf.app.server.off('connection', onConnection);
+          then?.(server);
+        };
+        w.wharf.app.server.on('connection', onConnection);
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('error', reject);
+        socket.on('close', () =>
+          resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(Buffer.concat(chunks).toString('latin1'))?.[1] ?? 0)),
+        );
+        socket.write(bytes);
+      });
+    assert.equal(await refused('GET /healthz HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n'), 400);
+    assert.equal(
+      await refused(`GET /v1/assets HTTP/1.1\r\nHost: x\r\nx-filler: ${'a'.repeat(20_000)}\r\n\r\n`),
+      431,
+    );
+    // Headers that never end: Node gives up after its headersTimeout (60 s) by emitting this
+    // clientError, which the test emits itself as soon as the headers have arrived.
+    assert.equal(
+      await refused('GET /healthz HTTP/1.1\r\nHost: x\r\n', (server) => {
+        server.once('data', () =>
+          w.wharf.app.server.emit(
+            'clientError',
+            Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }),
+            server,
+          ),
+        );
+      }),
+      408,
+    );
+
+    const after = await scrape(w.url);
+    // The method is read from the refused bytes when they hold the request line, else "unknown".
+    const unmatched = (scrape: Scrape, status: string) =>
+      [...scrape]
+        .filter(
+          ([key]) =>
+            key.startsWith('wharf_http_requests_total{') &&
+            key.includes('route="unmatched"') &&
+            key.includes(`status="${status}"`),
+        )
+        .reduce((sum, [, value]) => sum + value, 0);
+    for (const status of ['400', '431', '408']) {
+      assert.equal(unmatched(after, status) - unmatched(before, status), 1, `status ${status}`);
+    }
+    const get400 = { method: 'GET', route: 'unmatched', status: '400' };
+    assert.equal(
+      seriesValue(after, 'wharf_http_requests_total', get400) -
+        seriesValue(before, 'wharf_http_requests_total', get400),
+      1,
+    );
+    const timeouts = { method: 'unknown', route: 'unmatched', status: '408' };
+    assert.equal(
+      seriesValue(after, 'wharf_http_requests_total', timeouts) -
+        seriesValue(before, 'wharf_http_requests_total', timeouts),
+      1,
+    );
+
+    for (const [status, code] of [
+      [400, 'MALFORMED_REQUEST'],
+      [431, 'HEADERS_TOO_LARGE'],
+      [408, 'REQUEST_TIMEOUT'],
+    ] as const) {
+      const line = await logs.waitFor(
+        (l) =>
+          l.msg === 'refused a request the HTTP parser could not read' &&
+          (l.res as { statusCode?: number } | undefined)?.statusCode === status,
+        `of the ${status}`,
+      );
+      assert.equal(line.level, INFO);
+      assert.equal(line.code, code);
+      assert.equal(line.remoteAddress, '127.0.0.1');
     }
   });
 

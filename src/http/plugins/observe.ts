@@ -20,10 +20,12 @@ export function requestIdFor(raw: IncomingMessage): string {
 /** What the HTTP layer reports about each request (the Prometheus adapter implements it). */
 export interface RequestMetrics {
   observeRequest(method: string, route: string, status: number, seconds: number): void;
+  /** A request refused before it was read whole (see client-errors.ts): counted, with no duration. */
+  observeRefusal(method: string, route: string, status: number): void;
 }
 
 /** The label of requests that matched no route (404s, malformed URLs): never the URL itself. */
-const UNMATCHED = 'unmatched';
+export const UNMATCHED = 'unmatched';
 
 /**
  * Marks a request's response with its id, and reports the request once its response ends.
