@@ -3,7 +3,7 @@ import { type Config, ConfigError, readConfig } from '../config.js';
 import { SCOPES } from '../core/authorization.js';
 import { isWharfError } from '../core/errors.js';
 import { DEFAULT_ACCOUNT_ID, type KeyAccess } from '../core/keys.js';
-import type { Role, Scope } from '../core/model.js';
+import type { ApiKey, Role, Scope } from '../core/model.js';
 import type { AccountChanges } from '../core/ports.js';
 import { describeCause } from '../core/unavailable.js';
 import type { WebhookChanges } from '../core/webhooks.js';
@@ -83,7 +83,14 @@ const COMMANDS: Command[] = [
       const accountId = accountOption(values);
       const { core, store } = await ctx.open();
       if (accountId !== undefined) await requireAccount(store, accountId);
-      const keys = await core.keys.list(accountId);
+      // Every key, read a page at a time (the store answers pages, as the API does).
+      const keys: ApiKey[] = [];
+      for (let cursor: string | undefined; ; ) {
+        const page = await core.keys.list({ accountId, limit: 1000, cursor });
+        keys.push(...page.keys);
+        if (page.nextCursor === null) break;
+        cursor = page.nextCursor;
+      }
       if (values.json) {
         ctx.io.stdout(`${JSON.stringify(keys.map(keyJson), null, 2)}\n`);
       } else {

@@ -15,14 +15,28 @@ const SCOPES = ['admin', 'read', 'upload', 'write'] as const;
 
 export function KeysPage({ currentKeyId }: { currentKeyId: string }) {
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
+  const [next, setNext] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
   const [created, setCreated] = useState<{ name: string; secret: string } | null>(null);
   const [revoking, setRevoking] = useState<ApiKey | null>(null);
-  const load = () => api.listKeys().then((k) => setKeys(k.data), setError);
+  const load = () =>
+    api.listKeys().then((p) => {
+      setKeys(p.data);
+      setNext(p.next_cursor);
+    }, setError);
   useEffect(() => {
     void load();
   }, []);
+  const more = async () => {
+    try {
+      const p = await api.listKeys(next!);
+      setKeys([...(keys ?? []), ...p.data]);
+      setNext(p.next_cursor);
+    } catch (err) {
+      setError(err);
+    }
+  };
 
   const create = async (e: Event) => {
     e.preventDefault();
@@ -101,6 +115,11 @@ export function KeysPage({ currentKeyId }: { currentKeyId: string }) {
             ))}
           </tbody>
         </table>
+      )}
+      {next && (
+        <button type="button" onClick={more}>
+          More keys
+        </button>
       )}
       <Dialog title="New API key" open={creating} onClose={() => setCreating(false)}>
         <form onSubmit={create}>

@@ -183,7 +183,7 @@ export const api = {
   contentUrl: (assetId: string, download = false) =>
     `${BASE}${v1}/assets/${id(assetId)}/content${download ? '?download=true' : ''}`,
 
-  listKeys: (): Promise<{ data: ApiKey[] }> => sdk(async (w) => ({ data: await w.keys.list() })),
+  listKeys: (cursor?: string): Promise<Page<ApiKey>> => sdk((w) => w.keys.page(given({ cursor, limit: 50 }))),
   // The scopes come from the form's checkboxes; the server validates them.
   createKey: (body: {
     name: string;

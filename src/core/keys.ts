@@ -6,7 +6,7 @@ import { validateNamespace } from './files.js';
 import type { IdSource } from './ids.js';
 import type { Account, ApiKey, Principal, Role, Scope } from './model.js';
 import { validateFileName } from './names.js';
-import type { AccountChanges, Store } from './ports.js';
+import type { AccountChanges, KeyPage, KeyQuery, Store } from './ports.js';
 
 export const DEFAULT_ACCOUNT_ID = 'default';
 const KEY_PREFIX = 'wharf_';
@@ -175,13 +175,14 @@ export class KeyService {
     return this.store.ensureKey(key, hashSecret(secret));
   }
 
-  async list(accountId?: string): Promise<ApiKey[]> {
-    return this.store.listKeys(accountId);
+  /** A page of keys, oldest first: of one account, or of every account without `accountId`. */
+  async list(query: KeyQuery): Promise<KeyPage> {
+    return this.store.listKeys(query);
   }
 
-  async listAs(principal: Principal): Promise<ApiKey[]> {
+  async listAs(principal: Principal, page: Omit<KeyQuery, 'accountId'>): Promise<KeyPage> {
     requireScope(principal, 'admin');
-    return this.list(principal.accountId);
+    return this.list({ ...page, accountId: principal.accountId });
   }
 
   async revoke(keyId: string, accountId?: string): Promise<void> {

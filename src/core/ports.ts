@@ -117,6 +117,19 @@ export interface AccountStore {
   updateAccount(id: string, changes: AccountChanges, at: number): Promise<Account | undefined>;
 }
 
+/** A page of keys: one account's (every account's without `accountId`), `limit` at most. */
+export interface KeyQuery {
+  accountId?: string | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+export interface KeyPage {
+  keys: ApiKey[];
+  /** The last key's id when more follow; null on the last page. */
+  nextCursor: string | null;
+}
+
 /** API keys, found by the hash of their secret. */
 export interface KeyStore {
   insertKey(key: ApiKey, secretHash: string): Promise<void>;
@@ -124,7 +137,8 @@ export interface KeyStore {
   ensureKey(key: ApiKey, secretHash: string): Promise<ApiKey>;
   /** The key with this hash and its account, in one lookup (it runs on every request). */
   findKeyByHash(secretHash: string): Promise<{ key: ApiKey; account: Account } | undefined>;
-  listKeys(accountId?: string): Promise<ApiKey[]>;
+  /** Oldest first (by id, which orders creation); a page continues after the `cursor` key's id. */
+  listKeys(query: KeyQuery): Promise<KeyPage>;
   countKeys(): Promise<number>;
   revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean>;
   touchKey(keyId: string, at: number): Promise<void>;

@@ -22,6 +22,7 @@ import type {
   FileVersion,
   FileVersionEntry,
   Key,
+  KeyList,
   KeyRequest,
   MintedUploadToken,
   MultipartRequest,
@@ -471,8 +472,26 @@ export class FilesApi {
 export class KeysApi {
   constructor(private readonly http: Transport) {}
 
+  /** Every key of the account, revoked ones included, oldest first (page after page). */
   async list(): Promise<Key[]> {
-    return (await this.http.json<{ data: Key[] }>('GET', '/v1/keys')).data;
+    const keys: Key[] = [];
+    for await (const key of this.iterate({ limit: 1000 })) keys.push(key);
+    return keys;
+  }
+
+  /** One page of keys, oldest first: `limit` (1–1000, default 100) after `cursor`. */
+  page(query: { limit?: number; cursor?: string } = {}): Promise<KeyList> {
+    return this.http.json('GET', '/v1/keys', { query });
+  }
+
+  /** Every key, oldest first, fetched `limit` at a time. */
+  async *iterate(query: { limit?: number } = {}): AsyncGenerator<Key> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.page({ ...query, ...(cursor && { cursor }) });
+      yield* page.data;
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
   }
 
   create(request: KeyRequest): Promise<CreatedKey> {

@@ -219,6 +219,13 @@ export interface Key {
   revoked_at: string | null;
 }
 
+/** A page of keys, oldest first. */
+export interface KeyList {
+  data: Key[];
+  /** Pass as `cursor` for the next page; null on the last. */
+  next_cursor: string | null;
+}
+
 export interface KeyRequest {
   name: string;
   role?: 'admin' | 'member';

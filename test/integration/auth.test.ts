@@ -187,6 +187,44 @@ describe('keys and roles', () => {
     assert.ok(listed.body.data.every((k: object) => !('secret' in k) && !('secret_hash' in k)));
   });
 
+  test('the key listing is paged: limit (default 100, at most 1000) and cursor, oldest first, one account only', async () => {
+    const tenant = await w.newAccount();
+    const made: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await api(w.url, tenant.key, 'POST', '/v1/keys', { name: `paged ${i}` });
+      assert.equal(res.status, 201);
+      made.push(res.body.key.id);
+    }
+    assert.equal((await api(w.url, tenant.key, 'DELETE', `/v1/keys/${made[1]}`)).status, 204);
+    const all = await api(w.url, tenant.key, 'GET', '/v1/keys');
+    assert.equal(all.status, 200);
+    assert.equal(all.body.next_cursor, null, 'under the default limit: one page');
+    const ids = all.body.data.map((k: { id: string }) => k.id);
+    assert.equal(ids.length, 5, 'its admin key and the four, the revoked one included');
+    assert.deepEqual(ids.slice(1), made, 'oldest first');
+    assert.ok(all.body.data.every((k: { account_id: string }) => k.account_id === tenant.accountId));
+
+    const pages: string[][] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { status: number; body: { data: Array<{ id: string }>; next_cursor: string | null } } =
+        await api(w.url, tenant.key, 'GET', `/v1/keys?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(page.status, 200);
+      assert.ok(page.body.data.length <= 2);
+      pages.push(page.body.data.map((k) => k.id));
+      cursor = page.body.next_cursor;
+      assert.ok(pages.length <= 3, 'the cursor ends');
+    } while (cursor);
+    assert.deepEqual(pages.flat(), ids, 'the pages are the whole listing, each key once');
+    assert.equal(pages.length, 3);
+
+    for (const query of ['limit=0', 'limit=1001', 'cursor=not-a-key', 'other=1']) {
+      const refused = await api(w.url, tenant.key, 'GET', `/v1/keys?${query}`);
+      assert.equal(refused.status, 400, query);
+      assert.equal(refused.body.error.code, 'VALIDATION_FAILED', query);
+    }
+  });
+
   test('a new key works at once and records when it was used', async () => {
     const created = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'usage', role: 'member' });
     const secret = created.body.secret;

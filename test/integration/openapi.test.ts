@@ -244,7 +244,7 @@ describe('the OpenAPI document', () => {
     );
     assert.equal(signed.properties.expires_in.default, 3600);
     assert.deepEqual(signed.required ?? [], []);
-    for (const path of ['/v1/assets', '/v1/events', '/v1/uploads', '/v1/upload-tokens']) {
+    for (const path of ['/v1/assets', '/v1/events', '/v1/uploads', '/v1/upload-tokens', '/v1/keys']) {
       const limit = doc.paths[path].get.parameters.find((p: Json) => p.name === 'limit');
       assert.ok(limit, `${path} documents limit`);
       assert.notEqual(limit.required, true, `${path}: limit has a default`);

@@ -622,6 +622,28 @@ describe('resources', () => {
     assert.ok((await wharf.keys.list()).find((k) => k.id === created.key.id)?.revoked_at);
   });
 
+  test('keys are listed page by page: list() and iterate() follow the cursor, page() is one page', async () => {
+    const { key } = await w.newAccount();
+    const client = new Wharf({ url: w.url, key });
+    const made: string[] = [];
+    for (let i = 0; i < 3; i++) made.push((await client.keys.create({ name: `paged ${i}` })).key.id);
+    const first = await client.keys.page({ limit: 2 });
+    assert.equal(first.data.length, 2);
+    assert.ok(first.next_cursor);
+    const rest = await client.keys.page({ limit: 2, cursor: first.next_cursor });
+    assert.equal(rest.data.length, 2);
+    assert.equal(rest.next_cursor, null);
+    const ids = [...first.data, ...rest.data].map((k) => k.id);
+    assert.deepEqual(ids.slice(1), made, 'its admin key, then the three, oldest first');
+    const iterated: string[] = [];
+    for await (const k of client.keys.iterate({ limit: 1 })) iterated.push(k.id);
+    assert.deepEqual(iterated, ids);
+    assert.deepEqual(
+      (await client.keys.list()).map((k) => k.id),
+      ids,
+    );
+  });
+
   test('webhooks and events: every operation', async () => {
     // An account of its own, where no event follows the endpoint: nothing is ever sent.
     const { key } = await w.newAccount();

@@ -66,7 +66,10 @@ describe('KeyService', () => {
     });
     const stored = await store.findKeyByHash(hashSecret(secret));
     assert.equal(stored?.key.id, key.id);
-    assert.equal(JSON.stringify(await keys.list('acme')).includes(secret), false);
+    assert.equal(
+      JSON.stringify((await keys.list({ accountId: 'acme', limit: 1000 })).keys).includes(secret),
+      false,
+    );
   });
 
   test('every created secret is different', async () => {
@@ -91,7 +94,7 @@ describe('KeyService', () => {
     clock.advance(5000);
     await keys.revoke(key.id, 'acme');
     await unauthorized(secret);
-    const listed = (await keys.list('acme')).find((k) => k.id === key.id);
+    const listed = (await keys.list({ accountId: 'acme', limit: 1000 })).keys.find((k) => k.id === key.id);
     assert.equal(listed?.revokedAt, clock.now());
     await assert.rejects(keys.revoke(key.id, 'acme'), (err: unknown) => isWharfError(err, 'NOT_FOUND'));
   });
@@ -104,10 +107,12 @@ describe('KeyService', () => {
 
   test('list is scoped to the account', async () => {
     await keys.create('globex', 'scoped', 'member');
-    const acme = await keys.list('acme');
+    const acme = (await keys.list({ accountId: 'acme', limit: 1000 })).keys;
     assert.ok(acme.length > 0);
     assert.ok(acme.every((k) => k.accountId === 'acme'));
-    assert.ok((await keys.list('globex')).every((k) => k.accountId === 'globex'));
+    assert.ok(
+      (await keys.list({ accountId: 'globex', limit: 1000 })).keys.every((k) => k.accountId === 'globex'),
+    );
   });
 
   test('creating a key for an unknown account is NOT_FOUND', async () => {
@@ -128,7 +133,8 @@ describe('KeyService', () => {
 
   test('last_used_at is recorded on use, and refreshed at most once a minute', async () => {
     const { key, secret } = await keys.create('acme', 'usage', 'member');
-    const lastUsed = async () => (await keys.list('acme')).find((k) => k.id === key.id)?.lastUsedAt;
+    const lastUsed = async () =>
+      (await keys.list({ accountId: 'acme', limit: 1000 })).keys.find((k) => k.id === key.id)?.lastUsedAt;
     assert.equal(await lastUsed(), null);
     const t0 = clock.now();
     await keys.authenticate(secret);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Static } from '@fastify/type-provider-typebox';
 import type { EventSchema } from '../../src/http/api/event-json.js';
+import type { KeyListSchema } from '../../src/http/api/keys.js';
 import type { AssetSchema, UploadStateSchema } from '../../src/http/api/schemas.js';
 import type { UploadTokenSchema } from '../../src/http/api/tokens.js';
 import type { WebhookSchema } from '../../src/http/api/webhook-json.js';
@@ -23,6 +24,7 @@ test('the SDK’s types and the server’s schemas of the same name agree', () =
     same<Sdk.Webhook, Static<typeof WebhookSchema>>(true),
     same<Sdk.WharfEvent, Static<typeof EventSchema>>(true),
     same<Sdk.Upload, Static<typeof UploadStateSchema>>(true),
+    same<Sdk.KeyList, Static<typeof KeyListSchema>>(true),
   ];
-  assert.equal(checks.length, 5);
+  assert.equal(checks.length, 6);
 });

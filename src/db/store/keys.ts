@@ -1,6 +1,6 @@
 import { CompiledQuery, type InferResult, type Kysely } from 'kysely';
 import type { Account, ApiKey } from '../../core/model.js';
-import type { KeyStore } from '../../core/ports.js';
+import type { KeyPage, KeyQuery, KeyStore } from '../../core/ports.js';
 import type { Database } from '../schema.js';
 import type { SqlContext } from './context.js';
 import { fromKey, toAccount, toKey } from './rows.js';
@@ -83,10 +83,16 @@ export function keyQueries({ db }: SqlContext): KeyStore {
       };
     },
 
-    async listKeys(accountId?: string): Promise<ApiKey[]> {
-      let query = db.selectFrom('api_keys').selectAll().orderBy('created_at').orderBy('id');
+    async listKeys({ accountId, limit, cursor }: KeyQuery): Promise<KeyPage> {
+      let query = db.selectFrom('api_keys').selectAll();
       if (accountId !== undefined) query = query.where('account_id', '=', accountId);
-      return (await query.execute()).map(toKey);
+      if (cursor !== undefined) query = query.where('id', '>', cursor);
+      const rows = await query
+        .orderBy('id')
+        .limit(limit + 1)
+        .execute();
+      const keys = rows.slice(0, limit).map(toKey);
+      return { keys, nextCursor: rows.length > limit ? (keys.at(-1)?.id ?? null) : null };
     },
 
     async countKeys(): Promise<number> {

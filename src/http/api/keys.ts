@@ -4,7 +4,7 @@ import { roleOf } from '../../core/keys.js';
 import type { ApiKey } from '../../core/model.js';
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
-import { errorResponses, IdParams, iso, NoQuery } from './schemas.js';
+import { errorResponses, IdParams, iso, PageCursor } from './schemas.js';
 
 export const ScopeSchema = named(
   'Scope',
@@ -42,9 +42,27 @@ const KeySchema = named(
   ),
 );
 
-const KeyListSchema = named(
+export const KeyListSchema = named(
   'KeyList',
-  Type.Object({ data: Type.Array(KeySchema) }, { description: 'The account’s keys, revoked ones included.' }),
+  Type.Object(
+    {
+      data: Type.Array(KeySchema),
+      next_cursor: Type.Union([Type.String(), Type.Null()], {
+        description: 'Pass as `cursor` for newer ones (null: this is the last page).',
+      }),
+    },
+    { description: 'The account’s keys, revoked ones included, oldest first.' },
+  ),
+);
+
+// An account's keys are not capped (revoked keys stay listed, since their uploads and tokens
+// name them, so a cap would end key rotation one day): the listing is paged instead.
+const ListQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    cursor: PageCursor,
+  },
+  { additionalProperties: false },
 );
 
 const Role = Type.Union([Type.Literal('admin'), Type.Literal('member')], {
@@ -106,13 +124,16 @@ export async function keyRoutes(app: App, { core }: ApiContext): Promise<void> {
     {
       schema: {
         operationId: 'listKeys',
-        querystring: NoQuery,
-        summary: 'List this account’s keys',
+        querystring: ListQuery,
+        summary: 'List this account’s keys, revoked ones included, oldest first',
         tags: ['keys'],
         response: { 200: KeyListSchema, ...errorResponses },
       },
     },
-    async (request) => ({ data: (await core.keys.listAs(request.principal!)).map(keyJson) }),
+    async (request) => {
+      const page = await core.keys.listAs(request.principal!, request.query);
+      return { data: page.keys.map(keyJson), next_cursor: page.nextCursor };
+    },
   );
 
   app.post(
