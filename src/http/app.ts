@@ -27,7 +27,7 @@ import { consoleRoutes } from './console/routes.js';
 import { continueOnRead } from './expect-continue.js';
 import { refuseEncodedFileBodies } from './file-bodies.js';
 import { limitJsonDepth } from './json-depth.js';
-import { LOG_REDACTION, redactedUrl } from './log-redaction.js';
+import { logRedaction, redactedUrl } from './log-redaction.js';
 import { registerOpenApi } from './openapi/index.js';
 import { type MetricsSource, operationsRoutes } from './operations.js';
 import { authenticate } from './plugins/auth.js';
@@ -104,7 +104,7 @@ export async function buildApp({
     logger: logger && {
       ...(typeof logger === 'object' ? logger : {}),
       serializers: { req: redactedRequest },
-      redact: LOG_REDACTION,
+      redact: logRedaction(typeof logger === 'object' ? logger.level : undefined),
     },
     bodyLimit: 1024 * 1024,
     // Wharf sits behind load balancers; request ids come from there when present and sane.
