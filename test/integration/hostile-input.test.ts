@@ -680,9 +680,14 @@ describe('bad digests and types are refused before anything is stored', () => {
     );
   });
 
-  test('lists that take no parameters refuse unknown ones too (keys, webhooks, image presets)', async () => {
-    for (const path of ['/v1/keys', '/v1/webhooks', '/v1/image-presets']) {
-      const res = await api(w.url, w.key, 'GET', `${path}?limit=5`);
+  test('lists refuse parameters they do not take (keys, webhooks, image presets)', async () => {
+    // Webhooks and presets take no parameters at all; keys are paged (limit, cursor) and take nothing else.
+    for (const [path, unknown] of [
+      ['/v1/keys', 'page=2'],
+      ['/v1/webhooks', 'limit=5'],
+      ['/v1/image-presets', 'limit=5'],
+    ] as const) {
+      const res = await api(w.url, w.key, 'GET', `${path}?${unknown}`);
       assert.equal(res.status, 400, `${path}: ${JSON.stringify(res.body)}`);
       assert.equal(res.body.error.code, 'VALIDATION_FAILED');
       assert.equal((await api(w.url, w.key, 'GET', path)).status, 200, path);
