@@ -418,6 +418,32 @@ test('keys (the secret shown once), upload tokens with their usage, revoking bot
   }
 });
 
+test('more keys than a page: "More keys" shows the rest, each once, and then goes away', SLOW, async () => {
+  // The console asks for 50 keys a page; 55 more than the account already has make two pages.
+  const names = Array.from({ length: 55 }, (_, i) => `paged key ${String(i).padStart(2, '0')}`);
+  for (const name of names) {
+    assert.equal((await api(w.url, w.key, 'POST', '/v1/keys', { name, scopes: ['read'] })).status, 201);
+  }
+  const { context, page } = await openConsole();
+  try {
+    await signInWith(page, w.key);
+    await page.getByRole('link', { name: 'Keys' }).click();
+    const paged = page.getByRole('row', { name: /paged key/ });
+    const more = page.getByRole('button', { name: 'More keys' });
+    await more.waitFor();
+    const first = await paged.count();
+    assert.ok(first > 0 && first < names.length, `the first page shows some of them (${first})`);
+    await more.click();
+    await more.waitFor({ state: 'detached' });
+    const shown = await paged.evaluateAll((rows) =>
+      rows.map((r) => r.querySelector('td')?.textContent ?? ''),
+    );
+    assert.deepEqual(shown.map((s) => s.trim()).sort(), names, 'every key once, none twice');
+  } finally {
+    await context.close();
+  }
+});
+
 test(
   'a webhook endpoint made in the console, its delivery log, and a replay that sends the same webhook-id again',
   SLOW,
