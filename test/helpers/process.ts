@@ -54,15 +54,15 @@ export function run(
       for (const listener of listeners) listener();
     });
   }
+  // Set before the listeners run: a waitFor whose pattern never came must see the exit then,
+  // or it waits out GUARD_MS (it did, three minutes, in every test of a start that fails).
+  let done = false;
   const exited = new Promise<Exit>((resolve) => {
     child.once('close', (code, signal) => {
+      done = true;
       resolve({ code, signal });
       for (const listener of listeners) listener();
     });
-  });
-  let done = false;
-  void exited.then(() => {
-    done = true;
   });
   return {
     child,
