@@ -6,6 +6,7 @@ import { flexibleChecksums } from './blobs/flexible-checksums.js';
 import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
 import { processTempDir } from './blobs/process-temp.js';
+import type { S3CredentialsRefused } from './blobs/s3-store.js';
 import type { TusBackend } from './blobs/tus-storage.js';
 import { type Config, ConfigError, MIN_SECRET_LENGTH } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
@@ -41,6 +42,11 @@ export interface OpenedCore {
   missingTools: Record<string, string>;
   /** Webhook secrets sealed again at start, and endpoints whose secret no key opens. */
   webhookSecrets: ResealReport;
+  /**
+   * `copied`: the S3 store acts on an unsigned `x-amz-copy-source` sent with a URL Wharf signed
+   * for an upload (S3BlobStore.checkUnsignedCopy); the server warns at start.
+   */
+  unsignedCopy: 'copied' | 'refused' | 'unknown' | undefined;
   /**
    * Ends the calls still waiting on the object store (one that stopped answering): they fail
    * at once, and so does every later one. For a stop, once no request needs storage any more,
@@ -206,6 +212,7 @@ export async function openCore(
       stagingDir: join(config.dataDir, 'tus', 'staging'),
     },
     missingTools: missing,
+    unsignedCopy: opened.unsignedCopy,
     webhookSecrets,
     abandonStorageCalls: () => abandon.abort(),
     async close() {
@@ -219,11 +226,12 @@ export async function openCore(
  * Credentials the S3 store refuses outright would let the node start and answer 500 to every
  * upload: the start fails instead, naming the variable to check.
  */
-function credentialsProblem(code: string): string {
+function credentialsProblem({ code, credentials }: S3CredentialsRefused): string {
+  const prefix = credentials === 'upload' ? 'WHARF_S3_UPLOAD_' : 'WHARF_S3_';
   if (code === 'InvalidAccessKeyId') {
-    return `WHARF_S3_ACCESS_KEY_ID: the S3 store knows no such access key (${code}); check it, and that WHARF_S3_ENDPOINT is the store it belongs to.`;
+    return `${prefix}ACCESS_KEY_ID: the S3 store knows no such access key (${code}); check it, and that WHARF_S3_ENDPOINT is the store it belongs to.`;
   }
-  return `WHARF_S3_SECRET_ACCESS_KEY: the S3 store refuses what it signs (${code}); check that it is the secret of WHARF_S3_ACCESS_KEY_ID.`;
+  return `${prefix}SECRET_ACCESS_KEY: the S3 store refuses what it signs (${code}); check that it is the secret of ${prefix}ACCESS_KEY_ID.`;
 }
 
 /**
@@ -274,6 +282,8 @@ async function openBlobs(
   tus: TusBackend;
   /** Aborted to end the object store's calls still waiting (see abandonStorageCalls). */
   abandon: AbortController;
+  /** S3 only, for a server: what S3BlobStore.checkUnsignedCopy found. */
+  unsignedCopy?: 'copied' | 'refused' | 'unknown' | undefined;
 }> {
   const storage = config.storage;
   // Local disk does not hang as a remote store does: nothing of it listens to this.
@@ -291,8 +301,18 @@ async function openBlobs(
     try {
       await blobs.ensureBucket();
     } catch (err) {
-      if (err instanceof S3CredentialsRefused) throw new ConfigError(credentialsProblem(err.code));
+      if (err instanceof S3CredentialsRefused) throw new ConfigError(credentialsProblem(err));
       throw err;
+    }
+    // A server (not every CLI command) checks what a client can do with the URLs it signs.
+    let unsignedCopy: 'copied' | 'refused' | 'unknown' | undefined;
+    if (owner) {
+      try {
+        unsignedCopy = await blobs.checkUnsignedCopy();
+      } catch (err) {
+        if (err instanceof S3CredentialsRefused) throw new ConfigError(credentialsProblem(err));
+        throw err;
+      }
     }
     const partsDir = await processTempDir(join(config.dataDir, 'tus', 's3-parts'));
     return {
@@ -300,6 +320,7 @@ async function openBlobs(
       endpoint: undefined,
       tus: s3TusBackend(storage, config.resumableExpiresSeconds, partsDir, abandon.signal),
       abandon,
+      unsignedCopy,
     };
   }
   const endpoint = new LocalEndpoint({

@@ -127,6 +127,11 @@ export interface S3Config {
   forcePathStyle: boolean;
   /** `redirect`: downloads 302 to a presigned URL of the bucket; `stream`: through Wharf. */
   downloads: 'stream' | 'redirect';
+  /**
+   * WHARF_S3_UPLOAD_ACCESS_KEY_ID and WHARF_S3_UPLOAD_SECRET_ACCESS_KEY: write-only credentials
+   * that sign the URLs clients upload with (see S3BlobStore's `signing`); unset: the main ones.
+   */
+  upload: { accessKeyId: string; secretAccessKey: string } | undefined;
 }
 
 /**
@@ -398,6 +403,8 @@ function storageConfig(env: NodeJS.ProcessEnv): StorageConfig {
   const kind = choice(env, 'WHARF_STORAGE', ['local', 's3'], 'local');
   // Every S3 setting is read whatever the kind (see buildConfig), and checked only for s3.
   const endpoint = env.WHARF_S3_ENDPOINT || undefined;
+  const uploadKeyId = env.WHARF_S3_UPLOAD_ACCESS_KEY_ID || '';
+  const uploadSecret = env.WHARF_S3_UPLOAD_SECRET_ACCESS_KEY || '';
   const s3 = {
     endpoint,
     region: env.WHARF_S3_REGION || 'us-east-1',
@@ -408,8 +415,17 @@ function storageConfig(env: NodeJS.ProcessEnv): StorageConfig {
     forcePathStyle:
       choice(env, 'WHARF_S3_FORCE_PATH_STYLE', ['true', 'false'], endpoint ? 'true' : 'false') === 'true',
     downloads: choice(env, 'WHARF_S3_DOWNLOADS', ['stream', 'redirect'], 'stream'),
+    upload:
+      uploadKeyId && uploadSecret ? { accessKeyId: uploadKeyId, secretAccessKey: uploadSecret } : undefined,
   };
   if (kind === 'local') return { kind };
+  // One without the other would sign with half of each pair: every upload would be refused.
+  if (!uploadKeyId !== !uploadSecret) {
+    report(
+      env,
+      'WHARF_S3_UPLOAD_ACCESS_KEY_ID and WHARF_S3_UPLOAD_SECRET_ACCESS_KEY are set together, or neither.',
+    );
+  }
   for (const name of S3_REQUIRED) {
     if (!env[name]) report(env, `${name} must be set when WHARF_STORAGE=s3.`);
   }

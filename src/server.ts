@@ -133,6 +133,22 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     );
   }
 
+  if (opened.unsignedCopy === 'copied') {
+    app.log.warn(
+      'the S3 store acts on x-amz-* headers a presigned URL did not sign: a client can turn the URL of its ' +
+        "upload into a copy of any object these credentials read, another account's included. Set " +
+        'WHARF_S3_UPLOAD_ACCESS_KEY_ID and WHARF_S3_UPLOAD_SECRET_ACCESS_KEY to write-only credentials ' +
+        '(docs/security.md, "Presigned uploads on S3")',
+    );
+  }
+
+  if (opened.unsignedCopy === 'unknown') {
+    app.log.warn(
+      'could not check whether the S3 store acts on x-amz-* headers a presigned URL did not sign: ' +
+        'its probe object could not be written, or the store did not answer in time',
+    );
+  }
+
   // Wharf runs without them; the assets that would have needed them say so in their analysis.
   for (const [tool, path] of Object.entries(opened.missingTools)) {
     app.log.warn(

@@ -152,12 +152,22 @@ EOF
   secret=$(openssl rand -hex 20)
   radosgw-admin -c "$conf" -n client.rgw.a user create --uid=wharf-test --display-name="Wharf tests" \
     --access-key="$access" --secret-key="$secret" >>"$dir/log/setup.log" 2>&1
+  # A write-only subuser: the credentials Wharf signs upload URLs with in the tests
+  # (WHARF_S3_UPLOAD_*), as docs/security.md tells operators to. Its objects belong to the user.
+  local upload_access upload_secret
+  upload_access=wharfup$(openssl rand -hex 8)
+  upload_secret=$(openssl rand -hex 20)
+  radosgw-admin -c "$conf" -n client.rgw.a subuser create --uid=wharf-test --subuser=wharf-test:upload \
+    --access=write --key-type=s3 --access-key="$upload_access" --secret-key="$upload_secret" \
+    >>"$dir/log/setup.log" 2>&1
 
   cat >"$envfile" <<EOF
 WHARF_TEST_S3_ENDPOINT=$endpoint
 WHARF_TEST_S3_ACCESS_KEY_ID=$access
 WHARF_TEST_S3_SECRET_ACCESS_KEY=$secret
 WHARF_TEST_S3_REGION=us-east-1
+WHARF_TEST_S3_UPLOAD_ACCESS_KEY_ID=$upload_access
+WHARF_TEST_S3_UPLOAD_SECRET_ACCESS_KEY=$upload_secret
 EOF
   log "up in $((SECONDS - started)) s (cluster in $dir)"
   cat "$envfile"

@@ -52,6 +52,16 @@ export interface S3BlobStoreOptions extends S3Options {
   queueSize?: number | undefined;
   /** Once aborted, calls still waiting on the store end, and later ones fail (see s3ClientConfig). */
   abandon?: AbortSignal | undefined;
+  /**
+   * Write-only credentials for the URLs clients upload with (see `signing`); without them,
+   * those are signed with the main ones.
+   */
+  upload?: S3Credentials | undefined;
+}
+
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
 }
 
 const MiB = 1024 * 1024;
@@ -81,16 +91,36 @@ export class S3BlobStore implements BlobStore {
   readonly name = 's3';
   readonly presignGet: ((key: string, request: PresignGetRequest) => Promise<string>) | undefined;
   private readonly client: S3Client;
-  private readonly credentials: { accessKeyId: string; secretAccessKey: string };
+  /**
+   * What signs the URLs a client writes with (PutObject, POST forms, multipart writes). A URL
+   * binds only the headers it signs, and some stores (Ceph RGW among them; AWS S3 refuses)
+   * act on unsigned `x-amz-*` headers too: `x-amz-copy-source` turns a presigned PUT into a
+   * server-side copy of any object its signer may read (another tenant's, another bucket's).
+   * Write-only credentials (WHARF_S3_UPLOAD_*) make such a copy a refusal; see
+   * checkUnsignedCopy and docs/security.md.
+   */
+  private readonly signing: { client: S3Client; credentials: S3Credentials; separate: boolean };
   readonly bucket: string;
+  private readonly abandonSignal: AbortSignal | undefined;
   private readonly region: string;
   private readonly partSize: number;
   private readonly queueSize: number;
 
   constructor(options: S3BlobStoreOptions) {
     this.client = createS3Client(options, options.abandon);
-    this.credentials = { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey };
+    this.signing = options.upload
+      ? {
+          client: createS3Client({ ...options, ...options.upload }, options.abandon),
+          credentials: { ...options.upload },
+          separate: true,
+        }
+      : {
+          client: this.client,
+          credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+          separate: false,
+        };
     this.bucket = options.bucket;
+    this.abandonSignal = options.abandon;
     this.region = options.region;
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
     this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
@@ -265,7 +295,10 @@ export class S3BlobStore implements BlobStore {
    * adds), and each URL is then signed by QuerySigner, the SigV4 query signer Wharf's own
    * endpoint uses (≈ 6 µs).
    */
-  private async signPut(request: PresignPutRequest, headers: Record<string, string>): Promise<string> {
+  private async signPut(
+    request: Pick<PresignPutRequest, 'key' | 'now' | 'expiresInSeconds'>,
+    headers: Record<string, string>,
+  ): Promise<string> {
     const target = await this.putTarget();
     const path = target.pathPrefix + encodeS3Key(request.key);
     const query = target.signer.presignQuery({
@@ -298,7 +331,7 @@ export class S3BlobStore implements BlobStore {
       const [, , region, service] = (url.searchParams.get('X-Amz-Credential') ?? '').split('/');
       if (!region || !service) throw new Error("the store's presigned URL names no signing scope");
       return {
-        signer: new QuerySigner({ ...this.credentials, region, service }),
+        signer: new QuerySigner({ ...this.signing.credentials, region, service }),
         origin: url.origin,
         host: url.host,
         pathPrefix: url.pathname.slice(0, -PROBE_KEY.length),
@@ -343,7 +376,7 @@ export class S3BlobStore implements BlobStore {
     // createPresignedPost dates the policy by the wall clock plus the client's clock offset,
     // read before its first await: an offset on a view of the client dates it `now`.
     const client = {
-      config: { ...this.client.config, systemClockOffset: request.now - Date.now() },
+      config: { ...this.signing.client.config, systemClockOffset: request.now - Date.now() },
     } as unknown as S3Client;
     const post = await createPresignedPost(client, {
       Bucket: this.bucket,
@@ -395,7 +428,7 @@ export class S3BlobStore implements BlobStore {
       case 'PutObject':
         method = 'PUT';
         url = await getSignedUrl(
-          this.client,
+          this.signing.client,
           new PutObjectCommand({ ...target, ContentType: request.contentType, IfNoneMatch: '*' }),
           options,
         );
@@ -403,7 +436,7 @@ export class S3BlobStore implements BlobStore {
       case 'CreateMultipartUpload':
         method = 'POST';
         url = await getSignedUrl(
-          this.client,
+          this.signing.client,
           new CreateMultipartUploadCommand({ ...target, ContentType: request.contentType }),
           options,
         );
@@ -411,13 +444,14 @@ export class S3BlobStore implements BlobStore {
       case 'UploadPart':
         method = 'PUT';
         url = await getSignedUrl(
-          this.client,
+          this.signing.client,
           new UploadPartCommand({ ...target, UploadId: uploadId(), PartNumber: request.partNumber }),
           options,
         );
         break;
       case 'ListParts':
         method = 'GET';
+        // A read, which write-only credentials may not do; a GET carries no copy to smuggle.
         url = await getSignedUrl(
           this.client,
           new ListPartsCommand({ ...target, UploadId: uploadId() }),
@@ -427,7 +461,7 @@ export class S3BlobStore implements BlobStore {
       case 'CompleteMultipartUpload':
         method = 'POST';
         url = await getSignedUrl(
-          this.client,
+          this.signing.client,
           new CompleteMultipartUploadCommand({ ...target, UploadId: uploadId() }),
           options,
         );
@@ -435,7 +469,7 @@ export class S3BlobStore implements BlobStore {
       case 'AbortMultipartUpload':
         method = 'DELETE';
         url = await getSignedUrl(
-          this.client,
+          this.signing.client,
           new AbortMultipartUploadCommand({ ...target, UploadId: uploadId() }),
           options,
         );
@@ -564,6 +598,79 @@ export class S3BlobStore implements BlobStore {
 
   async close(): Promise<void> {
     this.client.destroy();
+    if (this.signing.separate) this.signing.client.destroy();
+  }
+
+  /**
+   * Whether the store lets a client turn the URLs Wharf signs for uploads into a copy of an
+   * object those credentials can read, as a store that acts on unsigned `x-amz-*` headers
+   * does: a presigned PUT is sent with an unsigned `x-amz-copy-source` naming a probe object
+   * Wharf just wrote. `copied`: it did (the start warns, see docs/security.md); `refused`: the
+   * store refused it (AWS S3 refuses unsigned `x-amz-*` headers, write-only credentials may not
+   * read the source); `unknown`: the probe object could not be written, or the store did not
+   * answer in time. Credentials the store does not
+   * know throw S3CredentialsRefused naming the upload credentials when they are the ones refused.
+   * Both probe objects are deleted again.
+   */
+  async checkUnsignedCopy(timeoutMs = 15_000): Promise<'copied' | 'refused' | 'unknown'> {
+    const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    const source = `${PROBE_KEY}/copy-source-${id}`;
+    const target = `${PROBE_KEY}/copy-target-${id}`;
+    // A store that stops answering must not hold the start for the SDK's minutes of retries:
+    // past the limit the check says `unknown` and the start goes on.
+    const signal = AbortSignal.any([
+      AbortSignal.timeout(timeoutMs),
+      ...(this.abandonSignal ? [this.abandonSignal] : []),
+    ]);
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: source, Body: 'wharf', ContentType: 'text/plain' }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      refuseCredentials(err);
+      // Not this check's to fail the start over: the uploads will say what is wrong.
+      return 'unknown';
+    }
+    try {
+      const url = await this.signPut(
+        { key: target, now: Date.now(), expiresInSeconds: 60 },
+        { 'content-type': 'text/plain' },
+      );
+      const res = await fetch(url, {
+        method: 'PUT',
+        headers: { 'content-type': 'text/plain', 'x-amz-copy-source': `${this.bucket}/${source}` },
+        body: '',
+        signal,
+      }).catch((err: unknown) => {
+        if (signal.aborted) return undefined;
+        throw err;
+      });
+      if (!res) return 'unknown';
+      const text = await res.text();
+      if (res.ok) return 'copied';
+      const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1];
+      if (code && CREDENTIAL_ERRORS.has(code)) {
+        throw new S3CredentialsRefused(code, this.signing.separate ? 'upload' : 'main');
+      }
+      return 'refused';
+    } finally {
+      // Not waited out either: a probe left behind is two bytes under wharf-probe/.
+      await this.client
+        .send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: [{ Key: source }, { Key: target }], Quiet: true },
+          }),
+          {
+            abortSignal: AbortSignal.any([
+              AbortSignal.timeout(timeoutMs),
+              ...(this.abandonSignal ? [this.abandonSignal] : []),
+            ]),
+          },
+        )
+        .catch(() => {});
+    }
   }
 
   private async signGet(key: string, request: PresignGetRequest): Promise<string> {
@@ -633,7 +740,11 @@ const CREDENTIAL_ERRORS = new Set(['SignatureDoesNotMatch', 'InvalidAccessKeyId'
 
 /** The store refuses the credentials themselves (CREDENTIAL_ERRORS): nothing can work with them. */
 export class S3CredentialsRefused extends Error {
-  constructor(readonly code: string) {
+  constructor(
+    readonly code: string,
+    /** Which: WHARF_S3_ACCESS_KEY_ID's, or WHARF_S3_UPLOAD_ACCESS_KEY_ID's. */
+    readonly credentials: 'main' | 'upload' = 'main',
+  ) {
     super(`The S3 store refuses these credentials (${code}).`);
     this.name = 'S3CredentialsRefused';
   }

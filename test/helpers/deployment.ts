@@ -102,6 +102,13 @@ async function createBucket(): Promise<Backing> {
       WHARF_S3_ACCESS_KEY_ID: accessKeyId,
       WHARF_S3_SECRET_ACCESS_KEY: secretAccessKey,
       WHARF_S3_FORCE_PATH_STYLE: 'true',
+      // The write-only credentials upload URLs are signed with, as docs/security.md advises.
+      ...(process.env.WHARF_TEST_S3_UPLOAD_ACCESS_KEY_ID
+        ? {
+            WHARF_S3_UPLOAD_ACCESS_KEY_ID: process.env.WHARF_TEST_S3_UPLOAD_ACCESS_KEY_ID,
+            WHARF_S3_UPLOAD_SECRET_ACCESS_KEY: process.env.WHARF_TEST_S3_UPLOAD_SECRET_ACCESS_KEY ?? '',
+          }
+        : {}),
     },
     async release() {
       try {

@@ -217,6 +217,29 @@ describe('a start that cannot succeed', () => {
     assert.equal((await right.exited).code, 0);
   });
 
+  test('upload credentials the store refuses: one line naming them, exit 1', {
+    skip: !storesOnS3 && 'S3 storage only: on local storage there are no upload credentials',
+  }, async () => {
+    // The start signs its probe upload with them (see S3BlobStore.checkUnsignedCopy): a wrong
+    // secret would otherwise show only as every client's upload refused by the store.
+    const inst = await installation();
+    const server = start({
+      ...inst.env,
+      WHARF_S3_UPLOAD_ACCESS_KEY_ID:
+        inst.env.WHARF_S3_UPLOAD_ACCESS_KEY_ID ?? inst.env.WHARF_S3_ACCESS_KEY_ID!,
+      WHARF_S3_UPLOAD_SECRET_ACCESS_KEY: 'not-the-upload-secret-0123456789',
+    });
+    const outcome = await server.waitFor(LISTENING).then(
+      () => 'listening',
+      async () => (await server.exited).code,
+    );
+    assert.equal(outcome, 1, server.stderr());
+    assert.match(
+      server.stderr(),
+      /^wharf: WHARF_S3_UPLOAD_SECRET_ACCESS_KEY: the S3 store refuses what it signs \(SignatureDoesNotMatch\); check that it is the secret of WHARF_S3_UPLOAD_ACCESS_KEY_ID\.\n$/,
+    );
+  });
+
   test('unknown WHARF_* variables are warned about, one line each, and the server starts', async () => {
     const inst = await installation({ WHARF_API_KEY: `wharf-lifecycle-${randomBytes(8).toString('hex')}` });
     const r = start({ ...inst.env, WHARF_PROT: '9999', WHARF_FEATURE_FLAGS: 'x' });
@@ -392,7 +415,8 @@ describe('stopping', () => {
     // A guard against the hang this test is about (each S3 call would wait 120 s, three times).
     timeout: 90_000,
   }, async () => {
-    // An "S3 store" that answers the bucket check at start, then never answers again.
+    // An "S3 store" that answers the start's checks (the bucket; the probe objects of its check
+    // for unsigned headers, refused), then never answers again.
     const waiting: IncomingMessage[] = [];
     let reached: () => void = () => {};
     const contacted = new Promise<void>((resolve) => {
@@ -401,6 +425,10 @@ describe('stopping', () => {
     const store = createHttpServer((req, res) => {
       if (req.method === 'HEAD') {
         res.end();
+        return;
+      }
+      if (req.url?.includes('/wharf-probe/') || req.url?.includes('?delete')) {
+        res.writeHead(403).end('<Error><Code>AccessDenied</Code></Error>');
         return;
       }
       waiting.push(req);

@@ -32,6 +32,7 @@ describe('storage configuration', () => {
       secretAccessKey: 'secret',
       forcePathStyle: false,
       downloads: 'stream',
+      upload: undefined,
     });
   });
 
@@ -45,6 +46,8 @@ describe('storage configuration', () => {
         WHARF_S3_REGION: 'eu-central-1',
         WHARF_S3_FORCE_PATH_STYLE: 'false',
         WHARF_S3_DOWNLOADS: 'redirect',
+        WHARF_S3_UPLOAD_ACCESS_KEY_ID: 'UPLOADER',
+        WHARF_S3_UPLOAD_SECRET_ACCESS_KEY: 'write-only',
       }).storage,
       {
         kind: 's3',
@@ -55,6 +58,7 @@ describe('storage configuration', () => {
         secretAccessKey: 'secret',
         forcePathStyle: false,
         downloads: 'redirect',
+        upload: { accessKeyId: 'UPLOADER', secretAccessKey: 'write-only' },
       },
     );
   });
@@ -75,5 +79,15 @@ describe('storage configuration', () => {
     refused({ ...S3, WHARF_S3_ENDPOINT: 's3.example.com' }, /^WHARF_S3_ENDPOINT must be an http\(s\) URL/);
     refused({ ...S3, WHARF_S3_FORCE_PATH_STYLE: 'yes' }, /^WHARF_S3_FORCE_PATH_STYLE must be true or false/);
     refused({ ...S3, WHARF_S3_DOWNLOADS: 'proxy' }, /^WHARF_S3_DOWNLOADS must be stream or redirect/);
+    // Half of the upload credentials would sign every upload URL with a pair the store refuses.
+    for (const half of <Record<string, string>[]>[
+      { WHARF_S3_UPLOAD_ACCESS_KEY_ID: 'UPLOADER' },
+      { WHARF_S3_UPLOAD_SECRET_ACCESS_KEY: 'write-only' },
+    ]) {
+      refused(
+        { ...S3, ...half },
+        /^WHARF_S3_UPLOAD_ACCESS_KEY_ID and WHARF_S3_UPLOAD_SECRET_ACCESS_KEY are set together, or neither\.$/,
+      );
+    }
   });
 });
