@@ -66,12 +66,14 @@ export interface NewEvent {
 
 export interface WharfEvent extends NewEvent {
   id: string;
-  /** Position in the installation-wide order; events commit in this order. */
+  /** Position in the installation-wide order (internal: deliveries name it); events commit in this order. */
   seq: number;
+  /** Position among its account's events, the API's `cursor`; they commit in this order. */
+  cursor: number;
 }
 
 export interface EventQuery {
-  /** Only events after this position. */
+  /** Only events after this `cursor` (a position among the account's events). */
   after?: number | undefined;
   /** Type patterns (see matchesEventType); empty or absent means every type. */
   types?: readonly string[] | undefined;

@@ -10,6 +10,7 @@ import * as consoleSessions from './migrations/008_console_sessions.js';
 import * as pendingIndexes from './migrations/009_pending_indexes.js';
 import * as oldAssets from './migrations/010_old_assets.js';
 import * as jobLanes from './migrations/011_job_lanes.js';
+import * as accountNumbers from './migrations/012_account_numbers.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -25,6 +26,7 @@ const migrations: Record<string, Migration> = {
   '009_pending_indexes': pendingIndexes,
   '010_old_assets': oldAssets,
   '011_job_lanes': jobLanes,
+  '012_account_numbers': accountNumbers,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

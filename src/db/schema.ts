@@ -184,7 +184,10 @@ export interface LocksTable {
 
 /** The outbox: one row per state change, in commit order (see migration 004). */
 export interface EventsTable {
+  /** Installation-wide: the key deliveries name (never shown; see appendEvents). */
   seq: number;
+  /** The event's place among its account's: the API's `cursor` (migration 012). */
+  account_seq: number;
   id: string;
   account_id: string;
   type: string;

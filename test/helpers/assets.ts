@@ -96,6 +96,8 @@ export interface AssetJson {
   sha256: string;
   md5: string;
   status: string;
+  /** Counts the account's uploads alone (see numberUploads). */
+  number: number;
   metadata: Record<string, unknown>;
   created_at: string;
   updated_at: string;

@@ -40,6 +40,7 @@ const AWKWARD = ["it's", 'a "quoted" name', '日本語 ✓ 🚀', '', '?', '$1',
 function events(from: number, count: number, tag: string): Insertable<EventsTable>[] {
   return Array.from({ length: count }, (_, i) => ({
     seq: from + i,
+    account_seq: from + i,
     id: `${tag}-${from + i}`,
     account_id: AWKWARD[i % AWKWARD.length]!,
     type: `t.${i % 7}`,
@@ -56,7 +57,12 @@ async function read(from: number, to: number) {
     .where('seq', '<', to)
     .orderBy('seq')
     .execute();
-  return rows.map((r) => ({ ...r, seq: Number(r.seq), created_at: Number(r.created_at) }));
+  return rows.map((r) => ({
+    ...r,
+    seq: Number(r.seq),
+    account_seq: Number(r.account_seq),
+    created_at: Number(r.created_at),
+  }));
 }
 
 describe(`insertRows on the ${deployment} database`, () => {
@@ -82,7 +88,8 @@ describe(`insertRows on the ${deployment} database`, () => {
 
   test('rows whose columns differ in order or presence still go in right', async () => {
     const base = events(40_000, 3, 'mixed');
-    const reordered = base.map(({ seq, id, account_id, type, data, created_at }) => ({
+    const reordered = base.map(({ seq, account_seq, id, account_id, type, data, created_at }) => ({
+      account_seq,
       created_at,
       data,
       type,

@@ -293,6 +293,102 @@ describe('GET /v1/events', () => {
   });
 });
 
+// Counted from one counter for every account, a tenant could tell from two of its own asset
+// numbers or event cursors how much every other tenant had done in between.
+describe('numbers each account counts alone', () => {
+  test('another account’s uploads and events between two of this account’s move neither its asset numbers nor its cursors', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const first = await createAsset(w, a.key, 'a1.bin', randomBytes(100));
+    // A fresh account counts from 1.
+    assert.equal(first.number, 1);
+    const before = await allEvents(a.key);
+    // The other account: direct and presigned uploads, an intent left pending, a deletion.
+    const gone = await createAsset(w, b.key, 'b1.bin', randomBytes(100));
+    assert.equal((await api(w.url, b.key, 'DELETE', `/v1/assets/${gone.id}`)).status, 204);
+    const presigned = await presignedUpload(w, b.key, 'b2.bin', randomBytes(100));
+    assert.equal(presigned.status, 200, JSON.stringify(presigned.body));
+    await declare(w, b.key, { name: 'b3.bin', content_type: 'application/octet-stream', size: 10 });
+    const second = await createAsset(w, a.key, 'a2.bin', randomBytes(100));
+    assert.equal(second.number, first.number + 1);
+    const since = await allEvents(a.key, before.at(-1)!.cursor);
+    assert.deepEqual(
+      since.map((e) => e.type),
+      ['upload.created', 'asset.created', 'upload.completed'],
+    );
+    const all = [...before, ...since];
+    assert.deepEqual(
+      all.map((e) => Number(e.cursor)),
+      all.map((_, i) => i + 1),
+    );
+  });
+
+  test('intents of two accounts recorded together are numbered each from its own account’s count', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    // Declared at once: the store records concurrent intents in one transaction.
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        declare(w, i % 2 === 0 ? a.key : b.key, {
+          name: `i${i}.bin`,
+          content_type: 'application/octet-stream',
+          size: 10 + i,
+        }),
+      ),
+    );
+    for (const { accountId, key } of [a, b]) {
+      const numbers = dbQuery<{ seq: number | string }>(
+        w,
+        'select seq from uploads where account_id = ?',
+        accountId,
+      ).map((r) => Number(r.seq));
+      assert.deepEqual(
+        numbers.sort((x, y) => x - y),
+        Array.from({ length: 10 }, (_, i) => i + 1),
+      );
+      assert.deepEqual(
+        (await allEvents(key)).map((e) => Number(e.cursor)),
+        Array.from({ length: 10 }, (_, i) => i + 1),
+      );
+    }
+  });
+
+  test('paging with after= while both accounts change lists each of the account’s events once', async () => {
+    const a = await fresh();
+    const b = await fresh();
+    const seen: EventJson[] = [];
+    let cursor = '0';
+    const page = async (): Promise<boolean> => {
+      const res = await api(w.url, a.key, 'GET', `/v1/events?after=${cursor}&limit=3`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      seen.push(...res.body.data);
+      cursor = res.body.cursor;
+      return res.body.has_more;
+    };
+    let done = false;
+    const changes = Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        uploadRaw(w, i % 2 === 0 ? a.key : b.key, `c${i}.bin`, randomBytes(50 + i)),
+      ),
+    ).finally(() => {
+      done = true;
+    });
+    while (!done) await page();
+    for (const o of await changes) assert.equal(o.status, 201, JSON.stringify(o.body));
+    while (await page());
+    const all = await allEvents(a.key);
+    assert.equal(all.length, 8 * 3);
+    assert.deepEqual(
+      seen.map((e) => e.id),
+      all.map((e) => e.id),
+    );
+    assert.deepEqual(
+      all.map((e) => Number(e.cursor)),
+      all.map((_, i) => i + 1),
+    );
+  });
+});
+
 describe('an intent declared with known content', () => {
   test('records nothing: no upload was opened', async () => {
     const { key } = await fresh();

@@ -351,3 +351,155 @@ describe('a database from before asset numbers and processing', () => {
     assert.equal(fresh.body.asset.number, 4);
   });
 });
+
+// A database written by the Wharf that counted asset numbers and event cursors across all
+// accounts (migrations up to 011): a tenant could tell from two of its own numbers how much the
+// others did in between. The numbers handed out stay (an app keeps blob ids and its last cursor);
+// each account counts its own from there, above every number given before.
+describe('a database from before each account counted its own numbers', () => {
+  const ACME_FIRST = randomUUID();
+  const ACME_LAST = randomUUID();
+  const OTHER_ASSET = randomUUID();
+  let countedDir: string;
+  let countedDatabase: Backing | undefined;
+  let countedUrl: string;
+  let counted: TestWharf;
+
+  before(async () => {
+    countedDir = await mkdtemp(join(tmpdir(), 'wharf-migration-011-'));
+    if (deployment === 'scaled') {
+      countedDatabase = await createDatabase();
+      countedUrl = countedDatabase.env.WHARF_DATABASE_URL!;
+    } else {
+      countedUrl = `sqlite://${join(countedDir, 'old.db')}`;
+    }
+    const now = Date.now();
+    await withDb(async (db) => {
+      await migrate(db, '011_job_lanes');
+      const account = (id: string) => ({
+        id,
+        name: id,
+        max_file_size: null,
+        storage_quota: null,
+        disabled: 0,
+        created_at: now,
+      });
+      await db
+        .insertInto('accounts')
+        .values([account('acme'), account('other')])
+        .execute();
+      const asset = (id: string, accountId: string, seq: number) => ({
+        id,
+        account_id: accountId,
+        name: `${seq}.bin`,
+        content_type: 'application/octet-stream',
+        size: 10,
+        sha256: randomBytes(32).toString('hex'),
+        md5: randomBytes(16).toString('hex'),
+        storage_key: `${accountId}/${id}.bin`,
+        status: 'ready',
+        metadata: '{}',
+        created_at: now,
+        updated_at: now,
+        seq,
+        access: 'private',
+        processing: 'done',
+        analysis: '{}',
+      });
+      // Numbered from the one counter: acme's 5 and 9, the other account's 7 in between.
+      await db
+        .insertInto('assets')
+        .values([asset(ACME_FIRST, 'acme', 5), asset(OTHER_ASSET, 'other', 7), asset(ACME_LAST, 'acme', 9)])
+        .execute();
+      const event = (seq: number, accountId: string) => ({
+        seq,
+        id: randomUUID(),
+        account_id: accountId,
+        type: 'asset.updated',
+        data: '{}',
+        created_at: now,
+      });
+      await db
+        .insertInto('events')
+        .values([event(3, 'acme'), event(4, 'other'), event(5, 'acme')])
+        .execute();
+      await db
+        .insertInto('counters')
+        .values([
+          { name: 'seq', value: 9 },
+          { name: 'events', value: 6 },
+        ])
+        .execute();
+    }, countedUrl);
+    counted = await startWharf({ env: { WHARF_DATABASE_URL: countedUrl } });
+  });
+
+  after(async () => {
+    await counted?.close();
+    await countedDatabase?.release();
+    await rm(countedDir, { recursive: true, force: true });
+  });
+
+  /** Every event of the account after `after`, paged as an app would. */
+  async function eventsOf(key: string, after: string): Promise<{ cursor: string; type: string }[]> {
+    const out = [];
+    for (let cursor = after; ; ) {
+      const res = await api(counted.url, key, 'GET', `/v1/events?after=${cursor}&limit=2`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      out.push(...res.body.data);
+      cursor = res.body.cursor;
+      if (!res.body.has_more) return out;
+    }
+  }
+
+  test('numbers and cursors handed out are kept; each account’s new ones follow its own, above them all', async () => {
+    const acme = (await counted.newKey('admin', 'acme')).key;
+    const other = (await counted.newKey('admin', 'other')).key;
+    for (const [key, id, number] of [
+      [acme, ACME_FIRST, 5],
+      [acme, ACME_LAST, 9],
+      [other, OTHER_ASSET, 7],
+    ] as const) {
+      const res = await api(counted.url, key, 'GET', `/v1/assets/${id}`);
+      assert.equal(res.body.number, number, JSON.stringify(res.body));
+    }
+    assert.deepEqual(
+      (await eventsOf(acme, '0')).map((e) => e.cursor),
+      ['3', '5'],
+    );
+    assert.deepEqual(
+      (await eventsOf(other, '0')).map((e) => e.cursor),
+      ['4'],
+    );
+
+    // Each account goes on from the one counter's last value, whatever the other does.
+    const acmeNew = await uploadRaw(counted, acme, 'acme-new.bin', randomBytes(20));
+    assert.equal(acmeNew.status, 201, JSON.stringify(acmeNew.body));
+    const otherNew = await uploadRaw(counted, other, 'other-new.bin', randomBytes(20));
+    assert.equal(otherNew.status, 201, JSON.stringify(otherNew.body));
+    const acmeNext = await uploadRaw(counted, acme, 'acme-next.bin', randomBytes(20));
+    assert.deepEqual(
+      [acmeNew.body.asset.number, otherNew.body.asset.number, acmeNext.body.asset.number],
+      [10, 10, 11],
+    );
+    // A reader's last cursor from before the upgrade lists exactly what came since.
+    const acmeSince = await eventsOf(acme, '5');
+    assert.deepEqual(
+      acmeSince.map((e) => Number(e.cursor)),
+      [7, 8, 9, 10, 11, 12],
+    );
+    assert.deepEqual(
+      (await eventsOf(other, '4')).map((e) => Number(e.cursor)),
+      [7, 8, 9],
+    );
+
+    // An account made since counts from 1.
+    const fresh = await counted.newAccount();
+    const first = await uploadRaw(counted, fresh.key, 'first.bin', randomBytes(20));
+    assert.equal(first.body.asset.number, 1);
+    assert.deepEqual(
+      (await eventsOf(fresh.key, '0')).map((e) => e.cursor),
+      ['1', '2', '3'],
+    );
+  });
+});

@@ -133,6 +133,7 @@ describe('pruning events on a large table', () => {
     // Recent events only: nothing is old enough to prune, the case that used to walk them all.
     const rows: Insertable<EventsTable>[] = Array.from({ length: 20_000 }, (_, i) => ({
       seq: i + 1,
+      account_seq: Math.floor(i / 7) + 1,
       id: `plan-event-${i + 1}`,
       account_id: `account-${i % 7}`,
       type: 'upload.created',

@@ -110,16 +110,36 @@ function sameValues(a: readonly unknown[], b: readonly unknown[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** Adds `by` to a named counter and returns the new value, inside the caller's transaction. */
-export async function bumpCounter(trx: Transaction<Database>, name: string, by: number): Promise<number> {
-  const [row] = await runReused<{ value: number | string }>(trx, 'bump-counter', [name, by, by], () =>
-    trx
-      .insertInto('counters')
-      .values({ name, value: by })
-      .onConflict((oc) => oc.column('name').doUpdateSet((eb) => ({ value: eb('counters.value', '+', by) })))
-      .returning('value'),
+/**
+ * Adds to several named counters in one statement (`bumps`: name → amount) and returns each
+ * one's new value, inside the caller's transaction. The rows are written, and so locked on
+ * PostgreSQL, in name order: two transactions bumping some of the same counters lock them in the
+ * same order, so they wait for each other rather than deadlock. For a group commit that numbers
+ * the rows of several accounts, each from its own counter: one statement, however many accounts.
+ */
+export async function bumpCounters(
+  trx: Transaction<Database>,
+  bumps: ReadonlyMap<string, number>,
+): Promise<Map<string, number>> {
+  const rows = [...bumps]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, value]) => ({ name, value }));
+  const answer = await runReused<{ name: string; value: number | string }>(
+    trx,
+    `bump-counters:${rows.length}`,
+    rows.flatMap((r) => [r.name, r.value]),
+    () =>
+      trx
+        .insertInto('counters')
+        .values(rows)
+        .onConflict((oc) =>
+          oc
+            .column('name')
+            .doUpdateSet((eb) => ({ value: eb('counters.value', '+', eb.ref('excluded.value')) })),
+        )
+        .returning(['name', 'value']),
   );
-  return Number(row!.value);
+  return new Map(answer.map((r) => [r.name, Number(r.value)]));
 }
 
 /** SQLite and PostgreSQL report a unique-key clash by code; never by message text. */

@@ -4,14 +4,22 @@ import type { IdSource } from '../../core/ids.js';
 import type { EventStore } from '../../core/ports.js';
 import { deliveryJob } from '../../core/webhooks.js';
 import type { Database, EventsTable } from '../schema.js';
-import { bumpCounter, INSERT_CHUNK, insertRows, runReused, type SqlContext } from './context.js';
+import { bumpCounters, INSERT_CHUNK, insertRows, runReused, type SqlContext } from './context.js';
 import { fromJob } from './rows.js';
 
 /**
  * Records `events` inside the transaction that makes the change they describe, and a pending
  * delivery (plus the job that sends it) for every enabled webhook of the account that wants
- * each one. Call it LAST in a transaction: it takes the `events` counter's row lock, which
- * orders events by commit; a lock taken after it could deadlock with another writer.
+ * each one. Call it LAST in a transaction: it takes the row locks of the `events` counter and of
+ * each account's `events:<account>` counter, in that order (see bumpCounters), which order
+ * events by commit; a lock taken after them could deadlock with another writer.
+ *
+ * An event has two numbers. `seq`, from `events`, is internal and installation-wide (the primary
+ * key, what deliveries name). `account_seq`, from its account's counter, is the `cursor` the
+ * account pages with: one counter for all would tell a tenant, from two of its own cursors, how
+ * much the others did in between. The account counter's lock makes each account's events commit
+ * in `account_seq` order, so a reader paging with `after=` never skips an event that commits
+ * late; `events`' lock, taken first by every writer, does the same for `seq`.
  */
 export async function appendEvents(
   trx: Transaction<Database>,
@@ -19,10 +27,21 @@ export async function appendEvents(
   events: readonly NewEvent[],
 ): Promise<WharfEvent[]> {
   if (events.length === 0) return [];
-  const last = await bumpCounter(trx, 'events', events.length);
-  const recorded = events.map((event, i) => ({ ...event, id: ids.id(), seq: last - events.length + 1 + i }));
+  const counts = new Map<string, number>();
+  for (const { accountId } of events) counts.set(accountId, (counts.get(accountId) ?? 0) + 1);
+  const bumps = new Map([...counts].map(([account, n]) => [`events:${account}`, n]));
+  bumps.set('events', events.length);
+  const last = await bumpCounters(trx, bumps);
+  const first = last.get('events')! - events.length + 1;
+  const next = new Map([...counts].map(([account, n]) => [account, last.get(`events:${account}`)! - n + 1]));
+  const recorded = events.map((event, i) => {
+    const cursor = next.get(event.accountId)!;
+    next.set(event.accountId, cursor + 1);
+    return { ...event, id: ids.id(), seq: first + i, cursor };
+  });
   const rows: EventsTable[] = recorded.map((e) => ({
     seq: e.seq,
+    account_seq: e.cursor,
     id: e.id,
     account_id: e.accountId,
     type: e.type,
@@ -90,6 +109,7 @@ async function fanOut(
 export function toEvent(row: EventsTable): WharfEvent {
   return {
     seq: Number(row.seq),
+    cursor: Number(row.account_seq),
     id: row.id,
     accountId: row.account_id,
     type: row.type as WharfEvent['type'],
@@ -102,7 +122,7 @@ export function eventQueries({ db }: SqlContext): EventStore {
   return {
     async listEvents(accountId: string, query: EventQuery): Promise<WharfEvent[]> {
       let select = db.selectFrom('events').selectAll().where('account_id', '=', accountId);
-      if (query.after !== undefined) select = select.where('seq', '>', query.after);
+      if (query.after !== undefined) select = select.where('account_seq', '>', query.after);
       const patterns = query.types ?? [];
       if (patterns.length > 0 && !patterns.includes('*')) {
         const exact = patterns.filter((p) => !p.endsWith('.*'));
@@ -115,7 +135,7 @@ export function eventQueries({ db }: SqlContext): EventStore {
           ]),
         );
       }
-      const rows = await select.orderBy('seq').limit(query.limit).execute();
+      const rows = await select.orderBy('account_seq').limit(query.limit).execute();
       return rows.map(toEvent);
     },
 

@@ -13,7 +13,7 @@ import type {
 import type { Dialect } from '../connect.js';
 import type { AssetsTable, Database } from '../schema.js';
 import type { SqlContext } from './context.js';
-import { bumpCounter, insertRows, isUniqueViolation } from './context.js';
+import { bumpCounters, insertRows, isUniqueViolation } from './context.js';
 import { appendEvents } from './events.js';
 import { addFileVersion } from './files.js';
 import {
@@ -82,10 +82,7 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       if (uploads.length === 0) return refusals;
       // Numbers are taken in the same transaction as the rows: a rolled-back batch gives
       // its numbers back, so every number belongs to a recorded upload.
-      const last = await bumpCounter(trx, 'seq', uploads.length);
-      uploads.forEach((upload, i) => {
-        upload.seq = last - uploads.length + 1 + i;
-      });
+      await numberUploads(trx, uploads);
       await insertRows(trx, 'uploads', uploads.map(fromUpload));
       // Last: appendEvents takes the events lock (see there).
       await appendEvents(trx, ids, uploads.map(uploadCreated));
@@ -376,6 +373,25 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
         .execute();
     },
   };
+}
+
+/**
+ * Gives each of `uploads` its number, in order, inside the transaction that records them. An
+ * upload's number (and the asset's it becomes: its `number`, its ActiveStorage blob id) counts
+ * its account's uploads alone, from the counter `seq:<account>`: numbered from one counter for
+ * all, a tenant could tell from two of its own numbers how many uploads the others made in
+ * between. One statement bumps every account's counter of the batch.
+ */
+async function numberUploads(trx: Transaction<Database>, uploads: Upload[]): Promise<void> {
+  const counts = new Map<string, number>();
+  for (const { accountId } of uploads) counts.set(accountId, (counts.get(accountId) ?? 0) + 1);
+  const last = await bumpCounters(trx, new Map([...counts].map(([account, n]) => [`seq:${account}`, n])));
+  const next = new Map([...counts].map(([account, n]) => [account, last.get(`seq:${account}`)! - n + 1]));
+  for (const upload of uploads) {
+    const seq = next.get(upload.accountId)!;
+    upload.seq = seq;
+    next.set(upload.accountId, seq + 1);
+  }
 }
 
 /**

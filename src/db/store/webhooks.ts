@@ -452,14 +452,15 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
       }
 
       let created = 0;
-      let afterSeq = -1;
+      // Paged by the account's own order, which events_account_cursor serves.
+      let afterCursor = -1;
       for (;;) {
         const events = await db
           .selectFrom('events as e')
-          .select(['e.seq', 'e.type', 'e.created_at'])
+          .select(['e.seq', 'e.account_seq', 'e.type', 'e.created_at'])
           .where('e.account_id', '=', webhook.accountId)
           .where('e.created_at', '>=', since)
-          .where('e.seq', '>', afterSeq)
+          .where('e.account_seq', '>', afterCursor)
           .where(({ not, exists, selectFrom }) =>
             not(
               exists(
@@ -470,11 +471,11 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
               ),
             ),
           )
-          .orderBy('e.seq')
+          .orderBy('e.account_seq')
           .limit(REPLAY_PAGE)
           .execute();
         if (events.length === 0) break;
-        afterSeq = Number(events.at(-1)!.seq);
+        afterCursor = Number(events.at(-1)!.account_seq);
         const wanted = events.filter((e) => matchesEventType(webhook.eventTypes, e.type));
         for (let i = 0; i < wanted.length; i += INSERT_CHUNK) {
           const chunk = wanted.slice(i, i + INSERT_CHUNK);

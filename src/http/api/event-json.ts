@@ -52,7 +52,7 @@ export function webhookPayload(event: WharfEvent, publicUrl: string) {
 export function eventJson(event: WharfEvent, publicUrl: string) {
   return {
     id: event.id,
-    cursor: String(event.seq),
+    cursor: String(event.cursor),
     type: event.type,
     timestamp: iso(event.at),
     data: eventDataJson(event.data, publicUrl, event.at),
@@ -64,7 +64,9 @@ export const EventSchema = named(
   Type.Object(
     {
       id: Type.String({ description: 'Unique; also the `webhook-id` of its webhook deliveries.' }),
-      cursor: Type.String({ description: 'Pass as `after` to list what follows this event.' }),
+      cursor: Type.String({
+        description: 'Pass as `after` to list what follows this event. Counts this account’s events alone.',
+      }),
       type: Type.String({ description: `One of: ${EVENT_TYPES.join(', ')}.` }),
       timestamp: Type.String({ format: 'date-time' }),
       data: Type.Record(Type.String(), Type.Unknown(), {

@@ -68,7 +68,7 @@ export async function eventRoutes(app: App, { core, publicUrl }: ApiContext): Pr
       });
       return {
         data: events.map((e) => eventJson(e, publicUrl)),
-        cursor: events.length > 0 ? String(events.at(-1)!.seq) : (after ?? '0'),
+        cursor: events.length > 0 ? String(events.at(-1)!.cursor) : (after ?? '0'),
         has_more: events.length === limit,
       };
     },

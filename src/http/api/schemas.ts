@@ -111,7 +111,9 @@ export const AssetSchema = named(
       status: Type.Union([Type.Literal('ready'), Type.Literal('verifying')], {
         description: '`verifying`: storage could not attest the SHA-256 and Wharf is hashing the bytes.',
       }),
-      number: Type.Integer({ description: 'A small integer id, unique in this installation.' }),
+      number: Type.Integer({
+        description: 'A small integer id, unique in this account (each account counts its own).',
+      }),
       access: AccessSchema,
       processing: Type.Union([Type.Literal('pending'), Type.Literal('done'), Type.Literal('failed')], {
         description: 'Whether `analysis` has been filled yet.',
