@@ -296,8 +296,24 @@ export class AssetService {
 
   /** Keyless reads (public assets, signed URLs) stop with the account: disabling it is immediate. */
   private async ownerActive(asset: Asset): Promise<boolean> {
-    const account = await this.store.getAccount(asset.accountId);
+    return this.accountActive(asset.accountId);
+  }
+
+  private async accountActive(accountId: string): Promise<boolean> {
+    const account = await this.store.getAccount(accountId);
     return account !== undefined && !account.disabled;
+  }
+
+  /**
+   * A keyless credential that names its account rather than an asset (an ActiveStorage
+   * signed_id) stops with the account too, as a signed URL does (getKeyless), and before
+   * anything it names is looked up: such a look may complete an upload, which a disabled
+   * account's credential must not bring about.
+   */
+  async requireKeylessAccount(accountId: string): Promise<void> {
+    if (!(await this.accountActive(accountId))) {
+      throw new WharfError('ACCOUNT_DISABLED', 'The account that owns this blob is disabled.');
+    }
   }
 
   /** Bytes are served only once verified: a `verifying` asset may still turn out wrong. */

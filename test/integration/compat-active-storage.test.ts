@@ -1050,3 +1050,83 @@ describe('a blob whose bytes never arrived', () => {
     assert.equal((await getRecord(blob.signed_id)).status, 200);
   });
 });
+
+describe('a disabled account', () => {
+  test('its redirects answer 403 ACCOUNT_DISABLED, complete nothing, and work again once it is enabled', async () => {
+    // Disabling an account stops every URL of it (docs/security.md). The redirect is keyless
+    // (the signed_id is the credential) and completes an upload whose bytes have arrived: it
+    // answered 302, and completed such an upload (events, webhooks) for the disabled account.
+    const other = await w.newAccount();
+    const stored = randomBytes(1_500);
+    const done = (
+      await createBlob(
+        {
+          filename: 'done.bin',
+          content_type: 'application/octet-stream',
+          byte_size: stored.length,
+          checksum: md5B64(stored),
+        },
+        other.key,
+      )
+    ).body as BlobJson;
+    assert.equal((await putFile(done.direct_upload!, stored)).status, 200);
+    // Completed (on S3 nothing else tells Wharf the PUT happened): a blob with its file.
+    assert.equal(
+      (await nativeByNumber((await getRecord(done.signed_id, other.key)).body.id, other.key))?.name,
+      'done.bin',
+    );
+    // Bytes at the upload's key that nothing has completed yet (an S3 bucket until the sweep
+    // or a look notices them).
+    const arrived = randomBytes(1_700);
+    const pending = (
+      await createBlob(
+        {
+          filename: 'pending.bin',
+          content_type: 'application/octet-stream',
+          byte_size: arrived.length,
+          checksum: sha256B64(arrived),
+        },
+        other.key,
+      )
+    ).body as BlobJson;
+    assert.ok(pending.direct_upload);
+    await putStrayObject(w, pending.key, arrived);
+    const redirect = (blob: BlobJson, name: string) =>
+      fetch(`${w.url}/rails/active_storage/blobs/redirect/${blob.signed_id}/${name}`, { redirect: 'manual' });
+    const completions = async () =>
+      (await api(w.url, other.key, 'GET', '/v1/events?type=upload.completed&limit=100')).body
+        .data as unknown[];
+    const before = (await completions()).length;
+
+    await w.wharf.core.keys.updateAccount(other.accountId, { disabled: true });
+    try {
+      for (const [blob, name] of [
+        [done, 'done.bin'],
+        [pending, 'pending.bin'],
+      ] as const) {
+        const res = await redirect(blob, name);
+        assert.equal(res.status, 403, `${name}: ${res.headers.get('location')}`);
+        assert.equal(res.headers.get('location'), null);
+        assertErrorResponse((await res.json()) as Record<string, unknown>, 403, 'ACCOUNT_DISABLED');
+      }
+    } finally {
+      await w.wharf.core.keys.updateAccount(other.accountId, { disabled: false });
+    }
+    assert.equal((await completions()).length, before, 'no upload completed while it was disabled');
+    assert.equal(await nativeByNumber(pending.id, other.key), undefined, 'no asset made');
+
+    // Enabled again: the same signed ids redirect, and the look completes the arrived upload.
+    for (const [blob, name, bytes] of [
+      [done, 'done.bin', stored],
+      [pending, 'pending.bin', arrived],
+    ] as const) {
+      const res = await redirect(blob, name);
+      assert.equal(res.status, 302, name);
+      const served = await fetch(new URL(res.headers.get('location')!, w.url));
+      assert.equal(served.status, 200, name);
+      assert.ok(Buffer.from(await served.arrayBuffer()).equals(bytes), name);
+    }
+    assert.equal((await completions()).length, before + 1);
+    assert.equal((await nativeByNumber(pending.id, other.key))?.sha256, sha256Hex(arrived));
+  });
+});

@@ -54,6 +54,7 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
         }),
         response: {
           302: { description: 'The bytes are at Location (valid for five minutes).', type: 'null' },
+          403: ErrorResponse,
           404: ErrorResponse,
           410: ErrorResponse,
           422: errorResponses[422],
@@ -69,6 +70,10 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
           return asNotFound(err);
         }
       })();
+      // The signed_id is the credential, and a disabled account's credentials stop (as its
+      // signed URLs do): checked before the blob is resolved, since resolving completes an
+      // upload whose bytes have arrived (events, webhooks) on the account's behalf.
+      await core.assets.requireKeylessAccount(ref.accountId);
       const holder = holderOf(ref.accountId);
       const blob = await resolveBlob(core, ref, holder);
       if (!blob.asset) throw new WharfError('NOT_FOUND', 'The file of this blob has not been uploaded yet.');
