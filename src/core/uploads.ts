@@ -128,6 +128,13 @@ export interface UploadOutcome {
   deduplicated: boolean;
   /** The version recorded, when the upload targeted a named file. */
   version?: FileVersion | undefined;
+  /**
+   * The caller's own upload, when `asset` is shown as that upload declared it (an isolated
+   * caller's upload of content the account already held, see viewThrough). What is an
+   * upload's own, such as its storage key, is to be told from this one: the asset's record
+   * names the first uploader's.
+   */
+  through?: Upload | undefined;
 }
 
 export interface DirectUpload {
@@ -1373,7 +1380,7 @@ export class UploadService {
  */
 function isolatedOutcome(upload: Upload, outcome: UploadOutcome, at: number): UploadOutcome {
   if (!upload.intent.isolated || !outcome.deduplicated) return outcome;
-  return { ...outcome, asset: viewThrough(outcome.asset, upload, at), deduplicated: false };
+  return { ...outcome, asset: viewThrough(outcome.asset, upload, at), deduplicated: false, through: upload };
 }
 
 function visible(principal: Principal, upload: Upload | undefined): Upload {

@@ -705,6 +705,55 @@ describe('reading assets', () => {
     }
   });
 
+  test('a caller that reads only its own uploads: content another uploader stored shows its own storage path, never theirs', async () => {
+    // An upload token sees a deduplicated asset as its own upload declared it
+    // (docs/integration.md). storage_url used to be the asset's key: the first uploader's
+    // upload id and object key (default/<their upload id>.txt), i.e. another user's upload,
+    // and the name of the object a request aimed at it would need.
+    const tokenOf = async () =>
+      (await api(w.url, w.key, 'POST', '/v1/upload-tokens', {})).body.secret as string;
+    const [alice, bob, carol] = [await tokenOf(), await tokenOf(), await tokenOf()];
+    const bytes = `shared ${Date.now()} ${Math.random()}`;
+    const first = await uploadSingle(await file('alice-private-diagnosis.txt', bytes), alice);
+    assert.equal(first.status, 201, first.body);
+    const theirs = json(first.body).asset;
+    const theirId = /^default\/([0-9a-f-]{36})\./.exec(theirs.storage_url)?.[1];
+    assert.ok(theirId, theirs.storage_url);
+    const leaks = (url: string) => url === theirs.storage_url || url.includes(theirId);
+
+    // The single upload: its own upload's path.
+    const single = await uploadSingle(await file('mine.bin', bytes), bob);
+    assert.equal(single.status, 201, single.body);
+    const mine = json(single.body).asset;
+    assert.equal(mine.id, theirs.id, 'one asset per content');
+    assert.equal(mine.asset_name, 'mine.bin');
+    assert.match(mine.storage_url, /^default\/[0-9a-f-]{36}\.bin$/);
+    assert.ok(!leaks(mine.storage_url), mine.storage_url);
+    const read = await api(w.url, bob, 'GET', `/api/v1/assets/${mine.id}/`);
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+    assert.equal(read.body.asset_name, 'mine.bin');
+    assert.equal(read.body.storage_url, mine.storage_url, 'read back as its upload answered it');
+
+    // The bulk upload: the path it was given (s3_path), read back the same.
+    const [p] = await generate([{ name: 'bulk.txt', type: 'text/plain', size: bytes.length }], carol);
+    assert.equal((await putFile(p!.presigned_url, await file('bulk.txt', bytes), 'text/plain')).status, 200);
+    const confirmed = await postJson(CONFIRM, confirmBody(p!), carol);
+    assert.equal(confirmed.status, 201, confirmed.body);
+    const bulk = json(confirmed.body).asset;
+    assert.equal(bulk.id, theirs.id);
+    assert.equal(bulk.storage_url, p!.s3_path);
+    const bulkRead = await api(w.url, carol, 'GET', `/api/v1/assets/${bulk.id}/`);
+    assert.equal(bulkRead.status, 200, JSON.stringify(bulkRead.body));
+    assert.equal(bulkRead.body.storage_url, p!.s3_path);
+
+    // A key that reads the whole account sees the asset as recorded: where its bytes are.
+    const whole = await api(w.url, w.key, 'GET', `/api/v1/assets/${theirs.id}/`);
+    assert.equal(whole.body.asset_name, 'alice-private-diagnosis.txt');
+    assert.equal(whole.body.storage_url, theirs.storage_url);
+    const aliceRead = await api(w.url, alice, 'GET', `/api/v1/assets/${theirs.id}/`);
+    assert.equal(aliceRead.body.storage_url, theirs.storage_url, 'the first uploader’s own path is its own');
+  });
+
   test('the routes are in /openapi.json under the netiks tag', async () => {
     const doc = await (await fetch(`${w.url}/openapi.json`)).json();
     for (const [path, method] of [

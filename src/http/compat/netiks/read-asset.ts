@@ -1,3 +1,4 @@
+import { viewThrough } from '../../../core/authorization.js';
 import type { App } from '../../api/context.js';
 import { IdParams } from '../../api/schemas.js';
 import type { CompatContext } from '../context.js';
@@ -21,6 +22,11 @@ export async function readAssetRoutes(app: App, { core }: CompatContext): Promis
         response: { 200: NetiksAssetSchema, ...netiksErrors },
       },
     },
-    async (request) => netiksAsset(await core.assets.get(request.principal!, request.params.id)),
+    async (request) => {
+      // As core.assets.get shows it, and with the upload it is seen through (if any) at hand:
+      // that upload's storage path is the caller's to see, the record's first uploader's is not.
+      const { asset, through } = await core.assets.view(request.principal!, request.params.id);
+      return through ? netiksAsset(viewThrough(asset, through), through) : netiksAsset(asset);
+    },
   );
 }

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import type { Asset } from '../../../core/model.js';
+import type { Asset, Upload } from '../../../core/model.js';
 
 /**
  * The asset as netiks cloud returns it. The document shows `location`, `location_name` and
@@ -11,7 +11,8 @@ export const NetiksAssetSchema = Type.Object(
     id: Type.String({ description: 'The asset id (a UUID), also the id of the native API.' }),
     asset_name: Type.String(),
     storage_url: Type.String({
-      description: 'Where the bytes are stored: the same storage path as `s3_path` of the upload.',
+      description:
+        'Where the bytes are stored: the same storage path as `s3_path` of the upload. To a caller that reads the asset only through its own upload of content the account already held, that upload’s own path.',
     }),
     location: Type.Union(
       [
@@ -52,12 +53,18 @@ export const UploadedSchema = Type.Object({
 // A format is only ever a short lower-case token; anything else in a name is not one.
 const EXTENSION = /\.([a-z0-9]{1,10})$/;
 
-export function netiksAsset(asset: Asset) {
+/**
+ * `through`: the caller's own upload when it sees the asset as that upload declared it (an
+ * isolated caller whose upload was deduplicated, see viewThrough). Its `storage_url` is then
+ * that upload's own storage path, never the key of the object the first uploader stored: an
+ * object key names another user's upload, and is what a request aimed at that object needs.
+ */
+export function netiksAsset(asset: Asset, through?: Upload) {
   const { analysis } = asset;
   return {
     id: asset.id,
     asset_name: asset.name,
-    storage_url: asset.storageKey,
+    storage_url: through?.storageKey ?? asset.storageKey,
     location: analysis.location ?? null,
     location_name: analysis.locationName ?? null,
     // The document returns a format in the upload response itself, before any processing

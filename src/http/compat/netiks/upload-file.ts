@@ -62,7 +62,7 @@ export async function uploadFileRoutes(app: App, { core }: CompatContext): Promi
           outcome = await confirmUpload(core, principal, request.body as Confirmation);
         }
         reply.status(201);
-        return { message: message(outcome), asset: netiksAsset(outcome.asset) };
+        return { message: message(outcome), asset: netiksAsset(outcome.asset, outcome.through) };
       },
     );
   }
