@@ -26,7 +26,7 @@ import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
 import { continueOnRead } from './expect-continue.js';
 import { refuseEncodedFileBodies } from './file-bodies.js';
-import { limitJsonDepth } from './json-depth.js';
+import { limitJsonDepth, readEmptyJsonAsNoBody } from './json-depth.js';
 import { logRedaction, redactedUrl } from './log-redaction.js';
 import { registerOpenApi } from './openapi/index.js';
 import { type MetricsSource, operationsRoutes } from './operations.js';
@@ -165,6 +165,7 @@ export async function buildApp({
     // "body must be object". Now any other type is 415 UNSUPPORTED_MEDIA_TYPE, as documented.
     // (Routes that store bodies as files own their parsers.)
     api.removeContentTypeParser('text/plain');
+    readEmptyJsonAsNoBody(api);
     api.addHook('onRequest', async (request) => {
       const mode = request.routeOptions.config.auth;
       if (mode === 'none' || mode === 'optional') return;

@@ -63,3 +63,20 @@ export function depthCheckedJsonParser(app: FastifyInstance): JsonParser {
 export function limitJsonDepth(app: FastifyInstance): void {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, depthCheckedJsonParser(app));
 }
+
+/**
+ * In `app`'s scope, an application/json request with an empty body has no body, as if it had no
+ * Content-Type: many clients' HTTP helpers send the header on every request, body-less POSTs
+ * (complete an upload, replay a delivery) included, and Fastify refuses those as "Body cannot be
+ * empty". A route that needs a body still refuses it, as it refuses a request without one (its
+ * schema finds no body). Anything else is parsed as before: depth, prototype poisoning, size limit.
+ * The native API's scopes only: the seed APIs answer an empty JSON body as their originals do.
+ */
+export function readEmptyJsonAsNoBody(app: FastifyInstance): void {
+  const json = depthCheckedJsonParser(app);
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined);
+    json(request, body as string, done);
+  });
+}

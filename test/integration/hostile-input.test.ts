@@ -19,6 +19,7 @@ import {
   uploadForm,
   uploadRaw,
 } from '../helpers/assets.js';
+import { signIn } from '../helpers/console.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api, b64, type JsonResponse, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -407,6 +408,29 @@ describe('strict JSON bodies', () => {
       assert.equal(res.body.error.code, 'VALIDATION_FAILED');
     });
   }
+
+  test('an empty body sent as application/json is no body: body-less calls work, a body-needing route refuses it as it refuses none', async () => {
+    // Many apps' HTTP helpers set the header on every request, body-less POSTs and DELETEs too.
+    for (const type of ['application/json', 'application/json; charset=utf-8']) {
+      const json = { 'content-type': type };
+      const intent = await declare(w, w.key, { name: 'empty-json.txt', content_type: 'text/plain', size: 5 });
+      assert.equal((await putPresigned(intent, `h${randomBytes(2).toString('hex')}`)).status, 200);
+      const done = await api(w.url, w.key, 'POST', `/v1/uploads/${intent.id}/complete`, undefined, json);
+      assert.equal(done.status, 200, `${type}: ${JSON.stringify(done.body)}`);
+      assert.equal(done.body.status, 'created');
+      const removed = await api(w.url, w.key, 'DELETE', `/v1/assets/${done.body.asset.id}`, undefined, json);
+      assert.equal(removed.status, 204, `${type}: ${JSON.stringify(removed.body)}`);
+      // The console serves the native routes behind its session, the same way.
+      const session = await signIn(w.url, w.key);
+      const token = await session.call('POST', '/upload-token', undefined, { headers: json });
+      assert.equal(token.status, 201, `${type}: ${JSON.stringify(token.body)}`);
+
+      const empty = await api(w.url, w.key, 'POST', '/v1/uploads', undefined, json);
+      const none = await api(w.url, w.key, 'POST', '/v1/uploads');
+      assert.equal(empty.status, 400, JSON.stringify(empty.body));
+      assert.deepEqual(empty.body, none.body, type);
+    }
+  });
 
   test('JSON nested past 64 levels is refused before it is parsed, on routes with and without a key', async () => {
     const deep = (levels: number) => `{"files":${'['.repeat(levels)}${']'.repeat(levels)}}`;

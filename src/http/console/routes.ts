@@ -13,6 +13,7 @@ import { listingRoutes } from '../api/listings.js';
 import { errorResponses, iso } from '../api/schemas.js';
 import { tokenJson, tokenRoutes, UploadTokenSchema } from '../api/tokens.js';
 import { webhookRoutes } from '../api/webhooks.js';
+import { readEmptyJsonAsNoBody } from '../json-depth.js';
 import type { ConsoleBundle } from './bundle.js';
 
 declare module 'fastify' {
@@ -243,6 +244,7 @@ export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<
         // As on the native API (see app.ts): a text/plain body is 415, not a string refused as
         // "body must be object".
         scope.removeContentTypeParser('text/plain');
+        readEmptyJsonAsNoBody(scope);
         scope.addHook('onRequest', async (request) => {
           const id = cookieOf(request);
           const active = await core.sessions.authenticate(id);
