@@ -47,7 +47,7 @@ export class HttpWebhookSender implements WebhookSender {
     const url = new URL(request.url);
     const literal = ipLiteral(url.hostname);
     if (!this.allowPrivate && literal !== undefined && !isPublicAddress(literal)) {
-      return Promise.resolve({ ok: false, error: refusal(url.hostname, literal), latencyMs: 0 });
+      return Promise.resolve({ ok: false, error: refusal(url.hostname, false), latencyMs: 0 });
     }
     const client = url.protocol === 'https:' ? https : http;
     return new Promise((resolve) => {
@@ -111,11 +111,17 @@ export class HttpWebhookSender implements WebhookSender {
 
 class TimedOut extends Error {}
 
-function refusal(host: string, address: string): string {
-  return (
-    `Refused: ${host} is ${address}, not a public address ` +
-    '(set WHARF_WEBHOOK_ALLOW_PRIVATE=true to allow private targets).'
-  );
+const ALLOW_PRIVATE_HINT = '(set WHARF_WEBHOOK_ALLOW_PRIVATE=true to allow private targets).';
+
+/**
+ * Why a host was refused, as the delivery log (read by the account's admins) says it. A name's
+ * resolved addresses are left out: quoting them would let any tenant resolve internal names with
+ * the server's resolver (split-horizon zones, hosts-file entries) and read the private answers.
+ */
+function refusal(host: string, resolved: boolean): string {
+  return resolved
+    ? `Refused: ${host} resolves to an address that is not public ${ALLOW_PRIVATE_HINT}`
+    : `Refused: ${host} is not a public address ${ALLOW_PRIVATE_HINT}`;
 }
 
 function describe(err: Error, url: URL, timeoutMs: number): string {
@@ -140,8 +146,9 @@ function guardedLookup(allowPrivate: boolean, resolve: Resolve): LookupFunction 
         const none = Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' });
         return callback(none, '', 0);
       }
-      const refused = allowPrivate ? undefined : addresses.find((a) => !isPublicAddress(a.address));
-      if (refused) return callback(new RefusedAddress(refusal(hostname, refused.address)), '', 0);
+      if (!allowPrivate && addresses.some((a) => !isPublicAddress(a.address))) {
+        return callback(new RefusedAddress(refusal(hostname, true)), '', 0);
+      }
       if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
       return callback(null, addresses[0]!.address, addresses[0]!.family);
     });
