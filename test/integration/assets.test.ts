@@ -559,6 +559,11 @@ describe('Content-Disposition: only types that cannot run script are inline', ()
     ['image/svg+xml', 'logo.svg', 'attachment'],
     ['application/xhtml+xml', 'page.xhtml', 'attachment'],
     ['text/xml', 'feed.xml', 'attachment'],
+    ['audio/mpeg', 'tune.mp3', 'inline'],
+    // Any +xml subtype is XML to a browser, whatever the top-level type that lets video/* inline.
+    ['video/x+xml', 'clip.xhtml', 'attachment'],
+    ['audio/svg+xml', 'tune.svg', 'attachment'],
+    ['video/x+xml; charset=utf-8', 'clip2.xhtml', 'attachment'],
     ['application/javascript', 'app.js', 'attachment'],
     ['text/javascript', 'app2.js', 'attachment'],
     ['application/octet-stream', 'blob', 'attachment'],

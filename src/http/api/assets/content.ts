@@ -43,8 +43,13 @@ const ContentQuery = Type.Object(
 const INLINE_SAFE =
   /^(image\/(png|jpeg|gif|webp|avif|bmp)|video\/[\w.+-]+|audio\/[\w.+-]+|text\/plain|application\/pdf)$/;
 
+// A subtype ending in +xml makes any type an XML type (WHATWG MIME Sniffing), which a browser
+// may render as a document (XHTML, SVG) whatever its top-level type: `video/x+xml` included.
+const XML_SUFFIX = /\+xml$/i;
+
 export function isInlineSafe(contentType: string): boolean {
-  return INLINE_SAFE.test(contentType.split(';')[0]!.trim());
+  const essence = contentType.split(';')[0]!.trim();
+  return INLINE_SAFE.test(essence) && !XML_SUFFIX.test(essence);
 }
 
 /** GET /v1/assets/:id/content — with a key, or with a signed URL's query parameters. */
