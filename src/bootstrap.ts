@@ -48,6 +48,11 @@ export interface OpenedCore {
    */
   unsignedCopy: 'copied' | 'refused' | 'unknown' | undefined;
   /**
+   * Whether an upload URL's client could make its object public-read: `blocked` when the start
+   * set the bucket's public access block to stop that, `public` when it could not.
+   */
+  publicAcl: 'private' | 'blocked' | 'public' | 'unknown' | undefined;
+  /**
    * Ends the calls still waiting on the object store (one that stopped answering): they fail
    * at once, and so does every later one. For a stop, once no request needs storage any more,
    * so that background work (the sweep, jobs) does not hold it up for minutes.
@@ -213,6 +218,7 @@ export async function openCore(
     },
     missingTools: missing,
     unsignedCopy: opened.unsignedCopy,
+    publicAcl: opened.publicAcl,
     webhookSecrets,
     abandonStorageCalls: () => abandon.abort(),
     async close() {
@@ -284,6 +290,8 @@ async function openBlobs(
   abandon: AbortController;
   /** S3 only, for a server: what S3BlobStore.checkUnsignedCopy found. */
   unsignedCopy?: 'copied' | 'refused' | 'unknown' | undefined;
+  /** S3 only, for a server: what S3BlobStore.checkPublicAcl found (and did). */
+  publicAcl?: 'private' | 'blocked' | 'public' | 'unknown' | undefined;
 }> {
   const storage = config.storage;
   // Local disk does not hang as a remote store does: nothing of it listens to this.
@@ -306,9 +314,11 @@ async function openBlobs(
     }
     // A server (not every CLI command) checks what a client can do with the URLs it signs.
     let unsignedCopy: 'copied' | 'refused' | 'unknown' | undefined;
+    let publicAcl: 'private' | 'blocked' | 'public' | 'unknown' | undefined;
     if (owner) {
       try {
         unsignedCopy = await blobs.checkUnsignedCopy();
+        publicAcl = await blobs.checkPublicAcl();
       } catch (err) {
         if (err instanceof S3CredentialsRefused) throw new ConfigError(credentialsProblem(err));
         throw err;
@@ -321,6 +331,7 @@ async function openBlobs(
       tus: s3TusBackend(storage, config.resumableExpiresSeconds, partsDir, abandon.signal),
       abandon,
       unsignedCopy,
+      publicAcl,
     };
   }
   const endpoint = new LocalEndpoint({

@@ -142,6 +142,18 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     );
   }
 
+  if (opened.publicAcl === 'blocked') {
+    app.log.info(
+      'the S3 store let an upload URL make its object public-read (an unsigned x-amz-acl): ' +
+        "the bucket's public access block now ignores public ACLs (IgnorePublicAcls)",
+    );
+  } else if (opened.publicAcl === 'public') {
+    app.log.warn(
+      'the S3 store lets an upload URL make its object public-read (an unsigned x-amz-acl), and ' +
+        "the bucket's public access block could not be set to stop it: turn off public ACLs on the bucket " +
+        '(docs/security.md, "Presigned uploads on S3")',
+    );
+  }
   if (opened.unsignedCopy === 'unknown') {
     app.log.warn(
       'could not check whether the S3 store acts on x-amz-* headers a presigned URL did not sign: ' +

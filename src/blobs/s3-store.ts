@@ -9,6 +9,7 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  GetPublicAccessBlockCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
@@ -17,6 +18,7 @@ import {
   ListPartsCommand,
   NoSuchKey,
   PutObjectCommand,
+  PutPublicAccessBlockCommand,
   type S3Client,
   S3ServiceException,
   UploadPartCommand,
@@ -601,6 +603,14 @@ export class S3BlobStore implements BlobStore {
     if (this.signing.separate) this.signing.client.destroy();
   }
 
+  /** For a check at start: ends at `timeoutMs`, or with the stop (abandon). */
+  private probeSignal(timeoutMs: number): AbortSignal {
+    return AbortSignal.any([
+      AbortSignal.timeout(timeoutMs),
+      ...(this.abandonSignal ? [this.abandonSignal] : []),
+    ]);
+  }
+
   /**
    * Whether the store lets a client turn the URLs Wharf signs for uploads into a copy of an
    * object those credentials can read, as a store that acts on unsigned `x-amz-*` headers
@@ -618,10 +628,7 @@ export class S3BlobStore implements BlobStore {
     const target = `${PROBE_KEY}/copy-target-${id}`;
     // A store that stops answering must not hold the start for the SDK's minutes of retries:
     // past the limit the check says `unknown` and the start goes on.
-    const signal = AbortSignal.any([
-      AbortSignal.timeout(timeoutMs),
-      ...(this.abandonSignal ? [this.abandonSignal] : []),
-    ]);
+    const signal = this.probeSignal(timeoutMs);
     try {
       await this.client.send(
         new PutObjectCommand({ Bucket: this.bucket, Key: source, Body: 'wharf', ContentType: 'text/plain' }),
@@ -663,12 +670,73 @@ export class S3BlobStore implements BlobStore {
             Delete: { Objects: [{ Key: source }, { Key: target }], Quiet: true },
           }),
           {
-            abortSignal: AbortSignal.any([
-              AbortSignal.timeout(timeoutMs),
-              ...(this.abandonSignal ? [this.abandonSignal] : []),
-            ]),
+            abortSignal: this.probeSignal(timeoutMs),
           },
         )
+        .catch(() => {});
+    }
+  }
+
+  /**
+   * Whether a client can make the object of its upload readable by anyone, straight from the
+   * bucket, by adding an unsigned `x-amz-acl: public-read` to an upload URL (a store that acts
+   * on unsigned headers honours it even from write-only credentials). A probe object is PUT
+   * that way, then fetched without any signature. Readable: the bucket's public access block
+   * is set to ignore public ACLs (Wharf uses none; bucket policies and the block's other
+   * settings are left as they are) and the probe fetched again. `private`: the store refused the header or serves no
+   * public object; `blocked`: it did until now; `public`: it still does (the start warns);
+   * `unknown`: the store did not answer in time.
+   */
+  async checkPublicAcl(timeoutMs = 15_000): Promise<'private' | 'blocked' | 'public' | 'unknown'> {
+    const key = `${PROBE_KEY}/public-acl-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    const signal = this.probeSignal(timeoutMs);
+    const target = await this.putTarget();
+    const anonymous = async (): Promise<boolean> => {
+      const res = await fetch(`${target.origin}${target.pathPrefix}${encodeS3Key(key)}`, { signal });
+      await res.arrayBuffer();
+      return res.ok;
+    };
+    try {
+      const url = await this.signPut(
+        { key, now: Date.now(), expiresInSeconds: 60 },
+        { 'content-type': 'text/plain' },
+      );
+      const put = await fetch(url, {
+        method: 'PUT',
+        headers: { 'content-type': 'text/plain', 'x-amz-acl': 'public-read' },
+        body: 'wharf',
+        signal,
+      });
+      await put.arrayBuffer();
+      if (!put.ok || !(await anonymous())) return 'private';
+      const current = await this.client
+        .send(new GetPublicAccessBlockCommand({ Bucket: this.bucket }), { abortSignal: signal })
+        .then((out) => out.PublicAccessBlockConfiguration ?? {})
+        // NoSuchPublicAccessBlockConfiguration: none set yet.
+        .catch((err: unknown) => (statusOf(err) === 404 ? {} : undefined));
+      if (current === undefined) return 'public';
+      const blocked = await this.client
+        .send(
+          new PutPublicAccessBlockCommand({
+            Bucket: this.bucket,
+            // Ignore, not block: Ceph RGW's BlockPublicAcls refuses every plain PutObject too.
+            PublicAccessBlockConfiguration: { ...current, IgnorePublicAcls: true },
+          }),
+          { abortSignal: signal },
+        )
+        .then(
+          () => true,
+          () => false,
+        );
+      return blocked && !(await anonymous()) ? 'blocked' : 'public';
+    } catch (err) {
+      if (signal.aborted) return 'unknown';
+      throw err;
+    } finally {
+      await this.client
+        .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), {
+          abortSignal: this.probeSignal(timeoutMs),
+        })
         .catch(() => {});
     }
   }

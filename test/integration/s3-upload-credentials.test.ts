@@ -102,6 +102,37 @@ describe('upload URLs on S3 carry no copy', { skip }, () => {
     assert.deepEqual(assets.body.data, [], 'the attacker holds no asset');
   });
 
+  test('an unsigned x-amz-acl: public-read on an upload URL makes nothing readable without a signature', async () => {
+    const signed = await api(w.url, w.key, 'POST', '/v1/s3/sign', {
+      method: 'PUT',
+      key: 'shared.txt',
+      contentType: 'text/plain',
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    const put = await fetch(signed.body.url, {
+      method: 'PUT',
+      headers: { ...signed.body.headers, 'x-amz-acl': 'public-read' },
+      body: 'meant to stay behind Wharf',
+    });
+    await put.arrayBuffer();
+    // The store refuses the header (AWS S3), or takes the bytes and serves no one unsigned: the
+    // start set the bucket's public access block where a probe showed the ACL would be honoured.
+    const bare = new URL(signed.body.url);
+    bare.search = '';
+    const anonymous = await fetch(bare);
+    await anonymous.arrayBuffer();
+    assert.notEqual(
+      anonymous.status,
+      200,
+      `PUT answered ${put.status}; an unsigned GET of the object answered 200`,
+    );
+    assert.equal(
+      log.lines.find((l) => l.level >= WARN && /public-read/.test(l.msg)),
+      undefined,
+      'no warning that public ACLs stay possible',
+    );
+  });
+
   test('without upload credentials the start warns exactly when the store copies on an unsigned header', async () => {
     // What the store does, asked directly: a presigned PUT signed with the main credentials
     // (as Wharf signs without WHARF_S3_UPLOAD_*), sent with an unsigned x-amz-copy-source.
