@@ -61,7 +61,9 @@ export class UploadCancellation {
           if (!isWharfError(err, 'UPLOAD_EXPIRED')) throw err;
         });
       case 'direct':
-        // Its bytes are the request's body: the request ending is its only way to end.
+        // Its bytes are the request's body: the request ending is its only way to end. One whose
+        // request ended here but whose ending the database could not take then is ended now.
+        if (await this.uploads.endIfUnrecorded(upload.id)) return;
         throw new WharfError(
           'UPLOAD_NOT_PENDING',
           'A direct upload ends with its request: close the request to cancel it.',

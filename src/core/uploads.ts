@@ -260,6 +260,16 @@ export class UploadService {
    */
   private readonly sealing = new KeyedQueue();
   private replacement: ReplacementStep | undefined;
+  /**
+   * Direct uploads of this process that ended but whose ending could not be recorded (SQLITE_FULL
+   * while the disk was full, a database outage), with that ending and when it happened. A direct
+   * upload ends with its request, so nothing else would end its row before DIRECT_UPLOAD_TTL_MS
+   * (a day), and meanwhile it held its token's files, bytes and open-upload slot and listed as
+   * pending. Each sweep records them again (see endUnrecorded); a cancel of one records it at
+   * once. In memory: only this process knows its request is over (on the scaled deployment
+   * another node may be streaming a direct upload right now, so a pending row alone says nothing).
+   */
+  private readonly unrecorded = new Map<string, { ending: UploadEnding; at: number }>();
 
   /**
    * A step between verification and the asset that may put other bytes in the upload's place
@@ -328,10 +338,54 @@ export class UploadService {
       });
     } catch (err) {
       this.telemetry.uploadFailed('direct', err);
-      await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
+      // The client is told why its upload failed, even when recording that failed too.
+      await this.endDirect(upload.id, failureOf(err));
       throw err;
     }
     return this.finish(upload, digests);
+  }
+
+  /**
+   * Ends a direct upload whose request is over. When the database cannot take the write (full,
+   * down), the ending is remembered and recorded by a later sweep (see unrecorded).
+   */
+  private async endDirect(uploadId: string, ending: UploadEnding): Promise<void> {
+    const at = this.clock.now();
+    try {
+      await this.store.expireUpload(uploadId, at, ending);
+    } catch {
+      this.unrecorded.set(uploadId, { ending, at });
+    }
+  }
+
+  /**
+   * Records the endings of this process's direct uploads that could not be recorded when their
+   * requests ended. Stops at the first that still fails (the database is still full or down):
+   * the next sweep tries again. Returns how many it ended.
+   */
+  async endUnrecorded(): Promise<number> {
+    let ended = 0;
+    for (const [id, { ending, at }] of [...this.unrecorded]) {
+      try {
+        if (await this.store.expireUpload(id, at, ending)) ended += 1;
+      } catch {
+        break;
+      }
+      this.unrecorded.delete(id);
+    }
+    return ended;
+  }
+
+  /**
+   * Whether `uploadId` is a direct upload of this process whose request is over but whose ending
+   * is not recorded yet; if so, records it now (a failure to is thrown, and it stays remembered).
+   */
+  async endIfUnrecorded(uploadId: string): Promise<boolean> {
+    const left = this.unrecorded.get(uploadId);
+    if (!left) return false;
+    await this.store.expireUpload(uploadId, left.at, left.ending);
+    this.unrecorded.delete(uploadId);
+    return true;
   }
 
   /** Upload intents: one presigned request per file, or the existing asset for known content. */
@@ -934,6 +988,7 @@ export class UploadService {
 
   /** Expires abandoned intents and frees their bytes; clears storage debris. */
   async sweep(): Promise<{ expired: number; debris: number; reconciled: number }> {
+    await this.endUnrecorded();
     const reconciled = await this.reconcile();
     const now = this.clock.now();
     let expired = 0;
@@ -1323,8 +1378,9 @@ export class UploadService {
    * A direct upload whose completion could not be recorded (SQLITE_FULL on a full disk, an
    * outage): it has no later completion to wait for, so its bytes go at once (first: on a
    * full disk they are the room), unless an asset turns out to use them after all (a commit
-   * whose answer was lost), and the upload ends. What cannot be done now (the database is
-   * down or full) the sweep does once the upload expires.
+   * whose answer was lost), and the upload ends. An ending the database cannot take now (it is
+   * down or full) the next sweep records (see unrecorded); bytes that cannot be deleted now wait
+   * for the sweep once the upload expires.
    */
   private async abandonDirect(upload: Upload, keys: string[], err: unknown): Promise<void> {
     this.telemetry.uploadFailed('direct', err);
@@ -1335,7 +1391,7 @@ export class UploadService {
       );
       if (unused) await this.blobs.delete(key).catch(() => undefined);
     }
-    await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err)).catch(() => undefined);
+    await this.endDirect(upload.id, failureOf(err));
   }
 
   private async refuse(upload: Upload, storageKey: string, err: unknown): Promise<void> {

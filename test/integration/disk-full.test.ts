@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, statfsSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, openSync, statfsSync, writeSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import { sql } from 'kysely';
 import { isWharfError } from '../../src/core/errors.js';
 import { connect } from '../../src/db/connect.js';
@@ -24,7 +27,7 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
  */
 const skip =
   deployment !== 'embedded'
-    ? 'the scaled deployment keeps bytes in the S3 store and rows in PostgreSQL; a full bucket is the store’s own refusal, not a disk of Wharf’s'
+    ? 'the scaled deployment keeps bytes in the S3 store and rows in PostgreSQL; a full bucket is the store’s own refusal, not a disk of Wharf’s, and a full local disk does not stop the database recording an upload’s ending'
     : process.getuid?.() !== 0
       ? 'mounting a small tmpfs as the data directory needs root'
       : false;
@@ -256,6 +259,139 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
       await rm(filler, { force: true });
     }
   });
+
+  test('direct uploads whose failure the database had no room to record: ended once it has, what they held given back', async () => {
+    // A browser's token: two files, two open uploads. Each declared upload holds a file, its
+    // declared bytes and an open-upload slot until its row ends.
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {
+      max_files: 2,
+      max_bytes: 8 * 2 ** 20,
+      max_open_uploads: 2,
+    });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const token = minted.body.secret as string;
+    const usage = async () =>
+      (await api(w.url, w.key, 'GET', `/v1/upload-tokens/${minted.body.token.id}`)).body.usage;
+    const pending = async () =>
+      (await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=100')).body.data.filter(
+        (u: { token_id: string | null }) => u.token_id === minted.body.token.id,
+      ) as { id: string; status: string }[];
+    const before = await filesBeside();
+    const declared = 2 * 2 ** 20;
+    const requests = ['a', 'b'].map((name) => {
+      const req = request(`${w.url}/v1/assets?name=${name}.bin`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': token,
+          'content-type': 'application/octet-stream',
+          'content-length': String(declared),
+        },
+      });
+      const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        req.on('error', reject);
+        req.on('response', (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            body += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+      });
+      // A few bytes only: when the write fails, removing what it wrote frees less than the
+      // database's write needs.
+      req.write(big.subarray(0, 100));
+      return { req, answer };
+    });
+    for (let i = 0; i < 200 && (await pending()).length < 2; i++) await sleep(50);
+    const uploads = await pending();
+    assert.equal(uploads.length, 2, 'both uploads are recorded');
+
+    const filler = join(mountPoint, 'filler');
+    try {
+      // The write-ahead log emptied, so the database's next write must grow it, and then the disk
+      // filled to the last page: the uploads' writes fail (ENOSPC), then so does recording that.
+      const db = new Database(join(dataDir, 'wharf.db'));
+      try {
+        db.pragma('wal_checkpoint(TRUNCATE)');
+      } finally {
+        db.close();
+      }
+      await fillUp(filler);
+      for (const { req } of requests) req.end(big.subarray(100, declared));
+      for (const { answer } of requests) {
+        const { status, body } = await answer;
+        assert.equal(status, 507, body);
+        assert.equal(JSON.parse(body).error.code, 'STORAGE_FULL');
+      }
+      assert.equal((await pending()).length, 2, 'the database had room to record the failures');
+      // Recording still fails while the disk is full: the endings are kept for later.
+      await w.wharf.sweep();
+      assert.equal((await pending()).length, 2);
+    } finally {
+      await rm(filler, { force: true });
+    }
+
+    // Once there is room: a cancel ends one at once (it is no longer running), the sweep the other.
+    const [first, second] = uploads as unknown as [{ id: string }, { id: string }];
+    const cancelled = await api(w.url, token, 'DELETE', `/v1/uploads/${first.id}`);
+    assert.equal(cancelled.status, 204, JSON.stringify(cancelled.body));
+    await w.wharf.sweep();
+    for (const { id } of [first, second]) {
+      const upload = await api(w.url, w.key, 'GET', `/v1/uploads/${id}`);
+      assert.equal(upload.body.status, 'expired', JSON.stringify(upload.body));
+    }
+    assert.deepEqual(await usage(), {
+      files_used: 0,
+      bytes_used: 0,
+      files_reserved: 0,
+      bytes_reserved: 0,
+      open_uploads: 0,
+    });
+    // Each ended as it failed, with its request: upload.failed, not a cancel or an expiry.
+    const events = await api(w.url, w.key, 'GET', '/v1/events?limit=1000');
+    for (const { id } of [first, second]) {
+      const ended = events.body.data.filter(
+        (e: { type: string; data: { upload?: { id: string } } }) =>
+          e.data.upload?.id === id && e.type !== 'upload.created',
+      );
+      assert.deepEqual(
+        ended.map((e: { type: string }) => e.type),
+        ['upload.failed'],
+        JSON.stringify(ended),
+      );
+    }
+    assert.deepEqual(await filesBeside(), before, 'something of the failed uploads was left');
+    // The token's two files are its own again.
+    for (const name of ['c', 'd']) {
+      const res = await fetch(`${w.url}/v1/assets?name=${name}.bin`, {
+        method: 'POST',
+        headers: { 'x-api-key': token, 'content-type': 'application/octet-stream' },
+        body: new Uint8Array(randomBytes(1000)),
+      });
+      assert.equal(res.status, 201, await res.text());
+    }
+  });
+
+  /** Fills the tmpfs to its last page with `path`. */
+  async function fillUp(path: string): Promise<void> {
+    const fd = openSync(path, 'w');
+    try {
+      for (const size of [2 ** 20, 4096]) {
+        const chunk = Buffer.alloc(size);
+        for (;;) {
+          try {
+            writeSync(fd, chunk);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+            throw err;
+          }
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
 });
 
 describe('a full disk under PostgreSQL (scaled deployment)', {
