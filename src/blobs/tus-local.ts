@@ -9,7 +9,7 @@ import { hashingPassThrough } from '../core/hash-worker.js';
 import { KeyedQueue } from '../core/keyed-queue.js';
 import type { Digests } from '../core/model.js';
 import type { ResumableStorage } from '../core/resumable.js';
-import { isDiskFull, storageFull } from '../core/unavailable.js';
+import { isDiskFull, isOutOfDescriptors, outOfDescriptors, storageFull } from '../core/unavailable.js';
 import type { FsBlobStore } from './fs-store.js';
 import { RunningDigests } from './running-digest.js';
 import {
@@ -218,6 +218,9 @@ class WharfFileStore extends FileStore {
         await truncate(file, offset);
         throw storageFull(err);
       }
+      // The file could not be opened for want of a descriptor: nothing was written, and the
+      // client may resume once connections have ended.
+      if (isOutOfDescriptors(err)) throw outOfDescriptors(err);
       throw ERRORS.FILE_WRITE_ERROR;
     }
     this.digests.put(id, digest);

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
+import { WharfError } from './errors.js';
 import type { Digests } from './model.js';
 
 // The worker's whole program: plain JavaScript, so it runs the same compiled or under tsx.
@@ -219,7 +220,7 @@ class HashThread {
   constructor(private readonly pool: HashPool) {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
     worker.on('message', (m: Message) => this.receive(m));
-    worker.on('error', (err) => this.fail(new Error(`hashing worker failed: ${(err as Error).message}`)));
+    worker.on('error', (err) => this.fail(workerFailure(err)));
     worker.on('exit', (code) => this.fail(new Error(`hashing worker exited (code ${code})`)));
     // Idle, it must not keep the process alive; working, it does (see send()). Unref'd after
     // the 'message' listener, not before: adding the first one refs the worker's port again,
@@ -316,6 +317,24 @@ class HashThread {
     this.acks.length = 0;
     this.ackHead = 0;
   }
+}
+
+/**
+ * Why a worker failed, for the digests it held. One that could not start
+ * (ERR_WORKER_INIT_FAILED: no file descriptor, thread or memory left for it, as under a burst
+ * of uploads) is load, not a fault: its uploads are refused as SERVICE_UNAVAILABLE (503, the
+ * client retries) and the next digest starts another worker. Any other failure is a bug (500).
+ */
+function workerFailure(err: unknown): Error {
+  if ((err as { code?: unknown } | null)?.code !== 'ERR_WORKER_INIT_FAILED') {
+    return new Error(`hashing worker failed: ${(err as Error).message}`);
+  }
+  const refusal = new WharfError(
+    'SERVICE_UNAVAILABLE',
+    'The server cannot start a thread at the moment; try again shortly.',
+  );
+  (refusal as Error).cause = err;
+  return refusal;
 }
 
 /**

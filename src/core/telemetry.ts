@@ -6,7 +6,7 @@
 import { pipeline, type Readable, Transform } from 'node:stream';
 import { isWharfError } from './errors.js';
 import type { Job, UploadKind } from './model.js';
-import { isDiskFull } from './unavailable.js';
+import { isDiskFull, isOutOfDescriptors } from './unavailable.js';
 
 /**
  * One webhook delivery attempt: the receiver took it (2xx), it failed and will be retried, or
@@ -67,6 +67,8 @@ export interface Telemetry {
 export function failureCode(error: unknown): string {
   if (isWharfError(error)) return error.code;
   if (isDiskFull(error)) return 'STORAGE_FULL';
+  // As the HTTP layer answers it (see refusedForResources).
+  if (isOutOfDescriptors(error)) return 'SERVICE_UNAVAILABLE';
   const code = (error as { code?: unknown } | null)?.code;
   // The client went away mid-stream: not a fault of Wharf's.
   if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNABORTED') {

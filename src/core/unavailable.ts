@@ -69,9 +69,40 @@ export function storageFull(cause: unknown): WharfError {
   return err;
 }
 
-/** `err` as STORAGE_FULL when it is a full disk; otherwise `err` itself. */
-export function refusedForSpace(err: unknown): unknown {
-  return isDiskFull(err) ? storageFull(err) : err;
+/**
+ * errno codes of a process (EMFILE) or a system (ENFILE) with no file descriptor left: too
+ * many connections and files open at once. Load, not a fault: descriptors come back as
+ * requests end, so waiting helps. Told by `code` only, like a full disk.
+ */
+const NO_DESCRIPTORS = new Set(['EMFILE', 'ENFILE']);
+
+/** Whether `err` is a file or socket that could not be opened for want of descriptors. */
+export function isOutOfDescriptors(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NO_DESCRIPTORS.has(code);
+}
+
+/**
+ * Out of file descriptors (see isOutOfDescriptors) as the one refusal for "try again shortly":
+ * 503 SERVICE_UNAVAILABLE, with the Retry-After the HTTP layer adds. Not INTERNAL: clients
+ * retry a 503, and a burst of connections is not a bug of Wharf's. The errno stays the `cause`.
+ */
+export function outOfDescriptors(cause: unknown): WharfError {
+  const err = new WharfError(
+    'SERVICE_UNAVAILABLE',
+    'The server has too many connections and files open at the moment; try again shortly.',
+  );
+  (err as Error).cause = cause;
+  return err;
+}
+
+/**
+ * `err` as the refusal for a resource that ran out: STORAGE_FULL for a full disk,
+ * SERVICE_UNAVAILABLE for no file descriptor left; otherwise `err` itself.
+ */
+export function refusedForResources(err: unknown): unknown {
+  if (isDiskFull(err)) return storageFull(err);
+  return isOutOfDescriptors(err) ? outOfDescriptors(err) : err;
 }
 
 /** One line for an error's cause: its message, or the codes of a connection tried at several addresses. */

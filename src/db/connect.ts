@@ -67,7 +67,10 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
 }
 
 function sqliteConnection(sqlite: SQLite.Database, log: LogConfig | undefined): Connection {
-  const dialect = new SqliteDialect({ database: withStatementCache(sqlite), onCreateConnection: refuseNul });
+  const dialect = new SqliteDialect({
+    database: withStatementCache(sqlite),
+    onCreateConnection: sqliteQueries,
+  });
   return { db: new Kysely<Database>({ dialect, log }), dialect: 'sqlite' };
 }
 
@@ -211,6 +214,27 @@ async function refuseNul(connection: DatabaseConnection): Promise<void> {
       return Promise.reject(new WharfError('VALIDATION_FAILED', 'Text may not contain NUL characters.'));
     }
     return execute(query);
+  };
+}
+
+/**
+ * SQLite's own refusals of a query, as Wharf's: SQLITE_CANTOPEN is a file SQLite needs (its
+ * WAL index, a temp file for a sort) that it could not open, which on a database open and
+ * working is the process out of file descriptors under load (SQLite keeps no errno): the
+ * database is unavailable for the moment (503), not a bug of Wharf's (500).
+ */
+async function sqliteQueries(connection: DatabaseConnection): Promise<void> {
+  await refuseNul(connection);
+  const execute = connection.executeQuery.bind(connection);
+  // better-sqlite3 runs (and fails) a query before the call returns: a throw, not a rejection.
+  connection.executeQuery = async (query) => {
+    try {
+      return await execute(query);
+    } catch (err) {
+      throw (err as { code?: unknown } | null)?.code === 'SQLITE_CANTOPEN'
+        ? serviceUnavailable('database', err)
+        : err;
+    }
   };
 }
 

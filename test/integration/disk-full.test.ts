@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, createWriteStream, existsSync, openSync, statfsSync, writeSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,10 +14,12 @@ import { sql } from 'kysely';
 import { isWharfError } from '../../src/core/errors.js';
 import { connect } from '../../src/db/connect.js';
 import { putPresigned } from '../helpers/assets.js';
-import { deployment } from '../helpers/deployment.js';
+import { type Backing, deployment, pendingWrites, provision } from '../helpers/deployment.js';
 import { api, type JsonResponse } from '../helpers/http.js';
 import { parseScrape, seriesValue } from '../helpers/observe.js';
-import { startWharf, type TestWharf } from '../helpers/wharf.js';
+import { sendRaw } from '../helpers/raw-http.js';
+import { startWharfProcess, type WharfProcess } from '../helpers/server-process.js';
+import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /*
  * The disk under the data directory fills up mid-upload. Every flow that writes there answers
@@ -417,5 +420,185 @@ describe('a full disk under PostgreSQL (scaled deployment)', {
     } finally {
       await db.destroy();
     }
+  });
+});
+
+/*
+ * The other resource a burst of clients uses up: file descriptors. A request that cannot open
+ * a file (or a socket) for want of one (EMFILE) is load, not a bug: 503 SERVICE_UNAVAILABLE
+ * with Retry-After, as for a dependency that is away, never 500 INTERNAL. The server runs as
+ * its own process, whose descriptor limit the test lowers (prlimit) once it has started, then
+ * fills with kept-alive connections until one more is refused: closing one of them leaves
+ * exactly the descriptor the next request's connection takes, so that request finds none.
+ */
+describe('no file descriptor left', {
+  skip:
+    process.platform !== 'linux' && 'counts descriptors in /proc and lowers the limit with prlimit (Linux)',
+}, () => {
+  let server: WharfProcess;
+  let backing: Backing;
+  let dataDir: string;
+  let port: number;
+  const key = `fd-key-${randomBytes(8).toString('hex')}`;
+  const held: Socket[] = [];
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'wharf-fds-'));
+    backing = await provision();
+    port = await freePort();
+    server = await startWharfProcess({
+      ...backing.env,
+      WHARF_DATA_DIR: dataDir,
+      WHARF_PORT: String(port),
+      WHARF_API_KEY: key,
+      WHARF_SWEEP_INTERVAL: '0',
+    });
+  });
+  after(async () => {
+    for (const socket of held) socket.destroy();
+    await server?.kill();
+    await backing?.release();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  /** A kept-alive connection that has had an answer (so the server holds its descriptor), or null if it was dropped. */
+  function holdConnection(): Promise<Socket | null> {
+    return new Promise((resolve) => {
+      const socket = connectTcp({ port, host: '127.0.0.1' });
+      socket.on('error', () => {});
+      socket.once('data', () => resolve(socket));
+      socket.once('close', () => resolve(null));
+      socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    });
+  }
+
+  /** Takes every descriptor the server has left with kept-alive connections, then gives `free` back. */
+  async function leaveDescriptors(free: number): Promise<void> {
+    for (;;) {
+      const socket = await holdConnection();
+      if (!socket) break;
+      held.push(socket);
+      assert.ok(held.length < 1000, 'the server never ran out of descriptors');
+    }
+    assert.ok(held.length >= free, `only ${held.length} connections held`);
+    for (let i = 0; i < free; i++) {
+      const released = held.pop()!;
+      const closed = new Promise((resolve) => released.once('close', resolve));
+      released.end();
+      // The server closes its end (and so frees the descriptor) before this end sees it close.
+      await closed;
+    }
+  }
+
+  function release(): void {
+    for (const socket of held.splice(0)) socket.destroy();
+  }
+
+  const tus = (extra: Array<[string, string]>): Array<[string, string]> => [
+    ['Tus-Resumable', '1.0.0'],
+    ['Authorization', `Bearer ${key}`],
+    ...extra,
+  ];
+
+  test('uploads that find none get 503 SERVICE_UNAVAILABLE with Retry-After, never a 500, and leave nothing', async () => {
+    // A tus upload of its own for each PATCH: one that gets through moves its offset.
+    const tusPaths: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const created = await fetch(`http://127.0.0.1:${port}/v1/tus/`, {
+        method: 'POST',
+        headers: {
+          'Tus-Resumable': '1.0.0',
+          Authorization: `Bearer ${key}`,
+          'Upload-Length': '100',
+          'Upload-Metadata': `filename ${Buffer.from('fd.bin').toString('base64')}`,
+        },
+      });
+      assert.equal(created.status, 201, await created.text());
+      tusPaths.push(new URL(created.headers.get('location')!).pathname);
+    }
+    const probes = {
+      direct: () =>
+        sendRaw(port, {
+          method: 'POST',
+          target: '/v1/assets?name=fd.bin',
+          headers: [
+            ['x-api-key', key],
+            ['Content-Type', 'application/octet-stream'],
+          ],
+          body: randomBytes(1000),
+        }),
+      tus: () =>
+        sendRaw(port, {
+          method: 'PATCH',
+          target: tusPaths.pop()!,
+          headers: tus([
+            ['Upload-Offset', '0'],
+            ['Content-Type', 'application/offset+octet-stream'],
+          ]),
+          body: randomBytes(10),
+        }),
+    };
+    // The tus uploads' own (their S3 multipart uploads when scaled); a refused upload adds none.
+    const writesBefore = await pendingWrites({ dataDir, backingEnv: backing.env });
+    const pid = server.child.pid!;
+    const baseline = (await readdir(`/proc/${pid}/fd`)).length;
+    const hard = execFileSync('prlimit', [
+      '--pid',
+      String(pid),
+      '--nofile',
+      '--raw',
+      '--noheadings',
+      '--output=HARD',
+    ])
+      .toString()
+      .trim();
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${baseline + 40}:${hard}`]);
+    const answers: string[] = [];
+    try {
+      for (const [flow, probe] of Object.entries(probes)) {
+        // With one descriptor left the request's connection takes it; with a few more, what
+        // the request opens next finds none (a temp file, a worker, SQLite's files).
+        for (let free = 1; free <= 4; free++) {
+          await leaveDescriptors(free);
+          const outcome = await probe();
+          const answer =
+            outcome.kind === 'response'
+              ? `${outcome.status} ${outcome.head.match(/^retry-after: .*$/im)?.[0] ?? 'no Retry-After'} ${outcome.body}`
+              : outcome.kind;
+          answers.push(`${flow}: ${answer}`);
+          if (outcome.kind === 'response' && outcome.status === 503) {
+            assert.match(outcome.head, /^retry-after: 5\r?$/im);
+            assert.equal(JSON.parse(outcome.body.toString()).error.code, 'SERVICE_UNAVAILABLE');
+          }
+        }
+        assert.ok(
+          answers.some((a) => a.startsWith(`${flow}: 503`)),
+          `no 503 for the ${flow} upload: ${answers.join('; ')}`,
+        );
+      }
+      assert.deepEqual(
+        answers.filter((a) => !/^\w+: (503|201|204) /.test(a)),
+        [],
+      );
+    } finally {
+      execFileSync('prlimit', ['--pid', String(pid), `--nofile=${hard}:${hard}`]);
+      release();
+    }
+    // Nothing is left of the refused uploads, and the same uploads work once descriptors are back.
+    // (Descriptors themselves are not compared: the database pool and the S3 client keep
+    // the connections they opened meanwhile.)
+    assert.deepEqual(await pendingWrites({ dataDir, backingEnv: backing.env }), writesBefore);
+    const pending = await fetch(`http://127.0.0.1:${port}/v1/uploads?status=pending`, {
+      headers: { 'x-api-key': key },
+    }).then((r) => r.json() as Promise<{ data: Array<{ kind: string }> }>);
+    assert.deepEqual(
+      pending.data.filter((u) => u.kind === 'direct'),
+      [],
+    );
+    const direct = await probes.direct();
+    assert.equal(direct.kind === 'response' && direct.status, 201);
+    const patched = await probes.tus();
+    assert.equal(patched.kind === 'response' && patched.status, 204);
+    assert.ok(server.running());
   });
 });

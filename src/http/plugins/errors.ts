@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
-import { refusedForSpace } from '../../core/unavailable.js';
+import { refusedForResources } from '../../core/unavailable.js';
 import { settleRefusedBody } from '../refused-body.js';
 import { type RoutingErrorShape, shapeFor } from '../routing-errors.js';
 
@@ -41,8 +41,9 @@ export interface MappedError {
 
 /** One place that turns any thrown value into a status, a stable code and a message. */
 export function mapError(failure: unknown): MappedError {
-  // A write that found the disk full, wherever it was (a temp file, a part, a tus file).
-  const err = refusedForSpace(failure);
+  // A write that found the disk full, or a file or socket that found no descriptor left,
+  // wherever it was (a temp file, a part, a tus file).
+  const err = refusedForResources(failure);
   if (isWharfError(err)) {
     return {
       status: err.status,

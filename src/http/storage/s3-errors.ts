@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_STATUS, type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
-import { refusedForSpace } from '../../core/unavailable.js';
+import { refusedForResources } from '../../core/unavailable.js';
 import { logFailure, mapError } from '../plugins/errors.js';
 import { settleRefusedBody } from '../refused-body.js';
 import { escapeXml } from './s3-xml.js';
@@ -122,7 +122,7 @@ const SPECIFIC_CODES = new Set(['MalformedXML', 'InvalidRequest']);
  * codes, so they read as S3 errors too rather than as internal ones.
  */
 function asRefusal(failure: unknown): unknown {
-  const err = refusedForSpace(failure);
+  const err = refusedForResources(failure);
   if (isWharfError(err)) return err;
   const mapped = mapError(err);
   if (mapped.status >= 500 || !(mapped.code in ERROR_STATUS)) return err;

@@ -9,7 +9,7 @@ import type { BodyOffer } from '../../blobs/tus-storage.js';
 import { parseDigest } from '../../core/digests.js';
 import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
-import { refusedForSpace } from '../../core/unavailable.js';
+import { refusedForResources } from '../../core/unavailable.js';
 import type { Core } from '../../core/wharf.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
@@ -148,8 +148,9 @@ interface TusRefusal {
 
 /** What the tus server failed with, as Wharf answers it (see TUS_REFUSALS). */
 function tusRefusal(failure: unknown, upload: Upload | undefined): TusRefusal {
-  // A full disk under the tus file store is Wharf's STORAGE_FULL, not tus's generic 500.
-  const err = refusedForSpace(failure);
+  // A full disk under the tus file store is Wharf's STORAGE_FULL, and no descriptor left
+  // SERVICE_UNAVAILABLE, not tus's generic 500.
+  const err = refusedForResources(failure);
   if (isWharfError(err)) return { error: err, status: err.status };
   const known = TUS_REFUSALS.get(failure);
   if (known) {

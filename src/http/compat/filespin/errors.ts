@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { type ErrorCode, isWharfError } from '../../../core/errors.js';
-import { refusedForSpace } from '../../../core/unavailable.js';
+import { refusedForResources } from '../../../core/unavailable.js';
 import { logFailure } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
 
@@ -75,7 +75,7 @@ function validationError(err: FastifyError, request: FastifyRequest): Mapped {
 }
 
 function mapError(failure: FastifyError, request: FastifyRequest): Mapped & { message: string } {
-  const err = refusedForSpace(failure) as FastifyError;
+  const err = refusedForResources(failure) as FastifyError;
   if (isWharfError(err)) {
     return { ...(CODES[err.code] ?? { status: err.status, error: err.code }), message: err.message };
   }
