@@ -44,7 +44,7 @@ export interface Config {
   eventsRetentionDays: number;
   /** How long a stopping server lets requests in flight finish before it cuts them. */
   shutdownTimeoutSeconds: number;
-  /** Seconds a request body may send nothing before its connection is cut (0: never). */
+  /** Seconds a request or response body may move no byte before its connection is cut (0: never). */
   bodyIdleTimeoutSeconds: number;
   /** Metrics exposure (GET /metrics); see docs/operations.md. */
   metrics: MetricsConfig;

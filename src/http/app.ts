@@ -60,7 +60,7 @@ export interface AppOptions {
   publicUrl: string;
   /** WHARF_CORS_ORIGINS: origins whose pages may call Wharf; empty for same-origin only. */
   corsOrigins: readonly string[];
-  /** WHARF_BODY_IDLE_TIMEOUT: a body that sends nothing this long has its connection cut (0: never). */
+  /** WHARF_BODY_IDLE_TIMEOUT: a body (sent or answered) that moves nothing this long has its connection cut (0: never). */
   bodyIdleTimeoutSeconds?: number | undefined;
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
   /** The tus endpoint's storage, lock and staging dir; without them /v1/tus/ is not served. */

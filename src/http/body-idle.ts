@@ -1,31 +1,46 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 
 /**
- * Cuts a connection whose request body stops arriving for `seconds` (0: never), as nginx's
- * client_body_timeout does. Why: a client gone without a word (a phone that changed networks, a
- * NAT that forgot the flow) otherwise holds its connection, its file descriptor, its temp file and
- * any upload lock it took for as long as the kernel keeps the socket, and enough of them use up
- * the server's descriptors. Only while the body is read: a server working on a request it has
- * read whole (completing a large upload, say) is never cut for it; while Wharf waits before it
- * reads (an upload's lock, up to 30 s) the client's bytes wait in the socket and the time runs,
- * so the setting should stay above that. The body of a request cut so ends where it stopped, as
- * any cut body does (resumable uploads keep what arrived).
+ * Cuts a connection on which no byte of a body moves for `seconds` (0: never), either way: a
+ * request body that stops arriving, as nginx's client_body_timeout, and a response the client
+ * stops reading, as nginx's send_timeout. Why: a client gone without a word (a phone that
+ * changed networks, a NAT that forgot the flow), or one that simply stops reading, otherwise
+ * holds its connection and its file descriptor for as long as the kernel keeps the socket:
+ * an upload its temp file and upload lock, a download the file it reads (and the disk space
+ * of an asset deleted meanwhile). Enough of them use up the server's descriptors.
+ *
+ * Only the client's silence counts: while Wharf works on a request it has read whole
+ * (completing a large upload, rendering an image) or waits on storage for the next bytes to
+ * send, nothing is cut. While Wharf waits before it reads (an upload's lock, up to 30 s) the
+ * client's bytes wait in the socket and the time runs, so the setting should stay above that.
+ * A slow client is never cut: any byte read or written starts the time again (Node also counts
+ * a write the kernel is still taking in part). The body of a request cut so ends where it
+ * stopped, as any cut body does (resumable uploads keep what arrived).
  */
 export function cutIdleBodies(app: FastifyInstance, seconds: number): void {
   if (seconds <= 0) return;
-  app.addHook('onRequest', (request, _reply, done) => {
-    const raw = request.raw;
-    const socket = raw.socket;
-    if (!socket || raw.complete || !carriesBody(raw.headers)) return done();
-    // No callback: node:http's own 'timeout' handler destroys a socket nobody else answers for,
-    // and a callback would add a listener to the socket per request of a kept-alive connection.
+  app.addHook('onRequest', (request, reply, done) => {
+    const socket = request.raw.socket;
+    if (!socket) return done();
+    // Armed for the whole exchange, and judged when it fires (see onSilence). After the
+    // response, node:http sets the connection's keep-alive timeout in its place.
     socket.setTimeout(seconds * 1000);
-    // 'end' and 'close' do not start the body flowing (only a reader does).
-    const settle = () => socket.setTimeout(0);
-    raw.once('end', settle);
-    raw.once('close', settle);
+    // On the response, not the socket: a kept-alive connection's requests add nothing to it
+    // that stays. With a listener, node:http leaves the socket to it.
+    reply.raw.on('timeout', onSilence);
     done();
   });
+}
+
+/** The connection moved nothing for the whole timeout: cut it if the client is the one silent. */
+function onSilence(this: ServerResponse, socket: Socket): void {
+  const request: IncomingMessage = this.req;
+  const receiving = !request.complete && carriesBody(request.headers);
+  // Bytes of the answer the client has not taken (in the response or the socket's buffer).
+  const sending = this.writableLength > 0;
+  if (receiving || sending) socket.destroy();
 }
 
 function carriesBody(headers: Record<string, string | string[] | undefined>): boolean {

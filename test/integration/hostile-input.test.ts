@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   complete,
@@ -854,7 +855,7 @@ describe('Expect: 100-continue', () => {
   });
 });
 
-describe('a body that stops arriving (WHARF_BODY_IDLE_TIMEOUT)', () => {
+describe('a body that stops moving, either way (WHARF_BODY_IDLE_TIMEOUT)', () => {
   let slow: TestWharf;
   before(async () => {
     slow = await startWharf({ env: { WHARF_BODY_IDLE_TIMEOUT: '1' } });
@@ -940,6 +941,101 @@ describe('a body that stops arriving (WHARF_BODY_IDLE_TIMEOUT)', () => {
     const chunks = Array.from({ length: 6 }, () => randomBytes(100));
     const done = await upload(600, chunks, 400);
     assert.equal(done.status, 201);
+  });
+
+  /**
+   * A raw GET of `path` on a connection of its own, read as `read` says: it is called with the
+   * paused socket and the bytes so far, and resumes reading when and as much as it likes.
+   * `closed` resolves when the connection closes, with how many bytes came; `serverClosed`
+   * when the server's end of it has (a paused socket would not notice: the server says).
+   */
+  function download(path: string, read: (socket: Socket, received: () => number) => void) {
+    let received = 0;
+    const server = slow.wharf.app.server;
+    const accepted: Socket[] = [];
+    const onConnection = (socket: Socket) => accepted.push(socket);
+    server.on('connection', onConnection);
+    const socket = connect({ port: Number(new URL(slow.url).port), host: '127.0.0.1' });
+    socket.on('error', () => {});
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    const closed = new Promise<{ received: number }>((resolve) => {
+      socket.on('close', () => resolve({ received }));
+    });
+    const serverClosed = new Promise<void>((resolve) => {
+      const find = () => {
+        const mine = accepted.find((s) => s.remotePort === socket.localPort);
+        if (!mine) return void setImmediate(find);
+        server.off('connection', onConnection);
+        if (mine.destroyed) resolve();
+        else mine.once('close', () => resolve());
+      };
+      socket.once('connect', find);
+    });
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nx-api-key: ${slow.key}\r\nConnection: close\r\n\r\n`);
+    socket.pause();
+    read(socket, () => received);
+    return { socket, closed, serverClosed };
+  }
+
+  /** Files under the data directory this process (the server runs in it) has open. */
+  const openDataFiles = () =>
+    readdirSync('/proc/self/fd').flatMap((fd) => {
+      try {
+        const target = readlinkSync(`/proc/self/fd/${fd}`);
+        return target.startsWith(slow.dataDir) ? [target] : [];
+      } catch {
+        return []; // closed meanwhile (readdir's own descriptor among them)
+      }
+    });
+
+  // More than the kernel's socket buffers on both ends hold, so a client that stops reading
+  // stops the server's writes.
+  const LARGE = 24 * 1024 * 1024;
+
+  // Without the cut the download would be held for ever: the test's own limit makes that a failure.
+  test('a download the client stops reading has its connection cut, and its file closed', {
+    timeout: 60_000,
+  }, async () => {
+    const asset = await createAsset(slow, slow.key, 'stalled.bin', randomBytes(LARGE));
+    const filesBefore = process.platform === 'linux' ? openDataFiles() : [];
+    // Never reads a byte: the answer stops once the buffers are full.
+    const stalled = download(`/v1/assets/${asset.id}/content`, () => {});
+    await stalled.serverClosed;
+    // What it was reading is closed too (on the embedded deployment, the stored file).
+    if (process.platform === 'linux') {
+      await eventually(
+        () => openDataFiles().length <= filesBefore.length,
+        `files of the data directory still open: ${openDataFiles().join(', ')}`,
+      );
+    }
+    stalled.socket.resume();
+    const { received } = await stalled.closed;
+    assert.ok(received < LARGE, `the whole file came (${received} bytes)`);
+  });
+
+  test('a slow download that keeps reading is not cut: the timeout is for silence, not for the whole answer', {
+    timeout: 120_000,
+  }, async () => {
+    const bytes = randomBytes(LARGE);
+    const asset = await createAsset(slow, slow.key, 'slow-read.bin', bytes);
+    // Reads a MiB at a time with a pause shorter than the timeout in between; each pause
+    // leaves the server unable to write (the buffers are full) for that long.
+    const slowly = download(`/v1/assets/${asset.id}/content`, (socket, received) => {
+      let until = 0;
+      const pause = () => {
+        socket.pause();
+        until = received() + 1024 * 1024;
+        setTimeout(() => socket.resume(), 600);
+      };
+      socket.on('data', () => {
+        if (received() >= until) pause();
+      });
+      pause();
+    });
+    const { received } = await slowly.closed;
+    assert.ok(received > LARGE, `the download was cut after ${received} bytes`);
   });
 });
 
