@@ -1,10 +1,10 @@
 import { createWriteStream, type Dirent } from 'node:fs';
 import { lstat, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { FileStore } from '@tus/file-store';
-import { ERRORS, StreamLimiter, Upload } from '@tus/utils';
+import { ERRORS, Upload } from '@tus/utils';
 import { hashingPassThrough } from '../core/hash-worker.js';
 import { KeyedQueue } from '../core/keyed-queue.js';
 import type { Digests } from '../core/model.js';
@@ -192,10 +192,12 @@ class WharfFileStore extends FileStore {
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     const offered = this.bodies.take(id);
     let source = readable;
+    let limiter: BodyLimit | undefined;
     if (offered) {
       // What tus.io's server passes is then empty; it ends by itself.
       readable.resume();
-      source = offered.body.pipe(new StreamLimiter(offered.limit));
+      limiter = new BodyLimit(offered.limit);
+      source = offered.body.pipe(limiter);
       offered.body.once('error', (err) => source.destroy(err));
     }
     const file = this.fileOf(id);
@@ -211,6 +213,16 @@ class WharfFileStore extends FileStore {
       // Some hashed bytes may not have reached the file: this digest is of no use. (A client
       // that went away ends its body instead; see the tus routes.)
       digest.drop();
+      if (limiter?.overflowed) {
+        // A body without a Content-Length that went on past the upload's length (tus.io checks
+        // a declared one before any byte is read). It is refused whole, as that one is: what
+        // of it reached the file is given back, the rest is read and dropped, and tus's own
+        // refusal answers (413 FILE_TOO_LARGE with the length). Before, this failed as a write
+        // error (500), keeping whatever had been written.
+        offered!.body.resume();
+        await truncate(file, offset);
+        throw ERRORS.ERR_SIZE_EXCEEDED;
+      }
       if (isDiskFull(err)) {
         // This PATCH's bytes filled the disk. Kept, they would leave the whole node without
         // room (the database included) until the upload expires: given back, the upload's
@@ -240,6 +252,28 @@ class WharfFileStore extends FileStore {
       if (!upload) throw err;
       return upload;
     }
+  }
+}
+
+/**
+ * At most `limit` bytes pass (tus.io's StreamLimiter, as its server would bound the body it
+ * reads); the first byte past them fails the stream, and `overflowed` says it was that.
+ */
+class BodyLimit extends Transform {
+  overflowed = false;
+
+  constructor(private left: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (chunk.length > this.left) {
+      this.overflowed = true;
+      callback(new Error('The body goes past the upload length.'));
+      return;
+    }
+    this.left -= chunk.length;
+    callback(null, chunk);
   }
 }
 

@@ -361,16 +361,29 @@ describe('resumption', () => {
  * goes out over a raw socket, whose writing side is closed once they are all written (as a
  * client that loses its network after sending them), and the server's answer is awaited.
  */
-function cutPatch(url: string, offset: number, bytes: Buffer, sent: number): Promise<string> {
+function cutPatch(
+  url: string,
+  offset: number,
+  bytes: Buffer,
+  sent: number,
+  chunked = false,
+): Promise<string> {
   const target = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(target.port), target.hostname, () => {
       socket.write(
         `PATCH ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nAuthorization: Bearer ${w.key}\r\n` +
           `Tus-Resumable: 1.0.0\r\nUpload-Offset: ${offset}\r\nContent-Type: application/offset+octet-stream\r\n` +
-          `Content-Length: ${bytes.length}\r\n\r\n`,
+          (chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${bytes.length}\r\n\r\n`),
       );
-      socket.write(bytes.subarray(0, sent));
+      if (!chunked) socket.write(bytes.subarray(0, sent));
+      // Whole chunks, without the last one that would end the body.
+      for (let at = 0; chunked && at < sent; at += 65536) {
+        const chunk = bytes.subarray(at, Math.min(sent, at + 65536));
+        socket.write(`${chunk.length.toString(16)}\r\n`);
+        socket.write(chunk);
+        socket.write('\r\n');
+      }
       socket.end();
     });
     let answer = '';
@@ -385,6 +398,18 @@ function cutPatch(url: string, offset: number, bytes: Buffer, sent: number): Pro
 }
 
 describe('a PATCH cut mid-way', () => {
+  test('without a Content-Length (chunked) too: what arrived is kept, and the rest completes the file', async () => {
+    const bytes = randomBytes(6 * MiB);
+    const sent = 3 * MiB + 65536;
+    const url = await create(bytes.length, { filename: 'cut-chunked.bin' });
+    await cutPatch(url, 0, bytes, sent, true);
+    await eventually(async () => (await offsetOf(url)) > 0, 'the cut PATCH settled');
+    assert.equal(await offsetOf(url), sent, 'the offset is every byte the server received');
+    const rest = await tus(url, 'PATCH', { 'Upload-Offset': String(sent) }, bytes.subarray(sent));
+    assert.equal(rest.status, 204, await rest.text());
+    assert.equal((await asset(rest.headers.get('wharf-asset-id')!)).sha256, sha256Hex(bytes));
+  });
+
   test('keeps every byte that arrived: HEAD says exactly how many, and the rest completes the file', async () => {
     // 9.5 MiB: past one whole 8 MiB S3 part, with a tail shorter than S3's minimum part.
     const bytes = randomBytes(20 * MiB);
@@ -928,6 +953,87 @@ describe('refusals', () => {
     assert.equal((await res.json()).error.code, 'FILE_TOO_LARGE');
   });
 
+  test('a chunked body past Upload-Length: 413 FILE_TOO_LARGE with the length, and nothing of it written', async () => {
+    /** A body without a Content-Length (Transfer-Encoding: chunked), sent 64 KiB at a time. */
+    const chunked = (url: string, method: string, headers: Record<string, string>, bytes: Buffer) =>
+      fetch(url, {
+        method,
+        headers: {
+          'Tus-Resumable': '1.0.0',
+          Authorization: `Bearer ${w.key}`,
+          'Content-Type': 'application/offset+octet-stream',
+          ...headers,
+        },
+        body: Readable.toWeb(
+          Readable.from(
+            Array.from({ length: Math.ceil(bytes.length / 65536) }, (_, i) =>
+              bytes.subarray(i * 65536, (i + 1) * 65536),
+            ),
+          ),
+        ) as ReadableStream,
+        duplex: 'half',
+      } as RequestInit);
+    // More than S3's smallest part, so whole parts of the refused body would reach the store
+    // before its end showed it too long; and a short tail of an earlier PATCH waits there.
+    const size = 6 * MiB + 10;
+    const bytes = randomBytes(size);
+    const url = await create(size, { filename: 'chunked-over.bin' });
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '0' }, bytes.subarray(0, 100))).status, 204);
+    for (const offset of [100, 100]) {
+      const over = await chunked(
+        url,
+        'PATCH',
+        { 'Upload-Offset': String(offset) },
+        randomBytes(size - offset + 1),
+      );
+      const error = await refusal(over, `PATCH at ${offset}`);
+      assert.equal(over.status, 413, JSON.stringify(error));
+      assert.equal(error.code, 'FILE_TOO_LARGE');
+      assert.deepEqual(error.details, { limit: size });
+      assert.equal(await offsetOf(url), 100, 'nothing of the refused body was written');
+    }
+    // The same with a checksum (the body is staged to be checked first).
+    const staged = await chunked(
+      url,
+      'PATCH',
+      { 'Upload-Offset': '100', 'Upload-Checksum': checksum('sha1', randomBytes(1)) },
+      randomBytes(size - 99),
+    );
+    const stagedError = await refusal(staged, 'staged');
+    assert.equal(staged.status, 413, JSON.stringify(stagedError));
+    assert.deepEqual(stagedError.details, { limit: size });
+    assert.equal(await offsetOf(url), 100);
+    // The rest, chunked too, completes the file as it was sent.
+    const rest = await chunked(url, 'PATCH', { 'Upload-Offset': '100' }, bytes.subarray(100));
+    assert.equal(rest.status, 204, await rest.text());
+    assert.equal((await asset(rest.headers.get('wharf-asset-id')!)).sha256, sha256Hex(bytes));
+
+    // Creation with upload: refused the same.
+    const name = `chunked-over-${randomBytes(4).toString('hex')}.bin`;
+    const created = await chunked(
+      `${w.url}/v1/tus/`,
+      'POST',
+      { 'Upload-Length': '1000', 'Upload-Metadata': `filename ${b64(name)}` },
+      randomBytes(2000),
+    );
+    const error = await refusal(created, 'creation');
+    assert.equal(created.status, 413, JSON.stringify(error));
+    assert.equal(error.code, 'FILE_TOO_LARGE');
+    assert.deepEqual(error.details, { limit: 1000 });
+    assert.equal(created.headers.get('location'), null);
+    const [row] = dbQuery<{ status: string; storage_key: string }>(
+      w,
+      'select status, storage_key from uploads where name = ?',
+      name,
+    );
+    // Ended at once, or (its body staged first) refused before it was made: none left pending.
+    assert.ok(row === undefined || row.status === 'expired', JSON.stringify(row));
+    if (row) {
+      const createdUrl = `${w.url}/v1/tus/${row.storage_key.split('/').slice(1).join('/')}`;
+      assert.deepEqual(await tusLeftovers(createdUrl), []);
+    }
+  });
+
   test('a deferred length is not supported', async () => {
     const res = await tus(`${w.url}/v1/tus/`, 'POST', {
       'Upload-Defer-Length': '1',
@@ -1106,21 +1212,24 @@ describe('two nodes of one deployment', {
     const b = await startWharf({ sharing: w, clock: w.clock });
     try {
       const { path, bytes } = await sourceFile(2 * CHUNK);
-      // A PATCH on node A that stalls mid-body holds the upload's lock there.
+      // A PATCH on node A that stalls mid-body holds the upload's lock there. (With its
+      // Content-Length: one without is staged whole on S3 before tus sees it.)
       const url = await create(bytes.length, { filename: 'locked.bin' });
-      const body = new PassThrough();
-      const stalled = fetch(url, {
+      const stalled = httpRequest(url, {
         method: 'PATCH',
         headers: {
           'Tus-Resumable': '1.0.0',
           Authorization: `Bearer ${w.key}`,
           'Content-Type': 'application/offset+octet-stream',
+          'Content-Length': String(bytes.length),
           'Upload-Offset': '0',
         },
-        body: Readable.toWeb(body) as ReadableStream,
-        duplex: 'half',
-      } as RequestInit).catch(() => undefined);
-      body.write(bytes.subarray(0, 1000));
+      });
+      const ended = new Promise<void>((resolve) => {
+        stalled.on('error', () => resolve());
+        stalled.on('close', () => resolve());
+      });
+      stalled.write(bytes.subarray(0, 1000));
       await eventually(
         async () => dbQuery(w, "select name from locks where name like 'tus:%'").length > 0,
         'A holds the lock',
@@ -1128,8 +1237,8 @@ describe('two nodes of one deployment', {
       // Node B's HEAD asks A to let go and gets the upload once A has.
       const offset = await offsetOf(url.replace(w.url, b.url));
       assert.ok(offset <= 1000);
-      body.end();
-      await stalled;
+      stalled.destroy();
+      await ended;
       const finished = await tusUpload(b, w.key, createReadStream(path), {
         chunkSize: CHUNK,
         uploadSize: bytes.length,

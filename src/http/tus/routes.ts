@@ -319,8 +319,16 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         const uploadChecksum = parseUploadChecksum(request.headers['upload-checksum']);
         // Content-MD5 and Content-Digest say the same of the body as Upload-Checksum does.
         const checksums = [...(uploadChecksum ? [uploadChecksum] : []), ...contentChecksums(request.headers)];
-        if (checksums.length > 0) {
-          staged = await stage(request, call, checksums);
+        // A body without a Content-Length shows it goes past the upload's length only at its
+        // end. The local datastore gives back what it wrote of one (see WharfFileStore.write);
+        // tus.io's S3 store cannot (whole parts are uploaded as they fill, and a failing body
+        // loses the short tail an earlier PATCH left): staged first, nothing of a refused one
+        // reaches the store, as with a checksum. Without a checksum to check, a cut body ends
+        // where it was cut, and what arrived is written (what resuming starts from).
+        const unbounded = !options.bodies && request.headers['content-length'] === undefined;
+        if (checksums.length > 0 || unbounded) {
+          const source = checksums.length > 0 ? request.raw : endingAtCut(request.raw);
+          staged = await stage(request, call, checksums, source);
           if (staged.mismatched) {
             const field =
               uploadChecksum?.algorithm === staged.mismatched
@@ -406,20 +414,39 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
    * its Upload-Length within the account's limit. The limit holds as the bytes arrive, so a body
    * without a usable length fills no disk.
    */
-  async function stage(request: FastifyRequest, call: TusCall, checksums: DeclaredChecksum[]) {
+  async function stage(
+    request: FastifyRequest,
+    call: TusCall,
+    checksums: DeclaredChecksum[],
+    source: Readable = request.raw,
+  ) {
     let limit: number;
+    /** What the body would pass: the upload's length (or the account's limit, if smaller). */
+    let bound: number;
     if (call.upload) {
       const size = call.upload.size ?? 0;
       const offset = Number(request.headers['upload-offset']);
       limit = Number.isSafeInteger(offset) && offset >= 0 && offset <= size ? size - offset : size;
+      bound = size;
     } else {
       const length = Number(request.headers['upload-length']);
       if (!Number.isSafeInteger(length) || length < 0) {
         throw new WharfError('VALIDATION_FAILED', 'Upload-Length must be a whole number of bytes.');
       }
-      limit = Math.min(length, core.resumable.maxFileSize(call.principal!));
+      bound = Math.min(length, core.resumable.maxFileSize(call.principal!));
+      limit = bound;
     }
-    return stageBody(request.raw, stagingDir, limit, checksums);
+    try {
+      return await stageBody(source, stagingDir, limit, checksums);
+    } catch (err) {
+      if (!isWharfError(err, 'FILE_TOO_LARGE')) throw err;
+      // As tus's own refusals of a body past Upload-Length or the account's limit say it.
+      const past =
+        call.upload || bound === Number(request.headers['upload-length'])
+          ? "The body goes past the upload's Upload-Length."
+          : 'The upload is larger than the largest file this account takes.';
+      throw new WharfError('FILE_TOO_LARGE', past, { limit: bound });
+    }
   }
 
   /**
