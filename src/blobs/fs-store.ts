@@ -19,6 +19,7 @@ import {
   type StoredPart,
 } from '../core/ports.js';
 import { downloadBuffers } from '../core/read-buffers.js';
+import { isDiskFull } from '../core/unavailable.js';
 import { readFileRange } from './file-reader.js';
 import { FsMultipartParts, fsyncPath, readComposed, readParts, removeDirectory } from './fs-multipart.js';
 import { LOCAL_BUCKET } from './local-endpoint.js';
@@ -365,9 +366,17 @@ export class FsBlobStore implements BlobStore {
     if (facts) {
       // As in write(): facts arrive after the bytes they describe, whole (by rename).
       const tempMeta = await tempName(this.tmp, '.json');
-      await this.ensureDirectory(dirname(metaTarget));
-      await writeFile(tempMeta, JSON.stringify(facts), { flag: 'wx', mode: 0o640 });
-      await rename(tempMeta, metaTarget);
+      try {
+        await this.ensureDirectory(dirname(metaTarget));
+        await writeFile(tempMeta, JSON.stringify(facts), { flag: 'wx', mode: 0o640 });
+        await rename(tempMeta, metaTarget);
+      } catch (err) {
+        await rm(tempMeta, { force: true });
+        // The facts only cache what the bytes say (hashed again when missing): a full disk
+        // that leaves no room for them does not undo the object now in place. Failing here
+        // refused the request that brought an upload's last bytes although they were kept.
+        if (!isDiskFull(err)) throw err;
+      }
     }
     await fsyncPath(dirname(target));
   }

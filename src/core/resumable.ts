@@ -6,6 +6,7 @@ import { isWharfError, WharfError } from './errors.js';
 import type { Digests, Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { Store } from './ports.js';
+import { refusedForResources } from './unavailable.js';
 import { failureOf, type UploadOutcome, type UploadService } from './uploads.js';
 
 /**
@@ -282,9 +283,11 @@ export class ResumableService {
    */
   async finish(upload: Upload): Promise<UploadOutcome> {
     const current = (await this.store.getUpload(upload.id)) ?? upload;
-    const received =
-      current.status === 'pending' ? await this.storage.promote(current.storageKey) : undefined;
-    return this.completing(current, () => this.uploads.completeUpload(current, {}, received));
+    return this.keptWhenFull(current, async () => {
+      const received =
+        current.status === 'pending' ? await this.storage.promote(current.storageKey) : undefined;
+      return this.completing(current, () => this.uploads.completeUpload(current, {}, received));
+    });
   }
 
   /** Whether every byte of a pending upload is in storage (its completion may not have run). */
@@ -299,8 +302,35 @@ export class ResumableService {
    */
   async recover(upload: Upload): Promise<UploadOutcome | undefined> {
     if (upload.status !== 'pending') return undefined;
-    if (!(await this.reconcile(upload))) return undefined;
-    return this.completing(upload, () => this.uploads.completeUpload(upload));
+    if (!(await this.allReceived(upload))) return undefined;
+    return this.keptWhenFull(upload, async () => {
+      await this.storage.promote(upload.storageKey);
+      return this.completing(upload, () => this.uploads.completeUpload(upload));
+    });
+  }
+
+  /**
+   * Completes an upload whose every byte is in storage. A full disk on the way (promoting the
+   * bytes, or the database recording the asset) is STORAGE_FULL, but not the refusal of a
+   * request whose bytes were given back: they were written, and stay. The upload is pending
+   * with all of them (its offset is its length), and completes once there is room, at the
+   * client's next HEAD or by the sweep; the answer says so, so a client does not send them
+   * again (its PATCH from the old offset would be refused: the offset has moved on).
+   */
+  private async keptWhenFull(upload: Upload, complete: () => Promise<UploadOutcome>): Promise<UploadOutcome> {
+    try {
+      return await complete();
+    } catch (err) {
+      const refused = refusedForResources(err);
+      if (!isWharfError(refused, 'STORAGE_FULL')) throw err;
+      const kept = new WharfError(
+        'STORAGE_FULL',
+        'Every byte of the upload arrived and is kept, but there is no room to complete it: once space has been freed, HEAD the upload to complete it (or the sweep will).',
+        { offset: upload.size ?? 0 },
+      );
+      (kept as Error).cause = err;
+      throw kept;
+    }
   }
 
   /** Runs a completion; a refusal of Wharf's ends the upload (see `finish`). */

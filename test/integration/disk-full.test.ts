@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, createWriteStream, existsSync, openSync, statfsSync, writeSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { connect } from '../../src/db/connect.js';
 import { putPresigned } from '../helpers/assets.js';
 import { type Backing, deployment, pendingWrites, provision } from '../helpers/deployment.js';
 import { api, type JsonResponse } from '../helpers/http.js';
-import { parseScrape, seriesValue } from '../helpers/observe.js';
+import { ERROR, LogCollector, parseScrape, seriesValue } from '../helpers/observe.js';
 import { sendRaw } from '../helpers/raw-http.js';
 import { startWharfProcess, type WharfProcess } from '../helpers/server-process.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -43,15 +43,15 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
   let dataDir: string;
   let w: TestWharf;
   let big: Buffer;
+  const logs = new LogCollector();
 
   before(async () => {
     mountPoint = await mkdtemp(join(tmpdir(), 'wharf-full-disk-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${DISK_MIB}m`, 'tmpfs', mountPoint]);
     dataDir = join(mountPoint, 'data');
-    w = await startWharf({
-      env: { WHARF_DATA_DIR: dataDir },
-      logStream: process.env.DISK_FULL_LOG ? createWriteStream(process.env.DISK_FULL_LOG) : undefined,
-    });
+    // Kept to a file as well when DISK_FULL_LOG names one.
+    if (process.env.DISK_FULL_LOG) logs.stream.pipe(createWriteStream(process.env.DISK_FULL_LOG));
+    w = await startWharf({ env: { WHARF_DATA_DIR: dataDir }, logStream: logs.stream });
     big = randomBytes(BIG);
   });
   after(async () => {
@@ -191,6 +191,14 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     assert.equal(patched.status, 204, await patched.text());
     assert.equal(patched.headers.get('upload-offset'), String(first.length));
     assert.equal((await fetch(url, { method: 'DELETE', headers: tusHeaders })).status, 204);
+  });
+
+  test('the tus PATCH that brings the last bytes: its answer says what was kept, and the upload completes', async () => {
+    await lastBytesOnFullDisk({ w, mountPoint, dataDir, logs }, tusProtocol(w), 'either');
+  });
+
+  test('the Resumable Uploads for HTTP append that completes: the same', async () => {
+    await lastBytesOnFullDisk({ w, mountPoint, dataDir, logs }, rufhProtocol(w), 'either');
   });
 
   test('the database’s own writes: 507 STORAGE_FULL (SQLITE_FULL), never a 500; writes resume once there is room', async () => {
@@ -396,6 +404,211 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     }
   }
 });
+
+/*
+ * The database elsewhere (its own disk has room), so a resumable upload's lock and completion
+ * are recorded, and only the bytes' disk is full: the request that brings the last bytes,
+ * which fit in the file's last block, completes the upload. What completing writes beside the
+ * bytes (their facts, a cache) must not refuse it: that answered 507 while the bytes were kept
+ * and the upload completed at the next HEAD.
+ */
+describe('the last bytes of a resumable upload on a full disk, the database on another', { skip }, () => {
+  let mountPoint: string;
+  let dbDir: string;
+  let dataDir: string;
+  let w: TestWharf;
+  const logs = new LogCollector();
+
+  before(async () => {
+    mountPoint = await mkdtemp(join(tmpdir(), 'wharf-full-disk-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint]);
+    dataDir = join(mountPoint, 'data');
+    dbDir = await mkdtemp(join(tmpdir(), 'wharf-full-disk-db-'));
+    w = await startWharf({
+      env: { WHARF_DATA_DIR: dataDir, WHARF_DATABASE_URL: `sqlite://${join(dbDir, 'wharf.db')}` },
+      logStream: logs.stream,
+    });
+  });
+  after(async () => {
+    await w?.close();
+    if (mountPoint) {
+      execFileSync('umount', [mountPoint]);
+      await rm(mountPoint, { recursive: true, force: true });
+    }
+    if (dbDir) await rm(dbDir, { recursive: true, force: true });
+  });
+
+  test('tus: the last PATCH completes the upload and answers its asset', async () => {
+    await lastBytesOnFullDisk({ w, mountPoint, dataDir, logs }, tusProtocol(w), 'completed');
+  });
+
+  test('Resumable Uploads for HTTP: the completing append answers the asset', async () => {
+    await lastBytesOnFullDisk({ w, mountPoint, dataDir, logs }, rufhProtocol(w), 'completed');
+  });
+});
+
+/** A server whose data directory is the tmpfs at `mountPoint`. */
+interface FullDisk {
+  w: TestWharf;
+  mountPoint: string;
+  dataDir: string;
+  logs: LogCollector;
+}
+
+/** Takes every byte left on the disk with files that are not Wharf's; returns them. */
+async function fillDisk(mountPoint: string): Promise<string[]> {
+  const fillers: string[] = [];
+  // Large blocks, then small ones for what is left between them.
+  for (const block of [2 ** 20, 4096]) {
+    const path = join(mountPoint, `filler-${block}`);
+    fillers.push(path);
+    const handle = await open(path, 'w');
+    try {
+      const bytes = Buffer.alloc(block);
+      for (;;) await handle.write(bytes);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+    } finally {
+      await handle.close();
+    }
+  }
+  return fillers;
+}
+
+function storageFullLogged(logs: LogCollector): number {
+  return logs.lines.filter(
+    (line) =>
+      line.level === ERROR &&
+      line.msg === 'request failed' &&
+      (line.err as { code?: unknown } | undefined)?.code === 'STORAGE_FULL',
+  ).length;
+}
+
+/** The requests of a resumable protocol that lastBytesOnFullDisk sends. */
+interface ResumableProtocol {
+  /** Opens an upload of 1000 bytes with `first` (800 of them); its URL. */
+  start: (first: Buffer) => Promise<string>;
+  /** The rest, from offset 800 (the request that would complete the upload). */
+  last: (url: string, rest: Buffer) => Promise<Response>;
+  head: (url: string) => Promise<Response>;
+  /** The asset a completing answer names. */
+  assetOf: (res: Response) => Promise<string>;
+}
+
+/**
+ * The request that brings an upload's last bytes onto a full disk. Either the upload
+ * completes, answered with its asset, or it is a logged 507 that says where the upload stands:
+ * nothing of the request kept (the offset where it began, to resume from), or, when the bytes
+ * were written and only completing found no room, `details.offset` its length (the bytes
+ * kept: a HEAD once there is room completes it). Before, a 507 whose bytes were kept
+ * told the client to send them again, and the upload completed at the next HEAD.
+ */
+async function lastBytesOnFullDisk(
+  { w, mountPoint, dataDir, logs }: FullDisk,
+  protocol: ResumableProtocol,
+  expect: 'completed' | 'either',
+): Promise<void> {
+  const bytes = randomBytes(1000);
+  const url = await protocol.start(bytes.subarray(0, 800));
+  const logged = storageFullLogged(logs);
+  const fillers = await fillDisk(mountPoint);
+  let resend = false;
+  try {
+    const res = await protocol.last(url, bytes.subarray(800));
+    if (res.status === 507 && expect === 'either') {
+      const { error } = await res.json();
+      assert.equal(error.code, 'STORAGE_FULL');
+      assert.equal(storageFullLogged(logs), logged + 1, 'the 507 is logged at error');
+      const kept = error.details?.offset;
+      assert.ok(kept === undefined || kept === 1000, JSON.stringify(error));
+      const head = await protocol.head(url);
+      // Where the 507 says the upload stands (a HEAD may complete it if there is room by now).
+      if (head.status !== 507) assert.equal(head.headers.get('upload-offset'), String(kept ?? 800));
+      resend = kept === undefined;
+    } else {
+      assert.ok(res.ok, `${res.status} ${await res.clone().text()}`);
+      assert.ok(await protocol.assetOf(res), 'completed: the answer names its asset');
+    }
+  } finally {
+    for (const filler of fillers) await rm(filler, { force: true });
+  }
+  if (resend) assert.ok((await protocol.last(url, bytes.subarray(800))).ok, 'the rest, sent again');
+  // With room again, a HEAD answers the completed upload and its asset.
+  const head = await protocol.head(url);
+  assert.ok(head.ok, `HEAD: ${head.status}`);
+  assert.equal(head.headers.get('upload-offset'), '1000');
+  const assetId = head.headers.get('wharf-asset-id') ?? '';
+  const content = await fetch(`${w.url}/v1/assets/${assetId}/content`, { headers: { 'x-api-key': w.key } });
+  assert.equal(content.status, 200);
+  assert.deepEqual(Buffer.from(await content.arrayBuffer()), bytes);
+  const left = await readdir(join(dataDir, 'blobs', 'tmp'), { recursive: true, withFileTypes: true });
+  assert.deepEqual(
+    left.filter((entry) => entry.isFile()).map((entry) => entry.name),
+    [],
+    'nothing of the completion is left behind',
+  );
+}
+
+function tusProtocol(w: TestWharf): ResumableProtocol {
+  const tusHeaders = { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${w.key}` };
+  const patch = (url: string, offset: number, body: Buffer) =>
+    fetch(url, {
+      method: 'PATCH',
+      headers: {
+        ...tusHeaders,
+        'Upload-Offset': String(offset),
+        'Content-Type': 'application/offset+octet-stream',
+      },
+      body: new Uint8Array(body),
+    });
+  return {
+    start: async (first) => {
+      const created = await fetch(`${w.url}/v1/tus/`, {
+        method: 'POST',
+        headers: {
+          ...tusHeaders,
+          'Upload-Length': '1000',
+          'Upload-Metadata': `filename ${Buffer.from('last.bin').toString('base64')}`,
+        },
+      });
+      assert.equal(created.status, 201, await created.text());
+      const url = created.headers.get('location')!;
+      assert.equal((await patch(url, 0, first)).status, 204);
+      return url;
+    },
+    last: (url, rest) => patch(url, 800, rest),
+    head: (url) => fetch(url, { method: 'HEAD', headers: tusHeaders }),
+    assetOf: async (res) => res.headers.get('wharf-asset-id') ?? '',
+  };
+}
+
+function rufhProtocol(w: TestWharf): ResumableProtocol {
+  const auth = { Authorization: `Bearer ${w.key}` };
+  return {
+    start: async (first) => {
+      const created = await fetch(`${w.url}/v1/resumable/?name=last-rufh.bin`, {
+        method: 'POST',
+        headers: { ...auth, 'Upload-Complete': '?0', 'Upload-Length': '1000' },
+        body: new Uint8Array(first),
+      });
+      assert.equal(created.status, 201, await created.text());
+      return new URL(created.headers.get('location')!, w.url).href;
+    },
+    last: (url, rest) =>
+      fetch(url, {
+        method: 'PATCH',
+        headers: {
+          ...auth,
+          'Upload-Offset': '800',
+          'Upload-Complete': '?1',
+          'Content-Type': 'application/partial-upload',
+        },
+        body: new Uint8Array(rest),
+      }),
+    head: (url) => fetch(url, { method: 'HEAD', headers: auth }),
+    assetOf: async (res) => (await res.json()).asset.id,
+  };
+}
 
 describe('a full disk under PostgreSQL (scaled deployment)', {
   skip: deployment !== 'scaled' && 'the embedded deployment has no PostgreSQL server',

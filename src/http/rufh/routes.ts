@@ -418,7 +418,10 @@ export async function withLock<T>(
       // The ask may also reach a request that has just let go (the locker polls for it).
       if (!unlocked && !request.raw.complete) request.raw.socket?.destroy();
     });
-  } catch {
+  } catch (err) {
+    // The lease could not be recorded (the database is away, or its disk full): that, as the
+    // tus endpoint answers it, not a busy upload (a full disk answered 503 and "retry shortly").
+    if (isWharfError(err)) throw err;
     throw new WharfError(
       'SERVICE_UNAVAILABLE',
       'Another request is still writing this upload; retry shortly.',
@@ -486,7 +489,9 @@ function refuse(
   if (isWharfError(err, 'FILE_TOO_LARGE') && request.principal) {
     reply.header('Upload-Limit', uploadLimit(dialect, ctx.core.rufh.limits(request.principal)));
   }
-  if (isWharfError(err, 'UPLOAD_NOT_PENDING') && typeof err.details?.offset === 'number') {
+  // Where the upload stands: complete, or (a 507 after its last bytes were kept) all received.
+  const standing = isWharfError(err, 'UPLOAD_NOT_PENDING') || isWharfError(err, 'STORAGE_FULL');
+  if (standing && typeof err.details?.offset === 'number') {
     reply.header('Upload-Offset', String(err.details.offset));
   }
   throw err;

@@ -58,7 +58,7 @@ interface TusCall {
   reprSha256?: string | undefined;
   /** The refusal the tus server answered, in Wharf's terms (its body is Wharf's JSON). */
   error?: WharfError;
-  /** A failure inside the tus server that is no refusal (answered INTERNAL): for the log. */
+  /** A failure inside the tus server answered with a 5xx (INTERNAL, STORAGE_FULL): for the log. */
   failure?: unknown;
   /** The body offered to the datastore; a creation's gets its key once the upload exists. */
   offer?: BodyOffer;
@@ -247,7 +247,9 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       const refusal = tusRefusal(failure, call?.upload);
       if (call) {
         call.error = refusal.error;
-        if (refusal.error.code === 'INTERNAL') call.failure = failure;
+        // A failure of Wharf's is logged at error as every API's are (a 507 too: someone must
+        // free space); a refusal tus answers 501 (an extension Wharf lacks) is the client's.
+        if (refusal.error.status >= 500) call.failure = failure;
       }
       return { status_code: refusal.status, body: JSON.stringify(errorBody(refusal.error)) };
     },
