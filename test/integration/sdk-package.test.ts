@@ -67,7 +67,7 @@ before(async () => {
   await mkdir(installed, { recursive: true });
   execFileSync('tar', ['-xzf', join(dir, packed.filename), '-C', installed, '--strip-components=1']);
   await mkdir(join(app, 'node_modules', '@noble'), { recursive: true });
-  for (const dependency of ['@noble/hashes', 'cli-progress', 'thumbhash']) {
+  for (const dependency of ['@noble/hashes', 'cli-progress', 'mime-types', 'thumbhash']) {
     await symlink(join(root, 'node_modules', dependency), join(app, 'node_modules', dependency));
   }
   await writeFile(
@@ -134,7 +134,12 @@ describe('the SDK package (npm pack ./sdk)', () => {
   test('asks for the same versions of its dependencies as Wharf itself', async () => {
     const sdk = JSON.parse(await readFile(join(root, 'sdk', 'package.json'), 'utf8'));
     const wharf = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
-    assert.deepEqual(Object.keys(sdk.dependencies), ['@noble/hashes', 'cli-progress', 'thumbhash']);
+    assert.deepEqual(Object.keys(sdk.dependencies), [
+      '@noble/hashes',
+      'cli-progress',
+      'mime-types',
+      'thumbhash',
+    ]);
     for (const name of Object.keys(sdk.dependencies)) {
       assert.equal(sdk.dependencies[name], wharf.dependencies[name], name);
     }
