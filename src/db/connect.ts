@@ -6,6 +6,7 @@ import {
   Kysely,
   type LogConfig,
   PostgresDialect,
+  SqliteAdapter,
   type SqliteDatabase,
   SqliteDialect,
 } from 'kysely';
@@ -66,8 +67,30 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
   return sqliteConnection(sqlite, options.log);
 }
 
+/**
+ * SQLite's DDL is transactional (ALTER TABLE, CREATE and DROP INDEX roll back like any write),
+ * but Kysely's adapter says otherwise, so its migrator ran each statement of a migration on its
+ * own and recorded the migration only at the end: a process killed mid-way (the OOM killer, a
+ * supervisor's stop timeout while a large table is rewritten) left half a migration committed,
+ * and every later start failed on its first statement ("duplicate column name"). Saying it is
+ * makes the migrator run the pending migrations in one transaction, as on PostgreSQL: all of
+ * them, or none. No migration of Wharf's uses what a transaction refuses (VACUUM, or the
+ * foreign_keys pragma, which a transaction ignores).
+ */
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+class WharfSqliteDialect extends SqliteDialect {
+  override createAdapter(): SqliteAdapter {
+    return new TransactionalDdlSqliteAdapter();
+  }
+}
+
 function sqliteConnection(sqlite: SQLite.Database, log: LogConfig | undefined): Connection {
-  const dialect = new SqliteDialect({
+  const dialect = new WharfSqliteDialect({
     database: withStatementCache(sqlite),
     onCreateConnection: sqliteQueries,
   });

@@ -13,9 +13,10 @@ const PAGE = 500;
 // their analysis, nothing repaired them. Numbers come from the counter (001 never gave 0), so
 // `seq = 0` is exactly the mark of those rows.
 export async function up(db: Kysely<unknown>): Promise<void> {
-  // First processing, then numbers: numbering removes the mark. Run again after a crash in
-  // between (SQLite runs a migration outside a transaction), it queues a page twice at most,
-  // which costs time but changes nothing (as a second `placeholders backfill` would).
+  // First processing, then numbers: numbering removes the mark. Pending migrations run in one
+  // transaction on both databases (see db/connect.ts), so a crash in between undoes both; run
+  // again regardless, it would queue a page twice at most, which costs time but changes nothing
+  // (as a second `placeholders backfill` would).
   const now = Date.now();
   let after = '';
   for (;;) {
