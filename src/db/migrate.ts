@@ -1,4 +1,5 @@
-import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { ConfigError } from '../config.js';
 import * as initial from './migrations/001_initial.js';
 import * as filesJobs from './migrations/002_files_jobs_processing.js';
 import * as resumable from './migrations/003_resumable_uploads.js';
@@ -42,6 +43,7 @@ export async function migrateToLatest(db: Kysely<any>): Promise<void> {
  */
 // biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
 export async function migrate(db: Kysely<any>, target?: string): Promise<void> {
+  await refuseNewerSchema(db);
   const migrator = new Migrator({
     db,
     provider,
@@ -59,4 +61,36 @@ export async function migrate(db: Kysely<any>, target?: string): Promise<void> {
       cause: error,
     });
   }
+}
+
+/**
+ * A database that a newer Wharf migrated (an operator rolling back an upgrade, or an old node
+ * started beside upgraded ones): refused before anything runs, saying what to do, rather than
+ * with the migrator's "corrupted migrations" and a stack. Migrations only go forward, so the
+ * way back is the backup taken before the upgrade (docs/operations.md).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
+async function refuseNewerSchema(db: Kysely<any>): Promise<void> {
+  let done: string[];
+  try {
+    const result = await sql<{ name: string }>`select name from wharf_migrations`.execute(db);
+    done = result.rows.map((r) => r.name);
+  } catch (err) {
+    // A new database has no such table yet (the migrator makes it); whether the database could
+    // not be reached at all, the migrator finds out and reports as it does.
+    if (await hasMigrationTable(db)) throw err;
+    return;
+  }
+  const unknown = done.filter((name) => !(name in migrations)).sort();
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `WHARF_DATABASE_URL: this database was migrated by a newer Wharf (${unknown.join(', ')}), which this version does not know. Run that version or a later one; to go back, restore the backup taken before the upgrade.`,
+    );
+  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
+async function hasMigrationTable(db: Kysely<any>): Promise<boolean> {
+  const tables = await db.introspection.getTables();
+  return tables.some((t) => t.name === 'wharf_migrations');
 }

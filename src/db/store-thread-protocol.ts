@@ -20,6 +20,7 @@ export interface CallBatch {
 /** A failure as it crosses threads: enough to rebuild what callers test (class and code). */
 export type ThrownFailure =
   | { kind: 'wharf'; code: string; message: string; details: Record<string, unknown> | undefined }
+  | { kind: 'config'; problems: string[] }
   | { kind: 'other'; name: string; message: string; code: unknown; stack: string | undefined };
 
 export type StoreAnswer = { id: number; value: unknown } | { id: number; failure: ThrownFailure };

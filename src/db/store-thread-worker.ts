@@ -3,6 +3,7 @@
  * Store call it is sent on the one connection, answering in batches.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { ConfigError } from '../config.js';
 import { WharfError } from '../core/errors.js';
 import { createIdSource } from '../core/ids.js';
 import { openSqlStore } from './store/index.js';
@@ -27,6 +28,8 @@ function describe(err: unknown): ThrownFailure {
   if (err instanceof WharfError) {
     return { kind: 'wharf', code: err.code, message: err.message, details: err.details };
   }
+  // What the operator must change (a database a newer Wharf migrated): said as it is, at start.
+  if (err instanceof ConfigError) return { kind: 'config', problems: err.problems };
   const e = err as { name?: unknown; message?: unknown; code?: unknown; stack?: unknown } | null;
   return {
     kind: 'other',

@@ -18,6 +18,7 @@
  * Error carrying the driver's code (unique violations are told by it).
  */
 import { Worker } from 'node:worker_threads';
+import { ConfigError } from '../config.js';
 import type { Clock } from '../core/clock.js';
 import { type ErrorCode, WharfError } from '../core/errors.js';
 import { createIdSource, newIdOrder } from '../core/ids.js';
@@ -343,6 +344,7 @@ class StoreThread {
 function revive(failure: ThrownFailure): Error {
   if (failure.kind === 'wharf')
     return new WharfError(failure.code as ErrorCode, failure.message, failure.details);
+  if (failure.kind === 'config') return new ConfigError(failure.problems);
   // A commit that found the disk full: the same refusal as a full disk anywhere else.
   if (failure.code === 'SQLITE_FULL') return storageFull(reviveOther(failure));
   return reviveOther(failure);

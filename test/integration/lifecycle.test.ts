@@ -109,6 +109,25 @@ describe('a start that cannot succeed', () => {
     assert.equal(r.stdout(), '');
   });
 
+  test('a database a newer Wharf migrated: one line naming WHARF_DATABASE_URL and what to do, exit 1, for the server and a command alike; nothing changed', async () => {
+    const inst = await installation();
+    assert.deepEqual(await keyIds(inst), []); // the schema, made by a first command
+    await sql(
+      inst.databaseUrl,
+      `insert into wharf_migrations (name, timestamp) values ('999_from_a_later_wharf', '2099-01-01T00:00:00.000Z')`,
+    );
+    for (const r of [start(inst.env), wharfCommand(inst.env, ['keys', 'list'])]) {
+      assert.equal((await r.exited).code, 1, r.stderr());
+      assert.match(
+        r.stderr(),
+        /^wharf: WHARF_DATABASE_URL: this database was migrated by a newer Wharf \(999_from_a_later_wharf\).*restore the backup taken before the upgrade\.\n$/,
+      );
+      assert.doesNotMatch(r.stderr(), NO_STACK);
+    }
+    await sql(inst.databaseUrl, `delete from wharf_migrations where name = '999_from_a_later_wharf'`);
+    assert.deepEqual(await keyIds(inst), [], 'nothing was made meanwhile');
+  });
+
   test('bad log level: one line, exit 1', async () => {
     const inst = await installation();
     const r = start({ ...inst.env, WHARF_LOG_LEVEL: 'verbose' });
