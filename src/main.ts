@@ -67,10 +67,20 @@ async function main(): Promise<number> {
   const { wharf } = first;
   wharf.app.log.info(`Wharf is listening; public URL ${config.publicUrl}`);
   if (wharf.metricsUrl) wharf.app.log.info(`Metrics are served at ${wharf.metricsUrl}/metrics`);
-  const received = await signal;
-  wharf.app.log.info(
-    `${received}: stopping; requests in flight have ${config.shutdownTimeoutSeconds} s to finish (WHARF_SHUTDOWN_TIMEOUT)`,
-  );
+  const ending = await Promise.race([
+    signal.then((received) => ({ received })),
+    wharf.superseded.then((migrations) => ({ migrations })),
+  ]);
+  if ('received' in ending) {
+    wharf.app.log.info(
+      `${ending.received}: stopping; requests in flight have ${config.shutdownTimeoutSeconds} s to finish (WHARF_SHUTDOWN_TIMEOUT)`,
+    );
+  } else {
+    // Logged by the sweep that found it; said on stderr too, as a start refused for it is.
+    process.stderr.write(
+      `wharf: WHARF_DATABASE_URL: a newer Wharf migrated this database (${ending.migrations.join(', ')}) while this one ran: stopping; run that version or a later one.\n`,
+    );
+  }
   // The last resort, should closing itself hang (a database that no longer answers).
   setTimeout(() => {
     process.stderr.write('wharf: the server did not stop in time; exiting anyway.\n');
@@ -80,7 +90,8 @@ async function main(): Promise<number> {
   wharf.app.log.info(
     cut > 0 ? `stopped; ${cut} request(s) still running at the deadline were cut off` : 'stopped',
   );
-  return 0;
+  // Superseded: a failure for the supervisor (restarting this version is refused at start).
+  return 'received' in ending ? 0 : 1;
 }
 
 async function start(config: Config, announceKey: (secret: string) => void): Promise<Wharf> {

@@ -30,6 +30,14 @@ export interface Wharf {
    * every WHARF_SWEEP_INTERVAL; while a sweep runs, that one (never a second at once).
    */
   sweep(): Promise<void>;
+  /**
+   * Resolves, with their names, once a sweep finds migrations in the database that this version
+   * does not know: a newer Wharf took the database over while this one runs (a rolling upgrade
+   * that left this node up). Rows written now would follow a schema that no longer holds (asset
+   * numbers counted twice, events no cursor reaches), so the process stops (main.ts) and a
+   * restart of this version is refused at start. Never rejects.
+   */
+  superseded: Promise<string[]>;
   /** Stops taking requests, lets those in flight finish (see CloseOptions), stops the job runner and the sweep, closes storage and the database. */
   close(options?: CloseOptions): Promise<Closed>;
 }
@@ -172,6 +180,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   }
 
   let stopping = false;
+  let supersede: (migrations: string[]) => void = () => {};
+  const superseded = new Promise<string[]>((resolve) => {
+    supersede = resolve;
+  });
   // One sweep at a time: against a store that stopped answering, a sweep waits minutes on it,
   // and one started every interval on top would pile up, all let go at once when it is back.
   let sweeping: Promise<void> | undefined;
@@ -188,6 +200,17 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
           else app.log.error({ err }, `${what} failed`);
         }
       };
+      // First: a node a newer Wharf has superseded writes nothing more than it must.
+      await step('schema check', async () => {
+        const newer = await core.health.newerMigrations();
+        if (newer.length === 0) return;
+        app.log.error(
+          { migrations: newer },
+          'the database was migrated by a newer Wharf while this one runs: stopping, as an older node must not write to it',
+        );
+        stopping = true;
+        supersede(newer);
+      });
       await step('sweep', () => core.uploads.sweep());
       // Retention: old events and finished webhook deliveries (WHARF_EVENTS_RETENTION_DAYS).
       await step('event retention', () => core.webhooks.prune());
@@ -230,6 +253,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     metrics,
     metricsUrl: metricsListener?.url,
     sweep,
+    superseded,
     async listen() {
       await app.listen({ host: config.host, port: config.port });
       if (!config.apiKey && (await core.keys.count()) === 0) {

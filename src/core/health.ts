@@ -64,6 +64,11 @@ export class HealthService {
     return result;
   }
 
+  /** Migrations of a newer Wharf in the database (see Wharf.superseded); none while it is this one's. */
+  newerMigrations(): Promise<string[]> {
+    return this.store.newerMigrations();
+  }
+
   private async check(): Promise<Readiness> {
     const [database, storage] = await Promise.all([
       this.timed(() => this.store.ping()),

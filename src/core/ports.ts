@@ -381,6 +381,11 @@ export interface StatsStore {
   countJobs(): Promise<JobCount[]>;
   /** A trivial query: resolves once the database answered. */
   ping(): Promise<void>;
+  /**
+   * Migrations the database has run that this version does not know, sorted: a newer Wharf
+   * took it over while this process runs (see Wharf.superseded). Empty when it is this one's.
+   */
+  newerMigrations(): Promise<string[]>;
 }
 
 /** The events outbox (written by the other slices, in the transactions they describe). */

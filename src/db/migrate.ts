@@ -81,12 +81,17 @@ async function refuseNewerSchema(db: Kysely<any>): Promise<void> {
     if (await hasMigrationTable(db)) throw err;
     return;
   }
-  const unknown = done.filter((name) => !(name in migrations)).sort();
+  const unknown = unknownMigrations(done);
   if (unknown.length > 0) {
     throw new ConfigError(
       `WHARF_DATABASE_URL: this database was migrated by a newer Wharf (${unknown.join(', ')}), which this version does not know. Run that version or a later one; to go back, restore the backup taken before the upgrade.`,
     );
   }
+}
+
+/** Of the migrations a database has run, those this version does not know, sorted. */
+export function unknownMigrations(done: string[]): string[] {
+  return done.filter((name) => !Object.hasOwn(migrations, name)).sort();
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema

@@ -128,6 +128,27 @@ describe('a start that cannot succeed', () => {
     assert.deepEqual(await keyIds(inst), [], 'nothing was made meanwhile');
   });
 
+  test('a server running when a newer Wharf migrates its database stops at its next sweep, exit 1, naming WHARF_DATABASE_URL; restarted, it is refused', {
+    timeout: 60_000,
+  }, async () => {
+    const inst = await installation({ WHARF_SWEEP_INTERVAL: '1' });
+    const r = start(inst.env);
+    await r.waitFor(LISTENING);
+    await sql(
+      inst.databaseUrl,
+      `insert into wharf_migrations (name, timestamp) values ('999_from_a_later_wharf', '2099-01-01T00:00:00.000Z')`,
+    );
+    assert.equal((await r.exited).code, 1, r.stderr());
+    assert.match(
+      r.stderr(),
+      /^wharf: WHARF_DATABASE_URL: a newer Wharf migrated this database \(999_from_a_later_wharf\) while this one ran: stopping/m,
+    );
+    assert.match(r.stdout(), /the database was migrated by a newer Wharf while this one runs/);
+    const again = start(inst.env);
+    assert.equal((await again.exited).code, 1);
+    assert.match(again.stderr(), /this database was migrated by a newer Wharf \(999_from_a_later_wharf\)/);
+  });
+
   test('bad log level: one line, exit 1', async () => {
     const inst = await installation();
     const r = start({ ...inst.env, WHARF_LOG_LEVEL: 'verbose' });

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { JobCount, StatsStore } from '../../core/ports.js';
+import { unknownMigrations } from '../migrate.js';
 import type { SqlContext } from './context.js';
 
 export function statsQueries({ db }: SqlContext): StatsStore {
@@ -22,6 +23,11 @@ export function statsQueries({ db }: SqlContext): StatsStore {
 
     async ping(): Promise<void> {
       await sql`select 1`.execute(db);
+    },
+
+    async newerMigrations(): Promise<string[]> {
+      const { rows } = await sql<{ name: string }>`select name from wharf_migrations`.execute(db);
+      return unknownMigrations(rows.map((r) => r.name));
     },
   };
 }
