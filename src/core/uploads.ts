@@ -246,6 +246,11 @@ export class UploadService {
     );
   }
 
+  /** WHARF_MAX_FILES_PER_REQUEST: how many files one presign call may declare. */
+  get maxFilesPerRequest(): number {
+    return this.settings.maxFilesPerRequest;
+  }
+
   /** The file size limit of an account, for requests that carry no principal (storage). */
   async accountFileLimit(accountId: string): Promise<number> {
     const account = await this.store.getAccount(accountId);

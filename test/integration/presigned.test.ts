@@ -18,6 +18,7 @@ import {
 } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api, b64, heldLastByte, md5Hex, sha256Hex } from '../helpers/http.js';
+import { sendRaw } from '../helpers/raw-http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 let w: TestWharf;
@@ -757,6 +758,57 @@ describe('batches', () => {
       const done = await complete(w, w.key, uploads[i]!.id);
       assert.equal(done.body.asset.name, files[i]!.name);
     }
+  });
+
+  test('1000 declarations at their largest fit the body limit, escaped and pretty-printed', async () => {
+    // A 255-byte name (126 two-byte letters and ".ab"), every digest, each non-ASCII character
+    // written as \u00e9: six characters for two bytes.
+    const name = `${'é'.repeat(126)}.ab`;
+    const salt = randomBytes(8).toString('hex');
+    assert.equal(Buffer.byteLength(name), 255);
+    const files = Array.from({ length: 1000 }, (_, i) => ({
+      name: `${String(i).padStart(3, '0')}${name.slice(3)}`,
+      content_type: 'application/octet-stream',
+      size: 1,
+      // Of bytes no other test stores: no declaration matches a file the account holds.
+      sha256: sha256Hex(Buffer.from(`largest ${i} ${salt}`)),
+      md5: md5Hex(Buffer.from(`largest ${i} ${salt}`)),
+    }));
+    const body = JSON.stringify({ files }, null, 2).replace(
+      /[\u0080-\uffff]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+    );
+    assert.ok(body.length > 900_000, `${body.length} bytes`);
+    const res = await fetch(`${w.url}/v1/uploads`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/json' },
+      body,
+    });
+    assert.equal(res.status, 201, await res.clone().text());
+    const uploads = ((await res.json()) as { uploads: Intent[] }).uploads;
+    assert.equal(uploads.length, 1000);
+    assert.equal(uploads[7]!.name, files[7]!.name);
+  });
+
+  test('a body larger than any batch could be is refused from its Content-Length, before it is read', async () => {
+    const before = countUploads();
+    const res = await sendRaw(
+      Number(new URL(w.url).port),
+      {
+        method: 'POST',
+        target: '/v1/uploads',
+        headers: [
+          ['x-api-key', w.key],
+          ['content-type', 'application/json'],
+          ['content-length', String(4 * 1024 * 1024)],
+        ],
+      },
+      15_000,
+    );
+    assert.equal(res.kind, 'response', 'answered without the body being sent');
+    assert.equal(res.status, 413);
+    assert.equal(JSON.parse(res.body.toString()).error.code, 'FILE_TOO_LARGE');
+    assert.equal(countUploads(), before);
   });
 
   test('1001 files are TOO_MANY_FILES and nothing is recorded', async () => {
