@@ -18,6 +18,11 @@ export interface Config {
   uploadExpiresSeconds: number;
   maxFilesPerRequest: number;
   sweepIntervalSeconds: number;
+  /**
+   * How long a direct upload's lease lasts: the node streaming its body renews it a third of this
+   * apart, and once a dead node's lease has run out, any node's sweep ends the upload.
+   */
+  directUploadLeaseSeconds: number;
   /** How often this node looks for due jobs (processing, verification); 0 runs none. */
   jobIntervalMs: number;
   /** How many jobs this node runs at once (a slow webhook endpoint must not hold up processing). */
@@ -273,6 +278,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     uploadExpiresSeconds: integer(env, 'WHARF_UPLOAD_EXPIRES', 900, 1, 7 * 24 * 3600),
     maxFilesPerRequest: integer(env, 'WHARF_MAX_FILES_PER_REQUEST', 1000, 1, 10_000),
     sweepIntervalSeconds: integer(env, 'WHARF_SWEEP_INTERVAL', 60, 0, 24 * 3600),
+    directUploadLeaseSeconds: integer(env, 'WHARF_DIRECT_UPLOAD_LEASE', 300, 3, 24 * 3600),
     jobIntervalMs: integer(env, 'WHARF_JOB_INTERVAL_MS', 1000, 0, 3600_000),
     jobConcurrency: integer(env, 'WHARF_JOB_CONCURRENCY', 4, 1, 64),
     inlineVerifyMaxBytes: integer(

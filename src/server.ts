@@ -226,6 +226,18 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       ? setInterval(sweep, config.sweepIntervalSeconds * 1000).unref()
       : undefined;
 
+  // The leases of the direct uploads this node streams (see DirectUploadLeases): renewed on
+  // every node, whether or not it sweeps, since another node's sweep ends an upload whose lease
+  // ran out. A failed renewal is logged and tried again at the next tick; a lease outlasts two.
+  // A tick while the last renewal still waits (on a database that stopped answering) adds none:
+  // they would pile up on it.
+  const leases = core.uploads.leases;
+  const renewLeases = () => {
+    if (leases.busy) return;
+    leases.renew().catch((err: unknown) => app.log.warn({ err }, 'direct upload lease renewal failed'));
+  };
+  const leaseTimer = setInterval(renewLeases, leases.renewEveryMs).unref();
+
   // Every node polls the shared queue; the claim gives each job to exactly one of them. A
   // stopping node finishes the jobs it holds and claims no other. Several workers per node, so
   // one slow job (a webhook endpoint that takes its whole timeout, a large image) does not hold
@@ -294,6 +306,9 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
           app.server.closeAllConnections();
         }
         await closed;
+        // Uploads still streaming kept their leases until here (another node's sweep would have
+        // ended them); none runs any more.
+        clearInterval(leaseTimer);
         // Background work: no sweep or job starts any more. The jobs held get what is left of
         // the deadline to finish; the sweep is not waited for (the next one goes on from where
         // it stopped). Then the calls still waiting on storage end (a store that stopped
@@ -303,7 +318,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         if (deadline === undefined) await jobs;
         else await settlesWithin(jobs, Math.max(0, deadline - (performance.now() - started)));
         opened.abandonStorageCalls();
-        const background = Promise.all([sweeping, jobs]);
+        const background = Promise.all([sweeping, jobs, leases.settled()]);
         if (deadline === undefined) await background;
         else if (!(await settlesWithin(background, CUT_SETTLE_MS))) {
           app.log.warn('background work (the sweep or a job) was still running when the database closed');

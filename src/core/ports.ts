@@ -256,8 +256,17 @@ export interface UploadStore {
     limit: number,
     owner?: { keyId: string; tokenId: string | null },
   ): Promise<Upload[]>;
-  /** Pending uploads whose expiry is before `before`, oldest first. */
-  listStaleUploads(before: number, limit: number): Promise<Upload[]>;
+  /**
+   * Pending uploads that have ended by time, earliest expiry first: those whose expiry is before
+   * `before`, and with `leasedBefore`, direct uploads whose expiry (their lease: see
+   * DirectUploadLeases) is before that.
+   */
+  listStaleUploads(before: number, limit: number, leasedBefore?: number): Promise<Upload[]>;
+  /**
+   * Moves the expiry of these pending direct uploads to `until` (their leases, renewed by the
+   * process streaming them), never back; how many it moved. One statement for them all.
+   */
+  renewUploads(ids: string[], until: number): Promise<number>;
   /**
    * Ends a pending upload without an asset (expired, cancelled by its client, or failed), gives
    * back what it held (reservations) and records why as an event; false if it was no longer

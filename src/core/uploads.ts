@@ -11,6 +11,7 @@ import {
 } from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
+import { DirectUploadLeases } from './direct-leases.js';
 import { isWharfError, WharfError } from './errors.js';
 import type { UploadEnding } from './events.js';
 import { DigestStream } from './hashing.js';
@@ -50,6 +51,8 @@ export interface UploadSettings {
   maxOpenUploadsPerKey: number;
   /** The most pending uploads one upload token may have (a token may ask for fewer). */
   maxOpenUploadsPerToken: number;
+  /** How long a direct upload's lease lasts from its last renewal (see DirectUploadLeases). */
+  directUploadLeaseMs: number;
 }
 
 /**
@@ -190,7 +193,6 @@ export const VERIFY_ASSET_JOB = 'verify-asset';
 const SAFE_EXTENSION = /\.[a-z0-9]{1,10}$/;
 const KEY_PATTERN =
   /^([A-Za-z0-9_-]{1,64})\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.[a-z0-9]{1,10})?$/;
-const DIRECT_UPLOAD_TTL_MS = 24 * 3600_000;
 /** Leftovers of writes (temp files, multipart uploads no upload runs) older than this are removed. */
 const DEBRIS_AGE_MS = 3600_000;
 const MAX_EXPIRES_SECONDS = 7 * 24 * 3600;
@@ -229,6 +231,9 @@ function checkExternalId(id: string | undefined): string | null {
 }
 
 export class UploadService {
+  /** The leases of the direct uploads this process streams; the server renews them periodically. */
+  readonly leases: DirectUploadLeases;
+
   constructor(
     private readonly store: Store,
     private readonly blobs: BlobStore,
@@ -236,7 +241,9 @@ export class UploadService {
     private readonly ids: IdSource,
     private readonly settings: UploadSettings,
     private readonly telemetry: Telemetry = NO_TELEMETRY,
-  ) {}
+  ) {
+    this.leases = new DirectUploadLeases(store, clock, settings.directUploadLeaseMs);
+  }
 
   /** The largest file the caller may upload: its account's limit, or its token's if smaller. */
   maxFileSize(principal: Pick<Principal, 'maxFileSize' | 'grant'>): number {
@@ -268,11 +275,11 @@ export class UploadService {
   /**
    * Direct uploads of this process that ended but whose ending could not be recorded (SQLITE_FULL
    * while the disk was full, a database outage), with that ending and when it happened. A direct
-   * upload ends with its request, so nothing else would end its row before DIRECT_UPLOAD_TTL_MS
-   * (a day), and meanwhile it held its token's files, bytes and open-upload slot and listed as
-   * pending. Each sweep records them again (see endUnrecorded); a cancel of one records it at
-   * once. In memory: only this process knows its request is over (on the scaled deployment
-   * another node may be streaming a direct upload right now, so a pending row alone says nothing).
+   * upload ends with its request; until its lease ran out (see DirectUploadLeases) it held its
+   * token's files, bytes and open-upload slot and listed as pending, and then it would be recorded
+   * as expired rather than as the failure it was. Each sweep records them again (see
+   * endUnrecorded); a cancel of one records it at once. In memory: only this process knows its
+   * request is over.
    */
   private readonly unrecorded = new Map<string, { ending: UploadEnding; at: number }>();
 
@@ -311,6 +318,7 @@ export class UploadService {
       }
       // The row exists before any byte is written, so a crash mid-write leaves something
       // the sweep can find and clean.
+      const leaseEnd = this.leases.until();
       upload = this.newUpload(principal, 'direct', {
         name,
         contentType,
@@ -319,8 +327,12 @@ export class UploadService {
         md5: expectedMd5,
         externalId: null,
         intent: input.intent ?? {},
-        expiresAt: this.clock.now() + DIRECT_UPLOAD_TTL_MS,
+        expiresAt: leaseEnd,
       });
+      // Its expiry is a lease, renewed while the body streams (see DirectUploadLeases), not its
+      // token's: a request that began while the token was valid is taken whole, however long the
+      // link takes (a token expiring mid-body must not let the sweep end a live upload).
+      upload.expiresAt = leaseEnd;
       // Nothing is held against the quota: bytes the account already holds cost nothing, so
       // only the completion, with the content known, can tell (it commits only what fits). A
       // token's budget counts every file it sends, so a declared length is held now.
@@ -335,19 +347,25 @@ export class UploadService {
       throw err;
     }
 
-    let digests: Digests | undefined;
+    // Renewed until the request is over, its ending recorded (or remembered: see unrecorded).
+    this.leases.hold(upload.id);
     try {
-      digests = await this.writeVerified(upload.storageKey, input.body, limit, contentType, async (d) => {
-        checkDigests(d, { sha256: expectedSha256, md5: expectedMd5 });
-        await input.beforeCommit?.();
-      });
-    } catch (err) {
-      this.telemetry.uploadFailed('direct', err);
-      // The client is told why its upload failed, even when recording that failed too.
-      await this.endDirect(upload.id, failureOf(err));
-      throw err;
+      let digests: Digests | undefined;
+      try {
+        digests = await this.writeVerified(upload.storageKey, input.body, limit, contentType, async (d) => {
+          checkDigests(d, { sha256: expectedSha256, md5: expectedMd5 });
+          await input.beforeCommit?.();
+        });
+      } catch (err) {
+        this.telemetry.uploadFailed('direct', err);
+        // The client is told why its upload failed, even when recording that failed too.
+        await this.endDirect(upload.id, failureOf(err));
+        throw err;
+      }
+      return await this.finish(upload, digests);
+    } finally {
+      this.leases.release(upload.id);
     }
-    return this.finish(upload, digests);
   }
 
   /**
@@ -991,14 +1009,29 @@ export class UploadService {
     return 'rejected';
   }
 
-  /** Expires abandoned intents and frees their bytes; clears storage debris. */
+  /**
+   * Expires abandoned intents and frees their bytes; clears storage debris. A direct upload ends
+   * once its lease has run out (its process died mid-body: see DirectUploadLeases), with no grace:
+   * it has no confirm step to wait for.
+   */
   async sweep(): Promise<{ expired: number; debris: number; reconciled: number }> {
     await this.endUnrecorded();
     const reconciled = await this.reconcile();
+    // This process's own direct uploads first get a fresh lease, so that its sweep never ends one
+    // it is streaming, whatever held its timer's renewals up. If that fails (the database away),
+    // no lease is judged by this sweep: one of them may be this process's own.
+    const renewed = await this.leases.renew().then(
+      () => true,
+      () => false,
+    );
     const now = this.clock.now();
     let expired = 0;
     for (;;) {
-      const stale = await this.store.listStaleUploads(now - this.settings.completionGraceMs, 200);
+      const stale = await this.store.listStaleUploads(
+        now - this.settings.completionGraceMs,
+        200,
+        renewed ? now : undefined,
+      );
       for (const upload of stale) {
         if (!(await this.store.expireUpload(upload.id, now))) continue;
         expired += 1;
@@ -1084,7 +1117,8 @@ export class UploadService {
   /**
    * A pending upload of the caller's, with a fresh id and the storage key that id gives. What
    * the caller's scopes, confinement and token allow and stamp is applied here (every flow
-   * builds its uploads through this); an upload never outlives the token it was made with.
+   * builds its uploads through this); an upload never outlives the token it was made with (but
+   * for a direct upload's body, which began in time: its expiry is a lease, see uploadDirect).
    */
   newUpload(
     principal: Principal,

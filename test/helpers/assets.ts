@@ -219,12 +219,18 @@ export function countAssets(w: TestWharf): number {
 
 /**
  * Waits for the server to reach a state the client cannot observe directly (the server
- * side of an aborted request). Polls; never asserts how long anything took.
+ * side of an aborted request). Polls; never asserts how long anything took. By default 500
+ * checks 10 ms apart; what waits on the server's own timers (a lease, a periodic sweep) polls
+ * less often and for longer (`every`, `tries`).
  */
-export async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i += 1) {
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  { every = 10, tries = 500 }: { every?: number; tries?: number } = {},
+): Promise<void> {
+  for (let i = 0; i < tries; i += 1) {
     if (await check()) return;
-    await sleep(10);
+    await sleep(every);
   }
   assert.fail(`never happened: ${what}`);
 }

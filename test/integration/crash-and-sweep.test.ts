@@ -6,11 +6,11 @@ import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { AFTER_COMMIT_CHECK_MS } from '../../src/core/assets.js';
 import { ManualClock } from '../../src/core/clock.js';
-import { dbQuery, objectFiles, uploadRaw } from '../helpers/assets.js';
+import { dbQuery, eventually, objectFiles, uploadRaw } from '../helpers/assets.js';
 import {
   holdsObject,
   pendingWrites,
@@ -20,6 +20,7 @@ import {
   storesOnS3,
 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
+import { startWharfProcess, type WharfProcess } from '../helpers/server-process.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -504,6 +505,205 @@ describe('a crash mid-upload', () => {
         ),
       );
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+// A direct upload's row holds its token's file, bytes and open-upload slot while its body
+// streams, and only the process running the request knows when that is over. Its expiry is a
+// lease that process renews (WHARF_DIRECT_UPLOAD_LEASE, a few seconds here): a killed process
+// renews nothing, and another node's sweep ends the upload once the lease has run out (it waited
+// a day); a live one's upload is never ended, however long it streams. Two processes of one
+// deployment: the same data directory on embedded, the same database and bucket when scaled.
+describe("a direct upload's lease", () => {
+  const LEASE_SECONDS = 3;
+  const nodes: WharfProcess[] = [];
+  let dataDir: string;
+  let backing: Awaited<ReturnType<typeof provision>>;
+  let env: Record<string, string>;
+  const server = () => ({ dataDir, backingEnv: backing.env });
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'wharf-lease-'));
+    backing = await provision();
+    env = {
+      ...backing.env,
+      WHARF_DATA_DIR: dataDir,
+      WHARF_API_KEY: `lease-test-key-${randomBytes(8).toString('hex')}`,
+      WHARF_DIRECT_UPLOAD_LEASE: String(LEASE_SECONDS),
+      // Every node sweeps every second: a lease is judged as soon as it can be.
+      WHARF_SWEEP_INTERVAL: '1',
+    };
+  });
+  after(async () => {
+    await Promise.all(nodes.map((node) => node.kill()));
+    await backing?.release();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  async function node(): Promise<WharfProcess> {
+    const started = await startWharfProcess({ ...env, WHARF_PORT: String(await freePort()) });
+    nodes.push(started);
+    return started;
+  }
+
+  /** A direct upload of `size` declared bytes to `base`, its body sent by the caller. */
+  function directUpload(base: string, secret: string, name: string, size: number) {
+    const req = request(`${base}/v1/assets?name=${name}`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${secret}`,
+        'content-type': 'application/octet-stream',
+        'content-length': String(size),
+      },
+    });
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      req.on('error', reject);
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+    });
+    // A test that fails before it awaits the answer reports that failure, not the cut connection.
+    answer.catch(() => {});
+    return { req, answer };
+  }
+
+  /** The one pending upload of the account, once it is recorded. */
+  async function thePending(
+    base: string,
+    key = env.WHARF_API_KEY!,
+  ): Promise<{ id: string; expires_at: string }> {
+    let found: { id: string; expires_at: string } | undefined;
+    await eventually(async () => {
+      const list = await api(base, key, 'GET', '/v1/uploads?status=pending');
+      found = list.body.data?.[0];
+      return found !== undefined;
+    }, 'the upload is recorded');
+    return found!;
+  }
+
+  test('a node killed mid-body: another node ends the upload once its lease ran out, and gives back what it held', async () => {
+    const doomed = await node();
+    const peer = await node();
+    // A token for one file: the upload holds its only file, its bytes and its open slot.
+    const minted = await api(peer.url, env.WHARF_API_KEY, 'POST', '/v1/upload-tokens', { max_files: 1 });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const token = { id: minted.body.token.id as string, secret: minted.body.secret as string };
+    const usage = async () =>
+      (await api(peer.url, env.WHARF_API_KEY, 'GET', `/v1/upload-tokens/${token.id}`)).body.usage;
+
+    const size = 64 * 1024 * 1024;
+    const { req } = directUpload(doomed.url, token.secret, 'cut.bin', size);
+    // 10 MiB: on S3 more than a part, so the body is an open multipart upload in the bucket.
+    req.write(randomBytes(10 * 1024 * 1024));
+    const upload = await thePending(peer.url);
+    await eventually(
+      async () => (await pendingWrites(server())).length === 1,
+      'the body is being written (a temp file, or an open multipart upload on S3)',
+      { every: 50, tries: 600 },
+    );
+    assert.deepEqual(await usage(), {
+      files_used: 0,
+      bytes_used: 0,
+      files_reserved: 1,
+      bytes_reserved: size,
+      open_uploads: 1,
+    });
+
+    await doomed.kill();
+    // Nothing asks for it: the peer's periodic sweep finds the lease run out and ends it.
+    await eventually(
+      async () =>
+        (await api(peer.url, env.WHARF_API_KEY, 'GET', `/v1/uploads/${upload.id}`)).body.status === 'expired',
+      'the upload of the killed node is ended',
+      { every: 100, tries: 1200 },
+    );
+    assert.deepEqual(await usage(), {
+      files_used: 0,
+      bytes_used: 0,
+      files_reserved: 0,
+      bytes_reserved: 0,
+      open_uploads: 0,
+    });
+    const events = await api(peer.url, env.WHARF_API_KEY, 'GET', '/v1/events?type=upload.expired');
+    assert.deepEqual(
+      events.body.data.map((e: { data: { upload: { id: string } } }) => e.data.upload.id),
+      [upload.id],
+    );
+    assert.deepEqual(await storedKeys(server()), []);
+
+    // The token's one file may be sent again.
+    const bytes = randomBytes(4096);
+    const again = directUpload(peer.url, token.secret, 'again.bin', bytes.length);
+    again.req.end(bytes);
+    const { status, body } = await again.answer;
+    assert.equal(status, 201, body);
+    assert.equal(JSON.parse(body).asset.sha256, createHash('sha256').update(bytes).digest('hex'));
+  });
+
+  test('a live node streaming a body for several leases keeps its upload, through every sweep, and completes it', async () => {
+    const streaming = await node();
+    const peer = nodes.find((n) => n.running() && n !== streaming) ?? (await node());
+    const minted = await api(peer.url, env.WHARF_API_KEY, 'POST', '/v1/upload-tokens', {});
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const bytes = randomBytes(4 * 1024 * 1024);
+    const { req, answer } = directUpload(streaming.url, minted.body.secret, 'slow.bin', bytes.length);
+    let sent = 64 * 1024;
+    req.write(bytes.subarray(0, sent));
+    const upload = await thePending(peer.url);
+    const first = Date.parse(upload.expires_at);
+    // A trickle, while both nodes sweep every second: the upload stays pending, its lease moved
+    // on by the node streaming it, until it has been renewed three leases past the first.
+    await eventually(
+      async () => {
+        req.write(bytes.subarray(sent, sent + 4096));
+        sent += 4096;
+        const state = (await api(peer.url, env.WHARF_API_KEY, 'GET', `/v1/uploads/${upload.id}`)).body;
+        assert.equal(state.status, 'pending', 'a live upload is never ended');
+        return Date.parse(state.expires_at) >= first + 3 * LEASE_SECONDS * 1000;
+      },
+      'the lease is renewed while the body streams',
+      { every: 200, tries: 600 },
+    );
+    req.end(bytes.subarray(sent));
+    const { status, body } = await answer;
+    assert.equal(status, 201, body);
+    const asset = JSON.parse(body).asset;
+    assert.equal(asset.sha256, createHash('sha256').update(bytes).digest('hex'));
+    const state = await api(peer.url, env.WHARF_API_KEY, 'GET', `/v1/uploads/${upload.id}`);
+    assert.equal(state.body.status, 'completed');
+    assert.equal(state.body.asset_id, asset.id);
+  });
+
+  test('a renewal that fails (the database away) ends nothing: the sweep of the node streaming the body then judges no lease', async () => {
+    const w = await startWharf();
+    const leases = w.wharf.core.uploads.leases;
+    const renew = leases.renew;
+    const bytes = randomBytes(256 * 1024);
+    const { req, answer } = directUpload(w.url, w.key, 'unrenewed.bin', bytes.length);
+    try {
+      req.write(bytes.subarray(0, 1024));
+      const upload = await thePending(w.url, w.key);
+      leases.renew = () => Promise.reject(new Error('the database is away'));
+      // Its lease ran out while no renewal got through: its own node's sweep leaves it alone.
+      w.clock.advance(leases.leaseMs * 2);
+      assert.equal((await w.wharf.core.uploads.sweep()).expired, 0);
+      assert.equal((await api(w.url, w.key, 'GET', `/v1/uploads/${upload.id}`)).body.status, 'pending');
+      leases.renew = renew;
+      assert.equal((await w.wharf.core.uploads.sweep()).expired, 0, 'renewed first, then judged');
+      req.end(bytes.subarray(1024));
+      const { status, body } = await answer;
+      assert.equal(status, 201, body);
+    } finally {
+      leases.renew = renew;
+      // A failed assertion left the body unfinished: the stop would wait for it.
+      req.destroy();
+      await w.close();
     }
   });
 });

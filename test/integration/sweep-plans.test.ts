@@ -93,6 +93,9 @@ describe('the queries the sweep and the job runner send', () => {
     ['pruneEvents', () => store.pruneEvents(NOW - 30 * DAY, 1000)],
     ['pruneDeliveries', () => store.pruneDeliveries(NOW - 30 * DAY, 1000)],
     ['listStaleUploads', () => store.listStaleUploads(NOW - 3_600_000, 200)],
+    // Direct uploads whose lease ran out, with the rest (see DirectUploadLeases).
+    ['listStaleUploads (leases)', () => store.listStaleUploads(NOW - 3_600_000, 200, NOW)],
+    ['renewUploads', () => store.renewUploads(['upload-1', 'upload-2'], NOW + 300_000)],
     ['listAutoCompletable', () => store.listAutoCompletable(500)],
     ['claimJob', () => store.claimJob('worker-1', NOW, NOW + 60_000)],
     [

@@ -28,6 +28,9 @@ import { fromAsset, fromJob, fromUpload, parseIntent, toAsset, toUpload } from '
 // The conditions of the partial indexes over pending uploads (migration 009), as literals.
 const PENDING = sql.lit('pending');
 const AUTO_COMPLETE = sql.lit(1);
+const DIRECT = sql.lit('direct');
+/** Direct uploads one renewal statement names at most (see renewUploads). */
+const RENEW_CHUNK = 500;
 
 export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
   // Group commit: intents created by concurrent requests are written in one transaction,
@@ -276,16 +279,37 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       });
     },
 
-    async listStaleUploads(before: number, limit: number): Promise<Upload[]> {
-      const rows = await db
-        .selectFrom('uploads')
-        .selectAll()
-        .where('status', '=', PENDING)
-        .where('expires_at', '<', before)
-        .orderBy('expires_at')
-        .limit(limit)
-        .execute();
+    async listStaleUploads(before: number, limit: number, leasedBefore?: number): Promise<Upload[]> {
+      // Literals, so the partial index uploads_pending_expiry serves it (see migration 009): one
+      // range of it, up to the later bound, the direct uploads' own bound filtered within.
+      let query = db.selectFrom('uploads').selectAll().where('status', '=', PENDING);
+      if (leasedBefore === undefined || leasedBefore <= before) {
+        query = query.where('expires_at', '<', before);
+      } else {
+        query = query
+          .where('expires_at', '<', leasedBefore)
+          .where((eb) => eb.or([eb('expires_at', '<', before), eb('kind', '=', DIRECT)]));
+      }
+      const rows = await query.orderBy('expires_at').limit(limit).execute();
       return rows.map(toUpload);
+    },
+
+    async renewUploads(ids: string[], until: number): Promise<number> {
+      let renewed = 0;
+      // Chunks well under SQLite's bound-parameter limit; a process streams far fewer at once.
+      for (let at = 0; at < ids.length; at += RENEW_CHUNK) {
+        const result = await db
+          .updateTable('uploads')
+          .set({ expires_at: until })
+          .where('id', 'in', ids.slice(at, at + RENEW_CHUNK))
+          .where('status', '=', PENDING)
+          .where('kind', '=', DIRECT)
+          // Never back: a renewal that waited on the database past a later one changes nothing.
+          .where('expires_at', '<', until)
+          .executeTakeFirst();
+        renewed += Number(result.numUpdatedRows);
+      }
+      return renewed;
     },
 
     async expireUpload(
