@@ -198,7 +198,7 @@ export class S3BlobStore implements BlobStore {
       await upload.done();
     } catch (err) {
       source.destroy();
-      await this.abortUploadsOf(key);
+      await this.abortWrites(key);
       throw err;
     }
     try {
@@ -756,10 +756,10 @@ export class S3BlobStore implements BlobStore {
 
   /**
    * lib-storage aborts its multipart upload when the body fails, but not when the failure
-   * races the upload's creation; a key belongs to one write, so whatever is open under it
-   * is this write's debris.
+   * races the upload's creation (nor when its process dies); a key belongs to one write, so
+   * whatever is open under it is that write's debris.
    */
-  private async abortUploadsOf(key: string): Promise<void> {
+  async abortWrites(key: string): Promise<void> {
     try {
       const page = await this.client.send(
         new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: key }),
@@ -768,7 +768,7 @@ export class S3BlobStore implements BlobStore {
         if (upload.Key === key && upload.UploadId) await this.abortUpload(key, upload.UploadId);
       }
     } catch {
-      // The write's own error matters more; sweepIncomplete() catches what is left.
+      // The write's own error (or the sweep's work) matters more; sweepIncomplete() catches what is left.
     }
   }
 

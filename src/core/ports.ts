@@ -837,6 +837,14 @@ export interface BlobStore {
    * run for a day, while a crashed write's leftovers should go within the hour.
    */
   sweepIncomplete(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number>;
+  /**
+   * Ends the writes of `key` that never finished and frees what they stored, for stores where a
+   * write outlives the process that made it (an S3 multipart upload a direct upload's body
+   * streamed into, left open by a process that died). Best effort: what it cannot end,
+   * sweepIncomplete ends later. Absent where a dead process's writes go with it (the local
+   * store's temp files are its process's: see processTempDir).
+   */
+  abortWrites?(key: string): Promise<void>;
   close(): Promise<void>;
 }
 

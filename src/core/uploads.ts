@@ -243,6 +243,9 @@ export class UploadService {
     private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.leases = new DirectUploadLeases(store, clock, settings.directUploadLeaseMs);
+    // A direct upload the sweep ends had its process die mid-body (its lease ran out): on S3 its
+    // write is a multipart upload left open, freed now rather than as debris an hour later.
+    this.registerKind('direct', { expire: async (upload) => this.blobs.abortWrites?.(upload.storageKey) });
   }
 
   /** The largest file the caller may upload: its account's limit, or its token's if smaller. */

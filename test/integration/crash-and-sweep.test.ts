@@ -345,14 +345,17 @@ describe('a crash mid-upload', () => {
         assert.deepEqual(await pendingWrites(server), [], 'the restart removed the partial write');
       } else {
         // A bucket may be shared by nodes whose uploads are still running, so a start does
-        // not abort open multipart uploads; the sweep aborts those older than an hour.
+        // not abort open multipart uploads; the sweep that ends the upload once its lease has
+        // run out (see "a direct upload's lease" below) aborts its one.
         assert.equal((await pendingWrites(server)).length, 1);
         const later = await startWharf({
           sharing: server as TestWharf,
           clock: new ManualClock(Date.now() + 61 * 60_000),
         });
         try {
-          assert.equal((await later.wharf.core.uploads.sweep()).debris, 1);
+          const swept = await later.wharf.core.uploads.sweep();
+          assert.equal(swept.expired, 1);
+          assert.equal(swept.debris, 0, 'aborted with its upload, not left as debris');
         } finally {
           await later.close();
         }
@@ -635,6 +638,11 @@ describe("a direct upload's lease", () => {
       events.body.data.map((e: { data: { upload: { id: string } } }) => e.data.upload.id),
       [upload.id],
     );
+    // Its bytes go too: the dead process's temp file, or the multipart upload left open on S3.
+    await eventually(async () => (await pendingWrites(server())).length === 0, 'the partial body is freed', {
+      every: 100,
+      tries: 600,
+    });
     assert.deepEqual(await storedKeys(server()), []);
 
     // The token's one file may be sent again.
