@@ -1057,14 +1057,18 @@ export class UploadService {
     return { expired, debris, reconciled };
   }
 
-  /** Whether `key` is written by a multipart or resumable upload that may still run (not debris). */
+  /**
+   * Whether `key` is written by an upload that may still run (not debris): a multipart or
+   * resumable upload, or a direct upload whose lease is live (its body still streams, for more
+   * than the hour debris waits, perhaps, on S3 an open multipart upload all that time).
+   */
   private async runsLong(key: string, now: number): Promise<boolean> {
     const uploadId = uploadIdFromKey(key);
     const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
+    if (upload?.storageKey !== key || upload.status !== 'pending') return false;
+    if (upload.kind === 'direct') return now <= upload.expiresAt;
     return (
-      upload?.storageKey === key &&
       (upload.kind === 'multipart' || upload.kind === 'tus' || upload.kind === 'rufh') &&
-      upload.status === 'pending' &&
       now <= this.completableUntil(upload)
     );
   }

@@ -714,4 +714,34 @@ describe("a direct upload's lease", () => {
       await w.close();
     }
   });
+
+  // The sweep aborts open multipart uploads older than an hour as debris of writes that never
+  // finished; a direct upload's is not one while its lease is live, however long it streams.
+  test('on S3, the open multipart upload of a body streaming for more than an hour is not taken for debris', {
+    skip:
+      !storesOnS3 &&
+      "the local store judges its own temp files by when they were last written, which a streaming body keeps recent; S3's multipart uploads by when they began",
+  }, async () => {
+    const w = await startWharf();
+    const bytes = randomBytes(12 * 1024 * 1024);
+    const { req, answer } = directUpload(w.url, w.key, 'long.bin', bytes.length);
+    try {
+      // More than a part: the body is an open multipart upload in the bucket.
+      req.write(bytes.subarray(0, 10 * 1024 * 1024));
+      await eventually(async () => (await pendingWrites(w)).length === 1, 'the multipart upload is open', {
+        every: 50,
+        tries: 600,
+      });
+      w.clock.advance(61 * 60_000);
+      assert.deepEqual(await w.wharf.core.uploads.sweep(), { expired: 0, debris: 0, reconciled: 0 });
+      assert.equal((await pendingWrites(w)).length, 1, 'the live write is left alone');
+      req.end(bytes.subarray(10 * 1024 * 1024));
+      const { status, body } = await answer;
+      assert.equal(status, 201, body);
+      assert.equal(JSON.parse(body).asset.sha256, createHash('sha256').update(bytes).digest('hex'));
+    } finally {
+      req.destroy();
+      await w.close();
+    }
+  });
 });
