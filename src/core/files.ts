@@ -5,7 +5,8 @@ import { isWharfError, WharfError } from './errors.js';
 import type { Access, Asset, FileVersion, Principal } from './model.js';
 import { validateFileName } from './names.js';
 import type { Store } from './ports.js';
-import type { DirectUpload, UploadOutcome, UploadService } from './uploads.js';
+import type { DirectUpload, UploadOutcome } from './upload-types.js';
+import type { UploadService } from './uploads.js';
 
 const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 

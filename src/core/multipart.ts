@@ -14,7 +14,8 @@ import {
   type Store,
   type StoredPart,
 } from './ports.js';
-import { checkAgainstHeld, type UploadOutcome, type UploadService } from './uploads.js';
+import type { UploadOutcome } from './upload-types.js';
+import { checkAgainstHeld, type UploadService } from './uploads.js';
 
 export interface MultipartSettings {
   /** How long a multipart upload may take before it is aborted and its parts freed. */

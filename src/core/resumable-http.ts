@@ -11,7 +11,8 @@ import {
   type ResumableService,
   type ResumableStorage,
 } from './resumable.js';
-import { failureOf, type UploadOutcome } from './uploads.js';
+import type { UploadOutcome } from './upload-types.js';
+import { failureOf } from './uploads.js';
 
 /** What a RUFH upload resource advertises in `Upload-Limit`. */
 export interface RufhLimits {

@@ -7,7 +7,8 @@ import type { Digests, Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { Store } from './ports.js';
 import { refusedForResources } from './unavailable.js';
-import { failureOf, type UploadOutcome, type UploadService } from './uploads.js';
+import type { UploadOutcome } from './upload-types.js';
+import { failureOf, type UploadService } from './uploads.js';
 
 /**
  * Where a resumable protocol (tus, RUFH) keeps an upload's bytes while they arrive: somewhere

@@ -6,7 +6,8 @@ import type { Principal, Upload } from './model.js';
 import { checkPartNumber, type MultipartService } from './multipart.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { BlobStore, PresignedRequest, S3Operation, Store } from './ports.js';
-import type { UploadService, UploadSettings } from './uploads.js';
+import type { UploadSettings } from './upload-types.js';
+import type { UploadService } from './uploads.js';
 
 /** One S3 request a browser client (Uppy 6's `signRequest`) asks Wharf to presign. */
 export interface S3SignRequest {

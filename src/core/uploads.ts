@@ -17,7 +17,7 @@ import type { UploadEnding } from './events.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import { KeyedQueue } from './keyed-queue.js';
-import type { Asset, Digests, FileVersion, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
+import type { Asset, Digests, ObjectInfo, Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import {
   type BlobStore,
@@ -25,161 +25,25 @@ import {
   type NewJob,
   ObjectMissing,
   type PresignedPost,
-  type PresignedRequest,
   type Store,
   type UploadLimits,
   type UploadToRecord,
 } from './ports.js';
 import type { Replacement } from './privacy.js';
 import { NO_TELEMETRY, stopwatch, type Telemetry } from './telemetry.js';
-
-export interface UploadSettings {
-  /** Server-wide default; an account's own limit overrides it. */
-  maxFileSize: number;
-  /** How long a presigned URL (and its upload intent) stays valid. */
-  uploadExpiresInSeconds: number;
-  maxFilesPerRequest: number;
-  /** After expiry, how long a pending upload whose bytes did arrive may still complete. */
-  completionGraceMs: number;
-  /**
-   * When storage cannot attest a SHA-256 (most S3 servers), objects up to this size are
-   * hashed during completion; larger ones with a declared SHA-256 become `verifying` assets
-   * and a job hashes them, so a confirm call never waits minutes on a huge file.
-   */
-  inlineVerifyMaxBytes: number;
-  /** The most pending uploads one key may have (its tokens' uploads count for the tokens). */
-  maxOpenUploadsPerKey: number;
-  /** The most pending uploads one upload token may have (a token may ask for fewer). */
-  maxOpenUploadsPerToken: number;
-  /** How long a direct upload's lease lasts from its last renewal (see DirectUploadLeases). */
-  directUploadLeaseMs: number;
-}
-
-/**
- * What a kind of upload adds to the sweep. `reconcile` is asked, in place of a plain look at
- * the upload's key, whether a pending upload's object is there, and may put it there (parts
- * that were all sent but never composed, a tus file whose last byte arrived); it returns
- * true once it is. `expire` frees whatever else the kind keeps in storage. `debris` removes
- * what the kind keeps outside the blob store that `inUse` does not claim (a crash left it).
- */
-export interface UploadKindHooks {
-  reconcile?(upload: Upload): Promise<boolean>;
-  expire?(upload: Upload): Promise<void>;
-  debris?(olderThan: number, inUse: (key: string) => Promise<boolean>): Promise<number>;
-}
-
-/** A file as a client declares it before sending the bytes. Digests in hex or base64. */
-export interface FileDeclaration {
-  name: string;
-  contentType?: string | undefined;
-  size: number;
-  sha256?: string | undefined;
-  md5?: string | undefined;
-  /** An id the client chose for this upload (unique in the account). */
-  externalId?: string | undefined;
-  intent?: UploadIntent | undefined;
-}
-
-/** Options for one batch of presigned uploads. */
-export interface PresignOptions {
-  /** Overrides the server's default validity (bounded by it and by a week). */
-  expiresInSeconds?: number | undefined;
-  /**
-   * The URL requires only Content-Type (and Content-Length), for clients documented to send
-   * nothing else. The declared digests still bind the upload: the embedded endpoint refuses
-   * other bytes and completion re-verifies, but an S3 store checks neither digests nor
-   * write-once on the PUT itself (see PresignPutRequest.contentTypeOnly).
-   */
-  contentTypeOnly?: boolean | undefined;
-}
-
-/** A browser-form upload (POST policy) of a file whose exact size is not known in advance. */
-export interface PostDeclaration {
-  name: string;
-  /** Bound into the policy when given; otherwise the form may send any type. */
-  contentType?: string | undefined;
-  /**
-   * Without `contentType`: the type the form's Content-Type field carries unless the client
-   * sends another (application/octet-stream when not given). The file gets the type the form
-   * sends, and a token's allowed types are checked against it at completion.
-   */
-  defaultContentType?: string | undefined;
-  /** Defaults to the account's file size limit. */
-  maxSize?: number | undefined;
-  externalId?: string | undefined;
-  intent?: UploadIntent | undefined;
-  expiresInSeconds?: number | undefined;
-}
-
-/** What a client asserts about the bytes when it confirms an upload. */
-export interface CompletionClaims {
-  /** Merged into the new asset's metadata (what the client reports about its upload). */
-  metadata?: Record<string, unknown> | undefined;
-  size?: number | undefined;
-  /** Hex or base64. */
-  sha256?: string | undefined;
-  md5?: string | undefined;
-}
-
-export type IntentResult =
-  | { status: 'pending'; upload: Upload; request: PresignedRequest }
-  | { status: 'exists'; asset: Asset };
-
-export interface UploadOutcome {
-  asset: Asset;
-  /** The content was already stored in this account; the existing asset is returned. */
-  deduplicated: boolean;
-  /** The version recorded, when the upload targeted a named file. */
-  version?: FileVersion | undefined;
-  /**
-   * The caller's own upload, when `asset` is shown as that upload declared it (an isolated
-   * caller's upload of content the account already held, see viewThrough). What is an
-   * upload's own, such as its storage key, is to be told from this one: the asset's record
-   * names the first uploader's.
-   */
-  through?: Upload | undefined;
-}
-
-export interface DirectUpload {
-  name: string;
-  contentType?: string | undefined;
-  body: Readable;
-  /** From Content-Length when the client sent one: lets an oversize body fail before it is read. */
-  declaredSize?: number | undefined;
-  expected?: { sha256?: string | undefined; md5?: string | undefined };
-  /**
-   * Runs once the bytes are stored and verified but before they become an asset; throwing
-   * leaves nothing behind. (A form's later parts can only be read after the file part.)
-   */
-  beforeCommit?: () => Promise<void>;
-  intent?: UploadIntent | undefined;
-}
-
-export interface ReceivedObject {
-  key: string;
-  contentType: string;
-  size: number;
-  body: Readable;
-  /** Digests the client bound into the request (Content-MD5, x-amz-checksum-sha256), hex. */
-  expected: { md5?: string | undefined; sha256?: string | undefined };
-  /** When the request began: see ReceivedPost.startedAt. */
-  startedAt: number;
-}
-
-/** A file arriving in a POST Object form whose policy the endpoint has verified. */
-export interface ReceivedPost {
-  key: string;
-  /** The form's Content-Type field, if it sent one. */
-  contentType: string | undefined;
-  body: Readable;
-  minSize: number;
-  maxSize: number;
-  /**
-   * When the request began. The intent's expiry is judged then, as S3 judges a presigned URL's:
-   * a body that began in time is taken whole, however long the link takes to deliver it.
-   */
-  startedAt: number;
-}
+import type {
+  CompletionClaims,
+  DirectUpload,
+  FileDeclaration,
+  IntentResult,
+  PostDeclaration,
+  PresignOptions,
+  ReceivedObject,
+  ReceivedPost,
+  UploadKindHooks,
+  UploadOutcome,
+  UploadSettings,
+} from './upload-types.js';
 
 /** The job queued for every new asset: sniffing, image facts, EXIF location. */
 export const PROCESS_ASSET_JOB = 'process-asset';

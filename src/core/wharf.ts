@@ -31,13 +31,8 @@ import { SessionService, type SessionSettings } from './sessions.js';
 import { SignedIds } from './signed-ids.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { TokenService } from './tokens.js';
-import {
-  DELETE_OBJECT_JOB,
-  PROCESS_ASSET_JOB,
-  UploadService,
-  type UploadSettings,
-  VERIFY_ASSET_JOB,
-} from './uploads.js';
+import type { UploadSettings } from './upload-types.js';
+import { DELETE_OBJECT_JOB, PROCESS_ASSET_JOB, UploadService, VERIFY_ASSET_JOB } from './uploads.js';
 import { type RenderEvent, WebhookDeliverer } from './webhook-delivery.js';
 import { WebhookService, type WebhookSettings } from './webhook-service.js';
 import { DELIVER_WEBHOOK_JOB, DELIVERY_RETRY_POLICY, type WebhookSender } from './webhooks.js';

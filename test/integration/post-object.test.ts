@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Principal } from '../../src/core/model.js';
 import type { PresignedPost } from '../../src/core/ports.js';
-import type { PostDeclaration } from '../../src/core/uploads.js';
+import type { PostDeclaration } from '../../src/core/upload-types.js';
 import { deriveKey } from '../../src/core/wharf.js';
 import { eventually, objectFiles, tmpFiles } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';

@@ -11,7 +11,7 @@ import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import type { ResumableDeclaration } from '../../core/resumable.js';
 import type { AppendResult, RufhState } from '../../core/resumable-http.js';
-import type { UploadOutcome } from '../../core/uploads.js';
+import type { UploadOutcome } from '../../core/upload-types.js';
 import type { Core } from '../../core/wharf.js';
 import type { App } from '../api/context.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';

@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
 import { validateContentType } from '../../../core/names.js';
-import type { DirectUpload, UploadOutcome } from '../../../core/uploads.js';
+import type { DirectUpload, UploadOutcome } from '../../../core/upload-types.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import type { IntentResult } from '../../../core/uploads.js';
+import type { IntentResult } from '../../../core/upload-types.js';
 import { named } from '../../openapi/components.js';
 import { withLock } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
-import type { UploadOutcome } from '../../../core/uploads.js';
+import type { UploadOutcome } from '../../../core/upload-types.js';
 import type { Core } from '../../../core/wharf.js';
 
 /** Step three of the bulk upload: the details the presigned-URL response gave, sent back. */

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { WharfError } from '../../../core/errors.js';
 import type { Principal } from '../../../core/model.js';
-import type { UploadOutcome } from '../../../core/uploads.js';
+import type { UploadOutcome } from '../../../core/upload-types.js';
 import type { Core } from '../../../core/wharf.js';
 import { headerDigests } from '../../api/integrity.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';

@@ -1,5 +1,5 @@
 import { WharfError } from '../../../core/errors.js';
-import type { UploadOutcome } from '../../../core/uploads.js';
+import type { UploadOutcome } from '../../../core/upload-types.js';
 import type { App } from '../../api/context.js';
 import type { CompatContext } from '../context.js';
 import { type Confirmation, ConfirmBody, confirmUpload } from './confirm-upload.js';
