@@ -214,6 +214,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       await step('sweep', () => core.uploads.sweep());
       // Retention: old events and finished webhook deliveries (WHARF_EVENTS_RETENTION_DAYS).
       await step('event retention', () => core.webhooks.prune());
+      // Finished jobs as old as retained events (WHARF_EVENTS_RETENTION_DAYS).
+      await step('job retention', () =>
+        core.jobs.prune(core.clock.now() - config.eventsRetentionDays * 86_400_000),
+      );
       // Console sessions that expired or were signed out.
       await step('session sweep', () => core.sessions.prune());
     })().finally(() => {

@@ -360,6 +360,11 @@ export interface JobStore {
   /** Records a failure; `retryAt` null gives up on the job. */
   failJob(id: string, worker: string, error: string, retryAt: number | null, at: number): Promise<void>;
   getJob(id: string): Promise<Job | undefined>;
+  /**
+   * Deletes up to `limit` finished jobs that were due before `before`, oldest first; how many.
+   * Failed (given-up) jobs stay for operators to see.
+   */
+  pruneJobs(before: number, limit: number): Promise<number>;
 }
 
 /** Leases on named resources shared by every node. */

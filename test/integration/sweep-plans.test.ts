@@ -92,6 +92,7 @@ describe('the queries the sweep and the job runner send', () => {
   const periodic: [string, () => Promise<unknown>][] = [
     ['pruneEvents', () => store.pruneEvents(NOW - 30 * DAY, 1000)],
     ['pruneDeliveries', () => store.pruneDeliveries(NOW - 30 * DAY, 1000)],
+    ['pruneJobs', () => store.pruneJobs(NOW - 30 * DAY, 1000)],
     ['listStaleUploads', () => store.listStaleUploads(NOW - 3_600_000, 200)],
     // Direct uploads whose lease ran out, with the rest (see DirectUploadLeases).
     ['listStaleUploads (leases)', () => store.listStaleUploads(NOW - 3_600_000, 200, NOW)],

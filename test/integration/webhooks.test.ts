@@ -942,6 +942,40 @@ describe('retention', () => {
   });
 });
 
+describe('job retention', () => {
+  test('the sweep deletes finished jobs due before the retention (WHARF_EVENTS_RETENTION_DAYS); later and unfinished ones stay', async () => {
+    const s = await startWharf({ env: { ...PRIVATE_OK, WHARF_EVENTS_RETENTION_DAYS: '2' } });
+    try {
+      const { key } = await s.newAccount();
+      const ok = await receiver();
+      await endpoint(key, ok, { event_types: ['upload.completed'] }, s);
+      await createAsset(s, key, 'processed.bin', randomBytes(10));
+      // A deletion queues the back-stop that frees its bytes, due an hour later.
+      const gone = await createAsset(s, key, 'deleted.bin', randomBytes(10));
+      await drain(s);
+      assert.equal((await api(s.url, key, 'DELETE', `/v1/assets/${gone.id}`)).status, 204);
+      await drain(s);
+      const count = (where: string, ...params: unknown[]) =>
+        Number(dbQuery<{ n: number }>(s, `select count(*) as n from jobs where ${where}`, ...params)[0]!.n);
+      const finished = count(`status = 'done'`);
+      assert.ok(finished >= 2, `processing and the delivery ran (${finished})`);
+      const unfinished = count(`status <> 'done'`);
+      assert.ok(unfinished >= 1, 'back-stops due later are queued');
+
+      s.clock.advance(2 * 24 * 3600_000 + 1);
+      const before = s.clock.now() - 2 * 24 * 3600_000;
+      const old = count(`status = 'done' and run_at < ?`, before);
+      assert.equal(old, finished, 'every job that ran is older than the retention now');
+      await s.wharf.sweep();
+      assert.equal(count(`status = 'done' and run_at < ?`, before), 0);
+      // What was not done stays, whatever became of it since (the back-stops came due meanwhile).
+      assert.equal(count(`status <> 'done'`) + count(`status = 'done' and run_at >= ?`, before), unfinished);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('a new server secret (WHARF_SECRET): endpoints keep signing', () => {
   const secret = () => randomBytes(24).toString('base64url');
 

@@ -186,5 +186,24 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
       const row = await db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
       return row && toJob(row);
     },
+
+    async pruneJobs(before: number, limit: number): Promise<number> {
+      // By when they were due, not when they finished: jobs_claim (status, run_at) finds and
+      // orders them, a range of the done ones; a done job finished after it was due, so one due
+      // before `before` may have finished a little later, which a retention of days ignores.
+      const result = await db
+        .deleteFrom('jobs')
+        .where('id', 'in', (eb) =>
+          eb
+            .selectFrom('jobs')
+            .select('id')
+            .where('status', '=', 'done')
+            .where('run_at', '<', before)
+            .orderBy('run_at')
+            .limit(limit),
+        )
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
   };
 }
