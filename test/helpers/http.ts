@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Agent, request as httpRequest } from 'node:http';
+import { type Agent, type ClientRequest, request as httpRequest } from 'node:http';
 
 /** Small conveniences over fetch for JSON APIs; every call is real HTTP. */
 export interface JsonResponse<T = any> {
@@ -76,4 +76,26 @@ export function heldLastByte(
     finishing.then(() => req.end(body.subarray(body.length - 1)), reject);
   });
   return { status, finish };
+}
+
+/**
+ * The answer to a request written by hand (node:http, for bodies a test sends piecemeal or cuts):
+ * its status and its body as text. Never an unhandled rejection: a test that fails before it
+ * awaits the answer reports that failure, not the connection it cut.
+ */
+export function answerOf(req: ClientRequest): Promise<{ status: number; body: string }> {
+  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    req.once('error', reject);
+    req.once('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.once('error', reject);
+    });
+  });
+  answer.catch(() => {});
+  return answer;
 }

@@ -19,7 +19,7 @@ import {
   storedKeys,
   storesOnS3,
 } from '../helpers/deployment.js';
-import { api } from '../helpers/http.js';
+import { answerOf, api } from '../helpers/http.js';
 import { startWharfProcess, type WharfProcess } from '../helpers/server-process.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -229,17 +229,7 @@ describe('a second server starting on the same data directory', () => {
           'content-length': String(bytes.length),
         },
       });
-      const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-        req.on('error', reject);
-        req.on('response', (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => {
-            body += c;
-          });
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        });
-      });
+      const answer = answerOf(req);
       req.write(bytes.subarray(0, half));
       // The first half is in storage (a temp file, or an open multipart upload on S3).
       for (let i = 0; i < 200 && (await pendingWrites(w)).length === 0; i++)
@@ -560,20 +550,7 @@ describe("a direct upload's lease", () => {
         'content-length': String(size),
       },
     });
-    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      req.on('error', reject);
-      req.on('response', (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode!, body }));
-      });
-    });
-    // A test that fails before it awaits the answer reports that failure, not the cut connection.
-    answer.catch(() => {});
-    return { req, answer };
+    return { req, answer: answerOf(req) };
   }
 
   /** The one pending upload of the account, once it is recorded. */

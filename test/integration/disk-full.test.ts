@@ -15,7 +15,7 @@ import { isWharfError } from '../../src/core/errors.js';
 import { connect } from '../../src/db/connect.js';
 import { putPresigned } from '../helpers/assets.js';
 import { type Backing, deployment, pendingWrites, provision } from '../helpers/deployment.js';
-import { api, type JsonResponse } from '../helpers/http.js';
+import { answerOf, api, type JsonResponse } from '../helpers/http.js';
 import { ERROR, LogCollector, parseScrape, seriesValue } from '../helpers/observe.js';
 import { sendRaw } from '../helpers/raw-http.js';
 import { startWharfProcess, type WharfProcess } from '../helpers/server-process.js';
@@ -298,17 +298,7 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
           'content-length': String(declared),
         },
       });
-      const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-        req.on('error', reject);
-        req.on('response', (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => {
-            body += c;
-          });
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        });
-      });
+      const answer = answerOf(req);
       // A few bytes only: when the write fails, removing what it wrote frees less than the
       // database's write needs.
       req.write(big.subarray(0, 100));

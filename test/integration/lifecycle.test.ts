@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config.js';
 import { createWharf } from '../../src/server.js';
 import { type Backing, pendingWrites, provision, storedKeys, storesOnS3 } from '../helpers/deployment.js';
-import { api } from '../helpers/http.js';
+import { answerOf, api } from '../helpers/http.js';
 import { alive, listening, type Running, run, sql } from '../helpers/process.js';
 import { freePort } from '../helpers/wharf.js';
 
@@ -340,18 +340,7 @@ function upload(port: number, key: string, body: Buffer, firstBytes: number) {
       'content-length': String(body.length),
     },
   });
-  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    req.once('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        text += chunk;
-      });
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      res.once('error', reject);
-    });
-    req.once('error', reject);
-  });
+  const answer = answerOf(req);
   req.write(body.subarray(0, firstBytes));
   return {
     answer,
