@@ -25,7 +25,7 @@ export interface Context {
   open(): Promise<OpenedCore>;
 }
 
-// Same rule the core applies to the account segment of storage keys (src/core/uploads.ts):
+// Same rule the core applies to the account segment of storage keys (src/core/storage-keys.ts):
 // an account whose id broke it could not complete presigned uploads.
 const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 export const HELP: OptionSpec = { help: { type: 'boolean', short: 'h' } };

@@ -160,7 +160,7 @@ export class AssetService {
     if (!seesWholeAccount(principal)) return undefined;
     // Never by MD5 alone: two files with one MD5 are made in seconds, so a file planted in the
     // account would stand for another whose uploader then never sends it. Nor content still
-    // being verified, which may turn out to be other bytes (see UploadService.verifyAsset).
+    // being verified, which may turn out to be other bytes (see AssetRecorder.verifyAsset).
     if (!digest.sha256) return undefined;
     const held = await this.store.findAssetBySha256(
       principal.accountId,

@@ -1,3 +1,4 @@
+import { DELETE_OBJECT_JOB } from './asset-recording.js';
 import { requireScope } from './authorization.js';
 import type { Clock } from './clock.js';
 import { isWharfError, WharfError } from './errors.js';
@@ -6,7 +7,8 @@ import type { Principal, Upload } from './model.js';
 import type { MultipartService } from './multipart.js';
 import type { Store } from './ports.js';
 import type { RufhService } from './resumable-http.js';
-import { DELETE_OBJECT_JOB, sealedKeyFor, type UploadService } from './uploads.js';
+import { sealedKeyFor } from './storage-keys.js';
+import type { UploadService } from './uploads.js';
 
 /**
  * Runs a resumable (tus, RUFH) upload's cancel while holding that upload's lock across nodes, as
@@ -96,8 +98,8 @@ export class UploadCancellation {
     }
     // What arrived is nobody's now, and no sweep looks at an ended upload's key again. A rewritable
     // URL's completion may have sealed a copy before it found the upload ended (see settle).
-    await this.uploads.deleteIfUnused(upload.storageKey);
-    if (upload.intent.rewritable) await this.uploads.deleteIfUnused(sealedKeyFor(upload.storageKey));
+    await this.uploads.recorder.deleteIfUnused(upload.storageKey);
+    if (upload.intent.rewritable) await this.uploads.recorder.deleteIfUnused(sealedKeyFor(upload.storageKey));
   }
 }
 

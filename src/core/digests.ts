@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { WharfError } from './errors.js';
+import type { Asset } from './model.js';
 
 /**
  * Clients declare digests in several spellings (hex, base64, RFC 9530 fields). The core
@@ -49,4 +50,46 @@ export function hexToBase64(hex: string): string {
 export function compositeEtag(parts: ReadonlyArray<{ etag: string }>): string {
   const md5s = Buffer.concat(parts.map((p) => Buffer.from(p.etag.trim().replace(/^"|"$/g, ''), 'hex')));
   return `"${createHash('md5').update(md5s).digest('hex')}-${parts.length}"`;
+}
+
+/**
+ * A declaration whose SHA-256 names content the account holds must agree with that content,
+ * whose size and MD5 are known: a size or an MD5 that differ contradict the SHA-256.
+ */
+export function checkAgainstHeld(declared: { size: number; md5?: string | null }, held: Asset): void {
+  if (declared.size !== held.size) {
+    throw new WharfError(
+      'INVALID_DIGEST',
+      `The declared sha256 names a file of ${held.size} bytes, not the ${declared.size} declared.`,
+    );
+  }
+  // An asset still being verified has no MD5 yet.
+  if (declared.md5 && held.md5 !== '' && declared.md5 !== held.md5) {
+    throw new WharfError('INVALID_DIGEST', 'The declared sha256 and md5 name different files.');
+  }
+}
+
+/** Refuses bytes whose digests differ from those expected (each only if given). */
+export function checkDigests(
+  actual: { sha256: string; md5: string },
+  expected: { sha256?: string | null; md5?: string | null },
+): void {
+  if (expected.sha256 && expected.sha256 !== actual.sha256) {
+    throw new WharfError(
+      'CHECKSUM_MISMATCH',
+      'The SHA-256 of the received bytes does not match the declared one.',
+      {
+        algorithm: 'sha256',
+      },
+    );
+  }
+  if (expected.md5 && expected.md5 !== actual.md5) {
+    throw new WharfError(
+      'CHECKSUM_MISMATCH',
+      'The MD5 of the received bytes does not match the declared one.',
+      {
+        algorithm: 'md5',
+      },
+    );
+  }
 }

@@ -16,7 +16,7 @@ const RENEWALS_PER_LEASE = 3;
  * time. So a direct upload's expiry is a lease instead: short (WHARF_DIRECT_UPLOAD_LEASE), and
  * moved forward, while the request streams, by the process that runs it. A dead process renews
  * nothing, and the sweep of any node, this one after a restart or another sharing the database,
- * ends the upload once the lease has run out (see UploadService.sweep), as it ends any expired
+ * ends the upload once the lease has run out (see UploadSweep.sweep), as it ends any expired
  * upload. No owner is recorded on the row: a lease needs none, and survives a process that never
  * comes back.
  *

@@ -202,3 +202,14 @@ export class EventService {
     return this.store.listEvents(principal.accountId, { after: listing.after, types, limit });
   }
 }
+
+/** How a failed upload is reported in its `upload.failed` event. */
+export function failureOf(err: unknown): UploadEnding {
+  if (err instanceof WharfError) return { reason: 'failed', code: err.code, message: err.message };
+  // Not a refusal of Wharf's: the client went away mid-body, or storage failed.
+  return {
+    reason: 'failed',
+    code: 'UPLOAD_INTERRUPTED',
+    message: 'The upload did not finish: the connection ended or storage failed.',
+  };
+}

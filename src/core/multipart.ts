@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { requireScope, seesWholeAccount } from './authorization.js';
 import type { Clock } from './clock.js';
-import { compositeEtag, parseDigest } from './digests.js';
+import { checkAgainstHeld, compositeEtag, parseDigest } from './digests.js';
 import { isWharfError, WharfError } from './errors.js';
 import { KeyedQueue } from './keyed-queue.js';
 import type { Asset, ObjectInfo, Principal, Upload, UploadIntent } from './model.js';
@@ -15,7 +15,7 @@ import {
   type StoredPart,
 } from './ports.js';
 import type { UploadOutcome } from './upload-types.js';
-import { checkAgainstHeld, type UploadService } from './uploads.js';
+import type { UploadService } from './uploads.js';
 
 export interface MultipartSettings {
   /** How long a multipart upload may take before it is aborted and its parts freed. */

@@ -3,6 +3,8 @@
  * processing, once per asset, from the image itself or from a video's or PDF's preview, and
  * recorded in the asset's analysis, so every listing and asset answer carries them for free.
  */
+
+import { PROCESS_ASSET_JOB } from './asset-recording.js';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import type { IdSource } from './ids.js';
@@ -11,7 +13,6 @@ import type { Asset, AssetAnalysis } from './model.js';
 import type { BlobStore, Store } from './ports.js';
 import type { Slots } from './slots.js';
 import { TRANSFORMABLE_SOURCES } from './transforms.js';
-import { PROCESS_ASSET_JOB } from './uploads.js';
 
 /** Assets read per page while looking for ones without a placeholder. */
 const BACKFILL_PAGE = 500;

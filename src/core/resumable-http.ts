@@ -3,6 +3,7 @@ import { PassThrough, pipeline, type Readable, Transform, type TransformCallback
 import { canSeeUpload, requireScope } from './authorization.js';
 import type { Clock } from './clock.js';
 import { isWharfError, WharfError } from './errors.js';
+import { failureOf } from './events.js';
 import type { Principal, Upload } from './model.js';
 import type { Store } from './ports.js';
 import {
@@ -12,7 +13,6 @@ import {
   type ResumableStorage,
 } from './resumable.js';
 import type { UploadOutcome } from './upload-types.js';
-import { failureOf } from './uploads.js';
 
 /** What a RUFH upload resource advertises in `Upload-Limit`. */
 export interface RufhLimits {

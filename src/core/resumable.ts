@@ -3,12 +3,13 @@ import { canSeeUpload, requireReadOrUpload, requireScope, seesWholeAccount } fro
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
 import { isWharfError, WharfError } from './errors.js';
+import { failureOf } from './events.js';
 import type { Digests, Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import type { Store } from './ports.js';
 import { refusedForResources } from './unavailable.js';
 import type { UploadOutcome } from './upload-types.js';
-import { failureOf, type UploadService } from './uploads.js';
+import type { UploadService } from './uploads.js';
 
 /**
  * Where a resumable protocol (tus, RUFH) keeps an upload's bytes while they arrive: somewhere

@@ -1,19 +1,17 @@
 import { pipeline, type Readable } from 'node:stream';
-import { AFTER_COMMIT_CHECK_MS, freeAssetJob } from './assets.js';
+import { AssetRecorder, isolatedOutcome } from './asset-recording.js';
 import {
   canSeeUpload,
-  checkCompletion,
   requireReadOrUpload,
   requireScope,
   seesWholeAccount,
   uploadIntent,
-  viewThrough,
 } from './authorization.js';
 import type { Clock } from './clock.js';
-import { parseDigest } from './digests.js';
+import { checkAgainstHeld, checkDigests, parseDigest } from './digests.js';
 import { DirectUploadLeases } from './direct-leases.js';
 import { isWharfError, WharfError } from './errors.js';
-import type { UploadEnding } from './events.js';
+import { failureOf, type UploadEnding } from './events.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import { KeyedQueue } from './keyed-queue.js';
@@ -21,16 +19,15 @@ import type { Asset, Digests, ObjectInfo, Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
 import {
   type BlobStore,
-  type FinishResult,
-  type NewJob,
   ObjectMissing,
   type PresignedPost,
   type Store,
   type UploadLimits,
   type UploadToRecord,
 } from './ports.js';
-import type { Replacement } from './privacy.js';
+import { sealedKeyFor, storageKeyFor, uploadIdFromKey } from './storage-keys.js';
 import { NO_TELEMETRY, stopwatch, type Telemetry } from './telemetry.js';
+import { UploadSweep } from './upload-sweep.js';
 import type {
   CompletionClaims,
   DirectUpload,
@@ -45,20 +42,6 @@ import type {
   UploadSettings,
 } from './upload-types.js';
 
-/** The job queued for every new asset: sniffing, image facts, EXIF location. */
-export const PROCESS_ASSET_JOB = 'process-asset';
-/** The job that deletes an object once no URL can write it any more (if no asset uses it). */
-export const DELETE_OBJECT_JOB = 'delete-object';
-/** The job that hashes a `verifying` asset's bytes and accepts or drops it. */
-export const VERIFY_ASSET_JOB = 'verify-asset';
-
-// Storage keys carry the upload id and a short extension (handy when browsing a bucket);
-// never anything else from the client.
-const SAFE_EXTENSION = /\.[a-z0-9]{1,10}$/;
-const KEY_PATTERN =
-  /^([A-Za-z0-9_-]{1,64})\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.[a-z0-9]{1,10})?$/;
-/** Leftovers of writes (temp files, multipart uploads no upload runs) older than this are removed. */
-const DEBRIS_AGE_MS = 3600_000;
 const MAX_EXPIRES_SECONDS = 7 * 24 * 3600;
 const EXTERNAL_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
@@ -68,21 +51,6 @@ const EXTERNAL_ID = /^[A-Za-z0-9_-]{1,128}$/;
  * not keep the upload from completing for long.
  */
 const SEAL_LEASE_MS = 15 * 60_000;
-
-/** The key a rewritable upload's bytes are sealed under: outside every presigned URL's reach. */
-export function sealedKeyFor(key: string): string {
-  const at = key.indexOf('/');
-  return `${key.slice(0, at)}/sealed${key.slice(at)}`;
-}
-
-export function storageKeyFor(accountId: string, uploadId: string, name: string): string {
-  const ext = SAFE_EXTENSION.exec(name.toLowerCase())?.[0] ?? '';
-  return `${accountId}/${uploadId}${ext}`;
-}
-
-function uploadIdFromKey(key: string): string | undefined {
-  return KEY_PATTERN.exec(key)?.[2];
-}
 
 function noop(): void {}
 
@@ -97,6 +65,9 @@ function checkExternalId(id: string | undefined): string | null {
 export class UploadService {
   /** The leases of the direct uploads this process streams; the server renews them periodically. */
   readonly leases: DirectUploadLeases;
+  /** Turns verified bytes into assets; runs the jobs that check or free bytes afterwards. */
+  readonly recorder: AssetRecorder;
+  private readonly sweeper: UploadSweep;
 
   constructor(
     private readonly store: Store,
@@ -107,6 +78,10 @@ export class UploadService {
     private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.leases = new DirectUploadLeases(store, clock, settings.directUploadLeaseMs);
+    this.sweeper = new UploadSweep(this, store, blobs, clock, settings, telemetry, this.kindHooks);
+    this.recorder = new AssetRecorder(store, blobs, clock, ids, telemetry, (id, ending) =>
+      this.endDirect(id, ending),
+    );
     // A direct upload the sweep ends had its process die mid-body (its lease ran out): on S3 its
     // write is a multipart upload left open, freed now rather than as debris an hour later.
     this.registerKind('direct', { expire: async (upload) => this.blobs.abortWrites?.(upload.storageKey) });
@@ -138,7 +113,6 @@ export class UploadService {
    * replacing (see holdOpen). In-process: the embedded endpoint is one server's.
    */
   private readonly sealing = new KeyedQueue();
-  private replacement: ReplacementStep | undefined;
   /**
    * Direct uploads of this process that ended but whose ending could not be recorded (SQLITE_FULL
    * while the disk was full, a database outage), with that ending and when it happened. A direct
@@ -149,15 +123,6 @@ export class UploadService {
    * request is over.
    */
   private readonly unrecorded = new Map<string, { ending: UploadEnding; at: number }>();
-
-  /**
-   * A step between verification and the asset that may put other bytes in the upload's place
-   * (src/core/privacy.ts: a copy without a GPS position). The upload's own object is deleted
-   * once the asset is recorded.
-   */
-  setReplacementStep(step: ReplacementStep): void {
-    this.replacement = step;
-  }
 
   /** Lets a protocol's service take part in reconciliation and expiry of its uploads. */
   registerKind(kind: Upload['kind'], hooks: UploadKindHooks): void {
@@ -229,7 +194,7 @@ export class UploadService {
         await this.endDirect(upload.id, failureOf(err));
         throw err;
       }
-      return await this.finish(upload, digests);
+      return await this.recorder.finish(upload, digests);
     } finally {
       this.leases.release(upload.id);
     }
@@ -446,7 +411,7 @@ export class UploadService {
           release = await this.holdOpen(upload, input.startedAt);
         },
       ).catch(this.failed('presigned'));
-      if (upload.intent.autoComplete) await this.finish(upload, digests);
+      if (upload.intent.autoComplete) await this.recorder.finish(upload, digests);
       return digests;
     } finally {
       release?.();
@@ -585,7 +550,7 @@ export class UploadService {
           await this.holdArrived(upload, d, input.startedAt);
         },
       ).catch(this.failed('post'));
-      if (upload.intent.autoComplete) await this.finish(upload, digests, { contentType });
+      if (upload.intent.autoComplete) await this.recorder.finish(upload, digests, { contentType });
       return digests;
     } finally {
       release?.();
@@ -742,7 +707,7 @@ export class UploadService {
     if (current && current.status !== 'pending') {
       // Ended meanwhile (an abort, perhaps on another node, after this one's caller had stored or
       // composed the bytes): no sweep looks at an ended upload's key again, so they go now.
-      if (current.status === 'expired') await this.deleteIfUnused(upload.storageKey);
+      if (current.status === 'expired') await this.recorder.deleteIfUnused(upload.storageKey);
       return this.completeUpload(current, claims, received);
     }
     const settled = await this.settle(upload);
@@ -766,7 +731,7 @@ export class UploadService {
       !claimed.md5;
     const digests = deferred
       ? { size: info.size, sha256: upload.sha256!, md5: info.md5 ?? '' }
-      : await this.attest(key, info);
+      : await this.recorder.attest(key, info);
     try {
       refuseEncoded(info);
       if (upload.size !== null && digests.size !== upload.size) {
@@ -789,7 +754,7 @@ export class UploadService {
       // is open; a multipart upload's parts went into what was just refused, so nothing is
       // left to complete: it ends now (upload.failed, its reservation returned).
       if (upload.kind === 'multipart') {
-        await this.refuse(upload, key, err);
+        await this.recorder.refuse(upload, key, err);
         throw err;
       }
       this.telemetry.uploadFailed(upload.kind, err);
@@ -802,7 +767,7 @@ export class UploadService {
       if (upload.kind === 'post') await this.store.holdArrived(upload.id, { quota: 0, token: 0 });
       throw err;
     }
-    return this.finish(upload, digests, {
+    return this.recorder.finish(upload, digests, {
       elapsed,
       storageKey: key,
       verifying: deferred,
@@ -835,154 +800,29 @@ export class UploadService {
         if (!(err instanceof ObjectMissing)) throw err;
       }
       await this.blobs.delete(upload.storageKey);
-      await this.store.enqueueJobs([this.deleteObjectJob(upload.storageKey, upload.expiresAt + 60_000)]);
+      await this.store.enqueueJobs([
+        this.recorder.deleteObjectJob(upload.storageKey, upload.expiresAt + 60_000),
+      ]);
     }
     return { key: sealed, info: await this.blobs.head(sealed) };
   }
 
-  /** The `delete-object` job: frees a key no asset uses. */
-  async deleteIfUnused(key: string): Promise<void> {
-    if ((await this.store.countAssetsWithStorageKey(key)) === 0) await this.blobs.delete(key);
-  }
-
   /**
-   * The `verify-asset` job: hashes the stored bytes of a `verifying` asset. A match makes it
-   * ready (and queues processing); a mismatch deletes the asset and frees the bytes, so a
-   * wrong file never becomes readable however the client declared it.
+   * Expires abandoned intents and frees their bytes; completes uploads whose bytes arrived with
+   * no confirm; clears storage debris (see UploadSweep).
    */
-  async verifyAsset(assetId: string, uploadMd5: string | null): Promise<'ready' | 'rejected' | 'gone'> {
-    const asset = await this.store.getAssetById(assetId);
-    if (asset?.status !== 'verifying') return 'gone';
-    const actual = await this.attest(asset.storageKey, { size: asset.size });
-    const now = this.clock.now();
-    const matches =
-      actual.size === asset.size &&
-      actual.sha256 === asset.sha256 &&
-      (asset.md5 === '' || actual.md5 === asset.md5) &&
-      (uploadMd5 === null || actual.md5 === uploadMd5);
-    if (matches) {
-      // The verify job and a completion deduplicating onto the asset may both check it: the one
-      // that makes it ready queues its processing, once (one asset.processed, one webhook).
-      if (!(await this.store.markAssetVerified(asset.id, actual.md5, now))) return 'ready';
-      await this.store.enqueueJobs([
-        { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: asset.id }, runAt: now },
-      ]);
-      return 'ready';
-    }
-    // What it kept is freed by the job queued with the deletion, or at once by the caller.
-    await this.store.deleteAsset(asset.accountId, asset.id, now, 'rejected', [
-      freeAssetJob(this.ids.id(), asset, now),
-    ]);
-    return 'rejected';
+  sweep(): Promise<{ expired: number; debris: number; reconciled: number }> {
+    return this.sweeper.sweep();
   }
 
-  /**
-   * Expires abandoned intents and frees their bytes; clears storage debris. A direct upload ends
-   * once its lease has run out (its process died mid-body: see DirectUploadLeases), with no grace:
-   * it has no confirm step to wait for.
-   */
-  async sweep(): Promise<{ expired: number; debris: number; reconciled: number }> {
-    await this.endUnrecorded();
-    const reconciled = await this.reconcile();
-    // This process's own direct uploads first get a fresh lease, so that its sweep never ends one
-    // it is streaming, whatever held its timer's renewals up. If that fails (the database away),
-    // no lease is judged by this sweep: one of them may be this process's own.
-    const renewed = await this.leases.renew().then(
-      () => true,
-      () => false,
-    );
-    const now = this.clock.now();
-    let expired = 0;
-    for (;;) {
-      const stale = await this.store.listStaleUploads(
-        now - this.settings.completionGraceMs,
-        200,
-        renewed ? now : undefined,
-      );
-      for (const upload of stale) {
-        if (!(await this.store.expireUpload(upload.id, now))) continue;
-        expired += 1;
-        this.telemetry.uploadExpired(upload.kind);
-        await this.kindHooks.get(upload.kind)?.expire?.(upload);
-        if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
-          await this.blobs.delete(upload.storageKey);
-        }
-        // A completion that died after sealing a copy (see settle), with a client that never
-        // came back, left the copy where nothing else looks.
-        if (upload.intent.rewritable) await this.deleteIfUnused(sealedKeyFor(upload.storageKey));
-      }
-      if (stale.length < 200) break;
-    }
-    const inUse = (key: string) => this.runsLong(key, now);
-    let debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, inUse);
-    for (const hooks of this.kindHooks.values())
-      debris += (await hooks.debris?.(now - DEBRIS_AGE_MS, inUse)) ?? 0;
-    this.telemetry.sweepFinished({ expired, debris, reconciled });
-    return { expired, debris, reconciled };
+  /** Completes uploads with no confirm step whose bytes storage holds (see UploadSweep). */
+  reconcile(): Promise<number> {
+    return this.sweeper.reconcile();
   }
 
-  /**
-   * Whether `key` is written by an upload that may still run (not debris): a multipart or
-   * resumable upload, or a direct upload whose lease is live (its body still streams, for more
-   * than the hour debris waits, perhaps, on S3 an open multipart upload all that time).
-   */
-  private async runsLong(key: string, now: number): Promise<boolean> {
-    const uploadId = uploadIdFromKey(key);
-    const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
-    if (upload?.storageKey !== key || upload.status !== 'pending') return false;
-    if (upload.kind === 'direct') return now <= upload.expiresAt;
-    return (
-      (upload.kind === 'multipart' || upload.kind === 'tus' || upload.kind === 'rufh') &&
-      now <= this.completableUntil(upload)
-    );
-  }
-
-  /**
-   * Completes uploads whose protocol has no confirm step (or whose client never confirmed)
-   * once storage holds their bytes and they verify. Wrong bytes are dropped, as on confirm.
-   */
-  async reconcile(): Promise<number> {
-    let completed = 0;
-    // Paged: uploads still running (a day-long multipart upload) must not hide newer ones.
-    let page: Upload[] = [];
-    do {
-      page = await this.store.listAutoCompletable(500, page.at(-1));
-      completed += await this.reconcilePage(page);
-    } while (page.length === 500);
-    return completed;
-  }
-
-  private async reconcilePage(page: Upload[]): Promise<number> {
-    let completed = 0;
-    for (const upload of page) {
-      if (await this.completeIfArrived(upload)) completed += 1;
-    }
-    return completed;
-  }
-
-  /**
-   * Completes a pending upload that completes by itself if storage holds its bytes (and they
-   * verify); undefined while they are missing, or when storage refuses them.
-   */
-  async completeIfArrived(upload: Upload): Promise<UploadOutcome | undefined> {
-    try {
-      const hooks = this.kindHooks.get(upload.kind);
-      const ready = hooks?.reconcile
-        ? await hooks.reconcile(upload)
-        : (await this.blobs.head(upload.storageKey)) !== undefined;
-      if (!ready) return undefined;
-      return await this.completeUpload(upload);
-    } catch (err) {
-      // One upload storage cannot account for must not stop the others.
-      if (err instanceof WharfError) return undefined;
-      // The sweep read this upload pending a moment ago; the request that brought its last
-      // byte may have completed it since, moving or (deduplicated) freeing the bytes the sweep
-      // was about to read. Settled, or its bytes gone: nothing for the sweep to do. Any other
-      // storage failure is the sweep's to report.
-      if (err instanceof ObjectMissing) return undefined;
-      if ((await this.store.getUpload(upload.id))?.status !== 'pending') return undefined;
-      throw err;
-    }
+  /** Completes one such upload if its bytes have arrived (see UploadSweep.completeIfArrived). */
+  completeIfArrived(upload: Upload): Promise<UploadOutcome | undefined> {
+    return this.sweeper.completeIfArrived(upload);
   }
 
   /**
@@ -1114,221 +954,6 @@ export class UploadService {
     return digest.digests();
   }
 
-  /** The size and digests of stored bytes; hashes them when storage cannot say. */
-  private async attest(key: string, info: ObjectInfo): Promise<Digests> {
-    if (info.sha256 && info.md5) return { size: info.size, sha256: info.sha256, md5: info.md5 };
-    const digest = new DigestStream();
-    const stream = await this.blobs.read(key);
-    for await (const _ of stream.pipe(digest)) {
-      // Drain: the digest is all we want.
-    }
-    const read = digest.digests();
-    this.telemetry.bytesReadBack(read.size);
-    return read;
-  }
-
-  private async finish(
-    upload: Upload,
-    verified: Digests,
-    {
-      verifying: declaredOnly = false,
-      contentType,
-      metadata,
-      storageKey: uploadedKey = upload.storageKey,
-      elapsed = stopwatch(),
-    }: FinishOptions = {},
-  ): Promise<UploadOutcome> {
-    const type = contentType ?? upload.contentType;
-    try {
-      checkCompletion(upload.intent, verified.size, type);
-    } catch (err) {
-      await this.refuse(upload, uploadedKey, err);
-      throw err;
-    }
-    let replaced: Replacement | undefined;
-    try {
-      replaced = await this.replacement?.(upload.accountId, uploadedKey, verified, declaredOnly, type);
-    } catch (err) {
-      if (!(err instanceof WharfError)) throw err;
-      await this.refuse(upload, uploadedKey, err);
-      throw err;
-    }
-    const storageKey = replaced?.storageKey ?? uploadedKey;
-    const digests = replaced?.digests ?? verified;
-    // A replacement was made from bytes it hashed itself: nothing is left to verify.
-    const verifying = declaredOnly && !replaced;
-    const now = this.clock.now();
-    let candidate: Asset = {
-      id: this.ids.id(),
-      accountId: upload.accountId,
-      name: upload.name,
-      contentType: type,
-      size: digests.size,
-      sha256: digests.sha256,
-      md5: digests.md5,
-      storageKey: storageKey,
-      status: verifying ? 'verifying' : 'ready',
-      seq: upload.seq ?? 0,
-      access: upload.intent.access ?? 'private',
-      processing: 'pending',
-      analysis: replaced?.analysis ?? {},
-      metadata: { ...metadata, ...upload.intent.metadata },
-      subject: upload.intent.subject ?? null,
-      createdAt: now,
-      updatedAt: now,
-    };
-    // Bytes this completion leaves unused are freed right after it commits; the same frees are
-    // queued in its transaction, so a process that dies in between still frees them.
-    const unused = (keys: string[]) =>
-      keys.map((key) => this.deleteObjectJob(key, now + AFTER_COMMIT_CHECK_MS));
-    const replacedKeys = replaced ? [uploadedKey] : [];
-    const jobsFor = (asset: Asset): NewJob[] => [
-      ...this.afterUrlExpiry(upload),
-      ...unused(replacedKeys),
-      asset.status === 'verifying'
-        ? {
-            id: this.ids.id(),
-            kind: VERIFY_ASSET_JOB,
-            payload: { assetId: asset.id, md5: upload.md5 },
-            runAt: now,
-          }
-        : { id: this.ids.id(), kind: PROCESS_ASSET_JOB, payload: { assetId: asset.id }, runAt: now },
-    ];
-    let result: Awaited<ReturnType<Store['finishUpload']>>;
-    try {
-      for (let attempt = 1; ; attempt++) {
-        result = await this.store.finishUpload(upload.id, candidate, now, jobsFor(candidate), [
-          ...this.afterUrlExpiry(upload),
-          ...unused([...new Set([storageKey, ...replacedKeys])]),
-        ]);
-        if (!result.unverified) break;
-        if (attempt === 3) {
-          throw new WharfError(
-            'SERVICE_UNAVAILABLE',
-            'A file with this content is still being verified; retry shortly.',
-          );
-        }
-        candidate = await this.verifyBeforeDeduplicating(upload, storageKey, candidate, result.asset);
-      }
-    } catch (err) {
-      // The account's quota or the token's budget cannot take the file: it is not kept.
-      if (isWharfError(err, 'QUOTA_EXCEEDED') || isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')) {
-        await this.refuse(upload, uploadedKey, err);
-        if (replaced) await this.blobs.delete(storageKey);
-      }
-      // Ended while its bytes were being completed (aborted, cancelled, or expired by the
-      // sweep, which had found no object yet): they are nobody's now, and no later sweep
-      // looks at an upload that is no longer pending. Freed here, unless an asset uses them.
-      if (isWharfError(err, 'UPLOAD_EXPIRED')) {
-        for (const key of new Set([uploadedKey, storageKey])) {
-          if ((await this.store.countAssetsWithStorageKey(key)) === 0) await this.blobs.delete(key);
-        }
-      } else if (
-        upload.kind === 'direct' &&
-        !isWharfError(err, 'QUOTA_EXCEEDED') &&
-        !isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')
-      ) {
-        await this.abandonDirect(upload, [uploadedKey, storageKey], err);
-      }
-      throw err;
-    }
-    if (result.completedNow) this.telemetry.uploadCompleted(completion(upload, result, now, elapsed));
-    if (replaced) {
-      // The upload's own bytes were replaced: never kept once the completion is recorded.
-      if (result.completedNow) await this.blobs.delete(uploadedKey);
-      if (result.asset.storageKey !== storageKey) await this.blobs.delete(storageKey);
-    } else if (result.completedNow && result.deduplicated) {
-      // The account already holds these bytes under the existing asset.
-      await this.blobs.delete(storageKey);
-    }
-    return isolatedOutcome(
-      upload,
-      { asset: result.asset, deduplicated: result.deduplicated, version: result.version },
-      now,
-    );
-  }
-
-  /**
-   * Before one file's bytes may stand for another's (deduplication), both are verified: a
-   * candidate whose SHA-256 was only declared is hashed now (a mismatch refuses it, as its verify
-   * job would), and a `verifying` asset holding that SHA-256 is verified now (a mismatch deletes
-   * it, and this upload then becomes the asset). Why not deduplicate at once: onto an unverified
-   * asset, verified bytes would be freed and then lost with it if it is rejected; from unverified
-   * bytes, a caller that knows only a file's SHA-256 and size would be given the file.
-   */
-  private async verifyBeforeDeduplicating(
-    upload: Upload,
-    key: string,
-    candidate: Asset,
-    held: Asset,
-  ): Promise<Asset> {
-    let checked = candidate;
-    if (candidate.status === 'verifying') {
-      const actual = await this.attest(key, { size: candidate.size });
-      try {
-        if (actual.size !== candidate.size) {
-          throw new WharfError(
-            'SIZE_MISMATCH',
-            `Declared ${candidate.size} bytes; storage holds ${actual.size}.`,
-          );
-        }
-        checkDigests(actual, { sha256: candidate.sha256, md5: upload.md5 });
-      } catch (err) {
-        await this.refuse(upload, key, err);
-        throw err;
-      }
-      checked = { ...candidate, md5: actual.md5, status: 'ready' };
-    }
-    if (held.status === 'verifying') await this.verifyAsset(held.id, null);
-    return checked;
-  }
-
-  /** A completion that cannot be accepted: the upload ends (what it held is given back) and its bytes go. */
-  /**
-   * A direct upload whose completion could not be recorded (SQLITE_FULL on a full disk, an
-   * outage): it has no later completion to wait for, so its bytes go at once (first: on a
-   * full disk they are the room), unless an asset turns out to use them after all (a commit
-   * whose answer was lost), and the upload ends. An ending the database cannot take now (it is
-   * down or full) the next sweep records (see unrecorded); bytes that cannot be deleted now wait
-   * for the sweep once the upload expires.
-   */
-  private async abandonDirect(upload: Upload, keys: string[], err: unknown): Promise<void> {
-    this.telemetry.uploadFailed('direct', err);
-    for (const key of new Set(keys)) {
-      const unused = await this.store.countAssetsWithStorageKey(key).then(
-        (n) => n === 0,
-        () => false,
-      );
-      if (unused) await this.blobs.delete(key).catch(() => undefined);
-    }
-    await this.endDirect(upload.id, failureOf(err));
-  }
-
-  private async refuse(upload: Upload, storageKey: string, err: unknown): Promise<void> {
-    this.telemetry.uploadFailed(upload.kind, err);
-    await this.store.expireUpload(upload.id, this.clock.now(), failureOf(err));
-    await this.blobs.delete(storageKey);
-    const cleanup = this.afterUrlExpiry(upload);
-    if (cleanup.length > 0) await this.store.enqueueJobs(cleanup);
-  }
-
-  /**
-   * A presigned PUT or POST URL outlives its upload: storage takes a write to it again once
-   * Wharf has deleted the object there (content the account already held, refused bytes, an
-   * asset deleted while the URL lives), and nothing would ever free those bytes or count them.
-   * Once the URL has expired, its key is freed unless an asset uses it. (Rewritable URLs get
-   * the same job from settle.)
-   */
-  private afterUrlExpiry(upload: Upload): NewJob[] {
-    if ((upload.kind !== 'presigned' && upload.kind !== 'post') || upload.intent.rewritable) return [];
-    return [this.deleteObjectJob(upload.storageKey, upload.expiresAt + 60_000)];
-  }
-
-  /** The `delete-object` job for `key`, due at `at`. */
-  private deleteObjectJob(key: string, at: number): NewJob {
-    return { id: this.ids.id(), kind: DELETE_OBJECT_JOB, payload: { key }, runAt: at };
-  }
-
   private async completedOutcome(upload: Upload): Promise<UploadOutcome> {
     const asset = upload.assetId ? await this.store.getAsset(upload.accountId, upload.assetId) : undefined;
     if (!asset) throw new WharfError('NOT_FOUND', 'The asset of this upload has since been deleted.');
@@ -1338,15 +963,6 @@ export class UploadService {
       upload.completedAt ?? asset.createdAt,
     );
   }
-}
-
-/**
- * What an isolated caller (see authorization.ts) is told of its completed upload: content the
- * account already held reads as created, through the view of its own upload.
- */
-function isolatedOutcome(upload: Upload, outcome: UploadOutcome, at: number): UploadOutcome {
-  if (!upload.intent.isolated || !outcome.deduplicated) return outcome;
-  return { ...outcome, asset: viewThrough(outcome.asset, upload, at), deduplicated: false, through: upload };
 }
 
 function visible(principal: Principal, upload: Upload | undefined): Upload {
@@ -1367,27 +983,6 @@ function atIndex<T>(index: number, work: () => T): T {
   }
 }
 
-/** See UploadService.setReplacementStep. */
-export type ReplacementStep = (
-  accountId: string,
-  key: string,
-  verified: Digests,
-  declaredOnly: boolean,
-  contentType: string,
-) => Promise<Replacement | undefined>;
-
-interface FinishOptions {
-  /** Time since completion began (for protocols whose completion verifies stored bytes). */
-  elapsed?: () => number;
-  /** Where the verified bytes are, when not at the upload's own key (a sealed copy). */
-  storageKey?: string | undefined;
-  /** Storage could not attest the SHA-256: record the asset as `verifying` and queue the check. */
-  verifying?: boolean;
-  /** The type storage recorded, when the protocol let the client choose it at upload time. */
-  contentType?: string | undefined;
-  metadata?: Record<string, unknown> | undefined;
-}
-
 /**
  * The type of a POST form's file: the one its policy bound, else the one the form sent
  * (checked like any declared type; an unusable one falls back to the intent's).
@@ -1401,69 +996,6 @@ function formContentType(upload: Upload, sent: string | undefined): string {
     return validateContentType(sent);
   } catch {
     return upload.contentType;
-  }
-}
-
-/** How a failed upload is reported in its `upload.failed` event. */
-export function failureOf(err: unknown): UploadEnding {
-  if (err instanceof WharfError) return { reason: 'failed', code: err.code, message: err.message };
-  // Not a refusal of Wharf's: the client went away mid-body, or storage failed.
-  return {
-    reason: 'failed',
-    code: 'UPLOAD_INTERRUPTED',
-    message: 'The upload did not finish: the connection ended or storage failed.',
-  };
-}
-
-/** What telemetry learns of a completion this call did. */
-function completion(upload: Upload, result: FinishResult, now: number, elapsed: () => number) {
-  return {
-    flow: upload.kind,
-    deduplicated: result.deduplicated,
-    bytes: result.asset.size,
-    uploadSeconds: Math.max(0, now - upload.createdAt) / 1000,
-    completionSeconds: elapsed(),
-  };
-}
-
-/**
- * A declaration whose SHA-256 names content the account holds must agree with that content,
- * whose size and MD5 are known: a size or an MD5 that differ contradict the SHA-256.
- */
-export function checkAgainstHeld(declared: { size: number; md5?: string | null }, held: Asset): void {
-  if (declared.size !== held.size) {
-    throw new WharfError(
-      'INVALID_DIGEST',
-      `The declared sha256 names a file of ${held.size} bytes, not the ${declared.size} declared.`,
-    );
-  }
-  // An asset still being verified has no MD5 yet.
-  if (declared.md5 && held.md5 !== '' && declared.md5 !== held.md5) {
-    throw new WharfError('INVALID_DIGEST', 'The declared sha256 and md5 name different files.');
-  }
-}
-
-function checkDigests(
-  actual: { sha256: string; md5: string },
-  expected: { sha256?: string | null; md5?: string | null },
-): void {
-  if (expected.sha256 && expected.sha256 !== actual.sha256) {
-    throw new WharfError(
-      'CHECKSUM_MISMATCH',
-      'The SHA-256 of the received bytes does not match the declared one.',
-      {
-        algorithm: 'sha256',
-      },
-    );
-  }
-  if (expected.md5 && expected.md5 !== actual.md5) {
-    throw new WharfError(
-      'CHECKSUM_MISMATCH',
-      'The MD5 of the received bytes does not match the declared one.',
-      {
-        algorithm: 'md5',
-      },
-    );
   }
 }
 

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { ArrivalService } from './arrivals.js';
+import { DELETE_OBJECT_JOB, PROCESS_ASSET_JOB, VERIFY_ASSET_JOB } from './asset-recording.js';
 import { AssetService, FREE_ASSET_JOB } from './assets.js';
 import { UploadCancellation } from './cancellation.js';
 import { type Clock, systemClock } from './clock.js';
@@ -32,7 +33,7 @@ import { SignedIds } from './signed-ids.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { TokenService } from './tokens.js';
 import type { UploadSettings } from './upload-types.js';
-import { DELETE_OBJECT_JOB, PROCESS_ASSET_JOB, UploadService, VERIFY_ASSET_JOB } from './uploads.js';
+import { UploadService } from './uploads.js';
 import { type RenderEvent, WebhookDeliverer } from './webhook-delivery.js';
 import { WebhookService, type WebhookSettings } from './webhook-service.js';
 import { DELIVER_WEBHOOK_JOB, DELIVERY_RETRY_POLICY, type WebhookSender } from './webhooks.js';
@@ -145,7 +146,7 @@ export function createCore(deps: CoreDeps): Core {
   const telemetry = deps.telemetry ?? NO_TELEMETRY;
   const uploads = new UploadService(deps.store, deps.blobs, deps.clock, deps.ids, deps.uploads, telemetry);
   const privacy = new LocationPrivacy(deps.store, deps.blobs, deps.locationStripper);
-  uploads.setReplacementStep((...args) => privacy.replacementFor(...args));
+  uploads.recorder.setReplacementStep((...args) => privacy.replacementFor(...args));
   const tokens = new TokenService(
     deps.store,
     deps.clock,
@@ -219,7 +220,7 @@ export function createCore(deps: CoreDeps): Core {
     }),
   );
   jobs.register(DERIVE_IMAGE_JOB, (job) => images.deriveJob(job));
-  jobs.register(DELETE_OBJECT_JOB, (job) => uploads.deleteIfUnused(String(job.payload.key)));
+  jobs.register(DELETE_OBJECT_JOB, (job) => uploads.recorder.deleteIfUnused(String(job.payload.key)));
   const s3Signing = new S3SigningService(
     deps.store,
     deps.blobs,
@@ -235,7 +236,7 @@ export function createCore(deps: CoreDeps): Core {
   jobs.register(VERIFY_ASSET_JOB, async (job) => {
     const md5 = job.payload.md5;
     const asset = await deps.store.getAssetById(String(job.payload.assetId));
-    const outcome = await uploads.verifyAsset(
+    const outcome = await uploads.recorder.verifyAsset(
       String(job.payload.assetId),
       typeof md5 === 'string' ? md5 : null,
     );
