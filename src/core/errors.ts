@@ -48,6 +48,8 @@ export const ERROR_STATUS = {
   /** A signed download or transform URL whose signing key (or upload token) has been revoked since. */
   URL_REVOKED: 403,
   NOT_FOUND: 404,
+  /** A method the resource does not take, named where a request may name its method (tus's X-HTTP-Method-Override). */
+  METHOD_NOT_ALLOWED: 405,
   ID_EXISTS: 409,
   UPLOAD_INCOMPLETE: 409,
   /** A resumable append named an offset other than the upload's (the answer carries the right one). */

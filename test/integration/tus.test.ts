@@ -907,6 +907,95 @@ describe('termination and expiry', () => {
   });
 });
 
+// tus 1.0: X-HTTP-Method-Override "MUST be interpreted as the request's method", for clients
+// behind proxies that pass only GET and POST. Fastify routes by the request line, so each of
+// these reaches the POST route and must be answered as the method it names.
+describe('X-HTTP-Method-Override (POST standing for another method)', () => {
+  const as = (method: string) => ({ 'X-HTTP-Method-Override': method });
+
+  test('tus-js-client with overridePatchMethod uploads a file in several chunks, byte-exact', async () => {
+    const { path, bytes } = await sourceFile(2 * CHUNK + 54_321);
+    const sent: string[] = [];
+    const { done } = tusUpload(w, w.key, createReadStream(path), {
+      chunkSize: CHUNK,
+      uploadSize: bytes.length,
+      overridePatchMethod: true,
+      metadata: { filename: 'overridden.bin', filetype: 'application/octet-stream' },
+      onBeforeRequest: (req) => {
+        sent.push(`${req.getMethod()} ${req.getHeader('X-HTTP-Method-Override') ?? ''}`.trim());
+      },
+    });
+    const finished = await done;
+    assert.deepEqual(sent, ['POST', 'POST PATCH', 'POST PATCH', 'POST PATCH'], 'every append was a POST');
+    const a = await asset(finished.assetId);
+    assert.equal(a.size, bytes.length);
+    assert.equal(a.sha256, sha256Hex(bytes));
+    assert.equal(uploadRow(finished.url)?.status, 'completed');
+    // A finished upload answers an overridden HEAD from Wharf's record, as a HEAD.
+    const head = await tus(finished.url, 'POST', as('HEAD'));
+    assert.equal(head.status, 200, await head.clone().text());
+    assert.equal(head.headers.get('upload-offset'), String(bytes.length));
+    assert.equal(head.headers.get('wharf-asset-id'), finished.assetId);
+  });
+
+  test('POST standing for HEAD answers the offset; for PATCH, appends; for DELETE, terminates', async () => {
+    const bytes = randomBytes(2000);
+    const url = await create(bytes.length, { filename: 'overridden-raw.bin' });
+    const patched = await tus(url, 'POST', { ...as('PATCH'), 'Upload-Offset': '0' }, bytes.subarray(0, 700));
+    assert.equal(patched.status, 204, await patched.text());
+    assert.equal(patched.headers.get('upload-offset'), '700');
+    for (const method of ['HEAD', 'head']) {
+      const head = await tus(url, 'POST', as(method));
+      assert.equal(head.status, 200, `${method}: ${await head.clone().text()}`);
+      assert.equal(head.headers.get('upload-offset'), '700', method);
+      assert.equal(head.headers.get('upload-length'), String(bytes.length), method);
+      assert.equal(head.headers.get('tus-resumable'), '1.0.0', method);
+    }
+    assert.notDeepEqual(await tusLeftovers(url), []);
+    const deleted = await tus(url, 'POST', as('DELETE'));
+    assert.equal(deleted.status, 204, await deleted.text());
+    assert.equal(uploadRow(url)?.status, 'expired');
+    assert.deepEqual(await tusLeftovers(url), [], 'the partial bytes were freed');
+    assert.equal((await tus(url, 'HEAD')).status, 410);
+  });
+
+  test('a value that is not a tus method is 405 METHOD_NOT_ALLOWED, not a missing upload', async () => {
+    const url = await create(10, { filename: 'bogus-override.bin' });
+    for (const method of ['GET', 'PUT', 'FOO', 'PATCH, DELETE']) {
+      for (const target of [url, `${w.url}/v1/tus/`]) {
+        const res = await tus(target, 'POST', { ...as(method), 'Upload-Offset': '0' }, randomBytes(10));
+        const error = await refusal(res, method);
+        assert.equal(res.status, 405, `${method}: ${JSON.stringify(error)}`);
+        assert.equal(error.code, 'METHOD_NOT_ALLOWED', method);
+        assert.deepEqual(
+          res.headers.get('allow')?.split(', ').sort(),
+          ['DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'POST'],
+          method,
+        );
+      }
+    }
+    assert.equal(await offsetOf(url), 0, 'nothing of the refused bodies was written');
+    assert.equal(uploadRow(url)?.status, 'pending');
+  });
+
+  test('an override needs the key, and another account’s key still finds no upload', async () => {
+    const bytes = randomBytes(10);
+    const url = await create(bytes.length, { filename: 'overridden-other.bin' });
+    const other = await w.newAccount();
+    for (const method of ['PATCH', 'HEAD', 'DELETE']) {
+      const headers = { ...as(method), 'Upload-Offset': '0' };
+      const anonymous = await tus(url, 'POST', headers, bytes, null);
+      assert.equal(anonymous.status, 401, method);
+      assert.equal((await refusal(anonymous, method)).code, 'UNAUTHORIZED');
+      const res = await tus(url, 'POST', headers, bytes, other.key);
+      assert.equal(res.status, 404, method);
+      assert.equal((await refusal(res, method)).code, 'NOT_FOUND');
+    }
+    assert.equal(await offsetOf(url), 0);
+    assert.equal(uploadRow(url)?.status, 'pending');
+  });
+});
+
 describe('refusals', () => {
   test('every request needs a key, and an upload is only its own account’s', async () => {
     assert.equal(

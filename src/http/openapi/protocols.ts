@@ -47,6 +47,7 @@ const TUS_COMMON_ERRORS = {
   401: tusError('No key or token, or one that is unknown or revoked (`UNAUTHORIZED`).'),
   403: tusError('The key lacks the `upload` scope, or a limit refuses the file.'),
   404: tusError('No such upload in the caller’s account.'),
+  405: tusError('`X-HTTP-Method-Override` names a method that is not tus’s (`METHOD_NOT_ALLOWED`).'),
   410: tusError('The upload was terminated or has expired (`UPLOAD_EXPIRED`).'),
   412: tusError('`Tus-Resumable` is missing (`PRECONDITION_FAILED`).'),
 };
@@ -152,7 +153,9 @@ function tusPaths(): Json {
         summary: 'tus: append bytes at Upload-Offset',
         description:
           'The request that delivers the last byte verifies and completes the upload like every flow, and answers ' +
-          'with the asset in `Wharf-Asset-Id`. A cut request keeps every byte that arrived: HEAD, then resume.',
+          'with the asset in `Wharf-Asset-Id`. A cut request keeps every byte that arrived: HEAD, then resume. ' +
+          'A client that cannot send PATCH (or HEAD, DELETE) sends POST with `X-HTTP-Method-Override: PATCH`, ' +
+          'answered as the PATCH.',
         tags: tags.tus,
         parameters: [
           TUS_ID,

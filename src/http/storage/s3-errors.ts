@@ -80,6 +80,8 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
   MALFORMED_REQUEST: INVALID_ARGUMENT,
   REQUEST_TIMEOUT: INVALID_ARGUMENT,
   HEADERS_TOO_LARGE: INVALID_ARGUMENT,
+  // A tus request's X-HTTP-Method-Override naming no tus method: never this endpoint's either.
+  METHOD_NOT_ALLOWED: INVALID_ARGUMENT,
   RANGE_NOT_SATISFIABLE: { status: 416, code: 'InvalidRange' },
   // A download's precondition (never this endpoint's): S3's own code and status for it.
   PRECONDITION_FAILED: { status: 412, code: 'PreconditionFailed' },

@@ -3,7 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import { Server } from '@tus/server';
-import { type DataStore, ERRORS, type Locker, Metadata } from '@tus/utils';
+import { type DataStore, ERRORS, type Locker, Metadata, REQUEST_METHODS } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BodyOffer } from '../../blobs/tus-storage.js';
 import { parseDigest } from '../../core/digests.js';
@@ -69,6 +69,34 @@ interface TusCall {
 const UPLOAD_NAME = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.[a-z0-9]{1,10})?$/;
 const TUS_VERSION = '1.0.0';
 const OFFSET_STREAM = 'application/offset+octet-stream';
+/** The methods of tus 1.0, which the routes take and X-HTTP-Method-Override may name. */
+const TUS_METHODS: readonly string[] = REQUEST_METHODS;
+
+/**
+ * The request's method as tus 1.0 has it: an `X-HTTP-Method-Override` "MUST be interpreted as
+ * the request's method" (clients behind proxies that pass only GET and POST send POST with it:
+ * tus-js-client's overridePatchMethod). @tus/server 2 no longer reads the header (1.x did), and
+ * Fastify routes by the request line, so every tus route answers as the method it names, with
+ * that method's checks. An empty one is no override, as tus.io's server and tusd have it.
+ */
+function tusMethod(request: FastifyRequest, reply: FastifyReply): string {
+  const override = request.headers['x-http-method-override'];
+  if (override === undefined || override === '') return request.method;
+  const method = String(override).trim().toUpperCase();
+  if (TUS_METHODS.includes(method)) return method;
+  // The method the request is, per tus, and one no tus route takes: 405 (with Allow, as HTTP
+  // requires), not the route's 404, which a tus client reads as "the upload is gone".
+  reply.header('Allow', TUS_METHODS.join(', '));
+  throw new WharfError(
+    'METHOD_NOT_ALLOWED',
+    `X-HTTP-Method-Override names a method the tus endpoint does not take: ${TUS_METHODS.join(', ')}.`,
+    { allowed: TUS_METHODS },
+  );
+}
+
+/** The method each tus request is answered as (see tusMethod). */
+const methods = new WeakMap<FastifyRequest, string>();
+const methodOf = (request: FastifyRequest): string => methods.get(request) ?? request.method;
 
 /**
  * tus.io's own refusals (its ERRORS, thrown as these very objects) in Wharf's terms: every
@@ -259,7 +287,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
   app.addHook('onSend', async (request, reply) => {
-    if (request.method !== 'OPTIONS') reply.header('Tus-Resumable', TUS_VERSION);
+    if (methodOf(request) !== 'OPTIONS') reply.header('Tus-Resumable', TUS_VERSION);
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -273,7 +301,8 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         if (!request.raw.complete) request.raw.socket?.destroy();
       },
     };
-    const method = request.method;
+    const method = tusMethod(request, reply);
+    methods.set(request, method);
     // Discovery (OPTIONS) carries no key in browsers (a preflight cannot): it answers without
     // one, with the account's limit when a key is presented. Every other request needs one.
     if (method !== 'OPTIONS' || presentedKey(request) !== undefined) {
@@ -317,7 +346,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     try {
       let body: Readable | undefined;
       const headers = requestHeaders(request);
-      if (hasBody(request)) {
+      if (hasBody(request, method)) {
         const uploadChecksum = parseUploadChecksum(request.headers['upload-checksum']);
         // Content-MD5 and Content-Digest say the same of the body as Upload-Checksum does.
         const checksums = [...(uploadChecksum ? [uploadChecksum] : []), ...contentChecksums(request.headers)];
@@ -468,7 +497,8 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       throw new WharfError('UPLOAD_EXPIRED', 'This upload was terminated or has expired.');
     }
     let finished = upload.status === 'completed' ? upload : undefined;
-    if (!finished && request.method === 'HEAD' && (await core.resumable.allReceived(upload))) {
+    const method = methodOf(request);
+    if (!finished && method === 'HEAD' && (await core.resumable.allReceived(upload))) {
       const lock = options.locker.newLock(upload.storageKey);
       await lock.lock(AbortSignal.timeout(60_000), () => {});
       try {
@@ -481,7 +511,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     if (!finished) return false;
     const size = String(finished.size ?? 0);
     reply.header('Wharf-Asset-Id', finished.assetId ?? '');
-    switch (request.method) {
+    switch (method) {
       case 'HEAD':
         reply
           .code(200)
@@ -499,7 +529,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       case 'PATCH':
         // A retry of the request that finished it: nothing more to write.
         request.raw.resume();
-        if (request.headers['upload-offset'] === size && !hasBody(request, true)) {
+        if (request.headers['upload-offset'] === size && !hasBody(request, method, true)) {
           reply.code(204).header('Upload-Offset', size).send();
         } else {
           reply.code(409).send(errorBody(new WharfError('UPLOAD_NOT_PENDING', 'This upload is complete.')));
@@ -594,11 +624,11 @@ function bodyLimit(headers: Headers, upload: Upload | undefined): number {
   return Math.max(0, size - Number(headers.get('upload-offset') ?? 0));
 }
 
-/** A request with a body to hand on; with `nonEmpty`, only one that has bytes. */
-function hasBody(request: FastifyRequest, nonEmpty = false): boolean {
-  if (request.method !== 'PATCH' && request.method !== 'POST') return false;
+/** A request with a body to hand on as `method`; with `nonEmpty`, only one that has bytes. */
+function hasBody(request: FastifyRequest, method: string, nonEmpty = false): boolean {
+  if (method !== 'PATCH' && method !== 'POST') return false;
   const length = request.headers['content-length'];
-  if (length !== undefined) return Number(length) > 0 || (!nonEmpty && request.method === 'PATCH');
+  if (length !== undefined) return Number(length) > 0 || (!nonEmpty && method === 'PATCH');
   return request.headers['transfer-encoding'] !== undefined;
 }
 
@@ -639,7 +669,7 @@ async function send(reply: FastifyReply, response: Response, call: TusCall) {
   if (call.upload && response.headers.has('upload-expires')) {
     reply.header('Upload-Expires', new Date(call.upload.expiresAt).toUTCString());
   }
-  if (reply.request.method === 'OPTIONS') {
+  if (methodOf(reply.request) === 'OPTIONS') {
     reply.header('Tus-Checksum-Algorithm', CHECKSUM_ALGORITHMS.join(','));
   }
   return reply.send(text === '' ? undefined : text);
