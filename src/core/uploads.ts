@@ -729,9 +729,20 @@ export class UploadService {
       info.size > this.settings.inlineVerifyMaxBytes &&
       !claimed.sha256 &&
       !claimed.md5;
-    const digests = deferred
-      ? { size: info.size, sha256: upload.sha256!, md5: info.md5 ?? '' }
-      : await this.recorder.attest(key, info);
+    let digests: Digests;
+    try {
+      digests = deferred
+        ? { size: info.size, sha256: upload.sha256!, md5: info.md5 ?? '' }
+        : await this.recorder.attest(key, info);
+    } catch (err) {
+      if (!(err instanceof ObjectMissing)) throw err;
+      // Gone between the look and the read: ended meanwhile by a cancel or an abort on another
+      // node (`sealing` orders them only within this process), which freed the bytes. Answered
+      // as that ending says, as if it had come first (a hunt saw 500s here).
+      const current = await this.store.getUpload(upload.id);
+      if (current && current.status !== 'pending') return this.completeUpload(current, claims, received);
+      throw new WharfError('UPLOAD_INCOMPLETE', 'No bytes have been uploaded for this upload yet.');
+    }
     try {
       refuseEncoded(info);
       if (upload.size !== null && digests.size !== upload.size) {

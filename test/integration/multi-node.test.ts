@@ -108,6 +108,32 @@ describe('two nodes of one deployment', { skip }, () => {
     }
   });
 
+  test('a cancel on node B while node A reads the bytes to complete them: 410, never a 500', async () => {
+    // The moment a hunt hit a few times in a hundred: A's completion has seen the object and is
+    // about to hash it when B's cancel ends the upload and deletes the bytes. Taken here by
+    // running B's cancel as A first reads the bytes (storage and both nodes are real).
+    const bytes = randomBytes(2048);
+    const intent = await declare(a, a.key, { name: 'cancelled-mid-read.bin', size: bytes.length });
+    assert.equal((await putPresigned(intent, bytes)).status, 200);
+    const recorder = a.wharf.core.uploads.recorder;
+    const attest = recorder.attest;
+    let cancelled: number | undefined;
+    recorder.attest = async (...args) => {
+      cancelled ??= (await api(b.url, a.key, 'DELETE', `/v1/uploads/${intent.id}`)).status;
+      return attest.apply(recorder, args);
+    };
+    try {
+      const done = await complete(a, a.key, intent.id);
+      assert.equal(cancelled, 204, 'node B cancelled the upload');
+      assert.equal(done.status, 410, JSON.stringify(done.body));
+      assert.equal(done.body.error.code, 'UPLOAD_EXPIRED');
+    } finally {
+      recorder.attest = attest;
+    }
+    assert.equal(dbQuery(a, 'select id from assets where sha256 = ?', sha256Hex(bytes)).length, 0);
+    assert.ok(!(await storedKeys(a)).some((k) => k.includes(intent.id)), 'no bytes left');
+  });
+
   test('the same content sent through both nodes at once is stored once', async () => {
     for (let round = 0; round < 5; round++) {
       const bytes = randomBytes(64 * 1024);
