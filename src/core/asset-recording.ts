@@ -12,12 +12,10 @@ import type { Replacement } from './privacy.js';
 import { stopwatch, type Telemetry } from './telemetry.js';
 import type { UploadOutcome } from './upload-types.js';
 
-/**
- * What every upload flow ends in: verified bytes become an asset (or are refused, and go), and the
- * jobs that finish the work later (verifying a large file's declared SHA-256, freeing a URL's key
- * once the URL has expired). Out of UploadService, which decides when an upload may complete;
- * this decides what completing it records.
- */
+// What every upload flow ends in: verified bytes become an asset (or are refused, and go), and the
+// jobs that finish the work later (verifying a large file's declared SHA-256, freeing a URL's key
+// once the URL has expired). Out of UploadService, which decides when an upload may complete;
+// this decides what completing it records.
 
 /** The job queued for every new asset: sniffing, image facts, EXIF location. */
 export const PROCESS_ASSET_JOB = 'process-asset';
