@@ -87,8 +87,10 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
   PRECONDITION_FAILED: { status: 412, code: 'PreconditionFailed' },
   // S3's answer for an object not readable in its current state (an archived one).
   ASSET_VERIFYING: { status: 403, code: 'InvalidObjectState' },
-  // S3 has no code for it (it stores any type string); Fastify refuses to read the request.
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, code: 'InvalidArgument' },
+  // A body in a Content-Encoding this endpoint does not decode (aws-chunked, gzip): an argument
+  // it will not take, 400 as S3 answers InvalidArgument. (A Content-Type that is not a media
+  // type is 415, see asRefusal.)
+  UNSUPPORTED_MEDIA_TYPE: INVALID_ARGUMENT,
   // S3's answer to too many requests; here, console sign-ins (never this endpoint's).
   RATE_LIMITED: { status: 503, code: 'SlowDown' },
   TRANSFORMS_BUSY: SERVICE_UNAVAILABLE,
@@ -120,24 +122,33 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
 const SPECIFIC_CODES = new Set(['MalformedXML', 'InvalidRequest']);
 
 /**
+ * A Content-Type that is not a media type, which Fastify refuses to read. S3 takes any type
+ * string and so has no answer of its own; 415 says what is wrong with the request.
+ */
+const UNPARSEABLE_CONTENT_TYPE: S3Error = { status: 415, code: 'InvalidArgument' };
+
+/**
  * Fastify's own refusals (a Content-Type it cannot parse, before any route runs) as the core's
  * codes, so they read as S3 errors too rather than as internal ones.
  */
-function asRefusal(failure: unknown): unknown {
+function asRefusal(failure: unknown): { err: unknown; s3?: S3Error } {
   const err = refusedForResources(failure);
-  if (isWharfError(err)) return err;
+  if (isWharfError(err)) return { err };
   const mapped = mapError(err);
-  if (mapped.status >= 500 || !(mapped.code in ERROR_STATUS)) return err;
+  if (mapped.status >= 500 || !(mapped.code in ERROR_STATUS)) return { err };
   const code = mapped.code as ErrorCode;
   if (code === 'UNSUPPORTED_MEDIA_TYPE') {
-    return new WharfError(code, 'The Content-Type header is not a valid media type.');
+    return {
+      err: new WharfError(code, 'The Content-Type header is not a valid media type.'),
+      s3: UNPARSEABLE_CONTENT_TYPE,
+    };
   }
-  return new WharfError(code, mapped.message);
+  return { err: new WharfError(code, mapped.message) };
 }
 
 export function sendS3Error(request: FastifyRequest, reply: FastifyReply, failure: unknown): FastifyReply {
-  const err = asRefusal(failure);
-  const mapped = isWharfError(err) ? S3_ERRORS[err.code] : INTERNAL_ERROR;
+  const { err, s3 } = asRefusal(failure);
+  const mapped = s3 ?? (isWharfError(err) ? S3_ERRORS[err.code] : INTERNAL_ERROR);
   const status = mapped.status;
   const specific = isWharfError(err) ? err.details?.s3Code : undefined;
   const code = typeof specific === 'string' && SPECIFIC_CODES.has(specific) ? specific : mapped.code;
