@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { drainsRefusedBody } from './refused-body.js';
 
 /**
  * `Expect: 100-continue` answered when the body is first read, not on arrival. Node's default
@@ -7,13 +8,15 @@ import type { Server } from 'node:http';
  * refusal closes the connection under the client's writes: curl, which asks for every body over
  * 1 MB, then reported a broken pipe instead of the 401 or 413 about one time in ten. Now a
  * refusal is the first answer the client gets, and it never sends the body; a handler that reads
- * the body (anything that listens for its data) sends the 100 as it starts.
+ * the body (anything that listens for its data) sends the 100 as it starts; a refusal that
+ * drains the body (refused-body.ts) does not ask for it.
  */
 export function continueOnRead(server: Server): void {
   server.on('checkContinue', (request, response) => {
     const onListener = (event: string | symbol) => {
       if (event !== 'data' && event !== 'readable') return;
       request.off('newListener', onListener);
+      if (drainsRefusedBody(request)) return;
       if (!response.headersSent && !response.writableEnded) response.writeContinue();
     };
     request.on('newListener', onListener);
