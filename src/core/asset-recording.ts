@@ -204,8 +204,10 @@ export class AssetRecorder {
         candidate = await this.verifyBeforeDeduplicating(upload, storageKey, candidate, result.asset);
       }
     } catch (err) {
-      // The account's quota or the token's budget cannot take the file: it is not kept.
-      if (isWharfError(err, 'QUOTA_EXCEEDED') || isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')) {
+      // The account's quota or the token's budget cannot take the file, or its token was revoked
+      // while it was under way: it is not kept.
+      const refused = refusedOnRecording(err);
+      if (refused) {
         await this.refuse(upload, uploadedKey, err);
         if (replaced) await this.blobs.delete(storageKey);
       }
@@ -216,11 +218,7 @@ export class AssetRecorder {
         for (const key of new Set([uploadedKey, storageKey])) {
           if ((await this.store.countAssetsWithStorageKey(key)) === 0) await this.blobs.delete(key);
         }
-      } else if (
-        upload.kind === 'direct' &&
-        !isWharfError(err, 'QUOTA_EXCEEDED') &&
-        !isWharfError(err, 'TOKEN_BYTES_EXHAUSTED')
-      ) {
+      } else if (upload.kind === 'direct' && !refused) {
         await this.abandonDirect(upload, [uploadedKey, storageKey], err);
       }
       throw err;
@@ -321,6 +319,19 @@ export class AssetRecorder {
   deleteObjectJob(key: string, at: number): NewJob {
     return { id: this.ids.id(), kind: DELETE_OBJECT_JOB, payload: { key }, runAt: at };
   }
+}
+
+/**
+ * The refusals finishUpload decides in its transaction, which record nothing: the account's
+ * quota, the token's byte budget, and the token revoked (or its minting key) before the upload
+ * was recorded (UNAUTHORIZED, what any request with it is told then). The upload ends with them.
+ */
+function refusedOnRecording(err: unknown): boolean {
+  return (
+    isWharfError(err, 'QUOTA_EXCEEDED') ||
+    isWharfError(err, 'TOKEN_BYTES_EXHAUSTED') ||
+    isWharfError(err, 'UNAUTHORIZED')
+  );
 }
 
 /**

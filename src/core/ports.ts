@@ -230,7 +230,10 @@ export interface UploadStore {
    * the account held the content already), and settles its
    * reservations: the account's stored bytes grow by a new asset's size unless that would pass
    * its quota (QUOTA_EXCEEDED), and the token's usage by the file unless that would pass its
-   * byte budget (TOKEN_BYTES_EXHAUSTED); either refusal changes nothing.
+   * byte budget (TOKEN_BYTES_EXHAUSTED). An upload made with a token that was revoked, or whose
+   * minting key was, is refused (UNAUTHORIZED), read on those rows under the same locks as a
+   * revocation takes, so a revocation answered before the commit is never missed. Each refusal
+   * changes nothing.
    */
   finishUpload(
     uploadId: string,

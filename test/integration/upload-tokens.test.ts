@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { Upload } from 'tus-js-client';
@@ -7,12 +8,14 @@ import {
   complete,
   dbQuery,
   declare,
+  eventually,
   putPresigned,
   readJson,
   uploadForm,
   uploadRaw,
 } from '../helpers/assets.js';
-import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
+import { holdsObject } from '../helpers/deployment.js';
+import { answerOf, api, type JsonResponse, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // Upload tokens over real HTTP: minted by a back end's key, used alone on every upload flow,
@@ -854,6 +857,116 @@ describe('a second node sees revocation and expiry at once', () => {
     const inList = listed.body.data.find((t: { id: string }) => t.id === token.id);
     assert.deepEqual([inList.status, inList.revoked_at], ['revoked', keyRevokedAt]);
     refused(await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`), 'NOT_FOUND', 'revoked', 404);
+  });
+
+  /** The token's only upload as recorded: its state, where its bytes went, and how it ended. */
+  async function onlyUpload(
+    token: Minted,
+  ): Promise<{ status: string; storageKey: string; failure?: string }> {
+    const rows = dbQuery<{ id: string; status: string; storage_key: string }>(
+      w,
+      'select id, status, storage_key from uploads where token_id = ?',
+      token.id,
+    );
+    assert.equal(rows.length, 1, JSON.stringify(rows));
+    const events = await api(w.url, w.key, 'GET', '/v1/events?type=upload.failed&limit=1000');
+    const failed = events.body.data.filter(
+      (e: { data: { upload: { id: string } } }) => e.data.upload.id === rows[0]!.id,
+    );
+    return { status: rows[0]!.status, storageKey: rows[0]!.storage_key, failure: failed[0]?.data.error.code };
+  }
+
+  /** Nothing of the token's refused upload is left: no asset, no bytes, nothing held. */
+  async function nothingKept(token: Minted, bytes: Buffer): Promise<void> {
+    const upload = await onlyUpload(token);
+    assert.deepEqual(
+      [upload.status, upload.failure],
+      ['expired', 'UNAUTHORIZED'],
+      'ended as failed, with the refusal',
+    );
+    assert.equal(await holdsObject(w, upload.storageKey), false, 'its bytes are freed');
+    const assets = dbQuery<{ n: number }>(
+      w,
+      'select count(*) as n from assets where sha256 = ?',
+      sha256Hex(bytes),
+    );
+    assert.equal(Number(assets[0]!.n), 0, 'no asset');
+    assert.deepEqual(await usage(token), {
+      files_used: 0,
+      bytes_used: 0,
+      files_reserved: 0,
+      bytes_reserved: 0,
+      open_uploads: 0,
+    });
+  }
+
+  test('a direct upload still sending when its token is revoked on another node is refused: nothing kept', async () => {
+    const token = await mint();
+    const bytes = randomBytes(200_000);
+    // All but the last byte sent to B; the request began while the token worked.
+    const req = httpRequest(`${b.url}/v1/assets?name=under-way.bin`, {
+      method: 'POST',
+      headers: {
+        ...bearer(token.secret),
+        'content-type': 'application/octet-stream',
+        'content-length': String(bytes.length),
+      },
+    });
+    const answer = answerOf(req);
+    req.write(bytes.subarray(0, bytes.length - 1));
+    await eventually(async () => (await usage(token)).open_uploads === 1, 'the upload is under way');
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`)).status, 204);
+    req.end(bytes.subarray(bytes.length - 1));
+    const res = await answer;
+    assert.equal(res.status, 401, res.body);
+    assert.equal(JSON.parse(res.body).error.code, 'UNAUTHORIZED', res.body);
+    await nothingKept(token, bytes);
+  });
+
+  test('a presigned upload PUT before its token was revoked is refused when confirmed after', async () => {
+    const token = await mint();
+    const bytes = randomBytes(3000);
+    const intent = await declare(w, token.secret, { name: 'confirmed-late.bin', size: bytes.length });
+    assert.equal((await putPresigned(intent, bytes)).status, 200);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`)).status, 204);
+    // The token itself is refused at the door; the key that minted it, at the completion.
+    refused(await complete(b, token.secret, intent.id), 'UNAUTHORIZED', 'by the token', 401);
+    refused(await complete(b, w.key, intent.id), 'UNAUTHORIZED', 'by its key', 401);
+    await nothingKept(token, bytes);
+  });
+
+  test('an object sent to a URL /v1/s3/sign gave the token before it was revoked is not kept', async () => {
+    const token = await mint();
+    const bytes = randomBytes(900);
+    const signed = await api(b.url, token.secret, 'POST', '/v1/s3/sign', {
+      method: 'PUT',
+      key: 'c0ffee00-0000-4000-8000-000000000001-late.bin',
+      contentType: 'application/octet-stream',
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`)).status, 204);
+    // The URL still takes the PUT until it expires (S3 cannot be told); completing what it sent
+    // is refused: at once where Wharf receives the PUT, by the sweep where storage does.
+    await fetch(signed.body.url, {
+      method: 'PUT',
+      headers: signed.body.headers,
+      body: new Uint8Array(bytes),
+    });
+    const state = await settled(signed.body.upload_id);
+    assert.equal(state.body.status, 'expired', JSON.stringify(state.body));
+    await nothingKept(token, bytes);
+  });
+
+  test('what a token uploaded before it was revoked stays', async () => {
+    const token = await mint();
+    const bytes = randomBytes(500);
+    const done = await uploadRaw(b, token.secret, 'before-revoke.bin', bytes);
+    assert.equal(done.status, 201, JSON.stringify(done.body));
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`)).status, 204);
+    const asset = await api(b.url, w.key, 'GET', `/v1/assets/${done.body.asset.id}`);
+    assert.equal(asset.status, 200, JSON.stringify(asset.body));
+    assert.equal(asset.body.sha256, sha256Hex(bytes));
+    assert.equal((await usage(token)).files_used, 1);
   });
 
   /** A download URL and a transform URL the token signs for an image of its own, as B serves them. */

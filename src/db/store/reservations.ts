@@ -306,6 +306,18 @@ export async function settleFinished(
     await releaseKey(trx, upload.key_id);
     return;
   }
+  // Revoked (the token, or the key that minted it) before this upload is recorded: refused,
+  // however long ago its request began, so a revocation also stops what the token is still
+  // sending. Read on the rows a revocation writes, as this transaction locks them (the key's,
+  // then the token's, in the order above): a revocation committed before is seen, and a later
+  // one waits for this commit, so no asset is recorded after a revocation was answered.
+  const key = await trx
+    .updateTable('api_keys')
+    .set((eb) => ({ open_uploads: eb.ref('open_uploads') }))
+    .where('id', '=', upload.key_id)
+    .returning('revoked_at')
+    .executeTakeFirst();
+  if (key && key.revoked_at !== null) throw revokedRefusal();
   const heldByToken = n(upload.token_reserved);
   const token = await trx
     .updateTable('upload_tokens')
@@ -317,14 +329,34 @@ export async function settleFinished(
       open_uploads: sql<number>`open_uploads - 1`,
     })
     .where('id', '=', upload.token_id)
+    .where('revoked_at', 'is', null)
     .where(
       sql<boolean>`(max_bytes is null or bytes_used + bytes_reserved - ${heldByToken} + ${size} <= max_bytes)`,
     )
     .executeTakeFirst();
   if (Number(token.numUpdatedRows) === 0) {
+    // Revoked, or the file does not fit in its byte budget.
+    const revoked = await trx
+      .selectFrom('upload_tokens')
+      .select('id')
+      .where('id', '=', upload.token_id)
+      .where('revoked_at', 'is not', null)
+      .executeTakeFirst();
+    if (revoked) throw revokedRefusal();
     const refusal = await tokenBytesRefusal(trx, upload.token_id, heldByToken);
     if (refusal) throw refusal;
   }
+}
+
+/**
+ * The refusal of an upload whose token was revoked before it was recorded: what a request with
+ * the revoked token is told (see TokenService.authenticate), whoever completes the upload.
+ */
+function revokedRefusal(): WharfError {
+  return new WharfError(
+    'UNAUTHORIZED',
+    'The upload token this upload was made with was revoked before it completed; nothing was kept.',
+  );
 }
 
 /**
