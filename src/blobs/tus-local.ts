@@ -8,6 +8,7 @@ import { ERRORS, Upload } from '@tus/utils';
 import { hashingPassThrough } from '../core/hash-worker.js';
 import { KeyedQueue } from '../core/keyed-queue.js';
 import type { Digests } from '../core/model.js';
+import { ObjectMissing } from '../core/ports.js';
 import type { ResumableStorage } from '../core/resumable.js';
 import { isDiskFull, isOutOfDescriptors, outOfDescriptors, storageFull } from '../core/unavailable.js';
 import type { FsBlobStore } from './fs-store.js';
@@ -97,8 +98,10 @@ export function localTusBackend(directory: string, blobs: FsBlobStore, expiresIn
       }
       await blobs.adopt(key, file, facts);
     } catch (err) {
-      // Promoted already (a retry after a crash, or a concurrent finish).
-      if (!isNotFound(err) || !(await blobs.head(key))) throw err;
+      if (!isNotFound(err)) throw err;
+      // Promoted already (a retry after a crash, or a concurrent finish), else discarded
+      // meanwhile (a termination frees storage before it records the upload as cancelled).
+      if (!(await blobs.head(key))) throw new ObjectMissing(key);
     } finally {
       digests.forget(key);
     }

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
+import { S3ServiceException } from '@aws-sdk/client-s3';
 import { S3Store } from '@tus/s3-store';
 import { ERRORS, Upload } from '@tus/utils';
 import { WharfError } from '../core/errors.js';
 import { hashingPassThrough } from '../core/hash-worker.js';
 import type { Digests } from '../core/model.js';
+import { ObjectMissing } from '../core/ports.js';
 import type { ResumableStorage } from '../core/resumable.js';
 import { withTmpdir } from './process-temp.js';
 import { RunningDigests } from './running-digest.js';
@@ -158,7 +160,11 @@ class WharfS3Store extends S3Store implements ResumableStorage {
         // Composed meanwhile by the request that brought the last byte (or the sweep, which
         // holds no lock): its bookkeeping is gone, and the object is there.
         size = await this.objectSize(key);
-        if (size === undefined) throw err;
+        // Neither its records nor an object: terminated meanwhile (by a DELETE on another
+        // node, which frees storage before it records the upload as cancelled; tus.io's store
+        // reads an upload whose multipart upload it aborted as whole until its `.info` goes
+        // too). The core's ObjectMissing: a sweep that read it mid-termination skips it.
+        if (size === undefined) throw isS3NotFound(err) ? new ObjectMissing(key) : err;
       }
     }
     await this.dropBookkeeping(key);
@@ -195,12 +201,20 @@ class WharfS3Store extends S3Store implements ResumableStorage {
     try {
       return (await this.client.headObject({ Bucket: this.bucket, Key: key })).ContentLength ?? 0;
     } catch (err) {
-      if ((err as { name?: string }).name === 'NotFound' || (err as { name?: string }).name === 'NoSuchKey') {
-        return undefined;
-      }
+      if (isS3NotFound(err)) return undefined;
       throw err;
     }
   }
 }
 
 function noop(): void {}
+
+/**
+ * S3's answers for a key or multipart upload it does not hold: `NotFound` (a HEAD's 404),
+ * `NoSuchKey`, `NoSuchUpload` (and Ceph's `NoSuchKey` for an upload id it does not know).
+ */
+function isS3NotFound(err: unknown): boolean {
+  return err instanceof S3ServiceException && S3_NOT_FOUND.has(err.name);
+}
+
+const S3_NOT_FOUND = new Set(['NotFound', 'NoSuchKey', 'NoSuchUpload']);

@@ -35,7 +35,9 @@ export interface ResumableStorage {
    * Makes an upload whose bytes all arrived the object at its storage key (visible whole, and
    * durable), and drops the protocol's own records of it. Idempotent: a key that already holds
    * the object is left as it is. Returns the bytes' digests when this node hashed every one of
-   * them as it arrived (completion then reads nothing back), else undefined.
+   * them as it arrived (completion then reads nothing back), else undefined. ObjectMissing when
+   * storage holds neither the upload nor the object: it was discarded meanwhile (a termination,
+   * which frees the bytes before it records the upload as cancelled, on another node perhaps).
    */
   promote(key: string): Promise<Digests | undefined>;
   /** Frees an unfinished upload's bytes and records; nothing when they are already gone. */

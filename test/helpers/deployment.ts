@@ -155,7 +155,8 @@ async function filesUnder(dir: string): Promise<string[]> {
     .sort();
 }
 
-async function withBucket<T>(
+/** Runs `work` with a client of the server's bucket (scaled), as a test that acts on the store behind Wharf. */
+export async function withBucket<T>(
   server: Server,
   work: (s3: import('@aws-sdk/client-s3').S3Client, bucket: string) => Promise<T>,
 ): Promise<T> {

@@ -10,7 +10,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Upload, type UploadOptions } from 'tus-js-client';
 import { dbQuery, eventually, uploadRaw } from '../helpers/assets.js';
-import { deployment, pendingWrites, storedKeys } from '../helpers/deployment.js';
+import { deployment, pendingWrites, storedKeys, withBucket } from '../helpers/deployment.js';
 import { api, heldLastByte, sha256Hex } from '../helpers/http.js';
 import { LogCollector } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -1274,6 +1274,52 @@ describe('an upload whose last byte arrived but whose completion never ran (a cr
     assert.equal(row.status, 'completed');
     assert.equal((await asset(row.asset_id!)).sha256, sha256Hex(bytes));
     assert.deepEqual(await tusLeftovers(url), []);
+  });
+
+  test('a sweep that reads another upload halfway through its termination skips it, and still completes this one', {
+    // Embedded, a partial upload is its file, which reads as partial or as gone at every moment
+    // of a termination, so no sweep ever tries to complete it. tus.io's S3 store reads one whose
+    // multipart upload the termination aborted, and whose `.info` is not deleted yet, as whole.
+    skip: deployment !== 'scaled' && 'on local files a termination never shows a sweep a whole upload',
+  }, async () => {
+    const bytes = randomBytes(50_000);
+    const crashed = await create(bytes.length, { filename: 'swept-beside.bin' });
+    await writeBehindTus(crashed, bytes);
+    const cancelled = await create(300_000, { filename: 'cancelled.bin' });
+    assert.equal((await tus(cancelled, 'PATCH', { 'Upload-Offset': '0' }, randomBytes(100_000))).status, 204);
+
+    // The cancel frees storage, then records the upload as cancelled. The sweep runs between its
+    // first step (tus.io's store aborts the multipart upload) and its next (the `.info` goes),
+    // as a sweep on another node may.
+    const resumable = w.wharf.core.resumable;
+    const discard = resumable.discard;
+    let swept: ReturnType<TestWharf['wharf']['core']['uploads']['sweep']> | undefined;
+    resumable.discard = async (upload) => {
+      await withBucket(w, async (s3, Bucket) => {
+        const { HeadObjectCommand, AbortMultipartUploadCommand } = await import('@aws-sdk/client-s3');
+        const info = await s3.send(new HeadObjectCommand({ Bucket, Key: `${upload.storageKey}.info` }));
+        const UploadId = info.Metadata!['upload-id'];
+        await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: upload.storageKey, UploadId }));
+      });
+      swept = w.wharf.core.uploads.sweep();
+      await swept.catch(() => {});
+      return discard.call(resumable, upload);
+    };
+    const id = new URL(cancelled).pathname.split('/').pop()!.split('.')[0]!;
+    try {
+      const res = await api(w.url, w.key, 'DELETE', `/v1/uploads/${id}`);
+      assert.equal(res.status, 204, JSON.stringify(res.body));
+    } finally {
+      resumable.discard = discard;
+    }
+
+    assert.ok(swept, 'the sweep ran within the cancel');
+    assert.ok((await swept).reconciled >= 1, 'the sweep resolved, having completed an upload');
+    const row = uploadRow(crashed)!;
+    assert.equal(row.status, 'completed', 'the other upload was completed by the same sweep');
+    assert.equal((await asset(row.asset_id!)).sha256, sha256Hex(bytes));
+    assert.equal(uploadRow(cancelled)?.status, 'expired');
+    assert.deepEqual(await tusLeftovers(cancelled), []);
   });
 });
 
