@@ -147,14 +147,12 @@ export class LocalEndpoint implements PutPresigner, PresignVerifier {
       { 'x-amz-date': amzDate },
     ];
     if (request.contentType !== undefined) conditions.push(['eq', '$Content-Type', request.contentType]);
-    else if (request.defaultContentType !== undefined) conditions.push(['starts-with', '$Content-Type', '']);
     const policy = encodePolicy({
       expiration: iso8601(request.now + request.expiresInSeconds * 1000),
       conditions,
     });
     const fields: Record<string, string> = { key: request.key };
-    const type = request.contentType ?? request.defaultContentType;
-    if (type !== undefined) fields['Content-Type'] = type;
+    if (request.contentType !== undefined) fields['Content-Type'] = request.contentType;
     Object.assign(fields, {
       'x-amz-algorithm': ALGORITHM,
       'x-amz-credential': credential,

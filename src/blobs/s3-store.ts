@@ -372,8 +372,6 @@ export class S3BlobStore implements BlobStore {
     if (request.contentType !== undefined) {
       conditions.push(['eq', '$Content-Type', request.contentType]);
       fields['Content-Type'] = request.contentType;
-    } else if (request.defaultContentType !== undefined) {
-      conditions.push(['starts-with', '$Content-Type', '']);
     }
     // createPresignedPost dates the policy by the wall clock plus the client's clock offset,
     // read before its first await: an offset on a view of the client dates it `now`.
@@ -387,14 +385,8 @@ export class S3BlobStore implements BlobStore {
       Fields: fields,
       Expires: request.expiresInSeconds,
     });
-    // Added after signing: createPresignedPost binds every field it is given exactly, and this
-    // one the client may change (the starts-with condition above).
-    const changeable: Record<string, string> =
-      request.contentType === undefined && request.defaultContentType !== undefined
-        ? { 'Content-Type': request.defaultContentType }
-        : {};
     // S3 has no write-once condition for POST forms: a form can overwrite until it expires.
-    return { url: post.url, fields: { ...changeable, ...post.fields }, rewritable: true };
+    return { url: post.url, fields: post.fields, rewritable: true };
   }
 
   /**

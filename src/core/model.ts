@@ -214,7 +214,10 @@ export interface UploadIntent {
   reprSha256?: string;
   /** Its presigned URL can overwrite the key until it expires: completion seals a copy. */
   rewritable?: boolean;
-  /** A POST policy bound the content type; otherwise the form's own type is the file's. */
+  /**
+   * The content type was settled before the bytes (bound by the URL or policy, or a form that
+   * carries none); otherwise the type the client sends with them is the file's.
+   */
   boundType?: boolean;
   file?: FileTarget;
   access?: Access;

@@ -738,14 +738,12 @@ export type ChecksumAlgorithms = ReadonlyMap<
 export interface PresignPostRequest {
   /** The exact key the form may write. */
   key: string;
-  /** When set, the form must send exactly this Content-Type. */
-  contentType?: string | undefined;
   /**
-   * Without `contentType`: the form carries this Content-Type field, and its policy lets the
-   * client send any other in its place (`["starts-with", "$Content-Type", ""]`). The field is
-   * in the form because S3 fails a condition on a field the form does not send.
+   * When set, the form must send exactly this Content-Type. Otherwise the policy names no
+   * Content-Type: the form sends none (storage refuses it as an extra input field), and the
+   * stored object's type is storage's default, not the file's (the core records that).
    */
-  defaultContentType?: string | undefined;
+  contentType?: string | undefined;
   minSize: number;
   maxSize: number;
   expiresInSeconds: number;

@@ -69,14 +69,16 @@ export interface PresignOptions {
 /** A browser-form upload (POST policy) of a file whose exact size is not known in advance. */
 export interface PostDeclaration {
   name: string;
-  /** Bound into the policy when given; otherwise the form may send any type. */
+  /** Bound into the policy when given: the form must send exactly this Content-Type field. */
   contentType?: string | undefined;
   /**
-   * Without `contentType`: the type the form's Content-Type field carries unless the client
-   * sends another (application/octet-stream when not given). The file gets the type the form
-   * sends, and a token's allowed types are checked against it at completion.
+   * Without `contentType`: the file's type (application/octet-stream when not given), which
+   * the form does not carry. Its policy names no Content-Type, so a client sends the fields as
+   * given and nothing else; S3 fails any condition, even `starts-with ""`, on a field the form
+   * leaves out, and forms such as FileSpin's are documented without one. Like a bound type it
+   * is checked against a token's allowed types when the form is made.
    */
-  defaultContentType?: string | undefined;
+  impliedContentType?: string | undefined;
   /** Defaults to the account's file size limit. */
   maxSize?: number | undefined;
   externalId?: string | undefined;

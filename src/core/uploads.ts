@@ -315,7 +315,7 @@ export class UploadService {
     const name = validateFileName(declaration.name);
     const boundType =
       declaration.contentType === undefined ? undefined : validateContentType(declaration.contentType);
-    const formType = boundType ?? validateContentType(declaration.defaultContentType);
+    const formType = boundType ?? validateContentType(declaration.impliedContentType);
     const limit = this.maxFileSize(principal);
     const maxSize = Math.min(declaration.maxSize ?? limit, limit);
     const externalId = checkExternalId(declaration.externalId);
@@ -331,7 +331,8 @@ export class UploadService {
         sha256: null,
         md5: null,
         externalId,
-        intent: { ...declaration.intent, boundType: boundType !== undefined },
+        // Either way the type is settled now: nothing the form may send can change it.
+        intent: { ...declaration.intent, boundType: true },
         expiresAt: now + expiresInSeconds * 1000,
       },
       now,
@@ -339,9 +340,6 @@ export class UploadService {
     const post = await this.blobs.presignPost({
       key: upload.storageKey,
       contentType: boundType,
-      // A form whose type is not bound carries one the client may change: S3 clients send the
-      // file's type as that field, and a client that sends the fields as given gets this one.
-      defaultContentType: boundType === undefined ? formType : undefined,
       minSize: 0,
       maxSize,
       expiresInSeconds,
@@ -995,8 +993,9 @@ function atIndex<T>(index: number, work: () => T): T {
 }
 
 /**
- * The type of a POST form's file: the one its policy bound, else the one the form sent
- * (checked like any declared type; an unusable one falls back to the intent's).
+ * The type of a POST form's file: the one settled when the form was made, else (a form whose
+ * policy let the client choose) the one the form sent, checked like any declared type; an
+ * unusable one falls back to the intent's.
  */
 function formContentType(upload: Upload, sent: string | undefined): string {
   // S3 labels an untyped object binary/octet-stream: that says nothing the intent doesn't.

@@ -17,13 +17,10 @@ const OPTIONS: LocalEndpointOptions = {
 const KEY = 'default/019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b.jpg';
 const endpoint = new LocalEndpoint(OPTIONS);
 
-function presign(
-  extra: { contentType?: string; defaultContentType?: string; now?: number; expires?: number } = {},
-) {
+function presign(extra: { contentType?: string; now?: number; expires?: number } = {}) {
   return endpoint.presignPost({
     key: KEY,
     contentType: extra.contentType,
-    defaultContentType: extra.defaultContentType,
     minSize: 1,
     maxSize: 1000,
     expiresInSeconds: extra.expires ?? 900,
@@ -190,20 +187,48 @@ describe('verifyPost', () => {
     await refused({ ...fields, 'Content-Type': 'text/html' }, 'FORBIDDEN');
   });
 
-  test('a default Content-Type: carried in the form, any other may replace it, none is refused', async () => {
-    const { fields } = await presign({ defaultContentType: 'image/png' });
-    assert.equal(fields['Content-Type'], 'image/png');
-    assert.ok(
-      decode(fields['policy']!).conditions.some(
-        (c) => JSON.stringify(c) === JSON.stringify(['starts-with', '$Content-Type', '']),
-      ),
-    );
-    // The exact type is not bound: the endpoint takes the form's field as the file's type.
+  test('no bound type: the policy names no Content-Type, so a form sends none', async () => {
+    const { fields } = await presign();
+    assert.ok(!JSON.stringify(decode(fields['policy']!).conditions).toLowerCase().includes('content-type'));
+    // The seed's six fields are the whole form.
     assert.equal((await endpoint.verifyPost(fields, NOW)).contentType, undefined);
-    await endpoint.verifyPost({ ...fields, 'Content-Type': 'application/pdf' }, NOW);
-    // As S3: a condition on a field the form leaves out fails.
-    const { 'Content-Type': _type, ...without } = fields;
-    await refused(without, 'FORBIDDEN', NOW, /\["starts-with","\$Content-Type",""\]/);
+    await refused(
+      { ...fields, 'Content-Type': 'application/pdf' },
+      'FORBIDDEN',
+      NOW,
+      /Extra input fields: content-type/,
+    );
+  });
+
+  test('starts-with "" allows any value, but a form that leaves the field out fails it, as on S3', async () => {
+    const document = {
+      expiration: '2026-01-01T13:00:00.000Z',
+      conditions: [
+        { bucket: 'wharf' },
+        { key: KEY },
+        ['starts-with', '$Content-Type', ''],
+        ['starts-with', '$x-amz-meta-tag', ''],
+        { 'x-amz-algorithm': 'AWS4-HMAC-SHA256' },
+        { 'x-amz-credential': 'wharf-local/20260101/us-east-1/s3/aws4_request' },
+        { 'x-amz-date': '20260101T120000Z' },
+      ],
+    };
+    const form = {
+      key: KEY,
+      'Content-Type': 'application/pdf',
+      'x-amz-meta-tag': '',
+      'x-amz-algorithm': 'AWS4-HMAC-SHA256',
+      'x-amz-credential': 'wharf-local/20260101/us-east-1/s3/aws4_request',
+      'x-amz-date': '20260101T120000Z',
+    };
+    // Any value, the empty one included, meets an empty prefix.
+    assert.equal((await endpoint.verifyPost(signed(form, document), NOW)).contentType, undefined);
+    await endpoint.verifyPost(signed({ ...form, 'Content-Type': '' }, document), NOW);
+    // A missing field is not an empty one: S3 answers AccessDenied naming the condition.
+    const { 'Content-Type': _type, ...withoutType } = form;
+    await refused(signed(withoutType, document), 'FORBIDDEN', NOW, /\["starts-with","\$Content-Type",""\]/);
+    const { 'x-amz-meta-tag': _tag, ...withoutTag } = form;
+    await refused(signed(withoutTag, document), 'FORBIDDEN', NOW, /\["starts-with","\$x-amz-meta-tag",""\]/);
   });
 
   test('starts-with conditions, including a comma-separated Content-Type', async () => {

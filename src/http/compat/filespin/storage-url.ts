@@ -38,8 +38,8 @@ const StorageUrlResponse = Type.Object({
       {
         additionalProperties: Type.String(),
         description:
-          'Send every field, then the file as the part named `file`. `content-type` is the type the ' +
-          "file gets (from the file name's extension); send another value in its place to choose it.",
+          'Send every field (and no other), then the file as the part named `file`. The file gets ' +
+          "the type of the file name's extension.",
       },
     ),
     protocol: Type.Literal('POST'),
@@ -101,9 +101,10 @@ export async function storageUrlRoute(app: App, { core }: CompatContext): Promis
       const { upload, post } = await core.uploads.createPost(request.principal!, {
         name: filename,
         externalId: assetId,
-        // The document's form sends no type: the file name's extension gives the one its
-        // Content-Type field carries, which a client may replace with the file's own.
-        defaultContentType: contentTypeFor(filename, undefined),
+        // The document's form has exactly six fields and no type: the file name's extension
+        // gives the file's. Any condition on a Content-Type field, even starts-with "", would
+        // make storage (S3, and Wharf's) refuse the document's form, which has none.
+        impliedContentType: contentTypeFor(filename, undefined),
         expiresInSeconds: STORAGE_URL_EXPIRY_SECONDS,
         intent: { metadata: { filespin_asset_id: assetId } },
       });
