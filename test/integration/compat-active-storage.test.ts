@@ -204,6 +204,37 @@ describe('direct upload: POST, PUT, done', () => {
     assert.equal(asset?.sha256, sha256Hex(bytes));
   });
 
+  test('byte_size as a numeric string is that number, as FastAPI (Pydantic’s lax mode) reads it', async () => {
+    const bytes = randomBytes(12);
+    const checksum = md5B64(bytes);
+    for (const byteSize of ['12', ' 12\n', '+12', '012', '0_012', '12.0', '12.00']) {
+      const res = await createBlob({
+        filename: 'twelve.bin',
+        content_type: 'application/octet-stream',
+        byte_size: byteSize,
+        checksum,
+      });
+      assert.equal(res.status, 200, `${JSON.stringify(byteSize)}: ${JSON.stringify(res.body)}`);
+      const r = res.body as BlobJson;
+      assert.equal(r.byte_size, 12, JSON.stringify(byteSize));
+      assert.ok(r.direct_upload, JSON.stringify(byteSize));
+    }
+    // The declared size binds the PUT as a number's would.
+    const r = (
+      await createBlob({
+        filename: 'twelve.bin',
+        content_type: 'application/octet-stream',
+        byte_size: '12',
+        checksum,
+      })
+    ).body as BlobJson;
+    assert.equal((await putFile(r.direct_upload!, bytes)).status, 200);
+    const record = await getRecord(r.signed_id);
+    assert.equal(record.status, 200);
+    assert.equal(record.body.byte_size, 12);
+    assert.equal((await nativeByNumber(r.id))?.sha256, sha256Hex(bytes));
+  });
+
   test('bytes that do not match the checksum are refused; the right ones still go through', async () => {
     const bytes = randomBytes(4_096);
     const res = await createBlob({
@@ -923,6 +954,44 @@ describe('errors', () => {
     assert.equal(negative.status, 422);
     assert.equal(negative.body.detail[0].type, 'greater_than_equal');
     assert.deepEqual(negative.body.detail[0].loc, ['body', 'blob', 'byte_size']);
+  });
+
+  test('byte_size strings that are not integers stay int_parsing; numeric ones meet the bounds numbers meet', async () => {
+    for (const byteSize of ['12.5', '12.', '1e3', '0x10', '_12', '12_', '1__2', '1 2', '', ' ', 'abc']) {
+      const res = await createBlob({ ...valid, byte_size: byteSize });
+      assert.equal(res.status, 422, JSON.stringify(byteSize));
+      assert.deepEqual(
+        res.body.detail,
+        [
+          {
+            loc: ['body', 'blob', 'byte_size'],
+            msg: 'Input should be a valid integer, unable to parse string as an integer',
+            type: 'int_parsing',
+            input: byteSize,
+          },
+        ],
+        JSON.stringify(byteSize),
+      );
+    }
+    // Refused as the number it reads as, echoed as sent.
+    const negative = await createBlob({ ...valid, byte_size: '-1' });
+    assert.equal(negative.status, 422);
+    assert.deepEqual(negative.body.detail, [
+      {
+        loc: ['body', 'blob', 'byte_size'],
+        msg: 'Input should be greater than or equal to 0',
+        type: 'greater_than_equal',
+        input: '-1',
+        ctx: { ge: 0 },
+      },
+    ]);
+    for (const huge of ['99999999999999999999', '9'.repeat(400), 1e20]) {
+      const res = await createBlob({ ...valid, byte_size: huge });
+      assert.equal(res.status, 422, String(huge));
+      assert.equal(res.body.detail.length, 1);
+      assert.deepEqual(res.body.detail[0].loc, ['body', 'blob', 'byte_size']);
+      assert.equal(res.body.detail[0].type, 'value_error', String(huge));
+    }
   });
 
   test('values the checks refuse: checksum of neither length, a bad file name, a bad type', async () => {

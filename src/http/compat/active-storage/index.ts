@@ -1,4 +1,4 @@
-import { Ajv } from 'ajv';
+import { Ajv, type ErrorObject } from 'ajv';
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
 import { depthCheckedJsonParser } from '../../json-depth.js';
 import { presentedKey } from '../../plugins/auth.js';
@@ -7,6 +7,7 @@ import type { CompatContext } from '../context.js';
 import { blobRoutes } from './blobs.js';
 import { directUploadRoute } from './direct-upload.js';
 import { activeStorageErrorHandler, activeStorageRoutingError } from './errors.js';
+import { withLaxIntegers } from './lax-integers.js';
 
 // All errors at once, each with the value it refused: FastAPI lists every bad field, with its input.
 const bodies = new Ajv({
@@ -23,8 +24,31 @@ const texts = new Ajv({
   useDefaults: true,
   strict: false,
 });
+
+type ValidationFunction = ReturnType<FastifySchemaCompiler<unknown>>;
+
+/**
+ * A body is checked as Pydantic's lax mode reads it: an integer field given as a numeric
+ * string is that integer (see lax-integers.ts), since FastAPI answers `"byte_size": "12"` as
+ * 12, not `int_parsing`. A refusal still reports the value as sent; the route gets numbers.
+ */
+function laxBodyValidator(schema: object): ValidationFunction {
+  const validate = bodies.compile(schema);
+  const check = (data: unknown) => {
+    const originals = new Map<string, unknown>();
+    const value = withLaxIntegers(schema, data, originals);
+    if (validate(value)) return { value };
+    check.errors = (validate.errors ?? []).map((error) =>
+      originals.has(error.instancePath) ? { ...error, data: originals.get(error.instancePath) } : error,
+    );
+    return false;
+  };
+  check.errors = null as ErrorObject[] | null;
+  return check;
+}
+
 const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
-  (httpPart === 'body' ? bodies : texts).compile(schema as object);
+  httpPart === 'body' ? laxBodyValidator(schema as object) : texts.compile(schema as object);
 
 /** Failures before routing (an over-long signed id) in this API's error shapes. */
 export const activeStorageRoutingErrors: RoutingErrorShape = {
