@@ -676,6 +676,31 @@ describe('signed ids', () => {
     }
   });
 
+  test('any length up to 500 that is not a signed id is 404 (record and redirect); longer is 414', async () => {
+    const [body, mac] = good.signed_id.split('--') as [string, string];
+    const padded = (n: number) => `${body}${'A'.repeat(n - good.signed_id.length)}--${mac}`;
+    for (const forged of ['a'.repeat(401), 'a'.repeat(450), 'a'.repeat(500), padded(401), padded(500)]) {
+      const label = `${forged.length} characters`;
+      const record = await getRecord(forged);
+      assert.equal(record.status, 404, label);
+      assertErrorResponse(record.body, 404, 'NOT_FOUND');
+      const redirect = await fetch(`${w.url}/rails/active_storage/blobs/redirect/${forged}/s.bin`, {
+        redirect: 'manual',
+      });
+      assert.equal(redirect.status, 404, label);
+      assertErrorResponse(await redirect.json(), 404, 'NOT_FOUND');
+    }
+    const tooLong = 'a'.repeat(501);
+    for (const res of [
+      await getRecord(tooLong),
+      await api(w.url, undefined, 'GET', `/rails/active_storage/blobs/redirect/${tooLong}/s.bin`),
+    ]) {
+      assert.equal(res.status, 414);
+      assert.deepEqual(Object.keys(res.body).sort(), ['detail', 'error', 'error_code']);
+      assert.equal(res.body.error_code, 'URI_TOO_LONG');
+    }
+  });
+
   test('a signed id of another account reads as missing with this account’s key', async () => {
     const other = await w.newAccount();
     const record = await getRecord(good.signed_id, other.key);

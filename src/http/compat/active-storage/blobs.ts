@@ -5,7 +5,14 @@ import type { App } from '../../api/context.js';
 import type { CompatContext } from '../context.js';
 import { asNotFound } from './errors.js';
 import { blobRecord, holderOf, resolveBlob, verifyBlob } from './records.js';
-import { ErrorResponse, errorResponses, FileUploadResponse, SignedIdParams, TAG } from './schemas.js';
+import {
+  ErrorResponse,
+  errorResponses,
+  FileUploadResponse,
+  SignedId,
+  SignedIdParams,
+  TAG,
+} from './schemas.js';
 
 /** Rails' ActiveStorage.service_urls_expire_in: how long the URL a redirect hands out lives. */
 const REDIRECT_URL_SECONDS = 300;
@@ -48,7 +55,7 @@ export async function blobRoutes(app: App, { core, publicUrl }: CompatContext): 
           'Redirect to a short-lived signed download URL of the blob (no key: the signed_id is the credential)',
         tags: [TAG],
         security: [],
-        params: Type.Object({ signed_id: Type.String({ maxLength: 400 }), filename: Type.String() }),
+        params: Type.Object({ signed_id: SignedId, filename: Type.String() }),
         querystring: Type.Object({
           disposition: Type.Optional(Type.Union([Type.Literal('inline'), Type.Literal('attachment')])),
         }),

@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { MAX_PARAM_LENGTH } from '../../routing-errors.js';
 
 /** The document's tag: every route of this folder is listed under it in /openapi.json. */
 export const TAG = 'ActiveStorage direct upload (seed 002)';
@@ -89,7 +90,14 @@ export const HTTPValidationError = Type.Object(
   { description: 'Validation Error (FastAPI/Pydantic shape).' },
 );
 
-export const SignedIdParams = Type.Object({ signed_id: Type.String({ maxLength: 400 }) });
+/**
+ * A signed id up to the router's limit (longer is 414 before routing): one that is not a
+ * valid signed id, whatever its length, is a blob that does not exist (404), as documented,
+ * never a 422 of its own. Verifying one costs an HMAC of at most that many bytes.
+ */
+export const SignedId = Type.String({ maxLength: MAX_PARAM_LENGTH });
+
+export const SignedIdParams = Type.Object({ signed_id: SignedId });
 
 export const errorResponses = {
   400: ErrorResponse,
