@@ -98,7 +98,9 @@ function assertErrorResponse(body: Record<string, unknown>, status: number, code
   assert.equal(body.error_code, code);
   assert.equal(
     body.error,
-    { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large' }[status],
+    { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large' }[
+      status
+    ],
   );
 }
 
@@ -259,6 +261,44 @@ describe('direct upload: POST, PUT, done', () => {
 
     assert.equal((await putFile(r.direct_upload!, bytes)).status, 200);
     await getRecord(r.signed_id);
+    assert.equal((await nativeByNumber(r.id))?.sha256, sha256Hex(bytes));
+  });
+});
+
+describe('a SHA-256 upload sent the wrong bytes of the right size', () => {
+  // Which of the two happens is the store's: Wharf's own endpoint and AWS S3 check
+  // x-amz-checksum-sha256 at the PUT; Ceph RGW ignores it, so Wharf's completion finds it.
+  test('refused at the PUT by a store that checks x-amz-checksum-sha256, else at completion; the right bytes then go through', async () => {
+    const bytes = randomBytes(4_000);
+    const r = (
+      await createBlob({
+        filename: 'g.bin',
+        content_type: 'application/octet-stream',
+        byte_size: bytes.length,
+        checksum: sha256B64(bytes),
+      })
+    ).body as BlobJson;
+    const redirectOf = () =>
+      fetch(`${w.url}/rails/active_storage/blobs/redirect/${r.signed_id}/g.bin`, { redirect: 'manual' });
+    const put = await putFile(r.direct_upload!, randomBytes(4_000));
+    if (put.status === 200) {
+      // What a Rails DirectUpload client sees: a successful upload, then a blob without a file.
+      const first = await redirectOf();
+      assert.equal(first.status, 400);
+      assertErrorResponse(await first.json(), 400, 'CHECKSUM_MISMATCH');
+      const record = await getRecord(r.signed_id);
+      assert.equal(record.status, 200, 'the record stays, waiting for the right bytes');
+      assert.equal(record.body.direct_upload, undefined);
+    } else {
+      assert.ok(put.status >= 400 && put.status < 500, `storage refuses the body (${put.status})`);
+    }
+    const redirect = await redirectOf();
+    assert.equal(redirect.status, 404);
+    assertErrorResponse(await redirect.json(), 404, 'NOT_FOUND');
+    assert.equal(await nativeByNumber(r.id), undefined);
+
+    assert.equal((await putFile(r.direct_upload!, bytes)).status, 200);
+    assert.equal((await getRecord(r.signed_id)).status, 200);
     assert.equal((await nativeByNumber(r.id))?.sha256, sha256Hex(bytes));
   });
 });
