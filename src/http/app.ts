@@ -152,6 +152,7 @@ export async function buildApp({
     publicUrl,
     tus: tus !== undefined,
     storageEndpoint: core.endpoint !== undefined,
+    routingErrors: ROUTING_ERROR_SHAPES,
   });
   await app.register(operationsRoutes, { core, metrics });
 

@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { TSchema } from 'typebox';
 import { WharfError } from '../core/errors.js';
 
 /** Fastify's router refuses path parameters longer than this (find-my-way's maxParamLength). */
@@ -11,6 +12,13 @@ export type RoutingErrorSender = (err: WharfError, request: FastifyRequest, repl
 export interface RoutingErrorShape {
   prefixes: readonly string[];
   send: RoutingErrorSender;
+  /**
+   * What `send` answers, for the OpenAPI document: every route under these prefixes with a path
+   * parameter then declares the 414 its over-long segment gets (`status` maps a status to the
+   * one this API answers with, as Inspect answers 414 as 400). Without it (the protocols, which
+   * their hand-written operations describe), the routes' schemas are left as they are.
+   */
+  documented?: { schema: TSchema; status?: (status: number) => number };
 }
 
 /**
@@ -37,13 +45,21 @@ export function routingError(err: FastifyError): WharfError {
  * `/api/v1/assets/new/` inside netiks's `/api/v1/assets/`); undefined for the native API's.
  */
 export function shapeFor(shapes: readonly RoutingErrorShape[], url: string): RoutingErrorSender | undefined {
-  let best: { length: number; send: RoutingErrorSender } | undefined;
+  return routingShapeFor(shapes, url)?.send;
+}
+
+/** The shape whose prefix is the longest to match `url` (a request's, or a route's pattern). */
+export function routingShapeFor(
+  shapes: readonly RoutingErrorShape[],
+  url: string,
+): RoutingErrorShape | undefined {
+  let best: { length: number; shape: RoutingErrorShape } | undefined;
   for (const shape of shapes) {
     for (const prefix of shape.prefixes) {
       if (url.startsWith(prefix) && prefix.length > (best?.length ?? -1)) {
-        best = { length: prefix.length, send: shape.send };
+        best = { length: prefix.length, shape };
       }
     }
   }
-  return best?.send;
+  return best?.shape;
 }

@@ -238,6 +238,51 @@ describe('the OpenAPI document', () => {
     assert.ok(content.includes('409') && content.includes('500'), 'ASSET_VERIFYING, BYTES_MISSING');
   });
 
+  test('refusals that come from how a route is registered are declared on every route they apply to', () => {
+    const declared = (op: Json) => Object.keys(op.responses);
+    for (const [path, method, op] of operations()) {
+      if (path.startsWith(STORAGE_PREFIX)) continue; // S3's own XML refusals
+      // An id longer than any is refused before routing: 414 in the path's API's shape, which
+      // Inspect answers as its 400. (tus answers an over-long id its own way.)
+      if (path.includes('{') && !path.startsWith('/v1/tus/')) {
+        const status = path.startsWith('/api/inspect/') ? '400' : '414';
+        assert.ok(declared(op).includes(status), `${method} ${path} declares ${status}`);
+      }
+      // A native route that reads JSON: 413 over its limit, 415 for another type.
+      const media = Object.keys(op.requestBody?.content ?? { 'application/json': {} });
+      const native =
+        path.startsWith('/v1/') && !path.startsWith('/v1/tus/') && !path.startsWith('/v1/resumable/');
+      if (native && ['post', 'put', 'patch'].includes(method) && media.includes('application/json')) {
+        assert.ok(declared(op).includes('413'), `${method} ${path} declares 413`);
+        assert.ok(declared(op).includes('415'), `${method} ${path} declares 415`);
+      }
+    }
+    // A file body sent in a Content-Encoding, and what one operation's own state gives.
+    assert.ok(doc.paths['/v1/assets'].post.responses['415'], 'POST /v1/assets: Content-Encoding');
+    assert.ok(
+      doc.paths['/v1/files/{namespace}/{name}'].put.responses['415'],
+      'PUT /v1/files: Content-Encoding',
+    );
+    assert.ok(
+      doc.paths['/v1/assets'].post.responses['411'],
+      'POST /v1/assets: a resumable upload with no length',
+    );
+    assert.ok(doc.paths['/v1/multipart/{id}/parts'].get.responses['409'], 'the parts of a completed upload');
+    // Every seed route that opens an upload: TOO_MANY_OPEN_UPLOADS, in that API's shape.
+    for (const [path, method] of [
+      ['/api/v1/assets/developer-upload-file/', 'post'],
+      ['/api/v1/assets/developer-upload-file', 'post'],
+      ['/api/v1/assets/developer-generate-presigned-url/', 'post'],
+      ['/api/v1/assets/developer-generate-presigned-url', 'post'],
+      ['/api/inspect/v1/file/upload/presigned', 'post'],
+      ['/api/v1/upload/direct', 'post'],
+      ['/api_gateway/file-service/{namespace}/{name}', 'post'],
+      ['/api/v1/assets/new/content_storage_url', 'get'],
+    ] as const) {
+      assert.ok(declared(doc.paths[path][method]).includes('429'), `${method} ${path} declares 429`);
+    }
+  });
+
   test('what has a default may be left out: not required in bodies or query parameters', () => {
     const signed = deref(
       doc.paths['/v1/assets/{id}/signed-url'].post.requestBody.content['application/json'].schema,
@@ -551,6 +596,9 @@ describe('real responses match the document', () => {
       api(w.url, w.key, 'POST', `/v1/multipart/${id}/complete`, { parts: [{ PartNumber: 1, ETag: etag }] });
     conforms('POST', '/v1/multipart/{id}/complete', await complete('"nope"'));
     conforms('POST', '/v1/multipart/{id}/complete', await complete(put.headers.get('etag')!));
+    const partsOfCompleted = await api(w.url, w.key, 'GET', `/v1/multipart/${id}/parts`);
+    assert.equal(partsOfCompleted.status, 409);
+    conforms('GET', '/v1/multipart/{id}/parts', partsOfCompleted);
     conforms(
       'POST',
       '/v1/multipart',
@@ -709,6 +757,77 @@ describe('real responses match the document', () => {
       '/v1/account/settings',
       await api(w.url, member.key, 'PATCH', '/v1/account/settings', { strip_gps: true }),
     );
+  });
+
+  test('refusals of how a route is registered: body limits and types, lengths, over-long ids, open uploads', async () => {
+    const expectRefusal = (method: string, template: string, res: JsonResponse, status: number) => {
+      assert.equal(res.status, status, `${method} ${template}: ${JSON.stringify(res.body)}`);
+      conforms(method, template, res);
+    };
+    // A JSON body over 1 MiB.
+    const big = { name: 'x'.repeat(1100 * 1024) };
+    expectRefusal('POST', '/v1/keys', await api(w.url, w.key, 'POST', '/v1/keys', big), 413);
+    // A file in a Content-Encoding; a JSON route sent text.
+    const gzipped = await readJson(
+      fetch(`${w.url}/v1/assets?name=g.bin`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': w.key,
+          'content-type': 'application/octet-stream',
+          'content-encoding': 'gzip',
+        },
+        body: 'abc',
+      }),
+    );
+    expectRefusal('POST', '/v1/assets', gzipped, 415);
+    const intent = await declare(w, w.key, { name: 'text.bin', size: 3 });
+    const text = await readJson(
+      fetch(`${w.url}/v1/uploads/${intent.id}/complete`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key, 'content-type': 'text/plain' },
+        body: 'abc',
+      }),
+    );
+    expectRefusal('POST', '/v1/uploads/{id}/complete', text, 415);
+    // A resumable upload that says no length.
+    const lengthless = await readJson(
+      fetch(`${w.url}/v1/assets?name=n.bin`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': w.key,
+          'upload-draft-interop-version': '6',
+          'upload-complete': '?0',
+          'content-type': 'application/octet-stream',
+        },
+      }),
+    );
+    expectRefusal('POST', '/v1/assets', lengthless, 411);
+    // A path segment longer than any id, native and seed.
+    const long = 'a'.repeat(600);
+    expectRefusal(
+      'DELETE',
+      '/v1/resumable/{id}',
+      await api(w.url, w.key, 'DELETE', `/v1/resumable/${long}`),
+      414,
+    );
+    expectRefusal(
+      'GET',
+      '/api/v1/assets/{id}/',
+      await api(w.url, w.key, 'GET', `/api/v1/assets/${long}/`),
+      414,
+    );
+    // A token that may hold one open upload, and holds one.
+    const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { max_open_uploads: 1 });
+    assert.equal(token.status, 201);
+    await declare(w, token.body.secret, { name: 'open.bin', size: 5 });
+    const tooMany = await readJson(
+      fetch(`${w.url}/api_gateway/file-service/ns/c.bin`, {
+        method: 'POST',
+        headers: { 'x-api-key': token.body.secret, 'content-type': 'application/octet-stream' },
+        body: 'ab',
+      }),
+    );
+    expectRefusal('POST', '/api_gateway/file-service/{namespace}/{name}', tooMany, 429);
   });
 
   test('health', async () => {

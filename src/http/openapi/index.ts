@@ -1,7 +1,8 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { FastifyInstance, FastifySchema } from 'fastify';
+import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import { ErrorSchema } from '../api/schemas.js';
+import { type RoutingErrorShape, routingShapeFor } from '../routing-errors.js';
 import { components, referenced } from './components.js';
 import { protocolPaths, protocolTags } from './protocols.js';
 
@@ -11,6 +12,8 @@ export interface OpenApiOptions {
   tus: boolean;
   /** Whether this node serves the embedded storage endpoint (/s3/…). */
   storageEndpoint: boolean;
+  /** Each path's error shape for refusals before routing (see routing-errors.ts). */
+  routingErrors: readonly RoutingErrorShape[];
 }
 
 declare module 'fastify' {
@@ -57,7 +60,8 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
     },
     transform: ({ schema, url, route }) => {
       if (schema?.operationId && optional(schema.body)) optionalBodies.add(schema.operationId);
-      return { schema: withGenericRefusals(documented(schema, route.config), url), url };
+      const refusals = withGenericRefusals(documented(schema, route.config), route, options.routingErrors);
+      return { schema: refusals, url };
     },
     transformObject: (documentObject) => {
       const document = (documentObject as { openapiObject: OpenApiDocument }).openapiObject;
@@ -107,17 +111,44 @@ function optional(body: unknown): boolean {
   return schema['~optional'] === true || (schema.anyOf ?? []).some((variant) => variant.type === 'null');
 }
 
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
 /**
- * The refusals every native route may give that no route's schema names: `415` for a JSON body
- * of another type, `414` for a path segment longer than any id (see routing-errors.ts). The seed
- * APIs' routes answer in their own shapes and are left as their schemas say.
+ * The refusals that come from how a route is registered rather than from what it does, declared
+ * here for every route (so a new route declares them too) rather than in each route's schema:
+ * - `414` on a route with a path parameter: a segment longer than any id, refused before routing
+ *   (see routing-errors.ts) in the shape of the path's API, under the status that API answers.
+ * - On a native POST, PUT or PATCH that reads JSON (any body: a route without one still parses
+ *   what it is sent), `413` for a body over its limit and `415` for a body of another type. A
+ *   DELETE is refused the same way, but a client sends it no body, so it is not listed there.
+ * - `415` on a route that stores its body as a file, for one sent in a Content-Encoding
+ *   (config.fileBody, see file-bodies.ts).
+ * The seed APIs map these statuses onto their own documents' (a 413 may be their 400), so their
+ * routes list body refusals themselves.
  */
-function withGenericRefusals(schema: FastifySchema, url: string): FastifySchema {
-  if (!url.startsWith('/v1/') || schema.response === undefined) return schema;
+function withGenericRefusals(
+  schema: FastifySchema,
+  route: RouteOptions,
+  routingErrors: readonly RoutingErrorShape[],
+): FastifySchema {
+  if (schema.response === undefined) return schema;
   const response = { ...(schema.response as Record<string, unknown>) };
+  const native = route.url.startsWith('/v1/');
+  const shape = routingShapeFor(routingErrors, route.url);
+  if (route.url.includes('/:')) {
+    if (shape?.documented) {
+      const { schema: error, status = (status: number) => status } = shape.documented;
+      response[status(414)] ??= referenced(error);
+    } else if (native && shape === undefined) response[414] ??= referenced(ErrorSchema);
+  }
+  if (!native) return { ...schema, response };
   const error = referenced(ErrorSchema);
-  if (schema.body !== undefined && !('content' in (schema.body as object))) response[415] ??= error;
-  if (url.includes('/:')) response[414] ??= error;
+  const readsJson = route.config?.documentedBody === undefined;
+  if (readsJson && [route.method].flat().some((method) => BODY_METHODS.has(method))) {
+    response[413] ??= error;
+    response[415] ??= error;
+  }
+  if (route.config?.fileBody === true) response[415] ??= error;
   return { ...schema, response };
 }
 

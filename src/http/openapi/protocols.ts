@@ -210,6 +210,23 @@ function rufhError(description: string) {
   };
 }
 
+/**
+ * Every operation on an upload's own path: an id longer than any is refused before routing,
+ * so in the native API's error shape rather than as a problem document.
+ */
+function withUriTooLong(pathItem: Record<string, Json & { responses: Json }>): Json {
+  const tooLong = {
+    description: 'A path segment longer than 500 characters: no upload id is (`URI_TOO_LONG`).',
+    content: { 'application/json': { schema: ERROR_REF } },
+  };
+  return Object.fromEntries(
+    Object.entries(pathItem).map(([method, operation]) => [
+      method,
+      { ...operation, responses: { ...operation.responses, 414: tooLong } },
+    ]),
+  );
+}
+
 const RUFH_VERSION = header(
   'Upload-Draft-Interop-Version',
   'The draft iteration the client speaks (3 to 9). Without one (or another), no `104` is sent.',
@@ -308,7 +325,7 @@ function rufhPaths(): Json {
         },
       },
     },
-    '/v1/resumable/{id}': {
+    '/v1/resumable/{id}': withUriTooLong({
       options: { operationId: 'rufhDiscoverUpload', ...discovery, parameters: [RUFH_ID, RUFH_VERSION] },
       head: offset('rufhGetOffset', 'Resumable HTTP: how many bytes arrived (where to resume)'),
       get: offset('rufhGetOffsetWithGet', 'Resumable HTTP: as HEAD (the editor’s copy of the draft)'),
@@ -355,7 +372,7 @@ function rufhPaths(): Json {
           409: rufhError('The upload is complete (`UPLOAD_NOT_PENDING`): delete its asset instead.'),
         },
       },
-    },
+    }),
   };
 }
 

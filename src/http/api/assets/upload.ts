@@ -97,6 +97,8 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
           ...errorResponses,
           // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
           422: errorResponses[400],
+          // LENGTH_REQUIRED: a resumable upload (`Upload-Complete: ?0`) that says no length.
+          411: errorResponses[400],
         },
       },
     },

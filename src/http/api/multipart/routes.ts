@@ -222,7 +222,13 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
         summary: 'The parts storage holds so far (to resume)',
         tags: ['multipart'],
         params: IdParams,
-        response: { 200: StoredPartsSchema, ...errorResponses, 410: errorResponses[400] },
+        response: {
+          200: StoredPartsSchema,
+          ...errorResponses,
+          // UPLOAD_NOT_PENDING: the upload is complete, its parts are gone.
+          409: errorResponses[400],
+          410: errorResponses[400],
+        },
       },
     },
     async (request) =>

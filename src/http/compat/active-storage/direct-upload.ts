@@ -6,7 +6,7 @@ import type { CompatContext } from '../context.js';
 import { parseChecksum } from './checksum.js';
 import { fieldError } from './errors.js';
 import { assetRecord, type BlobRecord, uploadRecord } from './records.js';
-import { errorResponses, FileUploadResponse, TAG, UploadRequest } from './schemas.js';
+import { FileUploadResponse, TAG, UploadRequest, uploadErrorResponses } from './schemas.js';
 
 /** Runs one of the core's field rules, reporting a refusal at the field, as Pydantic does. */
 function checked<T>(field: string, input: unknown, rule: () => T): T {
@@ -36,7 +36,7 @@ export async function directUploadRoute(app: App, { core }: CompatContext): Prom
           'already holds content with this checksum and size, the record comes back without `direct_upload`.',
         tags: [TAG],
         body: UploadRequest,
-        response: { 200: FileUploadResponse, ...errorResponses },
+        response: { 200: FileUploadResponse, ...uploadErrorResponses },
       },
     },
     async (request): Promise<BlobRecord> => {

@@ -8,6 +8,7 @@ import { blobRoutes } from './blobs.js';
 import { directUploadRoute } from './direct-upload.js';
 import { activeStorageErrorHandler, activeStorageRoutingError } from './errors.js';
 import { withLaxIntegers } from './lax-integers.js';
+import { ErrorResponse } from './schemas.js';
 
 // All errors at once, each with the value it refused: FastAPI lists every bad field, with its input.
 const bodies = new Ajv({
@@ -54,6 +55,7 @@ const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart })
 export const activeStorageRoutingErrors: RoutingErrorShape = {
   prefixes: ['/api/v1/upload/', '/rails/active_storage/'],
   send: activeStorageRoutingError,
+  documented: { schema: ErrorResponse },
 };
 
 /** Seed 002: the ActiveStorage-style direct upload API (FastAPI wire format). */

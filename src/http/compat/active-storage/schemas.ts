@@ -110,3 +110,6 @@ export const errorResponses = {
   422: HTTPValidationError,
   500: ErrorResponse,
 };
+
+/** A route that opens an upload: a key or token may hold only so many (TOO_MANY_OPEN_UPLOADS). */
+export const uploadErrorResponses = { ...errorResponses, 429: ErrorResponse };

@@ -21,6 +21,9 @@ export const errorResponses = Object.fromEntries(STATUSES.map((s) => [s, ErrorSc
   typeof ErrorSchema
 >;
 
+/** A route that opens an upload: a key or token may hold only so many (TOO_MANY_OPEN_UPLOADS). */
+export const uploadErrorResponses = { ...errorResponses, 429: ErrorSchema };
+
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): void {
   const mapped = mapError(err);
   logFailure(request, err, mapped.status);

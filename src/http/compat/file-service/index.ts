@@ -6,7 +6,7 @@ import type { App } from '../../api/context.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { authenticateFileService } from './auth.js';
-import { fileServiceErrorHandler, sendError } from './errors.js';
+import { ErrorSchema, fileServiceErrorHandler, sendError } from './errors.js';
 import { readRoutes } from './read.js';
 import { uploadRoute } from './upload.js';
 
@@ -16,6 +16,7 @@ export const FILE_SERVICE_PREFIX = '/api_gateway/file-service';
 export const fileServiceRoutingErrors: RoutingErrorShape = {
   prefixes: [`${FILE_SERVICE_PREFIX}/`],
   send: (err, request, reply) => sendError(request, reply, err),
+  documented: { schema: ErrorSchema },
 };
 
 /**

@@ -6,7 +6,7 @@ import { type Declared, declaredDigests, headerDigests } from '../../api/integri
 import { firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
 import { contentTypeFor } from '../content-types.js';
 import type { CompatContext } from '../context.js';
-import { errorResponses } from './errors.js';
+import { uploadErrorResponses } from './errors.js';
 import { FileResultSchema, fileResult } from './responses.js';
 import { FileParams } from './schemas.js';
 
@@ -44,7 +44,7 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
         params: FileParams,
         // Nothing is read from the query; real clients may add their own parameters.
         querystring: Type.Object({}, { additionalProperties: true }),
-        response: { 200: FileResultSchema, ...errorResponses },
+        response: { 200: FileResultSchema, ...uploadErrorResponses },
       },
     },
     async (request) => {

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { presentedKey } from '../../plugins/auth.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
-import { fileSpinErrorHandler } from './errors.js';
+import { FileSpinErrorSchema, fileSpinErrorHandler } from './errors.js';
 import { registerAssetRoute } from './register-asset.js';
 import { storageUrlRoute } from './storage-url.js';
 
@@ -18,6 +18,7 @@ function fileSpinKey(request: FastifyRequest): string | undefined {
 export const fileSpinRoutingErrors: RoutingErrorShape = {
   prefixes: ['/api/v1/assets/new/'],
   send: fileSpinErrorHandler,
+  documented: { schema: FileSpinErrorSchema },
 };
 
 /**

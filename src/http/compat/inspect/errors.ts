@@ -14,6 +14,11 @@ export interface InspectError {
 // and Gone (410) only come from the completion route Wharf added, and are documented there.
 const AS_BAD_REQUEST = new Set([411, 413, 414, 415, 416]);
 
+/** The status Inspect's clients get for a refusal Wharf answers with `status`. */
+export function inspectStatus(status: number): number {
+  return AS_BAD_REQUEST.has(status) ? 400 : status;
+}
+
 export function inspectError(status: number, description: string): InspectError {
   return { error: STATUS_CODES[status] ?? 'Error', errorDescription: description };
 }
@@ -21,7 +26,7 @@ export function inspectError(status: number, description: string): InspectError 
 export function inspectErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err);
   logFailure(request, err, mapped.status);
-  const status = AS_BAD_REQUEST.has(mapped.status) ? 400 : mapped.status;
+  const status = inspectStatus(mapped.status);
   settleRefusedBody(request, reply);
   reply.status(status).send(inspectError(status, mapped.message));
 }

@@ -3,9 +3,10 @@ import type { App } from '../../api/context.js';
 import { authenticate } from '../../plugins/auth.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
-import { inspectErrorHandler, inspectNotFound } from './errors.js';
+import { inspectErrorHandler, inspectNotFound, inspectStatus } from './errors.js';
 import { fileRoutes } from './files.js';
 import { presignedRoute } from './presigned.js';
+import { ErrorSchema } from './schemas.js';
 
 export const INSPECT_PREFIX = '/api/inspect';
 
@@ -13,6 +14,7 @@ export const INSPECT_PREFIX = '/api/inspect';
 export const inspectRoutingErrors: RoutingErrorShape = {
   prefixes: [`${INSPECT_PREFIX}/`],
   send: inspectErrorHandler,
+  documented: { schema: ErrorSchema, status: inspectStatus },
 };
 
 /**

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { Core } from '../../../core/wharf.js';
 import type { App } from '../../api/context.js';
-import { EntityId, errorResponses, FileId, TAGS } from './schemas.js';
+import { EntityId, FileId, TAGS, uploadErrorResponses } from './schemas.js';
 
 /** The document: "The presigned URL is valid for 15 minutes". */
 const URL_VALIDITY_SECONDS = 15 * 60;
@@ -73,7 +73,7 @@ export function presignedRoute(app: App, core: Core): void {
               id: FileId,
             }),
           }),
-          ...errorResponses,
+          ...uploadErrorResponses,
         },
       },
     },

@@ -21,6 +21,9 @@ export const errorResponses = {
   500: ErrorSchema,
 };
 
+/** A route that opens an upload: a key or token may hold only so many (TOO_MANY_OPEN_UPLOADS). */
+export const uploadErrorResponses = { ...errorResponses, 429: ErrorSchema };
+
 export const FileId = Id({
   format: 'uuid',
   description: 'A file id: the id returned by the presigned-URL request (either kind of answer).',

@@ -27,6 +27,9 @@ export const netiksErrors = {
   415: NetiksErrorSchema,
 };
 
+/** A route that opens an upload: a key or token may hold only so many (TOO_MANY_OPEN_UPLOADS). */
+export const netiksUploadErrors = { ...netiksErrors, 429: NetiksErrorSchema };
+
 export function netiksErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = mapError(err);
   logFailure(request, err, mapped.status);

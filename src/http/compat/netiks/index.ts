@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { WharfError } from '../../../core/errors.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
-import { netiksErrorHandler } from './errors.js';
+import { NetiksErrorSchema, netiksErrorHandler } from './errors.js';
 import { presignedUrlRoutes } from './presigned-urls.js';
 import { readAssetRoutes } from './read-asset.js';
 import { uploadFileRoutes } from './upload-file.js';
@@ -13,6 +13,7 @@ import { uploadFileRoutes } from './upload-file.js';
 export const netiksRoutingErrors: RoutingErrorShape = {
   prefixes: ['/api/v1/assets/'],
   send: netiksErrorHandler,
+  documented: { schema: NetiksErrorSchema },
 };
 
 /**

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
 import type { App } from '../../api/context.js';
 import type { CompatContext } from '../context.js';
-import { netiksErrors } from './errors.js';
+import { netiksUploadErrors } from './errors.js';
 
 /** The document: a "secure, 15 minutes limited link". */
 const PRESIGNED_URL_SECONDS = 15 * 60;
@@ -62,7 +62,7 @@ export async function presignedUrlRoutes(app: App, { core }: CompatContext): Pro
           tags: ['netiks'],
           security: [{ apiKey: [] }],
           body: GenerateBody,
-          response: { 200: PresignedUrlsSchema, ...netiksErrors },
+          response: { 200: PresignedUrlsSchema, ...netiksUploadErrors },
         },
       },
       async (request) => {

@@ -4,7 +4,7 @@ import type { App } from '../../api/context.js';
 import type { CompatContext } from '../context.js';
 import { type Confirmation, ConfirmBody, confirmUpload } from './confirm-upload.js';
 import { uploadForm } from './direct-upload.js';
-import { netiksErrors } from './errors.js';
+import { netiksUploadErrors } from './errors.js';
 import { netiksAsset, UploadedSchema } from './responses.js';
 
 // The document uses the slash for the direct upload and omits it for the confirm call;
@@ -44,7 +44,7 @@ export async function uploadFileRoutes(app: App, { core }: CompatContext): Promi
               'application/json': { schema: ConfirmBody },
             },
           },
-          response: { 201: UploadedSchema, ...netiksErrors },
+          response: { 201: UploadedSchema, ...netiksUploadErrors },
         },
       },
       async (request, reply) => {
