@@ -34,7 +34,7 @@ const ROUTES: Record<string, string[]> = {
   '/readyz': ['get'],
   '/v1/assets': ['get', 'post'],
   '/v1/assets/{id}': ['delete', 'get', 'patch'],
-  '/v1/assets/{id}/content': ['get'],
+  '/v1/assets/{id}/content': ['get', 'head'],
   '/v1/assets/{id}/signed-url': ['post'],
   '/v1/assets/{id}/files': ['get'],
   '/v1/account': ['get'],
@@ -61,7 +61,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/webhooks/{id}/deliveries/{delivery_id}': ['get'],
   '/v1/webhooks/{id}/deliveries/{delivery_id}/replay': ['post'],
   '/v1/webhooks/{id}/replay': ['post'],
-  '/v1/assets/{id}/image': ['get'],
+  '/v1/assets/{id}/image': ['get', 'head'],
   '/v1/assets/{id}/image-url': ['post'],
   '/v1/assets/{id}/derivatives': ['get'],
   '/v1/image-presets': ['get'],
@@ -188,6 +188,39 @@ describe('the OpenAPI document', () => {
       content?.some((s: object) => Object.keys(s).length === 0),
       'content is readable without a key (signed URL)',
     );
+    // The seed APIs' own credentials: the file service's Basic, FileSpin's key header.
+    assert.deepEqual(doc.components.securitySchemes.basic, { type: 'http', scheme: 'basic' });
+    assert.deepEqual(doc.components.securitySchemes.fileSpinApiKey, {
+      type: 'apiKey',
+      in: 'header',
+      name: 'X-FileSpin-Api-Key',
+    });
+    for (const [path, ops] of Object.entries<Record<string, Json>>(doc.paths)) {
+      for (const [method, op] of Object.entries<Json>(ops)) {
+        if (path.startsWith('/api_gateway/file-service/')) {
+          assert.ok(
+            op.security?.some((s: object) => 'basic' in s),
+            `${method} ${path}: Basic`,
+          );
+        }
+        if (path.startsWith('/api/v1/assets/new/')) {
+          assert.ok(
+            op.security?.some((s: object) => 'fileSpinApiKey' in s),
+            `${method} ${path}: X-FileSpin-Api-Key`,
+          );
+        }
+      }
+    }
+  });
+
+  test('downloads document their HEAD: the same answers without bodies', () => {
+    for (const path of ['/v1/assets/{id}/content', '/v1/assets/{id}/image']) {
+      const { get, head } = doc.paths[path];
+      assert.ok(head, `HEAD ${path}`);
+      assert.match(head.operationId, /^[a-z][A-Za-z]*Head$/, 'camelCase, as every operationId');
+      assert.deepEqual(Object.keys(head.responses), Object.keys(get.responses));
+      for (const response of Object.values<Json>(head.responses)) assert.equal(response.content, undefined);
+    }
   });
 
   test('request bodies are documented as strict (no unknown fields)', () => {
@@ -414,6 +447,7 @@ describe('the OpenAPI document', () => {
       if (SEED_PREFIXES.some((prefix) => path.startsWith(prefix)) || path.startsWith(STORAGE_PREFIX))
         continue;
       for (const [method, op] of Object.entries<Json>(ops)) {
+        if (method === 'head') continue; // no body at all
         for (const [status, response] of Object.entries<Json>(op.responses)) {
           if (!status.startsWith('4')) continue;
           const schema = deref(response.content?.['application/json']?.schema);
@@ -529,6 +563,16 @@ describe('real responses match the document', () => {
     conforms('GET', '/v1/assets/{id}/content', await read({ 'if-none-match': `"${asset.sha256}"` }));
     conforms('GET', '/v1/assets/{id}/content', await read({ range: 'bytes=999-' }));
     conforms('GET', '/v1/assets/{id}/content', await read({}, '019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0b'));
+    const head = await fetch(`${w.url}/v1/assets/${asset.id}/content`, {
+      method: 'HEAD',
+      headers: { 'x-api-key': w.key },
+    });
+    conforms('HEAD', '/v1/assets/{id}/content', {
+      status: head.status,
+      headers: head.headers,
+      body: undefined,
+    });
+    assert.equal(head.status, 200);
     const signed = await api(w.url, w.key, 'POST', `/v1/assets/${asset.id}/signed-url`, {});
     conforms('GET', '/v1/assets/{id}/content', await readJson(fetch(`${signed.body.url.slice(0, -2)}xx`)));
   });

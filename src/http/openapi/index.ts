@@ -49,6 +49,10 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
         securitySchemes: {
           apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
           bearer: { type: 'http', scheme: 'bearer' },
+          // Seed APIs' own credentials (documentSecurity): the file service's Basic (key id as
+          // user, secret as password), FileSpin's key header.
+          basic: { type: 'http', scheme: 'basic' },
+          fileSpinApiKey: { type: 'apiKey', in: 'header', name: 'X-FileSpin-Api-Key' },
         },
       },
       security: [{ apiKey: [] }, { bearer: [] }],
@@ -61,7 +65,10 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
     transform: ({ schema, url, route }) => {
       if (schema?.operationId && optional(schema.body)) optionalBodies.add(schema.operationId);
       const refusals = withGenericRefusals(documented(schema, route.config), route, options.routingErrors);
-      return { schema: refusals, url };
+      if (route.method !== 'HEAD') return { schema: refusals, url };
+      // Only the native API's HEADs: @fastify/swagger copies a HEAD's schema in its own onRoute
+      // hook, before a scope's hook can hide it (the console's reuse of the image route).
+      return { schema: url.startsWith('/v1/') ? headOf(refusals) : { ...refusals, hide: true }, url };
     },
     transformObject: (documentObject) => {
       const document = (documentObject as { openapiObject: OpenApiDocument }).openapiObject;
@@ -97,6 +104,16 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
         .replace(/style-src [^;]*;/, "style-src 'self' 'unsafe-inline';"),
   });
   app.get('/openapi.json', { schema: { hide: true }, config: { auth: 'none' } }, async () => app.swagger());
+}
+
+/**
+ * The credentials every route of `scope` (a seed API's) accepts, for the document: its routes
+ * then need not each say so, and a new one says so too. A route's own `security` stands.
+ */
+export function documentSecurity(scope: FastifyInstance, security: Record<string, string[]>[]): void {
+  scope.addHook('onRoute', (route) => {
+    route.schema = { ...route.schema, security: route.schema?.security ?? security };
+  });
 }
 
 interface OpenApiDocument {
@@ -150,6 +167,24 @@ function withGenericRefusals(
   }
   if (route.config?.fileBody === true) response[415] ??= error;
   return { ...schema, response };
+}
+
+/**
+ * The HEAD that Fastify serves beside a GET (documented where the GET's config says
+ * `swagger.exposeHeadRoute`): the GET's answers without their bodies. @fastify/swagger names it
+ * `<operationId>-head`; it becomes `<operationId>Head`, camelCase as every other operationId.
+ */
+function headOf(schema: FastifySchema): FastifySchema {
+  const operationId = (schema.operationId ?? '').replace(/-head$/, 'Head');
+  const response = Object.fromEntries(
+    Object.entries((schema.response ?? {}) as Record<string, { description?: string }>).map(
+      ([status, answer]) => [
+        status,
+        { type: 'null', description: answer.description ?? 'As GET, without a body.' },
+      ],
+    ),
+  );
+  return { ...schema, operationId, summary: `${schema.summary} (the headers only)`, response };
 }
 
 /** A route's schema as the document shows it: components referenced, documentation-only bodies added. */

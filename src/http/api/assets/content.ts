@@ -57,7 +57,8 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
   app.get(
     '/v1/assets/:id/content',
     {
-      config: { auth: 'optional' },
+      // HEAD (Fastify's, from this GET) is documented: clients ask it for the size and type.
+      config: { auth: 'optional', swagger: { exposeHeadRoute: true } },
       schema: {
         operationId: 'downloadAsset',
         summary: 'Download the bytes (Range and conditional requests supported)',

@@ -161,7 +161,8 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
   app.get(
     '/v1/assets/:id/image',
     {
-      config: { auth: 'optional' },
+      // HEAD (Fastify's, from this GET) is documented: clients ask it for the size and type.
+      config: { auth: 'optional', swagger: { exposeHeadRoute: true } },
       schema: {
         operationId: 'getAssetImage',
         summary: 'A resized, re-encoded rendering of an image (or of a video’s poster, a PDF’s first page)',

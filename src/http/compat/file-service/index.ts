@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { WharfError } from '../../../core/errors.js';
 import type { App } from '../../api/context.js';
+import { documentSecurity } from '../../openapi/index.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { authenticateFileService } from './auth.js';
@@ -48,6 +49,7 @@ export async function fileServiceCompat(app: FastifyInstance, context: CompatCon
       api.addHook('onRequest', async (request) => {
         request.principal = await authenticateFileService(context.core, request);
       });
+      documentSecurity(api, [{ basic: [] }, { bearer: [] }, { apiKey: [] }]);
       await api.register(uploadRoute, context);
       await api.register(readRoutes, context);
     },

@@ -1,5 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { documentSecurity } from '../../openapi/index.js';
 import { presentedKey } from '../../plugins/auth.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
@@ -32,6 +33,7 @@ export async function filespinCompat(scope: FastifyInstance, context: CompatCont
   app.addHook('onRequest', async (request) => {
     request.principal = await context.core.keys.authenticate(fileSpinKey(request));
   });
+  documentSecurity(app, [{ fileSpinApiKey: [] }, { apiKey: [] }, { bearer: [] }]);
   await app.register(storageUrlRoute, context);
   await app.register(registerAssetRoute, context);
 }
