@@ -96,9 +96,11 @@ const COMPONENTS = [
   'MintedUploadToken',
   'MultipartUpload',
   'PendingUpload',
+  'ResumableUpload',
   'SignedUrl',
   'Upload',
   'UploadItem',
+  'UploadProblem',
   'UploadToken',
   'Webhook',
 ];
@@ -484,14 +486,21 @@ describe('real responses match the document', () => {
     );
   };
 
-  /** Checks a response against the document's schema for its operation and status. */
+  /**
+   * Checks a response against the document's schema for its operation, status and media type
+   * (a JSON one must be declared).
+   */
   function conforms(method: string, template: string, res: JsonResponse): void {
     seen.push([method, template, res.status]);
     const op = doc.paths[template]?.[method.toLowerCase()];
     assert.ok(op, `${method} ${template} is documented`);
     const response = op.responses[String(res.status)];
     assert.ok(response, `${method} ${template} documents status ${res.status}`);
-    const schema = response.content?.['application/json']?.schema;
+    const type = res.headers.get('content-type')?.split(';')[0]?.trim().toLowerCase() ?? 'application/json';
+    if (/[/+]json$/.test(type) && response.content) {
+      assert.ok(response.content[type], `${method} ${template} ${res.status} declares ${type}`);
+    }
+    const schema = response.content?.[type]?.schema;
     if (!schema || typeof res.body !== 'object') return;
     const validate = compile(schema);
     assert.ok(
@@ -552,6 +561,76 @@ describe('real responses match the document', () => {
     }
     conforms('DELETE', '/v1/assets/{id}', await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`));
     conforms('DELETE', '/v1/assets/{id}', await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`));
+  });
+
+  /** Every field of `body` is one its schema (a component) declares. */
+  function declaresEveryField(component: string, body: object): void {
+    const declared = Object.keys(doc.components.schemas[component].properties);
+    assert.deepEqual(
+      Object.keys(body).filter((field) => !declared.includes(field)),
+      [],
+      `${component}: ${JSON.stringify(body)}`,
+    );
+  }
+
+  test('resumable uploads: a creation that sends the rest later (on both routes), the draft’s problem documents, the end', async () => {
+    const bytes = randomBytes(3000);
+    const rufh = (method: string, url: string, headers: Record<string, string>, body?: Buffer) =>
+      readJson(
+        fetch(url, {
+          method,
+          headers: { 'x-api-key': w.key, 'upload-draft-interop-version': '6', ...headers },
+          ...(body && { body: new Uint8Array(body) }),
+        }),
+      );
+    const start = (path: string) =>
+      rufh(
+        'POST',
+        `${w.url}${path}?name=r.bin`,
+        { 'upload-complete': '?0', 'upload-length': '3000', 'content-type': 'application/octet-stream' },
+        bytes.subarray(0, 1000),
+      );
+    let url = '';
+    for (const path of ['/v1/assets', '/v1/resumable/']) {
+      const created = await start(path);
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      conforms('POST', path, created);
+      // The upload resource, whole: not an asset, and nothing the serialiser dropped.
+      declaresEveryField('ResumableUpload', created.body);
+      assert.deepEqual(
+        Object.keys(created.body).sort(),
+        Object.keys(doc.components.schemas.ResumableUpload.properties).sort(),
+      );
+      assert.equal(created.body.offset, 1000);
+      assert.equal(created.body.url, created.headers.get('location'));
+      url = created.body.url;
+    }
+    const append = (offset: number, extra: Record<string, string> = {}) =>
+      rufh(
+        'PATCH',
+        url,
+        {
+          'upload-offset': String(offset),
+          'upload-complete': '?1',
+          'content-type': 'application/partial-upload',
+          ...extra,
+        },
+        bytes.subarray(offset),
+      );
+    const wrongOffset = await append(500);
+    assert.equal(wrongOffset.status, 409);
+    assert.equal(wrongOffset.body.error.code, 'OFFSET_MISMATCH');
+    conforms('PATCH', '/v1/resumable/{id}', wrongOffset);
+    declaresEveryField('UploadProblem', wrongOffset.body);
+    const otherLength = await append(1000, { 'upload-length': '2999' });
+    assert.equal(otherLength.status, 400);
+    assert.equal(otherLength.body.error.code, 'INCONSISTENT_LENGTH');
+    conforms('PATCH', '/v1/resumable/{id}', otherLength);
+    declaresEveryField('UploadProblem', otherLength.body);
+    const done = await append(1000);
+    assert.equal(done.status, 201);
+    conforms('PATCH', '/v1/resumable/{id}', done);
+    assert.equal(done.body.asset.size, 3000);
   });
 
   test('content: full, partial, not modified, unsatisfiable, missing', async () => {

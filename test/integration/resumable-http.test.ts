@@ -240,6 +240,17 @@ describe('the draft’s examples, on a raw socket', () => {
     assert.equal(created.final.headers['upload-complete'], '?0');
     assert.equal(created.final.headers['upload-offset'], '100000');
     assert.ok(limits(created.final.headers['upload-limit']).has('max-size'));
+    // The upload resource, as the document's ResumableUpload says.
+    const resource = json(created);
+    assert.equal(typeof resource.expires_at, 'string');
+    assert.deepEqual(resource, {
+      id: uploadIdOf(location),
+      url: location,
+      name: 'parts.bin',
+      size: bytes.length,
+      offset: 100_000,
+      expires_at: resource.expires_at,
+    });
 
     const state = await head(location);
     assert.equal(state.final?.status, 204);
@@ -926,6 +937,25 @@ describe('interop versions', () => {
     });
     assert.equal(again.final?.status, 200, 'deduplicated, as a plain upload would be');
     assert.equal(json(again).status, 'exists');
+    // The rest to come later: 201 and the upload resource (not an asset), whole, as on
+    // /v1/resumable/ (the route's serialiser drops none of it).
+    const started = await send({
+      method: 'POST',
+      target: '/v1/assets?name=later.bin',
+      headers: speaking(w.key, '8', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', '30'],
+      ]),
+      body: randomBytes(10),
+    });
+    assert.equal(started.final?.status, 201, String(started.final?.body));
+    assert.match(started.final.headers['content-type'] ?? '', /^application\/json/);
+    const resource = json(started);
+    assert.deepEqual(Object.keys(resource).sort(), ['expires_at', 'id', 'name', 'offset', 'size', 'url']);
+    assert.deepEqual(
+      [resource.url, resource.name, resource.size, resource.offset],
+      [started.final.headers.location, 'later.bin', 30, 10],
+    );
     // Without the header it is the plain upload it always was.
     const plain = await send({
       method: 'POST',

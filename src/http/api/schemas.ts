@@ -197,6 +197,52 @@ export const UploadStateSchema = named(
 );
 
 /**
+ * A Resumable-Uploads-for-HTTP upload that is not complete yet: what its creation answers (`201`)
+ * when the client sends the rest later (`Upload-Complete: ?0`).
+ */
+export const ResumableUploadSchema = named(
+  'ResumableUpload',
+  Type.Object(
+    {
+      id: Type.String({ format: 'uuid' }),
+      url: Type.String({
+        description: 'The upload resource (as `Location`): HEAD it, PATCH the rest to it.',
+      }),
+      name: Type.String(),
+      size: Type.Integer({ minimum: 0, description: 'The declared length of the whole file.' }),
+      offset: Type.Integer({ minimum: 0, description: 'Bytes received so far: append from there.' }),
+      expires_at: Type.String({ format: 'date-time', description: 'When it expires unfinished.' }),
+    },
+    { description: 'A resumable upload waiting for the rest of its file.' },
+  ),
+);
+
+/**
+ * The problem document (RFC 9457) the Resumable Uploads draft defines for a wrong offset and for
+ * lengths that disagree, around Wharf's own error (so a client reading `error.code` reads it too).
+ */
+export const UploadProblemSchema = named(
+  'UploadProblem',
+  Type.Object(
+    {
+      type: Type.String({
+        description:
+          'The draft’s problem type: `https://iana.org/assignments/http-problem-types#mismatching-upload-offset` or `…#inconsistent-upload-length`.',
+      }),
+      title: Type.String(),
+      'expected-offset': Type.Optional(
+        Type.Integer({ minimum: 0, description: 'A wrong offset: the upload’s offset (resume from there).' }),
+      ),
+      'provided-offset': Type.Optional(
+        Type.Integer({ minimum: 0, description: 'A wrong offset: the one the request named.' }),
+      ),
+      error: ErrorSchema.properties.error,
+    },
+    { description: 'A Resumable-Uploads-for-HTTP refusal as the draft words it, with the native error.' },
+  ),
+);
+
+/**
  * An id taken from a request (a path segment, a cursor): a UUID, accepted in any case (RFC 9562)
  * and handed on in lower case, the form Wharf stores and answers with (see validation.ts).
  */

@@ -202,11 +202,22 @@ function tusPaths(): Json {
   };
 }
 
-/** A refusal of Wharf's; the draft's own refusals add its problem document fields (RFC 9457). */
+/** A refusal of Wharf's, in its JSON. */
 function rufhError(description: string) {
+  return { description, content: { 'application/json': { schema: ERROR_REF } } };
+}
+
+/**
+ * A status the draft's own refusals share with Wharf's: a wrong offset and lengths that disagree
+ * are its problem document (RFC 9457, with Wharf's error inside), anything else Wharf's JSON.
+ */
+function rufhProblem(description: string) {
   return {
     description,
-    content: { 'application/json': { schema: ERROR_REF }, 'application/problem+json': { schema: ERROR_REF } },
+    content: {
+      'application/json': { schema: ERROR_REF },
+      'application/problem+json': { schema: { $ref: '#/components/schemas/UploadProblem' } },
+    },
   };
 }
 
@@ -241,6 +252,14 @@ const RUFH_STATE = responseHeaders({
   'Repr-Digest': 'Once complete: `sha-256` of the verified file.',
 });
 const ASSET_RESULT = { 'application/json': { schema: { $ref: '#/components/schemas/AssetResult' } } };
+/** A creation's 201: the asset, or the upload resource when the client sends the rest later. */
+const CREATED = {
+  'application/json': {
+    schema: {
+      anyOf: [{ $ref: '#/components/schemas/AssetResult' }, { $ref: '#/components/schemas/ResumableUpload' }],
+    },
+  },
+};
 const RUFH_ERRORS = {
   401: rufhError('No key or token, or one that is unknown or revoked (`UNAUTHORIZED`).'),
   403: rufhError('The key lacks the `upload` scope, or a limit refuses the file.'),
@@ -305,14 +324,15 @@ function rufhPaths(): Json {
           },
           201: {
             description:
-              'The asset (the whole file arrived), or with `Upload-Complete: ?0` the upload resource.',
-            content: ASSET_RESULT,
+              'The asset (the whole file arrived), or with `Upload-Complete: ?0` the upload resource ' +
+              '(`ResumableUpload`: where it is and how much of it arrived).',
+            content: CREATED,
             headers: responseHeaders({
               Location: 'The upload resource.',
               'Upload-Offset': 'Bytes received.',
             }),
           },
-          400: rufhError('Lengths that disagree (`INCONSISTENT_LENGTH`), a digest mismatch, a bad name.'),
+          400: rufhProblem('Lengths that disagree (`INCONSISTENT_LENGTH`), a digest mismatch, a bad name.'),
           ...RUFH_ERRORS,
           411: rufhError(
             'Neither `Upload-Length` nor the whole file’s `Content-Length` (`LENGTH_REQUIRED`).',
@@ -351,9 +371,9 @@ function rufhPaths(): Json {
             content: ASSET_RESULT,
           },
           204: { description: 'Appended.', headers: RUFH_STATE },
-          400: rufhError('Lengths that disagree, or a digest mismatch (`CHECKSUM_MISMATCH`).'),
+          400: rufhProblem('Lengths that disagree, or a digest mismatch (`CHECKSUM_MISMATCH`).'),
           ...RUFH_ERRORS,
-          409: rufhError('`Upload-Offset` is not the upload’s offset, or it is complete already.'),
+          409: rufhProblem('`Upload-Offset` is not the upload’s offset, or it is complete already.'),
           413: rufhError('A chunked body past the length: the upload fails (`FILE_TOO_LARGE`).'),
           415: rufhError('The body is not `application/partial-upload` (`UNSUPPORTED_MEDIA_TYPE`).'),
           422: rufhError(

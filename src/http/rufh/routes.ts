@@ -5,7 +5,7 @@ import type { Locker } from '@tus/utils';
 import { Metadata } from '@tus/utils';
 import contentDisposition from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
+import { type Static, Type } from 'typebox';
 import { parseDigest } from '../../core/digests.js';
 import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
@@ -15,7 +15,7 @@ import type { UploadOutcome } from '../../core/upload-types.js';
 import type { Core } from '../../core/wharf.js';
 import type { App } from '../api/context.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
-import { assetJson, iso } from '../api/schemas.js';
+import { assetJson, iso, type ResumableUploadSchema } from '../api/schemas.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import { contentChecksums, type StagedBody, stageBody } from '../tus/checksum.js';
 import { endingAtCut } from '../tus/routes.js';
@@ -190,9 +190,8 @@ export async function createResumableUpload(
       .header(name, value)
       .header('Upload-Offset', String(result.offset))
       .header('Upload-Length', String(upload.size))
-      // Serialised here: the route's own schema (POST /v1/assets) describes its assets.
-      .header('Content-Type', 'application/json; charset=utf-8')
-      .send(JSON.stringify(resourceJson(ctx, upload, result.offset)))
+      // POST /v1/assets's 201 is an asset or this (its schema's ResumableUpload).
+      .send(resourceJson(ctx, upload, result.offset))
   );
 }
 
@@ -508,12 +507,16 @@ function resourceUrl(ctx: RufhContext, upload: Upload): string {
   return `${ctx.publicUrl}${RUFH_PATH}/${upload.id}`;
 }
 
-function resourceJson(ctx: RufhContext, upload: Upload, offset: number) {
+function resourceJson(
+  ctx: RufhContext,
+  upload: Upload,
+  offset: number,
+): Static<typeof ResumableUploadSchema> {
   return {
     id: upload.id,
     url: resourceUrl(ctx, upload),
     name: upload.name,
-    size: upload.size,
+    size: upload.size ?? 0,
     offset,
     expires_at: iso(upload.expiresAt),
   };

@@ -9,7 +9,7 @@ import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
 import { declaredDigests, headerDigests, queryDigests } from '../integrity.js';
-import { AssetResultSchema, assetJson, errorResponses } from '../schemas.js';
+import { AssetResultSchema, assetJson, errorResponses, ResumableUploadSchema } from '../schemas.js';
 
 const Query = Type.Object(
   {
@@ -92,7 +92,13 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
         querystring: Query,
         response: {
           200: AssetResultSchema,
-          201: AssetResultSchema,
+          // A resumable upload the client finishes later (`Upload-Complete: ?0`) is created too:
+          // its answer is the upload resource, not an asset (a hunt's generated client, taking
+          // every 201 for an AssetResult, found neither `status` nor `asset` in it).
+          201: Type.Union([AssetResultSchema, ResumableUploadSchema], {
+            description:
+              'The asset created, or with `Upload-Complete: ?0` the resumable upload waiting for the rest.',
+          }),
           413: errorResponses[400],
           ...errorResponses,
           // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
