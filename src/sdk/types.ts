@@ -115,16 +115,16 @@ export interface Upload {
   asset_id: string | null;
   token_id: string | null;
   subject: string | null;
-}
-
-/** An upload as listed (`GET /v1/uploads`). */
-export interface UploadListItem extends Upload {
   /** The flow: direct, presigned, multipart, tus, form … */
   kind: string;
   created_at: string;
   completed_at: string | null;
   /** A pending tus or Resumable-Uploads-for-HTTP upload: where to resume it. */
   resume_url: string | null;
+}
+
+/** An upload as listed (`GET /v1/uploads`): as `getUpload` answers it, with its offset when looked up by file. */
+export interface UploadListItem extends Upload {
   /** Looked up by file (`size`): bytes received, to resume from. */
   offset?: number;
 }

@@ -680,7 +680,25 @@ describe('real responses match the document', () => {
       '/v1/uploads',
       await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'u.bin', size: 6 * 1024 ** 3 }),
     );
-    conforms('GET', '/v1/uploads/{id}', await api(w.url, w.key, 'GET', `/v1/uploads/${single.body.id}`));
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${single.body.id}`);
+    conforms('GET', '/v1/uploads/{id}', state);
+    // As the listing shows it (docs/reference.md): the same fields, the lookup's offset aside.
+    const listed = await api(w.url, w.key, 'GET', '/v1/uploads');
+    conforms('GET', '/v1/uploads', listed);
+    assert.deepEqual(
+      listed.body.data.find((u: Json) => u.id === single.body.id),
+      state.body,
+    );
+    const item = deref(doc.paths['/v1/uploads'].get.responses['200'].content['application/json'].schema)
+      .properties.data.items;
+    const upload = doc.components.schemas.Upload;
+    assert.deepEqual(
+      Object.keys(upload.properties).sort(),
+      Object.keys(item.properties)
+        .filter((field) => field !== 'offset')
+        .sort(),
+    );
+    assert.deepEqual([...upload.required].sort(), [...item.required].sort());
     conforms(
       'POST',
       '/v1/uploads/{id}/complete',

@@ -143,12 +143,19 @@ describe('presigned PUT then complete', () => {
       asset_id: null,
       token_id: null,
       subject: null,
+      // As the listing shows it; a presigned upload is resumed by no URL.
+      kind: 'presigned',
+      created_at: pending.body.created_at,
+      completed_at: null,
+      resume_url: null,
     });
+    assert.equal(typeof pending.body.created_at, 'string');
     assert.equal((await put(intent, bytes)).status, 200);
     const done = await complete(w, w.key, intent.id);
     const completed = await api(w.url, w.key, 'GET', `/v1/uploads/${intent.id}`);
     assert.equal(completed.body.status, 'completed');
     assert.equal(completed.body.asset_id, done.body.asset.id);
+    assert.equal(typeof completed.body.completed_at, 'string');
   });
 
   test('an empty file can be uploaded through a presigned URL', async () => {

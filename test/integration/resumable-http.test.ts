@@ -1743,6 +1743,14 @@ describe('the uploads listing once a resumable upload has expired', () => {
         resume_url: string | null;
       }[];
     const tusId = (await listed('pending')).find((u) => u.resume_url === tusUrl)!.id;
+    // The single read shows each as the listing does, resume_url included: resuming one upload
+    // needs no listing (docs/reference.md: "as the listing shows it").
+    const resumable = (await listed('pending')).filter((u) => [rufhId, tusId].includes(u.id));
+    assert.equal(resumable.length, 2);
+    for (const item of resumable) {
+      assert.ok(item.resume_url, `${item.kind}: a resume_url`);
+      assert.deepEqual((await api(w.url, w.key, 'GET', `/v1/uploads/${item.id}`)).body, item);
+    }
     // A multipart upload that expires with them: the parts sent in time could still be completed.
     const intent = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'lapsed.zip', size: 4 });
     assert.equal(intent.status, 201, JSON.stringify(intent.body));
@@ -1769,6 +1777,7 @@ describe('the uploads listing once a resumable upload has expired', () => {
       for (const id of ids) {
         const one = await api(w.url, w.key, 'GET', `/v1/uploads/${id}`);
         assert.equal(one.body.status, 'expired');
+        assert.equal(one.body.resume_url, null);
       }
       // Read as it stands, never written on read: the sweep still records the end (and frees the bytes).
       assert.equal(uploadRow(rufhUpload.final!.headers.location!)?.status, 'pending');

@@ -6,7 +6,7 @@ import { HEAD_BYTES } from '../../core/resumable.js';
 import { RUFH_PATH } from '../rufh/routes.js';
 import { TUS_PATH } from '../tus/routes.js';
 import type { ApiContext, App } from './context.js';
-import { errorResponses, IdParams, iso, PageCursor, UploadStateSchema, uploadStateJson } from './schemas.js';
+import { errorResponses, IdParams, iso, PageCursor, UploadStateSchema } from './schemas.js';
 
 const UploadListQuery = Type.Object(
   {
@@ -52,19 +52,46 @@ const UploadListQuery = Type.Object(
 const UploadListItem = Type.Object(
   {
     ...UploadStateSchema.properties,
-    kind: Type.String({ description: 'The flow: direct, presigned, multipart, tus, form …' }),
-    created_at: Type.String({ format: 'date-time' }),
-    completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-    resume_url: Type.Union([Type.String(), Type.Null()], {
-      description:
-        'A pending tus or Resumable-Uploads-for-HTTP upload: where to resume it (the tus upload URL, or the upload resource to HEAD then PATCH).',
-    }),
     offset: Type.Optional(
       Type.Integer({ description: 'Looked up by file (`size`): bytes received, to resume from.' }),
     ),
   },
   { description: 'An upload, as listed.' },
 );
+
+/**
+ * An upload as `GET /v1/uploads/{id}` and the listing show it (one shape, so a client needs no
+ * listing to find a single upload's `resume_url`), with its `offset` when looked up by file.
+ */
+export function uploadJson(upload: Upload, publicUrl: string, offset?: number) {
+  return {
+    id: upload.id,
+    status: upload.status,
+    name: upload.name,
+    content_type: upload.contentType,
+    size: upload.size,
+    expires_at: iso(upload.expiresAt),
+    asset_id: upload.assetId,
+    token_id: upload.tokenId,
+    subject: upload.intent.subject ?? null,
+    kind: upload.kind,
+    created_at: iso(upload.createdAt),
+    completed_at: upload.completedAt === null ? null : iso(upload.completedAt),
+    resume_url: resumeUrl(upload, publicUrl),
+    ...(offset !== undefined && { offset }),
+  };
+}
+
+/** Where a pending tus or RUFH upload is resumed; null for every other upload. */
+function resumeUrl(upload: Upload, publicUrl: string): string | null {
+  if (upload.status !== 'pending') return null;
+  if (upload.kind === 'rufh') return `${publicUrl}${RUFH_PATH}/${upload.id}`;
+  // A tus upload's id is its storage key without the account's prefix.
+  if (upload.kind === 'tus') {
+    return `${publicUrl}${TUS_PATH}/${upload.storageKey.slice(upload.storageKey.indexOf('/') + 1)}`;
+  }
+  return null;
+}
 
 const UploadPage = Type.Object(
   { data: Type.Array(UploadListItem), next_cursor: Type.Union([Type.String(), Type.Null()]) },
@@ -118,23 +145,7 @@ const AssetFiles = Type.Object(
 
 /** Read-only views: uploads, the account's usage, the named files of an asset. */
 export async function listingRoutes(app: App, { core, publicUrl }: ApiContext): Promise<void> {
-  const resumeUrl = (upload: Upload): string | null => {
-    if (upload.status !== 'pending') return null;
-    if (upload.kind === 'rufh') return `${publicUrl}${RUFH_PATH}/${upload.id}`;
-    // A tus upload's id is its storage key without the account's prefix.
-    if (upload.kind === 'tus') {
-      return `${publicUrl}${TUS_PATH}/${upload.storageKey.slice(upload.storageKey.indexOf('/') + 1)}`;
-    }
-    return null;
-  };
-  const item = (upload: Upload, offset?: number) => ({
-    ...uploadStateJson(upload),
-    kind: upload.kind,
-    created_at: iso(upload.createdAt),
-    completed_at: upload.completedAt === null ? null : iso(upload.completedAt),
-    resume_url: resumeUrl(upload),
-    ...(offset !== undefined && { offset }),
-  });
+  const item = (upload: Upload, offset?: number) => uploadJson(upload, publicUrl, offset);
 
   app.get(
     '/v1/uploads',

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
-import type { Asset, AssetAnalysis, Upload } from '../../core/model.js';
+import type { Asset, AssetAnalysis } from '../../core/model.js';
 import { named } from '../openapi/components.js';
 
 export const ErrorSchema = named(
@@ -177,6 +177,7 @@ export const UploadItemSchema = named(
   }),
 );
 
+/** An upload as `GET /v1/uploads/{id}` shows it, and as the listing shows each (which may add `offset`). */
 export const UploadStateSchema = named(
   'Upload',
   Type.Object({
@@ -192,6 +193,13 @@ export const UploadStateSchema = named(
     }),
     subject: Type.Union([Type.String(), Type.Null()], {
       description: 'That token’s subject (kept here even when the content was already an asset).',
+    }),
+    kind: Type.String({ description: 'The flow: direct, presigned, multipart, tus, form …' }),
+    created_at: Type.String({ format: 'date-time' }),
+    completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    resume_url: Type.Union([Type.String(), Type.Null()], {
+      description:
+        'A pending tus or Resumable-Uploads-for-HTTP upload: where to resume it (the tus upload URL, or the upload resource to HEAD then PATCH).',
     }),
   }),
 );
@@ -321,20 +329,6 @@ function analysisJson(analysis: AssetAnalysis) {
     ...(mediaError !== undefined && { media_error: mediaError }),
     ...(placeholderError !== undefined && { placeholder_error: placeholderError }),
     ...(hadGps !== undefined && { had_gps: hadGps }),
-  };
-}
-
-export function uploadStateJson(upload: Upload) {
-  return {
-    id: upload.id,
-    status: upload.status,
-    name: upload.name,
-    content_type: upload.contentType,
-    size: upload.size,
-    expires_at: iso(upload.expiresAt),
-    asset_id: upload.assetId,
-    token_id: upload.tokenId,
-    subject: upload.intent.subject ?? null,
   };
 }
 

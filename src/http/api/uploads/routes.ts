@@ -3,6 +3,7 @@ import type { IntentResult } from '../../../core/upload-types.js';
 import { named } from '../../openapi/components.js';
 import { withLock } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
+import { uploadJson } from '../listings.js';
 import {
   AssetResultSchema,
   assetJson,
@@ -11,7 +12,6 @@ import {
   iso,
   UploadItemSchema,
   UploadStateSchema,
-  uploadStateJson,
 } from '../schemas.js';
 
 const FileSchema = named(
@@ -193,12 +193,16 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
       schema: {
         operationId: 'getUpload',
         summary: 'State of an upload',
+        description: 'The upload as `GET /v1/uploads` lists it, `resume_url` included.',
         tags: ['uploads'],
         params: IdParams,
         response: { 200: UploadStateSchema, ...errorResponses },
       },
     },
     async (request) =>
-      uploadStateJson(core.listings.seen(await core.uploads.get(request.principal!, request.params.id))),
+      uploadJson(
+        core.listings.seen(await core.uploads.get(request.principal!, request.params.id)),
+        publicUrl,
+      ),
   );
 }
