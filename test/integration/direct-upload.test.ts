@@ -550,6 +550,50 @@ describe('a client that goes away mid-body leaves nothing behind', () => {
   });
 });
 
+describe('POST /v1/uploads/{id}/complete on a direct upload', () => {
+  test('while its request streams: 409 UPLOAD_NOT_PENDING (it completes by itself); once done: its asset again', async () => {
+    const bytes = randomBytes(2000);
+    let answer!: (res: { status: number; body: string }) => void;
+    const answered = new Promise<{ status: number; body: string }>((resolve) => {
+      answer = resolve;
+    });
+    const req = httpRequest(`${w.url}/v1/assets?name=streaming.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream', 'content-length': '2000' },
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        body += chunk;
+      });
+      res.on('end', () => answer({ status: res.statusCode ?? 0, body }));
+    });
+    req.write(bytes.subarray(0, 1000));
+    let id: string | undefined;
+    await eventually(() => {
+      id = dbQuery<{ id: string }>(
+        w,
+        "select id from uploads where kind = 'direct' and name = 'streaming.bin' and status = 'pending'",
+      )[0]?.id;
+      return id !== undefined;
+    }, 'the server saw the upload start');
+    const early = await api(w.url, w.key, 'POST', `/v1/uploads/${id}/complete`);
+    assert.equal(early.status, 409, JSON.stringify(early.body));
+    assert.equal(early.body.error.code, 'UPLOAD_NOT_PENDING');
+
+    req.end(bytes.subarray(1000));
+    const done = await answered;
+    assert.equal(done.status, 201, done.body);
+    const asset = JSON.parse(done.body).asset;
+    // Idempotent, as for every kind: the outcome again, not a refusal.
+    const again = await api(w.url, w.key, 'POST', `/v1/uploads/${id}/complete`);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.asset.id, asset.id);
+    assert.equal(again.body.asset.sha256, sha256Hex(bytes));
+  });
+});
+
 describe('raw body content type', () => {
   test('curl --data-binary without a Content-Type is recorded as application/octet-stream, not a URL-encoded form', async () => {
     const w = await startWharf();

@@ -136,6 +136,10 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
       schema: {
         operationId: 'completeUpload',
         summary: 'Verify the uploaded bytes and turn them into an asset (idempotent)',
+        description:
+          'An upload of any kind that is already completed answers its asset again (`200`). A direct upload ' +
+          'completes by itself when its request ends: while it is still pending, completing it is `409` ' +
+          '`UPLOAD_NOT_PENDING`.',
         tags: ['uploads'],
         params: IdParams,
         response: {
