@@ -311,6 +311,9 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     // The uuid of the name is case-insensitive (RFC 9562), its key lower case as made.
     const name = ((request.params as { '*'?: string })['*'] ?? '').toLowerCase();
     if (name !== '') {
+      // A name that is no upload is 404 however long: the router's 414 for a segment over 500
+      // characters is for named parameters, not this wildcard, and tus clients read 404 as
+      // "start a new upload" (test/integration/probing.test.ts).
       if (method === 'POST' || method === 'OPTIONS' || !UPLOAD_NAME.test(name)) {
         throw new WharfError('NOT_FOUND', 'No such upload.');
       }
