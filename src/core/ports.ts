@@ -422,7 +422,12 @@ export interface DeliverySettlement {
 
 /** Webhook endpoints, their deliveries and the log of every attempt. */
 export interface WebhookStore {
-  insertWebhook(webhook: Webhook, sealedSecret: string): Promise<void>;
+  /**
+   * Inserts an endpoint unless its account already has `maxPerAccount`: false then, and nothing
+   * is inserted. Counted and inserted in one transaction with the account row locked, so
+   * concurrent creations (on any node) cannot together go past the limit.
+   */
+  insertWebhook(webhook: Webhook, sealedSecret: string, maxPerAccount: number): Promise<boolean>;
   /** Any account's endpoint when `accountId` is undefined (the delivery job). */
   getWebhook(id: string, accountId?: string): Promise<Webhook | undefined>;
   getWebhookSecrets(id: string): Promise<WebhookSecrets | undefined>;
@@ -438,7 +443,6 @@ export interface WebhookStore {
     to: { current: string; previous: string | null },
   ): Promise<boolean>;
   listWebhooks(accountId: string): Promise<Webhook[]>;
-  countWebhooks(accountId: string): Promise<number>;
   /**
    * Changes an endpoint. Enabling clears the disabled reason and the failure streak; disabling
    * cancels its pending deliveries (in the same transaction).

@@ -77,12 +77,6 @@ export class WebhookService {
     const url = this.checkUrl(input.url);
     const eventTypes = checkPatterns(input.eventTypes ?? []);
     const description = checkDescription(input.description ?? '');
-    if ((await this.store.countWebhooks(accountId)) >= MAX_WEBHOOKS_PER_ACCOUNT) {
-      throw new WharfError(
-        'VALIDATION_FAILED',
-        `An account may have at most ${MAX_WEBHOOKS_PER_ACCOUNT} webhook endpoints.`,
-      );
-    }
     const now = this.clock.now();
     const webhook: Webhook = {
       id: this.ids.id(),
@@ -97,7 +91,19 @@ export class WebhookService {
       updatedAt: now,
     };
     const secret = this.newSecret();
-    await this.store.insertWebhook(webhook, sealSecret(this.sealKey, webhook.id, secret));
+    // The limit is checked by the insert itself: a count read before it would let parallel
+    // creations all see room and together go past it.
+    const inserted = await this.store.insertWebhook(
+      webhook,
+      sealSecret(this.sealKey, webhook.id, secret),
+      MAX_WEBHOOKS_PER_ACCOUNT,
+    );
+    if (!inserted) {
+      throw new WharfError(
+        'VALIDATION_FAILED',
+        `An account may have at most ${MAX_WEBHOOKS_PER_ACCOUNT} webhook endpoints.`,
+      );
+    }
     return { webhook, secret };
   }
 

@@ -78,7 +78,6 @@ export const READ_METHODS: ReadonlySet<string> = new Set([
   'getEvent',
   'getWebhook',
   'listWebhooks',
-  'countWebhooks',
   'getDelivery',
   'listDeliveries',
   'listDeliveryAttempts',

@@ -308,6 +308,27 @@ describe('managing endpoints', () => {
     }
   });
 
+  test('at most 50 endpoints per account, even when creations race', async () => {
+    const { key } = await w.newAccount();
+    for (let i = 0; i < 45; i++) {
+      const res = await api(w.url, key, 'POST', '/v1/webhooks', { url: `https://x.example.com/${i}` });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+    }
+    // Each creation once counted the endpoints and then inserted, so parallel ones all saw room.
+    const raced = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        api(w.url, key, 'POST', '/v1/webhooks', { url: `https://x.example.com/raced/${i}` }),
+      ),
+    );
+    assert.equal(raced.filter((res) => res.status === 201).length, 5);
+    for (const res of raced.filter((res) => res.status !== 201)) {
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+      assert.equal(res.body.error.message, 'An account may have at most 50 webhook endpoints.');
+    }
+    assert.equal((await api(w.url, key, 'GET', '/v1/webhooks')).body.data.length, 50);
+  });
+
   test('only admin keys manage endpoints, and an account never sees or touches another’s', async () => {
     const a = await w.newAccount();
     const b = await w.newAccount();

@@ -112,25 +112,43 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
   }
 
   const store: WebhookStore = {
-    async insertWebhook(webhook: Webhook, sealedSecret: string): Promise<void> {
-      await db
-        .insertInto('webhooks')
-        .values({
-          id: webhook.id,
-          account_id: webhook.accountId,
-          url: webhook.url,
-          description: webhook.description,
-          event_types: JSON.stringify(webhook.eventTypes),
-          enabled: webhook.enabled ? 1 : 0,
-          secret: sealedSecret,
-          disabled_reason: webhook.disabledReason,
-          failing_since: null,
-          previous_secret: null,
-          previous_secret_expires_at: null,
-          created_at: webhook.createdAt,
-          updated_at: webhook.updatedAt,
-        })
-        .execute();
+    async insertWebhook(webhook: Webhook, sealedSecret: string, maxPerAccount: number): Promise<boolean> {
+      return db.transaction().execute(async (trx) => {
+        // The account row first, as the upload reservations lock it: a no-op update locks it on
+        // PostgreSQL, and on SQLite the write takes the database's write lock before the count
+        // is read. Creations for one account then count one after another, each seeing what
+        // the one before it inserted, so parallel ones cannot all find room (on any node).
+        await trx
+          .updateTable('accounts')
+          .set((eb) => ({ disabled: eb.ref('disabled') }))
+          .where('id', '=', webhook.accountId)
+          .execute();
+        const row = await trx
+          .selectFrom('webhooks')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('account_id', '=', webhook.accountId)
+          .executeTakeFirstOrThrow();
+        if (Number(row.n) >= maxPerAccount) return false;
+        await trx
+          .insertInto('webhooks')
+          .values({
+            id: webhook.id,
+            account_id: webhook.accountId,
+            url: webhook.url,
+            description: webhook.description,
+            event_types: JSON.stringify(webhook.eventTypes),
+            enabled: webhook.enabled ? 1 : 0,
+            secret: sealedSecret,
+            disabled_reason: webhook.disabledReason,
+            failing_since: null,
+            previous_secret: null,
+            previous_secret_expires_at: null,
+            created_at: webhook.createdAt,
+            updated_at: webhook.updatedAt,
+          })
+          .execute();
+        return true;
+      });
     },
 
     async getWebhook(id: string, accountId?: string): Promise<Webhook | undefined> {
@@ -188,15 +206,6 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
         .orderBy('id')
         .execute();
       return rows.map(toWebhook);
-    },
-
-    async countWebhooks(accountId: string): Promise<number> {
-      const row = await db
-        .selectFrom('webhooks')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId)
-        .executeTakeFirstOrThrow();
-      return Number(row.n);
     },
 
     async updateWebhook(
