@@ -229,6 +229,27 @@ export function tryOpenSecret(key: Buffer, id: string, sealed: string): string |
   }
 }
 
+/**
+ * An endpoint's URL as it may be shown outside the endpoint API itself (events, which a read key
+ * lists and other endpoints receive): any userinfo replaced by `***`. Wharf sends
+ * `user:password@` as `Authorization: Basic`, so it is a credential like the signing secret
+ * (and a token given as the user name alone is one too). The endpoint API, for admins only,
+ * keeps showing the URL as given, as it shows the secret.
+ */
+export function redactedUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // Stored URLs were parsed when they were set; nothing else to redact in one that is not.
+    return url;
+  }
+  if (parsed.username === '' && parsed.password === '') return url;
+  parsed.username = '***';
+  parsed.password = '';
+  return parsed.href;
+}
+
 /** Wharf turned an endpoint off (it answered 410 Gone, or failed for days). */
 export function webhookDisabled(
   webhook: Webhook,
@@ -240,7 +261,14 @@ export function webhookDisabled(
     accountId: webhook.accountId,
     type: 'webhook.disabled',
     data: {
-      webhook: { ...webhook, enabled: false, disabledReason: message, updatedAt: at },
+      // Recorded without the URL's credentials: every read key of the account lists this event.
+      webhook: {
+        ...webhook,
+        url: redactedUrl(webhook.url),
+        enabled: false,
+        disabledReason: message,
+        updatedAt: at,
+      },
       reason,
       message,
     },

@@ -511,6 +511,53 @@ describe('retries and failures', () => {
     await assertReceivedAll(key, gone, (t) => t.startsWith('upload.') || t.startsWith('asset.'));
   });
 
+  test('credentials in an endpoint URL are sent, and shown to no one but the endpoint API', async () => {
+    const logs = new LogCollector();
+    const s = await startWharf({ env: PRIVATE_OK, logStream: logs.stream });
+    try {
+      const { key, accountId } = await s.newAccount();
+      const gone = await receiver();
+      gone.answer = () => ({ status: 410 });
+      const watcher = await receiver();
+      const password = `pw-${randomBytes(8).toString('hex')}`;
+      const url = `http://alice:${password}@127.0.0.1:${gone.port}/hooks`;
+      const hook = await endpoint(key, gone, { url, event_types: ['upload.created'] }, s);
+      await endpoint(key, watcher, { event_types: ['webhook.*'] }, s);
+      await createAsset(s, key, 'creds.bin', randomBytes(10));
+      await drain(s);
+      // A real credential: the receiver is sent it as Basic authentication.
+      assert.equal(gone.requests.length, 1);
+      assert.equal(
+        gone.requests[0]!.headers.authorization,
+        `Basic ${Buffer.from(`alice:${password}`).toString('base64')}`,
+      );
+      // The endpoint API (admin keys only) shows the URL as given, as it shows the secret.
+      assert.equal((await api(s.url, key, 'GET', `/v1/webhooks/${hook.id}`)).body.url, url);
+      // webhook.disabled goes to every read key and to the endpoints watching webhook.*.
+      const reader = await s.newKey('member', accountId);
+      const listed = await api(s.url, reader.key, 'GET', '/v1/events?type=webhook.*');
+      assert.equal(listed.status, 200);
+      assert.equal(listed.body.data.length, 1);
+      const redacted = `http://***@127.0.0.1:${gone.port}/hooks`;
+      assert.equal(listed.body.data[0].data.webhook.url, redacted);
+      assert.equal(watcher.accepted.length, 1);
+      assert.equal(watcher.accepted[0]!.payload!.data.webhook.url, redacted);
+      const log = await deliveries(key, hook.id, '', s);
+      const detail = await api(s.url, key, 'GET', `/v1/webhooks/${hook.id}/deliveries/${log[0].id}`);
+      for (const [what, text] of [
+        ['events', JSON.stringify(listed.body)],
+        ['the watcher', watcher.accepted[0]!.body],
+        ['the delivery log', JSON.stringify(log) + JSON.stringify(detail.body)],
+        ['the server log', JSON.stringify(logs.lines)],
+        ['the events table', JSON.stringify(dbQuery(s, 'select data from events'))],
+      ]) {
+        assert.ok(!text!.includes(password), `${what} shows the password`);
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   test('an endpoint that fails every attempt of a delivery for three days is disabled, saying why', async () => {
     const { key } = await w.newAccount();
     const r = await receiver();

@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import { EVENT_TYPES, type EventData, type WharfEvent } from '../../core/events.js';
 import type { Upload } from '../../core/model.js';
+import { redactedUrl } from '../../core/webhooks.js';
 import { named } from '../openapi/components.js';
 import { assetJson, iso } from './schemas.js';
 import { tokenJson } from './tokens.js';
@@ -38,7 +39,8 @@ export function eventDataJson(data: EventData, publicUrl: string, at: number): R
     ...(asset && { asset: assetJson(asset, publicUrl) }),
     // As it was at the change: a token's status is judged at the event's time.
     ...(token && { token: tokenJson(token, at) }),
-    ...(webhook && { webhook: webhookJson(webhook) }),
+    // Redacted again here for events recorded before their URL was redacted at recording.
+    ...(webhook && { webhook: webhookJson({ ...webhook, url: redactedUrl(webhook.url) }) }),
     ...rest,
   };
 }

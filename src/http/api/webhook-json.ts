@@ -44,7 +44,10 @@ export const WebhookSchema = named(
   Type.Object(
     {
       id: Type.String(),
-      url: Type.String(),
+      url: Type.String({
+        description:
+          'As given, user name and password included (sent as Basic authentication); events show them as `***`.',
+      }),
       description: Type.String(),
       event_types: Type.Array(Type.String(), { description: 'Type patterns; empty means every type.' }),
       enabled: Type.Boolean(),
