@@ -117,10 +117,12 @@ const ALLOW_PRIVATE_HINT = '(set WHARF_WEBHOOK_ALLOW_PRIVATE=true to allow priva
  * Why a host was refused, as the delivery log (read by the account's admins) says it. A name's
  * resolved addresses are left out: quoting them would let any tenant resolve internal names with
  * the server's resolver (split-horizon zones, hosts-file entries) and read the private answers.
+ * For the same reason a name that resolves to a private address and one that does not resolve
+ * at all get the same words: telling them apart would say which internal names exist.
  */
 function refusal(host: string, resolved: boolean): string {
   return resolved
-    ? `Refused: ${host} resolves to an address that is not public ${ALLOW_PRIVATE_HINT}`
+    ? `Refused: ${host} has no public address (it resolves to none, or to one that is not public) ${ALLOW_PRIVATE_HINT}`
     : `Refused: ${host} is not a public address ${ALLOW_PRIVATE_HINT}`;
 }
 
@@ -139,15 +141,17 @@ function describe(err: Error, url: URL, timeoutMs: number): string {
 function guardedLookup(allowPrivate: boolean, resolve: Resolve): LookupFunction {
   return (hostname, options, callback) => {
     resolve(hostname, (err, found) => {
-      if (err) return callback(err as NodeJS.ErrnoException, '', 0);
       const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : options.family;
-      const addresses = family ? found.filter((a) => a.family === family) : found;
+      const addresses = err ? [] : family ? found.filter((a) => a.family === family) : found;
+      // Private targets refused: no answer (ENOTFOUND, a failing resolver) is refused in the
+      // same words as a private one, so the log is no way to test which internal names exist.
+      if (!allowPrivate && (addresses.length === 0 || addresses.some((a) => !isPublicAddress(a.address)))) {
+        return callback(new RefusedAddress(refusal(hostname, true)), '', 0);
+      }
+      if (err) return callback(err as NodeJS.ErrnoException, '', 0);
       if (addresses.length === 0) {
         const none = Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' });
         return callback(none, '', 0);
-      }
-      if (!allowPrivate && addresses.some((a) => !isPublicAddress(a.address))) {
-        return callback(new RefusedAddress(refusal(hostname, true)), '', 0);
       }
       if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
       return callback(null, addresses[0]!.address, addresses[0]!.family);

@@ -974,10 +974,37 @@ describe('SSRF: private targets are refused unless allowed', () => {
     await drain(strict);
     const [d] = await deliveries(key, created.body.webhook.id, '', strict);
     assert.equal(d.status, 'pending');
-    assert.match(d.last_error, /^Refused: .* resolves to an address that is not public/);
+    assert.match(d.last_error, /^Refused: .* has no public address/);
     // The admin reading the log learns the name was refused, not what it resolves to.
     assert.doesNotMatch(d.last_error, /127\.\d+\.\d+\.\d+|::1\b|::ffff/);
     assert.equal(r.requests.length + r.invalid.length, 0, 'the receiver was never reached');
+    // Nor whether it exists: a name that resolves to nothing is logged in the same words.
+    const missing = await refusedMissingName(key);
+    assert.equal(missing.error.replace(missing.name, name), d.last_error);
+  });
+
+  /** Delivers to a name under .invalid (RFC 6761: never resolves); the delivery log's error. */
+  async function refusedMissingName(key: string): Promise<{ name: string; error: string }> {
+    const name = `no-such-host-${randomBytes(4).toString('hex')}.invalid`;
+    const created = await api(strict.url, key, 'POST', '/v1/webhooks', {
+      url: `http://${name}/hooks`,
+      event_types: ['upload.completed'],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await createAsset(strict, key, 'missing.bin', randomBytes(10));
+    await drain(strict);
+    const [d] = await deliveries(key, created.body.webhook.id, '', strict);
+    assert.equal(d.status, 'pending');
+    return { name, error: d.last_error };
+  }
+
+  test('at delivery: a name that does not resolve is refused as a private one is, not reported as missing', async () => {
+    const { key } = await strict.newAccount();
+    const { name, error } = await refusedMissingName(key);
+    // "Does not exist" against "resolves privately" would let an account's admin test which
+    // internal names the server's resolver knows (hosts file, split-horizon zones).
+    assert.match(error, new RegExp(`^Refused: ${name.replaceAll('.', '\\.')} has no public address`));
+    assert.doesNotMatch(error, /ENOTFOUND|EAI_AGAIN|getaddrinfo/);
   });
 });
 

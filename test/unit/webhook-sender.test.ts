@@ -33,7 +33,7 @@ describe('HttpWebhookSender', () => {
     const result = await new HttpWebhookSender(false, resolve).send(request(`http://rebind.test:${r.port}/`));
     assert.equal(result.ok, false);
     const error = !result.ok ? result.error : '';
-    assert.match(error, /^Refused: rebind\.test resolves to an address that is not public/);
+    assert.match(error, /^Refused: rebind\.test has no public address/);
     // The name, never what it resolved to: the delivery log would be a resolver for internal names.
     assert.doesNotMatch(error, /127\.0\.0\.1/);
     assert.equal(resolve.calls, 1, 'resolved once, for the connection itself');
@@ -50,8 +50,26 @@ describe('HttpWebhookSender', () => {
     const result = await new HttpWebhookSender(false, resolve).send(request('http://mixed.test/'));
     assert.equal(result.ok, false);
     const error = !result.ok ? result.error : '';
-    assert.match(error, /^Refused: mixed\.test resolves to an address that is not public/);
+    assert.match(error, /^Refused: mixed\.test has no public address/);
     assert.doesNotMatch(error, /10\.0\.0\.7|93\.184\.216\.34/);
+  });
+
+  test('a name that does not resolve is refused in the same words as one that resolves privately', async () => {
+    const missing: Resolve = (name, callback) =>
+      setImmediate(() =>
+        callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: 'ENOTFOUND' }), []),
+      );
+    const privately = resolver([[{ address: '10.0.0.7', family: 4 }]]);
+    const [gone, internal] = await Promise.all([
+      new HttpWebhookSender(false, missing).send(request('http://nowhere.test/')),
+      new HttpWebhookSender(false, privately).send(request('http://nowhere.test/')),
+    ]);
+    // Otherwise the log would say which internal names exist (hosts file, split-horizon DNS).
+    assert.equal(gone.ok, false);
+    assert.deepEqual(!gone.ok && gone.error, !internal.ok && internal.error);
+    // With private targets allowed there is nothing to hide, and the resolver's answer helps.
+    const allowed = await new HttpWebhookSender(true, missing).send(request('http://nowhere.test/'));
+    assert.match(!allowed.ok ? allowed.error : '', /ENOTFOUND/);
   });
 
   test('a private IP literal is refused before any connection', async () => {
