@@ -159,6 +159,13 @@ export function assetChanged(
   return { accountId: asset.accountId, type, data: { asset }, at };
 }
 
+/** A page of the outbox. */
+export interface EventPage {
+  events: WharfEvent[];
+  /** More events follow these (of the types asked for). */
+  hasMore: boolean;
+}
+
 /** What an app polling `/v1/events` may ask for. */
 export interface EventListing {
   after?: number | undefined;
@@ -176,7 +183,7 @@ export class EventService {
    * Events describe the whole account (every name, every upload), so only a key that reads the
    * whole account may list them: not an upload token, not a confined key.
    */
-  async list(principal: Principal, listing: EventListing): Promise<WharfEvent[]> {
+  async list(principal: Principal, listing: EventListing): Promise<EventPage> {
     requireKey(principal);
     requireScope(principal, 'read');
     if (!seesWholeAccount(principal)) {
@@ -199,7 +206,14 @@ export class EventService {
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_EVENTS_PER_PAGE) {
       throw new WharfError('VALIDATION_FAILED', `limit must be 1 to ${MAX_EVENTS_PER_PAGE}.`);
     }
-    return this.store.listEvents(principal.accountId, { after: listing.after, types, limit });
+    // One more than asked: whether more are waiting is known, not guessed from a full page (a
+    // page that holds exactly the last `limit` events would send the app to ask again for none).
+    const events = await this.store.listEvents(principal.accountId, {
+      after: listing.after,
+      types,
+      limit: limit + 1,
+    });
+    return { events: events.slice(0, limit), hasMore: events.length > limit };
   }
 }
 

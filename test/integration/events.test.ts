@@ -224,6 +224,26 @@ describe('GET /v1/events', () => {
     }
   });
 
+  test('has_more says whether events follow the page, also when exactly `limit` remain', async () => {
+    const { key } = await fresh();
+    await createAsset(w, key, 'm.bin', randomBytes(10));
+    const page = async (query: string) => {
+      const res = await api(w.url, key, 'GET', `/v1/events?${query}`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body;
+    };
+    // upload.created, asset.created, upload.completed (asset.processed waits for the jobs).
+    assert.equal((await page('limit=3')).data.length, 3);
+    assert.equal((await page('limit=3')).has_more, false, 'the page holds the last 3: nothing to ask for');
+    const first = await page('limit=2');
+    assert.deepEqual([first.data.length, first.has_more], [2, true]);
+    const rest = await page(`limit=2&after=${first.cursor}`);
+    assert.deepEqual([rest.data.length, rest.has_more], [1, false]);
+    const filtered = await page('limit=1&type=upload.*');
+    assert.deepEqual([filtered.data.length, filtered.has_more], [1, true]);
+    assert.equal((await page(`limit=1&type=upload.*&after=${filtered.cursor}`)).has_more, false);
+  });
+
   test('bad cursors and limits are refused with VALIDATION_FAILED', async () => {
     for (const query of [
       'after=-1',

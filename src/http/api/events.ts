@@ -61,7 +61,7 @@ export async function eventRoutes(app: App, { core, publicUrl }: ApiContext): Pr
         ?.split(',')
         .map((t) => t.trim())
         .filter((t) => t !== '');
-      const events = await core.events.list(request.principal!, {
+      const { events, hasMore } = await core.events.list(request.principal!, {
         after: after === undefined ? undefined : Number(after),
         types,
         limit,
@@ -69,7 +69,7 @@ export async function eventRoutes(app: App, { core, publicUrl }: ApiContext): Pr
       return {
         data: events.map((e) => eventJson(e, publicUrl)),
         cursor: events.length > 0 ? String(events.at(-1)!.cursor) : (after ?? '0'),
-        has_more: events.length === limit,
+        has_more: hasMore,
       };
     },
   );
