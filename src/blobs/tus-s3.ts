@@ -131,7 +131,12 @@ class WharfS3Store extends S3Store implements ResumableStorage {
 
   override async getUpload(id: string): Promise<Upload> {
     try {
-      return await super.getUpload(id);
+      const upload = await super.getUpload(id);
+      // tus.io's store reads an `.info` whose multipart upload is gone as a finished upload. So
+      // does a termination a crash cut short: it aborts the multipart upload, then deletes the
+      // `.info`. Without the parts or the object they made, nothing of the upload is left.
+      if (upload.offset !== upload.size || (await this.stillHeld(id))) return upload;
+      throw ERRORS.FILE_NOT_FOUND;
     } catch (err) {
       if (err !== ERRORS.FILE_NOT_FOUND) throw err;
       const size = await this.objectSize(id);
@@ -195,6 +200,21 @@ class WharfS3Store extends S3Store implements ResumableStorage {
       Delete: { Objects: [{ Key: this.infoKey(key) }, { Key: this.partKey(key, true) }], Quiet: true },
     });
     await this.clearCache(key);
+  }
+
+  /**
+   * Whether the bucket holds the bytes of an upload whose `.info` reads whole: its multipart
+   * upload, or the object that multipart upload became. The parts are asked first, since their
+   * completion by another request makes the object and ends the parts in one step.
+   */
+  private async stillHeld(key: string): Promise<boolean> {
+    try {
+      await this.retrieveParts(key);
+      return true;
+    } catch (err) {
+      if (!isS3NotFound(err)) throw err;
+    }
+    return (await this.objectSize(key)) !== undefined;
   }
 
   private async objectSize(key: string): Promise<number | undefined> {

@@ -1321,6 +1321,38 @@ describe('an upload whose last byte arrived but whose completion never ran (a cr
     assert.equal(uploadRow(cancelled)?.status, 'expired');
     assert.deepEqual(await tusLeftovers(cancelled), []);
   });
+
+  test('a termination cut short after its multipart upload was aborted: no byte to offer, and a retried DELETE ends it', {
+    // A local partial upload is one file: a termination removes it in one step.
+    skip: deployment !== 'scaled' && 'on local files a termination has no step to be cut between',
+  }, async () => {
+    const url = await create(300_000, { filename: 'cut-cancel.bin' });
+    assert.equal((await tus(url, 'PATCH', { 'Upload-Offset': '0' }, randomBytes(100_000))).status, 204);
+    // The crash: tus.io's store aborted the multipart upload, and the server died before it
+    // deleted the `.info`. Before the fix, the upload then read as whole: HEAD 500 (a
+    // completion without bytes), DELETE 409 (a finished upload), until the expiry sweep.
+    const key = `default/${new URL(url).pathname.split('/').pop()}`;
+    await withBucket(w, async (s3, Bucket) => {
+      const { HeadObjectCommand, AbortMultipartUploadCommand } = await import('@aws-sdk/client-s3');
+      const info = await s3.send(new HeadObjectCommand({ Bucket, Key: `${key}.info` }));
+      const UploadId = info.Metadata!['upload-id'];
+      await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId }));
+    });
+
+    const head = await tus(url, 'HEAD');
+    assert.equal(head.status, 404, 'no byte of it is left to resume from');
+    const patch = await tus(url, 'PATCH', { 'Upload-Offset': '100000' }, randomBytes(1000));
+    assert.equal(patch.status, 404, await patch.clone().text());
+    assert.equal((await refusal(patch, 'PATCH')).code, 'NOT_FOUND');
+    assert.equal(uploadRow(url)?.status, 'pending');
+
+    const deleted = await tus(url, 'DELETE');
+    assert.equal(deleted.status, 204, await deleted.text());
+    assert.equal(deleted.headers.get('tus-resumable'), '1.0.0');
+    assert.equal(uploadRow(url)?.status, 'expired', 'the retried DELETE recorded the termination');
+    assert.deepEqual(await tusLeftovers(url), [], 'and the `.info` went with it');
+    assert.equal((await tus(url, 'HEAD')).status, 410);
+  });
 });
 
 describe('two nodes of one deployment', {

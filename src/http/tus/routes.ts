@@ -424,6 +424,15 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
             'A finished upload cannot be terminated; delete its asset.',
           );
         }
+        // Storage holds nothing of an upload Wharf still reads as pending: a termination that a
+        // crash cut short between freeing the bytes and recording the upload as cancelled
+        // (tus.io's S3 store aborts the multipart upload, then deletes the `.info`). This DELETE
+        // finishes it, as the retry of the one that was cut.
+        if (now?.status === 'pending' && response.status === 404) {
+          await core.resumable.discard(now);
+          await core.resumable.terminated(now);
+          return reply.code(204).send();
+        }
       }
       if (method === 'POST' && response.status >= 400 && call.upload) {
         // A creation refused after its upload was made (a body longer than Upload-Length):
