@@ -189,6 +189,23 @@ describe('tus discovery', () => {
     assert.equal(res.status, 204);
     assert.equal(res.headers.get('tus-max-size'), String(5 * 1024 ** 3));
   });
+
+  test('/v1/tus without the trailing slash is the same endpoint: discovery and creation', async () => {
+    const options = await tus(`${w.url}/v1/tus`, 'OPTIONS');
+    assert.equal(options.status, 204);
+    assert.equal(options.headers.get('tus-version'), '1.0.0');
+    const bytes = randomBytes(300);
+    const created = await tus(`${w.url}/v1/tus`, 'POST', {
+      'Upload-Length': String(bytes.length),
+      'Upload-Metadata': `filename ${b64('no-slash.bin')}`,
+    });
+    assert.equal(created.status, 201, await created.text());
+    const url = created.headers.get('location')!;
+    assert.match(new URL(url).pathname, /^\/v1\/tus\/[^/]+$/);
+    const done = await tus(url, 'PATCH', { 'Upload-Offset': '0' }, bytes);
+    assert.equal(done.status, 204);
+    assert.equal((await asset(done.headers.get('wharf-asset-id')!)).sha256, sha256Hex(bytes));
+  });
 });
 
 describe('uploads with tus-js-client', () => {
