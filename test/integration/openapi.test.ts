@@ -605,6 +605,20 @@ describe('real responses match the document', () => {
       assert.equal(created.body.url, created.headers.get('location'));
       url = created.body.url;
     }
+    // A creation whose lengths disagree is the draft's problem document on either route.
+    for (const path of ['/v1/assets', '/v1/resumable/']) {
+      const inconsistent = await rufh(
+        'POST',
+        `${w.url}${path}?name=r.bin`,
+        { 'upload-complete': '?1', 'upload-length': '3000', 'content-type': 'application/octet-stream' },
+        bytes.subarray(0, 1000),
+      );
+      assert.equal(inconsistent.status, 400, JSON.stringify(inconsistent.body));
+      assert.match(inconsistent.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(inconsistent.body.error.code, 'INCONSISTENT_LENGTH');
+      conforms('POST', path, inconsistent);
+      declaresEveryField('UploadProblem', inconsistent.body);
+    }
     const append = (offset: number, extra: Record<string, string> = {}) =>
       rufh(
         'PATCH',

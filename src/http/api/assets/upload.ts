@@ -9,7 +9,14 @@ import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
 import { declaredDigests, headerDigests, queryDigests } from '../integrity.js';
-import { AssetResultSchema, assetJson, errorResponses, ResumableUploadSchema } from '../schemas.js';
+import {
+  AssetResultSchema,
+  assetJson,
+  ErrorSchema,
+  errorResponses,
+  ResumableUploadSchema,
+  UploadProblemSchema,
+} from '../schemas.js';
 
 const Query = Type.Object(
   {
@@ -105,6 +112,15 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
           422: errorResponses[400],
           // LENGTH_REQUIRED: a resumable upload (`Upload-Complete: ?0`) that says no length.
           411: errorResponses[400],
+          // A resumable creation whose lengths disagree (INCONSISTENT_LENGTH) is the draft's
+          // problem document, as on /v1/resumable/; every other 400 is Wharf's JSON.
+          400: {
+            description: 'A refusal; with `Upload-Complete`, lengths that disagree are the draft’s problem document.',
+            content: {
+              'application/json': { schema: ErrorSchema },
+              'application/problem+json': { schema: UploadProblemSchema },
+            },
+          },
         },
       },
     },
