@@ -645,6 +645,12 @@ describe('real responses match the document', () => {
     assert.equal(done.status, 201);
     conforms('PATCH', '/v1/resumable/{id}', done);
     assert.equal(done.body.asset.size, 3000);
+    // The same file again: the append that ends it finds the asset the account holds (200).
+    url = (await start('/v1/resumable/')).body.url;
+    const again = await append(1000);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.status, 'exists');
+    conforms('PATCH', '/v1/resumable/{id}', again);
   });
 
   test('content: full, partial, not modified, unsatisfiable, missing', async () => {

@@ -365,8 +365,15 @@ function rufhPaths(): Json {
         ],
         requestBody: { required: true, content: { 'application/partial-upload': { schema: BINARY } } },
         responses: {
+          200: {
+            description: 'The file is complete, and the account already held it (`"status": "exists"`).',
+            headers: RUFH_STATE,
+            content: ASSET_RESULT,
+          },
           201: {
-            description: 'The file is complete: the asset.',
+            description:
+              'The file is complete: the asset. Interop 3 (`Upload-Incomplete`) acknowledges an append that ' +
+              'does not end the file with `201` too, as that draft says, without a body.',
             headers: RUFH_STATE,
             content: ASSET_RESULT,
           },
