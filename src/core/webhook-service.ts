@@ -305,6 +305,15 @@ export class WebhookService {
     }
     if (url.hostname === '') throw new WharfError('VALIDATION_FAILED', 'url must name a host.');
     if (url.hash !== '') throw new WharfError('VALIDATION_FAILED', 'url must not have a #fragment.');
+    // Nothing listens on port 0: every delivery would fail until the endpoint was disabled.
+    if (url.port === '0') throw new WharfError('VALIDATION_FAILED', 'url must not name port 0.');
+    // What is stored and sent is the normalised URL, which percent-encoding can make longer.
+    if (url.href.length > MAX_URL_LENGTH) {
+      throw new WharfError(
+        'VALIDATION_FAILED',
+        `url must be 1 to ${MAX_URL_LENGTH} characters once normalised.`,
+      );
+    }
     if (!this.settings.allowPrivate) {
       const refused = refusedHost(url.hostname);
       if (refused) {

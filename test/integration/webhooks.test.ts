@@ -265,6 +265,10 @@ describe('managing endpoints', () => {
       [{ url: '/relative/path' }, 400, 'VALIDATION_FAILED'],
       [{ url: 'https://x.example.com/#frag' }, 400, 'VALIDATION_FAILED'],
       [{ url: `https://x.example.com/${'a'.repeat(3000)}` }, 400, 'VALIDATION_FAILED'],
+      // Within the limit as sent, past it once its spaces are percent-encoded (what is stored).
+      [{ url: `https://x.example.com/${' '.repeat(1000)}x` }, 400, 'VALIDATION_FAILED'],
+      // Port 0 is no port anything listens on: no delivery could ever arrive.
+      [{ url: 'https://x.example.com:0/' }, 400, 'VALIDATION_FAILED'],
       [{ url: 'https://x.example.com', colour: 'red' }, 400, 'VALIDATION_FAILED'],
       [{ url: 'https://x.example.com', enabled: 'yes' }, 400, 'VALIDATION_FAILED'],
       [{ url: 'https://x.example.com', description: 'd'.repeat(501) }, 400, 'VALIDATION_FAILED'],
