@@ -115,7 +115,8 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
           // A resumable creation whose lengths disagree (INCONSISTENT_LENGTH) is the draft's
           // problem document, as on /v1/resumable/; every other 400 is Wharf's JSON.
           400: {
-            description: 'A refusal; with `Upload-Complete`, lengths that disagree are the draft’s problem document.',
+            description:
+              'A refusal; with `Upload-Complete`, lengths that disagree are the draft’s problem document.',
             content: {
               'application/json': { schema: ErrorSchema },
               'application/problem+json': { schema: UploadProblemSchema },
