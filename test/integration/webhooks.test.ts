@@ -827,6 +827,18 @@ describe('secret rotation', () => {
     const bare = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`);
     assert.equal(bare.status, 200, JSON.stringify(bare.body));
     assert.match(bare.body.secret, /^whsec_/);
+
+    // One old secret is kept: a second rotation within the day drops the one before it.
+    const again = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`, {});
+    r.secrets = [again.body.secret];
+    await createAsset(w, key, 'rotated-twice.bin', randomBytes(10));
+    await drain();
+    const fourth = r.accepted.at(-1)!;
+    const headers = fourth.headers as Record<string, string>;
+    assert.equal(String(headers['webhook-signature']).split(' ').length, 2);
+    assert.doesNotThrow(() => new Webhook(bare.body.secret).verify(fourth.body, headers));
+    assert.throws(() => new Webhook(leaked.body.secret).verify(fourth.body, headers));
+    assert.deepEqual(r.invalid, []);
   });
 });
 
