@@ -40,6 +40,8 @@ cleanup() {
 trap cleanup EXIT
 
 total_passed=0
+# The runs that had failures (NAME:TAP), reported again at the end.
+failing=()
 total_failed=0
 status=0
 summary=()
@@ -70,6 +72,7 @@ run_suite() {
   total_failed=$((total_failed + failed))
   # Skipped tests are not passed ones: each states why it does not apply to this deployment.
   summary+=("$name: $passed passed, $failed failed ($skipped skipped, not counted as passed)")
+  if [ "$failed" -gt 0 ]; then failing+=("$name:$tap"); fi
   echo "$name: $passed passed, $failed failed ($skipped skipped)"
 }
 
@@ -104,6 +107,12 @@ else
   summary+=("scaled: not run, a service (${scaled[*]}) did not start")
 fi
 
+# Each failing test once more, at the end where a CI log's tail shows it: the spec reporter
+# prints failures at the end of each run, which for the embedded run is mid-log.
+for entry in "${failing[@]}"; do
+  echo "== failing tests on the ${entry%%:*} deployment"
+  awk -f scripts/tap-failures.awk "${entry#*:}" | head -n 200 || true
+done
 echo "== summary"
 printf '%s\n' "${summary[@]}"
 # One plain closing line, whatever reads this output.
