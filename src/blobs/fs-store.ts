@@ -23,7 +23,7 @@ import { isDiskFull } from '../core/unavailable.js';
 import { readFileRange } from './file-reader.js';
 import { FsMultipartParts, fsyncPath, readComposed, readParts, removeDirectory } from './fs-multipart.js';
 import { LOCAL_BUCKET } from './local-endpoint.js';
-import { isProcessDir, leftOver, processTempDir, tempName } from './process-temp.js';
+import { isProcessDir, leftOver, processTempDir, removeLeftOver, tempName } from './process-temp.js';
 import { writeBehind } from './write-behind.js';
 
 /** Removes the entries of `dir` last changed before `olderThan`; how many. */
@@ -309,10 +309,7 @@ export class FsBlobStore implements BlobStore {
         if (path === this.tmp) {
           removed += await removeOlder(path, olderThan);
         } else if (isProcessDir(entry) && entry !== own) {
-          if (await leftOver(path, entry, now)) {
-            await rm(path, { recursive: true, force: true });
-            removed += 1;
-          }
+          if ((await leftOver(path, entry, now)) && (await removeLeftOver(path))) removed += 1;
         } else if ((await stat(path)).mtimeMs < olderThan) {
           // Files, and directories a deletePrefix or an abort renamed here and did not finish removing.
           await rm(path, { recursive: true, force: true });

@@ -25,9 +25,7 @@ export function isProcessDir(entry: string): boolean {
 export async function processTempDir(root: string, now = Date.now()): Promise<string> {
   await mkdir(root, { recursive: true, mode: 0o700 });
   for (const entry of await readdir(root)) {
-    if (await leftOver(join(root, entry), entry, now)) {
-      await rm(join(root, entry), { recursive: true, force: true });
-    }
+    if (await leftOver(join(root, entry), entry, now)) await removeLeftOver(join(root, entry));
   }
   const dir = join(root, `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`);
   await mkdir(dir, { mode: 0o700 });
@@ -44,6 +42,23 @@ export async function leftOver(path: string, entry: string, now: number): Promis
   if (match && match[1] === hostname()) return !processAlive(Number(match[2]));
   const info = await stat(path).catch(() => undefined);
   return info !== undefined && now - info.mtimeMs > FOREIGN_STALE_MS;
+}
+
+/**
+ * Removes a directory left over, unless it cannot: one another user made (a CLI command run as
+ * root in the service's data directory, killed mid-work) is left for that user to remove.
+ * Failing there would stop every start of the service (a restart loop under systemd) over a
+ * few stray files. Any failure counts, not only EACCES and EPERM: Node's recursive rm reports
+ * a file it may not unlink as whatever its retry as a directory then met (ENOTDIR). Returns
+ * whether it is gone.
+ */
+export async function removeLeftOver(path: string): Promise<boolean> {
+  try {
+    await rm(path, { recursive: true, force: true });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

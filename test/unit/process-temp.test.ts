@@ -45,6 +45,30 @@ describe('processTempDir', () => {
     assert.deepEqual(await readdir(mine), [], 'a fresh, empty directory');
   });
 
+  test('a left-over directory this process may not remove is left, and the start goes on', async (t) => {
+    // What a CLI command run as root leaves in the service's data directory, seen by the service
+    // user. The suite runs as root, whom permissions do not stop: an immutable file (chattr +i)
+    // stops root too, as a directory of another user stops the service user.
+    const stuck = join(root, `${hostname()}-${deadPid()}-feedface`);
+    await mkdir(stuck);
+    await writeFile(join(stuck, 'part'), 'a part of a command killed mid-work');
+    const chattr = spawnSync('chattr', ['+i', join(stuck, 'part')]);
+    if (chattr.status !== 0) {
+      t.skip(
+        `chattr +i is not available here (${chattr.stderr?.toString().trim() || chattr.error}), so nothing can refuse root`,
+      );
+      return;
+    }
+    try {
+      const mine = await processTempDir(root);
+      assert.match(mine, new RegExp(`${hostname()}-${process.pid}-[0-9a-f]{8}$`));
+      assert.deepEqual(await readdir(stuck), ['part'], 'left where it was');
+    } finally {
+      spawnSync('chattr', ['-i', join(stuck, 'part')]);
+      await rm(stuck, { recursive: true, force: true });
+    }
+  });
+
   test('two stores of one process get two directories and keep both', async () => {
     const a = await processTempDir(root);
     const b = await processTempDir(root);
