@@ -274,7 +274,8 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     apiKey,
     secret,
     previousSecret: env.WHARF_SECRET_PREVIOUS || undefined,
-    maxFileSize: integer(env, 'WHARF_MAX_FILE_SIZE', 5 * GiB, 0, Number.MAX_SAFE_INTEGER),
+    // 0 would refuse every file but an empty one, where 0 means "off" for other settings.
+    maxFileSize: integer(env, 'WHARF_MAX_FILE_SIZE', 5 * GiB, 1, Number.MAX_SAFE_INTEGER),
     uploadExpiresSeconds: integer(env, 'WHARF_UPLOAD_EXPIRES', 900, 1, 7 * 24 * 3600),
     maxFilesPerRequest: integer(env, 'WHARF_MAX_FILES_PER_REQUEST', 1000, 1, 10_000),
     sweepIntervalSeconds: integer(env, 'WHARF_SWEEP_INTERVAL', 60, 0, 24 * 3600),

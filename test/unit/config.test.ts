@@ -48,6 +48,13 @@ describe('configuration', () => {
     assert.equal(loadConfig({ WHARF_SHUTDOWN_TIMEOUT: '0' }).shutdownTimeoutSeconds, 0);
   });
 
+  test('WHARF_MAX_FILE_SIZE is at least one byte: 0 is not "off" there but a server that takes only empty files', () => {
+    assert.equal(loadConfig({ WHARF_MAX_FILE_SIZE: '1' }).maxFileSize, 1);
+    assert.deepEqual(problems({ WHARF_MAX_FILE_SIZE: '0' }), [
+      `WHARF_MAX_FILE_SIZE must be between 1 and ${Number.MAX_SAFE_INTEGER}, got 0`,
+    ]);
+  });
+
   test('WHARF_WEBHOOK_CONCURRENCY: attempts one endpoint may have in flight, 2 unless told, 1 to 64', () => {
     assert.equal(loadConfig({}).webhooks.concurrency, 2);
     assert.equal(loadConfig({ WHARF_WEBHOOK_CONCURRENCY: '1' }).webhooks.concurrency, 1);
