@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { markCut } from './server-cuts.js';
 
 /**
  * Cuts a connection on which no byte of a body moves for `seconds` (0: never), either way: a
@@ -40,7 +41,10 @@ function onSilence(this: ServerResponse, socket: Socket): void {
   const receiving = !request.complete && carriesBody(request.headers);
   // Bytes of the answer the client has not taken (in the response or the socket's buffer).
   const sending = this.writableLength > 0;
-  if (receiving || sending) socket.destroy();
+  if (receiving || sending) {
+    markCut(socket, 'idle');
+    socket.destroy();
+  }
 }
 
 function carriesBody(headers: Record<string, string | string[] | undefined>): boolean {

@@ -64,7 +64,7 @@ export class PrometheusTelemetry implements Telemetry {
 
     this.httpRequests = new Counter({
       name: 'wharf_http_requests_total',
-      help: 'HTTP requests answered, by method, route pattern and status (499: the client left first).',
+      help: 'HTTP requests answered, by method, route pattern and status (499: the client left first; 408: Wharf cut a silent client).',
       labelNames: ['method', 'route', 'status'],
       registers,
     });

@@ -598,6 +598,81 @@ describe('request ids', () => {
   });
 });
 
+describe('a connection Wharf cuts itself is not reported as a client that hung up', () => {
+  const logs = new LogCollector();
+
+  /** A raw upload that sends 10 bytes of the 100,000 it announces, then nothing. */
+  function stalledUpload(w: TestWharf, id: string) {
+    const request = httpRequest(`${w.url}/v1/assets?name=stalled.bin`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': w.key,
+        'x-request-id': id,
+        'content-type': 'application/octet-stream',
+        'content-length': '100000',
+      },
+    });
+    request.on('error', () => {
+      // Expected: Wharf cuts this connection.
+    });
+    request.write(randomBytes(10));
+    return request;
+  }
+
+  test('a silent client (WHARF_BODY_IDLE_TIMEOUT): its own log line, counted as 408', async () => {
+    const w = await startWharf({
+      env: { WHARF_METRICS_TOKEN: TOKEN, WHARF_BODY_IDLE_TIMEOUT: '1' },
+      logStream: logs.stream,
+    });
+    try {
+      const before = await scrape(w.url);
+      const id = `silent-${randomBytes(6).toString('hex')}`;
+      const request = stalledUpload(w, id);
+      const line = await logs.waitFor(
+        (l) => l.reqId === id && l.msg === 'connection cut: nothing moved on it for WHARF_BODY_IDLE_TIMEOUT',
+        'of the cut',
+      );
+      request.destroy();
+      assert.equal(line.level, INFO);
+      assert.deepEqual(
+        logs.lines.filter((l) => l.reqId === id && /client closed/.test(String(l.msg))),
+        [],
+        'not logged as the client leaving',
+      );
+      const after = await scrape(w.url);
+      const delta = (status: string) =>
+        seriesValue(after, 'wharf_http_requests_total', { method: 'POST', route: '/v1/assets', status }) -
+        seriesValue(before, 'wharf_http_requests_total', { method: 'POST', route: '/v1/assets', status });
+      assert.equal(delta('408'), 1);
+      assert.equal(delta('499'), 0);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('a request still running at the shutdown deadline: its own log line', async () => {
+    const w = await startWharf({ logStream: logs.stream });
+    let request: ReturnType<typeof stalledUpload> | undefined;
+    try {
+      const id = `deadline-${randomBytes(6).toString('hex')}`;
+      request = stalledUpload(w, id);
+      await logs.waitFor((l) => l.reqId === id && l.msg === 'incoming request', 'of the request');
+      const { cut } = await w.wharf.close({ deadlineMs: 200 });
+      assert.equal(cut, 1);
+      const line = await logs.waitFor(
+        (l) =>
+          l.reqId === id &&
+          l.msg === 'connection cut: the request still ran at the shutdown deadline (WHARF_SHUTDOWN_TIMEOUT)',
+        'of the cut',
+      );
+      assert.equal(line.level, INFO);
+    } finally {
+      request?.destroy();
+      await w.close();
+    }
+  });
+});
+
 describe('a client that hangs up mid-upload', () => {
   let w: TestWharf;
   const logs = new LogCollector();

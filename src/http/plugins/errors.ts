@@ -3,6 +3,7 @@ import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
 import { refusedForResources } from '../../core/unavailable.js';
 import { settleRefusedBody } from '../refused-body.js';
 import { type RoutingErrorShape, shapeFor } from '../routing-errors.js';
+import { CUT_MESSAGE, cutReason } from '../server-cuts.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, unknown> };
@@ -99,9 +100,10 @@ export function clientHungUp(request: FastifyRequest): boolean {
  */
 export function logFailure(request: FastifyRequest, err: unknown, status: number): void {
   if (clientHungUp(request)) {
+    const cut = cutReason(request.raw.socket);
     request.log.info(
       { err: { type: (err as Error)?.name, code: (err as { code?: unknown })?.code } },
-      'client closed the connection before the request was complete',
+      cut ? CUT_MESSAGE[cut] : 'client closed the connection before the request was complete',
     );
   } else if (isWharfError(err, 'TRANSFORMS_BUSY')) {
     // Load shedding, as configured (WHARF_IMAGE_QUEUE): nothing failed, and a burst of them

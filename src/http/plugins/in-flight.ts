@@ -1,10 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { markCut } from '../server-cuts.js';
 
 /** The requests a stopping server waits for. */
 export interface InFlight {
   readonly size: number;
   /** Resolves once no request is in flight (at once when none is). */
   idle(): Promise<void>;
+  /** Marks the connections of the requests in flight as cut at the shutdown deadline (see server-cuts). */
+  markCutAtDeadline(): void;
 }
 
 declare module 'fastify' {
@@ -57,6 +60,11 @@ export function trackInFlight(app: FastifyInstance): void {
     idle() {
       if (pending.size === 0) return Promise.resolve();
       return new Promise<void>((resolve) => waiters.push(resolve));
+    },
+    markCutAtDeadline() {
+      for (const request of pending.keys()) {
+        if (request.raw.socket) markCut(request.raw.socket, 'shutdown');
+      }
     },
   });
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { CUT_STATUS, cutReason } from '../server-cuts.js';
 import { watchForHangUp } from './errors.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -47,8 +48,12 @@ export function observeRequest(request: FastifyRequest, reply: FastifyReply, met
   // On 'finish' (the response is handed to the OS), which comes before the client has it:
   // a scrape it sends next already counts it.
   reply.raw.once('finish', () => report(reply.raw.statusCode));
-  // A response that closed without finishing was cut off by the client: 499, as nginx logs it.
-  reply.raw.once('close', () => report(499));
+  // A response that closed without finishing was cut off by the client: 499, as nginx logs it;
+  // or by Wharf (a silent client, the shutdown deadline), which says so (see server-cuts).
+  reply.raw.once('close', () => {
+    const cut = cutReason(request.raw.socket);
+    report(cut ? CUT_STATUS[cut] : 499);
+  });
 }
 
 /** Request ids and request metrics for every route registered after this (all of them). */
