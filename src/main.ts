@@ -29,14 +29,22 @@ async function main(): Promise<number> {
   const timeoutMs = config.shutdownTimeoutSeconds * 1000;
 
   let keyShown = false;
-  const starting = start(config, (secret) => {
-    // Written before the key is stored (see Wharf.listen); on Linux a write to a pipe or a
-    // file is synchronous, so it is out before the insert.
-    process.stdout.write(
-      `\nNo API key existed, so one was created (admin, default account). It is shown only now:\n\n  ${secret}\n\n`,
-    );
-    keyShown = true;
+  let signalled = false;
+  void signal.then(() => {
+    signalled = true;
   });
+  const starting = start(
+    config,
+    () => signalled,
+    (secret) => {
+      // Written before the key is stored (see Wharf.listen); on Linux a write to a pipe or a
+      // file is synchronous, so it is out before the insert.
+      process.stdout.write(
+        `\nNo API key existed, so one was created (admin, default account). It is shown only now:\n\n  ${secret}\n\n`,
+      );
+      keyShown = true;
+    },
+  );
   let first: { wharf: Wharf } | { signal: NodeJS.Signals };
   try {
     first = await Promise.race([starting.then((wharf) => ({ wharf })), signal.then((s) => ({ signal: s }))]);
@@ -94,11 +102,18 @@ async function main(): Promise<number> {
   return 'received' in ending ? 0 : 1;
 }
 
-async function start(config: Config, announceKey: (secret: string) => void): Promise<Wharf> {
+async function start(
+  config: Config,
+  stopping: () => boolean,
+  announceKey: (secret: string) => void,
+): Promise<Wharf> {
   // Loaded once the configuration has passed: a start refused for its configuration answers at
   // once, without loading the server's two thousand modules first.
   const { createWharf } = await import('./server.js');
   const wharf = await createWharf(config, { logger: { level: config.logLevel }, announceKey });
+  // Stopped while it was made (migrations, the storage check): it never listens, nor makes a
+  // first key; the caller closes it.
+  if (stopping()) return wharf;
   try {
     await wharf.listen();
   } catch (err) {

@@ -504,6 +504,20 @@ describe('stopping', () => {
     }
   });
 
+  test('SIGTERM early in start-up: the step under way ends, then no port is taken and no first key made', async () => {
+    // A misspelt variable's warning is written once the signal handlers are in place, before
+    // the server's modules load and the database is migrated: the signal comes right then.
+    const inst = await installation({ WHARF_SWEEP_INTERVALL: '5' });
+    const r = start(inst.env);
+    await r.waitFor(/WHARF_SWEEP_INTERVALL/, 'stderr');
+    r.child.kill('SIGTERM');
+    assert.deepEqual(await r.exited, { code: 0, signal: null }, r.stderr());
+    assert.match(r.stderr(), /^wharf: SIGTERM during start-up: stopping\.$/m);
+    assert.doesNotMatch(r.stdout(), LISTENING);
+    assert.doesNotMatch(r.stdout(), /No API key existed/);
+    assert.deepEqual(await keyIds(inst), [], 'no first key was stored');
+  });
+
   test('SIGTERM during start-up (waiting for storage that does not answer): exits 0 without ever listening', async () => {
     // An "S3 store" that accepts connections and never answers: the start waits at the bucket check.
     const sockets: Socket[] = [];
