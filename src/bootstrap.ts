@@ -245,11 +245,13 @@ function credentialsProblem({ code, credentials }: S3CredentialsRefused): string
  * The data directory must be a directory this process can write to: made when missing, then
  * written to (a check of permissions would pass for root on a read-only mount or under a file).
  * Otherwise a ConfigError naming WHARF_DATA_DIR, rather than whichever write fails first.
+ * Made, it is closed to other users (0750, less what the umask takes away): it holds the
+ * database, and with it the server secret. One that exists keeps its mode.
  */
 async function checkDataDir(dataDir: string): Promise<void> {
   const probe = join(dataDir, `.wharf-write-check-${process.pid}`);
   try {
-    await mkdir(dataDir, { recursive: true });
+    await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE });
     await writeFile(probe, '');
     await rm(probe, { force: true });
   } catch (err) {
@@ -259,6 +261,9 @@ async function checkDataDir(dataDir: string): Promise<void> {
     );
   }
 }
+
+/** Wharf's user reads and writes; its group may read, as it may the stored objects (0640). */
+const DATA_DIR_MODE = 0o750;
 
 function describeFsError(code: string): string {
   const known: Record<string, string> = {

@@ -3,6 +3,7 @@ import { describeCause } from './core/unavailable.js';
 import { tuneGarbageCollector } from './gc-tuning.js';
 import { runtimeProblem } from './runtime.js';
 import type { Wharf } from './server.js';
+import { keepFilesPrivate } from './umask.js';
 
 /**
  * The process around the server: start-up, signals, messages and exit codes. Exit 0 after a
@@ -17,6 +18,8 @@ async function main(): Promise<number> {
   if (problem) return failed([problem]);
   // Before the first upload: Buffers then stop setting off a full collection each 64 MiB.
   tuneGarbageCollector();
+  // Before the first file: the data directory, the database, tus's files (see umask.ts).
+  keepFilesPrivate();
   let config: Config;
   try {
     const loaded = readConfig();

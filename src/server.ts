@@ -5,6 +5,8 @@ import { type Clock, systemClock } from './core/clock.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import { fanOut } from './core/telemetry.js';
 import type { Core } from './core/wharf.js';
+import { exposedDatabaseFiles } from './db/file-mode.js';
+import { parseDatabaseUrl } from './db/url.js';
 import { buildApp } from './http/app.js';
 import { defaultConsoleDir, loadConsoleBundle } from './http/console/bundle.js';
 import { listenForMetrics, type MetricsListener } from './http/metrics-listener.js';
@@ -166,6 +168,19 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     app.log.warn(
       'could not check whether the S3 store acts on x-amz-* headers a presigned URL did not sign: ' +
         'its probe object could not be written, or the store did not answer in time',
+    );
+  }
+
+  // An install made before Wharf created its database private (SQLite's 0644): said at each
+  // start, with the command to run, rather than changed behind the operator's back.
+  const database = parseDatabaseUrl(config.databaseUrl);
+  const exposed = 'path' in database ? exposedDatabaseFiles(database.path) : [];
+  if (exposed.length > 0) {
+    app.log.warn(
+      { files: exposed },
+      `other users of this machine have access to the database (${exposed.map((e) => `${e.file} mode ${e.mode}`).join(', ')}), ` +
+        'which holds the server secret and every record: run ' +
+        `chmod 600 ${exposed.map((e) => e.file).join(' ')} (docs/deployment.md, "File permissions")`,
     );
   }
 

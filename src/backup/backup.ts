@@ -21,6 +21,7 @@ import { FsBlobStore, type PutPresigner } from '../blobs/fs-store.js';
 import { RunningDigest } from '../blobs/running-digest.js';
 import type { Digests } from '../core/model.js';
 import { ObjectMissing } from '../core/ports.js';
+import { createDatabaseFile } from '../db/file-mode.js';
 import {
   holdLock,
   type ReferencedObject,
@@ -134,6 +135,9 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
     const keptFromBefore = new Set<string>();
     for (;;) {
       await rm(snapshot, { force: true });
+      // As private as the live database (it holds the server secret too): SQLite's VACUUM INTO
+      // would make it 0644; it fills an empty file, and keeps that file's mode.
+      createDatabaseFile(snapshot);
       snapshotDatabase(options.database, snapshot);
       report.snapshots += 1;
       objects = referencedObjects(snapshot);
@@ -305,7 +309,8 @@ async function ensureBackupTarget(target: string): Promise<void> {
     entries = await readdir(target);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    await mkdir(target, { recursive: true });
+    // Closed to other users, as a data directory Wharf makes is (a backup is one).
+    await mkdir(target, { recursive: true, mode: 0o750 });
     return;
   }
   if (entries.includes('wharf.db-wal')) {

@@ -4,6 +4,7 @@
  * itself, beside the running server's connections, so it lives with the adapters, not the core.
  */
 import SQLite from 'better-sqlite3';
+import { createDatabaseFile } from '../db/file-mode.js';
 
 /** An object the database refers to: an asset's bytes or a stored rendering's. */
 export interface ReferencedObject {
@@ -83,6 +84,7 @@ export function stillReferenced(path: string, keys: string[]): Set<string> {
  * away, rather than after 5 s, or not at all when the first ended meanwhile.
  */
 export function holdLock(path: string): { release(): void } | false {
+  createDatabaseFile(path);
   const db = new SQLite(path, { timeout: 0 });
   try {
     db.pragma('locking_mode = EXCLUSIVE');

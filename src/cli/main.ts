@@ -3,6 +3,7 @@
 // commands (upload, sync, ls, get, rm, login) load only the SDK, never the server, so they start fast;
 // the admin commands import the server's code.
 import { tuneGarbageCollector } from '../gc-tuning.js';
+import { keepFilesPrivate } from '../umask.js';
 import { processIo } from './io.js';
 import { isClientCommand, runClient } from './upload/main.js';
 
@@ -17,6 +18,10 @@ if (isClientCommand(argv[0])) {
     process.chdir(process.env.INIT_CWD);
   process.exitCode = await runClient(argv, io);
 } else {
+  // The admin commands work on the server's data directory (a backup copies it): what they
+  // create is as private as what the server does (see umask.ts). Not the client commands,
+  // whose downloads are the caller's own files, made with the caller's umask.
+  keepFilesPrivate();
   const { run } = await import('./commands.js');
   const result = await run(argv, io);
   // Setting exitCode (not calling exit) lets pending output flush first.

@@ -13,6 +13,7 @@ import {
 import pg from 'pg';
 import { WharfError } from '../core/errors.js';
 import { isConnectionFailure, serviceUnavailable, storageFull } from '../core/unavailable.js';
+import { createDatabaseFile } from './file-mode.js';
 import type { Database } from './schema.js';
 import { parseDatabaseUrl } from './url.js';
 
@@ -49,7 +50,12 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
     reader.pragma('busy_timeout = 5000');
     return sqliteConnection(reader, options.log);
   }
-  if (path !== ':memory:' && !options.mustExist) mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:' && !options.mustExist) {
+    // Private to Wharf's user, as the data directory is (see bootstrap.ts checkDataDir), and
+    // created before SQLite opens it: SQLite would make it readable by every user.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+    createDatabaseFile(path);
+  }
   const sqlite = new SQLite(path, { fileMustExist: options.mustExist === true });
   // WAL lets readers run alongside the writer. synchronous=FULL makes each commit durable
   // before it is acknowledged: an asset that was reported created survives a power cut.

@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config.js';
 import { createWharf } from '../../src/server.js';
-import { type Backing, pendingWrites, provision, storedKeys, storesOnS3 } from '../helpers/deployment.js';
+import {
+  type Backing,
+  deployment,
+  pendingWrites,
+  provision,
+  storedKeys,
+  storesOnS3,
+} from '../helpers/deployment.js';
 import { answerOf, api } from '../helpers/http.js';
 import { alive, listening, type Running, run, sql } from '../helpers/process.js';
 import { freePort } from '../helpers/wharf.js';
@@ -555,4 +562,126 @@ describe('stopping', () => {
       await new Promise((resolve) => silent.close(resolve));
     }
   });
+});
+
+describe('file permissions', {
+  skip:
+    deployment === 'scaled' &&
+    'the embedded default only: its data directory holds the database and the bytes',
+}, () => {
+  /** What `mode` gives other users (the last octal digit), and the permission bits in octal. */
+  const others = (mode: number) => mode & 0o007;
+  const octal = (mode: number) => (mode & 0o777).toString(8).padStart(4, '0');
+
+  /** Every file and directory under `root` (itself included) with its mode. */
+  async function modesUnder(root: string): Promise<Map<string, number>> {
+    const modes = new Map([['.', (await stat(root)).mode]]);
+    for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+      const path = join(entry.parentPath, entry.name);
+      modes.set(relative(root, path), (await stat(path)).mode);
+    }
+    return modes;
+  }
+
+  /**
+   * Run as CI runs it: a umask of 022, with which the mode a file is created with by default
+   * (0666, SQLite's 0644) leaves it readable by every user. Children inherit it.
+   */
+  async function withUmask022<T>(work: () => Promise<T>): Promise<T> {
+    const previous = process.umask(0o022);
+    try {
+      return await work();
+    } finally {
+      process.umask(previous);
+    }
+  }
+
+  test('a fresh data directory, its database, an object, an unfinished tus upload and a backup give other users no access; the database files are 0600', () =>
+    withUmask022(async () => {
+      const key = `wharf-lifecycle-${randomBytes(8).toString('hex')}`;
+      const inst = await installation({ WHARF_API_KEY: key });
+      // Made by Wharf, not by the test.
+      const dataDir = join(inst.dataDir, 'fresh');
+      const env = { ...inst.env, WHARF_DATA_DIR: dataDir };
+      const r = start(env);
+      await r.waitFor(LISTENING);
+      const base = `http://127.0.0.1:${inst.env.WHARF_PORT}`;
+      const uploaded = await fetch(`${base}/v1/assets?name=private.bin`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
+        body: new Uint8Array(randomBytes(5000)),
+      });
+      assert.equal(uploaded.status, 201, await uploaded.text());
+      // A tus upload with 100 of its 1000 bytes: its file and facts stay under tus/uploads.
+      const tus = await fetch(`${base}/v1/tus/`, {
+        method: 'POST',
+        headers: {
+          'Tus-Resumable': '1.0.0',
+          Authorization: `Bearer ${key}`,
+          'Upload-Length': '1000',
+          'Upload-Metadata': `filename ${Buffer.from('partial.bin').toString('base64')}`,
+          'Content-Type': 'application/offset+octet-stream',
+        },
+        body: new Uint8Array(randomBytes(100)),
+      });
+      assert.equal(tus.status, 201, await tus.text());
+      assert.equal(tus.headers.get('upload-offset'), '100');
+
+      const modes = await modesUnder(dataDir);
+      const names = [...modes.keys()];
+      for (const db of ['wharf.db', 'wharf.db-wal', 'wharf.db-shm']) {
+        assert.equal(octal(modes.get(db) ?? 0), '0600', `${db} (of ${names.join(', ')})`);
+      }
+      assert.ok(
+        names.some((n) => n.startsWith(join('blobs', 'objects')) && modes.get(n)! & 0o100000),
+        `an object: ${names.join(', ')}`,
+      );
+      const tusFiles = names.filter((n) => n.startsWith(join('tus', 'uploads')) && modes.get(n)! & 0o100000);
+      assert.equal(tusFiles.length, 2, `the tus upload's bytes and .json: ${names.join(', ')}`);
+      const open = [...modes]
+        .filter(([, mode]) => others(mode) !== 0)
+        .map(([n, mode]) => `${n} ${octal(mode)}`);
+      assert.deepEqual(open, [], 'nothing in the data directory is open to other users');
+      assert.doesNotMatch(r.stdout(), /chmod/, 'a fresh install is not warned about');
+
+      // `wharf data backup`, as an operator runs it beside the server.
+      const target = join(inst.dataDir, 'backup');
+      const backup = wharfCommand(env, ['data', 'backup', target]);
+      assert.equal((await backup.exited).code, 0, backup.stderr());
+      const backupModes = await modesUnder(target);
+      assert.equal(octal(backupModes.get('wharf.db') ?? 0), '0600', [...backupModes.keys()].join(', '));
+      assert.ok([...backupModes.keys()].some((n) => n.startsWith(join('blobs', 'objects', ''))));
+      const backupOpen = [...backupModes]
+        .filter(([, mode]) => others(mode) !== 0)
+        .map(([n, mode]) => `${n} ${octal(mode)}`);
+      assert.deepEqual(backupOpen, [], 'nothing in the backup is open to other users');
+
+      r.child.kill('SIGTERM');
+      assert.equal((await r.exited).code, 0);
+    }));
+
+  test('a database other users can read (made before): a warning at start naming it and the chmod to run; its mode is left alone', () =>
+    withUmask022(async () => {
+      const key = `wharf-lifecycle-${randomBytes(8).toString('hex')}`;
+      const inst = await installation({ WHARF_API_KEY: key });
+      const db = join(inst.dataDir, 'wharf.db');
+      // The database as an older Wharf left it: made by a first command, 0644.
+      assert.deepEqual(await keyIds(inst), []);
+      await chmod(db, 0o644);
+      const r = start(inst.env);
+      await r.waitFor(LISTENING);
+      const warning = r
+        .stdout()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { level: number; msg: string })
+        .find((line) => line.msg.includes('chmod'));
+      assert.ok(warning, r.stdout());
+      assert.equal(warning.level, 40);
+      assert.match(warning.msg, new RegExp(`${db} mode 0644`));
+      assert.match(warning.msg, new RegExp(`run chmod 600 ${db}( |$)`));
+      assert.equal(octal((await stat(db)).mode), '0644', 'the operator changes it, not Wharf');
+      r.child.kill('SIGTERM');
+      assert.equal((await r.exited).code, 0);
+    }));
 });
