@@ -308,7 +308,11 @@ async function ensureBackupTarget(target: string): Promise<void> {
   try {
     entries = await readdir(target);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') {
+      throw new BackupRefused(`${target} is a file, not a directory: back up into a directory.`);
+    }
+    if (code !== 'ENOENT') throw err;
     // Closed to other users, as a data directory Wharf makes is (a backup is one).
     await mkdir(target, { recursive: true, mode: 0o750 });
     return;

@@ -306,6 +306,13 @@ describe('wharf data backup', { skip: deployment === 'scaled' && 'the embedded d
     assert.equal(over.code, 1);
     assert.match(over.stderr, /holds other files \(notes\.txt\)/);
 
+    const file = join(scratch, 'a-file');
+    await writeFile(file, 'not a directory');
+    const onFile = await wharfCli(w, ['data', 'backup', file]);
+    assert.equal(onFile.code, 1);
+    assert.match(onFile.stderr, /is a file, not a directory/);
+    assert.doesNotMatch(onFile.stderr, /ENOTDIR/);
+
     const used = join(scratch, 'used');
     await mkdir(used);
     await writeFile(join(used, 'wharf.db-wal'), '');
