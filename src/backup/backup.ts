@@ -12,7 +12,6 @@
  * what is new; objects the new copy no longer refers to are removed from DIR last.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -22,6 +21,7 @@ import { RunningDigest } from '../blobs/running-digest.js';
 import type { Digests } from '../core/model.js';
 import { ObjectMissing } from '../core/ports.js';
 import { createDatabaseFile } from '../db/file-mode.js';
+import { missingDatabase } from '../db/missing.js';
 import {
   holdLock,
   type ReferencedObject,
@@ -97,11 +97,8 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
       `The backup must go outside the data directory (${dataDir}) and not contain it: choose another directory.`,
     );
   }
-  if (!existsSync(options.database)) {
-    throw new BackupRefused(
-      `There is no database at ${options.database}: nothing to back up (is WHARF_DATA_DIR right?).`,
-    );
-  }
+  const missing = missingDatabase({ dialect: 'sqlite', path: options.database }, 'nothing to back up');
+  if (missing) throw new BackupRefused(missing);
   await ensureBackupTarget(target);
   const lock = holdLock(join(target, '.wharf-backup.lock'));
   if (!lock) throw new BackupRefused(`Another backup is writing into ${target}; wait for it to end.`);

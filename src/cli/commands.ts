@@ -7,6 +7,8 @@ import type { ApiKey, Role, Scope } from '../core/model.js';
 import type { AccountChanges } from '../core/ports.js';
 import { describeCause } from '../core/unavailable.js';
 import type { WebhookChanges } from '../core/webhooks.js';
+import { missingDatabase } from '../db/missing.js';
+import { parseDatabaseUrl } from '../db/url.js';
 import { runtimeProblem } from '../runtime.js';
 import { type Parsed, parse, stringOption, UsageError } from './args.js';
 import { ASSET_COMMANDS } from './assets.js';
@@ -526,8 +528,14 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       io,
       config: configured,
       async open() {
-        const problem = runtimeProblem();
+        const problem = runtimeProblem(process.versions.node, 'command');
         if (problem) throw new Failure(problem);
+        // Only the server creates the database: a command finding none is on the wrong data.
+        const target = parseDatabaseUrl(configured().databaseUrl);
+        const missing =
+          'dialect' in target &&
+          missingDatabase(target, 'no server has run on this data yet, and a command does not create one');
+        if (missing) throw new Failure(missing);
         // Imported here: the server's modules take a while to load, and help needs none of them.
         opened ??= await (await import('../bootstrap.js')).openCore(configured(), undefined, undefined, {
           purpose: 'command',

@@ -54,8 +54,6 @@ async function ok(args: string[]): Promise<string> {
 before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'wharf-cli-accounts-'));
   backing = await provision();
-  await ok(['accounts', 'create', 'acme']);
-  secret = JSON.parse(await ok(['keys', 'create', '--account', 'acme', '--role', 'admin', '--json'])).secret;
   const port = await freePort();
   const config = loadConfig({
     WHARF_HOST: '127.0.0.1',
@@ -65,7 +63,10 @@ before(async () => {
     WHARF_JOB_INTERVAL_MS: '0',
     ...backing.env,
   });
+  // The server makes the database; the CLI works on it (and refuses a data dir without one).
   wharf = await createWharf(config, { logger: false });
+  await ok(['accounts', 'create', 'acme']);
+  secret = JSON.parse(await ok(['keys', 'create', '--account', 'acme', '--role', 'admin', '--json'])).secret;
   await wharf.listen();
   url = config.publicUrl;
 });

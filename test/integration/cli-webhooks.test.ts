@@ -55,7 +55,6 @@ async function ok(args: string[], extraEnv: Record<string, string> = {}): Promis
 before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'wharf-cli-webhooks-'));
   backing = await provision();
-  key = JSON.parse(await ok(['keys', 'create', '--role', 'admin', '--json'])).secret;
   const port = await freePort();
   const config = loadConfig({
     WHARF_HOST: '127.0.0.1',
@@ -66,7 +65,9 @@ before(async () => {
     WHARF_WEBHOOK_ALLOW_PRIVATE: 'true',
     ...backing.env,
   });
+  // The server makes the database; the CLI works on it (and refuses a data dir without one).
   wharf = await createWharf(config, { logger: false });
+  key = JSON.parse(await ok(['keys', 'create', '--role', 'admin', '--json'])).secret;
   await wharf.app.listen({ host: config.host, port: config.port });
   url = config.publicUrl;
   r = await Receiver.start();

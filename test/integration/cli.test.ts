@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -60,16 +60,12 @@ async function ok(args: string[]): Promise<string> {
 const SECRET = /\bwharf_[A-Za-z0-9_-]{43}\b/;
 const UUID = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/;
 
-// A key made before the server ever ran, from the human-readable output.
+// A key made before the server listened (so before it made a first key), from the human-readable output.
 let first: { id: string; secret: string };
 
 before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'wharf-cli-'));
   backing = await provision();
-  const out = await ok(['keys', 'create', '--name', 'first', '--role', 'admin']);
-  first = { id: UUID.exec(out)?.[0] ?? '', secret: SECRET.exec(out)?.[0] ?? '' };
-  assert.ok(first.id && first.secret, `no id or secret in:\n${out}`);
-
   // The server on the same data dir, configured the way `npm start` is: from the environment.
   const port = await freePort();
   const config = loadConfig({
@@ -79,7 +75,11 @@ before(async () => {
     WHARF_SWEEP_INTERVAL: '0',
     ...backing.env,
   });
+  // It makes the database; the CLI works only on one that exists.
   wharf = await createWharf(config, { logger: false });
+  const out = await ok(['keys', 'create', '--name', 'first', '--role', 'admin']);
+  first = { id: UUID.exec(out)?.[0] ?? '', secret: SECRET.exec(out)?.[0] ?? '' };
+  assert.ok(first.id && first.secret, `no id or secret in:\n${out}`);
   // As `npm start` starts it: listen(), which makes a first key only when none exists.
   await wharf.listen();
   url = config.publicUrl;
@@ -92,7 +92,7 @@ after(async () => {
 });
 
 describe('wharf keys', () => {
-  test('a key created before the first start authenticates, and no other key is generated', async () => {
+  test('a key created before the server listens authenticates, and no other key is generated', async () => {
     assert.equal(wharf!.generatedKey, undefined, 'a key existed, so the server must not generate one');
     const res = await api(url, first.secret, 'GET', '/v1/keys');
     assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -285,6 +285,55 @@ describe('errors and help', () => {
       ['wharf: WHARF_PORT', 'wharf: WHARF_DATABASE_URL'],
     );
     assert.ok(!twoBad.stderr.includes('hunter2'));
+  });
+
+  test('a command on a data dir without a database refuses, and creates nothing', async (t) => {
+    // PostgreSQL's server holds its database: nothing to find missing on this machine.
+    if (backing?.env.WHARF_DATABASE_URL) return t.skip('embedded deployment only');
+    const scratch = await mkdtemp(join(tmpdir(), 'wharf-cli-nodb-'));
+    try {
+      // No such directory (a mistyped WHARF_DATA_DIR), and one that exists but no server ran on.
+      const absent = join(scratch, 'wharf-dta');
+      const empty = join(scratch, 'empty');
+      await mkdir(empty);
+      const commands = [
+        ['keys', 'create', '--role', 'admin'],
+        ['keys', 'list'],
+        ['accounts', 'list', '--json'],
+        ['accounts', 'update', 'default', '--quota', '1000'],
+        ['webhooks', 'list'],
+        ['assets', 'verify'],
+        ['placeholders', 'backfill'],
+      ];
+      for (const dir of [absent, empty]) {
+        const results = await Promise.all(commands.map((args) => cli(args, { WHARF_DATA_DIR: dir })));
+        results.forEach((ran, i) => {
+          const label = `WHARF_DATA_DIR=${dir} wharf ${commands[i]!.join(' ')}`;
+          assert.equal(ran.code, 1, `${label}: exit ${ran.code}, stdout ${ran.stdout}, stderr ${ran.stderr}`);
+          assert.equal(
+            ran.stderr,
+            `wharf: There is no database at ${join(dir, 'wharf.db')}: no server has run on this data yet, ` +
+              'and a command does not create one (is WHARF_DATA_DIR right?).\n',
+            label,
+          );
+          assert.equal(ran.stdout, '', `${label}: nothing on stdout`);
+        });
+      }
+      // `data backup` refuses the same way (the same check).
+      const backedUp = await cli(['data', 'backup', join(scratch, 'backup')], { WHARF_DATA_DIR: absent });
+      assert.equal(backedUp.code, 1);
+      assert.match(
+        backedUp.stderr,
+        /^wharf: There is no database at .*: nothing to back up \(is WHARF_DATA_DIR right\?\)\.\n$/,
+      );
+      assert.deepEqual(
+        await readdir(scratch, { recursive: true }),
+        ['empty'],
+        'no directory, no database made',
+      );
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   });
 
   test('--help lists every command and exits 0', async () => {

@@ -21,6 +21,14 @@ describe('the Node runtime', () => {
     assert.equal(runtimeProblem('26.12.1'), undefined);
   });
 
+  test('an admin command on an older Node says how to run a command on Node 26, not how to start the server', () => {
+    const problem = runtimeProblem('20.20.2', 'command') ?? '';
+    assert.match(problem, /runs on Node\.js 26, and this is Node\.js 20\.20\.2/);
+    assert.match(problem, /"npm run -s wharf -- <command>" or "npx node bin\/wharf\.js <command>"/);
+    assert.doesNotMatch(problem, /npm start/);
+    assert.equal(runtimeProblem('26.12.1', 'command'), undefined);
+  });
+
   test('the suite itself runs on that Node (npm test puts node_modules/.bin first on PATH)', () => {
     assert.equal(runtimeProblem(), undefined, `running on ${process.version}`);
   });
