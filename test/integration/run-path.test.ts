@@ -204,6 +204,22 @@ describe('a production install', () => {
     const cli = run(env, [process.execPath, join(prod, 'bin', 'wharf.js'), 'keys', 'list', '--json'], prod);
     assert.equal((await cli.exited).code, 0, cli.stderr());
     assert.equal(JSON.parse(cli.stdout()).length, 1);
+    // `npm run wharf`, as the docs give the commands: the compiled CLI here, where there is no tsx.
+    const viaNpm = run(env, ['npm', 'run', '-s', 'wharf', '--', 'keys', 'list', '--json'], prod);
+    assert.equal((await viaNpm.exited).code, 0, viaNpm.stderr());
+    assert.equal(JSON.parse(viaNpm.stdout()).length, 1);
+    if (!env.WHARF_DATABASE_URL) {
+      // Without the server's environment a command refuses, rather than make a database in ./data.
+      const { WHARF_DATA_DIR: _, ...elsewhere } = env;
+      const lost = run(
+        elsewhere,
+        ['npm', 'run', '-s', 'wharf', '--', 'keys', 'create', '--role', 'admin'],
+        prod,
+      );
+      assert.equal((await lost.exited).code, 1, lost.stdout());
+      assert.match(lost.stderr(), /^wharf: There is no database at .*\/data\/wharf\.db: .*WHARF_DATA_DIR/);
+      assert.equal(existsSync(join(prod, 'data')), false, 'no ./data made');
+    }
 
     await stopNpm(npm, serverPid, port);
   });
