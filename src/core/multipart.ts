@@ -411,21 +411,32 @@ export class MultipartService {
   private async composeIfWhole(upload: Upload): Promise<boolean> {
     if (await this.blobs.head(upload.storageKey)) return true;
     if (upload.multipartId === null || upload.size === null || upload.status !== 'pending') return false;
-    let stored: StoredPart[];
-    try {
-      stored = await this.blobs.listParts(upload.storageKey, upload.multipartId);
-    } catch (err) {
-      if (isWharfError(err, 'MULTIPART_NOT_FOUND')) return false;
-      throw err;
-    }
-    const whole =
-      stored.length > 0 &&
-      stored.every((part, i) => part.partNumber === i + 1) &&
-      stored.every((part, i) => i === stored.length - 1 || part.size >= MULTIPART_LIMITS.minPartSize) &&
-      stored.reduce((sum, part) => sum + part.size, 0) === upload.size;
-    if (!whole) return false;
-    await this.compose(upload, upload.multipartId, stored);
-    return true;
+    const multipartId = upload.multipartId;
+    const size = upload.size;
+    // In this process's line for the upload, as a client's completion is: the local store
+    // composes in two steps (the parts are claimed, then become the object), and a completion
+    // that ran between them found neither and answered 404 (the sweep a restart runs raced a
+    // client completing the upload the crash had cut off).
+    return this.ending.run(upload.id, async () => {
+      if ((await this.store.getUpload(upload.id))?.status !== 'pending') return false;
+      let stored: StoredPart[];
+      try {
+        stored = await this.blobs.listParts(upload.storageKey, multipartId);
+      } catch (err) {
+        // Composed meanwhile (by the completion this waited for): the object is there.
+        if (isWharfError(err, 'MULTIPART_NOT_FOUND'))
+          return (await this.blobs.head(upload.storageKey)) !== undefined;
+        throw err;
+      }
+      const whole =
+        stored.length > 0 &&
+        stored.every((part, i) => part.partNumber === i + 1) &&
+        stored.every((part, i) => i === stored.length - 1 || part.size >= MULTIPART_LIMITS.minPartSize) &&
+        stored.reduce((sum, part) => sum + part.size, 0) === size;
+      if (!whole) return false;
+      await this.compose(upload, multipartId, stored);
+      return true;
+    });
   }
 
   private async freeParts(upload: Upload): Promise<void> {

@@ -458,6 +458,57 @@ describe('reconciliation and expiry', () => {
     assert.equal(asset.body.sha256, sha256Hex(file));
   });
 
+  test('a client completing while the sweep composes the same upload gets its asset, not a 404', {
+    // S3 makes the object and ends the parts in one step; the local store claims the parts,
+    // then makes them the object: a completion between the two found neither.
+    skip: storesOnS3 && 'on S3 a composition is one step, with nothing between to race',
+  }, async () => {
+    const file = fileOf(2);
+    const started = await start(w, file, { sha256: sha256Hex(file) });
+    const etags = await putParts(w, started.body.id, slices(file));
+    // The sweep a restart runs finds every part there and composes them; it is held after the
+    // parts are claimed, before they become the object, while the client's completion comes.
+    type Parts = { compose: (...args: unknown[]) => Promise<void> };
+    const blobs = (w.wharf.core.multipart as unknown as { blobs: { multipart: Parts } }).blobs;
+    const parts = blobs.multipart;
+    const compose = parts.compose;
+    let held: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    let claimed: () => void = () => {};
+    const inCompose = new Promise<void>((resolve) => {
+      claimed = resolve;
+    });
+    parts.compose = async (...args: unknown[]) => {
+      claimed();
+      await gate;
+      return compose.apply(parts, args);
+    };
+    try {
+      const sweeping = w.wharf.core.uploads.sweep();
+      await inCompose;
+      const completing = completeUpload(w, started.body.id, etags);
+      // Long enough for the completion to run into the claimed parts, had it not waited its turn.
+      await sleep(300);
+      held();
+      const res = await completing;
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.asset.sha256, sha256Hex(file));
+      await sweeping;
+    } finally {
+      parts.compose = compose;
+      held();
+    }
+    assert.deepEqual(
+      Buffer.compare(
+        await content(w, (await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`)).body.asset_id),
+        file,
+      ),
+      0,
+    );
+  });
+
   test('an upload still missing bytes is left alone, then aborted after expiry', async () => {
     const file = fileOf(3);
     const started = await start(w, file);
