@@ -507,9 +507,7 @@ export class UploadService {
    * the sweep ends it only when its bytes never all arrived.
    */
   assertNotEnded(upload: Upload, at = this.clock.now()): void {
-    if (upload.status === 'completed') {
-      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
-    }
+    if (upload.status === 'completed') throw alreadyCompleted(upload);
     if (upload.status === 'expired' || (!upload.intent.autoComplete && at > this.completableUntil(upload))) {
       throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
     }
@@ -517,9 +515,7 @@ export class UploadService {
 
   /** Refuses an upload that can no longer receive bytes (in a request that began `at`). */
   assertOpen(upload: Upload, at = this.clock.now()): void {
-    if (upload.status === 'completed') {
-      throw new WharfError('UPLOAD_NOT_PENDING', 'This upload has already been completed.');
-    }
+    if (upload.status === 'completed') throw alreadyCompleted(upload);
     if (upload.status === 'expired' || at > upload.expiresAt) {
       throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
     }
@@ -1035,5 +1031,18 @@ function refuseEncoded(info: ObjectInfo): void {
   throw new WharfError(
     'UNSUPPORTED_MEDIA_TYPE',
     `The bytes were stored with Content-Encoding ${codings.join(', ')}, which Wharf does not decode: PUT the file's own bytes, without Content-Encoding.`,
+  );
+}
+
+/**
+ * A completed upload's refusal names its asset: a client that lost the answer that completed it
+ * (or whose upload the sweep completed, its bytes all there) learns where its file is without
+ * another request.
+ */
+function alreadyCompleted(upload: Upload): WharfError {
+  return new WharfError(
+    'UPLOAD_NOT_PENDING',
+    'This upload has already been completed.',
+    upload.assetId ? { asset_id: upload.assetId } : undefined,
   );
 }

@@ -456,6 +456,13 @@ describe('reconciliation and expiry', () => {
     assert.equal(state.body.status, 'completed');
     const asset = await api(w.url, w.key, 'GET', `/v1/assets/${state.body.asset_id}`);
     assert.equal(asset.body.sha256, sha256Hex(file));
+    // The client comes back having lost its parts' answers: the refusal names the asset.
+    const resign = await api(w.url, w.key, 'POST', `/v1/multipart/${started.body.id}/parts`, {
+      partNumbers: [1],
+    });
+    assert.equal(resign.status, 409);
+    assert.equal(resign.body.error.code, 'UPLOAD_NOT_PENDING');
+    assert.deepEqual(resign.body.error.details, { asset_id: state.body.asset_id });
   });
 
   test('a client completing while the sweep composes the same upload gets its asset, not a 404', {
