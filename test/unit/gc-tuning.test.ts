@@ -41,9 +41,12 @@ describe('garbage collection tuning', () => {
     // (2026-12-05) saw the tuned child at 22 full collections beside the plain one's 45. Not seen
     // again here: a tuned child alone beside two busy loops ran 1; this test passed 6 times beside
     // a running CI suite. Why the GC threads fell that far behind is not known.
+    // The default's bar is only that it ran several (the effect is there to remove): a CI run
+    // (2026-12-06) saw 6 for 4 GiB, under a bar of 8 set from too few runs, where this machine
+    // gives 41-49 beside a running suite. What is asserted of the tuning is the ratio.
     const plain = await fullCollections(false);
     const tuned = await fullCollections(true);
-    assert.ok(plain >= 8, `V8's default ran ${plain} full collections for 4 GiB of Buffers`);
+    assert.ok(plain >= 4, `V8's default ran ${plain} full collections for 4 GiB of Buffers`);
     assert.ok(tuned * 4 <= plain, `tuned: ${tuned} full collections, against ${plain} untuned`);
   });
 });
