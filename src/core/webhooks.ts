@@ -267,6 +267,9 @@ export function webhookDisabled(
         url: redactedUrl(webhook.url),
         enabled: false,
         disabledReason: message,
+        // The object was read before the attempt that disabled it: a first failure (a 410 on an
+        // endpoint that had never failed) is recorded as the streak's start by that attempt.
+        failingSince: webhook.failingSince ?? at,
         updatedAt: at,
       },
       reason,

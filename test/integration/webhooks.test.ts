@@ -499,6 +499,9 @@ describe('retries and failures', () => {
     assert.equal(disabled[0].data.webhook.enabled, false);
     assert.equal(disabled[0].data.reason, 'gone');
     assert.equal(disabled[0].data.webhook.secret, undefined);
+    // The event shows the endpoint as the API does after the 410: failing since that attempt.
+    assert.equal(typeof after410.failing_since, 'string');
+    assert.equal(disabled[0].data.webhook.failing_since, after410.failing_since);
     await assertReceivedAll(key, watcher, (t) => t === 'webhook.disabled');
 
     // Enabling it again clears the reason; the missed events can then be replayed.
