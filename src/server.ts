@@ -315,7 +315,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
           await app.inFlight.idle();
         } else if (!(await settlesWithin(app.inFlight.idle(), deadline))) {
           cut = app.inFlight.size;
-          app.inFlight.markCutAtDeadline();
+          app.inFlight.cutAtDeadline();
           app.server.closeAllConnections();
           await settlesWithin(app.inFlight.idle(), CUT_SETTLE_MS);
         }

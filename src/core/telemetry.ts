@@ -63,9 +63,27 @@ export interface Telemetry {
   databaseThread(event: DatabaseThreadEvent): void;
 }
 
-/** Error codes as metric labels: a WharfError's code, else one of two fixed values (bounded). */
+/**
+ * A byte stream the server itself broke off: the client sent nothing for too long
+ * (`REQUEST_TIMEOUT`), or a stop's deadline came (`SERVICE_UNAVAILABLE`). Everything else
+ * handles it as any broken stream (its code is a hang-up's, and it is no WharfError: an
+ * upload it cuts stays resumable); only failureCode counts it under the code it carries.
+ */
+export class StreamCut extends Error {
+  readonly code = 'ECONNRESET';
+  constructor(
+    readonly countedAs: 'REQUEST_TIMEOUT' | 'SERVICE_UNAVAILABLE',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StreamCut';
+  }
+}
+
+/** Error codes as metric labels: a WharfError's code, else one of a few fixed values (bounded). */
 export function failureCode(error: unknown): string {
   if (isWharfError(error)) return error.code;
+  if (error instanceof StreamCut) return error.countedAs;
   if (isDiskFull(error)) return 'STORAGE_FULL';
   // As the HTTP layer answers it (see refusedForResources).
   if (isOutOfDescriptors(error)) return 'SERVICE_UNAVAILABLE';

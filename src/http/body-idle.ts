@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { markCut } from './server-cuts.js';
+import { CUT_ERROR, markCut } from './server-cuts.js';
 
 /**
  * Cuts a connection on which no byte of a body moves for `seconds` (0: never), either way: a
@@ -44,6 +44,10 @@ function onSilence(this: ServerResponse, socket: Socket): void {
   if (receiving || sending) {
     markCut(socket, 'idle');
     socket.destroy();
+    // A body still arriving fails with the cut's own error, which an upload's failure is then
+    // counted under (wharf_uploads_total), rather than the hang-up Node would report. After the
+    // socket's destroy, so that the request is still seen as cut (see watchForHangUp).
+    if (receiving) request.destroy(CUT_ERROR.idle());
   }
 }
 

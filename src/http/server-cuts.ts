@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { StreamCut } from '../core/telemetry.js';
 
 /**
  * Why Wharf itself cut a connection: its client sent or read nothing for
@@ -27,4 +28,14 @@ export const CUT_STATUS: Record<CutReason, number> = { idle: 408, shutdown: 503 
 export const CUT_MESSAGE: Record<CutReason, string> = {
   idle: 'connection cut: nothing moved on it for WHARF_BODY_IDLE_TIMEOUT',
   shutdown: 'connection cut: the request still ran at the shutdown deadline (WHARF_SHUTDOWN_TIMEOUT)',
+};
+
+/**
+ * What the body of a request Wharf cut fails with, so that what was uploading is counted
+ * under the code of the status the request is counted under, not as a client's hang-up.
+ */
+export const CUT_ERROR: Record<CutReason, () => StreamCut> = {
+  idle: () =>
+    new StreamCut('REQUEST_TIMEOUT', 'Nothing moved on the connection for WHARF_BODY_IDLE_TIMEOUT.'),
+  shutdown: () => new StreamCut('SERVICE_UNAVAILABLE', 'The server stopped while the request still ran.'),
 };

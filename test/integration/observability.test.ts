@@ -645,6 +645,12 @@ describe('a connection Wharf cuts itself is not reported as a client that hung u
         seriesValue(before, 'wharf_http_requests_total', { method: 'POST', route: '/v1/assets', status });
       assert.equal(delta('408'), 1);
       assert.equal(delta('499'), 0);
+      // The upload it carried failed under the same code, not as a client's hang-up.
+      const uploads = (code: string) =>
+        seriesValue(after, 'wharf_uploads_total', { flow: 'direct', outcome: 'failed', error_code: code }) -
+        seriesValue(before, 'wharf_uploads_total', { flow: 'direct', outcome: 'failed', error_code: code });
+      assert.equal(uploads('REQUEST_TIMEOUT'), 1);
+      assert.equal(uploads('ABORTED'), 0);
     } finally {
       await w.close();
     }
@@ -666,6 +672,14 @@ describe('a connection Wharf cuts itself is not reported as a client that hung u
         'of the cut',
       );
       assert.equal(line.level, INFO);
+      // Its upload failed as the stop's 503, not as a client's hang-up.
+      const failed = (
+        await w.wharf.metrics.registry.getSingleMetric('wharf_uploads_total')?.get()
+      )?.values.filter((v) => v.labels.outcome === 'failed');
+      assert.deepEqual(
+        failed?.map((v) => [v.labels.error_code, v.value]),
+        [['SERVICE_UNAVAILABLE', 1]],
+      );
     } finally {
       request?.destroy();
       await w.close();

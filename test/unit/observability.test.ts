@@ -11,7 +11,7 @@ import { WharfError } from '../../src/core/errors.js';
 import { HealthService } from '../../src/core/health.js';
 import { createIdSource } from '../../src/core/ids.js';
 import type { BlobStore, Store } from '../../src/core/ports.js';
-import { failureCode, fanOut, NO_TELEMETRY, type Telemetry } from '../../src/core/telemetry.js';
+import { failureCode, fanOut, NO_TELEMETRY, StreamCut, type Telemetry } from '../../src/core/telemetry.js';
 import { logTelemetry } from '../../src/telemetry/log.js';
 import { PrometheusTelemetry } from '../../src/telemetry/prometheus.js';
 
@@ -51,6 +51,10 @@ describe('failure codes as metric labels', () => {
   test('a WharfError gives its code; a broken stream ABORTED; anything else INTERNAL', () => {
     assert.equal(failureCode(new WharfError('CHECKSUM_MISMATCH', 'no')), 'CHECKSUM_MISMATCH');
     assert.equal(failureCode(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })), 'ABORTED');
+    // A stream Wharf cut itself: a hang-up to everything else, counted under its own code.
+    const cut = new StreamCut('REQUEST_TIMEOUT', 'silent');
+    assert.equal(cut.code, 'ECONNRESET');
+    assert.equal(failureCode(cut), 'REQUEST_TIMEOUT');
     assert.equal(
       failureCode(Object.assign(new Error('x'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })),
       'ABORTED',

@@ -1,13 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { markCut } from '../server-cuts.js';
+import { CUT_ERROR, markCut } from '../server-cuts.js';
 
 /** The requests a stopping server waits for. */
 export interface InFlight {
   readonly size: number;
   /** Resolves once no request is in flight (at once when none is). */
   idle(): Promise<void>;
-  /** Marks the connections of the requests in flight as cut at the shutdown deadline (see server-cuts). */
-  markCutAtDeadline(): void;
+  /** Marks the connections of the requests in flight as cut at the shutdown deadline (see server-cuts), and cuts those still receiving a body. */
+  cutAtDeadline(): void;
 }
 
 declare module 'fastify' {
@@ -61,9 +61,17 @@ export function trackInFlight(app: FastifyInstance): void {
       if (pending.size === 0) return Promise.resolve();
       return new Promise<void>((resolve) => waiters.push(resolve));
     },
-    markCutAtDeadline() {
+    cutAtDeadline() {
       for (const request of pending.keys()) {
-        if (request.raw.socket) markCut(request.raw.socket, 'shutdown');
+        const socket = request.raw.socket;
+        if (!socket) continue;
+        markCut(socket, 'shutdown');
+        // As a silent client's cut (body-idle): a body still arriving fails with the cut's error.
+        // The rest are cut by the caller's closeAllConnections.
+        if (!request.raw.complete) {
+          socket.destroy();
+          request.raw.destroy(CUT_ERROR.shutdown());
+        }
       }
     },
   });
