@@ -147,13 +147,28 @@ export class FsMultipartParts {
         if (isNotFound(err)) throw noSuchUpload();
         throw err;
       }
-      await fsyncPath(dir);
-      this.chains.advance(part.multipartId, dir, HEADER);
+      let claimed = false;
+      try {
+        await this.syncDir(dir);
+      } catch (err) {
+        // Claimed by a completion between the rename and this (a client that completes while a
+        // part's PUT is still answering): the part was stored before it, and went with the
+        // upload, whose claim syncs its directory; that completion used it if it named it, as
+        // S3 would. Before, this answered 500.
+        if (!isNotFound(err)) throw err;
+        claimed = true;
+      }
+      if (!claimed) this.chains.advance(part.multipartId, dir, HEADER);
       return { partNumber: number, size, etag: `"${md5}"`, lastModified: Date.now() };
     } catch (err) {
       await rm(temp, { force: true });
       throw err;
     }
+  }
+
+  /** Makes a part's rename into an upload's directory durable (a seam for tests of the race above). */
+  protected syncDir(dir: string): Promise<void> {
+    return fsyncPath(dir);
   }
 
   async listParts(key: string, multipartId: string): Promise<StoredPart[]> {

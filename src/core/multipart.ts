@@ -419,23 +419,34 @@ export class MultipartService {
     // client completing the upload the crash had cut off).
     return this.ending.run(upload.id, async () => {
       if ((await this.store.getUpload(upload.id))?.status !== 'pending') return false;
-      let stored: StoredPart[];
+      // Nor while a part arrives through this process, and no part starts arriving until this
+      // is done (claimRoom takes the same lock): a last part already in place but whose PUT had
+      // not yet answered was composed under it, and its PUT, finding its upload's directory
+      // gone, answered 500 (kill -9 rounds: the sweep a restart runs). The client's own complete
+      // follows its parts' answers; the next sweep looks again.
+      const release = await this.admission.lock(upload.id);
       try {
-        stored = await this.blobs.listParts(upload.storageKey, multipartId);
-      } catch (err) {
-        // Composed meanwhile (by the completion this waited for): the object is there.
-        if (isWharfError(err, 'MULTIPART_NOT_FOUND'))
-          return (await this.blobs.head(upload.storageKey)) !== undefined;
-        throw err;
+        if (this.arriving.has(upload.id)) return false;
+        let stored: StoredPart[];
+        try {
+          stored = await this.blobs.listParts(upload.storageKey, multipartId);
+        } catch (err) {
+          // Composed meanwhile (by the completion this waited for): the object is there.
+          if (isWharfError(err, 'MULTIPART_NOT_FOUND'))
+            return (await this.blobs.head(upload.storageKey)) !== undefined;
+          throw err;
+        }
+        const whole =
+          stored.length > 0 &&
+          stored.every((part, i) => part.partNumber === i + 1) &&
+          stored.every((part, i) => i === stored.length - 1 || part.size >= MULTIPART_LIMITS.minPartSize) &&
+          stored.reduce((sum, part) => sum + part.size, 0) === size;
+        if (!whole) return false;
+        await this.compose(upload, multipartId, stored);
+        return true;
+      } finally {
+        release();
       }
-      const whole =
-        stored.length > 0 &&
-        stored.every((part, i) => part.partNumber === i + 1) &&
-        stored.every((part, i) => i === stored.length - 1 || part.size >= MULTIPART_LIMITS.minPartSize) &&
-        stored.reduce((sum, part) => sum + part.size, 0) === size;
-      if (!whole) return false;
-      await this.compose(upload, multipartId, stored);
-      return true;
     });
   }
 
