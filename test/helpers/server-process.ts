@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export interface WharfProcess {
   child: ChildProcess;
   url: string;
-  /** The last lines it wrote to stderr (its error log), for failure messages. */
+  /** The last lines it wrote to stdout (its log, JSON lines) and stderr, for failure messages. */
   tail(): string;
   /** Resolves when it has exited (with its code or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -24,13 +24,17 @@ export async function startWharfProcess(env: Record<string, string>): Promise<Wh
   if (!port) throw new Error('startWharfProcess needs WHARF_PORT');
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     env: { ...process.env, WHARF_HOST: '127.0.0.1', WHARF_LOG_LEVEL: 'error', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => {
-    stderr = (stderr + chunk).slice(-8000);
-  });
+  // Both streams: the log (errors included) goes to stdout, start-up refusals to stderr. Before,
+  // stdout was dropped, and a kill-rounds failure whose server answered 500 said nothing of why.
+  let output = '';
+  for (const stream of [child.stdout!, child.stderr!]) {
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      output = (output + chunk).slice(-8000);
+    });
+  }
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -42,7 +46,7 @@ export async function startWharfProcess(env: Record<string, string>): Promise<Wh
   const handle: WharfProcess = {
     child,
     url,
-    tail: () => stderr,
+    tail: () => output,
     exited,
     running: () => exit === undefined,
     async kill() {
@@ -53,7 +57,7 @@ export async function startWharfProcess(env: Record<string, string>): Promise<Wh
   // Ready once /healthz answers; a process that exits first failed to start.
   for (let i = 0; i < 600; i++) {
     if (exit !== undefined) {
-      throw new Error(`Wharf exited while starting (${JSON.stringify(exit)}):\n${stderr}`);
+      throw new Error(`Wharf exited while starting (${JSON.stringify(exit)}):\n${output}`);
     }
     const ok = await fetch(`${url}/healthz`).then(
       async (r) => {
@@ -66,5 +70,5 @@ export async function startWharfProcess(env: Record<string, string>): Promise<Wh
     await sleep(100);
   }
   await handle.kill();
-  throw new Error(`Wharf did not answer /healthz within a minute:\n${stderr}`);
+  throw new Error(`Wharf did not answer /healthz within a minute:\n${output}`);
 }

@@ -525,7 +525,7 @@ test(`kill -9 rounds: acknowledged uploads survive, nothing partial, nothing orp
           .join(', '),
     );
   } catch (err) {
-    if (wharf) t.diagnostic(`the last server's stderr:\n${wharf.tail()}`);
+    if (wharf) t.diagnostic(`the last server's output:\n${wharf.tail()}`);
     throw err;
   } finally {
     await wharf?.kill();
