@@ -7,8 +7,9 @@ import {
   requireReadOrUpload,
   requireScope,
   seesWholeAccount,
-  signedUrlSeconds,
+  signedUrlExpires,
   signerOf,
+  type UrlExpiry,
   viewThrough,
 } from './authorization.js';
 import type { Clock } from './clock.js';
@@ -346,7 +347,8 @@ export class AssetService {
   async grantDownload(
     principal: Principal,
     id: string,
-    expiresInSeconds: number,
+    /** Seconds from now, or a moment (see UrlExpiry). */
+    expiry: UrlExpiry,
     disposition: Disposition,
     /** The upload whose view to show, when the caller holds one (an ActiveStorage blob is its upload). */
     as?: Upload,
@@ -355,18 +357,7 @@ export class AssetService {
     const { asset } = seen;
     const through =
       as?.deduplicated && as.assetId === asset.id && as.accountId === asset.accountId ? as : seen.through;
-    if (
-      !Number.isInteger(expiresInSeconds) ||
-      expiresInSeconds < 1 ||
-      expiresInSeconds > MAX_SIGNED_URL_SECONDS
-    ) {
-      throw new WharfError(
-        'VALIDATION_FAILED',
-        `expires_in must be between 1 and ${MAX_SIGNED_URL_SECONDS} seconds.`,
-      );
-    }
-    const seconds = signedUrlSeconds(principal, expiresInSeconds, this.clock.now());
-    const expires = Math.floor(this.clock.now() / 1000) + seconds;
+    const expires = signedUrlExpires(principal, expiry, this.clock.now(), MAX_SIGNED_URL_SECONDS);
     const view = through?.id;
     const signer = signerOf(principal);
     return {

@@ -214,11 +214,48 @@ export function viewThrough(asset: Asset, upload: Upload, at = upload.completedA
   };
 }
 
-/** How long a URL the caller signs lives: what it asked for, but a token's URLs die with the token. */
-export function signedUrlSeconds(principal: Principal, requested: number, now: number): number {
+/**
+ * When a signed URL should expire: seconds from now (`expires_in`), or a moment, in
+ * milliseconds since the epoch (`expires_at`). A moment makes signing deterministic: the same
+ * asset, parameters, signer and moment give the same URL on every render, so browsers and CDNs
+ * can cache what it names; seconds from now give a new URL every second.
+ */
+export type UrlExpiry = number | { at: number };
+
+/**
+ * The Unix second a URL the caller signs expires: what it asked for, at least a second and at
+ * most `maxSeconds` from now (else VALIDATION_FAILED), but a token's URLs die with the token
+ * (cut to its expiry, as before, never refused). A moment is taken to its whole second, so
+ * asking for one gives the same expiry, and the same signature, however often it is asked.
+ */
+export function signedUrlExpires(
+  principal: Principal,
+  expiry: UrlExpiry,
+  now: number,
+  maxSeconds: number,
+): number {
+  const nowSeconds = Math.floor(now / 1000);
+  let requested: number;
+  if (typeof expiry === 'number') {
+    if (!Number.isInteger(expiry) || expiry < 1 || expiry > maxSeconds) {
+      throw new WharfError('VALIDATION_FAILED', `expires_in must be between 1 and ${maxSeconds} seconds.`);
+    }
+    requested = nowSeconds + expiry;
+  } else {
+    requested = Math.floor(expiry.at / 1000);
+    if (!Number.isFinite(requested) || requested <= nowSeconds || requested > nowSeconds + maxSeconds) {
+      const latest = new Date((nowSeconds + maxSeconds) * 1000).toISOString();
+      throw new WharfError(
+        'VALIDATION_FAILED',
+        `expires_at must be in the future and at most ${maxSeconds} seconds from now (no later than ${latest}).`,
+      );
+    }
+  }
   const grant = principal.grant;
   if (!grant) return requested;
-  return Math.max(1, Math.min(requested, Math.floor((grant.expiresAt - now) / 1000)));
+  // Cut at the second the token expires in, whenever the URL is signed (as expires_in always
+  // was): a moment past the token still gives one URL, the same on every signing.
+  return Math.max(nowSeconds + 1, Math.min(requested, Math.floor(grant.expiresAt / 1000)));
 }
 
 /**

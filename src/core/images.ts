@@ -7,7 +7,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type AssetService, bytesMissing, signedExtras } from './assets.js';
-import { signedUrlSeconds, signerOf } from './authorization.js';
+import { signedUrlExpires, signerOf, type UrlExpiry } from './authorization.js';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import { DigestStream } from './hashing.js';
@@ -490,25 +490,14 @@ export class ImageService {
     principal: Principal,
     assetId: string,
     request: TransformRequest,
-    expiresInSeconds: number,
+    expiry: UrlExpiry,
   ): Promise<{ grant: TransformGrant; transform: CanonicalTransform }> {
     const { asset, through } = await this.assets.view(principal, assetId);
-    if (
-      !Number.isInteger(expiresInSeconds) ||
-      expiresInSeconds < 1 ||
-      expiresInSeconds > MAX_SIGNED_SECONDS
-    ) {
-      throw new WharfError(
-        'VALIDATION_FAILED',
-        `expires_in must be between 1 and ${MAX_SIGNED_SECONDS} seconds.`,
-      );
-    }
+    const expires = signedUrlExpires(principal, expiry, this.clock.now(), MAX_SIGNED_SECONDS);
     // Resolving checks the parameters and the preset before a URL is handed out.
     const transform = await this.resolve(asset.accountId, request);
     const canonical: TransformRequest =
       request.kind === 'params' ? { kind: 'params', input: transform } : request;
-    const seconds = signedUrlSeconds(principal, expiresInSeconds, this.clock.now());
-    const expires = Math.floor(this.clock.now() / 1000) + seconds;
     const signer = signerOf(principal);
     return {
       grant: {

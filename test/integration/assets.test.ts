@@ -650,6 +650,22 @@ describe('signed download URLs', () => {
     assert.equal(((await expired.json()) as { error: { code: string } }).error.code, 'URL_EXPIRED');
   });
 
+  test('expires_at: the same moment gives the same URL on every signing; it works through that second, then URL_EXPIRED', async () => {
+    const at = (Math.floor(w.clock.now() / 60_000) + 2) * 60_000;
+    const first = await sign({ expires_at: new Date(at).toISOString() });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    w.clock.advance(1500);
+    const second = await sign({ expires_at: new Date(at + 250).toISOString() });
+    assert.equal(second.body.url, first.body.url, 'a second later, the same URL');
+    assert.equal(first.body.expires_at, new Date(at).toISOString());
+    w.clock.set(at + 999);
+    assert.equal((await fetch(first.body.url)).status, 200, 'valid through its last second');
+    w.clock.set(at + 1000);
+    const expired = await fetch(first.body.url);
+    assert.equal(expired.status, 403);
+    assert.equal(((await expired.json()) as { error: { code: string } }).error.code, 'URL_EXPIRED');
+  });
+
   test('every tampered part of the URL is 403 INVALID_SIGNATURE', async () => {
     const { url } = (await sign({ expires_in: 600 })).body as { url: string };
     const other = await createAsset(w, w.key, 'other.txt', randomBytes(5), 'text/plain');
@@ -761,12 +777,33 @@ describe('signed download URLs', () => {
       { expires_in: 1.5 },
       { disposition: 'evil' },
       { expires_in: 60, extra: true },
+      { expires_at: 'tomorrow' },
+      { expires_at: 1767225600 },
     ]) {
       const res = await sign(bad);
       assert.equal(res.status, 400, JSON.stringify(bad));
       assert.equal(res.body.error.code, 'VALIDATION_FAILED', JSON.stringify(bad));
     }
     assert.equal((await sign({ expires_in: 604800 })).status, 200, 'seven days is the maximum');
+    const second = Math.floor(w.clock.now() / 1000) * 1000;
+    const moments: Array<[string, Record<string, unknown>, RegExp]> = [
+      ['both', { expires_in: 60, expires_at: new Date(second + 60_000).toISOString() }, /not both/],
+      ['past', { expires_at: new Date(second - 1000).toISOString() }, /expires_at must be in the future/],
+      ['now', { expires_at: new Date(second).toISOString() }, /in the future/],
+      [
+        'beyond seven days',
+        { expires_at: new Date(second + 604801_000).toISOString() },
+        /at most 604800 seconds from now/,
+      ],
+    ];
+    for (const [label, bad, message] of moments) {
+      const res = await sign(bad);
+      assert.equal(res.status, 400, label);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED', label);
+      assert.match(res.body.error.message, message, label);
+    }
+    const week = await sign({ expires_at: new Date(second + 604800_000).toISOString() });
+    assert.equal(week.status, 200, 'seven days ahead is the maximum');
   });
 
   test('an unknown asset is 404', async () => {

@@ -551,6 +551,83 @@ describe('signed transform URLs', () => {
     );
   });
 
+  test('expires_at: the same moment gives the same URL on every signing; it works through that second, then URL_EXPIRED', async () => {
+    // The end of the next whole minute, as a page would round to the end of the hour or day.
+    const at = (Math.floor(w.clock.now() / 60_000) + 2) * 60_000;
+    const body = { w: 64, format: 'webp', expires_at: new Date(at).toISOString() };
+    const first = await sign(body);
+    w.clock.advance(1500);
+    const second = await sign(body);
+    assert.equal(second.url, first.url, 'a second later, the same URL (one cache key)');
+    assert.equal(first.expires_at, new Date(at).toISOString());
+    assert.equal(new URL(first.url).searchParams.get('expires'), String(at / 1000));
+    // A moment inside that second is taken to the second: the same URL again.
+    assert.equal((await sign({ ...body, expires_at: new Date(at + 400).toISOString() })).url, first.url);
+    // Another spelling of the moment (an offset) is the same moment.
+    const offset = new Date(at + 2 * 3600_000).toISOString().replace('Z', '+02:00');
+    assert.equal((await sign({ ...body, expires_at: offset })).url, first.url);
+    assert.equal((await fetch(first.url)).status, 200);
+    w.clock.set(at + 999);
+    assert.equal((await fetch(first.url)).status, 200, 'valid through its last second');
+    w.clock.set(at + 1000);
+    const expired = await fetch(first.url);
+    assert.equal(expired.status, 403);
+    assert.equal(((await expired.json()) as ErrorBody).error.code, 'URL_EXPIRED');
+  });
+
+  test('expires_at with expires_in, in the past or beyond a year is 400 VALIDATION_FAILED', async () => {
+    const now = w.clock.now();
+    const second = Math.floor(now / 1000) * 1000;
+    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+      ['both', { expires_in: 60, expires_at: new Date(now + 60_000).toISOString() }, /not both/],
+      [
+        'in the past',
+        { expires_at: new Date(now - 60_000).toISOString() },
+        /expires_at must be in the future/,
+      ],
+      ['this very second', { expires_at: new Date(second).toISOString() }, /in the future/],
+      [
+        'beyond a year',
+        { expires_at: new Date(second + (365 * 86400 + 1) * 1000).toISOString() },
+        /at most 31536000 seconds from now/,
+      ],
+      ['not a date-time', { expires_at: 'tomorrow' }, /expires_at/],
+      ['without a time zone', { expires_at: '2030-01-01T00:00:00' }, /expires_at/],
+    ];
+    for (const [label, body, message] of cases) {
+      const res = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { w: 10, ...body });
+      assert.equal(res.status, 400, label);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED', label);
+      assert.match(res.body.error.message, message, label);
+    }
+    const year = await sign({ w: 10, expires_at: new Date(second + 365 * 86400 * 1000).toISOString() });
+    assert.equal(Date.parse(year.expires_at), second + 365 * 86400 * 1000, 'a year ahead is the maximum');
+    await sign({ w: 10, expires_at: new Date(second + 1000).toISOString() }); // the next second is the minimum
+  });
+
+  test('an expires_at past an upload token’s expiry is cut to it: the same URL, never outliving the token', async () => {
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { expires_in: 600 });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const token = minted.body.secret as string;
+    const mine = await uploadRaw(w, token, 'token-moment.jpg', await photo(64, 48), {
+      contentType: 'image/jpeg',
+    });
+    assert.equal(mine.status, 201, JSON.stringify(mine.body));
+    const body = { w: 32, expires_at: new Date(w.clock.now() + 30 * 86400_000).toISOString() };
+    const path = `/v1/assets/${mine.body.asset.id}/image-url`;
+    const first = await api(w.url, token, 'POST', path, body);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const tokenExpires = Date.parse(minted.body.token.expires_at);
+    assert.equal(Date.parse(first.body.expires_at), Math.floor(tokenExpires / 1000) * 1000);
+    w.clock.advance(2000);
+    const second = await api(w.url, token, 'POST', path, body);
+    assert.equal(second.body.url, first.body.url, 'cut to the same second on every signing');
+    w.clock.set(Math.floor(tokenExpires / 1000) * 1000 + 1000);
+    const expired = await fetch(first.body.url);
+    assert.equal(expired.status, 403);
+    assert.equal(((await expired.json()) as ErrorBody).error.code, 'URL_EXPIRED');
+  });
+
   test('only the URL handed out works: parameters that round alike, added ones or another spelling of expires are refused', async () => {
     const signed = await sign({ w: 150, h: 100, fit: 'cover', format: 'webp', expires_in: 3600 });
     assert.equal((await fetch(signed.url)).status, 200);

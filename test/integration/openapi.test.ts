@@ -331,6 +331,15 @@ describe('the OpenAPI document', () => {
     }
   });
 
+  test('both signing routes document expires_at, a date-time, beside expires_in', () => {
+    for (const path of ['/v1/assets/{id}/signed-url', '/v1/assets/{id}/image-url']) {
+      const body = deref(doc.paths[path].post.requestBody.content['application/json'].schema);
+      assert.equal(body.properties.expires_at?.format, 'date-time', path);
+      assert.ok(body.properties.expires_in, path);
+      assert.ok(!(body.required ?? []).includes('expires_at'), path);
+    }
+  });
+
   test('named schemas are components, referenced with $ref rather than inlined', () => {
     for (const name of COMPONENTS) assert.ok(doc.components.schemas[name], `component ${name}`);
     const schemaOf = (path: string, method: string, status: string) =>

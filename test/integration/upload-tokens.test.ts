@@ -368,6 +368,15 @@ describe('what a token may read: its own uploads, nothing else', () => {
     });
     assert.equal(signed.status, 200);
     assert.ok(signed.body.expires_at <= String(token.token.expires_at), 'never past the token');
+    // A moment past the token is cut to the token's second: the same URL on every signing.
+    const body = { expires_at: new Date(w.clock.now() + 5 * 86400_000).toISOString() };
+    const moment = await api(w.url, token.secret, 'POST', `/v1/assets/${mine}/signed-url`, body);
+    assert.equal(moment.status, 200, JSON.stringify(moment.body));
+    const tokenSecond = Math.floor(Date.parse(String(token.token.expires_at)) / 1000) * 1000;
+    assert.equal(Date.parse(moment.body.expires_at), tokenSecond, 'never past the token');
+    w.clock.advance(1500);
+    const again = await api(w.url, token.secret, 'POST', `/v1/assets/${mine}/signed-url`, body);
+    assert.equal(again.body.url, moment.body.url);
   });
 
   test('everything else is refused with a stable code', async () => {

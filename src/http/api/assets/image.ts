@@ -9,7 +9,7 @@ import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams, iso } from '../schemas.js';
 import { binary, dispositionHeader, sendStored } from './serve.js';
-import { asSigned, signedImageUrl } from './signed-urls.js';
+import { asSigned, refuseBothExpiries, requestedExpiry, signedImageUrl } from './signed-urls.js';
 
 /** How long signed and public renderings may be cached (their bytes never change). */
 const PUBLIC_MAX_AGE = 86_400;
@@ -87,6 +87,15 @@ const ImageUrlBody = Type.Object(
       default: 86_400,
       description: 'Seconds the URL works (up to a year).',
     }),
+    expires_at: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description:
+          'Instead of `expires_in` (not both): when the URL expires, taken to the second, in the future and ' +
+          'up to a year ahead. The same moment gives the same URL every time, so renders of a page share ' +
+          'it and caches work: round it, e.g. to the end of the current hour or day.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -273,6 +282,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
     {
       preValidation: async (request) => {
         if (request.body === undefined || request.body === null) request.body = {} as typeof request.body;
+        refuseBothExpiries(request.body);
       },
       schema: {
         operationId: 'signAssetImageUrl',
@@ -285,12 +295,12 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
     },
     async (request) => {
       const body = (request.body ?? { expires_in: 86_400 }) as Static<typeof ImageUrlBody>;
-      const { expires_in, ...params } = body;
+      const { expires_in, expires_at, ...params } = body;
       const { grant, transform } = await core.images.grant(
         request.principal!,
         request.params.id,
         transformRequest(params),
-        expires_in ?? 86_400,
+        requestedExpiry({ expires_in: expires_in ?? 86_400, expires_at }),
       );
       return {
         url: signedImageUrl(publicUrl, grant),

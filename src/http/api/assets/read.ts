@@ -13,7 +13,7 @@ import {
   PageCursor,
   parseTime,
 } from '../schemas.js';
-import { signedDownloadUrl } from './signed-urls.js';
+import { refuseBothExpiries, requestedExpiry, signedDownloadUrl } from './signed-urls.js';
 
 const ListQuery = Type.Object(
   {
@@ -38,9 +38,21 @@ const SignedUrlBody = named(
   Type.Object(
     {
       expires_in: Type.Integer({ minimum: 1, maximum: 604800, default: 3600, description: 'Seconds.' }),
+      expires_at: Type.Optional(
+        Type.String({
+          format: 'date-time',
+          description:
+            'Instead of `expires_in` (not both): when the URL expires, taken to the second, in the future and ' +
+            'up to 7 days ahead. The same moment gives the same URL every time, so caches can keep what it serves.',
+        }),
+      ),
       disposition: Type.Union([Type.Literal('inline'), Type.Literal('attachment')], { default: 'inline' }),
     },
-    { additionalProperties: false, description: 'How long the URL works, and how a browser shows the file.' },
+    {
+      additionalProperties: false,
+      description:
+        'How long the URL works (`expires_in` or `expires_at`, not both), and how a browser shows the file.',
+    },
   ),
 );
 
@@ -164,6 +176,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
         if (request.body === undefined || request.body === null) {
           request.body = {} as typeof request.body;
         }
+        refuseBothExpiries(request.body);
       },
       schema: {
         operationId: 'createSignedUrl',
@@ -179,7 +192,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
       const grant = await core.assets.grantDownload(
         request.principal!,
         request.params.id,
-        body.expires_in ?? 3600,
+        requestedExpiry({ expires_in: body.expires_in ?? 3600, expires_at: body.expires_at }),
         body.disposition ?? 'inline',
       );
       return {

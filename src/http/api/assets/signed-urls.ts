@@ -1,5 +1,28 @@
 import type { DownloadGrant } from '../../../core/assets.js';
+import type { UrlExpiry } from '../../../core/authorization.js';
+import { WharfError } from '../../../core/errors.js';
 import { ImageService, type TransformGrant } from '../../../core/images.js';
+import { parseTime } from '../schemas.js';
+
+/**
+ * Refuses a signing body, as sent, that gives both `expires_in` and `expires_at`: which one was
+ * meant is not for Wharf to guess. Checked before the schema, whose default for `expires_in`
+ * would otherwise hide that it was not given.
+ */
+export function refuseBothExpiries(body: unknown): void {
+  if (typeof body === 'object' && body !== null && 'expires_in' in body && 'expires_at' in body) {
+    throw new WharfError('VALIDATION_FAILED', 'Give expires_in or expires_at, not both.');
+  }
+}
+
+/**
+ * When a signing body (validated, defaults applied) asks its URL to expire: at the moment
+ * `expires_at`, which gives the same URL every time it is signed, else `expires_in` seconds
+ * from now.
+ */
+export function requestedExpiry(body: { expires_in: number; expires_at?: string | undefined }): UrlExpiry {
+  return body.expires_at === undefined ? body.expires_in : { at: parseTime(body.expires_at) };
+}
 
 /** The URL of a signed download: the grant's fields as query parameters, which its signature covers. */
 export function signedDownloadUrl(publicUrl: string, grant: DownloadGrant): string {
