@@ -207,7 +207,14 @@ export class AssetsApi {
     await this.http.request('DELETE', path`/v1/assets/${id}`);
   }
 
-  signedUrl(id: string, options: { expires_in?: number; disposition?: 'inline' | 'attachment' } = {}) {
+  /**
+   * A URL that downloads the asset without a key: for `expires_in` seconds (default 3600), or
+   * until `expires_at` (RFC 3339; not both), which gives the same URL every time it is asked.
+   */
+  signedUrl(
+    id: string,
+    options: { expires_in?: number; expires_at?: string; disposition?: 'inline' | 'attachment' } = {},
+  ) {
     return this.http.json<SignedUrl>('POST', path`/v1/assets/${id}/signed-url`, { json: options });
   }
 

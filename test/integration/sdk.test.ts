@@ -487,6 +487,11 @@ describe('resources', () => {
     const viaUrl = await fetch(signed.url);
     assert.equal(viaUrl.status, 200);
     assert.match(viaUrl.headers.get('content-disposition') ?? '', /attachment/);
+    // A moment instead of seconds from now: the same URL every time it is asked.
+    const until = new Date((Math.floor(w.clock.now() / 3600_000) + 1) * 3600_000).toISOString();
+    const moment = await wharf.assets.signedUrl(asset.id, { expires_at: until });
+    assert.equal(moment.expires_at, until);
+    assert.equal((await wharf.assets.signedUrl(asset.id, { expires_at: until })).url, moment.url);
 
     const ranged = await wharf.assets.download(asset.id, { range: { start: 10, end: 19 } });
     assert.equal(ranged.status, 206);
