@@ -7,7 +7,7 @@
 
 import { requireKey, requireScope, seesWholeAccount } from './authorization.js';
 import { WharfError } from './errors.js';
-import type { Asset, Principal, Upload, UploadToken } from './model.js';
+import type { Asset, Principal, Upload, UploadEnding, UploadToken } from './model.js';
 import type { EventStore } from './ports.js';
 import type { Webhook } from './webhooks.js';
 
@@ -29,11 +29,8 @@ export const EVENT_TYPES = [
 
 export type EventType = (typeof EVENT_TYPES)[number];
 
-/** Why an upload ended without an asset. */
-export type UploadEnding =
-  | { reason: 'expired' }
-  | { reason: 'cancelled' }
-  | { reason: 'failed'; code: string; message: string };
+// Kept on the upload itself too (Upload.ending), so its state says why, not only its event.
+export type { UploadEnding } from './model.js';
 
 /**
  * What an event carries: the records as they were at the change (snapshots, not references:
@@ -108,7 +105,7 @@ export function uploadCreated(upload: Upload): NewEvent {
 }
 
 export function uploadEnded(upload: Upload, ending: UploadEnding, at: number): NewEvent {
-  const ended: Upload = { ...upload, status: 'expired' };
+  const ended: Upload = { ...upload, status: 'expired', ending };
   if (ending.reason === 'failed') {
     return {
       accountId: upload.accountId,

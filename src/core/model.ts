@@ -243,6 +243,12 @@ export interface UploadIntent {
 }
 export type UploadStatus = 'pending' | 'completed' | 'expired';
 
+/** Why an upload ended without an asset (its `expired` status, and its event, say that it did). */
+export type UploadEnding =
+  | { reason: 'expired' }
+  | { reason: 'cancelled' }
+  | { reason: 'failed'; code: string; message: string };
+
 export interface Upload {
   id: string;
   accountId: string;
@@ -279,6 +285,11 @@ export interface Upload {
   createdAt: number;
   expiresAt: number;
   completedAt: number | null;
+  /**
+   * Why it ended without an asset, recorded as it ended (migration 013): null while pending, once
+   * completed, and for uploads that ended before Wharf recorded it.
+   */
+  ending: UploadEnding | null;
 }
 
 /** What storage knows of an object. Digests are lower-case hex, absent when unknown. */

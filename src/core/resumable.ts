@@ -90,7 +90,8 @@ export function asOf(upload: Upload, now: number, graceMs: number): Upload {
   // all arrived (see UploadService.assertNotEnded): pending until then.
   if (!resumable && upload.intent.autoComplete) return upload;
   const end = resumable ? upload.expiresAt : upload.expiresAt + graceMs;
-  return now <= end ? upload : { ...upload, status: 'expired' };
+  // As the sweep will record it: ended by its deadline.
+  return now <= end ? upload : { ...upload, status: 'expired', ending: { reason: 'expired' } };
 }
 
 /**

@@ -690,6 +690,7 @@ export class UploadService {
       createdAt: now,
       expiresAt: Math.min(fields.expiresAt, principal.grant?.expiresAt ?? Number.POSITIVE_INFINITY),
       completedAt: null,
+      ending: null,
     };
   }
 

@@ -12,6 +12,7 @@ import * as pendingIndexes from './migrations/009_pending_indexes.js';
 import * as oldAssets from './migrations/010_old_assets.js';
 import * as jobLanes from './migrations/011_job_lanes.js';
 import * as accountNumbers from './migrations/012_account_numbers.js';
+import * as uploadEndings from './migrations/013_upload_endings.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -28,6 +29,7 @@ const migrations: Record<string, Migration> = {
   '010_old_assets': oldAssets,
   '011_job_lanes': jobLanes,
   '012_account_numbers': accountNumbers,
+  '013_upload_endings': uploadEndings,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -93,6 +93,13 @@ export interface UploadsTable {
   created_at: number;
   expires_at: number;
   completed_at: number | null;
+  /**
+   * Why it ended without an asset (013): `expired`, `cancelled` or `failed`, the last with the
+   * refusal's code and message. Null while pending, once completed, and if it ended before 013.
+   */
+  ended_reason: string | null;
+  ended_code: string | null;
+  ended_message: string | null;
 }
 
 export interface AssetsTable {

@@ -64,7 +64,10 @@ test('a migration that fails part-way leaves no statement of it committed, and t
     await sql`drop index events_account_cursor`.execute(db);
     await migrateToLatest(db);
     const done = await sql<{ name: string }>`select name from wharf_migrations order by name`.execute(db);
-    assert.equal(done.rows.at(-1)?.name, '012_account_numbers');
+    assert.ok(
+      done.rows.some((r) => r.name === '012_account_numbers'),
+      JSON.stringify(done.rows),
+    );
   });
   assert.ok((await eventColumns()).includes('account_seq'));
 });

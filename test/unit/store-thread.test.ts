@@ -72,6 +72,7 @@ function upload(id: string, accountId = 'acme'): Upload {
     createdAt: clock.now(),
     expiresAt: clock.now() + 3600_000,
     completedAt: null,
+    ending: null,
   };
 }
 

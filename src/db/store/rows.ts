@@ -11,6 +11,7 @@ import type {
   ProcessingStatus,
   Scope,
   Upload,
+  UploadEnding,
   UploadIntent,
   UploadKind,
   UploadStatus,
@@ -148,7 +149,30 @@ export function fromUpload(u: Upload) {
     created_at: u.createdAt,
     expires_at: u.expiresAt,
     completed_at: u.completedAt,
+    ...endingColumns(u.ending),
   };
+}
+
+/** How an upload's ending is stored: three nullable columns (013), all null while it has none. */
+export function endingColumns(ending: UploadEnding | null) {
+  return {
+    ended_reason: ending?.reason ?? null,
+    ended_code: ending?.reason === 'failed' ? ending.code : null,
+    ended_message: ending?.reason === 'failed' ? ending.message : null,
+  };
+}
+
+function toEnding(row: Selectable<UploadsTable>): UploadEnding | null {
+  switch (row.ended_reason) {
+    case 'expired':
+    case 'cancelled':
+      return { reason: row.ended_reason };
+    case 'failed':
+      return { reason: 'failed', code: row.ended_code ?? '', message: row.ended_message ?? '' };
+    default:
+      // Ended before 013 recorded why (or still pending, or completed).
+      return null;
+  }
 }
 
 export function toUpload(row: Selectable<UploadsTable>): Upload {
@@ -175,6 +199,7 @@ export function toUpload(row: Selectable<UploadsTable>): Upload {
     createdAt: Number(row.created_at),
     expiresAt: Number(row.expires_at),
     completedAt: row.completed_at === null ? null : Number(row.completed_at),
+    ending: toEnding(row),
   };
 }
 

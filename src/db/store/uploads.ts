@@ -23,7 +23,7 @@ import {
   settleExpired,
   settleFinished,
 } from './reservations.js';
-import { fromAsset, fromJob, fromUpload, parseIntent, toAsset, toUpload } from './rows.js';
+import { endingColumns, fromAsset, fromJob, fromUpload, parseIntent, toAsset, toUpload } from './rows.js';
 
 // The conditions of the partial indexes over pending uploads (migration 009), as literals.
 const PENDING = sql.lit('pending');
@@ -320,7 +320,8 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
       return db.transaction().execute(async (trx) => {
         const row = await trx
           .updateTable('uploads')
-          .set({ status: 'expired' })
+          // Why, kept with it: a client polling the upload learns what its event says.
+          .set({ status: 'expired', ...endingColumns(ending) })
           .where('id', '=', id)
           .where('status', '=', 'pending')
           .returningAll()
