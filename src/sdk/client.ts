@@ -68,7 +68,7 @@ export interface ListAssetsQuery {
 export interface ListUploadsQuery {
   limit?: number;
   cursor?: string;
-  /** `expired`: ended without an asset (expired, cancelled or failed; the events say which). */
+  /** `expired`: ended without an asset (expired, cancelled or failed; each upload’s `ended` says which). */
   status?: 'pending' | 'completed' | 'expired';
   /**
    * Look up a file (with `sha256` or `head_sha256`): only the caller's pending tus and Resumable

@@ -121,6 +121,18 @@ export interface Upload {
   completed_at: string | null;
   /** A pending tus or Resumable-Uploads-for-HTTP upload: where to resume it. */
   resume_url: string | null;
+  /**
+   * Why an `expired` upload ended without an asset, as its event says; null while pending, once
+   * completed, and for uploads that ended before the server recorded it.
+   */
+  ended: UploadEnded | null;
+}
+
+/** How an upload ended without an asset: the event it ended with, and that upload.failed event's error. */
+export interface UploadEnded {
+  reason: 'expired' | 'cancelled' | 'failed';
+  /** `failed`: e.g. CHECKSUM_MISMATCH, FILE_TOO_LARGE, UPLOAD_INTERRUPTED; null otherwise. */
+  error: { code: string; message: string } | null;
 }
 
 /** An upload as listed (`GET /v1/uploads`): as `getUpload` answers it, with its offset when looked up by file. */

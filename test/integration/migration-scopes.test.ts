@@ -503,3 +503,87 @@ describe('a database from before each account counted its own numbers', () => {
     );
   });
 });
+
+// A database written by the Wharf that kept why an upload ended only in its event (migrations up
+// to 012): an upload that ended then reads `ended: null` (not known), one that ends after the
+// upgrade says why.
+describe('a database from before uploads kept why they ended', () => {
+  const ENDED = randomUUID();
+  const PENDING = randomUUID();
+  let endedDir: string;
+  let endedDatabase: Backing | undefined;
+  let endedUrl: string;
+  let upgraded: TestWharf;
+
+  before(async () => {
+    endedDir = await mkdtemp(join(tmpdir(), 'wharf-migration-012-'));
+    if (deployment === 'scaled') {
+      endedDatabase = await createDatabase();
+      endedUrl = endedDatabase.env.WHARF_DATABASE_URL!;
+    } else {
+      endedUrl = `sqlite://${join(endedDir, 'old.db')}`;
+    }
+    const now = Date.now();
+    await withDb(async (db) => {
+      await migrate(db, '012_account_numbers');
+      await db
+        .insertInto('accounts')
+        .values({
+          id: 'acme',
+          name: 'acme',
+          max_file_size: null,
+          storage_quota: null,
+          disabled: 0,
+          created_at: now,
+        })
+        .execute();
+      const upload = (id: string, status: string) => ({
+        id,
+        account_id: 'acme',
+        key_id: 'an-old-key',
+        kind: 'presigned',
+        name: `${status}.bin`,
+        content_type: 'application/octet-stream',
+        size: 10,
+        sha256: null,
+        md5: null,
+        storage_key: `acme/${id}.bin`,
+        status,
+        asset_id: null,
+        deduplicated: 0,
+        created_at: now,
+        expires_at: now + 900_000,
+        completed_at: null,
+        seq: null,
+        external_id: null,
+        intent: '{}',
+        auto_complete: 0,
+        multipart_id: null,
+      });
+      await db
+        .insertInto('uploads')
+        .values([upload(ENDED, 'expired'), upload(PENDING, 'pending')])
+        .execute();
+    }, endedUrl);
+    upgraded = await startWharf({ env: { WHARF_DATABASE_URL: endedUrl } });
+  });
+
+  after(async () => {
+    await upgraded?.close();
+    await endedDatabase?.release();
+    await rm(endedDir, { recursive: true, force: true });
+  });
+
+  test('an upload that ended before reads ended: null; one that ends after says why', async () => {
+    const { key } = await upgraded.newKey('admin', 'acme');
+    const old = await api(upgraded.url, key, 'GET', `/v1/uploads/${ENDED}`);
+    assert.equal(old.status, 200, JSON.stringify(old.body));
+    assert.equal(old.body.status, 'expired');
+    assert.equal(old.body.ended, null);
+    const pending = await api(upgraded.url, key, 'GET', `/v1/uploads/${PENDING}`);
+    assert.equal(pending.body.ended, null);
+    assert.equal((await api(upgraded.url, key, 'DELETE', `/v1/uploads/${PENDING}`)).status, 204);
+    const cancelled = await api(upgraded.url, key, 'GET', `/v1/uploads/${PENDING}`);
+    assert.deepEqual(cancelled.body.ended, { reason: 'cancelled', error: null });
+  });
+});

@@ -749,6 +749,30 @@ describe('real responses match the document', () => {
       await api(w.url, w.key, 'POST', `/v1/uploads/${expiring.id}/complete`),
     );
     conforms('GET', '/v1/uploads/{id}', await api(w.url, w.key, 'GET', '/v1/uploads/nope'));
+
+    // Ended without an asset: `ended` says why, cancelled (no error) or failed (with its error).
+    const cancelled = await declare(w, w.key, { name: 'cancelled.bin', size: 1 });
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/uploads/${cancelled.id}`)).status, 204);
+    const cancelledState = await api(w.url, w.key, 'GET', `/v1/uploads/${cancelled.id}`);
+    conforms('GET', '/v1/uploads/{id}', cancelledState);
+    assert.equal(cancelledState.body.ended.reason, 'cancelled');
+    const tenant = await w.newAccount();
+    const refused = await readJson(
+      fetch(`${w.url}/v1/assets?name=bad.bin&sha256=${sha256Hex('other')}`, {
+        method: 'POST',
+        headers: { 'x-api-key': tenant.key, 'content-type': 'application/octet-stream' },
+        body: 'hello',
+      }),
+    );
+    assert.equal(refused.body.error.code, 'CHECKSUM_MISMATCH');
+    const failed = await api(w.url, tenant.key, 'GET', '/v1/uploads');
+    conforms('GET', '/v1/uploads', failed);
+    assert.equal(failed.body.data[0].ended.error.code, 'CHECKSUM_MISMATCH');
+    conforms(
+      'GET',
+      '/v1/uploads/{id}',
+      await api(w.url, tenant.key, 'GET', `/v1/uploads/${failed.body.data[0].id}`),
+    );
   });
 
   test('multipart and S3 signing: every step and their errors', async () => {

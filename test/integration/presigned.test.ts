@@ -4,6 +4,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { ManualClock } from '../../src/core/clock.js';
+import type { Upload as UploadState } from '../../src/sdk/types.js';
 import {
   complete,
   countAssets,
@@ -15,6 +16,7 @@ import {
   objectFiles,
   putPresigned,
   tmpFiles,
+  uploadRaw,
 } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api, b64, heldLastByte, md5Hex, sha256Hex } from '../helpers/http.js';
@@ -148,6 +150,7 @@ describe('presigned PUT then complete', () => {
       created_at: pending.body.created_at,
       completed_at: null,
       resume_url: null,
+      ended: null,
     });
     assert.equal(typeof pending.body.created_at, 'string');
     assert.equal((await put(intent, bytes)).status, 200);
@@ -1152,5 +1155,136 @@ describe('cancel (DELETE /v1/uploads/{id})', () => {
     });
     assert.equal(head.status, 410);
     assert.equal((await cancel(id)).status, 204);
+  });
+});
+
+// Every upload that ends without an asset reads `status: "expired"`; `ended` says why, in the
+// words of the event it ended with, so a page polling GET /v1/uploads/{id} (docs/large-uploads.md)
+// can tell its user what went wrong without reading events.
+describe('why an upload ended: `ended` in GET /v1/uploads/{id} and the listing', () => {
+  // A server of its own: the expiry test moves its clock past the URLs' expiry.
+  let e: TestWharf;
+  before(async () => {
+    e = await startWharf();
+  });
+  after(async () => {
+    await e?.close();
+  });
+
+  /** The upload by id, checked to read the same in the listing. */
+  async function stateOf(key: string, id: string): Promise<UploadState> {
+    const one = await api(e.url, key, 'GET', `/v1/uploads/${id}`);
+    assert.equal(one.status, 200, JSON.stringify(one.body));
+    const listed = await api(e.url, key, 'GET', '/v1/uploads?limit=1000');
+    assert.deepEqual(
+      listed.body.data.find((u: { id: string }) => u.id === id),
+      one.body,
+    );
+    return one.body;
+  }
+
+  /** The account's only upload: a refused direct upload answers an error, not its id. */
+  async function onlyUpload(key: string): Promise<string> {
+    const listed = await api(e.url, key, 'GET', '/v1/uploads');
+    assert.equal(listed.body.data.length, 1, JSON.stringify(listed.body));
+    return listed.body.data[0].id;
+  }
+
+  /** The `upload.failed` event of an upload. */
+  async function failedEvent(
+    key: string,
+    id: string,
+  ): Promise<{ data: { error: { code: string; message: string } } }> {
+    const res = await api(e.url, key, 'GET', '/v1/events?type=upload.failed&limit=1000');
+    const [event] = res.body.data.filter(
+      (ev: { data: { upload: { id: string } } }) => ev.data.upload.id === id,
+    );
+    assert.ok(event, JSON.stringify(res.body));
+    return event;
+  }
+
+  test('null while pending and once completed', async () => {
+    const bytes = randomBytes(40);
+    const intent = await declare(e, e.key, { name: 'fine.bin', size: bytes.length });
+    assert.equal((await stateOf(e.key, intent.id)).ended, null);
+    assert.equal((await put(intent, bytes)).status, 200);
+    assert.equal((await complete(e, e.key, intent.id)).status, 200);
+    const done = await stateOf(e.key, intent.id);
+    assert.equal(done.status, 'completed');
+    assert.equal(done.ended, null);
+  });
+
+  test('refused for its checksum: failed, with the code and message of its upload.failed event', async () => {
+    const { key } = await e.newAccount();
+    const res = await uploadRaw(e, key, 'bad.bin', 'hello', { query: { sha256: sha256Hex('other') } });
+    assert.equal(res.body.error?.code, 'CHECKSUM_MISMATCH', JSON.stringify(res.body));
+    const id = await onlyUpload(key);
+    const state = await stateOf(key, id);
+    assert.equal(state.status, 'expired');
+    assert.deepEqual(state.ended, {
+      reason: 'failed',
+      error: { code: 'CHECKSUM_MISMATCH', message: res.body.error.message },
+    });
+    assert.deepEqual(state.ended?.error, (await failedEvent(key, id)).data.error);
+  });
+
+  test('interrupted mid-body: failed, UPLOAD_INTERRUPTED', async () => {
+    const { key } = await e.newAccount();
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${e.url}/v1/assets?name=cut.bin`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': key,
+          'content-type': 'application/octet-stream',
+          'content-length': '5000000',
+        },
+      });
+      req.on('error', () => resolve());
+      req.write(randomBytes(300_000), () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    let id = '';
+    await eventually(async () => {
+      const listed = await api(e.url, key, 'GET', '/v1/uploads');
+      id = listed.body.data[0]?.id ?? '';
+      return listed.body.data[0]?.status === 'expired';
+    }, 'the cut upload ended');
+    const state = await stateOf(key, id);
+    assert.equal(state.ended?.reason, 'failed', JSON.stringify(state));
+    assert.equal(state.ended.error?.code, 'UPLOAD_INTERRUPTED');
+    assert.deepEqual(state.ended.error, (await failedEvent(key, id)).data.error);
+  });
+
+  test('cancelled: cancelled, with no error', async () => {
+    const intent = await declare(e, e.key, { name: 'cancelled.bin', size: 10 });
+    assert.equal((await api(e.url, e.key, 'DELETE', `/v1/uploads/${intent.id}`)).status, 204);
+    const state = await stateOf(e.key, intent.id);
+    assert.equal(state.status, 'expired');
+    assert.deepEqual(state.ended, { reason: 'cancelled', error: null });
+  });
+
+  test('past its deadline: expired, before the sweep runs and as the sweep records it', async () => {
+    const intent = await declare(e, e.key, { name: 'abandoned.bin', size: 10 });
+    try {
+      // Past the URL's expiry and the hour's grace for a confirm.
+      e.clock.set(Date.parse(intent.expires_at) + 3600_000 + 1000);
+      const unswept = await stateOf(e.key, intent.id);
+      assert.equal(unswept.status, 'expired');
+      assert.deepEqual(unswept.ended, { reason: 'expired', error: null });
+      await e.wharf.core.uploads.sweep();
+      assert.deepEqual(
+        dbQuery(
+          e,
+          'select status, ended_reason, ended_code, ended_message from uploads where id = ?',
+          intent.id,
+        ),
+        [{ status: 'expired', ended_reason: 'expired', ended_code: null, ended_message: null }],
+      );
+      assert.deepEqual((await stateOf(e.key, intent.id)).ended, { reason: 'expired', error: null });
+    } finally {
+      e.clock.set(Date.now());
+    }
   });
 });

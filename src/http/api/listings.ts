@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import { MAX_UPLOADS_PER_PAGE } from '../../core/listings.js';
-import type { Upload } from '../../core/model.js';
+import type { Upload, UploadEnding } from '../../core/model.js';
 import { HEAD_BYTES } from '../../core/resumable.js';
 import { RUFH_PATH } from '../rufh/routes.js';
 import { TUS_PATH } from '../tus/routes.js';
@@ -15,7 +15,7 @@ const UploadListQuery = Type.Object(
     status: Type.Optional(
       Type.Union([Type.Literal('pending'), Type.Literal('completed'), Type.Literal('expired')], {
         description:
-          '`expired`: ended without an asset (expired, cancelled or failed; the events say which). A tus or ' +
+          '`expired`: ended without an asset (expired, cancelled or failed; each upload’s `ended` says which). A tus or ' +
           'Resumable-Uploads-for-HTTP upload past its `expires_at` is `expired` at once; other kinds stay ' +
           '`pending` for an hour more (a presigned or form upload, as what arrived in time may still be ' +
           'confirmed until then), or until the sweep completes or ends them (kinds that complete by themselves).',
@@ -78,7 +78,17 @@ export function uploadJson(upload: Upload, publicUrl: string, offset?: number) {
     created_at: iso(upload.createdAt),
     completed_at: upload.completedAt === null ? null : iso(upload.completedAt),
     resume_url: resumeUrl(upload, publicUrl),
+    ended: endedJson(upload.ending),
     ...(offset !== undefined && { offset }),
+  };
+}
+
+/** Why it ended without an asset, in the words of the event it ended with (null: it has not, or not known). */
+function endedJson(ending: UploadEnding | null) {
+  if (ending === null) return null;
+  return {
+    reason: ending.reason,
+    error: ending.reason === 'failed' ? { code: ending.code, message: ending.message } : null,
   };
 }
 

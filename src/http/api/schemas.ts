@@ -177,6 +177,33 @@ export const UploadItemSchema = named(
   }),
 );
 
+/**
+ * Why an upload ended without an asset, in its event's words: `reason` is the event it ended with
+ * (upload.expired, upload.cancelled, upload.failed) and `error` that upload.failed event's.
+ */
+export const UploadEndedSchema = named(
+  'UploadEnded',
+  Type.Object(
+    {
+      reason: Type.Union([Type.Literal('expired'), Type.Literal('cancelled'), Type.Literal('failed')], {
+        description:
+          '`expired`: not completed in time; `cancelled`: cancelled by a client; `failed`: refused or interrupted (see `error`).',
+      }),
+      error: Type.Union(
+        [
+          Type.Object({
+            code: Type.String({ description: 'e.g. CHECKSUM_MISMATCH, FILE_TOO_LARGE, UPLOAD_INTERRUPTED.' }),
+            message: Type.String(),
+          }),
+          Type.Null(),
+        ],
+        { description: '`failed`: the `error` of its `upload.failed` event; null otherwise.' },
+      ),
+    },
+    { description: 'How an upload ended without an asset, as its event says.' },
+  ),
+);
+
 /** An upload as `GET /v1/uploads/{id}` shows it, and as the listing shows each (which may add `offset`). */
 export const UploadStateSchema = named(
   'Upload',
@@ -200,6 +227,10 @@ export const UploadStateSchema = named(
     resume_url: Type.Union([Type.String(), Type.Null()], {
       description:
         'A pending tus or Resumable-Uploads-for-HTTP upload: where to resume it (the tus upload URL, or the upload resource to HEAD then PATCH).',
+    }),
+    ended: Type.Union([UploadEndedSchema, Type.Null()], {
+      description:
+        'Why an `expired` upload ended without an asset; null while pending, once completed, and for uploads that ended before Wharf recorded it.',
     }),
   }),
 );
