@@ -737,6 +737,36 @@ describe('limits', () => {
     assert.equal((await declare(w, token.secret, { name: 'a.bin', size: 200 })).status, 'pending');
   });
 
+  test('max_files used up by pending uploads says so: what completed, what pending uploads hold, how to free them', async () => {
+    const token = await mint({ subject: 'ned', max_files: 2 });
+    // Declared and never sent: a presigned upload, and a PutObject /v1/s3/sign signed.
+    const declared = await declare(w, token.secret, { name: 'never.bin', size: 10 });
+    const signed = await api(w.url, token.secret, 'POST', '/v1/s3/sign', {
+      method: 'PUT',
+      key: 'never2.bin',
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    const full = await api(w.url, token.secret, 'POST', '/v1/uploads', { name: 'third.bin', size: 10 });
+    refused(full, 'TOKEN_FILES_EXHAUSTED', 'held by pending uploads');
+    assert.deepEqual(full.body.error.details, { max_files: 2, used: 0, reserved: 2 });
+    assert.match(full.body.error.message, /0 completed, 2 pending/);
+    assert.match(full.body.error.message, /DELETE \/v1\/uploads\/\{id\}/);
+
+    // Cancelling them frees their slots; with every file completed and none pending, the refusal is plain.
+    assert.equal((await api(w.url, token.secret, 'DELETE', `/v1/uploads/${declared.id}`)).status, 204);
+    assert.equal(
+      (await api(w.url, token.secret, 'DELETE', `/v1/uploads/${signed.body.upload_id}`)).status,
+      204,
+    );
+    for (const name of ['a.bin', 'b.bin']) {
+      assert.equal((await uploadRaw(w, token.secret, name, randomBytes(10))).status, 201);
+    }
+    const used = await api(w.url, token.secret, 'POST', '/v1/uploads', { name: 'c.bin', size: 10 });
+    refused(used, 'TOKEN_FILES_EXHAUSTED', 'used');
+    assert.deepEqual(used.body.error.details, { max_files: 2, used: 2, reserved: 0 });
+    assert.equal(used.body.error.message, 'This upload token may upload 2 files.');
+  });
+
   test('WHARF_MAX_OPEN_UPLOADS_PER_KEY bounds a key’s pending uploads', async () => {
     const small = await startWharf({ env: { WHARF_MAX_OPEN_UPLOADS_PER_KEY: '3' } });
     try {

@@ -207,9 +207,7 @@ function reserveOne(
     throw new WharfError('TOKEN_EXPIRED', 'The upload token has expired; ask for a new one.');
   }
   if (token.maxFiles !== null && token.filesUsed + token.filesReserved + 1 > token.maxFiles) {
-    throw new WharfError('TOKEN_FILES_EXHAUSTED', `This upload token may upload ${token.maxFiles} files.`, {
-      max_files: token.maxFiles,
-    });
+    throw filesRefusal(token.maxFiles, token.filesUsed, token.filesReserved);
   }
   if (token.open + 1 > limits.maxOpenUploads) throw tooManyOpen(limits);
   const bytesLeft =
@@ -236,6 +234,24 @@ function reserveOne(
   token.bytesReserved += bytes;
   token.open += 1;
   return { quota, token: bytes };
+}
+
+/**
+ * The refusal of a file over an upload token's `max_files`, with the figures the byte budget's
+ * refusal has: a token that completed nothing is full when pending uploads (declared and never
+ * sent, a PUT storage refused, a page closed mid-PUT) hold its slots, and the message says so.
+ */
+function filesRefusal(maxFiles: number, used: number, reserved: number): WharfError {
+  const held =
+    reserved === 0
+      ? '.'
+      : `: ${used} completed, ${reserved} pending. A pending upload holds its slot until it ` +
+        'completes, is cancelled (DELETE /v1/uploads/{id}) or expires.';
+  return new WharfError('TOKEN_FILES_EXHAUSTED', `This upload token may upload ${maxFiles} files${held}`, {
+    max_files: maxFiles,
+    used,
+    reserved,
+  });
 }
 
 function tooManyOpen(limits: UploadLimits): WharfError {
