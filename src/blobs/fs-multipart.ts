@@ -96,9 +96,11 @@ export class FsMultipartParts {
     const dir = await this.openUpload(part.key, part.multipartId);
     const number = checkPartNumber(part.partNumber);
     if (part.size !== undefined && part.size > MULTIPART_LIMITS.maxPartSize) {
-      throw new WharfError('FILE_TOO_LARGE', 'Your proposed upload exceeds the maximum allowed size.', {
-        limit: MULTIPART_LIMITS.maxPartSize,
-      });
+      throw new WharfError(
+        'FILE_TOO_LARGE',
+        `Your proposed upload exceeds the maximum allowed size: a part may be ${MULTIPART_LIMITS.maxPartSize} bytes.`,
+        { limit: MULTIPART_LIMITS.maxPartSize, size: part.size },
+      );
     }
     const temp = await tempName(this.tmp, '.part');
     // Only the part's MD5 (its ETag) is needed here: the whole object's SHA-256 and MD5 are

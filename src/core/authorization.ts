@@ -137,9 +137,11 @@ export function uploadIntent(
 /** Completion's second look at what only the bytes tell (size, and a type the client chose). */
 export function checkCompletion(intent: UploadIntent, size: number, contentType: string): void {
   if (intent.maxSize !== undefined && size > intent.maxSize) {
-    throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${intent.maxSize} bytes.`, {
-      limit: intent.maxSize,
-    });
+    throw new WharfError(
+      'FILE_TOO_LARGE',
+      `The file (${size} bytes) is larger than the limit of ${intent.maxSize} bytes.`,
+      { limit: intent.maxSize, size },
+    );
   }
   checkType(contentType, intent.contentTypes);
 }

@@ -281,8 +281,13 @@ export class MultipartService {
       checkMultipartId(upload, part.multipartId);
       checkPartNumber(part.partNumber);
       const limit = upload.size ?? (await this.uploads.unknownSizeLimit(upload));
-      if (part.size !== undefined && part.size > Math.min(limit, MULTIPART_LIMITS.maxPartSize)) {
-        throw new WharfError('FILE_TOO_LARGE', 'The part is larger than the file may be.', { limit });
+      const partLimit = Math.min(limit, MULTIPART_LIMITS.maxPartSize);
+      if (part.size !== undefined && part.size > partLimit) {
+        throw new WharfError(
+          'FILE_TOO_LARGE',
+          `The part (${part.size} bytes) is larger than a part of this file may be: ${partLimit} bytes.`,
+          { limit: partLimit, size: part.size },
+        );
       }
       if (!this.blobs.writePart) throw new Error(`Storage ${this.blobs.name} does not receive parts itself.`);
       // All the parts together may not hold more than the file may: the parts stored (but the one
@@ -340,7 +345,11 @@ export class MultipartService {
       let room = limit;
       for (const bytes of held.values()) room -= bytes;
       if ((part.size ?? 0) > room || room <= 0) {
-        throw new WharfError('FILE_TOO_LARGE', 'The parts are larger than the file may be.', { limit });
+        throw new WharfError(
+          'FILE_TOO_LARGE',
+          `The parts are larger than the file may be: ${limit} bytes in all, ${Math.max(room, 0)} left.`,
+          { limit },
+        );
       }
       // A part of unknown length claims all the room left, and is cut off there.
       const claim = { partNumber: part.partNumber, bytes: part.size ?? room };

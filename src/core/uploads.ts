@@ -386,9 +386,11 @@ export class UploadService {
     ) {
       input.body.resume();
       if (upload.size === null && input.size > limit) {
-        throw new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, {
-          limit,
-        });
+        throw new WharfError(
+          'FILE_TOO_LARGE',
+          `The file (${input.size} bytes) is larger than the limit of ${limit} bytes.`,
+          { limit, size: input.size },
+        );
       }
       throw new WharfError('SIZE_MISMATCH', 'The request does not match the declared size and type.');
     }

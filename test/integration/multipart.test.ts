@@ -225,7 +225,11 @@ describe('S3-style multipart through the native API', () => {
       body: new Uint8Array(PART),
     });
     assert.equal(over.status, 400, 'a third part would pass the declared size');
-    assert.match(await over.text(), /EntityTooLarge/);
+    const xml = await over.text();
+    assert.match(xml, /EntityTooLarge/);
+    // As S3 names the largest allowed; the message says how much is left of it.
+    assert.match(xml, new RegExp(`<MaxSizeAllowed>${file.length}</MaxSizeAllowed>`));
+    assert.match(xml, new RegExp(`${file.length} bytes in all, 0 left`));
     // Part 2 again, same size: what it replaces does not count.
     const again = await putParts(w, id, [file.subarray(PART)], 2);
     assert.equal(again[0], etags[1]);

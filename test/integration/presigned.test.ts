@@ -480,6 +480,39 @@ describe('the signature binds the URL, the type and the size', () => {
   });
 });
 
+describe('a file over the limit, PUT to a URL signed without a size', () => {
+  const embeddedOnly =
+    storesOnS3 && "Wharf's own storage endpoint; S3 takes the bytes and completion refuses them";
+
+  test('400 EntityTooLarge names the size sent and the largest allowed, as S3 does; nothing is stored', {
+    skip: embeddedOnly,
+  }, async () => {
+    // Uppy shows only "S3 returned 400 – EntityTooLarge"; the body must say what the limit is.
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { max_file_size: 1000 });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const signed = await api(w.url, minted.body.secret, 'POST', '/v1/s3/sign', {
+      method: 'PUT',
+      key: 'c0ffee00-0000-4000-8000-000000000001-big.png',
+      contentType: 'image/png',
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    const objects = await objectFiles(w);
+    const res = await fetch(signed.body.url, {
+      method: 'PUT',
+      headers: signed.body.headers,
+      body: new Uint8Array(randomBytes(1001)),
+    });
+    assert.equal(res.status, 400);
+    const xml = await res.text();
+    assert.match(xml, /<Code>EntityTooLarge<\/Code>/);
+    assert.match(xml, /<\/Message><ProposedSize>1001<\/ProposedSize><MaxSizeAllowed>1000<\/MaxSizeAllowed>/);
+    assert.match(/<Message>([^<]*)<\/Message>/.exec(xml)![1]!, /1001 bytes.*limit of 1000 bytes/);
+    assert.deepEqual(await objectFiles(w), objects, 'nothing stored');
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${signed.body.upload_id}`);
+    assert.equal(state.body.status, 'pending', 'a file that fits may still be sent');
+  });
+});
+
 describe('expiry (WHARF_UPLOAD_EXPIRES defaults to 900 s)', () => {
   // URLs are signed by the server's clock, which these tests start in the past: an S3 server
   // judges expiry by the real clock, Wharf's own endpoint by the server's, and the server's

@@ -146,6 +146,24 @@ function asRefusal(failure: unknown): { err: unknown; s3?: S3Error } {
   return { err: new WharfError(code, mapped.message) };
 }
 
+/**
+ * S3's EntityTooLarge names the size sent (`ProposedSize`) and the largest allowed
+ * (`MaxSizeAllowed`); a client that shows only the code (Uppy's "S3 returned 400 –
+ * EntityTooLarge") keeps the body, and an app can tell its user the limit from it. Each only when
+ * the refusal knows it (`details.size`, `details.limit`): a body cut off past the limit has no
+ * size of its own.
+ */
+function sizeElements(code: string, err: unknown): string {
+  if (code !== 'EntityTooLarge' || !isWharfError(err)) return '';
+  const figure = (value: unknown) => (Number.isSafeInteger(value) ? String(value) : undefined);
+  const proposed = figure(err.details?.size);
+  const max = figure(err.details?.limit);
+  return (
+    (proposed === undefined ? '' : `<ProposedSize>${proposed}</ProposedSize>`) +
+    (max === undefined ? '' : `<MaxSizeAllowed>${max}</MaxSizeAllowed>`)
+  );
+}
+
 export function sendS3Error(request: FastifyRequest, reply: FastifyReply, failure: unknown): FastifyReply {
   const { err, s3 } = asRefusal(failure);
   const mapped = s3 ?? (isWharfError(err) ? S3_ERRORS[err.code] : INTERNAL_ERROR);
@@ -159,7 +177,7 @@ export function sendS3Error(request: FastifyRequest, reply: FastifyReply, failur
   const resource = request.url.split('?')[0] ?? '';
   const body =
     '<?xml version="1.0" encoding="UTF-8"?>\n' +
-    `<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message>` +
+    `<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message>${sizeElements(code, err)}` +
     `<Resource>${escapeXml(resource)}</Resource><RequestId>${escapeXml(String(request.id))}</RequestId></Error>`;
   settleRefusedBody(request, reply);
   return reply.status(status).header('content-type', 'application/xml').send(body);
