@@ -344,6 +344,54 @@ describe('every upload flow works with only the token', () => {
   });
 });
 
+describe('the seed APIs take the token in the headers docs/integration.md names', () => {
+  test('Bearer or x-api-key, the file service’s Basic, FileSpin’s header; netiks x-api-key only', async () => {
+    const t = await mint({ subject: 'seed-user' });
+    const bytes = () => new Uint8Array(randomBytes(100));
+    const fileService = (name: string, authorization: string) =>
+      fetch(`${w.url}/api_gateway/file-service/rewards/${name}`, {
+        method: 'POST',
+        headers: { authorization },
+        body: bytes(),
+      });
+    assert.equal((await fileService('bearer.png', `Bearer ${t.secret}`)).status, 200);
+    const basic = Buffer.from(`${t.token.key_id}:${t.secret}`).toString('base64');
+    assert.equal((await fileService('basic.png', `Basic ${basic}`)).status, 200);
+
+    const storageUrl = '/api/v1/assets/new/content_storage_url?filename=p.bin';
+    for (const headers of [{ 'x-filespin-api-key': t.secret }, bearer(t.secret)]) {
+      assert.equal((await fetch(w.url + storageUrl, { headers })).status, 200, JSON.stringify(headers));
+    }
+    const inspect = await fetch(`${w.url}/api/inspect/v1/file/upload/presigned`, {
+      method: 'POST',
+      headers: { ...bearer(t.secret), 'content-type': 'application/json' },
+      body: JSON.stringify({
+        entityId: '3fa85f64-5717-4562-b3fc-2c963f66afa6',
+        contentType: 'image/png',
+        hash: randomBytes(32).toString('base64'),
+        name: 'f.png',
+        size: 10,
+      }),
+    });
+    assert.equal(inspect.status, 201, await inspect.text());
+
+    const form = () => {
+      const body = new FormData();
+      body.append('file', new Blob([bytes()]), 'n.bin');
+      return body;
+    };
+    const netiks = `${w.url}/api/v1/assets/developer-upload-file/`;
+    const refused = await fetch(netiks, { method: 'POST', headers: bearer(t.secret), body: form() });
+    assert.equal(refused.status, 401);
+    assert.equal(
+      ((await refused.json()) as { detail: string }).detail,
+      'An API key is required (x-api-key).',
+    );
+    const taken = await fetch(netiks, { method: 'POST', headers: { 'x-api-key': t.secret }, body: form() });
+    assert.ok(taken.ok, `${taken.status} ${await taken.text()}`);
+  });
+});
+
 describe('what a token may read: its own uploads, nothing else', () => {
   let token: Minted;
   let mine: string;
