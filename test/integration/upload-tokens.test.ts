@@ -641,6 +641,41 @@ describe('limits', () => {
     assert.equal(state.body.asset_id, null);
   });
 
+  test('content_types checks the declared type, not the bytes; image/* takes images /image does not transform', async () => {
+    // What docs/integration.md tells an app: list only the types the page shows, check analysis.mime.
+    const token = await mint({ content_types: ['image/*'] });
+    const html = await uploadRaw(w, token.secret, 'x.png', '<html><script>alert(1)</script></html>', {
+      contentType: 'image/png',
+    });
+    assert.equal(html.status, 201, JSON.stringify(html.body));
+    assert.equal(html.body.asset.content_type, 'image/png');
+    const served = await fetch(`${w.url}/v1/assets/${html.body.asset.id}/content`, {
+      headers: bearer(token.secret),
+    });
+    await served.arrayBuffer();
+    assert.equal(served.headers.get('content-type'), 'image/png');
+    assert.equal(served.headers.get('x-content-type-options'), 'nosniff');
+    assert.match(served.headers.get('content-security-policy') ?? '', /sandbox/);
+
+    const svg = await uploadRaw(w, token.secret, 's.svg', '<svg xmlns="http://www.w3.org/2000/svg"/>', {
+      contentType: 'image/svg+xml',
+    });
+    const tiff = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#0f0' } })
+      .tiff()
+      .toBuffer();
+    const tif = await uploadRaw(w, token.secret, 't.tiff', tiff, { contentType: 'image/tiff' });
+    assert.deepEqual([svg.status, tif.status], [201, 201]);
+    await w.wharf.core.jobs.drain();
+    for (const id of [svg.body.asset.id, tif.body.asset.id]) {
+      const res = await fetch(`${w.url}/v1/assets/${id}/image?w=2`, { headers: bearer(token.secret) });
+      refused(await readJson(res), 'UNSUPPORTED_IMAGE', 'transform', 415);
+    }
+    const analysis = async (id: string) =>
+      (await api(w.url, token.secret, 'GET', `/v1/assets/${id}`)).body.analysis as { mime?: string };
+    assert.equal((await analysis(html.body.asset.id)).mime, undefined, 'HTML is not an image it knows');
+    assert.equal((await analysis(tif.body.asset.id)).mime, 'image/tiff');
+  });
+
   test('50 concurrent presigns never pass max_files', async () => {
     const token = await mint({ max_files: 10 });
     const results = await Promise.all(
