@@ -676,6 +676,43 @@ describe('limits', () => {
     assert.equal((await analysis(tif.body.asset.id)).mime, 'image/tiff');
   });
 
+  test('the same file sent twice: two max_files slots, two upload.completed events for one asset', async () => {
+    // Why docs/integration.md asks an app to record (subject, asset.id) idempotently.
+    const token = await mint({ subject: 'twice', max_files: 2 });
+    const bytes = randomBytes(64);
+    const first = await uploadRaw(w, token.secret, 'same.bin', bytes);
+    const second = await uploadRaw(w, token.secret, 'same.bin', bytes);
+    assert.deepEqual([first.status, second.status], [201, 201]);
+    assert.equal(second.body.asset.id, first.body.asset.id);
+    assert.equal((await usage(token)).files_used, 2);
+    const all = [];
+    for (let after = '0', more = true; more; ) {
+      const page = await api(
+        w.url,
+        w.key,
+        'GET',
+        `/v1/events?type=upload.completed&limit=1000&after=${after}`,
+      );
+      all.push(...page.body.data);
+      [after, more] = [page.body.cursor, page.body.has_more];
+    }
+    const mine = all.filter(
+      (e: { data: { upload: { token_id: string } } }) => e.data.upload.token_id === token.id,
+    );
+    assert.equal(mine.length, 2);
+    assert.notEqual(mine[0].id, mine[1].id, 'two webhook-ids');
+    assert.deepEqual(
+      mine.map((e: { data: { asset: { id: string }; deduplicated: boolean } }) => [
+        e.data.asset.id,
+        e.data.deduplicated,
+      ]),
+      [
+        [first.body.asset.id, false],
+        [first.body.asset.id, true],
+      ],
+    );
+  });
+
   test('50 concurrent presigns never pass max_files', async () => {
     const token = await mint({ max_files: 10 });
     const results = await Promise.all(
