@@ -88,6 +88,12 @@ export interface NewJob {
    * endpoint holds that many workers only.
    */
   lane?: string | undefined;
+  /**
+   * Whose the lane is (a webhook endpoint's account). A claim serves first the jobs whose owner
+   * has nothing running, across every node, so one owner's slow lanes cannot keep every worker
+   * from the others' (see claimJob). Jobs of no owner count as idle.
+   */
+  laneOwner?: string | undefined;
 }
 
 /** What a claim leaves alone. */
@@ -356,7 +362,8 @@ export interface JobStore {
    * Claims one due job for `worker` until `leaseUntil` (a job whose lease ran out is due
    * again), none of `options.skipKinds`. Exactly one claimant wins, across processes and nodes,
    * and a lane (NewJob.lane) with `options.laneLimit` jobs running is passed over: its next job
-   * waits for one of them.
+   * waits for one of them. The first due job whose owner (NewJob.laneOwner) has nothing running
+   * is taken before any other; only when there is none, the first due job at all.
    */
   claimJob(worker: string, now: number, leaseUntil: number, options?: ClaimOptions): Promise<Job | undefined>;
   finishJob(id: string, worker: string, at: number): Promise<void>;

@@ -13,10 +13,26 @@ export const DELIVER_WEBHOOK_JOB = 'deliver-webhook';
 /**
  * The job that sends a delivery. An endpoint's deliveries share a lane (its id), so at most
  * WHARF_WEBHOOK_CONCURRENCY of them are in flight at once: an endpoint that takes its whole
- * timeout holds that many workers, and the others serve other endpoints and other jobs.
+ * timeout holds that many workers, and the others serve other endpoints and other jobs. The
+ * lane's owner is the endpoint's account: a worker that frees up serves an account with no
+ * delivery in flight before one with some, so an account whose many endpoints hang (each
+ * within its lane's limit, together every worker) delays another's deliveries by about one
+ * timeout, not by its whole backlog.
  */
-export function deliveryJob(jobId: string, deliveryId: string, webhookId: string, runAt: number): NewJob {
-  return { id: jobId, kind: DELIVER_WEBHOOK_JOB, payload: { deliveryId }, runAt, lane: webhookId };
+export function deliveryJob(
+  jobId: string,
+  deliveryId: string,
+  webhook: { id: string; accountId: string },
+  runAt: number,
+): NewJob {
+  return {
+    id: jobId,
+    kind: DELIVER_WEBHOOK_JOB,
+    payload: { deliveryId },
+    runAt,
+    lane: webhook.id,
+    laneOwner: webhook.accountId,
+  };
 }
 
 /** An endpoint as the API shows it (its secret is kept apart, see WebhookSecrets). */

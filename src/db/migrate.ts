@@ -13,6 +13,7 @@ import * as oldAssets from './migrations/010_old_assets.js';
 import * as jobLanes from './migrations/011_job_lanes.js';
 import * as accountNumbers from './migrations/012_account_numbers.js';
 import * as uploadEndings from './migrations/013_upload_endings.js';
+import * as laneOwners from './migrations/014_lane_owners.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -30,6 +31,7 @@ const migrations: Record<string, Migration> = {
   '011_job_lanes': jobLanes,
   '012_account_numbers': accountNumbers,
   '013_upload_endings': uploadEndings,
+  '014_lane_owners': laneOwners,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -157,6 +157,8 @@ export interface JobsTable {
   updated_at: number;
   /** Jobs of one lane run one at a time (a webhook endpoint's deliveries); null for no lane. */
   lane: string | null;
+  /** Whose the lane is (a webhook endpoint's account): claims serve idle owners first; null for none. */
+  lane_owner: string | null;
 }
 
 export interface Database {

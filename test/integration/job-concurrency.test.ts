@@ -212,3 +212,71 @@ describe('an endpoint gets WHARF_WEBHOOK_CONCURRENCY attempts at once (2)', () =
     assert.equal(busy.receiver.requests.length, 4, 'each delivery was sent once');
   });
 });
+
+describe('one account’s endpoints that never answer do not hold up another account’s deliveries', () => {
+  let fair: TestWharf;
+  let mark = 0;
+  before(async () => {
+    mark = receivers.length;
+    fair = await startWharf({
+      env: {
+        WHARF_JOB_INTERVAL_MS: '20',
+        WHARF_WEBHOOK_ALLOW_PRIVATE: 'true',
+        // Short, so the backlog below moves on (3 attempts a second) while the test watches.
+        WHARF_WEBHOOK_TIMEOUT_MS: '1000',
+        // Deliveries may take 3 workers; two endpoints of 2 each could take 4.
+        WHARF_JOB_CONCURRENCY: '4',
+        WHARF_WEBHOOK_CONCURRENCY: '2',
+      },
+    });
+  });
+  after(async () => {
+    for (const r of receivers.splice(mark)) await r.close();
+    await fair?.close();
+  });
+
+  test('a worker that frees up serves the other account next, while the first one’s backlog still waits', async () => {
+    const noisy = await fair.newAccount();
+    const dead = [
+      await endpointOf(noisy.key, ['asset.created'], () => 'hang', fair),
+      await endpointOf(noisy.key, ['asset.created'], () => 'hang', fair),
+    ];
+    // 24 deliveries, each taking the whole timeout: some 8 s of attempts, three at a time.
+    for (let i = 0; i < 12; i++) await createAsset(fair, noisy.key, `noisy-${i}.bin`, randomBytes(100));
+    await eventually(
+      () => dead[0]!.receiver.open + dead[1]!.receiver.open === 3,
+      'the account’s deliveries hold every worker deliveries may take',
+    );
+
+    const quiet = await fair.newAccount();
+    const sent = () => dead[0]!.receiver.requests.length + dead[1]!.receiver.requests.length;
+    // How many of the backlog's attempts had gone out when the other account's delivery arrived.
+    let sentBefore = -1;
+    const healthy = await endpointOf(
+      quiet.key,
+      ['asset.created'],
+      () => {
+        sentBefore = sent();
+        return { status: 204 };
+      },
+      fair,
+    );
+    const sentAtUpload = sent();
+    const asset = await createAsset(fair, quiet.key, 'quiet.bin', randomBytes(100));
+    await eventually(() => healthy.receiver.accepted.length === 1, 'the other account’s delivery goes out', {
+      tries: 1500,
+    });
+    assert.equal(healthy.receiver.accepted[0]!.payload?.data.asset.id, asset.id);
+    // Taking the oldest due delivery first, it went out only after every one of the backlog's
+    // (24) had used its timeout. Now the first worker that frees up takes it: at most the
+    // attempts being claimed as it was made (one a worker) go before it, about one timeout.
+    assert.ok(
+      sentAtUpload < 24,
+      `the backlog was still waiting when the other account uploaded (${sentAtUpload} sent)`,
+    );
+    assert.ok(
+      sentBefore - sentAtUpload <= 3,
+      `${sentBefore - sentAtUpload} of the backlog's attempts went before the other account's delivery (${sentAtUpload} had gone out when it was made)`,
+    );
+  });
+});

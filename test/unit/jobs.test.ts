@@ -373,3 +373,46 @@ describe('lanes: how many jobs of one lane run at once', () => {
     assert.equal(next?.id, lane[0]);
   });
 });
+
+describe('lane owners: an owner with nothing running is served first', () => {
+  /** Jobs in `lane` of `owner`, due now, in the order they were made. */
+  async function enqueueOf(owner: string, lane: string, count: number): Promise<string[]> {
+    const jobs = Array.from({ length: count }, () => ({
+      id: ids.id(),
+      kind,
+      payload: {},
+      runAt: clock.now(),
+      lane,
+      laneOwner: owner,
+    }));
+    await first.enqueueJobs(jobs);
+    return jobs.map((j) => j.id);
+  }
+  const claim = (store: Store, worker: string) =>
+    store.claimJob(worker, clock.now(), clock.now() + settings.leaseMs, { laneLimit: 2 });
+
+  test('a worker that frees up goes to another owner’s newer job, not to the busy owner’s backlog', async () => {
+    // One account, two endpoints that hang: together more than the three workers below.
+    const a1 = await enqueueOf('account-a', 'endpoint-a1', 4);
+    const a2 = await enqueueOf('account-a', 'endpoint-a2', 4);
+    const held = [];
+    // Alone, the owner gets every worker (a preference, not a cap), its lanes two each.
+    for (const [i, store] of [first, second, first].entries()) held.push(await claim(store, `worker-${i}`));
+    assert.deepEqual(
+      held.map((j) => j?.id),
+      [a1[0], a1[1], a2[0]],
+    );
+    clock.advance(1000);
+    const b = await enqueueOf('account-b', 'endpoint-b', 2);
+    // One of the account's attempts ends: the next claim is the other account's, though the
+    // busy one has older jobs due (and a lane with room).
+    await first.failJob(held[0]!.id, 'worker-0', 'timed out', clock.now() + 5000, clock.now());
+    assert.equal((await claim(second, 'worker-3'))?.id, b[0]);
+    // Both owners have jobs running: the first due job again, whoever's.
+    await first.failJob(held[1]!.id, 'worker-1', 'timed out', clock.now() + 5000, clock.now());
+    assert.equal((await claim(first, 'worker-4'))?.id, a1[2]);
+    // The other account's attempt ends: its next job goes before the busy one's.
+    await first.finishJob(b[0]!, 'worker-3', clock.now());
+    assert.equal((await claim(second, 'worker-5'))?.id, b[1]);
+  });
+});

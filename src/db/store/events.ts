@@ -101,7 +101,11 @@ async function fanOut(
     await trx.insertInto('webhook_deliveries').values(chunk).execute();
     await trx
       .insertInto('jobs')
-      .values(chunk.map((d) => fromJob(deliveryJob(d.job_id, d.id, d.webhook_id, d.created_at))))
+      .values(
+        chunk.map((d) =>
+          fromJob(deliveryJob(d.job_id, d.id, { id: d.webhook_id, accountId: d.account_id }, d.created_at)),
+        ),
+      )
       .execute();
   }
 }

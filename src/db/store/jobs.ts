@@ -1,4 +1,4 @@
-import { type SelectQueryBuilder, sql, type Transaction } from 'kysely';
+import { type ExpressionBuilder, type SelectQueryBuilder, sql, type Transaction } from 'kysely';
 import type { Job } from '../../core/model.js';
 import type { ClaimOptions, JobStore, NewJob } from '../../core/ports.js';
 import type { Database } from '../schema.js';
@@ -16,13 +16,15 @@ type Candidates<O> = SelectQueryBuilder<Database & { c: Database['jobs'] }, 'c',
  * The jobs that may be claimed now, first first: queued and due, or running on a lease that
  * ran out; not of a kind in `skipKinds`; and not in a lane that has `laneLimit` jobs running
  * (on a lease still good). A job of no lane meets no running job of its lane (null equals
- * nothing), so the count never holds it back.
+ * nothing), so the count never holds it back. With `idleOwners`, only jobs whose lane owner
+ * has no job running (jobs of no owner, likewise, always).
  */
 function dueJobs<O>(
   select: Candidates<O>,
   now: number,
   skipKinds: readonly string[],
   laneLimit: number,
+  idleOwners = false,
 ): Candidates<O> {
   let due = select
     .where((eb) =>
@@ -44,6 +46,21 @@ function dueJobs<O>(
         laneLimit,
       ),
     );
+  if (idleOwners) {
+    due = due.where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('jobs as o')
+            .select(sql.lit(1).as('one'))
+            .whereRef('o.lane_owner', '=', 'c.lane_owner')
+            // A literal, so SQLite uses the partial index of running jobs (jobs_lane_owner_running).
+            .where('o.status', '=', sql.lit('running'))
+            .where('o.lease_until', '>=', now),
+        ),
+      ),
+    );
+  }
   if (skipKinds.length > 0) due = due.where('c.kind', 'not in', skipKinds);
   // Jobs due at the same moment run in the order they were made (ids are time-ordered): an
   // account's webhooks then leave in the order of its events.
@@ -105,16 +122,33 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
       { skipKinds = [], laneLimit = 1 }: ClaimOptions = {},
     ): Promise<Job | undefined> {
       const claim = { status: 'running', worker, lease_until: leaseUntil, updated_at: now };
+      // Fairness between lane owners (a webhook endpoint's account): the first due job of an
+      // owner with nothing running is taken before any other, and only when there is none the
+      // first due job at all. Lanes alone cap one endpoint, and an account may have fifty:
+      // taking jobs strictly in due order, two of its endpoints that never answer held every
+      // worker deliveries may use, and each one that freed up went to the same account's next
+      // (older) delivery, so another account's waited behind the whole backlog. Now it waits
+      // for the first worker to free up, about one timeout. Preferring, not capping: an owner
+      // alone on the installation still gets every worker, and nothing else is held back.
+      // On PostgreSQL which owners are idle is read without a lock: two nodes may both serve an
+      // idle owner at once (each starting one of its jobs), which costs only a little fairness;
+      // the lane limit stays exact. The second query runs only when the first finds nothing
+      // (coalesce stops at its first value; PostgreSQL asks in turn), and a lane's jobs all
+      // have its owner, so either meets them in the lane's own order.
       if (dialect === 'sqlite') {
         // One statement: it takes the write lock before it reads. A read-then-update
         // transaction would meet another connection's claim with SQLITE_BUSY instead. Under
-        // that lock no other claim runs, so a lane's count read here is exact.
+        // that lock no other claim runs, so a lane's count read here is exact (and which
+        // owners are idle, too).
+        const idleFirst = (eb: ExpressionBuilder<Database, 'jobs'>) =>
+          eb.fn.coalesce(
+            dueJobs(eb.selectFrom('jobs as c'), now, skipKinds, laneLimit, true).select('c.id').limit(1),
+            dueJobs(eb.selectFrom('jobs as c'), now, skipKinds, laneLimit).select('c.id').limit(1),
+          );
         const row = await db
           .updateTable('jobs')
           .set({ ...claim, attempts: sql<number>`attempts + 1` })
-          .where('id', '=', (eb) =>
-            dueJobs(eb.selectFrom('jobs as c'), now, skipKinds, laneLimit).select('c.id').limit(1),
-          )
+          .where('id', '=', idleFirst)
           .returningAll()
           .executeTakeFirst();
         return row && toJob(row);
@@ -123,8 +157,8 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
         // Lanes another claim is taking, or that filled up, while this one looked: their jobs
         // are passed over.
         const taken: string[] = [];
-        for (let tries = 0; tries < LANE_TRIES; tries += 1) {
-          let select = dueJobs(trx.selectFrom('jobs as c'), now, skipKinds, laneLimit)
+        const candidate = (idleOwners: boolean) => {
+          let select = dueJobs(trx.selectFrom('jobs as c'), now, skipKinds, laneLimit, idleOwners)
             .selectAll('c')
             .limit(1)
             // Other nodes skip the row this one is claiming instead of queueing behind it.
@@ -133,7 +167,11 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
           if (taken.length > 0) {
             select = select.where((eb) => eb.or([eb('c.lane', 'is', null), eb('c.lane', 'not in', taken)]));
           }
-          const row = await select.executeTakeFirst();
+          return select.executeTakeFirst();
+        };
+        for (let tries = 0; tries < LANE_TRIES; tries += 1) {
+          // An idle owner's job first, else the first due (see above).
+          const row = (await candidate(true)) ?? (await candidate(false));
           if (!row) return undefined;
           const { lane } = row;
           if (lane !== null && !(await takeLane(trx, { id: row.id, lane }, now, skipKinds, laneLimit))) {

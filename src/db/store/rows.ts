@@ -60,6 +60,7 @@ export function fromJob(job: NewJob): JobsTable {
     created_at: job.runAt,
     updated_at: job.runAt,
     lane: job.lane ?? null,
+    lane_owner: job.laneOwner ?? null,
   };
 }
 

@@ -101,12 +101,14 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
         .updateTable('webhook_deliveries')
         .set({ status: 'pending', job_id: jobId, next_attempt_at: at, updated_at: at })
         .where('id', '=', id)
-        .returning('webhook_id')
+        .returning(['webhook_id', 'account_id'])
         .executeTakeFirst();
       if (!requeued) continue;
       await trx
         .insertInto('jobs')
-        .values(fromJob(deliveryJob(jobId, id, requeued.webhook_id, at)))
+        .values(
+          fromJob(deliveryJob(jobId, id, { id: requeued.webhook_id, accountId: requeued.account_id }, at)),
+        )
         .execute();
     }
   }
