@@ -181,6 +181,7 @@ export async function openCore(
       inlineVerifyMaxBytes: config.inlineVerifyMaxBytes,
       maxOpenUploadsPerKey: config.maxOpenUploadsPerKey,
       maxOpenUploadsPerToken: config.maxOpenUploadsPerToken,
+      maxUploadStreamsPerAccount: config.maxUploadStreamsPerAccount,
       directUploadLeaseMs: config.directUploadLeaseSeconds * 1000,
     },
     resumable: {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { CLIENT_VARIABLES } from './cli/upload/variables.js';
 import { editDistance } from './core/edit-distance.js';
@@ -40,6 +41,8 @@ export interface Config {
   maxOpenUploadsPerKey: number;
   /** The most pending uploads one upload token may have at once. */
   maxOpenUploadsPerToken: number;
+  /** The most upload bodies one account may stream through this process at once. */
+  maxUploadStreamsPerAccount: number;
   /** Origins whose pages may call Wharf from a browser (CORS); `*` allows any. */
   corsOrigins: string[];
   logLevel: string;
@@ -299,6 +302,13 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     ),
     maxOpenUploadsPerKey: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_KEY', 10_000_000, 1, 1_000_000_000),
     maxOpenUploadsPerToken: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_TOKEN', 100, 1, 1_000_000),
+    maxUploadStreamsPerAccount: integer(
+      env,
+      'WHARF_MAX_UPLOAD_STREAMS_PER_ACCOUNT',
+      defaultUploadStreams(),
+      1,
+      1_000_000,
+    ),
     corsOrigins: corsOrigins(env),
     logLevel: choice(env, 'WHARF_LOG_LEVEL', LOG_LEVELS, 'info'),
     shutdownTimeoutSeconds: integer(env, 'WHARF_SHUTDOWN_TIMEOUT', 30, 0, 3600),
@@ -337,6 +347,25 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
  * no Origin could ever equal (a path, a query, no scheme) is refused rather than left to fail
  * silently in the browser. `*` allows any; `null` is what sandboxed pages send.
  */
+/**
+ * WHARF_MAX_UPLOAD_STREAMS_PER_ACCOUNT's default: 1,000, or an eighth of the process's open-file
+ * limit if that is less. A body streaming in costs about two descriptors (its socket, and its
+ * temp file or storage write), so one account can hold at most a quarter of them and the rest
+ * stay for everyone else (a hunt's account that held 9,950 took all 20,000). The soft limit,
+ * which Node raises to the hard one as it starts, is read from /proc/self/limits on Linux;
+ * elsewhere, or unreadable, 1,000.
+ */
+function defaultUploadStreams(): number {
+  const ceiling = 1_000;
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    const soft = line ? Number(line[1]) : Number.NaN;
+    return Number.isSafeInteger(soft) ? Math.max(1, Math.min(ceiling, Math.floor(soft / 8))) : ceiling;
+  } catch {
+    return ceiling;
+  }
+}
+
 function corsOrigins(env: NodeJS.ProcessEnv): string[] {
   const entries = (env.WHARF_CORS_ORIGINS ?? '')
     .split(',')

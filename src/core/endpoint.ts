@@ -13,6 +13,7 @@ import type {
   StoredPart,
   VerifiedRequest,
 } from './ports.js';
+import { accountOfKey } from './storage-keys.js';
 import type { UploadService } from './uploads.js';
 
 /**
@@ -46,14 +47,17 @@ export class StorageEndpointService {
       const length = requireLength(request);
       const { key } = await this.verify(request, { headers: ['content-type'] }, startedAt);
       const { md5, sha256, others } = this.declared(request);
-      checked = await checkingChecksums(body, others, this.checksums);
-      return await this.uploads.receive({
-        key,
-        contentType: headerOf(request, 'content-type') ?? '',
-        size: length,
-        body: checked,
-        expected: { md5, sha256 },
-        startedAt,
+      // The key is the one Wharf signed, so its account is the one that streams the body.
+      return await this.uploads.streams.holding(accountOfKey(key), async () => {
+        checked = await checkingChecksums(body, others, this.checksums);
+        return await this.uploads.receive({
+          key,
+          contentType: headerOf(request, 'content-type') ?? '',
+          size: length,
+          body: checked,
+          expected: { md5, sha256 },
+          startedAt,
+        });
       });
     } catch (err) {
       // Nothing was written; let the client's remaining bytes drain so it reads our answer
@@ -79,15 +83,17 @@ export class StorageEndpointService {
       const { key, query } = await this.verify(request, { query: ['partNumber', 'uploadId'] });
       const partNumber = partNumberOf(query.partNumber!);
       const { md5, sha256, others } = this.declared(request);
-      checked = await checkingChecksums(body, others, this.checksums);
-      return await this.multipart.receivePart({
-        key,
-        multipartId: query.uploadId!,
-        partNumber,
-        body: checked,
-        size,
-        md5,
-        sha256,
+      return await this.uploads.streams.holding(accountOfKey(key), async () => {
+        checked = await checkingChecksums(body, others, this.checksums);
+        return await this.multipart.receivePart({
+          key,
+          multipartId: query.uploadId!,
+          partNumber,
+          body: checked,
+          size,
+          md5,
+          sha256,
+        });
       });
     } catch (err) {
       (checked ?? body).resume();
@@ -174,14 +180,17 @@ export class StorageEndpointService {
     const startedAt = this.clock.now();
     try {
       const conditions = await this.verifier.verifyPost(fields, startedAt);
-      return await this.uploads.receivePost({
-        key: conditions.key,
-        contentType: file.contentType,
-        body: file.body,
-        minSize: conditions.minSize,
-        maxSize: conditions.maxSize,
-        startedAt,
-      });
+      // The form's fields (20 KB each at most) are read before its policy names the key.
+      return await this.uploads.streams.holding(accountOfKey(conditions.key), () =>
+        this.uploads.receivePost({
+          key: conditions.key,
+          contentType: file.contentType,
+          body: file.body,
+          minSize: conditions.minSize,
+          maxSize: conditions.maxSize,
+          startedAt,
+        }),
+      );
     } catch (err) {
       file.body.resume();
       throw err;

@@ -82,6 +82,11 @@ export const ERROR_STATUS = {
   RANGE_NOT_SATISFIABLE: 416,
   /** The key or token already has as many pending uploads as it may. */
   TOO_MANY_OPEN_UPLOADS: 429,
+  /**
+   * The account is already streaming as many upload bodies through this server process as it
+   * may (WHARF_MAX_UPLOAD_STREAMS_PER_ACCOUNT): retry after Retry-After seconds.
+   */
+  TOO_MANY_UPLOAD_STREAMS: 429,
   /** The database or storage does not answer (GET /readyz). */
   NOT_READY: 503,
   /** Too many failed console sign-ins from one address: wait (details.retry_after, seconds). */

@@ -18,6 +18,12 @@ export function storageKeyFor(accountId: string, uploadId: string, name: string)
   return `${accountId}/${uploadId}${ext}`;
 }
 
+/** The account a storage key (an upload's, sealed or not) belongs to: its first segment. */
+export function accountOfKey(key: string): string {
+  const at = key.indexOf('/');
+  return at === -1 ? key : key.slice(0, at);
+}
+
 /** The upload a storage key was made for, if it is an upload's key. */
 export function uploadIdFromKey(key: string): string | undefined {
   return KEY_PATTERN.exec(key)?.[2];

@@ -24,6 +24,11 @@ export interface UploadSettings {
   maxOpenUploadsPerKey: number;
   /** The most pending uploads one upload token may have (a token may ask for fewer). */
   maxOpenUploadsPerToken: number;
+  /**
+   * The most upload bodies one account may stream through this process at once (see
+   * UploadStreams); unlimited when absent.
+   */
+  maxUploadStreamsPerAccount?: number | undefined;
   /** How long a direct upload's lease lasts from its last renewal (see DirectUploadLeases). */
   directUploadLeaseMs: number;
 }

@@ -21,6 +21,7 @@ import { validateContentType, validateFileName } from './names.js';
 import type { BlobStore, PresignedPost, Store, UploadLimits, UploadToRecord } from './ports.js';
 import { storageKeyFor, uploadIdFromKey } from './storage-keys.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
+import { UploadStreams } from './upload-streams.js';
 import { UploadSweep } from './upload-sweep.js';
 import type {
   CompletionClaims,
@@ -54,6 +55,11 @@ export class UploadService {
   readonly leases: DirectUploadLeases;
   /** Turns verified bytes into assets; runs the jobs that check or free bytes afterwards. */
   readonly recorder: AssetRecorder;
+  /**
+   * The upload bodies each account streams through this process at once: every flow that reads
+   * one takes a stream first (direct uploads here, the storage endpoint, tus, RUFH).
+   */
+  readonly streams: UploadStreams;
   private readonly sweeper: UploadSweep;
   private readonly completion: UploadCompletion;
 
@@ -66,6 +72,7 @@ export class UploadService {
     private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.leases = new DirectUploadLeases(store, clock, settings.directUploadLeaseMs);
+    this.streams = new UploadStreams(settings.maxUploadStreamsPerAccount ?? Number.POSITIVE_INFINITY);
     this.sweeper = new UploadSweep(this, store, blobs, clock, settings, telemetry, this.kindHooks);
     this.recorder = new AssetRecorder(store, blobs, clock, ids, telemetry, (id, ending) =>
       this.endDirect(id, ending),
@@ -128,8 +135,26 @@ export class UploadService {
     this.kindHooks.set(kind, hooks);
   }
 
-  /** Bytes through Wharf: streamed to storage, hashed in the same pass, verified, then an asset. */
+  /**
+   * Bytes through Wharf: streamed to storage, hashed in the same pass, verified, then an asset.
+   * One of the account's upload streams is held until the body is over (see UploadStreams).
+   */
   async uploadDirect(principal: Principal, input: DirectUpload): Promise<UploadOutcome> {
+    let release: () => void;
+    try {
+      release = this.streams.take(principal.accountId);
+    } catch (err) {
+      input.body.resume();
+      throw err;
+    }
+    try {
+      return await this.streamDirect(principal, input);
+    } finally {
+      release();
+    }
+  }
+
+  private async streamDirect(principal: Principal, input: DirectUpload): Promise<UploadOutcome> {
     let upload: Upload;
     let limit: number;
     let contentType: string;

@@ -119,7 +119,9 @@ function tusPaths(): Json {
           422: tusError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),
-          429: tusError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
+          429: tusError(
+            'Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`), or bodies the account streams at once (`TOO_MANY_UPLOAD_STREAMS`, with `Retry-After`).',
+          ),
           460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
           501: tusError('`Upload-Defer-Length` or `Upload-Concat` is not supported (`VALIDATION_FAILED`).'),
         },
@@ -341,7 +343,9 @@ function rufhPaths(): Json {
           422: rufhError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),
-          429: rufhError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
+          429: rufhError(
+            'Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`), or bodies the account streams at once (`TOO_MANY_UPLOAD_STREAMS`, with `Retry-After`).',
+          ),
         },
       },
     },

@@ -138,6 +138,15 @@ export function registerNativeErrors(app: FastifyInstance, shapes: readonly Rout
     }
     done(null, payload);
   });
+  // A refusal for load says when to come back (details.retry_after, seconds: an account's upload
+  // streams, the transform queue), whichever API's handler shapes the answer: every error
+  // passes this hook before its scope's handler.
+  app.addHook('onError', (_request, reply, err, done) => {
+    const retry = isWharfError(err) ? err.details?.retry_after : undefined;
+    if (typeof retry === 'number' && !reply.hasHeader('retry-after'))
+      reply.header('retry-after', String(retry));
+    done();
+  });
   app.setErrorHandler(nativeErrorHandler);
   app.setNotFoundHandler((request, reply) => {
     const message = `No route ${request.method} ${request.url.split('?')[0]}`;

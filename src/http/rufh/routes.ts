@@ -341,8 +341,12 @@ async function appendUnderLock(
   const raw = request.raw;
   let result: AppendResult;
   let staged: StagedBody | undefined;
+  let release: (() => void) | undefined;
   try {
     refuseContentEncoding(request);
+    // One of the account's upload streams, before a byte is read (staged or appended), held
+    // until the append is over (see UploadStreams).
+    if (body) release = ctx.core.uploads.streams.take(upload.accountId);
     let bytes = body;
     const checksums = body ? contentChecksums(request.headers) : [];
     // The whole file's SHA-256, which an append may declare too (checked at completion).
@@ -376,6 +380,7 @@ async function appendUnderLock(
     await refuse(ctx, request, reply, dialect, err, false);
     return undefined;
   } finally {
+    release?.();
     if (staged) await rm(staged.path, { force: true });
   }
   if (result.refusal) {

@@ -56,6 +56,9 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
   AMBIGUOUS_SESSION: ACCESS_DENIED,
   // Retrying does not help until another upload ends; S3's SlowDown would invite a retry.
   TOO_MANY_OPEN_UPLOADS: ACCESS_DENIED,
+  // The account streams as many bodies as it may: S3's throttling answer, which SDKs and Uppy
+  // retry with backoff, as they should here (one of the account's own uploads will end).
+  TOO_MANY_UPLOAD_STREAMS: { status: 503, code: 'SlowDown' },
   // S3's own code for an account that may not be used.
   ACCOUNT_DISABLED: { status: 403, code: 'AccountProblem' },
   // The account's quota and a token's budget of bytes or files are quotas as Ceph RGW has them.

@@ -346,10 +346,14 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     }
 
     let staged: StagedBody | undefined;
+    let release: (() => void) | undefined;
     try {
       let body: Readable | undefined;
       const headers = requestHeaders(request);
       if (hasBody(request, method)) {
+        // One of the account's upload streams, before a byte is read (staged or handed to tus),
+        // held until the request's work on its body is over (see UploadStreams).
+        release = core.uploads.streams.take(call.principal!.accountId);
         const uploadChecksum = parseUploadChecksum(request.headers['upload-checksum']);
         // Content-MD5 and Content-Digest say the same of the body as Upload-Checksum does.
         const checksums = [...(uploadChecksum ? [uploadChecksum] : []), ...contentChecksums(request.headers)];
@@ -447,6 +451,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       }
       return send(reply, response, call);
     } finally {
+      release?.();
       if (staged) await rm(staged.path, { force: true });
     }
   };
