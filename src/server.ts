@@ -13,6 +13,9 @@ import { listenForMetrics, type MetricsListener } from './http/metrics-listener.
 import { type Logger, logTelemetry } from './telemetry/log.js';
 import { PrometheusTelemetry } from './telemetry/prometheus.js';
 
+/** How often endings of direct uploads the database could not take are tried again (see recordEndings). */
+const UNRECORDED_RETRY_MS = 5_000;
+
 export interface Wharf {
   app: FastifyInstance;
   core: Core;
@@ -257,6 +260,23 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   };
   const leaseTimer = setInterval(renewLeases, leases.renewEveryMs).unref();
 
+  // Direct uploads whose ending the database could not take when their request ended (a
+  // database that was down, full, or out of descriptors: see UploadService.endUnrecorded): tried
+  // again every few seconds, so they stop reading as pending, and holding their token's slots,
+  // soon after the database takes writes again, rather than at the next sweep (which
+  // WHARF_SWEEP_INTERVAL=0 never runs). Nothing to do costs a look at an empty map.
+  let recording: Promise<unknown> | undefined;
+  const recordEndings = () => {
+    if (recording || stopping || !core.uploads.hasUnrecorded) return;
+    recording = core.uploads
+      .endUnrecorded()
+      .catch(() => undefined)
+      .finally(() => {
+        recording = undefined;
+      });
+  };
+  const endingTimer = setInterval(recordEndings, UNRECORDED_RETRY_MS).unref();
+
   // Every node polls the shared queue; the claim gives each job to exactly one of them. A
   // stopping node finishes the jobs it holds and claims no other. Several workers per node, so
   // one slow job (a webhook endpoint that takes its whole timeout, a large image) does not hold
@@ -329,6 +349,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         // Uploads still streaming kept their leases until here (another node's sweep would have
         // ended them); none runs any more.
         clearInterval(leaseTimer);
+        clearInterval(endingTimer);
         // Background work: no sweep or job starts any more. The jobs held get what is left of
         // the deadline to finish; the sweep is not waited for (the next one goes on from where
         // it stopped). Then the calls still waiting on storage end (a store that stopped
@@ -338,7 +359,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         if (deadline === undefined) await jobs;
         else await settlesWithin(jobs, Math.max(0, deadline - (performance.now() - started)));
         opened.abandonStorageCalls();
-        const background = Promise.all([sweeping, jobs, leases.settled()]);
+        const background = Promise.all([sweeping, jobs, leases.settled(), recording]);
         if (deadline === undefined) await background;
         else if (!(await settlesWithin(background, CUT_SETTLE_MS))) {
           app.log.warn('background work (the sweep or a job) was still running when the database closed');

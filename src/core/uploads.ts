@@ -237,6 +237,11 @@ export class UploadService {
     }
   }
 
+  /** Whether some direct upload's ending still waits to be recorded (see endUnrecorded). */
+  get hasUnrecorded(): boolean {
+    return this.unrecorded.size > 0;
+  }
+
   /**
    * Records the endings of this process's direct uploads that could not be recorded when their
    * requests ended. Stops at the first that still fails (the database is still full or down):
