@@ -402,7 +402,7 @@ export class ImageService {
       // Someone may have finished between our first look and the claim.
       const done = await this.store.getDerivative(asset.id, paramsKey);
       if (done) return done;
-      const release = await this.slots.acquire(background);
+      const release = await this.slots.acquire(asset.accountId, background);
       try {
         return await this.make(asset, paramsKey, format, make, release);
       } finally {

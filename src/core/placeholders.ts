@@ -49,7 +49,7 @@ export class PlaceholderService {
   ): Promise<Pick<AssetAnalysis, 'placeholder' | 'placeholderError'>> {
     const key = await this.sourceKey(asset, analysis);
     if (key === undefined) return {};
-    const release = await this.slots.acquire(true);
+    const release = await this.slots.acquire(asset.accountId, true);
     try {
       const placeholder = await this.renderer.placeholder(
         { file: this.blobs.localFile?.(key), open: () => this.blobs.read(key) },

@@ -1026,8 +1026,8 @@ describe('limits (a server with small ones)', () => {
     assert.equal((await ask(id, 'w=32&format=png')).status, 200);
     const slots = small.wharf.core.images.slots;
     // Hold the one slot and the one queue place, as two slow transforms would.
-    const running = await slots.acquire();
-    const queued = slots.acquire();
+    const running = await slots.acquire('someone');
+    const queued = slots.acquire('someone');
     try {
       const res = await ask(id, 'w=48&format=png');
       assert.equal(res.status, 503);
@@ -1109,6 +1109,83 @@ describe('slots are for pixels', () => {
       resume();
       restore();
       await small.close();
+    }
+  });
+});
+
+describe('the transform queue is shared between accounts', () => {
+  test("one account's flood is refused past its share; another's request is queued and served in turn", async () => {
+    // One slot, four queue places: an account may hold two of them.
+    const server = await startWharf({ env: { WHARF_IMAGE_CONCURRENCY: '1', WHARF_IMAGE_QUEUE: '4' } });
+    const blobs = (server.wharf.core.images as unknown as { blobs: BlobStore }).blobs;
+    const write = blobs.write;
+    try {
+      const other = await server.newAccount();
+      const png = (background: string) =>
+        sharp({ create: { width: 100, height: 100, channels: 3, background } })
+          .png()
+          .toBuffer();
+      const a = (
+        await uploadRaw(server, server.key, 'a.png', await png('#864'), { contentType: 'image/png' })
+      ).body.asset.id as string;
+      const b = (await uploadRaw(server, other.key, 'b.png', await png('#468'), { contentType: 'image/png' }))
+        .body.asset.id as string;
+      // The order renderings start writing is the order their transforms got the slot.
+      const started: string[] = [];
+      blobs.write = (key, source, seal) => {
+        const width = /\/derivatives\/[^/]+\/w(\d+)-/.exec(key)?.[1];
+        if (width) started.push(`${key.includes(a) ? 'a' : 'b'}${width}`);
+        return write.call(blobs, key, source, seal);
+      };
+      const ask = (id: string, key: string, query: string) =>
+        fetch(`${server.url}/v1/assets/${id}/image?${query}`, { headers: { 'x-api-key': key } }).then(
+          async (res) => ({ status: res.status, headers: res.headers, body: await res.text() }),
+        );
+      const slots = server.wharf.core.images.slots;
+      const until = async (done: () => boolean) => {
+        for (
+          const end = Date.now() + 10_000;
+          !done();
+          await new Promise((resolve) => setTimeout(resolve, 5))
+        ) {
+          if (Date.now() > end) throw new Error('the requests did not queue');
+        }
+      };
+      const queued = (n: number) => until(() => slots.stats.queued >= n);
+      // Hold the slot, as a long transform would, while the requests queue behind it.
+      const holder = await slots.acquire('someone-else');
+      let held = true;
+      try {
+        const a32 = ask(a, server.key, 'w=32&format=png');
+        await queued(1);
+        const a48 = ask(a, server.key, 'w=48&format=png');
+        await queued(2);
+        const b64 = ask(b, other.key, 'w=64&format=png');
+        await queued(3);
+        // A holds its share: refused at once, though the queue has a place left.
+        const a80 = ask(a, server.key, 'w=80&format=png');
+        let answered = false;
+        void a80.then(() => {
+          answered = true;
+        });
+        // Refused (its answer comes) or, without a share per account, queued behind the slot.
+        await until(() => answered || slots.stats.queued >= 4);
+        holder();
+        held = false;
+        const refused = await a80;
+        assert.equal(refused.status, 503, 'queued and rendered beyond its share');
+        assert.equal(JSON.parse(refused.body).error.code, 'TRANSFORMS_BUSY');
+        assert.equal(refused.headers.get('retry-after'), '2');
+        for (const res of await Promise.all([a32, a48, b64])) assert.equal(res.status, 200, res.body);
+        // B's one request came before A's second.
+        assert.deepEqual(started, ['a32', 'b64', 'a48']);
+        assert.deepEqual(slots.stats, { running: 0, queued: 0 });
+      } finally {
+        if (held) holder();
+      }
+    } finally {
+      blobs.write = write;
+      await server.close();
     }
   });
 });

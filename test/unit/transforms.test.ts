@@ -120,37 +120,78 @@ describe('format negotiation', () => {
 });
 
 describe('transform slots', () => {
-  test('run up to their size, queue up to the limit, refuse beyond with TRANSFORMS_BUSY', async () => {
-    const slots = new Slots(2, 1);
-    const a = await slots.acquire();
-    const b = await slots.acquire();
-    let cGranted = false;
-    const c = slots.acquire().then((release) => {
-      cGranted = true;
-      return release;
-    });
-    await assert.rejects(slots.acquire(), (err: unknown) => {
-      assert.ok(isWharfError(err, 'TRANSFORMS_BUSY'));
-      assert.equal(err.details?.retry_after, 2);
-      return true;
-    });
-    assert.deepEqual(slots.stats, { running: 2, queued: 1 });
-    // Background work waits however long the queue is.
-    let dGranted = false;
-    const d = slots.acquire(true).then((release) => {
-      dGranted = true;
-      return release;
-    });
-    a();
-    a(); // releasing twice frees one slot only
-    const releaseC = await c;
-    assert.ok(cGranted);
-    assert.equal(dGranted, false);
-    b();
-    const releaseD = await d;
-    assert.ok(dGranted);
-    releaseC();
-    releaseD();
-    assert.deepEqual(slots.stats, { running: 0, queued: 0 });
-  });
+  // A bounded time: before accounts were passed, an acquire that should be refused waited for ever.
+  const bounded = { timeout: 5_000 };
+  test(
+    'run up to their size, queue up to the limit, refuse beyond with TRANSFORMS_BUSY',
+    bounded,
+    async () => {
+      const slots = new Slots(2, 1);
+      const a = await slots.acquire('acct');
+      const b = await slots.acquire('acct');
+      let cGranted = false;
+      const c = slots.acquire('acct').then((release) => {
+        cGranted = true;
+        return release;
+      });
+      await assert.rejects(slots.acquire('acct'), (err: unknown) => {
+        assert.ok(isWharfError(err, 'TRANSFORMS_BUSY'));
+        assert.equal(err.details?.retry_after, 2);
+        return true;
+      });
+      assert.deepEqual(slots.stats, { running: 2, queued: 1 });
+      // Background work waits however long the queue is.
+      let dGranted = false;
+      const d = slots.acquire('acct', true).then((release) => {
+        dGranted = true;
+        return release;
+      });
+      a();
+      a(); // releasing twice frees one slot only
+      const releaseC = await c;
+      assert.ok(cGranted);
+      assert.equal(dGranted, false);
+      b();
+      const releaseD = await d;
+      assert.ok(dGranted);
+      releaseC();
+      releaseD();
+      assert.deepEqual(slots.stats, { running: 0, queued: 0 });
+    },
+  );
+
+  test(
+    'are shared fairly: an account holds at most half the queue, and accounts are served in turn',
+    bounded,
+    async () => {
+      const slots = new Slots(1, 4);
+      const granted: string[] = [];
+      const wait = (account: string, name: string, background = false) =>
+        slots.acquire(account, background).then((release) => {
+          granted.push(name);
+          return release;
+        });
+      const holder = await slots.acquire('other');
+      const a1 = wait('a', 'a1');
+      const a2 = wait('a', 'a2');
+      // A has its share (half of 4): its next request is refused while the queue has room...
+      await assert.rejects(slots.acquire('a'), (err: unknown) => {
+        assert.ok(isWharfError(err, 'TRANSFORMS_BUSY'));
+        assert.equal(err.details?.retry_after, 2);
+        return true;
+      });
+      // ...which B's still gets, and background work of A's waits whatever its share.
+      const b1 = wait('b', 'b1');
+      const a3 = wait('a', 'a3', true);
+      assert.deepEqual(slots.stats, { running: 1, queued: 4 });
+      // The whole queue full: refused for everyone.
+      await assert.rejects(slots.acquire('c'), (err: unknown) => isWharfError(err, 'TRANSFORMS_BUSY'));
+      // Round-robin between accounts, first come first served within one: a1, b1, a2, a3
+      // (first come first served across accounts would have been a1, a2, b1, a3).
+      holder();
+      for (const next of [a1, b1, a2, a3]) (await next)();
+      assert.deepEqual(granted, ['a1', 'b1', 'a2', 'a3']);
+      assert.deepEqual(slots.stats, { running: 0, queued: 0 });
+    },
+  );
 });
