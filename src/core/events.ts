@@ -9,6 +9,7 @@ import { requireKey, requireScope, seesWholeAccount } from './authorization.js';
 import { WharfError } from './errors.js';
 import type { Asset, Principal, Upload, UploadEnding, UploadToken } from './model.js';
 import type { EventStore } from './ports.js';
+import { StreamCut } from './telemetry.js';
 import type { Webhook } from './webhooks.js';
 
 export const EVENT_TYPES = [
@@ -217,6 +218,9 @@ export class EventService {
 /** How a failed upload is reported in its `upload.failed` event. */
 export function failureOf(err: unknown): UploadEnding {
   if (err instanceof WharfError) return { reason: 'failed', code: err.code, message: err.message };
+  // Wharf cut the body itself (its client sent nothing for WHARF_BODY_IDLE_TIMEOUT, or a stop's
+  // deadline came): said as such, under the code the metrics count it under, not as a hang-up.
+  if (err instanceof StreamCut) return { reason: 'failed', code: err.countedAs, message: err.message };
   // Not a refusal of Wharf's: the client went away mid-body, or storage failed.
   return {
     reason: 'failed',

@@ -651,6 +651,10 @@ describe('a connection Wharf cuts itself is not reported as a client that hung u
         seriesValue(before, 'wharf_uploads_total', { flow: 'direct', outcome: 'failed', error_code: code });
       assert.equal(uploads('REQUEST_TIMEOUT'), 1);
       assert.equal(uploads('ABORTED'), 0);
+      // And the upload itself says so (its `ended`, as its upload.failed event).
+      const listed = await api(w.url, w.key, 'GET', '/v1/uploads?status=expired');
+      const stalled = listed.body.data.find((u: { name: string }) => u.name === 'stalled.bin');
+      assert.equal(stalled?.ended?.error?.code, 'REQUEST_TIMEOUT', JSON.stringify(listed.body));
     } finally {
       await w.close();
     }
