@@ -109,6 +109,13 @@ export function logFailure(request: FastifyRequest, err: unknown, status: number
     // Load shedding, as configured (WHARF_IMAGE_QUEUE): nothing failed, and a burst of them
     // must not bury real errors under stacks.
     request.log.warn({ code: err.code }, 'request refused: too many image transforms running');
+  } else if (isWharfError(err, 'TOO_MANY_UPLOAD_STREAMS')) {
+    // So is a body over its account's, token's or upload's streams (a 503 SlowDown on the
+    // storage endpoint, on tus and RUFH): the cap doing its work, not a failure.
+    request.log.warn(
+      { code: err.code, scope: err.details?.scope },
+      'request refused: too many upload bodies streaming at once',
+    );
   } else if (status >= 500) {
     request.log.error({ err }, 'request failed');
   }
