@@ -182,6 +182,7 @@ export async function openCore(
       maxOpenUploadsPerKey: config.maxOpenUploadsPerKey,
       maxOpenUploadsPerToken: config.maxOpenUploadsPerToken,
       maxUploadStreamsPerAccount: config.maxUploadStreamsPerAccount,
+      maxUploadStreamsPerToken: config.maxUploadStreamsPerToken,
       directUploadLeaseMs: config.directUploadLeaseSeconds * 1000,
     },
     resumable: {

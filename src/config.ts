@@ -43,6 +43,7 @@ export interface Config {
   maxOpenUploadsPerToken: number;
   /** The most upload bodies one account may stream through this process at once. */
   maxUploadStreamsPerAccount: number;
+  maxUploadStreamsPerToken: number;
   /** Origins whose pages may call Wharf from a browser (CORS); `*` allows any. */
   corsOrigins: string[];
   logLevel: string;
@@ -309,6 +310,10 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       1,
       1_000_000,
     ),
+    // A browser sends a few bodies at once (6 connections a host over HTTP/1.1; upload libraries
+    // run 1-10 parts or files in parallel), so 32 never refuses one, yet keeps one token (one
+    // user) to a small share of its account's streams.
+    maxUploadStreamsPerToken: integer(env, 'WHARF_MAX_UPLOAD_STREAMS_PER_TOKEN', 32, 1, 1_000_000),
     corsOrigins: corsOrigins(env),
     logLevel: choice(env, 'WHARF_LOG_LEVEL', LOG_LEVELS, 'info'),
     shutdownTimeoutSeconds: integer(env, 'WHARF_SHUTDOWN_TIMEOUT', 30, 0, 3600),

@@ -3,7 +3,7 @@ import type { Clock } from './clock.js';
 import { parseContentMd5, parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
 import { checkingChecksums, declaredChecksums } from './flexible-checksums.js';
-import type { Digests, ObjectInfo } from './model.js';
+import type { Digests, ObjectInfo, Upload } from './model.js';
 import type { MultipartService } from './multipart.js';
 import type {
   ChecksumAlgorithms,
@@ -14,7 +14,18 @@ import type {
   VerifiedRequest,
 } from './ports.js';
 import { accountOfKey } from './storage-keys.js';
+import type { StreamOwner } from './upload-streams.js';
 import type { UploadService } from './uploads.js';
+
+/**
+ * How many PUTs (or forms) one presigned upload may stream at once. Only one body can be kept,
+ * so one would do, but for a retry: a client whose connection broke sends the file again at
+ * once, while this process may not have seen the first one end yet (a few milliseconds after a
+ * reset; WHARF_BODY_IDLE_TIMEOUT after a connection that went silent), and S3 clients and Uppy
+ * give up on SlowDown within seconds. Two let that retry in and still keep one URL to two of its
+ * account's streams (a hunt's URL held all 1,000).
+ */
+const BODIES_PER_URL = 2;
 
 /**
  * The embedded deployment's object-store face: presigned PUTs and S3 multipart requests land
@@ -47,8 +58,9 @@ export class StorageEndpointService {
       const length = requireLength(request);
       const { key } = await this.verify(request, { headers: ['content-type'] }, startedAt);
       const { md5, sha256, others } = this.declared(request);
-      // The key is the one Wharf signed, so its account is the one that streams the body.
-      return await this.uploads.streams.holding(accountOfKey(key), async () => {
+      // The key is the one Wharf signed, so its account (and its upload's token) streams the body.
+      const owner = await this.ownerOf(key, 'presigned', BODIES_PER_URL);
+      return await this.uploads.streams.holding(owner, async () => {
         checked = await checkingChecksums(body, others, this.checksums);
         return await this.uploads.receive({
           key,
@@ -83,7 +95,9 @@ export class StorageEndpointService {
       const { key, query } = await this.verify(request, { query: ['partNumber', 'uploadId'] });
       const partNumber = partNumberOf(query.partNumber!);
       const { md5, sha256, others } = this.declared(request);
-      return await this.uploads.streams.holding(accountOfKey(key), async () => {
+      // Parts stream a few at once (S3 clients send 4 to 10 in parallel): as many as a token may.
+      const owner = await this.ownerOf(key, 'multipart', this.uploads.streams.perToken);
+      return await this.uploads.streams.holding(owner, async () => {
         checked = await checkingChecksums(body, others, this.checksums);
         return await this.multipart.receivePart({
           key,
@@ -145,6 +159,16 @@ export class StorageEndpointService {
   }
 
   /**
+   * Whose body a signed request streams: the key's account, and the upload it was signed for
+   * with its token, so one presigned URL (or one token's URLs) cannot take the account's every
+   * stream (see UploadStreams). `most` bodies may stream to the upload at once.
+   */
+  private async ownerOf(key: string, kind: Upload['kind'], most: number): Promise<StreamOwner> {
+    const upload = await this.uploads.uploadByKey(key, kind);
+    return { accountId: accountOfKey(key), tokenId: upload.tokenId, upload: { key, most } };
+  }
+
+  /**
    * The signature, then what this operation needs it to cover. Query parameters are always
    * covered when present (SigV4 signs the whole query), so only their presence is checked.
    */
@@ -181,7 +205,8 @@ export class StorageEndpointService {
     try {
       const conditions = await this.verifier.verifyPost(fields, startedAt);
       // The form's fields (20 KB each at most) are read before its policy names the key.
-      return await this.uploads.streams.holding(accountOfKey(conditions.key), () =>
+      const owner = await this.ownerOf(conditions.key, 'post', BODIES_PER_URL);
+      return await this.uploads.streams.holding(owner, () =>
         this.uploads.receivePost({
           key: conditions.key,
           contentType: file.contentType,

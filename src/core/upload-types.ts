@@ -29,6 +29,8 @@ export interface UploadSettings {
    * UploadStreams); unlimited when absent.
    */
   maxUploadStreamsPerAccount?: number | undefined;
+  /** The most upload bodies one upload token may stream at once; unlimited when absent. */
+  maxUploadStreamsPerToken?: number | undefined;
   /** How long a direct upload's lease lasts from its last renewal (see DirectUploadLeases). */
   directUploadLeaseMs: number;
 }

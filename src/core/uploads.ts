@@ -72,7 +72,10 @@ export class UploadService {
     private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.leases = new DirectUploadLeases(store, clock, settings.directUploadLeaseMs);
-    this.streams = new UploadStreams(settings.maxUploadStreamsPerAccount ?? Number.POSITIVE_INFINITY);
+    this.streams = new UploadStreams(
+      settings.maxUploadStreamsPerAccount ?? Number.POSITIVE_INFINITY,
+      settings.maxUploadStreamsPerToken ?? Number.POSITIVE_INFINITY,
+    );
     this.sweeper = new UploadSweep(this, store, blobs, clock, settings, telemetry, this.kindHooks);
     this.recorder = new AssetRecorder(store, blobs, clock, ids, telemetry, (id, ending) =>
       this.endDirect(id, ending),
@@ -142,7 +145,7 @@ export class UploadService {
   async uploadDirect(principal: Principal, input: DirectUpload): Promise<UploadOutcome> {
     let release: () => void;
     try {
-      release = this.streams.take(principal.accountId);
+      release = this.streams.take(principal);
     } catch (err) {
       input.body.resume();
       throw err;

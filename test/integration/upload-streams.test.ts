@@ -4,6 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { declare, putPresigned } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
+import { api } from '../helpers/http.js';
+import { ERROR, LogCollector, WARN } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -15,14 +17,22 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
  */
 
 const CAP = 3;
+/** WHARF_MAX_UPLOAD_STREAMS_PER_TOKEN: below the account's, so one token cannot take them all. */
+const TOKEN_CAP = 2;
 const LENGTH = 1000;
 
 let w: TestWharf;
 let a: { accountId: string; key: string };
 let b: { accountId: string; key: string };
+const logs = new LogCollector();
 before(async () => {
   w = await startWharf({
-    env: { WHARF_MAX_UPLOAD_STREAMS_PER_ACCOUNT: String(CAP), WHARF_BODY_IDLE_TIMEOUT: '1' },
+    env: {
+      WHARF_MAX_UPLOAD_STREAMS_PER_ACCOUNT: String(CAP),
+      WHARF_MAX_UPLOAD_STREAMS_PER_TOKEN: String(TOKEN_CAP),
+      WHARF_BODY_IDLE_TIMEOUT: '1',
+    },
+    logStream: logs.stream,
   });
   a = await w.newAccount('a');
   b = await w.newAccount('b');
@@ -57,20 +67,27 @@ interface Held {
  * the body has left the client. Resolves with the held upload, or with the refusal.
  */
 function openSlow(key: string, name: string): Promise<Held | Refused> {
-  const { hostname, port } = new URL(w.url);
+  return openSlowRequest('POST', `${w.url}/v1/assets?name=${encodeURIComponent(name)}`, {
+    'x-api-key': key,
+    'content-type': 'application/octet-stream',
+  });
+}
+
+/** Any request whose body of LENGTH bytes trickles, as openSlow's (a presigned PUT, a tus PATCH). */
+function openSlowRequest(
+  method: string,
+  url: string,
+  headers: Record<string, string>,
+): Promise<Held | Refused> {
+  const { hostname, port, pathname, search } = new URL(url);
   return new Promise((resolve, reject) => {
     const req = httpRequest({
       host: hostname,
       port: Number(port),
-      method: 'POST',
-      path: `/v1/assets?name=${encodeURIComponent(name)}`,
+      method,
+      path: pathname + search,
       agent: false,
-      headers: {
-        'x-api-key': key,
-        'content-type': 'application/octet-stream',
-        'content-length': String(LENGTH),
-        expect: '100-continue',
-      },
+      headers: { ...headers, 'content-length': String(LENGTH), expect: '100-continue' },
     });
     opened.push(req);
     let answer: ((status: number) => void) | undefined;
@@ -183,5 +200,135 @@ describe('upload bodies one account streams at once', () => {
     await sleep(200);
     const res = await upload(a.key, 'after.bin');
     assert.equal(res.status, 201, await res.text());
+  });
+});
+
+/** An upload token of A's account, as a browser holds one. */
+async function mintToken(limits: Record<string, unknown> = {}): Promise<string> {
+  const minted = await api(w.url, a.key, 'POST', '/v1/upload-tokens', limits);
+  assert.equal(minted.status, 201, JSON.stringify(minted.body));
+  return minted.body.secret as string;
+}
+
+/** Ends held bodies and waits until the server has let their streams go. */
+async function drop(held: Held[]): Promise<void> {
+  for (const h of held) h.req.destroy();
+  await sleep(300);
+}
+
+/** A presigned upload of a few bytes, PUT whole, by another token of A's account. */
+async function otherTokensPut(name: string): Promise<void> {
+  const bytes = Buffer.from(`bytes of ${name}`);
+  const intent = await declare(w, await mintToken(), { name, size: bytes.length });
+  const res = await putPresigned(intent, bytes);
+  assert.equal(res.status, 200, await res.text());
+}
+
+describe('upload bodies below the account: per upload token, per presigned upload', () => {
+  test('one presigned URL streams two bodies at a time (one and a retry); the account’s other users upload meanwhile', {
+    skip: storesOnS3 && 'the embedded storage endpoint only',
+  }, async () => {
+    // A hunt's token limited to one upload opened the account's whole cap of trickling PUTs to
+    // its one URL, and every other user of the account was refused for as long as they trickled.
+    // Declared by the key here (no token cap), so it is the URL's own cap (2, under CAP) that holds.
+    const intent = await declare(w, a.key, { name: 'same.bin', size: LENGTH });
+    const first = await openSlowRequest('PUT', intent.url, intent.headers);
+    assert.ok(isHeld(first), `the first PUT was refused: ${(first as Refused).status}`);
+    // A retry of it, sent while the first still streams (its connection broke unseen), is let in.
+    const retry = await openSlowRequest('PUT', intent.url, intent.headers);
+    assert.ok(isHeld(retry), `the retry was refused: ${(retry as Refused).status}`);
+    const second = await openSlowRequest('PUT', intent.url, intent.headers);
+    if (isHeld(second)) {
+      await drop([first, retry, second]);
+      assert.fail('a third body to the same presigned URL was let in');
+    }
+    assert.equal(second.status, 503, second.body);
+    assert.match(second.body, /<Code>SlowDown<\/Code>/);
+    assert.match(String(second.headers['retry-after']), /^\d+$/);
+    // The account has streams left for its other users.
+    await otherTokensPut('other-user.bin');
+    await drop([first, retry]);
+    // The URL's stream is given back with its body.
+    const again = await openSlowRequest('PUT', intent.url, intent.headers);
+    assert.ok(isHeld(again), `the URL's stream was not given back: ${(again as Refused).status}`);
+    await drop([again]);
+  });
+
+  test('an upload token streams at most WHARF_MAX_UPLOAD_STREAMS_PER_TOKEN bodies, whatever the flow', async () => {
+    const token = await mintToken();
+    const held: Held[] = [];
+    for (let i = 0; i < TOKEN_CAP; i++) {
+      const opened = await openSlow(token, `token-${i}.bin`);
+      if (!isHeld(opened))
+        assert.fail(`upload ${i} of ${TOKEN_CAP} was refused: ${opened.status} ${opened.body}`);
+      held.push(opened);
+    }
+    // The account (CAP) has room; the token does not.
+    const over = await openSlow(token, 'token-over.bin');
+    if (isHeld(over)) await drop([...held, over]);
+    const refused = assertRefused(over);
+    assert.equal(JSON.parse(refused.body).error.details.scope, 'token');
+    // The storage endpoint counts the token its signed upload was declared by.
+    if (!storesOnS3) {
+      const intent = await declare(w, token, { name: 'token-put.bin', size: 4 });
+      const res = await putPresigned(intent, 'abcd');
+      assert.equal(res.status, 503, await res.clone().text());
+      assert.match(await res.text(), /<Code>SlowDown<\/Code>/);
+    }
+    // Another token of the account uploads meanwhile.
+    const other = await fetch(`${w.url}/v1/assets?name=other-token.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': await mintToken(), 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(Buffer.from('other token')),
+    });
+    assert.equal(other.status, 201, await other.text());
+    await drop(held);
+    const after = await openSlow(token, 'token-after.bin');
+    assert.ok(isHeld(after), 'the token’s streams were not given back');
+    await drop([after]);
+  });
+
+  test('tus answers the refusal 503 with Retry-After (tus-js-client retries it; not 429)', async () => {
+    const held = await holdCap('tus');
+    try {
+      const created = await fetch(`${w.url}/v1/tus`, {
+        method: 'POST',
+        headers: {
+          'x-api-key': a.key,
+          'tus-resumable': '1.0.0',
+          'upload-length': '4',
+          'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+        },
+      });
+      assert.equal(created.status, 201, await created.text());
+      const patch = await fetch(new URL(created.headers.get('location')!, w.url), {
+        method: 'PATCH',
+        headers: {
+          'x-api-key': a.key,
+          'tus-resumable': '1.0.0',
+          'upload-offset': '0',
+          'content-type': 'application/offset+octet-stream',
+        },
+        body: 'abcd',
+      });
+      const text = await patch.text();
+      assert.equal(patch.status, 503, text);
+      assert.equal(JSON.parse(text).error.code, 'TOO_MANY_UPLOAD_STREAMS');
+      assert.match(String(patch.headers.get('retry-after')), /^\d+$/);
+      // The native API keeps its 429.
+      assertRefused(await openSlow(a.key, 'native-still-429.bin'));
+    } finally {
+      await drop(held);
+    }
+  });
+
+  test('refusals (429, and 503 SlowDown or tus) are logged at warn, never as errors with a stack', async () => {
+    // Refusals for load are the cap doing its work: a warning, never an error with a stack.
+    await logs.waitFor(
+      (l) => l.level === WARN && l.code === 'TOO_MANY_UPLOAD_STREAMS',
+      'warning of a refused upload body',
+    );
+    const errors = logs.lines.filter((l) => l.level >= ERROR);
+    assert.deepEqual(errors, [], 'no error logged for a refused body');
   });
 });

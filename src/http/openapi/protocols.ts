@@ -43,6 +43,9 @@ const TUS_ID = {
   description: 'The upload: the last segment of the `Location` its creation answered.',
   schema: { type: 'string' },
 };
+/** The stream cap's refusal, 503 on tus and RUFH (their clients retry it; not 429). */
+const STREAMS_BUSY =
+  'The account or token already streams as many bodies as it may (`TOO_MANY_UPLOAD_STREAMS`): retry after `Retry-After`.';
 const TUS_COMMON_ERRORS = {
   401: tusError('No key or token, or one that is unknown or revoked (`UNAUTHORIZED`).'),
   403: tusError('The key lacks the `upload` scope, or a limit refuses the file.'),
@@ -119,9 +122,8 @@ function tusPaths(): Json {
           422: tusError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),
-          429: tusError(
-            'Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`), or bodies the account streams at once (`TOO_MANY_UPLOAD_STREAMS`, with `Retry-After`).',
-          ),
+          429: tusError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
+          503: tusError(STREAMS_BUSY),
           460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
           501: tusError('`Upload-Defer-Length` or `Upload-Concat` is not supported (`VALIDATION_FAILED`).'),
         },
@@ -187,6 +189,7 @@ function tusPaths(): Json {
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),
           460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
+          503: tusError(STREAMS_BUSY),
         },
       },
       delete: {
@@ -343,9 +346,8 @@ function rufhPaths(): Json {
           422: rufhError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),
-          429: rufhError(
-            'Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`), or bodies the account streams at once (`TOO_MANY_UPLOAD_STREAMS`, with `Retry-After`).',
-          ),
+          429: rufhError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
+          503: rufhError(STREAMS_BUSY),
         },
       },
     },
@@ -390,6 +392,7 @@ function rufhPaths(): Json {
           422: rufhError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),
+          503: rufhError(STREAMS_BUSY),
         },
       },
       delete: {

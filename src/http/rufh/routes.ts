@@ -17,6 +17,7 @@ import type { App } from '../api/context.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { assetJson, iso, type ResumableUploadSchema } from '../api/schemas.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
+import { takeResumableStream } from '../resumable-busy.js';
 import { contentChecksums, type StagedBody, stageBody } from '../tus/checksum.js';
 import { endingAtCut } from '../tus/routes.js';
 import {
@@ -346,7 +347,7 @@ async function appendUnderLock(
     refuseContentEncoding(request);
     // One of the account's upload streams, before a byte is read (staged or appended), held
     // until the append is over (see UploadStreams).
-    if (body) release = ctx.core.uploads.streams.take(upload.accountId);
+    if (body) release = takeResumableStream(ctx.core.uploads.streams, upload);
     let bytes = body;
     const checksums = body ? contentChecksums(request.headers) : [];
     // The whole file's SHA-256, which an append may declare too (checked at completion).

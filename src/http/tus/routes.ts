@@ -14,6 +14,7 @@ import type { Core } from '../../core/wharf.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import { logFailure } from '../plugins/errors.js';
+import { takeResumableStream } from '../resumable-busy.js';
 import type { RoutingErrorShape } from '../routing-errors.js';
 import { declaredReprDigest } from '../rufh/protocol.js';
 import {
@@ -353,7 +354,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       if (hasBody(request, method)) {
         // One of the account's upload streams, before a byte is read (staged or handed to tus),
         // held until the request's work on its body is over (see UploadStreams).
-        release = core.uploads.streams.take(call.principal!.accountId);
+        release = takeResumableStream(core.uploads.streams, call.principal!);
         const uploadChecksum = parseUploadChecksum(request.headers['upload-checksum']);
         // Content-MD5 and Content-Digest say the same of the body as Upload-Checksum does.
         const checksums = [...(uploadChecksum ? [uploadChecksum] : []), ...contentChecksums(request.headers)];
