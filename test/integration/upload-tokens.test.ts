@@ -24,7 +24,9 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 let w: TestWharf;
 before(async () => {
-  w = await startWharf();
+  // The limits below are raced by 50 bodies of one token at once: above the default cap on a
+  // token's bodies streaming at once (32), which upload-streams.test.ts tests on its own.
+  w = await startWharf({ env: { WHARF_MAX_UPLOAD_STREAMS_PER_TOKEN: '64' } });
 });
 after(async () => {
   await w?.close();
