@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import { loadConfig } from '../../src/config.js';
 import { ManualClock } from '../../src/core/clock.js';
 import type { Role } from '../../src/core/model.js';
@@ -53,14 +54,18 @@ export interface StartOptions {
  * Ceph, Wharf) and servers that listen on port 0 take their ports from that range, and one of
  * them took a port between its check and its use in CI (EADDRINUSE). Only another test's
  * freePort() can still pick the same port in that moment, one chance in thousands.
+ * Above 10080, the one port in that range that fetch() refuses to connect to ("bad port", the
+ * Fetch standard's port blocking): a server there failed its test in CI.
  */
+const FIRST_PORT = 10_081;
+
 export async function freePort(): Promise<number> {
   const below = await ephemeralLow();
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 10_000 + randomInt(below - 10_000);
+    const port = FIRST_PORT + randomInt(below - FIRST_PORT);
     if (await canListen(port)) return port;
   }
-  throw new Error(`no free port found between 10000 and ${below}`);
+  throw new Error(`no free port found between ${FIRST_PORT} and ${below}`);
 }
 
 /** The lowest port of the kernel's ephemeral range (32768 when the file cannot be read). */
@@ -77,6 +82,26 @@ function canListen(port: number): Promise<boolean> {
     server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
+
+/** The servers started and not closed yet, by URL: what a file that does not exit left running. */
+const running = new Set<string>();
+
+/**
+ * A file whose test left a server running (a failing test that skipped its close) never ends:
+ * its process waits on the open listener and the whole run with it, with no word of why. After
+ * the file's tests and hooks have had a minute, it says what is still open and exits failing.
+ * The timer is unref'd: a file that ends on its own is not held by it.
+ */
+after(() => {
+  setTimeout(() => {
+    console.error(
+      `this file's tests ended a minute ago but it is still running; Wharf servers not closed: ${
+        [...running].join(', ') || 'none'
+      }; open resources: ${process.getActiveResourcesInfo().join(', ')}`,
+    );
+    process.exit(1);
+  }, 60_000).unref();
+});
 
 export async function startWharf(options: StartOptions = {}): Promise<TestWharf> {
   const shared = options.sharing;
@@ -123,6 +148,7 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
     throw err;
   }
   let accounts = 0;
+  running.add(config.publicUrl);
   return {
     url: config.publicUrl,
     key,
@@ -143,6 +169,7 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
     },
     async close() {
       await wharf.close();
+      running.delete(config.publicUrl);
       if (shared) return;
       await backing?.release();
       await rm(dataDir, { recursive: true, force: true });
