@@ -452,13 +452,18 @@ describe('S3-style multipart through the native API', () => {
   test('resumes on a restarted server: list the parts, send the rest, complete', async () => {
     const file = fileOf(3);
     const first = await startWharf({ sharing: w });
-    const started = await start(first, file);
+    // Closed whatever happens: a server left listening keeps this file's process alive.
+    let started: Awaited<ReturnType<typeof start>>;
+    let etagA: Awaited<ReturnType<typeof putParts>>;
     const [a, b, c] = slices(file);
-    const etagA = await putParts(first, started.body.id, [a!]);
-    const signed = await sign(first, started.body.id, [2]);
-    const cut = cutOff(signed.body.parts[0]!.url, signed.body.parts[0]!.headers, b!, b!.length / 3);
-    await cut;
-    await first.close();
+    try {
+      started = await start(first, file);
+      etagA = await putParts(first, started.body.id, [a!]);
+      const signed = await sign(first, started.body.id, [2]);
+      await cutOff(signed.body.parts[0]!.url, signed.body.parts[0]!.headers, b!, b!.length / 3);
+    } finally {
+      await first.close();
+    }
 
     const restarted = await startWharf({ sharing: w });
     try {
