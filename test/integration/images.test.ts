@@ -528,14 +528,18 @@ describe('signed transform URLs', () => {
     assert.equal(((await res.json()) as ErrorBody).error.code, 'URL_EXPIRED');
   });
 
-  test('a URL an upload token signs never outlives the token', async () => {
+  /** A photo uploaded with a fresh ten-minute upload token: the token (minted), its secret and the upload's answer. */
+  async function tokenPhoto(name: string) {
     const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { expires_in: 600 });
     assert.equal(minted.status, 201, JSON.stringify(minted.body));
     const token = minted.body.secret as string;
-    const mine = await uploadRaw(w, token, 'token-photo.jpg', await photo(64, 48), {
-      contentType: 'image/jpeg',
-    });
+    const mine = await uploadRaw(w, token, name, await photo(64, 48), { contentType: 'image/jpeg' });
     assert.equal(mine.status, 201, JSON.stringify(mine.body));
+    return { minted, token, mine };
+  }
+
+  test('a URL an upload token signs never outlives the token', async () => {
+    const { minted, token, mine } = await tokenPhoto('token-photo.jpg');
     const signed = await api(w.url, token, 'POST', `/v1/assets/${mine.body.asset.id}/image-url`, {
       w: 32,
       expires_in: 365 * 86400,
@@ -606,13 +610,7 @@ describe('signed transform URLs', () => {
   });
 
   test('an expires_at past an upload token’s expiry is cut to it: the same URL, never outliving the token', async () => {
-    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { expires_in: 600 });
-    assert.equal(minted.status, 201, JSON.stringify(minted.body));
-    const token = minted.body.secret as string;
-    const mine = await uploadRaw(w, token, 'token-moment.jpg', await photo(64, 48), {
-      contentType: 'image/jpeg',
-    });
-    assert.equal(mine.status, 201, JSON.stringify(mine.body));
+    const { minted, token, mine } = await tokenPhoto('token-moment.jpg');
     const body = { w: 32, expires_at: new Date(w.clock.now() + 30 * 86400_000).toISOString() };
     const path = `/v1/assets/${mine.body.asset.id}/image-url`;
     const first = await api(w.url, token, 'POST', path, body);

@@ -125,6 +125,18 @@ function holdPartInPlace(server: TestWharf) {
   };
 }
 
+/**
+ * A two-part upload with its first part stored, and the next part the store writes held in
+ * place before its PUT answers (see holdPartInPlace).
+ */
+async function firstPartThenHold() {
+  const file = fileOf(2);
+  const started = await start(w, file, { sha256: sha256Hex(file) });
+  const [first, last] = slices(file);
+  const etags = await putParts(w, started.body.id, [first!]);
+  return { file, started, last: last!, etags, hold: holdPartInPlace(w) };
+}
+
 describe('S3-style multipart through the native API', () => {
   test('create, sign in a batch, PUT parts, list, complete: one verified asset', async () => {
     const file = fileOf(3);
@@ -561,13 +573,9 @@ describe('reconciliation and expiry', () => {
     // and its PUT, its upload's directory gone, answered 500 (kill -9 rounds, seed 1979541963).
     skip: storesOnS3 && 'on S3 parts go straight to the bucket, not through Wharf',
   }, async () => {
-    const file = fileOf(2);
-    const started = await start(w, file, { sha256: sha256Hex(file) });
-    const [first, last] = slices(file);
-    const etags = await putParts(w, started.body.id, [first!]);
-    const hold = holdPartInPlace(w);
+    const { file, started, last, etags, hold } = await firstPartThenHold();
     try {
-      const putting = putParts(w, started.body.id, [last!], 2);
+      const putting = putParts(w, started.body.id, [last], 2);
       await hold.inPlace;
       await w.wharf.core.uploads.sweep();
       const state = await api(w.url, w.key, 'GET', `/v1/uploads/${started.body.id}`);
@@ -585,16 +593,12 @@ describe('reconciliation and expiry', () => {
   test('embedded: a client that completes while its last part is still answering gets 200 for both', {
     skip: storesOnS3 && 'on S3 parts go straight to the bucket, not through Wharf',
   }, async () => {
-    const file = fileOf(2);
-    const started = await start(w, file, { sha256: sha256Hex(file) });
-    const [first, last] = slices(file);
-    const etags = await putParts(w, started.body.id, [first!]);
-    const hold = holdPartInPlace(w);
+    const { file, started, last, etags, hold } = await firstPartThenHold();
     try {
-      const putting = putParts(w, started.body.id, [last!], 2);
+      const putting = putParts(w, started.body.id, [last], 2);
       await hold.inPlace;
       // The part is in place, so a Complete naming it (its ETag is its MD5) composes it.
-      const md5 = createHash('md5').update(last!).digest('hex');
+      const md5 = createHash('md5').update(last).digest('hex');
       const res = await completeUpload(w, started.body.id, [...etags, `"${md5}"`]);
       assert.equal(res.status, 200, JSON.stringify(res.body));
       hold.release();
