@@ -110,9 +110,13 @@ export class SessionService {
   async signIn(secret: string, client: string): Promise<OpenedSession> {
     const wait = this.failures.retryAfter(client);
     if (wait > 0) {
-      throw new WharfError('RATE_LIMITED', 'Too many failed sign-ins from this address; try again later.', {
-        retry_after: Math.ceil(wait / 1000),
-      });
+      // The console shows the message as it is, so it says how long (Retry-After says it to programs).
+      const seconds = Math.ceil(wait / 1000);
+      throw new WharfError(
+        'RATE_LIMITED',
+        `Too many failed sign-ins from this address; try again in ${seconds} s.`,
+        { retry_after: seconds },
+      );
     }
     let principal: Principal;
     try {

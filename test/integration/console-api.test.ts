@@ -550,7 +550,10 @@ describe('the sign-in limit', () => {
     const limited = await api(w.url, undefined, 'POST', '/console/api/session', { key: w.key });
     assert.equal(limited.status, 429);
     assert.equal(limited.body.error.code, 'RATE_LIMITED');
-    assert.ok(Number(limited.headers.get('retry-after')) > 0);
+    const wait = Number(limited.headers.get('retry-after'));
+    assert.ok(wait > 0);
+    // The console shows the message: it says the wait too.
+    assert.match(limited.body.error.message, new RegExp(`try again in ${wait} s\\.$`));
     w.clock.advance(SIGN_IN_WINDOW_MS);
     assert.equal((await api(w.url, undefined, 'POST', '/console/api/session', { key: w.key })).status, 201);
   });
