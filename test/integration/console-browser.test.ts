@@ -533,6 +533,16 @@ test(
       await phone.page.getByRole('heading', { name: 'notes.txt' }).waitFor();
       const wide = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(wide <= 0, `an asset's page fits too (${wide}px too wide)`);
+      // A long name without a space breaks in its heading rather than widening the page.
+      const longName = `${'n'.repeat(247)}.txt`;
+      const long = await api(w.url, w.key, 'POST', `/v1/assets?name=${longName}`, 'a long name');
+      assert.equal(long.status, 201);
+      await phone.page.goto(`${w.url}/console#/assets/${long.body.asset.id}`);
+      await phone.page.getByRole('heading', { name: longName }).waitFor();
+      const longWide = await phone.page.evaluate(
+        () => document.documentElement.scrollWidth - window.innerWidth,
+      );
+      assert.ok(longWide <= 0, `a long name's page fits too (${longWide}px too wide)`);
     } finally {
       await phone.context.close();
     }
