@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { type Asset, type AssetFile, api, type Page } from './api.js';
+import { ApiError, type Asset, type AssetFile, api, type Page } from './api.js';
 import { mediaKind, placeholderStyle, thumbnailUrl } from './thumbnails.js';
 import { Confirm, formatBytes, formatDate, Notice } from './ui.js';
 
@@ -22,7 +22,8 @@ interface Filters {
 
 const PAGE_SIZE = 24;
 
-export function AssetsPage() {
+/** `canUpload`: whether the session's key may upload (else no shortcut to the Upload page). */
+export function AssetsPage({ canUpload }: { canUpload: boolean }) {
   const [filters, setFilters] = useState<Filters>({ prefix: '', content_type: '', from: '', to: '' });
   const [view, setView] = useState<'grid' | 'list'>(
     () => (sessionStorage.getItem('wharf-view') as 'grid' | 'list' | null) ?? 'grid',
@@ -108,9 +109,11 @@ export function AssetsPage() {
         <button type="button" aria-pressed={view === 'list'} onClick={() => choose('list')}>
           List
         </button>
-        <a class="button" href="#/upload">
-          Upload files
-        </a>
+        {canUpload && (
+          <a class="button" href="#/upload">
+            Upload files
+          </a>
+        )}
       </fieldset>
       <Notice error={error} />
       {page && page.data.length === 0 && <p>No assets match.</p>}
@@ -218,8 +221,11 @@ export function AssetPage({ id, onDeleted }: { id: string; onDeleted: () => void
   const [link, setLink] = useState<{ url: string; expires_at: string } | null>(null);
   const [expiresIn, setExpiresIn] = useState(3600);
   const [confirming, setConfirming] = useState(false);
+  // Deleted elsewhere (another tab, another client) since the page was loaded.
+  const [gone, setGone] = useState(false);
 
   useEffect(() => {
+    setGone(false);
     setAsset(null);
     setLink(null);
     setError(null);
@@ -230,6 +236,19 @@ export function AssetPage({ id, onDeleted }: { id: string; onDeleted: () => void
     );
   }, [id]);
 
+  if (gone) {
+    return (
+      <section aria-labelledby="asset-title">
+        <p>
+          <a href="#/assets">← All assets</a>
+        </p>
+        <h1 id="asset-title">{asset?.name ?? 'Asset'}</h1>
+        <p class="notice" role="status">
+          This asset no longer exists: it was deleted elsewhere.
+        </p>
+      </section>
+    );
+  }
   if (!asset) {
     return (
       <section>
@@ -240,6 +259,11 @@ export function AssetPage({ id, onDeleted }: { id: string; onDeleted: () => void
   }
   const thumb = thumbnailUrl(asset);
   const media = mediaKind(asset);
+  /** An action's failure; NOT_FOUND means the asset went since the page loaded, not that the action is wrong. */
+  const failed = (err: unknown) => {
+    if (err instanceof ApiError && err.code === 'NOT_FOUND') setGone(true);
+    else setError(err);
+  };
   const sign = async () => {
     setError(null);
     try {
@@ -250,7 +274,7 @@ export function AssetPage({ id, onDeleted }: { id: string; onDeleted: () => void
         () => setNotice('The signed link is below: copy it from there.'),
       );
     } catch (err) {
-      setError(err);
+      failed(err);
     }
   };
   const toggleAccess = async () => {
@@ -262,7 +286,7 @@ export function AssetPage({ id, onDeleted }: { id: string; onDeleted: () => void
       setAsset((await api.setAccess(asset.id, access)) ?? { ...asset, access });
       setNotice('Access changed.');
     } catch (err) {
-      setError(err);
+      failed(err);
     }
   };
   const remove = async () => {
@@ -271,7 +295,9 @@ export function AssetPage({ id, onDeleted }: { id: string; onDeleted: () => void
       await api.deleteAsset(asset.id);
       onDeleted();
     } catch (err) {
-      setError(err);
+      // Already deleted (in another tab, say): what the person asked for is done.
+      if (err instanceof ApiError && err.code === 'NOT_FOUND') onDeleted();
+      else setError(err);
     }
   };
   const location = asset.analysis.location;

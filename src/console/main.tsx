@@ -9,7 +9,7 @@ import { AccountPage, KeysPage, TokensPage, WebhookPage, WebhooksPage } from './
 import { ApiError, api, type Session, signedOutReason, whenSignedOut } from './api.js';
 import { AssetPage, AssetsPage } from './assets.js';
 import { Notice } from './ui.js';
-import { UploadPage } from './upload.js';
+import { canUpload, UploadPage } from './upload.js';
 
 function useRoute(): string {
   const [route, setRoute] = useState(location.hash.replace(/^#/, '') || '/assets');
@@ -121,10 +121,10 @@ function App() {
     setSession(null);
   };
   const [, section, id] = route.split('/');
-  let page = <AssetsPage />;
+  let page = <AssetsPage canUpload={canUpload(session)} />;
   if (section === 'assets' && id) {
     page = <AssetPage id={decodeURIComponent(id)} onDeleted={() => (location.hash = '#/assets')} />;
-  } else if (section === 'upload') page = <UploadPage />;
+  } else if (section === 'upload') page = <UploadPage session={session} />;
   else if (section === 'keys') page = <KeysPage currentKeyId={session.key.id} />;
   else if (section === 'tokens') page = <TokensPage />;
   else if (section === 'webhooks' && id) page = <WebhookPage id={decodeURIComponent(id)} />;

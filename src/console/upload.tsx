@@ -2,11 +2,16 @@ import Uppy from '@uppy/core';
 import Dashboard from '@uppy/dashboard';
 import Tus from '@uppy/tus';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api } from './api.js';
+import { api, type Session } from './api.js';
 import { errorText, Notice } from './ui.js';
 
 /** tus chunks: several requests per large file, so a cut loses at most one chunk's resend. */
 const CHUNK_SIZE = 5 * 1024 * 1024;
+
+/** Whether the session's key may mint the upload token the page uploads with (as the server checks). */
+export function canUpload(session: Session): boolean {
+  return session.key.scopes.includes('admin') || session.key.scopes.includes('upload');
+}
 
 /**
  * Uploads with Uppy's Dashboard (drag and drop of files and folders, progress, retries) over
@@ -14,7 +19,23 @@ const CHUNK_SIZE = 5 * 1024 * 1024;
  * the console's server side for an upload token, minted with the session's key and short-lived,
  * and uploads with that.
  */
-export function UploadPage() {
+export function UploadPage({ session }: { session: Session }) {
+  if (!canUpload(session)) {
+    // Every upload would be refused at its token (SCOPE_DENIED): say so before files are chosen.
+    return (
+      <section aria-labelledby="upload-title">
+        <h1 id="upload-title">Upload</h1>
+        <p class="notice" role="status">
+          This key ({session.key.name}, scopes {session.key.scopes.join(', ')}) cannot upload: uploading needs
+          a key with the <code>upload</code> scope. Sign in with one to upload here.
+        </p>
+      </section>
+    );
+  }
+  return <Uploader />;
+}
+
+function Uploader() {
   const target = useRef<HTMLDivElement>(null);
   const [done, setDone] = useState<{ ok: number; failed: number } | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -39,7 +60,12 @@ export function UploadPage() {
       removeFingerprintOnSuccess: true,
     });
     uppy.addPreProcessor(async () => {
-      const { secret } = await api.uploadToken();
+      // A refusal here is no upload's error (Uppy emits only `error`, and shows "Upload failed"
+      // with the reason behind a button): the page says it itself.
+      const { secret } = await api.uploadToken().catch((err: unknown) => {
+        setError(new Error(`No upload token to upload with: ${errorText(err)}`));
+        throw err;
+      });
       uppy.getPlugin('Tus')!.setOptions({ headers: { authorization: `Bearer ${secret}` } });
     });
     // Back online after a cut: carry on from the offset the server has (tus HEAD, then PATCH).

@@ -683,3 +683,65 @@ test(
     }
   },
 );
+
+test(
+  'what the page cannot do it says: a key that cannot upload, an upload token refused, an asset deleted in another tab',
+  SLOW,
+  async () => {
+    const readOnly = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'looks only', scopes: ['read'] });
+    assert.equal(readOnly.status, 201);
+    const { context, page, dialogs } = await openConsole();
+    try {
+      // A key without the upload scope is told why before it picks files, and offered no Dashboard.
+      await signInWith(page, readOnly.body.secret);
+      assert.equal(await page.getByRole('link', { name: 'Upload files' }).count(), 0);
+      await page.getByRole('link', { name: 'Upload', exact: true }).click();
+      await page.getByText('cannot upload: uploading needs a key with the upload scope').waitFor();
+      assert.equal(await page.locator('.uppy-Dashboard').count(), 0);
+      await page.getByRole('button', { name: 'Sign out' }).click();
+
+      // The server refuses the upload token: the page says why (Uppy alone shows "Upload failed").
+      // Signed in again, the page is where it was: Upload.
+      await page.getByLabel('API key').fill(w.key);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.locator('.uppy-Dashboard').waitFor();
+      await page.route(
+        (url) => url.pathname === '/console/api/upload-token',
+        (route) =>
+          route.fulfill({
+            status: 503,
+            contentType: 'application/json',
+            body: JSON.stringify({ error: { code: 'SERVICE_UNAVAILABLE', message: 'Wharf is stopping.' } }),
+          }),
+      );
+      await dropFiles(page, [
+        { name: 'refused.txt', type: 'text/plain', base64: Buffer.from('refused').toString('base64') },
+      ]);
+      await page.getByRole('button', { name: /Upload 1 file/ }).click();
+      await page.getByRole('alert').getByText('Wharf is stopping. (SERVICE_UNAVAILABLE)').waitFor();
+      await page.unroute((url) => url.pathname === '/console/api/upload-token');
+
+      // Deleted elsewhere after the page loaded: deleting it again goes back to the list, and
+      // another action says it is gone and offers nothing more.
+      const open = async (name: string) => {
+        const made = await api(w.url, w.key, 'POST', `/v1/assets?name=${name}`, name);
+        assert.equal(made.status, 201);
+        await page.goto(`${w.url}/console#/assets/${made.body.asset.id}`);
+        await page.getByRole('heading', { name }).waitFor();
+        assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${made.body.asset.id}`)).status, 204);
+      };
+      await open('gone-before-delete.json');
+      await page.getByRole('button', { name: 'Delete', exact: true }).click();
+      await page.getByRole('button', { name: 'Delete for good' }).click();
+      await page.getByRole('heading', { name: 'Assets', level: 1 }).waitFor({ timeout: 10_000 });
+      await open('gone-before-sharing.json');
+      await page.getByRole('button', { name: 'Make public' }).click();
+      await page.getByText('This asset no longer exists').waitFor({ timeout: 10_000 });
+      assert.equal(await page.getByRole('button', { name: 'Delete', exact: true }).count(), 0);
+      assert.equal(await page.getByRole('button', { name: 'Copy signed link' }).count(), 0);
+      assert.deepEqual(dialogs, []);
+    } finally {
+      await context.close();
+    }
+  },
+);
