@@ -263,6 +263,17 @@ export class AssetsApi {
         auth: false,
       });
     }
+    // A whole download is only the asset when it is exactly 200: a 206 (a proxy's cached
+    // range), a 203 or a redirect left unfollowed carries other bytes, and passing it on as the
+    // asset skipped the check below. A range may come whole (200, checked) or as asked (206).
+    const whole = response.status === 200;
+    if (!whole && !(range && response.status === 206)) {
+      await response.body?.cancel();
+      throw new WharfError(
+        'UNEXPECTED_RESPONSE',
+        `The download answered ${response.status}, not ${range ? '200 or 206' : '200'}: its bytes are not the asset.`,
+      );
+    }
     const length = response.headers.get('content-length');
     const size = length === null ? undefined : Number(length);
     let sha256 = options.sha256 === undefined ? declaredSha256(response.headers) : sha256Hex(options.sha256);
@@ -270,12 +281,20 @@ export class AssetsApi {
       await response.body?.cancel();
       throw new WharfError('INVALID_DIGEST', 'sha256 must be 64 hex digits or base64.');
     }
-    if (response.status === 200 && sha256 === undefined) {
+    if (whole && sha256 === undefined) {
       // Storage a download is redirected to (S3) declares no SHA-256 (its ETag is an MD5, or a
       // multipart one): the bytes are checked against the asset's record all the same, or
       // whatever the bucket answered would be taken as the asset.
       try {
-        sha256 = (await this.get(id, signal)).sha256;
+        const recorded: unknown = (await this.get(id, signal)).sha256;
+        sha256 = typeof recorded === 'string' ? sha256Hex(recorded) : undefined;
+        // Never a whole download left unchecked.
+        if (sha256 === undefined) {
+          throw new WharfError(
+            'UNEXPECTED_RESPONSE',
+            'The asset record has no SHA-256 to check the download by.',
+          );
+        }
       } catch (err) {
         await response.body?.cancel();
         throw err;
@@ -285,7 +304,7 @@ export class AssetsApi {
     meter.start('downloading');
     let body: ReadableStream<Uint8Array> =
       response.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() });
-    if (response.status === 200 && sha256 !== undefined) {
+    if (whole && sha256 !== undefined) {
       body = body.pipeThrough(verifying(sha256, this.sha256));
     }
     body = tap(body, (chunk) => meter.add(chunk.byteLength));
