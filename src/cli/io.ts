@@ -20,6 +20,7 @@ export function processIo(): CliIo {
   return {
     stdout: (text: string) => process.stdout.write(text),
     stderr: (text: string) => process.stderr.write(text),
+    bytes: process.stdout,
     env: process.env,
     terminal: process.stderr.isTTY ? process.stderr : undefined,
   };

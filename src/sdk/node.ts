@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type ClientOptions, type DownloadOptions, Wharf } from './client.js';
+import { type ClientOptions, type Download, type DownloadOptions, Wharf } from './client.js';
 import type { HasherFactory } from './hash.js';
+import { throwIfAborted } from './http.js';
 import { typeFromName } from './media-types.js';
 import type { UploadSource } from './sources.js';
 import type { ResumeRecord, ResumeStore } from './upload.js';
@@ -94,9 +95,13 @@ export class FileResumeStore implements ResumeStore {
 }
 
 /**
- * Downloads an asset to `path`: written to a temporary file beside it, flushed, checked
- * against the asset's SHA-256, then renamed, so `path` is either the whole verified file or
- * untouched.
+ * Downloads an asset to `path`. A regular file (or nothing yet) is written to a temporary file
+ * beside it, flushed, checked against the asset's SHA-256, then renamed over it, so `path` is
+ * either the whole verified file or untouched. A symbolic link is written through: the file it
+ * points to is replaced that way (beside it, not beside the link), the link kept. Anything else
+ * already there (a FIFO, a device, a terminal) cannot be renamed over and is written to
+ * directly, checked as the bytes pass: a mismatch still fails with INTEGRITY_ERROR, but the
+ * bytes were written by then. Aborted (`signal`), the temporary file is removed.
  */
 export async function downloadToFile(
   wharf: Wharf,
@@ -104,12 +109,58 @@ export async function downloadToFile(
   path: string,
   options: Omit<DownloadOptions, 'range'> = {},
 ): Promise<{ size: number; sha256: string | undefined }> {
+  // Before the download: a target that cannot be written fails without a byte fetched.
+  const target = await writeTarget(resolve(path));
   const download = await wharf.assets.download(assetId, options);
-  const target = resolve(path);
-  const temp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.part`);
+  if (target.direct) {
+    return copy(download, createWriteStream(target.path, { flags: 'w', mode: 0o644 }), true, options.signal);
+  }
+  const dir = dirname(target.path);
+  const temp = join(dir, `.${basename(target.path)}.${randomBytes(6).toString('hex')}.part`);
+  try {
+    const saved = await copy(
+      download,
+      createWriteStream(temp, { flags: 'wx', mode: 0o644 }),
+      true,
+      options.signal,
+    );
+    const handle = await open(temp, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target.path);
+    return saved;
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Downloads an asset into `out` (process.stdout, a socket, any Writable), checked against its
+ * SHA-256 as the bytes pass: a mismatch fails with INTEGRITY_ERROR after they were written.
+ * `end: false` leaves `out` open (as process.stdout must be).
+ */
+export async function downloadToStream(
+  wharf: Wharf,
+  assetId: string,
+  out: Writable,
+  options: Omit<DownloadOptions, 'range'> & { end?: boolean } = {},
+): Promise<{ size: number; sha256: string | undefined }> {
+  const { end = true, ...rest } = options;
+  return copy(await wharf.assets.download(assetId, rest), out, end, options.signal);
+}
+
+async function copy(
+  download: Download,
+  out: Writable,
+  end: boolean,
+  signal: AbortSignal | undefined,
+): Promise<{ size: number; sha256: string | undefined }> {
   let size = 0;
   try {
-    const out = createWriteStream(temp, { flags: 'wx', mode: 0o644 });
     await pipeline(
       Readable.fromWeb(download.body as import('node:stream/web').ReadableStream),
       async function* (chunks: AsyncIterable<Buffer>) {
@@ -118,18 +169,40 @@ export async function downloadToFile(
           yield chunk;
         }
       },
-      out as Writable,
+      out,
+      { end, ...(signal && { signal }) },
     );
-    const handle = await open(temp, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, target);
   } catch (err) {
-    await rm(temp, { force: true });
+    throwIfAborted(signal);
     throw err;
   }
   return { size, sha256: download.sha256 };
+}
+
+/**
+ * Where a download to `path` goes: through its symbolic links (a link to a file not yet there
+ * too) to the file to replace, or, for what is neither a file nor a folder (a FIFO, a device,
+ * /dev/stdout, whose link into /proc only the kernel can follow), `path` itself, written to.
+ */
+async function writeTarget(path: string): Promise<{ path: string; direct: boolean }> {
+  const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (info?.isDirectory()) {
+    throw Object.assign(new Error(`${path} is a folder: name the file to write.`), { code: 'EISDIR' });
+  }
+  if (info?.isFile()) return { path: await realpath(path), direct: false };
+  if (info) return { path, direct: true };
+  // Nothing there: a new file, or a link (a chain of them) to one not yet made.
+  let current = path;
+  for (let hops = 0; hops < 40; hops++) {
+    const link = await readlink(current).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EINVAL' || err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (link === undefined) return { path: current, direct: false };
+    current = resolve(dirname(current), link);
+  }
+  throw Object.assign(new Error(`${path}: too many symbolic links.`), { code: 'ELOOP' });
 }

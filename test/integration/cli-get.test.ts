@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,8 +11,9 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * `wharf get` as a process against a stand-in server (node:http) that answers an asset's record
- * and content as a test says, right or wrong: which answers count as the asset. No Wharf runs:
- * the CLI only reads these two routes.
+ * and content as a test says, right or wrong: where the bytes go (through a symbolic link, into
+ * a FIFO, to stdout), which answers count as the asset, an interrupted download, and names from
+ * the server that name no file. No Wharf runs: the CLI only reads these two routes.
  */
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -113,6 +114,90 @@ async function folder(name: string): Promise<string> {
   return dir;
 }
 
+async function parts(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((n) => n.endsWith('.part'));
+}
+
+describe('where wharf get writes', () => {
+  test('through a symbolic link: the file it points to is replaced, the link kept (also a link to no file yet)', async () => {
+    const bytes = randomBytes(5000);
+    const { id } = serve(bytes);
+    const dir = await folder('links');
+    const real = join(dir, 'real');
+    await mkdir(real);
+    await writeFile(join(real, 'data.bin'), 'old contents');
+    await symlink(join(real, 'data.bin'), join(dir, 'link.bin'));
+    const ran = await cli(['get', id, '-o', join(dir, 'link.bin')]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.ok((await lstat(join(dir, 'link.bin'))).isSymbolicLink(), 'the link is still a link');
+    assert.equal(await readlink(join(dir, 'link.bin')), join(real, 'data.bin'));
+    assert.ok((await readFile(join(real, 'data.bin'))).equals(bytes), 'an existing file is replaced');
+
+    await symlink('real/later.bin', join(dir, 'dangling.bin'));
+    const later = await cli(['get', id, '-o', join(dir, 'dangling.bin')]);
+    assert.equal(later.code, 0, later.stderr);
+    assert.ok((await lstat(join(dir, 'dangling.bin'))).isSymbolicLink());
+    assert.ok((await readFile(join(real, 'later.bin'))).equals(bytes));
+    assert.deepEqual([...(await parts(dir)), ...(await parts(real))], []);
+  });
+
+  test('into a FIFO: written to, not replaced; wrong bytes still fail INTEGRITY_ERROR', async () => {
+    const bytes = randomBytes(200_000);
+    const dir = await folder('fifo');
+    const fifo = join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    for (const wrong of [false, true]) {
+      const { id } = serve(
+        bytes,
+        wrong
+          ? {
+              content: (response) => {
+                response.writeHead(200);
+                response.end(Buffer.from('not the asset'));
+              },
+            }
+          : {},
+      );
+      // A reader of its own, killed if the FIFO was replaced and no writer ever comes.
+      const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const received: Buffer[] = [];
+      reader.stdout!.on('data', (chunk: Buffer) => received.push(chunk));
+      const read = new Promise((resolve) => reader.on('close', resolve));
+      try {
+        const ran = await cli(['get', id, '-o', fifo]);
+        assert.ok((await lstat(fifo)).isFIFO(), 'the FIFO is still one');
+        if (wrong) {
+          assert.equal(ran.code, 1, ran.stderr);
+          assert.match(ran.stderr, /INTEGRITY_ERROR/);
+        } else {
+          assert.equal(ran.code, 0, ran.stderr);
+          await read;
+          assert.ok(Buffer.concat(received).equals(bytes), 'the reader got the asset');
+        }
+        assert.deepEqual(await parts(dir), []);
+      } finally {
+        reader.kill();
+      }
+    }
+  });
+
+  test('-o - writes the bytes to stdout, and the report to stderr', async () => {
+    const bytes = randomBytes(300_000);
+    const { id } = serve(bytes);
+    const dir = await folder('stdout');
+    const ran = await cli(['get', id, '-o', '-'], dir);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.ok(ran.stdout.equals(bytes), 'stdout is the bytes only');
+    assert.match(ran.stderr, /^-\s+293\.0 KiB\s+sha256 [0-9a-f]{64}$/m);
+    assert.deepEqual(await readdir(dir), [], 'no file named "-"');
+
+    const json = await cli(['get', id, '-o', '-', '--json'], dir);
+    assert.equal(json.code, 0, json.stderr);
+    assert.ok(json.stdout.equals(bytes));
+    assert.equal(JSON.parse(json.stderr).size, bytes.length);
+  });
+});
+
 describe('which answers are the asset', () => {
   for (const status of [206, 203]) {
     test(`content answered ${status} (a proxy's range, a transformed body): refused, nothing written`, async () => {
@@ -129,4 +214,67 @@ describe('which answers are the asset', () => {
       assert.deepEqual(await readdir(dir), [], 'no file, no temporary file');
     });
   }
+});
+
+describe('an interrupted get', () => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    test(`${signal} mid-download: exit code 130, the partial file removed`, async () => {
+      // Half of the bytes, then nothing: the download is in flight until the signal.
+      const bytes = randomBytes(1_000_000);
+      const { id } = serve(bytes, {
+        content: (response) => {
+          response.writeHead(200, { 'content-length': bytes.length });
+          response.write(bytes.subarray(0, 500_000));
+        },
+      });
+      const dir = await folder(`interrupted-${signal}`);
+      const child = start(['get', id, '-o', join(dir, 'big.bin')]);
+      const running = finished(child);
+      for (let i = 0; (await parts(dir)).length === 0; i++) {
+        assert.ok(i < 2400, 'a .part file appears');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      child.kill(signal);
+      const ran = await running;
+      assert.equal(ran.code, 130, `${ran.signal} ${ran.stderr}`);
+      assert.match(ran.stderr, /interrupted/);
+      assert.deepEqual(await readdir(dir), [], 'no .part file, no target');
+    });
+  }
+});
+
+describe('names from the server', () => {
+  for (const name of ['..', '.', '', 'sub/..']) {
+    test(`an asset named ${JSON.stringify(name)} is not saved without -o (UNSAFE_NAME), nothing written`, async () => {
+      const { id } = serve(randomBytes(100), { name });
+      const parent = await folder(`name-${Buffer.from(name).toString('hex') || 'empty'}`);
+      const cwd = join(parent, 'here');
+      await mkdir(cwd);
+      const ran = await cli(['get', id], cwd);
+      assert.equal(ran.code, 1, ran.stderr);
+      assert.match(ran.stderr, /UNSAFE_NAME: .*give -o PATH/);
+      assert.deepEqual(await readdir(parent), ['here']);
+      assert.deepEqual(await readdir(cwd), []);
+    });
+  }
+
+  test('a record with no name: a clear error, not a crash', async () => {
+    const asset = serve(randomBytes(100));
+    delete asset.record.name;
+    const dir = await folder('no-name');
+    const ran = await cli(['get', asset.id], dir);
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.match(ran.stderr, /UNEXPECTED_RESPONSE: The asset record has no name: give -o PATH/);
+    assert.doesNotMatch(ran.stderr, /ERR_INVALID_ARG_TYPE/);
+  });
+
+  test('an empty record ({}): a clear error', async () => {
+    const asset = serve(randomBytes(100));
+    for (const key of Object.keys(asset.record)) delete asset.record[key];
+    const dir = await folder('empty-record');
+    const ran = await cli(['get', asset.id], dir);
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.match(ran.stderr, /UNEXPECTED_RESPONSE/);
+    assert.deepEqual(await readdir(dir), []);
+  });
 });

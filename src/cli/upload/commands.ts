@@ -1,5 +1,12 @@
 import { basename, resolve } from 'node:path';
-import { connect, downloadToFile, FileResumeStore, type Wharf, WharfApiError } from '../../sdk/node.js';
+import {
+  connect,
+  downloadToFile,
+  downloadToStream,
+  FileResumeStore,
+  type Wharf,
+  WharfApiError,
+} from '../../sdk/node.js';
 import type { Asset } from '../../sdk/types.js';
 import { type Parsed, stringOption, UsageError } from '../args.js';
 import type { Connection } from './connection.js';
@@ -81,7 +88,16 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An id, or an exact name (the newest asset of that name). */
 async function find(wharf: Wharf, ref: string): Promise<Asset> {
-  if (UUID.test(ref)) return wharf.assets.get(ref);
+  if (UUID.test(ref)) {
+    const asset = await wharf.assets.get(ref);
+    // A record without its id (`{}`) would be fetched as the asset "undefined".
+    if (typeof asset?.id !== 'string') {
+      throw Object.assign(new Error(`The server's record of ${ref} has no id.`), {
+        code: 'UNEXPECTED_RESPONSE',
+      });
+    }
+    return asset;
+  }
   for await (const asset of wharf.assets.iterate({ prefix: ref, limit: 100 })) {
     if (asset.name === ref) return asset;
   }
@@ -136,19 +152,76 @@ export async function list(
   return 0;
 }
 
+/**
+ * An asset to PATH (-o), to stdout (-o -: the report then goes to stderr, so stdout is the
+ * bytes only), or to its name in this folder. Ctrl-C or SIGTERM stops it and removes the
+ * partial file (exit code 130); a second one does not wait.
+ */
 export async function get(
   { values, positionals }: Parsed,
   connection: Connection,
   io: CliIo,
 ): Promise<number> {
-  const wharf = client(connection);
-  const asset = await find(wharf, positionals[0]!);
-  const path = resolve(stringOption(values, 'output') ?? basename(asset.name));
-  // Checked against the record in hand: a download redirected to storage declares no digest.
-  const saved = await downloadToFile(wharf, asset.id, path, { sha256: asset.sha256 });
-  if (values.json) json(io, { id: asset.id, name: asset.name, path, size: saved.size, sha256: asset.sha256 });
-  else io.stdout(`${path}  ${human(saved.size)}  sha256 ${asset.sha256}\n`);
-  return 0;
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = () => {
+    if (++interrupts > 1) process.exit(130);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const wharf = client(connection);
+    const asset = await find(wharf, positionals[0]!);
+    const output = stringOption(values, 'output');
+    // Checked against the record in hand: a download redirected to storage declares no digest.
+    const options = { sha256: asset.sha256, signal: controller.signal };
+    let path: string;
+    let saved: { size: number };
+    if (output === '-') {
+      path = '-';
+      saved = await downloadToStream(wharf, asset.id, io.bytes, { ...options, end: false });
+    } else {
+      path = resolve(output ?? localName(asset));
+      saved = await downloadToFile(wharf, asset.id, path, options);
+    }
+    const report = output === '-' ? io.stderr : io.stdout;
+    if (values.json)
+      report(
+        `${JSON.stringify({ id: asset.id, name: asset.name, path, size: saved.size, sha256: asset.sha256 }, null, 2)}\n`,
+      );
+    else report(`${path}  ${human(saved.size)}  sha256 ${asset.sha256}\n`);
+    return 0;
+  } catch (err) {
+    if (!controller.signal.aborted) throw err;
+    io.stderr('wharf get: interrupted\n');
+    return 130;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/**
+ * The file an asset is saved as by default: its name's last segment. The name comes from the
+ * server: one that names no file here (empty, `.`, `..`, which made the target this folder or
+ * its parent) is refused, never written outside the folder.
+ */
+function localName(asset: Asset): string {
+  const name: unknown = asset.name;
+  if (typeof name !== 'string') {
+    throw Object.assign(new Error('The asset record has no name: give -o PATH.'), {
+      code: 'UNEXPECTED_RESPONSE',
+    });
+  }
+  const base = basename(name);
+  if (base === '' || base === '.' || base === '..' || base.includes('\0')) {
+    throw Object.assign(
+      new Error(`The asset's name ${JSON.stringify(name)} names no file in this folder: give -o PATH.`),
+      { code: 'UNSAFE_NAME' },
+    );
+  }
+  return base;
 }
 
 export async function remove(

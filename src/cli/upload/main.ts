@@ -1,9 +1,12 @@
+import type { Writable } from 'node:stream';
 import { type OptionSpec, type Parsed, parse, stringOption, UsageError } from '../args.js';
 import { type Connection, parseSize, positiveInt, resolveConnection } from './connection.js';
 
 export interface CliIo {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** Where `get -o -` writes the bytes (stdout), left open. */
+  bytes: Writable;
   env: NodeJS.ProcessEnv;
   /** The terminal to draw progress bars on (stderr when it is one); absent: plain lines. */
   terminal?: NodeJS.WriteStream | undefined;
@@ -111,9 +114,9 @@ export const CLIENT_COMMANDS: ClientCommand[] = [
   },
   {
     name: 'get',
-    usage: `wharf get ID|NAME [-o PATH] ${CONNECTION_USAGE}`,
+    usage: `wharf get ID|NAME [-o PATH|-] ${CONNECTION_USAGE}`,
     summary:
-      'Download an asset (by id or exact name) to PATH (default: its name in this folder), verified by SHA-256.',
+      'Download an asset (by id or exact name) to PATH (default: its name in this folder; - for stdout), verified by SHA-256.',
     options: { ...CONNECTION, output: { type: 'string', short: 'o' } },
     min: 1,
     max: 1,
