@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   appendFile,
+  chmod,
+  chown,
   mkdir,
   mkdtemp,
   readdir,
@@ -76,11 +78,19 @@ function env(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
   };
 }
 
-function start(args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}) {
+interface StartOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  /** Run it as this user (and group): the test must be root. */
+  user?: number;
+}
+
+function start(args: string[], options: StartOptions = {}) {
   return spawn(process.execPath, ['--import', TSX, MAIN, ...args], {
     cwd: options.cwd ?? scratch,
     env: env(options.env ?? {}),
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.user !== undefined && { uid: options.user, gid: options.user }),
   });
 }
 
@@ -98,7 +108,7 @@ function finished(child: ChildProcess): Promise<Ran> {
   });
 }
 
-function cli(args: string[], options: { cwd?: string; env?: Record<string, string | undefined> } = {}) {
+function cli(args: string[], options: StartOptions = {}) {
   return finished(start(args, options));
 }
 
@@ -243,6 +253,35 @@ describe('wharf upload and sync', () => {
       ['dangling.bin', 'failed', 'ENOENT'],
       ['link.bin', 'exists', undefined],
     ]);
+  });
+
+  test('a folder that cannot be read fails on its own line; the other files are uploaded', async () => {
+    const dir = await folder('unreadable', {
+      'ok.txt': randomBytes(300),
+      'sub/x.txt': randomBytes(400),
+      'locked/y.txt': randomBytes(500),
+    });
+    await chmod(join(dir, 'locked'), 0o000);
+    // Root reads any folder: as root (CI), the CLI runs as nobody, for whom "locked" is what it
+    // is for any user. Nobody then needs to reach the scratch folder and to write its state.
+    const nobody = process.getuid?.() === 0 ? 65534 : undefined;
+    const state = join(scratch, 'unreadable-state');
+    if (nobody !== undefined) {
+      await chmod(scratch, 0o755);
+      await mkdir(state);
+      await chown(state, nobody, nobody);
+    }
+    const ran = await cli(['upload', dir, '--progress', 'plain'], {
+      env: { XDG_STATE_HOME: state },
+      ...(nobody !== undefined && { user: nobody }),
+    });
+    await chmod(join(dir, 'locked'), 0o755);
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.match(ran.stdout, /^created\s+ok\.txt\s/m);
+    assert.match(ran.stdout, /^created\s+x\.txt\s/m);
+    // The code once, then the system's message without it.
+    assert.match(ran.stdout, /^failed\s+locked\s+0 B\s+EACCES permission denied, scandir .*locked/m);
+    assert.match(ran.stdout, /^2 uploaded, 0 already there, 1 failed;/m);
   });
 
   test('without a terminal: one plain line per file and a summary', async () => {
@@ -536,6 +575,36 @@ describe('credentials and errors', () => {
     const badProgress = await cli(['upload', '--progress', 'foo', '--json', scratch]);
     assert.equal(badProgress.code, 2);
     assert.match(badProgress.stderr, /--progress must be auto, bars or plain/);
+  });
+
+  test('a bad --content-type is a usage error before any file is read; sync of a file says it is not a folder', async () => {
+    const dir = await folder('bad-type', { 'f.bin': randomBytes(100) });
+    const badType = await cli(['upload', dir, '--content-type', 'bogus']);
+    assert.equal(badType.code, 2, badType.stderr);
+    assert.match(badType.stderr, /--content-type must be a media type/);
+    assert.equal(badType.stdout, '', 'no file tried');
+    const notFolder = await cli(['sync', join(dir, 'f.bin')]);
+    assert.equal(notFolder.code, 2);
+    assert.match(notFolder.stderr, /f\.bin: not a folder/);
+  });
+
+  test('a pipe or a device named on the command line fails on its own line; the other files are uploaded', async () => {
+    const dir = await folder('not-files', { 'real.bin': randomBytes(123) });
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    const ran = await cli(['upload', join(dir, 'pipe'), '/dev/null', join(dir, 'real.bin'), '--json']);
+    assert.equal(ran.code, 1, ran.stderr);
+    const out = JSON.parse(ran.stdout) as TransferJson;
+    assert.deepEqual(out.files.map((f) => [f.name, f.status, f.error?.code]).sort(), [
+      ['null', 'failed', 'NOT_A_FILE'],
+      ['pipe', 'failed', 'NOT_A_FILE'],
+      ['real.bin', 'created', undefined],
+    ]);
+    // In a folder, a pipe is passed over, as documented.
+    const walked = await cliJson<TransferJson>(['upload', dir]);
+    assert.deepEqual(
+      walked.files.map((f) => [f.name, f.status]),
+      [['real.bin', 'exists']],
+    );
   });
 
   test('a reader that stops early (wharf ls | head): the command ends quietly, as one killed by SIGPIPE', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, type Dirent } from 'node:fs';
 import { glob, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { UsageError } from '../args.js';
@@ -9,9 +9,17 @@ export interface LocalFile {
   path: string;
   name: string;
   size: number;
+  /** Why it cannot be uploaded, known before anything is sent (a folder that cannot be read). */
+  error?: { code: string; message: string };
 }
 
 const GLOB = /[*?[\]{}]/;
+
+/** A folder that could not be listed: it fails on its own line, as an unreadable file does. */
+interface Unreadable {
+  path: string;
+  error: NodeJS.ErrnoException;
+}
 
 /**
  * The files under `dir`, symbolic links followed: to a file (uploaded under the link's name, as
@@ -19,32 +27,42 @@ const GLOB = /[*?[\]{}]/;
  * files from "every file under" a folder. A folder reached again (a link back up the tree,
  * two links to one folder) is walked once, so a loop ends. A link to nothing is kept: it
  * fails as a file of its own (ENOENT), rather than vanish. Pipes, sockets and devices are not
- * files to upload, and are passed over.
+ * files to upload, and are passed over. A folder that cannot be read (EACCES, or gone since its
+ * parent was listed) is kept too, to fail on its own: thrown, it stopped the whole run before
+ * any file was sent.
  */
-async function walk(dir: string, seen = new Set<string>()): Promise<string[]> {
-  const real = await realpath(dir);
-  if (seen.has(real)) return [];
-  seen.add(real);
-  const out: string[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
+async function walk(dir: string, seen = new Set<string>()): Promise<Array<string | Unreadable>> {
+  let entries: Dirent[];
+  try {
+    const real = await realpath(dir);
+    if (seen.has(real)) return [];
+    seen.add(real);
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    return [{ path: dir, error: err as NodeJS.ErrnoException }];
+  }
+  const out: Array<string | Unreadable> = [];
+  for (const entry of entries) {
     const path = join(dir, entry.name);
     const kind = entry.isSymbolicLink() ? await stat(path).catch(() => undefined) : entry;
     if (kind === undefined) out.push(path);
     else if (kind.isDirectory()) out.push(...(await walk(path, seen)));
     else if (kind.isFile()) out.push(path);
   }
-  return out.sort();
+  const key = (item: string | Unreadable) => (typeof item === 'string' ? item : item.path);
+  return out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
 /**
  * The files that `args` name: files, folders (every file under them, see walk()) and globs
  * (node:fs glob).
  * Each is named by its base name: Wharf's asset names are flat (no "/"), and an asset is found
- * by its id anyway; `prefix` is put before each name. A path that names nothing is a usage error.
+ * by its id anyway; `prefix` is put before each name. A path that names nothing is a usage error;
+ * one that names a pipe, a socket or a device fails on its own.
  */
 export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> {
   const files = new Map<string, LocalFile>();
-  const add = async (path: string) => {
+  const add = async (path: string, named = false) => {
     const absolute = resolve(path);
     // Found by a walk or a glob but unreadable (a link to nothing): a file that fails on its own.
     const info = await stat(absolute).catch((err: NodeJS.ErrnoException) => {
@@ -54,9 +72,22 @@ export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> 
     if (!info) {
       files.set(absolute, { path: absolute, name: prefix + basename(absolute), size: 0 });
     } else if (info.isDirectory()) {
-      for (const file of await walk(absolute)) await add(file);
+      for (const item of await walk(absolute)) {
+        if (typeof item === 'string') await add(item);
+        else files.set(item.path, unreadable(item, prefix));
+      }
     } else if (info.isFile()) {
       files.set(absolute, { path: absolute, name: prefix + basename(absolute), size: info.size });
+    } else if (named) {
+      // A pipe, socket or device named on the command line: passed over unsaid (as in a folder),
+      // "0 uploaded" and exit 0 read as done. Not a usage error: it names something.
+      const what = info.isFIFO() ? 'a pipe' : info.isSocket() ? 'a socket' : 'a device';
+      files.set(absolute, {
+        path: absolute,
+        name: prefix + basename(absolute),
+        size: 0,
+        error: { code: 'NOT_A_FILE', message: `${path} is ${what}, not a file to upload.` },
+      });
     }
   };
   for (const arg of args) {
@@ -64,7 +95,7 @@ export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> 
     // character class (a shell that expanded a glob hands over such names).
     const existing = await stat(arg).catch(() => undefined);
     if (existing) {
-      await add(arg);
+      await add(arg, true);
       continue;
     }
     if (GLOB.test(arg)) {
@@ -81,10 +112,26 @@ export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> 
   return [...files.values()];
 }
 
+function unreadable({ path, error }: Unreadable, prefix: string): LocalFile {
+  return {
+    path,
+    name: prefix + basename(path),
+    size: 0,
+    error: { code: error.code ?? 'ERROR', message: errnoMessage(error) },
+  };
+}
+
+/** A system error's message without its code in front ("EACCES: permission denied, …"): the code is printed beside it. */
+export function errnoMessage(err: Error & { code?: unknown }): string {
+  const code = typeof err.code === 'string' ? err.code : undefined;
+  return code && err.message.startsWith(`${code}: `) ? err.message.slice(code.length + 2) : err.message;
+}
+
 /** The files under `dir` (what `sync` uploads when new or changed). */
 export async function tree(dir: string, prefix = ''): Promise<LocalFile[]> {
   const info = await stat(dir).catch(() => undefined);
-  if (!info?.isDirectory()) throw new UsageError(`${dir}: no such folder.`);
+  if (!info) throw new UsageError(`${dir}: no such folder.`);
+  if (!info.isDirectory()) throw new UsageError(`${dir}: not a folder (upload takes files).`);
   return expand([dir], prefix);
 }
 

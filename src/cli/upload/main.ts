@@ -139,6 +139,17 @@ export const CLIENT_COMMANDS: ClientCommand[] = [
   },
 ];
 
+// The server's grammar (RFC 9110, src/core/names.ts: the CLI loads none of the server's code):
+// type/subtype, both tokens, then parameters. Checked before any file is hashed: else every
+// file of the run failed on its own with INVALID_CONTENT_TYPE.
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}([ \\t]*;[ \\t]*${TOKEN}=(${TOKEN}|"[^"\\\\\\r\\n]*"))*$`);
+
+function isMediaType(value: string): boolean {
+  const trimmed = value.trim();
+  return trimmed.length <= 255 && MEDIA_TYPE.test(trimmed);
+}
+
 export function clientUsage(): string {
   return CLIENT_COMMANDS.map((c) => `  ${c.usage}\n      ${c.summary}\n`).join('');
 }
@@ -167,6 +178,11 @@ export async function runClient(argv: string[], io: CliIo): Promise<number> {
       const text = stringOption(args.values, flag);
       if (text !== undefined) parseSize(text, `--${flag}`);
     }
+    const contentType = stringOption(args.values, 'content-type');
+    if (contentType !== undefined && !isMediaType(contentType))
+      throw new UsageError(
+        `--content-type must be a media type, type/subtype (image/x-canon-cr3): not "${contentType}".`,
+      );
     // Here, not where the display is chosen: with --json none is, and a bad value passed unsaid.
     const progress = stringOption(args.values, 'progress');
     if (progress !== undefined && !['auto', 'bars', 'plain'].includes(progress))

@@ -1,7 +1,7 @@
 import { isWharfError } from '../../sdk/errors.js';
 import { DEFAULT_THRESHOLDS, type FileResumeStore, fileSource, type Wharf } from '../../sdk/node.js';
 import type { Display, FileOutcome } from './display.js';
-import { hashFile, type LocalFile, type RateLimit } from './files.js';
+import { errnoMessage, hashFile, type LocalFile, type RateLimit } from './files.js';
 
 export interface TransferOptions {
   /** Files at once. */
@@ -51,6 +51,7 @@ async function one(
   options: TransferOptions,
 ): Promise<FileOutcome> {
   const base = { path: file.path, name: file.name, size: file.size };
+  if (file.error) return { ...base, status: 'failed', error: file.error };
   try {
     let hashed = 0;
     const sha256 = await hashFile(
@@ -103,7 +104,7 @@ async function one(
       status: aborted ? 'interrupted' : 'failed',
       error: {
         code,
-        message: aborted ? 'Interrupted: run the same command again to resume.' : (err as Error).message,
+        message: aborted ? 'Interrupted: run the same command again to resume.' : errnoMessage(err as Error),
       },
     };
   }
