@@ -7,6 +7,13 @@ export interface RetryOptions {
   minDelayMs?: number;
   /** The longest wait between two attempts, Retry-After included (default 30 s). */
   maxDelayMs?: number;
+  /**
+   * How long in all one request keeps retrying refusals that say the server is busy (every
+   * 503, and 429 `TOO_MANY_UPLOAD_STREAMS` or `TOO_MANY_OPEN_UPLOADS`), waiting Retry-After
+   * each time (default 120 s). These do not count against `retries`: a busy server is not a
+   * failing one, and under load a few quick retries all came back to a server still full.
+   */
+  busyMs?: number;
 }
 
 export interface TransportOptions {
@@ -42,6 +49,17 @@ export interface RequestOptions {
 
 const RETRYABLE_STATUS = new Set([408, 500, 502, 503, 504]);
 
+/**
+ * A refusal that says "busy, come back later": every 503 Wharf sends carries Retry-After
+ * (SERVICE_UNAVAILABLE, TRANSFORMS_BUSY, the storage endpoint's SlowDown), and these 429s end
+ * when the client's own other uploads do (docs/configuration.md: WHARF_MAX_UPLOAD_STREAMS_*).
+ */
+const BUSY_CODES = new Set(['TOO_MANY_UPLOAD_STREAMS', 'TOO_MANY_OPEN_UPLOADS']);
+
+function isBusy(error: WharfApiError): boolean {
+  return error.status === 503 || (error.status === 429 && BUSY_CODES.has(error.code));
+}
+
 /** The fetch-based transport: authentication, JSON, typed errors, retries with backoff. */
 export class Transport {
   readonly baseUrl: string;
@@ -50,6 +68,7 @@ export class Transport {
   private readonly retries: number;
   private readonly minDelayMs: number;
   private readonly maxDelayMs: number;
+  private readonly busyMs: number;
   private readonly headers: Record<string, string>;
 
   constructor(options: TransportOptions) {
@@ -65,6 +84,7 @@ export class Transport {
     this.retries = options.retry?.retries ?? 5;
     this.minDelayMs = options.retry?.minDelayMs ?? 250;
     this.maxDelayMs = options.retry?.maxDelayMs ?? 30_000;
+    this.busyMs = options.retry?.busyMs ?? 120_000;
     this.headers = options.headers ?? {};
   }
 
@@ -85,6 +105,9 @@ export class Transport {
     if ((options.auth ?? !absolute) && this.key !== undefined) headers.authorization = `Bearer ${this.key}`;
     if (options.json !== undefined) headers['content-type'] = 'application/json';
     const retries = options.retry === false ? 0 : this.retries;
+    // Retries of failures (attempt) and time waited on busy refusals (busyWaited) are counted apart.
+    let failures = 0;
+    let busyWaited = 0;
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(options.signal);
       let response: Response;
@@ -114,17 +137,37 @@ export class Transport {
         const failure = new WharfError('NETWORK_ERROR', `${method} ${redact(url)}: ${describe(err)}`, {
           cause: err,
         });
-        if (attempt >= retries) throw failure;
+        if (failures >= retries) throw failure;
         options.onRetry?.(attempt + 1, failure);
-        await this.wait(attempt, undefined, options.signal);
+        await this.wait(failures++, undefined, options.signal);
         continue;
       }
       if (response.ok || (response.status >= 300 && response.status < 400)) return response;
       const error = await apiError(response);
-      if (attempt >= retries || !RETRYABLE_STATUS.has(response.status)) throw error;
+      if (retries > 0 && isBusy(error)) {
+        const ms = this.busyDelay(error.retryAfter);
+        if (busyWaited + ms <= this.busyMs) {
+          options.onRetry?.(attempt + 1, error);
+          busyWaited += ms;
+          await sleep(ms, options.signal);
+          continue;
+        }
+      }
+      if (failures >= retries || !RETRYABLE_STATUS.has(response.status)) throw error;
       options.onRetry?.(attempt + 1, error);
-      await this.wait(attempt, error.retryAfter, options.signal);
+      await this.wait(failures++, error.retryAfter, options.signal);
     }
+  }
+
+  /**
+   * The wait after a busy refusal: its Retry-After (else the shortest backoff), at least
+   * minDelayMs and at most maxDelayMs, then up to half as long again at random, so that clients
+   * refused together do not all come back together (to be refused together again).
+   */
+  private busyDelay(retryAfterSeconds: number | undefined): number {
+    const asked = retryAfterSeconds !== undefined ? retryAfterSeconds * 1000 : this.minDelayMs;
+    const base = Math.max(this.minDelayMs, Math.min(this.maxDelayMs, asked));
+    return base + Math.random() * (base / 2);
   }
 
   /** A JSON answer (or undefined for 204). */

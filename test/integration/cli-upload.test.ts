@@ -326,6 +326,37 @@ describe('wharf upload and sync', () => {
   }
 });
 
+describe('a server that is busy', () => {
+  // Its own server: one upload body at a time for the account, so files sent four at once are
+  // refused (SlowDown, 503 with Retry-After) while another is in flight.
+  let busy: TestWharf;
+  before(async () => {
+    busy = await startWharf({ env: { WHARF_MAX_UPLOAD_STREAMS_PER_ACCOUNT: '1' } });
+  });
+  after(async () => {
+    await busy?.close();
+  });
+
+  test('refusals that say "busy" are retried after Retry-After until every file is in', async () => {
+    // Six at once, each PUT held two seconds by the bandwidth cap: while one is sent, the others
+    // are refused and told to come back in 5 s, and each round lets one in. Three quick retries
+    // (as once) left the last two failed with SlowDown.
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 6; i++) files[`busy-${i}.bin`] = randomBytes(MiB);
+    const dir = await folder('busy', files);
+    const ran = await cli(['upload', dir, '-j', '6', '--limit-rate', '512K', '--json'], {
+      env: { WHARF_URL: busy.url, WHARF_KEY: busy.key },
+    });
+    const out = JSON.parse(ran.stdout) as TransferJson;
+    assert.deepEqual(
+      out.files.filter((f) => f.status !== 'created').map((f) => [f.name, f.error?.code]),
+      [],
+    );
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.equal(out.created, 6);
+  });
+});
+
 describe('a file that changes while it is sent', () => {
   test('cut short mid-upload: failed with SOURCE_CHANGED (not a network error), and no state is left', async () => {
     const dir = await folder('vanishing', { 'gone.bin': randomBytes(16 * MiB) });

@@ -16,6 +16,8 @@ import { type LocalFile, RateLimit } from './files.js';
 import type { CliIo } from './main.js';
 import { transfer } from './transfer.js';
 
+// Three retries of a failure (a lost connection, a 5xx); refusals that say "busy" are retried
+// for the SDK's default budget (two minutes of Retry-After), as docs/configuration.md invites.
 function client(connection: Connection): Wharf {
   return connect({ url: connection.url, key: connection.key, retry: { retries: 3 } });
 }
