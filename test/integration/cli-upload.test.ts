@@ -403,11 +403,30 @@ describe('wharf ls, get, rm', () => {
     assert.equal(named.code, 0, named.stderr);
     assert.ok((await readFile(join(scratch, 'report-2026.bin'))).equals(bytes));
 
-    assert.deepEqual(await cliJson(['rm', id]), { deleted: [id] });
+    assert.deepEqual(await cliJson(['rm', id]), { deleted: [id], failed: [] });
     assert.deepEqual(await cliJson(['ls', 'report-']), []);
     const gone = await cli(['rm', id]);
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /NOT_FOUND/);
+  });
+});
+
+describe('wharf rm of several', () => {
+  test('every argument is tried: one that fails does not stop the others; --json says which failed', async () => {
+    const a = await wharf.upload(randomBytes(100), { name: 'rm-a.bin' });
+    const b = await wharf.upload(randomBytes(100), { name: 'rm-b.bin' });
+    const ran = await cli(['rm', a.asset.id, 'rm-no-such.bin', b.asset.id, '--json']);
+    assert.equal(ran.code, 1, ran.stderr);
+    const out = JSON.parse(ran.stdout) as {
+      deleted: string[];
+      failed: Array<{ ref: string; error: { code: string } }>;
+    };
+    assert.deepEqual(out.deleted, [a.asset.id, b.asset.id]);
+    assert.deepEqual(
+      out.failed.map((f) => [f.ref, f.error.code]),
+      [['rm-no-such.bin', 'NOT_FOUND']],
+    );
+    assert.deepEqual(await cliJson(['ls', 'rm-']), []);
   });
 });
 

@@ -233,12 +233,22 @@ export async function remove(
 ): Promise<number> {
   const wharf = client(connection);
   const deleted: string[] = [];
+  const failed: Array<{ ref: string; error: { code: string; message: string } }> = [];
+  // Every argument is tried: stopping at the first that failed left the rest undeleted, and
+  // --json printed nothing of those that were.
   for (const ref of positionals) {
-    const asset = await find(wharf, ref);
-    await wharf.assets.delete(asset.id);
-    deleted.push(asset.id);
-    if (!values.json) io.stdout(`deleted ${asset.id}  ${asset.name}\n`);
+    try {
+      const asset = await find(wharf, ref);
+      await wharf.assets.delete(asset.id);
+      deleted.push(asset.id);
+      if (!values.json) io.stdout(`deleted ${asset.id}  ${asset.name}\n`);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      const error = { code: typeof code === 'string' ? code : 'ERROR', message: (err as Error).message };
+      failed.push({ ref, error });
+      if (!values.json) io.stderr(`wharf rm: ${ref}: ${error.code}: ${error.message}\n`);
+    }
   }
-  if (values.json) json(io, { deleted });
-  return 0;
+  if (values.json) json(io, { deleted, failed });
+  return failed.length > 0 ? 1 : 0;
 }
