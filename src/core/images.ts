@@ -496,8 +496,9 @@ export class ImageService {
     const expires = signedUrlExpires(principal, expiry, this.clock.now(), MAX_SIGNED_SECONDS);
     // Resolving checks the parameters and the preset before a URL is handed out.
     const transform = await this.resolve(asset.accountId, request);
-    const canonical: TransformRequest =
-      request.kind === 'params' ? { kind: 'params', input: transform } : request;
+    // A preset is signed as the parameters it names now, never as its name: replaced, it
+    // would change the bytes under a URL served `immutable`, which caches keep for its life.
+    const canonical: TransformRequest = { kind: 'params', input: transform };
     const signer = signerOf(principal);
     return {
       grant: {
@@ -528,7 +529,10 @@ export class ImageService {
     return this.assets.seenThrough(await this.assets.getKeyless(grant.assetId), grant.view);
   }
 
-  /** The query string a signed URL carries for this request (what the signature covers). */
+  /**
+   * The query string a signed URL carries for this request (what the signature covers). URLs
+   * are signed with parameters; one naming a preset was handed out before (see `grant`).
+   */
   static subject(request: TransformRequest): string {
     if (request.kind === 'preset') {
       return request.dpr === undefined

@@ -1354,8 +1354,76 @@ describe('presets', () => {
     assert.equal(unknown.status, 404);
     const signed = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, { preset: 'thumb' });
     assert.equal(signed.status, 200);
-    assert.match(signed.body.url, /[?&]preset=thumb&/);
-    assert.equal((await fetch(signed.body.url)).status, 200);
+    assert.deepEqual(signed.body.params, { w: 96, h: 96, fit: 'cover', format: 'auto' });
+    assert.match(signed.body.url, /\?w=96&h=96&fit=cover&format=auto&expires=/);
+    const viaSigned = await fetch(signed.body.url, { headers: { accept: 'image/webp' } });
+    assert.equal(viaSigned.status, 200);
+    assert.equal(viaSigned.headers.get('etag'), viaPreset.headers.get('etag'));
+  });
+
+  test('a URL signed from a preset serves what was signed, immutable, after the preset is replaced; ?preset= itself revalidates', async () => {
+    const first = await api(w.url, w.key, 'PUT', '/v1/image-presets/card-v', { w: 100, format: 'webp' });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const signed = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, {
+      preset: 'card-v',
+      dpr: 2,
+      expires_in: 3600,
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    // The preset's parameters (w 112), dpr applied, as any signed URL carries them: not its name.
+    assert.deepEqual(signed.body.params, { w: 224, format: 'webp' });
+    const url = new URL(signed.body.url);
+    assert.equal(url.searchParams.get('preset'), null);
+    assert.equal(url.searchParams.get('w'), '224');
+    const before = await fetch(signed.body.url);
+    assert.equal(before.status, 200);
+    assert.match(before.headers.get('cache-control') ?? '', /^public, max-age=(3599|3600), immutable$/);
+    const bytes = Buffer.from(await before.arrayBuffer());
+    assert.equal((await meta(bytes)).format, 'webp');
+
+    const replaced = await api(w.url, w.key, 'PUT', '/v1/image-presets/card-v', { w: 400, format: 'jpeg' });
+    assert.equal(replaced.status, 200);
+    const after = await fetch(signed.body.url);
+    assert.equal(after.status, 200);
+    assert.match(after.headers.get('cache-control') ?? '', /immutable/);
+    assert.deepEqual(Buffer.from(await after.arrayBuffer()), bytes, 'the bytes that were signed');
+
+    // ?preset= follows the preset: every cache asks again, and a 304 answers while it holds.
+    const keyed = await image(id, 'preset=card-v');
+    assert.equal(keyed.headers.get('content-type'), 'image/jpeg');
+    assert.equal(keyed.headers.get('cache-control'), 'private, no-cache');
+    const unchanged = await get(`/v1/assets/${id}/image?preset=card-v`, {
+      'if-none-match': keyed.headers.get('etag')!,
+    });
+    assert.equal(unchanged.status, 304);
+    assert.equal(unchanged.headers.get('cache-control'), 'private, no-cache');
+    assert.equal((await api(w.url, w.key, 'PATCH', `/v1/assets/${id}`, { access: 'public' })).status, 200);
+    try {
+      const open = await get(`/v1/assets/${id}/image?preset=card-v`, {}, null);
+      assert.equal(open.status, 200);
+      assert.equal(open.headers.get('cache-control'), 'public, no-cache');
+      // Parameters still name one rendering for good.
+      const plain = await get(`/v1/assets/${id}/image?w=400&format=jpeg`, {}, null);
+      assert.equal(plain.headers.get('cache-control'), 'public, max-age=86400, immutable');
+    } finally {
+      await api(w.url, w.key, 'PATCH', `/v1/assets/${id}`, { access: 'private' });
+    }
+
+    // A URL signed with the preset's name, as they were before: it still works, and revalidates.
+    const expires = Math.floor(w.clock.now() / 1000) + 600;
+    const subject = ImageService.subject({ kind: 'preset', name: 'card-v' });
+    const signature = createHmac('sha256', deriveKey(serverSecret(w), 'transforms'))
+      .update(`image\n${id}\n${subject}\n${expires}`)
+      .digest('base64url');
+    const old = await get(
+      `/v1/assets/${id}/image?${subject}&expires=${expires}&signature=${signature}`,
+      {},
+      null,
+    );
+    assert.equal(old.status, 200, old.bytes.toString().slice(0, 300));
+    assert.equal(old.headers.get('content-type'), 'image/jpeg');
+    assert.equal(old.headers.get('cache-control'), 'public, no-cache');
+    assert.equal((await api(w.url, w.key, 'DELETE', '/v1/image-presets/card-v')).status, 204);
   });
 
   test('an eager preset is rendered by a job when an image arrives, in every format auto may pick', async () => {
@@ -1371,7 +1439,13 @@ describe('presets', () => {
     const made = (await derivatives(fresh)).map((d) => d.params).sort();
     assert.deepEqual(made, ['w240-q50-avif', 'w240-q80-jpeg', 'w240-q80-webp']);
     const before = w.wharf.core.images.rendered;
-    for (const accept of ['image/avif', 'image/webp', '*/*']) await image(fresh, 'preset=card', { accept });
+    const signed = await api(w.url, w.key, 'POST', `/v1/assets/${fresh}/image-url`, { preset: 'card' });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    for (const accept of ['image/avif', 'image/webp', '*/*']) {
+      await image(fresh, 'preset=card', { accept });
+      // A URL signed from the preset carries its parameters: the same renderings.
+      assert.equal((await fetch(signed.body.url, { headers: { accept } })).status, 200, accept);
+    }
     assert.equal(w.wharf.core.images.rendered, before, 'every request was served from storage');
     // A text file queues nothing.
     const txt = await upload('eager.txt', Buffer.from(randomBytes(8).toString('hex')), 'text/plain');

@@ -16,6 +16,16 @@ const PUBLIC_MAX_AGE = 86_400;
 const SIGNED_MAX_AGE = 365 * 86_400;
 const KEYED_MAX_AGE = 3600;
 
+/**
+ * The caching of a request naming a preset, whose parameters an admin may replace: the same
+ * URL then answers other bytes, so caches keep it but ask again each time (If-None-Match: a
+ * 304 while the preset still names the same rendering). Signed URLs carry the preset's
+ * parameters instead, and stay `immutable`.
+ */
+function presetCaching(scope: 'public' | 'private'): string {
+  return `${scope}, no-cache`;
+}
+
 const TransformFields = {
   w: Type.Optional(
     Type.Integer({
@@ -232,7 +242,12 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
           signature,
         });
         const left = Math.max(0, expires - Math.floor(core.clock.now() / 1000));
-        cacheControl = `public, max-age=${Math.min(left, SIGNED_MAX_AGE)}, immutable`;
+        // A URL signed with a preset's name (as they were before they carried its parameters)
+        // follows the preset.
+        cacheControl =
+          transform.kind === 'preset'
+            ? presetCaching('public')
+            : `public, max-age=${Math.min(left, SIGNED_MAX_AGE)}, immutable`;
       } else if (request.principal !== null) {
         // Authenticated by the scope the route is mounted in (the web console's session).
         asset = await core.assets.get(request.principal, id);
@@ -245,10 +260,14 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
             ? new WharfError('UNAUTHORIZED', 'An API key is required (x-api-key or Authorization: Bearer).')
             : err;
         });
-        cacheControl = `public, max-age=${PUBLIC_MAX_AGE}, immutable`;
+        cacheControl =
+          transform.kind === 'preset'
+            ? presetCaching('public')
+            : `public, max-age=${PUBLIC_MAX_AGE}, immutable`;
       } else {
         asset = await core.assets.get(await authenticate(core, request), id);
-        cacheControl = `private, max-age=${KEYED_MAX_AGE}`;
+        cacheControl =
+          transform.kind === 'preset' ? presetCaching('private') : `private, max-age=${KEYED_MAX_AGE}`;
         embeddable = false;
       }
       const serve = async () => {
