@@ -659,6 +659,33 @@ describe('signed transform URLs', () => {
     }
   });
 
+  test('412 and 416 answers carry no Cache-Control: no shared cache keeps them as it keeps the rendering', async () => {
+    const signed = await sign({ w: 48, format: 'png', expires_in: 3600 });
+    const whole = await fetch(signed.url);
+    assert.equal(whole.status, 200);
+    const size = (await whole.arrayBuffer()).byteLength;
+    const etag = whole.headers.get('etag')!;
+    const made = await api(w.url, w.key, 'PATCH', `/v1/assets/${id}`, { access: 'public' });
+    assert.equal(made.status, 200);
+    try {
+      const open = `${w.url}/v1/assets/${id}/image?w=48&format=png`;
+      for (const url of [signed.url, open]) {
+        const failed = await fetch(url, { headers: { 'if-match': '"another"' } });
+        assert.equal(failed.status, 412, url);
+        assert.equal(failed.headers.get('cache-control'), null, url);
+        const beyond = await fetch(url, { headers: { range: `bytes=${size + 5}-` } });
+        assert.equal(beyond.status, 416, url);
+        assert.equal(beyond.headers.get('cache-control'), null, url);
+        // A 304 is the rendering still: it says how to cache it.
+        const same = await fetch(url, { headers: { 'if-none-match': etag } });
+        assert.equal(same.status, 304, url);
+        assert.match(same.headers.get('cache-control') ?? '', /^public, max-age=\d+, immutable$/, url);
+      }
+    } finally {
+      await api(w.url, w.key, 'PATCH', `/v1/assets/${id}`, { access: 'private' });
+    }
+  });
+
   test('expires_in beyond a year is refused; another account’s asset cannot be signed', async () => {
     const long = await api(w.url, w.key, 'POST', `/v1/assets/${id}/image-url`, {
       w: 10,

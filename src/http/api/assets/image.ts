@@ -288,9 +288,16 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
           resourcePolicy: embeddable ? 'cross-origin' : 'same-site',
         });
       };
-      return serve().catch((err: unknown) => {
+      // An error answer (412, 416, storage failing) is not the rendering: the rendering's
+      // caching would let a shared cache keep it for as long (RFC 9111 §3), a year for a 412.
+      const answer = () =>
+        serve().catch((err: unknown) => {
+          reply.removeHeader('cache-control');
+          throw err;
+        });
+      return answer().catch((err: unknown) => {
         // The stored rendering had vanished and is forgotten now: rendered again, once.
-        if (isWharfError(err, 'BYTES_MISSING')) return serve();
+        if (isWharfError(err, 'BYTES_MISSING')) return answer();
         throw err;
       });
     },
