@@ -75,6 +75,8 @@ export class ImageAnalyzer implements Analyzer {
       const { frames, canvas } = await webpFrames(once(head), MAX_FRAMES);
       if (frames > MAX_FRAMES) return canvas ?? {};
     }
-    return sharp(head, { failOn: 'none' }).metadata();
+    // Only the header is read: no pixel limit (sharp's default refuses above 268 megapixels),
+    // so the size of an image too large to transform is recorded and /image refuses it early.
+    return sharp(head, { failOn: 'none', limitInputPixels: false }).metadata();
   }
 }

@@ -3,6 +3,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { crc32, deflateSync } from 'node:zlib';
 import exifr from 'exifr';
 import sharp from 'sharp';
 import { ImageService } from '../../src/core/images.js';
@@ -894,7 +895,57 @@ describe('inputs that are not transformed', () => {
     const grown = process.memoryUsage().rss - rss;
     assert.ok(grown < 100 * 1024 * 1024, `RSS grew by ${grown} bytes`);
   });
+
+  test('an image beyond sharp’s own pixel limit (17000×17000) gets its size, and is refused without a transform slot', async () => {
+    const { id } = await upload('huge.png', declaredPng(17_000, 17_000), 'image/png');
+    await w.wharf.core.jobs.drain();
+    const asset = await api(w.url, w.key, 'GET', `/v1/assets/${id}`);
+    assert.equal(asset.body.processing, 'done', JSON.stringify(asset.body));
+    assert.equal(asset.body.analysis.width, 17_000, JSON.stringify(asset.body.analysis));
+    assert.equal(asset.body.analysis.height, 17_000);
+    // Refused from the recorded size: no request for a slot (nor a lock, nor a copy) first.
+    const slots = w.wharf.core.images.slots;
+    const acquire = slots.acquire;
+    let asked = 0;
+    slots.acquire = (accountId, queueAlways) => {
+      if (!queueAlways) asked += 1;
+      return acquire.call(slots, accountId, queueAlways);
+    };
+    try {
+      const res = await get(`/v1/assets/${id}/image?w=64`);
+      assert.equal(res.status, 422, res.bytes.toString());
+      assert.equal(res.json?.error.code, 'IMAGE_TOO_LARGE');
+      assert.equal(typeof res.json?.error.details.limit_pixels, 'number');
+    } finally {
+      slots.acquire = acquire;
+    }
+    assert.equal(asked, 0, 'no transform slot was asked for');
+  });
 });
+
+/** A PNG of a few hundred bytes that declares `width` × `height` (its data holds one row). */
+function declaredPng(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body) >>> 0);
+    return Buffer.concat([length, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // 8 bits per sample, greyscale
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    // Random text: each file is new content.
+    chunk('tEXt', Buffer.from(`Comment\0${randomBytes(8).toString('hex')}`, 'latin1')),
+    chunk('IDAT', deflateSync(Buffer.alloc(width + 1))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
 
 describe('limits (a server with small ones)', () => {
   let small: TestWharf;
