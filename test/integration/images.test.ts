@@ -223,6 +223,14 @@ describe('sizes and fits', () => {
       'q=101',
       'preset=thumb&w=10',
       'x=1',
+      // Numbers other than in plain decimal, which Number() would read.
+      'w=0x10',
+      'w=1e3',
+      'w=%20100',
+      'h=%2B50',
+      'q=8e1',
+      'dpr=0x2',
+      'dpr=2.',
     ]) {
       const res = await get(`/v1/assets/${id}/image?${query}`);
       assert.equal(res.status, 400, `${query}: ${res.bytes}`);
@@ -638,6 +646,18 @@ describe('signed transform URLs', () => {
         'expires with a leading zero',
         (u) => u.searchParams.set('expires', `0${u.searchParams.get('expires')}`),
       ],
+      ['a trailing &', (u) => (u.search = `${u.search}&`)],
+      ['an empty parameter between two', (u) => (u.search = u.search.replace('&expires=', '&&expires='))],
+      ['a letter escaped', (u) => (u.search = u.search.replace('format=webp', 'format=%77ebp'))],
+      [
+        'the signature with a character escaped',
+        (u) => {
+          const signature = u.searchParams.get('signature')!;
+          const escaped = `%${signature.charCodeAt(0).toString(16).toUpperCase()}${signature.slice(1)}`;
+          u.search = u.search.replace(`signature=${signature}`, `signature=${escaped}`);
+        },
+      ],
+      ['the asset id in upper case', (u) => (u.pathname = u.pathname.replace(id, id.toUpperCase()))],
       [
         'the parameters reordered',
         (u) => {

@@ -159,6 +159,35 @@ export function transformRequest(query: TransformQuery): TransformRequest {
   };
 }
 
+/** How the numbers of a transform query are written: plain decimals (dpr may have a fraction). */
+const PLAIN_NUMBERS: Record<string, RegExp> = {
+  w: /^[0-9]+$/,
+  h: /^[0-9]+$/,
+  q: /^[0-9]+$/,
+  dpr: /^[0-9]+(\.[0-9]+)?$/,
+};
+
+/**
+ * Refuses a query number written any other way than in plain decimal. The schema coerces
+ * query text as Number() reads it, so `w=0x10` was 16, `w=1e3` 1000 and `w=%20100` 100:
+ * one rendering under many URLs, each a cache entry of its own.
+ */
+function refuseLooseNumbers(query: unknown): void {
+  if (typeof query !== 'object' || query === null) return;
+  for (const [name, plain] of Object.entries(PLAIN_NUMBERS)) {
+    const value = (query as Record<string, unknown>)[name];
+    if (value === undefined) continue;
+    for (const text of Array.isArray(value) ? value : [value]) {
+      if (typeof text !== 'string' || !plain.test(text)) {
+        throw new WharfError(
+          'VALIDATION_FAILED',
+          `${name} must be written as a plain decimal number (e.g. ${name === 'dpr' ? '1.5' : '320'}).`,
+        );
+      }
+    }
+  }
+}
+
 /** A rendering's file name: the asset's, with the rendering's extension. */
 function renderingName(asset: Asset, derivative: Derivative): string {
   const format = (Object.keys(EXTENSIONS) as OutputFormat[]).find(
@@ -182,6 +211,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
     {
       // HEAD (Fastify's, from this GET) is documented: clients ask it for the size and type.
       config: { auth: 'optional', swagger: { exposeHeadRoute: true } },
+      preValidation: async (request) => refuseLooseNumbers(request.query),
       schema: {
         operationId: 'getAssetImage',
         summary: 'A resized, re-encoded rendering of an image (or of a video’s poster, a PDF’s first page)',
@@ -230,7 +260,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         }
         // The signature covers the canonical parameters; only the URL that was handed out
         // (those parameters, as written) is taken, so one signature names one URL, one cache key.
-        if (!asSigned(request.url, ImageService.subject(transform), expires)) {
+        if (!asSigned(request.url, id, ImageService.subject(transform), expires)) {
           throw new WharfError('INVALID_SIGNATURE', 'The URL signature is not valid.');
         }
         asset = await core.images.redeem({

@@ -46,18 +46,30 @@ export function signedImageUrl(publicUrl: string, grant: TransformGrant): string
   return `${publicUrl}/v1/assets/${grant.assetId}/image?${query}`;
 }
 
+/** Query parameters of a signed transform URL besides the signed parameters. */
+const SIGNING_PARAMS: ReadonlySet<string> = new Set(['expires', 'signature', 'view', 'signer']);
+
 /**
- * Whether a signed URL's query is as it was handed out: the signed parameters in their
- * canonical text (`subject`, in order) and `expires` as a plain number, with nothing else but
- * the signature, the view and the signer. Parsing alone would take `w=47` for a URL signed for
- * `w=48` (rounded alike) or `expires=0…` for `expires=…`: one signature, many URLs.
+ * Whether a signed URL is as it was handed out: the asset id as signed (lower case), the signed
+ * parameters in their canonical text (`subject`, in order), `expires` as a plain number, and
+ * nothing else but the signature, the view and the signer, each written as signedImageUrl
+ * writes it. Parsing alone would take `w=47` for a URL signed for `w=48` (rounded alike),
+ * `expires=0…` for `expires=…`, a trailing `&`, an escaped letter or an upper-case id: one
+ * signature, many URLs, each a cache entry of its own.
  */
-export function asSigned(url: string, subject: string, expires: number): boolean {
+export function asSigned(url: string, assetId: string, subject: string, expires: number): boolean {
   const at = url.indexOf('?');
+  if (at < 0 || !url.slice(0, at).endsWith(`/${assetId}/image`)) return false;
   if (!plainExpires(url, expires)) return false;
-  const query = new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
-  for (const name of ['expires', 'signature', 'view', 'signer']) query.delete(name);
-  return query.toString() === new URLSearchParams(subject).toString();
+  const signed: string[] = [];
+  for (const piece of url.slice(at + 1).split('&')) {
+    const [entry] = new URLSearchParams(piece);
+    if (entry === undefined) return false;
+    const [name, value] = entry;
+    if (!SIGNING_PARAMS.has(name)) signed.push(piece);
+    else if (new URLSearchParams({ [name]: value }).toString() !== piece) return false;
+  }
+  return signed.join('&') === subject;
 }
 
 /** Whether a signed download's `expires` is written as it was handed out: one plain number. */
