@@ -51,7 +51,7 @@ export interface EventData {
   token?: UploadToken;
   /** webhook.disabled: the endpoint (never its secret). */
   webhook?: Webhook;
-  /** Further facts of a change (webhook.disabled: `reason`, `message`). */
+  /** Further facts of a change (webhook.disabled: `reason`, `message`; token.revoked: `reason`). */
   [other: string]: unknown;
 }
 
@@ -147,6 +147,14 @@ export function tokenChanged(
   at: number,
 ): NewEvent {
   return { accountId: token.accountId, type, data: { token }, at };
+}
+
+/**
+ * token.revoked of a token still live when the key that minted it was revoked: as a direct
+ * revocation's, plus `reason: 'key_revoked'` (absent when the token itself was revoked).
+ */
+export function tokenRevokedWithKey(token: UploadToken, at: number): NewEvent {
+  return { accountId: token.accountId, type: 'token.revoked', data: { token, reason: 'key_revoked' }, at };
 }
 
 export function assetChanged(

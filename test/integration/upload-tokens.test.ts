@@ -1020,6 +1020,42 @@ describe('a second node sees revocation and expiry at once', () => {
     refused(await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${token.id}`), 'NOT_FOUND', 'revoked', 404);
   });
 
+  test('revoking the key records token.revoked for each token it still had live, once', async () => {
+    const minter = await api(w.url, w.key, 'POST', '/v1/keys', { name: 'backend', scopes: ['upload'] });
+    const [live, other, revokedBefore] = [
+      await mint({}, minter.body.secret),
+      await mint({}, minter.body.secret),
+      await mint({}, minter.body.secret),
+    ];
+    await mint({ expires_in: 60 }, minter.body.secret); // expired by the revocation: nothing to record
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${revokedBefore.id}`)).status, 204);
+    w.clock.advance(60_000);
+    const before = await api(w.url, w.key, 'GET', '/v1/events?type=token.revoked&limit=1000');
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/keys/${minter.body.key.id}`)).status, 204);
+    const keys = await api(w.url, w.key, 'GET', '/v1/keys');
+    const keyRevokedAt = keys.body.data.find((k: { id: string }) => k.id === minter.body.key.id)?.revoked_at;
+    // Like a direct revocation's, on the other node too: the token as it is shown from then on.
+    const events = await api(
+      b.url,
+      w.key,
+      'GET',
+      `/v1/events?type=token.revoked&after=${before.body.cursor}`,
+    );
+    assert.equal(events.status, 200, JSON.stringify(events.body));
+    const recorded = events.body.data.map((e: { data: { token: { id: string } } }) => e.data.token.id);
+    assert.deepEqual(recorded.sort(), [live.id, other.id].sort(), JSON.stringify(events.body));
+    for (const event of events.body.data) {
+      assert.equal(event.data.reason, 'key_revoked');
+      assert.equal(event.timestamp, keyRevokedAt);
+      const shown = await api(w.url, w.key, 'GET', `/v1/upload-tokens/${event.data.token.id}`);
+      assert.deepEqual(event.data.token, shown.body);
+    }
+    // Revoked already: revoking it again records nothing more.
+    refused(await api(w.url, w.key, 'DELETE', `/v1/upload-tokens/${live.id}`), 'NOT_FOUND', 'revoked', 404);
+    const again = await api(w.url, w.key, 'GET', `/v1/events?type=token.*&after=${events.body.cursor}`);
+    assert.deepEqual(again.body.data, []);
+  });
+
   /** The token's only upload as recorded: its state, where its bytes went, and how it ended. */
   async function onlyUpload(
     token: Minted,

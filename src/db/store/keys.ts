@@ -3,7 +3,9 @@ import type { Account, ApiKey } from '../../core/model.js';
 import type { KeyPage, KeyQuery, KeyStore } from '../../core/ports.js';
 import type { Database } from '../schema.js';
 import type { SqlContext } from './context.js';
+import { appendEvents } from './events.js';
 import { fromKey, toAccount, toKey } from './rows.js';
+import { revokeTokensOfKey } from './tokens.js';
 
 // Runs on every request. Building a Kysely query costs more than SQLite takes to run it,
 // so this one is compiled once and re-run with each new parameter.
@@ -47,7 +49,7 @@ function compileSignerLookups(db: Kysely<Database>) {
   };
 }
 
-export function keyQueries({ db }: SqlContext): KeyStore {
+export function keyQueries({ db, ids }: SqlContext): KeyStore {
   const keyLookup = compileKeyLookup(db);
   const signerLookups = compileSignerLookups(db);
   const queries: KeyStore = {
@@ -104,14 +106,19 @@ export function keyQueries({ db }: SqlContext): KeyStore {
     },
 
     async revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean> {
-      let query = db
-        .updateTable('api_keys')
-        .set({ revoked_at: at })
-        .where('id', '=', keyId)
-        .where('revoked_at', 'is', null);
-      if (accountId !== undefined) query = query.where('account_id', '=', accountId);
-      const result = await query.executeTakeFirst();
-      return Number(result.numUpdatedRows) > 0;
+      return db.transaction().execute(async (trx) => {
+        let query = trx
+          .updateTable('api_keys')
+          .set({ revoked_at: at })
+          .where('id', '=', keyId)
+          .where('revoked_at', 'is', null);
+        if (accountId !== undefined) query = query.where('account_id', '=', accountId);
+        const result = await query.executeTakeFirst();
+        if (Number(result.numUpdatedRows) === 0) return false;
+        // Its tokens stop with it: each still live is revoked too, and says so (token.revoked).
+        await appendEvents(trx, ids, await revokeTokensOfKey(trx, keyId, at));
+        return true;
+      });
     },
 
     async touchKey(keyId: string, at: number): Promise<void> {

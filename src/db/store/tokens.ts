@@ -1,5 +1,5 @@
-import { CompiledQuery, type InferResult, type Kysely, type Selectable } from 'kysely';
-import { tokenChanged } from '../../core/events.js';
+import { CompiledQuery, type InferResult, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { type NewEvent, tokenChanged, tokenRevokedWithKey } from '../../core/events.js';
 import type { Account, UploadToken } from '../../core/model.js';
 import type { TokenStore } from '../../core/ports.js';
 import type { Database, UploadTokensTable } from '../schema.js';
@@ -39,8 +39,10 @@ function withMinter(db: Kysely<Database>) {
 }
 
 /**
- * Revoking a key stops the tokens it minted (authenticate refuses them) without touching their
- * rows, so a token shows as revoked from whichever came first: its own revocation or its key's.
+ * Revoking a key stops the tokens it minted (authenticate refuses them). Those still live then
+ * are revoked with it (see revokeTokensOfKey); those expired already keep their rows as they
+ * were, as do tokens of keys revoked before that was done, so a token shows as revoked from
+ * whichever came first: its own revocation or its key's.
  */
 function toShownToken(row: Selectable<UploadTokensTable> & { key_revoked_at: number | null }): UploadToken {
   const token = toToken(row);
@@ -49,6 +51,30 @@ function toShownToken(row: Selectable<UploadTokensTable> & { key_revoked_at: num
     return { ...token, revokedAt: keyRevokedAt };
   }
   return token;
+}
+
+/**
+ * Revokes, in the transaction revoking key `keyId` at `at`, the tokens it minted that are still
+ * live (neither revoked nor expired), and returns their token.revoked events for the caller to
+ * append last (see appendEvents). Writing their rows, not only the key's, makes each event
+ * recorded once: a DELETE of one of them racing this waits for the row this locks, then finds it
+ * revoked (and this one, for a row the DELETE locked first, finds it revoked the same way).
+ * Locks the key's row before its tokens', as recording an upload does (see reservations.ts).
+ */
+export async function revokeTokensOfKey(
+  trx: Transaction<Database>,
+  keyId: string,
+  at: number,
+): Promise<NewEvent[]> {
+  const rows = await trx
+    .updateTable('upload_tokens')
+    .set({ revoked_at: at })
+    .where('key_id', '=', keyId)
+    .where('revoked_at', 'is', null)
+    .where('expires_at', '>', at)
+    .returningAll()
+    .execute();
+  return rows.map((row) => tokenRevokedWithKey(toToken(row), at));
 }
 
 export function tokenQueries({ db, ids }: SqlContext): TokenStore {
