@@ -7,13 +7,16 @@ import GithubSlugger from 'github-slugger';
 import { marked, type Token } from 'marked';
 
 /**
- * Every relative link in README.md and docs/*.md names a file of the checkout, and every
- * #fragment a heading of the file it points into, so moving or renaming a section cannot
- * leave a reader at a dead link.
+ * Every relative link in the checkout's markdown (README.md, docs/*.md, and the READMEs of
+ * bench/ and sdk/, the SDK's being the one its package ships) names a file of the checkout,
+ * and every #fragment a heading of the file it points into, so moving or renaming a section
+ * cannot leave a reader at a dead link.
  */
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const FILES = [
   'README.md',
+  'bench/README.md',
+  'sdk/README.md',
   ...readdirSync(join(REPO, 'docs'))
     .filter((name) => name.endsWith('.md'))
     .map((name) => `docs/${name}`),
