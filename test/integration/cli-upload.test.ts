@@ -118,6 +118,24 @@ function cli(args: string[], options: StartOptions = {}) {
   return finished(start(args, options));
 }
 
+/**
+ * A run on a terminal, as a user at one sees it: util-linux's script(1) gives it a
+ * pseudo-terminal (stderr a TTY, so the CLI draws its bars), and hands back what the terminal
+ * received, escape sequences and all (stdout and stderr are both the terminal there).
+ */
+function onTerminal(args: string[]) {
+  const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+  const command = [process.execPath, '--import', TSX, MAIN, ...args].map(quote).join(' ');
+  // A terminal 200 columns wide: a new one is 0 wide, and the bars would wrap.
+  return finished(
+    spawn('script', ['-qfec', `stty cols 200 rows 50; exec ${command}`, '/dev/null'], {
+      cwd: scratch,
+      env: env({}),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+}
+
 async function cliJson<T = unknown>(args: string[], options: { cwd?: string } = {}): Promise<T> {
   const ran = await cli([...args, '--json'], options);
   assert.equal(ran.code, 0, `wharf ${args.join(' ')}: ${ran.stderr}`);
@@ -125,6 +143,7 @@ async function cliJson<T = unknown>(args: string[], options: { cwd?: string } = 
 }
 
 interface Outcome {
+  path: string;
   name: string;
   status: string;
   asset_id?: string;
@@ -132,7 +151,7 @@ interface Outcome {
   bytes_sent?: number;
   resumed?: boolean;
   strategy?: string;
-  error?: { code: string };
+  error?: { code: string; message: string };
 }
 interface TransferJson {
   files: Outcome[];
@@ -285,6 +304,49 @@ describe('wharf upload and sync', () => {
     assert.match(ran.stdout, /^created\s+p\.bin\s+100 B\s+[0-9a-f-]{36}$/m);
     assert.match(ran.stdout, /^1 uploaded, 0 already there, 0 failed; 100 B sent$/m);
     assert.ok(!(ran.stdout + ran.stderr).includes('\u001b['), 'no terminal escapes');
+  });
+
+  test('files of one name in different folders: a line each, told apart by their paths; --json has an entry each', async () => {
+    const dir = await folder('same-name', {
+      'a/same.bin': randomBytes(1000),
+      'b/same.bin': randomBytes(2000),
+    });
+    const ran = await cli(['upload', dir, '--progress', 'plain']);
+    assert.equal(ran.code, 0, ran.stderr);
+    const ids = [
+      ...ran.stdout.matchAll(/^created {5}same\.bin \(([ab])\/same\.bin\) {2}\S+ \S+ {2}([0-9a-f-]{36})$/gm),
+    ];
+    assert.deepEqual(ids.map((m) => m[1]).sort(), ['a', 'b'], ran.stdout);
+    const out = await cliJson<TransferJson>(['upload', dir]);
+    assert.deepEqual(
+      out.files.map((f) => [f.path, f.name, f.status, f.asset_id]),
+      ids
+        .sort((x, y) => (x[1]! < y[1]! ? -1 : 1))
+        .map((m) => [join(dir, m[1]!, 'same.bin'), 'same.bin', 'exists', m[2]]),
+    );
+  });
+
+  test('on a terminal: files of one name each have their bar and their line, and the whole run counts both', async () => {
+    const dir = await folder('same-name-tty', {
+      'a/same.bin': randomBytes(MiB),
+      'b/same.bin': randomBytes(MiB),
+    });
+    // Slow enough to draw the bars while both are in flight (8 times a second).
+    const ran = await onTerminal(['upload', dir, '--limit-rate', '1M', '-j', '2']);
+    assert.equal(ran.code, 0, ran.stdout + ran.stderr);
+    const screen = ran.stdout;
+    assert.match(screen, /created {5}same\.bin \(a\/same\.bin\) {2}1\.0 MiB {2}[0-9a-f-]{36}/);
+    assert.match(screen, /created {5}same\.bin \(b\/same\.bin\) {2}1\.0 MiB {2}[0-9a-f-]{36}/);
+    assert.match(screen, /2 uploaded, 0 already there, 0 failed; 2\.0 MiB sent/);
+    // Before either is done, the run's bar counts the bytes of both: 2 MiB in all, not 1 MiB.
+    const unit = { B: 1, KiB: 1024, MiB: MiB } as const;
+    const counted = [
+      ...screen.slice(0, screen.indexOf('created')).matchAll(/2 file\(s\) +[█░]+ +([\d.]+) (B|KiB|MiB) \//g),
+    ].map((m) => Number(m[1]) * unit[m[2] as keyof typeof unit]);
+    assert.ok(
+      Math.max(...counted) >= 1.5 * MiB,
+      `the run's bar showed at most ${Math.max(...counted)} bytes`,
+    );
   });
 
   for (const signal of ['SIGINT', 'SIGKILL'] as const) {

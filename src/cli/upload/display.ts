@@ -1,3 +1,4 @@
+import { sep } from 'node:path';
 import type { MultiBar, SingleBar } from 'cli-progress';
 
 /** One file's outcome, as `--json` prints it (snake_case, like the API). */
@@ -15,10 +16,14 @@ export interface FileOutcome {
   error?: { code: string; message: string };
 }
 
-/** What an upload run tells its user as it goes; a TTY, a pipe and `--json` each get their own. */
+/**
+ * What an upload run tells its user as it goes; a TTY, a pipe and `--json` each get their own.
+ * A file is known by its path: two files of one name (`a/same.bin`, `b/same.bin`) are two
+ * files, as they are two assets.
+ */
 export interface Display {
-  begin(files: { name: string; size: number }[]): void;
-  progress(name: string, phase: 'hashing' | 'uploading', bytes: number, size: number): void;
+  begin(files: { path: string; name: string; size: number }[]): void;
+  progress(path: string, phase: 'hashing' | 'uploading', bytes: number, size: number): void;
   finish(outcome: FileOutcome): void;
   end(): void;
 }
@@ -34,20 +39,60 @@ export function human(bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-function line(outcome: FileOutcome): string {
+/**
+ * How a file is shown: its name, and where files of one name are uploaded together (each
+ * becomes its own asset), `from`, the end of its path that tells it from the others (`a/same.bin`).
+ */
+interface Label {
+  name: string;
+  from?: string;
+}
+
+/** Each file's Label, by its path. */
+function labels(files: { path: string; name: string }[]): Map<string, Label> {
+  const byName = new Map<string, string[]>();
+  for (const file of files) byName.set(file.name, [...(byName.get(file.name) ?? []), file.path]);
+  const out = new Map<string, Label>();
+  for (const [name, paths] of byName) {
+    if (paths.length === 1) {
+      out.set(paths[0]!, { name });
+      continue;
+    }
+    const segments = paths.map((path) => path.split(sep));
+    // The fewest last segments that differ between all of them (at most the whole path: the
+    // paths are distinct).
+    const longest = Math.max(...segments.map((s) => s.length));
+    for (let count = 1; count <= longest; count++) {
+      const ends = segments.map((s) => s.slice(-count).join('/'));
+      if (new Set(ends).size === ends.length || count === longest) {
+        paths.forEach((path, i) => {
+          out.set(path, { name, from: ends[i]! });
+        });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+function line(outcome: FileOutcome, label: Label | undefined): string {
   const what =
     outcome.status === 'failed' || outcome.status === 'interrupted'
       ? `${outcome.error?.code ?? ''} ${outcome.error?.message ?? ''}`.trim()
       : `${outcome.asset_id}${outcome.resumed ? ' (resumed)' : ''}`;
-  return `${outcome.status.padEnd(11)} ${outcome.name}  ${human(outcome.size)}  ${what}\n`;
+  const shown = label?.from ? `${outcome.name} (${label.from})` : outcome.name;
+  return `${outcome.status.padEnd(11)} ${shown}  ${human(outcome.size)}  ${what}\n`;
 }
 
 /** Plain lines (a pipe, a log): one per file as it finishes. */
 export function plainDisplay(write: (text: string) => void): Display {
+  let shown = new Map<string, Label>();
   return {
-    begin: () => {},
+    begin: (files) => {
+      shown = labels(files);
+    },
     progress: () => {},
-    finish: (outcome) => write(line(outcome)),
+    finish: (outcome) => write(line(outcome, shown.get(outcome.path))),
     end: () => {},
   };
 }
@@ -94,41 +139,52 @@ export async function barDisplay(stream: NodeJS.WriteStream): Promise<Display> {
   };
   const overallSamples: Array<[number, number]> = [];
   const current = () => done + [...inFlight.values()].reduce((a, b) => a + b, 0);
+  let shown = new Map<string, Label>();
+  // A bar names the file in flight: by the end of its path where another has its name.
+  const labelOf = (path: string) => {
+    const label = shown.get(path);
+    return label?.from ?? label?.name ?? path;
+  };
   return {
     begin(files) {
+      shown = labels(files);
       const total = files.reduce((sum, f) => sum + f.size, 0);
       overall = bars.create(total, 0, { label: `${files.length} file(s)`, rate: '' });
     },
-    progress(name, phase, bytes, size) {
-      let entry = perFile.get(name);
+    progress(path, phase, bytes, size) {
+      let entry = perFile.get(path);
       if (!entry) {
-        entry = { bar: bars.create(size, 0, { label: name, rate: '' }), samples: [], last: 0 };
-        perFile.set(name, entry);
+        entry = { bar: bars.create(size, 0, { label: labelOf(path), rate: '' }), samples: [], last: 0 };
+        perFile.set(path, entry);
       }
       const now = Date.now();
       if (phase === 'hashing') {
-        entry.bar.update(bytes, { label: `${name} (hashing)`, rate: '' });
+        entry.bar.update(bytes, { label: `${labelOf(path)} (hashing)`, rate: '' });
         return;
       }
       entry.samples.push([now, bytes]);
       while (entry.samples.length > 2 && now - entry.samples[0]![0] > 3000) entry.samples.shift();
-      entry.bar.update(bytes, { label: name, rate: rate(entry.samples) });
-      inFlight.set(name, bytes);
+      entry.bar.update(bytes, { label: labelOf(path), rate: rate(entry.samples) });
+      inFlight.set(path, bytes);
       overallSamples.push([now, current()]);
       while (overallSamples.length > 2 && now - overallSamples[0]![0] > 3000) overallSamples.shift();
       overall?.update(current(), { rate: rate(overallSamples) });
     },
     finish(outcome) {
-      const entry = perFile.get(outcome.name);
+      inFlight.delete(outcome.path);
+      done += outcome.size;
+      overall?.update(current());
+      // Logged before the bars are drawn again (removing one draws them): cli-progress prints a
+      // logged line only when it draws, and stop() does not, so the last file's line was lost.
+      bars.log(line(outcome, shown.get(outcome.path)));
+      const entry = perFile.get(outcome.path);
       if (entry) {
         entry.bar.stop();
         bars.remove(entry.bar);
-        perFile.delete(outcome.name);
+        perFile.delete(outcome.path);
+      } else {
+        bars.update();
       }
-      inFlight.delete(outcome.name);
-      done += outcome.size;
-      overall?.update(current());
-      bars.log(line(outcome));
     },
     end() {
       bars.stop();

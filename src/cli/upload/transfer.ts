@@ -58,7 +58,7 @@ async function one(
       file.path,
       (n) => {
         hashed += n;
-        display.progress(file.name, 'hashing', hashed, file.size);
+        display.progress(file.path, 'hashing', hashed, file.size);
       },
       options.signal,
     );
@@ -80,7 +80,7 @@ async function one(
       resume: options.resume,
       signal: options.signal,
       onProgress: (p) => {
-        if (p.phase === 'uploading') display.progress(file.name, 'uploading', p.bytes, file.size);
+        if (p.phase === 'uploading') display.progress(file.path, 'uploading', p.bytes, file.size);
       },
     });
     return {
