@@ -349,6 +349,31 @@ describe('wharf upload and sync', () => {
     );
   });
 
+  test('a name with a control or bidirectional character is shown escaped, on its one line; the server’s message without its request’s field path', async () => {
+    const dir = await folder('odd-names', {
+      'new\nline.txt': randomBytes(10),
+      '\u202Etxt.exe': randomBytes(20),
+    });
+    const ran = await cli(['upload', dir, '--progress', 'plain']);
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.deepEqual(ran.stdout.split('\n'), [
+      'failed      new\\u000aline.txt  10 B  INVALID_NAME The file name contains control characters (NUL, CR, LF, …).',
+      'failed      \\u202etxt.exe  20 B  INVALID_NAME The file name contains invisible or bidirectional-override characters.',
+      '0 uploaded, 0 already there, 2 failed; 0 B sent',
+      '',
+    ]);
+    // JSON escapes what it must itself: the names as they are.
+    const json = await cli(['upload', dir, '--json']);
+    const out = JSON.parse(json.stdout) as TransferJson;
+    assert.deepEqual(
+      out.files.map((f) => [f.name, f.error?.message]),
+      [
+        ['new\nline.txt', 'The file name contains control characters (NUL, CR, LF, …).'],
+        ['\u202Etxt.exe', 'The file name contains invisible or bidirectional-override characters.'],
+      ],
+    );
+  });
+
   for (const signal of ['SIGINT', 'SIGKILL'] as const) {
     test(`a large upload cut off by ${signal} resumes on the next run: the asset is byte-identical`, async () => {
       const bytes = randomBytes(16 * MiB);

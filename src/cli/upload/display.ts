@@ -39,6 +39,17 @@ export function human(bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
+// C0 and C1 controls and DEL, and the bidirectional controls (marks, embeddings, overrides,
+// isolates): a name is free text, and in a line for a terminal a newline split it in two (one
+// line per file no more), an escape sequence rewrote the screen, U+202E showed it reversed.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\p{Bidi_Control}]/gu;
+
+/** `text` for a terminal or a log line: those characters shown escaped (`\u000a`), as `wharf keys list` shows them. */
+function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /**
  * How a file is shown: its name, and where files of one name are uploaded together (each
  * becomes its own asset), `from`, the end of its path that tells it from the others (`a/same.bin`).
@@ -81,7 +92,7 @@ function line(outcome: FileOutcome, label: Label | undefined): string {
       ? `${outcome.error?.code ?? ''} ${outcome.error?.message ?? ''}`.trim()
       : `${outcome.asset_id}${outcome.resumed ? ' (resumed)' : ''}`;
   const shown = label?.from ? `${outcome.name} (${label.from})` : outcome.name;
-  return `${outcome.status.padEnd(11)} ${shown}  ${human(outcome.size)}  ${what}\n`;
+  return `${outcome.status.padEnd(11)} ${printable(shown)}  ${human(outcome.size)}  ${printable(what)}\n`;
 }
 
 /** Plain lines (a pipe, a log): one per file as it finishes. */
@@ -143,7 +154,7 @@ export async function barDisplay(stream: NodeJS.WriteStream): Promise<Display> {
   // A bar names the file in flight: by the end of its path where another has its name.
   const labelOf = (path: string) => {
     const label = shown.get(path);
-    return label?.from ?? label?.name ?? path;
+    return printable(label?.from ?? label?.name ?? path);
   };
   return {
     begin(files) {
