@@ -290,7 +290,12 @@ export class UploadService {
       );
     }
     const limit = this.maxFileSize(principal);
-    const declared = files.map((file, index) => atIndex(index, () => this.validateDeclaration(file, limit)));
+    // A batch's refusal names the file; a request of one file (the native API's single form,
+    // ActiveStorage's, Inspect's) has no list to name it in.
+    const place = (index: number) => (files.length > 1 ? index : undefined);
+    const declared = files.map((file, index) =>
+      atIndex(place(index), () => this.validateDeclaration(file, limit)),
+    );
 
     const expiresInSeconds = this.expiry(options.expiresInSeconds, principal);
 
@@ -313,11 +318,11 @@ export class UploadService {
       const known = file.sha256 ? existing.get(file.sha256) : undefined;
       if (known) {
         // Content the account already holds costs no new storage.
-        atIndex(index, () => checkAgainstHeld(file, known));
+        atIndex(place(index), () => checkAgainstHeld(file, known));
         results.push({ status: 'exists', asset: known });
         continue;
       }
-      const upload = atIndex(index, () =>
+      const upload = atIndex(place(index), () =>
         this.newUpload(principal, 'presigned', { ...file, expiresAt }, now),
       );
       uploads.push({ upload, reserve: { quota: file.size, token: file.size } });
@@ -822,8 +827,9 @@ function visible(principal: Principal, upload: Upload | undefined): Upload {
   return upload;
 }
 
-/** A refusal of one file of a batch names the file. */
-function atIndex<T>(index: number, work: () => T): T {
+/** A refusal of one file of a batch names the file (none: a request of one file, named by itself). */
+function atIndex<T>(index: number | undefined, work: () => T): T {
+  if (index === undefined) return work();
   try {
     return work();
   } catch (err) {

@@ -879,6 +879,14 @@ describe('batches', () => {
     assert.equal(countUploads(), before);
   });
 
+  test('a request of one file is refused in its own words: no files[0] it never sent', async () => {
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { name: '../evil', size: 3 });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'INVALID_NAME');
+    assert.doesNotMatch(res.body.error.message, /files\[/);
+    assert.equal(res.body.error.details?.index, undefined);
+  });
+
   test('WHARF_MAX_FILES_PER_REQUEST sets the batch limit', async () => {
     const small = await startWharf({ env: { WHARF_MAX_FILES_PER_REQUEST: '3' } });
     try {

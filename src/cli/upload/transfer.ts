@@ -1,4 +1,4 @@
-import { isWharfError, WharfApiError } from '../../sdk/errors.js';
+import { isWharfError } from '../../sdk/errors.js';
 import { DEFAULT_THRESHOLDS, type FileResumeStore, fileSource, type Wharf } from '../../sdk/node.js';
 import type { Display, FileOutcome } from './display.js';
 import { errnoMessage, hashFile, type LocalFile, type RateLimit } from './files.js';
@@ -104,22 +104,8 @@ async function one(
       status: aborted ? 'interrupted' : 'failed',
       error: {
         code,
-        message: aborted ? 'Interrupted: run the same command again to resume.' : messageOf(err as Error),
+        message: aborted ? 'Interrupted: run the same command again to resume.' : errnoMessage(err as Error),
       },
     };
   }
-}
-
-/**
- * What went wrong, for the file's line. A refusal of one file of a batch names the file by its
- * place in the request (`files[0]: The file name is blank.`, `details.index`), which Wharf says
- * of a one-file request too: each request here declares one file, the one on the line, so that
- * place says nothing the line does not and is left off.
- */
-function messageOf(err: Error): string {
-  if (err instanceof WharfApiError && typeof err.details.index === 'number') {
-    const place = `files[${err.details.index}]: `;
-    if (err.message.startsWith(place)) return err.message.slice(place.length);
-  }
-  return errnoMessage(err);
 }
