@@ -62,8 +62,9 @@ export interface OpenedCore {
 }
 
 /**
- * The database, migrated to the latest schema. SQLite runs on a thread of its own (see
- * db/store-thread.ts); PostgreSQL is reached from the event loop, its work being another
+ * The database, migrated to the latest schema for a server; for a command, checked to be at
+ * it and never migrated (see OpenCoreOptions). SQLite runs on a thread of its own for a server
+ * (see db/store-thread.ts); PostgreSQL is reached from the event loop, its work being another
  * process's already.
  */
 async function openStore(
@@ -72,10 +73,10 @@ async function openStore(
   ids: IdSource,
   idOrder: SharedArrayBuffer,
   telemetry: Telemetry | undefined,
-  thread: boolean,
+  server: boolean,
 ): Promise<Store> {
   const target = parseDatabaseUrl(databaseUrl);
-  if (thread && 'dialect' in target && target.dialect === 'sqlite') {
+  if (server && 'dialect' in target && target.dialect === 'sqlite') {
     return openStoreThread(
       databaseUrl,
       clock,
@@ -83,7 +84,7 @@ async function openStore(
       telemetry && ((event) => telemetry.databaseThread(event)),
     );
   }
-  return openSqlStore(databaseUrl, ids);
+  return openSqlStore(databaseUrl, ids, { migrate: server });
 }
 
 /** How much of a server to open. */
@@ -94,7 +95,9 @@ export interface OpenCoreOptions {
    * costs a second isolate's start for a few statements) and no tool probes (five child
    * processes, for ffmpeg, ffprobe, pdfinfo, pdftoppm and prlimit, which a command never runs),
    * and no crash recovery of the local store: a server may be writing to it at that moment.
-   * The database, storage and secret are the same.
+   * Nor does it migrate the database: one whose schema is behind this version's is refused
+   * (SchemaBehind), as migrating stops every older node running on it (an upgrade is the
+   * operator's step, docs/deployment.md). The database, storage and secret are the same.
    */
   purpose?: 'server' | 'command';
 }

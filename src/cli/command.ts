@@ -21,7 +21,15 @@ export interface Context {
   io: CliIo;
   /** The configuration the environment gives (read once; its warnings printed). */
   config(): Config;
-  /** Opens the database and storage named by the environment; closed by `run`. */
+  /**
+   * Refuses (exit 1) what no admin command can work on: a Node.js it does not run on, or no
+   * database at all (the embedded default's SQLite file not there). `open` checks it first.
+   */
+  checkDatabase(): void;
+  /**
+   * Opens the database and storage named by the environment; closed by `run`. A database
+   * whose schema is behind this version's is refused, never migrated (see `wharf migrate`).
+   */
   open(): Promise<OpenedCore>;
 }
 

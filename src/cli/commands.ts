@@ -24,6 +24,7 @@ import {
   webhookJson,
   webhookTable,
 } from './format.js';
+import { MIGRATE_COMMANDS } from './migrate.js';
 import { PLACEHOLDER_COMMANDS } from './placeholders.js';
 import { clientUsage } from './upload/main.js';
 
@@ -451,6 +452,7 @@ const COMMANDS: Command[] = [
   ...PLACEHOLDER_COMMANDS,
   ...ASSET_COMMANDS,
   ...DATA_COMMANDS,
+  ...MIGRATE_COMMANDS,
 ];
 
 const SERVE_USAGE = 'wharf serve';
@@ -470,7 +472,8 @@ export function usage(): string {
     entry('wharf --help', 'Show this help. Each command also takes --help.'),
     '',
     'It reads the same environment as the server (WHARF_DATA_DIR, WHARF_DATABASE_URL, …),',
-    'so it works on the same data, also while the server runs.',
+    'so it works on the same data, also while the server runs. Only `wharf migrate` (and',
+    "the server's start) migrates the database: the other commands refuse one that lacks a migration.",
     'Exit codes: 0 done, 1 failed, 2 the command line was wrong.',
     '',
   ].join('\n');
@@ -496,21 +499,26 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       await import('../main.js');
       return { serving: true };
     }
-    const groups = new Set(COMMANDS.map((c) => c.name.split(' ')[0]));
-    if (!groups.has(first)) throw new UsageError(`Unknown command "${first}".`);
-    if (second === undefined || second === '--help' || second === '-h') {
-      const of = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
-      const text = `Usage:\n${of.map((c) => `  ${c.usage}\n      ${c.summary}`).join('\n')}\n`;
-      if (second === undefined) {
-        io.stderr(text);
-        return { exitCode: 2 };
+    // A command of one word (`migrate`), or one of a group (`keys create`).
+    let command = COMMANDS.find((c) => c.name === first);
+    const words = command ? 1 : 2;
+    if (!command) {
+      const groups = new Set(COMMANDS.filter((c) => c.name.includes(' ')).map((c) => c.name.split(' ')[0]));
+      if (!groups.has(first)) throw new UsageError(`Unknown command "${first}".`);
+      if (second === undefined || second === '--help' || second === '-h') {
+        const of = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+        const text = `Usage:\n${of.map((c) => `  ${c.usage}\n      ${c.summary}`).join('\n')}\n`;
+        if (second === undefined) {
+          io.stderr(text);
+          return { exitCode: 2 };
+        }
+        io.stdout(text);
+        return { exitCode: 0 };
       }
-      io.stdout(text);
-      return { exitCode: 0 };
+      command = COMMANDS.find((c) => c.name === `${first} ${second}`);
+      if (!command) throw new UsageError(`Unknown command "${first} ${second}".`);
     }
-    const command = COMMANDS.find((c) => c.name === `${first} ${second}`);
-    if (!command) throw new UsageError(`Unknown command "${first} ${second}".`);
-    const args = parse(argv.slice(2), command.options, command.positionals);
+    const args = parse(argv.slice(words), command.options, command.positionals);
     if (args.values.help) {
       io.stdout(`Usage: ${command.usage}\n\n${command.summary}\n`);
       return { exitCode: 0 };
@@ -524,22 +532,32 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       }
       return config;
     };
+    const checkDatabase = () => {
+      const problem = runtimeProblem(process.versions.node, 'command');
+      if (problem) throw new Failure(problem);
+      // Only the server creates the database: a command finding none is on the wrong data.
+      const target = parseDatabaseUrl(configured().databaseUrl);
+      const missing =
+        'dialect' in target &&
+        missingDatabase(target, 'no server has run on this data yet, and a command does not create one');
+      if (missing) throw new Failure(missing);
+    };
     await command.run(args, {
       io,
       config: configured,
+      checkDatabase,
       async open() {
-        const problem = runtimeProblem(process.versions.node, 'command');
-        if (problem) throw new Failure(problem);
-        // Only the server creates the database: a command finding none is on the wrong data.
-        const target = parseDatabaseUrl(configured().databaseUrl);
-        const missing =
-          'dialect' in target &&
-          missingDatabase(target, 'no server has run on this data yet, and a command does not create one');
-        if (missing) throw new Failure(missing);
+        checkDatabase();
         // Imported here: the server's modules take a while to load, and help needs none of them.
-        opened ??= await (await import('../bootstrap.js')).openCore(configured(), undefined, undefined, {
-          purpose: 'command',
-        });
+        try {
+          opened ??= await (await import('../bootstrap.js')).openCore(configured(), undefined, undefined, {
+            purpose: 'command',
+          });
+        } catch (err) {
+          const { SchemaBehind } = await import('../db/migrate.js');
+          if (err instanceof SchemaBehind) throw new Failure(schemaBehind(err));
+          throw err;
+        }
         return opened;
       },
     });
@@ -569,6 +587,26 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
   } finally {
     await opened?.close();
   }
+}
+
+/**
+ * Why a command refuses a database whose schema is behind its own, and what to do. It does not
+ * migrate it: that is an upgrade, and every node of the older version still running on the
+ * database would stop (server.ts).
+ */
+function schemaBehind({ pending, fresh }: { pending: string[]; fresh: boolean }): string {
+  if (fresh) {
+    return (
+      'WHARF_DATABASE_URL: this database has no Wharf schema: no server has run on it yet, and a command ' +
+      'does not create one (is WHARF_DATABASE_URL right?). Start the server on it, or run "wharf migrate".'
+    );
+  }
+  return (
+    `WHARF_DATABASE_URL: this database lacks this version's migrations (${pending.join(', ')}), and a ` +
+    'command does not run them: that is an upgrade, and every node of the older version still running on it ' +
+    'would stop. Stop those nodes, then start this version\'s server or run "wharf migrate" ' +
+    '(docs/deployment.md, "Starting": upgrading); or use the CLI of the version that runs.'
+  );
 }
 
 /** --role (admin or member), or --scope with an optional --name-prefix and --namespace. */

@@ -36,9 +36,23 @@ const migrations: Record<string, Migration> = {
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
+/** The migrations this version has, oldest first: the last is the schema it works on. */
+export const MIGRATIONS: readonly string[] = Object.keys(migrations);
+
 // biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
-export async function migrateToLatest(db: Kysely<any>): Promise<void> {
-  await migrate(db);
+function migrator(db: Kysely<any>): Migrator {
+  return new Migrator({
+    db,
+    provider,
+    migrationTableName: 'wharf_migrations',
+    migrationLockTableName: 'wharf_migrations_lock',
+  });
+}
+
+/** Runs the migrations the database has not had; returns their names, in the order they ran. */
+// biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
+export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
+  return migrate(db);
 }
 
 /**
@@ -46,16 +60,10 @@ export async function migrateToLatest(db: Kysely<any>): Promise<void> {
  * way, to check that a newer Wharf takes them over).
  */
 // biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
-export async function migrate(db: Kysely<any>, target?: string): Promise<void> {
+export async function migrate(db: Kysely<any>, target?: string): Promise<string[]> {
   await refuseNewerSchema(db);
-  const migrator = new Migrator({
-    db,
-    provider,
-    migrationTableName: 'wharf_migrations',
-    migrationLockTableName: 'wharf_migrations_lock',
-  });
-  const { error, results } =
-    target === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(target);
+  const m = migrator(db);
+  const { error, results } = target === undefined ? await m.migrateToLatest() : await m.migrateTo(target);
   const failed = results?.find((r) => r.status === 'Error');
   // No migration ran into it: the database itself refused (unreachable, a wrong password),
   // and its own error, code and cause included, says so best.
@@ -65,6 +73,36 @@ export async function migrate(db: Kysely<any>, target?: string): Promise<void> {
       cause: error,
     });
   }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * The database has not had every migration of this version: `pending` names them, oldest
+ * first; `fresh` when it has had none (no Wharf has run on it).
+ */
+export class SchemaBehind extends Error {
+  constructor(
+    readonly pending: string[],
+    readonly fresh: boolean,
+  ) {
+    super(`The database has not had the migrations ${pending.join(', ')}.`);
+  }
+}
+
+/**
+ * For what must not migrate (the admin CLI): a database at this version's schema passes;
+ * one a newer Wharf migrated is refused as `migrate` refuses it, and one that lacks some of
+ * this version's migrations with SchemaBehind. Migrating is an upgrade, which stops every
+ * older node running on the database (server.ts), so only a server's start or an explicit
+ * `wharf migrate` does it. Reads only: nothing is created, not even the migrator's tables.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
+export async function requireLatestSchema(db: Kysely<any>): Promise<void> {
+  await refuseNewerSchema(db);
+  const pending = (await migrator(db).getMigrations())
+    .filter((m) => m.executedAt === undefined)
+    .map((m) => m.name);
+  if (pending.length > 0) throw new SchemaBehind(pending, pending.length === MIGRATIONS.length);
 }
 
 /**

@@ -304,6 +304,7 @@ describe('errors and help', () => {
         ['webhooks', 'list'],
         ['assets', 'verify'],
         ['placeholders', 'backfill'],
+        ['migrate'],
       ];
       for (const dir of [absent, empty]) {
         const results = await Promise.all(commands.map((args) => cli(args, { WHARF_DATA_DIR: dir })));
@@ -346,6 +347,7 @@ describe('errors and help', () => {
       'keys revoke',
       'accounts create',
       'accounts list',
+      'migrate',
     ]) {
       assert.ok(top.stdout.includes(`wharf ${command}`), `--help mentions ${command}`);
     }

@@ -8,6 +8,8 @@ import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config.js';
+import { connect } from '../../src/db/connect.js';
+import { migrate as migrateTo } from '../../src/db/migrate.js';
 import { createWharf } from '../../src/server.js';
 import {
   type Backing,
@@ -142,6 +144,74 @@ describe('a start that cannot succeed', () => {
     }
     await sql(inst.databaseUrl, `delete from wharf_migrations where name = '999_from_a_later_wharf'`);
     assert.deepEqual(await keyIds(inst), [], 'nothing was made meanwhile');
+  });
+
+  test('a database an older Wharf migrated: a command refuses it, exit 1, naming the missing migrations and what to do, and migrates nothing; `wharf migrate` does, then the command works', async () => {
+    const inst = await installation();
+    // The schema as the Wharf before 013 and 014 left it (the hunt's upgrade): made by the
+    // same migrations, stopped short.
+    const { db } = connect(inst.databaseUrl);
+    try {
+      await migrateTo(db, '012_account_numbers');
+    } finally {
+      await db.destroy();
+    }
+    const done = async () =>
+      (await sql(inst.databaseUrl, 'select name from wharf_migrations order by name')).map((r) => r.name);
+    const before = await done();
+    assert.equal(before.at(-1), '012_account_numbers');
+
+    const list = wharfCommand(inst.env, ['accounts', 'list']);
+    assert.equal((await list.exited).code, 1, list.stderr());
+    assert.match(
+      list.stderr(),
+      /^wharf: WHARF_DATABASE_URL: this database lacks this version's migrations \(013_upload_endings, 014_lane_owners[^)]*\), and a command does not run them: .*Stop those nodes, then start this version's server or run "wharf migrate" .*\n$/,
+    );
+    assert.equal(list.stderr().split('\n').length, 2, 'one line');
+    assert.doesNotMatch(list.stderr(), NO_STACK);
+    assert.equal(list.stdout(), '');
+    assert.deepEqual(await done(), before, 'the command migrated nothing');
+
+    const migrated = wharfCommand(inst.env, ['migrate', '--json']);
+    assert.equal((await migrated.exited).code, 0, migrated.stderr());
+    const after = await done();
+    assert.deepEqual(after.slice(0, before.length), before);
+    const applied = after.slice(before.length);
+    assert.deepEqual(applied.slice(0, 2), ['013_upload_endings', '014_lane_owners']);
+    assert.deepEqual(JSON.parse(migrated.stdout()), { applied, schema: after.at(-1) });
+    const again = wharfCommand(inst.env, ['migrate']);
+    assert.equal((await again.exited).code, 0, again.stderr());
+    assert.equal(
+      again.stdout(),
+      `Nothing to migrate: the database is at ${after.at(-1)}, the latest migration of this version.\n`,
+    );
+    assert.deepEqual(await done(), after);
+
+    const listed = wharfCommand(inst.env, ['accounts', 'list', '--json']);
+    assert.equal((await listed.exited).code, 0, listed.stderr());
+    assert.ok(Array.isArray(JSON.parse(listed.stdout())));
+  });
+
+  test('a database no Wharf has run on (an empty PostgreSQL database, an empty SQLite file): a command refuses it, exit 1, and creates no table', async () => {
+    const inst = await installation();
+    // A PostgreSQL database is made empty by provision(); a SQLite one that is not there at all
+    // is refused before it is opened (cli.test.ts): here, one that is there but empty.
+    const postgres = /^postgres/.test(inst.databaseUrl);
+    if (!postgres) await writeFile(join(inst.dataDir, 'wharf.db'), '', { mode: 0o600 });
+    const tables = async () =>
+      sql(
+        inst.databaseUrl,
+        postgres
+          ? 'select tablename from pg_tables where schemaname = current_schema()'
+          : "select name from sqlite_master where type = 'table'",
+      );
+    const r = wharfCommand(inst.env, ['keys', 'list']);
+    assert.equal((await r.exited).code, 1, r.stderr());
+    assert.match(
+      r.stderr(),
+      /^wharf: WHARF_DATABASE_URL: this database has no Wharf schema: no server has run on it yet, and a command does not create one \(is WHARF_DATABASE_URL right\?\)\. Start the server on it, or run "wharf migrate"\.\n$/,
+    );
+    assert.deepEqual(await tables(), []);
   });
 
   test('a server running when a newer Wharf migrates its database stops at its next sweep, exit 1, naming WHARF_DATABASE_URL; restarted, it is refused', {

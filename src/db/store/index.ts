@@ -1,7 +1,7 @@
 import type { IdSource } from '../../core/ids.js';
 import type { Store } from '../../core/ports.js';
 import { type Connection, type ConnectOptions, connect } from '../connect.js';
-import { migrateToLatest } from '../migrate.js';
+import { migrateToLatest, requireLatestSchema } from '../migrate.js';
 import { accountQueries } from './accounts.js';
 import { assetQueries } from './assets.js';
 import { derivativeQueries } from './derivatives.js';
@@ -48,15 +48,28 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
   };
 }
 
-/** Connects to `databaseUrl`, migrates it to the latest schema, and returns its Store. */
+export interface OpenStoreOptions extends ConnectOptions {
+  /**
+   * false: the schema is checked, never changed; a database that lacks some of this version's
+   * migrations is refused (SchemaBehind, see requireLatestSchema). The admin CLI's: migrating
+   * is an upgrade, a server's to do at its start. Default true.
+   */
+  migrate?: boolean;
+}
+
+/**
+ * Connects to `databaseUrl`, migrates it to the latest schema (or, with `migrate: false`,
+ * checks that it is there), and returns its Store.
+ */
 export async function openSqlStore(
   databaseUrl: string,
   ids: IdSource,
-  options: ConnectOptions = {},
+  options: OpenStoreOptions = {},
 ): Promise<Store> {
   const connection = connect(databaseUrl, options);
   try {
-    await migrateToLatest(connection.db);
+    if (options.migrate === false) await requireLatestSchema(connection.db);
+    else await migrateToLatest(connection.db);
   } catch (err) {
     await connection.db.destroy();
     throw err;
