@@ -86,15 +86,16 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   let logger: Logger | undefined;
   let store: OpenedCore['store'] | undefined;
   let jobKinds: () => readonly string[] = () => [];
+  const clock = options.clock ?? systemClock;
   const metrics = new PrometheusTelemetry({
-    countJobs: async () => (store ? store.countJobs() : []),
+    countJobs: async () => (store ? store.countJobs(clock.now()) : []),
     jobKinds: () => jobKinds(),
     onCollectError: (err) => logger?.warn({ err }, 'metrics: a scrape-time reading failed'),
     dataDir: config.dataDir,
   });
   const opened = await openCore(
     config,
-    options.clock ?? systemClock,
+    clock,
     fanOut(
       metrics,
       logTelemetry(() => logger),

@@ -392,17 +392,25 @@ export interface LockStore {
   lockReleaseRequested(name: string, owner: string): Promise<boolean>;
 }
 
-/** Jobs of one kind in one state. */
+/**
+ * Jobs of one kind in one state: `queued` ones are due now (a first run or a retry) and wait for
+ * a worker; `scheduled` ones have their first run later (back-stops such as a presigned URL's
+ * delete-object, due once the URL has expired: normal traffic, not a backlog); `retrying` ones
+ * failed and wait for their next attempt.
+ */
 export interface JobCount {
   kind: string;
-  status: 'queued' | 'running' | 'failed';
+  status: 'queued' | 'scheduled' | 'retrying' | 'running' | 'failed';
   count: number;
 }
 
 /** Questions operators ask of the database (metrics, readiness); nothing here writes. */
 export interface StatsStore {
-  /** Jobs not done yet (queued, running) and given up (failed), by kind and status. */
-  countJobs(): Promise<JobCount[]>;
+  /**
+   * Jobs not done yet (queued: due at `now`; scheduled: a first run due later; retrying: a
+   * retry due later; running) and given up (failed), by kind and status.
+   */
+  countJobs(now: number): Promise<JobCount[]>;
   /** A trivial query: resolves once the database answered. */
   ping(): Promise<void>;
   /**

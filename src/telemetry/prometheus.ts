@@ -21,10 +21,10 @@ import {
 
 const FLOWS: UploadKind[] = ['direct', 'presigned', 'post', 'multipart', 'tus'];
 const WEBHOOK_OUTCOMES: WebhookDeliveryOutcome[] = ['delivered', 'retrying', 'given_up'];
-const JOB_STATUSES: JobCount['status'][] = ['queued', 'running', 'failed'];
+const JOB_STATUSES: JobCount['status'][] = ['queued', 'scheduled', 'retrying', 'running', 'failed'];
 
 export interface PrometheusOptions {
-  /** Jobs waiting, running and given up, read from the database at each scrape. */
+  /** Jobs due, due later, running and given up, read from the database at each scrape. */
   countJobs: () => Promise<JobCount[]>;
   /** Job kinds that exist, so each reports 0 rather than no series at all. */
   jobKinds: () => readonly string[];
@@ -125,7 +125,7 @@ export class PrometheusTelemetry implements Telemetry {
     });
     new Gauge({
       name: 'wharf_jobs',
-      help: 'Background jobs queued, running and given up (failed), by kind; read from the database at scrape.',
+      help: 'Background jobs queued (due now), scheduled (first run later), retrying (next attempt later), running and given up (failed), by kind; read from the database at scrape.',
       labelNames: ['kind', 'status'],
       registers,
       async collect() {

@@ -278,11 +278,13 @@ describe('GET /metrics', () => {
     assert.equal(delta('wharf_job_failures_total', { kind: 'process-asset', given_up: 'true' }), 0);
     assert.equal(delta('wharf_job_failures_total', { kind: 'process-asset', given_up: 'false' }), 1);
     assert.equal(delta('wharf_job_failures_total', { kind: 'retired-kind', given_up: 'true' }), 1);
+    // The retry waits for its next attempt: not yet due, so not among the jobs queued.
     assert.equal(
-      seriesValue(after, 'wharf_jobs', { kind: 'process-asset', status: 'queued' }),
+      seriesValue(after, 'wharf_jobs', { kind: 'process-asset', status: 'retrying' }),
       1,
       'the retry',
     );
+    assert.equal(seriesValue(after, 'wharf_jobs', { kind: 'process-asset', status: 'queued' }), 0);
     assert.equal(seriesValue(after, 'wharf_jobs', { kind: 'process-asset', status: 'failed' }), 0);
     assert.equal(seriesValue(after, 'wharf_jobs', { kind: 'retired-kind', status: 'failed' }), 1, 'given up');
     assert.equal(seriesValue(after, 'wharf_jobs', { kind: 'verify-asset', status: 'queued' }), 0);
@@ -309,6 +311,28 @@ describe('GET /metrics', () => {
     assert.equal((retrying.job as { attempt: number }).attempt, 1);
     assert.ok((retrying.err as { message?: string }).message, 'with its error');
     assert.ok(Date.parse(String(retrying.retryAt)) > w.clock.now(), 'and when it runs again');
+  });
+
+  test('jobs queued for later (a presigned URL’s back-stop) are scheduled, not queued, until they are due', async () => {
+    await w.wharf.core.jobs.drain();
+    const jobs = async (status: string) =>
+      seriesValue(await scrape(w.url), 'wharf_jobs', { kind: 'delete-object', status });
+    const bytes = randomBytes(100);
+    const intent = await declare(w, w.key, { name: 'backstop.bin', size: bytes.length });
+    assert.equal((await putPresigned(intent, bytes)).status, 200);
+    const completed = await api(w.url, w.key, 'POST', `/v1/uploads/${intent.id}/complete`);
+    assert.equal(completed.status, 200, JSON.stringify(completed.body));
+    await w.wharf.core.jobs.drain();
+    // Its URL's delete-object runs once the URL has expired: normal traffic, no backlog.
+    const [row] = dbQuery<{ n: number }>(
+      w,
+      "select count(*) as n from jobs where kind = 'delete-object' and status = 'queued' and attempts = 0 and run_at > ?",
+      w.clock.now(),
+    );
+    const later = Number(row?.n);
+    assert.ok(later >= 1, 'the upload queued its back-stop for later');
+    assert.equal(await jobs('scheduled'), later);
+    assert.equal(await jobs('queued'), 0, 'nothing due is waiting');
   });
 
   test('the sweep reports what it expired, cleaned and reconciled; expiries count as upload outcomes', async () => {
