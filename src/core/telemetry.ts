@@ -80,6 +80,27 @@ export class StreamCut extends Error {
   }
 }
 
+/**
+ * The codes uploads end with when their bytes are refused or broken off, as failureCode gives
+ * them: the refusals of the bytes themselves, a full disk, the stream broken off by the client
+ * (ABORTED) or cut by Wharf (see StreamCut), a fault. Metrics start each flow's `failed` series
+ * of these at 0, so an alert on one (increase() over a window) sees the first failure after a
+ * start: a series that first appears at 1 shows no increase. Other codes still count, their
+ * series appearing with their first failure.
+ */
+export const UPLOAD_FAILURE_CODES = [
+  'CHECKSUM_MISMATCH',
+  'SIZE_MISMATCH',
+  'FILE_TOO_LARGE',
+  'FILE_TOO_SMALL',
+  'QUOTA_EXCEEDED',
+  'STORAGE_FULL',
+  'ABORTED',
+  'REQUEST_TIMEOUT',
+  'SERVICE_UNAVAILABLE',
+  'INTERNAL',
+] as const;
+
 /** Error codes as metric labels: a WharfError's code, else one of a few fixed values (bounded). */
 export function failureCode(error: unknown): string {
   if (isWharfError(error)) return error.code;

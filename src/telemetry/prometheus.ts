@@ -15,11 +15,12 @@ import {
   failureCode,
   type SweepResult,
   type Telemetry,
+  UPLOAD_FAILURE_CODES,
   type UploadCompletion,
   type WebhookDeliveryOutcome,
 } from '../core/telemetry.js';
 
-const FLOWS: UploadKind[] = ['direct', 'presigned', 'post', 'multipart', 'tus'];
+const FLOWS: UploadKind[] = ['direct', 'presigned', 'post', 'multipart', 'tus', 'rufh'];
 const WEBHOOK_OUTCOMES: WebhookDeliveryOutcome[] = ['delivered', 'retrying', 'given_up'];
 const JOB_STATUSES: JobCount['status'][] = ['queued', 'scheduled', 'retrying', 'running', 'failed'];
 
@@ -116,12 +117,22 @@ export class PrometheusTelemetry implements Telemetry {
       help: 'Background jobs that ran to completion, by kind.',
       labelNames: ['kind'],
       registers,
+      // Each kind's series from the first scrape (the kinds are known only once the core is
+      // built, after this): adding 0 makes a missing one and changes none.
+      collect() {
+        for (const kind of options.jobKinds()) this.inc({ kind }, 0);
+      },
     });
     this.jobFailures = new Counter({
       name: 'wharf_job_failures_total',
       help: 'Background job runs that failed, by kind; given_up="true" when no retry follows.',
       labelNames: ['kind', 'given_up'],
       registers,
+      collect() {
+        for (const kind of options.jobKinds()) {
+          for (const given_up of ['true', 'false']) this.inc({ kind, given_up }, 0);
+        }
+      },
     });
     new Gauge({
       name: 'wharf_jobs',
@@ -178,6 +189,8 @@ export class PrometheusTelemetry implements Telemetry {
     // Series that exist from the start, so rate() and alerts see the first increment.
     for (const flow of FLOWS) {
       for (const outcome of ['completed', 'deduplicated', 'expired']) this.uploads.inc({ flow, outcome }, 0);
+      for (const error_code of UPLOAD_FAILURE_CODES)
+        this.uploads.inc({ flow, outcome: 'failed', error_code }, 0);
       this.uploadBytes.inc({ flow }, 0);
     }
     for (const result of ['expired', 'debris', 'reconciled']) this.sweepItems.inc({ result }, 0);

@@ -11,7 +11,14 @@ import { WharfError } from '../../src/core/errors.js';
 import { HealthService } from '../../src/core/health.js';
 import { createIdSource } from '../../src/core/ids.js';
 import type { BlobStore, Store } from '../../src/core/ports.js';
-import { failureCode, fanOut, NO_TELEMETRY, StreamCut, type Telemetry } from '../../src/core/telemetry.js';
+import {
+  failureCode,
+  fanOut,
+  NO_TELEMETRY,
+  StreamCut,
+  type Telemetry,
+  UPLOAD_FAILURE_CODES,
+} from '../../src/core/telemetry.js';
 import { logTelemetry } from '../../src/telemetry/log.js';
 import { PrometheusTelemetry } from '../../src/telemetry/prometheus.js';
 
@@ -77,6 +84,42 @@ describe('fanOut', () => {
     const recording: Telemetry = { ...NO_TELEMETRY, webhookDelivery: (outcome) => seen.push(outcome) };
     fanOut(throwing, recording).webhookDelivery('delivered');
     assert.deepEqual(seen, ['delivered']);
+  });
+});
+
+describe('series that exist from the start', () => {
+  test('every flow’s failures by the codes uploads end with, and each job kind’s failures, at 0', async () => {
+    const metrics = new PrometheusTelemetry({ countJobs: async () => [], jobKinds: () => ['delete-object'] });
+    const lines = new Set((await metrics.scrape()).body.split('\n'));
+    // What the documented disk-full alert reads: without it, increase() misses the first failure.
+    assert.ok(lines.has('wharf_uploads_total{flow="direct",outcome="failed",error_code="STORAGE_FULL"} 0'));
+    for (const flow of ['direct', 'presigned', 'post', 'multipart', 'tus', 'rufh']) {
+      for (const code of UPLOAD_FAILURE_CODES) {
+        const line = `wharf_uploads_total{flow="${flow}",outcome="failed",error_code="${code}"} 0`;
+        assert.ok(lines.has(line), line);
+      }
+    }
+    for (const given_up of ['true', 'false']) {
+      const line = `wharf_job_failures_total{kind="delete-object",given_up="${given_up}"} 0`;
+      assert.ok(lines.has(line), line);
+    }
+    assert.ok(lines.has('wharf_jobs_completed_total{kind="delete-object"} 0'));
+    for (const status of ['queued', 'scheduled', 'retrying', 'running', 'failed']) {
+      const line = `wharf_jobs{kind="delete-object",status="${status}"} 0`;
+      assert.ok(lines.has(line), line);
+    }
+
+    // A failure counts on its series; a code outside the set still counts, on a series of its own.
+    metrics.uploadFailed('direct', new WharfError('STORAGE_FULL', 'full'));
+    metrics.uploadFailed('direct', new WharfError('TOKEN_BYTES_EXHAUSTED', 'spent'));
+    metrics.jobFailed({ kind: 'delete-object' } as never, new Error('x'), null);
+    const after = new Set((await metrics.scrape()).body.split('\n'));
+    assert.ok(after.has('wharf_uploads_total{flow="direct",outcome="failed",error_code="STORAGE_FULL"} 1'));
+    assert.ok(
+      after.has('wharf_uploads_total{flow="direct",outcome="failed",error_code="TOKEN_BYTES_EXHAUSTED"} 1'),
+    );
+    assert.ok(after.has('wharf_job_failures_total{kind="delete-object",given_up="true"} 1'));
+    assert.ok(after.has('wharf_job_failures_total{kind="delete-object",given_up="false"} 0'));
   });
 });
 
