@@ -296,7 +296,10 @@ export class MultipartService {
       const claim = await this.claimRoom(upload.id, part, limit);
       let written: StoredPart | undefined;
       try {
-        written = await this.blobs.writePart({ ...part, partNumber: part.partNumber, maxSize: claim.bytes });
+        // Counted as a presigned PUT's bytes are: refused (a wrong Content-MD5), cut, or not stored.
+        written = await this.blobs
+          .writePart({ ...part, partNumber: part.partNumber, maxSize: claim.bytes })
+          .catch(this.uploads.failed('multipart'));
         return written;
       } finally {
         const release = await this.admission.lock(upload.id);

@@ -794,10 +794,18 @@ export class UploadService {
     };
   }
 
+  /**
+   * Reports bytes of a `flow` upload refused or broken off on their way in: a presigned PUT's,
+   * a form's, a multipart part's, a tus PATCH's (whose protocol the HTTP layer speaks).
+   */
+  transferFailed(flow: Upload['kind'], err: unknown): void {
+    this.telemetry.uploadFailed(flow, err);
+  }
+
   /** Reports bytes of a `flow` upload refused or broken off, then rethrows (for `.catch`). */
-  private failed(flow: Upload['kind']): (err: unknown) => never {
+  failed(flow: Upload['kind']): (err: unknown) => never {
     return (err) => {
-      this.telemetry.uploadFailed(flow, err);
+      this.transferFailed(flow, err);
       throw err;
     };
   }

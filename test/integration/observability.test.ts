@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { statfsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { dbQuery, declare, putPresigned, uploadRaw } from '../helpers/assets.js';
+import { dbQuery, declare, eventually, putPresigned, uploadRaw } from '../helpers/assets.js';
 import { onS3, pendingWrites, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import {
@@ -783,5 +783,137 @@ describe('a client that hangs up mid-upload', () => {
       delta('wharf_uploads_total', { flow: 'direct', outcome: 'failed', error_code: 'ABORTED' }),
       1,
     );
+  });
+});
+
+describe('bytes refused or broken off on their way in count as failed uploads on every flow', () => {
+  let w: TestWharf;
+  const logs = new LogCollector();
+  before(async () => {
+    w = await startWharf({ logStream: logs.stream });
+  });
+  after(async () => {
+    await w?.close();
+  });
+
+  const failed = async (flow: string, code: string) =>
+    seriesValue(parseScrape((await w.wharf.metrics.scrape()).body), 'wharf_uploads_total', {
+      flow,
+      outcome: 'failed',
+      error_code: code,
+    });
+
+  /** Waits for `flow`'s failures under `code` to have moved by one from `before`. */
+  const counted = (flow: string, code: string, before: number) =>
+    eventually(async () => (await failed(flow, code)) === before + 1, `a ${flow} ${code} counted`);
+
+  async function tusUpload(size: number): Promise<string> {
+    const res = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${w.key}`,
+        'Upload-Length': String(size),
+        'Upload-Metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(res.status, 201, await res.text());
+    return res.headers.get('location')!;
+  }
+
+  async function multipartPart(size: number): Promise<{ url: string; headers: Record<string, string> }> {
+    const started = await api(w.url, w.key, 'POST', '/v1/multipart', {
+      name: 'm.bin',
+      content_type: 'application/octet-stream',
+      size,
+    });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const signed = await api(w.url, w.key, 'POST', `/v1/multipart/${started.body.id}/parts`, {
+      partNumbers: [1],
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    return signed.body.parts[0];
+  }
+
+  /** Sends `sent` of the `length` bytes a request announces, once Wharf has it, then hangs up. */
+  async function hangUp(
+    url: string,
+    method: string,
+    headers: Record<string, string>,
+    length: number,
+    sent: number,
+  ) {
+    const id = `hangup-${randomBytes(6).toString('hex')}`;
+    const request = httpRequest(url, {
+      method,
+      headers: { ...headers, 'x-request-id': id, 'content-length': String(length) },
+    });
+    request.on('error', () => {
+      // Expected: this client hangs up.
+    });
+    request.write(randomBytes(sent));
+    await logs.waitFor((l) => l.reqId === id && l.msg === 'incoming request', 'of the request');
+    await sleep(100);
+    request.destroy();
+  }
+
+  test('a tus PATCH whose Upload-Checksum is wrong (460): CHECKSUM_MISMATCH', async () => {
+    const before = await failed('tus', 'CHECKSUM_MISMATCH');
+    const url = await tusUpload(1000);
+    const res = await fetch(url, {
+      method: 'PATCH',
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${w.key}`,
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': '0',
+        'Upload-Checksum': `sha256 ${createHash('sha256').update('other bytes').digest('base64')}`,
+      },
+      body: new Uint8Array(randomBytes(1000)),
+    });
+    assert.equal(res.status, 460, await res.text());
+    assert.equal(await failed('tus', 'CHECKSUM_MISMATCH'), before + 1);
+  });
+
+  test('a tus PATCH the client hangs up on (499): ABORTED', async () => {
+    const before = await failed('tus', 'ABORTED');
+    const url = await tusUpload(4 * 2 ** 20);
+    await hangUp(
+      url,
+      'PATCH',
+      {
+        'tus-resumable': '1.0.0',
+        authorization: `Bearer ${w.key}`,
+        'content-type': 'application/offset+octet-stream',
+        'upload-offset': '0',
+      },
+      4 * 2 ** 20,
+      2 ** 20,
+    );
+    await counted('tus', 'ABORTED', before);
+  });
+
+  test('a multipart part whose Content-MD5 is wrong (400 BadDigest): CHECKSUM_MISMATCH', async (t) => {
+    if (onS3(w)) return t.skip('parts go straight to the bucket');
+    const before = await failed('multipart', 'CHECKSUM_MISMATCH');
+    const part = await multipartPart(1000);
+    const res = await fetch(part.url, {
+      method: 'PUT',
+      headers: { ...part.headers, 'content-md5': createHash('md5').update('x').digest('base64') },
+      body: new Uint8Array(randomBytes(1000)),
+    });
+    const text = await res.text();
+    assert.equal(res.status, 400, text);
+    assert.match(text, /<Code>BadDigest<\/Code>/);
+    assert.equal(await failed('multipart', 'CHECKSUM_MISMATCH'), before + 1);
+  });
+
+  test('a multipart part the client hangs up on (499): ABORTED', async (t) => {
+    if (onS3(w)) return t.skip('parts go straight to the bucket');
+    const before = await failed('multipart', 'ABORTED');
+    const size = 6 * 2 ** 20;
+    const part = await multipartPart(size);
+    await hangUp(part.url, 'PUT', part.headers, 5 * 2 ** 20, 2 ** 20);
+    await counted('multipart', 'ABORTED', before);
   });
 });

@@ -17,6 +17,7 @@ import { logFailure } from '../plugins/errors.js';
 import { takeResumableStream } from '../resumable-busy.js';
 import type { RoutingErrorShape } from '../routing-errors.js';
 import { declaredReprDigest } from '../rufh/protocol.js';
+import { CUT_ERROR, cutReason } from '../server-cuts.js';
 import {
   CHECKSUM_ALGORITHMS,
   CHECKSUM_MISMATCH_STATUS,
@@ -348,10 +349,12 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
 
     let staged: StagedBody | undefined;
     let release: (() => void) | undefined;
+    let broken: (() => unknown) | undefined;
     try {
       let body: Readable | undefined;
       const headers = requestHeaders(request);
       if (hasBody(request, method)) {
+        broken = breakOf(request.raw);
         // One of the account's upload streams, before a byte is read (staged or handed to tus),
         // held until the request's work on its body is over (see UploadStreams).
         release = takeResumableStream(core.uploads.streams, call.principal!);
@@ -373,16 +376,12 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
               uploadChecksum?.algorithm === staged.mismatched
                 ? 'Upload-Checksum'
                 : 'Content-MD5 or Content-Digest';
-            return reply
-              .code(CHECKSUM_MISMATCH_STATUS)
-              .send(
-                errorBody(
-                  new WharfError(
-                    'CHECKSUM_MISMATCH',
-                    `The body does not match its ${field} (${staged.mismatched}); nothing was written.`,
-                  ),
-                ),
-              );
+            const mismatch = new WharfError(
+              'CHECKSUM_MISMATCH',
+              `The body does not match its ${field} (${staged.mismatched}); nothing was written.`,
+            );
+            core.uploads.transferFailed('tus', mismatch);
+            return reply.code(CHECKSUM_MISMATCH_STATUS).send(errorBody(mismatch));
           }
           body = createReadStream(staged.path);
           headers.set('content-length', String(staged.size));
@@ -452,6 +451,10 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       }
       return send(reply, response, call);
     } finally {
+      // A body that broke off is a failed transfer, as a presigned PUT's is, whether tus kept
+      // what arrived (what resuming starts from) or staging dropped it.
+      const broke = broken?.();
+      if (broke !== undefined) core.uploads.transferFailed('tus', broke);
       release?.();
       if (staged) await rm(staged.path, { force: true });
     }
@@ -629,6 +632,33 @@ export function endingAtCut(raw: IncomingMessage): Readable {
     if (!body.writableEnded) cut();
   });
   return body;
+}
+
+/**
+ * Watches a request's body for breaking off before its end: the client hung up (Node's
+ * ECONNRESET "aborted"), or Wharf cut it (counted under the cut's own code, as the log and the
+ * request's status have it: see server-cuts.ts). The returned function stops watching and gives
+ * what broke it, else undefined.
+ */
+function breakOf(raw: IncomingMessage): () => unknown {
+  const aborted = () => Object.assign(new Error('aborted'), { code: 'ECONNRESET' });
+  // Broken off already while the request was being authenticated and looked up.
+  let broke: unknown = raw.destroyed && !raw.complete ? (raw.errored ?? aborted()) : undefined;
+  const onError = (err: unknown) => {
+    broke ??= err;
+  };
+  const onAborted = () => {
+    broke ??= aborted();
+  };
+  raw.once('error', onError);
+  raw.once('aborted', onAborted);
+  return () => {
+    raw.off('error', onError);
+    raw.off('aborted', onAborted);
+    if (broke === undefined) return undefined;
+    const reason = cutReason(raw.socket);
+    return reason ? CUT_ERROR[reason]() : broke;
+  };
 }
 
 /**
