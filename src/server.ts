@@ -12,6 +12,7 @@ import { defaultConsoleDir, loadConsoleBundle } from './http/console/bundle.js';
 import { listenForMetrics, type MetricsListener } from './http/metrics-listener.js';
 import { type Logger, logTelemetry } from './telemetry/log.js';
 import { PrometheusTelemetry } from './telemetry/prometheus.js';
+import { RepeatedFailureLog } from './telemetry/repeated-failures.js';
 
 /** How often endings of direct uploads the database could not take are tried again (see recordEndings). */
 const UNRECORDED_RETRY_MS = 5_000;
@@ -283,6 +284,13 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   // one slow job (a webhook endpoint that takes its whole timeout, a large image) does not hold
   // up every other kind behind it.
   const workers = new Set<Promise<unknown>>();
+  // A poll fails every second for as long as its cause lasts (a full disk, a locked database):
+  // logged when it starts, once a minute while it lasts, and when it ends.
+  const runnerLog = new RepeatedFailureLog(
+    () => app.log,
+    'job runner',
+    () => core.clock.now(),
+  );
   // Each tick adds a worker while there are fewer than WHARF_JOB_CONCURRENCY, and a worker that
   // found a job asks for a sibling: a backlog ramps up at once, an idle queue costs one claim
   // query per tick as before.
@@ -291,7 +299,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     const worker: Promise<unknown> = (async () => {
       for (let ran = 0; ran < 100 && !stopping && (await core.jobs.runOne()); ran += 1) work();
     })()
-      .catch((err: unknown) => app.log.error({ err }, 'job runner failed'))
+      .then(
+        () => runnerLog.succeeded(),
+        (err: unknown) => runnerLog.failed(err),
+      )
       .finally(() => workers.delete(worker));
     workers.add(worker);
   };

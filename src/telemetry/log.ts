@@ -14,6 +14,19 @@ export interface Logger {
 }
 
 /**
+ * An error as a line that need not show its stack shows it: its class, message and code. Under
+ * a key other than `err`, which the logger's serializer gives a stack (an empty one here).
+ */
+export function stacklessError(err: unknown): { type: string; message: string; code?: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  return {
+    type: err instanceof Error ? err.constructor.name : typeof err,
+    message: err instanceof Error ? err.message : String(err),
+    ...(typeof code === 'string' && { code }),
+  };
+}
+
+/**
  * The core's events that deserve a log line: background work, which no request log shows.
  * `logger()` is asked each time because the server's logger is made after the core.
  */

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
+import { ERROR, INFO, LogCollector } from '../helpers/observe.js';
 import { startWharf } from '../helpers/wharf.js';
 
 /** Uploads through a presigned URL, then downloads through a signed URL; returns Wharf's log. */
@@ -132,4 +134,60 @@ test('at trace level, headers a library logs (multipart hands busboy the raw hea
   assert.ok(!log.includes(w.key), 'the admin key is absent');
   assert.ok(!log.includes(member.key), 'the Bearer key is absent');
   assert.ok(!log.includes(cookie.slice('wharf_session='.length)), 'the cookie is absent');
+});
+
+test('a job runner failing on every poll is logged when it starts, once a minute while it lasts, and when it recovers', async () => {
+  const logs = new LogCollector();
+  // The runner polls on its own here (tests otherwise drain the queue themselves).
+  const w = await startWharf({ logStream: logs.stream, env: { WHARF_JOB_INTERVAL_MS: '10' } });
+  try {
+    // The store's claim fails as it does on a full disk, poll after poll.
+    const store = (w.wharf.core.jobs as unknown as { store: { claimJob: (...args: unknown[]) => unknown } })
+      .store;
+    const claim = store.claimJob;
+    let polls = 0;
+    store.claimJob = async () => {
+      polls += 1;
+      throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    };
+    const pollsPast = async (n: number) => {
+      const target = polls + n;
+      while (polls < target) await sleep(10);
+    };
+    await pollsPast(20);
+    const failed = logs.lines.filter((l) => l.msg === 'job runner failed');
+    assert.equal(failed.length, 1, `one line for ${polls} failed polls`);
+    assert.equal(failed[0]!.level, ERROR);
+    const err = failed[0]!.err as { message: string; code: string; stack: string };
+    assert.equal(err.code, 'SQLITE_FULL');
+    assert.match(err.stack, /database or disk is full\n\s+at /, 'the first one with its stack');
+    assert.equal(
+      logs.find((l) => l.msg === 'job runner still failing'),
+      undefined,
+      'nothing more within a minute',
+    );
+
+    // A minute on, the next failure says how many there were meanwhile, without the stack again.
+    w.clock.advance(61_000);
+    const still = await logs.waitFor((l) => l.msg === 'job runner still failing', 'a minute on');
+    assert.equal(still.level, ERROR);
+    assert.ok((still.repeats as number) >= 20, `repeats: ${still.repeats}`);
+    assert.equal(still.err, undefined);
+    assert.deepEqual(still.error, {
+      type: 'Error',
+      message: 'database or disk is full',
+      code: 'SQLITE_FULL',
+    });
+    await pollsPast(5);
+    assert.equal(logs.lines.filter((l) => l.msg === 'job runner still failing').length, 1);
+
+    store.claimJob = claim;
+    const recovered = await logs.waitFor((l) => l.msg === 'job runner recovered', 'once it works again');
+    assert.equal(recovered.level, INFO);
+    assert.ok((recovered.failures as number) >= 26);
+    assert.ok((recovered.failedForSeconds as number) >= 61);
+    assert.equal(logs.lines.filter((l) => l.msg === 'job runner failed').length, 1);
+  } finally {
+    await w.close();
+  }
 });
