@@ -34,17 +34,33 @@ export interface RetryPolicy {
   delayMs(attempts: number): number;
 }
 
+/**
+ * What a job's failure log line names besides the job itself: what the job was working on (a
+ * delivery's endpoint and event), which its id alone does not tell whoever reads the log.
+ */
+export type JobLogFields = Readonly<Record<string, unknown>>;
+
 /** Raised by a handler when retrying cannot help (the asset is gone, the input is bad). */
-export class PermanentJobError extends Error {}
+export class PermanentJobError extends Error {
+  constructor(
+    message: string,
+    readonly logFields?: JobLogFields,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Raised by a handler that knows when the next attempt should be (a receiver's Retry-After, a
- * schedule with jitter it has already recorded): the runner retries at `retryAt`, not by its policy.
+ * schedule with jitter it has already recorded): the runner retries at `retryAt`, not by its
+ * policy. An expected outcome (a receiver that answered 500), not a fault of Wharf's: its log
+ * line has no stack.
  */
 export class RetryJobError extends Error {
   constructor(
     message: string,
     readonly retryAt: number,
+    readonly logFields?: JobLogFields,
   ) {
     super(message);
   }

@@ -13,6 +13,7 @@ import {
   type Delivery,
   MAX_RETRY_AFTER_MS,
   RESPONSE_BODY_LIMIT,
+  redactedUrl,
   sign,
   tryOpenSecret,
   UNREADABLE_SECRET,
@@ -127,13 +128,19 @@ export class WebhookDeliverer {
       outcome === 'succeeded' ? 'delivered' : retryAt !== null ? 'retrying' : 'given_up',
     );
     if (!settled || outcome === 'succeeded') return;
+    // The log line of a failed attempt names what the delivery log shows of it: the endpoint
+    // (its URL without credentials, as events show it), the delivery, its event and attempt.
+    const logFields = {
+      webhook: { id: webhook.id, url: redactedUrl(webhook.url) },
+      delivery: { id: delivery.id, event: event.id, attempt },
+    };
     if (outcome === 'gone') {
       await this.disable(webhook, 'gone', 'The endpoint answered 410 Gone.', at);
-      throw new PermanentJobError(error ?? 'gone');
+      throw new PermanentJobError(error ?? 'gone', logFields);
     }
-    if (retryAt !== null) throw new RetryJobError(error ?? 'failed', retryAt);
+    if (retryAt !== null) throw new RetryJobError(error ?? 'failed', retryAt, logFields);
     await this.disableIfFailing(webhook, delivery, job, attempt, at, error);
-    throw new PermanentJobError(error ?? 'failed');
+    throw new PermanentJobError(error ?? 'failed', logFields);
   }
 
   /**

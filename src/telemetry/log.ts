@@ -1,3 +1,4 @@
+import { PermanentJobError, RetryJobError } from '../core/jobs.js';
 import type { Job } from '../core/model.js';
 import {
   type DatabaseThreadEvent,
@@ -36,7 +37,10 @@ export function logTelemetry(logger: () => Logger | undefined): Telemetry {
     jobFailed(job: Job, err: unknown, retryAt: number | null) {
       const fields = {
         job: { kind: job.kind, id: job.id, attempt: job.attempts },
-        err,
+        ...((err instanceof RetryJobError || err instanceof PermanentJobError) && err.logFields),
+        // A retry the handler asked for (a receiver's 500) is an outcome it expected: its stack,
+        // the same on every attempt, says nothing (see RetryJobError).
+        ...(err instanceof RetryJobError ? { error: stacklessError(err) } : { err }),
         ...(retryAt !== null && { retryAt: new Date(retryAt).toISOString() }),
       };
       if (retryAt === null) logger()?.error(fields, 'background job failed and was given up');

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
-import { ERROR, INFO, LogCollector } from '../helpers/observe.js';
+import { ERROR, INFO, LogCollector, WARN } from '../helpers/observe.js';
+import { Receiver } from '../helpers/receiver.js';
 import { startWharf } from '../helpers/wharf.js';
 
 /** Uploads through a presigned URL, then downloads through a signed URL; returns Wharf's log. */
@@ -189,5 +190,53 @@ test('a job runner failing on every poll is logged when it starts, once a minute
     assert.equal(logs.lines.filter((l) => l.msg === 'job runner failed').length, 1);
   } finally {
     await w.close();
+  }
+});
+
+test('a webhook attempt to be retried is logged without a stack, naming the endpoint (no credentials), delivery, event and attempt', async () => {
+  const logs = new LogCollector();
+  const receiver = await Receiver.start();
+  const w = await startWharf({ logStream: logs.stream, env: { WHARF_WEBHOOK_ALLOW_PRIVATE: 'true' } });
+  try {
+    const password = `pw${Date.now()}`;
+    const url = `http://alice:${password}@127.0.0.1:${receiver.port}/hooks`;
+    const created = await api(w.url, w.key, 'POST', '/v1/webhooks', { url, event_types: ['asset.created'] });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    receiver.secrets.push(created.body.secret);
+    receiver.answer = () => ({ status: 500 });
+    const form = new FormData();
+    form.append('file', new Blob(['hooked']), 'hooked.txt');
+    assert.equal(
+      (await fetch(`${w.url}/v1/assets`, { method: 'POST', headers: { 'x-api-key': w.key }, body: form }))
+        .status,
+      201,
+    );
+    await w.wharf.core.jobs.drain();
+    assert.equal(receiver.requests.length, 1, 'one attempt, answered 500');
+    const eventId = receiver.requests[0]!.id;
+
+    const line = await logs.waitFor(
+      (l) => l.msg === 'background job failed; it will be retried',
+      'of the retry',
+    );
+    assert.equal(line.level, WARN);
+    assert.equal(line.err, undefined, 'no error with a stack');
+    assert.deepEqual(line.error, { type: 'RetryJobError', message: 'HTTP 500' });
+    assert.deepEqual(line.webhook, {
+      id: created.body.webhook.id,
+      url: `http://***@127.0.0.1:${receiver.port}/hooks`,
+    });
+    const delivery = line.delivery as { id: string; event: string; attempt: number };
+    assert.equal(delivery.event, eventId, 'the event, as the receiver got it in webhook-id');
+    assert.equal(delivery.attempt, 1);
+    const deliveries = await api(w.url, w.key, 'GET', `/v1/webhooks/${created.body.webhook.id}/deliveries`);
+    assert.equal(deliveries.status, 200, JSON.stringify(deliveries.body));
+    assert.equal(deliveries.body.data[0].id, delivery.id, 'the delivery, as the delivery log names it');
+    assert.ok(Date.parse(String(line.retryAt)) > w.clock.now());
+    assert.ok(!JSON.stringify(logs.lines).includes(password), 'the URL’s password is in no line');
+    assert.ok(!JSON.stringify(line).includes('    at '), 'no stack anywhere in the line');
+  } finally {
+    await w.close();
+    await receiver.close();
   }
 });
