@@ -36,6 +36,7 @@ import { nativeErrorHandler, registerNativeErrors } from './plugins/errors.js';
 import { trackInFlight } from './plugins/in-flight.js';
 import { observeRequest, type RequestMetrics, registerObservation, requestIdFor } from './plugins/observe.js';
 import { parseQueryString } from './query-string.js';
+import { RequestLog } from './request-log.js';
 import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
 import { rufhRoutes } from './rufh/routes.js';
@@ -106,6 +107,8 @@ export async function buildApp({
       serializers: { req: redactedRequest },
       redact: logRedaction(typeof logger === 'object' ? logger.level : undefined),
     },
+    // `request completed` names the error code of a refused request (see RequestLog).
+    logController: new RequestLog(),
     bodyLimit: 1024 * 1024,
     // Wharf sits behind load balancers; request ids come from there when present and sane.
     requestIdHeader: false,

@@ -240,3 +240,51 @@ test('a webhook attempt to be retried is logged without a stack, naming the endp
     await receiver.close();
   }
 });
+
+test('the request completed line of a refused request names its error code; one line, no stack', async () => {
+  const logs = new LogCollector();
+  const w = await startWharf({ logStream: logs.stream });
+  try {
+    const cases: [string, string, Record<string, string>, unknown, number, string | undefined][] = [
+      ['GET', '/v1/assets', {}, undefined, 401, 'UNAUTHORIZED'],
+      [
+        'POST',
+        '/v1/uploads',
+        { 'x-api-key': w.key },
+        { name: 'two\nlines.txt', size: 1 },
+        400,
+        'INVALID_NAME',
+      ],
+      ['GET', '/no/such/route', {}, undefined, 404, 'NOT_FOUND'],
+      ['POST', '/v1/tus/', { 'x-api-key': w.key }, undefined, 412, 'PRECONDITION_FAILED'],
+      ['GET', '/healthz', {}, undefined, 200, undefined],
+    ];
+    for (const [method, path, headers, body, status, code] of cases) {
+      const id = `why-${Math.random().toString(36).slice(2)}`;
+      const res = await fetch(w.url + path, {
+        method,
+        headers: {
+          ...headers,
+          'x-request-id': id,
+          ...(body !== undefined && { 'content-type': 'application/json' }),
+        },
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+      });
+      const answered = await res.text();
+      assert.equal(res.status, status, `${method} ${path}: ${answered}`);
+      if (code) assert.equal(JSON.parse(answered).error.code, code);
+      const done = await logs.waitFor((l) => l.reqId === id && l.msg === 'request completed', `of ${path}`);
+      assert.equal(done.level, INFO);
+      assert.equal(done.error_code, code, `${method} ${path}`);
+      const mine = logs.lines.filter((l) => l.reqId === id);
+      assert.deepEqual(
+        mine.map((l) => l.msg),
+        ['incoming request', 'request completed'],
+        `${method} ${path}: one line about its end`,
+      );
+      assert.ok(!JSON.stringify(mine).includes('    at '), 'no stack');
+    }
+  } finally {
+    await w.close();
+  }
+});

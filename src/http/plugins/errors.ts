@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
 import { refusedForResources } from '../../core/unavailable.js';
 import { settleRefusedBody } from '../refused-body.js';
+import { noteErrorCode } from '../request-log.js';
 import { type RoutingErrorShape, shapeFor } from '../routing-errors.js';
 import { CUT_MESSAGE, cutReason } from '../server-cuts.js';
 
@@ -99,6 +100,8 @@ export function clientHungUp(request: FastifyRequest): boolean {
  * are in the request log already.
  */
 export function logFailure(request: FastifyRequest, err: unknown, status: number): void {
+  // Every error handler passes here: the request's own line names the code it was answered with.
+  noteErrorCode(request, mapError(err).code);
   if (clientHungUp(request)) {
     const cut = cutReason(request.raw.socket);
     request.log.info(
@@ -161,6 +164,7 @@ export function registerNativeErrors(app: FastifyInstance, shapes: readonly Rout
     // does not have as much as for any other refusal.
     const send = shapeFor(shapes, request.url);
     if (send) return send(new WharfError('NOT_FOUND', message), request, reply);
+    noteErrorCode(request, 'NOT_FOUND');
     reply.status(404).send({ error: { code: 'NOT_FOUND', message } });
   });
 }

@@ -14,6 +14,7 @@ import type { Core } from '../../core/wharf.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import { logFailure } from '../plugins/errors.js';
+import { noteErrorCode } from '../request-log.js';
 import { takeResumableStream } from '../resumable-busy.js';
 import type { RoutingErrorShape } from '../routing-errors.js';
 import { declaredReprDigest } from '../rufh/protocol.js';
@@ -711,6 +712,7 @@ async function send(reply: FastifyReply, response: Response, call: TusCall) {
     text = JSON.stringify(errorBody(refusal.error));
   }
   if (call.error) reply.header('content-type', 'application/json; charset=utf-8');
+  if (call.error) noteErrorCode(reply.request, call.error.code);
   if (call.failure !== undefined) logFailure(reply.request, call.failure, response.status);
   // tus.io's server dates the expiry from the creation with the server-wide period; Wharf's
   // record may end sooner (an upload token's uploads end with the token), and is what holds.

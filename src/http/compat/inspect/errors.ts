@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { logFailure, mapError } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
+import { noteErrorCode } from '../../request-log.js';
 
 /** The document's error body: `error` names the failure, `errorDescription` explains it. */
 export interface InspectError {
@@ -32,5 +33,6 @@ export function inspectErrorHandler(err: FastifyError, request: FastifyRequest, 
 }
 
 export function inspectNotFound(request: FastifyRequest, reply: FastifyReply): void {
+  noteErrorCode(request, 'NOT_FOUND');
   reply.status(404).send(inspectError(404, `No route ${request.method} ${request.url.split('?')[0]}`));
 }
