@@ -400,7 +400,7 @@ async function openMetricsListener(
       host,
       port: port!,
       token,
-      onError: (err) => app.log.error({ err }, 'metrics scrape failed'),
+      onError: (err, reqId) => app.log.error({ err, reqId }, 'metrics scrape failed'),
     });
   } catch (err) {
     await app.close();

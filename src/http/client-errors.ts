@@ -1,8 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { METHODS, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { ERROR_STATUS, type ErrorCode } from '../core/errors.js';
-import { type RequestMetrics, UNMATCHED } from './plugins/observe.js';
+import { REQUEST_ID_HEADER, type RequestMetrics, UNMATCHED } from './plugins/observe.js';
 
 type ClientErrorCode = Extract<ErrorCode, 'REQUEST_TIMEOUT' | 'HEADERS_TOO_LARGE' | 'MALFORMED_REQUEST'>;
 
@@ -59,13 +60,25 @@ export function clientErrorHandler(metrics?: RequestMetrics) {
     // Node's own rule: answer only if no response to this connection's request has begun.
     // A response object means the request reached its route (its body broke): counted there.
     const current = (
-      socket as Socket & { _httpMessage?: { headersSent?: boolean; req?: { method?: string } } | null }
+      socket as Socket & {
+        _httpMessage?: {
+          headersSent?: boolean;
+          req?: { method?: string };
+          getHeader?: (name: string) => unknown;
+        } | null;
+      }
     )._httpMessage;
     const method = current?.req?.method ?? refusedMethod(err.rawPacket);
+    // The request the parser refused never became one with an id (Fastify gives it one as it
+    // routes): a fresh one, for the answer and the line, so a client's report finds the line.
+    // One that reached its route keeps the id it was answered with so far.
+    const given = current?.getHeader?.(REQUEST_ID_HEADER);
+    const reqId = typeof given === 'string' ? given : randomUUID();
     // Counted, not timed: when a request the parser could not read began is not known.
     if (!current) metrics?.observeRefusal(method, UNMATCHED, status);
     this.log.info(
       {
+        reqId,
         res: { statusCode: status },
         method,
         remoteAddress: socket.remoteAddress,
@@ -82,7 +95,7 @@ export function clientErrorHandler(metrics?: RequestMetrics) {
       });
       socket.end(
         `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+          `Content-Length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${reqId}\r\nConnection: close\r\n\r\n${body}`,
       );
     }
     socket.destroySoon();

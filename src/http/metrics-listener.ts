@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bearerMatches, type MetricsSource } from './operations.js';
+import { REQUEST_ID_HEADER, requestIdFor } from './plugins/observe.js';
 
 export interface MetricsListener {
   /** http://host:port of the listener. */
@@ -15,9 +16,17 @@ export interface MetricsListener {
  */
 export async function listenForMetrics(
   source: MetricsSource,
-  options: { host: string; port: number; token: string | undefined; onError: (err: unknown) => void },
+  options: {
+    host: string;
+    port: number;
+    token: string | undefined;
+    onError: (err: unknown, reqId: string) => void;
+  },
 ): Promise<MetricsListener> {
   const server: Server = createServer((req, res) => {
+    // As every response of the main port: a scraper's failure can be named by its id.
+    const reqId = requestIdFor(req);
+    res.setHeader(REQUEST_ID_HEADER, reqId);
     const path = (req.url ?? '').split('?')[0];
     if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('Only GET /metrics is served here.\n');
@@ -35,7 +44,7 @@ export async function listenForMetrics(
         res.end(req.method === 'HEAD' ? undefined : body);
       },
       (err: unknown) => {
-        options.onError(err);
+        options.onError(err, reqId);
         res.writeHead(500, { 'content-type': 'text/plain' }).end('Metrics collection failed.\n');
       },
     );

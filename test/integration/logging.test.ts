@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,7 +8,7 @@ import { storesOnS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
 import { ERROR, INFO, LogCollector, WARN } from '../helpers/observe.js';
 import { Receiver } from '../helpers/receiver.js';
-import { startWharf } from '../helpers/wharf.js';
+import { freePort, startWharf } from '../helpers/wharf.js';
 
 /** Uploads through a presigned URL, then downloads through a signed URL; returns Wharf's log. */
 async function loggedFlow() {
@@ -284,6 +285,59 @@ test('the request completed line of a refused request names its error code; one 
       );
       assert.ok(!JSON.stringify(mine).includes('    at '), 'no stack');
     }
+  } finally {
+    await w.close();
+  }
+});
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+test('x-request-id on the metrics listener and on requests the HTTP parser refuses, with the same reqId in their log lines', async () => {
+  const logs = new LogCollector();
+  const w = await startWharf({
+    logStream: logs.stream,
+    env: { WHARF_METRICS_PORT: String(await freePort()) },
+  });
+  try {
+    const metricsUrl = w.wharf.metricsUrl!;
+    const scraped = await fetch(`${metricsUrl}/metrics`);
+    assert.equal(scraped.status, 200);
+    assert.match(scraped.headers.get('x-request-id') ?? '', UUID);
+    const elsewhere = await fetch(`${metricsUrl}/healthz`, {
+      headers: { 'x-request-id': 'lb-7f3a.trace:42' },
+    });
+    assert.equal(elsewhere.status, 404);
+    assert.equal(elsewhere.headers.get('x-request-id'), 'lb-7f3a.trace:42', 'an incoming one is kept');
+    // A scrape that fails is logged with the id its answer carries.
+    const metrics = w.wharf.metrics as unknown as { scrape: () => Promise<unknown> };
+    metrics.scrape = async () => {
+      throw new Error('collection broke');
+    };
+    const failed = await fetch(`${metricsUrl}/metrics`);
+    assert.equal(failed.status, 500);
+    const failedId = failed.headers.get('x-request-id') ?? '';
+    assert.match(failedId, UUID);
+    const scrapeLine = await logs.waitFor((l) => l.msg === 'metrics scrape failed', 'of the failed scrape');
+    assert.equal(scrapeLine.reqId, failedId);
+
+    // A header line without a colon: refused by Node's parser before Fastify sees a request.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect({ port: Number(new URL(w.url).port), host: '127.0.0.1' });
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n');
+    });
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    const refusedId = /\r\nx-request-id: ([^\r]*)\r\n/i.exec(answer)?.[1] ?? '';
+    assert.match(refusedId, UUID, answer);
+    const line = await logs.waitFor(
+      (l) => l.msg === 'refused a request the HTTP parser could not read',
+      'of the refusal',
+    );
+    assert.equal(line.reqId, refusedId);
+    assert.equal(line.code, 'MALFORMED_REQUEST');
   } finally {
     await w.close();
   }
