@@ -44,7 +44,11 @@ export interface Wharf {
    * restart of this version is refused at start. Never rejects.
    */
   superseded: Promise<string[]>;
-  /** Stops taking requests, lets those in flight finish (see CloseOptions), stops the job runner and the sweep, closes storage and the database. */
+  /**
+   * Stops taking requests, lets those in flight finish (see CloseOptions), stops the job runner
+   * and the sweep, closes storage and the database; the WHARF_METRICS_PORT listener last of
+   * all, so that the drain shows in its metrics.
+   */
   close(options?: CloseOptions): Promise<Closed>;
 }
 
@@ -337,7 +341,9 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         stopping = true;
         if (timer) clearInterval(timer);
         if (jobTimer) clearInterval(jobTimer);
-        await metricsListener?.close();
+        // The WHARF_METRICS_PORT listener stays open through the drain (its 503s, its cut
+        // requests, the jobs finishing are what a scraper wants to see of a stop): it closes
+        // only before the database does. /metrics on the main port closes with the port.
         // Stops listening at once and closes idle keep-alive connections; a request that still
         // arrives on a busy one gets 503.
         const closed = app.close();
@@ -376,6 +382,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         else if (!(await settlesWithin(background, CUT_SETTLE_MS))) {
           app.log.warn('background work (the sweep or a job) was still running when the database closed');
         }
+        await metricsListener?.close();
         await opened.close();
         return { cut };
       })();

@@ -3,6 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { bearerMatches, type MetricsSource } from './operations.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './plugins/observe.js';
 
+/** How long a stop waits for scrapes under way to answer. */
+const SCRAPE_SETTLE_MS = 2_000;
+
 export interface MetricsListener {
   /** http://host:port of the listener. */
   url: string;
@@ -23,6 +26,8 @@ export async function listenForMetrics(
     onError: (err: unknown, reqId: string) => void;
   },
 ): Promise<MetricsListener> {
+  // Scrapes under way: a stop lets them answer (see close).
+  const scraping = new Set<Promise<unknown>>();
   const server: Server = createServer((req, res) => {
     // As every response of the main port: a scraper's failure can be named by its id.
     const reqId = requestIdFor(req);
@@ -38,7 +43,7 @@ export async function listenForMetrics(
         .end('Metrics need Authorization: Bearer <WHARF_METRICS_TOKEN>.\n');
       return;
     }
-    source.scrape().then(
+    const scrape = source.scrape().then(
       ({ contentType, body }) => {
         res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
         res.end(req.method === 'HEAD' ? undefined : body);
@@ -48,6 +53,8 @@ export async function listenForMetrics(
         res.writeHead(500, { 'content-type': 'text/plain' }).end('Metrics collection failed.\n');
       },
     );
+    scraping.add(scrape);
+    void scrape.finally(() => scraping.delete(scrape));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -60,11 +67,21 @@ export async function listenForMetrics(
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     url: `http://${host}:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Scrapers keep connections alive; they must not hold the shutdown up.
-        server.closeAllConnections();
-      }),
+    // Closed last in a stop, just before the database (see Wharf.close): a scrape under way
+    // gets a few seconds to answer, rather than failing on the closed database.
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(scraping),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, SCRAPE_SETTLE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      // Scrapers keep connections alive; they must not hold the shutdown up.
+      server.closeAllConnections();
+      await closed;
+    },
   };
 }

@@ -527,6 +527,35 @@ describe('stopping', () => {
     );
   });
 
+  test('SIGTERM with an upload in flight: the metrics port answers through the drain, and closes once the stop is done', async () => {
+    const key = `wharf-lifecycle-${randomBytes(8).toString('hex')}`;
+    const metricsPort = await freePort();
+    const inst = await installation({
+      WHARF_API_KEY: key,
+      WHARF_SHUTDOWN_TIMEOUT: '600',
+      WHARF_METRICS_PORT: String(metricsPort),
+    });
+    const r = start(inst.env);
+    await r.waitFor(LISTENING);
+    const port = Number(inst.env.WHARF_PORT);
+    const body = randomBytes(24 * MiB);
+    const up = upload(port, key, body, 16 * MiB);
+    await writeUnderway(inst);
+
+    r.child.kill('SIGTERM');
+    for (let i = 0; i < 600 && (await listening(port)); i++) await sleep(50);
+    assert.equal(await listening(port), false, 'the main port closed as the drain began');
+    // The drain is what an operator watching a stop wants to see: it used to close first.
+    const scrape = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    assert.equal(scrape.status, 200);
+    assert.match(await scrape.text(), /^wharf_\w+/m);
+    up.rest();
+    const answer = await up.answer;
+    assert.equal(answer.status, 201, answer.body);
+    assert.deepEqual(await r.exited, { code: 0, signal: null });
+    assert.equal(await listening(metricsPort), false, 'the metrics port is closed at exit');
+  });
+
   test('SIGTERM while the sweep waits on a store that stopped answering: one sweep at a time, exit 0 at once, nothing runs on after', {
     // A guard against the hang this test is about (each S3 call would wait 120 s, three times).
     timeout: 90_000,
