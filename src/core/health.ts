@@ -1,11 +1,17 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
+import { isWharfError } from './errors.js';
 import type { IdSource } from './ids.js';
 import type { BlobStore, Store } from './ports.js';
+import { isDiskFull } from './unavailable.js';
 
 export interface CheckResult {
-  status: 'ok' | 'failed';
+  /**
+   * `full`: storage only, its probe write found no room (ENOSPC, EDQUOT). The node still
+   * serves what needs none (downloads, listings), so it stays ready; uploads get 507.
+   */
+  status: 'ok' | 'failed' | 'full';
   /** Why it failed: it did not answer in time, or it answered with an error. */
   reason?: 'timeout' | 'error';
   /** The failure itself, for the log; never sent to clients (paths, hosts, bucket names). */
@@ -70,15 +76,14 @@ export class HealthService {
   }
 
   private async check(): Promise<Readiness> {
-    const [database, storage] = await Promise.all([
-      this.timed(() => this.store.ping()),
-      this.timed(() => this.probeStorage()),
-    ]);
-    return { ready: database.status === 'ok' && storage.status === 'ok', checks: { database, storage } };
+    const [database, storage] = await Promise.all([this.timed(() => this.store.ping()), this.probeStorage()]);
+    // A full disk keeps the node ready: it still serves reads (docs/reliability.md, "A full disk").
+    const ready = database.status === 'ok' && storage.status !== 'failed';
+    return { ready, checks: { database, storage } };
   }
 
   /** Writes a small object the way uploads are written, reads it back, and deletes it. */
-  private async probeStorage(): Promise<void> {
+  private async writeProbe(): Promise<void> {
     const bytes = Buffer.from(`wharf readiness probe ${this.clock.now()}\n`);
     const facts = {
       size: bytes.length,
@@ -94,6 +99,14 @@ export class HealthService {
     } finally {
       await this.blobs.delete(this.probeKey);
     }
+  }
+
+  /** The storage check: `full` when the probe found no room, rather than `failed`. */
+  private async probeStorage(): Promise<CheckResult> {
+    const result = await this.timed(() => this.writeProbe());
+    return result.reason === 'error' && isFull(result.error)
+      ? { status: 'full', error: result.error }
+      : result;
   }
 
   private async timed(check: () => Promise<void>): Promise<CheckResult> {
@@ -113,4 +126,9 @@ export class HealthService {
       clearTimeout(timer);
     }
   }
+}
+
+/** A write that found no room: the disk's errno, or a store that already named it STORAGE_FULL. */
+function isFull(err: unknown): boolean {
+  return isDiskFull(err) || isWharfError(err, 'STORAGE_FULL');
 }

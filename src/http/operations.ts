@@ -19,7 +19,10 @@ export interface OperationsOptions {
 
 const CheckSchema = Type.Object(
   {
-    status: Type.Union([Type.Literal('ok'), Type.Literal('failed')]),
+    status: Type.Union([Type.Literal('ok'), Type.Literal('failed'), Type.Literal('full')], {
+      description:
+        '`full` (storage only): the probe found no room left. The node stays ready, since it still serves reads; uploads get 507 `STORAGE_FULL`.',
+    }),
     reason: Type.Optional(
       Type.Union([Type.Literal('timeout'), Type.Literal('error')], {
         description: '`timeout`: no answer in time; `error`: it answered with an error (details in the log).',
@@ -89,7 +92,7 @@ export async function operationsRoutes(app: App, { core, metrics }: OperationsOp
     },
     async (request, reply) => {
       const { ready, checks } = await core.health.readiness();
-      const failed = Object.entries(checks).filter(([, check]) => check.status !== 'ok');
+      const failed = Object.entries(checks).filter(([, check]) => check.status === 'failed');
       const body = {
         status: ready ? ('ready' as const) : ('unavailable' as const),
         checks: { database: checkJson(checks.database), storage: checkJson(checks.storage) },

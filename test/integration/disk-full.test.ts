@@ -201,6 +201,42 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     await lastBytesOnFullDisk({ w, mountPoint, dataDir, logs }, rufhProtocol(w), 'either');
   });
 
+  test('a disk full to the last block: /readyz stays 200 with storage "full", and downloads and listings go on', async () => {
+    const bytes = randomBytes(4096);
+    const stored = await fetch(`${w.url}/v1/assets?name=kept.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': w.key, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(bytes),
+    });
+    assert.equal(stored.status, 201);
+    const { asset } = await stored.json();
+    const filler = join(mountPoint, 'filler');
+    try {
+      await fillUp(filler);
+      // Past the second a readiness answer is reused for.
+      w.clock.advance(2000);
+      const ready = await api(w.url, undefined, 'GET', '/readyz');
+      // It answered 503 "storage (error)": a full disk took the node out of rotation.
+      assert.equal(ready.status, 200, JSON.stringify(ready.body));
+      assert.deepEqual(ready.body, {
+        status: 'ready',
+        checks: { database: { status: 'ok' }, storage: { status: 'full' } },
+      });
+      const content = await fetch(`${w.url}/v1/assets/${asset.id}/content`, {
+        headers: { 'x-api-key': w.key },
+      });
+      assert.equal(content.status, 200);
+      assert.deepEqual(Buffer.from(await content.arrayBuffer()), bytes);
+      assert.equal((await api(w.url, w.key, 'GET', '/v1/assets?limit=100')).status, 200);
+    } finally {
+      await rm(filler, { force: true });
+      // The answer above is not reused by the tests after this one.
+      w.clock.advance(2000);
+    }
+    assert.deepEqual((await api(w.url, undefined, 'GET', '/readyz')).body.checks.storage, { status: 'ok' });
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${asset.id}`)).status, 204);
+  });
+
   test('the database’s own writes: 507 STORAGE_FULL (SQLITE_FULL), never a 500; writes resume once there is room', async () => {
     const filler = join(mountPoint, 'filler');
     // Everything but a few KiB taken by a file that is not Wharf's.

@@ -237,6 +237,34 @@ describe('HealthService', () => {
     assert.equal((checks.storage.error as { code: string }).code, 'EACCES');
   });
 
+  test('storage with no room left (ENOSPC, EDQUOT) is `full` and the node stays ready; EROFS, EIO are not', async () => {
+    const { store } = storeWith(async () => {});
+    const failingWith = (code: string) =>
+      ({
+        write: async () => {
+          throw Object.assign(new Error(`${code}: the write failed`), { code });
+        },
+      }) as unknown as BlobStore;
+    for (const code of ['ENOSPC', 'EDQUOT']) {
+      const health = new HealthService(store, failingWith(code), clock, ids, {
+        timeoutMs: 5000,
+        cacheMs: 1000,
+      });
+      const { ready, checks } = await health.readiness();
+      assert.equal(ready, true, `${code}: reads are still served`);
+      assert.equal(checks.storage.status, 'full', code);
+    }
+    for (const code of ['EROFS', 'EIO']) {
+      const health = new HealthService(store, failingWith(code), clock, ids, {
+        timeoutMs: 5000,
+        cacheMs: 1000,
+      });
+      const { ready, checks } = await health.readiness();
+      assert.equal(ready, false, code);
+      assert.deepEqual([checks.storage.status, checks.storage.reason], ['failed', 'error'], code);
+    }
+  });
+
   test('an answer is reused for cacheMs; callers at the same time share one run', async () => {
     const { store, pings } = storeWith(async () => {});
     const health = new HealthService(store, blobs, clock, ids, { timeoutMs: 5000, cacheMs: 1000 });
