@@ -53,6 +53,12 @@ export interface Config {
   eventsRetentionDays: number;
   /** How long a stopping server lets requests in flight finish before it cuts them. */
   shutdownTimeoutSeconds: number;
+  /**
+   * How long a stopping server (SIGTERM, SIGINT) goes on serving everything, /readyz answering
+   * 503 `stopping`, before it stops listening: time for a balancer that polls /readyz
+   * (Kubernetes) to take the node out of rotation, so clients meet no refused connection.
+   */
+  shutdownDelaySeconds: number;
   /** Seconds a request or response body may move no byte before its connection is cut (0: never). */
   bodyIdleTimeoutSeconds: number;
   /** Metrics exposure (GET /metrics); see docs/operations.md. */
@@ -317,6 +323,8 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     corsOrigins: corsOrigins(env),
     logLevel: choice(env, 'WHARF_LOG_LEVEL', LOG_LEVELS, 'info'),
     shutdownTimeoutSeconds: integer(env, 'WHARF_SHUTDOWN_TIMEOUT', 30, 0, 3600),
+    // 0: a stop under systemd or compose, where no balancer polls /readyz, is not held up.
+    shutdownDelaySeconds: integer(env, 'WHARF_SHUTDOWN_DELAY', 0, 0, 600),
     bodyIdleTimeoutSeconds: integer(env, 'WHARF_BODY_IDLE_TIMEOUT', 60, 0, 86400),
     webhooks: {
       // At most a minute: a job's lease (5 minutes) must outlast any attempt, or another node

@@ -82,9 +82,16 @@ async function main(): Promise<number> {
     signal.then((received) => ({ received })),
     wharf.superseded.then((migrations) => ({ migrations })),
   ]);
+  // A signal's stop first reads as not ready for WHARF_SHUTDOWN_DELAY; a superseded node's
+  // does not wait, as it must write no more than it has to.
+  const delayMs = 'received' in ending ? config.shutdownDelaySeconds * 1000 : 0;
   if ('received' in ending) {
+    const waiting =
+      delayMs > 0
+        ? `/readyz answers 503 for ${config.shutdownDelaySeconds} s (WHARF_SHUTDOWN_DELAY), then requests in flight have`
+        : 'requests in flight have';
     wharf.app.log.info(
-      `${ending.received}: stopping; requests in flight have ${config.shutdownTimeoutSeconds} s to finish (WHARF_SHUTDOWN_TIMEOUT)`,
+      `${ending.received}: stopping; ${waiting} ${config.shutdownTimeoutSeconds} s to finish (WHARF_SHUTDOWN_TIMEOUT)`,
     );
   } else {
     // Logged by the sweep that found it; said on stderr too, as a start refused for it is.
@@ -93,11 +100,14 @@ async function main(): Promise<number> {
     );
   }
   // The last resort, should closing itself hang (a database that no longer answers).
-  setTimeout(() => {
-    process.stderr.write('wharf: the server did not stop in time; exiting anyway.\n');
-    process.exit(1);
-  }, timeoutMs + 30_000).unref();
-  const { cut } = await wharf.close({ deadlineMs: timeoutMs });
+  setTimeout(
+    () => {
+      process.stderr.write('wharf: the server did not stop in time; exiting anyway.\n');
+      process.exit(1);
+    },
+    delayMs + timeoutMs + 30_000,
+  ).unref();
+  const { cut } = await wharf.close({ delayMs, deadlineMs: timeoutMs });
   wharf.app.log.info(
     cut > 0 ? `stopped; ${cut} request(s) still running at the deadline were cut off` : 'stopped',
   );

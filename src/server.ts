@@ -45,9 +45,9 @@ export interface Wharf {
    */
   superseded: Promise<string[]>;
   /**
-   * Stops taking requests, lets those in flight finish (see CloseOptions), stops the job runner
-   * and the sweep, closes storage and the database; the WHARF_METRICS_PORT listener last of
-   * all, so that the drain shows in its metrics.
+   * Stops taking requests (after CloseOptions.delayMs), lets those in flight finish (see
+   * CloseOptions), stops the job runner and the sweep, closes storage and the database; the
+   * WHARF_METRICS_PORT listener last of all, so that the drain shows in its metrics.
    */
   close(options?: CloseOptions): Promise<Closed>;
 }
@@ -68,6 +68,13 @@ export interface WharfOptions {
 }
 
 export interface CloseOptions {
+  /**
+   * How long to go on serving everything first, /readyz answering 503 `stopping`, so that a
+   * balancer polling it takes the node out of rotation before the port closes
+   * (WHARF_SHUTDOWN_DELAY). No job is claimed nor sweep started meanwhile. Not part of the
+   * deadline: the drain gets its whole `deadlineMs` after it.
+   */
+  delayMs?: number;
   /**
    * How long requests in flight may still run; then their connections are cut (their clients
    * see the connection close, and the handlers clean up what the broken body left). Unset:
@@ -337,10 +344,14 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     },
     close(closeOptions = {}) {
       closing ??= (async () => {
-        const started = performance.now();
         stopping = true;
         if (timer) clearInterval(timer);
         if (jobTimer) clearInterval(jobTimer);
+        // /readyz answers 503 `stopping` from now on: with a delay, while everything else is
+        // still served, so that a balancer polling it moves clients off before the port closes.
+        core.health.stopping();
+        if (closeOptions.delayMs) await new Promise((resolve) => setTimeout(resolve, closeOptions.delayMs));
+        const started = performance.now();
         // The WHARF_METRICS_PORT listener stays open through the drain (its 503s, its cut
         // requests, the jobs finishing are what a scraper wants to see of a stop): it closes
         // only before the database does. /metrics on the main port closes with the port.

@@ -20,6 +20,8 @@ export interface CheckResult {
 
 export interface Readiness {
   ready: boolean;
+  /** The node is stopping (see HealthService.stopping): not ready, whatever the checks say. */
+  stopping: boolean;
   checks: { database: CheckResult; storage: CheckResult };
 }
 
@@ -46,6 +48,7 @@ export class HealthService {
   private readonly probeKey: string;
   private last: { at: number; result: Readiness } | undefined;
   private running: Promise<Readiness> | undefined;
+  private isStopping = false;
 
   constructor(
     private readonly store: Store,
@@ -61,13 +64,23 @@ export class HealthService {
   /** Checks both, at once; concurrent callers share one run, and a recent answer is reused. */
   async readiness(): Promise<Readiness> {
     const now = this.clock.now();
-    if (this.last && now - this.last.at < this.settings.cacheMs) return this.last.result;
-    this.running ??= this.check().finally(() => {
-      this.running = undefined;
-    });
-    const result = await this.running;
-    this.last = { at: now, result };
-    return result;
+    if (!(this.last && now - this.last.at < this.settings.cacheMs)) {
+      this.running ??= this.check().finally(() => {
+        this.running = undefined;
+      });
+      this.last = { at: now, result: await this.running };
+    }
+    // Not cached: the first answer after the stop began says so.
+    const { result } = this.last;
+    return !this.isStopping ? result : { ...result, ready: false, stopping: true };
+  }
+
+  /**
+   * The node is about to stop (WHARF_SHUTDOWN_DELAY): from now on it reads as not ready, so a
+   * balancer that polls /readyz sends it no more requests before it stops listening.
+   */
+  stopping(): void {
+    this.isStopping = true;
   }
 
   /** Migrations of a newer Wharf in the database (see Wharf.superseded); none while it is this one's. */
@@ -79,7 +92,7 @@ export class HealthService {
     const [database, storage] = await Promise.all([this.timed(() => this.store.ping()), this.probeStorage()]);
     // A full disk keeps the node ready: it still serves reads (docs/reliability.md, "A full disk").
     const ready = database.status === 'ok' && storage.status !== 'failed';
-    return { ready, checks: { database, storage } };
+    return { ready, stopping: false, checks: { database, storage } };
   }
 
   /** Writes a small object the way uploads are written, reads it back, and deletes it. */

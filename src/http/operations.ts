@@ -38,7 +38,10 @@ const ReadinessSchema = named(
   'Readiness',
   Type.Object(
     {
-      status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
+      status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable'), Type.Literal('stopping')], {
+        description:
+          '`stopping`: the node has been asked to stop and soon stops listening (`WHARF_SHUTDOWN_DELAY`); it still serves the requests it gets meanwhile.',
+      }),
       checks: Type.Object({ database: CheckSchema, storage: CheckSchema }),
       error: Type.Optional(ErrorSchema.properties.error),
     },
@@ -91,10 +94,10 @@ export async function operationsRoutes(app: App, { core, metrics }: OperationsOp
       },
     },
     async (request, reply) => {
-      const { ready, checks } = await core.health.readiness();
+      const { ready, stopping, checks } = await core.health.readiness();
       const failed = Object.entries(checks).filter(([, check]) => check.status === 'failed');
       const body = {
-        status: ready ? ('ready' as const) : ('unavailable' as const),
+        status: stopping ? ('stopping' as const) : ready ? ('ready' as const) : ('unavailable' as const),
         checks: { database: checkJson(checks.database), storage: checkJson(checks.storage) },
       };
       if (ready) return body;
@@ -102,10 +105,10 @@ export async function operationsRoutes(app: App, { core, metrics }: OperationsOp
         request.log.warn({ check: name, reason: check.reason, err: check.error }, 'readiness check failed');
       }
       const names = failed.map(([name, check]) => `${name} (${check.reason})`).join(', ');
-      return reply.status(503).send({
-        ...body,
-        error: { code: 'NOT_READY', message: `Not ready: ${names} failed.` },
-      });
+      const message = stopping
+        ? `Not ready: this node is stopping${names ? `, and ${names} failed` : ''}.`
+        : `Not ready: ${names} failed.`;
+      return reply.status(503).send({ ...body, error: { code: 'NOT_READY', message } });
     },
   );
 

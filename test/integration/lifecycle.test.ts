@@ -556,6 +556,37 @@ describe('stopping', () => {
     assert.equal(await listening(metricsPort), false, 'the metrics port is closed at exit');
   });
 
+  test('WHARF_SHUTDOWN_DELAY: after SIGTERM /readyz answers 503 stopping while everything else is served, then the port closes', async () => {
+    const key = `wharf-lifecycle-${randomBytes(8).toString('hex')}`;
+    const inst = await installation({ WHARF_API_KEY: key, WHARF_SHUTDOWN_DELAY: '4' });
+    const r = start(inst.env);
+    await r.waitFor(LISTENING);
+    const url = `http://127.0.0.1:${inst.env.WHARF_PORT}`;
+    assert.equal((await api(url, undefined, 'GET', '/readyz')).status, 200);
+
+    const signalled = performance.now();
+    r.child.kill('SIGTERM');
+    await r.waitFor(/"msg":"SIGTERM: stopping; \/readyz answers 503 for 4 s \(WHARF_SHUTDOWN_DELAY\)/);
+    const ready = await api(url, undefined, 'GET', '/readyz');
+    assert.equal(ready.status, 503, JSON.stringify(ready.body));
+    assert.equal(ready.body.status, 'stopping');
+    assert.deepEqual(ready.body.checks, { database: { status: 'ok' }, storage: { status: 'ok' } });
+    assert.equal(ready.body.error.code, 'NOT_READY');
+    assert.match(ready.body.error.message, /stopping/);
+    // Everything else as before: the process is alive, and the API answers.
+    assert.equal((await api(url, undefined, 'GET', '/healthz')).status, 200);
+    const listed = await api(url, key, 'GET', '/v1/assets');
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.ok(performance.now() - signalled < 4000, 'the requests above came within the delay');
+
+    const port = Number(inst.env.WHARF_PORT);
+    for (let i = 0; i < 600 && (await listening(port)); i++) await sleep(50);
+    assert.equal(await listening(port), false, 'the port closes once the delay is over');
+    assert.ok(performance.now() - signalled >= 3900, 'not before');
+    assert.deepEqual(await r.exited, { code: 0, signal: null });
+    assert.match(r.stdout(), /"msg":"stopped"/);
+  });
+
   test('SIGTERM while the sweep waits on a store that stopped answering: one sweep at a time, exit 0 at once, nothing runs on after', {
     // A guard against the hang this test is about (each S3 call would wait 120 s, three times).
     timeout: 90_000,

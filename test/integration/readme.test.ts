@@ -275,6 +275,7 @@ describe('reference tables', () => {
       WHARF_SWEEP_INTERVAL: defaults.sweepIntervalSeconds,
       WHARF_LOG_LEVEL: defaults.logLevel,
       WHARF_SHUTDOWN_TIMEOUT: defaults.shutdownTimeoutSeconds,
+      WHARF_SHUTDOWN_DELAY: defaults.shutdownDelaySeconds,
     };
     for (const [name, value] of Object.entries(expected)) {
       assert.ok(

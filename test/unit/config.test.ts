@@ -48,6 +48,14 @@ describe('configuration', () => {
     assert.equal(loadConfig({ WHARF_SHUTDOWN_TIMEOUT: '0' }).shutdownTimeoutSeconds, 0);
   });
 
+  test('WHARF_SHUTDOWN_DELAY: no wait unless told, at most 10 minutes', () => {
+    assert.equal(loadConfig({}).shutdownDelaySeconds, 0);
+    assert.equal(loadConfig({ WHARF_SHUTDOWN_DELAY: '15' }).shutdownDelaySeconds, 15);
+    assert.deepEqual(problems({ WHARF_SHUTDOWN_DELAY: '601' }), [
+      'WHARF_SHUTDOWN_DELAY must be between 0 and 600, got 601',
+    ]);
+  });
+
   test('WHARF_MAX_FILE_SIZE is at least one byte: 0 is not "off" there but a server that takes only empty files', () => {
     assert.equal(loadConfig({ WHARF_MAX_FILE_SIZE: '1' }).maxFileSize, 1);
     assert.deepEqual(problems({ WHARF_MAX_FILE_SIZE: '0' }), [

@@ -192,6 +192,7 @@ describe('HealthService', () => {
     const health = new HealthService(store, blobs, clock, ids, { timeoutMs: 5000, cacheMs: 1000 });
     assert.deepEqual(await health.readiness(), {
       ready: true,
+      stopping: false,
       checks: { database: { status: 'ok' }, storage: { status: 'ok' } },
     });
     const left = (await readdir(join(dir, 'objects'), { recursive: true, withFileTypes: true })).filter((e) =>
@@ -263,6 +264,16 @@ describe('HealthService', () => {
       assert.equal(ready, false, code);
       assert.deepEqual([checks.storage.status, checks.storage.reason], ['failed', 'error'], code);
     }
+  });
+
+  test('once stopping, not ready at the next answer, a reused one included', async () => {
+    const { store } = storeWith(async () => {});
+    const health = new HealthService(store, blobs, clock, ids, { timeoutMs: 5000, cacheMs: 1000 });
+    assert.equal((await health.readiness()).ready, true);
+    health.stopping();
+    const { ready, stopping, checks } = await health.readiness();
+    assert.deepEqual({ ready, stopping }, { ready: false, stopping: true });
+    assert.deepEqual(checks.storage, { status: 'ok' }, 'the checks still say what they found');
   });
 
   test('an answer is reused for cacheMs; callers at the same time share one run', async () => {
