@@ -13,7 +13,6 @@ import {
   type Delivery,
   MAX_RETRY_AFTER_MS,
   RESPONSE_BODY_LIMIT,
-  redactedUrl,
   sign,
   tryOpenSecret,
   UNREADABLE_SECRET,
@@ -22,6 +21,16 @@ import {
   type WebhookSender,
   webhookDisabled,
 } from './webhooks.js';
+
+/** A URL's host (and port), the only part of an endpoint's URL a log line shows. */
+function urlHost(url: string): string | undefined {
+  try {
+    return new URL(url).host;
+  } catch {
+    // Stored URLs were parsed when they were set; one that is not shows no host.
+    return undefined;
+  }
+}
 
 /**
  * Renders an event as a webhook's body (`{type, timestamp, data}` in the API's JSON). It is
@@ -129,9 +138,10 @@ export class WebhookDeliverer {
     );
     if (!settled || outcome === 'succeeded') return;
     // The log line of a failed attempt names what the delivery log shows of it: the endpoint
-    // (its URL without credentials, as events show it), the delivery, its event and attempt.
+    // (its id and host only: the URL's user info and query string may carry credentials), the
+    // delivery, its event and attempt.
     const logFields = {
-      webhook: { id: webhook.id, url: redactedUrl(webhook.url) },
+      webhook: { id: webhook.id, host: urlHost(webhook.url) },
       delivery: { id: delivery.id, event: event.id, attempt },
     };
     if (outcome === 'gone') {
