@@ -71,6 +71,11 @@ export interface PresignOptions {
    * write-once on the PUT itself (see PresignPutRequest.contentTypeOnly).
    */
   contentTypeOnly?: boolean | undefined;
+  /**
+   * The request gave a list of files (even of one): a refusal names the file's index in it.
+   * Unset, only a request of several files is taken for a list.
+   */
+  batch?: boolean | undefined;
 }
 
 /** A browser-form upload (POST policy) of a file whose exact size is not known in advance. */

@@ -290,9 +290,10 @@ export class UploadService {
       );
     }
     const limit = this.maxFileSize(principal);
-    // A batch's refusal names the file; a request of one file (the native API's single form,
-    // ActiveStorage's, Inspect's) has no list to name it in.
-    const place = (index: number) => (files.length > 1 ? index : undefined);
+    // A batch's refusal names the file, even in a list of one; a request of one file (the native
+    // API's single form, ActiveStorage's, Inspect's) has no list to name it in.
+    const batch = options.batch ?? files.length > 1;
+    const place = (index: number) => (batch ? index : undefined);
     const declared = files.map((file, index) =>
       atIndex(place(index), () => this.validateDeclaration(file, limit)),
     );

@@ -887,6 +887,14 @@ describe('batches', () => {
     assert.equal(res.body.error.details?.index, undefined);
   });
 
+  test('a batch of one file is refused naming files[0]: the list it sent', async () => {
+    const res = await api(w.url, w.key, 'POST', '/v1/uploads', { files: [{ name: '../evil', size: 3 }] });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'INVALID_NAME');
+    assert.match(res.body.error.message, /files\[0\]/);
+    assert.equal(res.body.error.details?.index, 0);
+  });
+
   test('WHARF_MAX_FILES_PER_REQUEST sets the batch limit', async () => {
     const small = await startWharf({ env: { WHARF_MAX_FILES_PER_REQUEST: '3' } });
     try {

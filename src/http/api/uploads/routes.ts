@@ -123,6 +123,7 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
           sha256: f.sha256,
           md5: f.md5,
         })),
+        { batch },
       );
       const items = results.map((r, i) => itemJson(r, files[i]!.name));
       reply.status(results.some((r) => r.status === 'pending') ? 201 : 200);

@@ -69,8 +69,9 @@ export async function presignedUrlRoutes(app: App, { core }: CompatContext): Pro
         const results = await core.uploads.createPresigned(
           request.principal!,
           request.body.files.map((file) => ({ name: file.name, contentType: file.type, size: file.size })),
-          // The document's PUT sends Content-Type and nothing else.
-          { expiresInSeconds: PRESIGNED_URL_SECONDS, contentTypeOnly: true },
+          // The document's PUT sends Content-Type and nothing else. The request is a list, even
+          // of one file: a refusal names the file's index in it.
+          { expiresInSeconds: PRESIGNED_URL_SECONDS, contentTypeOnly: true, batch: true },
         );
         return {
           presigned_urls: results.map((result) => {
