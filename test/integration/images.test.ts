@@ -231,11 +231,20 @@ describe('sizes and fits', () => {
       'q=8e1',
       'dpr=0x2',
       'dpr=2.',
+      // One number written one way only: no leading zeros, no trailing fraction zeros.
+      'w=0300',
+      'h=00',
+      'q=080',
+      'dpr=2.0',
+      'dpr=1.50',
+      'dpr=01.5',
     ]) {
       const res = await get(`/v1/assets/${id}/image?${query}`);
       assert.equal(res.status, 400, `${query}: ${res.bytes}`);
       assert.equal(res.json?.error.code, 'VALIDATION_FAILED', query);
     }
+    const q = await get(`/v1/assets/${id}/image?q=080`);
+    assert.match(String(q.json?.error.message), /e\.g\. 80\)/, 'a quality as an example, within 1–100');
   });
 });
 

@@ -159,12 +159,17 @@ export function transformRequest(query: TransformQuery): TransformRequest {
   };
 }
 
-/** How the numbers of a transform query are written: plain decimals (dpr may have a fraction). */
+/**
+ * How the numbers of a transform query are written: plain decimals (dpr may have a fraction),
+ * without leading zeros or a fraction's trailing ones, as a JavaScript number prints (what
+ * Wharf's own signed and preset URLs write), so that `w=0300` and `dpr=2.0` are no other URLs
+ * of `w=300` and `dpr=2`.
+ */
 const PLAIN_NUMBERS: Record<string, RegExp> = {
-  w: /^[0-9]+$/,
-  h: /^[0-9]+$/,
-  q: /^[0-9]+$/,
-  dpr: /^[0-9]+(\.[0-9]+)?$/,
+  w: /^(0|[1-9][0-9]*)$/,
+  h: /^(0|[1-9][0-9]*)$/,
+  q: /^(0|[1-9][0-9]*)$/,
+  dpr: /^(0|[1-9][0-9]*)(\.[0-9]*[1-9])?$/,
 };
 
 /**
@@ -181,7 +186,7 @@ function refuseLooseNumbers(query: unknown): void {
       if (typeof text !== 'string' || !plain.test(text)) {
         throw new WharfError(
           'VALIDATION_FAILED',
-          `${name} must be written as a plain decimal number (e.g. ${name === 'dpr' ? '1.5' : '320'}).`,
+          `${name} must be written as a plain decimal number (e.g. ${{ dpr: '1.5', q: '80' }[name] ?? '320'}).`,
         );
       }
     }
