@@ -8,9 +8,9 @@ export interface RetryOptions {
   /** The longest wait between two attempts, Retry-After included (default 30 s). */
   maxDelayMs?: number;
   /**
-   * How long in all one request keeps retrying refusals that say the server is busy (every
-   * 503, and 429 `TOO_MANY_UPLOAD_STREAMS` or `TOO_MANY_OPEN_UPLOADS`), waiting Retry-After
-   * each time (default 120 s). These do not count against `retries`: a busy server is not a
+   * How long in all one request keeps retrying refusals that say the server is busy (a 503 or
+   * a 429 `TOO_MANY_UPLOAD_STREAMS` that carries Retry-After), waiting Retry-After each time
+   * (default 120 s). These do not count against `retries`: a busy server is not a
    * failing one, and under load a few quick retries all came back to a server still full.
    */
   busyMs?: number;
@@ -50,13 +50,17 @@ export interface RequestOptions {
 const RETRYABLE_STATUS = new Set([408, 500, 502, 503, 504]);
 
 /**
- * A refusal that says "busy, come back later": every 503 Wharf sends carries Retry-After
- * (SERVICE_UNAVAILABLE, TRANSFORMS_BUSY, the storage endpoint's SlowDown), and these 429s end
- * when the client's own other uploads do (docs/configuration.md: WHARF_MAX_UPLOAD_STREAMS_*).
+ * A refusal that says "busy, come back later": one that carries Retry-After, and is a 503 (every
+ * 503 Wharf sends carries it: SERVICE_UNAVAILABLE, TRANSFORMS_BUSY, the storage endpoint's
+ * SlowDown) or a 429 TOO_MANY_UPLOAD_STREAMS (it ends when the client's own other uploads do,
+ * docs/configuration.md: WHARF_MAX_UPLOAD_STREAMS_*). Not TOO_MANY_OPEN_UPLOADS: open uploads
+ * close when they finish or expire (hours away), so waiting for it only hammers the server. A
+ * 503 without Retry-After (a proxy's) is an ordinary failure: backoff, counted against `retries`.
  */
-const BUSY_CODES = new Set(['TOO_MANY_UPLOAD_STREAMS', 'TOO_MANY_OPEN_UPLOADS']);
+const BUSY_CODES = new Set(['TOO_MANY_UPLOAD_STREAMS']);
 
 function isBusy(error: WharfApiError): boolean {
+  if (error.retryAfter === undefined) return false;
   return error.status === 503 || (error.status === 429 && BUSY_CODES.has(error.code));
 }
 
@@ -160,7 +164,7 @@ export class Transport {
   }
 
   /**
-   * The wait after a busy refusal: its Retry-After (else the shortest backoff), at least
+   * The wait after a busy refusal: its Retry-After (always there, see isBusy), at least
    * minDelayMs and at most maxDelayMs, then up to half as long again at random, so that clients
    * refused together do not all come back together (to be refused together again).
    */

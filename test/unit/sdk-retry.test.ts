@@ -5,28 +5,33 @@ import { Transport } from '../../src/sdk/http.js';
 
 /**
  * The SDK's retries (src/sdk/http.ts), against a fetch that answers what a busy Wharf does:
- * refusals that say "come back later" are retried for as long as the busy budget lasts, past
- * the count of retries that failures get; other refusals are not retried.
+ * refusals that say "come back later" (with Retry-After) are retried for as long as the busy
+ * budget lasts, past the count of retries that failures get; other refusals are not retried.
  */
 
-function refusing(answers: Array<[number, string]>): { fetch: typeof fetch; calls: () => number } {
+function refusing(
+  answers: Array<[number, string]>,
+  retryAfter: string | null = '0',
+): { fetch: typeof fetch; calls: () => number; times: number[] } {
   let calls = 0;
+  const times: number[] = [];
   const fetchImpl = (async () => {
+    times.push(performance.now());
     const answer = answers[calls++];
     if (!answer) return Response.json({ ok: true });
     const [status, code] = answer;
     return Response.json(
       { error: { code, message: `${code}: busy` } },
-      { status, headers: { 'retry-after': '0' } },
+      { status, ...(retryAfter !== null && { headers: { 'retry-after': retryAfter } }) },
     );
   }) as typeof fetch;
-  return { fetch: fetchImpl, calls: () => calls };
+  return { fetch: fetchImpl, calls: () => calls, times };
 }
 
-test('429 TOO_MANY_UPLOAD_STREAMS and TOO_MANY_OPEN_UPLOADS, and 503s, are retried beyond `retries`', async () => {
+test('429 TOO_MANY_UPLOAD_STREAMS and 503s with Retry-After are retried beyond `retries`', async () => {
   const server = refusing([
     [429, 'TOO_MANY_UPLOAD_STREAMS'],
-    [429, 'TOO_MANY_OPEN_UPLOADS'],
+    [503, 'SERVICE_UNAVAILABLE'],
     [503, 'SlowDown'],
     [503, 'SERVICE_UNAVAILABLE'],
     [429, 'TOO_MANY_UPLOAD_STREAMS'],
@@ -59,4 +64,33 @@ test('busy refusals stop being retried once the busy budget is spent; other 429s
   const other = new Transport({ url: 'http://wharf.test', fetch: limited.fetch, retry: { minDelayMs: 1 } });
   await assert.rejects(other.json('GET', '/v1/account'), { code: 'RATE_LIMITED' });
   assert.equal(limited.calls(), 1);
+});
+
+test("a 503 without Retry-After (a proxy's) is retried only `retries` times, with growing waits", async (t) => {
+  // No jitter: each wait is the whole backoff, 20, 40, 80 ms.
+  t.mock.method(Math, 'random', () => 1);
+  const proxy = refusing(
+    Array.from({ length: 100 }, () => [503, 'HTTP_503'] as [number, string]),
+    null,
+  );
+  const http = new Transport({
+    url: 'http://wharf.test',
+    fetch: proxy.fetch,
+    retry: { retries: 3, minDelayMs: 20, busyMs: 2000 },
+  });
+  await assert.rejects(http.json('GET', '/v1/account'), { code: 'HTTP_503' });
+  assert.equal(proxy.calls(), 4);
+  const waits = proxy.times.slice(1).map((at, i) => at - proxy.times[i]!);
+  for (const [i, wait] of waits.entries()) {
+    assert.ok(wait >= 20 * 2 ** i - 2, `wait ${i}: ${wait} ms`);
+  }
+});
+
+test('429 TOO_MANY_OPEN_UPLOADS is not retried (open uploads close in hours, not seconds)', async () => {
+  for (const retryAfter of [null, '0']) {
+    const server = refusing([[429, 'TOO_MANY_OPEN_UPLOADS']], retryAfter);
+    const http = new Transport({ url: 'http://wharf.test', fetch: server.fetch, retry: { minDelayMs: 1 } });
+    await assert.rejects(http.json('POST', '/v1/uploads'), { code: 'TOO_MANY_OPEN_UPLOADS' });
+    assert.equal(server.calls(), 1, `Retry-After ${retryAfter}`);
+  }
 });
