@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -101,31 +101,40 @@ export class FileResumeStore implements ResumeStore {
  * points to is replaced that way (beside it, not beside the link), the link kept. Anything else
  * already there (a FIFO, a device, a terminal) cannot be renamed over and is written to
  * directly, checked as the bytes pass: a mismatch still fails with INTEGRITY_ERROR, but the
- * bytes were written by then. Aborted (`signal`), the temporary file is removed.
+ * bytes were written by then. So is an inherited descriptor that `path` names (/dev/stdout,
+ * /dev/fd/3…, or a link to one), left open; `descriptor` in the result says which. A replaced
+ * file's mode is kept. In a world-writable sticky folder, a link owned by neither this user
+ * nor the folder's owner is not followed (EACCES). Aborted (`signal`), the temporary file is
+ * removed.
  */
 export async function downloadToFile(
   wharf: Wharf,
   assetId: string,
   path: string,
   options: Omit<DownloadOptions, 'range'> = {},
-): Promise<{ size: number; sha256: string | undefined }> {
+): Promise<{ size: number; sha256: string | undefined; descriptor?: number }> {
   // Before the download: a target that cannot be written fails without a byte fetched.
   const target = await writeTarget(resolve(path));
   const download = await wharf.assets.download(assetId, options);
-  if (target.direct) {
+  if (target.kind === 'descriptor') {
+    // Never closed: fd 1 and 2 stay the process's stdout and stderr.
+    const { fd } = target;
+    const out =
+      fd === 1 ? process.stdout : fd === 2 ? process.stderr : createWriteStream('', { fd, autoClose: false });
+    return { ...(await copy(download, out, fd > 2, options.signal)), descriptor: fd };
+  }
+  if (target.kind === 'direct') {
     return copy(download, createWriteStream(target.path, { flags: 'w', mode: 0o644 }), true, options.signal);
   }
   const dir = dirname(target.path);
   const temp = join(dir, `.${basename(target.path)}.${randomBytes(6).toString('hex')}.part`);
+  const mode = target.mode ?? 0o644;
   try {
-    const saved = await copy(
-      download,
-      createWriteStream(temp, { flags: 'wx', mode: 0o644 }),
-      true,
-      options.signal,
-    );
+    const saved = await copy(download, createWriteStream(temp, { flags: 'wx', mode }), true, options.signal);
     const handle = await open(temp, 'r+');
     try {
+      // The replaced file's mode exactly (the umask narrowed the one it was created with).
+      if (target.mode !== undefined) await handle.chmod(target.mode);
       await handle.sync();
     } finally {
       await handle.close();
@@ -179,30 +188,66 @@ async function copy(
   return { size, sha256: download.sha256 };
 }
 
+/** Where a download to a path goes: see writeTarget. */
+type Target =
+  | { kind: 'file'; path: string; mode: number | undefined }
+  | { kind: 'direct'; path: string }
+  | { kind: 'descriptor'; fd: number };
+
 /**
- * Where a download to `path` goes: through its symbolic links (a link to a file not yet there
- * too) to the file to replace, or, for what is neither a file nor a folder (a FIFO, a device,
- * /dev/stdout, whose link into /proc only the kernel can follow), `path` itself, written to.
+ * Where a download to `path` goes, found by following its symbolic links one by one:
+ * - a name for an inherited descriptor (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N),
+ *   the path or any link on the way: that descriptor, written to as it is, so a shell's
+ *   `> file` offset or `>> file` append is kept (its link into /proc, followed, names the file
+ *   the shell opened, which renaming over would replace);
+ * - a regular file, or nothing yet: that file, replaced (a new one keeps the old one's mode);
+ * - anything else (a FIFO, a device): `path`, written to.
+ * In a world-writable sticky folder (/tmp), a link is followed only if it is the user's own or
+ * the folder owner's, as the kernel's fs.protected_symlinks does: a link someone else planted
+ * there must not aim the download at a file of the user's.
  */
-async function writeTarget(path: string): Promise<{ path: string; direct: boolean }> {
-  const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw err;
-  });
-  if (info?.isDirectory()) {
-    throw Object.assign(new Error(`${path} is a folder: name the file to write.`), { code: 'EISDIR' });
-  }
-  if (info?.isFile()) return { path: await realpath(path), direct: false };
-  if (info) return { path, direct: true };
-  // Nothing there: a new file, or a link (a chain of them) to one not yet made.
+async function writeTarget(path: string): Promise<Target> {
   let current = path;
   for (let hops = 0; hops < 40; hops++) {
-    const link = await readlink(current).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'EINVAL' || err.code === 'ENOENT') return undefined;
+    const fd = descriptorOf(current);
+    if (fd !== undefined) return { kind: 'descriptor', fd };
+    const info = await lstat(current).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
       throw err;
     });
-    if (link === undefined) return { path: current, direct: false };
-    current = resolve(dirname(current), link);
+    if (!info) return { kind: 'file', path: current, mode: undefined };
+    if (info.isSymbolicLink()) {
+      await checkLinkOwner(path, current, info.uid);
+      current = resolve(dirname(current), await readlink(current));
+      continue;
+    }
+    if (info.isDirectory()) {
+      throw Object.assign(new Error(`${path} is a folder: name the file to write.`), { code: 'EISDIR' });
+    }
+    if (info.isFile()) return { kind: 'file', path: current, mode: info.mode & 0o777 };
+    return { kind: 'direct', path: current };
   }
   throw Object.assign(new Error(`${path}: too many symbolic links.`), { code: 'ELOOP' });
+}
+
+/** The descriptor an absolute path names, if it is one of the names for an inherited one. */
+function descriptorOf(path: string): number | undefined {
+  if (path === '/dev/stdout') return 1;
+  if (path === '/dev/stderr') return 2;
+  const match = /^\/(?:dev\/fd|proc\/(?:self|thread-self|(\d+))\/fd)\/(\d+)$/.exec(path);
+  if (!match || (match[1] !== undefined && Number(match[1]) !== process.pid)) return undefined;
+  return Number(match[2]);
+}
+
+/** Refuses a link in a world-writable sticky folder owned by neither this user nor the folder's owner. */
+async function checkLinkOwner(path: string, link: string, owner: number): Promise<void> {
+  const folder = await stat(dirname(link));
+  const shared = (folder.mode & 0o1002) === 0o1002;
+  if (!shared || owner === folder.uid || owner === process.getuid?.()) return;
+  throw Object.assign(
+    new Error(
+      `${path}: refusing to follow ${link}, a symbolic link in a shared sticky folder owned by another user (uid ${owner}).`,
+    ),
+    { code: 'EACCES' },
+  );
 }

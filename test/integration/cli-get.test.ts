@@ -1,7 +1,20 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lchown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -80,16 +93,32 @@ interface Ran {
   stderr: string;
 }
 
-function start(args: string[], cwd = scratch): ChildProcess {
+function cliEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) {
     if (!name.startsWith('WHARF_') && !name.startsWith('XDG_')) env[name] = value;
   }
+  return { ...env, WHARF_URL: url, WHARF_KEY: 'wharf_test', XDG_CONFIG_HOME: join(scratch, 'config') };
+}
+
+function start(args: string[], cwd = scratch): ChildProcess {
   return spawn(process.execPath, ['--import', TSX, MAIN, ...args], {
     cwd,
-    env: { ...env, WHARF_URL: url, WHARF_KEY: 'wharf_test', XDG_CONFIG_HOME: join(scratch, 'config') },
+    env: cliEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+}
+
+/** `script` run by bash, `$WHARF_CLI` standing for the CLI (its arguments after it). */
+function shell(script: string, cwd: string): Promise<Ran> {
+  const cli = [process.execPath, '--import', TSX, MAIN].map((a) => `'${a}'`).join(' ');
+  return finished(
+    spawn('bash', ['-c', script.replaceAll('$WHARF_CLI', cli)], {
+      cwd,
+      env: cliEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 function finished(child: ChildProcess): Promise<Ran> {
@@ -195,6 +224,67 @@ describe('where wharf get writes', () => {
     assert.equal(json.code, 0, json.stderr);
     assert.ok(json.stdout.equals(bytes));
     assert.equal(JSON.parse(json.stderr).size, bytes.length);
+  });
+});
+
+describe('-o /dev/stdout and shared folders', () => {
+  test("-o /dev/stdout (or a link to it) into a shell's > file and >> file: written into it, not over it", async () => {
+    const bytes = randomBytes(100_000);
+    const { id } = serve(bytes);
+    const dir = await folder('dev-stdout');
+    await symlink('/dev/stdout', join(dir, 'out-link'));
+    for (const target of ['/dev/stdout', 'out-link', '/dev/fd/1']) {
+      const combined = await shell(
+        `{ echo header; $WHARF_CLI get ${id} -o ${target}; echo trailer; } > combined.bin`,
+        dir,
+      );
+      assert.equal(combined.code, 0, combined.stderr);
+      const expected = Buffer.concat([Buffer.from('header\n'), bytes, Buffer.from('trailer\n')]);
+      assert.ok(
+        (await readFile(join(dir, 'combined.bin'))).equals(expected),
+        `${target}: header, bytes, trailer`,
+      );
+      assert.match(combined.stderr, /sha256 [0-9a-f]{64}/, 'the report on stderr');
+
+      await writeFile(join(dir, 'append.log'), 'earlier\n');
+      const appended = await shell(`$WHARF_CLI get ${id} -o ${target} >> append.log`, dir);
+      assert.equal(appended.code, 0, appended.stderr);
+      const kept = Buffer.concat([Buffer.from('earlier\n'), bytes]);
+      assert.ok((await readFile(join(dir, 'append.log'))).equals(kept), `${target}: appended`);
+    }
+    assert.deepEqual((await readdir(dir)).sort(), ['append.log', 'combined.bin', 'out-link']);
+  });
+
+  test('a link planted by another user in a sticky world-writable folder is not followed', {
+    skip: process.getuid?.() !== 0 && 'needs root (to give a link to another user)',
+  }, async () => {
+    const { id } = serve(randomBytes(3000));
+    const dir = await folder('sticky');
+    const shared = join(dir, 'shared');
+    await mkdir(shared);
+    await chmod(shared, 0o1777);
+    const victim = join(dir, 'secret');
+    await writeFile(victim, 'secret', { mode: 0o600 });
+    await symlink(victim, join(shared, 'pic.png'));
+    await lchown(join(shared, 'pic.png'), 65534, 65534);
+    const ran = await cli(['get', id, '-o', join(shared, 'pic.png')]);
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.match(ran.stderr, /refusing to follow .*pic\.png.*shared sticky folder/);
+    assert.equal(await readFile(victim, 'utf8'), 'secret', 'the target is untouched');
+    assert.equal((await stat(victim)).mode & 0o777, 0o600);
+    assert.deepEqual(await readdir(shared), ['pic.png']);
+    assert.deepEqual((await readdir(dir)).sort(), ['secret', 'shared']);
+  });
+
+  test('a replaced file keeps its mode', async () => {
+    const bytes = randomBytes(3000);
+    const { id } = serve(bytes);
+    const dir = await folder('mode');
+    await writeFile(join(dir, 'private.bin'), 'old', { mode: 0o600 });
+    const ran = await cli(['get', id, '-o', join(dir, 'private.bin')]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.ok((await readFile(join(dir, 'private.bin'))).equals(bytes));
+    assert.equal(((await stat(join(dir, 'private.bin'))).mode & 0o777).toString(8), '600');
   });
 });
 

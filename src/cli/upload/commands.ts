@@ -179,7 +179,7 @@ export async function get(
     // Checked against the record in hand: a download redirected to storage declares no digest.
     const options = { sha256: asset.sha256, signal: controller.signal };
     let path: string;
-    let saved: { size: number };
+    let saved: { size: number; descriptor?: number };
     if (output === '-') {
       path = '-';
       saved = await downloadToStream(wharf, asset.id, io.bytes, { ...options, end: false });
@@ -187,7 +187,8 @@ export async function get(
       path = resolve(output ?? localName(asset));
       saved = await downloadToFile(wharf, asset.id, path, options);
     }
-    const report = output === '-' ? io.stderr : io.stdout;
+    // Bytes on stdout (-o -, -o /dev/stdout): the report goes to stderr, so stdout is the bytes only.
+    const report = output === '-' || saved.descriptor === 1 ? io.stderr : io.stdout;
     if (values.json)
       report(
         `${JSON.stringify({ id: asset.id, name: asset.name, path, size: saved.size, sha256: asset.sha256 }, null, 2)}\n`,
