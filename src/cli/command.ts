@@ -2,6 +2,7 @@
  * What every admin command (src/cli/commands.ts and its neighbours) is, and what they share:
  * `--help`, the `--account` option and its rule, and the failure that exits with code 1.
  */
+import { join } from 'node:path';
 import type { OpenedCore } from '../bootstrap.js';
 import type { Config } from '../config.js';
 import { type OptionSpec, type Parsed, stringOption, UsageError } from './args.js';
@@ -40,6 +41,42 @@ export const HELP: OptionSpec = { help: { type: 'boolean', short: 'h' } };
 
 /** The command was understood but could not be done: exit code 1. */
 export class Failure extends Error {}
+
+/**
+ * The setting that chose the database, as a message about it names it: WHARF_DATABASE_URL when
+ * the operator set it; otherwise they set only WHARF_DATA_DIR (or not even that), and the
+ * database is the embedded default's `wharf.db` in it (config.ts), named with its path.
+ */
+function databaseSetting(env: NodeJS.ProcessEnv, config: Config): { name: string; label: string } {
+  // Empty is unset, as config.ts reads it.
+  if (env.WHARF_DATABASE_URL) return { name: 'WHARF_DATABASE_URL', label: 'WHARF_DATABASE_URL' };
+  return { name: 'WHARF_DATA_DIR', label: `WHARF_DATA_DIR (${join(config.dataDir, 'wharf.db')})` };
+}
+
+/**
+ * Why a command refuses a database whose schema is behind its own (SchemaBehind in
+ * db/migrate.ts), and what to do. It does not migrate it: that is an upgrade, and every node of
+ * the older version still running on the database would stop (server.ts).
+ */
+export function schemaBehind(
+  { pending, fresh }: { pending: readonly string[]; fresh: boolean },
+  env: NodeJS.ProcessEnv,
+  config: Config,
+): string {
+  const { name, label } = databaseSetting(env, config);
+  if (fresh) {
+    return (
+      `${label}: this database has no Wharf schema: no server has run on it yet, and a command ` +
+      `does not create one (is ${name} right?). Start the server on it, or run "wharf migrate".`
+    );
+  }
+  return (
+    `${label}: this database lacks this version's migrations (${pending.join(', ')}), and a ` +
+    'command does not run them: that is an upgrade, and every node of the older version still running on it ' +
+    'would stop. Stop those nodes, then start this version\'s server or run "wharf migrate" ' +
+    '(docs/deployment.md, "Starting": upgrading); or use the CLI of the version that runs.'
+  );
+}
 
 export function accountOption(values: Parsed['values']): string | undefined {
   const id = stringOption(values, 'account');

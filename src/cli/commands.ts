@@ -13,7 +13,15 @@ import { runtimeProblem } from '../runtime.js';
 import { type Parsed, parse, stringOption, UsageError } from './args.js';
 import { ASSET_COMMANDS } from './assets.js';
 import { DATA_COMMANDS } from './backup.js';
-import { accountOption, type Command, checkAccountId, Failure, HELP, requireAccount } from './command.js';
+import {
+  accountOption,
+  type Command,
+  checkAccountId,
+  Failure,
+  HELP,
+  requireAccount,
+  schemaBehind,
+} from './command.js';
 import {
   accountJson,
   accountTable,
@@ -555,7 +563,7 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
           });
         } catch (err) {
           const { SchemaBehind } = await import('../db/migrate.js');
-          if (err instanceof SchemaBehind) throw new Failure(schemaBehind(err));
+          if (err instanceof SchemaBehind) throw new Failure(schemaBehind(err, io.env, configured()));
           throw err;
         }
         return opened;
@@ -587,26 +595,6 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
   } finally {
     await opened?.close();
   }
-}
-
-/**
- * Why a command refuses a database whose schema is behind its own, and what to do. It does not
- * migrate it: that is an upgrade, and every node of the older version still running on the
- * database would stop (server.ts).
- */
-function schemaBehind({ pending, fresh }: { pending: string[]; fresh: boolean }): string {
-  if (fresh) {
-    return (
-      'WHARF_DATABASE_URL: this database has no Wharf schema: no server has run on it yet, and a command ' +
-      'does not create one (is WHARF_DATABASE_URL right?). Start the server on it, or run "wharf migrate".'
-    );
-  }
-  return (
-    `WHARF_DATABASE_URL: this database lacks this version's migrations (${pending.join(', ')}), and a ` +
-    'command does not run them: that is an upgrade, and every node of the older version still running on it ' +
-    'would stop. Stop those nodes, then start this version\'s server or run "wharf migrate" ' +
-    '(docs/deployment.md, "Starting": upgrading); or use the CLI of the version that runs.'
-  );
 }
 
 /** --role (admin or member), or --scope with an optional --name-prefix and --namespace. */

@@ -163,9 +163,15 @@ describe('a start that cannot succeed', () => {
 
     const list = wharfCommand(inst.env, ['accounts', 'list']);
     assert.equal((await list.exited).code, 1, list.stderr());
+    // Named by what the operator set: WHARF_DATABASE_URL, or on the embedded default only
+    // WHARF_DATA_DIR, with the database file in it.
+    const setting = inst.env.WHARF_DATABASE_URL
+      ? 'WHARF_DATABASE_URL'
+      : `WHARF_DATA_DIR (${join(inst.dataDir, 'wharf.db')})`;
+    assert.ok(list.stderr().startsWith(`wharf: ${setting}: `), list.stderr());
     assert.match(
       list.stderr(),
-      /^wharf: WHARF_DATABASE_URL: this database lacks this version's migrations \(013_upload_endings, 014_lane_owners[^)]*\), and a command does not run them: .*Stop those nodes, then start this version's server or run "wharf migrate" .*\n$/,
+      /^wharf: [^\n]+: this database lacks this version's migrations \(013_upload_endings, 014_lane_owners[^)]*\), and a command does not run them: .*Stop those nodes, then start this version's server or run "wharf migrate" .*\n$/,
     );
     assert.equal(list.stderr().split('\n').length, 2, 'one line');
     assert.doesNotMatch(list.stderr(), NO_STACK);
@@ -207,9 +213,12 @@ describe('a start that cannot succeed', () => {
       );
     const r = wharfCommand(inst.env, ['keys', 'list']);
     assert.equal((await r.exited).code, 1, r.stderr());
-    assert.match(
+    const [setting, name] = postgres
+      ? ['WHARF_DATABASE_URL', 'WHARF_DATABASE_URL']
+      : [`WHARF_DATA_DIR (${join(inst.dataDir, 'wharf.db')})`, 'WHARF_DATA_DIR'];
+    assert.equal(
       r.stderr(),
-      /^wharf: WHARF_DATABASE_URL: this database has no Wharf schema: no server has run on it yet, and a command does not create one \(is WHARF_DATABASE_URL right\?\)\. Start the server on it, or run "wharf migrate"\.\n$/,
+      `wharf: ${setting}: this database has no Wharf schema: no server has run on it yet, and a command does not create one (is ${name} right?). Start the server on it, or run "wharf migrate".\n`,
     );
     assert.deepEqual(await tables(), []);
   });
