@@ -23,6 +23,7 @@ import { ObjectMissing } from '../core/ports.js';
 import { createDatabaseFile } from '../db/file-mode.js';
 import { missingDatabase } from '../db/missing.js';
 import {
+  hasWharfSchema,
   holdLock,
   type ReferencedObject,
   referencedObjects,
@@ -63,6 +64,13 @@ export interface BackupReport {
 
 export class BackupRefused extends Error {}
 
+/** The database is there but no Wharf has run on it (e.g. an empty `wharf.db`): nothing to back up. */
+export class NoWharfSchema extends BackupRefused {
+  constructor(path: string) {
+    super(`The database at ${path} has no Wharf schema: no server has run on it yet.`);
+  }
+}
+
 export interface BackupOptions {
   /** The live SQLite database file. */
   database: string;
@@ -99,6 +107,8 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
   }
   const missing = missingDatabase({ dialect: 'sqlite', path: options.database }, 'nothing to back up');
   if (missing) throw new BackupRefused(missing);
+  // Rather than SQLite's "no such table" once the copy is read.
+  if (!hasWharfSchema(options.database)) throw new NoWharfSchema(options.database);
   await ensureBackupTarget(target);
   const lock = holdLock(join(target, '.wharf-backup.lock'));
   if (!lock) throw new BackupRefused(`Another backup is writing into ${target}; wait for it to end.`);

@@ -38,6 +38,26 @@ export function snapshotDatabase(livePath: string, target: string): void {
   }
 }
 
+/**
+ * Whether a Wharf has run on the live database at `livePath`: it has had migrations
+ * (db/migrate.ts). An empty file has none, nor tables to copy objects from. A schema behind or
+ * ahead of this version's is still Wharf's, and copied as it is.
+ */
+export function hasWharfSchema(livePath: string): boolean {
+  const db = new SQLite(livePath, { fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    const table = db.prepare(
+      `select 1 from sqlite_master where type = 'table' and name = 'wharf_migrations'`,
+    );
+    return (
+      table.get() !== undefined && db.prepare('select 1 from wharf_migrations limit 1').get() !== undefined
+    );
+  } finally {
+    db.close();
+  }
+}
+
 /** Every object the database at `path` refers to, once per storage key (dedupe shares keys). */
 export function referencedObjects(path: string): Map<string, ReferencedObject> {
   const db = new SQLite(path, { readonly: true, fileMustExist: true });

@@ -1,9 +1,9 @@
 /** `wharf data backup DIR`: a data directory's copy, taken while the server runs (src/backup/). */
 import { join } from 'node:path';
-import { type BackupProblem, BackupRefused, backup } from '../backup/backup.js';
+import { type BackupProblem, BackupRefused, backup, NoWharfSchema } from '../backup/backup.js';
 import { parseDatabaseUrl } from '../db/url.js';
 import { UsageError } from './args.js';
-import { type Command, Failure, HELP } from './command.js';
+import { type Command, Failure, HELP, schemaBehind } from './command.js';
 import { printable } from './format.js';
 import { problemJson, problemLine, type StoredBytesProblem } from './problems.js';
 
@@ -44,6 +44,10 @@ export const DATA_COMMANDS: Command[] = [
           verify: values.verify === true,
         });
       } catch (err) {
+        // Refused as every command refuses a database no Wharf has run on, naming the setting.
+        if (err instanceof NoWharfSchema) {
+          throw new Failure(schemaBehind({ pending: [], fresh: true }, ctx.io.env, config));
+        }
         if (err instanceof BackupRefused) throw new Failure(err.message);
         throw err;
       }

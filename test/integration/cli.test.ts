@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -332,6 +332,29 @@ describe('errors and help', () => {
         ['empty'],
         'no directory, no database made',
       );
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+
+  test('data backup of an empty wharf.db (no Wharf schema) refuses in one line, exit 1, and copies nothing', async (t) => {
+    if (backing?.env.WHARF_DATABASE_URL) return t.skip('embedded deployment only');
+    const scratch = await mkdtemp(join(tmpdir(), 'wharf-cli-emptydb-'));
+    try {
+      const data = join(scratch, 'data');
+      await mkdir(data);
+      await writeFile(join(data, 'wharf.db'), '', { mode: 0o600 });
+      const ran = await cli(['data', 'backup', join(scratch, 'backup')], { WHARF_DATA_DIR: data });
+      assert.equal(ran.code, 1, ran.stderr);
+      // As every command refuses it (lifecycle.test.ts), not with SQLite's "no such table".
+      assert.equal(
+        ran.stderr,
+        `wharf: WHARF_DATA_DIR (${join(data, 'wharf.db')}): this database has no Wharf schema: no server has ` +
+          'run on it yet, and a command does not create one (is WHARF_DATA_DIR right?). Start the server on ' +
+          'it, or run "wharf migrate".\n',
+      );
+      assert.equal(ran.stdout, '');
+      assert.deepEqual((await readdir(scratch)).sort(), ['data'], 'no backup directory made');
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
