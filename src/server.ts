@@ -419,6 +419,7 @@ async function openMetricsListener(
       port: port!,
       token,
       onError: (err, reqId) => app.log.error({ err, reqId }, 'metrics scrape failed'),
+      log: app.log,
     });
   } catch (err) {
     await app.close();

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { METHODS, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger } from 'fastify';
 import { ERROR_STATUS, type ErrorCode } from '../core/errors.js';
 import { REQUEST_ID_HEADER, type RequestMetrics, UNMATCHED } from './plugins/observe.js';
 
@@ -48,8 +48,10 @@ function refusedMethod(rawPacket: unknown): string {
  * refusal. A request whose body broke after it reached its route is counted and logged there.
  */
 export function clientErrorHandler(metrics?: RequestMetrics) {
+  // `this` is the Fastify instance on the main port, its logger's holder on the metrics port
+  // (metrics-listener.ts): only the logger is used.
   return function answerClientError(
-    this: FastifyInstance,
+    this: { log: Pick<FastifyBaseLogger, 'info'> },
     err: Error & { code?: string; reason?: string; rawPacket?: unknown },
     socket: Socket,
   ): void {

@@ -1,5 +1,7 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { FastifyBaseLogger } from 'fastify';
+import { clientErrorHandler } from './client-errors.js';
 import { bearerMatches, type MetricsSource } from './operations.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './plugins/observe.js';
 
@@ -24,6 +26,8 @@ export async function listenForMetrics(
     port: number;
     token: string | undefined;
     onError: (err: unknown, reqId: string) => void;
+    /** Where a request Node's HTTP parser refused is logged (see client-errors.ts). */
+    log: Pick<FastifyBaseLogger, 'info'>;
   },
 ): Promise<MetricsListener> {
   // Scrapes under way: a stop lets them answer (see close).
@@ -56,6 +60,12 @@ export async function listenForMetrics(
     scraping.add(scrape);
     void scrape.finally(() => scraping.delete(scrape));
   });
+  // What the parser refuses is answered as on the main port, with an x-request-id and Wharf's
+  // envelope, rather than Node's bare 400. Not counted: the request metrics are the API's.
+  const answerClientError = clientErrorHandler();
+  server.on('clientError', (err, socket) =>
+    answerClientError.call({ log: options.log }, err, socket as Socket),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

@@ -341,3 +341,33 @@ test('x-request-id on the metrics listener and on requests the HTTP parser refus
     await w.close();
   }
 });
+
+test('a request the HTTP parser refuses on the metrics port: 400 with x-request-id, the same reqId in its log line', async () => {
+  const logs = new LogCollector();
+  const w = await startWharf({
+    logStream: logs.stream,
+    env: { WHARF_METRICS_PORT: String(await freePort()) },
+  });
+  try {
+    // A header line without a colon, as on the main port above: Node's bare 400 had no id.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect({ port: Number(new URL(w.wharf.metricsUrl!).port), host: '127.0.0.1' });
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+      socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n');
+    });
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    const refusedId = /\r\nx-request-id: ([^\r]*)\r\n/i.exec(answer)?.[1] ?? '';
+    assert.match(refusedId, UUID, answer);
+    assert.match(answer, /"code":"MALFORMED_REQUEST"/);
+    const line = await logs.waitFor(
+      (l) => l.msg === 'refused a request the HTTP parser could not read',
+      'of the refusal',
+    );
+    assert.equal(line.reqId, refusedId);
+  } finally {
+    await w.close();
+  }
+});
