@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import type { OpenedCore } from '../bootstrap.js';
 import type { Config } from '../config.js';
+import type { SchemaAhead } from '../db/migrate.js';
 import { type OptionSpec, type Parsed, stringOption, UsageError } from './args.js';
 import type { CliIo } from './commands.js';
 
@@ -76,6 +77,14 @@ export function schemaBehind(
     'would stop. Stop those nodes, then start this version\'s server or run "wharf migrate" ' +
     '(docs/deployment.md, "Starting": upgrading); or use the CLI of the version that runs.'
   );
+}
+
+/**
+ * Why a command refuses a database a newer Wharf migrated (SchemaAhead in db/migrate.ts): the
+ * server's words, naming the setting as schemaBehind does.
+ */
+export function schemaAhead(err: SchemaAhead, env: NodeJS.ProcessEnv, config: Config): string {
+  return err.refusal(databaseSetting(env, config).label);
 }
 
 export function accountOption(values: Parsed['values']): string | undefined {

@@ -20,6 +20,7 @@ import {
   Failure,
   HELP,
   requireAccount,
+  schemaAhead,
   schemaBehind,
 } from './command.js';
 import {
@@ -562,8 +563,9 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
             purpose: 'command',
           });
         } catch (err) {
-          const { SchemaBehind } = await import('../db/migrate.js');
+          const { SchemaAhead, SchemaBehind } = await import('../db/migrate.js');
           if (err instanceof SchemaBehind) throw new Failure(schemaBehind(err, io.env, configured()));
+          if (err instanceof SchemaAhead) throw new Failure(schemaAhead(err, io.env, configured()));
           throw err;
         }
         return opened;

@@ -3,7 +3,7 @@
  * The other admin commands never migrate (see OpenCoreOptions in bootstrap.ts): migrating is an
  * upgrade, and every node of an older version running on the database stops at its next sweep.
  */
-import { type Command, HELP } from './command.js';
+import { type Command, Failure, HELP, schemaAhead } from './command.js';
 
 export const MIGRATE_COMMANDS: Command[] = [
   {
@@ -18,7 +18,7 @@ export const MIGRATE_COMMANDS: Command[] = [
     async run({ values }, ctx) {
       ctx.checkDatabase();
       // Only the database: no storage, no secret, nothing of the core (it expects the schema).
-      const [{ connect }, { migrateToLatest, MIGRATIONS }] = await Promise.all([
+      const [{ connect }, { migrateToLatest, MIGRATIONS, SchemaAhead }] = await Promise.all([
         import('../db/connect.js'),
         import('../db/migrate.js'),
       ]);
@@ -26,6 +26,10 @@ export const MIGRATE_COMMANDS: Command[] = [
       let applied: string[];
       try {
         applied = await migrateToLatest(db);
+      } catch (err) {
+        // Named as every command names the database it refuses.
+        if (err instanceof SchemaAhead) throw new Failure(schemaAhead(err, ctx.io.env, ctx.config()));
+        throw err;
       } finally {
         await db.destroy();
       }

@@ -124,11 +124,27 @@ async function refuseNewerSchema(db: Kysely<any>): Promise<void> {
     return;
   }
   const unknown = unknownMigrations(done);
-  if (unknown.length > 0) {
-    throw new ConfigError(
-      `WHARF_DATABASE_URL: this database was migrated by a newer Wharf (${unknown.join(', ')}), which this version does not know. Run that version or a later one; to go back, restore the backup taken before the upgrade.`,
-    );
+  if (unknown.length > 0) throw new SchemaAhead(unknown);
+}
+
+/**
+ * The database was migrated by a newer Wharf: `unknown` names the migrations this version does
+ * not know. A ConfigError that names WHARF_DATABASE_URL, as the server says it at its start;
+ * the admin CLI names the setting the operator used instead (refusal, cli/command.ts).
+ */
+export class SchemaAhead extends ConfigError {
+  constructor(readonly unknown: string[]) {
+    super(newerSchema(unknown, 'WHARF_DATABASE_URL'));
   }
+
+  /** The refusal, beginning with `label`: the setting that chose the database. */
+  refusal(label: string): string {
+    return newerSchema(this.unknown, label);
+  }
+}
+
+function newerSchema(unknown: string[], label: string): string {
+  return `${label}: this database was migrated by a newer Wharf (${unknown.join(', ')}), which this version does not know. Run that version or a later one; to go back, restore the backup taken before the upgrade.`;
 }
 
 /** Of the migrations a database has run, those this version does not know, sorted. */

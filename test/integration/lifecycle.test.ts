@@ -126,7 +126,7 @@ describe('a start that cannot succeed', () => {
     assert.equal(r.stdout(), '');
   });
 
-  test('a database a newer Wharf migrated: one line naming WHARF_DATABASE_URL and what to do, exit 1, for the server and a command alike; nothing changed', async () => {
+  test('a database a newer Wharf migrated: one line naming the database and what to do, exit 1, for the server and a command alike; nothing changed', async () => {
     const inst = await installation();
     await migrate(inst);
     assert.deepEqual(await keyIds(inst), []);
@@ -134,11 +134,21 @@ describe('a start that cannot succeed', () => {
       inst.databaseUrl,
       `insert into wharf_migrations (name, timestamp) values ('999_from_a_later_wharf', '2099-01-01T00:00:00.000Z')`,
     );
-    for (const r of [start(inst.env), wharfCommand(inst.env, ['keys', 'list'])]) {
+    // A command names what the operator set, as for a schema behind its own: on the embedded
+    // default only WHARF_DATA_DIR, with the database file in it. The server says WHARF_DATABASE_URL.
+    const setting = inst.env.WHARF_DATABASE_URL
+      ? 'WHARF_DATABASE_URL'
+      : `WHARF_DATA_DIR (${join(inst.dataDir, 'wharf.db')})`;
+    for (const [r, named] of [
+      [start(inst.env), 'WHARF_DATABASE_URL'],
+      [wharfCommand(inst.env, ['keys', 'list']), setting],
+      [wharfCommand(inst.env, ['migrate']), setting],
+    ] as const) {
       assert.equal((await r.exited).code, 1, r.stderr());
+      assert.ok(r.stderr().startsWith(`wharf: ${named}: `), r.stderr());
       assert.match(
         r.stderr(),
-        /^wharf: WHARF_DATABASE_URL: this database was migrated by a newer Wharf \(999_from_a_later_wharf\).*restore the backup taken before the upgrade\.\n$/,
+        /^wharf: [^\n]+: this database was migrated by a newer Wharf \(999_from_a_later_wharf\).*restore the backup taken before the upgrade\.\n$/,
       );
       assert.doesNotMatch(r.stderr(), NO_STACK);
     }
