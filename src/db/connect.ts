@@ -9,6 +9,7 @@ import {
   SqliteAdapter,
   type SqliteDatabase,
   SqliteDialect,
+  sql,
 } from 'kysely';
 import pg from 'pg';
 import { WharfError } from '../core/errors.js';
@@ -34,6 +35,12 @@ export interface ConnectOptions {
    * db/store-thread.ts), never create an empty one in its place.
    */
   mustExist?: boolean;
+  /**
+   * SQLite: leave the file's journal mode as it is, for the caller to set WAL mode (useWal)
+   * once it has checked that the database is Wharf's. Setting it writes SQLite's header into an
+   * empty file, which a command that then refuses it (no Wharf schema) would leave grown.
+   */
+  deferWal?: boolean;
 }
 
 /** `postgres://…` / `postgresql://…`, or SQLite: `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path. */
@@ -59,7 +66,7 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
   const sqlite = new SQLite(path, { fileMustExist: options.mustExist === true });
   // WAL lets readers run alongside the writer. synchronous=FULL makes each commit durable
   // before it is acknowledged: an asset that was reported created survives a power cut.
-  sqlite.pragma('journal_mode = WAL');
+  if (!options.deferWal) sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
@@ -71,6 +78,11 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
   // sorts could spill, run on the read-only connection, which keeps files.
   sqlite.pragma('temp_store = MEMORY');
   return sqliteConnection(sqlite, options.log);
+}
+
+/** WAL mode, as connect() sets it, on a SQLite connection opened with `deferWal`. */
+export async function useWal(connection: Connection): Promise<void> {
+  if (connection.dialect === 'sqlite') await sql`pragma journal_mode = WAL`.execute(connection.db);
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -355,6 +355,35 @@ describe('errors and help', () => {
       );
       assert.equal(ran.stdout, '');
       assert.deepEqual((await readdir(scratch)).sort(), ['data'], 'no backup directory made');
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+
+  test('an empty wharf.db a command refuses is left as it was: same bytes, size and mtime, no files beside it', async (t) => {
+    if (backing?.env.WHARF_DATABASE_URL) return t.skip('embedded deployment only');
+    const scratch = await mkdtemp(join(tmpdir(), 'wharf-cli-untouched-'));
+    try {
+      const data = join(scratch, 'data');
+      await mkdir(data);
+      const file = join(data, 'wharf.db');
+      await writeFile(file, '', { mode: 0o600 });
+      // In the past, so that any write would show.
+      const then = new Date('2024-01-02T03:04:05Z');
+      await utimes(file, then, then);
+      // The schema check every command makes (openCore), and data backup's own.
+      for (const args of [
+        ['keys', 'list'],
+        ['data', 'backup', join(scratch, 'backup')],
+      ]) {
+        const ran = await cli(args, { WHARF_DATA_DIR: data });
+        assert.equal(ran.code, 1, ran.stderr);
+        assert.match(ran.stderr, /this database has no Wharf schema/);
+        const after = await stat(file);
+        assert.equal(after.size, 0, `wharf ${args.join(' ')} wrote into the file`);
+        assert.equal(after.mtime.getTime(), then.getTime(), `wharf ${args.join(' ')} touched the file`);
+        assert.deepEqual(await readdir(data), ['wharf.db'], `wharf ${args.join(' ')} left files beside it`);
+      }
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }

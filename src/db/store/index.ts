@@ -1,6 +1,6 @@
 import type { IdSource } from '../../core/ids.js';
 import type { Store } from '../../core/ports.js';
-import { type Connection, type ConnectOptions, connect } from '../connect.js';
+import { type Connection, type ConnectOptions, connect, useWal } from '../connect.js';
 import { migrateToLatest, requireLatestSchema } from '../migrate.js';
 import { accountQueries } from './accounts.js';
 import { assetQueries } from './assets.js';
@@ -66,10 +66,14 @@ export async function openSqlStore(
   ids: IdSource,
   options: OpenStoreOptions = {},
 ): Promise<Store> {
-  const connection = connect(databaseUrl, options);
+  const check = options.migrate === false;
+  // What is checked is not written to before it passes: a database refused is left as it was.
+  const connection = connect(databaseUrl, { ...options, deferWal: check });
   try {
-    if (options.migrate === false) await requireLatestSchema(connection.db);
-    else await migrateToLatest(connection.db);
+    if (check) {
+      await requireLatestSchema(connection.db);
+      await useWal(connection);
+    } else await migrateToLatest(connection.db);
   } catch (err) {
     await connection.db.destroy();
     throw err;
