@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -10,6 +10,7 @@ import { knownVariables, loadConfig } from '../../src/config.js';
 import { ERROR_STATUS } from '../../src/core/errors.js';
 import { createWharf, type Wharf } from '../../src/server.js';
 import { deployment, provision } from '../helpers/deployment.js';
+import { docExamples, parseDocJson, shapeDifferences } from '../helpers/doc-examples.js';
 import { freePort } from '../helpers/wharf.js';
 
 /**
@@ -24,7 +25,8 @@ import { freePort } from '../helpers/wharf.js';
  * inside the checkout. Files never see each other's state. A block marked
  * `<!-- walkthrough: embedded default -->` is about the embedded default alone (what the CLI
  * does with the SQLite file and the local store) and is left out of the scaled deployment's
- * run; the test of that feature says what the scaled deployment does instead.
+ * run; the test of that feature says what the scaled deployment does instead. A json example
+ * marked `<!-- example: json from FILE -->` is compared with FILE, which the walkthrough wrote.
  */
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const MARKER = '<!-- walkthrough -->';
@@ -146,6 +148,18 @@ async function runWalkthrough(file: string, blocks: Block[]): Promise<void> {
           result.output.slice(-6000),
       );
       assert.equal(started.length, blocks.length, 'every block ran');
+      // A json example marked `<!-- example: json from FILE -->` shows the shape of what the
+      // walkthrough wrote to FILE: the same fields, recursively (test/helpers/doc-examples.ts).
+      for (const example of docExamples(file).filter(
+        (e) => e.kind === 'json' && e.name.startsWith('from '),
+      )) {
+        const written = JSON.parse(await readFile(join(workDir, example.name.slice('from '.length)), 'utf8'));
+        assert.deepEqual(
+          shapeDifferences(parseDocJson(example.code), written),
+          [],
+          `the example at ${file}:${example.line} against ${JSON.stringify(written)}`,
+        );
+      }
     } finally {
       await wharf.close();
     }
