@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Clock } from './clock.js';
-import { isWharfError } from './errors.js';
 import type { IdSource } from './ids.js';
 import type { BlobStore, Store } from './ports.js';
-import { isDiskFull } from './unavailable.js';
+import { isStorageFull } from './unavailable.js';
 
 export interface CheckResult {
   /**
@@ -117,7 +116,7 @@ export class HealthService {
   /** The storage check: `full` when the probe found no room, rather than `failed`. */
   private async probeStorage(): Promise<CheckResult> {
     const result = await this.timed(() => this.writeProbe());
-    return result.reason === 'error' && isFull(result.error)
+    return result.reason === 'error' && isStorageFull(result.error)
       ? { status: 'full', error: result.error }
       : result;
   }
@@ -139,9 +138,4 @@ export class HealthService {
       clearTimeout(timer);
     }
   }
-}
-
-/** A write that found no room: the disk's errno, or a store that already named it STORAGE_FULL. */
-function isFull(err: unknown): boolean {
-  return isDiskFull(err) || isWharfError(err, 'STORAGE_FULL');
 }

@@ -1,4 +1,4 @@
-import { WharfError } from './errors.js';
+import { isWharfError, WharfError } from './errors.js';
 
 /**
  * errno codes of a connection that could not be made, broke, or took too long: the service
@@ -54,6 +54,14 @@ const FULL_DEVICE = new Set(['ENOSPC', 'EDQUOT']);
 export function isDiskFull(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && FULL_DEVICE.has(code);
+}
+
+/**
+ * Whether `err` is a write that found no room: the disk's errno, or a refusal already named
+ * STORAGE_FULL (an S3 store's used-up quota, SQLite's or PostgreSQL's full disk).
+ */
+export function isStorageFull(err: unknown): boolean {
+  return isDiskFull(err) || isWharfError(err, 'STORAGE_FULL');
 }
 
 /**

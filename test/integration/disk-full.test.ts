@@ -167,6 +167,7 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     });
     assert.equal(created.status, 201, await created.text());
     const url = created.headers.get('location')!;
+    const countedBefore = await storageFullCount(w, 'tus');
     const res = await fetch(url, {
       method: 'PATCH',
       headers: { ...tusHeaders, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
@@ -176,6 +177,8 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     assert.equal(res.status, 507, text);
     assert.equal(res.headers.get('tus-resumable'), '1.0.0');
     assert.equal(JSON.parse(text).error.code, 'STORAGE_FULL');
+    // Counted as every other flow's refusal for want of room is (it was not counted at all).
+    assert.equal(await storageFullCount(w, 'tus'), countedBefore + 1);
     // What this PATCH wrote is given back (kept, it would leave the node without room): the
     // upload resumes from where the PATCH began, and the rest of the node has its space.
     const head = await fetch(url, { method: 'HEAD', headers: tusHeaders });
@@ -191,6 +194,39 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     assert.equal(patched.status, 204, await patched.text());
     assert.equal(patched.headers.get('upload-offset'), String(first.length));
     assert.equal((await fetch(url, { method: 'DELETE', headers: tusHeaders })).status, 204);
+  });
+
+  test('a Resumable Uploads for HTTP append: 507 STORAGE_FULL, counted; the upload resumes from where the append began', async () => {
+    const auth = { Authorization: `Bearer ${w.key}` };
+    const created = await fetch(`${w.url}/v1/resumable/?name=big-rufh.bin`, {
+      method: 'POST',
+      headers: { ...auth, 'Upload-Complete': '?0', 'Upload-Length': String(BIG) },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const url = new URL(created.headers.get('location')!, w.url).href;
+    const countedBefore = await storageFullCount(w, 'rufh');
+    const append = (body: Buffer, complete: boolean) =>
+      fetch(url, {
+        method: 'PATCH',
+        headers: {
+          ...auth,
+          'Upload-Offset': '0',
+          'Upload-Complete': complete ? '?1' : '?0',
+          'Content-Type': 'application/partial-upload',
+        },
+        body: new Uint8Array(body),
+      });
+    const res = await append(big, true);
+    const text = await res.text();
+    assert.equal(res.status, 507, text);
+    assert.equal(JSON.parse(text).error.code, 'STORAGE_FULL');
+    assert.equal(await storageFullCount(w, 'rufh'), countedBefore + 1);
+    const head = await fetch(url, { method: 'HEAD', headers: auth });
+    assert.equal(head.headers.get('upload-offset'), '0');
+    assert.ok(freeMiB() > DISK_MIB / 2, `only ${freeMiB()} MiB free after the refused append`);
+    const resumed = await append(big.subarray(0, 1024 * 1024), false);
+    assert.ok(resumed.ok, `${resumed.status} ${await resumed.text()}`);
+    assert.equal((await fetch(url, { method: 'DELETE', headers: auth })).status, 204);
   });
 
   test('the tus PATCH that brings the last bytes: its answer says what was kept, and the upload completes', async () => {
@@ -473,6 +509,12 @@ describe('the last bytes of a resumable upload on a full disk, the database on a
     await lastBytesOnFullDisk({ w, mountPoint, dataDir, logs }, rufhProtocol(w), 'completed');
   });
 });
+
+/** How many `flow` uploads `w` has counted as refused for want of room (wharf_uploads_total). */
+async function storageFullCount(w: TestWharf, flow: string): Promise<number> {
+  const metrics = parseScrape((await w.wharf.metrics.scrape()).body);
+  return seriesValue(metrics, 'wharf_uploads_total', { flow, outcome: 'failed', error_code: 'STORAGE_FULL' });
+}
 
 /** A server whose data directory is the tmpfs at `mountPoint`. */
 interface FullDisk {

@@ -11,6 +11,7 @@ import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import type { ResumableDeclaration } from '../../core/resumable.js';
 import type { AppendResult, RufhState } from '../../core/resumable-http.js';
+import { isStorageFull } from '../../core/unavailable.js';
 import type { UploadOutcome } from '../../core/upload-types.js';
 import type { Core } from '../../core/wharf.js';
 import type { App } from '../api/context.js';
@@ -378,6 +379,9 @@ async function appendUnderLock(
     );
   } catch (err) {
     body?.resume();
+    // Bytes refused for want of room (a full disk, the S3 store's quota): a failed transfer,
+    // counted as every flow's is.
+    if (body && isStorageFull(err)) ctx.core.uploads.transferFailed('rufh', err);
     await refuse(ctx, request, reply, dialect, err, false);
     return undefined;
   } finally {

@@ -9,7 +9,7 @@ import type { BodyOffer } from '../../blobs/tus-storage.js';
 import { parseDigest } from '../../core/digests.js';
 import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
-import { refusedForResources } from '../../core/unavailable.js';
+import { isStorageFull, refusedForResources } from '../../core/unavailable.js';
 import type { Core } from '../../core/wharf.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
@@ -351,6 +351,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     let staged: StagedBody | undefined;
     let release: (() => void) | undefined;
     let broken: (() => unknown) | undefined;
+    let thrown: unknown;
     try {
       let body: Readable | undefined;
       const headers = requestHeaders(request);
@@ -451,11 +452,17 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         await core.resumable.fail(call.upload, why);
       }
       return send(reply, response, call);
+    } catch (err) {
+      thrown = err;
+      throw err;
     } finally {
-      // A body that broke off is a failed transfer, as a presigned PUT's is, whether tus kept
-      // what arrived (what resuming starts from) or staging dropped it.
+      // A body refused for want of room (a full disk, the S3 store's quota) is a failed transfer,
+      // as every flow's is; one that broke off too, as a presigned PUT's is, whether tus kept
+      // what arrived (what resuming starts from) or staging dropped it. Counted once.
       const broke = broken?.();
-      if (broke !== undefined) core.uploads.transferFailed('tus', broke);
+      const full = [call.error, thrown].find(isStorageFull);
+      if (broken && full) core.uploads.transferFailed('tus', full);
+      else if (broke !== undefined) core.uploads.transferFailed('tus', broke);
       release?.();
       if (staged) await rm(staged.path, { force: true });
     }
