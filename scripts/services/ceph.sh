@@ -3,7 +3,8 @@
 # RAM) and its RADOS Gateway, the only S3 server installable from Debian that enforces
 # SigV4, expiry, Content-MD5 and presigned-POST policies as AWS S3 does.
 #
-#   scripts/services/ceph.sh start   # prints WHARF_TEST_S3_*=… and writes them to $STATE/ceph.env
+#   scripts/services/ceph.sh start   # prints WHARF_TEST_S3_*=… (and WHARF_TEST_CEPH_CONF, the
+#                                    # cluster's ceph.conf for radosgw-admin) to $STATE/ceph.env
 #   scripts/services/ceph.sh stop    # stops the daemons and removes the cluster
 #   scripts/services/ceph.sh pause   # stops the gateway (S3) only; the cluster keeps its objects
 #   scripts/services/ceph.sh resume  # starts the gateway again on the same port
@@ -168,6 +169,7 @@ WHARF_TEST_S3_SECRET_ACCESS_KEY=$secret
 WHARF_TEST_S3_REGION=us-east-1
 WHARF_TEST_S3_UPLOAD_ACCESS_KEY_ID=$upload_access
 WHARF_TEST_S3_UPLOAD_SECRET_ACCESS_KEY=$upload_secret
+WHARF_TEST_CEPH_CONF=$conf
 EOF
   log "up in $((SECONDS - started)) s (cluster in $dir)"
   cat "$envfile"

@@ -1,6 +1,6 @@
 import { S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { isConnectionFailure, serviceUnavailable } from '../core/unavailable.js';
+import { isConnectionFailure, serviceUnavailable, storageFull } from '../core/unavailable.js';
 
 export interface S3Options {
   /** Omit for AWS S3 itself; set for any other S3-compatible server. */
@@ -20,7 +20,7 @@ export interface S3Options {
  * R2 and MinIO then hold against the real body.
  */
 export function createS3Client(options: S3Options, abandon?: AbortSignal): S3Client {
-  return reportingUnavailable(new S3Client(s3ClientConfig(options, abandon)));
+  return reportingStoreRefusals(new S3Client(s3ClientConfig(options, abandon)));
 }
 
 /** Time to open a connection to the store; a store that does not accept one is away. */
@@ -35,19 +35,22 @@ const REQUEST_TIMEOUT_MS = 120_000;
 /**
  * Failures of the store's connection (refused, reset, timed out) and its own "slow down /
  * unavailable" answers (503), once the SDK's retries are spent, as SERVICE_UNAVAILABLE: the
- * HTTP layer answers them 503 with Retry-After instead of 500. Added on the outermost step,
+ * HTTP layer answers them 503 with Retry-After instead of 500. A write the store refuses for
+ * want of room (a used-up quota, a full cluster: see isStoreFull) as STORAGE_FULL, the 507 a
+ * full disk of the embedded deployment gets, rather than a 500. Added on the outermost step,
  * so the SDK still retries what it considers transient first.
  */
-export function reportingUnavailable<T extends S3Client>(client: T): T {
+export function reportingStoreRefusals<T extends S3Client>(client: T): T {
   client.middlewareStack.add(
     (next) => async (args) => {
       try {
         return await next(args);
       } catch (err) {
-        throw isStoreAway(err) ? serviceUnavailable('object store', err) : err;
+        if (isStoreAway(err)) throw serviceUnavailable('object store', err);
+        throw isStoreFull(err) ? storageFull(err) : err;
       }
     },
-    { step: 'initialize', name: 'wharfServiceUnavailable', priority: 'high' },
+    { step: 'initialize', name: 'wharfStoreRefusals', priority: 'high' },
   );
   return client;
 }
@@ -57,6 +60,20 @@ function isStoreAway(err: unknown): boolean {
   // The handler's connection and request timeouts.
   if ((err as { name?: unknown } | null)?.name === 'TimeoutError') return true;
   return err instanceof S3ServiceException && err.$metadata.httpStatusCode === 503;
+}
+
+/**
+ * S3 error codes of a write refused for want of room. S3 itself has no quota; these are the
+ * stores that do: Ceph RGW's bucket or user quota (`QuotaExceeded`, HTTP 403), MinIO's bucket
+ * quota (`XMinioAdminBucketQuotaExceeded`, 400) and its full drives (`XMinioStorageFull`, 507).
+ * Told by code (and 507, Insufficient Storage, whatever the code), never by message; a 403 of
+ * another code (AccessDenied) stays what it is.
+ */
+const STORE_FULL_CODES = new Set(['QuotaExceeded', 'XMinioAdminBucketQuotaExceeded', 'XMinioStorageFull']);
+
+function isStoreFull(err: unknown): boolean {
+  if (!(err instanceof S3ServiceException)) return false;
+  return STORE_FULL_CODES.has(err.name) || err.$metadata.httpStatusCode === 507;
 }
 
 /**

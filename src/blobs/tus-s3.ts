@@ -11,7 +11,7 @@ import { ObjectMissing } from '../core/ports.js';
 import type { ResumableStorage } from '../core/resumable.js';
 import { withTmpdir } from './process-temp.js';
 import { RunningDigests } from './running-digest.js';
-import { reportingUnavailable, type S3Options, s3ClientConfig } from './s3-client.js';
+import { reportingStoreRefusals, type S3Options, s3ClientConfig } from './s3-client.js';
 import { finishedUpload, RecentlyFinished, TUS_EXTENSIONS, type TusBackend } from './tus-storage.js';
 
 /**
@@ -37,8 +37,8 @@ export function s3TusBackend(
     s3ClientConfig: { bucket: options.bucket, ...s3ClientConfig(options, abandon) },
   });
   datastore.extensions = [...TUS_EXTENSIONS];
-  // Its client is its own; a store that is away reads as one here too (503, not 500).
-  reportingUnavailable(datastore.s3Client);
+  // Its client is its own; a store that is away (503) or full (507) reads as one here too.
+  reportingStoreRefusals(datastore.s3Client);
   return { datastore, storage: datastore };
 }
 

@@ -7,7 +7,8 @@ import { isStorageFull } from './unavailable.js';
 
 export interface CheckResult {
   /**
-   * `full`: storage only, its probe write found no room (ENOSPC, EDQUOT). The node still
+   * `full`: storage only, its probe write found no room (ENOSPC, EDQUOT; on S3 a used-up
+   * quota, STORAGE_FULL by then: see s3-client.ts). The node still
    * serves what needs none (downloads, listings), so it stays ready; uploads get 507.
    */
   status: 'ok' | 'failed' | 'full';

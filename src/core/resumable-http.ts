@@ -212,7 +212,15 @@ export class RufhService {
       after = await this.storage.append(current.storageKey, offset, source);
       if (bounded.overflowed) throw tooLong(size);
     } catch (err) {
-      if (!bounded.overflowed) throw err;
+      if (!bounded.overflowed) {
+        // Storage stopped reading (it failed: a full disk, a used-up S3 quota, a store away),
+        // and what it did not read would stay in the pipe, holding the request's body: the
+        // rest is read and dropped (up to the length, as ever), so the connection is free for
+        // the client's next request. Left there, a HEAD on it waited out the idle timeout.
+        piped.unpipe(source);
+        piped.resume();
+        throw err;
+      }
       // More than the length: the draft has the upload end (its offset would pass it).
       const refusal = tooLong(size);
       await this.fail(current, refusal);

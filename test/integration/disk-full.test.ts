@@ -14,7 +14,15 @@ import { sql } from 'kysely';
 import { isWharfError } from '../../src/core/errors.js';
 import { connect } from '../../src/db/connect.js';
 import { putPresigned } from '../helpers/assets.js';
-import { type Backing, deployment, pendingWrites, provision } from '../helpers/deployment.js';
+import {
+  type Backing,
+  deployment,
+  pendingWrites,
+  provision,
+  storedKeys,
+  storesOnS3,
+  withBucket,
+} from '../helpers/deployment.js';
 import { answerOf, api, type JsonResponse } from '../helpers/http.js';
 import { ERROR, LogCollector, parseScrape, seriesValue } from '../helpers/observe.js';
 import { sendRaw } from '../helpers/raw-http.js';
@@ -30,7 +38,7 @@ import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
  */
 const skip =
   deployment !== 'embedded'
-    ? 'the scaled deployment keeps bytes in the S3 store and rows in PostgreSQL; a full bucket is the store’s own refusal, not a disk of Wharf’s, and a full local disk does not stop the database recording an upload’s ending'
+    ? 'the scaled deployment keeps bytes in the S3 store and rows in PostgreSQL; a full bucket is the store’s own refusal (its used-up quota is tested below), not a disk of Wharf’s, and a full local disk does not stop the database recording an upload’s ending'
     : process.getuid?.() !== 0
       ? 'mounting a small tmpfs as the data directory needs root'
       : false;
@@ -702,6 +710,254 @@ describe('a full disk under PostgreSQL (scaled deployment)', {
     } finally {
       await db.destroy();
     }
+  });
+});
+
+/*
+ * The scaled deployment's full disk: the S3 store refuses a write because the bucket's (or
+ * its user's) quota is used up. Ceph RGW answers 403 `QuotaExceeded`; Wharf answers it as a
+ * full disk of its own, for every flow whose bytes pass through it to the store: 507
+ * STORAGE_FULL with the same message, counted, nothing of the write left in the bucket, and
+ * what the upload held given back. The quota is the test bucket's, set on the test cluster
+ * with radosgw-admin (WHARF_TEST_CEPH_CONF, which scripts/services/ceph.sh prints); RGW applies
+ * it at once. It adds each write's size to the bucket's usage as it last read it, which it
+ * caches for minutes (rgw bucket quota ttl), so every write refused here is larger than the
+ * whole quota by itself.
+ */
+const cephConf = process.env.WHARF_TEST_CEPH_CONF;
+const quotaSkip =
+  deployment !== 'scaled'
+    ? 'the embedded deployment keeps bytes on a local disk, whose filling up is tested above; a bucket quota is the S3 store’s'
+    : !storesOnS3
+      ? 'no S3 store (WHARF_TEST_S3_ENDPOINT) to set a bucket quota on'
+      : !cephConf
+        ? 'a bucket quota is set with radosgw-admin, which needs the test cluster’s ceph.conf (WHARF_TEST_CEPH_CONF, printed by scripts/services/ceph.sh)'
+        : false;
+
+const QUOTA = 2 ** 20;
+const STORAGE_FULL_MESSAGE =
+  'The server has no room left to store this; try again once space has been freed.';
+
+describe('a bucket quota used up (scaled deployment, Ceph RGW)', { skip: quotaSkip }, () => {
+  let w: TestWharf;
+  let bucket: string;
+
+  const radosgwAdmin = (...args: string[]) =>
+    execFileSync('radosgw-admin', ['-c', cephConf!, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /**
+   * Sets the bucket's quota to `maxBytes`, or lifts it, and waits until the gateway holds to
+   * it: a PUT of one byte more than the quota is refused (or, lifted, taken).
+   */
+  async function quota(maxBytes: number | undefined): Promise<void> {
+    const scope = ['--quota-scope=bucket', `--bucket=${bucket}`];
+    if (maxBytes === undefined) {
+      radosgwAdmin('quota', 'disable', ...scope);
+    } else {
+      radosgwAdmin('quota', 'set', ...scope, `--max-size=${maxBytes}`);
+      radosgwAdmin('quota', 'enable', ...scope);
+    }
+    const expected = maxBytes === undefined ? 'ok' : 'QuotaExceeded';
+    let answer = '';
+    for (let i = 0; i < 50; i++) {
+      answer = await storeAnswers((maxBytes ?? QUOTA) + 1);
+      if (answer === expected) return;
+      await sleep(200);
+    }
+    assert.fail(`RGW did not apply the bucket quota ${maxBytes ?? 'lifted'}: a PUT was answered ${answer}`);
+  }
+  /** What the store answers a PUT of `size` bytes straight to the bucket (its error's name, or `ok`). */
+  async function storeAnswers(size: number): Promise<string> {
+    const { PutObjectCommand, DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+    return withBucket(w, async (s3, name) => {
+      try {
+        await s3.send(new PutObjectCommand({ Bucket: name, Key: 'quota-probe', Body: Buffer.alloc(size) }));
+      } catch (err) {
+        return (err as Error).name;
+      }
+      await s3.send(new DeleteObjectCommand({ Bucket: name, Key: 'quota-probe' }));
+      return 'ok';
+    });
+  }
+  /** Runs `work` with the quota lifted (there is room again), then sets it back. */
+  async function withRoom<T>(work: () => Promise<T>): Promise<T> {
+    await quota(undefined);
+    try {
+      return await work();
+    } finally {
+      await quota(QUOTA);
+    }
+  }
+  const counted = async (flow: string) => storageFullCount(w, flow);
+
+  before(async () => {
+    w = await startWharf();
+    bucket = w.backingEnv.WHARF_S3_BUCKET!;
+    await quota(QUOTA);
+  });
+  after(async () => {
+    await w?.close();
+  });
+
+  /** A 507 STORAGE_FULL in the native shape, with the message a full disk gets. */
+  async function assertStorageFull(res: Response): Promise<void> {
+    const text = await res.text();
+    assert.equal(res.status, 507, text);
+    assert.deepEqual(JSON.parse(text).error, { code: 'STORAGE_FULL', message: STORAGE_FULL_MESSAGE });
+    assert.equal(res.headers.get('retry-after'), null, 'waiting does not free a quota');
+  }
+
+  test('a direct upload: 507 STORAGE_FULL, counted, nothing left in the bucket, its token’s file given back', async () => {
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {
+      max_files: 1,
+      max_bytes: 32 * 2 ** 20,
+      max_open_uploads: 1,
+    });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const token = minted.body.secret as string;
+    const keys = await storedKeys(w);
+    const before = await counted('direct');
+    // One PutObject, then a multipart upload of 8 MiB parts.
+    for (const size of [3 * 2 ** 20, 10 * 2 ** 20]) {
+      const res = await fetch(`${w.url}/v1/assets?name=big.bin`, {
+        method: 'POST',
+        headers: { 'x-api-key': token, 'content-type': 'application/octet-stream' },
+        body: new Uint8Array(randomBytes(size)),
+      });
+      await assertStorageFull(res);
+    }
+    assert.equal(await counted('direct'), before + 2);
+    assert.deepEqual(await storedKeys(w), keys, 'something of the refused uploads was left');
+    assert.deepEqual(await pendingWrites(w), [], 'a multipart upload was left open');
+    const pending = await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=100');
+    assert.deepEqual(pending.body.data, []);
+    assert.deepEqual(
+      (await api(w.url, w.key, 'GET', `/v1/upload-tokens/${minted.body.token.id}`)).body.usage,
+      {
+        files_used: 0,
+        bytes_used: 0,
+        files_reserved: 0,
+        bytes_reserved: 0,
+        open_uploads: 0,
+      },
+    );
+    // The token's one file is its own again, and a file that fits is stored.
+    const small = await fetch(`${w.url}/v1/assets?name=small.bin`, {
+      method: 'POST',
+      headers: { 'x-api-key': token, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(randomBytes(100_000)),
+    });
+    assert.equal(small.status, 201, await small.text());
+  });
+
+  test('a tus PATCH: 507 STORAGE_FULL, counted; nothing of it kept, and the upload completes once there is room', async () => {
+    const tusHeaders = { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${w.key}` };
+    const bytes = randomBytes(12 * 2 ** 20);
+    const created = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        ...tusHeaders,
+        'Upload-Length': String(bytes.length),
+        'Upload-Metadata': `filename ${Buffer.from('big.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const url = created.headers.get('location')!;
+    const writes = await pendingWrites(w);
+    const before = await counted('tus');
+    const patch = () =>
+      fetch(url, {
+        method: 'PATCH',
+        headers: { ...tusHeaders, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+        body: new Uint8Array(bytes),
+      });
+    const res = await patch();
+    assert.equal(res.headers.get('tus-resumable'), '1.0.0');
+    await assertStorageFull(res);
+    assert.equal(await counted('tus'), before + 1);
+    const head = await fetch(url, { method: 'HEAD', headers: tusHeaders });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('upload-offset'), '0');
+    assert.deepEqual(await pendingWrites(w), writes);
+    const done = await withRoom(patch);
+    assert.equal(done.status, 204, await done.text());
+    const assetId = done.headers.get('wharf-asset-id')!;
+    const content = await fetch(`${w.url}/v1/assets/${assetId}/content`, { headers: { 'x-api-key': w.key } });
+    assert.deepEqual(Buffer.from(await content.arrayBuffer()), bytes);
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${assetId}`)).status, 204);
+  });
+
+  test('a Resumable Uploads for HTTP append: 507 STORAGE_FULL, counted; the upload resumes from where it began', async () => {
+    const auth = { Authorization: `Bearer ${w.key}` };
+    const bytes = randomBytes(12 * 2 ** 20);
+    const created = await fetch(`${w.url}/v1/resumable/?name=big-rufh.bin`, {
+      method: 'POST',
+      headers: { ...auth, 'Upload-Complete': '?0', 'Upload-Length': String(bytes.length) },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const url = new URL(created.headers.get('location')!, w.url).href;
+    const before = await counted('rufh');
+    const append = () =>
+      fetch(url, {
+        method: 'PATCH',
+        headers: {
+          ...auth,
+          'Upload-Offset': '0',
+          'Upload-Complete': '?1',
+          'Content-Type': 'application/partial-upload',
+        },
+        body: new Uint8Array(bytes),
+      });
+    await assertStorageFull(await append());
+    assert.equal(await counted('rufh'), before + 1);
+    // On the same connection: the refused append's body no longer holds it (this HEAD waited
+    // out the idle timeout and was reset).
+    const head = await fetch(url, { method: 'HEAD', headers: auth });
+    assert.equal(head.headers.get('upload-offset'), '0');
+    const done = await withRoom(append);
+    const body = await done.json();
+    assert.equal(done.status, 201, JSON.stringify(body));
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${body.asset.id}`)).status, 204);
+  });
+
+  test('a presigned PUT goes to the store, which refuses it itself; completing it then answers cleanly', async () => {
+    const size = 3 * 2 ** 20;
+    const created = await api(w.url, w.key, 'POST', '/v1/uploads', { name: 'big.bin', size });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const bytes = randomBytes(size);
+    const put = await putPresigned(created.body, bytes);
+    const text = await put.text();
+    // The client sees the store's own answer: Wharf is not in the way of these bytes.
+    assert.equal(put.status, 403, text);
+    assert.match(text, /<Code>QuotaExceeded<\/Code>/);
+    // Nothing was stored: completing says so, and the upload stays open for the PUT to be sent again.
+    const completed = await api(w.url, w.key, 'POST', `/v1/uploads/${created.body.id}/complete`);
+    assert.equal(completed.status, 409, JSON.stringify(completed.body));
+    assert.equal(completed.body.error.code, 'UPLOAD_INCOMPLETE');
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/uploads/${created.body.id}`)).body.status, 'pending');
+    const done = await withRoom(async () => {
+      assert.equal((await putPresigned(created.body, bytes)).status, 200);
+      return api(w.url, w.key, 'POST', `/v1/uploads/${created.body.id}/complete`);
+    });
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.status, 'created');
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${done.body.asset.id}`)).status, 204);
+  });
+
+  test('a bucket with no room even for the readiness probe: /readyz stays 200 with storage "full"', async () => {
+    // A quota of one byte refuses the probe's few bytes (a full bucket refused it: 503, and
+    // the node was taken out of rotation while it could still serve every download).
+    await quota(1);
+    w.clock.advance(2000);
+    const ready = await api(w.url, undefined, 'GET', '/readyz');
+    assert.equal(ready.status, 200, JSON.stringify(ready.body));
+    assert.deepEqual(ready.body.checks.storage, { status: 'full' });
+    // (With the quota back at a MiB, the bucket's usage may already pass it: the tests above
+    // stored more. Lifted, there is room.)
+    const again = await withRoom(async () => {
+      w.clock.advance(2000);
+      return api(w.url, undefined, 'GET', '/readyz');
+    });
+    assert.deepEqual(again.body.checks.storage, { status: 'ok' });
   });
 });
 
