@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, open, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readlink, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -82,15 +82,41 @@ export class FileResumeStore implements ResumeStore {
   }
 
   async set(key: string, record: ResumeRecord): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const file = this.file(key);
-    const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFile(temp, JSON.stringify({ key, record }), { mode: 0o600 });
-    await rename(temp, file);
+    await writePrivateFile(this.file(key), JSON.stringify({ key, record }));
   }
 
   async delete(key: string): Promise<void> {
     await rm(this.file(key), { force: true });
+  }
+}
+
+/**
+ * @internal Writes `text` to `path` whole (a reader sees the old file or the new one, never
+ * half) and readable by its owner only (0600), making its folder (0700) when missing. The bytes
+ * go to a new file beside `path` under a random name, created exclusively (O_EXCL) with mode
+ * 0600: a file someone else placed there first, even under the very name, is never opened, so
+ * nothing written here lands in a file another user can read. It is flushed, then renamed over
+ * `path`; on failure it is removed and `path` left as it was. FileResumeStore keeps its records
+ * with it, and the wharf CLI its config file (which holds a key).
+ */
+export async function writePrivateFile(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const temp = `${path}.${randomBytes(8).toString('hex')}.tmp`;
+  // Outside the try: a name that was taken (EEXIST) is someone else's file, not ours to remove.
+  const handle = await open(temp, 'wx', 0o600);
+  try {
+    try {
+      await handle.writeFile(text);
+      // 0600 exactly, whatever the umask took from it at creation (through our descriptor).
+      await handle.chmod(0o600);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
   }
 }
 

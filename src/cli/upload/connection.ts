@@ -1,6 +1,7 @@
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { writePrivateFile } from '../../sdk/node.js';
 import type { Parsed } from '../args.js';
 import { stringOption, UsageError } from '../args.js';
 
@@ -30,16 +31,12 @@ export function configTarget(values: Parsed['values'], env: NodeJS.ProcessEnv): 
 }
 
 /**
- * Writes the config file whole (a temp file renamed over it, so a reader never sees half of
- * one), readable by its owner only: it holds a key.
+ * Writes the config file whole, readable by its owner only: it holds a key. Its temp file is
+ * made afresh under a random name (writePrivateFile): `--config` may name a folder other users
+ * can write to, where one of them could have created a predictable name first.
  */
 export async function saveConfig(path: string, config: ConfigFile): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const temp = `${path}.${process.pid}.tmp`;
-  await writeFile(temp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-  // writeFile's mode only applies to a file it creates; a temp file left by a crash keeps its own.
-  await chmod(temp, 0o600);
-  await rename(temp, path);
+  await writePrivateFile(path, `${JSON.stringify(config, null, 2)}\n`);
 }
 
 /** $XDG_STATE_HOME/wharf/uploads (default ~/.local/state/wharf/uploads). */
