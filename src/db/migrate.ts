@@ -113,18 +113,30 @@ export async function requireLatestSchema(db: Kysely<any>): Promise<void> {
  */
 // biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
 async function refuseNewerSchema(db: Kysely<any>): Promise<void> {
-  let done: string[];
-  try {
-    const result = await sql<{ name: string }>`select name from wharf_migrations`.execute(db);
-    done = result.rows.map((r) => r.name);
-  } catch (err) {
-    // A new database has no such table yet (the migrator makes it); whether the database could
-    // not be reached at all, the migrator finds out and reports as it does.
-    if (await hasMigrationTable(db)) throw err;
-    return;
-  }
+  const done = await migrationsDone(db);
+  if (done === undefined) return;
   const unknown = unknownMigrations(done);
   if (unknown.length > 0) throw new SchemaAhead(unknown);
+}
+
+/**
+ * The names of the migrations the database has had, or undefined for a new database (no
+ * such table yet: the migrator makes it). Nodes of one version may start together on a new
+ * database, so the table may appear between a read that failed and the look for it: read
+ * again then. Whether the database could not be reached at all, the migrator finds out and
+ * reports as it does.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
+async function migrationsDone(db: Kysely<any>): Promise<string[] | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await sql<{ name: string }>`select name from wharf_migrations`.execute(db);
+      return result.rows.map((r) => r.name);
+    } catch (err) {
+      if (!(await hasMigrationTable(db))) return undefined;
+      if (attempt === 2) throw err;
+    }
+  }
 }
 
 /**
