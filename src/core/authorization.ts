@@ -16,6 +16,8 @@
  *   another namespace is NAMESPACE_DENIED. It reads and lists only assets filed in its
  *   namespace and named files of it (others are 404); it changes or deletes only assets filed
  *   nowhere else.
+ * An upload token confined by neither writes no named file (NAMESPACE_DENIED, `namespace` null):
+ * see `checkNamespace`.
  *
  * A caller that does not see the whole account (no `read` scope, or confined) is *isolated*:
  * see `UploadIntent.isolated` and `viewThrough`.
@@ -76,8 +78,21 @@ export function checkNamePrefix(principal: Principal, name: string): void {
   }
 }
 
-/** A named-file upload into `namespace`. */
+/**
+ * A named-file upload into `namespace`. An upload token confined by neither a namespace nor a
+ * name prefix writes no named file at all: it is what a back end mints for an end user's
+ * browser, which may upload its own files, never the next version of one every reader of the
+ * name gets (the latest version of `branding/logo.png` is the account's, not a visitor's). A
+ * key, whoever holds it, is the back end's own and writes any named file it may.
+ */
 export function checkNamespace(principal: Principal, namespace: string): void {
+  if (principal.tokenId !== null && !isConfined(principal)) {
+    throw new WharfError(
+      'NAMESPACE_DENIED',
+      'An upload token must be minted with a namespace or name_prefix to write named files.',
+      { namespace: null },
+    );
+  }
   if (principal.namespace !== null && namespace !== principal.namespace) {
     throw new WharfError('NAMESPACE_DENIED', `Only the namespace "${principal.namespace}" is allowed.`, {
       namespace: principal.namespace,
@@ -116,10 +131,10 @@ export function uploadIntent(
   // A type the client picks only as it sends the bytes (a form, an S3 client's multipart
   // upload) is checked at completion instead.
   if (intent.boundType !== false) checkType(file.contentType, principal.grant?.contentTypes);
-  if (principal.namespace !== null) {
-    if (intent.file) checkNamespace(principal, intent.file.namespace);
-    else intent.file = { namespace: principal.namespace, name: file.name };
-  }
+  // Every flow that files an upload as a version of a named file is checked here, whoever
+  // set the target (FileService.put, or a namespace's own filing just below).
+  if (intent.file) checkNamespace(principal, intent.file.namespace);
+  else if (principal.namespace !== null) intent.file = { namespace: principal.namespace, name: file.name };
   // Making a file public is changing access, not uploading.
   if (intent.access === 'public') requireScope(principal, 'write');
   const grant = principal.grant;

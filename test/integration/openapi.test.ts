@@ -1010,8 +1010,12 @@ describe('real responses match the document', () => {
       await api(w.url, w.key, 'GET', `/api/v1/assets/${long}/`),
       414,
     );
-    // A token that may hold one open upload, and holds one.
-    const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { max_open_uploads: 1 });
+    // A token that may hold one open upload, and holds one (minted with a namespace: a token
+    // writes named files only when confined).
+    const token = await api(w.url, w.key, 'POST', '/v1/upload-tokens', {
+      max_open_uploads: 1,
+      namespace: 'ns',
+    });
     assert.equal(token.status, 201);
     await declare(w, token.body.secret, { name: 'open.bin', size: 5 });
     const tooMany = await readJson(

@@ -14,7 +14,7 @@ import {
   uploadForm,
   uploadRaw,
 } from '../helpers/assets.js';
-import { holdsObject } from '../helpers/deployment.js';
+import { holdsObject, pendingWrites, storedKeys } from '../helpers/deployment.js';
 import { answerOf, api, type JsonResponse, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -349,6 +349,8 @@ describe('every upload flow works with only the token', () => {
 describe('the seed APIs take the token in the headers docs/integration.md names', () => {
   test('Bearer or x-api-key, the file service’s Basic, FileSpin’s header; netiks x-api-key only', async () => {
     const t = await mint({ subject: 'seed-user' });
+    // The file service writes named files: a token needs a namespace (or name_prefix) for that.
+    const named = await mint({ subject: 'seed-user', namespace: 'rewards' });
     const bytes = () => new Uint8Array(randomBytes(100));
     const fileService = (name: string, authorization: string) =>
       fetch(`${w.url}/api_gateway/file-service/rewards/${name}`, {
@@ -356,8 +358,8 @@ describe('the seed APIs take the token in the headers docs/integration.md names'
         headers: { authorization },
         body: bytes(),
       });
-    assert.equal((await fileService('bearer.png', `Bearer ${t.secret}`)).status, 200);
-    const basic = Buffer.from(`${t.token.key_id}:${t.secret}`).toString('base64');
+    assert.equal((await fileService('bearer.png', `Bearer ${named.secret}`)).status, 200);
+    const basic = Buffer.from(`${named.token.key_id}:${named.secret}`).toString('base64');
     assert.equal((await fileService('basic.png', `Basic ${basic}`)).status, 200);
 
     const storageUrl = '/api/v1/assets/new/content_storage_url?filename=p.bin';
@@ -391,6 +393,124 @@ describe('the seed APIs take the token in the headers docs/integration.md names'
     );
     const taken = await fetch(netiks, { method: 'POST', headers: { 'x-api-key': t.secret }, body: form() });
     assert.ok(taken.ok, `${taken.status} ${await taken.text()}`);
+  });
+});
+
+describe('named files: a token writes them only when minted with a namespace or name_prefix', () => {
+  const png = () => new Uint8Array(randomBytes(64));
+  const putFile = (
+    secret: string,
+    path: string,
+    body: Uint8Array<ArrayBuffer> | string,
+    type = 'image/png',
+  ) =>
+    readJson(
+      fetch(`${w.url}/v1/files/${path}`, {
+        method: 'PUT',
+        headers: { ...bearer(secret), 'content-type': type },
+        body,
+      }),
+    );
+  const fileService = (
+    secret: string,
+    path: string,
+    body: Uint8Array<ArrayBuffer> | FormData,
+    type?: string,
+  ) =>
+    readJson(
+      fetch(`${w.url}/api_gateway/file-service/${path}`, {
+        method: 'POST',
+        headers: { ...bearer(secret), ...(type && { 'content-type': type }) },
+        body,
+      }),
+    );
+  const latest = async (path: string) => {
+    const file = await api(w.url, w.key, 'GET', `/v1/files/${path}`);
+    assert.equal(file.status, 200, JSON.stringify(file.body));
+    return { version: file.body.latest_version, sha256: file.body.asset.sha256 };
+  };
+
+  test('the token docs/integration.md mints (no namespace, no name_prefix) is refused everywhere; nothing is stored', async () => {
+    const logo = png();
+    assert.equal((await putFile(w.key, 'branding/logo.png', logo)).status, 201);
+    assert.equal((await putFile(w.key, 'legal/terms.txt', 'our terms', 'text/plain')).status, 201);
+    const before = { logo: await latest('branding/logo.png'), terms: await latest('legal/terms.txt') };
+    const stored = (await storedKeys(w)).sort();
+    // Exactly what the guide tells a back end to mint for an end user's browser.
+    const t = await mint({
+      subject: 'visitor-1',
+      expires_in: 600,
+      max_files: 5,
+      max_file_size: 1_000_000,
+      content_types: ['image/*', 'text/plain'],
+    });
+    const form = new FormData();
+    form.append('file', new Blob([png()], { type: 'image/png' }), 'logo.png');
+    const attempts = [
+      ['PUT /v1/files', await putFile(t.secret, 'branding/logo.png', png())],
+      ['PUT /v1/files, a new name', await putFile(t.secret, 'branding/new.png', png())],
+      ['file service, raw', await fileService(t.secret, 'legal/terms.txt', png(), 'text/plain')],
+      ['file service, form', await fileService(t.secret, 'branding/logo.png', form)],
+      ['file service, no body', await fileService(t.secret, 'legal/terms.txt', new Uint8Array(0))],
+    ] as const;
+    for (const [label, res] of attempts) {
+      assert.equal(res.status, 403, `${label}: ${JSON.stringify(res.body)}`);
+      const code = res.body.error?.code ?? res.body.error_code;
+      assert.equal(code, 'NAMESPACE_DENIED', `${label}: ${JSON.stringify(res.body)}`);
+      assert.match(res.body.error?.message ?? res.body.message, /namespace or name_prefix/, label);
+    }
+    assert.equal(attempts[0][1].body.error.details.namespace, null);
+    assert.deepEqual(
+      { logo: await latest('branding/logo.png'), terms: await latest('legal/terms.txt') },
+      before,
+      'every reader still gets the account’s files',
+    );
+    assert.equal((await api(w.url, w.key, 'GET', '/v1/files/branding/new.png')).status, 404);
+    // No upload row, no bytes, no reservation left behind.
+    const rows = dbQuery<{ n: number }>(w, 'select count(*) as n from uploads where token_id = ?', t.id);
+    assert.equal(Number(rows[0]!.n), 0);
+    assert.deepEqual((await storedKeys(w)).sort(), stored);
+    assert.deepEqual(await pendingWrites(w), []);
+    assert.deepEqual(await usage(t), {
+      files_used: 0,
+      bytes_used: 0,
+      files_reserved: 0,
+      bytes_reserved: 0,
+      open_uploads: 0,
+    });
+    // Its own uploads are as before.
+    assert.equal(
+      (await uploadRaw(w, t.secret, 'avatar.png', randomBytes(64), { contentType: 'image/png' })).status,
+      201,
+    );
+  });
+
+  test('a namespace token writes its namespace, a name_prefix token names with its prefix, a key anything', async () => {
+    const inNamespace = await mint({ subject: 'u9', namespace: 'user9' });
+    const v1 = await putFile(inNamespace.secret, 'user9/avatar.png', png());
+    assert.equal(v1.status, 201, JSON.stringify(v1.body));
+    const v2 = await fileService(inNamespace.secret, 'user9/avatar.png', png(), 'image/png');
+    assert.equal(v2.status, 200, JSON.stringify(v2.body));
+    assert.equal((await latest('user9/avatar.png')).version, 2);
+    const elsewhere = await putFile(inNamespace.secret, 'branding/logo.png', png());
+    refused(elsewhere, 'NAMESPACE_DENIED', 'another namespace');
+    assert.equal(elsewhere.body.error.details.namespace, 'user9');
+
+    const prefixed = await mint({ subject: 'u10', name_prefix: 'u10-' });
+    const named = await putFile(prefixed.secret, 'inbox/u10-scan.png', png());
+    assert.equal(named.status, 201, JSON.stringify(named.body));
+    const viaService = await fileService(prefixed.secret, 'other/u10-scan.png', png(), 'image/png');
+    assert.equal(viaService.status, 200, JSON.stringify(viaService.body));
+    refused(
+      await putFile(prefixed.secret, 'inbox/scan.png', png()),
+      'NAME_PREFIX_DENIED',
+      'outside the prefix',
+    );
+
+    const byKey = await putFile(w.key, 'branding/logo.png', png());
+    assert.equal(byKey.status, 201, JSON.stringify(byKey.body));
+    const byKeyService = await fileService(w.key, 'legal/terms.txt', png(), 'text/plain');
+    assert.equal(byKeyService.status, 200, JSON.stringify(byKeyService.body));
   });
 });
 
