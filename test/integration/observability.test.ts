@@ -5,6 +5,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dbQuery, declare, eventually, putPresigned, uploadRaw } from '../helpers/assets.js';
@@ -891,6 +892,75 @@ describe('bytes refused or broken off on their way in count as failed uploads on
       2 ** 20,
     );
     await counted('tus', 'ABORTED', before);
+  });
+
+  /** A Resumable Uploads for HTTP upload of `size` bytes, none sent yet: its resource's URL. */
+  async function rufhUpload(size: number): Promise<string> {
+    const res = await fetch(`${w.url}/v1/resumable/?name=r.bin`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${w.key}`, 'Upload-Complete': '?0', 'Upload-Length': String(size) },
+    });
+    assert.equal(res.status, 201, await res.text());
+    return new URL(res.headers.get('location')!, w.url).href;
+  }
+
+  /** The headers of an append of the whole file. */
+  const rufhAppend = () => ({
+    authorization: `Bearer ${w.key}`,
+    'upload-offset': '0',
+    'upload-complete': '?1',
+    'content-type': 'application/partial-upload',
+  });
+
+  test('a Resumable Uploads for HTTP append whose Content-Digest is wrong (400): CHECKSUM_MISMATCH, once', async () => {
+    const before = await failed('rufh', 'CHECKSUM_MISMATCH');
+    const url = await rufhUpload(1000);
+    const res = await fetch(url, {
+      method: 'PATCH',
+      headers: {
+        ...rufhAppend(),
+        'content-digest': `sha-256=:${createHash('sha256').update('other bytes').digest('base64')}:`,
+      },
+      body: new Uint8Array(randomBytes(1000)),
+    });
+    const text = await res.text();
+    assert.equal(res.status, 400, text);
+    assert.equal(JSON.parse(text).error.code, 'CHECKSUM_MISMATCH');
+    assert.equal(await failed('rufh', 'CHECKSUM_MISMATCH'), before + 1);
+  });
+
+  test('a Resumable Uploads for HTTP append the client hangs up on (499): ABORTED, once', async () => {
+    const before = await failed('rufh', 'ABORTED');
+    const url = await rufhUpload(4 * 2 ** 20);
+    await hangUp(url, 'PATCH', rufhAppend(), 4 * 2 ** 20, 2 ** 20);
+    await counted('rufh', 'ABORTED', before);
+    // What arrived was kept (the upload resumes from it), and counted no more than once.
+    await eventually(async () => {
+      const head = await fetch(url, { method: 'HEAD', headers: { authorization: `Bearer ${w.key}` } });
+      return Number(head.headers.get('upload-offset')) > 0;
+    }, 'the bytes that arrived kept');
+    assert.equal(await failed('rufh', 'ABORTED'), before + 1);
+  });
+
+  test('a Resumable Uploads for HTTP append past the upload’s length (413): FILE_TOO_LARGE, once', async () => {
+    const before = await failed('rufh', 'FILE_TOO_LARGE');
+    const aborted = await failed('rufh', 'ABORTED');
+    const url = await rufhUpload(100_000);
+    // Chunked, so only its bytes show it too long (a Content-Length past the end is refused first).
+    const bytes = randomBytes(200_000);
+    const res = await fetch(url, {
+      method: 'PATCH',
+      headers: rufhAppend(),
+      body: Readable.toWeb(
+        Readable.from([bytes.subarray(0, 65_536), bytes.subarray(65_536)]),
+      ) as ReadableStream,
+      duplex: 'half',
+    } as RequestInit);
+    const text = await res.text();
+    assert.equal(res.status, 413, text);
+    assert.equal(JSON.parse(text).error.code, 'FILE_TOO_LARGE');
+    assert.equal(await failed('rufh', 'FILE_TOO_LARGE'), before + 1);
+    assert.equal(await failed('rufh', 'ABORTED'), aborted, 'not counted as a hang-up too');
   });
 
   test('a multipart part whose Content-MD5 is wrong (400 BadDigest): CHECKSUM_MISMATCH', async (t) => {

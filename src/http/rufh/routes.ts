@@ -20,7 +20,7 @@ import { assetJson, iso, type ResumableUploadSchema } from '../api/schemas.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import { takeResumableStream } from '../resumable-busy.js';
 import { contentChecksums, type StagedBody, stageBody } from '../tus/checksum.js';
-import { endingAtCut } from '../tus/routes.js';
+import { breakOf, endingAtCut } from '../tus/routes.js';
 import {
   completeHeader,
   contentLength,
@@ -344,6 +344,9 @@ async function appendUnderLock(
   let result: AppendResult;
   let staged: StagedBody | undefined;
   let release: (() => void) | undefined;
+  // Whether the body breaks off (the client hangs up, Wharf cuts it), as a tus PATCH's is watched.
+  const broken = body ? breakOf(raw) : undefined;
+  let failure: unknown;
   try {
     refuseContentEncoding(request);
     // One of the account's upload streams, before a byte is read (staged or appended), held
@@ -378,13 +381,23 @@ async function appendUnderLock(
       }),
     );
   } catch (err) {
+    failure = err;
     body?.resume();
-    // Bytes refused for want of room (a full disk, the S3 store's quota): a failed transfer,
-    // counted as every flow's is.
-    if (body && isStorageFull(err)) ctx.core.uploads.transferFailed('rufh', err);
     await refuse(ctx, request, reply, dialect, err, false);
     return undefined;
   } finally {
+    // Bytes refused or broken off on their way in are a failed transfer, counted once as a tus
+    // PATCH's are: refused for want of room (a full disk, the S3 store's quota) under
+    // STORAGE_FULL; else a body that broke off (ABORTED, or the code of Wharf's own cut), though
+    // what arrived is kept and the upload resumes; else a wrong Content-Digest or Content-MD5, or
+    // a body past the upload's length.
+    const broke = broken?.();
+    if (broken) {
+      const counted = isStorageFull(failure)
+        ? failure
+        : (broke ?? (refusesBytes(failure) ? failure : undefined));
+      if (counted !== undefined) ctx.core.uploads.transferFailed('rufh', counted);
+    }
     release?.();
     if (staged) await rm(staged.path, { force: true });
   }
@@ -396,6 +409,11 @@ async function appendUnderLock(
     return undefined;
   }
   return result;
+}
+
+/** A refusal of the bytes an append carried (not of its headers, before any was read). */
+function refusesBytes(err: unknown): boolean {
+  return isWharfError(err, 'CHECKSUM_MISMATCH') || isWharfError(err, 'FILE_TOO_LARGE');
 }
 
 /**

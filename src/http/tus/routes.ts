@@ -646,9 +646,9 @@ export function endingAtCut(raw: IncomingMessage): Readable {
  * Watches a request's body for breaking off before its end: the client hung up (Node's
  * ECONNRESET "aborted"), or Wharf cut it (counted under the cut's own code, as the log and the
  * request's status have it: see server-cuts.ts). The returned function stops watching and gives
- * what broke it, else undefined.
+ * what broke it, else undefined. The RUFH endpoint's appends are watched the same way.
  */
-function breakOf(raw: IncomingMessage): () => unknown {
+export function breakOf(raw: IncomingMessage): () => unknown {
   const aborted = () => Object.assign(new Error('aborted'), { code: 'ECONNRESET' });
   // Broken off already while the request was being authenticated and looked up.
   let broke: unknown = raw.destroyed && !raw.complete ? (raw.errored ?? aborted()) : undefined;
