@@ -6,6 +6,7 @@ import { flexibleChecksums } from './blobs/flexible-checksums.js';
 import { FsBlobStore } from './blobs/fs-store.js';
 import { LocalEndpoint } from './blobs/local-endpoint.js';
 import { processTempDir } from './blobs/process-temp.js';
+import type { S3Options } from './blobs/s3-client.js';
 import type { S3CredentialsRefused } from './blobs/s3-store.js';
 import type { TusBackend } from './blobs/tus-storage.js';
 import { type Config, ConfigError, MIN_SECRET_LENGTH } from './config.js';
@@ -100,6 +101,8 @@ export interface OpenCoreOptions {
    * operator's step, docs/deployment.md). The database, storage and secret are the same.
    */
   purpose?: 'server' | 'command';
+  /** Where the S3 SDK's own lines go (a server's logger, once made); see S3Options.log. */
+  log?: S3Options['log'];
 }
 
 /**
@@ -145,7 +148,7 @@ export async function openCore(
       webhookSealKey(secret),
       previousSecrets.map(webhookSealKey),
     );
-    opened = await openBlobs(config, secret, server);
+    opened = await openBlobs(config, secret, server, options.log);
   } catch (err) {
     await store.close();
     throw err;
@@ -293,6 +296,7 @@ async function openBlobs(
   secret: string,
   /** A server owns the local store and settles what a crash left; a CLI command only uses it. */
   owner: boolean,
+  log?: S3Options['log'],
 ): Promise<{
   blobs: BlobStore;
   endpoint: PresignVerifier | undefined;
@@ -304,7 +308,7 @@ async function openBlobs(
   /** S3 only, for a server: what S3BlobStore.checkPublicAcl found (and did). */
   publicAcl?: 'private' | 'blocked' | 'public' | 'unknown' | undefined;
 }> {
-  const storage = config.storage;
+  const storage = config.storage.kind === 's3' ? { ...config.storage, log } : config.storage;
   // Local disk does not hang as a remote store does: nothing of it listens to this.
   const abandon = new AbortController();
   if (storage.kind === 's3') {

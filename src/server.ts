@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { type OpenedCore, openCore } from './bootstrap.js';
 import { type Config, ConfigError } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
@@ -10,7 +10,7 @@ import { parseDatabaseUrl } from './db/url.js';
 import { buildApp } from './http/app.js';
 import { defaultConsoleDir, loadConsoleBundle } from './http/console/bundle.js';
 import { listenForMetrics, type MetricsListener } from './http/metrics-listener.js';
-import { type Logger, logTelemetry } from './telemetry/log.js';
+import { logTelemetry } from './telemetry/log.js';
 import { PrometheusTelemetry } from './telemetry/prometheus.js';
 import { RepeatedFailureLog } from './telemetry/repeated-failures.js';
 
@@ -95,7 +95,7 @@ const CUT_SETTLE_MS = 10_000;
 export async function createWharf(config: Config, options: WharfOptions = {}): Promise<Wharf> {
   // The core reports to both before the app (and its logger) exists: the log sink and the
   // scrape-time queries look their targets up when they run, which is only after start.
-  let logger: Logger | undefined;
+  let logger: FastifyBaseLogger | undefined;
   let store: OpenedCore['store'] | undefined;
   let jobKinds: () => readonly string[] = () => [];
   const clock = options.clock ?? systemClock;
@@ -112,6 +112,8 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       metrics,
       logTelemetry(() => logger),
     ),
+    // The S3 SDK's lines, in the JSON log too (see sdkLogger).
+    { log: () => logger },
   );
   const { core } = opened;
   store = opened.store;

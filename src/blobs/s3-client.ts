@@ -1,6 +1,7 @@
 import { S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { isConnectionFailure, serviceUnavailable, storageFull } from '../core/unavailable.js';
+import { stacklessError } from '../telemetry/log.js';
 
 export interface S3Options {
   /** Omit for AWS S3 itself; set for any other S3-compatible server. */
@@ -11,6 +12,70 @@ export interface S3Options {
   secretAccessKey: string;
   /** `host/bucket/key` URLs instead of `bucket.host/key` (most self-hosted servers need this). */
   forcePathStyle: boolean;
+  /**
+   * Where the SDK's own log lines go: Wharf's logger (asked each time: a server's is made after
+   * its storage), see sdkLogger. Without, the SDK's default (console.warn), as for a CLI command.
+   */
+  log?: (() => SdkLogTarget | undefined) | undefined;
+}
+
+/** The pino methods the SDK's lines are written with (Fastify's logger is one). */
+export interface SdkLogTarget {
+  debug(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/**
+ * What the SDK warns of when a request whose body is a stream fails (it cannot send a stream
+ * again, so it does not retry): said of every such failure, with no detail.
+ */
+const STREAMING_FAILURE = 'An error was encountered in a non-retryable streaming request.';
+
+/**
+ * The SDK's logger (its `debug`, `info`, `warn`, `error`) writing through Wharf's: without one
+ * it writes plain lines with console.warn (a failed streaming write's, at least) to stderr,
+ * beside the JSON lines of the log. Its `info` and `error` are a record of every call (its
+ * input, a stream body included) and of every failed one (an expected 404 too): Wharf answers
+ * and logs the failures that matter itself, so they are `debug`, a summary without the input.
+ * Its warnings are `warn`, except the streaming failure's: the failure itself reaches Wharf,
+ * which logs it with the request it failed (at error for the store's fault, a 507 or 503, at
+ * info for a client's hang-up), so a second line at warn would only be noise; it is `debug`.
+ */
+export function sdkLogger(log: () => SdkLogTarget | undefined) {
+  const at = (level: 'debug' | 'warn', content: unknown[]) => {
+    const target = log();
+    if (!target) return;
+    const fields: Record<string, unknown> = {};
+    const words: string[] = [];
+    for (const item of content) {
+      if (typeof item === 'string') words.push(item);
+      else if (item instanceof Error) fields.error = stacklessError(item);
+      else if (typeof item === 'object' && item !== null) Object.assign(fields, callSummary(item));
+    }
+    target[level]({ sdk: fields }, `AWS SDK: ${words.join(' ') || 'call'}`);
+  };
+  return {
+    debug: (...content: unknown[]) => at('debug', content),
+    info: (...content: unknown[]) => at('debug', content),
+    warn: (...content: unknown[]) =>
+      at(content.length === 1 && content[0] === STREAMING_FAILURE ? 'debug' : 'warn', content),
+    error: (...content: unknown[]) => at('debug', content),
+  };
+}
+
+/** Of the SDK's record of a call: which call, and how it failed; never its input or output. */
+function callSummary(record: object): Record<string, unknown> {
+  const { commandName, error, metadata } = record as {
+    commandName?: unknown;
+    error?: unknown;
+    metadata?: { httpStatusCode?: unknown; attempts?: unknown } | undefined;
+  };
+  return {
+    ...(typeof commandName === 'string' && { command: commandName }),
+    ...(typeof metadata?.httpStatusCode === 'number' && { status: metadata.httpStatusCode }),
+    ...(typeof metadata?.attempts === 'number' && { attempts: metadata.attempts }),
+    ...(error !== undefined && { error: stacklessError(error) }),
+  };
 }
 
 /**
@@ -96,6 +161,7 @@ export function s3ClientConfig(options: S3Options, abandon?: AbortSignal): S3Cli
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     requestHandler: abandon ? new AbandonableHandler(handler, abandon) : handler,
+    ...(options.log && { logger: sdkLogger(options.log) }),
   };
 }
 

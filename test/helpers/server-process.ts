@@ -11,6 +11,9 @@ export interface WharfProcess {
   url: string;
   /** The last lines it wrote to stdout (its log, JSON lines) and stderr, for failure messages. */
   tail(): string;
+  /** Everything it wrote to stdout (its log: JSON lines only) and stderr so far. */
+  stdout(): string;
+  stderr(): string;
   /** Resolves when it has exited (with its code or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Whether it is still running. */
@@ -29,6 +32,13 @@ export async function startWharfProcess(env: Record<string, string>): Promise<Wh
   // Both streams: the log (errors included) goes to stdout, start-up refusals to stderr. Before,
   // stdout was dropped, and a kill-rounds failure whose server answered 500 said nothing of why.
   let output = '';
+  const written = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (chunk: string) => {
+    written.stdout += chunk;
+  });
+  child.stderr!.on('data', (chunk: string) => {
+    written.stderr += chunk;
+  });
   for (const stream of [child.stdout!, child.stderr!]) {
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => {
@@ -47,6 +57,8 @@ export async function startWharfProcess(env: Record<string, string>): Promise<Wh
     child,
     url,
     tail: () => output,
+    stdout: () => written.stdout,
+    stderr: () => written.stderr,
     exited,
     running: () => exit === undefined,
     async kill() {
