@@ -13,14 +13,35 @@ echo "== node $(node --version) ($(command -v node))"
 # The README walkthrough test (test/integration/readme.test.ts) runs its snippets, which use
 # jq, curl and openssl; the browser tests drive Debian's Chromium with playwright-core (npm
 # never downloads a browser here); the preview tests (test/integration/previews.test.ts) run
-# ffmpeg and poppler's pdfinfo/pdftoppm, as a deployment that wants video and PDF previews does.
+# ffmpeg and poppler's pdfinfo/pdftoppm, as a deployment that wants video and PDF previews does;
+# the reverse proxy test (test/integration/reverse-proxy.test.ts) runs nginx in front of Wharf.
 need=()
 for tool in jq curl openssl; do command -v "$tool" >/dev/null || need+=("$tool"); done
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v pdftoppm >/dev/null && command -v pdfinfo >/dev/null || need+=(poppler-utils)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # Debian's nginx package starts its service on port 80 when installed, and enables it at
+  # boot; the test runs an nginx of its own. A policy-rc.d that answers 101 ("not allowed")
+  # keeps the package scripts from starting any service (Docker images of Debian ship one);
+  # one is put in place for this install only when the machine has none.
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# scripts/test.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+  fi
+  installed=0
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" ||
+    installed=$?
+  if [ -n "$policy" ]; then rm -f "$policy"; fi
+  if [ "$installed" != 0 ]; then exit "$installed"; fi
+  if [[ " ${need[*]} " == *" nginx "* ]]; then
+    # Not started at boot either (systemd, or Debian's init scripts).
+    if command -v deb-systemd-helper >/dev/null; then deb-systemd-helper disable nginx.service || true; fi
+    update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi
 fi
 
 echo "== lint and format (biome)"
