@@ -3,14 +3,16 @@ import { join } from 'node:path';
 import { REPO } from './process.js';
 
 /**
- * The code examples of docs/*.md that are not shell walkthroughs: every ```js, ```ts and
- * ```json block is preceded by a marker line that says how a test exercises it,
+ * The code examples of docs/*.md that are not shell walkthroughs: every ```js, ```ts, ```json
+ * and ```nginx block is preceded by a marker line that says how a test exercises it,
  *
  *   <!-- example: node NAME -->     run as an ES module in Node (docs-examples.test.ts)
  *   <!-- example: browser NAME -->  run in a page in Chromium (docs-examples-browser.test.ts)
  *   <!-- example: json NAME -->     a response or event whose fields a real one has (docs-examples.test.ts)
  *   <!-- example: json from FILE --> the same, compared with FILE, which the page's walkthrough
  *                                   wrote (readme.test.ts)
+ *   <!-- example: nginx NAME -->    a proxy configuration nginx runs in front of Wharf
+ *                                   (reverse-proxy.test.ts)
  *
  * NAME picks the test's harness for the block: what it supplies and what it checks.
  */
@@ -49,7 +51,34 @@ export function docExamples(file?: string): DocExample[] {
   return examples;
 }
 
-/** `file:line` of every js, ts or json block of docs/ that has no marker. */
+/** The ```nginx blocks of docs/*.md, each marked `<!-- example: nginx NAME -->`. */
+export interface NginxExample {
+  file: string;
+  /** 1-based line of the block's first line. */
+  line: number;
+  name: string;
+  code: string;
+}
+
+const MARKED_NGINX = /<!-- example: nginx ([^\n]+?) -->\n```nginx\n([\s\S]*?)\n```/g;
+
+export function nginxExamples(): NginxExample[] {
+  const examples: NginxExample[] = [];
+  for (const file of DOC_EXAMPLE_FILES) {
+    const markdown = readFileSync(join(REPO, file), 'utf8');
+    for (const match of markdown.matchAll(MARKED_NGINX)) {
+      examples.push({
+        file,
+        line: markdown.slice(0, match.index).split('\n').length + 2,
+        name: match[1]!,
+        code: match[2]!,
+      });
+    }
+  }
+  return examples;
+}
+
+/** `file:line` of every js, ts, json or nginx block of docs/ that has no marker. */
 export function unmarkedBlocks(): string[] {
   const unmarked: string[] = [];
   for (const file of DOC_EXAMPLE_FILES) {
@@ -57,8 +86,8 @@ export function unmarkedBlocks(): string[] {
     let inBlock = false;
     lines.forEach((line, i) => {
       if (!line.startsWith('```')) return;
-      const opens = !inBlock && /^```(js|ts|json|javascript|typescript|jsx|tsx)$/.test(line);
-      if (opens && !/^<!-- example: (node|browser|json) [^\n]+ -->$/.test(lines[i - 1] ?? '')) {
+      const opens = !inBlock && /^```(js|ts|json|javascript|typescript|jsx|tsx|nginx)$/.test(line);
+      if (opens && !/^<!-- example: (node|browser|json|nginx) [^\n]+ -->$/.test(lines[i - 1] ?? '')) {
         unmarked.push(`${file}:${i + 1}`);
       }
       inBlock = !inBlock;

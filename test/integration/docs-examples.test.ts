@@ -32,7 +32,7 @@ import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
  * - `<!-- example: json NAME -->`: parsed, and the real response or event NAME names must have
  *   the same fields, recursively (all of them unless the example shows `…`); values differ.
  *   `json from FILE` examples are compared by readme.test.ts with what the walkthrough wrote.
- * Browser examples run in docs-examples-browser.test.ts.
+ * Browser examples run in docs-examples-browser.test.ts, nginx ones in reverse-proxy.test.ts.
  */
 
 const examples = docExamples();
@@ -66,7 +66,7 @@ after(async () => {
 const where = (example: DocExample) => `${example.file}:${example.line}`;
 
 describe('the marker convention', () => {
-  test('every js, ts and json block of docs/ carries an example marker', () => {
+  test('every js, ts, json and nginx block of docs/ carries an example marker', () => {
     assert.deepEqual(unmarkedBlocks(), [], 'blocks without <!-- example: … --> directly above');
   });
 
