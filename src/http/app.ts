@@ -27,6 +27,7 @@ import { consoleRoutes } from './console/routes.js';
 import { continueOnRead } from './expect-continue.js';
 import { refuseEncodedFileBodies } from './file-bodies.js';
 import { limitJsonDepth, readEmptyJsonAsNoBody } from './json-depth.js';
+import { endLingeringOnClose } from './lingering-close.js';
 import { logRedaction, redactedUrl } from './log-redaction.js';
 import { registerOpenApi } from './openapi/index.js';
 import { type MetricsSource, operationsRoutes } from './operations.js';
@@ -136,6 +137,7 @@ export async function buildApp({
   // (node:http reads this property of its Server; @types/node does not declare it.)
   Object.assign(app.server, { httpAllowHalfOpen: true });
   continueOnRead(app.server);
+  endLingeringOnClose(app);
   // First, so that every request of every route is counted (a stopping server waits for them).
   trackInFlight(app);
   cutIdleBodies(app, bodyIdleTimeoutSeconds);

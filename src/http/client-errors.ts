@@ -3,6 +3,7 @@ import { METHODS, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { ERROR_STATUS, type ErrorCode } from '../core/errors.js';
+import { isLingering } from './lingering-close.js';
 import { REQUEST_ID_HEADER, type RequestMetrics, UNMATCHED } from './plugins/observe.js';
 
 type ClientErrorCode = Extract<ErrorCode, 'REQUEST_TIMEOUT' | 'HEADERS_TOO_LARGE' | 'MALFORMED_REQUEST'>;
@@ -55,8 +56,9 @@ export function clientErrorHandler(metrics?: RequestMetrics) {
     err: Error & { code?: string; reason?: string; rawPacket?: unknown },
     socket: Socket,
   ): void {
-    // A reset connection has no one to answer.
-    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    // A reset connection has no one to answer; a lingering one was answered (the parser
+    // finds the body it drops cut short when the client closes: see lingering-close.ts).
+    if (err.code === 'ECONNRESET' || socket.destroyed || isLingering(socket)) return;
     const code = clientErrorCode(err.code);
     const status = ERROR_STATUS[code];
     // Node's own rule: answer only if no response to this connection's request has begun.

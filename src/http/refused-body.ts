@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { lingerOnClose } from './lingering-close.js';
 
 /**
  * A refused request's body may still be arriving. One of up to DRAIN_LIMIT_BYTES is read and
@@ -8,7 +9,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
  * XHR, most SDKs) fail with EPIPE or ECONNRESET and never see the error: Uppy then took a part
  * refused with EntityTooLarge for a network error and sent it again three times. A larger
  * declared body closes the connection rather than reading what will be dropped (as S3 does for
- * a body far past its limit), so a client cannot make Wharf read gigabytes for nothing.
+ * a body far past its limit), so a client cannot make Wharf read gigabytes for nothing; that
+ * close lingers (lingering-close.ts), so the client still reads the answer rather than a reset.
  *
  * 16 MiB: one part as S3 clients send it (5 MiB for Uppy's @uppy/aws-s3 and the AWS SDK's
  * lib-storage, 8 MiB for the AWS CLI and the part_size Wharf suggests), or a PUT a few MiB past
@@ -46,6 +48,8 @@ export function settleRefusedBody(request: FastifyRequest, reply: FastifyReply):
   const unbounded = length === undefined && request.headers['transfer-encoding'] !== undefined;
   if (raw.destroyed || !(bounded || unbounded)) {
     reply.header('connection', 'close');
+    // Closed after the answer, but not under the client's writes (see lingering-close.ts).
+    if (raw.socket && !raw.destroyed) lingerOnClose(raw.socket, request.server.server);
     return;
   }
   drain(raw);

@@ -5,13 +5,15 @@ import { after, before, describe, test } from 'node:test';
 import { declare } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api } from '../helpers/http.js';
+import { LogCollector } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
  * A request refused before its body was read (no key, a scope it lacks, a file over the limit):
  * a body of up to 16 MiB (one part as S3 clients send it) is read and dropped, so a client that
  * writes everything before it reads still gets the answer; a larger one closes the connection
- * instead of being read to the end.
+ * instead of being read to the end, with a lingering close (the answer, a FIN, and what still
+ * arrives dropped until the client closes), so that such a client gets the answer too.
  */
 
 const MiB = 1024 * 1024;
@@ -30,9 +32,13 @@ after(async () => {
   await w?.close();
 });
 
-/** Sends the head and the first `sent` bytes of a body of `length`; returns what comes back before the socket closes. */
 function rawRequest(length: number, sent: number): Promise<{ head: string; closed: boolean }> {
-  const { hostname, port } = new URL(w.url);
+  return rawRequestTo(w.url, length, sent);
+}
+
+/** Sends the head and the first `sent` bytes of a body of `length`; returns what comes back before the socket closes. */
+function rawRequestTo(url: string, length: number, sent: number): Promise<{ head: string; closed: boolean }> {
+  const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname);
     let received = '';
@@ -127,6 +133,49 @@ function chunkedUntilClosed(length: number): Promise<string> {
   });
 }
 
+/**
+ * As a client (or a proxy: nginx) that writes the whole body before it reads: sends the head of
+ * a POST of `length` zero bytes, then the body in 64 KiB chunks as fast as the socket takes
+ * them, going on after the server's FIN (half-open, as a proxy does), until all is written or a
+ * write fails; then ends its side and reads. What came back, and the code a write failed with.
+ */
+function writeAllThenRead(url: string, length: number): Promise<{ received: string; error?: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
+    let received = '';
+    let error: string | undefined;
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      error ??= err.code ?? err.message;
+    });
+    const stuck = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the server neither closed nor reset the connection; received: ${received}`));
+    }, 25_000);
+    socket.on('close', () => {
+      clearTimeout(stuck);
+      resolve(error === undefined ? { received } : { received, error });
+    });
+    socket.write(
+      `POST /v1/assets?name=a.bin HTTP/1.1\r\nHost: ${hostname}:${port}\r\nX-Api-Key: wharf_wrong\r\n` +
+        `Content-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`,
+    );
+    const chunk = Buffer.alloc(64 * 1024);
+    let sent = 0;
+    const pump = () => {
+      while (sent < length && !socket.destroyed) {
+        sent += chunk.length;
+        if (!socket.write(chunk)) return void socket.once('drain', pump);
+      }
+      if (!socket.destroyed) socket.end();
+    };
+    pump();
+  });
+}
+
 describe('refused requests with a body still arriving', () => {
   test('fetch reads the 401 of a small body, every time (no EPIPE, no reset)', async () => {
     const body = new Uint8Array(512 * 1024);
@@ -171,9 +220,67 @@ describe('refused requests with a body still arriving', () => {
     assert.equal(closed, true);
   });
 
+  test('a large refused body written whole before reading gets the 401, not a reset (lingering close)', async () => {
+    // 48 MiB: far more than the socket buffers hold, so the server closes while the body is
+    // still in flight; closing outright, it reset the connection under the client's writes.
+    const { received, error } = await writeAllThenRead(w.url, 48 * MiB);
+    assert.equal(error, undefined, `a write failed: ${error}; received: ${received.slice(0, 200)}`);
+    const [head, body] = received.split('\r\n\r\n');
+    assert.match(head ?? '', /^HTTP\/1\.1 401/);
+    assert.match(head ?? '', /connection: close/i);
+    assert.equal(JSON.parse(body ?? '').error.code, 'UNAUTHORIZED');
+  });
+
   test('a chunked body past the limit is read only up to it: the server closes', async () => {
     const head = await chunkedUntilClosed(24 * MiB);
     assert.match(head, /^HTTP\/1\.1 401/);
+  });
+});
+
+describe('a refused connection lingering', () => {
+  test('a client that reads the refusal and closes ends the linger, with no parser error logged', async () => {
+    const logs = new LogCollector();
+    const other = await startWharf({ logStream: logs.stream });
+    try {
+      // rawRequest's client: its socket closes on the server's FIN, 64 MiB short of the body.
+      const { head, closed } = await rawRequestTo(other.url, 64 * MiB, 1024);
+      assert.match(head, /^HTTP\/1\.1 401/);
+      assert.equal(closed, true);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(
+        logs.find((l) => l.msg === 'refused a request the HTTP parser could not read'),
+        undefined,
+      );
+    } finally {
+      await other.close();
+    }
+  });
+
+  test('a stopping server does not wait out a connection lingering after a refusal', async () => {
+    const other = await startWharf();
+    const { hostname, port } = new URL(other.url);
+    // Half-open and still sending, a byte every 200 ms: the linger's idle time never runs out.
+    const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const answered = new Promise<string>((resolve) =>
+      socket.once('data', (chunk) => resolve(chunk.toString())),
+    );
+    socket.write(
+      `POST /v1/assets?name=a.bin HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+        `Content-Type: application/octet-stream\r\nContent-Length: ${64 * MiB}\r\n\r\n`,
+    );
+    const trickle = setInterval(() => socket.write(Buffer.alloc(1)), 200);
+    try {
+      assert.match(await answered, /^HTTP\/1\.1 401/);
+      const started = performance.now();
+      await other.close();
+      await closed;
+      assert.ok(performance.now() - started < 10_000, `the close took ${performance.now() - started} ms`);
+    } finally {
+      clearInterval(trickle);
+      socket.destroy();
+    }
   });
 });
 
