@@ -200,7 +200,11 @@ export async function buildApp({
   if (tus) await app.register(tusRoutes, { ...tus, core, publicUrl });
 
   if (core.endpoint) {
-    await app.register(storageEndpointRoutes, { endpoint: core.endpoint, prefix: LOCAL_ENDPOINT_PATH });
+    await app.register(storageEndpointRoutes, {
+      endpoint: core.endpoint,
+      publicUrl,
+      prefix: LOCAL_ENDPOINT_PATH,
+    });
   }
   return app;
 }

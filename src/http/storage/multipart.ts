@@ -16,7 +16,11 @@ import {
  * method and query as S3 tells them: `POST ?uploads` creates, `PUT ?partNumber&uploadId`
  * stores a part, `GET ?uploadId` lists, `POST ?uploadId` completes, `DELETE ?uploadId` aborts.
  */
-export function multipartRoutes(app: FastifyInstance, endpoint: StorageEndpointService): void {
+export function multipartRoutes(
+  app: FastifyInstance,
+  endpoint: StorageEndpointService,
+  publicUrl: string,
+): void {
   app.post('/*', { schema: { hide: true } }, async (request, reply) => {
     const query = queryOf(request);
     if (query.uploads !== undefined && query.uploadId === undefined) {
@@ -27,7 +31,7 @@ export function multipartRoutes(app: FastifyInstance, endpoint: StorageEndpointS
       const { key, object } = await endpoint.completeMultipart(signed(request), () =>
         readCompleteBody(request.raw),
       );
-      const location = objectLocation(request, key);
+      const location = objectLocation(publicUrl, key);
       return xml(reply).send(completeMultipartUploadResult(location, LOCAL_BUCKET, key, object.etag));
     }
     throw unsupported(request);

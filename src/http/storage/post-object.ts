@@ -17,7 +17,7 @@ const MAX_FIELDS = 100;
  */
 export async function postObjectRoute(
   app: FastifyInstance,
-  { endpoint }: { endpoint: StorageEndpointService },
+  { endpoint, publicUrl }: { endpoint: StorageEndpointService; publicUrl: string },
 ) {
   await app.register(multipart, {
     limits: { fieldSize: FIELD_BYTES, fields: MAX_FIELDS, fieldNameSize: 256, headerPairs: 100 },
@@ -62,7 +62,7 @@ export async function postObjectRoute(
 
     const key = fieldOf('key') ?? '';
     const etag = `"${digests.md5}"`;
-    const location = objectLocation(request, key);
+    const location = objectLocation(publicUrl, key);
     reply.header('etag', etag).header('location', location);
 
     const redirect = fieldOf('success_action_redirect');

@@ -21,7 +21,7 @@ export const storageRoutingErrors: RoutingErrorShape = {
  */
 export async function storageEndpointRoutes(
   app: FastifyInstance,
-  { endpoint }: { endpoint: StorageEndpointService },
+  { endpoint, publicUrl }: { endpoint: StorageEndpointService; publicUrl: string },
 ) {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
@@ -35,8 +35,8 @@ export async function storageEndpointRoutes(
       new WharfError('NOT_FOUND', 'Only presigned S3 requests and POST policy forms are accepted here.'),
     ),
   );
-  await app.register(postObjectRoute, { endpoint });
-  multipartRoutes(app, endpoint);
+  await app.register(postObjectRoute, { endpoint, publicUrl });
+  multipartRoutes(app, endpoint, publicUrl);
 
   app.put('/*', { schema: { hide: true }, config: { fileBody: true } }, async (request, reply) => {
     refuseEncodedBody(request);

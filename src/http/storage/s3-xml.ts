@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import type { FastifyRequest } from 'fastify';
 import { encodeS3Key, LOCAL_BUCKET, LOCAL_ENDPOINT_PATH } from '../../blobs/local-endpoint.js';
 import { WharfError } from '../../core/errors.js';
 import type { PartReference, StoredPart } from '../../core/ports.js';
@@ -12,9 +11,14 @@ const NS = 'http://s3.amazonaws.com/doc/2006-03-01/';
 // 750 KB; 2 MiB leaves room for indentation and the checksum fields some clients add.
 export const MAX_COMPLETE_BODY = 2 * 1024 * 1024;
 
-/** The URL of an object of the embedded endpoint, as S3 reports it in `Location`. */
-export function objectLocation(request: FastifyRequest, key: string): string {
-  return `${request.protocol}://${request.host}${LOCAL_ENDPOINT_PATH}/${LOCAL_BUCKET}/${encodeS3Key(key)}`;
+/**
+ * The URL of an object of the embedded endpoint, as S3 reports it in `Location`: under
+ * WHARF_PUBLIC_URL, as every URL Wharf hands out (the presigned ones too). Never from the
+ * request: behind a proxy that ends TLS it arrived over plain HTTP, and a client (Uppy keeps it
+ * as the file's `uploadURL`) would be handed an `http:` URL of an `https:` site.
+ */
+export function objectLocation(publicUrl: string, key: string): string {
+  return `${publicUrl}${LOCAL_ENDPOINT_PATH}/${LOCAL_BUCKET}/${encodeS3Key(key)}`;
 }
 
 export function escapeXml(value: string): string {
