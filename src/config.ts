@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { CLIENT_VARIABLES } from './cli/upload/variables.js';
 import { editDistance } from './core/edit-distance.js';
@@ -46,6 +47,11 @@ export interface Config {
   maxUploadStreamsPerToken: number;
   /** Origins whose pages may call Wharf from a browser (CORS); `*` allows any. */
   corsOrigins: string[];
+  /**
+   * WHARF_TRUST_PROXY: the proxies (addresses, CIDR ranges, or proxy-addr's `loopback`,
+   * `linklocal`, `uniquelocal`) whose X-Forwarded-For names the client; empty: none is trusted.
+   */
+  trustProxy: string[];
   logLevel: string;
   /** Outbound webhook deliveries. */
   webhooks: WebhookConfig;
@@ -321,6 +327,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     // user) to a small share of its account's streams.
     maxUploadStreamsPerToken: integer(env, 'WHARF_MAX_UPLOAD_STREAMS_PER_TOKEN', 32, 1, 1_000_000),
     corsOrigins: corsOrigins(env),
+    trustProxy: trustProxy(env),
     logLevel: choice(env, 'WHARF_LOG_LEVEL', LOG_LEVELS, 'info'),
     shutdownTimeoutSeconds: integer(env, 'WHARF_SHUTDOWN_TIMEOUT', 30, 0, 3600),
     // 0: a stop under systemd or compose, where no balancer polls /readyz, is not held up.
@@ -412,6 +419,47 @@ function corsOrigins(env: NodeJS.ProcessEnv): string[] {
     }
     return origin;
   });
+}
+
+/** The names proxy-addr (Fastify's `trustProxy`) gives to ranges of addresses. */
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/**
+ * WHARF_TRUST_PROXY: comma-separated addresses and CIDR ranges of the proxies in front of
+ * Wharf. A request from one of them is taken to be from the address its X-Forwarded-For names
+ * (Fastify's `trustProxy`, so that `request.ip` is the client's): the address the console's
+ * sign-in limit counts failures against and the request log shows. Only listed addresses: `true`
+ * (any sender) would let every client name its own address and walk past the limit, and a hop
+ * count does not say which peer is the proxy (Fastify trusts none for one). Entries are checked
+ * here as proxy-addr would read them, so a typo is refused at start rather than at the first
+ * request, or by Fastify with a bare TypeError.
+ */
+function trustProxy(env: NodeJS.ProcessEnv): string[] {
+  const entries = (env.WHARF_TRUST_PROXY ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  for (const entry of entries) {
+    if (!isProxyAddress(entry)) {
+      report(
+        env,
+        `WHARF_TRUST_PROXY entry ${JSON.stringify(entry)} is not an address: list the proxies' IP addresses ` +
+          `or CIDR ranges (127.0.0.1, 10.0.0.0/8, ::1), or ${PROXY_RANGE_NAMES.join(', ')}, separated by commas`,
+      );
+    }
+  }
+  return entries;
+}
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.includes(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  // No zone (fe80::1%eth0): proxy-addr's parser does not take one.
+  const version = address.includes('%') ? 0 : isIP(address);
+  if (version === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  // proxy-addr refuses /0 (trusting every sender, which WHARF_TRUST_PROXY does not offer).
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) >= 1 && Number(prefix) <= (version === 4 ? 32 : 128);
 }
 
 function mediaConfig(env: NodeJS.ProcessEnv): MediaConfig {

@@ -130,6 +130,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       core,
       publicUrl: config.publicUrl,
       corsOrigins: config.corsOrigins,
+      trustProxy: config.trustProxy,
       bodyIdleTimeoutSeconds: config.bodyIdleTimeoutSeconds,
       logger: options.logger ?? false,
       tus: opened.tus,

@@ -62,6 +62,8 @@ export interface AppOptions {
   publicUrl: string;
   /** WHARF_CORS_ORIGINS: origins whose pages may call Wharf; empty for same-origin only. */
   corsOrigins: readonly string[];
+  /** WHARF_TRUST_PROXY: proxies whose X-Forwarded-For names the client (`request.ip`); empty: none. */
+  trustProxy?: readonly string[] | undefined;
   /** WHARF_BODY_IDLE_TIMEOUT: a body (sent or answered) that moves nothing this long has its connection cut (0: never). */
   bodyIdleTimeoutSeconds?: number | undefined;
   logger: boolean | { level: string; stream?: NodeJS.WritableStream };
@@ -95,6 +97,7 @@ export async function buildApp({
   core,
   publicUrl,
   corsOrigins,
+  trustProxy = [],
   bodyIdleTimeoutSeconds = 0,
   logger,
   tus,
@@ -111,6 +114,11 @@ export async function buildApp({
     // `request completed` names the error code of a refused request (see RequestLog).
     logController: new RequestLog(),
     bodyLimit: 1024 * 1024,
+    // Only the client's address is taken from a trusted proxy (request.ip: the sign-in limit,
+    // the request log). Fastify then also reads X-Forwarded-Proto and -Host into request.protocol
+    // and request.host: Wharf builds no URL from those (every one starts with WHARF_PUBLIC_URL),
+    // and SigV4 checks the Host header as it arrived.
+    ...(trustProxy.length > 0 && { trustProxy: [...trustProxy] }),
     // Wharf sits behind load balancers; request ids come from there when present and sane.
     requestIdHeader: false,
     genReqId: requestIdFor,

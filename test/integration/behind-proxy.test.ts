@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { SIGN_IN_FAILURES_ALLOWED } from '../../src/core/sessions.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api, md5Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -120,5 +122,49 @@ describe('the storage endpoint’s Location behind a proxy', () => {
     );
     assert.equal(res.status, 204, res.body);
     assert.equal(res.headers.location, `${PUBLIC_URL}/s3/wharf/${upload.storageKey}`);
+  });
+});
+
+describe('the client’s address behind a proxy (WHARF_TRUST_PROXY)', () => {
+  const signIn = (server: TestWharf, key: string, client: string) =>
+    api(server.url, undefined, 'POST', '/console/api/session', { key }, { 'x-forwarded-for': client });
+
+  test('from a trusted proxy, the sign-in limit counts X-Forwarded-For’s client: one locked out, another signs in', async () => {
+    const log = new PassThrough();
+    const lines: string[] = [];
+    log.on('data', (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n')));
+    const trusting = await startWharf({ env: { WHARF_TRUST_PROXY: '127.0.0.1' }, logStream: log });
+    try {
+      for (let i = 0; i < SIGN_IN_FAILURES_ALLOWED; i++) {
+        assert.equal((await signIn(trusting, `wharf_wrong_${i}`, '203.0.113.7')).status, 401);
+      }
+      const limited = await signIn(trusting, trusting.key, '203.0.113.7');
+      assert.equal(limited.status, 429);
+      assert.equal(limited.body.error.code, 'RATE_LIMITED');
+      // Behind one proxy every client shares its address: the others must not be locked out.
+      assert.equal((await signIn(trusting, trusting.key, '203.0.113.8')).status, 201);
+      // The request log names the client too, not the proxy.
+      const addresses = lines
+        .filter((line) => line.includes('"incoming request"'))
+        .map((line) => JSON.parse(line).req?.remoteAddress);
+      assert.ok(addresses.includes('203.0.113.8'), JSON.stringify(addresses));
+      assert.ok(!addresses.includes('127.0.0.1'), JSON.stringify(addresses));
+    } finally {
+      await trusting.close();
+    }
+  });
+
+  test('without it, X-Forwarded-For is ignored: a client cannot name another address to escape the limit', async () => {
+    const direct = await startWharf();
+    try {
+      for (let i = 0; i < SIGN_IN_FAILURES_ALLOWED; i++) {
+        assert.equal((await signIn(direct, `wharf_wrong_${i}`, '203.0.113.7')).status, 401);
+      }
+      const limited = await signIn(direct, direct.key, '203.0.113.8');
+      assert.equal(limited.status, 429);
+      assert.equal(limited.body.error.code, 'RATE_LIMITED');
+    } finally {
+      await direct.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
+import Fastify from 'fastify';
 import { ConfigError, knownVariables, loadConfig, readConfig } from '../../src/config.js';
 import { parseDatabaseUrl } from '../../src/db/url.js';
 
@@ -176,6 +177,40 @@ describe('configuration', () => {
         'WHARF_CORS_ORIGINS entry "ftp://files.example.com" is not an origin: browsers send scheme://host[:port] only (e.g. "https://app.example.com"), so it could never match',
         'WHARF_CORS_ORIGINS entry "https://c.example.com?x=1" is not an origin: browsers send scheme://host[:port] only (e.g. "https://c.example.com"), so it could never match',
       ],
+    );
+  });
+
+  test('WHARF_TRUST_PROXY: none unless told; addresses, CIDR ranges and proxy-addr’s names, each one Fastify takes', () => {
+    assert.deepEqual(loadConfig({}).trustProxy, []);
+    const listed = loadConfig({
+      WHARF_TRUST_PROXY: '127.0.0.1, ::1,10.0.0.0/8,fd00::/8 ,loopback,uniquelocal,linklocal',
+    }).trustProxy;
+    assert.deepEqual(listed, [
+      '127.0.0.1',
+      '::1',
+      '10.0.0.0/8',
+      'fd00::/8',
+      'loopback',
+      'uniquelocal',
+      'linklocal',
+    ]);
+    // What is accepted here is what Fastify (proxy-addr) compiles: no start that fails later.
+    for (const entry of listed) assert.doesNotThrow(() => Fastify({ trustProxy: [entry] }), entry);
+    const hint =
+      "list the proxies' IP addresses or CIDR ranges (127.0.0.1, 10.0.0.0/8, ::1), or loopback, linklocal, uniquelocal, separated by commas";
+    const refused = [
+      'true',
+      '1',
+      'nginx.internal',
+      '10.0.0.0/33',
+      '10.0.0.0/0',
+      '::1/129',
+      '10.0.0.1/8/8',
+      'fe80::1%eth0',
+    ];
+    assert.deepEqual(
+      problems({ WHARF_TRUST_PROXY: refused.join(',') }),
+      refused.map((entry) => `WHARF_TRUST_PROXY entry ${JSON.stringify(entry)} is not an address: ${hint}`),
     );
   });
 
