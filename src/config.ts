@@ -38,6 +38,11 @@ export interface Config {
    * max-append-size`): set it to the body cap of a proxy in front of Wharf.
    */
   resumableMaxAppendSize: number;
+  /**
+   * WHARF_RESUMABLE_INTERIM_RESPONSE: whether a Resumable Uploads for HTTP creation gets its 104
+   * ahead of the answer. Off behind a proxy that takes a 1xx other than 100 for the answer (nginx).
+   */
+  resumableInterimResponse: boolean;
   /** The most pending uploads one key may have at once (generous: benchmarks presign many). */
   maxOpenUploadsPerKey: number;
   /** The most pending uploads one upload token may have at once. */
@@ -313,6 +318,8 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       1024 * 1024,
       Number.MAX_SAFE_INTEGER,
     ),
+    resumableInterimResponse:
+      choice(env, 'WHARF_RESUMABLE_INTERIM_RESPONSE', ['true', 'false'], 'true') === 'true',
     maxOpenUploadsPerKey: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_KEY', 10_000_000, 1, 1_000_000_000),
     maxOpenUploadsPerToken: integer(env, 'WHARF_MAX_OPEN_UPLOADS_PER_TOKEN', 100, 1, 1_000_000),
     maxUploadStreamsPerAccount: integer(

@@ -131,6 +131,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       publicUrl: config.publicUrl,
       corsOrigins: config.corsOrigins,
       trustProxy: config.trustProxy,
+      resumableInterimResponse: config.resumableInterimResponse,
       bodyIdleTimeoutSeconds: config.bodyIdleTimeoutSeconds,
       logger: options.logger ?? false,
       tus: opened.tus,

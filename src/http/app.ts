@@ -62,6 +62,8 @@ export interface AppOptions {
   publicUrl: string;
   /** WHARF_CORS_ORIGINS: origins whose pages may call Wharf; empty for same-origin only. */
   corsOrigins: readonly string[];
+  /** WHARF_RESUMABLE_INTERIM_RESPONSE: Resumable Uploads for HTTP creations send a 104 (default). */
+  resumableInterimResponse?: boolean | undefined;
   /** WHARF_TRUST_PROXY: proxies whose X-Forwarded-For names the client (`request.ip`); empty: none. */
   trustProxy?: readonly string[] | undefined;
   /** WHARF_BODY_IDLE_TIMEOUT: a body (sent or answered) that moves nothing this long has its connection cut (0: never). */
@@ -98,6 +100,7 @@ export async function buildApp({
   publicUrl,
   corsOrigins,
   trustProxy = [],
+  resumableInterimResponse = true,
   bodyIdleTimeoutSeconds = 0,
   logger,
   tus,
@@ -172,7 +175,11 @@ export async function buildApp({
   const context: ApiContext = {
     core,
     publicUrl,
-    resumable: tus && { locker: tus.locker, stagingDir: tus.stagingDir },
+    resumable: tus && {
+      locker: tus.locker,
+      stagingDir: tus.stagingDir,
+      interimResponse: resumableInterimResponse,
+    },
   };
   await app.register(async (api: App) => {
     // JSON routes read JSON: Fastify's text/plain parser handed them a string, refused as

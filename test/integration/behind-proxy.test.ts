@@ -6,7 +6,8 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { SIGN_IN_FAILURES_ALLOWED } from '../../src/core/sessions.js';
 import { storesOnS3 } from '../helpers/deployment.js';
-import { api, md5Hex } from '../helpers/http.js';
+import { api, md5Hex, sha256Hex } from '../helpers/http.js';
+import { rufh } from '../helpers/rufh-client.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // Wharf behind a reverse proxy that ends TLS (nginx in front, as docs/deployment.md shows):
@@ -166,5 +167,52 @@ describe('the client’s address behind a proxy (WHARF_TRUST_PROXY)', () => {
     } finally {
       await direct.close();
     }
+  });
+});
+
+describe('Resumable Uploads for HTTP behind nginx (WHARF_RESUMABLE_INTERIM_RESPONSE)', () => {
+  // nginx relays no 1xx but 100: it takes a 104 for the answer. So behind it the 104 is turned off.
+  const portOf = (server: TestWharf) => (server.wharf.app.server.address() as AddressInfo).port;
+  const create = (server: TestWharf, target: string, complete: '?0' | '?1', body: Buffer) =>
+    rufh(portOf(server), {
+      method: 'POST',
+      target,
+      headers: [
+        ['Authorization', `Bearer ${server.key}`],
+        ['Upload-Draft-Interop-Version', '8'],
+        ['Upload-Complete', complete],
+        ['Upload-Length', String(body.length * (complete === '?0' ? 2 : 1))],
+      ],
+      body,
+    });
+
+  test('off: no 1xx before the final answer, which names the upload; the upload works', async () => {
+    const quiet = await startWharf({
+      env: { WHARF_PUBLIC_URL: PUBLIC_URL, WHARF_RESUMABLE_INTERIM_RESPONSE: 'false' },
+    });
+    try {
+      const bytes = randomBytes(50_000);
+      const whole = await create(quiet, '/v1/assets?name=photo.jpg', '?1', bytes);
+      assert.deepEqual(whole.informational, []);
+      assert.equal(whole.final?.status, 201, String(whole.final?.body));
+      assert.match(whole.final.headers.location!, new RegExp(`^${PUBLIC_URL}/v1/resumable/`));
+      assert.equal(JSON.parse(whole.final.body.toString('utf8')).asset.sha256, sha256Hex(bytes));
+
+      const first = await create(quiet, '/v1/resumable/?name=later.bin', '?0', bytes);
+      assert.deepEqual(first.informational, []);
+      assert.equal(first.final?.status, 201, String(first.final?.body));
+      assert.equal(first.final.headers['upload-offset'], String(bytes.length));
+      assert.match(first.final.headers.location!, new RegExp(`^${PUBLIC_URL}/v1/resumable/`));
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  test('by default a creation still gets its 104 first, naming the same upload as the answer', async () => {
+    const res = await create(w, '/v1/assets?name=photo.jpg', '?1', randomBytes(50_000));
+    assert.equal(res.informational.length, 1, JSON.stringify(res.informational));
+    assert.equal(res.informational[0]?.status, 104);
+    assert.equal(res.final?.status, 201, String(res.final?.body));
+    assert.equal(res.final.headers.location, res.informational[0].headers.location);
   });
 });

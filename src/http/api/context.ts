@@ -16,9 +16,10 @@ export interface ApiContext {
   /**
    * What resumable uploads share with tus: the lease lock across nodes, and the directory
    * where a body with a digest of its own waits until it is checked. Without it no route
-   * offers Resumable Uploads for HTTP.
+   * offers Resumable Uploads for HTTP. `interimResponse`: whether creations send their 104
+   * (WHARF_RESUMABLE_INTERIM_RESPONSE).
    */
-  resumable?: { locker: Locker; stagingDir: string } | undefined;
+  resumable?: { locker: Locker; stagingDir: string; interimResponse: boolean } | undefined;
 }
 
 export type App = FastifyInstance<

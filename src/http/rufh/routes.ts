@@ -52,6 +52,13 @@ export interface RufhContext {
   locker: Locker;
   /** Where a body with a Content-Digest waits until it is checked (the tus endpoint's, of this node). */
   stagingDir: string;
+  /**
+   * WHARF_RESUMABLE_INTERIM_RESPONSE: a creation announces its resource in a 104 before the
+   * body is read. Off, the Location comes with the answer only: nginx relays no 1xx but 100 and
+   * takes a 104 for the final response (a broken answer, then a hung connection, for every
+   * URLSession upload), so behind it the 104 must not be sent.
+   */
+  interimResponse: boolean;
 }
 
 /** What a creating request says about the file beyond its bytes (query of the route it reached). */
@@ -177,10 +184,12 @@ export async function createResumableUpload(
     maxAge: ctx.core.rufh.maxAge(upload),
   });
   // Before a byte is read: a client cut from here on knows where to resume.
-  sendUploadResumptionSupported(request.raw, reply.raw, dialect, {
-    Location: location,
-    'Upload-Limit': limit,
-  });
+  if (ctx.interimResponse) {
+    sendUploadResumptionSupported(request.raw, reply.raw, dialect, {
+      Location: location,
+      'Upload-Limit': limit,
+    });
+  }
   reply.header('Location', location).header('Upload-Limit', limit);
   const result = await appendUnderLock(ctx, request, reply, dialect, upload, 0, body, complete === true);
   if (!result) return reply;
