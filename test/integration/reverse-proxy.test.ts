@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -11,10 +11,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
+import { SIGN_IN_FAILURES_ALLOWED } from '../../src/core/sessions.js';
 import { eventually } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { nginxExamples } from '../helpers/doc-examples.js';
 import { sha256Hex } from '../helpers/http.js';
+import { REPO } from '../helpers/process.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -32,6 +34,18 @@ const run = promisify(execFile);
 const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
 
 const examples = nginxExamples();
+
+/**
+ * The settings the page's nginx section gives Wharf (its `- \`WHARF_…=value\`` list), but for
+ * WHARF_PUBLIC_URL, whose value is a placeholder (the test sets it to nginx's address).
+ */
+function wharfSide(): Record<string, string> {
+  const page = readFileSync(join(REPO, 'docs', 'deployment.md'), 'utf8');
+  const section = page.slice(page.indexOf('### nginx'), page.indexOf('### Other proxies'));
+  return Object.fromEntries(
+    [...section.matchAll(/^- `(WHARF_[A-Z_]+)=([^`<]+)`:/gm)].map((m) => [m[1]!, m[2]!]),
+  );
+}
 
 let dir: string;
 let w: TestWharf;
@@ -69,7 +83,9 @@ before(async () => {
   // Wharf's public URL is nginx's address, with its port (not 443): the case where $host
   // would lose the port and presigned PUTs their signature.
   port = await freePort();
-  w = await startWharf({ env: { WHARF_PUBLIC_URL: `https://localhost:${port}` } });
+  const settings = wharfSide();
+  assert.deepEqual(Object.keys(settings).sort(), ['WHARF_RESUMABLE_INTERIM_RESPONSE', 'WHARF_TRUST_PROXY']);
+  w = await startWharf({ env: { ...settings, WHARF_PUBLIC_URL: `https://localhost:${port}` } });
   // w.url is the public URL, nginx's; Wharf itself listens on a port of its own.
   const example = examples.find((e) => e.name === 'reverse-proxy');
   assert.ok(example, 'docs/deployment.md has an <!-- example: nginx reverse-proxy --> block');
@@ -157,9 +173,11 @@ function send(
   method: string,
   headers: Record<string, string> = {},
   body?: Buffer,
+  /** The client's own address (any of 127.0.0.0/8 is this machine's). */
+  localAddress?: string,
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(url, { method, headers, agent }, (res) => {
+    const req = httpsRequest(url, { method, headers, agent, localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () =>
@@ -294,6 +312,61 @@ describe('Wharf behind nginx, configured as docs/deployment.md says', () => {
     const id = rest.headers['wharf-asset-id'] as string;
     const stored = await send(proxied(`/v1/assets/${id}`), 'GET', { 'x-api-key': w.key });
     assert.equal(json(stored).sha256, sha256Hex(bytes));
+  });
+
+  test('each client has its own sign-in limit: nginx forwards its address and Wharf trusts nginx', async () => {
+    const signIn = (key: string, client: string) =>
+      send(
+        proxied('/console/api/session'),
+        'POST',
+        { 'content-type': 'application/json' },
+        Buffer.from(JSON.stringify({ key })),
+        client,
+      );
+    for (let i = 0; i < SIGN_IN_FAILURES_ALLOWED; i++) {
+      const res = await signIn(`wharf_wrong_${i}`, '127.0.0.2');
+      assert.equal(res.status, 401, said(res));
+    }
+    const limited = await signIn(w.key, '127.0.0.2');
+    assert.equal(limited.status, 429, said(limited));
+    // Without X-Forwarded-For (or without WHARF_TRUST_PROXY), every client is nginx's
+    // 127.0.0.1, and this one would be locked out too.
+    const other = await signIn(w.key, '127.0.0.3');
+    assert.equal(other.status, 201, said(other));
+  });
+
+  test('a Resumable Uploads for HTTP upload gets its 201 through nginx', async () => {
+    const bytes = randomBytes(64 * 1024);
+    const res = await send(
+      proxied('/v1/assets?name=rufh.bin'),
+      'POST',
+      {
+        authorization: `Bearer ${w.key}`,
+        'content-type': 'application/octet-stream',
+        'upload-draft-interop-version': '8',
+        'upload-complete': '?1',
+      },
+      bytes,
+    );
+    assert.equal(res.status, 201, said(res));
+    assert.equal(json(res).asset.sha256, sha256Hex(bytes));
+  });
+
+  test("a 48 MiB upload with a wrong key gets Wharf's 401 through nginx, not a 502", async () => {
+    // Wharf answers before reading the body and closes the connection (it will not read 48 MiB
+    // to drop them), while nginx is still passing the body on: closed outright, nginx's writes
+    // failed (EPIPE) and it answered 502 in most tries; the close lingers now.
+    const bytes = Buffer.alloc(48 * MiB);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const res = await send(
+        proxied('/v1/assets?name=refused.bin'),
+        'POST',
+        { 'x-api-key': 'wharf_not_a_key', 'content-type': 'application/octet-stream' },
+        bytes,
+      );
+      assert.equal(res.status, 401, said(res));
+      assert.equal(json(res).error.code, 'UNAUTHORIZED');
+    }
   });
 });
 
