@@ -222,6 +222,7 @@ class WharfFileStore extends FileStore {
         // of it reached the file is given back, the rest is read and dropped, and tus's own
         // refusal answers (413 FILE_TOO_LARGE with the length). Before, this failed as a write
         // error (500), keeping whatever had been written.
+        offered!.overflowed = true;
         offered!.body.resume();
         await truncate(file, offset);
         throw ERRORS.ERR_SIZE_EXCEEDED;

@@ -23,6 +23,8 @@ export interface BodyOffer {
   key: string | undefined;
   /** Set by the write that took the body. */
   taken: boolean;
+  /** Set by that write when the body went on past `limit` (refused: tus.io's 413). */
+  overflowed?: boolean;
 }
 
 /**

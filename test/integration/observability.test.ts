@@ -894,6 +894,69 @@ describe('bytes refused or broken off on their way in count as failed uploads on
     await counted('tus', 'ABORTED', before);
   });
 
+  /** The headers of a tus PATCH of a whole file. */
+  const tusPatch = (extra: Record<string, string> = {}) => ({
+    'Tus-Resumable': '1.0.0',
+    Authorization: `Bearer ${w.key}`,
+    'Content-Type': 'application/offset+octet-stream',
+    'Upload-Offset': '0',
+    ...extra,
+  });
+
+  /** `bytes` sent chunked: no Content-Length, so only the bytes show how long the body is. */
+  const chunked = (bytes: Buffer) =>
+    ({
+      body: Readable.toWeb(
+        Readable.from([bytes.subarray(0, 65_536), bytes.subarray(65_536)]),
+      ) as ReadableStream,
+      duplex: 'half',
+    }) as RequestInit;
+
+  /** Sends a tus PATCH past the length of an upload of 100,000 bytes: refused 413 FILE_TOO_LARGE. */
+  async function tusOverrun(init: (bytes: Buffer) => RequestInit) {
+    const url = await tusUpload(100_000);
+    const res = await fetch(url, { method: 'PATCH', ...init(randomBytes(200_000)) });
+    const text = await res.text();
+    assert.equal(res.status, 413, text);
+    assert.equal(JSON.parse(text).error.code, 'FILE_TOO_LARGE');
+  }
+
+  test('a tus PATCH whose chunked body runs past the upload’s length (413): FILE_TOO_LARGE, once', async () => {
+    const before = await failed('tus', 'FILE_TOO_LARGE');
+    const aborted = await failed('tus', 'ABORTED');
+    await tusOverrun((bytes) => ({ headers: tusPatch(), ...chunked(bytes) }));
+    assert.equal(await failed('tus', 'FILE_TOO_LARGE'), before + 1);
+    assert.equal(await failed('tus', 'ABORTED'), aborted, 'not counted as a hang-up too');
+  });
+
+  test('a tus PATCH with an Upload-Checksum whose body runs past the upload’s length (413): FILE_TOO_LARGE, once', async () => {
+    const before = await failed('tus', 'FILE_TOO_LARGE');
+    const aborted = await failed('tus', 'ABORTED');
+    await tusOverrun((bytes) => ({
+      headers: tusPatch({
+        'Upload-Checksum': `sha256 ${createHash('sha256').update(bytes).digest('base64')}`,
+      }),
+      ...chunked(bytes),
+    }));
+    assert.equal(await failed('tus', 'FILE_TOO_LARGE'), before + 1);
+    assert.equal(await failed('tus', 'ABORTED'), aborted, 'not counted as a hang-up too');
+  });
+
+  test('a tus PATCH whose Content-Length goes past the upload’s length (413): refused before a byte is read, not counted', async () => {
+    const before = await failed('tus', 'FILE_TOO_LARGE');
+    const aborted = await failed('tus', 'ABORTED');
+    // As a Resumable Uploads for HTTP append's Content-Length past the end is (its headers).
+    await tusOverrun((bytes) => ({ headers: tusPatch(), body: new Uint8Array(bytes) }));
+    await tusOverrun((bytes) => ({
+      headers: tusPatch({
+        'Upload-Checksum': `sha256 ${createHash('sha256').update(bytes).digest('base64')}`,
+      }),
+      body: new Uint8Array(bytes),
+    }));
+    assert.equal(await failed('tus', 'FILE_TOO_LARGE'), before);
+    assert.equal(await failed('tus', 'ABORTED'), aborted);
+  });
+
   /** A Resumable Uploads for HTTP upload of `size` bytes, none sent yet: its resource's URL. */
   async function rufhUpload(size: number): Promise<string> {
     const res = await fetch(`${w.url}/v1/resumable/?name=r.bin`, {

@@ -65,6 +65,8 @@ interface TusCall {
   failure?: unknown;
   /** The body offered to the datastore; a creation's gets its key once the upload exists. */
   offer?: BodyOffer;
+  /** The refusal of a body whose bytes went on past the upload's length (not its headers). */
+  overrun?: WharfError;
 }
 
 // Upload URLs name the storage key without its account (`/v1/tus/<uuid><.ext>`): the caller's
@@ -413,6 +415,11 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       } finally {
         // Refused before anything was written: the body is read and dropped, as tus would.
         if (offer && !offer.taken) offer.body.resume();
+        // Its bytes went past what the upload has room for (a body without a Content-Length).
+        if (offer?.overflowed) {
+          call.overrun =
+            call.error ?? new WharfError('FILE_TOO_LARGE', "The body goes past the upload's Upload-Length.");
+        }
       }
       if (method === 'DELETE' && response.status === 204 && call.upload) {
         await core.resumable.terminated(call.upload);
@@ -457,11 +464,15 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       throw err;
     } finally {
       // A body refused for want of room (a full disk, the S3 store's quota) is a failed transfer,
-      // as every flow's is; one that broke off too, as a presigned PUT's is, whether tus kept
-      // what arrived (what resuming starts from) or staging dropped it. Counted once.
+      // as every flow's is; else one whose bytes went on past the upload's length (staging stops
+      // reading it by destroying the request, which would read as a hang-up); else one that
+      // broke off, as a presigned PUT's is, whether tus kept what arrived (what resuming starts
+      // from) or staging dropped it. Counted once. A Content-Length past the length is refused
+      // before a byte is read (its headers, as the RUFH endpoint's), and not counted.
       const broke = broken?.();
       const full = [call.error, thrown].find(isStorageFull);
       if (broken && full) core.uploads.transferFailed('tus', full);
+      else if (broken && call.overrun) core.uploads.transferFailed('tus', call.overrun);
       else if (broke !== undefined) core.uploads.transferFailed('tus', broke);
       release?.();
       if (staged) await rm(staged.path, { force: true });
@@ -496,16 +507,29 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       bound = Math.min(length, core.resumable.maxFileSize(call.principal!));
       limit = bound;
     }
+    // As tus's own refusals of a body past Upload-Length or the account's limit say it.
+    const tooLarge = () =>
+      new WharfError(
+        'FILE_TOO_LARGE',
+        call.upload || bound === Number(request.headers['upload-length'])
+          ? "The body goes past the upload's Upload-Length."
+          : 'The upload is larger than the largest file this account takes.',
+        { limit: bound },
+      );
+    // A Content-Length past the limit is refused before a byte is read, as tus.io refuses it
+    // unstaged: staging none of it, and its headers' refusal (not its bytes') counts no failed
+    // transfer. The body is read and dropped, as tus would.
+    if (Number(request.headers['content-length']) > limit) {
+      request.raw.resume();
+      throw tooLarge();
+    }
     try {
       return await stageBody(source, stagingDir, limit, checksums);
     } catch (err) {
       if (!isWharfError(err, 'FILE_TOO_LARGE')) throw err;
-      // As tus's own refusals of a body past Upload-Length or the account's limit say it.
-      const past =
-        call.upload || bound === Number(request.headers['upload-length'])
-          ? "The body goes past the upload's Upload-Length."
-          : 'The upload is larger than the largest file this account takes.';
-      throw new WharfError('FILE_TOO_LARGE', past, { limit: bound });
+      // The bytes themselves went past the limit: a failed transfer (see the handler).
+      call.overrun = tooLarge();
+      throw call.overrun;
     }
   }
 
