@@ -81,6 +81,16 @@ export async function createDatabase(): Promise<Backing> {
   };
 }
 
+/**
+ * A database no Wharf has run on, of the deployment's kind: a new PostgreSQL database on the
+ * scaled deployment, a SQLite file in `dir` (not yet created) on the embedded one.
+ */
+export async function emptyDatabase(dir: string): Promise<{ url: string; release(): Promise<void> }> {
+  if (deployment !== 'scaled') return { url: `sqlite://${join(dir, 'wharf.db')}`, release: async () => {} };
+  const database = await createDatabase();
+  return { url: database.env.WHARF_DATABASE_URL!, release: () => database.release() };
+}
+
 /** A new bucket on the test S3 store, or nothing (local storage) when there is none. */
 async function createBucket(): Promise<Backing> {
   const endpoint = process.env.WHARF_TEST_S3_ENDPOINT;

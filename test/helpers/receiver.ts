@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import { api } from './http.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are walked dynamically
 type Json = any;
@@ -52,6 +53,28 @@ export class Receiver {
       server.listen(port, '127.0.0.1', () => resolve());
     });
     return receiver;
+  }
+
+  /**
+   * A receiver subscribed to `eventTypes` by a webhook endpoint of the key's account at
+   * `wharf` (its id in `hookId`), accepting that endpoint's signatures.
+   */
+  static async subscribed(
+    wharf: string,
+    key: string,
+    eventTypes: string[],
+  ): Promise<{ receiver: Receiver; hookId: string }> {
+    const receiver = await Receiver.start();
+    const hook = await api(wharf, key, 'POST', '/v1/webhooks', {
+      url: receiver.url,
+      event_types: eventTypes,
+    });
+    if (hook.status !== 201) {
+      await receiver.close();
+      throw new Error(`POST /v1/webhooks: ${hook.status} ${JSON.stringify(hook.body)}`);
+    }
+    receiver.secrets = [hook.body.secret];
+    return { receiver, hookId: hook.body.webhook.id };
   }
 
   get port(): number {

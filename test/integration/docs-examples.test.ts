@@ -47,14 +47,7 @@ before(async () => {
   // Inside the checkout (.tmp/ is git-ignored), so an example's imports resolve from its node_modules.
   await mkdir(join(REPO, '.tmp'), { recursive: true });
   scratch = await mkdtemp(join(REPO, '.tmp', 'docs-examples-'));
-  receiver = await Receiver.start();
-  const hook = await api(w.url, w.key, 'POST', '/v1/webhooks', {
-    url: receiver.url,
-    event_types: ['upload.completed'],
-  });
-  assert.equal(hook.status, 201, JSON.stringify(hook.body));
-  receiver.secrets = [hook.body.secret];
-  receiverHook = hook.body.webhook.id;
+  ({ receiver, hookId: receiverHook } = await Receiver.subscribed(w.url, w.key, ['upload.completed']));
 });
 
 after(async () => {

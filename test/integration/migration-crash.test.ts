@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import { connect } from '../../src/db/connect.js';
 import { migrate, migrateToLatest } from '../../src/db/migrate.js';
-import { type Backing, createDatabase, deployment } from '../helpers/deployment.js';
+import { emptyDatabase } from '../helpers/deployment.js';
 
 // A migration that stops part-way (its process killed while it rewrites a large table, or a
 // statement failing) leaves nothing of itself behind: the pending migrations run in one
@@ -15,17 +15,13 @@ import { type Backing, createDatabase, deployment } from '../helpers/deployment.
 // its first (`duplicate column name: account_seq`) at every start after.
 
 let dir: string;
-let database: Backing | undefined;
+let database: Awaited<ReturnType<typeof emptyDatabase>> | undefined;
 let url: string;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'wharf-migration-crash-'));
-  if (deployment === 'scaled') {
-    database = await createDatabase();
-    url = database.env.WHARF_DATABASE_URL!;
-  } else {
-    url = `sqlite://${join(dir, 'wharf.db')}`;
-  }
+  database = await emptyDatabase(dir);
+  url = database.url;
 });
 
 after(async () => {

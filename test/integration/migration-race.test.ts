@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import type { LogEvent } from 'kysely';
 import { connect } from '../../src/db/connect.js';
 import { MIGRATIONS, migrateToLatest } from '../../src/db/migrate.js';
-import { type Backing, createDatabase, deployment } from '../helpers/deployment.js';
+import { emptyDatabase } from '../helpers/deployment.js';
 
 // Nodes of one version may start at the same time on a fresh database (docs/scaling.md). Before
 // the migrator takes its lock, a start reads which migrations the database has had (to refuse
@@ -17,17 +17,13 @@ import { type Backing, createDatabase, deployment } from '../helpers/deployment.
 // (which Kysely awaits before the failure reaches the caller).
 
 let dir: string;
-let database: Backing | undefined;
+let database: Awaited<ReturnType<typeof emptyDatabase>> | undefined;
 let url: string;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'wharf-migration-race-'));
-  if (deployment === 'scaled') {
-    database = await createDatabase();
-    url = database.env.WHARF_DATABASE_URL!;
-  } else {
-    url = `sqlite://${join(dir, 'wharf.db')}`;
-  }
+  database = await emptyDatabase(dir);
+  url = database.url;
 });
 
 after(async () => {

@@ -36,13 +36,7 @@ let receiver: Receiver;
 before(async () => {
   page = await serveBundledPage(PAGE_SOURCE);
   w = await startWharf({ env: { WHARF_CORS_ORIGINS: page.origin, WHARF_WEBHOOK_ALLOW_PRIVATE: 'true' } });
-  receiver = await Receiver.start();
-  const hook = await api(w.url, w.key, 'POST', '/v1/webhooks', {
-    url: receiver.url,
-    event_types: ['upload.completed'],
-  });
-  assert.equal(hook.status, 201, JSON.stringify(hook.body));
-  receiver.secrets = [hook.body.secret];
+  ({ receiver } = await Receiver.subscribed(w.url, w.key, ['upload.completed']));
   // On S3 the browser sends the signed requests to the bucket, which must allow the page's
   // origin itself and expose ETag, as the @uppy/aws-s3 documentation has every bucket do.
   if (onS3(w)) await allowOriginOnBucket(w, page.origin, ['GET', 'PUT', 'POST', 'DELETE']);
