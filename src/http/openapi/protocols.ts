@@ -112,6 +112,8 @@ function tusPaths(): Json {
               'Upload-Offset': 'Bytes received with the creation.',
               'Upload-Expires': 'When an unfinished upload expires.',
               'Wharf-Asset-Id': 'When the creation carried every byte: the asset.',
+              'Wharf-Upload-Result':
+                '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
             }),
           },
           400: tusError('A missing or malformed `Upload-Length` or `Upload-Metadata`, or a bad file name.'),
@@ -147,6 +149,8 @@ function tusPaths(): Json {
               'Upload-Metadata': 'The metadata given at creation.',
               'Upload-Expires': 'When it expires unfinished.',
               'Wharf-Asset-Id': 'Once finished: the asset.',
+              'Wharf-Upload-Result':
+                '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
             }),
           },
           ...TUS_COMMON_ERRORS,
@@ -175,6 +179,8 @@ function tusPaths(): Json {
               'Upload-Offset': 'Bytes received so far.',
               'Upload-Expires': 'When it expires unfinished.',
               'Wharf-Asset-Id': 'When this request finished the upload: the asset.',
+              'Wharf-Upload-Result':
+                '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
             }),
           },
           400: tusError('A malformed header, or bytes that do not match the declared `sha256`.'),

@@ -40,6 +40,7 @@ export const EXPOSED_HEADERS = [
   'Tus-Max-Size',
   'Tus-Checksum-Algorithm',
   'Wharf-Asset-Id',
+  'Wharf-Upload-Result',
   'X-Request-Id',
   // Resumable Uploads for HTTP: what a page needs to resume (and to check the file).
   // Upload-Incomplete is interop version 3's spelling of the state; Accept-Patch is the

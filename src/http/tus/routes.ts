@@ -273,7 +273,9 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     getFileIdFromRequest: (req) => callOf(req).upload?.storageKey,
     onUploadFinish: async (req) => {
       const outcome = await core.resumable.finish(callOf(req).upload!);
-      return { headers: { 'Wharf-Asset-Id': outcome.asset.id } };
+      return {
+        headers: { 'Wharf-Asset-Id': outcome.asset.id, 'Wharf-Upload-Result': uploadResult(outcome) },
+      };
     },
     onResponseError: (req, failure) => {
       const call = calls.get(req);
@@ -556,7 +558,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       await lock.lock(AbortSignal.timeout(60_000), () => {});
       try {
         const outcome = await core.resumable.recover(upload);
-        if (outcome) finished = { ...upload, assetId: outcome.asset.id };
+        if (outcome) finished = { ...upload, assetId: outcome.asset.id, deduplicated: outcome.deduplicated };
       } finally {
         await lock.unlock();
       }
@@ -564,6 +566,10 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     if (!finished) return false;
     const size = String(finished.size ?? 0);
     reply.header('Wharf-Asset-Id', finished.assetId ?? '');
+    reply.header(
+      'Wharf-Upload-Result',
+      uploadResult({ deduplicated: finished.deduplicated && !finished.intent.isolated }),
+    );
     switch (method) {
       case 'HEAD':
         reply
@@ -754,4 +760,12 @@ async function send(reply: FastifyReply, response: Response, call: TusCall) {
     reply.header('Tus-Checksum-Algorithm', CHECKSUM_ALGORITHMS.join(','));
   }
   return reply.send(text === '' ? undefined : text);
+}
+
+/**
+ * What the other flows answer as the JSON `status`: `exists` when the account already held the
+ * content (never to an isolated caller, whose outcome reads as created, see isolatedOutcome).
+ */
+function uploadResult(outcome: { deduplicated: boolean }): 'created' | 'exists' {
+  return outcome.deduplicated ? 'exists' : 'created';
 }
