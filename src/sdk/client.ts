@@ -1,4 +1,4 @@
-import { WharfError } from './errors.js';
+import { WharfApiError, WharfError } from './errors.js';
 import { type HasherFactory, portableSha256, sha256Hex } from './hash.js';
 import { type BodyFactory, type RequestOptions, Transport, type TransportOptions } from './http.js';
 import { type ProgressListener, ProgressMeter } from './progress.js';
@@ -389,20 +389,46 @@ export class UploadsApi {
     body: BodyFactory,
     options: { size?: number; signal?: AbortSignal; onRetry?: () => void } = {},
   ): Promise<string | undefined> {
-    const response = await this.http.request('PUT', item.url, {
-      // Storage needs the length up front (a stream body would otherwise go chunked).
-      headers: {
-        ...item.headers,
-        ...(options.size !== undefined && { 'content-length': String(options.size) }),
-      },
-      body,
-      auth: false,
-      signal: options.signal,
-      onRetry: options.onRetry,
-    });
+    const response = await this.http
+      .request('PUT', item.url, {
+        // Storage needs the length up front (a stream body would otherwise go chunked).
+        headers: {
+          ...item.headers,
+          ...(options.size !== undefined && { 'content-length': String(options.size) }),
+        },
+        body,
+        auth: false,
+        signal: options.signal,
+        onRetry: options.onRetry,
+      })
+      .catch((err) => {
+        throw withAlgorithm(err, item.headers);
+      });
     await response.body?.cancel();
     return response.headers.get('etag') ?? undefined;
   }
+}
+
+/**
+ * A storage CHECKSUM_MISMATCH (S3's BadDigest, see s3-errors.ts) whose message did not say
+ * which digest failed: the one the PUT declared, when it declared only one.
+ */
+function withAlgorithm(err: unknown, headers: Record<string, string>): unknown {
+  if (!(err instanceof WharfApiError) || err.code !== 'CHECKSUM_MISMATCH' || err.details.algorithm)
+    return err;
+  const names = Object.keys(headers).map((name) => name.toLowerCase());
+  const declared = [
+    ...(names.includes('content-md5') ? ['md5'] : []),
+    ...(names.includes('x-amz-checksum-sha256') ? ['sha256'] : []),
+  ];
+  if (declared.length !== 1) return err;
+  return new WharfApiError(
+    err.status,
+    err.code,
+    err.message,
+    { ...err.details, algorithm: declared[0] },
+    err.retryAfter,
+  );
 }
 
 export class MultipartApi {
@@ -432,8 +458,8 @@ export class MultipartApi {
     return this.http.json('POST', path`/v1/multipart/${id}/complete`, { json: { parts }, signal });
   }
 
-  async abort(id: string): Promise<void> {
-    await this.http.request('DELETE', path`/v1/multipart/${id}`);
+  async abort(id: string, signal?: AbortSignal): Promise<void> {
+    await this.http.request('DELETE', path`/v1/multipart/${id}`, { signal });
   }
 }
 

@@ -5,6 +5,12 @@
  */
 export class WharfError extends Error {
   override name = 'WharfError';
+  /**
+   * Set by `wharf.upload()` when the failure came after it declared an upload on the server:
+   * that upload's id (`GET /v1/uploads/{id}`, `DELETE /v1/uploads/{id}`). Whether it is still
+   * open depends on the failure (see docs/sdk.md): the SDK cancels one it will not resume.
+   */
+  uploadId?: string;
   constructor(
     /** Stable and machine-readable: the API's `error.code`, or one of `ClientErrorCode`. */
     readonly code: string,

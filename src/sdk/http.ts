@@ -1,4 +1,5 @@
 import { WharfApiError, WharfError } from './errors.js';
+import { nativeS3Error } from './s3-errors.js';
 
 export interface RetryOptions {
   /** Attempts after the first (default 5). 0 turns retrying off. */
@@ -246,13 +247,13 @@ export async function apiError(response: Response): Promise<WharfApiError> {
   }
   const xmlCode = /<Code>([^<]{1,100})<\/Code>/.exec(text)?.[1];
   const xmlMessage = /<Message>([^<]{0,500})<\/Message>/.exec(text)?.[1];
-  return new WharfApiError(
-    response.status,
-    xmlCode ?? `HTTP_${response.status}`,
-    xmlMessage ?? (text.slice(0, 200) || `HTTP ${response.status}`),
-    {},
-    retryAfter,
-  );
+  const message = xmlMessage ?? (text.slice(0, 200) || `HTTP ${response.status}`);
+  if (xmlCode) {
+    // Storage's S3 code, read as the API's (details.s3_code keeps it).
+    const native = nativeS3Error(xmlCode, message, text);
+    return new WharfApiError(response.status, native.code, message, native.details, retryAfter);
+  }
+  return new WharfApiError(response.status, `HTTP_${response.status}`, message, {}, retryAfter);
 }
 
 function retryAfterSeconds(value: string | null): number | undefined {

@@ -9,12 +9,16 @@ export interface TusState {
   length: number | undefined;
   /** Set once the upload is finished: the asset its bytes became. */
   assetId: string | undefined;
+  /** Finished: whether the account already held its content (`Wharf-Upload-Result: exists`). */
+  exists: boolean;
 }
 
 export interface TusAppended {
   offset: number;
   /** Set by the request that delivered the last byte. */
   assetId: string | undefined;
+  /** Set with assetId: whether the account already held the content. */
+  exists: boolean;
 }
 
 /**
@@ -56,6 +60,7 @@ export class TusClient {
       offset: Number(response.headers.get('upload-offset') ?? 0),
       length: length === null ? undefined : Number(length),
       assetId: response.headers.get('wharf-asset-id') || undefined,
+      exists: response.headers.get('wharf-upload-result') === 'exists',
     };
   }
 
@@ -86,12 +91,13 @@ export class TusClient {
     return {
       offset: Number(response.headers.get('upload-offset') ?? offset + size),
       assetId: response.headers.get('wharf-asset-id') || undefined,
+      exists: response.headers.get('wharf-upload-result') === 'exists',
     };
   }
 
   /** Terminates an unfinished upload and frees its bytes. */
-  async terminate(url: string): Promise<void> {
-    const response = await this.http.request('DELETE', url, { headers: TUS, auth: true });
+  async terminate(url: string, signal?: AbortSignal): Promise<void> {
+    const response = await this.http.request('DELETE', url, { headers: TUS, auth: true, signal });
     await response.body?.cancel();
   }
 }

@@ -20,6 +20,10 @@ export type { UploadInput } from './sources.js';
 export type UploadStrategy = 'direct' | 'presigned' | 'multipart' | 'tus';
 
 const MiB = 1024 * 1024;
+/** S3's smallest part but the last (PART_TOO_SMALL at completion otherwise, on every storage). */
+const MIN_PART_SIZE = 5 * MiB;
+/** How long the cancel of an upload given up may take: it must not hold the failure back long. */
+const CANCEL_TIMEOUT_MS = 5_000;
 
 export const DEFAULT_THRESHOLDS = {
   /** From this size on, presigned (one PUT straight to storage); below it, directly through Wharf. */
@@ -133,6 +137,23 @@ export async function uploadWith(
   if (strategy !== 'direct' && (!source.reopenable || source.size === undefined)) {
     throw new TypeError(`A ${strategy} upload needs a re-readable source of known size (a file, a Blob).`);
   }
+  // Checked before anything is declared: refused later, they left an upload open on the server.
+  for (const option of ['partSize', 'partConcurrency'] as const) {
+    const value = options[option];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
+      throw new RangeError(`${option} must be a whole number of at least 1, not ${value}.`);
+    }
+  }
+  if (
+    strategy === 'multipart' &&
+    options.partSize !== undefined &&
+    options.partSize < MIN_PART_SIZE &&
+    source.size! > options.partSize
+  ) {
+    throw new RangeError(
+      `partSize must be at least 5 MiB (${MIN_PART_SIZE}) when the file has more than one part: storage refuses smaller parts.`,
+    );
+  }
   const run = new UploadRun(wharf, source, strategy, options);
   return run.go();
 }
@@ -141,6 +162,8 @@ class UploadRun {
   private readonly meter: ProgressMeter;
   private readonly contentType: string;
   private resumed = false;
+  /** The upload this run declared on the server, until it completes (see giveUp). */
+  private open: OpenUpload | undefined;
 
   constructor(
     private readonly wharf: Wharf,
@@ -160,22 +183,69 @@ class UploadRun {
     const hashFirst = this.options.hashFirst ?? this.source.reopenable;
     const sha256 = hashFirst || this.options.sha256 ? await this.sha256() : undefined;
     let outcome: { status: 'created' | 'exists'; asset: Asset };
-    switch (this.strategy) {
-      case 'direct':
-        outcome = await this.direct(sha256);
-        break;
-      case 'presigned':
-        outcome = await this.presigned(sha256);
-        break;
-      case 'multipart':
-        outcome = await this.multipart(sha256);
-        break;
-      case 'tus':
-        outcome = await this.tus(sha256);
-        break;
+    try {
+      switch (this.strategy) {
+        case 'direct':
+          outcome = await this.direct(sha256);
+          break;
+        case 'presigned':
+          outcome = await this.presigned(sha256);
+          break;
+        case 'multipart':
+          outcome = await this.multipart(sha256);
+          break;
+        case 'tus':
+          outcome = await this.tus(sha256);
+          break;
+      }
+    } catch (err) {
+      await this.giveUp(err);
+      throw err;
     }
     this.meter.start('done');
     return { ...outcome, strategy: this.strategy, resumed: this.resumed, bytesSent: this.meter.sent };
+  }
+
+  /**
+   * After a failure or an abort: the upload this run declared is named on the error
+   * (`err.uploadId`) and, unless its resume store still holds it for a later run, cancelled on
+   * the server, so that it does not hold the account's quota, a token's files and bytes and an
+   * open-upload slot until it expires (no run could ever continue it). Best effort: the cancel
+   * has a short timeout of its own (the caller's signal may be what fired), and its failure is
+   * not what is thrown.
+   */
+  private async giveUp(err: unknown): Promise<void> {
+    const open = this.open;
+    if (!open) return;
+    if (err instanceof WharfError && open.id !== undefined) err.uploadId ??= open.id;
+    if (await this.kept(open)) return;
+    await this.cancel(open);
+  }
+
+  /** Whether the resume store holds `open` for a later run (a cut it may continue from). */
+  private async kept(open: OpenUpload): Promise<boolean> {
+    const store = this.options.resume;
+    const key = open.kind === 'presigned' ? undefined : this.stateKey(open.kind);
+    if (!store || !key) return false;
+    // A store that cannot be read may still hold it: it is left to its expiry, not given up.
+    const record = await store.get(key).catch(() => open);
+    if (record === open) return true;
+    if (record?.kind === 'multipart') return open.kind === 'multipart' && record.id === open.id;
+    if (record?.kind === 'tus') return open.kind === 'tus' && record.url === open.url;
+    return false;
+  }
+
+  /** Cancels an upload this run will not finish (best effort, see giveUp). */
+  private async cancel(open: OpenUpload): Promise<void> {
+    if (this.open === open) this.open = undefined;
+    const signal = AbortSignal.timeout(CANCEL_TIMEOUT_MS);
+    const cancelled =
+      open.kind === 'tus'
+        ? this.wharf.tus.terminate(open.url, signal)
+        : open.kind === 'multipart'
+          ? this.wharf.multipart.abort(open.id, signal)
+          : this.wharf.uploads.cancel(open.id, signal);
+    await cancelled.catch(() => undefined);
   }
 
   /**
@@ -307,6 +377,8 @@ class UploadRun {
     for (let attempt = 0; ; attempt++) {
       const item = await this.wharf.uploads.create(declaration, this.signal);
       if (item.status === 'exists') return { status: 'exists' as const, asset: item.asset };
+      const open: OpenUpload = { kind: 'presigned', id: item.id };
+      this.open = open;
       this.meter.start('uploading', 'presigned');
       const body = this.body(0, size);
       try {
@@ -318,12 +390,16 @@ class UploadRun {
           isWharfError(err) &&
           (err.code === 'AccessDenied' || err.code === 'URL_EXPIRED')
         ) {
+          // The first is cancelled first: it held a token's file and bytes, which the new one needs.
+          await this.cancel(open);
           continue;
         }
         throw err;
       }
       this.meter.start('completing', 'presigned');
-      return this.wharf.uploads.complete(item.id, this.signal);
+      const result = await this.wharf.uploads.complete(item.id, this.signal);
+      this.open = undefined;
+      return result;
     }
   }
 
@@ -360,6 +436,7 @@ class UploadRun {
         this.signal,
       );
       if (started.status === 'exists') return { status: 'exists' as const, asset: started.asset };
+      this.open = { kind: 'multipart', id: started.id };
       record = {
         kind: 'multipart',
         id: started.id,
@@ -373,6 +450,7 @@ class UploadRun {
       if (key && store) await store.set(key, record);
     }
     const { id, partSize } = record as Extract<ResumeRecord, { kind: 'multipart' }>;
+    this.open = { kind: 'multipart', id };
     const count = Math.max(1, Math.ceil(size / partSize));
     const expected = (n: number) => Math.min(partSize, size - (n - 1) * partSize);
     const etags = new Map<number, string>();
@@ -390,17 +468,16 @@ class UploadRun {
       await this.sendParts(id, missing, partSize, size, etags);
     } catch (err) {
       // Its file is gone or changed: what was sent is of no use to a rerun, which would only
-      // find the state and the server's parts and start afresh (or, deleted, never come).
-      if (isWharfError(err, 'SOURCE_CHANGED')) {
-        if (key && store) await store.delete(key);
-        await this.wharf.multipart.abort(id).catch(() => undefined);
-      }
+      // find the state and the server's parts and start afresh (or, deleted, never come). With
+      // the state gone, the upload is cancelled (giveUp).
+      if (isWharfError(err, 'SOURCE_CHANGED') && key && store) await store.delete(key);
       throw err;
     }
     this.meter.start('completing', 'multipart');
     const parts = [...etags].sort(([a], [b]) => a - b).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
     try {
       const result = await this.wharf.multipart.complete(id, parts, this.signal);
+      this.open = undefined;
       if (key && store) await store.delete(key);
       return result;
     } catch (err) {
@@ -484,7 +561,7 @@ class UploadRun {
         url = record.url;
         offset = state.offset;
         this.resumed = true;
-        if (state.assetId) return this.finishTus(state.assetId, key);
+        if (state.assetId) return this.finishTus({ assetId: state.assetId, exists: state.exists }, key);
       } catch (err) {
         if (!(err instanceof WharfApiError) || err.status >= 500) throw err;
       }
@@ -512,6 +589,7 @@ class UploadRun {
         });
       }
     }
+    this.open = { kind: 'tus', url, id: tusUploadId(url) };
     this.meter.start('uploading', 'tus', offset);
     // One PATCH for the rest of the file; after a cut, ask where it stopped and go on from there.
     for (let failures = 0; ; ) {
@@ -519,18 +597,19 @@ class UploadRun {
       const body = this.body(offset, size);
       try {
         const appended = await this.wharf.tus.append(url, offset, body.make, size - offset, this.signal);
-        if (appended.assetId) return this.finishTus(appended.assetId, key);
+        if (appended.assetId)
+          return this.finishTus({ assetId: appended.assetId, exists: appended.exists }, key);
         offset = appended.offset;
         if (offset >= size) {
           const state = await this.wharf.tus.state(url, this.signal);
-          if (state.assetId) return this.finishTus(state.assetId, key);
+          if (state.assetId) return this.finishTus({ assetId: state.assetId, exists: state.exists }, key);
         }
       } catch (err) {
         body.retry();
         if (isWharfError(err, 'SOURCE_CHANGED')) {
-          // As for multipart: the upload cannot be finished from this file any more.
+          // As for multipart: the upload cannot be finished from this file any more (and,
+          // its state gone, giveUp terminates it).
           if (key && store) await store.delete(key);
-          await this.wharf.tus.terminate(url).catch(() => undefined);
           throw err;
         }
         if (isWharfError(err, 'ABORTED') || ++failures > 5) throw err;
@@ -540,18 +619,34 @@ class UploadRun {
           throw err;
         }
         const state = await this.wharf.tus.state(url, this.signal);
-        if (state.assetId) return this.finishTus(state.assetId, key);
+        if (state.assetId) return this.finishTus({ assetId: state.assetId, exists: state.exists }, key);
         offset = state.offset;
         this.meter.set(offset);
       }
     }
   }
 
-  private async finishTus(assetId: string, key: string | undefined) {
+  private async finishTus(finished: { assetId: string; exists: boolean }, key: string | undefined) {
+    this.open = undefined;
     if (key && this.options.resume) await this.options.resume.delete(key);
     this.meter.start('completing', 'tus');
-    return { status: 'created' as const, asset: await this.wharf.assets.get(assetId, this.signal) };
+    return {
+      status: finished.exists ? ('exists' as const) : ('created' as const),
+      asset: await this.wharf.assets.get(finished.assetId, this.signal),
+    };
   }
+}
+
+/** An upload a run declared: what cancels it, and its id for the error (see giveUp). */
+type OpenUpload =
+  | { kind: 'presigned' | 'multipart'; id: string }
+  | { kind: 'tus'; url: string; id: string | undefined };
+
+/** A Wharf tus URL ends in the upload's id (and the name's extension): `/v1/tus/{id}.mp4`. */
+function tusUploadId(url: string): string | undefined {
+  return /\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.[a-z0-9]{1,10})?$/.exec(
+    new URL(url).pathname,
+  )?.[1];
 }
 
 function verifyAsset(asset: Asset, sha256: string): void {

@@ -169,6 +169,10 @@ describe('upload helper', () => {
     assert.equal(direct.status, 'exists');
     assert.equal(direct.asset.id, first.asset.id);
     assert.equal(direct.bytesSent, bytes.length);
+    // tus sends them too, and says `exists` as Wharf does (Wharf-Upload-Result), not `created`.
+    const tus = await wharf.upload(bytes, { name: 'again-tus.bin', strategy: 'tus' });
+    assert.equal(tus.status, 'exists');
+    assert.equal(tus.asset.id, first.asset.id);
   });
 
   test('a multipart upload cut off mid-way resumes: only the missing parts are sent', async () => {
@@ -458,6 +462,124 @@ describe('typed errors', () => {
     assert.ok(network instanceof WharfError);
     assert.equal(network.code, 'NETWORK_ERROR');
     assert.ok(!(network instanceof WharfApiError));
+  });
+});
+
+describe('uploads given up', () => {
+  /** The account's pending uploads of these names. */
+  async function pending(...names: string[]): Promise<string[]> {
+    const listed = await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=1000');
+    return listed.body.data
+      .filter((u: { name: string }) => names.includes(u.name))
+      .map((u: { id: string }) => u.id);
+  }
+
+  /** An upload of `path` by `strategy` with `client`, aborted 1 MiB into sending its bytes. */
+  async function aborted(
+    client: Wharf,
+    path: string,
+    strategy: 'presigned' | 'multipart' | 'tus',
+    resume?: ResumeStore,
+  ) {
+    const controller = new AbortController();
+    let sending = false;
+    return client
+      .upload(
+        cutAt(
+          await fileSource(path),
+          MiB,
+          () => sending,
+          () => controller.abort(),
+        ),
+        {
+          onProgress: (p) => {
+            if (p.phase === 'uploading') sending = true;
+          },
+          strategy,
+          partSize,
+          ...(resume && { resume }),
+          signal: controller.signal,
+        },
+      )
+      .catch((err) => err);
+  }
+
+  test('an aborted upload without a resume store is cancelled: its token slot and reservation are given back', async () => {
+    // A token of one file: each upload given up must give its slot back for the next to start.
+    const minted = await wharf.uploadTokens.create({ max_files: 1, expires_in: 600 });
+    const browser = new Wharf({ url: w.url, key: minted.secret, retry: { minDelayMs: 10 } });
+    for (const strategy of ['presigned', 'multipart', 'tus'] as const) {
+      const { path } = await file(`given-up-${strategy}.bin`, 7 * MiB);
+      const err = await aborted(browser, path, strategy);
+      assert.ok(err instanceof WharfError && err.code === 'ABORTED', `${strategy}: ${err}`);
+      assert.match(err.uploadId ?? '', /^[0-9a-f-]{36}$/, `${strategy}: the error names the upload`);
+      assert.deepEqual(await pending(`given-up-${strategy}.bin`), [], `${strategy}: cancelled`);
+      assert.equal((await wharf.uploads.get(err.uploadId!)).ended?.reason, 'cancelled', strategy);
+    }
+    const usage = await wharf.uploadTokens.get(minted.token.id);
+    assert.equal(usage.usage.files_used, 0);
+    const last = await browser.upload(randomBytes(1000), { name: 'after-given-up.bin' });
+    assert.equal(last.status, 'created');
+  });
+
+  test('with a resume store, an aborted multipart or tus upload stays open to be resumed', async () => {
+    const store = new MemoryResumeStore();
+    for (const strategy of ['multipart', 'tus'] as const) {
+      const { path } = await file(`kept-${strategy}.bin`, 7 * MiB);
+      const err = await aborted(wharf, path, strategy, store);
+      assert.ok(err instanceof WharfError && err.code === 'ABORTED', `${strategy}: ${err}`);
+      assert.deepEqual(await pending(`kept-${strategy}.bin`), [err.uploadId], `${strategy}: still pending`);
+      const resumed = await wharf.upload(await fileSource(path), { strategy, partSize, resume: store });
+      assert.equal(resumed.resumed, true, strategy);
+    }
+  });
+
+  test('refusals after the upload was declared cancel it; bad options are refused before it is', async () => {
+    const { path } = await file('refused.bin', 12 * MiB);
+    // The storage endpoint's BadDigest reads as the API's CHECKSUM_MISMATCH, as in every other flow.
+    const mismatch = await wharf
+      .upload(await fileSource(path), { strategy: 'presigned', sha256: sha256Hex('something else') })
+      .catch((err) => err);
+    assert.ok(mismatch instanceof WharfApiError, String(mismatch));
+    assert.equal(mismatch.code, 'CHECKSUM_MISMATCH');
+    assert.equal(mismatch.details.algorithm, 'sha256');
+    assert.equal(mismatch.details.s3_code, 'BadDigest');
+    assert.ok(mismatch.uploadId);
+    assert.deepEqual(await pending('refused.bin'), [], 'the refused presigned upload is ended');
+
+    for (const options of [
+      { partConcurrency: 0 },
+      { partSize: 0 },
+      { partSize: MiB },
+      { partSize: 1.5 * MiB },
+    ]) {
+      const err = await wharf
+        .upload(await fileSource(path), { strategy: 'multipart', ...options })
+        .catch((e) => e);
+      assert.ok(err instanceof RangeError, `${JSON.stringify(options)}: ${err}`);
+    }
+    assert.deepEqual(await pending('refused.bin'), [], 'nothing was declared');
+  });
+
+  test('an expired presigned URL: the upload is cancelled before it is declared again', async () => {
+    // The first PUT is answered as storage answers an expired URL (403 AccessDenied).
+    let refused = 0;
+    const expiring: typeof fetch = async (input, init) => {
+      if (init?.method === 'PUT' && refused++ === 0) {
+        await (init.body as ReadableStream | undefined)?.cancel?.();
+        return new Response(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>',
+          { status: 403, headers: { 'content-type': 'application/xml' } },
+        );
+      }
+      return fetch(input, init);
+    };
+    const minted = await wharf.uploadTokens.create({ max_files: 1, expires_in: 600 });
+    const browser = new Wharf({ url: w.url, key: minted.secret, fetch: expiring });
+    const { path } = await file('expired-url.bin', 3 * MiB);
+    const result = await browser.upload(await fileSource(path), { strategy: 'presigned' });
+    assert.equal(refused, 2);
+    assert.equal(result.status, 'created');
   });
 });
 
