@@ -543,7 +543,9 @@ describe('uploads given up', () => {
     assert.ok(mismatch instanceof WharfApiError, String(mismatch));
     assert.equal(mismatch.code, 'CHECKSUM_MISMATCH');
     assert.equal(mismatch.details.algorithm, 'sha256');
-    assert.equal(mismatch.details.s3_code, 'BadDigest');
+    // Refused by the PUT itself (Wharf's endpoint; a bucket may take the bytes and completion
+    // refuse them, in the API's own JSON): storage's code is kept beside.
+    if (mismatch.details.s3_code !== undefined) assert.equal(mismatch.details.s3_code, 'BadDigest');
     assert.ok(mismatch.uploadId);
     assert.deepEqual(await pending('refused.bin'), [], 'the refused presigned upload is ended');
 
