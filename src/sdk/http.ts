@@ -40,8 +40,12 @@ export interface RequestOptions {
   /** Send the key (default: true for the API's paths, false for absolute URLs such as presigned ones). */
   auth?: boolean;
   signal?: AbortSignal | undefined;
-  /** Retry transient failures (default true). */
-  retry?: boolean;
+  /**
+   * Retry transient failures (default true). `'busy'`: only refusals that say the server is
+   * busy (see isBusy), which come before the body is read, so sending it again from the same
+   * place is safe; any other failure is the caller's to handle (a tus PATCH: ask the offset).
+   */
+  retry?: boolean | 'busy';
   /** Follow redirects (default). 'manual' returns a 3xx answer as it is. */
   redirect?: RequestRedirect;
   /** Called before each retry, e.g. to reset a progress count. */
@@ -60,7 +64,7 @@ const RETRYABLE_STATUS = new Set([408, 500, 502, 503, 504]);
  */
 const BUSY_CODES = new Set(['TOO_MANY_UPLOAD_STREAMS']);
 
-function isBusy(error: WharfApiError): boolean {
+export function isBusy(error: WharfApiError): boolean {
   if (error.retryAfter === undefined) return false;
   return error.status === 503 || (error.status === 429 && BUSY_CODES.has(error.code));
 }
@@ -109,7 +113,9 @@ export class Transport {
     const headers: Record<string, string> = { ...(absolute ? {} : this.headers), ...options.headers };
     if ((options.auth ?? !absolute) && this.key !== undefined) headers.authorization = `Bearer ${this.key}`;
     if (options.json !== undefined) headers['content-type'] = 'application/json';
-    const retries = options.retry === false ? 0 : this.retries;
+    const retries = options.retry === false || options.retry === 'busy' ? 0 : this.retries;
+    // `retries: 0` in the options turns every retry off, busy ones included.
+    const waitBusy = options.retry !== false && this.retries > 0;
     // Retries of failures (attempt) and time waited on busy refusals (busyWaited) are counted apart.
     let failures = 0;
     let busyWaited = 0;
@@ -149,7 +155,7 @@ export class Transport {
       }
       if (response.ok || (response.status >= 300 && response.status < 400)) return response;
       const error = await apiError(response);
-      if (retries > 0 && isBusy(error)) {
+      if (waitBusy && isBusy(error)) {
         const ms = this.busyDelay(error.retryAfter);
         if (busyWaited + ms <= this.busyMs) {
           options.onRetry?.(attempt + 1, error);
@@ -190,8 +196,11 @@ export class Transport {
     }
   }
 
-  /** Exponential backoff with full jitter; a Retry-After is honoured (up to maxDelayMs). */
-  private wait(attempt: number, retryAfterSeconds: number | undefined, signal?: AbortSignal): Promise<void> {
+  /**
+   * Exponential backoff with full jitter; a Retry-After is honoured (up to maxDelayMs). Also
+   * the wait between the tus flow's own retries (upload.ts), which asks the offset after each.
+   */
+  wait(attempt: number, retryAfterSeconds: number | undefined, signal?: AbortSignal): Promise<void> {
     const backoff = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** attempt);
     const ms =
       retryAfterSeconds !== undefined

@@ -65,8 +65,9 @@ export class TusClient {
   }
 
   /**
-   * Appends `size` bytes at `offset`. Not retried here: after a cut, the bytes that arrived are
-   * kept, so the caller asks state() and continues from there.
+   * Appends `size` bytes at `offset`. Only a busy refusal (503 with Retry-After: refused before
+   * a byte was read) is waited out and sent again here, `onRetry` called first; after a cut, the
+   * bytes that arrived are kept, so the caller asks state() and continues from there.
    */
   async append(
     url: string,
@@ -74,6 +75,7 @@ export class TusClient {
     body: BodyFactory,
     size: number,
     signal?: AbortSignal,
+    onRetry?: () => void,
   ): Promise<TusAppended> {
     const response = await this.http.request('PATCH', url, {
       headers: {
@@ -84,7 +86,8 @@ export class TusClient {
       },
       body,
       auth: true,
-      retry: false,
+      retry: 'busy',
+      ...(onRetry && { onRetry }),
       signal,
     });
     await response.body?.cancel();

@@ -1,7 +1,7 @@
 import type { Wharf } from './client.js';
 import { isWharfError, WharfApiError, WharfError } from './errors.js';
 import { sha256Hex } from './hash.js';
-import { throwIfAborted } from './http.js';
+import { isBusy, throwIfAborted } from './http.js';
 import { type ProgressListener, ProgressMeter } from './progress.js';
 import {
   canStreamRequestBodies,
@@ -596,7 +596,15 @@ class UploadRun {
       throwIfAborted(this.signal);
       const body = this.body(offset, size);
       try {
-        const appended = await this.wharf.tus.append(url, offset, body.make, size - offset, this.signal);
+        // A busy refusal is waited out within append (Retry-After, up to busyMs), like any flow's.
+        const appended = await this.wharf.tus.append(
+          url,
+          offset,
+          body.make,
+          size - offset,
+          this.signal,
+          body.retry,
+        );
         if (appended.assetId)
           return this.finishTus({ assetId: appended.assetId, exists: appended.exists }, key);
         offset = appended.offset;
@@ -618,6 +626,14 @@ class UploadRun {
           if (key && store) await store.delete(key);
           throw err;
         }
+        // Still busy after busyMs of waiting: more rounds would only wait that long again.
+        if (err instanceof WharfApiError && isBusy(err)) throw err;
+        // A cut or a 5xx: back off as the transport does before asking where the upload stands.
+        await this.wharf.http.wait(
+          failures - 1,
+          err instanceof WharfApiError ? err.retryAfter : undefined,
+          this.signal,
+        );
         const state = await this.wharf.tus.state(url, this.signal);
         if (state.assetId) return this.finishTus({ assetId: state.assetId, exists: state.exists }, key);
         offset = state.offset;

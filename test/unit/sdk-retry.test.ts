@@ -94,3 +94,20 @@ test('429 TOO_MANY_OPEN_UPLOADS is not retried (open uploads close in hours, not
     assert.equal(server.calls(), 1, `Retry-After ${retryAfter}`);
   }
 });
+
+test("retry: 'busy' (a tus PATCH) waits out busy refusals only; any other failure is the caller's", async () => {
+  const busy = refusing([
+    [503, 'TOO_MANY_UPLOAD_STREAMS'],
+    [503, 'TOO_MANY_UPLOAD_STREAMS'],
+  ]);
+  const http = new Transport({ url: 'http://wharf.test', fetch: busy.fetch, retry: { minDelayMs: 1 } });
+  let retried = 0;
+  await http.request('PATCH', '/v1/tus/x', { retry: 'busy', onRetry: () => retried++ });
+  assert.equal(busy.calls(), 3);
+  assert.equal(retried, 2, 'onRetry is called before each, so the caller can take back the bytes counted');
+
+  const failing = refusing([[500, 'INTERNAL']]);
+  const other = new Transport({ url: 'http://wharf.test', fetch: failing.fetch, retry: { minDelayMs: 1 } });
+  await assert.rejects(other.request('PATCH', '/v1/tus/x', { retry: 'busy' }), { code: 'INTERNAL' });
+  assert.equal(failing.calls(), 1);
+});
