@@ -412,7 +412,7 @@ class UploadRun {
     if (
       record?.kind === 'multipart' &&
       record.size === size &&
-      record.sha256 === sha256 &&
+      record.sha256 === (sha256 ?? '') &&
       this.sameName(record)
     ) {
       try {
@@ -555,7 +555,14 @@ class UploadRun {
     const record = key && store ? await store.get(key) : undefined;
     let url: string | undefined;
     let offset = 0;
-    if (record?.kind === 'tus' && record.size === size && record.sha256 === sha256 && this.sameName(record)) {
+    // Saved without a digest (hashFirst false), a record holds '' (see below): it matches a run
+    // that declares none either, found again by the fingerprint alone.
+    if (
+      record?.kind === 'tus' &&
+      record.size === size &&
+      record.sha256 === (sha256 ?? '') &&
+      this.sameName(record)
+    ) {
       try {
         const state = await this.wharf.tus.state(record.url, this.signal);
         url = record.url;

@@ -301,6 +301,39 @@ describe('upload helper', () => {
     assert.ok((await content(resumed.asset.id)).equals(bytes));
   });
 
+  test('with hashFirst false (no digest declared), a cut-off tus upload resumes all the same', async () => {
+    const { path, bytes } = await file('tus-nohash.bin', 3 * MiB);
+    const store = new MemoryResumeStore();
+    const controller = new AbortController();
+    let sending = false;
+    const cut = wharf.upload(
+      cutAt(
+        await fileSource(path),
+        2 * MiB,
+        () => sending,
+        () => controller.abort(),
+      ),
+      {
+        onProgress: (p) => {
+          if (p.phase === 'uploading') sending = true;
+        },
+        strategy: 'tus',
+        hashFirst: false,
+        resume: store,
+        signal: controller.signal,
+      },
+    );
+    await assert.rejects(cut, (err) => err instanceof WharfError && err.code === 'ABORTED');
+    const resumed = await wharf.upload(await fileSource(path), {
+      strategy: 'tus',
+      hashFirst: false,
+      resume: store,
+    });
+    assert.equal(resumed.resumed, true, 'the saved upload is continued, not given up');
+    assert.equal(resumed.asset.sha256, sha256Hex(bytes));
+    assert.ok((await content(resumed.asset.id)).equals(bytes));
+  });
+
   test('a file deleted or truncated while it is sent fails SOURCE_CHANGED, its upload given up', async () => {
     for (const change of ['deleted', 'truncated'] as const) {
       const { path } = await file(`changing-${change}.bin`, 16 * MiB);
