@@ -29,6 +29,8 @@ export class ProgressMeter {
   private lastReport = 0;
   /** The count last reported. */
   private reported = 0;
+  /** A report throttled away, due at the end of the interval. */
+  private trailing: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly total: number | undefined,
@@ -74,7 +76,22 @@ export class ProgressMeter {
   private report(force: boolean): void {
     if (!this.listener) return;
     const now = this.now();
-    if (!force && now - this.lastReport < this.intervalMs) return;
+    if (!force && now - this.lastReport < this.intervalMs) {
+      // Delivered at the end of the interval all the same: the next count may be far off (in a
+      // browser, a Blob's bytes count whole when its request starts, then nothing until it ends).
+      this.trailing ??= unref(
+        setTimeout(
+          () => {
+            this.trailing = undefined;
+            if (this.reported !== this.bytes) this.report(true);
+          },
+          Math.max(0, Math.min(this.intervalMs, this.intervalMs - (now - this.lastReport))),
+        ),
+      );
+      return;
+    }
+    if (this.trailing !== undefined) clearTimeout(this.trailing);
+    this.trailing = undefined;
     this.lastReport = now;
     this.reported = this.bytes;
     this.samples.push([now, this.bytes]);
@@ -89,4 +106,10 @@ export class ProgressMeter {
       strategy: this.strategy,
     });
   }
+}
+
+/** A timer that does not keep Node running (browsers' timers are numbers: nothing to do). */
+function unref<T>(timer: T): T {
+  (timer as { unref?: () => void }).unref?.();
+  return timer;
 }
