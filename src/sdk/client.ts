@@ -307,7 +307,12 @@ export class AssetsApi {
     if (whole && sha256 !== undefined) {
       body = body.pipeThrough(verifying(sha256, this.sha256));
     }
-    body = tap(body, (chunk) => meter.add(chunk.byteLength));
+    // Ended whole (and verified, for a whole download): the final count, then `done`.
+    body = tap(
+      body,
+      (chunk) => meter.add(chunk.byteLength),
+      () => meter.start('done'),
+    );
     return {
       body,
       status: response.status,
@@ -316,6 +321,14 @@ export class AssetsApi {
       sha256,
     };
   }
+}
+
+/** The bytes in a body fetch reads itself, when they can be told without reading it. */
+function bodySize(body: BodyInit): number | undefined {
+  if (typeof Blob !== 'undefined' && body instanceof Blob) return body.size;
+  if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return body.byteLength;
+  if (typeof body === 'string') return new TextEncoder().encode(body).byteLength;
+  return undefined;
 }
 
 /** The SHA-256 an answer declares: Repr-Digest (sha-256), else a quoted hex ETag. */
@@ -495,12 +508,17 @@ export class FilesApi {
       body: () => {
         sentThisAttempt = 0;
         const made = body();
-        return made instanceof ReadableStream
-          ? tap(made, (chunk) => {
-              sentThisAttempt += chunk.byteLength;
-              meter.add(chunk.byteLength);
-            })
-          : made;
+        if (made instanceof ReadableStream) {
+          return tap(made, (chunk) => {
+            sentThisAttempt += chunk.byteLength;
+            meter.add(chunk.byteLength);
+          });
+        }
+        // Bytes or a Blob, which fetch reads itself: they count when the request starts, as the
+        // upload flows count a browser's Blob bodies.
+        sentThisAttempt = bodySize(made) ?? options.size ?? 0;
+        meter.add(sentThisAttempt);
+        return made;
       },
       signal: options.signal,
       onRetry: () => meter.subtract(sentThisAttempt),

@@ -114,11 +114,13 @@ function isSource(input: unknown): input is UploadSource {
 
 /**
  * `stream` passing every chunk to `onChunk` as it is read (by the request that sends it), so
- * progress is the bytes handed to the connection, and hashing happens as the bytes go.
+ * progress is the bytes handed to the connection, and hashing happens as the bytes go; `onEnd`
+ * once it has ended whole.
  */
 export function tap(
   stream: ReadableStream<Uint8Array>,
   onChunk: (chunk: Uint8Array) => void,
+  onEnd?: () => void,
 ): ReadableStream<Uint8Array> {
   const reader = stream.getReader();
   return new ReadableStream<Uint8Array>(
@@ -126,6 +128,7 @@ export function tap(
       async pull(controller) {
         const { done, value } = await reader.read();
         if (done) {
+          onEnd?.();
           controller.close();
           return;
         }

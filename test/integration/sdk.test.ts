@@ -740,6 +740,35 @@ describe('resources', () => {
     assert.ok(refused instanceof WharfApiError && refused.code === 'UPLOAD_NOT_PENDING', String(refused));
   });
 
+  test('progress ends at the full count, then done: a download to a file, a named file put from bytes', async () => {
+    const bytes = randomBytes(3 * MiB + 17);
+    const { asset } = await wharf.upload(bytes, { name: 'progress-down.bin' });
+    const down: UploadProgress[] = [];
+    await downloadToFile(wharf, asset.id, join(dir, 'progress-down.bin'), {
+      onProgress: (p) => down.push({ ...p }),
+    });
+    assert.deepEqual(
+      down.slice(-2).map((p) => [p.phase, p.bytes]),
+      [
+        ['downloading', bytes.length],
+        ['done', bytes.length],
+      ],
+    );
+
+    for (const body of [() => new Uint8Array(bytes), () => new Blob([bytes])]) {
+      const up: UploadProgress[] = [];
+      await wharf.files.put('sdk-progress', 'bytes.bin', body, { onProgress: (p) => up.push({ ...p }) });
+      assert.deepEqual(
+        up.slice(-2).map((p) => [p.phase, p.bytes]),
+        [
+          ['uploading', bytes.length],
+          ['done', bytes.length],
+        ],
+        'its bytes count when the request starts, as a browser Blob body does',
+      );
+    }
+  });
+
   test('named files: put versions, get, list versions', async () => {
     const ns = 'sdk-docs';
     const one = await wharf.files.put(ns, 'terms.txt', () => 'first edition', { contentType: 'text/plain' });
