@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { Wharf } from '../../src/sdk/node.js';
+import { Wharf, WharfApiError } from '../../src/sdk/node.js';
 import { sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -50,4 +50,35 @@ test('concurrent tus uploads refused as busy wait Retry-After and all complete',
   results.forEach((r, i) => {
     assert.equal(r.status === 'fulfilled' && r.value.asset.sha256, sha256Hex(files[i]!));
   });
+});
+
+test('a one-shot stream refused as busy is not sent again: the error says when to retry', async () => {
+  const { wharf } = client();
+  // The account's one body slot, held by a body that trickles until released.
+  let release = false;
+  const trickle = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (release) return controller.close();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      controller.enqueue(new Uint8Array(1024));
+    },
+  });
+  const held = fetch(`${w.url}/v1/assets?name=held.bin`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${w.key}` },
+    body: trickle,
+    duplex: 'half',
+  } as RequestInit);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  try {
+    const bytes = randomBytes(2 * MiB);
+    const stream = new Blob([bytes]).stream();
+    const refused = await wharf.upload(stream, { name: 'one-shot.bin' }).catch((err) => err);
+    assert.ok(refused instanceof WharfApiError, String(refused));
+    assert.equal(refused.code, 'TOO_MANY_UPLOAD_STREAMS');
+    assert.equal(refused.retryAfter, 5);
+  } finally {
+    release = true;
+    await (await held).body?.cancel();
+  }
 });
