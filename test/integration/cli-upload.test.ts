@@ -362,10 +362,7 @@ describe('wharf upload and sync', () => {
       'failed      \\u202etxt.exe  20 B  INVALID_NAME The file name contains invisible or bidirectional-override characters.',
       'failed      new\\u000aline.txt  10 B  INVALID_NAME The file name contains control characters (NUL, CR, LF, …).',
     ]);
-    assert.deepEqual(lines.slice(2), [
-      '0 uploaded, 0 already there, 2 failed; 0 B sent',
-      '',
-    ]);
+    assert.deepEqual(lines.slice(2), ['0 uploaded, 0 already there, 2 failed; 0 B sent', '']);
     // JSON escapes what it must itself: the names as they are.
     const json = await cli(['upload', dir, '--json']);
     const out = JSON.parse(json.stdout) as TransferJson;
