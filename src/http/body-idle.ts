@@ -16,39 +16,111 @@ import { CUT_ERROR, markCut } from './server-cuts.js';
  * (completing a large upload, rendering an image) or waits on storage for the next bytes to
  * send, nothing is cut. While Wharf waits before it reads (an upload's lock, up to 30 s) the
  * client's bytes wait in the socket and the time runs, so the setting should stay above that.
- * A slow client is never cut: any byte read or written starts the time again (Node also counts
- * a write the kernel is still taking in part). The body of a request cut so ends where it
- * stopped, as any cut body does (resumable uploads keep what arrived).
+ * A slow client is never cut: any byte read or written starts the time again, a write the
+ * kernel is still taking in part included. What Wharf sees of a download's reader is its
+ * kernel taking more, which it does once the client has read a good part of the socket
+ * buffers (up to a few MB), not byte by byte: a reader slower than that per timeout is silent.
+ * The body of a request cut so ends where it stopped, as any cut body does (resumable uploads
+ * keep what arrived).
+ *
+ * Timed here, by looking at what moved on each exchange's socket every tick, rather than by
+ * the socket's own timeout: node:net holds that timeout back once when the kernel took part
+ * of the write under way before it filled up (it takes that for progress since the write
+ * began) and arms it again for the whole time, so a download the client stopped reading was
+ * cut after about twice the setting (75 s for 40).
  */
 export function cutIdleBodies(app: FastifyInstance, seconds: number): void {
   if (seconds <= 0) return;
+  // A quarter of the time, at most a second: a cut comes at most that late.
+  const tickMs = Math.min(1000, seconds * 250);
+  const ticks = Math.ceil((seconds * 1000) / tickMs);
+  const watched = new Set<Exchange>();
+  let timer: NodeJS.Timeout | undefined;
+
+  const tick = () => {
+    for (const exchange of watched) {
+      if (moved(exchange)) exchange.silentTicks = 0;
+      else if (++exchange.silentTicks >= ticks && onSilence(exchange)) watched.delete(exchange);
+    }
+    if (watched.size === 0) stop();
+  };
+  const stop = () => {
+    clearInterval(timer);
+    timer = undefined;
+  };
+
   app.addHook('onRequest', (request, reply, done) => {
     const socket = request.raw.socket;
     if (!socket) return done();
-    // Armed for the whole exchange, and judged when it fires (see onSilence). After the
-    // response, node:http sets the connection's keep-alive timeout in its place.
-    socket.setTimeout(seconds * 1000);
-    // On the response, not the socket: a kept-alive connection's requests add nothing to it
-    // that stays. With a listener, node:http leaves the socket to it.
-    reply.raw.on('timeout', onSilence);
+    const exchange: Exchange = {
+      request: request.raw,
+      response: reply.raw,
+      socket,
+      ...progress(socket),
+      silentTicks: 0,
+    };
+    watched.add(exchange);
+    // Until the response ends (or its connection closes): between requests, node:http's
+    // keep-alive timeout is what closes an idle connection. On the response, not the socket:
+    // a kept-alive connection's requests add nothing to it that stays.
+    reply.raw.once('close', () => watched.delete(exchange));
+    // Not kept alive by its own timer: a process with nothing else to do may exit.
+    timer ??= setInterval(tick, tickMs).unref();
+    done();
+  });
+  app.addHook('onClose', (_app, done) => {
+    stop();
     done();
   });
 }
 
-/** The connection moved nothing for the whole timeout: cut it if the client is the one silent. */
-function onSilence(this: ServerResponse, socket: Socket): void {
-  const request: IncomingMessage = this.req;
+interface Exchange {
+  request: IncomingMessage;
+  response: ServerResponse;
+  socket: Socket;
+  /** What had moved on the socket when last looked at (see progress). */
+  read: number;
+  written: number;
+  queued: number;
+  /** Ticks since something last moved. */
+  silentTicks: number;
+}
+
+/**
+ * Bytes read from the kernel, bytes handed to the socket, and what the kernel has yet to take
+ * of the write under way: the last is how a slow reader's progress through one large write
+ * shows (node:net's own timeout looks at it too; the handle's field is not documented).
+ */
+function progress(socket: Socket): { read: number; written: number; queued: number } {
+  const handle = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle;
+  return { read: socket.bytesRead, written: socket.bytesWritten ?? 0, queued: handle?.writeQueueSize ?? 0 };
+}
+
+/** Whether anything moved since last looked at; remembers what has now. */
+function moved(exchange: Exchange): boolean {
+  const now = progress(exchange.socket);
+  const changed =
+    now.read !== exchange.read || now.written !== exchange.written || now.queued !== exchange.queued;
+  Object.assign(exchange, now);
+  return changed;
+}
+
+/**
+ * The connection moved nothing for the whole timeout: cut it if the client is the one silent
+ * (and say so: true). Otherwise Wharf is the one at work, and the time goes on running.
+ */
+function onSilence({ request, response, socket }: Exchange): boolean {
   const receiving = !request.complete && carriesBody(request.headers);
   // Bytes of the answer the client has not taken (in the response or the socket's buffer).
-  const sending = this.writableLength > 0;
-  if (receiving || sending) {
-    markCut(socket, 'idle');
-    socket.destroy();
-    // A body still arriving fails with the cut's own error, which an upload's failure is then
-    // counted under (wharf_uploads_total), rather than the hang-up Node would report. After the
-    // socket's destroy, so that the request is still seen as cut (see watchForHangUp).
-    if (receiving) request.destroy(CUT_ERROR.idle());
-  }
+  const sending = response.writableLength > 0;
+  if (!receiving && !sending) return false;
+  markCut(socket, 'idle');
+  socket.destroy();
+  // A body still arriving fails with the cut's own error, which an upload's failure is then
+  // counted under (wharf_uploads_total), rather than the hang-up Node would report. After the
+  // socket's destroy, so that the request is still seen as cut (see watchForHangUp).
+  if (receiving) request.destroy(CUT_ERROR.idle());
+  return true;
 }
 
 function carriesBody(headers: Record<string, string | string[] | undefined>): boolean {

@@ -950,13 +950,13 @@ describe('a body that stops moving, either way (WHARF_BODY_IDLE_TIMEOUT)', () =>
    * `closed` resolves when the connection closes, with how many bytes came; `serverClosed`
    * when the server's end of it has (a paused socket would not notice: the server says).
    */
-  function download(path: string, read: (socket: Socket, received: () => number) => void) {
+  function download(path: string, read: (socket: Socket, received: () => number) => void, target = slow) {
     let received = 0;
-    const server = slow.wharf.app.server;
+    const server = target.wharf.app.server;
     const accepted: Socket[] = [];
     const onConnection = (socket: Socket) => accepted.push(socket);
     server.on('connection', onConnection);
-    const socket = connect({ port: Number(new URL(slow.url).port), host: '127.0.0.1' });
+    const socket = connect({ port: Number(new URL(target.url).port), host: '127.0.0.1' });
     socket.on('error', () => {});
     socket.on('data', (chunk: Buffer) => {
       received += chunk.length;
@@ -974,7 +974,7 @@ describe('a body that stops moving, either way (WHARF_BODY_IDLE_TIMEOUT)', () =>
       };
       socket.once('connect', find);
     });
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nx-api-key: ${slow.key}\r\nConnection: close\r\n\r\n`);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nx-api-key: ${target.key}\r\nConnection: close\r\n\r\n`);
     socket.pause();
     read(socket, () => received);
     return { socket, closed, serverClosed };
@@ -1016,19 +1016,45 @@ describe('a body that stops moving, either way (WHARF_BODY_IDLE_TIMEOUT)', () =>
     assert.ok(received < LARGE, `the whole file came (${received} bytes)`);
   });
 
+  // node:net holds back a socket's first timeout when the kernel took part of the write under
+  // way (it counts that as progress), so a cut judged by the socket's timeout alone came only
+  // after about twice the time: 75 s for 40.
+  test('a download the client stops reading is cut after the timeout, not twice it', {
+    timeout: 60_000,
+  }, async () => {
+    const seconds = 3;
+    const quick = await startWharf({ env: { WHARF_BODY_IDLE_TIMEOUT: String(seconds) } });
+    try {
+      const asset = await createAsset(quick, quick.key, 'stalled-timed.bin', randomBytes(32 * 1024 * 1024));
+      const started = Date.now();
+      // Never reads a byte: the answer stops within a few milliseconds, once the buffers are full.
+      const stalled = download(`/v1/assets/${asset.id}/content`, () => {}, quick);
+      await stalled.serverClosed;
+      const elapsed = (Date.now() - started) / 1000;
+      assert.ok(elapsed >= seconds - 0.5, `cut after ${elapsed} s, before the timeout (${seconds} s)`);
+      assert.ok(elapsed < seconds + 1.75, `cut after ${elapsed} s, not about ${seconds} s`);
+      stalled.socket.destroy();
+    } finally {
+      await quick.close();
+    }
+  });
+
   test('a slow download that keeps reading is not cut: the timeout is for silence, not for the whole answer', {
     timeout: 120_000,
   }, async () => {
     const bytes = randomBytes(LARGE);
     const asset = await createAsset(slow, slow.key, 'slow-read.bin', bytes);
     // Reads a MiB at a time with a pause shorter than the timeout in between; each pause
-    // leaves the server unable to write (the buffers are full) for that long.
+    // leaves the server unable to write (the buffers are full) for that long. The server sees
+    // the reading only when its kernel takes more, once the client has read a good part of the
+    // buffers (two such reads here, on loopback's MBs of them): the pause keeps that well within
+    // the timeout (at 600 ms, it came every 1.2 s).
     const slowly = download(`/v1/assets/${asset.id}/content`, (socket, received) => {
       let until = 0;
       const pause = () => {
         socket.pause();
         until = received() + 1024 * 1024;
-        setTimeout(() => socket.resume(), 600);
+        setTimeout(() => socket.resume(), 250);
       };
       socket.on('data', () => {
         if (received() >= until) pause();
