@@ -1032,7 +1032,9 @@ describe('a body that stops moving, either way (WHARF_BODY_IDLE_TIMEOUT)', () =>
       await stalled.serverClosed;
       const elapsed = (Date.now() - started) / 1000;
       assert.ok(elapsed >= seconds - 0.5, `cut after ${elapsed} s, before the timeout (${seconds} s)`);
-      assert.ok(elapsed < seconds + 1.75, `cut after ${elapsed} s, not about ${seconds} s`);
+      // Before, the cut came at twice the time (6 s) or later: the bound leaves a busy machine
+      // 2.5 s for the start of the download and a late tick, and still fails that.
+      assert.ok(elapsed < 2 * seconds - 0.5, `cut after ${elapsed} s, not about ${seconds} s`);
       stalled.socket.destroy();
     } finally {
       await quick.close();
