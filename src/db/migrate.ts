@@ -14,6 +14,7 @@ import * as jobLanes from './migrations/011_job_lanes.js';
 import * as accountNumbers from './migrations/012_account_numbers.js';
 import * as uploadEndings from './migrations/013_upload_endings.js';
 import * as laneOwners from './migrations/014_lane_owners.js';
+import * as laneHeads from './migrations/015_lane_heads.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -32,6 +33,7 @@ const migrations: Record<string, Migration> = {
   '012_account_numbers': accountNumbers,
   '013_upload_endings': uploadEndings,
   '014_lane_owners': laneOwners,
+  '015_lane_heads': laneHeads,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

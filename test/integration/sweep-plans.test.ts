@@ -160,3 +160,72 @@ describe('pruning events on a large table', () => {
     assert.equal(await store.pruneEvents(NOW - DAY + 5_500, 1000), 6);
   });
 });
+
+describe('claiming behind a backlog whose lane is full', () => {
+  const BACKLOG = 5_000;
+  const at = NOW + DAY;
+  const delivery = (n: number, lane: string, owner: string) => ({
+    id: `plan-job-${String(n).padStart(6, '0')}`,
+    kind: 'deliver-webhook',
+    payload: {},
+    runAt: at - BACKLOG + n,
+    lane,
+    laneOwner: owner,
+  });
+  let behind: string[] = [];
+
+  before(async () => {
+    // An endpoint's lane full (two deliveries in flight, its account busy) and its backlog due,
+    // then a delivery to another account's endpoint and a job of no lane, both due after it.
+    await store.enqueueJobs([delivery(0, 'endpoint-a', 'account-a'), delivery(1, 'endpoint-a', 'account-a')]);
+    for (let i = 0; i < 2; i++) await store.claimJob(`busy-${i}`, at, at + DAY, { laneLimit: 2 });
+    for (let n = 2; n < BACKLOG; n += 500) {
+      const batch = Array.from({ length: Math.min(500, BACKLOG - n) }, (_, i) =>
+        delivery(n + i, 'endpoint-a', 'account-a'),
+      );
+      await store.enqueueJobs(batch);
+    }
+    const other = delivery(BACKLOG, 'endpoint-b', 'account-b');
+    const free = { id: 'plan-job-free', kind: 'test-job', payload: {}, runAt: at + 1 };
+    await store.enqueueJobs([other, free]);
+    behind = [other.id, free.id];
+    if (deployment === 'scaled') await connection.db.executeQuery(CompiledQuery.raw('analyze jobs'));
+  });
+
+  test('a claim reads each lane’s first due job, not the full lane’s backlog', async () => {
+    const claim = () => store.claimJob('worker-1', at + 2, at + 60_000, { laneLimit: 2 });
+    let first: Awaited<ReturnType<typeof claim>>;
+    const statements = await statementsOf(async () => {
+      first = await claim();
+    });
+    if (deployment === 'scaled') {
+      // The rows each step of the plan handled, counted by PostgreSQL running it (a claim's
+      // select locks its row, as the claim did; nothing else changes).
+      for (const statement of statements.filter((s) => /^\s*select/i.test(s.sql))) {
+        const result = await connection.db.executeQuery<{ 'QUERY PLAN': string }>(
+          CompiledQuery.raw(`explain analyze ${statement.sql}`, [...statement.parameters]),
+        );
+        const plan = result.rows.map((row) => row['QUERY PLAN']).join('\n');
+        const handled = [...plan.matchAll(/rows=(\d+) loops=(\d+)|Rows Removed by Filter: (\d+)/g)].map(
+          (m) => (m[3] === undefined ? Number(m[1]) * Number(m[2]) : Number(m[3])),
+        );
+        assert.ok(Math.max(...handled) < 100, `${statement.sql}\n${plan}`);
+      }
+    } else {
+      // The candidates are read by id, from a few steps of jobs_lane_queued; jobs_claim, in due
+      // order, would pass over every job of the full lane.
+      for (const statement of statements) {
+        const plan = await sqlitePlan(statement);
+        const text = `${statement.sql}\n${plan.join('\n')}`;
+        assert.match(plan.join('\n'), /jobs_lane_queued/, text);
+        for (const step of plan.filter((s) => /^(SCAN|SEARCH) c\b/.test(s)))
+          assert.match(step, /\(id=\?\)/, text);
+        assert.ok(!plan.some((s) => /jobs_claim \(status=\? AND run_at/.test(s)), text);
+      }
+    }
+    // And the claims are the ones due order and owners give: the other account's delivery,
+    // then the job of no lane; the full lane's next job waits.
+    const [second, third] = [await claim(), await claim()];
+    assert.deepEqual([first?.id, second?.id, third?.id], [...behind, undefined]);
+  });
+});

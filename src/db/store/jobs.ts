@@ -12,6 +12,49 @@ const LANE_LOCK_CLASS = 0x6c616e65; // 'lane'
 
 type Candidates<O> = SelectQueryBuilder<Database & { c: Database['jobs'] }, 'c', O>;
 
+/** How many due jobs of no lane the claim looks at: on PostgreSQL other nodes may hold the first. */
+const UNLANED_HEADS = 16;
+
+/**
+ * The ids of the jobs a claim may choose from, a few whatever the backlog: each lane's first
+ * queued job due now, the first few due jobs of no lane (not of a kind in `skipKinds`), and the
+ * running jobs whose lease ran out (as many as jobs were running, a few). A job a claim may take
+ * is one of them: a lane's jobs all meet the same count and owner (see dueJobs), so its first
+ * due job is the one to take. Read from jobs_lane_queued, a step for each lane with jobs queued
+ * (the lanes by a skip over the index), so a full lane's backlog costs nothing: reading every
+ * due job in due order instead, each claim read the whole backlog of an endpoint whose lane was
+ * full, and idle workers polling did so again and again. A lane's first job is taken whatever
+ * its kind (a lane's jobs are of one kind, a webhook endpoint's deliveries), so a skipped kind
+ * costs nothing either; the claim leaves it out after.
+ */
+function heads(dialect: SqlContext['dialect'], now: number, skipKinds: readonly string[]) {
+  // Named on SQLite: without statistics its planner takes jobs_claim for status = 'queued' and
+  // sorts every queued job. (Literal statuses, so the partial index applies at all.)
+  const queued = (as: string) =>
+    sql`jobs ${sql.raw(as)}${dialect === 'sqlite' ? sql` indexed by jobs_lane_queued` : sql``}`;
+  const kinds = skipKinds.length > 0 ? sql`and kind not in (${sql.join(skipKinds)})` : sql``;
+  return sql<string>`(
+    with recursive lanes(lane) as (
+      select (select lane from ${queued('l')} where status = 'queued' and lane is not null order by lane limit 1)
+      union all
+      select (
+        select q.lane from ${queued('q')} where q.status = 'queued' and q.lane > lanes.lane order by q.lane limit 1
+      ) from lanes where lanes.lane is not null
+    )
+    select (
+      select h.id from ${queued('h')} where h.status = 'queued' and h.lane = lanes.lane and h.run_at <= ${now}
+      order by h.run_at, h.id limit 1
+    ) from lanes where lanes.lane is not null
+    union all
+    select u.id from (
+      select id from ${queued('u')} where status = 'queued' and lane is null and run_at <= ${now} ${kinds}
+      order by run_at, id limit ${sql.lit(UNLANED_HEADS)}
+    ) u
+    union all
+    select id from jobs where status = 'running' and lease_until < ${now}
+  )`;
+}
+
 /**
  * The jobs that may be claimed now, first first: queued and due, or running on a lease that
  * ran out; not of a kind in `skipKinds`; and not in a lane that has `laneLimit` jobs running
@@ -20,32 +63,46 @@ type Candidates<O> = SelectQueryBuilder<Database & { c: Database['jobs'] }, 'c',
  * has no job running (jobs of no owner, likewise, always).
  */
 function dueJobs<O>(
+  dialect: SqlContext['dialect'],
   select: Candidates<O>,
   now: number,
   skipKinds: readonly string[],
   laneLimit: number,
   idleOwners = false,
 ): Candidates<O> {
-  let due = select
-    .where((eb) =>
+  // On PostgreSQL an array, which its planner reads by the primary key whatever it guesses of
+  // the table: given `in`, without statistics (a queue that just grew) it read every due job.
+  const candidates = heads(dialect, now, skipKinds);
+  let due = select.where(
+    dialect === 'postgres'
+      ? sql<boolean>`c.id = any(array${candidates})`
+      : sql<boolean>`c.id in ${candidates}`,
+  );
+  // The heads are due; asked again for PostgreSQL, which checks a row it locks against these
+  // conditions once more (another node may have claimed it since the heads were read). On
+  // SQLite, under the write lock, nothing changes meanwhile, and with them there its planner
+  // reads the jobs by status instead of by id.
+  if (dialect === 'postgres') {
+    due = due.where((eb) =>
       eb.or([
         eb.and([eb('c.status', '=', 'queued'), eb('c.run_at', '<=', now)]),
         eb.and([eb('c.status', '=', 'running'), eb('c.lease_until', '<', now)]),
       ]),
-    )
-    .where((eb) =>
-      eb(
-        eb
-          .selectFrom('jobs as r')
-          .select(eb.fn.countAll<number>().as('running'))
-          .whereRef('r.lane', '=', 'c.lane')
-          // A literal, so SQLite uses the partial index of running jobs (jobs_lane_running).
-          .where('r.status', '=', sql.lit('running'))
-          .where('r.lease_until', '>=', now),
-        '<',
-        laneLimit,
-      ),
     );
+  }
+  due = due.where((eb) =>
+    eb(
+      eb
+        .selectFrom('jobs as r')
+        .select(eb.fn.countAll<number>().as('running'))
+        .whereRef('r.lane', '=', 'c.lane')
+        // A literal, so SQLite uses the partial index of running jobs (jobs_lane_running).
+        .where('r.status', '=', sql.lit('running'))
+        .where('r.lease_until', '>=', now),
+      '<',
+      laneLimit,
+    ),
+  );
   if (idleOwners) {
     due = due.where((eb) =>
       eb.not(
@@ -101,7 +158,7 @@ async function takeLane(
   if (Number(running.n) >= laneLimit) return false;
   if (laneLimit > 1) return true;
   // Not locked, so not skipped: the first due job whoever holds it.
-  const first = await dueJobs(trx.selectFrom('jobs as c'), now, skipKinds, laneLimit)
+  const first = await dueJobs('postgres', trx.selectFrom('jobs as c'), now, skipKinds, laneLimit)
     .select('c.id')
     .where('c.lane', '=', row.lane)
     .limit(1)
@@ -142,8 +199,10 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
         // owners are idle, too).
         const idleFirst = (eb: ExpressionBuilder<Database, 'jobs'>) =>
           eb.fn.coalesce(
-            dueJobs(eb.selectFrom('jobs as c'), now, skipKinds, laneLimit, true).select('c.id').limit(1),
-            dueJobs(eb.selectFrom('jobs as c'), now, skipKinds, laneLimit).select('c.id').limit(1),
+            dueJobs(dialect, eb.selectFrom('jobs as c'), now, skipKinds, laneLimit, true)
+              .select('c.id')
+              .limit(1),
+            dueJobs(dialect, eb.selectFrom('jobs as c'), now, skipKinds, laneLimit).select('c.id').limit(1),
           );
         const row = await db
           .updateTable('jobs')
@@ -158,7 +217,7 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
         // are passed over.
         const taken: string[] = [];
         const candidate = (idleOwners: boolean) => {
-          let select = dueJobs(trx.selectFrom('jobs as c'), now, skipKinds, laneLimit, idleOwners)
+          let select = dueJobs('postgres', trx.selectFrom('jobs as c'), now, skipKinds, laneLimit, idleOwners)
             .selectAll('c')
             .limit(1)
             // Other nodes skip the row this one is claiming instead of queueing behind it.
