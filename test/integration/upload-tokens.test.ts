@@ -436,6 +436,8 @@ describe('named files: a token writes them only when minted with a namespace or 
     assert.equal((await putFile(w.key, 'legal/terms.txt', 'our terms', 'text/plain')).status, 201);
     const before = { logo: await latest('branding/logo.png'), terms: await latest('legal/terms.txt') };
     const stored = (await storedKeys(w)).sort();
+    // Earlier tests leave uploads open (a tus upload on S3 is a multipart upload of the bucket).
+    const writing = (await pendingWrites(w)).sort();
     // Exactly what the guide tells a back end to mint for an end user's browser.
     const t = await mint({
       subject: 'visitor-1',
@@ -470,7 +472,7 @@ describe('named files: a token writes them only when minted with a namespace or 
     const rows = dbQuery<{ n: number }>(w, 'select count(*) as n from uploads where token_id = ?', t.id);
     assert.equal(Number(rows[0]!.n), 0);
     assert.deepEqual((await storedKeys(w)).sort(), stored);
-    assert.deepEqual(await pendingWrites(w), []);
+    assert.deepEqual((await pendingWrites(w)).sort(), writing);
     assert.deepEqual(await usage(t), {
       files_used: 0,
       bytes_used: 0,
