@@ -69,8 +69,20 @@ function linger(socket: Socket, server: Server): void {
   // too, as nothing listens on the response any more.
   socket.setTimeout(LINGER_IDLE_MS);
   socket.on('timeout', cut);
-  // Flowing: read and dropped (node:http's parser sees them too, and drops the body's).
+  // Flowing: read and dropped (node:http's parser sees them too, and drops the body's). Resumed
+  // as well: a socket something paused (the body's reader, waiting to be piped on) stays
+  // paused whatever listens to it, and its unread bytes reset the connection at its close.
   socket.on('data', () => {});
+  socket.resume();
+  // Reading is started again on the handle itself, as node:http does when it resumes a socket
+  // its parser consumed: once the body's reader was paused, node:http stopped reading the
+  // handle, and the stream's resume() alone does not start it again (the stream still counts
+  // a read under way), so the linger read nothing and its close reset the connection anyway.
+  const handle = (socket as unknown as { _handle?: { reading?: boolean; readStart?: () => number } })._handle;
+  if (handle && !handle.reading && handle.readStart) {
+    handle.reading = true;
+    handle.readStart();
+  }
   // The client closed its side: everything it sent was read, so the close is clean.
   socket.once('end', cut);
   socket.once('close', () => {
