@@ -48,22 +48,32 @@ export function cutIdleBodies(app: FastifyInstance, seconds: number): void {
     clearInterval(timer);
     timer = undefined;
   };
+  // One listener for every response (what it ends is found on it), not a closure per request.
+  const unwatch = function (this: ServerResponse) {
+    const exchange = (this as Watched)[EXCHANGE];
+    if (exchange) watched.delete(exchange);
+  };
 
   app.addHook('onRequest', (request, reply, done) => {
     const socket = request.raw.socket;
     if (!socket) return done();
+    // Nothing is read of the socket here (this runs for every request, most of which end well
+    // within a tick): the first tick takes what has moved so far as movement and remembers it.
     const exchange: Exchange = {
       request: request.raw,
       response: reply.raw,
       socket,
-      ...progress(socket),
+      read: -1,
+      written: -1,
+      queued: -1,
       silentTicks: 0,
     };
+    (reply.raw as Watched)[EXCHANGE] = exchange;
     watched.add(exchange);
     // Until the response ends (or its connection closes): between requests, node:http's
     // keep-alive timeout is what closes an idle connection. On the response, not the socket:
     // a kept-alive connection's requests add nothing to it that stays.
-    reply.raw.once('close', () => watched.delete(exchange));
+    reply.raw.on('close', unwatch);
     // Not kept alive by its own timer: a process with nothing else to do may exit.
     timer ??= setInterval(tick, tickMs).unref();
     done();
@@ -74,11 +84,14 @@ export function cutIdleBodies(app: FastifyInstance, seconds: number): void {
   });
 }
 
+const EXCHANGE = Symbol('body-idle exchange');
+type Watched = ServerResponse & { [EXCHANGE]?: Exchange };
+
 interface Exchange {
   request: IncomingMessage;
   response: ServerResponse;
   socket: Socket;
-  /** What had moved on the socket when last looked at (see progress). */
+  /** What had moved on the socket when last looked at (see progress); -1 before the first tick. */
   read: number;
   written: number;
   queued: number;
@@ -101,7 +114,9 @@ function moved(exchange: Exchange): boolean {
   const now = progress(exchange.socket);
   const changed =
     now.read !== exchange.read || now.written !== exchange.written || now.queued !== exchange.queued;
-  Object.assign(exchange, now);
+  exchange.read = now.read;
+  exchange.written = now.written;
+  exchange.queued = now.queued;
   return changed;
 }
 
