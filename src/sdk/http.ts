@@ -15,6 +15,15 @@ export interface RetryOptions {
    * failing one, and under load a few quick retries all came back to a server still full.
    */
   busyMs?: number;
+  /**
+   * How long one request keeps trying to reach a server that has answered this client before
+   * and now cannot be reached (the connection refused or cut, or a 502, 504 or a 503 without
+   * Retry-After from a proxy in front of it): past `retries`, until this long after its first
+   * such failure, asking again every 1–2 s (default 30 s). A restart (a deploy, a crash and its
+   * supervisor) fits in it, and an upload goes on where it was instead of failing. A server that
+   * never answered this client is given only `retries`, so a wrong URL is reported at once.
+   */
+  restartMs?: number;
 }
 
 export interface TransportOptions {
@@ -55,6 +64,16 @@ export interface RequestOptions {
 const RETRYABLE_STATUS = new Set([408, 500, 502, 503, 504]);
 
 /**
+ * What a proxy answers while the server behind it is down (Wharf's own 503s carry Retry-After,
+ * see isBusy): the server was not reached, so it counts as neither an answer nor a failure of its.
+ */
+function isGatewayDown(error: WharfApiError): boolean {
+  return (
+    error.status === 502 || error.status === 504 || (error.status === 503 && error.retryAfter === undefined)
+  );
+}
+
+/**
  * A refusal that says "busy, come back later": one that carries Retry-After, and is a 503 (every
  * 503 Wharf sends carries it: SERVICE_UNAVAILABLE, TRANSFORMS_BUSY, the storage endpoint's
  * SlowDown) or a 429 TOO_MANY_UPLOAD_STREAMS (it ends when the client's own other uploads do,
@@ -78,7 +97,10 @@ export class Transport {
   private readonly minDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly busyMs: number;
+  private readonly restartMs: number;
   private readonly headers: Record<string, string>;
+  /** The origins that have answered this client: one that stops answering is likely restarting. */
+  private readonly answered = new Set<string>();
 
   constructor(options: TransportOptions) {
     if (!/^https?:\/\//i.test(options.url)) {
@@ -94,6 +116,7 @@ export class Transport {
     this.minDelayMs = options.retry?.minDelayMs ?? 250;
     this.maxDelayMs = options.retry?.maxDelayMs ?? 30_000;
     this.busyMs = options.retry?.busyMs ?? 120_000;
+    this.restartMs = options.retry?.restartMs ?? 30_000;
     this.headers = options.headers ?? {};
   }
 
@@ -119,6 +142,17 @@ export class Transport {
     // Retries of failures (attempt) and time waited on busy refusals (busyWaited) are counted apart.
     let failures = 0;
     let busyWaited = 0;
+    const origin = new URL(url).origin;
+    // When this request first failed to reach a server that answered before (see restartMs).
+    let downSince: number | undefined;
+    const waitForRestart = async (attempt: number, failure: unknown): Promise<boolean> => {
+      if (retries === 0 || !this.answered.has(origin)) return false;
+      downSince ??= Date.now();
+      if (Date.now() - downSince >= this.restartMs) return false;
+      options.onRetry?.(attempt + 1, failure);
+      await sleep(Math.min(this.maxDelayMs, 1000 + Math.random() * 1000), options.signal);
+      return true;
+    };
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(options.signal);
       let response: Response;
@@ -148,13 +182,22 @@ export class Transport {
         const failure = new WharfError('NETWORK_ERROR', `${method} ${redact(url)}: ${describe(err)}`, {
           cause: err,
         });
-        if (failures >= retries) throw failure;
+        if (failures >= retries) {
+          if (await waitForRestart(attempt, failure)) continue;
+          throw failure;
+        }
+        downSince ??= Date.now();
         options.onRetry?.(attempt + 1, failure);
         await this.wait(failures++, undefined, options.signal);
         continue;
       }
-      if (response.ok || (response.status >= 300 && response.status < 400)) return response;
+      if (response.ok || (response.status >= 300 && response.status < 400)) {
+        this.answered.add(origin);
+        return response;
+      }
       const error = await apiError(response);
+      const down = isGatewayDown(error);
+      if (!down) this.answered.add(origin);
       if (waitBusy && isBusy(error)) {
         const ms = this.busyDelay(error.retryAfter);
         if (busyWaited + ms <= this.busyMs) {
@@ -164,7 +207,12 @@ export class Transport {
           continue;
         }
       }
-      if (failures >= retries || !RETRYABLE_STATUS.has(response.status)) throw error;
+      if (!RETRYABLE_STATUS.has(response.status)) throw error;
+      if (failures >= retries) {
+        if (down && (await waitForRestart(attempt, error))) continue;
+        throw error;
+      }
+      if (down) downSince ??= Date.now();
       options.onRetry?.(attempt + 1, error);
       await this.wait(failures++, error.retryAfter, options.signal);
     }

@@ -111,3 +111,82 @@ test("retry: 'busy' (a tus PATCH) waits out busy refusals only; any other failur
   await assert.rejects(other.request('PATCH', '/v1/tus/x', { retry: 'busy' }), { code: 'INTERNAL' });
   assert.equal(failing.calls(), 1);
 });
+
+/** A server that answers once, then cannot be reached (`down`) until `upAfter` more calls. */
+function restarting(
+  down: () => Response | never,
+  upAfter: number,
+): { fetch: typeof fetch; calls: () => number } {
+  let calls = 0;
+  const fetchImpl = (async () => {
+    calls++;
+    if (calls === 1 || calls > 1 + upAfter) return Response.json({ ok: true });
+    return down();
+  }) as typeof fetch;
+  return { fetch: fetchImpl, calls: () => calls };
+}
+
+const refused = (): never => {
+  throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } });
+};
+
+test('a server that answered before and now cannot be reached is retried past `retries`, within restartMs', async () => {
+  for (const [what, down] of [
+    ['connection refused', refused],
+    ['a 502 from a proxy', () => new Response('Bad Gateway', { status: 502 })],
+    ['a 503 without Retry-After', () => new Response('Service Unavailable', { status: 503 })],
+    ['a 504 from a proxy', () => new Response('Gateway Timeout', { status: 504 })],
+  ] as const) {
+    const server = restarting(down, 8);
+    // maxDelayMs also bounds the waits past `retries` (1–2 s by default), so this runs in ms.
+    const http = new Transport({
+      url: 'http://wharf.test',
+      fetch: server.fetch,
+      retry: { retries: 2, minDelayMs: 1, maxDelayMs: 5, restartMs: 10_000 },
+    });
+    assert.deepEqual(await http.json('GET', '/v1/account'), { ok: true });
+    assert.deepEqual(await http.json('GET', '/v1/account'), { ok: true }, what);
+    assert.equal(server.calls(), 10, what);
+  }
+});
+
+test('the restart window ends restartMs after the first failure; a 500 is not given one', async () => {
+  const server = restarting(refused, Number.POSITIVE_INFINITY);
+  const http = new Transport({
+    url: 'http://wharf.test',
+    fetch: server.fetch,
+    retry: { retries: 2, minDelayMs: 1, maxDelayMs: 5, restartMs: 300 },
+  });
+  await http.json('GET', '/v1/account');
+  const started = performance.now();
+  await assert.rejects(http.json('GET', '/v1/account'), { code: 'NETWORK_ERROR' });
+  assert.ok(performance.now() - started >= 300, 'not before the window ended');
+  assert.ok(server.calls() > 4, `${server.calls()} calls: past the 3 attempts of \`retries\``);
+
+  const failing = restarting(
+    () => Response.json({ error: { code: 'INTERNAL', message: 'x' } }, { status: 500 }),
+    50,
+  );
+  const other = new Transport({
+    url: 'http://wharf.test',
+    fetch: failing.fetch,
+    retry: { retries: 2, minDelayMs: 1, restartMs: 10_000 },
+  });
+  await other.json('GET', '/v1/account');
+  await assert.rejects(other.json('GET', '/v1/account'), { code: 'INTERNAL' });
+  assert.equal(failing.calls(), 1 + 3);
+});
+
+test('a server that never answered gets only `retries`: a wrong URL is reported at once', async () => {
+  let calls = 0;
+  const http = new Transport({
+    url: 'http://wharf.test',
+    fetch: (async () => {
+      calls++;
+      return refused();
+    }) as typeof fetch,
+    retry: { retries: 2, minDelayMs: 1, restartMs: 10_000 },
+  });
+  await assert.rejects(http.json('GET', '/v1/account'), { code: 'NETWORK_ERROR' });
+  assert.equal(calls, 3);
+});
