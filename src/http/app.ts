@@ -86,11 +86,19 @@ const ROUTING_ERROR_SHAPES: readonly RoutingErrorShape[] = [
   tusRoutingErrors,
 ];
 
+/**
+ * The request log's `req`. `host` is the Host header the request arrived with, port included:
+ * behind a trusted proxy (WHARF_TRUST_PROXY) Fastify's `request.host` is X-Forwarded-Host,
+ * which nginx passes on from the client unless told to set it, so any client could write any
+ * host into the log. The Host header is the one the proxy must pass on unchanged
+ * (docs/deployment.md) and presigned requests are checked against. `remoteAddress` is
+ * `request.ip`: X-Forwarded-For's client, believed only from a trusted proxy.
+ */
 function redactedRequest(request: FastifyRequest) {
   return {
     method: request.method,
     url: redactedUrl(request.url),
-    host: request.host,
+    host: request.headers.host,
     remoteAddress: request.ip,
   };
 }
@@ -120,7 +128,7 @@ export async function buildApp({
     // Only the client's address is taken from a trusted proxy (request.ip: the sign-in limit,
     // the request log). Fastify then also reads X-Forwarded-Proto and -Host into request.protocol
     // and request.host: Wharf builds no URL from those (every one starts with WHARF_PUBLIC_URL),
-    // and SigV4 checks the Host header as it arrived.
+    // SigV4 checks the Host header as it arrived, and the request log shows that Host.
     ...(trustProxy.length > 0 && { trustProxy: [...trustProxy] }),
     // Wharf sits behind load balancers; request ids come from there when present and sane.
     requestIdHeader: false,

@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { SIGN_IN_FAILURES_ALLOWED } from '../../src/core/sessions.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api, md5Hex, sha256Hex } from '../helpers/http.js';
+import { LogCollector } from '../helpers/observe.js';
 import { rufh } from '../helpers/rufh-client.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -153,6 +154,58 @@ describe('the client’s address behind a proxy (WHARF_TRUST_PROXY)', () => {
     } finally {
       await trusting.close();
     }
+  });
+
+  describe('the request log from a trusted proxy', () => {
+    const logs = new LogCollector();
+    let trusting: TestWharf;
+    let port: number;
+    before(async () => {
+      trusting = await startWharf({
+        env: { WHARF_PUBLIC_URL: PUBLIC_URL, WHARF_TRUST_PROXY: '127.0.0.1' },
+        logStream: logs.stream,
+      });
+      port = (trusting.wharf.app.server.address() as AddressInfo).port;
+    });
+    after(async () => {
+      await trusting?.close();
+    });
+
+    /** A GET of `path` as the proxy forwards it: the client's Host kept, X-Forwarded-For set. */
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port,
+            path,
+            headers: { ...headers, host: PUBLIC_HOST, 'x-forwarded-for': '203.0.113.9' },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    const incoming = (url: string) =>
+      logs.waitFor(
+        (l) => l.msg === 'incoming request' && (l.req as { url?: string } | undefined)?.url === url,
+        `of ${url}`,
+      );
+
+    test('host is the Host the request arrived with, not X-Forwarded-Host; remoteAddress is X-Forwarded-For’s client', async () => {
+      // nginx passes on an X-Forwarded-Host the client sent unless told to set it.
+      assert.equal(await get('/healthz', { 'x-forwarded-host': 'evil.example' }), 200);
+      const line = await incoming('/healthz');
+      assert.deepEqual(line.req, {
+        method: 'GET',
+        url: '/healthz',
+        host: PUBLIC_HOST,
+        remoteAddress: '203.0.113.9',
+      });
+    });
   });
 
   test('without it, X-Forwarded-For is ignored: a client cannot name another address to escape the limit', async () => {
