@@ -20,6 +20,7 @@ import { tokenRoutes } from './api/tokens.js';
 import { uploadRoutes } from './api/uploads/routes.js';
 import { webhookRoutes } from './api/webhooks.js';
 import { cutIdleBodies } from './body-idle.js';
+import { type ClientAddress, clientAddress } from './client-address.js';
 import { clientErrorHandler } from './client-errors.js';
 import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import type { ConsoleBundle } from './console/bundle.js';
@@ -92,15 +93,16 @@ const ROUTING_ERROR_SHAPES: readonly RoutingErrorShape[] = [
  * which nginx passes on from the client unless told to set it, so any client could write any
  * host into the log. The Host header is the one the proxy must pass on unchanged
  * (docs/deployment.md) and presigned requests are checked against. `remoteAddress` is
- * `request.ip`: X-Forwarded-For's client, believed only from a trusted proxy.
+ * `request.ip` (X-Forwarded-For's client, believed only from a trusted proxy), read so that
+ * it is right on the requests refused before routing too (see client-address.ts).
  */
-function redactedRequest(request: FastifyRequest) {
-  return {
+function requestSerializer(addressOf: ClientAddress) {
+  return (request: FastifyRequest) => ({
     method: request.method,
     url: redactedUrl(request.url),
     host: request.headers.host,
-    remoteAddress: request.ip,
-  };
+    remoteAddress: addressOf(request.raw),
+  });
 }
 
 export async function buildApp({
@@ -116,10 +118,11 @@ export async function buildApp({
   metrics,
   console: webConsole,
 }: AppOptions): Promise<FastifyInstance> {
+  const addressOf = clientAddress(trustProxy);
   const app = Fastify({
     logger: logger && {
       ...(typeof logger === 'object' ? logger : {}),
-      serializers: { req: redactedRequest },
+      serializers: { req: requestSerializer(addressOf) },
       redact: logRedaction(typeof logger === 'object' ? logger.level : undefined),
     },
     // `request completed` names the error code of a refused request (see RequestLog).
@@ -134,7 +137,7 @@ export async function buildApp({
     requestIdHeader: false,
     genReqId: requestIdFor,
     // What Node's HTTP parser refuses, in Wharf's error envelope rather than Fastify's.
-    clientErrorHandler: clientErrorHandler(requestMetrics),
+    clientErrorHandler: clientErrorHandler(requestMetrics, addressOf),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH, querystringParser: parseQueryString },
     schemaController: { compilersFactory: { buildSerializer: buildSharedSerializer } },
     // Failures before routing (a malformed percent-encoding, an over-long id) skip the error

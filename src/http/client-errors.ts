@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { METHODS, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, METHODS, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { ERROR_STATUS, type ErrorCode } from '../core/errors.js';
+import type { ClientAddress } from './client-address.js';
 import { isLingering } from './lingering-close.js';
 import { REQUEST_ID_HEADER, type RequestMetrics, UNMATCHED } from './plugins/observe.js';
 
@@ -47,8 +48,12 @@ function refusedMethod(rawPacket: unknown): string {
  * No hook sees these requests either, so they are counted (route `unmatched`) and logged
  * here: a flood of slow or oversized headers shows in the metrics and the log like any other
  * refusal. A request whose body broke after it reached its route is counted and logged there.
+ *
+ * `remoteAddress` is the client's (`addressOf`, X-Forwarded-For's from a trusted proxy) when
+ * the request's headers were read: a body that broke. A request the parser refused has none
+ * to read, so its line names the connection's address: behind a proxy, the proxy's.
  */
-export function clientErrorHandler(metrics?: RequestMetrics) {
+export function clientErrorHandler(metrics?: RequestMetrics, addressOf?: ClientAddress) {
   // `this` is the Fastify instance on the main port, its logger's holder on the metrics port
   // (metrics-listener.ts): only the logger is used.
   return function answerClientError(
@@ -67,7 +72,7 @@ export function clientErrorHandler(metrics?: RequestMetrics) {
       socket as Socket & {
         _httpMessage?: {
           headersSent?: boolean;
-          req?: { method?: string };
+          req?: IncomingMessage;
           getHeader?: (name: string) => unknown;
         } | null;
       }
@@ -85,7 +90,7 @@ export function clientErrorHandler(metrics?: RequestMetrics) {
         reqId,
         res: { statusCode: status },
         method,
-        remoteAddress: socket.remoteAddress,
+        remoteAddress: current?.req && addressOf ? addressOf(current.req) : socket.remoteAddress,
         code,
         parserCode: err.code,
         reason: err.reason,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { SIGN_IN_FAILURES_ALLOWED } from '../../src/core/sessions.js';
@@ -205,6 +205,58 @@ describe('the client’s address behind a proxy (WHARF_TRUST_PROXY)', () => {
         host: PUBLIC_HOST,
         remoteAddress: '203.0.113.9',
       });
+    });
+
+    test('a request refused before routing (a malformed percent-encoding, an over-long id) names the client too', async () => {
+      assert.equal(await get('/v1/assets/%zz'), 400);
+      const long = `/v1/assets/${'a'.repeat(2000)}`;
+      assert.equal(await get(long), 414);
+      for (const url of ['/v1/assets/%zz', long]) {
+        const line = await incoming(url);
+        assert.equal((line.req as { remoteAddress?: string }).remoteAddress, '203.0.113.9', url);
+      }
+    });
+
+    test('a request whose body the HTTP parser could not read names the client; one whose headers it could not, the proxy', async () => {
+      // A chunked body that breaks after its request reached its route: its headers were read.
+      const broken = await new Promise<string>((resolve, reject) => {
+        const socket = connect({ port, host: '127.0.0.1' });
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+        socket.write(
+          `POST /console/api/session HTTP/1.1\r\nHost: ${PUBLIC_HOST}\r\nX-Forwarded-For: 203.0.113.9\r\n` +
+            'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+        );
+        setTimeout(() => socket.write('zz\r\n'), 100);
+      });
+      const brokenId = /\r\nx-request-id: ([^\r]*)\r\n/i.exec(broken)?.[1];
+      assert.ok(brokenId, broken);
+      const line = await logs.waitFor(
+        (l) => l.msg === 'refused a request the HTTP parser could not read' && l.reqId === brokenId,
+        'of the broken body',
+      );
+      assert.equal(line.remoteAddress, '203.0.113.9');
+
+      // A header line without a colon: the parser read no header, X-Forwarded-For included.
+      const refused = await new Promise<string>((resolve, reject) => {
+        const socket = connect({ port, host: '127.0.0.1' });
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+        socket.write(
+          `GET /healthz HTTP/1.1\r\nHost: ${PUBLIC_HOST}\r\nX-Forwarded-For: 203.0.113.9\r\nbad header\r\n\r\n`,
+        );
+      });
+      const refusedId = /\r\nx-request-id: ([^\r]*)\r\n/i.exec(refused)?.[1];
+      assert.ok(refusedId, refused);
+      const refusal = await logs.waitFor(
+        (l) => l.msg === 'refused a request the HTTP parser could not read' && l.reqId === refusedId,
+        'of the refusal',
+      );
+      assert.equal(refusal.remoteAddress, '127.0.0.1');
     });
   });
 
