@@ -129,7 +129,7 @@ export async function writePrivateFile(path: string, text: string): Promise<void
  * directly, checked as the bytes pass: a mismatch still fails with INTEGRITY_ERROR, but the
  * bytes were written by then. So is an inherited descriptor that `path` names (/dev/stdout,
  * /dev/fd/3…, or a link to one), left open; `descriptor` in the result says which. A replaced
- * file's mode is kept. In a world-writable sticky folder, a link owned by neither this user
+ * file's mode is kept, and, run as root, its owner and group. In a world-writable sticky folder, a link owned by neither this user
  * nor the folder's owner is not followed (EACCES). Aborted (`signal`), the temporary file is
  * removed.
  */
@@ -159,6 +159,10 @@ export async function downloadToFile(
     const saved = await copy(download, createWriteStream(temp, { flags: 'wx', mode }), true, options.signal);
     const handle = await open(temp, 'r+');
     try {
+      // Run as root (sudo, a deploy script), the replaced file's owner and group too, as `cp`
+      // over it would keep them: a file of another user's must not turn into root's. Anyone else
+      // may only give a file away to themselves, so theirs is always their own.
+      if (target.owner && process.getuid?.() === 0) await handle.chown(target.owner.uid, target.owner.gid);
       // The replaced file's mode exactly (the umask narrowed the one it was created with).
       if (target.mode !== undefined) await handle.chmod(target.mode);
       await handle.sync();
@@ -216,7 +220,7 @@ async function copy(
 
 /** Where a download to a path goes: see writeTarget. */
 type Target =
-  | { kind: 'file'; path: string; mode: number | undefined }
+  | { kind: 'file'; path: string; mode: number | undefined; owner?: { uid: number; gid: number } }
   | { kind: 'direct'; path: string }
   | { kind: 'descriptor'; fd: number };
 
@@ -226,7 +230,8 @@ type Target =
  *   the path or any link on the way: that descriptor, written to as it is, so a shell's
  *   `> file` offset or `>> file` append is kept (its link into /proc, followed, names the file
  *   the shell opened, which renaming over would replace);
- * - a regular file, or nothing yet: that file, replaced (a new one keeps the old one's mode);
+ * - a regular file, or nothing yet: that file, replaced (a new one keeps the old one's mode,
+ *   and, written by root, its owner and group);
  * - anything else (a FIFO, a device): `path`, written to.
  * In a world-writable sticky folder (/tmp), a link is followed only if it is the user's own or
  * the folder owner's, as the kernel's fs.protected_symlinks does: a link someone else planted
@@ -250,7 +255,14 @@ async function writeTarget(path: string): Promise<Target> {
     if (info.isDirectory()) {
       throw Object.assign(new Error(`${path} is a folder: name the file to write.`), { code: 'EISDIR' });
     }
-    if (info.isFile()) return { kind: 'file', path: current, mode: info.mode & 0o777 };
+    if (info.isFile()) {
+      return {
+        kind: 'file',
+        path: current,
+        mode: info.mode & 0o777,
+        owner: { uid: info.uid, gid: info.gid },
+      };
+    }
     return { kind: 'direct', path: current };
   }
   throw Object.assign(new Error(`${path}: too many symbolic links.`), { code: 'ELOOP' });

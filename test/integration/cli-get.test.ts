@@ -3,6 +3,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import {
   chmod,
+  chown,
   lchown,
   lstat,
   mkdir,
@@ -285,6 +286,26 @@ describe('-o /dev/stdout and shared folders', () => {
     assert.equal(ran.code, 0, ran.stderr);
     assert.ok((await readFile(join(dir, 'private.bin'))).equals(bytes));
     assert.equal(((await stat(join(dir, 'private.bin'))).mode & 0o777).toString(8), '600');
+  });
+
+  test("run as root, a replaced file of another user's keeps its owner and group", {
+    skip: process.getuid?.() !== 0 && 'needs root (to give a file to another user)',
+  }, async () => {
+    const bytes = randomBytes(3000);
+    const { id } = serve(bytes);
+    const dir = await folder('owner');
+    const target = join(dir, 'theirs.bin');
+    await writeFile(target, 'old', { mode: 0o640 });
+    await chown(target, 65534, 65534);
+    const ran = await cli(['get', id, '-o', target]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.ok((await readFile(target)).equals(bytes));
+    const info = await stat(target);
+    assert.deepEqual([info.uid, info.gid, (info.mode & 0o777).toString(8)], [65534, 65534, '640']);
+    // A new file is the runner's, as any file root creates.
+    const fresh = join(dir, 'new.bin');
+    assert.equal((await cli(['get', id, '-o', fresh])).code, 0);
+    assert.equal((await stat(fresh)).uid, 0);
   });
 });
 
