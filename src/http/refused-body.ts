@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { lingerOnClose } from './lingering-close.js';
 
@@ -44,7 +44,7 @@ export function settleRefusedBody(request: FastifyRequest, reply: FastifyReply):
   const length = header === undefined ? undefined : Number(header);
   const bounded = length !== undefined && Number.isSafeInteger(length) && length <= DRAIN_LIMIT_BYTES;
   // Without a length (Transfer-Encoding: chunked, as the AWS SDK sends a stream), the bytes are
-  // counted as they come and the connection cut past the limit.
+  // counted as they come and the connection closed past the limit, lingering.
   const unbounded = length === undefined && request.headers['transfer-encoding'] !== undefined;
   if (raw.destroyed || !(bounded || unbounded)) {
     reply.header('connection', 'close');
@@ -52,21 +52,32 @@ export function settleRefusedBody(request: FastifyRequest, reply: FastifyReply):
     if (raw.socket && !raw.destroyed) lingerOnClose(raw.socket, request.server.server);
     return;
   }
-  drain(raw);
+  drain(raw, reply.raw, request.server.server);
 }
 
-function drain(raw: IncomingMessage): void {
+function drain(raw: IncomingMessage, response: ServerResponse, server: Server): void {
   draining.add(raw);
   let received = 0;
-  const cut = () => raw.socket?.destroy();
   const deadline = setTimeout(() => {
-    if (!raw.complete) cut();
+    if (!raw.complete) raw.socket?.destroy();
   }, DRAIN_DEADLINE_MS);
   deadline.unref();
-  raw.on('data', (chunk: Buffer) => {
+  const count = (chunk: Buffer) => {
     received += chunk.length;
-    if (received > DRAIN_LIMIT_BYTES) cut();
-  });
+    if (received <= DRAIN_LIMIT_BYTES) return;
+    // A chunked body past the limit: no more is read for nothing, but the connection is not cut
+    // under the client's writes either (a reset, which a client writing its whole body first,
+    // or nginx, reads instead of the answer: nginx's 502). Once the answer is out, the close
+    // lingers, as for a large body declared (lingering-close.ts), within its own bounds.
+    raw.off('data', count);
+    clearTimeout(deadline);
+    const socket = raw.socket;
+    if (!socket || socket.destroyed) return;
+    lingerOnClose(socket, server);
+    if (response.writableFinished) socket.destroySoon();
+    else response.once('finish', () => socket.destroySoon());
+  };
+  raw.on('data', count);
   raw.once('close', () => clearTimeout(deadline));
   raw.resume();
 }

@@ -139,7 +139,11 @@ function chunkedUntilClosed(length: number): Promise<string> {
  * them, going on after the server's FIN (half-open, as a proxy does), until all is written or a
  * write fails; then ends its side and reads. What came back, and the code a write failed with.
  */
-function writeAllThenRead(url: string, length: number): Promise<{ received: string; error?: string }> {
+function writeAllThenRead(
+  url: string,
+  length: number,
+  { chunked = false } = {},
+): Promise<{ received: string; error?: string }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
@@ -161,15 +165,19 @@ function writeAllThenRead(url: string, length: number): Promise<{ received: stri
     });
     socket.write(
       `POST /v1/assets?name=a.bin HTTP/1.1\r\nHost: ${hostname}:${port}\r\nX-Api-Key: wharf_wrong\r\n` +
-        `Content-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n`,
+        `Content-Type: application/octet-stream\r\n` +
+        (chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${length}\r\n\r\n`),
     );
-    const chunk = Buffer.alloc(64 * 1024);
+    const bytes = Buffer.alloc(64 * 1024);
+    // Chunked, each 64 KiB is one chunk (its size in hex, the bytes, CRLF), then the last chunk.
+    const chunk = chunked ? Buffer.concat([Buffer.from('10000\r\n'), bytes, Buffer.from('\r\n')]) : bytes;
     let sent = 0;
     const pump = () => {
       while (sent < length && !socket.destroyed) {
-        sent += chunk.length;
+        sent += bytes.length;
         if (!socket.write(chunk)) return void socket.once('drain', pump);
       }
+      if (chunked && !socket.destroyed) socket.write('0\r\n\r\n');
       if (!socket.destroyed) socket.end();
     };
     pump();
@@ -234,6 +242,15 @@ describe('refused requests with a body still arriving', () => {
   test('a chunked body past the limit is read only up to it: the server closes', async () => {
     const head = await chunkedUntilClosed(24 * MiB);
     assert.match(head, /^HTTP\/1\.1 401/);
+  });
+
+  test('a chunked body past the limit written whole before reading gets the 401, not a reset', async () => {
+    // 48 MiB: past the 16 MiB drained; cut there outright, the rest of the client's writes met a reset.
+    const { received, error } = await writeAllThenRead(w.url, 48 * MiB, { chunked: true });
+    assert.equal(error, undefined, `a write failed: ${error}; received: ${received.slice(0, 200)}`);
+    const [head, body] = received.split('\r\n\r\n');
+    assert.match(head ?? '', /^HTTP\/1\.1 401/);
+    assert.equal(JSON.parse(body ?? '').error.code, 'UNAUTHORIZED');
   });
 });
 
