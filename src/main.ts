@@ -1,5 +1,7 @@
 import { type Config, ConfigError, readConfig } from './config.js';
 import { describeCause } from './core/unavailable.js';
+import { SchemaAhead } from './db/schema-ahead.js';
+import { databaseSetting } from './db/setting.js';
 import { tuneGarbageCollector } from './gc-tuning.js';
 import { runtimeProblem } from './runtime.js';
 import type { Wharf } from './server.js';
@@ -94,9 +96,11 @@ async function main(): Promise<number> {
       `${ending.received}: stopping; ${waiting} ${config.shutdownTimeoutSeconds} s to finish (WHARF_SHUTDOWN_TIMEOUT)`,
     );
   } else {
-    // Logged by the sweep that found it; said on stderr too, as a start refused for it is.
+    // Logged by the sweep that found it; said on stderr too, as a start refused for it is,
+    // naming the same setting.
+    const { label } = databaseSetting(process.env, config);
     process.stderr.write(
-      `wharf: WHARF_DATABASE_URL: a newer Wharf migrated this database (${ending.migrations.join(', ')}) while this one ran: stopping; run that version or a later one.\n`,
+      `wharf: ${label}: a newer Wharf migrated this database (${ending.migrations.join(', ')}) while this one ran: stopping; run that version or a later one.\n`,
     );
   }
   // The last resort, should closing itself hang (a database that no longer answers).
@@ -149,6 +153,9 @@ function stopSignal(): Promise<NodeJS.Signals> {
 
 /** What an operator reads when the start fails: a line per problem, naming what to change. */
 function startFailure(err: unknown, config: Config): string[] {
+  // Named by what the operator set, as the admin CLI names it: on the embedded default that is
+  // WHARF_DATA_DIR, not the WHARF_DATABASE_URL they never set.
+  if (err instanceof SchemaAhead) return [err.refusal(databaseSetting(process.env, config).label)];
   if (err instanceof ConfigError) return err.problems;
   const e = err as NodeJS.ErrnoException & { hostname?: string; $metadata?: unknown };
   const at = `${config.host}:${config.port}`;

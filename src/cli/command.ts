@@ -2,10 +2,10 @@
  * What every admin command (src/cli/commands.ts and its neighbours) is, and what they share:
  * `--help`, the `--account` option and its rule, and the failure that exits with code 1.
  */
-import { join } from 'node:path';
 import type { OpenedCore } from '../bootstrap.js';
 import type { Config } from '../config.js';
-import type { SchemaAhead } from '../db/migrate.js';
+import type { SchemaAhead } from '../db/schema-ahead.js';
+import { databaseSetting } from '../db/setting.js';
 import { type OptionSpec, type Parsed, stringOption, UsageError } from './args.js';
 import type { CliIo } from './commands.js';
 
@@ -42,17 +42,6 @@ export const HELP: OptionSpec = { help: { type: 'boolean', short: 'h' } };
 
 /** The command was understood but could not be done: exit code 1. */
 export class Failure extends Error {}
-
-/**
- * The setting that chose the database, as a message about it names it: WHARF_DATABASE_URL when
- * the operator set it; otherwise they set only WHARF_DATA_DIR (or not even that), and the
- * database is the embedded default's `wharf.db` in it (config.ts), named with its path.
- */
-function databaseSetting(env: NodeJS.ProcessEnv, config: Config): { name: string; label: string } {
-  // Empty is unset, as config.ts reads it.
-  if (env.WHARF_DATABASE_URL) return { name: 'WHARF_DATABASE_URL', label: 'WHARF_DATABASE_URL' };
-  return { name: 'WHARF_DATA_DIR', label: `WHARF_DATA_DIR (${join(config.dataDir, 'wharf.db')})` };
-}
 
 /**
  * Why a command refuses a database whose schema is behind its own (SchemaBehind in

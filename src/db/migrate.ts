@@ -1,5 +1,4 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
-import { ConfigError } from '../config.js';
 import * as initial from './migrations/001_initial.js';
 import * as filesJobs from './migrations/002_files_jobs_processing.js';
 import * as resumable from './migrations/003_resumable_uploads.js';
@@ -15,6 +14,7 @@ import * as accountNumbers from './migrations/012_account_numbers.js';
 import * as uploadEndings from './migrations/013_upload_endings.js';
 import * as laneOwners from './migrations/014_lane_owners.js';
 import * as laneHeads from './migrations/015_lane_heads.js';
+import { SchemaAhead } from './schema-ahead.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
 // and dist/ (compiled) and no file layout is assumed at run time.
@@ -35,6 +35,9 @@ const migrations: Record<string, Migration> = {
   '014_lane_owners': laneOwners,
   '015_lane_heads': laneHeads,
 };
+
+// Beside the checks that throw it, for those that load them (the CLI).
+export { SchemaAhead };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
@@ -139,26 +142,6 @@ async function migrationsDone(db: Kysely<any>): Promise<string[] | undefined> {
       if (attempt === 2) throw err;
     }
   }
-}
-
-/**
- * The database was migrated by a newer Wharf: `unknown` names the migrations this version does
- * not know. A ConfigError that names WHARF_DATABASE_URL, as the server says it at its start;
- * the admin CLI names the setting the operator used instead (refusal, cli/command.ts).
- */
-export class SchemaAhead extends ConfigError {
-  constructor(readonly unknown: string[]) {
-    super(newerSchema(unknown, 'WHARF_DATABASE_URL'));
-  }
-
-  /** The refusal, beginning with `label`: the setting that chose the database. */
-  refusal(label: string): string {
-    return newerSchema(this.unknown, label);
-  }
-}
-
-function newerSchema(unknown: string[], label: string): string {
-  return `${label}: this database was migrated by a newer Wharf (${unknown.join(', ')}), which this version does not know. Run that version or a later one; to go back, restore the backup taken before the upgrade.`;
 }
 
 /** Of the migrations a database has run, those this version does not know, sorted. */

@@ -21,6 +21,7 @@ export interface CallBatch {
 export type ThrownFailure =
   | { kind: 'wharf'; code: string; message: string; details: Record<string, unknown> | undefined }
   | { kind: 'config'; problems: string[] }
+  | { kind: 'schema_ahead'; unknown: string[] }
   | { kind: 'other'; name: string; message: string; code: unknown; stack: string | undefined };
 
 export type StoreAnswer = { id: number; value: unknown } | { id: number; failure: ThrownFailure };

@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ConfigError } from '../config.js';
 import { WharfError } from '../core/errors.js';
 import { createIdSource } from '../core/ids.js';
+import { SchemaAhead } from './schema-ahead.js';
 import { openSqlStore } from './store/index.js';
 import type {
   CallBatch,
@@ -28,7 +29,10 @@ function describe(err: unknown): ThrownFailure {
   if (err instanceof WharfError) {
     return { kind: 'wharf', code: err.code, message: err.message, details: err.details };
   }
-  // What the operator must change (a database a newer Wharf migrated): said as it is, at start.
+  // A database a newer Wharf migrated: rebuilt as such, so that the start names the setting
+  // the operator used (main.ts).
+  if (err instanceof SchemaAhead) return { kind: 'schema_ahead', unknown: err.unknown };
+  // What the operator must change: said as it is, at start.
   if (err instanceof ConfigError) return { kind: 'config', problems: err.problems };
   const e = err as { name?: unknown; message?: unknown; code?: unknown; stack?: unknown } | null;
   return {

@@ -26,6 +26,7 @@ import type { Store } from '../core/ports.js';
 import type { DatabaseThreadEvent } from '../core/telemetry.js';
 import { serviceUnavailable, storageFull } from '../core/unavailable.js';
 import { connect } from './connect.js';
+import { SchemaAhead } from './schema-ahead.js';
 import { createSqlStore } from './store/index.js';
 import type {
   CallBatch,
@@ -344,6 +345,7 @@ function revive(failure: ThrownFailure): Error {
   if (failure.kind === 'wharf')
     return new WharfError(failure.code as ErrorCode, failure.message, failure.details);
   if (failure.kind === 'config') return new ConfigError(failure.problems);
+  if (failure.kind === 'schema_ahead') return new SchemaAhead(failure.unknown);
   // A commit that found the disk full: the same refusal as a full disk anywhere else.
   if (failure.code === 'SQLITE_FULL') return storageFull(reviveOther(failure));
   return reviveOther(failure);

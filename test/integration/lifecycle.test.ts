@@ -90,6 +90,16 @@ async function migrate(inst: Installation): Promise<void> {
   await (await createWharf(loadConfig(inst.env), { logger: false })).close();
 }
 
+/**
+ * How messages about its database name it: WHARF_DATABASE_URL when set (the scaled deployment),
+ * else WHARF_DATA_DIR with the SQLite file in it.
+ */
+function databaseSetting(inst: Installation): string {
+  return inst.env.WHARF_DATABASE_URL
+    ? 'WHARF_DATABASE_URL'
+    : `WHARF_DATA_DIR (${join(inst.dataDir, 'wharf.db')})`;
+}
+
 /** The keys the installation holds, read with the CLI as an operator would. */
 async function keyIds(inst: Installation): Promise<string[]> {
   const cli = wharfCommand(inst.env, ['keys', 'list', '--json']);
@@ -134,18 +144,18 @@ describe('a start that cannot succeed', () => {
       inst.databaseUrl,
       `insert into wharf_migrations (name, timestamp) values ('999_from_a_later_wharf', '2099-01-01T00:00:00.000Z')`,
     );
-    // A command names what the operator set, as for a schema behind its own: on the embedded
-    // default only WHARF_DATA_DIR, with the database file in it. The server says WHARF_DATABASE_URL.
-    const setting = inst.env.WHARF_DATABASE_URL
-      ? 'WHARF_DATABASE_URL'
-      : `WHARF_DATA_DIR (${join(inst.dataDir, 'wharf.db')})`;
-    for (const [r, named] of [
-      [start(inst.env), 'WHARF_DATABASE_URL'],
-      [wharfCommand(inst.env, ['keys', 'list']), setting],
-      [wharfCommand(inst.env, ['migrate']), setting],
-    ] as const) {
+    // The server and a command name what the operator set, as for a schema behind its own: on
+    // the embedded default only WHARF_DATA_DIR, with the database file in it, and never the
+    // WHARF_DATABASE_URL they did not set.
+    const setting = databaseSetting(inst);
+    for (const r of [
+      start(inst.env),
+      wharfCommand(inst.env, ['keys', 'list']),
+      wharfCommand(inst.env, ['migrate']),
+    ]) {
       assert.equal((await r.exited).code, 1, r.stderr());
-      assert.ok(r.stderr().startsWith(`wharf: ${named}: `), r.stderr());
+      assert.ok(r.stderr().startsWith(`wharf: ${setting}: `), r.stderr());
+      if (!inst.env.WHARF_DATABASE_URL) assert.doesNotMatch(r.stderr(), /WHARF_DATABASE_URL/);
       assert.match(
         r.stderr(),
         /^wharf: [^\n]+: this database was migrated by a newer Wharf \(999_from_a_later_wharf\).*restore the backup taken before the upgrade\.\n$/,
@@ -175,9 +185,7 @@ describe('a start that cannot succeed', () => {
     assert.equal((await list.exited).code, 1, list.stderr());
     // Named by what the operator set: WHARF_DATABASE_URL, or on the embedded default only
     // WHARF_DATA_DIR, with the database file in it.
-    const setting = inst.env.WHARF_DATABASE_URL
-      ? 'WHARF_DATABASE_URL'
-      : `WHARF_DATA_DIR (${join(inst.dataDir, 'wharf.db')})`;
+    const setting = databaseSetting(inst);
     assert.ok(list.stderr().startsWith(`wharf: ${setting}: `), list.stderr());
     assert.match(
       list.stderr(),
@@ -233,7 +241,7 @@ describe('a start that cannot succeed', () => {
     assert.deepEqual(await tables(), []);
   });
 
-  test('a server running when a newer Wharf migrates its database stops at its next sweep, exit 1, naming WHARF_DATABASE_URL; restarted, it is refused', {
+  test('a server running when a newer Wharf migrates its database stops at its next sweep, exit 1, naming the setting that chose the database; restarted, it is refused', {
     timeout: 60_000,
   }, async () => {
     const inst = await installation({ WHARF_SWEEP_INTERVAL: '1' });
@@ -244,14 +252,30 @@ describe('a start that cannot succeed', () => {
       `insert into wharf_migrations (name, timestamp) values ('999_from_a_later_wharf', '2099-01-01T00:00:00.000Z')`,
     );
     assert.equal((await r.exited).code, 1, r.stderr());
-    assert.match(
+    // WHARF_DATABASE_URL, or on the embedded default WHARF_DATA_DIR (with the file), as at start.
+    const setting = databaseSetting(inst);
+    assert.ok(
+      r
+        .stderr()
+        .includes(
+          `wharf: ${setting}: a newer Wharf migrated this database (999_from_a_later_wharf) while this one ran: stopping`,
+        ),
       r.stderr(),
-      /^wharf: WHARF_DATABASE_URL: a newer Wharf migrated this database \(999_from_a_later_wharf\) while this one ran: stopping/m,
     );
     assert.match(r.stdout(), /the database was migrated by a newer Wharf while this one runs/);
     const again = start(inst.env);
     assert.equal((await again.exited).code, 1);
-    assert.match(again.stderr(), /this database was migrated by a newer Wharf \(999_from_a_later_wharf\)/);
+    assert.ok(
+      again
+        .stderr()
+        .startsWith(
+          `wharf: ${setting}: this database was migrated by a newer Wharf (999_from_a_later_wharf)`,
+        ),
+      again.stderr(),
+    );
+    if (!inst.env.WHARF_DATABASE_URL) {
+      assert.doesNotMatch(r.stderr() + again.stderr(), /WHARF_DATABASE_URL/);
+    }
   });
 
   test('bad log level: one line, exit 1', async () => {

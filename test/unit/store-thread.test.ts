@@ -5,6 +5,7 @@ import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import { ManualClock } from '../../src/core/clock.js';
 import { isWharfError } from '../../src/core/errors.js';
 import { createIdSource, newIdOrder } from '../../src/core/ids.js';
@@ -12,6 +13,7 @@ import type { Upload } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
 import type { DatabaseThreadEvent } from '../../src/core/telemetry.js';
 import { connect } from '../../src/db/connect.js';
+import { SchemaAhead } from '../../src/db/schema-ahead.js';
 import { isUniqueViolation } from '../../src/db/store/context.js';
 import { openStoreThread, READ_METHODS, storeThreadWorker } from '../../src/db/store-thread.js';
 import { eventually } from '../helpers/assets.js';
@@ -244,6 +246,25 @@ describe('the SQLite store on its own thread', () => {
   test('a database that cannot be opened fails the start, with the driver’s reason', async () => {
     await assert.rejects(openStoreThread(`sqlite://${dir}`, clock), (err: unknown) => {
       assert.match(String((err as { code?: unknown }).code), /^SQLITE_CANTOPEN/);
+      return true;
+    });
+  });
+
+  test('a database a newer Wharf migrated fails the start as SchemaAhead, naming what this version does not know', async () => {
+    const url = `sqlite://${join(dir, 'ahead.db')}`;
+    await (await openStoreThread(url, clock)).close();
+    const { db } = connect(url);
+    try {
+      await sql`insert into wharf_migrations (name, timestamp) values ('999_from_a_later_wharf', '2099-01-01T00:00:00.000Z')`.execute(
+        db,
+      );
+    } finally {
+      await db.destroy();
+    }
+    // Its class, not only its words: the start names the setting the operator used (main.ts).
+    await assert.rejects(openStoreThread(url, clock), (err: unknown) => {
+      assert.ok(err instanceof SchemaAhead, String(err));
+      assert.deepEqual(err.unknown, ['999_from_a_later_wharf']);
       return true;
     });
   });
