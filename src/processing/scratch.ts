@@ -28,6 +28,15 @@ export class Scratch {
     this.own = await processTempDir(this.root);
   }
 
+  /**
+   * Removes this process's own directory, once no work runs any more (the core is closing): a
+   * clean stop leaves nothing behind, not even an empty directory. It holds only the
+   * directories of withDir, this instance's own; those of other processes are left alone.
+   */
+  async close(): Promise<void> {
+    if (this.own !== undefined) await rm(this.own, { recursive: true, force: true });
+  }
+
   /** Runs `work` in a fresh directory and removes it afterwards, whatever happens. */
   async withDir<T>(work: (dir: string) => Promise<T>): Promise<T> {
     const dir = join(this.own ?? this.root, randomUUID());

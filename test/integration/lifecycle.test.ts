@@ -3,10 +3,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isProcessDir } from '../../src/blobs/process-temp.js';
 import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/connect.js';
 import { migrate as migrateTo } from '../../src/db/migrate.js';
@@ -480,6 +481,19 @@ function upload(port: number, key: string, body: Buffer, firstBytes: number) {
   };
 }
 
+/**
+ * The temp directories (work/, blobs/tmp/, …: see processTempDir) the process `pid` of this host
+ * has in `dataDir`, relative to it.
+ */
+async function processDirs(dataDir: string, pid: number): Promise<string[]> {
+  const mine = `${hostname()}-${pid}-`;
+  const entries = await readdir(dataDir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isDirectory() && e.name.startsWith(mine) && isProcessDir(e.name))
+    .map((e) => relative(dataDir, join(e.parentPath, e.name)))
+    .sort();
+}
+
 /** Until storage holds the upload's partial write: then it is surely in flight. */
 async function writeUnderway(inst: Installation): Promise<void> {
   const server = { dataDir: inst.dataDir, backingEnv: inst.backing.env };
@@ -628,6 +642,26 @@ describe('stopping', () => {
     assert.ok(performance.now() - signalled >= 3900, 'not before');
     assert.deepEqual(await r.exited, { code: 0, signal: null });
     assert.match(r.stdout(), /"msg":"stopped"/);
+  });
+
+  test('SIGTERM leaves no directory of the process in the data directory; one a SIGKILL left is removed by the next start', async () => {
+    const inst = await installation();
+    const first = start(inst.env);
+    await first.waitFor(LISTENING);
+    const killedPid = first.child.pid!;
+    assert.notDeepEqual(await processDirs(inst.dataDir, killedPid), [], 'a running server has its own');
+    first.child.kill('SIGKILL');
+    assert.equal((await first.exited).signal, 'SIGKILL');
+    const left = await processDirs(inst.dataDir, killedPid);
+    assert.notDeepEqual(left, [], 'a SIGKILL leaves them');
+
+    const second = start(inst.env);
+    await second.waitFor(LISTENING);
+    const pid = second.child.pid!;
+    assert.deepEqual(await processDirs(inst.dataDir, killedPid), [], `the start removed ${left.join(', ')}`);
+    second.child.kill('SIGTERM');
+    assert.deepEqual(await second.exited, { code: 0, signal: null });
+    assert.deepEqual(await processDirs(inst.dataDir, pid), [], 'a clean stop removes its own');
   });
 
   test('SIGTERM while the sweep waits on a store that stopped answering: one sweep at a time, exit 0 at once, nothing runs on after', {

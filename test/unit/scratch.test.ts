@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -92,5 +92,24 @@ describe('Scratch.init', () => {
       return work;
     });
     assert.equal(existsSync(used), false);
+  });
+});
+
+describe('Scratch.close', () => {
+  test('removes this instance’s own directory, with what is in it; another’s, live in this process, stays', async () => {
+    const root = join(dir, 'work-close');
+    const closing = new Scratch(root);
+    const other = new Scratch(root);
+    await closing.init();
+    await other.init();
+    const [mine, theirs] = await Promise.all(
+      [closing, other].map((s) => s.withDir(async (work) => join(work, '..'))),
+    );
+    await writeFile(join(mine!, 'left-by-a-job'), 'x');
+    await closing.close();
+    assert.equal(existsSync(mine!), false, 'a clean stop leaves no directory of its own');
+    assert.equal(existsSync(theirs!), true, 'another Scratch still uses its own');
+    await other.close();
+    assert.deepEqual(await readdir(root), []);
   });
 });
