@@ -232,6 +232,7 @@ export async function openCore(
     abandonStorageCalls: () => abandon.abort(),
     async close() {
       await blobs.close();
+      await tus.close?.();
       await scratch.close();
       await store.close();
     },

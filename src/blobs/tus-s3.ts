@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
 import { S3ServiceException } from '@aws-sdk/client-s3';
@@ -39,7 +40,12 @@ export function s3TusBackend(
   datastore.extensions = [...TUS_EXTENSIONS];
   // Its client is its own; a store that is away (503) or full (507) reads as one here too.
   reportingStoreRefusals(datastore.s3Client);
-  return { datastore, storage: datastore };
+  return {
+    datastore,
+    storage: datastore,
+    // A clean stop leaves no directory of this process (processTempDir removes those of a crash).
+    close: () => rm(partsDir, { recursive: true, force: true }),
+  };
 }
 
 class NoCache<T> {

@@ -12,6 +12,8 @@ export interface TusBackend {
   storage: ResumableStorage;
   /** Where the tus routes hand request bodies straight to the datastore (local files only). */
   bodies?: BodyChannel | undefined;
+  /** Removes what this process kept on disk for it (S3: its parts directory), once no upload runs. */
+  close?(): Promise<void>;
 }
 
 /** One request's body, offered to the datastore's write of its upload (see BodyChannel). */
