@@ -43,6 +43,12 @@ export interface ConnectOptions {
   deferWal?: boolean;
 }
 
+/**
+ * How long a statement waits for another connection's lock (another process writing to the
+ * same file) before it fails with SQLITE_BUSY, answered 503 (see sqliteQueries).
+ */
+export const BUSY_TIMEOUT_MS = 5_000;
+
 /** `postgres://…` / `postgresql://…`, or SQLite: `sqlite:///abs/path.db`, `sqlite:relative.db` or a bare path. */
 export function connect(url: string, options: ConnectOptions = {}): Connection {
   const target = parseDatabaseUrl(url);
@@ -54,7 +60,7 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
     // A second connection beside the writer (see db/store-thread.ts): the file exists and
     // is in WAL mode already, and any write through it fails (SQLITE_READONLY).
     const reader = new SQLite(path, { readonly: true, fileMustExist: true });
-    reader.pragma('busy_timeout = 5000');
+    reader.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     return sqliteConnection(reader, options.log);
   }
   if (path !== ':memory:' && !options.mustExist) {
@@ -69,7 +75,7 @@ export function connect(url: string, options: ConnectOptions = {}): Connection {
   if (!options.deferWal) sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   // Temporary storage in memory, not in files. Every batch of uploads and events is a
   // multi-row INSERT inside a transaction, which journals the pages it changes so that it
   // alone can be undone; as a file, that cost a write() per page: 9 % of the SQLite thread's
@@ -259,10 +265,19 @@ async function refuseNul(connection: DatabaseConnection): Promise<void> {
 }
 
 /**
- * SQLite's own refusals of a query, as Wharf's: SQLITE_CANTOPEN is a file SQLite needs (its
- * WAL index, a temp file for a sort) that it could not open, which on a database open and
- * working is the process out of file descriptors under load (SQLite keeps no errno): the
- * database is unavailable for the moment (503), not a bug of Wharf's (500).
+ * SQLite's own refusals of a query, as Wharf's, told by the error's code (never its message).
+ * The database is unavailable for the moment (503, with Retry-After), not a bug of Wharf's
+ * (500), when:
+ * - SQLITE_CANTOPEN: a file SQLite needs (its WAL index, a temp file for a sort) could not be
+ *   opened, which on a database open and working is the process out of file descriptors under
+ *   load (SQLite keeps no errno);
+ * - SQLITE_BUSY (and its extended codes): another process (a `sqlite3` shell's open write
+ *   transaction, a script, a slow commit of the CLI's) held the write lock for longer than the
+ *   busy timeout (BUSY_TIMEOUT_MS), or wrote after this transaction read (BUSY_SNAPSHOT). It
+ *   was answered 500 while the requests behind it in the SQLite thread's queue, whose wait
+ *   started later, outlasted the lock and succeeded. The transaction is rolled back (see
+ *   withStatementCache): nothing of it is kept, and the client's retry is safe;
+ * - SQLITE_LOCKED (and its extended codes): the same, between connections of one process.
  */
 async function sqliteQueries(connection: DatabaseConnection): Promise<void> {
   await refuseNul(connection);
@@ -272,11 +287,21 @@ async function sqliteQueries(connection: DatabaseConnection): Promise<void> {
     try {
       return await execute(query);
     } catch (err) {
-      throw (err as { code?: unknown } | null)?.code === 'SQLITE_CANTOPEN'
-        ? serviceUnavailable('database', err)
-        : err;
+      throw isSqliteUnavailable(err) ? serviceUnavailable('database', err) : err;
     }
   };
+}
+
+/**
+ * Whether `err` is one of SQLite's "not now" (see sqliteQueries). better-sqlite3 gives the
+ * extended code: any of SQLITE_BUSY's and SQLITE_LOCKED's is still the lock of another
+ * connection; SQLITE_CANTOPEN's (a directory, a path too long) are not load, and stay what they are.
+ */
+function isSqliteUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  if (code === 'SQLITE_CANTOPEN') return true;
+  return ['SQLITE_BUSY', 'SQLITE_LOCKED'].some((lock) => code === lock || code.startsWith(`${lock}_`));
 }
 
 /**
