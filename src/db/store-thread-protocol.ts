@@ -19,7 +19,14 @@ export interface CallBatch {
 
 /** A failure as it crosses threads: enough to rebuild what callers test (class and code). */
 export type ThrownFailure =
-  | { kind: 'wharf'; code: string; message: string; details: Record<string, unknown> | undefined }
+  | {
+      kind: 'wharf';
+      code: string;
+      message: string;
+      details: Record<string, unknown> | undefined;
+      /** What it stands for (SQLite's own error behind a 503), for the log line. */
+      cause?: ThrownFailure;
+    }
   | { kind: 'config'; problems: string[] }
   | { kind: 'schema_ahead'; unknown: string[] }
   | { kind: 'other'; name: string; message: string; code: unknown; stack: string | undefined };

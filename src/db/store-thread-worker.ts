@@ -27,7 +27,14 @@ const ids = createIdSource({ now: () => callerNow }, start.idOrder);
 
 function describe(err: unknown): ThrownFailure {
   if (err instanceof WharfError) {
-    return { kind: 'wharf', code: err.code, message: err.message, details: err.details };
+    const { cause } = err as Error;
+    return {
+      kind: 'wharf',
+      code: err.code,
+      message: err.message,
+      details: err.details,
+      ...(cause === undefined ? {} : { cause: describe(cause) }),
+    };
   }
   // A database a newer Wharf migrated: rebuilt as such, so that the start names the setting
   // the operator used (main.ts).

@@ -342,8 +342,12 @@ class StoreThread {
 }
 
 function revive(failure: ThrownFailure): Error {
-  if (failure.kind === 'wharf')
-    return new WharfError(failure.code as ErrorCode, failure.message, failure.details);
+  if (failure.kind === 'wharf') {
+    const err = new WharfError(failure.code as ErrorCode, failure.message, failure.details);
+    // SQLite's own error behind a 503 (a locked database): what its log line says.
+    if (failure.cause) (err as Error).cause = revive(failure.cause);
+    return err;
+  }
   if (failure.kind === 'config') return new ConfigError(failure.problems);
   if (failure.kind === 'schema_ahead') return new SchemaAhead(failure.unknown);
   // A commit that found the disk full: the same refusal as a full disk anywhere else.
