@@ -107,7 +107,8 @@ export interface UploadBatch {
 /** An upload's state (`GET /v1/uploads/{id}`). */
 export interface Upload {
   id: string;
-  status: string;
+  /** `pending` (its bytes may still arrive), `completed` (`asset_id` is its asset) or `expired` (`ended` says why). */
+  status: 'pending' | 'completed' | 'expired';
   name: string;
   content_type: string;
   size: number | null;
@@ -115,8 +116,8 @@ export interface Upload {
   asset_id: string | null;
   token_id: string | null;
   subject: string | null;
-  /** The flow: direct, presigned, multipart, tus, form … */
-  kind: string;
+  /** How its bytes arrive: the request's own body, a presigned PUT or form POST, S3-style parts, tus, or Resumable Uploads for HTTP. */
+  kind: 'direct' | 'presigned' | 'post' | 'multipart' | 'tus' | 'rufh';
   created_at: string;
   completed_at: string | null;
   /** A pending tus or Resumable-Uploads-for-HTTP upload: where to resume it. */

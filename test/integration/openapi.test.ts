@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -82,24 +82,36 @@ const STORAGE_PREFIX = '/s3/';
 /** The names every client sees: each is a component, referenced wherever it is used. */
 const COMPONENTS = [
   'Access',
+  'Account',
+  'AccountSettings',
+  'AccountSettingsChanges',
   'Asset',
+  'AssetFile',
+  'AssetFileList',
   'AssetList',
   'AssetResult',
   'CreatedKey',
   'Delivery',
+  'Derivative',
+  'DerivativeList',
   'Error',
   'Event',
   'EventPage',
   'FileDeclaration',
   'FileVersion',
+  'ImagePreset',
+  'ImagePresetList',
   'Key',
+  'ListedUpload',
   'MintedUploadToken',
   'MultipartUpload',
   'PendingUpload',
   'ResumableUpload',
+  'SignedImageUrl',
   'SignedUrl',
   'Upload',
   'UploadItem',
+  'UploadList',
   'UploadProblem',
   'UploadToken',
   'Webhook',
@@ -264,8 +276,16 @@ describe('the OpenAPI document', () => {
       ['/v1/tus/{id}', 'patch'],
       ['/v1/resumable/', 'post'],
       ['/v1/resumable/{id}', 'patch'],
+      ['/v1/files/{namespace}/{name}', 'put'],
     ] as const) {
       assert.ok(declared(path, method).includes('422'), `${method} ${path}: LOCATION_NOT_REMOVABLE`);
+    }
+    assert.ok(
+      declared('/v1/multipart/{id}/parts', 'post').includes('409'),
+      'signing parts of a completed upload',
+    );
+    for (const method of ['get', 'head']) {
+      assert.ok(declared('/v1/assets/{id}/image', method).includes('500'), `${method} image: BYTES_MISSING`);
     }
     assert.ok(declared('/v1/tus/', 'post').includes('429'), 'TOO_MANY_OPEN_UPLOADS');
     assert.ok(declared('/v1/resumable/', 'post').includes('429'), 'TOO_MANY_OPEN_UPLOADS');
@@ -318,6 +338,62 @@ describe('the OpenAPI document', () => {
     }
   });
 
+  test('every native operation declares 503 (a dependency away), and every one that writes 507 (storage full)', () => {
+    const declared = (op: Json) => Object.keys(op.responses);
+    // Reads that write: a rendering is stored on first request; HEAD and GET of a resumable
+    // upload complete one whose every byte arrived.
+    const readsThatWrite = new Set([
+      'getAssetImage',
+      'getAssetImageHead',
+      'tusGetOffset',
+      'rufhGetOffset',
+      'rufhGetOffsetWithGet',
+    ]);
+    for (const [path, method, op] of operations()) {
+      if (!path.startsWith('/v1/')) continue;
+      assert.ok(declared(op).includes('503'), `${method} ${path} declares 503`);
+      const writes = !['get', 'head', 'options'].includes(method) || readsThatWrite.has(op.operationId);
+      assert.equal(
+        declared(op).includes('507'),
+        writes,
+        `${method} ${path} ${writes ? 'declares' : 'does not declare'} 507`,
+      );
+      if (method === 'head') {
+        for (const status of ['503', '507'])
+          assert.equal(op.responses[status]?.content, undefined, `HEAD ${path}`);
+      }
+    }
+    for (const path of ['/healthz', '/readyz']) {
+      assert.equal(declared(doc.paths[path].get).includes('507'), false, path);
+    }
+    const unavailable = doc.paths['/v1/keys'].post.responses['503'];
+    assert.match(unavailable.description, /SERVICE_UNAVAILABLE/);
+    assert.deepEqual(unavailable.content['application/json'].schema.$ref, '#/components/schemas/Error');
+    assert.match(doc.paths['/v1/keys'].post.responses['507'].description, /STORAGE_FULL/);
+    assert.match(
+      doc.paths['/v1/tus/{id}'].patch.responses['503'].description,
+      /TOO_MANY_UPLOAD_STREAMS.*SERVICE_UNAVAILABLE/,
+    );
+  });
+
+  test('closed sets are enums and times are date-times, as the docs give them', () => {
+    // @fastify/swagger writes each literal's `const` as a one-value `enum`.
+    const values = (schema: Json) =>
+      schema.anyOf.flatMap((variant: Json) => variant.enum ?? [variant.const]).sort();
+    const upload = doc.components.schemas.Upload.properties;
+    assert.deepEqual(values(upload.status), ['completed', 'expired', 'pending']);
+    assert.deepEqual(values(upload.kind), ['direct', 'multipart', 'post', 'presigned', 'rufh', 'tus']);
+    const key = doc.components.schemas.Key.properties;
+    assert.equal(key.created_at.format, 'date-time');
+    for (const field of ['last_used_at', 'revoked_at']) {
+      assert.equal(
+        key[field].anyOf.find((variant: Json) => variant.type === 'string').format,
+        'date-time',
+        field,
+      );
+    }
+  });
+
   test('what has a default may be left out: not required in bodies or query parameters', () => {
     const signed = deref(
       doc.paths['/v1/assets/{id}/signed-url'].post.requestBody.content['application/json'].schema,
@@ -360,6 +436,37 @@ describe('the OpenAPI document', () => {
     });
     assert.deepEqual(doc.components.schemas.KeyList.properties.data.items, {
       $ref: '#/components/schemas/Key',
+    });
+    // Each answer a generated client types is a named type, not an anonymous one.
+    for (const [path, method, name] of [
+      ['/v1/uploads', 'get', 'UploadList'],
+      ['/v1/account', 'get', 'Account'],
+      ['/v1/image-presets', 'get', 'ImagePresetList'],
+      ['/v1/image-presets/{name}', 'get', 'ImagePreset'],
+      ['/v1/image-presets/{name}', 'put', 'ImagePreset'],
+      ['/v1/account/settings', 'get', 'AccountSettings'],
+      ['/v1/account/settings', 'patch', 'AccountSettings'],
+      ['/v1/assets/{id}/derivatives', 'get', 'DerivativeList'],
+      ['/v1/assets/{id}/image-url', 'post', 'SignedImageUrl'],
+      ['/v1/assets/{id}/files', 'get', 'AssetFileList'],
+    ] as const) {
+      assert.deepEqual(
+        schemaOf(path, method, '200'),
+        { $ref: `#/components/schemas/${name}` },
+        `${method} ${path}`,
+      );
+    }
+    assert.deepEqual(doc.components.schemas.UploadList.properties.data.items, {
+      $ref: '#/components/schemas/ListedUpload',
+    });
+    assert.deepEqual(doc.components.schemas.ImagePresetList.properties.data.items, {
+      $ref: '#/components/schemas/ImagePreset',
+    });
+    assert.deepEqual(doc.components.schemas.DerivativeList.properties.data.items, {
+      $ref: '#/components/schemas/Derivative',
+    });
+    assert.deepEqual(doc.components.schemas.AssetFileList.properties.data.items, {
+      $ref: '#/components/schemas/AssetFile',
     });
     // Nowhere in the native API's operations is an asset or an error spelled out again.
     const inlined: string[] = [];
@@ -718,8 +825,10 @@ describe('real responses match the document', () => {
       listed.body.data.find((u: Json) => u.id === single.body.id),
       state.body,
     );
-    const item = deref(doc.paths['/v1/uploads'].get.responses['200'].content['application/json'].schema)
-      .properties.data.items;
+    const item = deref(
+      deref(doc.paths['/v1/uploads'].get.responses['200'].content['application/json'].schema).properties.data
+        .items,
+    );
     const upload = doc.components.schemas.Upload;
     assert.deepEqual(
       Object.keys(upload.properties).sort(),
@@ -773,6 +882,25 @@ describe('real responses match the document', () => {
       '/v1/uploads/{id}',
       await api(w.url, tenant.key, 'GET', `/v1/uploads/${failed.body.data[0].id}`),
     );
+  });
+
+  test('an event’s upload holds exactly the fields docs/webhooks.md lists, which are not the API’s upload JSON', async () => {
+    const { key } = await w.newAccount();
+    const declared = await declare(w, key, { name: 'event.bin', size: 3 });
+    const events = await api(w.url, key, 'GET', '/v1/events?type=upload.created');
+    conforms('GET', '/v1/events', events);
+    const upload = events.body.data.find((e: Json) => e.data.upload.id === declared.id).data.upload;
+    const docs = await readFile(join(REPO, 'docs', 'webhooks.md'), 'utf8');
+    const listed = /it holds exactly ([^;]+);/.exec(docs.replace(/\s+/g, ' '))?.[1];
+    assert.ok(listed, 'docs/webhooks.md lists an event’s upload fields');
+    const fields = listed
+      .replace(/\([^)]*\)/g, '')
+      .split(/,? and |, /)
+      .map((item) => /^\s*`([a-z_0-9]+)`/.exec(item)?.[1]);
+    assert.deepEqual([...fields].sort(), Object.keys(upload).sort());
+    // Not the API's upload: a client must not expect one from the other.
+    const api_ = Object.keys(doc.components.schemas.Upload.properties);
+    assert.ok(!fields.includes('resume_url') && api_.includes('resume_url'));
   });
 
   test('multipart and S3 signing: every step and their errors', async () => {

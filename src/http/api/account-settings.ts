@@ -1,17 +1,29 @@
 import { Type } from 'typebox';
 import { requireKey, requireScope } from '../../core/authorization.js';
 import type { Account } from '../../core/model.js';
+import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { errorResponses } from './schemas.js';
 
-const SettingsSchema = Type.Object(
-  {
-    strip_gps: Type.Boolean({
-      description:
-        'New images are stored without their location (EXIF GPS, XMP and IPTC place names): see docs/images.md.',
-    }),
-  },
-  { description: 'Settings of the caller’s account.' },
+const SettingsSchema = named(
+  'AccountSettings',
+  Type.Object(
+    {
+      strip_gps: Type.Boolean({
+        description:
+          'New images are stored without their location (EXIF GPS, XMP and IPTC place names): see docs/images.md.',
+      }),
+    },
+    { description: 'Settings of the caller’s account.' },
+  ),
+);
+
+const SettingsChanges = named(
+  'AccountSettingsChanges',
+  Type.Partial(SettingsSchema, {
+    additionalProperties: false,
+    description: 'The settings to change; those left out stay as they are.',
+  }),
 );
 
 function settingsJson(account: Account) {
@@ -44,7 +56,7 @@ export async function accountSettingsRoutes(app: App, { core }: ApiContext): Pro
         operationId: 'updateAccountSettings',
         summary: 'Change the account’s settings (admin)',
         tags: ['account'],
-        body: Type.Partial(SettingsSchema, { additionalProperties: false }),
+        body: SettingsChanges,
         response: { 200: SettingsSchema, ...errorResponses },
       },
     },

@@ -72,7 +72,10 @@ export const EventSchema = named(
       type: Type.String({ description: `One of: ${EVENT_TYPES.join(', ')}.` }),
       timestamp: Type.String({ format: 'date-time' }),
       data: Type.Record(Type.String(), Type.Unknown(), {
-        description: '`upload` and/or `asset` as the API shows them, and facts of the change.',
+        description:
+          '`asset` as the API shows it; `upload` as events describe it (not `Upload`: `id`, `kind`, `status`, ' +
+          '`name`, `content_type`, `size`, `sha256`, `external_id`, `token_id`, `subject`, `metadata`, ' +
+          '`asset_id`, `deduplicated`, `created_at`, `expires_at`, `completed_at`); and facts of the change.',
       }),
     },
     { description: 'A recorded state change.' },

@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { requireKey, requireScope } from '../../core/authorization.js';
 import type { ImagePreset } from '../../core/model.js';
 import { FITS, MAX_DPR } from '../../core/transforms.js';
+import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { errorResponses, iso, NoQuery } from './schemas.js';
 
@@ -23,24 +24,32 @@ const PresetBody = Type.Object(
   { additionalProperties: false },
 );
 
-const PresetSchema = Type.Object(
-  {
-    name: Type.String(),
-    params: Type.Object(
-      {
-        w: Type.Optional(Type.Integer()),
-        h: Type.Optional(Type.Integer()),
-        fit: Type.Optional(Type.String()),
-        format: Type.String(),
-        q: Type.Optional(Type.Integer()),
-      },
-      { description: 'Canonical: sizes rounded up to 16 px with dpr applied, quality to 5.' },
-    ),
-    eager: Type.Boolean(),
-    created_at: Type.String({ format: 'date-time' }),
-    updated_at: Type.String({ format: 'date-time' }),
-  },
-  { description: 'A named set of transform parameters (`?preset=name`).' },
+const PresetSchema = named(
+  'ImagePreset',
+  Type.Object(
+    {
+      name: Type.String(),
+      params: Type.Object(
+        {
+          w: Type.Optional(Type.Integer()),
+          h: Type.Optional(Type.Integer()),
+          fit: Type.Optional(Type.String()),
+          format: Type.String(),
+          q: Type.Optional(Type.Integer()),
+        },
+        { description: 'Canonical: sizes rounded up to 16 px with dpr applied, quality to 5.' },
+      ),
+      eager: Type.Boolean(),
+      created_at: Type.String({ format: 'date-time' }),
+      updated_at: Type.String({ format: 'date-time' }),
+    },
+    { description: 'A named set of transform parameters (`?preset=name`).' },
+  ),
+);
+
+const PresetListSchema = named(
+  'ImagePresetList',
+  Type.Object({ data: Type.Array(PresetSchema) }, { description: 'The account’s image presets.' }),
 );
 
 function presetJson(preset: ImagePreset) {
@@ -63,7 +72,7 @@ export async function imagePresetRoutes(app: App, { core }: ApiContext): Promise
         querystring: NoQuery,
         summary: 'List the account’s image presets',
         tags: ['images'],
-        response: { 200: Type.Object({ data: Type.Array(PresetSchema) }), ...errorResponses },
+        response: { 200: PresetListSchema, ...errorResponses },
       },
     },
     async (request) => {

@@ -3,6 +3,7 @@ import { WharfError } from '../../core/errors.js';
 import { MAX_UPLOADS_PER_PAGE } from '../../core/listings.js';
 import type { Upload, UploadEnding } from '../../core/model.js';
 import { HEAD_BYTES } from '../../core/resumable.js';
+import { named } from '../openapi/components.js';
 import { RUFH_PATH } from '../rufh/routes.js';
 import { TUS_PATH } from '../tus/routes.js';
 import type { ApiContext, App } from './context.js';
@@ -49,14 +50,17 @@ const UploadListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const UploadListItem = Type.Object(
-  {
-    ...UploadStateSchema.properties,
-    offset: Type.Optional(
-      Type.Integer({ description: 'Looked up by file (`size`): bytes received, to resume from.' }),
-    ),
-  },
-  { description: 'An upload, as listed.' },
+const UploadListItem = named(
+  'ListedUpload',
+  Type.Object(
+    {
+      ...UploadStateSchema.properties,
+      offset: Type.Optional(
+        Type.Integer({ description: 'Looked up by file (`size`): bytes received, to resume from.' }),
+      ),
+    },
+    { description: 'An upload, as listed: an `Upload`, with its `offset` when looked up by file.' },
+  ),
 );
 
 /**
@@ -103,33 +107,39 @@ function resumeUrl(upload: Upload, publicUrl: string): string | null {
   return null;
 }
 
-const UploadPage = Type.Object(
-  { data: Type.Array(UploadListItem), next_cursor: Type.Union([Type.String(), Type.Null()]) },
-  { description: 'Uploads, newest first.' },
+const UploadPage = named(
+  'UploadList',
+  Type.Object(
+    { data: Type.Array(UploadListItem), next_cursor: Type.Union([Type.String(), Type.Null()]) },
+    { description: 'Uploads, newest first.' },
+  ),
 );
 
 const Bytes = Type.Union([Type.Integer(), Type.Null()]);
 
-const AccountSchema = Type.Object(
-  {
-    id: Type.String(),
-    name: Type.String(),
-    max_file_size: Type.Union([Type.Integer(), Type.Null()], {
-      description: 'The account’s file size limit (null: the server’s, WHARF_MAX_FILE_SIZE).',
-    }),
-    storage_quota: Type.Union([Type.Integer(), Type.Null()], {
-      description: 'Bytes it may store (null: no limit).',
-    }),
-    usage: Type.Object({
-      bytes_used: Type.Integer({ description: 'The sizes of its assets (each content counted once).' }),
-      bytes_reserved: Type.Integer({ description: 'What its pending uploads hold against the quota.' }),
-      bytes_free: Bytes,
-      assets: Type.Integer(),
-      pending_uploads: Type.Integer(),
-    }),
-    created_at: Type.String({ format: 'date-time' }),
-  },
-  { description: 'The caller’s account and what it holds against its quota.' },
+const AccountSchema = named(
+  'Account',
+  Type.Object(
+    {
+      id: Type.String(),
+      name: Type.String(),
+      max_file_size: Type.Union([Type.Integer(), Type.Null()], {
+        description: 'The account’s file size limit (null: the server’s, WHARF_MAX_FILE_SIZE).',
+      }),
+      storage_quota: Type.Union([Type.Integer(), Type.Null()], {
+        description: 'Bytes it may store (null: no limit).',
+      }),
+      usage: Type.Object({
+        bytes_used: Type.Integer({ description: 'The sizes of its assets (each content counted once).' }),
+        bytes_reserved: Type.Integer({ description: 'What its pending uploads hold against the quota.' }),
+        bytes_free: Bytes,
+        assets: Type.Integer(),
+        pending_uploads: Type.Integer(),
+      }),
+      created_at: Type.String({ format: 'date-time' }),
+    },
+    { description: 'The caller’s account and what it holds against its quota.' },
+  ),
 );
 
 const FileVersionRef = Type.Object({
@@ -138,19 +148,23 @@ const FileVersionRef = Type.Object({
   created_at: Type.String({ format: 'date-time' }),
 });
 
-const AssetFiles = Type.Object(
-  {
-    data: Type.Array(
-      Type.Object({
-        namespace: Type.String(),
-        name: Type.String(),
-        version: Type.Integer({ minimum: 1, description: 'The version that is this asset.' }),
-        latest_version: Type.Integer({ minimum: 1 }),
-        versions: Type.Array(FileVersionRef, { description: 'Every version of the file, oldest first.' }),
-      }),
-    ),
-  },
-  { description: 'The named files an asset is a version of.' },
+const AssetFile = named(
+  'AssetFile',
+  Type.Object(
+    {
+      namespace: Type.String(),
+      name: Type.String(),
+      version: Type.Integer({ minimum: 1, description: 'The version that is this asset.' }),
+      latest_version: Type.Integer({ minimum: 1 }),
+      versions: Type.Array(FileVersionRef, { description: 'Every version of the file, oldest first.' }),
+    },
+    { description: 'A named file an asset is a version of.' },
+  ),
+);
+
+const AssetFiles = named(
+  'AssetFileList',
+  Type.Object({ data: Type.Array(AssetFile) }, { description: 'The named files an asset is a version of.' }),
 );
 
 /** Read-only views: uploads, the account's usage, the named files of an asset. */

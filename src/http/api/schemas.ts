@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
-import type { Asset, AssetAnalysis } from '../../core/model.js';
+import type { Asset, AssetAnalysis, UploadKind, UploadStatus } from '../../core/model.js';
 import { named } from '../openapi/components.js';
 
 export const ErrorSchema = named(
@@ -204,12 +204,44 @@ export const UploadEndedSchema = named(
   ),
 );
 
+/**
+ * Every status and kind an upload has (model.ts's UploadStatus and UploadKind: a Record, so one
+ * added there must be added here), each as the schema's description says it.
+ */
+const UPLOAD_STATUSES: Record<UploadStatus, string> = {
+  pending: 'its bytes may still arrive',
+  completed: 'it made (or found) its asset, `asset_id`',
+  expired: 'it ended without an asset (`ended` says why)',
+};
+const UPLOAD_KINDS: Record<UploadKind, string> = {
+  direct: 'the request’s own body (`POST /v1/assets`, `PUT /v1/files/…`)',
+  presigned: 'a presigned PUT to storage',
+  post: 'a form POST to storage (a presigned POST policy)',
+  multipart: 'S3-style parts',
+  tus: 'tus (`/v1/tus/`)',
+  rufh: 'Resumable Uploads for HTTP (`/v1/resumable/`, or `POST /v1/assets` with `Upload-Complete`)',
+};
+
+/**
+ * A closed set of strings, from a Record of each value's meaning: the union of their literals,
+ * described value by value, typed as the Record's keys (a union built from a list is not).
+ */
+function oneOf<T extends string>(values: Record<T, string>, what: string) {
+  const meanings = Object.entries<string>(values).map(([value, meaning]) => `\`${value}\`, ${meaning}`);
+  return Type.Unsafe<T>(
+    Type.Union(
+      Object.keys(values).map((value) => Type.Literal(value)),
+      { description: `${what}: ${meanings.join('; ')}.` },
+    ),
+  );
+}
+
 /** An upload as `GET /v1/uploads/{id}` shows it, and as the listing shows each (which may add `offset`). */
 export const UploadStateSchema = named(
   'Upload',
   Type.Object({
     id: Type.String(),
-    status: Type.String(),
+    status: oneOf(UPLOAD_STATUSES, 'Where it stands'),
     name: Type.String(),
     content_type: Type.String(),
     size: Type.Union([Type.Integer(), Type.Null()]),
@@ -221,7 +253,7 @@ export const UploadStateSchema = named(
     subject: Type.Union([Type.String(), Type.Null()], {
       description: 'That token’s subject (kept here even when the content was already an asset).',
     }),
-    kind: Type.String({ description: 'The flow: direct, presigned, multipart, tus, form …' }),
+    kind: oneOf(UPLOAD_KINDS, 'How its bytes arrive'),
     created_at: Type.String({ format: 'date-time' }),
     completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     resume_url: Type.Union([Type.String(), Type.Null()], {

@@ -3,7 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import { ErrorSchema } from '../api/schemas.js';
 import { type RoutingErrorShape, routingShapeFor } from '../routing-errors.js';
-import { components, referenced } from './components.js';
+import { components, describedAs, referenced } from './components.js';
 import { protocolPaths, protocolTags } from './protocols.js';
 
 export interface OpenApiOptions {
@@ -129,6 +129,17 @@ function optional(body: unknown): boolean {
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+/** Methods that only read: every other one writes (a DELETE too: it records the deletion). */
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+const UNAVAILABLE = describedAs(
+  ErrorSchema,
+  'SERVICE_UNAVAILABLE: the database or storage cannot be reached, or the server is stopping; retry after `Retry-After` seconds.',
+);
+const STORAGE_FULL = describedAs(
+  ErrorSchema,
+  'STORAGE_FULL: the disk (or the database’s) is full, or the S3 store refuses the write for want of room.',
+);
 
 /**
  * The refusals that come from how a route is registered rather than from what it does, declared
@@ -140,6 +151,12 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
  *   DELETE is refused the same way, but a client sends it no body, so it is not listed there.
  * - `415` on a route that stores its body as a file, for one sent in a Content-Encoding
  *   (config.fileBody, see file-bodies.ts).
+ * - `503` on every native route: each reads the database (a key is looked up before anything
+ *   else), and the database or storage may be away (SERVICE_UNAVAILABLE, with Retry-After).
+ * - `507` on every native route whose method writes (not GET, HEAD or OPTIONS): a full disk
+ *   refuses any write, the database's own (SQLITE_FULL, PostgreSQL's disk full) included, so a
+ *   DELETE that only records a deletion can meet it too. A GET that writes (a rendering stored
+ *   on first request) declares it itself.
  * The seed APIs map these statuses onto their own documents' (a 413 may be their 400), so their
  * routes list body refusals themselves.
  */
@@ -166,6 +183,10 @@ function withGenericRefusals(
     response[415] ??= error;
   }
   if (route.config?.fileBody === true) response[415] ??= error;
+  response[503] ??= referenced(UNAVAILABLE);
+  if ([route.method].flat().some((method) => !READ_METHODS.has(method))) {
+    response[507] ??= referenced(STORAGE_FULL);
+  }
   return { ...schema, response };
 }
 

@@ -537,10 +537,46 @@ function storagePaths(): Json {
   };
 }
 
+const UNAVAILABLE =
+  'The database or storage cannot be reached, or the server is stopping (`SERVICE_UNAVAILABLE`): retry after `Retry-After`.';
+
+/**
+ * The refusals of Wharf's dependencies on tus's and Resumable HTTP's operations, as the native
+ * API's generic ones (see withGenericRefusals): `503` on every one (a key is looked up in the
+ * database), beside the stream cap's where there is one; `507` on every one but discovery,
+ * since HEAD and GET complete an upload whose every byte arrived too (its asset is written).
+ */
+function withDependencyRefusals(paths: Json): Json {
+  return Object.fromEntries(
+    Object.entries(paths).map(([path, pathItem]) => [
+      path,
+      Object.fromEntries(
+        Object.entries(pathItem as Record<string, Json & { responses: Record<string, Json> }>).map(
+          ([method, operation]) => {
+            const responses = { ...operation.responses };
+            // A HEAD's answers have no body.
+            const answer = (description: string) =>
+              method === 'head' ? { description } : rufhError(description);
+            const busy = responses[503] as { description: string } | undefined;
+            responses[503] = answer(busy ? `${busy.description} ${UNAVAILABLE}` : UNAVAILABLE);
+            if (method !== 'options') {
+              responses[507] = answer(
+                'No room left to store the bytes or complete the upload (`STORAGE_FULL`); nothing of the refused ' +
+                  'request is kept, except a completion’s bytes (`details.offset`): HEAD once there is room.',
+              );
+            }
+            return [method, { ...operation, responses }];
+          },
+        ),
+      ),
+    ]),
+  );
+}
+
 /** The protocol endpoints' path items: tus always, the storage endpoint when this node serves it. */
 export function protocolPaths(options: { tus: boolean; storageEndpoint: boolean }): Json {
   return {
-    ...(options.tus ? { ...tusPaths(), ...rufhPaths() } : {}),
+    ...(options.tus ? withDependencyRefusals({ ...tusPaths(), ...rufhPaths() }) : {}),
     ...(options.storageEndpoint ? storagePaths() : {}),
   };
 }

@@ -4,7 +4,7 @@ import { isWharfError, WharfError } from '../../../core/errors.js';
 import { ImageService, type TransformRequest } from '../../../core/images.js';
 import type { Asset, Derivative } from '../../../core/model.js';
 import { EXTENSIONS, FITS, MAX_DPR, type OutputFormat } from '../../../core/transforms.js';
-import { describedAs } from '../../openapi/components.js';
+import { describedAs, named } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
 import { ErrorSchema, errorResponses, IdParams, iso } from '../schemas.js';
@@ -110,26 +110,37 @@ const ImageUrlBody = Type.Object(
   { additionalProperties: false },
 );
 
-const ImageUrlSchema = Type.Object(
-  {
-    url: Type.String({ description: 'Works without a key until it expires; the parameters are signed.' }),
-    expires_at: Type.String({ format: 'date-time' }),
-    params: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]), {
-      description: 'The canonical parameters the URL carries (sizes rounded, dpr applied).',
-    }),
-  },
-  { description: 'A signed transform URL.' },
+const ImageUrlSchema = named(
+  'SignedImageUrl',
+  Type.Object(
+    {
+      url: Type.String({ description: 'Works without a key until it expires; the parameters are signed.' }),
+      expires_at: Type.String({ format: 'date-time' }),
+      params: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]), {
+        description: 'The canonical parameters the URL carries (sizes rounded, dpr applied).',
+      }),
+    },
+    { description: 'A signed transform URL.' },
+  ),
 );
 
-const DerivativeSchema = Type.Object(
-  {
-    params: Type.String({ description: 'The canonical parameters (`w320-q80-webp`), or `preview`.' }),
-    content_type: Type.String(),
-    size: Type.Integer({ minimum: 0 }),
-    sha256: Type.String(),
-    created_at: Type.String({ format: 'date-time' }),
-  },
-  { description: 'A stored rendering of an asset.' },
+const DerivativeSchema = named(
+  'Derivative',
+  Type.Object(
+    {
+      params: Type.String({ description: 'The canonical parameters (`w320-q80-webp`), or `preview`.' }),
+      content_type: Type.String(),
+      size: Type.Integer({ minimum: 0 }),
+      sha256: Type.String(),
+      created_at: Type.String({ format: 'date-time' }),
+    },
+    { description: 'A stored rendering of an asset.' },
+  ),
+);
+
+const DerivativeListSchema = named(
+  'DerivativeList',
+  Type.Object({ data: Type.Array(DerivativeSchema) }, { description: 'The renderings stored for an asset.' }),
 );
 
 type TransformQuery = Partial<Record<keyof typeof TransformFields, unknown>>;
@@ -248,7 +259,16 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
             ErrorSchema,
             'IMAGE_UNDECODABLE, IMAGE_TOO_LARGE, TOO_MANY_VARIANTS or PREVIEW_UNAVAILABLE.',
           ),
-          503: describedAs(ErrorSchema, 'TRANSFORMS_BUSY or TRANSFORM_TIMEOUT (see Retry-After).'),
+          500: describedAs(
+            ErrorSchema,
+            'Storage no longer holds the asset’s recorded bytes (`BYTES_MISSING`): an operator must restore them.',
+          ),
+          503: describedAs(
+            ErrorSchema,
+            'TRANSFORMS_BUSY or TRANSFORM_TIMEOUT, or the database or storage is unreachable (SERVICE_UNAVAILABLE); see Retry-After.',
+          ),
+          // A GET that writes: a new rendering is stored before it is served.
+          507: describedAs(ErrorSchema, 'STORAGE_FULL: no room left to store a new rendering.'),
         },
       },
     },
@@ -379,7 +399,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
         summary: 'The renderings stored for an asset',
         tags: ['images'],
         params: IdParams,
-        response: { 200: Type.Object({ data: Type.Array(DerivativeSchema) }), ...errorResponses },
+        response: { 200: DerivativeListSchema, ...errorResponses },
       },
     },
     async (request) => {

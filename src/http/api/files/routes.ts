@@ -97,7 +97,13 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
           },
           { additionalProperties: false },
         ),
-        response: { 201: VersionSchema, 413: errorResponses[400], ...errorResponses },
+        response: {
+          201: VersionSchema,
+          413: errorResponses[400],
+          // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
+          422: errorResponses[400],
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {

@@ -192,6 +192,8 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
         response: {
           200: SignedPartsSchema,
           ...errorResponses,
+          // UPLOAD_NOT_PENDING: the upload is complete, there are no parts left to sign.
+          409: errorResponses[400],
           410: errorResponses[400],
         },
       },
