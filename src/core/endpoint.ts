@@ -169,8 +169,9 @@ export class StorageEndpointService {
   }
 
   /**
-   * The signature, then what this operation needs it to cover. Query parameters are always
-   * covered when present (SigV4 signs the whole query), so only their presence is checked.
+   * The signature, then what this operation needs it to cover, then that the key's account is
+   * not disabled. Query parameters are always covered when present (SigV4 signs the whole
+   * query), so only their presence is checked.
    */
   private async verify(
     request: SignedRequest,
@@ -188,6 +189,9 @@ export class StorageEndpointService {
         throw new WharfError('INVALID_SIGNATURE', `The signature must cover the ${name} parameter.`);
       }
     }
+    // After the signature (an unsigned request learns nothing of accounts), before any byte is
+    // read: a disabled account's URLs store nothing, start nothing and complete nothing.
+    await this.uploads.requireActiveAccount(accountOfKey(verified.key));
     return verified;
   }
 
@@ -204,6 +208,7 @@ export class StorageEndpointService {
     const startedAt = this.clock.now();
     try {
       const conditions = await this.verifier.verifyPost(fields, startedAt);
+      await this.uploads.requireActiveAccount(accountOfKey(conditions.key));
       // The form's fields (20 KB each at most) are read before its policy names the key.
       const owner = await this.ownerOf(conditions.key, 'post', BODIES_PER_URL);
       return await this.uploads.streams.holding(owner, () =>

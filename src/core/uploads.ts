@@ -497,6 +497,16 @@ export class UploadService {
     }
   }
 
+  /**
+   * Refuses a request that carries no key of its own (one to the embedded endpoint, whose URL a
+   * key signed) for an account that is disabled: its keys stop working at once, and so do the
+   * URLs they signed, as its signed download URLs do.
+   */
+  async requireActiveAccount(accountId: string): Promise<void> {
+    const account = await this.store.getAccount(accountId);
+    if (account?.disabled) throw new WharfError('ACCOUNT_DISABLED', 'This account is disabled.');
+  }
+
   /** The upload that writes `key` through the embedded endpoint, whatever its state. */
   async uploadByKey(key: string, kind: Upload['kind']): Promise<Upload> {
     const uploadId = uploadIdFromKey(key);

@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   complete,
   createAsset,
   dbQuery,
   declare,
+  filesUnder,
   putPresigned,
   readJson,
   uploadRaw,
 } from '../helpers/assets.js';
-import { deployment } from '../helpers/deployment.js';
+import { deployment, storesOnS3 } from '../helpers/deployment.js';
 import { api, type JsonResponse, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -468,5 +470,86 @@ describe('disabled account', () => {
     assert.equal((await api(w.url, key, 'GET', '/v1/keys')).body.data.length, 2);
     assert.equal((await api(w.url, member.key, 'GET', `/v1/uploads/${intent.id}`)).status, 200);
     assert.equal((await uploadRaw(w, key, 'after.bin', 'after re-enabling')).status, 201);
+  });
+
+  // The embedded endpoint is Wharf's own: on S3 the URLs point at the bucket, which knows
+  // nothing of Wharf's accounts, and what stops a disabled account there is that nothing it
+  // stored completes (POST /v1/uploads/{id}/complete is ACCOUNT_DISABLED, the test above).
+  test('the storage endpoint refuses the URLs its keys signed with AccountProblem, storing nothing', {
+    skip: storesOnS3 && 'the embedded storage endpoint; on S3 the URLs go to the bucket',
+  }, async () => {
+    const { accountId, key } = await w.newAccount();
+    const bytes = randomBytes(2000);
+    const intent = await declare(w, key, { name: 'late.bin', size: bytes.length });
+    // A multipart upload's last part may be small; its URL is signed like any part's.
+    const multipart = await api(w.url, key, 'POST', '/v1/multipart', {
+      name: 'movie.mp4',
+      content_type: 'video/mp4',
+      size: 5 * 1024 * 1024 + bytes.length,
+    });
+    assert.equal(multipart.status, 201, JSON.stringify(multipart.body));
+    const parts = await api(w.url, key, 'POST', `/v1/multipart/${multipart.body.id}/parts`, {
+      partNumbers: [2],
+    });
+    assert.equal(parts.status, 200, JSON.stringify(parts.body));
+    // Signed for an S3 client (Uppy): this PutObject completes by itself once stored.
+    const s3Put = await api(w.url, key, 'POST', '/v1/s3/sign', {
+      method: 'PUT',
+      key: 'uppy.bin',
+      contentType: 'application/octet-stream',
+    });
+    assert.equal(s3Put.status, 200, JSON.stringify(s3Put.body));
+    const s3Create = await api(w.url, key, 'POST', '/v1/s3/sign', {
+      method: 'POST',
+      key: 'uppy-big.bin',
+      contentType: 'application/octet-stream',
+    });
+    assert.equal(s3Create.status, 200, JSON.stringify(s3Create.body));
+    const principal = await w.wharf.core.keys.authenticate(key);
+    const { post } = await w.wharf.core.uploads.createPost(principal, { name: 'form.bin', maxSize: 4096 });
+
+    await w.wharf.core.keys.updateAccount(accountId, { disabled: true });
+    const stored = () => filesUnder(join(w.dataDir, 'blobs'));
+    const before = await stored();
+
+    const form = new FormData();
+    for (const [name, value] of Object.entries(post.fields)) form.append(name, value);
+    form.append('file', new Blob([new Uint8Array(bytes)]), 'form.bin');
+    const requests: Array<[string, () => Promise<Response>]> = [
+      ['presigned PUT', () => putPresigned(intent, bytes)],
+      [
+        'UploadPart',
+        () =>
+          fetch(parts.body.parts[0].url, {
+            method: 'PUT',
+            headers: parts.body.parts[0].headers,
+            body: new Uint8Array(bytes),
+          }),
+      ],
+      ['PutObject signed by /v1/s3/sign', () => putPresigned(s3Put.body, bytes)],
+      [
+        'CreateMultipartUpload',
+        () => fetch(s3Create.body.url, { method: 'POST', headers: s3Create.body.headers }),
+      ],
+      ['POST Object form', () => fetch(post.url, { method: 'POST', body: form })],
+    ];
+    for (const [name, send] of requests) {
+      const res = await send();
+      const xml = await res.text();
+      assert.equal(res.status, 403, `${name}: ${xml}`);
+      assert.match(xml, /<Code>AccountProblem<\/Code>/, name);
+      assert.match(xml, /disabled/, name);
+    }
+    assert.deepEqual(await stored(), before, 'nothing was written');
+
+    // Enabled again, the same URL stores the file, and it completes.
+    await w.wharf.core.keys.updateAccount(accountId, { disabled: false });
+    // The upload the S3 client's PUT would have completed did not complete.
+    const uppy = await api(w.url, key, 'GET', `/v1/uploads/${s3Put.body.upload_id}`);
+    assert.equal(uppy.body.status, 'pending', JSON.stringify(uppy.body));
+    assert.equal((await putPresigned(intent, bytes)).status, 200);
+    const done = await complete(w, key, intent.id);
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.equal(done.body.asset.sha256, sha256Hex(bytes));
   });
 });
