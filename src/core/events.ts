@@ -10,6 +10,7 @@ import { WharfError } from './errors.js';
 import type { Asset, Principal, Upload, UploadEnding, UploadToken } from './model.js';
 import type { EventStore } from './ports.js';
 import { StreamCut } from './telemetry.js';
+import { refusedForResources } from './unavailable.js';
 import type { Webhook } from './webhooks.js';
 
 export const EVENT_TYPES = [
@@ -225,7 +226,11 @@ export class EventService {
 
 /** How a failed upload is reported in its `upload.failed` event. */
 export function failureOf(err: unknown): UploadEnding {
-  if (err instanceof WharfError) return { reason: 'failed', code: err.code, message: err.message };
+  // A disk that found no room (ENOSPC, EDQUOT) or no file descriptor left is recorded as the
+  // client is answered (507 STORAGE_FULL, 503) and as the metrics count it: not as a hang-up.
+  const refusal = refusedForResources(err);
+  if (refusal instanceof WharfError)
+    return { reason: 'failed', code: refusal.code, message: refusal.message };
   // Wharf cut the body itself (its client sent nothing for WHARF_BODY_IDLE_TIMEOUT, or a stop's
   // deadline came): said as such, under the code the metrics count it under, not as a hang-up.
   if (err instanceof StreamCut) return { reason: 'failed', code: err.countedAs, message: err.message };

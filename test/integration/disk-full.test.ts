@@ -103,6 +103,13 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     const metrics = parseScrape((await w.wharf.metrics.scrape()).body);
     const failed = { flow: 'direct', outcome: 'failed', error_code: 'STORAGE_FULL' };
     assert.equal(seriesValue(metrics, 'wharf_uploads_total', failed), 1);
+    // Its upload ended as the client and the metrics were told, not as a connection that broke.
+    const events = await api(w.url, w.key, 'GET', '/v1/events?type=upload.failed&limit=1000');
+    assert.equal(events.body.data.length, 1, JSON.stringify(events.body));
+    const [event] = events.body.data;
+    assert.equal(event.data.error.code, 'STORAGE_FULL', JSON.stringify(event));
+    const ended = await api(w.url, w.key, 'GET', `/v1/uploads/${event.data.upload.id}`);
+    assert.deepEqual(ended.body.ended, { reason: 'failed', error: event.data.error });
     // What an operator alerts on before it comes to this: the data directory's disk.
     assert.equal(seriesValue(metrics, 'wharf_data_dir_size_bytes'), DISK_MIB * 2 ** 20);
     assert.ok(seriesValue(metrics, 'wharf_data_dir_free_bytes') > DISK_MIB * 2 ** 19);
