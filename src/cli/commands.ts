@@ -360,6 +360,7 @@ const COMMANDS: Command[] = [
         if (!/^\d+$/.test(rawLimit) || !Number.isSafeInteger(maxFileSize)) {
           throw new UsageError(`--max-file-size must be a whole number of bytes, got "${rawLimit}".`);
         }
+        checkFileSizeLimit(maxFileSize);
       }
       const { core, store } = await ctx.open();
       if (await store.getAccount(id)) throw new Failure(`Account "${id}" already exists.`);
@@ -419,6 +420,7 @@ const COMMANDS: Command[] = [
       const quota = limitOption(values, 'quota');
       if (quota !== undefined) changes.storageQuota = quota;
       const maxFileSize = limitOption(values, 'max-file-size');
+      if (maxFileSize !== undefined && maxFileSize !== null) checkFileSizeLimit(maxFileSize);
       if (maxFileSize !== undefined) changes.maxFileSize = maxFileSize;
       if (Object.keys(changes).length === 0) {
         throw new UsageError(
@@ -633,6 +635,18 @@ function limitOption(values: Parsed['values'], name: string): number | null | un
     throw new UsageError(`--${name} must be a whole number of bytes or "none", got "${raw}".`);
   }
   return bytes;
+}
+
+/**
+ * An account's --max-file-size is at least 1 byte, as WHARF_MAX_FILE_SIZE is: 0 would not lift
+ * the limit but refuse every file, a surprise nobody asks for by writing 0.
+ */
+function checkFileSizeLimit(bytes: number): void {
+  if (bytes < 1) {
+    throw new UsageError(
+      '--max-file-size must be at least 1 byte, as WHARF_MAX_FILE_SIZE (0 would refuse every file).',
+    );
+  }
 }
 
 /** --events as a list of patterns (the core checks each one); undefined when not given. */

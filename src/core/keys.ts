@@ -130,6 +130,10 @@ export class KeyService {
         throw new WharfError('VALIDATION_FAILED', 'Limits must be whole numbers of bytes.');
       }
     }
+    // As WHARF_MAX_FILE_SIZE: 0 would refuse every file, not lift the limit (null does that).
+    if (changes.maxFileSize === 0) {
+      throw new WharfError('VALIDATION_FAILED', 'A file size limit must be at least 1 byte.');
+    }
     const account = await this.store.updateAccount(id, changes, this.clock.now());
     if (!account) throw new WharfError('NOT_FOUND', `No account "${id}".`);
     return account;

@@ -155,6 +155,9 @@ describe('wharf accounts update', () => {
       ['accounts', 'update', 'acme', '--quota', '10MB'],
       ['accounts', 'update', 'acme', '--quota', '-1'],
       ['accounts', 'update', 'acme', '--max-file-size', '1.5', '--disable'],
+      // At least 1, as WHARF_MAX_FILE_SIZE: 0 would refuse every file ("none" lifts the limit).
+      ['accounts', 'update', 'acme', '--max-file-size', '0', '--disable'],
+      ['accounts', 'create', 'zero', '--max-file-size', '0'],
       ['accounts', 'update', 'has/slash', '--disable'],
     ];
     const results = await Promise.all(cases.map((args) => cli(args)));
@@ -168,6 +171,13 @@ describe('wharf accounts update', () => {
       (a: { id: string }) => a.id === 'acme',
     );
     assert.equal(acme.disabled, false, 'a refused command changed nothing');
+    assert.equal(acme.max_file_size, null);
+    for (const i of [6, 7]) assert.match(results[i]!.stderr, /--max-file-size must be at least 1 byte/);
+    assert.equal(
+      JSON.parse(await ok(['accounts', 'list', '--json'])).some((a: { id: string }) => a.id === 'zero'),
+      false,
+      'no account was created',
+    );
 
     const missing = await cli(['accounts', 'update', 'nope', '--disable']);
     assert.equal(missing.code, 1);
