@@ -202,7 +202,7 @@ class StoreThread {
     for (const method of methods) {
       store[method] = READ_METHODS.has(method)
         ? (...args: unknown[]) =>
-            this.readsClosed ? Promise.reject(this.down) : local[method]!.apply(reads, args)
+            this.readsClosed ? Promise.reject(closed()) : local[method]!.apply(reads, args)
         : (...args: unknown[]) => this.call(method, args);
     }
     store.close = () => this.close();
@@ -271,7 +271,7 @@ class StoreThread {
   private lose(worker: Worker, cause: unknown): void {
     if (worker !== this.worker || this.down) return;
     if (this.closing) {
-      this.down = new WharfError('SERVICE_UNAVAILABLE', 'The database is closed.');
+      this.down = closed();
       this.failPending(this.down);
       return;
     }
@@ -326,6 +326,13 @@ class StoreThread {
     clearTimeout(this.retry);
     // A new thread being started is stopped as soon as it is up (see restart()).
     await this.restarting;
+    // The read-only connection first, so that the writer's is the file's last: SQLite
+    // checkpoints the WAL into wharf.db and deletes wharf.db-wal and -shm only when the last
+    // connection closes, and a read-only one cannot. Closed the other way round, every clean
+    // stop left a WAL of recent commits beside wharf.db, which a backup copied over the data
+    // directory then had replayed onto it: a corrupt database.
+    this.readsClosed = true;
+    await this.reads.close();
     if (!this.down) {
       // The store's own close (the connection) on the thread, then the thread.
       await this.call('close', []).catch((err: unknown) => {
@@ -334,11 +341,13 @@ class StoreThread {
       });
       await this.worker.terminate();
     }
-    this.down = new WharfError('SERVICE_UNAVAILABLE', 'The database is closed.');
+    this.down = closed();
     this.failPending(this.down);
-    this.readsClosed = true;
-    await this.reads.close();
   }
+}
+
+function closed(): WharfError {
+  return new WharfError('SERVICE_UNAVAILABLE', 'The database is closed.');
 }
 
 function revive(failure: ThrownFailure): Error {

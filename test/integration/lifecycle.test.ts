@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
@@ -662,6 +662,50 @@ describe('stopping', () => {
     second.child.kill('SIGTERM');
     assert.deepEqual(await second.exited, { code: 0, signal: null });
     assert.deepEqual(await processDirs(inst.dataDir, pid), [], 'a clean stop removes its own');
+  });
+
+  test('SIGTERM leaves no wharf.db-wal or wharf.db-shm: a backup copied over the stopped data directory is what the next start reads', {
+    skip:
+      deployment === 'scaled' &&
+      'the embedded default only: its database is a SQLite file in the data directory',
+  }, async () => {
+    const key = `wharf-lifecycle-${randomBytes(8).toString('hex')}`;
+    const inst = await installation({ WHARF_API_KEY: key });
+    const r = start(inst.env);
+    await r.waitFor(LISTENING);
+    const url = `http://127.0.0.1:${inst.env.WHARF_PORT}`;
+    const uploadOne = async (name: string) => {
+      const res = await fetch(`${url}/v1/assets?name=${name}`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
+        body: new Uint8Array(randomBytes(2000)),
+      });
+      assert.equal(res.status, 201, await res.text());
+    };
+    await uploadOne('before-backup.bin');
+    const backupDir = await mkdtemp(join(tmpdir(), 'wharf-lifecycle-backup-'));
+    after(() => rm(backupDir, { recursive: true, force: true }));
+    const backup = wharfCommand(inst.env, ['data', 'backup', backupDir]);
+    assert.equal((await backup.exited).code, 0, backup.stderr());
+    // Writes after the backup, and reads (the server's read-only connection is in use too).
+    for (let i = 0; i < 20; i++) await uploadOne(`after-backup-${i}.bin`);
+    assert.equal((await api(url, key, 'GET', '/v1/assets?limit=100')).status, 200);
+
+    r.child.kill('SIGTERM');
+    assert.deepEqual(await r.exited, { code: 0, signal: null });
+    assert.match(r.stdout(), /"msg":"stopped"/);
+    const left = (await readdir(inst.dataDir)).filter((name) => name.startsWith('wharf.db'));
+    assert.deepEqual(left, ['wharf.db'], 'the stop checkpointed the WAL into wharf.db and removed it');
+
+    // Restored as an operator might, over the stopped directory: the backup's database alone.
+    await copyFile(join(backupDir, 'wharf.db'), join(inst.dataDir, 'wharf.db'));
+    const [check] = await sql(inst.databaseUrl, 'pragma integrity_check');
+    assert.deepEqual(check, { integrity_check: 'ok' });
+    const names = await sql(inst.databaseUrl, 'select name from assets');
+    assert.deepEqual(
+      names.map((a) => a.name),
+      ['before-backup.bin'],
+    );
   });
 
   test('SIGTERM while the sweep waits on a store that stopped answering: one sweep at a time, exit 0 at once, nothing runs on after', {
