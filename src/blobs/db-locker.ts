@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
 import type { LockStore } from '../core/ports.js';
+import { isStorageFull } from '../core/unavailable.js';
 
 export interface StoreLockerOptions {
   /** How long a lease lasts unless renewed: how long a crashed holder blocks an upload. */
@@ -145,4 +146,45 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/** A lock for a request that only reads: whether it holds the upload (see readingLocker). */
+export interface ReadingLock extends Lock {
+  /** Whether lock() took the lease (false: there was no room to record it). */
+  readonly held: boolean;
+}
+
+/**
+ * `locker` for requests that only read an upload (a HEAD's offset). They take its lock as any
+ * request does, so that a holder whose client went silent lets go first and the offset read is
+ * where its bytes ended. But the lease is a database write, which a full disk refuses
+ * (SQLITE_FULL), and a client could then not learn where to resume: such a request reads
+ * without it. No one can take the lock meanwhile, and a writer that held it already finds no
+ * room either (its PATCH gives back what it wrote); at worst the offset read is ahead of where
+ * that PATCH ends, and the client's next PATCH is told so (409). Any other failure stands.
+ */
+export function readingLocker(locker: Locker): { newLock(id: string): ReadingLock } {
+  return {
+    newLock(id) {
+      const lock = locker.newLock(id);
+      let held = false;
+      return {
+        get held() {
+          return held;
+        },
+        async lock(signal, requestRelease) {
+          try {
+            await lock.lock(signal, requestRelease);
+            held = true;
+          } catch (err) {
+            if (!isStorageFull(err)) throw err;
+          }
+        },
+        async unlock() {
+          if (held) await lock.unlock();
+          held = false;
+        },
+      };
+    },
+  };
 }

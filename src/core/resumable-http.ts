@@ -115,9 +115,10 @@ export class RufhService {
 
   /**
    * Where the upload stands. A pending upload whose every byte arrived but whose completion a
-   * crash interrupted is completed now (the caller holds its lock).
+   * crash interrupted is completed now (the caller holds its lock), unless `complete` is false
+   * (the caller could not take the lock): then it reads as every byte received, not complete.
    */
-  async state(upload: Upload): Promise<RufhState> {
+  async state(upload: Upload, { complete = true } = {}): Promise<RufhState> {
     const current = await this.current(upload);
     if (current.status === 'completed') {
       let outcome: UploadOutcome | undefined;
@@ -132,7 +133,7 @@ export class RufhService {
     this.assertOpen(current);
     const received = await this.storage.received(current.storageKey);
     if (received === undefined) throw lost();
-    if (received === current.size)
+    if (received === current.size && complete)
       return { upload: current, offset: received, ...(await this.complete(current)) };
     return { upload: current, offset: received };
   }

@@ -288,6 +288,75 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
     assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${asset.id}`)).status, 204);
   });
 
+  test('a disk full to the last block, the database’s too: a tus HEAD and a Resumable Uploads for HTTP HEAD still tell the offset', async () => {
+    const part = randomBytes(64 * 1024);
+    const tusHeaders = { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${w.key}` };
+    const created = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        ...tusHeaders,
+        'Upload-Length': String(4 * part.length),
+        'Upload-Metadata': `filename ${Buffer.from('head.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const tusUrl = created.headers.get('location')!;
+    const patched = await fetch(tusUrl, {
+      method: 'PATCH',
+      headers: { ...tusHeaders, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+      body: new Uint8Array(part),
+    });
+    assert.equal(patched.status, 204, await patched.text());
+    const auth = { Authorization: `Bearer ${w.key}` };
+    const opened = await fetch(`${w.url}/v1/resumable/?name=head-rufh.bin`, {
+      method: 'POST',
+      headers: { ...auth, 'Upload-Complete': '?0', 'Upload-Length': String(4 * part.length) },
+      body: new Uint8Array(part),
+    });
+    assert.equal(opened.status, 201, await opened.text());
+    const rufhUrl = new URL(opened.headers.get('location')!, w.url).href;
+
+    const filler = join(mountPoint, 'filler');
+    try {
+      // The write-ahead log emptied, so the database's next write (a lock's lease) must grow it,
+      // and then the disk filled to the last page.
+      const db = new Database(join(dataDir, 'wharf.db'));
+      try {
+        db.pragma('wal_checkpoint(TRUNCATE)');
+      } finally {
+        db.close();
+      }
+      await fillUp(filler);
+      // A HEAD is how a client learns where to resume: it needs no room. It answered 507 with
+      // no Upload-Offset (the lock's lease could not be recorded).
+      const tusHead = await fetch(tusUrl, { method: 'HEAD', headers: tusHeaders });
+      assert.equal(tusHead.status, 200);
+      assert.equal(tusHead.headers.get('upload-offset'), String(part.length));
+      assert.equal(tusHead.headers.get('upload-length'), String(4 * part.length));
+      const rufhHead = await fetch(rufhUrl, { method: 'HEAD', headers: auth });
+      assert.equal(rufhHead.status, 204);
+      assert.equal(rufhHead.headers.get('upload-offset'), String(part.length));
+      assert.equal(rufhHead.headers.get('upload-complete'), '?0');
+      // Writing still needs its lock (and room): refused as before.
+      const refused = await fetch(tusUrl, {
+        method: 'PATCH',
+        headers: {
+          ...tusHeaders,
+          'Upload-Offset': String(part.length),
+          'Content-Type': 'application/offset+octet-stream',
+        },
+        body: new Uint8Array(part),
+      });
+      assert.equal(refused.status, 507, await refused.text());
+    } finally {
+      await rm(filler, { force: true });
+    }
+    const head = await fetch(tusUrl, { method: 'HEAD', headers: tusHeaders });
+    assert.equal(head.headers.get('upload-offset'), String(part.length));
+    assert.equal((await fetch(tusUrl, { method: 'DELETE', headers: tusHeaders })).status, 204);
+    assert.equal((await fetch(rufhUrl, { method: 'DELETE', headers: auth })).status, 204);
+  });
+
   test('the database’s own writes: 507 STORAGE_FULL (SQLITE_FULL), never a 500; writes resume once there is room', async () => {
     const filler = join(mountPoint, 'filler');
     // Everything but a few KiB taken by a file that is not Wharf's.

@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
-import type { Locker } from '@tus/utils';
+import type { Lock, Locker } from '@tus/utils';
 import { Metadata } from '@tus/utils';
 import contentDisposition from 'content-disposition';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Static, Type } from 'typebox';
+import { readingLocker } from '../../blobs/db-locker.js';
 import { parseDigest } from '../../core/digests.js';
 import { isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
@@ -232,7 +233,10 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
     let state: RufhState;
     try {
       const upload = await uploadOf(ctx, request);
-      state = await withLock(ctx, request, upload, () => ctx.core.rufh.state(upload));
+      // On a full disk, where its lease cannot be recorded, it reads without the lock (see
+      // readingLocker); an upload whose bytes all arrived is then not completed here.
+      const read = (held: boolean) => ctx.core.rufh.state(upload, { complete: held });
+      state = await withLock(ctx, request, upload, read, { reading: true });
     } catch (err) {
       return refuse(ctx, request, reply, dialect, err, false);
     }
@@ -427,15 +431,20 @@ function refusesBytes(err: unknown): boolean {
 
 /**
  * Runs `work` holding the upload's lock across nodes (the one tus requests take too); also what
- * `DELETE /v1/uploads/{id}` holds to cancel a tus or RUFH upload.
+ * `DELETE /v1/uploads/{id}` holds to cancel a tus or RUFH upload. With `reading` (a HEAD),
+ * `work` runs without the lock when a full disk refuses its lease (see readingLocker), and is
+ * told whether it holds it.
  */
 export async function withLock<T>(
   ctx: Pick<RufhContext, 'locker'>,
   request: FastifyRequest,
   upload: Upload,
-  work: () => Promise<T>,
+  work: (held: boolean) => Promise<T>,
+  { reading = false } = {},
 ) {
-  const lock = ctx.locker.newLock(upload.storageKey);
+  const lock: Lock & { readonly held?: boolean } = (reading ? readingLocker(ctx.locker) : ctx.locker).newLock(
+    upload.storageKey,
+  );
   // A request whose client went away while it waited must not take the upload from the
   // request that client (or another node) makes now: waiting, it would ask that one to let go.
   const gone = new AbortController();
@@ -466,7 +475,7 @@ export async function withLock<T>(
     socket?.off('close', leave);
   }
   try {
-    return await work();
+    return await work(lock.held ?? true);
   } finally {
     unlocked = true;
     await lock.unlock();

@@ -5,6 +5,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { Server } from '@tus/server';
 import { type DataStore, ERRORS, type Locker, Metadata, REQUEST_METHODS } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { readingLocker } from '../../blobs/db-locker.js';
 import type { BodyOffer } from '../../blobs/tus-storage.js';
 import { parseDigest } from '../../core/digests.js';
 import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
@@ -244,8 +245,10 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     // tus.io then aborts the body it reads, but bodies reach the datastore without it (see
     // BodyHandoff), so the holder's connection is cut as well: its body ends with every byte
     // that arrived, its write settles and frees the lock (as the RUFH endpoint does). Without
-    // this a silent connection held the upload, and HEAD and the resuming PATCH got 500s.
-    locker: (req: Request) => cutOnRelease(options.locker, calls.get(req)),
+    // this a silent connection held the upload, and HEAD and the resuming PATCH got 500s. A
+    // HEAD reads the offset without it when a full disk leaves no room to record the lease.
+    locker: (req: Request) =>
+      cutOnRelease(req.method === 'HEAD' ? readingLocker(options.locker) : options.locker, calls.get(req)),
     disableTerminationForFinishedUploads: true,
     maxSize: (req) => {
       const principal = callOf(req).principal;
