@@ -74,6 +74,8 @@ export class NoWharfSchema extends BackupRefused {
 export interface BackupOptions {
   /** The live SQLite database file. */
   database: string;
+  /** The setting that chose `database` (see databaseSetting), which a refusal names. */
+  databaseSetting: string;
   /** The live local store's root (`<WHARF_DATA_DIR>/blobs`). */
   blobs: string;
   /** The live data directory, which the target must be outside of. */
@@ -105,7 +107,11 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
       `The backup must go outside the data directory (${dataDir}) and not contain it: choose another directory.`,
     );
   }
-  const missing = missingDatabase({ dialect: 'sqlite', path: options.database }, 'nothing to back up');
+  const missing = missingDatabase(
+    { dialect: 'sqlite', path: options.database },
+    'nothing to back up',
+    options.databaseSetting,
+  );
   if (missing) throw new BackupRefused(missing);
   // Rather than SQLite's "no such table" once the copy is read.
   if (!hasWharfSchema(options.database)) throw new NoWharfSchema(options.database);

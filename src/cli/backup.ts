@@ -1,6 +1,7 @@
 /** `wharf data backup DIR`: a data directory's copy, taken while the server runs (src/backup/). */
 import { join } from 'node:path';
 import { type BackupProblem, BackupRefused, backup, NoWharfSchema } from '../backup/backup.js';
+import { databaseSetting } from '../db/setting.js';
 import { parseDatabaseUrl } from '../db/url.js';
 import { UsageError } from './args.js';
 import { type Command, Failure, HELP, schemaBehind } from './command.js';
@@ -38,6 +39,7 @@ export const DATA_COMMANDS: Command[] = [
       try {
         report = await backup({
           database: database.path,
+          databaseSetting: databaseSetting(ctx.io.env, config).name,
           blobs: join(config.dataDir, 'blobs'),
           dataDir: config.dataDir,
           target,

@@ -8,6 +8,7 @@ import type { AccountChanges } from '../core/ports.js';
 import { describeCause } from '../core/unavailable.js';
 import type { WebhookChanges } from '../core/webhooks.js';
 import { missingDatabase } from '../db/missing.js';
+import { databaseSetting } from '../db/setting.js';
 import { parseDatabaseUrl } from '../db/url.js';
 import { runtimeProblem } from '../runtime.js';
 import { type Parsed, parse, stringOption, UsageError } from './args.js';
@@ -550,7 +551,11 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       const target = parseDatabaseUrl(configured().databaseUrl);
       const missing =
         'dialect' in target &&
-        missingDatabase(target, 'no server has run on this data yet, and a command does not create one');
+        missingDatabase(
+          target,
+          'no server has run on this data yet, and a command does not create one',
+          databaseSetting(io.env, configured()).name,
+        );
       if (missing) throw new Failure(missing);
     };
     await command.run(args, {

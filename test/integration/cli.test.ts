@@ -327,6 +327,23 @@ describe('errors and help', () => {
         backedUp.stderr,
         /^wharf: There is no database at .*: nothing to back up \(is WHARF_DATA_DIR right\?\)\.\n$/,
       );
+      // The database named by WHARF_DATABASE_URL: that setting is the one to check, not
+      // WHARF_DATA_DIR (which the hint named whatever chose the path).
+      const named = join(scratch, 'nowhere.db');
+      const byUrl = { WHARF_DATA_DIR: empty, WHARF_DATABASE_URL: `sqlite://${named}` };
+      const listed = await cli(['keys', 'list'], byUrl);
+      assert.equal(listed.code, 1, listed.stderr);
+      assert.equal(
+        listed.stderr,
+        `wharf: There is no database at ${named}: no server has run on this data yet, ` +
+          'and a command does not create one (is WHARF_DATABASE_URL right?).\n',
+      );
+      const backedUpByUrl = await cli(['data', 'backup', join(scratch, 'backup')], byUrl);
+      assert.equal(backedUpByUrl.code, 1);
+      assert.equal(
+        backedUpByUrl.stderr,
+        `wharf: There is no database at ${named}: nothing to back up (is WHARF_DATABASE_URL right?).\n`,
+      );
       assert.deepEqual(
         await readdir(scratch, { recursive: true }),
         ['empty'],
