@@ -12,7 +12,8 @@
  * what is new; objects the new copy no longer refers to are removed from DIR last.
  */
 import { randomUUID } from 'node:crypto';
-import { lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { fsyncPath } from '../blobs/fs-multipart.js';
@@ -200,6 +201,8 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
     await fsyncPath(target);
     report.removed = await removeUnreferenced(into, join(target, 'blobs', 'objects'), objects);
     return report;
+  } catch (err) {
+    throw (isTargetFull(err) && unwritable(target, err)) || err;
   } finally {
     await rm(snapshot, { force: true });
     await into.close();
@@ -326,9 +329,19 @@ async function ensureBackupTarget(target: string): Promise<void> {
       throw new BackupRefused(`${target} is a file, not a directory: back up into a directory.`);
     }
     if (code !== 'ENOENT') throw err;
-    // Closed to other users, as a data directory Wharf makes is (a backup is one).
-    await mkdir(target, { recursive: true, mode: 0o750 });
+    try {
+      await makeDirectory(target);
+    } catch (err) {
+      throw unwritable(target, err) ?? err;
+    }
     return;
+  }
+  // A target that cannot be written into (a read-only file system) failed only at the lock
+  // file, as SQLite's "unable to open database file", naming neither the path nor the cause.
+  try {
+    await access(target, constants.W_OK);
+  } catch (err) {
+    throw unwritable(target, err) ?? err;
   }
   if (entries.includes('wharf.db-wal')) {
     throw new BackupRefused(
@@ -342,6 +355,54 @@ async function ensureBackupTarget(target: string): Promise<void> {
       `${target} holds other files (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}): a backup goes into an empty directory or an earlier backup.`,
     );
   }
+}
+
+/**
+ * `path` made with the parents it lacks, closed to other users as a data directory Wharf makes
+ * is (a backup is one). One level at a time: mkdir's `recursive` reports a parent it cannot
+ * write into (a read-only file system's EROFS) as ENOENT of the path.
+ */
+async function makeDirectory(path: string): Promise<void> {
+  try {
+    await mkdir(path, { mode: 0o750 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(path) === path) throw err;
+    await makeDirectory(dirname(path));
+    await mkdir(path, { mode: 0o750 }).catch((again: NodeJS.ErrnoException) => {
+      if (again.code !== 'EEXIST') throw again;
+    });
+  }
+}
+
+/** Why a write into the target failed, by the failure's code, for the errors that say why. */
+const WRITE_FAILURES: Record<string, string> = {
+  EROFS: 'it is on a read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'no space left on its device',
+  EDQUOT: 'the disk quota is used up',
+  SQLITE_FULL: 'no space left on its device',
+};
+
+/**
+ * A failed write into the target as a refusal naming the target and the cause (Node's own
+ * message names the call, "write", not the file); undefined for other failures.
+ */
+function unwritable(target: string, err: unknown): BackupRefused | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  const why = typeof code === 'string' ? WRITE_FAILURES[code] : undefined;
+  return why ? new BackupRefused(`Cannot write the backup into ${target}: ${why} (${code}).`) : undefined;
+}
+
+/**
+ * Failures that only a write has: the backup's own, into the target (it writes nowhere else).
+ * A permission error may be the live side's (reading the store), so it is left as it is.
+ */
+function isTargetFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
 }
 
 /** `child` is below `parent` (both resolved). */

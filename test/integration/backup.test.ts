@@ -5,6 +5,7 @@
  * what is tested there.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -335,6 +336,43 @@ describe('wharf data backup', { skip: deployment === 'scaled' && 'the embedded d
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /Give the directory to back up into/);
   });
+
+  test('a target it cannot write into: refused naming the path and why (read-only, no space)', {
+    skip: process.getuid?.() !== 0 && 'mounting a small tmpfs needs root',
+  }, async () => {
+    // Bytes to copy whatever ran before: more than the 1 MiB disk below holds.
+    await upload(w.key, 'roomy.bin', randomBytes(2 * MiB));
+    const disk = join(scratch, 'small-disk');
+    await mkdir(disk);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', disk]);
+    try {
+      // Missing, on a read-only file system: Node's recursive mkdir said ENOENT of the path
+      // whose parent is right there.
+      const missing = join(disk, 'bk');
+      const made = await wharfCli(w, ['data', 'backup', join(missing, 'deeper')]);
+      assert.equal(made.code, 1);
+      assert.match(made.stderr, new RegExp(`${literal(missing)}.*read-only file system`), made.stderr);
+      assert.doesNotMatch(made.stderr, /ENOENT/);
+
+      // There and empty: "unable to open database file" (its lock file), naming nothing.
+      execFileSync('mount', ['-o', 'remount,rw', disk]);
+      const empty = join(disk, 'empty');
+      await mkdir(empty);
+      execFileSync('mount', ['-o', 'remount,ro', disk]);
+      const into = await wharfCli(w, ['data', 'backup', empty]);
+      assert.equal(into.code, 1);
+      assert.match(into.stderr, new RegExp(`${literal(empty)}.*read-only file system`), into.stderr);
+
+      // No room: "ENOSPC: no space left on device, write", naming no path.
+      execFileSync('mount', ['-o', 'remount,rw', disk]);
+      const full = join(disk, 'full');
+      const filled = await wharfCli(w, ['data', 'backup', full]);
+      assert.equal(filled.code, 1);
+      assert.match(filled.stderr, new RegExp(`${literal(full)}.*no space left`, 'i'), filled.stderr);
+    } finally {
+      execFileSync('umount', [disk]);
+    }
+  });
 });
 
 describe('wharf data backup on the scaled deployment', {
@@ -353,6 +391,11 @@ function countLive(): number {
 }
 
 /** Polls `check` every 5 ms until it holds (a condition, not a duration). */
+/** `text` matched as it is in a RegExp. */
+function literal(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 async function until(check: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 12_000; i++) {
     if (await check()) return;
