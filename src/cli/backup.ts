@@ -1,5 +1,5 @@
 /** `wharf data backup DIR`: a data directory's copy, taken while the server runs (src/backup/). */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type BackupProblem, BackupRefused, backup, NoWharfSchema } from '../backup/backup.js';
 import { databaseSetting } from '../db/setting.js';
 import { parseDatabaseUrl } from '../db/url.js';
@@ -42,7 +42,8 @@ export const DATA_COMMANDS: Command[] = [
           databaseSetting: databaseSetting(ctx.io.env, config).name,
           blobs: join(config.dataDir, 'blobs'),
           dataDir: config.dataDir,
-          target,
+          // The caller's (see callerDirectory), not the package's folder `npm run` runs in.
+          target: resolve(ctx.io.cwd ?? process.cwd(), target),
           verify: values.verify === true,
         });
       } catch (err) {

@@ -42,6 +42,8 @@ export interface CliIo {
   stdout(text: string): void;
   stderr(text: string): void;
   env: NodeJS.ProcessEnv;
+  /** The directory the caller's relative paths are in (see callerDirectory); absent: the process's. */
+  cwd?: string | undefined;
 }
 
 /** What `run` asks of its caller: an exit code, or nothing because the server now runs. */

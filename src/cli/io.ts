@@ -23,5 +23,15 @@ export function processIo(): CliIo {
     bytes: process.stdout,
     env: process.env,
     terminal: process.stderr.isTTY ? process.stderr : undefined,
+    cwd: callerDirectory(process.env),
   };
+}
+
+/**
+ * The directory the command was typed in. `npm run wharf -- …` runs in the package's folder
+ * wherever it was typed, and npm keeps that directory in INIT_CWD: a relative path the caller
+ * gives (`upload photos/`, `data backup backups/today`) is there, not in the package.
+ */
+export function callerDirectory(env: NodeJS.ProcessEnv): string {
+  return env.npm_lifecycle_event === 'wharf' && env.INIT_CWD ? env.INIT_CWD : process.cwd();
 }

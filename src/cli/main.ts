@@ -14,13 +14,14 @@ const argv = process.argv.slice(2);
 const io = processIo();
 if (isClientCommand(argv[0])) {
   // `npm run wharf -- upload photos/` runs in the package's folder: paths are the caller's.
-  if (process.env.npm_lifecycle_event === 'wharf' && process.env.INIT_CWD)
-    process.chdir(process.env.INIT_CWD);
+  if (io.cwd) process.chdir(io.cwd);
   process.exitCode = await runClient(argv, io);
 } else {
   // The admin commands work on the server's data directory (a backup copies it): what they
   // create is as private as what the server does (see umask.ts). Not the client commands,
-  // whose downloads are the caller's own files, made with the caller's umask.
+  // whose downloads are the caller's own files, made with the caller's umask. They stay in the
+  // package's folder, as the server does: a relative WHARF_DATA_DIR (the default ./data) is the
+  // one `npm start` uses there; a path the caller gives them is resolved against io.cwd.
   keepFilesPrivate();
   const { run } = await import('./commands.js');
   const result = await run(argv, io);

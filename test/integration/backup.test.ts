@@ -5,8 +5,9 @@
  * what is tested there.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -17,6 +18,7 @@ import { connect, fileSource } from '../../src/sdk/node.js';
 import { wharfCli } from '../helpers/admin-cli.js';
 import { dbQuery, uploadRaw } from '../helpers/assets.js';
 import { deployment, removeStoredObject, replaceStoredObject } from '../helpers/deployment.js';
+import { REPO } from '../helpers/process.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 const MiB = 1024 * 1024;
@@ -335,6 +337,33 @@ describe('wharf data backup', { skip: deployment === 'scaled' && 'the embedded d
     const usage = await wharfCli(w, ['data', 'backup']);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /Give the directory to back up into/);
+  });
+
+  test('run as the docs give it, `npm run -s wharf`, from another directory: a relative DIR is there', async () => {
+    // npm runs the script in the package's folder wherever it was typed (it keeps that in
+    // INIT_CWD): the backup went into the checkout instead.
+    await mkdir(join(REPO, '.tmp'), { recursive: true });
+    const caller = await mkdtemp(join(REPO, '.tmp', 'backup-caller-'));
+    const env: NodeJS.ProcessEnv = {};
+    for (const [name, value] of Object.entries(process.env))
+      if (!name.startsWith('WHARF_')) env[name] = value;
+    Object.assign(env, { WHARF_DATA_DIR: w.dataDir, ...w.backingEnv });
+    try {
+      const ran = await new Promise<{ code: number; stderr: string }>((done) =>
+        execFile(
+          'npm',
+          ['run', '-s', 'wharf', '--', 'data', 'backup', 'relbk', '--json'],
+          { cwd: caller, env, encoding: 'utf8' },
+          (err, _stdout, stderr) => done({ code: err ? Number(err.code ?? -1) : 0, stderr }),
+        ),
+      );
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.ok(existsSync(join(caller, 'relbk', 'wharf.db')), 'the backup is in the caller’s directory');
+      assert.equal(existsSync(join(REPO, 'relbk')), false, 'nothing in the package’s folder');
+    } finally {
+      await rm(caller, { recursive: true, force: true });
+      await rm(join(REPO, 'relbk'), { recursive: true, force: true });
+    }
   });
 
   test('a target it cannot write into: refused naming the path and why (read-only, no space)', {

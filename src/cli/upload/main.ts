@@ -10,6 +10,11 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** The terminal to draw progress bars on (stderr when it is one); absent: plain lines. */
   terminal?: NodeJS.WriteStream | undefined;
+  /**
+   * The directory the caller's relative paths are in; absent: the process's own. Not the same
+   * under `npm run wharf` (see callerDirectory in io.ts).
+   */
+  cwd?: string | undefined;
 }
 
 /**
