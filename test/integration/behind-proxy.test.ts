@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { SIGN_IN_FAILURES_ALLOWED } from '../../src/core/sessions.js';
@@ -217,14 +217,21 @@ describe('the client’s address behind a proxy (WHARF_TRUST_PROXY)', () => {
       }
     });
 
-    test('a request whose body the HTTP parser could not read names the client; one whose headers it could not, the proxy', async () => {
-      // A chunked body that breaks after its request reached its route: its headers were read.
-      const broken = await new Promise<string>((resolve, reject) => {
+    /** What the server sent on a raw connection `write` writes to, once the server closed it. */
+    function rawExchange(write: (socket: Socket) => void): Promise<string> {
+      return new Promise<string>((resolve, reject) => {
         const socket = connect({ port, host: '127.0.0.1' });
         const chunks: Buffer[] = [];
         socket.on('data', (c: Buffer) => chunks.push(c));
         socket.on('error', reject);
         socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+        write(socket);
+      });
+    }
+
+    test('a request whose body the HTTP parser could not read names the client; one whose headers it could not, the proxy', async () => {
+      // A chunked body that breaks after its request reached its route: its headers were read.
+      const broken = await rawExchange((socket) => {
         socket.write(
           `POST /console/api/session HTTP/1.1\r\nHost: ${PUBLIC_HOST}\r\nX-Forwarded-For: 203.0.113.9\r\n` +
             'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
@@ -240,12 +247,7 @@ describe('the client’s address behind a proxy (WHARF_TRUST_PROXY)', () => {
       assert.equal(line.remoteAddress, '203.0.113.9');
 
       // A header line without a colon: the parser read no header, X-Forwarded-For included.
-      const refused = await new Promise<string>((resolve, reject) => {
-        const socket = connect({ port, host: '127.0.0.1' });
-        const chunks: Buffer[] = [];
-        socket.on('data', (c: Buffer) => chunks.push(c));
-        socket.on('error', reject);
-        socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+      const refused = await rawExchange((socket) => {
         socket.write(
           `GET /healthz HTTP/1.1\r\nHost: ${PUBLIC_HOST}\r\nX-Forwarded-For: 203.0.113.9\r\nbad header\r\n\r\n`,
         );

@@ -318,15 +318,8 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
 
     const filler = join(mountPoint, 'filler');
     try {
-      // The write-ahead log emptied, so the database's next write (a lock's lease) must grow it,
-      // and then the disk filled to the last page.
-      const db = new Database(join(dataDir, 'wharf.db'));
-      try {
-        db.pragma('wal_checkpoint(TRUNCATE)');
-      } finally {
-        db.close();
-      }
-      await fillUp(filler);
+      // The database's next write (a lock's lease) must grow its log, and the disk has no room.
+      await emptyWalThenFill(filler);
       // A HEAD is how a client learns where to resume: it needs no room. It answered 507 with
       // no Upload-Offset (the lock's lease could not be recorded).
       const tusHead = await fetch(tusUrl, { method: 'HEAD', headers: tusHeaders });
@@ -466,15 +459,8 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
 
     const filler = join(mountPoint, 'filler');
     try {
-      // The write-ahead log emptied, so the database's next write must grow it, and then the disk
-      // filled to the last page: the uploads' writes fail (ENOSPC), then so does recording that.
-      const db = new Database(join(dataDir, 'wharf.db'));
-      try {
-        db.pragma('wal_checkpoint(TRUNCATE)');
-      } finally {
-        db.close();
-      }
-      await fillUp(filler);
+      // The uploads' writes fail (ENOSPC), then so does recording that.
+      await emptyWalThenFill(filler);
       for (const { req } of requests) req.end(big.subarray(100, declared));
       for (const { answer } of requests) {
         const { status, body } = await answer;
@@ -532,6 +518,20 @@ describe('a full disk under the data directory (embedded deployment)', { skip },
   });
 
   /** Fills the tmpfs to its last page with `path`. */
+  /**
+   * The write-ahead log emptied, so the database's next write must grow it, then the disk
+   * filled to the last page (at `filler`).
+   */
+  async function emptyWalThenFill(filler: string): Promise<void> {
+    const db = new Database(join(dataDir, 'wharf.db'));
+    try {
+      db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      db.close();
+    }
+    await fillUp(filler);
+  }
+
   async function fillUp(path: string): Promise<void> {
     const fd = openSync(path, 'w');
     try {
