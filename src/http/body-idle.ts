@@ -14,8 +14,12 @@ import { CUT_ERROR, markCut } from './server-cuts.js';
  *
  * Only the client's silence counts: while Wharf works on a request it has read whole
  * (completing a large upload, rendering an image) or waits on storage for the next bytes to
- * send, nothing is cut. While Wharf waits before it reads (an upload's lock, up to 30 s) the
- * client's bytes wait in the socket and the time runs, so the setting should stay above that.
+ * send, nothing is cut. Nor while it holds a body unread: waiting before it reads (an upload's
+ * lock, up to 30 s) or for storage to take what it read (an S3 store that stalled, which the
+ * store's own timeouts bound), node:http stops reading the socket once the request buffers
+ * what it holds, and the client's bytes wait in the socket however it sends (see unread). The
+ * time starts again once Wharf reads; until the request's buffer is full, what the client
+ * does not send Wharf would have read, so its silence counts.
  * A slow client is never cut: any byte read or written starts the time again, a write the
  * kernel is still taking in part included. What Wharf sees of a download's reader is its
  * kernel taking more, which it does once the client has read a good part of the socket
@@ -39,7 +43,9 @@ export function cutIdleBodies(app: FastifyInstance, seconds: number): void {
 
   const tick = () => {
     for (const exchange of watched) {
-      if (moved(exchange)) exchange.silentTicks = 0;
+      // While Wharf holds the body unread, the time starts again: it runs only while the client
+      // could send (moved first: it remembers what has moved for the next tick).
+      if (moved(exchange) || unread(exchange)) exchange.silentTicks = 0;
       else if (++exchange.silentTicks >= ticks && onSilence(exchange)) watched.delete(exchange);
     }
     if (watched.size === 0) stop();
@@ -125,9 +131,8 @@ function moved(exchange: Exchange): boolean {
  * (and say so: true). Otherwise Wharf is the one at work, and the time goes on running.
  */
 function onSilence({ request, response, socket }: Exchange): boolean {
-  const receiving = !request.complete && carriesBody(request.headers);
-  // Bytes of the answer the client has not taken (in the response or the socket's buffer).
-  const sending = response.writableLength > 0;
+  const receiving = receivingBody(request);
+  const sending = sendingAnswer(response);
   if (!receiving && !sending) return false;
   markCut(socket, 'idle');
   socket.destroy();
@@ -136,6 +141,28 @@ function onSilence({ request, response, socket }: Exchange): boolean {
   // socket's destroy, so that the request is still seen as cut (see watchForHangUp).
   if (receiving) request.destroy(CUT_ERROR.idle());
   return true;
+}
+
+/**
+ * Whether Wharf is the one not reading: a body still arriving on a socket node:http has paused
+ * (readStop) because the request holds as much of it unread as it buffers, Wharf waiting before
+ * it reads (an upload's lock) or for a write of what it read to drain (a storage write, an S3
+ * store that stalled). The client's bytes then wait in the socket, whether it sends or not,
+ * until Wharf reads again. node:http also pauses a socket whose answers the client does not
+ * take (pipelined requests piling up): that earlier exchange is sending, and counts as silent.
+ */
+function unread({ request, response, socket }: Exchange): boolean {
+  return receivingBody(request) && socket.isPaused() && !sendingAnswer(response);
+}
+
+/** A request body that has not arrived whole. */
+function receivingBody(request: IncomingMessage): boolean {
+  return !request.complete && carriesBody(request.headers);
+}
+
+/** Bytes of the answer the client has not taken (in the response or the socket's buffer). */
+function sendingAnswer(response: ServerResponse): boolean {
+  return response.writableLength > 0;
 }
 
 function carriesBody(headers: Record<string, string | string[] | undefined>): boolean {

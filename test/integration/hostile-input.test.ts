@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import {
   complete,
   countAssets,
@@ -23,6 +25,7 @@ import {
 import { signIn } from '../helpers/console.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { api, b64, type JsonResponse, sha256Hex } from '../helpers/http.js';
+import { pgQuerySync } from '../helpers/pg-sync.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 let w: TestWharf;
@@ -944,6 +947,63 @@ describe('a body that stops moving, either way (WHARF_BODY_IDLE_TIMEOUT)', () =>
     assert.equal(done.status, 201);
   });
 
+  // Wharf stops reading a body while it waits (for an upload's lock, for a storage write that
+  // does not drain: a stalled S3 store, seen on the scaled deployment): node:http pauses the
+  // socket and the client's bytes wait in it. That is Wharf's wait, not the client's silence:
+  // the connection was cut after the timeout, the client got a reset and the upload expired.
+  test('a body Wharf does not read while it waits is not cut while its client sends', {
+    timeout: 60_000,
+  }, async () => {
+    // More than the socket buffers hold: the client is still sending all through the wait.
+    const bytes = randomBytes(16 * 1024 * 1024);
+    const created = await fetch(`${slow.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${slow.key}`,
+        'Upload-Length': String(bytes.length),
+        'Upload-Metadata': `filename ${Buffer.from('held.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const location = created.headers.get('location')!;
+    const [upload] = dbQuery<{ storage_key: string }>(
+      slow,
+      'select storage_key from uploads where storage_key like ?',
+      `%/${new URL(location).pathname.split('/').pop()}`,
+    );
+    assert.ok(upload, 'the upload behind the URL');
+    // What another node's PATCH holds while it writes: its lease, here for five times the
+    // timeout. The PATCH waits for it before it reads its body.
+    const until = Date.now() + 5_000;
+    holdLease(slow, `tus:${upload.storage_key}`, until);
+    const answer = await new Promise<{ status?: number; error?: string }>((resolve) => {
+      const req = httpRequest(new URL(location), {
+        method: 'PATCH',
+        headers: {
+          'Tus-Resumable': '1.0.0',
+          Authorization: `Bearer ${slow.key}`,
+          'Content-Type': 'application/offset+octet-stream',
+          'Upload-Offset': '0',
+          'Content-Length': bytes.length,
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode }));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+      req.end(bytes);
+    });
+    assert.deepEqual(answer, { status: 204 }, 'the PATCH was answered, not cut');
+    assert.ok(Date.now() >= until, 'the PATCH waited for the lease');
+    const head = await fetch(location, {
+      method: 'HEAD',
+      headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${slow.key}` },
+    });
+    assert.equal(head.headers.get('upload-offset'), String(bytes.length));
+  });
+
   /**
    * A raw GET of `path` on a connection of its own, read as `read` says: it is called with the
    * paused socket and the bytes so far, and resumes reading when and as much as it likes.
@@ -1447,3 +1507,25 @@ describe('requests the HTTP parser refuses get Wharf’s error envelope, and sto
     });
   }
 });
+
+/** Records a lease on lock `name` held by another node until `until` (ms since the epoch). */
+function holdLease(server: TestWharf, name: string, until: number): void {
+  const insert =
+    "insert into locks (name, owner, expires_at, release_requested) values (?, 'other-node', ?, 0)";
+  if (/^postgres(ql)?:/.test(server.databaseUrl)) {
+    const numbered = insert.replace('?', '$1').replace('?', '$2');
+    pgQuerySync(
+      server.databaseUrl,
+      `with l as (${numbered} returning name) select coalesce(json_agg(l), '[]') as rows from l`,
+      [name, String(until)],
+    );
+    return;
+  }
+  const db = new Database(join(server.dataDir, 'wharf.db'));
+  try {
+    db.pragma('busy_timeout = 5000');
+    db.prepare(insert).run(name, until);
+  } finally {
+    db.close();
+  }
+}
