@@ -564,8 +564,18 @@ export class S3BlobStore implements BlobStore {
     await this.abortUpload(key, multipartId);
   }
 
-  /** Multipart uploads begun before `olderThan`, whoever began them (lib-storage or a client). */
+  /**
+   * Multipart uploads begun before `olderThan`, whoever began them (lib-storage or a client),
+   * that `inUse` does not claim; and the start checks' probe objects written before it.
+   */
   async sweepIncomplete(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number> {
+    return (await this.sweepMultipart(olderThan, inUse)) + (await this.sweepProbes(olderThan));
+  }
+
+  private async sweepMultipart(
+    olderThan: number,
+    inUse?: (key: string) => Promise<boolean>,
+  ): Promise<number> {
     let aborted = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -588,6 +598,38 @@ export class S3BlobStore implements BlobStore {
       keyMarker = page.NextKeyMarker;
       uploadIdMarker = page.NextUploadIdMarker;
     }
+  }
+
+  /**
+   * The probe objects of checkUnsignedCopy and checkPublicAcl written before `olderThan`. Each
+   * check deletes its own, but not when the store stops answering (the delete is not waited
+   * out) or the start is stopped midway; a check lasts seconds, so an older probe is no
+   * check's any more. Listed under the probes' prefix only, a page at a time.
+   */
+  private async sweepProbes(olderThan: number): Promise<number> {
+    let removed = 0;
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: `${PROBE_KEY}/`,
+          MaxKeys: 1000,
+          ContinuationToken: token,
+        }),
+      );
+      const old = (page.Contents ?? []).flatMap((o) =>
+        o.Key && (o.LastModified?.getTime() ?? Number.POSITIVE_INFINITY) < olderThan ? [{ Key: o.Key }] : [],
+      );
+      if (old.length > 0) {
+        await this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: old, Quiet: true } }),
+        );
+        removed += old.length;
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return removed;
   }
 
   async close(): Promise<void> {
@@ -654,7 +696,8 @@ export class S3BlobStore implements BlobStore {
       }
       return 'refused';
     } finally {
-      // Not waited out either: a probe left behind is two bytes under wharf-probe/.
+      // Not waited out either: a probe left behind is two bytes under wharf-probe/, which the
+      // sweep removes once it is an hour old (sweepProbes).
       await this.client
         .send(
           new DeleteObjectsCommand({
