@@ -568,13 +568,16 @@ export class S3BlobStore implements BlobStore {
    * Multipart uploads begun before `olderThan`, whoever began them (lib-storage or a client),
    * that `inUse` does not claim; and the start checks' probe objects written before it.
    */
-  async sweepIncomplete(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number> {
+  async sweepIncomplete(
+    olderThan: number,
+    inUse?: (key: string, multipartId: string) => Promise<boolean>,
+  ): Promise<number> {
     return (await this.sweepMultipart(olderThan, inUse)) + (await this.sweepProbes(olderThan));
   }
 
   private async sweepMultipart(
     olderThan: number,
-    inUse?: (key: string) => Promise<boolean>,
+    inUse?: (key: string, multipartId: string) => Promise<boolean>,
   ): Promise<number> {
     let aborted = 0;
     let keyMarker: string | undefined;
@@ -590,7 +593,7 @@ export class S3BlobStore implements BlobStore {
       for (const upload of page.Uploads ?? []) {
         if (!upload.Key || !upload.UploadId) continue;
         if ((upload.Initiated?.getTime() ?? Number.POSITIVE_INFINITY) >= olderThan) continue;
-        if (await inUse?.(upload.Key)) continue;
+        if (await inUse?.(upload.Key, upload.UploadId)) continue;
         await this.abortUpload(upload.Key, upload.UploadId);
         aborted += 1;
       }

@@ -290,8 +290,13 @@ export interface UploadStore {
    * dropped and the upload stays open) always succeeds. False when it is no longer pending.
    */
   holdArrived(id: string, hold: { quota: number; token: number }): Promise<boolean>;
-  /** Records storage's multipart upload id for a pending upload. */
+  /** Records storage's multipart upload id for a pending upload, in place of any before. */
   setUploadMultipartId(id: string, multipartId: string): Promise<void>;
+  /**
+   * Records storage's multipart upload id for a pending upload that has none yet; true when
+   * the upload's id is now this one (recorded now or before), false when it is another.
+   */
+  claimUploadMultipartId(id: string, multipartId: string): Promise<boolean>;
   /**
    * An account's pending uploads of these kinds declared with this size, newest first: what a
    * client that lost its state may resume (the caller narrows by digest and by owner).
@@ -859,9 +864,14 @@ export interface BlobStore {
   /**
    * Removes debris of writes that never finished (temp files, incomplete parts) begun before
    * `olderThan`, except multipart uploads of keys `inUse` claims: an upload may legitimately
-   * run for a day, while a crashed write's leftovers should go within the hour.
+   * run for a day, while a crashed write's leftovers should go within the hour. A store that
+   * knows each multipart upload's id names it, so that `inUse` can claim only the one its
+   * upload writes through (see UploadSweep.runsLong).
    */
-  sweepIncomplete(olderThan: number, inUse?: (key: string) => Promise<boolean>): Promise<number>;
+  sweepIncomplete(
+    olderThan: number,
+    inUse?: (key: string, multipartId?: string) => Promise<boolean>,
+  ): Promise<number>;
   /**
    * Ends the writes of `key` that never finished and frees what they stored, for stores where a
    * write outlives the process that made it (an S3 multipart upload a direct upload's body

@@ -70,11 +70,15 @@ export class S3SigningService {
     if (!multipartId || multipartId.length > 1024) {
       throw new WharfError('VALIDATION_FAILED', 'uploadId is required for this request.');
     }
-    if (upload.multipartId === null) {
-      // On S3 the client created the multipart upload itself; its first step tells Wharf the
-      // id, which the expiry sweep needs to free the parts.
-      await this.store.setUploadMultipartId(upload.id, multipartId);
-    } else if (upload.multipartId !== multipartId) {
+    // On S3 the client created the multipart upload itself; its first step tells Wharf the
+    // id, which the expiry sweep needs to free the parts. Recorded once: two first steps naming
+    // different ids side by side get one of them signed, and the sweep may then abort any
+    // other multipart upload of the key once it is an hour old (see UploadSweep.runsLong).
+    const recorded =
+      upload.multipartId === null
+        ? await this.store.claimUploadMultipartId(upload.id, multipartId)
+        : upload.multipartId === multipartId;
+    if (!recorded) {
       throw new WharfError('MULTIPART_NOT_FOUND', 'That is not the multipart upload of this key.');
     }
     const signed = await this.blobs.presignOperation({

@@ -65,7 +65,7 @@ export class UploadSweep {
       }
       if (stale.length < 200) break;
     }
-    const inUse = (key: string) => this.runsLong(key, now);
+    const inUse = (key: string, multipartId?: string) => this.runsLong(key, now, multipartId);
     let debris = await this.blobs.sweepIncomplete(now - DEBRIS_AGE_MS, inUse);
     for (const hooks of this.kindHooks.values())
       debris += (await hooks.debris?.(now - DEBRIS_AGE_MS, inUse)) ?? 0;
@@ -76,13 +76,25 @@ export class UploadSweep {
   /**
    * Whether `key` is written by an upload that may still run (not debris): a multipart or
    * resumable upload, or a direct upload whose lease is live (its body still streams, for more
-   * than the hour debris waits, perhaps, on S3 an open multipart upload all that time).
+   * than the hour debris waits, perhaps, on S3 an open multipart upload all that time). Given
+   * the id of a multipart upload in storage: whether that one is what such an upload writes.
    */
-  private async runsLong(key: string, now: number): Promise<boolean> {
+  private async runsLong(key: string, now: number, multipartId?: string): Promise<boolean> {
     const uploadId = uploadIdFromKey(key);
     const upload = uploadId ? await this.store.getUpload(uploadId) : undefined;
     if (upload?.storageKey !== key || upload.status !== 'pending') return false;
     if (upload.kind === 'direct') return now <= upload.expiresAt;
+    // A multipart upload writes through the one multipart upload recorded for it: Wharf's own
+    // create records the id it got back before the upload exists, and on S3 a client's (S3
+    // signing) is recorded once, by its first signed step, and no URL is signed for any other
+    // id (the local store, where the embedded endpoint records each create, names none). So
+    // another one of its key is a stray: a create the SDK retried after its answer was lost (a
+    // stalled store), or one the client made and never used. While no id is recorded, the
+    // client's may still be coming: every one of them is claimed. Nothing else writes a
+    // multipart upload's key (tus and direct uploads have keys of their own).
+    if (upload.kind === 'multipart' && multipartId !== undefined && upload.multipartId !== null) {
+      return upload.multipartId === multipartId && now <= this.uploads.completableUntil(upload);
+    }
     return (
       (upload.kind === 'multipart' || upload.kind === 'tus' || upload.kind === 'rufh') &&
       now <= this.uploads.completableUntil(upload)

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { AFTER_COMMIT_CHECK_MS } from '../../src/core/assets.js';
 import { ManualClock } from '../../src/core/clock.js';
+import { isWharfError } from '../../src/core/errors.js';
 import { dbQuery, eventually, objectFiles, uploadRaw } from '../helpers/assets.js';
 import {
   holdsObject,
@@ -18,6 +19,7 @@ import {
   putStrayObject,
   storedKeys,
   storesOnS3,
+  withBucket,
 } from '../helpers/deployment.js';
 import { answerOf, api } from '../helpers/http.js';
 import { startWharfProcess, type WharfProcess } from '../helpers/server-process.js';
@@ -86,6 +88,27 @@ describe('the sweep', () => {
   });
 });
 
+/** The ids of the multipart uploads open in the server's bucket under `key` (scaled). */
+async function openMultipartIds(server: TestWharf, key: string): Promise<string[]> {
+  const { ListMultipartUploadsCommand } = await import('@aws-sdk/client-s3');
+  return withBucket(server, async (s3, bucket) =>
+    ((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }))).Uploads ?? [])
+      .filter((u) => u.Key === key)
+      .map((u) => u.UploadId!)
+      .sort(),
+  );
+}
+
+/** Starts a multipart upload in the server's bucket behind Wharf's back (scaled): its id. */
+async function createStrayMultipart(server: TestWharf, key: string): Promise<string> {
+  const { CreateMultipartUploadCommand } = await import('@aws-sdk/client-s3');
+  return withBucket(
+    server,
+    async (s3, bucket) =>
+      (await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }))).UploadId!,
+  );
+}
+
 const onS3Only = !storesOnS3 && 'S3 only (scaled)';
 
 describe('the sweep, on S3', () => {
@@ -109,6 +132,153 @@ describe('the sweep, on S3', () => {
       assert.deepEqual(
         (await storedKeys(w)).filter((key) => key.startsWith('wharf-probe/')),
         [],
+      );
+    } finally {
+      await w.close();
+    }
+  });
+
+  // A stalled store: the SDK retried CreateMultipartUpload after a timeout, and S3 had made the
+  // first one too. Wharf recorded the id it got back; the other is nobody's.
+  test("a pending multipart upload's strays go once an hour old; the one it writes through stays and completes", {
+    skip: onS3Only,
+  }, async () => {
+    const w = await startWharf();
+    try {
+      const bytes = randomBytes(1000);
+      const started = await api(w.url, w.key, 'POST', '/v1/multipart', {
+        name: 'stray.bin',
+        size: bytes.length,
+      });
+      assert.equal(started.status, 201, JSON.stringify(started.body));
+      const { id, key, uploadId } = started.body as { id: string; key: string; uploadId: string };
+      const stray = await createStrayMultipart(w, key);
+      assert.deepEqual(await openMultipartIds(w, key), [stray, uploadId].sort());
+
+      w.clock.advance(30 * 60_000);
+      assert.equal((await w.wharf.core.uploads.sweep()).debris, 0, 'younger than an hour');
+      w.clock.advance(31 * 60_000);
+      assert.deepEqual(await w.wharf.core.uploads.sweep(), { expired: 0, debris: 1, reconciled: 0 });
+      assert.deepEqual(await openMultipartIds(w, key), [uploadId], 'the stray went, the recorded one stayed');
+
+      // Storage judges signed URLs by the real clock.
+      w.clock.set(Date.now());
+      const signed = await api(w.url, w.key, 'POST', `/v1/multipart/${id}/parts`, { partNumbers: [1] });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const part = signed.body.parts[0];
+      const put = await fetch(part.url, {
+        method: 'PUT',
+        headers: part.headers,
+        body: new Uint8Array(bytes),
+      });
+      assert.equal(put.status, 200, await put.text());
+      const done = await api(w.url, w.key, 'POST', `/v1/multipart/${id}/complete`, {
+        parts: [{ PartNumber: 1, ETag: put.headers.get('etag') }],
+      });
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.equal(done.body.asset.sha256, createHash('sha256').update(bytes).digest('hex'));
+    } finally {
+      await w.close();
+    }
+  });
+
+  // An S3 client (Uppy) creates the multipart upload itself, with a URL Wharf signed; Wharf
+  // learns its id from the first step the client has signed.
+  test("a client's multipart uploads are all kept until one is named; then the others go once an hour old", {
+    skip: onS3Only,
+  }, async () => {
+    const w = await startWharf();
+    try {
+      const create = await api(w.url, w.key, 'POST', '/v1/s3/sign', { method: 'POST', key: 'mine.bin' });
+      assert.equal(create.status, 200, JSON.stringify(create.body));
+      const key: string = create.body.key;
+      const created: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
+        const xml = await res.text();
+        assert.equal(res.status, 200, xml);
+        created.push(/<UploadId>([^<]+)<\/UploadId>/.exec(xml)![1]!);
+      }
+      const [named, other] = created as [string, string];
+
+      w.clock.advance(61 * 60_000);
+      assert.equal((await w.wharf.core.uploads.sweep()).debris, 0, 'no id named yet: either may be the one');
+      assert.deepEqual(await openMultipartIds(w, key), [...created].sort());
+
+      w.clock.set(Date.now());
+      const part = await api(w.url, w.key, 'POST', '/v1/s3/sign', {
+        method: 'PUT',
+        key,
+        uploadId: named,
+        partNumber: 1,
+      });
+      assert.equal(part.status, 200, JSON.stringify(part.body));
+      const refused = await api(w.url, w.key, 'POST', '/v1/s3/sign', {
+        method: 'PUT',
+        key,
+        uploadId: other,
+        partNumber: 1,
+      });
+      assert.equal(refused.status, 404, JSON.stringify(refused.body));
+      assert.equal(refused.body.error.code, 'MULTIPART_NOT_FOUND');
+
+      w.clock.advance(61 * 60_000);
+      assert.equal((await w.wharf.core.uploads.sweep()).debris, 1);
+      assert.deepEqual(await openMultipartIds(w, key), [named]);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test("a client's first steps naming two multipart uploads side by side: one is recorded, the other refused", {
+    skip: onS3Only,
+  }, async () => {
+    const w = await startWharf();
+    try {
+      const create = await api(w.url, w.key, 'POST', '/v1/s3/sign', { method: 'POST', key: 'twice.bin' });
+      assert.equal(create.status, 200, JSON.stringify(create.body));
+      const key: string = create.body.key;
+      const created: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
+        created.push(/<UploadId>([^<]+)<\/UploadId>/.exec(await res.text())![1]!);
+      }
+      // Straight to the service, both reading the upload before either records an id.
+      const principal = await w.wharf.core.keys.authenticate(w.key);
+      const store = (
+        w.wharf.core.s3Signing as unknown as { store: { getUpload: (id: string) => Promise<unknown> } }
+      ).store;
+      const getUpload = store.getUpload;
+      let reading = 0;
+      let bothRead: () => void = () => {};
+      const bothReading = new Promise<void>((resolve) => {
+        bothRead = resolve;
+      });
+      store.getUpload = async (id) => {
+        const upload = await getUpload.call(store, id);
+        if (++reading === 2) bothRead();
+        await bothReading;
+        return upload;
+      };
+      const outcomes = await Promise.all(
+        created.map((uploadId) =>
+          w.wharf.core.s3Signing
+            .sign(principal, { operation: 'UploadPart', key, multipartId: uploadId, partNumber: 1 })
+            .then(
+              () => 'signed',
+              (err: unknown) => (isWharfError(err, 'MULTIPART_NOT_FOUND') ? 'refused' : Promise.reject(err)),
+            ),
+        ),
+      );
+      store.getUpload = getUpload;
+      assert.deepEqual([...outcomes].sort(), ['refused', 'signed']);
+      // The one recorded is the one signed: later steps are signed for it only.
+      const lists = await Promise.all(
+        created.map((uploadId) => api(w.url, w.key, 'POST', '/v1/s3/sign', { method: 'GET', key, uploadId })),
+      );
+      assert.deepEqual(
+        lists.map((a) => a.status),
+        outcomes.map((o) => (o === 'signed' ? 200 : 404)),
       );
     } finally {
       await w.close();

@@ -397,6 +397,22 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
         .where('status', '=', 'pending')
         .execute();
     },
+
+    async claimUploadMultipartId(id: string, multipartId: string): Promise<boolean> {
+      await db
+        .updateTable('uploads')
+        .set({ multipart_id: multipartId })
+        .where('id', '=', id)
+        .where('status', '=', 'pending')
+        .where('multipart_id', 'is', null)
+        .execute();
+      const row = await db
+        .selectFrom('uploads')
+        .select('multipart_id')
+        .where('id', '=', id)
+        .executeTakeFirst();
+      return row?.multipart_id === multipartId;
+    },
   };
 }
 
