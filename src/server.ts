@@ -360,10 +360,13 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
         // requests, the jobs finishing are what a scraper wants to see of a stop): it closes
         // only before the database does. /metrics on the main port closes with the port.
         // Stops listening at once and closes idle keep-alive connections; a request that still
-        // arrives on a busy one gets 503.
+        // arrives on a busy one gets 503. So does one on a connection accepted just before that
+        // has sent nothing yet: such a connection is kept a second (never past the deadline),
+        // as its request may be on its way (see fresh-connections.ts).
+        const deadline = closeOptions.deadlineMs;
+        if (deadline !== undefined) app.freshConnections.keepFor(deadline);
         const closed = app.close();
         let cut = 0;
-        const deadline = closeOptions.deadlineMs;
         if (deadline === undefined) {
           await app.inFlight.idle();
         } else if (!(await settlesWithin(app.inFlight.idle(), deadline))) {

@@ -27,6 +27,7 @@ import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
 import { continueOnRead } from './expect-continue.js';
 import { refuseEncodedFileBodies } from './file-bodies.js';
+import { keepFreshConnections } from './fresh-connections.js';
 import { limitJsonDepth, readEmptyJsonAsNoBody } from './json-depth.js';
 import { endLingeringOnClose } from './lingering-close.js';
 import { logRedaction, redactedUrl } from './log-redaction.js';
@@ -160,6 +161,8 @@ export async function buildApp({
   Object.assign(app.server, { httpAllowHalfOpen: true });
   continueOnRead(app.server);
   endLingeringOnClose(app);
+  // A stop does not reset a connection whose first request is on its way.
+  keepFreshConnections(app);
   // First, so that every request of every route is counted (a stopping server waits for them).
   trackInFlight(app);
   cutIdleBodies(app, bodyIdleTimeoutSeconds);

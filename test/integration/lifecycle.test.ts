@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, request } from 'node:http';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect as connectTcp, createServer, type Server, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -22,7 +22,7 @@ import {
 } from '../helpers/deployment.js';
 import { answerOf, api } from '../helpers/http.js';
 import { alive, listening, type Running, run, sql } from '../helpers/process.js';
-import { freePort } from '../helpers/wharf.js';
+import { freePort, startWharf } from '../helpers/wharf.js';
 
 /**
  * The server as a process: what it says and how it exits when its start fails, how it makes
@@ -823,7 +823,86 @@ describe('stopping', () => {
       await new Promise((resolve) => silent.close(resolve));
     }
   });
+
+  test('a request sent on a connection accepted just before the stop is answered 503, never reset; one that sends nothing is closed after a second', async () => {
+    const w = await startWharf();
+    try {
+      const server = w.wharf.app.server;
+      const port = Number(new URL(w.url).port);
+      // A balancer's new connection (nginx without upstream keepalive), its request still on
+      // the way, and one that never sends anything.
+      const fresh = await acceptedConnection(server, port);
+      const silent = await acceptedConnection(server, port);
+
+      const stopped = w.wharf.close();
+      const began = performance.now();
+      // The port closes as the stop begins, idle connections closed with it: the request
+      // is written right after, as it would reach a node that had just been signalled.
+      while (server.listening) await new Promise((resolve) => setImmediate(resolve));
+      fresh.socket.write(`GET /v1/assets HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nx-api-key: ${w.key}\r\n\r\n`);
+      const answer = await fresh.closed;
+      assert.match(answer.received, /^HTTP\/1\.1 503 /, `an answer, not a reset: ${JSON.stringify(answer)}`);
+      assert.match(answer.received, /\r\nconnection: close\r\n/i);
+
+      const quiet = await silent.closed;
+      assert.equal(quiet.received, '');
+      await stopped;
+      const took = performance.now() - began;
+      assert.ok(took < 5_000, `the stop waits for a connection that sends nothing only briefly (${took} ms)`);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('a keep-alive connection idle after its request is closed as the stop begins, with no wait added', async () => {
+    const w = await startWharf();
+    try {
+      const server = w.wharf.app.server;
+      const port = Number(new URL(w.url).port);
+      const used = await acceptedConnection(server, port);
+      used.socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+      await used.answered;
+
+      const began = performance.now();
+      await w.wharf.close();
+      const took = performance.now() - began;
+      const closed = await used.closed;
+      assert.match(closed.received, /^HTTP\/1\.1 200 /);
+      assert.ok(took < 500, `closed at once, not after a grace (${took} ms)`);
+    } finally {
+      await w.close();
+    }
+  });
 });
+
+/**
+ * A raw TCP connection the server has accepted (its `connection` event fired), nothing sent:
+ * `answered` resolves at the first complete response head, `closed` once the connection ends,
+ * with what arrived and the error, if any.
+ */
+async function acceptedConnection(server: Server, port: number) {
+  const accepted = new Promise((resolve) => server.once('connection', resolve));
+  const socket = connectTcp({ port, host: '127.0.0.1' });
+  let received = '';
+  let error: string | undefined;
+  let answer: () => void = () => {};
+  const answered = new Promise<void>((resolve) => {
+    answer = resolve;
+  });
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    received += chunk;
+    if (received.includes('\r\n\r\n')) answer();
+  });
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    error = err.code ?? err.message;
+  });
+  const closed = new Promise<{ received: string; error: string | undefined }>((resolve) =>
+    socket.once('close', () => resolve({ received, error })),
+  );
+  await accepted;
+  return { socket, answered, closed };
+}
 
 describe('file permissions', {
   skip:
