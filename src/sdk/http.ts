@@ -143,12 +143,13 @@ export class Transport {
     let failures = 0;
     let busyWaited = 0;
     const origin = new URL(url).origin;
-    // When this request first failed to reach a server that answered before (see restartMs).
+    // When this request first failed to reach a server that answered before (see restartMs); on
+    // the monotonic clock, which a change of the system's time does not move.
     let downSince: number | undefined;
     const waitForRestart = async (attempt: number, failure: unknown): Promise<boolean> => {
       if (retries === 0 || !this.answered.has(origin)) return false;
-      downSince ??= Date.now();
-      if (Date.now() - downSince >= this.restartMs) return false;
+      downSince ??= performance.now();
+      if (performance.now() - downSince >= this.restartMs) return false;
       options.onRetry?.(attempt + 1, failure);
       await sleep(Math.min(this.maxDelayMs, 1000 + Math.random() * 1000), options.signal);
       return true;
@@ -186,7 +187,7 @@ export class Transport {
           if (await waitForRestart(attempt, failure)) continue;
           throw failure;
         }
-        downSince ??= Date.now();
+        downSince ??= performance.now();
         options.onRetry?.(attempt + 1, failure);
         await this.wait(failures++, undefined, options.signal);
         continue;
@@ -212,7 +213,7 @@ export class Transport {
         if (down && (await waitForRestart(attempt, error))) continue;
         throw error;
       }
-      if (down) downSince ??= Date.now();
+      if (down) downSince ??= performance.now();
       options.onRetry?.(attempt + 1, error);
       await this.wait(failures++, error.retryAfter, options.signal);
     }
