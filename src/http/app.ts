@@ -44,6 +44,7 @@ import { trackRoutes } from './route-list.js';
 import { MAX_PARAM_LENGTH, type RoutingErrorShape, routingError, shapeFor } from './routing-errors.js';
 import { rufhRoutes } from './rufh/routes.js';
 import { buildSharedSerializer } from './serialization.js';
+import { refuseWhileStopping } from './stopping.js';
 import { storageEndpointRoutes, storageRoutingErrors } from './storage/put-object.js';
 import { type TusRouteOptions, tusRoutes, tusRoutingErrors } from './tus/routes.js';
 import { validatorCompiler } from './validation.js';
@@ -137,6 +138,9 @@ export async function buildApp({
     // Wharf sits behind load balancers; request ids come from there when present and sane.
     requestIdHeader: false,
     genReqId: requestIdFor,
+    // A request arriving during a stop is refused by Wharf, in its own error shape with
+    // Retry-After (see stopping.ts), not by Fastify before any hook runs.
+    return503OnClosing: false,
     // What Node's HTTP parser refuses, in Wharf's error envelope rather than Fastify's.
     clientErrorHandler: clientErrorHandler(requestMetrics, addressOf),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH, querystringParser: parseQueryString },
@@ -173,6 +177,8 @@ export async function buildApp({
   trackRoutes(app);
   // Before CORS and every route: every response carries its request id, preflights and refusals too.
   registerObservation(app, requestMetrics);
+  // After observation: a stop's refusals are counted and logged as any.
+  refuseWhileStopping(app);
   // The seed APIs' shapes for their unknown paths; the storage endpoint and tus answer their own.
   registerNativeErrors(app, compatRoutingErrors);
   // Before every route: preflights are answered ahead of authentication, which they never carry.

@@ -843,6 +843,11 @@ describe('stopping', () => {
       const answer = await fresh.closed;
       assert.match(answer.received, /^HTTP\/1\.1 503 /, `an answer, not a reset: ${JSON.stringify(answer)}`);
       assert.match(answer.received, /\r\nconnection: close\r\n/i);
+      // Wharf's refusal, which a client can match and knows to send again (Fastify's own had
+      // its own body and no Retry-After).
+      assert.match(answer.received, /\r\nretry-after: 1\r\n/i);
+      const body = answer.received.slice(answer.received.indexOf('\r\n\r\n') + 4);
+      assert.equal(JSON.parse(body).error.code, 'SERVICE_UNAVAILABLE');
 
       const quiet = await silent.closed;
       assert.equal(quiet.received, '');
