@@ -1,4 +1,5 @@
-import { crc32 } from 'node:zlib';
+import { once } from 'node:events';
+import { crc32, createDeflate } from 'node:zlib';
 
 /** A PNG chunk: length, type, data, CRC (what a file's metadata is hand-built from in tests). */
 export function pngChunk(type: string, data: Buffer): Buffer {
@@ -8,4 +9,30 @@ export function pngChunk(type: string, data: Buffer): Buffer {
   body.copy(framed, 4);
   framed.writeUInt32BE(crc32(body), body.length + 4);
   return framed;
+}
+
+/** `size` zero bytes, deflated a MiB at a time (never all held at once). */
+async function deflatedZeros(size: number): Promise<Buffer> {
+  const deflate = createDeflate({ level: 9 });
+  const out: Buffer[] = [];
+  deflate.on('data', (piece: Buffer) => out.push(piece));
+  const zeros = Buffer.alloc(1024 * 1024);
+  for (let written = 0; written < size; written += zeros.length)
+    if (!deflate.write(zeros)) await once(deflate, 'drain');
+  deflate.end();
+  await once(deflate, 'end');
+  return Buffer.concat(out);
+}
+
+/**
+ * The PNG with an iCCP chunk after its IHDR whose colour profile (deflated, as the chunk
+ * stores it) inflates to `inflated` bytes: about a thousandth of that is sent.
+ */
+export async function withProfileBomb(png: Buffer, inflated: number): Promise<Buffer> {
+  const afterIhdr = 8 + 25;
+  const profile = pngChunk(
+    'iCCP',
+    Buffer.concat([Buffer.from('bomb\0\0', 'latin1'), await deflatedZeros(inflated)]),
+  );
+  return Buffer.concat([png.subarray(0, afterIhdr), profile, png.subarray(afterIhdr)]);
 }

@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { dbQuery, presignedUpload, readJson, uploadRaw } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
+import { withProfileBomb } from '../helpers/png.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 let w: TestWharf;
@@ -258,5 +259,39 @@ describe('hostile files do not stall processing', () => {
       assert.equal(read.analysis.mime, 'image/heic');
       assert.equal(read.analysis.location, undefined);
     }
+  });
+
+  test('a PNG whose colour profile inflates to 256 MiB is processed and transformed, its EXIF position found', async () => {
+    // exifr inflated an iCCP chunk's profile whole on the main thread, whatever its options:
+    // a 1 MB upload took the server to 1.5 GB and stalled every request. The memory it no
+    // longer takes is measured in test/unit/metadata-bombs.test.ts (a process of its own).
+    const plain = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#0f0' } })
+      .png()
+      .withExif({
+        IFD3: {
+          GPSLatitudeRef: 'N',
+          GPSLatitude: '52/1 31/1 1234/100',
+          GPSLongitudeRef: 'W',
+          GPSLongitude: '13/1 24/1 3600/100',
+        },
+      })
+      .toBuffer();
+    const bomb = await withProfileBomb(plain, 256 * 1024 * 1024);
+    assert.ok(bomb.length < 512 * 1024, `${bomb.length} bytes`);
+    const created = await upload('profile-bomb.png', bomb, 'image/png');
+    await w.wharf.core.jobs.drain();
+    const read = await asset(created.id);
+    assert.equal(read.processing, 'done');
+    assert.equal(read.analysis.format, 'png');
+    assert.deepEqual([read.analysis.width, read.analysis.height], [40, 30]);
+    near(read.analysis.location?.latitude, LATITUDE, 'latitude');
+    near(read.analysis.location?.longitude, LONGITUDE, 'longitude');
+    // sharp (libspng) skips a profile that large: the transform is not affected either.
+    const res = await fetch(`${w.url}/v1/assets/${created.id}/image?w=16&format=png`, {
+      headers: { 'x-api-key': w.key },
+    });
+    assert.equal(res.status, 200);
+    const rendered = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
+    assert.deepEqual([rendered.format, rendered.width], ['png', 16]);
   });
 });
