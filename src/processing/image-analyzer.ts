@@ -15,6 +15,16 @@ async function* once(bytes: Buffer): AsyncGenerator<Buffer> {
 }
 
 /**
+ * A WebP's EXIF as exifr reads it: exifr knows no WebP container (it throws "Unknown file
+ * format", so a WebP photo's GPS position went unreported), but sharp hands over the EXIF
+ * chunk, which is a TIFF structure behind an optional `Exif\0\0` marker, as in JPEG.
+ */
+function webpExif(exif: Buffer | undefined): Buffer | undefined {
+  if (!exif) return undefined;
+  return exif.subarray(0, 6).toString('latin1') === 'Exif\0\0' ? exif.subarray(6) : exif;
+}
+
+/**
  * file-type sniffs the content (never trusting the name or declared type), sharp reads an
  * image's dimensions from its header, exifr its GPS position and any place name.
  */
@@ -30,8 +40,10 @@ export class ImageAnalyzer implements Analyzer {
     }
     if (!sniffed?.mime.startsWith('image/')) return analysis;
 
+    let exif: Buffer | undefined;
     try {
       const meta = await this.dimensions(head, sniffed.mime);
+      exif = meta.exif;
       if (meta.width && meta.height) {
         // EXIF orientations 5–8 rotate the picture a quarter turn: report it as it displays.
         const turned = (meta.orientation ?? 1) >= 5;
@@ -42,7 +54,9 @@ export class ImageAnalyzer implements Analyzer {
       // A format sharp cannot decode still has a sniffed type; dimensions stay unknown.
     }
     try {
-      const tags = (await parseMetadata(head, { gps: true, iptc: true, xmp: true, tiff: true })) as
+      const source = sniffed.mime === 'image/webp' ? webpExif(exif) : head;
+      const tags = (source &&
+        (await parseMetadata(source, { gps: true, iptc: true, xmp: true, tiff: true }))) as
         | Record<string, unknown>
         | undefined;
       if (tags) {
@@ -70,7 +84,7 @@ export class ImageAnalyzer implements Analyzer {
   private async dimensions(
     head: Buffer,
     mime: string,
-  ): Promise<{ width?: number; height?: number; orientation?: number }> {
+  ): Promise<{ width?: number; height?: number; orientation?: number; exif?: Buffer }> {
     if (mime === 'image/webp') {
       const { frames, canvas } = await webpFrames(once(head), MAX_FRAMES);
       if (frames > MAX_FRAMES) return canvas ?? {};

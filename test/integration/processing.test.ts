@@ -123,6 +123,23 @@ describe('processing sniffs the content', () => {
     assert.equal(read.analysis.location, undefined);
   });
 
+  test('a WebP photo gets its EXIF GPS location, as a JPEG does', async () => {
+    // exifr reads no WebP container: the position was never reported (a hunt found it).
+    const webp = await sharp(await photoWithGps(96, 64, '#357'))
+      .webp()
+      .keepExif()
+      .toBuffer();
+    const created = await upload('holiday.webp', webp, 'image/webp');
+    await w.wharf.core.jobs.drain();
+    const read = await asset(created.id);
+    assert.equal(read.processing, 'done');
+    assert.equal(read.analysis.format, 'webp');
+    assert.deepEqual([read.analysis.width, read.analysis.height], [96, 64]);
+    near(read.analysis.location?.latitude, LATITUDE, 'latitude');
+    near(read.analysis.location?.longitude, LONGITUDE, 'longitude');
+    near(read.analysis.location?.altitude, 34.5, 'altitude');
+  });
+
   test('a text file is processed: done, with no image facts', async () => {
     const created = await upload(
       'notes.txt',
