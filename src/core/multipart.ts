@@ -292,8 +292,9 @@ export class MultipartService {
       if (!this.blobs.writePart) throw new Error(`Storage ${this.blobs.name} does not receive parts itself.`);
       // All the parts together may not hold more than the file may: the parts stored (but the one
       // this replaces) and those arriving now. Otherwise one upload of a declared size, or one
-      // whose account has a quota, could fill the disk with parts it can never complete.
-      const claim = await this.claimRoom(upload.id, part, limit);
+      // whose account has a quota, could fill the disk with parts it can never complete. Those
+      // of a file of unknown size are held against the quota and the token's budget too.
+      const claim = await this.claimRoom(upload, part, limit);
       let written: StoredPart | undefined;
       try {
         // Counted as a presigned PUT's bytes are: refused (a wrong Content-MD5), cut, or not stored.
@@ -303,12 +304,24 @@ export class MultipartService {
         return written;
       } finally {
         const release = await this.admission.lock(upload.id);
-        const claims = this.arriving.get(upload.id) ?? [];
-        claims.splice(claims.indexOf(claim), 1);
-        if (claims.length === 0) this.arriving.delete(upload.id);
-        if (written) this.storedSizes.get(upload.id)?.set(written.partNumber, written.size);
-        else this.storedSizes.delete(upload.id);
-        release();
+        try {
+          const claims = this.arriving.get(upload.id) ?? [];
+          claims.splice(claims.indexOf(claim), 1);
+          if (claims.length === 0) this.arriving.delete(upload.id);
+          const sizes = this.storedSizes.get(upload.id);
+          const replaced = sizes?.get(part.partNumber) ?? 0;
+          if (written) sizes?.set(written.partNumber, written.size);
+          else this.storedSizes.delete(upload.id);
+          // A part stored whole, no smaller than the one it replaced, holds what its claim held.
+          const unchanged =
+            written !== undefined &&
+            sizes !== undefined &&
+            written.size === claim.bytes &&
+            replaced <= written.size;
+          if (upload.size === null && !unchanged) await this.holdStored(upload, part);
+        } finally {
+          release();
+        }
       }
     } catch (err) {
       part.body.resume();
@@ -324,23 +337,14 @@ export class MultipartService {
    * counts once, at the larger.
    */
   private async claimRoom(
-    uploadId: string,
+    upload: Upload,
     part: { key: string; multipartId: string; partNumber: number; size?: number | undefined },
     limit: number,
   ): Promise<PartClaim> {
+    const uploadId = upload.id;
     const release = await this.admission.lock(uploadId);
     try {
-      let sizes = this.storedSizes.get(uploadId);
-      if (!sizes) {
-        sizes = new Map();
-        for (const stored of await this.blobs.listParts(part.key, part.multipartId)) {
-          sizes.set(stored.partNumber, stored.size);
-        }
-        // Uploads that end without a word (expired by the sweep) leave theirs: forget them all
-        // now and then rather than track every ending; forgotten sizes are listed again.
-        if (this.storedSizes.size >= MAX_UPLOADS_SIZED) this.storedSizes.clear();
-        this.storedSizes.set(uploadId, sizes);
-      }
+      const sizes = await this.sizesOf(uploadId, part);
       const held = new Map(sizes);
       const claims = this.arriving.get(uploadId) ?? [];
       for (const c of claims) held.set(c.partNumber, Math.max(held.get(c.partNumber) ?? 0, c.bytes));
@@ -356,11 +360,66 @@ export class MultipartService {
       }
       // A part of unknown length claims all the room left, and is cut off there.
       const claim = { partNumber: part.partNumber, bytes: part.size ?? room };
+      // The size of the file is unknown, so nothing was reserved for it: its parts are held as
+      // they arrive, this one before a byte of it is written (a part that cannot fit is refused
+      // whole, storing nothing), as a form's file is held (see UploadService.holdArrived).
+      if (upload.size === null) await this.holdParts(upload, partsHeld(sizes, [...claims, claim]));
       claims.push(claim);
       this.arriving.set(uploadId, claims);
       return claim;
     } finally {
       release();
+    }
+  }
+
+  /** The sizes of an upload's stored parts, listed once and then kept (see storedSizes). Under its admission lock. */
+  private async sizesOf(
+    uploadId: string,
+    part: { key: string; multipartId: string },
+  ): Promise<Map<number, number>> {
+    let sizes = this.storedSizes.get(uploadId);
+    if (!sizes) {
+      sizes = new Map();
+      for (const stored of await this.blobs.listParts(part.key, part.multipartId)) {
+        sizes.set(stored.partNumber, stored.size);
+      }
+      // Uploads that end without a word (expired by the sweep) leave theirs: forget them all
+      // now and then rather than track every ending; forgotten sizes are listed again.
+      if (this.storedSizes.size >= MAX_UPLOADS_SIZED) this.storedSizes.clear();
+      this.storedSizes.set(uploadId, sizes);
+    }
+    return sizes;
+  }
+
+  /**
+   * Holds `bytes` against the account's quota and the token's budget for an upload of unknown
+   * size, in place of what it held (set, not added: each hold is counted under the upload's
+   * admission lock from every part stored or arriving, so the last one written is the truth).
+   * Refuses with QUOTA_EXCEEDED or TOKEN_BYTES_EXHAUSTED (S3's QuotaExceeded) what does not fit.
+   * Content the account already holds would cost it nothing, but no part can tell: completion
+   * commits only the bytes that are new.
+   */
+  private async holdParts(upload: Upload, bytes: number): Promise<void> {
+    if (await this.store.holdArrived(upload.id, { quota: bytes, token: bytes })) return;
+    // Ended since it was looked up (aborted, cancelled, completed or expired meanwhile).
+    const current = await this.store.getUpload(upload.id);
+    if (current) this.uploads.assertOpen(current);
+    throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+  }
+
+  /**
+   * Once a part's write is over (under the admission lock): the upload holds its parts as they
+   * now stand, the part's claim giving way to the bytes it stored, or to none (a failed write,
+   * after which the parts are listed again). Shrinking always succeeds; whatever fails here
+   * (the upload ended meanwhile, the database) leaves the larger hold, which the upload gives
+   * back when it ends, and which its next part's claim sets right.
+   */
+  private async holdStored(upload: Upload, part: { key: string; multipartId: string }): Promise<void> {
+    try {
+      const bytes = partsHeld(await this.sizesOf(upload.id, part), this.arriving.get(upload.id) ?? []);
+      await this.store.holdArrived(upload.id, { quota: bytes, token: bytes });
+    } catch {
+      // As above: the hold stays as the part's claim left it.
     }
   }
 
@@ -551,6 +610,18 @@ export class MultipartService {
     const left = Math.floor((upload.expiresAt - now) / 1000);
     return Math.max(1, Math.min(this.settings.partUrlExpiresInSeconds, left));
   }
+}
+
+/**
+ * What an upload's parts hold in all: each part number once, at the larger of the part stored
+ * and any claim arriving to replace it (until a replacement lands, the part it replaces stays).
+ */
+function partsHeld(stored: Map<number, number>, claims: PartClaim[]): number {
+  const held = new Map(stored);
+  for (const c of claims) held.set(c.partNumber, Math.max(held.get(c.partNumber) ?? 0, c.bytes));
+  let total = 0;
+  for (const bytes of held.values()) total += bytes;
+  return total;
 }
 
 export function checkPartNumber(partNumber: number): number {

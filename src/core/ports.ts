@@ -178,7 +178,8 @@ export interface TokenStore {
  * An upload to record, and the bytes it is to hold while pending: against the account's
  * storage quota, and against its token's byte budget. `null` is a file of unknown size: it
  * holds nothing until its bytes are known (a form's file arriving at the embedded endpoint
- * holds its size then: UploadStore.holdArrived), and completion commits it only if it fits, so
+ * holds its size then, and a multipart upload's parts as each arrives there:
+ * UploadStore.holdArrived), and completion commits it only if it fits, so
  * limits stay exact without a form nobody uses holding a file's worth for a day. It is refused
  * up front only when nothing is left (a quota lowered below what is stored, a token's budget
  * used up).
@@ -283,7 +284,8 @@ export interface UploadStore {
    */
   expireUpload(id: string, at: number, ending?: UploadEnding): Promise<boolean>;
   /**
-   * The bytes of a pending upload of unknown size arrived: atomically, it holds `hold` (bytes
+   * The bytes of a pending upload of unknown size arrived (a form's file, or the parts of a
+   * multipart upload stored or arriving so far): atomically, it holds `hold` (bytes
    * against the account's quota, and against its token's budget) in place of what it held,
    * unless that would pass the quota (QUOTA_EXCEEDED) or the token's `max_bytes`
    * (TOKEN_BYTES_EXHAUSTED), which change nothing. A smaller hold (zero: refused bytes were

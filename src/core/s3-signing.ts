@@ -129,8 +129,10 @@ export class S3SigningService {
       now,
     });
     if (signed.rewritable) upload.intent = { ...upload.intent, rewritable: true };
-    // The size is unknown (the client signs before it says): nothing is held until completion,
-    // which commits the file only if it fits (see UploadToRecord).
+    // The size is unknown (the client signs before it says): nothing is held up front, and
+    // completion commits the file only if it fits (see UploadToRecord). A multipart upload's
+    // parts arriving at the embedded endpoint are held as they arrive (see receivePart); on S3
+    // they go to the bucket and Wharf sees them only when the upload completes.
     await this.uploads.record(principal, [{ upload, reserve: { quota: null, token: null } }]);
     if (request.operation === 'PutObject') await this.scheduleReconcile(upload, now);
     return { request: signed, key: upload.storageKey, upload };

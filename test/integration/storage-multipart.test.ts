@@ -11,6 +11,7 @@ import { S3BlobStore } from '../../src/blobs/s3-store.js';
 import { ERROR_STATUS, type ErrorCode, isWharfError } from '../../src/core/errors.js';
 import { type BlobStore, MULTIPART_LIMITS, type StoredPart } from '../../src/core/ports.js';
 import { S3_ERRORS } from '../../src/http/storage/s3-errors.js';
+import { filesUnder, tmpFiles } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { localBlobStore } from '../helpers/fs-store.js';
 import { api, sha256Hex } from '../helpers/http.js';
@@ -547,15 +548,13 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
     );
     await expectRefused(await send(put, randomBytes(500)), 403, 'QuotaExceeded', 'PutObject over max_bytes');
 
+    // A multipart upload's parts are held as they arrive: the part that passes the budget is refused.
     const multipart = await create('application/octet-stream', budget);
-    const part = await putPart(multipart.key, multipart.uploadId, 1, randomBytes(500), {}, budget);
-    assert.equal(part.status, 200, await part.text());
-    const complete = await sign({ method: 'POST', key: multipart.key, uploadId: multipart.uploadId }, budget);
     await expectRefused(
-      await send(complete, completeXml([[1, part.headers.get('etag')!]])),
+      await putPart(multipart.key, multipart.uploadId, 1, randomBytes(500), {}, budget),
       403,
       'QuotaExceeded',
-      'Complete over max_bytes',
+      'UploadPart over max_bytes',
     );
 
     // Uppy signs CreateMultipartUpload without a type; the type sent with it is the file's.
@@ -585,6 +584,121 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
       'QuotaExceeded',
       'PutObject over the quota',
     );
+  });
+
+  // On S3 the parts go to the bucket, and Wharf learns of them only when the upload completes.
+  describe('embedded: the parts of a file of unknown size are held as they arrive', {
+    skip: storesOnS3,
+  }, () => {
+    const accountUsage = async (key: string) => {
+      const res = await api(w.url, key, 'GET', '/v1/account');
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const { bytes_used, bytes_reserved } = res.body.usage;
+      return { used: bytes_used as number, reserved: bytes_reserved as number };
+    };
+    const mint = async (key: string, body: Record<string, unknown>) => {
+      const res = await api(w.url, key, 'POST', '/v1/upload-tokens', body);
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return { id: res.body.token.id as string, secret: res.body.secret as string };
+    };
+    const tokenUsage = async (key: string, id: string) => {
+      const res = await api(w.url, key, 'GET', `/v1/upload-tokens/${id}`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const { bytes_used, bytes_reserved, files_reserved } = res.body.usage;
+      return {
+        used: bytes_used as number,
+        reserved: bytes_reserved as number,
+        files: files_reserved as number,
+      };
+    };
+    const expectQuotaExceeded = async (res: Response, label: string) => {
+      const xml = await res.text();
+      assert.equal(res.status, 403, `${label}: ${xml}`);
+      assert.equal(tag(xml, 'Code'), 'QuotaExceeded', `${label}: ${xml}`);
+    };
+    const partFiles = (uploadId: string) => filesUnder(join(w.dataDir, 'blobs', 'multipart', uploadId));
+
+    test("against the account's quota: the part that passes it is refused and leaves no file; an abort gives the hold back", async () => {
+      const account = await w.newAccount();
+      await w.wharf.core.keys.updateAccount(account.accountId, { storageQuota: 1000 });
+      const { key, uploadId, wharfUpload } = await create('application/octet-stream', account.key);
+      const put = (n: number, bytes: number) =>
+        putPart(key, uploadId, n, randomBytes(bytes), {}, account.key);
+
+      for (const [n, bytes, held] of [
+        [1, 400, 400],
+        [2, 400, 800],
+        // A part sent again replaces the one before: counted once, at its new size.
+        [1, 500, 900],
+      ] as const) {
+        const res = await put(n, bytes);
+        assert.equal(res.status, 200, await res.text());
+        assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: held }, `after part ${n}`);
+      }
+      await expectQuotaExceeded(await put(3, 200), 'a part past the quota');
+      assert.deepEqual(await partFiles(uploadId), ['1', '2', 'manifest.json'], 'part 3 stored nothing');
+      assert.deepEqual(await tmpFiles(w), []);
+      assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: 900 });
+      // What is left still fits.
+      const fits = await put(3, 100);
+      assert.equal(fits.status, 200, await fits.text());
+      assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: 1000 });
+
+      const aborted = await send(await sign({ method: 'DELETE', key, uploadId }, account.key));
+      assert.equal(aborted.status, 204, await aborted.text());
+      assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: 0 });
+      const state = await api(w.url, account.key, 'GET', `/v1/uploads/${wharfUpload}`);
+      assert.equal(state.body.status, 'expired', JSON.stringify(state.body));
+    });
+
+    test("against a token's max_bytes: the part that passes it is refused; a cancel gives the hold back", async () => {
+      const account = await w.newAccount();
+      const token = await mint(account.key, { max_files: 5, max_bytes: 1000 });
+      const { key, uploadId, wharfUpload } = await create('application/octet-stream', token.secret);
+      const first = await putPart(key, uploadId, 1, randomBytes(600), {}, token.secret);
+      assert.equal(first.status, 200, await first.text());
+      assert.deepEqual(await tokenUsage(account.key, token.id), { used: 0, reserved: 600, files: 1 });
+      assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: 600 });
+
+      await expectQuotaExceeded(
+        await putPart(key, uploadId, 2, randomBytes(500), {}, token.secret),
+        'a part past max_bytes',
+      );
+      assert.deepEqual(await partFiles(uploadId), ['1', 'manifest.json'], 'part 2 stored nothing');
+      assert.deepEqual(await tokenUsage(account.key, token.id), { used: 0, reserved: 600, files: 1 });
+
+      const cancelled = await api(w.url, token.secret, 'DELETE', `/v1/uploads/${wharfUpload}`);
+      assert.equal(cancelled.status, 204, JSON.stringify(cancelled.body));
+      assert.deepEqual(await tokenUsage(account.key, token.id), { used: 0, reserved: 0, files: 0 });
+      assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: 0 });
+    });
+
+    test('an upload that fits completes: the file is used, nothing stays held', async () => {
+      const account = await w.newAccount();
+      const size = PART + 500;
+      await w.wharf.core.keys.updateAccount(account.accountId, { storageQuota: size + 100 });
+      const token = await mint(account.key, { max_files: 5, max_bytes: size + 100 });
+      const { key, uploadId, wharfUpload } = await create('application/octet-stream', token.secret);
+      const parts = [randomBytes(PART), randomBytes(500)];
+      const etags: string[] = [];
+      for (const [i, part] of parts.entries()) {
+        const res = await putPart(key, uploadId, i + 1, part, {}, token.secret);
+        assert.equal(res.status, 200, await res.text());
+        etags.push(res.headers.get('etag') ?? '');
+      }
+      assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: size });
+      assert.deepEqual(await tokenUsage(account.key, token.id), { used: 0, reserved: size, files: 1 });
+
+      const completed = await send(
+        await sign({ method: 'POST', key, uploadId }, token.secret),
+        completeXml(etags.map((e, i) => [i + 1, e])),
+      );
+      assert.equal(completed.status, 200, await completed.text());
+      const state = await api(w.url, account.key, 'GET', `/v1/uploads/${wharfUpload}`);
+      assert.equal(state.body.status, 'completed', JSON.stringify(state.body));
+      assert.deepEqual(await accountUsage(account.key), { used: size, reserved: 0 });
+      assert.deepEqual(await tokenUsage(account.key, token.id), { used: size, reserved: 0, files: 0 });
+    });
   });
 });
 
