@@ -182,6 +182,11 @@ export interface LoadedConfig {
 }
 
 const GiB = 1024 ** 3;
+/**
+ * Stored renderings per asset (WHARF_IMAGE_MAX_VARIANTS) by default: far more than sizes and
+ * formats in ordinary use need; requests without a key may make half (core/images.ts).
+ */
+export const DEFAULT_MAX_VARIANTS = 100;
 /** WHARF_SECRET's least length: 32 random characters (`openssl rand -base64 32` makes 44). */
 export const MIN_SECRET_LENGTH = 32;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -356,7 +361,7 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
       concurrency: integer(env, 'WHARF_IMAGE_CONCURRENCY', 2, 1, 256),
       queue: integer(env, 'WHARF_IMAGE_QUEUE', 32, 0, 100_000),
       timeoutSeconds: integer(env, 'WHARF_IMAGE_TIMEOUT', 30, 1, 3600),
-      maxVariants: integer(env, 'WHARF_IMAGE_MAX_VARIANTS', 100, 1, 100_000),
+      maxVariants: integer(env, 'WHARF_IMAGE_MAX_VARIANTS', DEFAULT_MAX_VARIANTS, 1, 100_000),
     },
     media: mediaConfig(env),
     console: {

@@ -104,7 +104,10 @@ export const ERROR_STATUS = {
   IMAGE_UNDECODABLE: 422,
   /** More pixels or bytes than transforms accept (WHARF_IMAGE_MAX_PIXELS, WHARF_IMAGE_MAX_INPUT). */
   IMAGE_TOO_LARGE: 422,
-  /** The asset already has as many stored renderings as allowed (WHARF_IMAGE_MAX_VARIANTS). */
+  /**
+   * The asset already has as many stored renderings as allowed (WHARF_IMAGE_MAX_VARIANTS), or,
+   * for a keyless request, as many as its public share (half of them).
+   */
   TOO_MANY_VARIANTS: 422,
   /** A video or PDF whose poster or first page is still being made by processing. */
   PREVIEW_PENDING: 409,

@@ -41,6 +41,18 @@ export const PREVIEW_KEY = 'preview';
 const MAX_SIGNED_SECONDS = 365 * 24 * 3600;
 /** How much of an original is read to sniff its type when processing has not run yet. */
 const SNIFF_BYTES = 4100;
+/**
+ * The part of an asset's renderings (WHARF_IMAGE_MAX_VARIANTS) that requests without a key,
+ * a public asset's visitors, may make: past it, only a key, a signed URL or an eager preset
+ * makes new ones. Without it, anyone could ask a public asset for as many sizes as the limit
+ * allows and leave its owner none (renderings cannot be deleted, only with their asset).
+ */
+export const PUBLIC_VARIANTS_SHARE = 0.5;
+
+/** How many renderings of an asset keyless requests may make: the share of the limit, rounded down. */
+export function publicVariants(maxVariants: number): number {
+  return Math.floor(maxVariants * PUBLIC_VARIANTS_SHARE);
+}
 
 export interface ImageSettings {
   /** Largest width × height a transform decodes (checked from the header, before decoding). */
@@ -51,8 +63,20 @@ export interface ImageSettings {
   concurrency: number;
   queue: number;
   timeoutSeconds: number;
-  /** Stored renderings per asset; requests for more new ones are refused. */
+  /**
+   * Stored renderings per asset; requests for more new ones are refused (keyless ones past
+   * publicVariants of it).
+   */
   maxVariants: number;
+}
+
+/** Who asks for a rendering, as far as the variants limit is concerned. */
+export interface RenderOptions {
+  /**
+   * No key, no session, no signed URL: a visitor of a public asset, who may make new
+   * renderings only while the asset holds fewer than publicVariants(maxVariants).
+   */
+  keyless?: boolean;
 }
 
 export interface RenderRequest {
@@ -178,14 +202,23 @@ export class ImageService {
   }
 
   /** The stored rendering of `asset` for this request, made now if it is new. */
-  async render(asset: Asset, request: TransformRequest, accept: string | undefined): Promise<Rendered> {
+  async render(
+    asset: Asset,
+    request: TransformRequest,
+    accept: string | undefined,
+    options: RenderOptions = {},
+  ): Promise<Rendered> {
     const transform = await this.resolve(asset.accountId, request);
     try {
       const source = await this.sourceOf(asset);
       const format = negotiateFormat(transform.format, accept, source.format);
       const spec = outputSpec(transform, format);
-      const derivative = await this.ensure(asset, specKey(spec), format, (sink) =>
-        this.renderFrom(source, spec, sink),
+      const derivative = await this.ensure(
+        asset,
+        specKey(spec),
+        format,
+        (sink) => this.renderFrom(source, spec, sink),
+        { keyless: options.keyless ?? false },
       );
       return { derivative, negotiated: transform.format === 'auto' };
     } catch (err) {
@@ -306,7 +339,7 @@ export class ImageService {
     paramsKey: string,
     format: OutputFormat,
     make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
-    options: { background?: boolean } = {},
+    options: { background?: boolean; keyless?: boolean } = {},
   ): Promise<Derivative> {
     const memo = `${asset.id}:${paramsKey}`;
     const known = this.known.get(memo);
@@ -317,16 +350,24 @@ export class ImageService {
       return existing;
     }
     const name = `derive:${asset.id}:${paramsKey}`;
-    const running = this.inflight.get(name);
+    const keyless = options.keyless ?? false;
+    // A keyless request joins a rendering a keyed one is making, never the reverse: the
+    // keyless one may be refused (the public share used up), which is no answer to a key.
+    // Both render under the same lock, so the second finds the first's rendering made.
+    const flight = keyless ? `public:${name}` : name;
+    const running = this.inflight.get(name) ?? this.inflight.get(flight);
     if (running) return running;
-    const work = this.claimAndMake(asset, paramsKey, format, name, make, options.background ?? false);
-    this.inflight.set(name, work);
+    const work = this.claimAndMake(asset, paramsKey, format, name, make, {
+      background: options.background ?? false,
+      keyless,
+    });
+    this.inflight.set(flight, work);
     try {
       const made = await work;
       this.known.set(memo, made);
       return made;
     } finally {
-      this.inflight.delete(name);
+      this.inflight.delete(flight);
     }
   }
 
@@ -336,7 +377,7 @@ export class ImageService {
     format: OutputFormat,
     name: string,
     make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
-    background: boolean,
+    { background, keyless }: { background: boolean; keyless: boolean },
   ): Promise<Derivative> {
     // The preview is what renderings of a video or PDF are made from, never one of them.
     if (paramsKey === PREVIEW_KEY) return this.claimed(asset, paramsKey, format, name, make, background);
@@ -346,6 +387,17 @@ export class ImageService {
     // checked alone, the stored count let thirty-five new sizes asked at once all pass a
     // limit of 100 that 90 had nearly reached.
     const count = (await this.store.countDerivatives(asset.id)) + (this.making.get(asset.id) ?? 0);
+    // Keyless requests stop at the public share of the limit, so a public asset's visitors
+    // cannot take the renderings its owner (with a key, a signed URL or eager presets) needs.
+    const share = publicVariants(this.settings.maxVariants);
+    if (keyless && count >= share) {
+      throw new WharfError(
+        'TOO_MANY_VARIANTS',
+        `Requests without a key may make ${share} of this asset's renderings, and it has ${count}: ` +
+          'use one of the sizes already made, or ask with a key or a signed URL.',
+        { limit: share, scope: 'public' },
+      );
+    }
     if (count >= this.settings.maxVariants) {
       throw new WharfError(
         'TOO_MANY_VARIANTS',

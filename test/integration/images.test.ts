@@ -1048,6 +1048,41 @@ describe('limits (a server with small ones)', () => {
     assert.equal((await ask(id, 'w=48&format=png')).status, 200);
   });
 
+  test("keyless requests make only the public share of a public asset's renderings; a key still makes the rest", async () => {
+    const id = await put(
+      await sharp({ create: { width: 120, height: 90, channels: 3, background: '#264' } })
+        .png()
+        .toBuffer(),
+      'public-share.png',
+    );
+    const made = await api(small.url, small.key, 'PATCH', `/v1/assets/${id}`, { access: 'public' });
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    const keyless = async (query: string) => {
+      const res = await fetch(`${small.url}/v1/assets/${id}/image?${query}`);
+      const body = Buffer.from(await res.arrayBuffer());
+      return { status: res.status, error: res.ok ? undefined : JSON.parse(body.toString()).error };
+    };
+    // WHARF_IMAGE_MAX_VARIANTS is 3 here: visitors may make half, rounded down (1), the owner
+    // the other 2.
+    const share = 1;
+    const widths = [16, 32, 48, 64];
+    for (const width of widths.slice(0, share)) {
+      assert.equal((await keyless(`w=${width}&format=png`)).status, 200);
+    }
+    const refused = await keyless(`w=${widths[share]}&format=png`);
+    assert.equal(refused.status, 422);
+    assert.equal(refused.error.code, 'TOO_MANY_VARIANTS');
+    assert.deepEqual(refused.error.details, { limit: share, scope: 'public' });
+    // With a key the owner still renders up to the full limit, the size a visitor was refused too.
+    assert.equal((await ask(id, `w=${widths[share]}&format=png`)).status, 200);
+    assert.equal((await ask(id, `w=${widths[share + 1]}&format=png`)).status, 200);
+    // Stored renderings are served without a key, whoever made them.
+    assert.equal((await keyless(`w=${widths[0]}&format=png`)).status, 200);
+    assert.equal((await keyless(`w=${widths[share]}&format=png`)).status, 200);
+    const stored = await api(small.url, small.key, 'GET', `/v1/assets/${id}/derivatives`);
+    assert.equal(stored.body.data.length, 3);
+  });
+
   test('eager presets stop at WHARF_IMAGE_MAX_VARIANTS too: their job ends done, and a request is refused after', async () => {
     // Two eager presets in format auto: six renderings of every new image, for a limit of 3.
     for (const [name, width] of [

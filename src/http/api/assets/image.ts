@@ -279,6 +279,9 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
       let asset: Asset;
       let cacheControl: string;
       let embeddable = true;
+      // No key, session or signature: a public asset's visitor, who may make only part of
+      // its renderings (see publicVariants in core/images.ts).
+      let keyless = false;
       if (signature !== undefined || expires !== undefined) {
         if (signature === undefined || expires === undefined) {
           throw new WharfError('INVALID_SIGNATURE', 'A signed URL needs expires and signature.');
@@ -315,6 +318,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
             ? new WharfError('UNAUTHORIZED', 'An API key is required (x-api-key or Authorization: Bearer).')
             : err;
         });
+        keyless = true;
         cacheControl =
           transform.kind === 'preset'
             ? presetCaching('public')
@@ -327,7 +331,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
       }
       const serve = async () => {
         const rendered = await core.images
-          .render(asset, transform, request.headers.accept)
+          .render(asset, transform, request.headers.accept, { keyless })
           .catch((err: unknown) => withRetryAfter(reply, err));
         reply.header('cache-control', cacheControl);
         if (rendered.negotiated) reply.header('vary', 'Accept');
