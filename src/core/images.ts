@@ -102,11 +102,15 @@ export interface ImageRenderer {
    * Decodes `source`, applies `request.spec` and hands the encoded result to `sink` as a
    * stream; resolves when the sink has consumed it. Refuses with UNSUPPORTED_IMAGE,
    * IMAGE_UNDECODABLE, IMAGE_TOO_LARGE or TRANSFORM_TIMEOUT, never anything else for bad input.
+   * TRANSFORM_TIMEOUT comes at the deadline even when the work cannot be stopped there (AVIF's
+   * encoder): then `outlived` is called first with a promise that settles once that work has
+   * ended and its temp files are gone. Its result is never handed to `sink`.
    */
   render(
     source: RenderSource,
     request: RenderRequest,
     sink: (output: Readable) => Promise<void>,
+    outlived?: (finishing: Promise<void>) => void,
   ): Promise<void>;
   /** The type of a file from its first bytes (file-type's extension and MIME type). */
   sniff(head: Buffer): Promise<{ ext: string; mime: string } | undefined>;
@@ -116,6 +120,15 @@ export interface ImageRenderer {
    */
   placeholder(source: RenderSource, request: Omit<RenderRequest, 'spec'>): Promise<Placeholder>;
 }
+
+/**
+ * Makes a rendering's bytes and hands them to `sink`. Work that goes on after it gave up (see
+ * ImageRenderer.render) is passed to `outlived`, to hold its transform slot until it ends.
+ */
+type MakeRendering = (
+  sink: (output: Readable) => Promise<void>,
+  outlived: (finishing: Promise<void>) => void,
+) => Promise<void>;
 
 /** What a request for a rendering names: parameters, or a preset (optionally with a dpr). */
 export type TransformRequest =
@@ -217,7 +230,7 @@ export class ImageService {
         asset,
         specKey(spec),
         format,
-        (sink) => this.renderFrom(source, spec, sink),
+        (sink, outlived) => this.renderFrom(source, spec, sink, outlived),
         { keyless: options.keyless ?? false },
       );
       return { derivative, negotiated: transform.format === 'auto' };
@@ -312,11 +325,17 @@ export class ImageService {
     return { key: asset.storageKey, format: ext };
   }
 
-  private async renderFrom(source: Source, spec: OutputSpec, sink: (output: Readable) => Promise<void>) {
+  private async renderFrom(
+    source: Source,
+    spec: OutputSpec,
+    sink: (output: Readable) => Promise<void>,
+    outlived: (finishing: Promise<void>) => void,
+  ) {
     await this.renderer.render(
       { file: this.blobs.localFile?.(source.key), open: () => this.blobs.read(source.key) },
       { spec, maxPixels: this.settings.maxPixels, timeoutSeconds: this.settings.timeoutSeconds },
       sink,
+      outlived,
     );
   }
 
@@ -338,7 +357,7 @@ export class ImageService {
     asset: Asset,
     paramsKey: string,
     format: OutputFormat,
-    make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    make: MakeRendering,
     options: { background?: boolean; keyless?: boolean } = {},
   ): Promise<Derivative> {
     const memo = `${asset.id}:${paramsKey}`;
@@ -376,7 +395,7 @@ export class ImageService {
     paramsKey: string,
     format: OutputFormat,
     name: string,
-    make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    make: MakeRendering,
     { background, keyless }: { background: boolean; keyless: boolean },
   ): Promise<Derivative> {
     // The preview is what renderings of a video or PDF are made from, never one of them.
@@ -422,7 +441,7 @@ export class ImageService {
     paramsKey: string,
     format: OutputFormat,
     name: string,
-    make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    make: MakeRendering,
     background: boolean,
   ): Promise<Derivative> {
     const owner = this.ids.token(12);
@@ -455,10 +474,17 @@ export class ImageService {
       const done = await this.store.getDerivative(asset.id, paramsKey);
       if (done) return done;
       const release = await this.slots.acquire(asset.accountId, background);
+      // A rendering answered TRANSFORM_TIMEOUT while its encoder goes on (AVIF's cannot be
+      // interrupted) still keeps a core busy: its slot is freed when that work really ends, or
+      // answering at the deadline would let more encodes run at once than the slots allow.
+      let freeSlot = release;
       try {
-        return await this.make(asset, paramsKey, format, make, release);
+        return await this.make(asset, paramsKey, format, make, release, (finishing) => {
+          freeSlot = () => {};
+          void finishing.then(release, release);
+        });
       } finally {
-        release();
+        freeSlot();
       }
     } finally {
       clearInterval(renew);
@@ -470,8 +496,9 @@ export class ImageService {
     asset: Asset,
     paramsKey: string,
     format: OutputFormat,
-    make: (sink: (output: Readable) => Promise<void>) => Promise<void>,
+    make: MakeRendering,
     pixelsDone: () => void,
+    outlived: (finishing: Promise<void>) => void,
   ): Promise<Derivative> {
     const contentType = CONTENT_TYPES[format];
     const ownKey = `${derivativesPrefix(asset)}${paramsKey}.${EXTENSIONS[format]}`;
@@ -483,7 +510,7 @@ export class ImageService {
       // pipeline() carries a renderer failure into the stream storage reads.
       const source = pipeline(output, digest, () => {});
       await this.blobs.write(ownKey, source, () => ({ ...digest.digests(), contentType }));
-    });
+    }, outlived);
     this.rendered += 1;
     const { size, sha256 } = digest.digests();
     // Identical renderings (a size beyond the original's, so both are the original size) share one object.
@@ -639,9 +666,13 @@ export class ImageService {
           : [preset.params.format];
       for (const format of formats) {
         const spec = outputSpec(preset.params, format);
-        await this.ensure(asset, specKey(spec), format, (sink) => this.renderFrom(source, spec, sink), {
-          background: true,
-        });
+        await this.ensure(
+          asset,
+          specKey(spec),
+          format,
+          (sink, outlived) => this.renderFrom(source, spec, sink, outlived),
+          { background: true },
+        );
       }
     } catch (err) {
       // An image that cannot be rendered (broken, too large, no preview, the rendering limit

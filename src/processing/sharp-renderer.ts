@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { fileTypeFromBuffer, fileTypeFromFile } from 'file-type';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { rgbaToThumbHash } from 'thumbhash';
@@ -55,30 +55,66 @@ export class SharpRenderer implements ImageRenderer {
     return fileTypeFromBuffer(head);
   }
 
-  async render(source: RenderSource, request: RenderRequest, sink: (output: Readable) => Promise<void>) {
-    await this.scratch.withDir(async (dir) => {
+  async render(
+    source: RenderSource,
+    request: RenderRequest,
+    sink: (output: Readable) => Promise<void>,
+    outlived: (finishing: Promise<void>) => void = () => {},
+  ) {
+    // Answered at the deadline, whatever the work is doing then. sharp's own timeout stops
+    // libvips only where it reports progress (while pixels are decoded and resized): AVIF's
+    // encoder (libheif, aom) then compresses for seconds without a check, and a header read
+    // cannot be interrupted either. Such work goes on in the background; it is only waited for
+    // (see below), and nothing of it is kept.
+    let givenUp = false;
+    let giveUp!: (err: WharfError) => void;
+    const timedOut = new Promise<never>((_, reject) => {
+      giveUp = reject;
+    });
+    const work = this.scratch.withDir(async (dir) => {
       const input = join(dir, 'input');
       await Scratch.place(source, input, this.maxInputBytes);
       // The clock starts before the header is read: sharp's own timeout counts only once
       // pixels flow, and reading a header is work too (an animated WebP's grows with the
       // square of its frames, see checkInput).
       const deadline = Date.now() + request.timeoutSeconds * 1000;
-      await checkInput(input, request.maxPixels);
-      checkDeadline(deadline, request.timeoutSeconds);
-      const image = pipelineFor(input, request, secondsLeft(deadline));
-      // Errors of the transform itself, told apart from storage's (which are not the image's fault).
-      let failed: unknown;
-      image.once('error', (err: unknown) => {
-        failed = err;
-      });
+      const timer = setTimeout(() => {
+        givenUp = true;
+        giveUp(timeoutError(request.timeoutSeconds));
+      }, deadline - Date.now());
+      let encoded: Buffer;
       try {
-        await sink(image);
-      } catch (err) {
-        if (failed === undefined || err instanceof WharfError) throw err;
+        await checkInput(input, request.maxPixels);
         checkDeadline(deadline, request.timeoutSeconds);
-        throw new WharfError('IMAGE_UNDECODABLE', 'The image could not be decoded (truncated or corrupt).');
+        // Encoded whole in memory, as sharp's output stream would hold it too (it pushes one
+        // buffer once libvips is done); the promise settles exactly when libvips has ended,
+        // which is what the caller's transform slot waits for.
+        encoded = await pipelineFor(input, request, secondsLeft(deadline))
+          .toBuffer()
+          .catch(() => {
+            // libvips failed: the image's fault (storage's failures come from the sink, as they are).
+            checkDeadline(deadline, request.timeoutSeconds);
+            throw new WharfError(
+              'IMAGE_UNDECODABLE',
+              'The image could not be decoded (truncated or corrupt).',
+            );
+          });
+      } finally {
+        clearTimeout(timer);
       }
+      // Late: already answered TRANSFORM_TIMEOUT. A rendering that outlasted the timeout is not
+      // stored, or the next request would be served what this one was refused for taking too long.
+      if (givenUp) return;
+      await sink(new PassThrough().end(encoded));
     });
+    try {
+      await Promise.race([work, timedOut]);
+    } catch (err) {
+      // Still running past the deadline: the caller holds its slot until the work has ended
+      // (libvips keeps a core busy meanwhile) and its scratch directory is removed.
+      if (givenUp) outlived(work.then(noop, noop));
+      throw err;
+    }
   }
 
   async placeholder(source: RenderSource, request: Omit<RenderRequest, 'spec'>): Promise<Placeholder> {
@@ -101,10 +137,16 @@ export class SharpRenderer implements ImageRenderer {
 /** TRANSFORM_TIMEOUT once the transform's time is up. */
 function checkDeadline(deadline: number, timeoutSeconds: number): void {
   if (Date.now() < deadline) return;
-  throw new WharfError('TRANSFORM_TIMEOUT', `The transform took over ${timeoutSeconds} s.`, {
+  throw timeoutError(timeoutSeconds);
+}
+
+function timeoutError(timeoutSeconds: number): WharfError {
+  return new WharfError('TRANSFORM_TIMEOUT', `The transform took over ${timeoutSeconds} s.`, {
     retry_after: 5,
   });
 }
+
+function noop(): void {}
 
 /** What is left of the transform's time, for sharp's timeout (whole seconds; 0 would mean none). */
 function secondsLeft(deadline: number): number {

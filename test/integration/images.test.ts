@@ -10,7 +10,7 @@ import { ImageService } from '../../src/core/images.js';
 import type { BlobStore } from '../../src/core/ports.js';
 import { MAX_FRAMES } from '../../src/core/transforms.js';
 import { deriveKey } from '../../src/core/wharf.js';
-import { dbQuery, serverSecret, uploadRaw } from '../helpers/assets.js';
+import { dbQuery, eventually, serverSecret, uploadRaw } from '../helpers/assets.js';
 import { onS3, removeStoredObject, storedKeys } from '../helpers/deployment.js';
 import { api, sha256Hex } from '../helpers/http.js';
 import { LogCollector, WARN } from '../helpers/observe.js';
@@ -1249,6 +1249,54 @@ describe('slots are for pixels', () => {
       resume();
       restore();
       await small.close();
+    }
+  });
+});
+
+describe('a transform past WHARF_IMAGE_TIMEOUT', () => {
+  test('AVIF, whose encoder cannot be stopped: 503 TRANSFORM_TIMEOUT at the deadline, its slot held until it ends, nothing of it kept', async () => {
+    const slow = await startWharf({
+      env: { WHARF_IMAGE_TIMEOUT: '1', WHARF_IMAGE_CONCURRENCY: '1', WHARF_IMAGE_QUEUE: '1' },
+    });
+    try {
+      // A flat 4096 × 4096 PNG decodes in a fraction of the second, where sharp's own timeout
+      // watches; AV1 then compresses it at q=100 for several seconds, where nothing does.
+      const flat = await sharp({
+        create: { width: 4096, height: 4096, channels: 3, background: '#3366cc' },
+      })
+        .png()
+        .toBuffer();
+      const uploaded = await uploadRaw(slow, slow.key, 'flat.png', flat, { contentType: 'image/png' });
+      assert.equal(uploaded.status, 201, JSON.stringify(uploaded.body));
+      const id = uploaded.body.asset.id as string;
+      const slots = slow.wharf.core.images.slots;
+      const res = await fetch(`${slow.url}/v1/assets/${id}/image?format=avif&q=100`, {
+        headers: { 'x-api-key': slow.key },
+      });
+      const answer = Buffer.from(await res.arrayBuffer());
+      assert.equal(res.status, 503, `${res.headers.get('content-type')}, ${answer.length} bytes`);
+      assert.equal((JSON.parse(answer.toString()) as ErrorBody).error.code, 'TRANSFORM_TIMEOUT');
+      assert.equal(res.headers.get('retry-after'), '5');
+      // Answered while the encoder still runs: it keeps the one slot, so no other encode starts.
+      assert.deepEqual(slots.stats, { running: 1, queued: 0 });
+      await eventually(() => slots.stats.running === 0, 'the abandoned encode ended', {
+        every: 100,
+        tries: 1200,
+      });
+      // The late result was thrown away: no rendering, no object, no scratch file left.
+      const listed = await api(slow.url, slow.key, 'GET', `/v1/assets/${id}/derivatives`);
+      assert.deepEqual(listed.body.data, []);
+      assert.deepEqual(
+        (await storedKeys(slow)).filter((k) => k.includes(`derivatives/${id}/`)),
+        [],
+      );
+      const scratch = await readdir(join(slow.dataDir, 'work'), { recursive: true, withFileTypes: true });
+      assert.deepEqual(
+        scratch.filter((entry) => entry.isFile()).map((entry) => entry.name),
+        [],
+      );
+    } finally {
+      await slow.close();
     }
   });
 });
