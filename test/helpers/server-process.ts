@@ -22,6 +22,27 @@ export interface WharfProcess {
   kill(): Promise<void>;
 }
 
+/**
+ * Whether the Wharf started with `env` answers at `url`: /healthz says ok and, when it was given
+ * WHARF_API_KEY, that key is known there. /healthz alone is any server's answer: a port freed
+ * by a SIGKILL was taken meanwhile by another test file's server, the restart's check met that
+ * one, and the test's own key was refused (401) by it (a CI run). Another server keeps the
+ * check waiting, and the process, which cannot listen, exits with why.
+ */
+export async function answersAsItself(url: string, env: Record<string, string>): Promise<boolean> {
+  const answer = async (path: string, headers: Record<string, string> = {}) =>
+    fetch(`${url}${path}`, { headers }).then(
+      async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      },
+      () => 0,
+    );
+  if ((await answer('/healthz')) !== 200) return false;
+  const key = env.WHARF_API_KEY;
+  return !key || (await answer('/v1/assets?limit=1', { 'x-api-key': key })) !== 401;
+}
+
 export async function startWharfProcess(env: Record<string, string>): Promise<WharfProcess> {
   const port = env.WHARF_PORT;
   if (!port) throw new Error('startWharfProcess needs WHARF_PORT');
@@ -66,19 +87,12 @@ export async function startWharfProcess(env: Record<string, string>): Promise<Wh
       await exited;
     },
   };
-  // Ready once /healthz answers; a process that exits first failed to start.
+  // Ready once it answers as itself (see answersAsItself); a process that exits first failed to start.
   for (let i = 0; i < 600; i++) {
     if (exit !== undefined) {
       throw new Error(`Wharf exited while starting (${JSON.stringify(exit)}):\n${output}`);
     }
-    const ok = await fetch(`${url}/healthz`).then(
-      async (r) => {
-        await r.arrayBuffer();
-        return r.ok;
-      },
-      () => false,
-    );
-    if (ok) return handle;
+    if (await answersAsItself(url, env)) return handle;
     await sleep(100);
   }
   await handle.kill();

@@ -22,7 +22,7 @@ import {
   withBucket,
 } from '../helpers/deployment.js';
 import { answerOf, api } from '../helpers/http.js';
-import { startWharfProcess, type WharfProcess } from '../helpers/server-process.js';
+import { answersAsItself, startWharfProcess, type WharfProcess } from '../helpers/server-process.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -471,11 +471,7 @@ describe('a crash mid-upload', () => {
     // only after two minutes.
     const deadline = Date.now() + 120_000;
     while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
-      const ok = await fetch(`http://127.0.0.1:${env.WHARF_PORT}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) return child;
+      if (await answersAsItself(`http://127.0.0.1:${env.WHARF_PORT}`, env)) return child;
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`Wharf did not start (exit code ${child.exitCode}, signal ${child.signalCode})`);
@@ -493,7 +489,7 @@ describe('a crash mid-upload', () => {
     };
     try {
       const first = await startProcess(env);
-      const base = `http://127.0.0.1:${env.WHARF_PORT}`;
+      let base = `http://127.0.0.1:${env.WHARF_PORT}`;
       // Send half of a declared 64 MiB body, then kill the server while it waits for more.
       const sent = await new Promise<number>((resolve) => {
         const req = request(`${base}/v1/assets?name=partial.bin`, {
@@ -526,6 +522,9 @@ describe('a crash mid-upload', () => {
       first.kill('SIGKILL');
       await new Promise((r) => first.once('exit', r));
 
+      // Restarted on a port of its own: the killed one's may have been taken meanwhile.
+      env.WHARF_PORT = String(await freePort());
+      base = `http://127.0.0.1:${env.WHARF_PORT}`;
       await startProcess(env);
       assert.deepEqual(await storedKeys(server), []);
       const list = await api(base, env.WHARF_API_KEY, 'GET', '/v1/assets');
@@ -651,6 +650,7 @@ describe('a crash mid-upload', () => {
         before.join(),
       );
 
+      // The same port: the uploads' resume URLs name it.
       await startProcess(env);
       // The start-up sweep runs once the server listens.
       for (
