@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { crc32, createDeflate } from 'node:zlib';
+import sharp from 'sharp';
 
 /** A PNG chunk: length, type, data, CRC (what a file's metadata is hand-built from in tests). */
 export function pngChunk(type: string, data: Buffer): Buffer {
@@ -35,4 +36,22 @@ export async function withProfileBomb(png: Buffer, inflated: number): Promise<Bu
     Buffer.concat([Buffer.from('bomb\0\0', 'latin1'), await deflatedZeros(inflated)]),
   );
   return Buffer.concat([png.subarray(0, afterIhdr), profile, png.subarray(afterIhdr)]);
+}
+
+/**
+ * A plain PNG whose eXIf chunk puts it at 52°31'12.34" N, 13°24'36" W (what the metadata
+ * bomb tests expect analysis still to find behind the colour profile).
+ */
+export function pngWithGps(width: number, height: number, background: string): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background } })
+    .png()
+    .withExif({
+      IFD3: {
+        GPSLatitudeRef: 'N',
+        GPSLatitude: '52/1 31/1 1234/100',
+        GPSLongitudeRef: 'W',
+        GPSLongitude: '13/1 24/1 3600/100',
+      },
+    })
+    .toBuffer();
 }

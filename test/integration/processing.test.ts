@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { dbQuery, presignedUpload, readJson, uploadRaw } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
-import { withProfileBomb } from '../helpers/png.js';
+import { pngWithGps, withProfileBomb } from '../helpers/png.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 let w: TestWharf;
@@ -282,17 +282,7 @@ describe('hostile files do not stall processing', () => {
     // exifr inflated an iCCP chunk's profile whole on the main thread, whatever its options:
     // a 1 MB upload took the server to 1.5 GB and stalled every request. The memory it no
     // longer takes is measured in test/unit/metadata-bombs.test.ts (a process of its own).
-    const plain = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#0f0' } })
-      .png()
-      .withExif({
-        IFD3: {
-          GPSLatitudeRef: 'N',
-          GPSLatitude: '52/1 31/1 1234/100',
-          GPSLongitudeRef: 'W',
-          GPSLongitude: '13/1 24/1 3600/100',
-        },
-      })
-      .toBuffer();
+    const plain = await pngWithGps(40, 30, '#0f0');
     const bomb = await withProfileBomb(plain, 256 * 1024 * 1024);
     assert.ok(bomb.length < 512 * 1024, `${bomb.length} bytes`);
     const created = await upload('profile-bomb.png', bomb, 'image/png');
