@@ -245,6 +245,18 @@ describe('sizes and fits', () => {
     }
     const q = await get(`/v1/assets/${id}/image?q=080`);
     assert.match(String(q.json?.error.message), /e\.g\. 80\)/, 'a quality as an example, within 1–100');
+    // A value outside a set of choices names them (it said "must be equal to constant" thrice).
+    const fit = await get(`/v1/assets/${id}/image?fit=fill`);
+    assert.equal(
+      fit.json?.error.message,
+      'querystring/fit must be one of "cover", "contain", "inside"',
+      String(fit.bytes),
+    );
+    const format = await get(`/v1/assets/${id}/image?format=gif`);
+    assert.match(
+      String(format.json?.error.message),
+      /querystring\/format must be one of "auto", "webp", "avif", "jpeg", "png"/,
+    );
   });
 });
 

@@ -5,6 +5,7 @@ import { settleRefusedBody } from '../refused-body.js';
 import { noteErrorCode } from '../request-log.js';
 import { type RoutingErrorShape, shapeFor } from '../routing-errors.js';
 import { CUT_MESSAGE, cutReason } from '../server-cuts.js';
+import { validationMessage } from '../validation-message.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, unknown> };
@@ -56,7 +57,7 @@ export function mapError(failure: unknown): MappedError {
   }
   const fe = err as FastifyError;
   if (fe?.validation) {
-    return { status: 400, code: 'VALIDATION_FAILED', message: fe.message };
+    return { status: 400, code: 'VALIDATION_FAILED', message: validationMessage(fe) };
   }
   const known = fe?.code ? FASTIFY_CODES[fe.code] : undefined;
   if (known) return { status: known.status, code: known.code, message: fe.message };
