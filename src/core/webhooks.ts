@@ -247,23 +247,24 @@ export function tryOpenSecret(key: Buffer, id: string, sealed: string): string |
 
 /**
  * An endpoint's URL as it may be shown outside the endpoint API itself (events, which a read key
- * lists and other endpoints receive): any userinfo replaced by `***`. Wharf sends
- * `user:password@` as `Authorization: Basic`, so it is a credential like the signing secret
- * (and a token given as the user name alone is one too). The endpoint API, for admins only,
- * keeps showing the URL as given, as it shows the secret.
+ * lists and other endpoints receive): its scheme and host, any userinfo replaced by `***` and
+ * any path or query by `/…`. Wharf sends `user:password@` as `Authorization: Basic`, so it is a
+ * credential like the signing secret (and a token given as the user name alone is one too);
+ * and many receivers take their secret in the path (`/services/T0/B0/<secret>`) or the query
+ * (`?token=`). The webhook's id names the endpoint. The endpoint API, for admins only, keeps
+ * showing the URL as given, as it shows the secret.
  */
 export function redactedUrl(url: string): string {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    // Stored URLs were parsed when they were set; nothing else to redact in one that is not.
-    return url;
+    // Stored URLs were parsed when they were set; one that is not says nothing but its text.
+    return '***';
   }
-  if (parsed.username === '' && parsed.password === '') return url;
-  parsed.username = '***';
-  parsed.password = '';
-  return parsed.href;
+  const userinfo = parsed.username !== '' || parsed.password !== '' ? '***@' : '';
+  const rest = parsed.pathname === '/' && parsed.search === '' ? '/' : '/…';
+  return `${parsed.protocol}//${userinfo}${parsed.host}${rest}`;
 }
 
 /** Wharf turned an endpoint off (it answered 410 Gone, or failed for days). */

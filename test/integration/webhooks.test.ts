@@ -518,7 +518,7 @@ describe('retries and failures', () => {
     await assertReceivedAll(key, gone, (t) => t.startsWith('upload.') || t.startsWith('asset.'));
   });
 
-  test('credentials in an endpoint URL are sent, and shown to no one but the endpoint API', async () => {
+  test('credentials in an endpoint URL (userinfo, path, query) are sent, and shown to no one but the endpoint API', async () => {
     const logs = new LogCollector();
     const s = await startWharf({ env: PRIVATE_OK, logStream: logs.stream });
     try {
@@ -527,7 +527,10 @@ describe('retries and failures', () => {
       gone.answer = () => ({ status: 410 });
       const watcher = await receiver();
       const password = `pw-${randomBytes(8).toString('hex')}`;
-      const url = `http://alice:${password}@127.0.0.1:${gone.port}/hooks`;
+      // Receivers take secrets in the path and the query too (Slack's hooks, `?token=`).
+      const pathSecret = `path-${randomBytes(8).toString('hex')}`;
+      const token = `tok-${randomBytes(8).toString('hex')}`;
+      const url = `http://alice:${password}@127.0.0.1:${gone.port}/hooks/${pathSecret}?token=${token}`;
       const hook = await endpoint(key, gone, { url, event_types: ['upload.created'] }, s);
       await endpoint(key, watcher, { event_types: ['webhook.*'] }, s);
       await createAsset(s, key, 'creds.bin', randomBytes(10));
@@ -545,7 +548,7 @@ describe('retries and failures', () => {
       const listed = await api(s.url, reader.key, 'GET', '/v1/events?type=webhook.*');
       assert.equal(listed.status, 200);
       assert.equal(listed.body.data.length, 1);
-      const redacted = `http://***@127.0.0.1:${gone.port}/hooks`;
+      const redacted = `http://***@127.0.0.1:${gone.port}/…`;
       assert.equal(listed.body.data[0].data.webhook.url, redacted);
       assert.equal(watcher.accepted.length, 1);
       assert.equal(watcher.accepted[0]!.payload!.data.webhook.url, redacted);
@@ -559,6 +562,8 @@ describe('retries and failures', () => {
         ['the events table', JSON.stringify(dbQuery(s, 'select data from events'))],
       ]) {
         assert.ok(!text!.includes(password), `${what} shows the password`);
+        assert.ok(!text!.includes(pathSecret), `${what} shows the URL's path`);
+        assert.ok(!text!.includes(token), `${what} shows the URL's query`);
       }
     } finally {
       await s.close();
