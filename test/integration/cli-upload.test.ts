@@ -147,6 +147,7 @@ interface Outcome {
   name: string;
   status: string;
   asset_id?: string;
+  asset_name?: string;
   sha256?: string;
   bytes_sent?: number;
   resumed?: boolean;
@@ -304,6 +305,35 @@ describe('wharf upload and sync', () => {
     assert.match(ran.stdout, /^created\s+p\.bin\s+100 B\s+[0-9a-f-]{36}$/m);
     assert.match(ran.stdout, /^1 uploaded, 0 already there, 0 failed; 100 B sent$/m);
     assert.ok(!(ran.stdout + ran.stderr).includes('\u001b['), 'no terminal escapes');
+  });
+
+  test('content already held under another name: the line and --json name that asset, which get and rm take', async () => {
+    const bytes = randomBytes(64);
+    // A first name that looks like an option (the finding's): `get` and `rm` take it after `--`.
+    const dir = await folder('held-elsewhere', { '--': bytes, '-leading.txt': bytes });
+    const first = await cliJson<TransferJson>(['upload', join(dir, '--')]);
+    const id = first.files[0]!.asset_id!;
+    // Created, the asset has the file's name.
+    assert.deepEqual([first.files[0]!.status, first.files[0]!.asset_name], ['created', '--']);
+    const ran = await cli(['upload', join(dir, '-leading.txt')]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.match(
+      ran.stdout,
+      new RegExp(`^exists {6}-leading\\.txt {2}64 B {2}${id} \\(asset named "--"\\)$`, 'm'),
+    );
+    const out = await cliJson<TransferJson>(['upload', join(dir, '-leading.txt')]);
+    const file = out.files[0]!;
+    assert.deepEqual(
+      [file.name, file.status, file.asset_id, file.asset_name],
+      ['-leading.txt', 'exists', id, '--'],
+    );
+    // The name it gives is one `get` finds (the file's own is no asset's).
+    const target = join(dir, 'fetched.bin');
+    const got = await cli(['get', '-o', target, '--', file.asset_name!]);
+    assert.equal(got.code, 0, got.stderr);
+    assert.ok((await readFile(target)).equals(bytes));
+    const removed = await cli(['rm', '--json', '--', file.asset_name!]);
+    assert.deepEqual(JSON.parse(removed.stdout).deleted, [id], removed.stderr);
   });
 
   test('files of one name in different folders: a line each, told apart by their paths; --json has an entry each', async () => {

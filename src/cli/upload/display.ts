@@ -9,6 +9,11 @@ export interface FileOutcome {
   /** created: uploaded now; exists: the account already held the content, nothing was sent. */
   status: 'created' | 'exists' | 'failed' | 'interrupted';
   asset_id?: string;
+  /**
+   * The asset's name, what `get` and `rm` take: `name` for one created, but for `exists` the
+   * name the content was first uploaded under (a deduplicated asset keeps it).
+   */
+  asset_name?: string;
   sha256?: string;
   strategy?: string;
   resumed?: boolean;
@@ -90,9 +95,18 @@ function line(outcome: FileOutcome, label: Label | undefined): string {
   const what =
     outcome.status === 'failed' || outcome.status === 'interrupted'
       ? `${outcome.error?.code ?? ''} ${outcome.error?.message ?? ''}`.trim()
-      : `${outcome.asset_id}${outcome.resumed ? ' (resumed)' : ''}`;
+      : `${outcome.asset_id}${outcome.resumed ? ' (resumed)' : ''}${renamed(outcome)}`;
   const shown = label?.from ? `${outcome.name} (${label.from})` : outcome.name;
   return `${outcome.status.padEnd(11)} ${printable(shown)}  ${human(outcome.size)}  ${printable(what)}\n`;
+}
+
+/**
+ * The asset's own name where it is not the file's (content held under another name): `get` and
+ * `rm` find the asset by that name, not by the file's.
+ */
+function renamed(outcome: FileOutcome): string {
+  const name = outcome.asset_name;
+  return name === undefined || name === outcome.name ? '' : ` (asset named ${JSON.stringify(name)})`;
 }
 
 /** Plain lines (a pipe, a log): one per file as it finishes. */

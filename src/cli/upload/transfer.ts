@@ -87,6 +87,7 @@ async function one(
       ...base,
       status: result.status,
       asset_id: result.asset.id,
+      asset_name: result.asset.name,
       sha256: result.asset.sha256,
       strategy: result.strategy,
       resumed: result.resumed,
