@@ -32,9 +32,10 @@ export function connect(options: ClientOptions): Wharf {
 /**
  * A file on disk, read in ranges as the upload asks (never whole). Its type, unless given, is
  * the one its name's extension stands for (as a browser types a File), else none (the upload
- * declares application/octet-stream). Its fingerprint (the
- * resolved path, size and modification time) keys resumable state; whether the upload kept
- * there is continued depends on the file's SHA-256, read anew (a rewrite can keep both).
+ * declares application/octet-stream). Its resumable state is kept under its resolved path
+ * (its identity), with its fingerprint (the path, size and modification time); whether the
+ * upload kept there is continued depends on the file's SHA-256, read anew (a rewrite can keep
+ * both), and an upload begun before the file changed is given up.
  */
 export async function fileSource(path: string, options: { name?: string; type?: string } = {}) {
   const absolute = resolve(path);
@@ -47,6 +48,7 @@ export async function fileSource(path: string, options: { name?: string; type?: 
     type: options.type ?? typeFromName(name),
     reopenable: true,
     fingerprint: `path:${absolute}:${info.size}:${Math.trunc(info.mtimeMs)}`,
+    identity: `path:${absolute}`,
     open: (start = 0, end = info.size) =>
       end <= start
         ? new ReadableStream({ start: (c) => c.close() })

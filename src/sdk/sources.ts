@@ -21,6 +21,14 @@ export interface UploadSource {
    * not vouch for the bytes (a rewrite can keep all three): a resume also checks the SHA-256.
    */
   fingerprint?: string | undefined;
+  /**
+   * What the source is for its user whatever it now holds (a file's resolved path): with it,
+   * resumable state is kept under this instead of the fingerprint (which is kept in the record),
+   * so an upload begun before the file changed is found again, and given up rather than left
+   * holding its quota until it expires. None (a `File`: a name is not unique): the fingerprint.
+   * Used only with a fingerprint.
+   */
+  identity?: string | undefined;
   /** The bytes from `start` (inclusive) to `end` (exclusive; default: the end). */
   open(start?: number, end?: number): ReadableStream<Uint8Array>;
   /**

@@ -42,14 +42,28 @@ export type ResumeRecord =
       sha256: string;
       /** The name it was started under (absent in records saved before names were kept). */
       name?: string;
+      /**
+       * The source's fingerprint when it was started (absent in records kept under it, as they
+       * were before sources had an identity).
+       */
+      fingerprint?: string;
       savedAt: string;
     }
-  | { kind: 'tus'; url: string; size: number; sha256: string; name?: string; savedAt: string };
+  | {
+      kind: 'tus';
+      url: string;
+      size: number;
+      sha256: string;
+      name?: string;
+      /** As for multipart. */
+      fingerprint?: string;
+      savedAt: string;
+    };
 
 /**
  * Where resumable uploads keep their state: a map from a key (the server, the credential and
- * the source's fingerprint) to a record. `MemoryResumeStore` here; `FileResumeStore` (in
- * `sdk/node.js`) keeps it on disk so a new process continues; a browser can keep it in
+ * the source's identity, a file's path, else its fingerprint) to a record. `MemoryResumeStore`
+ * here; `FileResumeStore` (in `sdk/node.js`) keeps it on disk so a new process continues; a browser can keep it in
  * localStorage. A record only finds the upload again: it is continued only when the source,
  * hashed anew, has the SHA-256 the upload declared.
  */
@@ -277,20 +291,60 @@ class UploadRun {
     return hasher.hex();
   }
 
-  /** Whether a saved upload was started under the name this one would get. */
-  private sameName(record: { name?: string | undefined }): boolean {
-    return record.name === undefined || record.name === this.source.name;
+  /**
+   * Whether a saved upload is one this run may continue: of this size, declared with this
+   * digest, under the name this one would get. Without a digest (hashFirst false) nothing vouches
+   * for the content but the fingerprint, which must then be the one it was started with (a
+   * source without an identity finds its record by the fingerprint: it is).
+   */
+  private continues(record: ResumeRecord, sha256: string | undefined): boolean {
+    return (
+      record.size === this.source.size &&
+      record.sha256 === (sha256 ?? '') &&
+      (record.name === undefined || record.name === this.source.name) &&
+      (sha256 !== undefined ||
+        this.source.identity === undefined ||
+        record.fingerprint === this.source.fingerprint)
+    );
   }
 
   /**
    * Resumable state is keyed by the server, the credential (hashed: a state file must not hold
-   * the key) and the source's fingerprint; a source without one is not resumed.
+   * the key) and the source's identity (a file's path), else its fingerprint; a source without
+   * a fingerprint is not resumed. Keyed by the path, a file that changed after an interruption
+   * finds the upload begun before, which is then given up (see multipart and tus) rather than
+   * left to hold the account's quota until it expires.
    */
   private stateKey(kind: string): string | undefined {
     if (!this.source.fingerprint) return undefined;
+    const found =
+      this.source.identity === undefined ? this.source.fingerprint : `identity:${this.source.identity}`;
+    return `${kind}|${this.wharf.url}|${this.credential()}|${found}`;
+  }
+
+  /** The credential, hashed (a state file must not hold the key). */
+  private credential(): string {
     const hasher = this.wharf.sha256();
     hasher.update(new TextEncoder().encode(`${this.wharf.http.key ?? ''}`));
-    return `${kind}|${this.wharf.url}|${hasher.hex().slice(0, 16)}|${this.source.fingerprint}`;
+    return hasher.hex().slice(0, 16);
+  }
+
+  /**
+   * The record kept for this source under `key`. One kept by an earlier version of the SDK under
+   * the fingerprint (a source with an identity was keyed so before) is moved under `key`, so an
+   * upload interrupted before an update continues after it.
+   */
+  private async saved(store: ResumeStore, key: string, kind: string): Promise<ResumeRecord | undefined> {
+    const record = await store.get(key);
+    if (record || this.source.identity === undefined) return record;
+    const legacy = `${kind}|${this.wharf.url}|${this.credential()}|${this.source.fingerprint}`;
+    const old = await store.get(legacy);
+    if (!old) return undefined;
+    // Found under the fingerprint: the file is the one it was kept for.
+    const moved = { ...old, fingerprint: this.source.fingerprint! };
+    await store.set(key, moved);
+    await store.delete(legacy);
+    return moved;
   }
 
   /** A body for one attempt of [start, end), counted into the progress (and un-counted on retry). */
@@ -407,14 +461,9 @@ class UploadRun {
     const size = this.source.size!;
     const store = this.options.resume;
     const key = this.stateKey('multipart');
-    let record = key && store ? await store.get(key) : undefined;
+    let record = key && store ? await this.saved(store, key, 'multipart') : undefined;
     let stored: Map<number, { size: number; etag: string }> | undefined;
-    if (
-      record?.kind === 'multipart' &&
-      record.size === size &&
-      record.sha256 === (sha256 ?? '') &&
-      this.sameName(record)
-    ) {
+    if (record?.kind === 'multipart' && this.continues(record, sha256)) {
       try {
         const parts = await this.wharf.multipart.listParts(record.id, this.signal);
         stored = new Map(parts.map((p) => [p.PartNumber, { size: p.Size, etag: p.ETag }]));
@@ -425,9 +474,13 @@ class UploadRun {
         record = undefined;
       }
     } else {
-      // Started under another name (a changed --prefix), it would complete under that one:
-      // it is given up (its reservation freed) and the file starts afresh.
-      if (record?.kind === 'multipart') await this.wharf.multipart.abort(record.id).catch(() => undefined);
+      // Begun for other content (the file changed since) or under another name (a changed
+      // --prefix: it would complete under that one): no run would ever continue it. It is given
+      // up (its reservation freed) and its state removed, and the file starts afresh.
+      if (record?.kind === 'multipart' && key && store) {
+        await this.wharf.multipart.abort(record.id).catch(() => undefined);
+        await store.delete(key);
+      }
       record = undefined;
     }
     if (!record) {
@@ -444,6 +497,7 @@ class UploadRun {
         size,
         sha256: sha256 ?? '',
         name: this.source.name,
+        fingerprint: this.source.fingerprint,
         savedAt: new Date().toISOString(),
       };
       stored = new Map();
@@ -552,17 +606,12 @@ class UploadRun {
     const size = this.source.size!;
     const store = this.options.resume;
     const key = this.stateKey('tus');
-    const record = key && store ? await store.get(key) : undefined;
+    const record = key && store ? await this.saved(store, key, 'tus') : undefined;
     let url: string | undefined;
     let offset = 0;
     // Saved without a digest (hashFirst false), a record holds '' (see below): it matches a run
-    // that declares none either, found again by the fingerprint alone.
-    if (
-      record?.kind === 'tus' &&
-      record.size === size &&
-      record.sha256 === (sha256 ?? '') &&
-      this.sameName(record)
-    ) {
+    // that declares none either, found again by the fingerprint alone (see continues).
+    if (record?.kind === 'tus' && this.continues(record, sha256)) {
       try {
         const state = await this.wharf.tus.state(record.url, this.signal);
         url = record.url;
@@ -572,10 +621,11 @@ class UploadRun {
       } catch (err) {
         if (!(err instanceof WharfApiError) || err.status >= 500) throw err;
       }
-    } else if (record?.kind === 'tus') {
+    } else if (record?.kind === 'tus' && key && store) {
       // Begun for other content (the file changed) or under another name: given up, so its
-      // bytes do not wait out their expiry on the server.
+      // bytes do not wait out their expiry on the server, and its state removed.
       await this.wharf.tus.terminate(record.url).catch(() => undefined);
+      await store.delete(key);
     }
     if (!url) {
       url = await this.wharf.tus.create({
@@ -592,6 +642,7 @@ class UploadRun {
           size,
           sha256: sha256 ?? '',
           name: this.source.name,
+          fingerprint: this.source.fingerprint,
           savedAt: new Date().toISOString(),
         });
       }

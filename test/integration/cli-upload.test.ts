@@ -186,8 +186,11 @@ async function until<T>(check: () => Promise<T | undefined>, what: string): Prom
   throw new Error(`Timed out waiting for ${what}`);
 }
 
-/** Waits until a CLI run has saved its resume state in `stateDir` and stored its first part. */
-async function firstPartStored(stateDir: string): Promise<void> {
+/**
+ * Waits until a CLI run has saved its resume state in `stateDir` and stored its first part;
+ * returns that state (the multipart upload's id).
+ */
+async function firstPartStored(stateDir: string): Promise<{ id: string }> {
   const record = await until(async () => {
     const names = await readdir(stateDir).catch(() => []);
     const name = names.find((n) => n.endsWith('.json'));
@@ -198,6 +201,7 @@ async function firstPartStored(stateDir: string): Promise<void> {
     const parts = await wharf.multipart.listParts(record.id);
     return parts.length > 0 ? parts : undefined;
   }, 'a stored part');
+  return record;
 }
 
 describe('wharf upload and sync', () => {
@@ -436,6 +440,41 @@ describe('wharf upload and sync', () => {
       await wharf.assets.delete(file.asset_id!);
     });
   }
+});
+
+describe('a large upload cut off, its file then changed', () => {
+  test('the next run gives up the upload begun before (its reservation freed, its state gone) and starts afresh', async () => {
+    const bytes = randomBytes(16 * MiB);
+    const dir = await folder('resume-changed', { 'changed.bin': bytes });
+    const path = join(dir, 'changed.bin');
+    const args = ['upload', path, '--multipart-threshold', '6M', '--part-size', '5M'];
+    const stateDir = join(home, 'state', 'wharf', 'uploads');
+    await rm(stateDir, { recursive: true, force: true });
+    const reserved = async () => (await wharf.account.get()).usage.bytes_reserved;
+    const before = await reserved();
+    const child = start([...args, '--limit-rate', '2M', '-j', '1']);
+    const running = finished(child);
+    const old = await firstPartStored(stateDir);
+    child.kill('SIGINT');
+    const cut = await running;
+    assert.equal(cut.code, 130, cut.stderr);
+    assert.equal(await reserved(), before + 16 * MiB, 'kept to be resumed, it holds its size');
+    // One byte changed, in place (as `dd conv=notrunc` does): the size stays, the time moves on.
+    const now = Buffer.from(bytes);
+    now[11] = now[11]! ^ 0xff;
+    await writeFile(path, now);
+
+    const again = await cliJson<TransferJson>(args);
+    const file = again.files[0]!;
+    assert.deepEqual([file.status, file.strategy, file.resumed], ['created', 'multipart', false]);
+    assert.ok((await bytesOf(file.asset_id!)).equals(now), 'the asset is what the file now holds');
+    const ended = await wharf.uploads.get(old.id);
+    assert.equal(ended.status, 'expired', 'the old upload ended');
+    assert.equal(ended.ended?.reason, 'cancelled');
+    assert.equal(await reserved(), before, 'its reservation was given back');
+    assert.deepEqual(await readdir(stateDir), [], 'no state is left');
+    await wharf.assets.delete(file.asset_id!);
+  });
 });
 
 describe('a server that is busy', () => {

@@ -265,6 +265,61 @@ describe('upload helper', () => {
     );
   });
 
+  test('a multipart or tus upload cut off, its file then changed, is given up when the file is uploaded again', async () => {
+    // State is found by the file's path, not its size and time, which the change moved on: the
+    // upload begun before is found, and ended, instead of holding its reservation for a day.
+    const pending = async (name: string) =>
+      (await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=1000')).body.data.filter(
+        (u: { name: string }) => u.name === name,
+      );
+    const change = async (path: string, bytes: Buffer) => {
+      const now = Buffer.from(bytes);
+      now[11] = now[11]! ^ 0xff;
+      await writeFile(path, now);
+      await utimes(path, new Date(), new Date(Date.now() + 60_000));
+      return now;
+    };
+    const { path, bytes } = await file('changed-multipart.bin', 12 * MiB);
+    const state = join(dir, 'changed-multipart-state');
+    const store = new FileResumeStore(state);
+    await multipartCutOff(await fileSource(path), store);
+    assert.equal((await pending('changed-multipart.bin')).length, 1, 'kept to be resumed');
+    const now = await change(path, bytes);
+    const again = await wharf.upload(await fileSource(path), {
+      strategy: 'multipart',
+      partSize,
+      resume: store,
+    });
+    assert.equal(again.resumed, false);
+    assert.ok((await content(again.asset.id)).equals(now));
+    assert.deepEqual(await pending('changed-multipart.bin'), [], 'the upload begun before was aborted');
+    assert.deepEqual(await readdir(state), [], 'no state is left');
+
+    const tus = await cutOffTus('changed-tus.bin');
+    assert.equal((await pending('changed-tus.bin')).length, 1, 'kept to be resumed');
+    const tusNow = await change(tus.path, tus.bytes);
+    const tusAgain = await wharf.upload(await fileSource(tus.path), { strategy: 'tus', resume: tus.store });
+    assert.equal(tusAgain.resumed, false);
+    assert.ok((await content(tusAgain.asset.id)).equals(tusNow));
+    assert.deepEqual(await pending('changed-tus.bin'), [], 'the upload begun before was terminated');
+  });
+
+  test('a multipart upload whose state was kept under the file’s fingerprint (as before paths) still resumes', async () => {
+    const { path, bytes } = await file('legacy-key.bin', 12 * MiB);
+    const state = join(dir, 'legacy-key-state');
+    const store = new FileResumeStore(state);
+    // Without an identity, a file is keyed by its fingerprint, as the SDK kept every file before.
+    await multipartCutOff({ ...(await fileSource(path)), identity: undefined }, store);
+    const resumed = await wharf.upload(await fileSource(path), {
+      strategy: 'multipart',
+      partSize,
+      resume: store,
+    });
+    assert.equal(resumed.resumed, true);
+    assert.ok((await content(resumed.asset.id)).equals(bytes));
+    assert.deepEqual(await readdir(state), [], 'the state, moved under the path, is gone once done');
+  });
+
   /**
    * A 3 MiB tus upload of `name` cancelled once about 2 MiB are sent, its state kept in a
    * resume store: what the test then resumes.
