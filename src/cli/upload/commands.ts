@@ -34,7 +34,10 @@ async function display(values: Parsed['values'], io: CliIo): Promise<Display> {
   return plainDisplay(io.stdout);
 }
 
-/** upload and sync: the files, with bars or lines or one JSON document; Ctrl-C stops and keeps what resumes. */
+/**
+ * upload and sync: the files, with bars or lines or one JSON document; Ctrl-C or SIGTERM stops
+ * and keeps what resumes (exit code 130, as get).
+ */
 export async function runTransfer(
   files: LocalFile[],
   values: Parsed['values'],
@@ -43,12 +46,16 @@ export async function runTransfer(
 ): Promise<number> {
   const controller = new AbortController();
   let interrupts = 0;
-  const onSigint = () => {
-    // The first Ctrl-C stops cleanly (state kept to resume); a second one does not wait.
+  const onSignal = () => {
+    // The first one stops cleanly (state kept to resume, an upload that cannot resume cancelled
+    // on the server); a second one does not wait. SIGTERM (kill, a service manager, a CI timeout)
+    // too: Node's default ended the process at once, leaving presigned uploads pending on the
+    // server, holding quota and open-upload slots until they expired.
     if (++interrupts > 1) process.exit(130);
     controller.abort();
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const rate = stringOption(values, 'limit-rate');
     const partSize = stringOption(values, 'part-size');
@@ -82,7 +89,8 @@ export async function runTransfer(
     if (controller.signal.aborted) return 130;
     return summary.failed > 0 ? 1 : 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 
