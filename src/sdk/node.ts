@@ -154,8 +154,7 @@ export async function downloadToFile(
   if (target.kind === 'direct') {
     return copy(download, createWriteStream(target.path, { flags: 'w', mode: 0o644 }), true, options.signal);
   }
-  const dir = dirname(target.path);
-  const temp = join(dir, `.${basename(target.path)}.${randomBytes(6).toString('hex')}.part`);
+  const temp = join(dirname(target.path), tempName(basename(target.path)));
   const mode = target.mode ?? 0o644;
   try {
     const saved = await copy(download, createWriteStream(temp, { flags: 'wx', mode }), true, options.signal);
@@ -177,6 +176,26 @@ export async function downloadToFile(
     await rm(temp, { force: true });
     throw err;
   }
+}
+
+/** The longest file name most filesystems take (NAME_MAX: ext4, XFS, Btrfs, tmpfs), in bytes. */
+const NAME_MAX = 255;
+
+/**
+ * The temporary file's name for a target named `base`: `.base.<12 hex>.part`, beside it (one
+ * filesystem, so the rename is atomic). Its 19 bytes more made a target of 237 to 255 bytes fail
+ * with ENAMETOOLONG, so a long name is cut to fit, by bytes (the limit is in bytes, not UTF-16
+ * units) and never inside a UTF-8 sequence (a cut one would be encoded as U+FFFD, longer still).
+ */
+function tempName(base: string): string {
+  const suffix = `.${randomBytes(6).toString('hex')}.part`;
+  const room = NAME_MAX - 1 - suffix.length;
+  const bytes = Buffer.from(base);
+  if (bytes.length <= room) return `.${base}${suffix}`;
+  let end = room;
+  // Back to the start of the sequence the cut falls in (continuation bytes are 10xxxxxx).
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return `.${bytes.subarray(0, end).toString()}${suffix}`;
 }
 
 /**

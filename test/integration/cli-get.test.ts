@@ -389,3 +389,56 @@ describe('names from the server', () => {
     assert.deepEqual(await readdir(dir), []);
   });
 });
+
+describe('long names, and targets that cannot be written', () => {
+  // 255 bytes, the most a name may have: in ASCII, and in characters of 2, 3 and 4 bytes, where
+  // a cut by bytes may fall inside one.
+  const LONG = {
+    ascii: `${'M'.repeat(251)}.txt`,
+    '2-byte': `M${'é'.repeat(127)}`,
+    '3-byte': `MMM${'€'.repeat(84)}`,
+    '4-byte': `${'😀'.repeat(63)}abc`,
+  };
+
+  test('names of up to 255 bytes are saved: the temporary file’s name is cut to fit', async () => {
+    const dir = await folder('long-names');
+    for (const [kind, name] of Object.entries(LONG)) {
+      assert.equal(Buffer.byteLength(name), 255, kind);
+      const bytes = randomBytes(1000);
+      const { id } = serve(bytes, { name });
+      const ran = await cli(['get', id], dir);
+      assert.equal(ran.code, 0, `${kind}: ${ran.stderr}`);
+      assert.ok((await readFile(join(dir, name))).equals(bytes), kind);
+    }
+    assert.deepEqual(await parts(dir), []);
+  });
+
+  test('the temporary file of a long name: beside the target, recognisable, within 255 bytes, no character cut', async () => {
+    const bytes = randomBytes(100_000);
+    const name = LONG['2-byte'];
+    const { id } = serve(bytes, {
+      name,
+      // Half of the bytes, then nothing: the temporary file stays until the signal.
+      content: (response) => {
+        response.writeHead(200, { 'content-length': bytes.length });
+        response.write(bytes.subarray(0, 50_000));
+      },
+    });
+    const dir = await folder('long-name-part');
+    const child = start(['get', id], dir);
+    const running = finished(child);
+    let temp = await parts(dir);
+    for (let i = 0; temp.length === 0; i++) {
+      assert.ok(i < 2400, 'a .part file appears');
+      if (child.exitCode !== null) assert.fail(`it ended first: ${(await running).stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+      temp = await parts(dir);
+    }
+    child.kill('SIGTERM');
+    assert.equal((await running).code, 130);
+    assert.equal(temp.length, 1);
+    const part = temp[0]!;
+    assert.match(part, /^\.Mé+\.[0-9a-f]{12}\.part$/, 'valid UTF-8: no U+FFFD');
+    assert.ok(Buffer.byteLength(part) <= 255, `${Buffer.byteLength(part)} bytes`);
+  });
+});
