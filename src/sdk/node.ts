@@ -174,7 +174,7 @@ export async function downloadToFile(
     return saved;
   } catch (err) {
     await rm(temp, { force: true });
-    throw err;
+    throw namingTarget(err, temp, path);
   }
 }
 
@@ -196,6 +196,19 @@ function tempName(base: string): string {
   // Back to the start of the sequence the cut falls in (continuation bytes are 10xxxxxx).
   while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
   return `.${bytes.subarray(0, end).toString()}${suffix}`;
+}
+
+/**
+ * An error about the temporary file (a folder that is not there, or not writable: `open`),
+ * told as one about `path`, the target the caller named: the temporary file is ours, not theirs.
+ */
+function namingTarget(err: unknown, temp: string, path: string): unknown {
+  const errno = err as NodeJS.ErrnoException & { dest?: string };
+  // A rename's error names both files: left as it is.
+  if (errno?.path !== temp || errno.dest !== undefined) return err;
+  errno.message = errno.message.replace(`'${temp}'`, `'${path}'`);
+  errno.path = path;
+  return errno;
 }
 
 /**

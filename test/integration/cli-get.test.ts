@@ -441,4 +441,16 @@ describe('long names, and targets that cannot be written', () => {
     assert.match(part, /^\.Mé+\.[0-9a-f]{12}\.part$/, 'valid UTF-8: no U+FFFD');
     assert.ok(Buffer.byteLength(part) <= 255, `${Buffer.byteLength(part)} bytes`);
   });
+
+  test('a folder that is not there: the error names the target once with its code, not the temporary file', async () => {
+    const { id } = serve(randomBytes(100));
+    const dir = await folder('no-folder');
+    const ran = await cli(['get', id, '-o', 'nodir/x.txt'], dir);
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.equal(
+      ran.stderr,
+      `wharf get: ENOENT: no such file or directory, open '${join(dir, 'nodir', 'x.txt')}'\n`,
+    );
+    assert.deepEqual(await readdir(dir), []);
+  });
 });

@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import { type OptionSpec, type Parsed, parse, stringOption, UsageError } from '../args.js';
 import { type Connection, parseSize, positiveInt, resolveConnection } from './connection.js';
+import { errnoMessage } from './files.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -202,8 +203,9 @@ export async function runClient(argv: string[], io: CliIo): Promise<number> {
       return 2;
     }
     const code = (err as { code?: unknown }).code;
+    // A system error's message starts with its code already (ENOENT: no such file…): once is enough.
     io.stderr(
-      `wharf ${command.name}: ${typeof code === 'string' ? `${code}: ` : ''}${(err as Error).message}\n`,
+      `wharf ${command.name}: ${typeof code === 'string' ? `${code}: ` : ''}${errnoMessage(err as Error)}\n`,
     );
     return 1;
   }
