@@ -24,8 +24,8 @@ const ADMIN_ELSEWHERE =
   'This wharf has the client commands only; the admin commands (serve, keys, accounts, webhooks, placeholders, assets verify) run where the server runs.';
 
 const argv = process.argv.slice(2);
-const io = processIo();
 const first = argv[0];
+const io = processIo(isClientCommand(first) ? `wharf ${first}` : 'wharf');
 if (isClientCommand(first)) {
   process.exitCode = await runClient(argv, io);
 } else if (first === '--help' || first === '-h' || first === 'help') {

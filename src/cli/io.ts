@@ -1,3 +1,5 @@
+import { getSystemErrorMap } from 'node:util';
+import { errnoMessage } from './upload/files.js';
 import type { CliIo } from './upload/main.js';
 
 /**
@@ -7,16 +9,27 @@ import type { CliIo } from './upload/main.js';
  */
 export const CLOSED_OUTPUT_EXIT = 141;
 
-/** The process's own streams and environment, as every command takes them. */
-export function processIo(): CliIo {
+/**
+ * The process's own streams and environment, as every command takes them. `name` starts the
+ * line that says the output could not be written (`wharf get`, `wharf`), as the command's own
+ * messages start.
+ */
+export function processIo(name = 'wharf'): CliIo {
   // The reader stopped reading: there is no one left to tell anything, so stop at once, quietly,
-  // as Unix tools do (an upload in flight resumes on the next run). Other errors stay errors.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE') throw err;
-      process.exit(CLOSED_OUTPUT_EXIT);
-    });
-  }
+  // as Unix tools do (an upload in flight resumes on the next run).
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(CLOSED_OUTPUT_EXIT);
+    // Any other failure (a full disk, `> /dev/full`, a quota): the output is lost, so stop as
+    // for EPIPE, but say why and fail (exit code 1). Thrown from this listener, it was an
+    // uncaught exception: a stack trace. stderr is written synchronously to a file or a pipe,
+    // so the line is out before the exit.
+    process.stderr.write(`${name}: cannot write to standard output: ${reason(err)}\n`);
+    process.exit(1);
+  });
+  // No one to tell that stderr failed: the exit code says it.
+  process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+    process.exit(err.code === 'EPIPE' ? CLOSED_OUTPUT_EXIT : 1);
+  });
   return {
     stdout: (text: string) => process.stdout.write(text),
     stderr: (text: string) => process.stderr.write(text),
@@ -25,6 +38,12 @@ export function processIo(): CliIo {
     terminal: process.stderr.isTTY ? process.stderr : undefined,
     cwd: callerDirectory(process.env),
   };
+}
+
+/** A system error as `ENOSPC (no space left on device)`, else its message. */
+function reason(err: NodeJS.ErrnoException): string {
+  const description = err.errno === undefined ? undefined : getSystemErrorMap().get(err.errno)?.[1];
+  return err.code && description ? `${err.code} (${description})` : errnoMessage(err);
 }
 
 /**

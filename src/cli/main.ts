@@ -11,7 +11,7 @@ import { isClientCommand, runClient } from './upload/main.js';
 tuneGarbageCollector();
 
 const argv = process.argv.slice(2);
-const io = processIo();
+const io = processIo(isClientCommand(argv[0]) ? `wharf ${argv[0]}` : 'wharf');
 if (isClientCommand(argv[0])) {
   // `npm run wharf -- upload photos/` runs in the package's folder: paths are the caller's.
   if (io.cwd) process.chdir(io.cwd);

@@ -453,4 +453,15 @@ describe('long names, and targets that cannot be written', () => {
     );
     assert.deepEqual(await readdir(dir), []);
   });
+
+  test('stdout that cannot be written (> /dev/full): one line that says why, exit code 1', async () => {
+    const { id } = serve(randomBytes(300_000));
+    const dir = await folder('dev-full');
+    const ran = await shell(`$WHARF_CLI get ${id} -o - > /dev/full`, dir);
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.equal(
+      ran.stderr,
+      'wharf get: cannot write to standard output: ENOSPC (no space left on device)\n',
+    );
+  });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import {
   appendFile,
   chmod,
@@ -86,6 +87,8 @@ interface StartOptions {
    * it as they do for any user. Only when the test runs as root (CI): others have no such power.
    */
   bounded?: boolean;
+  /** A descriptor for its stdout (one open on /dev/full), instead of a pipe read into `stdout`. */
+  stdout?: number;
 }
 
 function start(args: string[], options: StartOptions = {}) {
@@ -96,14 +99,14 @@ function start(args: string[], options: StartOptions = {}) {
   return spawn(command[0]!, command.slice(1), {
     cwd: options.cwd ?? scratch,
     env: env(options.env ?? {}),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', options.stdout ?? 'pipe', 'pipe'],
   });
 }
 
 function finished(child: ChildProcess): Promise<Ran> {
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+  child.stdout?.setEncoding('utf8').on('data', (text: string) => {
     stdout += text;
   });
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
@@ -821,6 +824,24 @@ describe('credentials and errors', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
     assert.equal(code, 141, stderr);
     assert.equal(stderr, '', 'no stack trace');
+  });
+
+  test('stdout that cannot be written (> /dev/full): one line that says why, exit code 1, no stack trace', async () => {
+    await wharf.upload(randomBytes(100), { name: 'full-ls.bin' });
+    const dir = await folder('dev-full', { 'full.txt': randomBytes(100) });
+    const full = openSync('/dev/full', 'w');
+    try {
+      for (const args of [['ls'], ['upload', join(dir, 'full.txt')]]) {
+        const ran = await cli(args, { stdout: full });
+        assert.equal(ran.code, 1, `${args[0]}: ${ran.stderr}`);
+        assert.equal(
+          ran.stderr,
+          `wharf ${args[0]}: cannot write to standard output: ENOSPC (no space left on device)\n`,
+        );
+      }
+    } finally {
+      closeSync(full);
+    }
   });
 
   test('a wrong key or a server that is not there: exit code 1 with the error code', async () => {

@@ -424,6 +424,23 @@ describe('errors and help', () => {
     assert.equal(sub.code, 0);
     assert.match(sub.stdout, /--role admin\|member/);
   });
+
+  test('output that cannot be written (--help > /dev/full): one line that says why, exit code 1', async () => {
+    // Every write to /dev/full fails with ENOSPC; a stream 'error' rethrown was a stack trace.
+    const script = `'${process.execPath}' --import tsx src/cli/main.ts --help > /dev/full`;
+    const ran = await new Promise<Ran>((resolve) => {
+      execFile(
+        'bash',
+        ['-c', script],
+        { cwd: REPO, env: cleanEnv({}), encoding: 'utf8' },
+        (err, stdout, stderr) => {
+          resolve({ code: typeof err?.code === 'number' ? err.code : err ? -1 : 0, stdout, stderr });
+        },
+      );
+    });
+    assert.equal(ran.code, 1, ran.stderr);
+    assert.equal(ran.stderr, 'wharf: cannot write to standard output: ENOSPC (no space left on device)\n');
+  });
 });
 
 describe('bin/wharf.js', () => {
