@@ -844,6 +844,30 @@ describe('credentials and errors', () => {
     }
   });
 
+  test('many files with a wrong key or to a server that is not there: the first fails, the rest are not tried', async () => {
+    const dir = await folder(
+      'halted',
+      Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`f${i}.txt`, randomBytes(64)])),
+    );
+    const runs = [
+      { code: 'UNAUTHORIZED', args: ['--key', 'wharf_not_a_real_key_at_all_000000000000000000000'] },
+      { code: 'NETWORK_ERROR', args: ['--url', `http://127.0.0.1:${await freePort()}`] },
+    ];
+    for (const { code, args } of runs) {
+      const ran = await cli(['upload', dir, '--json', '-j', '1', ...args]);
+      assert.equal(ran.code, 1, ran.stderr);
+      const files = (JSON.parse(ran.stdout) as TransferJson).files;
+      assert.equal(files.length, 5);
+      assert.ok(
+        files.every((f) => f.status === 'failed' && f.error?.code === code),
+        ran.stdout,
+      );
+      // Each file tried met the same refusal: one was enough to know (600 files took minutes).
+      const notTried = files.filter((f) => f.error?.message.startsWith('Not tried'));
+      assert.equal(notTried.length, 4, ran.stdout);
+    }
+  });
+
   test('a wrong key or a server that is not there: exit code 1 with the error code', async () => {
     const wrong = await cli(['ls', '--key', 'wharf_not_a_real_key_at_all_000000000000000000000']);
     assert.equal(wrong.code, 1);

@@ -32,16 +32,40 @@ export async function transfer(
   display.begin(files);
   const outcomes: FileOutcome[] = new Array(files.length);
   let next = 0;
+  // The failure that stops the run from starting more files (see RUN_STOPPERS).
+  let halted: { code: string; message: string } | undefined;
   const worker = async () => {
     for (let i = next++; i < files.length; i = next++) {
       const file = files[i]!;
-      outcomes[i] = await one(wharf, file, display, options);
+      outcomes[i] = halted ? notTried(file, halted) : await one(wharf, file, display, options);
+      const { error } = outcomes[i]!;
+      if (!halted && outcomes[i]!.status === 'failed' && error && RUN_STOPPERS.has(error.code))
+        halted = error;
       display.finish(outcomes[i]!);
     }
   };
   await Promise.all(Array.from({ length: Math.min(options.concurrency, files.length) }, worker));
   display.end();
   return outcomes;
+}
+
+/**
+ * Failures every later file of the run would meet too: the server could not be reached (after
+ * the SDK's retries, and its 30 s of waiting out a restart when the server had answered), or
+ * it refused the key. Once one file fails so, the others are not tried: a wrong URL or key with
+ * 600 files took two minutes and printed 600 lines of the same error (a hunt).
+ */
+const RUN_STOPPERS = new Set(['NETWORK_ERROR', 'UNAUTHORIZED']);
+
+/** A file the run did not try, after `halted` stopped it. */
+function notTried(file: LocalFile, halted: { code: string; message: string }): FileOutcome {
+  return {
+    path: file.path,
+    name: file.name,
+    size: file.size,
+    status: 'failed',
+    error: { code: halted.code, message: `Not tried: an earlier file failed with ${halted.code}.` },
+  };
 }
 
 async function one(
