@@ -182,6 +182,26 @@ describe('the sweep, on S3', () => {
     }
   });
 
+  /**
+   * An S3 client's CreateMultipartUpload of `name`, signed once and sent twice (as the AWS SDK
+   * retries one the store was slow to answer): the upload's key and both multipart ids.
+   */
+  async function twoClientMultipartUploads(
+    w: TestWharf,
+    name: string,
+  ): Promise<{ key: string; created: [string, string] }> {
+    const create = await api(w.url, w.key, 'POST', '/v1/s3/sign', { method: 'POST', key: name });
+    assert.equal(create.status, 200, JSON.stringify(create.body));
+    const created: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
+      const xml = await res.text();
+      assert.equal(res.status, 200, xml);
+      created.push(/<UploadId>([^<]+)<\/UploadId>/.exec(xml)![1]!);
+    }
+    return { key: create.body.key as string, created: created as [string, string] };
+  }
+
   // An S3 client (Uppy) creates the multipart upload itself, with a URL Wharf signed; Wharf
   // learns its id from the first step the client has signed.
   test("a client's multipart uploads are all kept until one is named; then the others go once an hour old", {
@@ -189,17 +209,8 @@ describe('the sweep, on S3', () => {
   }, async () => {
     const w = await startWharf();
     try {
-      const create = await api(w.url, w.key, 'POST', '/v1/s3/sign', { method: 'POST', key: 'mine.bin' });
-      assert.equal(create.status, 200, JSON.stringify(create.body));
-      const key: string = create.body.key;
-      const created: string[] = [];
-      for (let i = 0; i < 2; i++) {
-        const res = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
-        const xml = await res.text();
-        assert.equal(res.status, 200, xml);
-        created.push(/<UploadId>([^<]+)<\/UploadId>/.exec(xml)![1]!);
-      }
-      const [named, other] = created as [string, string];
+      const { key, created } = await twoClientMultipartUploads(w, 'mine.bin');
+      const [named, other] = created;
 
       w.clock.advance(61 * 60_000);
       assert.equal((await w.wharf.core.uploads.sweep()).debris, 0, 'no id named yet: either may be the one');
@@ -235,14 +246,7 @@ describe('the sweep, on S3', () => {
   }, async () => {
     const w = await startWharf();
     try {
-      const create = await api(w.url, w.key, 'POST', '/v1/s3/sign', { method: 'POST', key: 'twice.bin' });
-      assert.equal(create.status, 200, JSON.stringify(create.body));
-      const key: string = create.body.key;
-      const created: string[] = [];
-      for (let i = 0; i < 2; i++) {
-        const res = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
-        created.push(/<UploadId>([^<]+)<\/UploadId>/.exec(await res.text())![1]!);
-      }
+      const { key, created } = await twoClientMultipartUploads(w, 'twice.bin');
       // Straight to the service, both reading the upload before either records an id.
       const principal = await w.wharf.core.keys.authenticate(w.key);
       const store = (
