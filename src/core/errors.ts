@@ -66,11 +66,15 @@ export const ERROR_STATUS = {
   PART_TOO_SMALL: 400,
   ASSET_VERIFYING: 409,
   UPLOAD_NOT_PENDING: 409,
+  /** An events cursor beyond any this account was handed (a database restored from a backup). */
+  CURSOR_AHEAD: 409,
   /** The webhook endpoint is disabled: enable it before replaying to it. */
   WEBHOOK_DISABLED: 409,
   /** The endpoint's signing secret is sealed under a server secret this server does not know. */
   WEBHOOK_SECRET_UNREADABLE: 409,
   UPLOAD_EXPIRED: 410,
+  /** An events cursor after which retention removed events the reader has not listed. */
+  CURSOR_EXPIRED: 410,
   LENGTH_REQUIRED: 411,
   FILE_TOO_LARGE: 413,
   FILE_TOO_SMALL: 400,

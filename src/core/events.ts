@@ -220,7 +220,36 @@ export class EventService {
       types,
       limit: limit + 1,
     });
+    if (listing.after !== undefined) await this.checkCursor(principal.accountId, listing.after);
     return { events: events.slice(0, limit), hasMore: events.length > limit };
+  }
+
+  /**
+   * A page after a cursor is only whole if every event after it is still there, and the cursor
+   * is one this account was handed. Read after the page: retention that ran meanwhile is seen,
+   * so no event is ever skipped in silence (a page refused for a prune that came just after it
+   * was read names events the reader will now not see, which the refusal tells it).
+   */
+  private async checkCursor(accountId: string, after: number): Promise<void> {
+    const { latest, pruned } = await this.store.eventCursors(accountId);
+    if (after > latest) {
+      throw new WharfError(
+        'CURSOR_AHEAD',
+        `No event of this account has cursor ${after}: the latest is ${latest}. ` +
+          'Was the database restored from a backup? Continue from the latest cursor, and reconcile ' +
+          'what you recorded after it.',
+        { latest_cursor: String(latest) },
+      );
+    }
+    if (after < pruned) {
+      throw new WharfError(
+        'CURSOR_EXPIRED',
+        `Events after cursor ${after} (up to ${pruned}) were removed by retention ` +
+          '(WHARF_EVENTS_RETENTION_DAYS) before they were listed. Continue with after=' +
+          `${pruned}, and reconcile what you missed from the listings (GET /v1/assets).`,
+        { pruned_cursor: String(pruned) },
+      );
+    }
   }
 }
 

@@ -427,12 +427,23 @@ export interface StatsStore {
   newerMigrations(): Promise<string[]>;
 }
 
+/** Where an account's events begin and end, for telling a reader's cursor is one it can continue from. */
+export interface EventCursors {
+  latest: number;
+  pruned: number;
+}
+
 /** The events outbox (written by the other slices, in the transactions they describe). */
 export interface EventStore {
   /** The account's events in commit order, after `query.after`, of the given types. */
   listEvents(accountId: string, query: EventQuery): Promise<WharfEvent[]>;
   getEvent(accountId: string, seq: number): Promise<WharfEvent | undefined>;
-  /** Deletes up to `limit` events older than `before` that no pending delivery needs; returns how many. */
+  /** The account's latest cursor handed out, and the highest one retention removed (0: none). */
+  eventCursors(accountId: string): Promise<EventCursors>;
+  /**
+   * Deletes up to `limit` events older than `before` that no pending delivery needs, raising each
+   * account's pruned cursor to the highest it deleted; returns how many.
+   */
   pruneEvents(before: number, limit: number): Promise<number>;
 }
 

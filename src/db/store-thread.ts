@@ -77,6 +77,7 @@ export const READ_METHODS: ReadonlySet<string> = new Set([
   'countJobs',
   'listEvents',
   'getEvent',
+  'eventCursors',
   'getWebhook',
   'listWebhooks',
   'getDelivery',

@@ -258,11 +258,26 @@ describe('GET /v1/events', () => {
       assert.equal(res.status, 400, query);
       assert.equal(res.body.error.code, 'VALIDATION_FAILED', query);
     }
-    const none = await api(w.url, w.key, 'GET', '/v1/events?after=999999999999');
-    assert.equal(none.status, 200);
-    assert.deepEqual(none.body.data, []);
-    assert.equal(none.body.cursor, '999999999999');
-    assert.equal(none.body.has_more, false);
+  });
+
+  test('a cursor above any the account was handed is 409 CURSOR_AHEAD, not an empty page to wait on forever', async () => {
+    const { key } = await fresh();
+    // No event yet: the cursor an empty listing hands out is accepted.
+    const empty = await api(w.url, key, 'GET', '/v1/events?after=0');
+    assert.equal(empty.status, 200, JSON.stringify(empty.body));
+    assert.equal(empty.body.cursor, '0');
+    for (const after of ['1', '999999999999']) {
+      const res = await api(w.url, key, 'GET', `/v1/events?after=${after}`);
+      assert.equal(res.status, 409, after);
+      assert.equal(res.body.error.code, 'CURSOR_AHEAD');
+      assert.equal(res.body.error.details.latest_cursor, '0');
+    }
+    await createAsset(w, key, 'ahead.bin', randomBytes(10));
+    const last = (await allEvents(key)).at(-1)!;
+    assert.equal((await api(w.url, key, 'GET', `/v1/events?after=${last.cursor}`)).status, 200);
+    const ahead = await api(w.url, key, 'GET', `/v1/events?after=${Number(last.cursor) + 1}&type=asset.*`);
+    assert.equal(ahead.status, 409);
+    assert.equal(ahead.body.error.details.latest_cursor, last.cursor);
   });
 
   test('needs a key, and an account never sees another account’s events', async () => {
@@ -315,6 +330,53 @@ describe('GET /v1/events', () => {
 
 // Counted from one counter for every account, a tenant could tell from two of its own asset
 // numbers or event cursors how much every other tenant had done in between.
+describe('a cursor after which retention removed events', () => {
+  test('is 410 CURSOR_EXPIRED, whatever types are asked for, until the app continues from the pruned cursor', async () => {
+    const s = await startWharf({ env: { WHARF_EVENTS_RETENTION_DAYS: '1' } });
+    try {
+      const a = await s.newAccount();
+      const list = (key: string, query: string) => api(s.url, key, 'GET', `/v1/events?${query}`);
+      await createAsset(s, a.key, 'old.bin', randomBytes(10));
+      const old = (await list(a.key, '')).body.data as EventJson[];
+      assert.ok(old.length >= 2, JSON.stringify(old));
+      const oldLast = old.at(-1)!.cursor;
+      s.clock.advance(24 * 3600_000 + 1);
+      await createAsset(s, a.key, 'new.bin', randomBytes(10));
+      // Another account whose events all came after: nothing of it was pruned.
+      const b = await s.newAccount();
+      await createAsset(s, b.key, 'b.bin', randomBytes(10));
+      assert.equal((await s.wharf.core.webhooks.prune()).events, old.length);
+
+      for (const query of [`after=${old[0]!.cursor}`, 'after=0', `after=${old[0]!.cursor}&type=asset.*`]) {
+        const res = await list(a.key, query);
+        assert.equal(res.status, 410, `${query}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.error.code, 'CURSOR_EXPIRED');
+        assert.equal(res.body.error.details.pruned_cursor, oldLast);
+        assert.match(res.body.error.message, /WHARF_EVENTS_RETENTION_DAYS/);
+      }
+      // From the pruned cursor on, every event kept is listed.
+      const rest = await list(a.key, `after=${oldLast}`);
+      assert.equal(rest.status, 200, JSON.stringify(rest.body));
+      assert.equal(rest.body.data[0].cursor, String(Number(oldLast) + 1));
+      assert.ok(rest.body.data.some((e: EventJson) => e.data.asset?.name === 'new.bin'));
+      // Without a cursor: from the oldest kept, as before.
+      assert.equal((await list(a.key, '')).body.data[0].cursor, String(Number(oldLast) + 1));
+      assert.equal((await list(b.key, 'after=0')).status, 200);
+
+      // A later prune raises the account's pruned cursor.
+      const newLast = rest.body.data.at(-1).cursor as string;
+      s.clock.advance(24 * 3600_000 + 1);
+      await s.wharf.core.webhooks.prune();
+      const again = await list(a.key, `after=${oldLast}`);
+      assert.equal(again.status, 410);
+      assert.equal(again.body.error.details.pruned_cursor, newLast);
+      assert.equal((await list(a.key, `after=${newLast}`)).status, 200);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('numbers each account counts alone', () => {
   test('another account’s uploads and events between two of this account’s move neither its asset numbers nor its cursors', async () => {
     const a = await fresh();

@@ -1,7 +1,7 @@
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { type EventQuery, matchesEventType, type NewEvent, type WharfEvent } from '../../core/events.js';
 import type { IdSource } from '../../core/ids.js';
-import type { EventStore } from '../../core/ports.js';
+import type { EventCursors, EventStore } from '../../core/ports.js';
 import { deliveryJob } from '../../core/webhooks.js';
 import type { Database, EventsTable } from '../schema.js';
 import { bumpCounters, INSERT_CHUNK, insertRows, runReused, type SqlContext } from './context.js';
@@ -153,34 +153,80 @@ export function eventQueries({ db }: SqlContext): EventStore {
       return row && toEvent(row);
     },
 
+    async eventCursors(accountId: string): Promise<EventCursors> {
+      const rows = await db
+        .selectFrom('counters')
+        .select(['name', 'value'])
+        .where('name', 'in', [`events:${accountId}`, `${PRUNED}${accountId}`])
+        .execute();
+      const value = (name: string) => Number(rows.find((r) => r.name === name)?.value ?? 0);
+      return { latest: value(`events:${accountId}`), pruned: value(`${PRUNED}${accountId}`) };
+    },
+
     async pruneEvents(before: number, limit: number): Promise<number> {
-      // Keep what a pending delivery still needs to send.
-      const result = await db
-        .deleteFrom('events')
-        .where('seq', 'in', (eb) =>
-          eb
-            .selectFrom('events as e')
-            .select('e.seq')
-            .where('e.created_at', '<', before)
-            .where(({ not, exists, selectFrom }) =>
-              not(
-                exists(
-                  selectFrom('webhook_deliveries as d')
-                    .select('d.id')
-                    .whereRef('d.event_seq', '=', 'e.seq')
-                    .where('d.status', '=', 'pending'),
-                ),
-              ),
+      return db.transaction().execute(async (trx) => {
+        const gone = await deleteOldEvents(trx, before, limit);
+        // Each account's highest pruned cursor, kept so that a reader whose cursor is below it
+        // is told it missed events (410) rather than handed the next page as if nothing were gone.
+        const highest = new Map<string, number>();
+        for (const { account_id, account_seq } of gone) {
+          const cursor = Number(account_seq);
+          if (cursor > (highest.get(account_id) ?? 0)) highest.set(account_id, cursor);
+        }
+        if (highest.size > 0) {
+          const rows = [...highest]
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+            .map(([account, value]) => ({ name: `${PRUNED}${account}`, value }));
+          await trx
+            .insertInto('counters')
+            .values(rows)
+            .onConflict((oc) =>
+              oc.column('name').doUpdateSet({
+                // Never lowered: an event a pending delivery kept is pruned later than newer ones.
+                value: sql<number>`case when excluded.value > counters.value then excluded.value else counters.value end`,
+              }),
             )
-            // Oldest first by time, not by seq: ordered by seq, SQLite walks the whole seq index
-            // to find rows old enough (0.8 s at 1.2 M events with none to prune, on the writer,
-            // every sweep); by created_at, the index that finds them also orders them.
-            .orderBy('e.created_at')
-            .orderBy('e.seq')
-            .limit(limit),
-        )
-        .executeTakeFirst();
-      return Number(result.numDeletedRows);
+            .execute();
+        }
+        return gone.length;
+      });
     },
   };
+}
+
+/** The counter of an account's highest pruned event cursor: `pruned-events:<account>`. */
+const PRUNED = 'pruned-events:';
+
+async function deleteOldEvents(
+  trx: Transaction<Database>,
+  before: number,
+  limit: number,
+): Promise<{ account_id: string; account_seq: number | string }[]> {
+  // Keep what a pending delivery still needs to send.
+  return trx
+    .deleteFrom('events')
+    .where('seq', 'in', (eb) =>
+      eb
+        .selectFrom('events as e')
+        .select('e.seq')
+        .where('e.created_at', '<', before)
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('webhook_deliveries as d')
+                .select('d.id')
+                .whereRef('d.event_seq', '=', 'e.seq')
+                .where('d.status', '=', 'pending'),
+            ),
+          ),
+        )
+        // Oldest first by time, not by seq: ordered by seq, SQLite walks the whole seq index
+        // to find rows old enough (0.8 s at 1.2 M events with none to prune, on the writer,
+        // every sweep); by created_at, the index that finds them also orders them.
+        .orderBy('e.created_at')
+        .orderBy('e.seq')
+        .limit(limit),
+    )
+    .returning(['account_id', 'account_seq'])
+    .execute();
 }
