@@ -14,7 +14,7 @@ import {
 } from './authorization.js';
 import type { Clock } from './clock.js';
 import { parseDigest } from './digests.js';
-import { WharfError } from './errors.js';
+import { isWharfError, WharfError } from './errors.js';
 import type { IdSource } from './ids.js';
 import type { Access, Asset, Principal, Upload } from './model.js';
 import {
@@ -284,6 +284,27 @@ export class AssetService {
     return assetWithinConfinement(principal, asset, () =>
       this.store.namespacesOfAsset(principal.accountId, asset.id),
     );
+  }
+
+  /**
+   * An asset's bytes for a request with a key: the key's own asset as `get` finds it, or else,
+   * when its owner made it public, the public asset (`public: true`), which anyone may read
+   * whatever key they hold. Public means anyone: an app fetching another account's public image
+   * with its own key in every request is not refused what a keyless request is given. The key's
+   * own refusal stands for an asset that is not public.
+   */
+  async getReadable(principal: Principal, id: string): Promise<{ asset: Asset; public: boolean }> {
+    try {
+      return { asset: await this.get(principal, id), public: false };
+    } catch (err) {
+      if (!isWharfError(err, 'NOT_FOUND') && !isWharfError(err, 'SCOPE_DENIED')) throw err;
+      const open = await this.getPublic(id).catch((e: unknown) => {
+        if (isWharfError(e, 'NOT_FOUND')) return undefined;
+        throw e;
+      });
+      if (open === undefined) throw err;
+      return { asset: open, public: true };
+    }
   }
 
   /** An asset anyone may read: its owner made it public. Private ones look missing. */

@@ -122,6 +122,32 @@ describe('access levels', () => {
     }
   });
 
+  test('a public asset is served to a key of another account as to anyone; a private one stays 404', async () => {
+    const other = await w.newAccount();
+    const withOther = async () => {
+      const res = await fetch(`${w.url}/v1/assets/${id}/content`, { headers: { 'x-api-key': other.key } });
+      return { res, bytes: Buffer.from(await res.arrayBuffer()) };
+    };
+    const hidden = await withOther();
+    assert.equal(hidden.res.status, 404);
+    assert.equal(JSON.parse(hidden.bytes.toString()).error.code, 'NOT_FOUND');
+    await patchAccess(id, 'public', key);
+    try {
+      const open = await withOther();
+      assert.equal(open.res.status, 200);
+      assert.deepEqual(open.bytes, bytes);
+      // As a keyless visitor gets it: public caching, embeddable, still sandboxed.
+      assert.equal(open.res.headers.get('cache-control'), 'public, no-cache');
+      assert.equal(open.res.headers.get('cross-origin-resource-policy'), 'cross-origin');
+      assert.match(open.res.headers.get('content-security-policy') ?? '', /sandbox/);
+      // The record is still the owner's alone.
+      assert.equal((await api(w.url, other.key, 'GET', `/v1/assets/${id}`)).status, 404);
+    } finally {
+      await patchAccess(id, 'private', key);
+    }
+    assert.equal((await withOther()).res.status, 404);
+  });
+
   test('only the owner changes access: another account gets 404 and nothing changes', async () => {
     const other = await w.newAccount();
     const res = await patchAccess(id, 'public', other.key);

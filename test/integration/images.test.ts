@@ -1085,6 +1085,19 @@ describe('limits (a server with small ones)', () => {
     assert.equal(refused.status, 422);
     assert.equal(refused.error.code, 'TOO_MANY_VARIANTS');
     assert.deepEqual(refused.error.details, { limit: share, scope: 'public' });
+    // A key of another account is a visitor's: it gets the public share, no more.
+    const stranger = await small.newAccount();
+    const strangers = await fetch(`${small.url}/v1/assets/${id}/image?w=${widths[share]}&format=png`, {
+      headers: { 'x-api-key': stranger.key },
+    });
+    assert.equal(strangers.status, 422);
+    assert.equal(((await strangers.json()) as { error: { code: string } }).error.code, 'TOO_MANY_VARIANTS');
+    const seen = await fetch(`${small.url}/v1/assets/${id}/image?w=${widths[0]}&format=png`, {
+      headers: { 'x-api-key': stranger.key },
+    });
+    assert.equal(seen.status, 200);
+    assert.match(seen.headers.get('cache-control') ?? '', /^public, /);
+    await seen.arrayBuffer();
     // With a key the owner still renders up to the full limit, the size a visitor was refused too.
     assert.equal((await ask(id, `w=${widths[share]}&format=png`)).status, 200);
     assert.equal((await ask(id, `w=${widths[share + 1]}&format=png`)).status, 200);

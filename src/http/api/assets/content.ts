@@ -152,13 +152,20 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
         // No credential at all: anyone may fetch it, so any page may embed it.
         embeddable = true;
       } else {
-        asset = await core.assets.get(await authenticate(core, request), id);
-        reply.header('cache-control', 'private, no-cache');
-        // Bytes a key unlocked are the key holder's. A page reads them with fetch (CORS mode,
-        // which CORP does not govern) and no embed can carry the header, so `same-site` costs a
-        // client nothing; it keeps them out of other sites' pages should anything (an extension,
-        // a proxy) ever attach the key to a no-cors load.
-        embeddable = false;
+        const readable = await core.assets.getReadable(await authenticate(core, request), id);
+        asset = readable.asset;
+        if (readable.public) {
+          // Another account's public asset: served as to anyone, the key unlocking nothing.
+          reply.header('cache-control', 'public, no-cache');
+          embeddable = true;
+        } else {
+          reply.header('cache-control', 'private, no-cache');
+          // Bytes a key unlocked are the key holder's. A page reads them with fetch (CORS mode,
+          // which CORP does not govern) and no embed can carry the header, so `same-site` costs a
+          // client nothing; it keeps them out of other sites' pages should anything (an extension,
+          // a proxy) ever attach the key to a no-cors load.
+          embeddable = false;
+        }
       }
 
       const inline = wanted === 'inline' && isInlineSafe(asset.contentType);

@@ -324,10 +324,21 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
             ? presetCaching('public')
             : `public, max-age=${PUBLIC_MAX_AGE}, immutable`;
       } else {
-        asset = await core.assets.get(await authenticate(core, request), id);
-        cacheControl =
-          transform.kind === 'preset' ? presetCaching('private') : `private, max-age=${KEYED_MAX_AGE}`;
-        embeddable = false;
+        const readable = await core.assets.getReadable(await authenticate(core, request), id);
+        asset = readable.asset;
+        if (readable.public) {
+          // Another account's public image: rendered as for anyone, within the public share of
+          // its renderings (a key of another account is no visitor's way past that cap).
+          keyless = true;
+          cacheControl =
+            transform.kind === 'preset'
+              ? presetCaching('public')
+              : `public, max-age=${PUBLIC_MAX_AGE}, immutable`;
+        } else {
+          cacheControl =
+            transform.kind === 'preset' ? presetCaching('private') : `private, max-age=${KEYED_MAX_AGE}`;
+          embeddable = false;
+        }
       }
       const serve = async () => {
         const rendered = await core.images
