@@ -166,12 +166,18 @@ export interface S3Config {
  */
 export class ConfigError extends Error {
   readonly problems: string[];
+  /**
+   * Warnings of the same load (unknown WHARF_* variables): a typo may be what caused a problem
+   * (WHARF_S3_BUKET and "WHARF_S3_BUCKET must be set"), so they are shown with it.
+   */
+  readonly warnings: string[];
 
-  constructor(problems: string | string[]) {
+  constructor(problems: string | string[], warnings: string[] = []) {
     const list = typeof problems === 'string' ? [problems] : problems;
     super(list.join('\n'));
     this.name = 'ConfigError';
     this.problems = list;
+    this.warnings = warnings;
   }
 }
 
@@ -208,9 +214,9 @@ export function readConfig(raw: NodeJS.ProcessEnv = process.env): LoadedConfig {
     if (!(err instanceof ConfigError)) throw err;
     notes.problems.push(...err.problems);
   }
-  if (notes.problems.length > 0 || !config) throw new ConfigError(notes.problems);
   const known = knownVariables();
   const warnings = unknownVariables(raw, known);
+  if (notes.problems.length > 0 || !config) throw new ConfigError(notes.problems, warnings);
   if (config.storage.kind === 'local') {
     // A forgotten WHARF_STORAGE=s3 would otherwise keep every byte on this node's disk, unnoticed.
     for (const name of Object.keys(raw).sort()) {

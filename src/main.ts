@@ -28,7 +28,10 @@ async function main(): Promise<number> {
     config = loaded.config;
     for (const warning of loaded.warnings) process.stderr.write(`wharf: warning: ${warning}\n`);
   } catch (err) {
-    if (err instanceof ConfigError) return failed(err.problems);
+    if (err instanceof ConfigError) {
+      for (const warning of err.warnings) process.stderr.write(`wharf: warning: ${warning}\n`);
+      return failed(err.problems);
+    }
     throw err;
   }
   const timeoutMs = config.shutdownTimeoutSeconds * 1000;

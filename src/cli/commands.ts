@@ -587,6 +587,7 @@ export async function run(argv: string[], io: CliIo): Promise<CliResult> {
       return { exitCode: 2 };
     }
     if (err instanceof ConfigError) {
+      for (const warning of err.warnings) io.stderr(`wharf: warning: ${warning}\n`);
       for (const problem of err.problems) io.stderr(`wharf: ${problem}\n`);
       return { exitCode: 1 };
     }

@@ -410,6 +410,19 @@ describe('a start that cannot succeed', () => {
     );
   });
 
+  test('a start refused for its settings still warns of unknown variables, before the problems', async () => {
+    const inst = await installation();
+    const r = start({ ...inst.env, WHARF_CONSOLE: 'no', WHARF_PROT: '9999' });
+    assert.equal((await r.exited).code, 1);
+    const lines = r.stderr().trimEnd().split('\n');
+    assert.equal(
+      lines[0],
+      'wharf: warning: WHARF_PROT is not a Wharf setting and is ignored (did you mean WHARF_PORT?).',
+    );
+    assert.match(lines[1] ?? '', /^wharf: WHARF_CONSOLE /);
+    assert.equal(lines.length, 2, r.stderr());
+  });
+
   test('unknown WHARF_* variables are warned about, one line each, and the server starts', async () => {
     const inst = await installation({ WHARF_API_KEY: `wharf-lifecycle-${randomBytes(8).toString('hex')}` });
     const r = start({ ...inst.env, WHARF_PROT: '9999', WHARF_FEATURE_FLAGS: 'x' });

@@ -293,6 +293,26 @@ describe('unknown variables', () => {
     ]);
   });
 
+  test('a start that fails still names the unknown variables: a typo is often the cause', () => {
+    assert.throws(
+      () =>
+        readConfig({
+          WHARF_STORAGE: 's3',
+          WHARF_S3_BUKET: 'assets',
+          WHARF_S3_ACCESS_KEY_ID: 'a',
+          WHARF_S3_SECRET_ACCESS_KEY: 'b',
+        }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, ['WHARF_S3_BUCKET must be set when WHARF_STORAGE=s3.']);
+        assert.deepEqual(err.warnings, [
+          'WHARF_S3_BUKET is not a Wharf setting and is ignored (did you mean WHARF_S3_BUCKET?).',
+        ]);
+        return true;
+      },
+    );
+  });
+
   test('the upload CLI’s variables are no warning: one shell may set them and start the server', () => {
     const { warnings } = readConfig({
       WHARF_URL: 'https://files.example.com',
