@@ -5,6 +5,12 @@
  * spelling, as routing and the query parser read it: `%73ignature=` is a signature too.
  */
 const SECRET_PARAMS = new Set(['x-amz-signature', 'x-amz-credential', 'x-amz-security-token', 'signature']);
+// Wharf takes no key, token or password in a query, but a client that puts one there (say
+// `?api_key=`) has still sent it: its value is not logged under such a name, nor any value
+// that is a Wharf key or upload token (`wharf_…`), whatever the parameter is called.
+const CREDENTIAL_PARAM =
+  /^(?:x-)?(?:api[-_]?key|key|access[-_]?token|token|auth|authorization|secret|password|session)$/;
+const WHARF_CREDENTIAL = /^wharf_/;
 // The segment after these is a signed id (ActiveStorage's redirect and record routes).
 const SECRET_SEGMENTS = /(\/(?:rails\/active_storage\/blobs\/redirect|api\/v1\/upload\/blobs)\/)[^/?]+/g;
 
@@ -31,7 +37,11 @@ export function redactedUrl(url: string): string {
     .map((pair) => {
       const eq = pair.indexOf('=');
       const name = eq === -1 ? pair : pair.slice(0, eq);
-      return SECRET_PARAMS.has(decoded(name.replace(/\+/g, ' ')).toLowerCase()) ? `${name}=REDACTED` : pair;
+      const spelled = decoded(name.replace(/\+/g, ' ')).toLowerCase();
+      const value = eq === -1 ? '' : decoded(pair.slice(eq + 1).replace(/\+/g, ' ')).trim();
+      const secret =
+        SECRET_PARAMS.has(spelled) || CREDENTIAL_PARAM.test(spelled) || WHARF_CREDENTIAL.test(value);
+      return secret ? `${name}=REDACTED` : pair;
     })
     .join('&');
   return `${logPath}?${query}`;

@@ -33,6 +33,13 @@ async function loggedFlow() {
     assert.equal((await fetch(signed)).status, 200);
     // The same URL with the parameter's name in escapes works all the same, and is redacted too.
     assert.equal((await fetch(signed.replace('signature=', '%73ignature='))).status, 200);
+    // A key where Wharf does not take one, the query: refused, and its value not logged, under
+    // a name that says what it is or under any name at all.
+    for (const query of [`api_key=${w.key}`, `Token=${encodeURIComponent(w.key)}`, `q=%20${w.key}`]) {
+      const misused = await fetch(`${w.url}/v1/assets?limit=1&${query}`);
+      await misused.arrayBuffer();
+      assert.equal(misused.status, 401, query);
+    }
     return { log: lines.join('\n'), key: w.key, putSignature, downloadSignature };
   } finally {
     await w.close();
@@ -45,6 +52,12 @@ test('request logs never contain presigned or signed-URL signatures, nor API key
   assert.ok(!log.includes(putSignature), 'the presigned signature is absent');
   assert.ok(!log.includes(downloadSignature), 'the download signature is absent');
   assert.ok(!log.includes(key), 'the API key is absent');
+  assert.match(
+    log,
+    /\/v1\/assets\?limit=1&api_key=REDACTED"/,
+    'a key in the query was logged, its value redacted',
+  );
+  assert.match(log, /\/v1\/assets\?limit=1&q=REDACTED"/);
 });
 
 test('a presigned PUT to the storage endpoint is logged with its signature redacted', {
