@@ -2,6 +2,7 @@ import { type Config, ConfigError, readConfig } from './config.js';
 import { describeCause } from './core/unavailable.js';
 import { SchemaAhead } from './db/schema-ahead.js';
 import { databaseSetting } from './db/setting.js';
+import { parseDatabaseUrl } from './db/url.js';
 import { tuneGarbageCollector } from './gc-tuning.js';
 import { runtimeProblem } from './runtime.js';
 import type { Wharf } from './server.js';
@@ -176,6 +177,18 @@ function startFailure(err: unknown, config: Config): string[] {
   }
   if (e && typeof e === 'object' && '$metadata' in e) {
     return [`the S3 store refused the start (WHARF_S3_*): ${e.name}: ${e.message}`];
+  }
+  // SQLite found the file but may not open it, or not write it: say which file, as the data
+  // directory's own check does, not just SQLite's sentence (which names none).
+  if (typeof e?.code === 'string' && /^SQLITE_(?:CANTOPEN|READONLY|PERM|AUTH)/.test(e.code)) {
+    const target = parseDatabaseUrl(config.databaseUrl);
+    const file = 'dialect' in target && target.dialect === 'sqlite' ? target.path : config.databaseUrl;
+    const user = typeof process.getuid === 'function' ? ` (uid ${process.getuid()})` : '';
+    return [
+      `${databaseSetting(process.env, config).name}: the database ${file} cannot be opened and written: ` +
+        `${e.message} (${e.code}). Check that it is a file this user${user} may read and write, and so ` +
+        'are the -wal and -shm files beside it and their directory.',
+    ];
   }
   // Network errors and the database's own refusals explain themselves in one line, with what
   // lies under a "the database is unavailable" (a refused connection, an unknown host).

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, request } from 'node:http';
 import { connect as connectTcp, createServer, type Server, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
@@ -327,6 +327,22 @@ describe('a start that cannot succeed', () => {
     assert.equal(
       r.stderr(),
       `wharf: WHARF_DATA_DIR ${join(file, 'data')} is not a writable directory (ENOTDIR: a part of the path is a file).\n`,
+    );
+  });
+
+  test('a SQLite database file that cannot be opened: one line naming the file and the setting, exit 1', async () => {
+    // A directory where the file should be: refused to root as well, as a file of another
+    // owner or mode 0400 is to any other user.
+    const inst = await installation();
+    await mkdir(join(inst.dataDir, 'wharf.db'));
+    const r = start({ ...inst.env, WHARF_DATABASE_URL: '', WHARF_STORAGE: 'local' });
+    assert.equal((await r.exited).code, 1);
+    const last = r.stderr().trimEnd().split('\n').at(-1);
+    assert.equal(
+      last,
+      `wharf: WHARF_DATA_DIR: the database ${join(inst.dataDir, 'wharf.db')} cannot be opened and written: ` +
+        `unable to open database file (SQLITE_CANTOPEN). Check that it is a file this user (uid ${process.getuid?.()}) ` +
+        'may read and write, and so are the -wal and -shm files beside it and their directory.',
     );
   });
 
