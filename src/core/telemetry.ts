@@ -6,7 +6,7 @@
 import { pipeline, type Readable, Transform } from 'node:stream';
 import { isWharfError } from './errors.js';
 import type { Job, UploadKind } from './model.js';
-import { isDiskFull, isOutOfDescriptors } from './unavailable.js';
+import { isDiskFull, isOutOfDescriptors, isStorageDenied } from './unavailable.js';
 
 /**
  * One webhook delivery attempt: the receiver took it (2xx), it failed and will be retried, or
@@ -107,7 +107,7 @@ export function failureCode(error: unknown): string {
   if (error instanceof StreamCut) return error.countedAs;
   if (isDiskFull(error)) return 'STORAGE_FULL';
   // As the HTTP layer answers it (see refusedForResources).
-  if (isOutOfDescriptors(error)) return 'SERVICE_UNAVAILABLE';
+  if (isOutOfDescriptors(error) || isStorageDenied(error)) return 'SERVICE_UNAVAILABLE';
   const code = (error as { code?: unknown } | null)?.code;
   // The client went away mid-stream: not a fault of Wharf's.
   if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNABORTED') {

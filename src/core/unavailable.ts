@@ -105,11 +105,39 @@ export function outOfDescriptors(cause: unknown): WharfError {
 }
 
 /**
- * `err` as the refusal for a resource that ran out: STORAGE_FULL for a full disk,
- * SERVICE_UNAVAILABLE for no file descriptor left; otherwise `err` itself.
+ * errno codes of a file system call the system refused: the data directory (or a part of it)
+ * lost its permissions or went read-only under a running node. Not a bug of Wharf's (a 500
+ * would say so) and not the client's: the node cannot store until an operator mends it, which
+ * /readyz reports too, so a balancer sends the client's retry to another node.
+ */
+const NOT_PERMITTED = new Set(['EACCES', 'EPERM', 'EROFS']);
+
+/** Whether `err` is a file system call refused by permissions or a read-only mount. */
+export function isStorageDenied(err: unknown): boolean {
+  const e = err as { code?: unknown; syscall?: unknown } | null;
+  // A syscall names a file system call; the same codes without one are not the disk's.
+  return typeof e?.code === 'string' && NOT_PERMITTED.has(e.code) && typeof e.syscall === 'string';
+}
+
+/** A refused file system call (see isStorageDenied) as 503 SERVICE_UNAVAILABLE; the errno stays the `cause`. */
+export function storageDenied(cause: unknown): WharfError {
+  const code = (cause as { code?: string }).code;
+  const err = new WharfError(
+    'SERVICE_UNAVAILABLE',
+    `The server may not write its storage at the moment (${code}); try again shortly.`,
+  );
+  (err as Error).cause = cause;
+  return err;
+}
+
+/**
+ * `err` as the refusal for a resource that ran out or was taken away: STORAGE_FULL for a full
+ * disk, SERVICE_UNAVAILABLE for no file descriptor left or a data directory the system no longer
+ * lets this node write; otherwise `err` itself.
  */
 export function refusedForResources(err: unknown): unknown {
   if (isDiskFull(err)) return storageFull(err);
+  if (isStorageDenied(err)) return storageDenied(err);
   return isOutOfDescriptors(err) ? outOfDescriptors(err) : err;
 }
 

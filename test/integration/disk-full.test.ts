@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import { sql } from 'kysely';
 import { isWharfError } from '../../src/core/errors.js';
 import { connect } from '../../src/db/connect.js';
-import { putPresigned } from '../helpers/assets.js';
+import { putPresigned, uploadRaw } from '../helpers/assets.js';
 import {
   type Backing,
   deployment,
@@ -591,6 +591,60 @@ describe('the last bytes of a resumable upload on a full disk, the database on a
 
   test('Resumable Uploads for HTTP: the completing append answers the asset', async () => {
     await lastBytesOnFullDisk({ w, mountPoint, dataDir, logs }, rufhProtocol(w), 'completed');
+  });
+});
+
+describe('a data directory that turns read-only under a running node, the database on another disk', {
+  skip,
+}, () => {
+  let mountPoint: string;
+  let dbDir: string;
+  let w: TestWharf;
+
+  before(async () => {
+    mountPoint = await mkdtemp(join(tmpdir(), 'wharf-read-only-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint]);
+    dbDir = await mkdtemp(join(tmpdir(), 'wharf-read-only-db-'));
+    w = await startWharf({
+      env: {
+        WHARF_DATA_DIR: join(mountPoint, 'data'),
+        WHARF_DATABASE_URL: `sqlite://${join(dbDir, 'wharf.db')}`,
+      },
+    });
+  });
+  after(async () => {
+    await w?.close();
+    if (mountPoint) {
+      execFileSync('umount', [mountPoint]);
+      await rm(mountPoint, { recursive: true, force: true });
+    }
+    if (dbDir) await rm(dbDir, { recursive: true, force: true });
+  });
+
+  test('uploads are 503 SERVICE_UNAVAILABLE with Retry-After, not 500, and go through once it is writable again', async () => {
+    const upload = (name: string) =>
+      uploadRaw(w, w.key, name, randomBytes(1000), { contentType: 'application/octet-stream' });
+    assert.equal((await upload('before.bin')).status, 201);
+    execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
+    try {
+      const res = await upload('during.bin');
+      assert.equal(res.status, 503, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'SERVICE_UNAVAILABLE');
+      assert.match(res.body.error.message, /may not write its storage at the moment \(EROFS\)/);
+      assert.ok(res.headers.get('retry-after'), 'a client is told to try again');
+      const metrics = parseScrape((await w.wharf.metrics.scrape()).body);
+      const refused = { flow: 'direct', outcome: 'failed', error_code: 'SERVICE_UNAVAILABLE' };
+      assert.equal(seriesValue(metrics, 'wharf_uploads_total', refused), 1, 'counted as it was answered');
+      const events = await api(w.url, w.key, 'GET', '/v1/events?type=upload.failed');
+      assert.equal(
+        events.body.data.at(-1)?.data.error.code,
+        'SERVICE_UNAVAILABLE',
+        JSON.stringify(events.body),
+      );
+    } finally {
+      execFileSync('mount', ['-o', 'remount,rw', mountPoint]);
+    }
+    assert.equal((await upload('after.bin')).status, 201);
   });
 });
 

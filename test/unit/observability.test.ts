@@ -66,6 +66,12 @@ describe('failure codes as metric labels', () => {
       failureCode(Object.assign(new Error('x'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })),
       'ABORTED',
     );
+    // A file system call refused (the data directory lost its permissions, went read-only): as
+    // the client is answered, 503; the same code from no system call is no such refusal.
+    assert.equal(
+      failureCode(Object.assign(new Error('/data/x: denied'), { code: 'EACCES', syscall: 'open' })),
+      'SERVICE_UNAVAILABLE',
+    );
     assert.equal(failureCode(Object.assign(new Error('/data/x: denied'), { code: 'EACCES' })), 'INTERNAL');
     assert.equal(failureCode('a string'), 'INTERNAL');
     assert.equal(failureCode(null), 'INTERNAL');
