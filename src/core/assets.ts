@@ -347,10 +347,21 @@ export class AssetService {
 
   async read(asset: Asset, range?: ByteRange): Promise<Readable> {
     this.assertReadable(asset);
-    const bytes = await this.blobs.read(asset.storageKey, range).catch((err: unknown) => {
-      throw err instanceof ObjectMissing ? bytesMissing(asset.id) : err;
+    const bytes = await this.blobs.read(asset.storageKey, range).catch(async (err: unknown) => {
+      if (!(err instanceof ObjectMissing)) throw err;
+      throw await this.missingBytes(asset.id);
     });
     return countBytes(bytes, this.telemetry);
+  }
+
+  /**
+   * Why bytes a record named were not in storage. A delete (on this node or another) removes
+   * the record, then the bytes: a read that found the record just before is answered as the next
+   * request would be, 404, not as data lost. Only bytes of an asset still recorded are missing.
+   */
+  async missingBytes(assetId: string): Promise<WharfError> {
+    if (!(await this.store.getAssetById(assetId))) return new WharfError('NOT_FOUND', 'No such asset.');
+    return bytesMissing(assetId);
   }
 
   /**

@@ -6,7 +6,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type AssetService, bytesMissing, signedExtras } from './assets.js';
+import { type AssetService, signedExtras } from './assets.js';
 import { signedUrlExpires, signerOf, type UrlExpiry } from './authorization.js';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
@@ -238,8 +238,7 @@ export class ImageService {
       if (!(err instanceof ObjectMissing)) throw err;
       // Deleted while it was being rendered (its bytes go right after its record): 404, as
       // the next request would answer. Still recorded, its bytes were lost behind Wharf's back.
-      if (!(await this.store.getAssetById(asset.id))) throw new WharfError('NOT_FOUND', 'No such asset.');
-      throw bytesMissing(asset.id);
+      throw await this.assets.missingBytes(asset.id);
     }
   }
 
@@ -253,6 +252,11 @@ export class ImageService {
       return await this.blobs.read(derivative.storageKey, range);
     } catch (err) {
       if (!(err instanceof ObjectMissing)) throw err;
+      // The asset deleted (on any node) since the rendering was looked up: its renderings went
+      // with it, and the answer is the next request's, 404.
+      if (!(await this.store.getAssetById(derivative.assetId))) {
+        throw new WharfError('NOT_FOUND', 'No such asset.');
+      }
       this.known.deleteWhere((memo) => memo.startsWith(`${derivative.assetId}:`));
       await this.store.deleteDerivativesStoredAt(derivative.assetId, derivative.storageKey);
       throw new WharfError(

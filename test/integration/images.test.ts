@@ -454,6 +454,26 @@ describe('an original that goes while it is rendered', () => {
     }
   });
 
+  test('a stored rendering looked up just before a delete (on any node) reads as 404, not as bytes lost', async () => {
+    const { id } = await upload('deleted-under-read.png', await unique(40, 30), 'image/png');
+    assert.equal((await get(`/v1/assets/${id}/image?w=24&format=png`)).status, 200);
+    const principal = await w.wharf.core.keys.authenticate(w.key);
+    const [rendering] = await w.wharf.core.images.list(principal, id);
+    assert.ok(rendering);
+    const original = await w.wharf.core.assets.get(principal, id);
+    // What a download or a rendering's read on another node holds while this one deletes.
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${id}`)).status, 204);
+    for (const read of [
+      () => w.wharf.core.images.read(rendering),
+      () => w.wharf.core.assets.read(original),
+    ]) {
+      await assert.rejects(read(), (err: unknown) => {
+        assert.equal((err as { code?: string }).code, 'NOT_FOUND');
+        return true;
+      });
+    }
+  });
+
   test('removed behind Wharf’s back: BYTES_MISSING, which names the asset', async () => {
     const { id } = await upload('vanished-original.png', await unique(40, 30), 'image/png');
     const [row] = dbQuery<{ storage_key: string }>(w, 'select storage_key from assets where id = ?', id);
