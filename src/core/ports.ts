@@ -486,12 +486,14 @@ export interface WebhookStore {
     changes: WebhookChanges,
     at: number,
   ): Promise<Webhook | undefined>;
-  /** Replaces the secret; the old one keeps signing until `previousExpiresAt` (null: not at all). */
+  /**
+   * Replaces the secret; the one it replaces (whatever it is at that moment, in the same
+   * statement) keeps signing until `previousExpiresAt` (null: not kept at all).
+   */
   rotateWebhookSecret(
     accountId: string,
     id: string,
     sealedSecret: string,
-    sealedPrevious: string | null,
     previousExpiresAt: number | null,
     at: number,
   ): Promise<Webhook | undefined>;

@@ -172,17 +172,13 @@ export class WebhookService {
       );
     }
     await this.get(accountId, id);
-    const secrets = await this.store.getWebhookSecrets(id);
-    if (!secrets) throw new WharfError('NOT_FOUND', `No webhook endpoint "${id}".`);
     const now = this.clock.now();
     const secret = this.newSecret();
-    const keep = keepPreviousMs > 0;
     const webhook = await this.store.rotateWebhookSecret(
       accountId,
       id,
       sealSecret(this.sealKey, id, secret),
-      keep ? secrets.current : null,
-      keep ? now + keepPreviousMs : null,
+      keepPreviousMs > 0 ? now + keepPreviousMs : null,
       now,
     );
     if (!webhook) throw new WharfError('NOT_FOUND', `No webhook endpoint "${id}".`);

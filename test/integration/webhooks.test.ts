@@ -850,6 +850,40 @@ describe('secret rotation', () => {
   });
 });
 
+describe('rotations at the same moment', () => {
+  test('come out as if one followed the other: the last answered signs, the one before it is the previous', async () => {
+    const { key, accountId } = await w.newAccount();
+    const r = await receiver();
+    const hook = await endpoint(key, r, { event_types: ['upload.created'] });
+    // Started in one turn, as requests on several nodes may be: each reads the endpoint before
+    // any has written (over HTTP, requests on one node seldom overlap that closely).
+    const answers = await Promise.all(
+      Array.from({ length: 3 }, () => w.wharf.core.webhooks.rotateSecret(accountId, hook.id)),
+    );
+    const secrets = answers.map((a) => a.secret);
+    const current = (await api(w.url, key, 'GET', `/v1/webhooks/${hook.id}/secret`)).body.secret as string;
+    assert.ok(secrets.includes(current), 'the current secret is one a caller was handed');
+    r.secrets = [current];
+    await createAsset(w, key, 'raced.bin', randomBytes(10));
+    await drain();
+    const delivered = r.accepted.at(-1)!;
+    const headers = delivered.headers as Record<string, string>;
+    const signing = [hook.secret, ...secrets].filter((secret) => {
+      try {
+        new Webhook(secret).verify(delivered.body, headers);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    // Two signatures: the current secret's and the previous one's, which is another caller's
+    // (each rotation replaced the one before it); the secret from before the race signs nothing.
+    assert.equal(String(headers['webhook-signature']).split(' ').length, 2);
+    assert.equal(signing.length, 2, `signing: ${signing.length}`);
+    assert.ok(!signing.includes(hook.secret), 'the secret from before the rotations no longer signs');
+  });
+});
+
 describe('a receiver that is down while Wharf restarts', () => {
   test('nothing is lost and nothing arrives under another webhook-id', async () => {
     const first = await startWharf({ env: PRIVATE_OK });

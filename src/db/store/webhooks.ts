@@ -241,18 +241,20 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
       accountId: string,
       id: string,
       sealedSecret: string,
-      sealedPrevious: string | null,
       previousExpiresAt: number | null,
       at: number,
     ): Promise<Webhook | undefined> {
       const row = await db
         .updateTable('webhooks')
-        .set({
+        .set((eb) => ({
           secret: sealedSecret,
-          previous_secret: sealedPrevious,
+          // The secret as it is when this statement runs (SET reads the row's old values):
+          // two rotations at once keep each other's, as if one had followed the other, never
+          // one that another rotation had replaced already.
+          previous_secret: previousExpiresAt === null ? null : eb.ref('secret'),
           previous_secret_expires_at: previousExpiresAt,
           updated_at: at,
-        })
+        }))
         .where('id', '=', id)
         .where('account_id', '=', accountId)
         .returningAll()
