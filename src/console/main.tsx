@@ -8,7 +8,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { AccountPage, KeysPage, TokensPage, WebhookPage, WebhooksPage } from './admin.js';
 import { ApiError, api, type Session, signedOutReason, whenSignedOut } from './api.js';
 import { AssetPage, AssetsPage } from './assets.js';
-import { Notice } from './ui.js';
+import { errorText, Notice } from './ui.js';
 import { canUpload, UploadPage } from './upload.js';
 
 function useRoute(): string {
@@ -85,6 +85,7 @@ function SignIn({ onSignedIn, reason }: { onSignedIn: (s: Session) => void; reas
 function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [reason, setReason] = useState('');
+  const [signOutError, setSignOutError] = useState<unknown>(null);
   const route = useRoute();
   const main = useRef<HTMLElement>(null);
 
@@ -116,7 +117,19 @@ function App() {
     );
   }
   const signOut = async () => {
-    await api.signOut().catch(() => {});
+    setSignOutError(null);
+    try {
+      await api.signOut();
+    } catch (err) {
+      // Signed out only when the server ended the session (or says it is already over): with
+      // no answer, the session still lives on the server and the cookie still opens it.
+      if (!(err instanceof ApiError && err.status === 401)) {
+        setSignOutError(
+          new Error(`Signing out failed, so the session is still open; try again. ${errorText(err)}`),
+        );
+        return;
+      }
+    }
     setReason('Signed out.');
     setSession(null);
   };
@@ -158,6 +171,7 @@ function App() {
         </button>
       </header>
       <main id="main" ref={main} tabIndex={-1}>
+        <Notice error={signOutError} />
         {page}
       </main>
     </>

@@ -629,7 +629,20 @@ test('a session that expires, or is signed out elsewhere, sends the page back to
     // Another tab of the same browser signs out: this one's next request finds the session over.
     const other = await context.newPage();
     await other.goto(`${w.url}/console`);
+    // The sign-out request gets no answer (the server is down, the network gone): the page says
+    // so and stays signed in, since the session still lives on the server.
+    const signOutRoute = (url: URL) => url.pathname === '/console/api/session';
+    await other.route(signOutRoute, (route) =>
+      route.request().method() === 'DELETE' ? route.abort('connectionrefused') : route.continue(),
+    );
     await other.getByRole('button', { name: 'Sign out' }).click();
+    await other.getByRole('alert').getByText('Signing out failed').waitFor();
+    assert.equal(await other.getByLabel('API key').count(), 0, 'not shown as signed out');
+    await other.reload();
+    await other.getByRole('heading', { name: 'Assets', level: 1 }).waitFor();
+    await other.unroute(signOutRoute);
+    await other.getByRole('button', { name: 'Sign out' }).click();
+    await other.getByText('Signed out.').waitFor();
     await other.getByLabel('API key').waitFor();
     await page.getByRole('link', { name: 'Keys' }).click();
     await page.getByText('Your session ended').waitFor();
