@@ -8,6 +8,9 @@ import { errorText, Notice } from './ui.js';
 /** tus chunks: several requests per large file, so a cut loses at most one chunk's resend. */
 const CHUNK_SIZE = 5 * 1024 * 1024;
 
+/** A file's upload token is reused by its retries while it has at least this long to live. */
+const TOKEN_MARGIN_MS = 10 * 60_000;
+
 /** Whether the session's key may mint the upload token the page uploads with (as the server checks). */
 export function canUpload(session: Session): boolean {
   return session.key.scopes.includes('admin') || session.key.scopes.includes('upload');
@@ -17,7 +20,7 @@ export function canUpload(session: Session): boolean {
  * Uploads with Uppy's Dashboard (drag and drop of files and folders, progress, retries) over
  * tus to /v1/tus/, resumable. The page never holds the session's key: before each batch it asks
  * the console's server side for an upload token, minted with the session's key and short-lived,
- * and uploads with that.
+ * and uploads with that (a retry of a file, with the same one).
  */
 export function UploadPage({ session }: { session: Session }) {
   if (!canUpload(session)) {
@@ -51,22 +54,33 @@ function Uploader() {
       proudlyDisplayPoweredByUppy: false,
       note: 'Files and folders; uploads resume where they stopped.',
     });
+    // Each file keeps the token its upload was made with: its tus upload (which a retry resumes,
+    // HEAD then PATCH) is seen by that token only, so a retry minting a fresh one would start over
+    // from byte 0 and leave the first upload pending, holding its bytes against the quota.
+    const tokens = new Map<string, { secret: string; until: number }>();
+    uppy.on('file-removed', (file) => tokens.delete(file.id));
     uppy.use(Tus, {
       endpoint: '/v1/tus/',
+      headers: (file) => ({ authorization: `Bearer ${tokens.get(file.id)?.secret ?? ''}` }),
       chunkSize: CHUNK_SIZE,
       retryDelays: [0, 1000, 3000, 5000, 10_000],
       // Nothing of the upload is kept in the browser's storage: a retry resumes from Uppy's memory.
       storeFingerprintForResuming: false,
       removeFingerprintOnSuccess: true,
     });
-    uppy.addPreProcessor(async () => {
+    uppy.addPreProcessor(async (fileIDs) => {
+      // A token with less than this left is replaced (its upload, if any, is then made anew).
+      const needed = fileIDs.filter((id) => (tokens.get(id)?.until ?? 0) < Date.now() + TOKEN_MARGIN_MS);
+      if (needed.length === 0) return;
       // A refusal here is no upload's error (Uppy emits only `error`, and shows "Upload failed"
       // with the reason behind a button): the page says it itself.
-      const { secret } = await api.uploadToken().catch((err: unknown) => {
+      const { secret, token } = await api.uploadToken().catch((err: unknown) => {
         setError(new Error(`No upload token to upload with: ${errorText(err)}`));
         throw err;
       });
-      uppy.getPlugin('Tus')!.setOptions({ headers: { authorization: `Bearer ${secret}` } });
+      // Its lifetime by the server's clock, counted from now by the browser's (which may be off).
+      const until = Date.now() + (Date.parse(token.expires_at) - Date.parse(token.created_at));
+      for (const id of needed) tokens.set(id, { secret, until });
     });
     // Back online after a cut: carry on from the offset the server has (tus HEAD, then PATCH).
     uppy.on('back-online', () => {

@@ -289,7 +289,7 @@ test(
 );
 
 test(
-  'an upload cut off mid-way (the network goes away) resumes where it stopped when it comes back',
+  'an upload cut off mid-way (the network goes away) resumes where it stopped when it comes back; one given up on resumes on Retry',
   SLOW,
   async () => {
     const { context, page } = await openConsole();
@@ -298,20 +298,18 @@ test(
       await page.getByRole('link', { name: 'Upload', exact: true }).click();
       const seen: { method: string; offset: string | undefined }[] = [];
       let patches = 0;
-      await page.route(
-        (url) => url.pathname.startsWith('/v1/tus/'),
-        async (route) => {
-          const request = route.request();
-          seen.push({ method: request.method(), offset: request.headers()['upload-offset'] });
-          if (request.method() === 'PATCH' && ++patches === 2) {
-            // The second chunk never arrives: the network is gone.
-            await context.setOffline(true);
-            await route.abort('internetdisconnected');
-            return;
-          }
-          await route.continue();
-        },
-      );
+      const tus = (url: URL) => url.pathname.startsWith('/v1/tus/');
+      await page.route(tus, async (route) => {
+        const request = route.request();
+        seen.push({ method: request.method(), offset: request.headers()['upload-offset'] });
+        if (request.method() === 'PATCH' && ++patches === 2) {
+          // The second chunk never arrives: the network is gone.
+          await context.setOffline(true);
+          await route.abort('internetdisconnected');
+          return;
+        }
+        await route.continue();
+      });
       const size = 12 * MiB + 7;
       const bytes = Buffer.from(pseudoRandomBytes(size, 4242));
       const [chooser] = await Promise.all([
@@ -337,6 +335,69 @@ test(
         seen.filter((r) => r.method === 'POST').length,
         1,
         'one upload, resumed, not a second one',
+      );
+      await page.unroute(tus);
+
+      // Given up on (a chunk refused, as when the retries run out while the server is down) and
+      // retried with the Dashboard's Retry: the same upload goes on, with the same upload token.
+      await page.getByRole('link', { name: 'Assets', exact: true }).click();
+      await page.getByRole('link', { name: 'Upload', exact: true }).click();
+      const requests: { method: string; path: string; offset: string | undefined }[] = [];
+      page.on('request', (request) => {
+        const { pathname } = new URL(request.url());
+        if (pathname.startsWith('/v1/tus/') || pathname === '/console/api/upload-token') {
+          requests.push({
+            method: request.method(),
+            path: pathname,
+            offset: request.headers()['upload-offset'],
+          });
+        }
+      });
+      let refused = 0;
+      await page.route(tus, (route) =>
+        route.request().method() === 'PATCH' &&
+        route.request().headers()['upload-offset'] !== '0' &&
+        ++refused === 1
+          ? route.fulfill({ status: 400, body: 'refused once' })
+          : route.continue(),
+      );
+      const again = Buffer.from(pseudoRandomBytes(5 * MiB + 11, 77));
+      const [picker] = await Promise.all([
+        page.waitForEvent('filechooser'),
+        page.getByRole('button', { name: 'browse files' }).click(),
+      ]);
+      await picker.setFiles({ name: 'retried.bin', mimeType: 'application/octet-stream', buffer: again });
+      await page.getByRole('button', { name: /Upload 1 file/ }).click();
+      const retry = page.locator('.uppy-StatusBar').getByRole('button', { name: 'Retry upload' });
+      await retry.waitFor({ timeout: 60_000 });
+      const beforeRetry = requests.length;
+      await retry.click();
+      await page.getByText('1 uploaded.').waitFor({ timeout: 60_000 });
+      const retried = await assetNamed('retried.bin');
+      assert.equal(retried.sha256, createHash('sha256').update(again).digest('hex'));
+      const afterRetry = requests.slice(beforeRetry);
+      const log = JSON.stringify(requests);
+      assert.equal(
+        requests.filter((r) => r.path === '/console/api/upload-token').length,
+        1,
+        `one upload token for the file, its retry too: ${log}`,
+      );
+      assert.equal(afterRetry[0]?.method, 'HEAD', `the retry asked where to resume: ${log}`);
+      assert.equal(
+        afterRetry.find((r) => r.method === 'PATCH')?.offset,
+        String(5 * MiB),
+        `and went on from the first chunk: ${log}`,
+      );
+      assert.equal(
+        requests.filter((r) => r.method === 'POST' && r.path.startsWith('/v1/tus/')).length,
+        1,
+        `one upload made: ${log}`,
+      );
+      const pending = await api(w.url, w.key, 'GET', '/v1/uploads?status=pending&limit=100');
+      assert.deepEqual(
+        pending.body.data.filter((u: { name: string }) => u.name === 'retried.bin'),
+        [],
+        'no second upload left pending',
       );
     } finally {
       await context.close();
