@@ -581,7 +581,7 @@ test(
   'on a phone-sized screen everything fits the width; keyboard alone signs in, opens an asset, works a dialog and signs out',
   SLOW,
   async () => {
-    const phone = await openConsole({ viewport: { width: 390, height: 844 }, isMobile: true });
+    const phone = await openConsole({ viewport: { width: 375, height: 812 }, isMobile: true });
     try {
       await signInWith(phone.page, w.key);
       await phone.page.getByRole('link', { name: /notes\.txt/ }).waitFor();
@@ -604,6 +604,43 @@ test(
         () => document.documentElement.scrollWidth - window.innerWidth,
       );
       assert.ok(longWide <= 0, `a long name's page fits too (${longWide}px too wide)`);
+      // So do the pages of tables with buttons in them (whose names are partly hidden text), the
+      // tables wider than the screen (they scroll by themselves), and a long endpoint URL: a key
+      // and an upload token to revoke, an endpoint, a delivery to replay.
+      const unbroken = 'l'.repeat(120);
+      assert.equal(
+        (await api(w.url, w.key, 'POST', '/v1/keys', { name: unbroken, scopes: ['read'] })).status,
+        201,
+      );
+      assert.equal((await api(w.url, w.key, 'POST', '/v1/upload-tokens', { subject: unbroken })).status, 201);
+      const hook = await api(w.url, w.key, 'POST', '/v1/webhooks', {
+        url: `${receiver.url}/${unbroken}`,
+        event_types: ['upload.completed'],
+      });
+      assert.equal(hook.status, 201);
+      receiver.secrets.push(hook.body.secret);
+      assert.equal((await api(w.url, w.key, 'POST', '/v1/assets?name=phone.txt', 'delivered')).status, 201);
+      await w.wharf.core.jobs.drain();
+      const tooWide: string[] = [];
+      for (const [path, heading] of [
+        ['keys', 'API keys'],
+        ['tokens', 'Upload tokens'],
+        ['webhooks', 'Webhooks'],
+        [`webhooks/${hook.body.webhook.id}`, 'Delivery log'],
+      ]) {
+        await phone.page.goto(`${w.url}/console#/${path}`);
+        await phone.page.getByRole('heading', { name: heading, level: 1 }).waitFor();
+        await phone.page
+          .getByRole('button', { name: /^(Revoke|Replay|Disable)/ })
+          .first()
+          .waitFor();
+        // Measured against the screen's width: on a phone the browser may widen its layout
+        // viewport (innerWidth) to what the page needs.
+        const scrollWidth = await phone.page.evaluate(() => document.documentElement.scrollWidth);
+        if (scrollWidth > 375) tooWide.push(`#/${path} is ${scrollWidth}px wide`);
+      }
+      assert.deepEqual(tooWide, [], 'these pages fit too');
+      assert.equal((await api(w.url, w.key, 'DELETE', `/v1/webhooks/${hook.body.webhook.id}`)).status, 204);
     } finally {
       await phone.context.close();
     }
