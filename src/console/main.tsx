@@ -30,6 +30,26 @@ const NAV = [
   ['/account', 'Account'],
 ] as const;
 
+/** A route's id, or null when it is not valid percent-encoding (a link cut short or mistyped). */
+function decodedId(encoded: string): string | null {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return null;
+  }
+}
+
+function NoSuchPage() {
+  return (
+    <section aria-labelledby="missing-title">
+      <h1 id="missing-title">No such page</h1>
+      <p>
+        This link is not one of the console's. <a href="#/assets">See the assets</a>
+      </p>
+    </section>
+  );
+}
+
 function SignIn({ onSignedIn, reason }: { onSignedIn: (s: Session) => void; reason: string }) {
   const input = useRef<HTMLInputElement>(null);
   const [error, setError] = useState<unknown>(null);
@@ -133,14 +153,16 @@ function App() {
     setReason('Signed out.');
     setSession(null);
   };
-  const [, section, id] = route.split('/');
+  const [, section, encodedId] = route.split('/');
+  const id = encodedId && decodedId(encodedId);
   let page = <AssetsPage canUpload={canUpload(session)} />;
-  if (section === 'assets' && id) {
-    page = <AssetPage id={decodeURIComponent(id)} onDeleted={() => (location.hash = '#/assets')} />;
+  if ((section === 'assets' || section === 'webhooks') && id === null) page = <NoSuchPage />;
+  else if (section === 'assets' && id) {
+    page = <AssetPage id={id} onDeleted={() => (location.hash = '#/assets')} />;
   } else if (section === 'upload') page = <UploadPage session={session} />;
   else if (section === 'keys') page = <KeysPage currentKeyId={session.key.id} />;
   else if (section === 'tokens') page = <TokensPage />;
-  else if (section === 'webhooks' && id) page = <WebhookPage id={decodeURIComponent(id)} />;
+  else if (section === 'webhooks' && id) page = <WebhookPage id={id} />;
   else if (section === 'webhooks') page = <WebhooksPage />;
   else if (section === 'account') page = <AccountPage />;
 

@@ -850,6 +850,15 @@ test(
       await page.getByText('This asset no longer exists').waitFor({ timeout: 10_000 });
       assert.equal(await page.getByRole('button', { name: 'Delete', exact: true }).count(), 0);
       assert.equal(await page.getByRole('button', { name: 'Copy signed link' }).count(), 0);
+
+      // A link whose id is no valid percent-encoding (cut short, mistyped): no such page, and
+      // the console around it still works.
+      for (const route of ['#/assets/%', '#/webhooks/%E0%A4%A']) {
+        await page.goto(`${w.url}/console${route}`);
+        await page.getByRole('heading', { name: 'No such page', level: 1 }).waitFor({ timeout: 10_000 });
+      }
+      await page.getByRole('link', { name: 'Webhooks' }).click();
+      await page.getByRole('heading', { name: 'Webhooks', level: 1 }).waitFor();
       assert.deepEqual(dialogs, []);
     } finally {
       await context.close();
