@@ -82,12 +82,15 @@ function Uploader() {
       const until = Date.now() + (Date.parse(token.expires_at) - Date.parse(token.created_at));
       for (const id of needed) tokens.set(id, { secret, until });
     });
-    // Back online after a cut: carry on from the offset the server has (tus HEAD, then PATCH).
+    // Back online after a cut: uploads that failed carry on from the offset the server has (tus
+    // HEAD, then PATCH). Only those: one that was waiting for the network goes on by itself, and
+    // a retry of nothing would end an empty run, saying "0 uploaded." mid-upload.
     uppy.on('back-online', () => {
-      void uppy.retryAll();
+      if (uppy.getFiles().some((file) => file.error)) void uppy.retryAll();
     });
     uppy.on('upload-error', (_file, err) => setError(new Error(errorText(err))));
     uppy.on('complete', (result) => {
+      if ((result.successful?.length ?? 0) + (result.failed?.length ?? 0) === 0) return;
       setDone({ ok: result.successful?.length ?? 0, failed: result.failed?.length ?? 0 });
       if ((result.failed?.length ?? 0) === 0) setError(null);
     });

@@ -317,11 +317,27 @@ test(
         page.getByRole('button', { name: 'browse files' }).click(),
       ]);
       await chooser.setFiles({ name: 'big.bin', mimeType: 'application/octet-stream', buffer: bytes });
+      // Every "N uploaded." the page shows, in order.
+      await page.evaluate(() => {
+        const shown: string[] = [];
+        (window as unknown as { uploaded: string[] }).uploaded = shown;
+        new MutationObserver(() => {
+          for (const el of document.querySelectorAll('p.notice[role="status"]')) {
+            const text = el.textContent ?? '';
+            if (/uploaded/.test(text) && shown.at(-1) !== text) shown.push(text);
+          }
+        }).observe(document.body, { subtree: true, childList: true, characterData: true });
+      });
       await page.getByRole('button', { name: /Upload 1 file/ }).click();
-      // Cut: Uppy reports the failure (tus-js-client does not retry while the browser is offline).
+      // Cut: Uppy says the browser is offline and holds the upload until it is back online.
       await page.getByText('No Internet connection').first().waitFor({ timeout: 60_000 });
       await context.setOffline(false);
       await page.getByText('1 uploaded.').waitFor({ timeout: 120_000 });
+      assert.deepEqual(
+        await page.evaluate(() => (window as unknown as { uploaded: string[] }).uploaded),
+        ['1 uploaded. See the assets'],
+        'no "0 uploaded." on the way (coming back online retried nothing)',
+      );
       const asset = await assetNamed('big.bin');
       assert.equal(asset.size, size);
       assert.equal(asset.sha256, createHash('sha256').update(bytes).digest('hex'));
