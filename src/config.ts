@@ -168,7 +168,7 @@ export class ConfigError extends Error {
   readonly problems: string[];
   /**
    * Warnings of the same load (unknown WHARF_* variables): a typo may be what caused a problem
-   * (WHARF_S3_BUKET and "WHARF_S3_BUCKET must be set"), so they are shown with it.
+   * (a misspelt bucket setting, then "WHARF_S3_BUCKET must be set"), so they are shown with it.
    */
   readonly warnings: string[];
 
