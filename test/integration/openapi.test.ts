@@ -291,6 +291,8 @@ describe('the OpenAPI document', () => {
     assert.ok(declared('/v1/resumable/', 'post').includes('429'), 'TOO_MANY_OPEN_UPLOADS');
     const content = declared('/v1/assets/{id}/content', 'get');
     assert.ok(content.includes('409') && content.includes('500'), 'ASSET_VERIFYING, BYTES_MISSING');
+    const events = declared('/v1/events', 'get');
+    assert.ok(events.includes('409') && events.includes('410'), 'CURSOR_AHEAD, CURSOR_EXPIRED');
   });
 
   test('refusals that come from how a route is registered are declared on every route they apply to', () => {

@@ -3,7 +3,7 @@ import { MAX_EVENTS_PER_PAGE } from '../../core/events.js';
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { EventSchema, eventJson } from './event-json.js';
-import { errorResponses } from './schemas.js';
+import { ErrorSchema, errorResponses } from './schemas.js';
 
 const EventsQuery = Type.Object(
   {
@@ -52,7 +52,9 @@ export async function eventRoutes(app: App, { core, publicUrl }: ApiContext): Pr
           'change. Poll with `after` set to the last `cursor` you processed.',
         tags: ['events'],
         querystring: EventsQuery,
-        response: { 200: EventPage, ...errorResponses },
+        // 409 CURSOR_AHEAD, 410 CURSOR_EXPIRED: a cursor this account was never handed, or one
+        // after which retention removed events.
+        response: { 200: EventPage, ...errorResponses, 409: ErrorSchema, 410: ErrorSchema },
       },
     },
     async (request) => {
