@@ -426,6 +426,14 @@ describe('the OpenAPI document', () => {
     assert.deepEqual(schemaOf('/v1/assets/{id}', 'get', '404'), { $ref: '#/components/schemas/Error' });
     assert.deepEqual(schemaOf('/v1/uploads/{id}', 'get', '200'), { $ref: '#/components/schemas/Upload' });
     assert.deepEqual(schemaOf('/v1/events', 'get', '200'), { $ref: '#/components/schemas/EventPage' });
+    const bodyOf = (path: string, method: string) =>
+      doc.paths[path][method].requestBody.content['application/json'].schema;
+    assert.deepEqual(bodyOf('/v1/assets/{id}/image-url', 'post'), {
+      $ref: '#/components/schemas/ImageUrlRequest',
+    });
+    assert.deepEqual(bodyOf('/v1/image-presets/{name}', 'put'), {
+      $ref: '#/components/schemas/ImagePresetRequest',
+    });
     assert.deepEqual(doc.components.schemas.EventPage.properties.data.items, {
       $ref: '#/components/schemas/Event',
     });

@@ -8,20 +8,23 @@ import { errorResponses, iso, NoQuery } from './schemas.js';
 
 const PresetParams = Type.Object({ name: Type.String({ maxLength: 64 }) });
 
-const PresetBody = Type.Object(
-  {
-    w: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    h: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
-    fit: Type.Optional(Type.Union(FITS.map((f) => Type.Literal(f)))),
-    format: Type.Optional(Type.Union(['auto', 'webp', 'avif', 'jpeg', 'png'].map((f) => Type.Literal(f)))),
-    q: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
-    dpr: Type.Optional(Type.Number({ minimum: 1, maximum: MAX_DPR })),
-    eager: Type.Boolean({
-      default: false,
-      description: 'Render it (every format `auto` may choose) as soon as an image arrives.',
-    }),
-  },
-  { additionalProperties: false },
+const PresetBody = named(
+  'ImagePresetRequest',
+  Type.Object(
+    {
+      w: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+      h: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+      fit: Type.Optional(Type.Union(FITS.map((f) => Type.Literal(f)))),
+      format: Type.Optional(Type.Union(['auto', 'webp', 'avif', 'jpeg', 'png'].map((f) => Type.Literal(f)))),
+      q: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+      dpr: Type.Optional(Type.Number({ minimum: 1, maximum: MAX_DPR })),
+      eager: Type.Boolean({
+        default: false,
+        description: 'Render it (every format `auto` may choose) as soon as an image arrives.',
+      }),
+    },
+    { additionalProperties: false },
+  ),
 );
 
 const PresetSchema = named(

@@ -88,26 +88,29 @@ const ImageQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const ImageUrlBody = Type.Object(
-  {
-    ...TransformFields,
-    expires_in: Type.Integer({
-      minimum: 1,
-      maximum: 365 * 86_400,
-      default: 86_400,
-      description: 'Seconds the URL works (up to a year).',
-    }),
-    expires_at: Type.Optional(
-      Type.String({
-        format: 'date-time',
-        description:
-          'Instead of `expires_in` (not both): when the URL expires, taken to the second, in the future and ' +
-          'up to a year ahead. The same moment gives the same URL every time, so renders of a page share ' +
-          'it and caches work: round it, e.g. to the end of the current hour or day.',
+const ImageUrlBody = named(
+  'ImageUrlRequest',
+  Type.Object(
+    {
+      ...TransformFields,
+      expires_in: Type.Integer({
+        minimum: 1,
+        maximum: 365 * 86_400,
+        default: 86_400,
+        description: 'Seconds the URL works (up to a year).',
       }),
-    ),
-  },
-  { additionalProperties: false },
+      expires_at: Type.Optional(
+        Type.String({
+          format: 'date-time',
+          description:
+            'Instead of `expires_in` (not both): when the URL expires, taken to the second, in the future and ' +
+            'up to a year ahead. The same moment gives the same URL every time, so renders of a page share ' +
+            'it and caches work: round it, e.g. to the end of the current hour or day.',
+        }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
 );
 
 const ImageUrlSchema = named(
