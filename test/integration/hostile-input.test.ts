@@ -517,6 +517,9 @@ describe('bad digests and types are refused before anything is stored', () => {
     ['md5 too long', { md5: 'ab'.repeat(17) }, 'INVALID_DIGEST'],
     ['md5 garbage', { md5: '!!!' }, 'INVALID_DIGEST'],
     ['sha256 over the length cap', { sha256: 'a'.repeat(500) }, 'VALIDATION_FAILED'],
+    // Empty is no digest at all: refused, never taken for "not declared" (nothing verified).
+    ['sha256 empty', { sha256: '' }, 'VALIDATION_FAILED'],
+    ['md5 empty', { md5: '' }, 'VALIDATION_FAILED'],
     ['content type without subtype', { content_type: 'text' }, 'INVALID_CONTENT_TYPE'],
     ['content type with CRLF', { content_type: 'text/plain\r\nX-Injected: 1' }, 'INVALID_CONTENT_TYPE'],
     ['content type with spaces', { content_type: 'text / plain' }, 'INVALID_CONTENT_TYPE'],
@@ -562,6 +565,23 @@ describe('bad digests and types are refused before anything is stored', () => {
       );
     });
   }
+
+  test('direct upload, multipart and named files: an empty ?sha256= or md5 is refused, not taken as none', async () => {
+    for (const query of [{ sha256: '' }, { md5: '' }]) {
+      await refusedWithoutTrace(
+        400,
+        'VALIDATION_FAILED',
+        () => uploadRaw(w, w.key, 'd.bin', bytes, { contentType: 'application/octet-stream', query }),
+        `direct ${JSON.stringify(query)}`,
+      );
+    }
+    await refusedWithoutTrace(
+      400,
+      'VALIDATION_FAILED',
+      () => api(w.url, w.key, 'POST', '/v1/multipart', { name: 'm.bin', size: 10, sha256: '' }),
+      'multipart sha256 ""',
+    );
+  });
 
   test('direct upload with an invalid Content-Type is INVALID_CONTENT_TYPE', async () => {
     await refusedWithoutTrace(

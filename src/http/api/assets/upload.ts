@@ -27,8 +27,12 @@ const Query = Type.Object(
     content_type: Type.Optional(
       Type.String({ maxLength: 255, description: 'Overrides the part/body type.' }),
     ),
-    sha256: Type.Optional(Type.String({ maxLength: 128, description: 'Expected SHA-256, hex or base64.' })),
-    md5: Type.Optional(Type.String({ maxLength: 64, description: 'Expected MD5, hex or base64.' })),
+    sha256: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, description: 'Expected SHA-256, hex or base64.' }),
+    ),
+    md5: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 64, description: 'Expected MD5, hex or base64.' }),
+    ),
     head_sha256: Type.Optional(
       Type.String({
         maxLength: 128,

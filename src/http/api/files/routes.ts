@@ -91,9 +91,11 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
             content_type: Type.Optional(Type.String({ maxLength: 255 })),
             access: Type.Optional(AccessSchema),
             sha256: Type.Optional(
-              Type.String({ maxLength: 128, description: 'Expected SHA-256, hex or base64.' }),
+              Type.String({ minLength: 1, maxLength: 128, description: 'Expected SHA-256, hex or base64.' }),
             ),
-            md5: Type.Optional(Type.String({ maxLength: 64, description: 'Expected MD5, hex or base64.' })),
+            md5: Type.Optional(
+              Type.String({ minLength: 1, maxLength: 64, description: 'Expected MD5, hex or base64.' }),
+            ),
           },
           { additionalProperties: false },
         ),

@@ -19,6 +19,7 @@ const CreateBody = named(
       size: Type.Integer({ minimum: 0, description: 'Exact size in bytes; the parts must add up to it.' }),
       sha256: Type.Optional(
         Type.String({
+          minLength: 1,
           maxLength: 128,
           description: 'Hex or base64 SHA-256 of the whole file, verified at completion.',
         }),

@@ -26,9 +26,15 @@ const FileSchema = named(
       content_type: Type.Optional(Type.String({ maxLength: 255 })),
       size: Type.Integer({ minimum: 0, description: 'Exact size in bytes; bound into the URL.' }),
       sha256: Type.Optional(
-        Type.String({ maxLength: 128, description: 'Hex or base64; bound into the URL and verified.' }),
+        Type.String({
+          minLength: 1,
+          maxLength: 128,
+          description: 'Hex or base64; bound into the URL and verified.',
+        }),
       ),
-      md5: Type.Optional(Type.String({ maxLength: 64, description: 'Hex or base64; bound as Content-MD5.' })),
+      md5: Type.Optional(
+        Type.String({ minLength: 1, maxLength: 64, description: 'Hex or base64; bound as Content-MD5.' }),
+      ),
     },
     {
       additionalProperties: false,
