@@ -229,7 +229,7 @@ export class AssetsApi {
     return this.http.json('POST', '/v1/assets', {
       query: { name: options.name, sha256: options.sha256 },
       headers: {
-        'content-type': options.contentType ?? 'application/octet-stream',
+        'content-type': options.contentType || 'application/octet-stream',
         ...(options.size !== undefined && { 'content-length': String(options.size) }),
       },
       body,
@@ -502,7 +502,7 @@ export class FilesApi {
     const version = await this.http.json<FileVersion>('PUT', path`/v1/files/${namespace}/${name}`, {
       query: { access: options.access, sha256: options.sha256 },
       headers: {
-        'content-type': options.contentType ?? 'application/octet-stream',
+        'content-type': options.contentType || 'application/octet-stream',
         ...(options.size !== undefined && { 'content-length': String(options.size) }),
       },
       body: () => {

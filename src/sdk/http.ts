@@ -136,6 +136,7 @@ export class Transport {
     const headers: Record<string, string> = { ...(absolute ? {} : this.headers), ...options.headers };
     if ((options.auth ?? !absolute) && this.key !== undefined) headers.authorization = `Bearer ${this.key}`;
     if (options.json !== undefined) headers['content-type'] = 'application/json';
+    checkHeaders(method, url, headers);
     const retries = options.retry === false || options.retry === 'busy' ? 0 : this.retries;
     // `retries: 0` in the options turns every retry off, busy ones included.
     const waitBusy = options.retry !== false && this.retries > 0;
@@ -180,6 +181,10 @@ export class Transport {
         const cause = (err as { cause?: unknown })?.cause;
         if (err instanceof WharfError) throw err;
         if (cause instanceof WharfError) throw cause;
+        if (isInvalidRequest(err)) {
+          const { message, code } = cause as { message: string; code: string };
+          throw new TypeError(`${method} ${redact(url)}: ${message} (${code})`, { cause: err });
+        }
         const failure = new WharfError('NETWORK_ERROR', `${method} ${redact(url)}: ${describe(err)}`, {
           cause: err,
         });
@@ -319,6 +324,33 @@ function retryAfterSeconds(value: string | null): number | undefined {
   if (/^\d+$/.test(value.trim())) return Number(value.trim());
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, (at - Date.now()) / 1000);
+}
+
+/**
+ * Refuses headers fetch would refuse (a CR, LF or NUL in a value, a character past Latin-1), as
+ * the TypeError they are, before the first attempt. Left to fetch, the rejection looked like a
+ * lost connection (a browser's fetch rejects both with a TypeError and no cause), so it was
+ * retried through the restart window and reported as NETWORK_ERROR.
+ */
+function checkHeaders(method: string, url: string, headers: Record<string, string>): void {
+  if (typeof Headers !== 'function') return;
+  try {
+    new Headers(headers);
+  } catch (err) {
+    throw new TypeError(`${method} ${redact(url)}: ${(err as Error)?.message ?? String(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * A request Node's fetch (undici) found invalid before writing a byte of it: a Content-Length
+ * that is not a count of bytes, say. Sent again, it would fail the same way; it is not a failure
+ * of the network, which Node reports as a TypeError whose cause is the socket's error
+ * (ECONNREFUSED, UND_ERR_SOCKET…) and which goes on being retried.
+ */
+function isInvalidRequest(err: unknown): boolean {
+  return (err as { cause?: { code?: unknown } })?.cause?.code === 'UND_ERR_INVALID_ARG';
 }
 
 function isStream(body: unknown): boolean {

@@ -151,7 +151,13 @@ export async function uploadWith(
   if (strategy !== 'direct' && (!source.reopenable || source.size === undefined)) {
     throw new TypeError(`A ${strategy} upload needs a re-readable source of known size (a file, a Blob).`);
   }
-  // Checked before anything is declared: refused later, they left an upload open on the server.
+  // Checked before the source is hashed and anything is declared: refused later, they left an
+  // upload open on the server, and what fetch refuses itself (a Content-Length that is not a
+  // count, a header value with a CR or LF) was taken for a lost connection (see Transport).
+  if (source.size !== undefined && !(Number.isSafeInteger(source.size) && source.size >= 0)) {
+    throw new RangeError(`The source's size must be a whole number of bytes, not ${source.size}.`);
+  }
+  checkContentType(contentTypeOf(source, options));
   for (const option of ['partSize', 'partConcurrency'] as const) {
     const value = options[option];
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
@@ -172,6 +178,29 @@ export async function uploadWith(
   return run.go();
 }
 
+/**
+ * The media type an upload declares. An empty one is none (the default): the direct flow sent
+ * it as an empty Content-Type, refused 415, while the others' JSON took it for the default.
+ */
+function contentTypeOf(source: UploadSource, options: UploadOptions): string {
+  return options.contentType || source.type || 'application/octet-stream';
+}
+
+/**
+ * Refuses, as the server does, a content type with a character no header value may hold (a
+ * control character: CR, LF, NUL…; anything past ASCII), which the server's grammar refuses
+ * too. Sent as a header (the direct flow), fetch refused it itself, which was reported as a
+ * network error after the whole restart window; the server checks the rest of the grammar.
+ */
+function checkContentType(type: string): void {
+  if (!/^[\t\x20-\x7e]*$/.test(type)) {
+    throw new WharfError(
+      'INVALID_CONTENT_TYPE',
+      `The content type is not a valid media type (type/subtype): ${JSON.stringify(type)}.`,
+    );
+  }
+}
+
 class UploadRun {
   private readonly meter: ProgressMeter;
   private readonly contentType: string;
@@ -186,7 +215,7 @@ class UploadRun {
     private readonly options: UploadOptions,
   ) {
     this.meter = new ProgressMeter(source.size, options.onProgress);
-    this.contentType = options.contentType ?? source.type ?? 'application/octet-stream';
+    this.contentType = contentTypeOf(source, options);
   }
 
   private get signal() {
