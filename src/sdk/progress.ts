@@ -31,6 +31,7 @@ export class ProgressMeter {
   private reported = 0;
   /** A report throttled away, due at the end of the interval. */
   private trailing: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
 
   constructor(
     private readonly total: number | undefined,
@@ -69,12 +70,22 @@ export class ProgressMeter {
     this.report(true);
   }
 
+  /**
+   * Reports nothing more (the operation has settled): a count that comes in after it, from a
+   * read still in flight, would tell a listener that a failed upload goes on.
+   */
+  stop(): void {
+    this.stopped = true;
+    if (this.trailing !== undefined) clearTimeout(this.trailing);
+    this.trailing = undefined;
+  }
+
   get sent(): number {
     return this.bytes;
   }
 
   private report(force: boolean): void {
-    if (!this.listener) return;
+    if (!this.listener || this.stopped) return;
     const now = this.now();
     if (!force && now - this.lastReport < this.intervalMs) {
       // Delivered at the end of the interval all the same: the next count may be far off (in a

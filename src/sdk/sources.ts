@@ -158,11 +158,16 @@ export function tap(
  * upload began (it was read whole to hash it) otherwise failed its request as a network error
  * (fetch reports a failing body as "fetch failed"; a short one as a Content-Length mismatch):
  * retried for nothing, and reported as a server that could not be reached.
+ *
+ * When `signal` fires, `stream` is cancelled (a file closed) and this fails with ABORTED: fetch,
+ * aborted, rejects at once but did not cancel a stream body, which it went on reading to its
+ * end (a whole file, counted into progress after the upload had failed).
  */
 export function exactly(
   stream: ReadableStream<Uint8Array>,
   length: number | undefined,
   where: { name: string; start: number },
+  signal?: AbortSignal,
 ): ReadableStream<Uint8Array> {
   const reader = stream.getReader();
   let read = 0;
@@ -172,17 +177,37 @@ export function exactly(
       `${where.name}: ${why} while it was being sent (from byte ${where.start}): deleted or changed during the upload.`,
       { cause },
     );
+  // The listener goes when the stream ends, whichever way: a multipart upload makes one per part.
+  const stop = (reason?: unknown) => {
+    signal?.removeEventListener('abort', onAbort);
+    return reader.cancel(reason);
+  };
+  const onAbort = () => {
+    stop(signal!.reason).catch(() => undefined);
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const ifAborted = async () => {
+    if (!signal?.aborted) return;
+    await stop(signal.reason).catch(() => undefined);
+    throw new WharfError('ABORTED', 'The operation was aborted.', { cause: signal.reason });
+  };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        await ifAborted();
         let next: ReadableStreamReadResult<Uint8Array>;
         try {
           next = await reader.read();
         } catch (err) {
+          await ifAborted();
+          signal?.removeEventListener('abort', onAbort);
           const code = (err as { code?: unknown })?.code;
           throw changed(`reading failed (${typeof code === 'string' ? code : String(err)})`, err);
         }
+        // A read the abort cut short (it ends as if done), or one that came in after it.
+        await ifAborted();
         if (next.done) {
+          signal?.removeEventListener('abort', onAbort);
           if (length !== undefined && read < length)
             throw changed(`it ended after ${read} of ${length} bytes`);
           controller.close();
@@ -192,7 +217,7 @@ export function exactly(
         controller.enqueue(next.value);
       },
       cancel(reason) {
-        return reader.cancel(reason);
+        return stop(reason);
       },
     },
     { highWaterMark: 0 },

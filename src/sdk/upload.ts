@@ -242,10 +242,13 @@ class UploadRun {
           break;
       }
     } catch (err) {
+      // Settled: a read still in flight (fetch's, of a body it gave up) reports nothing more.
+      this.meter.stop();
       await this.giveUp(err);
       throw err;
     }
     this.meter.start('done');
+    this.meter.stop();
     return { ...outcome, strategy: this.strategy, resumed: this.resumed, bytesSent: this.meter.sent };
   }
 
@@ -394,10 +397,12 @@ class UploadRun {
         }
         sent = 0;
         const length = (end ?? this.source.size ?? Number.NaN) - start;
-        const bytes = exactly(this.source.open(start, end), Number.isNaN(length) ? undefined : length, {
-          name: this.source.name,
-          start,
-        });
+        const bytes = exactly(
+          this.source.open(start, end),
+          Number.isNaN(length) ? undefined : length,
+          { name: this.source.name, start },
+          this.signal,
+        );
         return tap(bytes, (chunk) => {
           if (mine !== attempt) return;
           sent += chunk.byteLength;
