@@ -21,7 +21,9 @@ export interface RetryOptions {
    * Retry-After from a proxy in front of it): past `retries`, until this long after its first
    * such failure, asking again every 1–2 s (default 30 s). A restart (a deploy, a crash and its
    * supervisor) fits in it, and an upload goes on where it was instead of failing. A server that
-   * never answered this client is given only `retries`, so a wrong URL is reported at once.
+   * never answered this client (any answer counts, a refusal too) is given only `retries`, so a
+   * wrong URL is reported at once; so is a direct upload that is a new client's first request
+   * (see docs/sdk.md: make a request first to give it the window).
    */
   restartMs?: number;
 }

@@ -190,3 +190,24 @@ test('a server that never answered gets only `retries`: a wrong URL is reported 
   await assert.rejects(http.json('GET', '/v1/account'), { code: 'NETWORK_ERROR' });
   assert.equal(calls, 3);
 });
+
+test('a refusal is an answer: after one, the server that stops answering gets the restart window', async () => {
+  // What docs/sdk.md tells a one-off direct upload to do: any request first, refused or not.
+  const server = restarting(refused, 8);
+  let first = true;
+  const http = new Transport({
+    url: 'http://wharf.test',
+    fetch: (async (input, init) => {
+      if (first) {
+        first = false;
+        await server.fetch(input, init);
+        return Response.json({ error: { code: 'FORBIDDEN', message: 'no' } }, { status: 403 });
+      }
+      return server.fetch(input, init);
+    }) as typeof fetch,
+    retry: { retries: 2, minDelayMs: 1, maxDelayMs: 5, restartMs: 10_000 },
+  });
+  await assert.rejects(http.json('GET', '/v1/account'), { code: 'FORBIDDEN' });
+  assert.deepEqual(await http.json('POST', '/v1/assets'), { ok: true });
+  assert.equal(server.calls(), 10);
+});
