@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { Wharf, WharfApiError } from '../../src/sdk/node.js';
+import { api } from '../helpers/http.js';
+import { startWharf, type TestWharf } from '../helpers/wharf.js';
+
+/**
+ * What docs/sdk.md says of a request that creates something whose answer is lost after the
+ * server acted (a connection cut as the answer comes back): the SDK sends it again. A direct
+ * upload's content then answers `exists` (no second asset); a declaration (presigned,
+ * multipart, tus) is made again, the first left pending until it expires; a token whose
+ * `max_files` the first used up refuses the retry TOKEN_FILES_EXHAUSTED.
+ */
+
+let w: TestWharf;
+before(async () => {
+  w = await startWharf();
+});
+after(async () => {
+  await w?.close();
+});
+
+/** A fetch that loses the answer to the first request matching `lose` (the server acted on it). */
+function losing(lose: (url: string, method: string) => boolean): typeof fetch {
+  let lost = false;
+  return async (input, init) => {
+    const response = await fetch(input, init);
+    if (!lost && lose(String(input), init?.method ?? 'GET')) {
+      lost = true;
+      await response.body?.cancel();
+      throw new TypeError('fetch failed', { cause: { code: 'ECONNRESET' } });
+    }
+    return response;
+  };
+}
+
+async function uploadsNamed(name: string): Promise<Array<{ id: string; status: string }>> {
+  const listed = await api(w.url, w.key, 'GET', '/v1/uploads?limit=1000');
+  return listed.body.data.filter((u: { name: string }) => u.name === name);
+}
+
+test('a direct upload whose answer is lost is sent again and answered exists: one asset', async () => {
+  const wharf = new Wharf({
+    url: w.url,
+    key: w.key,
+    retry: { minDelayMs: 10 },
+    fetch: losing((url, method) => method === 'POST' && url.includes('/v1/assets')),
+  });
+  const result = await wharf.upload(randomBytes(1000), { name: 'lost-direct.bin' });
+  assert.equal(result.status, 'exists');
+  const listed = await api(w.url, w.key, 'GET', '/v1/assets?prefix=lost-direct.bin');
+  assert.equal(listed.body.data.length, 1);
+});
+
+for (const [strategy, path] of [
+  ['presigned', '/v1/uploads'],
+  ['multipart', '/v1/multipart'],
+  ['tus', '/v1/tus/'],
+] as const) {
+  test(`${strategy}: a declaration whose answer is lost is made again; the first is left pending`, async () => {
+    const name = `lost-${strategy}.bin`;
+    const wharf = new Wharf({
+      url: w.url,
+      key: w.key,
+      retry: { minDelayMs: 10 },
+      fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === path),
+    });
+    const result = await wharf.upload(randomBytes(1000), { name, strategy });
+    assert.equal(result.status, 'created');
+    const uploads = await uploadsNamed(name);
+    assert.deepEqual(uploads.map((u) => u.status).sort(), ['completed', 'pending'], JSON.stringify(uploads));
+  });
+}
+
+for (const [strategy, path] of [
+  ['direct', '/v1/assets'],
+  ['presigned', '/v1/uploads'],
+] as const) {
+  test(`${strategy}: with a token whose max_files the first used up, the retry is refused TOKEN_FILES_EXHAUSTED`, async () => {
+    const admin = new Wharf({ url: w.url, key: w.key });
+    const minted = await admin.uploadTokens.create({ max_files: 1, expires_in: 600 });
+    const wharf = new Wharf({
+      url: w.url,
+      key: minted.secret,
+      retry: { minDelayMs: 10 },
+      fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === path),
+    });
+    const name = `lost-token-${strategy}.bin`;
+    const err = await wharf.upload(randomBytes(1000), { name, strategy }).catch((e) => e);
+    assert.ok(err instanceof WharfApiError && err.code === 'TOKEN_FILES_EXHAUSTED', String(err));
+    // The first succeeded: an asset (direct), or a declaration left pending (presigned).
+    const uploads = await uploadsNamed(name);
+    assert.deepEqual(
+      uploads.map((u) => u.status),
+      [strategy === 'direct' ? 'completed' : 'pending'],
+    );
+  });
+}
