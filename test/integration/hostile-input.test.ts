@@ -567,7 +567,7 @@ describe('bad digests and types are refused before anything is stored', () => {
   }
 
   test('direct upload, multipart and named files: an empty ?sha256= or md5 is refused, not taken as none', async () => {
-    for (const query of [{ sha256: '' }, { md5: '' }]) {
+    for (const query of [{ sha256: '' }, { md5: '' }] as Record<string, string>[]) {
       await refusedWithoutTrace(
         400,
         'VALIDATION_FAILED',
