@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import { createAsset, declare, putPresigned } from '../helpers/assets.js';
 import { storesOnS3 } from '../helpers/deployment.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -115,6 +116,25 @@ describe('CORS with listed origins', () => {
       'retry-after',
     ]) {
       assert.ok(exposed.includes(name), `${name} is exposed: ${exposed}`);
+    }
+  });
+
+  test('a rendering negotiated by Accept varies on Origin too, for the origin it names', async () => {
+    const png = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#246' } })
+      .png()
+      .toBuffer();
+    const asset = await createAsset(w, w.key, 'cors.png', png, 'image/png');
+    for (const headers of [{ origin: PAGE }, {}] as Record<string, string>[]) {
+      const res = await get(w, `/v1/assets/${asset.id}/image?w=20&format=auto`, {
+        ...headers,
+        authorization: `Bearer ${w.key}`,
+        accept: 'image/webp,*/*',
+      });
+      await res.arrayBuffer();
+      assert.equal(res.status, 200);
+      const vary = list(res.headers.get('vary'));
+      assert.ok(vary.includes('accept'), `${vary}`);
+      assert.ok(vary.includes('origin'), `caches keep answers per origin: ${vary}`);
     }
   });
 

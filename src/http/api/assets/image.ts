@@ -348,7 +348,10 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
           .render(asset, transform, request.headers.accept, { keyless })
           .catch((err: unknown) => withRetryAfter(reply, err));
         reply.header('cache-control', cacheControl);
-        if (rendered.negotiated) reply.header('vary', 'Accept');
+        // Added to what is there: the CORS hook's `Vary: Origin` (its Access-Control-Allow-Origin
+        // names the page's origin) must stay, or a cache hands one origin's answer to another,
+        // and a browser's cached plain <img> fails a later crossorigin load of the same URL.
+        if (rendered.negotiated) appendVary(reply, 'Accept');
         const { derivative } = rendered;
         return sendStored(request, reply, {
           size: derivative.size,
@@ -433,4 +436,15 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
       };
     },
   );
+}
+
+/** Adds `field` to the reply's Vary header, keeping the fields already named there. */
+function appendVary(reply: FastifyReply, field: string): void {
+  const current = reply.getHeader('vary');
+  const fields = (Array.isArray(current) ? current.join(',') : String(current ?? ''))
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f !== '');
+  if (fields.includes('*') || fields.some((f) => f.toLowerCase() === field.toLowerCase())) return;
+  reply.header('vary', [...fields, field].join(', '));
 }
