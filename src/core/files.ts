@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { AssetService } from './assets.js';
-import { checkNamespace, requireScope } from './authorization.js';
+import { checkNamespace, requireScope, viewThrough } from './authorization.js';
 import { isWharfError, WharfError } from './errors.js';
-import type { Access, Asset, FileVersion, Principal } from './model.js';
+import type { Access, Asset, FileVersion, Principal, Upload } from './model.js';
 import { validateFileName } from './names.js';
 import type { Store } from './ports.js';
 import type { DirectUpload, UploadOutcome } from './upload-types.js';
@@ -36,6 +36,8 @@ export interface NamedFileUpload {
 export interface ResolvedVersion {
   version: FileVersion;
   asset: Asset;
+  /** The caller's own upload of the asset's content when it sees the asset through it. */
+  through?: Upload | undefined;
 }
 
 /** The largest version number a file can have (versions are stored as 32-bit integers). */
@@ -97,7 +99,7 @@ export class FileService {
       version,
     );
     if (!found) throw new WharfError('NOT_FOUND', 'No such file or version.');
-    return { version: found, asset: await this.assetOf(principal, found) };
+    return { version: found, ...(await this.assetOf(principal, found)) };
   }
 
   /**
@@ -107,9 +109,13 @@ export class FileService {
    * caller may not see (a name-prefix key's, first uploaded under a name outside its prefix)
    * makes the version missing to it, as the asset and its bytes are.
    */
-  private async assetOf(principal: Principal, version: FileVersion): Promise<Asset> {
+  private async assetOf(
+    principal: Principal,
+    version: FileVersion,
+  ): Promise<{ asset: Asset; through?: Upload | undefined }> {
     try {
-      return await this.assets.get(principal, version.assetId);
+      const { asset, through } = await this.assets.view(principal, version.assetId);
+      return through ? { asset: viewThrough(asset, through), through } : { asset };
     } catch (err) {
       if (isWharfError(err, 'NOT_FOUND')) {
         throw new WharfError('NOT_FOUND', 'No such file or version.');

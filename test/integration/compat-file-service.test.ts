@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
-import { dbQuery, rawMultipart, readJson } from '../helpers/assets.js';
+import { createAsset, dbQuery, rawMultipart, readJson } from '../helpers/assets.js';
 import { curl } from '../helpers/curl.js';
 import { onS3 } from '../helpers/deployment.js';
 import { api, b64, md5Hex, sha256Hex } from '../helpers/http.js';
@@ -455,6 +455,37 @@ describe('credentials', () => {
     readJson(
       fetch(url(), { method: 'POST', headers: { 'content-type': 'text/plain', ...headers }, body: 'x' }),
     );
+
+  test('a token uploading content the account holds is shown its own upload’s storage key, never the first uploader’s', async () => {
+    const bytes = randomBytes(64);
+    const held = await createAsset(w, w.key, 'payroll.txt', bytes, 'text/plain');
+    // Minted by the key whose id is the Basic user (the token's own key).
+    const minted = await api(w.url, secret, 'POST', '/v1/upload-tokens', {
+      subject: 'fs',
+      namespace: 'tokenns',
+    });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const res = await readJson(
+      fetch(`${w.url}${PREFIX}/tokenns/mine.bin`, {
+        method: 'POST',
+        headers: {
+          authorization: basic(keyId, minted.body.secret),
+          'content-type': 'application/octet-stream',
+        },
+        body: new Uint8Array(bytes),
+      }),
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const [own] = dbQuery<{ storage_key: string }>(
+      w,
+      'select storage_key from uploads where token_id = ?',
+      minted.body.token.id,
+    );
+    assert.ok(own);
+    assert.equal(res.body.file.s3_token, own.storage_key);
+    assert.notEqual(res.body.file.s3_token, storageKeyOf(held.id));
+    assert.ok(!res.body.file.s3_url.includes(storageKeyOf(held.id)));
+  });
 
   test('Basic with the key id and secret, and Bearer with the key, are accepted', async () => {
     assert.equal((await post({ authorization: basic() })).status, 200);

@@ -37,8 +37,13 @@ export async function readRoutes(app: App, context: CompatContext): Promise<void
     async (request) => {
       const principal = request.principal!;
       const { namespace, name } = request.params;
-      const { version, asset } = await core.files.get(principal, namespace, name, request.query.version);
-      return fileResult(context, principal, 'Successfully fetched file', version, asset);
+      const { version, asset, through } = await core.files.get(
+        principal,
+        namespace,
+        name,
+        request.query.version,
+      );
+      return fileResult(context, principal, 'Successfully fetched file', version, asset, through);
     },
   );
 

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import type { Asset, FileVersion, Principal } from '../../../core/model.js';
+import type { Asset, FileVersion, Principal, Upload } from '../../../core/model.js';
 import { signedDownloadUrl } from '../../api/assets/signed-urls.js';
 import type { CompatContext } from '../context.js';
 
@@ -35,8 +35,15 @@ export function lastModified(epochMs: number): string {
   return new Date(epochMs).toISOString().slice(0, 19).replace('T', ' ');
 }
 
-/** `bucket`: where the bytes are (core.storage.bucket): "wharf" embedded, the S3 bucket scaled. */
-export function fileJson(version: FileVersion, asset: Asset, bucket: string) {
+/**
+ * `bucket`: where the bytes are (core.storage.bucket): "wharf" embedded, the S3 bucket scaled.
+ * `through`: the caller's own upload when it sees the asset through it (content the account
+ * held already, a confined key or token): its storage key is named, as netiks names it, never
+ * the first uploader's, which would tell the caller that the account held this content and
+ * whose upload it was.
+ */
+export function fileJson(version: FileVersion, asset: Asset, bucket: string, through?: Upload) {
+  const key = through?.storageKey ?? asset.storageKey;
   return {
     name: version.name,
     namespace: version.namespace,
@@ -45,10 +52,10 @@ export function fileJson(version: FileVersion, asset: Asset, bucket: string) {
     fileSize: String(asset.size),
     file_handle: asset.id,
     content_type: asset.contentType,
-    s3_token: asset.storageKey,
+    s3_token: key,
     latest_version: version.latestVersion,
     last_modified: lastModified(version.createdAt),
-    s3_url: `s3://${bucket}/${asset.storageKey}`,
+    s3_url: `s3://${bucket}/${key}`,
   };
 }
 
@@ -69,12 +76,13 @@ export async function fileResult(
   message: string,
   version: FileVersion,
   asset: Asset,
+  through?: Upload,
 ) {
   return {
     code: 200,
     status: 'true' as const,
     message,
-    file: fileJson(version, asset, context.core.storage.bucket),
+    file: fileJson(version, asset, context.core.storage.bucket, through),
     secureFilePath: await signedContentUrl(context, principal, asset.id, SECURE_PATH_SECONDS),
   };
 }

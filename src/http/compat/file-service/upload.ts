@@ -60,7 +60,14 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
       const outcome = await uploadingPart(input.body, () =>
         core.files.put(principal, { namespace, name, ...input }),
       );
-      return fileResult(context, principal, 'Successfully uploaded file', outcome.version, outcome.asset);
+      return fileResult(
+        context,
+        principal,
+        'Successfully uploaded file',
+        outcome.version,
+        outcome.asset,
+        outcome.through,
+      );
     },
   );
 }
