@@ -172,8 +172,39 @@ async function placeholderOf(path: string, maxPixels: number, timeoutSeconds: nu
     .raw({ depth: 'uchar' })
     .timeout({ seconds: timeoutSeconds })
     .toBuffer({ resolveWithObject: true });
-  const hash = rgbaToThumbHash(info.width, info.height, data);
-  return { thumbhash: Buffer.from(hash).toString('base64'), color: dominantColor(data) };
+  const color = dominantColor(data);
+  const grid = await hashable(data, info.width, info.height);
+  const hash = rgbaToThumbHash(grid.width, grid.height, grid.data);
+  return { thumbhash: Buffer.from(hash).toString('base64'), color };
+}
+
+/**
+ * ThumbHash's least side: its encoder, given a picture of 3 pixels or fewer on a side, answers
+ * a hash that decodes to noise (a 1 × 1 dot, or a 100:1 panorama shrunk to 100 × 1).
+ */
+const PLACEHOLDER_MIN_SIDE = 8;
+
+/**
+ * The shrunk pixels as ThumbHash can encode them: a side under the least is stretched to it
+ * (each pixel repeated, so colours stay exact), the other side kept, or grown with it as far as
+ * 100. A panorama's placeholder comes out less wide than the image, which ThumbHash, whose
+ * ratio tops out near 7:1, could not have shown anyway.
+ */
+async function hashable(
+  data: Buffer,
+  width: number,
+  height: number,
+): Promise<{ data: Buffer; width: number; height: number }> {
+  if (Math.min(width, height) >= PLACEHOLDER_MIN_SIDE) return { data, width, height };
+  const scale = PLACEHOLDER_MIN_SIDE / Math.min(width, height);
+  const side = (n: number) =>
+    Math.max(PLACEHOLDER_MIN_SIDE, Math.min(PLACEHOLDER_SIDE, Math.round(n * scale)));
+  const [w, h] = [side(width), side(height)];
+  const grown = await sharp(data, { raw: { width, height, channels: 4 } })
+    .resize(w, h, { fit: 'fill', kernel: 'nearest' })
+    .raw()
+    .toBuffer();
+  return { data: grown, width: w, height: h };
 }
 
 /**

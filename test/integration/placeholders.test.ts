@@ -106,6 +106,30 @@ describe('an image gets a placeholder', () => {
     assert.equal(average.a, 1);
   });
 
+  test('a tiny image and a thin panorama: a flat placeholder of their colour, not noise', async () => {
+    // ThumbHash cannot encode a picture 3 pixels or fewer on a side: these are what shrinking
+    // into 100 × 100 leaves of a 1 × 1 dot, a 2 × 2 tile and a 100:1 panorama.
+    for (const [width, height, colour] of [
+      [1, 1, '#123456'],
+      [2, 2, '#563412'],
+      [1000, 10, '#aa5500'],
+      [3, 300, '#22aa66'],
+    ] as const) {
+      const png = await sharp({ create: { width, height, channels: 3, background: colour } })
+        .png()
+        .toBuffer();
+      const asset = await processed(w, `flat-${width}x${height}.png`, png, 'image/png');
+      assert.equal(asset.analysis.placeholder.color, colour);
+      const { rgba } = thumbHashToRGBA(hashOf(asset.analysis.placeholder));
+      const want = [1, 3, 5].map((i) => Number.parseInt(colour.slice(i, i + 2), 16));
+      let worst = 0;
+      for (let i = 0; i < rgba.length; i += 4) {
+        for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(rgba[i + c]! - want[c]!));
+      }
+      assert.ok(worst <= 24, `${width} × ${height}: a pixel of the placeholder is ${worst} off ${colour}`);
+    }
+  });
+
   test('a one-channel grey PNG and a 16-bit PNG: their grey', async () => {
     const base = await unique(
       sharp({ create: { width: 30, height: 30, channels: 3, background: '#606060' } }),
