@@ -567,22 +567,11 @@ describe('the last bytes of a resumable upload on a full disk, the database on a
   const logs = new LogCollector();
 
   before(async () => {
-    mountPoint = await mkdtemp(join(tmpdir(), 'wharf-full-disk-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint]);
+    ({ mountPoint, dbDir, w } = await onSmallDisk('wharf-full-disk-', logs));
     dataDir = join(mountPoint, 'data');
-    dbDir = await mkdtemp(join(tmpdir(), 'wharf-full-disk-db-'));
-    w = await startWharf({
-      env: { WHARF_DATA_DIR: dataDir, WHARF_DATABASE_URL: `sqlite://${join(dbDir, 'wharf.db')}` },
-      logStream: logs.stream,
-    });
   });
   after(async () => {
-    await w?.close();
-    if (mountPoint) {
-      execFileSync('umount', [mountPoint]);
-      await rm(mountPoint, { recursive: true, force: true });
-    }
-    if (dbDir) await rm(dbDir, { recursive: true, force: true });
+    await offSmallDisk({ w, mountPoint, dbDir });
   });
 
   test('tus: the last PATCH completes the upload and answers its asset', async () => {
@@ -602,23 +591,10 @@ describe('a data directory that turns read-only under a running node, the databa
   let w: TestWharf;
 
   before(async () => {
-    mountPoint = await mkdtemp(join(tmpdir(), 'wharf-read-only-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint]);
-    dbDir = await mkdtemp(join(tmpdir(), 'wharf-read-only-db-'));
-    w = await startWharf({
-      env: {
-        WHARF_DATA_DIR: join(mountPoint, 'data'),
-        WHARF_DATABASE_URL: `sqlite://${join(dbDir, 'wharf.db')}`,
-      },
-    });
+    ({ mountPoint, dbDir, w } = await onSmallDisk('wharf-read-only-'));
   });
   after(async () => {
-    await w?.close();
-    if (mountPoint) {
-      execFileSync('umount', [mountPoint]);
-      await rm(mountPoint, { recursive: true, force: true });
-    }
-    if (dbDir) await rm(dbDir, { recursive: true, force: true });
+    await offSmallDisk({ w, mountPoint, dbDir });
   });
 
   test('uploads are 503 SERVICE_UNAVAILABLE with Retry-After, not 500, and go through once it is writable again', async () => {
@@ -647,6 +623,39 @@ describe('a data directory that turns read-only under a running node, the databa
     assert.equal((await upload('after.bin')).status, 201);
   });
 });
+
+/**
+ * A server whose data directory is on a tmpfs of 8 MiB of its own (`<mountPoint>/data`) and
+ * whose SQLite database is on another disk, so only the data directory's disk is at stake.
+ */
+async function onSmallDisk(prefix: string, logs?: LogCollector) {
+  const mountPoint = await mkdtemp(join(tmpdir(), prefix));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint]);
+  const dbDir = await mkdtemp(join(tmpdir(), `${prefix}db-`));
+  try {
+    const w = await startWharf({
+      env: {
+        WHARF_DATA_DIR: join(mountPoint, 'data'),
+        WHARF_DATABASE_URL: `sqlite://${join(dbDir, 'wharf.db')}`,
+      },
+      ...(logs && { logStream: logs.stream }),
+    });
+    return { mountPoint, dbDir, w };
+  } catch (err) {
+    // Not left mounted for the next run to trip over.
+    await offSmallDisk({ mountPoint, dbDir });
+    throw err;
+  }
+}
+
+async function offSmallDisk(disk: { w?: TestWharf; mountPoint?: string; dbDir?: string }): Promise<void> {
+  await disk.w?.close();
+  if (disk.mountPoint) {
+    execFileSync('umount', [disk.mountPoint]);
+    await rm(disk.mountPoint, { recursive: true, force: true });
+  }
+  if (disk.dbDir) await rm(disk.dbDir, { recursive: true, force: true });
+}
 
 /** How many `flow` uploads `w` has counted as refused for want of room (wharf_uploads_total). */
 async function storageFullCount(w: TestWharf, flow: string): Promise<number> {

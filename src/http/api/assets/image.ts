@@ -322,10 +322,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
             : err;
         });
         keyless = true;
-        cacheControl =
-          transform.kind === 'preset'
-            ? presetCaching('public')
-            : `public, max-age=${PUBLIC_MAX_AGE}, immutable`;
+        cacheControl = publicCaching(transform);
       } else {
         const readable = await core.assets.getReadable(await authenticate(core, request), id);
         asset = readable.asset;
@@ -333,10 +330,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
           // Another account's public image: rendered as for anyone, within the public share of
           // its renderings (a key of another account is no visitor's way past that cap).
           keyless = true;
-          cacheControl =
-            transform.kind === 'preset'
-              ? presetCaching('public')
-              : `public, max-age=${PUBLIC_MAX_AGE}, immutable`;
+          cacheControl = publicCaching(transform);
         } else {
           cacheControl =
             transform.kind === 'preset' ? presetCaching('private') : `private, max-age=${KEYED_MAX_AGE}`;
@@ -447,4 +441,11 @@ function appendVary(reply: FastifyReply, field: string): void {
     .filter((f) => f !== '');
   if (fields.includes('*') || fields.some((f) => f.toLowerCase() === field.toLowerCase())) return;
   reply.header('vary', [...fields, field].join(', '));
+}
+
+/** How a rendering served to anyone (a public image's) may be cached: a preset's may change. */
+function publicCaching(transform: { kind: string }): string {
+  return transform.kind === 'preset'
+    ? presetCaching('public')
+    : `public, max-age=${PUBLIC_MAX_AGE}, immutable`;
 }
