@@ -210,6 +210,47 @@ describe('delivery', () => {
   });
 });
 
+describe('an attempt that succeeds after its endpoint was disabled', () => {
+  test('marks its delivery succeeded: it arrived, and a replay of what did not arrive leaves it out', async () => {
+    const { key } = await w.newAccount();
+    const r = await receiver();
+    let arrived!: () => void;
+    const attempting = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    r.answer = () => {
+      arrived();
+      return 'hang';
+    };
+    const hook = await endpoint(key, r, { event_types: ['asset.created'] });
+    await createAsset(w, key, 'late.bin', randomBytes(10));
+    const running = drain();
+    await attempting;
+    const off = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: false });
+    assert.equal(off.status, 200, JSON.stringify(off.body));
+    assert.deepEqual(
+      (await deliveries(key, hook.id)).map((d) => d.status),
+      ['cancelled'],
+    );
+    // The receiver answers 204 after the delivery was cancelled: it has the event.
+    r.release();
+    await running;
+    assert.deepEqual(
+      (await deliveries(key, hook.id)).map((d) => d.status),
+      ['succeeded'],
+    );
+    assert.equal(r.accepted.length, 1);
+    // Enabled again, a replay of what did not arrive sends nothing.
+    r.answer = () => ({ status: 204 });
+    assert.equal((await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: true })).status, 200);
+    const since = new Date(w.clock.now() - 3600_000).toISOString();
+    const replay = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/replay`, { since });
+    assert.ok(replay.status < 300, JSON.stringify(replay.body));
+    await drain();
+    assert.equal(r.requests.length, 1, 'the event that arrived was not sent again');
+  });
+});
+
 describe('managing endpoints', () => {
   test('create, list, get, update and delete; the secret is whsec_ and readable by admins', async () => {
     const { key } = await w.newAccount();

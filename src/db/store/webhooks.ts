@@ -413,12 +413,14 @@ export function webhookQueries({ db, ids }: SqlContext): WebhookStore {
         if (updated.job_id !== null && updated.job_id !== attempt.jobId) return false;
         // Only a delivery still waiting is settled by its attempt: one cancelled meanwhile
         // (its endpoint disabled or deleted while the attempt ran) stays cancelled, else a
-        // retry would bring it back and re-enabling would send it again, unasked.
+        // retry would bring it back and re-enabling would send it again, unasked. Unless the
+        // attempt delivered it: then it arrived, and says so (a replay of what did not arrive
+        // would otherwise send it twice).
         const settled = await trx
           .updateTable('webhook_deliveries')
           .set({ status: settlement.status, next_attempt_at: settlement.nextAttemptAt })
           .where('id', '=', attempt.deliveryId)
-          .where('status', '=', 'pending')
+          .where('status', 'in', settlement.status === 'succeeded' ? ['pending', 'cancelled'] : ['pending'])
           .executeTakeFirst();
         return Number(settled.numUpdatedRows) > 0;
       });
