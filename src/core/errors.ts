@@ -96,6 +96,8 @@ export const ERROR_STATUS = {
   /** Too many failed console sign-ins from one address: wait (details.retry_after, seconds). */
   RATE_LIMITED: 429,
   INTERNAL: 500,
+  /** The system refused a file system call of Wharf's storage (EACCES, EPERM, EROFS): an operator's to mend. */
+  STORAGE_DENIED: 500,
   /** A recorded object that storage no longer holds (removed behind Wharf's back). */
   BYTES_MISSING: 500,
   /** A dependency (the database, the object store) cannot be reached; retrying later may work. */

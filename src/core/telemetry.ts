@@ -107,7 +107,8 @@ export function failureCode(error: unknown): string {
   if (error instanceof StreamCut) return error.countedAs;
   if (isDiskFull(error)) return 'STORAGE_FULL';
   // As the HTTP layer answers it (see refusedForResources).
-  if (isOutOfDescriptors(error) || isStorageDenied(error)) return 'SERVICE_UNAVAILABLE';
+  if (isOutOfDescriptors(error)) return 'SERVICE_UNAVAILABLE';
+  if (isStorageDenied(error)) return 'STORAGE_DENIED';
   const code = (error as { code?: unknown } | null)?.code;
   // The client went away mid-stream: not a fault of Wharf's.
   if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNABORTED') {

@@ -105,10 +105,11 @@ export function outOfDescriptors(cause: unknown): WharfError {
 }
 
 /**
- * errno codes of a file system call the system refused: the data directory (or a part of it)
- * lost its permissions or went read-only under a running node. Not a bug of Wharf's (a 500
- * would say so) and not the client's: the node cannot store until an operator mends it, which
- * /readyz reports too, so a balancer sends the client's retry to another node.
+ * errno codes of a file system call the system refused: the data directory (or a part of it, or
+ * one file) lost its permissions or went read-only under a running node. Not a bug of Wharf's
+ * (INTERNAL would say so) and not the client's; nor load, which waiting outlasts (a 503 and its
+ * Retry-After would hold a client, the SDK, in a wait of minutes for what only an operator
+ * mends). So 500 under a code of its own, which the operator's logs and metrics name.
  */
 const NOT_PERMITTED = new Set(['EACCES', 'EPERM', 'EROFS']);
 
@@ -119,12 +120,12 @@ export function isStorageDenied(err: unknown): boolean {
   return typeof e?.code === 'string' && NOT_PERMITTED.has(e.code) && typeof e.syscall === 'string';
 }
 
-/** A refused file system call (see isStorageDenied) as 503 SERVICE_UNAVAILABLE; the errno stays the `cause`. */
+/** A refused file system call (see isStorageDenied) as 500 STORAGE_DENIED; the errno stays the `cause`. */
 export function storageDenied(cause: unknown): WharfError {
-  const code = (cause as { code?: string }).code;
+  const { code, syscall } = cause as { code?: string; syscall?: string };
   const err = new WharfError(
-    'SERVICE_UNAVAILABLE',
-    `The server may not write its storage at the moment (${code}); try again shortly.`,
+    'STORAGE_DENIED',
+    `The server may not use its storage (${code} on ${syscall}): an operator must mend its permissions.`,
   );
   (err as Error).cause = cause;
   return err;
@@ -132,8 +133,8 @@ export function storageDenied(cause: unknown): WharfError {
 
 /**
  * `err` as the refusal for a resource that ran out or was taken away: STORAGE_FULL for a full
- * disk, SERVICE_UNAVAILABLE for no file descriptor left or a data directory the system no longer
- * lets this node write; otherwise `err` itself.
+ * disk, SERVICE_UNAVAILABLE for no file descriptor left, STORAGE_DENIED for a data directory the
+ * system no longer lets this node use; otherwise `err` itself.
  */
 export function refusedForResources(err: unknown): unknown {
   if (isDiskFull(err)) return storageFull(err);

@@ -597,26 +597,24 @@ describe('a data directory that turns read-only under a running node, the databa
     await offSmallDisk({ w, mountPoint, dbDir });
   });
 
-  test('uploads are 503 SERVICE_UNAVAILABLE with Retry-After, not 500, and go through once it is writable again', async () => {
+  test('uploads are 500 STORAGE_DENIED, not INTERNAL, with no Retry-After, and go through once it is writable again', async () => {
     const upload = (name: string) =>
       uploadRaw(w, w.key, name, randomBytes(1000), { contentType: 'application/octet-stream' });
     assert.equal((await upload('before.bin')).status, 201);
     execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
     try {
       const res = await upload('during.bin');
-      assert.equal(res.status, 503, JSON.stringify(res.body));
-      assert.equal(res.body.error.code, 'SERVICE_UNAVAILABLE');
-      assert.match(res.body.error.message, /may not write its storage at the moment \(EROFS\)/);
-      assert.ok(res.headers.get('retry-after'), 'a client is told to try again');
+      assert.equal(res.status, 500, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'STORAGE_DENIED');
+      assert.match(res.body.error.message, /may not use its storage \(EROFS on \w+\): an operator must mend/);
+      // Not load: a Retry-After would hold a client (the SDK waits out a busy server) for what
+      // only an operator mends.
+      assert.equal(res.headers.get('retry-after'), null);
       const metrics = parseScrape((await w.wharf.metrics.scrape()).body);
-      const refused = { flow: 'direct', outcome: 'failed', error_code: 'SERVICE_UNAVAILABLE' };
+      const refused = { flow: 'direct', outcome: 'failed', error_code: 'STORAGE_DENIED' };
       assert.equal(seriesValue(metrics, 'wharf_uploads_total', refused), 1, 'counted as it was answered');
       const events = await api(w.url, w.key, 'GET', '/v1/events?type=upload.failed');
-      assert.equal(
-        events.body.data.at(-1)?.data.error.code,
-        'SERVICE_UNAVAILABLE',
-        JSON.stringify(events.body),
-      );
+      assert.equal(events.body.data.at(-1)?.data.error.code, 'STORAGE_DENIED', JSON.stringify(events.body));
     } finally {
       execFileSync('mount', ['-o', 'remount,rw', mountPoint]);
     }

@@ -67,10 +67,10 @@ describe('failure codes as metric labels', () => {
       'ABORTED',
     );
     // A file system call refused (the data directory lost its permissions, went read-only): as
-    // the client is answered, 503; the same code from no system call is no such refusal.
+    // the client is answered; the same code from no system call is no such refusal.
     assert.equal(
       failureCode(Object.assign(new Error('/data/x: denied'), { code: 'EACCES', syscall: 'open' })),
-      'SERVICE_UNAVAILABLE',
+      'STORAGE_DENIED',
     );
     assert.equal(failureCode(Object.assign(new Error('/data/x: denied'), { code: 'EACCES' })), 'INTERNAL');
     assert.equal(failureCode('a string'), 'INTERNAL');

@@ -31,6 +31,7 @@ export const S3_ERRORS: Record<ErrorCode, S3Error> = {
   STORAGE_FULL: { status: 507, code: 'InsufficientStorage' },
   INTERNAL: INTERNAL_ERROR,
   BYTES_MISSING: INTERNAL_ERROR,
+  STORAGE_DENIED: INTERNAL_ERROR,
 
   INVALID_SIGNATURE: { status: 403, code: 'SignatureDoesNotMatch' },
   UNKNOWN_ACCESS_KEY: { status: 403, code: 'InvalidAccessKeyId' },
