@@ -171,6 +171,8 @@ export interface EventPage {
   events: WharfEvent[];
   /** More events follow these (of the types asked for). */
   hasMore: boolean;
+  /** Where to continue: the last event listed, or past every event this page passed over. */
+  cursor: number;
 }
 
 /** What an app polling `/v1/events` may ask for. */
@@ -215,13 +217,23 @@ export class EventService {
     }
     // One more than asked: whether more are waiting is known, not guessed from a full page (a
     // page that holds exactly the last `limit` events would send the app to ask again for none).
+    // Read before the page: every event up to this cursor had committed when the page was read
+    // (an event commits with its account's counter), so a page with nothing more to list has
+    // passed over all of them, of other types or pruned, and may hand this cursor on.
+    const { latest } = await this.store.eventCursors(principal.accountId);
     const events = await this.store.listEvents(principal.accountId, {
       after: listing.after,
       types,
       limit: limit + 1,
     });
     if (listing.after !== undefined) await this.checkCursor(principal.accountId, listing.after);
-    return { events: events.slice(0, limit), hasMore: events.length > limit };
+    const page = events.slice(0, limit);
+    const hasMore = events.length > limit;
+    const last = page.at(-1)?.cursor ?? listing.after ?? 0;
+    // Not the `after` it was given when it listed nothing: that cursor would fall behind what
+    // retention removes while only other types (or none) come, and be refused 410 in time,
+    // though the app missed nothing of what it asked for.
+    return { events: page, hasMore, cursor: hasMore ? last : Math.max(last, latest) };
   }
 
   /**

@@ -363,6 +363,14 @@ describe('a cursor after which retention removed events', () => {
       assert.equal((await list(a.key, '')).body.data[0].cursor, String(Number(oldLast) + 1));
       assert.equal((await list(b.key, 'after=0')).status, 200);
 
+      // A type whose events are all gone, or never came: the cursor handed out passes over what
+      // the page passed over, so polling with it is never refused for events of other types.
+      const rare = await list(a.key, 'type=asset.deleted');
+      assert.equal(rare.status, 200);
+      assert.deepEqual(rare.body.data, []);
+      assert.equal(rare.body.cursor, rest.body.data.at(-1).cursor);
+      assert.equal((await list(a.key, `type=asset.deleted&after=${rare.body.cursor}`)).status, 200);
+
       // A later prune raises the account's pruned cursor.
       const newLast = rest.body.data.at(-1).cursor as string;
       s.clock.advance(24 * 3600_000 + 1);
@@ -371,6 +379,11 @@ describe('a cursor after which retention removed events', () => {
       assert.equal(again.status, 410);
       assert.equal(again.body.error.details.pruned_cursor, newLast);
       assert.equal((await list(a.key, `after=${newLast}`)).status, 200);
+      // Everything pruned: a first listing hands out a cursor to continue from, not "0".
+      const empty = await list(a.key, '');
+      assert.deepEqual(empty.body.data, []);
+      assert.equal(empty.body.cursor, newLast);
+      assert.equal((await list(a.key, `after=${empty.body.cursor}`)).status, 200);
     } finally {
       await s.close();
     }

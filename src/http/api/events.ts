@@ -30,7 +30,9 @@ const EventPage = named(
     {
       data: Type.Array(EventSchema),
       cursor: Type.String({
-        description: 'Where to continue: the last event listed, or `after` again when none was new.',
+        description:
+          'Where to continue: the last event listed, or, when no more are waiting, the latest cursor of ' +
+          'the account (past events of other types, which the page passed over).',
       }),
       has_more: Type.Boolean({ description: 'More events are waiting: ask again at once.' }),
     },
@@ -63,14 +65,14 @@ export async function eventRoutes(app: App, { core, publicUrl }: ApiContext): Pr
         ?.split(',')
         .map((t) => t.trim())
         .filter((t) => t !== '');
-      const { events, hasMore } = await core.events.list(request.principal!, {
+      const { events, hasMore, cursor } = await core.events.list(request.principal!, {
         after: after === undefined ? undefined : Number(after),
         types,
         limit,
       });
       return {
         data: events.map((e) => eventJson(e, publicUrl)),
-        cursor: events.length > 0 ? String(events.at(-1)!.cursor) : (after ?? '0'),
+        cursor: String(cursor),
         has_more: hasMore,
       };
     },
