@@ -475,6 +475,33 @@ export class MultipartService {
   // ---- Reconciliation and expiry ----
 
   /**
+   * Ends as cancelled a pending upload whose multipart upload storage no longer holds and whose
+   * object is not there: a client that speaks S3 itself (Uppy's cancelAll) sent the Abort
+   * Wharf signed straight to the bucket, which tells Wharf nothing. Left pending, the upload
+   * held its token's file and open-upload slots until it expired. True if it ended here.
+   */
+  async endIfAborted(upload: Upload): Promise<boolean> {
+    if (upload.multipartId === null) return false;
+    const multipartId = upload.multipartId;
+    // In line with the upload's other endings: a completion composing now has the parts taken
+    // and the object not yet in place.
+    return this.ending.run(upload.id, async () => {
+      if ((await this.store.getUpload(upload.id))?.status !== 'pending') return false;
+      try {
+        await this.blobs.listParts(upload.storageKey, multipartId);
+        return false;
+      } catch (err) {
+        if (!isWharfError(err, 'MULTIPART_NOT_FOUND')) throw err;
+      }
+      // Looked at after the parts: S3 puts the object in place before it drops the parts, so
+      // a Complete is never taken for an Abort.
+      if (await this.blobs.head(upload.storageKey)) return false;
+      this.storedSizes.delete(upload.id);
+      return this.store.expireUpload(upload.id, this.clock.now(), { reason: 'cancelled' });
+    });
+  }
+
+  /**
    * The sweep's question for a pending multipart upload: is the object there? If not, and storage holds
    * parts 1..N that add up to exactly the declared size, every byte arrived and only the
    * client's confirmation is missing, so Wharf composes them itself.

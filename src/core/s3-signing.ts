@@ -94,7 +94,11 @@ export class S3SigningService {
       ),
       now,
     });
-    if (request.operation === 'CompleteMultipartUpload') await this.scheduleReconcile(upload, now);
+    // Storage tells Wharf of neither: a job looks (an Abort ends the upload as cancelled, freeing
+    // what it held, rather than it holding its token's slots until it expires).
+    if (request.operation === 'CompleteMultipartUpload' || request.operation === 'AbortMultipartUpload') {
+      await this.scheduleReconcile(upload, now);
+    }
     return { request: signed, key: upload.storageKey, upload };
   }
 
@@ -153,7 +157,10 @@ export class S3SigningService {
     ]);
   }
 
-  /** The `reconcile-upload` job: completes the upload if storage holds it, else looks again later. */
+  /**
+   * The `reconcile-upload` job: completes the upload if storage holds it, ends a multipart one
+   * whose multipart upload storage no longer holds (aborted), else looks again later.
+   */
   async reconcileJob(uploadId: string, attempt: number): Promise<void> {
     const upload = await this.store.getUpload(uploadId);
     if (upload?.status !== 'pending') return;
@@ -166,6 +173,7 @@ export class S3SigningService {
       }
       return;
     }
+    if (upload.kind === 'multipart' && (await this.multipart.endIfAborted(upload))) return;
     const delay = RECONCILE_DELAYS_MS[attempt + 1];
     const now = this.clock.now();
     // A Complete may be signed (and sent) until the upload ends, after its expiry.

@@ -857,6 +857,43 @@ describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {
     }
   });
 
+  test('an AbortMultipartUpload sent to storage ends the upload as cancelled and frees its token’s slots', async () => {
+    // Uppy's cancelAll(): it has Wharf sign the Abort and sends it to storage, and tells Wharf
+    // nothing more. The upload must not hold a max_files 1 token's only slot until it expires.
+    const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { max_files: 1 });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const token: string = minted.body.secret;
+    const create = await signRequest(w, { method: 'POST', key: 'cancelled.bin' }, token);
+    assert.equal(create.status, 200, JSON.stringify(create.body));
+    const key: string = create.body.key;
+    const created = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
+    const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())?.[1];
+    assert.ok(uploadId);
+    const part = await signRequest(w, { method: 'PUT', key, uploadId, partNumber: 1 }, token);
+    assert.equal(part.status, 200, JSON.stringify(part.body));
+    const sent = await fetch(part.body.url, {
+      method: 'PUT',
+      headers: part.body.headers,
+      body: new Uint8Array(randomBytes(64 * 1024)),
+    });
+    assert.equal(sent.status, 200, await sent.text());
+
+    const abort = await signRequest(w, { method: 'DELETE', key, uploadId }, token);
+    assert.equal(abort.status, 200, JSON.stringify(abort.body));
+    assert.equal(abort.body.upload_id, create.body.upload_id);
+    const aborted = await fetch(abort.body.url, { method: 'DELETE', headers: abort.body.headers });
+    assert.equal(aborted.status, 204, await aborted.text());
+    // The job signing the Abort queued looks at storage, as the one a Complete queues does.
+    w.clock.advance(1500);
+    await w.wharf.core.jobs.drain();
+
+    const state = await api(w.url, w.key, 'GET', `/v1/uploads/${create.body.upload_id}`);
+    assert.equal(state.body.status, 'expired', JSON.stringify(state.body));
+    assert.equal(state.body.ended?.reason, 'cancelled', JSON.stringify(state.body));
+    const next = await signRequest(w, { method: 'PUT', key: 'next.bin' }, token);
+    assert.equal(next.status, 200, `the token's slot is free again: ${JSON.stringify(next.body)}`);
+  });
+
   test('never signs for a key that is not an upload of the caller’s', async () => {
     const other = await w.newAccount();
     const create = await signRequest(w, { method: 'POST', key: 'mine.bin' });
