@@ -5,7 +5,13 @@ import type { IdSource } from './ids.js';
 import type { Principal, Upload } from './model.js';
 import { checkPartNumber, type MultipartService } from './multipart.js';
 import { validateContentType, validateFileName } from './names.js';
-import type { BlobStore, PresignedRequest, S3Operation, Store } from './ports.js';
+import {
+  type BlobStore,
+  MULTIPART_LIMITS,
+  type PresignedRequest,
+  type S3Operation,
+  type Store,
+} from './ports.js';
 import type { UploadSettings } from './upload-types.js';
 import type { UploadService } from './uploads.js';
 
@@ -81,12 +87,13 @@ export class S3SigningService {
     if (!recorded) {
       throw new WharfError('MULTIPART_NOT_FOUND', 'That is not the multipart upload of this key.');
     }
+    const partNumber = sendsBytes ? checkPartNumber(request.partNumber ?? Number.NaN) : undefined;
+    if (partNumber !== undefined) await this.checkPartWithin(principal, partNumber);
     const signed = await this.blobs.presignOperation({
       operation: request.operation,
       key: upload.storageKey,
       multipartId,
-      partNumber:
-        request.operation === 'UploadPart' ? checkPartNumber(request.partNumber ?? Number.NaN) : undefined,
+      partNumber,
       expiresInSeconds: this.expiry(
         request.expiresInSeconds,
         sendsBytes ? upload.expiresAt : this.uploads.completableUntil(upload),
@@ -100,6 +107,44 @@ export class S3SigningService {
       await this.scheduleReconcile(upload, now);
     }
     return { request: signed, key: upload.storageKey, upload };
+  }
+
+  /**
+   * Refuses a part number no file within the caller's limits can have. Why: a part URL on S3
+   * binds no size and the bucket tells Wharf nothing until completion, so a token of 1,000 bytes
+   * could have 10,000 parts signed and stored, kept until the upload ends. Every part but the
+   * last holds at least 5 MiB (S3 refuses a completion otherwise), so a file of `limit` bytes
+   * has at most ceil(limit / 5 MiB) parts, numbered from 1 as Uppy numbers them. The limit is
+   * the caller's largest file, and what its token's `max_bytes` has left once its pending
+   * uploads settle (theirs may be given back; completion judges against what they then hold).
+   */
+  private async checkPartWithin(principal: Principal, partNumber: number): Promise<void> {
+    if (partNumber === 1) return;
+    const limit = this.uploads.maxFileSize(principal);
+    if (partNumber > partsWithin(limit)) {
+      throw new WharfError(
+        'FILE_TOO_LARGE',
+        `Part ${partNumber} cannot belong to a file within the limit of ${limit} bytes ` +
+          `(every part but the last holds at least ${MULTIPART_LIMITS.minPartSize} bytes).`,
+        { limit, partNumber },
+      );
+    }
+    if (principal.tokenId === null) return;
+    const token = await this.store.getToken(principal.accountId, principal.tokenId);
+    if (token?.maxBytes == null) return;
+    if (partNumber > partsWithin(token.maxBytes - token.usage.bytesUsed)) {
+      throw new WharfError(
+        'TOKEN_BYTES_EXHAUSTED',
+        `Part ${partNumber} cannot belong to a file within what is left of this upload token's ` +
+          `${token.maxBytes} bytes.`,
+        {
+          max_bytes: token.maxBytes,
+          used: token.usage.bytesUsed,
+          reserved: token.usage.bytesReserved,
+          partNumber,
+        },
+      );
+    }
   }
 
   private async start(principal: Principal, request: S3SignRequest, now: number): Promise<S3Signature> {
@@ -197,6 +242,11 @@ export class S3SigningService {
     }
     return Math.min(wanted, this.settings.uploadExpiresInSeconds, left);
   }
+}
+
+/** How many parts a file of at most `limit` bytes can have: all but the last hold 5 MiB or more. */
+function partsWithin(limit: number): number {
+  return Math.max(1, Math.ceil(limit / MULTIPART_LIMITS.minPartSize));
 }
 
 /** The file name in a client's proposed key: its last segment, without Uppy's uuid prefix. */

@@ -894,6 +894,56 @@ describe('the signing endpoint for S3 clients (Uppy 6 signRequest)', () => {
     assert.equal(next.status, 200, `the token's slot is free again: ${JSON.stringify(next.body)}`);
   });
 
+  test('signs no part number a file within the caller’s limits cannot have', async () => {
+    // A part URL binds no size, and on S3 the bucket keeps what is sent to it until the upload
+    // ends: a token of a few bytes once had parts up to 10000 signed and stored.
+    const mintToken = async (limits: Record<string, number>) => {
+      const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', limits);
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      return minted.body.secret as string;
+    };
+    const started = async (token: string) => {
+      const create = await signRequest(w, { method: 'POST', key: 'bounded.bin' }, token);
+      assert.equal(create.status, 200, JSON.stringify(create.body));
+      const created = await fetch(create.body.url, { method: 'POST', headers: create.body.headers });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())?.[1];
+      assert.ok(uploadId);
+      return { key: create.body.key as string, uploadId };
+    };
+    const part = (token: string, at: { key: string; uploadId: string }, partNumber: number) =>
+      signRequest(w, { method: 'PUT', ...at, partNumber }, token);
+    const abort = async (token: string, at: { key: string; uploadId: string }) => {
+      const signed = await signRequest(w, { method: 'DELETE', ...at }, token);
+      await (await fetch(signed.body.url, { method: 'DELETE', headers: signed.body.headers })).arrayBuffer();
+    };
+
+    // 6 MiB: at most two parts (5 MiB and the rest).
+    const sized = await mintToken({ max_file_size: PART + MiB });
+    const first = await started(sized);
+    for (const n of [1, 2]) assert.equal((await part(sized, first, n)).status, 200, `part ${n}`);
+    for (const n of [3, 500, MULTIPART_LIMITS.maxParts]) {
+      const refused = await part(sized, first, n);
+      assert.equal(refused.status, 413, `part ${n}: ${JSON.stringify(refused.body)}`);
+      assert.equal(refused.body.error.code, 'FILE_TOO_LARGE');
+      assert.equal(refused.body.error.details.limit, PART + MiB);
+    }
+    await abort(sized, first);
+
+    // A byte budget bounds the parts as well: 1,000 bytes are one part.
+    const budget = await mintToken({ max_bytes: 1000 });
+    const second = await started(budget);
+    assert.equal((await part(budget, second, 1)).status, 200);
+    const refused = await part(budget, second, 2);
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'TOKEN_BYTES_EXHAUSTED');
+    await abort(budget, second);
+
+    // A key without limits of its own is bound by the server's file size limit only.
+    const free = await started(w.key);
+    assert.equal((await part(w.key, free, 500)).status, 200);
+    await abort(w.key, free);
+  });
+
   test('never signs for a key that is not an upload of the caller’s', async () => {
     const other = await w.newAccount();
     const create = await signRequest(w, { method: 'POST', key: 'mine.bin' });

@@ -653,19 +653,20 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
 
     test("against a token's max_bytes: the part that passes it is refused; a cancel gives the hold back", async () => {
       const account = await w.newAccount();
-      const token = await mint(account.key, { max_files: 5, max_bytes: 1000 });
+      // Room for two parts (/v1/s3/sign signs no part number a file within it cannot have).
+      const token = await mint(account.key, { max_files: 5, max_bytes: PART + 1000 });
       const { key, uploadId, wharfUpload } = await create('application/octet-stream', token.secret);
-      const first = await putPart(key, uploadId, 1, randomBytes(600), {}, token.secret);
+      const first = await putPart(key, uploadId, 1, randomBytes(PART), {}, token.secret);
       assert.equal(first.status, 200, await first.text());
-      assert.deepEqual(await tokenUsage(account.key, token.id), { used: 0, reserved: 600, files: 1 });
-      assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: 600 });
+      assert.deepEqual(await tokenUsage(account.key, token.id), { used: 0, reserved: PART, files: 1 });
+      assert.deepEqual(await accountUsage(account.key), { used: 0, reserved: PART });
 
       await expectQuotaExceeded(
-        await putPart(key, uploadId, 2, randomBytes(500), {}, token.secret),
+        await putPart(key, uploadId, 2, randomBytes(1001), {}, token.secret),
         'a part past max_bytes',
       );
       assert.deepEqual(await partFiles(uploadId), ['1', 'manifest.json'], 'part 2 stored nothing');
-      assert.deepEqual(await tokenUsage(account.key, token.id), { used: 0, reserved: 600, files: 1 });
+      assert.deepEqual(await tokenUsage(account.key, token.id), { used: 0, reserved: PART, files: 1 });
 
       const cancelled = await api(w.url, token.secret, 'DELETE', `/v1/uploads/${wharfUpload}`);
       assert.equal(cancelled.status, 204, JSON.stringify(cancelled.body));

@@ -52,7 +52,9 @@ export async function s3SignRoutes(app: App, { core }: ApiContext): Promise<void
           'PUT without uploadId (PutObject) and POST without uploadId (CreateMultipartUpload) start a new upload ' +
           "and are signed for Wharf's own key, returned as `key`; UploadPart (PUT with uploadId and partNumber), " +
           'ListParts (GET), CompleteMultipartUpload (POST) and AbortMultipartUpload (DELETE) must name the key of ' +
-          'a pending multipart upload of yours. The upload completes once storage holds the whole file.',
+          'a pending multipart upload of yours. The upload completes once storage holds the whole file. An ' +
+          'UploadPart whose part number no file within your limits can have (every part but the last holds ' +
+          '5 MiB or more) is refused: 413 FILE_TOO_LARGE, or 403 TOKEN_BYTES_EXHAUSTED for a token’s max_bytes.',
         tags: ['multipart'],
         body: SignRequestBody,
         response: {
@@ -60,6 +62,7 @@ export async function s3SignRoutes(app: App, { core }: ApiContext): Promise<void
           ...errorResponses,
           409: errorResponses[400],
           410: errorResponses[400],
+          413: errorResponses[400],
         },
       },
     },
