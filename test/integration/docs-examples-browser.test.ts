@@ -51,6 +51,13 @@ export const outcome = {
   keys: result.successful.map((f) => f.response.body.key),
   errors: result.failed.map((f) => String(f.error)),
 };`,
+  'uppy-6-page': `uppy.addFile({ name: file.name, type: file.type, data: file });
+const result = await uppy.upload();
+export const outcome = {
+  keys: result.successful.map((f) => f.response.body.key),
+  errors: result.failed.map((f) => String(f.error)),
+  uploadIds: [...uploadIds.values()],
+};`,
   'direct-upload': `export const outcome = await exampleUntil(() => form.get('avatar') && { signedId: form.get('avatar') });`,
   // Uppy 5 is not installed (Uppy 6 is); its multipart steps are driven as Uppy 5 calls them.
   'uppy-5-callbacks': `const steps = uppy.options;
@@ -236,6 +243,26 @@ const CHECKS: Record<string, (outcome: any, text: string, name: string) => Promi
     assert.deepEqual(outcome.errors, []);
     assert.equal(outcome.keys.length, 1);
     await assertHeld(await assetOfKey(outcome.keys[0]), text, name);
+  },
+  async 'uppy-6-page'(outcome, text, name) {
+    assert.deepEqual(outcome.errors, []);
+    assert.equal(outcome.keys.length, 1);
+    const assetId = await assetOfKey(outcome.keys[0]);
+    await assertHeld(assetId, text, name);
+    assert.deepEqual(
+      outcome.uploadIds,
+      [/^[^/]+\/([^/.]+)/.exec(outcome.keys[0])?.[1]],
+      'the upload id it signed for',
+    );
+    // The page's own look at Wharf (GET /v1/uploads/{id}) finds the asset too.
+    const kept = await page.evaluate(() => {
+      const g = globalThis as unknown as {
+        exampleUntil: (check: () => unknown) => Promise<{ args: string[] }>;
+        exampleLog: { args: string[] }[];
+      };
+      return g.exampleUntil(() => g.exampleLog.find((e) => e.args[0] === 'kept'));
+    });
+    assert.deepEqual(kept.args, ['kept', name, assetId]);
   },
   async 'direct-upload'(outcome, text, name) {
     const blob = await api(w.url, w.key, 'GET', `/api/v1/upload/blobs/${outcome.signedId}`);
