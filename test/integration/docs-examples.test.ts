@@ -5,7 +5,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { CORSConfiguration } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
+import { onS3, withBucket } from '../helpers/deployment.js';
 import {
   type DocExample,
   docExamples,
@@ -309,6 +311,47 @@ const OK = { status: 'ok' } as const;
 
 /** The real response or event each json example shows. */
 const RESPONSES: Record<string, () => Promise<unknown>> = {
+  /**
+   * docs/scaling.md's bucket CORS rule, put on the bucket as written (scaled): a browser's
+   * preflights of every request an upload sends to the bucket must pass, and the rule read back
+   * is the real thing. Without S3 there is no bucket to ask: the rule is what the docs show.
+   */
+  async 'bucket-cors'() {
+    const documented = parseDocJson(examples.find((e) => e.name === 'bucket-cors')!.code) as {
+      CORSRules: { AllowedOrigins: string[] }[];
+    };
+    if (!onS3(w)) return documented;
+    const { PutBucketCorsCommand, GetBucketCorsCommand } = await import('@aws-sdk/client-s3');
+    return withBucket(w, async (s3, bucket) => {
+      await s3.send(
+        new PutBucketCorsCommand({ Bucket: bucket, CORSConfiguration: documented as CORSConfiguration }),
+      );
+      const origin = documented.CORSRules[0]!.AllowedOrigins[0]!;
+      const object = `${w.backingEnv.WHARF_S3_ENDPOINT}/${bucket}/default/preflight.bin`;
+      const preflights: [string, string][] = [
+        // A presigned PUT (and a part): its type, write-once condition and checksum.
+        ['PUT', 'content-type,if-none-match,x-amz-checksum-sha256'],
+        ['POST', 'content-type'], // a form; create and complete a multipart upload
+        ['DELETE', ''], // abort a multipart upload (Uppy's cancel)
+        ['GET', ''], // list its parts
+      ];
+      for (const [method, headers] of preflights) {
+        const res = await fetch(object, {
+          method: 'OPTIONS',
+          headers: {
+            origin,
+            'access-control-request-method': method,
+            ...(headers ? { 'access-control-request-headers': headers } : {}),
+          },
+        });
+        await res.arrayBuffer();
+        assert.equal(res.status, 200, `the preflight of a ${method} (${headers || 'no headers'})`);
+        assert.equal(res.headers.get('access-control-allow-origin'), origin, method);
+      }
+      const stored = await s3.send(new GetBucketCorsCommand({ Bucket: bucket }));
+      return { CORSRules: stored.CORSRules };
+    });
+  },
   async 'image-url'() {
     const photo = await uploadBytes('signed.png', await png(), 'image/png');
     const res = await api(w.url, w.key, 'POST', `/v1/assets/${photo.id}/image-url`, {
