@@ -173,26 +173,7 @@ describe('delivery', () => {
   });
 
   test('disabling an endpoint while an attempt runs: the failed attempt leaves its delivery cancelled, and enabling sends nothing', async () => {
-    const { key } = await w.newAccount();
-    const r = await receiver();
-    let arrived!: () => void;
-    const attempting = new Promise<void>((resolve) => {
-      arrived = resolve;
-    });
-    r.answer = () => {
-      arrived();
-      return 'hang';
-    };
-    const hook = await endpoint(key, r, { event_types: ['asset.created'] });
-    await createAsset(w, key, 'slow.bin', randomBytes(10));
-    const running = drain();
-    await attempting;
-    const off = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: false });
-    assert.equal(off.status, 200, JSON.stringify(off.body));
-    assert.deepEqual(
-      (await deliveries(key, hook.id)).map((d) => d.status),
-      ['cancelled'],
-    );
+    const { key, r, hook, running } = await disabledMidAttempt();
     // The attempt fails (its connection is cut) after the delivery was cancelled.
     await r.close();
     await running;
@@ -210,28 +191,37 @@ describe('delivery', () => {
   });
 });
 
+/**
+ * An endpoint disabled while its receiver holds an attempt open ('hang'): its delivery is
+ * cancelled at once; `running` is the drain, which ends once the receiver answers or goes.
+ */
+async function disabledMidAttempt() {
+  const { key } = await w.newAccount();
+  const r = await receiver();
+  let arrived!: () => void;
+  const attempting = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  r.answer = () => {
+    arrived();
+    return 'hang';
+  };
+  const hook = await endpoint(key, r, { event_types: ['asset.created'] });
+  await createAsset(w, key, 'slow.bin', randomBytes(10));
+  const running = drain();
+  await attempting;
+  const off = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: false });
+  assert.equal(off.status, 200, JSON.stringify(off.body));
+  assert.deepEqual(
+    (await deliveries(key, hook.id)).map((d) => d.status),
+    ['cancelled'],
+  );
+  return { key, r, hook, running };
+}
+
 describe('an attempt that succeeds after its endpoint was disabled', () => {
   test('marks its delivery succeeded: it arrived, and a replay of what did not arrive leaves it out', async () => {
-    const { key } = await w.newAccount();
-    const r = await receiver();
-    let arrived!: () => void;
-    const attempting = new Promise<void>((resolve) => {
-      arrived = resolve;
-    });
-    r.answer = () => {
-      arrived();
-      return 'hang';
-    };
-    const hook = await endpoint(key, r, { event_types: ['asset.created'] });
-    await createAsset(w, key, 'late.bin', randomBytes(10));
-    const running = drain();
-    await attempting;
-    const off = await api(w.url, key, 'PATCH', `/v1/webhooks/${hook.id}`, { enabled: false });
-    assert.equal(off.status, 200, JSON.stringify(off.body));
-    assert.deepEqual(
-      (await deliveries(key, hook.id)).map((d) => d.status),
-      ['cancelled'],
-    );
+    const { key, r, hook, running } = await disabledMidAttempt();
     // The receiver answers 204 after the delivery was cancelled: it has the event.
     r.release();
     await running;
