@@ -255,6 +255,8 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
       );
       // Console sessions that expired or were signed out.
       await step('session sweep', () => core.sessions.prune());
+      // Answers kept under idempotency keys for their day.
+      await step('idempotency sweep', () => core.idempotency.prune());
     })().finally(() => {
       sweeping = undefined;
     });

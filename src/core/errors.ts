@@ -70,6 +70,10 @@ export const ERROR_STATUS = {
   CURSOR_AHEAD: 409,
   /** The webhook endpoint is disabled: enable it before replaying to it. */
   WEBHOOK_DISABLED: 409,
+  /** A request with this Idempotency-Key is still being answered: retry after Retry-After seconds. */
+  IDEMPOTENCY_KEY_IN_USE: 409,
+  /** The Idempotency-Key was used with a different request (another path or body). */
+  IDEMPOTENCY_KEY_REUSED: 422,
   /** The endpoint's signing secret is sealed under a server secret this server does not know. */
   WEBHOOK_SECRET_UNREADABLE: 409,
   UPLOAD_EXPIRED: 410,

@@ -601,6 +601,50 @@ export interface SessionStore {
   pruneSessions(before: number, limit: number): Promise<number>;
 }
 
+/** Whose idempotency key it is: one client's keys never meet another's (see core/idempotency.ts). */
+export interface IdempotencyScope {
+  accountId: string;
+  /** `key:<id>` or `token:<id>`: the credential that sent the request. */
+  principalId: string;
+  key: string;
+}
+
+/** What claiming an idempotency key found. */
+export type IdempotencyClaim =
+  /** The key is this request's to answer: nobody held it, or its hold had lapsed. */
+  | { kind: 'claimed' }
+  /** The same request was answered before: this is its answer. */
+  | { kind: 'replay'; status: number; response: string }
+  /** The key was used for a different request. */
+  | { kind: 'mismatch' }
+  /** The same request is being answered right now (by this node or another). */
+  | { kind: 'running' };
+
+/** Records of creating requests under their clients' idempotency keys. */
+export interface IdempotencyStore {
+  /**
+   * Takes the key for a request with this fingerprint until `leaseUntil`, unless it holds the
+   * answer of an earlier request (kept until its `expiresAt`) or another request holds it.
+   * A hold whose lease lapsed (its node died) is taken over by the same request, never by
+   * another one.
+   */
+  claimIdempotency(
+    scope: IdempotencyScope,
+    fingerprint: string,
+    at: { now: number; leaseUntil: number; expiresAt: number },
+  ): Promise<IdempotencyClaim>;
+  /** Keeps the answer of the request that holds the key. */
+  finishIdempotency(
+    scope: IdempotencyScope,
+    fingerprint: string,
+    answer: { status: number; response: string },
+  ): Promise<void>;
+  /** Lets go of a held key without an answer (the request failed): the next one runs afresh. */
+  releaseIdempotency(scope: IdempotencyScope, fingerprint: string): Promise<void>;
+  /** Deletes up to `limit` records that expired before `before`; returns how many. */
+  pruneIdempotency(before: number, limit: number): Promise<number>;
+}
+
 export interface UploadQuery {
   limit: number;
   /** `id` of the last upload of the previous page (newest first). */
@@ -659,6 +703,7 @@ export interface Store
     DerivativeStore,
     PresetStore,
     SessionStore,
+    IdempotencyStore,
     ListingStore {
   close(): Promise<void>;
 }

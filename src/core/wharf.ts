@@ -8,6 +8,7 @@ import { StorageEndpointService } from './endpoint.js';
 import { EventService } from './events.js';
 import { FileService } from './files.js';
 import { HealthService } from './health.js';
+import { IdempotencyService } from './idempotency.js';
 import type { IdSource } from './ids.js';
 import {
   DERIVE_IMAGE_JOB,
@@ -117,6 +118,8 @@ export interface Core {
   presets: PresetService;
   /** Web console sessions (a key exchanged for a cookie). */
   sessions: SessionService;
+  /** Answers of creating requests kept under their clients' Idempotency-Key. */
+  idempotency: IdempotencyService;
   /** Read-only listings: uploads, account usage, an asset's named files. */
   listings: ListingService;
   /** Where bytes live: the backend's name (`local`, `s3`) and its bucket. */
@@ -313,6 +316,7 @@ export function createCore(deps: CoreDeps): Core {
       deriveKey(deps.secret, 'console-csrf'),
       deps.sessions,
     ),
+    idempotency: new IdempotencyService(deps.store, deps.clock),
     listings: new ListingService(deps.store, assets, deps.clock, deps.uploads.completionGraceMs),
     clock: deps.clock,
     telemetry,

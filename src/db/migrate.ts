@@ -14,6 +14,7 @@ import * as accountNumbers from './migrations/012_account_numbers.js';
 import * as uploadEndings from './migrations/013_upload_endings.js';
 import * as laneOwners from './migrations/014_lane_owners.js';
 import * as laneHeads from './migrations/015_lane_heads.js';
+import * as idempotency from './migrations/016_idempotency.js';
 import { SchemaAhead } from './schema-ahead.js';
 
 // Migrations are imported, not read from a folder, so they work the same from src/ (tsx)
@@ -34,6 +35,7 @@ const migrations: Record<string, Migration> = {
   '013_upload_endings': uploadEndings,
   '014_lane_owners': laneOwners,
   '015_lane_heads': laneHeads,
+  '016_idempotency': idempotency,
 };
 
 // Beside the checks that throw it, for those that load them (the CLI).

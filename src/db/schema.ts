@@ -180,6 +180,7 @@ export interface Database {
   derivatives: DerivativesTable;
   image_presets: ImagePresetsTable;
   console_sessions: ConsoleSessionsTable;
+  idempotency_records: IdempotencyRecordsTable;
 }
 
 /** Leases on named resources shared by every node (tus uploads in progress). */
@@ -284,4 +285,18 @@ export interface ConsoleSessionsTable {
   expires_at: number;
   ends_at: number;
   revoked_at: number | null;
+}
+
+/** What a creating request answered, under its client's idempotency key (see migration 016). */
+export interface IdempotencyRecordsTable {
+  account_id: string;
+  principal_id: string;
+  idempotency_key: string;
+  fingerprint: string;
+  state: 'running' | 'done';
+  status: number | null;
+  response: string | null;
+  created_at: number;
+  lease_until: number;
+  expires_at: number;
 }

@@ -11,6 +11,7 @@ import { directUploadRoute } from './api/assets/upload.js';
 import type { ApiContext, App } from './api/context.js';
 import { eventRoutes } from './api/events.js';
 import { fileRoutes } from './api/files/routes.js';
+import { registerIdempotency } from './api/idempotency.js';
 import { imagePresetRoutes } from './api/image-presets.js';
 import { keyRoutes } from './api/keys.js';
 import { listingRoutes } from './api/listings.js';
@@ -212,6 +213,7 @@ export async function buildApp({
       if (mode === 'none' || mode === 'optional') return;
       request.principal = await authenticate(core, request);
     });
+    registerIdempotency(api, core);
     await api.register(directUploadRoute, context);
     await api.register(assetReadRoutes, context);
     await api.register(assetContentRoute, context);

@@ -358,17 +358,32 @@ function verifying(expected: string, factory: HasherFactory): TransformStream<Ui
   });
 }
 
+/**
+ * A new Idempotency-Key: 128 random bits in hex. getRandomValues, not randomUUID, which browsers
+ * give only to secure contexts (a page served over plain HTTP has none).
+ */
+function idempotent(): Record<string, string> {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  let key = '';
+  for (const byte of bytes) key += byte.toString(16).padStart(2, '0');
+  return { 'idempotency-key': key };
+}
+
 export class UploadsApi {
   constructor(private readonly http: Transport) {}
 
-  /** Declares one file: a presigned PUT to make, or the asset that already holds its content. */
+  /**
+   * Declares one file: a presigned PUT to make, or the asset that already holds its content.
+   * Sent with an Idempotency-Key of its own, kept across its retries: a retry after a lost
+   * answer gets that answer, not a second upload.
+   */
   create(file: FileDeclaration, signal?: AbortSignal): Promise<UploadItem> {
-    return this.http.json('POST', '/v1/uploads', { json: file, signal });
+    return this.http.json('POST', '/v1/uploads', { json: file, signal, headers: idempotent() });
   }
 
   /** Declares up to WHARF_MAX_FILES_PER_REQUEST files at once; the answer keeps their order. */
   createBatch(files: FileDeclaration[], signal?: AbortSignal): Promise<UploadBatch> {
-    return this.http.json('POST', '/v1/uploads', { json: { files }, signal });
+    return this.http.json('POST', '/v1/uploads', { json: { files }, signal, headers: idempotent() });
   }
 
   get(id: string): Promise<Upload> {
@@ -447,8 +462,9 @@ function withAlgorithm(err: unknown, headers: Record<string, string>): unknown {
 export class MultipartApi {
   constructor(private readonly http: Transport) {}
 
+  /** Starts a multipart upload, with an Idempotency-Key kept across its retries (as UploadsApi.create). */
   create(request: MultipartRequest, signal?: AbortSignal): Promise<MultipartUpload | ExistingMultipart> {
-    return this.http.json('POST', '/v1/multipart', { json: request, signal });
+    return this.http.json('POST', '/v1/multipart', { json: request, signal, headers: idempotent() });
   }
 
   async signParts(id: string, partNumbers: number[], signal?: AbortSignal): Promise<SignedPart[]> {

@@ -79,15 +79,18 @@ function isGatewayDown(error: WharfApiError): boolean {
  * A refusal that says "busy, come back later": one that carries Retry-After, and is a 503 (every
  * 503 Wharf sends carries it: SERVICE_UNAVAILABLE, TRANSFORMS_BUSY, the storage endpoint's
  * SlowDown) or a 429 TOO_MANY_UPLOAD_STREAMS (it ends when the client's own other uploads do,
- * docs/configuration.md: WHARF_MAX_UPLOAD_STREAMS_*). Not TOO_MANY_OPEN_UPLOADS: open uploads
+ * docs/configuration.md: WHARF_MAX_UPLOAD_STREAMS_*), or a 409 IDEMPOTENCY_KEY_IN_USE (a retry
+ * that overtook the first attempt, still being answered). Not TOO_MANY_OPEN_UPLOADS: open uploads
  * close when they finish or expire (hours away), so waiting for it only hammers the server. A
  * 503 without Retry-After (a proxy's) is an ordinary failure: backoff, counted against `retries`.
  */
-const BUSY_CODES = new Set(['TOO_MANY_UPLOAD_STREAMS']);
+const BUSY_CODES = new Set(['TOO_MANY_UPLOAD_STREAMS', 'IDEMPOTENCY_KEY_IN_USE']);
 
 export function isBusy(error: WharfApiError): boolean {
   if (error.retryAfter === undefined) return false;
-  return error.status === 503 || (error.status === 429 && BUSY_CODES.has(error.code));
+  return (
+    error.status === 503 || ((error.status === 429 || error.status === 409) && BUSY_CODES.has(error.code))
+  );
 }
 
 /** The fetch-based transport: authentication, JSON, typed errors, retries with backoff. */

@@ -8,9 +8,10 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
 /**
  * What docs/sdk.md says of a request that creates something whose answer is lost after the
  * server acted (a connection cut as the answer comes back): the SDK sends it again. A direct
- * upload's content then answers `exists` (no second asset); a declaration (presigned,
- * multipart, tus) is made again, the first left pending until it expires; a token whose
- * `max_files` the first used up refuses the retry TOKEN_FILES_EXHAUSTED.
+ * upload's content then answers `exists` (no second asset); a presigned or multipart
+ * declaration, sent with an Idempotency-Key, gets the first answer (one upload); a tus creation
+ * is made again, the first left pending until it expires. A token whose `max_files` the first
+ * used up refuses a direct upload's retry TOKEN_FILES_EXHAUSTED, not a declaration's.
  */
 
 let w: TestWharf;
@@ -21,12 +22,18 @@ after(async () => {
   await w?.close();
 });
 
-/** A fetch that loses the answer to the first request matching `lose` (the server acted on it). */
-function losing(lose: (url: string, method: string) => boolean): typeof fetch {
+/**
+ * A fetch that loses the answer to the first request matching `lose` (the server acted on it).
+ * `keys` collects the Idempotency-Key of every request matching it.
+ */
+function losing(lose: (url: string, method: string) => boolean, keys: string[] = []): typeof fetch {
   let lost = false;
   return async (input, init) => {
+    const matches = lose(String(input), init?.method ?? 'GET');
+    const key = new Headers(init?.headers).get('idempotency-key');
+    if (matches && key !== null) keys.push(key);
     const response = await fetch(input, init);
-    if (!lost && lose(String(input), init?.method ?? 'GET')) {
+    if (!lost && matches) {
       lost = true;
       await response.body?.cancel();
       throw new TypeError('fetch failed', { cause: { code: 'ECONNRESET' } });
@@ -56,44 +63,80 @@ test('a direct upload whose answer is lost is sent again and answered exists: on
 for (const [strategy, path] of [
   ['presigned', '/v1/uploads'],
   ['multipart', '/v1/multipart'],
-  ['tus', '/v1/tus/'],
 ] as const) {
-  test(`${strategy}: a declaration whose answer is lost is made again; the first is left pending`, async () => {
+  test(`${strategy}: a declaration whose answer is lost is sent again with its key and answered the same: one upload`, async () => {
     const name = `lost-${strategy}.bin`;
+    const keys: string[] = [];
     const wharf = new Wharf({
       url: w.url,
       key: w.key,
       retry: { minDelayMs: 10 },
-      fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === path),
+      fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === path, keys),
     });
     const result = await wharf.upload(randomBytes(1000), { name, strategy });
     assert.equal(result.status, 'created');
     const uploads = await uploadsNamed(name);
-    assert.deepEqual(uploads.map((u) => u.status).sort(), ['completed', 'pending'], JSON.stringify(uploads));
+    assert.deepEqual(
+      uploads.map((u) => u.status),
+      ['completed'],
+      JSON.stringify(uploads),
+    );
+    // Both attempts carried one key.
+    assert.equal(keys.length, 2);
+    assert.equal(new Set(keys).size, 1);
+    assert.match(keys[0]!, /^[0-9a-f]{32}$/);
   });
 }
 
-for (const [strategy, path] of [
-  ['direct', '/v1/assets'],
-  ['presigned', '/v1/uploads'],
-] as const) {
-  test(`${strategy}: with a token whose max_files the first used up, the retry is refused TOKEN_FILES_EXHAUSTED`, async () => {
-    const admin = new Wharf({ url: w.url, key: w.key });
-    const minted = await admin.uploadTokens.create({ max_files: 1, expires_in: 600 });
-    const wharf = new Wharf({
-      url: w.url,
-      key: minted.secret,
-      retry: { minDelayMs: 10 },
-      fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === path),
-    });
-    const name = `lost-token-${strategy}.bin`;
-    const err = await wharf.upload(randomBytes(1000), { name, strategy }).catch((e) => e);
-    assert.ok(err instanceof WharfApiError && err.code === 'TOKEN_FILES_EXHAUSTED', String(err));
-    // The first succeeded: an asset (direct), or a declaration left pending (presigned).
-    const uploads = await uploadsNamed(name);
-    assert.deepEqual(
-      uploads.map((u) => u.status),
-      [strategy === 'direct' ? 'completed' : 'pending'],
-    );
+test('tus: a creation whose answer is lost is made again; the first is left pending', async () => {
+  const name = 'lost-tus.bin';
+  const wharf = new Wharf({
+    url: w.url,
+    key: w.key,
+    retry: { minDelayMs: 10 },
+    fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === '/v1/tus/'),
   });
-}
+  const result = await wharf.upload(randomBytes(1000), { name, strategy: 'tus' });
+  assert.equal(result.status, 'created');
+  const uploads = await uploadsNamed(name);
+  assert.deepEqual(uploads.map((u) => u.status).sort(), ['completed', 'pending'], JSON.stringify(uploads));
+});
+
+test('direct: with a token whose max_files the first used up, the retry is refused TOKEN_FILES_EXHAUSTED', async () => {
+  const admin = new Wharf({ url: w.url, key: w.key });
+  const minted = await admin.uploadTokens.create({ max_files: 1, expires_in: 600 });
+  const wharf = new Wharf({
+    url: w.url,
+    key: minted.secret,
+    retry: { minDelayMs: 10 },
+    fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === '/v1/assets'),
+  });
+  const name = 'lost-token-direct.bin';
+  const err = await wharf.upload(randomBytes(1000), { name, strategy: 'direct' }).catch((e) => e);
+  assert.ok(err instanceof WharfApiError && err.code === 'TOKEN_FILES_EXHAUSTED', String(err));
+  // The first succeeded: its asset is there.
+  const uploads = await uploadsNamed(name);
+  assert.deepEqual(
+    uploads.map((u) => u.status),
+    ['completed'],
+  );
+});
+
+test("presigned: with a token for one file, a declaration's lost answer is replayed and the file uploads", async () => {
+  const admin = new Wharf({ url: w.url, key: w.key });
+  const minted = await admin.uploadTokens.create({ max_files: 1, expires_in: 600 });
+  const wharf = new Wharf({
+    url: w.url,
+    key: minted.secret,
+    retry: { minDelayMs: 10 },
+    fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === '/v1/uploads'),
+  });
+  const name = 'lost-token-presigned.bin';
+  const result = await wharf.upload(randomBytes(1000), { name, strategy: 'presigned' });
+  assert.equal(result.status, 'created');
+  const uploads = await uploadsNamed(name);
+  assert.deepEqual(
+    uploads.map((u) => u.status),
+    ['completed'],
+  );
+});

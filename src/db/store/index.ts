@@ -7,6 +7,7 @@ import { assetQueries } from './assets.js';
 import { derivativeQueries } from './derivatives.js';
 import { eventQueries } from './events.js';
 import { fileQueries } from './files.js';
+import { idempotencyQueries } from './idempotency.js';
 import { presetQueries } from './image-presets.js';
 import { jobQueries } from './jobs.js';
 import { keyQueries } from './keys.js';
@@ -41,6 +42,7 @@ export function createSqlStore(connection: Connection, ids: IdSource): Store {
     ...derivativeQueries(context),
     ...presetQueries(context),
     ...sessionQueries(context),
+    ...idempotencyQueries(context),
     ...listingQueries(context),
     async close() {
       await connection.db.destroy();

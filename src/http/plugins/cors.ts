@@ -30,6 +30,8 @@ export const EXPOSED_HEADERS = [
   'Content-Disposition',
   // How long to wait after 429 TOO_MANY_OPEN_UPLOADS or a 503 before trying again.
   'Retry-After',
+  // A creating request sent again with its Idempotency-Key, answered with the first answer.
+  'Idempotent-Replayed',
   'Upload-Offset',
   'Upload-Length',
   'Upload-Metadata',

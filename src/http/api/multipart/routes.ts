@@ -3,6 +3,7 @@ import { MAX_PARTS_PER_SIGNING } from '../../../core/multipart.js';
 import { MULTIPART_LIMITS } from '../../../core/ports.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
+import { IdempotencyHeaders } from '../idempotency.js';
 import { AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
 
 const MiB = 1024 * 1024;
@@ -139,6 +140,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
   app.post(
     '/v1/multipart',
     {
+      config: { idempotent: true },
       schema: {
         operationId: 'createMultipartUpload',
         summary: 'Start a multipart upload of a large file',
@@ -146,12 +148,16 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
           'Returns the ids to sign parts with. When the account already holds a file with the declared sha256, ' +
           'returns `status: "exists"` and that asset instead: nothing needs uploading.',
         tags: ['multipart'],
+        headers: IdempotencyHeaders,
         body: CreateBody,
         response: {
           200: ExistingMultipart,
           201: PendingMultipart,
           ...errorResponses,
+          // IDEMPOTENCY_KEY_IN_USE, IDEMPOTENCY_KEY_REUSED.
+          409: errorResponses[400],
           413: errorResponses[400],
+          422: errorResponses[400],
         },
       },
     },

@@ -3,6 +3,7 @@ import type { IntentResult } from '../../../core/upload-types.js';
 import { named } from '../../openapi/components.js';
 import { withLock } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
+import { IdempotencyHeaders } from '../idempotency.js';
 import { uploadJson } from '../listings.js';
 import {
   AssetResultSchema,
@@ -100,6 +101,7 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
       // fast-json-stringify means validating every item against each branch, which costs
       // more than the whole request. The handler's output is built from typed values.
       serializerCompiler: () => (data) => JSON.stringify(data),
+      config: { idempotent: true },
       schema: {
         operationId: 'createUploads',
         summary: 'Create presigned uploads (one file, or {"files": [...]})',
@@ -107,12 +109,16 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
           'For each file: a URL to PUT the bytes to, with the headers to send and when it expires; or, when the ' +
           'account already holds a file with the declared sha256, `status: "exists"` and that asset.',
         tags: ['uploads'],
+        headers: IdempotencyHeaders,
         body: CreateBody,
         response: {
           200: CreatedUploads,
           201: CreatedUploads,
           ...errorResponses,
+          // IDEMPOTENCY_KEY_IN_USE, IDEMPOTENCY_KEY_REUSED.
+          409: errorResponses[400],
           413: errorResponses[400],
+          422: errorResponses[400],
         },
       },
     },

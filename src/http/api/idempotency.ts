@@ -1,0 +1,92 @@
+import { Type } from 'typebox';
+import { WharfError } from '../../core/errors.js';
+import type { IdempotencyHold } from '../../core/idempotency.js';
+import type { Core } from '../../core/wharf.js';
+import type { App } from './context.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route creates something: a request with an Idempotency-Key is answered once (see below). */
+    idempotent?: boolean;
+  }
+  interface FastifyRequest {
+    /** The idempotency key this request holds while it is answered. */
+    idempotencyHold?: IdempotencyHold | undefined;
+  }
+}
+
+/**
+ * The header, on the routes that take it: their schema validates it (400 VALIDATION_FAILED) and
+ * puts it in the OpenAPI document. The draft's form is a quoted string, Stripe's a bare token:
+ * both are taken, and the key is what is inside the quotes.
+ */
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      pattern: '^[!-~]{1,257}$',
+      description:
+        'Makes the request safe to send again: the same key with the same request within 24 hours gets the ' +
+        'first answer (with `Idempotent-Replayed: true`), not a second set of uploads. 1–255 visible ASCII ' +
+        'characters (a UUID), optionally in double quotes.',
+    }),
+  ),
+});
+
+const KEY = /^[!-~]{1,255}$/;
+
+function keyOf(value: string): string {
+  const key = value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
+  if (!KEY.test(key) || key.includes('"')) {
+    throw new WharfError(
+      'VALIDATION_FAILED',
+      'Idempotency-Key must be 1 to 255 visible ASCII characters (optionally in double quotes).',
+      { header: 'idempotency-key' },
+    );
+  }
+  return key;
+}
+
+/**
+ * Idempotency keys on the routes marked `idempotent` (see core/idempotency.ts): after the
+ * request is authenticated and validated, the key is claimed, or the answer kept under it is
+ * sent as it was; once the handler has answered, a success is kept under the key and a refusal
+ * lets go of it (a retry then runs afresh). A request without the header is untouched.
+ */
+export function registerIdempotency(app: App, core: Core): void {
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.routeOptions.config.idempotent !== true) return;
+    const header = request.headers['idempotency-key'];
+    if (header === undefined || request.principal === null) return;
+    const key = keyOf(Array.isArray(header) ? header.join(', ') : header);
+    const outcome = await core.idempotency.begin(
+      request.principal,
+      key,
+      `${request.method} ${request.routeOptions.url}`,
+      request.body,
+    );
+    if (outcome.kind === 'run') {
+      request.idempotencyHold = outcome.hold;
+      return;
+    }
+    reply.code(outcome.status).header('idempotent-replayed', 'true').type('application/json; charset=utf-8');
+    return reply.send(outcome.response);
+  });
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    const hold = request.idempotencyHold;
+    if (hold === undefined) return payload;
+    request.idempotencyHold = undefined;
+    try {
+      if (reply.statusCode >= 200 && reply.statusCode < 300 && typeof payload === 'string') {
+        await hold.finish(reply.statusCode, payload);
+      } else {
+        await hold.release();
+      }
+    } catch (err) {
+      // The answer still goes out. The key stays held until its lease lapses; a retry after that
+      // runs the request again, as it would have without a key.
+      request.log.warn({ err }, 'could not keep the answer under its idempotency key');
+    }
+    return payload;
+  });
+}
