@@ -7,10 +7,11 @@
 const SECRET_PARAMS = new Set(['x-amz-signature', 'x-amz-credential', 'x-amz-security-token', 'signature']);
 // Wharf takes no key, token or password in a query, but a client that puts one there (say
 // `?api_key=`) has still sent it: its value is not logged under such a name, nor any value
-// that is a Wharf key or upload token (`wharf_…`), whatever the parameter is called.
+// that holds a Wharf key or upload token (`wharf_…`), whatever the parameter is called and
+// wherever in the value it sits (`?auth=Bearer wharf_…`, `?q=key:wharf_…`).
 const CREDENTIAL_PARAM =
   /^(?:x-)?(?:api[-_]?key|key|access[-_]?token|token|auth|authorization|secret|password|session)$/;
-const WHARF_CREDENTIAL = /^wharf_/;
+const WHARF_CREDENTIAL = /(?:^|[^A-Za-z0-9])wharf_/;
 // The segment after these is a signed id (ActiveStorage's redirect and record routes).
 const SECRET_SEGMENTS = /(\/(?:rails\/active_storage\/blobs\/redirect|api\/v1\/upload\/blobs)\/)[^/?]+/g;
 

@@ -35,7 +35,13 @@ async function loggedFlow() {
     assert.equal((await fetch(signed.replace('signature=', '%73ignature='))).status, 200);
     // A key where Wharf does not take one, the query: refused, and its value not logged, under
     // a name that says what it is or under any name at all.
-    for (const query of [`api_key=${w.key}`, `Token=${encodeURIComponent(w.key)}`, `q=%20${w.key}`]) {
+    for (const query of [
+      `api_key=${w.key}`,
+      `Token=${encodeURIComponent(w.key)}`,
+      `q=%20${w.key}`,
+      `h=Bearer%20${w.key}`,
+      `f=key:${w.key}`,
+    ]) {
       const misused = await fetch(`${w.url}/v1/assets?limit=1&${query}`);
       await misused.arrayBuffer();
       assert.equal(misused.status, 401, query);
@@ -58,6 +64,9 @@ test('request logs never contain presigned or signed-URL signatures, nor API key
     'a key in the query was logged, its value redacted',
   );
   assert.match(log, /\/v1\/assets\?limit=1&q=REDACTED"/);
+  // Within a value too, after a scheme or a label.
+  assert.match(log, /\/v1\/assets\?limit=1&h=REDACTED"/);
+  assert.match(log, /\/v1\/assets\?limit=1&f=REDACTED"/);
 });
 
 test('a presigned PUT to the storage endpoint is logged with its signature redacted', {
