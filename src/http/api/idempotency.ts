@@ -1,3 +1,4 @@
+import type { onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import type { IdempotencyHold } from '../../core/idempotency.js';
@@ -50,11 +51,12 @@ function keyOf(value: string): string {
  * Idempotency keys on the routes marked `idempotent` (see core/idempotency.ts): after the
  * request is authenticated and validated, the key is claimed, or the answer kept under it is
  * sent as it was; once the handler has answered, a success is kept under the key and a refusal
- * lets go of it (a retry then runs afresh). A request without the header is untouched.
+ * lets go of it (a retry then runs afresh). A request without the header is untouched. The
+ * hooks are the marked routes' own (added as each is declared): every other route, and the
+ * presigning route's hot path, pays nothing for them.
  */
 export function registerIdempotency(app: App, core: Core): void {
-  app.addHook('preHandler', async (request, reply) => {
-    if (request.routeOptions.config.idempotent !== true) return;
+  const claim: preHandlerAsyncHookHandler = async (request, reply) => {
     const header = request.headers['idempotency-key'];
     if (header === undefined || request.principal === null) return;
     const key = keyOf(Array.isArray(header) ? header.join(', ') : header);
@@ -70,23 +72,37 @@ export function registerIdempotency(app: App, core: Core): void {
     }
     reply.code(outcome.status).header('idempotent-replayed', 'true').type('application/json; charset=utf-8');
     return reply.send(outcome.response);
-  });
+  };
 
-  app.addHook('onSend', async (request, reply, payload) => {
+  const keep: onSendHookHandler<unknown> = (request, reply, payload, done) => {
     const hold = request.idempotencyHold;
-    if (hold === undefined) return payload;
-    request.idempotencyHold = undefined;
-    try {
-      if (reply.statusCode >= 200 && reply.statusCode < 300 && typeof payload === 'string') {
-        await hold.finish(reply.statusCode, payload);
-      } else {
-        await hold.release();
-      }
-    } catch (err) {
-      // The answer still goes out. The key stays held until its lease lapses; a retry after that
-      // runs the request again, as it would have without a key.
-      request.log.warn({ err }, 'could not keep the answer under its idempotency key');
+    if (hold === undefined) {
+      done(null, payload);
+      return;
     }
-    return payload;
+    request.idempotencyHold = undefined;
+    const kept =
+      reply.statusCode >= 200 && reply.statusCode < 300 && typeof payload === 'string'
+        ? hold.finish(reply.statusCode, payload)
+        : hold.release();
+    kept.then(
+      () => done(null, payload),
+      (err: unknown) => {
+        // The answer still goes out. The key stays held until its lease lapses; a retry after
+        // that runs the request again, as it would have without a key.
+        request.log.warn({ err }, 'could not keep the answer under its idempotency key');
+        done(null, payload);
+      },
+    );
+  };
+
+  app.addHook('onRoute', (route) => {
+    if (route.config?.idempotent !== true) return;
+    route.preHandler = [...hooks(route.preHandler), claim];
+    route.onSend = [...hooks(route.onSend), keep];
   });
+}
+
+function hooks<T>(given: T | T[] | undefined): T[] {
+  return given === undefined ? [] : Array.isArray(given) ? given : [given];
 }
