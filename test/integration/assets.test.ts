@@ -195,6 +195,27 @@ describe('GET /v1/assets: listing', () => {
     }
   });
 
+  test('an integer parameter is plain decimal digits, not whatever Number() reads', async () => {
+    // The query string's coercion read `0x10` as 16, `1e1` as 10 and ` 5` as 5; each is a
+    // client bug (or a probe) that deserves the same refusal as `abc`.
+    for (const limit of ['0x10', '+5', '1e1', '5.0', ' 5', '5 ', '', '0b11', '0o7', '1_0', 'Infinity']) {
+      const res = await api(w.url, key, 'GET', `/v1/assets?limit=${encodeURIComponent(limit)}`);
+      assert.equal(res.status, 400, `limit=${JSON.stringify(limit)}`);
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED', `limit=${JSON.stringify(limit)}`);
+      assert.equal(
+        res.body.error.message,
+        'querystring/limit must be integer',
+        `limit=${JSON.stringify(limit)}`,
+      );
+    }
+    // A bound is still reported as a bound, whatever the digits' sign.
+    const negative = await api(w.url, key, 'GET', '/v1/assets?limit=-1');
+    assert.equal(negative.body.error.message, 'querystring/limit must be >= 1');
+    assert.equal((await list('?limit=5')).data.length, 5);
+    // Leading zeros are still decimal: 007 is 7.
+    assert.equal((await list('?limit=007')).data.length, 7);
+  });
+
   test('limit=1000 is allowed', async () => {
     assert.equal((await list('?limit=1000')).data.length, created.length);
   });
@@ -686,13 +707,12 @@ describe('signed download URLs', () => {
       ['signature removed', (u) => u.searchParams.delete('signature')],
       ['disposition removed', (u) => u.searchParams.delete('disposition')],
       ['expires removed', (u) => u.searchParams.delete('expires')],
-      // Spellings that parse to the signed number: still not the URL that was handed out.
+      // A spelling of the signed number that queries accept (leading zeros are decimal): still
+      // not the URL that was handed out.
       [
         'expires with a leading zero',
         (u) => u.searchParams.set('expires', `0${u.searchParams.get('expires')}`),
       ],
-      ['expires as a decimal', (u) => u.searchParams.set('expires', `${u.searchParams.get('expires')}.0`)],
-      ['expires with a plus sign', (u) => u.searchParams.set('expires', `+${u.searchParams.get('expires')}`)],
       // The signer is signed: another key, none, a token added, or text that is no signer.
       ['signer', (u) => u.searchParams.set('signer', otherKey.id)],
       ['signer removed', (u) => u.searchParams.delete('signer')],
@@ -711,6 +731,21 @@ describe('signed download URLs', () => {
         ((await res.json()) as { error: { code: string } }).error.code,
         'INVALID_SIGNATURE',
         label,
+      );
+    }
+    // Spellings no query integer may take are malformed, whatever the signature: refused as
+    // `expires=abc` is, before the signature is looked at.
+    const expires = new URL(url).searchParams.get('expires');
+    for (const spelling of [`${expires}.0`, `+${expires}`, ` ${expires}`]) {
+      const u = new URL(url);
+      u.searchParams.set('expires', spelling);
+      const res = await fetch(u);
+      assert.equal(res.status, 400, spelling);
+      const refusal = (await res.json()) as { error: { code: string; message: string } };
+      assert.deepEqual(
+        [refusal.error.code, refusal.error.message],
+        ['VALIDATION_FAILED', 'querystring/expires must be integer'],
+        spelling,
       );
     }
   });

@@ -187,9 +187,10 @@ const PLAIN_NUMBERS: Record<string, RegExp> = {
 };
 
 /**
- * Refuses a query number written any other way than in plain decimal. The schema coerces
- * query text as Number() reads it, so `w=0x10` was 16, `w=1e3` 1000 and `w=%20100` 100:
- * one rendering under many URLs, each a cache entry of its own.
+ * Refuses a query number written any other way than that one. Every query takes plain
+ * decimals only (src/http/validation.ts), but with leading zeros, and `dpr=2.0`: here those
+ * would be one rendering under many URLs, each a cache entry of its own. Before the schema, so
+ * `w=0x10` is refused with this message too.
  */
 function refuseLooseNumbers(query: unknown): void {
   if (typeof query !== 'object' || query === null) return;
