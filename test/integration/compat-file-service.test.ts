@@ -538,6 +538,9 @@ describe('errors', () => {
   test('400 for a version that is not a positive integer', async () => {
     assertError(await get('/rewards/test.png?version=abc'), 400, 'VALIDATION_FAILED');
     assertError(await get('/rewards/test.png?version=0'), 400, 'VALIDATION_FAILED');
+    // Plain decimal only, as every query number (docs/reference.md): not hex, not `1.0`.
+    assertError(await get('/rewards/test.png?version=0x1'), 400, 'VALIDATION_FAILED');
+    assertError(await get('/rewards/test.png?version=1.0'), 400, 'VALIDATION_FAILED');
   });
 
   test('400 for hostile names and namespaces (.., NUL, CR/LF, separators), nothing stored', async () => {
