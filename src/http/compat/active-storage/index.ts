@@ -18,6 +18,9 @@ const bodies = new Ajv({
   useDefaults: true,
   strict: false,
 });
+// No query or path parameter of this API is a number. One that becomes one should read its text
+// as Pydantic does (lax-integers.ts), not as this coercion's Number(), which takes `0x10` and `1e1`
+// (the native API's compiler checks its own numbers first: src/http/validation.ts).
 const texts = new Ajv({
   allErrors: true,
   verbose: true,
