@@ -7,8 +7,14 @@ import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 export type JobHandler = (job: Job) => Promise<void>;
 
 export interface JobSettings {
-  /** How long a claimed job is this worker's; after that another node may take it over. */
+  /**
+   * How long a claimed job is this worker's unless renewed; after that another node may take it
+   * over. The runner renews it while the job runs, so this is how long a job whose node died
+   * waits before it runs again, not a bound on how long a job may take.
+   */
   leaseMs: number;
+  /** How often a running job's lease is renewed (a third of the lease when absent). */
+  renewEveryMs?: number | undefined;
   maxAttempts: number;
   /** How many jobs this node runs at once (WHARF_JOB_CONCURRENCY); 1 when absent. */
   concurrency?: number | undefined;
@@ -165,6 +171,7 @@ export class JobRunner {
 
   private async run(job: Job): Promise<void> {
     const registered = this.handlers.get(job.kind);
+    const renewal = this.keepLease(job);
     try {
       if (!registered) throw new PermanentJobError(`No handler for job kind "${job.kind}".`);
       await registered.handler(job);
@@ -181,7 +188,34 @@ export class JobRunner {
       await this.store.failJob(job.id, this.workerId, String(err), retryAt, this.clock.now());
       // The queue keeps only the message; the sinks get the error itself (its stack, its code).
       this.telemetry.jobFailed(job, err, retryAt);
+    } finally {
+      renewal.stop();
     }
+  }
+
+  /**
+   * Renews the job's lease while it runs, a third of a lease apart. A short lease is what lets
+   * a job whose node died (a crash, `kill -9`) run again soon: a delivery that node was sending
+   * held its endpoint's slot (WHARF_WEBHOOK_CONCURRENCY) for the whole lease, five minutes when
+   * it was fixed. Renewed, a job may also run longer than one lease (a large video's preview)
+   * without another node taking it over meanwhile. A renewal that fails (the database away) is
+   * tried again at the next tick; the lease outlasts two.
+   */
+  private keepLease(job: Job): { stop(): void } {
+    const every = this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3);
+    let renewing = false;
+    const timer = setInterval(() => {
+      if (renewing) return;
+      renewing = true;
+      this.store
+        .renewJob(job.id, this.workerId, this.clock.now() + this.settings.leaseMs)
+        .catch(() => {})
+        .finally(() => {
+          renewing = false;
+        });
+    }, every);
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
   }
 
   /** Runs due jobs until none is left (tests and the periodic tick use it). */

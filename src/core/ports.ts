@@ -374,6 +374,8 @@ export interface JobStore {
    */
   claimJob(worker: string, now: number, leaseUntil: number, options?: ClaimOptions): Promise<Job | undefined>;
   finishJob(id: string, worker: string, at: number): Promise<void>;
+  /** Extends `worker`'s lease of a running job; false when the job is no longer its to run. */
+  renewJob(id: string, worker: string, leaseUntil: number): Promise<boolean>;
   /** Records a failure; `retryAt` null gives up on the job. */
   failJob(id: string, worker: string, error: string, retryAt: number | null, at: number): Promise<void>;
   getJob(id: string): Promise<Job | undefined>;

@@ -199,7 +199,9 @@ export function createCore(deps: CoreDeps): Core {
     deps.clock,
     deps.ids,
     {
-      leaseMs: 5 * 60_000,
+      // Renewed while a job runs (JobRunner.keepLease): how long a job whose node died waits.
+      // Longer than any webhook attempt may take (WHARF_WEBHOOK_TIMEOUT_MS: at most 60 s).
+      leaseMs: 90_000,
       maxAttempts: 5,
       concurrency: deps.jobs?.concurrency,
       // Deliveries are the only jobs with lanes (one per endpoint).

@@ -85,6 +85,21 @@ async function job(id: string): Promise<Job> {
   return found;
 }
 
+/** The job's row as stored (its worker and lease), read through a connection of its own. */
+async function dbJob(
+  id: string,
+): Promise<{ worker: string | null; lease_until: number | null; status: string }> {
+  const reader = connect(url);
+  try {
+    const { rows } = await sql<{ worker: string | null; lease_until: number | null; status: string }>`
+      select worker, lease_until, status from jobs where id = ${id}`.execute(reader.db);
+    assert.ok(rows[0], `job ${id} exists`);
+    return { ...rows[0], lease_until: rows[0].lease_until === null ? null : Number(rows[0].lease_until) };
+  } finally {
+    await reader.db.destroy();
+  }
+}
+
 /** Lets other pending work (the other runner, the other connection) interleave. */
 const yieldNow = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -248,6 +263,53 @@ describe('JobRunner', () => {
     clock.advance(3600_000);
     assert.equal(await b.runOne(), false);
     assert.equal(runsByB, 1);
+  });
+
+  test('a job that runs longer than its lease keeps it while its runner lives: no other runner takes it over', async () => {
+    let started!: () => void;
+    const aStarted = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    let finish!: () => void;
+    const aRuns = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    // The lease is renewed every 10 ms of real time, to the clock's now plus a lease.
+    const a = runner(
+      first,
+      async () => {
+        started();
+        await aRuns;
+      },
+      { renewEveryMs: 10 },
+    );
+    let runsByB = 0;
+    const b = runner(second, async () => {
+      runsByB += 1;
+    });
+    const [id] = await enqueue();
+    const aRun = a.runOne();
+    await aStarted;
+    // Three leases go by while a still runs, each time with a renewal after it.
+    for (let i = 0; i < 3; i++) {
+      clock.advance(settings.leaseMs + 1);
+      const renewedTo = clock.now() + settings.leaseMs;
+      const deadline = Date.now() + 5_000;
+      while (Number((await dbJob(id!)).lease_until) < renewedTo && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      assert.equal(await b.runOne(), false, `lease ${i + 1}: the job is still a's`);
+    }
+    finish();
+    assert.equal(await aRun, true);
+    const state = await job(id!);
+    assert.equal(state.status, 'done');
+    assert.equal(state.attempts, 1);
+    assert.equal(runsByB, 0);
+    // Done, its lease is no longer renewed (the renewal stopped with the run).
+    const after = await dbJob(id!);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(await dbJob(id!), after);
   });
 
   test('a kind registered with its own retry policy is retried on that schedule, as often as it says', async () => {

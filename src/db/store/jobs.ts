@@ -258,6 +258,17 @@ export function jobQueries({ db, dialect }: SqlContext): JobStore {
         .execute();
     },
 
+    async renewJob(id: string, worker: string, leaseUntil: number): Promise<boolean> {
+      const result = await db
+        .updateTable('jobs')
+        .set({ lease_until: leaseUntil })
+        .where('id', '=', id)
+        .where('worker', '=', worker)
+        .where('status', '=', 'running')
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
     async failJob(
       id: string,
       worker: string,
