@@ -102,15 +102,20 @@ test('tus: a creation whose answer is lost is made again; the first is left pend
   assert.deepEqual(uploads.map((u) => u.status).sort(), ['completed', 'pending'], JSON.stringify(uploads));
 });
 
-test('direct: with a token whose max_files the first used up, the retry is refused TOKEN_FILES_EXHAUSTED', async () => {
+/** An SDK client with a new upload token for one file, whose first POST to `path` loses its answer. */
+async function oneFileTokenLosing(path: string): Promise<Wharf> {
   const admin = new Wharf({ url: w.url, key: w.key });
   const minted = await admin.uploadTokens.create({ max_files: 1, expires_in: 600 });
-  const wharf = new Wharf({
+  return new Wharf({
     url: w.url,
     key: minted.secret,
     retry: { minDelayMs: 10 },
-    fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === '/v1/assets'),
+    fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === path),
   });
+}
+
+test('direct: with a token whose max_files the first used up, the retry is refused TOKEN_FILES_EXHAUSTED', async () => {
+  const wharf = await oneFileTokenLosing('/v1/assets');
   const name = 'lost-token-direct.bin';
   const err = await wharf.upload(randomBytes(1000), { name, strategy: 'direct' }).catch((e) => e);
   assert.ok(err instanceof WharfApiError && err.code === 'TOKEN_FILES_EXHAUSTED', String(err));
@@ -123,14 +128,7 @@ test('direct: with a token whose max_files the first used up, the retry is refus
 });
 
 test("presigned: with a token for one file, a declaration's lost answer is replayed and the file uploads", async () => {
-  const admin = new Wharf({ url: w.url, key: w.key });
-  const minted = await admin.uploadTokens.create({ max_files: 1, expires_in: 600 });
-  const wharf = new Wharf({
-    url: w.url,
-    key: minted.secret,
-    retry: { minDelayMs: 10 },
-    fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === '/v1/uploads'),
-  });
+  const wharf = await oneFileTokenLosing('/v1/uploads');
   const name = 'lost-token-presigned.bin';
   const result = await wharf.upload(randomBytes(1000), { name, strategy: 'presigned' });
   assert.equal(result.status, 'created');

@@ -1,16 +1,25 @@
-import { type Kysely, sql } from 'kysely';
+import { type ExpressionBuilder, type Kysely, sql, type Updateable } from 'kysely';
 import type { IdempotencyClaim, IdempotencyScope, IdempotencyStore } from '../../core/ports.js';
-import type { Database } from '../schema.js';
+import type { Database, IdempotencyRecordsTable } from '../schema.js';
 import type { SqlContext } from './context.js';
+
+type Records = ExpressionBuilder<Database, 'idempotency_records'>;
+
+/** The record of this scope's key. */
+const ofScope = (scope: IdempotencyScope) => (eb: Records) =>
+  eb.and([
+    eb('account_id', '=', scope.accountId),
+    eb('principal_id', '=', scope.principalId),
+    eb('idempotency_key', '=', scope.key),
+  ]);
+
+/** … while the request with this fingerprint holds it. */
+const heldBy = (scope: IdempotencyScope, fingerprint: string) => (eb: Records) =>
+  eb.and([ofScope(scope)(eb), eb('fingerprint', '=', fingerprint), eb('state', '=', 'running')]);
 
 /** Records of creating requests under their clients' idempotency keys (migration 016). */
 export function idempotencyQueries({ db }: SqlContext): IdempotencyStore {
-  const byScope = (scope: IdempotencyScope) =>
-    db
-      .selectFrom('idempotency_records')
-      .where('account_id', '=', scope.accountId)
-      .where('principal_id', '=', scope.principalId)
-      .where('idempotency_key', '=', scope.key);
+  const byScope = (scope: IdempotencyScope) => db.selectFrom('idempotency_records').where(ofScope(scope));
 
   return {
     async claimIdempotency(scope, fingerprint, at): Promise<IdempotencyClaim> {
@@ -59,23 +68,12 @@ export function idempotencyQueries({ db }: SqlContext): IdempotencyStore {
       await db
         .updateTable('idempotency_records')
         .set({ state: 'done', status: answer.status, response: answer.response })
-        .where('account_id', '=', scope.accountId)
-        .where('principal_id', '=', scope.principalId)
-        .where('idempotency_key', '=', scope.key)
-        .where('fingerprint', '=', fingerprint)
-        .where('state', '=', 'running')
+        .where(heldBy(scope, fingerprint))
         .execute();
     },
 
     async releaseIdempotency(scope, fingerprint): Promise<void> {
-      await db
-        .deleteFrom('idempotency_records')
-        .where('account_id', '=', scope.accountId)
-        .where('principal_id', '=', scope.principalId)
-        .where('idempotency_key', '=', scope.key)
-        .where('fingerprint', '=', fingerprint)
-        .where('state', '=', 'running')
-        .execute();
+      await db.deleteFrom('idempotency_records').where(heldBy(scope, fingerprint)).execute();
     },
 
     async pruneIdempotency(before: number, limit: number): Promise<number> {
@@ -94,14 +92,12 @@ async function takeOver(
   scope: IdempotencyScope,
   fingerprint: string,
   now: number,
-  held: Record<string, unknown>,
+  held: Updateable<IdempotencyRecordsTable>,
 ): Promise<boolean> {
   const result = await db
     .updateTable('idempotency_records')
     .set(held)
-    .where('account_id', '=', scope.accountId)
-    .where('principal_id', '=', scope.principalId)
-    .where('idempotency_key', '=', scope.key)
+    .where(ofScope(scope))
     .where((eb) =>
       eb.or([
         eb('expires_at', '<=', now),
