@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import type { Principal } from './model.js';
@@ -7,12 +7,24 @@ import type { IdempotencyScope, Store } from './ports.js';
 /** How long an answer is kept under its key: a client retrying a lost answer does so within it. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
 /**
- * How long the first request holds its key. A retry meanwhile is told to come back (409
- * IDEMPOTENCY_KEY_IN_USE); once the hold lapses (the node answering it died) the same request
- * takes the key over and runs again. Longer than any declaration takes (10,000 files: seconds).
+ * How long a claim holds its key unless renewed. The request that claimed it renews it while it
+ * runs (a third of this apart), however long it takes; a retry meanwhile is told to come back
+ * (409 IDEMPOTENCY_KEY_IN_USE). Once a hold lapses (the node answering died), the same request
+ * takes the key over and runs again.
  */
 export const IDEMPOTENCY_LEASE_MS = 60_000;
+/**
+ * No request holds a key longer than this: one whose answer never came (a hook that never ran)
+ * stops renewing, and its hold lapses a lease later.
+ */
+const MAX_HOLD_MS = 10 * 60_000;
 const PRUNE_BATCH = 1000;
+
+export interface IdempotencySettings {
+  leaseMs: number;
+  /** How often a running request renews its hold (a third of the lease when absent). */
+  renewEveryMs?: number | undefined;
+}
 
 /** A key held for one request: give it the answer, or let go of it when the request failed. */
 export interface IdempotencyHold {
@@ -37,12 +49,14 @@ export class IdempotencyService {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    private readonly settings: IdempotencySettings = { leaseMs: IDEMPOTENCY_LEASE_MS },
   ) {}
 
   /**
    * `operation` names what is asked (its method and route), `request` is its parsed body: the
    * same key with another of either is refused (IDEMPOTENCY_KEY_REUSED), never answered with
-   * the other request's result.
+   * the other request's result. The body is compared as JSON values (its objects' keys in any
+   * order, its numbers however spelled), not as the text sent.
    */
   async begin(
     principal: Principal,
@@ -55,23 +69,31 @@ export class IdempotencyService {
       principalId: principal.tokenId !== null ? `token:${principal.tokenId}` : `key:${principal.keyId}`,
       key,
     };
-    const fingerprint = hash('sha256', `${operation}\n${JSON.stringify(request ?? null)}`, 'hex');
+    const fingerprint = hash('sha256', `${operation}\n${canonicalJson(request ?? null)}`, 'hex');
+    const holder = randomBytes(12).toString('hex');
     const now = this.clock.now();
-    const claim = await this.store.claimIdempotency(scope, fingerprint, {
+    const claim = await this.store.claimIdempotency(scope, fingerprint, holder, {
       now,
-      leaseUntil: now + IDEMPOTENCY_LEASE_MS,
+      leaseUntil: now + this.settings.leaseMs,
       expiresAt: now + IDEMPOTENCY_TTL_MS,
     });
     switch (claim.kind) {
-      case 'claimed':
+      case 'claimed': {
+        const renewal = this.keepHold(scope, holder);
         return {
           kind: 'run',
           hold: {
-            finish: (status, response) =>
-              this.store.finishIdempotency(scope, fingerprint, { status, response }),
-            release: () => this.store.releaseIdempotency(scope, fingerprint),
+            finish: (status, response) => {
+              renewal.stop();
+              return this.store.finishIdempotency(scope, holder, { status, response });
+            },
+            release: () => {
+              renewal.stop();
+              return this.store.releaseIdempotency(scope, holder);
+            },
           },
         };
+      }
       case 'replay':
         return { kind: 'replay', status: claim.status, response: claim.response };
       case 'mismatch':
@@ -88,6 +110,35 @@ export class IdempotencyService {
     }
   }
 
+  /**
+   * Renews a claim's hold while its request runs: a declaration held up by a slow database
+   * (group commits wait, then retry) may take longer than a lease, and a retry arriving then
+   * must not run it a second time beside it. A renewal that fails is tried again at the next
+   * tick; the hold outlasts two.
+   */
+  private keepHold(scope: IdempotencyScope, holder: string): { stop(): void } {
+    const every = this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3);
+    const started = this.clock.now();
+    let renewing = false;
+    const timer = setInterval(() => {
+      const now = this.clock.now();
+      if (now - started > MAX_HOLD_MS) {
+        clearInterval(timer);
+        return;
+      }
+      if (renewing) return;
+      renewing = true;
+      this.store
+        .renewIdempotency(scope, holder, now + this.settings.leaseMs)
+        .catch(() => {})
+        .finally(() => {
+          renewing = false;
+        });
+    }, every);
+    timer.unref();
+    return { stop: () => clearInterval(timer) };
+  }
+
   /** Removes answers kept past their day (the periodic sweep). */
   async prune(): Promise<number> {
     let removed = 0;
@@ -97,4 +148,20 @@ export class IdempotencyService {
       if (n < PRUNE_BATCH) return removed;
     }
   }
+}
+
+/**
+ * JSON text of a value with every object's keys in order: two bodies that parse to the same
+ * value (`{"name":…,"size":…}` and `{"size":…,"name":…}`) are the same request. Parsed JSON holds
+ * only plain objects, arrays, strings, numbers, booleans and null.
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value);
 }

@@ -625,24 +625,27 @@ export type IdempotencyClaim =
 /** Records of creating requests under their clients' idempotency keys. */
 export interface IdempotencyStore {
   /**
-   * Takes the key for a request with this fingerprint until `leaseUntil`, unless it holds the
-   * answer of an earlier request (kept until its `expiresAt`) or another request holds it.
-   * A hold whose lease lapsed (its node died) is taken over by the same request, never by
-   * another one.
+   * Takes the key for a request with this fingerprint, as `holder` (an id of this claim), until
+   * `leaseUntil`, unless it holds the answer of an earlier request (kept until its `expiresAt`)
+   * or another claim holds it. A hold whose lease lapsed (its node died) is taken over by the
+   * same request, never by another one.
    */
   claimIdempotency(
     scope: IdempotencyScope,
     fingerprint: string,
+    holder: string,
     at: { now: number; leaseUntil: number; expiresAt: number },
   ): Promise<IdempotencyClaim>;
-  /** Keeps the answer of the request that holds the key. */
+  /** Extends `holder`'s hold; false when the key is no longer its own. */
+  renewIdempotency(scope: IdempotencyScope, holder: string, leaseUntil: number): Promise<boolean>;
+  /** Keeps the answer under the key, if `holder` still holds it. */
   finishIdempotency(
     scope: IdempotencyScope,
-    fingerprint: string,
+    holder: string,
     answer: { status: number; response: string },
   ): Promise<void>;
-  /** Lets go of a held key without an answer (the request failed): the next one runs afresh. */
-  releaseIdempotency(scope: IdempotencyScope, fingerprint: string): Promise<void>;
+  /** Lets go of the key without an answer (the request failed), if `holder` still holds it. */
+  releaseIdempotency(scope: IdempotencyScope, holder: string): Promise<void>;
   /** Deletes up to `limit` records that expired before `before`; returns how many. */
   pruneIdempotency(before: number, limit: number): Promise<number>;
 }

@@ -294,6 +294,7 @@ export interface IdempotencyRecordsTable {
   idempotency_key: string;
   fingerprint: string;
   state: 'running' | 'done';
+  holder: string;
   status: number | null;
   response: string | null;
   created_at: number;

@@ -45,6 +45,13 @@ test('the same declaration sent again with its key gets the first answer, marked
   const quoted = await declare(body, { 'idempotency-key': `"${key}"` });
   assert.equal(quoted.headers.get('idempotent-replayed'), 'true');
   assert.equal(quoted.body.id, first.body.id);
+  // The same JSON value with its keys in another order is the same request.
+  const reordered = await declare(
+    { content_type: body.content_type, size: body.size, name: body.name },
+    { 'idempotency-key': key },
+  );
+  assert.equal(reordered.headers.get('idempotent-replayed'), 'true');
+  assert.equal(reordered.body.id, first.body.id);
   assert.deepEqual(
     (await uploadsNamed('idem-one.bin')).map((u) => u.id),
     [first.body.id],

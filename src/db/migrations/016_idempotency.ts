@@ -6,8 +6,8 @@ import { text } from './text.js';
 // connection or a proxy) is answered the same instead of creating a second upload. Scoped by
 // account and by the credential (API key or upload token) that sent it: one client's keys
 // never meet another's. `state` is 'running' while the first request is being answered (its
-// lease, `lease_until`, lets a retry take over from a node that died meanwhile) and 'done'
-// once its answer is kept; `expires_at` is when the key may be used afresh.
+// lease, `lease_until`, renewed while it runs, lets a retry take over from a node that died
+// meanwhile) and 'done' once its answer is kept; `expires_at` is when the key may be used afresh.
 export async function up(db: Kysely<unknown>): Promise<void> {
   const t = text(db);
   await db.schema
@@ -17,6 +17,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('idempotency_key', t, (c) => c.notNull())
     .addColumn('fingerprint', t, (c) => c.notNull())
     .addColumn('state', t, (c) => c.notNull())
+    // Which claim holds it (a random id per claim): a request overtaken after its hold lapsed
+    // can neither answer nor let go of the key its successor holds.
+    .addColumn('holder', t, (c) => c.notNull())
     .addColumn('status', 'integer')
     .addColumn('response', t)
     .addColumn('created_at', 'bigint', (c) => c.notNull())

@@ -13,19 +13,20 @@ const ofScope = (scope: IdempotencyScope) => (eb: Records) =>
     eb('idempotency_key', '=', scope.key),
   ]);
 
-/** … while the request with this fingerprint holds it. */
-const heldBy = (scope: IdempotencyScope, fingerprint: string) => (eb: Records) =>
-  eb.and([ofScope(scope)(eb), eb('fingerprint', '=', fingerprint), eb('state', '=', 'running')]);
+/** … while this claim holds it. */
+const heldBy = (scope: IdempotencyScope, holder: string) => (eb: Records) =>
+  eb.and([ofScope(scope)(eb), eb('holder', '=', holder), eb('state', '=', 'running')]);
 
 /** Records of creating requests under their clients' idempotency keys (migration 016). */
 export function idempotencyQueries({ db }: SqlContext): IdempotencyStore {
   const byScope = (scope: IdempotencyScope) => db.selectFrom('idempotency_records').where(ofScope(scope));
 
   return {
-    async claimIdempotency(scope, fingerprint, at): Promise<IdempotencyClaim> {
+    async claimIdempotency(scope, fingerprint, holder, at): Promise<IdempotencyClaim> {
       const held = {
         fingerprint,
         state: 'running' as const,
+        holder,
         status: null,
         response: null,
         created_at: at.now,
@@ -64,16 +65,25 @@ export function idempotencyQueries({ db }: SqlContext): IdempotencyStore {
       return { kind: 'running' };
     },
 
-    async finishIdempotency(scope, fingerprint, answer): Promise<void> {
+    async renewIdempotency(scope, holder, leaseUntil): Promise<boolean> {
+      const result = await db
+        .updateTable('idempotency_records')
+        .set({ lease_until: leaseUntil })
+        .where(heldBy(scope, holder))
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
+    async finishIdempotency(scope, holder, answer): Promise<void> {
       await db
         .updateTable('idempotency_records')
         .set({ state: 'done', status: answer.status, response: answer.response })
-        .where(heldBy(scope, fingerprint))
+        .where(heldBy(scope, holder))
         .execute();
     },
 
-    async releaseIdempotency(scope, fingerprint): Promise<void> {
-      await db.deleteFrom('idempotency_records').where(heldBy(scope, fingerprint)).execute();
+    async releaseIdempotency(scope, holder): Promise<void> {
+      await db.deleteFrom('idempotency_records').where(heldBy(scope, holder)).execute();
     },
 
     async pruneIdempotency(before: number, limit: number): Promise<number> {

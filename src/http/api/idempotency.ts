@@ -3,7 +3,9 @@ import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import type { IdempotencyHold } from '../../core/idempotency.js';
 import type { Core } from '../../core/wharf.js';
+import { describedAs } from '../openapi/components.js';
 import type { App } from './context.js';
+import { ErrorSchema } from './schemas.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -16,6 +18,19 @@ declare module 'fastify' {
   }
 }
 
+/** What the routes that take the header may answer for it, for the document. */
+export const idempotencyRefusals = {
+  409: describedAs(
+    ErrorSchema,
+    'IDEMPOTENCY_KEY_IN_USE: a request with this Idempotency-Key is still being answered; retry after ' +
+      '`Retry-After` seconds for its answer.',
+  ),
+  422: describedAs(
+    ErrorSchema,
+    'IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was sent with another request (another body or route).',
+  ),
+};
+
 /**
  * The header, on the routes that take it: their schema validates it (400 VALIDATION_FAILED) and
  * puts it in the OpenAPI document. The draft's form is a quoted string, Stripe's a bare token:
@@ -24,11 +39,11 @@ declare module 'fastify' {
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
     Type.String({
-      pattern: '^[!-~]{1,257}$',
+      pattern: '^(?:[!#-~]{1,255}|"[!#-~]{1,255}")$',
       description:
         'Makes the request safe to send again: the same key with the same request within 24 hours gets the ' +
         'first answer (with `Idempotent-Replayed: true`), not a second set of uploads. 1–255 visible ASCII ' +
-        'characters (a UUID), optionally in double quotes.',
+        'characters other than `"` (a UUID), optionally in double quotes.',
     }),
   ),
 });

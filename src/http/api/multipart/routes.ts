@@ -3,7 +3,7 @@ import { MAX_PARTS_PER_SIGNING } from '../../../core/multipart.js';
 import { MULTIPART_LIMITS } from '../../../core/ports.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
-import { IdempotencyHeaders } from '../idempotency.js';
+import { IdempotencyHeaders, idempotencyRefusals } from '../idempotency.js';
 import { AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
 
 const MiB = 1024 * 1024;
@@ -154,10 +154,8 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
           200: ExistingMultipart,
           201: PendingMultipart,
           ...errorResponses,
-          // IDEMPOTENCY_KEY_IN_USE, IDEMPOTENCY_KEY_REUSED.
-          409: errorResponses[400],
+          ...idempotencyRefusals,
           413: errorResponses[400],
-          422: errorResponses[400],
         },
       },
     },

@@ -3,7 +3,7 @@ import type { IntentResult } from '../../../core/upload-types.js';
 import { named } from '../../openapi/components.js';
 import { withLock } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
-import { IdempotencyHeaders } from '../idempotency.js';
+import { IdempotencyHeaders, idempotencyRefusals } from '../idempotency.js';
 import { uploadJson } from '../listings.js';
 import {
   AssetResultSchema,
@@ -115,10 +115,8 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
           200: CreatedUploads,
           201: CreatedUploads,
           ...errorResponses,
-          // IDEMPOTENCY_KEY_IN_USE, IDEMPOTENCY_KEY_REUSED.
-          409: errorResponses[400],
+          ...idempotencyRefusals,
           413: errorResponses[400],
-          422: errorResponses[400],
         },
       },
     },
