@@ -3,6 +3,7 @@ import type { Clock } from './clock.js';
 import { WharfError } from './errors.js';
 import type { Principal } from './model.js';
 import type { IdempotencyScope, Store } from './ports.js';
+import { type Renewal, renewEvery } from './renewal.js';
 
 /** How long an answer is kept under its key: a client retrying a lost answer does so within it. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -113,30 +114,15 @@ export class IdempotencyService {
   /**
    * Renews a claim's hold while its request runs: a declaration held up by a slow database
    * (group commits wait, then retry) may take longer than a lease, and a retry arriving then
-   * must not run it a second time beside it. A renewal that fails is tried again at the next
-   * tick; the hold outlasts two.
+   * must not run it a second time beside it.
    */
-  private keepHold(scope: IdempotencyScope, holder: string): { stop(): void } {
-    const every = this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3);
+  private keepHold(scope: IdempotencyScope, holder: string): Renewal {
     const started = this.clock.now();
-    let renewing = false;
-    const timer = setInterval(() => {
-      const now = this.clock.now();
-      if (now - started > MAX_HOLD_MS) {
-        clearInterval(timer);
-        return;
-      }
-      if (renewing) return;
-      renewing = true;
-      this.store
-        .renewIdempotency(scope, holder, now + this.settings.leaseMs)
-        .catch(() => {})
-        .finally(() => {
-          renewing = false;
-        });
-    }, every);
-    timer.unref();
-    return { stop: () => clearInterval(timer) };
+    return renewEvery(
+      this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3),
+      () => this.store.renewIdempotency(scope, holder, this.clock.now() + this.settings.leaseMs),
+      () => this.clock.now() - started > MAX_HOLD_MS,
+    );
   }
 
   /** Removes answers kept past their day (the periodic sweep). */

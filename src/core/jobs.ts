@@ -2,6 +2,7 @@ import type { Clock } from './clock.js';
 import type { IdSource } from './ids.js';
 import type { Job } from './model.js';
 import type { Store } from './ports.js';
+import { type Renewal, renewEvery } from './renewal.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 
 export type JobHandler = (job: Job) => Promise<void>;
@@ -198,24 +199,12 @@ export class JobRunner {
    * a job whose node died (a crash, `kill -9`) run again soon: a delivery that node was sending
    * held its endpoint's slot (WHARF_WEBHOOK_CONCURRENCY) for the whole lease, five minutes when
    * it was fixed. Renewed, a job may also run longer than one lease (a large video's preview)
-   * without another node taking it over meanwhile. A renewal that fails (the database away) is
-   * tried again at the next tick; the lease outlasts two.
+   * without another node taking it over meanwhile.
    */
-  private keepLease(job: Job): { stop(): void } {
-    const every = this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3);
-    let renewing = false;
-    const timer = setInterval(() => {
-      if (renewing) return;
-      renewing = true;
-      this.store
-        .renewJob(job.id, this.workerId, this.clock.now() + this.settings.leaseMs)
-        .catch(() => {})
-        .finally(() => {
-          renewing = false;
-        });
-    }, every);
-    timer.unref();
-    return { stop: () => clearInterval(timer) };
+  private keepLease(job: Job): Renewal {
+    return renewEvery(this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3), () =>
+      this.store.renewJob(job.id, this.workerId, this.clock.now() + this.settings.leaseMs),
+    );
   }
 
   /** Runs due jobs until none is left (tests and the periodic tick use it). */

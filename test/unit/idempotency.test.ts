@@ -14,17 +14,13 @@ import {
 import { createIdSource } from '../../src/core/ids.js';
 import type { Principal } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
-import { connect } from '../../src/db/connect.js';
-import { migrateToLatest } from '../../src/db/migrate.js';
-import { createSqlStore } from '../../src/db/store/index.js';
-import { createDatabase, deployment } from '../helpers/deployment.js';
+import { type TwoStores, twoStores } from '../helpers/two-stores.js';
 
 // The idempotency service on a real database, opened through two connections as two nodes
 // would: a SQLite file on embedded, a PostgreSQL database when the suite runs scaled.
 let dir: string;
 let first: Store;
 let second: Store;
-let release: (() => Promise<void>) | undefined;
 const clock = new ManualClock(Date.UTC(2026, 0, 1));
 const ids = createIdSource(clock);
 const principal: Principal = {
@@ -45,18 +41,10 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-let databases = 0;
+let stores: TwoStores;
 beforeEach(async () => {
-  let url = `sqlite://${join(dir, `idempotency-${++databases}.db`)}`;
-  if (deployment === 'scaled') {
-    const database = await createDatabase();
-    url = database.env.WHARF_DATABASE_URL!;
-    release = database.release;
-  }
-  const a = connect(url);
-  await migrateToLatest(a.db);
-  first = createSqlStore(a, ids);
-  second = createSqlStore(connect(url), ids);
+  stores = await twoStores(dir, ids);
+  ({ first, second } = stores);
   await first.ensureAccount({
     id: principal.accountId,
     name: 'Default',
@@ -68,10 +56,7 @@ beforeEach(async () => {
   });
 });
 afterEach(async () => {
-  await first.close();
-  await second.close();
-  await release?.();
-  release = undefined;
+  await stores.close();
 });
 
 /** What begin() gave, or the code it refused with. */

@@ -16,9 +16,8 @@ import {
 import type { Job } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
 import { connect } from '../../src/db/connect.js';
-import { migrateToLatest } from '../../src/db/migrate.js';
-import { createSqlStore } from '../../src/db/store/index.js';
-import { createDatabase, deployment } from '../helpers/deployment.js';
+import { deployment } from '../helpers/deployment.js';
+import { type TwoStores, twoStores } from '../helpers/two-stores.js';
 
 // A real database opened through two connections, as two processes (or nodes) would: the
 // claim has to hold across connections, not just within one. A SQLite file on embedded, a
@@ -27,7 +26,6 @@ import { createDatabase, deployment } from '../helpers/deployment.js';
 let dir: string;
 let first: Store;
 let second: Store;
-let release: (() => Promise<void>) | undefined;
 const clock = new ManualClock(Date.UTC(2026, 0, 1));
 const ids = createIdSource(clock);
 const settings: JobSettings = { leaseMs: 60_000, maxAttempts: 3 };
@@ -40,26 +38,15 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-let databases = 0;
+let stores: TwoStores;
 /** The test's database, for a third connection of its own. */
 let url: string;
 beforeEach(async () => {
-  url = `sqlite://${join(dir, `jobs-${++databases}.db`)}`;
-  if (deployment === 'scaled') {
-    const database = await createDatabase();
-    url = database.env.WHARF_DATABASE_URL!;
-    release = database.release;
-  }
-  const a = connect(url);
-  await migrateToLatest(a.db);
-  first = createSqlStore(a, ids);
-  second = createSqlStore(connect(url), ids);
+  stores = await twoStores(dir, ids);
+  ({ first, second, url } = stores);
 });
 afterEach(async () => {
-  await first.close();
-  await second.close();
-  await release?.();
-  release = undefined;
+  await stores.close();
 });
 
 function runner(store: Store, handler: JobHandler, overrides: Partial<JobSettings> = {}): JobRunner {
