@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
   assetWithinConfinement,
+  canSeeUpload,
   confineQuery,
   hasScope,
   requireReadOrUpload,
@@ -114,12 +115,33 @@ export class AssetService {
    * recorded (see get): a URL the caller signs carries that upload, so whoever follows the
    * URL sees what the signer saw, never the record's first uploader's name.
    */
-  async view(principal: Principal, id: string): Promise<{ asset: Asset; through?: Upload | undefined }> {
+  async view(
+    principal: Principal,
+    id: string,
+    /**
+     * Show the asset as this upload of it does (its name, type, metadata: see viewThrough), not
+     * as the caller's own view would: a back end signing a URL for one of its users' uploads of
+     * content another user sent first. The upload must be a completed upload of the asset that
+     * the caller may see (as GET /v1/uploads/{id}); any other is NOT_FOUND.
+     */
+    uploadId?: string,
+  ): Promise<{ asset: Asset; through?: Upload | undefined }> {
     requireReadOrUpload(principal);
     const asset = await this.store.getAsset(principal.accountId, id);
     const seen = asset && (await this.viewOf(principal, asset));
     if (!seen) throw new WharfError('NOT_FOUND', 'No such asset.');
-    return seen;
+    if (uploadId === undefined) return seen;
+    const upload = await this.store.getUpload(uploadId);
+    if (
+      !upload ||
+      upload.assetId !== seen.asset.id ||
+      upload.status !== 'completed' ||
+      !canSeeUpload(principal, upload)
+    ) {
+      throw new WharfError('NOT_FOUND', 'No such upload of this asset.', { upload_id: uploadId });
+    }
+    // The upload that made the asset is the asset's own view.
+    return { asset: seen.asset, through: upload.deduplicated ? upload : undefined };
   }
 
   /** How the caller sees `asset` (see view), or undefined when it may not read it at all. */
@@ -382,13 +404,18 @@ export class AssetService {
     /** Seconds from now, or a moment (see UrlExpiry). */
     expiry: UrlExpiry,
     disposition: Disposition,
-    /** The upload whose view to show, when the caller holds one (an ActiveStorage blob is its upload). */
-    as?: Upload,
+    /**
+     * The upload whose view to show: one the caller holds (an ActiveStorage blob is its upload),
+     * or the id of one it names (see view).
+     */
+    as?: Upload | string,
   ): Promise<DownloadGrant> {
-    const seen = await this.view(principal, id);
+    const seen = await this.view(principal, id, typeof as === 'string' ? as : undefined);
     const { asset } = seen;
     const through =
-      as?.deduplicated && as.assetId === asset.id && as.accountId === asset.accountId ? as : seen.through;
+      typeof as === 'object' && as.deduplicated && as.assetId === asset.id && as.accountId === asset.accountId
+        ? as
+        : seen.through;
     const expires = signedUrlExpires(principal, expiry, this.clock.now(), MAX_SIGNED_URL_SECONDS);
     const view = through?.id;
     const signer = signerOf(principal);

@@ -574,8 +574,10 @@ export class ImageService {
     assetId: string,
     request: TransformRequest,
     expiry: UrlExpiry,
+    /** Show the asset as this upload of it does (see AssetService.view). */
+    uploadId?: string,
   ): Promise<{ grant: TransformGrant; transform: CanonicalTransform }> {
-    const { asset, through } = await this.assets.view(principal, assetId);
+    const { asset, through } = await this.assets.view(principal, assetId, uploadId);
     const expires = signedUrlExpires(principal, expiry, this.clock.now(), MAX_SIGNED_SECONDS);
     // Resolving checks the parameters and the preset before a URL is handed out.
     const transform = await this.resolve(asset.accountId, request);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import { createAsset, dbQuery, readJson, uploadRaw } from '../helpers/assets.js';
 import { api, b64, type JsonResponse, md5Hex, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -207,6 +208,82 @@ describe('keys with scopes', () => {
       (await api(w.url, w.key, 'GET', `/v1/assets/${res.body.asset.id}`)).body.name,
       'board-minutes.pdf',
     );
+  });
+
+  test("a back end signs a user's links as that user's upload of shared content shows it (upload_id), never the first uploader's name", async () => {
+    const backend = await key({ scopes: ['upload'] });
+    const reader = await key({ scopes: ['read'] });
+    const mint = async (subject: string) => {
+      const res = await api(w.url, backend.secret, 'POST', '/v1/upload-tokens', { subject });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return res.body.secret as string;
+    };
+    const photo = await sharp({
+      create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 40, b: 90 } },
+    })
+      .png()
+      .toBuffer();
+    const carolToken = await mint('carol');
+    const carol = await uploadRaw(w, carolToken, 'carol-divorce.png', photo, {
+      contentType: 'image/png',
+    });
+    const dave = await uploadRaw(w, await mint('dave'), 'dave-cat.png', photo, { contentType: 'image/png' });
+    assert.equal(dave.body.asset.id, carol.body.asset.id, 'stored once');
+    const assetId = carol.body.asset.id as string;
+    const listed = await api(w.url, reader.secret, 'GET', '/v1/uploads?limit=1000');
+    const uploadOf = (name: string) =>
+      listed.body.data.find((u: { name: string }) => u.name === name).id as string;
+
+    const disposition = async (signer: string, body: Record<string, unknown>, route = 'signed-url') => {
+      const signed = await api(w.url, signer, 'POST', `/v1/assets/${assetId}/${route}`, body);
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const served = await fetch(signed.body.url);
+      await served.arrayBuffer();
+      assert.equal(served.status, 200);
+      return served.headers.get('content-disposition');
+    };
+    // Without it, the asset's own view: the first uploader's name, whoever the link is for.
+    assert.match((await disposition(reader.secret, { disposition: 'attachment' }))!, /carol-divorce/);
+    // With dave's upload: his name, on a download and on a rendering, by either back-end key.
+    for (const signer of [reader.secret, backend.secret]) {
+      const attached = await disposition(signer, {
+        disposition: 'attachment',
+        upload_id: uploadOf('dave-cat.png'),
+      });
+      assert.match(attached!, /filename="dave-cat\.png"/);
+      assert.ok(!attached!.includes('carol'));
+      const rendered = await disposition(signer, { w: 20, upload_id: uploadOf('dave-cat.png') }, 'image-url');
+      assert.match(rendered!, /dave-cat/);
+      assert.ok(!rendered!.includes('carol'));
+    }
+    // Carol's own upload (the one that made the asset) shows her name, as the asset does.
+    assert.match(
+      (await disposition(reader.secret, {
+        disposition: 'attachment',
+        upload_id: uploadOf('carol-divorce.png'),
+      }))!,
+      /carol-divorce/,
+    );
+
+    // An upload of another asset, one the caller may not see, or none: 404, and no URL.
+    const other = await uploadRaw(w, w.key, 'other.bin', randomBytes(50));
+    const otherUpload = (await api(w.url, w.key, 'GET', '/v1/uploads?limit=1000')).body.data.find(
+      (u: { name: string }) => u.name === 'other.bin',
+    ).id;
+    assert.equal(other.status, 201);
+    for (const [signer, uploadId, label] of [
+      [reader.secret, otherUpload, 'an upload of another asset'],
+      // Carol's token sees the asset (through her upload), not Dave's upload of it.
+      [carolToken, uploadOf('dave-cat.png'), 'an upload the caller cannot see'],
+      [reader.secret, '00000000-0000-4000-8000-000000000000', 'no such upload'],
+    ] as const) {
+      for (const route of ['signed-url', 'image-url']) {
+        const res = await api(w.url, signer, 'POST', `/v1/assets/${assetId}/${route}`, {
+          upload_id: uploadId,
+        });
+        refused(res, 'NOT_FOUND', `${label} (${route})`, 404);
+      }
+    }
   });
 
   test('a change of access answers the asset as GET shows it to the caller, and nothing to one that may not read it', async () => {

@@ -323,6 +323,21 @@ export function Id(options: { description?: string; format?: 'uuid'; maxLength?:
 
 export const IdParams = Type.Object({ id: Id() });
 
+/**
+ * `upload_id` in a signing body: the URL shows the asset as that upload of it does (its name in
+ * Content-Disposition, its type), for a back end signing on behalf of the user whose upload it
+ * is. Content two users sent is one asset, named as its first upload; without it, a key that
+ * reads the whole account signs that first name into the other user's links.
+ */
+export const UploadIdField = Type.Optional(
+  Id({
+    description:
+      'Show the asset as this completed upload of it does (its file name and type), e.g. the upload of the ' +
+      'user the URL is for, when the same content was also uploaded by others. One the caller may see ' +
+      '(as `GET /v1/uploads/{id}`); any other is `404 NOT_FOUND`.',
+  }),
+);
+
 /** A list that takes no parameters: one it does not know is refused, as every other route's are. */
 export const NoQuery = Type.Object({}, { additionalProperties: false });
 

@@ -7,7 +7,7 @@ import { EXTENSIONS, FITS, MAX_DPR, type OutputFormat } from '../../../core/tran
 import { describedAs, named } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
-import { ErrorSchema, errorResponses, IdParams, iso } from '../schemas.js';
+import { ErrorSchema, errorResponses, IdParams, iso, UploadIdField } from '../schemas.js';
 import { binary, dispositionHeader, sendStored } from './serve.js';
 import { asSigned, refuseBothExpiries, requestedExpiry, signedImageUrl } from './signed-urls.js';
 
@@ -108,6 +108,7 @@ const ImageUrlBody = named(
             'it and caches work: round it, e.g. to the end of the current hour or day.',
         }),
       ),
+      upload_id: UploadIdField,
     },
     { additionalProperties: false },
   ),
@@ -392,12 +393,13 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
     },
     async (request) => {
       const body = (request.body ?? { expires_in: 86_400 }) as Static<typeof ImageUrlBody>;
-      const { expires_in, expires_at, ...params } = body;
+      const { expires_in, expires_at, upload_id, ...params } = body;
       const { grant, transform } = await core.images.grant(
         request.principal!,
         request.params.id,
         transformRequest(params),
         requestedExpiry({ expires_in: expires_in ?? 86_400, expires_at }),
+        upload_id,
       );
       return {
         url: signedImageUrl(publicUrl, grant),

@@ -12,6 +12,7 @@ import {
   iso,
   PageCursor,
   parseTime,
+  UploadIdField,
 } from '../schemas.js';
 import { refuseBothExpiries, requestedExpiry, signedDownloadUrl } from './signed-urls.js';
 
@@ -47,6 +48,7 @@ const SignedUrlBody = named(
         }),
       ),
       disposition: Type.Union([Type.Literal('inline'), Type.Literal('attachment')], { default: 'inline' }),
+      upload_id: UploadIdField,
     },
     {
       additionalProperties: false,
@@ -194,6 +196,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
         request.params.id,
         requestedExpiry({ expires_in: body.expires_in ?? 3600, expires_at: body.expires_at }),
         body.disposition ?? 'inline',
+        'upload_id' in body ? body.upload_id : undefined,
       );
       return {
         url: signedDownloadUrl(publicUrl, grant),
