@@ -21,6 +21,7 @@ import type {
   FileDeclaration,
   FileVersion,
   FileVersionEntry,
+  ImageUrlOptions,
   Key,
   KeyList,
   KeyRequest,
@@ -29,6 +30,7 @@ import type {
   MultipartResult,
   MultipartUpload,
   ReplayResult,
+  SignedImageUrl,
   SignedPart,
   SignedUrl,
   StoredPart,
@@ -213,9 +215,24 @@ export class AssetsApi {
    */
   signedUrl(
     id: string,
-    options: { expires_in?: number; expires_at?: string; disposition?: 'inline' | 'attachment' } = {},
+    options: {
+      expires_in?: number;
+      expires_at?: string;
+      disposition?: 'inline' | 'attachment';
+      /** Show the asset as this upload of it does: its file name and type (docs/integration.md). */
+      upload_id?: string;
+    } = {},
   ) {
     return this.http.json<SignedUrl>('POST', path`/v1/assets/${id}/signed-url`, { json: options });
+  }
+
+  /**
+   * A signed URL of a rendering (an `<img>`'s `src`, a CDN's origin) that works without a key:
+   * `POST /v1/assets/{id}/image-url` (docs/images.md). Give `expires_at` rounded (the end of the
+   * hour or day) for the same URL on every render, so caches work.
+   */
+  imageUrl(id: string, options: ImageUrlOptions = {}) {
+    return this.http.json<SignedImageUrl>('POST', path`/v1/assets/${id}/image-url`, { json: options });
   }
 
   /**

@@ -72,6 +72,32 @@ export interface SignedUrl {
   expires_at: string;
 }
 
+/** What `assets.imageUrl` signs: a rendering's parameters, or a preset (docs/images.md). */
+export interface ImageUrlOptions {
+  /** Width in CSS pixels (× dpr, rounded up to a multiple of 16, at most 4096). */
+  w?: number;
+  h?: number;
+  fit?: 'cover' | 'contain' | 'inside';
+  /** `auto` (default): AVIF, then WebP when the browser's Accept names them. */
+  format?: 'auto' | 'webp' | 'avif' | 'jpeg' | 'png';
+  q?: number;
+  dpr?: number;
+  /** A named preset of the account (with `dpr` only). */
+  preset?: string;
+  /** Seconds the URL works (default a day), or `expires_at` (RFC 3339), not both. */
+  expires_in?: number;
+  expires_at?: string;
+  /** Show the asset as this upload of it does: its file name and type (docs/integration.md). */
+  upload_id?: string;
+}
+
+export interface SignedImageUrl {
+  url: string;
+  expires_at: string;
+  /** The canonical parameters the URL carries (sizes rounded, dpr applied). */
+  params: Record<string, string | number>;
+}
+
 /** A file to upload presigned (`POST /v1/uploads`). */
 export interface FileDeclaration {
   name: string;

@@ -5,6 +5,7 @@ import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import {
   connect,
   downloadToFile,
@@ -693,6 +694,25 @@ describe('resources', () => {
     const moment = await wharf.assets.signedUrl(asset.id, { expires_at: until });
     assert.equal(moment.expires_at, until);
     assert.equal((await wharf.assets.signedUrl(asset.id, { expires_at: until })).url, moment.url);
+    // A rendering's signed URL, for an <img>: as image-url answers it, and it serves the image.
+    const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3a7' } })
+      .png()
+      .toBuffer();
+    const image = (await wharf.upload(png, { name: `${prefix}photo.png`, contentType: 'image/png' })).asset;
+    const rendering = await wharf.assets.imageUrl(image.id, { w: 32, format: 'webp', expires_at: until });
+    assert.equal(rendering.expires_at, until);
+    assert.equal(rendering.params.w, 32);
+    assert.equal(rendering.params.format, 'webp');
+    const shown = await fetch(rendering.url);
+    assert.equal(shown.status, 200);
+    assert.equal(shown.headers.get('content-type'), 'image/webp');
+    assert.equal((await sharp(Buffer.from(await shown.arrayBuffer())).metadata()).width, 32);
+    // As one upload of it shows it (the first and only here: the asset's own name).
+    const asUpload = await wharf.assets.signedUrl(image.id, {
+      disposition: 'attachment',
+      upload_id: (await wharf.uploads.list({ limit: 1 })).data[0]!.id,
+    });
+    assert.match((await fetch(asUpload.url)).headers.get('content-disposition') ?? '', /photo\.png/);
 
     const ranged = await wharf.assets.download(asset.id, { range: { start: 10, end: 19 } });
     assert.equal(ranged.status, 206);
