@@ -128,20 +128,31 @@ export class AssetService {
   ): Promise<{ asset: Asset; through?: Upload | undefined }> {
     requireReadOrUpload(principal);
     const asset = await this.store.getAsset(principal.accountId, id);
+    if (asset && uploadId !== undefined)
+      return { asset, through: await this.uploadOf(principal, asset, uploadId) };
     const seen = asset && (await this.viewOf(principal, asset));
     if (!seen) throw new WharfError('NOT_FOUND', 'No such asset.');
-    if (uploadId === undefined) return seen;
+    return seen;
+  }
+
+  /**
+   * The upload to show `asset` through, named by the caller: a completed upload of it that the
+   * caller may see. Seeing the upload is enough, even where the caller's own view of the asset
+   * is none (its first upload is outside a confined key's name prefix): shown through the upload,
+   * the asset is what the caller may see, its name and type the upload's.
+   */
+  private async uploadOf(principal: Principal, asset: Asset, uploadId: string): Promise<Upload | undefined> {
     const upload = await this.store.getUpload(uploadId);
     if (
       !upload ||
-      upload.assetId !== seen.asset.id ||
+      upload.assetId !== asset.id ||
       upload.status !== 'completed' ||
       !canSeeUpload(principal, upload)
     ) {
       throw new WharfError('NOT_FOUND', 'No such upload of this asset.', { upload_id: uploadId });
     }
     // The upload that made the asset is the asset's own view.
-    return { asset: seen.asset, through: upload.deduplicated ? upload : undefined };
+    return upload.deduplicated ? upload : undefined;
   }
 
   /** How the caller sees `asset` (see view), or undefined when it may not read it at all. */

@@ -78,6 +78,9 @@ export class RetryJobError extends Error {
  * and a crash mid-job only delays it until its lease runs out; the claim itself makes
  * sure exactly one worker holds a job at a time.
  */
+/** How long a running job's lease is renewed at most (see JobRunner.keepLease). */
+const MAX_RENEWED_MS = 30 * 60_000;
+
 /** Finished jobs deleted per statement (see JobRunner.prune). */
 const PRUNE_PAGE = 1000;
 
@@ -202,8 +205,13 @@ export class JobRunner {
    * without another node taking it over meanwhile.
    */
   private keepLease(job: Job): Renewal {
-    return renewEvery(this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3), () =>
-      this.store.renewJob(job.id, this.workerId, this.clock.now() + this.settings.leaseMs),
+    const started = this.clock.now();
+    return renewEvery(
+      this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3),
+      () => this.store.renewJob(job.id, this.workerId, this.clock.now() + this.settings.leaseMs),
+      // A handler that never returns (every one has its own timeouts; a bug may not) keeps its
+      // job, and a delivery's endpoint place, no longer than this: then the lease lapses.
+      () => this.clock.now() - started > MAX_RENEWED_MS,
     );
   }
 

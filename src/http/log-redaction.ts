@@ -7,11 +7,19 @@
 const SECRET_PARAMS = new Set(['x-amz-signature', 'x-amz-credential', 'x-amz-security-token', 'signature']);
 // Wharf takes no key, token or password in a query, but a client that puts one there (say
 // `?api_key=`) has still sent it: its value is not logged under such a name, nor any value
-// that holds a Wharf key or upload token (`wharf_…`), whatever the parameter is called and
-// wherever in the value it sits (`?auth=Bearer wharf_…`, `?q=key:wharf_…`).
+// that holds a Wharf key or upload token (`wharf_` and at least 16 more key characters; Wharf's
+// own have 43), whatever the parameter is called and wherever in the value it sits
+// (`?auth=Bearer wharf_…`, `?q=key:wharf_…`), nor a parameter named by one (`?wharf_…`, a URL
+// built as `url + '?' + key`). Looked for in the text as decoded and as sent, where an escape
+// may sit before it (`%20wharf_…` in a value whose other escapes do not decode, `%2520wharf_…`
+// encoded twice); a name like `project-wharf_notes.txt` is no key.
 const CREDENTIAL_PARAM =
   /^(?:x-)?(?:api[-_]?key|key|access[-_]?token|token|auth|authorization|secret|password|session)$/;
-const WHARF_CREDENTIAL = /(?:^|[^A-Za-z0-9])wharf_/;
+const WHARF_CREDENTIAL = /(?:^|[^A-Za-z0-9]|%[0-9A-Fa-f]{2})wharf_[A-Za-z0-9_-]{16}/;
+
+function holdsCredential(raw: string, decodedText: string): boolean {
+  return WHARF_CREDENTIAL.test(decodedText) || WHARF_CREDENTIAL.test(raw);
+}
 // The segment after these is a signed id (ActiveStorage's redirect and record routes).
 const SECRET_SEGMENTS = /(\/(?:rails\/active_storage\/blobs\/redirect|api\/v1\/upload\/blobs)\/)[^/?]+/g;
 
@@ -38,10 +46,13 @@ export function redactedUrl(url: string): string {
     .map((pair) => {
       const eq = pair.indexOf('=');
       const name = eq === -1 ? pair : pair.slice(0, eq);
-      const spelled = decoded(name.replace(/\+/g, ' ')).toLowerCase();
-      const value = eq === -1 ? '' : decoded(pair.slice(eq + 1).replace(/\+/g, ' ')).trim();
+      const rawValue = eq === -1 ? '' : pair.slice(eq + 1);
+      const decodedName = decoded(name.replace(/\+/g, ' '));
+      if (holdsCredential(name, decodedName)) return 'REDACTED';
+      const spelled = decodedName.toLowerCase();
+      const value = decoded(rawValue.replace(/\+/g, ' ')).trim();
       const secret =
-        SECRET_PARAMS.has(spelled) || CREDENTIAL_PARAM.test(spelled) || WHARF_CREDENTIAL.test(value);
+        SECRET_PARAMS.has(spelled) || CREDENTIAL_PARAM.test(spelled) || holdsCredential(rawValue, value);
       return secret ? `${name}=REDACTED` : pair;
     })
     .join('&');

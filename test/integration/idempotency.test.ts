@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS } from '../../src/core/idempotency.js';
+import { IDEMPOTENCY_LEASE_MS, IDEMPOTENCY_TTL_MS, IdempotencyService } from '../../src/core/idempotency.js';
+import { createIdSource } from '../../src/core/ids.js';
+import { connect } from '../../src/db/connect.js';
+import { createSqlStore } from '../../src/db/store/index.js';
 import { Wharf } from '../../src/sdk/node.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
@@ -182,11 +185,20 @@ test('requests sent together with one key make one upload; the others are replay
 test('a key held by a request whose node died is taken over by the same request once its lease lapses', async () => {
   const key = randomUUID();
   const body = file('idem-lease.bin');
-  // A node claims the key and dies before answering: its claim, made through the core as the
-  // route makes it, is never finished.
+  // Another node, on the same database, claims the key as the route does and dies before
+  // answering: its claim is never finished, nor renewed (its renewal would come an hour on).
   const principal = await w.wharf.core.keys.authenticate(w.key);
-  const claimed = await w.wharf.core.idempotency.begin(principal, key, 'POST /v1/uploads', body);
-  assert.equal(claimed.kind, 'run');
+  const node = createSqlStore(connect(w.databaseUrl), createIdSource(w.clock));
+  try {
+    const dying = new IdempotencyService(node, w.clock, {
+      leaseMs: IDEMPOTENCY_LEASE_MS,
+      renewEveryMs: 3_600_000,
+    });
+    const claimed = await dying.begin(principal, key, 'POST /v1/uploads', body);
+    assert.equal(claimed.kind, 'run');
+  } finally {
+    await node.close();
+  }
   const busy = await declare(body, { 'idempotency-key': key });
   assert.equal(busy.status, 409, JSON.stringify(busy.body));
   assert.equal(busy.body.error.code, 'IDEMPOTENCY_KEY_IN_USE');

@@ -284,6 +284,39 @@ describe('keys with scopes', () => {
         refused(res, 'NOT_FOUND', `${label} (${route})`, 404);
       }
     }
+
+    // A key confined to a name prefix signs for an upload it may see of content first sent
+    // outside its prefix (h77): shown through that upload, the asset is within its confinement.
+    const confinedUploader = await key({ scopes: ['upload'], name_prefix: 'alice-' });
+    const confinedReader = await key({ scopes: ['read'], name_prefix: 'alice-' });
+    const alice = await uploadRaw(w, confinedUploader.secret, 'alice-cat.png', photo, {
+      contentType: 'image/png',
+    });
+    assert.equal(alice.body.asset.id, assetId);
+    const aliceUpload = (await api(w.url, w.key, 'GET', '/v1/uploads?limit=1000')).body.data.find(
+      (u: { name: string }) => u.name === 'alice-cat.png',
+    ).id as string;
+    assert.equal((await api(w.url, confinedReader.secret, 'GET', `/v1/uploads/${aliceUpload}`)).status, 200);
+    refused(
+      await api(w.url, confinedReader.secret, 'POST', `/v1/assets/${assetId}/signed-url`, {}),
+      'NOT_FOUND',
+      'the asset itself, outside the prefix',
+      404,
+    );
+    const aliceLink = await disposition(confinedReader.secret, {
+      disposition: 'attachment',
+      upload_id: aliceUpload,
+    });
+    assert.match(aliceLink!, /filename="alice-cat\.png"/);
+    // Dave's upload is outside its prefix: not one it may see.
+    refused(
+      await api(w.url, confinedReader.secret, 'POST', `/v1/assets/${assetId}/signed-url`, {
+        upload_id: uploadOf('dave-cat.png'),
+      }),
+      'NOT_FOUND',
+      'an upload outside the prefix',
+      404,
+    );
   });
 
   test('a change of access answers the asset as GET shows it to the caller, and nothing to one that may not read it', async () => {

@@ -78,8 +78,16 @@ function held(result: IdempotencyOutcome | string) {
 }
 
 test('a request that runs past its lease keeps its key while it runs: the same request elsewhere is told to wait', async () => {
-  // Node a renews every 10 ms of real time; node b never needs to.
-  const a = new IdempotencyService(first, clock, { leaseMs: IDEMPOTENCY_LEASE_MS, renewEveryMs: 10 });
+  // Node a renews every 10 ms of real time (its renewals counted); node b never needs to.
+  let renewals = 0;
+  const counted: Store = {
+    ...first,
+    renewIdempotency: (...args) => {
+      renewals += 1;
+      return first.renewIdempotency(...args);
+    },
+  };
+  const a = new IdempotencyService(counted, clock, { leaseMs: IDEMPOTENCY_LEASE_MS, renewEveryMs: 10 });
   const b = new IdempotencyService(second, clock, { leaseMs: IDEMPOTENCY_LEASE_MS, renewEveryMs: 3_600_000 });
   const hold = held(await outcome(a));
   for (let i = 0; i < 3; i++) {
@@ -91,6 +99,10 @@ test('a request that runs past its lease keeps its key while it runs: the same r
   }
   await hold.finish(201, '{"id":"first"}');
   assert.deepEqual(await outcome(b), { kind: 'replay', status: 201, response: '{"id":"first"}' });
+  // Answered, the hold is no longer renewed.
+  const before = renewals;
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(renewals, before, 'no renewal after the answer');
 });
 
 test('a request overtaken once its hold lapsed can neither answer for the key nor let go of it', async () => {

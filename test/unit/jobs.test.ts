@@ -261,9 +261,18 @@ describe('JobRunner', () => {
     const aRuns = new Promise<void>((resolve) => {
       finish = resolve;
     });
-    // The lease is renewed every 10 ms of real time, to the clock's now plus a lease.
+    // The lease is renewed every 10 ms of real time, to the clock's now plus a lease. The
+    // renewals are counted, to see them stop with the run.
+    let renewals = 0;
+    const counted: Store = {
+      ...first,
+      renewJob: (...args) => {
+        renewals += 1;
+        return first.renewJob(...args);
+      },
+    };
     const a = runner(
-      first,
+      counted,
       async () => {
         started();
         await aRuns;
@@ -293,10 +302,48 @@ describe('JobRunner', () => {
     assert.equal(state.status, 'done');
     assert.equal(state.attempts, 1);
     assert.equal(runsByB, 0);
-    // Done, its lease is no longer renewed (the renewal stopped with the run).
-    const after = await dbJob(id!);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.deepEqual(await dbJob(id!), after);
+    // Done, its lease is no longer renewed: the renewal stopped with the run.
+    assert.ok(renewals >= 3, `renewed ${renewals} times`);
+    const before = renewals;
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.equal(renewals, before, 'no renewal after the run');
+  });
+
+  test('a job whose handler never returns keeps its lease for 30 minutes at most', async () => {
+    let started!: () => void;
+    const aStarted = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    let release!: () => void;
+    const hangs = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const a = runner(
+      first,
+      async () => {
+        started();
+        await hangs;
+      },
+      { renewEveryMs: 10 },
+    );
+    let runsByB = 0;
+    const b = runner(second, async () => {
+      runsByB += 1;
+    });
+    const [id] = await enqueue();
+    const aRun = a.runOne();
+    await aStarted;
+    // Past the cap, a's renewals stop: its last lease runs out and b takes the job over.
+    clock.advance(30 * 60_000 + 1);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    const last = Number((await dbJob(id!)).lease_until);
+    clock.set(last + 1);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.equal(Number((await dbJob(id!)).lease_until), last, 'no renewal past the cap');
+    assert.equal(await b.runOne(), true);
+    assert.equal(runsByB, 1);
+    release();
+    await aRun;
   });
 
   test('a kind registered with its own retry policy is retried on that schedule, as often as it says', async () => {
