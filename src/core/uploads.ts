@@ -15,6 +15,7 @@ import { isWharfError, WharfError } from './errors.js';
 import { failureOf, type UploadEnding } from './events.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
+import { asDeclared, type KeptIntent, presignAgain } from './intent-replay.js';
 import { KeyedQueue } from './keyed-queue.js';
 import type { Asset, Digests, Principal, Upload } from './model.js';
 import { validateContentType, validateFileName } from './names.js';
@@ -273,6 +274,11 @@ export class UploadService {
     await this.store.expireUpload(uploadId, left.at, left.ending);
     this.unrecorded.delete(uploadId);
     return true;
+  }
+
+  /** A declaration's answer again, from what its idempotency record kept (see intent-replay.ts). */
+  presignAgain(principal: Principal, kept: readonly KeptIntent[]): Promise<IntentResult[]> {
+    return presignAgain(this.store, this.blobs, principal, kept);
   }
 
   /** Upload intents: one presigned request per file, or the existing asset for known content. */
@@ -857,17 +863,6 @@ function atIndex<T>(index: number | undefined, work: () => T): T {
     }
     throw err;
   }
-}
-
-/**
- * The Content-Type a presigned PUT is signed for: the client's own spelling when it names the
- * type Wharf records (`image/PNG` for `image/png`). The client sends the header as it declared
- * it, and storage checks the signature over the exact text; some seed APIs answer with no
- * header list to copy from.
- */
-function asDeclared(raw: string | undefined, recorded: string): string {
-  const spelled = raw?.trim();
-  return spelled && spelled.toLowerCase() === recorded ? spelled : recorded;
 }
 
 /**

@@ -6,6 +6,7 @@ import { createIdSource } from '../../src/core/ids.js';
 import { connect } from '../../src/db/connect.js';
 import { createSqlStore } from '../../src/db/store/index.js';
 import { Wharf } from '../../src/sdk/node.js';
+import { dbQuery } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -71,6 +72,36 @@ test('the same declaration sent again with its key gets the first answer, marked
   assert.equal(done.body.asset.size, 10);
 });
 
+test('content the account holds is answered exists again, with the asset as it is now', async () => {
+  const bytes = Buffer.from(`held ${randomUUID()}`);
+  const put = await fetch(`${w.url}/v1/assets?name=idem-held.txt`, {
+    method: 'POST',
+    headers: { 'x-api-key': w.key, 'content-type': 'text/plain' },
+    body: bytes,
+  });
+  const asset = (await put.json()).asset;
+  assert.equal(put.status, 201);
+  const key = randomUUID();
+  const body = {
+    files: [{ name: 'held-again.txt', size: bytes.length, sha256: asset.sha256 }, file('idem-held-new.bin')],
+  };
+  const first = await declare(body, { 'idempotency-key': key });
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  assert.equal(first.body.uploads[0].status, 'exists');
+  assert.equal(first.body.uploads[0].name, 'held-again.txt');
+  const again = await declare(body, { 'idempotency-key': key });
+  assert.equal(again.headers.get('idempotent-replayed'), 'true');
+  assert.deepEqual(again.body, first.body);
+  // Made public since: the replay shows the asset as it is now.
+  assert.equal(
+    (await api(w.url, w.key, 'PATCH', `/v1/assets/${asset.id}`, { access: 'public' })).status,
+    200,
+  );
+  const later = await declare(body, { 'idempotency-key': key });
+  assert.equal(later.body.uploads[0].asset.access, 'public');
+  assert.deepEqual(later.body.uploads[1], first.body.uploads[1]);
+});
+
 test('without a key, the same declaration twice makes two uploads, as before', async () => {
   const body = file('idem-none.bin');
   const a = await declare(body);
@@ -87,8 +118,20 @@ test('a batch and a multipart start are answered once per key too', async () => 
   const first = await declare(batch, { 'idempotency-key': key });
   const again = await declare(batch, { 'idempotency-key': key });
   assert.equal(again.headers.get('idempotent-replayed'), 'true');
+  // The same URLs, signed again from the ids kept: the record holds no URL, no signature.
   assert.deepEqual(again.body, first.body);
   assert.equal((await uploadsNamed('idem-batch-2.bin')).length, 1);
+  const [kept] = dbQuery<{ response: string }>(
+    w,
+    'select response from idempotency_records where idempotency_key = ?',
+    key,
+  );
+  assert.ok(kept, 'a record');
+  for (const upload of first.body.uploads) {
+    assert.ok(kept.response.includes(upload.id), 'the record names the upload');
+    assert.ok(!kept.response.includes(new URL(upload.url).search.slice(1, 40)), 'but not its URL');
+  }
+  assert.ok(!/signature/i.test(kept.response), kept.response);
 
   const mkey = randomUUID();
   const start = { name: 'idem-multi.bin', size: 6 * 1024 * 1024, content_type: 'application/octet-stream' };

@@ -252,7 +252,12 @@ describe('JobRunner', () => {
     assert.equal(runsByB, 1);
   });
 
-  test('a job that runs longer than its lease keeps it while its runner lives: no other runner takes it over', async () => {
+  /**
+   * A job claimed by runner a (on `store`, renewing every 10 ms of real time, to the clock's now
+   * plus a lease), whose handler runs until `finish`; runner b, on the other connection, counts
+   * what it runs.
+   */
+  async function heldByA(store: Store) {
     let started!: () => void;
     const aStarted = new Promise<void>((resolve) => {
       started = resolve;
@@ -261,8 +266,26 @@ describe('JobRunner', () => {
     const aRuns = new Promise<void>((resolve) => {
       finish = resolve;
     });
-    // The lease is renewed every 10 ms of real time, to the clock's now plus a lease. The
-    // renewals are counted, to see them stop with the run.
+    const a = runner(
+      store,
+      async () => {
+        started();
+        await aRuns;
+      },
+      { renewEveryMs: 10 },
+    );
+    const ranByB = { count: 0 };
+    const b = runner(second, async () => {
+      ranByB.count += 1;
+    });
+    const [id] = await enqueue();
+    const aRun = a.runOne();
+    await aStarted;
+    return { id: id!, aRun, finish, b, ranByB };
+  }
+
+  test('a job that runs longer than its lease keeps it while its runner lives: no other runner takes it over', async () => {
+    // The renewals are counted, to see them stop with the run.
     let renewals = 0;
     const counted: Store = {
       ...first,
@@ -271,37 +294,23 @@ describe('JobRunner', () => {
         return first.renewJob(...args);
       },
     };
-    const a = runner(
-      counted,
-      async () => {
-        started();
-        await aRuns;
-      },
-      { renewEveryMs: 10 },
-    );
-    let runsByB = 0;
-    const b = runner(second, async () => {
-      runsByB += 1;
-    });
-    const [id] = await enqueue();
-    const aRun = a.runOne();
-    await aStarted;
+    const { id, aRun, finish, b, ranByB } = await heldByA(counted);
     // Three leases go by while a still runs, each time with a renewal after it.
     for (let i = 0; i < 3; i++) {
       clock.advance(settings.leaseMs + 1);
       const renewedTo = clock.now() + settings.leaseMs;
       const deadline = Date.now() + 5_000;
-      while (Number((await dbJob(id!)).lease_until) < renewedTo && Date.now() < deadline) {
+      while (Number((await dbJob(id)).lease_until) < renewedTo && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       assert.equal(await b.runOne(), false, `lease ${i + 1}: the job is still a's`);
     }
     finish();
     assert.equal(await aRun, true);
-    const state = await job(id!);
+    const state = await job(id);
     assert.equal(state.status, 'done');
     assert.equal(state.attempts, 1);
-    assert.equal(runsByB, 0);
+    assert.equal(ranByB.count, 0);
     // Done, its lease is no longer renewed: the renewal stopped with the run.
     assert.ok(renewals >= 3, `renewed ${renewals} times`);
     const before = renewals;
@@ -310,39 +319,17 @@ describe('JobRunner', () => {
   });
 
   test('a job whose handler never returns keeps its lease for 30 minutes at most', async () => {
-    let started!: () => void;
-    const aStarted = new Promise<void>((resolve) => {
-      started = resolve;
-    });
-    let release!: () => void;
-    const hangs = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const a = runner(
-      first,
-      async () => {
-        started();
-        await hangs;
-      },
-      { renewEveryMs: 10 },
-    );
-    let runsByB = 0;
-    const b = runner(second, async () => {
-      runsByB += 1;
-    });
-    const [id] = await enqueue();
-    const aRun = a.runOne();
-    await aStarted;
+    const { id, aRun, finish, b, ranByB } = await heldByA(first);
     // Past the cap, a's renewals stop: its last lease runs out and b takes the job over.
     clock.advance(30 * 60_000 + 1);
     await new Promise((resolve) => setTimeout(resolve, 60));
-    const last = Number((await dbJob(id!)).lease_until);
+    const last = Number((await dbJob(id)).lease_until);
     clock.set(last + 1);
     await new Promise((resolve) => setTimeout(resolve, 60));
-    assert.equal(Number((await dbJob(id!)).lease_until), last, 'no renewal past the cap');
+    assert.equal(Number((await dbJob(id)).lease_until), last, 'no renewal past the cap');
     assert.equal(await b.runOne(), true);
-    assert.equal(runsByB, 1);
-    release();
+    assert.equal(ranByB.count, 1);
+    finish();
     await aRun;
   });
 

@@ -1,4 +1,4 @@
-import type { onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyRequest, onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import type { IdempotencyHold } from '../../core/idempotency.js';
@@ -7,14 +7,27 @@ import { describedAs } from '../openapi/components.js';
 import type { App } from './context.js';
 import { ErrorSchema } from './schemas.js';
 
+/**
+ * A route whose answer is not kept as sent: it records what it needs to answer again
+ * (`request.idempotentRecord`, set by its handler) and rebuilds the answer from that on a replay.
+ */
+export interface IdempotentAnswers {
+  replay(record: string, request: FastifyRequest): Promise<string>;
+}
+
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The route creates something: a request with an Idempotency-Key is answered once (see below). */
-    idempotent?: boolean;
+    /**
+     * The route creates something: a request with an Idempotency-Key is answered once (see
+     * below), its answer kept as sent (`true`) or rebuilt from a record of its own.
+     */
+    idempotent?: true | IdempotentAnswers;
   }
   interface FastifyRequest {
     /** The idempotency key this request holds while it is answered. */
     idempotencyHold?: IdempotencyHold | undefined;
+    /** What to keep under the key instead of the answer as sent (see IdempotentAnswers). */
+    idempotentRecord?: string | undefined;
   }
 }
 
@@ -85,8 +98,11 @@ export function registerIdempotency(app: App, core: Core): void {
       request.idempotencyHold = outcome.hold;
       return;
     }
+    const answers = request.routeOptions.config.idempotent;
+    const body =
+      typeof answers === 'object' ? await answers.replay(outcome.response, request) : outcome.response;
     reply.code(outcome.status).header('idempotent-replayed', 'true').type('application/json; charset=utf-8');
-    return reply.send(outcome.response);
+    return reply.send(body);
   };
 
   const keep: onSendHookHandler<unknown> = (request, reply, payload, done) => {
@@ -96,9 +112,10 @@ export function registerIdempotency(app: App, core: Core): void {
       return;
     }
     request.idempotencyHold = undefined;
+    const answer = request.idempotentRecord ?? payload;
     const kept =
-      reply.statusCode >= 200 && reply.statusCode < 300 && typeof payload === 'string'
-        ? hold.finish(reply.statusCode, payload)
+      reply.statusCode >= 200 && reply.statusCode < 300 && typeof answer === 'string'
+        ? hold.finish(reply.statusCode, answer)
         : hold.release();
     kept.then(
       () => done(null, payload),
@@ -112,7 +129,7 @@ export function registerIdempotency(app: App, core: Core): void {
   };
 
   app.addHook('onRoute', (route) => {
-    if (route.config?.idempotent !== true) return;
+    if (route.config?.idempotent === undefined) return;
     route.preHandler = [...hooks(route.preHandler), claim];
     route.onSend = [...hooks(route.onSend), keep];
   });

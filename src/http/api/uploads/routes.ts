@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { type KeptIntent, keptIntents } from '../../../core/intent-replay.js';
 import type { IntentResult } from '../../../core/upload-types.js';
 import { named } from '../../openapi/components.js';
 import { withLock } from '../../rufh/routes.js';
@@ -101,7 +102,20 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
       // fast-json-stringify means validating every item against each branch, which costs
       // more than the whole request. The handler's output is built from typed values.
       serializerCompiler: () => (data) => JSON.stringify(data),
-      config: { idempotent: true },
+      // A replay's URLs are signed again from the ids kept (see core/intent-replay.ts).
+      config: {
+        idempotent: {
+          replay: async (record, request) => {
+            const { batch, items } = JSON.parse(record) as { batch: boolean; items: KeptIntent[] };
+            const results = await core.uploads.presignAgain(request.principal!, items);
+            const json = results.map((r, i) => {
+              const item = items[i]!;
+              return itemJson(r, 'name' in item ? item.name : '');
+            });
+            return JSON.stringify(batch ? { uploads: json } : json[0]);
+          },
+        },
+      },
       schema: {
         operationId: 'createUploads',
         summary: 'Create presigned uploads (one file, or {"files": [...]})',
@@ -136,6 +150,13 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
         { batch },
       );
       const items = results.map((r, i) => itemJson(r, files[i]!.name));
+      if (request.idempotencyHold) {
+        const kept = keptIntents(
+          results,
+          files.map((f) => ({ name: f.name, contentType: f.content_type })),
+        );
+        request.idempotentRecord = JSON.stringify({ batch, items: kept });
+      }
       reply.status(results.some((r) => r.status === 'pending') ? 201 : 200);
       return batch ? { uploads: items } : items[0]!;
     },
