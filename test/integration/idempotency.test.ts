@@ -100,6 +100,11 @@ test('content the account holds is answered exists again, with the asset as it i
   const later = await declare(body, { 'idempotency-key': key });
   assert.equal(later.body.uploads[0].asset.access, 'public');
   assert.deepEqual(later.body.uploads[1], first.body.uploads[1]);
+  // Deleted since: nothing to answer with; declare anew, with a new key.
+  assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${asset.id}`)).status, 204);
+  const gone = await declare(body, { 'idempotency-key': key });
+  assert.equal(gone.status, 404, JSON.stringify(gone.body));
+  assert.equal(gone.body.error.code, 'NOT_FOUND');
 });
 
 test('without a key, the same declaration twice makes two uploads, as before', async () => {
