@@ -352,8 +352,8 @@ function buildConfig(env: NodeJS.ProcessEnv): Config {
     shutdownDelaySeconds: integer(env, 'WHARF_SHUTDOWN_DELAY', 0, 0, 600),
     bodyIdleTimeoutSeconds: integer(env, 'WHARF_BODY_IDLE_TIMEOUT', 60, 0, 86400),
     webhooks: {
-      // At most a minute: a job's lease (5 minutes) must outlast any attempt, or another node
-      // could take the delivery over while it is still being sent.
+      // At most a minute: a job's lease (90 s, renewed while it runs) must outlast any attempt,
+      // or another node could take the delivery over should a renewal fail.
       timeoutMs: integer(env, 'WHARF_WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
       concurrency: integer(env, 'WHARF_WEBHOOK_CONCURRENCY', 2, 1, 64),
       allowPrivate: choice(env, 'WHARF_WEBHOOK_ALLOW_PRIVATE', ['true', 'false'], 'false') === 'true',

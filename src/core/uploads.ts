@@ -304,7 +304,10 @@ export class UploadService {
       atIndex(place(index), () => this.validateDeclaration(file, limit)),
     );
 
-    const expiresInSeconds = this.expiry(options.expiresInSeconds, principal);
+    // One moment for the expiry, the upload's creation and the URL's signing: a replay signs the
+    // URL again from the creation and the expiry recorded (see intent-replay.ts).
+    const now = this.clock.now();
+    const expiresInSeconds = this.expiry(options.expiresInSeconds, principal, now);
 
     // Only a caller that sees the whole account may learn that it already holds some content.
     const hashes = seesWholeAccount(principal)
@@ -317,7 +320,6 @@ export class UploadService {
         .map((a) => [a.sha256, a]),
     );
 
-    const now = this.clock.now();
     const expiresAt = now + expiresInSeconds * 1000;
     const results: IntentResult[] = [];
     const uploads: UploadToRecord[] = [];
@@ -775,7 +777,7 @@ export class UploadService {
   }
 
   /** How long a URL may stay valid: as asked (within bounds), never past the caller's token. */
-  private expiry(requested: number | undefined, principal: Principal): number {
+  private expiry(requested: number | undefined, principal: Principal, now = this.clock.now()): number {
     let seconds = this.settings.uploadExpiresInSeconds;
     if (requested !== undefined) {
       if (!Number.isInteger(requested) || requested < 1 || requested > MAX_EXPIRES_SECONDS) {
@@ -784,8 +786,7 @@ export class UploadService {
       seconds = requested;
     }
     const grant = principal.grant;
-    if (grant)
-      seconds = Math.min(seconds, Math.max(1, Math.floor((grant.expiresAt - this.clock.now()) / 1000)));
+    if (grant) seconds = Math.min(seconds, Math.max(1, Math.floor((grant.expiresAt - now) / 1000)));
     return seconds;
   }
 
