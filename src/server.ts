@@ -275,7 +275,7 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   const leases = core.uploads.leases;
   const renewLeases = () => {
     if (leases.busy) return;
-    leases.renew().catch((err: unknown) => app.log.warn({ err }, 'direct upload lease renewal failed'));
+    leases.renew().catch((err: unknown) => core.telemetry.leaseRenewalFailed('direct_upload', err));
   };
   const leaseTimer = setInterval(renewLeases, leases.renewEveryMs).unref();
 

@@ -4,6 +4,7 @@ import { WharfError } from './errors.js';
 import type { Principal } from './model.js';
 import type { IdempotencyScope, Store } from './ports.js';
 import { type Renewal, renewEvery } from './renewal.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 
 /** How long an answer is kept under its key: a client retrying a lost answer does so within it. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -51,6 +52,7 @@ export class IdempotencyService {
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly settings: IdempotencySettings = { leaseMs: IDEMPOTENCY_LEASE_MS },
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {}
 
   /**
@@ -122,6 +124,7 @@ export class IdempotencyService {
       this.settings.renewEveryMs ?? Math.floor(this.settings.leaseMs / 3),
       () => this.store.renewIdempotency(scope, holder, this.clock.now() + this.settings.leaseMs),
       () => this.clock.now() - started > MAX_HOLD_MS,
+      (err) => this.telemetry.leaseRenewalFailed('idempotency_key', err),
     );
   }
 

@@ -212,6 +212,7 @@ export class JobRunner {
       // A handler that never returns (every one has its own timeouts; a bug may not) keeps its
       // job, and a delivery's endpoint place, no longer than this: then the lease lapses.
       () => this.clock.now() - started > MAX_RENEWED_MS,
+      (err) => this.telemetry.leaseRenewalFailed('job', err, job),
     );
   }
 

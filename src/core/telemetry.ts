@@ -36,6 +36,10 @@ export interface SweepResult {
  * thread started in its place could not open the database (the next try is due in
  * `retryInSeconds`), or a new thread serves again, `downSeconds` after the old one died.
  */
+/** The leases a node renews while it works (see leaseRenewalFailed). */
+export const LEASE_KINDS = ['job', 'idempotency_key', 'direct_upload'] as const;
+export type LeaseKind = (typeof LEASE_KINDS)[number];
+
 export type DatabaseThreadEvent =
   | { kind: 'died'; cause: unknown }
   | { kind: 'restart_failed'; cause: unknown; retryInSeconds: number }
@@ -59,6 +63,13 @@ export interface Telemetry {
   /** A job's handler threw; `retryAt` is null when the job is given up. */
   jobFailed(job: Job, error: unknown, retryAt: number | null): void;
   webhookDelivery(outcome: WebhookDeliveryOutcome): void;
+  /**
+   * The database did not take a renewal of a lease this node holds: a running job's
+   * (`subject`: the job), an Idempotency-Key's hold while its request runs, or the leases of the
+   * direct uploads this node streams. Tried again a third of the lease later; a lease outlasts
+   * two failures, and a third lets another node take the work over.
+   */
+  leaseRenewalFailed(lease: LeaseKind, error: unknown, subject?: Job): void;
   /** Reported by the embedded store's adapter, not the core: the core never sees the thread. */
   databaseThread(event: DatabaseThreadEvent): void;
 }
@@ -148,6 +159,7 @@ export const NO_TELEMETRY: Telemetry = {
   jobSucceeded: noop,
   jobFailed: noop,
   webhookDelivery: noop,
+  leaseRenewalFailed: noop,
   databaseThread: noop,
 };
 
@@ -177,6 +189,7 @@ export function fanOut(...sinks: Telemetry[]): Telemetry {
     jobSucceeded: each('jobSucceeded'),
     jobFailed: each('jobFailed'),
     webhookDelivery: each('webhookDelivery'),
+    leaseRenewalFailed: each('leaseRenewalFailed'),
     databaseThread: each('databaseThread'),
   };
 }

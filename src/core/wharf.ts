@@ -318,7 +318,7 @@ export function createCore(deps: CoreDeps): Core {
       deriveKey(deps.secret, 'console-csrf'),
       deps.sessions,
     ),
-    idempotency: new IdempotencyService(deps.store, deps.clock),
+    idempotency: new IdempotencyService(deps.store, deps.clock, undefined, telemetry),
     listings: new ListingService(deps.store, assets, deps.clock, deps.uploads.completionGraceMs),
     clock: deps.clock,
     telemetry,

@@ -2,6 +2,7 @@ import { PermanentJobError, RetryJobError } from '../core/jobs.js';
 import type { Job } from '../core/model.js';
 import {
   type DatabaseThreadEvent,
+  type LeaseKind,
   NO_TELEMETRY,
   type SweepResult,
   type Telemetry,
@@ -45,6 +46,18 @@ export function logTelemetry(logger: () => Logger | undefined): Telemetry {
       };
       if (retryAt === null) logger()?.error(fields, 'background job failed and was given up');
       else logger()?.warn(fields, 'background job failed; it will be retried');
+    },
+    leaseRenewalFailed(lease: LeaseKind, err: unknown, job?: Job) {
+      if (lease === 'job' && job) {
+        logger()?.warn(
+          { job: { kind: job.kind, id: job.id, attempt: job.attempts }, err },
+          'job lease renewal failed',
+        );
+      } else if (lease === 'idempotency_key') {
+        logger()?.warn({ err }, 'idempotency key hold renewal failed');
+      } else {
+        logger()?.warn({ err }, 'direct upload lease renewal failed');
+      }
     },
     sweepFinished(result: SweepResult) {
       if (result.expired + result.debris + result.reconciled > 0) logger()?.info({ sweep: result }, 'sweep');

@@ -13,6 +13,8 @@ import type { JobCount } from '../core/ports.js';
 import {
   type DatabaseThreadEvent,
   failureCode,
+  LEASE_KINDS,
+  type LeaseKind,
   type SweepResult,
   type Telemetry,
   UPLOAD_FAILURE_CODES,
@@ -57,6 +59,7 @@ export class PrometheusTelemetry implements Telemetry {
   private readonly sweepItems: Counter<'result'>;
   private readonly sweepLastRun: Gauge;
   private readonly webhookDeliveries: Counter<'outcome'>;
+  private readonly leaseRenewalFailures: Counter<'lease'>;
   private readonly databaseThreadEvents: Counter<'event'>;
 
   constructor(options: PrometheusOptions) {
@@ -179,6 +182,13 @@ export class PrometheusTelemetry implements Telemetry {
       registers,
     });
 
+    this.leaseRenewalFailures = new Counter({
+      name: 'wharf_lease_renewal_failures_total',
+      help: 'Renewals of a lease this node holds that the database did not take (job, idempotency_key, direct_upload).',
+      labelNames: ['lease'],
+      registers,
+    });
+
     this.databaseThreadEvents = new Counter({
       name: 'wharf_database_thread_events_total',
       help: 'Embedded deployment: the SQLite thread died, a new one failed to open the database, or a new one took over (died, restart_failed, restarted).',
@@ -195,6 +205,7 @@ export class PrometheusTelemetry implements Telemetry {
     }
     for (const result of ['expired', 'debris', 'reconciled']) this.sweepItems.inc({ result }, 0);
     for (const outcome of WEBHOOK_OUTCOMES) this.webhookDeliveries.inc({ outcome }, 0);
+    for (const lease of LEASE_KINDS) this.leaseRenewalFailures.inc({ lease }, 0);
     for (const event of ['died', 'restart_failed', 'restarted']) this.databaseThreadEvents.inc({ event }, 0);
   }
 
@@ -290,6 +301,10 @@ export class PrometheusTelemetry implements Telemetry {
 
   webhookDelivery(outcome: WebhookDeliveryOutcome): void {
     this.webhookDeliveries.inc({ outcome });
+  }
+
+  leaseRenewalFailed(lease: LeaseKind): void {
+    this.leaseRenewalFailures.inc({ lease });
   }
 
   databaseThread(event: DatabaseThreadEvent): void {

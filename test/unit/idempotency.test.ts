@@ -14,6 +14,7 @@ import {
 import { createIdSource } from '../../src/core/ids.js';
 import type { Principal } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
+import { NO_TELEMETRY, type Telemetry } from '../../src/core/telemetry.js';
 import { type TwoStores, twoStores } from '../helpers/two-stores.js';
 
 // The idempotency service on a real database, opened through two connections as two nodes
@@ -103,6 +104,30 @@ test('a request that runs past its lease keeps its key while it runs: the same r
   const before = renewals;
   await new Promise((resolve) => setTimeout(resolve, 60));
   assert.equal(renewals, before, 'no renewal after the answer');
+});
+
+test('a hold renewal the database refuses is reported, and the request still answers for its key', async () => {
+  const refusal = new Error('database is locked');
+  const failing: Store = { ...first, renewIdempotency: async () => Promise.reject(refusal) };
+  const reported: { lease: string; err: unknown }[] = [];
+  const telemetry: Telemetry = {
+    ...NO_TELEMETRY,
+    leaseRenewalFailed: (lease, err) => reported.push({ lease, err }),
+  };
+  const a = new IdempotencyService(
+    failing,
+    clock,
+    { leaseMs: IDEMPOTENCY_LEASE_MS, renewEveryMs: 10 },
+    telemetry,
+  );
+  const hold = held(await outcome(a));
+  const deadline = Date.now() + 5_000;
+  while (reported.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.ok(reported.length >= 2, `reported ${reported.length} failed renewals`);
+  for (const r of reported) assert.deepEqual(r, { lease: 'idempotency_key', err: refusal });
+  // Within its first lease, the answer is still the key's.
+  await hold.finish(201, '{"id":"first"}');
+  assert.deepEqual(await outcome(a), { kind: 'replay', status: 201, response: '{"id":"first"}' });
 });
 
 test('a request overtaken once its hold lapsed can neither answer for the key nor let go of it', async () => {

@@ -15,6 +15,7 @@ import {
 } from '../../src/core/jobs.js';
 import type { Job } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
+import { NO_TELEMETRY, type Telemetry } from '../../src/core/telemetry.js';
 import { connect } from '../../src/db/connect.js';
 import { deployment } from '../helpers/deployment.js';
 import { type TwoStores, twoStores } from '../helpers/two-stores.js';
@@ -331,6 +332,32 @@ describe('JobRunner', () => {
     assert.equal(ranByB.count, 1);
     finish();
     await aRun;
+  });
+
+  test('a renewal the database refuses is reported with its job, and the run goes on to its end', async () => {
+    const refusal = new Error('database is locked');
+    const failing: Store = { ...first, renewJob: async () => Promise.reject(refusal) };
+    const reported: { lease: string; err: unknown; job: string | undefined }[] = [];
+    const telemetry: Telemetry = {
+      ...NO_TELEMETRY,
+      leaseRenewalFailed: (lease, err, job) => reported.push({ lease, err, job: job?.id }),
+    };
+    let finish!: () => void;
+    const running = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const a = new JobRunner(failing, clock, ids, { ...settings, renewEveryMs: 10 }, telemetry);
+    a.register(kind, () => running);
+    const [id] = await enqueue();
+    const run = a.runOne();
+    const deadline = Date.now() + 5_000;
+    while (reported.length < 2 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    finish();
+    assert.equal(await run, true);
+    assert.ok(reported.length >= 2, `reported ${reported.length} failed renewals`);
+    for (const r of reported) assert.deepEqual(r, { lease: 'job', err: refusal, job: id });
+    assert.equal((await job(id!)).status, 'done');
   });
 
   test('a kind registered with its own retry policy is retried on that schedule, as often as it says', async () => {

@@ -166,6 +166,49 @@ describe('the database thread’s events', () => {
   });
 });
 
+describe('lease renewals that fail', () => {
+  test('are counted by lease from zero and logged at warn, a job’s with the job it held', async () => {
+    const metrics = new PrometheusTelemetry({ countJobs: async () => [], jobKinds: () => [] });
+    const count = async (lease: string) => {
+      const line = (await metrics.scrape()).body
+        .split('\n')
+        .find((l) => l.startsWith(`wharf_lease_renewal_failures_total{lease="${lease}"} `));
+      assert.ok(line, `no series for ${lease}`);
+      return Number(line.split(' ').at(-1));
+    };
+    for (const lease of ['job', 'idempotency_key', 'direct_upload']) assert.equal(await count(lease), 0);
+
+    const lines: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
+    const record = (level: string) => (fields: object, msg: string) =>
+      lines.push({ level, fields: fields as Record<string, unknown>, msg });
+    const both = fanOut(
+      metrics,
+      logTelemetry(() => ({ info: record('info'), warn: record('warn'), error: record('error') })),
+    );
+    const cause = new Error('database is locked');
+    const job = { id: 'job_1', kind: 'process', attempts: 2 } as never;
+    both.leaseRenewalFailed('job', cause, job);
+    both.leaseRenewalFailed('job', cause, job);
+    both.leaseRenewalFailed('idempotency_key', cause);
+    both.leaseRenewalFailed('direct_upload', cause);
+
+    assert.equal(await count('job'), 2);
+    assert.equal(await count('idempotency_key'), 1);
+    assert.equal(await count('direct_upload'), 1);
+    assert.deepEqual(
+      lines.map((l) => [l.level, l.msg]),
+      [
+        ['warn', 'job lease renewal failed'],
+        ['warn', 'job lease renewal failed'],
+        ['warn', 'idempotency key hold renewal failed'],
+        ['warn', 'direct upload lease renewal failed'],
+      ],
+    );
+    assert.deepEqual(lines[0]!.fields.job, { kind: 'process', id: 'job_1', attempt: 2 });
+    for (const line of lines) assert.equal(line.fields.err, cause);
+  });
+});
+
 describe('HealthService', () => {
   let dir: string;
   let blobs: FsBlobStore;
