@@ -1,7 +1,9 @@
-import { WharfError } from './errors.js';
+import type { AssetService } from './assets.js';
+import { viewThrough } from './authorization.js';
+import { isWharfError, WharfError } from './errors.js';
 import type { Principal } from './model.js';
 import type { BlobStore, Store } from './ports.js';
-import type { IntentResult } from './upload-types.js';
+import type { IntentResult, UploadOutcome } from './upload-types.js';
 
 /**
  * What an idempotency record keeps of a presigned declaration's answer (see
@@ -62,6 +64,43 @@ export async function presignAgain(
     results.push({ status: 'pending', upload, request });
   }
   return results;
+}
+
+/**
+ * What an idempotency record keeps of a direct upload's answer: the asset, the upload through
+ * which the answer showed it when it did (see UploadOutcome.through), and whether the content
+ * was new. The answer is built again from these, as the asset is now.
+ */
+export interface KeptUpload {
+  asset: string;
+  through?: string | undefined;
+  deduplicated: boolean;
+}
+
+export function keptUpload(outcome: UploadOutcome): KeptUpload {
+  return { asset: outcome.asset.id, through: outcome.through?.id, deduplicated: outcome.deduplicated };
+}
+
+/**
+ * A direct upload's answer again, without its bytes: the asset as the first answer showed it.
+ * An asset deleted since, or no longer the caller's to see, is NOT_FOUND.
+ */
+export async function uploadedAgain(
+  assets: AssetService,
+  principal: Principal,
+  kept: KeptUpload,
+): Promise<UploadOutcome> {
+  try {
+    const { asset, through } = await assets.view(principal, kept.asset, kept.through);
+    return {
+      asset: through ? viewThrough(asset, through) : asset,
+      deduplicated: kept.deduplicated,
+      through,
+    };
+  } catch (err) {
+    if (isWharfError(err, 'NOT_FOUND')) throw gone();
+    throw err;
+  }
 }
 
 function gone(): WharfError {

@@ -7,7 +7,7 @@ import { connect } from '../../src/db/connect.js';
 import { createSqlStore } from '../../src/db/store/index.js';
 import { Wharf } from '../../src/sdk/node.js';
 import { dbQuery } from '../helpers/assets.js';
-import { api } from '../helpers/http.js';
+import { api, type JsonResponse } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -208,6 +208,151 @@ test("an upload token's max_files is not spent again by a retry with the same ke
   const another = await declare(file('idem-token-2.bin'), {}, token);
   assert.equal(another.status, 403);
   assert.equal(another.body.error.code, 'TOKEN_FILES_EXHAUSTED');
+});
+
+/** A direct upload (POST /v1/assets), raw or as a form, with its answer's status, headers and JSON. */
+async function directUpload(
+  secret: string,
+  name: string,
+  body: Buffer | FormData,
+  headers: Record<string, string> = {},
+): Promise<JsonResponse> {
+  const raw = Buffer.isBuffer(body);
+  const res = await fetch(`${w.url}/v1/assets${raw ? `?name=${encodeURIComponent(name)}` : ''}`, {
+    method: 'POST',
+    headers: { 'x-api-key': secret, ...(raw && { 'content-type': 'application/octet-stream' }), ...headers },
+    body: Buffer.isBuffer(body) ? new Uint8Array(body) : body,
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+function completedUploadsOf(assetId: string): number {
+  const rows = dbQuery<{ n: number | string }>(
+    w,
+    "select count(*) as n from uploads where asset_id = ? and status = 'completed'",
+    assetId,
+  );
+  return Number(rows[0]!.n);
+}
+
+test("a direct upload sent again with its key gets the first answer, its bytes unread: a one-file token's retry is not refused", async () => {
+  const minted = await api(w.url, w.key, 'POST', '/v1/upload-tokens', { max_files: 1, expires_in: 600 });
+  assert.equal(minted.status, 201, JSON.stringify(minted.body));
+  const token = minted.body.secret as string;
+  const key = randomUUID();
+  const bytes = Buffer.from(`direct ${randomUUID()}`);
+  const first = await directUpload(token, 'idem-direct.txt', bytes, { 'idempotency-key': key });
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  assert.equal(first.body.status, 'created');
+  assert.equal(first.headers.get('idempotent-replayed'), null);
+  // The answer was lost; the retry sends the same request, bytes and all.
+  const again = await directUpload(token, 'idem-direct.txt', bytes, { 'idempotency-key': key });
+  assert.equal(again.status, 201, JSON.stringify(again.body));
+  assert.equal(again.headers.get('idempotent-replayed'), 'true');
+  assert.deepEqual(again.body, first.body);
+  assert.equal(completedUploadsOf(first.body.asset.id), 1, 'one upload, not a second');
+  // Without the key it is a new upload, and the token's one file is spent.
+  const fresh = await directUpload(token, 'idem-direct.txt', bytes);
+  assert.equal(fresh.status, 403, JSON.stringify(fresh.body));
+  assert.equal(fresh.body.error.code, 'TOKEN_FILES_EXHAUSTED');
+});
+
+test('a direct upload under a used key with another name, type or length is refused 422; a form sent again is replayed', async () => {
+  const key = randomUUID();
+  const bytes = Buffer.from(`direct ${randomUUID()}`);
+  const first = await directUpload(w.key, 'idem-direct-2.txt', bytes, { 'idempotency-key': key });
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  for (const [name, body, headers] of [
+    ['idem-direct-3.txt', bytes, {}],
+    ['idem-direct-2.txt', bytes, { 'content-type': 'text/plain' }],
+    ['idem-direct-2.txt', Buffer.concat([bytes, Buffer.from('!')]), {}],
+  ] as const) {
+    const other = await directUpload(w.key, name, body, { 'idempotency-key': key, ...headers });
+    assert.equal(other.status, 422, JSON.stringify(other.body));
+    assert.equal(other.body.error.code, 'IDEMPOTENCY_KEY_REUSED');
+  }
+  // A form: each send has a boundary of its own, and is the same request all the same.
+  const formKey = randomUUID();
+  const form = () => {
+    const f = new FormData();
+    f.append('file', new Blob([`form ${formKey}`], { type: 'text/plain' }), 'idem-form.txt');
+    return f;
+  };
+  const posted = await directUpload(w.key, 'idem-form.txt', form(), { 'idempotency-key': formKey });
+  assert.equal(posted.status, 201, JSON.stringify(posted.body));
+  const repost = await directUpload(w.key, 'idem-form.txt', form(), { 'idempotency-key': formKey });
+  assert.equal(repost.status, 201, JSON.stringify(repost.body));
+  assert.equal(repost.headers.get('idempotent-replayed'), 'true');
+  assert.equal(repost.body.asset.id, posted.body.asset.id);
+  assert.equal(completedUploadsOf(posted.body.asset.id), 1);
+});
+
+test('a direct upload replayed after its asset was deleted is 404; content the account held is replayed as exists', async () => {
+  const bytes = Buffer.from(`direct ${randomUUID()}`);
+  const held = await directUpload(w.key, 'idem-held-first.txt', bytes);
+  assert.equal(held.status, 201);
+  const key = randomUUID();
+  const dup = await directUpload(w.key, 'idem-held-again.txt', bytes, { 'idempotency-key': key });
+  assert.equal(dup.status, 200, JSON.stringify(dup.body));
+  assert.equal(dup.body.status, 'exists');
+  const replayed = await directUpload(w.key, 'idem-held-again.txt', bytes, { 'idempotency-key': key });
+  assert.equal(replayed.status, 200);
+  assert.equal(replayed.headers.get('idempotent-replayed'), 'true');
+  assert.deepEqual(replayed.body, dup.body);
+  assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${held.body.asset.id}`)).status, 204);
+  const gone = await directUpload(w.key, 'idem-held-again.txt', bytes, { 'idempotency-key': key });
+  assert.equal(gone.status, 404, JSON.stringify(gone.body));
+  assert.equal(gone.body.error.code, 'NOT_FOUND');
+});
+
+test('a direct upload retried while the first still streams is told 409 to come back, then gets its answer', async () => {
+  const key = randomUUID();
+  const head = Buffer.from(`slow ${randomUUID()} `);
+  const tail = Buffer.alloc(1024, 1);
+  let finish!: () => void;
+  const held = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const slow = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(head);
+      await held;
+      controller.enqueue(tail);
+      controller.close();
+    },
+  });
+  const firstAnswer = fetch(`${w.url}/v1/assets?name=idem-slow.bin`, {
+    method: 'POST',
+    headers: {
+      'x-api-key': w.key,
+      'content-type': 'application/octet-stream',
+      'content-length': String(head.length + tail.length),
+      'idempotency-key': key,
+    },
+    body: slow,
+    duplex: 'half',
+  } as RequestInit);
+  const whole = Buffer.concat([head, tail]);
+  // The first holds its key once its request is in: until then a retry could run first.
+  let busy: Awaited<ReturnType<typeof directUpload>> | undefined;
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    busy = await directUpload(w.key, 'idem-slow.bin', whole, { 'idempotency-key': key });
+    if (busy.status === 409) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.equal(busy?.status, 409, JSON.stringify(busy?.body));
+  assert.equal(busy.body.error.code, 'IDEMPOTENCY_KEY_IN_USE');
+  assert.equal(busy.headers.get('retry-after'), '1');
+  finish();
+  const first = await firstAnswer;
+  assert.equal(first.status, 201);
+  const created = (await first.json()) as { asset: { id: string } };
+  const after = await directUpload(w.key, 'idem-slow.bin', whole, { 'idempotency-key': key });
+  assert.equal(after.headers.get('idempotent-replayed'), 'true');
+  assert.equal(after.body.asset.id, created.asset.id);
+  assert.equal(completedUploadsOf(created.asset.id), 1);
 });
 
 test('requests sent together with one key make one upload; the others are replayed or told to come back', async () => {

@@ -4,6 +4,7 @@ import { WharfError } from '../../core/errors.js';
 import type { IdempotencyHold } from '../../core/idempotency.js';
 import type { Core } from '../../core/wharf.js';
 import { describedAs } from '../openapi/components.js';
+import { settleRefusedBody } from '../refused-body.js';
 import type { App } from './context.js';
 import { ErrorSchema } from './schemas.js';
 
@@ -13,6 +14,13 @@ import { ErrorSchema } from './schemas.js';
  */
 export interface IdempotentAnswers {
   replay(record: string, request: FastifyRequest): Promise<string>;
+  /**
+   * What makes two requests the same, for a route whose body is not parsed (a file it streams
+   * itself): its query and headers, which the first and a retry send alike. Undefined: this
+   * request takes no key (one the route answers by another protocol's rules). The default is the
+   * parsed body.
+   */
+  request?(request: FastifyRequest): unknown;
 }
 
 declare module 'fastify' {
@@ -87,20 +95,26 @@ export function registerIdempotency(app: App, core: Core): void {
   const claim: preHandlerAsyncHookHandler = async (request, reply) => {
     const header = request.headers['idempotency-key'];
     if (header === undefined || request.principal === null) return;
+    const answers = request.routeOptions.config.idempotent;
+    const described =
+      typeof answers === 'object' && answers.request ? answers.request(request) : request.body;
+    if (described === undefined && typeof answers === 'object' && answers.request) return;
     const key = keyOf(Array.isArray(header) ? header.join(', ') : header);
     const outcome = await core.idempotency.begin(
       request.principal,
       key,
       `${request.method} ${request.routeOptions.url}`,
-      request.body,
+      described,
     );
     if (outcome.kind === 'run') {
       request.idempotencyHold = outcome.hold;
       return;
     }
-    const answers = request.routeOptions.config.idempotent;
     const body =
       typeof answers === 'object' ? await answers.replay(outcome.response, request) : outcome.response;
+    // A file route's body is sent again with its retry, and not stored again: read and dropped
+    // (or the connection closed after the answer), as a refused body is.
+    settleRefusedBody(request, reply);
     reply.code(outcome.status).header('idempotent-replayed', 'true').type('application/json; charset=utf-8');
     return reply.send(body);
   };

@@ -2,12 +2,15 @@ import multipart from '@fastify/multipart';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { WharfError } from '../../../core/errors.js';
+import { type KeptUpload, keptUpload, uploadedAgain } from '../../../core/intent-replay.js';
 import type { Principal } from '../../../core/model.js';
 import { validateContentType } from '../../../core/names.js';
 import type { DirectUpload, UploadOutcome } from '../../../core/upload-types.js';
 import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
+import { describedAs } from '../../openapi/components.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
+import { IdempotencyHeaders, idempotencyRefusals } from '../idempotency.js';
 import { declaredDigests, headerDigests, queryDigests } from '../integrity.js';
 import {
   AssetResultSchema,
@@ -82,7 +85,23 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
   app.post(
     '/v1/assets',
     {
-      config: { documentedBody: UPLOAD_BODY, fileBody: true },
+      config: {
+        documentedBody: UPLOAD_BODY,
+        fileBody: true,
+        // A retry with the key gets the first answer, rebuilt from the asset it named (see
+        // core/intent-replay.ts), and its bytes are not stored again.
+        idempotent: {
+          request: (request) => sameRequest(request, resumable !== undefined),
+          replay: async (record, request) => {
+            const outcome = await uploadedAgain(
+              core.assets,
+              request.principal!,
+              JSON.parse(record) as KeptUpload,
+            );
+            return JSON.stringify(resultJson(outcome));
+          },
+        },
+      },
       // The header is the file's type: one Fastify cannot even parse (`text`, `a/b/c`) is
       // refused as the core refuses any invalid type, before Fastify's 415 for an unreadable body.
       onRequest: async (request) => {
@@ -100,6 +119,7 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
           '`Upload-Complete` (Resumable Uploads for HTTP, the IETF draft) becomes a resumable upload: a 104 ' +
           'names its resource under /v1/resumable/ while the body arrives (see docs/resumable-http.md).',
         tags: ['assets'],
+        headers: IdempotencyHeaders,
         querystring: Query,
         response: {
           200: AssetResultSchema,
@@ -112,8 +132,12 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
           }),
           413: errorResponses[400],
           ...errorResponses,
-          // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
-          422: errorResponses[400],
+          409: idempotencyRefusals[409],
+          422: describedAs(
+            ErrorSchema,
+            'LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file’s cannot be; ' +
+              'IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was sent with another request.',
+          ),
           // LENGTH_REQUIRED: a resumable upload (`Upload-Complete: ?0`) that says no length.
           411: errorResponses[400],
           // A resumable creation whose lengths disagree (INCONSISTENT_LENGTH) is the draft's
@@ -138,26 +162,50 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
         // The body is the file: the headers' digests and the query's are all the file's.
         const expected = declaredDigests(request.headers, request.query);
         const input = rawInput(request, request.query);
-        return created(reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
+        return created(request, reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
       }
       // The body is a form: its headers' digests are the form's (RFC 1864, RFC 9530), the
       // query's the file's.
       const expected = queryDigests(request.query);
       const input = await multipartInput(core, principal, request, request.query);
       return created(
+        request,
         reply,
         await uploadingPart(input.body, () => core.uploads.uploadDirect(principal, { ...input, expected })),
       );
     },
   );
 
-  function created(reply: FastifyReply, outcome: UploadOutcome) {
+  function created(request: FastifyRequest, reply: FastifyReply, outcome: UploadOutcome) {
+    if (request.idempotencyHold) request.idempotentRecord = JSON.stringify(keptUpload(outcome));
     reply.status(outcome.deduplicated ? 200 : 201);
+    return resultJson(outcome);
+  }
+
+  function resultJson(outcome: UploadOutcome) {
     return {
       status: outcome.deduplicated ? ('exists' as const) : ('created' as const),
       asset: assetJson(outcome.asset, publicUrl),
     };
   }
+}
+
+/**
+ * What an Idempotency-Key stands for on this route: the query, and for a raw body the headers
+ * that describe it (its type, length and digests), which a retry sends as the first did. A form's
+ * headers differ between two sends of the same file (its boundary, and so its length): the query
+ * is what it has. The file's bytes are not compared: sent again under the same key, they are not
+ * read. A Resumable Uploads for HTTP creation takes no key: it is resumed by its own resource.
+ */
+function sameRequest(request: FastifyRequest, resumable: boolean): unknown {
+  if (request.isMultipart()) return { query: request.query, form: true };
+  if (resumable && asksForResumableUpload(request)) return undefined;
+  const described: Record<string, unknown> = { query: request.query };
+  for (const header of ['content-type', 'content-length', 'content-md5', 'content-digest', 'repr-digest']) {
+    const value = request.headers[header];
+    if (value !== undefined) described[header] = value;
+  }
+  return described;
 }
 
 type Query = { name?: string; content_type?: string };
