@@ -1,6 +1,12 @@
 import { WharfApiError, WharfError } from './errors.js';
 import { type HasherFactory, portableSha256, sha256Hex } from './hash.js';
-import { type BodyFactory, type RequestOptions, Transport, type TransportOptions } from './http.js';
+import {
+  type BodyFactory,
+  idempotent,
+  type RequestOptions,
+  Transport,
+  type TransportOptions,
+} from './http.js';
 import { type ProgressListener, ProgressMeter } from './progress.js';
 import { tap } from './sources.js';
 import { TusClient } from './tus.js';
@@ -248,6 +254,8 @@ export class AssetsApi {
       headers: {
         'content-type': options.contentType || 'application/octet-stream',
         ...(options.size !== undefined && { 'content-length': String(options.size) }),
+        // Its retries (a lost answer) get the first answer, not a second upload.
+        ...idempotent(),
       },
       body,
       signal: options.signal,
@@ -373,17 +381,6 @@ function verifying(expected: string, factory: HasherFactory): TransformStream<Ui
       }
     },
   });
-}
-
-/**
- * A new Idempotency-Key: 128 random bits in hex. getRandomValues, not randomUUID, which browsers
- * give only to secure contexts (a page served over plain HTTP has none).
- */
-function idempotent(): Record<string, string> {
-  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
-  let key = '';
-  for (const byte of bytes) key += byte.toString(16).padStart(2, '0');
-  return { 'idempotency-key': key };
 }
 
 export class UploadsApi {

@@ -371,3 +371,14 @@ function describe(err: unknown): string {
 export function redact(url: string): string {
   return url.replace(/([?&](?:X-Amz-Signature|X-Amz-Credential|signature)=)[^&]*/gi, '$1…');
 }
+
+/**
+ * A new Idempotency-Key: 128 random bits in hex. getRandomValues, not randomUUID, which browsers
+ * give only to secure contexts (a page served over plain HTTP has none).
+ */
+export function idempotent(): Record<string, string> {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  let key = '';
+  for (const byte of bytes) key += byte.toString(16).padStart(2, '0');
+  return { 'idempotency-key': key };
+}

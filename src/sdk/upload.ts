@@ -1,7 +1,7 @@
 import type { Wharf } from './client.js';
 import { isWharfError, WharfApiError, WharfError } from './errors.js';
 import { sha256Hex } from './hash.js';
-import { isBusy, throwIfAborted } from './http.js';
+import { idempotent, isBusy, throwIfAborted } from './http.js';
 import { type ProgressListener, ProgressMeter } from './progress.js';
 import {
   canStreamRequestBodies,
@@ -450,6 +450,9 @@ class UploadRun {
         headers: {
           'content-type': this.contentType,
           ...(this.source.size !== undefined && { 'content-length': String(this.source.size) }),
+          // The same on each retry: a retry after a lost answer gets the first answer (and an
+          // upload token's max_files is not spent again).
+          ...idempotent(),
         },
         body: body.make,
         onRetry: body.retry,
