@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreLocker } from './blobs/db-locker.js';
 import { flexibleChecksums } from './blobs/flexible-checksums.js';
@@ -21,6 +21,7 @@ import { openSqlStore } from './db/store/index.js';
 import { openStoreThread } from './db/store-thread.js';
 import { parseDatabaseUrl } from './db/url.js';
 import { webhookPayload } from './http/api/event-json.js';
+import { makeDirectory } from './make-directory.js';
 import { HttpWebhookSender } from './net/webhook-sender.js';
 import { ImageAnalyzer } from './processing/image-analyzer.js';
 import { LocationScrubber } from './processing/location-scrubber.js';
@@ -261,7 +262,8 @@ function credentialsProblem({ code, credentials }: S3CredentialsRefused): string
 async function checkDataDir(dataDir: string): Promise<void> {
   const probe = join(dataDir, `.wharf-write-check-${process.pid}`);
   try {
-    await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE });
+    // A level at a time, so that a parent it cannot write into says why (see makeDirectory).
+    await makeDirectory(dataDir, DATA_DIR_MODE);
     await writeFile(probe, '');
     await rm(probe, { force: true });
   } catch (err) {

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
+import { access, lstat, readdir, realpath, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { fsyncPath } from '../blobs/fs-multipart.js';
@@ -23,6 +23,8 @@ import type { Digests } from '../core/model.js';
 import { ObjectMissing } from '../core/ports.js';
 import { createDatabaseFile } from '../db/file-mode.js';
 import { missingDatabase } from '../db/missing.js';
+import { makeDirectory } from '../make-directory.js';
+import { eachAtOnce } from './at-once.js';
 import {
   hasWharfSchema,
   holdLock,
@@ -122,6 +124,19 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
   const live = new FsBlobStore(options.blobs, NO_PRESIGNING);
   const into = new FsBlobStore(join(target, 'blobs'), NO_PRESIGNING);
   const snapshot = join(target, `.wharf-backup-${randomUUID()}.db`);
+  // Every step runs, and the lock is let go, whatever fails; a cleanup's failure is thrown only
+  // when nothing failed before it: it must not hide why the backup failed.
+  const cleanUp = async (): Promise<unknown> => {
+    let failure: unknown;
+    for (const step of [() => rm(snapshot, { force: true }), () => into.close(), () => live.close()]) {
+      await step().catch((err: unknown) => {
+        failure ??= err;
+      });
+    }
+    lock.release();
+    return failure;
+  };
+  let report: BackupReport;
   try {
     // Only this backup writes into the target (the lock): what is in its tmp/ is a crash's, and
     // so is a database copy a killed backup left (as large as the database).
@@ -130,7 +145,7 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
       if (/^\.wharf-backup-[0-9a-f-]+\.db(-journal)?$/.test(entry))
         await rm(join(target, entry), { force: true });
     }
-    const report: BackupReport = {
+    report = {
       snapshots: 0,
       assets: 0,
       renderings: 0,
@@ -200,15 +215,13 @@ export async function backup(options: BackupOptions): Promise<BackupReport> {
     await rename(snapshot, join(target, 'wharf.db'));
     await fsyncPath(target);
     report.removed = await removeUnreferenced(into, join(target, 'blobs', 'objects'), objects);
-    return report;
   } catch (err) {
+    await cleanUp();
     throw (isTargetFull(err) && unwritable(target, err)) || err;
-  } finally {
-    await rm(snapshot, { force: true });
-    await into.close();
-    await live.close();
-    lock.release();
   }
+  const failure = await cleanUp();
+  if (failure !== undefined) throw failure;
+  return report;
 }
 
 type CopyOutcome = 'kept' | 'missing' | { bytes: number; repaired: boolean } | { problem: BackupProblem };
@@ -330,7 +343,7 @@ async function ensureBackupTarget(target: string): Promise<void> {
     }
     if (code !== 'ENOENT') throw err;
     try {
-      await makeDirectory(target);
+      await makeDirectory(target, 0o750);
     } catch (err) {
       throw unwritable(target, err) ?? err;
     }
@@ -354,25 +367,6 @@ async function ensureBackupTarget(target: string): Promise<void> {
     throw new BackupRefused(
       `${target} holds other files (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}): a backup goes into an empty directory or an earlier backup.`,
     );
-  }
-}
-
-/**
- * `path` made with the parents it lacks, closed to other users as a data directory Wharf makes
- * is (a backup is one). One level at a time: mkdir's `recursive` reports a parent it cannot
- * write into (a read-only file system's EROFS) as ENOENT of the path.
- */
-async function makeDirectory(path: string): Promise<void> {
-  try {
-    await mkdir(path, { mode: 0o750 });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return;
-    if (code !== 'ENOENT' || dirname(path) === path) throw err;
-    await makeDirectory(dirname(path));
-    await mkdir(path, { mode: 0o750 }).catch((again: NodeJS.ErrnoException) => {
-      if (again.code !== 'EEXIST') throw again;
-    });
   }
 }
 
@@ -409,12 +403,4 @@ function isTargetFull(err: unknown): boolean {
 function isInside(parent: string, child: string): boolean {
   const rel = relative(parent, child);
   return rel !== '' && !rel.startsWith('..');
-}
-
-async function eachAtOnce<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]!);
-  });
-  await Promise.all(workers);
 }

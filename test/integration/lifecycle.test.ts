@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, request } from 'node:http';
@@ -328,6 +329,27 @@ describe('a start that cannot succeed', () => {
       r.stderr(),
       `wharf: WHARF_DATA_DIR ${join(file, 'data')} is not a writable directory (ENOTDIR: a part of the path is a file).\n`,
     );
+  });
+
+  test('a data directory to be made on a read-only file system: the line says so, not ENOENT', {
+    skip: process.getuid?.() !== 0 && 'mounting a tmpfs needs root',
+  }, async () => {
+    const inst = await installation();
+    const disk = join(inst.dataDir, 'read-only');
+    await mkdir(disk);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', disk]);
+    try {
+      // Missing, with its parent missing too: Node's recursive mkdir says ENOENT of the path.
+      const dataDir = join(disk, 'sub', 'data');
+      const r = start({ ...inst.env, WHARF_DATA_DIR: dataDir });
+      assert.equal((await r.exited).code, 1);
+      assert.equal(
+        r.stderr(),
+        `wharf: WHARF_DATA_DIR ${dataDir} is not a writable directory (EROFS: read-only file system).\n`,
+      );
+    } finally {
+      execFileSync('umount', [disk]);
+    }
   });
 
   test('a SQLite database file that cannot be opened: one line naming the file and the setting, exit 1', async () => {
