@@ -1,4 +1,5 @@
 import { S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
+import { StandardRetryStrategy } from '@smithy/core/retry';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { isConnectionFailure, serviceUnavailable, storageFull } from '../core/unavailable.js';
 import { stacklessError } from '../telemetry/log.js';
@@ -170,9 +171,42 @@ export function s3ClientConfig(options: S3Options, abandon?: AbortSignal): S3Cli
     // most 8 MiB by default, so an early refusal costs little either way.
     expectContinueHeader: false,
     requestHandler: abandon ? new AbandonableHandler(handler, abandon) : handler,
+    retryStrategy: new NoRetryAfterTimeout(),
     ...(options.log && { logger: sdkLogger(options.log) }),
   };
 }
+
+/**
+ * The SDK's standard retries (three attempts, backoff, its retry budget), except after a request
+ * that timed out (REQUEST_TIMEOUT_MS without an answer): a store that stopped answering for two
+ * minutes is not asked twice more, so a request needing it is refused 503 after 120 s, as
+ * docs/reliability.md says, rather than after six minutes (a hunt met 360 s on a hung Ceph,
+ * longer than any proxy or client waits). Connections refused or reset, a store's own 503 and a
+ * connection not made within CONNECT_TIMEOUT_MS are still retried.
+ */
+export class NoRetryAfterTimeout {
+  private readonly standard = new StandardRetryStrategy(STORE_ATTEMPTS);
+
+  acquireInitialRetryToken(scope: string): ReturnType<StandardRetryStrategy['acquireInitialRetryToken']> {
+    return this.standard.acquireInitialRetryToken(scope);
+  }
+
+  refreshRetryTokenForRetry(
+    ...[token, info]: Parameters<StandardRetryStrategy['refreshRetryTokenForRetry']>
+  ): ReturnType<StandardRetryStrategy['refreshRetryTokenForRetry']> {
+    // The handler's request timeout, by its name and code (its connection timeout has no code).
+    const { name, code } = (info.error ?? {}) as { name?: unknown; code?: unknown };
+    if (name === 'TimeoutError' && code === 'ETIMEDOUT') return Promise.reject(info.error);
+    return this.standard.refreshRetryTokenForRetry(token, info);
+  }
+
+  recordSuccess(token: Parameters<StandardRetryStrategy['recordSuccess']>[0]): void {
+    this.standard.recordSuccess(token);
+  }
+}
+
+/** Attempts per request, the SDK's own default. */
+const STORE_ATTEMPTS = 3;
 
 /** The SDK's handler, each request of which also ends when `abandon` aborts. */
 class AbandonableHandler extends NodeHttpHandler {
