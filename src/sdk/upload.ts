@@ -227,6 +227,7 @@ class UploadRun {
     const sha256 = hashFirst || this.options.sha256 ? await this.sha256() : undefined;
     let outcome: { status: 'created' | 'exists'; asset: Asset };
     try {
+      await this.dropOtherKinds();
       switch (this.strategy) {
         case 'direct':
           outcome = await this.direct(sha256);
@@ -266,6 +267,33 @@ class UploadRun {
     if (err instanceof WharfError && open.id !== undefined) err.uploadId ??= open.id;
     if (await this.kept(open)) return;
     await this.cancel(open);
+  }
+
+  /**
+   * Gives up the resumable uploads kept for this source under a flow other than this run's (a
+   * multipart upload cut off, its file since cut short below the threshold, or run again with a
+   * higher one, now goes presigned): no run of this flow would ever look for them, so they held
+   * the account's quota until they expired and their state stayed in the store (a hunt). Done
+   * before this run declares its own upload, as multipart and tus give up a record of other
+   * content, so the quota it held is free for this one. Best effort: a store that cannot be
+   * read, or an abort that fails, leaves things as they were, and this upload goes on.
+   */
+  private async dropOtherKinds(): Promise<void> {
+    const store = this.options.resume;
+    if (!store) return;
+    for (const kind of ['multipart', 'tus'] as const) {
+      if (kind === this.strategy) continue;
+      const key = this.stateKey(kind);
+      if (!key) continue;
+      const record = await this.saved(store, key, kind).catch(() => undefined);
+      if (!record) continue;
+      const gone =
+        record.kind === 'multipart'
+          ? this.wharf.multipart.abort(record.id, AbortSignal.timeout(CANCEL_TIMEOUT_MS))
+          : this.wharf.tus.terminate(record.url, AbortSignal.timeout(CANCEL_TIMEOUT_MS));
+      await gone.catch(() => undefined);
+      await store.delete(key).catch(() => undefined);
+    }
   }
 
   /** Whether the resume store holds `open` for a later run (a cut it may continue from). */

@@ -481,6 +481,54 @@ describe('a large upload cut off, its file then changed', () => {
   });
 });
 
+describe('a large upload cut off, its file then going presigned', () => {
+  // Cut short below the threshold, or run again with a higher one: only the multipart flow read
+  // the resume state, so the upload begun before stayed pending (its size reserved) and its state
+  // file stayed (a hunt).
+  for (const { how, shrink, threshold } of [
+    { how: 'the file cut short below the threshold', shrink: true, threshold: '6M' },
+    { how: 'the same file with a higher --multipart-threshold', shrink: false, threshold: '64M' },
+  ]) {
+    test(`${how}: the upload begun before is given up and its state removed`, async () => {
+      const bytes = randomBytes(16 * MiB);
+      const dir = await folder('resume-presigned', { 'now-small.bin': bytes });
+      const path = join(dir, 'now-small.bin');
+      const stateDir = join(home, 'state', 'wharf', 'uploads');
+      await rm(stateDir, { recursive: true, force: true });
+      const reserved = async () => (await wharf.account.get()).usage.bytes_reserved;
+      const before = await reserved();
+      const child = start([
+        'upload',
+        path,
+        '--multipart-threshold',
+        '6M',
+        '--part-size',
+        '5M',
+        '--limit-rate',
+        '2M',
+        '-j',
+        '1',
+      ]);
+      const running = finished(child);
+      const old = await firstPartStored(stateDir);
+      child.kill('SIGINT');
+      const cut = await running;
+      assert.equal(cut.code, 130, cut.stderr);
+      if (shrink) await truncate(path, 2 * MiB);
+
+      const again = await cliJson<TransferJson>(['upload', path, '--multipart-threshold', threshold]);
+      const file = again.files[0]!;
+      assert.deepEqual([file.status, file.strategy], ['created', 'presigned']);
+      const ended = await wharf.uploads.get(old.id);
+      assert.equal(ended.status, 'expired', 'the old upload ended');
+      assert.equal(ended.ended?.reason, 'cancelled');
+      assert.equal(await reserved(), before, 'its reservation was given back');
+      assert.deepEqual(await readdir(stateDir), [], 'no state is left');
+      await wharf.assets.delete(file.asset_id!);
+    });
+  }
+});
+
 describe('a server that is busy', () => {
   // Its own server: one upload body at a time for the account, so files sent four at once are
   // refused (SlowDown, 503 with Retry-After) while another is in flight.
