@@ -725,6 +725,42 @@ describe('credentials and errors', () => {
     assert.match(flagged.stderr, /SCOPE_DENIED/);
   });
 
+  test('the config file’s key goes only to the server it was saved with: another --url or WHARF_URL is refused, nothing sent', async () => {
+    const seen: Array<string | undefined> = [];
+    const other = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"data":[],"next_cursor":null}');
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const otherUrl = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    try {
+      const config = join(scratch, 'origin', 'config.json');
+      await mkdir(join(config, '..'), { recursive: true });
+      await writeFile(config, JSON.stringify({ url: w.url, key: w.key }));
+      const saved = { WHARF_URL: undefined, WHARF_KEY: undefined, WHARF_CONFIG: config };
+      for (const ran of [
+        await cli(['ls', '--url', otherUrl], { env: saved }),
+        await cli(['ls'], { env: { ...saved, WHARF_URL: otherUrl } }),
+      ]) {
+        assert.equal(ran.code, 2, ran.stderr);
+        assert.ok(ran.stderr.includes(`saved for ${w.url}`), ran.stderr);
+        assert.ok(ran.stderr.includes(otherUrl), ran.stderr);
+        assert.match(ran.stderr, /--key .*WHARF_KEY/);
+      }
+      assert.deepEqual(seen, [], 'nothing reached the other server');
+      // The same origin (a trailing slash) takes the saved key; a key given for the other server goes to it.
+      const same = await cli(['ls', '--json', '--url', `${w.url}/`], { env: saved });
+      assert.equal(same.code, 0, same.stderr);
+      const given = await cli(['ls', '--json', '--url', otherUrl, '--key', 'wharf_for_the_other'], {
+        env: saved,
+      });
+      assert.equal(given.code, 0, given.stderr);
+      assert.deepEqual(seen, ['Bearer wharf_for_the_other']);
+    } finally {
+      other.close();
+    }
+  });
+
   test('each file is declared with its extension’s type (an image/* token takes a PNG); --content-type overrides', async () => {
     const png = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#08f' } })
       .png()

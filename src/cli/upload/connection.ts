@@ -72,15 +72,17 @@ export async function resolveConnection(
   { configMayBeMissing = false }: { configMayBeMissing?: boolean } = {},
 ): Promise<Connection> {
   const named = stringOption(values, 'config') !== undefined || Boolean(env.WHARF_CONFIG);
-  const file = await readConfigFile(configTarget(values, env), named && !configMayBeMissing);
-  const url = stringOption(values, 'url') ?? (env.WHARF_URL || undefined) ?? file.url;
-  const key =
+  const path = configTarget(values, env);
+  const file = await readConfigFile(path, named && !configMayBeMissing);
+  const givenUrl = stringOption(values, 'url') ?? (env.WHARF_URL || undefined);
+  const url = givenUrl ?? file.url;
+  const givenKey =
     stringOption(values, 'key') ??
     stringOption(values, 'token') ??
     (env.WHARF_KEY || undefined) ??
-    (env.WHARF_TOKEN || undefined) ??
-    file.key ??
-    file.token;
+    (env.WHARF_TOKEN || undefined);
+  const savedKey = file.key ?? file.token;
+  const key = givenKey ?? savedKey;
   if (!url) {
     throw new UsageError('No server URL: pass --url, set WHARF_URL, or put "url" in the config file.');
   }
@@ -93,12 +95,31 @@ export async function resolveConnection(
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new UsageError(`The server URL must be http(s), got "${url}".`);
   }
+  // The config file's key belongs to the server it was saved with: taken to whatever --url or
+  // WHARF_URL named, it went as a Bearer to a host that never issued it (a hunt).
+  if (givenKey === undefined && savedKey && givenUrl !== undefined && !sameOrigin(givenUrl, file.url)) {
+    throw new UsageError(
+      `${file.url ? `The key in ${path} was saved for ${file.url}` : `The key in ${path} names no server ("url")`}, ` +
+        `so it is not sent to ${givenUrl}: pass a key for that server with --key (or --token), ` +
+        'or WHARF_KEY (or WHARF_TOKEN).',
+    );
+  }
   if (!key) {
     throw new UsageError(
       'No key: pass --key (or --token for an upload token), set WHARF_KEY, or put "key" in the config file.',
     );
   }
   return { url: url.replace(/\/+$/, ''), key, stateDir: stringOption(values, 'state-dir') ?? stateDir(env) };
+}
+
+/** Whether `a` and `b` are URLs of one origin (scheme, host and port). */
+function sameOrigin(a: string, b: string | undefined): boolean {
+  if (b === undefined) return false;
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
 }
 
 /** "5M", "5MiB", "512k", "1048576": bytes (binary units). */
