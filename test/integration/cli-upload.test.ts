@@ -614,6 +614,28 @@ describe('wharf ls, get, rm', () => {
   });
 });
 
+describe('wharf get and rm by a name the server keeps in another form, or shaped as an id', () => {
+  test('an NFD name finds its asset (stored NFC); a name that looks like a UUID is found by name when no asset has that id', async () => {
+    const tag = randomBytes(4).toString('hex');
+    const nfd = `cafe\u0301-${tag}.txt`;
+    const accented = randomBytes(300);
+    const stored = await wharf.upload(accented, { name: nfd });
+    assert.equal(stored.asset.name, nfd.normalize('NFC'), 'the server keeps it as NFC');
+    const target = join(scratch, `nfd-${tag}.bin`);
+    assert.equal((await cli(['get', nfd, '-o', target])).code, 0);
+    assert.ok((await readFile(target)).equals(accented));
+
+    const uuidName = '0f8fad5b-d9cb-469f-a165-70867728950e';
+    const shaped = await wharf.upload(randomBytes(200), { name: uuidName });
+    const removed = await cliJson<{ deleted: string[] }>(['rm', nfd, uuidName]);
+    assert.deepEqual(removed.deleted, [stored.asset.id, shaped.asset.id]);
+    // Neither an id nor a name: still NOT_FOUND.
+    const none = await cli(['get', uuidName, '-o', '-']);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /NOT_FOUND/);
+  });
+});
+
 describe('wharf rm of several', () => {
   test('every argument is tried: one that fails does not stop the others; --json says which failed', async () => {
     const a = await wharf.upload(randomBytes(100), { name: 'rm-a.bin' });

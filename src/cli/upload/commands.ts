@@ -99,17 +99,26 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** An id, or an exact name (the newest asset of that name). */
 async function find(wharf: Wharf, ref: string): Promise<Asset> {
   if (UUID.test(ref)) {
-    const asset = await wharf.assets.get(ref);
-    // A record without its id (`{}`) would be fetched as the asset "undefined".
-    if (typeof asset?.id !== 'string') {
-      throw Object.assign(new Error(`The server's record of ${ref} has no id.`), {
-        code: 'UNEXPECTED_RESPONSE',
-      });
+    try {
+      const asset = await wharf.assets.get(ref);
+      // A record without its id (`{}`) would be fetched as the asset "undefined".
+      if (typeof asset?.id !== 'string') {
+        throw Object.assign(new Error(`The server's record of ${ref} has no id.`), {
+          code: 'UNEXPECTED_RESPONSE',
+        });
+      }
+      return asset;
+    } catch (err) {
+      // No asset has that id: it may be a name that looks like one (a file named by a UUID),
+      // which was never looked for (a hunt).
+      if (!(err instanceof WharfApiError && err.code === 'NOT_FOUND')) throw err;
     }
-    return asset;
   }
-  for await (const asset of wharf.assets.iterate({ prefix: ref, limit: 100 })) {
-    if (asset.name === ref) return asset;
+  // As the server stores names, in NFC: a name typed or read from a file as NFD (macOS writes
+  // "café" so) is the asset's name all the same, and was not found (a hunt).
+  const name = ref.normalize('NFC');
+  for await (const asset of wharf.assets.iterate({ prefix: name, limit: 100 })) {
+    if (asset.name === name) return asset;
   }
   throw Object.assign(new Error(`No asset has the id or name "${ref}".`), { code: 'NOT_FOUND' });
 }
