@@ -950,14 +950,21 @@ describe('credentials and errors', () => {
     }
   });
 
-  test('many files with a wrong key or to a server that is not there: the first fails, the rest are not tried', async () => {
+  test('many files with a wrong key, a disabled account, an expired token or to a server that is not there: the first fails, the rest are not tried', async () => {
     const dir = await folder(
       'halted',
       Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`f${i}.txt`, randomBytes(64)])),
     );
+    // A disabled account and an expired upload token refuse every file as they refuse the first.
+    const disabled = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(disabled.accountId, { disabled: true });
+    const expiring = await wharf.uploadTokens.create({ subject: 'expiring', max_files: 10, expires_in: 1 });
+    w.clock.advance(2_000);
     const runs = [
       { code: 'UNAUTHORIZED', args: ['--key', 'wharf_not_a_real_key_at_all_000000000000000000000'] },
       { code: 'NETWORK_ERROR', args: ['--url', `http://127.0.0.1:${await freePort()}`] },
+      { code: 'ACCOUNT_DISABLED', args: ['--key', disabled.key] },
+      { code: 'TOKEN_EXPIRED', args: ['--token', expiring.secret] },
     ];
     for (const { code, args } of runs) {
       const ran = await cli(['upload', dir, '--json', '-j', '1', ...args]);

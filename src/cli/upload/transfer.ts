@@ -52,10 +52,14 @@ export async function transfer(
 /**
  * Failures every later file of the run would meet too: the server could not be reached (after
  * the SDK's retries, and its 30 s of waiting out a restart when the server had answered), or
- * it refused the key. Once one file fails so, the others are not tried: a wrong URL or key with
- * 600 files took two minutes and printed 600 lines of the same error (a hunt).
+ * it refused the credential itself: a key or token it does not know (or revoked), an upload
+ * token past its expiry, an account that is disabled. Once one file fails so, the others are
+ * not tried: a wrong URL or key with 600 files took two minutes and printed 600 lines of the
+ * same error (a hunt). Refusals of one file's size or type, or of what a token has left
+ * (TOKEN_BYTES_EXHAUSTED: a smaller file may fit; TOKEN_FILES_EXHAUSTED: a file of this run
+ * that fails frees its slot) do not stop the run.
  */
-const RUN_STOPPERS = new Set(['NETWORK_ERROR', 'UNAUTHORIZED']);
+const RUN_STOPPERS = new Set(['NETWORK_ERROR', 'UNAUTHORIZED', 'TOKEN_EXPIRED', 'ACCOUNT_DISABLED']);
 
 /** A file the run did not try, after `halted` stopped it. */
 function notTried(file: LocalFile, halted: { code: string; message: string }): FileOutcome {
