@@ -7,7 +7,7 @@
  */
 import { tuneGarbageCollector } from '../gc-tuning.js';
 import { processIo } from './io.js';
-import { clientUsage, isClientCommand, runClient } from './upload/main.js';
+import { CLIENT_EXIT_CODES, clientUsage, isClientCommand, runClient } from './upload/main.js';
 
 // Installed from the package, this may run on any Node: say what it needs before a command
 // fails on what an older one lacks (fs.glob, for one).
@@ -29,7 +29,7 @@ const io = processIo(isClientCommand(first) ? `wharf ${first}` : 'wharf');
 if (isClientCommand(first)) {
   process.exitCode = await runClient(argv, io);
 } else if (first === '--help' || first === '-h' || first === 'help') {
-  io.stdout(`Usage:\n${clientUsage()}\n${ADMIN_ELSEWHERE}\n`);
+  io.stdout(`Usage:\n${clientUsage()}\n${ADMIN_ELSEWHERE}\n${CLIENT_EXIT_CODES}\n`);
 } else {
   io.stderr(
     first === undefined

@@ -488,7 +488,10 @@ export function usage(): string {
     'It reads the same environment as the server (WHARF_DATA_DIR, WHARF_DATABASE_URL, …),',
     'so it works on the same data, also while the server runs. Only `wharf migrate` (and',
     "the server's start) migrates the database: the other commands refuse one that lacks a migration.",
-    'Exit codes: 0 done, 1 failed, 2 the command line was wrong.',
+    // As docs/cli.md: 130 and 141 were missing, though the client commands exit so (Ctrl-C on an
+    // upload or a download; any command whose reader went away, `wharf keys list | head`).
+    'Exit codes: 0 done, 1 failed, 2 the command line was wrong, 130 interrupted (Ctrl-C or SIGTERM:',
+    'upload, sync, get), 141 the reader of its output went away (`wharf ls | head`).',
     '',
   ].join('\n');
 }

@@ -883,6 +883,12 @@ describe('credentials and errors', () => {
     const badFlag = await cli(['upload', '--part-size', 'big', scratch]);
     assert.equal(badFlag.code, 2);
     assert.match(badFlag.stderr, /--part-size must be a size/);
+    // Named as the docs and help name it: --concurrency is in neither.
+    for (const j of ['0', '65']) {
+      const badJobs = await cli(['upload', '-j', j, scratch]);
+      assert.equal(badJobs.code, 2);
+      assert.equal(badJobs.stderr, `wharf upload: -j must be 1 to 64, got "${j}".\n`);
+    }
     const badProgress = await cli(['upload', '--progress', 'foo', '--json', scratch]);
     assert.equal(badProgress.code, 2);
     assert.match(badProgress.stderr, /--progress must be auto, bars or plain/);

@@ -420,6 +420,11 @@ describe('errors and help', () => {
     ]) {
       assert.ok(top.stdout.includes(`wharf ${command}`), `--help mentions ${command}`);
     }
+    // Every exit code docs/cli.md gives, 130 and 141 too.
+    assert.match(
+      top.stdout,
+      /Exit codes: 0 done, 1 failed, 2 the command line was wrong, 130 interrupted .*\n.*141 the reader/,
+    );
     const sub = await cli(['keys', 'create', '--help']);
     assert.equal(sub.code, 0);
     assert.match(sub.stdout, /--role admin\|member/);

@@ -61,7 +61,7 @@ export async function runTransfer(
     const partSize = stringOption(values, 'part-size');
     const threshold = stringOption(values, 'multipart-threshold');
     const outcomes = await transfer(client(connection), files, await display(values, io), {
-      concurrency: positiveInt(values, 'concurrency', 4),
+      concurrency: positiveInt(values, 'concurrency', 4, '-j'),
       partSize: partSize === undefined ? undefined : parsePartSize(partSize),
       contentType: stringOption(values, 'content-type'),
       multipartFrom: threshold === undefined ? undefined : parseSize(threshold, '--multipart-threshold'),

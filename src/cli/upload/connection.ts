@@ -133,12 +133,21 @@ export function parseSize(text: string, flag: string): number {
   return bytes;
 }
 
-export function positiveInt(values: Parsed['values'], name: string, fallback: number): number {
+/**
+ * `flag`: the option as the docs and help name it (`-j` for concurrency: `--concurrency`, its
+ * long form, is in neither, and an error naming it sent the user looking for it).
+ */
+export function positiveInt(
+  values: Parsed['values'],
+  name: string,
+  fallback: number,
+  flag = `--${name}`,
+): number {
   const text = stringOption(values, name);
   if (text === undefined) return fallback;
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1 || n > 64)
-    throw new UsageError(`--${name} must be 1 to 64, got "${text}".`);
+    throw new UsageError(`${flag} must be 1 to 64, got "${text}".`);
   return n;
 }
 

@@ -156,6 +156,10 @@ function isMediaType(value: string): boolean {
   return trimmed.length <= 255 && MEDIA_TYPE.test(trimmed);
 }
 
+/** The exit codes, as docs/cli.md gives them. */
+export const CLIENT_EXIT_CODES =
+  'Exit codes: 0 done, 1 failed, 2 the command line was wrong, 130 interrupted (Ctrl-C or SIGTERM), 141 the reader of its output went away (| head).';
+
 export function clientUsage(): string {
   return CLIENT_COMMANDS.map((c) => `  ${c.usage}\n      ${c.summary}\n`).join('');
 }
@@ -179,7 +183,7 @@ export async function runClient(argv: string[], io: CliIo): Promise<number> {
     if (args.positionals.length < command.min)
       throw new UsageError(`Missing argument. Usage: ${command.usage}`);
     // Checked here so that a mistake is reported before any work.
-    positiveInt(args.values, 'concurrency', 4);
+    positiveInt(args.values, 'concurrency', 4, '-j');
     for (const flag of ['part-size', 'multipart-threshold', 'limit-rate']) {
       const text = stringOption(args.values, flag);
       if (text !== undefined) parseSize(text, `--${flag}`);
