@@ -27,7 +27,7 @@ import { compatRoutes, compatRoutingErrors } from './compat/index.js';
 import type { ConsoleBundle } from './console/bundle.js';
 import { consoleRoutes } from './console/routes.js';
 import { continueOnRead } from './expect-continue.js';
-import { refuseEncodedFileBodies } from './file-bodies.js';
+import { refuseEncodedBodies } from './file-bodies.js';
 import { keepFreshConnections } from './fresh-connections.js';
 import { limitJsonDepth, readEmptyJsonAsNoBody } from './json-depth.js';
 import { endLingeringOnClose } from './lingering-close.js';
@@ -173,7 +173,7 @@ export async function buildApp({
   cutIdleBodies(app, bodyIdleTimeoutSeconds);
   app.setValidatorCompiler(validatorCompiler);
   limitJsonDepth(app);
-  refuseEncodedFileBodies(app);
+  refuseEncodedBodies(app);
   app.decorateRequest('principal', null);
   trackRoutes(app);
   // Before CORS and every route: every response carries its request id, preflights and refusals too.

@@ -586,6 +586,23 @@ describe('FileSpin: register_asset errors', () => {
     const none = await api(w.url, undefined, 'POST', '/api/v1/assets/new/register_asset', {});
     assertError(none, 401, 'UNAUTHORIZED');
   });
+
+  test('a body in a Content-Encoding is 415 UNSUPPORTED_MEDIA_TYPE, not broken JSON', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const json = JSON.stringify(documentedBody('0123456789abcdef0123456789abcdef', photo.bytes));
+    const res = await fetch(`${w.url}/api/v1/assets/new/register_asset`, {
+      method: 'POST',
+      headers: {
+        'X-FileSpin-Api-Key': w.key,
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+      },
+      body: new Uint8Array(gzipSync(json)),
+    });
+    const body = await res.text();
+    assertError({ status: res.status, body }, 415, 'UNSUPPORTED_MEDIA_TYPE');
+    assert.match(JSON.parse(body).message, /Content-Encoding gzip/);
+  });
 });
 
 describe('FileSpin: 403 for disabled accounts and exceeded upload limits', () => {

@@ -639,6 +639,31 @@ describe('Bulk upload: generate, PUT, confirm', () => {
     assert.equal(big.status, 413);
     assert.equal(json(big.body).code, 'file_too_large');
   });
+
+  test('a presign request in a Content-Encoding (gzip): 415, not "not valid JSON"', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const gz = await file(
+      'presign.json.gz',
+      gzipSync(JSON.stringify({ files: [{ name: 'a.bin', size: 1 }] })),
+    );
+    const res = await curl([
+      '-X',
+      'POST',
+      `${w.url}${GENERATE}`,
+      '-H',
+      `x-api-key: ${w.key}`,
+      '-H',
+      'Content-Type: application/json',
+      '-H',
+      'Content-Encoding: gzip',
+      '--data-binary',
+      `@${gz}`,
+    ]);
+    assert.equal(res.status, 415, res.body);
+    const body = json(res.body);
+    assert.equal(body.code, 'unsupported_media_type');
+    assert.match(body.detail, /Content-Encoding gzip/);
+  });
 });
 
 describe('keys', () => {

@@ -662,6 +662,111 @@ describe('bad digests and types are refused before anything is stored', () => {
     assert.deepEqual(await tmpFiles(w), [], 'no temp file');
   });
 
+  test('a JSON body in a Content-Encoding is refused (415) before it is parsed, on every API; identity is none', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const gz = (value: unknown) => new Uint8Array(gzipSync(JSON.stringify(value)));
+    const files = [{ name: 'a.bin', size: 1 }];
+    // Each API's JSON routes, with the status and code it answers, in its own error shape.
+    type Body = JsonResponse['body'];
+    const attempts: Array<
+      [string, string, Record<string, string>, unknown, number, (body: Body) => unknown, string]
+    > = [
+      [
+        'POST',
+        '/v1/uploads',
+        { 'x-api-key': w.key },
+        { files },
+        415,
+        (b) => b.error.code,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
+        'POST',
+        '/v1/keys',
+        { 'x-api-key': w.key },
+        { role: 'member' },
+        415,
+        (b) => b.error.code,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
+        'DELETE',
+        '/v1/keys/abc',
+        { 'x-api-key': w.key },
+        {},
+        415,
+        (b) => b.error.code,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
+        'POST',
+        '/api/v1/assets/developer-generate-presigned-url',
+        { 'x-api-key': w.key },
+        { files },
+        415,
+        (b) => b.code,
+        'unsupported_media_type',
+      ],
+      [
+        'POST',
+        '/api/v1/assets/new/register_asset',
+        { 'x-filespin-api-key': w.key },
+        { asset_id: 'a', size: 1, checksum: 'a'.repeat(32) },
+        415,
+        (b) => b.error,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
+        'POST',
+        '/api/v1/upload/direct',
+        { 'x-api-key': w.key },
+        { blob: { filename: 'a.bin', byte_size: 1, checksum: 'x' } },
+        415,
+        (b) => b.error_code,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
+      // Inspect's document has no 415: its 400, "Bad Request" (as for a body of another type).
+      [
+        'POST',
+        '/api/inspect/v1/file/upload/complete',
+        { 'x-api-key': w.key },
+        { id: 'x' },
+        400,
+        (b) => b.error,
+        'Bad Request',
+      ],
+    ];
+    const uploads = countUploads();
+    for (const [method, path, auth, value, status, code, expected] of attempts) {
+      const res = await readJson(
+        fetch(`${w.url}${path}`, {
+          method,
+          headers: { ...auth, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+          body: gz(value),
+        }),
+      );
+      assert.equal(res.status, status, `${method} ${path}: ${JSON.stringify(res.body)}`);
+      assert.equal(code(res.body), expected, `${method} ${path}`);
+      assert.match(JSON.stringify(res.body), /Content-Encoding gzip is not decoded/, `${method} ${path}`);
+    }
+    assert.equal(countUploads(), uploads, 'nothing declared');
+    // `identity` is no encoding; a request without a body is not refused for the header.
+    const identity = await readJson(
+      fetch(`${w.url}/v1/uploads`, {
+        method: 'POST',
+        headers: { 'x-api-key': w.key, 'content-type': 'application/json', 'content-encoding': 'identity' },
+        body: JSON.stringify({ files }),
+      }),
+    );
+    assert.equal(identity.status, 201, JSON.stringify(identity.body));
+    const key = await w.newKey('member');
+    const bodiless = await fetch(`${w.url}/v1/keys/${key.id}`, {
+      method: 'DELETE',
+      headers: { 'x-api-key': w.key, 'content-encoding': 'gzip' },
+    });
+    assert.equal(bodiless.status, 204, await bodiless.text());
+  });
+
   test('a presigned PUT of gzip bytes never becomes an asset of the plain type; the intent stays open', async () => {
     const { gzipSync } = await import('node:zlib');
     const gz = gzipSync(Buffer.from('{"a":1}\n'.repeat(40)));

@@ -73,16 +73,26 @@ export function agree(declared: readonly (string | null | undefined)[], label: s
   return values[0];
 }
 
+/** What a client whose body is refused for its Content-Encoding should send instead. */
+const SEND_INSTEAD = {
+  file: "send the file's own bytes (a .gz file as application/gzip, without Content-Encoding).",
+  body: 'send the body uncompressed, without Content-Encoding.',
+};
+
 /**
  * Files are stored as the bytes that arrive. A body sent in a Content-Encoding (gzip, br…) would
  * be stored compressed and served back without it, its meaning changed: refused (415) before a
  * byte is read. `identity` is no encoding. A compressed file is sent as itself (a .gz file as
- * application/gzip, without Content-Encoding).
+ * application/gzip, without Content-Encoding). Any other body (JSON) is not decoded either:
+ * `body` says so to its client, who sent no file.
  */
-export function refuseContentEncoding(request: {
-  headers: IncomingHttpHeaders;
-  raw: { resume(): void };
-}): void {
+export function refuseContentEncoding(
+  request: {
+    headers: IncomingHttpHeaders;
+    raw: { resume(): void };
+  },
+  kind: keyof typeof SEND_INSTEAD = 'file',
+): void {
   const value = request.headers['content-encoding'];
   if (value === undefined) return;
   const codings = value
@@ -93,6 +103,6 @@ export function refuseContentEncoding(request: {
   request.raw.resume();
   throw new WharfError(
     'UNSUPPORTED_MEDIA_TYPE',
-    `Content-Encoding ${codings.join(', ')} is not decoded: send the file's own bytes (a .gz file as application/gzip, without Content-Encoding).`,
+    `Content-Encoding ${codings.join(', ')} is not decoded: ${SEND_INSTEAD[kind]}`,
   );
 }

@@ -147,8 +147,9 @@ const STORAGE_FULL = describedAs(
  * - `414` on a route with a path parameter: a segment longer than any id, refused before routing
  *   (see routing-errors.ts) in the shape of the path's API, under the status that API answers.
  * - On a native POST, PUT or PATCH that reads JSON (any body: a route without one still parses
- *   what it is sent), `413` for a body over its limit and `415` for a body of another type. A
- *   DELETE is refused the same way, but a client sends it no body, so it is not listed there.
+ *   what it is sent), `413` for a body over its limit and `415` for a body of another type or in
+ *   a Content-Encoding (see file-bodies.ts). A DELETE is refused the same way, but a client sends
+ *   it no body, so it is not listed there.
  * - `415` on a route that stores its body as a file, for one sent in a Content-Encoding
  *   (config.fileBody, see file-bodies.ts).
  * - `503` on every native route: each reads the database (a key is looked up before anything

@@ -223,8 +223,12 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
   app.options(`${RUFH_PATH}/`, { schema: hidden, config: { auth: 'none' } }, (request, reply) =>
     discovery(ctx, request, reply),
   );
-  app.post(`${RUFH_PATH}/`, { schema: { ...hidden, querystring: CreationQuerySchema } }, (request, reply) =>
-    createResumableUpload(ctx, request, reply, request.query),
+  // Bodies in a Content-Encoding are refused in the protocol's handling (see file-bodies.ts).
+  const protocolEncoding = true;
+  app.post(
+    `${RUFH_PATH}/`,
+    { schema: { ...hidden, querystring: CreationQuerySchema }, config: { protocolEncoding } },
+    (request, reply) => createResumableUpload(ctx, request, reply, request.query),
   );
 
   const resource = `${RUFH_PATH}/:id`;
@@ -265,7 +269,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
   // The editor's copy reads the offset with GET too; it answers as HEAD does, without content.
   app.get(resource, { schema: hidden, exposeHeadRoute: false }, offsetHandler);
 
-  app.patch(resource, { schema: hidden }, async (request, reply) => {
+  app.patch(resource, { schema: hidden, config: { protocolEncoding } }, async (request, reply) => {
     const body = bodyOf(request);
     const dialect = dialectOn(request, reply);
     let upload: Upload;

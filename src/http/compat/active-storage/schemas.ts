@@ -111,5 +111,8 @@ export const errorResponses = {
   500: ErrorResponse,
 };
 
-/** A route that opens an upload: a key or token may hold only so many (TOO_MANY_OPEN_UPLOADS). */
-export const uploadErrorResponses = { ...errorResponses, 429: ErrorResponse };
+/**
+ * A route that opens an upload: a key or token may hold only so many (TOO_MANY_OPEN_UPLOADS);
+ * its JSON body in a Content-Encoding is refused (415, see file-bodies.ts).
+ */
+export const uploadErrorResponses = { ...errorResponses, 415: ErrorResponse, 429: ErrorResponse };

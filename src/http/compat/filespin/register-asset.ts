@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import type { App } from '../../api/context.js';
 import type { CompatContext } from '../context.js';
-import { fileSpinErrorResponses } from './errors.js';
+import { FileSpinErrorSchema, fileSpinErrorResponses } from './errors.js';
 
 const Timestamp = Type.String({ maxLength: 64, description: 'ISO 8601, e.g. 2024-05-15T15:43:02Z.' });
 
@@ -52,7 +52,8 @@ export async function registerAssetRoute(app: App, { core }: CompatContext): Pro
           'match the stored bytes is refused and those bytes are discarded (POST the form again).',
         tags: ['FileSpin'],
         body: RegisterBody,
-        response: { 200: RegisterResponse, ...fileSpinErrorResponses },
+        // 415: a body in a Content-Encoding, which Wharf does not decode (see file-bodies.ts).
+        response: { 200: RegisterResponse, ...fileSpinErrorResponses, 415: FileSpinErrorSchema },
       },
     },
     async (request) => {
