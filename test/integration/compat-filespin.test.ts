@@ -585,6 +585,10 @@ describe('FileSpin: register_asset errors', () => {
     assertError(bad, 401, 'UNAUTHORIZED');
     const none = await api(w.url, undefined, 'POST', '/api/v1/assets/new/register_asset', {});
     assertError(none, 401, 'UNAUTHORIZED');
+    // Without a key, the answer names the header FileSpin's document sends it in.
+    assert.match(none.body.message, /X-FileSpin-Api-Key/);
+    const noneGet = await storageUrl({ filename: 'a.jpg' }, null);
+    assert.match((noneGet.body as unknown as { message: string }).message, /X-FileSpin-Api-Key/);
   });
 
   test('a body in a Content-Encoding is 415 UNSUPPORTED_MEDIA_TYPE, not broken JSON', async () => {

@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { documentSecurity } from '../../openapi/index.js';
-import { presentedKey } from '../../plugins/auth.js';
+import { authenticateFrom, presentedKey } from '../../plugins/auth.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { FileSpinErrorSchema, fileSpinErrorHandler } from './errors.js';
@@ -31,7 +31,12 @@ export async function filespinCompat(scope: FastifyInstance, context: CompatCont
   app.setErrorHandler(fileSpinErrorHandler);
   // Before the body is parsed or validated: a caller without a valid key learns nothing else.
   app.addHook('onRequest', async (request) => {
-    request.principal = await context.core.keys.authenticate(fileSpinKey(request));
+    // The 401 for no key names FileSpin's header first, as its document sends the key.
+    request.principal = await authenticateFrom(
+      context.core,
+      fileSpinKey(request),
+      'X-FileSpin-Api-Key, or x-api-key or Authorization: Bearer',
+    );
   });
   documentSecurity(app, [{ fileSpinApiKey: [] }, { apiKey: [] }, { bearer: [] }]);
   await app.register(storageUrlRoute, context);

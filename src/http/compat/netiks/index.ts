@@ -1,7 +1,7 @@
 import multipart from '@fastify/multipart';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
-import { WharfError } from '../../../core/errors.js';
+import { authenticateFrom } from '../../plugins/auth.js';
 import type { RoutingErrorShape } from '../../routing-errors.js';
 import type { CompatContext } from '../context.js';
 import { NetiksErrorSchema, netiksErrorHandler } from './errors.js';
@@ -36,10 +36,11 @@ export async function netiksCompat(instance: FastifyInstance, context: CompatCon
   app.addHook('onRequest', async (request) => {
     const key = request.headers['x-api-key'];
     // netiks's document takes the key in x-api-key only: say so, not the native API's choices.
-    if (typeof key !== 'string' || key === '') {
-      throw new WharfError('UNAUTHORIZED', 'An API key is required (x-api-key).');
-    }
-    request.principal = await context.core.keys.authenticate(key);
+    request.principal = await authenticateFrom(
+      context.core,
+      typeof key === 'string' ? key : undefined,
+      'x-api-key',
+    );
   });
   await app.register(uploadFileRoutes, context);
   await app.register(presignedUrlRoutes, context);
