@@ -40,6 +40,25 @@ export function routingError(err: FastifyError): WharfError {
   }
 }
 
+/** The refusals routeMiss made, told apart from the NOT_FOUND of a thing a route looked up. */
+const routeMisses = new WeakSet<WharfError>();
+
+/**
+ * The 404 of a request no route takes (no such path, or not with this method): NOT_FOUND, as
+ * the native API answers it. An API whose own 404 names one kind of thing (FileSpin's
+ * ASSET_NOT_FOUND) tells it apart with isRouteMiss, so a path typo is not read as that thing.
+ */
+export function routeMiss(request: FastifyRequest): WharfError {
+  const err = new WharfError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`);
+  routeMisses.add(err);
+  return err;
+}
+
+/** Whether `err` is routeMiss's: no route took the request. */
+export function isRouteMiss(err: unknown): boolean {
+  return err instanceof WharfError && routeMisses.has(err);
+}
+
 /**
  * The error shape for `url`: the longest matching prefix wins (FileSpin's
  * `/api/v1/assets/new/` inside netiks's `/api/v1/assets/`); undefined for the native API's.

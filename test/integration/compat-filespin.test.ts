@@ -609,6 +609,24 @@ describe('FileSpin: register_asset errors', () => {
   });
 });
 
+describe('FileSpin: paths and methods it does not have', () => {
+  test('are 404 NOT_FOUND in its shape, never ASSET_NOT_FOUND', async () => {
+    const base = `${w.url}/api/v1/assets/new`;
+    for (const [method, url] of [
+      ['PUT', `${base}/register_asset`],
+      ['GET', `${base}/register_asset`],
+      ['POST', `${base}/content_storage_url?filename=a.jpg`],
+      ['GET', `${base}/content_storage_url/?filename=a.jpg`],
+      ['GET', `${base}/no_such_route`],
+    ] as const) {
+      const res = await fetch(url, { method, headers: { 'X-FileSpin-Api-Key': w.key } });
+      const body = await res.text();
+      assertError({ status: res.status, body }, 404, 'NOT_FOUND');
+      assert.match(JSON.parse(body).message, /^No route /, `${method} ${url}`);
+    }
+  });
+});
+
 describe('FileSpin: 403 for disabled accounts and exceeded upload limits', () => {
   test('a disabled account is 403 ACCOUNT_DISABLED on both routes', async () => {
     const tenant = await w.newAccount();

@@ -664,6 +664,17 @@ describe('Bulk upload: generate, PUT, confirm', () => {
     assert.equal(body.code, 'unsupported_media_type');
     assert.match(body.detail, /Content-Encoding gzip/);
   });
+
+  test('a path or method netiks does not have: 404 not_found in its shape', async () => {
+    for (const [method, path] of [
+      ['PUT', GENERATE],
+      ['GET', '/api/v1/assets/no-such/route/'],
+    ] as const) {
+      const res = await api(w.url, w.key, method, path);
+      assert.equal(res.status, 404, `${method} ${path}`);
+      assert.deepEqual(res.body, { detail: `No route ${method} ${path}`, code: 'not_found' });
+    }
+  });
 });
 
 describe('keys', () => {

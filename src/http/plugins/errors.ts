@@ -1,9 +1,9 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
+import { type ErrorCode, isWharfError } from '../../core/errors.js';
 import { refusedForResources } from '../../core/unavailable.js';
 import { settleRefusedBody } from '../refused-body.js';
 import { noteErrorCode } from '../request-log.js';
-import { type RoutingErrorShape, shapeFor } from '../routing-errors.js';
+import { type RoutingErrorShape, routeMiss, shapeFor } from '../routing-errors.js';
 import { CUT_MESSAGE, cutReason } from '../server-cuts.js';
 import { validationMessage } from '../validation-message.js';
 
@@ -160,12 +160,12 @@ export function registerNativeErrors(app: FastifyInstance, shapes: readonly Rout
   });
   app.setErrorHandler(nativeErrorHandler);
   app.setNotFoundHandler((request, reply) => {
-    const message = `No route ${request.method} ${request.url.split('?')[0]}`;
+    const miss = routeMiss(request);
     // Under a seed API's paths, its clients read its own error shape, for a path or method it
     // does not have as much as for any other refusal.
     const send = shapeFor(shapes, request.url);
-    if (send) return send(new WharfError('NOT_FOUND', message), request, reply);
+    if (send) return send(miss, request, reply);
     noteErrorCode(request, 'NOT_FOUND');
-    reply.status(404).send({ error: { code: 'NOT_FOUND', message } });
+    reply.status(404).send({ error: { code: 'NOT_FOUND', message: miss.message } });
   });
 }

@@ -4,6 +4,7 @@ import { type ErrorCode, isWharfError } from '../../../core/errors.js';
 import { refusedForResources } from '../../../core/unavailable.js';
 import { logFailure } from '../../plugins/errors.js';
 import { settleRefusedBody } from '../../refused-body.js';
+import { isRouteMiss } from '../../routing-errors.js';
 
 /**
  * FileSpin's document names its error codes (MISSING_MANDATORY_PARAMETERS, ASSET_ID_EXISTS,
@@ -76,6 +77,8 @@ function validationError(err: FastifyError, request: FastifyRequest): Mapped {
 
 function mapError(failure: FastifyError, request: FastifyRequest): Mapped & { message: string } {
   const err = refusedForResources(failure) as FastifyError;
+  // A path or method this API does not have: not an asset this account never got.
+  if (isRouteMiss(err)) return { status: 404, error: 'NOT_FOUND', message: err.message };
   if (isWharfError(err)) {
     return { ...(CODES[err.code] ?? { status: err.status, error: err.code }), message: err.message };
   }
