@@ -15,11 +15,18 @@ async function* once(bytes: Buffer): AsyncGenerator<Buffer> {
 }
 
 /**
- * A WebP's EXIF as exifr reads it: exifr knows no WebP container (it throws "Unknown file
- * format", so a WebP photo's GPS position went unreported), but sharp hands over the EXIF
- * chunk, which is a TIFF structure behind an optional `Exif\0\0` marker, as in JPEG.
+ * Types whose EXIF exifr cannot find in the file: it knows no WebP container (it throws
+ * "Unknown file format", so a WebP photo's GPS position went unreported) and finds nothing in
+ * an AVIF or HEIC (a hunt: the location scrubber, reading it through sharp, refused to strip
+ * a position the analysis never reported). sharp hands over the EXIF block of each.
  */
-function webpExif(exif: Buffer | undefined): Buffer | undefined {
+const EXIF_THROUGH_SHARP = new Set(['image/webp', 'image/avif', 'image/heic', 'image/heif']);
+
+/**
+ * EXIF as sharp hands it over, as exifr reads it: a TIFF structure behind an optional
+ * `Exif\0\0` marker, as in JPEG.
+ */
+function exifBlock(exif: Buffer | undefined): Buffer | undefined {
   if (!exif) return undefined;
   return exif.subarray(0, 6).toString('latin1') === 'Exif\0\0' ? exif.subarray(6) : exif;
 }
@@ -54,7 +61,7 @@ export class ImageAnalyzer implements Analyzer {
       // A format sharp cannot decode still has a sniffed type; dimensions stay unknown.
     }
     try {
-      const source = sniffed.mime === 'image/webp' ? webpExif(exif) : head;
+      const source = EXIF_THROUGH_SHARP.has(sniffed.mime) ? exifBlock(exif) : head;
       const tags = (source &&
         (await parseMetadata(source, { gps: true, iptc: true, xmp: true, tiff: true }))) as
         | Record<string, unknown>
