@@ -226,6 +226,12 @@ export class ImageService {
       const source = await this.sourceOf(asset);
       const format = negotiateFormat(transform.format, accept, source.format);
       const spec = outputSpec(transform, format);
+      const negotiated = transform.format === 'auto';
+      // A stored rendering is served whatever the limits on making one now (docs/images.md:
+      // lowering WHARF_IMAGE_MAX_INPUT or _MAX_PIXELS refused every rendering a page already used).
+      const stored = await this.stored(asset, specKey(spec));
+      if (stored) return { derivative: stored, negotiated };
+      this.assertWithinLimits(asset, source);
       const derivative = await this.ensure(
         asset,
         specKey(spec),
@@ -233,7 +239,7 @@ export class ImageService {
         (sink, outlived) => this.renderFrom(source, spec, sink, outlived),
         { keyless: options.keyless ?? false },
       );
-      return { derivative, negotiated: transform.format === 'auto' };
+      return { derivative, negotiated };
     } catch (err) {
       if (!(err instanceof ObjectMissing)) throw err;
       // Deleted while it was being rendered (its bytes go right after its record): 404, as
@@ -307,6 +313,15 @@ export class ImageService {
         { ...(mime && { detected: mime }) },
       );
     }
+    return { key: asset.storageKey, format: ext };
+  }
+
+  /**
+   * What limits a new rendering made from the original: its size in bytes and in pixels. A video's
+   * or PDF's renderings are made from its preview, which processing made within them.
+   */
+  private assertWithinLimits(asset: Asset, source: Source): void {
+    if (source.key !== asset.storageKey) return;
     if (asset.size > this.settings.maxInputBytes) {
       throw new WharfError(
         'IMAGE_TOO_LARGE',
@@ -326,7 +341,6 @@ export class ImageService {
         },
       );
     }
-    return { key: asset.storageKey, format: ext };
   }
 
   private async renderFrom(
@@ -364,14 +378,9 @@ export class ImageService {
     make: MakeRendering,
     options: { background?: boolean; keyless?: boolean } = {},
   ): Promise<Derivative> {
+    const existing = await this.stored(asset, paramsKey);
+    if (existing) return existing;
     const memo = `${asset.id}:${paramsKey}`;
-    const known = this.known.get(memo);
-    if (known) return known;
-    const existing = await this.store.getDerivative(asset.id, paramsKey);
-    if (existing) {
-      this.known.set(memo, existing);
-      return existing;
-    }
     const name = `derive:${asset.id}:${paramsKey}`;
     const keyless = options.keyless ?? false;
     // A keyless request joins a rendering a keyed one is making, never the reverse: the
@@ -392,6 +401,16 @@ export class ImageService {
     } finally {
       this.inflight.delete(flight);
     }
+  }
+
+  /** The stored rendering of `asset` by these parameters, if there is one. */
+  private async stored(asset: Asset, paramsKey: string): Promise<Derivative | undefined> {
+    const memo = `${asset.id}:${paramsKey}`;
+    const known = this.known.get(memo);
+    if (known) return known;
+    const existing = await this.store.getDerivative(asset.id, paramsKey);
+    if (existing) this.known.set(memo, existing);
+    return existing;
   }
 
   private async claimAndMake(
@@ -666,6 +685,7 @@ export class ImageService {
     if (!preset) return;
     try {
       const source = await this.sourceOf(asset);
+      this.assertWithinLimits(asset, source);
       const formats: OutputFormat[] =
         preset.params.format === 'auto'
           ? ['avif', 'webp', negotiateFormat('auto', undefined, source.format)]

@@ -1008,6 +1008,28 @@ function declaredPng(width: number, height: number): Buffer {
   ]);
 }
 
+test('limits lowered after a rendering was made: the stored one is still served, a new one is refused', async () => {
+  const id = (await upload('lowered.jpg', await photo(400, 300), 'image/jpeg')).id;
+  const first = await image(id, 'w=64&format=webp');
+  // Another node of the same deployment, started with limits the original is over.
+  const lowered = await startWharf({
+    sharing: w,
+    env: { WHARF_IMAGE_MAX_INPUT: '1000', WHARF_IMAGE_MAX_PIXELS: '1000' },
+  });
+  try {
+    const ask = (query: string) =>
+      fetch(`${lowered.url}/v1/assets/${id}/image?${query}`, { headers: { 'x-api-key': w.key } });
+    const stored = await ask('w=64&format=webp');
+    assert.equal(stored.status, 200, await stored.clone().text());
+    assert.deepEqual(Buffer.from(await stored.arrayBuffer()), first.bytes);
+    const fresh = await ask('w=32&format=webp');
+    assert.equal(fresh.status, 422);
+    assert.equal(((await fresh.json()) as { error: { code: string } }).error.code, 'IMAGE_TOO_LARGE');
+  } finally {
+    await lowered.close();
+  }
+});
+
 describe('limits (a server with small ones)', () => {
   let small: TestWharf;
   const logs = new LogCollector();
