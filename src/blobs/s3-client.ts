@@ -18,6 +18,8 @@ export interface S3Options {
    * its storage), see sdkLogger. Without, the SDK's default (console.warn), as for a CLI command.
    */
   log?: (() => SdkLogTarget | undefined) | undefined;
+  /** How long a request waits for its answer: REQUEST_TIMEOUT_MS (tests shorten it). */
+  requestTimeoutMs?: number | undefined;
 }
 
 /** The pino methods the SDK's lines are written with (Fastify's logger is one). */
@@ -151,7 +153,7 @@ function isStoreFull(err: unknown): boolean {
 export function s3ClientConfig(options: S3Options, abandon?: AbortSignal): S3ClientConfig {
   const handler = {
     connectionTimeout: CONNECT_TIMEOUT_MS,
-    requestTimeout: REQUEST_TIMEOUT_MS,
+    requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
     throwOnRequestTimeout: true,
   };
   return {

@@ -198,7 +198,11 @@ export class S3BlobStore implements BlobStore {
       await upload.done();
     } catch (err) {
       source.destroy();
-      await this.abortWrites(key);
+      // A store that stopped answering would hold the refusal for another request timeout:
+      // asked in the background (sweepIncomplete() catches what is left), the client has its
+      // 503 at once (a hunt waited 240 s for it). Otherwise the parts go before the error.
+      if (isWharfError(err, 'SERVICE_UNAVAILABLE')) void this.abortWrites(key);
+      else await this.abortWrites(key);
       throw err;
     }
     try {
