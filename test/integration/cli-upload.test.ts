@@ -5,6 +5,7 @@ import { closeSync, openSync } from 'node:fs';
 import {
   appendFile,
   chmod,
+  lstat,
   mkdir,
   mkdtemp,
   readdir,
@@ -865,6 +866,20 @@ describe('credentials and errors', () => {
     assert.equal(unreachable.code, 1);
     assert.match(unreachable.stderr, /NETWORK_ERROR/);
     assert.equal(JSON.parse(await readFile(config, 'utf8')).key, minted.secret);
+  });
+
+  test('login through a config file that is a symlink writes the file it points to, and keeps the link', async () => {
+    const dotfiles = join(scratch, 'dotfiles');
+    await mkdir(dotfiles, { recursive: true });
+    const real = join(dotfiles, 'wharf.json');
+    await writeFile(real, '{}\n', { mode: 0o600 });
+    const link = join(scratch, 'linked-config.json');
+    await symlink(real, link);
+    const ran = await cli(['login', '--config', link]);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.ok((await lstat(link)).isSymbolicLink(), 'the link is still a link');
+    assert.deepEqual(JSON.parse(await readFile(real, 'utf8')), { url: w.url, key: w.key });
+    assert.equal((await stat(real)).mode & 0o777, 0o600);
   });
 
   test('a missing key, a bad URL, a path that is not there: a clear message and exit code 2', async () => {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writePrivateFile } from '../../sdk/node.js';
@@ -36,7 +36,10 @@ export function configTarget(values: Parsed['values'], env: NodeJS.ProcessEnv): 
  * can write to, where one of them could have created a predictable name first.
  */
 export async function saveConfig(path: string, config: ConfigFile): Promise<void> {
-  await writePrivateFile(path, `${JSON.stringify(config, null, 2)}\n`);
+  // Through a symlink (a dotfile manager's), the file it points to: the temp file's rename
+  // replaced the link with a regular file (a hunt).
+  const target = await realpath(path).catch(() => path);
+  await writePrivateFile(target, `${JSON.stringify(config, null, 2)}\n`);
 }
 
 /** $XDG_STATE_HOME/wharf/uploads (default ~/.local/state/wharf/uploads). */
