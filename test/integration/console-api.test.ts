@@ -219,6 +219,8 @@ describe('what the cookie opens, and what it does not', () => {
     assert.equal(await content.text(), 'seen by the console');
     // What the cookie unlocked is not for other sites' pages to embed.
     assert.equal(content.headers.get('cross-origin-resource-policy'), 'same-site');
+    // Nor for the browser's disk cache, which outlives the session on a shared computer.
+    assert.equal(content.headers.get('cache-control'), 'no-store');
   });
 
   test('a state-changing request without the CSRF token, or with another session’s, is refused and changes nothing', async () => {

@@ -201,8 +201,10 @@ export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<
   await app.register(
     async (api: App) => {
       api.addHook('onSend', async (_request, reply, payload) => {
-        // Answers about the session and the account are never cached (the content route sets its own).
-        if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+        // Nothing the session unlocked is cached, a private asset's bytes and renderings included
+        // (their routes say `private, no-cache` to keys): the browser's disk cache outlives the
+        // session on a shared computer (a hunt found them kept).
+        reply.header('cache-control', 'no-store');
         reply.header('x-content-type-options', 'nosniff');
         return payload;
       });
