@@ -75,7 +75,11 @@ function Uploader() {
       // A refusal here is no upload's error (Uppy emits only `error`, and shows "Upload failed"
       // with the reason behind a button): the page says it itself.
       const { secret, token } = await api.uploadToken().catch((err: unknown) => {
-        setError(new Error(`No upload token to upload with: ${errorText(err)}`));
+        const message = `No upload token to upload with: ${errorText(err)}`;
+        setError(new Error(message));
+        // Failed files, so that the Dashboard's Retry retries them (asking for a token again):
+        // with no file in error, its retryAll() had nothing to retry and did nothing.
+        for (const id of fileIDs) uppy.setFileState(id, { error: message });
         throw err;
       });
       // Its lifetime by the server's clock, counted from now by the browser's (which may be off).

@@ -415,6 +415,30 @@ test(
         [],
         'no second upload left pending',
       );
+      await page.unroute(tus);
+
+      // No upload token to be had (the server away as the upload starts): the Dashboard's Retry
+      // asks for one again and uploads.
+      await page.getByRole('link', { name: 'Assets', exact: true }).click();
+      await page.getByRole('link', { name: 'Upload', exact: true }).click();
+      const tokenUrl = (url: URL) => url.pathname === '/console/api/upload-token';
+      let tokenAsks = 0;
+      await page.route(tokenUrl, (route) => (++tokenAsks === 1 ? route.abort('failed') : route.continue()));
+      const [third] = await Promise.all([
+        page.waitForEvent('filechooser'),
+        page.getByRole('button', { name: 'browse files' }).click(),
+      ]);
+      await third.setFiles({
+        name: 'no-token-first.txt',
+        mimeType: 'text/plain',
+        buffer: Buffer.from('later'),
+      });
+      await page.getByRole('button', { name: /Upload 1 file/ }).click();
+      await page.getByText('No upload token to upload with').first().waitFor({ timeout: 30_000 });
+      await page.locator('.uppy-StatusBar').getByRole('button', { name: 'Retry upload' }).click();
+      await page.getByText('1 uploaded.').waitFor({ timeout: 60_000 });
+      assert.equal(tokenAsks, 2, 'the retry asked for a token again');
+      assert.equal((await assetNamed('no-token-first.txt')).size, 5);
     } finally {
       await context.close();
     }
