@@ -473,14 +473,22 @@ describe('a large upload cut off, its file then changed', () => {
     const file = again.files[0]!;
     assert.deepEqual([file.status, file.strategy, file.resumed], ['created', 'multipart', false]);
     assert.ok((await bytesOf(file.asset_id!)).equals(now), 'the asset is what the file now holds');
-    const ended = await wharf.uploads.get(old.id);
-    assert.equal(ended.status, 'expired', 'the old upload ended');
-    assert.equal(ended.ended?.reason, 'cancelled');
-    assert.equal(await reserved(), before, 'its reservation was given back');
-    assert.deepEqual(await readdir(stateDir), [], 'no state is left');
+    await assertGivenUp(old.id, before, stateDir);
     await wharf.assets.delete(file.asset_id!);
   });
 });
+
+/**
+ * The upload begun before was cancelled on the server, the bytes it reserved are free again
+ * (`before`: the account's reservation before it began) and no resume state is left.
+ */
+async function assertGivenUp(uploadId: string, before: number, stateDir: string): Promise<void> {
+  const ended = await wharf.uploads.get(uploadId);
+  assert.equal(ended.status, 'expired', 'the old upload ended');
+  assert.equal(ended.ended?.reason, 'cancelled');
+  assert.equal((await wharf.account.get()).usage.bytes_reserved, before, 'its reservation was given back');
+  assert.deepEqual(await readdir(stateDir), [], 'no state is left');
+}
 
 describe('a large upload cut off, its file then going presigned', () => {
   // Cut short below the threshold, or run again with a higher one: only the multipart flow read
@@ -496,8 +504,7 @@ describe('a large upload cut off, its file then going presigned', () => {
       const path = join(dir, 'now-small.bin');
       const stateDir = join(home, 'state', 'wharf', 'uploads');
       await rm(stateDir, { recursive: true, force: true });
-      const reserved = async () => (await wharf.account.get()).usage.bytes_reserved;
-      const before = await reserved();
+      const before = (await wharf.account.get()).usage.bytes_reserved;
       const child = start([
         'upload',
         path,
@@ -520,11 +527,7 @@ describe('a large upload cut off, its file then going presigned', () => {
       const again = await cliJson<TransferJson>(['upload', path, '--multipart-threshold', threshold]);
       const file = again.files[0]!;
       assert.deepEqual([file.status, file.strategy], ['created', 'presigned']);
-      const ended = await wharf.uploads.get(old.id);
-      assert.equal(ended.status, 'expired', 'the old upload ended');
-      assert.equal(ended.ended?.reason, 'cancelled');
-      assert.equal(await reserved(), before, 'its reservation was given back');
-      assert.deepEqual(await readdir(stateDir), [], 'no state is left');
+      await assertGivenUp(old.id, before, stateDir);
       await wharf.assets.delete(file.asset_id!);
     });
   }

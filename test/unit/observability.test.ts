@@ -129,26 +129,37 @@ describe('series that exist from the start', () => {
   });
 });
 
-describe('the database thread’s events', () => {
-  test('each is counted from zero, and logged: a death and a failed start at error, the return at warn', async () => {
-    const metrics = new PrometheusTelemetry({ countJobs: async () => [], jobKinds: () => [] });
-    const count = async (event: string) => {
-      const line = (await metrics.scrape()).body
-        .split('\n')
-        .find((l) => l.startsWith(`wharf_database_thread_events_total{event="${event}"} `));
-      assert.ok(line, `no series for ${event}`);
-      return Number(line.split(' ').at(-1));
-    };
-    for (const event of ['died', 'restart_failed', 'restarted']) assert.equal(await count(event), 0);
-
-    const lines: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
-    const record = (level: string) => (fields: object, msg: string) =>
-      lines.push({ level, fields: fields as Record<string, unknown>, msg });
-    const logger = { info: record('info'), warn: record('warn'), error: record('error') };
-    const both = fanOut(
+/**
+ * Metrics and a log that keeps its lines (level, fields, message) behind one Telemetry, and
+ * `count`: the value of the series `name` whose one label `label` has a given value.
+ */
+function observed(name: string, label: string) {
+  const metrics = new PrometheusTelemetry({ countJobs: async () => [], jobKinds: () => [] });
+  const lines: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
+  const record = (level: string) => (fields: object, msg: string) =>
+    lines.push({ level, fields: fields as Record<string, unknown>, msg });
+  const logger = { info: record('info'), warn: record('warn'), error: record('error') };
+  const count = async (value: string) => {
+    const series = `${name}{${label}="${value}"}`;
+    const line = (await metrics.scrape()).body.split('\n').find((l) => l.startsWith(`${series} `));
+    assert.ok(line, `no series ${series}`);
+    return Number(line.split(' ').at(-1));
+  };
+  return {
+    count,
+    lines,
+    both: fanOut(
       metrics,
       logTelemetry(() => logger),
-    );
+    ),
+  };
+}
+
+describe('the database thread’s events', () => {
+  test('each is counted from zero, and logged: a death and a failed start at error, the return at warn', async () => {
+    const { count, lines, both } = observed('wharf_database_thread_events_total', 'event');
+    for (const event of ['died', 'restart_failed', 'restarted']) assert.equal(await count(event), 0);
+
     const cause = new TypeError('boom');
     both.databaseThread({ kind: 'died', cause });
     both.databaseThread({ kind: 'restart_failed', cause, retryInSeconds: 0.5 });
@@ -168,23 +179,9 @@ describe('the database thread’s events', () => {
 
 describe('lease renewals that fail', () => {
   test('are counted by lease from zero and logged at warn, a job’s with the job it held', async () => {
-    const metrics = new PrometheusTelemetry({ countJobs: async () => [], jobKinds: () => [] });
-    const count = async (lease: string) => {
-      const line = (await metrics.scrape()).body
-        .split('\n')
-        .find((l) => l.startsWith(`wharf_lease_renewal_failures_total{lease="${lease}"} `));
-      assert.ok(line, `no series for ${lease}`);
-      return Number(line.split(' ').at(-1));
-    };
+    const { count, lines, both } = observed('wharf_lease_renewal_failures_total', 'lease');
     for (const lease of ['job', 'idempotency_key', 'direct_upload']) assert.equal(await count(lease), 0);
 
-    const lines: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
-    const record = (level: string) => (fields: object, msg: string) =>
-      lines.push({ level, fields: fields as Record<string, unknown>, msg });
-    const both = fanOut(
-      metrics,
-      logTelemetry(() => ({ info: record('info'), warn: record('warn'), error: record('error') })),
-    );
     const cause = new Error('database is locked');
     const job = { id: 'job_1', kind: 'process', attempts: 2 } as never;
     both.leaseRenewalFailed('job', cause, job);
