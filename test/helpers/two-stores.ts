@@ -44,3 +44,20 @@ export async function twoStores(dir: string, ids: IdSource): Promise<TwoStores> 
     },
   };
 }
+
+/** `store` with the calls of one of its methods counted: `calls()` says how many so far. */
+export function countingCalls<K extends keyof Store>(
+  store: Store,
+  method: K,
+): { store: Store; calls(): number } {
+  let calls = 0;
+  const original = store[method] as (...args: unknown[]) => unknown;
+  const counted = {
+    ...store,
+    [method]: (...args: unknown[]) => {
+      calls += 1;
+      return original.apply(store, args);
+    },
+  } as Store;
+  return { store: counted, calls: () => calls };
+}

@@ -15,7 +15,7 @@ import { createIdSource } from '../../src/core/ids.js';
 import type { Principal } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
 import { NO_TELEMETRY, type Telemetry } from '../../src/core/telemetry.js';
-import { type TwoStores, twoStores } from '../helpers/two-stores.js';
+import { countingCalls, type TwoStores, twoStores } from '../helpers/two-stores.js';
 
 // The idempotency service on a real database, opened through two connections as two nodes
 // would: a SQLite file on embedded, a PostgreSQL database when the suite runs scaled.
@@ -80,15 +80,9 @@ function held(result: IdempotencyOutcome | string) {
 
 test('a request that runs past its lease keeps its key while it runs: the same request elsewhere is told to wait', async () => {
   // Node a renews every 10 ms of real time (its renewals counted); node b never needs to.
-  let renewals = 0;
-  const counted: Store = {
-    ...first,
-    renewIdempotency: (...args) => {
-      renewals += 1;
-      return first.renewIdempotency(...args);
-    },
-  };
-  const a = new IdempotencyService(counted, clock, { leaseMs: IDEMPOTENCY_LEASE_MS, renewEveryMs: 10 });
+  const counted = countingCalls(first, 'renewIdempotency');
+  const renewals = counted.calls;
+  const a = new IdempotencyService(counted.store, clock, { leaseMs: IDEMPOTENCY_LEASE_MS, renewEveryMs: 10 });
   const b = new IdempotencyService(second, clock, { leaseMs: IDEMPOTENCY_LEASE_MS, renewEveryMs: 3_600_000 });
   const hold = held(await outcome(a));
   for (let i = 0; i < 3; i++) {
@@ -101,9 +95,9 @@ test('a request that runs past its lease keeps its key while it runs: the same r
   await hold.finish(201, '{"id":"first"}');
   assert.deepEqual(await outcome(b), { kind: 'replay', status: 201, response: '{"id":"first"}' });
   // Answered, the hold is no longer renewed.
-  const before = renewals;
+  const before = renewals();
   await new Promise((resolve) => setTimeout(resolve, 60));
-  assert.equal(renewals, before, 'no renewal after the answer');
+  assert.equal(renewals(), before, 'no renewal after the answer');
 });
 
 test('a hold renewal the database refuses is reported, and the request still answers for its key', async () => {

@@ -18,7 +18,7 @@ import type { Store } from '../../src/core/ports.js';
 import { NO_TELEMETRY, type Telemetry } from '../../src/core/telemetry.js';
 import { connect } from '../../src/db/connect.js';
 import { deployment } from '../helpers/deployment.js';
-import { type TwoStores, twoStores } from '../helpers/two-stores.js';
+import { countingCalls, type TwoStores, twoStores } from '../helpers/two-stores.js';
 
 // A real database opened through two connections, as two processes (or nodes) would: the
 // claim has to hold across connections, not just within one. A SQLite file on embedded, a
@@ -287,15 +287,9 @@ describe('JobRunner', () => {
 
   test('a job that runs longer than its lease keeps it while its runner lives: no other runner takes it over', async () => {
     // The renewals are counted, to see them stop with the run.
-    let renewals = 0;
-    const counted: Store = {
-      ...first,
-      renewJob: (...args) => {
-        renewals += 1;
-        return first.renewJob(...args);
-      },
-    };
-    const { id, aRun, finish, b, ranByB } = await heldByA(counted);
+    const counted = countingCalls(first, 'renewJob');
+    const renewals = counted.calls;
+    const { id, aRun, finish, b, ranByB } = await heldByA(counted.store);
     // Three leases go by while a still runs, each time with a renewal after it.
     for (let i = 0; i < 3; i++) {
       clock.advance(settings.leaseMs + 1);
@@ -313,10 +307,10 @@ describe('JobRunner', () => {
     assert.equal(state.attempts, 1);
     assert.equal(ranByB.count, 0);
     // Done, its lease is no longer renewed: the renewal stopped with the run.
-    assert.ok(renewals >= 3, `renewed ${renewals} times`);
-    const before = renewals;
+    assert.ok(renewals() >= 3, `renewed ${renewals()} times`);
+    const before = renewals();
     await new Promise((resolve) => setTimeout(resolve, 60));
-    assert.equal(renewals, before, 'no renewal after the run');
+    assert.equal(renewals(), before, 'no renewal after the run');
   });
 
   test('a job whose handler never returns keeps its lease for 30 minutes at most', async () => {
