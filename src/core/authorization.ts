@@ -216,14 +216,19 @@ export function confineQuery(principal: Principal, query: AssetQuery): AssetQuer
 
 /**
  * How an isolated caller sees an asset its upload was deduplicated into: with what its own
- * upload declared (name, metadata, subject, when) instead of what the first uploader did, so
- * nobody learns another user's file names or metadata by uploading the same bytes. Size,
- * digests, type and analysis come from the bytes, which the caller sent itself.
+ * upload declared (name, content type, metadata, subject, when) instead of what the first
+ * uploader did, so nobody learns another user's file names or metadata by uploading the same
+ * bytes, and a user's `photo.png` is served as the `image/png` it was sent as (an `<img>` of
+ * it shows), not as whatever type the first uploader's client put on the same bytes. The
+ * declared type is served under the same rules as any asset's (a type a browser could run is
+ * never inline), and it is what this caller would have had without deduplication. Size,
+ * digests and analysis come from the bytes, which the caller sent itself.
  */
 export function viewThrough(asset: Asset, upload: Upload, at = upload.completedAt ?? asset.createdAt): Asset {
   return {
     ...asset,
     name: upload.name,
+    contentType: upload.contentType,
     metadata: upload.intent.metadata ?? {},
     subject: upload.intent.subject ?? null,
     createdAt: at,

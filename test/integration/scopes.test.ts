@@ -210,6 +210,49 @@ describe('keys with scopes', () => {
     );
   });
 
+  test("a user's upload of content stored first under another type shows and serves the type the user sent (h89)", async () => {
+    const backend = await key({ scopes: ['upload'] });
+    const reader = await key({ scopes: ['read'] });
+    const photo = await sharp({
+      create: { width: 12, height: 9, channels: 3, background: { r: 10, g: 160, b: 90 } },
+    })
+      .png()
+      .toBuffer();
+    // Someone's client stored the bytes first as an untyped blob.
+    const first = await uploadRaw(w, w.key, 'export.bin', photo, { contentType: 'application/octet-stream' });
+    assert.equal(first.status, 201);
+    const minted = await api(w.url, backend.secret, 'POST', '/v1/upload-tokens', { subject: 'erin' });
+    const token = minted.body.secret as string;
+    const mine = await uploadRaw(w, token, 'erin-avatar.png', photo, { contentType: 'image/png' });
+    assert.equal(mine.body.asset.id, first.body.asset.id, 'stored once');
+    assert.equal(mine.body.asset.content_type, 'image/png', 'the upload answer');
+    const id = first.body.asset.id as string;
+    assert.equal((await api(w.url, token, 'GET', `/v1/assets/${id}`)).body.content_type, 'image/png');
+    // The account's own record is the first upload's.
+    assert.equal(
+      (await api(w.url, w.key, 'GET', `/v1/assets/${id}`)).body.content_type,
+      'application/octet-stream',
+    );
+
+    const uploadId = (await api(w.url, token, 'GET', '/v1/uploads?limit=10')).body.data[0].id as string;
+    for (const [signer, body] of [
+      [token, {}],
+      [reader.secret, { upload_id: uploadId }],
+    ] as const) {
+      const signed = await api(w.url, signer, 'POST', `/v1/assets/${id}/signed-url`, body);
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const served = await fetch(signed.body.url);
+      assert.deepEqual(Buffer.from(await served.arrayBuffer()), photo);
+      assert.equal(served.headers.get('content-type'), 'image/png');
+      assert.match(served.headers.get('content-disposition') ?? '', /^inline; filename="erin-avatar\.png"/);
+    }
+    // The reader's link without the upload: the record, as before.
+    const plain = await api(w.url, reader.secret, 'POST', `/v1/assets/${id}/signed-url`, {});
+    const served = await fetch(plain.body.url);
+    await served.arrayBuffer();
+    assert.equal(served.headers.get('content-type'), 'application/octet-stream');
+  });
+
   test("a back end signs a user's links as that user's upload of shared content shows it (upload_id), never the first uploader's name", async () => {
     const backend = await key({ scopes: ['upload'] });
     const reader = await key({ scopes: ['read'] });
