@@ -52,6 +52,11 @@ export function settleRefusedBody(request: FastifyRequest, reply: FastifyReply):
     if (raw.socket && !raw.destroyed) lingerOnClose(raw.socket, request.server.server);
     return;
   }
+  // Drained, the connection is kept, unless the answer closes it anyway: the client sent
+  // `Connection: close`, or Fastify's body parser refused the body (it closes after its own
+  // refusals). node:http then closes once the answer is written, with the body still arriving:
+  // that close lingers too, or the client's remaining writes meet a reset (EPIPE).
+  if (raw.socket && !raw.socket.destroyed) lingerOnClose(raw.socket, request.server.server);
   drain(raw, reply.raw, request.server.server);
 }
 

@@ -142,7 +142,11 @@ function chunkedUntilClosed(length: number): Promise<string> {
 function writeAllThenRead(
   url: string,
   length: number,
-  { chunked = false } = {},
+  {
+    chunked = false,
+    target = '/v1/assets?name=a.bin',
+    headers = 'X-Api-Key: wharf_wrong\r\nContent-Type: application/octet-stream\r\n',
+  } = {},
 ): Promise<{ received: string; error?: string }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
@@ -164,8 +168,7 @@ function writeAllThenRead(
       resolve(error === undefined ? { received } : { received, error });
     });
     socket.write(
-      `POST /v1/assets?name=a.bin HTTP/1.1\r\nHost: ${hostname}:${port}\r\nX-Api-Key: wharf_wrong\r\n` +
-        `Content-Type: application/octet-stream\r\n` +
+      `POST ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n${headers}` +
         (chunked ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${length}\r\n\r\n`),
     );
     const bytes = Buffer.alloc(64 * 1024);
@@ -237,6 +240,34 @@ describe('refused requests with a body still arriving', () => {
     assert.match(head ?? '', /^HTTP\/1\.1 401/);
     assert.match(head ?? '', /connection: close/i);
     assert.equal(JSON.parse(body ?? '').error.code, 'UNAUTHORIZED');
+  });
+
+  test('a body under the drain limit from a client that sent Connection: close gets the 401, not a reset (h88)', async () => {
+    // The answer closes the connection (the client asked); the body still arriving is drained,
+    // and the close lingers, so the client's remaining writes are not met by a reset.
+    for (let i = 0; i < 3; i += 1) {
+      const { received, error } = await writeAllThenRead(w.url, 8 * MiB, {
+        headers: 'X-Api-Key: wharf_wrong\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n',
+      });
+      assert.equal(error, undefined, `a write failed: ${error}; received: ${received.slice(0, 200)}`);
+      const [head, body] = received.split('\r\n\r\n');
+      assert.match(head ?? '', /^HTTP\/1\.1 401/);
+      assert.equal(JSON.parse(body ?? '').error.code, 'UNAUTHORIZED');
+    }
+  });
+
+  test("a JSON body past its route's limit written whole before reading gets the 413, not a reset (h88)", async () => {
+    // Fastify's body parser answers its refusals with Connection: close.
+    for (let i = 0; i < 3; i += 1) {
+      const { received, error } = await writeAllThenRead(w.url, 8 * MiB, {
+        target: '/v1/keys',
+        headers: `X-Api-Key: ${w.key}\r\nContent-Type: application/json\r\n`,
+      });
+      assert.equal(error, undefined, `a write failed: ${error}; received: ${received.slice(0, 200)}`);
+      const [head, body] = received.split('\r\n\r\n');
+      assert.match(head ?? '', /^HTTP\/1\.1 413/);
+      assert.equal(JSON.parse(body ?? '').error.code, 'FILE_TOO_LARGE');
+    }
   });
 
   test('a chunked body past the limit is read only up to it: the server closes', async () => {
