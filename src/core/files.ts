@@ -31,6 +31,8 @@ export interface NamedFileUpload {
   expected?: DirectUpload['expected'];
   /** See DirectUpload.beforeCommit: a form's later parts can only be checked after the file. */
   beforeCommit?: (() => Promise<void>) | undefined;
+  /** See DirectUpload.explain. */
+  explain?: ((err: unknown) => unknown) | undefined;
 }
 
 export interface ResolvedVersion {
@@ -74,6 +76,7 @@ export class FileService {
       declaredSize: input.declaredSize,
       ...(input.expected && { expected: input.expected }),
       ...(input.beforeCommit && { beforeCommit: input.beforeCommit }),
+      ...(input.explain && { explain: input.explain }),
       intent: { file: { namespace, name }, access: input.access },
     });
     if (!outcome.version) throw new WharfError('INTERNAL', 'The upload recorded no version.');

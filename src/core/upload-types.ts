@@ -139,6 +139,11 @@ export interface DirectUpload {
    * leaves nothing behind. (A form's later parts can only be read after the file part.)
    */
   beforeCommit?: () => Promise<void>;
+  /**
+   * What a failure while reading the body was, as its transport knows it (a form that broke
+   * off is the client's malformed request, not a hang-up): recorded and thrown as returned.
+   */
+  explain?: ((err: unknown) => unknown) | undefined;
   intent?: UploadIntent | undefined;
 }
 

@@ -216,7 +216,8 @@ export class UploadService {
           checkDigests(d, { sha256: expectedSha256, md5: expectedMd5 });
           await input.beforeCommit?.();
         });
-      } catch (err) {
+      } catch (thrown) {
+        const err = input.explain ? input.explain(thrown) : thrown;
         this.telemetry.uploadFailed('direct', err);
         // The client is told why its upload failed, even when recording that failed too.
         await this.endDirect(upload.id, failureOf(err));

@@ -156,27 +156,30 @@ export async function refuseMoreFiles(rest: AsyncIterator<Multipart>, field?: st
     }
   } catch (err) {
     if ((err as { code?: string } | null)?.code === 'FST_FILES_LIMIT') throw tooManyFiles();
-    throw err;
+    // Read while the upload is being committed: as Wharf's own refusals, so that its
+    // `upload.failed` event names what the client is told (400), not a hang-up.
+    if (isFormLimit(err)) throw new WharfError('VALIDATION_FAILED', (err as Error).message);
+    throw isBrokenForm(err) ? malformedForm(err) : err;
   }
 }
 
 /**
- * Runs the upload of a file part's stream; when the form breaks off inside that part, busboy
- * errors the part ("terminated early") and then the form ("unexpected end"), and the upload's
- * failure is reported as a malformed form. A storage failure carries a code (ENOSPC…) and
- * stays a 500.
+ * What a failure of an upload reading a form's file part was (DirectUpload.explain): when the
+ * form breaks off inside that part, busboy errors the part ("terminated early") and then the
+ * form ("unexpected end"), and the upload's failure is a malformed form, the client's fault,
+ * answered 400 and recorded in its `upload.failed` event as that, not as a hang-up. A storage
+ * failure carries a code (ENOSPC…) and stays what it is. Made before the part is read, so that
+ * its listener sees the part's error.
  */
-export async function uploadingPart<T>(body: Readable, upload: () => Promise<T>): Promise<T> {
+export function partFailure(body: Readable): (err: unknown) => unknown {
   let partError: unknown;
   body.once('error', (err) => {
     partError = err;
   });
-  try {
-    return await upload();
-  } catch (err) {
+  return (err) => {
     // When the whole body was already in before the form was parsed (a slow key lookup),
     // the part was destroyed with the error before the listener above existed.
     const bodyError = partError ?? body.errored;
-    throw isBrokenForm(bodyError) && isBrokenForm(err) ? malformedForm(err) : err;
-  }
+    return isBrokenForm(bodyError) && isBrokenForm(err) ? malformedForm(err) : err;
+  };
 }

@@ -883,6 +883,43 @@ describe('malformed multipart bodies are 400, never 500, and store nothing', () 
   }
 });
 
+describe('a form refused inside or after its file part: its upload ends with the refusal the client got', () => {
+  const fields = Array.from(
+    { length: 20_000 },
+    (_, i) => `--zz\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nx\r\n`,
+  );
+  const forms: Array<[string, string]> = [
+    [
+      'truncated inside the file part',
+      '--zz\r\nContent-Disposition: form-data; name="file"; filename="NAME"\r\n\r\nsome bytes',
+    ],
+    [
+      'more text fields after the file than a form may have',
+      `--zz\r\nContent-Disposition: form-data; name="file"; filename="NAME"\r\n\r\nsome bytes\r\n${fields.join('')}--zz--\r\n`,
+    ],
+  ];
+  for (const [label, form] of forms) {
+    test(`${label} (h88)`, async () => {
+      const name = `form-${randomBytes(6).toString('hex')}.txt`;
+      const res = await readJson(
+        fetch(`${w.url}/v1/assets`, {
+          method: 'POST',
+          headers: { 'x-api-key': w.key, 'content-type': 'multipart/form-data; boundary=zz' },
+          body: form.replace('NAME', name),
+        }),
+      );
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+      const listed = await api(w.url, w.key, 'GET', '/v1/uploads?limit=100');
+      const upload = listed.body.data.find((u: { name: string }) => u.name === name);
+      assert.ok(upload, 'the upload was recorded');
+      const ended = await api(w.url, w.key, 'GET', `/v1/uploads/${upload.id}`);
+      assert.equal(ended.body.ended?.reason, 'failed');
+      assert.equal(ended.body.ended?.error?.code, 'VALIDATION_FAILED', JSON.stringify(ended.body.ended));
+    });
+  }
+});
+
 describe('malformed Range headers never break a download', () => {
   let id: string;
   const bytes = Buffer.from('0123456789');

@@ -6,7 +6,7 @@ import { type KeptUpload, keptUpload, uploadedAgain } from '../../../core/intent
 import type { Principal } from '../../../core/model.js';
 import { validateContentType } from '../../../core/names.js';
 import type { DirectUpload, UploadOutcome } from '../../../core/upload-types.js';
-import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
+import { fileField, firstFilePart, partFailure, refuseMoreFiles } from '../../multipart-form.js';
 import { describedAs } from '../../openapi/components.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
@@ -168,11 +168,7 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
       // query's the file's.
       const expected = queryDigests(request.query);
       const input = await multipartInput(core, principal, request, request.query);
-      return created(
-        request,
-        reply,
-        await uploadingPart(input.body, () => core.uploads.uploadDirect(principal, { ...input, expected })),
-      );
+      return created(request, reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
     },
   );
 
@@ -260,5 +256,6 @@ async function multipartInput(
       await refuseMoreFiles(rest, 'file');
       await checkForm();
     },
+    explain: partFailure(part.file),
   };
 }

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { App } from '../../api/context.js';
 import { type Declared, declaredDigests, headerDigests } from '../../api/integrity.js';
-import { firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
+import { firstFilePart, partFailure, refuseMoreFiles } from '../../multipart-form.js';
 import { contentTypeFor } from '../content-types.js';
 import type { CompatContext } from '../context.js';
 import { uploadErrorResponses } from './errors.js';
@@ -17,6 +17,7 @@ interface Body {
   /** The file's own declared digests (a raw body's headers). */
   expected?: Declared;
   beforeCommit?: () => Promise<void>;
+  explain?: (err: unknown) => unknown;
 }
 
 /**
@@ -57,9 +58,7 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
       const input = request.isMultipart()
         ? await formBody(request, name, core.uploads.maxFileSize(principal))
         : { ...rawBody(request, name), expected: declaredDigests(request.headers, {}) };
-      const outcome = await uploadingPart(input.body, () =>
-        core.files.put(principal, { namespace, name, ...input }),
-      );
+      const outcome = await core.files.put(principal, { namespace, name, ...input });
       return fileResult(
         context,
         principal,
@@ -95,5 +94,6 @@ async function formBody(request: FastifyRequest, name: string, limit: number): P
       await refuseMoreFiles(rest);
       await checkForm();
     },
+    explain: partFailure(part.file),
   };
 }

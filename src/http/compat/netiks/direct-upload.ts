@@ -4,7 +4,7 @@ import type { Principal } from '../../../core/model.js';
 import type { UploadOutcome } from '../../../core/upload-types.js';
 import type { Core } from '../../../core/wharf.js';
 import { headerDigests } from '../../api/integrity.js';
-import { fileField, firstFilePart, refuseMoreFiles, uploadingPart } from '../../multipart-form.js';
+import { fileField, firstFilePart, partFailure, refuseMoreFiles } from '../../multipart-form.js';
 
 /**
  * The single-file upload: a multipart form whose field `file` is streamed straight to the
@@ -29,15 +29,14 @@ export async function uploadForm(
     part.file.resume();
     throw new WharfError('VALIDATION_FAILED', 'The file part has no filename.');
   }
-  return uploadingPart(part.file, () =>
-    core.uploads.uploadDirect(principal, {
-      name: part.filename,
-      contentType: part.mimetype,
-      body: part.file,
-      beforeCommit: async () => {
-        await refuseMoreFiles(rest, 'file');
-        await checkForm();
-      },
-    }),
-  );
+  return core.uploads.uploadDirect(principal, {
+    name: part.filename,
+    contentType: part.mimetype,
+    body: part.file,
+    beforeCommit: async () => {
+      await refuseMoreFiles(rest, 'file');
+      await checkForm();
+    },
+    explain: partFailure(part.file),
+  });
 }
