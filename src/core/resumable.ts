@@ -297,7 +297,12 @@ export class ResumableService {
 
   /** Whether every byte of a pending upload is in storage (its completion may not have run). */
   async allReceived(upload: Upload): Promise<boolean> {
-    return (await this.storage.received(upload.storageKey)) === upload.size;
+    return (await this.received(upload)) === upload.size;
+  }
+
+  /** How many bytes of a pending upload are in storage; undefined when storage has no record of it. */
+  received(upload: Upload): Promise<number | undefined> {
+    return this.storage.received(upload.storageKey);
   }
 
   /**

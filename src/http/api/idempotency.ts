@@ -71,6 +71,14 @@ export const IdempotencyHeaders = Type.Object({
 
 const KEY = /^[!-~]{1,255}$/;
 
+/**
+ * The key an Idempotency-Key header names (what is inside the draft's quotes); a malformed one
+ * is refused 400 VALIDATION_FAILED. For a route that claims its key itself (tus's creation).
+ */
+export function idempotencyKeyOf(header: string | string[]): string {
+  return keyOf(Array.isArray(header) ? header.join(', ') : header);
+}
+
 function keyOf(value: string): string {
   const key = value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
   if (!KEY.test(key) || key.includes('"')) {
@@ -99,7 +107,7 @@ export function registerIdempotency(app: App, core: Core): void {
     const described =
       typeof answers === 'object' && answers.request ? answers.request(request) : request.body;
     if (described === undefined && typeof answers === 'object' && answers.request) return;
-    const key = keyOf(Array.isArray(header) ? header.join(', ') : header);
+    const key = idempotencyKeyOf(header);
     const outcome = await core.idempotency.begin(
       request.principal,
       key,
@@ -119,35 +127,40 @@ export function registerIdempotency(app: App, core: Core): void {
     return reply.send(body);
   };
 
-  const keep: onSendHookHandler<unknown> = (request, reply, payload, done) => {
-    const hold = request.idempotencyHold;
-    if (hold === undefined) {
-      done(null, payload);
-      return;
-    }
-    request.idempotencyHold = undefined;
-    const answer = request.idempotentRecord ?? payload;
-    const kept =
-      reply.statusCode >= 200 && reply.statusCode < 300 && typeof answer === 'string'
-        ? hold.finish(reply.statusCode, answer)
-        : hold.release();
-    kept.then(
-      () => done(null, payload),
-      (err: unknown) => {
-        // The answer still goes out. The key stays held until its lease lapses; a retry after
-        // that runs the request again, as it would have without a key.
-        request.log.warn({ err }, 'could not keep the answer under its idempotency key');
-        done(null, payload);
-      },
-    );
-  };
-
   app.addHook('onRoute', (route) => {
     if (route.config?.idempotent === undefined) return;
     route.preHandler = [...hooks(route.preHandler), claim];
-    route.onSend = [...hooks(route.onSend), keep];
+    route.onSend = [...hooks(route.onSend), keepIdempotentAnswer];
   });
 }
+
+/**
+ * Once a request holding a key has answered: a success is kept under the key (its answer as
+ * sent, or the record its handler set), and a refusal lets go of the key. The marked routes'
+ * own onSend hook, and tus's, whose creation claims its key in its handler.
+ */
+export const keepIdempotentAnswer: onSendHookHandler<unknown> = (request, reply, payload, done) => {
+  const hold = request.idempotencyHold;
+  if (hold === undefined) {
+    done(null, payload);
+    return;
+  }
+  request.idempotencyHold = undefined;
+  const answer = request.idempotentRecord ?? payload;
+  const kept =
+    reply.statusCode >= 200 && reply.statusCode < 300 && typeof answer === 'string'
+      ? hold.finish(reply.statusCode, answer)
+      : hold.release();
+  kept.then(
+    () => done(null, payload),
+    (err: unknown) => {
+      // The answer still goes out. The key stays held until its lease lapses; a retry after
+      // that runs the request again, as it would have without a key.
+      request.log.warn({ err }, 'could not keep the answer under its idempotency key');
+      done(null, payload);
+    },
+  );
+};
 
 function hooks<T>(given: T | T[] | undefined): T[] {
   return given === undefined ? [] : Array.isArray(given) ? given : [given];

@@ -12,9 +12,11 @@ import { type ErrorCode, isWharfError, WharfError } from '../../core/errors.js';
 import type { Principal, Upload } from '../../core/model.js';
 import { isStorageFull, refusedForResources } from '../../core/unavailable.js';
 import type { Core } from '../../core/wharf.js';
+import { keepIdempotentAnswer } from '../api/idempotency.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import { logFailure } from '../plugins/errors.js';
+import { settleRefusedBody } from '../refused-body.js';
 import { noteErrorCode } from '../request-log.js';
 import { takeResumableStream } from '../resumable-busy.js';
 import type { RoutingErrorShape } from '../routing-errors.js';
@@ -29,6 +31,7 @@ import {
   type StagedBody,
   stageBody,
 } from './checksum.js';
+import { claimCreation, keepCreation } from './idempotency.js';
 
 export const TUS_PATH = '/v1/tus';
 
@@ -230,6 +233,10 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   await rm(stagingDir, { recursive: true, force: true });
   await mkdir(stagingDir, { recursive: true });
 
+  /** An upload's URL: its storage key without the account (see UPLOAD_NAME). */
+  const uploadUrl = (storageKey: string) =>
+    `${publicUrl}${TUS_PATH}/${storageKey.slice(storageKey.indexOf('/') + 1)}`;
+
   const calls = new WeakMap<Request, TusCall>();
   const callOf = (req: Request): TusCall => {
     const call = calls.get(req);
@@ -272,7 +279,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       if (call.offer) call.offer.key = upload.storageKey;
       return upload.storageKey;
     },
-    generateUrl: (_req, { id }) => `${publicUrl}${TUS_PATH}/${id.slice(id.indexOf('/') + 1)}`,
+    generateUrl: (_req, { id }) => uploadUrl(id),
     getFileIdFromRequest: (req) => callOf(req).upload?.storageKey,
     onUploadFinish: async (req) => {
       const outcome = await core.resumable.finish(callOf(req).upload!);
@@ -299,6 +306,8 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
   app.addHook('onSend', async (request, reply) => {
     if (methodOf(request) !== 'OPTIONS') reply.header('Tus-Resumable', TUS_VERSION);
   });
+  // A creation holding its Idempotency-Key keeps its upload under it once answered 201.
+  app.addHook('onSend', keepIdempotentAnswer);
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const call: TusCall = {
@@ -353,6 +362,11 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       if (call.reprSha256 && call.upload) {
         call.upload = await core.resumable.declareWhole(call.upload, call.reprSha256);
       }
+    }
+    if (method === 'POST') {
+      // Sent again with its Idempotency-Key: the upload the first made, its body not read.
+      const made = await claimCreation(core, call.principal!, request);
+      if (made) return replayCreation(request, reply, made);
     }
 
     let staged: StagedBody | undefined;
@@ -463,6 +477,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
             : new WharfError('INTERNAL', `The creation failed (${response.status}).`));
         await core.resumable.fail(call.upload, why);
       }
+      if (method === 'POST' && response.status === 201 && call.upload) keepCreation(request, call.upload);
       return send(reply, response, call);
     } catch (err) {
       thrown = err;
@@ -548,12 +563,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     reply: FastifyReply,
     upload: Upload,
   ): Promise<boolean> {
-    if (upload.status === 'pending' && !core.resumable.isOpen(upload)) {
-      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
-    }
-    if (upload.status === 'expired') {
-      throw new WharfError('UPLOAD_EXPIRED', 'This upload was terminated or has expired.');
-    }
+    refuseEnded(upload);
     let finished = upload.status === 'completed' ? upload : undefined;
     const method = methodOf(request);
     if (!finished && method === 'HEAD' && (await core.resumable.allReceived(upload))) {
@@ -603,6 +613,47 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
           'A finished upload cannot be terminated; delete its asset.',
         );
     }
+  }
+
+  /** An upload that ended without an asset (expired, terminated, failed) is gone: 410. */
+  function refuseEnded(upload: Upload): void {
+    if (upload.status === 'pending' && !core.resumable.isOpen(upload)) {
+      throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    }
+    if (upload.status === 'expired') {
+      throw new WharfError('UPLOAD_EXPIRED', 'This upload was terminated or has expired.');
+    }
+  }
+
+  /**
+   * A creation sent again with its Idempotency-Key, answered with the upload the first made as
+   * it is now: 201 with its Location and its current Upload-Offset (a client that sent bytes
+   * with the creation resumes from it; tus-js-client reads it from the creation's answer), a
+   * finished one's offset its length and its asset, as its last PATCH answered. An upload that
+   * ended without an asset is answered as its HEAD is (410; 404 with no bytes left to resume).
+   * The body the retry carries is read and dropped, never stored.
+   */
+  async function replayCreation(request: FastifyRequest, reply: FastifyReply, upload: Upload) {
+    refuseEnded(upload);
+    let offset: number | undefined;
+    if (upload.status === 'completed') {
+      offset = upload.size ?? 0;
+      reply.header('Wharf-Asset-Id', upload.assetId ?? '');
+      reply.header(
+        'Wharf-Upload-Result',
+        uploadResult({ deduplicated: upload.deduplicated && !upload.intent.isolated }),
+      );
+    } else {
+      offset = await core.resumable.received(upload);
+      if (offset === undefined) throw new WharfError('NOT_FOUND', 'No such upload.');
+      reply.header('Upload-Expires', new Date(upload.expiresAt).toUTCString());
+    }
+    settleRefusedBody(request, reply);
+    return reply
+      .code(201)
+      .headers({ Location: uploadUrl(upload.storageKey), 'Upload-Offset': String(offset) })
+      .header('Idempotent-Replayed', 'true')
+      .send();
   }
 
   const route = {
