@@ -1,5 +1,5 @@
 import { WharfError } from './errors.js';
-import type { BodyFactory, Transport } from './http.js';
+import { type BodyFactory, idempotent, type Transport } from './http.js';
 
 const TUS = { 'tus-resumable': '1.0.0' };
 
@@ -28,7 +28,11 @@ export interface TusAppended {
 export class TusClient {
   constructor(private readonly http: Transport) {}
 
-  /** Creates an upload; returns its URL (keep it to resume). `sha256` (hex) is verified at the end. */
+  /**
+   * Creates an upload; returns its URL (keep it to resume). `sha256` (hex) is verified at the end.
+   * Its retries carry one Idempotency-Key: one whose first answer was lost gets the upload the
+   * first made, not a second (which an upload token for one file would refuse).
+   */
   async create(options: {
     name: string;
     size: number;
@@ -42,7 +46,12 @@ export class TusClient {
       ...(options.sha256 ? [`sha256 ${base64(options.sha256)}`] : []),
     ].join(',');
     const response = await this.http.request('POST', '/v1/tus/', {
-      headers: { ...TUS, 'upload-length': String(options.size), 'upload-metadata': metadata },
+      headers: {
+        ...TUS,
+        'upload-length': String(options.size),
+        'upload-metadata': metadata,
+        ...idempotent(),
+      },
       signal: options.signal,
     });
     await response.body?.cancel();

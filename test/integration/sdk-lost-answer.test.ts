@@ -10,7 +10,7 @@ import { startWharf, type TestWharf } from '../helpers/wharf.js';
  * server acted (a connection cut as the answer comes back): the SDK sends it again. A direct
  * upload and a presigned or multipart declaration, each sent with an Idempotency-Key, get the
  * first answer (one upload; a token whose `max_files` the first used up does not refuse the
- * retry); a tus creation is made again, the first left pending until it expires.
+ * retry), a tus creation too.
  */
 
 let w: TestWharf;
@@ -91,18 +91,25 @@ for (const [strategy, path] of [
   });
 }
 
-test('tus: a creation whose answer is lost is made again; the first is left pending', async () => {
+test('tus: a creation whose answer is lost is sent again with its key and answered the same: one upload', async () => {
   const name = 'lost-tus.bin';
+  const keys: string[] = [];
   const wharf = new Wharf({
     url: w.url,
     key: w.key,
     retry: { minDelayMs: 10 },
-    fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === '/v1/tus/'),
+    fetch: losing((url, method) => method === 'POST' && new URL(url).pathname === '/v1/tus/', keys),
   });
   const result = await wharf.upload(randomBytes(1000), { name, strategy: 'tus' });
   assert.equal(result.status, 'created');
   const uploads = await uploadsNamed(name);
-  assert.deepEqual(uploads.map((u) => u.status).sort(), ['completed', 'pending'], JSON.stringify(uploads));
+  assert.deepEqual(
+    uploads.map((u) => u.status),
+    ['completed'],
+    JSON.stringify(uploads),
+  );
+  assert.equal(keys.length, 2, 'sent twice');
+  assert.equal(new Set(keys).size, 1, 'with one key');
 });
 
 /** An SDK client with a new upload token for one file, whose first POST to `path` loses its answer. */
@@ -133,6 +140,18 @@ test("presigned: with a token for one file, a declaration's lost answer is repla
   const wharf = await oneFileTokenLosing('/v1/uploads');
   const name = 'lost-token-presigned.bin';
   const result = await wharf.upload(randomBytes(1000), { name, strategy: 'presigned' });
+  assert.equal(result.status, 'created');
+  const uploads = await uploadsNamed(name);
+  assert.deepEqual(
+    uploads.map((u) => u.status),
+    ['completed'],
+  );
+});
+
+test("tus: with a token for one file, a creation's lost answer is replayed and the file uploads", async () => {
+  const wharf = await oneFileTokenLosing('/v1/tus/');
+  const name = 'lost-token-tus.bin';
+  const result = await wharf.upload(randomBytes(1000), { name, strategy: 'tus' });
   assert.equal(result.status, 'created');
   const uploads = await uploadsNamed(name);
   assert.deepEqual(
