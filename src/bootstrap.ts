@@ -15,8 +15,7 @@ import { createIdSource, type IdSource, newIdOrder } from './core/ids.js';
 import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
 import type { Telemetry } from './core/telemetry.js';
-import { type ResealReport, resealWebhookSecrets } from './core/webhook-reseal.js';
-import { type Core, createCore, deriveKey, webhookSealKey } from './core/wharf.js';
+import { type Core, createCore, deriveKey } from './core/wharf.js';
 import { openSqlStore } from './db/store/index.js';
 import { openStoreThread } from './db/store-thread.js';
 import { parseDatabaseUrl } from './db/url.js';
@@ -42,8 +41,6 @@ export interface OpenedCore {
   };
   /** External tools (ffmpeg, poppler) this server lacks, by name and the path that was tried. */
   missingTools: Record<string, string>;
-  /** Webhook secrets sealed again at start, and endpoints whose secret no key opens. */
-  webhookSecrets: ResealReport;
   /**
    * `copied`: the S3 store acts on an unsigned `x-amz-copy-source` sent with a URL Wharf signed
    * for an upload (S3BlobStore.checkUnsignedCopy); the server warns at start.
@@ -134,21 +131,17 @@ export async function openCore(
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
   let previousSecrets: string[];
-  let webhookSecrets: ResealReport;
   try {
     // One secret per installation, kept in the database so every node shares it.
     secret =
       config.secret ?? (await store.settingOrInit('server_secret', randomBytes(32).toString('base64url')));
-    // What the secrets used before sealed is sealed again under this one: WHARF_SECRET_PREVIOUS,
-    // and the generated one in the database when WHARF_SECRET has replaced it.
-    // Signed ids made under them still verify (see SignedIds).
+    // The secrets used before: WHARF_SECRET_PREVIOUS, and the generated one in the database when
+    // WHARF_SECRET has replaced it. What they sealed still opens, and signed ids made under them
+    // still verify (see SignedIds). Nothing is sealed again here: a server does that once it
+    // listens (Wharf.listen), never a CLI command or a start that fails, since the nodes running
+    // may not know this secret.
     const previous = [config.previousSecret, config.secret && (await store.getSetting('server_secret'))];
     previousSecrets = [...new Set(previous.filter((s): s is string => !!s && s !== secret))];
-    webhookSecrets = await resealWebhookSecrets(
-      store,
-      webhookSealKey(secret),
-      previousSecrets.map(webhookSealKey),
-    );
     opened = await openBlobs(config, secret, server, options.log);
   } catch (err) {
     await store.close();
@@ -168,6 +161,7 @@ export async function openCore(
     // A short one (taken so that it can be moved away from) verifies no signed id: a signed id is
     // a credential with no lifetime, and one could be forged after guessing the secret offline.
     previousSecrets: previousSecrets.filter((s) => s.length >= MIN_SECRET_LENGTH),
+    previousSealSecrets: previousSecrets,
     endpoint,
     endpointChecksums: endpoint && flexibleChecksums,
     analyzer: new ImageAnalyzer(),
@@ -229,7 +223,6 @@ export async function openCore(
     missingTools: missing,
     unsignedCopy: opened.unsignedCopy,
     publicAcl: opened.publicAcl,
-    webhookSecrets,
     abandonStorageCalls: () => abandon.abort(),
     async close() {
       await blobs.close();

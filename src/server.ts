@@ -27,10 +27,20 @@ export interface Wharf {
   /** The separate metrics listener's URL, when WHARF_METRICS_PORT is set. */
   metricsUrl: string | undefined;
   /**
-   * Listens on the configured address, then generates the first admin key if no key exists:
-   * only once the start can no longer fail on the address, so a failed start makes no key.
+   * Listens on the configured address, then seals webhook signing secrets again under the
+   * current server secret (resealWebhookSecrets) and generates the first admin key if no key
+   * exists: only once the start can no longer fail on the address, so a failed start changes
+   * neither.
    */
   listen(): Promise<void>;
+  /**
+   * Seals again under the current server secret the webhook signing secrets still sealed under
+   * a previous one, and logs what it did and which endpoints no key opens. listen() runs it once
+   * listening: a start that fails, like a CLI command, seals nothing again, as the nodes running
+   * may not know this secret. Never rejects: a failure is logged (the previous keys still open
+   * what they sealed, and the next start tries again).
+   */
+  resealWebhookSecrets(): Promise<void>;
   /**
    * Sweeps now (expired uploads, debris, event retention, console sessions), as the timer does
    * every WHARF_SWEEP_INTERVAL; while a sweep runs, that one (never a second at once).
@@ -149,18 +159,6 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   } catch (err) {
     await opened.close();
     throw err;
-  }
-
-  const { resealed, unreadable } = opened.webhookSecrets;
-  if (resealed > 0)
-    app.log.info(`${resealed} webhook signing secret(s) sealed again under the current server secret`);
-  if (unreadable.length > 0) {
-    app.log.warn(
-      { webhooks: unreadable },
-      `${unreadable.length} webhook endpoint(s) have a signing secret sealed under another server secret, ` +
-        'so their deliveries cannot be signed: start once with WHARF_SECRET_PREVIOUS set to that secret, ' +
-        'or rotate their secrets (POST /v1/webhooks/{id}/rotate-secret)',
-    );
   }
 
   if (opened.unsignedCopy === 'copied') {
@@ -325,6 +323,28 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   };
   const jobTimer = config.jobIntervalMs > 0 ? setInterval(work, config.jobIntervalMs).unref() : undefined;
 
+  const resealWebhookSecrets = async (): Promise<void> => {
+    let report: Awaited<ReturnType<typeof core.webhooks.resealSecrets>>;
+    try {
+      report = await core.webhooks.resealSecrets();
+    } catch (err) {
+      app.log.error({ err }, 'sealing webhook signing secrets again under the current server secret failed');
+      return;
+    }
+    const { resealed, unreadable } = report;
+    if (resealed > 0)
+      app.log.info(`${resealed} webhook signing secret(s) sealed again under the current server secret`);
+    if (unreadable.length > 0) {
+      app.log.warn(
+        { webhooks: unreadable },
+        `${unreadable.length} webhook endpoint(s) have a signing secret sealed under another server secret, ` +
+          'so their deliveries cannot be signed: start once with WHARF_SECRET_PREVIOUS set to that secret ' +
+          '(or, on a node still running an old WHARF_SECRET, restart it with the new one), ' +
+          'or rotate their secrets (POST /v1/webhooks/{id}/rotate-secret)',
+      );
+    }
+  };
+
   let closing: Promise<Closed> | undefined;
   const wharf: Wharf = {
     app,
@@ -334,8 +354,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     metricsUrl: metricsListener?.url,
     sweep,
     superseded,
+    resealWebhookSecrets,
     async listen() {
       await app.listen({ host: config.host, port: config.port });
+      await resealWebhookSecrets();
       if (!config.apiKey && (await core.keys.count()) === 0) {
         const created = await core.keys.create(
           DEFAULT_ACCOUNT_ID,

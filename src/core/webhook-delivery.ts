@@ -12,9 +12,9 @@ import {
   DELIVERY_RETRY_POLICY,
   type Delivery,
   MAX_RETRY_AFTER_MS,
+  openSealed,
   RESPONSE_BODY_LIMIT,
   sign,
-  tryOpenSecret,
   UNREADABLE_SECRET,
   type Webhook,
   type WebhookResponse,
@@ -50,7 +50,11 @@ export interface DelivererDeps {
    */
   wallClock: Clock;
   ids: IdSource;
-  sealKey: Buffer;
+  /**
+   * The key signing secrets are sealed under, then those of previous server secrets: a secret
+   * not sealed again yet (or sealed again by no node) still signs.
+   */
+  sealKeys: readonly Buffer[];
   sender: WebhookSender;
   render: RenderEvent;
   timeoutMs: number;
@@ -162,18 +166,18 @@ export class WebhookDeliverer {
     msgId: string,
     body: string,
   ): Promise<Record<string, string> | undefined> {
-    const { store, sealKey, wallClock, clock } = this.deps;
+    const { store, sealKeys, wallClock, clock } = this.deps;
     const secrets = await store.getWebhookSecrets(webhook.id);
     if (!secrets) throw new PermanentJobError('The endpoint was deleted.');
     const timestamp = Math.floor(wallClock.now() / 1000);
-    const current = tryOpenSecret(sealKey, webhook.id, secrets.current);
+    const current = openSealed(sealKeys, webhook.id, secrets.current);
     if (current === undefined) return undefined;
     const signatures = [sign(current, msgId, timestamp, body)];
     const previous =
       secrets.previous !== null &&
       secrets.previousExpiresAt !== null &&
       secrets.previousExpiresAt > clock.now()
-        ? tryOpenSecret(sealKey, webhook.id, secrets.previous)
+        ? openSealed(sealKeys, webhook.id, secrets.previous)
         : undefined;
     // A rotated-out secret no key opens only loses its second signature.
     if (previous !== undefined) signatures.push(sign(previous, msgId, timestamp, body));

@@ -4,6 +4,7 @@ import { EVENT_TYPES, isEventPattern, type WharfEvent } from './events.js';
 import type { IdSource } from './ids.js';
 import type { Store } from './ports.js';
 import { refusedHost } from './webhook-addresses.js';
+import { type ResealReport, resealWebhookSecrets } from './webhook-reseal.js';
 import {
   DELIVERY_STATUSES,
   type Delivery,
@@ -11,8 +12,8 @@ import {
   type DeliveryPage,
   type DeliveryStatus,
   newSigningSecret,
+  openSealed,
   sealSecret,
-  tryOpenSecret,
   UNREADABLE_SECRET,
   type Webhook,
   type WebhookChanges,
@@ -70,6 +71,8 @@ export class WebhookService {
     private readonly ids: IdSource,
     /** AES-256-GCM key that seals signing secrets (derived from the server secret). */
     private readonly sealKey: Buffer,
+    /** The seal keys of the server secrets used before: what they sealed still opens. */
+    private readonly previousSealKeys: readonly Buffer[],
     readonly settings: WebhookSettings,
   ) {}
 
@@ -145,10 +148,19 @@ export class WebhookService {
     await this.get(accountId, id);
     const secrets = await this.store.getWebhookSecrets(id);
     if (!secrets) throw new WharfError('NOT_FOUND', `No webhook endpoint "${id}".`);
-    const secret = tryOpenSecret(this.sealKey, id, secrets.current);
+    const secret = openSealed([this.sealKey, ...this.previousSealKeys], id, secrets.current);
     // An operator's state, not a fault: WHARF_SECRET changed and the old one was not given.
     if (secret === undefined) throw new WharfError('WEBHOOK_SECRET_UNREADABLE', UNREADABLE_SECRET);
     return secret;
+  }
+
+  /**
+   * Seals again under the current key the signing secrets still sealed under a previous one
+   * (see resealWebhookSecrets). Only a server runs it, once it listens (Wharf.listen): a CLI
+   * command or a start that fails must not seal them under a secret the running nodes lack.
+   */
+  resealSecrets(): Promise<ResealReport> {
+    return resealWebhookSecrets(this.store, this.sealKey, [...this.previousSealKeys]);
   }
 
   /**

@@ -229,11 +229,13 @@ export function openSecret(key: Buffer, webhookId: string, sealed: string): stri
 
 /**
  * Why an endpoint cannot be signed for: its secret was sealed under a server secret this server
- * was not given (WHARF_SECRET changed without WHARF_SECRET_PREVIOUS).
+ * was not given (WHARF_SECRET changed without WHARF_SECRET_PREVIOUS, or this node still runs the
+ * old one while another, on the new one, sealed it again).
  */
 export const UNREADABLE_SECRET =
   "The endpoint's signing secret is sealed under another server secret: start Wharf once with " +
-  "WHARF_SECRET_PREVIOUS set to that secret, or rotate the endpoint's secret.";
+  'WHARF_SECRET_PREVIOUS set to that secret (or, on a node still running an old WHARF_SECRET, ' +
+  "restart it with the new one), or rotate the endpoint's secret.";
 
 /** The secret, or undefined when `key` is not the one it was sealed under. */
 export function tryOpenSecret(key: Buffer, id: string, sealed: string): string | undefined {
@@ -243,6 +245,20 @@ export function tryOpenSecret(key: Buffer, id: string, sealed: string): string |
     // AES-GCM's tag check failed (another key) or the format is unknown.
     return undefined;
   }
+}
+
+/**
+ * The secret, opened under the first of `keys` it was sealed under, or undefined when none is.
+ * `keys` is the current seal key, then those of the server secrets used before it: a secret
+ * still sealed under a previous one opens whether or not it has been sealed again (that happens
+ * only once a server listens, see Wharf.listen), and whichever node sealed it again first.
+ */
+export function openSealed(keys: readonly Buffer[], id: string, sealed: string): string | undefined {
+  for (const key of keys) {
+    const secret = tryOpenSecret(key, id, sealed);
+    if (secret !== undefined) return secret;
+  }
+  return undefined;
 }
 
 /**

@@ -52,6 +52,12 @@ export interface CoreDeps {
    * still verifies.
    */
   previousSecrets?: readonly string[] | undefined;
+  /**
+   * Every server secret used before `secret` that is still known, short ones included: webhook
+   * signing secrets sealed under one of them still open, to sign and to be sealed again
+   * (WebhookService.resealSecrets).
+   */
+  previousSealSecrets?: readonly string[] | undefined;
   uploads: UploadSettings;
   multipart: MultipartSettings;
   /** Where tus uploads collect their bytes until the last one arrives. */
@@ -256,6 +262,7 @@ export function createCore(deps: CoreDeps): Core {
     }),
   );
   const webhookKey = webhookSealKey(deps.secret);
+  const previousWebhookKeys = (deps.previousSealSecrets ?? []).map(webhookSealKey);
   if (deps.webhooks.settings.timeoutMs >= jobs.leaseMs) {
     // Another node would take the delivery over while this one still waits for the answer.
     throw new Error('The webhook timeout must be shorter than a job lease.');
@@ -265,7 +272,7 @@ export function createCore(deps: CoreDeps): Core {
     clock: deps.clock,
     wallClock: deps.webhooks.wallClock ?? systemClock,
     ids: deps.ids,
-    sealKey: webhookKey,
+    sealKeys: [webhookKey, ...previousWebhookKeys],
     sender: deps.webhooks.sender,
     render: deps.webhooks.renderEvent,
     timeoutMs: deps.webhooks.settings.timeoutMs,
@@ -301,7 +308,14 @@ export function createCore(deps: CoreDeps): Core {
     storage: { kind: deps.blobs.name, bucket: deps.blobs.bucket },
     jobs,
     events: new EventService(deps.store),
-    webhooks: new WebhookService(deps.store, deps.clock, deps.ids, webhookKey, deps.webhooks.settings),
+    webhooks: new WebhookService(
+      deps.store,
+      deps.clock,
+      deps.ids,
+      webhookKey,
+      previousWebhookKeys,
+      deps.webhooks.settings,
+    ),
     images,
     placeholders,
     integrity: new IntegrityService(deps.store, deps.blobs),

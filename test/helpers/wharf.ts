@@ -45,6 +45,11 @@ export interface StartOptions {
   consoleDir?: string;
   /** An existing data directory to run on (a restored backup), removed on close; a new one by default. */
   dataDir?: string;
+  /**
+   * Whether, once listening, it seals webhook signing secrets again under its server secret, as
+   * Wharf.listen does (true by default); false shows a node that has not done so yet.
+   */
+  reseal?: boolean;
 }
 
 /**
@@ -135,6 +140,7 @@ export async function startWharf(options: StartOptions = {}): Promise<TestWharf>
       wharf = await createWharf(config, { clock, logger, consoleDir: options.consoleDir ?? null });
       try {
         await wharf.app.listen({ host: config.host, port: config.port });
+        if (options.reseal ?? true) await wharf.resealWebhookSecrets();
         break;
       } catch (err) {
         await wharf.close();

@@ -4,11 +4,14 @@ import { lookup } from 'node:dns/promises';
 import { hostname } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { Webhook } from 'standardwebhooks';
+import { loadConfig } from '../../src/config.js';
 import { createIdSource } from '../../src/core/ids.js';
 import { isPublicAddress } from '../../src/core/webhook-addresses.js';
 import { DELIVER_WEBHOOK_JOB, DELIVERY_DELAYS_MS } from '../../src/core/webhooks.js';
 import { connect } from '../../src/db/connect.js';
 import { createSqlStore } from '../../src/db/store/index.js';
+import { createWharf } from '../../src/server.js';
+import { wharfCli } from '../helpers/admin-cli.js';
 import { createAsset, dbQuery } from '../helpers/assets.js';
 import { api } from '../helpers/http.js';
 import { LogCollector } from '../helpers/observe.js';
@@ -1193,6 +1196,10 @@ describe('a new server secret (WHARF_SECRET): endpoints keep signing', () => {
         const read = await api(second.url, first.key, 'GET', `/v1/webhooks/${hook.id}/secret`);
         assert.deepEqual(read.body, { secret: hook.secret });
         await signedDelivery(second, first.key, r);
+        // Sealed again under the new secret once it listened: a node still on the old one no
+        // longer opens it (docs/operations.md: restart the other nodes promptly).
+        const stale = await api(first.url, first.key, 'GET', `/v1/webhooks/${hook.id}/secret`);
+        assert.equal(stale.status, 409, JSON.stringify(stale.body));
       } finally {
         await second.close();
       }
@@ -1201,7 +1208,81 @@ describe('a new server secret (WHARF_SECRET): endpoints keep signing', () => {
     }
   }
 
-  test('WHARF_SECRET_PREVIOUS: secrets sealed under the old one are sealed again at start', async () => {
+  /** The endpoint's secret reads back from `server`, and a delivery it makes is signed with it. */
+  async function stillSigns(server: TestWharf, hook: Endpoint, r: Receiver): Promise<void> {
+    const read = await api(server.url, server.key, 'GET', `/v1/webhooks/${hook.id}/secret`);
+    assert.deepEqual(read.body, { secret: hook.secret });
+    await signedDelivery(server, server.key, r);
+  }
+
+  test('WHARF_SECRET_PREVIOUS: a node signs with what the old secret sealed before it seals it again, or if it never does', async () => {
+    const old = secret();
+    const first = await startWharf({ env: { ...PRIVATE_OK, WHARF_SECRET: old } });
+    try {
+      const r = await receiver();
+      const hook = await endpoint(first.key, r, {}, first);
+      const second = await startWharf({
+        sharing: first,
+        clock: first.clock,
+        env: { ...PRIVATE_OK, WHARF_SECRET: secret(), WHARF_SECRET_PREVIOUS: old },
+        reseal: false,
+      });
+      try {
+        await stillSigns(second, hook, r);
+        // Nothing was sealed again: the node still on the old secret opens it as before.
+        await stillSigns(first, hook, r);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await first.close();
+    }
+  });
+
+  test('a CLI command run with another WHARF_SECRET seals nothing again: the server goes on signing', async () => {
+    // The server's secret is generated (kept in the database), which the command takes as the
+    // previous one: sealing under its own would leave the server unable to open the secrets.
+    const first = await startWharf({ env: PRIVATE_OK });
+    try {
+      const r = await receiver();
+      const hook = await endpoint(first.key, r, {}, first);
+      const listed = await wharfCli(first, ['keys', 'list'], { WHARF_SECRET: secret() });
+      assert.equal(listed.code, 0, listed.stderr);
+      await stillSigns(first, hook, r);
+    } finally {
+      await first.close();
+    }
+  });
+
+  test('a start with another WHARF_SECRET that fails (its port in use) seals nothing again: the server goes on signing', async () => {
+    const first = await startWharf({ env: PRIVATE_OK });
+    try {
+      const r = await receiver();
+      const hook = await endpoint(first.key, r, {}, first);
+      const config = loadConfig({
+        WHARF_HOST: '127.0.0.1',
+        WHARF_PORT: new URL(first.url).port,
+        WHARF_DATA_DIR: first.dataDir,
+        WHARF_SWEEP_INTERVAL: '0',
+        WHARF_JOB_INTERVAL_MS: '0',
+        ...first.backingEnv,
+        ...PRIVATE_OK,
+        WHARF_SECRET: secret(),
+      });
+      // As main.ts starts a server: made, then listening, which fails.
+      const second = await createWharf(config, { clock: first.clock, consoleDir: null });
+      try {
+        await assert.rejects(second.listen(), { code: 'EADDRINUSE' });
+      } finally {
+        await second.close({ deadlineMs: 0 });
+      }
+      await stillSigns(first, hook, r);
+    } finally {
+      await first.close();
+    }
+  });
+
+  test('WHARF_SECRET_PREVIOUS: secrets sealed under the old one are sealed again once the server listens', async () => {
     const old = secret();
     await keepsItsSecret({ WHARF_SECRET: old }, { WHARF_SECRET: secret(), WHARF_SECRET_PREVIOUS: old });
   });
