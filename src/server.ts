@@ -132,9 +132,10 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   let app: FastifyInstance;
   let metricsListener: MetricsListener | undefined;
   const bundle = config.console.enabled ? consoleBundle(options.consoleDir) : undefined;
+  let apiKey: Awaited<ReturnType<typeof core.keys.register>> | undefined;
   try {
     if (config.apiKey) {
-      await core.keys.register(DEFAULT_ACCOUNT_ID, 'WHARF_API_KEY', 'admin', config.apiKey);
+      apiKey = await core.keys.register(DEFAULT_ACCOUNT_ID, 'WHARF_API_KEY', 'admin', config.apiKey);
     }
     app = await buildApp({
       core,
@@ -159,6 +160,16 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
   } catch (err) {
     await opened.close();
     throw err;
+  }
+
+  // Registering it again does not bring it back (a revocation is an operator's decision, maybe
+  // after a leak), but a start with it should not look as if it worked.
+  if (apiKey?.revokedAt != null) {
+    app.log.warn(
+      { key: apiKey.id },
+      `WHARF_API_KEY is a key that was revoked (${apiKey.id}): it stays revoked and every request with it is ` +
+        'refused (401); set WHARF_API_KEY to a new key, or unset it',
+    );
   }
 
   if (opened.unsignedCopy === 'copied') {

@@ -16,6 +16,7 @@ import {
   uploadRaw,
 } from '../helpers/assets.js';
 import { api, sha256Hex } from '../helpers/http.js';
+import { LogCollector } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 let w: TestWharf;
@@ -159,6 +160,34 @@ describe('keys and roles', () => {
       assert.equal(await listed(own), secret.slice(0, 12));
       again = await startWharf({ sharing: own, env: { WHARF_API_KEY: secret } });
       assert.equal(await listed(again), '');
+    } finally {
+      await again?.close();
+      await own.close();
+    }
+  });
+
+  test('a revoked WHARF_API_KEY stays revoked at the next start, which says so in one warning', async () => {
+    const secret = `operator${randomBytes(8).toString('hex')}`;
+    const own = await startWharf({ env: { WHARF_API_KEY: secret } });
+    let again: TestWharf | undefined;
+    try {
+      const keys = (await api(own.url, secret, 'GET', '/v1/keys')).body.data as Array<{
+        id: string;
+        name: string;
+      }>;
+      const id = keys.find((k) => k.name === 'WHARF_API_KEY')!.id;
+      const other = await own.newKey('admin');
+      assert.equal((await api(own.url, other.key, 'DELETE', `/v1/keys/${id}`)).status, 204);
+      const logs = new LogCollector();
+      again = await startWharf({ sharing: own, env: { WHARF_API_KEY: secret }, logStream: logs.stream });
+      assert.equal((await api(again.url, secret, 'GET', '/v1/keys')).status, 401);
+      const warnings = logs.lines.filter((l) => l.level === 40 && /WHARF_API_KEY/.test(String(l.msg)));
+      assert.equal(warnings.length, 1, JSON.stringify(logs.lines));
+      assert.match(
+        String(warnings[0]!.msg),
+        new RegExp(`revoked \\(${id}\\).*set WHARF_API_KEY to a new key, or unset it`),
+      );
+      assert.ok(!JSON.stringify(logs.lines).includes(secret), 'the log shows none of the key');
     } finally {
       await again?.close();
       await own.close();
