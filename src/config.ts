@@ -217,6 +217,12 @@ export function readConfig(raw: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const known = knownVariables();
   const warnings = unknownVariables(raw, known);
   if (notes.problems.length > 0 || !config) throw new ConfigError(notes.problems, warnings);
+  if (raw.WHARF_METRICS_HOST && !raw.WHARF_METRICS_PORT) {
+    // No listener of its own is made: it would not be bound where the operator meant it.
+    warnings.push(
+      'WHARF_METRICS_HOST is set but WHARF_METRICS_PORT is not, so it is ignored (no separate metrics listener is opened).',
+    );
+  }
   if (config.storage.kind === 'local') {
     // A forgotten WHARF_STORAGE=s3 would otherwise keep every byte on this node's disk, unnoticed.
     for (const name of Object.keys(raw).sort()) {
@@ -503,6 +509,11 @@ function metricsConfig(env: NodeJS.ProcessEnv, port: number): MetricsConfig {
   }
   const metricsPort = env.WHARF_METRICS_PORT ? integer(env, 'WHARF_METRICS_PORT', 0, 1, 65535) : undefined;
   const host = env.WHARF_METRICS_HOST || '127.0.0.1';
+  // Checked as WHARF_HOST is, when it is used; set without WHARF_METRICS_PORT it is a warning
+  // (readConfig). An address that is not this machine's is found only at listen.
+  if (metricsPort !== undefined && !isHostName(host)) {
+    report(env, `WHARF_METRICS_HOST must be a host name or an IP address, got ${JSON.stringify(host)}`);
+  }
   if (metricsPort === port) {
     report(
       env,
@@ -546,6 +557,13 @@ function storageConfig(env: NodeJS.ProcessEnv): StorageConfig {
   }
   if (endpoint !== undefined && !isHttpUrl(endpoint)) {
     report(env, `WHARF_S3_ENDPOINT must be an http(s) URL, got ${JSON.stringify(redactUrl(endpoint))}`);
+  } else if (endpoint !== undefined && !isOrigin(endpoint)) {
+    // The S3 client puts the bucket (or, virtual-hosted, nothing) right after the host and keeps
+    // no path of the endpoint's in what it signs: the start failed on "NoSuchBucket: UnknownError".
+    report(
+      env,
+      `WHARF_S3_ENDPOINT must be scheme://host[:port] only, with no path, query or fragment (the bucket is WHARF_S3_BUCKET), got ${JSON.stringify(redactUrl(endpoint))}`,
+    );
   }
   return { kind, ...s3 };
 }
@@ -576,6 +594,12 @@ function isHttpUrl(value: string): boolean {
 /** The URL with its user information (up to the authority's last @, as URL parsers read it) hidden. */
 function redactUrl(value: string): string {
   return value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
+}
+
+/** Whether `host` makes an http URL's host alone, as WHARF_HOST is checked (an IPv6 address bracketed). */
+function isHostName(host: string): boolean {
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:1`;
+  return isHttpUrl(url) && isOrigin(url);
 }
 
 /** No path but `/`, and no `?` or `#` (even empty: they would still cut every URL built on it). */

@@ -332,6 +332,49 @@ describe('unknown variables', () => {
     ]);
   });
 
+  test('WHARF_METRICS_HOST without WHARF_METRICS_PORT is a warning; with it, checked as WHARF_HOST is', () => {
+    const { config, warnings } = readConfig({ WHARF_METRICS_HOST: '0.0.0.0' });
+    assert.equal(config.metrics.port, undefined);
+    assert.deepEqual(warnings, [
+      'WHARF_METRICS_HOST is set but WHARF_METRICS_PORT is not, so it is ignored (no separate metrics listener is opened).',
+    ]);
+    const used = readConfig({ WHARF_METRICS_HOST: '::', WHARF_METRICS_PORT: '9464' });
+    assert.deepEqual(used.warnings, []);
+    assert.equal(used.config.metrics.host, '::');
+    for (const host of ['999.1.1.1', 'bad host', 'files/x']) {
+      assert.deepEqual(problems({ WHARF_METRICS_HOST: host, WHARF_METRICS_PORT: '9464' }), [
+        `WHARF_METRICS_HOST must be a host name or an IP address, got ${JSON.stringify(host)}`,
+      ]);
+    }
+  });
+
+  test('WHARF_S3_ENDPOINT is scheme://host[:port]: a path would start the server on "NoSuchBucket"', () => {
+    const s3 = {
+      WHARF_STORAGE: 's3',
+      WHARF_S3_BUCKET: 'assets',
+      WHARF_S3_ACCESS_KEY_ID: 'k',
+      WHARF_S3_SECRET_ACCESS_KEY: 's',
+    };
+    for (const endpoint of [
+      'http://minio:9000/somepath',
+      'https://s3.example.com/assets/',
+      'http://minio:9000/?x=1',
+    ]) {
+      assert.deepEqual(problems({ ...s3, WHARF_S3_ENDPOINT: endpoint }), [
+        `WHARF_S3_ENDPOINT must be scheme://host[:port] only, with no path, query or fragment (the bucket is WHARF_S3_BUCKET), got ${JSON.stringify(endpoint)}`,
+      ]);
+    }
+    // A password in it is not shown.
+    assert.doesNotMatch(
+      problems({ ...s3, WHARF_S3_ENDPOINT: 'http://key:hunter2@minio:9000/x' }).join('\n'),
+      /hunter2/,
+    );
+    for (const endpoint of ['http://minio:9000', 'https://s3.example.com/']) {
+      const { storage } = loadConfig({ ...s3, WHARF_S3_ENDPOINT: endpoint });
+      assert.equal(storage.kind === 's3' && storage.endpoint, endpoint);
+    }
+  });
+
   test('the known variables are the ones the code reads: every WHARF_* named in src/config.ts', () => {
     const source = readFileSync(new URL('../../src/config.ts', import.meta.url), 'utf8');
     const named = new Set([...source.matchAll(/\b(WHARF_[A-Z0-9_]*[A-Z0-9])\b/g)].map((m) => m[1]!));
