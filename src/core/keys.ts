@@ -168,7 +168,8 @@ export class KeyService {
 
   /**
    * Registers a key chosen by the operator (WHARF_API_KEY); idempotent across restarts. It shows
-   * none of its characters (an empty prefix; its name tells it apart): a generated key's prefix
+   * none of its characters (an empty prefix; named WHARF_API_KEY, and told apart from an earlier
+   * value's key, named so too, by its id and creation): a generated key's prefix
    * is 12 of its 49, but an operator's may be as short as 16, and `keys list` printed 12 of them.
    * A row an earlier version registered loses its prefix at the next start.
    */
