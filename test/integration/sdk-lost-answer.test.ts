@@ -124,38 +124,22 @@ async function oneFileTokenLosing(path: string): Promise<Wharf> {
   });
 }
 
-test('direct: with a token for one file, a lost answer is replayed, not refused TOKEN_FILES_EXHAUSTED', async () => {
-  const wharf = await oneFileTokenLosing('/v1/assets');
-  const name = 'lost-token-direct.bin';
-  const result = await wharf.upload(randomBytes(1000), { name, strategy: 'direct' });
-  assert.equal(result.status, 'created');
-  const uploads = await uploadsNamed(name);
-  assert.deepEqual(
-    uploads.map((u) => u.status),
-    ['completed'],
-  );
-});
-
-test("presigned: with a token for one file, a declaration's lost answer is replayed and the file uploads", async () => {
-  const wharf = await oneFileTokenLosing('/v1/uploads');
-  const name = 'lost-token-presigned.bin';
-  const result = await wharf.upload(randomBytes(1000), { name, strategy: 'presigned' });
-  assert.equal(result.status, 'created');
-  const uploads = await uploadsNamed(name);
-  assert.deepEqual(
-    uploads.map((u) => u.status),
-    ['completed'],
-  );
-});
-
-test("tus: with a token for one file, a creation's lost answer is replayed and the file uploads", async () => {
-  const wharf = await oneFileTokenLosing('/v1/tus/');
-  const name = 'lost-token-tus.bin';
-  const result = await wharf.upload(randomBytes(1000), { name, strategy: 'tus' });
-  assert.equal(result.status, 'created');
-  const uploads = await uploadsNamed(name);
-  assert.deepEqual(
-    uploads.map((u) => u.status),
-    ['completed'],
-  );
-});
+// Each flow's creating POST loses its answer once; its retry must be replayed (the token's only
+// file slot is held by the first), not refused TOKEN_FILES_EXHAUSTED.
+for (const [strategy, path, what] of [
+  ['direct', '/v1/assets', 'an upload'],
+  ['presigned', '/v1/uploads', 'a declaration'],
+  ['tus', '/v1/tus/', 'a creation'],
+] as const) {
+  test(`${strategy}: with a token for one file, ${what}'s lost answer is replayed and the file uploads`, async () => {
+    const wharf = await oneFileTokenLosing(path);
+    const name = `lost-token-${strategy}.bin`;
+    const result = await wharf.upload(randomBytes(1000), { name, strategy });
+    assert.equal(result.status, 'created');
+    const uploads = await uploadsNamed(name);
+    assert.deepEqual(
+      uploads.map((u) => u.status),
+      ['completed'],
+    );
+  });
+}
