@@ -626,8 +626,12 @@ export class UploadTokensApi {
 export class WebhooksApi {
   constructor(private readonly http: Transport) {}
 
+  /**
+   * Sent with an Idempotency-Key of its own, kept across its retries: a retry after a lost
+   * answer gets the endpoint the first made, not a second endpoint sent every event.
+   */
   create(request: WebhookRequest): Promise<WebhookWithSecret> {
-    return this.http.json('POST', '/v1/webhooks', { json: request });
+    return this.http.json('POST', '/v1/webhooks', { json: request, headers: idempotent() });
   }
 
   async list(): Promise<Webhook[]> {

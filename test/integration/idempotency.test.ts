@@ -428,6 +428,67 @@ test('an answer is kept for a day: then the key is free again, and the sweep rem
   assert.equal(later.headers.get('idempotent-replayed'), null);
 });
 
+test('a webhook endpoint created again with its key is the first one, its secret as it is now: one endpoint', async () => {
+  const key = randomUUID();
+  const url = `https://hooks.example.com/idem-${key}`;
+  const body = { url, event_types: ['asset.created'] };
+  const create = (b: unknown = body) =>
+    api(w.url, w.key, 'POST', '/v1/webhooks', b, { 'idempotency-key': key });
+  const first = await create();
+  assert.equal(first.status, 201, JSON.stringify(first.body));
+  const again = await create();
+  assert.equal(again.status, 201);
+  assert.equal(again.headers.get('idempotent-replayed'), 'true');
+  assert.deepEqual(again.body, first.body);
+  // The record kept under the key holds the endpoint's id, never its secret.
+  const kept = dbQuery(w, 'select * from idempotency_records');
+  assert.ok(kept.length > 0);
+  assert.ok(!JSON.stringify(kept).includes(first.body.secret), 'no signing secret in the idempotency record');
+  // Rotated since: the replay shows the secret that signs now.
+  const rotated = await api(w.url, w.key, 'POST', `/v1/webhooks/${first.body.webhook.id}/rotate-secret`, {
+    keep_previous_for: 0,
+  });
+  assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+  const afterRotation = await create();
+  assert.equal(afterRotation.body.webhook.id, first.body.webhook.id);
+  assert.equal(afterRotation.body.secret, rotated.body.secret);
+  // Another body under the key is refused, and one endpoint has that URL.
+  assert.equal((await create({ ...body, event_types: ['asset.deleted'] })).status, 422);
+  const listed = await api(w.url, w.key, 'GET', '/v1/webhooks');
+  assert.equal(listed.body.data.filter((h: { url: string }) => h.url === url).length, 1);
+  // Deleted since: the replay is 404.
+  assert.equal((await api(w.url, w.key, 'DELETE', `/v1/webhooks/${first.body.webhook.id}`)).status, 204);
+  assert.equal((await create()).status, 404);
+});
+
+test("the SDK's webhook creation whose answer is lost makes one endpoint", async () => {
+  const url = `https://hooks.example.com/sdk-lost-${randomUUID()}`;
+  let lost = false;
+  const wharf = new Wharf({
+    url: w.url,
+    key: w.key,
+    retry: { minDelayMs: 10 },
+    fetch: async (input, init) => {
+      const response = await fetch(input, init);
+      if (!lost && init?.method === 'POST' && new URL(String(input)).pathname === '/v1/webhooks') {
+        lost = true;
+        await response.arrayBuffer();
+        throw new TypeError('fetch failed', { cause: { code: 'ECONNRESET' } });
+      }
+      return response;
+    },
+  });
+  const created = await wharf.webhooks.create({ url, event_types: ['asset.created'] });
+  assert.equal(lost, true);
+  const listed = await api(w.url, w.key, 'GET', '/v1/webhooks');
+  const endpoints = listed.body.data.filter((h: { url: string }) => h.url === url);
+  assert.deepEqual(
+    endpoints.map((h: { id: string }) => h.id),
+    [created.webhook.id],
+  );
+  assert.equal(await wharf.webhooks.secret(created.webhook.id), created.secret);
+});
+
 test('a malformed Idempotency-Key is refused 400 VALIDATION_FAILED before anything is made', async () => {
   for (const bad of ['x'.repeat(256), 'has space', '""', '"a"b"', 'caf\u00e9']) {
     const answer = await declare(file('idem-bad.bin'), { 'idempotency-key': bad }).catch((e) => e);

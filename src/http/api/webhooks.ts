@@ -13,6 +13,7 @@ import {
 import { named } from '../openapi/components.js';
 import type { ApiContext, App } from './context.js';
 import { webhookPayload } from './event-json.js';
+import { IdempotencyHeaders, idempotencyRefusals } from './idempotency.js';
 import { ErrorSchema, errorResponses, Id, IdParams, iso, NoQuery, PageCursor, parseTime } from './schemas.js';
 import { deliveryJson, WebhookSchema, webhookJson } from './webhook-json.js';
 
@@ -242,12 +243,29 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
     '/v1/webhooks',
     {
       bodyLimit: BODY_LIMIT,
+      // A creation sent again (its answer lost) would make a second endpoint, sent every event
+      // under another secret. Kept under the key: the endpoint's id, never its secret (the
+      // idempotency record is not sealed); a replay reads both as they are now.
+      config: {
+        idempotent: {
+          replay: async (record, request) => {
+            // The key may have lost `admin` since: the secret is an admin's to read.
+            requireScope(request.principal!, 'admin');
+            const { id } = JSON.parse(record) as { id: string };
+            const accountId = request.principal!.accountId;
+            const webhook = await core.webhooks.get(accountId, id);
+            const secret = await core.webhooks.secret(accountId, id);
+            return JSON.stringify({ webhook: webhookJson(webhook), secret });
+          },
+        },
+      },
       schema: {
         operationId: 'createWebhook',
         summary: 'Create a webhook endpoint (its signing secret is returned)',
         tags,
+        headers: IdempotencyHeaders,
         body: NewWebhookBody,
-        response: { 201: WebhookWithSecret, ...errorResponses, 413: ErrorSchema },
+        response: { 201: WebhookWithSecret, ...errorResponses, 413: ErrorSchema, ...idempotencyRefusals },
       },
     },
     async (request, reply) => {
@@ -259,6 +277,7 @@ export async function webhookRoutes(app: App, { core, publicUrl }: ApiContext): 
         description,
         enabled,
       });
+      if (request.idempotencyHold) request.idempotentRecord = JSON.stringify({ id: created.webhook.id });
       reply.status(201);
       return { webhook: webhookJson(created.webhook), secret: created.secret };
     },
