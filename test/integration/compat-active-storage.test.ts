@@ -1073,6 +1073,9 @@ describe('errors', () => {
       assert.deepEqual(d.loc, ['body', 'blob', field]);
       assert.equal(d.type, 'value_error');
       assert.match(d.msg, /^Value error, /);
+      // A checksum is base64 only: the message never offers hex (h93).
+      if (field === 'checksum') assert.match(d.msg, /base64 MD5 \(24 characters\)/);
+      assert.doesNotMatch(d.msg, /hex/);
       assert.equal(d.input, value);
     }
   });

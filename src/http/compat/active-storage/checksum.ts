@@ -15,8 +15,8 @@ export function parseChecksum(value: string): Checksum {
     if (value.length === 24) return { md5: parseDigest('md5', value, 'checksum') };
     if (value.length === 44) return { sha256: parseDigest('sha256', value, 'checksum') };
   } catch (err) {
-    if (isWharfError(err)) throw fieldError(LOC, err, value);
-    throw err;
+    // The core's message offers hex too, which no checksum of these lengths can be.
+    if (!isWharfError(err)) throw err;
   }
   throw fieldError(
     LOC,
