@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -189,8 +189,8 @@ export class FsBlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     // Facts first: a crash in between leaves bytes without facts, never facts without bytes.
-    await rm(`${this.pathOf(this.meta, key)}.json`, { force: true });
-    await rm(this.pathOf(this.objects, key), { force: true });
+    await removeFile(`${this.pathOf(this.meta, key)}.json`);
+    await removeFile(this.pathOf(this.objects, key));
     // A composed object's list goes before its parts: it is never read with parts missing.
     const composed = this.pathOf(this.composed, key);
     await rm(join(composed, 'object.json'), { force: true }).catch((err: unknown) => {
@@ -390,6 +390,17 @@ function recordedFacts(text: string, size: number): ObjectInfo | undefined {
     // Torn by a crash: the bytes are re-hashed instead.
   }
   return undefined;
+}
+
+/**
+ * Removes a file that may be gone already. unlink, not rm: rm takes an EPERM (an immutable
+ * file) for a directory, retries as one and fails ENOTDIR, which hid a refusal an operator
+ * must mend (STORAGE_DENIED) behind an internal error.
+ */
+async function removeFile(path: string): Promise<void> {
+  await unlink(path).catch((err: unknown) => {
+    if (!isNotFound(err)) throw err;
+  });
 }
 
 function isNotFound(err: unknown): boolean {

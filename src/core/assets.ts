@@ -215,7 +215,11 @@ export class AssetService {
         freeAssetJob(this.ids.id(), found, now),
       ]));
     if (!asset) throw new WharfError('NOT_FOUND', 'No such asset.');
-    await this.free(asset);
+    // The deletion is committed, so the answer is that it happened, whatever becomes of the
+    // bytes now: freeing them here is a head start on the `free-asset` job queued with it,
+    // which retries (and logs) a storage that refuses for now (read-only, an outage). A 500
+    // here told the client an asset it could no longer find was not deleted.
+    await this.free(asset).catch(() => undefined);
   }
 
   /** Lets a capability free what it keeps for an asset (derivatives) once the asset is deleted. */

@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { sql } from 'kysely';
+import { AFTER_COMMIT_CHECK_MS } from '../../src/core/assets.js';
 import { isWharfError } from '../../src/core/errors.js';
 import { connect } from '../../src/db/connect.js';
 import { putPresigned, uploadRaw } from '../helpers/assets.js';
@@ -619,6 +620,34 @@ describe('a data directory that turns read-only under a running node, the databa
       execFileSync('mount', ['-o', 'remount,rw', mountPoint]);
     }
     assert.equal((await upload('after.bin')).status, 201);
+  });
+
+  test('a deletion is 204 though the bytes cannot go yet; the free-asset job frees them once it can (h92)', async () => {
+    const bytes = randomBytes(1000);
+    const made = await uploadRaw(w, w.key, 'deleted-while-read-only.bin', bytes, {
+      contentType: 'application/octet-stream',
+    });
+    assert.equal(made.status, 201);
+    const objects = join(mountPoint, 'data', 'blobs', 'objects');
+    const stored = async () =>
+      (await readdir(objects, { recursive: true })).filter((f) => f.endsWith('.bin'));
+    const before = await stored();
+    execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
+    let deleted: JsonResponse;
+    try {
+      deleted = await api(w.url, w.key, 'DELETE', `/v1/assets/${made.body.asset.id}`);
+    } finally {
+      execFileSync('mount', ['-o', 'remount,rw', mountPoint]);
+    }
+    // The deletion was committed: the answer says so, and a retry finds nothing.
+    assert.equal(deleted.status, 204, JSON.stringify(deleted.body));
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${made.body.asset.id}`)).status, 404);
+    // The free-asset job queued with the deletion (due an hour later: it only finishes what the
+    // request could not) frees the bytes, now that the disk takes writes.
+    assert.deepEqual(await stored(), before, 'the bytes wait for the job');
+    w.clock.advance(AFTER_COMMIT_CHECK_MS + 1);
+    assert.ok((await w.wharf.core.jobs.drain()) >= 1);
+    assert.equal((await stored()).length, before.length - 1, 'its bytes were freed');
   });
 });
 

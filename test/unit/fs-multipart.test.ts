@@ -2,14 +2,15 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import type { FsBlobStore } from '../../src/blobs/fs-store.js';
 import { isWharfError } from '../../src/core/errors.js';
 import { MULTIPART_LIMITS, type StoredPart } from '../../src/core/ports.js';
+import { refusedForResources } from '../../src/core/unavailable.js';
 import { localBlobStore } from '../helpers/fs-store.js';
 
 const MIN = MULTIPART_LIMITS.minPartSize;
@@ -303,5 +304,34 @@ describe('FsBlobStore multipart uploads', () => {
     const file = await readFile(join(root, 'multipart', id, '7'));
     assert.ok(file.equals(Buffer.concat([Buffer.from(md5(bytes), 'hex'), bytes])));
     await store.abortMultipart(KEY, id);
+  });
+});
+
+describe('FsBlobStore deletion', () => {
+  test('an object storage refuses to remove is refused as not permitted (STORAGE_DENIED), not a failure of its own', async (t) => {
+    const key = 'acct/019b7c2a-1c2d-7e3f-8a4b-5c6d7e8f9a0c.bin';
+    const file = store.localFile(key);
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, 'bytes');
+    // As root (the suite), only an immutable file refuses its removal.
+    const chattr = spawnSync('chattr', ['+i', file]);
+    if (chattr.status !== 0) {
+      t.skip(`chattr +i is not available here (${chattr.stderr?.toString().trim() || chattr.error})`);
+      return;
+    }
+    try {
+      await assert.rejects(store.delete(key), (err: unknown) => {
+        const refusal = refusedForResources(err);
+        assert.ok(isWharfError(refusal), `not taken for a refusal: ${String(err)}`);
+        assert.equal(refusal.code, 'STORAGE_DENIED');
+        return true;
+      });
+    } finally {
+      spawnSync('chattr', ['-i', file]);
+    }
+    await store.delete(key);
+    assert.equal(existsSync(file), false);
+    // Gone already: nothing to do, no error.
+    await store.delete(key);
   });
 });
