@@ -252,6 +252,41 @@ describe('versions and identical content', () => {
   });
 });
 
+describe("deleting the asset of a file's latest version", () => {
+  test('latest_version names the latest version that still exists, and the next upload is numbered on (h90)', async () => {
+    const name = `lv-${randomBytes(4).toString('hex')}.txt`;
+    const made = [];
+    for (const text of ['one', 'two', 'three']) made.push(await putFile('lv', name, `${text} ${name}`));
+    assert.deepEqual(
+      made.map((r) => r.body.version),
+      [1, 2, 3],
+    );
+    assert.equal((await api(w.url, w.key, 'DELETE', `/v1/assets/${made[2]!.body.asset.id}`)).status, 204);
+
+    const latest = await getFile('lv', name);
+    assert.equal(latest.body.version, 2);
+    assert.equal(latest.body.latest_version, 2, 'the latest that exists, not the deleted 3');
+    assert.equal((await getFile('lv', name, '?version=1')).body.latest_version, 2);
+    const listed = await getFile('lv', name, '/versions');
+    assert.deepEqual(
+      listed.body.data.map((v: { version: number; latest_version: number }) => [v.version, v.latest_version]),
+      [
+        [1, 2],
+        [2, 2],
+      ],
+    );
+    // The file service's view of it says the same.
+    const seed = await api(w.url, w.key, 'GET', `/api_gateway/file-service/lv/${name}/versions`);
+    assert.equal(seed.status, 200, JSON.stringify(seed.body));
+    assert.equal(seed.body.latest_version, 2);
+    // A number is never given twice: the next upload is 4.
+    const next = await putFile('lv', name, `four ${name}`);
+    assert.equal(next.body.version, 4);
+    assert.equal(next.body.latest_version, 4);
+    assert.equal((await getFile('lv', name)).body.latest_version, 4);
+  });
+});
+
 describe('a named file written while the asset of its content is deleted', () => {
   // Scaled: the write goes to a second node, as behind a load balancer, and the two requests'
   // transactions run side by side on PostgreSQL. Embedded has one process (SQLite, one writer).

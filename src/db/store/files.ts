@@ -1,4 +1,4 @@
-import type { Transaction } from 'kysely';
+import type { ExpressionBuilder, Transaction } from 'kysely';
 import type { FileVersion } from '../../core/model.js';
 import type { FileStore } from '../../core/ports.js';
 import type { Database } from '../schema.js';
@@ -9,14 +9,8 @@ export function fileQueries({ db }: SqlContext): FileStore {
   function versionsOf(accountId: string, namespace: string, name: string) {
     return db
       .selectFrom('file_versions as v')
-      .innerJoin('files as f', (join) =>
-        join
-          .onRef('f.account_id', '=', 'v.account_id')
-          .onRef('f.namespace', '=', 'v.namespace')
-          .onRef('f.name', '=', 'v.name'),
-      )
       .selectAll('v')
-      .select('f.latest_version')
+      .select(latestExisting)
       .where('v.account_id', '=', accountId)
       .where('v.namespace', '=', namespace)
       .where('v.name', '=', name);
@@ -55,6 +49,22 @@ export function fileQueries({ db }: SqlContext): FileStore {
       return rows.map((row) => row.namespace);
     },
   };
+}
+
+/**
+ * A version row's file's latest version that still exists, as `latest_version`. Not the file's
+ * `latest_version` column: that counts up only (it numbers the next upload, so a number is never
+ * given twice), while deleting an asset deletes the versions that held it; reported as is, it
+ * named a version that was gone (`?version=` of it was 404, and the latest served was another).
+ */
+export function latestExisting(eb: ExpressionBuilder<Database & { v: Database['file_versions'] }, 'v'>) {
+  return eb
+    .selectFrom('file_versions as l')
+    .select((e) => e.fn.max('l.version').as('version'))
+    .whereRef('l.account_id', '=', 'v.account_id')
+    .whereRef('l.namespace', '=', 'v.namespace')
+    .whereRef('l.name', '=', 'v.name')
+    .as('latest_version');
 }
 
 export async function addFileVersion(

@@ -2,6 +2,7 @@ import type { FileVersion, Upload } from '../../core/model.js';
 import type { AccountUsage, ListingStore, UploadQuery } from '../../core/ports.js';
 import { RESUMABLE_KINDS } from '../../core/resumable.js';
 import type { SqlContext } from './context.js';
+import { latestExisting } from './files.js';
 import { toFileVersion, toUpload } from './rows.js';
 
 /** Read-only listings: an account's uploads, its usage, the named files an asset is a version of. */
@@ -82,14 +83,8 @@ export function listingQueries({ db }: SqlContext): ListingStore {
     async fileVersionsOfAsset(accountId: string, assetId: string): Promise<FileVersion[]> {
       const rows = await db
         .selectFrom('file_versions as v')
-        .innerJoin('files as f', (join) =>
-          join
-            .onRef('f.account_id', '=', 'v.account_id')
-            .onRef('f.namespace', '=', 'v.namespace')
-            .onRef('f.name', '=', 'v.name'),
-        )
         .selectAll('v')
-        .select('f.latest_version')
+        .select(latestExisting)
         .where('v.account_id', '=', accountId)
         .where('v.asset_id', '=', assetId)
         .orderBy('v.namespace')
