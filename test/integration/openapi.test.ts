@@ -309,13 +309,20 @@ describe('the OpenAPI document', () => {
       const media = Object.keys(op.requestBody?.content ?? { 'application/json': {} });
       const native =
         path.startsWith('/v1/') && !path.startsWith('/v1/tus/') && !path.startsWith('/v1/resumable/');
-      if (native && ['post', 'put', 'patch'].includes(method) && media.includes('application/json')) {
+      // A DELETE parses a body too when one is sent (h92 saw both answered undeclared).
+      if (
+        native &&
+        ['post', 'put', 'patch', 'delete'].includes(method) &&
+        media.includes('application/json')
+      ) {
         assert.ok(declared(op).includes('413'), `${method} ${path} declares 413`);
         assert.ok(declared(op).includes('415'), `${method} ${path} declares 415`);
       }
     }
     // A file body sent in a Content-Encoding, and what one operation's own state gives.
     assert.ok(doc.paths['/v1/assets'].post.responses['415'], 'POST /v1/assets: Content-Encoding');
+    assert.ok(doc.paths['/v1/tus/'].post.responses['415'], 'tus creation: Content-Encoding');
+    assert.ok(doc.paths['/v1/resumable/'].post.responses['415'], 'RUFH creation: Content-Encoding');
     assert.ok(
       doc.paths['/v1/files/{namespace}/{name}'].put.responses['415'],
       'PUT /v1/files: Content-Encoding',
@@ -376,6 +383,88 @@ describe('the OpenAPI document', () => {
       doc.paths['/v1/tus/{id}'].patch.responses['503'].description,
       /TOO_MANY_UPLOAD_STREAMS.*SERVICE_UNAVAILABLE/,
     );
+  });
+
+  test('every operation that reads or writes stored bytes declares 500 STORAGE_DENIED (docs/reliability.md)', () => {
+    const storing = new Set([
+      'uploadAsset',
+      'putFile',
+      'deleteAsset',
+      'completeUpload',
+      'cancelUpload',
+      'createMultipartUpload',
+      'listMultipartParts',
+      'completeMultipartUpload',
+      'abortMultipartUpload',
+      'downloadAsset',
+      'downloadAssetHead',
+      'getAssetImage',
+      'getAssetImageHead',
+      'tusCreateUpload',
+      'tusGetOffset',
+      'tusAppend',
+      'tusTerminate',
+      'rufhCreateUpload',
+      'rufhGetOffset',
+      'rufhGetOffsetWithGet',
+      'rufhAppend',
+      'rufhCancel',
+    ]);
+    const found = new Set<string>();
+    for (const [path, method, op] of operations()) {
+      if (!storing.has(op.operationId)) continue;
+      found.add(op.operationId);
+      const denied = op.responses['500'];
+      assert.ok(denied, `${method} ${path} declares 500`);
+      assert.match(denied.description, /STORAGE_DENIED/, `${method} ${path}`);
+      if (method !== 'head') {
+        assert.equal(deref(denied.content['application/json'].schema).properties.error.required.length, 2);
+      }
+    }
+    assert.deepEqual([...found].sort(), [...storing].sort());
+    assert.match(doc.paths['/v1/assets/{id}/content'].get.responses['500'].description, /BYTES_MISSING/);
+    // The storage endpoint answers it as S3's InternalError (docs/reference.md).
+    if (w.wharf.core.endpoint !== undefined) {
+      for (const [method, op] of Object.entries<Json>(doc.paths['/s3/wharf/{key}'])) {
+        assert.match(op.responses['500']?.description ?? '', /InternalError.*STORAGE_DENIED/, method);
+        assert.ok(op.responses['500'].content['application/xml'], method);
+      }
+    }
+  });
+
+  test('the response headers the docs promise are declared', () => {
+    const headers = (path: string, method: string, status: string) =>
+      Object.keys(doc.paths[path][method].responses[status]?.headers ?? {});
+    const has = (path: string, method: string, status: string, names: string[]) => {
+      for (const name of names) {
+        assert.ok(headers(path, method, status).includes(name), `${method} ${path} ${status}: ${name}`);
+      }
+    };
+    for (const path of ['/v1/assets/{id}/content', '/v1/assets/{id}/image']) {
+      for (const method of ['get', 'head']) {
+        has(path, method, '200', ['ETag', 'Last-Modified', 'Accept-Ranges']);
+        has(path, method, '206', ['ETag', 'Last-Modified', 'Accept-Ranges', 'Content-Range']);
+        has(path, method, '304', ['ETag', 'Last-Modified']);
+        has(path, method, '416', ['Content-Range']);
+      }
+    }
+    for (const [path, created] of [
+      ['/v1/uploads', '201'],
+      ['/v1/multipart', '201'],
+      ['/v1/assets', '201'],
+      ['/v1/webhooks', '201'],
+    ] as const) {
+      has(path, 'post', created, ['Idempotent-Replayed']);
+      has(path, 'post', '409', ['Retry-After']);
+    }
+    has('/v1/assets', 'post', '201', ['Location', 'Upload-Offset']);
+    for (const [path, method, op] of operations()) {
+      if (!path.startsWith('/v1/') || path.startsWith('/v1/tus/') || path.startsWith('/v1/resumable/'))
+        continue;
+      for (const status of ['429', '503']) {
+        if (op.responses[status]) has(path, method, status, ['Retry-After']);
+      }
+    }
   });
 
   test('closed sets are enums and times are date-times, as the docs give them', () => {
@@ -1121,6 +1210,47 @@ describe('real responses match the document', () => {
       }),
     );
     expectRefusal('POST', '/v1/uploads/{id}/complete', text, 415);
+    // A DELETE sent a body: parsed (and refused) as a POST's would be.
+    const deleteWithText = await readJson(
+      fetch(`${w.url}/v1/keys/nope`, {
+        method: 'DELETE',
+        headers: { 'x-api-key': w.key, 'content-type': 'text/plain' },
+        body: 'abc',
+      }),
+    );
+    expectRefusal('DELETE', '/v1/keys/{id}', deleteWithText, 415);
+    const deleteTooBig = await readJson(
+      fetch(`${w.url}/v1/keys/nope`, {
+        method: 'DELETE',
+        headers: { 'x-api-key': w.key, 'content-type': 'application/json' },
+        body: JSON.stringify(big),
+      }),
+    );
+    expectRefusal('DELETE', '/v1/keys/{id}', deleteTooBig, 413);
+    // A creation whose first bytes come in a Content-Encoding, on tus and Resumable HTTP.
+    const encoded = { 'x-api-key': w.key, 'content-encoding': 'gzip' };
+    const tusEncoded = await readJson(
+      fetch(`${w.url}/v1/tus/`, {
+        method: 'POST',
+        headers: {
+          ...encoded,
+          'tus-resumable': '1.0.0',
+          'upload-length': '3',
+          'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+          'content-type': 'application/offset+octet-stream',
+        },
+        body: 'abc',
+      }),
+    );
+    expectRefusal('POST', '/v1/tus/', tusEncoded, 415);
+    const rufhEncoded = await readJson(
+      fetch(`${w.url}/v1/resumable/?name=r.bin`, {
+        method: 'POST',
+        headers: { ...encoded, 'upload-complete': '?1', 'content-type': 'application/octet-stream' },
+        body: 'abc',
+      }),
+    );
+    expectRefusal('POST', '/v1/resumable/', rufhEncoded, 415);
     // A resumable upload that says no length.
     const lengthless = await readJson(
       fetch(`${w.url}/v1/assets?name=n.bin`, {

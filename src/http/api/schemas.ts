@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { WharfError } from '../../core/errors.js';
 import type { Asset, AssetAnalysis, UploadKind, UploadStatus } from '../../core/model.js';
-import { named } from '../openapi/components.js';
+import { describedAs, named } from '../openapi/components.js';
 
 export const ErrorSchema = named(
   'Error',
@@ -416,4 +416,18 @@ export const errorResponses = {
   403: ErrorSchema,
   404: ErrorSchema,
   429: ErrorSchema,
+};
+
+/** What a 500 STORAGE_DENIED says, for a route's own 500 that covers another refusal too. */
+export const STORAGE_DENIED_ANSWER =
+  'STORAGE_DENIED: the system refused a file system call of the node’s storage (EACCES, EPERM, EROFS: the data ' +
+  'directory lost its permissions or went read-only); an operator must mend it, no `Retry-After`.';
+
+/**
+ * The refusal of a route that reads or writes the node's stored bytes (an upload, a completion,
+ * a deletion, a multipart step): its storage may no longer be usable (docs/reliability.md).
+ * Spread beside errorResponses; a route with a 500 of its own says both in one description.
+ */
+export const storageRefusals = {
+  500: describedAs(ErrorSchema, STORAGE_DENIED_ANSWER),
 };

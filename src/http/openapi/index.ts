@@ -23,6 +23,11 @@ declare module 'fastify' {
      * uploads, forms): an OpenAPI `content` map by media type.
      */
     documentedBody?: Record<string, { schema: unknown }>;
+    /**
+     * Response headers for the document, by status then name (the value is the description):
+     * what a route sets beside its body (a download's ETag, a creation's Location).
+     */
+    documentedHeaders?: Record<number, Record<string, string>>;
   }
 }
 
@@ -34,6 +39,8 @@ declare module 'fastify' {
 export async function registerOpenApi(app: FastifyInstance, options: OpenApiOptions): Promise<void> {
   // Operations whose body may be left out: @fastify/swagger marks every body required.
   const optionalBodies = new Set<string>();
+  // Each operation's response headers (see headersOf), added to the document once it is built.
+  const responseHeaders = new Map<string, Record<string, Record<string, string>>>();
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -65,6 +72,10 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
     transform: ({ schema, url, route }) => {
       if (schema?.operationId && optional(schema.body)) optionalBodies.add(schema.operationId);
       const refusals = withGenericRefusals(documented(schema, route.config), route, options.routingErrors);
+      // The native API's only: the console reuses some of its routes (hidden) under their names.
+      if (schema?.operationId && url.startsWith('/v1/')) {
+        responseHeaders.set(schema.operationId.replace(/-head$/, 'Head'), headersOf(refusals, route));
+      }
       if (route.method !== 'HEAD') return { schema: refusals, url };
       // Only the native API's HEADs: @fastify/swagger copies a HEAD's schema in its own onRoute
       // hook, before a scope's hook can hide it (the console's reuse of the image route).
@@ -76,6 +87,21 @@ export async function registerOpenApi(app: FastifyInstance, options: OpenApiOpti
         for (const operation of Object.values(operations)) {
           if (optionalBodies.has(operation.operationId ?? '') && operation.requestBody) {
             operation.requestBody.required = false;
+          }
+          for (const [status, headers] of Object.entries(
+            responseHeaders.get(operation.operationId ?? '') ?? {},
+          )) {
+            const response = operation.responses?.[status];
+            if (response === undefined) continue;
+            response.headers = {
+              ...response.headers,
+              ...Object.fromEntries(
+                Object.entries(headers).map(([name, description]) => [
+                  name,
+                  { description, schema: { type: 'string' } },
+                ]),
+              ),
+            };
           }
         }
       }
@@ -117,7 +143,17 @@ export function documentSecurity(scope: FastifyInstance, security: Record<string
 }
 
 interface OpenApiDocument {
-  paths: Record<string, Record<string, { operationId?: string; requestBody?: { required?: boolean } }>>;
+  paths: Record<
+    string,
+    Record<
+      string,
+      {
+        operationId?: string;
+        requestBody?: { required?: boolean };
+        responses?: Record<string, { headers?: Record<string, unknown> }>;
+      }
+    >
+  >;
   tags?: unknown[];
 }
 
@@ -128,7 +164,8 @@ function optional(body: unknown): boolean {
   return schema['~optional'] === true || (schema.anyOf ?? []).some((variant) => variant.type === 'null');
 }
 
-const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+/** Methods whose route parses a body: a DELETE's too, when one is sent. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 /** Methods that only read: every other one writes (a DELETE too: it records the deletion). */
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -146,10 +183,9 @@ const STORAGE_FULL = describedAs(
  * here for every route (so a new route declares them too) rather than in each route's schema:
  * - `414` on a route with a path parameter: a segment longer than any id, refused before routing
  *   (see routing-errors.ts) in the shape of the path's API, under the status that API answers.
- * - On a native POST, PUT or PATCH that reads JSON (any body: a route without one still parses
- *   what it is sent), `413` for a body over its limit and `415` for a body of another type or in
- *   a Content-Encoding (see file-bodies.ts). A DELETE is refused the same way, but a client sends
- *   it no body, so it is not listed there.
+ * - On a native POST, PUT, PATCH or DELETE that reads JSON (any body: a route without one still
+ *   parses what it is sent, a DELETE's too), `413` for a body over its limit and `415` for a body
+ *   of another type or in a Content-Encoding (see file-bodies.ts).
  * - `415` on a route that stores its body as a file, for one sent in a Content-Encoding
  *   (config.fileBody, see file-bodies.ts).
  * - `503` on every native route: each reads the database (a key is looked up before anything
@@ -189,6 +225,35 @@ function withGenericRefusals(
     response[507] ??= referenced(STORAGE_FULL);
   }
   return { ...schema, response };
+}
+
+const RETRY_AFTER = { 'Retry-After': 'Seconds to wait before trying again.' };
+
+/**
+ * The headers a native route's answers carry beside their bodies, by status: `Retry-After` on
+ * every 429 and 503 (a busy or away dependency, a stream cap, a rate limit; docs/reference.md);
+ * on a route that takes an Idempotency-Key (config.idempotent), `Idempotent-Replayed` on its
+ * 2xx and `Retry-After` on its 409 (IDEMPOTENCY_KEY_IN_USE); and the route's own
+ * (config.documentedHeaders).
+ */
+function headersOf(schema: FastifySchema, route: RouteOptions): Record<string, Record<string, string>> {
+  const statuses = Object.keys((schema.response ?? {}) as object);
+  const out: Record<string, Record<string, string>> = {};
+  const add = (status: string, headers: Record<string, string>) => {
+    if (statuses.includes(status)) out[status] = { ...out[status], ...headers };
+  };
+  add('429', RETRY_AFTER);
+  add('503', RETRY_AFTER);
+  if (route.config?.idempotent !== undefined) {
+    for (const status of ['200', '201']) {
+      add(status, {
+        'Idempotent-Replayed': '`true` when this is the kept answer to an earlier request with the key.',
+      });
+    }
+    add('409', RETRY_AFTER);
+  }
+  for (const [status, headers] of Object.entries(route.config?.documentedHeaders ?? {})) add(status, headers);
+  return out;
 }
 
 /**

@@ -8,6 +8,8 @@
  * these in step with those routes.
  */
 
+import { STORAGE_DENIED_ANSWER } from '../api/schemas.js';
+
 const ERROR_REF = { $ref: '#/components/schemas/Error' };
 const BINARY = { type: 'string', format: 'binary' };
 
@@ -123,6 +125,9 @@ function tusPaths(): Json {
           ),
           422: tusError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
+          ),
+          415: tusError(
+            'A body in a `Content-Encoding` (`UNSUPPORTED_MEDIA_TYPE`): send the bytes as they are.',
           ),
           429: tusError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
           503: tusError(STREAMS_BUSY),
@@ -349,6 +354,9 @@ function rufhPaths(): Json {
             'Neither `Upload-Length` nor the whole file’s `Content-Length` (`LENGTH_REQUIRED`).',
           ),
           413: rufhError('Larger than the limit (`FILE_TOO_LARGE`).'),
+          415: rufhError(
+            'A body in a `Content-Encoding` (`UNSUPPORTED_MEDIA_TYPE`): send the bytes as they are.',
+          ),
           422: rufhError(
             'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
           ),
@@ -445,6 +453,11 @@ const S3_COMMON_ERRORS = {
   ),
   403: s3Error('`SignatureDoesNotMatch`, `InvalidAccessKeyId`, or `AccessDenied` (expired URL or upload).'),
   404: s3Error('`NoSuchUpload`, or a request that is not a presigned upload.'),
+  // STORAGE_DENIED (and BYTES_MISSING) read as S3's InternalError: S3 has no code of its own for them.
+  500: s3Error(
+    '`InternalError`: a failure of Wharf’s own, or storage the system no longer lets it use (`STORAGE_DENIED` ' +
+      'in the message: EACCES, EPERM, EROFS); an operator must mend it.',
+  ),
 };
 
 function storagePaths(): Json {
@@ -544,7 +557,8 @@ const UNAVAILABLE =
  * The refusals of Wharf's dependencies on tus's and Resumable HTTP's operations, as the native
  * API's generic ones (see withGenericRefusals): `503` on every one (a key is looked up in the
  * database), beside the stream cap's where there is one; `507` on every one but discovery,
- * since HEAD and GET complete an upload whose every byte arrived too (its asset is written).
+ * since HEAD and GET complete an upload whose every byte arrived too (its asset is written);
+ * and on those, `500 STORAGE_DENIED` (each reads or writes the upload's stored bytes).
  */
 function withDependencyRefusals(paths: Json): Json {
   return Object.fromEntries(
@@ -564,6 +578,7 @@ function withDependencyRefusals(paths: Json): Json {
                 'No room left to store the bytes or complete the upload (`STORAGE_FULL`); nothing of the refused ' +
                   'request is kept, except a completion’s bytes (`details.offset`): HEAD once there is room.',
               );
+              responses[500] = answer(STORAGE_DENIED_ANSWER);
             }
             return [method, { ...operation, responses }];
           },

@@ -5,8 +5,8 @@ import type { Asset } from '../../../core/model.js';
 import { describedAs } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
-import { ErrorSchema, errorResponses, IdParams } from '../schemas.js';
-import { binary, dispositionHeader, sendStored } from './serve.js';
+import { ErrorSchema, errorResponses, IdParams, STORAGE_DENIED_ANSWER } from '../schemas.js';
+import { binary, dispositionHeader, sendStored, storedBytesHeaders } from './serve.js';
 import { plainExpires } from './signed-urls.js';
 
 /** How long a redirect to storage stays valid after a download with a key (which re-asks each time). */
@@ -58,7 +58,11 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
     '/v1/assets/:id/content',
     {
       // HEAD (Fastify's, from this GET) is documented: clients ask it for the size and type.
-      config: { auth: 'optional', swagger: { exposeHeadRoute: true } },
+      config: {
+        auth: 'optional',
+        swagger: { exposeHeadRoute: true },
+        documentedHeaders: storedBytesHeaders,
+      },
       schema: {
         operationId: 'downloadAsset',
         summary: 'Download the bytes (Range and conditional requests supported)',
@@ -95,7 +99,7 @@ export async function assetContentRoute(app: App, { core }: ApiContext): Promise
           416: describedAs(ErrorSchema, 'The Range cannot be satisfied (Content-Range: bytes */size).'),
           500: describedAs(
             ErrorSchema,
-            'Storage no longer holds the recorded bytes (`BYTES_MISSING`): an operator must restore them.',
+            `Storage no longer holds the recorded bytes (\`BYTES_MISSING\`): an operator must restore them. Or ${STORAGE_DENIED_ANSWER}`,
           ),
         },
       },

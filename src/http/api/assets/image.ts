@@ -7,8 +7,15 @@ import { EXTENSIONS, FITS, MAX_DPR, type OutputFormat } from '../../../core/tran
 import { describedAs, named } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
-import { ErrorSchema, errorResponses, IdParams, iso, UploadIdField } from '../schemas.js';
-import { binary, dispositionHeader, sendStored } from './serve.js';
+import {
+  ErrorSchema,
+  errorResponses,
+  IdParams,
+  iso,
+  STORAGE_DENIED_ANSWER,
+  UploadIdField,
+} from '../schemas.js';
+import { binary, dispositionHeader, sendStored, storedBytesHeaders } from './serve.js';
 import { asSigned, refuseBothExpiries, requestedExpiry, signedImageUrl } from './signed-urls.js';
 
 /** How long signed and public renderings may be cached (their bytes never change). */
@@ -231,7 +238,11 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
     '/v1/assets/:id/image',
     {
       // HEAD (Fastify's, from this GET) is documented: clients ask it for the size and type.
-      config: { auth: 'optional', swagger: { exposeHeadRoute: true } },
+      config: {
+        auth: 'optional',
+        swagger: { exposeHeadRoute: true },
+        documentedHeaders: storedBytesHeaders,
+      },
       preValidation: async (request) => refuseLooseNumbers(request.query),
       schema: {
         operationId: 'getAssetImage',
@@ -266,7 +277,7 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
           ),
           500: describedAs(
             ErrorSchema,
-            'Storage no longer holds the asset’s recorded bytes (`BYTES_MISSING`): an operator must restore them.',
+            `Storage no longer holds the asset’s recorded bytes (\`BYTES_MISSING\`): an operator must restore them. Or ${STORAGE_DENIED_ANSWER}`,
           ),
           503: describedAs(
             ErrorSchema,

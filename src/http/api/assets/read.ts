@@ -12,6 +12,7 @@ import {
   iso,
   PageCursor,
   parseTime,
+  storageRefusals,
   UploadIdField,
 } from '../schemas.js';
 import { refuseBothExpiries, requestedExpiry, signedDownloadUrl } from './signed-urls.js';
@@ -160,7 +161,7 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
         summary: 'Delete an asset; its bytes are freed when nothing else references them',
         tags: ['assets'],
         params: IdParams,
-        response: { 204: Type.Null(), ...errorResponses },
+        response: { 204: Type.Null(), ...errorResponses, ...storageRefusals },
       },
     },
     async (request, reply) => {

@@ -29,6 +29,24 @@ export interface StoredBytes {
   resourcePolicy: 'same-site' | 'cross-origin';
 }
 
+const VALIDATORS = {
+  ETag: 'The quoted SHA-256 of the bytes (If-None-Match, If-Match, If-Range).',
+  'Last-Modified': 'When the bytes came to be: they never change (If-Modified-Since, If-Unmodified-Since).',
+};
+const SENT = {
+  ...VALIDATORS,
+  'Accept-Ranges': '`bytes`.',
+  'Content-Disposition': '`inline` or `attachment`, with the file name.',
+  'Repr-Digest': '`sha-256=:<base64>:` of the whole file.',
+};
+/** The headers sendStored answers with, by status, for the document (config.documentedHeaders). */
+export const storedBytesHeaders: Record<number, Record<string, string>> = {
+  200: SENT,
+  206: { ...SENT, 'Content-Range': '`bytes <first>-<last>/<size>`: the range sent.' },
+  304: VALIDATORS,
+  416: { 'Content-Range': '`bytes */<size>`: the file’s size.' },
+};
+
 /** A response body of raw bytes (documentation only: streams are never serialised). */
 export function binary(description: string) {
   return { description, content: { '*/*': { schema: { type: 'string', format: 'binary' } } } };

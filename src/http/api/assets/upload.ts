@@ -18,6 +18,7 @@ import {
   ErrorSchema,
   errorResponses,
   ResumableUploadSchema,
+  storageRefusals,
   UploadProblemSchema,
 } from '../schemas.js';
 
@@ -88,6 +89,12 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
       config: {
         documentedBody: UPLOAD_BODY,
         fileBody: true,
+        documentedHeaders: {
+          201: {
+            Location: 'With `Upload-Complete: ?0`: the resumable upload, under /v1/resumable/.',
+            'Upload-Offset': 'With `Upload-Complete: ?0`: bytes received so far.',
+          },
+        },
         // A retry with the key gets the first answer, rebuilt from the asset it named (see
         // core/intent-replay.ts), and its bytes are not stored again.
         idempotent: {
@@ -132,6 +139,7 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
           }),
           413: errorResponses[400],
           ...errorResponses,
+          ...storageRefusals,
           409: idempotencyRefusals[409],
           422: describedAs(
             ErrorSchema,

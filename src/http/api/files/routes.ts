@@ -3,7 +3,7 @@ import type { FileVersion } from '../../../core/model.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
 import { declaredDigests } from '../integrity.js';
-import { AccessSchema, AssetSchema, assetJson, errorResponses, iso } from '../schemas.js';
+import { AccessSchema, AssetSchema, assetJson, errorResponses, iso, storageRefusals } from '../schemas.js';
 
 const FileParams = Type.Object({
   namespace: Type.String({ maxLength: 64, description: 'Letters, digits, `_`, `-`, `.`.' }),
@@ -105,6 +105,7 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
           // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
           422: errorResponses[400],
           ...errorResponses,
+          ...storageRefusals,
         },
       },
     },

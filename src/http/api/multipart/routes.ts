@@ -4,7 +4,7 @@ import { MULTIPART_LIMITS } from '../../../core/ports.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
 import { IdempotencyHeaders, idempotencyRefusals } from '../idempotency.js';
-import { AssetSchema, assetJson, errorResponses, IdParams, iso } from '../schemas.js';
+import { AssetSchema, assetJson, errorResponses, IdParams, iso, storageRefusals } from '../schemas.js';
 
 const MiB = 1024 * 1024;
 
@@ -155,6 +155,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
           201: PendingMultipart,
           ...errorResponses,
           ...idempotencyRefusals,
+          ...storageRefusals,
           413: errorResponses[400],
         },
       },
@@ -232,6 +233,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
         response: {
           200: StoredPartsSchema,
           ...errorResponses,
+          ...storageRefusals,
           // UPLOAD_NOT_PENDING: the upload is complete, its parts are gone.
           409: errorResponses[400],
           410: errorResponses[400],
@@ -261,6 +263,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
         response: {
           200: MultipartResultSchema,
           ...errorResponses,
+          ...storageRefusals,
           409: errorResponses[400],
           410: errorResponses[400],
           // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
@@ -291,7 +294,7 @@ export async function multipartRoutes(app: App, { core, publicUrl }: ApiContext)
         summary: 'Abort a multipart upload and free its parts',
         tags: ['multipart'],
         params: IdParams,
-        response: { 204: Type.Null(), ...errorResponses, 409: errorResponses[400] },
+        response: { 204: Type.Null(), ...errorResponses, ...storageRefusals, 409: errorResponses[400] },
       },
     },
     async (request, reply) => {

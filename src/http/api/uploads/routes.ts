@@ -12,6 +12,7 @@ import {
   errorResponses,
   IdParams,
   iso,
+  storageRefusals,
   UploadItemSchema,
   UploadStateSchema,
 } from '../schemas.js';
@@ -177,6 +178,7 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
         response: {
           200: AssetResultSchema,
           ...errorResponses,
+          ...storageRefusals,
           409: errorResponses[400],
           410: errorResponses[400],
           // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
@@ -209,7 +211,7 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
           '409 `UPLOAD_NOT_PENDING`.',
         tags: ['uploads'],
         params: IdParams,
-        response: { 204: Type.Null(), ...errorResponses, 409: errorResponses[400] },
+        response: { 204: Type.Null(), ...errorResponses, ...storageRefusals, 409: errorResponses[400] },
       },
     },
     async (request, reply) => {
