@@ -1337,6 +1337,22 @@ describe('hostile input', () => {
     assert.equal(huge.final?.status, 413);
     assert.equal(json(huge).error.code, 'FILE_TOO_LARGE');
     assert.equal(limits(huge.final.headers['upload-limit']).get('max-size'), 5 * 1024 ** 3);
+    // A length a structured-field Integer cannot hold (16 digits and more) or none at all is no
+    // missing length (h92 saw 411 "Say the file's length" to one that said it).
+    for (const [length, status, code] of [
+      ['1000000000000000', 413, 'FILE_TOO_LARGE'],
+      ['99999999999999999999', 413, 'FILE_TOO_LARGE'],
+      ['-5', 400, 'VALIDATION_FAILED'],
+      ['12.5', 400, 'VALIDATION_FAILED'],
+      ['abc', 400, 'VALIDATION_FAILED'],
+    ] as const) {
+      const unreadable = await post('/v1/resumable/?name=x.bin', [
+        ['Upload-Complete', '?0'],
+        ['Upload-Length', length],
+      ]);
+      assert.equal(unreadable.final?.status, status, `Upload-Length: ${length}`);
+      assert.equal(json(unreadable).error.code, code, `Upload-Length: ${length}`);
+    }
     const metadata = await post('/v1/resumable/', [
       ['Upload-Complete', '?0'],
       ['Upload-Length', '5'],

@@ -79,9 +79,29 @@ export function requestedOffset(headers: IncomingHttpHeaders): number {
   return offset;
 }
 
-/** `Upload-Length`, when the request gives a valid one (the draft: ignore anything else). */
+/** `Upload-Length`, when the request gives a valid one (one sent and unreadable: refuseUnreadableLength). */
 export function requestedLength(headers: IncomingHttpHeaders): number | undefined {
   return integerField(headers, 'upload-length');
+}
+
+/**
+ * Refuses an `Upload-Length` that is sent but cannot be read, rather than take it for absent (a
+ * creation would then be asked to say a length it said): digits past what a length can be are
+ * FILE_TOO_LARGE, anything else VALIDATION_FAILED.
+ */
+export function refuseUnreadableLength(headers: IncomingHttpHeaders): void {
+  const value = headers['upload-length'];
+  if (value === undefined || requestedLength(headers) !== undefined) return;
+  if (typeof value === 'string' && /^\s*\d+\s*(;|$)/.test(value)) {
+    throw new WharfError(
+      'FILE_TOO_LARGE',
+      `Upload-Length ${value.trim()} is larger than any file this server takes.`,
+    );
+  }
+  throw new WharfError(
+    'VALIDATION_FAILED',
+    'Upload-Length must be a non-negative integer: the file’s size in bytes.',
+  );
 }
 
 /** Content-Length as a number, when the request has one (chunked bodies have none). */
@@ -104,6 +124,7 @@ export function hasBody(headers: IncomingHttpHeaders): boolean {
  * problem); undefined when the request tells neither.
  */
 export function declaredLength(headers: IncomingHttpHeaders, complete: boolean): number | undefined {
+  refuseUnreadableLength(headers);
   const length = requestedLength(headers);
   const body = complete ? contentLength(headers) : undefined;
   if (length !== undefined && body !== undefined && length !== body) throw inconsistentLength(length, body);

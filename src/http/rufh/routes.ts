@@ -33,6 +33,7 @@ import {
   hasBody,
   isProblem,
   PARTIAL_UPLOAD_TYPE,
+  refuseUnreadableLength,
   reprDigest,
   requestedComplete,
   requestedLength,
@@ -589,6 +590,7 @@ function checkAppendType(request: FastifyRequest, dialect: Dialect): void {
  */
 function checkAppendLength(request: FastifyRequest, upload: Upload, offset: number, complete: boolean): void {
   const size = upload.size ?? 0;
+  refuseUnreadableLength(request.headers);
   const length = requestedLength(request.headers);
   if (length !== undefined && length !== size) {
     throw new WharfError('INCONSISTENT_LENGTH', `The upload's length is ${size} bytes, not ${length}.`, {
