@@ -467,6 +467,20 @@ describe('the OpenAPI document', () => {
     }
   });
 
+  test('docs/reference.md gives CHECKSUM_MISMATCH every status the document does (tus’s 460 too)', async () => {
+    const reference = await readFile(join(REPO, 'docs', 'reference.md'), 'utf8');
+    const row = reference.split('\n').find((line) => line.startsWith('| `CHECKSUM_MISMATCH` |'));
+    const [, , status = '', meaning = ''] = row?.split('|') ?? [];
+    for (const [path, method] of [
+      ['/v1/tus/{id}', 'patch'],
+      ['/v1/tus/', 'post'],
+    ] as const) {
+      assert.ok(doc.paths[path][method].responses['460'], `${method} ${path} declares 460`);
+    }
+    assert.match(status, /\b400\b/);
+    assert.match(meaning, /\b460\b/, 'the table gives the 460 a tus PATCH answers');
+  });
+
   test('closed sets are enums and times are date-times, as the docs give them', () => {
     // @fastify/swagger writes each literal's `const` as a one-value `enum`.
     const values = (schema: Json) =>

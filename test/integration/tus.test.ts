@@ -1207,6 +1207,50 @@ describe('refusals', () => {
       412,
       'PRECONDITION_FAILED',
     );
+    // tus 1.0: a version the server does not speak is 412 with the one it does (Tus-Version),
+    // on a creation and an append alike; a missing one says it too (h92 saw 400 for 0.2.2).
+    for (const [label, request] of [
+      [
+        'Tus-Resumable 0.2.2 on a PATCH',
+        fetch(url, {
+          method: 'PATCH',
+          headers: {
+            'Tus-Resumable': '0.2.2',
+            Authorization: `Bearer ${w.key}`,
+            'Upload-Offset': '4',
+            'Content-Type': 'application/offset+octet-stream',
+          },
+          body: new Uint8Array(randomBytes(2)),
+        }),
+      ],
+      [
+        'Tus-Resumable 0.2.2 on a creation',
+        fetch(`${w.url}/v1/tus/`, {
+          method: 'POST',
+          headers: {
+            'Tus-Resumable': '0.2.2',
+            Authorization: `Bearer ${w.key}`,
+            'Upload-Length': '3',
+            'Upload-Metadata': `filename ${b64('v.bin')}`,
+          },
+        }),
+      ],
+      [
+        'no Tus-Resumable on a HEAD',
+        fetch(url, { method: 'HEAD', headers: { Authorization: `Bearer ${w.key}` } }),
+      ],
+    ] as const) {
+      const answer = await request;
+      assert.equal(answer.status, 412, label);
+      assert.equal(answer.headers.get('tus-version'), '1.0.0', label);
+      if (!label.includes('HEAD')) {
+        assert.equal(
+          ((await answer.json()) as { error: { code: string } }).error.code,
+          'PRECONDITION_FAILED',
+          label,
+        );
+      }
+    }
     await expect(
       'no Upload-Length',
       tus(`${w.url}/v1/tus/`, 'POST', { 'Upload-Metadata': `filename ${b64('a.bin')}` }),

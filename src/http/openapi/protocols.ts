@@ -54,7 +54,9 @@ const TUS_COMMON_ERRORS = {
   404: tusError('No such upload in the caller’s account.'),
   405: tusError('`X-HTTP-Method-Override` names a method that is not tus’s (`METHOD_NOT_ALLOWED`).'),
   410: tusError('The upload was terminated or has expired (`UPLOAD_EXPIRED`).'),
-  412: tusError('`Tus-Resumable` is missing (`PRECONDITION_FAILED`).'),
+  412: tusError(
+    '`Tus-Resumable` is missing or names another version (`PRECONDITION_FAILED`); `Tus-Version` says `1.0.0`.',
+  ),
 };
 
 const tags = { tus: ['tus'], rufh: ['resumable HTTP'], storage: ['storage endpoint'] };

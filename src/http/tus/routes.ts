@@ -796,16 +796,25 @@ async function send(reply: FastifyReply, response: Response, call: TusCall) {
     reply.header(name, value);
   }
   let text = await response.text();
-  if (response.status >= 400 && !call.error) {
+  let status = response.status;
+  // A Tus-Resumable of another version is tus 1.0's 412, not the 400 tus.io gives it among
+  // malformed headers ("Invalid tus-resumable …"); a 412 says the version spoken (Tus-Version).
+  if (status === 400 && !call.error && /^Invalid\b.*\btus-resumable\b/i.test(text)) {
+    status = 412;
+    text = `Tus-Resumable ${reply.request.headers['tus-resumable'] ?? ''} is not a version this server speaks: send Tus-Resumable: ${TUS_VERSION}.`;
+    reply.code(status);
+  }
+  if (status === 412) reply.header('Tus-Version', TUS_VERSION);
+  if (status >= 400 && !call.error) {
     // Answered by tus.io without an error to map (a missing Tus-Resumable, a malformed
     // header): its status and words, in Wharf's shape.
-    const refusal = statusRefusal(response.status, text);
+    const refusal = statusRefusal(status, text);
     call.error = refusal.error;
     text = JSON.stringify(errorBody(refusal.error));
   }
   if (call.error) reply.header('content-type', 'application/json; charset=utf-8');
   if (call.error) noteErrorCode(reply.request, call.error.code);
-  if (call.failure !== undefined) logFailure(reply.request, call.failure, response.status);
+  if (call.failure !== undefined) logFailure(reply.request, call.failure, status);
   // tus.io's server dates the expiry from the creation with the server-wide period; Wharf's
   // record may end sooner (an upload token's uploads end with the token), and is what holds.
   if (call.upload && response.headers.has('upload-expires')) {
