@@ -205,8 +205,14 @@ test('a job runner failing on every poll is logged when it starts, once a minute
     await pollsPast(5);
     assert.equal(logs.lines.filter((l) => l.msg === 'job runner still failing').length, 1);
 
+    // A claim already under way when claimJob was replaced may have succeeded after the first
+    // failures, logging an early `recovered` (true then): the one awaited is the one after this.
+    const restoredAt = logs.lines.length;
     store.claimJob = claim;
-    const recovered = await logs.waitFor((l) => l.msg === 'job runner recovered', 'once it works again');
+    const recovered = await logs.waitFor(
+      (l) => l.msg === 'job runner recovered' && logs.lines.indexOf(l) >= restoredAt,
+      'once it works again',
+    );
     assert.equal(recovered.level, INFO);
     assert.ok((recovered.failures as number) >= 26);
     assert.ok((recovered.failedForSeconds as number) >= 61);
