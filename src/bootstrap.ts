@@ -16,7 +16,7 @@ import { DEFAULT_ACCOUNT_ID } from './core/keys.js';
 import type { BlobStore, PresignVerifier, Store } from './core/ports.js';
 import type { Telemetry } from './core/telemetry.js';
 import { type Core, createCore, deriveKey } from './core/wharf.js';
-import { openSqlStore } from './db/store/index.js';
+import { type Migrated, type OpenedSqlStore, openSqlStore } from './db/store/index.js';
 import { openStoreThread } from './db/store-thread.js';
 import { parseDatabaseUrl } from './db/url.js';
 import { webhookPayload } from './http/api/event-json.js';
@@ -41,6 +41,12 @@ export interface OpenedCore {
   };
   /** External tools (ffmpeg, poppler) this server lacks, by name and the path that was tried. */
   missingTools: Record<string, string>;
+  /**
+   * The migrations the start ran on the database (the server logs them: an upgrade's start can
+   * take long on a large database), and how long they took; undefined for a command, which
+   * never migrates.
+   */
+  migrated: Migrated | undefined;
   /**
    * `copied`: the S3 store acts on an unsigned `x-amz-copy-source` sent with a URL Wharf signed
    * for an upload (S3BlobStore.checkUnsignedCopy); the server warns at start.
@@ -73,7 +79,7 @@ async function openStore(
   idOrder: SharedArrayBuffer,
   telemetry: Telemetry | undefined,
   server: boolean,
-): Promise<Store> {
+): Promise<OpenedSqlStore> {
   const target = parseDatabaseUrl(databaseUrl);
   if (server && 'dialect' in target && target.dialect === 'sqlite') {
     return openStoreThread(
@@ -127,7 +133,7 @@ export async function openCore(
   // Probing the tools is a few child processes' start (ffmpeg's alone takes a tenth of a
   // second); it runs while the database opens rather than after. It never rejects.
   const detecting = server ? media.detect() : Promise.resolve({ missing: {} });
-  const store = await openStore(config.databaseUrl, clock, ids, idOrder, telemetry, server);
+  const { store, migrated } = await openStore(config.databaseUrl, clock, ids, idOrder, telemetry, server);
   let opened: Awaited<ReturnType<typeof openBlobs>>;
   let secret: string;
   let previousSecrets: string[];
@@ -221,6 +227,7 @@ export async function openCore(
       stagingDir: join(config.dataDir, 'tus', 'staging'),
     },
     missingTools: missing,
+    migrated,
     unsignedCopy: opened.unsignedCopy,
     publicAcl: opened.publicAcl,
     abandonStorageCalls: () => abandon.abort(),

@@ -162,6 +162,16 @@ export async function createWharf(config: Config, options: WharfOptions = {}): P
     throw err;
   }
 
+  // An upgrade's start: what it changed in the schema, and why the start took long if it did
+  // (a migration that rewrites a large table takes seconds). Nothing when there was nothing to run.
+  if (opened.migrated && opened.migrated.applied.length > 0) {
+    const { applied, seconds } = opened.migrated;
+    app.log.info(
+      { migrations: applied, seconds: Math.round(seconds * 1000) / 1000 },
+      `database migrated: ${applied.join(', ')}`,
+    );
+  }
+
   // Registering it again does not bring it back (a revocation is an operator's decision, maybe
   // after a leak), but a start with it should not look as if it worked.
   if (apiKey?.revokedAt != null) {

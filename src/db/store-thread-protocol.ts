@@ -4,6 +4,8 @@
  * wakes the other thread once per turn, not once per call.
  */
 
+import type { Migrated } from './store/index.js';
+
 /** One call of a Store method, with its arguments (structured-cloned). */
 export interface StoreCall {
   id: number;
@@ -33,9 +35,13 @@ export type ThrownFailure =
 
 export type StoreAnswer = { id: number; value: unknown } | { id: number; failure: ThrownFailure };
 
-/** The worker's first message: it is open and migrated, and these are the Store's methods. */
+/**
+ * The worker's first message: it is open and migrated, these are the Store's methods, and
+ * this is what the migration did (for the server's start-up log).
+ */
 export interface ThreadReady {
   ready: string[];
+  migrated: Migrated;
 }
 
 /** Or, instead of ready: opening the database (or migrating it) failed. */

@@ -12,6 +12,7 @@ import type {
   CallBatch,
   StoreAnswer,
   StoreCall,
+  ThreadReady,
   ThreadStart,
   ThrownFailure,
 } from './store-thread-protocol.js';
@@ -65,7 +66,7 @@ function answer(message: StoreAnswer): void {
 }
 
 openSqlStore(start.databaseUrl, ids, { mustExist: start.reopen }).then(
-  (store) => {
+  ({ store, migrated }) => {
     const methods = store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
     const run = (call: StoreCall): void => {
       const method = methods[call.method];
@@ -85,7 +86,12 @@ openSqlStore(start.databaseUrl, ids, { mustExist: start.reopen }).then(
       callerNow = batch.now;
       for (const call of batch.calls) run(call);
     });
-    port.postMessage({ ready: Object.keys(methods).filter((name) => typeof methods[name] === 'function') });
+    const ready: ThreadReady = {
+      ready: Object.keys(methods).filter((name) => typeof methods[name] === 'function'),
+      // Always set: the thread is a server's, which migrates (never `migrate: false`).
+      migrated: migrated!,
+    };
+    port.postMessage(ready);
   },
   (err: unknown) => port.postMessage({ openFailed: describe(err) }),
 );

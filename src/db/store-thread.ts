@@ -27,7 +27,7 @@ import type { DatabaseThreadEvent } from '../core/telemetry.js';
 import { serviceUnavailable, storageFull } from '../core/unavailable.js';
 import { connect } from './connect.js';
 import { SchemaAhead } from './schema-ahead.js';
-import { createSqlStore } from './store/index.js';
+import { createSqlStore, type Migrated } from './store/index.js';
 import type {
   CallBatch,
   StoreAnswer,
@@ -108,32 +108,43 @@ const MAX_RETRY_MS = 30_000;
 
 /**
  * Starts the thread, which opens `databaseUrl` and migrates it to the latest schema, and
- * returns a Store whose every method runs there. `clock` is the time the store's ids carry;
- * `idOrder`, the caller's id source's (see newIdOrder), keeps them in order with its own.
- * If the thread dies, a new one takes its place (see StoreThread); `watch` hears of it.
+ * returns a Store whose every method runs there, with what that migration did. `clock` is the
+ * time the store's ids carry; `idOrder`, the caller's id source's (see newIdOrder), keeps them
+ * in order with its own. If the thread dies, a new one takes its place (see StoreThread);
+ * `watch` hears of it.
  */
 export async function openStoreThread(
   databaseUrl: string,
   clock: Clock,
   idOrder: SharedArrayBuffer = newIdOrder(),
   watch?: ThreadWatch,
-): Promise<Store> {
-  const { worker, methods } = await startThread({ databaseUrl, now: clock.now(), idOrder, reopen: false });
+): Promise<{ store: Store; migrated: Migrated }> {
+  const { worker, methods, migrated } = await startThread({
+    databaseUrl,
+    now: clock.now(),
+    idOrder,
+    reopen: false,
+  });
   // Opened once the thread has created and migrated the file. Its store makes no ids (it
   // never writes); it gets the shared source all the same.
   const reads = createSqlStore(connect(databaseUrl, { readOnly: true }), createIdSource(clock, idOrder));
   const thread = new StoreThread({ databaseUrl, idOrder }, worker, clock, methods, reads, watch);
   threads.set(thread.store, thread);
-  return thread.store;
+  return { store: thread.store, migrated };
 }
 
-/** A thread that has opened (and migrated) the database, and the Store methods it serves. */
-async function startThread(start: ThreadStart): Promise<{ worker: Worker; methods: string[] }> {
+/**
+ * A thread that has opened (and migrated) the database, the Store methods it serves, and
+ * what it migrated.
+ */
+async function startThread(
+  start: ThreadStart,
+): Promise<{ worker: Worker; methods: string[]; migrated: Migrated }> {
   const worker = new Worker(WORKER_FILE, { workerData: start });
   try {
-    const methods = await new Promise<string[]>((resolve, reject) => {
+    const { ready: methods, migrated } = await new Promise<ThreadReady>((resolve, reject) => {
       worker.once('message', (first: ThreadReady | ThreadFailedToOpen) => {
-        if ('ready' in first) resolve(first.ready);
+        if ('ready' in first) resolve(first);
         else reject(revive(first.openFailed));
       });
       worker.once('error', reject);
@@ -142,7 +153,7 @@ async function startThread(start: ThreadStart): Promise<{ worker: Worker; method
       );
     });
     for (const event of ['message', 'error', 'exit']) worker.removeAllListeners(event);
-    return { worker, methods };
+    return { worker, methods, migrated };
   } catch (err) {
     await worker.terminate();
     throw err;

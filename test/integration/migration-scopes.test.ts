@@ -7,10 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import type { Kysely } from 'kysely';
 import sharp from 'sharp';
 import { connect } from '../../src/db/connect.js';
-import { migrate } from '../../src/db/migrate.js';
+import { MIGRATIONS, migrate } from '../../src/db/migrate.js';
 import { complete, uploadRaw } from '../helpers/assets.js';
 import { type Backing, createDatabase, deployment, putStrayObject } from '../helpers/deployment.js';
 import { api, md5Hex, sha256Hex } from '../helpers/http.js';
+import { INFO, LogCollector, type LogLine } from '../helpers/observe.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
 // A database written by the Wharf before scoped keys (migrations up to 003), with keys,
@@ -585,5 +586,60 @@ describe('a database from before uploads kept why they ended', () => {
     assert.equal((await api(upgraded.url, key, 'DELETE', `/v1/uploads/${PENDING}`)).status, 204);
     const cancelled = await api(upgraded.url, key, 'GET', `/v1/uploads/${PENDING}`);
     assert.deepEqual(cancelled.body.ended, { reason: 'cancelled', error: null });
+  });
+});
+
+// An upgrade's start says what it migrated: a large database can take many seconds over it, and
+// the operator reads in the log why the start was slow and that the schema changed. A start with
+// nothing to migrate says nothing of it.
+describe('a server started on an older database logs the migrations it ran', () => {
+  let logDir: string;
+  let logDatabase: Backing | undefined;
+  let logUrl: string;
+
+  before(async () => {
+    logDir = await mkdtemp(join(tmpdir(), 'wharf-migration-log-'));
+    if (deployment === 'scaled') {
+      logDatabase = await createDatabase();
+      logUrl = logDatabase.env.WHARF_DATABASE_URL!;
+    } else {
+      logUrl = `sqlite://${join(logDir, 'old.db')}`;
+    }
+    await withDb((db) => migrate(db, '012_account_numbers'), logUrl);
+  });
+
+  after(async () => {
+    await logDatabase?.release();
+    await rm(logDir, { recursive: true, force: true });
+  });
+
+  const migratedLine = (line: LogLine) => line.msg.startsWith('database migrated');
+
+  test('one info line names them, with how long they took; the next start logs none', async () => {
+    const pending = MIGRATIONS.slice(MIGRATIONS.indexOf('012_account_numbers') + 1);
+    const first = new LogCollector();
+    const upgraded = await startWharf({ env: { WHARF_DATABASE_URL: logUrl }, logStream: first.stream });
+    try {
+      const line = await first.waitFor(migratedLine, 'naming the migrations');
+      assert.equal(line.level, INFO);
+      assert.equal(line.msg, `database migrated: ${pending.join(', ')}`);
+      assert.deepEqual(line.migrations, pending);
+      assert.equal(typeof line.seconds, 'number');
+      assert.ok((line.seconds as number) >= 0, String(line.seconds));
+      assert.equal(first.lines.filter(migratedLine).length, 1);
+    } finally {
+      await upgraded.close();
+    }
+
+    const second = new LogCollector();
+    const again = await startWharf({ env: { WHARF_DATABASE_URL: logUrl }, logStream: second.stream });
+    try {
+      // A request's line comes after every line of the start: by then, any would have shown.
+      assert.equal((await api(again.url, again.key, 'GET', '/v1/keys')).status, 200);
+      await second.waitFor((l) => l.msg === 'request completed', 'of the request');
+      assert.deepEqual(second.lines.filter(migratedLine), []);
+    } finally {
+      await again.close();
+    }
   });
 });

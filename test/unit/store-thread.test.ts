@@ -13,6 +13,7 @@ import type { Upload } from '../../src/core/model.js';
 import type { Store } from '../../src/core/ports.js';
 import type { DatabaseThreadEvent } from '../../src/core/telemetry.js';
 import { connect } from '../../src/db/connect.js';
+import { MIGRATIONS } from '../../src/db/migrate.js';
 import { SchemaAhead } from '../../src/db/schema-ahead.js';
 import { isUniqueViolation } from '../../src/db/store/context.js';
 import { openStoreThread, READ_METHODS, storeThreadWorker } from '../../src/db/store-thread.js';
@@ -30,7 +31,7 @@ const limits = { maxFileSize: 1 << 30, maxOpenUploads: 10_000 };
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'wharf-store-thread-'));
-  store = await openStoreThread(`sqlite://${join(dir, 'wharf.db')}`, clock, idOrder);
+  ({ store } = await openStoreThread(`sqlite://${join(dir, 'wharf.db')}`, clock, idOrder));
   await store.ensureAccount(account('acme'));
 });
 after(async () => {
@@ -237,10 +238,21 @@ describe('the SQLite store on its own thread', () => {
   });
 
   test('after close, a call is refused as the database being unavailable', async () => {
-    const other = await openStoreThread(`sqlite://${join(dir, 'other.db')}`, clock);
+    const { store: other } = await openStoreThread(`sqlite://${join(dir, 'other.db')}`, clock);
     await other.close();
     await assert.rejects(other.getSetting('x'), (err: unknown) => isWharfError(err, 'SERVICE_UNAVAILABLE'));
     await other.close();
+  });
+
+  test('its opening says which migrations it ran: every one on a new file, none on the next', async () => {
+    const url = `sqlite://${join(dir, 'migrated.db')}`;
+    const first = await openStoreThread(url, clock);
+    await first.store.close();
+    assert.deepEqual(first.migrated.applied, MIGRATIONS);
+    assert.ok(first.migrated.seconds >= 0);
+    const next = await openStoreThread(url, clock);
+    await next.store.close();
+    assert.deepEqual(next.migrated.applied, []);
   });
 
   test('a database that cannot be opened fails the start, with the driver’s reason', async () => {
@@ -252,7 +264,7 @@ describe('the SQLite store on its own thread', () => {
 
   test('a database a newer Wharf migrated fails the start as SchemaAhead, naming what this version does not know', async () => {
     const url = `sqlite://${join(dir, 'ahead.db')}`;
-    await (await openStoreThread(url, clock)).close();
+    await (await openStoreThread(url, clock)).store.close();
     const { db } = connect(url);
     try {
       await sql`insert into wharf_migrations (name, timestamp) values ('999_from_a_later_wharf', '2099-01-01T00:00:00.000Z')`.execute(
@@ -273,7 +285,7 @@ describe('the SQLite store on its own thread', () => {
     const file = join(dir, 'idle.mts');
     const script = `
       import { openStoreThread } from ${JSON.stringify(new URL('../../src/db/store-thread.ts', import.meta.url).href)};
-      const store = await openStoreThread(${JSON.stringify(`sqlite://${join(dir, 'idle.db')}`)}, { now: () => Date.now() });
+      const { store } = await openStoreThread(${JSON.stringify(`sqlite://${join(dir, 'idle.db')}`)}, { now: () => Date.now() });
       console.log(await store.settingOrInit('a', 'b'));
     `;
     writeFileSync(file, script);
@@ -294,7 +306,7 @@ describe('when the SQLite thread dies', () => {
   async function openWatched(name: string) {
     const events: DatabaseThreadEvent[] = [];
     const file = join(dir, `${name}.db`);
-    const watched = await openStoreThread(`sqlite://${file}`, clock, newIdOrder(), (event) =>
+    const { store: watched } = await openStoreThread(`sqlite://${file}`, clock, newIdOrder(), (event) =>
       events.push(event),
     );
     await watched.ensureAccount(account('acme'));

@@ -60,25 +60,45 @@ export interface OpenStoreOptions extends ConnectOptions {
 }
 
 /**
+ * What a store's opening did to the schema: the migrations it ran, oldest first (none: the
+ * database was at this version's), and how long running them took. A server logs it at start.
+ */
+export interface Migrated {
+  applied: string[];
+  seconds: number;
+}
+
+/** An opened store, and what its opening migrated (undefined with `migrate: false`: nothing). */
+export interface OpenedSqlStore {
+  store: Store;
+  migrated: Migrated | undefined;
+}
+
+/**
  * Connects to `databaseUrl`, migrates it to the latest schema (or, with `migrate: false`,
- * checks that it is there), and returns its Store.
+ * checks that it is there), and returns its Store with the migrations that ran.
  */
 export async function openSqlStore(
   databaseUrl: string,
   ids: IdSource,
   options: OpenStoreOptions = {},
-): Promise<Store> {
+): Promise<OpenedSqlStore> {
   const check = options.migrate === false;
   // What is checked is not written to before it passes: a database refused is left as it was.
   const connection = connect(databaseUrl, { ...options, deferWal: check });
+  let migrated: Migrated | undefined;
   try {
     if (check) {
       await requireLatestSchema(connection.db);
       await useWal(connection);
-    } else await migrateToLatest(connection.db);
+    } else {
+      const started = performance.now();
+      const applied = await migrateToLatest(connection.db);
+      migrated = { applied, seconds: (performance.now() - started) / 1000 };
+    }
   } catch (err) {
     await connection.db.destroy();
     throw err;
   }
-  return createSqlStore(connection, ids);
+  return { store: createSqlStore(connection, ids), migrated };
 }
