@@ -89,7 +89,15 @@ describe('fields', () => {
       () => declaredLength({ 'upload-length': '10', 'content-length': '40' }, false),
       inconsistent,
     );
-    assert.equal(declaredLength({ 'upload-length': 'ten' }, false), undefined, 'a malformed one is ignored');
+    // Sent but unreadable is refused, not taken for absent (h92: a 16-digit length was 411).
+    assert.throws(
+      () => declaredLength({ 'upload-length': 'ten' }, false),
+      (err: unknown) => isWharfError(err, 'VALIDATION_FAILED'),
+    );
+    assert.throws(
+      () => declaredLength({ 'upload-length': '1000000000000000' }, false),
+      (err: unknown) => isWharfError(err, 'FILE_TOO_LARGE'),
+    );
   });
 
   test('Upload-Limit is a Dictionary a client parses back; Repr-Digest a byte sequence', () => {
