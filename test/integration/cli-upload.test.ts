@@ -154,6 +154,7 @@ interface Outcome {
   asset_name?: string;
   sha256?: string;
   bytes_sent?: number;
+  bytes_resumed?: number;
   resumed?: boolean;
   strategy?: string;
   error?: { code: string; message: string };
@@ -164,6 +165,7 @@ interface TransferJson {
   exists: number;
   failed: number;
   bytes_sent: number;
+  bytes_resumed: number;
 }
 
 async function folder(name: string, files: Record<string, Buffer>): Promise<string> {
@@ -423,7 +425,7 @@ describe('wharf upload and sync', () => {
       // A bandwidth cap keeps it in flight long enough to be cut after its first part.
       const child = start([...args, '--limit-rate', '2M', '-j', '1']);
       const running = finished(child);
-      await firstPartStored(stateDir);
+      const { id } = await firstPartStored(stateDir);
       child.kill(signal);
       const cut = await running;
       if (signal !== 'SIGKILL') {
@@ -434,12 +436,24 @@ describe('wharf upload and sync', () => {
         assert.equal(cut.signal, 'SIGKILL');
       }
       assert.equal((await wharf.assets.list({ prefix: 'big.bin' })).data.length, 0, 'no asset yet');
+      const stored = (await wharf.multipart.listParts(id)).reduce((sum, p) => sum + p.Size, 0);
+      if (signal !== 'SIGKILL') {
+        // What it sent before the cut, at least the parts stored (it said 0 B, a hunt); shown
+        // to a tenth of a MiB.
+        const sent = /; ([\d.]+) MiB sent$/m.exec(cut.stdout);
+        assert.ok(sent && Number(sent[1]) * MiB >= stored - 0.05 * MiB, `${stored} stored: ${cut.stdout}`);
+      }
 
       const resumed = await cliJson<TransferJson>(args);
       const file = resumed.files[0]!;
       assert.equal(file.status, 'created');
       assert.equal(file.strategy, 'multipart');
       assert.equal(file.resumed, true);
+      // This run sent the rest only; what the first stored is counted apart (it counted as sent).
+      assert.deepEqual(
+        [file.bytes_resumed, file.bytes_sent, resumed.bytes_resumed, resumed.bytes_sent],
+        [stored, 16 * MiB - stored, stored, 16 * MiB - stored],
+      );
       assert.ok((await bytesOf(file.asset_id!)).equals(bytes), 'byte-identical');
       assert.deepEqual(await readdir(stateDir), [], 'the state is gone once done');
       await wharf.assets.delete(file.asset_id!);

@@ -76,6 +76,7 @@ export async function runTransfer(
       failed: count('failed'),
       interrupted: count('interrupted'),
       bytes_sent: outcomes.reduce((sum, o) => sum + (o.bytes_sent ?? 0), 0),
+      bytes_resumed: outcomes.reduce((sum, o) => sum + (o.bytes_resumed ?? 0), 0),
     };
     if (values.json) {
       json(io, { files: outcomes, ...summary });
@@ -83,7 +84,8 @@ export async function runTransfer(
       io.stdout(
         `${summary.created} uploaded, ${summary.exists} already there, ${summary.failed} failed` +
           `${summary.interrupted ? `, ${summary.interrupted} interrupted (run again to resume)` : ''}; ` +
-          `${human(summary.bytes_sent)} sent\n`,
+          `${human(summary.bytes_sent)} sent` +
+          `${summary.bytes_resumed ? ` (${human(summary.bytes_resumed)} resumed, sent by an earlier run)` : ''}\n`,
       );
     }
     if (controller.signal.aborted) return 130;

@@ -17,7 +17,13 @@ export interface FileOutcome {
   sha256?: string;
   strategy?: string;
   resumed?: boolean;
+  /**
+   * Bytes this run sent (a part sent again after a failure counts again); a run cut off reports
+   * what it sent before the cut.
+   */
   bytes_sent?: number;
+  /** Bytes an earlier run had stored (a resumed upload's parts), not sent again by this one. */
+  bytes_resumed?: number;
   error?: { code: string; message: string };
 }
 

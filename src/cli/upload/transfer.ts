@@ -80,6 +80,12 @@ async function one(
 ): Promise<FileOutcome> {
   const base = { path: file.path, name: file.name, size: file.size };
   if (file.error) return { ...base, status: 'failed', error: file.error };
+  // What this run sent, counted as the SDK's requests read the file, and what an earlier run had
+  // stored that this one did not send again: the SDK's bytesSent counts both as sent (a resumed
+  // upload's count starts at what storage holds), and a run cut off has no result at all, so an
+  // interrupted run reported 0 B sent and its rerun the whole file (a hunt).
+  const bytes = { sent: 0, resumed: 0 };
+  let uploading = false;
   try {
     let hashed = 0;
     const sha256 = await hashFile(
@@ -94,10 +100,13 @@ async function one(
     // types (image/*), and listings by type and downloads go by the declared one.
     const source = await fileSource(file.path, { name: file.name, type: options.contentType });
     const limit = options.limit;
-    if (limit) {
-      const open = source.open;
-      source.open = (start, end) => limit.throttle(open(start, end), options.signal);
-    }
+    const open = source.open;
+    source.open = (start, end) => {
+      const stream = open(start, end);
+      return counted(limit ? limit.throttle(stream, options.signal) : stream, options.signal, (n) => {
+        bytes.sent += n;
+      });
+    };
     // Never direct: presigned and multipart declare the SHA-256 before any byte, so content the
     // account holds is answered "exists" with nothing sent (a direct POST sends the body first).
     const multipartFrom = options.multipartFrom ?? DEFAULT_THRESHOLDS.multipart;
@@ -108,7 +117,12 @@ async function one(
       resume: options.resume,
       signal: options.signal,
       onProgress: (p) => {
-        if (p.phase === 'uploading') display.progress(file.path, 'uploading', p.bytes, file.size);
+        if (p.phase !== 'uploading') return;
+        // The phase's first report starts at what storage already holds (a multipart upload
+        // resumed: its parts stored before); a presigned upload declared again starts at 0 again.
+        if (!uploading) bytes.resumed = p.bytes;
+        uploading = true;
+        display.progress(file.path, 'uploading', p.bytes, file.size);
       },
     });
     return {
@@ -119,7 +133,8 @@ async function one(
       sha256: result.asset.sha256,
       strategy: result.strategy,
       resumed: result.resumed,
-      bytes_sent: result.bytesSent,
+      bytes_sent: bytes.sent,
+      bytes_resumed: bytes.resumed,
     };
   } catch (err) {
     const aborted = options.signal.aborted;
@@ -131,10 +146,37 @@ async function one(
     return {
       ...base,
       status: aborted ? 'interrupted' : 'failed',
+      bytes_sent: bytes.sent,
+      bytes_resumed: bytes.resumed,
       error: {
         code,
         message: aborted ? 'Interrupted: run the same command again to resume.' : errnoMessage(err as Error),
       },
     };
   }
+}
+
+/**
+ * `stream`, with each chunk counted by `onBytes` as it is read. Read only when the request asks
+ * (as the SDK's own streams are), so a chunk counts when it is sent, not when it is queued; one
+ * that comes in after an abort is dropped by the SDK unsent, and does not count.
+ */
+function counted(
+  stream: ReadableStream<Uint8Array>,
+  signal: AbortSignal,
+  onBytes: (n: number) => void,
+): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) return controller.close();
+        if (!signal.aborted) onBytes(value.byteLength);
+        controller.enqueue(value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
 }
