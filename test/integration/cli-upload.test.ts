@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import {
   appendFile,
   chmod,
@@ -954,6 +954,58 @@ describe('credentials and errors', () => {
       walked.files.map((f) => [f.name, f.status]),
       [['real.bin', 'exists']],
     );
+  });
+
+  test('a name that is not UTF-8 fails on its own line as INVALID_NAME, shown with \\xNN, in a folder, a glob or named; the others are uploaded', async () => {
+    const dir = await folder('not-utf8', { 'fine.txt': randomBytes(50) });
+    // f\xff.txt: Linux allows any bytes in a name. Read as text, it was a path to nothing (ENOENT).
+    writeFileSync(
+      Buffer.concat([Buffer.from(`${dir}/`), Buffer.from([0x66, 0xff, 0x2e, 0x74, 0x78, 0x74])]),
+      'x',
+    );
+    const expected = (out: TransferJson) => {
+      const bad = out.files.find((f) => f.status === 'failed')!;
+      assert.deepEqual(
+        [bad.name, bad.path, bad.error?.code],
+        ['f\\xff.txt', join(dir, 'f\\xff.txt'), 'INVALID_NAME'],
+      );
+      assert.match(bad.error!.message, /f\\xff\.txt: the name is not valid UTF-8/);
+      return out.files.map((f) => [f.name, f.status]).sort();
+    };
+    const walked = await cli(['upload', dir, '--json']);
+    assert.equal(walked.code, 1, walked.stderr);
+    assert.deepEqual(expected(JSON.parse(walked.stdout)), [
+      ['f\\xff.txt', 'failed'],
+      ['fine.txt', 'created'],
+    ]);
+    const globbed = await cli(['upload', join(dir, 'f*.txt'), '--json']);
+    assert.equal(globbed.code, 1, globbed.stderr);
+    assert.deepEqual(expected(JSON.parse(globbed.stdout)), [
+      ['f\\xff.txt', 'failed'],
+      ['fine.txt', 'exists'],
+    ]);
+    // Named by a shell, which hands over the name's bytes as they are.
+    const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+    const named = await finished(
+      spawn(
+        'sh',
+        [
+          '-c',
+          `exec ${[process.execPath, '--import', TSX, MAIN, 'upload'].map(quote).join(' ')} ${quote(dir)}/f?.txt`,
+        ],
+        {
+          cwd: scratch,
+          env: env({}),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      ),
+    );
+    assert.equal(named.code, 1, named.stderr);
+    assert.match(
+      named.stdout,
+      /^failed +f\\xff\.txt {2}0 B {2}INVALID_NAME .*f\\xff\.txt: the name is not valid UTF-8/m,
+    );
+    assert.match(named.stdout, /^0 uploaded, 0 already there, 1 failed; 0 B sent$/m);
   });
 
   test('a reader that stops early (wharf ls | head): the command ends quietly, as one killed by SIGPIPE', async () => {

@@ -1,7 +1,8 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { createReadStream, type Dirent } from 'node:fs';
 import { glob, readdir, realpath, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { UsageError } from '../args.js';
 
 /** A file to upload and the name it gets. */
@@ -32,18 +33,24 @@ interface Unreadable {
  * any file was sent.
  */
 async function walk(dir: string, seen = new Set<string>()): Promise<Array<string | Unreadable>> {
-  let entries: Dirent[];
+  let entries: Dirent<Buffer>[];
   try {
     const real = await realpath(dir);
     if (seen.has(real)) return [];
     seen.add(real);
-    entries = await readdir(dir, { withFileTypes: true });
+    // Names as bytes: one that is not UTF-8 read as text came back with U+FFFD for its bytes,
+    // a path to nothing, and its file failed ENOENT though it was there (a hunt).
+    entries = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
   } catch (err) {
     return [{ path: dir, error: err as NodeJS.ErrnoException }];
   }
   const out: Array<string | Unreadable> = [];
   for (const entry of entries) {
-    const path = join(dir, entry.name);
+    if (!isUtf8(entry.name)) {
+      out.push(notUtf8(under(Buffer.from(dir), entry.name)));
+      continue;
+    }
+    const path = join(dir, entry.name.toString());
     const kind = entry.isSymbolicLink() ? await stat(path).catch(() => undefined) : entry;
     if (kind === undefined) out.push(path);
     else if (kind.isDirectory()) out.push(...(await walk(path, seen)));
@@ -70,7 +77,14 @@ export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> 
       throw err;
     });
     if (!info) {
-      files.set(absolute, { path: absolute, name: prefix + basename(absolute), size: 0 });
+      // A name not UTF-8, from the command line or a glob (both text: its bytes came as U+FFFD).
+      const raw = absolute.includes('\uFFFD') ? await rawPath(absolute) : undefined;
+      if (raw && !isUtf8(raw)) {
+        const failed = notUtf8(raw);
+        files.set(failed.path, unreadable(failed, prefix));
+      } else {
+        files.set(absolute, { path: absolute, name: prefix + basename(absolute), size: 0 });
+      }
     } else if (info.isDirectory()) {
       for (const item of await walk(absolute)) {
         if (typeof item === 'string') await add(item);
@@ -107,9 +121,78 @@ export async function expand(args: string[], prefix = ''): Promise<LocalFile[]> 
       if (matched === 0) throw new UsageError(`${arg}: no file matches.`);
       continue;
     }
+    // Named on the command line, a name that is not UTF-8 reaches here as text, its bytes
+    // U+FFFD: it names a file all the same, which fails on its own (see notUtf8).
+    if (arg.includes('\uFFFD') && (await rawPath(resolve(arg)))) {
+      await add(arg, true);
+      continue;
+    }
     throw new UsageError(`${arg}: no such file or folder.`);
   }
   return [...files.values()];
+}
+
+/**
+ * A file or folder whose name is not UTF-8 (Linux allows any bytes but `/` and NUL): refused,
+ * as INVALID_NAME, before anything is sent. An asset's name is text, and one made of it lossily
+ * (U+FFFD for the bytes) would name no file here, nor tell two such files apart; read as text,
+ * the file failed ENOENT though it was there (a hunt). Named by its path with each byte that is
+ * not UTF-8 shown as `\xNN`; a folder so named is refused whole.
+ */
+function notUtf8(raw: Buffer): Unreadable {
+  const path = escapeBytes(raw);
+  const error: NodeJS.ErrnoException = new Error(
+    `${path}: the name is not valid UTF-8 (the bytes that are not shown as \\xNN), and an asset's name is text: rename it to upload it.`,
+  );
+  error.code = 'INVALID_NAME';
+  return { path, error };
+}
+
+/** `raw` as text: UTF-8 as it is, each byte that is not shown as `\xNN`. */
+export function escapeBytes(raw: Buffer): string {
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  let out = '';
+  for (let i = 0; i < raw.length; ) {
+    let length = 1;
+    let char: string | undefined;
+    // The shortest prefix that decodes: one character (a UTF-8 sequence is 1 to 4 bytes).
+    for (; length <= 4 && i + length <= raw.length; length++) {
+      try {
+        char = strict.decode(raw.subarray(i, i + length));
+        break;
+      } catch {}
+    }
+    if (char === undefined) {
+      out += `\\x${raw[i]!.toString(16).padStart(2, '0')}`;
+      i++;
+    } else {
+      out += char;
+      i += length;
+    }
+  }
+  return out;
+}
+
+/**
+ * The bytes of the path that `path` is the lossy text of (U+FFFD for bytes that are not UTF-8):
+ * each name with U+FFFD found among its folder's names read as bytes. Undefined when none is
+ * (nothing there); the first where several read so.
+ */
+async function rawPath(path: string): Promise<Buffer | undefined> {
+  const parent = dirname(path);
+  const name = basename(path);
+  if (parent === path) return Buffer.from(path);
+  const rawParent = parent.includes('\uFFFD') ? await rawPath(parent) : Buffer.from(parent);
+  if (!rawParent) return undefined;
+  if (!name.includes('\uFFFD')) return under(rawParent, Buffer.from(name));
+  const names = await readdir(rawParent, { encoding: 'buffer' }).catch(() => []);
+  const found = names.find((raw) => !isUtf8(raw) && raw.toString() === name);
+  return found && under(rawParent, found);
+}
+
+/** The path of `name` in the folder `dir`, as bytes. */
+function under(dir: Buffer, name: Buffer): Buffer {
+  return Buffer.concat([dir, dir.at(-1) === sep.charCodeAt(0) ? Buffer.alloc(0) : Buffer.from(sep), name]);
 }
 
 function unreadable({ path, error }: Unreadable, prefix: string): LocalFile {
