@@ -703,6 +703,70 @@ describe('S3 multipart requests over HTTP with URLs Wharf signed', () => {
   });
 });
 
+/**
+ * A part larger than the file limit (WHARF_MAX_FILE_SIZE) can never complete into an asset: the
+ * embedded endpoint refuses it from its Content-Length, before a byte is stored, as S3 refuses a
+ * part over 5 GiB. On S3 the parts go straight to the bucket (a URL cannot bound a part's size),
+ * and a file too large is refused at completion.
+ */
+describe('embedded: a part larger than WHARF_MAX_FILE_SIZE is EntityTooLarge, and nothing is stored', {
+  skip: storesOnS3 && 'parts go straight to the bucket',
+}, () => {
+  let w: TestWharf;
+  before(async () => {
+    w = await startWharf({ env: { WHARF_MAX_FILE_SIZE: '1000' } });
+  });
+  after(() => w?.close());
+  const partFiles = (uploadId: string) => filesUnder(join(w.dataDir, 'blobs', 'multipart', uploadId));
+  const expectTooLarge = async (res: Response, limit: number) => {
+    const xml = await res.text();
+    assert.equal(res.status, 400, xml);
+    assert.match(xml, /<Code>EntityTooLarge<\/Code>/);
+    assert.match(
+      xml,
+      new RegExp(`<ProposedSize>1001</ProposedSize><MaxSizeAllowed>${limit}</MaxSizeAllowed>`),
+    );
+  };
+
+  test('S3 UploadPart of a file of unknown size (/v1/s3/sign)', async () => {
+    const sign = async (body: Record<string, unknown>) => {
+      const res = await api(w.url, w.key, 'POST', '/v1/s3/sign', body);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body as { url: string; method: string; key: string; headers: Record<string, string> };
+    };
+    const send = (signed: { url: string; method: string; headers: Record<string, string> }, body?: Buffer) =>
+      fetch(signed.url, {
+        method: signed.method,
+        headers: signed.headers,
+        body: body && new Uint8Array(body),
+      });
+    const created = await sign({ method: 'POST', key: 'big.bin', contentType: 'application/octet-stream' });
+    const xml = await (await send(created)).text();
+    const uploadId = /<UploadId>([^<]*)<\/UploadId>/.exec(xml)?.[1];
+    assert.ok(uploadId, xml);
+    const part = await sign({ method: 'PUT', key: created.key, uploadId, partNumber: 1 });
+    await expectTooLarge(await send(part, randomBytes(1001)), 1000);
+    assert.deepEqual(await partFiles(uploadId), ['manifest.json'], 'no part stored');
+    assert.deepEqual(await tmpFiles(w), []);
+    // One that fits is taken.
+    const fits = await send(part, randomBytes(1000));
+    assert.equal(fits.status, 200, await fits.text());
+  });
+
+  test('a part of the native API (/v1/multipart), over its declared size', async () => {
+    const started = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'n.bin', size: 1000 });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const id = started.body.id as string;
+    const signed = await api(w.url, w.key, 'POST', `/v1/multipart/${id}/parts`, { partNumbers: [1] });
+    const [part] = signed.body.parts as Array<{ url: string; headers: Record<string, string> }>;
+    const res = await fetch(part!.url, { method: 'PUT', headers: part!.headers, body: new Uint8Array(1001) });
+    await expectTooLarge(res, 1000);
+    const listed = await api(w.url, w.key, 'GET', `/v1/multipart/${id}/parts`);
+    assert.deepEqual(listed.body, [], 'no part stored');
+    assert.deepEqual(await tmpFiles(w), []);
+  });
+});
+
 describe('the storage endpoint’s S3 errors', () => {
   test('every refusal of the core reads as an S3 error that is not a 500; only failures of Wharf’s are', () => {
     for (const [code, status] of Object.entries(ERROR_STATUS)) {
