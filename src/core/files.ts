@@ -29,6 +29,7 @@ export interface NamedFileUpload {
   access?: Access | undefined;
   /** Digests the client declared (hex or base64); a mismatch stores nothing, as for DirectUpload. */
   expected?: DirectUpload['expected'];
+  trailing?: DirectUpload['trailing'];
   /** See DirectUpload.beforeCommit: a form's later parts can only be checked after the file. */
   beforeCommit?: (() => Promise<void>) | undefined;
   /** See DirectUpload.explain. */
@@ -76,6 +77,7 @@ export class FileService {
       declaredSize: input.declaredSize,
       ...(input.expected && { expected: input.expected }),
       ...(input.beforeCommit && { beforeCommit: input.beforeCommit }),
+      ...(input.trailing && { trailing: input.trailing }),
       ...(input.explain && { explain: input.explain }),
       intent: { file: { namespace, name }, access: input.access },
     });

@@ -135,6 +135,11 @@ export interface DirectUpload {
   declaredSize?: number | undefined;
   expected?: { sha256?: string | undefined; md5?: string | undefined };
   /**
+   * Digests the request declares after its body (HTTP trailer fields), hex: read once the body
+   * has ended and checked as `expected` is, before anything is kept; what it throws refuses it.
+   */
+  trailing?: (() => { sha256?: string | undefined; md5?: string | undefined }) | undefined;
+  /**
    * Runs once the bytes are stored and verified but before they become an asset; throwing
    * leaves nothing behind. (A form's later parts can only be read after the file part.)
    */

@@ -214,6 +214,8 @@ export class UploadService {
       try {
         digests = await this.writeVerified(upload.storageKey, input.body, limit, contentType, async (d) => {
           checkDigests(d, { sha256: expectedSha256, md5: expectedMd5 });
+          const trailing = input.trailing?.();
+          if (trailing) checkDigests(d, trailing);
           await input.beforeCommit?.();
         });
       } catch (thrown) {

@@ -5,6 +5,8 @@ import type { Multipart, MultipartFile } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { WharfError } from '../core/errors.js';
 import { DigestStream } from '../core/hashing.js';
+import { headerDigests } from './api/integrity.js';
+import { announcedDigestTrailers, type DigestTrailer, digestTrailers } from './digest-trailers.js';
 
 /**
  * Reading a single-file upload form: the first file part streams to the core, a second file
@@ -63,8 +65,12 @@ export async function firstFilePart(
   // Piped in the same tick as the parser below, which pipes the same request: a readable with
   // two destinations hands each the same chunks and waits for the slower (memory stays flat).
   // A listener attached after an await would miss the bytes the parser had already taken.
+  // Digests may also come after the form, as trailers the Trailer header announces.
+  const trailed = announcedDigestTrailers(request.headers);
   const checkForm =
-    formDigests.sha256 || formDigests.md5 ? hashingForm(request, formDigests) : async () => {};
+    formDigests.sha256 || formDigests.md5 || trailed.length > 0
+      ? hashingForm(request, formDigests, trailed)
+      : async () => {};
   // One byte over the limit so the core, not busboy's silent truncation, reports it.
   const rest = formParts(request, { limits: { fileSize: maxFileSize + 1 } });
   try {
@@ -99,7 +105,11 @@ export function formParts(
   return request.parts(options)[Symbol.asyncIterator]();
 }
 
-function hashingForm(request: FastifyRequest, expected: FormDigests): () => Promise<void> {
+function hashingForm(
+  request: FastifyRequest,
+  declared: FormDigests,
+  trailed: readonly DigestTrailer[],
+): () => Promise<void> {
   const hasher = new DigestStream();
   request.raw.pipe(hasher);
   // Its output is not wanted, only its digests.
@@ -111,8 +121,10 @@ function hashingForm(request: FastifyRequest, expected: FormDigests): () => Prom
   return async () => {
     await streamFinished(hasher);
     const actual = hasher.digests();
+    const late = headerDigests(digestTrailers(request.raw, trailed));
     for (const algorithm of ['sha256', 'md5'] as const) {
-      if (expected[algorithm] && expected[algorithm] !== actual[algorithm]) {
+      const wrong = [declared[algorithm], late[algorithm]].some((d) => d && d !== actual[algorithm]);
+      if (wrong) {
         throw new WharfError(
           'CHECKSUM_MISMATCH',
           `The ${algorithm === 'md5' ? 'MD5' : 'SHA-256'} of the request body does not match its ${algorithm === 'md5' ? 'Content-MD5' : 'Content-Digest / Repr-Digest'}: on a multipart upload that header covers the whole form, not the file.`,

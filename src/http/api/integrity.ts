@@ -1,7 +1,8 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { parseDictionary } from 'structured-headers';
 import { parseContentMd5, parseDigest } from '../../core/digests.js';
 import { WharfError } from '../../core/errors.js';
+import { announcedDigestTrailers, digestTrailers } from '../digest-trailers.js';
 
 export interface Declared {
   sha256?: string | undefined;
@@ -62,6 +63,19 @@ export function headerDigests(headers: IncomingHttpHeaders): Declared {
     sha256.push(Buffer.from(bytes).toString('hex'));
   }
   return { sha256: agree(sha256, 'SHA-256'), md5: agree(md5, 'MD5') };
+}
+
+/**
+ * What the request's digest trailers declare of its body, read once it has ended (see
+ * digest-trailers.ts): checked as `headerDigests` are, as a raw upload's `DirectUpload.trailing`.
+ * A digest the Trailer header announced and that did not arrive is INVALID_DIGEST.
+ */
+export function trailerDigests(request: {
+  headers: IncomingHttpHeaders;
+  raw: IncomingMessage;
+}): () => Declared {
+  const announced = announcedDigestTrailers(request.headers);
+  return () => headerDigests(digestTrailers(request.raw, announced));
 }
 
 /** The one digest several declarations of one algorithm agree on (hex, undefined for none); INVALID_DIGEST when they differ. */

@@ -327,7 +327,10 @@ function rufhPaths(): Json {
           ),
           header('Upload-Length', 'The file’s size, unless `Content-Length` is the whole file.'),
           header('Repr-Digest', '`sha-256=:<base64>:` of the whole file.'),
-          header('Content-Digest', '`sha-256=:<base64>:` of this request’s content.'),
+          header(
+            'Content-Digest',
+            '`sha-256=:<base64>:` of this request’s content; also taken as a trailer the `Trailer` header announces.',
+          ),
           query('name', 'The file name (or `Content-Disposition` / `Upload-Metadata`).'),
           query('content_type', 'The file’s type (or `Content-Type`).'),
         ],
@@ -383,7 +386,10 @@ function rufhPaths(): Json {
           RUFH_VERSION,
           header('Upload-Offset', 'Where these bytes go: the offset HEAD answered.', true),
           header('Upload-Complete', '`?1` when this append ends the file.', true),
-          header('Content-Digest', '`sha-256=:<base64>:` of this request’s content.'),
+          header(
+            'Content-Digest',
+            '`sha-256=:<base64>:` of this request’s content; also taken as a trailer the `Trailer` header announces.',
+          ),
         ],
         requestBody: { required: true, content: { 'application/partial-upload': { schema: BINARY } } },
         responses: {

@@ -18,6 +18,7 @@ import type { Core } from '../../core/wharf.js';
 import type { App } from '../api/context.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
 import { assetJson, iso, type ResumableUploadSchema } from '../api/schemas.js';
+import { announcedDigestTrailers, digestTrailers, refuseReprDigestTrailer } from '../digest-trailers.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import { takeResumableStream } from '../resumable-busy.js';
 import { contentChecksums, type StagedBody, stageBody } from '../tus/checksum.js';
@@ -168,6 +169,7 @@ export async function createResumableUpload(
       );
     }
     contentChecksums(request.headers); // A malformed one is refused before anything is made.
+    refuseReprDigestTrailer(request.headers);
     refuseContentEncoding(request);
     const size = declaredLength(request.headers, complete);
     if (size === undefined) {
@@ -291,6 +293,7 @@ export async function rufhRoutes(app: App, ctx: RufhContext): Promise<void> {
       complete = said;
       checkAppendType(request, dialect);
       declaredContentDigest(request.headers);
+      refuseReprDigestTrailer(request.headers);
       checkAppendLength(request, upload, offset, complete);
     } catch (err) {
       return refuse(ctx, request, reply, dialect, err, false);
@@ -372,13 +375,17 @@ async function appendUnderLock(
     if (body) release = takeResumableStream(ctx.core.uploads.streams, upload);
     let bytes = body;
     const checksums = body ? contentChecksums(request.headers) : [];
+    // The same digests sent after the body, as trailers the Trailer header announces.
+    const trailed = body ? announcedDigestTrailers(request.headers) : [];
+    const trailing = trailed.length > 0 ? () => contentChecksums(digestTrailers(raw, trailed)) : undefined;
     // The whole file's SHA-256, which an append may declare too (checked at completion).
     const reprSha256 = declaredReprDigest(request.headers);
-    if (body && checksums.length > 0) {
+    if (body && (checksums.length > 0 || trailing)) {
       // RFC 9530's Content-Digest and RFC 1864's Content-MD5 cover this request's content: it is
       // staged and checked before a byte is appended (as tus's Upload-Checksum is), so a mismatch
-      // changes nothing. A cut such request keeps nothing either: its digest could not be checked.
-      staged = await stageBody(body, ctx.stagingDir, (upload.size ?? 0) - offset, checksums);
+      // changes nothing. A cut such request keeps nothing either: its digest could not be checked
+      // (a trailer never arrives: INVALID_DIGEST).
+      staged = await stageBody(body, ctx.stagingDir, (upload.size ?? 0) - offset, checksums, trailing);
       if (staged.mismatched) {
         const field = staged.mismatched === 'md5' ? 'Content-MD5' : 'Content-Digest (sha-256)';
         throw new WharfError(

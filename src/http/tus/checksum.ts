@@ -65,18 +65,23 @@ export interface StagedBody {
 /**
  * Writes `body` to a new file in `dir`, hashing it on the way (one hash per checksum: a request
  * may declare its content's SHA-256 and MD5 at once); more than `limit` bytes fail with
- * FILE_TOO_LARGE. `matches` only when every checksum does. The caller removes the file (it is
- * removed here only on failure).
+ * FILE_TOO_LARGE. `matches` only when every checksum does. `trailing` gives the checksums that
+ * arrive after the body (trailer fields, see digest-trailers.ts): read once it has ended, and
+ * compared like the others, so every algorithm they may name (SHA-256, MD5) is hashed too; what
+ * it throws fails the staging. The caller removes the file (it is removed here only on failure).
  */
 export async function stageBody(
   body: Readable,
   dir: string,
   limit: number,
   checksums: DeclaredChecksum | readonly DeclaredChecksum[],
+  trailing?: () => DeclaredChecksum[],
 ): Promise<StagedBody> {
   const declared = Array.isArray(checksums) ? checksums : [checksums as DeclaredChecksum];
   const path = join(dir, `${randomUUID()}.body`);
-  const hashes = declared.map((c) => createHash(c.algorithm));
+  const algorithms = new Set(declared.map((c) => c.algorithm));
+  if (trailing) for (const algorithm of TRAILER_ALGORITHMS) algorithms.add(algorithm);
+  const hashes = new Map([...algorithms].map((algorithm) => [algorithm, createHash(algorithm)]));
   let size = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done: TransformCallback) {
@@ -87,19 +92,25 @@ export async function stageBody(
         );
         return;
       }
-      for (const hash of hashes) hash.update(chunk);
+      for (const hash of hashes.values()) hash.update(chunk);
       done(null, chunk);
     },
   });
+  let all: readonly DeclaredChecksum[];
   try {
     await pipeline(body, tap, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+    all = trailing ? [...declared, ...trailing()] : declared;
   } catch (err) {
     await rm(path, { force: true });
     throw err;
   }
-  const mismatched = declared.find((c, i) => !hashes[i]!.digest().equals(c.digest))?.algorithm;
+  const digests = new Map([...hashes].map(([algorithm, hash]) => [algorithm, hash.digest()]));
+  const mismatched = all.find((c) => !digests.get(c.algorithm)!.equals(c.digest))?.algorithm;
   return { path, size, matches: mismatched === undefined, mismatched };
 }
+
+/** What a digest trailer may declare (contentChecksums of Content-Digest, Content-MD5). */
+const TRAILER_ALGORITHMS: readonly ChecksumAlgorithm[] = ['sha256', 'md5'];
 
 /**
  * What a request declares of its own content (not the whole file's), as HTTP spells it:

@@ -14,6 +14,7 @@ import { isStorageFull, refusedForResources } from '../../core/unavailable.js';
 import type { Core } from '../../core/wharf.js';
 import { keepIdempotentAnswer } from '../api/idempotency.js';
 import { agree, refuseContentEncoding } from '../api/integrity.js';
+import { announcedDigestTrailers, digestTrailers, refuseReprDigestTrailer } from '../digest-trailers.js';
 import { authenticate, presentedKey } from '../plugins/auth.js';
 import { logFailure } from '../plugins/errors.js';
 import { settleRefusedBody } from '../refused-body.js';
@@ -359,6 +360,8 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       // The whole file's SHA-256 (RFC 9530), as the RUFH endpoint takes it: on a creation beside
       // Upload-Metadata's sha256 (they must agree), on a PATCH checked against it or recorded.
       call.reprSha256 = declaredReprDigest(request.headers);
+      // Recorded or checked before the body: as a trailer it would come too late (see refuseReprDigestTrailer).
+      refuseReprDigestTrailer(request.headers);
       if (call.reprSha256 && call.upload) {
         call.upload = await core.resumable.declareWhole(call.upload, call.reprSha256);
       }
@@ -384,6 +387,11 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         const uploadChecksum = parseUploadChecksum(request.headers['upload-checksum']);
         // Content-MD5 and Content-Digest say the same of the body as Upload-Checksum does.
         const checksums = [...(uploadChecksum ? [uploadChecksum] : []), ...contentChecksums(request.headers)];
+        // Or say it after the body, as trailers the Trailer header announces: staged the same
+        // way, and checked once the body has ended, before tus sees a byte of it.
+        const trailed = announcedDigestTrailers(request.headers);
+        const trailing =
+          trailed.length > 0 ? () => contentChecksums(digestTrailers(request.raw, trailed)) : undefined;
         // A body without a Content-Length shows it goes past the upload's length only at its
         // end. The local datastore gives back what it wrote of one (see WharfFileStore.write);
         // tus.io's S3 store cannot (whole parts are uploaded as they fill, and a failing body
@@ -391,9 +399,10 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
         // reaches the store, as with a checksum. Without a checksum to check, a cut body ends
         // where it was cut, and what arrived is written (what resuming starts from).
         const unbounded = !options.bodies && request.headers['content-length'] === undefined;
-        if (checksums.length > 0 || unbounded) {
-          const source = checksums.length > 0 ? request.raw : endingAtCut(request.raw);
-          staged = await stage(request, call, checksums, source);
+        const checked = checksums.length > 0 || trailing !== undefined;
+        if (checked || unbounded) {
+          const source = checked ? request.raw : endingAtCut(request.raw);
+          staged = await stage(request, call, checksums, source, trailing);
           if (staged.mismatched) {
             const field =
               uploadChecksum?.algorithm === staged.mismatched
@@ -510,6 +519,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
     call: TusCall,
     checksums: DeclaredChecksum[],
     source: Readable = request.raw,
+    trailing?: () => DeclaredChecksum[],
   ) {
     let limit: number;
     /** What the body would pass: the upload's length (or the account's limit, if smaller). */
@@ -544,7 +554,7 @@ export async function tusRoutes(app: FastifyInstance, options: TusRouteOptions):
       throw tooLarge();
     }
     try {
-      return await stageBody(source, stagingDir, limit, checksums);
+      return await stageBody(source, stagingDir, limit, checksums, trailing);
     } catch (err) {
       if (!isWharfError(err, 'FILE_TOO_LARGE')) throw err;
       // The bytes themselves went past the limit: a failed transfer (see the handler).

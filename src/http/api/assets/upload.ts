@@ -11,7 +11,7 @@ import { describedAs } from '../../openapi/components.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
 import { IdempotencyHeaders, idempotencyRefusals } from '../idempotency.js';
-import { declaredDigests, headerDigests, queryDigests } from '../integrity.js';
+import { declaredDigests, headerDigests, queryDigests, trailerDigests } from '../integrity.js';
 import {
   AssetResultSchema,
   assetJson,
@@ -121,7 +121,8 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
           'multipart/form-data with the file in field `file`, or any other content type with the raw bytes as ' +
           'the body and `?name=`. Optional integrity: `?sha256=`/`?md5=` of the file, and `Content-MD5`, ' +
           '`Content-Digest`/`Repr-Digest: sha-256=:…:` of the request body (the file when raw, the whole form ' +
-          'when multipart); a mismatch stores nothing. 201 when a new asset was created, 200 when the ' +
+          'when multipart), as headers or as trailers of a chunked body that `Trailer` announces; a mismatch stores ' +
+          'nothing. 201 when a new asset was created, 200 when the ' +
           'account already held this content (the existing asset is returned). A raw body sent with ' +
           '`Upload-Complete` (Resumable Uploads for HTTP, the IETF draft) becomes a resumable upload: a 104 ' +
           'names its resource under /v1/resumable/ while the body arrives (see docs/resumable-http.md).',
@@ -170,7 +171,12 @@ export async function directUploadRoute(app: App, { core, publicUrl, resumable }
         // The body is the file: the headers' digests and the query's are all the file's.
         const expected = declaredDigests(request.headers, request.query);
         const input = rawInput(request, request.query);
-        return created(request, reply, await core.uploads.uploadDirect(principal, { ...input, expected }));
+        const trailing = trailerDigests(request);
+        return created(
+          request,
+          reply,
+          await core.uploads.uploadDirect(principal, { ...input, expected, trailing }),
+        );
       }
       // The body is a form: its headers' digests are the form's (RFC 1864, RFC 9530), the
       // query's the file's.

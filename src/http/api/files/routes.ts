@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import type { FileVersion } from '../../../core/model.js';
 import { named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
-import { declaredDigests } from '../integrity.js';
+import { declaredDigests, trailerDigests } from '../integrity.js';
 import { AccessSchema, AssetSchema, assetJson, errorResponses, iso, storageRefusals } from '../schemas.js';
 
 const FileParams = Type.Object({
@@ -123,6 +123,7 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
         declaredSize: length === undefined ? undefined : Number(length),
         access: request.query.access,
         expected,
+        trailing: trailerDigests(request),
       });
       reply.status(201);
       return { ...versionJson(outcome.version), asset: assetJson(outcome.asset, publicUrl) };

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { App } from '../../api/context.js';
-import { type Declared, declaredDigests, headerDigests } from '../../api/integrity.js';
+import { type Declared, declaredDigests, headerDigests, trailerDigests } from '../../api/integrity.js';
 import { firstFilePart, partFailure, refuseMoreFiles } from '../../multipart-form.js';
 import { contentTypeFor } from '../content-types.js';
 import type { CompatContext } from '../context.js';
@@ -16,6 +16,8 @@ interface Body {
   declaredSize?: number | undefined;
   /** The file's own declared digests (a raw body's headers). */
   expected?: Declared;
+  /** What the raw body's digest trailers declare (see trailerDigests). */
+  trailing?: () => Declared;
   beforeCommit?: () => Promise<void>;
   explain?: (err: unknown) => unknown;
 }
@@ -57,7 +59,11 @@ export async function uploadRoute(app: App, context: CompatContext): Promise<voi
       // it is not read.)
       const input = request.isMultipart()
         ? await formBody(request, name, core.uploads.maxFileSize(principal))
-        : { ...rawBody(request, name), expected: declaredDigests(request.headers, {}) };
+        : {
+            ...rawBody(request, name),
+            expected: declaredDigests(request.headers, {}),
+            trailing: trailerDigests(request),
+          };
       const outcome = await core.files.put(principal, { namespace, name, ...input });
       return fileResult(
         context,
