@@ -648,6 +648,13 @@ describe('signed download URLs', () => {
     const res = await sign();
     assert.equal(res.status, 200);
     assert.equal(res.body.expires_at, new Date((Math.floor(now / 1000) + 3600) * 1000).toISOString());
+    // A JSON null is no body too (as the document says), and so are the defaults.
+    for (const body of [null, {}]) {
+      const same = await sign(body);
+      assert.equal(same.status, 200, JSON.stringify(same.body));
+      assert.equal(same.body.expires_at, res.body.expires_at, JSON.stringify(body));
+      assert.match(same.body.url, /[?&]disposition=inline(&|$)/);
+    }
     assert.ok(res.body.url.startsWith(`${w.url}/v1/assets/${asset.id}/content?`));
     const download = await fetch(res.body.url);
     assert.equal(download.status, 200);
@@ -818,6 +825,15 @@ describe('signed download URLs', () => {
       const res = await sign(bad);
       assert.equal(res.status, 400, JSON.stringify(bad));
       assert.equal(res.body.error.code, 'VALIDATION_FAILED', JSON.stringify(bad));
+    }
+    // Said as for the object the client sent, not as for the null the body may also be.
+    for (const [bad, message] of [
+      [{ expires_in: 0 }, 'body/expires_in must be >= 1'],
+      [{ disposition: 'evil' }, 'body/disposition must be one of "inline", "attachment"'],
+      [{ expires_in: 60, extra: true }, 'body must NOT have additional properties'],
+      [[], 'body must be object'],
+    ] as const) {
+      assert.equal((await sign(bad)).body.error.message, message, JSON.stringify(bad));
     }
     assert.equal((await sign({ expires_in: 604800 })).status, 200, 'seven days is the maximum');
     const second = Math.floor(w.clock.now() / 1000) * 1000;

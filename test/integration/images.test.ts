@@ -754,6 +754,7 @@ describe('signed transform URLs', () => {
       expires_in: 400 * 86400,
     });
     assert.equal(long.status, 400);
+    assert.equal(long.body.error.message, 'body/expires_in must be <= 31536000');
     const tenant = await w.newAccount();
     const res = await api(w.url, tenant.key, 'POST', `/v1/assets/${id}/image-url`, { w: 10 });
     assert.equal(res.status, 404);

@@ -127,6 +127,15 @@ function deref(schema: Json): Json {
   return deref(target);
 }
 
+/**
+ * The object a JSON body's schema describes: its component, or with a JSON null accepted too
+ * (`anyOf` [component, null]) that component.
+ */
+function bodyObject(schema: Json): Json {
+  const variants = schema.anyOf?.filter((variant: Json) => variant.type !== 'null');
+  return deref(variants?.length === 1 ? variants[0] : schema);
+}
+
 /** Every operation of the document, with its path and method. */
 function operations(): Array<[string, string, Json]> {
   return Object.entries<Record<string, Json>>(doc.paths).flatMap(([path, ops]) =>
@@ -249,7 +258,7 @@ describe('the OpenAPI document', () => {
     const keys = deref(doc.paths['/v1/keys'].post.requestBody.content['application/json'].schema);
     assert.equal(keys.additionalProperties, false);
     const signedUrl = doc.paths['/v1/assets/{id}/signed-url'].post.requestBody;
-    assert.equal(deref(signedUrl.content['application/json'].schema).additionalProperties, false);
+    assert.equal(bodyObject(signedUrl.content['application/json'].schema).additionalProperties, false);
     assert.equal(signedUrl.required, false, 'no body means the defaults');
     assert.equal(doc.paths['/v1/webhooks/{id}/rotate-secret'].post.requestBody.required, false);
     assert.equal(doc.paths['/v1/keys'].post.requestBody.required, true);
@@ -500,7 +509,7 @@ describe('the OpenAPI document', () => {
   });
 
   test('what has a default may be left out: not required in bodies or query parameters', () => {
-    const signed = deref(
+    const signed = bodyObject(
       doc.paths['/v1/assets/{id}/signed-url'].post.requestBody.content['application/json'].schema,
     );
     assert.equal(signed.properties.expires_in.default, 3600);
@@ -514,7 +523,7 @@ describe('the OpenAPI document', () => {
 
   test('both signing routes document expires_at, a date-time, beside expires_in', () => {
     for (const path of ['/v1/assets/{id}/signed-url', '/v1/assets/{id}/image-url']) {
-      const body = deref(doc.paths[path].post.requestBody.content['application/json'].schema);
+      const body = bodyObject(doc.paths[path].post.requestBody.content['application/json'].schema);
       assert.equal(body.properties.expires_at?.format, 'date-time', path);
       assert.ok(body.properties.expires_in, path);
       assert.ok(!(body.required ?? []).includes('expires_at'), path);
@@ -531,9 +540,18 @@ describe('the OpenAPI document', () => {
     assert.deepEqual(schemaOf('/v1/events', 'get', '200'), { $ref: '#/components/schemas/EventPage' });
     const bodyOf = (path: string, method: string) =>
       doc.paths[path][method].requestBody.content['application/json'].schema;
-    assert.deepEqual(bodyOf('/v1/assets/{id}/image-url', 'post'), {
-      $ref: '#/components/schemas/ImageUrlRequest',
-    });
+    // No body, or a JSON null, is the defaults (as for rotate-secret): said beside the component.
+    for (const [path, name] of [
+      ['/v1/assets/{id}/image-url', 'ImageUrlRequest'],
+      ['/v1/assets/{id}/signed-url', 'SignedUrlRequest'],
+      ['/v1/webhooks/{id}/rotate-secret', 'RotateSecretRequest'],
+    ] as const) {
+      assert.deepEqual(
+        bodyOf(path, 'post'),
+        { anyOf: [{ $ref: `#/components/schemas/${name}` }, { type: 'null' }] },
+        path,
+      );
+    }
     assert.deepEqual(bodyOf('/v1/image-presets/{name}', 'put'), {
       $ref: '#/components/schemas/ImagePresetRequest',
     });
@@ -1308,6 +1326,26 @@ describe('real responses match the document', () => {
       }),
     );
     expectRefusal('POST', '/api_gateway/file-service/{namespace}/{name}', tooMany, 429);
+  });
+
+  test('a JSON null is no body on both signing routes (as on rotate-secret), and the document says so', async () => {
+    const asset = await createAsset(w, w.key, 'null.txt', 'signed for a null body', 'text/plain');
+    for (const [path, expiresIn] of [
+      ['signed-url', 3600],
+      ['image-url', 86_400],
+    ] as const) {
+      const template = `/v1/assets/{id}/${path}`;
+      const schema = doc.paths[template].post.requestBody.content['application/json'].schema;
+      assert.ok(compile(schema)(null), `${template} documents a null body`);
+      for (const body of [null, undefined]) {
+        const res = await api(w.url, w.key, 'POST', `/v1/assets/${asset.id}/${path}`, body);
+        assert.equal(res.status, 200, `${path} ${body}: ${JSON.stringify(res.body)}`);
+        conforms('POST', template, res);
+        // The defaults, which a body of its own would have been given.
+        const expires = Date.parse(res.body.expires_at) - w.clock.now();
+        assert.ok(Math.abs(expires - expiresIn * 1000) < 2000, `${path} ${body}: ${res.body.expires_at}`);
+      }
+    }
   });
 
   test('health', async () => {

@@ -866,6 +866,8 @@ describe('secret rotation', () => {
       keep_previous_for: -1,
     });
     assert.equal(bad.status, 400);
+    // What is wrong with the object sent, not also that it is not null (the body may be).
+    assert.equal(bad.body.error.message, 'body/keep_previous_for must be >= 0');
     const bare = await api(w.url, key, 'POST', `/v1/webhooks/${hook.id}/rotate-secret`);
     assert.equal(bare.status, 200, JSON.stringify(bare.body));
     assert.match(bare.body.secret, /^whsec_/);

@@ -100,12 +100,16 @@ const ImageUrlBody = named(
   Type.Object(
     {
       ...TransformFields,
-      expires_in: Type.Integer({
-        minimum: 1,
-        maximum: 365 * 86_400,
-        default: 86_400,
-        description: 'Seconds the URL works (up to a year).',
-      }),
+      // Optional, with the default documented: Ajv fills in no default inside the body's union
+      // with null, so the handler does.
+      expires_in: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: 365 * 86_400,
+          default: 86_400,
+          description: 'Seconds the URL works (up to a year).',
+        }),
+      ),
       expires_at: Type.Optional(
         Type.String({
           format: 'date-time',
@@ -389,16 +393,14 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
   app.post(
     '/v1/assets/:id/image-url',
     {
-      preValidation: async (request) => {
-        if (request.body === undefined || request.body === null) request.body = {} as typeof request.body;
-        refuseBothExpiries(request.body);
-      },
+      preValidation: async (request) => refuseBothExpiries(request.body),
       schema: {
         operationId: 'signAssetImageUrl',
         summary: 'A signed transform URL that works without a key (for <img> tags and CDNs)',
         tags: ['images'],
         params: IdParams,
-        body: Type.Optional(ImageUrlBody),
+        // No body, or a JSON null, is the defaults, as for signed-url (see there).
+        body: Type.Union([ImageUrlBody, Type.Null()]),
         response: { 200: ImageUrlSchema, ...errorResponses },
       },
     },

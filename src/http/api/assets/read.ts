@@ -39,7 +39,11 @@ const SignedUrlBody = named(
   'SignedUrlRequest',
   Type.Object(
     {
-      expires_in: Type.Integer({ minimum: 1, maximum: 604800, default: 3600, description: 'Seconds.' }),
+      // Optional, with the default documented: Ajv fills in no default inside the body's union
+      // with null, so the handler does.
+      expires_in: Type.Optional(
+        Type.Integer({ minimum: 1, maximum: 604800, default: 3600, description: 'Seconds.' }),
+      ),
       expires_at: Type.Optional(
         Type.String({
           format: 'date-time',
@@ -48,7 +52,9 @@ const SignedUrlBody = named(
             'up to 7 days ahead. The same moment gives the same URL every time, so caches can keep what it serves.',
         }),
       ),
-      disposition: Type.Union([Type.Literal('inline'), Type.Literal('attachment')], { default: 'inline' }),
+      disposition: Type.Optional(
+        Type.Union([Type.Literal('inline'), Type.Literal('attachment')], { default: 'inline' }),
+      ),
       upload_id: UploadIdField,
     },
     {
@@ -173,20 +179,15 @@ export async function assetReadRoutes(app: App, { core, publicUrl }: ApiContext)
   app.post(
     '/v1/assets/:id/signed-url',
     {
-      // Every field has a default, so no body at all means the defaults (the schema alone
-      // would refuse a missing body: "body must be object").
-      preValidation: async (request) => {
-        if (request.body === undefined || request.body === null) {
-          request.body = {} as typeof request.body;
-        }
-        refuseBothExpiries(request.body);
-      },
+      preValidation: async (request) => refuseBothExpiries(request.body),
       schema: {
         operationId: 'createSignedUrl',
         summary: 'An expiring URL that downloads the asset without a key',
         tags: ['assets'],
         params: IdParams,
-        body: Type.Optional(SignedUrlBody),
+        // Every field has a default, so no body, or a JSON null, is the defaults, as with
+        // rotate-secret: the document says so (Fastify validates a missing body as null).
+        body: Type.Union([SignedUrlBody, Type.Null()]),
         response: { 200: SignedUrlSchema, ...errorResponses },
       },
     },
