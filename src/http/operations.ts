@@ -49,6 +49,12 @@ const ReadinessSchema = named(
   ),
 );
 
+// A component too: each answer a generated client types is a named type.
+const LivenessSchema = named(
+  'Liveness',
+  Type.Object({ status: Type.Literal('ok') }, { description: 'The process runs and answers.' }),
+);
+
 /** Whether `header` is `Bearer <token>`; compared in constant time (digests of equal length). */
 export function bearerMatches(header: string | undefined, token: string): boolean {
   const presented = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
@@ -73,7 +79,7 @@ export async function operationsRoutes(app: App, { core, metrics }: OperationsOp
         description: 'Touches neither the database nor storage; see /readyz for those.',
         tags: ['meta'],
         security: [],
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        response: { 200: LivenessSchema },
       },
     },
     async () => ({ status: 'ok' as const }),

@@ -86,6 +86,7 @@ const COMPONENTS = [
   'AccountSettings',
   'AccountSettingsChanges',
   'Asset',
+  'AssetUploadForm',
   'AssetFile',
   'AssetFileList',
   'AssetList',
@@ -103,6 +104,7 @@ const COMPONENTS = [
   'ImagePresetList',
   'Key',
   'ListedUpload',
+  'Liveness',
   'MintedUploadToken',
   'MultipartUpload',
   'PendingUpload',
@@ -580,6 +582,8 @@ describe('the OpenAPI document', () => {
       ['/v1/assets/{id}/derivatives', 'get', 'DerivativeList'],
       ['/v1/assets/{id}/image-url', 'post', 'SignedImageUrl'],
       ['/v1/assets/{id}/files', 'get', 'AssetFileList'],
+      ['/healthz', 'get', 'Liveness'],
+      ['/readyz', 'get', 'Readiness'],
     ] as const) {
       assert.deepEqual(
         schemaOf(path, method, '200'),
@@ -587,6 +591,30 @@ describe('the OpenAPI document', () => {
         `${method} ${path}`,
       );
     }
+    assert.deepEqual(doc.paths['/v1/assets'].post.requestBody.content['multipart/form-data'].schema, {
+      $ref: '#/components/schemas/AssetUploadForm',
+    });
+    // And so every body and every successful answer of the native API (health included) that
+    // is not a file's bytes: a component, or a choice of components (and null).
+    const isNamed = (schema: Json) =>
+      typeof schema.$ref === 'string' ||
+      (schema.type === 'string' && schema.format === 'binary') ||
+      (Array.isArray(schema.anyOf) &&
+        schema.anyOf.every((variant: Json) => typeof variant.$ref === 'string' || variant.type === 'null'));
+    const anonymous: string[] = [];
+    for (const [path, method, op] of operations()) {
+      if (!path.startsWith('/v1/') && !['/healthz', '/readyz'].includes(path)) continue;
+      for (const [type, media] of Object.entries<Json>(op.requestBody?.content ?? {})) {
+        if (!isNamed(media.schema)) anonymous.push(`${method} ${path} body ${type}`);
+      }
+      for (const [status, response] of Object.entries<Json>(op.responses)) {
+        if (!status.startsWith('2')) continue;
+        for (const [type, media] of Object.entries<Json>(response.content ?? {})) {
+          if (!isNamed(media.schema)) anonymous.push(`${method} ${path} ${status} ${type}`);
+        }
+      }
+    }
+    assert.deepEqual(anonymous, []);
     assert.deepEqual(doc.components.schemas.UploadList.properties.data.items, {
       $ref: '#/components/schemas/ListedUpload',
     });
@@ -616,12 +644,13 @@ describe('the OpenAPI document', () => {
 
   test('upload bodies: a form with a binary file part, or the raw bytes', () => {
     const upload = doc.paths['/v1/assets'].post.requestBody.content;
-    assert.deepEqual(upload['multipart/form-data'].schema.properties.file, {
+    const form = deref(upload['multipart/form-data'].schema);
+    assert.deepEqual(form.properties.file, {
       type: 'string',
       format: 'binary',
       description: 'The file (one file part).',
     });
-    assert.deepEqual(upload['multipart/form-data'].schema.required, ['file']);
+    assert.deepEqual(form.required, ['file']);
     assert.equal(upload['application/octet-stream'].schema.format, 'binary');
     const file = doc.paths['/v1/files/{namespace}/{name}'].put.requestBody.content;
     assert.equal(file['application/octet-stream'].schema.format, 'binary');

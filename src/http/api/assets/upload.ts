@@ -7,7 +7,7 @@ import type { Principal } from '../../../core/model.js';
 import { validateContentType } from '../../../core/names.js';
 import type { DirectUpload, UploadOutcome } from '../../../core/upload-types.js';
 import { fileField, firstFilePart, partFailure, refuseMoreFiles } from '../../multipart-form.js';
-import { describedAs } from '../../openapi/components.js';
+import { describedAs, named } from '../../openapi/components.js';
 import { asksForResumableUpload, createResumableUpload } from '../../rufh/routes.js';
 import type { ApiContext, App } from '../context.js';
 import { IdempotencyHeaders, idempotencyRefusals } from '../idempotency.js';
@@ -48,15 +48,21 @@ const Query = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * The form, for the document only (the route streams the form itself, never validated whole): a
+ * component, as every body a generated client types is.
+ */
+const UploadForm = named(
+  'AssetUploadForm',
+  Type.Object(
+    { file: Type.String({ format: 'binary', description: 'The file (one file part).' }) },
+    { description: 'A form with the file in field `file`.' },
+  ),
+);
+
 /** The request bodies, for the document (the route reads the body itself, never parsed). */
 const UPLOAD_BODY = {
-  'multipart/form-data': {
-    schema: {
-      type: 'object',
-      required: ['file'],
-      properties: { file: { type: 'string', format: 'binary', description: 'The file (one file part).' } },
-    },
-  },
+  'multipart/form-data': { schema: UploadForm },
   'application/octet-stream': {
     schema: {
       type: 'string',
