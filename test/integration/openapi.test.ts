@@ -68,7 +68,10 @@ const ROUTES: Record<string, string[]> = {
   '/v1/image-presets/{name}': ['delete', 'get', 'put'],
   '/v1/account/settings': ['get', 'patch'],
   '/v1/tus/': ['options', 'post'],
-  '/v1/tus/{id}': ['delete', 'head', 'patch'],
+  // tus clients configured without the slash are served the same endpoint.
+  '/v1/tus': ['options', 'post'],
+  // POST stands for HEAD, PATCH or DELETE with X-HTTP-Method-Override.
+  '/v1/tus/{id}': ['delete', 'head', 'patch', 'post'],
   '/v1/resumable/': ['options', 'post'],
   '/v1/resumable/{id}': ['delete', 'get', 'head', 'options', 'patch'],
 };
@@ -137,6 +140,9 @@ function bodyObject(schema: Json): Json {
   const variants = schema.anyOf?.filter((variant: Json) => variant.type !== 'null');
   return deref(variants?.length === 1 ? variants[0] : schema);
 }
+
+/** tus's paths: the endpoint with and without its slash, and the uploads under it. */
+const isTus = (path: string) => path === '/v1/tus' || path.startsWith('/v1/tus/');
 
 /** Every operation of the document, with its path and method. */
 function operations(): Array<[string, string, Json]> {
@@ -312,14 +318,13 @@ describe('the OpenAPI document', () => {
       if (path.startsWith(STORAGE_PREFIX)) continue; // S3's own XML refusals
       // An id longer than any is refused before routing: 414 in the path's API's shape, which
       // Inspect answers as its 400. (tus answers an over-long id its own way.)
-      if (path.includes('{') && !path.startsWith('/v1/tus/')) {
+      if (path.includes('{') && !isTus(path)) {
         const status = path.startsWith('/api/inspect/') ? '400' : '414';
         assert.ok(declared(op).includes(status), `${method} ${path} declares ${status}`);
       }
       // A native route that reads JSON: 413 over its limit, 415 for another type.
       const media = Object.keys(op.requestBody?.content ?? { 'application/json': {} });
-      const native =
-        path.startsWith('/v1/') && !path.startsWith('/v1/tus/') && !path.startsWith('/v1/resumable/');
+      const native = path.startsWith('/v1/') && !isTus(path) && !path.startsWith('/v1/resumable/');
       // A DELETE parses a body too when one is sent (h92 saw both answered undeclared).
       if (
         native &&
@@ -412,8 +417,10 @@ describe('the OpenAPI document', () => {
       'getAssetImage',
       'getAssetImageHead',
       'tusCreateUpload',
+      'tusCreateUploadWithoutSlash',
       'tusGetOffset',
       'tusAppend',
+      'tusMethodOverride',
       'tusTerminate',
       'rufhCreateUpload',
       'rufhGetOffset',
@@ -470,8 +477,7 @@ describe('the OpenAPI document', () => {
     }
     has('/v1/assets', 'post', '201', ['Location', 'Upload-Offset']);
     for (const [path, method, op] of operations()) {
-      if (!path.startsWith('/v1/') || path.startsWith('/v1/tus/') || path.startsWith('/v1/resumable/'))
-        continue;
+      if (!path.startsWith('/v1/') || isTus(path) || path.startsWith('/v1/resumable/')) continue;
       for (const status of ['429', '503']) {
         if (op.responses[status]) has(path, method, status, ['Retry-After']);
       }
@@ -667,8 +673,33 @@ describe('the OpenAPI document', () => {
       'Upload-Checksum',
       'Upload-Length',
       'Upload-Metadata',
+      'X-HTTP-Method-Override',
     ]);
     assert.ok(create.responses['201'].headers.Location);
+    // tus's X-HTTP-Method-Override: a POST on an upload stands for its HEAD, PATCH or DELETE,
+    // and has every answer of theirs; on the endpoint, for discovery.
+    const override = doc.paths['/v1/tus/{id}'].post;
+    const overrideHeader = override.parameters.find((p: Json) => p.name === 'X-HTTP-Method-Override');
+    assert.equal(overrideHeader.required, true);
+    assert.deepEqual(overrideHeader.schema.enum, ['PATCH', 'HEAD', 'DELETE']);
+    assert.ok(override.requestBody.content['application/offset+octet-stream']);
+    assert.equal(override.requestBody.required, false, 'as HEAD or DELETE: no body');
+    for (const op of ['head', 'patch', 'delete'].map((m) => doc.paths['/v1/tus/{id}'][m])) {
+      for (const status of Object.keys(op.responses)) {
+        assert.ok(override.responses[status], `the override answers ${op.operationId}'s ${status}`);
+      }
+    }
+    assert.ok(override.responses['405'], 'a method tus does not have');
+    assert.ok(override.responses['200'].headers['Upload-Offset'], 'as HEAD');
+    assert.ok(override.responses['204'].headers['Wharf-Asset-Id'], 'as PATCH');
+    assert.ok(create.responses['204'], 'discovery by POST');
+    // The endpoint without its slash: the same operations.
+    for (const method of ['options', 'post']) {
+      const [slash, bare] = [doc.paths['/v1/tus/'][method], doc.paths['/v1/tus'][method]];
+      assert.equal(bare.operationId, `${slash.operationId}WithoutSlash`);
+      assert.deepEqual(bare.responses, slash.responses);
+      assert.deepEqual(bare.parameters, slash.parameters);
+    }
     assert.ok(create.responses['460'], 'the checksum extension’s status');
     const patch = doc.paths['/v1/tus/{id}'].patch;
     assert.ok(headers(patch).includes('Upload-Offset'));
@@ -1355,6 +1386,63 @@ describe('real responses match the document', () => {
       }),
     );
     expectRefusal('POST', '/api_gateway/file-service/{namespace}/{name}', tooMany, 429);
+  });
+
+  test('tus: the endpoint without its slash, and POST standing for another method (X-HTTP-Method-Override)', async () => {
+    const tus = { 'x-api-key': w.key, 'tus-resumable': '1.0.0' };
+    for (const template of ['/v1/tus', '/v1/tus/']) {
+      const discovery = await readJson(fetch(`${w.url}${template}`, { method: 'OPTIONS' }));
+      assert.equal(discovery.status, 204);
+      conforms('OPTIONS', template, discovery);
+    }
+    const discoveryByPost = await readJson(
+      fetch(`${w.url}/v1/tus/`, { method: 'POST', headers: { ...tus, 'x-http-method-override': 'OPTIONS' } }),
+    );
+    assert.equal(discoveryByPost.status, 204);
+    assert.equal(discoveryByPost.headers.get('tus-version'), '1.0.0');
+    conforms('POST', '/v1/tus/', discoveryByPost);
+    const bytes = randomBytes(5);
+    const created = await readJson(
+      fetch(`${w.url}/v1/tus`, {
+        method: 'POST',
+        headers: {
+          ...tus,
+          'upload-length': String(bytes.length),
+          'upload-metadata': `filename ${Buffer.from('override.bin').toString('base64')}`,
+        },
+      }),
+    );
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    conforms('POST', '/v1/tus', created);
+    const url = created.headers.get('location')!;
+    const as = (method: string | undefined, headers: Record<string, string> = {}, body?: Buffer) =>
+      readJson(
+        fetch(url, {
+          method: 'POST',
+          headers: { ...tus, ...(method && { 'x-http-method-override': method }), ...headers },
+          ...(body && { body: new Uint8Array(body) }),
+        }),
+      );
+    const append = (offset: number) =>
+      as(
+        'PATCH',
+        { 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
+        bytes,
+      );
+    const expect = async (pending: Promise<JsonResponse>, status: number) => {
+      const res = await pending;
+      assert.equal(res.status, status, JSON.stringify(res.body));
+      conforms('POST', '/v1/tus/{id}', res);
+      return res;
+    };
+    const head = await expect(as('HEAD'), 200);
+    assert.equal(head.headers.get('upload-offset'), '0');
+    await expect(append(3), 409);
+    const done = await expect(append(0), 204);
+    assert.ok(done.headers.get('wharf-asset-id'));
+    await expect(as('DELETE'), 409);
+    await expect(as('GET'), 405);
+    await expect(as(undefined), 404);
   });
 
   test('a JSON null is no body on both signing routes (as on rotate-secret), and the document says so', async () => {

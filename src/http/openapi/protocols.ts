@@ -61,161 +61,232 @@ const TUS_COMMON_ERRORS = {
 
 const tags = { tus: ['tus'], rufh: ['resumable HTTP'], storage: ['storage endpoint'] };
 
+/** `X-HTTP-Method-Override`: tus's way for clients behind proxies that pass only GET and POST. */
+function methodOverride(methods: string[], description: string, required: boolean) {
+  return header('X-HTTP-Method-Override', `${description} Case-insensitive.`, required, {
+    type: 'string',
+    enum: methods,
+  });
+}
+
 function tusPaths(): Json {
-  return {
-    '/v1/tus/': {
-      options: {
-        operationId: 'tusDiscover',
-        summary: 'tus discovery: the version, extensions and largest size accepted',
-        description:
-          'Answers without a key (a browser preflight carries none); with one, `Tus-Max-Size` is that ' +
-          'account’s file size limit.',
-        tags: tags.tus,
-        security: [{ apiKey: [] }, { bearer: [] }, {}],
-        responses: {
-          204: {
-            description: 'What this server supports.',
-            headers: responseHeaders({
-              'Tus-Version': '`1.0.0`.',
-              'Tus-Extension': 'creation, creation-with-upload, termination, expiration, checksum.',
-              'Tus-Checksum-Algorithm':
-                'The algorithms `Upload-Checksum` may name (`sha1`, `sha256`, `md5`).',
-              'Tus-Max-Size': 'The largest upload, in bytes.',
-            }),
-          },
-          401: tusError('A key was presented and is unknown or revoked.'),
+  const collection = {
+    options: {
+      operationId: 'tusDiscover',
+      summary: 'tus discovery: the version, extensions and largest size accepted',
+      description:
+        'Answers without a key (a browser preflight carries none); with one, `Tus-Max-Size` is that ' +
+        'account’s file size limit.',
+      tags: tags.tus,
+      security: [{ apiKey: [] }, { bearer: [] }, {}],
+      responses: {
+        204: {
+          description: 'What this server supports.',
+          headers: responseHeaders({
+            'Tus-Version': '`1.0.0`.',
+            'Tus-Extension': 'creation, creation-with-upload, termination, expiration, checksum.',
+            'Tus-Checksum-Algorithm': 'The algorithms `Upload-Checksum` may name (`sha1`, `sha256`, `md5`).',
+            'Tus-Max-Size': 'The largest upload, in bytes.',
+          }),
         },
-      },
-      post: {
-        operationId: 'tusCreateUpload',
-        summary: 'tus: create an upload (optionally with its first bytes)',
-        description:
-          '`Upload-Metadata` carries `filename` (required), `filetype` and an optional `sha256` (hex, verified ' +
-          'when the last byte arrives). A body of type `application/offset+octet-stream` is the first bytes ' +
-          '(creation-with-upload). `Upload-Defer-Length` is refused (501): Wharf needs the size up front.',
-        tags: tags.tus,
-        parameters: [
-          TUS_RESUMABLE,
-          header('Upload-Length', 'The file’s size in bytes.', true),
-          header(
-            'Upload-Metadata',
-            'Comma-separated `key base64(value)` pairs: `filename` (required), `filetype`, `sha256`.',
-            true,
-          ),
-          header('Upload-Checksum', '`<algorithm> <base64 digest>` of this request’s body, if it has one.'),
-        ],
-        requestBody: {
-          required: false,
-          content: { 'application/offset+octet-stream': { schema: BINARY } },
-        },
-        responses: {
-          201: {
-            description: 'Created; `Location` is the upload’s URL for HEAD, PATCH and DELETE.',
-            headers: responseHeaders({
-              Location: 'The upload’s URL.',
-              'Upload-Offset': 'Bytes received with the creation.',
-              'Upload-Expires': 'When an unfinished upload expires.',
-              'Wharf-Asset-Id': 'When the creation carried every byte: the asset.',
-              'Wharf-Upload-Result':
-                '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
-            }),
-          },
-          400: tusError('A missing or malformed `Upload-Length` or `Upload-Metadata`, or a bad file name.'),
-          ...TUS_COMMON_ERRORS,
-          413: tusError(
-            'Larger than the account’s limit, or a body past `Upload-Length` (`FILE_TOO_LARGE`).',
-          ),
-          422: tusError(
-            'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
-          ),
-          415: tusError(
-            'A body in a `Content-Encoding` (`UNSUPPORTED_MEDIA_TYPE`): send the bytes as they are.',
-          ),
-          429: tusError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
-          503: tusError(STREAMS_BUSY),
-          460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
-          501: tusError('`Upload-Defer-Length` or `Upload-Concat` is not supported (`VALIDATION_FAILED`).'),
-        },
+        401: tusError('A key was presented and is unknown or revoked.'),
       },
     },
-    '/v1/tus/{id}': {
-      head: {
-        operationId: 'tusGetOffset',
-        summary: 'tus: how many bytes arrived (where to resume)',
-        description:
-          'Also completes an upload whose every byte arrived before a crash stopped its completion; a finished ' +
-          'upload answers with its asset in `Wharf-Asset-Id`.',
-        tags: tags.tus,
-        parameters: [TUS_ID, TUS_RESUMABLE],
-        responses: {
-          200: {
-            description: 'The offset to resume at.',
-            headers: responseHeaders({
-              'Upload-Offset': 'Bytes received so far.',
-              'Upload-Length': 'The declared size.',
-              'Upload-Metadata': 'The metadata given at creation.',
-              'Upload-Expires': 'When it expires unfinished.',
-              'Wharf-Asset-Id': 'Once finished: the asset.',
-              'Wharf-Upload-Result':
-                '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
-            }),
-          },
-          ...TUS_COMMON_ERRORS,
-        },
+    post: {
+      operationId: 'tusCreateUpload',
+      summary: 'tus: create an upload (optionally with its first bytes)',
+      description:
+        '`Upload-Metadata` carries `filename` (required), `filetype` and an optional `sha256` (hex, verified ' +
+        'when the last byte arrives). A body of type `application/offset+octet-stream` is the first bytes ' +
+        '(creation-with-upload). `Upload-Defer-Length` is refused (501): Wharf needs the size up front.',
+      tags: tags.tus,
+      parameters: [
+        TUS_RESUMABLE,
+        header('Upload-Length', 'The file’s size in bytes.', true),
+        header(
+          'Upload-Metadata',
+          'Comma-separated `key base64(value)` pairs: `filename` (required), `filetype`, `sha256`.',
+          true,
+        ),
+        header('Upload-Checksum', '`<algorithm> <base64 digest>` of this request’s body, if it has one.'),
+        methodOverride(
+          ['POST', 'OPTIONS'],
+          '`OPTIONS`: answered as discovery (`204`), for a client that can send only GET and POST.',
+          false,
+        ),
+      ],
+      requestBody: {
+        required: false,
+        content: { 'application/offset+octet-stream': { schema: BINARY } },
       },
-      patch: {
-        operationId: 'tusAppend',
-        summary: 'tus: append bytes at Upload-Offset',
-        description:
-          'The request that delivers the last byte verifies and completes the upload like every flow, and answers ' +
-          'with the asset in `Wharf-Asset-Id`. A cut request keeps every byte that arrived: HEAD, then resume. ' +
-          'A client that cannot send PATCH (or HEAD, DELETE) sends POST with `X-HTTP-Method-Override: PATCH`, ' +
-          'answered as the PATCH.',
-        tags: tags.tus,
-        parameters: [
-          TUS_ID,
-          TUS_RESUMABLE,
-          header('Upload-Offset', 'Where these bytes go: the offset HEAD answered.', true),
-          header('Upload-Checksum', '`<algorithm> <base64 digest>` of this request’s body.'),
-        ],
-        requestBody: { required: true, content: { 'application/offset+octet-stream': { schema: BINARY } } },
-        responses: {
-          204: {
-            description: 'Appended.',
-            headers: responseHeaders({
-              'Upload-Offset': 'Bytes received so far.',
-              'Upload-Expires': 'When it expires unfinished.',
-              'Wharf-Asset-Id': 'When this request finished the upload: the asset.',
-              'Wharf-Upload-Result':
-                '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
-            }),
-          },
-          400: tusError('A malformed header, or bytes that do not match the declared `sha256`.'),
-          ...TUS_COMMON_ERRORS,
-          409: tusError(
-            '`Upload-Offset` is not the upload’s offset (`OFFSET_MISMATCH`), or the upload is already complete ' +
-              '(`UPLOAD_NOT_PENDING`).',
-          ),
-          413: tusError('The body goes past `Upload-Length` (`FILE_TOO_LARGE`, `details.limit`).'),
-          415: tusError('The body is not `application/offset+octet-stream` (`UNSUPPORTED_MEDIA_TYPE`).'),
-          422: tusError(
-            'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
-          ),
-          460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
-          503: tusError(STREAMS_BUSY),
+      responses: {
+        204: { description: 'With `X-HTTP-Method-Override: OPTIONS`: discovery, as `OPTIONS` answers.' },
+        201: {
+          description: 'Created; `Location` is the upload’s URL for HEAD, PATCH and DELETE.',
+          headers: responseHeaders({
+            Location: 'The upload’s URL.',
+            'Upload-Offset': 'Bytes received with the creation.',
+            'Upload-Expires': 'When an unfinished upload expires.',
+            'Wharf-Asset-Id': 'When the creation carried every byte: the asset.',
+            'Wharf-Upload-Result':
+              '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
+          }),
         },
+        400: tusError('A missing or malformed `Upload-Length` or `Upload-Metadata`, or a bad file name.'),
+        ...TUS_COMMON_ERRORS,
+        413: tusError('Larger than the account’s limit, or a body past `Upload-Length` (`FILE_TOO_LARGE`).'),
+        422: tusError(
+          'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
+        ),
+        415: tusError(
+          'A body in a `Content-Encoding` (`UNSUPPORTED_MEDIA_TYPE`): send the bytes as they are.',
+        ),
+        429: tusError('Too many unfinished uploads for the key or token (`TOO_MANY_OPEN_UPLOADS`).'),
+        503: tusError(STREAMS_BUSY),
+        460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
+        501: tusError('`Upload-Defer-Length` or `Upload-Concat` is not supported (`VALIDATION_FAILED`).'),
       },
-      delete: {
-        operationId: 'tusTerminate',
-        summary: 'tus: terminate an unfinished upload and free its bytes',
-        tags: tags.tus,
-        parameters: [TUS_ID, TUS_RESUMABLE],
-        responses: {
-          204: { description: 'Terminated.' },
-          ...TUS_COMMON_ERRORS,
-          409: tusError('The upload is finished (`UPLOAD_NOT_PENDING`): delete its asset instead.'),
+    },
+  };
+  const upload = {
+    head: {
+      operationId: 'tusGetOffset',
+      summary: 'tus: how many bytes arrived (where to resume)',
+      description:
+        'Also completes an upload whose every byte arrived before a crash stopped its completion; a finished ' +
+        'upload answers with its asset in `Wharf-Asset-Id`.',
+      tags: tags.tus,
+      parameters: [TUS_ID, TUS_RESUMABLE],
+      responses: {
+        200: {
+          description: 'The offset to resume at.',
+          headers: responseHeaders({
+            'Upload-Offset': 'Bytes received so far.',
+            'Upload-Length': 'The declared size.',
+            'Upload-Metadata': 'The metadata given at creation.',
+            'Upload-Expires': 'When it expires unfinished.',
+            'Wharf-Asset-Id': 'Once finished: the asset.',
+            'Wharf-Upload-Result':
+              '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
+          }),
         },
+        ...TUS_COMMON_ERRORS,
       },
+    },
+    patch: {
+      operationId: 'tusAppend',
+      summary: 'tus: append bytes at Upload-Offset',
+      description:
+        'The request that delivers the last byte verifies and completes the upload like every flow, and answers ' +
+        'with the asset in `Wharf-Asset-Id`. A cut request keeps every byte that arrived: HEAD, then resume. ' +
+        'A client that cannot send PATCH (or HEAD, DELETE) sends POST with `X-HTTP-Method-Override: PATCH`, ' +
+        'answered as the PATCH.',
+      tags: tags.tus,
+      parameters: [
+        TUS_ID,
+        TUS_RESUMABLE,
+        header('Upload-Offset', 'Where these bytes go: the offset HEAD answered.', true),
+        header('Upload-Checksum', '`<algorithm> <base64 digest>` of this request’s body.'),
+      ],
+      requestBody: { required: true, content: { 'application/offset+octet-stream': { schema: BINARY } } },
+      responses: {
+        204: {
+          description: 'Appended.',
+          headers: responseHeaders({
+            'Upload-Offset': 'Bytes received so far.',
+            'Upload-Expires': 'When it expires unfinished.',
+            'Wharf-Asset-Id': 'When this request finished the upload: the asset.',
+            'Wharf-Upload-Result':
+              '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
+          }),
+        },
+        400: tusError('A malformed header, or bytes that do not match the declared `sha256`.'),
+        ...TUS_COMMON_ERRORS,
+        409: tusError(
+          '`Upload-Offset` is not the upload’s offset (`OFFSET_MISMATCH`), or the upload is already complete ' +
+            '(`UPLOAD_NOT_PENDING`).',
+        ),
+        413: tusError('The body goes past `Upload-Length` (`FILE_TOO_LARGE`, `details.limit`).'),
+        415: tusError('The body is not `application/offset+octet-stream` (`UNSUPPORTED_MEDIA_TYPE`).'),
+        422: tusError(
+          'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
+        ),
+        460: tusError('The body does not match its `Upload-Checksum`; nothing was written.'),
+        503: tusError(STREAMS_BUSY),
+      },
+    },
+    delete: {
+      operationId: 'tusTerminate',
+      summary: 'tus: terminate an unfinished upload and free its bytes',
+      tags: tags.tus,
+      parameters: [TUS_ID, TUS_RESUMABLE],
+      responses: {
+        204: { description: 'Terminated.' },
+        ...TUS_COMMON_ERRORS,
+        409: tusError('The upload is finished (`UPLOAD_NOT_PENDING`): delete its asset instead.'),
+      },
+    },
+  };
+  return {
+    '/v1/tus/': collection,
+    // What tus clients configured without the slash send: the same endpoint, the same answers
+    // (src/http/tus/routes.ts routes both).
+    '/v1/tus': {
+      options: withoutSlash(collection.options),
+      post: withoutSlash(collection.post),
+    },
+    '/v1/tus/{id}': { ...upload, post: overridden(upload) },
+  };
+}
+
+/** An operation of `/v1/tus/` as served at `/v1/tus` too. */
+function withoutSlash<T extends { operationId: string; summary: string }>(operation: T): T {
+  return {
+    ...operation,
+    operationId: `${operation.operationId}WithoutSlash`,
+    summary: `${operation.summary} (\`/v1/tus\`, without the slash)`,
+  };
+}
+
+/**
+ * POST on an upload with `X-HTTP-Method-Override` naming HEAD, PATCH or DELETE (tus-js-client's
+ * `overridePatchMethod`): answered as that method, so with any of their answers.
+ */
+function overridden(upload: {
+  head: { responses: Json & { 200: Json } };
+  patch: { parameters: Json[]; responses: Json & { 204: Json } };
+  delete: { responses: Json };
+}): Json {
+  const { head, patch } = upload;
+  return {
+    operationId: 'tusMethodOverride',
+    summary: 'tus: HEAD, PATCH or DELETE sent as POST with X-HTTP-Method-Override',
+    description:
+      'For a client behind a proxy or firewall that passes only GET and POST (tus-js-client’s ' +
+      '`overridePatchMethod`): answered as the method `X-HTTP-Method-Override` names, with its headers, checks ' +
+      'and answers (`tusGetOffset`, `tusAppend`, `tusTerminate`). `POST` or `OPTIONS` there is `404` (neither ' +
+      'is a request on an upload); a method tus does not have is `405`. Without the header, `404`.',
+    tags: tags.tus,
+    parameters: [
+      ...patch.parameters.map((parameter) =>
+        parameter.name === 'Upload-Offset'
+          ? { ...parameter, required: false, description: `PATCH: ${parameter.description}` }
+          : parameter,
+      ),
+      methodOverride(['PATCH', 'HEAD', 'DELETE'], 'The method this request stands for.', true),
+    ],
+    requestBody: { required: false, content: { 'application/offset+octet-stream': { schema: BINARY } } },
+    responses: {
+      ...upload.delete.responses,
+      ...head.responses,
+      ...patch.responses,
+      200: { ...head.responses[200], description: 'As HEAD: the offset to resume at (no body).' },
+      204: { ...patch.responses[204], description: 'As PATCH: appended. As DELETE: terminated.' },
+      404: tusError('No such upload in the caller’s account, or no `X-HTTP-Method-Override` (`NOT_FOUND`).'),
+      409: tusError(
+        'As PATCH: `Upload-Offset` is not the upload’s offset (`OFFSET_MISMATCH`). As PATCH or DELETE: the ' +
+          'upload is finished (`UPLOAD_NOT_PENDING`).',
+      ),
     },
   };
 }
