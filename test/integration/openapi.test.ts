@@ -712,6 +712,16 @@ describe('the OpenAPI document', () => {
       assert.ok(put.parameters.some((p: Json) => p.in === 'query' && p.name === 'X-Amz-Signature'));
       assert.ok(put.responses['200'].headers.ETag);
       assert.ok(put.responses['403'].content['application/xml']);
+      // What it answers beside: a dependency away or busy (503, every operation), a full disk
+      // and a Content-Type that is no media type where a request writes (or carries a body).
+      for (const [method, op] of Object.entries<Json>(doc.paths['/s3/wharf/{key}'])) {
+        const writes = method !== 'get';
+        assert.match(op.responses['503']?.description ?? '', /ServiceUnavailable.*SlowDown/, method);
+        assert.ok(op.responses['503'].content['application/xml'], method);
+        assert.ok(op.responses['503'].headers['Retry-After'], method);
+        assert.equal(/InsufficientStorage/.test(op.responses['507']?.description), writes, method);
+        assert.equal(op.responses['415'] !== undefined, writes, method);
+      }
     }
   });
 
@@ -1462,6 +1472,29 @@ describe('real responses match the document', () => {
         const expires = Date.parse(res.body.expires_at) - w.clock.now();
         assert.ok(Math.abs(expires - expiresIn * 1000) < 2000, `${path} ${body}: ${res.body.expires_at}`);
       }
+    }
+  });
+
+  test('the storage endpoint: a Content-Type that is no media type is 415 where a body is read', async (t) => {
+    if (w.wharf.core.endpoint === undefined) return t.skip('S3 storage: no storage endpoint');
+    const bad = { 'content-type': 'a/b/c' };
+    const intent = await declare(w, w.key, { name: 'typed.bin', size: 3 });
+    const put = await readJson(
+      fetch(intent.url, { method: 'PUT', headers: { ...intent.headers, ...bad }, body: 'abc' }),
+    );
+    assert.equal(put.status, 415, put.body);
+    conforms('PUT', '/s3/wharf/{key}', put);
+    const started = await api(w.url, w.key, 'POST', '/v1/multipart', { name: 'typed.bin', size: 3 });
+    for (const method of ['POST', 'DELETE']) {
+      const signed = await api(w.url, w.key, 'POST', '/v1/s3/sign', {
+        method,
+        key: started.body.key,
+        uploadId: started.body.uploadId,
+      });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
+      const res = await readJson(fetch(signed.body.url, { method, headers: bad, body: 'x' }));
+      assert.equal(res.status, 415, res.body);
+      conforms(method, '/s3/wharf/{key}', res);
     }
   });
 

@@ -180,6 +180,11 @@ describe('upload bodies one account streams at once', () => {
       assert.equal(res.status, 503, await res.clone().text());
       assert.match(await res.text(), /<Code>SlowDown<\/Code>/);
       assert.match(String(res.headers.get('retry-after')), /^\d+$/);
+      // As the OpenAPI document declares it (it once did not).
+      const doc = (await (await fetch(`${w.url}/openapi.json`)).json()) as {
+        paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>;
+      };
+      assert.match(doc.paths['/s3/wharf/{key}']!.put!.responses['503']?.description ?? '', /SlowDown/);
     }
 
     // Another account is not affected.

@@ -539,6 +539,35 @@ const S3_COMMON_ERRORS = {
   ),
 };
 
+/**
+ * A dependency away or too busy (every operation: the signature's key and the upload are read
+ * from the database), as S3's answers that SDKs retry. Every 503 Wharf sends has Retry-After
+ * (src/http/plugins/errors.ts).
+ */
+const S3_UNAVAILABLE = {
+  503: {
+    ...s3Error(
+      '`ServiceUnavailable`: the database or storage cannot be reached, or the server is stopping; or `SlowDown`: ' +
+        'the account or token already streams as many bodies as it may (`TOO_MANY_UPLOAD_STREAMS`). Retry after ' +
+        '`Retry-After`.',
+    ),
+    headers: responseHeaders({ 'Retry-After': 'Seconds to wait before trying again.' }),
+  },
+};
+
+/**
+ * What an operation that writes (stores bytes, records or ends an upload) may meet besides, and
+ * one that may carry a body: a full disk (the database's too), and a `Content-Type` that is not
+ * a media type (Fastify cannot read it; S3 takes any, so has no status of its own for it).
+ */
+const S3_WRITE_ERRORS = {
+  415: s3Error('`InvalidArgument`: the `Content-Type` header is not a valid media type.'),
+  507: s3Error(
+    '`InsufficientStorage`: no room left on the disk (or the database’s) for the bytes or the record; nothing ' +
+      'of the request is kept, and the upload stays open.',
+  ),
+};
+
 function storagePaths(): Json {
   const description =
     'Only requests presigned by Wharf (SigV4 query authentication, no API key) are accepted, and answered as ' +
@@ -578,6 +607,8 @@ function storagePaths(): Json {
           },
           ...S3_COMMON_ERRORS,
           411: s3Error('`MissingContentLength`.'),
+          ...S3_WRITE_ERRORS,
+          ...S3_UNAVAILABLE,
         },
       },
       post: {
@@ -599,6 +630,8 @@ function storagePaths(): Json {
         responses: {
           200: { description: 'The S3 XML result.', content: XML },
           ...S3_COMMON_ERRORS,
+          ...S3_WRITE_ERRORS,
+          ...S3_UNAVAILABLE,
         },
       },
       get: {
@@ -611,6 +644,7 @@ function storagePaths(): Json {
         responses: {
           200: { description: 'S3’s `ListPartsResult`.', content: XML },
           ...S3_COMMON_ERRORS,
+          ...S3_UNAVAILABLE,
         },
       },
       delete: {
@@ -623,6 +657,8 @@ function storagePaths(): Json {
         responses: {
           204: { description: 'Aborted; the parts are freed.' },
           ...S3_COMMON_ERRORS,
+          ...S3_WRITE_ERRORS,
+          ...S3_UNAVAILABLE,
         },
       },
     },
