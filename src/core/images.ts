@@ -77,6 +77,23 @@ export interface RenderOptions {
    * renderings only while the asset holds fewer than publicVariants(maxVariants).
    */
   keyless?: boolean;
+  /**
+   * Aborted when the client leaves. While it waits for a transform slot, the request gives
+   * up its queue place, unless another request still waits for the same rendering; a
+   * rendering already being made is finished and stored (the next request for it is served).
+   */
+  signal?: AbortSignal | undefined;
+}
+
+/** A new rendering being made on this node, shared by the requests that asked for it. */
+interface Flight {
+  work: Promise<Derivative>;
+  /** Its key in `inflight`. */
+  key: string;
+  /** Requests (and jobs) waiting for it that have not left. */
+  waiting: number;
+  /** Aborted when the last of them leaves: its wait for a slot ends. */
+  abandon: AbortController;
 }
 
 export interface RenderRequest {
@@ -180,7 +197,7 @@ interface Source {
 export class ImageService {
   /** Transform slots of this node (tests hold them to see a full queue refuse). */
   readonly slots: Slots;
-  private readonly inflight = new Map<string, Promise<Derivative>>();
+  private readonly inflight = new Map<string, Flight>();
   /** Renderings of each asset being made in this process, counted against the variants limit. */
   private readonly making = new Map<string, number>();
   /**
@@ -237,7 +254,7 @@ export class ImageService {
         specKey(spec),
         format,
         (sink, outlived) => this.renderFrom(source, spec, sink, outlived),
-        { keyless: options.keyless ?? false },
+        { keyless: options.keyless ?? false, signal: options.signal },
       );
       return { derivative, negotiated };
     } catch (err) {
@@ -376,7 +393,7 @@ export class ImageService {
     paramsKey: string,
     format: OutputFormat,
     make: MakeRendering,
-    options: { background?: boolean; keyless?: boolean } = {},
+    options: { background?: boolean; keyless?: boolean; signal?: AbortSignal | undefined } = {},
   ): Promise<Derivative> {
     const existing = await this.stored(asset, paramsKey);
     if (existing) return existing;
@@ -386,20 +403,50 @@ export class ImageService {
     // A keyless request joins a rendering a keyed one is making, never the reverse: the
     // keyless one may be refused (the public share used up), which is no answer to a key.
     // Both render under the same lock, so the second finds the first's rendering made.
-    const flight = keyless ? `public:${name}` : name;
-    const running = this.inflight.get(name) ?? this.inflight.get(flight);
-    if (running) return running;
-    const work = this.claimAndMake(asset, paramsKey, format, name, make, {
-      background: options.background ?? false,
-      keyless,
-    });
-    this.inflight.set(flight, work);
+    const key = keyless ? `public:${name}` : name;
+    let flight = this.inflight.get(name) ?? this.inflight.get(key);
+    if (!flight) {
+      const abandon = new AbortController();
+      const work = this.claimAndMake(asset, paramsKey, format, name, make, {
+        background: options.background ?? false,
+        keyless,
+        signal: abandon.signal,
+      });
+      const started: Flight = { work, key, waiting: 0, abandon };
+      flight = started;
+      this.inflight.set(key, started);
+      void work.then(
+        (made) => this.known.set(memo, made),
+        () => {},
+      );
+      const forget = () => {
+        if (this.inflight.get(key) === started) this.inflight.delete(key);
+      };
+      void work.then(forget, forget);
+    }
+    return this.join(flight, options.signal);
+  }
+
+  /**
+   * Waits for a flight's rendering. One request leaving does not stop it while another still
+   * waits (or a job, which never leaves); the last one leaving ends its wait for a slot, and
+   * takes it out of `inflight` at once, so a request arriving next starts a rendering of its
+   * own rather than sharing one that is being given up.
+   */
+  private async join(flight: Flight, signal: AbortSignal | undefined): Promise<Derivative> {
+    flight.waiting += 1;
+    const leave = () => {
+      flight.waiting -= 1;
+      if (flight.waiting > 0) return;
+      if (this.inflight.get(flight.key) === flight) this.inflight.delete(flight.key);
+      flight.abandon.abort(signal?.reason);
+    };
+    if (signal?.aborted) leave();
+    else signal?.addEventListener('abort', leave, { once: true });
     try {
-      const made = await work;
-      this.known.set(memo, made);
-      return made;
+      return await flight.work;
     } finally {
-      this.inflight.delete(flight);
+      signal?.removeEventListener('abort', leave);
     }
   }
 
@@ -419,10 +466,11 @@ export class ImageService {
     format: OutputFormat,
     name: string,
     make: MakeRendering,
-    { background, keyless }: { background: boolean; keyless: boolean },
+    { background, keyless, signal }: { background: boolean; keyless: boolean; signal: AbortSignal },
   ): Promise<Derivative> {
     // The preview is what renderings of a video or PDF are made from, never one of them.
-    if (paramsKey === PREVIEW_KEY) return this.claimed(asset, paramsKey, format, name, make, background);
+    if (paramsKey === PREVIEW_KEY)
+      return this.claimed(asset, paramsKey, format, name, make, background, signal);
     // Eager presets' renderings count as any other (and are refused past the limit, which
     // their job takes as done): exempt, forty eager presets stored 120 renderings of every
     // new image for a limit of 100. Renderings of the asset being made here count too:
@@ -450,7 +498,7 @@ export class ImageService {
     // Counted from the check on, with no await between: the next request's check sees it.
     this.making.set(asset.id, (this.making.get(asset.id) ?? 0) + 1);
     try {
-      return await this.claimed(asset, paramsKey, format, name, make, background);
+      return await this.claimed(asset, paramsKey, format, name, make, background, signal);
     } finally {
       const left = (this.making.get(asset.id) ?? 1) - 1;
       if (left > 0) this.making.set(asset.id, left);
@@ -466,6 +514,8 @@ export class ImageService {
     name: string,
     make: MakeRendering,
     background: boolean,
+    /** Aborted when nobody waits for the rendering any more. */
+    signal: AbortSignal,
   ): Promise<Derivative> {
     const owner = this.ids.token(12);
     // Leases measure real time between processes, never a test's manual clock.
@@ -475,6 +525,7 @@ export class ImageService {
     while (!(await this.store.acquireLock(name, owner, Date.now() + leaseMs, Date.now()))) {
       const done = await this.store.getDerivative(asset.id, paramsKey);
       if (done) return done;
+      signal.throwIfAborted();
       if (Date.now() > deadline) {
         throw new WharfError(
           'TRANSFORMS_BUSY',
@@ -496,7 +547,12 @@ export class ImageService {
       // Someone may have finished between our first look and the claim.
       const done = await this.store.getDerivative(asset.id, paramsKey);
       if (done) return done;
-      const release = await this.slots.acquire(asset.accountId, background);
+      // A request waits for a slot no longer than a transform may run (then TRANSFORMS_BUSY):
+      // an answer comes within twice WHARF_IMAGE_TIMEOUT, however long the queue.
+      const release = await this.slots.acquire(asset.accountId, background, {
+        signal,
+        maxWaitMs: background ? undefined : this.settings.timeoutSeconds * 1000,
+      });
       // A rendering answered TRANSFORM_TIMEOUT while its encoder goes on (AVIF's cannot be
       // interrupted) still keeps a core busy: its slot is freed when that work really ends, or
       // answering at the deadline would let more encodes run at once than the slots allow.

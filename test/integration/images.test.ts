@@ -3,6 +3,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32, deflateSync } from 'node:zlib';
 import exifr from 'exifr';
 import sharp from 'sharp';
@@ -1441,6 +1442,139 @@ describe('the transform queue is shared between accounts', () => {
       }
     } finally {
       blobs.write = write;
+      await server.close();
+    }
+  });
+});
+
+describe('a request whose client leaves while it waits for a transform slot', () => {
+  test('gives up its queue place, and its rendering is not made; one another request still waits for is', async () => {
+    // One slot, four queue places: an account may hold two of them.
+    const logs = new LogCollector();
+    const server = await startWharf({
+      logStream: logs.stream,
+      env: { WHARF_IMAGE_CONCURRENCY: '1', WHARF_IMAGE_QUEUE: '4' },
+    });
+    const images = server.wharf.core.images;
+    const slots = images.slots;
+    // Hold the slot, as a long transform would, while the requests queue behind it.
+    let holder: (() => void) | undefined = await slots.acquire('someone-else');
+    try {
+      const uploaded = await uploadRaw(
+        server,
+        server.key,
+        'left.png',
+        await sharp({ create: { width: 100, height: 100, channels: 3, background: '#486' } })
+          .png()
+          .toBuffer(),
+        { contentType: 'image/png' },
+      );
+      const id = uploaded.body.asset.id as string;
+      const ask = (query: string, signal?: AbortSignal) =>
+        fetch(`${server.url}/v1/assets/${id}/image?${query}`, {
+          headers: { 'x-api-key': server.key },
+          ...(signal && { signal }),
+        }).then(
+          async (res) => ({ status: res.status, body: await res.text() }),
+          (err: unknown) => ({ status: 0, body: String(err) }),
+        );
+      const queued = (n: number, what: string) =>
+        eventually(() => slots.stats.queued === n, what, { every: 5, tries: 2000 });
+      const rendered = images.rendered;
+
+      // The account's whole share of the queue, both clients then gone.
+      const left = [new AbortController(), new AbortController()];
+      const gone = [ask('w=32&format=png', left[0]!.signal)];
+      await queued(1, 'the first request queued');
+      gone.push(ask('w=48&format=png', left[1]!.signal));
+      await queued(2, 'the second request queued');
+      for (const controller of left) controller.abort();
+      await Promise.all(gone);
+      await queued(0, 'the requests whose clients left gave up their queue places');
+      // Routine: logged at info, never as a failure.
+      await logs.waitFor(
+        (l) => l.msg === 'client closed the connection before the answer',
+        'of a client that left',
+      );
+
+      // Two requests for one new rendering share it: the first one's client leaving does not
+      // give it up while the second still waits.
+      const leaving = new AbortController();
+      const shared = ask('w=64&format=png', leaving.signal);
+      await queued(1, 'the shared rendering queued');
+      const staying = ask('w=64&format=png');
+      leaving.abort();
+      await shared;
+      // A third, left too: once its place is given up, the first's leaving has been seen.
+      const third = new AbortController();
+      const thirdGone = ask('w=80&format=png', third.signal);
+      await queued(2, 'the third request queued');
+      third.abort();
+      await thirdGone;
+      await queued(1, 'the third request gave up its place; the shared one kept its own');
+
+      // The queue is free: the account's next request is queued (not refused) and served.
+      const next = ask('w=96&format=png');
+      await queued(2, 'the next request queued');
+      holder();
+      holder = undefined;
+      const [stayed, served] = await Promise.all([staying, next]);
+      assert.equal(stayed.status, 200, stayed.body);
+      assert.equal(served.status, 200, served.body);
+      assert.deepEqual(slots.stats, { running: 0, queued: 0 });
+
+      // Only the renderings someone waited for were made.
+      assert.equal(images.rendered - rendered, 2);
+      const listed = await api(server.url, server.key, 'GET', `/v1/assets/${id}/derivatives`);
+      assert.deepEqual(
+        (listed.body.data as Array<{ params: string }>).map((d) => /^w(\d+)-/.exec(d.params)?.[1]).sort(),
+        ['64', '96'],
+        JSON.stringify(listed.body.data),
+      );
+      assert.deepEqual(
+        logs.lines.filter((l) => l.level >= 50),
+        [],
+        'no client that left is logged as an error',
+      );
+    } finally {
+      holder?.();
+      await server.close();
+    }
+  });
+
+  test('a wait for a slot ends after WHARF_IMAGE_TIMEOUT with 503 TRANSFORMS_BUSY and Retry-After', async () => {
+    const server = await startWharf({
+      env: { WHARF_IMAGE_CONCURRENCY: '1', WHARF_IMAGE_QUEUE: '2', WHARF_IMAGE_TIMEOUT: '1' },
+    });
+    const slots = server.wharf.core.images.slots;
+    let holder: (() => void) | undefined = await slots.acquire('someone-else');
+    try {
+      const uploaded = await uploadRaw(
+        server,
+        server.key,
+        'waits.png',
+        await sharp({ create: { width: 100, height: 100, channels: 3, background: '#684' } })
+          .png()
+          .toBuffer(),
+        { contentType: 'image/png' },
+      );
+      const id = uploaded.body.asset.id as string;
+      const ask = () =>
+        fetch(`${server.url}/v1/assets/${id}/image?w=32&format=png`, {
+          headers: { 'x-api-key': server.key },
+        });
+      // The slot stays held: without a bound, the request would wait for as long.
+      const res = await Promise.race([ask(), sleep(20_000, undefined, { ref: false })]);
+      assert.ok(res, 'answered while the slot was still held');
+      assert.equal(res.status, 503, await res.clone().text());
+      assert.equal(((await res.json()) as ErrorBody).error.code, 'TRANSFORMS_BUSY');
+      assert.equal(res.headers.get('retry-after'), '2');
+      assert.deepEqual(slots.stats, { running: 1, queued: 0 });
+      holder();
+      holder = undefined;
+      assert.equal((await ask()).status, 200);
+    } finally {
+      holder?.();
       await server.close();
     }
   });

@@ -160,6 +160,38 @@ describe('transform slots', () => {
     },
   );
 
+  test('a waiter leaves the queue when its signal aborts or its wait passes maxWaitMs', bounded, async () => {
+    const slots = new Slots(1, 4);
+    const holder = await slots.acquire('acct');
+    const left = new AbortController();
+    const leaving = slots.acquire('acct', false, { signal: left.signal });
+    const staying = slots.acquire('acct');
+    assert.deepEqual(slots.stats, { running: 1, queued: 2 });
+    const reason = new Error('client left');
+    left.abort(reason);
+    await assert.rejects(leaving, (err: unknown) => err === reason);
+    // Its place is free: the account may queue another within its share (two of four).
+    const timed = slots.acquire('acct', false, { maxWaitMs: 20 });
+    assert.deepEqual(slots.stats, { running: 1, queued: 2 });
+    await assert.rejects(timed, (err: unknown) => {
+      assert.ok(isWharfError(err, 'TRANSFORMS_BUSY'));
+      assert.equal(err.details?.retry_after, 2);
+      return true;
+    });
+    assert.deepEqual(slots.stats, { running: 1, queued: 1 });
+    // A signal already aborted gets no slot, even a free one: nobody would read the work.
+    const gone = new AbortController();
+    gone.abort(reason);
+    holder();
+    const release = await staying;
+    release();
+    await assert.rejects(
+      slots.acquire('acct', false, { signal: gone.signal }),
+      (err: unknown) => err === reason,
+    );
+    assert.deepEqual(slots.stats, { running: 0, queued: 0 });
+  });
+
   test(
     'are shared fairly: an account holds at most half the queue, and accounts are served in turn',
     bounded,

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, isWharfError } from '../../core/errors.js';
 import { refusedForResources } from '../../core/unavailable.js';
+import { ClientLeft } from '../client-left.js';
 import { settleRefusedBody } from '../refused-body.js';
 import { noteErrorCode } from '../request-log.js';
 import { type RoutingErrorShape, routeMiss, shapeFor } from '../routing-errors.js';
@@ -55,6 +56,8 @@ export function mapError(failure: unknown): MappedError {
       ...(err.details && { details: err.details }),
     };
   }
+  // Nobody reads this answer; the request is counted and logged as the client's leaving.
+  if (err instanceof ClientLeft) return { status: 499, code: 'ABORTED', message: err.message };
   const fe = err as FastifyError;
   if (fe?.validation) {
     return { status: 400, code: 'VALIDATION_FAILED', message: validationMessage(fe) };
@@ -108,6 +111,13 @@ export function logFailure(request: FastifyRequest, err: unknown, status: number
     request.log.info(
       { err: { type: (err as Error)?.name, code: (err as { code?: unknown })?.code } },
       cut ? CUT_MESSAGE[cut] : 'client closed the connection before the request was complete',
+    );
+  } else if (err instanceof ClientLeft) {
+    // Its work given up (a wait for a transform slot): routine, as a hang-up mid-upload is.
+    const cut = cutReason(request.raw.socket);
+    request.log.info(
+      { code: 'ABORTED' },
+      cut ? CUT_MESSAGE[cut] : 'client closed the connection before the answer',
     );
   } else if (isWharfError(err, 'TRANSFORMS_BUSY')) {
     // Load shedding, as configured (WHARF_IMAGE_QUEUE): nothing failed, and a burst of them

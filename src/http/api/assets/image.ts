@@ -4,6 +4,7 @@ import { isWharfError, WharfError } from '../../../core/errors.js';
 import { ImageService, type TransformRequest } from '../../../core/images.js';
 import type { Asset, Derivative } from '../../../core/model.js';
 import { EXTENSIONS, FITS, MAX_DPR, type OutputFormat } from '../../../core/transforms.js';
+import { clientLeaving } from '../../client-left.js';
 import { describedAs, named } from '../../openapi/components.js';
 import { authenticate, presentedKey } from '../../plugins/auth.js';
 import type { ApiContext, App } from '../context.js';
@@ -356,7 +357,10 @@ export async function assetImageRoutes(app: App, { core, publicUrl }: ApiContext
       }
       const serve = async () => {
         const rendered = await core.images
-          .render(asset, transform, request.headers.accept, { keyless })
+          .render(asset, transform, request.headers.accept, {
+            keyless,
+            signal: clientLeaving(request, reply),
+          })
           .catch((err: unknown) => withRetryAfter(reply, err));
         reply.header('cache-control', cacheControl);
         // Added to what is there: the CORS hook's `Vary: Origin` (its Access-Control-Allow-Origin
