@@ -1324,7 +1324,9 @@ describe('slots are for pixels', () => {
 
 describe('a transform past WHARF_IMAGE_TIMEOUT', () => {
   test('AVIF, whose encoder cannot be stopped: 503 TRANSFORM_TIMEOUT at the deadline, its slot held until it ends, nothing of it kept', async () => {
+    const logs = new LogCollector();
     const slow = await startWharf({
+      logStream: logs.stream,
       env: { WHARF_IMAGE_TIMEOUT: '1', WHARF_IMAGE_CONCURRENCY: '1', WHARF_IMAGE_QUEUE: '1' },
     });
     try {
@@ -1346,6 +1348,14 @@ describe('a transform past WHARF_IMAGE_TIMEOUT', () => {
       assert.equal(res.status, 503, `${res.headers.get('content-type')}, ${answer.length} bytes`);
       assert.equal((JSON.parse(answer.toString()) as ErrorBody).error.code, 'TRANSFORM_TIMEOUT');
       assert.equal(res.headers.get('retry-after'), '5');
+      // A documented refusal, not a fault: a warning without a stack, never an error.
+      const line = await logs.waitFor(
+        (l) => l.reqId === res.headers.get('x-request-id') && l.level >= WARN,
+        'of the timeout',
+      );
+      assert.equal(line.level, WARN, JSON.stringify(line));
+      assert.equal(line.code, 'TRANSFORM_TIMEOUT');
+      assert.equal((line.err as { stack?: string } | undefined)?.stack, undefined);
       // Answered while the encoder still runs: it keeps the one slot, so no other encode starts.
       assert.deepEqual(slots.stats, { running: 1, queued: 0 });
       await eventually(() => slots.stats.running === 0, 'the abandoned encode ended', {

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ErrorCode, isWharfError } from '../../core/errors.js';
+import { type ErrorCode, isWharfError, type WharfError } from '../../core/errors.js';
 import { refusedForResources } from '../../core/unavailable.js';
 import { ClientLeft } from '../client-left.js';
 import { settleRefusedBody } from '../refused-body.js';
@@ -99,13 +99,41 @@ export function clientHungUp(request: FastifyRequest): boolean {
 }
 
 /**
+ * Refusals that are Wharf working as configured, not failing: load shed or a limit reached,
+ * each a documented answer (some 503, which would otherwise read as Wharf's fault). Logged at
+ * warn, by code and without a stack, so a burst of them does not bury real errors or page
+ * whoever alerts on `error`.
+ */
+const EXPECTED_REFUSALS: Partial<
+  Record<ErrorCode, { message: string; fields?: (err: WharfError) => Record<string, unknown> }>
+> = {
+  // The transform queue full (WHARF_IMAGE_QUEUE, the account's share) or waited in too long.
+  TRANSFORMS_BUSY: { message: 'request refused: too many image transforms running' },
+  // A transform past WHARF_IMAGE_TIMEOUT: the image (a size, a format) costs more than allowed.
+  TRANSFORM_TIMEOUT: { message: 'request refused: an image transform ran past WHARF_IMAGE_TIMEOUT' },
+  // A body over its account's, token's or upload's streams (a 503 SlowDown on the storage
+  // endpoint, on tus and RUFH): the cap doing its work.
+  TOO_MANY_UPLOAD_STREAMS: {
+    message: 'request refused: too many upload bodies streaming at once',
+    fields: (err) => ({ scope: err.details?.scope }),
+  },
+};
+
+/** The warning an expected refusal is logged as, if `err` is one. */
+function expectedRefusal(err: WharfError): { message: string; fields: Record<string, unknown> } | undefined {
+  const known = EXPECTED_REFUSALS[err.code];
+  return known && { message: known.message, fields: { code: err.code, ...known.fields?.(err) } };
+}
+
+/**
  * Logs a request's failure: a client that hung up mid-upload is routine (info), whatever
- * error its broken stream caused; a 5xx otherwise is Wharf's fault (error). Refusals (4xx)
- * are in the request log already.
+ * error its broken stream caused; an expected refusal (EXPECTED_REFUSALS) a warning; a 5xx
+ * otherwise is Wharf's fault (error). Other refusals (4xx) are in the request log already.
  */
 export function logFailure(request: FastifyRequest, err: unknown, status: number): void {
   // Every error handler passes here: the request's own line names the code it was answered with.
   noteErrorCode(request, mapError(err).code);
+  const expected = isWharfError(err) ? expectedRefusal(err) : undefined;
   if (clientHungUp(request)) {
     const cut = cutReason(request.raw.socket);
     request.log.info(
@@ -119,17 +147,8 @@ export function logFailure(request: FastifyRequest, err: unknown, status: number
       { code: 'ABORTED' },
       cut ? CUT_MESSAGE[cut] : 'client closed the connection before the answer',
     );
-  } else if (isWharfError(err, 'TRANSFORMS_BUSY')) {
-    // Load shedding, as configured (WHARF_IMAGE_QUEUE): nothing failed, and a burst of them
-    // must not bury real errors under stacks.
-    request.log.warn({ code: err.code }, 'request refused: too many image transforms running');
-  } else if (isWharfError(err, 'TOO_MANY_UPLOAD_STREAMS')) {
-    // So is a body over its account's, token's or upload's streams (a 503 SlowDown on the
-    // storage endpoint, on tus and RUFH): the cap doing its work, not a failure.
-    request.log.warn(
-      { code: err.code, scope: err.details?.scope },
-      'request refused: too many upload bodies streaming at once',
-    );
+  } else if (expected) {
+    request.log.warn(expected.fields, expected.message);
   } else if (status >= 500) {
     request.log.error({ err }, 'request failed');
   }
