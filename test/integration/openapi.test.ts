@@ -78,6 +78,8 @@ const ROUTES: Record<string, string[]> = {
 
 /** The embedded deployment's storage endpoint, where its presigned URLs point (S3 storage has none). */
 const STORAGE_ROUTES: Record<string, string[]> = {
+  '/s3/wharf': ['post'],
+  '/s3/wharf/': ['post'],
   '/s3/wharf/{key}': ['delete', 'get', 'post', 'put'],
 };
 const STORAGE_PREFIX = '/s3/';
@@ -476,9 +478,18 @@ describe('the OpenAPI document', () => {
       has(path, 'post', '409', ['Retry-After']);
     }
     has('/v1/assets', 'post', '201', ['Location', 'Upload-Offset']);
+    // The tus creation takes the key too (its handler claims it: see src/http/tus/idempotency.ts).
+    for (const path of ['/v1/tus/', '/v1/tus']) {
+      has(path, 'post', '201', ['Idempotent-Replayed']);
+      has(path, 'post', '409', ['Retry-After']);
+      const names = doc.paths[path].post.parameters.map((p: Json) => p.name);
+      assert.ok(names.includes('Idempotency-Key'), `POST ${path}: Idempotency-Key`);
+    }
     for (const [path, method, op] of operations()) {
-      if (!path.startsWith('/v1/') || isTus(path) || path.startsWith('/v1/resumable/')) continue;
-      for (const status of ['429', '503']) {
+      if (!path.startsWith('/v1/')) continue;
+      const protocol = isTus(path) || path.startsWith('/v1/resumable/');
+      // Every 503 says when to retry, the protocols' too; their 429s are the native ones' only.
+      for (const status of protocol ? ['503'] : ['429', '503']) {
         if (op.responses[status]) has(path, method, status, ['Retry-After']);
       }
     }
@@ -669,6 +680,7 @@ describe('the OpenAPI document', () => {
     const headers = (op: Json) =>
       op.parameters.filter((p: Json) => p.in === 'header').map((p: Json) => p.name);
     assert.deepEqual(headers(create).sort(), [
+      'Idempotency-Key',
       'Tus-Resumable',
       'Upload-Checksum',
       'Upload-Length',
@@ -714,6 +726,15 @@ describe('the OpenAPI document', () => {
       assert.ok(put.responses['403'].content['application/xml']);
       // What it answers beside: a dependency away or busy (503, every operation), a full disk
       // and a Content-Type that is no media type where a request writes (or carries a body).
+      // POST Object forms go to the bucket's root (FileSpin's presigned form).
+      for (const path of ['/s3/wharf/', '/s3/wharf']) {
+        const form = doc.paths[path]?.post;
+        assert.ok(form?.requestBody.content['multipart/form-data'].schema.properties.policy, path);
+        assert.deepEqual(form.security, [], `${path}: no API key`);
+        assert.ok(form.responses['204'].headers.ETag, path);
+        assert.ok(form.responses['303'].headers.Location, path);
+        assert.ok(form.responses['503'].headers['Retry-After'], path);
+      }
       for (const [method, op] of Object.entries<Json>(doc.paths['/s3/wharf/{key}'])) {
         const writes = method !== 'get';
         assert.match(op.responses['503']?.description ?? '', /ServiceUnavailable.*SlowDown/, method);

@@ -109,6 +109,15 @@ function tusPaths(): Json {
           true,
         ),
         header('Upload-Checksum', '`<algorithm> <base64 digest>` of this request’s body, if it has one.'),
+        header(
+          'Idempotency-Key',
+          'Makes the creation safe to send again: the same key with the same `Upload-Length`, ' +
+            '`Upload-Metadata` and `Repr-Digest` within 24 hours gets the upload the first made (`201` with ' +
+            '`Idempotent-Replayed: true` and its current `Upload-Offset`; a replay’s body is not read), not a ' +
+            'second one. 1–255 visible ASCII characters other than `"`, optionally in double quotes.',
+          false,
+          { type: 'string', pattern: '^(?:[!#-~]{1,255}|"[!#-~]{1,255}")$' },
+        ),
         methodOverride(
           ['POST', 'OPTIONS'],
           '`OPTIONS`: answered as discovery (`204`), for a client that can send only GET and POST.',
@@ -130,13 +139,26 @@ function tusPaths(): Json {
             'Wharf-Asset-Id': 'When the creation carried every byte: the asset.',
             'Wharf-Upload-Result':
               '`exists` when the account already held the content, else `created` (with `Wharf-Asset-Id`).',
+            'Idempotent-Replayed':
+              '`true` when this answers an earlier creation sent with the same `Idempotency-Key`.',
           }),
         },
-        400: tusError('A missing or malformed `Upload-Length` or `Upload-Metadata`, or a bad file name.'),
+        400: tusError(
+          'A missing or malformed `Upload-Length` or `Upload-Metadata`, a bad file name, or a malformed ' +
+            '`Idempotency-Key`.',
+        ),
         ...TUS_COMMON_ERRORS,
+        409: {
+          ...tusError(
+            'A creation with this `Idempotency-Key` is still being answered (`IDEMPOTENCY_KEY_IN_USE`): retry ' +
+              'after `Retry-After`.',
+          ),
+          headers: responseHeaders({ 'Retry-After': 'Seconds to wait before sending it again.' }),
+        },
         413: tusError('Larger than the account’s limit, or a body past `Upload-Length` (`FILE_TOO_LARGE`).'),
         422: tusError(
-          'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`).',
+          'The account strips EXIF location and this file’s cannot be removed (`LOCATION_NOT_REMOVABLE`), or ' +
+            'this `Idempotency-Key` was sent with another creation (`IDEMPOTENCY_KEY_REUSED`).',
         ),
         415: tusError(
           'A body in a `Content-Encoding` (`UNSUPPORTED_MEDIA_TYPE`): send the bytes as they are.',
@@ -568,12 +590,82 @@ const S3_WRITE_ERRORS = {
   ),
 };
 
+/**
+ * S3's POST Object, as src/http/storage/post-object.ts serves it at the bucket's root: a browser
+ * form whose signed policy names the key and the size range (FileSpin's flow hands them out).
+ */
+function postObjectOperation(operationId: string, description: string): Json {
+  const field = (text: string) => ({ type: 'string', description: text });
+  return {
+    operationId,
+    summary: 'Storage: POST Object (a browser form with a signed policy)',
+    description:
+      'The fields before the `file` part are read and the policy is checked (signature, expiry, `key`, ' +
+      '`content-length-range` while the file streams); fields after the file are ignored, as S3 ignores them. ' +
+      `The object's type is the form's \`Content-Type\` field. ${description}`,
+    tags: tags.storage,
+    security: [],
+    requestBody: {
+      required: true,
+      content: {
+        'multipart/form-data': {
+          schema: {
+            type: 'object',
+            required: [
+              'key',
+              'policy',
+              'x-amz-algorithm',
+              'x-amz-credential',
+              'x-amz-date',
+              'x-amz-signature',
+              'file',
+            ],
+            properties: {
+              key: field('The object key the policy allows.'),
+              policy: field('The base64 policy document the upload was handed.'),
+              'x-amz-algorithm': field('`AWS4-HMAC-SHA256`.'),
+              'x-amz-credential': field('As handed out.'),
+              'x-amz-date': field('As handed out.'),
+              'x-amz-signature': field('The policy’s signature (hex).'),
+              'Content-Type': field('The object’s type, if the policy names one.'),
+              success_action_status: field('`200`, `201` (an XML `PostResponse`) or `204` (the default).'),
+              success_action_redirect: field(
+                'An http(s) URL to answer `303` to, with `bucket`, `key` and `etag`.',
+              ),
+              file: { ...BINARY, description: 'The bytes: the last field that counts.' },
+            },
+          },
+        },
+      },
+    },
+    responses: {
+      200: { description: 'Stored (`success_action_status=200`).', headers: POSTED },
+      201: { description: 'Stored: S3’s `PostResponse`.', content: XML, headers: POSTED },
+      204: { description: 'Stored (the default).', headers: POSTED },
+      303: {
+        description: 'Stored; sent on to `success_action_redirect`.',
+        headers: responseHeaders({ Location: 'The redirect, with `bucket`, `key` and `etag` added.' }),
+      },
+      ...S3_COMMON_ERRORS,
+      ...S3_WRITE_ERRORS,
+      ...S3_UNAVAILABLE,
+    },
+  };
+}
+
+const POSTED = responseHeaders({
+  ETag: 'The quoted MD5 of the bytes.',
+  Location: 'The object’s URL.',
+});
+
 function storagePaths(): Json {
   const description =
     'Only requests presigned by Wharf (SigV4 query authentication, no API key) are accepted, and answered as ' +
     'S3 answers them (ETag, XML bodies, XML errors). Embedded deployment only: with S3 storage, presigned URLs ' +
     'point at the bucket.';
   return {
+    '/s3/wharf/': { post: postObjectOperation('storagePostObject', description) },
+    '/s3/wharf': { post: postObjectOperation('storagePostObjectWithoutSlash', description) },
     '/s3/wharf/{key}': {
       put: {
         operationId: 'storagePutObject',
@@ -687,7 +779,11 @@ function withDependencyRefusals(paths: Json): Json {
             const answer = (description: string) =>
               method === 'head' ? { description } : rufhError(description);
             const busy = responses[503] as { description: string } | undefined;
-            responses[503] = answer(busy ? `${busy.description} ${UNAVAILABLE}` : UNAVAILABLE);
+            // Every 503 Wharf sends says when to try again, the stream cap's and the dependencies' alike.
+            responses[503] = {
+              ...answer(busy ? `${busy.description} ${UNAVAILABLE}` : UNAVAILABLE),
+              headers: responseHeaders({ 'Retry-After': 'Seconds to wait before trying again.' }),
+            };
             if (method !== 'options') {
               responses[507] = answer(
                 'No room left to store the bytes or complete the upload (`STORAGE_FULL`); nothing of the refused ' +
