@@ -1,5 +1,5 @@
 import { WharfApiError, WharfError } from './errors.js';
-import { type HasherFactory, portableSha256, sha256Hex } from './hash.js';
+import { type HasherFactory, paced, portableSha256, sha256Hex } from './hash.js';
 import {
   type BodyFactory,
   idempotent,
@@ -367,9 +367,11 @@ function declaredSha256(headers: Headers): string | undefined {
 /** Passes the bytes on and fails the stream at its end if their SHA-256 is not `expected`. */
 function verifying(expected: string, factory: HasherFactory): TransformStream<Uint8Array, Uint8Array> {
   const hasher = factory();
+  // Paced as an upload's hashing is: a fast download's chunks, queued, come without a task between.
+  const update = paced(hasher);
   return new TransformStream({
-    transform(chunk, controller) {
-      hasher.update(chunk);
+    async transform(chunk, controller) {
+      await update(chunk);
       controller.enqueue(chunk);
     },
     flush(controller) {

@@ -224,10 +224,13 @@ export function exactly(
   );
 }
 
-/** Reads a stream to its end, handing each chunk to `onChunk` (hashing a file, say). */
+/**
+ * Reads a stream to its end, handing each chunk to `onChunk` (hashing a file, say), awaited
+ * before the next read; stops, the stream cancelled, once `signal` has fired.
+ */
 export async function drain(
   stream: ReadableStream<Uint8Array>,
-  onChunk: (chunk: Uint8Array) => void,
+  onChunk: (chunk: Uint8Array) => void | Promise<void>,
   signal?: AbortSignal,
 ): Promise<void> {
   const reader = stream.getReader();
@@ -239,7 +242,7 @@ export async function drain(
       }
       const { done, value } = await reader.read();
       if (done) return;
-      onChunk(value);
+      await onChunk(value);
     }
   } finally {
     reader.releaseLock();

@@ -1,6 +1,6 @@
 import type { Wharf } from './client.js';
 import { isWharfError, WharfApiError, WharfError } from './errors.js';
-import { sha256Hex } from './hash.js';
+import { paced, sha256Hex } from './hash.js';
 import { idempotent, isBusy, throwIfAborted } from './http.js';
 import { type ProgressListener, ProgressMeter } from './progress.js';
 import {
@@ -224,9 +224,10 @@ class UploadRun {
 
   async go(): Promise<UploadResult> {
     const hashFirst = this.options.hashFirst ?? this.source.reopenable;
-    const sha256 = hashFirst || this.options.sha256 ? await this.sha256() : undefined;
     let outcome: { status: 'created' | 'exists'; asset: Asset };
     try {
+      // Inside: a hashing aborted or failed settles the run too (its throttled report is dropped).
+      const sha256 = hashFirst || this.options.sha256 ? await this.sha256() : undefined;
       await this.dropOtherKinds();
       switch (this.strategy) {
         case 'direct':
@@ -339,11 +340,12 @@ class UploadRun {
     }
     this.meter.start('hashing');
     const hasher = this.wharf.sha256();
+    // Paced: a page stays responsive (and its Cancel heard) while a large file is hashed.
+    const update = paced(hasher, (bytes) => this.meter.add(bytes));
     await drain(
       this.source.open(),
-      (chunk) => {
-        hasher.update(chunk);
-        this.meter.add(chunk.byteLength);
+      async (chunk) => {
+        await update(chunk, this.signal);
       },
       this.signal,
     );

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { type HasherFactory, Wharf as PortableWharf, portableSha256 } from '../../src/sdk/index.js';
 import { fileSource, type UploadSource, Wharf, WharfError } from '../../src/sdk/node.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -85,3 +86,102 @@ for (const strategy of ['direct', 'presigned', 'multipart', 'tus'] as const) {
     assert.ok(seen.cancelled >= 1, 'the source was cancelled');
   });
 }
+
+/**
+ * A page hashes a Blob with the portable SHA-256 (`new Wharf`, no node:crypto) on its only
+ * thread. The hashing must give the event loop turns: it ran to its end in promises already
+ * settled, so no timer fired, no frame was drawn and no Cancel was heard until the whole file was
+ * hashed (15 s for 300 MiB in Chromium). Node runs the same code here: a Blob's chunks come as
+ * settled promises as they do in a browser.
+ */
+const HASHED = 48 * MiB;
+
+/** A fetch that records every request (sent on to the real server). */
+function recording() {
+  const requests: string[] = [];
+  const spy: typeof fetch = (input, init) => {
+    requests.push(`${init?.method ?? 'GET'} ${input instanceof Request ? input.url : String(input)}`);
+    return fetch(input, init);
+  };
+  return { requests, fetch: spy };
+}
+
+/** The portable SHA-256 (what a page hashes with), counting the bytes it is fed. */
+function countedHashing() {
+  const seen = { hashed: 0 };
+  const sha256: HasherFactory = () => {
+    const hasher = portableSha256();
+    return {
+      update: (chunk) => {
+        seen.hashed += chunk.byteLength;
+        hasher.update(chunk);
+      },
+      hex: () => hasher.hex(),
+    };
+  };
+  return { sha256, seen };
+}
+
+test('hashing a Blob (portable SHA-256, as in a browser) lets timers run while it goes', async () => {
+  const blob = new Blob([randomBytes(HASHED)]);
+  const { requests, fetch } = recording();
+  const { sha256, seen } = countedHashing();
+  const wharf = new PortableWharf({ url: w.url, key: w.key, fetch, sha256 });
+  let ticks = 0;
+  // Ticks between the first bytes hashed and the first request (made once the hash is known).
+  const timer = setInterval(() => {
+    if (seen.hashed > 0 && requests.length === 0) ticks++;
+  }, 5);
+  try {
+    const result = await wharf.upload(blob, { name: 'hashed.bin' });
+    assert.equal(result.asset.size, HASHED);
+  } finally {
+    clearInterval(timer);
+  }
+  assert.ok(ticks > 0, `a timer fired while ${HASHED} bytes were hashed (${ticks} ticks)`);
+});
+
+test('an abort while a Blob is hashed (portable SHA-256) stops it at once, with no request sent', async () => {
+  const blob = new Blob([randomBytes(HASHED)]);
+  const { requests, fetch } = recording();
+  const { sha256, seen } = countedHashing();
+  const wharf = new PortableWharf({ url: w.url, key: w.key, fetch, sha256 });
+  const pendingBefore = (await wharf.uploads.list({ status: 'pending' })).data.length;
+  requests.length = 0;
+  const controller = new AbortController();
+  let settled = false;
+  let hashedAtAbort: number | undefined;
+  const late: string[] = [];
+  const err = await wharf
+    .upload(blob, {
+      name: 'hashed.bin',
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (settled) late.push(`${p.phase} ${p.bytes}/${p.total}`);
+        // Cancel pressed once hashing is under way: a task of its own, as a click is.
+        if (p.phase === 'hashing' && p.bytes > 0 && hashedAtAbort === undefined) {
+          hashedAtAbort = -1;
+          setTimeout(() => {
+            hashedAtAbort = seen.hashed;
+            controller.abort();
+          }, 0);
+        }
+      },
+    })
+    .catch((e: unknown) => e);
+  settled = true;
+  assert.ok(err instanceof WharfError && err.code === 'ABORTED', String(err));
+  assert.ok(
+    hashedAtAbort !== undefined && hashedAtAbort >= 0 && hashedAtAbort < HASHED,
+    `the abort was heard while hashing (at byte ${hashedAtAbort} of ${HASHED})`,
+  );
+  assert.ok(seen.hashed < HASHED, `hashing stopped at the abort: ${seen.hashed} of ${HASHED} bytes hashed`);
+  assert.deepEqual(requests, [], 'no request was sent');
+  assert.equal(
+    (await wharf.uploads.list({ status: 'pending' })).data.length,
+    pendingBefore,
+    'nothing declared',
+  );
+  await delay(300);
+  assert.deepEqual(late, [], 'no progress after the upload failed');
+});
