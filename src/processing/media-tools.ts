@@ -44,6 +44,50 @@ const PREVIEW_SIZE = 1280;
 const MEMORY_LIMIT_BYTES = 2 * 1024 ** 3;
 const OUTPUT_LIMIT_BYTES = 4 * 1024 * 1024;
 
+/**
+ * The demuxers ffprobe and ffmpeg may open an input with: the containers of the audio and video
+ * types the sniffer names (file-type), by ffmpeg's names. Left to probe freely, ffmpeg takes an
+ * HLS or concat playlist (even behind an ID3 tag) and opens the files it lists: an uploaded
+ * playlist naming `file:///…` would have a server file read in as if it were the upload. And
+ * only local files, the temp copy itself, may be opened.
+ */
+const DEMUXERS = [
+  'mov', // mp4, m4a, m4v, mov, 3gp, 3g2, mj2, f4v
+  'matroska', // mkv, webm
+  'avi',
+  'asf', // wmv, wma
+  'flv',
+  'mpeg',
+  'mpegts',
+  'mpegvideo',
+  'mxf',
+  'ogg', // ogv, oga, opus, spx
+  'mp3',
+  'aac',
+  'ac3',
+  'eac3',
+  'flac',
+  'wav',
+  'w64',
+  'aiff',
+  'amr',
+  'ape',
+  'wv',
+  'mpc',
+  'mpc8',
+  'au',
+  'voc',
+  'caf',
+  'dsf',
+  'qcp',
+  'rm',
+  'm4v',
+  'h264',
+  'hevc',
+  'ivf',
+].join(',');
+const INPUT_LIMITS = ['-format_whitelist', DEMUXERS, '-protocol_whitelist', 'file'];
+
 class ToolError extends Error {
   constructor(
     readonly code: 'TOOL_TIMEOUT' | 'TOOL_FAILED',
@@ -131,6 +175,7 @@ export class MediaTools implements MediaProber {
       'json',
       '-show_format',
       '-show_streams',
+      ...INPUT_LIMITS,
       input,
     ]);
     const probed = JSON.parse(out) as FfprobeOutput;
@@ -161,6 +206,7 @@ export class MediaTools implements MediaProber {
         'error',
         '-ss',
         String(at),
+        ...INPUT_LIMITS,
         '-i',
         input,
         '-map',
