@@ -8,6 +8,7 @@ import {
   lstat,
   mkdir,
   mkdtemp,
+  open,
   readdir,
   readFile,
   rm,
@@ -24,7 +25,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { connect, type Wharf } from '../../src/sdk/node.js';
-import { sha256Hex } from '../helpers/http.js';
+import { storesOnS3 } from '../helpers/deployment.js';
+import { api, sha256Hex } from '../helpers/http.js';
 import { freePort, startWharf, type TestWharf } from '../helpers/wharf.js';
 
 /**
@@ -598,6 +600,98 @@ describe('a file that changes while it is sent', () => {
     assert.equal(file.status, 'failed');
     assert.equal(file.error?.code, 'SOURCE_CHANGED');
     assert.deepEqual(await readdir(stateDir), [], 'the state is gone');
+  });
+});
+
+describe('a file Wharf verifies after completion (storage that cannot attest a SHA-256)', () => {
+  // Every object on Ceph is verified by a job when WHARF_INLINE_VERIFY_MAX is 0: the path a file
+  // over 16 MiB takes, shown with small ones. The test runs the jobs (drain) when it chooses.
+  let v: TestWharf;
+  const skip =
+    !storesOnS3 && 'the embedded store records the SHA-256 as it writes: nothing is verified later';
+  before(async () => {
+    if (storesOnS3) v = await startWharf({ env: { WHARF_INLINE_VERIFY_MAX: '0' } });
+  });
+  after(async () => {
+    await v?.close();
+  });
+  const asV = () => ({ env: { WHARF_URL: v.url, WHARF_KEY: v.key } });
+
+  /** The asset named `name` once recorded (verifying, since no job has run). */
+  const recorded = (name: string) =>
+    until(async () => {
+      const page = await api(v.url, v.key, 'GET', `/v1/assets?prefix=${name}`);
+      return page.body.data?.[0] as { id: string; status: string } | undefined;
+    }, `${name} recorded`);
+
+  /** Runs the server's jobs until `run` ends (the verify job among them). */
+  async function drainUntil(run: Promise<Ran>): Promise<Ran> {
+    let over = false;
+    const ran = run.finally(() => {
+      over = true;
+    });
+    while (!over) {
+      await v.wharf.core.jobs.drain();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return ran;
+  }
+
+  test('created only once verified: the run waits for the job; --no-wait reports it verifying', {
+    skip,
+  }, async () => {
+    const dir = await folder('verify-ok', { 'verify-ok.bin': randomBytes(64 * 1024) });
+    const child = start(['upload', join(dir, 'verify-ok.bin'), '--json'], asV());
+    const running = finished(child);
+    const asset = await recorded('verify-ok');
+    assert.equal(asset.status, 'verifying');
+    // Recorded but not checked: the run has not reported it yet (it used to exit 0 here, `created`).
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(child.exitCode, null, 'still waiting for the verification');
+    const ran = await drainUntil(running);
+    assert.equal(ran.code, 0, ran.stderr);
+    const out = JSON.parse(ran.stdout) as TransferJson & { verifying: number };
+    assert.equal(out.files[0]!.status, 'created');
+    assert.equal(out.files[0]!.asset_id, asset.id);
+    assert.equal(out.created, 1);
+    assert.equal(out.verifying, 0);
+    assert.equal((await api(v.url, v.key, 'GET', `/v1/assets/${asset.id}`)).body.status, 'ready');
+
+    // Told not to wait: it says what it knows, and exits at once.
+    await writeFile(join(dir, 'verify-later.bin'), randomBytes(64 * 1024));
+    const later = await cli(['upload', join(dir, 'verify-later.bin'), '--no-wait'], asV());
+    assert.equal(later.code, 0, later.stderr);
+    assert.match(later.stdout, /^verifying {3}verify-later\.bin {2}64\.0 KiB {2}[0-9a-f-]{36}\n/m);
+    assert.match(later.stdout, /0 uploaded, 0 already there, 1 verifying \(not checked yet\), 0 failed/);
+    await v.wharf.core.jobs.drain();
+  });
+
+  test('a file changed while it was sent: the job rejects it, and the file fails CHECKSUM_MISMATCH, exit 1', {
+    skip,
+  }, async () => {
+    const path = join(
+      await folder('verify-bad', { 'verify-bad.bin': randomBytes(2 * MiB) }),
+      'verify-bad.bin',
+    );
+    const { body: latest } = await api(v.url, v.key, 'GET', '/v1/events?type=upload.created');
+    // 512 KiB a second: the last half MiB is read two seconds or more after the upload starts.
+    const child = start(['upload', path, '--limit-rate', '512K', '--json'], asV());
+    const running = finished(child);
+    // Declared (so hashed): its end is rewritten in place, same size, before it is read.
+    await until(async () => {
+      const page = await api(v.url, v.key, 'GET', `/v1/events?type=upload.created&after=${latest.cursor}`);
+      return page.body.data?.length ? true : undefined;
+    }, 'the upload declared');
+    const handle = await open(path, 'r+');
+    await handle.write(randomBytes(512 * 1024), 0, 512 * 1024, 2 * MiB - 512 * 1024);
+    await handle.close();
+    const ran = await drainUntil(running);
+    assert.equal(ran.code, 1, ran.stdout);
+    const out = JSON.parse(ran.stdout) as TransferJson;
+    assert.equal(out.files[0]!.status, 'failed');
+    assert.equal(out.files[0]!.error?.code, 'CHECKSUM_MISMATCH', ran.stdout);
+    assert.equal(out.created, 0);
+    assert.deepEqual((await api(v.url, v.key, 'GET', '/v1/assets?prefix=verify-bad')).body.data, []);
   });
 });
 

@@ -67,12 +67,14 @@ export async function runTransfer(
       multipartFrom: threshold === undefined ? undefined : parseSize(threshold, '--multipart-threshold'),
       limit: rate === undefined ? undefined : new RateLimit(parseSize(rate, '--limit-rate')),
       resume: new FileResumeStore(connection.stateDir),
+      wait: values['no-wait'] !== true,
       signal: controller.signal,
     });
     const count = (status: FileOutcome['status']) => outcomes.filter((o) => o.status === status).length;
     const summary = {
       created: count('created'),
       exists: count('exists'),
+      verifying: count('verifying'),
       failed: count('failed'),
       interrupted: count('interrupted'),
       bytes_sent: outcomes.reduce((sum, o) => sum + (o.bytes_sent ?? 0), 0),
@@ -82,7 +84,8 @@ export async function runTransfer(
       json(io, { files: outcomes, ...summary });
     } else {
       io.stdout(
-        `${summary.created} uploaded, ${summary.exists} already there, ${summary.failed} failed` +
+        `${summary.created} uploaded, ${summary.exists} already there, ` +
+          `${summary.verifying ? `${summary.verifying} verifying (not checked yet), ` : ''}${summary.failed} failed` +
           `${summary.interrupted ? `, ${summary.interrupted} interrupted (run again to resume)` : ''}; ` +
           `${human(summary.bytes_sent)} sent` +
           `${summary.bytes_resumed ? ` (${human(summary.bytes_resumed)} resumed, sent by an earlier run)` : ''}\n`,

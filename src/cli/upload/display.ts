@@ -6,8 +6,12 @@ export interface FileOutcome {
   path: string;
   name: string;
   size: number;
-  /** created: uploaded now; exists: the account already held the content, nothing was sent. */
-  status: 'created' | 'exists' | 'failed' | 'interrupted';
+  /**
+   * created: uploaded now (and verified); exists: the account already held the content, nothing
+   * was sent; verifying: uploaded, but Wharf has not finished checking the bytes against the
+   * SHA-256 (--no-wait, or interrupted while waiting): a mismatch will delete the asset.
+   */
+  status: 'created' | 'exists' | 'verifying' | 'failed' | 'interrupted';
   asset_id?: string;
   /**
    * The asset's name, what `get` and `rm` take: `name` for one created, but for `exists` the

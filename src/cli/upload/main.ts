@@ -43,6 +43,7 @@ const TRANSFER: OptionSpec = {
   'limit-rate': { type: 'string' },
   'state-dir': { type: 'string' },
   progress: { type: 'string' },
+  'no-wait': { type: 'boolean' },
 };
 
 interface ClientCommand {
@@ -60,7 +61,7 @@ interface ClientCommand {
 
 const CONNECTION_USAGE = '[--url URL] [--key KEY | --token TOKEN] [--config FILE] [--json]';
 const TRANSFER_USAGE =
-  '[--prefix P] [--content-type TYPE] [-j N] [--part-size SIZE] [--multipart-threshold SIZE] [--limit-rate SIZE] [--progress auto|bars|plain]';
+  '[--prefix P] [--content-type TYPE] [-j N] [--part-size SIZE] [--multipart-threshold SIZE] [--limit-rate SIZE] [--progress auto|bars|plain] [--no-wait]';
 
 export const CLIENT_COMMANDS: ClientCommand[] = [
   {

@@ -1,5 +1,7 @@
-import { isWharfError } from '../../sdk/errors.js';
+import { isWharfError, WharfError } from '../../sdk/errors.js';
+import { sleep } from '../../sdk/http.js';
 import { DEFAULT_THRESHOLDS, type FileResumeStore, fileSource, type Wharf } from '../../sdk/node.js';
+import type { Asset } from '../../sdk/types.js';
 import type { Display, FileOutcome } from './display.js';
 import { errnoMessage, hashFile, type LocalFile, type RateLimit } from './files.js';
 
@@ -13,6 +15,11 @@ export interface TransferOptions {
   multipartFrom?: number | undefined;
   limit?: RateLimit | undefined;
   resume: FileResumeStore;
+  /**
+   * Wait for an asset Wharf is still verifying (see verified()) before reporting it; false
+   * (--no-wait): report it `verifying` at once.
+   */
+  wait: boolean;
   signal: AbortSignal;
 }
 
@@ -125,12 +132,22 @@ async function one(
         display.progress(file.path, 'uploading', p.bytes, file.size);
       },
     });
+    let asset = result.asset;
+    if (asset.status === 'verifying' && options.wait) {
+      try {
+        asset = await verified(wharf, asset, options.signal);
+      } catch (err) {
+        // Interrupted while waiting: the bytes are in, the answer not yet; said as it is.
+        if (!options.signal.aborted) throw err;
+      }
+    }
     return {
       ...base,
-      status: result.status,
-      asset_id: result.asset.id,
-      asset_name: result.asset.name,
-      sha256: result.asset.sha256,
+      // Not `created` before Wharf has checked the bytes: a mismatch found later deletes it.
+      status: asset.status === 'verifying' ? 'verifying' : result.status,
+      asset_id: asset.id,
+      asset_name: asset.name,
+      sha256: asset.sha256,
       strategy: result.strategy,
       resumed: result.resumed,
       bytes_sent: bytes.sent,
@@ -154,6 +171,32 @@ async function one(
       },
     };
   }
+}
+
+/**
+ * `asset` once Wharf has verified it. On storage that cannot attest a SHA-256 (Ceph, many S3
+ * servers), a file over WHARF_INLINE_VERIFY_MAX completes as a `verifying` asset, and a job
+ * hashes it later: bytes that are not the declared SHA-256 (the file edited while it was sent)
+ * are then deleted (asset.rejected), and the asset answers 404. Reported `created` at
+ * completion, such a file exited 0 with an asset id that vanished seconds later (a hunt). So
+ * the asset is asked for again, from a quarter second up to every five, until it is ready; gone
+ * meanwhile, the file fails with CHECKSUM_MISMATCH, as a mismatch found at completion does.
+ */
+async function verified(wharf: Wharf, asset: Asset, signal: AbortSignal): Promise<Asset> {
+  let current = asset;
+  for (let delay = 250; current.status === 'verifying'; delay = Math.min(delay * 2, 5000)) {
+    await sleep(delay, signal);
+    try {
+      current = await wharf.assets.get(asset.id, signal);
+    } catch (err) {
+      if (!isWharfError(err, 'NOT_FOUND')) throw err;
+      throw new WharfError(
+        'CHECKSUM_MISMATCH',
+        `Wharf read the stored bytes back and they are not the file's SHA-256 ${asset.sha256} (was the file changed while it was sent?): it deleted asset ${asset.id}. Upload the file again.`,
+      );
+    }
+  }
+  return current;
 }
 
 /**
