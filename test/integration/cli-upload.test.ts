@@ -151,6 +151,7 @@ async function cliJson<T = unknown>(args: string[], options: { cwd?: string } = 
 interface Outcome {
   path: string;
   name: string;
+  size: number;
   status: string;
   asset_id?: string;
   asset_name?: string;
@@ -581,6 +582,32 @@ describe('a server that is busy', () => {
 });
 
 describe('a file that changes while it is sent', () => {
+  test('one that grows meanwhile (a log): what it held when looked at is hashed, sent and reported', async () => {
+    const path = join(await folder('growing', { 'growing.log': randomBytes(4 * MiB) }), 'growing.log');
+    // Appended to all along, from before the run lists it until it has ended: read to its end
+    // to hash it and stat'ed again to send it, it failed CHECKSUM_MISMATCH, or was reported at
+    // the size it had when listed.
+    let writing = true;
+    const appending = (async () => {
+      while (writing) {
+        await appendFile(path, randomBytes(16 * 1024));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const ran = await cli(['upload', path, '--json']);
+    writing = false;
+    await appending;
+    assert.equal(ran.code, 0, ran.stdout);
+    const file = (JSON.parse(ran.stdout) as TransferJson).files[0]!;
+    assert.equal(file.status, 'created');
+    const asset = await wharf.assets.get(file.asset_id!);
+    assert.equal(file.size, asset.size, 'the size reported is the one stored');
+    assert.equal(file.sha256, asset.sha256);
+    const now = await readFile(path);
+    assert.ok(now.length > asset.size, 'it grew after it was looked at');
+    assert.ok((await bytesOf(asset.id)).equals(now.subarray(0, asset.size)), 'its first bytes, as they were');
+  });
+
   test('cut short mid-upload: failed with SOURCE_CHANGED (not a network error), and no state is left', async () => {
     const dir = await folder('vanishing', { 'gone.bin': randomBytes(16 * MiB) });
     const stateDir = join(home, 'state', 'wharf', 'uploads');

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, type Dirent } from 'node:fs';
 import { glob, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
+import { WharfError } from '../../sdk/errors.js';
 import { UsageError } from '../args.js';
 
 /** A file to upload and the name it gets. */
@@ -218,16 +219,34 @@ export async function tree(dir: string, prefix = ''): Promise<LocalFile[]> {
   return expand([dir], prefix);
 }
 
-/** Hex SHA-256 of a file, streamed (node:crypto), reporting bytes as they are read. */
+/**
+ * Hex SHA-256 of the first `size` bytes of a file, streamed (node:crypto), reporting bytes as
+ * they are read. Exactly those: the size is the one the upload declares and sends (one stat, see
+ * transfer.ts), so a file that grows meanwhile (a log) is hashed as it is sent; read to its end,
+ * the hash took in bytes the upload did not, and Wharf refused it CHECKSUM_MISMATCH (a hunt). A
+ * file cut shorter than that fails with SOURCE_CHANGED, as one cut short while it is sent does.
+ */
 export async function hashFile(
   path: string,
+  size: number,
   onBytes: (n: number) => void,
   signal: AbortSignal,
 ): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024, signal })) {
-    hash.update(chunk as Buffer);
-    onBytes((chunk as Buffer).length);
+  let read = 0;
+  if (size > 0) {
+    const stream = createReadStream(path, { start: 0, end: size - 1, highWaterMark: 1024 * 1024, signal });
+    for await (const chunk of stream) {
+      hash.update(chunk as Buffer);
+      read += (chunk as Buffer).length;
+      onBytes((chunk as Buffer).length);
+    }
+  }
+  if (read < size) {
+    throw new WharfError(
+      'SOURCE_CHANGED',
+      `${path}: it ended after ${read} of ${size} bytes while it was being hashed: deleted or changed during the upload.`,
+    );
   }
   return hash.digest('hex');
 }

@@ -94,18 +94,24 @@ async function one(
   const bytes = { sent: 0, resumed: 0 };
   let uploading = false;
   try {
+    // Typed by its extension unless --content-type says: an upload token may accept only some
+    // types (image/*), and listings by type and downloads go by the declared one. Its one stat
+    // gives the size that is hashed, declared, sent and reported: a file that grows meanwhile
+    // is uploaded as it was then. Hashed to its end and stat'ed again to send, a growing file
+    // failed CHECKSUM_MISMATCH, and was reported at its size when listed (a hunt).
+    const source = await fileSource(file.path, { name: file.name, type: options.contentType });
+    const size = source.size!;
+    base.size = size;
     let hashed = 0;
     const sha256 = await hashFile(
       file.path,
+      size,
       (n) => {
         hashed += n;
-        display.progress(file.path, 'hashing', hashed, file.size);
+        display.progress(file.path, 'hashing', hashed, size);
       },
       options.signal,
     );
-    // Typed by its extension unless --content-type says: an upload token may accept only some
-    // types (image/*), and listings by type and downloads go by the declared one.
-    const source = await fileSource(file.path, { name: file.name, type: options.contentType });
     const limit = options.limit;
     const open = source.open;
     source.open = (start, end) => {
@@ -119,7 +125,7 @@ async function one(
     const multipartFrom = options.multipartFrom ?? DEFAULT_THRESHOLDS.multipart;
     const result = await wharf.upload(source, {
       sha256,
-      strategy: file.size >= multipartFrom ? 'multipart' : 'presigned',
+      strategy: size >= multipartFrom ? 'multipart' : 'presigned',
       partSize: options.partSize,
       resume: options.resume,
       signal: options.signal,
@@ -129,7 +135,7 @@ async function one(
         // resumed: its parts stored before); a presigned upload declared again starts at 0 again.
         if (!uploading) bytes.resumed = p.bytes;
         uploading = true;
-        display.progress(file.path, 'uploading', p.bytes, file.size);
+        display.progress(file.path, 'uploading', p.bytes, size);
       },
     });
     let asset = result.asset;
