@@ -188,11 +188,15 @@ export class Transport {
         if (cause instanceof WharfError) throw cause;
         if (isInvalidRequest(err)) {
           const { message, code } = cause as { message: string; code: string };
-          throw new TypeError(`${method} ${redact(url)}: ${message} (${code})`, { cause: err });
+          throw new TypeError(`${method} ${redact(url)}: ${redact(message)} (${code})`, { cause: err });
         }
-        const failure = new WharfError('NETWORK_ERROR', `${method} ${redact(url)}: ${describe(err)}`, {
-          cause: err,
-        });
+        const failure = new WharfError(
+          'NETWORK_ERROR',
+          `${method} ${redact(url)}: ${redact(describe(err))}`,
+          {
+            cause: err,
+          },
+        );
         if (failures >= retries) {
           if (await waitForRestart(attempt, failure)) continue;
           throw failure;
@@ -342,7 +346,7 @@ function checkHeaders(method: string, url: string, headers: Record<string, strin
   try {
     new Headers(headers);
   } catch (err) {
-    throw new TypeError(`${method} ${redact(url)}: ${(err as Error)?.message ?? String(err)}`, {
+    throw new TypeError(`${method} ${redact(url)}: ${redact((err as Error)?.message ?? String(err))}`, {
       cause: err,
     });
   }
@@ -367,9 +371,14 @@ function describe(err: unknown): string {
   return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
 }
 
-/** A URL for messages: presigned ones are credentials until they expire. */
+/**
+ * A URL for messages, or a message that holds URLs: presigned ones are credentials until they
+ * expire, and a URL's user and password (`http://user:pw@host`) are credentials, shown as `…`.
+ */
 export function redact(url: string): string {
-  return url.replace(/([?&](?:X-Amz-Signature|X-Amz-Credential|signature)=)[^&]*/gi, '$1…');
+  return url
+    .replace(/([?&](?:X-Amz-Signature|X-Amz-Credential|signature)=)[^&\s]*/gi, '$1…')
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^/?#\s]*@/gi, '$1…@');
 }
 
 /**

@@ -1027,6 +1027,17 @@ describe('credentials and errors', () => {
     const badUrl = await cli(['ls', '--url', 'not a url']);
     assert.equal(badUrl.code, 2);
     assert.match(badUrl.stderr, /is not a URL/);
+    // A URL's user and password: refused before anything is sent (it used to fail as
+    // NETWORK_ERROR, exit 1, the password printed twice), and the password never shown.
+    for (const env of [{}, { WHARF_URL: w.url.replace('://', '://user:s3cret-pw@') }]) {
+      const args = Object.keys(env).length
+        ? ['ls']
+        : ['ls', '--url', w.url.replace('://', '://user:s3cret-pw@')];
+      const withCredentials = await cli(args, { env });
+      assert.equal(withCredentials.code, 2, withCredentials.stderr);
+      assert.match(withCredentials.stderr, /a URL with credentials is not accepted; use --key/);
+      assert.doesNotMatch(withCredentials.stdout + withCredentials.stderr, /s3cret-pw/);
+    }
     const missing = await cli(['upload', join(scratch, 'nothing-here')]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /nothing-here: no such file or folder/);

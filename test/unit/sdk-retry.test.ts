@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WharfApiError } from '../../src/sdk/errors.js';
-import { Transport } from '../../src/sdk/http.js';
+import { redact, Transport } from '../../src/sdk/http.js';
 
 /**
  * The SDK's retries (src/sdk/http.ts), against a fetch that answers what a busy Wharf does:
@@ -210,4 +210,22 @@ test('a refusal is an answer: after one, the server that stops answering gets th
   await assert.rejects(http.json('GET', '/v1/account'), { code: 'FORBIDDEN' });
   assert.deepEqual(await http.json('POST', '/v1/assets'), { ok: true });
   assert.equal(server.calls(), 10);
+});
+
+test("a URL's user and password are never in an error's message, nor a presigned URL's signature", async () => {
+  // Node's fetch refuses such a URL, naming it in its own message: both are redacted.
+  const http = new Transport({
+    url: 'http://user:s3cret-pw@127.0.0.1:9',
+    retry: { retries: 0, restartMs: 0 },
+  });
+  const err = await http.json('GET', '/v1/account').then(
+    () => assert.fail('a URL with credentials was fetched'),
+    (e: Error) => e,
+  );
+  assert.doesNotMatch(err.message, /s3cret-pw/);
+  assert.match(err.message, /http:\/\/…@127\.0\.0\.1:9\/v1\/account/);
+  assert.equal(
+    redact('GET https://a:b@c@s3.test/k?X-Amz-Signature=abc&x=1 failed: see https://u:p@other.test/'),
+    'GET https://…@s3.test/k?X-Amz-Signature=…&x=1 failed: see https://…@other.test/',
+  );
 });

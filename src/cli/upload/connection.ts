@@ -1,6 +1,7 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { redact } from '../../sdk/http.js';
 import { writePrivateFile } from '../../sdk/node.js';
 import type { Parsed } from '../args.js';
 import { stringOption, UsageError } from '../args.js';
@@ -93,17 +94,24 @@ export async function resolveConnection(
   try {
     parsed = new URL(url);
   } catch {
-    throw new UsageError(`The server URL "${url}" is not a URL (e.g. https://files.example.com).`);
+    throw new UsageError(`The server URL "${redact(url)}" is not a URL (e.g. https://files.example.com).`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new UsageError(`The server URL must be http(s), got "${url}".`);
+    throw new UsageError(`The server URL must be http(s), got "${redact(url)}".`);
+  }
+  // fetch refuses such a URL, which failed as NETWORK_ERROR with the password printed twice (a
+  // hunt); Wharf authenticates by key, never by a URL's user and password.
+  if (parsed.username || parsed.password) {
+    throw new UsageError(
+      `The server URL "${redact(url)}" holds a user or password: a URL with credentials is not accepted; use --key (or --token).`,
+    );
   }
   // The config file's key belongs to the server it was saved with: taken to whatever --url or
   // WHARF_URL named, it went as a Bearer to a host that never issued it (a hunt).
   if (givenKey === undefined && savedKey && givenUrl !== undefined && !sameOrigin(givenUrl, file.url)) {
     throw new UsageError(
-      `${file.url ? `The key in ${path} was saved for ${file.url}` : `The key in ${path} names no server ("url")`}, ` +
-        `so it is not sent to ${givenUrl}: pass a key for that server with --key (or --token), ` +
+      `${file.url ? `The key in ${path} was saved for ${redact(file.url)}` : `The key in ${path} names no server ("url")`}, ` +
+        `so it is not sent to ${redact(givenUrl)}: pass a key for that server with --key (or --token), ` +
         'or WHARF_KEY (or WHARF_TOKEN).',
     );
   }
