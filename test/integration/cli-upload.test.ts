@@ -1024,6 +1024,18 @@ describe('credentials and errors', () => {
     const noKey = await cli(['ls'], { env: { WHARF_KEY: undefined } });
     assert.equal(noKey.code, 2);
     assert.match(noKey.stderr, /No key: pass --key/);
+    // A key and a token from one place: which to present is not for the CLI to guess (the key
+    // silently won). From different places, the first place wins: flags, environment, file.
+    const both = await cli(['ls', '--key', w.key, '--token', 'wharf_ut_x']);
+    assert.equal(both.code, 2, both.stderr);
+    assert.equal(both.stderr, 'wharf ls: --key and --token: a key or a token, not both.\n');
+    const bothEnv = await cli(['ls'], { env: { WHARF_TOKEN: 'wharf_ut_x' } });
+    assert.equal(bothEnv.code, 2, bothEnv.stderr);
+    assert.match(bothEnv.stderr, /WHARF_KEY and WHARF_TOKEN are both set: a key or a token, not both/);
+    const flagOverEnv = await cli(['ls', '--key', w.key, '--json'], {
+      env: { WHARF_KEY: 'wharf_wrong', WHARF_TOKEN: 'x' },
+    });
+    assert.equal(flagOverEnv.code, 0, flagOverEnv.stderr);
     const badUrl = await cli(['ls', '--url', 'not a url']);
     assert.equal(badUrl.code, 2);
     assert.match(badUrl.stderr, /is not a URL/);

@@ -80,12 +80,19 @@ export async function resolveConnection(
   const file = await readConfigFile(path, named && !configMayBeMissing);
   const givenUrl = stringOption(values, 'url') ?? (env.WHARF_URL || undefined);
   const url = givenUrl ?? file.url;
+  // A key or a token, from the first place that gives one: the flags, then the environment,
+  // then the config file. Both in one place is a mistake, not a choice: the key silently won,
+  // and a run meant to go as the token (what it may upload) went as the key (a hunt).
+  const one = (where: string, key: string | undefined, token: string | undefined) => {
+    if (key !== undefined && token !== undefined)
+      throw new UsageError(`${where}: a key or a token, not both.`);
+    return key ?? token;
+  };
   const givenKey =
-    stringOption(values, 'key') ??
-    stringOption(values, 'token') ??
-    (env.WHARF_KEY || undefined) ??
-    (env.WHARF_TOKEN || undefined);
-  const savedKey = file.key ?? file.token;
+    one('--key and --token', stringOption(values, 'key'), stringOption(values, 'token')) ??
+    one('WHARF_KEY and WHARF_TOKEN are both set', env.WHARF_KEY || undefined, env.WHARF_TOKEN || undefined);
+  const savedKey =
+    givenKey === undefined ? one(`${path} has "key" and "token"`, file.key, file.token) : undefined;
   const key = givenKey ?? savedKey;
   if (!url) {
     throw new UsageError('No server URL: pass --url, set WHARF_URL, or put "url" in the config file.');
