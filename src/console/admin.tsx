@@ -18,6 +18,8 @@ export function KeysPage({ currentKeyId }: { currentKeyId: string }) {
   const [next, setNext] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
+  // A refusal of the dialog's form is shown in the dialog: the page behind the modal is hidden.
+  const [createError, setCreateError] = useState<unknown>(null);
   const [created, setCreated] = useState<{ name: string; secret: string } | null>(null);
   const [revoking, setRevoking] = useState<ApiKey | null>(null);
   const load = () =>
@@ -50,11 +52,16 @@ export function KeysPage({ currentKeyId }: { currentKeyId: string }) {
         ...(form.get('namespace') ? { namespace: String(form.get('namespace')) } : {}),
       });
       setCreating(false);
+      setCreateError(null);
       setCreated({ name: made.key.name, secret: made.secret });
       await load();
     } catch (err) {
-      setError(err);
+      setCreateError(err);
     }
+  };
+  const closeCreate = () => {
+    setCreating(false);
+    setCreateError(null);
   };
   const revoke = async () => {
     const key = revoking!;
@@ -121,8 +128,9 @@ export function KeysPage({ currentKeyId }: { currentKeyId: string }) {
           More keys
         </button>
       )}
-      <Dialog title="New API key" open={creating} onClose={() => setCreating(false)}>
+      <Dialog title="New API key" open={creating} onClose={closeCreate}>
         <form onSubmit={create}>
+          <Notice error={createError} />
           <label>
             Name
             <input name="name" required maxLength={200} autofocus />
@@ -145,7 +153,7 @@ export function KeysPage({ currentKeyId }: { currentKeyId: string }) {
           </label>
           <div class="actions">
             <button type="submit">Create key</button>
-            <button type="button" onClick={() => setCreating(false)}>
+            <button type="button" onClick={closeCreate}>
               Cancel
             </button>
           </div>
@@ -257,6 +265,8 @@ export function WebhooksPage() {
   const [hooks, setHooks] = useState<Webhook[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
+  // A refusal of the dialog's form is shown in the dialog: the page behind the modal is hidden.
+  const [createError, setCreateError] = useState<unknown>(null);
   const [secret, setSecret] = useState<string | null>(null);
   const load = () => api.listWebhooks().then((w) => setHooks(w.data), setError);
   useEffect(() => {
@@ -276,11 +286,16 @@ export function WebhooksPage() {
         ...(types.length > 0 && { event_types: types }),
       });
       setCreating(false);
+      setCreateError(null);
       setSecret(made.secret);
       await load();
     } catch (err) {
-      setError(err);
+      setCreateError(err);
     }
+  };
+  const closeCreate = () => {
+    setCreating(false);
+    setCreateError(null);
   };
   const toggle = async (hook: Webhook) => {
     try {
@@ -315,8 +330,9 @@ export function WebhooksPage() {
           </li>
         ))}
       </ul>
-      <Dialog title="New webhook endpoint" open={creating} onClose={() => setCreating(false)}>
+      <Dialog title="New webhook endpoint" open={creating} onClose={closeCreate}>
         <form onSubmit={create}>
+          <Notice error={createError} />
           <label>
             URL
             <input name="url" type="url" required autofocus />
@@ -331,7 +347,7 @@ export function WebhooksPage() {
           </label>
           <div class="actions">
             <button type="submit">Create endpoint</button>
-            <button type="button" onClick={() => setCreating(false)}>
+            <button type="button" onClick={closeCreate}>
               Cancel
             </button>
           </div>

@@ -484,6 +484,11 @@ test('keys (the secret shown once), upload tokens with their usage, revoking bot
     await dialog.getByLabel('Name', { exact: true }).fill('reporting job');
     await dialog.getByLabel('upload').uncheck();
     await dialog.getByLabel('write').uncheck();
+    // A refusal shows in the dialog (the page behind the modal is hidden), and goes on success.
+    await dialog.getByLabel(/Name prefix/).fill('a/b');
+    await dialog.getByRole('button', { name: 'Create key' }).click();
+    await dialog.getByRole('alert').getByText('VALIDATION_FAILED').waitFor();
+    await dialog.getByLabel(/Name prefix/).fill('');
     await dialog.getByRole('button', { name: 'Create key' }).click();
     const secret = await page.getByLabel(/Secret of/).inputValue();
     assert.match(secret, /^wharf_/);
@@ -494,6 +499,7 @@ test('keys (the secret shown once), upload tokens with their usage, revoking bot
       403,
     );
     await page.getByRole('button', { name: 'Done' }).click();
+    assert.equal(await page.getByRole('alert').count(), 0, 'no refusal left after the success');
     const row = page.getByRole('row', { name: /reporting job/ });
     await row.getByText('read').waitFor();
     await shot(page, 'keys');
@@ -555,11 +561,27 @@ test(
       await page.getByRole('link', { name: 'Webhooks' }).click();
       await page.getByRole('button', { name: 'New endpoint' }).click();
       const dialog = page.getByRole('dialog', { name: 'New webhook endpoint' });
+      // Refusals show in the dialog, each replacing the last, and are gone once it closes.
+      await dialog.getByLabel('URL').fill('javascript:alert(1)//');
+      await dialog.getByRole('button', { name: 'Create endpoint' }).click();
+      await dialog.getByRole('alert').getByText('URL_NOT_ALLOWED').waitFor();
+      await page.keyboard.press('Escape');
+      await dialog.waitFor({ state: 'hidden' });
+      assert.equal(await page.getByRole('alert').count(), 0, 'the refusal went with its dialog');
+      await page.getByRole('button', { name: 'New endpoint' }).click();
+      assert.equal(await dialog.getByRole('alert').count(), 0, 'the dialog opens afresh');
       await dialog.getByLabel('URL').fill(receiver.url);
+      await dialog.getByLabel(/Event types/).fill('not.a.type');
+      await dialog.getByRole('button', { name: 'Create endpoint' }).click();
+      await dialog
+        .getByRole('alert')
+        .getByText(/not\.a\.type/)
+        .waitFor();
       await dialog.getByLabel(/Event types/).fill('upload.completed');
       await dialog.getByRole('button', { name: 'Create endpoint' }).click();
       receiver.secrets.push(await page.getByLabel(/signing secret/).inputValue());
       await page.getByRole('button', { name: 'Done' }).click();
+      assert.equal(await page.getByRole('alert').count(), 0, 'no refusal left after the success');
 
       const res = await fetch(`${w.url}/v1/assets?name=hooked.txt`, {
         method: 'POST',
