@@ -4,6 +4,7 @@ import Tus from '@uppy/tus';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type Session } from './api.js';
 import { errorText, Notice } from './ui.js';
+import { uploadErrorText } from './upload-errors.js';
 
 /** tus chunks: several requests per large file, so a cut loses at most one chunk's resend. */
 const CHUNK_SIZE = 5 * 1024 * 1024;
@@ -92,7 +93,8 @@ function Uploader() {
     uppy.on('back-online', () => {
       if (uppy.getFiles().some((file) => file.error)) void uppy.retryAll();
     });
-    uppy.on('upload-error', (_file, err) => setError(new Error(errorText(err))));
+    // The server's message and code (tus-js-client's own message is the raw request and response).
+    uppy.on('upload-error', (_file, err) => setError(new Error(uploadErrorText(err))));
     uppy.on('complete', (result) => {
       if ((result.successful?.length ?? 0) + (result.failed?.length ?? 0) === 0) return;
       setDone({ ok: result.successful?.length ?? 0, failed: result.failed?.length ?? 0 });

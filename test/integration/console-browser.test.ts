@@ -878,21 +878,40 @@ test(
       await page.getByLabel('API key').fill(w.key);
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.locator('.uppy-Dashboard').waitFor();
-      await page.route(
-        (url) => url.pathname === '/console/api/upload-token',
-        (route) =>
-          route.fulfill({
-            status: 503,
-            contentType: 'application/json',
-            body: JSON.stringify({ error: { code: 'SERVICE_UNAVAILABLE', message: 'Wharf is stopping.' } }),
-          }),
+      const tokenRoute = (url: URL) => url.pathname === '/console/api/upload-token';
+      await page.route(tokenRoute, (route) =>
+        route.fulfill({
+          status: 503,
+          contentType: 'application/json',
+          body: JSON.stringify({ error: { code: 'SERVICE_UNAVAILABLE', message: 'Wharf is stopping.' } }),
+        }),
       );
       await dropFiles(page, [
         { name: 'refused.txt', type: 'text/plain', base64: Buffer.from('refused').toString('base64') },
       ]);
       await page.getByRole('button', { name: /Upload 1 file/ }).click();
       await page.getByRole('alert').getByText('Wharf is stopping. (SERVICE_UNAVAILABLE)').waitFor();
-      await page.unroute((url) => url.pathname === '/console/api/upload-token');
+      await page.unroute(tokenRoute);
+
+      // The server refuses the upload itself (a file over the account's limit): the page shows
+      // the server's message and code, not tus-js-client's dump of the request and response.
+      const small = await w.newAccount('small files');
+      await w.wharf.core.keys.updateAccount(small.accountId, { maxFileSize: 20 });
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByLabel('API key').fill(small.key);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.locator('.uppy-Dashboard').waitFor();
+      await dropFiles(page, [
+        { name: 'too-big.txt', type: 'text/plain', base64: Buffer.alloc(30, 'x').toString('base64') },
+      ]);
+      await page.getByRole('button', { name: /Upload 1 file/ }).click();
+      const tooBig = page.locator('p.notice.error');
+      await tooBig.getByText('(FILE_TOO_LARGE)').waitFor({ timeout: 30_000 });
+      assert.doesNotMatch((await tooBig.textContent()) ?? '', /tus:|response text/);
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByLabel('API key').fill(w.key);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.locator('.uppy-Dashboard').waitFor();
 
       // Deleted elsewhere after the page loaded: deleting it again goes back to the list, and
       // another action says it is gone and offers nothing more.
