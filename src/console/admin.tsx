@@ -455,16 +455,36 @@ export function WebhookPage({ id }: { id: string }) {
   );
 }
 
-export function AccountPage() {
+/**
+ * `canCancel`: whether the session's key may cancel uploads (the `upload` scope, or `admin`). An
+ * upload the page abandoned (reloaded or closed mid-upload: the console keeps nothing to resume
+ * it with) holds its bytes against the quota until it expires; cancelling gives them back now.
+ */
+export function AccountPage({ canCancel }: { canCancel: boolean }) {
   const [account, setAccount] = useState<Account | null>(null);
   const [pending, setPending] = useState<UploadState[] | null>(null);
   const [failed, setFailed] = useState<WharfEvent[] | null>(null);
   const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
+  const [cancelling, setCancelling] = useState<UploadState | null>(null);
+  const loadUsage = () => {
     api.account().then(setAccount, setError);
     api.listUploads('pending').then((p) => setPending(p.data), setError);
+  };
+  useEffect(() => {
+    loadUsage();
     api.failedUploads().then(setFailed, setError);
   }, []);
+  const cancel = async () => {
+    const upload = cancelling!;
+    setCancelling(null);
+    try {
+      await api.cancelUpload(upload.id);
+      setError(null);
+    } catch (err) {
+      setError(err);
+    }
+    loadUsage();
+  };
   const quota = account?.storage_quota ?? null;
   const used = account ? account.usage.bytes_used + account.usage.bytes_reserved : 0;
   return (
@@ -512,6 +532,7 @@ export function AccountPage() {
               <th scope="col">Size</th>
               <th scope="col">Started</th>
               <th scope="col">Expires</th>
+              {canCancel && <th scope="col">Cancel</th>}
             </tr>
           </thead>
           <tbody>
@@ -522,11 +543,30 @@ export function AccountPage() {
                 <td>{formatBytes(u.size)}</td>
                 <td>{formatDate(u.created_at)}</td>
                 <td>{formatDate(u.expires_at)}</td>
+                {canCancel && (
+                  <td>
+                    <button type="button" class="danger" onClick={() => setCancelling(u)}>
+                      Cancel <span class="visually-hidden">{u.name}</span>
+                    </button>
+                  </td>
+                )}
               </tr>
             ))}
           </tbody>
         </table>
       )}
+      <Confirm
+        title="Cancel this upload?"
+        open={cancelling !== null}
+        action="Cancel upload"
+        onConfirm={cancel}
+        onClose={() => setCancelling(null)}
+      >
+        <p>
+          <strong>{cancelling?.name}</strong> ends now and can no longer complete: what it sent is removed and
+          what it holds against the quota is given back.
+        </p>
+      </Confirm>
       <h2>Failed uploads</h2>
       {failed && failed.length === 0 && <p>None.</p>}
       {failed && failed.length > 0 && (

@@ -214,6 +214,8 @@ export const api = {
   account: (): Promise<Account> => sdk((w) => w.account.get()),
   listUploads: (status: 'pending' | 'expired', cursor?: string): Promise<Page<UploadState>> =>
     sdk((w) => w.uploads.list(given({ status, cursor, limit: 50 }))),
+  /** Ends a pending upload now, giving back what it holds against the quota (DELETE /v1/uploads/{id}). */
+  cancelUpload: (uploadId: string): Promise<void> => sdk((w) => w.uploads.cancel(uploadId)),
   /**
    * Uploads that failed, from the events (oldest first there): the last `limit` of them. The
    * events are read to their end, at most ten pages of a thousand.

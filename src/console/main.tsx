@@ -164,7 +164,7 @@ function App() {
   else if (section === 'tokens') page = <TokensPage />;
   else if (section === 'webhooks' && id) page = <WebhookPage id={id} />;
   else if (section === 'webhooks') page = <WebhooksPage />;
-  else if (section === 'account') page = <AccountPage />;
+  else if (section === 'account') page = <AccountPage canCancel={canUpload(session)} />;
 
   return (
     <>

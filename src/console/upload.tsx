@@ -53,7 +53,8 @@ function Uploader() {
       height: 420,
       fileManagerSelectionType: 'both',
       proudlyDisplayPoweredByUppy: false,
-      note: 'Files and folders; uploads resume where they stopped.',
+      // True of a network cut only: nothing is kept for a reload (see storeFingerprintForResuming).
+      note: 'Files and folders. An upload cut off by the network resumes; reloading the page abandons it (cancel it on the Account page to free its quota at once).',
     });
     // Each file keeps the token its upload was made with: its tus upload (which a retry resumes,
     // HEAD then PATCH) is seen by that token only, so a retry minting a fresh one would start over

@@ -284,6 +284,35 @@ describe('what the cookie opens, and what it does not', () => {
     assert.equal(created.status, 201, await created.text());
     assert.ok(created.headers.get('wharf-asset-id'));
   });
+
+  test('a tus upload the page abandoned (reloaded mid-way) is cancelled through the session, with its CSRF token', async () => {
+    const minted = await client.call('POST', '/upload-token');
+    const started = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${minted.body.secret}`,
+        'tus-resumable': '1.0.0',
+        'upload-length': '1000',
+        'upload-metadata': `filename ${Buffer.from('abandoned.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(started.status, 201, await started.text());
+    const pending = await client.call('GET', '/v1/uploads?status=pending&limit=100');
+    const upload = pending.body.data.find((u: { name: string }) => u.name === 'abandoned.bin');
+    assert.ok(upload, 'the session sees the upload its token made');
+    const held = (await client.call('GET', '/v1/account')).body.usage.bytes_reserved;
+    assert.ok(held >= 1000, `it holds its bytes: ${held}`);
+    const forged = await client.call('DELETE', `/v1/uploads/${upload.id}`, undefined, { csrf: null });
+    assert.equal(forged.status, 403);
+    assert.equal(forged.body.error.code, 'CSRF_FAILED');
+    const cancelled = await client.call('DELETE', `/v1/uploads/${upload.id}`);
+    assert.equal(cancelled.status, 204, JSON.stringify(cancelled.body));
+    const ended = (await client.call('GET', '/v1/uploads?status=expired&limit=100')).body.data.find(
+      (u: { id: string }) => u.id === upload.id,
+    );
+    assert.equal(ended?.ended?.reason, 'cancelled');
+    assert.equal((await client.call('GET', '/v1/account')).body.usage.bytes_reserved, held - 1000);
+  });
 });
 
 describe('sessions end', () => {

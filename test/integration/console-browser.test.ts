@@ -629,11 +629,25 @@ test('the account page: usage, pending and failed uploads', SLOW, async () => {
   try {
     await signInWith(page, w.key);
     await page.getByRole('link', { name: 'Account' }).click();
-    await page.getByRole('cell', { name: 'waiting.bin' }).waitFor();
+    await page.getByRole('cell', { name: 'waiting.bin', exact: true }).waitFor();
     await page.getByRole('cell', { name: 'broken.txt' }).waitFor();
     await page.getByText('CHECKSUM_MISMATCH').waitFor();
     const usage = await api(w.url, w.key, 'GET', '/v1/account');
     await page.getByText(`in ${usage.body.usage.assets} assets`).waitFor();
+
+    // A pending upload (one a reload abandoned, say) is cancelled from here, after a confirmation:
+    // it ends, and what it held against the quota is given back.
+    const row = page.getByRole('row', { name: /waiting\.bin/ });
+    await row.getByRole('button', { name: /Cancel/ }).click();
+    await page
+      .getByRole('dialog', { name: 'Cancel this upload?' })
+      .getByRole('button', { name: 'Cancel upload' })
+      .click();
+    await page.waitForTimeout(3000);
+    await row.waitFor({ state: 'detached' });
+    const ended = await api(w.url, w.key, 'GET', `/v1/uploads/${pending.body.id}`);
+    assert.equal(ended.body.status, 'expired');
+    assert.equal(ended.body.ended?.reason, 'cancelled');
   } finally {
     await context.close();
   }

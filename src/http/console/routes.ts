@@ -12,6 +12,7 @@ import { keyRoutes } from '../api/keys.js';
 import { listingRoutes } from '../api/listings.js';
 import { errorResponses, iso } from '../api/schemas.js';
 import { tokenJson, tokenRoutes, UploadTokenSchema } from '../api/tokens.js';
+import { cancelUploadRoute } from '../api/uploads/routes.js';
 import { webhookRoutes } from '../api/webhooks.js';
 import { readEmptyJsonAsNoBody } from '../json-depth.js';
 import type { ConsoleBundle } from './bundle.js';
@@ -119,7 +120,7 @@ function sessionJson(
  * answers; plus the session itself and the upload token the page uploads with.
  */
 export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<void> {
-  const { core, publicUrl, bundle } = options;
+  const { core, publicUrl, bundle, resumable } = options;
   const secure = publicUrl.startsWith('https:');
   const cookieName = secure ? SECURE_SESSION_COOKIE : SESSION_COOKIE;
   // None of this is the native API: the OpenAPI document leaves it out.
@@ -305,6 +306,8 @@ export async function consoleRoutes(app: App, options: ConsoleOptions): Promise<
         await scope.register(listingRoutes, context);
         await scope.register(keyRoutes, context);
         await scope.register(tokenRoutes, context);
+        // Of the upload routes, cancelling only (the page uploads over tus, with a token).
+        await scope.register(async (uploads: App) => cancelUploadRoute(uploads, { core, resumable }));
         await scope.register(eventRoutes, context);
         await scope.register(webhookRoutes, context);
       });

@@ -195,6 +195,36 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
     },
   );
 
+  cancelUploadRoute(app, { core, resumable });
+
+  app.get(
+    '/v1/uploads/:id',
+    {
+      schema: {
+        operationId: 'getUpload',
+        summary: 'State of an upload',
+        description: 'The upload as `GET /v1/uploads` lists it, `resume_url` included.',
+        tags: ['uploads'],
+        params: IdParams,
+        response: { 200: UploadStateSchema, ...errorResponses },
+      },
+    },
+    async (request) =>
+      uploadJson(
+        core.listings.seen(await core.uploads.get(request.principal!, request.params.id)),
+        publicUrl,
+      ),
+  );
+}
+
+/**
+ * `DELETE /v1/uploads/{id}`, on its own: the console mounts it too (its Account page cancels
+ * an upload a reload abandoned), without the rest of the upload routes.
+ */
+export function cancelUploadRoute(
+  app: App,
+  { core, resumable }: Pick<ApiContext, 'core' | 'resumable'>,
+): void {
   app.delete(
     '/v1/uploads/:id',
     {
@@ -223,24 +253,5 @@ export async function uploadRoutes(app: App, { core, publicUrl, resumable }: Api
       );
       return reply.status(204).send(null);
     },
-  );
-
-  app.get(
-    '/v1/uploads/:id',
-    {
-      schema: {
-        operationId: 'getUpload',
-        summary: 'State of an upload',
-        description: 'The upload as `GET /v1/uploads` lists it, `resume_url` included.',
-        tags: ['uploads'],
-        params: IdParams,
-        response: { 200: UploadStateSchema, ...errorResponses },
-      },
-    },
-    async (request) =>
-      uploadJson(
-        core.listings.seen(await core.uploads.get(request.principal!, request.params.id)),
-        publicUrl,
-      ),
   );
 }
