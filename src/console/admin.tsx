@@ -464,24 +464,27 @@ export function AccountPage({ canCancel }: { canCancel: boolean }) {
   const [account, setAccount] = useState<Account | null>(null);
   const [pending, setPending] = useState<UploadState[] | null>(null);
   const [failed, setFailed] = useState<WharfEvent[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  // Each section its own refusal: a confined key may read one and be refused another.
+  const [accountError, setAccountError] = useState<unknown>(null);
+  const [pendingError, setPendingError] = useState<unknown>(null);
+  const [failedError, setFailedError] = useState<unknown>(null);
   const [cancelling, setCancelling] = useState<UploadState | null>(null);
   const loadUsage = () => {
-    api.account().then(setAccount, setError);
-    api.listUploads('pending').then((p) => setPending(p.data), setError);
+    api.account().then(setAccount, setAccountError);
+    api.listUploads('pending').then((p) => setPending(p.data), setPendingError);
   };
   useEffect(() => {
     loadUsage();
-    api.failedUploads().then(setFailed, setError);
+    api.failedUploads().then(setFailed, setFailedError);
   }, []);
   const cancel = async () => {
     const upload = cancelling!;
     setCancelling(null);
     try {
       await api.cancelUpload(upload.id);
-      setError(null);
+      setPendingError(null);
     } catch (err) {
-      setError(err);
+      setPendingError(err);
     }
     loadUsage();
   };
@@ -490,7 +493,7 @@ export function AccountPage({ canCancel }: { canCancel: boolean }) {
   return (
     <section aria-labelledby="account-title">
       <h1 id="account-title">Account</h1>
-      <Notice error={error} />
+      <Notice error={accountError} />
       {account && (
         <dl class="facts">
           <dt>Account</dt>
@@ -521,6 +524,7 @@ export function AccountPage({ canCancel }: { canCancel: boolean }) {
         </dl>
       )}
       <h2>Pending uploads</h2>
+      <Notice error={pendingError} />
       {pending && pending.length === 0 && <p>None.</p>}
       {pending && pending.length > 0 && (
         <table class="list">
@@ -568,6 +572,7 @@ export function AccountPage({ canCancel }: { canCancel: boolean }) {
         </p>
       </Confirm>
       <h2>Failed uploads</h2>
+      <Notice error={failedError} />
       {failed && failed.length === 0 && <p>None.</p>}
       {failed && failed.length > 0 && (
         <table class="list">

@@ -648,6 +648,34 @@ test('the account page: usage, pending and failed uploads', SLOW, async () => {
     const ended = await api(w.url, w.key, 'GET', `/v1/uploads/${pending.body.id}`);
     assert.equal(ended.body.status, 'expired');
     assert.equal(ended.body.ended?.reason, 'cancelled');
+
+    // A confined key reads some sections and is refused others: each says its own.
+    const confined = await api(w.url, w.key, 'POST', '/v1/keys', {
+      name: 'boxed',
+      scopes: ['read', 'upload'],
+      name_prefix: 'box-',
+    });
+    assert.equal(confined.status, 201);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    // Signed in again, the page is where it was: Account.
+    await page.getByLabel('API key').fill(confined.body.secret);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('boxed').waitFor();
+    await page.getByText('SCOPE_DENIED').first().waitFor();
+    const sections = await page.evaluate(() =>
+      [...document.querySelectorAll('main h1, main h2:not(dialog h2)')].map((h) => {
+        const text: string[] = [];
+        for (let el = h.nextElementSibling; el && el.tagName !== 'H2'; el = el.nextElementSibling) {
+          if (el.tagName === 'P') text.push(el.textContent ?? '');
+        }
+        return `${h.textContent}: ${text.join(' | ')}`;
+      }),
+    );
+    assert.deepEqual(sections, [
+      'Account: A confined key does not see the whole account. (SCOPE_DENIED)',
+      'Pending uploads: None.',
+      'Failed uploads: Events describe the whole account: a confined key cannot list them. (SCOPE_DENIED)',
+    ]);
   } finally {
     await context.close();
   }
