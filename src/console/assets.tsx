@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, type Asset, type AssetFile, api, type Page } from './api.js';
+import { endOfDay, startOfDay } from './dates.js';
 import { mediaKind, placeholderStyle, thumbnailUrl } from './thumbnails.js';
 import { Confirm, formatBytes, formatDate, Notice } from './ui.js';
 
@@ -44,10 +45,8 @@ export function AssetsPage({ canUpload }: { canUpload: boolean }) {
         prefix: filters.prefix,
         content_type: filters.content_type,
         // Whole days, in the browser's time zone: "to" includes its day.
-        created_after: filters.from ? new Date(`${filters.from}T00:00:00`).toISOString() : undefined,
-        created_before: filters.to
-          ? new Date(new Date(`${filters.to}T00:00:00`).getTime() + 86_400_000).toISOString()
-          : undefined,
+        created_after: filters.from ? startOfDay(filters.from) : undefined,
+        created_before: filters.to ? endOfDay(filters.to) : undefined,
       })
       .then((p) => live && setPage(p))
       .catch((err) => live && setError(err));
