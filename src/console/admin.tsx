@@ -187,6 +187,7 @@ export function TokensPage() {
   const [tokens, setTokens] = useState<UploadToken[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [revoking, setRevoking] = useState<UploadToken | null>(null);
   const load = () =>
     api.listTokens().then((p) => {
       setTokens(p.data);
@@ -200,7 +201,9 @@ export function TokensPage() {
     setTokens([...(tokens ?? []), ...p.data]);
     setNext(p.next_cursor);
   };
-  const revoke = async (token: UploadToken) => {
+  const revoke = async () => {
+    const token = revoking!;
+    setRevoking(null);
     try {
       await api.revokeToken(token.id);
       await load();
@@ -242,7 +245,7 @@ export function TokensPage() {
                 <td>
                   {token.status}{' '}
                   {token.status === 'active' && (
-                    <button type="button" class="danger" onClick={() => revoke(token)}>
+                    <button type="button" class="danger" onClick={() => setRevoking(token)}>
                       Revoke <span class="visually-hidden">{token.prefix}</span>
                     </button>
                   )}
@@ -257,6 +260,17 @@ export function TokensPage() {
           More tokens
         </button>
       )}
+      <Confirm
+        title="Revoke this upload token?"
+        open={revoking !== null}
+        action="Revoke"
+        onConfirm={revoke}
+        onClose={() => setRevoking(null)}
+      >
+        <p>
+          Uploads with <code>{revoking?.prefix}…</code> are refused from now on.
+        </p>
+      </Confirm>
     </section>
   );
 }

@@ -516,7 +516,15 @@ test('keys (the secret shown once), upload tokens with their usage, revoking bot
     await used.waitFor();
     const active = page.getByRole('row', { name: /active/ }).first();
     const prefix = (await active.locator('code').textContent())!.replace('…', '');
+    // Revoking asks first, as for a key: Cancel keeps the token.
     await active.getByRole('button', { name: /Revoke/ }).click();
+    const confirmRevoke = page.getByRole('dialog', { name: 'Revoke this upload token?' });
+    await confirmRevoke.getByRole('button', { name: 'Cancel' }).click();
+    await confirmRevoke.waitFor({ state: 'hidden' });
+    const kept = await api(w.url, w.key, 'GET', '/v1/upload-tokens');
+    assert.equal(kept.body.data.find((t: { prefix: string }) => t.prefix === prefix).status, 'active');
+    await active.getByRole('button', { name: /Revoke/ }).click();
+    await confirmRevoke.getByRole('button', { name: 'Revoke' }).click();
     await page.getByRole('row', { name: new RegExp(`${prefix}.*revoked`) }).waitFor();
     const tokens = await api(w.url, w.key, 'GET', '/v1/upload-tokens');
     assert.equal(tokens.body.data.find((t: { prefix: string }) => t.prefix === prefix).status, 'revoked');
