@@ -119,9 +119,34 @@ function App() {
       if (err instanceof ApiError) setReason(signedOutReason(err) ?? '');
     });
   }, []);
-  // A new page: focus goes to its heading's region, as a screen reader user expects.
+  // A new page: focus goes to its heading, as a screen reader user expects. A heading takes
+  // focus only with a tabindex (-1: focusable by script, not a Tab stop). A page that shows a
+  // placeholder while it loads may replace its heading, and the focus goes with it: until the
+  // person moves the focus, the heading that replaced it takes it.
   useEffect(() => {
-    main.current?.querySelector<HTMLElement>('h1')?.focus();
+    const region = main.current;
+    if (!region) return;
+    let focused: HTMLElement | null = null;
+    const focusHeading = () => {
+      focused = region.querySelector<HTMLElement>('h1');
+      if (!focused) return;
+      focused.tabIndex = -1;
+      focused.focus();
+    };
+    focusHeading();
+    // Only a heading that went, taking the focus with it: never pulls focus back otherwise.
+    const observer = new MutationObserver(() => {
+      if (focused && !focused.isConnected && document.activeElement === document.body) focusHeading();
+    });
+    observer.observe(region, { childList: true, subtree: true });
+    const moved = (e: FocusEvent) => {
+      if (e.target !== focused) observer.disconnect();
+    };
+    addEventListener('focusin', moved);
+    return () => {
+      observer.disconnect();
+      removeEventListener('focusin', moved);
+    };
   }, [route]);
 
   if (session === undefined) return <p class="loading">Loading…</p>;

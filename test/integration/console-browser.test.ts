@@ -790,6 +790,11 @@ test(
       assert.notEqual(outline, 'none', 'the focused element shows it');
       await keys.press('Enter');
       await page.getByRole('heading', { name: 'notes.txt' }).waitFor();
+      assert.equal(
+        await page.evaluate(() => document.activeElement?.tagName),
+        'H1',
+        'a new page focuses its heading',
+      );
       await tabTo((el) => el.tag === 'BUTTON' && el.text === 'Delete');
       await keys.press('Enter');
       const confirm = page.getByRole('dialog', { name: 'Delete this asset?' });
