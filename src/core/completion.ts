@@ -3,6 +3,7 @@ import { isolatedOutcome } from './asset-recording.js';
 import type { Clock } from './clock.js';
 import { checkDigests, parseDigest } from './digests.js';
 import { WharfError } from './errors.js';
+import { endedRefusal } from './events.js';
 import type { IdSource } from './ids.js';
 import type { KeyedQueue } from './keyed-queue.js';
 import type { Digests, ObjectInfo, Upload } from './model.js';
@@ -71,7 +72,7 @@ export class UploadCompletion {
       checkDigests(sent, claimed);
       return outcome;
     }
-    if (upload.status === 'expired') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+    if (upload.status === 'expired') throw endedRefusal(upload);
     if (upload.kind === 'direct') {
       throw new WharfError(
         'UPLOAD_NOT_PENDING',

@@ -265,6 +265,32 @@ export class EventService {
   }
 }
 
+/**
+ * How a pending upload made with an upload token ends when the token (or the key that minted it)
+ * is revoked: failed, with the refusal its completion would get (401 UNAUTHORIZED).
+ */
+export const TOKEN_REVOKED_ENDING = {
+  reason: 'failed',
+  code: 'UNAUTHORIZED',
+  message: 'The upload token this upload was made with was revoked before it completed; nothing was kept.',
+} as const satisfies UploadEnding;
+
+/**
+ * What a request on an upload that has ended without an asset is told: the refusal it ended with
+ * when its token's revocation ended it (401, as its completion would have been refused), or
+ * UPLOAD_EXPIRED.
+ */
+export function endedRefusal(upload: Upload): WharfError {
+  if (
+    upload.tokenId !== null &&
+    upload.ending?.reason === 'failed' &&
+    upload.ending.code === 'UNAUTHORIZED'
+  ) {
+    return new WharfError('UNAUTHORIZED', TOKEN_REVOKED_ENDING.message);
+  }
+  return new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
+}
+
 /** How a failed upload is reported in its `upload.failed` event. */
 export function failureOf(err: unknown): UploadEnding {
   // A disk that found no room (ENOSPC, EDQUOT) or no file descriptor left is recorded as the

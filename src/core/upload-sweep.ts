@@ -54,14 +54,7 @@ export class UploadSweep {
         if (!(await this.store.expireUpload(upload.id, now))) continue;
         expired += 1;
         this.telemetry.uploadExpired(upload.kind);
-        await this.kindHooks.get(upload.kind)?.expire?.(upload);
-        if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
-          await this.blobs.delete(upload.storageKey);
-        }
-        // A completion that died after sealing a copy (see settle), with a client that never
-        // came back, left the copy where nothing else looks.
-        if (upload.intent.rewritable)
-          await this.uploads.recorder.deleteIfUnused(sealedKeyFor(upload.storageKey));
+        await this.freeStorage(upload);
       }
       if (stale.length < 200) break;
     }
@@ -71,6 +64,34 @@ export class UploadSweep {
       debris += (await hooks.debris?.(now - DEBRIS_AGE_MS, inUse)) ?? 0;
     this.telemetry.sweepFinished({ expired, debris, reconciled });
     return { expired, debris, reconciled };
+  }
+
+  /** What an upload that ended without an asset left in storage goes (unless an asset uses it). */
+  private async freeStorage(upload: Upload): Promise<void> {
+    await this.kindHooks.get(upload.kind)?.expire?.(upload);
+    if ((await this.store.countAssetsWithStorageKey(upload.storageKey)) === 0) {
+      await this.blobs.delete(upload.storageKey);
+    }
+    // A completion that died after sealing a copy (see settle), with a client that never
+    // came back, left the copy where nothing else looks.
+    if (upload.intent.rewritable) await this.uploads.recorder.deleteIfUnused(sealedKeyFor(upload.storageKey));
+  }
+
+  /**
+   * The `free-upload` job: frees what an upload ended outside the sweep (by its token's
+   * revocation, in the transaction that queued this) left in storage, as the sweep frees an
+   * expired one's. A presigned PUT or form URL still takes a write until it expires (storage
+   * cannot be told): what lands there then is freed by a `delete-object` job once it has.
+   */
+  async freeEnded(uploadId: string): Promise<void> {
+    const upload = await this.store.getUpload(uploadId);
+    if (upload?.status !== 'expired') return;
+    if (upload.kind === 'presigned' || upload.kind === 'post') {
+      await this.store.enqueueJobs([
+        this.uploads.recorder.deleteObjectJob(upload.storageKey, upload.expiresAt + 60_000),
+      ]);
+    }
+    await this.freeStorage(upload);
   }
 
   /**

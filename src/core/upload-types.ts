@@ -48,6 +48,12 @@ export interface UploadKindHooks {
   debris?(olderThan: number, inUse: (key: string) => Promise<boolean>): Promise<number>;
 }
 
+/**
+ * The job that frees what an upload ended outside the sweep left in storage (its revoked token's
+ * pending uploads: see Store.revokeToken), as the sweep frees an expired one's: `{ uploadId }`.
+ */
+export const FREE_UPLOAD_JOB = 'free-upload';
+
 /** A file as a client declares it before sending the bytes. Digests in hex or base64. */
 export interface FileDeclaration {
   name: string;

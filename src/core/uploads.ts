@@ -12,7 +12,7 @@ import { formContentType, UploadCompletion } from './completion.js';
 import { checkAgainstHeld, checkDigests, parseDigest } from './digests.js';
 import { DirectUploadLeases } from './direct-leases.js';
 import { isWharfError, WharfError } from './errors.js';
-import { failureOf, type UploadEnding } from './events.js';
+import { endedRefusal, failureOf, type UploadEnding } from './events.js';
 import { DigestStream } from './hashing.js';
 import type { IdSource } from './ids.js';
 import { asDeclared, type KeptIntent, presignAgain } from './intent-replay.js';
@@ -569,7 +569,8 @@ export class UploadService {
    */
   assertNotEnded(upload: Upload, at = this.clock.now()): void {
     if (upload.status === 'completed') throw alreadyCompleted(upload);
-    if (upload.status === 'expired' || (!upload.intent.autoComplete && at > this.completableUntil(upload))) {
+    if (upload.status === 'expired') throw endedRefusal(upload);
+    if (!upload.intent.autoComplete && at > this.completableUntil(upload)) {
       throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
     }
   }
@@ -577,7 +578,8 @@ export class UploadService {
   /** Refuses an upload that can no longer receive bytes (in a request that began `at`). */
   assertOpen(upload: Upload, at = this.clock.now()): void {
     if (upload.status === 'completed') throw alreadyCompleted(upload);
-    if (upload.status === 'expired' || at > upload.expiresAt) {
+    if (upload.status === 'expired') throw endedRefusal(upload);
+    if (at > upload.expiresAt) {
       throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
     }
   }
@@ -661,6 +663,8 @@ export class UploadService {
   ): Promise<{ upload: Upload; asset: Asset | undefined }> {
     const upload = await this.get(principal, uploadId);
     if (upload.status === 'pending' && !upload.intent.autoComplete) return { upload, asset: undefined };
+    // Ended without an asset: there is nothing to bring forward (nor a refusal to answer).
+    if (upload.status === 'expired') return { upload, asset: undefined };
     try {
       return { upload, asset: (await this.completeUpload(upload)).asset };
     } catch (err) {
@@ -700,6 +704,11 @@ export class UploadService {
    */
   sweep(): Promise<{ expired: number; debris: number; reconciled: number }> {
     return this.sweeper.sweep();
+  }
+
+  /** The `free-upload` job (see UploadSweep.freeEnded). */
+  freeEnded(uploadId: string): Promise<void> {
+    return this.sweeper.freeEnded(uploadId);
   }
 
   /** Completes uploads with no confirm step whose bytes storage holds (see UploadSweep). */

@@ -33,7 +33,7 @@ import { SessionService, type SessionSettings } from './sessions.js';
 import { SignedIds } from './signed-ids.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { TokenService } from './tokens.js';
-import type { UploadSettings } from './upload-types.js';
+import { FREE_UPLOAD_JOB, type UploadSettings } from './upload-types.js';
 import { UploadService } from './uploads.js';
 import { type RenderEvent, WebhookDeliverer } from './webhook-delivery.js';
 import { WebhookService, type WebhookSettings } from './webhook-service.js';
@@ -232,6 +232,7 @@ export function createCore(deps: CoreDeps): Core {
   );
   jobs.register(DERIVE_IMAGE_JOB, (job) => images.deriveJob(job));
   jobs.register(DELETE_OBJECT_JOB, (job) => uploads.recorder.deleteIfUnused(String(job.payload.key)));
+  jobs.register(FREE_UPLOAD_JOB, (job) => uploads.freeEnded(String(job.payload.uploadId)));
   const s3Signing = new S3SigningService(
     deps.store,
     deps.blobs,

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { Upload } from 'tus-js-client';
@@ -14,7 +16,7 @@ import {
   uploadForm,
   uploadRaw,
 } from '../helpers/assets.js';
-import { holdsObject, pendingWrites, storedKeys } from '../helpers/deployment.js';
+import { holdsObject, onS3, pendingWrites, storedKeys } from '../helpers/deployment.js';
 import { answerOf, api, type JsonResponse, sha256Hex } from '../helpers/http.js';
 import { startWharf, type TestWharf } from '../helpers/wharf.js';
 
@@ -1197,6 +1199,8 @@ describe('a second node sees revocation and expiry at once', () => {
 
   /** Nothing of the token's refused upload is left: no asset, no bytes, nothing held. */
   async function nothingKept(token: Minted, bytes: Buffer): Promise<void> {
+    // An upload still pending at the revocation ended with it; the job it queued frees its bytes.
+    await w.wharf.core.jobs.drain();
     const upload = await onlyUpload(token);
     assert.deepEqual(
       [upload.status, upload.failure],
@@ -1286,6 +1290,118 @@ describe('a second node sees revocation and expiry at once', () => {
     assert.equal(asset.status, 200, JSON.stringify(asset.body));
     assert.equal(asset.body.sha256, sha256Hex(bytes));
     assert.equal((await usage(token)).files_used, 1);
+  });
+
+  /**
+   * A token of a fresh account (quota 1,102,400) with 10 presigned uploads of 100,000 bytes
+   * declared (no bytes sent) and a multipart upload of 102,400 whose one part storage holds:
+   * the whole quota held by uploads that are pending.
+   */
+  async function holdingEverything(mintWith?: (key: string) => Promise<string>) {
+    const { accountId, key } = await w.newAccount();
+    await w.wharf.core.keys.updateAccount(accountId, { storageQuota: 1_102_400 });
+    const minter = mintWith ? await mintWith(key) : key;
+    const token = await mint({}, minter);
+    const presigned: string[] = [];
+    for (let i = 0; i < 10; i += 1) {
+      presigned.push((await declare(w, token.secret, { name: `held-${i}.bin`, size: 100_000 })).id);
+    }
+    const part = randomBytes(102_400);
+    const started = await api(w.url, token.secret, 'POST', '/v1/multipart', {
+      name: 'm.bin',
+      size: part.length,
+    });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const signed = await api(b.url, token.secret, 'POST', `/v1/multipart/${started.body.id}/parts`, {
+      partNumbers: [1],
+    });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    const put = await fetch(signed.body.parts[0].url, {
+      method: 'PUT',
+      headers: signed.body.parts[0].headers,
+      body: new Uint8Array(part),
+    });
+    assert.equal(put.status, 200, await put.text());
+    const account = await api(w.url, key, 'GET', '/v1/account');
+    assert.deepEqual(
+      [account.body.usage.bytes_reserved, account.body.usage.pending_uploads],
+      [1_102_400, 11],
+    );
+    refused(await uploadRaw(w, key, 'full.bin', randomBytes(1000)), 'QUOTA_EXCEEDED', 'full');
+    assert.equal(await partsHeld(started.body), true, 'storage holds the part');
+    return {
+      key,
+      token,
+      uploads: [...presigned, started.body.id],
+      multipart: started.body,
+      etag: put.headers.get('etag'),
+    };
+  }
+
+  /** Whether storage holds the parts of a multipart upload (as multipart.test.ts looks). */
+  async function partsHeld(started: { uploadId: string; key: string }): Promise<boolean> {
+    if (onS3(w)) return (await pendingWrites(w)).includes(started.key);
+    const dirs: string[] = await readdir(join(w.dataDir, 'blobs', 'multipart')).catch(() => []);
+    return dirs.includes(started.uploadId);
+  }
+
+  /** Everything the token's pending uploads held is given back by the revocation itself. */
+  async function allGivenBack(held: Awaited<ReturnType<typeof holdingEverything>>): Promise<void> {
+    const { key, token, uploads, multipart, etag } = held;
+    const account = await api(b.url, key, 'GET', '/v1/account');
+    assert.deepEqual([account.body.usage.bytes_reserved, account.body.usage.pending_uploads], [0, 0]);
+    const shown = await api(b.url, key, 'GET', `/v1/upload-tokens/${token.id}`);
+    assert.equal(shown.body.status, 'revoked');
+    assert.deepEqual(
+      [shown.body.usage.files_reserved, shown.body.usage.bytes_reserved, shown.body.usage.open_uploads],
+      [0, 0, 0],
+      JSON.stringify(shown.body),
+    );
+    const stored = await uploadRaw(b, key, 'room.bin', randomBytes(1_000_000));
+    assert.equal(stored.status, 201, JSON.stringify(stored.body));
+    // Each ended as failed, with the refusal its completion would get, recorded once.
+    const events = await api(b.url, key, 'GET', '/v1/events?type=upload.failed&limit=1000');
+    const failed = events.body.data.filter((e: { data: { upload: { id: string } } }) =>
+      uploads.includes(e.data.upload.id),
+    );
+    assert.equal(failed.length, uploads.length, JSON.stringify(events.body));
+    for (const event of failed) assert.equal(event.data.error.code, 'UNAUTHORIZED');
+    for (const id of uploads) {
+      const state = await api(b.url, key, 'GET', `/v1/uploads/${id}`);
+      assert.equal(state.status, 200, JSON.stringify(state.body));
+      assert.equal(state.body.status, 'expired', JSON.stringify(state.body));
+    }
+    // Completing one is refused as a revoked token's upload is, whoever completes it.
+    refused(await complete(b, key, uploads[0]!), 'UNAUTHORIZED', 'confirmed after', 401);
+    refused(
+      await api(b.url, key, 'POST', `/v1/multipart/${multipart.id}/complete`, {
+        parts: [{ PartNumber: 1, ETag: etag }],
+      }),
+      'UNAUTHORIZED',
+      'multipart completed after',
+      401,
+    );
+    // Its part goes with the job the revocation queued.
+    await w.wharf.core.jobs.drain();
+    assert.equal(await partsHeld(multipart), false, 'storage no longer holds the part');
+  }
+
+  test('revoking a token ends its pending uploads at once: the quota, slots and parts they held are freed', async () => {
+    const held = await holdingEverything();
+    assert.equal((await api(w.url, held.key, 'DELETE', `/v1/upload-tokens/${held.token.id}`)).status, 204);
+    await allGivenBack(held);
+  });
+
+  test("revoking the key that minted a token ends the token's pending uploads too", async () => {
+    let minterId = '';
+    const held = await holdingEverything(async (admin) => {
+      const minter = await api(w.url, admin, 'POST', '/v1/keys', { name: 'backend', scopes: ['upload'] });
+      assert.equal(minter.status, 201, JSON.stringify(minter.body));
+      minterId = minter.body.key.id;
+      return minter.body.secret;
+    });
+    assert.equal((await api(w.url, held.key, 'DELETE', `/v1/keys/${minterId}`)).status, 204);
+    await allGivenBack(held);
   });
 
   /** A download URL and a transform URL the token signs for an image of its own, as B serves them. */

@@ -5,7 +5,7 @@ import type { Database } from '../schema.js';
 import type { SqlContext } from './context.js';
 import { appendEvents } from './events.js';
 import { fromKey, toAccount, toKey } from './rows.js';
-import { revokeTokensOfKey } from './tokens.js';
+import { endPendingUploads, liveTokensOfKey, releaseTokenHolds, revokeTokensOfKey } from './tokens.js';
 
 // Runs on every request. Building a Kysely query costs more than SQLite takes to run it,
 // so this one is compiled once and re-run with each new parameter.
@@ -49,7 +49,7 @@ function compileSignerLookups(db: Kysely<Database>) {
   };
 }
 
-export function keyQueries({ db, ids }: SqlContext): KeyStore {
+export function keyQueries({ db, dialect, ids }: SqlContext): KeyStore {
   const keyLookup = compileKeyLookup(db);
   const signerLookups = compileSignerLookups(db);
   const queries: KeyStore = {
@@ -107,6 +107,18 @@ export function keyQueries({ db, ids }: SqlContext): KeyStore {
 
     async revokeKey(keyId: string, at: number, accountId?: string): Promise<boolean> {
       return db.transaction().execute(async (trx) => {
+        let revocable = trx
+          .selectFrom('api_keys')
+          .select('id')
+          .where('id', '=', keyId)
+          .where('revoked_at', 'is', null);
+        if (accountId !== undefined) revocable = revocable.where('account_id', '=', accountId);
+        if (!(await revocable.executeTakeFirst())) return false;
+        // The pending uploads of its live tokens end with them, their rows locked first (see
+        // endPendingUploads), then the key's, then the tokens'. The key's own pending uploads
+        // stay: another key of the account may still complete them.
+        const tokenIds = await liveTokensOfKey(trx, keyId, at);
+        const { ended, events } = await endPendingUploads(trx, dialect, ids, tokenIds, at);
         let query = trx
           .updateTable('api_keys')
           .set({ revoked_at: at })
@@ -114,10 +126,14 @@ export function keyQueries({ db, ids }: SqlContext): KeyStore {
           .where('revoked_at', 'is', null);
         if (accountId !== undefined) query = query.where('account_id', '=', accountId);
         const result = await query.executeTakeFirst();
-        if (Number(result.numUpdatedRows) === 0) return false;
+        const revoked = Number(result.numUpdatedRows) > 0;
         // Its tokens stop with it: each still live is revoked too, and says so (token.revoked).
-        await appendEvents(trx, ids, await revokeTokensOfKey(trx, keyId, at));
-        return true;
+        // Revoked meanwhile: the uploads ended here are ended all the same (see revokeToken).
+        const tokenEvents = revoked
+          ? await revokeTokensOfKey(trx, keyId, at, ended)
+          : await releaseTokenHolds(trx, ended).then(() => []);
+        await appendEvents(trx, ids, [...events, ...tokenEvents]);
+        return revoked;
       });
     },
 

@@ -18,6 +18,7 @@
  */
 import { type Selectable, sql, type Transaction } from 'kysely';
 import { WharfError } from '../../core/errors.js';
+import { TOKEN_REVOKED_ENDING } from '../../core/events.js';
 import type { UploadLimits, UploadToRecord } from '../../core/ports.js';
 import type { Database, UploadsTable } from '../schema.js';
 import { runReused } from './context.js';
@@ -368,11 +369,8 @@ export async function settleFinished(
  * The refusal of an upload whose token was revoked before it was recorded: what a request with
  * the revoked token is told (see TokenService.authenticate), whoever completes the upload.
  */
-function revokedRefusal(): WharfError {
-  return new WharfError(
-    'UNAUTHORIZED',
-    'The upload token this upload was made with was revoked before it completed; nothing was kept.',
-  );
+export function revokedRefusal(): WharfError {
+  return new WharfError('UNAUTHORIZED', TOKEN_REVOKED_ENDING.message);
 }
 
 /**

@@ -19,6 +19,7 @@ import { addFileVersion } from './files.js';
 import {
   type ReservationEntry,
   reserveUploads,
+  revokedRefusal,
   settleArrived,
   settleExpired,
   settleFinished,
@@ -222,6 +223,11 @@ export function uploadQueries({ db, dialect, ids }: SqlContext): UploadStore {
             .executeTakeFirst();
           if (!asset) throw new WharfError('NOT_FOUND', 'The asset of this upload has since been deleted.');
           return { asset: toAsset(asset), deduplicated: upload.deduplicated === 1, completedNow: false };
+        }
+        // Ended by its token's revocation (see endPendingUploads): refused as its completion
+        // would have been had it come first, whoever completes it.
+        if (upload.status !== 'pending' && upload.token_id !== null && upload.ended_code === 'UNAUTHORIZED') {
+          throw revokedRefusal();
         }
         if (upload.status !== 'pending') throw new WharfError('UPLOAD_EXPIRED', 'This upload has expired.');
 
