@@ -204,7 +204,8 @@ export class AssetRecorder {
         candidate = await this.verifyBeforeDeduplicating(upload, storageKey, candidate, result.asset);
       }
     } catch (err) {
-      // The account's quota or the token's budget cannot take the file, or its token was revoked
+      // The account's quota, its file size limit or the token's budget cannot take the file (each
+      // as it is now: lowered since the upload began, it applies), or its token was revoked
       // while it was under way: it is not kept.
       const refused = refusedOnRecording(err);
       if (refused) {
@@ -323,12 +324,14 @@ export class AssetRecorder {
 
 /**
  * The refusals finishUpload decides in its transaction, which record nothing: the account's
- * quota, the token's byte budget, and the token revoked (or its minting key) before the upload
- * was recorded (UNAUTHORIZED, what any request with it is told then). The upload ends with them.
+ * quota and its file size limit (both as they are at completion), the token's byte budget, and
+ * the token revoked (or its minting key) before the upload was recorded (UNAUTHORIZED, what any
+ * request with it is told then). The upload ends with them.
  */
 function refusedOnRecording(err: unknown): boolean {
   return (
     isWharfError(err, 'QUOTA_EXCEEDED') ||
+    isWharfError(err, 'FILE_TOO_LARGE') ||
     isWharfError(err, 'TOKEN_BYTES_EXHAUSTED') ||
     isWharfError(err, 'UNAUTHORIZED')
   );

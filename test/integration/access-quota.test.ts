@@ -579,3 +579,103 @@ describe('disabled account', () => {
     assert.equal(done.body.asset.sha256, sha256Hex(bytes));
   });
 });
+
+describe('a file size limit lowered while uploads are under way', () => {
+  /** The account's uploads as recorded, with the code each failed with. */
+  async function endings(key: string, ids: string[]): Promise<string[]> {
+    const events = await api(w.url, key, 'GET', '/v1/events?type=upload.failed&limit=1000');
+    return ids.map(
+      (id) =>
+        events.body.data.find((e: { data: { upload: { id: string } } }) => e.data.upload.id === id)?.data
+          .error.code,
+    );
+  }
+
+  test('applies at completion, as a lowered quota does: FILE_TOO_LARGE, nothing kept, nothing held', async () => {
+    const { accountId, key } = await w.newAccount();
+    const bytes = () => randomBytes(3000);
+    // A presigned upload PUT, a multipart upload whose part is sent, a tus upload created: all
+    // declared under no limit of the account's own.
+    const presigned = bytes();
+    const intent = await declare(w, key, { name: 'p.bin', size: presigned.length });
+    assert.equal((await putPresigned(intent, presigned)).status, 200);
+    const part = bytes();
+    const started = await api(w.url, key, 'POST', '/v1/multipart', { name: 'm.bin', size: part.length });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const signed = await api(w.url, key, 'POST', `/v1/multipart/${started.body.id}/parts`, {
+      partNumbers: [1],
+    });
+    const put = await fetch(signed.body.parts[0].url, {
+      method: 'PUT',
+      headers: signed.body.parts[0].headers,
+      body: new Uint8Array(part),
+    });
+    assert.equal(put.status, 200, await put.text());
+    const tusBytes = bytes();
+    const created = await fetch(`${w.url}/v1/tus/`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': key,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': String(tusBytes.length),
+        'Upload-Metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+      },
+    });
+    assert.equal(created.status, 201, await created.text());
+    const location = new URL(created.headers.get('location')!, w.url).toString();
+
+    await w.wharf.core.keys.updateAccount(accountId, { maxFileSize: 1000 });
+
+    const tooLarge = (res: JsonResponse, label: string) => {
+      assert.equal(res.status, 413, `${label}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'FILE_TOO_LARGE', label);
+      assert.equal(res.body.error.details.limit, 1000, label);
+    };
+    tooLarge(await complete(w, key, intent.id), 'presigned complete');
+    tooLarge(
+      await api(w.url, key, 'POST', `/v1/multipart/${started.body.id}/complete`, {
+        parts: [{ PartNumber: 1, ETag: put.headers.get('etag') }],
+      }),
+      'multipart complete',
+    );
+    const patched = await readJson(
+      fetch(location, {
+        method: 'PATCH',
+        headers: {
+          'x-api-key': key,
+          'Tus-Resumable': '1.0.0',
+          'Upload-Offset': '0',
+          'Content-Type': 'application/offset+octet-stream',
+        },
+        body: new Uint8Array(tusBytes),
+      }),
+    );
+    tooLarge(patched, 'tus PATCH');
+
+    // Each ended as a quota refusal ends it: failed, with the refusal; nothing kept or held.
+    const uploads = dbQuery<{ id: string; status: string }>(
+      w,
+      'select id, status from uploads where account_id = ? order by created_at',
+      accountId,
+    );
+    assert.deepEqual(
+      uploads.map((u) => u.status),
+      ['expired', 'expired', 'expired'],
+    );
+    assert.deepEqual(
+      await endings(
+        key,
+        uploads.map((u) => u.id),
+      ),
+      ['FILE_TOO_LARGE', 'FILE_TOO_LARGE', 'FILE_TOO_LARGE'],
+    );
+    const account = await api(w.url, key, 'GET', '/v1/account');
+    assert.deepEqual(account.body.usage, {
+      bytes_used: 0,
+      bytes_reserved: 0,
+      bytes_free: null,
+      assets: 0,
+      pending_uploads: 0,
+    });
+  });
+});

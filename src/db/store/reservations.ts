@@ -291,7 +291,7 @@ async function writeCounters(trx: Transaction<Database>, counters: Counters): Pr
 /**
  * An upload completes (in finishUpload's transaction, its row locked and still pending): what
  * it held is given back; the account stores `newBytes` more (0 when the content was already
- * there) unless that passes its quota, and its token has uploaded one more file of `size`
+ * there) unless that passes its quota or `size` its file size limit (FILE_TOO_LARGE), and its token has uploaded one more file of `size`
  * bytes unless that passes its byte budget. A refusal throws, and the caller's transaction
  * rolls back with nothing changed.
  */
@@ -308,7 +308,11 @@ export async function settleFinished(
       bytes_reserved: sql<number>`bytes_reserved - ${held}`,
       bytes_used: sql<number>`bytes_used + ${newBytes}`,
     })
-    .where('id', '=', upload.account_id);
+    .where('id', '=', upload.account_id)
+    // The account's file size limit as it is now, as its quota: lowered since the upload was
+    // declared, it applies to what completes from then on (null: the server's, which a
+    // running process does not change).
+    .where(sql<boolean>`(max_file_size is null or ${size} <= max_file_size)`);
   if (newBytes > 0) {
     // Room is what neither stored assets nor other pending uploads hold.
     account = account.where(
@@ -316,7 +320,10 @@ export async function settleFinished(
     );
   }
   if (Number((await account.executeTakeFirst()).numUpdatedRows) === 0) {
-    throw await quotaRefusal(trx, upload.account_id, held);
+    throw (
+      (await fileSizeRefusal(trx, upload.account_id, size)) ??
+      (await quotaRefusal(trx, upload.account_id, held))
+    );
   }
 
   if (upload.token_id === null) {
@@ -395,6 +402,22 @@ export async function settleArrived(
     const refusal = await tokenBytesRefusal(trx, upload.token_id, heldByToken);
     if (refusal) throw refusal;
   }
+}
+
+/** The refusal of a file over its account's own file size limit; undefined when it fits. */
+async function fileSizeRefusal(
+  trx: Transaction<Database>,
+  accountId: string,
+  size: number,
+): Promise<WharfError | undefined> {
+  const row = await trx
+    .selectFrom('accounts')
+    .select('max_file_size')
+    .where('id', '=', accountId)
+    .executeTakeFirst();
+  const limit = nullable(row?.max_file_size ?? null);
+  if (limit === null || size <= limit) return undefined;
+  return new WharfError('FILE_TOO_LARGE', `The file is larger than the limit of ${limit} bytes.`, { limit });
 }
 
 /** The refusal of bytes over the account's quota, with the figures beside what `held` already held. */
