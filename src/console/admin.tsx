@@ -4,6 +4,7 @@ import {
   type ApiKey,
   api,
   type Delivery,
+  type Session,
   type UploadState,
   type UploadToken,
   type Webhook,
@@ -13,7 +14,12 @@ import { Confirm, Dialog, formatBytes, formatDate, Notice, Secret } from './ui.j
 
 const SCOPES = ['admin', 'read', 'upload', 'write'] as const;
 
-export function KeysPage({ currentKeyId }: { currentKeyId: string }) {
+/** Whether the session's key may create keys and webhook endpoints (the server asks for `admin`). */
+export function canAdminister(session: Session): boolean {
+  return session.key.scopes.includes('admin');
+}
+
+export function KeysPage({ currentKeyId, canCreate }: { currentKeyId: string; canCreate: boolean }) {
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -78,9 +84,12 @@ export function KeysPage({ currentKeyId }: { currentKeyId: string }) {
     <section aria-labelledby="keys-title">
       <h1 id="keys-title">API keys</h1>
       <Notice error={error} />
-      <button type="button" onClick={() => setCreating(true)}>
-        New key
-      </button>
+      {/* A key that is not admin would only be refused (403 FORBIDDEN): it is offered no button. */}
+      {canCreate && (
+        <button type="button" onClick={() => setCreating(true)}>
+          New key
+        </button>
+      )}
       {keys && (
         <table class="list">
           <caption class="visually-hidden">API keys</caption>
@@ -275,7 +284,7 @@ export function TokensPage() {
   );
 }
 
-export function WebhooksPage() {
+export function WebhooksPage({ canCreate }: { canCreate: boolean }) {
   const [hooks, setHooks] = useState<Webhook[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
@@ -323,9 +332,11 @@ export function WebhooksPage() {
     <section aria-labelledby="webhooks-title">
       <h1 id="webhooks-title">Webhooks</h1>
       <Notice error={error} />
-      <button type="button" onClick={() => setCreating(true)}>
-        New endpoint
-      </button>
+      {canCreate && (
+        <button type="button" onClick={() => setCreating(true)}>
+          New endpoint
+        </button>
+      )}
       {hooks && hooks.length === 0 && <p>No endpoints yet.</p>}
       <ul class="cards">
         {hooks?.map((hook) => (

@@ -5,7 +5,7 @@ import '@uppy/dashboard/css/style.min.css';
 import './console.css';
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { AccountPage, KeysPage, TokensPage, WebhookPage, WebhooksPage } from './admin.js';
+import { AccountPage, canAdminister, KeysPage, TokensPage, WebhookPage, WebhooksPage } from './admin.js';
 import { ApiError, api, type Session, signedOutReason, whenSignedOut } from './api.js';
 import { AssetPage, AssetsPage } from './assets.js';
 import { errorText, Notice } from './ui.js';
@@ -185,10 +185,11 @@ function App() {
   else if (section === 'assets' && id) {
     page = <AssetPage id={id} onDeleted={() => (location.hash = '#/assets')} />;
   } else if (section === 'upload') page = <UploadPage session={session} />;
-  else if (section === 'keys') page = <KeysPage currentKeyId={session.key.id} />;
+  else if (section === 'keys')
+    page = <KeysPage currentKeyId={session.key.id} canCreate={canAdminister(session)} />;
   else if (section === 'tokens') page = <TokensPage />;
   else if (section === 'webhooks' && id) page = <WebhookPage id={id} />;
-  else if (section === 'webhooks') page = <WebhooksPage />;
+  else if (section === 'webhooks') page = <WebhooksPage canCreate={canAdminister(session)} />;
   else if (section === 'account') page = <AccountPage canCancel={canUpload(session)} />;
 
   return (

@@ -928,6 +928,15 @@ test(
       await page.getByRole('link', { name: 'Upload', exact: true }).click();
       await page.getByText('cannot upload: uploading needs a key with the upload scope').waitFor();
       assert.equal(await page.locator('.uppy-Dashboard').count(), 0);
+      // Nor is it offered the creation the server would refuse (403 FORBIDDEN).
+      await page.getByRole('link', { name: 'Keys', exact: true }).click();
+      await page.getByRole('heading', { name: 'API keys' }).waitFor();
+      assert.equal(await page.getByRole('button', { name: 'New key' }).count(), 0);
+      await page.getByRole('link', { name: 'Webhooks', exact: true }).click();
+      await page.getByRole('heading', { name: 'Webhooks' }).waitFor();
+      assert.equal(await page.getByRole('button', { name: 'New endpoint' }).count(), 0);
+      await page.getByRole('link', { name: 'Upload', exact: true }).click();
+      await page.getByText('cannot upload: uploading needs a key with the upload scope').waitFor();
       await page.getByRole('button', { name: 'Sign out' }).click();
 
       // The server refuses the upload token: the page says why (Uppy alone shows "Upload failed").
