@@ -46,6 +46,9 @@ export interface ResolvedVersion {
 /** The largest version number a file can have (versions are stored as 32-bit integers). */
 export const MAX_FILE_VERSION = 2 ** 31 - 1;
 
+/** How often a read of a name's latest version follows that version's deletion (FileService.get). */
+const LATEST_READS = 5;
+
 /**
  * Named files in namespaces, with versions: each upload of a name is its next version,
  * numbered in the same transaction that records the asset. Versions point at assets, so
@@ -97,14 +100,24 @@ export class FileService {
     if (version !== undefined && !(Number.isInteger(version) && version <= MAX_FILE_VERSION)) {
       throw new WharfError('NOT_FOUND', 'No such file or version.');
     }
-    const found = await this.store.getFileVersion(
-      principal.accountId,
-      this.readable(principal, namespace, name).namespace,
-      validateFileName(name),
-      version,
-    );
-    if (!found) throw new WharfError('NOT_FOUND', 'No such file or version.');
-    return { version: found, ...(await this.assetOf(principal, found)) };
+    const readable = this.readable(principal, namespace, name).namespace;
+    const fileName = validateFileName(name);
+    // The version row and its asset are two reads: deleting the latest version's asset in
+    // between (which removes that version) leaves a row whose asset is gone. The name is then
+    // served at the latest version left, as once the delete is over, so the latest is read
+    // again; an asked-for version that went is missing. Bounded: each retry follows a delete.
+    for (let attempt = 1; ; attempt++) {
+      const found = await this.store.getFileVersion(principal.accountId, readable, fileName, version);
+      if (!found) throw new WharfError('NOT_FOUND', 'No such file or version.');
+      try {
+        return { version: found, ...(await this.assetOf(principal, found)) };
+      } catch (err) {
+        if (version !== undefined || attempt === LATEST_READS || !isWharfError(err, 'NOT_FOUND')) throw err;
+        // Missing to this caller but not deleted (an asset it may not see): that is the answer.
+        if (await this.store.getFileVersion(principal.accountId, readable, fileName, found.version))
+          throw err;
+      }
+    }
   }
 
   /**

@@ -285,6 +285,41 @@ describe("deleting the asset of a file's latest version", () => {
     assert.equal(next.body.latest_version, 4);
     assert.equal((await getFile('lv', name)).body.latest_version, 4);
   });
+
+  test('a read of the latest version while its asset is deleted gets the version left, not 404', async () => {
+    const name = `lvr-${randomBytes(4).toString('hex')}.txt`;
+    await putFile('lv', name, `one ${name}`);
+    const second = await putFile('lv', name, `two ${name}`);
+    assert.equal(second.body.version, 2);
+    // The read finds version 2's row; the asset is deleted before the read loads it (the
+    // window a concurrent DELETE hits). The store is the server's own, only held at that point.
+    const store = (
+      w.wharf.core.files as unknown as { store: { getFileVersion: (...args: never[]) => Promise<unknown> } }
+    ).store;
+    const original = store.getFileVersion;
+    let held = false;
+    store.getFileVersion = async function (this: unknown, ...args: never[]) {
+      const found = await original.apply(this, args);
+      if (!held) {
+        held = true;
+        const deleted = await api(w.url, w.key, 'DELETE', `/v1/assets/${second.body.asset.id}`);
+        assert.equal(deleted.status, 204);
+      }
+      return found;
+    };
+    let latest: JsonResponse;
+    try {
+      latest = await getFile('lv', name);
+    } finally {
+      store.getFileVersion = original;
+    }
+    assert.ok(held);
+    assert.equal(latest.status, 200, JSON.stringify(latest.body));
+    assert.equal(latest.body.version, 1);
+    assert.equal(latest.body.latest_version, 1);
+    // An asked-for version that went is missing, as it is once the delete is over.
+    assert.equal((await getFile('lv', name, '?version=2')).status, 404);
+  });
 });
 
 describe('a named file written while the asset of its content is deleted', () => {
