@@ -260,9 +260,14 @@ export class AssetService {
     requireScope(principal, 'write');
     if (principal.namePrefix === null && principal.namespace === null) return;
     const asset = await this.store.getAsset(principal.accountId, id);
-    if (!asset || !(await this.withinConfinement(principal, asset))) {
-      throw new WharfError('NOT_FOUND', 'No such asset.');
-    }
+    // An asset outside its confinement that the caller reads through its own upload of the
+    // content (first uploaded by another under a name outside its prefix) is not missing to it:
+    // it is shared, and refused below as such (403), not answered 404 where GET answers 200.
+    const seen =
+      asset &&
+      ((await this.withinConfinement(principal, asset)) ||
+        Boolean(await this.store.findOwnUpload(principal.accountId, asset.id, principal)));
+    if (!seen) throw new WharfError('NOT_FOUND', 'No such asset.');
     // The asset is one per content: uploaded again under another name or outside the
     // namespace (by a key that may read or change everything), it is that uploader's too,
     // and not the confined key's alone to change or delete.

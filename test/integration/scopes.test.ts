@@ -512,6 +512,35 @@ describe('confinement', () => {
     );
   });
 
+  test('a name-prefix key is refused 403, not 404, changing an asset it reads through its own upload', async () => {
+    const confined = await key({ scopes: ['read', 'upload', 'write'], name_prefix: 'team-d-' });
+    const bytes = randomBytes(40);
+    // The admin uploads first, so the asset is named outside the prefix; the key's upload of
+    // the same content is the same asset, which it reads through that upload.
+    const theirs = await uploadRaw(w, w.key, 'admin-name.txt', bytes);
+    const own = await uploadRaw(w, confined.secret, 'team-d-mine.txt', bytes);
+    assert.equal(own.body.asset.id, theirs.body.asset.id);
+    const id = own.body.asset.id;
+    assert.equal((await api(w.url, confined.secret, 'GET', `/v1/assets/${id}`)).status, 200);
+    const denied = await api(w.url, confined.secret, 'DELETE', `/v1/assets/${id}`);
+    refused(denied, 'NAME_PREFIX_DENIED', 'delete of a shared one');
+    assert.equal(denied.body.error.details.name_prefix, 'team-d-');
+    refused(
+      await api(w.url, confined.secret, 'PATCH', `/v1/assets/${id}`, { access: 'public' }),
+      'NAME_PREFIX_DENIED',
+      'access of a shared one',
+    );
+    assert.equal((await api(w.url, w.key, 'GET', `/v1/assets/${id}`)).status, 200, 'kept');
+    // An asset it has no upload of stays missing to it.
+    const other = await uploadRaw(w, w.key, 'admin-only.txt', randomBytes(40));
+    refused(
+      await api(w.url, confined.secret, 'DELETE', `/v1/assets/${other.body.asset.id}`),
+      'NOT_FOUND',
+      'other',
+      404,
+    );
+  });
+
   test('a namespace key with write deletes only assets filed nowhere else', async () => {
     const confined = await key({ scopes: ['read', 'upload', 'write'], namespace: 'drafts' });
     const bytes = randomBytes(40);
