@@ -513,7 +513,8 @@ export class FilesApi {
 
   /**
    * Uploads the next version of `namespace/name` (the bytes go through Wharf). `sha256` (hex or
-   * base64), when given, is declared and verified by Wharf: a mismatch records no version.
+   * base64), when given, is declared and verified by Wharf: a mismatch records no version. Sent
+   * with an Idempotency-Key kept across its retries: a lost answer makes no second version.
    */
   async put(
     namespace: string,
@@ -536,6 +537,8 @@ export class FilesApi {
       headers: {
         'content-type': options.contentType || 'application/octet-stream',
         ...(options.size !== undefined && { 'content-length': String(options.size) }),
+        // Its retries (a lost answer) get the first answer, not a second version.
+        ...idempotent(),
       },
       body: () => {
         sentThisAttempt = 0;

@@ -252,6 +252,44 @@ describe('versions and identical content', () => {
   });
 });
 
+describe('PUT /v1/files with an Idempotency-Key', () => {
+  function putWithKey(name: string, text: string, key: string, namespace = 'idem'): Promise<Response> {
+    return fetch(`${w.url}/v1/files/${namespace}/${encodeURIComponent(name)}`, {
+      method: 'PUT',
+      headers: { 'x-api-key': w.key, 'content-type': 'text/plain', 'idempotency-key': key },
+      body: text,
+    });
+  }
+
+  test('the same request again gets the first answer, replayed, and makes no second version', async () => {
+    const name = `idem-${randomBytes(4).toString('hex')}.txt`;
+    const key = randomBytes(16).toString('hex');
+    const first = await putWithKey(name, `one ${name}`, key);
+    assert.equal(first.status, 201);
+    const firstBody = await first.json();
+    const again = await putWithKey(name, `one ${name}`, key);
+    assert.equal(again.status, 201);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    const againBody = await again.json();
+    assert.equal(againBody.version, 1);
+    assert.equal(againBody.asset.id, firstBody.asset.id);
+    assert.deepEqual(
+      (await getFile('idem', name, '/versions')).body.data.map((v: { version: number }) => v.version),
+      [1],
+    );
+    // The key names that file: sent for another file (or other content headers) it is refused.
+    const elsewhere = await putWithKey(`other-${name}`, `one ${name}`, key);
+    assert.equal(elsewhere.status, 422);
+    assert.equal(
+      ((await elsewhere.json()) as { error: { code: string } }).error.code,
+      'IDEMPOTENCY_KEY_REUSED',
+    );
+    // Without a key, or with another, each upload is the next version.
+    const next = await putWithKey(name, `two ${name}`, randomBytes(16).toString('hex'));
+    assert.equal(((await next.json()) as { version: number }).version, 2);
+  });
+});
+
 describe("deleting the asset of a file's latest version", () => {
   test('latest_version names the latest version that still exists, and the next upload is numbered on (h90)', async () => {
     const name = `lv-${randomBytes(4).toString('hex')}.txt`;

@@ -477,6 +477,8 @@ describe('the OpenAPI document', () => {
       has(path, 'post', created, ['Idempotent-Replayed']);
       has(path, 'post', '409', ['Retry-After']);
     }
+    has('/v1/files/{namespace}/{name}', 'put', '201', ['Idempotent-Replayed']);
+    has('/v1/files/{namespace}/{name}', 'put', '409', ['Retry-After']);
     has('/v1/assets', 'post', '201', ['Location', 'Upload-Offset']);
     // The tus creation takes the key too (its handler claims it: see src/http/tus/idempotency.ts).
     for (const path of ['/v1/tus/', '/v1/tus']) {

@@ -63,6 +63,30 @@ test('a direct upload whose answer is lost is sent again with its key and answer
   assert.equal((await uploadsNamed('lost-direct.bin')).length, 1);
 });
 
+test('a named file whose answer is lost is sent again with its key and answered the same: one version', async () => {
+  const keys: string[] = [];
+  const wharf = new Wharf({
+    url: w.url,
+    key: w.key,
+    retry: { minDelayMs: 10 },
+    fetch: losing((url, method) => method === 'PUT' && url.includes('/v1/files/'), keys),
+  });
+  const name = `lost-${randomBytes(4).toString('hex')}.txt`;
+  const bytes = new Uint8Array(randomBytes(1000));
+  const version = await wharf.files.put('lost', name, () => bytes, {
+    contentType: 'text/plain',
+  });
+  const listed = await api(w.url, w.key, 'GET', `/v1/files/lost/${name}/versions`);
+  assert.deepEqual(
+    listed.body.data.map((v: { version: number }) => v.version),
+    [1],
+    'one version',
+  );
+  assert.equal(version.version, 1);
+  assert.equal(keys.length, 2, 'sent twice');
+  assert.equal(keys[0], keys[1], 'with one key');
+});
+
 for (const [strategy, path] of [
   ['presigned', '/v1/uploads'],
   ['multipart', '/v1/multipart'],

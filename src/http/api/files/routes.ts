@@ -1,9 +1,19 @@
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { FileVersion } from '../../../core/model.js';
-import { named } from '../../openapi/components.js';
+import { describedAs, named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
+import { IdempotencyHeaders, idempotencyRefusals } from '../idempotency.js';
 import { declaredDigests, trailerDigests } from '../integrity.js';
-import { AccessSchema, AssetSchema, assetJson, errorResponses, iso, storageRefusals } from '../schemas.js';
+import {
+  AccessSchema,
+  AssetSchema,
+  assetJson,
+  ErrorSchema,
+  errorResponses,
+  iso,
+  storageRefusals,
+} from '../schemas.js';
 
 const FileParams = Type.Object({
   namespace: Type.String({ maxLength: 64, description: 'Letters, digits, `_`, `-`, `.`.' }),
@@ -53,6 +63,28 @@ const VersionQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** What an Idempotency-Key keeps of a named file's upload: the version it made, read again on a replay. */
+interface KeptVersion {
+  namespace: string;
+  name: string;
+  version: number;
+}
+
+/**
+ * What an Idempotency-Key stands for on PUT /v1/files: the file it names, the query and the
+ * headers that describe the body (its type, length and digests), which a retry sends as the
+ * first did. The bytes are not compared: sent again under the same key, they are not read.
+ * The route's pattern is the same for every file, so the file itself is part of the request.
+ */
+function sameFileRequest(request: FastifyRequest): unknown {
+  const described: Record<string, unknown> = { params: request.params, query: request.query };
+  for (const header of ['content-type', 'content-length', 'content-md5', 'content-digest', 'repr-digest']) {
+    const value = request.headers[header];
+    if (value !== undefined) described[header] = value;
+  }
+  return described;
+}
+
 function versionJson(version: FileVersion) {
   return {
     namespace: version.namespace,
@@ -75,7 +107,26 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
   app.put(
     '/v1/files/:namespace/:name',
     {
-      config: { documentedBody: RAW_BODY, fileBody: true },
+      config: {
+        documentedBody: RAW_BODY,
+        fileBody: true,
+        // A retry with the key gets the first answer, the version it made as it is now (a
+        // client whose answer was lost would otherwise make a second version), and its bytes
+        // are not stored again.
+        idempotent: {
+          request: sameFileRequest,
+          replay: async (record, request) => {
+            const kept = JSON.parse(record) as KeptVersion;
+            const { version, asset } = await core.files.get(
+              request.principal!,
+              kept.namespace,
+              kept.name,
+              kept.version,
+            );
+            return JSON.stringify({ ...versionJson(version), asset: assetJson(asset, publicUrl) });
+          },
+        },
+      },
       schema: {
         operationId: 'putFile',
         summary: 'Upload the next version of a named file (raw body)',
@@ -83,9 +134,12 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
           'The body is the file, of any type: its Content-Type (or `?content_type=`) becomes the asset’s. The ' +
           'new version is the next number of that name, in the order uploads complete. Optional integrity, as ' +
           'for POST /v1/assets: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:`, or ' +
-          '`?sha256=`/`?md5=`; a mismatch stores nothing and records no version.',
+          '`?sha256=`/`?md5=`; a mismatch stores nothing and records no version. With an `Idempotency-Key`, ' +
+          'the same request again within 24 hours gets the first answer (the version it made, as it is now) ' +
+          'and makes no other version.',
         tags: ['files'],
         params: FileParams,
+        headers: IdempotencyHeaders,
         querystring: Type.Object(
           {
             content_type: Type.Optional(Type.String({ maxLength: 255 })),
@@ -102,10 +156,14 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
         response: {
           201: VersionSchema,
           413: errorResponses[400],
-          // LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file's cannot be.
-          422: errorResponses[400],
           ...errorResponses,
           ...storageRefusals,
+          409: idempotencyRefusals[409],
+          422: describedAs(
+            ErrorSchema,
+            'LOCATION_NOT_REMOVABLE: the account strips EXIF location and this file’s cannot be; ' +
+              'IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was sent with another request.',
+          ),
         },
       },
     },
@@ -125,6 +183,10 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
         expected,
         trailing: trailerDigests(request),
       });
+      if (request.idempotencyHold) {
+        const { namespace, name, version } = outcome.version;
+        request.idempotentRecord = JSON.stringify({ namespace, name, version } satisfies KeptVersion);
+      }
       reply.status(201);
       return { ...versionJson(outcome.version), asset: assetJson(outcome.asset, publicUrl) };
     },
