@@ -243,6 +243,27 @@ describe('versions and identical content', () => {
     assert.equal(latest.body.latest_version, 8);
   });
 
+  test('a version is never dated before the one before it: the list, oldest first, runs forward in time', async () => {
+    const name = `dated-${randomBytes(4).toString('hex')}.txt`;
+    const first = await putFile('dated', name, `one ${name}`);
+    assert.equal(first.status, 201);
+    // The second upload's time is taken before it waits for the file's lock, and on another
+    // node's clock: here, a minute before the first's.
+    const now = w.clock.now();
+    w.clock.set(now - 60_000);
+    let second: JsonResponse;
+    try {
+      second = await putFile('dated', name, `two ${name}`);
+    } finally {
+      w.clock.set(now);
+    }
+    assert.equal(second.body.version, 2);
+    const listed = await getFile('dated', name, '/versions');
+    const dates = listed.body.data.map((v: { created_at: string }) => Date.parse(v.created_at));
+    assert.ok(dates[1] >= dates[0], `oldest first, forward in time: ${JSON.stringify(listed.body.data)}`);
+    assert.equal(Date.parse(second.body.created_at), dates[1]);
+  });
+
   test('namespaces and names are separate files', async () => {
     const a = await putFile('ns-one', 'x.txt', 'one');
     const b = await putFile('ns-two', 'x.txt', 'two');

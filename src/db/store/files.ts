@@ -88,9 +88,20 @@ export async function addFileVersion(
     .returning('latest_version')
     .executeTakeFirstOrThrow();
   const version = Number(head.latest_version);
+  // `at` was taken before the lock above was waited for (and on another node's clock): a later
+  // version could be dated before an earlier one, and the versions list, oldest first, would
+  // run backwards in time. Under the lock, no version is dated before the one before it.
+  const previous = await trx
+    .selectFrom('file_versions')
+    .select((eb) => eb.fn.max('created_at').as('at'))
+    .where('account_id', '=', accountId)
+    .where('namespace', '=', namespace)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  const createdAt = Math.max(at, Number(previous?.at ?? 0));
   await trx
     .insertInto('file_versions')
-    .values({ account_id: accountId, namespace, name, version, asset_id: assetId, created_at: at })
+    .values({ account_id: accountId, namespace, name, version, asset_id: assetId, created_at: createdAt })
     .execute();
-  return { accountId, namespace, name, version, latestVersion: version, assetId, createdAt: at };
+  return { accountId, namespace, name, version, latestVersion: version, assetId, createdAt };
 }
