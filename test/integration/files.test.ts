@@ -264,6 +264,28 @@ describe('versions and identical content', () => {
     assert.equal(Date.parse(second.body.created_at), dates[1]);
   });
 
+  test('conditional headers are refused, not ignored: nothing is written', async () => {
+    const name = `cond-${randomBytes(4).toString('hex')}.txt`;
+    for (const [header, value] of [
+      ['if-none-match', '*'],
+      ['if-match', '"abc"'],
+      ['if-unmodified-since', new Date().toUTCString()],
+    ] as const) {
+      const refused = await readJson(
+        fetch(`${w.url}/v1/files/cond/${name}`, {
+          method: 'PUT',
+          headers: { 'x-api-key': w.key, 'content-type': 'text/plain', [header]: value },
+          body: `one ${name}`,
+        }),
+      );
+      assert.equal(refused.status, 400, `${header}: ${JSON.stringify(refused.body)}`);
+      assert.equal(refused.body.error.code, 'VALIDATION_FAILED');
+      assert.equal(refused.body.error.details.header, header);
+    }
+    assert.equal((await getFile('cond', name)).status, 404, 'no version written');
+    assert.equal((await putFile('cond', name, `one ${name}`)).body.version, 1);
+  });
+
   test('namespaces and names are separate files', async () => {
     const a = await putFile('ns-one', 'x.txt', 'one');
     const b = await putFile('ns-two', 'x.txt', 'two');

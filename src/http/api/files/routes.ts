@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import { WharfError } from '../../../core/errors.js';
 import type { FileVersion } from '../../../core/model.js';
 import { describedAs, named } from '../../openapi/components.js';
 import type { ApiContext, App } from '../context.js';
@@ -85,6 +86,24 @@ function sameFileRequest(request: FastifyRequest): unknown {
   return described;
 }
 
+/**
+ * Conditions a client sends to write only over what it read (compare-and-swap): Wharf does not
+ * evaluate them on a named file's upload, and a write that ignored them would let the client
+ * believe its condition held. Refused before the body is read, so nothing is written.
+ */
+const CONDITIONS = ['if-match', 'if-none-match', 'if-unmodified-since'] as const;
+
+function refuseConditions(request: FastifyRequest): void {
+  const header = CONDITIONS.find((name) => request.headers[name] !== undefined);
+  if (header === undefined) return;
+  throw new WharfError(
+    'VALIDATION_FAILED',
+    'PUT /v1/files does not evaluate If-Match, If-None-Match or If-Unmodified-Since: it cannot write only ' +
+      'if the file is as you read it. Nothing was written; send it without the header.',
+    { header },
+  );
+}
+
 function versionJson(version: FileVersion) {
   return {
     namespace: version.namespace,
@@ -127,6 +146,9 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
           },
         },
       },
+      onRequest: async (request) => {
+        refuseConditions(request);
+      },
       schema: {
         operationId: 'putFile',
         summary: 'Upload the next version of a named file (raw body)',
@@ -136,7 +158,8 @@ export async function fileRoutes(app: App, { core, publicUrl }: ApiContext): Pro
           'for POST /v1/assets: `Content-MD5`, `Content-Digest`/`Repr-Digest: sha-256=:…:`, or ' +
           '`?sha256=`/`?md5=`; a mismatch stores nothing and records no version. With an `Idempotency-Key`, ' +
           'the same request again within 24 hours gets the first answer (the version it made, as it is now) ' +
-          'and makes no other version.',
+          'and makes no other version. Conditional headers (`If-Match`, `If-None-Match`, `If-Unmodified-Since`) ' +
+          'are not evaluated here: a request with one is refused 400 VALIDATION_FAILED and writes nothing.',
         tags: ['files'],
         params: FileParams,
         headers: IdempotencyHeaders,
